@@ -1,0 +1,298 @@
+"""Reading a fleet repo into a `FleetSpec`: files -> documents -> models -> cross-checks.
+
+Each file is parsed on its own (`parse_file`, pure given its bytes and path), and the
+results are cached by content: reading the next commit parses only the files whose
+blob changed, so the work per commit grows with the change, not the repo. The cheap
+cross-document checks (`fleet.spec.assemble`) then run over all of them.
+
+The layout rules of the format live here, because they are about paths:
+`clusters/<name>.yaml` holds one Cluster; `workloads/<team>/...` holds one Workload
+whose namespace is `<team>`; `policies/` holds ResidencyPolicy and TeamQuota documents.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+
+from fleet.diagnostics import Diagnostic, SourceRef
+from fleet.ids import WorkloadId, workload_id
+from fleet.models import API_VERSION, KINDS, Document, Workload
+from fleet.spec import FleetSpec, assemble
+from workloads.errors import RepoNotFound
+from workloads.source import (
+    FileEntry,
+    git_files,
+    open_repository,
+    resolve_tree,
+    worktree_files,
+)
+from workloads.yamlio import MAX_FILE_BYTES, YamlDocument, read_yaml
+
+_FOLDER_KINDS = {
+    "clusters": ("Cluster",),
+    "workloads": ("Workload",),
+    "policies": ("ResidencyPolicy", "TeamQuota"),
+}
+_KIND_HOME = {
+    "Cluster": "clusters/<name>.yaml",
+    "Workload": "workloads/<team>/",
+    "ResidencyPolicy": "policies/",
+    "TeamQuota": "policies/",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFile:
+    documents: tuple[tuple[Document, SourceRef], ...] = ()
+    errors: tuple[Diagnostic, ...] = ()
+    invalid: tuple[tuple[WorkloadId, Diagnostic], ...] = ()
+
+
+@dataclass(slots=True)
+class ParseCache:
+    """Parsed files by (path, content key). `retain` drops what the last read did not use."""
+
+    entries: dict[tuple[str, str, str], ParsedFile] = field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
+
+    def retain(self, used: set[tuple[str, str, str]]) -> None:
+        for k in [k for k in self.entries if k not in used]:
+            del self.entries[k]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One read of a fleet repo: the commit (None for a worktree) and its spec."""
+
+    commit: str | None
+    spec: FleetSpec
+    files: int
+
+
+def read_fleet(
+    path: str | os.PathLike[str] = ".",
+    ref: str = "HEAD",
+    *,
+    worktree: bool = False,
+    cache: ParseCache | None = None,
+) -> Snapshot:
+    """Read the fleet at `path` (a repo or a folder in one) at `ref`, or on disk."""
+    if worktree:
+        try:
+            _, prefix = open_repository(path)
+        except RepoNotFound:  # not in a repo: show paths as given
+            prefix = os.fspath(path).rstrip("/") if os.fspath(path) not in (".", "") else ""
+        entries = list(worktree_files(path, prefix))
+        return Snapshot(None, load_entries(entries, cache), len(entries))
+    repo, prefix = open_repository(path)
+    tree = resolve_tree(repo, ref, prefix)
+    entries = list(git_files(tree))
+    return Snapshot(tree.commit, load_entries(entries, cache), len(entries))
+
+
+def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None) -> FleetSpec:
+    docs: list[tuple[Document, SourceRef]] = []
+    errors: list[Diagnostic] = []
+    invalid: dict[WorkloadId, list[Diagnostic]] = {}
+    used: set[tuple[str, str, str]] = set()
+    for entry in entries:
+        parsed: ParsedFile | None = None
+        key = (entry.path, entry.display, entry.key)
+        if cache is not None and entry.key and not entry.symlink:
+            parsed = cache.entries.get(key)
+            if parsed is not None:
+                cache.hits += 1
+        if parsed is None:
+            parsed = _parse_entry(entry)
+            if cache is not None and entry.key and not entry.symlink:
+                cache.misses += 1
+                cache.entries[key] = parsed
+        used.add(key)
+        docs.extend(parsed.documents)
+        errors.extend(parsed.errors)
+        for wid, d in parsed.invalid:
+            invalid.setdefault(wid, []).append(d)
+    if cache is not None:
+        cache.retain(used)
+    return assemble(docs, errors, invalid)
+
+
+def _parse_entry(entry: FileEntry) -> ParsedFile:
+    if entry.symlink:
+        return ParsedFile(errors=(Diagnostic(
+            entry.display, None,
+            "is a symlink: symlinks are never followed in a fleet repo; commit the file itself",
+        ),))
+    if entry.size > MAX_FILE_BYTES:
+        return ParsedFile(errors=(Diagnostic(
+            entry.display, None,
+            f"file is {entry.size} bytes, over the 1 MiB limit: not read",
+        ),))
+    try:
+        data = entry.read()
+    except OSError as e:
+        return ParsedFile(errors=(Diagnostic(entry.display, None, f"cannot read: {e.strerror}"),))
+    return parse_file(entry.path, entry.display, data)
+
+
+def parse_file(path: str, display: str, data: bytes) -> ParsedFile:
+    """Parse one file of the fleet repo: its documents, its errors, its invalid workloads."""
+    parts = path.split("/")
+    folder = parts[0]
+    allowed = _FOLDER_KINDS.get(folder, ())
+    layout = _layout_problem(parts)
+    if layout is not None:
+        return ParsedFile(errors=(Diagnostic(display, None, layout),))
+
+    yf = read_yaml(data)
+    errors = [Diagnostic(display, e.line, e.message) for e in yf.errors]
+    out: list[tuple[Document, SourceRef]] = []
+    invalid: list[tuple[WorkloadId, Diagnostic]] = []
+    workload_docs: list[tuple[YamlDocument, WorkloadId | None]] = []
+    cluster_docs: list[YamlDocument] = []
+
+    for ydoc in yf.documents:
+        src = SourceRef(display, ydoc.line, ydoc.lines)
+        raw = ydoc.value
+        kind = raw.get("kind") if isinstance(raw, dict) else None
+        wid = _raw_workload_id(raw, parts) if kind == "Workload" else None
+        problem = _header_problem(raw, allowed, folder)
+        if problem is not None:
+            msg, field_path = problem
+            d = src.at(msg, *field_path, kind=kind if isinstance(kind, str) else None)
+            errors.append(d)
+            if wid is not None:
+                invalid.append((wid, d))
+            continue
+        assert isinstance(kind, str)
+        if kind == "Workload":
+            workload_docs.append((ydoc, wid))
+        elif kind == "Cluster":
+            cluster_docs.append(ydoc)
+        model = KINDS[kind]
+        try:
+            doc = model.model_validate(raw)
+        except pydantic.ValidationError as e:
+            name = wid or _raw_name(raw)
+            diags = [src.at(_message(err), *err["loc"], kind=kind, name=name)
+                     for err in e.errors(include_url=False)]
+            errors.extend(diags)
+            if wid is not None:
+                invalid.extend((wid, d) for d in diags)
+            continue
+        if isinstance(doc, Workload) and doc.metadata.namespace != parts[1]:
+            d = src.at(
+                f"metadata.namespace {doc.metadata.namespace} does not match its folder "
+                f"workloads/{parts[1]}/ (the folder is the team)",
+                "metadata", "namespace", kind=kind, name=doc.id,
+            )
+            errors.append(d)
+            invalid.append((doc.id, d))
+            continue
+        out.append((doc, src))
+
+    if len(workload_docs) > 1:
+        first_line = workload_docs[0][0].line
+        for ydoc, wid in workload_docs[1:]:
+            errors.append(Diagnostic(
+                display, ydoc.line,
+                f"a Workload file holds exactly one Workload; another one starts at line "
+                f"{first_line}: every Workload in this file is refused",
+                "Workload", wid,
+            ))
+        refused = {wid for _, wid in workload_docs if wid is not None}
+        d = Diagnostic(display, first_line,
+                       f"file holds {len(workload_docs)} Workloads; a Workload file holds one",
+                       "Workload")
+        invalid.extend((wid, d) for wid in sorted(refused))
+        out = [(doc, src) for doc, src in out if not isinstance(doc, Workload)]
+    if len(cluster_docs) > 1:
+        errors.append(Diagnostic(
+            display, cluster_docs[1].line,
+            "a Cluster file holds exactly one Cluster (clusters/<name>.yaml): "
+            "every Cluster in this file is refused", "Cluster",
+        ))
+        out = [(doc, src) for doc, src in out if doc.kind != "Cluster"]
+    return ParsedFile(tuple(out), tuple(errors), tuple(invalid))
+
+
+def _layout_problem(parts: list[str]) -> str | None:
+    if parts[0] == "clusters" and len(parts) != 2:
+        return "Cluster files live directly in clusters/ (clusters/<name>.yaml)"
+    if parts[0] == "workloads" and len(parts) < 3:
+        return "Workload files live in a team folder: workloads/<team>/<workload>.yaml"
+    if parts[0] == "workloads":
+        team = parts[1]
+        if len(team) > 63 or not team.replace("-", "a").isalnum() or team != team.lower() \
+                or team.startswith("-") or team.endswith("-"):
+            return (f"team folder {team!r} is not a DNS-1123 label, so it cannot be a "
+                    "namespace")
+    return None
+
+
+def _header_problem(
+    raw: Any, allowed: tuple[str, ...], folder: str
+) -> tuple[str, tuple[str, ...]] | None:
+    if not isinstance(raw, dict):
+        return ("a document must be a mapping with apiVersion, kind, metadata and spec", ())
+    api = raw.get("apiVersion")
+    if api != API_VERSION:
+        what = "missing" if api is None else f"{api!r}"
+        return (f"apiVersion must be {API_VERSION}, got {what}", ("apiVersion",))
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        what = "missing" if kind is None else f"unknown kind {kind!r}"
+        return (f"{what}: expected one of {', '.join(KINDS)}", ("kind",))
+    if kind not in allowed:
+        return (f"a {kind} does not belong in {folder}/: it goes in {_KIND_HOME[kind]}",
+                ("kind",))
+    return None
+
+
+def _raw_name(raw: Any) -> str | None:
+    meta = raw.get("metadata") if isinstance(raw, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _raw_workload_id(raw: Any, parts: list[str]) -> WorkloadId | None:
+    """Best-effort id of a Workload document, even an invalid one, to list it as Invalid."""
+    name = _raw_name(raw)
+    if name is None:
+        return None
+    meta = raw["metadata"]
+    ns = meta.get("namespace")
+    team = ns if isinstance(ns, str) else parts[1] if len(parts) >= 3 else None
+    return workload_id(team, name) if team else None
+
+
+def _message(err: Any) -> str:
+    """A pydantic error as a sentence that names the field in YAML spelling."""
+    loc = _dotted(err["loc"])
+    typ = err["type"]
+    if typ == "extra_forbidden":
+        return f"{loc}: unknown field (not part of aifleet.dev/v1alpha1; check the spelling)"
+    if typ == "missing":
+        return f"{loc}: required field is missing"
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if typ in ("literal_error", "enum") or typ.endswith("_type") or typ.endswith("_parsing"):
+        msg = f"{msg}, got {err.get('input')!r}"
+    return f"{loc}: {msg}" if loc else msg
+
+
+def _dotted(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out

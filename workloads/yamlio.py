@@ -1,0 +1,270 @@
+"""Safe, bounded YAML reading with a line number for every field.
+
+Fleet repos are written by many teams, so a YAML file is untrusted input. PyYAML's
+composer is recursive (the C one segfaults on a few tens of thousands of nested `[`) and
+expands aliases without limit, and its loaders silently keep the last of two duplicate
+keys. So we drive the C *event* parser (iterative, no recursion) ourselves and build
+plain Python values from the events, with:
+
+- a nesting limit (`MAX_DEPTH`), checked before anything deep is built;
+- an alias budget: each alias adds the size of what it points at to the document's
+  expanded node count, refused past `MAX_NODES` (a "billion laughs" costs only as much
+  work as its text, because aliased values are shared, never copied);
+- a document limit per file (`MAX_DOCUMENTS`);
+- duplicate keys as errors, naming the line of the first one;
+- a map from each field's path (`("spec", "resources", "gpu", "count")`) to its line,
+  so a schema error points at the line of the field, not of the document.
+
+Scalars resolve exactly as `yaml.safe_load` does (same resolver and constructors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+try:
+    _Loader: type[Any] = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DOCUMENTS = 10_000
+MAX_DEPTH = 64
+MAX_NODES = 100_000
+
+Path = tuple[str | int, ...]
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class YamlError(Exception):
+    """A document or file that cannot be read; `line` is 1-based when known."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+@dataclass(slots=True)
+class YamlDocument:
+    """One document: its value, the line it starts on, and the line of each field."""
+
+    value: Any
+    line: int
+    lines: dict[Path, int] = field(default_factory=dict)
+
+    def line_of(self, path: Path) -> int:
+        """The line of the deepest known field on `path` (a missing field: its parent)."""
+        p = tuple(path)
+        while p:
+            found = self.lines.get(p)
+            if found is not None:
+                return found
+            p = p[:-1]
+        return self.line
+
+
+@dataclass(slots=True)
+class YamlFile:
+    documents: list[YamlDocument]
+    errors: list[YamlError]
+
+
+class _Frame:
+    """A collection under construction."""
+
+    __slots__ = ("anchor", "is_map", "key", "merges", "path", "pending_key", "size", "value")
+
+    def __init__(self, is_map: bool, path: Path, anchor: str | None) -> None:
+        self.is_map = is_map
+        self.value: Any = {} if is_map else []
+        self.path = path
+        self.anchor = anchor
+        self.size = 1
+        self.pending_key: Any = _NO_KEY
+        self.key: dict[Any, int] = {}  # key -> line, for duplicate detection
+        self.merges: list[Any] = []
+
+
+_NO_KEY = object()
+
+
+def _line(event: Any) -> int:
+    return int(event.start_mark.line) + 1
+
+
+def read_yaml(data: bytes) -> YamlFile:
+    """Every document of a file; errors do not lose the documents before them."""
+    if len(data) > MAX_FILE_BYTES:
+        return YamlFile([], [YamlError(f"file is {len(data)} bytes, over the 1 MiB limit", None)])
+    docs: list[YamlDocument] = []
+    errors: list[YamlError] = []
+    loader = _Loader(data)
+    try:
+        for doc in _documents(loader):
+            if len(docs) >= MAX_DOCUMENTS:
+                # Refuse the whole file: half of it loaded would be a silent surprise.
+                return YamlFile([], [YamlError(
+                    f"more than {MAX_DOCUMENTS} documents in one file: the file is refused",
+                    doc.line,
+                )])
+            if doc.value is not None:
+                docs.append(doc)
+    except YamlError as e:
+        errors.append(e)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = int(mark.line) + 1 if mark is not None else None
+        what = " ".join(p for p in (e.context, e.problem) if p)
+        errors.append(YamlError(f"invalid YAML: {what}", line))
+    except yaml.YAMLError as e:
+        errors.append(YamlError(f"invalid YAML: {e}", None))
+    finally:
+        loader.dispose()
+    return YamlFile(docs, errors)
+
+
+def _documents(loader: Any) -> Iterator[YamlDocument]:
+    loader.get_event()  # StreamStart
+    while not loader.check_event(yaml.StreamEndEvent):
+        start = loader.get_event()  # DocumentStart
+        doc = YamlDocument(value=None, line=_line(start))
+        _build(loader, doc)
+        loader.get_event()  # DocumentEnd
+        yield doc
+
+
+def _build(loader: Any, doc: YamlDocument) -> None:
+    """Build the value of one document from events, iteratively."""
+    anchors: dict[str, tuple[Any, int]] = {}
+    first = loader.yaml_implicit_resolvers
+    stack: list[_Frame] = []
+    total = 0
+    root_set = False
+
+    def attach(value: Any, size: int, event: Any, is_key_candidate: bool) -> None:
+        nonlocal total, root_set
+        if not stack:
+            doc.value = value
+            root_set = True
+            return
+        top = stack[-1]
+        top.size += size
+        if not top.is_map:
+            idx = len(top.value)
+            doc.lines[(*top.path, idx)] = _line(event)
+            top.value.append(value)
+            return
+        if top.pending_key is _NO_KEY:
+            if not is_key_candidate:
+                raise YamlError("a mapping key must be a plain value, not a list or mapping",
+                                _line(event))
+            top.pending_key = value
+            if value in top.key and value != _MERGE_TAG:
+                raise YamlError(
+                    f"duplicate key {value!r} (first at line {top.key[value]})", _line(event)
+                )
+            top.key[value] = _line(event)
+            return
+        key = top.pending_key
+        top.pending_key = _NO_KEY
+        if key == _MERGE_TAG:
+            top.merges.append(value)
+        else:
+            top.value[key] = value
+
+    while True:
+        event = loader.get_event()
+        if isinstance(event, yaml.ScalarEvent):
+            is_key = bool(stack) and stack[-1].is_map and stack[-1].pending_key is _NO_KEY
+            text = event.value
+            # The C parser reports a plain scalar's style as '' (the Python one as None).
+            if event.tag is None and (event.style or (text and text[0] not in first)):
+                # Fast path: quoted, or plain text whose first character no implicit
+                # resolver (bool, int, float, null, timestamp, merge) starts with: a str,
+                # exactly as the resolver would decide.
+                value: Any = text
+            else:
+                node = yaml.ScalarNode(
+                    loader.resolve(yaml.ScalarNode, text, event.implicit), text,
+                    style=event.style,
+                )
+                if is_key and node.tag == _MERGE_TAG:
+                    value = _MERGE_TAG
+                else:
+                    value = loader.construct_object(node, deep=True)
+            if is_key:
+                top = stack[-1]
+                doc.lines[(*top.path, value if isinstance(value, str | int) else str(value))] = (
+                    _line(event)
+                )
+            total += 1
+            if event.anchor:
+                anchors[event.anchor] = (value, 1)
+            attach(value, 1, event, True)
+        elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            if len(stack) >= MAX_DEPTH:
+                raise YamlError(f"nested deeper than {MAX_DEPTH} levels", _line(event))
+            if stack and stack[-1].is_map and stack[-1].pending_key is _NO_KEY:
+                raise YamlError(
+                    "a mapping key must be a plain value, not a list or mapping", _line(event)
+                )
+            path: Path = ()
+            if stack:
+                top = stack[-1]
+                if top.is_map:
+                    k = top.pending_key
+                    path = (*top.path, k if isinstance(k, str | int) else str(k))
+                else:
+                    path = (*top.path, len(top.value))
+            total += 1
+            if total > MAX_NODES:
+                raise YamlError(f"document has more than {MAX_NODES} nodes", _line(event))
+            stack.append(
+                _Frame(isinstance(event, yaml.MappingStartEvent), path, event.anchor)
+            )
+        elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
+            frame = stack.pop()
+            if frame.is_map and frame.merges:
+                _apply_merges(frame, _line(event))
+            if frame.anchor:
+                anchors[frame.anchor] = (frame.value, frame.size)
+            attach(frame.value, frame.size, event, False)
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in anchors:
+                raise YamlError(
+                    f"alias *{event.anchor} refers to no anchor defined before it "
+                    "(or to one that contains it)",
+                    _line(event),
+                )
+            value, size = anchors[event.anchor]
+            total += size
+            if total > MAX_NODES:
+                raise YamlError(
+                    f"aliases expand the document past {MAX_NODES} nodes "
+                    "(a YAML alias bomb?)",
+                    _line(event),
+                )
+            is_key = bool(stack) and stack[-1].is_map and stack[-1].pending_key is _NO_KEY
+            attach(value, size, event, is_key and not isinstance(value, dict | list))
+        else:  # pragma: no cover - the parser emits nothing else inside a document
+            raise YamlError(f"unexpected YAML event {type(event).__name__}", _line(event))
+        if not stack and root_set:
+            return
+
+
+def _apply_merges(frame: _Frame, line: int) -> None:
+    """`<<: *base` (or a list of them): keys not set in the mapping itself come from base."""
+    sources: list[Any] = []
+    for m in frame.merges:
+        sources.extend(m if isinstance(m, list) else [m])
+    for src in sources:
+        if not isinstance(src, dict):
+            raise YamlError("a merge key `<<` needs a mapping or a list of mappings", line)
+        for k, v in src.items():
+            frame.value.setdefault(k, v)
