@@ -1,0 +1,68 @@
+"""The `fleet` command line.
+
+Each command lives in its own module under `controllers/commands/` and exposes
+`register(subparsers)`; a command's handler takes the parsed arguments and returns the
+process exit code. Conventions every command keeps: 0 clean, 1 the input has problems
+(listed), 2 the command could not run at all (said on stderr in one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from controllers.commands import COMMANDS
+
+EPILOG = """\
+exit codes: 0 clean, 1 problems found in the input (listed), 2 could not run.
+Run `fleet COMMAND --help` for the options of a command."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleet",
+        description=(
+            "aifleet: place GPU workloads described in a Git fleet repo onto many "
+            "Kubernetes clusters, by GPU flavour, data residency (fail closed) and free "
+            "capacity."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"controllers.commands.{name}")
+        module.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aifleet")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0+source"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `fleet plan | head`
+        sys.stderr.close()
+        return 0
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

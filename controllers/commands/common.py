@@ -1,0 +1,40 @@
+"""Helpers shared by commands: reading the fleet repo with the usual arguments."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from workloads.errors import WorkloadsError
+from workloads.loader import Snapshot, read_fleet
+
+
+class CommandFailed(Exception):
+    """The command cannot run at all (exit 2); the message is said on stderr."""
+
+
+def add_repo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "repo", nargs="?", default=".", metavar="REPO",
+        help="the fleet repo: a Git repository, or a folder inside one whose subtree is "
+             "the fleet (default: the current folder)",
+    )
+    p.add_argument("--ref", default="HEAD",
+                   help="the branch, tag or commit to read (default: HEAD)")
+    p.add_argument("--worktree", action="store_true",
+                   help="read the files on disk instead of a commit, for edits not yet "
+                        "committed (symlinks are still refused)")
+
+
+def read_snapshot(args: argparse.Namespace) -> Snapshot:
+    try:
+        return read_fleet(args.repo, args.ref, worktree=args.worktree)
+    except WorkloadsError as e:
+        hint = "" if args.worktree else " (use --worktree to read files on disk)"
+        raise CommandFailed(f"{e}{hint}") from e
+
+
+def fail(message: str) -> NoReturn:
+    print(f"fleet: {message}", file=sys.stderr)
+    raise SystemExit(2)

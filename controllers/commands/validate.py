@@ -1,0 +1,60 @@
+"""`fleet validate`: check every document of a fleet repo; what a PR check runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
+
+DESCRIPTION = """\
+Check every document of a fleet repo: YAML syntax, the aifleet.dev/v1alpha1 schema of
+each kind, the layout (clusters/, workloads/<team>/, policies/), and references between
+documents (dataClasses, flavours, clusters). Prints each error as `file:line: message`
+and exits 1 if there is any, 0 otherwise; 2 if the repo cannot be read at all.
+
+Examples:
+  fleet validate                       # the repo in the current folder, at HEAD
+  fleet validate examples/fleet        # a fleet kept in a folder of a larger repo
+  fleet validate --ref origin/main     # another branch or commit
+  fleet validate --worktree            # uncommitted edits on disk
+  fleet validate --format json         # {"errors": [{file, line, message}, ...]}"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("validate", help="check a fleet repo and print every error",
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_repo_arguments(p)
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text (file:line: message) or json (default: text)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        snap = read_snapshot(args)
+    except CommandFailed as e:
+        fail(str(e))
+    spec = snap.spec
+    errors = spec.errors
+    if args.format == "json":
+        doc = {
+            "errors": [d.to_json() for d in errors],
+            "source": {"commit": snap.commit, "files": snap.files},
+        }
+        json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+        sys.stdout.write("\n")
+    else:
+        for d in errors:
+            print(d.format())
+        where = snap.commit[:12] if snap.commit else "worktree"
+        print(
+            f"{args.repo} @ {where}: {snap.files} files, {len(spec.clusters)} clusters, "
+            f"{len(spec.workloads) + len(spec.invalid)} workloads "
+            f"({len(spec.invalid)} invalid), {len(errors)} error"
+            f"{'' if len(errors) == 1 else 's'}",
+            file=sys.stderr,
+        )
+    return 1 if errors else 0

@@ -1,0 +1,88 @@
+"""`fleet validate` and `fleet schema` as a user runs them (the real console script)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+
+from tests.fleetdocs import base_fleet, workload
+from tests.gitrepo import GitRepo
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAN_SCHEMA = ROOT.parent / "shared" / "spec" / "plan.schema.json"
+
+
+def fleet(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "controllers.cli", *args], cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+def test_the_example_fleet_is_valid() -> None:
+    r = fleet("validate", "examples/fleet", "--worktree")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout == ""
+    assert "11 clusters, 25 workloads (0 invalid), 0 errors" in r.stderr
+
+
+def test_errors_print_as_file_line_message_and_exit_1(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "r")
+    repo.commit({**base_fleet(),
+                 "workloads/nlp-team/bad.yaml": workload("bad", data_class="nowhere")})
+    r = fleet("validate", str(repo.path))
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == [
+        "workloads/nlp-team/bad.yaml:15: dataClass nowhere is not defined by any "
+        "ResidencyPolicy"
+    ]
+
+
+def test_json_errors_have_the_shape_of_plan_schema_errors(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "r")
+    repo.commit({**base_fleet(), "workloads/nlp-team/bad.yaml": "a: [\n"})
+    r = fleet("validate", str(repo.path), "--format", "json")
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    schema = json.loads(PLAN_SCHEMA.read_text())
+    jsonschema.validate(doc["errors"], schema["properties"]["errors"])
+    assert doc["errors"][0]["file"] == "workloads/nlp-team/bad.yaml"
+    assert doc["errors"][0]["line"] == 2
+
+
+def test_unreadable_repo_exits_2_with_one_line(tmp_path: Path) -> None:
+    r = fleet("validate", str(tmp_path))
+    assert r.returncode == 2
+    assert r.stderr.startswith("fleet: ")
+    assert "not inside a Git repository" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    repo = GitRepo(tmp_path / "r")
+    repo.commit(base_fleet())
+    r = fleet("validate", str(repo.path), "--ref", "nope")
+    assert r.returncode == 2 and "revision 'nope' not found" in r.stderr
+
+
+def test_clean_repo_exits_0(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "r")
+    repo.commit(base_fleet())
+    assert fleet("validate", str(repo.path)).returncode == 0
+    # REPO defaults to the current folder
+    assert fleet("validate", cwd=repo.path).returncode == 0
+
+
+def test_schema_prints_one_kind_or_all() -> None:
+    r = fleet("schema", "Workload")
+    assert r.returncode == 0
+    assert json.loads(r.stdout)["title"] == "Workload"
+    assert sorted(json.loads(fleet("schema").stdout)) == [
+        "Cluster", "ResidencyPolicy", "TeamQuota", "Workload"]
+
+
+def test_help_explains_each_command() -> None:
+    r = fleet("--help")
+    assert r.returncode == 0
+    assert "validate" in r.stdout and "schema" in r.stdout
+    assert "exit codes" in r.stdout
