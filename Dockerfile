@@ -1,0 +1,24 @@
+# A slim runtime image of the aifleet controller.
+# Build: docker build -t aifleet .   Run: docker run aifleet run --help
+# (CI has no Docker engine; `make package` runs the same wheel build and install.)
+
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY fleet ./fleet
+COPY workloads ./workloads
+COPY clusters ./clusters
+COPY controllers ./controllers
+RUN python -m pip install --no-cache-dir --upgrade pip \
+ && python -m pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+# pygit2's wheel bundles libgit2; nothing else is needed from the OS.
+RUN useradd --create-home --uid 10001 fleet
+COPY --from=build /wheels /wheels
+RUN python -m pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER 10001
+WORKDIR /home/fleet
+EXPOSE 8080
+ENTRYPOINT ["fleet"]
+CMD ["--help"]
