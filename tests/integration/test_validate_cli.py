@@ -11,9 +11,9 @@ import jsonschema
 
 from tests.fleetdocs import base_fleet, workload
 from tests.gitrepo import GitRepo
+from tests.specs import load_schema
 
 ROOT = Path(__file__).resolve().parents[2]
-PLAN_SCHEMA = ROOT.parent / "shared" / "spec" / "plan.schema.json"
 
 
 def fleet(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -47,7 +47,7 @@ def test_json_errors_have_the_shape_of_plan_schema_errors(tmp_path: Path) -> Non
     r = fleet("validate", str(repo.path), "--format", "json")
     assert r.returncode == 1
     doc = json.loads(r.stdout)
-    schema = json.loads(PLAN_SCHEMA.read_text())
+    schema = load_schema("plan.schema.json")
     jsonschema.validate(doc["errors"], schema["properties"]["errors"])
     assert doc["errors"][0]["file"] == "workloads/nlp-team/bad.yaml"
     assert doc["errors"][0]["line"] == 2
