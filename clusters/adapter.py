@@ -1,0 +1,188 @@
+"""`ClusterAdapter`: everything the controllers do to and learn from one cluster.
+
+The narrow interface:
+- `await ClusterAdapter.connect(conn, ...)`: kubeconfig context -> client (exec plugins
+  refused unless allowed), rate limit, retries, health tracking;
+- `run()`: the informers (nodes, pods, owned objects, ResourceSlices where served) and
+  a heartbeat, until cancelled; meant for the controller's task group;
+- `apply(objects, ...)`, `delete_workloads(ids)`: the only writes (`clusters.apply`);
+- `health`, `nodes()`, `capacity_version`, `workload_objects(id)`, `drift_log`,
+  `stats`: what it has learned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import anyio
+import structlog
+
+from clusters.apply import OWNED_SELECTOR, Applier, ApplyResult, DriftReport, workload_of
+from clusters.capacity import CapacityTracker, NodeState
+from clusters.client import (
+    DEPLOYMENT,
+    JOB,
+    JSON,
+    NAMESPACE,
+    NODE,
+    POD,
+    RESOURCE_SLICE,
+    SERVICE,
+    ClientStats,
+    KubeClient,
+    RetryPolicy,
+)
+from clusters.errors import ClusterError, NotFound
+from clusters.health import ClusterHealth, HealthTracker, workload_health
+from clusters.informer import Informer
+from clusters.kubeconfig import ConnectionSpec, api_client
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterOptions:
+    qps: float = 50.0
+    burst: int = 100
+    allow_exec: bool = False
+    self_heal: bool = True
+    unreachable_after: float = 15.0
+    heartbeat_interval: float = 5.0
+    watch_timeout: int = 300
+    retry: RetryPolicy | None = None
+
+
+class ClusterAdapter:
+    def __init__(self, name: str, client: KubeClient, options: AdapterOptions,
+                 health: HealthTracker,
+                 on_drift: Callable[[DriftReport], None] | None = None) -> None:
+        self.name = name
+        self.client = client
+        self.options = options
+        self.health = health
+        self.capacity = CapacityTracker()
+        self.applier = Applier(client, self_heal=options.self_heal, on_drift=on_drift)
+        self._owned = [Informer(client, t, label_selector=OWNED_SELECTOR,
+                                watch_timeout=options.watch_timeout,
+                                handler=self.applier.observe)
+                       for t in (NAMESPACE, SERVICE, DEPLOYMENT, JOB)]
+        self._nodes = Informer(client, NODE, watch_timeout=options.watch_timeout,
+                               handler=self.capacity.on_node)
+        self._pods = Informer(client, POD, watch_timeout=options.watch_timeout,
+                              handler=self.capacity.on_pod)
+        self._slices = Informer(client, RESOURCE_SLICE, watch_timeout=options.watch_timeout,
+                                handler=self.capacity.on_resource_slice)
+        self.synced = asyncio.Event()
+
+    @classmethod
+    async def connect(cls, conn: ConnectionSpec, options: AdapterOptions | None = None,
+                      on_drift: Callable[[DriftReport], None] | None = None
+                      ) -> ClusterAdapter:
+        opts = options or AdapterOptions()
+        health = HealthTracker(unreachable_after=opts.unreachable_after)
+        api = await api_client(conn, allow_exec=opts.allow_exec)
+        client = KubeClient(conn.cluster, api, qps=opts.qps, burst=opts.burst,
+                            retry=opts.retry, on_outcome=health.record)
+        return cls(conn.cluster, client, opts, health, on_drift)
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Informers and heartbeat until cancelled."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._heartbeat)
+            for inf in (self._nodes, self._pods, *self._owned):
+                tg.start_soon(inf.run)
+            tg.start_soon(self._maybe_slices)
+            tg.start_soon(self._mark_synced)
+
+    async def _mark_synced(self) -> None:
+        for inf in (self._nodes, self._pods, *self._owned):
+            await inf.synced.wait()
+        self.synced.set()
+        log.info("cluster_synced", cluster=self.name, nodes=len(self.capacity.nodes),
+                 owned=len(self.applier.owned()))
+
+    async def _maybe_slices(self) -> None:
+        """Watch ResourceSlices only where the cluster serves resource.k8s.io/v1."""
+        while True:
+            try:
+                await self.client.request("GET", "/apis/resource.k8s.io/v1", verb="get")
+            except NotFound:
+                return
+            except ClusterError:
+                await anyio.sleep(self.options.heartbeat_interval)
+                continue
+            await self._slices.run()
+
+    async def _heartbeat(self) -> None:
+        last = self.health.state
+        while True:
+            with contextlib.suppress(ClusterError):
+                await self.client.request(
+                    "GET", "/version", verb="get", retry=False,
+                    request_timeout=max(1.0, self.options.heartbeat_interval))
+            state = self.health.state
+            if state != last:
+                log.warning("cluster_health_changed", cluster=self.name, previous=last,
+                            health=state)
+                last = state
+            await anyio.sleep(self.options.heartbeat_interval)
+
+    async def wait_synced(self, within: float = 30.0) -> None:
+        with anyio.fail_after(within):
+            await self.synced.wait()
+
+    async def aclose(self) -> None:
+        await self.applier.aclose()
+        await self.client.close()
+
+    # ------------------------------------------------------------------ writes
+
+    async def apply(self, objects: Iterable[JSON], *, prune: bool = True,
+                    allow_empty: bool = False, scope: set[str] | None = None) -> ApplyResult:
+        result = await self.applier.apply(objects, prune=prune, allow_empty=allow_empty,
+                                          scope=scope)
+        log.info("cluster_applied", cluster=self.name, applied=len(result.applied),
+                 unchanged=len(result.unchanged), recreated=len(result.recreated),
+                 pruned=len(result.pruned), failed=len(result.failed),
+                 api_calls=result.api_calls, prune_refused=result.prune_refused)
+        return result
+
+    async def delete_workloads(self, workloads: set[str]) -> int:
+        deleted = await self.applier.delete_workloads(workloads)
+        if deleted:
+            log.info("stale_copies_deleted", cluster=self.name, objects=len(deleted),
+                     workloads=sorted(workloads))
+        return len(deleted)
+
+    # ------------------------------------------------------------------ knowledge
+
+    @property
+    def health_state(self) -> ClusterHealth:
+        return self.health.state
+
+    @property
+    def stats(self) -> ClientStats:
+        return self.client.stats
+
+    @property
+    def capacity_version(self) -> int:
+        return self.capacity.version
+
+    def nodes(self) -> list[NodeState]:
+        return [self.capacity.nodes[n] for n in sorted(self.capacity.nodes)]
+
+    def workload_objects(self, workload: str) -> list[JSON]:
+        """Live owned objects of one workload (`team.name` label value)."""
+        return [o for _k, o in sorted(self.applier.live.items()) if workload_of(o) == workload]
+
+    def workload_health(self, workload: str) -> str:
+        return workload_health(self.workload_objects(workload))
+
+    @property
+    def drift_log(self) -> list[DriftReport]:
+        return self.applier.drift_log

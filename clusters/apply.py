@@ -1,0 +1,316 @@
+"""The one module that writes to a cluster: server-side apply, prune, drift correction.
+
+Ownership: the objects we own are those labelled `aifleet.dev/managed-by: aifleet`
+(the inventory, kept by informers). Nothing else is ever patched or deleted, whatever
+its name.
+
+Apply: server-side apply with field manager `aifleet` and `force=true` (the fleet repo
+is the source of truth for the fields we set; other managers keep the fields they add),
+Namespaces first, then each workload's objects together. Every object carries a content
+hash annotation; an object whose live hash matches and which shows no drift costs zero
+API calls. A changed object costs one PATCH. A Job whose template changed is immutable
+(422): it is deleted with `propagationPolicy=Background` (the default would orphan its
+pods, which keep holding GPUs) and applied again.
+
+Prune: deletes owned objects absent from the desired set, only after every apply of
+that set succeeded, and refuses to delete all of a cluster's owned objects at once
+unless the caller says `allow_empty` (an empty render is far more often a bug than an
+intent). Namespaces are never pruned: deleting one deletes objects we do not own.
+
+Drift: on every watch event of an owned object, the fields we last applied are compared
+with the live object (`fleet.drift.diff`); drift is reported with paths and the manager
+that changed them, and corrected (self-heal, the default) through a rate limit with
+per-object backoff, so a fight with another controller cannot become a hot loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from clusters.client import APPLY_PATCH, JSON, KubeClient, ResourceType, TokenBucket, type_of
+from clusters.errors import ClusterError, Invalid, NotFound
+from fleet.drift import DriftedField, diff
+
+FIELD_MANAGER = "aifleet"
+MANAGED_BY = "aifleet.dev/managed-by"
+WORKLOAD_LABEL = "aifleet.dev/workload"
+HASH_ANNOTATION = "aifleet.dev/content-hash"
+OWNED_SELECTOR = f"{MANAGED_BY}=aifleet"
+
+ObjKey = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
+_ORDER = {"Namespace": 0, "Service": 1, "Deployment": 2, "Job": 3}
+
+
+def obj_key(obj: JSON) -> ObjKey:
+    meta = obj.get("metadata") or {}
+    return (str(obj.get("apiVersion")), str(obj.get("kind")),
+            str(meta.get("namespace") or ""), str(meta.get("name")))
+
+
+def content_hash(obj: JSON) -> str:
+    """sha256 of the manifest's canonical JSON, the hash annotation itself left out."""
+    meta = dict(obj.get("metadata") or {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if k != HASH_ANNOTATION}
+    meta["annotations"] = annotations
+    canonical = json.dumps({**obj, "metadata": meta}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def stamp(obj: JSON) -> JSON:
+    """A copy of the manifest with its content hash annotation set."""
+    meta = dict(obj.get("metadata") or {})
+    annotations = dict(meta.get("annotations") or {})
+    annotations[HASH_ANNOTATION] = content_hash(obj)
+    meta["annotations"] = annotations
+    return {**obj, "metadata": meta}
+
+
+def workload_of(obj: JSON) -> str | None:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    value = labels.get(WORKLOAD_LABEL)
+    return str(value) if value else None
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    applied: list[ObjKey] = field(default_factory=list)
+    unchanged: list[ObjKey] = field(default_factory=list)
+    recreated: list[ObjKey] = field(default_factory=list)
+    pruned: list[ObjKey] = field(default_factory=list)
+    failed: list[tuple[ObjKey, ClusterError]] = field(default_factory=list)
+    prune_refused: str | None = None
+    api_calls: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.prune_refused is None
+
+
+@dataclass(frozen=True, slots=True)
+class DriftReport:
+    key: ObjKey
+    workload: str | None
+    fields: tuple[DriftedField, ...]
+    corrected: bool
+    at: float
+
+
+class Applier:
+    """Applies desired objects to one cluster and keeps them there."""
+
+    def __init__(self, client: KubeClient, *, self_heal: bool = True,
+                 heal_qps: float = 5.0, heal_burst: int = 10,
+                 on_drift: Callable[[DriftReport], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.self_heal = self_heal
+        self.live: dict[ObjKey, JSON] = {}
+        """Owned objects as last seen (informer events and our own apply responses)."""
+        self.desired: dict[ObjKey, JSON] = {}
+        """What we last applied (stamped), by key: the reference for drift."""
+        self.corrections = 0
+        self.drift_log: list[DriftReport] = []
+        self._heal_bucket = TokenBucket(heal_qps, heal_burst)
+        self._heal_backoff: dict[ObjKey, tuple[int, float]] = {}
+        self._on_drift = on_drift
+        self._clock = clock
+        self._healing: set[ObjKey] = set()
+        self._awaiting: dict[ObjKey, tuple[str, float]] = {}
+        """Our writes whose watch event has not come yet: (resourceVersion, when)."""
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ inventory
+
+    def observe(self, event: str, obj: JSON) -> None:
+        """Informer handler for owned objects: keep the inventory, look for drift."""
+        key = obj_key(obj)
+        awaited = self._awaiting.get(key)
+        if awaited is not None and event != "DELETED":
+            rv, since = awaited
+            if _rv(obj) == rv or self._clock() - since > 10.0:
+                del self._awaiting[key]
+            else:
+                # An event from before our own write: the PATCH response is newer.
+                return
+        if event == "DELETED":
+            self.live.pop(key, None)
+            if key in self.desired and not (obj.get("metadata") or {}).get("deletionTimestamp"):
+                self._report(key, (DriftedField("(object)", "present", None, None),))
+            return
+        self.live[key] = obj
+        want = self.desired.get(key)
+        if want is not None:
+            fields = tuple(diff(want, obj))
+            if fields:
+                self._report(key, fields)
+
+    def owned(self) -> list[ObjKey]:
+        return sorted(k for k, o in self.live.items()
+                      if ((o.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY)
+                      == "aifleet")
+
+    # ------------------------------------------------------------------ apply
+
+    async def apply(self, desired: Iterable[JSON], *, prune: bool = True,
+                    allow_empty: bool = False,
+                    scope: set[str] | None = None) -> ApplyResult:
+        """Apply `desired` (all owned objects of this cluster, or of `scope` workloads)."""
+        calls_before = self.client.stats.total
+        result = ApplyResult()
+        stamped = sorted((stamp(o) for o in desired),
+                         key=lambda o: (_ORDER.get(str(o.get("kind")), 9),
+                                        workload_of(o) or "", obj_key(o)))
+        desired_keys = {obj_key(o) for o in stamped}
+        for obj in stamped:
+            key = obj_key(obj)
+            try:
+                if self._unchanged(key, obj):
+                    result.unchanged.append(key)
+                    self.desired[key] = obj
+                    continue
+                recreated = await self._apply_one(key, obj)
+                (result.recreated if recreated else result.applied).append(key)
+            except ClusterError as e:
+                result.failed.append((key, e))
+        if prune and not result.failed:
+            await self._prune(desired_keys, scope, allow_empty, result)
+        result.api_calls = self.client.stats.total - calls_before
+        return result
+
+    def _unchanged(self, key: ObjKey, obj: JSON) -> bool:
+        live = self.live.get(key)
+        if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
+            return False
+        annotations = (live.get("metadata") or {}).get("annotations") or {}
+        want = obj["metadata"]["annotations"][HASH_ANNOTATION]
+        return bool(annotations.get(HASH_ANNOTATION) == want and not diff(obj, live))
+
+    async def _apply_one(self, key: ObjKey, obj: JSON) -> bool:
+        rtype = type_of(obj)
+        self.desired[key] = obj
+        try:
+            live = await self._patch(rtype, obj)
+            recreated = False
+        except Invalid:
+            if obj.get("kind") != "Job" or key not in self.live:
+                raise
+            # A Job's template, selector and completions are immutable: replace it.
+            await self._delete(key)
+            live = await self._patch(rtype, obj)
+            recreated = True
+        before = _rv(self.live.get(key) or {})
+        self.live[key] = live
+        if _rv(live) and _rv(live) != before:
+            self._awaiting[key] = (_rv(live), self._clock())
+        return recreated
+
+    async def _patch(self, rtype: ResourceType, obj: JSON) -> JSON:
+        meta = obj["metadata"]
+        return await self.client.request(
+            "PATCH", rtype.item(meta["name"], meta.get("namespace")), verb="apply",
+            query={"fieldManager": FIELD_MANAGER, "force": "true"}, body=obj,
+            content_type=APPLY_PATCH)
+
+    async def _delete(self, key: ObjKey) -> None:
+        api_version, kind, namespace, name = key
+        rtype = type_of({"apiVersion": api_version, "kind": kind})
+        with contextlib.suppress(NotFound):  # already gone is what we wanted
+            await self.client.request(
+                "DELETE", rtype.item(name, namespace or None), verb="delete",
+                body={"apiVersion": "v1", "kind": "DeleteOptions",
+                      "propagationPolicy": "Background"})
+        self.live.pop(key, None)
+        self.desired.pop(key, None)
+
+    async def _prune(self, desired_keys: set[ObjKey], scope: set[str] | None,
+                     allow_empty: bool, result: ApplyResult) -> None:
+        owned = [k for k in self.owned() if k[1] != "Namespace"]
+        if scope is not None:
+            owned = [k for k in owned if workload_of(self.live[k]) in scope]
+        doomed = [k for k in owned if k not in desired_keys]
+        if not doomed:
+            return
+        keeps_something = any(k[1] != "Namespace" for k in desired_keys)
+        if scope is None and not keeps_something and not allow_empty:
+            result.prune_refused = (
+                f"refusing to delete all {len(doomed)} owned objects of the cluster at once "
+                "(the desired set is empty); pass allow_empty to do it")
+            return
+        for key in doomed:
+            try:
+                await self._delete(key)
+                result.pruned.append(key)
+            except ClusterError as e:
+                result.failed.append((key, e))
+
+    async def delete_workloads(self, workloads: set[str]) -> list[ObjKey]:
+        """Delete every owned object of these workloads (stale copies after failover)."""
+        doomed = [k for k in self.owned()
+                  if k[1] != "Namespace" and workload_of(self.live[k]) in workloads]
+        for key in doomed:
+            await self._delete(key)
+        return doomed
+
+    # ------------------------------------------------------------------ drift
+
+    def _report(self, key: ObjKey, fields: Sequence[DriftedField]) -> None:
+        heal = self.self_heal and key not in self._healing
+        report = DriftReport(key, workload_of(self.desired.get(key) or {}), tuple(fields),
+                             heal, self._clock())
+        self.drift_log.append(report)
+        del self.drift_log[:-200]
+        if self._on_drift is not None:
+            self._on_drift(report)
+        if heal:
+            self._healing.add(key)
+            task = asyncio.get_running_loop().create_task(self._heal(key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _heal(self, key: ObjKey) -> None:
+        try:
+            count, last = self._heal_backoff.get(key, (0, 0.0))
+            now = self._clock()
+            # Back off per object if it keeps drifting (another controller fighting us).
+            if now - last < 60.0 and count > 0:
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** min(count, 6)))
+            await self._heal_bucket.acquire()
+            want = self.desired.get(key)
+            live = self.live.get(key)
+            if want is None:
+                return
+            if live is not None and not diff(want, live):
+                return  # healed in the meantime
+            await self._apply_one(key, want)
+            self.corrections += 1
+            self._heal_backoff[key] = (count + 1 if now - last < 60.0 else 1, self._clock())
+        except ClusterError:
+            pass  # the next event or the periodic reconcile tries again
+        finally:
+            self._healing.discard(key)
+
+    async def aclose(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+
+def _rv(obj: JSON) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def manifests_by_workload(objs: Iterable[JSON]) -> dict[str, list[JSON]]:
+    out: dict[str, list[JSON]] = {}
+    for o in objs:
+        out.setdefault(workload_of(o) or "", []).append(o)
+    return out
+

@@ -1,0 +1,175 @@
+"""Capacity discovery: GPUs per node, from Nodes, Pods and (where served) ResourceSlices.
+
+Per node we keep allocatable `nvidia.com/gpu`, the GPU product (node label
+`nvidia.com/gpu.product`, as GPU feature discovery sets it), taints, readiness,
+cordon, and the GPUs requested by its non-terminal pods (a pod's GPUs count against
+its node until it is Succeeded or Failed; extended resources are never overcommitted,
+and requests equal limits, so limits stand in when requests are absent).
+
+Pods are folded in incrementally (each pod's contribution is remembered and replaced
+on the next event), so an event costs O(1) whatever the cluster's size. GPU pods not
+yet bound to a node are kept too: they are demand that the controller's re-plan must
+count as its own workloads' (reserved, not yet started).
+
+Dynamic Resource Allocation: where the cluster serves `resource.k8s.io/v1`, each
+ResourceSlice lists devices per node with attributes; GPUs published only there (no
+device-plugin resource) are counted from them, with `productName` as the product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusters.client import JSON
+
+GPU_RESOURCE = "nvidia.com/gpu"
+PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+@dataclass(slots=True)
+class NodeState:
+    name: str
+    product: str | None
+    allocatable: int
+    ready: bool
+    unschedulable: bool
+    taints: tuple[tuple[str, str | None, str], ...]
+    used: int = 0
+    dra_devices: int = 0
+    dra_product: str | None = None
+
+    @property
+    def gpus(self) -> int:
+        return self.allocatable if self.allocatable else self.dra_devices
+
+    @property
+    def gpu_product(self) -> str | None:
+        return self.product or self.dra_product
+
+    @property
+    def free(self) -> int:
+        if not self.ready or self.unschedulable:
+            return 0
+        return max(0, self.gpus - self.used)
+
+
+def _quantity(value: Any) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def pod_gpus(pod: JSON) -> int:
+    total = 0
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        res = c.get("resources") or {}
+        req = (res.get("requests") or {}).get(GPU_RESOURCE)
+        lim = (res.get("limits") or {}).get(GPU_RESOURCE)
+        total += _quantity(req if req is not None else lim)
+    return total
+
+
+def _terminal(pod: JSON) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+@dataclass(slots=True)
+class CapacityTracker:
+    """Informer handlers keep this current; `nodes` is the view the snapshot is cut from."""
+
+    nodes: dict[str, NodeState] = field(default_factory=dict)
+    _pods: dict[tuple[str, str], tuple[str | None, int]] = field(default_factory=dict)
+    _pending_used: dict[str, int] = field(default_factory=dict)
+    """GPUs of pods bound to nodes we have not seen yet (pod event before node event)."""
+    unbound_gpus: int = 0
+    """GPUs requested by non-terminal pods not yet bound to a node."""
+    version: int = 0
+    """Bumped on every change that can move a free-GPU figure: cheap change detection."""
+
+    def on_node(self, event: str, node: JSON) -> None:
+        meta = node.get("metadata") or {}
+        name = str(meta.get("name"))
+        if event == "DELETED":
+            self.nodes.pop(name, None)
+            self.version += 1
+            return
+        status = node.get("status") or {}
+        spec = node.get("spec") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in status.get("conditions") or [])
+        taints = tuple((str(t.get("key")), t.get("value"), str(t.get("effect")))
+                       for t in spec.get("taints") or [])
+        old = self.nodes.get(name)
+        state = NodeState(
+            name=name,
+            product=(meta.get("labels") or {}).get(PRODUCT_LABEL),
+            allocatable=_quantity((status.get("allocatable") or {}).get(GPU_RESOURCE, 0)),
+            ready=ready,
+            unschedulable=bool(spec.get("unschedulable")),
+            taints=taints,
+            used=old.used if old else self._pending_used.pop(name, 0),
+            dra_devices=old.dra_devices if old else 0,
+            dra_product=old.dra_product if old else None,
+        )
+        if old != state:
+            self.version += 1
+        self.nodes[name] = state
+
+    def on_pod(self, event: str, pod: JSON) -> None:
+        meta = pod.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name")))
+        self._unapply(self._pods.pop(key, None))
+        if event == "DELETED" or _terminal(pod):
+            return
+        gpus = pod_gpus(pod)
+        if not gpus:
+            return
+        node = (pod.get("spec") or {}).get("nodeName") or None
+        contrib = (str(node) if node else None, gpus)
+        self._pods[key] = contrib
+        self._apply(contrib, +1)
+
+    def _unapply(self, contrib: tuple[str | None, int] | None) -> None:
+        if contrib is not None:
+            self._apply(contrib, -1)
+
+    def _apply(self, contrib: tuple[str | None, int], sign: int) -> None:
+        node, gpus = contrib
+        self.version += 1
+        if node is None:
+            self.unbound_gpus += sign * gpus
+        elif node in self.nodes:
+            self.nodes[node].used += sign * gpus
+        else:
+            self._pending_used[node] = self._pending_used.get(node, 0) + sign * gpus
+
+    def on_resource_slice(self, event: str, rs: JSON) -> None:
+        spec = rs.get("spec") or {}
+        node = spec.get("nodeName")
+        if not node:
+            return
+        devices = spec.get("devices") or []
+        product = None
+        for d in devices:
+            attrs = d.get("attributes") or {}
+            p = attrs.get("productName") or {}
+            product = p.get("string") if isinstance(p, dict) else None
+            if product:
+                break
+        state = self.nodes.get(str(node))
+        if state is None:
+            return
+        state.dra_devices = 0 if event == "DELETED" else len(devices)
+        state.dra_product = None if event == "DELETED" else product
+        self.version += 1
+
+    def by_product(self) -> Mapping[str, list[NodeState]]:
+        out: dict[str, list[NodeState]] = {}
+        for name in sorted(self.nodes):
+            n = self.nodes[name]
+            if n.gpu_product and n.gpus:
+                out.setdefault(n.gpu_product, []).append(n)
+        return out

@@ -1,0 +1,270 @@
+"""One cluster's API transport: rate limit, retries, error translation, counting, watch.
+
+Every request to a cluster goes through `KubeClient.request`, which:
+- waits for a token from the cluster's bucket (QPS and burst, defaults 50/100, like
+  client-go's defaults scaled for a controller that talks to many clusters);
+- sends it through kubernetes-asyncio's ApiClient (its auth, TLS and aiohttp session);
+- retries 5xx, 429 and connection errors a finite number of times with full-jitter
+  exponential backoff, honouring `Retry-After` (capped), and nothing else;
+- translates everything into `clusters.errors`;
+- counts calls per verb and reports each outcome to the cluster's health tracker.
+
+Watches are newline-delimited JSON over a long GET; `watch()` yields raw event dicts and
+turns a 410 (HTTP or ERROR event) into `WatchExpired`, so the caller re-lists. Objects
+stay plain dicts: decoding into typed models costs more than everything else here and
+would drop fields we need to compare (managedFields, unknown kinds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from kubernetes_asyncio.client import ApiClient
+
+from clusters.errors import ClusterError, TransientError, Unreachable, WatchExpired, from_status
+
+JSON = dict[str, Any]
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass(slots=True)
+class RetryPolicy:
+    attempts: int = 5
+    base: float = 0.1
+    cap: float = 5.0
+    max_retry_after: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        return random.uniform(0, min(self.cap, self.base * (2**attempt)))
+
+
+class TokenBucket:
+    """QPS with a burst; `acquire` waits for a token (fair enough: FIFO by wake-up)."""
+
+    def __init__(self, qps: float = 50.0, burst: int = 100,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.qps = qps
+        self.burst = burst
+        self._tokens = float(burst)
+        self._clock = clock
+        self._last = clock()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        if self.qps <= 0:
+            return
+        async with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
+            self._last = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            wait = (1 - self._tokens) / self.qps
+            self._tokens = 0.0
+            self._last = now + wait
+        await asyncio.sleep(wait)
+
+
+class Outcome:
+    """What the health tracker hears about each request."""
+
+    OK = "ok"
+    ERROR = "error"  # answered, but 5xx/429
+    NO_ANSWER = "no_answer"
+
+
+@dataclass(slots=True)
+class ClientStats:
+    calls: Counter[str] = field(default_factory=Counter)
+    """API calls by verb (get, list, watch, apply, patch, create, update, delete)."""
+    retries: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+class KubeClient:
+    def __init__(self, name: str, api: ApiClient, *, qps: float = 50.0, burst: int = 100,
+                 retry: RetryPolicy | None = None,
+                 on_outcome: Callable[[str], None] | None = None,
+                 timeout: float = 30.0) -> None:
+        self.name = name
+        self.api = api
+        self.bucket = TokenBucket(qps, burst)
+        self.retry = retry or RetryPolicy()
+        self.stats = ClientStats()
+        self.timeout = timeout
+        self._on_outcome = on_outcome or (lambda _o: None)
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def request(self, method: str, path: str, *, verb: str,
+                      query: dict[str, str] | None = None, body: Any = None,
+                      content_type: str = "application/json",
+                      request_timeout: float | None = None, retry: bool = True) -> JSON:
+        """Send one request (with retries); the decoded JSON body, or a ClusterError."""
+        attempt = 0
+        while True:
+            try:
+                return await self._once(method, path, verb, query, body, content_type,
+                                        request_timeout or self.timeout)
+            except TransientError as e:
+                if not retry or attempt + 1 >= self.retry.attempts:
+                    raise
+                delay = self.retry.delay(attempt, e.retry_after)
+                attempt += 1
+                self.stats.retries += 1
+                await asyncio.sleep(delay)
+
+    async def _once(self, method: str, path: str, verb: str, query: dict[str, str] | None,
+                    body: Any, content_type: str, request_timeout: float) -> JSON:
+        await self.bucket.acquire()
+        self.stats.calls[verb] += 1
+        try:
+            resp = await self.api.call_api(
+                path, method, query_params=list((query or {}).items()),
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body, auth_settings=["BearerToken"], _preload_content=False,
+                _request_timeout=request_timeout)
+            async with resp:
+                data = await resp.read()
+                status = resp.status
+                retry_after = _retry_after(resp.headers.get("Retry-After"))
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            self.stats.errors["unreachable"] += 1
+            self._on_outcome(Outcome.NO_ANSWER)
+            raise Unreachable(f"{method} {path}: {type(e).__name__}: {e}",
+                              cluster=self.name) from e
+        decoded = _decode(data)
+        if 200 <= status < 300:
+            self._on_outcome(Outcome.OK)
+            return decoded
+        err = from_status(status, decoded, self.name, retry_after)
+        self.stats.errors[err.reason or str(status)] += 1
+        self._on_outcome(Outcome.ERROR if status >= 500 or status == 429 else Outcome.OK)
+        raise err
+
+    async def watch(self, path: str, *, resource_version: str | None,
+                    query: dict[str, str] | None = None,
+                    timeout_seconds: int = 300) -> AsyncIterator[JSON]:
+        """Raw watch events after `resource_version`; ends when the server ends it."""
+        q = {"watch": "true", "allowWatchBookmarks": "true",
+             "timeoutSeconds": str(timeout_seconds), **(query or {})}
+        if resource_version:
+            q["resourceVersion"] = resource_version
+        await self.bucket.acquire()
+        self.stats.calls["watch"] += 1
+        try:
+            resp = await self.api.call_api(
+                path, "GET", query_params=list(q.items()),
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"], _preload_content=False,
+                _request_timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=10, sock_read=timeout_seconds + 30))
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            self._on_outcome(Outcome.NO_ANSWER)
+            raise Unreachable(f"watch {path}: {type(e).__name__}", cluster=self.name) from e
+        async with resp:
+            if resp.status != 200:
+                err = from_status(resp.status, _decode(await resp.read()), self.name)
+                self._on_outcome(Outcome.ERROR if resp.status >= 500 else Outcome.OK)
+                raise err
+            self._on_outcome(Outcome.OK)
+            try:
+                while True:
+                    line = await resp.content.readline()
+                    if not line:
+                        return
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        obj = event.get("object") or {}
+                        if obj.get("code") == 410:
+                            raise WatchExpired(str(obj.get("message", "resourceVersion too old")),
+                                               cluster=self.name, status=410)
+                        raise from_status(int(obj.get("code") or 500), obj, self.name)
+                    yield event
+            except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:
+                raise Unreachable(f"watch {path} cut: {type(e).__name__}",
+                                  cluster=self.name) from e
+            except json.JSONDecodeError as e:
+                raise Unreachable(f"watch {path}: malformed event", cluster=self.name) from e
+
+
+def _decode(data: bytes) -> JSON:
+    if not data:
+        return {}
+    try:
+        value = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"message": data[:200].decode("utf-8", "replace")}
+    return value if isinstance(value, dict) else {"items": value}
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- paths
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def collection(self, namespace: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if self.namespaced and namespace:
+            return f"{base}/namespaces/{quote(namespace, safe='')}/{self.plural}"
+        return f"{base}/{self.plural}"
+
+    def item(self, name: str, namespace: str | None = None) -> str:
+        return f"{self.collection(namespace)}/{quote(name, safe='')}"
+
+
+NAMESPACE = ResourceType("v1", "Namespace", "namespaces", False)
+NODE = ResourceType("v1", "Node", "nodes", False)
+POD = ResourceType("v1", "Pod", "pods", True)
+SERVICE = ResourceType("v1", "Service", "services", True)
+DEPLOYMENT = ResourceType("apps/v1", "Deployment", "deployments", True)
+JOB = ResourceType("batch/v1", "Job", "jobs", True)
+LEASE = ResourceType("coordination.k8s.io/v1", "Lease", "leases", True)
+RESOURCE_SLICE = ResourceType("resource.k8s.io/v1", "ResourceSlice", "resourceslices", False)
+
+TYPES: dict[tuple[str, str], ResourceType] = {
+    (t.api_version, t.kind): t
+    for t in (NAMESPACE, NODE, POD, SERVICE, DEPLOYMENT, JOB, LEASE, RESOURCE_SLICE)
+}
+
+
+def type_of(obj: JSON) -> ResourceType:
+    key = (str(obj.get("apiVersion")), str(obj.get("kind")))
+    try:
+        return TYPES[key]
+    except KeyError:
+        raise ClusterError(f"unsupported kind {key[1]} ({key[0]})") from None

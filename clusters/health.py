@@ -1,0 +1,128 @@
+"""Health of a cluster, and of a workload's objects in it.
+
+A cluster is judged from what its own requests saw (every request reports an outcome)
+plus a cheap heartbeat (`GET /version`) when nothing else is talking to it:
+- Unknown: nothing heard yet;
+- Unreachable: no answer at all for `unreachable_after` seconds, the failover grace
+  clock starts from `unreachable_since`;
+- Degraded: it answers, but with 5xx/429, or some requests got no answer, within the
+  last `degraded_window` seconds;
+- Healthy: otherwise.
+
+A workload in a cluster is Progressing / Running / Succeeded / Failed from its Job or
+Deployment status, the way `kubectl rollout status` and `kubectl wait` read them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from clusters.client import Outcome
+
+ClusterHealth = Literal["Healthy", "Degraded", "Unreachable", "Unknown"]
+WorkloadHealth = Literal["Progressing", "Running", "Succeeded", "Failed", "Unknown"]
+
+
+@dataclass(slots=True)
+class HealthTracker:
+    unreachable_after: float = 15.0
+    degraded_window: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    last_ok: float | None = None
+    last_error: float | None = None
+    last_no_answer: float | None = None
+    first_no_answer: float | None = None
+    """Start of the current run of unanswered requests (None once something answers)."""
+
+    def record(self, outcome: str) -> None:
+        now = self.clock()
+        if outcome == Outcome.NO_ANSWER:
+            self.last_no_answer = now
+            if self.first_no_answer is None:
+                self.first_no_answer = now
+            return
+        self.first_no_answer = None
+        self.last_ok = now  # an error status is still an answer
+        if outcome == Outcome.ERROR:
+            self.last_error = now
+
+    @property
+    def state(self) -> ClusterHealth:
+        now = self.clock()
+        if self.first_no_answer is not None:
+            if now - self.first_no_answer >= self.unreachable_after:
+                return "Unreachable"
+            return "Degraded"
+        if self.last_ok is None:
+            return "Unknown"
+        if self.last_error is not None and now - self.last_error < self.degraded_window:
+            return "Degraded"
+        if self.last_no_answer is not None and now - self.last_no_answer < self.degraded_window:
+            return "Degraded"
+        return "Healthy"
+
+    @property
+    def unreachable_since(self) -> float | None:
+        return self.first_no_answer if self.state == "Unreachable" else None
+
+
+def _conditions(obj: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(c, dict) and "type" in c:
+            out[str(c["type"])] = str(c.get("status"))
+    return out
+
+
+def job_health(job: dict[str, Any]) -> WorkloadHealth:
+    conds = _conditions(job)
+    if conds.get("Failed") == "True":
+        return "Failed"
+    if conds.get("Complete") == "True":
+        return "Succeeded"
+    status = job.get("status") or {}
+    parallelism = int((job.get("spec") or {}).get("parallelism") or 1)
+    ready = int(status.get("ready") or 0)
+    active = int(status.get("active") or 0)
+    if active >= parallelism and ready >= parallelism:
+        return "Running"
+    return "Progressing"
+
+
+def deployment_health(dep: dict[str, Any]) -> WorkloadHealth:
+    spec = dep.get("spec") or {}
+    status = dep.get("status") or {}
+    meta = dep.get("metadata") or {}
+    replicas = spec.get("replicas")
+    want = int(replicas) if replicas is not None else 1
+    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
+        return "Progressing"
+    conds = (status.get("conditions") or [])
+    for c in conds:
+        if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
+            return "Failed"
+    if int(status.get("updatedReplicas") or 0) >= want \
+            and int(status.get("availableReplicas") or 0) >= want:
+        return "Running"
+    return "Progressing"
+
+
+def workload_health(objects: Iterable[dict[str, Any]]) -> WorkloadHealth:
+    """The health of one workload's objects in one cluster (its Job or Deployment)."""
+    states: list[WorkloadHealth] = []
+    for obj in objects:
+        kind = obj.get("kind")
+        if kind == "Job":
+            states.append(job_health(obj))
+        elif kind == "Deployment":
+            states.append(deployment_health(obj))
+    if not states:
+        return "Unknown"
+    order: tuple[WorkloadHealth, ...] = ("Failed", "Progressing", "Running")
+    for state in order:
+        if state in states:
+            return state
+    return "Succeeded"

@@ -1,0 +1,76 @@
+"""Kubeconfig handling: exec and auth-provider plugins refused unless allowed; no secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clusters.errors import ExecPluginRefused, KubeconfigError
+from clusters.kubeconfig import ConnectionSpec, api_client, read_kubeconfig
+
+SECRET = "s3cr3t-token-value"
+
+
+def write(tmp_path: Path, user: dict[str, object]) -> Path:
+    cfg = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "c1",
+        "clusters": [{"name": "c1", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "contexts": [{"name": "c1", "context": {"cluster": "c1", "user": "u1"}}],
+        "users": [{"name": "u1", "user": user}],
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize(
+    "user",
+    [
+        {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "aws",
+                  "args": ["eks", "get-token"]}, "token": SECRET},
+        {"auth-provider": {"name": "gcp", "config": {"access-token": SECRET}}},
+    ],
+    ids=["exec", "auth-provider"],
+)
+def test_plugins_are_refused_by_default_without_leaking_secrets(tmp_path: Path,
+                                                               user: dict[str, object]) -> None:
+    path = write(tmp_path, user)
+    with pytest.raises(ExecPluginRefused) as info:
+        read_kubeconfig(ConnectionSpec("eu-fra-1", str(path), "c1"))
+    message = str(info.value)
+    assert "--allow-exec-plugins" in message and "eu-fra-1" in message
+    assert SECRET not in message
+
+
+def test_plugins_pass_the_check_when_allowed(tmp_path: Path) -> None:
+    path = write(tmp_path, {"exec": {"apiVersion": "client.authentication.k8s.io/v1",
+                                     "command": "true"}})
+    doc, context, _ = read_kubeconfig(ConnectionSpec("c", str(path), "c1"), allow_exec=True)
+    assert context == "c1" and doc["users"][0]["user"]["exec"]["command"] == "true"
+
+
+async def test_token_kubeconfig_gives_a_client_for_the_context(tmp_path: Path) -> None:
+    path = write(tmp_path, {"token": SECRET})
+    client = await api_client(ConnectionSpec("c", str(path), "c1"))
+    try:
+        assert client.configuration.host == "http://127.0.0.1:1"
+    finally:
+        await client.close()
+
+
+def test_path_variables_expand_and_unset_ones_are_errors(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, {"token": SECRET})
+    monkeypatch.setenv("FLEET_KUBECONFIG", str(path))
+    read_kubeconfig(ConnectionSpec("c", "${FLEET_KUBECONFIG}", "c1"))
+    monkeypatch.delenv("FLEET_KUBECONFIG")
+    with pytest.raises(KubeconfigError, match=r"\$\{FLEET_KUBECONFIG\} is not set"):
+        read_kubeconfig(ConnectionSpec("c", "${FLEET_KUBECONFIG}", "c1"))
+
+
+def test_missing_context_is_a_clear_error(tmp_path: Path) -> None:
+    path = write(tmp_path, {"token": SECRET})
+    with pytest.raises(KubeconfigError, match="context 'nope' not found"):
+        read_kubeconfig(ConnectionSpec("c", str(path), "nope"))

@@ -1,0 +1,120 @@
+"""Health, capacity arithmetic, hashing and the rate limit, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from clusters.apply import HASH_ANNOTATION, content_hash, stamp
+from clusters.capacity import CapacityTracker
+from clusters.client import Outcome, RetryPolicy, TokenBucket
+from clusters.health import HealthTracker, deployment_health, job_health
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_cluster_health_goes_degraded_then_unreachable_then_healthy_again() -> None:
+    clock = Clock()
+    h = HealthTracker(unreachable_after=15, degraded_window=60, clock=clock)
+    assert h.state == "Unknown"
+    h.record(Outcome.OK)
+    assert h.state == "Healthy"
+    h.record(Outcome.NO_ANSWER)
+    assert h.state == "Degraded"
+    clock.now += 16
+    h.record(Outcome.NO_ANSWER)
+    assert h.state == "Unreachable" and h.unreachable_since == 1000.0
+    h.record(Outcome.OK)
+    assert h.state == "Degraded"  # it answers again, but failed within the window
+    clock.now += 61
+    assert h.state == "Healthy"
+    h.record(Outcome.ERROR)
+    assert h.state == "Degraded"
+
+
+def node(name: str, gpus: int, ready: bool = True, product: str = "H100") -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": {"nvidia.com/gpu.product": product}},
+            "spec": {}, "status": {"allocatable": {"nvidia.com/gpu": str(gpus)},
+                                   "conditions": [{"type": "Ready",
+                                                   "status": "True" if ready else "False"}]}}
+
+
+def pod(name: str, gpus: int, node_name: str | None, phase: str = "Running") -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "t"},
+            "spec": {"nodeName": node_name,
+                     "containers": [{"name": "c", "resources": {
+                         "limits": {"nvidia.com/gpu": str(gpus)}}}]},
+            "status": {"phase": phase}}
+
+
+def test_capacity_counts_non_terminal_pods_against_their_node() -> None:
+    cap = CapacityTracker()
+    cap.on_pod("ADDED", pod("early", 2, "n1"))  # before its node is seen
+    cap.on_node("ADDED", node("n1", 8))
+    cap.on_node("ADDED", node("n2", 8))
+    cap.on_pod("ADDED", pod("p1", 4, "n1"))
+    cap.on_pod("ADDED", pod("waiting", 8, None, "Pending"))
+    assert [(n.name, n.free) for n in cap.by_product()["H100"]] == [("n1", 2), ("n2", 8)]
+    assert cap.unbound_gpus == 8
+    cap.on_pod("MODIFIED", pod("p1", 4, "n1", "Succeeded"))
+    cap.on_pod("DELETED", pod("early", 2, "n1"))
+    assert cap.nodes["n1"].free == 8
+    cap.on_node("MODIFIED", node("n2", 8, ready=False))
+    assert cap.nodes["n2"].free == 0
+
+
+def test_dra_devices_stand_in_where_no_device_plugin_resource_exists() -> None:
+    cap = CapacityTracker()
+    cap.on_node("ADDED", {"metadata": {"name": "n1", "labels": {}}, "spec": {},
+                          "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+    cap.on_resource_slice("ADDED", {"spec": {"nodeName": "n1", "devices": [
+        {"name": f"gpu-{i}", "attributes": {"productName": {"string": "NVIDIA-B200"}}}
+        for i in range(8)]}})
+    assert [(n.name, n.free) for n in cap.by_product()["NVIDIA-B200"]] == [("n1", 8)]
+
+
+def test_content_hash_ignores_its_own_annotation_and_sees_any_change() -> None:
+    obj = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+           "spec": {"ports": [{"port": 80}]}}
+    stamped = stamp(obj)
+    assert stamped["metadata"]["annotations"][HASH_ANNOTATION] == content_hash(obj)
+    assert content_hash(stamped) == content_hash(obj)
+    changed = {**obj, "spec": {"ports": [{"port": 81}]}}
+    assert content_hash(changed) != content_hash(obj)
+
+
+async def test_token_bucket_allows_a_burst_then_paces_to_qps() -> None:
+    bucket = TokenBucket(qps=100, burst=5)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(15):
+        await bucket.acquire()
+    elapsed = loop.time() - start
+    assert elapsed >= 0.09  # 10 tokens beyond the burst at 100/s take ~0.1 s
+
+
+def test_retry_policy_honours_retry_after_with_a_cap() -> None:
+    policy = RetryPolicy(max_retry_after=30)
+    assert policy.delay(0, 2.0) == 2.0
+    assert policy.delay(3, 600.0) == 30
+    assert all(0 <= policy.delay(a, None) <= policy.cap for a in range(10))
+
+
+def test_workload_health_from_job_and_deployment_status() -> None:
+    job = {"spec": {"parallelism": 2}, "status": {"active": 2, "ready": 2}}
+    assert job_health(job) == "Running"
+    assert job_health({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}) \
+        == "Succeeded"
+    assert job_health({"status": {"conditions": [{"type": "Failed", "status": "True"}]}}) \
+        == "Failed"
+    dep = {"metadata": {"generation": 2}, "spec": {"replicas": 3},
+           "status": {"observedGeneration": 2, "updatedReplicas": 3, "availableReplicas": 3}}
+    assert deployment_health(dep) == "Running"
+    dep["status"]["observedGeneration"] = 1
+    assert deployment_health(dep) == "Progressing"
