@@ -1,0 +1,88 @@
+"""The work queue coalesces, never runs a key twice at once, backs off per key."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+
+from controllers.metrics import Registry
+from controllers.workqueue import WorkQueue
+
+
+async def test_events_for_a_waiting_key_coalesce_into_one_reconcile() -> None:
+    seen: list[str] = []
+
+    async def handler(key: str) -> None:
+        seen.append(key)
+
+    q: WorkQueue[str] = WorkQueue("t", handler, concurrency=2)
+    for _ in range(10):
+        q.add("a")
+    q.add("b")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(q.run)
+        await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    assert sorted(seen) == ["a", "b"]
+
+
+async def test_a_key_added_while_processing_runs_once_more_never_concurrently() -> None:
+    running: set[str] = set()
+    overlaps = 0
+    runs = 0
+    gate = asyncio.Event()
+
+    async def handler(key: str) -> None:
+        nonlocal overlaps, runs
+        if key in running:
+            overlaps += 1
+        running.add(key)
+        runs += 1
+        if runs == 1:
+            await gate.wait()
+        running.discard(key)
+
+    q: WorkQueue[str] = WorkQueue("t", handler, concurrency=4)
+    q.add("a")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(q.run)
+        await anyio.sleep(0.02)
+        q.add("a")
+        q.add("a")
+        gate.set()
+        await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    assert (runs, overlaps) == (2, 0)
+
+
+async def test_failures_back_off_per_key_and_reset_on_success() -> None:
+    calls: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def handler(key: str) -> None:
+        calls.append(loop.time())
+        if len(calls) < 3:
+            raise RuntimeError("boom")
+
+    q: WorkQueue[str] = WorkQueue("t", handler, base_backoff=0.02)
+    q.add("a")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(q.run)
+        await anyio.sleep(0.3)
+        tg.cancel_scope.cancel()
+    assert len(calls) == 3
+    assert calls[2] - calls[1] >= calls[1] - calls[0] >= 0.015  # 0.02 then 0.04
+    assert q.failures("a") == 0 and q.stats.failures == 2
+
+
+def test_prometheus_text_exposition() -> None:
+    reg = Registry()
+    reg.counter("aifleet_api_calls_total", "API calls").inc(3, cluster="eu-fra-1", verb="apply")
+    reg.gauge("aifleet_gpus", "GPUs").set(8, cluster='x"y', state="free")
+    reg.summary("aifleet_reconcile_seconds", "durations").observe(0.5, loop="placement")
+    text = reg.render()
+    assert 'aifleet_api_calls_total{cluster="eu-fra-1",verb="apply"} 3' in text
+    assert 'aifleet_gpus{cluster="x\\"y",state="free"} 8' in text
+    assert 'aifleet_reconcile_seconds_count{loop="placement"} 1' in text
+    assert "# TYPE aifleet_api_calls_total counter" in text
