@@ -34,13 +34,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from clusters.client import APPLY_PATCH, JSON, KubeClient, ResourceType, TokenBucket, type_of
-from clusters.errors import ClusterError, Invalid, NotFound
+from clusters.errors import ClusterError, Invalid, NotFound, PermanentError
 from fleet.drift import DriftedField, diff
 
 FIELD_MANAGER = "aifleet"
 MANAGED_BY = "aifleet.dev/managed-by"
 WORKLOAD_LABEL = "aifleet.dev/workload"
 HASH_ANNOTATION = "aifleet.dev/content-hash"
+GENERATION_ANNOTATION = "aifleet.dev/lease-generation"
+_NOT_HASHED = (HASH_ANNOTATION, GENERATION_ANNOTATION)
 OWNED_SELECTOR = f"{MANAGED_BY}=aifleet"
 
 ObjKey = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
@@ -57,7 +59,7 @@ def content_hash(obj: JSON) -> str:
     """sha256 of the manifest's canonical JSON, the hash annotation itself left out."""
     meta = dict(obj.get("metadata") or {})
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if k != HASH_ANNOTATION}
+                   if k not in _NOT_HASHED}
     meta["annotations"] = annotations
     canonical = json.dumps({**obj, "metadata": meta}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
@@ -76,6 +78,10 @@ def workload_of(obj: JSON) -> str | None:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     value = labels.get(WORKLOAD_LABEL)
     return str(value) if value else None
+
+
+class Fenced(PermanentError):
+    """A newer leader wrote this object, or we are not the leader: we must not write."""
 
 
 @dataclass(slots=True)
@@ -110,6 +116,10 @@ class Applier:
                  on_drift: Callable[[DriftReport], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
+        self.generation: int | None = None
+        """Lease generation of this writer (leader election); None: no election."""
+        self.may_write: Callable[[], bool] = lambda: True
+        """False while this controller is not the leader: no writes at all."""
         self.self_heal = self_heal
         self.live: dict[ObjKey, JSON] = {}
         """Owned objects as last seen (informer events and our own apply responses)."""
@@ -192,9 +202,31 @@ class Applier:
         want = obj["metadata"]["annotations"][HASH_ANNOTATION]
         return bool(annotations.get(HASH_ANNOTATION) == want and not diff(obj, live))
 
+    def _fence(self, key: ObjKey, obj: JSON | None = None) -> JSON | None:
+        """Refuse to write when not leader or a newer leader wrote the object."""
+        if not self.may_write():
+            raise Fenced("not the leader: write refused", cluster=self.client.name)
+        if self.generation is None:
+            return obj
+        live = self.live.get(key) or {}
+        theirs = ((live.get("metadata") or {}).get("annotations") or {}).get(
+            GENERATION_ANNOTATION)
+        if theirs is not None and int(str(theirs)) > self.generation:
+            raise Fenced(f"{key[1]} {key[2]}/{key[3]} was written by leader generation "
+                         f"{theirs}; we are {self.generation}", cluster=self.client.name)
+        if obj is None:
+            return None
+        meta = dict(obj["metadata"])
+        meta["annotations"] = {**meta.get("annotations", {}),
+                               GENERATION_ANNOTATION: str(self.generation)}
+        return {**obj, "metadata": meta}
+
     async def _apply_one(self, key: ObjKey, obj: JSON) -> bool:
         rtype = type_of(obj)
         self.desired[key] = obj
+        fenced = self._fence(key, obj)
+        assert fenced is not None
+        obj = fenced
         try:
             live = await self._patch(rtype, obj)
             recreated = False
@@ -219,6 +251,7 @@ class Applier:
             content_type=APPLY_PATCH)
 
     async def _delete(self, key: ObjKey) -> None:
+        self._fence(key)
         api_version, kind, namespace, name = key
         rtype = type_of({"apiVersion": api_version, "kind": kind})
         with contextlib.suppress(NotFound):  # already gone is what we wanted

@@ -1,0 +1,150 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, with fencing.
+
+One controller is active; the others wait. The Lease lives on a chosen cluster
+(`--leader-cluster`), in namespace `aifleet-system`. Taking it over bumps
+`spec.leaseTransitions`, the *generation* every write of this leader carries
+(annotation `aifleet.dev/lease-generation`).
+
+Two guards against a paused old leader (GC pause, SIGSTOP, a frozen VM) undoing the new
+leader's work:
+- a leader acts only while its own renew deadline (last successful renew + duration -
+  margin, on the monotonic clock) is in the future: after a pause the clock has moved
+  on, so it stops before writing;
+- a write never goes to an object whose live generation annotation is higher than the
+  writer's own (the applier checks it, from its watch cache).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import structlog
+
+from clusters.client import JSON, LEASE, NAMESPACE, KubeClient
+from clusters.errors import AlreadyExists, ClusterError, Conflict, NotFound
+
+log = structlog.get_logger()
+
+LEASE_NAMESPACE = "aifleet-system"
+LEASE_NAME = "aifleet-controller"
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _fmt(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(s: str | None) -> datetime | None:
+    if not s:
+        return None
+    try:
+        return datetime.strptime(s.replace("Z", ""), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+    except ValueError:
+        try:
+            return datetime.strptime(s.replace("Z", ""), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+        except ValueError:
+            return None
+
+
+class LeaderElector:
+    def __init__(self, client: KubeClient, identity: str, *, duration: float = 15.0,
+                 renew_every: float | None = None, margin: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.identity = identity
+        self.duration = duration
+        self.renew_every = renew_every or duration / 3
+        self.margin = margin
+        self.generation = 0
+        self._deadline = 0.0
+        self._clock = clock
+
+    @property
+    def is_leader(self) -> bool:
+        return self._clock() < self._deadline
+
+    async def _ensure_namespace(self) -> None:
+        with contextlib.suppress(AlreadyExists):
+            await self.client.request("POST", NAMESPACE.collection(), verb="create", body={
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": LEASE_NAMESPACE}})
+
+    async def try_acquire_or_renew(self) -> bool:
+        """One round: take or keep the lease if we may. True while we hold it."""
+        started = self._clock()
+        path = LEASE.item(LEASE_NAME, LEASE_NAMESPACE)
+        try:
+            lease = await self.client.request("GET", path, verb="get", retry=False)
+        except NotFound:
+            await self._ensure_namespace()
+            body = self._lease(None, transitions=1)
+            try:
+                await self.client.request("POST", LEASE.collection(LEASE_NAMESPACE),
+                                          verb="create", body=body, retry=False)
+            except (AlreadyExists, Conflict):
+                return False
+            return self._won(started, 1)
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity")
+        transitions = int(spec.get("leaseTransitions") or 0)
+        renewed = _parse(spec.get("renewTime"))
+        duration = float(spec.get("leaseDurationSeconds") or self.duration)
+        expired = renewed is None or _now() > renewed + timedelta(seconds=duration)
+        if holder != self.identity and not expired:
+            self._deadline = 0.0
+            return False
+        if holder != self.identity:
+            transitions += 1
+        body = self._lease(lease, transitions)
+        try:
+            await self.client.request("PUT", path, verb="update", body=body, retry=False)
+        except (Conflict, NotFound):
+            self._deadline = 0.0
+            return False
+        return self._won(started, transitions)
+
+    def _won(self, started: float, transitions: int) -> bool:
+        if transitions != self.generation:
+            log.info("leader_elected", identity=self.identity, generation=transitions)
+        self.generation = transitions
+        self._deadline = started + self.duration - self.margin
+        return True
+
+    def _lease(self, current: JSON | None, transitions: int) -> JSON:
+        now = _fmt(_now())
+        meta: JSON = {"name": LEASE_NAME, "namespace": LEASE_NAMESPACE}
+        cur_spec: JSON = (current or {}).get("spec") or {}
+        if current is not None:
+            meta["resourceVersion"] = (current.get("metadata") or {}).get("resourceVersion")
+        ours = current is not None and cur_spec.get("holderIdentity") == self.identity
+        spec: JSON = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(self.duration),
+            "acquireTime": cur_spec.get("acquireTime") if ours else now,
+            "renewTime": now,
+            "leaseTransitions": transitions,
+        }
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": meta, "spec": spec}
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.try_acquire_or_renew()
+            except ClusterError as e:
+                log.warning("leader_renew_failed", identity=self.identity, error=str(e))
+            await anyio.sleep(self.renew_every)

@@ -1,0 +1,117 @@
+"""The controller's HTTP server: probes, metrics, status, capacity, the Git webhook.
+
+    GET  /healthz            200 while the process runs its loops
+    GET  /readyz             200 once every cluster was listed and a plan applied; else 503
+    GET  /metrics            Prometheus text
+    GET  /api/v1/status      FleetStatus JSON (shared/spec/status.schema.json)
+    GET  /api/v1/capacity    CapacitySnapshot JSON, what `fleet plan --capacity` reads
+    POST /hooks/git          fetch now; HMAC-SHA256 of the body with the shared secret
+                             (GitHub `X-Hub-Signature-256: sha256=<hex>`, Gitea
+                             `X-Gitea-Signature: <hex>`, or GitLab `X-Gitlab-Token`)
+
+Binds 127.0.0.1 by default; the webhook is refused (403) when no secret is configured,
+so an exposed port cannot be used to make the controller fetch at will.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+MAX_HOOK_BYTES = 1024 * 1024
+
+
+@dataclass(slots=True)
+class Endpoints:
+    """What the server asks the manager for; plain callables keep the server testable."""
+
+    status: Callable[[], dict[str, Any]]
+    capacity: Callable[[], dict[str, Any]]
+    metrics: Callable[[], str]
+    ready: Callable[[], tuple[bool, str]]
+    on_git_hook: Callable[[], Awaitable[None]]
+    page: Callable[[], str] | None = None
+
+
+def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
+    digest = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    gh = headers.get("X-Hub-Signature-256")
+    if gh:
+        return hmac.compare_digest(gh, f"sha256={digest}")
+    gitea = headers.get("X-Gitea-Signature")
+    if gitea:
+        return hmac.compare_digest(gitea, digest)
+    gitlab = headers.get("X-Gitlab-Token")
+    if gitlab:
+        return hmac.compare_digest(gitlab.encode(), secret)
+    return False
+
+
+def build_app(ep: Endpoints, webhook_secret: bytes | None) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok, why = ep.ready()
+        return web.Response(text=f"{why}\n", status=200 if ok else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(text=ep.metrics(), content_type="text/plain",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    def _json(doc: dict[str, Any]) -> web.Response:
+        return web.Response(text=json.dumps(doc, indent=2, sort_keys=True) + "\n",
+                            content_type="application/json")
+
+    async def status(_: web.Request) -> web.Response:
+        return _json(ep.status())
+
+    async def capacity(_: web.Request) -> web.Response:
+        return _json(ep.capacity())
+
+    async def git_hook(request: web.Request) -> web.Response:
+        if webhook_secret is None:
+            return web.Response(status=403, text="webhook disabled: no secret configured\n")
+        body = await request.content.read(MAX_HOOK_BYTES + 1)
+        if len(body) > MAX_HOOK_BYTES:
+            return web.Response(status=413, text="payload too large\n")
+        if not verify_signature(webhook_secret, body, request.headers):
+            return web.Response(status=401, text="bad signature\n")
+        await ep.on_git_hook()
+        return web.Response(status=202, text="fetch scheduled\n")
+
+    async def page(_: web.Request) -> web.Response:
+        if ep.page is None:
+            raise web.HTTPNotFound()
+        return web.Response(text=ep.page(), content_type="text/html")
+
+    app = web.Application(client_max_size=MAX_HOOK_BYTES + 1)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/capacity", capacity)
+    app.router.add_post("/hooks/git", git_hook)
+    app.router.add_get("/", page)
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    for addr in runner.addresses:
+        if isinstance(addr, tuple):
+            return int(addr[1])
+    raise RuntimeError("server is not listening")
