@@ -1,0 +1,95 @@
+"""`fleet status`: what runs where, healthy or not, stuck and why."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from controllers.commands.common import fail
+from controllers.statusview import filter_workloads, render_fleet, render_workload
+
+DESCRIPTION = """\
+Show the fleet as a running controller sees it (GET /api/v1/status): a summary, one row
+per cluster (region, jurisdiction, health, GPUs allocated per flavour, workloads synced,
+drifted, failed), then the workloads that need attention with the reason.
+
+Examples:
+  fleet status                          # from the controller at $FLEET_SERVER or :8080
+  fleet status --team nlp-team --state Pending
+  fleet status nlp-team/llama-finetune  # where it runs, since when, which commit, pods
+  fleet status --watch 2                # refresh every 2 seconds
+  fleet status --format json            # the FleetStatus document"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("status", help="fleet status from a running controller",
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workload", nargs="?", metavar="WORKLOAD",
+                   help="one workload id (team/name) for its details")
+    p.add_argument("--server", default=os.environ.get("FLEET_SERVER", "http://127.0.0.1:8080"),
+                   help="the controller's URL (default: $FLEET_SERVER or "
+                        "http://127.0.0.1:8080)")
+    p.add_argument("--team", help="only this team's workloads")
+    p.add_argument("--cluster", help="only this cluster and what runs on it")
+    p.add_argument("--state", help="only workloads in this state (e.g. Pending, Invalid, "
+                                   "OutOfSync, Failed, Drifted, Running)")
+    p.add_argument("--watch", type=float, metavar="SECONDS", nargs="?", const=2.0,
+                   help="refresh every SECONDS (default 2) until interrupted")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(handler=run)
+
+
+def fetch(server: str) -> dict[str, Any]:
+    try:
+        r = httpx.get(f"{server.rstrip('/')}/api/v1/status", timeout=10)
+        r.raise_for_status()
+        doc: dict[str, Any] = r.json()
+        return doc
+    except httpx.HTTPError as e:
+        fail(f"cannot read status from {server}: {e} (is `fleet run` or `fleet demo "
+             "--keep-running` up?)")
+
+
+def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
+    if args.format == "json":
+        if args.workload:
+            match = [w for w in doc.get("workloads", []) if w["id"] == args.workload]
+            if not match:
+                fail(f"no workload {args.workload}")
+            json.dump(match[0], sys.stdout, indent=2, sort_keys=True)
+        else:
+            filtered = {**doc, "workloads": filter_workloads(
+                doc, team=args.team, cluster=args.cluster, state=args.state)}
+            json.dump(filtered, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+        return 0
+    if args.workload:
+        text = render_workload(doc, args.workload)
+        if text is None:
+            fail(f"no workload {args.workload} in the fleet")
+        sys.stdout.write(text)
+        return 0
+    sys.stdout.write(render_fleet(doc, team=args.team, cluster=args.cluster, state=args.state))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.watch:
+        return show(args, fetch(args.server))
+    try:
+        while True:
+            doc = fetch(args.server)
+            sys.stdout.write("\x1b[H\x1b[2J")
+            sys.stdout.write(time.strftime("%H:%M:%S") + f"  {args.server}\n\n")
+            show(args, doc)
+            sys.stdout.flush()
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0

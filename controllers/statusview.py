@@ -1,0 +1,156 @@
+"""Terminal views of a FleetStatus document (shared/spec/status.schema.json).
+
+Pure formatting: a document in, text out, so `fleet status` looks the same whether the
+document came from a running controller or was built straight from the clusters.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+ATTENTION_STATUS = {"Pending", "Invalid"}
+ATTENTION_SYNC = {"OutOfSync", "Failed"}
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    rows = [list(r) for r in rows]
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, cell in enumerate(r):
+            widths[i] = max(widths[i], len(cell))
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*headers).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
+
+
+def filter_workloads(doc: dict[str, Any], *, team: str | None = None,
+                     cluster: str | None = None, state: str | None = None
+                     ) -> list[dict[str, Any]]:
+    out = []
+    for w in doc.get("workloads", []):
+        if team and not str(w["id"]).startswith(f"{team}/"):
+            continue
+        if cluster and cluster not in {p["cluster"] for p in w.get("placements", [])}:
+            continue
+        if state and state not in {w.get("status"), w.get("sync"), w.get("health")} \
+                and not (state == "Drifted" and w.get("drift")):
+            continue
+        out.append(w)
+    return out
+
+
+def needs_attention(w: dict[str, Any]) -> bool:
+    return (w.get("status") in ATTENTION_STATUS or w.get("sync") in ATTENTION_SYNC
+            or w.get("health") == "Failed"
+            or any(not d.get("corrected") for d in w.get("drift", [])))
+
+
+def _gpus(c: dict[str, Any]) -> str:
+    parts = []
+    for flavour, g in sorted((c.get("gpus") or {}).items()):
+        parts.append(f"{flavour} {g.get('allocated', 0)}/{g.get('capacity', 0)}")
+    return ", ".join(parts) or "-"
+
+
+def _reason(w: dict[str, Any]) -> str:
+    reasons = [r.get("message", "") for r in w.get("reasons", []) if not r.get("cluster")]
+    if not reasons:
+        reasons = [r.get("message", "") for r in w.get("reasons", [])]
+    drift = [d for d in w.get("drift", []) if not d.get("corrected")]
+    if drift:
+        d = drift[0]
+        reasons.insert(0, f"drift on {d['cluster']}: {', '.join(d['paths'][:3])}"
+                          f" (by {d.get('manager') or 'unknown'})")
+    return reasons[0] if reasons else str(w.get("sync", ""))
+
+
+def render_fleet(doc: dict[str, Any], *, team: str | None = None,
+                 cluster: str | None = None, state: str | None = None) -> str:
+    clusters = [c for c in doc.get("clusters", []) if not cluster or c["name"] == cluster]
+    workloads = filter_workloads(doc, team=team, cluster=cluster, state=state)
+    health = Counter(c.get("health", "Unknown") for c in clusters)
+    status = Counter(w.get("status") for w in workloads)
+    alloc = sum(g.get("allocated", 0) for c in clusters for g in (c.get("gpus") or {}).values())
+    cap = sum(g.get("capacity", 0) for c in clusters for g in (c.get("gpus") or {}).values())
+    src = doc.get("source", {})
+    lines = [
+        f"Fleet: {len(clusters)} clusters ("
+        + ", ".join(f"{n} {h.lower()}" for h, n in sorted(health.items())) + ") · "
+        f"{len(workloads)} workloads ("
+        + ", ".join(f"{n} {s.lower()}" for s, n in sorted(status.items()) if s) + ") · "
+        f"{alloc}/{cap} GPUs allocated",
+        f"Source: applied {(src.get('appliedCommit') or '-')[:12]}, "
+        f"observed {(src.get('observedCommit') or '-')[:12]}",
+    ]
+    for cond in src.get("conditions", []):
+        if cond.get("status") == "True" and cond.get("type") != "Ready":
+            lines.append(f"  ! {cond['type']}: {cond.get('message', '')}")
+    lines.append("")
+    per_cluster: dict[str, Counter[str]] = {c["name"]: Counter() for c in clusters}
+    for w in doc.get("workloads", []):
+        for p in w.get("placements", []):
+            if p["cluster"] in per_cluster:
+                cnt = per_cluster[p["cluster"]]
+                cnt["synced" if w.get("sync") == "Synced" else "other"] += 1
+                cnt["drifted"] += 1 if any(d["cluster"] == p["cluster"]
+                                           and not d.get("corrected")
+                                           for d in w.get("drift", [])) else 0
+                cnt["failed"] += 1 if w.get("health") == "Failed" else 0
+    rows = []
+    for c in clusters:
+        cnt = per_cluster[c["name"]]
+        h = c.get("health", "Unknown") + (" (cordoned)" if c.get("cordoned") else "")
+        rows.append([c["name"], c.get("region", ""), c.get("jurisdiction", ""), h, _gpus(c),
+                     str(cnt["synced"]), str(cnt["drifted"]), str(cnt["failed"])])
+    lines += table(["CLUSTER", "REGION", "JUR", "HEALTH", "GPUS ALLOCATED/CAPACITY",
+                    "SYNCED", "DRIFTED", "FAILED"], rows)
+    attention = [w for w in workloads if needs_attention(w)]
+    lines.append("")
+    if attention:
+        lines.append(f"Needs attention ({len(attention)}):")
+        lines += table(["WORKLOAD", "STATUS", "SYNC", "HEALTH", "WHY"],
+                       [[w["id"], w.get("status", ""), w.get("sync", ""),
+                         w.get("health", "") or "", _reason(w)] for w in attention])
+    else:
+        lines.append("Nothing needs attention.")
+    return "\n".join(lines) + "\n"
+
+
+def render_workload(doc: dict[str, Any], wid: str) -> str | None:
+    w = next((x for x in doc.get("workloads", []) if x["id"] == wid), None)
+    if w is None:
+        return None
+    lines = [f"{w['id']}: {w.get('status')} · sync {w.get('sync')} · "
+             f"health {w.get('health') or 'Unknown'}",
+             f"commit: {(w.get('commit') or '-')[:12]}"
+             + (f" · since {w['since']}" if w.get("since") else "")]
+    if w.get("dataClass"):
+        lines.append(f"dataClass: {w['dataClass']}")
+    lines.append("")
+    if w.get("placements"):
+        lines += table(["CLUSTER", "REPLICAS", "FLAVOUR", "GPUS"],
+                       [[p["cluster"], str(p["replicas"]), p["flavour"], str(p["gpus"])]
+                        for p in w["placements"]])
+    else:
+        lines.append("Not placed.")
+    pods = w.get("pods") or []
+    if pods:
+        lines.append("")
+        lines += table(["POD", "CLUSTER", "NODE", "PHASE"],
+                       [[p.get("name", ""), p.get("cluster", ""), p.get("node") or "-",
+                         p.get("phase", "")] for p in pods])
+    if w.get("drift"):
+        lines.append("")
+        lines.append("Drift:")
+        for d in w["drift"]:
+            lines.append(f"  {d['cluster']}: {', '.join(d['paths'])} by "
+                         f"{d.get('manager') or 'unknown'}"
+                         f" ({'corrected' if d.get('corrected') else 'open'})")
+    if w.get("reasons"):
+        lines.append("")
+        lines.append("Reasons:")
+        for r in w["reasons"]:
+            where = f"{r['cluster']}: " if r.get("cluster") else ""
+            lines.append(f"  {where}{r.get('message', '')}")
+    return "\n".join(lines) + "\n"

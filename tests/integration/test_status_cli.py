@@ -1,0 +1,112 @@
+"""`fleet status` against a controller's status endpoint, over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from controllers.server import Endpoints, bound_port, build_app, serve
+from tests.specs import load_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DOC: dict[str, Any] = {
+    "apiVersion": "aifleet.dev/v1alpha1", "kind": "FleetStatus",
+    "source": {"observedCommit": "a" * 40, "appliedCommit": "a" * 40, "conditions": [
+        {"type": "SourceUnavailable", "status": "True", "reason": "FetchFailed",
+         "message": "fetch failed; serving aaaaaaaaaaaa"}]},
+    "clusters": [
+        {"name": "eu-fra-1", "region": "eu-central-1", "jurisdiction": "DE",
+         "health": "Healthy", "cordoned": False,
+         "gpus": {"h100-80gb": {"capacity": 64, "allocated": 48, "free": 16,
+                                "largestFreeBlock": 8}}},
+        {"name": "us-east-1", "region": "us-east-1", "jurisdiction": "US",
+         "health": "Unreachable", "gpus": {}},
+    ],
+    "workloads": [
+        {"id": "nlp-team/llama-finetune", "status": "Placed", "sync": "Synced",
+         "health": "Running", "commit": "a" * 40,
+         "placements": [{"cluster": "eu-fra-1", "replicas": 4, "flavour": "h100-80gb",
+                         "gpus": 32}], "reasons": [],
+         "drift": [{"cluster": "eu-fra-1", "paths": ["spec.parallelism"],
+                    "manager": "kubectl-edit", "corrected": True}]},
+        {"id": "vision-team/detector", "status": "Pending", "sync": "Unknown",
+         "placements": [], "reasons": [{"message": "0/2 clusters: 1 residency(eu-personal), "
+                                                   "1 capacity"}]},
+        {"id": "search-team/ranker", "status": "Placed", "sync": "OutOfSync",
+         "placements": [{"cluster": "eu-fra-1", "replicas": 1, "flavour": "h100-80gb",
+                         "gpus": 8}], "reasons": [],
+         "drift": [{"cluster": "eu-fra-1",
+                    "paths": ["spec.template.spec.containers[name=main].image"],
+                    "manager": "kubectl-edit", "corrected": False}]},
+    ],
+}
+
+
+def test_the_sample_document_follows_the_status_schema() -> None:
+    jsonschema.validate(DOC, load_schema("status.schema.json"))
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    async def nothing() -> None:
+        return None
+
+    ep = Endpoints(status=lambda: DOC, capacity=dict, metrics=str,
+                   ready=lambda: (True, "ok"), on_git_hook=nothing)
+    runner = await serve(build_app(ep, None), "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{bound_port(runner)}"
+    finally:
+        await runner.cleanup()
+
+
+async def fleet(*args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "controllers.cli", *args], cwd=ROOT,
+        capture_output=True, text=True, timeout=60)
+
+
+async def test_fleet_view_lists_clusters_and_what_needs_attention(url: str) -> None:
+    r = await fleet("status", "--server", url)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.startswith("Fleet: 2 clusters (1 healthy, 1 unreachable) · 3 workloads")
+    assert "56/64 GPUs allocated" not in out and "48/64 GPUs allocated" in out
+    assert "! SourceUnavailable: fetch failed" in out
+    assert "eu-fra-1   eu-central-1  DE   Healthy      h100-80gb 48/64          1       1" in out
+    attention = out.split("Needs attention (2):")[1]
+    assert "vision-team/detector" in attention and "0/2 clusters: 1 residency" in attention
+    assert "search-team/ranker" in attention and "drift on eu-fra-1" in attention
+    assert "llama-finetune" not in attention  # drift corrected, running: fine
+
+
+async def test_filters_and_json(url: str) -> None:
+    r = await fleet("status", "--server", url, "--state", "Pending", "--format", "json")
+    assert [w["id"] for w in json.loads(r.stdout)["workloads"]] == ["vision-team/detector"]
+    r = await fleet("status", "--server", url, "--team", "nlp-team", "--format", "json")
+    assert [w["id"] for w in json.loads(r.stdout)["workloads"]] == ["nlp-team/llama-finetune"]
+
+
+async def test_one_workload_in_detail(url: str) -> None:
+    r = await fleet("status", "nlp-team/llama-finetune", "--server", url)
+    assert r.returncode == 0
+    assert "nlp-team/llama-finetune: Placed · sync Synced · health Running" in r.stdout
+    assert "eu-fra-1  4         h100-80gb  32" in r.stdout
+    assert "spec.parallelism by kubectl-edit (corrected)" in r.stdout
+    r = await fleet("status", "nope/nope", "--server", url)
+    assert r.returncode == 2 and "no workload nope/nope" in r.stderr
+
+
+async def test_unreachable_controller_is_one_clear_line() -> None:
+    r = await fleet("status", "--server", "http://127.0.0.1:9")
+    assert r.returncode == 2
+    assert r.stderr.startswith("fleet: cannot read status from http://127.0.0.1:9")
