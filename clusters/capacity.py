@@ -25,6 +25,7 @@ from typing import Any
 from clusters.client import JSON
 
 GPU_RESOURCE = "nvidia.com/gpu"
+MANAGED_BY = "aifleet.dev/managed-by"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 
@@ -37,6 +38,8 @@ class NodeState:
     unschedulable: bool
     taints: tuple[tuple[str, str | None, str], ...]
     used: int = 0
+    used_ours: int = 0
+    """GPUs held by pods of workloads we manage (labelled managed-by aifleet)."""
     dra_devices: int = 0
     dra_product: str | None = None
 
@@ -53,6 +56,18 @@ class NodeState:
         if not self.ready or self.unschedulable:
             return 0
         return max(0, self.gpus - self.used)
+
+    @property
+    def free_for_us(self) -> int:
+        """Free GPUs when our own workloads' pods are counted as theirs, not as used.
+
+        A re-plan places every workload we manage again (sticky), consuming capacity as
+        it goes; handing it this figure keeps a running workload's GPUs available to it
+        and never to someone else, so nothing moves and nothing is double-booked.
+        """
+        if not self.ready or self.unschedulable:
+            return 0
+        return max(0, self.gpus - (self.used - self.used_ours))
 
 
 def _quantity(value: Any) -> int:
@@ -81,8 +96,8 @@ class CapacityTracker:
     """Informer handlers keep this current; `nodes` is the view the snapshot is cut from."""
 
     nodes: dict[str, NodeState] = field(default_factory=dict)
-    _pods: dict[tuple[str, str], tuple[str | None, int]] = field(default_factory=dict)
-    _pending_used: dict[str, int] = field(default_factory=dict)
+    _pods: dict[tuple[str, str], tuple[str | None, int, bool]] = field(default_factory=dict)
+    _pending_used: dict[str, tuple[int, int]] = field(default_factory=dict)
     """GPUs of pods bound to nodes we have not seen yet (pod event before node event)."""
     unbound_gpus: int = 0
     """GPUs requested by non-terminal pods not yet bound to a node."""
@@ -110,7 +125,8 @@ class CapacityTracker:
             ready=ready,
             unschedulable=bool(spec.get("unschedulable")),
             taints=taints,
-            used=old.used if old else self._pending_used.pop(name, 0),
+            used=old.used if old else self._pending_used.get(name, (0, 0))[0],
+            used_ours=old.used_ours if old else self._pending_used.pop(name, (0, 0))[1],
             dra_devices=old.dra_devices if old else 0,
             dra_product=old.dra_product if old else None,
         )
@@ -128,23 +144,27 @@ class CapacityTracker:
         if not gpus:
             return
         node = (pod.get("spec") or {}).get("nodeName") or None
-        contrib = (str(node) if node else None, gpus)
+        ours = (meta.get("labels") or {}).get(MANAGED_BY) == "aifleet"
+        contrib = (str(node) if node else None, gpus, ours)
         self._pods[key] = contrib
         self._apply(contrib, +1)
 
-    def _unapply(self, contrib: tuple[str | None, int] | None) -> None:
+    def _unapply(self, contrib: tuple[str | None, int, bool] | None) -> None:
         if contrib is not None:
             self._apply(contrib, -1)
 
-    def _apply(self, contrib: tuple[str | None, int], sign: int) -> None:
-        node, gpus = contrib
+    def _apply(self, contrib: tuple[str | None, int, bool], sign: int) -> None:
+        node, gpus, ours = contrib
         self.version += 1
         if node is None:
             self.unbound_gpus += sign * gpus
         elif node in self.nodes:
             self.nodes[node].used += sign * gpus
+            if ours:
+                self.nodes[node].used_ours += sign * gpus
         else:
-            self._pending_used[node] = self._pending_used.get(node, 0) + sign * gpus
+            used, mine = self._pending_used.get(node, (0, 0))
+            self._pending_used[node] = (used + sign * gpus, mine + (sign * gpus if ours else 0))
 
     def on_resource_slice(self, event: str, rs: JSON) -> None:
         spec = rs.get("spec") or {}

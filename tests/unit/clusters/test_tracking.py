@@ -45,8 +45,10 @@ def node(name: str, gpus: int, ready: bool = True, product: str = "H100") -> dic
                                                    "status": "True" if ready else "False"}]}}
 
 
-def pod(name: str, gpus: int, node_name: str | None, phase: str = "Running") -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "t"},
+def pod(name: str, gpus: int, node_name: str | None, phase: str = "Running",
+        ours: bool = False) -> dict[str, Any]:
+    labels = {"aifleet.dev/managed-by": "aifleet"} if ours else {}
+    return {"metadata": {"name": name, "namespace": "t", "labels": labels},
             "spec": {"nodeName": node_name,
                      "containers": [{"name": "c", "resources": {
                          "limits": {"nvidia.com/gpu": str(gpus)}}}]},
@@ -67,6 +69,18 @@ def test_capacity_counts_non_terminal_pods_against_their_node() -> None:
     assert cap.nodes["n1"].free == 8
     cap.on_node("MODIFIED", node("n2", 8, ready=False))
     assert cap.nodes["n2"].free == 0
+
+
+def test_our_own_pods_count_as_ours_in_a_replan_never_as_someone_elses() -> None:
+    cap = CapacityTracker()
+    cap.on_pod("ADDED", pod("ours-early", 2, "n1", ours=True))
+    cap.on_node("ADDED", node("n1", 8))
+    cap.on_pod("ADDED", pod("theirs", 2, "n1"))
+    cap.on_pod("ADDED", pod("ours", 4, "n1", ours=True))
+    n1 = cap.nodes["n1"]
+    assert (n1.free, n1.free_for_us) == (0, 6)
+    cap.on_pod("DELETED", pod("ours", 4, "n1", ours=True))
+    assert (n1.free, n1.free_for_us) == (4, 6)
 
 
 def test_dra_devices_stand_in_where_no_device_plugin_resource_exists() -> None:

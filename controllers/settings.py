@@ -1,0 +1,82 @@
+"""Controller settings: from `fleet run` flags, else `FLEET_*` environment, else defaults.
+
+One pydantic-settings model is the single source of names, defaults and help text;
+the argparse flags are generated from it, so `fleet run --help` and the environment
+variables can never disagree. Secrets are `SecretStr`: never printed, never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="forbid")
+
+    repo: str = Field(description="the fleet repo to watch: a path, file://, https or ssh URL")
+    branch: str = Field("main", description="the branch to apply")
+    subdir: str = Field("", description="the fleet's folder inside the repo, if not the root")
+    kubeconfig: str | None = Field(
+        None, description="kubeconfig for clusters whose Cluster file names none (default: "
+                          "$KUBECONFIG or ~/.kube/config)")
+    state_dir: Path = Field(Path(".aifleet"),
+                            description="where the controller keeps its Git mirror")
+    poll_interval: float = Field(30.0, description="seconds between fetches of the repo")
+    resync_interval: float = Field(
+        60.0, description="seconds between full reconciles of each cluster, even without "
+                          "events (level-triggered safety net)")
+    webhook_secret: SecretStr | None = Field(
+        None, description="shared secret of POST /hooks/git (HMAC-SHA256); unset: webhook off")
+    listen: str = Field("127.0.0.1:8080", description="host:port of the HTTP server")
+    allow_non_fast_forward: bool = Field(
+        False, description="accept a new head that is not a descendant of the applied "
+                           "commit (a force-push rollback)")
+    allow_exec_plugins: bool = Field(
+        False, description="allow kubeconfig exec and auth-provider plugins (they run "
+                           "commands with the controller's privileges)")
+    self_heal: bool = Field(True, description="correct drift (off: only report it)")
+    qps: float = Field(50.0, description="API requests per second per cluster")
+    burst: int = Field(100, description="API request burst per cluster")
+    cluster_concurrency: int = Field(4, description="clusters reconciled at the same time")
+    unreachable_after: float = Field(
+        15.0, description="seconds without any answer before a cluster is Unreachable")
+    failover_grace: float | None = Field(
+        None, description="seconds a cluster may be Unreachable before its workloads fail "
+                          "over (default: each workload's aifleet.dev/unreachable "
+                          "toleration, else 300)")
+    leader_elect: bool = Field(False, description="run leader election (one active "
+                                                  "controller among replicas)")
+    leader_cluster: str | None = Field(
+        None, description="the cluster holding the leader Lease (default: the first by name)")
+    identity: str | None = Field(None, description="this replica's name in the Lease")
+    log_level: str = Field("info", description="debug, info, warning or error")
+    log_json: bool | None = Field(None, description="JSON logs (default: when not a terminal)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per setting, `--poll-interval` for `poll_interval`, with its help."""
+    for name, info in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        env = f"FLEET_{name.upper()}"
+        default = info.default
+        help_text = f"{info.description} [env {env}"
+        help_text += "]" if default is None or info.is_required() else f"; default {default}]"
+        ann = info.annotation
+        if ann is bool:
+            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                           default=None, help=help_text)
+        else:
+            p.add_argument(flag, dest=name, default=None, metavar=name.upper(),
+                           help=help_text)
+
+
+def from_args(args: argparse.Namespace) -> Settings:
+    """Flags given on the command line override the environment."""
+    given: dict[str, Any] = {n: getattr(args, n) for n in Settings.model_fields
+                             if getattr(args, n, None) is not None}
+    return Settings(**given)
