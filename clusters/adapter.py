@@ -21,7 +21,7 @@ import anyio
 import structlog
 
 from clusters.apply import OWNED_SELECTOR, Applier, ApplyResult, DriftReport, workload_of
-from clusters.capacity import CapacityTracker, NodeState
+from clusters.capacity import GPU_RESOURCE, PRODUCT_LABEL, CapacityTracker, NodeState
 from clusters.client import (
     DEPLOYMENT,
     JOB,
@@ -41,6 +41,16 @@ from clusters.informer import Informer
 from clusters.kubeconfig import ConnectionSpec, api_client
 
 log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class LivePlacement:
+    workload: str
+    """The `aifleet.dev/workload` label value (`team.name`)."""
+    replicas: int
+    product: str | None
+    gpus_per_replica: int
+    commit: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +153,10 @@ class ClusterAdapter:
     # ------------------------------------------------------------------ writes
 
     async def apply(self, objects: Iterable[JSON], *, prune: bool = True,
-                    allow_empty: bool = False, scope: set[str] | None = None) -> ApplyResult:
+                    allow_empty: bool = False, scope: set[str] | None = None,
+                    protect: set[str] | None = None) -> ApplyResult:
         result = await self.applier.apply(objects, prune=prune, allow_empty=allow_empty,
-                                          scope=scope)
+                                          scope=scope, protect=protect)
         log.info("cluster_applied", cluster=self.name, applied=len(result.applied),
                  unchanged=len(result.unchanged), recreated=len(result.recreated),
                  pruned=len(result.pruned), failed=len(result.failed),
@@ -179,6 +190,30 @@ class ClusterAdapter:
     def workload_objects(self, workload: str) -> list[JSON]:
         """Live owned objects of one workload (`team.name` label value)."""
         return [o for _k, o in sorted(self.applier.live.items()) if workload_of(o) == workload]
+
+    def live_workloads(self) -> dict[str, LivePlacement]:
+        """What runs here by our labels: per workload label, the replicas and GPU product.
+
+        After a restart this is the truth the controller rebuilds its previous plan from.
+        """
+        out: dict[str, LivePlacement] = {}
+        for _k, obj in sorted(self.applier.live.items()):
+            wl = workload_of(obj)
+            kind = obj.get("kind")
+            if wl is None or kind not in ("Job", "Deployment"):
+                continue
+            spec = obj.get("spec") or {}
+            replicas = int(spec.get("parallelism" if kind == "Job" else "replicas") or 0)
+            pod = (spec.get("template") or {}).get("spec") or {}
+            product = (pod.get("nodeSelector") or {}).get(PRODUCT_LABEL)
+            gpus = 0
+            for c in pod.get("containers") or []:
+                limits = (c.get("resources") or {}).get("limits") or {}
+                gpus += int(str(limits.get(GPU_RESOURCE, 0)) or 0)
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            out[wl] = LivePlacement(wl, replicas, product, gpus,
+                                    annotations.get("aifleet.dev/source-commit"))
+        return out
 
     def workload_health(self, workload: str) -> str:
         return workload_health(self.workload_objects(workload))

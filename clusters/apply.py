@@ -169,9 +169,13 @@ class Applier:
     # ------------------------------------------------------------------ apply
 
     async def apply(self, desired: Iterable[JSON], *, prune: bool = True,
-                    allow_empty: bool = False,
-                    scope: set[str] | None = None) -> ApplyResult:
-        """Apply `desired` (all owned objects of this cluster, or of `scope` workloads)."""
+                    allow_empty: bool = False, scope: set[str] | None = None,
+                    protect: set[str] | None = None) -> ApplyResult:
+        """Apply `desired` (all owned objects of this cluster, or of `scope` workloads).
+
+        `protect`: workloads whose live objects prune must leave alone even though they
+        are not desired now (invalid in this commit: keep the last good state).
+        """
         calls_before = self.client.stats.total
         result = ApplyResult()
         stamped = sorted((stamp(o) for o in desired),
@@ -190,7 +194,7 @@ class Applier:
             except ClusterError as e:
                 result.failed.append((key, e))
         if prune and not result.failed:
-            await self._prune(desired_keys, scope, allow_empty, result)
+            await self._prune(desired_keys, scope, allow_empty, protect or set(), result)
         result.api_calls = self.client.stats.total - calls_before
         return result
 
@@ -263,8 +267,9 @@ class Applier:
         self.desired.pop(key, None)
 
     async def _prune(self, desired_keys: set[ObjKey], scope: set[str] | None,
-                     allow_empty: bool, result: ApplyResult) -> None:
-        owned = [k for k in self.owned() if k[1] != "Namespace"]
+                     allow_empty: bool, protect: set[str], result: ApplyResult) -> None:
+        owned = [k for k in self.owned() if k[1] != "Namespace"
+                 and workload_of(self.live[k]) not in protect]
         if scope is not None:
             owned = [k for k in owned if workload_of(self.live[k]) in scope]
         doomed = [k for k in owned if k not in desired_keys]
