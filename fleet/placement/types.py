@@ -1,0 +1,79 @@
+"""What placement returns: a `Plan`, per workload its status, assignments and reasons.
+
+These types are the contract between the placement core and everything that consumes a
+plan (rendering, the controller, `fleet plan`, plan diffs, the ledger). Plain frozen
+dataclasses, so a plan can be compared, hashed and serialised deterministically.
+
+- An `Assignment` is one cluster's share of a workload: `replicas` pods of one flavour.
+  A gang workload has exactly one; an inference workload with `spread` may have several
+  (one per cluster); a Pending or Invalid workload has none.
+- A `Reason` says why a cluster was chosen or filtered out (`cluster` set), or why the
+  workload is Pending (`cluster` None, the diagnosis line). `rule` names the filter or
+  scorer: Residency, Selector, Taint, Health, Cordon, Flavour, Capacity, Gang, Quota,
+  Spread, Sticky, Invalid.
+- `PreviousPlan` is what runs now, by workload id: the input of stickiness. The
+  controller builds it from its last plan, or after a restart from the live objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fleet.ids import ClusterName, Flavour, WorkloadId
+
+PlacementStatus = Literal["Placed", "Pending", "Invalid"]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Assignment:
+    cluster: ClusterName
+    flavour: Flavour
+    replicas: int
+    gpus_per_replica: int
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.gpus_per_replica
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    message: str
+    cluster: ClusterName | None = None
+    rule: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadPlacement:
+    id: WorkloadId
+    status: PlacementStatus
+    assignments: tuple[Assignment, ...] = ()
+    reasons: tuple[Reason, ...] = ()
+
+    @property
+    def clusters(self) -> tuple[ClusterName, ...]:
+        return tuple(a.cluster for a in self.assignments)
+
+
+@dataclass(frozen=True, slots=True)
+class FlavourUsage:
+    capacity: int
+    allocated: int
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    commit: str | None
+    workloads: Mapping[WorkloadId, WorkloadPlacement]
+    """Every workload of the spec, valid or not, sorted by id."""
+    usage: Mapping[ClusterName, Mapping[Flavour, FlavourUsage]] = field(default_factory=dict)
+    """Per cluster and flavour, GPU capacity and what this plan allocates there."""
+    capacity_digest: str = ""
+    """`CapacitySnapshot.digest()` of the capacity planned with (stale-plan detection)."""
+    policy_version: str = ""
+    """`Residency.version` of the policy in force (ledger, audit)."""
+
+
+PreviousPlan = Mapping[WorkloadId, tuple[Assignment, ...]]
