@@ -93,6 +93,11 @@ class _Frame:
 
 _NO_KEY = object()
 
+_plain_cache: dict[str, Any] = {}
+"""Resolved values of plain, untagged scalars by text (the resolver's answer is a pure
+function of the text for those). Only immutable values are cached."""
+_IMMUTABLE_SCALARS = (str, bool, int, float, type(None))
+
 
 def _line(event: Any) -> int:
     return int(event.start_mark.line) + 1
@@ -140,48 +145,29 @@ def _documents(loader: Any) -> Iterator[YamlDocument]:
 
 
 def _build(loader: Any, doc: YamlDocument) -> None:
-    """Build the value of one document from events, iteratively."""
+    """Build the value of one document from events, iteratively.
+
+    This loop is the hot path of reading a repo (every scalar of every file passes
+    through it), so it dispatches on the exact event type and keeps lookups local.
+    """
     anchors: dict[str, tuple[Any, int]] = {}
     first = loader.yaml_implicit_resolvers
+    get_event = loader.get_event
+    lines = doc.lines
     stack: list[_Frame] = []
     total = 0
-    root_set = False
-
-    def attach(value: Any, size: int, event: Any, is_key_candidate: bool) -> None:
-        nonlocal total, root_set
-        if not stack:
-            doc.value = value
-            root_set = True
-            return
-        top = stack[-1]
-        top.size += size
-        if not top.is_map:
-            idx = len(top.value)
-            doc.lines[(*top.path, idx)] = _line(event)
-            top.value.append(value)
-            return
-        if top.pending_key is _NO_KEY:
-            if not is_key_candidate:
-                raise YamlError("a mapping key must be a plain value, not a list or mapping",
-                                _line(event))
-            top.pending_key = value
-            if value in top.key and value != _MERGE_TAG:
-                raise YamlError(
-                    f"duplicate key {value!r} (first at line {top.key[value]})", _line(event)
-                )
-            top.key[value] = _line(event)
-            return
-        key = top.pending_key
-        top.pending_key = _NO_KEY
-        if key == _MERGE_TAG:
-            top.merges.append(value)
-        else:
-            top.value[key] = value
+    no_key = _NO_KEY
+    scalar_t, alias_t = yaml.ScalarEvent, yaml.AliasEvent
+    starts = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+    ends = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
 
     while True:
-        event = loader.get_event()
-        if isinstance(event, yaml.ScalarEvent):
-            is_key = bool(stack) and stack[-1].is_map and stack[-1].pending_key is _NO_KEY
+        event = get_event()
+        etype = type(event)
+        line = event.start_mark.line + 1
+        if etype is scalar_t:
+            top = stack[-1] if stack else None
+            is_key = top is not None and top.is_map and top.pending_key is no_key
             text = event.value
             # The C parser reports a plain scalar's style as '' (the Python one as None).
             if event.tag is None and (event.style or (text and text[0] not in first)):
@@ -189,6 +175,9 @@ def _build(loader: Any, doc: YamlDocument) -> None:
                 # resolver (bool, int, float, null, timestamp, merge) starts with: a str,
                 # exactly as the resolver would decide.
                 value: Any = text
+            elif event.tag is None and not event.style and text in _plain_cache \
+                    and not (is_key and text == "<<"):
+                value = _plain_cache[text]
             else:
                 node = yaml.ScalarNode(
                     loader.resolve(yaml.ScalarNode, text, event.implicit), text,
@@ -198,49 +187,52 @@ def _build(loader: Any, doc: YamlDocument) -> None:
                     value = _MERGE_TAG
                 else:
                     value = loader.construct_object(node, deep=True)
+                    if event.tag is None and not event.style and len(text) <= 64 \
+                            and len(_plain_cache) < 4096 \
+                            and isinstance(value, _IMMUTABLE_SCALARS):
+                        # Plain scalars repeat (`8`, `1`, `true`): resolve each text once.
+                        _plain_cache[text] = value
             if is_key:
-                top = stack[-1]
-                doc.lines[(*top.path, value if isinstance(value, str | int) else str(value))] = (
-                    _line(event)
-                )
+                assert top is not None
+                lines[(*top.path, value if isinstance(value, str | int) else str(value))] = line
             total += 1
             if event.anchor:
                 anchors[event.anchor] = (value, 1)
-            attach(value, 1, event, True)
-        elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            size = 1
+            key_candidate = True
+        elif etype in starts:
             if len(stack) >= MAX_DEPTH:
-                raise YamlError(f"nested deeper than {MAX_DEPTH} levels", _line(event))
-            if stack and stack[-1].is_map and stack[-1].pending_key is _NO_KEY:
-                raise YamlError(
-                    "a mapping key must be a plain value, not a list or mapping", _line(event)
-                )
+                raise YamlError(f"nested deeper than {MAX_DEPTH} levels", line)
             path: Path = ()
             if stack:
                 top = stack[-1]
                 if top.is_map:
                     k = top.pending_key
+                    if k is no_key:
+                        raise YamlError(
+                            "a mapping key must be a plain value, not a list or mapping", line
+                        )
                     path = (*top.path, k if isinstance(k, str | int) else str(k))
                 else:
                     path = (*top.path, len(top.value))
             total += 1
             if total > MAX_NODES:
-                raise YamlError(f"document has more than {MAX_NODES} nodes", _line(event))
-            stack.append(
-                _Frame(isinstance(event, yaml.MappingStartEvent), path, event.anchor)
-            )
-        elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
+                raise YamlError(f"document has more than {MAX_NODES} nodes", line)
+            stack.append(_Frame(etype is yaml.MappingStartEvent, path, event.anchor))
+            continue
+        elif etype in ends:
             frame = stack.pop()
             if frame.is_map and frame.merges:
-                _apply_merges(frame, _line(event))
+                _apply_merges(frame, line)
             if frame.anchor:
                 anchors[frame.anchor] = (frame.value, frame.size)
-            attach(frame.value, frame.size, event, False)
-        elif isinstance(event, yaml.AliasEvent):
+            value, size, key_candidate = frame.value, frame.size, False
+        elif etype is alias_t:
             if event.anchor not in anchors:
                 raise YamlError(
                     f"alias *{event.anchor} refers to no anchor defined before it "
                     "(or to one that contains it)",
-                    _line(event),
+                    line,
                 )
             value, size = anchors[event.anchor]
             total += size
@@ -248,14 +240,38 @@ def _build(loader: Any, doc: YamlDocument) -> None:
                 raise YamlError(
                     f"aliases expand the document past {MAX_NODES} nodes "
                     "(a YAML alias bomb?)",
-                    _line(event),
+                    line,
                 )
-            is_key = bool(stack) and stack[-1].is_map and stack[-1].pending_key is _NO_KEY
-            attach(value, size, event, is_key and not isinstance(value, dict | list))
+            top = stack[-1] if stack else None
+            is_key = top is not None and top.is_map and top.pending_key is no_key
+            key_candidate = is_key and not isinstance(value, dict | list)
         else:  # pragma: no cover - the parser emits nothing else inside a document
-            raise YamlError(f"unexpected YAML event {type(event).__name__}", _line(event))
-        if not stack and root_set:
+            raise YamlError(f"unexpected YAML event {etype.__name__}", line)
+
+        # Attach `value` to the collection under construction (or make it the root).
+        if not stack:
+            doc.value = value
             return
+        top = stack[-1]
+        top.size += size
+        if not top.is_map:
+            lines[(*top.path, len(top.value))] = line
+            top.value.append(value)
+        elif top.pending_key is no_key:
+            if not key_candidate:
+                raise YamlError("a mapping key must be a plain value, not a list or mapping",
+                                line)
+            top.pending_key = value
+            if value in top.key and value != _MERGE_TAG:
+                raise YamlError(f"duplicate key {value!r} (first at line {top.key[value]})", line)
+            top.key[value] = line
+        else:
+            key = top.pending_key
+            top.pending_key = no_key
+            if key == _MERGE_TAG:
+                top.merges.append(value)
+            else:
+                top.value[key] = value
 
 
 def _apply_merges(frame: _Frame, line: int) -> None:

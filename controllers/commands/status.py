@@ -9,8 +9,6 @@ import sys
 import time
 from typing import Any
 
-import httpx
-
 from controllers.commands.common import fail
 from controllers.statusview import filter_workloads, render_fleet, render_workload
 
@@ -47,6 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def fetch(server: str) -> dict[str, Any]:
+    import httpx  # here, not at the top: every `fleet` command would pay for its import
+
     try:
         r = httpx.get(f"{server.rstrip('/')}/api/v1/status", timeout=10)
         r.raise_for_status()
