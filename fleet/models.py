@@ -1,6 +1,7 @@
 """Models of the fleet repo format, aifleet.dev/v1alpha1 (shared/spec/fleet-repo.md).
 
-Four kinds: Cluster, ResidencyPolicy, TeamQuota and Workload. Every model is frozen and
+Four kinds: Cluster, ResidencyPolicy, TeamQuota and Workload, plus two of ours in
+`policies/`, Guardrails and Owners. Every model is frozen and
 rejects unknown fields, because a typo in a placement rule (`dataclass:` for
 `dataClass:`) silently dropped would place EU personal data anywhere. YAML keys are
 camelCase; Python attributes are snake_case through aliases, and error locations come
@@ -512,13 +513,59 @@ class Workload(_Document):
         return tuple(Flavour(f) for f in self.spec.resources.gpu.flavours)
 
 
-Document = Cluster | ResidencyPolicy | TeamQuota | Workload
+# --------------------------------------------------------------------------- Guardrails, Owners
+# Extensions (docs/fleet-repo-extensions.md); what they mean is in fleet.guardrails and
+# fleet.owners, which merge and check them.
 
-KINDS: dict[str, type[Cluster] | type[ResidencyPolicy] | type[TeamQuota] | type[Workload]] = {
+
+RegistryPrefix = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class GuardrailRules(Model):
+    """Limits on Workloads; every rule is optional, unset means no limit."""
+
+    max_gpus_per_workload: Annotated[int, Field(ge=0)] | None = None
+    max_replicas: Annotated[int, Field(ge=1)] | None = None
+    allowed_flavours: tuple[FlavourName, ...] | None = None
+    required_labels: tuple[LabelKey, ...] | None = None
+    allowed_registries: tuple[RegistryPrefix, ...] | None = None
+
+
+class GuardrailsSpec(Model):
+    defaults: GuardrailRules = Field(default_factory=GuardrailRules)
+    """Fleet-wide rules; a team's entry replaces the rules it sets, rule by rule."""
+    teams: dict[DnsLabel, GuardrailRules] = Field(default_factory=dict)
+
+
+class Guardrails(_ClusterScoped):
+    kind: Literal["Guardrails"]
+    spec: GuardrailsSpec
+
+
+class OwnerRule(Model):
+    path: Annotated[str, Field(min_length=1, max_length=1024)]
+    """A CODEOWNERS-style glob relative to the fleet root: `*`, `**`, `?`."""
+    owners: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
+
+
+class OwnersSpec(Model):
+    rules: tuple[OwnerRule, ...] = ()
+
+
+class Owners(_ClusterScoped):
+    kind: Literal["Owners"]
+    spec: OwnersSpec
+
+
+Document = Cluster | ResidencyPolicy | TeamQuota | Workload | Guardrails | Owners
+
+KINDS: dict[str, type[Document]] = {
     "Cluster": Cluster,
     "ResidencyPolicy": ResidencyPolicy,
     "TeamQuota": TeamQuota,
     "Workload": Workload,
+    "Guardrails": Guardrails,
+    "Owners": Owners,
 }
 
 

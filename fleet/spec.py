@@ -19,8 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fleet.diagnostics import Diagnostic, SourceRef, sort_key
+from fleet.guardrails import GuardrailPolicy, build_guardrails, check_workload
 from fleet.ids import ClusterName, Team, WorkloadId
-from fleet.models import Cluster, Document, ResidencyPolicy, TeamQuota, Workload
+from fleet.models import Cluster, Document, Guardrails, Owners, ResidencyPolicy, TeamQuota, Workload
+from fleet.owners import OwnersPolicy, build_owners
 from fleet.residency import Residency, build_residency
 
 
@@ -35,6 +37,10 @@ class FleetSpec:
     errors: tuple[Diagnostic, ...]
     sources: Mapping[tuple[str, str], SourceRef] = field(default_factory=dict)
     """(kind, name or workload id) -> where the document is."""
+    guardrails: GuardrailPolicy = field(default_factory=GuardrailPolicy)
+    owners: OwnersPolicy = field(default_factory=OwnersPolicy)
+    violations: tuple[Diagnostic, ...] = ()
+    """The guardrail violations among `errors` (each also makes its workload invalid)."""
 
     def source_of(self, kind: str, name: str) -> SourceRef | None:
         return self.sources.get((kind, name))
@@ -94,6 +100,12 @@ def assemble(
         quotas[doc.team] = doc
         sources[("TeamQuota", doc.team)] = src
 
+    guardrails, guard_errors = build_guardrails(
+        (d, s) for d, s in by_kind["Guardrails"] if isinstance(d, Guardrails))
+    errs.extend(guard_errors)
+    owners = build_owners((d, s) for d, s in by_kind["Owners"] if isinstance(d, Owners))
+    violations: list[Diagnostic] = []
+
     seen: dict[WorkloadId, list[tuple[Workload, SourceRef]]] = defaultdict(list)
     for doc, src in by_kind["Workload"]:
         assert isinstance(doc, Workload)
@@ -113,6 +125,9 @@ def assemble(
         doc, src = entries[0]
         sources[("Workload", wid)] = src
         problems = _check_workload(doc, src, residency, flavours, clusters)
+        broken = check_workload(guardrails, doc, src)
+        violations.extend(broken)
+        problems.extend(broken)
         if problems or wid in invalid:
             errs.extend(problems)
             invalid[wid].extend(problems)
@@ -128,6 +143,9 @@ def assemble(
         invalid={k: tuple(v) for k, v in sorted(invalid.items())},
         errors=tuple(_dedupe(errs)),
         sources=sources,
+        guardrails=guardrails,
+        owners=owners,
+        violations=tuple(sorted(violations, key=sort_key)),
     )
 
 

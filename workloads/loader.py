@@ -7,7 +7,8 @@ cross-document checks (`fleet.spec.assemble`) then run over all of them.
 
 The layout rules of the format live here, because they are about paths:
 `clusters/<name>.yaml` holds one Cluster; `workloads/<team>/...` holds one Workload
-whose namespace is `<team>`; `policies/` holds ResidencyPolicy and TeamQuota documents.
+whose namespace is `<team>`; `policies/` holds ResidencyPolicy, TeamQuota, Guardrails and
+Owners documents.
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ from workloads.yamlio import MAX_FILE_BYTES, YamlDocument, read_yaml
 _FOLDER_KINDS = {
     "clusters": ("Cluster",),
     "workloads": ("Workload",),
-    "policies": ("ResidencyPolicy", "TeamQuota"),
+    "policies": ("ResidencyPolicy", "TeamQuota", "Guardrails", "Owners"),
 }
 _KIND_HOME = {
     "Cluster": "clusters/<name>.yaml",
     "Workload": "workloads/<team>/",
     "ResidencyPolicy": "policies/",
     "TeamQuota": "policies/",
+    "Guardrails": "policies/",
+    "Owners": "policies/",
 }
 
 

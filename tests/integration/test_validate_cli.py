@@ -78,7 +78,7 @@ def test_schema_prints_one_kind_or_all() -> None:
     assert r.returncode == 0
     assert json.loads(r.stdout)["title"] == "Workload"
     assert sorted(json.loads(fleet("schema").stdout)) == [
-        "Cluster", "ResidencyPolicy", "TeamQuota", "Workload"]
+        "Cluster", "Guardrails", "Owners", "ResidencyPolicy", "TeamQuota", "Workload"]
 
 
 def test_help_explains_each_command() -> None:

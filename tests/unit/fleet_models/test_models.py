@@ -106,7 +106,8 @@ def test_gang_defaults_by_type() -> None:
 
 def test_json_schema_of_each_kind_rejects_unknown_fields() -> None:
     schemas = json_schemas()
-    assert sorted(schemas) == ["Cluster", "ResidencyPolicy", "TeamQuota", "Workload"]
+    assert sorted(schemas) == ["Cluster", "Guardrails", "Owners", "ResidencyPolicy", "TeamQuota",
+                               "Workload"]
     assert schemas["Workload"]["additionalProperties"] is False
     assert "dataClass" in str(schemas["Workload"])
 

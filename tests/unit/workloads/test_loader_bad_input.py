@@ -42,7 +42,7 @@ CASES: list[tuple[str, dict[str, str | bytes | Link], list[tuple[str, int | None
         "wrong_kind",
         {f"{W}/kind.yaml": workload("kind").replace("kind: Workload", "kind: Deployment")},
         [(f"{W}/kind.yaml", 2, "unknown kind 'Deployment': expected one of Cluster, "
-                               "ResidencyPolicy, TeamQuota, Workload")],
+                               "ResidencyPolicy, TeamQuota, Workload, Guardrails, Owners")],
     ),
     (
         "kind_in_wrong_folder",
