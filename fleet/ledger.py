@@ -1,0 +1,221 @@
+"""The decision ledger: every decision the controller takes, as a hash-chained record.
+
+Every placement, move, failover, apply, prune, drift correction and refusal (and what the
+controller finds running that it did not put there) becomes one append-only `Record`:
+when, at which fleet repo commit, which workload and intent, which cluster and the
+jurisdiction it had at that moment, which policy version and manifest digest, the
+result and the reason. Each record carries `prev`, the hash of the record before it,
+and `hash`, the sha256 of its own canonical JSON without `hash`; so editing, removing
+or reordering any record breaks the chain at a point `verify` names.
+
+The record is split in two steps because the order is known only when it is written:
+the controller fills an `Entry` (what happened), and the writer `seal`s entries onto the
+current tip of the chain (`seq`, `prev`, `hash`). A writer that loses a push race seals
+the same entries again onto the new tip.
+
+Canonical JSON is sorted keys, no spaces, UTF-8 (non-ASCII kept as is), one record per
+line (JSONL). Every key is always present (`null` when it does not apply), so a record
+hashes the same whatever wrote it. The core reads no clock: the caller supplies `time`,
+an RFC 3339 UTC string (`2026-11-23T19:00:00Z`), which sorts as it reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, get_args
+
+Event = Literal["Placed", "Moved", "FailedOver", "Applied", "Pruned", "DriftCorrected",
+                "Refused", "Pending", "Observed"]
+EVENTS: frozenset[str] = frozenset(get_args(Event))
+
+GENESIS = "0" * 64
+"""`prev` of the first record (seq 1): there is nothing before it."""
+
+# JSON key -> attribute, in one place; the JSON spelling is camelCase like the repo format.
+_KEYS = {
+    "seq": "seq", "time": "time", "event": "event", "commit": "commit",
+    "workload": "workload", "intentHash": "intent_hash", "cluster": "cluster",
+    "fromCluster": "from_cluster", "jurisdiction": "jurisdiction",
+    "dataClass": "data_class", "policyVersion": "policy_version",
+    "manifestDigest": "manifest_digest", "flavour": "flavour", "gpus": "gpus",
+    "result": "result", "reason": "reason", "prev": "prev", "hash": "hash",
+}
+RECORD_KEYS: frozenset[str] = frozenset(_KEYS)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What happened, before it has a place in the chain.
+
+    `cluster` is where it happened (None for Pending or a refusal that names no
+    cluster); `from_cluster` is the cluster a Moved or FailedOver workload left.
+    `gpus` is the workload's GPUs on `cluster` after the event (replicas x per replica).
+    """
+
+    time: str
+    event: Event
+    workload: str
+    commit: str | None = None
+    intent_hash: str | None = None
+    cluster: str | None = None
+    from_cluster: str | None = None
+    jurisdiction: str | None = None
+    data_class: str | None = None
+    policy_version: str | None = None
+    manifest_digest: str | None = None
+    flavour: str | None = None
+    gpus: int = 0
+    result: str = "ok"
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.event not in EVENTS:
+            raise ValueError(f"unknown ledger event {self.event!r}: one of {sorted(EVENTS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An `Entry` sealed into the chain: its `seq`, the previous hash and its own."""
+
+    seq: int
+    entry: Entry
+    prev: str
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        doc = _entry_json(self.entry)
+        doc.update(seq=self.seq, prev=self.prev, hash=self.hash)
+        return doc
+
+    def line(self) -> str:
+        """The record's JSONL line (no newline), exactly as it is hashed plus `hash`."""
+        return canonical(self.to_json())
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Record:
+        """A record from its JSON; ValueError names the first problem."""
+        missing = RECORD_KEYS - doc.keys()
+        if missing:
+            raise ValueError(f"missing {', '.join(sorted(missing))}")
+        extra = doc.keys() - RECORD_KEYS
+        if extra:
+            raise ValueError(f"unknown field {', '.join(sorted(extra))}")
+        kwargs = {_KEYS[k]: v for k, v in doc.items() if k not in ("seq", "prev", "hash")}
+        for name in ("seq", "gpus"):
+            if type(doc[name]) is not int:
+                raise ValueError(f"{name} must be an integer, got {doc[name]!r}")
+        try:
+            entry = Entry(**kwargs)
+        except TypeError as e:  # pragma: no cover - keys are checked above
+            raise ValueError(str(e)) from e
+        return cls(doc["seq"], entry, str(doc["prev"]), str(doc["hash"]))
+
+
+def _entry_json(e: Entry) -> dict[str, Any]:
+    return {key: getattr(e, attr) for key, attr in _KEYS.items()
+            if attr not in ("seq", "prev", "hash")}
+
+
+def canonical(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_hash(doc: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of a record without its `hash` key."""
+    body = {k: v for k, v in doc.items() if k != "hash"}
+    return hashlib.sha256(canonical(body).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Tip:
+    """The end of a chain: the last seq and hash (seq 0 and GENESIS when empty)."""
+
+    seq: int = 0
+    hash: str = GENESIS
+
+
+def seal(entries: Iterable[Entry], tip: Tip = Tip()) -> list[Record]:
+    """Chain `entries` onto `tip`, in order."""
+    out: list[Record] = []
+    seq, prev = tip.seq, tip.hash
+    for e in entries:
+        seq += 1
+        doc = _entry_json(e)
+        doc.update(seq=seq, prev=prev)
+        h = record_hash(doc)
+        out.append(Record(seq, e, prev, h))
+        prev = h
+    return out
+
+
+def tip_of(records: Iterable[Record]) -> Tip:
+    tip = Tip()
+    for r in records:
+        tip = Tip(r.seq, r.hash)
+    return tip
+
+
+@dataclass(frozen=True, slots=True)
+class Break:
+    """Where a chain stops being trustworthy: the index of the first bad record, and why."""
+
+    index: int
+    seq: int | None
+    why: str
+    where: str = ""
+    """Set by readers that know it: `segment-file:line`."""
+
+
+def verify(docs: Iterable[Mapping[str, Any] | str], *,
+           where: Iterable[str] | None = None) -> Break | None:
+    """Check a whole chain; the first broken record, or None when the chain holds.
+
+    `docs` are records as JSON objects or JSONL lines, in stored order. Checks, per
+    record: it parses and has exactly the record's fields; its hash matches its content
+    (else it was edited); `seq` follows the previous one (a gap: records removed; going
+    back: reordered); `prev` is the previous record's hash (the first one: GENESIS).
+    `where` optionally names each record's location, for the Break.
+    """
+    places: Iterator[str] | None = iter(where) if where is not None else None
+    prev_seq, prev_hash = 0, GENESIS
+    for i, raw in enumerate(docs):
+        place = next(places, "") if places is not None else ""
+        doc: Any = raw
+        if isinstance(raw, str):
+            try:
+                doc = json.loads(raw)
+            except ValueError as e:
+                return Break(i, None, f"not a JSON record: {e}", place)
+        if not isinstance(doc, Mapping):
+            return Break(i, None, "not a JSON object", place)
+        seq = doc.get("seq")
+        seq_n = seq if type(seq) is int else None
+        try:
+            Record.from_json(doc)
+        except ValueError as e:
+            return Break(i, seq_n, f"malformed record: {e}", place)
+        assert seq_n is not None
+        if record_hash(doc) != doc["hash"]:
+            return Break(i, seq_n, "edited: its content does not match its hash", place)
+        if i == 0 and (seq_n != 1 or doc["prev"] != GENESIS):
+            return Break(i, seq_n, f"bad genesis: the first record must have seq 1 and prev "
+                                   f"{GENESIS[:12]}..., has seq {seq_n}", place)
+        if seq_n <= prev_seq:
+            return Break(i, seq_n, f"reordered: seq {seq_n} comes after seq {prev_seq}", place)
+        if seq_n != prev_seq + 1:
+            gap = seq_n - prev_seq - 1
+            return Break(i, seq_n, f"removed: seq {seq_n} follows seq {prev_seq} "
+                                   f"({gap} record{'s' if gap > 1 else ''} missing)", place)
+        if doc["prev"] != prev_hash:
+            return Break(i, seq_n, f"prev does not match the hash of seq {prev_seq}: "
+                                   "that record was edited and re-hashed, or replaced", place)
+        prev_seq, prev_hash = seq_n, doc["hash"]
+    return None
+
+
+def entry_fields() -> tuple[str, ...]:
+    """The attribute names an `Entry` takes, for facades that pass fields through."""
+    return tuple(f.name for f in fields(Entry))
