@@ -1,0 +1,125 @@
+"""The ledger on a real Git branch: append, segments, push, non-fast-forward retry, verify."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from fleet.ledger import Entry, record_hash
+from tests.fleetdocs import base_fleet
+from tests.gitrepo import SIGNATURE, GitRepo
+from workloads.ledger_store import LedgerReader, LedgerWriter, read_ledger
+
+
+def entries(n: int, start: int = 0, day: str = "2026-11-23") -> list[Entry]:
+    return [Entry(f"{day}T10:{(start + i) // 60:02d}:{(start + i) % 60:02d}Z", "Applied",
+                  f"nlp-team/w{start + i}", commit="c" * 40, cluster="eu-fra-1",
+                  jurisdiction="DE", gpus=8) for i in range(n)]
+
+
+@pytest.fixture
+def fleet_repo(tmp_path: Path) -> GitRepo:
+    repo = GitRepo(tmp_path / "fleet.git", bare=True)
+    repo.commit(base_fleet())
+    return repo
+
+
+def test_append_commits_segments_on_the_ledger_branch_only(fleet_repo: GitRepo) -> None:
+    main_before = fleet_repo.repo.references["refs/heads/main"].target
+    writer = LedgerWriter(fleet_repo.path, segment_records=3)
+    first = writer.append(entries(2))
+    second = writer.append(entries(5, 2, day="2026-11-24"))
+    assert [r.seq for r in first + second] == [1, 2, 3, 4, 5, 6, 7]
+
+    reader = LedgerReader(fleet_repo.path)
+    # the tail segment fills up to 3 records, then new segments by the first record's day
+    assert [s.path for s in reader.segments] == [
+        "ledger/2026/11/23/000000000001.jsonl",
+        "ledger/2026/11/24/000000000004.jsonl",
+        "ledger/2026/11/24/000000000007.jsonl",
+    ]
+    assert [r.entry.workload for r in read_ledger(fleet_repo.path)] == [
+        f"nlp-team/w{i}" for i in range(7)]
+    assert reader.verify() is None
+    assert reader.tip().seq == 7 and reader.tip().hash == second[-1].hash
+    assert [d["seq"] for d in reader.docs()] == list(range(1, 8))
+    # the intents are untouched; the ledger branch has one commit per batch
+    assert fleet_repo.repo.references["refs/heads/main"].target == main_before
+    tip = fleet_repo.repo.references["refs/heads/aifleet/ledger"].peel(pygit2.Commit)
+    assert len(tip.parents) == 1 and not tip.parents[0].parents
+    assert tip.message.startswith("ledger: records 3-7")
+
+
+def test_push_to_a_bare_remote(tmp_path: Path, fleet_repo: GitRepo) -> None:
+    mirror = pygit2.clone_repository(str(fleet_repo.path), str(tmp_path / "mirror.git"),
+                                     bare=True)
+    writer = LedgerWriter(mirror.path, remote="origin")
+    written = writer.append(entries(3))
+    assert writer.attempts == 1
+    remote_records = list(read_ledger(fleet_repo.path))
+    assert [r.hash for r in remote_records] == [r.hash for r in written]
+
+
+def test_non_fast_forward_push_is_retried_on_the_new_tip(tmp_path: Path,
+                                                         fleet_repo: GitRepo) -> None:
+    a = LedgerWriter(pygit2.clone_repository(str(fleet_repo.path), str(tmp_path / "a.git"),
+                                             bare=True).path, remote="origin")
+    b = LedgerWriter(pygit2.clone_repository(str(fleet_repo.path), str(tmp_path / "b.git"),
+                                             bare=True).path, remote="origin")
+    a.append(entries(2))
+    b.append(entries(2, 2))          # b fetches a's tip first: no race
+    assert b.attempts == 1
+    late = a.append(entries(1, 4))   # a still believes its own tip: rejected, re-chained
+    assert a.attempts == 2
+    assert late[0].seq == 5
+    reader = LedgerReader(fleet_repo.path)
+    assert reader.verify() is None
+    assert [d["workload"] for d in reader.docs()] == [f"nlp-team/w{i}" for i in range(5)]
+
+
+def test_push_to_an_unreachable_remote_is_a_transient_error(fleet_repo: GitRepo,
+                                                            tmp_path: Path) -> None:
+    from workloads.ledger_store import LedgerPushFailed
+
+    writer = LedgerWriter(fleet_repo.path, remote=str(tmp_path / "nowhere.git"))
+    with pytest.raises(LedgerPushFailed, match="cannot fetch the ledger"):
+        writer.append(entries(1))
+
+
+def _edit_line(repo: pygit2.Repository, path: str, line: int, field: str, value: str,
+               rehash: bool) -> None:
+    """Commit an edit of one record, as someone with push access could."""
+    ref = "refs/heads/aifleet/ledger"
+    tip = repo.references[ref].peel(pygit2.Commit)
+    blob = repo[tip.tree[path].id]
+    assert isinstance(blob, pygit2.Blob)
+    lines = bytes(blob.data).decode().splitlines()
+    doc = json.loads(lines[line - 1])
+    doc[field] = value
+    if rehash:
+        doc["hash"] = record_hash(doc)
+    lines[line - 1] = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    index = pygit2.Index()
+    index.read_tree(tip.tree)
+    index.add(pygit2.IndexEntry(path, repo.create_blob("\n".join(lines) + "\n"),
+                                pygit2.enums.FileMode.BLOB))
+    repo.create_commit(ref, SIGNATURE, SIGNATURE, "fix a record", index.write_tree(repo),
+                       [tip.id])
+
+
+@pytest.mark.parametrize(("rehash", "where", "why"), [
+    (False, "ledger/2026/11/23/000000000001.jsonl:2", "edited"),
+    (True, "ledger/2026/11/23/000000000001.jsonl:3", "prev does not match the hash of seq 2"),
+], ids=["edited", "edited-and-rehashed"])
+def test_verify_finds_a_record_edited_in_a_later_commit(
+        fleet_repo: GitRepo, rehash: bool, where: str, why: str) -> None:
+    LedgerWriter(fleet_repo.path).append(entries(4))
+    _edit_line(fleet_repo.repo, "ledger/2026/11/23/000000000001.jsonl", 2, "jurisdiction",
+               "US", rehash)
+    broken = LedgerReader(fleet_repo.path).verify()
+    assert broken is not None
+    assert broken.where == where
+    assert broken.why.startswith(why)

@@ -1,0 +1,342 @@
+"""The decision ledger in Git: JSONL segments on the branch `aifleet/ledger` of the fleet repo.
+
+The history of placements lives next to the intents, replicated wherever the repo is.
+Records are stored as segment files `ledger/YYYY/MM/DD/<first seq, 12 digits>.jsonl`
+(the date of the segment's first record), at most `segment_records` lines each: a
+batch fills the last segment up, then starts new ones, so a commit rewrites at most one
+small file and never a big one. Readers order segments by the seq in their name, not
+by path, so a clock that went back a day cannot reorder the chain.
+
+Writing needs no worktree (the controller's mirror is bare): blobs and trees are built
+with pygit2 and committed onto the branch tip. With a remote, the tip that counts is
+the remote's: a batch is sealed onto the last fetched tip, committed, pushed; when
+another writer pushed first (non-fast-forward), fetch, seal the same entries again onto
+the new tip, commit and push again, up to `max_attempts`. The local branch moves only
+once the remote has accepted. Plain sync code, for worker threads
+(`anyio.to_thread.run_sync`).
+
+Errors: `LedgerUnreadable` (a segment is not JSONL; `fleet ledger verify` says where),
+`LedgerPushFailed` (transient: the remote cannot be reached or kept refusing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pygit2
+
+from fleet.ledger import Break, Entry, Record, Tip, seal, verify
+from workloads.errors import SourceUnavailable, WorkloadsError
+from workloads.source import open_repository
+
+LEDGER_BRANCH = "aifleet/ledger"
+SEGMENT_RECORDS = 1000
+_SEGMENT_NAME = re.compile(r"^(\d{12})\.jsonl$")
+_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T")
+_SIGNATURE = ("aifleet", "aifleet@localhost")
+_NOT_FAST_FORWARD = ("fast-forward", "fastforward", "rejected", "not present locally")
+"""How libgit2 (local transport) and servers word "someone else pushed first"."""
+
+
+class LedgerUnreadable(WorkloadsError):
+    """A ledger segment cannot be read as JSONL records."""
+
+
+class LedgerPushFailed(SourceUnavailable):
+    """The remote could not be reached, or refused every attempt; retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    path: str
+    first_seq: int
+    oid: pygit2.Oid
+
+
+def _branch_ref(branch: str) -> str:
+    return branch if branch.startswith("refs/") else f"refs/heads/{branch}"
+
+
+def _commit_of(repo: pygit2.Repository, ref: str) -> pygit2.Commit | None:
+    """The commit `ref` names (a branch name, full ref or commit id), None if absent."""
+    for name in (_branch_ref(ref), ref):
+        r = repo.references.get(name)
+        if r is not None:
+            return r.peel(pygit2.Commit)
+    try:
+        return repo.revparse_single(ref).peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+        return None
+
+
+def segments(repo: pygit2.Repository, commit: pygit2.Commit | None) -> list[Segment]:
+    """Every segment of the ledger at `commit`, in seq order; symlinks are not followed."""
+    if commit is None or "ledger" not in commit.tree:
+        return []
+    out: list[Segment] = []
+    stack: list[tuple[str, pygit2.Object]] = [("ledger", commit.tree["ledger"])]
+    while stack:
+        path, entry = stack.pop()
+        if entry.filemode == pygit2.enums.FileMode.TREE:
+            tree = repo[entry.id]
+            assert isinstance(tree, pygit2.Tree)
+            stack.extend((f"{path}/{child.name}", child) for child in tree)
+        elif entry.filemode == pygit2.enums.FileMode.BLOB:
+            m = _SEGMENT_NAME.match(path.rsplit("/", 1)[-1])
+            if m:
+                out.append(Segment(path, int(m.group(1)), entry.id))
+    out.sort(key=lambda s: (s.first_seq, s.path))
+    return out
+
+
+def _blob(repo: pygit2.Repository, oid: pygit2.Oid) -> bytes:
+    blob = repo[oid]
+    assert isinstance(blob, pygit2.Blob)
+    return bytes(blob.data)
+
+
+class LedgerReader:
+    """Reads the ledger of one repo at one ref (default: the ledger branch)."""
+
+    def __init__(self, repo_path: str | os.PathLike[str], ref: str = LEDGER_BRANCH) -> None:
+        self.repo, _ = open_repository(repo_path)
+        self.ref = ref
+        self.commit = _commit_of(self.repo, ref)
+        self.segments = segments(self.repo, self.commit)
+
+    def lines(self) -> Iterator[tuple[str, int, str]]:
+        """(segment path, line number, JSONL line) for every record, in order."""
+        for seg in self.segments:
+            text = _blob(self.repo, seg.oid).decode("utf-8", errors="replace")
+            for n, line in enumerate(text.splitlines(), 1):
+                yield seg.path, n, line
+
+    def docs(self) -> Iterator[dict[str, Any]]:
+        """Every record as parsed JSON, fast: one `json.loads` per segment.
+
+        For reports over millions of records; does not check the chain (`verify`
+        does). A segment that is not JSONL raises LedgerUnreadable with file and line.
+        """
+        for seg in self.segments:
+            data = _blob(self.repo, seg.oid).rstrip(b"\n")
+            if not data:
+                continue
+            try:
+                batch: list[dict[str, Any]] = json.loads(
+                    b"[" + data.replace(b"\n", b",") + b"]")
+            except ValueError:
+                batch = list(self._strict(seg, data))
+            yield from batch
+
+    def _strict(self, seg: Segment, data: bytes) -> Iterator[dict[str, Any]]:
+        for n, line in enumerate(data.split(b"\n"), 1):
+            try:
+                doc = json.loads(line)
+            except ValueError as e:
+                raise LedgerUnreadable(f"{seg.path}:{n}: not a JSON record ({e}); run "
+                                       "`fleet ledger verify`") from e
+            if not isinstance(doc, dict):
+                raise LedgerUnreadable(f"{seg.path}:{n}: not a JSON object")
+            yield doc
+
+    def records(self) -> Iterator[Record]:
+        for seg, n, line in self.lines():
+            try:
+                yield Record.from_json(json.loads(line))
+            except ValueError as e:
+                raise LedgerUnreadable(f"{seg}:{n}: {e}") from e
+
+    def verify(self) -> Break | None:
+        """The first broken record with its `segment:line`, or None if the chain holds."""
+        places: list[str] = []
+
+        def texts() -> Iterator[str]:
+            for seg, n, line in self.lines():
+                places.append(f"{seg}:{n}")
+                yield line
+
+        def where() -> Iterator[str]:
+            while True:
+                yield places[-1]
+
+        return verify(texts(), where=where())
+
+    def tip(self) -> Tip:
+        """The last record's seq and hash, read from the last segment only."""
+        return _tip_at(self.repo, self.commit)
+
+
+def read_ledger(repo_path: str | os.PathLike[str], ref: str = LEDGER_BRANCH
+                ) -> Iterator[Record]:
+    """Every record of the ledger, streamed segment by segment."""
+    return LedgerReader(repo_path, ref).records()
+
+
+class _PushResult(pygit2.RemoteCallbacks):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rejected: str | None = None
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        if message:
+            self.rejected = f"{refname}: {message}"
+
+
+class LedgerWriter:
+    """Appends batches of entries to the ledger branch, pushing when there is a remote.
+
+    `remote` is a remote's name in the repository (`origin`) or a URL or path.
+    """
+
+    def __init__(self, repo_path: str | os.PathLike[str], *, branch: str = LEDGER_BRANCH,
+                 remote: str | None = None, segment_records: int = SEGMENT_RECORDS,
+                 max_attempts: int = 5) -> None:
+        self.repo, _ = open_repository(repo_path)
+        self.ref = _branch_ref(branch)
+        self.remote_name = remote
+        self.segment_records = segment_records
+        self.max_attempts = max_attempts
+        self.tracking = f"refs/aifleet/remote-ledger/{branch.replace('/', '-')}"
+        self.attempts = 0
+        """Commit attempts made by the last `append` (1 when no retry was needed)."""
+
+    def _remote(self) -> pygit2.Remote:
+        assert self.remote_name is not None
+        if self.remote_name in self.repo.remotes.names():
+            return self.repo.remotes[self.remote_name]
+        url = self.remote_name
+        if "://" not in url and not url.startswith("git@"):
+            url = os.path.abspath(url)
+        return self.repo.remotes.create_anonymous(url)
+
+    def _fetch(self) -> pygit2.Commit | None:
+        """The remote's ledger tip (None when the remote has no ledger branch yet)."""
+        remote = self._remote()
+        try:
+            if self.ref not in {h.name for h in remote.list_heads()}:
+                return None
+            remote.fetch([f"+{self.ref}:{self.tracking}"])
+        except pygit2.GitError as e:
+            raise LedgerPushFailed(f"cannot fetch the ledger from {_redact(remote.url)}: "
+                                   f"{e}") from e
+        return _commit_of(self.repo, self.tracking)
+
+    def append(self, entries: Sequence[Entry]) -> list[Record]:
+        """Seal `entries` onto the ledger tip, commit them, push; the records written."""
+        if not entries:
+            return []
+        for e in entries:
+            if not _DATE.match(e.time):
+                raise ValueError(f"entry time {e.time!r} is not RFC 3339 (YYYY-MM-DDThh:mm:ssZ)")
+        self.attempts = 0
+        # With a remote, start from the tip the last push or fetch saw: one round trip
+        # when nobody else wrote; a stale tip costs one rejected push and a re-chain.
+        if self.remote_name is None:
+            base = _commit_of(self.repo, self.ref)
+        elif self.repo.references.get(self.tracking) is not None:
+            base = _commit_of(self.repo, self.tracking)
+        else:
+            base = self._fetch()
+        last_error = ""
+        while self.attempts < self.max_attempts:
+            self.attempts += 1
+            records = seal(entries, _tip_at(self.repo, base))
+            commit = self._commit(base, records)
+            if self.remote_name is None:
+                self.repo.references.create(self.ref, commit, force=True)
+                return records
+            rejected = self._push(commit)
+            if rejected is None:
+                self.repo.references.create(self.ref, commit, force=True)
+                self.repo.references.create(self.tracking, commit, force=True)
+                return records
+            last_error = rejected
+            base = self._fetch()  # another writer was first: re-chain onto its tip
+        raise LedgerPushFailed(f"ledger push refused {self.max_attempts} times: {last_error}")
+
+    def _push(self, commit: pygit2.Oid) -> str | None:
+        """None when the remote took the commit, else the refusal (to retry)."""
+        pending = "refs/aifleet/ledger-pending"
+        self.repo.references.create(pending, commit, force=True)
+        remote = self._remote()
+        cb = _PushResult()
+        try:
+            remote.push([f"{pending}:{self.ref}"], callbacks=cb)
+        except pygit2.GitError as e:
+            msg = str(e)
+            if any(m in msg.lower() for m in _NOT_FAST_FORWARD):
+                return msg
+            raise LedgerPushFailed(f"cannot push the ledger to {_redact(remote.url)}: "
+                                   f"{msg}") from e
+        return cb.rejected
+
+    def _commit(self, base: pygit2.Commit | None, records: list[Record]) -> pygit2.Oid:
+        repo = self.repo
+        tree = base.tree if base is not None else None
+        segs = segments(repo, base)
+        lines = [r.line() for r in records]
+        writes: list[tuple[str, bytes]] = []
+        if segs:
+            tail = segs[-1]
+            old = _blob(repo, tail.oid)
+            room = self.segment_records - old.count(b"\n")
+            if room > 0:
+                take, lines = lines[:room], lines[room:]
+                writes.append((tail.path, old + "".join(f"{ln}\n" for ln in take).encode()))
+        first = records[-1].seq - len(lines) + 1
+        for i in range(0, len(lines), self.segment_records):
+            chunk = lines[i:i + self.segment_records]
+            rec = records[len(records) - len(lines) + i]
+            y, m, d = _DATE.match(rec.entry.time).groups()  # type: ignore[union-attr]
+            path = f"ledger/{y}/{m}/{d}/{first + i:012d}.jsonl"
+            writes.append((path, "".join(f"{ln}\n" for ln in chunk).encode()))
+        for path, data in writes:
+            new = repo[_put(repo, tree, path.split("/"), repo.create_blob(data))]
+            assert isinstance(new, pygit2.Tree)
+            tree = new
+        assert tree is not None
+        sig = pygit2.Signature(*_SIGNATURE)
+        message = (f"ledger: records {records[0].seq}-{records[-1].seq}\n\n"
+                   f"head {records[-1].hash}\n")
+        parents = [base.id] if base is not None else []
+        oid: pygit2.Oid = repo.create_commit(None, sig, sig, message, tree.id, parents)
+        return oid
+
+
+def _tip_at(repo: pygit2.Repository, commit: pygit2.Commit | None) -> Tip:
+    segs = segments(repo, commit)
+    if not segs:
+        return Tip()
+    last = json.loads(_blob(repo, segs[-1].oid).rstrip(b"\n").rsplit(b"\n", 1)[-1])
+    return Tip(int(last["seq"]), str(last["hash"]))
+
+
+def _put(repo: pygit2.Repository, tree: pygit2.Tree | None, parts: list[str],
+         blob: pygit2.Oid) -> pygit2.Oid:
+    """A new tree: `tree` with the blob at `parts` (folders made or updated on the way)."""
+    tb = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+    name = parts[0]
+    if len(parts) == 1:
+        tb.insert(name, blob, pygit2.enums.FileMode.BLOB)
+    else:
+        sub: pygit2.Tree | None = None
+        if tree is not None and name in tree:
+            obj = repo[tree[name].id]
+            sub = obj if isinstance(obj, pygit2.Tree) else None
+        tb.insert(name, _put(repo, sub, parts[1:], blob), pygit2.enums.FileMode.TREE)
+    oid: pygit2.Oid = tb.write()
+    return oid
+
+
+def _redact(url: str | None) -> str:
+    """Never show credentials embedded in a URL."""
+    url = url or ""
+    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
