@@ -1,0 +1,324 @@
+"""Plan diff: what merging a change would do to the fleet, for the pull request. Pure.
+
+From the base side (spec and plan of the base commit) and the head side (spec and plan
+of what the merge would give, planned with the base plan as `previous`, as the
+controller would after merge), `diff_plans` says per workload whether it is Added,
+Moved (from -> to, and why), Resized, Removed or Unchanged; which workloads of *other*
+teams the change displaces (pushed to Pending, moved or shrunk because capacity or
+quota got used up: the loud part); per cluster, a unified diff of the rendered
+manifests; GPUs per team against quota and per flavour against capacity, before and
+after; the estimated cost per hour by flavour price; the head's validation errors,
+guardrail violations and the protected-path flags.
+
+Placement is compared, not manifests alone: Argo CD's and Flux's diffs show YAML, but
+the question on a GPU fleet's PR is "where will it land, and who loses their GPUs".
+
+Rendering is injected (`render(spec, workload_id, assignment) -> str`, deterministic
+YAML), and only workloads whose inputs differ are rendered, so a plan of a 10,000
+workload fleet costs what the change touches. Rendering uses one fixed commit so the
+diff shows real change, not the `source-commit` annotation every object gets anyway.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fleet.diagnostics import Diagnostic
+from fleet.ids import ClusterName, Flavour, Team, WorkloadId
+from fleet.owners import PathFlag
+from fleet.placement.types import Assignment, PlacementStatus, Plan, WorkloadPlacement
+from fleet.spec import FleetSpec
+
+ChangeKind = Literal["Added", "Moved", "Resized", "Removed", "Unchanged"]
+Renderer = Callable[[FleetSpec, WorkloadId, Assignment], str]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadChange:
+    id: WorkloadId
+    team: Team
+    change: ChangeKind
+    before: WorkloadPlacement | None
+    after: WorkloadPlacement | None
+    spec_changed: bool
+    """The workload's own definition changed (its file was edited, added or removed)."""
+    displaced: bool = False
+    """Another team's workload, untouched by the change, that got fewer GPUs or moved."""
+    why: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> PlacementStatus | None:
+        return self.after.status if self.after is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    before: int
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class TeamUsage:
+    team: Team
+    flavour: Flavour
+    gpus: Usage
+    nominal: int | None
+    """The TeamQuota's nominal GPUs of this flavour (None: the team has no TeamQuota)."""
+    borrowing: int | None = None
+    """What it may borrow from its cohort: None none (no cohort), -1 no limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanDiff:
+    base_commit: str | None
+    head_commit: str | None
+    head_plan: Plan
+    head_spec: FleetSpec
+    workloads: tuple[WorkloadChange, ...]
+    manifests: Mapping[ClusterName, str]
+    """Per cluster with a change, the unified diff of its rendered manifests."""
+    teams: tuple[TeamUsage, ...]
+    flavours: Mapping[Flavour, tuple[int, Usage]]
+    """Per flavour: fleet capacity (head) and GPUs allocated before/after."""
+    cost: Usage
+    """Estimated cost per hour in hundredths (cents), before and after."""
+    team_cost: Mapping[Team, Usage]
+    errors: tuple[Diagnostic, ...]
+    violations: tuple[Diagnostic, ...]
+    flags: tuple[PathFlag, ...] = ()
+    author_team: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def displaced(self) -> tuple[WorkloadChange, ...]:
+        return tuple(w for w in self.workloads if w.displaced)
+
+    @property
+    def changed(self) -> tuple[WorkloadChange, ...]:
+        return tuple(w for w in self.workloads if w.change != "Unchanged" or w.spec_changed)
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(("Added", "Moved", "Resized", "Removed", "Unchanged"), 0)
+        for w in self.workloads:
+            out[w.change] += 1
+        return out
+
+    @property
+    def failed(self) -> bool:
+        """Exit 1: the head has errors or guardrail violations."""
+        return bool(self.errors or self.violations)
+
+
+def diff_plans(
+    base_spec: FleetSpec, base_plan: Plan, head_spec: FleetSpec, head_plan: Plan, *,
+    render: Renderer, flags: Iterable[PathFlag] = (), author_team: str | None = None,
+    notes: Iterable[str] = (),
+) -> PlanDiff:
+    """Compare the base and head sides of a change."""
+    ids = sorted(set(base_plan.workloads) | set(head_plan.workloads))
+    changed_teams = {_team(w) for w in ids if _spec_changed(base_spec, head_spec, w)}
+    author = Team(author_team) if author_team else None
+    changes = []
+    for wid in ids:
+        before, after = base_plan.workloads.get(wid), head_plan.workloads.get(wid)
+        spec_changed = _spec_changed(base_spec, head_spec, wid)
+        kind = _classify(before, after)
+        worse = _worse(before, after)
+        team = _team(wid)
+        others = team != author if author is not None else team not in changed_teams
+        displaced = worse and not spec_changed and others
+        why = _why(after, kind, worse)
+        changes.append(WorkloadChange(wid, team, kind, before, after, spec_changed,
+                                      displaced, why))
+    return PlanDiff(
+        base_commit=base_plan.commit, head_commit=head_plan.commit, head_plan=head_plan,
+        head_spec=head_spec, workloads=tuple(changes),
+        manifests=_manifest_diffs(base_spec, base_plan, head_spec, head_plan, render),
+        teams=_team_usage(base_plan, head_plan, head_spec),
+        flavours=_flavour_usage(base_plan, head_plan),
+        cost=Usage(_cost(base_spec, base_plan), _cost(head_spec, head_plan)),
+        team_cost=_team_cost(base_spec, base_plan, head_spec, head_plan),
+        errors=head_spec.errors, violations=head_spec.violations,
+        flags=tuple(sorted(flags)), author_team=author_team, notes=tuple(notes),
+    )
+
+
+def _team(wid: str) -> Team:
+    return Team(wid.partition("/")[0])
+
+
+def _spec_changed(base: FleetSpec, head: FleetSpec, wid: WorkloadId) -> bool:
+    b, h = base.workloads.get(wid), head.workloads.get(wid)
+    if b is None and h is None:  # invalid on both sides: compare their diagnostics
+        return base.invalid.get(wid) != head.invalid.get(wid)
+    return b != h
+
+
+def _shape(p: WorkloadPlacement | None) -> tuple[Assignment, ...]:
+    return tuple(sorted(p.assignments)) if p is not None else ()
+
+
+def _classify(before: WorkloadPlacement | None, after: WorkloadPlacement | None) -> ChangeKind:
+    if before is None:
+        return "Added"
+    if after is None:
+        return "Removed"
+    if after.status == "Invalid":
+        # The controller keeps an invalid workload as it runs: nothing moves.
+        return "Unchanged"
+    b, a = _shape(before), _shape(after)
+    if b == a:
+        return "Unchanged"
+    if {x.cluster for x in b} != {x.cluster for x in a}:
+        return "Moved"
+    return "Resized"
+
+
+def _gpus(p: WorkloadPlacement | None) -> int:
+    return sum(a.gpus for a in p.assignments) if p is not None else 0
+
+
+def _worse(before: WorkloadPlacement | None, after: WorkloadPlacement | None) -> bool:
+    """Lost GPUs, or moved off a cluster it ran on: what displacement means."""
+    if before is None or after is None or after.status == "Invalid":
+        return False
+    if _gpus(after) < _gpus(before):
+        return True
+    return bool({a.cluster for a in before.assignments} - {a.cluster for a in after.assignments})
+
+
+def _why(after: WorkloadPlacement | None, kind: ChangeKind, worse: bool) -> tuple[str, ...]:
+    if after is None or (kind == "Unchanged" and after.status != "Pending" and not worse):
+        return ()
+    chosen = {a.cluster for a in after.assignments}
+    out = []
+    for r in after.reasons:
+        if r.cluster is None or r.cluster in chosen or after.status == "Pending":
+            rule = f"{r.rule}: " if r.rule else ""
+            where = f"{r.cluster}: " if r.cluster else ""
+            out.append(f"{where}{rule}{r.message}")
+    return tuple(out[:6])
+
+
+def _manifest_diffs(base_spec: FleetSpec, base_plan: Plan, head_spec: FleetSpec,
+                    head_plan: Plan, render: Renderer) -> dict[ClusterName, str]:
+    """Per cluster, a unified diff of the manifests of the workloads whose inputs differ."""
+    def by_cluster(plan: Plan) -> dict[ClusterName, dict[WorkloadId, Assignment]]:
+        out: dict[ClusterName, dict[WorkloadId, Assignment]] = defaultdict(dict)
+        for wid, p in plan.workloads.items():
+            if p.status == "Placed":
+                for a in p.assignments:
+                    out[a.cluster][wid] = a
+        return out
+
+    before, after = by_cluster(base_plan), by_cluster(head_plan)
+    out: dict[ClusterName, str] = {}
+    for cluster in sorted(set(before) | set(after)):
+        b, a = before.get(cluster, {}), after.get(cluster, {})
+        cluster_changed = base_spec.clusters.get(cluster) != head_spec.clusters.get(cluster)
+        touched = sorted(w for w in set(b) | set(a)
+                         if cluster_changed or b.get(w) != a.get(w)
+                         or _spec_changed(base_spec, head_spec, w))
+        old: list[str] = []
+        new: list[str] = []
+        for wid in touched:
+            if wid in b:
+                old.extend(_lines(render(base_spec, wid, b[wid])))
+            if wid in a:
+                new.extend(_lines(render(head_spec, wid, a[wid])))
+        if old != new:
+            out[cluster] = "".join(difflib.unified_diff(
+                old, new, fromfile=f"base/{cluster}", tofile=f"head/{cluster}", n=3))
+    return out
+
+
+def _lines(text: str) -> list[str]:
+    return [line if line.endswith("\n") else line + "\n" for line in text.splitlines()]
+
+
+def _team_alloc(plan: Plan) -> dict[tuple[Team, Flavour], int]:
+    out: dict[tuple[Team, Flavour], int] = defaultdict(int)
+    for wid, p in plan.workloads.items():
+        for a in p.assignments:
+            out[(_team(wid), a.flavour)] += a.gpus
+    return out
+
+
+def _team_usage(base: Plan, head: Plan, spec: FleetSpec) -> tuple[TeamUsage, ...]:
+    b, h = _team_alloc(base), _team_alloc(head)
+    out = []
+    for team, flavour in sorted(set(b) | set(h)):
+        nominal: int | None = None
+        borrow: int | None = None
+        tq = spec.quotas.get(team)
+        if tq is not None:
+            q = next((q for q in tq.spec.gpus if q.flavour == flavour), None)
+            nominal = q.nominal if q is not None else 0
+            if q is not None and tq.spec.cohort is not None:
+                borrow = q.borrowing_limit if q.borrowing_limit is not None else -1
+        out.append(TeamUsage(team, flavour, Usage(b.get((team, flavour), 0),
+                                                  h.get((team, flavour), 0)), nominal, borrow))
+    return tuple(out)
+
+
+def _flavour_usage(base: Plan, head: Plan) -> dict[Flavour, tuple[int, Usage]]:
+    def totals(plan: Plan) -> tuple[dict[Flavour, int], dict[Flavour, int]]:
+        cap: dict[Flavour, int] = defaultdict(int)
+        used: dict[Flavour, int] = defaultdict(int)
+        for per in plan.usage.values():
+            for f, u in per.items():
+                cap[f] += u.capacity
+                used[f] += u.allocated
+        return cap, used
+
+    _, bu = totals(base)
+    hc, hu = totals(head)
+    return {f: (hc.get(f, 0), Usage(bu.get(f, 0), hu.get(f, 0)))
+            for f in sorted(set(bu) | set(hc) | set(hu))}
+
+
+def _price(spec: FleetSpec, a: Assignment) -> int:
+    c = spec.clusters.get(a.cluster)
+    offer = c.offer(a.flavour) if c is not None else None
+    if offer is None or offer.price_per_hour is None:
+        return 0
+    return round(offer.price_per_hour * 100) * a.gpus
+
+
+def _cost(spec: FleetSpec, plan: Plan) -> int:
+    return sum(_price(spec, a) for p in plan.workloads.values() for a in p.assignments)
+
+
+def _team_cost(base_spec: FleetSpec, base: Plan, head_spec: FleetSpec, head: Plan
+               ) -> dict[Team, Usage]:
+    def per_team(spec: FleetSpec, plan: Plan) -> dict[Team, int]:
+        out: dict[Team, int] = defaultdict(int)
+        for wid, p in plan.workloads.items():
+            out[_team(wid)] += sum(_price(spec, a) for a in p.assignments)
+        return out
+
+    b, h = per_team(base_spec, base), per_team(head_spec, head)
+    return {t: Usage(b.get(t, 0), h.get(t, 0)) for t in sorted(set(b) | set(h))
+            if b.get(t, 0) != h.get(t, 0)}
+
+
+def moves(w: WorkloadChange) -> tuple[str, str]:
+    """`from` and `to` of a workload as text: `eu-fra-1 (2x h100-80gb)` or `Pending`."""
+    return _where(w.before), _where(w.after)
+
+
+def _where(p: WorkloadPlacement | None) -> str:
+    if p is None:
+        return "-"
+    if not p.assignments:
+        return p.status
+    return ", ".join(f"{a.cluster} ({a.replicas}x{a.gpus_per_replica} {a.flavour})"
+                     for a in sorted(p.assignments))
+
+
+def by_id(items: Iterable[WorkloadChange]) -> Mapping[WorkloadId, WorkloadChange]:
+    return {w.id: w for w in items}
