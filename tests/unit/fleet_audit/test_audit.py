@@ -1,0 +1,131 @@
+"""The residency audit: periods, violations, relabelled clusters, and the live cross-check."""
+
+from __future__ import annotations
+
+from fleet.audit import FleetAt, LiveObject, residency_audit
+from fleet.ledger import Entry
+from tests.unit.fleet_audit.builders import at, docs, fleet_at, placed, pruned
+
+C1 = fleet_at({"eu-fra-1": "DE", "eu-par-1": "FR", "us-east-1": "US"})
+C2 = fleet_at({"eu-fra-1": "US", "eu-par-1": "FR", "us-east-1": "US"})  # fra relabelled
+
+
+def repo(**commits: FleetAt) -> dict[str, FleetAt]:
+    return commits
+
+
+def test_a_placement_then_a_move_makes_two_periods() -> None:
+    ledger = docs(
+        placed("10:00", "nlp/train", "eu-fra-1", "DE"),
+        placed("10:01", "nlp/train", "eu-fra-1", "DE", event="Applied"),
+        placed("12:00", "nlp/train", "eu-par-1", "FR", event="Moved", from_cluster="eu-fra-1"),
+        Entry(at("12:30"), "Pending", "nlp/big", commit="c1", result="pending"),
+    )
+    report = residency_audit(ledger, repo(c1=C1).get)
+    assert [(p.cluster, p.jurisdiction, p.start, p.end, p.allowed) for p in report.periods] == [
+        ("eu-fra-1", "DE", at("10:00"), at("12:00"), True),
+        ("eu-par-1", "FR", at("12:00"), None, True),
+    ]
+    assert report.violations == 0 and report.findings == ()
+    assert (report.records, report.head_seq, report.head_hash) == (4, 4, ledger[-1]["hash"])
+
+
+def test_eu_data_placed_in_the_us_is_a_violation_listed_first() -> None:
+    ledger = docs(
+        placed("09:00", "nlp/a", "eu-fra-1", "DE"),
+        placed("10:00", "nlp/z", "us-east-1", "US"),
+        pruned("11:00", "nlp/z", "us-east-1"),
+        placed("10:00", "web/public", "us-east-1", "US", data_class="public"),
+    )
+    report = residency_audit(ledger, repo(c1=C1).get)
+    first = report.periods[0]
+    assert (first.workload, first.allowed, first.end) == ("nlp/z", False, at("11:00"))
+    assert first.why == f"eu-personal does not allow US (policy {C1.residency.version} at " \
+                        "commit c1)"
+    assert [p.allowed for p in report.periods] == [False, True, True]
+    assert report.violations == 1
+
+
+def test_a_cluster_relabelled_de_to_us_while_running_eu_workloads() -> None:
+    ledger = docs(
+        placed("10:00", "nlp/train", "eu-fra-1", "DE", commit="c1"),
+        placed("10:00", "web/site", "eu-fra-1", "DE", commit="c1", data_class="public"),
+        # the next record made at the relabelling commit, whatever it is about
+        Entry(at("14:00"), "Applied", "bio/other", commit="c2", cluster="eu-par-1",
+              jurisdiction="FR", data_class="public", gpus=8),
+        placed("15:00", "nlp/train", "eu-par-1", "FR", commit="c2", event="Moved",
+               from_cluster="eu-fra-1"),
+    )
+    report = residency_audit(ledger, repo(c1=C1, c2=C2).get)
+    bad = report.periods[0]
+    assert (bad.workload, bad.cluster, bad.jurisdiction, bad.start, bad.end) == (
+        "nlp/train", "eu-fra-1", "US", at("14:00"), at("15:00"))
+    assert not bad.allowed
+    assert bad.why.startswith("cluster relabelled DE -> US: eu-personal does not allow US")
+    [finding] = report.findings
+    assert (finding.kind, finding.violation, finding.cluster, finding.time) == (
+        "JurisdictionChanged", True, "eu-fra-1", at("14:00"))
+    assert finding.message == ("jurisdiction changed DE -> US in the repo at c2 while running "
+                               "nlp/train, web/site; not allowed in US: nlp/train (eu-personal)")
+    # before the relabel it was fine; public data stays fine after it
+    ok = {(p.workload, p.jurisdiction): p.allowed for p in report.periods}
+    assert ok[("nlp/train", "DE")] and ok[("web/site", "US")] and ok[("web/site", "DE")]
+
+
+def test_a_commit_missing_from_the_repo_fails_closed() -> None:
+    report = residency_audit(docs(placed("10:00", "nlp/a", "eu-fra-1", "DE", commit="gone")),
+                             repo(c1=C1).get)
+    assert not report.periods[0].allowed
+    assert "is not in the fleet repo" in report.periods[0].why
+    assert [f.kind for f in report.findings] == ["UnknownCommit"]
+
+
+def test_a_drift_correction_at_a_later_policy_is_judged_by_that_policy() -> None:
+    strict = fleet_at({"eu-fra-1": "DE"})
+    strict = FleetAt(fleet_at({"eu-fra-1": "BR"}).residency, strict.clusters)
+    ledger = docs(placed("10:00", "nlp/a", "eu-fra-1", "DE", data_class="br-personal",
+                         commit="c9"))
+    assert not residency_audit(ledger, repo(c9=strict).get).periods[0].allowed
+
+
+def test_the_window_keeps_only_periods_that_overlap_it() -> None:
+    ledger = docs(
+        placed("08:00", "nlp/early", "eu-fra-1", "DE"),
+        pruned("09:00", "nlp/early", "eu-fra-1"),
+        placed("10:00", "nlp/in", "eu-fra-1", "DE"),
+        placed("13:00", "nlp/late", "eu-fra-1", "DE"),
+    )
+    report = residency_audit(ledger, repo(c1=C1).get, start=at("09:30"), end=at("12:00"))
+    assert [p.workload for p in report.periods] == ["nlp/in"]
+
+
+def test_the_live_cross_check_finds_what_no_placement_put_there() -> None:
+    ledger = docs(placed("10:00", "nlp/train", "eu-fra-1", "DE"))
+    live = [
+        # what the controller placed: accounted for
+        LiveObject("eu-fra-1", "Job", "nlp", "train", "nlp.train", managed=True, gpus=16),
+        # the same workload applied by hand into a US cluster: EU data in the US
+        LiveObject("us-east-1", "Job", "nlp", "train", "nlp.train", managed=True, gpus=16),
+        # a GPU job nobody labelled, on an EU cluster: unplaced but not a violation
+        LiveObject("eu-par-1", "Job", "ml", "adhoc", None, managed=False, gpus=8),
+        # a leftover object of ours the ledger never placed there
+        LiveObject("eu-par-1", "Service", "web", "site", "web.site", managed=True),
+    ]
+    report = residency_audit(ledger, repo(c1=C1).get, live=live, latest=C1,
+                             data_classes={"ml/adhoc": "public"})
+    assert [(f.kind, f.violation, f.cluster, f.workload) for f in report.findings] == [
+        ("Unplaced", True, "us-east-1", "nlp/train"),
+        ("Unplaced", False, "eu-par-1", "ml/adhoc"),
+        ("UnknownObject", False, "eu-par-1", "web/site"),
+    ]
+    assert report.findings[0].message == (
+        "Job nlp/train runs 16 GPUs that no placement put there; eu-personal does not allow US")
+    assert report.violations == 1
+
+
+def test_live_gpus_with_an_unknown_data_class_fail_closed() -> None:
+    live = [LiveObject("eu-fra-1", "Job", "x", "y", None, managed=False, gpus=1)]
+    report = residency_audit([], repo().get, live=live, latest=C1)
+    assert report.findings[0].violation
+    assert "dataClass is unknown" in report.findings[0].message
+    assert report.records == 0 and report.head_hash == ""
