@@ -1,0 +1,127 @@
+"""Benchmark: `fleet plan --base --head` on a large fleet (issue 7: under 3 s for 10,000
+workloads with 50 changed files).
+
+Builds a real Git repo with pygit2 in a temp dir: 40 clusters, quotas, guardrails,
+owners and N workload files over 25 teams on `main`; then a `feature` branch changing
+50 files (30 workloads edited, 15 added, 5 removed). Times the whole command in a fresh
+process, as a PR check runs it (Markdown output), best of `--runs`.
+
+    python -m bench.plandiff                 # 10,000 workloads, 50 changed files, 3 runs
+    python -m bench.plandiff --smoke         # 300 workloads, 1 run (CI keeps it from rotting)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.fleetdocs import POLICY, cluster, workload
+from tests.gitrepo import GitRepo
+
+ROOT = Path(__file__).resolve().parents[1]
+TEAMS = 25
+GUARDRAILS = """\
+apiVersion: aifleet.dev/v1alpha1
+kind: Guardrails
+metadata: {name: default}
+spec:
+  defaults:
+    maxGpusPerWorkload: 64
+    requiredLabels: []
+    allowedRegistries: [registry.internal]
+"""
+OWNERS = """\
+apiVersion: aifleet.dev/v1alpha1
+kind: Owners
+metadata: {name: default}
+spec:
+  rules:
+    - {path: "clusters/**", owners: ["@platform"]}
+    - {path: "policies/**", owners: ["@platform"]}
+"""
+
+
+def _workload(i: int, replicas: int = 1, image: str = "v1") -> str:
+    team = f"team-{i % TEAMS:02d}"
+    dc = ("eu-personal", "public", "br-personal")[i % 3]
+    return (workload(f"w{i:05d}", team, data_class=dc, flavours="[h100-80gb, a100-80gb]")
+            .replace("replicas: 2", f"replicas: {replicas}")
+            .replace("count: 8", "count: 1")
+            .replace("trainer:v1", f"trainer:{image}"))
+
+
+def _path(i: int) -> str:
+    return f"workloads/team-{i % TEAMS:02d}/w{i:05d}.yaml"
+
+
+def build(path: Path, workloads: int) -> GitRepo:
+    repo = GitRepo(path, bare=True)
+    files: dict[str, str | bytes | None] = {
+        "policies/residency.yaml": POLICY, "policies/guardrails.yaml": GUARDRAILS,
+        "policies/owners.yaml": OWNERS}
+    juris = ["DE", "FR", "NL", "US", "BR", "JP", "CA", "SE"]
+    for i in range(40):
+        files[f"clusters/c{i:03d}.yaml"] = cluster(
+            f"c{i:03d}", juris[i % len(juris)], (("h100-80gb", 512, 8), ("a100-80gb", 256, 8)))
+    for i in range(workloads):
+        files[_path(i)] = _workload(i)
+    base = repo.commit(files, "seed")
+    repo.repo.references.create("refs/heads/feature", base)
+    change: dict[str, str | bytes | None] = {}
+    step = max(1, workloads // 30)
+    for k in range(30):  # edited: more replicas or a new image
+        i = (k * step) % workloads
+        change[_path(i)] = _workload(i, replicas=2) if k % 2 else _workload(i, image="v2")
+    for k in range(15):  # added
+        change[_path(workloads + k)] = _workload(workloads + k)
+    for k in range(5):  # removed
+        change[_path(workloads - 1 - k * 7)] = None
+    assert len(change) == 50
+    repo.commit(change, "the change", branch="feature")
+    return repo
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workloads", type=int, default=10_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
+    args = ap.parse_args()
+    if args.smoke:
+        args.workloads, args.runs = 300, 1
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        repo = build(Path(tmp) / "fleet.git", args.workloads)
+        print(f"built repo: {args.workloads} workloads, 50 changed files on `feature` in "
+              f"{time.perf_counter() - t0:.1f}s")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        times = []
+        for _ in range(args.runs):
+            t = time.perf_counter()
+            r = subprocess.run([sys.executable, "-m", "controllers.cli", "plan", str(repo.path),
+                                "--base", "main", "--head", "feature", "--format", "markdown"],
+                               capture_output=True, text=True, env=env)
+            times.append(time.perf_counter() - t)
+            if r.returncode != 0:
+                print(r.stdout[-3000:], r.stderr[-3000:])
+                return 1
+        summary = next((line for line in r.stdout.splitlines() if " → " in line), "")
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}")
+    print(f"plan: {summary}")
+    print(f"fleet plan --base --head, {args.workloads} workloads, 50 changed files (whole "
+          f"command, fresh process): best {min(times):.2f}s, worst {max(times):.2f}s over "
+          f"{args.runs} runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
