@@ -345,7 +345,9 @@ def cross_check(live: Iterable[LiveObject], periods: Iterable[Period], latest: F
     running = {(p.workload, p.cluster) for p in periods if p.end is None and p.placed}
     out: list[Finding] = []
     seen: set[tuple[str, str]] = set()
-    objects = sorted(live, key=lambda o: (o.cluster, o.namespace, o.kind, o.name))
+    # GPU objects first, so a Job of ours already reported through its pods is not
+    # reported again as an unknown object.
+    objects = sorted(live, key=lambda o: (o.gpus == 0, o.cluster, o.namespace, o.kind, o.name))
     for o in objects:
         wid = workload_of_label(o.workload) if o.workload else None
         if wid is not None and (wid, o.cluster) in running:

@@ -30,9 +30,11 @@ from typing import Any
 
 import pygit2
 
+from fleet.audit import FleetAt
 from fleet.ledger import Break, Entry, Record, Tip, seal, verify
-from workloads.errors import SourceUnavailable, WorkloadsError
-from workloads.source import open_repository
+from workloads.errors import RevisionNotFound, SourceUnavailable, WorkloadsError
+from workloads.loader import ParseCache, load_entries
+from workloads.source import git_files, open_repository, resolve_tree
 
 LEDGER_BRANCH = "aifleet/ledger"
 SEGMENT_RECORDS = 1000
@@ -108,6 +110,8 @@ class LedgerReader:
         self.ref = ref
         self.commit = _commit_of(self.repo, ref)
         self.segments = segments(self.repo, self.commit)
+        self.checked = 0
+        """Records looked at by the last `verify`."""
 
     def lines(self) -> Iterator[tuple[str, int, str]]:
         """(segment path, line number, JSONL line) for every record, in order."""
@@ -164,7 +168,9 @@ class LedgerReader:
             while True:
                 yield places[-1]
 
-        return verify(texts(), where=where())
+        broken = verify(texts(), where=where())
+        self.checked = len(places)
+        return broken
 
     def tip(self) -> Tip:
         """The last record's seq and hash, read from the last segment only."""
@@ -314,6 +320,42 @@ def _tip_at(repo: pygit2.Repository, commit: pygit2.Commit | None) -> Tip:
         return Tip()
     last = json.loads(_blob(repo, segs[-1].oid).rstrip(b"\n").rsplit(b"\n", 1)[-1])
     return Tip(int(last["seq"]), str(last["hash"]))
+
+
+class FleetHistory:
+    """The policy and clusters of the fleet at any commit, for judging ledger records.
+
+    Read once per distinct content: commits that changed only workloads share the
+    trees of `clusters/` and `policies/`, so they share one `FleetAt` (the audit also
+    relies on that identity to notice a relabelled cluster cheaply).
+    """
+
+    def __init__(self, repo_path: str | os.PathLike[str]) -> None:
+        self.repo, self.prefix = open_repository(repo_path)
+        self._by_content: dict[tuple[str, str], FleetAt] = {}
+        self._by_commit: dict[str, FleetAt | None] = {}
+        self._cache = ParseCache()
+        self.reads = 0
+
+    def at(self, commit: str) -> FleetAt | None:
+        """The fleet at `commit`; None when the repo does not have it."""
+        if commit in self._by_commit:
+            return self._by_commit[commit]
+        try:
+            tree = resolve_tree(self.repo, commit, self.prefix)
+        except RevisionNotFound:
+            self._by_commit[commit] = None
+            return None
+        key = tuple(str(tree.tree[f].id) if tree.tree is not None and f in tree.tree else ""
+                    for f in ("clusters", "policies"))
+        assert len(key) == 2
+        fa = self._by_content.get(key)
+        if fa is None:
+            entries = [e for e in git_files(tree) if not e.path.startswith("workloads/")]
+            fa = self._by_content[key] = FleetAt.of(load_entries(entries, self._cache))
+            self.reads += 1
+        self._by_commit[commit] = fa
+        return fa
 
 
 def _put(repo: pygit2.Repository, tree: pygit2.Tree | None, parts: list[str],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.audit import build_periods
-from fleet.cost import CostLine, gpu_cost
+from fleet.audit import Period, build_periods
+from fleet.cost import CostLine, GroupBy, gpu_cost
 from tests.unit.fleet_audit.builders import at, docs, fleet_at, placed, pruned
 
 FLEET = fleet_at({"eu-fra-1": "DE", "us-east-1": "US"})
@@ -23,7 +23,7 @@ LEDGER = docs(
 )
 
 
-def periods() -> list:  # type: ignore[type-arg]
+def periods() -> list[Period]:
     return build_periods(LEDGER, {"c1": FLEET}.get).periods
 
 
@@ -36,9 +36,9 @@ def periods() -> list:  # type: ignore[type-arg]
     # from 11:30: nlp/a 0.5 h x 16 = 8 GPU-h (20.00); nlp/b 1.5 h x 8 = 12 GPU-h (30.00)
     ("team", at("11:30"), [CostLine("nlp", 20.0, 50.0), CostLine("cv", 4.0, 0.0, 4.0)]),
 ], ids=["by-team", "by-region", "by-flavour", "clipped-window"])
-def test_cost_totals_match_the_hand_computed_figures(by: str, start: str | None,
+def test_cost_totals_match_the_hand_computed_figures(by: GroupBy, start: str | None,
                                                      expected: list[CostLine]) -> None:
-    lines, total = gpu_cost(periods(), by=by, start=start, end=at("13:00"))  # type: ignore[arg-type]
+    lines, total = gpu_cost(periods(), by=by, start=start, end=at("13:00"))
     assert lines == expected
     assert total.gpu_hours == sum(c.gpu_hours for c in expected)
     assert total.cost == sum(c.cost for c in expected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +42,7 @@ def test_every_event_kind_seals_into_one_chain_that_verifies() -> None:
     records = seal(EVENTS)
     assert [r.seq for r in records] == list(range(1, len(EVENTS) + 1))
     assert records[0].prev == GENESIS
-    assert all(b.prev == a.hash for a, b in zip(records, records[1:], strict=False))
+    assert all(b.prev == a.hash for a, b in itertools.pairwise(records))
     assert {r.entry.event for r in records} == {
         "Placed", "Applied", "DriftCorrected", "Moved", "Pruned", "FailedOver", "Refused",
         "Pending", "Observed"}

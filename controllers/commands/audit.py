@@ -1,0 +1,266 @@
+"""`fleet audit residency`: where every workload ran, and whether it was allowed to.
+
+Built from the decision ledger (branch aifleet/ledger) and the fleet repo's policy and
+cluster jurisdictions at each record's commit (read once per distinct content), and
+optionally cross-checked against what runs in the clusters now (`--live`, or a JSON
+file of observed objects with `--observed`). Exit 1 when there is any violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from controllers.commands.common import fail
+from controllers.commands.ledger import open_ledger
+from fleet.audit import FleetAt, LiveObject, Report, residency_audit
+from fleet.spec import FleetSpec
+from workloads.errors import WorkloadsError
+from workloads.ledger_store import LEDGER_BRANCH, FleetHistory
+from workloads.loader import read_fleet
+
+if TYPE_CHECKING:
+    from clusters.kubeconfig import ConnectionSpec
+
+DESCRIPTION = """\
+For every workload and every period: where it ran (cluster, jurisdiction), from when to
+when, and whether that jurisdiction was allowed for its dataClass by the residency
+policy in force at that commit; violations first. Findings: clusters whose jurisdiction
+changed in the repo while workloads ran on them, and with --live / --observed, GPU
+workloads running that no placement put there and objects of ours the ledger does not
+know. The report names the ledger head it was built from. Exit 1 on any violation.
+
+DATE is YYYY-MM-DD (a --to day is included whole) or an RFC 3339 time.
+
+Examples:
+  fleet audit residency /srv/fleet.git --from 2026-07-01 --to 2026-09-30
+  fleet audit residency --format csv > q3.csv
+  fleet audit residency --live ~/.kube/fleet.yaml     # also cross-check the clusters"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("audit", help="residency audit from the decision ledger",
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    inner = p.add_subparsers(dest="audit_command", metavar="AUDIT", required=True)
+    r = inner.add_parser("residency", help="where workloads ran and whether it was allowed",
+                         description=DESCRIPTION,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_window_arguments(r)
+    r.add_argument("--format", choices=("md", "json", "csv"), default="md")
+    r.add_argument("--live", metavar="KUBECONFIG", nargs="?", const="",
+                   help="cross-check against the clusters of the fleet repo at --ref, "
+                        "reached with this kubeconfig (default: each Cluster's connection)")
+    r.add_argument("--observed", metavar="FILE",
+                   help="cross-check against observed objects in a JSON file: a list of "
+                        "{cluster, kind, namespace, name, workload, managed, gpus}")
+    r.set_defaults(handler=run)
+
+
+def add_window_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("repo", nargs="?", default=".", metavar="REPO",
+                   help="the fleet repo holding the ledger branch (default: the current folder)")
+    p.add_argument("--ref", default="HEAD",
+                   help="the fleet commit whose clusters and workloads are 'now' (default HEAD)")
+    p.add_argument("--ledger-ref", default=LEDGER_BRANCH,
+                   help=f"the ledger branch or commit (default: {LEDGER_BRANCH})")
+    p.add_argument("--from", dest="start", metavar="DATE", type=_date(False),
+                   help="only periods running at or after DATE")
+    p.add_argument("--to", dest="end", metavar="DATE", type=_date(True),
+                   help="only periods running before the end of DATE")
+
+
+def _date(is_end: bool) -> Any:
+    def parse(value: str) -> str:
+        try:
+            if len(value) == 10:
+                t = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+                if is_end:
+                    t += timedelta(days=1)
+            else:
+                t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                if t.tzinfo is None:
+                    raise ValueError("no timezone")
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is not a date (YYYY-MM-DD) or an RFC 3339 time with a timezone "
+                f"({e})") from e
+        return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return parse
+
+
+def load_observed(path: str) -> list[LiveObject]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+        return [LiveObject(str(o["cluster"]), str(o["kind"]), str(o["namespace"]),
+                           str(o["name"]), o.get("workload"), bool(o.get("managed")),
+                           int(o.get("gpus", 0))) for o in raw]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        fail(f"{path}: cannot read observed objects: {e}")
+
+
+def run(args: argparse.Namespace) -> int:
+    reader = open_ledger(args.repo, args.ledger_ref)
+    history = FleetHistory(args.repo)
+    latest: FleetAt | None = None
+    data_classes: dict[str, str | None] = {}
+    live: list[LiveObject] | None = None
+    notes: list[str] = []
+    if args.live is not None or args.observed:
+        try:
+            snap = read_fleet(args.repo, args.ref)
+        except WorkloadsError as e:
+            fail(str(e))
+        latest = FleetAt.of(snap.spec)
+        data_classes = {wid: w.spec.placement.data_class
+                        for wid, w in snap.spec.workloads.items()}
+        live = load_observed(args.observed) if args.observed else []
+        if args.live is not None:
+            found, unreachable = observe_clusters(snap.spec, args.live or None)
+            live.extend(found)
+            notes.extend(f"cluster {c} not cross-checked: {why}" for c, why in unreachable)
+    try:
+        report = residency_audit(reader.docs(), history.at, start=args.start, end=args.end,
+                                 live=live, latest=latest, data_classes=data_classes)
+    except WorkloadsError as e:
+        fail(str(e))
+    head = str(reader.commit.id) if reader.commit is not None else ""
+    for note in notes:
+        print(f"fleet: {note}", file=sys.stderr)
+    if args.format == "json":
+        doc = report.to_json()
+        doc["ledger"]["commit"] = head
+        doc["notCrossChecked"] = notes
+        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    elif args.format == "csv":
+        write_csv(report)
+    else:
+        sys.stdout.write(markdown(report, args.ledger_ref, head, notes))
+    return 1 if report.violations else 0
+
+
+def write_csv(report: Report) -> None:
+    w = csv.writer(sys.stdout, lineterminator="\n")
+    w.writerow(["row", "workload", "dataClass", "cluster", "jurisdiction", "from", "to",
+                "commit", "allowed", "why"])
+    for f in report.findings:
+        w.writerow([f.kind, f.workload or "", "", f.cluster, "", f.time or "", "",
+                    f.commit or "", "no" if f.violation else "yes", f.message])
+    for p in report.periods:
+        w.writerow(["period", p.workload, p.data_class or "", p.cluster, p.jurisdiction,
+                    p.start, p.end or "", p.commit or "", "yes" if p.allowed else "no", p.why])
+
+
+def _md_table(headers: list[str], rows: Iterable[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out.extend("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows)
+    return out
+
+
+def markdown(report: Report, ledger_ref: str, head_commit: str, notes: list[str]) -> str:
+    n = report.violations
+    lines = [
+        "# Residency audit", "",
+        f"- Ledger: `{ledger_ref}` at commit `{head_commit[:12]}`, {report.records} records, "
+        f"head seq {report.head_seq} `{report.head_hash}`",
+        f"- Window: {report.start or 'beginning'} to {report.end or 'end of ledger'}",
+        f"- Result: **{n} violation{'' if n == 1 else 's'}**, {len(report.periods)} periods, "
+        f"{len(report.findings)} findings",
+    ]
+    lines.extend(f"- Not cross-checked: {note}" for note in notes)
+    if report.findings:
+        lines += ["", "## Findings", ""]
+        lines += _md_table(["", "kind", "cluster", "workload", "time", "message"], (
+            ["VIOLATION" if f.violation else "note", f.kind, f.cluster, f.workload or "-",
+             f.time or "-", f.message] for f in report.findings))
+    lines += ["", "## Periods", ""]
+    lines += _md_table(
+        ["", "workload", "dataClass", "cluster", "jurisdiction", "from", "to", "commit", "why"],
+        (["ok" if p.allowed else "VIOLATION", p.workload, p.data_class or "-", p.cluster,
+          p.jurisdiction, p.start, p.end or "running", (p.commit or "-")[:12],
+          p.why or ("" if p.placed else "observed, not placed")] for p in report.periods))
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- --live
+
+
+def observe_clusters(spec: FleetSpec, kubeconfig: str | None
+                     ) -> tuple[list[LiveObject], list[tuple[str, str]]]:
+    """What runs in every cluster of `spec` now; and the clusters that could not be read.
+
+    Imports the Kubernetes side here, not at the top: every `fleet` command would pay.
+    """
+    import anyio
+
+    return anyio.run(_observe_all, spec, kubeconfig)
+
+
+async def _observe_all(spec: FleetSpec, kubeconfig: str | None
+                       ) -> tuple[list[LiveObject], list[tuple[str, str]]]:
+    from clusters.errors import ClusterError
+    from clusters.kubeconfig import ConnectionSpec
+
+    found: list[LiveObject] = []
+    unreachable: list[tuple[str, str]] = []
+    for name, c in spec.clusters.items():
+        conn = ConnectionSpec(name, kubeconfig or c.spec.connection.kubeconfig,
+                              c.spec.connection.context or name)
+        try:
+            found.extend(await _observe(conn))
+        except ClusterError as e:
+            unreachable.append((name, str(e)))
+    return found, unreachable
+
+
+async def _observe(conn: ConnectionSpec) -> list[LiveObject]:
+    from clusters.apply import OWNED_SELECTOR
+    from clusters.client import DEPLOYMENT, JOB, POD, SERVICE, KubeClient, RetryPolicy
+    from clusters.kubeconfig import api_client
+
+    client = KubeClient(conn.cluster, await api_client(conn), retry=RetryPolicy(attempts=2),
+                        timeout=10)
+    out: list[LiveObject] = []
+    try:
+        pods = await client.request("GET", POD.collection(), verb="list")
+        for pod in pods.get("items") or []:
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            gpus = sum(_gpus(ctr) for ctr in (pod.get("spec") or {}).get("containers") or [])
+            if gpus:
+                out.append(_live(conn.cluster, "Pod", pod, gpus))
+        for t in (JOB, DEPLOYMENT, SERVICE):
+            listed = await client.request("GET", t.collection(), verb="list",
+                                          query={"labelSelector": OWNED_SELECTOR})
+            out.extend(_live(conn.cluster, t.kind, o, 0) for o in listed.get("items") or [])
+    finally:
+        await client.close()
+    return out
+
+
+def _gpus(container: dict[str, Any]) -> int:
+    from clusters.capacity import GPU_RESOURCE
+
+    res = container.get("resources") or {}
+    value = (res.get("limits") or {}).get(GPU_RESOURCE) or \
+        (res.get("requests") or {}).get(GPU_RESOURCE) or 0
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
+def _live(cluster: str, kind: str, obj: dict[str, Any], gpus: int) -> LiveObject:
+    from clusters.apply import MANAGED_BY, WORKLOAD_LABEL
+
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    return LiveObject(cluster, kind, str(meta.get("namespace") or ""), str(meta.get("name")),
+                      labels.get(WORKLOAD_LABEL), labels.get(MANAGED_BY) == "aifleet", gpus)

@@ -1,0 +1,79 @@
+"""`fleet cost`: GPU-hours from the decision ledger times flavour prices, per group."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from datetime import UTC, datetime
+
+from controllers.commands.audit import add_window_arguments
+from controllers.commands.common import fail
+from controllers.commands.ledger import open_ledger
+from controllers.statusview import table
+from fleet.audit import build_periods
+from fleet.cost import GROUP_BY, gpu_cost
+from workloads.errors import WorkloadsError
+from workloads.ledger_store import FleetHistory
+
+DESCRIPTION = """\
+GPU-hours per team, region, flavour, cluster or workload, from the placement periods in
+the decision ledger, priced with the cluster's pricePerHour for the flavour at the
+commit that placed it; for chargeback and showback. Periods are clipped to the window;
+one still running counts until --to, or until now. GPUs on a flavour with no price are
+counted in GPU-hours and shown as unpriced, never as free.
+
+Examples:
+  fleet cost --by team --from 2026-11-01 --to 2026-11-30
+  fleet cost /srv/fleet.git --by region --format csv"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("cost", help="GPU-hours and cost from the decision ledger",
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_window_arguments(p)
+    p.add_argument("--by", choices=GROUP_BY, default="team", help="group by (default team)")
+    p.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    reader = open_ledger(args.repo, args.ledger_ref)
+    history = FleetHistory(args.repo)
+    end = args.end or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        ledger = build_periods(reader.docs(), history.at)
+    except WorkloadsError as e:
+        fail(str(e))
+    lines, total = gpu_cost(ledger.periods, by=args.by, start=args.start, end=end)
+    if args.format == "json":
+        doc = {
+            "by": args.by, "from": args.start, "to": end,
+            "ledger": {"records": ledger.records, "headSeq": ledger.head_seq,
+                       "headHash": ledger.head_hash},
+            "groups": [{"key": c.key, "gpuHours": round(c.gpu_hours, 4),
+                        "cost": round(c.cost, 2),
+                        "unpricedGpuHours": round(c.unpriced_gpu_hours, 4)} for c in lines],
+            "total": {"gpuHours": round(total.gpu_hours, 4), "cost": round(total.cost, 2),
+                      "unpricedGpuHours": round(total.unpriced_gpu_hours, 4)},
+        }
+        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+        return 0
+    if args.format == "csv":
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow([args.by, "gpu_hours", "cost", "unpriced_gpu_hours"])
+        for c in [*lines, total]:
+            w.writerow([c.key, f"{c.gpu_hours:.4f}", f"{c.cost:.2f}",
+                        f"{c.unpriced_gpu_hours:.4f}"])
+        return 0
+    rows = [[c.key, f"{c.gpu_hours:,.2f}", f"{c.cost:,.2f}",
+             f"{c.unpriced_gpu_hours:,.2f}" if c.unpriced_gpu_hours else "-"]
+            for c in [*lines, total]]
+    for line in table([args.by.upper(), "GPU-HOURS", "COST", "UNPRICED GPU-HOURS"], rows):
+        print(line)
+    print(f"window {args.start or 'beginning'} to {end}; ledger head seq {ledger.head_seq} "
+          f"{ledger.head_hash[:16]}", file=sys.stderr)
+    return 0
