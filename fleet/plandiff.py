@@ -87,6 +87,8 @@ class PlanDiff:
     cost: Usage
     """Estimated cost per hour in hundredths (cents), before and after."""
     team_cost: Mapping[Team, Usage]
+    unpriced: Usage
+    """GPUs on flavours with no pricePerHour, before and after: unknown cost, not free."""
     errors: tuple[Diagnostic, ...]
     violations: tuple[Diagnostic, ...]
     flags: tuple[PathFlag, ...] = ()
@@ -142,6 +144,7 @@ def diff_plans(
         flavours=_flavour_usage(base_plan, head_plan),
         cost=Usage(_cost(base_spec, base_plan), _cost(head_spec, head_plan)),
         team_cost=_team_cost(base_spec, base_plan, head_spec, head_plan),
+        unpriced=Usage(_unpriced(base_spec, base_plan), _unpriced(head_spec, head_plan)),
         errors=head_spec.errors, violations=head_spec.violations,
         flags=tuple(sorted(flags)), author_team=author_team, notes=tuple(notes),
     )
@@ -287,6 +290,15 @@ def _price(spec: FleetSpec, a: Assignment) -> int:
     if offer is None or offer.price_per_hour is None:
         return 0
     return round(offer.price_per_hour * 100) * a.gpus
+
+
+def _unpriced(spec: FleetSpec, plan: Plan) -> int:
+    def priced(a: Assignment) -> bool:
+        c = spec.clusters.get(a.cluster)
+        offer = c.offer(a.flavour) if c is not None else None
+        return offer is not None and offer.price_per_hour is not None
+
+    return sum(a.gpus for p in plan.workloads.values() for a in p.assignments if not priced(a))
 
 
 def _cost(spec: FleetSpec, plan: Plan) -> int:

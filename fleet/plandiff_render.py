@@ -132,6 +132,9 @@ def to_markdown(d: PlanDiff, budget: int = DIFF_BUDGET) -> str:
                 f"({_delta(u.before, u.after, money=True)}) |" for t, u in d.team_cost.items()]
         out += [f"| **fleet** | {_money(d.cost.before)} | {_money(d.cost.after)} "
                 f"({_delta(d.cost.before, d.cost.after, money=True)}) |", ""]
+    if d.unpriced.before or d.unpriced.after:
+        out += [f"Not priced (no `pricePerHour`): {d.unpriced.before} -> {d.unpriced.after} "
+                "GPUs; their cost is unknown, not zero.", ""]
     if d.manifests:
         out += ["### Manifests per cluster", ""]
         used = 0
@@ -233,6 +236,8 @@ def to_json(d: PlanDiff, source: Mapping[str, Any] | None = None) -> dict[str, A
             "flavours": {f: {"capacity": cap, "before": u.before, "after": u.after}
                          for f, (cap, u) in d.flavours.items()},
             "costPerHour": {"before": d.cost.before / 100, "after": d.cost.after / 100,
+                            "unpricedGpus": {"before": d.unpriced.before,
+                                             "after": d.unpriced.after},
                             "teams": {t: {"before": u.before / 100, "after": u.after / 100}
                                       for t, u in d.team_cost.items()}},
             "manifests": dict(d.manifests),

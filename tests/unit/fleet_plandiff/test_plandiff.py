@@ -190,3 +190,16 @@ def test_markdown_fits_a_comment_by_leaving_out_long_cluster_diffs(tmp_path: Pat
     md = to_markdown(d, budget=10)
     assert "<details>" not in md
     assert "- **eu-fra-1** (+0 -6): too long for a comment" in md
+
+
+def test_gpus_without_a_price_are_unknown_cost_not_free(tmp_path: Path) -> None:
+    from tests.fleetdocs import cluster
+
+    spec = spec_of(tmp_path, {"clusters/us-east-1.yaml": cluster(
+        "us-east-1", "US", (("h100-80gb", 32, 8),)).replace(", pricePerHour: 2.5", "")})
+    d = diff_plans(spec, plan("b"), spec, plan("h", placed(TRAIN, ("us-east-1", 2))),
+                   render=render)
+    assert (d.cost.after, d.unpriced.after) == (0, 16)
+    assert "Not priced (no `pricePerHour`): 0 -> 16 GPUs; their cost is unknown, not zero." \
+        in to_markdown(d)
+    assert to_json(d)["diff"]["costPerHour"]["unpricedGpus"] == {"before": 0, "after": 16}
