@@ -123,3 +123,47 @@ def test_verify_finds_a_record_edited_in_a_later_commit(
     assert broken is not None
     assert broken.where == where
     assert broken.why.startswith(why)
+
+
+async def test_the_controller_facade_batches_records_in_a_worker_thread(
+        fleet_repo: GitRepo) -> None:
+    import anyio
+
+    from controllers.ledger import Ledger
+
+    ledger = Ledger(LedgerWriter(fleet_repo.path), interval=0.05,
+                    clock=lambda: "2026-11-23T10:00:00Z")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ledger.run)
+        for i in range(5):
+            ledger.record("Placed", f"nlp-team/w{i}", cluster="eu-fra-1", jurisdiction="DE",
+                          gpus=8)
+        with anyio.fail_after(10):
+            while ledger.written < 5:  # noqa: ASYNC110 - polling a counter, in a test
+                await anyio.sleep(0.02)
+        ledger.record("Pruned", "nlp-team/w0", cluster="eu-fra-1")
+        tg.cancel_scope.cancel()
+    # the last record was written by the final flush on cancellation
+    records = list(read_ledger(fleet_repo.path))
+    assert [(r.seq, r.entry.event, r.entry.workload) for r in records][-2:] == [
+        (5, "Placed", "nlp-team/w4"), (6, "Pruned", "nlp-team/w0")]
+    assert ledger.pending == 0
+
+
+async def test_records_survive_an_unreachable_remote_until_it_is_back(
+        fleet_repo: GitRepo, tmp_path: Path) -> None:
+    import anyio
+
+    from controllers.ledger import Ledger
+
+    remote = tmp_path / "later.git"
+    ledger = Ledger(LedgerWriter(fleet_repo.path, remote=str(remote)), interval=0.01,
+                    max_backoff=0.05, shutdown_timeout=1)
+    ledger.record("Refused", "bio/phi", reason="residency")
+    ledger.record("Pending", "bio/big", reason="capacity")
+    with anyio.move_on_after(0.3):
+        await ledger.run()
+    assert ledger.failures >= 1 and ledger.pending == 2 and ledger.written == 0
+    pygit2.init_repository(str(remote), bare=True)
+    assert await ledger.flush() == 2
+    assert [r.entry.workload for r in read_ledger(remote)] == ["bio/phi", "bio/big"]
