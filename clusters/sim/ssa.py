@@ -1,0 +1,414 @@
+"""Server-side apply and `metadata.managedFields`, as the API server keeps them. Pure.
+
+Field management is the API server's answer to "who set this field, and may this
+writer change it?". Every object carries, per field manager and operation, the set of
+fields that manager owns, encoded as FieldsV1: a tree of path elements where `f:name`
+is a map field, `k:{"name":"app"}` a list item picked by its list-map keys, `v:"x"` a
+member of a set-list, and `.` (or an empty `{}` leaf) means "this node itself".
+
+    apply(live, applied, manager, force=, now=)    PATCH application/apply-patch+yaml
+    record_update(old, new, manager, now=)         POST, PUT and the other PATCH types
+
+`apply` merges the applied configuration into the live object (maps recursively,
+keyed lists item by item, other lists and atomic maps whole; the same table as the
+strategic merge patch, `patch.list_strategy`), and then:
+
+- conflicts: a field the configuration sets to a value that differs from the live one,
+  while another manager owns it, is a conflict. Without `force` the apply fails with
+  `ApplyConflict` listing each (field, manager); with `force` the applier takes the
+  field away from its owner. Equal values are shared, not conflicts.
+- removal: a field this manager applied before and omits now is deleted from the
+  object unless another manager still owns it (or something inside it).
+- idempotence: applying the same configuration again returns the live object as it
+  was, managedFields `time` included, so the server can skip the write entirely (no
+  resourceVersion, no generation bump, no watch event).
+
+`record_update` is the non-apply side: the fields a write changed (added, modified or
+removed) move to that manager's `Update` entry and out of everyone else's, the way
+`kubectl edit` (manager `kubectl-edit`) takes a field from an applier; the entry's
+`time` moves only when its field set grows, as the API server does.
+
+Neither touches `status` nor the server-set metadata (uid, resourceVersion, generation,
+creationTimestamp): those are the server's, and they are never part of a field set.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from clusters.sim.errors import ApplyConflict
+from clusters.sim.patch import ATOMIC_MAPS, ListStrategy, item_key, list_strategy
+
+Path = tuple[str, ...]
+"""Path elements as FieldsV1 spells them: `f:spec`, `k:{"name":"app"}`, `v:"x"`."""
+
+_TOP_IGNORED = frozenset({"apiVersion", "kind", "status"})
+_META_IGNORED = frozenset({
+    "name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
+    "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink",
+})
+# Maps whose own node is recorded ("." in FieldsV1) when an Update creates them, as the
+# API server records free-form string maps (labels, data, resource lists).
+_FREE_FORM_MAPS = frozenset({
+    "labels", "annotations", "data", "binaryData", "stringData", "limits", "requests",
+    "capacity", "allocatable",
+})
+_MISSING: Any = object()
+
+
+# ------------------------------------------------------------------ field sets
+
+
+def _key_element(item: Mapping[str, Any], strategy: ListStrategy) -> str | None:
+    key = item_key(item, strategy)
+    if key is None:
+        return None
+    return "k:" + json.dumps(dict(zip(strategy.keys, key, strict=True)),
+                             sort_keys=True, separators=(",", ":"))
+
+
+def _fields(obj: Any, *, update: bool = False) -> dict[Path, Any]:
+    """Every owned path of `obj` mapped to its value: leaves, list items, set members."""
+    out: dict[Path, Any] = {}
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if k in _TOP_IGNORED:
+                continue
+            if k == "metadata" and isinstance(v, Mapping):
+                meta = {mk: mv for mk, mv in v.items() if mk not in _META_IGNORED}
+                if meta:  # name and namespace alone are identity, not owned fields
+                    _walk(meta, ("metadata",), ("f:metadata",), out, update)
+            else:
+                _walk(v, (k,), (f"f:{k}",), out, update)
+    return out
+
+
+def _walk(value: Any, names: tuple[str, ...], prefix: Path, out: dict[Path, Any],
+          update: bool) -> None:
+    name = names[-1]
+    if isinstance(value, Mapping):
+        if not value or name in ATOMIC_MAPS:
+            out[prefix] = value
+            return
+        if update and name in _FREE_FORM_MAPS:
+            out[prefix] = _MISSING  # the map node itself; its value is its children
+        for k, v in value.items():
+            _walk(v, (*names, k), (*prefix, f"f:{k}"), out, update)
+        return
+    if isinstance(value, list):
+        strategy = list_strategy(names)
+        if strategy.kind == "set" and all(not isinstance(v, dict | list) for v in value):
+            for v in value:
+                out[(*prefix, "v:" + json.dumps(v, separators=(",", ":")))] = v
+            return
+        elements = ([_key_element(i, strategy) if isinstance(i, Mapping) else None
+                     for i in value] if strategy.kind == "map" else [None])
+        if strategy.kind != "map" or None in elements or not value:
+            out[prefix] = value
+            return
+        for element, item in zip(elements, value, strict=True):
+            assert element is not None
+            item_path = (*prefix, element)
+            out[item_path] = _MISSING  # the item itself ("."); compared by its fields
+            for k, v in item.items():
+                _walk(v, (*names, k), (*item_path, f"f:{k}"), out, update)
+        return
+    out[prefix] = value
+
+
+def to_fields_v1(paths: Iterable[Path]) -> dict[str, Any]:
+    """Encode a set of paths as a FieldsV1 tree (`.` marks a node that is a member)."""
+    root: dict[str, Any] = {}
+    members: list[dict[str, Any]] = []
+    for path in paths:
+        node = root
+        for element in path:
+            node = node.setdefault(element, {})
+        members.append(node)
+    for node in members:
+        if node:
+            node["."] = {}
+    return _sorted(root)
+
+
+def _sorted(node: dict[str, Any]) -> dict[str, Any]:
+    return {k: _sorted(node[k]) for k in sorted(node)}
+
+
+def from_fields_v1(tree: Mapping[str, Any], prefix: Path = ()) -> set[Path]:
+    """Decode a FieldsV1 tree into its set of paths."""
+    out: set[Path] = set()
+    for element, child in tree.items():
+        if element == ".":
+            out.add(prefix)
+            continue
+        path = (*prefix, element)
+        if not isinstance(child, Mapping) or not child:
+            out.add(path)
+        else:
+            out |= from_fields_v1(child, path)
+    return out
+
+
+def format_path(path: Path) -> str:
+    """The API server's spelling: `.spec.containers[name="app"].image`."""
+    s = ""
+    for element in path:
+        kind, _, rest = element.partition(":")
+        if kind == "f":
+            s += "." + rest
+        elif kind == "k":
+            try:
+                keys = json.loads(rest)
+                s += "[" + ",".join(f"{k}={json.dumps(v)}" for k, v in keys.items()) + "]"
+            except (ValueError, AttributeError):
+                s += f"[{rest}]"
+        elif kind == "v":
+            s += f"[={rest}]"
+        else:
+            s += f"[{element}]"
+    return s
+
+
+# ------------------------------------------------------------------ managedFields
+
+
+Entry = dict[str, Any]
+
+
+def _entries(obj: Mapping[str, Any] | None) -> list[tuple[Entry, set[Path]]]:
+    meta = (obj or {}).get("metadata")
+    raw = meta.get("managedFields") if isinstance(meta, Mapping) else None
+    out: list[tuple[Entry, set[Path]]] = []
+    for e in raw or []:
+        if isinstance(e, Mapping) and e.get("manager") is not None:
+            fields = e.get("fieldsV1")
+            out.append((dict(e), from_fields_v1(fields) if isinstance(fields, Mapping)
+                        else set()))
+    return out
+
+
+def _owned_under(paths: set[Path], path: Path) -> bool:
+    """Whether `paths` holds `path` or anything inside it."""
+    n = len(path)
+    return any(p[:n] == path for p in paths)
+
+
+def _encode(entries: list[tuple[Entry, set[Path]]]) -> list[Entry]:
+    out = []
+    for entry, paths in entries:
+        if not paths:
+            continue  # a manager that owns nothing disappears, as on a real server
+        e = dict(entry)
+        e["fieldsType"] = "FieldsV1"
+        e["fieldsV1"] = to_fields_v1(paths)
+        out.append(e)
+    return out
+
+
+def _with_managed(obj: dict[str, Any], entries: list[tuple[Entry, set[Path]]]
+                  ) -> dict[str, Any]:
+    meta = dict(obj.get("metadata") or {})
+    encoded = _encode(entries)
+    if encoded:
+        meta["managedFields"] = encoded
+    else:
+        meta.pop("managedFields", None)
+    obj["metadata"] = meta
+    return obj
+
+
+def _strip_managed(obj: Mapping[str, Any] | None) -> dict[str, Any]:
+    out = dict(obj or {})
+    meta = dict(out.get("metadata") or {})
+    meta.pop("managedFields", None)
+    out["metadata"] = meta
+    return out
+
+
+# ------------------------------------------------------------------ apply
+
+
+def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, *,
+          force: bool, now: str) -> dict[str, Any]:
+    """The object after `manager` applies `applied` to `live` (None: create it)."""
+    config = copy.deepcopy(applied)
+    config.pop("status", None)  # applies to the main resource never write status
+    if isinstance(config.get("metadata"), dict):
+        config["metadata"].pop("managedFields", None)
+    entries = _entries(live)
+    mine = ("Apply", manager)
+    previous: set[Path] = set()
+    position: int | None = None
+    for n, (entry, paths) in enumerate(entries):
+        if (entry.get("operation"), entry.get("manager")) == mine \
+                and not entry.get("subresource"):
+            previous, position = paths, n
+    others = [(e, p) for n, (e, p) in enumerate(entries) if n != position]
+
+    applied_fields = _fields(config)
+    live_fields = _fields(live)
+    conflicts: list[tuple[Path, str]] = []
+    for path, value in applied_fields.items():
+        if value is _MISSING:
+            continue
+        current = live_fields.get(path, _MISSING)
+        if current is _MISSING or current == value:
+            continue
+        conflicts += [(path, str(e["manager"])) for e, p in others
+                      if path in p and e["manager"] != manager]
+    if conflicts and not force:
+        raise ApplyConflict(conflicts=sorted((format_path(p), m) for p, m in conflicts))
+    for path, _ in conflicts:
+        for _, paths in others:
+            paths.discard(path)
+
+    merged = _merge(_strip_managed(live), config, ())
+    new_set = set(applied_fields)
+    owned_by_others: set[Path] = set().union(*(p for _, p in others)) if others else set()
+    for path in sorted(previous - new_set, key=len, reverse=True):
+        if _owned_under(new_set, path) or _owned_under(owned_by_others, path):
+            continue
+        if _is_key_field(path):
+            continue  # an item's key goes with the item, not on its own
+        _delete(merged, path)
+
+    unchanged = merged == _strip_managed(live) and new_set == previous
+    if live is not None and unchanged and not conflicts:
+        return copy.deepcopy(live)
+    mine_entry: Entry = {"manager": manager, "operation": "Apply",
+                         "apiVersion": str(config.get("apiVersion", "")), "time": now}
+    result_entries = list(others)
+    if position is None:
+        result_entries.append((mine_entry, new_set))
+    else:
+        result_entries.insert(position, (mine_entry, new_set))
+    return _with_managed(merged, result_entries)
+
+
+def _merge(live: Any, applied: Any, names: tuple[str, ...]) -> Any:
+    if isinstance(applied, Mapping):
+        if not isinstance(live, Mapping) or (names and names[-1] in ATOMIC_MAPS):
+            return copy.deepcopy(dict(applied))
+        out = dict(live)
+        for k, v in applied.items():
+            out[k] = _merge(live.get(k, _MISSING), v, (*names, k))
+        return out
+    if isinstance(applied, list) and isinstance(live, list):
+        strategy = list_strategy(names)
+        if strategy.kind == "set":
+            return list(live) + [v for v in applied if v not in live]
+        if strategy.kind == "map" and all(
+                isinstance(i, Mapping) and item_key(i, strategy) is not None for i in applied):
+            out_items = list(live)
+            for item in applied:
+                key = item_key(item, strategy)
+                at = next((n for n, cur in enumerate(out_items) if isinstance(cur, Mapping)
+                           and item_key(cur, strategy) == key), None)
+                if at is None:
+                    out_items.append(copy.deepcopy(item))
+                else:
+                    out_items[at] = _merge(out_items[at], item, names)
+            return out_items
+    return copy.deepcopy(applied)
+
+
+def _is_key_field(path: Path) -> bool:
+    if len(path) < 2 or not path[-2].startswith("k:") or not path[-1].startswith("f:"):
+        return False
+    try:
+        keys = json.loads(path[-2][2:])
+    except ValueError:
+        return False
+    return isinstance(keys, dict) and path[-1][2:] in keys
+
+
+def _delete(obj: Any, path: Path) -> None:
+    """Remove the node at `path` from `obj` in place; a missing node is no error."""
+    node = obj
+    for element in path[:-1]:
+        node = _child(node, element)
+        if node is _MISSING:
+            return
+    last = path[-1]
+    kind, _, rest = last.partition(":")
+    if kind == "f" and isinstance(node, dict):
+        node.pop(rest, None)
+    elif kind in ("k", "v") and isinstance(node, list):
+        at = _find(node, last)
+        if at is not None:
+            node.pop(at)
+
+
+def _child(node: Any, element: str) -> Any:
+    kind, _, rest = element.partition(":")
+    if kind == "f":
+        return node.get(rest, _MISSING) if isinstance(node, dict) else _MISSING
+    if isinstance(node, list):
+        at = _find(node, element)
+        return _MISSING if at is None else node[at]
+    return _MISSING
+
+
+def _find(items: list[Any], element: str) -> int | None:
+    kind, _, rest = element.partition(":")
+    try:
+        want = json.loads(rest)
+    except ValueError:
+        return None
+    for n, item in enumerate(items):
+        if kind == "v" and item == want:
+            return n
+        # Keys the item leaves out take their server default (protocol: TCP).
+        if kind == "k" and isinstance(item, Mapping) and isinstance(want, dict) and all(
+                item.get(k, v if k == "protocol" else _MISSING) == v
+                for k, v in want.items()):
+            return n
+    return None
+
+
+# ------------------------------------------------------------------ update
+
+
+def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str, *,
+                  now: str) -> dict[str, Any]:
+    """`new` with managedFields after a non-apply write by `manager` changed `old`."""
+    before = _fields(old, update=True)
+    after = _fields(new, update=True)
+    added = set(after) - set(before)
+    removed = set(before) - set(after)
+    modified = {p for p in set(after) & set(before)
+                if after[p] is not _MISSING and after[p] != before[p]}
+    changed = added | modified
+
+    entries = _entries(new) if _client_sent_managed(old, new) else _entries(old)
+    result: list[tuple[Entry, set[Path]]] = []
+    found = False
+    for entry, paths in entries:
+        if entry.get("manager") == manager and entry.get("operation") == "Update" \
+                and not entry.get("subresource"):
+            found = True
+            grown = (paths | changed) - removed
+            if grown - paths:
+                entry = {**entry, "time": now}
+            entry["apiVersion"] = str(new.get("apiVersion", entry.get("apiVersion", "")))
+            result.append((entry, grown))
+        else:
+            result.append((entry, paths - changed - removed))
+    if not found and changed:
+        result.append(({"manager": manager, "operation": "Update",
+                        "apiVersion": str(new.get("apiVersion", "")), "time": now},
+                       set(changed)))
+    return _with_managed(copy.deepcopy(new), result)
+
+
+def _client_sent_managed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """A write that carries its own non-empty managedFields replaces the server's."""
+    def managed(o: Mapping[str, Any] | None) -> Any:
+        meta = (o or {}).get("metadata")
+        return meta.get("managedFields") if isinstance(meta, Mapping) else None
+    sent = managed(new)
+    return bool(sent) and sent != managed(old)
