@@ -23,7 +23,15 @@ import pygit2
 
 from workloads.errors import RevisionNotFound, WorkloadsError
 from workloads.loader import ParseCache, Snapshot, load_entries
-from workloads.source import GitTree, git_files, open_repository, resolve_tree
+from workloads.source import (
+    FLEET_FOLDERS,
+    FileEntry,
+    GitTree,
+    git_files,
+    open_repository,
+    resolve_tree,
+)
+from workloads.source import _walk_git as walk_git
 
 _STATUS = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed", "T": "modified",
            "C": "added"}
@@ -76,7 +84,7 @@ def read_change(path: str | os.PathLike[str], base: str, head: str,
                          len(base_entries))
     # Keep base's parsed files while reading head: `load_entries` retains only what it used.
     kept = dict(cache.entries)
-    head_entries = list(git_files(target))
+    head_entries = _entries_after(repo, base_tree, target, base_entries)
     head_spec = load_entries(head_entries, cache)
     for key, parsed in kept.items():
         cache.entries.setdefault(key, parsed)
@@ -86,6 +94,29 @@ def read_change(path: str | os.PathLike[str], base: str, head: str,
     files = changed_files(repo, since, repo[head_id].peel(pygit2.Tree), prefix)
     return Change(base_snap, head_snap, base_tree.commit, head_tree.commit, merge_base,
                   merged, files)
+
+
+def _entries_after(repo: pygit2.Repository, base: GitTree, target: GitTree,
+                   base_entries: list[FileEntry]) -> list[FileEntry]:
+    """The entries `git_files(target)` gives, from base's and the tree diff: looks only at
+    what changed.
+
+    A 10,000-file fleet with 50 changed files costs 50 lookups instead of a full walk.
+    """
+    if base.tree is None or target.tree is None:
+        return list(git_files(target))
+    changed: set[str] = set()
+    for delta in base.tree.diff_to_tree(target.tree).deltas:
+        changed.update(p for p in (delta.old_file.path, delta.new_file.path) if p)
+    out = [e for e in base_entries if e.path not in changed]
+    odb = repo.odb
+    for path in sorted(changed):
+        if path.split("/", 1)[0] not in FLEET_FOLDERS or path not in target.tree:
+            continue
+        out.extend(walk_git(repo, odb, target.tree[path], path, target.prefix))
+    order = {f: i for i, f in enumerate(FLEET_FOLDERS)}
+    out.sort(key=lambda e: (order[e.path.split("/", 1)[0]], e.path))
+    return out
 
 
 def changed_files(repo: pygit2.Repository, old: pygit2.Tree | None, new: pygit2.Tree,
