@@ -1,0 +1,156 @@
+"""The desired objects of each cluster: the plan rendered, with per-workload commits.
+
+Every object we apply carries `aifleet.dev/source-commit`, and that annotation is part
+of the content hash the applier compares. Stamping every object with the head commit
+would make every commit rewrite every object of the fleet. So each workload carries
+the commit at which *its* intent last changed (its Workload document differed from the
+previous accepted commit's); a commit that changes one workload re-renders and
+re-applies that workload's objects only, and every other object costs zero API calls.
+
+After a restart the commit of a workload is read back from its live objects, kept if
+the live intent hash is still the repo's (nothing changed while we were away), else the
+head commit.
+
+Rendered objects are cached per (cluster, workload, assignment, commit): a re-plan that
+moves nothing renders nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from controllers.fleetstate import workload_id_of_label, workload_label
+from fleet.ids import ClusterName, WorkloadId
+from fleet.models import Cluster, Workload
+from fleet.placement.types import Assignment, Plan
+from fleet.spec import FleetSpec
+
+Manifest = dict[str, Any]
+RenderFn = Callable[[Workload, Assignment, Cluster, str], tuple[Manifest, ...]]
+MANAGED_BY = "aifleet.dev/managed-by"
+SOURCE_COMMIT = "aifleet.dev/source-commit"
+INTENT_HASH = "aifleet.dev/intent-hash"
+
+
+def namespace_manifest(team: str) -> Manifest:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": team, "labels": {MANAGED_BY: "aifleet"}}}
+
+
+class DesiredState:
+    def __init__(self, render: RenderFn) -> None:
+        self._render = render
+        self.spec: FleetSpec | None = None
+        self.plan: Plan | None = None
+        self.head: str | None = None
+        self.workload_commit: dict[WorkloadId, str] = {}
+        self._cache: dict[tuple[ClusterName, WorkloadId, Assignment, str],
+                          tuple[Manifest, ...]] = {}
+
+    def adopt_spec(self, spec: FleetSpec, head: str) -> set[WorkloadId]:
+        """A new accepted commit: the workloads whose intent changed (or are new)."""
+        old = self.spec.workloads if self.spec is not None else {}
+        changed: set[WorkloadId] = set()
+        for wid, wl in spec.workloads.items():
+            before = old.get(wid)
+            if before is None or (before is not wl and before != wl):
+                changed.add(wid)
+                self.workload_commit[wid] = head
+        for wid in set(self.workload_commit) - set(spec.workloads):
+            del self.workload_commit[wid]
+        if changed and self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k[1] not in changed}
+        self.spec = spec
+        self.head = head
+        return changed
+
+    def adopt_live(self, live: Mapping[WorkloadId, tuple[str, str | None]]) -> int:
+        """After a restart: keep each workload's live commit (wid -> (commit, intent
+        hash) of its live objects) where the live intent is still the repo's."""
+        kept = 0
+        for wid, (commit, intent) in sorted(live.items()):
+            if intent is None or self._intent_of(wid, commit) != intent:
+                continue
+            kept += 1
+            if self.workload_commit.get(wid) != commit:
+                self.workload_commit[wid] = commit
+                self._cache = {k: v for k, v in self._cache.items() if k[1] != wid}
+        return kept
+
+    def _intent_of(self, wid: WorkloadId, commit: str) -> str | None:
+        assert self.spec is not None and self.plan is not None
+        wp = self.plan.workloads.get(wid)
+        wl = self.spec.workloads.get(wid)
+        if wp is None or wl is None or not wp.assignments:
+            return None
+        a = wp.assignments[0]
+        cluster = self.spec.clusters.get(a.cluster)
+        if cluster is None:
+            return None
+        for obj in self._render(wl, a, cluster, commit):
+            value = ((obj.get("metadata") or {}).get("annotations") or {}).get(INTENT_HASH)
+            if value:
+                return str(value)
+        return None
+
+    def placed_on(self, cluster: ClusterName) -> dict[WorkloadId, Assignment]:
+        if self.plan is None:
+            return {}
+        return {wid: a for wid, wp in sorted(self.plan.workloads.items())
+                for a in wp.assignments if a.cluster == cluster and wp.status == "Placed"}
+
+    def protected(self) -> set[str]:
+        """Workload labels prune must leave alone: invalid in this commit."""
+        if self.spec is None:
+            return set()
+        ids = set(self.spec.invalid)
+        if self.plan is not None:
+            ids |= {wid for wid, wp in self.plan.workloads.items() if wp.status == "Invalid"}
+        return {workload_label(w) for w in ids}
+
+    def stale_on(self, cluster: ClusterName, live_labels: set[str]) -> set[str]:
+        """Copies here of workloads the plan now places on other clusters only."""
+        if self.plan is None:
+            return set()
+        out: set[str] = set()
+        for label in live_labels:
+            wp = self.plan.workloads.get(workload_id_of_label(label))
+            if wp is not None and wp.status == "Placed" and cluster not in wp.clusters:
+                out.add(label)
+        return out
+
+    def signature(self, cluster: ClusterName) -> tuple[Any, ...]:
+        """Changes when what this cluster should run changes (an enqueue filter)."""
+        return tuple((wid, a, self.workload_commit.get(wid))
+                     for wid, a in self.placed_on(cluster).items())
+
+    def objects_for(self, cluster: ClusterName) -> tuple[list[Manifest], dict[str, WorkloadId]]:
+        """Every object this cluster should have, and label -> workload id of them."""
+        spec = self.spec
+        if spec is None or self.head is None:
+            return [], {}
+        c = spec.clusters.get(cluster)
+        if c is None:
+            return [], {}
+        objects: list[Manifest] = []
+        teams: set[str] = set()
+        labels: dict[str, WorkloadId] = {}
+        for wid, a in self.placed_on(cluster).items():
+            wl = spec.workloads.get(wid)
+            if wl is None:
+                continue
+            commit = self.workload_commit.setdefault(wid, self.head)
+            key = (cluster, wid, a, commit)
+            rendered = self._cache.get(key)
+            if rendered is None:
+                rendered = self._cache[key] = self._render(wl, a, c, commit)
+            objects.extend(rendered)
+            teams.add(wid.split("/", 1)[0])
+            labels[workload_label(wid)] = wid
+        objects[:0] = [namespace_manifest(t) for t in sorted(teams)]
+        return objects, labels
+
+    def forget(self, keep: set[tuple[ClusterName, WorkloadId, Assignment]]) -> None:
+        """Drop cached renders no longer placed (bounded memory)."""
+        self._cache = {k: v for k, v in self._cache.items() if k[:3] in keep}

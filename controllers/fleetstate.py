@@ -1,0 +1,122 @@
+"""What the clusters say, folded into the core's terms: capacity and the previous plan.
+
+Placement is pure and knows nothing of Nodes, Pods or labels. This module turns what
+the cluster adapters have learned into its inputs, once per placement cycle:
+
+- `capacity_snapshot`: per cluster of the repo, its nodes as `NodeCapacity` (node
+  product -> flavour through the Cluster file's `gpus[].product`; GPUs held by our own
+  pods are `used_by_fleet`, never `used_by_others`, so a re-plan keeps running workloads
+  where they are and never double-books a GPU), the cluster's health and how long it has
+  been Unreachable. With a fleet-wide failover grace (`--failover-grace`), the
+  unreachable time is reported as "past every toleration" once the grace is over and
+  as zero before, so that one number overrides each workload's toleration.
+- `previous_from_live`: after a restart, the plan that is live, read back from the owned
+  Jobs and Deployments of every cluster (workload label, replicas, GPU product -> flavour),
+  so the first plan of the new process moves nothing.
+
+Plain functions over plain inputs: testable without a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from clusters.adapter import LivePlacement
+from clusters.capacity import NodeState
+from fleet.capacity import CapacitySnapshot, ClusterCapacity, ClusterHealth, NodeCapacity
+from fleet.ids import ClusterName, Flavour, WorkloadId
+from fleet.models import Cluster
+from fleet.placement.types import Assignment, PreviousPlan
+
+PAST_EVERY_GRACE = 10.0**9
+"""Unreachable seconds reported once a fleet-wide failover grace is over."""
+
+
+def workload_label(wid: str) -> str:
+    """`team/name` (workload id) -> `team.name` (the `aifleet.dev/workload` label)."""
+    return wid.replace("/", ".", 1)
+
+
+def workload_id_of_label(label: str) -> WorkloadId:
+    """`team.name` -> `team/name`; names are DNS labels, so the first dot splits."""
+    return WorkloadId(label.replace(".", "/", 1))
+
+
+def flavour_of_product(cluster: Cluster, product: str | None) -> Flavour | None:
+    for offer in cluster.spec.gpus:
+        if product is not None and offer.product == product:
+            return Flavour(offer.flavour)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """What one adapter knows, as the snapshot needs it."""
+
+    health: ClusterHealth
+    unreachable_for: float | None
+    """Seconds the cluster has been Unreachable (None while it answers)."""
+    nodes: tuple[NodeState, ...] = ()
+
+
+def cluster_capacity(cluster: Cluster, view: ClusterView | None,
+                     failover_grace: float | None = None) -> ClusterCapacity:
+    name = ClusterName(cluster.name)
+    if view is None:
+        return ClusterCapacity(name, "Unknown", None, ())
+    nodes: list[NodeCapacity] = []
+    for n in sorted(view.nodes, key=lambda n: n.name):
+        flavour = flavour_of_product(cluster, n.gpu_product)
+        if flavour is None or n.gpus <= 0:
+            continue  # not a GPU node of a flavour this cluster offers
+        nodes.append(NodeCapacity(
+            name=n.name, flavour=flavour, gpus=n.gpus,
+            used_by_others=max(0, n.used - n.used_ours), used_by_fleet=n.used_ours,
+            schedulable=n.ready and not n.unschedulable))
+    unreachable = view.unreachable_for if view.health == "Unreachable" else None
+    if unreachable is not None and failover_grace is not None:
+        unreachable = PAST_EVERY_GRACE if unreachable >= failover_grace else 0.0
+    return ClusterCapacity(name, view.health, unreachable, tuple(nodes))
+
+
+def capacity_snapshot(clusters: Mapping[ClusterName, Cluster],
+                      views: Mapping[str, ClusterView],
+                      failover_grace: float | None = None) -> CapacitySnapshot:
+    """The fleet's capacity as placement sees it; a cluster without a view is Unknown."""
+    return CapacitySnapshot({
+        name: cluster_capacity(c, views.get(name), failover_grace)
+        for name, c in sorted(clusters.items())})
+
+
+def previous_from_live(clusters: Mapping[ClusterName, Cluster],
+                       live: Mapping[str, Mapping[str, LivePlacement]]) -> PreviousPlan:
+    """The plan that runs, rebuilt from owned objects: per workload, where and how much.
+
+    `live` is per cluster name, `ClusterAdapter.live_workloads()`. A copy whose product
+    is not one the cluster offers (edited out of band, or the Cluster file changed) is
+    left out: placement then decides afresh for it rather than trusting a guess.
+    """
+    out: dict[WorkloadId, list[Assignment]] = {}
+    for cname in sorted(live):
+        cluster = clusters.get(ClusterName(cname))
+        if cluster is None:
+            continue
+        for label, lp in sorted(live[cname].items()):
+            flavour = flavour_of_product(cluster, lp.product)
+            if flavour is None or lp.replicas < 1:
+                continue
+            out.setdefault(workload_id_of_label(label), []).append(
+                Assignment(ClusterName(cname), flavour, lp.replicas, lp.gpus_per_replica))
+    return {wid: tuple(sorted(a)) for wid, a in sorted(out.items())}
+
+
+def moved_away(previous: PreviousPlan, current: Mapping[WorkloadId, Iterable[ClusterName]],
+               cluster: ClusterName) -> set[WorkloadId]:
+    """Workloads that ran on `cluster` and that the new plan places elsewhere only."""
+    out: set[WorkloadId] = set()
+    for wid, assignments in previous.items():
+        now = set(current.get(wid, ()))
+        if any(a.cluster == cluster for a in assignments) and now and cluster not in now:
+            out.add(wid)
+    return out

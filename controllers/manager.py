@@ -1,0 +1,421 @@
+"""The Manager: Git -> placement -> apply, for every cluster of the fleet, kept there.
+
+One anyio task group owns every loop, so a crash of one is a crash of all (nothing runs
+half-alive) and cancellation stops everything cleanly:
+
+- source: fetch the repo every `poll_interval` or at once on `POST /hooks/git`; a new
+  accepted commit updates the desired state (only workloads whose document changed get
+  a new source commit) and connects / disconnects cluster adapters as Cluster files
+  come and go;
+- adapters: one `ClusterAdapter.run()` per cluster (informers, heartbeat);
+- watch: folds adapter changes (capacity version, health, sync) into triggers: a
+  re-plan, a cluster reconcile;
+- placement: on a new commit, a capacity or health change, while a cluster is
+  Unreachable (its failover grace runs out) and on every resync: snapshot -> `place` (in a
+  worker thread: it is pure and CPU-bound) -> enqueue the clusters whose desired set
+  changed;
+- the cluster work queue: `ClusterReconciler` per cluster key, `cluster_concurrency` at
+  a time, per-key backoff;
+- optionally the leader elector (`--leader-elect`) and the HTTP server.
+
+Restart safety: the first plan of a process waits for every cluster's informers to list
+(bounded), then takes the previous plan from what runs (`previous_from_live`), so it
+moves nothing, and each workload keeps the source commit its live objects carry when
+the intent is unchanged: a restart applies nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import anyio
+import structlog
+
+from clusters.adapter import AdapterOptions, ClusterAdapter
+from clusters.apply import DriftReport
+from clusters.errors import ClusterError
+from controllers import manager_io
+from controllers.desired import DesiredState, RenderFn
+from controllers.fleetstate import (
+    ClusterView,
+    capacity_snapshot,
+    previous_from_live,
+    workload_id_of_label,
+)
+from controllers.gitsource import Condition, GitSource
+from controllers.leader import LeaderElector, default_identity
+from controllers.reconcile import ClusterReconciler, EventSink, live_intent
+from controllers.settings import Settings
+from controllers.statusdoc import DriftItem, PlacementLive
+from controllers.workqueue import WorkQueue
+from fleet.capacity import CapacitySnapshot
+from fleet.ids import ClusterName, WorkloadId
+from fleet.placement.types import Plan, PreviousPlan
+from workloads.loader import Snapshot
+
+log = structlog.get_logger()
+
+PlaceFn = Any
+"""`fleet.placement.place(spec, capacity, previous, *, commit=) -> Plan`."""
+
+
+def _default_place() -> PlaceFn:
+    from fleet.placement import place
+    return place
+
+
+def _default_render() -> RenderFn:
+    from fleet.render import render
+    fn: RenderFn = render
+    return fn
+
+
+class Manager:
+    def __init__(self, settings: Settings, *, events: EventSink | None = None,
+                 adapter_options: AdapterOptions | None = None,
+                 place: PlaceFn | None = None, render: RenderFn | None = None,
+                 startup_sync_timeout: float = 10.0, tick: float = 0.2) -> None:
+        self.settings = settings
+        self.events = events
+        self.adapter_options = adapter_options or AdapterOptions(
+            qps=settings.qps, burst=settings.burst, allow_exec=settings.allow_exec_plugins,
+            self_heal=settings.self_heal, unreachable_after=settings.unreachable_after)
+        self._place = place or _default_place()
+        self.source = GitSource(settings.repo, settings.branch, settings.state_dir,
+                                subdir=settings.subdir,
+                                allow_non_fast_forward=settings.allow_non_fast_forward)
+        self.desired = DesiredState(render or _default_render())
+        self.adapters: dict[str, ClusterAdapter] = {}
+        self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
+        self.drift: list[DriftItem] = []
+        self.reconciler = ClusterReconciler(
+            self.desired, self.adapters, self.live, events, self.may_act,
+            settings.resync_interval, on_done=self._cluster_done)
+        self.queue: WorkQueue[str] = WorkQueue(
+            "clusters", self.reconciler, concurrency=settings.cluster_concurrency)
+        self.snapshot = CapacitySnapshot({})
+        self.conditions: tuple[Condition, ...] = ()
+        self.connect_errors: dict[str, str] = {}
+        self.applied_commit: str | None = None
+        self.commits_accepted = 0
+        self.placement_durations: list[float] = []
+        self.elector: LeaderElector | None = None
+        self.startup_sync_timeout = startup_sync_timeout
+        self.tick = tick
+        self._rebuild_previous = True
+        self._was_leader = False
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._fetch_wake = asyncio.Event()
+        self._plan_wake = asyncio.Event()
+        self._invalid_head: tuple[str, Condition] | None = None
+        self.plan_changed = asyncio.Condition()
+        self.port: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, *, serve: bool = True,
+                  task_status: anyio.abc.TaskStatus[Manager] = anyio.TASK_STATUS_IGNORED
+                  ) -> None:
+        runner = await manager_io.start_server(self) if serve else None
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                tg.start_soon(self._source_loop)
+                tg.start_soon(self._placement_loop)
+                tg.start_soon(self._watch_loop)
+                tg.start_soon(self.queue.run)
+                if self.settings.leader_elect:
+                    tg.start_soon(self._leader_loop)
+                run_events = getattr(self.events, "run", None)
+                if run_events is not None:
+                    tg.start_soon(run_events)
+                task_status.started(self)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for adapter in list(self.adapters.values()):
+                    await adapter.aclose()
+                if runner is not None:
+                    await runner.cleanup()
+
+    def status(self) -> dict[str, Any]:
+        return manager_io.status(self)
+
+    def capacity_json(self) -> dict[str, Any]:
+        return manager_io.capacity_json(self)
+
+    def metrics_text(self) -> str:
+        return manager_io.metrics_text(self)
+
+    def ready(self) -> tuple[bool, str]:
+        return manager_io.ready(self)
+
+    def trigger_fetch(self) -> None:
+        self._fetch_wake.set()
+
+    def trigger_plan(self) -> None:
+        self._plan_wake.set()
+
+    # ------------------------------------------------------------------ source
+
+    async def _source_loop(self) -> None:
+        while True:
+            self._fetch_wake.clear()
+            await self.fetch_once()
+            with anyio.move_on_after(self.settings.poll_interval):
+                await self._fetch_wake.wait()
+
+    async def fetch_once(self) -> None:
+        result = await self.source.poll()
+        conditions = result.conditions
+        snap = result.snapshot
+        if snap is not None:
+            broken = whole_commit_problems(snap)
+            if broken:
+                cond = Condition("SourceUnavailable", "True", "InvalidCommit",
+                                 f"commit {(snap.commit or '')[:12]} is invalid as a whole "
+                                 f"({broken}); serving the last good commit")
+                log.error("source_commit_invalid", commit=snap.commit, problem=broken)
+                self._invalid_head = (snap.commit or "", cond)
+                snap = None
+                conditions = (cond,)
+        elif not conditions and self._invalid_head and result.observed == self._invalid_head[0]:
+            conditions = (self._invalid_head[1],)
+        self.conditions = conditions
+        if snap is not None:
+            self._invalid_head = None
+            await self._adopt(snap)
+
+    async def _adopt(self, snap: Snapshot) -> None:
+        assert snap.commit is not None
+        changed = self.desired.adopt_spec(snap.spec, snap.commit)
+        self.commits_accepted += 1
+        log.info("commit_accepted", commit=snap.commit, changed_workloads=len(changed),
+                 workloads=len(snap.spec.workloads), invalid=sorted(snap.spec.invalid))
+        await self._sync_clusters()
+        self.trigger_plan()
+
+    # ------------------------------------------------------------------ clusters
+
+    async def _sync_clusters(self) -> None:
+        spec = self.desired.spec
+        assert spec is not None and self._tg is not None
+        for name in sorted(set(self.adapters) - set(spec.clusters)):
+            log.warning("cluster_removed", cluster=name)
+            self._scopes.pop(name).cancel()
+            await self.adapters.pop(name).aclose()
+        for name in sorted(set(spec.clusters) - set(self.adapters)):
+            conn = manager_io.connection_of(self, spec.clusters[name])
+            try:
+                adapter = await ClusterAdapter.connect(conn, self.adapter_options,
+                                                       on_drift=self._drift_handler(name))
+            except ClusterError as e:
+                self.connect_errors[name] = str(e)
+                log.error("cluster_connect_failed", cluster=name, error=str(e))
+                continue
+            self.connect_errors.pop(name, None)
+            self.adapters[name] = adapter
+            self._wire_fencing(adapter)
+            await self._tg.start(self._run_adapter, adapter)
+
+    async def _run_adapter(self, adapter: ClusterAdapter, *,
+                           task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                           ) -> None:
+        with anyio.CancelScope() as scope:
+            self._scopes[adapter.name] = scope
+            task_status.started()
+            await adapter.run()
+
+    def _drift_handler(self, cluster: str) -> Any:
+        def on_drift(report: DriftReport) -> None:
+            wid = workload_id_of_label(report.workload or "")
+            managers = sorted({f.manager for f in report.fields if f.manager})
+            self.drift.append(DriftItem(cluster, wid, tuple(f.path for f in report.fields),
+                                        managers[0] if managers else None, report.corrected))
+            del self.drift[:-200]
+            log.warning("drift_detected", cluster=cluster, workload=wid,
+                        object=f"{report.key[1]} {report.key[2]}/{report.key[3]}",
+                        paths=[f.path for f in report.fields][:10], managers=managers,
+                        corrected=report.corrected)
+            if report.corrected and self.events is not None:
+                self.events.record("DriftCorrected", str(wid), cluster=cluster,
+                                   reason=", ".join(f.path for f in report.fields)[:200])
+        return on_drift
+
+    def _cluster_done(self, name: str) -> None:
+        plan = self.desired.plan
+        if plan is None:
+            return
+        for cname, adapter in self.adapters.items():
+            if adapter.health_state == "Unreachable":
+                continue
+            if self.reconciler.applied_signature.get(cname) != self.desired.signature(
+                    ClusterName(cname)):
+                return
+        if self.applied_commit != self.desired.head:
+            log.info("commit_applied", commit=self.desired.head)
+        self.applied_commit = self.desired.head
+        self.source.applied = self.desired.head
+
+    # ------------------------------------------------------------------ watch
+
+    async def _watch_loop(self) -> None:
+        seen: dict[str, tuple[Any, ...]] = {}
+        last_plan = time.monotonic()
+        while True:
+            await anyio.sleep(self.tick)
+            replan = False
+            for name, a in list(self.adapters.items()):
+                state = (a.capacity_version, a.health_state, a.synced.is_set())
+                before = seen.get(name)
+                seen[name] = state
+                if before == state:
+                    continue
+                replan = True
+                if before is None or before[1] != state[1] or before[2] != state[2]:
+                    self.queue.add(name)
+            leader = self.may_act()
+            if leader and not self._was_leader and self.settings.leader_elect:
+                log.info("leading", generation=self.elector.generation if self.elector else 0)
+                self._rebuild_previous = True
+                self._wire_all()
+                replan = True
+                for name in self.adapters:
+                    self.queue.add(name)
+            self._was_leader = leader
+            unreachable = any(a.health_state == "Unreachable" for a in self.adapters.values())
+            since = time.monotonic() - last_plan
+            if replan or since >= self.settings.resync_interval or (unreachable and since >= 1):
+                last_plan = time.monotonic()
+                self.trigger_plan()
+
+    # ------------------------------------------------------------------ placement
+
+    async def _placement_loop(self) -> None:
+        while True:
+            await self._plan_wake.wait()
+            self._plan_wake.clear()
+            if self.desired.spec is None:
+                continue
+            await self.replan()
+            await anyio.sleep(self.tick / 2)  # coalesce bursts of capacity events
+
+    def views(self) -> dict[str, ClusterView]:
+        now = time.monotonic()
+        out: dict[str, ClusterView] = {}
+        for name, a in self.adapters.items():
+            since = a.health.unreachable_since
+            health = a.health_state if a.synced.is_set() or a.health_state == \
+                "Unreachable" else "Unknown"
+            out[name] = ClusterView(health, None if since is None else now - since,
+                                    tuple(a.nodes()))
+        return out
+
+    async def _wait_synced(self) -> None:
+        with anyio.move_on_after(self.startup_sync_timeout):
+            for a in list(self.adapters.values()):
+                await a.synced.wait()
+
+    async def replan(self) -> Plan:
+        spec, head = self.desired.spec, self.desired.head
+        assert spec is not None
+        rebuild = self._rebuild_previous
+        if rebuild:
+            await self._wait_synced()
+        snapshot = capacity_snapshot(spec.clusters, self.views(), self.settings.failover_grace)
+        if rebuild:
+            live = {n: a.live_workloads() for n, a in self.adapters.items() if a.synced.is_set()}
+            previous: PreviousPlan = previous_from_live(spec.clusters, live)
+        else:
+            old = self.desired.plan
+            previous = {} if old is None else {
+                wid: wp.assignments for wid, wp in old.workloads.items()
+                if wp.status == "Placed"}
+        started = time.perf_counter()
+        plan: Plan = await anyio.to_thread.run_sync(
+            lambda: self._place(spec, snapshot, previous, commit=head))
+        elapsed = time.perf_counter() - started
+        self.placement_durations.append(elapsed)
+        del self.placement_durations[:-1000]
+        self.snapshot = snapshot
+        manager_io.record_plan_events(self, self.desired.plan, plan, previous if rebuild else None)
+        self.desired.plan = plan
+        if rebuild:
+            self._rebuild_previous = False
+            self._adopt_live_commits()
+        self._enqueue_changed()
+        counts: dict[str, int] = {}
+        for wp in plan.workloads.values():
+            counts[wp.status] = counts.get(wp.status, 0) + 1
+        log.info("placement_reconciled", commit=head, seconds=round(elapsed, 3),
+                 from_live=rebuild, **{k.lower(): v for k, v in sorted(counts.items())})
+        async with self.plan_changed:
+            self.plan_changed.notify_all()
+        return plan
+
+    def _adopt_live_commits(self) -> None:
+        found: dict[WorkloadId, tuple[str, str | None]] = {}
+        for a in self.adapters.values():
+            for label, lp in a.live_workloads().items():
+                if lp.commit:
+                    found.setdefault(workload_id_of_label(label),
+                                     (lp.commit, live_intent(a, label)))
+        kept = self.desired.adopt_live(found)
+        log.info("state_rebuilt_from_clusters", workloads=len(found), commits_kept=kept)
+
+    def _enqueue_changed(self) -> None:
+        for name, a in self.adapters.items():
+            cluster = ClusterName(name)
+            sig = self.desired.signature(cluster)
+            if self.reconciler.applied_signature.get(name) != sig or \
+                    self.desired.stale_on(cluster, set(a.live_workloads())):
+                self.queue.add(name)
+
+    # ------------------------------------------------------------------ leadership
+
+    def may_act(self) -> bool:
+        if not self.settings.leader_elect:
+            return True
+        return self.elector is not None and self.elector.is_leader
+
+    def _wire_fencing(self, adapter: ClusterAdapter) -> None:
+        if not self.settings.leader_elect:
+            return
+        adapter.applier.may_write = self.may_act
+        adapter.applier.generation = self.elector.generation if self.elector else 0
+
+    def _wire_all(self) -> None:
+        for a in self.adapters.values():
+            self._wire_fencing(a)
+
+    async def _leader_loop(self) -> None:
+        while True:
+            spec = self.desired.spec
+            if spec is not None and spec.clusters:
+                name = self.settings.leader_cluster or sorted(spec.clusters)[0]
+                adapter = self.adapters.get(name)
+                if adapter is not None:
+                    break
+            await anyio.sleep(self.tick)
+        self.elector = LeaderElector(adapter.client,
+                                     self.settings.identity or default_identity())
+        log.info("leader_election_started", cluster=name, identity=self.elector.identity)
+        await self.elector.run()
+
+
+def whole_commit_problems(snap: Snapshot) -> str:
+    """Errors that make a commit unusable as a whole, or "" (see docs/controller.md).
+
+    A broken Cluster or policy file would drop a cluster or fail residency closed for
+    everything: applying that would move or prune workloads on the strength of a typo.
+    A broken Workload file only makes that workload invalid (protected, not pruned).
+    """
+    fleet_kinds = {"Cluster", "ResidencyPolicy", "TeamQuota", "Guardrails", "Owners"}
+    for d in snap.spec.errors:
+        if d.kind in fleet_kinds or d.file.split("/")[0] in ("clusters", "policies"):
+            if d.kind == "Workload":
+                continue
+            return str(d)
+    return ""

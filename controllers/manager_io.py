@@ -1,0 +1,157 @@
+"""The Manager's face: HTTP endpoints, status document, metrics, readiness, decisions.
+
+Split from `controllers.manager` (which runs the loops) so each stays readable; this
+half only reads the state the loops keep, plus turns plan changes into events for the
+ledger (Placed, Moved, FailedOver, Pending) and log lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+
+from clusters.kubeconfig import ConnectionSpec
+from controllers.fleetstate import capacity_snapshot
+from controllers.observe import render_metrics
+from controllers.server import Endpoints, bound_port, build_app, serve
+from controllers.statusdoc import SourceState, status_document
+from fleet.models import Cluster
+from fleet.placement.types import Plan, PreviousPlan
+
+if TYPE_CHECKING:
+    from controllers.manager import Manager
+
+log = structlog.get_logger()
+
+
+# ---------------------------------------------------------------------- documents
+
+
+def status(m: Manager) -> dict[str, Any]:
+    spec = m.desired.spec
+    snapshot = m.snapshot
+    if spec is not None:
+        snapshot = capacity_snapshot(spec.clusters, m.views(),
+                                     m.settings.failover_grace)
+    conditions = [{"type": c.type, "status": c.status, "reason": c.reason,
+                   "message": c.message} for c in m.conditions]
+    ok, why = m.ready()
+    conditions.insert(0, {"type": "Ready", "status": "True" if ok else "False",
+                          "reason": "Ready" if ok else "NotReady", "message": why})
+    for name, err in sorted(m.connect_errors.items()):
+        conditions.append({"type": "ClusterConnectionFailed", "status": "True",
+                           "reason": "ConnectFailed", "message": f"{name}: {err}"})
+    doc = status_document(
+        spec=spec, plan=m.desired.plan, snapshot=snapshot,
+        source=SourceState(m.source.observed, m.applied_commit, tuple(conditions)),
+        live=m.live, drift=m.drift)
+    if m.settings.leader_elect:
+        doc["leader"] = {"leading": m.may_act(),
+                         "generation": m.elector.generation if m.elector else 0,
+                         "identity": m.elector.identity if m.elector else None}
+    return doc
+
+
+def capacity_json(m: Manager) -> dict[str, Any]:
+    spec = m.desired.spec
+    if spec is None:
+        return m.snapshot.to_json()
+    return capacity_snapshot(spec.clusters, m.views(), None).to_json()
+
+
+def metrics_text(m: Manager) -> str:
+    plan = m.desired.plan
+    status = m.status()
+    return render_metrics(
+        adapters=m.adapters, reconcile_durations=m.reconciler.totals.durations,
+        placement_durations=m.placement_durations, queue_depth=m.queue.depth,
+        status_clusters=status["clusters"],
+        placement_status=[wp.status for wp in plan.workloads.values()] if plan else [],
+        leader=m.may_act(), commits=m.commits_accepted)
+
+
+def ready(m: Manager) -> tuple[bool, str]:
+    if m.desired.plan is None:
+        return False, "no plan yet (waiting for the repo and the clusters)"
+    waiting = sorted(n for n, a in m.adapters.items()
+                     if not a.synced.is_set() and a.health_state != "Unreachable")
+    if waiting:
+        return False, f"clusters not listed yet: {', '.join(waiting)}"
+    if m.applied_commit is None:
+        return False, "first plan not applied yet"
+    return True, f"applied {m.applied_commit[:12]}"
+
+
+def connection_of(m: Manager, cluster: Cluster) -> ConnectionSpec:
+    """The Cluster file's connection; `--kubeconfig` and the cluster's name as context
+    when it names none."""
+    conn = cluster.spec.connection
+    return ConnectionSpec(cluster.name, conn.kubeconfig or m.settings.kubeconfig,
+                          conn.context or cluster.name)
+
+# ------------------------------------------------------------------ server
+
+
+async def start_server(m: Manager) -> web.AppRunner:
+    host, _, port = m.settings.listen.rpartition(":")
+    secret = m.settings.webhook_secret
+    app = build_app(Endpoints(
+        status=m.status, capacity=m.capacity_json, metrics=m.metrics_text,
+        ready=m.ready, on_git_hook=_hook(m)),
+        secret.get_secret_value().encode() if secret is not None else None)
+    runner = await serve(app, host or "127.0.0.1", int(port or 0))
+    m.port = bound_port(runner)
+    log.info("http_listening", host=host or "127.0.0.1", port=m.port)
+    return runner
+
+
+def _hook(m: Manager) -> Callable[[], Awaitable[None]]:
+    async def on_hook() -> None:
+        log.info("git_webhook_received")
+        m.trigger_fetch()
+    return on_hook
+
+# ------------------------------------------------------------------ decisions
+
+
+def record_plan_events(m: Manager, old: Plan | None, new: Plan,
+                       live: PreviousPlan | None) -> None:
+    """Log and record what the new plan decides differently from the old one."""
+    before: PreviousPlan = live if live is not None else (
+        {} if old is None else {w: p.assignments for w, p in old.workloads.items()})
+    spec = m.desired.spec
+    for wid, wp in sorted(new.workloads.items()):
+        prev = before.get(wid, ())
+        was = {a.cluster for a in prev}
+        now = {a.cluster for a in wp.assignments}
+        old_status = old.workloads[wid].status if old and wid in old.workloads else None
+        if wp.status == "Pending" and old_status != "Pending":
+            reason = wp.reasons[0].message if wp.reasons else ""
+            log.warning("workload_pending", workload=wid, reason=reason)
+            _record(m, "Pending", wid, reason=reason[:300])
+        if wp.status != "Placed" or was == now:
+            continue
+        for a in wp.assignments:
+            if a.cluster in was:
+                continue
+            left = sorted(was - now)
+            down = [c for c in left if m.adapters.get(c) is not None
+                    and m.adapters[c].health_state == "Unreachable"]
+            event = "FailedOver" if down else ("Moved" if left else "Placed")
+            c = spec.clusters.get(a.cluster) if spec else None
+            log.info("workload_placed", workload=wid, cluster=a.cluster,
+                     flavour=a.flavour, gpus=a.gpus, event=event,
+                     from_cluster=left[0] if left else None)
+            _record(m, event, wid, cluster=a.cluster, flavour=a.flavour, gpus=a.gpus,
+                         from_cluster=left[0] if left else None,
+                         jurisdiction=c.spec.jurisdiction if c else None,
+                         commit=new.commit, policy_version=new.policy_version or None)
+
+
+def _record(m: Manager, event: str, wid: str, **fields: Any) -> None:
+    if m.events is None:
+        return
+    m.events.record(event, wid, **{k: v for k, v in fields.items() if v is not None})

@@ -1,0 +1,161 @@
+"""One cluster's reconcile: make what runs there what the plan says, and say what it did.
+
+Level-triggered and idempotent: the key is a cluster name, and the reconcile reads the
+current plan, not an event. In order:
+
+1. nothing while the cluster is not synced (its informers have not listed yet: we would
+   not know what runs there), Unreachable, or while we are not the leader;
+2. stale copies first: workloads the plan now places only on other clusters (a
+   failover while this cluster was away) are deleted before anything else is applied
+   here, so a gang job never runs twice;
+3. apply the cluster's desired objects (server-side apply; unchanged objects cost zero
+   API calls) and prune owned objects no longer desired -- except those of workloads
+   invalid in this commit (`protect`), which keep their last good state;
+4. record per workload Synced / Failed for the status document, one summary log line,
+   events for the ledger (Applied, Pruned).
+
+A failed apply raises `ReconcileError` after recording, so the work queue retries the
+cluster with per-key exponential backoff.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from clusters.adapter import ClusterAdapter
+from clusters.apply import workload_of
+from controllers.desired import INTENT_HASH, DesiredState
+from controllers.fleetstate import workload_id_of_label
+from controllers.statusdoc import PlacementLive
+from fleet.ids import ClusterName, WorkloadId
+
+log = structlog.get_logger()
+
+
+class EventSink(Protocol):
+    """Where decisions go (the ledger's `Ledger.record` fits)."""
+
+    def record(self, event: Any, workload: str, **fields: Any) -> None: ...
+
+
+class ReconcileError(Exception):
+    """Some objects of a cluster failed to apply or prune; the queue retries."""
+
+
+@dataclass(slots=True)
+class ReconcileTotals:
+    runs: int = 0
+    applied: int = 0
+    pruned: int = 0
+    stale_deleted: int = 0
+    durations: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ClusterReconciler:
+    desired: DesiredState
+    adapters: dict[str, ClusterAdapter]
+    live: dict[tuple[ClusterName, WorkloadId], PlacementLive]
+    events: EventSink | None = None
+    may_act: Callable[[], bool] = lambda: True
+    resync_interval: float = 60.0
+    applied_signature: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    totals: ReconcileTotals = field(default_factory=ReconcileTotals)
+    on_done: Callable[[str], None] = lambda _name: None
+
+    async def __call__(self, name: str) -> float | None:
+        adapter = self.adapters.get(name)
+        if adapter is None or self.desired.plan is None:
+            return None
+        if not self.may_act():
+            return 1.0
+        if not adapter.synced.is_set():
+            return 0.5
+        if adapter.health_state == "Unreachable":
+            return 1.0
+        started = time.perf_counter()
+        cluster = ClusterName(name)
+        signature = self.desired.signature(cluster)
+        live_labels = set(adapter.live_workloads())
+        stale = self.desired.stale_on(cluster, live_labels)
+        deleted = 0
+        if stale:
+            # Before anything else runs here: a failed-over gang must not run twice.
+            deleted = await adapter.delete_workloads(stale)
+            self.totals.stale_deleted += deleted
+            for label in sorted(stale):
+                self.live.pop((cluster, workload_id_of_label(label)), None)
+                self._event("Pruned", label, cluster=name, reason="stale copy after failover")
+        objects, labels = self.desired.objects_for(cluster)
+        plan = self.desired.plan
+        anything_placed = any(wp.status == "Placed" for wp in plan.workloads.values())
+        label_of = {k: workload_of(o) for k, o in adapter.applier.live.items()}
+        result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
+                                     protect=self.desired.protected())
+        failed_labels: set[str] = set()
+        for key, _err in result.failed:
+            obj = adapter.applier.desired.get(key) or {}
+            failed_labels.add(workload_of(obj) or label_of.get(key) or "")
+        changed_labels = {workload_of(adapter.applier.desired.get(k) or {}) or ""
+                          for k in (*result.applied, *result.recreated)}
+        for label, wid in labels.items():
+            objs = adapter.workload_objects(label)
+            commit = _annotation(objs, "aifleet.dev/source-commit")
+            self.live[(cluster, wid)] = PlacementLive(
+                "Failed" if label in failed_labels else "Synced",
+                adapter.workload_health(label), commit)
+            if label in changed_labels:
+                a = self.desired.placed_on(cluster).get(wid)
+                self._event("Applied", label, cluster=name, commit=commit,
+                            flavour=a.flavour if a else None, gpus=a.gpus if a else 0)
+        for (ckey, wid) in [k for k in self.live if k[0] == cluster]:
+            if wid not in labels.values():
+                del self.live[(ckey, wid)]
+        pruned_labels = sorted({label_of.get(k) or "" for k in result.pruned} - {""})
+        for label in pruned_labels:
+            self._event("Pruned", label, cluster=name, reason="removed from the plan")
+        elapsed = time.perf_counter() - started
+        self.totals.runs += 1
+        self.totals.applied += len(result.applied) + len(result.recreated)
+        self.totals.pruned += len(result.pruned)
+        obs = self.totals.durations.setdefault(name, [])
+        obs.append(elapsed)
+        del obs[:-1000]
+        log.info("cluster_reconciled", cluster=name, commit=self.desired.head,
+                 workloads=len(labels), objects=len(objects), applied=len(result.applied),
+                 recreated=len(result.recreated), unchanged=len(result.unchanged),
+                 pruned=len(result.pruned), stale_deleted=deleted, failed=len(result.failed),
+                 prune_refused=result.prune_refused, api_calls=result.api_calls,
+                 pruned_workloads=pruned_labels, seconds=round(elapsed, 3))
+        if result.failed:
+            first_key, first_err = result.failed[0]
+            raise ReconcileError(f"{len(result.failed)} objects failed on {name}; first: "
+                                 f"{first_key[1]} {first_key[2]}/{first_key[3]}: {first_err}")
+        self.applied_signature[name] = signature
+        self.on_done(name)
+        return self.resync_interval
+
+    def _event(self, event: str, label: str, **fields: Any) -> None:
+        if self.events is None:
+            return
+        wid = workload_id_of_label(label) if "." in label else label
+        clean = {k: v for k, v in fields.items() if v is not None}
+        self.events.record(event, str(wid), **clean)
+
+
+def _annotation(objs: list[dict[str, Any]], key: str) -> str | None:
+    for o in objs:
+        if o.get("kind") in ("Job", "Deployment"):
+            value = ((o.get("metadata") or {}).get("annotations") or {}).get(key)
+            if value:
+                return str(value)
+    return None
+
+
+def live_intent(adapter: ClusterAdapter, label: str) -> str | None:
+    return _annotation(adapter.workload_objects(label), INTENT_HASH)

@@ -1,0 +1,159 @@
+"""The FleetStatus document of `GET /api/v1/status` (shared/spec/status.schema.json).
+
+Built from plain inputs (spec, plan, capacity, what each cluster reconcile recorded),
+so it can be checked against the schema without a cluster. The manager calls it on
+every request: the document is always the state of now, never a cached copy.
+
+Per workload:
+- `status` is the plan's (Placed / Pending / Invalid); an invalid workload keeps what
+  runs (it is never pruned) and says why;
+- `sync` is the worst over its placements: Failed > OutOfSync (open drift) > Applying
+  (a reconcile of the new plan has not finished) > Synced; Unknown before any;
+- `health` is the worst over its clusters' Jobs and Deployments;
+- `commit` is the source-commit annotation of what is live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fleet.capacity import CapacitySnapshot
+from fleet.ids import ClusterName, WorkloadId
+from fleet.models import API_VERSION
+from fleet.placement.types import Plan, WorkloadPlacement
+from fleet.spec import FleetSpec
+
+SYNC_ORDER = ("Failed", "OutOfSync", "Applying", "Unknown", "Synced")
+HEALTH_ORDER = ("Failed", "Progressing", "Unknown", "Running", "Succeeded")
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementLive:
+    """What the last reconcile of one cluster recorded for one workload."""
+
+    sync: str
+    health: str
+    commit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DriftItem:
+    cluster: str
+    workload: WorkloadId
+    paths: tuple[str, ...]
+    manager: str | None
+    corrected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    observed: str | None
+    applied: str | None
+    conditions: tuple[dict[str, str], ...]
+
+
+def _worst(values: Sequence[str], order: Sequence[str], empty: str) -> str:
+    if not values:
+        return empty
+    return min(values, key=lambda v: order.index(v) if v in order else len(order))
+
+
+def cluster_rows(spec: FleetSpec | None, plan: Plan | None,
+                 snapshot: CapacitySnapshot) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    clusters = spec.clusters if spec is not None else {}
+    for name in sorted(clusters):
+        c = clusters[name]
+        cap = snapshot.get(name)
+        allocated: dict[str, int] = {}
+        if plan is not None:
+            for f, usage in (plan.usage.get(name) or {}).items():
+                allocated[f] = usage.allocated
+            if not allocated:
+                for wp in plan.workloads.values():
+                    for a in wp.assignments:
+                        if a.cluster == name:
+                            allocated[a.flavour] = allocated.get(a.flavour, 0) + a.gpus
+        gpus: dict[str, dict[str, int]] = {}
+        for flavour, nodes in cap.flavours().items():
+            capacity = sum(n.gpus for n in nodes)
+            free_now = sum(n.free for n in nodes)
+            taken = allocated.get(flavour, 0)
+            gpus[flavour] = {
+                "capacity": capacity,
+                "allocated": taken,
+                "free": max(0, free_now - taken),
+                "largestFreeBlock": max(
+                    (max(0, n.free - n.used_by_fleet) for n in nodes), default=0),
+            }
+        for fname, taken in sorted(allocated.items()):
+            gpus.setdefault(fname, {"capacity": 0, "allocated": taken, "free": 0,
+                                      "largestFreeBlock": 0})
+        rows.append({
+            "name": name, "region": c.spec.region, "jurisdiction": c.spec.jurisdiction,
+            "health": cap.health, "cordoned": c.spec.cordoned,
+            "unreachableSeconds": cap.unreachable_seconds, "gpus": gpus,
+        })
+    return rows
+
+
+def _workload_row(wp: WorkloadPlacement, live: Mapping[tuple[ClusterName, WorkloadId],
+                                                       PlacementLive],
+                  drift: Sequence[DriftItem]) -> dict[str, Any]:
+    states = [live[(a.cluster, wp.id)] for a in wp.assignments if (a.cluster, wp.id) in live]
+    syncs = [s.sync for s in states]
+    if wp.assignments and len(states) < len(wp.assignments):
+        syncs.append("Applying")
+    mine = [d for d in drift if d.workload == wp.id]
+    if any(not d.corrected for d in mine):
+        syncs.append("OutOfSync")
+    commits = sorted({s.commit for s in states if s.commit})
+    row: dict[str, Any] = {
+        "id": wp.id,
+        "status": wp.status,
+        "sync": _worst(syncs, SYNC_ORDER, "Unknown") if wp.status == "Placed" else "Unknown",
+        "health": _worst([s.health for s in states], HEALTH_ORDER, "Unknown"),
+        "commit": commits[-1] if len(commits) == 1 else (None if not commits else commits[0]),
+        "placements": [
+            {"cluster": a.cluster, "replicas": a.replicas, "flavour": a.flavour,
+             "gpus": a.gpus}
+            for a in wp.assignments],
+        "reasons": [
+            {"message": r.message, **({"cluster": r.cluster} if r.cluster else {}),
+             **({"rule": r.rule} if r.rule else {})}
+            for r in wp.reasons],
+    }
+    if mine:
+        row["drift"] = [{"cluster": d.cluster, "paths": list(d.paths), "manager": d.manager,
+                         "corrected": d.corrected} for d in mine[-10:]]
+    return row
+
+
+def status_document(*, spec: FleetSpec | None, plan: Plan | None,
+                    snapshot: CapacitySnapshot, source: SourceState,
+                    live: Mapping[tuple[ClusterName, WorkloadId], PlacementLive],
+                    drift: Sequence[DriftItem]) -> dict[str, Any]:
+    workloads: list[dict[str, Any]] = []
+    if plan is not None:
+        for wid in sorted(plan.workloads):
+            workloads.append(_workload_row(plan.workloads[wid], live, drift))
+    elif spec is not None:
+        for wid in sorted(spec.invalid):
+            workloads.append(_workload_row(WorkloadPlacement(wid, "Invalid"), live, drift))
+    if spec is not None and plan is not None:
+        # An invalid workload's reasons are its diagnostics, with file and line.
+        for row in workloads:
+            diags = spec.invalid.get(row["id"])
+            if diags and not row["reasons"]:
+                row["reasons"] = [{"message": str(d), "file": d.file, "line": d.line}
+                                  for d in diags]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "FleetStatus",
+        "source": {"observedCommit": source.observed, "appliedCommit": source.applied,
+                   "conditions": [dict(c) for c in source.conditions]},
+        "clusters": cluster_rows(spec, plan, snapshot),
+        "workloads": workloads,
+    }

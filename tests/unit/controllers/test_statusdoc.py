@@ -1,0 +1,103 @@
+"""The FleetStatus document: exactly the shared schema, and what each field means."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from controllers.statusdoc import DriftItem, PlacementLive, SourceState, status_document
+from fleet.capacity import CapacitySnapshot, ClusterCapacity, NodeCapacity
+from fleet.ids import ClusterName, Flavour, WorkloadId
+from fleet.placement.types import Assignment, Plan, Reason, WorkloadPlacement
+from fleet.spec import FleetSpec
+from tests.fleetdocs import base_fleet, workload
+from tests.gitrepo import GitRepo
+from tests.specs import load_schema
+from workloads.loader import read_fleet
+
+FRA, USE = ClusterName("eu-fra-1"), ClusterName("us-east-1")
+TRAIN, SERVE, BAD = (WorkloadId("nlp-team/train"), WorkloadId("nlp-team/serve"),
+                     WorkloadId("nlp-team/bad"))
+H100 = Flavour("h100-80gb")
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> FleetSpec:
+    repo = GitRepo(tmp_path_factory.mktemp("repo"))
+    files = base_fleet()
+    files["workloads/nlp-team/serve.yaml"] = workload("serve", data_class="public")
+    files["workloads/nlp-team/bad.yaml"] = workload("bad", flavours="[no-such-gpu]")
+    repo.commit(files)
+    return read_fleet(Path(repo.path)).spec
+
+
+def snapshot(fra_health: str = "Healthy") -> CapacitySnapshot:
+    nodes = tuple(NodeCapacity(f"fra-{i}", H100, 8, used_by_others=2 if i == 0 else 0)
+                  for i in range(2))
+    return CapacitySnapshot({
+        FRA: ClusterCapacity(FRA, fra_health, None, nodes),  # type: ignore[arg-type]
+        USE: ClusterCapacity(USE, "Healthy", None, (NodeCapacity("use-0", H100, 8),)),
+    })
+
+
+def plan() -> Plan:
+    return Plan("c2", {
+        TRAIN: WorkloadPlacement(TRAIN, "Placed", (Assignment(FRA, H100, 1, 8),)),
+        SERVE: WorkloadPlacement(SERVE, "Pending", (), (Reason("0/2 clusters: capacity"),)),
+        BAD: WorkloadPlacement(BAD, "Invalid"),
+    })
+
+
+def build(spec: FleetSpec, live: dict[tuple[ClusterName, WorkloadId], PlacementLive],
+          drift: list[DriftItem] | None = None) -> dict:  # type: ignore[type-arg]
+    return status_document(
+        spec=spec, plan=plan(), snapshot=snapshot(),
+        source=SourceState("c2", "c1", ({"type": "SourceUnavailable", "status": "True",
+                                         "reason": "FetchFailed", "message": "x"},)),
+        live=live, drift=drift or [])
+
+
+def test_document_matches_the_shared_schema(spec: FleetSpec) -> None:
+    doc = build(spec, {(FRA, TRAIN): PlacementLive("Synced", "Running", "c1")},
+                [DriftItem("eu-fra-1", TRAIN, ("spec.replicas",), "kubectl-edit", True)])
+    jsonschema.validate(doc, load_schema("status.schema.json"))
+    assert doc["source"] == {"observedCommit": "c2", "appliedCommit": "c1",
+                             "conditions": [{"type": "SourceUnavailable", "status": "True",
+                                             "reason": "FetchFailed", "message": "x"}]}
+
+
+@pytest.mark.parametrize(("live", "drift", "sync"), [
+    ({}, [], "Applying"),
+    ({(FRA, TRAIN): PlacementLive("Synced", "Running", "c1")}, [], "Synced"),
+    ({(FRA, TRAIN): PlacementLive("Failed", "Unknown", None)}, [], "Failed"),
+    ({(FRA, TRAIN): PlacementLive("Synced", "Running", "c1")},
+     [DriftItem("eu-fra-1", TRAIN, ("spec.replicas",), "kubectl-edit", False)], "OutOfSync"),
+], ids=["not-reconciled-yet", "synced", "failed", "open-drift"])
+def test_sync_is_the_worst_over_placements(spec: FleetSpec, live: dict,  # type: ignore[type-arg]
+                                           drift: list[DriftItem], sync: str) -> None:
+    doc = build(spec, live, drift)
+    row = next(w for w in doc["workloads"] if w["id"] == TRAIN)
+    assert row["sync"] == sync
+
+
+def test_rows_say_status_reasons_and_where(spec: FleetSpec) -> None:
+    doc = build(spec, {(FRA, TRAIN): PlacementLive("Synced", "Running", "c1")})
+    rows = {w["id"]: w for w in doc["workloads"]}
+    assert rows[TRAIN]["placements"] == [
+        {"cluster": "eu-fra-1", "replicas": 1, "flavour": "h100-80gb", "gpus": 8}]
+    assert rows[TRAIN]["commit"] == "c1"
+    assert rows[SERVE]["status"] == "Pending"
+    assert rows[SERVE]["reasons"] == [{"message": "0/2 clusters: capacity"}]
+    assert rows[BAD]["status"] == "Invalid"
+    assert "no-such-gpu" in rows[BAD]["reasons"][0]["message"]
+    assert rows[BAD]["reasons"][0]["file"].endswith("bad.yaml")
+
+
+def test_cluster_gpus_count_allocation_and_what_others_hold(spec: FleetSpec) -> None:
+    doc = build(spec, {})
+    fra = next(c for c in doc["clusters"] if c["name"] == "eu-fra-1")
+    assert fra["jurisdiction"] == "DE"
+    assert fra["gpus"]["h100-80gb"] == {"capacity": 16, "allocated": 8, "free": 6,
+                                        "largestFreeBlock": 8}
