@@ -1,0 +1,301 @@
+"""The REST surface of one simulated cluster: URL -> resource, verb -> store operation.
+
+Paths follow kube-apiserver exactly: `/api/v1/...` for the core group,
+`/apis/<group>/<version>/...` for the others, `namespaces/<ns>/` before namespaced
+collections, an optional subresource (`status`, `scale`) after the name. Instead of
+one aiohttp route per resource, a single catch-all route parses the path against the
+resource table (`resources.py`), which keeps building a cluster cheap (a thousand of
+them start in one process) and makes the routed set exactly the discovered set.
+
+Writes: POST creates, PUT replaces, PATCH takes the four patch types the real server
+takes (JSON, merge, strategic merge, apply), DELETE honours DeleteOptions. Reads: get,
+list with selectors and `limit`/`continue`, watch (`watch.py`), and the Table form when
+kubectl asks for it. Errors are raised as `SimError` and rendered by the middleware.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from aiohttp import web
+
+from clusters.sim import kubectl, objects, patch, resources, ssa
+from clusters.sim.errors import SimError, bad_request, invalid
+from clusters.sim.listing import list_response, parse_bool
+from clusters.sim.resources import BY_PATH, Resource
+from clusters.sim.selectors import combine, field_matcher, label_matcher
+from clusters.sim.watch import serve_watch
+
+if TYPE_CHECKING:
+    from clusters.sim.server import SimCluster
+
+_PATCH_TYPES = {
+    "application/json-patch+json": "json",
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+}
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None
+          ) -> web.Response:
+    return web.Response(body=json.dumps(data, separators=(",", ":")).encode(),
+                        status=status, content_type="application/json", headers=headers)
+
+
+def _warnings(texts: list[str]) -> dict[str, str] | None:
+    if not texts:
+        return None
+    return {"Warning": ", ".join(f'299 - "{t}"' for t in texts)}
+
+
+def parse_path(path: str) -> tuple[Resource, str | None, str | None, str | None] | None:
+    """(resource, namespace, name, subresource) for a REST path, or None (404)."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
+        group, version, rest = "", "v1", parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    ns: str | None = None
+    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
+        ns, rest = rest[1], rest[2:]
+    if not rest or len(rest) > 3:
+        return None
+    res = BY_PATH.get((group, version, rest[0]))
+    if res is None or (ns is not None and not res.namespaced):
+        return None
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    if sub is not None and sub not in res.subresources:
+        return None
+    return res, ns, name, sub
+
+
+def _manager(request: web.Request) -> str:
+    fm = request.query.get("fieldManager")
+    if fm:
+        return fm
+    agent = request.headers.get("User-Agent", "unknown")
+    return agent.split("/", 1)[0] or "unknown"
+
+
+def _dry_run(request: web.Request) -> bool:
+    return request.query.get("dryRun") == "All"
+
+
+async def _body(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        if request.content_type == "application/apply-patch+yaml":
+            return yaml.safe_load(raw) if raw else None
+        return json.loads(raw) if raw else None
+    except (ValueError, yaml.YAMLError) as e:
+        raise bad_request(f"the body of the request was in an unknown format: {e}") from e
+
+
+def _as_table(request: web.Request) -> bool:
+    return "as=Table" in request.headers.get("Accept", "")
+
+
+async def handle(request: web.Request, cluster: SimCluster) -> web.StreamResponse:
+    parsed = parse_path(request.path)
+    if parsed is None:
+        return _discovery(request.path)
+    res, ns, name, sub = parsed
+    store = cluster.store
+    method = request.method
+    if name is None:
+        if res.namespaced and ns is None and method not in ("GET",):
+            raise SimError(405, "MethodNotAllowed",
+                           "the server does not allow this method on the requested resource")
+        if method == "GET":
+            matcher = combine(label_matcher(request.query.get("labelSelector")),
+                              field_matcher(request.query.get("fieldSelector")))
+            if parse_bool(request.query.get("watch")):
+                return await serve_watch(request, cluster, res, ns, matcher)
+            body = list_response(store, res, ns, matcher, request.query)
+            if _as_table(request):
+                table = kubectl.to_table(
+                    res.kind, body["items"],
+                    include_object=request.query.get("includeObject", "Metadata"))
+                table["metadata"] = body["metadata"]
+                return _json(table)
+            return _json(body)
+        if method == "POST":
+            obj = await _body(request)
+            if not isinstance(obj, dict):
+                raise bad_request("the body of the request must be an object")
+            obj.setdefault("metadata", {})
+            if res.namespaced:
+                body_ns = obj["metadata"].get("namespace")
+                if body_ns and body_ns != ns:
+                    raise bad_request("the namespace of the provided object does not match "
+                                      "the namespace sent on the request")
+                obj["metadata"]["namespace"] = ns
+            warn = kubectl.check_fields(res.kind, obj, request.query.get("fieldValidation"))
+            created = store.create(res, obj, manager=_manager(request),
+                                   dry_run=_dry_run(request))
+            return _json(created, 201, _warnings(warn))
+        if method == "DELETE":
+            matcher = combine(label_matcher(request.query.get("labelSelector")),
+                              field_matcher(request.query.get("fieldSelector")))
+            gone = [store.delete(res, o["metadata"].get("namespace", ""),
+                                 o["metadata"]["name"], dry_run=_dry_run(request))
+                    for o in list(store.list(res, ns, matcher))]
+            return _json({"kind": f"{res.kind}List", "apiVersion": res.api_version,
+                          "metadata": {"resourceVersion": str(store.rv)}, "items": gone})
+        raise SimError(405, "MethodNotAllowed",
+                       "the server does not allow this method on the requested resource")
+    key_ns = ns or ""
+    if sub == "scale":
+        return await _scale(request, cluster, res, key_ns, name)
+    if method == "GET":
+        obj = store.get(res, key_ns, name)
+        if _as_table(request):
+            table = kubectl.to_table(res.kind, [obj])
+            table["metadata"] = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+            return _json(table)
+        return _json(obj)
+    if method == "PUT":
+        new = await _body(request)
+        if not isinstance(new, dict):
+            raise bad_request("the body of the request must be an object")
+        old = store.get(res, key_ns, name)
+        warn = kubectl.check_fields(res.kind, new, request.query.get("fieldValidation"))
+        out = store.replace(res, new, old, manager=_manager(request), subresource=sub,
+                            dry_run=_dry_run(request))
+        return _json(out, 200, _warnings(warn))
+    if method == "PATCH":
+        return await _patch(request, cluster, res, key_ns, name, sub)
+    if method == "DELETE":
+        opts = await _body(request) or {}
+        propagation = request.query.get("propagationPolicy") or opts.get("propagationPolicy")
+        if propagation is None and "orphanDependents" in opts:
+            propagation = "Orphan" if opts["orphanDependents"] else "Background"
+        pre = (opts.get("preconditions") or {}).get("resourceVersion")
+        dry = _dry_run(request) or "All" in (opts.get("dryRun") or [])
+        return _json(store.delete(res, key_ns, name, propagation=propagation,
+                                  precondition_rv=pre, dry_run=dry))
+    raise SimError(405, "MethodNotAllowed",
+                   "the server does not allow this method on the requested resource")
+
+
+async def _patch(request: web.Request, cluster: SimCluster, res: Resource, ns: str,
+                 name: str, sub: str | None) -> web.Response:
+    store = cluster.store
+    kind = _PATCH_TYPES.get(request.content_type)
+    if kind is None:
+        raise SimError(415, "UnsupportedMediaType",
+                       f"the body of the request was in an unknown format - accepted media "
+                       f"types include: {', '.join(_PATCH_TYPES)}")
+    body = await _body(request)
+    manager = _manager(request)
+    dry = _dry_run(request)
+    if kind == "apply":
+        return _apply(request, cluster, res, ns, name, body, dry)
+    old = store.get(res, ns, name)
+    if kind == "json":
+        new = patch.json_patch(old, body)
+    elif not isinstance(body, dict):
+        raise bad_request("a merge patch must be a JSON object")
+    elif kind == "merge":
+        new = patch.merge_patch(old, body)
+    else:
+        new = patch.strategic_merge_patch(old, body)
+    warn = kubectl.check_fields(res.kind, new, request.query.get("fieldValidation"))
+    out = store.replace(res, new, old, manager=manager, subresource=sub, dry_run=dry)
+    return _json(out, 200, _warnings(warn))
+
+
+def _apply(request: web.Request, cluster: SimCluster, res: Resource, ns: str, name: str,
+           body: Any, dry: bool) -> web.Response:
+    store = cluster.store
+    manager = request.query.get("fieldManager")
+    if not manager:
+        raise invalid("PatchOptions.meta.k8s.io", "", [
+            ("fieldManager", "FieldValueRequired", "Required value: is required for apply "
+             "patch")])
+    if not isinstance(body, dict):
+        raise bad_request("an apply patch must be a YAML or JSON object")
+    meta = body.setdefault("metadata", {})
+    if meta.get("name", name) != name:
+        raise bad_request(f"the name of the object ({meta.get('name')}) does not match the "
+                          f"name on the URL ({name})")
+    if body.get("kind") != res.kind or body.get("apiVersion") != res.api_version:
+        raise bad_request(f"apply patch must name apiVersion {res.api_version} and kind "
+                          f"{res.kind}")
+    meta["name"] = name
+    if res.namespaced:
+        meta["namespace"] = ns
+    kubectl.check_fields(res.kind, body, request.query.get("fieldValidation"), apply=True)
+    force = parse_bool(request.query.get("force"))
+    live = store.find(res, ns, name)
+    new = ssa.apply(live, body, manager, force=force, now=objects.now())
+    if live is None:
+        return _json(store.create(res, new, dry_run=dry), 201)
+    rv = meta.get("resourceVersion")
+    if rv and rv != live["metadata"]["resourceVersion"]:
+        from clusters.sim.errors import conflict
+        raise conflict(res.plural, name, res.group)
+    new["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+    return _json(store.replace(res, new, live, managed=True, dry_run=dry))
+
+
+async def _scale(request: web.Request, cluster: SimCluster, res: Resource, ns: str,
+                 name: str) -> web.Response:
+    store = cluster.store
+    obj = store.get(res, ns, name)
+    if request.method in ("PUT", "PATCH"):
+        body = await _body(request)
+        if request.method == "PATCH":
+            current = _scale_obj(obj)
+            body = (patch.json_patch(current, body)
+                    if request.content_type == "application/json-patch+json"
+                    else patch.merge_patch(current, body))
+        replicas = (body or {}).get("spec", {}).get("replicas")
+        if not isinstance(replicas, int) or replicas < 0:
+            raise bad_request("spec.replicas must be a non-negative integer")
+        new = patch.merge_patch(obj, {"spec": {"replicas": replicas}})
+        obj = store.replace(res, new, obj, manager=_manager(request),
+                            dry_run=_dry_run(request))
+    return _json(_scale_obj(obj))
+
+
+def _scale_obj(obj: dict[str, Any]) -> dict[str, Any]:
+    sel = obj.get("spec", {}).get("selector", {}).get("matchLabels", {})
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {k: obj["metadata"][k] for k in
+                         ("name", "namespace", "uid", "resourceVersion",
+                          "creationTimestamp") if k in obj["metadata"]},
+            "spec": {"replicas": obj.get("spec", {}).get("replicas", 0)},
+            "status": {"replicas": obj.get("status", {}).get("replicas", 0),
+                       "selector": ",".join(f"{k}={v}" for k, v in sorted(sel.items()))}}
+
+
+def _discovery(path: str) -> web.Response:
+    p = path.rstrip("/")
+    doc: dict[str, Any] | None = None
+    if p == "/version":
+        doc = resources.version_info()
+    elif p == "/api":
+        doc = resources.api_versions()
+    elif p == "/apis":
+        doc = resources.api_group_list()
+    elif p == "/api/v1":
+        doc = resources.resource_list("", "v1")
+    elif p.startswith("/apis/"):
+        parts = p.split("/")[2:]
+        if len(parts) == 1:
+            doc = resources.api_group(parts[0])
+        elif len(parts) == 2:
+            doc = resources.resource_list(parts[0], parts[1])
+    elif p in ("/healthz", "/readyz", "/livez"):
+        return web.Response(text="ok")
+    if doc is None:
+        raise SimError(404, "NotFound", "the server could not find the requested resource",
+                       {})
+    return _json(doc)

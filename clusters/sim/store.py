@@ -1,0 +1,329 @@
+"""One simulated cluster's storage: objects, resourceVersion, watch history, events out.
+
+The store plays etcd plus the generic registry of kube-apiserver. Every write goes
+through `_commit`, which bumps the cluster's resourceVersion (one integer per cluster,
+rendered as an opaque string), replaces the stored dict (stored objects are never
+mutated in place, so a handler may serialise one without copying), appends the event
+to a bounded ring (the watch history window: a watch from a version older than the
+ring gets 410 Expired), and fans it out to open watches and to the in-process
+controllers (scheduler, kubelet, Job and Deployment controllers) via listeners.
+
+Server rules live here because every path (REST, apply, the controllers, `edit`)
+must obey them: uid/creationTimestamp/generation are the server's; generation rises
+only when the spec changes; a stale resourceVersion is a 409 Conflict; an update that
+changes nothing writes nothing; deletion with finalizers only marks the object;
+namespace deletion cascades; dependents are garbage collected or orphaned per
+`propagationPolicy` (Jobs default to Orphan, as batch/v1 does).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusters.sim import objects
+from clusters.sim.errors import SimError, already_exists, bad_request, conflict, not_found
+from clusters.sim.resources import BY_KIND, Resource
+from clusters.sim.selectors import Matcher
+
+Obj = dict[str, Any]
+Key = tuple[str, str]  # (namespace or "", name)
+NAMESPACES = BY_KIND["Namespace"]
+
+
+@dataclass(slots=True)
+class Event:
+    rv: int
+    type: str  # ADDED, MODIFIED, DELETED
+    res: Resource
+    obj: Obj
+    old: Obj | None = None
+
+
+@dataclass(eq=False, slots=True)
+class Watcher:
+    """An open watch: the events for it are pushed by `Store._commit`, no polling."""
+
+    res: Resource
+    namespace: str | None
+    matcher: Matcher | None
+    push: Callable[[str, Obj], None]
+    closed: bool = False
+
+    def offer(self, ev: Event) -> None:
+        ns = ev.obj["metadata"].get("namespace", "")
+        if self.closed or (self.namespace is not None and ns != self.namespace):
+            return
+        m = self.matcher
+        if m is None:
+            self.push(ev.type, ev.obj)
+            return
+        now_in = ev.type != "DELETED" and m(ev.obj)
+        was_in = m(ev.old) if ev.old is not None else (ev.type == "DELETED" and m(ev.obj))
+        if now_in and was_in:
+            self.push("MODIFIED", ev.obj)
+        elif now_in:
+            self.push("ADDED", ev.obj)
+        elif was_in:
+            prev = dict(ev.old if ev.old is not None else ev.obj)
+            prev["metadata"] = {**prev["metadata"], "resourceVersion": str(ev.rv)}
+            self.push("DELETED", prev)
+
+
+@dataclass
+class Store:
+    name: str
+    history_size: int = 1000
+    rv: int = 1
+    data: dict[Resource, dict[Key, Obj]] = field(default_factory=dict)
+    history: deque[Event] = field(default_factory=deque)
+    compacted: int = 0  # newest resourceVersion no longer in the history
+    watchers: set[Watcher] = field(default_factory=set)
+    listeners: list[Callable[[Event], None]] = field(default_factory=list)
+    _ips: int = 10
+
+    # ------------------------------------------------------------ reads
+
+    def table(self, res: Resource) -> dict[Key, Obj]:
+        t = self.data.get(res)
+        if t is None:
+            t = self.data[res] = {}
+        return t
+
+    def get(self, res: Resource, ns: str, name: str) -> Obj:
+        obj = self.table(res).get((ns, name))
+        if obj is None:
+            raise not_found(res.plural, name, res.group)
+        return obj
+
+    def find(self, res: Resource, ns: str, name: str) -> Obj | None:
+        return self.table(res).get((ns, name))
+
+    def list(self, res: Resource, ns: str | None = None,
+             matcher: Matcher | None = None) -> list[Obj]:
+        t = self.table(res)
+        keys = sorted(t)
+        out = []
+        for k in keys:
+            if ns is not None and k[0] != ns:
+                continue
+            o = t[k]
+            if matcher is None or matcher(o):
+                out.append(o)
+        return out
+
+    def history_since(self, rv: int) -> Iterator[Event]:
+        if rv < self.compacted:
+            raise SimError(410, "Expired",
+                           f"too old resource version: {rv} ({self.compacted + 1})")
+        for ev in self.history:
+            if ev.rv > rv:
+                yield ev
+
+    def expire(self, keep: int = 0) -> None:
+        """Forget all but the last `keep` events: older watches now get 410."""
+        while len(self.history) > keep:
+            self.compacted = self.history.popleft().rv
+
+    # ------------------------------------------------------------ writes
+
+    def _commit(self, etype: str, res: Resource, key: Key, obj: Obj,
+                old: Obj | None) -> Obj:
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        t = self.table(res)
+        if etype == "DELETED":
+            t.pop(key, None)
+        else:
+            t[key] = obj
+        ev = Event(self.rv, etype, res, obj, old)
+        self.history.append(ev)
+        if len(self.history) > self.history_size:
+            self.compacted = self.history.popleft().rv
+        for w in list(self.watchers):
+            w.offer(ev)
+        for listener in self.listeners:
+            listener(ev)
+        return obj
+
+    def _check_namespace(self, res: Resource, ns: str) -> None:
+        if not res.namespaced:
+            return
+        nso = self.table(NAMESPACES).get(("", ns))
+        if nso is None:
+            raise not_found("namespaces", ns)
+        if nso["metadata"].get("deletionTimestamp"):
+            raise SimError(403, "Forbidden",
+                           f'{res.plural}{"." + res.group if res.group else ""} '
+                           f'"{ns}" is forbidden: unable to create new content in namespace '
+                           f"{ns} because it is being terminated",
+                           {"kind": res.plural, "group": res.group})
+
+    def next_ip(self) -> str:
+        self._ips += 1
+        return f"10.96.{(self._ips >> 8) & 255}.{self._ips & 255}"
+
+    def create(self, res: Resource, obj: Obj, *, manager: str | None = None,
+               dry_run: bool = False) -> Obj:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + objects.new_uid()[:5]
+        name = meta.get("name") or ""
+        objects.validate_name(res, name)
+        ns = meta.get("namespace", "") if res.namespaced else ""
+        if res.namespaced:
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        self._check_namespace(res, ns)
+        if (ns, name) in self.table(res):
+            raise already_exists(res.plural, name, res.group)
+        obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+        for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            meta.pop(k, None)
+        meta["uid"] = objects.new_uid()
+        meta["creationTimestamp"] = objects.now()
+        if res.has_generation:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        objects.apply_defaults(res, obj, self.next_ip() if res.kind == "Service" else "")
+        objects.validate(res, obj)
+        if manager:
+            from clusters.sim import ssa
+            obj = ssa.record_update(None, obj, manager, now=objects.now())
+        if dry_run:
+            return obj
+        return self._commit("ADDED", res, (ns, name), obj, None)
+
+    def replace(self, res: Resource, new: Obj, old: Obj, *, manager: str | None = None,
+                subresource: str | None = None, check_rv: bool = True,
+                dry_run: bool = False, managed: bool = False) -> Obj:
+        """Store `new` in place of `old` under the server's rules (see module doc).
+
+        `managed` means managedFields are already computed (server-side apply)."""
+        meta, ometa = new.setdefault("metadata", {}), old["metadata"]
+        name, ns = ometa["name"], ometa.get("namespace", "")
+        if meta.get("name", name) != name:
+            raise bad_request(f"the name of the object ({meta.get('name')}) does not match "
+                              f"the name on the URL ({name})")
+        rv = meta.get("resourceVersion")
+        if check_rv and rv and rv != ometa.get("resourceVersion"):
+            raise conflict(res.plural, name, res.group)
+        new["apiVersion"], new["kind"] = res.api_version, res.kind
+        for k in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
+                  "deletionGracePeriodSeconds", "generation"):
+            if k in ometa:
+                meta[k] = ometa[k]
+            else:
+                meta.pop(k, None)
+        if subresource == "status":
+            new = {**old, "status": new.get("status", {})}
+            meta = new["metadata"] = dict(ometa)
+        elif "status" in old:
+            new["status"] = old["status"]
+        if subresource != "status":
+            objects.apply_defaults(res, new, ometa.get("uid", ""))
+            if res.kind == "Namespace":
+                new["status"] = old.get("status", new.get("status"))
+            objects.validate(res, new)
+            objects.check_immutable(res, old, new)
+        if manager and not managed:
+            from clusters.sim import ssa
+            new = ssa.record_update(old, new, manager, now=objects.now())
+            meta = new["metadata"]
+        if not managed and "managedFields" not in meta and "managedFields" in ometa:
+            meta["managedFields"] = ometa["managedFields"]
+        if res.has_generation and objects.spec_part(new) != objects.spec_part(old):
+            meta["generation"] = int(ometa.get("generation", 1)) + 1
+        meta["resourceVersion"] = ometa.get("resourceVersion")
+        if new == old:
+            return old
+        if dry_run:
+            return new
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
+                res.kind != "Namespace":
+            return self._remove(res, new, "Background")
+        return self._commit("MODIFIED", res, (ns, name), new, old)
+
+    def delete(self, res: Resource, ns: str, name: str, *,
+               propagation: str | None = None, precondition_rv: str | None = None,
+               dry_run: bool = False) -> Obj:
+        old = self.get(res, ns, name)
+        if precondition_rv and precondition_rv != old["metadata"].get("resourceVersion"):
+            raise conflict(res.plural, name, res.group)
+        if propagation is None:
+            propagation = "Orphan" if res.kind == "Job" else "Background"
+        if propagation not in ("Orphan", "Background", "Foreground"):
+            raise bad_request(f"unsupported propagationPolicy {propagation!r}")
+        if dry_run:
+            return old
+        if res.kind == "Namespace":
+            return self._delete_namespace(old)
+        finalizers = list(old["metadata"].get("finalizers") or [])
+        if finalizers:
+            if old["metadata"].get("deletionTimestamp"):
+                return old
+            new = copy.deepcopy(old)
+            new["metadata"]["deletionTimestamp"] = objects.now()
+            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            return self._commit("MODIFIED", res, (ns, name), new, old)
+        return self._remove(res, copy.deepcopy(old), propagation)
+
+    def _remove(self, res: Resource, obj: Obj, propagation: str) -> Obj:
+        meta = obj["metadata"]
+        ns, name, uid = meta.get("namespace", ""), meta["name"], meta["uid"]
+        self._commit("DELETED", res, (ns, name), obj, None)
+        self._collect(ns, uid, propagation)
+        self._maybe_finish_namespace(ns)
+        return obj
+
+    def _collect(self, ns: str, owner_uid: str, propagation: str) -> None:
+        """The garbage collector: delete or orphan the dependents of a removed owner."""
+        for res, table in list(self.data.items()):
+            if not res.namespaced:
+                continue
+            for (ons, oname), o in list(table.items()):
+                refs = o["metadata"].get("ownerReferences") or []
+                if ons != ns or not any(r.get("uid") == owner_uid for r in refs):
+                    continue
+                if propagation == "Orphan":
+                    new = copy.deepcopy(o)
+                    new["metadata"]["ownerReferences"] = [
+                        r for r in refs if r.get("uid") != owner_uid]
+                    if not new["metadata"]["ownerReferences"]:
+                        del new["metadata"]["ownerReferences"]
+                    self._commit("MODIFIED", res, (ons, oname), new, o)
+                elif (ons, oname) in table:
+                    self.delete(res, ons, oname, propagation="Background")
+
+    def _delete_namespace(self, old: Obj) -> Obj:
+        name = old["metadata"]["name"]
+        if not old["metadata"].get("deletionTimestamp"):
+            new = copy.deepcopy(old)
+            new["metadata"]["deletionTimestamp"] = objects.now()
+            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            new["status"] = {"phase": "Terminating"}
+            old = self._commit("MODIFIED", NAMESPACES, ("", name), new, old)
+        for res, table in list(self.data.items()):
+            if res.namespaced:
+                for ons, oname in [k for k in table if k[0] == name]:
+                    if (ons, oname) in table:
+                        self.delete(res, ons, oname, propagation="Background")
+        self._maybe_finish_namespace(name)
+        return old
+
+    def _maybe_finish_namespace(self, ns: str) -> None:
+        if not ns:
+            return
+        nso = self.table(NAMESPACES).get(("", ns))
+        if nso is None or not nso["metadata"].get("deletionTimestamp"):
+            return
+        for res, table in self.data.items():
+            if res.namespaced and any(k[0] == ns for k in table):
+                return
+        self._commit("DELETED", NAMESPACES, ("", ns), copy.deepcopy(nso), None)
