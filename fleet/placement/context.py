@@ -1,0 +1,90 @@
+"""What placement needs of one workload, computed once per decision.
+
+A `WorkloadContext` flattens the Workload model into the few fields filters and scorers
+read on every candidate (pydantic attribute chains are slow in a hot loop), plus what
+the pass knows about it: where it runs now (`previous`) and whether it is being judged
+for *keeping* what runs (`keep`: the sticky phase, where cordon and NoSchedule taints do
+not evict and an Unreachable cluster is kept until the grace runs out) or for a *new*
+placement. `Candidate` is one (cluster, flavour) option.
+
+`static_key` identifies the fields static filters read; workloads that share it share
+one cached list of candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleet.ids import ClusterName, Flavour, Team, WorkloadId
+from fleet.models import LabelSelector, Toleration, Workload
+from fleet.placement.types import Assignment
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    cluster: ClusterName
+    flavour: Flavour
+    rank: int
+    """Index of the flavour in the workload's preference list."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadContext:
+    id: WorkloadId
+    team: Team
+    priority: int
+    replicas: int
+    count: int
+    flavours: tuple[Flavour, ...]
+    data_class: str | None
+    selector: LabelSelector | None
+    only_clusters: frozenset[str]
+    tolerations: tuple[Toleration, ...]
+    gang: bool
+    min_clusters: int
+    max_clusters: int
+    grace_seconds: int
+    previous: tuple[Assignment, ...]
+    keep: bool = False
+    static_key: str = ""
+
+    @property
+    def previous_clusters(self) -> frozenset[ClusterName]:
+        return frozenset(a.cluster for a in self.previous)
+
+    @property
+    def spread(self) -> bool:
+        return self.max_clusters > 1
+
+    def replicas_needed(self, cluster: ClusterName) -> int:
+        """Replicas that must fit on one cluster for it to be an option."""
+        if self.keep:
+            return sum(a.replicas for a in self.previous if a.cluster == cluster)
+        return 1 if self.spread else self.replicas
+
+    def with_keep(self, keep: bool) -> WorkloadContext:
+        return WorkloadContext(
+            self.id, self.team, self.priority, self.replicas, self.count, self.flavours,
+            self.data_class, self.selector, self.only_clusters, self.tolerations, self.gang,
+            self.min_clusters, self.max_clusters, self.grace_seconds, self.previous, keep,
+            self.static_key)
+
+
+def workload_context(w: Workload, previous: tuple[Assignment, ...] = ()) -> WorkloadContext:
+    s = w.spec
+    p = s.placement
+    spread = s.effective_spread
+    key = "|".join((
+        p.data_class or "",
+        ",".join(s.resources.gpu.flavours),
+        p.cluster_selector.model_dump_json() if p.cluster_selector is not None else "",
+        ",".join(p.clusters),
+        "[" + ",".join(t.model_dump_json() for t in p.tolerations) + "]",
+    ))
+    return WorkloadContext(
+        id=w.id, team=w.team, priority=s.priority, replicas=s.replicas,
+        count=s.resources.gpu.count, flavours=w.flavours, data_class=p.data_class,
+        selector=p.cluster_selector, only_clusters=frozenset(p.clusters),
+        tolerations=p.tolerations, gang=s.gang, min_clusters=spread.min_clusters,
+        max_clusters=min(spread.max_clusters, s.replicas),
+        grace_seconds=s.unreachable_grace_seconds, previous=previous, static_key=key)

@@ -1,0 +1,148 @@
+"""Why a workload is not placed: per cluster the first rule it fails, and one summary line.
+
+Like kube-scheduler's `FitError`, a Pending workload gets one line that counts clusters
+by the first rule that filtered them out, in filter order:
+
+    0/12 clusters: 7 residency(eu-personal), 3 no h100-80gb,
+    2 capacity (needs 8 on one node, largest free 4)
+
+plus one Reason per cluster. A workload with several flavours fails a per-flavour rule on
+a cluster only when every flavour fails it; the reason shown is the first flavour's.
+
+`keep_failure` says why a running workload cannot stay where it runs (cluster gone,
+residency changed, unreachable past the grace, NoExecute taint, shape changed, nodes
+lost), which becomes the first reason of its new decision.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from fleet.ids import Flavour
+from fleet.placement.context import WorkloadContext
+from fleet.placement.framework import FilterResult
+from fleet.placement.quota import quota_check
+from fleet.placement.snapshot import ClusterInfo
+from fleet.placement.state import State
+from fleet.placement.types import Reason
+
+if TYPE_CHECKING:
+    from fleet.placement.core import Planner
+
+
+def cluster_verdicts(planner: Planner, ctx: WorkloadContext, c: ClusterInfo,
+                     state: State | None, *, stop: bool = True
+                     ) -> dict[Flavour, list[FilterResult]]:
+    """Per flavour of the workload, the filter results on this cluster, in order.
+
+    With `stop`, a flavour's list ends at its first failure (diagnosis); without, every
+    filter is judged (explain). Cluster-wide filters are judged once and shared.
+    """
+    out: dict[Flavour, list[FilterResult]] = {f: [] for f in ctx.flavours}
+    alive = set(ctx.flavours)
+    for flt in planner.filters:
+        if not flt.static and state is None:
+            continue
+        if flt.per_flavour:
+            for f in ctx.flavours:
+                if f in alive:
+                    r = flt.filter(ctx, c, f, state)
+                    out[f].append(r)
+                    if not r.ok and stop:
+                        alive.discard(f)
+        else:
+            r = flt.filter(ctx, c, None, state)
+            for f in ctx.flavours:
+                if f in alive:
+                    out[f].append(r)
+            if not r.ok and stop:
+                alive.clear()
+        if not alive:
+            break
+    return out
+
+
+def first_failure(verdicts: dict[Flavour, list[FilterResult]]) -> FilterResult | None:
+    """None if some flavour passes every filter, else the first flavour's failure."""
+    failures = []
+    for rs in verdicts.values():
+        bad = next((r for r in rs if not r.ok), None)
+        if bad is None:
+            return None
+        failures.append(bad)
+    return failures[0] if failures else None
+
+
+def diagnose(planner: Planner, ctx: WorkloadContext, state: State,
+             chosen_room: int | None = None) -> tuple[Reason, ...]:
+    counts: Counter[str] = Counter()
+    capacity: list[FilterResult] = []
+    reasons: list[Reason] = []
+    passing = 0
+    for name, c in planner.snap.clusters.items():
+        bad = first_failure(cluster_verdicts(planner, ctx, c, state))
+        if bad is None:
+            passing += 1
+            continue
+        reasons.append(Reason(bad.message, name, bad.rule))
+        if bad.summary == "capacity":
+            capacity.append(bad)
+        else:
+            counts[bad.summary] += 1
+    parts = [f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    if capacity:
+        need = capacity[0].needs_per_node
+        largest = max(r.largest_free for r in capacity)
+        detail = (f"needs {need} on one node, largest free {largest}" if largest < need
+                  else f"needs {1 if ctx.spread else ctx.replicas} x {need} GPUs at once")
+        parts.append(f"{len(capacity)} capacity ({detail})")
+    n = len(planner.snap.clusters)
+    rule: str | None
+    if passing and ctx.spread:
+        room = chosen_room or 0
+        parts.append(f"{passing} fit but spread needs {ctx.replicas} replicas over "
+                     f"{ctx.min_clusters}..{ctx.max_clusters} clusters, room for {room}")
+        rule = "Spread"
+    elif passing:
+        parts.append(f"{passing} fit one by one")
+        rule = "Capacity"
+    else:
+        rule = reasons[0].rule if len({r.rule for r in reasons}) == 1 and reasons else None
+    line = f"0/{n} clusters: " + ", ".join(parts) if parts else f"0/{n} clusters"
+    return (Reason(line, None, rule or "Unschedulable"), *reasons)
+
+
+def keep_failure(planner: Planner, ctx: WorkloadContext, state: State) -> Reason | None:
+    """None when the workload may keep exactly what runs, else why not."""
+    prev = ctx.previous
+    clusters = [a.cluster for a in prev]
+    if sum(a.replicas for a in prev) != ctx.replicas:
+        return Reason(f"resized: runs {sum(a.replicas for a in prev)} replicas, wants "
+                      f"{ctx.replicas}", None, "Sticky")
+    if any(a.gpus_per_replica != ctx.count for a in prev):
+        return Reason(f"GPUs per replica changed to {ctx.count}", None, "Sticky")
+    if len(set(clusters)) != len(clusters) or not (
+            ctx.min_clusters <= len(clusters) <= max(ctx.max_clusters, 1)):
+        return Reason(f"runs on {len(clusters)} clusters, wants {ctx.min_clusters}.."
+                      f"{ctx.max_clusters}", None, "Spread")
+    quota: dict[Flavour, int] = {}
+    for a in prev:
+        c = planner.snap.clusters.get(a.cluster)
+        if c is None:
+            return Reason("cluster is gone from the repo", a.cluster, "Health")
+        if a.flavour not in ctx.flavours:
+            return Reason(f"flavour {a.flavour} is no longer in its list", a.cluster, "Flavour")
+        seeing = c.health in ("Healthy", "Degraded")
+        for flt in planner.filters:
+            if flt.name == "Quota" or (flt.name == "Capacity" and not seeing):
+                continue
+            r = flt.filter(ctx, c, a.flavour if flt.per_flavour else None, state)
+            if not r.ok:
+                return Reason(f"cannot stay: {r.message}", a.cluster, r.rule)
+        quota[a.flavour] = quota.get(a.flavour, 0) + a.gpus
+    for f, g in sorted(quota.items()):
+        why = quota_check(planner.snap, state, ctx.team, f, g)
+        if why is not None:
+            return Reason(f"cannot stay: {why}", None, "Quota")
+    return None
