@@ -1,8 +1,8 @@
 """Simulated clusters on the wire: one aiohttp app and one port per cluster.
 
 `SimCluster` ties a store, its control plane (scheduler, kubelet, controllers) and its
-faults to an HTTP listener on 127.0.0.1. One port per cluster, so that a kubeconfig
-context is a plain URL and `down()` can really refuse connections (the listener
+faults to an HTTP listener on 127.0.0.1. One port per cluster (https, see `tls.py`), so that a
+kubeconfig context is a plain URL and `down()` can really refuse connections (the listener
 closes; open keep-alive connections are aborted) while `up()` listens on the same port
 again. Each cluster has its own bearer token: a wrong one is a 401, no token is the
 anonymous user, who may read `/version` and the health endpoints only (403 elsewhere).
@@ -30,7 +30,7 @@ import structlog
 import yaml
 from aiohttp import web
 
-from clusters.sim import api, kubectl, nodes, objects, patch
+from clusters.sim import api, kubectl, nodes, objects, patch, tls
 from clusters.sim.controllers import ControlPlane
 from clusters.sim.errors import SimError, bad_request, not_found, unauthorized
 from clusters.sim.faults import Faults
@@ -113,7 +113,7 @@ class SimCluster:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     def _seed(self) -> None:
         for ns in _SYSTEM_NAMESPACES:
@@ -142,7 +142,8 @@ class SimCluster:
         assert self._runner is not None, "start() first"
         self.is_down = False
         if self._site is None:
-            self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+            self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True,
+                                     ssl_context=tls.server_context())
             await self._site.start()
             self.port = self._runner.addresses[-1][1]
 
@@ -253,8 +254,9 @@ class SimFleet:
         doc = {
             "apiVersion": "v1", "kind": "Config", "preferences": {},
             "current-context": names[0] if names else "",
-            "clusters": [{"name": n, "cluster": {"server": self.clusters[n].url}}
-                         for n in names],
+            "clusters": [{"name": n, "cluster": {
+                "server": self.clusters[n].url,
+                "certificate-authority-data": tls.make_tls().ca_data}} for n in names],
             "users": [{"name": f"{n}-admin", "user": {"token": self.clusters[n].token}}
                       for n in names],
             "contexts": [{"name": n, "context": {"cluster": n, "user": f"{n}-admin"}}

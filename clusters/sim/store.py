@@ -54,8 +54,11 @@ class Watcher:
     closed: bool = False
 
     def offer(self, ev: Event) -> None:
+        if ev.res is not self.res:
+            return
         ns = ev.obj["metadata"].get("namespace", "")
-        if self.closed or (self.namespace is not None and ns != self.namespace):
+        if self.closed or ev.res != self.res or (
+                self.namespace is not None and ns != self.namespace):
             return
         m = self.matcher
         if m is None:

@@ -9,6 +9,9 @@ Semantics pinned to kube-apiserver's watch cache:
   status code, once the request is accepted), and the stream ends;
 - with a selector, an object that starts matching arrives as ADDED and one that stops
   matching as DELETED (its previous state, at the new resourceVersion);
+- `sendInitialEvents=true` (client-go's streaming list, which kubectl 1.35 uses for
+  `wait` and `get -w`) sends the current objects as ADDED, then a BOOKMARK annotated
+  `k8s.io/initial-events-end: "true"`, then live events;
 - `allowWatchBookmarks=true` adds periodic BOOKMARK events that carry only the
   current resourceVersion; `timeoutSeconds` ends the stream cleanly.
 
@@ -60,9 +63,15 @@ async def serve_watch(request: web.Request, cluster: SimCluster, res: Resource,
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
     watcher = Watcher(res, ns, matcher, lambda t, o: queue.put_nowait((t, o)))
     expired: SimError | None = None
-    if since is None:
+    initial_end = parse_bool(q.get("sendInitialEvents"))
+    if since is None or initial_end:
         for obj in store.list(res, ns, matcher):
             queue.put_nowait(("ADDED", obj))
+        if initial_end:
+            queue.put_nowait(("BOOKMARK", {
+                "kind": res.kind, "apiVersion": res.api_version,
+                "metadata": {"resourceVersion": str(store.rv),
+                             "annotations": {"k8s.io/initial-events-end": "true"}}}))
     else:
         try:
             for ev in store.history_since(since):
@@ -101,7 +110,7 @@ async def serve_watch(request: web.Request, cluster: SimCluster, res: Resource,
             if item is None:
                 break
             etype, obj = item
-            if table:
+            if table and etype != "BOOKMARK":
                 obj = kubectl.to_table(res.kind, [obj], column_definitions=first_table)
                 first_table = False
             await resp.write(_line(etype, obj))
