@@ -80,6 +80,8 @@ class Period:
     why: str = ""
     placed: bool = True
     """False when the period was only observed (no placement put the workload there)."""
+    checked: str | None = field(default=None, repr=False, compare=False)
+    """The last commit this period was judged at (each commit's policy is judged once)."""
 
     @property
     def team(self) -> str:
@@ -179,9 +181,10 @@ def build_periods(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup) -> L
         by_cluster.setdefault(c, set()).add((w, c))
         return p
 
+    n = 0
     for d in docs:
+        n += 1
         commit = d["commit"]
-        t = d["time"]
         if commit != last_commit:
             last_commit = commit
             if commit is not None and commit not in fleets:
@@ -191,44 +194,48 @@ def build_periods(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup) -> L
                 for c, info in new_fa.clusters.items():
                     old = juris.get(c)
                     if old is not None and old != info.jurisdiction and by_cluster.get(c):
-                        _relabel(out, c, old, info.jurisdiction, t, commit,
+                        _relabel(out, c, old, info.jurisdiction, d["time"], commit,
                                  sorted(by_cluster.get(c, ())), opened, open_, close, verdict)
                     juris[c] = info.jurisdiction
                 fa = new_fa
         ev = d["event"]
         if ev in OPENS:
-            w = d["workload"]
             c = d["cluster"]
             if c is None:
                 continue
+            w = d["workload"]
             src = d["fromCluster"]
             if src is not None:
-                close((w, src), t)
+                close((w, src), d["time"])
             dc = d["dataClass"]
             if dc is None:
                 dc = dcs.get(w)
-            else:
+            elif dcs.get(w) != dc:
                 dcs[w] = dc
             j = juris.get(c) or d["jurisdiction"] or "??"
             gpus = d["gpus"]
             flavour = d["flavour"]
             p = opened.get((w, c))
-            if p is None or p.jurisdiction != j or (gpus and (p.gpus != gpus or (
-                    flavour is not None and p.flavour != flavour))):
+            if p is None or p.jurisdiction != j or p.data_class != dc or (gpus and (
+                    p.gpus != gpus or (flavour is not None and p.flavour != flavour))):
+                t = d["time"]
                 if p is not None:
                     close((w, c), t)
                     flavour = flavour or p.flavour
+                    gpus = gpus or p.gpus
                 p = open_(w, c, j, dc, t, commit, flavour, gpus, ev != "Observed")
-            if p.allowed:
+            # Judge once per period and commit: most records re-apply at the same commit.
+            if p.allowed and p.checked != commit:
+                p.checked = commit
                 ok, why = verdict(commit, dc, j)
                 if not ok:
                     p.allowed, p.why = False, why
         elif ev == "Pruned":
             c = d["cluster"]
             if c is not None:
-                close((d["workload"], c), t)
-        out.records += 1
-    if out.records:
+                close((d["workload"], c), d["time"])
+    out.records = n
+    if n:
         out.head_seq, out.head_hash, out.last_time = d["seq"], d["hash"], d["time"]
     for commit, f in fleets.items():
         if f is None:
@@ -268,11 +275,14 @@ def _relabel(out: Ledger, cluster: str, old: str, new: str, t: str, commit: str 
         if not ok:
             q.allowed, q.why = False, f"cluster relabelled {old} -> {new}: {why}"
             bad.append(f"{p.workload} ({p.data_class})")
-    names = ", ".join(w for w, _ in running) or "nothing"
+    names = ", ".join(w for w, _ in running[:10])
+    if len(running) > 10:
+        names += f" and {len(running) - 10} more"
     msg = f"jurisdiction changed {old} -> {new} in the repo at {(commit or '')[:12]} " \
           f"while running {names}"
     if bad:
-        msg += f"; not allowed in {new}: {', '.join(bad)}"
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        msg += f"; not allowed in {new}: {', '.join(bad[:10])}{more}"
     out.findings.append(Finding("JurisdictionChanged", bool(bad), cluster, msg,
                                 time=t, commit=commit))
 

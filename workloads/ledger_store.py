@@ -26,9 +26,11 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import pygit2
+from pydantic_core import from_json
 
 from fleet.audit import FleetAt
 from fleet.ledger import Break, Entry, Record, Tip, seal, verify
@@ -97,9 +99,11 @@ def segments(repo: pygit2.Repository, commit: pygit2.Commit | None) -> list[Segm
 
 
 def _blob(repo: pygit2.Repository, oid: pygit2.Oid) -> bytes:
-    blob = repo[oid]
-    assert isinstance(blob, pygit2.Blob)
-    return bytes(blob.data)
+    """A blob's bytes, inflated once (`repo[oid].data` inflates a loose object twice)."""
+    kind, data = repo.odb.read(oid)
+    if kind != pygit2.enums.ObjectType.BLOB:
+        raise LedgerUnreadable(f"object {oid} is not a file")
+    return bytes(data)
 
 
 class LedgerReader:
@@ -121,21 +125,26 @@ class LedgerReader:
                 yield seg.path, n, line
 
     def docs(self) -> Iterator[dict[str, Any]]:
-        """Every record as parsed JSON, fast: one `json.loads` per segment.
+        """Every record as parsed JSON, fast, for reports over millions of records.
 
-        For reports over millions of records; does not check the chain (`verify`
-        does). A segment that is not JSONL raises LedgerUnreadable with file and line.
+        One parse per segment, with pydantic-core's JSON parser (twice as fast as `json`
+        on these records; keys interned), chained in C so no Python frame runs per
+        record. Does not check the chain (`verify` does). A segment that is not JSONL
+        raises LedgerUnreadable with file and line.
         """
+        return chain.from_iterable(self._batches())
+
+    def _batches(self) -> Iterator[list[dict[str, Any]]]:
         for seg in self.segments:
             data = _blob(self.repo, seg.oid).rstrip(b"\n")
             if not data:
                 continue
             try:
-                batch: list[dict[str, Any]] = json.loads(
-                    b"[" + data.replace(b"\n", b",") + b"]")
+                batch: list[dict[str, Any]] = from_json(
+                    b"[" + data.replace(b"\n", b",") + b"]", cache_strings="keys")
             except ValueError:
                 batch = list(self._strict(seg, data))
-            yield from batch
+            yield batch
 
     def _strict(self, seg: Segment, data: bytes) -> Iterator[dict[str, Any]]:
         for n, line in enumerate(data.split(b"\n"), 1):
@@ -175,6 +184,17 @@ class LedgerReader:
     def tip(self) -> Tip:
         """The last record's seq and hash, read from the last segment only."""
         return _tip_at(self.repo, self.commit)
+
+
+def fast_bulk_reads() -> None:
+    """For a CLI process about to read a whole ledger: skip libgit2's per-object SHA-1.
+
+    libgit2 re-hashes every object it reads (collision-detecting SHA-1, half the cost
+    of reading a segment). Storage corruption is still caught by zlib's checksum on
+    inflate, and tampering by the ledger's own hash chain (`fleet ledger verify`, which
+    keeps Git's check on). Process-wide: never call it in the controller.
+    """
+    pygit2.option(pygit2.enums.Option.ENABLE_STRICT_HASH_VERIFICATION, False)
 
 
 def read_ledger(repo_path: str | os.PathLike[str], ref: str = LEDGER_BRANCH

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import json
 import sys
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ from controllers.commands.ledger import open_ledger
 from fleet.audit import FleetAt, LiveObject, Report, residency_audit
 from fleet.spec import FleetSpec
 from workloads.errors import WorkloadsError
-from workloads.ledger_store import LEDGER_BRANCH, FleetHistory
+from workloads.ledger_store import LEDGER_BRANCH, FleetHistory, fast_bulk_reads
 from workloads.loader import read_fleet
 
 if TYPE_CHECKING:
@@ -94,6 +95,16 @@ def _date(is_end: bool) -> Any:
     return parse
 
 
+def bulk_mode() -> None:
+    """A one-shot command about to fold millions of records: no cyclic GC, fast reads.
+
+    The records are plain dicts and lists without cycles; the collector would only
+    re-scan them over and over as they are allocated (a third of the run time).
+    """
+    gc.disable()
+    fast_bulk_reads()
+
+
 def load_observed(path: str) -> list[LiveObject]:
     try:
         with open(path, encoding="utf-8") as f:
@@ -106,6 +117,7 @@ def load_observed(path: str) -> list[LiveObject]:
 
 
 def run(args: argparse.Namespace) -> int:
+    bulk_mode()
     reader = open_ledger(args.repo, args.ledger_ref)
     history = FleetHistory(args.repo)
     latest: FleetAt | None = None
@@ -159,8 +171,10 @@ def write_csv(report: Report) -> None:
 
 
 def _md_table(headers: list[str], rows: Iterable[list[str]]) -> list[str]:
+    """Cells are ours (ids, times, codes) except the last, free text: only it is escaped."""
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    out.extend("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows)
+    out.extend("| " + " | ".join(r[:-1]) + " | " + r[-1].replace("|", "\\|") + " |"
+               for r in rows)
     return out
 
 

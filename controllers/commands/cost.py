@@ -8,7 +8,7 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from controllers.commands.audit import add_window_arguments
+from controllers.commands.audit import add_window_arguments, bulk_mode
 from controllers.commands.common import fail
 from controllers.commands.ledger import open_ledger
 from controllers.statusview import table
@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    bulk_mode()
     reader = open_ledger(args.repo, args.ledger_ref)
     history = FleetHistory(args.repo)
     end = args.end or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
