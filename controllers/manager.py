@@ -294,12 +294,22 @@ class Manager:
     # ------------------------------------------------------------------ placement
 
     async def _placement_loop(self) -> None:
+        failures = 0
         while True:
             await self._plan_wake.wait()
             self._plan_wake.clear()
             if self.desired.spec is None:
                 continue
-            await self.replan()
+            try:
+                await self.replan()
+                failures = 0
+            except Exception as e:  # noqa: BLE001 - the loop driver: retry, never die
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** (failures - 1))
+                log.error("placement_failed", error=f"{type(e).__name__}: {e}",
+                          attempt=failures, retry_in=delay)
+                await anyio.sleep(delay)
+                self.trigger_plan()
             await anyio.sleep(self.tick / 2)  # coalesce bursts of capacity events
 
     def views(self) -> dict[str, ClusterView]:

@@ -143,7 +143,7 @@ def record_plan_events(m: Manager, old: Plan | None, new: Plan,
             event = "FailedOver" if down else ("Moved" if left else "Placed")
             c = spec.clusters.get(a.cluster) if spec else None
             log.info("workload_placed", workload=wid, cluster=a.cluster,
-                     flavour=a.flavour, gpus=a.gpus, event=event,
+                     flavour=a.flavour, gpus=a.gpus, decision=event,
                      from_cluster=left[0] if left else None)
             _record(m, event, wid, cluster=a.cluster, flavour=a.flavour, gpus=a.gpus,
                          from_cluster=left[0] if left else None,

@@ -1,0 +1,141 @@
+"""A whole fleet on one machine: a local Git repo, simulated clusters, the controller.
+
+What `fleet demo`, the end-to-end tests and `bench/e2e.py` share: a temp folder with
+- `fleet/`: a Git repository (pygit2, branch main) seeded from a folder or from files,
+  to which steps commit as a person would;
+- `kubeconfig`: one context per simulated cluster (named after it), also exported as
+  `FLEET_KUBECONFIG`, the variable the example Cluster files reference;
+- `state/`: the controller's Git mirror.
+
+The controller is the real `Manager`, in-process, over real HTTP to the simulated API
+servers; nothing is patched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pygit2
+
+from clusters.adapter import AdapterOptions
+from clusters.sim import SimFleet, spec_from_cluster, start_sim
+from controllers.manager import Manager
+from controllers.settings import Settings
+from workloads.loader import read_fleet
+
+SIGNATURE = pygit2.Signature("aifleet demo", "demo@aifleet.dev")
+
+
+def folder_files(root: Path) -> dict[str, bytes]:
+    """Every regular file under `root` (relative POSIX paths), symlinks left out."""
+    out: dict[str, bytes] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            out[path.relative_to(root).as_posix()] = path.read_bytes()
+    return out
+
+
+class FleetRepo:
+    """A working Git repository of fleet files, committed to with pygit2 (no git binary)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.repo = pygit2.init_repository(str(path), initial_head="main")
+        self.files: dict[str, bytes] = {}
+
+    def commit(self, changes: Mapping[str, str | bytes | None], message: str) -> str:
+        """Commit the current tree with `changes` (None deletes a path); the new sha."""
+        for rel, content in changes.items():
+            if content is None:
+                self.files.pop(rel, None)
+            else:
+                self.files[rel] = content.encode() if isinstance(content, str) else content
+        index = pygit2.Index()
+        for rel, data in sorted(self.files.items()):
+            index.add(pygit2.IndexEntry(rel, self.repo.create_blob(data),
+                                        pygit2.enums.FileMode.BLOB))
+        tree = index.write_tree(self.repo)
+        ref = self.repo.references.get("refs/heads/main")
+        parents = [ref.target] if ref is not None else []
+        oid = self.repo.create_commit("refs/heads/main", SIGNATURE, SIGNATURE, message, tree,
+                                      parents)
+        return str(oid)
+
+    def force_to(self, commit: str) -> None:
+        """Move main to an older commit, as a force-push rollback would."""
+        self.repo.references["refs/heads/main"].set_target(commit)
+
+    def head(self) -> str:
+        return str(self.repo.references["refs/heads/main"].target)
+
+
+class Sandbox:
+    def __init__(self, root: Path, files: Mapping[str, str | bytes]) -> None:
+        self.root = root
+        self.repo = FleetRepo(root / "fleet")
+        self.first_commit = self.repo.commit(files, "Initial fleet")
+        self.kubeconfig = root / "kubeconfig"
+        self.sim: SimFleet | None = None
+
+    async def start_clusters(self, **sim_options: Any) -> SimFleet:
+        """Simulated clusters for the Cluster files of the first commit."""
+        spec = read_fleet(self.repo.path, self.first_commit).spec
+        specs = [spec_from_cluster(c) for _, c in sorted(spec.clusters.items())]
+        self.sim = await start_sim(specs, **sim_options)
+        self.sim.write_kubeconfig(self.kubeconfig)
+        os.environ["FLEET_KUBECONFIG"] = str(self.kubeconfig)
+        return self.sim
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "repo": str(self.repo.path), "state_dir": self.root / "state",
+            "kubeconfig": str(self.kubeconfig), "listen": "127.0.0.1:0",
+            "poll_interval": 2.0, "resync_interval": 30.0, "unreachable_after": 2.0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    @contextlib.asynccontextmanager
+    async def controller(self, settings: Settings | None = None, *,
+                         adapter_options: AdapterOptions | None = None,
+                         **manager_options: Any) -> AsyncIterator[Manager]:
+        """The real Manager running in a task group for the duration of the block."""
+        m = Manager(settings or self.settings(), adapter_options=adapter_options,
+                    **manager_options)
+        async with anyio.create_task_group() as tg:
+            await tg.start(m.run)
+            try:
+                yield m
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def close(self) -> None:
+        if self.sim is not None:
+            await self.sim.close()
+            self.sim = None
+
+
+async def until(predicate: Callable[[], bool], within: float, *, interval: float = 0.1,
+                what: str = "condition") -> float:
+    """Wait until `predicate()` holds; the seconds it took. TimeoutError names `what`."""
+    started = time.perf_counter()
+    while not predicate():
+        if time.perf_counter() - started > within:
+            raise TimeoutError(f"{what} not reached within {within:.0f} s")
+        await anyio.sleep(interval)
+    return time.perf_counter() - started
+
+
+def synced(doc: Mapping[str, Any], commit: str | None = None) -> tuple[int, int]:
+    """(placed workloads synced, placed workloads) in a status document; with `commit`,
+    only once that commit is the applied one."""
+    placed = [w for w in doc["workloads"] if w["status"] == "Placed"]
+    if commit is not None and doc["source"]["appliedCommit"] != commit:
+        return 0, len(placed)
+    return sum(1 for w in placed if w["sync"] == "Synced"), len(placed)

@@ -1,0 +1,113 @@
+"""The controller end to end: first rollout, one-workload commits, prune, invalid files.
+
+Real Git repo, simulated clusters over HTTP, the real Manager; the assertions read the
+clusters' own stores (`SimCluster.objects`), not the controller's beliefs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import jsonschema
+
+from controllers.demo_faults import workloads_on
+from controllers.sandbox import synced, until
+from tests.integration.test_controller_harness import (
+    FAST,
+    RANK,
+    SERVE,
+    TRAIN,
+    fast_settings,
+    sandbox,
+    serve_doc,
+    where,
+)
+from tests.specs import load_schema
+
+
+def resource_versions(box: object, cluster: str) -> dict[tuple[str, str, str], str]:
+    sim = box.sim  # type: ignore[attr-defined]
+    out = {}
+    for kind in ("Job", "Deployment", "Service"):
+        for o in sim.clusters[cluster].objects(kind):
+            m = o["metadata"]
+            out[(kind, m["namespace"], m["name"])] = m["resourceVersion"]
+    return out
+
+
+async def test_first_rollout_places_applies_and_reports(tmp_path: Path) -> None:
+    async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
+                                                         adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        doc = m.status()
+        jsonschema.validate(doc, load_schema("status.schema.json"))
+        placed = where(doc)
+        # eu-personal data stays in the EU; every workload is live where the plan says.
+        assert set(placed[TRAIN]) <= {"eu-fra-1", "eu-par-1"}
+        assert box.sim is not None
+        for wid, clusters in placed.items():
+            for c in clusters:
+                assert wid in workloads_on(box.sim, c)
+        assert doc["source"]["appliedCommit"] == box.first_commit
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+            assert (await c.get("/readyz")).status_code == 200
+            metrics = (await c.get("/metrics")).text
+            cap = (await c.get("/api/v1/capacity")).json()
+        assert 'aifleet_placements{status="Placed"} 3' in metrics
+        assert "aifleet_api_calls_total{cluster=" in metrics
+        assert "aifleet_gpus_allocated{cluster=" in metrics
+        assert cap["kind"] == "CapacitySnapshot"
+        assert {c["name"] for c in cap["clusters"]} == {"eu-fra-1", "eu-par-1", "us-east-1"}
+
+
+async def test_a_commit_changing_one_workload_touches_only_its_objects(tmp_path: Path) -> None:
+    async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
+                                                         adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        before = {c: resource_versions(box, c) for c in ("eu-fra-1", "eu-par-1", "us-east-1")}
+        commit = box.repo.commit({"workloads/nlp-team/serve.yaml":
+                                  serve_doc(image="registry.internal/serve:v2")}, "serve v2")
+        m.trigger_fetch()
+        await until(lambda: synced(m.status(), commit) == (3, 3), 20, what="serve v2 applied")
+        serve_on = set(where(m.status())[SERVE])
+        for c, rvs in before.items():
+            after = resource_versions(box, c)
+            changed = {k for k in rvs if after.get(k) != rvs[k]}
+            assert all(ns == "nlp-team" and name.startswith("serve")
+                       for _kind, ns, name in changed), (c, changed)
+            if c in serve_on:
+                assert changed, f"serve's objects on {c} were not updated"
+        rows = {w["id"]: w for w in m.status()["workloads"]}
+        assert rows[SERVE]["commit"] == commit
+        assert rows[TRAIN]["commit"] == box.first_commit  # untouched: its own commit
+
+
+async def test_a_removed_workload_is_pruned_and_an_invalid_one_kept(tmp_path: Path) -> None:
+    async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
+                                                         adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        assert box.sim is not None
+        rank_on = where(m.status())[RANK]
+        train_on = where(m.status())[TRAIN]
+        commit = box.repo.commit({
+            "workloads/search-team/rank.yaml": None,
+            # A typo makes train invalid: it must keep running, not be pruned.
+            "workloads/nlp-team/train.yaml": "apiVersion: aifleet.dev/v1alpha1\nkind: Workload\n"
+                                             "metadata: {name: train, namespace: nlp-team}\n"
+                                             "spec: {type: training, replicas: two}\n",
+        }, "remove rank, break train")
+        m.trigger_fetch()
+        await until(lambda: m.status()["source"]["appliedCommit"] == commit, 20,
+                    what="commit applied")
+        await until(lambda: all(RANK not in workloads_on(box.sim, c)  # type: ignore[arg-type]
+                                for c in rank_on), 10, what="rank pruned")
+        for c in train_on:
+            assert TRAIN in workloads_on(box.sim, c)
+        rows = {w["id"]: w for w in m.status()["workloads"]}
+        assert RANK not in rows
+        assert rows[TRAIN]["status"] == "Invalid"
+        assert rows[TRAIN]["reasons"]
