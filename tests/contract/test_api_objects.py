@@ -1,0 +1,202 @@
+"""Contract: discovery, server-set metadata, defaults and errors as v1 Status.
+
+Each test pins one behaviour of the real kube-apiserver that our controller depends
+on; the docstring names it. Runs against the simulator, or a real cluster with
+FLEET_E2E_KUBECONFIG.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+
+from tests.contract.k8s import configmap, deployment, job, raw
+
+
+async def test_version_reports_a_kubernetes_version(api: client.ApiClient) -> None:
+    """GET /version returns major/minor/gitVersion (clients gate features on it)."""
+    info = await client.VersionApi(api).get_code()
+    assert info.major == "1" and int(info.minor.rstrip("+")) >= 28
+    assert info.git_version.startswith("v1.")
+
+
+@pytest.mark.parametrize(("group_version", "kind", "plural", "namespaced"), [
+    ("v1", "Namespace", "namespaces", False),
+    ("v1", "Node", "nodes", False),
+    ("v1", "Pod", "pods", True),
+    ("v1", "Service", "services", True),
+    ("v1", "ConfigMap", "configmaps", True),
+    ("v1", "Event", "events", True),
+    ("apps/v1", "Deployment", "deployments", True),
+    ("batch/v1", "Job", "jobs", True),
+    ("coordination.k8s.io/v1", "Lease", "leases", True),
+], ids=["namespaces", "nodes", "pods", "services", "configmaps", "events",
+        "deployments", "jobs", "leases"])
+async def test_discovery_lists_each_resource_with_kind_scope_and_verbs(
+        api: client.ApiClient, group_version: str, kind: str, plural: str,
+        namespaced: bool) -> None:
+    """/api/v1 and /apis/<g>/<v> list each resource's kind, namespaced flag and verbs;
+    kubectl and dynamic clients build their REST mapping from exactly this."""
+    path = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    status, doc, _ = await raw(api, "GET", path)
+    assert status == 200 and doc["kind"] == "APIResourceList"
+    entry = next(r for r in doc["resources"] if r["name"] == plural)
+    assert entry["kind"] == kind and entry["namespaced"] is namespaced
+    assert {"get", "list", "watch", "create", "patch", "delete"} <= set(entry["verbs"])
+
+
+async def test_api_groups_name_their_preferred_versions(api: client.ApiClient) -> None:
+    """/apis lists apps, batch and coordination.k8s.io with a preferredVersion."""
+    groups = await client.ApisApi(api).get_api_versions()
+    by_name = {g.name: g.preferred_version.group_version for g in groups.groups}
+    assert by_name["apps"] == "apps/v1" and by_name["batch"] == "batch/v1"
+    assert by_name["coordination.k8s.io"] == "coordination.k8s.io/v1"
+
+
+async def test_create_sets_uid_timestamp_namespace_and_resource_version(
+        api: client.ApiClient, ns: str) -> None:
+    """The server sets uid, creationTimestamp, namespace (from the URL) and a
+    resourceVersion; versions of successive writes increase."""
+    core = client.CoreV1Api(api)
+    body = configmap(ns)
+    del body["metadata"]["namespace"]
+    a = await core.create_namespaced_config_map(ns, body)
+    b = await core.create_namespaced_config_map(ns, configmap(ns, "second"))
+    assert a.metadata.uid and a.metadata.creation_timestamp is not None
+    assert a.metadata.namespace == ns
+    assert int(b.metadata.resource_version) > int(a.metadata.resource_version)
+
+
+async def test_generation_rises_only_when_the_spec_changes(api: client.ApiClient,
+                                                           ns: str) -> None:
+    """metadata.generation starts at 1 and rises on spec changes, not on label edits."""
+    apps = client.AppsV1Api(api)
+    d = await apps.create_namespaced_deployment(ns, deployment())
+    assert d.metadata.generation == 1
+    d = await apps.patch_namespaced_deployment("web", ns, {"metadata": {"labels": {"x": "y"}}})
+    assert d.metadata.generation == 1
+    d = await apps.patch_namespaced_deployment("web", ns, {"spec": {"replicas": 3}})
+    assert d.metadata.generation == 2
+
+
+async def test_server_defaults_fill_fields_the_client_left_out(api: client.ApiClient,
+                                                               ns: str) -> None:
+    """Defaults appear on read: imagePullPolicy (IfNotPresent for a tag), restartPolicy,
+    Deployment strategy (RollingUpdate 25%/25%), Job backoffLimit/completions."""
+    d = await client.AppsV1Api(api).create_namespaced_deployment(ns, deployment())
+    tmpl = d.spec.template.spec
+    assert tmpl.containers[0].image_pull_policy == "IfNotPresent"
+    assert tmpl.restart_policy == "Always" and tmpl.dns_policy == "ClusterFirst"
+    assert d.spec.strategy.type == "RollingUpdate"
+    assert d.spec.strategy.rolling_update.max_surge == "25%"
+    body = job()
+    del body["spec"]["backoffLimit"]
+    j = await client.BatchV1Api(api).create_namespaced_job(ns, body)
+    assert j.spec.backoff_limit == 6 and j.spec.completions == 1
+    assert j.spec.template.metadata.labels["batch.kubernetes.io/job-name"] == "train"
+
+
+async def _status_of(call: Any) -> dict[str, Any]:
+    with pytest.raises(client.ApiException) as err:
+        await call
+    import json
+    body = json.loads(err.value.body)
+    assert body["kind"] == "Status" and body["code"] == err.value.status
+    return dict(body)
+
+
+async def test_get_of_a_missing_object_is_404_not_found(api: client.ApiClient,
+                                                        ns: str) -> None:
+    """404 with reason NotFound and the server's wording `configmaps "x" not found`."""
+    body = await _status_of(client.CoreV1Api(api).read_namespaced_config_map("nope", ns))
+    assert body["reason"] == "NotFound" and body["message"] == 'configmaps "nope" not found'
+
+
+async def test_create_in_a_missing_namespace_is_404(api: client.ApiClient) -> None:
+    """Creating into a namespace that does not exist: 404 `namespaces "x" not found`."""
+    body = await _status_of(client.CoreV1Api(api).create_namespaced_config_map(
+        "no-such-ns", configmap("no-such-ns")))
+    assert body["reason"] == "NotFound" and 'namespaces "no-such-ns"' in body["message"]
+
+
+async def test_create_of_an_existing_name_is_409_already_exists(api: client.ApiClient,
+                                                                ns: str) -> None:
+    """A second create of the same name: 409 AlreadyExists."""
+    core = client.CoreV1Api(api)
+    await core.create_namespaced_config_map(ns, configmap(ns))
+    body = await _status_of(core.create_namespaced_config_map(ns, configmap(ns)))
+    assert body["reason"] == "AlreadyExists" and body["code"] == 409
+
+
+async def test_update_with_a_stale_resource_version_is_409_conflict(api: client.ApiClient,
+                                                                    ns: str) -> None:
+    """Optimistic concurrency: PUT with an old resourceVersion is 409 Conflict."""
+    core = client.CoreV1Api(api)
+    first = await core.create_namespaced_config_map(ns, configmap(ns))
+    stale = first.metadata.resource_version
+    await core.patch_namespaced_config_map("settings", ns, {"data": {"k": "2"}})
+    body = configmap(ns, k="3")
+    body["metadata"]["resourceVersion"] = stale
+    out = await _status_of(core.replace_namespaced_config_map("settings", ns, body))
+    assert out["reason"] == "Conflict" and "has been modified" in out["message"]
+
+
+async def test_changing_an_immutable_field_is_422_invalid(api: client.ApiClient,
+                                                          ns: str) -> None:
+    """A Job's pod template is immutable: 422 Invalid naming `spec.template`."""
+    batch = client.BatchV1Api(api)
+    await batch.create_namespaced_job(ns, job())
+    body = await _status_of(batch.patch_namespaced_job(
+        "train", ns, {"spec": {"template": {"spec": {"containers": [
+            {"name": "main", "image": "busybox:1.37"}]}}}}))
+    assert body["reason"] == "Invalid" and body["code"] == 422
+    assert any(c["field"].startswith("spec.template") for c in body["details"]["causes"])
+
+
+@pytest.mark.parametrize("name", ["Upper", "under_score", "-lead", "a" * 254],
+                         ids=["uppercase", "underscore", "leading-dash", "too-long"])
+async def test_a_bad_name_is_422_invalid_on_metadata_name(api: client.ApiClient, ns: str,
+                                                          name: str) -> None:
+    """Names must be RFC 1123 subdomains: 422 with a cause on `metadata.name`."""
+    body = await _status_of(client.CoreV1Api(api).create_namespaced_config_map(
+        ns, configmap(ns, name)))
+    assert body["reason"] == "Invalid"
+    assert body["details"]["causes"][0]["field"] == "metadata.name"
+
+
+async def test_a_malformed_body_is_400_bad_request(api: client.ApiClient, ns: str) -> None:
+    """A body that is not JSON: 400 BadRequest."""
+    status, body, _ = await raw(api, "POST", f"/api/v1/namespaces/{ns}/configmaps",
+                                body="{not json")
+    assert status == 400 and body["reason"] == "BadRequest"
+
+
+async def test_a_wrong_bearer_token_is_401_unauthorized(api: client.ApiClient) -> None:
+    """Authentication failure: 401 Unauthorized, on every path."""
+    status, body, _ = await raw(api, "GET", "/api/v1/namespaces",
+                                headers={"Authorization": "Bearer wrong-token"})
+    assert status == 401 and body["reason"] == "Unauthorized"
+
+
+async def test_list_across_all_namespaces_returns_every_namespace(api: client.ApiClient,
+                                                                  ns: str) -> None:
+    """GET /api/v1/configmaps lists every namespace's objects, namespace set on each."""
+    core = client.CoreV1Api(api)
+    await core.create_namespaced_config_map(ns, configmap(ns, "mine"))
+    all_cms = await core.list_config_map_for_all_namespaces()
+    assert ("mine", ns) in {(c.metadata.name, c.metadata.namespace) for c in all_cms.items}
+
+
+async def test_leases_support_create_and_update_for_leader_election(
+        api: client.ApiClient, ns: str) -> None:
+    """coordination.k8s.io/v1 Lease: create then update holderIdentity (leader election)."""
+    coord = client.CoordinationV1Api(api)
+    lease = {"metadata": {"name": "leader"}, "spec": {"holderIdentity": "a",
+                                                      "leaseDurationSeconds": 15}}
+    made = await coord.create_namespaced_lease(ns, lease)
+    made.spec.holder_identity = "b"
+    again = await coord.replace_namespaced_lease("leader", ns, made)
+    assert again.spec.holder_identity == "b"
+    assert int(again.metadata.resource_version) > int(made.metadata.resource_version)
