@@ -48,7 +48,9 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None
 def _warnings(texts: list[str]) -> dict[str, str] | None:
     if not texts:
         return None
-    return {"Warning": ", ".join(f'299 - "{t}"' for t in texts)}
+    # RFC 7234 warn-text is a quoted-string: escape quotes, or kubectl drops the header.
+    quoted = (t.replace("\\", "\\\\").replace('"', '\\"') for t in texts)
+    return {"Warning": ", ".join(f'299 - "{t}"' for t in quoted)}
 
 
 def parse_path(path: str) -> tuple[Resource, str | None, str | None, str | None] | None:
@@ -90,7 +92,7 @@ def _dry_run(request: web.Request) -> bool:
 async def _body(request: web.Request) -> Any:
     raw = await request.read()
     try:
-        if request.content_type == "application/apply-patch+yaml":
+        if request.content_type in ("application/apply-patch+yaml", "application/yaml"):
             return yaml.safe_load(raw) if raw else None
         return json.loads(raw) if raw else None
     except (ValueError, yaml.YAMLError) as e:
