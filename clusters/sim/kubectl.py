@@ -210,7 +210,11 @@ def openapi_v3_index() -> dict[str, Any]:
 # ------------------------------------------------------------------ field validation
 
 
-def _unknown(value: Any, schema: Any, path: str, out: list[str]) -> None:
+Unknown = tuple[str, dict[str, Any], str]
+"""(path as the server words it, the map holding the field, the field's key)."""
+
+
+def _unknown(value: Any, schema: Any, path: str, out: list[Unknown]) -> None:
     defs = _definitions()
     while isinstance(schema, dict) and "$ref" in schema:
         schema = defs.get(str(schema["$ref"]).rsplit("/", 1)[-1])
@@ -226,20 +230,24 @@ def _unknown(value: Any, schema: Any, path: str, out: list[str]) -> None:
             elif isinstance(extra, dict):
                 _unknown(v, extra, sub, out)
             elif isinstance(props, dict):
-                out.append(sub)
+                out.append((sub, value, k))
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for n, v in enumerate(value):
             _unknown(v, schema["items"], f"{path}[{n}]", out)
 
 
-def unknown_fields(kind: str, obj: dict[str, Any]) -> list[str]:
-    """Fields of `obj` its kind's schema does not declare (`spec.template.spec.foo`)."""
+def _find_unknown(kind: str, obj: dict[str, Any]) -> list[Unknown]:
     served = BY_KIND.get(kind)
     schema = _definitions().get(_definition(served)) if served else None
-    out: list[str] = []
+    out: list[Unknown] = []
     if schema is not None:
         _unknown(obj, schema, "", out)
     return out
+
+
+def unknown_fields(kind: str, obj: dict[str, Any]) -> list[str]:
+    """Fields of `obj` its kind's schema does not declare (`spec.template.spec.foo`)."""
+    return [path for path, _, _ in _find_unknown(kind, obj)]
 
 
 def check_fields(kind: str, obj: dict[str, Any], directive: str | None, *,
@@ -247,23 +255,27 @@ def check_fields(kind: str, obj: dict[str, Any], directive: str | None, *,
     """Field validation of a write: raise for Strict (and apply), else return warnings.
 
     `directive` is the `fieldValidation` query value (None means the server default,
-    Warn). The returned strings go out as `Warning: 299 - "<text>"` headers.
+    Warn). Under Warn and Ignore the unknown fields are removed from `obj` in place, as
+    decoding into the typed object does on a real server: they are never stored. The
+    returned texts go out as `Warning: 299 - "<text>"` headers (quotes escaped).
     """
     mode = directive or "Warn"
     if mode not in ("Strict", "Warn", "Ignore"):
         raise bad_request(f'fieldValidation must be one of "Ignore", "Warn", or "Strict", '
                           f'got "{mode}"')
-    unknown = unknown_fields(kind, obj)
+    unknown = _find_unknown(kind, obj)
     if not unknown:
         return []
     served = BY_KIND[kind]
     if apply:
         raise bad_request(f"failed to create typed patch object ({served.api_version}, "
-                          f"Kind={kind}): .{unknown[0]}: field not declared in schema")
+                          f"Kind={kind}): .{unknown[0][0]}: field not declared in schema")
     if mode == "Strict":
         raise bad_request("strict decoding error: " + ", ".join(
-            f'unknown field "{f}"' for f in unknown))
-    return [] if mode == "Ignore" else [f'unknown field "{f}"' for f in unknown]
+            f'unknown field "{path}"' for path, _, _ in unknown))
+    for _, holder, key in unknown:
+        holder.pop(key, None)
+    return [] if mode == "Ignore" else [f'unknown field "{path}"' for path, _, _ in unknown]
 
 
 # ------------------------------------------------------------------ routes

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from clusters.sim import SimFleet
+from clusters.sim import SimCluster, SimFleet
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,11 +66,12 @@ class Kubectl:
             base += ["--context", self.context]
         return [*base, *args]
 
-    async def __call__(self, *args: str, stdin: str | None = None,
-                       within: float = 60) -> Result:
+    async def __call__(self, *args: str, stdin: str | None = None, within: float = 60,
+                       env: dict[str, str] | None = None) -> Result:
         proc = await asyncio.create_subprocess_exec(
             *self.argv(*args), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **env} if env else None)
         out, err = await asyncio.wait_for(
             proc.communicate(stdin.encode() if stdin is not None else None), within)
         return Result(proc.returncode or 0, out.decode(), err.decode())
@@ -208,8 +210,11 @@ async def test_apply_conflicts_after_another_manager_edits_until_forced(kubectl:
     """A field another manager owns with a different value is a 409 conflict naming
     that manager and field; `--force-conflicts` takes ownership."""
     (await kubectl.apply(configmap(ns, k="v"))).ok()
-    (await kubectl("patch", "configmap", "settings", "-n", ns, "--type", "merge",
-                   "-p", '{"data":{"k":"edited"}}', "--field-manager", "kubectl-edit")).ok()
+    # A real `kubectl edit`, with a non-interactive editor: a strategic merge patch
+    # recorded under the `kubectl-edit` manager, which takes the field.
+    edited = await kubectl("edit", "configmap", "settings", "-n", ns,
+                           env={"KUBE_EDITOR": "sed -i s/k:\\ v/k:\\ edited/"})
+    assert edited.ok().out.strip() == "configmap/settings edited"
     res = await kubectl.apply(configmap(ns, k="mine"))
     assert res.rc != 0
     assert 'conflict with "kubectl-edit"' in res.err and ".data.k" in res.err
@@ -232,6 +237,25 @@ async def test_apply_rejects_fields_the_schema_does_not_declare(kubectl: Kubectl
     assert missing.rc != 0 and "NotFound" in missing.err
 
 
+@pytest.mark.parametrize(("validate", "created", "message"), [
+    ("strict", False, 'strict decoding error: unknown field "dtaa"'),
+    ("warn", True, 'Warning: unknown field "dtaa"'),
+    ("ignore", True, ""),
+], ids=["strict-rejects", "warn-creates-with-a-warning", "ignore-creates-silently"])
+async def test_create_validates_fields_as_the_validate_flag_asks(
+        kubectl: Kubectl, ns: str, validate: str, created: bool, message: str) -> None:
+    """`fieldValidation=Strict|Warn|Ignore` on POST: a 400, a `Warning` header, or
+    nothing; unknown fields are dropped, never stored."""
+    bad = configmap(ns, "typo")
+    bad["dtaa"] = {"x": "1"}
+    res = await kubectl("create", f"--validate={validate}", "-f", "-", stdin=json.dumps(bad))
+    assert (res.rc == 0) is created, res.err
+    assert message in res.err
+    if created:
+        got = await kubectl.json("get", "configmap", "typo", "-n", ns)
+        assert "dtaa" not in got
+
+
 async def test_diff_server_side_shows_the_change_without_writing_it(kubectl: Kubectl,
                                                                     ns: str) -> None:
     """`diff --server-side` is an apply with dryRun=All: it returns the would-be object
@@ -245,6 +269,36 @@ async def test_diff_server_side_shows_the_change_without_writing_it(kubectl: Kub
     assert "-  k: v" in changed.out and "+  k: w" in changed.out
     got = await kubectl.json("get", "configmap", "settings", "-n", ns)
     assert got["data"] == {"k": "v"}
+
+
+async def test_a_not_ready_node_shows_not_ready(kubectl: Kubectl, cluster: SimCluster) -> None:
+    """The node's Ready condition drives the STATUS column (`NotReady`)."""
+    name = "contract-1-h100-1"
+    cluster.set_node_ready(name, False)
+    row = (await kubectl("get", "node", name)).ok().out.splitlines()[1].split()
+    assert row[:2] == [name, "NotReady"]
+    cluster.set_node_ready(name, True)
+    row = (await kubectl("get", "node", name)).ok().out.splitlines()[1].split()
+    assert row[:2] == [name, "Ready"]
+
+
+async def test_a_pod_that_fits_no_node_is_pending_and_describe_says_why(
+        kubectl: Kubectl, ns: str, sim: SimFleet) -> None:
+    """No node has 16 GPUs: the pod stays Pending with PodScheduled=False,
+    reason Unschedulable, and a FailedScheduling event that describe shows."""
+    (await kubectl.apply(job(ns, "huge", gpus=16))).ok()
+    pods: dict[str, Any] = {"items": []}
+    for _ in range(100):
+        pods = await kubectl.json("get", "pods", "-n", ns, "-l", "job-name=huge")
+        if pods["items"]:
+            break
+        await asyncio.sleep(0.1)
+    name = pods["items"][0]["metadata"]["name"]
+    row = (await kubectl("get", "pod", name, "-n", ns)).ok().out.splitlines()[1].split()
+    assert row[1:3] == ["0/1", "Pending"]
+    described = (await kubectl("describe", "pod", name, "-n", ns)).ok().out
+    assert "PodScheduled   False" in described
+    assert "nvidia.com/gpu" in described
 
 
 # ------------------------------------------------------------------ watch / wait
