@@ -1,0 +1,181 @@
+"""Contract: reads. Selectors, pagination and watch, as informers rely on them.
+
+Each test names the kube-apiserver behaviour it pins. Watches go through
+kubernetes-asyncio's own `watch.Watch`, the client our informers use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client, watch
+
+from clusters.sim import SimFleet
+from tests.contract.k8s import configmap, raw
+
+LABELS = {"a": {"tier": "gold", "team": "x"}, "b": {"tier": "silver"}, "c": {}}
+
+
+async def _labelled(api: client.ApiClient, ns: str) -> client.CoreV1Api:
+    core = client.CoreV1Api(api)
+    for name, labels in LABELS.items():
+        body = configmap(ns, name)
+        body["metadata"]["labels"] = labels
+        await core.create_namespaced_config_map(ns, body)
+    return core
+
+
+@pytest.mark.parametrize(("selector", "expected"), [
+    ("tier=gold", {"a"}),
+    ("tier==gold", {"a"}),
+    ("tier!=gold", {"b", "c"}),
+    ("tier in (gold,silver)", {"a", "b"}),
+    ("tier notin (gold)", {"b", "c"}),
+    ("team", {"a"}),
+    ("!team", {"b", "c"}),
+    ("tier=gold,team=x", {"a"}),
+], ids=["equals", "double-equals", "not-equals-includes-unlabelled", "in", "notin",
+        "exists", "does-not-exist", "and"])
+async def test_label_selectors_filter_lists(api: client.ApiClient, ns: str, selector: str,
+                                           expected: set[str]) -> None:
+    """labelSelector supports =, ==, !=, in, notin, exists and !key; != and notin also
+    match objects without the label."""
+    core = await _labelled(api, ns)
+    got = await core.list_namespaced_config_map(ns, label_selector=selector)
+    assert {c.metadata.name for c in got.items} == expected
+
+
+async def test_a_malformed_label_selector_is_400(api: client.ApiClient, ns: str) -> None:
+    """An unparsable selector is 400 BadRequest, not an empty list."""
+    status, body, _ = await raw(api, "GET", f"/api/v1/namespaces/{ns}/configmaps",
+                                query=[("labelSelector", "tier in gold")])
+    assert status == 400 and body["reason"] == "BadRequest"
+
+
+@pytest.mark.parametrize(("selector", "expected"), [
+    ("metadata.name=b", {"b"}),
+    ("metadata.name!=b", {"a", "c"}),
+], ids=["name-equals", "name-not-equals"])
+async def test_field_selectors_on_metadata_name(api: client.ApiClient, ns: str,
+                                                selector: str, expected: set[str]) -> None:
+    """fieldSelector on metadata.name works for every type (=, !=)."""
+    core = await _labelled(api, ns)
+    got = await core.list_namespaced_config_map(ns, field_selector=selector)
+    assert {c.metadata.name for c in got.items} == expected
+
+
+async def test_field_selector_on_namespace_across_all_namespaces(api: client.ApiClient,
+                                                                 ns: str) -> None:
+    """fieldSelector metadata.namespace narrows an all-namespaces list."""
+    await _labelled(api, ns)
+    got = await client.CoreV1Api(api).list_config_map_for_all_namespaces(
+        field_selector=f"metadata.namespace={ns}")
+    assert {c.metadata.name for c in got.items} == set(LABELS)
+
+
+async def test_limit_and_continue_page_through_a_list(api: client.ApiClient, ns: str) -> None:
+    """limit/continue: pages in name order, remainingItemCount, no continue on the last."""
+    core = client.CoreV1Api(api)
+    for i in range(5):
+        await core.create_namespaced_config_map(ns, configmap(ns, f"cm-{i}"))
+    seen: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        page = await core.list_namespaced_config_map(ns, limit=2, _continue=token)
+        seen += [c.metadata.name for c in page.items]
+        pages += 1
+        token = page.metadata._continue
+        if not token:
+            break
+        assert page.metadata.remaining_item_count == 5 - len(seen)
+    assert seen == [f"cm-{i}" for i in range(5)] and pages == 3
+
+
+async def _events(core: client.CoreV1Api, ns: str, n: int, **kw: Any) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    w = watch.Watch()
+    async with w:
+        async for ev in w.stream(core.list_namespaced_config_map, ns, **kw):
+            out.append((ev["type"], ev["object"]))
+            if len(out) >= n:
+                break
+    return out
+
+
+async def test_watch_without_a_version_starts_with_added_for_existing_objects(
+        api: client.ApiClient, ns: str) -> None:
+    """A watch with no resourceVersion first sends ADDED for every current object."""
+    core = await _labelled(api, ns)
+    events = await _events(core, ns, 3, timeout_seconds=5)
+    assert [t for t, _ in events] == ["ADDED"] * 3
+    assert {o.metadata.name for _, o in events} == set(LABELS)
+
+
+async def test_watch_from_a_version_replays_later_changes_in_order(api: client.ApiClient,
+                                                                   ns: str) -> None:
+    """Watching from a list's resourceVersion delivers ADDED, MODIFIED, DELETED after it,
+    each carrying the object's new resourceVersion."""
+    core = client.CoreV1Api(api)
+    rv = (await core.list_namespaced_config_map(ns)).metadata.resource_version
+    await core.create_namespaced_config_map(ns, configmap(ns))
+    await core.patch_namespaced_config_map("settings", ns, {"data": {"k": "2"}})
+    await core.delete_namespaced_config_map("settings", ns)
+    events = await _events(core, ns, 3, resource_version=rv, timeout_seconds=5)
+    assert [t for t, _ in events] == ["ADDED", "MODIFIED", "DELETED"]
+    versions = [int(o.metadata.resource_version) for _, o in events]
+    assert versions == sorted(versions) and versions[0] > int(rv)
+
+
+async def test_watch_with_a_selector_sees_objects_enter_and_leave_it(api: client.ApiClient,
+                                                                     ns: str) -> None:
+    """With a label selector, a relabel into the selector is ADDED and out of it DELETED."""
+    core = client.CoreV1Api(api)
+    rv = (await core.list_namespaced_config_map(ns)).metadata.resource_version
+    await core.create_namespaced_config_map(ns, configmap(ns))
+    await core.patch_namespaced_config_map("settings", ns,
+                                           {"metadata": {"labels": {"tier": "gold"}}})
+    await core.patch_namespaced_config_map("settings", ns,
+                                           {"metadata": {"labels": {"tier": "lead"}}})
+    events = await _events(core, ns, 2, resource_version=rv, label_selector="tier=gold",
+                           timeout_seconds=5)
+    assert [t for t, _ in events] == ["ADDED", "DELETED"]
+
+
+async def test_watch_sends_bookmarks_when_allowed(api: client.ApiClient, ns: str) -> None:
+    """allowWatchBookmarks=true: BOOKMARK events carry only a resourceVersion."""
+    core = client.CoreV1Api(api)
+    rv = (await core.list_namespaced_config_map(ns)).metadata.resource_version
+    status, text, _ = await raw(api, "GET", f"/api/v1/namespaces/{ns}/configmaps", query=[
+        ("watch", "true"), ("resourceVersion", rv), ("allowWatchBookmarks", "true"),
+        ("timeoutSeconds", "2")])
+    assert status == 200
+    lines = [line for line in (text if isinstance(text, str) else "").splitlines() if line]
+    types = {json.loads(line)["type"] for line in lines}
+    assert types == {"BOOKMARK"}
+    assert all(json.loads(line)["object"]["metadata"]["resourceVersion"] for line in lines)
+
+
+async def test_watch_ends_cleanly_after_timeout_seconds(api: client.ApiClient,
+                                                        ns: str) -> None:
+    """timeoutSeconds ends the stream with a clean chunked EOF, no error event."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    events = await _events(client.CoreV1Api(api), ns, 100, timeout_seconds=1)
+    assert events == [] and 0.8 < loop.time() - start < 5
+
+
+async def test_watch_from_a_version_older_than_the_history_is_410_expired(
+        api: client.ApiClient, ns: str, sim: SimFleet) -> None:
+    """A watch from a compacted resourceVersion fails with 410 Expired (an ERROR event
+    carrying the Status), which tells informers to re-list."""
+    core = client.CoreV1Api(api)
+    rv = (await core.list_namespaced_config_map(ns)).metadata.resource_version
+    await core.create_namespaced_config_map(ns, configmap(ns))
+    sim.clusters["contract-1"].faults.expire_watches()
+    with pytest.raises(client.ApiException) as err:
+        await _events(core, ns, 1, resource_version=rv, timeout_seconds=5)
+    assert err.value.status == 410
