@@ -76,7 +76,8 @@ class Manager:
     def __init__(self, settings: Settings, *, events: EventSink | None = None,
                  adapter_options: AdapterOptions | None = None,
                  place: PlaceFn | None = None, render: RenderFn | None = None,
-                 startup_sync_timeout: float = 10.0, tick: float = 0.2) -> None:
+                 startup_sync_timeout: float = 10.0, tick: float = 0.2,
+                 lease_duration: float = 15.0) -> None:
         self.settings = settings
         self.events = events
         self.adapter_options = adapter_options or AdapterOptions(
@@ -104,6 +105,7 @@ class Manager:
         self.elector: LeaderElector | None = None
         self.startup_sync_timeout = startup_sync_timeout
         self.tick = tick
+        self.lease_duration = lease_duration
         self._rebuild_previous = True
         self._was_leader = False
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -246,8 +248,8 @@ class Manager:
 
     def _cluster_done(self, name: str) -> None:
         plan = self.desired.plan
-        if plan is None:
-            return
+        if plan is None or plan.commit != self.desired.head:
+            return  # a new commit is adopted but not planned yet
         for cname, adapter in self.adapters.items():
             if adapter.health_state == "Unreachable":
                 continue
@@ -356,6 +358,7 @@ class Manager:
             self._rebuild_previous = False
             self._adopt_live_commits()
         self._enqueue_changed()
+        self._cluster_done("")  # a commit that changes nothing anywhere is applied now
         counts: dict[str, int] = {}
         for wp in plan.workloads.values():
             counts[wp.status] = counts.get(wp.status, 0) + 1
@@ -410,7 +413,9 @@ class Manager:
                     break
             await anyio.sleep(self.tick)
         self.elector = LeaderElector(adapter.client,
-                                     self.settings.identity or default_identity())
+                                     self.settings.identity or default_identity(),
+                                     duration=self.lease_duration,
+                                     margin=min(2.0, self.lease_duration / 4))
         log.info("leader_election_started", cluster=name, identity=self.elector.identity)
         await self.elector.run()
 

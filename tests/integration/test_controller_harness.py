@@ -33,7 +33,8 @@ def serve_doc(replicas: int = 1, image: str = "registry.internal/serve:v1") -> s
 
 def fleet_files() -> dict[str, str | bytes]:
     files: dict[str, str | bytes] = {
-        f"clusters/{name}.yaml": cluster(name, j) for name, j in CLUSTERS.items()}
+        f"clusters/{name}.yaml": cluster(name, j, (("h100-80gb", 32, 8),))
+        for name, j in CLUSTERS.items()}
     files["policies/residency.yaml"] = POLICY
     files["workloads/nlp-team/train.yaml"] = workload("train")
     files["workloads/nlp-team/serve.yaml"] = serve_doc()

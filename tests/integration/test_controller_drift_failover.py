@@ -1,0 +1,72 @@
+"""Keeping it there: drift corrected; a cluster lost, its workloads failed over within
+residency, and on its return the stale copies deleted before anything else runs there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+
+from controllers.demo_faults import find_deployment, inject_replica_drift, workloads_on
+from controllers.sandbox import synced, until
+from tests.integration.test_controller_harness import (
+    FAST,
+    SERVE,
+    TRAIN,
+    fast_settings,
+    sandbox,
+    where,
+)
+from tests.specs import load_schema
+
+
+async def test_drift_by_another_field_manager_is_corrected(tmp_path: Path) -> None:
+    async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
+                                                         adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        assert box.sim is not None
+        cluster, ns, name, replicas = find_deployment(box.sim)
+        await inject_replica_drift(box.sim, cluster, ns, name, replicas + 3)
+        await until(lambda: find_deployment(box.sim, (cluster, ns, name))[3]  # type: ignore[arg-type]
+                    == replicas, 10, what="drift corrected")
+        doc = m.status()
+        jsonschema.validate(doc, load_schema("status.schema.json"))
+        row = next(w for w in doc["workloads"] if w["id"] == SERVE)
+        assert row["drift"][0]["cluster"] == cluster
+        assert "spec.replicas" in row["drift"][0]["paths"]
+        assert row["drift"][0]["manager"] == "kubectl-edit"
+        assert row["drift"][0]["corrected"] is True
+        assert f'aifleet_drift_corrections_total{{cluster="{cluster}"}} 1' in m.metrics_text()
+
+
+async def test_failover_stays_in_jurisdiction_and_stale_copies_go_first(
+        tmp_path: Path) -> None:
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box, failover_grace=1.0), adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        assert box.sim is not None
+        lost = where(m.status())[TRAIN][0]
+        other_eu = ({"eu-fra-1", "eu-par-1"} - {lost}).pop()
+        await box.sim.clusters[lost].down()
+
+        def failed_over() -> bool:
+            doc = m.status()
+            row = next(w for w in doc["workloads"] if w["id"] == TRAIN)
+            return where(doc)[TRAIN] == [other_eu] and row["sync"] == "Synced"
+
+        await until(failed_over, 20, what="train failed over")
+        doc = m.status()
+        assert next(c for c in doc["clusters"] if c["name"] == lost)["health"] == "Unreachable"
+        assert TRAIN in workloads_on(box.sim, other_eu)
+        # eu-personal data never leaves the EU, even when the EU is short of a cluster.
+        assert TRAIN not in workloads_on(box.sim, "us-east-1")
+        moved = {w for w, cs in where(doc).items() if lost not in cs}
+        await box.sim.clusters[lost].up()
+        await until(lambda: not (workloads_on(box.sim, lost) & moved),  # type: ignore[arg-type]
+                    20, what="stale copies removed")
+        assert m.reconciler.totals.stale_deleted >= 1
+        # Once the stale copy is gone, the gang runs in exactly one cluster.
+        assert [c for c in ("eu-fra-1", "eu-par-1", "us-east-1")
+                if TRAIN in workloads_on(box.sim, c)] == [other_eu]
