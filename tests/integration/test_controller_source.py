@@ -82,7 +82,8 @@ async def test_a_commit_broken_as_a_whole_is_not_applied(tmp_path: Path) -> None
         await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
                     what="first rollout")
         placed = where(m.status())
-        broken = cluster("eu-par-1", "FR", (("h100-80gb", 32, 8),)).replace("jurisdiction: FR", "jurisdiction: 12")
+        broken = cluster("eu-par-1", "FR", (("h100-80gb", 32, 8),)).replace(
+            "jurisdiction: FR", "jurisdiction: 12")
         bad = box.repo.commit({"clusters/eu-par-1.yaml": broken,
                                "workloads/nlp-team/serve.yaml": serve_doc(replicas=2)},
                               "typo in a Cluster file")
