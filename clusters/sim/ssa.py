@@ -266,7 +266,9 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, *,
         for _, paths in others:
             paths.discard(path)
 
-    merged = _merge(_strip_managed(live), config, ())
+    # A deep copy: removal below edits in place, and the caller's live object (the
+    # store's) must never change under it.
+    merged = _merge(copy.deepcopy(_strip_managed(live)), config, ())
     new_set = set(applied_fields)
     owned_by_others: set[Path] = set().union(*(p for _, p in others)) if others else set()
     for path in sorted(previous - new_set, key=len, reverse=True):
@@ -327,20 +329,32 @@ def _is_key_field(path: Path) -> bool:
 
 
 def _delete(obj: Any, path: Path) -> None:
-    """Remove the node at `path` from `obj` in place; a missing node is no error."""
-    node = obj
+    """Remove the node at `path` from `obj` in place; a missing node is no error.
+
+    A list or a string map left empty goes too, as Go's `omitempty` drops it when the
+    server encodes the object (`env: []` and `labels: {}` are never stored).
+    """
+    chain = [obj]
     for element in path[:-1]:
-        node = _child(node, element)
-        if node is _MISSING:
+        chain.append(_child(chain[-1], element))
+        if chain[-1] is _MISSING:
             return
-    last = path[-1]
-    kind, _, rest = last.partition(":")
-    if kind == "f" and isinstance(node, dict):
-        node.pop(rest, None)
-    elif kind in ("k", "v") and isinstance(node, list):
-        at = _find(node, last)
-        if at is not None:
-            node.pop(at)
+    for depth in range(len(path) - 1, -1, -1):
+        node, element = chain[depth], path[depth]
+        kind, _, rest = element.partition(":")
+        if kind == "f" and isinstance(node, dict):
+            node.pop(rest, None)
+        elif kind in ("k", "v") and isinstance(node, list):
+            at = _find(node, element)
+            if at is not None:
+                node.pop(at)
+        parent_name = path[depth - 1].partition(":")[2] if depth else ""
+        emptied = node == [] or (node == {} and parent_name in _OMIT_EMPTY_MAPS)
+        if not (depth and emptied):
+            return
+
+
+_OMIT_EMPTY_MAPS = _FREE_FORM_MAPS | ATOMIC_MAPS
 
 
 def _child(node: Any, element: str) -> Any:

@@ -331,3 +331,32 @@ def test_removing_a_field_out_of_band_drops_it_from_every_manager() -> None:
     out = record_update(live, new, "kubectl-edit", now=T1)
     assert entry(out, "m")["fieldsV1"] == {"f:data": {"f:a": {}}}
     assert ("kubectl-edit", "Update") not in managers(out)
+
+
+def test_apply_never_mutates_the_live_object_it_is_given() -> None:
+    live = apply(None, configmap(a="1", b="2"), "m", force=False, now=T0)
+    live["metadata"]["labels"] = {"x": "1"}
+    before = copy.deepcopy(live)
+    apply(live, configmap(a="1"), "m", force=False, now=T1)
+    assert live == before
+
+
+@pytest.mark.parametrize(("first", "then", "gone"), [
+    ({"metadata": {"labels": {"a": "1"}}}, {}, ("metadata", "labels")),
+    ({"spec": {"containers": [{"name": "app", "env": [{"name": "A", "value": "1"}]}]}},
+     {"spec": {"containers": [{"name": "app"}]}}, ("spec", "containers", 0, "env")),
+], ids=["last-label", "last-env-var"])
+def test_a_map_or_list_emptied_by_removal_is_dropped_as_omitempty_does(
+        first: dict[str, Any], then: dict[str, Any], gone: tuple[Any, ...]) -> None:
+    base = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "d"}}
+    def cfg(extra: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(base)
+        for k, v in extra.items():
+            out[k] = {**out.get(k, {}), **v}
+        return out
+    live = apply(None, cfg(first), "m", force=False, now=T0)
+    out = apply(live, cfg(then), "m", force=False, now=T1)
+    node: Any = out
+    for part in gone[:-1]:
+        node = node[part]
+    assert gone[-1] not in node
