@@ -166,19 +166,23 @@ class LedgerReader:
 
     def verify(self) -> Break | None:
         """The first broken record with its `segment:line`, or None if the chain holds."""
-        places: list[str] = []
+        places: list[tuple[str, int]] = []  # (segment, first index in it)
+        count = 0
 
         def texts() -> Iterator[str]:
-            for seg, n, line in self.lines():
-                places.append(f"{seg}:{n}")
-                yield line
+            nonlocal count
+            for seg in self.segments:
+                places.append((seg.path, count))
+                for line in _blob(self.repo, seg.oid).decode("utf-8", "replace").splitlines():
+                    count += 1
+                    yield line
 
-        def where() -> Iterator[str]:
-            while True:
-                yield places[-1]
+        def where(index: int) -> str:
+            path, first = next(p for p in reversed(places) if p[1] <= index)
+            return f"{path}:{index - first + 1}"
 
-        broken = verify(texts(), where=where())
-        self.checked = len(places)
+        broken = verify(texts(), where=where)
+        self.checked = count
         return broken
 
     def tip(self) -> Tip:
