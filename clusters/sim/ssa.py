@@ -398,7 +398,7 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
                 if after[p] is not _MISSING and after[p] != before[p]}
     changed = added | modified
 
-    entries = _entries(new) if _client_sent_managed(old, new) else _entries(old)
+    entries = _base_entries(old, new)
     result: list[tuple[Entry, set[Path]]] = []
     found = False
     for entry, paths in entries:
@@ -419,10 +419,18 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
     return _with_managed(copy.deepcopy(new), result)
 
 
-def _client_sent_managed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
-    """A write that carries its own non-empty managedFields replaces the server's."""
+def _base_entries(old: Mapping[str, Any] | None, new: Mapping[str, Any]
+                  ) -> list[tuple[Entry, set[Path]]]:
+    """The managedFields an update starts from, per the "Clearing managedFields" rules:
+    `[{}]` resets them (this writer then owns just what it changed), an empty list or
+    none keeps the server's (clients unaware of the field never strip it), and any
+    other list the client sent replaces them."""
     def managed(o: Mapping[str, Any] | None) -> Any:
         meta = (o or {}).get("metadata")
         return meta.get("managedFields") if isinstance(meta, Mapping) else None
     sent = managed(new)
-    return bool(sent) and sent != managed(old)
+    if sent == [{}]:
+        return []
+    if sent and sent != managed(old):
+        return _entries(new)
+    return _entries(old)

@@ -360,3 +360,22 @@ def test_a_map_or_list_emptied_by_removal_is_dropped_as_omitempty_does(
     for part in gone[:-1]:
         node = node[part]
     assert gone[-1] not in node
+
+
+@pytest.mark.parametrize(("sent", "want"), [
+    ([{}], [("ctl", "Update")]),
+    ([], [("m", "Apply"), ("ctl", "Update")]),
+    (None, [("m", "Apply"), ("ctl", "Update")]),
+], ids=["single-empty-entry-resets", "empty-list-keeps", "absent-keeps"])
+def test_clearing_managed_fields_takes_a_single_empty_entry(sent: Any,
+                                                            want: list[tuple[str, str]]) -> None:
+    live = apply(None, configmap(a="1", b="2"), "m", force=False, now=T0)
+    new = copy.deepcopy(live)
+    new["data"]["a"] = "changed"
+    if sent is None:
+        del new["metadata"]["managedFields"]
+    else:
+        new["metadata"]["managedFields"] = sent
+    out = record_update(live, new, "ctl", now=T1)
+    assert managers(out) == want
+    assert entry(out, "ctl", "Update")["fieldsV1"] == {"f:data": {"f:a": {}}}
