@@ -49,13 +49,19 @@ def _status_response(err: SimError) -> web.Response:
                         content_type="application/json", headers=err.headers or None)
 
 
+def _drop(request: web.Request) -> web.Response:
+    """Close the connection without an answer; aiohttp then drops the unsent response
+    quietly (a premature disconnection), as a reset connection looks to a client."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=500)
+
+
 @web.middleware
 async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     cluster = request.app[CLUSTER]
     if cluster.is_down:
-        if request.transport is not None:
-            request.transport.abort()
-        raise ConnectionResetError("simulated cluster is down")
+        return _drop(request)
     try:
         auth = request.headers.get("Authorization")
         if auth is None:
@@ -67,9 +73,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         if not request.path.startswith("/_sim/"):
             faults = cluster.faults
             if faults.take_drop():
-                if request.transport is not None:
-                    request.transport.abort()
-                raise ConnectionResetError("simulated dropped connection")
+                return _drop(request)
             delay = faults.delay_for(request.path)
             if delay:
                 await asyncio.sleep(delay)
@@ -79,8 +83,6 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except SimError as e:
         return _status_response(e)
-    except ConnectionResetError:
-        raise
     except Exception as e:
         log.exception("sim_request_failed", cluster=cluster.name, path=request.path)
         return _status_response(SimError(500, "InternalError",

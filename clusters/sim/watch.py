@@ -115,9 +115,8 @@ async def serve_watch(request: web.Request, cluster: SimCluster, res: Resource,
                 first_table = False
             await resp.write(_line(etype, obj))
         await resp.write_eof()
-    except (ConnectionResetError, asyncio.CancelledError):
-        watcher.closed = True
-        raise
+    except ConnectionResetError:
+        pass  # the client went away, or faults cut the stream
     finally:
         watcher.closed = True
         store.watchers.discard(watcher)
