@@ -180,3 +180,60 @@ def test_verify_exits_1_on_an_edited_record_and_2_without_a_ledger(tmp_path: Pat
     assert out.returncode == 1
     assert out.stdout == (f"{path}:2: seq 2: edited: its content does not match its hash\n")
     assert "chain broken at record 2; the 1 before it verify" in out.stderr
+
+
+async def test_live_cross_check_finds_eu_data_applied_by_hand_into_a_us_cluster(
+        tmp_path: Path) -> None:
+    """The clusters are simulated API servers over real HTTPS; the CLI reads them."""
+    import anyio
+
+    from clusters.client import JOB, NAMESPACE, POD, KubeClient
+    from clusters.kubeconfig import ConnectionSpec, api_client
+    from clusters.sim import spec_from_cluster, start_sim
+    from workloads.loader import read_fleet
+
+    r = GitRepo(tmp_path / "fleet.git", bare=True)
+    c1 = r.commit(base_fleet())
+    LedgerWriter(r.path).append([
+        Entry("2026-11-23T10:00:00Z", "Placed", "nlp-team/train", commit=c1,
+              cluster="eu-fra-1", jurisdiction="DE", data_class="eu-personal",
+              flavour="h100-80gb", gpus=16)])
+    spec = read_fleet(r.path, "main").spec
+    sim = await start_sim([spec_from_cluster(c) for c in spec.clusters.values()],
+                          job_seconds=120, pod_start_seconds=0.05)
+    async with sim:
+        kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+        # someone with cluster access applies the EU workload by hand into the US cluster
+        client = KubeClient("us-east-1", await api_client(
+            ConnectionSpec("us-east-1", str(kubeconfig), "us-east-1")))
+        try:
+            await client.request("POST", NAMESPACE.collection(), verb="create", body={
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "nlp-team"}})
+            await client.request("POST", JOB.collection("nlp-team"), verb="create", body={
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": "train-copy",
+                             "labels": {"aifleet.dev/workload": "nlp-team.train"}},
+                "spec": {"backoffLimit": 0, "template": {
+                    "metadata": {"labels": {"aifleet.dev/workload": "nlp-team.train"}},
+                    "spec": {"restartPolicy": "Never", "containers": [{
+                        "name": "main", "image": "trainer:v1",
+                        "resources": {"limits": {"nvidia.com/gpu": "8"}}}]}}}})
+            with anyio.fail_after(10):
+                while not (await client.request(  # noqa: ASYNC110 - polling the API
+                        "GET", POD.collection("nlp-team"), verb="list")).get("items"):
+                    await anyio.sleep(0.05)
+        finally:
+            await client.close()
+        done = await anyio.run_process(
+            [sys.executable, "-m", "controllers.cli", "audit", "residency", str(r.path),
+             "--live", str(kubeconfig), "--format", "json"],
+            check=False, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1, done.stderr.decode()
+    doc = json.loads(done.stdout)
+    assert doc["notCrossChecked"] == []
+    [finding] = doc["findings"]
+    assert (finding["kind"], finding["violation"], finding["cluster"], finding["workload"]) == (
+        "Unplaced", True, "us-east-1", "nlp-team/train")
+    assert finding["message"].endswith(
+        "runs 8 GPUs that no placement put there; eu-personal does not allow US")
+    assert doc["periods"][0]["allowed"] is True  # what the controller did was fine
