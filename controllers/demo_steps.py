@@ -8,6 +8,7 @@ own logs go to a file, so the terminal shows only the story.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import sys
@@ -77,6 +78,8 @@ async def run_demo(fleet: Path, keep_running: bool, listen: str, workdir: Path |
     configure("info", json=True)
     log_stream = log_path.open("a")
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=log_stream))
+    # aiohttp and asyncio report the simulated outage through stdlib logging: to the file.
+    logging.basicConfig(stream=log_stream, level=logging.WARNING, force=True)
     box = Sandbox(root, folder_files(fleet))
     total = 5
     try:

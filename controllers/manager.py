@@ -235,7 +235,8 @@ class Manager:
             wid = workload_id_of_label(report.workload or "")
             managers = sorted({f.manager for f in report.fields if f.manager})
             self.drift.append(DriftItem(cluster, wid, tuple(f.path for f in report.fields),
-                                        managers[0] if managers else None, report.corrected))
+                                        managers[0] if managers else None, report.corrected,
+                                        report.key))
             del self.drift[:-200]
             log.warning("drift_detected", cluster=cluster, workload=wid,
                         object=f"{report.key[1]} {report.key[2]}/{report.key[3]}",

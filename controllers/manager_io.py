@@ -8,6 +8,7 @@ ledger (Placed, Moved, FailedOver, Pending) and log lines.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -17,7 +18,8 @@ from clusters.kubeconfig import ConnectionSpec
 from controllers.fleetstate import capacity_snapshot
 from controllers.observe import render_metrics
 from controllers.server import Endpoints, bound_port, build_app, serve
-from controllers.statusdoc import SourceState, status_document
+from controllers.statusdoc import DriftItem, SourceState, status_document
+from fleet.drift import diff
 from fleet.models import Cluster
 from fleet.placement.types import Plan, PreviousPlan
 
@@ -47,12 +49,27 @@ def status(m: Manager) -> dict[str, Any]:
     doc = status_document(
         spec=spec, plan=m.desired.plan, snapshot=snapshot,
         source=SourceState(m.source.observed, m.applied_commit, tuple(conditions)),
-        live=m.live, drift=m.drift)
+        live=m.live, drift=drift_now(m))
     if m.settings.leader_elect:
         doc["leader"] = {"leading": m.may_act(),
                          "generation": m.elector.generation if m.elector else 0,
                          "identity": m.elector.identity if m.elector else None}
     return doc
+
+
+def drift_now(m: Manager) -> list[DriftItem]:
+    """Drift as reported, each item marked corrected once live matches desired again
+    (a report made while a correction was under way says "not corrected" for ever)."""
+    out: list[DriftItem] = []
+    for d in m.drift:
+        adapter = m.adapters.get(d.cluster)
+        if not d.corrected and d.key is not None and adapter is not None:
+            want = adapter.applier.desired.get(d.key)
+            live = adapter.applier.live.get(d.key)
+            if want is not None and live is not None and not diff(want, live):
+                d = replace(d, corrected=True)
+        out.append(d)
+    return out
 
 
 def capacity_json(m: Manager) -> dict[str, Any]:

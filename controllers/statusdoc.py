@@ -45,6 +45,8 @@ class DriftItem:
     paths: tuple[str, ...]
     manager: str | None
     corrected: bool
+    key: tuple[str, str, str, str] | None = None
+    """The drifted object (apiVersion, kind, namespace, name), to re-check it later."""
 
 
 @dataclass(frozen=True, slots=True)
