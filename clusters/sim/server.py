@@ -21,7 +21,7 @@ import copy
 import json
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -284,8 +284,10 @@ class SimFleet:
 
 
 async def start_sim(clusters: Sequence[nodes.SimClusterSpec], *, host: str = "127.0.0.1",
-                    job_seconds: float = 5.0, pod_start_seconds: float = 0.2) -> SimFleet:
-    """Start one simulated cluster per spec, each on its own port of `host`."""
+                    job_seconds: float = 5.0, pod_start_seconds: float = 0.2,
+                    ports: Mapping[str, int] | None = None) -> SimFleet:
+    """Start one simulated cluster per spec, each on its own port of `host` (a free
+    one, or `ports[name]` when given, so a written kubeconfig stays valid across runs)."""
     names = [c.name for c in clusters]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate cluster names in {names}")
@@ -294,6 +296,7 @@ async def start_sim(clusters: Sequence[nodes.SimClusterSpec], *, host: str = "12
         for spec in clusters:
             c = SimCluster(spec, host=host, job_seconds=job_seconds,
                            pod_start_seconds=pod_start_seconds)
+            c.port = (ports or {}).get(spec.name, 0)
             await c.start()
             fleet.clusters[spec.name] = c
     except BaseException:

@@ -1,0 +1,96 @@
+"""`fleet sim up`: simulated clusters for a fleet repo's Cluster files, until Ctrl-C.
+
+For trying the controller, kubectl or a demo without real clusters: each Cluster file
+becomes a simulated Kubernetes API server on 127.0.0.1 with the GPU nodes it declares,
+and a kubeconfig gets one context per cluster (named after it, bearer token, the
+simulator's own CA). Fault injection is at `POST <server>/_sim/faults` with the same
+token (see docs/simulator.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from clusters.sim import SimClusterSpec, SimFleet, spec_from_cluster, start_sim
+from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
+
+DESCRIPTION = """\
+Start one simulated Kubernetes cluster per Cluster file of a fleet repo (GPU nodes as
+declared in spec.gpus: one node per whole node, nvidia.com/gpu capacity, GPU feature
+discovery labels), write a kubeconfig with one context per cluster, and serve until
+interrupted (Ctrl-C).
+
+Examples:
+  fleet sim up                                   # the fleet in the current folder
+  fleet sim up examples/fleet --worktree --kubeconfig /tmp/sim.kubeconfig
+  kubectl --kubeconfig /tmp/sim.kubeconfig --context eu-fra-1 get nodes"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("sim", help="simulated clusters for a fleet repo (fleet sim up)",
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = p.add_subparsers(dest="sim_action", required=True, metavar="ACTION")
+    up = actions.add_parser("up", help="start the simulated clusters and serve until Ctrl-C",
+                            description=DESCRIPTION,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_repo_arguments(up)
+    up.add_argument("--kubeconfig", type=Path, default=Path("fleet-sim.kubeconfig"),
+                    help="where to write the kubeconfig (default: ./fleet-sim.kubeconfig)")
+    up.add_argument("--port-base", type=int, default=0,
+                    help="listen on consecutive ports from this one, clusters in name "
+                         "order (default: free ports)")
+    up.add_argument("--job-seconds", type=float, default=30.0,
+                    help="how long a Job's pods run before they succeed (default: 30)")
+    up.add_argument("--pod-start-seconds", type=float, default=1.0,
+                    help="from scheduled to Running (default: 1)")
+    up.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        snap = read_snapshot(args)
+    except CommandFailed as e:
+        fail(str(e))
+    clusters = snap.spec.clusters
+    if not clusters:
+        fail(f"{args.repo}: no Cluster files (clusters/*.yaml) to simulate")
+    for d in snap.spec.errors:
+        print(d.format(), file=sys.stderr)
+    specs = [spec_from_cluster(clusters[name]) for name in sorted(clusters)]
+    ports = ({s.name: args.port_base + i for i, s in enumerate(specs)}
+             if args.port_base else None)
+    try:
+        asyncio.run(_serve(specs, args, ports))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        fail(f"cannot listen: {e}")
+    return 0
+
+
+async def _serve(specs: list[SimClusterSpec], args: argparse.Namespace,
+                 ports: dict[str, int] | None) -> None:
+    sim: SimFleet = await start_sim(specs, job_seconds=args.job_seconds,
+                                    pod_start_seconds=args.pod_start_seconds, ports=ports)
+    async with sim:
+        path = sim.write_kubeconfig(args.kubeconfig)
+        for name in sorted(sim.clusters):
+            c = sim.clusters[name]
+            gpus = sum(n.gpus for n in c.spec.nodes)
+            print(f"{name:24} {c.url:28} {len(c.spec.nodes)} nodes, {gpus} GPUs")
+        print(f"kubeconfig: {path} (one context per cluster)")
+        print(f"try: kubectl --kubeconfig {path} --context {specs[0].name} get nodes")
+        print("Ctrl-C to stop", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("stopping", file=sys.stderr)
