@@ -61,7 +61,8 @@ def verdict(d: PlanDiff) -> str:
         head += f" · ⚠️ displaces {n} workload{'s' if n != 1 else ''} of other teams"
     approvals = sorted({o for f in d.flags if f.kind != "owned" for o in f.owners})
     if any(f.kind != "owned" for f in d.flags):
-        head += " · 🔒 needs approval" + (f" from {', '.join(approvals)}" if approvals else "")
+        head += " · 🔒 needs approval " + (f"from {', '.join(approvals)}" if approvals
+                                          else "(see Approvals)")
     return head
 
 

@@ -98,8 +98,7 @@ def read_change(path: str | os.PathLike[str], base: str, head: str,
 
 def _entries_after(repo: pygit2.Repository, base: GitTree, target: GitTree,
                    base_entries: list[FileEntry]) -> list[FileEntry]:
-    """The entries `git_files(target)` gives, from base's and the tree diff: looks only at
-    what changed.
+    """The same entries as `git_files(target)`, built from base's and the tree diff.
 
     A 10,000-file fleet with 50 changed files costs 50 lookups instead of a full walk.
     """
