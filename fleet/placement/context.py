@@ -16,7 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
-from fleet.models import LabelSelector, Toleration, Workload
+from fleet.models import (
+    DEFAULT_UNREACHABLE_GRACE_SECONDS,
+    UNREACHABLE_TOLERATION_KEY,
+    LabelSelector,
+    Toleration,
+    Workload,
+)
 from fleet.placement.types import Assignment
 
 
@@ -73,18 +79,29 @@ class WorkloadContext:
 def workload_context(w: Workload, previous: tuple[Assignment, ...] = ()) -> WorkloadContext:
     s = w.spec
     p = s.placement
-    spread = s.effective_spread
+    gang = s.gang
+    spread = p.spread if (not gang and p.spread is not None) else None
+    # static_key fields, `|`-separated: dataClass, flavours, selector, clusters,
+    # tolerations (the Selector and Taint filters read their parts back)
     key = "|".join((
         p.data_class or "",
         ",".join(s.resources.gpu.flavours),
         p.cluster_selector.model_dump_json() if p.cluster_selector is not None else "",
         ",".join(p.clusters),
-        "[" + ",".join(t.model_dump_json() for t in p.tolerations) + "]",
+        "[" + ",".join(t.model_dump_json() for t in p.tolerations) + "]"
+        if p.tolerations else "",
     ))
+    grace = DEFAULT_UNREACHABLE_GRACE_SECONDS
+    for t in p.tolerations:
+        if t.key == UNREACHABLE_TOLERATION_KEY and t.toleration_seconds is not None:
+            grace = t.toleration_seconds
+            break
     return WorkloadContext(
         id=w.id, team=w.team, priority=s.priority, replicas=s.replicas,
-        count=s.resources.gpu.count, flavours=w.flavours, data_class=p.data_class,
-        selector=p.cluster_selector, only_clusters=frozenset(p.clusters),
-        tolerations=p.tolerations, gang=s.gang, min_clusters=spread.min_clusters,
-        max_clusters=min(spread.max_clusters, s.replicas),
-        grace_seconds=s.unreachable_grace_seconds, previous=previous, static_key=key)
+        count=s.resources.gpu.count,
+        flavours=tuple(Flavour(f) for f in s.resources.gpu.flavours),
+        data_class=p.data_class, selector=p.cluster_selector,
+        only_clusters=frozenset(p.clusters), tolerations=p.tolerations, gang=gang,
+        min_clusters=spread.min_clusters if spread else 1,
+        max_clusters=min(spread.max_clusters, s.replicas) if spread else 1,
+        grace_seconds=grace, previous=previous, static_key=key)

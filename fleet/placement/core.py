@@ -21,20 +21,21 @@ the incremental planner can record and replay them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
 from fleet.placement.context import Candidate, WorkloadContext, workload_context
 from fleet.placement.diagnose import diagnose, keep_failure
 from fleet.placement.filters import default_filters
-from fleet.placement.framework import WEIGHTS, Filter
+from fleet.placement.framework import WEIGHTS, Filter, StaticFilter
 from fleet.placement.quota import quota_check
 from fleet.placement.scorers import default_scorers
 from fleet.placement.snapshot import NodeKey, Snapshot, build_snapshot
 from fleet.placement.spread import divide
-from fleet.placement.state import State, best_fit, replicas_that_fit
+from fleet.placement.state import Hist, State, best_fit
 from fleet.placement.types import (
     Assignment,
     FlavourUsage,
@@ -50,10 +51,22 @@ OrderKey = tuple[int, int, str]
 
 
 @dataclass(frozen=True, slots=True)
+class Group:
+    """The clusters one flavour of a workload may use (static filters passed)."""
+
+    rank: int
+    flavour: Flavour
+    statics: Mapping[ClusterName, int]
+    """cluster -> weighted score of the static scorers."""
+    flavour_score: int
+    """Weighted FlavourPreference of this rank (part of every static score)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     placement: WorkloadPlacement
-    nodes: tuple[tuple[NodeKey, tuple[int, ...]], ...] = ()
-    """Per (cluster, flavour), the GPUs taken on each node."""
+    nodes: tuple[tuple[NodeKey, Hist], ...] = ()
+    """Per (cluster, flavour), the change to its histogram of nodes by free GPUs."""
     quota: tuple[tuple[tuple[Team, Flavour], int], ...] = ()
     kept: bool = True
     """False when a keep attempt failed: the workload is decided again as new."""
@@ -71,8 +84,13 @@ class Planner:
         self.snap: Snapshot = build_snapshot(spec, capacity)
         self.filters: tuple[Filter, ...] = default_filters(self.snap, spec.residency.allows)
         self.scorers = default_scorers(self.snap)
-        self._static = tuple(f for f in self.filters if f.static and f.name != "Residency")
-        self._candidates: dict[str, tuple[Candidate, ...]] = {}
+        self._static = tuple(cast(StaticFilter, f) for f in self.filters
+                             if f.static and f.name != "Residency")
+        self._static_scorers = tuple(s for s in self.scorers if s.static)
+        self._dynamic_scorers = tuple(s for s in self.scorers if not s.static)
+        self._candidates: dict[str, tuple[Group, ...]] = {}
+        self._passing: dict[tuple[str, Hashable], frozenset[ClusterName]] = {}
+        self.static_diagnosis: dict[str, object] = {}
         self._contexts: dict[WorkloadId, WorkloadContext] = {}
 
     # ------------------------------------------------------------------ the pass
@@ -80,7 +98,7 @@ class Planner:
     def plan(self, previous: PreviousPlan | None = None, *, commit: str | None = None,
              observe: tuple[WorkloadId, Observer] | None = None) -> Plan:
         prev = previous or {}
-        state = State(self.snap.nodes)
+        state = self.new_state()
         decisions: dict[WorkloadId, Decision] = {}
         for key, wid in self.order(prev):
             ctx = self.context(wid, prev.get(wid, ()), keep=key[0] == 0)
@@ -134,14 +152,14 @@ class Planner:
         why = keep_failure(self, ctx, state)
         if why is not None:
             return Decision(WorkloadPlacement(ctx.id, "Pending", (), (why,)), kept=False)
-        nodes: list[tuple[NodeKey, tuple[int, ...]]] = []
+        nodes: list[tuple[NodeKey, Hist]] = []
         charges: dict[tuple[Team, Flavour], int] = {}
         for a in ctx.previous:
             key = (a.cluster, a.flavour)
             if self.snap.clusters[a.cluster].health in ("Healthy", "Degraded"):
                 taken = best_fit(state.frees(key), ctx.count, a.replicas)
                 assert taken is not None  # keep_failure checked the fit
-                nodes.append((key, tuple(taken)))
+                nodes.append((key, taken))
             q = (ctx.team, a.flavour)
             charges[q] = charges.get(q, 0) + a.gpus
         reasons = tuple(Reason(f"kept: runs here ({a.replicas} x {a.gpus_per_replica} "
@@ -151,80 +169,138 @@ class Planner:
 
     # ------------------------------------------------------------------ new
 
-    def candidates(self, ctx: WorkloadContext) -> tuple[Candidate, ...]:
-        """Options that pass every static filter for a new placement, by (rank, cluster)."""
+    def candidates(self, ctx: WorkloadContext) -> tuple[Group, ...]:
+        """Per flavour of the workload, in its order: the clusters that pass every
+        static filter for a new placement, each with its weighted static score."""
         found = self._candidates.get(ctx.static_key)
         if found is not None:
             return found
         new = ctx if not ctx.keep else ctx.with_keep(False)
         allowed = self.snap.allowed_clusters(self.spec, ctx.data_class)
-        out: list[Candidate] = []
+        state = State({})
+        groups: list[Group] = []
         for rank, f in enumerate(ctx.flavours):
-            for name in sorted(self.snap.by_flavour.get(f, frozenset()) & allowed):
-                c = self.snap.clusters[name]
-                if all(flt.filter(new, c, f, None).ok for flt in self._static):
-                    out.append(Candidate(name, f, rank))
-        found = self._candidates[ctx.static_key] = tuple(out)
+            statics: dict[ClusterName, int] = {}
+            names = self.snap.by_flavour.get(f, frozenset()) & allowed
+            for flt in self._static:
+                names = names & self.passing(flt, new, f)
+            for name in sorted(names):
+                option = Candidate(name, f, rank)
+                statics[name] = sum(WEIGHTS[s.name] * s.score(new, option, state)
+                                    for s in self._static_scorers)
+            groups.append(Group(rank, f, statics, WEIGHTS["FlavourPreference"] * (100 - rank)
+                                if rank < 100 else 0))
+        found = self._candidates[ctx.static_key] = tuple(groups)
         return found
 
-    def _score(self, ctx: WorkloadContext, option: Candidate, state: State) -> int:
-        return sum(WEIGHTS[s.name] * s.score(ctx, option, state) for s in self.scorers)
+    def passing(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour
+                ) -> frozenset[ClusterName]:
+        """The clusters a static filter lets through for this key, over the fleet."""
+        k = (flt.name, flt.key(ctx, flavour if flt.per_flavour else None))
+        found = self._passing.get(k)
+        if found is None:
+            f = flavour if flt.per_flavour else None
+            found = self._passing[k] = frozenset(
+                name for name, c in self.snap.clusters.items()
+                if flt.filter(ctx, c, f, None).ok)
+        return found
+
+    def new_state(self) -> State:
+        w_pack, w_price = WEIGHTS["Packing"], WEIGHTS["Price"]
+        ranking = {(c, f): (self.snap.capacity.get((c, f), 0), w_pack,
+                            w_price * info.price_score.get(f, 0))
+                   for c, info in self.snap.clusters.items() for f in info.offers}
+        return State(self.snap.nodes, ranking=ranking)
+
+    def _score(self, ctx: WorkloadContext, option: Candidate, static: int, state: State
+               ) -> int:
+        total = static
+        for s in self._dynamic_scorers:
+            if s.name == "Sticky" and not ctx.previous:
+                continue  # scores 0 for a workload that runs nowhere
+            total += WEIGHTS[s.name] * s.score(ctx, option, state)
+        return total
+
+    def _bound(self, flavour: Flavour, need: int) -> int:
+        """The most Packing can rise above a cluster's ranking by placing `need` GPUs."""
+        cap = self.snap.min_capacity.get(flavour, 0)
+        return WEIGHTS["Packing"] * ((100 * need) // cap + 1) if cap > 0 else 0
+
+    def _options(self, ctx: WorkloadContext, state: State, want: int, need_replicas: int
+                 ) -> list[tuple[int, Candidate, int]]:
+        """The best feasible option per cluster, best first, at least the top `want`.
+
+        The same ranking as scoring every (cluster, flavour) option with every scorer,
+        found with less work: the weights make the total lexicographic (sticky, flavour
+        order, then packing + price), so sticky clusters are judged first, then each
+        flavour in order; within a flavour the clusters are walked by price + packing
+        now (`State.ranked`) and the walk stops at the first cluster that cannot beat
+        the `want`-th best found even with the most packing can add.
+        """
+        groups = self.candidates(ctx)
+        need = need_replicas * ctx.count
+        quota_ok: dict[Flavour, bool] = {}
+
+        def feasible(g: Group, name: ClusterName) -> tuple[int, Candidate, int] | None:
+            ok = quota_ok.get(g.flavour)
+            if ok is None:
+                ok = quota_ok[g.flavour] = quota_check(
+                    self.snap, state, ctx.team, g.flavour, need) is None
+            if not ok:
+                return None
+            room = state.room((name, g.flavour), ctx.count)
+            if room < need_replicas:
+                return None
+            option = Candidate(name, g.flavour, g.rank)
+            return (self._score(ctx, option, g.statics[name], state), option, room)
+
+        best: dict[ClusterName, tuple[int, Candidate, int]] = {}
+        for a in ctx.previous:
+            for g in groups:
+                if a.cluster in g.statics and a.cluster not in best:
+                    found = feasible(g, a.cluster)
+                    if found is not None:
+                        best[a.cluster] = found
+        for g in groups:
+            if len(best) >= want:
+                break
+            bound = g.flavour_score + self._bound(g.flavour, need)
+            found_here: list[tuple[int, Candidate, int]] = []
+            short = want - len(best)
+            threshold: int | None = None
+            for negbase, name in state.ranked(g.flavour):
+                if name not in g.statics or name in best:
+                    continue
+                if threshold is not None and bound - negbase < threshold:
+                    break
+                found = feasible(g, name)
+                if found is None:
+                    continue
+                found_here.append(found)
+                if len(found_here) >= short:
+                    found_here.sort(key=lambda t: (-t[0], t[1].cluster))
+                    threshold = found_here[short - 1][0]
+            for f in found_here:
+                best[f[1].cluster] = f
+        return sorted(best.values(), key=lambda t: (-t[0], t[1].cluster))
 
     def _single(self, ctx: WorkloadContext, state: State) -> Decision:
-        gpus = ctx.replicas * ctx.count
-        quota_ok: dict[Flavour, bool] = {}
-        best: tuple[int, Candidate] | None = None
-        sticky = ctx.previous_clusters
-        # Weights make the score lexicographic (sticky, flavour rank, rest): the first
-        # flavour rank with a feasible option wins unless a sticky option exists.
-        best_rank = None
-        for option in self.candidates(ctx):
-            if best_rank is not None and option.rank > best_rank and not sticky:
-                break
-            ok = quota_ok.get(option.flavour)
-            if ok is None:
-                ok = quota_ok[option.flavour] = quota_check(
-                    self.snap, state, ctx.team, option.flavour, gpus) is None
-            if not ok:
-                continue
-            frees = state.frees((option.cluster, option.flavour))
-            if replicas_that_fit(frees, ctx.count) < ctx.replicas:
-                continue
-            score = self._score(ctx, option, state)
-            if best is None or score > best[0]:
-                best = (score, option)
-                best_rank = option.rank
-        if best is None:
+        options = self._options(ctx, state, 1, ctx.replicas)
+        if not options:
             return Decision(WorkloadPlacement(ctx.id, "Pending", (),
                                               diagnose(self, ctx, state)))
-        option = best[1]
+        score, option, _ = options[0]
         key = (option.cluster, option.flavour)
         taken = best_fit(state.frees(key), ctx.count, ctx.replicas)
         assert taken is not None
+        gpus = ctx.replicas * ctx.count
         a = Assignment(option.cluster, option.flavour, ctx.replicas, ctx.count)
-        reason = Reason(self._chosen(ctx, option, best[0]), option.cluster, "Score")
+        reason = Reason(self._chosen(ctx, option, score), option.cluster, "Score")
         return Decision(WorkloadPlacement(ctx.id, "Placed", (a,), (reason,)),
-                        ((key, tuple(taken)),), (((ctx.team, option.flavour), gpus),))
+                        ((key, taken),), (((ctx.team, option.flavour), gpus),))
 
     def _spread(self, ctx: WorkloadContext, state: State) -> Decision:
-        per_cluster: dict[ClusterName, tuple[int, Candidate, int]] = {}
-        quota_ok: dict[Flavour, bool] = {}
-        for option in self.candidates(ctx):
-            ok = quota_ok.get(option.flavour)
-            if ok is None:
-                ok = quota_ok[option.flavour] = quota_check(
-                    self.snap, state, ctx.team, option.flavour, ctx.count) is None
-            if not ok:
-                continue
-            room = replicas_that_fit(state.frees((option.cluster, option.flavour)), ctx.count)
-            if room < 1:
-                continue
-            score = self._score(ctx, option, state)
-            held = per_cluster.get(option.cluster)
-            if held is None or score > held[0]:
-                per_cluster[option.cluster] = (score, option, room)
-        ranked = sorted(per_cluster.values(), key=lambda t: (-t[0], t[1].cluster))
-        chosen = ranked[:ctx.max_clusters]
+        chosen = self._options(ctx, state, ctx.max_clusters, 1)[:ctx.max_clusters]
         shares = divide(ctx.replicas, [room for _, _, room in chosen])
         if len(chosen) < ctx.min_clusters or shares is None:
             return Decision(WorkloadPlacement(ctx.id, "Pending", (),
@@ -240,13 +316,13 @@ class Planner:
                     Reason(f"0/{len(self.snap.clusters)} clusters: quota ({why})",
                            None, "Quota"),)))
         assignments: list[Assignment] = []
-        nodes: list[tuple[NodeKey, tuple[int, ...]]] = []
+        nodes: list[tuple[NodeKey, Hist]] = []
         reasons: list[Reason] = []
         for (score, option, _), n in zip(chosen, shares, strict=True):
             key = (option.cluster, option.flavour)
             taken = best_fit(state.frees(key), ctx.count, n)
             assert taken is not None
-            nodes.append((key, tuple(taken)))
+            nodes.append((key, taken))
             assignments.append(Assignment(option.cluster, option.flavour, n, ctx.count))
             reasons.append(Reason(f"{n} of {ctx.replicas} replicas; "
                                   + self._chosen(ctx, option, score), option.cluster, "Spread"))

@@ -17,6 +17,7 @@ lost), which becomes the first reason of its new decision.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fleet.ids import Flavour
@@ -74,22 +75,67 @@ def first_failure(verdicts: dict[Flavour, list[FilterResult]]) -> FilterResult |
     return failures[0] if failures else None
 
 
+@dataclass(frozen=True, slots=True)
+class _StaticPart:
+    """What the static filters say for one static key: cached per planner."""
+
+    counts: Counter[str]
+    reasons: tuple[Reason, ...]
+    survivors: tuple[tuple[ClusterInfo, tuple[Flavour, ...]], ...]
+    """Clusters with the flavours that passed every static filter."""
+
+
+def _static_part(planner: Planner, ctx: WorkloadContext) -> _StaticPart:
+    cache = planner.static_diagnosis
+    found = cache.get(ctx.static_key)
+    if isinstance(found, _StaticPart):
+        return found
+    counts: Counter[str] = Counter()
+    reasons: list[Reason] = []
+    survivors: list[tuple[ClusterInfo, tuple[Flavour, ...]]] = []
+    for name, c in planner.snap.clusters.items():
+        verdicts = cluster_verdicts(planner, ctx, c, None)
+        alive = tuple(f for f, rs in verdicts.items() if all(r.ok for r in rs))
+        if alive:
+            survivors.append((c, alive))
+            continue
+        bad = first_failure(verdicts)
+        assert bad is not None
+        reasons.append(Reason(bad.message, name, bad.rule))
+        counts[bad.summary] += 1
+    part = _StaticPart(counts, tuple(reasons), tuple(survivors))
+    cache[ctx.static_key] = part
+    return part
+
+
 def diagnose(planner: Planner, ctx: WorkloadContext, state: State,
              chosen_room: int | None = None) -> tuple[Reason, ...]:
-    counts: Counter[str] = Counter()
+    static = _static_part(planner, ctx)
+    counts = Counter(static.counts)
     capacity: list[FilterResult] = []
-    reasons: list[Reason] = []
+    reasons: list[Reason] = list(static.reasons)
+    dynamic = [f for f in planner.filters if not f.static]
     passing = 0
-    for name, c in planner.snap.clusters.items():
-        bad = first_failure(cluster_verdicts(planner, ctx, c, state))
-        if bad is None:
+    for c, alive in static.survivors:
+        bad: FilterResult | None = None
+        ok = False
+        for f in alive:
+            first = next((r for flt in dynamic
+                          if not (r := flt.filter(ctx, c, f, state)).ok), None)
+            if first is None:
+                ok = True
+                break
+            bad = bad or first
+        if ok:
             passing += 1
             continue
-        reasons.append(Reason(bad.message, name, bad.rule))
+        assert bad is not None
+        reasons.append(Reason(bad.message, c.name, bad.rule))
         if bad.summary == "capacity":
             capacity.append(bad)
         else:
             counts[bad.summary] += 1
+    reasons.sort(key=lambda r: r.cluster or "")
     parts = [f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     if capacity:
         need = capacity[0].needs_per_node

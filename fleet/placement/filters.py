@@ -15,13 +15,13 @@ until `unreachableGraceSeconds` have passed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from fleet.ids import Flavour
 from fleet.placement.context import WorkloadContext
 from fleet.placement.framework import Filter, FilterResult, fits
 from fleet.placement.snapshot import ClusterInfo, Snapshot
-from fleet.placement.state import State, replicas_that_fit
+from fleet.placement.state import State, largest_free
 
 
 class Residency:
@@ -31,6 +31,9 @@ class Residency:
 
     def __init__(self, allows: Callable[[str | None, str], bool]) -> None:
         self._allows = allows
+
+    def key(self, w: WorkloadContext, flavour: Flavour | None) -> Hashable:
+        return w.data_class
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
@@ -46,6 +49,9 @@ class Selector:
     name = "Selector"
     static = True
     per_flavour = False
+
+    def key(self, w: WorkloadContext, flavour: Flavour | None) -> Hashable:
+        return (w.static_key.split("|", 3)[2], w.only_clusters)
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
@@ -63,6 +69,9 @@ class Taint:
     static = True
     per_flavour = False
 
+    def key(self, w: WorkloadContext, flavour: Flavour | None) -> Hashable:
+        return (w.keep, w.static_key.rsplit("|", 1)[1])
+
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
         for t in c.taints:
@@ -79,6 +88,9 @@ class Health:
     name = "Health"
     static = True
     per_flavour = False
+
+    def key(self, w: WorkloadContext, flavour: Flavour | None) -> Hashable:
+        return (w.keep, w.grace_seconds if w.keep else 0)
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
@@ -101,6 +113,9 @@ class Cordon:
     static = True
     per_flavour = False
 
+    def key(self, w: WorkloadContext, flavour: Flavour | None) -> Hashable:
+        return w.keep
+
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
         if c.cordoned and not w.keep:
@@ -113,6 +128,9 @@ class FlavourOffer:
     name = "Flavour"
     static = True
     per_flavour = True
+
+    def key(self, w: WorkloadContext, flavour: Flavour | None) -> Hashable:
+        return (flavour, w.count)
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
@@ -136,12 +154,12 @@ class Capacity:
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
         assert flavour is not None and state is not None
-        frees = state.frees((c.name, flavour))
+        key = (c.name, flavour)
         need = w.replicas_needed(c.name)
-        room = replicas_that_fit(frees, w.count)
+        room = state.room(key, w.count)
         if room >= need:
             return fits(self.name)
-        largest = max(frees, default=0)
+        largest = largest_free(state.frees(key))
         rule = "Gang" if w.gang and need > 1 and largest >= w.count else self.name
         if largest < w.count:
             msg = f"{flavour}: needs {w.count} on one node, largest free {largest}"

@@ -24,7 +24,7 @@ stickiness first, then the workload's flavour order, then packing and price toge
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -67,10 +67,17 @@ class Filter(Protocol):
                state: State | None) -> FilterResult: ...
 
 
+class StaticFilter(Filter, Protocol):
+    """A filter whose verdict depends only on `key(w, flavour)` and the cluster."""
+
+    def key(self, w: WorkloadContext, flavour: Flavour | None) -> Hashable: ...
+
+
 class Scorer(Protocol):
     """A soft preference between feasible options, 0..100 (higher is better)."""
 
     name: str
+    static: bool
 
     def score(self, w: WorkloadContext, option: Candidate, state: State) -> int: ...
 

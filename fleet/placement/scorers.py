@@ -1,6 +1,8 @@
 """The score plugins: soft preferences between the options that passed every filter.
 
-Each returns 0..100 for one (cluster, flavour) option; `fleet.placement.framework.WEIGHTS`
+Each returns 0..100 for one (cluster, flavour) option; a `static` scorer depends only on
+the option (not on the state or on where the workload runs now), so the planner caches
+its weighted score with the candidate list; `fleet.placement.framework.WEIGHTS`
 turns them into one total, and ties break by cluster name.
 
 - Sticky: 100 on a cluster the workload runs on now. Moving a running job costs hours
@@ -18,11 +20,12 @@ from __future__ import annotations
 from fleet.placement.context import Candidate, WorkloadContext
 from fleet.placement.framework import WEIGHTS, Scorer
 from fleet.placement.snapshot import Snapshot
-from fleet.placement.state import State
+from fleet.placement.state import State, packing
 
 
 class Sticky:
     name = "Sticky"
+    static = False
 
     def score(self, w: WorkloadContext, option: Candidate, state: State) -> int:
         return 100 if any(a.cluster == option.cluster for a in w.previous) else 0
@@ -30,6 +33,7 @@ class Sticky:
 
 class FlavourPreference:
     name = "FlavourPreference"
+    static = True
 
     def score(self, w: WorkloadContext, option: Candidate, state: State) -> int:
         return max(0, 100 - option.rank)
@@ -37,21 +41,20 @@ class FlavourPreference:
 
 class Packing:
     name = "Packing"
+    static = False
 
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
 
     def score(self, w: WorkloadContext, option: Candidate, state: State) -> int:
         key = (option.cluster, option.flavour)
-        total = self._snap.capacity.get(key, 0)
-        if total <= 0:
-            return 0
-        free_after = sum(state.frees(key)) - w.replicas_needed(option.cluster) * w.count
-        return max(0, min(100, round(100 * (total - free_after) / total)))
+        return packing(self._snap.capacity.get(key, 0), state.total(key),
+                       w.replicas_needed(option.cluster) * w.count)
 
 
 class Price:
     name = "Price"
+    static = True
 
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap

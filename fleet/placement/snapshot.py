@@ -12,7 +12,7 @@ fleet-wide name that only the repo defines.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fleet.capacity import CapacitySnapshot, ClusterHealth
@@ -21,6 +21,15 @@ from fleet.models import FlavourQuota, GpuOffer, Taint
 from fleet.spec import FleetSpec
 
 NodeKey = tuple[ClusterName, Flavour]
+
+
+def histogram(frees: Iterable[int]) -> tuple[int, ...]:
+    """Free GPUs per node -> how many nodes have each free-GPU value."""
+    values = list(frees)
+    h = [0] * (max(values, default=0) + 1)
+    for v in values:
+        h[v] += 1
+    return tuple(h)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +59,8 @@ class QuotaRule:
 class Snapshot:
     clusters: Mapping[ClusterName, ClusterInfo]
     nodes: Mapping[NodeKey, tuple[int, ...]]
-    """Free GPUs per node (sorted by node name) before anything is placed."""
+    """Per (cluster, flavour), nodes by free GPUs (`fleet.placement.state.histogram`)
+    before anything is placed."""
     capacity: Mapping[NodeKey, int]
     """Allocatable GPUs per (cluster, flavour), schedulable or not (for reports)."""
     by_flavour: Mapping[Flavour, frozenset[ClusterName]]
@@ -58,6 +68,8 @@ class Snapshot:
     quotas: Mapping[Team, QuotaRule]
     cohorts: Mapping[str, tuple[Team, ...]]
     names: tuple[ClusterName, ...] = ()
+    min_capacity: Mapping[Flavour, int] = field(default_factory=dict)
+    """Per flavour, the smallest non-zero capacity of a cluster offering it."""
     _allowed: dict[str, frozenset[ClusterName]] = field(default_factory=dict)
 
     def allowed_clusters(self, spec: FleetSpec, data_class: str | None) -> frozenset[ClusterName]:
@@ -98,7 +110,7 @@ def build_snapshot(spec: FleetSpec, capacity: CapacitySnapshot) -> Snapshot:
         for f in sorted(offers):
             by_flavour.setdefault(f, set()).add(name)
             ns = per_flavour.get(f, ())
-            nodes[(name, f)] = tuple(n.free for n in ns)
+            nodes[(name, f)] = histogram(n.free for n in ns)
             cap[(name, f)] = sum(n.gpus for n in ns)
 
     quotas = {t: QuotaRule(t, q.spec.cohort, {Flavour(g.flavour): g for g in q.spec.gpus})
@@ -113,7 +125,9 @@ def build_snapshot(spec: FleetSpec, capacity: CapacitySnapshot) -> Snapshot:
         by_jurisdiction={j: frozenset(v) for j, v in sorted(by_jur.items())},
         quotas=quotas,
         cohorts={k: tuple(sorted(v)) for k, v in sorted(cohorts.items())},
-        names=tuple(clusters))
+        names=tuple(clusters),
+        min_capacity={f: min((v for (_, g), v in cap.items() if g == f and v > 0), default=0)
+                      for f in sorted(by_flavour)})
 
 
 def _price_score(price: float | None, lo: float, hi: float) -> int:

@@ -1,85 +1,192 @@
 """The capacity and quota a placement pass consumes as it goes, and node-level fitting.
 
-`State` holds, per (cluster, flavour), the free GPUs of each node, and per (team,
-flavour) the GPUs the plan has charged to the team's quota so far. Placement reads it
-through `frees()` and `used()` and changes it only through `allocate()` and `charge()`,
-so a pass can record exactly which keys each decision read and wrote: that record is
-what the incremental planner (`fleet.placement.incremental`) replays.
+`State` holds, per (cluster, flavour), a histogram of its nodes by free GPUs (`h[v]` =
+how many nodes have exactly `v` free), and per (team, flavour) the GPUs the plan has
+charged to the team's quota so far. A histogram, not a list of nodes, because which
+node is which never matters to placement -- the kubelet picks the node -- only how many
+replicas fit; with it every fit check costs O(GPUs per node), not O(nodes), so a
+1,000-node cluster costs what an 8-node one does.
+
+Placement reads state through `frees()` and `used()` and changes it only through
+`allocate()` and `charge()`, so a pass can record exactly which keys each decision read
+and wrote: that record is what the incremental planner replays.
 
 Fitting is per node, as kube-scheduler does it: a replica needs `count` GPUs on one
-node. Replicas go best-fit (the node with the fewest free GPUs that still holds one,
-lowest index on ties), which fills part-used nodes first and keeps whole nodes free for
-big gangs -- the node-level half of the Packing preference.
+node. Replicas go best-fit (the node with the fewest free GPUs that still holds one),
+which fills part-used nodes first and keeps whole nodes free for big gangs -- the
+node-level half of the Packing preference.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 
-from fleet.ids import Flavour, Team
-from fleet.placement.snapshot import NodeKey
+from fleet.ids import ClusterName, Flavour, Team
+from fleet.placement.snapshot import NodeKey, histogram
 
 QuotaKey = tuple[Team, Flavour]
+Hist = tuple[int, ...]
+__all__ = ["Hist", "State", "best_fit", "free_total", "histogram", "largest_free",
+           "packing", "replicas_that_fit"]
 Key = tuple[str, str, str]
 """A recorded key: ("n", cluster, flavour) for nodes, ("q", team, flavour) for quota."""
 
 
-def replicas_that_fit(frees: tuple[int, ...] | list[int], count: int) -> int:
+def replicas_that_fit(h: Hist, count: int) -> int:
     """How many replicas of `count` GPUs these nodes hold at once."""
-    return sum(f // count for f in frees)
+    return sum(h[v] * (v // count) for v in range(count, len(h)))
 
 
-def best_fit(frees: tuple[int, ...] | list[int], count: int, replicas: int
-             ) -> list[int] | None:
-    """Per node, the GPUs `replicas` replicas take (best-fit), or None if they do not fit."""
-    left = list(frees)
-    taken = [0] * len(left)
-    for _ in range(replicas):
-        best = -1
-        for i, f in enumerate(left):
-            if f >= count and (best < 0 or f < left[best]):
-                best = i
-                if f == count:
-                    break
-        if best < 0:
+def largest_free(h: Hist) -> int:
+    for v in range(len(h) - 1, 0, -1):
+        if h[v]:
+            return v
+    return 0
+
+
+def free_total(h: Hist) -> int:
+    return sum(v * n for v, n in enumerate(h))
+
+
+def best_fit(h: Hist, count: int, replicas: int) -> Hist | None:
+    """The change to the histogram when `replicas` replicas go best-fit, or None.
+
+    Best-fit one replica at a time puts each on the node with the fewest free GPUs that
+    holds it; that node, now emptier, stays the best fit, so it takes as many replicas
+    as it can before the next node is opened.
+    """
+    left = list(h)
+    need = replicas
+    while need:
+        for v in range(count, len(left)):
+            if left[v]:
+                k = min(need, v // count)
+                left[v] -= 1
+                left[v - k * count] += 1
+                need -= k
+                break
+        else:
             return None
-        left[best] -= count
-        taken[best] += count
-    return taken
+    return tuple(a - b for a, b in zip(left, h, strict=True))
+
+
+def packing(capacity: int, free: int, need: int) -> int:
+    """0..100: how full a (cluster, flavour) is once `need` more GPUs are placed."""
+    if capacity <= 0:
+        return 0
+    return max(0, min(100, (100 * (capacity - free + need)) // capacity))
 
 
 class State:
-    """Mutable free capacity and quota usage; optionally records what was read."""
+    """Mutable free capacity and quota usage; optionally records what was read.
 
-    __slots__ = ("_free", "_used", "reads")
+    `room()` and `total()` are cached per key until the key is next allocated: a pass
+    reads each (cluster, flavour) many times between two writes to it.
 
-    def __init__(self, nodes: Mapping[NodeKey, tuple[int, ...]]) -> None:
-        self._free: dict[NodeKey, tuple[int, ...]] = dict(nodes)
-        self._used: dict[QuotaKey, int] = {}
+    With `ranking` (per key: capacity and the weighted static score of its price), the
+    state also keeps, per flavour, its clusters sorted by `price + packing now`
+    (`ranked()`), so the best option is found by walking from the top and stopping at
+    the first cluster that cannot beat the best so far, instead of scoring every one.
+    """
+
+    __slots__ = ("_base", "_free", "_rank", "_ranking", "_room", "_total", "_used",
+                 "reads")
+
+    def __init__(self, nodes: Mapping[NodeKey, Hist],
+                 used: Mapping[QuotaKey, int] | None = None,
+                 ranking: Mapping[NodeKey, tuple[int, int, int]] | None = None) -> None:
+        self._free: dict[NodeKey, Hist] = dict(nodes)
+        self._used: dict[QuotaKey, int] = dict(used or {})
+        self._room: dict[tuple[NodeKey, int], int] = {}
+        self._total: dict[NodeKey, int] = {}
         self.reads: set[Key] | None = None
+        self._ranking = dict(ranking or {})
+        self._base: dict[NodeKey, int] = {}
+        self._rank: dict[str, list[tuple[int, ClusterName]]] = {}
+        for key in sorted(self._ranking):
+            base = self._base[key] = self._base_of(key)
+            self._rank.setdefault(key[1], []).append((-base, key[0]))
+        for lst in self._rank.values():
+            lst.sort()
 
-    def frees(self, key: NodeKey) -> tuple[int, ...]:
+    def copy(self) -> State:
+        out = State.__new__(State)
+        out._free = dict(self._free)
+        out._used = dict(self._used)
+        out._room = dict(self._room)
+        out._total = dict(self._total)
+        out.reads = None
+        out._ranking = self._ranking
+        out._base = dict(self._base)
+        out._rank = {f: list(v) for f, v in self._rank.items()}
+        return out
+
+    def _base_of(self, key: NodeKey) -> int:
+        cap, w_pack, price = self._ranking[key]
+        return price + w_pack * packing(cap, free_total(self._free.get(key, ())), 0)
+
+    def ranked(self, flavour: Flavour) -> list[tuple[int, ClusterName]]:
+        """(-(price + packing now), cluster) of every cluster offering the flavour, best
+        first. Reading it reads the whole flavour (recorded as ("f", flavour, ""))."""
+        if self.reads is not None:
+            self.reads.add(("f", flavour, ""))
+        return self._rank.get(flavour, [])
+
+    def frees(self, key: NodeKey) -> Hist:
         if self.reads is not None:
             self.reads.add(("n", key[0], key[1]))
         return self._free.get(key, ())
+
+    def room(self, key: NodeKey, count: int) -> int:
+        """Replicas of `count` GPUs that fit on this (cluster, flavour) now."""
+        if self.reads is not None:
+            self.reads.add(("n", key[0], key[1]))
+        k = (key, count)
+        found = self._room.get(k)
+        if found is None:
+            found = self._room[k] = replicas_that_fit(self._free.get(key, ()), count)
+        return found
+
+    def total(self, key: NodeKey) -> int:
+        """Free GPUs on this (cluster, flavour) now."""
+        if self.reads is not None:
+            self.reads.add(("n", key[0], key[1]))
+        found = self._total.get(key)
+        if found is None:
+            found = self._total[key] = free_total(self._free.get(key, ()))
+        return found
 
     def used(self, team: Team, flavour: Flavour) -> int:
         if self.reads is not None:
             self.reads.add(("q", team, flavour))
         return self._used.get((team, flavour), 0)
 
-    def allocate(self, key: NodeKey, taken: list[int] | tuple[int, ...]) -> None:
+    def allocate(self, key: NodeKey, delta: Hist) -> None:
         cur = self._free[key]
-        self._free[key] = tuple(f - t for f, t in zip(cur, taken, strict=True))
+        new = tuple(a + b for a, b in zip(cur, delta, strict=True))
+        self.put(key, new)
+
+    def put(self, key: NodeKey, hist: Hist) -> None:
+        self._free[key] = hist
+        self._total.pop(key, None)
+        for c in range(1, len(hist)):
+            self._room.pop((key, c), None)
+        if key in self._ranking:
+            lst = self._rank[key[1]]
+            old = (-self._base[key], key[0])
+            del lst[bisect.bisect_left(lst, old)]
+            base = self._base[key] = self._base_of(key)
+            bisect.insort(lst, (-base, key[0]))
+
+    def hist(self, key: NodeKey) -> Hist:
+        """Unrecorded: for the incremental planner and reports."""
+        return self._free.get(key, ())
+
+    def usage(self) -> dict[QuotaKey, int]:
+        """Unrecorded: for the incremental planner and reports."""
+        return dict(self._used)
 
     def charge(self, team: Team, flavour: Flavour, gpus: int) -> None:
         k = (team, flavour)
         self._used[k] = self._used.get(k, 0) + gpus
-
-    def free_total(self, key: NodeKey) -> int:
-        """Unrecorded: for reports after the pass."""
-        return sum(self._free.get(key, ()))
-
-    def largest_free(self, key: NodeKey) -> int:
-        """Unrecorded: for reports after the pass."""
-        return max(self._free.get(key, ()), default=0)
