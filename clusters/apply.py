@@ -33,7 +33,15 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from clusters.client import APPLY_PATCH, JSON, KubeClient, ResourceType, TokenBucket, type_of
+from clusters.client import (
+    APPLY_PATCH,
+    JSON,
+    KubeClient,
+    ResourceType,
+    TokenBucket,
+    count_calls,
+    type_of,
+)
 from clusters.errors import ClusterError, Invalid, NotFound, PermanentError
 from fleet.drift import DriftedField, diff
 
@@ -176,7 +184,13 @@ class Applier:
         `protect`: workloads whose live objects prune must leave alone even though they
         are not desired now (invalid in this commit: keep the last good state).
         """
-        calls_before = self.client.stats.total
+        with count_calls() as calls:
+            result = await self._apply(desired, prune, allow_empty, scope, protect)
+        result.api_calls = calls[0]
+        return result
+
+    async def _apply(self, desired: Iterable[JSON], prune: bool, allow_empty: bool,
+                     scope: set[str] | None, protect: set[str] | None) -> ApplyResult:
         result = ApplyResult()
         stamped = sorted((stamp(o) for o in desired),
                          key=lambda o: (_ORDER.get(str(o.get("kind")), 9),
@@ -195,7 +209,6 @@ class Applier:
                 result.failed.append((key, e))
         if prune and not result.failed:
             await self._prune(desired_keys, scope, allow_empty, protect or set(), result)
-        result.api_calls = self.client.stats.total - calls_before
         return result
 
     def _unchanged(self, key: ObjKey, obj: JSON) -> bool:

@@ -18,11 +18,13 @@ would drop fields we need to compare (managedFields, unknown kinds).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +37,24 @@ from clusters.errors import ClusterError, TransientError, Unreachable, WatchExpi
 JSON = dict[str, Any]
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
+
+_COUNTING: ContextVar[list[int] | None] = ContextVar("aifleet_api_calls", default=None)
+
+
+@contextlib.contextmanager
+def count_calls() -> Iterator[list[int]]:
+    """Count the API calls (retries included) made in this context: `box[0]`.
+
+    A context variable, not a difference of `ClientStats.total`: the heartbeat, the
+    informers and drift corrections talk to the same cluster concurrently, and their
+    calls are not the cost of what this task is doing.
+    """
+    box = [0]
+    token = _COUNTING.set(box)
+    try:
+        yield box
+    finally:
+        _COUNTING.reset(token)
 
 
 @dataclass(slots=True)
@@ -136,6 +156,9 @@ class KubeClient:
                     body: Any, content_type: str, request_timeout: float) -> JSON:
         await self.bucket.acquire()
         self.stats.calls[verb] += 1
+        box = _COUNTING.get()
+        if box is not None:
+            box[0] += 1
         try:
             resp = await self.api.call_api(
                 path, method, query_params=list((query or {}).items()),
