@@ -1,0 +1,111 @@
+"""`fleet explain WORKLOAD`: every cluster's verdict per filter and score per scorer.
+
+The table behind one placement decision (placement rule 7: for every workload and every
+cluster, the plan can say why it was chosen or which rule filtered it out), judged at
+the moment the workload is decided in the fleet-wide pass, so after everything of
+higher priority took its capacity. Exit codes: 0 shown, 2 unknown workload or the repo
+(or the capacity file) cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
+from controllers.commands.plan import load_capacity
+from fleet.capacity import declared_capacity
+from fleet.placement import Explanation, explain
+from fleet.placement.explain import UnknownWorkload
+
+DESCRIPTION = """\
+Explain one workload's placement: for every cluster and flavour, the result of each
+filter (Residency, Flavour, Selector, Taint, Health, Cordon, Capacity, Quota) and, where
+all pass, the score of each scorer (Sticky, FlavourPreference, Packing, Price) with
+their weights.
+
+Examples:
+  fleet explain nlp-team/llama-finetune examples/fleet
+  fleet explain nlp-team/llama-finetune --format json
+  fleet explain search-team/ranker-train --capacity capacity.json"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("explain", help="why one workload is placed where it is",
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workload", metavar="WORKLOAD", help="the workload id, <team>/<name>")
+    add_repo_arguments(p)
+    p.add_argument("--capacity", metavar="FILE",
+                   help="a CapacitySnapshot JSON file (default: the declared capacity)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    live = load_capacity(args.capacity)
+    try:
+        snap = read_snapshot(args)
+    except CommandFailed as e:
+        fail(str(e))
+    spec = snap.spec
+    capacity = live if live is not None else declared_capacity(spec.clusters)
+    try:
+        ex = explain(spec, capacity, args.workload)
+    except UnknownWorkload:
+        fail(f"no workload {args.workload} in {args.repo} (ids are <team>/<name>)")
+    if args.format == "json":
+        json.dump(to_json(ex), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(to_text(ex))
+    return 0
+
+
+def to_json(ex: Explanation) -> dict[str, Any]:
+    return {
+        "workload": ex.workload,
+        "status": ex.placement.status,
+        "judgedFor": "keep" if ex.keep else "new",
+        "placements": [{"cluster": a.cluster, "flavour": a.flavour, "replicas": a.replicas,
+                        "gpus": a.gpus} for a in ex.placement.assignments],
+        "reasons": [{"cluster": r.cluster, "rule": r.rule, "message": r.message}
+                    for r in ex.placement.reasons],
+        "weights": dict(ex.weights),
+        "clusters": [
+            {"cluster": c.cluster, "chosen": c.chosen, "flavours": [
+                {"flavour": v.flavour, "feasible": v.feasible,
+                 "filters": [{"rule": r.rule, "code": r.code, "message": r.message}
+                             for r in v.filters],
+                 "scores": dict(v.scores), "total": v.total}
+                for v in c.flavours]}
+            for c in ex.clusters],
+    }
+
+
+def to_text(ex: Explanation) -> str:
+    p = ex.placement
+    lines = [f"{ex.workload}: {p.status}"
+             + (" (" + ", ".join(f"{a.cluster} {a.replicas}x{a.gpus_per_replica} {a.flavour}"
+                                 for a in p.assignments) + ")" if p.assignments else "")]
+    lines.extend(f"  {r.rule or ''}: {r.message}" for r in p.reasons if r.cluster is None)
+    if not ex.clusters:
+        return "\n".join(lines) + "\n"
+    lines.append(f"judged as {'running (keep)' if ex.keep else 'a new placement'}; weights "
+                 + ", ".join(f"{n} x{w}" for n, w in ex.weights))
+    rows = [["", "CLUSTER", "FLAVOUR", "VERDICT", "SCORES", "TOTAL"]]
+    for c in ex.clusters:
+        for v in c.flavours:
+            bad = next((r for r in v.filters if not r.ok), None)
+            verdict = "fits" if bad is None else f"{bad.rule}: {bad.message}"
+            scores = " ".join(f"{n}={s}" for n, s in v.scores)
+            chosen = "*" if c.chosen and any(
+                a.cluster == c.cluster and a.flavour == v.flavour for a in p.assignments) else ""
+            rows.append([chosen, c.cluster, v.flavour, verdict, scores,
+                         "" if v.total is None else str(v.total)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines.extend("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip()
+                 for r in rows)
+    return "\n".join(lines) + "\n"

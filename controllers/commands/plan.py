@@ -1,0 +1,97 @@
+"""`fleet plan`: where every workload of one commit would run, and why.
+
+Plans the commit with the capacity the Cluster files declare, or with a capacity
+snapshot (`--capacity FILE`, the JSON a controller publishes at GET /api/v1/capacity).
+Invalid documents are listed under `errors` and their workloads are `Invalid`, while
+the rest is planned. With `--base/--head` (or `--verify`) it compares two commits
+instead: see controllers/commands/plandiff.py, when present.
+
+Exit codes: 0 everything planned cleanly (Pending is not an error: it is a plan),
+1 some documents are invalid (listed), 2 the repo or the capacity file cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from types import ModuleType
+
+from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
+from fleet.capacity import CapacityFormatError, CapacitySnapshot, declared_capacity
+from fleet.placement import place
+from fleet.plan_json import plan_to_json
+from fleet.plan_text import to_markdown, to_text
+
+DESCRIPTION = """\
+Plan one commit of a fleet repo: for every workload, the cluster(s), flavour and
+replicas it gets, or why it is Pending (which rule filtered each cluster out). Uses the
+GPUs the Cluster files declare, or a capacity snapshot with --capacity.
+
+Examples:
+  fleet plan                                  # the repo in the current folder, at HEAD
+  fleet plan examples/fleet --format json     # plan.schema.json, byte-identical per input
+  fleet plan --capacity capacity.json         # with live capacity from a controller
+  fleet plan --format markdown > plan.md"""
+
+
+def _plandiff() -> ModuleType | None:
+    """The commit-comparison half of `fleet plan`, if this build has it."""
+    try:
+        from controllers.commands import plandiff
+    except ImportError:  # pragma: no cover - built without the PR feature
+        return None
+    return plandiff
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("plan", help="plan a commit: where every workload runs, and why",
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_repo_arguments(p)
+    p.add_argument("--capacity", metavar="FILE",
+                   help="a CapacitySnapshot JSON file (default: the declared capacity)")
+    p.add_argument("--format", choices=("text", "json", "markdown"), default="text",
+                   help="text (a table), json (plan.schema.json) or markdown")
+    diff = _plandiff()
+    if diff is not None and hasattr(diff, "add_arguments"):
+        diff.add_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def load_capacity(path: str | None) -> CapacitySnapshot | None:
+    """`--capacity FILE`, or None for the declared capacity; exit 2 if unreadable."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return CapacitySnapshot.from_json(json.load(f))
+    except OSError as e:
+        fail(f"{path}: cannot read: {e.strerror}")
+    except (ValueError, CapacityFormatError) as e:
+        fail(f"{path}: {e}")
+
+
+def run(args: argparse.Namespace) -> int:
+    diff = _plandiff()
+    if diff is not None and hasattr(diff, "wanted") and diff.wanted(args):
+        code: int = diff.run(args)
+        return code
+    live = load_capacity(args.capacity)
+    try:
+        snap = read_snapshot(args)
+    except CommandFailed as e:
+        fail(str(e))
+    spec = snap.spec
+    capacity = live if live is not None else declared_capacity(spec.clusters)
+    plan = place(spec, capacity, commit=snap.commit)
+    if args.format == "json":
+        doc = plan_to_json(plan, spec, capacity)
+        doc["source"]["capacitySource"] = "file" if live is not None else "declared"
+        json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+        sys.stdout.write("\n")
+    elif args.format == "markdown":
+        sys.stdout.write(to_markdown(plan, spec))
+    else:
+        sys.stdout.write(to_text(plan, spec))
+    return 1 if spec.errors else 0
