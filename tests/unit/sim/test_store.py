@@ -1,0 +1,140 @@
+"""The store's server rules: versions, generation, no-op writes, history, deletion."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from clusters.sim.errors import SimError
+from clusters.sim.resources import BY_KIND
+from clusters.sim.store import Store, Watcher
+
+NS, CM, DEPLOY, JOB, POD = (BY_KIND[k] for k in
+                            ("Namespace", "ConfigMap", "Deployment", "Job", "Pod"))
+
+
+def store(history: int = 1000) -> Store:
+    s = Store("t", history)
+    s.create(NS, {"metadata": {"name": "a"}})
+    return s
+
+
+def cm(name: str = "x", **data: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "a"}, "data": data}
+
+
+def deploy() -> dict[str, Any]:
+    return {"metadata": {"name": "d", "namespace": "a"}, "spec": {
+        "selector": {"matchLabels": {"app": "d"}},
+        "template": {"metadata": {"labels": {"app": "d"}},
+                     "spec": {"containers": [{"name": "c", "image": "i:1"}]}}}}
+
+
+def test_every_write_gets_a_higher_resource_version() -> None:
+    s = store()
+    a = s.create(CM, cm("a"))
+    b = s.create(CM, cm("b"))
+    new = copy.deepcopy(a)
+    new["data"] = {"k": "v"}
+    c = s.replace(CM, new, a)
+    versions = [int(o["metadata"]["resourceVersion"]) for o in (a, b, c)]
+    assert versions == sorted(set(versions))
+
+
+def test_a_replace_that_changes_nothing_writes_nothing() -> None:
+    s = store()
+    a = s.create(CM, cm(k="v"))
+    rv = s.rv
+    assert s.replace(CM, copy.deepcopy(a), a) is a and s.rv == rv
+
+
+def test_generation_counts_spec_changes_only() -> None:
+    s = store()
+    d = s.create(DEPLOY, deploy())
+    labelled = copy.deepcopy(d)
+    labelled["metadata"]["labels"] = {"x": "y"}
+    d2 = s.replace(DEPLOY, labelled, d)
+    scaled = copy.deepcopy(d2)
+    scaled["spec"]["replicas"] = 4
+    d3 = s.replace(DEPLOY, scaled, d2)
+    assert [o["metadata"]["generation"] for o in (d, d2, d3)] == [1, 1, 2]
+
+
+def test_a_main_resource_write_cannot_change_status() -> None:
+    s = store()
+    d = s.create(DEPLOY, deploy())
+    new = copy.deepcopy(d)
+    new["status"] = {"replicas": 99}
+    assert s.replace(DEPLOY, new, d)["status"] == d["status"]
+
+
+def test_stale_resource_version_is_a_conflict() -> None:
+    s = store()
+    a = s.create(CM, cm())
+    stale = copy.deepcopy(a)
+    s.replace(CM, {**copy.deepcopy(a), "data": {"k": "1"}}, a)
+    stale["data"] = {"k": "2"}
+    with pytest.raises(SimError) as err:
+        s.replace(CM, stale, s.get(CM, "a", "x"))
+    assert err.value.code == 409 and err.value.reason == "Conflict"
+
+
+def test_watch_history_older_than_the_ring_is_expired() -> None:
+    s = store(history=3)
+    first = s.rv
+    for i in range(5):
+        s.create(CM, cm(f"c{i}"))
+    with pytest.raises(SimError) as err:
+        list(s.history_since(first))
+    assert err.value.code == 410
+    assert [e.rv for e in s.history_since(s.rv - 2)] == [s.rv - 1, s.rv]
+
+
+def test_watchers_see_objects_leave_their_selector_as_deleted() -> None:
+    s = store()
+    seen: list[tuple[str, str]] = []
+    w = Watcher(CM, "a", lambda o: o["metadata"].get("labels", {}).get("t") == "1",
+                lambda t, o: seen.append((t, o["metadata"]["resourceVersion"])))
+    s.watchers.add(w)
+    a = s.create(CM, {**cm(), "metadata": {**cm()["metadata"], "labels": {"t": "1"}}})
+    moved = copy.deepcopy(a)
+    moved["metadata"]["labels"] = {"t": "2"}
+    s.replace(CM, moved, a)
+    assert [t for t, _ in seen] == ["ADDED", "DELETED"]
+    assert seen[1][1] == str(s.rv)
+
+
+def test_job_deletion_orphans_pods_by_default_and_background_deletes_them() -> None:
+    s = store()
+    job = s.create(JOB, {"metadata": {"name": "j", "namespace": "a"}, "spec": {
+        "template": {"spec": {"restartPolicy": "Never",
+                              "containers": [{"name": "c", "image": "i:1"}]}}}})
+    ref = {"apiVersion": "batch/v1", "kind": "Job", "name": "j",
+           "uid": job["metadata"]["uid"]}
+    for n in ("p1", "p2"):
+        s.create(POD, {"metadata": {"name": n, "namespace": "a", "ownerReferences": [ref]},
+                       "spec": {"containers": [{"name": "c", "image": "i:1"}]}})
+    s.delete(JOB, "a", "j")
+    pods = s.list(POD, "a")
+    assert len(pods) == 2 and all("ownerReferences" not in p["metadata"] for p in pods)
+
+
+def test_namespace_deletion_cascades_then_removes_the_namespace() -> None:
+    s = store()
+    s.create(CM, cm())
+    s.delete(NS, "", "a")
+    assert s.list(CM) == [] and s.find(NS, "", "a") is None
+
+
+def test_creating_in_a_terminating_namespace_is_forbidden() -> None:
+    s = store()
+    held = cm("held")
+    held["metadata"]["finalizers"] = ["x/y"]
+    s.create(CM, held)
+    s.delete(NS, "", "a")
+    assert s.get(NS, "", "a")["status"]["phase"] == "Terminating"
+    with pytest.raises(SimError) as err:
+        s.create(CM, cm("new"))
+    assert err.value.code == 403
