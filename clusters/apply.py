@@ -140,6 +140,9 @@ class Applier:
         self._on_drift = on_drift
         self._clock = clock
         self._healing: set[ObjKey] = set()
+        self._reported: dict[ObjKey, tuple[tuple[str, str], ...]] = {}
+        """The drift last reported per object, until it matches again: one report per
+        drift, not one per event (status writes keep coming while it lasts)."""
         self._awaiting: dict[ObjKey, tuple[str, float]] = {}
         """Our writes whose watch event has not come yet: (resourceVersion, when)."""
         self._tasks: set[asyncio.Task[None]] = set()
@@ -168,6 +171,8 @@ class Applier:
             fields = tuple(diff(want, obj))
             if fields:
                 self._report(key, fields)
+            else:
+                self._reported.pop(key, None)
 
     def owned(self) -> list[ObjKey]:
         return sorted(k for k, o in self.live.items()
@@ -312,6 +317,10 @@ class Applier:
     # ------------------------------------------------------------------ drift
 
     def _report(self, key: ObjKey, fields: Sequence[DriftedField]) -> None:
+        seen = tuple((f.path, repr(f.live)) for f in fields)
+        if self._reported.get(key) == seen:
+            return  # the same drift seen again on an unrelated event
+        self._reported[key] = seen
         heal = self.self_heal and key not in self._healing
         report = DriftReport(key, workload_of(self.desired.get(key) or {}), tuple(fields),
                              heal, self._clock())
@@ -343,7 +352,8 @@ class Applier:
             self.corrections += 1
             self._heal_backoff[key] = (count + 1 if now - last < 60.0 else 1, self._clock())
         except ClusterError:
-            pass  # the next event or the periodic reconcile tries again
+            # The next event (reported again) or the periodic reconcile tries again.
+            self._reported.pop(key, None)
         finally:
             self._healing.discard(key)
 
