@@ -581,7 +581,11 @@ def to_table(kind: str, objects: list[dict[str, Any]], *, include_object: str = 
     for obj in objects:
         row: dict[str, Any] = {"cells": cells(obj, at)}
         if include_object == "Object":
-            row["object"] = obj
+            # List items carry no kind; an embedded object must, or kubectl cannot
+            # decode it (`get --sort-by`, `-o custom-columns` ask for whole objects).
+            served = BY_KIND.get(kind)
+            row["object"] = {"kind": kind, "apiVersion": served.api_version if served
+                             else "v1", **obj}
         elif include_object != "None":
             row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                              "metadata": obj.get("metadata", {})}

@@ -179,6 +179,23 @@ async def test_get_jobs_across_namespaces_has_a_namespace_column(kubectl: Kubect
     assert any(line.split()[:2] == [ns, "across"] for line in out.splitlines())
 
 
+async def test_sort_by_and_label_columns_read_objects_embedded_in_the_table(
+        kubectl: Kubectl, ns: str) -> None:
+    """`--sort-by` asks for `includeObject=Object`: each Table row embeds the whole
+    object, with its kind, which kubectl decodes to sort; `-L` reads row labels."""
+    for name in ("b-second", "a-first"):
+        cm = configmap(ns, name)
+        cm["metadata"]["labels"] = {"tier": name[0]}
+        (await kubectl.apply(cm)).ok()
+    out = (await kubectl("get", "configmaps", "-n", ns, "-l", "tier",
+                         "--sort-by=.metadata.name", "-L", "tier")).ok().out
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert [(r[0], r[-1]) for r in rows] == [("a-first", "a"), ("b-second", "b")]
+    custom = (await kubectl("get", "configmaps", "-n", ns, "-l", "tier",
+                            "-o", "custom-columns=N:.metadata.name,K:.data.k")).ok().out
+    assert custom.split() == ["N", "K", "a-first", "v", "b-second", "v"]
+
+
 async def test_explain_renders_the_openapi_v3_schema(kubectl: Kubectl) -> None:
     """`explain` reads /openapi/v3 and the group-version document of the kind."""
     out = (await kubectl("explain", "deployment.spec.template.spec.containers.ports")).ok().out
