@@ -180,10 +180,29 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
             propagation = "Orphan" if opts["orphanDependents"] else "Background"
         pre = (opts.get("preconditions") or {}).get("resourceVersion")
         dry = _dry_run(request) or "All" in (opts.get("dryRun") or [])
-        return _json(store.delete(res, key_ns, name, propagation=propagation,
-                                  precondition_rv=pre, dry_run=dry))
+        out = store.delete(res, key_ns, name, propagation=propagation,
+                           precondition_rv=pre, dry_run=dry)
+        return _json(_deleted(res, out, store.find(res, key_ns, name) is not None))
     raise SimError(405, "MethodNotAllowed",
                    "the server does not allow this method on the requested resource")
+
+
+# Kinds whose DELETE answers with the object even when it is gone at once (the generic
+# registry's ReturnDeletedObject); the others answer a Status Success.
+_RETURNS_DELETED = frozenset({"Pod", "Service", "Namespace", "Node"})
+
+
+def _deleted(res: Resource, obj: dict[str, Any], pending: bool) -> dict[str, Any]:
+    """A DELETE's answer: the object while it is pending (finalizers, a terminating
+    namespace) or for kinds that return it, else `Status Success` with its details."""
+    if pending or res.kind in _RETURNS_DELETED:
+        return obj
+    details = {"name": obj["metadata"]["name"], "kind": res.plural,
+               "uid": obj["metadata"].get("uid", "")}
+    if res.group:
+        details["group"] = res.group
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": details}
 
 
 async def _patch(request: web.Request, cluster: SimCluster, res: Resource, ns: str,

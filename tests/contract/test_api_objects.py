@@ -200,3 +200,20 @@ async def test_leases_support_create_and_update_for_leader_election(
     again = await coord.replace_namespaced_lease("leader", ns, made)
     assert again.spec.holder_identity == "b"
     assert int(again.metadata.resource_version) > int(made.metadata.resource_version)
+
+
+async def test_delete_answers_status_success_or_the_pending_object(api: client.ApiClient,
+                                                                   ns: str) -> None:
+    """DELETE of an object gone at once answers `Status Success` naming it; of one held
+    by a finalizer, the object with its deletionTimestamp."""
+    core = client.CoreV1Api(api)
+    await core.create_namespaced_config_map(ns, configmap(ns, "gone"))
+    status, body, _ = await raw(api, "DELETE", f"/api/v1/namespaces/{ns}/configmaps/gone")
+    assert status == 200 and body["kind"] == "Status" and body["status"] == "Success"
+    assert body["details"]["name"] == "gone"
+    held = configmap(ns, "held")
+    held["metadata"]["finalizers"] = ["example.com/hold"]
+    await core.create_namespaced_config_map(ns, held)
+    status, body, _ = await raw(api, "DELETE", f"/api/v1/namespaces/{ns}/configmaps/held")
+    assert body["kind"] == "ConfigMap" and body["metadata"]["deletionTimestamp"]
+    await core.patch_namespaced_config_map("held", ns, {"metadata": {"finalizers": None}})

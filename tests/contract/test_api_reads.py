@@ -145,13 +145,31 @@ async def test_watch_with_a_selector_sees_objects_enter_and_leave_it(api: client
     assert [t for t, _ in events] == ["ADDED", "DELETED"]
 
 
-async def test_watch_sends_bookmarks_when_allowed(api: client.ApiClient, ns: str) -> None:
-    """allowWatchBookmarks=true: BOOKMARK events carry only a resourceVersion."""
+async def test_streaming_list_ends_its_initial_events_with_a_bookmark(
+        api: client.ApiClient, ns: str) -> None:
+    """sendInitialEvents=true (client-go's streaming list, kubectl wait/get -w): the
+    current objects as ADDED, then a BOOKMARK annotated k8s.io/initial-events-end."""
+    await _labelled(api, ns)
+    status, text, _ = await raw(api, "GET", f"/api/v1/namespaces/{ns}/configmaps", query=[
+        ("watch", "true"), ("sendInitialEvents", "true"), ("allowWatchBookmarks", "true"),
+        ("resourceVersionMatch", "NotOlderThan"), ("timeoutSeconds", "1")])
+    assert status == 200
+    events = [json.loads(line) for line in str(text).splitlines() if line]
+    assert [e["type"] for e in events[:4]] == ["ADDED"] * 3 + ["BOOKMARK"]
+    mark = events[3]["object"]["metadata"]
+    assert mark["annotations"]["k8s.io/initial-events-end"] == "true"
+
+
+async def test_watch_sends_bookmarks_when_allowed(api: client.ApiClient, ns: str,
+                                                  sim: SimFleet) -> None:
+    """allowWatchBookmarks=true: BOOKMARK events carry only a resourceVersion. (The
+    simulator sends them every `bookmark_seconds`; a real server about once a minute,
+    so this one needs the simulator.)"""
     core = client.CoreV1Api(api)
     rv = (await core.list_namespaced_config_map(ns)).metadata.resource_version
     status, text, _ = await raw(api, "GET", f"/api/v1/namespaces/{ns}/configmaps", query=[
         ("watch", "true"), ("resourceVersion", rv), ("allowWatchBookmarks", "true"),
-        ("timeoutSeconds", "2")])
+        ("timeoutSeconds", "1")])
     assert status == 200
     lines = [line for line in (text if isinstance(text, str) else "").splitlines() if line]
     types = {json.loads(line)["type"] for line in lines}
