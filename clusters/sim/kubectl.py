@@ -407,20 +407,30 @@ def _node(o: dict[str, Any], now: float) -> list[Any]:
 
 
 def _pod(o: dict[str, Any], now: float) -> list[Any]:
+    # kube's printPod: the phase, overridden by the last container's waiting or
+    # terminated reason (`Completed`, `ContainerCreating`), `Terminating` when deleted.
     st = o.get("status", {})
     reason = st.get("reason") or st.get("phase") or "Pending"
-    statuses = st.get("containerStatuses") or []
-    for cs in statuses:
+    ready = restarts = 0
+    running = False
+    for cs in reversed(st.get("containerStatuses") or []):
+        restarts += int(cs.get("restartCount") or 0)
         state = cs.get("state") or {}
-        detail = (state.get("waiting") or {}).get("reason") or \
-            (state.get("terminated") or {}).get("reason")
-        if detail and reason != "Succeeded":
-            reason = detail
-    if o["metadata"].get("deletionTimestamp"):
-        reason = "Terminating"
+        waiting, done = state.get("waiting"), state.get("terminated")
+        if waiting and waiting.get("reason"):
+            reason = waiting["reason"]
+        elif done is not None:
+            reason = done.get("reason") or (f"Signal:{done['signal']}" if done.get("signal")
+                                            else f"ExitCode:{done.get('exitCode', 0)}")
+        elif cs.get("ready") and state.get("running") is not None:
+            running = True
+            ready += 1
+    if reason == "Completed" and running:
+        reason = "Running" if _cond(o, "Ready") is not None else "NotReady"
+    if o["metadata"].get("deletionTimestamp") and st.get("phase") not in ("Succeeded",
+                                                                          "Failed"):
+        reason = "Unknown" if st.get("reason") == "NodeLost" else "Terminating"
     total = len(o.get("spec", {}).get("containers") or [])
-    ready = sum(1 for cs in statuses if cs.get("ready"))
-    restarts = sum(int(cs.get("restartCount") or 0) for cs in statuses)
     return [o["metadata"]["name"], f"{ready}/{total}", reason, restarts,
             _age(o["metadata"].get("creationTimestamp"), now), st.get("podIP") or "<none>",
             o.get("spec", {}).get("nodeName") or "<none>",

@@ -339,13 +339,17 @@ async def test_get_watch_streams_changes_as_table_rows(kubectl: Kubectl, ns: str
 
 
 async def test_wait_for_a_job_to_complete(kubectl: Kubectl, ns: str) -> None:
-    """The Job controller sets the `Complete` condition; `wait` watches for it."""
+    """The Job controller sets the `Complete` condition; `wait` watches for it; the
+    pod ends Succeeded with a `Completed` terminated state."""
     (await kubectl.apply(job(ns, "quick"))).ok()
     res = await kubectl("wait", "--for=condition=complete", "job/quick", "-n", ns,
                         "--timeout=60s", within=90)
     assert res.ok().out.strip() == "job.batch/quick condition met"
     out = (await kubectl("get", "job", "quick", "-n", ns)).ok().out
     assert out.splitlines()[1].split()[1:3] == ["Complete", "1/1"]
+    # The pod's STATUS is its container's terminated reason, as kubectl prints it.
+    pods = (await kubectl("get", "pods", "-n", ns, "-l", "job-name=quick")).ok().out
+    assert pods.splitlines()[1].split()[1:3] == ["0/1", "Completed"]
 
 
 # ------------------------------------------------------------------ delete / label / cordon
