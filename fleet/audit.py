@@ -143,8 +143,15 @@ class Ledger:
     data_classes: dict[str, str | None] = field(default_factory=dict)
 
 
-def build_periods(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup) -> Ledger:
-    """One pass over the records: every period, closed or still open, and the relabels."""
+def build_periods(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup,
+                  data_classes: Mapping[str, str | None] | None = None) -> Ledger:
+    """One pass over the records: every period, closed or still open, and the relabels.
+
+    A record without `dataClass` takes the workload's last recorded one, else the one in
+    `data_classes` (the repo's head); with neither it is judged unknown (fail closed),
+    never as the policy's default.
+    """
+    fallback = data_classes or {}
     out = Ledger()
     periods = out.periods
     opened: dict[tuple[str, str], Period] = {}
@@ -209,7 +216,7 @@ def build_periods(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup) -> L
                 close((w, src), d["time"])
             dc = d["dataClass"]
             if dc is None:
-                dc = dcs.get(w)
+                dc = dcs.get(w) or fallback.get(w)
             elif dcs.get(w) != dc:
                 dcs[w] = dc
             j = juris.get(c) or d["jurisdiction"] or "??"
@@ -251,10 +258,12 @@ def _judge(fa: FleetAt | None, commit: str | None, dc: str | None, j: str) -> tu
         return False, (f"commit {(commit or 'none')[:12]} is not in the fleet repo: policy "
                        "unknown (fail closed)")
     res = fa.residency
-    name = res.data_class_of(dc)
+    if dc is None:
+        return False, "dataClass unknown: not in the ledger nor the repo (fail closed)"
+    name = dc
     if res.allows(dc, j):
         return True, ""
-    if name is None or name not in res.classes:
+    if name not in res.classes:
         return False, f"dataClass {name} is not defined at {(commit or '')[:12]} (fail closed)"
     return False, (f"{name} does not allow {j} (policy {res.version} at commit "
                    f"{(commit or '')[:12]})")
@@ -327,7 +336,7 @@ def residency_audit(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup, *,
     `latest` is the fleet at the repo's head and `data_classes` the workloads' dataClasses
     there: the cross-check judges what runs now by them.
     """
-    ledger = build_periods(docs, fleet_at)
+    ledger = build_periods(docs, fleet_at, data_classes)
     periods = [p for p in ledger.periods if overlaps(p, start, end)]
     periods.sort(key=lambda p: (p.allowed, p.workload, p.start, p.cluster))
     findings = [f for f in ledger.findings

@@ -120,18 +120,19 @@ def run(args: argparse.Namespace) -> int:
     bulk_mode()
     reader = open_ledger(args.repo, args.ledger_ref)
     history = FleetHistory(args.repo)
-    latest: FleetAt | None = None
-    data_classes: dict[str, str | None] = {}
-    live: list[LiveObject] | None = None
     notes: list[str] = []
+    try:
+        snap = read_fleet(args.repo, args.ref)
+    except WorkloadsError as e:
+        fail(str(e))
+    latest = FleetAt.of(snap.spec)
+    # The effective dataClass at --ref, for records that do not carry one.
+    res = snap.spec.residency
+    data_classes: dict[str, str | None] = {
+        str(wid): res.data_class_of(w.spec.placement.data_class)
+        for wid, w in snap.spec.workloads.items()}
+    live: list[LiveObject] | None = None
     if args.live is not None or args.observed:
-        try:
-            snap = read_fleet(args.repo, args.ref)
-        except WorkloadsError as e:
-            fail(str(e))
-        latest = FleetAt.of(snap.spec)
-        data_classes = {wid: w.spec.placement.data_class
-                        for wid, w in snap.spec.workloads.items()}
         live = load_observed(args.observed) if args.observed else []
         if args.live is not None:
             found, unreachable = observe_clusters(snap.spec, args.live or None)

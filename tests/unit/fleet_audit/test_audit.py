@@ -129,3 +129,14 @@ def test_live_gpus_with_an_unknown_data_class_fail_closed() -> None:
     assert report.findings[0].violation
     assert "dataClass is unknown" in report.findings[0].message
     assert report.records == 0 and report.head_hash == ""
+
+
+def test_a_record_without_a_data_class_is_judged_by_the_repo_or_fails_closed() -> None:
+    ledger = docs(placed("10:00", "nlp/a", "us-east-1", "US", data_class=None),
+                  placed("10:00", "web/b", "us-east-1", "US", data_class=None))
+    report = residency_audit(ledger, repo(c1=C1).get, data_classes={"web/b": "public"})
+    verdicts = {p.workload: (p.allowed, p.why) for p in report.periods}
+    # never the policy's default (public here): unknown data is not public data
+    assert verdicts["nlp/a"] == (
+        False, "dataClass unknown: not in the ledger nor the repo (fail closed)")
+    assert verdicts["web/b"] == (True, "")
