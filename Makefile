@@ -43,7 +43,7 @@ test: setup
 
 bench-smoke: setup
 	$(BIN)/python -m bench.validate --smoke
-	@for b in placement sim apply e2e; do \
+	@for b in placement sim apply e2e audit; do \
 	  if [ -f bench/$$b.py ]; then echo "bench/$$b.py --smoke"; \
 	    $(BIN)/python -m bench.$$b --smoke || exit 1; fi; done
 
