@@ -226,16 +226,16 @@ def _manifest_diffs(base_spec: FleetSpec, base_plan: Plan, head_spec: FleetSpec,
         touched = sorted(w for w in set(b) | set(a)
                          if cluster_changed or b.get(w) != a.get(w)
                          or _spec_changed(base_spec, head_spec, w))
-        old: list[str] = []
-        new: list[str] = []
-        for wid in touched:
-            if wid in b:
-                old.extend(_lines(render(base_spec, wid, b[wid])))
-            if wid in a:
-                new.extend(_lines(render(head_spec, wid, a[wid])))
-        if old != new:
-            out[cluster] = "".join(difflib.unified_diff(
-                old, new, fromfile=f"base/{cluster}", tofile=f"head/{cluster}", n=3))
+        parts: list[str] = []
+        for wid in touched:  # one diff per workload, so a hunk never mixes two of them
+            old = _lines(render(base_spec, wid, b[wid])) if wid in b else []
+            new = _lines(render(head_spec, wid, a[wid])) if wid in a else []
+            if old != new:
+                parts.extend(difflib.unified_diff(
+                    old, new, fromfile=f"base/{cluster}/{wid}" if old else "/dev/null",
+                    tofile=f"head/{cluster}/{wid}" if new else "/dev/null", n=3))
+        if parts:
+            out[cluster] = "".join(parts)
     return out
 
 

@@ -8,8 +8,8 @@ they are long and only needed to check the details. It starts with the hidden ma
 the forge adapter uses to keep one sticky comment per PR, and fits a comment: past a
 budget, cluster diffs are left out with a pointer to the command.
 
-The JSON keeps to plan.schema.json (the head plan, with `source.base` and `change` per
-workload) and adds a `diff` object with the rest.
+The JSON is `fleet plan`'s (`fleet.plan_json`, plan.schema.json) for the head, with
+`source.base` and `change` per workload, and a `diff` object with the rest.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from fleet.models import API_VERSION
+from fleet.capacity import CapacitySnapshot
+from fleet.plan_json import plan_to_json
 from fleet.plandiff import PlanDiff, WorkloadChange, moves
 
 MARKER = "<!-- aifleet-plan -->"
@@ -92,8 +93,8 @@ def to_markdown(d: PlanDiff, budget: int = DIFF_BUDGET) -> str:
         out.append("")
     if d.displaced:
         out += ["> [!CAUTION]",
-                "> **This change displaces workloads of other teams** (their files did not "
-                "change; capacity or quota they used is taken):"]
+                "> **This change displaces workloads of other teams**: their files did not "
+                "change, but they lose GPUs or have to move:"]
         for w in d.displaced:
             frm, to = moves(w)
             why = f" — {'; '.join(w.why[:2])}" if w.why else ""
@@ -196,52 +197,42 @@ def _placements(w: WorkloadChange, after: bool = True) -> list[dict[str, Any]]:
              "gpus": a.gpus} for a in sorted(p.assignments)]
 
 
-def to_json(d: PlanDiff, source: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The head plan as plan.schema.json, plus `diff` (the comparison with base)."""
-    spec, plan = d.head_spec, d.head_plan
-    clusters = []
-    for name, c in spec.clusters.items():
-        usage = plan.usage.get(name, {})
-        clusters.append({"name": name, "region": c.spec.region,
-                         "jurisdiction": c.spec.jurisdiction,
-                         "gpus": {f: {"capacity": u.capacity, "allocated": u.allocated}
-                                  for f, u in sorted(usage.items())}})
-    workloads = []
+def to_json(d: PlanDiff, source: Mapping[str, Any] | None = None,
+            capacity: CapacitySnapshot | None = None) -> dict[str, Any]:
+    """The head plan as `fleet plan` gives it (plan.schema.json), with per workload its
+    `change` (and `before`, `specChanged`, `displaced`), Removed workloads listed with
+    the status they had and no placements, and `diff`: the comparison with base."""
+    doc = plan_to_json(d.head_plan, d.head_spec, capacity, base=d.base_commit)
+    doc["source"].update(source or {})
+    rows = {w["id"]: w for w in doc["workloads"]}
     for w in d.workloads:
-        p = w.after if w.after is not None else w.before
-        assert p is not None
-        workloads.append({
-            # a Removed workload keeps the status it had; `placements` is empty
-            "id": w.id, "status": p.status,
-            "change": w.change, "placements": _placements(w),
-            "reasons": [{"cluster": r.cluster, "rule": r.rule, "message": r.message}
-                        for r in (w.after.reasons if w.after is not None else ())],
-            "team": w.team, "specChanged": w.spec_changed, "displaced": w.displaced,
-            "before": _placements(w, after=False),
-        })
+        row = rows.get(w.id)
+        if row is None:  # Removed: not in head
+            assert w.before is not None
+            row = rows[w.id] = {"id": w.id, "status": w.before.status, "placements": [],
+                                "reasons": [], "team": w.team}
+        row.update({"change": w.change, "specChanged": w.spec_changed,
+                    "displaced": w.displaced, "before": _placements(w, after=False)})
+    doc["workloads"] = [rows[k] for k in sorted(rows)]
     violations = set(d.violations)
-    return {
-        "apiVersion": API_VERSION, "kind": "Plan",
-        "source": {"commit": d.head_commit, "base": d.base_commit, **(source or {})},
-        "clusters": clusters, "workloads": workloads,
-        "errors": [{**e.to_json(), "guardrail": e in violations} for e in d.errors],
-        "diff": {
-            "verdict": "failed" if d.failed else "clean",
-            "counts": d.counts(),
-            "displaced": [w.id for w in d.displaced],
-            "approvals": [f.to_json() for f in d.flags],
-            "authorTeam": d.author_team,
-            "teams": [{"team": t.team, "flavour": t.flavour, "before": t.gpus.before,
-                       "after": t.gpus.after, "nominal": t.nominal, "borrowing": t.borrowing}
-                      for t in d.teams],
-            "flavours": {f: {"capacity": cap, "before": u.before, "after": u.after}
-                         for f, (cap, u) in d.flavours.items()},
-            "costPerHour": {"before": d.cost.before / 100, "after": d.cost.after / 100,
-                            "unpricedGpus": {"before": d.unpriced.before,
-                                             "after": d.unpriced.after},
-                            "teams": {t: {"before": u.before / 100, "after": u.after / 100}
-                                      for t, u in d.team_cost.items()}},
-            "manifests": dict(d.manifests),
-            "notes": list(d.notes),
-        },
+    doc["errors"] = [{**e.to_json(), "guardrail": e in violations} for e in d.errors]
+    doc["diff"] = {
+        "verdict": "failed" if d.failed else "clean",
+        "counts": d.counts(),
+        "displaced": [w.id for w in d.displaced],
+        "approvals": [f.to_json() for f in d.flags],
+        "authorTeam": d.author_team,
+        "teams": [{"team": t.team, "flavour": t.flavour, "before": t.gpus.before,
+                   "after": t.gpus.after, "nominal": t.nominal, "borrowing": t.borrowing}
+                  for t in d.teams],
+        "flavours": {f: {"capacity": cap, "before": u.before, "after": u.after}
+                     for f, (cap, u) in d.flavours.items()},
+        "costPerHour": {"before": d.cost.before / 100, "after": d.cost.after / 100,
+                        "unpricedGpus": {"before": d.unpriced.before,
+                                         "after": d.unpriced.after},
+                        "teams": {t: {"before": u.before / 100, "after": u.after / 100}
+                                  for t, u in d.team_cost.items()}},
+        "manifests": dict(d.manifests),
+        "notes": list(d.notes),
     }
+    return doc

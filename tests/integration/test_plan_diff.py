@@ -9,15 +9,22 @@ displaced workload of another team, a stale plan; the Markdown against golden fi
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 
+from controllers.cli import main
 from tests.fleetdocs import POLICY, cluster, workload
 from tests.gitrepo import GitRepo
+from tests.specs import load_schema
 from workloads.changes import MergeConflict, read_change
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,11 +32,23 @@ GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("AIFLEET_REGEN_GOLDEN") == "1"
 
 
-def fleet(*args: str, cwd: Path | None = None,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controllers.cli", *args], cwd=cwd or ROOT,
+def fleet_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real console entry point in a fresh process, as CI runs it."""
+    return subprocess.run([sys.executable, "-m", "controllers.cli", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **(env or {})})
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+
+
+def fleet(*args: str) -> subprocess.CompletedProcess[str]:
+    """`fleet ARGS` in this process (the same `main`, without a new interpreter per call,
+    to keep the suite fast); exit code, stdout and stderr as a subprocess would give."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 2
+    return subprocess.CompletedProcess(["fleet", *args], code, out.getvalue(), err.getvalue())
 
 
 QUOTAS = """\
@@ -71,7 +90,11 @@ def wl(name: str, team: str, replicas: int = 1, count: int = 8, dc: str = "eu-pe
 
 
 def base_files() -> dict[str, str | bytes | None]:
-    """Two EU clusters of 16 H100 each, one US; nlp-team and vision-team workloads."""
+    """Two EU clusters of 16 H100 each, one US; nlp-team and vision-team workloads.
+
+    Placed (deterministic): train on eu-fra-1, det on eu-par-1, eval on us-east-1; both
+    EU clusters are full.
+    """
     return {
         "clusters/eu-fra-1.yaml": cluster("eu-fra-1", "DE"),
         "clusters/eu-par-1.yaml": cluster("eu-par-1", "FR"),
@@ -81,7 +104,8 @@ def base_files() -> dict[str, str | bytes | None]:
         "policies/owners.yaml": OWNERS,
         "policies/guardrails.yaml": GUARDRAILS,
         "workloads/nlp-team/train.yaml": wl("train", "nlp-team", replicas=2),
-        "workloads/nlp-team/eval.yaml": wl("eval", "nlp-team", count=4, dc="public"),
+        "workloads/nlp-team/eval.yaml": wl("eval", "nlp-team", count=4, dc="public")
+        + "    clusters: [us-east-1]\n",
         "workloads/vision-team/det.yaml": wl("det", "vision-team", replicas=2),
     }
 
@@ -128,3 +152,290 @@ def test_a_conflicting_change_cannot_be_planned(tmp_path: Path) -> None:
     repo.commit({"workloads/nlp-team/train.yaml": wl("train", "nlp-team", replicas=1)}, "x")
     with pytest.raises(MergeConflict, match=r"workloads/nlp-team/train\.yaml"):
         read_change(repo.path, "main", "feature")
+
+
+# ----------------------------------------------------------------- the command
+
+
+def plan_json(repo: GitRepo, *extra: str) -> tuple[int, dict[str, Any]]:
+    r = fleet("plan", str(repo.path), "--base", "main", "--head", "feature",
+              "--format", "json", *extra)
+    assert r.returncode in (0, 1), r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def by_id(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {w["id"]: w for w in doc["workloads"]}
+
+
+def where(w: dict[str, Any]) -> list[str]:
+    return sorted(p["cluster"] for p in w["placements"])
+
+
+def base_placement(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    """The base plan, from a change that changes nothing."""
+    repo = two_branches(tmp_path / "probe", {})
+    code, doc = plan_json(repo)
+    assert code == 0 and doc["diff"]["counts"]["Unchanged"] == 3
+    return by_id(doc)
+
+
+def test_each_kind_of_change_in_one_pr(tmp_path: Path) -> None:
+    before = base_placement(tmp_path)
+    assert [where(before[w]) for w in ("nlp-team/train", "vision-team/det", "nlp-team/eval")
+            ] == [["eu-fra-1"], ["eu-par-1"], ["us-east-1"]]
+    # train's data becomes public and it is pinned to the US: it moves
+    pinned = wl("train", "nlp-team", replicas=2, dc="public") + "    clusters: [us-east-1]\n"
+    repo = two_branches(tmp_path, {
+        "workloads/nlp-team/new.yaml": wl("new", "nlp-team", count=2, dc="public"),
+        "workloads/nlp-team/eval.yaml": None,
+        "workloads/nlp-team/train.yaml": pinned,
+    })
+    code, doc = plan_json(repo)
+    w = by_id(doc)
+    assert code == 0
+    assert {k: v["change"] for k, v in w.items()} == {
+        "nlp-team/new": "Added", "nlp-team/eval": "Removed", "nlp-team/train": "Moved",
+        "vision-team/det": "Unchanged"}
+    assert where(w["nlp-team/train"]) == ["us-east-1"]
+    assert [p["cluster"] for p in w["nlp-team/train"]["before"]] == ["eu-fra-1"]
+    assert w["nlp-team/eval"]["placements"] == [] and w["nlp-team/eval"]["before"]
+    assert doc["source"]["base"] != doc["source"]["commit"]
+    jsonschema.validate(doc, load_schema("plan.schema.json"))
+
+
+def test_fewer_replicas_on_the_same_cluster_is_resized(tmp_path: Path) -> None:
+    repo = two_branches(tmp_path, {"workloads/nlp-team/train.yaml": wl("train", "nlp-team")})
+    code, doc = plan_json(repo)
+    train = by_id(doc)["nlp-team/train"]
+    assert code == 0 and train["change"] == "Resized" and train["specChanged"]
+    assert [p["replicas"] for p in train["before"]] == [2]
+    assert [p["replicas"] for p in train["placements"]] == [1]
+    assert doc["diff"]["costPerHour"]["before"] - doc["diff"]["costPerHour"]["after"] == 20.0
+
+
+def test_a_guardrail_violation_fails_the_plan_with_file_and_line(tmp_path: Path) -> None:
+    repo = two_branches(tmp_path, {"workloads/nlp-team/hub.yaml": wl(
+        "hub", "nlp-team", image="pytorch/pytorch:2.3")})
+    code, doc = plan_json(repo)
+    assert code == 1
+    assert doc["errors"] == [{
+        "file": "workloads/nlp-team/hub.yaml", "line": 8, "kind": "Workload",
+        "name": "nlp-team/hub", "guardrail": True,
+        "message": "image pytorch/pytorch:2.3 (docker.io/pytorch/pytorch) is not from an "
+                   "allowed registry (registry.internal) (guardrail allowedRegistries "
+                   "fleet-wide, policies/guardrails.yaml:7)"}]
+    assert by_id(doc)["nlp-team/hub"]["status"] == "Invalid"
+    text = fleet("plan", str(repo.path), "--base", "main", "--head", "feature")
+    assert text.returncode == 1
+    assert "workloads/nlp-team/hub.yaml:8: image pytorch/pytorch:2.3" in text.stdout
+
+
+def test_protected_paths_and_another_teams_folder_need_approval(tmp_path: Path) -> None:
+    repo = two_branches(tmp_path, {
+        "clusters/us-east-1.yaml": cluster("us-east-1", "US", (("h100-80gb", 32, 8),),
+                                           labels="{tier: dev}"),
+        "workloads/vision-team/det.yaml": wl("det", "vision-team", replicas=1),
+        "workloads/nlp-team/new.yaml": wl("new", "nlp-team", count=2, dc="public"),
+    })
+    code, doc = plan_json(repo, "--team", "nlp-team")
+    assert code == 0  # approvals are listed, not failed: the forge enforces them
+    assert [(a["file"], a["kind"], a["owners"]) for a in doc["diff"]["approvals"]] == [
+        ("clusters/us-east-1.yaml", "protected", ["@acme/platform"]),
+        ("workloads/vision-team/det.yaml", "other-team", ["@acme/vision-leads"])]
+    md = fleet("plan", str(repo.path), "--base", "main", "--head", "feature", "--format",
+               "markdown", "--team", "nlp-team").stdout
+    assert "🔒 needs approval from @acme/platform, @acme/vision-leads" in md.splitlines()[1]
+
+
+def test_unreadable_inputs_exit_2(tmp_path: Path) -> None:
+    repo = two_branches(tmp_path, {})
+    r = fleet_process("plan", str(repo.path), "--base", "main", "--head", "nope")
+    assert r.returncode == 2 and "revision 'nope' not found" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = fleet("plan", str(repo.path), "--base", "main")
+    assert r.returncode == 2 and "--base and --head go together" in r.stderr
+
+
+def test_a_saved_plan_goes_stale_when_base_fleet_head_or_capacity_change(
+        tmp_path: Path) -> None:
+    repo = two_branches(tmp_path, {"workloads/nlp-team/new.yaml": wl("new", "nlp-team",
+                                                                      count=2, dc="public")})
+    saved = tmp_path / "plan.json"
+    r = fleet("plan", str(repo.path), "--base", "main", "--head", "feature", "--format", "json")
+    saved.write_text(r.stdout)
+    doc = json.loads(r.stdout)
+    assert doc["source"]["baseRef"] == "main" and doc["source"]["headRef"] == "feature"
+    assert len(doc["source"]["capacityDigest"]) == 64
+
+    def verify() -> subprocess.CompletedProcess[str]:
+        return fleet("plan", "--verify", str(saved), str(repo.path))
+
+    ok = verify()
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.splitlines()[-1] == f"plan {saved}: still holds"
+
+    # base moves, but no fleet file changes: the plan still holds
+    repo.commit({"README.md": "fleet repo\n"}, "docs only")
+    r = verify()
+    assert r.returncode == 0 and "but no fleet file changed" in r.stdout
+
+    # capacity changes (a cluster file on base grows): stale
+    repo.commit({"clusters/us-east-1.yaml": cluster("us-east-1", "US",
+                                                    (("h100-80gb", 48, 8),))}, "grow")
+    r = verify()
+    assert r.returncode == 1
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("STALE base main moved to ")
+    assert lines[0].endswith("and fleet files changed: plan again")
+    assert lines[2].startswith("STALE capacity changed")
+    assert lines[-1] == f"plan {saved}: is stale"
+
+
+def test_a_push_to_head_makes_the_plan_stale(tmp_path: Path) -> None:
+    repo = two_branches(tmp_path, {"workloads/nlp-team/new.yaml": wl("new", "nlp-team",
+                                                                      count=2, dc="public")})
+    saved = tmp_path / "plan.json"
+    saved.write_text(fleet("plan", str(repo.path), "--base", "main", "--head", "feature",
+                           "--format", "json").stdout)
+    saved_files = dict(repo.files)
+    repo.files = {**base_files(), "workloads/nlp-team/new.yaml": wl("new", "nlp-team")}
+    repo.commit({}, "second push", branch="feature")
+    repo.files = saved_files
+    r = fleet("plan", "--verify", str(saved), str(repo.path), "--format", "json")
+    assert r.returncode == 1
+    checks = json.loads(r.stdout)["checks"]
+    assert [c["ok"] for c in checks] == [True, False, True]
+    assert "head feature is now" in checks[1]["message"]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    r = fleet("plan", "--verify", str(bad), str(repo.path))
+    assert r.returncode == 2 and "not a plan written by" in r.stderr
+
+
+DEDICATED = (cluster("eu-fra-1", "DE")
+             + "  taints:\n    - {key: dedicated, value: vision-team, effect: NoExecute}\n")
+VISION_BIG = (wl("seg", "vision-team", replicas=2)
+              + "    tolerations: [{key: dedicated, operator: Equal, value: vision-team}]\n")
+
+
+def test_a_workload_of_another_team_displaced_by_the_change_is_called_out(
+        tmp_path: Path) -> None:
+    # vision-team dedicates eu-fra-1 to itself (NoExecute) for a new workload: nlp-team's
+    # train, which runs there, cannot stay, and the other EU cluster has no room.
+    assert where(base_placement(tmp_path)["nlp-team/train"]) == ["eu-fra-1"]
+    repo = two_branches(tmp_path, {"clusters/eu-fra-1.yaml": DEDICATED,
+                                   "workloads/vision-team/seg.yaml": VISION_BIG})
+    code, doc = plan_json(repo)
+    assert code == 0
+    assert doc["diff"]["displaced"] == ["nlp-team/train"]
+    assert doc["diff"]["authorTeam"] == "vision-team"
+    train = by_id(doc)["nlp-team/train"]
+    assert (train["change"], train["status"], train["specChanged"]) == ("Moved", "Pending", False)
+    assert any(r["rule"] == "Taint" and r["cluster"] == "eu-fra-1" for r in train["reasons"])
+    assert where(by_id(doc)["vision-team/seg"]) == ["eu-fra-1"]
+    text = fleet("plan", str(repo.path), "--base", "main", "--head", "feature").stdout
+    assert "!! DISPLACED Moved     nlp-team/train: eu-fra-1 (2x8 h100-80gb) -> Pending" in text
+
+
+# ----------------------------------------------------------------- posting to the forge
+
+TOKEN = "ghp_s3cr3t_never_printed_0123456789"
+API = "https://api.github.test"
+
+
+def test_post_keeps_one_sticky_comment_and_sets_the_plan_status(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import httpx
+    import respx
+    import structlog
+
+    repo = two_branches(tmp_path, {"workloads/nlp-team/hub.yaml": wl(
+        "hub", "nlp-team", image="pytorch/pytorch:2.3")})
+    head = str(repo.repo.references["refs/heads/feature"].target)
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("GITHUB_API_URL", API)
+    argv = ["plan", str(repo.path), "--base", "main", "--head", "feature", "--format",
+            "markdown", "--post", "github", "--forge-repo", "acme/fleet", "--pr", "42",
+            "--details-url", "https://ci.test/run/1"]
+    comments: list[dict[str, Any]] = []
+
+    def list_comments(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=comments)
+
+    def create(request: httpx.Request) -> httpx.Response:
+        comments.append({"id": 555, "body": json.loads(request.content)["body"]})
+        return httpx.Response(201, json=comments[-1])
+
+    with structlog.testing.capture_logs() as logs, respx.mock(assert_all_called=True) as mock:
+        mock.get(url__startswith=f"{API}/repos/acme/fleet/issues/42/comments").mock(
+            side_effect=list_comments)
+        post = mock.post(f"{API}/repos/acme/fleet/issues/42/comments").mock(side_effect=create)
+        patch = mock.patch(f"{API}/repos/acme/fleet/issues/comments/555").respond(200, json={})
+        status = mock.post(f"{API}/repos/acme/fleet/statuses/{head}").respond(201, json={})
+        assert main(argv) == 1  # the guardrail violation fails the check
+        first = capsys.readouterr()
+        assert main(argv) == 1  # the second push: the same comment is edited
+        second = capsys.readouterr()
+
+    assert post.call_count == 1 and patch.call_count == 1
+    body = json.loads(post.calls.last.request.content)["body"]
+    assert body == first.out  # the comment is exactly the Markdown printed
+    assert json.loads(patch.calls.last.request.content) == {"body": second.out}
+    assert post.calls.last.request.headers["authorization"] == f"Bearer {TOKEN}"
+    sent = json.loads(status.calls.last.request.content)
+    assert sent == {"state": "failure", "context": "aifleet/plan",
+                    "description": "1 guardrail violation",
+                    "target_url": "https://ci.test/run/1"}
+    assert "plan comment created on acme/fleet#42" in first.err
+    assert "plan comment updated on acme/fleet#42" in second.err
+    for text in (first.out, first.err, second.out, second.err, repr(logs)):
+        assert TOKEN not in text
+
+
+def test_post_without_a_token_says_which_variable_and_exits_2(
+        tmp_path: Path) -> None:
+    repo = two_branches(tmp_path, {})
+    r = fleet("plan", str(repo.path), "--base", "main", "--head", "feature", "--post",
+              "gitlab", "--forge-repo", "12", "--pr", "3")
+    assert r.returncode == 2 and "set GITLAB_TOKEN" in r.stderr
+
+
+# ----------------------------------------------------------------- golden Markdown
+
+GOLDEN_CASES: list[tuple[str, dict[str, str | bytes | None], list[str], int]] = [
+    ("mixed_change", {
+        "workloads/nlp-team/new.yaml": wl("new", "nlp-team", count=2, dc="public"),
+        "workloads/nlp-team/eval.yaml": None,
+        "workloads/nlp-team/train.yaml": wl("train", "nlp-team", image=(
+            "registry.internal/trainer:v2")),
+        "clusters/us-east-1.yaml": cluster("us-east-1", "US", (("h100-80gb", 32, 8),),
+                                           labels="{tier: dev}"),
+    }, ["--team", "nlp-team"], 0),
+    ("guardrail_violation", {
+        "workloads/nlp-team/hub.yaml": wl("hub", "nlp-team", image="pytorch/pytorch:2.3"),
+        "workloads/nlp-team/huge.yaml": wl("huge", "nlp-team", replicas=8),
+    }, [], 1),
+    ("displaced_other_team", {"clusters/eu-fra-1.yaml": DEDICATED,
+                              "workloads/vision-team/seg.yaml": VISION_BIG}, [], 0),
+    ("no_change", {}, [], 0),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "extra", "code"),
+                         GOLDEN_CASES,
+                         ids=[c[0] for c in GOLDEN_CASES])
+def test_markdown_comment_matches_the_golden_file(
+        tmp_path: Path, name: str, change: dict[str, str | bytes | None], extra: list[str],
+        code: int) -> None:
+    repo = two_branches(tmp_path, change)
+    r = fleet_process("plan", str(repo.path), "--base", "main", "--head", "feature",
+                      "--format", "markdown", *extra)
+    assert r.returncode == code, r.stderr
+    golden = GOLDEN / f"{name}.md"
+    if REGEN:
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(r.stdout)
+    assert golden.exists(), f"no {golden}: run with AIFLEET_REGEN_GOLDEN=1 and review it"
+    assert r.stdout == golden.read_text()

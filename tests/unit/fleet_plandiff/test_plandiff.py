@@ -137,7 +137,8 @@ def test_manifest_diff_renders_only_what_changed(tmp_path: Path) -> None:
     assert sorted(CALLS) == [(TRAIN, "eu-fra-1"), (TRAIN, "eu-fra-1")]
     assert list(d.manifests) == ["eu-fra-1"]
     assert d.manifests["eu-fra-1"].splitlines() == [
-        "--- base/eu-fra-1", "+++ head/eu-fra-1", "@@ -2,5 +2,5 @@", " kind: Job",
+        "--- base/eu-fra-1/nlp-team/train", "+++ head/eu-fra-1/nlp-team/train",
+        "@@ -2,5 +2,5 @@", " kind: Job",
         " name: train", " replicas: 2", "-image: registry.internal/trainer:v1",
         "+image: registry.internal/trainer:v2", " gpu: 8 h100-80gb"]
     assert [(w.change, w.spec_changed) for w in d.changed] == [("Unchanged", True)]

@@ -1,0 +1,262 @@
+"""`fleet plan --base REF --head REF` and `fleet plan --verify PLAN.json`: the PR's view.
+
+`fleet plan` (controllers/commands/plan.py) plans one commit. With `--base/--head` it
+plans both sides of a change as the controller would after merge (base first, then the
+merged head with the base plan as `previous`, for stickiness), compares them
+(`fleet.plandiff`), flags protected paths from the *base's* `policies/owners.yaml`, and
+prints Markdown for a PR comment, JSON or text. `--post github|gitlab|gitea` also
+updates the PR's one sticky comment and sets the `aifleet/plan` commit status on head.
+
+The JSON records what the plan depended on: base and head commits (and refs), the
+fleet trees and the capacity digest. `--verify PLAN.json` re-reads them and says
+whether the plan still holds, like applying a saved Terraform plan: exit 0 yes, 1 no.
+
+Exit codes: 0 clean, 1 errors or guardrail violations (or a stale plan), 2 could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from controllers.commands.common import fail
+from controllers.commands.plan import load_capacity
+from fleet.capacity import CapacitySnapshot, declared_capacity
+from fleet.ids import WorkloadId
+from fleet.owners import flag_paths, infer_team
+from fleet.placement.types import Assignment, Plan, PreviousPlan
+from fleet.plandiff import PlanDiff, Renderer, diff_plans
+from fleet.plandiff_render import to_json, to_markdown, to_text, verdict
+from fleet.spec import FleetSpec
+from workloads.changes import Change, read_change
+from workloads.errors import WorkloadsError
+
+PR_ENV = {"github": ("GITHUB_REPOSITORY", "GITHUB_PR_NUMBER"),
+          "gitea": ("GITHUB_REPOSITORY", "GITHUB_PR_NUMBER"),
+          "gitlab": ("CI_PROJECT_ID", "CI_MERGE_REQUEST_IID")}
+
+EXAMPLES = """\
+Comparing two commits (what a pull request would change):
+  fleet plan --base origin/main --head HEAD                 # text
+  fleet plan --base main --head feature --format markdown   # the PR comment
+  fleet plan --base main --head HEAD --format json > plan.json
+  fleet plan --verify plan.json                             # does it still hold?
+  fleet plan --base "$BASE_SHA" --head "$HEAD_SHA" --post github --pr 42
+      # token from GITHUB_TOKEN / GITLAB_TOKEN / GITEA_TOKEN, never a flag"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The change-related options of `fleet plan`."""
+    g = p.add_argument_group("comparing a change (pull request)")
+    g.add_argument("--base", metavar="REF", help="the branch or commit merged into")
+    g.add_argument("--head", metavar="REF", help="the branch or commit to merge")
+    g.add_argument("--team", help="the change author's team (default: inferred when every "
+                                  "changed workload file is in one team folder)")
+    g.add_argument("--verify", metavar="PLAN.json",
+                   help="check that a saved `--format json` plan still holds")
+    g.add_argument("--post", choices=("github", "gitlab", "gitea"),
+                   help="update the PR's sticky plan comment and set the aifleet/plan "
+                        "commit status (token from the environment)")
+    g.add_argument("--pr", type=int, help="the PR/MR number (default: $GITHUB_PR_NUMBER, "
+                                          "$CI_MERGE_REQUEST_IID)")
+    g.add_argument("--forge-repo", metavar="OWNER/NAME",
+                   help="the forge repository or GitLab project id (default: "
+                        "$GITHUB_REPOSITORY, $CI_PROJECT_ID)")
+    g.add_argument("--forge-url", metavar="URL", help="the forge API URL (default: "
+                   "$GITHUB_API_URL, $CI_API_V4_URL, $GITEA_API_URL, or the public forge)")
+    g.add_argument("--details-url", metavar="URL",
+                   help="link for the commit status (e.g. the CI job)")
+
+
+def wanted(args: argparse.Namespace) -> bool:
+    """Whether `fleet plan` was asked for a change (these options) rather than one commit."""
+    return bool(getattr(args, "base", None) or getattr(args, "head", None)
+                or getattr(args, "verify", None))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.verify:
+        return verify(args)
+    if not (args.base and args.head):
+        fail("--base and --head go together (or use --verify PLAN.json)")
+    if getattr(args, "worktree", False):
+        fail("--worktree cannot be compared: --base and --head are commits")
+    try:
+        change = read_change(args.repo, args.base, args.head)
+    except WorkloadsError as e:
+        fail(str(e))
+    live = load_capacity(getattr(args, "capacity", None))
+    d, source, capacity = plan_change(change, live, args)
+    fmt = getattr(args, "format", "text")
+    if fmt == "json":
+        json.dump(to_json(d, source, capacity), sys.stdout, indent=2, sort_keys=False)
+        sys.stdout.write("\n")
+    elif fmt == "markdown":
+        sys.stdout.write(to_markdown(d))
+    else:
+        sys.stdout.write(to_text(d))
+    if args.post:
+        post(args, d)
+    return 1 if d.failed else 0
+
+
+def capacity_for(spec: FleetSpec, live: CapacitySnapshot | None) -> CapacitySnapshot:
+    return live if live is not None else declared_capacity(spec.clusters)
+
+
+def plan_change(change: Change, live: CapacitySnapshot | None,
+                args: argparse.Namespace
+                ) -> tuple[PlanDiff, dict[str, Any], CapacitySnapshot]:
+    """Plan both sides, compare them, and say what the result depended on."""
+    base_spec, head_spec = change.base.spec, change.head.spec
+    base_cap, head_cap = capacity_for(base_spec, live), capacity_for(head_spec, live)
+    base_plan = placement_plan(base_spec, base_cap, {}, change.base_commit)
+    previous = {wid: p.assignments for wid, p in base_plan.workloads.items() if p.assignments}
+    head_plan = placement_plan(head_spec, head_cap, previous, change.head_commit)
+
+    paths = [f.path for f in change.files]
+    author = getattr(args, "team", None) or infer_team(paths)
+    flags = flag_paths(base_spec.owners, paths, author, {f.path: f.display for f in change.files})
+    notes = []
+    if change.merged:
+        notes.append(f"head does not contain base: planned the merge of head "
+                     f"{change.head_commit[:12]} into base {change.base_commit[:12]}")
+    if not change.files:
+        notes.append("no fleet files change between the merge base and head")
+    d = diff_plans(base_spec, base_plan, head_spec, head_plan,
+                   render=renderer(change.head_commit),
+                   flags=flags, author_team=author, notes=notes)
+    source = {
+        "baseRef": args.base, "headRef": args.head, "mergeBase": change.merge_base,
+        "repoPath": os.fspath(args.repo),
+        "capacityDigest": head_cap.digest(),
+        "capacitySource": "file" if live is not None else "declared",
+        "policyVersion": head_plan.policy_version,
+        "changedFiles": [{"path": f.display, "status": f.status} for f in change.files],
+    }
+    return d, source, head_cap
+
+
+def placement_plan(spec: FleetSpec, capacity: CapacitySnapshot, previous: PreviousPlan,
+                   commit: str) -> Plan:
+    """`fleet.placement.place`, imported here so `fleet --help` does not pay for it."""
+    from fleet.placement import place
+
+    plan: Plan = place(spec, capacity, previous, commit=commit)
+    return plan
+
+
+def renderer(commit: str) -> Renderer:
+    """Per workload and cluster, its manifests as deterministic YAML (sorted keys).
+
+    Both sides render with the same commit (head's), so the `source-commit` annotation
+    every object carries does not show as a change.
+    """
+    import yaml
+
+    from fleet.render import render
+
+    def one(spec: FleetSpec, wid: WorkloadId, a: Assignment) -> str:
+        manifests = render(spec.workloads[wid], a, spec.clusters[a.cluster], commit)
+        return str(yaml.safe_dump_all(manifests, sort_keys=True, default_flow_style=False,
+                                      explicit_start=True))
+
+    return one
+
+
+def post(args: argparse.Namespace, d: PlanDiff) -> None:
+    """Update the sticky comment and set aifleet/plan on head; exit 2 on a forge error."""
+    from controllers.forge import PLAN_CONTEXT, ForgeError, StatusState, client_from_env
+
+    kind = args.post
+    repo_env, pr_env = PR_ENV[kind]
+    repo = args.forge_repo or os.environ.get(repo_env)
+    number = args.pr or _int(os.environ.get(pr_env))
+    if not repo or not number:
+        fail(f"--post {kind} needs --forge-repo and --pr (or ${repo_env} and ${pr_env})")
+    assert d.head_commit is not None
+    try:
+        client = client_from_env(kind, repo, args.forge_url)
+        result = client.upsert_comment(number, to_markdown(d))
+        state: StatusState = "failure" if d.failed else "success"
+        text = verdict(d).replace("❌ ", "").replace("✅ ", "")
+        client.set_status(d.head_commit, state, PLAN_CONTEXT, text, args.details_url)
+    except ForgeError as e:
+        fail(str(e))
+    what = "created" if result.created else "updated"
+    print(f"fleet: plan comment {what} on {repo}#{number}; {PLAN_CONTEXT} set to {state} "
+          f"on {d.head_commit[:12]}", file=sys.stderr)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def verify(args: argparse.Namespace) -> int:
+    """Whether a saved plan still holds: same base fleet, same head, same capacity."""
+    try:
+        with open(args.verify, encoding="utf-8") as f:
+            doc = json.load(f)
+        src = doc["source"]
+        recorded = {k: src[k] for k in ("base", "commit", "baseRef", "headRef",
+                                         "capacityDigest", "capacitySource")}
+    except OSError as e:
+        fail(f"{args.verify}: cannot read: {e.strerror}")
+    except (ValueError, KeyError, TypeError) as e:
+        fail(f"{args.verify}: not a plan written by `fleet plan --base --head --format json` "
+             f"({type(e).__name__}: {e})")
+    checks: list[tuple[bool, str]] = []
+    try:
+        change = read_change(args.repo, recorded["baseRef"], recorded["headRef"])
+        base_now, head_now = change.base_commit, change.head_commit
+        if base_now == recorded["base"]:
+            checks.append((True, f"base {recorded['baseRef']} is still {base_now[:12]}"))
+        elif fleet_tree(args.repo, base_now) == fleet_tree(args.repo, recorded["base"]):
+            checks.append((True, f"base {recorded['baseRef']} moved to {base_now[:12]} "
+                                 f"(was {recorded['base'][:12]}) but no fleet file changed"))
+        else:
+            checks.append((False, f"base {recorded['baseRef']} moved to {base_now[:12]} "
+                                  f"(was {recorded['base'][:12]}) and fleet files changed: "
+                                  "plan again"))
+        if head_now == recorded["commit"]:
+            checks.append((True, f"head {recorded['headRef']} is still {head_now[:12]}"))
+        else:
+            checks.append((False, f"head {recorded['headRef']} is now {head_now[:12]} "
+                                  f"(was {recorded['commit'][:12]}): plan again"))
+    except WorkloadsError as e:
+        fail(str(e))
+    live = load_capacity(getattr(args, "capacity", None))
+    if live is None and recorded["capacitySource"] == "file":
+        checks.append((False, "the plan used a live capacity snapshot: pass --capacity FILE "
+                              "with the current one to check it"))
+    else:
+        digest = capacity_for(change.head.spec, live).digest()
+        same = digest == recorded["capacityDigest"]
+        checks.append((same, f"capacity {'unchanged' if same else 'changed'} "
+                             f"({digest[:12]}, plan used {recorded['capacityDigest'][:12]})"))
+    holds = all(ok for ok, _ in checks)
+    if getattr(args, "format", "text") == "json":
+        json.dump({"holds": holds, "checks": [{"ok": ok, "message": m} for ok, m in checks]},
+                  sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for ok, message in checks:
+            print(f"{'ok   ' if ok else 'STALE'} {message}")
+        print(f"plan {args.verify}: {'still holds' if holds else 'is stale'}")
+    return 0 if holds else 1
+
+
+def fleet_tree(repo_path: str, commit: str) -> tuple[str | None, ...]:
+    """The tree ids of the fleet folders at `commit`: equal ids, equal fleet files."""
+    from workloads.source import FLEET_FOLDERS, open_repository, resolve_tree
+
+    repo, prefix = open_repository(repo_path)
+    tree = resolve_tree(repo, commit, prefix).tree
+    return tuple(str(tree[f].id) if tree is not None and f in tree else None
+                 for f in FLEET_FOLDERS)
