@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 Event = Literal["Placed", "Moved", "FailedOver", "Applied", "Pruned", "DriftCorrected",
@@ -247,8 +247,3 @@ def _line_hash(line: str, h: str) -> str | None:
     if len(body) == len(line):
         return None
     return hashlib.sha256(body.encode()).hexdigest()
-
-
-def entry_fields() -> tuple[str, ...]:
-    """The attribute names an `Entry` takes, for facades that pass fields through."""
-    return tuple(f.name for f in fields(Entry))
