@@ -60,6 +60,8 @@ class AdapterOptions:
     allow_exec: bool = False
     self_heal: bool = True
     unreachable_after: float = 15.0
+    degraded_window: float = 60.0
+    """How long API errors or unanswered requests keep the cluster Degraded."""
     heartbeat_interval: float = 5.0
     watch_timeout: int = 300
     retry: RetryPolicy | None = None
@@ -92,7 +94,8 @@ class ClusterAdapter:
                       on_drift: Callable[[DriftReport], None] | None = None
                       ) -> ClusterAdapter:
         opts = options or AdapterOptions()
-        health = HealthTracker(unreachable_after=opts.unreachable_after)
+        health = HealthTracker(unreachable_after=opts.unreachable_after,
+                               degraded_window=opts.degraded_window)
         api = await api_client(conn, allow_exec=opts.allow_exec)
         client = KubeClient(conn.cluster, api, qps=opts.qps, burst=opts.burst,
                             retry=opts.retry, on_outcome=health.record)

@@ -1,0 +1,141 @@
+"""Health against a simulated cluster: Healthy, Degraded on API errors, Unreachable once
+nothing answers for the grace period and Healthy again when it is back; retries that
+honour Retry-After and stop; a workload's Progressing -> Running -> Succeeded."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+
+from clusters.client import NAMESPACE, RetryPolicy
+from clusters.errors import NotFound, ServerError, Throttled
+from clusters.health import ClusterHealth
+from tests.integration.test_adapter_harness import (
+    FAST,
+    TEAM,
+    Connected,
+    connected,
+    deployment,
+    job,
+    namespace,
+    stored,
+    until,
+)
+
+OPTIONS = dataclasses.replace(FAST, degraded_window=0.5)
+
+
+async def _states_until(c: Connected, final: ClusterHealth, within: float = 10.0
+                        ) -> list[ClusterHealth]:
+    """The distinct health states seen, in order, until `final`."""
+    seen: list[ClusterHealth] = [c.adapter.health_state]
+
+    def look() -> bool:
+        state = c.adapter.health_state
+        if state != seen[-1]:
+            seen.append(state)
+        return state == final
+
+    await until(look, within, what=f"health {final}")
+    return seen
+
+
+async def test_a_cluster_that_goes_down_becomes_unreachable_and_comes_back_healthy(
+        tmp_path: Path) -> None:
+    async with connected(tmp_path, options=OPTIONS) as c:
+        await c.adapter.apply([namespace(), deployment("serve", gpus=0)])
+        assert c.adapter.health_state == "Healthy"
+        started = time.monotonic()
+        await c.cluster.down()
+        states = await _states_until(c, "Unreachable")
+        took = time.monotonic() - started
+        assert states == ["Healthy", "Degraded", "Unreachable"]
+        assert OPTIONS.unreachable_after <= took < OPTIONS.unreachable_after + 1.0
+        assert c.adapter.health.unreachable_since is not None
+
+        # A change made while we could not see it is caught once the cluster is back.
+        await c.cluster.edit("Deployment", TEAM, "serve", {"spec": {"replicas": 3}})
+        await c.cluster.up()
+        states = await _states_until(c, "Healthy")
+        assert states[0] == "Unreachable" and states[-1] == "Healthy"
+        assert c.adapter.health.unreachable_since is None
+        await until(lambda: stored(c, "Deployment")["serve"]["spec"]["replicas"] == 1,
+                    within=15, what="drift made while down corrected after")
+
+
+async def test_server_errors_make_a_cluster_degraded_for_a_while(tmp_path: Path) -> None:
+    async with connected(tmp_path, options=OPTIONS) as c:
+        c.cluster.faults.fail_next(2, 503, prefix="/version")
+        states = await _states_until(c, "Degraded", within=5)
+        assert states == ["Healthy", "Degraded"]
+        await until(lambda: c.adapter.health_state == "Healthy", within=5,
+                    what="healthy once the errors are older than the window")
+
+
+@pytest.mark.parametrize(("retry_after", "cap", "expect"),
+                         [(1, 30.0, 1.0), (5, 0.3, 0.3)],
+                         ids=["honoured", "capped"])
+async def test_429_waits_for_retry_after_then_succeeds(
+        tmp_path: Path, retry_after: int, cap: float, expect: float) -> None:
+    options = dataclasses.replace(
+        OPTIONS, retry=RetryPolicy(attempts=3, base=0.02, cap=0.1, max_retry_after=cap))
+    async with connected(tmp_path, options=options, run=False) as c:
+        c.cluster.faults.fail_next(1, 429, retry_after=retry_after, prefix="/api/v1/namespaces")
+        started = time.monotonic()
+        await c.adapter.client.request("GET", NAMESPACE.item("default"), verb="get")
+        took = time.monotonic() - started
+        assert expect <= took < expect + 0.5, took
+        assert c.adapter.stats.retries == 1
+        assert c.adapter.stats.errors["TooManyRequests"] == 1
+
+
+async def test_429_past_the_retry_budget_is_raised_with_its_retry_after(
+        tmp_path: Path) -> None:
+    options = dataclasses.replace(
+        OPTIONS, retry=RetryPolicy(attempts=2, base=0.02, cap=0.1, max_retry_after=0.1))
+    async with connected(tmp_path, options=options, run=False) as c:
+        c.cluster.faults.fail_next(5, 429, retry_after=7, prefix="/api/v1/namespaces")
+        with pytest.raises(Throttled) as e:
+            await c.adapter.client.request("GET", NAMESPACE.item("default"), verb="get")
+        assert e.value.retry_after == 7
+        assert c.adapter.stats.calls["get"] == 2
+
+
+async def test_retries_are_finite_and_permanent_errors_are_not_retried(
+        tmp_path: Path) -> None:
+    async with connected(tmp_path, options=OPTIONS, run=False) as c:
+        c.cluster.faults.fail_next(10, 503, prefix="/api/v1/namespaces")
+        with pytest.raises(ServerError):
+            await c.adapter.client.request("GET", NAMESPACE.item("default"), verb="get")
+        assert c.adapter.stats.calls["get"] == 3  # FAST: 3 attempts
+        c.cluster.faults.clear()
+        with pytest.raises(NotFound):
+            await c.adapter.client.request("GET", NAMESPACE.item("nope"), verb="get")
+        assert c.adapter.stats.calls["get"] == 4
+
+
+async def test_a_job_goes_progressing_then_running_then_succeeded(tmp_path: Path) -> None:
+    async with connected(tmp_path, options=OPTIONS, job_seconds=1.0) as c:
+        await c.adapter.apply([namespace(), job("train", gpus=2, parallelism=2)])
+        seen = [c.adapter.workload_health("nlp-team.train")]
+
+        def look() -> bool:
+            state = c.adapter.workload_health("nlp-team.train")
+            if state != seen[-1]:
+                seen.append(state)
+            return state == "Succeeded"
+
+        await until(look, 15, what="the Job succeeded")
+        assert seen == ["Progressing", "Running", "Succeeded"]
+
+
+async def test_a_deployment_goes_progressing_then_running(tmp_path: Path) -> None:
+    async with connected(tmp_path, options=OPTIONS) as c:
+        await c.adapter.apply([namespace(), deployment("serve", replicas=2, gpus=1)])
+        assert c.adapter.workload_health("nlp-team.serve") == "Progressing"
+        await until(lambda: c.adapter.workload_health("nlp-team.serve") == "Running",
+                    what="the Deployment available")
+        assert c.adapter.workload_health("nlp-team.missing") == "Unknown"

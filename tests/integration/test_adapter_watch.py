@@ -1,0 +1,97 @@
+"""Informers against a simulated cluster: a cut watch resumes from the last
+resourceVersion without a re-list, and a 410 (history expired while the watch was away)
+re-lists and emits what changed meanwhile, so no event is lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from clusters.apply import OWNED_SELECTOR
+from clusters.client import DEPLOYMENT
+from clusters.informer import Informer
+from clusters.sim.resources import BY_KIND
+from tests.integration.test_adapter_harness import (
+    TEAM,
+    Connected,
+    connected,
+    deployment,
+    namespace,
+    serving,
+    stored,
+    until,
+)
+
+Seen = list[tuple[str, str, Any]]
+
+
+def _recorder(seen: Seen) -> Any:
+    def handle(event: str, obj: dict[str, Any]) -> None:
+        seen.append((event, obj["metadata"]["name"], (obj.get("spec") or {}).get("replicas")))
+    return handle
+
+
+async def _watching(c: Connected, tg: anyio.abc.TaskGroup, seen: Seen) -> Informer:
+    watches = len(c.cluster.open_watches)
+    inf = Informer(c.adapter.client, DEPLOYMENT, label_selector=OWNED_SELECTOR,
+                   watch_timeout=30, handler=_recorder(seen))
+    tg.start_soon(inf.run)
+    with anyio.fail_after(5):
+        await inf.synced.wait()
+    await until(lambda: len(c.cluster.open_watches) > watches, what="the watch open")
+    return inf
+
+
+async def test_a_410_after_the_history_expired_relists_and_loses_no_event(
+        tmp_path: Path) -> None:
+    async with connected(tmp_path) as c, anyio.create_task_group() as tg:
+        await c.adapter.apply([namespace(), *serving("serve-a", gpus=0),
+                               *serving("serve-b", gpus=0)])
+        seen: Seen = []
+        inf = await _watching(c, tg, seen)
+        assert sorted(n for _e, n, _r in seen) == ["serve-a", "serve-b"]
+        seen.clear()
+
+        # While every watch is away: one object edited, one deleted, one created; then
+        # the history is forgotten, so resuming from the last version gets 410 Gone.
+        c.cluster.faults.cut_watches()
+        await c.cluster.edit("Deployment", TEAM, "serve-a", {"spec": {"replicas": 4}})
+        c.cluster.store.delete(BY_KIND["Deployment"], TEAM, "serve-b",
+                               propagation="Background")
+        c.cluster.store.create(BY_KIND["Deployment"], deployment("serve-c", gpus=0),
+                               manager="someone-else")
+        c.cluster.faults.expire_watches()
+
+        await until(lambda: inf.relists == 1, what="the re-list after 410")
+        await until(lambda: len(seen) >= 3, what="the differences emitted")
+        assert ("MODIFIED", "serve-a", 4) in seen
+        assert ("ADDED", "serve-c", 1) in seen
+        assert any(e == "DELETED" and n == "serve-b" for e, n, _r in seen)
+        assert sorted(n for _ns, n in inf.store) in (["serve-a", "serve-c"],
+                                                      ["serve-a", "serve-b", "serve-c"])
+        # The adapter's own informers went through the same 410: it saw the edit and
+        # the delete as drift and put both back.
+        await until(lambda: stored(c, "Deployment")["serve-a"]["spec"]["replicas"] == 1
+                    and "serve-b" in stored(c, "Deployment"), what="both healed")
+        drifted = {(r.key[3], r.fields[0].path) for r in c.adapter.drift_log}
+        assert {("serve-a", "spec.replicas"), ("serve-b", "(object)")} <= drifted
+        tg.cancel_scope.cancel()
+
+
+async def test_a_cut_watch_resumes_from_the_last_version_without_a_relist(
+        tmp_path: Path) -> None:
+    async with connected(tmp_path) as c, anyio.create_task_group() as tg:
+        await c.adapter.apply([namespace(), *serving("serve-a", gpus=0)])
+        seen: Seen = []
+        inf = await _watching(c, tg, seen)
+        lists = c.adapter.stats.calls["list"]
+        seen.clear()
+
+        assert c.cluster.faults.cut_watches() >= 1
+        await c.cluster.edit("Deployment", TEAM, "serve-a", {"spec": {"replicas": 2}})
+        await until(lambda: ("MODIFIED", "serve-a", 2) in seen, what="the edit seen")
+        assert inf.relists == 0 and inf.resumes >= 1
+        assert c.adapter.stats.calls["list"] == lists
+        tg.cancel_scope.cancel()
