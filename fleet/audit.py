@@ -192,11 +192,13 @@ def build_periods(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup,
     for d in docs:
         n += 1
         commit = d["commit"]
-        if commit != last_commit:
+        if commit is None:
+            commit = last_commit  # a record made outside a commit: judged by the last one
+        elif commit != last_commit:
             last_commit = commit
-            if commit is not None and commit not in fleets:
+            if commit not in fleets:
                 fleets[commit] = fleet_at(commit)
-            new_fa = fleets.get(commit) if commit is not None else fa
+            new_fa = fleets[commit]
             if new_fa is not None and new_fa is not fa:
                 for c, info in new_fa.clusters.items():
                     old = juris.get(c)

@@ -140,3 +140,12 @@ def test_a_record_without_a_data_class_is_judged_by_the_repo_or_fails_closed() -
     assert verdicts["nlp/a"] == (
         False, "dataClass unknown: not in the ledger nor the repo (fail closed)")
     assert verdicts["web/b"] == (True, "")
+
+
+def test_a_record_without_a_commit_is_judged_by_the_last_commit_seen() -> None:
+    ledger = docs(placed("10:00", "nlp/a", "eu-fra-1", "DE"),
+                  Entry(at("11:00"), "Observed", "nlp/b", cluster="eu-par-1",
+                        jurisdiction="FR", data_class="eu-personal", gpus=8))
+    report = residency_audit(ledger, repo(c1=C1).get)
+    assert [(p.workload, p.allowed, p.commit, p.placed) for p in report.periods] == [
+        ("nlp/a", True, "c1", True), ("nlp/b", True, "c1", False)]
