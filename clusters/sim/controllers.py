@@ -24,6 +24,7 @@ import copy
 import hashlib
 import json
 import random
+from collections import deque
 from typing import Any
 
 from clusters.sim import objects
@@ -43,6 +44,8 @@ PODS, JOBS, DEPLOYS, NODES, EVENTS = (BY_KIND[k] for k in
                                       ("Pod", "Job", "Deployment", "Node", "Event"))
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+MAX_EVENTS = 500
+"""Events kept per cluster, oldest deleted first (a real cluster expires them after 1h)."""
 
 
 class ControlPlane:
@@ -56,6 +59,7 @@ class ControlPlane:
         self._timers: set[asyncio.TimerHandle] = set()
         self._rng = random.Random(seed)
         self._ips = 0
+        self._events: deque[tuple[str, str]] = deque()
         store.listeners.append(self._on_event)
 
     def close(self) -> None:
@@ -114,9 +118,14 @@ class ControlPlane:
         if self.store.find(BY_KIND["Namespace"], "", ns) is None:
             return
         now = objects.now()
+        name = f"{meta['name']}.{self._rng.getrandbits(64):016x}"
+        self._events.append((ns, name))
+        while len(self._events) > MAX_EVENTS:
+            old_ns, old_name = self._events.popleft()
+            if self.store.find(EVENTS, old_ns, old_name) is not None:
+                self.store.delete(EVENTS, old_ns, old_name)
         self.store.create(EVENTS, {
-            "metadata": {"name": f"{meta['name']}.{self._rng.getrandbits(64):016x}",
-                         "namespace": ns},
+            "metadata": {"name": name, "namespace": ns},
             "involvedObject": {"kind": obj["kind"], "namespace": ns, "name": meta["name"],
                                "uid": meta["uid"], "apiVersion": obj["apiVersion"]},
             "reason": reason, "message": message, "type": etype, "count": 1,

@@ -15,9 +15,12 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from clusters.sim import SimClusterSpec, SimFleet, spec_from_cluster, start_sim
 from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
+
+if TYPE_CHECKING:
+    from clusters.sim import SimClusterSpec
 
 DESCRIPTION = """\
 Start one simulated Kubernetes cluster per Cluster file of a fleet repo (GPU nodes as
@@ -53,6 +56,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from clusters.sim import spec_from_cluster  # aiohttp and friends: only when run
+
     try:
         snap = read_snapshot(args)
     except CommandFailed as e:
@@ -76,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
 
 async def _serve(specs: list[SimClusterSpec], args: argparse.Namespace,
                  ports: dict[str, int] | None) -> None:
-    sim: SimFleet = await start_sim(specs, job_seconds=args.job_seconds,
+    from clusters.sim import start_sim
+
+    sim = await start_sim(specs, job_seconds=args.job_seconds,
                                     pod_start_seconds=args.pod_start_seconds, ports=ports)
     async with sim:
         path = sim.write_kubeconfig(args.kubeconfig)
