@@ -1,0 +1,171 @@
+"""The placement rules of shared/spec/fleet-repo.md, as properties over random fleets.
+
+Each rule is checked on 500 generated fleets (`strategies.fleets`), against the plan,
+independently of how the planner computes it: capacity by an exact search for a packing
+of the placed replicas onto the nodes, the choice of flavour and cluster by `explain`'s
+full table (every filter and scorer on every cluster) rather than the planner's pruned
+walk.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fleet.ids import ClusterName, Flavour
+from fleet.placement import explain, place
+from fleet.placement.types import Plan, PreviousPlan
+from fleet.plan_json import plan_to_json
+from tests.unit.fleet_placement.strategies import Fleet, fleets, workloads
+
+RULE = settings(max_examples=500, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+def previous_of(plan: Plan) -> PreviousPlan:
+    return {w: p.assignments for w, p in plan.workloads.items() if p.assignments}
+
+
+def packs(frees: list[int], items: list[int]) -> bool:
+    """Whether the items (GPUs per replica) can all be put on nodes with these frees."""
+    items = sorted(items, reverse=True)
+    left = list(frees)
+
+    def go(i: int) -> bool:
+        if i == len(items):
+            return True
+        seen: set[int] = set()
+        for j, f in enumerate(left):
+            if f >= items[i] and f not in seen:
+                seen.add(f)
+                left[j] -= items[i]
+                if go(i + 1):
+                    return True
+                left[j] += items[i]
+        return False
+
+    return go(0)
+
+
+@RULE
+@given(fleets())
+def test_residency_is_never_violated(f: Fleet) -> None:
+    spec = f.spec()
+    plan = place(spec, f.capacity)
+    for wid, p in plan.workloads.items():
+        for a in p.assignments:
+            w = spec.workloads[wid]
+            jurisdiction = spec.clusters[a.cluster].spec.jurisdiction
+            assert spec.residency.allows(w.spec.placement.data_class, jurisdiction), (wid, a)
+
+
+@RULE
+@given(fleets())
+def test_capacity_is_never_exceeded_per_node_and_per_flavour(f: Fleet) -> None:
+    spec = f.spec()
+    plan = place(spec, f.capacity)
+    items: dict[tuple[ClusterName, Flavour], list[int]] = defaultdict(list)
+    for p in plan.workloads.values():
+        for a in p.assignments:
+            items[(a.cluster, a.flavour)] += [a.gpus_per_replica] * a.replicas
+    for (c, fl), its in items.items():
+        nodes = [n for n in f.capacity.get(c).nodes if n.flavour == fl]
+        assert sum(its) <= sum(n.free for n in nodes), (c, fl)
+        assert packs([n.free for n in nodes], its), (c, fl, its, [n.free for n in nodes])
+        usage = plan.usage[c][fl]
+        assert usage.allocated == sum(its) <= usage.capacity
+
+
+@RULE
+@given(fleets())
+def test_gangs_are_whole_and_spread_stays_within_its_clusters(f: Fleet) -> None:
+    spec = f.spec()
+    plan = place(spec, f.capacity)
+    for wid, p in plan.workloads.items():
+        if p.status != "Placed":
+            assert not p.assignments
+            continue
+        s = spec.workloads[wid].spec
+        assert sum(a.replicas for a in p.assignments) == s.replicas
+        assert len({a.cluster for a in p.assignments}) == len(p.assignments)
+        spread = s.effective_spread
+        assert spread.min_clusters <= len(p.assignments) <= spread.max_clusters
+        if s.gang:
+            assert len(p.assignments) == 1
+
+
+@RULE
+@given(fleets())
+def test_new_placements_respect_health_cordon_taints_and_flavours(f: Fleet) -> None:
+    spec = f.spec()
+    plan = place(spec, f.capacity)
+    for wid, p in plan.workloads.items():
+        w = spec.workloads.get(wid)
+        for a in p.assignments:
+            assert w is not None
+            c = spec.clusters[a.cluster]
+            assert f.capacity.get(a.cluster).health in ("Healthy", "Degraded")
+            assert not c.spec.cordoned
+            assert a.flavour in w.flavours and c.offer(a.flavour) is not None
+            assert a.gpus_per_replica == w.spec.resources.gpu.count
+            for t in c.spec.taints:
+                assert t.effect == "PreferNoSchedule" or any(
+                    tol.tolerates(t) for tol in w.spec.placement.tolerations)
+    for wid in spec.invalid:
+        assert plan.workloads[wid].status == "Invalid"
+
+
+@RULE
+@given(fleets(), st.data())
+def test_the_choice_is_the_best_option_of_the_full_table(f: Fleet, data: st.DataObject
+                                                         ) -> None:
+    """Earlier flavours first, then the highest total score, ties by cluster name."""
+    spec = f.spec()
+    if not spec.workloads:
+        return
+    wid = data.draw(st.sampled_from(sorted(spec.workloads)))
+    ex = explain(spec, f.capacity, wid)
+    options = [(v.total, c.cluster, v.flavour, i)
+               for c in ex.clusters for i, v in enumerate(c.flavours) if v.feasible]
+    w = spec.workloads[wid]
+    if w.spec.effective_spread.max_clusters > 1:
+        assert (ex.placement.status == "Placed") <= bool(options)
+        return
+    if not options:
+        assert ex.placement.status == "Pending"
+        assert ex.placement.reasons[0].message.startswith(f"0/{len(spec.clusters)} clusters")
+        return
+    assert ex.placement.status == "Placed"
+    (a,) = ex.placement.assignments
+    best = min(options, key=lambda o: (-(o[0] or 0), o[1], o[3]))
+    assert (a.cluster, a.flavour) == (best[1], best[2])
+    assert w.flavours.index(a.flavour) == min(o[3] for o in options)
+
+
+@RULE
+@given(fleets(), st.randoms(use_true_random=False))
+def test_reordering_the_input_files_changes_nothing(f: Fleet, rnd: object) -> None:
+    order = list(range(len(f.docs)))
+    rnd.shuffle(order)  # type: ignore[attr-defined]
+    a, b = f.spec(), f.spec(order)
+    pa, pb = place(a, f.capacity, commit="c"), place(b, f.capacity, commit="c")
+    assert pa == pb
+    assert plan_to_json(pa, a) == plan_to_json(pb, b)
+
+
+@RULE
+@given(fleets(max_workloads=6), st.data())
+def test_adding_a_workload_never_moves_another(f: Fleet, data: st.DataObject) -> None:
+    spec = f.spec()
+    first = place(spec, f.capacity)
+    new = data.draw(workloads(99))
+    more = Fleet((*f.docs, new), f.capacity).spec()
+    second = place(more, f.capacity, previous_of(first))
+    for wid, p in first.workloads.items():
+        if p.status == "Placed":
+            assert second.workloads[wid].assignments == p.assignments, wid
+    again = place(spec, f.capacity, previous_of(first))
+    assert {w: p.assignments for w, p in again.workloads.items()} == {
+        w: p.assignments for w, p in first.workloads.items()}
