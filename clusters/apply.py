@@ -252,8 +252,8 @@ class Applier:
         try:
             live = await self._patch(rtype, obj)
             recreated = False
-        except Invalid:
-            if obj.get("kind") != "Job" or key not in self.live:
+        except Invalid as e:
+            if obj.get("kind") != "Job" or key not in self.live or not _only_immutable(e):
                 raise
             # A Job's template, selector and completions are immutable: replace it.
             await self._delete(key)
@@ -363,6 +363,14 @@ class Applier:
         for t in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+
+
+def _only_immutable(e: Invalid) -> bool:
+    """Whether a 422 refused nothing but changes to immutable fields: only then does
+    re-creating the Job help; any other cause would fail the re-create too, after the
+    running Job was already deleted."""
+    texts = [str(c.get("message", "")) for c in e.causes if isinstance(c, dict)] or [e.message]
+    return all("field is immutable" in t for t in texts)
 
 
 def _rv(obj: JSON) -> str:

@@ -117,3 +117,14 @@ async def test_an_apply_retries_server_errors_and_succeeds(tmp_path: Path,
         assert result.ok, result.failed
         assert c.adapter.stats.retries >= 2
         assert "serve" in stored(c, "Service")
+
+
+async def test_a_job_change_refused_for_another_reason_is_not_deleted(tmp_path: Path) -> None:
+    async with connected(tmp_path, job_seconds=60) as c:
+        await c.adapter.apply([namespace(), job("train", gpus=8)])
+        uid = stored(c, "Job")["train"]["metadata"]["uid"]
+        broken = job("train", gpus=8, image="")  # a template change, and invalid
+        result = await c.adapter.apply([namespace(), broken])
+        assert [k[3] for k, _e in result.failed] == ["train"] and result.recreated == []
+        assert "Required value" in str(result.failed[0][1])
+        assert stored(c, "Job")["train"]["metadata"]["uid"] == uid
