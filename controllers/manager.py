@@ -77,7 +77,7 @@ class Manager:
                  adapter_options: AdapterOptions | None = None,
                  place: PlaceFn | None = None, render: RenderFn | None = None,
                  startup_sync_timeout: float = 10.0, tick: float = 0.2,
-                 lease_duration: float = 15.0) -> None:
+                 lease_duration: float = 15.0, capacity_replan_every: float = 1.0) -> None:
         self.settings = settings
         self.events = events
         self.adapter_options = adapter_options or AdapterOptions(
@@ -106,6 +106,7 @@ class Manager:
         self.startup_sync_timeout = startup_sync_timeout
         self.tick = tick
         self.lease_duration = lease_duration
+        self.capacity_replan_every = capacity_replan_every
         self._rebuild_previous = True
         self._was_leader = False
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -265,33 +266,41 @@ class Manager:
     # ------------------------------------------------------------------ watch
 
     async def _watch_loop(self) -> None:
+        """Adapter changes -> triggers. Health, sync and leadership re-plan at once;
+        capacity changes (every pod start moves it) at most once a second, since they
+        only matter to workloads still waiting for room."""
         seen: dict[str, tuple[Any, ...]] = {}
         last_plan = time.monotonic()
+        capacity_dirty = False
         while True:
             await anyio.sleep(self.tick)
-            replan = False
+            urgent = False
             for name, a in list(self.adapters.items()):
                 state = (a.capacity_version, a.health_state, a.synced.is_set())
                 before = seen.get(name)
                 seen[name] = state
                 if before == state:
                     continue
-                replan = True
-                if before is None or before[1] != state[1] or before[2] != state[2]:
+                if before is None or before[1:] != state[1:]:
+                    urgent = True
                     self.queue.add(name)
+                else:
+                    capacity_dirty = True
             leader = self.may_act()
             if leader and not self._was_leader and self.settings.leader_elect:
                 log.info("leading", generation=self.elector.generation if self.elector else 0)
                 self._rebuild_previous = True
                 self._wire_all()
-                replan = True
+                urgent = True
                 for name in self.adapters:
                     self.queue.add(name)
             self._was_leader = leader
             unreachable = any(a.health_state == "Unreachable" for a in self.adapters.values())
             since = time.monotonic() - last_plan
-            if replan or since >= self.settings.resync_interval or (unreachable and since >= 1):
+            if urgent or since >= self.settings.resync_interval or (
+                    (unreachable or capacity_dirty) and since >= self.capacity_replan_every):
                 last_plan = time.monotonic()
+                capacity_dirty = False
                 self.trigger_plan()
 
     # ------------------------------------------------------------------ placement
@@ -430,8 +439,9 @@ def whole_commit_problems(snap: Snapshot) -> str:
     """
     fleet_kinds = {"Cluster", "ResidencyPolicy", "TeamQuota", "Guardrails", "Owners"}
     for d in snap.spec.errors:
-        if d.kind in fleet_kinds or d.file.split("/")[0] in ("clusters", "policies"):
-            if d.kind == "Workload":
-                continue
+        path = "/" + d.file
+        in_fleet_folder = ("/clusters/" in path or "/policies/" in path) \
+            and "/workloads/" not in path
+        if d.kind != "Workload" and (d.kind in fleet_kinds or in_fleet_folder):
             return str(d)
     return ""

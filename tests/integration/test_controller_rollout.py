@@ -12,6 +12,7 @@ import httpx
 import jsonschema
 
 from controllers.demo_faults import workloads_on
+from controllers.manager import Manager
 from controllers.sandbox import synced, until
 from tests.integration.test_controller_harness import (
     FAST,
@@ -26,14 +27,21 @@ from tests.integration.test_controller_harness import (
 from tests.specs import load_schema
 
 
-def resource_versions(box: object, cluster: str) -> dict[tuple[str, str, str], str]:
+def written(box: object, cluster: str) -> dict[tuple[str, str, str], str]:
+    """Per object, the content hash only our writes set (status updates by the
+    cluster's own controllers change resourceVersion, not this)."""
     sim = box.sim  # type: ignore[attr-defined]
     out = {}
     for kind in ("Job", "Deployment", "Service"):
         for o in sim.clusters[cluster].objects(kind):
             m = o["metadata"]
-            out[(kind, m["namespace"], m["name"])] = m["resourceVersion"]
+            out[(kind, m["namespace"], m["name"])] = (m.get("annotations") or {}).get(
+                "aifleet.dev/content-hash", "")
     return out
+
+
+def apply_calls(m: Manager) -> int:
+    return sum(a.stats.calls.get("apply", 0) for a in m.adapters.values())
 
 
 async def test_first_rollout_places_applies_and_reports(tmp_path: Path) -> None:
@@ -67,19 +75,22 @@ async def test_a_commit_changing_one_workload_touches_only_its_objects(tmp_path:
                                                          adapter_options=FAST) as m:
         await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
                     what="first rollout")
-        before = {c: resource_versions(box, c) for c in ("eu-fra-1", "eu-par-1", "us-east-1")}
+        before = {c: written(box, c) for c in ("eu-fra-1", "eu-par-1", "us-east-1")}
+        calls_before = apply_calls(m)
         commit = box.repo.commit({"workloads/nlp-team/serve.yaml":
                                   serve_doc(image="registry.internal/serve:v2")}, "serve v2")
         m.trigger_fetch()
         await until(lambda: synced(m.status(), commit) == (3, 3), 20, what="serve v2 applied")
         serve_on = set(where(m.status())[SERVE])
         for c, rvs in before.items():
-            after = resource_versions(box, c)
+            after = written(box, c)
             changed = {k for k in rvs if after.get(k) != rvs[k]}
             assert all(ns == "nlp-team" and name.startswith("serve")
                        for _kind, ns, name in changed), (c, changed)
             if c in serve_on:
                 assert changed, f"serve's objects on {c} were not updated"
+        # Exactly serve's Deployment and Service were written: one PATCH each.
+        assert apply_calls(m) - calls_before == 2 * len(serve_on)
         rows = {w["id"]: w for w in m.status()["workloads"]}
         assert rows[SERVE]["commit"] == commit
         assert rows[TRAIN]["commit"] == box.first_commit  # untouched: its own commit
