@@ -122,12 +122,13 @@ def diff_plans(
 ) -> PlanDiff:
     """Compare the base and head sides of a change."""
     ids = sorted(set(base_plan.workloads) | set(head_plan.workloads))
-    changed_teams = {_team(w) for w in ids if _spec_changed(base_spec, head_spec, w)}
+    edited = {w for w in ids if _spec_changed(base_spec, head_spec, w)}
+    changed_teams = {_team(w) for w in edited}
     author = Team(author_team) if author_team else None
     changes = []
     for wid in ids:
         before, after = base_plan.workloads.get(wid), head_plan.workloads.get(wid)
-        spec_changed = _spec_changed(base_spec, head_spec, wid)
+        spec_changed = wid in edited
         kind = _classify(before, after)
         worse = _worse(before, after)
         team = _team(wid)
@@ -139,7 +140,7 @@ def diff_plans(
     return PlanDiff(
         base_commit=base_plan.commit, head_commit=head_plan.commit, head_plan=head_plan,
         head_spec=head_spec, workloads=tuple(changes),
-        manifests=_manifest_diffs(base_spec, base_plan, head_spec, head_plan, render),
+        manifests=_manifest_diffs(base_spec, base_plan, head_spec, head_plan, render, edited),
         teams=_team_usage(base_plan, head_plan, head_spec),
         flavours=_flavour_usage(base_plan, head_plan),
         cost=Usage(_cost(base_spec, base_plan), _cost(head_spec, head_plan)),
@@ -156,6 +157,8 @@ def _team(wid: str) -> Team:
 
 def _spec_changed(base: FleetSpec, head: FleetSpec, wid: WorkloadId) -> bool:
     b, h = base.workloads.get(wid), head.workloads.get(wid)
+    if b is h and b is not None:  # the same parsed file on both sides (the parse cache)
+        return False
     if b is None and h is None:  # invalid on both sides: compare their diagnostics
         return base.invalid.get(wid) != head.invalid.get(wid)
     return b != h
@@ -208,7 +211,8 @@ def _why(after: WorkloadPlacement | None, kind: ChangeKind, worse: bool) -> tupl
 
 
 def _manifest_diffs(base_spec: FleetSpec, base_plan: Plan, head_spec: FleetSpec,
-                    head_plan: Plan, render: Renderer) -> dict[ClusterName, str]:
+                    head_plan: Plan, render: Renderer, edited: set[WorkloadId]
+                    ) -> dict[ClusterName, str]:
     """Per cluster, a unified diff of the manifests of the workloads whose inputs differ."""
     def by_cluster(plan: Plan) -> dict[ClusterName, dict[WorkloadId, Assignment]]:
         out: dict[ClusterName, dict[WorkloadId, Assignment]] = defaultdict(dict)
@@ -224,8 +228,7 @@ def _manifest_diffs(base_spec: FleetSpec, base_plan: Plan, head_spec: FleetSpec,
         b, a = before.get(cluster, {}), after.get(cluster, {})
         cluster_changed = base_spec.clusters.get(cluster) != head_spec.clusters.get(cluster)
         touched = sorted(w for w in set(b) | set(a)
-                         if cluster_changed or b.get(w) != a.get(w)
-                         or _spec_changed(base_spec, head_spec, w))
+                         if cluster_changed or b.get(w) != a.get(w) or w in edited)
         parts: list[str] = []
         for wid in touched:  # one diff per workload, so a hunk never mixes two of them
             old = _lines(render(base_spec, wid, b[wid])) if wid in b else []

@@ -159,10 +159,13 @@ def renderer(commit: str) -> Renderer:
 
     from fleet.render import render
 
+    # libyaml's emitter when present: the same YAML, ~10x faster than pure Python
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
     def one(spec: FleetSpec, wid: WorkloadId, a: Assignment) -> str:
         manifests = render(spec.workloads[wid], a, spec.clusters[a.cluster], commit)
-        return str(yaml.safe_dump_all(manifests, sort_keys=True, default_flow_style=False,
-                                      explicit_start=True))
+        return str(yaml.dump_all(manifests, Dumper=dumper, sort_keys=True,
+                                 default_flow_style=False, explicit_start=True))
 
     return one
 
