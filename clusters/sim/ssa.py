@@ -235,7 +235,7 @@ def _strip_managed(obj: Mapping[str, Any] | None) -> dict[str, Any]:
 def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, *,
           force: bool, now: str) -> dict[str, Any]:
     """The object after `manager` applies `applied` to `live` (None: create it)."""
-    config = copy.deepcopy(applied)
+    config = _omit_empty(applied, "")
     config.pop("status", None)  # applies to the main resource never write status
     if isinstance(config.get("metadata"), dict):
         config["metadata"].pop("managedFields", None)
@@ -289,6 +289,17 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, *,
     else:
         result_entries.insert(position, (mine_entry, new_set))
     return _with_managed(merged, result_entries)
+
+
+def _omit_empty(value: Any, name: str) -> Any:
+    """A deep copy without empty lists and string maps, as the server decodes the
+    configuration into Go types with `omitempty`: `env: []` sets nothing."""
+    if isinstance(value, dict):
+        return {k: _omit_empty(v, k) for k, v in value.items()
+                if not (v == [] or (v == {} and k in _OMIT_EMPTY_MAPS))}
+    if isinstance(value, list):
+        return [_omit_empty(v, name) for v in value]
+    return value
 
 
 def _merge(live: Any, applied: Any, names: tuple[str, ...]) -> Any:
