@@ -139,8 +139,7 @@ async def _rollout(n: Narrator, m: Manager, box: Sandbox, step: int, total: int)
     for w in doc["workloads"]:
         places = ", ".join(f"{p['cluster']}({where.get(p['cluster'], '?')}) "
                            f"{p['replicas']}x{p['flavour']}" for p in w["placements"])
-        why = w["reasons"][0]["message"][:60] if w["status"] != "Placed" and w["reasons"] \
-            else ""
+        why = _diagnosis(w) if w["status"] != "Placed" else ""
         rows.append((w["id"], w["status"], places or why))
     n.say("\n".join("  " + line for line in table(("WORKLOAD", "STATUS", "WHERE"), rows)))
     ok, want = synced(doc)
@@ -238,7 +237,7 @@ async def _failover(n: Narrator, m: Manager, box: Sandbox, step: int, total: int
                         for p in r["placements"]) or "-"
         note = r["status"] if r["status"] != "Placed" else "failed over"
         if r["status"] != "Placed" and r["reasons"]:
-            note += ": " + r["reasons"][0]["message"][:60]
+            note += ": " + _diagnosis(r)
         table_rows.append((wid, f"{victim}({where[victim]})", now, note))
     n.say("\n".join("  " + line for line in table(("WORKLOAD", "FROM", "TO", ""), table_rows)))
     n.done(f"{victim} Unreachable; its workloads re-placed within their residency in "
@@ -256,3 +255,9 @@ async def _failover(n: Narrator, m: Manager, box: Sandbox, step: int, total: int
     n.done(f"stale copies on {victim} deleted first ({len(moved)} workloads), "
            f"{took:.1f} s after it returned")
 
+
+def _diagnosis(w: dict[str, Any]) -> str:
+    """The workload's own reason (the "0/N clusters: ..." line), whole: a cut count misleads."""
+    reasons = w.get("reasons") or []
+    own = [r["message"] for r in reasons if not r.get("cluster")]
+    return (own or [r["message"] for r in reasons] or [""])[0]
