@@ -169,3 +169,82 @@ async def test_a_not_ready_node_takes_no_new_pods(api: client.ApiClient, ns: str
         pods = await _pods(api, ns)
         return pods[0].spec.node_name
     assert await eventually(bound) == "contract-1-h100-1"
+
+
+async def test_a_running_job_counts_its_active_and_ready_pods(
+        api: client.ApiClient, ns: str, cluster: SimCluster) -> None:
+    """While its pods run, a Job reports active and ready counts and a startTime."""
+    cluster.control.job_seconds = 30
+    batch = client.BatchV1Api(api)
+    await batch.create_namespaced_job(ns, job(completions=2, parallelism=2))
+
+    async def running() -> Any:
+        j = await batch.read_namespaced_job("train", ns)
+        return j.status.ready == 2 and j
+    j = await eventually(running)
+    assert j.status.active == 2 and j.status.start_time is not None
+    assert not j.status.succeeded and not j.status.conditions
+
+
+async def test_a_suspended_job_deletes_its_pods_and_says_suspended(
+        api: client.ApiClient, ns: str, cluster: SimCluster) -> None:
+    """spec.suspend=true: active pods are deleted and the Job gets Suspended=True;
+    resuming creates pods again."""
+    cluster.control.job_seconds = 30
+    batch = client.BatchV1Api(api)
+    await batch.create_namespaced_job(ns, job())
+    await eventually(lambda: _pods(api, ns))
+    await batch.patch_namespaced_job("train", ns, {"spec": {"suspend": True}})
+
+    async def suspended() -> Any:
+        j = await batch.read_namespaced_job("train", ns)
+        conds = {c.type: c.status for c in j.status.conditions or []}
+        return conds.get("Suspended") == "True" and not await _pods(api, ns)
+    await eventually(suspended)
+    await batch.patch_namespaced_job("train", ns, {"spec": {"suspend": False}})
+    await eventually(lambda: _pods(api, ns))
+
+
+async def test_a_template_change_rolls_pods_to_the_new_template(
+        api: client.ApiClient, ns: str, cluster: SimCluster) -> None:
+    """A new pod template: new pods (new pod-template-hash) come up, the old ones go
+    once the new are ready; updatedReplicas and observedGeneration follow."""
+    apps = client.AppsV1Api(api)
+    await apps.create_namespaced_deployment(ns, deployment(replicas=2))
+
+    async def hashes() -> set[str]:
+        return {p.metadata.labels["pod-template-hash"] for p in await _pods(api, ns)}
+    await eventually(lambda: _ready(apps, ns, 2))
+    before = await hashes()
+    await apps.patch_namespaced_deployment("web", ns, {"spec": {"template": {"spec": {
+        "containers": [{"name": "main", "image": "nginx:1.28"}]}}}})
+
+    async def rolled() -> Any:
+        now = await hashes()
+        d = await apps.read_namespaced_deployment("web", ns)
+        return len(now) == 1 and now != before and d.status.updated_replicas == 2 and \
+            d.status.observed_generation == 2 and d.status.replicas == 2
+    await eventually(rolled)
+
+
+async def _ready(apps: client.AppsV1Api, ns: str, n: int) -> bool:
+    d = await apps.read_namespaced_deployment("web", ns)
+    return bool(d.status.ready_replicas == n)
+
+
+async def test_pods_on_a_not_ready_node_stop_counting_as_ready(
+        api: client.ApiClient, ns: str, cluster: SimCluster) -> None:
+    """The node lifecycle controller marks pods on a NotReady node not Ready, so the
+    Deployment's readyReplicas drops; they count again when the node recovers."""
+    apps = client.AppsV1Api(api)
+    await apps.create_namespaced_deployment(ns, deployment(replicas=1, gpus=8))
+    await eventually(lambda: _ready(apps, ns, 1))
+    node = (await _pods(api, ns))[0].spec.node_name
+    cluster.set_node_ready(node, False)
+
+    async def unready() -> bool:
+        d = await apps.read_namespaced_deployment("web", ns)
+        return not d.status.ready_replicas
+    await eventually(unready)
+    cluster.set_node_ready(node, True)
+    await eventually(lambda: _ready(apps, ns, 1))

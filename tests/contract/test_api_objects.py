@@ -7,12 +7,13 @@ FLEET_E2E_KUBECONFIG.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
 
-from tests.contract.k8s import configmap, deployment, job, raw
+from tests.contract.k8s import configmap, deployment, eventually, job, raw
 
 
 async def test_version_reports_a_kubernetes_version(api: client.ApiClient) -> None:
@@ -101,7 +102,6 @@ async def test_server_defaults_fill_fields_the_client_left_out(api: client.ApiCl
 async def _status_of(call: Any) -> dict[str, Any]:
     with pytest.raises(client.ApiException) as err:
         await call
-    import json
     body = json.loads(err.value.body)
     assert body["kind"] == "Status" and body["code"] == err.value.status
     return dict(body)
@@ -217,3 +217,50 @@ async def test_delete_answers_status_success_or_the_pending_object(api: client.A
     status, body, _ = await raw(api, "DELETE", f"/api/v1/namespaces/{ns}/configmaps/held")
     assert body["kind"] == "ConfigMap" and body["metadata"]["deletionTimestamp"]
     await core.patch_namespaced_config_map("held", ns, {"metadata": {"finalizers": None}})
+
+
+async def test_a_service_gets_a_cluster_ip_that_cannot_change(api: client.ApiClient,
+                                                              ns: str) -> None:
+    """Services are defaulted (type ClusterIP, an allocated clusterIP, targetPort =
+    port, protocol TCP) and spec.clusterIP is immutable (422)."""
+    core = client.CoreV1Api(api)
+    svc = await core.create_namespaced_service(ns, {
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    assert svc.spec.type == "ClusterIP" and svc.spec.cluster_ip
+    assert svc.spec.ports[0].target_port == 80 and svc.spec.ports[0].protocol == "TCP"
+    body = await _status_of(core.patch_namespaced_service(
+        "web", ns, {"spec": {"clusterIP": "10.96.250.250", "clusterIPs": ["10.96.250.250"]}}))
+    assert body["code"] == 422
+
+
+async def test_dry_run_validates_and_defaults_without_storing(api: client.ApiClient,
+                                                              ns: str) -> None:
+    """dryRun=All returns the object as it would be stored, and stores nothing."""
+    core = client.CoreV1Api(api)
+    out = await core.create_namespaced_config_map(ns, configmap(ns), dry_run="All")
+    assert out.metadata.name == "settings" and out.metadata.uid
+    assert not (await core.list_namespaced_config_map(ns)).items
+
+
+async def test_every_kind_reads_back_into_the_typed_models(api: client.ApiClient,
+                                                           ns: str) -> None:
+    """Objects are complete: kubernetes-asyncio's typed models (which reject missing
+    required fields) deserialise every served kind, Events included."""
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    apps, coord = client.AppsV1Api(api), client.CoordinationV1Api(api)
+    await batch.create_namespaced_job(ns, job())
+    await apps.create_namespaced_deployment(ns, deployment(replicas=1))
+
+    async def events() -> Any:
+        return (await core.list_namespaced_event(ns)).items
+    for ev in await eventually(events):
+        assert ev.involved_object.name and ev.reason
+    assert (await core.list_node()).items[0].status.node_info.kubelet_version
+    assert (await core.list_namespace()).items
+    for pod in (await core.list_pod_for_all_namespaces()).items:
+        assert pod.spec.containers[0].name
+    assert (await batch.list_job_for_all_namespaces()).items[0].spec.template
+    assert (await apps.list_deployment_for_all_namespaces()).items[0].spec.selector
+    await coord.list_lease_for_all_namespaces()
+    await core.list_service_for_all_namespaces()

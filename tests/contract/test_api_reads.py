@@ -197,3 +197,18 @@ async def test_watch_from_a_version_older_than_the_history_is_410_expired(
     with pytest.raises(client.ApiException) as err:
         await _events(core, ns, 1, resource_version=rv, timeout_seconds=5)
     assert err.value.status == 410
+
+
+async def test_a_continue_token_older_than_the_history_is_410_expired(
+        api: client.ApiClient, ns: str, sim: SimFleet) -> None:
+    """A continue token whose version was compacted away: 410 Expired, start over."""
+    core = client.CoreV1Api(api)
+    for i in range(3):
+        await core.create_namespaced_config_map(ns, configmap(ns, f"cm-{i}"))
+    page = await core.list_namespaced_config_map(ns, limit=1)
+    await core.create_namespaced_config_map(ns, configmap(ns, "later"))
+    sim.clusters["contract-1"].faults.expire_watches()
+    with pytest.raises(client.ApiException) as err:
+        await core.list_namespaced_config_map(ns, limit=1, _continue=page.metadata._continue)
+    assert err.value.status == 410
+    assert json.loads(err.value.body)["reason"] == "Expired"
