@@ -259,5 +259,5 @@ async def _failover(n: Narrator, m: Manager, box: Sandbox, step: int, total: int
 def _diagnosis(w: dict[str, Any]) -> str:
     """The workload's own reason (the "0/N clusters: ..." line), whole: a cut count misleads."""
     reasons = w.get("reasons") or []
-    own = [r["message"] for r in reasons if not r.get("cluster")]
-    return (own or [r["message"] for r in reasons] or [""])[0]
+    own = [str(r["message"]) for r in reasons if not r.get("cluster")]
+    return (own or [str(r["message"]) for r in reasons] or [""])[0]
