@@ -427,3 +427,32 @@ def test_a_sole_manager_converges_to_exactly_its_configuration(
     assert spec(out) == spec(pod(c2, l2))
     assert (out["metadata"].get("labels") or {}) == l2
     assert apply(out, pod(c2, l2), "only", force=False, now=T2) == out
+
+
+@settings(max_examples=60, deadline=None)
+@given(container_lists, container_lists, container_lists)
+def test_another_managers_items_survive_any_apply_that_does_not_name_them(
+        mine: list[Any], theirs: list[Any], mine_later: list[Any]) -> None:
+    def rename(cs: list[Any], prefix: str) -> list[Any]:
+        return [{**c, "name": prefix + c["name"]} for c in cs]
+    live = apply(None, pod(rename(mine, "m-"), {}), "me", force=False, now=T0)
+    live = apply(live, pod(rename(theirs, "t-"), {}), "them", force=False, now=T1)
+    out = apply(live, pod(rename(mine_later, "m-"), {}), "me", force=False, now=T2)
+    by_name = {c["name"]: c for c in out["spec"]["containers"]}
+    for c in rename(theirs, "t-"):
+        assert _without_empty(by_name[c["name"]]) == _without_empty(c)
+    assert {n for n in by_name if n.startswith("m-")} == {
+        "m-" + c["name"] for c in mine_later}
+
+
+@settings(max_examples=60, deadline=None)
+@given(container_lists, container_lists)
+def test_a_forced_apply_always_sets_every_applied_value(first: list[Any],
+                                                        forced: list[Any]) -> None:
+    live = apply(None, pod(first, {}), "other", force=False, now=T0)
+    out = apply(live, pod(forced, {}), "me", force=True, now=T1)
+    by_name = {c["name"]: c for c in out["spec"]["containers"]}
+    for c in forced:
+        for key in ("image", "args"):
+            if key in c and c[key] != []:
+                assert by_name[c["name"]][key] == c[key]
