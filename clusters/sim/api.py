@@ -93,7 +93,7 @@ async def _body(request: web.Request) -> Any:
     raw = await request.read()
     try:
         if request.content_type in ("application/apply-patch+yaml", "application/yaml"):
-            return yaml.safe_load(raw) if raw else None
+            return yaml.load(raw, getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if raw else None
         return json.loads(raw) if raw else None
     except (ValueError, yaml.YAMLError) as e:
         raise bad_request(f"the body of the request was in an unknown format: {e}") from e
