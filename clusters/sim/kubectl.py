@@ -468,9 +468,7 @@ def _job(o: dict[str, Any], now: float) -> list[Any]:
         duration = _age(st["startTime"], _ts(end) if end else now)
     names, images = _containers(spec.get("template", {}).get("spec", {}))
     return [o["metadata"]["name"], status, completions, duration,
-            _age(o["metadata"].get("creationTimestamp"), now), names, images,
-            ",".join(f"{k}={v}" for k, v in sorted(
-                ((spec.get("selector") or {}).get("matchLabels") or {}).items())) or "<none>"]
+            _age(o["metadata"].get("creationTimestamp"), now), names, images, _selector(spec)]
 
 
 def _ts(text: str) -> float:
