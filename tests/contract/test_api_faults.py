@@ -146,3 +146,36 @@ async def test_the_admin_endpoint_injects_faults_with_the_cluster_token(
     assert status == 200 and done["failNext"]["count"] == 1
     assert (await raw(api, "GET", "/api/v1/namespaces"))[0] == 503
     assert (await raw(api, "GET", "/api/v1/namespaces"))[0] == 200
+
+
+async def test_admin_endpoint_takes_a_cluster_down_for_a_while(
+        api: client.ApiClient, cluster: SimCluster) -> None:
+    """`POST /_sim/down {"seconds": s}`: an outage a `fleet sim up` user can start from
+    outside; connections are refused, then the same URL serves again."""
+    status, _, _ = await raw(api, "POST", "/_sim/down", body={"seconds": 0.5})
+    assert status == 200
+    for _ in range(50):
+        if cluster.is_down:
+            break
+        await asyncio.sleep(0.02)
+    with pytest.raises(aiohttp.ClientError):
+        await client.CoreV1Api(api).list_namespace()
+    for _ in range(100):
+        if not cluster.is_down:
+            break
+        await asyncio.sleep(0.05)
+    assert (await client.CoreV1Api(api).list_namespace()).items
+
+
+async def test_admin_endpoint_flips_node_readiness_and_edits(
+        api: client.ApiClient, ns: str, cluster: SimCluster) -> None:
+    """`/_sim/nodes/<n>/ready` and `/_sim/edit` do what set_node_ready and edit do."""
+    node = "contract-1-h100-0"
+    await raw(api, "POST", f"/_sim/nodes/{node}/ready", body={"ready": False})
+    got = await client.CoreV1Api(api).read_node(node)
+    assert {c.type: c.status for c in got.status.conditions}["Ready"] == "Unknown"
+    await client.CoreV1Api(api).create_namespaced_config_map(ns, configmap(ns))
+    status, out, _ = await raw(api, "POST", "/_sim/edit", body={
+        "kind": "ConfigMap", "namespace": ns, "name": "settings",
+        "patch": {"data": {"k": "edited"}}})
+    assert status == 200 and out["data"]["k"] == "edited"
