@@ -19,6 +19,7 @@ from controllers.fleetstate import capacity_snapshot
 from controllers.observe import render_metrics
 from controllers.server import Endpoints, bound_port, build_app, serve
 from controllers.statusdoc import DriftItem, SourceState, status_document
+from controllers.web import index_html
 from fleet.drift import diff
 from fleet.models import Cluster
 from fleet.placement.types import Plan, PreviousPlan
@@ -117,7 +118,7 @@ async def start_server(m: Manager) -> web.AppRunner:
     secret = m.settings.webhook_secret
     app = build_app(Endpoints(
         status=m.status, capacity=m.capacity_json, metrics=m.metrics_text,
-        ready=m.ready, on_git_hook=_hook(m)),
+        ready=m.ready, on_git_hook=_hook(m), page=index_html),
         secret.get_secret_value().encode() if secret is not None else None)
     runner = await serve(app, host or "127.0.0.1", int(port or 0))
     m.port = bound_port(runner)

@@ -144,6 +144,8 @@ def status_document(*, spec: FleetSpec | None, plan: Plan | None,
     elif spec is not None:
         for wid in sorted(spec.invalid):
             workloads.append(_workload_row(WorkloadPlacement(wid, "Invalid"), live, drift))
+    if spec is not None:
+        _residency_fields(spec, workloads)
     if spec is not None and plan is not None:
         # An invalid workload's reasons are its diagnostics, with file and line.
         for row in workloads:
@@ -159,3 +161,23 @@ def status_document(*, spec: FleetSpec | None, plan: Plan | None,
         "clusters": cluster_rows(spec, plan, snapshot),
         "workloads": workloads,
     }
+
+
+def _residency_fields(spec: FleetSpec, rows: list[dict[str, Any]]) -> None:
+    """Extras for SREs and auditors: each workload's team, dataClass and where it may run.
+
+    `allowedJurisdictions` is `"*"` or the sorted country codes the policy in force allows,
+    so a reader (the web page's residency panel) can check placements without the policy.
+    """
+    for row in rows:
+        wid = WorkloadId(row["id"])
+        row["team"] = wid.split("/", 1)[0]
+        w = spec.workloads.get(wid)
+        if w is None:
+            continue
+        name = spec.residency.data_class_of(w.spec.placement.data_class)
+        dc = spec.residency.classes.get(name) if name is not None else None
+        row["dataClass"] = name
+        row["allowedJurisdictions"] = (
+            "*" if dc is not None and dc.anywhere
+            else sorted(dc.countries) if dc is not None else [])
