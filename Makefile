@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo check setup lint typecheck layers test package bench-smoke kubectl clean
+.PHONY: demo check setup lint typecheck layers test package bench-smoke kubectl browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed")'
@@ -21,8 +21,9 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/fleet validate examples/fleet --worktree
+	$(BIN)/fleet demo
 
-check: setup lint typecheck layers kubectl test bench-smoke package
+check: setup lint typecheck layers kubectl browser test bench-smoke package
 	@echo "all checks passed"
 
 lint: setup
@@ -38,12 +39,19 @@ layers: setup
 kubectl: setup
 	@if [ -f scripts/fetch_kubectl.py ]; then $(BIN)/python scripts/fetch_kubectl.py; fi
 
+# Debian's Chromium, for the web page test (headless). CI runs as root on Debian.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: install Debian's chromium for the web page test"; fi; }
+
 test: setup
 	PATH="$(CURDIR)/.cache/bin:$$PATH" $(BIN)/pytest
 
 bench-smoke: setup
 	$(BIN)/python -m bench.validate --smoke
-	@for b in placement sim apply e2e audit; do \
+	@for b in placement sim apply e2e audit plandiff; do \
 	  if [ -f bench/$$b.py ]; then echo "bench/$$b.py --smoke"; \
 	    $(BIN)/python -m bench.$$b --smoke || exit 1; fi; done
 
