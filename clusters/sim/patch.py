@@ -196,37 +196,51 @@ def _add(doc: Any, pointer: str, value: Any, *, replace: bool = False) -> Any:
 
 
 def json_patch(target: Any, ops: Any) -> Any:
-    """RFC 6902 JSON patch: apply `ops` in order; all or nothing."""
+    """RFC 6902 JSON patch: apply `ops` in order; all or nothing.
+
+    As kube-apiserver sorts them: a patch that does not decode (not a list of objects
+    with `op` and `path`) is 400 BadRequest; one that decodes but cannot apply (missing
+    path, failed test, unknown op) is 422, like `errors.NewGenericServerResponse(422)`.
+    """
     if not isinstance(ops, list):
         raise PatchError("a JSON patch must be a list of operations")
-    doc = copy.deepcopy(target)
     for n, op in enumerate(ops):
         if not isinstance(op, Mapping) or "op" not in op or "path" not in op:
             raise PatchError(f"operation {n}: needs 'op' and 'path'")
-        kind, path = op["op"], op["path"]
-        if kind in ("add", "replace", "test") and "value" not in op:
-            raise PatchError(f"operation {n} ({kind} {path}): needs 'value'")
-        if kind in ("move", "copy") and "from" not in op:
-            raise PatchError(f"operation {n} ({kind} {path}): needs 'from'")
-        if kind == "add":
-            doc = _add(doc, path, copy.deepcopy(op["value"]))
-        elif kind == "remove":
-            _remove(doc, path)
-        elif kind == "replace":
-            doc = _add(doc, path, copy.deepcopy(op["value"]), replace=True)
-        elif kind == "move":
-            src = op["from"]
-            if isinstance(src, str) and isinstance(path, str) and path.startswith(src + "/"):
-                raise PatchError(f"operation {n}: cannot move {src} into its own child {path}")
-            if src != path:
-                doc = _add(doc, path, _remove(doc, src))
-        elif kind == "copy":
-            doc = _add(doc, path, copy.deepcopy(_get(doc, op["from"])))
-        elif kind == "test":
-            if not _json_equal(_get(doc, path), op["value"]):
-                raise PatchError(f"operation {n}: test failed, {path} is not {op['value']!r}")
-        else:
-            raise PatchError(f"operation {n}: unknown op {kind!r}")
+    doc = copy.deepcopy(target)
+    try:
+        for n, op in enumerate(ops):
+            doc = _json_op(doc, n, op)
+    except PatchError as e:
+        raise PatchError(e.message, invalid=True) from None
+    return doc
+
+
+def _json_op(doc: Any, n: int, op: Mapping[str, Any]) -> Any:
+    kind, path = op["op"], op["path"]
+    if kind in ("add", "replace", "test") and "value" not in op:
+        raise PatchError(f"operation {n} ({kind} {path}): needs 'value'")
+    if kind in ("move", "copy") and "from" not in op:
+        raise PatchError(f"operation {n} ({kind} {path}): needs 'from'")
+    if kind == "add":
+        return _add(doc, path, copy.deepcopy(op["value"]))
+    if kind == "remove":
+        _remove(doc, path)
+    elif kind == "replace":
+        return _add(doc, path, copy.deepcopy(op["value"]), replace=True)
+    elif kind == "move":
+        src = op["from"]
+        if isinstance(src, str) and isinstance(path, str) and path.startswith(src + "/"):
+            raise PatchError(f"operation {n}: cannot move {src} into its own child {path}")
+        if src != path:
+            return _add(doc, path, _remove(doc, src))
+    elif kind == "copy":
+        return _add(doc, path, copy.deepcopy(_get(doc, op["from"])))
+    elif kind == "test":
+        if not _json_equal(_get(doc, path), op["value"]):
+            raise PatchError(f"operation {n}: test failed, {path} is not {op['value']!r}")
+    else:
+        raise PatchError(f"operation {n}: unknown op {kind!r}")
     return doc
 
 

@@ -132,33 +132,38 @@ def test_json_patch_follows_rfc6902_appendix(target: Any, ops: list[Any], want: 
 
 RFC6902_ERRORS = [
     ("A.9-test-failure", {"baz": "qux"}, [{"op": "test", "path": "/baz", "value": "bar"}],
-     "test failed"),
+     422, "test failed"),
     ("A.12-add-to-nonexistent-target", {"foo": "bar"},
-     [{"op": "add", "path": "/baz/bat", "value": "qux"}], "does not exist"),
-    ("A.13-invalid-op", {"foo": "bar"}, [{"op": "frobnicate", "path": "/foo"}], "unknown op"),
+     [{"op": "add", "path": "/baz/bat", "value": "qux"}], 422, "does not exist"),
+    ("A.13-invalid-op", {"foo": "bar"}, [{"op": "frobnicate", "path": "/foo"}], 422,
+     "unknown op"),
     ("A.15-test-compares-types", {"/": 9, "~1": 10},
-     [{"op": "test", "path": "/~01", "value": "10"}], "test failed"),
-    ("remove-missing-member", {"a": 1}, [{"op": "remove", "path": "/b"}], "does not exist"),
-    ("replace-missing-member", {"a": 1}, [{"op": "replace", "path": "/b", "value": 2}],
+     [{"op": "test", "path": "/~01", "value": "10"}], 422, "test failed"),
+    ("remove-missing-member", {"a": 1}, [{"op": "remove", "path": "/b"}], 422,
      "does not exist"),
-    ("index-out-of-range", {"a": [1]}, [{"op": "add", "path": "/a/5", "value": 2}],
+    ("replace-missing-member", {"a": 1}, [{"op": "replace", "path": "/b", "value": 2}], 422,
+     "does not exist"),
+    ("index-out-of-range", {"a": [1]}, [{"op": "add", "path": "/a/5", "value": 2}], 422,
      "out of range"),
-    ("leading-zero-index", {"a": [1, 2]}, [{"op": "remove", "path": "/a/01"}],
+    ("leading-zero-index", {"a": [1, 2]}, [{"op": "remove", "path": "/a/01"}], 422,
      "not an array index"),
-    ("pointer-without-slash", {"a": 1}, [{"op": "remove", "path": "a"}], "JSON pointer"),
-    ("add-without-value", {"a": 1}, [{"op": "add", "path": "/b"}], "needs 'value'"),
+    ("pointer-without-slash", {"a": 1}, [{"op": "remove", "path": "a"}], 422, "JSON pointer"),
+    ("add-without-value", {"a": 1}, [{"op": "add", "path": "/b"}], 422, "needs 'value'"),
     ("move-into-own-child", {"a": {"b": 1}}, [{"op": "move", "from": "/a", "path": "/a/b/c"}],
-     "own child"),
-    ("not-a-list", {"a": 1}, {"op": "remove", "path": "/a"}, "list of operations"),
+     422, "own child"),
+    ("not-a-list", {"a": 1}, {"op": "remove", "path": "/a"}, 400, "list of operations"),
+    ("operation-without-path", {"a": 1}, [{"op": "remove"}], 400, "needs 'op' and 'path'"),
 ]
 
 
-@pytest.mark.parametrize(("target", "ops", "message"), [c[1:] for c in RFC6902_ERRORS],
-                         ids=[c[0] for c in RFC6902_ERRORS])
-def test_json_patch_rejects_bad_operations_with_a_reason(target: Any, ops: Any,
+@pytest.mark.parametrize(("target", "ops", "code", "message"),
+                         [c[1:] for c in RFC6902_ERRORS], ids=[c[0] for c in RFC6902_ERRORS])
+def test_json_patch_rejects_bad_operations_with_a_reason(target: Any, ops: Any, code: int,
                                                          message: str) -> None:
-    with pytest.raises(PatchError, match=message):
+    """Undecodable patches are 400 BadRequest; ones that cannot apply are 422."""
+    with pytest.raises(PatchError, match=message) as err:
         json_patch(target, ops)
+    assert err.value.code == code
 
 
 def test_json_patch_is_all_or_nothing() -> None:
