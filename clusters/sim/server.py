@@ -134,8 +134,10 @@ class SimCluster:
         return app
 
     async def start(self) -> None:
+        # handler_cancellation: a watch whose client went away (or was cut) ends at once
+        # instead of staying parked until its next event or its timeout.
         self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False,
-                                     shutdown_timeout=0.5)
+                                     shutdown_timeout=0.5, handler_cancellation=True)
         await self._runner.setup()
         await self.up()
 
