@@ -126,7 +126,10 @@ class Controller:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "FLEET_WEBHOOK_SECRET": SECRET,
                "FLEET_KUBECONFIG": str(box.kubeconfig)}
-        cmd = [sys.executable, "-m", "controllers.cli", "run", "--repo", str(box.repo.path),
+        profile = os.environ.get("BENCH_PROFILE")  # a path: run the controller under cProfile
+        prefix = ["-m", "cProfile", "-o", profile] if profile else []
+        cmd = [sys.executable, *prefix, "-m", "controllers.cli", "run",
+               "--repo", str(box.repo.path),
                "--kubeconfig", str(box.kubeconfig), "--state-dir", str(root / "state"),
                "--listen", f"127.0.0.1:{self.port}", "--poll-interval", "60",
                "--qps", "500", "--burst", "1000", "--cluster-concurrency", "8",
@@ -150,7 +153,9 @@ class Controller:
                               headers={"X-Hub-Signature-256": f"sha256={sig}"})
         r.raise_for_status()
 
-    def stop(self) -> None:
+    def stop(self, keep: Path | None = None) -> None:
+        if keep is not None:
+            keep.write_bytes(self.log_path.read_bytes())
         self.proc.terminate()
         try:
             self.proc.wait(timeout=15)
@@ -272,7 +277,7 @@ async def run(args: argparse.Namespace) -> int:
                 if args.memory_objects > objects:
                     await grow(box, ctl, client, args)
         finally:
-            ctl.stop()
+            ctl.stop(args.keep_log)
             await box.close()
     return 0
 
@@ -306,6 +311,8 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--memory-objects", type=int, default=10_000)
     ap.add_argument("--cold-limit", type=float, default=120.0)
+    ap.add_argument("--keep-log", type=Path, default=None,
+                    help="copy the controller's log here at the end")
     ap.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
     args = ap.parse_args()
     if args.smoke:

@@ -29,6 +29,7 @@ import structlog
 
 from clusters.adapter import ClusterAdapter
 from clusters.apply import workload_of
+from clusters.health import workload_health
 from controllers.desired import INTENT_HASH, DesiredState
 from controllers.fleetstate import workload_id_of_label
 from controllers.statusdoc import PlacementLive
@@ -103,12 +104,17 @@ class ClusterReconciler:
             failed_labels.add(workload_of(obj) or label_of.get(key) or "")
         changed_labels = {workload_of(adapter.applier.desired.get(k) or {}) or ""
                           for k in (*result.applied, *result.recreated)}
+        by_label: dict[str, list[dict[str, Any]]] = {}
+        for obj in adapter.applier.live.values():  # one pass, not one per workload
+            lbl = workload_of(obj)
+            if lbl is not None and lbl in labels:
+                by_label.setdefault(lbl, []).append(obj)
         for label, wid in labels.items():
-            objs = adapter.workload_objects(label)
+            objs = by_label.get(label, [])
             commit = _annotation(objs, "aifleet.dev/source-commit")
             self.live[(cluster, wid)] = PlacementLive(
                 "Failed" if label in failed_labels else "Synced",
-                adapter.workload_health(label), commit)
+                workload_health(objs), commit)
             if label in changed_labels:
                 a = self.desired.placed_on(cluster).get(wid)
                 self._event("Applied", label, cluster=name, commit=commit,
