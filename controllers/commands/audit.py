@@ -13,8 +13,9 @@ import csv
 import gc
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from controllers.commands.common import fail
@@ -23,7 +24,7 @@ from fleet.audit import FleetAt, LiveObject, Report, residency_audit
 from fleet.spec import FleetSpec
 from workloads.errors import WorkloadsError
 from workloads.ledger_store import LEDGER_BRANCH, FleetHistory, fast_bulk_reads
-from workloads.loader import read_fleet
+from workloads.loader import Snapshot, read_fleet
 
 if TYPE_CHECKING:
     from clusters.kubeconfig import ConnectionSpec
@@ -95,6 +96,39 @@ def _date(is_end: bool) -> Any:
     return parse
 
 
+class HeadFleet(Mapping[str, "str | None"]):
+    """The effective dataClass of each workload at --ref, read only if a record lacks one.
+
+    Reading a 5,000-workload fleet costs a second; a ledger whose records carry their
+    dataClass never needs it.
+    """
+
+    def __init__(self, repo: str, ref: str) -> None:
+        self.repo, self.ref = repo, ref
+
+    @cached_property
+    def snapshot(self) -> Snapshot:
+        try:
+            return read_fleet(self.repo, self.ref)
+        except WorkloadsError as e:
+            fail(str(e))
+
+    @cached_property
+    def classes(self) -> dict[str, str | None]:
+        res = self.snapshot.spec.residency
+        return {str(wid): res.data_class_of(w.spec.placement.data_class)
+                for wid, w in self.snapshot.spec.workloads.items()}
+
+    def __getitem__(self, wid: str) -> str | None:
+        return self.classes[wid]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+
 def bulk_mode() -> None:
     """A one-shot command about to fold millions of records: no cyclic GC, fast reads.
 
@@ -121,26 +155,20 @@ def run(args: argparse.Namespace) -> int:
     reader = open_ledger(args.repo, args.ledger_ref)
     history = FleetHistory(args.repo)
     notes: list[str] = []
-    try:
-        snap = read_fleet(args.repo, args.ref)
-    except WorkloadsError as e:
-        fail(str(e))
-    latest = FleetAt.of(snap.spec)
-    # The effective dataClass at --ref, for records that do not carry one.
-    res = snap.spec.residency
-    data_classes: dict[str, str | None] = {
-        str(wid): res.data_class_of(w.spec.placement.data_class)
-        for wid, w in snap.spec.workloads.items()}
+    head_fleet = HeadFleet(args.repo, args.ref)
     live: list[LiveObject] | None = None
+    latest: FleetAt | None = None
     if args.live is not None or args.observed:
+        spec = head_fleet.snapshot.spec
+        latest = FleetAt.of(spec)
         live = load_observed(args.observed) if args.observed else []
         if args.live is not None:
-            found, unreachable = observe_clusters(snap.spec, args.live or None)
+            found, unreachable = observe_clusters(spec, args.live or None)
             live.extend(found)
             notes.extend(f"cluster {c} not cross-checked: {why}" for c, why in unreachable)
     try:
         report = residency_audit(reader.docs(), history.at, start=args.start, end=args.end,
-                                 live=live, latest=latest, data_classes=data_classes)
+                                 live=live, latest=latest, data_classes=head_fleet)
     except WorkloadsError as e:
         fail(str(e))
     head = str(reader.commit.id) if reader.commit is not None else ""

@@ -237,3 +237,16 @@ async def test_live_cross_check_finds_eu_data_applied_by_hand_into_a_us_cluster(
     assert finding["message"].endswith(
         "runs 8 GPUs that no placement put there; eu-personal does not allow US")
     assert doc["periods"][0]["allowed"] is True  # what the controller did was fine
+
+
+def test_a_record_without_its_data_class_is_judged_by_the_repo_head(tmp_path: Path) -> None:
+    r = GitRepo(tmp_path / "f.git", bare=True)
+    c1 = r.commit(base_fleet())
+    LedgerWriter(r.path).append([
+        Entry("2026-11-23T10:00:00Z", "Applied", "nlp-team/train", commit=c1,
+              cluster="us-east-1", jurisdiction="US", flavour="h100-80gb", gpus=16)])
+    out = fleet("audit", "residency", str(r.path), "--format", "json")
+    assert out.returncode == 1, out.stderr
+    [period] = json.loads(out.stdout)["periods"]
+    assert (period["dataClass"], period["allowed"]) == ("eu-personal", False)
+    assert period["why"].startswith("eu-personal does not allow US")
