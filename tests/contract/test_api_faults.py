@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from kubernetes_asyncio import client, watch
+from kubernetes_asyncio import client, config, watch
 
 from clusters.sim import SimCluster
 from tests.contract.k8s import configmap, raw
@@ -179,3 +180,32 @@ async def test_admin_endpoint_flips_node_readiness_and_edits(
         "kind": "ConfigMap", "namespace": ns, "name": "settings",
         "patch": {"data": {"k": "edited"}}})
     assert status == 200 and out["data"]["k"] == "edited"
+
+
+async def test_a_watch_whose_client_leaves_is_released(kubeconfig: Path, context: str,
+                                                       ns: str, cluster: SimCluster) -> None:
+    """A client that abandons its watch (Ctrl-C on `kubectl get -w`) frees it on the
+    server at once, not at its timeout, as the real server's watch cache does."""
+    own = await config.new_client_from_config(config_file=str(kubeconfig), context=context)
+    core = client.CoreV1Api(own)
+
+    async def consume() -> None:
+        w = watch.Watch()
+        async with w:
+            async for _ in w.stream(core.list_namespaced_config_map, ns, timeout_seconds=60):
+                pass
+    task = asyncio.create_task(consume())
+    for _ in range(100):
+        if cluster.open_watches:
+            break
+        await asyncio.sleep(0.02)
+    assert len(cluster.store.watchers) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await own.close()
+    for _ in range(100):
+        if not cluster.store.watchers:
+            break
+        await asyncio.sleep(0.02)
+    assert not cluster.store.watchers and not cluster.open_watches
