@@ -106,6 +106,12 @@ def _blob(repo: pygit2.Repository, oid: pygit2.Oid) -> bytes:
     return bytes(data)
 
 
+def _split(data: bytes) -> list[str]:
+    """A segment's lines. On newlines only: a reason may hold U+2028, which JSON leaves
+    unescaped and `str.splitlines` would split on."""
+    return data.decode("utf-8", "replace").rstrip("\n").split("\n") if data.strip() else []
+
+
 class LedgerReader:
     """Reads the ledger of one repo at one ref (default: the ledger branch)."""
 
@@ -120,8 +126,7 @@ class LedgerReader:
     def lines(self) -> Iterator[tuple[str, int, str]]:
         """(segment path, line number, JSONL line) for every record, in order."""
         for seg in self.segments:
-            text = _blob(self.repo, seg.oid).decode("utf-8", errors="replace")
-            for n, line in enumerate(text.splitlines(), 1):
+            for n, line in enumerate(_split(_blob(self.repo, seg.oid)), 1):
                 yield seg.path, n, line
 
     def docs(self) -> Iterator[dict[str, Any]]:
@@ -173,7 +178,7 @@ class LedgerReader:
             nonlocal count
             for seg in self.segments:
                 places.append((seg.path, count))
-                for line in _blob(self.repo, seg.oid).decode("utf-8", "replace").splitlines():
+                for line in _split(_blob(self.repo, seg.oid)):
                     count += 1
                     yield line
 

@@ -167,3 +167,12 @@ async def test_records_survive_an_unreachable_remote_until_it_is_back(
     pygit2.init_repository(str(remote), bare=True)
     assert await ledger.flush() == 2
     assert [r.entry.workload for r in read_ledger(remote)] == ["bio/phi", "bio/big"]
+
+
+def test_a_reason_with_unicode_line_separators_stays_one_record(fleet_repo: GitRepo) -> None:
+    LedgerWriter(fleet_repo.path).append([
+        Entry("2026-11-23T10:00:00Z", "Refused", "bio/phi", reason="Daten\u2028bleiben\x85hier"),
+        Entry("2026-11-23T10:00:01Z", "Pending", "bio/big", reason="ok")])
+    reader = LedgerReader(fleet_repo.path)
+    assert reader.verify() is None and reader.checked == 2
+    assert [r.entry.reason for r in reader.records()] == ["Daten\u2028bleiben\x85hier", "ok"]
