@@ -282,7 +282,7 @@ def _smp_map(live: Mapping[str, Any], patch: Mapping[str, Any], path: tuple[str,
     out = copy.deepcopy(dict(live))
     for key, value in patch.items():
         if key in (_DIRECTIVE, _RETAIN) or key.startswith(_ORDER_PREFIX):
-            continue  # $setElementOrder only orders the result; accepted, order kept.
+            continue  # $setElementOrder applies below, once the list is merged
         if key.startswith(_DELETE_PRIMITIVE):
             field = key[len(_DELETE_PRIMITIVE):]
             if not isinstance(value, list):
@@ -307,6 +307,14 @@ def _smp_map(live: Mapping[str, Any], patch: Mapping[str, Any], path: tuple[str,
             out[key] = _smp_list(out.get(key), value, sub)
         else:
             out[key] = value
+    for key, order in patch.items():
+        field = key[len(_ORDER_PREFIX):]
+        if key.startswith(_ORDER_PREFIX) and isinstance(out.get(field), list):
+            if not isinstance(order, list):
+                raise PatchError(f"{where}: {key} must be a list")
+            original = live.get(field)
+            out[field] = _set_element_order(out[field], order, original if isinstance(
+                original, list) else [], list_strategy((*path, field)))
     retain = patch.get(_RETAIN)
     if retain is not None:
         if not isinstance(retain, list):
@@ -348,6 +356,38 @@ def _smp_list(live: Any, patch: list[Any], path: tuple[str, ...]) -> list[Any]:
             else:
                 out[at] = merged
     return out
+
+
+def _identity(item: Any, strategy: ListStrategy) -> Any:
+    if strategy.kind == "map" and isinstance(item, Mapping):
+        return item.get(strategy.keys[0])
+    return json.dumps(item, sort_keys=True)
+
+
+def _set_element_order(merged: list[Any], order: list[Any], original: list[Any],
+                       strategy: ListStrategy) -> list[Any]:
+    """`$setElementOrder`, as apimachinery's normalizeElementOrder/mergeSortedSlice: the
+    items the order names come in that order; each item only the server has keeps its
+    live order and goes before the first named item that stood after it live (a named
+    item new to the list counts as after nothing, so it goes first)."""
+    wanted = [_identity(i, strategy) for i in order]
+    live_at = {_identity(i, strategy): n for n, i in enumerate(original)}
+    named = sorted((i for i in merged if _identity(i, strategy) in wanted),
+                   key=lambda i: wanted.index(_identity(i, strategy)))
+    server_only = sorted((i for i in merged if _identity(i, strategy) not in wanted),
+                         key=lambda i: live_at.get(_identity(i, strategy), len(original)))
+    out: list[Any] = []
+    j = 0
+    for item in server_only:
+        li = live_at.get(_identity(item, strategy))
+        while j < len(named):
+            ri = live_at.get(_identity(named[j], strategy))
+            if li is not None and ri is not None and li < ri:
+                break  # the server-only item stood before this one: it goes first
+            out.append(named[j])
+            j += 1
+        out.append(item)
+    return out + named[j:]
 
 
 def _strip(value: Any) -> Any:
