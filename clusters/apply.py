@@ -6,7 +6,8 @@ its name.
 
 Apply: server-side apply with field manager `aifleet` and `force=true` (the fleet repo
 is the source of truth for the fields we set; other managers keep the fields they add),
-Namespaces first, then each workload's objects together. Every object carries a content
+Namespaces first, then each workload's objects together and in order (workloads in
+parallel, up to `concurrency`: a round trip is latency). Every object carries a content
 hash annotation; an object whose live hash matches and which shows no drift costs zero
 API calls. A changed object costs one PATCH. A Job whose template changed is immutable
 (422): it is deleted with `propagationPolicy=Background` (the default would orphan its
@@ -32,6 +33,8 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+
+import anyio
 
 from clusters.client import (
     APPLY_PATCH,
@@ -120,7 +123,7 @@ class Applier:
     """Applies desired objects to one cluster and keeps them there."""
 
     def __init__(self, client: KubeClient, *, self_heal: bool = True,
-                 heal_qps: float = 5.0, heal_burst: int = 10,
+                 heal_qps: float = 5.0, heal_burst: int = 10, concurrency: int = 8,
                  on_drift: Callable[[DriftReport], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
@@ -129,6 +132,8 @@ class Applier:
         self.may_write: Callable[[], bool] = lambda: True
         """False while this controller is not the leader: no writes at all."""
         self.self_heal = self_heal
+        self.concurrency = concurrency
+        """Workloads applied at once (the client's QPS bucket still paces the calls)."""
         self.live: dict[ObjKey, JSON] = {}
         """Owned objects as last seen (informer events and our own apply responses)."""
         self.desired: dict[ObjKey, JSON] = {}
@@ -201,20 +206,47 @@ class Applier:
                          key=lambda o: (_ORDER.get(str(o.get("kind")), 9),
                                         workload_of(o) or "", obj_key(o)))
         desired_keys = {obj_key(o) for o in stamped}
+        namespaces: list[JSON] = []
+        groups: dict[str, list[JSON]] = {}
         for obj in stamped:
             key = obj_key(obj)
-            try:
-                if self._unchanged(key, obj):
-                    result.unchanged.append(key)
-                    self.desired[key] = obj
-                    continue
-                recreated = await self._apply_one(key, obj)
-                (result.recreated if recreated else result.applied).append(key)
-            except ClusterError as e:
-                result.failed.append((key, e))
+            if self._unchanged(key, obj):
+                result.unchanged.append(key)
+                self.desired[key] = obj
+            elif obj.get("kind") == "Namespace":
+                namespaces.append(obj)
+            else:
+                groups.setdefault(workload_of(obj) or "", []).append(obj)
+        for obj in namespaces:
+            await self._apply_into(obj, result)
+        # Workloads in parallel (a round trip each is latency, not work), each one's
+        # objects in order; results merged in workload order, so they stay deterministic.
+        parts = {wl: ApplyResult() for wl in groups}
+        limiter = anyio.CapacityLimiter(self.concurrency)
+
+        async def apply_group(wl: str) -> None:
+            async with limiter:
+                for obj in groups[wl]:
+                    await self._apply_into(obj, parts[wl])
+
+        async with anyio.create_task_group() as tg:
+            for wl in sorted(groups):
+                tg.start_soon(apply_group, wl)
+        for wl in sorted(parts):
+            result.applied += parts[wl].applied
+            result.recreated += parts[wl].recreated
+            result.failed += parts[wl].failed
         if prune and not result.failed:
             await self._prune(desired_keys, scope, allow_empty, protect or set(), result)
         return result
+
+    async def _apply_into(self, obj: JSON, result: ApplyResult) -> None:
+        key = obj_key(obj)
+        try:
+            recreated = await self._apply_one(key, obj)
+            (result.recreated if recreated else result.applied).append(key)
+        except ClusterError as e:
+            result.failed.append((key, e))
 
     def _unchanged(self, key: ObjKey, obj: JSON) -> bool:
         live = self.live.get(key)

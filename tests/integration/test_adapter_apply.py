@@ -3,6 +3,7 @@ costs in API calls (zero for an unchanged object, one PATCH for a changed one)."
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,23 @@ async def test_a_job_change_refused_for_another_reason_is_not_deleted(tmp_path: 
         assert [k[3] for k, _e in result.failed] == ["train"] and result.recreated == []
         assert "Required value" in str(result.failed[0][1])
         assert stored(c, "Job")["train"]["metadata"]["uid"] == uid
+
+
+async def test_workloads_are_applied_in_parallel_and_each_ones_objects_in_order(
+        tmp_path: Path) -> None:
+    async with connected(tmp_path) as c:
+        await c.adapter.apply([namespace()])
+        c.cluster.faults.set_latency(0.1, prefix=f"/api/v1/namespaces/{TEAM}/")
+        c.cluster.faults.set_latency(0.1, prefix=f"/apis/apps/v1/namespaces/{TEAM}/")
+        objs = [namespace()] + [o for i in range(8) for o in serving(f"s{i}", gpus=0)]
+        started = time.monotonic()
+        result = await c.adapter.apply(objs)
+        took = time.monotonic() - started
+        assert result.ok and len(result.applied) == 16
+        assert took < 16 * 0.1 / 2, took  # one after another would take 1.6 s
+        services, deployments = stored(c, "Service"), stored(c, "Deployment")
+        for i in range(8):
+            rv = int(services[f"s{i}"]["metadata"]["resourceVersion"])
+            assert rv < int(deployments[f"s{i}"]["metadata"]["resourceVersion"])
+        # Deterministic results whatever finished first.
+        assert [k[3] for k in result.applied] == [f"s{i}" for i in range(8) for _ in "sd"]
