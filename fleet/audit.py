@@ -200,13 +200,13 @@ def build_periods(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup,
                 fleets[commit] = fleet_at(commit)
             new_fa = fleets[commit]
             if new_fa is not None and new_fa is not fa:
+                fa = new_fa  # before any split below: new periods take this commit's prices
                 for c, info in new_fa.clusters.items():
                     old = juris.get(c)
                     if old is not None and old != info.jurisdiction and by_cluster.get(c):
                         _relabel(out, c, old, info.jurisdiction, d["time"], commit,
                                  sorted(by_cluster.get(c, ())), opened, open_, close, verdict)
                     juris[c] = info.jurisdiction
-                fa = new_fa
         ev = d["event"]
         if ev in OPENS:
             c = d["cluster"]

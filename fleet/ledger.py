@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -30,6 +31,8 @@ from typing import Any, Literal, get_args
 Event = Literal["Placed", "Moved", "FailedOver", "Applied", "Pruned", "DriftCorrected",
                 "Refused", "Pending", "Observed"]
 EVENTS: frozenset[str] = frozenset(get_args(Event))
+
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
 
 GENESIS = "0" * 64
 """`prev` of the first record (seq 1): there is nothing before it."""
@@ -74,6 +77,9 @@ class Entry:
     def __post_init__(self) -> None:
         if self.event not in EVENTS:
             raise ValueError(f"unknown ledger event {self.event!r}: one of {sorted(EVENTS)}")
+        if not isinstance(self.time, str) or not _TIME.match(self.time):
+            raise ValueError(f"time {self.time!r} is not RFC 3339 UTC "
+                             "(YYYY-MM-DDThh:mm:ssZ)")
 
 
 @dataclass(frozen=True, slots=True)

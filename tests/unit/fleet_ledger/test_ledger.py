@@ -145,3 +145,10 @@ def test_verify_names_where_the_break_is() -> None:
 def test_an_unknown_event_is_refused_when_the_entry_is_made() -> None:
     with pytest.raises(ValueError, match="unknown ledger event 'Teleported'"):
         Entry("2026-11-23T10:00:00Z", "Teleported", "a/b")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("time", ["2026-11-23 10:00:00", "2026-11-23T10:00:00+02:00",
+                                  "yesterday", ""], ids=["space", "offset", "word", "empty"])
+def test_a_time_that_is_not_rfc3339_utc_is_refused(time: str) -> None:
+    with pytest.raises(ValueError, match="is not RFC 3339 UTC"):
+        Entry(time, "Pending", "a/b")
