@@ -21,12 +21,14 @@ the incremental planner can record and replay them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
+from fleet.models import Workload
 from fleet.placement.context import Candidate, WorkloadContext, workload_context
 from fleet.placement.diagnose import diagnose, keep_failure
 from fleet.placement.filters import default_filters
@@ -35,7 +37,7 @@ from fleet.placement.quota import quota_check
 from fleet.placement.scorers import default_scorers
 from fleet.placement.snapshot import NodeKey, Snapshot, build_snapshot
 from fleet.placement.spread import divide
-from fleet.placement.state import Hist, State, best_fit
+from fleet.placement.state import Hist, Key, State, best_fit
 from fleet.placement.types import (
     Assignment,
     FlavourUsage,
@@ -75,6 +77,16 @@ class Decision:
 Observer = Callable[[WorkloadContext, State], None]
 
 
+class Recorder(Protocol):
+    """Told every decision with the state keys it read (the incremental planner)."""
+
+    def decided(self, key: OrderKey, wid: WorkloadId, reads: set[Key], d: Decision
+                ) -> None: ...
+
+    def kept_all(self, state: State) -> None:
+        """The state after the keep phase, before any new placement."""
+
+
 class Planner:
     """Placement over one (spec, capacity): snapshot, indexes and candidate caches."""
 
@@ -91,12 +103,14 @@ class Planner:
         self._candidates: dict[str, tuple[Group, ...]] = {}
         self._passing: dict[tuple[str, Hashable], frozenset[ClusterName]] = {}
         self.static_diagnosis: dict[str, object] = {}
-        self._contexts: dict[WorkloadId, WorkloadContext] = {}
+        self._contexts: dict[WorkloadId, tuple[Workload, WorkloadContext]] = {}
+        self._digest: str | None = None
 
     # ------------------------------------------------------------------ the pass
 
     def plan(self, previous: PreviousPlan | None = None, *, commit: str | None = None,
-             observe: tuple[WorkloadId, Observer] | None = None) -> Plan:
+             observe: tuple[WorkloadId, Observer] | None = None,
+             record: Recorder | None = None) -> Plan:
         prev = previous or {}
         state = self.new_state()
         decisions: dict[WorkloadId, Decision] = {}
@@ -104,17 +118,29 @@ class Planner:
             ctx = self.context(wid, prev.get(wid, ()), keep=key[0] == 0)
             if observe is not None and observe[0] == wid:
                 observe[1](ctx, state)
+            if record is not None:
+                state.reads = set()
             d = self.decide(ctx, state)
+            if record is not None:
+                record.decided(key, wid, state.reads or set(), d)
+                state.reads = None
             if not d.kept:
                 # judged again as new, in its priority order among the new ones
                 continue
             apply(state, d)
             decisions[wid] = d
-        for _key, wid in self.order_new(prev, decisions):
+        if record is not None:
+            record.kept_all(state)
+        for key, wid in self.order_new(prev, decisions):
             ctx = self.context(wid, prev.get(wid, ()), keep=False)
             if observe is not None and observe[0] == wid:
                 observe[1](ctx, state)
+            if record is not None:
+                state.reads = set()
             d = self.decide(ctx, state)
+            if record is not None:
+                record.decided(key, wid, state.reads or set(), d)
+                state.reads = None
             apply(state, d)
             decisions[wid] = d
         return self.assemble(decisions, prev, commit)
@@ -133,11 +159,27 @@ class Planner:
 
     def context(self, wid: WorkloadId, previous: tuple[Assignment, ...], *, keep: bool
                 ) -> WorkloadContext:
-        base = self._contexts.get(wid)
-        if base is None or base.previous != previous:
-            base = self._contexts[wid] = workload_context(self.spec.workloads[wid],
-                                                          tuple(sorted(previous)))
+        w = self.spec.workloads[wid]
+        cached = self._contexts.get(wid)
+        if cached is None or cached[0] is not w or cached[1].previous != previous:
+            cached = self._contexts[wid] = (w, workload_context(w, tuple(sorted(previous))))
+        base = cached[1]
         return base.with_keep(True) if keep else base
+
+    @property
+    def capacity_digest(self) -> str:
+        """`CapacitySnapshot.digest()`, computed once (it serialises every node)."""
+        if self._digest is None:
+            self._digest = self.capacity.digest()
+        return self._digest
+
+    def rebind(self, spec: FleetSpec) -> Planner:
+        """A planner for another spec of the same fleet (clusters, policy, quotas),
+        sharing this one's snapshot and caches."""
+        other = copy.copy(self)
+        other.spec = spec
+        other._contexts = dict(self._contexts)
+        return other
 
     def decide(self, ctx: WorkloadContext, state: State) -> Decision:
         if ctx.keep:
@@ -356,7 +398,7 @@ class Planner:
         for (c, f), cap in sorted(self.snap.capacity.items()):
             usage.setdefault(c, {})[f] = FlavourUsage(cap, allocated.get((c, f), 0))
         return Plan(commit=commit, workloads=dict(sorted(out.items())), usage=usage,
-                    capacity_digest=self.capacity.digest(),
+                    capacity_digest=self.capacity_digest,
                     policy_version=self.spec.residency.version)
 
 

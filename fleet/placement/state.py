@@ -187,6 +187,9 @@ class State:
         """Unrecorded: for the incremental planner and reports."""
         return dict(self._used)
 
+    def set_used(self, team: Team, flavour: Flavour, gpus: int) -> None:
+        self._used[(team, flavour)] = gpus
+
     def charge(self, team: Team, flavour: Flavour, gpus: int) -> None:
         k = (team, flavour)
         self._used[k] = self._used.get(k, 0) + gpus
