@@ -89,7 +89,15 @@ def _dry_run(request: web.Request) -> bool:
     return request.query.get("dryRun") == "All"
 
 
+_UNSUPPORTED_BODIES = ("application/vnd.kubernetes.protobuf", "application/cbor")
+
+
 async def _body(request: web.Request) -> Any:
+    if request.content_type in _UNSUPPORTED_BODIES:
+        raise SimError(415, "UnsupportedMediaType",
+                       f"the body of the request was in an unknown format - accepted media "
+                       f"types include: application/json, application/yaml "
+                       f"({request.content_type} is not served by the simulator)")
     raw = await request.read()
     try:
         if request.content_type in ("application/apply-patch+yaml", "application/yaml"):
