@@ -187,9 +187,22 @@ class Manager:
         elif not conditions and self._invalid_head and result.observed == self._invalid_head[0]:
             conditions = (self._invalid_head[1],)
         self.conditions = conditions
+        if self.settings.ledger and self.events is None and self.source.mirror_path.exists():
+            self._start_ledger()
         if snap is not None:
             self._invalid_head = None
             await self._adopt(snap)
+
+    def _start_ledger(self) -> None:
+        """`--ledger`: decisions go to the repo's ledger branch, pushed from our mirror."""
+        from controllers.ledger import Ledger
+        from workloads.ledger_store import LedgerWriter
+
+        ledger = Ledger(LedgerWriter(self.source.mirror_path, remote="origin"))
+        self.events = self.reconciler.events = ledger
+        assert self._tg is not None
+        self._tg.start_soon(ledger.run)
+        log.info("ledger_started", branch=ledger.writer.ref)
 
     async def _adopt(self, snap: Snapshot) -> None:
         assert snap.commit is not None

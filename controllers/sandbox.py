@@ -42,11 +42,12 @@ def folder_files(root: Path) -> dict[str, bytes]:
 
 
 class FleetRepo:
-    """A working Git repository of fleet files, committed to with pygit2 (no git binary)."""
+    """A bare Git repository of fleet files, committed to with pygit2 (no git binary)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.repo = pygit2.init_repository(str(path), initial_head="main")
+        # Bare, like a Git server's copy: the controller can push its ledger branch to it.
+        self.repo = pygit2.init_repository(str(path), bare=True, initial_head="main")
         self.files: dict[str, bytes] = {}
 
     def commit(self, changes: Mapping[str, str | bytes | None], message: str) -> str:

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         False, description="allow kubeconfig exec and auth-provider plugins (they run "
                            "commands with the controller's privileges)")
     self_heal: bool = Field(True, description="correct drift (off: only report it)")
+    ledger: bool = Field(False, description="record every decision (placements, moves, "
+                                            "applies, prunes, drift corrections) on the "
+                                            "repo's aifleet/ledger branch (needs push access)")
     qps: float = Field(50.0, description="API requests per second per cluster")
     burst: int = Field(100, description="API request burst per cluster")
     cluster_concurrency: int = Field(4, description="clusters reconciled at the same time")

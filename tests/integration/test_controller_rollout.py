@@ -122,3 +122,29 @@ async def test_a_removed_workload_is_pruned_and_an_invalid_one_kept(tmp_path: Pa
         assert RANK not in rows
         assert rows[TRAIN]["status"] == "Invalid"
         assert rows[TRAIN]["reasons"]
+
+
+async def test_decisions_are_recorded_on_the_ledger_branch(tmp_path: Path) -> None:
+    from workloads.errors import WorkloadsError
+    from workloads.ledger_store import read_ledger
+
+    def events() -> list[tuple[str, str]]:
+        try:
+            return [(r.entry.event, r.entry.workload) for r in read_ledger(box.repo.path)]
+        except WorkloadsError:
+            return []  # no ledger branch yet
+
+    async with sandbox(tmp_path) as box, box.controller(fast_settings(box, ledger=True),
+                                                         adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        await until(lambda: {(e, w) for e, w in events() if e == "Applied"} >= {
+            ("Applied", TRAIN), ("Applied", SERVE), ("Applied", RANK)}, 15,
+                    what="Applied records pushed")
+        recorded = events()
+        assert {("Placed", TRAIN), ("Placed", SERVE), ("Placed", RANK)} <= set(recorded)
+        entry = next(r.entry for r in read_ledger(box.repo.path)
+                     if r.entry.event == "Placed" and r.entry.workload == TRAIN)
+        assert entry.cluster in ("eu-fra-1", "eu-par-1")
+        assert entry.jurisdiction in ("DE", "FR")
+        assert entry.commit == box.first_commit
