@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from fleet.ids import ClusterName, Flavour
 from fleet.placement import explain, place
+from fleet.placement.incremental import IncrementalPlanner
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.plan_json import plan_to_json
 from tests.unit.fleet_placement.strategies import Fleet, fleets, workloads
@@ -169,3 +170,34 @@ def test_adding_a_workload_never_moves_another(f: Fleet, data: st.DataObject) ->
     again = place(spec, f.capacity, previous_of(first))
     assert {w: p.assignments for w, p in again.workloads.items()} == {
         w: p.assignments for w, p in first.workloads.items()}
+
+
+@RULE
+@given(fleets(max_workloads=8), st.data())
+def test_incremental_replan_equals_a_full_plan(f: Fleet, data: st.DataObject) -> None:
+    """Edit, add or remove workloads, or change what runs: replan == full plan."""
+    spec = f.spec()
+    steady = data.draw(st.booleans())
+    base_prev = previous_of(place(spec, f.capacity)) if steady else {}
+    inc = IncrementalPlanner(spec, f.capacity, base_prev, commit="c")
+    docs = list(f.docs)
+    ws = [i for i, d in enumerate(docs) if d.kind == "Workload"]
+    for _ in range(data.draw(st.integers(1, 3))):
+        what = data.draw(st.sampled_from(("edit", "add", "remove")))
+        if what == "add" or not ws:
+            docs.append(data.draw(workloads(100 + len(docs))))
+        elif what == "remove":
+            docs.pop(data.draw(st.sampled_from(ws)))
+            ws = [i for i, d in enumerate(docs) if d.kind == "Workload"]
+        else:
+            i = data.draw(st.sampled_from(ws))
+            w = docs[i]
+            assert w.kind == "Workload"
+            new = data.draw(workloads(0))
+            assert new.kind == "Workload"
+            docs[i] = new.model_copy(update={"metadata": w.metadata})
+    head = Fleet(tuple(docs), f.capacity).spec()
+    prev = base_prev
+    if data.draw(st.booleans()):
+        prev = previous_of(place(head, f.capacity, base_prev))
+    assert inc.replan(head, prev) == place(head, f.capacity, prev, commit="c")
