@@ -22,7 +22,7 @@ import yaml
 from aiohttp import web
 
 from clusters.sim import kubectl, objects, patch, resources, ssa
-from clusters.sim.errors import SimError, bad_request, invalid
+from clusters.sim.errors import SimError, bad_request, conflict, invalid
 from clusters.sim.listing import list_response, parse_bool
 from clusters.sim.resources import BY_PATH, Resource
 from clusters.sim.selectors import combine, field_matcher, label_matcher
@@ -268,7 +268,6 @@ def _apply(request: web.Request, cluster: SimCluster, res: Resource, ns: str, na
         return _json(store.create(res, new, dry_run=dry), 201)
     rv = meta.get("resourceVersion")
     if rv and rv != live["metadata"]["resourceVersion"]:
-        from clusters.sim.errors import conflict
         raise conflict(res.plural, name, res.group)
     new["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
     return _json(store.replace(res, new, live, managed=True, dry_run=dry))

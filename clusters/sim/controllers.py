@@ -28,6 +28,7 @@ from collections import deque
 from typing import Any
 
 from clusters.sim import objects
+from clusters.sim.jobs import sync_job
 from clusters.sim.nodes import is_ready
 from clusters.sim.resources import BY_KIND
 from clusters.sim.scheduler import (
@@ -35,6 +36,8 @@ from clusters.sim.scheduler import (
     choose_node,
     condition,
     finished_status,
+    gpu_request,
+    pod_ready,
     running_status,
     used_gpus,
 )
@@ -42,7 +45,6 @@ from clusters.sim.store import Event, Obj, Store
 
 PODS, JOBS, DEPLOYS, NODES, EVENTS = (BY_KIND[k] for k in
                                       ("Pod", "Job", "Deployment", "Node", "Event"))
-INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 MAX_EVENTS = 500
 """Events kept per cluster, oldest deleted first (a real cluster expires them after 1h)."""
@@ -111,7 +113,7 @@ class ControlPlane:
         if ("schedule", "", "") in dirty:
             self._schedule_pending()
 
-    def _event(self, obj: Obj, reason: str, message: str, etype: str = "Normal",
+    def event(self, obj: Obj, reason: str, message: str, etype: str = "Normal",
                source: str = "default-scheduler") -> None:
         meta = obj["metadata"]
         ns = meta.get("namespace") or "default"
@@ -133,7 +135,7 @@ class ControlPlane:
             "reportingComponent": source, "reportingInstance": "",
         })
 
-    def _write_status(self, res: Any, obj: Obj, status: Obj) -> Obj:
+    def write_status(self, res: Any, obj: Obj, status: Obj) -> Obj:
         if obj.get("status") == status:
             return obj
         return self.store.replace(res, {**obj, "status": status}, obj,
@@ -149,7 +151,6 @@ class ControlPlane:
             return
         nodes = self.store.list(NODES)
         used = used_gpus(pods)
-        from clusters.sim.scheduler import gpu_request
         for pod in pending:
             node, message = choose_node(pod, nodes, used)
             now = objects.now()
@@ -159,8 +160,8 @@ class ControlPlane:
                        if c["type"] == "PodScheduled"]
                 if old and old[0].get("message") == message:
                     continue
-                self._write_status(PODS, pod, {**pod.get("status", {}), "conditions": conds})
-                self._event(pod, "FailedScheduling", message, "Warning")
+                self.write_status(PODS, pod, {**pod.get("status", {}), "conditions": conds})
+                self.event(pod, "FailedScheduling", message, "Warning")
                 continue
             used[node] += gpu_request(pod)
             bound = copy.deepcopy(pod)
@@ -168,9 +169,9 @@ class ControlPlane:
             bound = self.store.replace(PODS, bound, pod, check_rv=False)
             status = {**bound.get("status", {}), "conditions": [
                 condition("PodScheduled", "True", now)], "startTime": now}
-            bound = self._write_status(PODS, bound, status)
+            bound = self.write_status(PODS, bound, status)
             ns = pod["metadata"]["namespace"]
-            self._event(bound, "Scheduled",
+            self.event(bound, "Scheduled",
                         f"Successfully assigned {ns}/{pod['metadata']['name']} to {node}")
             self._later(self.pod_start_seconds, self._start_pod, ns, pod["metadata"]["name"],
                         pod["metadata"]["uid"])
@@ -190,7 +191,7 @@ class ControlPlane:
         self._ips += 1
         ip = f"10.244.{(self._ips >> 8) & 255}.{self._ips & 255}"
         ready = node is not None and is_ready(node)
-        self._write_status(PODS, pod, running_status(pod, objects.now(), ip, host, ready))
+        self.write_status(PODS, pod, running_status(pod, objects.now(), ip, host, ready))
         owners = {r.get("kind") for r in pod["metadata"].get("ownerReferences") or []}
         seconds = pod["metadata"].get("annotations", {}).get("sim.aifleet.dev/run-seconds")
         if seconds is not None or "Job" in owners:
@@ -201,7 +202,7 @@ class ControlPlane:
         pod = self._live(ns, name, uid)
         if pod is None or pod.get("status", {}).get("phase") != "Running":
             return
-        self._write_status(PODS, pod, finished_status(pod, objects.now()))
+        self.write_status(PODS, pod, finished_status(pod, objects.now()))
 
     def node_ready_changed(self, node: str, ready: bool) -> None:
         """The node lifecycle controller: pods on a NotReady node stop being Ready."""
@@ -217,17 +218,17 @@ class ControlPlane:
                     c["status"], c["lastTransitionTime"] = flag, now
             for cs in status.get("containerStatuses", []):
                 cs["ready"] = ready
-            self._write_status(PODS, pod, status)
+            self.write_status(PODS, pod, status)
         self._mark("schedule", "", "")
 
     # ---------------------------------------------------------------- owners
 
-    def _owned(self, owner: Obj) -> list[Obj]:
+    def owned(self, owner: Obj) -> list[Obj]:
         uid = owner["metadata"]["uid"]
         return [p for p in self.store.list(PODS, owner["metadata"]["namespace"])
                 if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])]
 
-    def _new_pod(self, owner: Obj, name: str, extra_labels: dict[str, str],
+    def new_pod(self, owner: Obj, name: str, extra_labels: dict[str, str],
                  annotations: dict[str, str]) -> None:
         tmpl = copy.deepcopy(owner["spec"]["template"])
         meta = tmpl.get("metadata") or {}
@@ -240,17 +241,15 @@ class ControlPlane:
                          "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
                          "controller": True, "blockOwnerDeletion": True}]})
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": tmpl["spec"]}
-        created = self.store.create(PODS, pod)
-        self._event(owner, "SuccessfulCreate", f"Created pod: {name}",
+        self.store.create(PODS, pod)
+        self.event(owner, "SuccessfulCreate", f"Created pod: {name}",
                     source=f"{owner['kind'].lower()}-controller")
-        if created:
-            self._mark("schedule", "", "")
+        self._mark("schedule", "", "")
 
-    def _suffix(self) -> str:
+    def suffix(self) -> str:
         return "".join(self._rng.choice(_ALPHABET) for _ in range(5))
 
     def _sync_job(self, ns: str, name: str) -> None:
-        from clusters.sim.jobs import sync_job
         sync_job(self, ns, name)
 
     def _sync_deployment(self, ns: str, name: str) -> None:
@@ -260,29 +259,24 @@ class ControlPlane:
         spec = dep["spec"]
         tmpl = json.dumps(spec["template"], sort_keys=True).encode()
         hash_ = hashlib.sha256(tmpl).hexdigest()[:10]
-        pods = [p for p in self._owned(dep) if p.get("status", {}).get("phase") not in TERMINAL
+        pods = [p for p in self.owned(dep) if p.get("status", {}).get("phase") not in TERMINAL
                 and not p["metadata"].get("deletionTimestamp")]
         current = [p for p in pods
                    if p["metadata"].get("labels", {}).get("pod-template-hash") == hash_]
         old = [p for p in pods if p not in current]
         want = int(spec.get("replicas", 1)) if not spec.get("paused") else len(current)
         for _ in range(want - len(current)):
-            self._new_pod(dep, f"{name}-{hash_}-{self._suffix()}",
+            self.new_pod(dep, f"{name}-{hash_}-{self.suffix()}",
                           {"pod-template-hash": hash_}, {})
         for p in sorted(current, key=lambda p: p["metadata"]["name"])[want:]:
             self.store.delete(PODS, ns, p["metadata"]["name"])
-        ready = [p for p in current if _pod_ready(p)]
+        ready = [p for p in current if pod_ready(p)]
         if len(ready) >= want:
             for p in old:
                 self.store.delete(PODS, ns, p["metadata"]["name"])
             old = []
         dep = self.store.get(DEPLOYS, ns, name)
-        self._write_status(DEPLOYS, dep, _deploy_status(dep, current, old, ready, want))
-
-
-def _pod_ready(pod: Obj) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in pod.get("status", {}).get("conditions", []))
+        self.write_status(DEPLOYS, dep, _deploy_status(dep, current, old, ready, want))
 
 
 def _deploy_status(dep: Obj, current: list[Obj], old: list[Obj], ready: list[Obj],

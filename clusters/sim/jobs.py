@@ -17,12 +17,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from clusters.sim import objects
-from clusters.sim.scheduler import TERMINAL
+from clusters.sim.resources import BY_KIND
+from clusters.sim.scheduler import TERMINAL, pod_ready
 from clusters.sim.store import Obj
 
 if TYPE_CHECKING:
     from clusters.sim.controllers import ControlPlane
 
+JOBS, PODS = BY_KIND["Job"], BY_KIND["Pod"]
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
@@ -47,7 +49,6 @@ def _index(pod: Obj) -> int | None:
 
 
 def sync_job(cp: ControlPlane, ns: str, name: str) -> None:
-    from clusters.sim.controllers import JOBS, PODS, _pod_ready
     store = cp.store
     job = store.find(JOBS, ns, name)
     if job is None or job["metadata"].get("deletionTimestamp"):
@@ -56,7 +57,7 @@ def sync_job(cp: ControlPlane, ns: str, name: str) -> None:
     conds = list(status.get("conditions") or [])
     finished = any(c["type"] in ("Complete", "Failed") and c["status"] == "True"
                    for c in conds)
-    pods = cp._owned(job)
+    pods = cp.owned(job)
     indexed = spec.get("completionMode") == "Indexed"
     succeeded_pods = [p for p in pods if p.get("status", {}).get("phase") == "Succeeded"]
     active = [p for p in pods if p.get("status", {}).get("phase") not in TERMINAL
@@ -88,12 +89,12 @@ def sync_job(cp: ControlPlane, ns: str, name: str) -> None:
             busy = {i for p in active if (i := _index(p)) is not None}
             free = [i for i in range(target) if i not in done_idx and i not in busy]
             for i in free[:max(0, missing)]:
-                cp._new_pod(job, f"{name}-{i}-{cp._suffix()}", {INDEX_LABEL: str(i)},
+                cp.new_pod(job, f"{name}-{i}-{cp.suffix()}", {INDEX_LABEL: str(i)},
                             {INDEX_ANNOTATION: str(i)})
         else:
             for _ in range(max(0, missing)):
-                cp._new_pod(job, f"{name}-{cp._suffix()}", {}, {})
-        active = [p for p in cp._owned(job) if p.get("status", {}).get("phase")
+                cp.new_pod(job, f"{name}-{cp.suffix()}", {}, {})
+        active = [p for p in cp.owned(job) if p.get("status", {}).get("phase")
                   not in TERMINAL]
     if not finished and succeeded >= target and not spec.get("suspend"):
         status.setdefault("startTime", now)
@@ -107,7 +108,7 @@ def sync_job(cp: ControlPlane, ns: str, name: str) -> None:
                           "lastTransitionTime": now})
         status["completionTime"] = now
         active = []
-        cp._event(job, "Completed", "Job completed", source="job-controller")
+        cp.event(job, "Completed", "Job completed", source="job-controller")
     new: Obj = {k: v for k, v in status.items()
                 if k in ("startTime", "completionTime", "completedIndexes")}
     if conds:
@@ -118,11 +119,11 @@ def sync_job(cp: ControlPlane, ns: str, name: str) -> None:
         new["succeeded"] = succeeded
     if indexed and succeeded:
         new["completedIndexes"] = _ranges(done_idx)
-    new["ready"] = sum(1 for p in active if _pod_ready(p))
+    new["ready"] = sum(1 for p in active if pod_ready(p))
     new["terminating"] = 0
     new["uncountedTerminatedPods"] = {}
     job = store.get(JOBS, ns, name)
-    cp._write_status(JOBS, job, new)
+    cp.write_status(JOBS, job, new)
 
 
 def _parse_ranges(text: str) -> set[int]:

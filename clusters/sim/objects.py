@@ -21,6 +21,7 @@ from typing import Any
 
 from clusters.sim.errors import SimError, invalid
 from clusters.sim.resources import Resource
+from clusters.sim.selectors import match_labels
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -190,7 +191,6 @@ def validate(res: Resource, obj: dict[str, Any]) -> None:
         if not spec.get("selector"):
             causes.append(("spec.selector", "FieldValueRequired", "Required value"))
         else:
-            from clusters.sim.selectors import match_labels
             labels = (spec.get("template", {}).get("metadata") or {}).get("labels") or {}
             if not match_labels(spec["selector"], labels):
                 causes.append(("spec.template.metadata.labels", "FieldValueInvalid",

@@ -24,6 +24,11 @@ Obj = dict[str, Any]
 TERMINAL = frozenset({"Succeeded", "Failed"})
 
 
+def pod_ready(pod: Obj) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True"
+               for c in pod.get("status", {}).get("conditions", []))
+
+
 def gpu_request(pod: Obj) -> int:
     total = 0
     for c in pod.get("spec", {}).get("containers") or []:

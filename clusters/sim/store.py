@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusters.sim import objects
+from clusters.sim import objects, ssa
 from clusters.sim.errors import SimError, already_exists, bad_request, conflict, not_found
 from clusters.sim.resources import BY_KIND, Resource
 from clusters.sim.selectors import Matcher
@@ -197,7 +197,6 @@ class Store:
         objects.apply_defaults(res, obj, self.next_ip() if res.kind == "Service" else "")
         objects.validate(res, obj)
         if manager:
-            from clusters.sim import ssa
             obj = ssa.record_update(None, obj, manager, now=objects.now())
         if dry_run:
             return obj
@@ -236,7 +235,6 @@ class Store:
             objects.validate(res, new)
             objects.check_immutable(res, old, new)
         if manager and not managed:
-            from clusters.sim import ssa
             new = ssa.record_update(old, new, manager, now=objects.now())
             meta = new["metadata"]
         if not managed and "managedFields" not in meta and "managedFields" in ometa:
