@@ -20,7 +20,14 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from clusters.apply import OWNED_SELECTOR, Applier, ApplyResult, DriftReport, workload_of
+from clusters.apply import (
+    OWNED_SELECTOR,
+    WORKLOAD_LABEL,
+    Applier,
+    ApplyResult,
+    DriftReport,
+    workload_of,
+)
 from clusters.capacity import GPU_RESOURCE, PRODUCT_LABEL, CapacityTracker, NodeState
 from clusters.client import (
     DEPLOYMENT,
@@ -220,6 +227,12 @@ class ClusterAdapter:
 
     def workload_health(self, workload: str) -> str:
         return workload_health(self.workload_objects(workload))
+
+    def pods(self, workload: str) -> list[JSON]:
+        """Live pods of one workload (`team.name` label value), from the pod informer."""
+        return [p for _k, p in sorted(self._pods.store.items())
+                if ((p.get("metadata") or {}).get("labels") or {}).get(WORKLOAD_LABEL)
+                == workload]
 
     @property
     def drift_log(self) -> list[DriftReport]:

@@ -18,9 +18,10 @@ from clusters.kubeconfig import ConnectionSpec
 from controllers.fleetstate import capacity_snapshot
 from controllers.observe import render_metrics
 from controllers.server import Endpoints, bound_port, build_app, serve
-from controllers.statusdoc import DriftItem, SourceState, status_document
+from controllers.statusdoc import DriftItem, PlacementLive, SourceState, status_document
 from controllers.web import index_html
 from fleet.drift import diff
+from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster
 from fleet.placement.types import Plan, PreviousPlan
 
@@ -50,12 +51,24 @@ def status(m: Manager) -> dict[str, Any]:
     doc = status_document(
         spec=spec, plan=m.desired.plan, snapshot=snapshot,
         source=SourceState(m.source.observed, m.applied_commit, tuple(conditions)),
-        live=m.live, drift=drift_now(m))
+        live=live_now(m), drift=drift_now(m))
     if m.settings.leader_elect:
         doc["leader"] = {"leading": m.may_act(),
                          "generation": m.elector.generation if m.elector else 0,
                          "identity": m.elector.identity if m.elector else None}
     return doc
+
+
+def live_now(m: Manager) -> dict[tuple[ClusterName, WorkloadId], PlacementLive]:
+    """What each reconcile recorded, with health read now from the informers' cache:
+    pods start and Jobs finish between reconciles, and status is the state of now."""
+    out = dict(m.live)
+    for (cluster, wid), pl in m.live.items():
+        adapter = m.adapters.get(cluster)
+        if adapter is not None:
+            out[(cluster, wid)] = replace(
+                pl, health=adapter.workload_health(wid.replace("/", ".", 1)))
+    return out
 
 
 def drift_now(m: Manager) -> list[DriftItem]:

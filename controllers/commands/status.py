@@ -22,7 +22,9 @@ Examples:
   fleet status --team nlp-team --state Pending
   fleet status nlp-team/llama-finetune  # where it runs, since when, which commit, pods
   fleet status --watch 2                # refresh every 2 seconds
-  fleet status --format json            # the FleetStatus document"""
+  fleet status --format json            # the FleetStatus document
+  fleet status --live --repo fleet/ --kubeconfig kc.yaml
+                                        # no controller: read what runs from the clusters"""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +43,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--watch", type=float, metavar="SECONDS", nargs="?", const=2.0,
                    help="refresh every SECONDS (default 2) until interrupted")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    live = p.add_argument_group(
+        "live", "read straight from the clusters instead of a controller (read-only)")
+    live.add_argument("--live", action="store_true",
+                      help="connect to every cluster of the fleet repo and show what runs")
+    live.add_argument("--repo", default=".",
+                      help="with --live: the fleet repo, or a folder in one (default: .)")
+    live.add_argument("--ref", default="HEAD", help="with --live: the commit to compare with")
+    live.add_argument("--kubeconfig", default=None,
+                      help="with --live: kubeconfig for clusters whose file names none")
+    live.add_argument("--allow-exec-plugins", action="store_true",
+                      help="with --live: allow kubeconfig exec/auth-provider plugins")
+    live.add_argument("--timeout", type=float, default=15.0,
+                      help="with --live: seconds to wait for the clusters to answer")
     p.set_defaults(handler=run)
 
 
@@ -80,14 +95,39 @@ def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
     return 0
 
 
+def fetch_live(args: argparse.Namespace) -> dict[str, Any]:
+    import anyio  # here: building the parser must stay light
+
+    from controllers.commands.common import CommandFailed, read_snapshot
+    from controllers.livestatus import live_status
+    from controllers.logs import configure
+
+    configure("warning")  # logs to stderr: stdout carries the document
+
+    args.worktree = False
+    try:
+        snap = read_snapshot(args)
+    except CommandFailed as e:
+        fail(str(e))
+    doc: dict[str, Any] = anyio.run(lambda: live_status(
+        snap, kubeconfig=args.kubeconfig, allow_exec=args.allow_exec_plugins,
+        answer_within=args.timeout))
+    return doc
+
+
+def _get(args: argparse.Namespace) -> dict[str, Any]:
+    return fetch_live(args) if args.live else fetch(args.server)
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.watch:
-        return show(args, fetch(args.server))
+        return show(args, _get(args))
     try:
         while True:
-            doc = fetch(args.server)
+            doc = _get(args)
             sys.stdout.write("\x1b[H\x1b[2J")
-            sys.stdout.write(time.strftime("%H:%M:%S") + f"  {args.server}\n\n")
+            where = f"live from {args.repo}" if args.live else args.server
+            sys.stdout.write(time.strftime("%H:%M:%S") + f"  {where}\n\n")
             show(args, doc)
             sys.stdout.flush()
             time.sleep(args.watch)
