@@ -222,15 +222,22 @@ class Manager:
             log.warning("cluster_removed", cluster=name)
             self._scopes.pop(name).cancel()
             await self.adapters.pop(name).aclose()
-        for name in sorted(set(spec.clusters) - set(self.adapters)):
-            conn = manager_io.connection_of(self, spec.clusters[name])
+        new = sorted(set(spec.clusters) - set(self.adapters))
+        connected: dict[str, ClusterAdapter] = {}
+
+        async def connect(name: str) -> None:
+            conn = manager_io.connection_of(self, spec.clusters[ClusterName(name)])
             try:
-                adapter = await ClusterAdapter.connect(conn, self.adapter_options,
-                                                       on_drift=self._drift_handler(name))
+                connected[name] = await ClusterAdapter.connect(
+                    conn, self.adapter_options, on_drift=self._drift_handler(name))
             except ClusterError as e:
                 self.connect_errors[name] = str(e)
                 log.error("cluster_connect_failed", cluster=name, error=str(e))
-                continue
+
+        async with anyio.create_task_group() as tg:  # TLS set-up per cluster: in parallel
+            for name in new:
+                tg.start_soon(connect, name)
+        for name, adapter in sorted(connected.items()):
             self.connect_errors.pop(name, None)
             self.adapters[name] = adapter
             self._wire_fencing(adapter)
