@@ -46,6 +46,8 @@ from clusters.sim.store import Event, Obj, Store
 PODS, JOBS, DEPLOYS, NODES, EVENTS = (BY_KIND[k] for k in
                                       ("Pod", "Job", "Deployment", "Node", "Event"))
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+EXIT_CODE = "sim.aifleet.dev/exit-code"
+"""Pod annotation: the exit code the simulated process ends with (non-zero: Failed)."""
 MAX_EVENTS = 500
 """Events kept per cluster, oldest deleted first (a real cluster expires them after 1h)."""
 
@@ -202,7 +204,9 @@ class ControlPlane:
         pod = self._live(ns, name, uid)
         if pod is None or pod.get("status", {}).get("phase") != "Running":
             return
-        self.write_status(PODS, pod, finished_status(pod, objects.now()))
+        code = pod["metadata"].get("annotations", {}).get(EXIT_CODE, "0")
+        phase = "Succeeded" if code == "0" else "Failed"
+        self.write_status(PODS, pod, finished_status(pod, objects.now(), phase))
 
     def node_ready_changed(self, node: str, ready: bool) -> None:
         """The node lifecycle controller: pods on a NotReady node stop being Ready."""

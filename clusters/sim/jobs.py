@@ -7,7 +7,11 @@ One sync reads the Job and its pods (owned by uid), then:
   `<job>-<index>-<rand>` and labelled `batch.kubernetes.io/job-completion-index`);
 - counts succeeded pods (never decreasing, as the real controller's tracking does even
   after pods are deleted), and when they reach `completions` sets
-  `SuccessCriteriaMet=True` then `Complete=True` with `completionTime`.
+  `SuccessCriteriaMet=True` then `Complete=True` with `completionTime`;
+- counts failed pods (a pod annotated `sim.aifleet.dev/exit-code: "<non-zero>"` fails
+  when it would have succeeded), replaces them, and once failures exceed
+  `backoffLimit` deletes the active pods and sets `FailureTarget` then `Failed`
+  (reason BackoffLimitExceeded).
 Status carries `startTime`, `active`, `ready`, `succeeded`, `terminating` and
 `uncountedTerminatedPods` like a 1.35 Job; zero counts are omitted as the API omits them.
 """
@@ -60,6 +64,8 @@ def sync_job(cp: ControlPlane, ns: str, name: str) -> None:
     pods = cp.owned(job)
     indexed = spec.get("completionMode") == "Indexed"
     succeeded_pods = [p for p in pods if p.get("status", {}).get("phase") == "Succeeded"]
+    failed = max(int(status.get("failed", 0)),
+                 sum(1 for p in pods if p.get("status", {}).get("phase") == "Failed"))
     active = [p for p in pods if p.get("status", {}).get("phase") not in TERMINAL
               and not p["metadata"].get("deletionTimestamp")]
     parallelism = int(spec.get("parallelism", 1))
@@ -72,6 +78,17 @@ def sync_job(cp: ControlPlane, ns: str, name: str) -> None:
     else:
         succeeded = max(int(status.get("succeeded", 0)), len(succeeded_pods))
     target = int(completions) if completions is not None else parallelism
+    if not finished and failed > int(spec.get("backoffLimit", 6)):
+        for p in active:
+            store.delete(PODS, ns, p["metadata"]["name"])
+        active = []
+        for kind in ("FailureTarget", "Failed"):
+            conds.append({"type": kind, "status": "True", "reason": "BackoffLimitExceeded",
+                          "message": "Job has reached the specified backoff limit",
+                          "lastProbeTime": now, "lastTransitionTime": now})
+        finished = True
+        cp.event(job, "BackoffLimitExceeded", "Job has reached the specified backoff limit",
+                 "Warning", source="job-controller")
     if not finished and spec.get("suspend"):
         for p in active:
             store.delete(PODS, ns, p["metadata"]["name"])
@@ -117,6 +134,8 @@ def sync_job(cp: ControlPlane, ns: str, name: str) -> None:
         new["active"] = len(active)
     if succeeded:
         new["succeeded"] = succeeded
+    if failed:
+        new["failed"] = failed
     if indexed and succeeded:
         new["completedIndexes"] = _ranges(done_idx)
     new["ready"] = sum(1 for p in active if pod_ready(p))

@@ -164,15 +164,17 @@ def running_status(pod: Obj, now: str, pod_ip: str, host_ip: str, ready: bool = 
 def finished_status(pod: Obj, now: str, phase: str = "Succeeded") -> Obj:
     status = dict(pod.get("status", {}))
     code = 0 if phase == "Succeeded" else 1
+    reason = "Completed" if code == 0 else "Error"
     status["phase"] = phase
     status["conditions"] = [
         {**c, "status": "False", "lastTransitionTime": now,
-         "reason": "PodCompleted"} if c["type"] in ("Ready", "ContainersReady") else c
+         "reason": "PodCompleted" if code == 0 else "PodFailed"}
+        if c["type"] in ("Ready", "ContainersReady") else c
         for c in status.get("conditions", [])]
     status["containerStatuses"] = [{
         **cs, "ready": False, "started": False,
-        "state": {"terminated": {"exitCode": code, "reason": "Completed" if code == 0
-                                 else "Error", "startedAt": now, "finishedAt": now,
+        "state": {"terminated": {"exitCode": code, "reason": reason,
+                                 "startedAt": now, "finishedAt": now,
                                  "containerID": cs.get("containerID", "")}},
     } for cs in status.get("containerStatuses", [])]
     return status

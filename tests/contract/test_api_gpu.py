@@ -248,3 +248,26 @@ async def test_pods_on_a_not_ready_node_stop_counting_as_ready(
     await eventually(unready)
     cluster.set_node_ready(node, True)
     await eventually(lambda: _ready(apps, ns, 1))
+
+
+async def test_a_job_whose_pods_keep_failing_fails_after_its_backoff_limit(
+        api: client.ApiClient, ns: str, cluster: SimCluster) -> None:
+    """Failed pods are counted and replaced; past backoffLimit the Job gets
+    FailureTarget then Failed with reason BackoffLimitExceeded."""
+    body = job()
+    body["spec"]["backoffLimit"] = 1
+    body["spec"]["template"]["metadata"] = {
+        "annotations": {"sim.aifleet.dev/exit-code": "1"}}
+    cluster.control.job_seconds = 0.1
+    batch = client.BatchV1Api(api)
+    await batch.create_namespaced_job(ns, body)
+
+    async def failed() -> Any:
+        j = await batch.read_namespaced_job("train", ns)
+        conds = {c.type: c for c in j.status.conditions or []}
+        return "Failed" in conds and (j, conds["Failed"])
+    j, cond = await eventually(failed)
+    assert cond.reason == "BackoffLimitExceeded" and j.status.failed == 2
+    assert [c.type for c in j.status.conditions] == ["FailureTarget", "Failed"]
+    phases = [p.status.phase for p in await _pods(api, ns)]
+    assert phases == ["Failed", "Failed"]
