@@ -38,7 +38,6 @@ from fleet.ids import ClusterName, WorkloadId
 from fleet.placement import place
 from fleet.placement.types import Plan, Reason, WorkloadPlacement
 from fleet.render import intent_hash
-from fleet.spec import FleetSpec
 from workloads.loader import Snapshot
 
 
@@ -109,7 +108,10 @@ def _document(snap: Snapshot, adapters: Mapping[str, ClusterAdapter],
                           source=SourceState(snap.commit, None, conditions),
                           live=live, drift=())
     doc["source"]["live"] = True
-    _add_pods(doc, spec, synced, planned)
+    add_pods(doc, synced)
+    for row in doc["workloads"]:
+        if not row["placements"] and row["status"] == "Placed":
+            row["sync"] = "OutOfSync"
     return doc
 
 
@@ -131,8 +133,9 @@ def _what_runs(planned: Plan, previous: Mapping[WorkloadId, Any]) -> Plan:
                 planned.policy_version)
 
 
-def _add_pods(doc: dict[str, Any], spec: FleetSpec, adapters: Mapping[str, ClusterAdapter],
-              planned: Plan) -> None:
+def add_pods(doc: dict[str, Any], adapters: Mapping[str, ClusterAdapter]) -> None:
+    """Per workload row: its pods (name, cluster, node, phase) and `since`, the creation
+    time of its oldest live Job or Deployment, from the adapters' informer caches."""
     for row in doc["workloads"]:
         label = workload_label(row["id"])
         pods: list[dict[str, Any]] = []
@@ -151,8 +154,6 @@ def _add_pods(doc: dict[str, Any], spec: FleetSpec, adapters: Mapping[str, Clust
                 pods.append({"name": meta.get("name"), "cluster": p["cluster"],
                              "node": (pod.get("spec") or {}).get("nodeName"),
                              "phase": status.get("phase")})
-        if not row["placements"] and row["status"] == "Placed":
-            row["sync"] = "OutOfSync"
         row["pods"] = pods
         if created:
             row["since"] = min(created)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from clusters.kubeconfig import ConnectionSpec
 from controllers.fleetstate import capacity_snapshot
+from controllers.livestatus import add_pods
 from controllers.observe import render_metrics
 from controllers.server import Endpoints, bound_port, build_app, serve
 from controllers.statusdoc import DriftItem, PlacementLive, SourceState, status_document
@@ -52,6 +53,7 @@ def status(m: Manager) -> dict[str, Any]:
         spec=spec, plan=m.desired.plan, snapshot=snapshot,
         source=SourceState(m.source.observed, m.applied_commit, tuple(conditions)),
         live=live_now(m), drift=drift_now(m))
+    add_pods(doc, m.adapters)
     if m.settings.leader_elect:
         doc["leader"] = {"leading": m.may_act(),
                          "generation": m.elector.generation if m.elector else 0,

@@ -56,6 +56,10 @@ async def test_live_status_reports_what_runs_without_a_controller(tmp_path: Path
             await until(lambda: all(w["health"] == "Running" for w in m.status()["workloads"]
                                     if w["status"] == "Placed"), 20, what="pods running")
             expected = where(m.status())
+            # The controller's own document carries pods and since too.
+            ctrl = {w["id"]: w for w in m.status()["workloads"]}
+            assert {p["phase"] for p in ctrl[TRAIN]["pods"]} == {"Running"}
+            assert ctrl[TRAIN]["since"]
 
         doc = await live_json(box.repo.path, box.kubeconfig)
         jsonschema.validate(doc, load_schema("status.schema.json"))
