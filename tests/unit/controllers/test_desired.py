@@ -1,0 +1,87 @@
+"""Desired state per cluster: per-workload commits, stale copies, protected workloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controllers.desired import DesiredState
+from fleet.ids import ClusterName, Flavour, WorkloadId
+from fleet.placement.types import Assignment, Plan, WorkloadPlacement
+from fleet.render import intent_hash, render
+from fleet.spec import FleetSpec
+from tests.fleetdocs import base_fleet, workload
+from tests.gitrepo import GitRepo
+from workloads.loader import read_fleet
+
+FRA, USE = ClusterName("eu-fra-1"), ClusterName("us-east-1")
+TRAIN, EVAL, BAD = (WorkloadId("nlp-team/train"), WorkloadId("nlp-team/eval"),
+                    WorkloadId("nlp-team/bad"))
+H100 = Flavour("h100-80gb")
+
+
+@pytest.fixture
+def specs(tmp_path: Path) -> tuple[FleetSpec, FleetSpec, str, str]:
+    repo = GitRepo(tmp_path)
+    files = base_fleet()
+    files["workloads/nlp-team/eval.yaml"] = workload("eval", data_class="public")
+    files["workloads/nlp-team/bad.yaml"] = workload("bad", flavours="[no-such-gpu]")
+    c1 = repo.commit(files)
+    c2 = repo.commit({"workloads/nlp-team/eval.yaml": workload(
+        "eval", data_class="public").replace("trainer:v1", "trainer:v2")})
+    return read_fleet(tmp_path, c1).spec, read_fleet(tmp_path, c2).spec, c1, c2
+
+
+def plan(commit: str, eval_on: ClusterName = USE) -> Plan:
+    return Plan(commit, {
+        TRAIN: WorkloadPlacement(TRAIN, "Placed", (Assignment(FRA, H100, 2, 8),)),
+        EVAL: WorkloadPlacement(EVAL, "Placed", (Assignment(eval_on, H100, 2, 8),)),
+        BAD: WorkloadPlacement(BAD, "Invalid"),
+    })
+
+
+def commit_of(objects: list[dict], name: str) -> str:  # type: ignore[type-arg]
+    obj = next(o for o in objects if o["metadata"]["name"] == name and o["kind"] == "Job")
+    return str(obj["metadata"]["annotations"]["aifleet.dev/source-commit"])
+
+
+def test_only_the_changed_workload_gets_the_new_commit(
+        specs: tuple[FleetSpec, FleetSpec, str, str]) -> None:
+    s1, s2, c1, c2 = specs
+    d = DesiredState(render)
+    assert d.adopt_spec(s1, c1) == {TRAIN, EVAL}
+    d.plan = plan(c1)
+    assert d.adopt_spec(s2, c2) == {EVAL}
+    d.plan = plan(c2)
+    fra, labels = d.objects_for(FRA)
+    use, _ = d.objects_for(USE)
+    assert fra[0]["kind"] == "Namespace"
+    assert labels == {"nlp-team.train": TRAIN}
+    assert commit_of(fra, "train") == c1
+    assert commit_of(use, "eval") == c2
+
+
+def test_copies_placed_elsewhere_only_are_stale_and_invalid_ones_protected(
+        specs: tuple[FleetSpec, FleetSpec, str, str]) -> None:
+    s1, _s2, c1, _c2 = specs
+    d = DesiredState(render)
+    d.adopt_spec(s1, c1)
+    d.plan = plan(c1, eval_on=FRA)
+    assert d.stale_on(USE, {"nlp-team.eval", "nlp-team.bad", "other.gone"}) == {"nlp-team.eval"}
+    assert d.stale_on(FRA, {"nlp-team.eval", "nlp-team.train"}) == set()
+    assert d.protected() == {"nlp-team.bad"}
+
+
+@pytest.mark.parametrize("same_intent", [True, False], ids=["intent-unchanged", "changed"])
+def test_after_a_restart_the_live_commit_is_kept_only_if_the_intent_is_the_same(
+        specs: tuple[FleetSpec, FleetSpec, str, str], same_intent: bool) -> None:
+    _s1, s2, c1, c2 = specs
+    d = DesiredState(render)
+    d.adopt_spec(s2, c2)
+    d.plan = plan(c2)
+    live_intent = intent_hash(s2.workloads[EVAL]) if same_intent else "0" * 64
+    kept = d.adopt_live({EVAL: (c1, live_intent)})
+    assert kept == (1 if same_intent else 0)
+    use, _ = d.objects_for(USE)
+    assert commit_of(use, "eval") == (c1 if same_intent else c2)
