@@ -22,6 +22,7 @@ the incremental planner can record and replay them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, cast
@@ -114,6 +115,7 @@ class Planner:
         prev = previous or {}
         state = self.new_state()
         decisions: dict[WorkloadId, Decision] = {}
+        decided_keep: dict[WorkloadId, Decision] = {}
         for key, wid in self.order(prev):
             ctx = self.context(wid, prev.get(wid, ()), keep=key[0] == 0)
             if observe is not None and observe[0] == wid:
@@ -121,6 +123,7 @@ class Planner:
             if record is not None:
                 state.reads = set()
             d = self.decide(ctx, state)
+            decided_keep[wid] = d
             if record is not None:
                 record.decided(key, wid, state.reads or set(), d)
                 state.reads = None
@@ -129,6 +132,7 @@ class Planner:
                 continue
             apply(state, d)
             decisions[wid] = d
+        failed = {wid: d.placement.reasons for wid, d in decided_keep.items() if not d.kept}
         if record is not None:
             record.kept_all(state)
         for key, wid in self.order_new(prev, decisions):
@@ -137,7 +141,7 @@ class Planner:
                 observe[1](ctx, state)
             if record is not None:
                 state.reads = set()
-            d = self.decide(ctx, state)
+            d = with_reasons(self.decide(ctx, state), failed.get(wid, ()))
             if record is not None:
                 record.decided(key, wid, state.reads or set(), d)
                 state.reads = None
@@ -400,6 +404,15 @@ class Planner:
         return Plan(commit=commit, workloads=dict(sorted(out.items())), usage=usage,
                     capacity_digest=self.capacity_digest,
                     policy_version=self.spec.residency.version)
+
+
+def with_reasons(d: Decision, first: tuple[Reason, ...]) -> Decision:
+    """The decision with `first` (why it could not stay where it ran) before its own."""
+    if not first:
+        return d
+    p = d.placement
+    return dataclasses.replace(d, placement=dataclasses.replace(
+        p, reasons=(*first, *p.reasons)))
 
 
 def apply(state: State, d: Decision) -> None:

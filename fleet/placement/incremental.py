@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
-from fleet.placement.core import Decision, OrderKey, Planner, apply
+from fleet.placement.core import Decision, OrderKey, Planner, apply, with_reasons
 from fleet.placement.snapshot import NodeKey
 from fleet.placement.state import Hist, Key, State
 from fleet.placement.types import FlavourUsage, Plan, PreviousPlan, Reason, WorkloadPlacement
@@ -290,7 +290,7 @@ class IncrementalPlanner:
                 d = old.decision
             else:
                 ctx = planner.context(wid, prev.get(wid, ()), keep=False)
-                d = planner.decide(ctx, state)
+                d = with_reasons(planner.decide(ctx, state), self._failed_keep(wid, redone))
                 old_w = writes(old.decision) if old is not None else {}
                 new_w = writes(d)
                 for k in old_w.keys() | new_w.keys():
@@ -304,6 +304,13 @@ class IncrementalPlanner:
         return self._patch(spec, {w: (decisions[w].placement if w in decisions else None)
                                   for w in touched if w in decisions or w in self._decisions},
                            commit, planner)
+
+    def _failed_keep(self, wid: WorkloadId, redone: Mapping[WorkloadId, Decision | None]
+                     ) -> tuple[Reason, ...]:
+        """Why the workload could not stay where it runs, if it was judged for that."""
+        d = redone[wid] if wid in redone else (
+            self._keep_of[wid].decision if wid in self._keep_of else None)
+        return d.placement.reasons if d is not None and not d.kept else ()
 
     def _patch(self, spec: FleetSpec, placements: Mapping[WorkloadId, WorkloadPlacement | None],
                commit: str | None, planner: Planner) -> Plan:
