@@ -72,8 +72,13 @@ class Kubectl:
             *self.argv(*args), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, **env} if env else None)
-        out, err = await asyncio.wait_for(
-            proc.communicate(stdin.encode() if stdin is not None else None), within)
+        try:
+            out, err = await asyncio.wait_for(
+                proc.communicate(stdin.encode() if stdin is not None else None), within)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(f"kubectl {' '.join(args)} took over {within}s") from None
         return Result(proc.returncode or 0, out.decode(), err.decode())
 
     async def start(self, *args: str) -> asyncio.subprocess.Process:
