@@ -67,12 +67,28 @@ class GuardrailPolicy:
     sources: dict[tuple[str, str], RuleSource] = field(default_factory=dict)
     """(scope, rule attribute) -> where it is written."""
 
+    _memo: dict[str, dict[str, tuple[object, RuleSource | None]]] = field(
+        default_factory=dict, compare=False, repr=False)
+
     def rule(self, team: str, name: str) -> tuple[object, RuleSource | None]:
         """The value of rule `name` for `team` (its own entry first), and its source."""
-        own = self.teams.get(team)
-        if own is not None and getattr(own, name) is not None:
-            return getattr(own, name), self.sources.get((team, name))
-        return getattr(self.defaults, name), self.sources.get(("defaults", name))
+        return self.rules_for(team)[name]
+
+    def rules_for(self, team: str) -> dict[str, tuple[object, RuleSource | None]]:
+        """Every rule in force for `team`, resolved once per team (10,000 workloads check
+        against 25 teams' rules, not 10,000 times five lookups)."""
+        found = self._memo.get(team)
+        if found is None:
+            own = self.teams.get(team)
+            found = {}
+            for name in _RULES:
+                if own is not None and getattr(own, name) is not None:
+                    found[name] = (getattr(own, name), self.sources.get((team, name)))
+                else:
+                    found[name] = (getattr(self.defaults, name),
+                                   self.sources.get(("defaults", name)))
+            self._memo[team] = found
+        return found
 
     @property
     def empty(self) -> bool:
@@ -124,38 +140,39 @@ def check_workload(policy: GuardrailPolicy, w: Workload, src: SourceRef) -> list
     if policy.empty:
         return []
     out: list[Diagnostic] = []
-    team, wid, spec = w.team, w.id, w.spec
+    team, spec = w.team, w.spec
+    rules = policy.rules_for(team)
 
     def violation(rule: str, cite: RuleSource | None, message: str,
                   *path: str | int) -> None:
         why = f" ({cite.cite(rule)})" if cite is not None else ""
-        out.append(src.at(f"{message}{why}", *path, kind="Workload", name=wid))
+        out.append(src.at(f"{message}{why}", *path, kind="Workload", name=w.id))
 
-    limit, cite = policy.rule(team, "max_gpus_per_workload")
+    limit, cite = rules["max_gpus_per_workload"]
     total = spec.replicas * spec.resources.gpu.count
     if isinstance(limit, int) and total > limit:
         violation("max_gpus_per_workload", cite,
                   f"workload requests {spec.replicas} x {spec.resources.gpu.count} = "
                   f"{total} GPUs, over the limit of {limit} per workload",
                   "spec", "resources", "gpu", "count")
-    limit, cite = policy.rule(team, "max_replicas")
+    limit, cite = rules["max_replicas"]
     if isinstance(limit, int) and spec.replicas > limit:
         violation("max_replicas", cite,
                   f"replicas {spec.replicas} is over the limit of {limit}", "spec", "replicas")
-    allowed, cite = policy.rule(team, "allowed_flavours")
+    allowed, cite = rules["allowed_flavours"]
     if isinstance(allowed, tuple):
         for i, f in enumerate(spec.resources.gpu.flavours):
             if f not in allowed:
                 violation("allowed_flavours", cite,
                           f"flavour {f} is not allowed (allowed: {', '.join(allowed) or 'none'})",
                           "spec", "resources", "gpu", "flavours", i)
-    required, cite = policy.rule(team, "required_labels")
+    required, cite = rules["required_labels"]
     if isinstance(required, tuple):
         for key in required:
             if not w.metadata.labels.get(key):
                 violation("required_labels", cite,
                           f"label {key} is required and missing", "metadata", "labels")
-    registries, cite = policy.rule(team, "allowed_registries")
+    registries, cite = rules["allowed_registries"]
     if isinstance(registries, tuple) and not image_allowed(spec.image, registries):
         violation("allowed_registries", cite,
                   f"image {spec.image} ({image_repository(spec.image)}) is not from an "

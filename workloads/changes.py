@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import pygit2
 
+from workloads import diskcache
 from workloads.errors import RevisionNotFound, WorkloadsError
 from workloads.loader import ParseCache, Snapshot, load_entries
 from workloads.source import (
@@ -79,11 +80,15 @@ def read_change(path: str | os.PathLike[str], base: str, head: str,
     target = (_merged_tree(repo, base_id, head_id, prefix, head_tree.commit) if merged
               else head_tree)
 
+    # `load_entries` keeps only what one read used; the cache ends with base's and
+    # head's files, and head may still hit files of earlier reads (a PR's last push).
+    earlier = dict(cache.entries)
     base_entries = list(git_files(base_tree))
     base_snap = Snapshot(base_tree.commit, load_entries(base_entries, cache),
                          len(base_entries))
-    # Keep base's parsed files while reading head: `load_entries` retains only what it used.
     kept = dict(cache.entries)
+    for key, parsed in earlier.items():
+        cache.entries.setdefault(key, parsed)
     head_entries = _entries_after(repo, base_tree, target, base_entries)
     head_spec = load_entries(head_entries, cache)
     for key, parsed in kept.items():
@@ -94,6 +99,19 @@ def read_change(path: str | os.PathLike[str], base: str, head: str,
     files = changed_files(repo, since, repo[head_id].peel(pygit2.Tree), prefix)
     return Change(base_snap, head_snap, base_tree.commit, head_tree.commit, merge_base,
                   merged, files)
+
+
+def read_change_cached(path: str | os.PathLike[str], base: str, head: str) -> Change:
+    """`read_change` with the parse cache kept in the Git directory (`diskcache`)."""
+    repo, _ = open_repository(path)
+    cache = ParseCache()
+    stored = diskcache.load(repo, "parsed")
+    if isinstance(stored, dict):
+        cache.entries = stored
+    change = read_change(path, base, head, cache)
+    if cache.misses:
+        diskcache.save(repo, "parsed", cache.entries)
+    return change
 
 
 def _entries_after(repo: pygit2.Repository, base: GitTree, target: GitTree,

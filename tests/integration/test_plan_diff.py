@@ -439,3 +439,57 @@ def test_markdown_comment_matches_the_golden_file(
         golden.write_text(r.stdout)
     assert golden.exists(), f"no {golden}: run with AIFLEET_REGEN_GOLDEN=1 and review it"
     assert r.stdout == golden.read_text()
+
+
+# ----------------------------------------------------------------- the cache in .git
+
+
+def test_the_next_plan_of_the_same_base_reads_the_cache_and_says_the_same(
+        tmp_path: Path) -> None:
+    from workloads import diskcache
+
+    repo = two_branches(tmp_path, {"workloads/nlp-team/new.yaml": wl("new", "nlp-team",
+                                                                      count=2, dc="public")})
+    args = ("plan", str(repo.path), "--base", "main", "--head", "feature", "--format", "json")
+    first = fleet(*args)
+    parsed = diskcache.load(repo.repo, "parsed")
+    assert isinstance(parsed, dict)
+    assert {k[0] for k in parsed} >= {"workloads/nlp-team/new.yaml",
+                                      "workloads/nlp-team/train.yaml"}
+    cache = Path(repo.repo.path) / "aifleet-cache"
+    assert sorted(p.name for p in cache.iterdir()) == ["base-plan.pickle", "parsed.pickle"]
+    assert all((p.stat().st_mode & 0o077) == 0 for p in cache.iterdir())
+    second = fleet(*args)
+    assert second.stdout == first.stdout and second.returncode == first.returncode
+
+
+@pytest.mark.parametrize("spoil", ["group_writable", "garbage", "other_code"],
+                         ids=["group_writable", "garbage", "other_code"])
+def test_a_cache_that_cannot_be_trusted_is_ignored(tmp_path: Path, spoil: str) -> None:
+    from workloads import diskcache
+
+    repo = GitRepo(tmp_path / "r")
+    repo.commit(base_files())
+    assert diskcache.save(repo.repo, "x", {"a": 1}, key="k")
+    assert diskcache.load(repo.repo, "x", key="k") == {"a": 1}
+    assert diskcache.load(repo.repo, "x", key="other") is None
+    path = Path(repo.repo.path) / "aifleet-cache" / "x.pickle"
+    if spoil == "group_writable":
+        path.chmod(0o664)
+    elif spoil == "garbage":
+        path.write_bytes(b"not a pickle")
+    else:  # written by another version of aifleet
+        import pickle
+
+        path.write_bytes(pickle.dumps((("another version", "k"), {"a": 1})))
+    assert diskcache.load(repo.repo, "x", key="k") is None
+
+
+def test_the_cache_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workloads import diskcache
+
+    monkeypatch.setenv("AIFLEET_NO_CACHE", "1")
+    repo = GitRepo(tmp_path / "r")
+    repo.commit(base_files())
+    assert not diskcache.save(repo.repo, "x", 1)
+    assert not (Path(repo.repo.path) / "aifleet-cache").exists()
