@@ -261,7 +261,7 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, *,
         conflicts += [(path, str(e["manager"])) for e, p in others
                       if path in p and e["manager"] != manager]
     if conflicts and not force:
-        raise ApplyConflict(conflicts=sorted((format_path(p), m) for p, m in conflicts))
+        raise _conflict_error(conflicts, others)
     for path, _ in conflicts:
         for _, paths in others:
             paths.discard(path)
@@ -289,6 +289,23 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, *,
     else:
         result_entries.insert(position, (mine_entry, new_set))
     return _with_managed(merged, result_entries)
+
+
+def _conflict_error(conflicts: list[tuple[Path, str]],
+                    entries: list[tuple[Entry, set[Path]]]) -> ApplyConflict:
+    """The 409, worded as kube-apiserver's `printManager`: an Update manager is named
+    with the version it wrote (`"kubectl-edit" using v1`), an applier by name alone."""
+    err = ApplyConflict(conflicts=sorted((format_path(p), m) for p, m in conflicts))
+    using = {str(e["manager"]): str(e.get("apiVersion", "")) for e, _ in entries
+             if e.get("operation") == "Update"}
+    for mgr, version in using.items():
+        if any(m == mgr for _, m in conflicts):
+            label = f'"{mgr}" using {version}'
+            err.message = err.message.replace(f'"{mgr}"', label)
+            for cause in (err.details or {}).get("causes", []):
+                cause["message"] = cause["message"].replace(f'"{mgr}"', label)
+    err.args = (err.message,)
+    return err
 
 
 def _omit_empty(value: Any, name: str) -> Any:

@@ -239,7 +239,8 @@ async def test_apply_conflicts_after_another_manager_edits_until_forced(kubectl:
     assert edited.ok().out.strip() == "configmap/settings edited"
     res = await kubectl.apply(configmap(ns, k="mine"))
     assert res.rc != 0
-    assert 'conflict with "kubectl-edit"' in res.err and ".data.k" in res.err
+    assert 'Apply failed with 1 conflict: conflict with "kubectl-edit" using v1: .data.k' \
+        in res.err
     (await kubectl.apply(configmap(ns, k="mine"), "--force-conflicts")).ok()
     got = await kubectl.json("get", "configmap", "settings", "-n", ns, "--show-managed-fields")
     assert got["data"] == {"k": "mine"}

@@ -158,6 +158,12 @@ def test_changing_a_field_another_manager_owns_is_a_conflict_naming_field_and_ow
         apply(edited, deployment("app:2"), "aifleet", force=False, now=T2)
     assert err.value.conflicts == [
         ('.spec.template.spec.containers[name="app"].image', "kubectl-edit")]
+    # kube-apiserver names an Update manager with the version it wrote.
+    assert err.value.message == (
+        'Apply failed with 1 conflict: conflict with "kubectl-edit" using apps/v1: '
+        '.spec.template.spec.containers[name="app"].image')
+    assert err.value.status()["details"]["causes"][0]["message"] == \
+        'conflict with "kubectl-edit" using apps/v1'
 
 
 def test_force_takes_ownership_from_the_other_manager() -> None:
@@ -185,6 +191,8 @@ def test_two_appliers_with_equal_values_share_a_field_and_then_conflict_on_chang
     with pytest.raises(ApplyConflict) as err:
         apply(shared, configmap(a="2"), "one", force=False, now=T2)
     assert err.value.conflicts == [(".data.a", "two")]
+    # An applier is named alone, without a version.
+    assert err.value.message == 'Apply failed with 1 conflict: conflict with "two": .data.a'
 
 
 def test_a_field_nobody_owns_can_be_changed_without_conflict() -> None:
