@@ -238,8 +238,10 @@ async def _failover(n: Narrator, m: Manager, box: Sandbox, step: int, total: int
         note = r["status"] if r["status"] != "Placed" else "failed over"
         if r["status"] != "Placed" and r["reasons"]:
             note += ": " + _diagnosis(r)
-        table_rows.append((wid, f"{victim}({where[victim]})", now, note))
-    n.say("\n".join("  " + line for line in table(("WORKLOAD", "FROM", "TO", ""), table_rows)))
+        table_rows.append((wid, str(r.get("dataClass") or "-"), f"{victim}({where[victim]})",
+                           now, note))
+    n.say("\n".join("  " + line for line in table(
+        ("WORKLOAD", "DATA CLASS", "FROM", "TO", ""), table_rows)))
     n.done(f"{victim} Unreachable; its workloads re-placed within their residency in "
            f"{took:.1f} s")
     n.say(f"  {victim} comes back")
