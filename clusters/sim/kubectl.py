@@ -15,10 +15,12 @@ it with `-v=8` against the simulator shows what it asks for besides CRUD and wat
   (`Ready,SchedulingDisabled`, `1/1`, `5m10s`); the list and watch handlers call it.
 - `pods/log`: there are no processes in a simulated pod, so the log says so.
 
-Strict field validation (`check_fields`) lives here too, because it reads the same
-schemas: Strict rejects unknown fields with 400 `strict decoding error: unknown field
-"spec.foo"`, Warn (the server default) returns them as `Warning` headers, Ignore drops
-them silently; apply patches always reject them (`field not declared in schema`).
+Field validation (`check_fields`) lives here too, because it reads the same schemas:
+Strict rejects unknown fields with 400 `strict decoding error: unknown field
+"spec.foo"`, Warn (the server default) drops them and says so in `Warning` headers,
+Ignore drops them silently; apply patches always reject them (`field not declared in
+schema`). OpenAPI v2 is not served: kubectl asks for it only when v3 is missing, and
+then only as protobuf.
 """
 
 from __future__ import annotations
