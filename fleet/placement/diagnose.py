@@ -16,6 +16,7 @@ lost), which becomes the first reason of its new decision.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -83,6 +84,7 @@ class _StaticPart:
     reasons: tuple[Reason, ...]
     survivors: tuple[tuple[ClusterInfo, tuple[Flavour, ...]], ...]
     """Clusters with the flavours that passed every static filter."""
+    rules: frozenset[str | None]
 
 
 def _static_part(planner: Planner, ctx: WorkloadContext) -> _StaticPart:
@@ -103,7 +105,8 @@ def _static_part(planner: Planner, ctx: WorkloadContext) -> _StaticPart:
         assert bad is not None
         reasons.append(Reason(bad.message, name, bad.rule))
         counts[bad.summary] += 1
-    part = _StaticPart(counts, tuple(reasons), tuple(survivors))
+    part = _StaticPart(counts, tuple(reasons), tuple(survivors),
+                       frozenset(r.rule for r in reasons))
     cache[ctx.static_key] = part
     return part
 
@@ -113,7 +116,7 @@ def diagnose(planner: Planner, ctx: WorkloadContext, state: State,
     static = _static_part(planner, ctx)
     counts = Counter(static.counts)
     capacity: list[FilterResult] = []
-    reasons: list[Reason] = list(static.reasons)
+    found: list[Reason] = []
     dynamic = [f for f in planner.filters if not f.static]
     passing = 0
     for c, alive in static.survivors:
@@ -130,12 +133,13 @@ def diagnose(planner: Planner, ctx: WorkloadContext, state: State,
             passing += 1
             continue
         assert bad is not None
-        reasons.append(Reason(bad.message, c.name, bad.rule))
+        found.append(Reason(bad.message, c.name, bad.rule))
         if bad.summary == "capacity":
             capacity.append(bad)
         else:
             counts[bad.summary] += 1
-    reasons.sort(key=lambda r: r.cluster or "")
+    # both lists are in cluster order already: merge, do not sort
+    reasons = list(heapq.merge(static.reasons, found, key=lambda r: r.cluster or ""))
     parts = [f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     if capacity:
         need = capacity[0].needs_per_node
@@ -154,7 +158,8 @@ def diagnose(planner: Planner, ctx: WorkloadContext, state: State,
         parts.append(f"{passing} fit one by one")
         rule = "Capacity"
     else:
-        rule = reasons[0].rule if len({r.rule for r in reasons}) == 1 and reasons else None
+        rules = static.rules | {r.rule for r in found}
+        rule = reasons[0].rule if len(rules) == 1 and reasons else None
     line = f"0/{n} clusters: " + ", ".join(parts) if parts else f"0/{n} clusters"
     return (Reason(line, None, rule or "Unschedulable"), *reasons)
 
