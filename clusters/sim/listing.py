@@ -25,14 +25,12 @@ if TYPE_CHECKING:
 
 
 def parse_bool(value: str | None) -> bool:
-    """Query booleans as the API server reads them (strconv.ParseBool)."""
-    if value is None or value == "":
+    """Query booleans as the API server converts them (apimachinery's
+    Convert_Slice_string_To_bool): absent, "0" or "false" in any case is false; any
+    other value, the empty string included, is true."""
+    if value is None:
         return False
-    if value in ("1", "t", "T", "true", "TRUE", "True"):
-        return True
-    if value in ("0", "f", "F", "false", "FALSE", "False"):
-        return False
-    raise bad_request(f"invalid boolean value {value!r}")
+    return not (value == "0" or value.lower() == "false")
 
 
 def strip_type(obj: dict[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,8 @@ def test_patch_error_is_400_or_422() -> None:
 
 
 @pytest.mark.parametrize(("text", "value"), [
-    ("True", True), ("true", True), ("1", True), ("t", True), ("false", False),
-    ("0", False), (None, False)], ids=["True", "true", "1", "t", "false", "0", "absent"])
-def test_query_booleans_parse_like_go(text: str | None, value: bool) -> None:
+    ("True", True), ("true", True), ("1", True), ("", True), ("yes", True),
+    ("false", False), ("FALSE", False), ("0", False), (None, False)],
+    ids=["True", "true", "1", "empty", "yes", "false", "FALSE", "0", "absent"])
+def test_query_booleans_convert_like_apimachinery(text: str | None, value: bool) -> None:
     assert parse_bool(text) is value
