@@ -107,6 +107,7 @@ class Manager:
         self.tick = tick
         self.lease_duration = lease_duration
         self.capacity_replan_every = capacity_replan_every
+        self.last_placement_seconds = 0.0
         self._rebuild_previous = True
         self._was_leader = False
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -317,8 +318,14 @@ class Manager:
             self._was_leader = leader
             unreachable = any(a.health_state == "Unreachable" for a in self.adapters.values())
             since = time.monotonic() - last_plan
+            # Capacity alone can only help workloads still Pending; and a re-plan costs
+            # CPU that apply and the informers need, so space them by its own cost.
+            plan = self.desired.plan
+            pending = plan is not None and any(
+                wp.status == "Pending" for wp in plan.workloads.values())
+            spacing = max(self.capacity_replan_every, 5 * self.last_placement_seconds)
             if urgent or since >= self.settings.resync_interval or (
-                    (unreachable or capacity_dirty) and since >= self.capacity_replan_every):
+                    (unreachable or (capacity_dirty and pending)) and since >= spacing):
                 last_plan = time.monotonic()
                 capacity_dirty = False
                 self.trigger_plan()
@@ -380,6 +387,7 @@ class Manager:
             lambda: self._place(spec, snapshot, previous, commit=head))
         elapsed = time.perf_counter() - started
         self.placement_durations.append(elapsed)
+        self.last_placement_seconds = elapsed
         del self.placement_durations[:-1000]
         self.snapshot = snapshot
         manager_io.record_plan_events(self, self.desired.plan, plan, previous if rebuild else None)
