@@ -256,7 +256,8 @@ def managed_objects(box: Sandbox) -> int:
 
 
 async def run(args: argparse.Namespace) -> int:
-    await phase(args, args.workloads, args.nodes, args.samples, memory_only=False)
+    if not args.memory_only:
+        await phase(args, args.workloads, args.nodes, args.samples, memory_only=False)
     if args.memory_objects:
         # Enough inference workloads (a Deployment and a Service each) for the object
         # count, on clusters with room for all of them.
@@ -316,6 +317,8 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--memory-objects", type=int, default=10_000)
     ap.add_argument("--cold-limit", type=float, default=120.0)
+    ap.add_argument("--memory-only", action="store_true",
+                    help="only the memory fleet (sized by --memory-objects)")
     ap.add_argument("--keep-log", type=Path, default=None,
                     help="copy the controller's log here at the end")
     ap.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
