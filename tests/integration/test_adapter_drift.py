@@ -4,7 +4,10 @@ reported with its path and the manager that made it (from managedFields) and cor
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ import pytest
 from clusters.client import SERVICE
 from tests.integration.test_adapter_harness import (
     FAST,
+    NAME,
     TEAM,
     Connected,
     connected,
@@ -137,3 +141,31 @@ async def test_a_fight_with_another_controller_is_rate_limited(tmp_path: Path) -
         # Each correction after the first waits longer (per-object backoff: 1 s, 2 s).
         assert c.adapter.applier.corrections == 3
         assert took[0] < 0.5 and 0.9 <= took[1] < 1.9 <= took[2], took
+
+
+def _kubectl() -> str | None:
+    local = Path(__file__).resolve().parents[2] / ".cache" / "bin" / "kubectl"
+    return str(local) if local.exists() else shutil.which("kubectl")
+
+
+@pytest.mark.skipif(_kubectl() is None, reason="kubectl not found: run `make kubectl`")
+async def test_a_real_kubectl_edit_is_reported_as_kubectl_edit_and_corrected(
+        tmp_path: Path) -> None:
+    async with connected(tmp_path) as c:
+        await _applied(c)
+        editor = "sed -i s#registry.internal/serve:v1#evil.example/serve:latest#"
+        proc = await asyncio.create_subprocess_exec(
+            str(_kubectl()), "--kubeconfig", str(c.kubeconfig), "--context", NAME,
+            "--cache-dir", str(tmp_path / "kube-cache"), "edit", "deployment", "serve",
+            "-n", TEAM, env={**os.environ, "KUBE_EDITOR": editor},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        assert out.decode().strip() == "deployment.apps/serve edited"
+
+        await until(lambda: c.adapter.applier.corrections == 1, what="the correction")
+        report = c.adapter.drift_log[0]
+        assert [(f.path, f.live, f.manager) for f in report.fields] == [
+            ("spec.template.spec.containers[name=main].image", "evil.example/serve:latest",
+             "kubectl-edit")]
+        assert _image(_deployment(c)) == "registry.internal/serve:v1"
