@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
 from controllers.commands.plan import load_capacity
 from fleet.capacity import declared_capacity
-from fleet.placement import Explanation, explain
-from fleet.placement.explain import UnknownWorkload
+
+if TYPE_CHECKING:
+    from fleet.placement import Explanation
 
 DESCRIPTION = """\
 Explain one workload's placement: for every cluster and flavour, the result of each
@@ -45,6 +46,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fleet.placement import explain
+    from fleet.placement.explain import UnknownWorkload
+
     live = load_capacity(args.capacity)
     try:
         snap = read_snapshot(args)

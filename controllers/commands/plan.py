@@ -19,9 +19,6 @@ from types import ModuleType
 
 from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
 from fleet.capacity import CapacityFormatError, CapacitySnapshot, declared_capacity
-from fleet.placement import place
-from fleet.plan_json import plan_to_json
-from fleet.plan_text import to_markdown, to_text
 
 DESCRIPTION = """\
 Plan one commit of a fleet repo: for every workload, the cluster(s), flavour and
@@ -77,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     if diff is not None and hasattr(diff, "wanted") and diff.wanted(args):
         code: int = diff.run(args)
         return code
+    # imported here so that building the parser (every `fleet` command) does not pay
+    from fleet.placement import place
+    from fleet.plan_json import plan_to_json
+    from fleet.plan_text import to_markdown, to_text
+
     live = load_capacity(args.capacity)
     try:
         snap = read_snapshot(args)
