@@ -331,12 +331,30 @@ class Applier:
                 f"refusing to delete all {len(doomed)} owned objects of the cluster at once "
                 "(the desired set is empty); pass allow_empty to do it")
             return
+        errors = await self._delete_all(doomed)
         for key in doomed:
-            try:
-                await self._delete(key)
+            err = errors.get(key)
+            if err is None:
                 result.pruned.append(key)
-            except ClusterError as e:
-                result.failed.append((key, e))
+            else:
+                result.failed.append((key, err))
+
+    async def _delete_all(self, keys: list[ObjKey]) -> dict[ObjKey, ClusterError]:
+        """Delete these objects, `concurrency` at a time; the errors by key."""
+        errors: dict[ObjKey, ClusterError] = {}
+        limiter = anyio.CapacityLimiter(self.concurrency)
+
+        async def delete(key: ObjKey) -> None:
+            async with limiter:
+                try:
+                    await self._delete(key)
+                except ClusterError as e:
+                    errors[key] = e
+
+        async with anyio.create_task_group() as tg:
+            for key in keys:
+                tg.start_soon(delete, key)
+        return errors
 
     async def delete_workloads(self, workloads: set[str]) -> list[ObjKey]:
         """Delete every owned object of these workloads (stale copies after failover)."""

@@ -4,6 +4,7 @@ never a whole cluster at once unless the caller says `allow_empty`."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,17 @@ async def test_prune_waits_until_every_apply_of_the_set_succeeded(tmp_path: Path
         result = await c.adapter.apply([namespace(), *changed_a])
         assert result.ok and {k[3] for k in result.pruned} == {"serve-b"}
 
+
+
+async def test_a_large_prune_deletes_in_parallel(tmp_path: Path) -> None:
+    async with connected(tmp_path) as c:
+        many = [o for i in range(8) for o in serving(f"s{i}", gpus=0)]
+        await c.adapter.apply([namespace(), *A, *many])
+        c.cluster.faults.set_latency(0.1, prefix=f"/api/v1/namespaces/{TEAM}/")
+        c.cluster.faults.set_latency(0.1, prefix=f"/apis/apps/v1/namespaces/{TEAM}/")
+        started = time.monotonic()
+        result = await c.adapter.apply([namespace(), *A])
+        took = time.monotonic() - started
+        assert result.ok and len(result.pruned) == 16
+        assert took < 16 * 0.1 / 2, took  # one after another would take 1.6 s
+        assert _names(c, "Deployment") == ["serve-a"]
