@@ -19,7 +19,7 @@ from controllers.commands.plan import load_capacity
 from fleet.capacity import declared_capacity
 
 if TYPE_CHECKING:
-    from fleet.placement import Explanation
+    from fleet.placement.explain import Explanation
 
 DESCRIPTION = """\
 Explain one workload's placement: for every cluster and flavour, the result of each
@@ -46,8 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fleet.placement import explain
-    from fleet.placement.explain import UnknownWorkload
+    from fleet.placement.explain import UnknownWorkload, explain
 
     live = load_capacity(args.capacity)
     try:
