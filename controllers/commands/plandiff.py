@@ -32,7 +32,7 @@ from fleet.placement.types import Assignment, Plan, PreviousPlan
 from fleet.plandiff import PlanDiff, Renderer, diff_plans
 from fleet.plandiff_render import to_json, to_markdown, to_text, verdict
 from fleet.spec import FleetSpec
-from workloads.changes import Change, read_change, read_change_cached
+from workloads.changes import Change, read_change_cached
 from workloads.errors import WorkloadsError
 
 PR_ENV = {"github": ("GITHUB_REPOSITORY", "GITHUB_PR_NUMBER"),
@@ -245,7 +245,7 @@ def verify(args: argparse.Namespace) -> int:
              f"({type(e).__name__}: {e})")
     checks: list[tuple[bool, str]] = []
     try:
-        change = read_change(args.repo, recorded["baseRef"], recorded["headRef"])
+        change = read_change_cached(args.repo, recorded["baseRef"], recorded["headRef"])
         base_now, head_now = change.base_commit, change.head_commit
         if base_now == recorded["base"]:
             checks.append((True, f"base {recorded['baseRef']} is still {base_now[:12]}"))
