@@ -383,8 +383,9 @@ class Manager:
                 wid: wp.assignments for wid, wp in old.workloads.items()
                 if wp.status == "Placed"}
         started = time.perf_counter()
+        # Pure, so a shutdown may abandon it rather than wait seconds for a big fleet.
         plan: Plan = await anyio.to_thread.run_sync(
-            lambda: self._place(spec, snapshot, previous, commit=head))
+            lambda: self._place(spec, snapshot, previous, commit=head), abandon_on_cancel=True)
         elapsed = time.perf_counter() - started
         self.placement_durations.append(elapsed)
         self.last_placement_seconds = elapsed
