@@ -24,7 +24,6 @@ import sys
 from typing import Any
 
 from controllers.commands.common import fail
-from controllers.commands.plan import load_capacity
 from fleet.capacity import CapacitySnapshot, declared_capacity
 from fleet.ids import WorkloadId
 from fleet.owners import flag_paths, infer_team
@@ -114,6 +113,13 @@ def run_diff(args: argparse.Namespace) -> int:
     if args.post:
         post(args, d)
     return 1 if d.failed else 0
+
+
+def load_capacity(path: str | None) -> CapacitySnapshot | None:
+    """`fleet plan`'s `--capacity FILE` reading (imported on use: plan imports this)."""
+    from controllers.commands import plan
+
+    return plan.load_capacity(path)
 
 
 def capacity_for(spec: FleetSpec, live: CapacitySnapshot | None) -> CapacitySnapshot:
