@@ -29,9 +29,6 @@ from fleet.placement import place
 from fleet.placement.types import Assignment, Plan, WorkloadPlacement
 from fleet.spec import FleetSpec
 
-GONE_SECONDS = 10 * 365 * 24 * 3600.0
-"""How long a downed region is taken to be unreachable: past any toleration."""
-
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
@@ -69,6 +66,10 @@ def apply_scenario(scenario: Scenario, spec: FleetSpec, capacity: CapacitySnapsh
         name: c.model_copy(update={"spec": c.spec.model_copy(update={"cordoned": True})})
         if name in drained else c for name, c in spec.clusters.items()}
     down = {name for name, c in spec.clusters.items() if c.spec.region in scenario.down}
+    # Down for just longer than the longest grace any workload tolerates: every one of
+    # them fails over, and the reasons read like the controller's after that long.
+    gone = 1.0 + max((w.spec.unreachable_grace_seconds for w in spec.workloads.values()),
+                     default=0)
     out: dict[ClusterName, ClusterCapacity] = {}
     for name in sorted(set(capacity.clusters) | set(spec.clusters)):
         cap = capacity.get(name)
@@ -77,7 +78,7 @@ def apply_scenario(scenario: Scenario, spec: FleetSpec, capacity: CapacitySnapsh
             nodes = tuple(dataclasses.replace(n, schedulable=False) for n in nodes)
         if name in down:
             cap = dataclasses.replace(cap, health="Unreachable",
-                                      unreachable_seconds=GONE_SECONDS)
+                                      unreachable_seconds=gone)
         out[name] = dataclasses.replace(cap, nodes=nodes)
     return dataclasses.replace(spec, clusters=clusters), CapacitySnapshot(out)
 
