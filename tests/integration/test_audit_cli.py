@@ -250,3 +250,54 @@ def test_a_record_without_its_data_class_is_judged_by_the_repo_head(tmp_path: Pa
     [period] = json.loads(out.stdout)["periods"]
     assert (period["dataClass"], period["allowed"]) == ("eu-personal", False)
     assert period["why"].startswith("eu-personal does not allow US")
+
+
+async def test_the_controllers_own_ledger_verifies_and_audits_clean_after_a_failover(
+        tmp_path: Path) -> None:
+    """The real controller records on the sandbox repo's ledger branch; a cluster goes
+    down, TRAIN (EU data) fails over within the EU; the CLI then verifies and audits."""
+    import anyio
+
+    from controllers.sandbox import synced, until
+    from tests.integration.test_controller_harness import (
+        FAST,
+        TRAIN,
+        fast_settings,
+        sandbox,
+        where,
+    )
+    from workloads.errors import WorkloadsError
+    from workloads.ledger_store import read_ledger
+
+    def events() -> set[tuple[str, str]]:
+        try:
+            return {(r.entry.event, r.entry.workload) for r in read_ledger(box.repo.path)}
+        except WorkloadsError:
+            return set()
+
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box, ledger=True, failover_grace=1.0), adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        lost = where(m.status())[TRAIN][0]
+        assert box.sim is not None
+        await box.sim.clusters[lost].down()
+        await until(lambda: ("FailedOver", TRAIN) in events(), 30, what="failover recorded")
+
+    async def cli(*args: str) -> tuple[int, str]:
+        done = await anyio.run_process(
+            [sys.executable, "-m", "controllers.cli", *args], check=False, cwd=ROOT,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        return done.returncode, done.stdout.decode()
+
+    code, out = await cli("ledger", "verify", str(box.repo.path))
+    assert code == 0 and "chain intact" in out
+    code, out = await cli("audit", "residency", str(box.repo.path), "--format", "json")
+    doc = json.loads(out)
+    assert code == 0 and doc["violations"] == 0, out
+    train = [(p["cluster"], p["jurisdiction"], p["to"] is None) for p in doc["periods"]
+             if p["workload"] == TRAIN]
+    # it ran on the lost cluster until the failover, then on the other EU cluster
+    assert (lost, {"eu-fra-1": "DE", "eu-par-1": "FR"}[lost], False) in train
+    assert all(j in ("DE", "FR") for _, j, _ in train)
+    assert any(running for _, _, running in train)
