@@ -4,7 +4,7 @@ Plans the commit with the capacity the Cluster files declare, or with a capacity
 snapshot (`--capacity FILE`, the JSON a controller publishes at GET /api/v1/capacity).
 Invalid documents are listed under `errors` and their workloads are `Invalid`, while
 the rest is planned. With `--base/--head` (or `--verify`) it compares two commits
-instead: see controllers/commands/plandiff.py, when present.
+instead: see controllers/commands/plandiff.py.
 
 Exit codes: 0 everything planned cleanly (Pending is not an error: it is a plan),
 1 some documents are invalid (listed), 2 the repo or the capacity file cannot be read.
@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from types import ModuleType
 
+from controllers.commands import plandiff
 from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
 from fleet.capacity import CapacityFormatError, CapacitySnapshot, declared_capacity
 
@@ -32,15 +32,6 @@ Examples:
   fleet plan --format markdown > plan.md"""
 
 
-def _plandiff() -> ModuleType | None:
-    """The commit-comparison half of `fleet plan`, if this build has it."""
-    try:
-        from controllers.commands import plandiff
-    except ImportError:  # pragma: no cover - built without the PR feature
-        return None
-    return plandiff
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("plan", help="plan a commit: where every workload runs, and why",
                        description=DESCRIPTION,
@@ -50,9 +41,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="a CapacitySnapshot JSON file (default: the declared capacity)")
     p.add_argument("--format", choices=("text", "json", "markdown"), default="text",
                    help="text (a table), json (plan.schema.json) or markdown")
-    diff = _plandiff()
-    if diff is not None and hasattr(diff, "add_arguments"):
-        diff.add_arguments(p)
+    plandiff.add_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -70,10 +59,8 @@ def load_capacity(path: str | None) -> CapacitySnapshot | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    diff = _plandiff()
-    if diff is not None and hasattr(diff, "wanted") and diff.wanted(args):
-        code: int = diff.run(args)
-        return code
+    if plandiff.wanted(args):
+        return plandiff.run(args)
     # imported here so that building the parser (every `fleet` command) does not pay
     from fleet.placement import place
     from fleet.plan_json import plan_to_json

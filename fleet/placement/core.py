@@ -346,7 +346,17 @@ class Planner:
                         ((key, taken),), (((ctx.team, option.flavour), gpus),))
 
     def _spread(self, ctx: WorkloadContext, state: State) -> Decision:
-        chosen = self._options(ctx, state, ctx.max_clusters, 1)[:ctx.max_clusters]
+        # Spread over up to maxClusters, but a cluster of a later flavour is added only
+        # while minClusters or the replicas still need it (earlier flavours preferred).
+        chosen: list[tuple[int, Candidate, int]] = []
+        for found in self._options(ctx, state, ctx.max_clusters, 1):
+            if len(chosen) >= ctx.max_clusters:
+                break
+            if (len(chosen) >= ctx.min_clusters
+                    and sum(r for _, _, r in chosen) >= ctx.replicas
+                    and found[1].rank > max(c.rank for _, c, _ in chosen)):
+                break
+            chosen.append(found)
         shares = divide(ctx.replicas, [room for _, _, room in chosen])
         if len(chosen) < ctx.min_clusters or shares is None:
             return Decision(WorkloadPlacement(ctx.id, "Pending", (),
