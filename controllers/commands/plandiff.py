@@ -99,6 +99,8 @@ def run_diff(args: argparse.Namespace) -> int:
     try:
         change = read_change_cached(args.repo, args.base, args.head)
     except WorkloadsError as e:
+        if args.post:  # say it on the PR too, or the check just fails without a word
+            post_error(args, str(e))
         fail(str(e))
     live = load_capacity(getattr(args, "capacity", None))
     d, source, capacity = plan_change(change, live, args)
@@ -205,19 +207,47 @@ def renderer(commit: str) -> Renderer:
     return one
 
 
+def _target(args: argparse.Namespace) -> tuple[str, int]:
+    repo_env, pr_env = PR_ENV[args.post]
+    repo = args.forge_repo or os.environ.get(repo_env)
+    number = args.pr or _int(os.environ.get(pr_env))
+    if not repo or not number:
+        fail(f"--post {args.post} needs --forge-repo and --pr (or ${repo_env} and "
+             f"${pr_env})")
+    return repo, number
+
+
+def post_error(args: argparse.Namespace, message: str) -> None:
+    """The plan could not run (a merge conflict, a missing ref): say so in the sticky
+    comment and set aifleet/plan to `error` on head, when head can be resolved."""
+    from controllers.forge import MARKER, PLAN_CONTEXT, ForgeError, client_from_env
+    from workloads.source import open_repository, resolve_tree
+
+    repo, number = _target(args)
+    try:
+        git, prefix = open_repository(args.repo)
+        head: str | None = resolve_tree(git, args.head, prefix).commit
+    except WorkloadsError:
+        head = None
+    body = (f"{MARKER}\n## aifleet plan: ⚠️ could not run\n\n```\n{message}\n```\n")
+    try:
+        client = client_from_env(args.post, repo, args.forge_url)
+        client.upsert_comment(number, body)
+        if head is not None:
+            client.set_status(head, "error", PLAN_CONTEXT, "the plan could not run",
+                              args.details_url)
+    except ForgeError as e:
+        print(f"fleet: {e}", file=sys.stderr)
+
+
 def post(args: argparse.Namespace, d: PlanDiff) -> None:
     """Update the sticky comment and set aifleet/plan on head; exit 2 on a forge error."""
     from controllers.forge import PLAN_CONTEXT, ForgeError, StatusState, client_from_env
 
-    kind = args.post
-    repo_env, pr_env = PR_ENV[kind]
-    repo = args.forge_repo or os.environ.get(repo_env)
-    number = args.pr or _int(os.environ.get(pr_env))
-    if not repo or not number:
-        fail(f"--post {kind} needs --forge-repo and --pr (or ${repo_env} and ${pr_env})")
+    repo, number = _target(args)
     assert d.head_commit is not None
     try:
-        client = client_from_env(kind, repo, args.forge_url)
+        client = client_from_env(args.post, repo, args.forge_url)
         result = client.upsert_comment(number, to_markdown(d))
         state: StatusState = "failure" if d.failed else "success"
         text = verdict(d).replace("❌ ", "").replace("✅ ", "")

@@ -493,3 +493,30 @@ def test_the_cache_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyP
     repo.commit(base_files())
     assert not diskcache.save(repo.repo, "x", 1)
     assert not (Path(repo.repo.path) / "aifleet-cache").exists()
+
+
+def test_a_plan_that_cannot_run_says_so_on_the_pr(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import respx
+
+    repo = two_branches(tmp_path, {"workloads/nlp-team/train.yaml": wl("train", "nlp-team",
+                                                                        replicas=3)})
+    repo.commit({"workloads/nlp-team/train.yaml": wl("train", "nlp-team", replicas=1)}, "x")
+    head = str(repo.repo.references["refs/heads/feature"].target)
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("GITHUB_API_URL", API)
+    with respx.mock(assert_all_called=True) as mock:
+        mock.get(url__startswith=f"{API}/repos/acme/fleet/issues/9/comments").respond(
+            200, json=[])
+        comment = mock.post(f"{API}/repos/acme/fleet/issues/9/comments").respond(
+            201, json={"id": 1})
+        status = mock.post(f"{API}/repos/acme/fleet/statuses/{head}").respond(201, json={})
+        r = fleet("plan", str(repo.path), "--base", "main", "--head", "feature", "--post",
+                  "github", "--forge-repo", "acme/fleet", "--pr", "9")
+    assert r.returncode == 2 and "conflicts in workloads/nlp-team/train.yaml" in r.stderr
+    body = json.loads(comment.calls.last.request.content)["body"]
+    assert body.startswith("<!-- aifleet-plan -->\n## aifleet plan: ⚠️ could not run\n")
+    assert "conflicts in workloads/nlp-team/train.yaml" in body
+    assert json.loads(status.calls.last.request.content) == {
+        "state": "error", "context": "aifleet/plan", "description": "the plan could not run"}
+    assert TOKEN not in r.stdout + r.stderr
