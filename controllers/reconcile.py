@@ -104,6 +104,7 @@ class ClusterReconciler:
             failed_labels.add(workload_of(obj) or label_of.get(key) or "")
         changed_labels = {workload_of(adapter.applier.desired.get(k) or {}) or ""
                           for k in (*result.applied, *result.recreated)}
+        placed = self.desired.placed_on(cluster)
         by_label: dict[str, list[dict[str, Any]]] = {}
         for obj in adapter.applier.live.values():  # one pass, not one per workload
             lbl = workload_of(obj)
@@ -116,11 +117,12 @@ class ClusterReconciler:
                 "Failed" if label in failed_labels else "Synced",
                 workload_health(objs), commit)
             if label in changed_labels:
-                a = self.desired.placed_on(cluster).get(wid)
+                a = placed.get(wid)
                 self._event("Applied", label, cluster=name, commit=commit,
                             flavour=a.flavour if a else None, gpus=a.gpus if a else 0)
+        here = set(labels.values())
         for (ckey, wid) in [k for k in self.live if k[0] == cluster]:
-            if wid not in labels.values():
+            if wid not in here:
                 del self.live[(ckey, wid)]
         pruned_labels = sorted({label_of.get(k) or "" for k in result.pruned} - {""})
         for label in pruned_labels:

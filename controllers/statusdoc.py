@@ -103,12 +103,12 @@ def cluster_rows(spec: FleetSpec | None, plan: Plan | None,
 
 def _workload_row(wp: WorkloadPlacement, live: Mapping[tuple[ClusterName, WorkloadId],
                                                        PlacementLive],
-                  drift: Sequence[DriftItem]) -> dict[str, Any]:
+                  drift: Mapping[WorkloadId, Sequence[DriftItem]]) -> dict[str, Any]:
     states = [live[(a.cluster, wp.id)] for a in wp.assignments if (a.cluster, wp.id) in live]
     syncs = [s.sync for s in states]
     if wp.assignments and len(states) < len(wp.assignments):
         syncs.append("Applying")
-    mine = [d for d in drift if d.workload == wp.id]
+    mine = list(drift.get(wp.id, ()))
     if any(not d.corrected for d in mine):
         syncs.append("OutOfSync")
     commits = sorted({s.commit for s in states if s.commit})
@@ -138,12 +138,16 @@ def status_document(*, spec: FleetSpec | None, plan: Plan | None,
                     live: Mapping[tuple[ClusterName, WorkloadId], PlacementLive],
                     drift: Sequence[DriftItem]) -> dict[str, Any]:
     workloads: list[dict[str, Any]] = []
+    by_workload: dict[WorkloadId, list[DriftItem]] = {}
+    for d in drift:
+        by_workload.setdefault(d.workload, []).append(d)
     if plan is not None:
         for wid in sorted(plan.workloads):
-            workloads.append(_workload_row(plan.workloads[wid], live, drift))
+            workloads.append(_workload_row(plan.workloads[wid], live, by_workload))
     elif spec is not None:
         for wid in sorted(spec.invalid):
-            workloads.append(_workload_row(WorkloadPlacement(wid, "Invalid"), live, drift))
+            workloads.append(_workload_row(WorkloadPlacement(wid, "Invalid"), live,
+                                           by_workload))
     if spec is not None:
         _residency_fields(spec, workloads)
     if spec is not None and plan is not None:
