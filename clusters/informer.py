@@ -6,7 +6,8 @@ The contract with the API server (shared/spec/kubernetes-api-behaviours.md):
 - a cut stream (connection reset, server restart, `timeoutSeconds` reached) resumes
   the watch from the last resourceVersion seen, events or bookmarks: no re-list;
 - 410 Gone (HTTP or an ERROR event) means that version is too old: re-list, and emit
-  the difference between the old cache and the new list as events, so a consumer
+  the difference between the old cache and the new list as events (an object deleted
+  and created again under its name, a new uid, as DELETED then ADDED), so a consumer
   misses nothing that happened while it was away;
 - an unreachable cluster is retried with capped backoff; `synced` is set after the
   first complete list.
@@ -83,6 +84,10 @@ class Informer:
         self.resource_version = rv or None
         for k, obj in items.items():
             prev = old.get(k)
+            if prev is not None and _uid(prev) != _uid(obj):
+                # Deleted and created again under the same name while we were away.
+                self._emit("DELETED", prev)
+                prev = None
             if prev is None:
                 self._emit("ADDED", obj)
             elif _rv(prev) != _rv(obj):
@@ -143,3 +148,7 @@ class Informer:
 
 def _rv(obj: JSON) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _uid(obj: JSON) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")

@@ -82,6 +82,7 @@ async def test_a_cluster_without_dra_is_synced_from_device_plugin_resources_alon
     async with connected(tmp_path) as c:
         # The simulator serves no resource.k8s.io: the adapter asked once, got 404,
         # and counts GPUs from nvidia.com/gpu allocatable only.
-        assert c.adapter.stats.errors.get("NotFound", 0) >= 1
+        await until(lambda: c.adapter.stats.errors.get("NotFound", 0) >= 1,
+                    what="resource.k8s.io/v1 asked for")
         assert all(n.dra_devices == 0 for n in c.adapter.nodes())
         assert free_of(c.adapter, H100) == 16

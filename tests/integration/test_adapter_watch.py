@@ -4,6 +4,7 @@ re-lists and emits what changed meanwhile, so no event is lost."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from clusters.client import DEPLOYMENT
 from clusters.informer import Informer
 from clusters.sim.resources import BY_KIND
 from tests.integration.test_adapter_harness import (
+    FAST,
     TEAM,
     Connected,
     connected,
@@ -46,37 +48,43 @@ async def _watching(c: Connected, tg: anyio.abc.TaskGroup, seen: Seen) -> Inform
 
 async def test_a_410_after_the_history_expired_relists_and_loses_no_event(
         tmp_path: Path) -> None:
-    async with connected(tmp_path) as c, anyio.create_task_group() as tg:
+    # Self-heal off: the adapter must not put things back before our informer re-lists.
+    options = dataclasses.replace(FAST, self_heal=False)
+    async with connected(tmp_path, options=options) as c, anyio.create_task_group() as tg:
         await c.adapter.apply([namespace(), *serving("serve-a", gpus=0),
-                               *serving("serve-b", gpus=0)])
+                               *serving("serve-b", gpus=0), *serving("serve-d", gpus=0)])
         seen: Seen = []
         inf = await _watching(c, tg, seen)
-        assert {n for _e, n, _r in seen} == {"serve-a", "serve-b"}
-        seen.clear()
+        assert {n for _e, n, _r in seen} == {"serve-a", "serve-b", "serve-d"}
+        old_d = stored(c, "Deployment")["serve-d"]["metadata"]["uid"]
 
-        # While every watch is away: one object edited, one deleted, one created; then
-        # the history is forgotten, so resuming from the last version gets 410 Gone.
+        # While every watch is away: one object edited, one deleted, one created, one
+        # deleted and created again under its name; then the history is forgotten, so
+        # resuming from the last version gets 410 Gone.
         c.cluster.faults.cut_watches()
+        seen.clear()
+        deployments = BY_KIND["Deployment"]
         await c.cluster.edit("Deployment", TEAM, "serve-a", {"spec": {"replicas": 4}})
-        c.cluster.store.delete(BY_KIND["Deployment"], TEAM, "serve-b",
-                               propagation="Background")
-        c.cluster.store.create(BY_KIND["Deployment"], deployment("serve-c", gpus=0),
+        c.cluster.store.delete(deployments, TEAM, "serve-b", propagation="Background")
+        c.cluster.store.create(deployments, deployment("serve-c", gpus=0),
+                               manager="someone-else")
+        c.cluster.store.delete(deployments, TEAM, "serve-d", propagation="Background")
+        c.cluster.store.create(deployments, deployment("serve-d", gpus=0, replicas=2),
                                manager="someone-else")
         c.cluster.faults.expire_watches()
 
         await until(lambda: inf.relists == 1, what="the re-list after 410")
         await until(lambda: ("MODIFIED", "serve-a", 4) in seen
                     and ("ADDED", "serve-c", 1) in seen
-                    and any(e == "DELETED" and n == "serve-b" for e, n, _r in seen),
-                    what="the differences emitted")
-        assert sorted(n for _ns, n in inf.store) in (["serve-a", "serve-c"],
-                                                      ["serve-a", "serve-b", "serve-c"])
-        # The adapter's own informers went through the same 410: it saw the edit and
-        # the delete as drift and put both back.
-        await until(lambda: stored(c, "Deployment")["serve-a"]["spec"]["replicas"] == 1
-                    and "serve-b" in stored(c, "Deployment"), what="both healed")
-        drifted = {(r.key[3], r.fields[0].path) for r in c.adapter.drift_log}
-        assert {("serve-a", "spec.replicas"), ("serve-b", "(object)")} <= drifted
+                    and ("DELETED", "serve-b", 1) in seen
+                    and ("ADDED", "serve-d", 2) in seen, what="the differences emitted")
+        assert seen.index(("DELETED", "serve-d", 1)) < seen.index(("ADDED", "serve-d", 2))
+        assert sorted(n for _ns, n in inf.store) == ["serve-a", "serve-c", "serve-d"]
+        assert inf.store[(TEAM, "serve-d")]["metadata"]["uid"] != old_d
+        # The adapter's own informers went through the same 410 and saw the changes to
+        # objects it applied as drift.
+        await until(lambda: {("serve-a", "spec.replicas"), ("serve-b", "(object)")} <= {
+            (r.key[3], r.fields[0].path) for r in c.adapter.drift_log}, what="drift seen")
         tg.cancel_scope.cancel()
 
 
