@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from clusters.sim import kubectl, objects, patch, resources, ssa
+from clusters.sim import kubectl, objects, patch, protobuf, resources, ssa
 from clusters.sim.errors import SimError, bad_request, conflict, invalid
 from clusters.sim.listing import list_response, parse_bool
 from clusters.sim.resources import BY_PATH, Resource
@@ -89,15 +89,14 @@ def _dry_run(request: web.Request) -> bool:
     return request.query.get("dryRun") == "All"
 
 
-_UNSUPPORTED_BODIES = ("application/vnd.kubernetes.protobuf", "application/cbor")
-
-
 async def _body(request: web.Request) -> Any:
-    if request.content_type in _UNSUPPORTED_BODIES:
+    if request.content_type == protobuf.CONTENT_TYPE:
+        return protobuf.decode(await request.read())
+    if request.content_type == "application/cbor":
         raise SimError(415, "UnsupportedMediaType",
-                       f"the body of the request was in an unknown format - accepted media "
-                       f"types include: application/json, application/yaml "
-                       f"({request.content_type} is not served by the simulator)")
+                       "the body of the request was in an unknown format - accepted media "
+                       "types include: application/json, application/yaml, "
+                       f"{protobuf.CONTENT_TYPE} (CBOR is not served by the simulator)")
     raw = await request.read()
     try:
         if request.content_type in ("application/apply-patch+yaml", "application/yaml"):

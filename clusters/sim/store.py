@@ -188,6 +188,8 @@ class Store:
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
         for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(k, None)
+        if "status" in res.subresources and res.kind != "Node":
+            obj.pop("status", None)  # the server's, as PrepareForCreate resets it
         meta["uid"] = objects.new_uid()
         meta["creationTimestamp"] = objects.now()
         if res.has_generation:

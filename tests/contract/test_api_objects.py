@@ -274,3 +274,28 @@ async def test_every_kind_reads_back_into_the_typed_models(api: client.ApiClient
     assert (await apps.list_deployment_for_all_namespaces()).items[0].spec.selector
     await coord.list_lease_for_all_namespaces()
     await core.list_service_for_all_namespaces()
+
+
+async def test_create_ignores_a_client_supplied_status(api: client.ApiClient,
+                                                       ns: str) -> None:
+    """On create the server resets status (PrepareForCreate): a Pod starts Pending
+    whatever the client sent (kubectl run sends `status: {}`)."""
+    status, body, _ = await raw(api, "POST", f"/api/v1/namespaces/{ns}/pods", body={
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]},
+        "status": {"phase": "Succeeded"}})
+    assert status == 201 and body["status"]["phase"] == "Pending"
+
+
+async def test_a_protobuf_body_creates_the_object(api: client.ApiClient, ns: str) -> None:
+    """Built-in kinds may be sent as application/vnd.kubernetes.protobuf (kubectl's
+    `create configmap|deployment|job`, `run` do): the object is created as from JSON."""
+    def field(n: int, data: bytes) -> bytes:
+        return bytes([n << 3 | 2, len(data)]) + data
+    cm = field(1, field(1, b"from-pb")) + field(2, field(1, b"k") + field(2, b"v"))
+    body = b"k8s\x00" + field(1, field(1, b"v1") + field(2, b"ConfigMap")) + field(2, cm)
+    status, out, _ = await raw(api, "POST", f"/api/v1/namespaces/{ns}/configmaps", body=body,
+                               content_type="application/vnd.kubernetes.protobuf")
+    assert status == 201, out
+    got = await client.CoreV1Api(api).read_namespaced_config_map("from-pb", ns)
+    assert got.data == {"k": "v"}
