@@ -12,6 +12,8 @@ does not):
     patch.py       JSON, merge and strategic merge patches; ssa.py server-side apply
     controllers.py scheduler, kubelet, Deployment controller; jobs.py the Job controller
     faults.py      fault injection; server.py the HTTP side, SimCluster, start_sim
+    tls.py         the throwaway CA and server certificate (kubectl sends tokens over TLS)
+    protobuf.py    protobuf request bodies, for what kubectl's generators send
     kubectl.py     OpenAPI, Table and pods/log for kubectl
 
     async with await start_sim([spec_from_cluster(c) for c in clusters]) as sim:

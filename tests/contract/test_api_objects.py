@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from clusters.sim import SimFleet
 from tests.contract.k8s import configmap, deployment, eventually, job, raw
 
 
@@ -174,12 +173,11 @@ async def test_a_malformed_body_is_400_bad_request(api: client.ApiClient, ns: st
     assert status == 400 and body["reason"] == "BadRequest"
 
 
-async def test_an_unsupported_body_encoding_is_415(api: client.ApiClient, ns: str,
-                                                   sim: SimFleet) -> None:
-    """A body in a media type the server does not decode: 415 UnsupportedMediaType.
-    (A real server decodes protobuf; the simulator does not, hence sim-only.)"""
+async def test_an_unsupported_body_encoding_is_415(api: client.ApiClient, ns: str) -> None:
+    """A body in a media type the server does not decode (CBOR is alpha, off by
+    default, in 1.35): 415 UnsupportedMediaType."""
     status, body, _ = await raw(api, "POST", f"/api/v1/namespaces/{ns}/configmaps",
-                                body=b"k8s\x00\x0a\x0f", content_type="application/cbor")
+                                body=b"\xd9\xd9\xf7\xa0", content_type="application/cbor")
     assert status == 415 and body["reason"] == "UnsupportedMediaType"
 
 
