@@ -162,6 +162,8 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
     key_ns = ns or ""
     if sub == "scale":
         return await _scale(request, cluster, res, key_ns, name)
+    if sub == "eviction":
+        return await _evict(request, cluster, res, key_ns, name)
     if method == "GET":
         obj = store.get(res, key_ns, name)
         if _as_table(request):
@@ -290,6 +292,22 @@ async def _scale(request: web.Request, cluster: SimCluster, res: Resource, ns: s
         obj = store.replace(res, new, obj, manager=_manager(request),
                             dry_run=_dry_run(request))
     return _json(_scale_obj(obj))
+
+
+async def _evict(request: web.Request, cluster: SimCluster, res: Resource, ns: str,
+                 name: str) -> web.Response:
+    """POST pods/<name>/eviction (kubectl drain): the pod is deleted, 201 Success.
+    There are no PodDisruptionBudgets here, so no eviction is ever refused with 429."""
+    if request.method != "POST":
+        raise SimError(405, "MethodNotAllowed",
+                       "the server does not allow this method on the requested resource")
+    body = await _body(request) or {}
+    opts = body.get("deleteOptions") or {}
+    dry = _dry_run(request) or "All" in (opts.get("dryRun") or [])
+    cluster.store.delete(res, ns, name, propagation=opts.get("propagationPolicy"),
+                         dry_run=dry)
+    return _json({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                  "status": "Success", "code": 201}, 201)
 
 
 def _scale_obj(obj: dict[str, Any]) -> dict[str, Any]:

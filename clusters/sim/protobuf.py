@@ -87,6 +87,10 @@ SCHEMA: dict[str, dict[int, tuple[str, str]]] = {
     "ResourceRequirements": {1: ("limits", "mapq"), 2: ("requests", "mapq")},
     "Toleration": {1: ("key", "s"), 2: ("operator", "s"), 3: ("value", "s"),
                    4: ("effect", "s"), 5: ("tolerationSeconds", "i*")},
+    "Eviction": {1: ("metadata", "ObjectMeta"), 2: ("deleteOptions", "DeleteOptions")},
+    "DeleteOptions": {1: ("gracePeriodSeconds", "i*"), 2: ("preconditions", "ignore"),
+                      3: ("orphanDependents", "b*"), 4: ("propagationPolicy", "s*"),
+                      5: ("dryRun", "[s]")},
     "Service": {1: ("metadata", "ObjectMeta"), 2: ("spec", "ServiceSpec"),
                 3: ("status", "ignore")},
     "ServiceSpec": {1: ("ports", "[ServicePort]"), 2: ("selector", "map"),
@@ -97,7 +101,8 @@ SCHEMA: dict[str, dict[int, tuple[str, str]]] = {
     "ServicePort": {1: ("name", "s"), 2: ("protocol", "s"), 3: ("port", "i"),
                     4: ("targetPort", "ios"), 5: ("nodePort", "i")},
 }
-KINDS = frozenset({"Namespace", "ConfigMap", "Deployment", "Job", "Pod", "Service"})
+KINDS = frozenset({"Namespace", "ConfigMap", "Deployment", "Job", "Pod", "Service",
+                   "Eviction"})
 
 
 def _unsupported(message: str) -> SimError:

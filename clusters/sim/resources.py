@@ -48,7 +48,7 @@ RESOURCES: tuple[Resource, ...] = (
              subresources=("status", "finalize")),
     Resource("", "v1", "nodes", "Node", False, ("no",), subresources=("status",)),
     Resource("", "v1", "pods", "Pod", True, ("po",), categories=("all",),
-             subresources=("status", "log", "binding")),
+             subresources=("status", "log", "binding", "eviction")),
     Resource("", "v1", "services", "Service", True, ("svc",), categories=("all",),
              subresources=("status",)),
     Resource("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
@@ -114,11 +114,18 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
             entry["categories"] = list(r.categories)
         items.append(entry)
         for sub in r.subresources:
-            verbs = {"log": ["get"], "binding": ["create"], "finalize": ["update"]}.get(
-                sub, ["get", "patch", "update"])
-            kind = {"scale": "Scale", "binding": "Binding"}.get(sub, r.kind)
-            items.append({"name": f"{r.plural}/{sub}", "singularName": "",
-                          "namespaced": r.namespaced, "kind": kind, "verbs": verbs})
+            verbs = {"log": ["get"], "binding": ["create"], "finalize": ["update"],
+                     "eviction": ["create"]}.get(sub, ["get", "patch", "update"])
+            kind = {"scale": "Scale", "binding": "Binding", "eviction": "Eviction"}.get(
+                sub, r.kind)
+            sub_entry: dict[str, Any] = {"name": f"{r.plural}/{sub}", "singularName": "",
+                                         "namespaced": r.namespaced, "kind": kind,
+                                         "verbs": verbs}
+            if sub == "scale":
+                sub_entry.update(group="autoscaling", version="v1")
+            elif sub == "eviction":
+                sub_entry.update(group="policy", version="v1")
+            items.append(sub_entry)
     if not items:
         return None
     gv = f"{group}/{version}" if group else version

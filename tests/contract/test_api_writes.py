@@ -188,3 +188,20 @@ async def test_deleting_a_job_in_background_deletes_its_pods(api: client.ApiClie
 
 async def _none(fn: Any) -> bool:
     return not await fn()
+
+
+async def test_an_eviction_deletes_the_pod(api: client.ApiClient, ns: str) -> None:
+    """POST pods/<name>/eviction (policy/v1, what `kubectl drain` sends): 201, and the pod
+    is deleted (no PodDisruptionBudget stands in the way)."""
+    core = client.CoreV1Api(api)
+    await core.create_namespaced_pod(ns, {
+        "metadata": {"name": "victim"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}],
+                 "terminationGracePeriodSeconds": 0}})
+    await core.create_namespaced_pod_eviction("victim", ns, {
+        "apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": {"name": "victim", "namespace": ns}})
+
+    async def gone() -> bool:
+        return not (await core.list_namespaced_pod(ns)).items
+    await eventually(gone)
