@@ -84,10 +84,17 @@ def job_health(job: dict[str, Any]) -> WorkloadHealth:
     if conds.get("Complete") == "True":
         return "Succeeded"
     status = job.get("status") or {}
-    parallelism = int((job.get("spec") or {}).get("parallelism") or 1)
+    spec = job.get("spec") or {}
+    parallelism = spec.get("parallelism")
+    want = int(parallelism) if parallelism is not None else 1
+    completions = spec.get("completions")
+    if completions is not None:
+        # Pods that already succeeded are not replaced: once fewer completions remain
+        # than `parallelism`, fewer pods run, and that is still Running.
+        want = min(want, int(completions) - int(status.get("succeeded") or 0))
     ready = int(status.get("ready") or 0)
     active = int(status.get("active") or 0)
-    if active >= parallelism and ready >= parallelism:
+    if want > 0 and active >= want and ready >= want:
         return "Running"
     return "Progressing"
 
