@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
+from operator import mul
 
 from fleet.ids import ClusterName, Flavour, Team
 from fleet.placement.snapshot import NodeKey, histogram
@@ -33,9 +34,16 @@ Key = tuple[str, str, str]
 """A recorded key: ("n", cluster, flavour) for nodes, ("q", team, flavour) for quota."""
 
 
+_PER_NODE: dict[tuple[int, int], tuple[int, ...]] = {}
+
+
 def replicas_that_fit(h: Hist, count: int) -> int:
     """How many replicas of `count` GPUs these nodes hold at once."""
-    return sum(h[v] * (v // count) for v in range(count, len(h)))
+    k = (len(h), count)
+    per = _PER_NODE.get(k)
+    if per is None:
+        per = _PER_NODE[k] = tuple(v // count for v in range(len(h)))
+    return sum(map(mul, h, per))
 
 
 def largest_free(h: Hist) -> int:
@@ -46,7 +54,7 @@ def largest_free(h: Hist) -> int:
 
 
 def free_total(h: Hist) -> int:
-    return sum(v * n for v, n in enumerate(h))
+    return sum(map(mul, h, range(len(h))))
 
 
 def best_fit(h: Hist, count: int, replicas: int) -> Hist | None:
