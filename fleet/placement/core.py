@@ -164,9 +164,10 @@ class Planner:
     def context(self, wid: WorkloadId, previous: tuple[Assignment, ...], *, keep: bool
                 ) -> WorkloadContext:
         w = self.spec.workloads[wid]
+        ordered = tuple(sorted(previous))
         cached = self._contexts.get(wid)
-        if cached is None or cached[0] is not w or cached[1].previous != previous:
-            cached = self._contexts[wid] = (w, workload_context(w, tuple(sorted(previous))))
+        if cached is None or cached[0] is not w or cached[1].previous != ordered:
+            cached = self._contexts[wid] = (w, workload_context(w, ordered))
         base = cached[1]
         return base.with_keep(True) if keep else base
 
