@@ -99,9 +99,16 @@ async def _body(request: web.Request) -> Any:
                        f"{protobuf.CONTENT_TYPE} (CBOR is not served by the simulator)")
     raw = await request.read()
     try:
+        if not raw:
+            return None
         if request.content_type in ("application/apply-patch+yaml", "application/yaml"):
-            return yaml.load(raw, getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if raw else None
-        return json.loads(raw) if raw else None
+            if raw.lstrip()[:1] == b"{":  # clients mostly send JSON, which YAML includes
+                try:
+                    return json.loads(raw)
+                except ValueError:
+                    pass
+            return yaml.load(raw, getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        return json.loads(raw)
     except (ValueError, yaml.YAMLError) as e:
         raise bad_request(f"the body of the request was in an unknown format: {e}") from e
 
