@@ -201,3 +201,44 @@ def test_incremental_replan_equals_a_full_plan(f: Fleet, data: st.DataObject) ->
     if data.draw(st.booleans()):
         prev = previous_of(place(head, f.capacity, base_prev))
     assert inc.replan(head, prev) == place(head, f.capacity, prev, commit="c")
+
+
+@RULE
+@given(fleets())
+def test_quota_is_never_exceeded(f: Fleet) -> None:
+    spec = f.spec()
+    plan = place(spec, f.capacity)
+    used: dict[tuple[str, str], int] = defaultdict(int)
+    for wid, p in plan.workloads.items():
+        for a in p.assignments:
+            used[(wid.split("/")[0], a.flavour)] += a.gpus
+    for (team, flavour), gpus in used.items():
+        q = spec.quotas.get(team)  # type: ignore[call-overload]
+        if q is None:
+            continue
+        limit = next((g for g in q.spec.gpus if g.flavour == flavour), None)
+        assert limit is not None, (team, flavour)
+        if q.spec.cohort is None:
+            assert gpus <= limit.nominal
+        elif limit.borrowing_limit is not None:
+            assert gpus <= limit.nominal + limit.borrowing_limit
+
+
+@RULE
+@given(fleets())
+def test_every_workload_says_why(f: Fleet) -> None:
+    """Rule 7: chosen clusters have a reason; a Pending one has the summary line and a
+    reason for every cluster that filtered it out."""
+    spec = f.spec()
+    plan = place(spec, f.capacity)
+    for p in plan.workloads.values():
+        assert p.reasons
+        if p.status == "Placed":
+            explained = {r.cluster for r in p.reasons if r.rule in ("Score", "Spread", "Sticky")}
+            assert {a.cluster for a in p.assignments} <= explained
+        elif p.status == "Pending":
+            head = next(r for r in p.reasons if r.cluster is None and r.message.startswith(
+                f"0/{len(spec.clusters)} clusters"))
+            assert head.rule
+            per_cluster = [r for r in p.reasons if r.cluster is not None]
+            assert all(r.rule and r.message for r in per_cluster)
