@@ -363,9 +363,20 @@ class Manager:
         return out
 
     async def _wait_synced(self) -> None:
-        with anyio.move_on_after(self.startup_sync_timeout):
-            for a in list(self.adapters.values()):
-                await a.synced.wait()
+        """Until every cluster has listed what runs there, or is Unreachable: a plan on a
+        partial view would take a slow-listing cluster's workloads for missing and move
+        them. Says every `startup_sync_timeout` seconds which clusters it waits for."""
+        waited = 0.0
+        while True:
+            waiting = sorted(n for n, a in self.adapters.items()
+                             if not a.synced.is_set() and a.health_state != "Unreachable")
+            if not waiting:
+                return
+            if waited >= self.startup_sync_timeout:
+                log.warning("waiting_for_clusters_to_list", clusters=waiting)
+                waited = 0.0
+            await anyio.sleep(self.tick)
+            waited += self.tick
 
     async def replan(self) -> Plan:
         spec, head = self.desired.spec, self.desired.head
