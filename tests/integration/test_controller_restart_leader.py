@@ -79,3 +79,21 @@ async def test_only_the_leader_writes_and_the_other_takes_over(tmp_path: Path) -
             assert b2.status()["leader"]["generation"] == 2
             assert where(b2.status()) == placed
             assert writes(b2) == 0  # the live objects were already right
+
+
+async def test_a_restart_waits_for_a_slow_listing_cluster_and_moves_nothing(
+        tmp_path: Path) -> None:
+    async with sandbox(tmp_path) as box:
+        assert box.sim is not None
+        async with box.controller(fast_settings(box), adapter_options=FAST) as first:
+            await until(lambda: synced(first.status(), box.first_commit) == (3, 3), 20,
+                        what="first rollout")
+            placed = where(first.status())
+        slow = placed["nlp-team/train"][0]
+        box.sim.clusters[slow].faults.set_latency(2.0, prefix="/apis/batch/v1/jobs")
+        async with box.controller(fast_settings(box), adapter_options=FAST,
+                                  startup_sync_timeout=0.3) as second:
+            await until(lambda: synced(second.status(), box.first_commit) == (3, 3), 20,
+                        what="synced after restart")
+            assert where(second.status()) == placed
+            assert writes(second) == 0
