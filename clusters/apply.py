@@ -150,6 +150,9 @@ class Applier:
         drift, not one per event (status writes keep coming while it lasts)."""
         self._awaiting: dict[ObjKey, tuple[str, float]] = {}
         """Our writes whose watch event has not come yet: (resourceVersion, when)."""
+        self._gone: set[str] = set()
+        """uids of objects we deleted, until their DELETED event: their late events must
+        neither bring them back into the inventory nor remove a newer object's."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ inventory
@@ -157,6 +160,11 @@ class Applier:
     def observe(self, event: str, obj: JSON) -> None:
         """Informer handler for owned objects: keep the inventory, look for drift."""
         key = obj_key(obj)
+        uid = _uid(obj)
+        if uid in self._gone:
+            if event == "DELETED":
+                self._gone.discard(uid)
+            return
         awaited = self._awaiting.get(key)
         if awaited is not None and event != "DELETED":
             rv, since = awaited
@@ -166,6 +174,9 @@ class Applier:
                 # An event from before our own write: the PATCH response is newer.
                 return
         if event == "DELETED":
+            current = _uid(self.live.get(key) or {})
+            if current and uid and current != uid:
+                return  # an older incarnation went; the live one is newer
             self.live.pop(key, None)
             if key in self.desired and not (obj.get("metadata") or {}).get("deletionTimestamp"):
                 self._report(key, (DriftedField("(object)", "present", None, None),))
@@ -308,11 +319,19 @@ class Applier:
         self._fence(key)
         api_version, kind, namespace, name = key
         rtype = type_of({"apiVersion": api_version, "kind": kind})
-        with contextlib.suppress(NotFound):  # already gone is what we wanted
+        uid = _uid(self.live.get(key) or {})
+        if uid:
+            self._gone.add(uid)
+        try:
             await self.client.request(
                 "DELETE", rtype.item(name, namespace or None), verb="delete",
                 body={"apiVersion": "v1", "kind": "DeleteOptions",
                       "propagationPolicy": "Background"})
+        except NotFound:
+            self._gone.discard(uid)  # already gone is what we wanted
+        except ClusterError:
+            self._gone.discard(uid)
+            raise
         self.live.pop(key, None)
         self.desired.pop(key, None)
 
@@ -425,6 +444,10 @@ def _only_immutable(e: Invalid) -> bool:
 
 def _rv(obj: JSON) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _uid(obj: JSON) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
 
 
 def manifests_by_workload(objs: Iterable[JSON]) -> dict[str, list[JSON]]:

@@ -102,6 +102,10 @@ async def test_a_job_whose_template_changed_is_deleted_in_background_and_recreat
         await until(lambda: {p["spec"]["containers"][0]["image"]
                              for p in c.cluster.objects("Pod", TEAM)}
                     == {"registry.internal/trainer:v2"}, what="old pods collected")
+        # The old Job's late events (its DELETED among them) are not drift of the new one.
+        key = ("batch/v1", "Job", TEAM, "train")
+        assert c.adapter.applier.live[key]["metadata"]["uid"] == new["metadata"]["uid"]
+        assert c.adapter.drift_log == [] and c.adapter.applier.corrections == 0
 
 
 def _running_pods(c: Connected) -> int:
