@@ -329,6 +329,13 @@ class Planner:
                     threshold = found_here[short - 1][0]
             for f in found_here:
                 best[f[1].cluster] = f
+        if not best and state.reads is not None:
+            # Nothing was feasible: every candidate was judged, so the outcome does not
+            # depend on the ranking, only on the candidates' own keys (already read).
+            # Dropping the flavour-wide read keeps one change elsewhere in the flavour
+            # from re-deciding every Pending workload in an incremental re-plan.
+            for g in groups:
+                state.reads.discard(("f", g.flavour, ""))
         return sorted(best.values(), key=lambda t: (-t[0], t[1].cluster))
 
     def _single(self, ctx: WorkloadContext, state: State) -> Decision:
