@@ -14,12 +14,20 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
+from clusters.apply import workload_of
+from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
 from controllers.fleetstate import capacity_snapshot
 from controllers.livestatus import add_pods
 from controllers.observe import render_metrics
 from controllers.server import Endpoints, bound_port, build_app, serve
-from controllers.statusdoc import DriftItem, PlacementLive, SourceState, status_document
+from controllers.statusdoc import (
+    DriftItem,
+    PlacementLive,
+    SourceState,
+    cluster_rows,
+    status_document,
+)
 from controllers.web import index_html
 from fleet.drift import diff
 from fleet.ids import ClusterName, WorkloadId
@@ -65,11 +73,18 @@ def live_now(m: Manager) -> dict[tuple[ClusterName, WorkloadId], PlacementLive]:
     """What each reconcile recorded, with health read now from the informers' cache:
     pods start and Jobs finish between reconciles, and status is the state of now."""
     out = dict(m.live)
+    by_label: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for name, adapter in m.adapters.items():  # one pass per cluster, not one per workload
+        index = by_label[name] = {}
+        for obj in adapter.applier.live.values():
+            label = workload_of(obj)
+            if label is not None:
+                index.setdefault(label, []).append(obj)
     for (cluster, wid), pl in m.live.items():
-        adapter = m.adapters.get(cluster)
-        if adapter is not None:
+        objs = by_label.get(cluster)
+        if objs is not None:
             out[(cluster, wid)] = replace(
-                pl, health=adapter.workload_health(wid.replace("/", ".", 1)))
+                pl, health=workload_health(objs.get(wid.replace("/", ".", 1), [])))
     return out
 
 
@@ -97,11 +112,13 @@ def capacity_json(m: Manager) -> dict[str, Any]:
 
 def metrics_text(m: Manager) -> str:
     plan = m.desired.plan
-    status = m.status()
-    return render_metrics(
+    spec = m.desired.spec
+    snapshot = m.snapshot if spec is None else capacity_snapshot(
+        spec.clusters, m.views(), m.settings.failover_grace)
+    return render_metrics(  # cluster rows only: the whole status document costs far more
         adapters=m.adapters, reconcile_durations=m.reconciler.totals.durations,
         placement_durations=m.placement_durations, queue_depth=m.queue.depth,
-        status_clusters=status["clusters"],
+        status_clusters=cluster_rows(spec, plan, snapshot),
         placement_status=[wp.status for wp in plan.workloads.values()] if plan else [],
         leader=m.may_act(), commits=m.commits_accepted)
 
