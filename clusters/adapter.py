@@ -28,7 +28,13 @@ from clusters.apply import (
     DriftReport,
     workload_of,
 )
-from clusters.capacity import GPU_RESOURCE, PRODUCT_LABEL, CapacityTracker, NodeState
+from clusters.capacity import (
+    GPU_RESOURCE,
+    PRODUCT_LABEL,
+    CapacityTracker,
+    NodeState,
+    slim_pod,
+)
 from clusters.client import (
     DEPLOYMENT,
     JOB,
@@ -91,7 +97,7 @@ class ClusterAdapter:
         self._nodes = Informer(client, NODE, watch_timeout=options.watch_timeout,
                                handler=self.capacity.on_node)
         self._pods = Informer(client, POD, watch_timeout=options.watch_timeout,
-                              handler=self.capacity.on_pod)
+                              handler=self.capacity.on_pod, transform=slim_pod)
         self._slices = Informer(client, RESOURCE_SLICE, watch_timeout=options.watch_timeout,
                                 handler=self.capacity.on_resource_slice)
         self.synced = asyncio.Event()

@@ -87,6 +87,26 @@ def pod_gpus(pod: JSON) -> int:
     return total
 
 
+def slim_pod(pod: JSON) -> JSON:
+    """The fields of a Pod that capacity and `pods()` read; the rest is not cached.
+
+    A fleet's pod cache is the controller's biggest (one entry per replica); full pods
+    carry env, volumes, probes and status history nobody here reads.
+    """
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    keep_meta = ("name", "namespace", "uid", "resourceVersion", "labels",
+                 "creationTimestamp", "deletionTimestamp")
+    return {
+        "apiVersion": pod.get("apiVersion"), "kind": pod.get("kind"),
+        "metadata": {k: meta[k] for k in keep_meta if k in meta},
+        "spec": {"nodeName": spec.get("nodeName"),
+                 "containers": [{"name": c.get("name"), "resources": c.get("resources") or {}}
+                                for c in spec.get("containers") or []]},
+        "status": {"phase": (pod.get("status") or {}).get("phase")},
+    }
+
+
 def _terminal(pod: JSON) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 

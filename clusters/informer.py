@@ -37,8 +37,12 @@ def key_of(obj: JSON) -> Key:
 class Informer:
     def __init__(self, client: KubeClient, rtype: ResourceType, *,
                  label_selector: str | None = None, page_size: int = 500,
-                 watch_timeout: int = 300, handler: Handler | None = None) -> None:
+                 watch_timeout: int = 300, handler: Handler | None = None,
+                 transform: Callable[[JSON], JSON] | None = None) -> None:
         self.client = client
+        self.transform = transform
+        """Applied to every object before it is cached or handed on (client-go's
+        SetTransform): keep only what the handlers read, for big caches like Pods."""
         self.rtype = rtype
         self.label_selector = label_selector
         self.page_size = page_size
@@ -73,6 +77,8 @@ class Informer:
             for item in page.get("items") or []:
                 item.setdefault("apiVersion", self.rtype.api_version)
                 item.setdefault("kind", self.rtype.kind)
+                if self.transform is not None:
+                    item = self.transform(item)
                 items[key_of(item)] = item
             meta = page.get("metadata") or {}
             rv = str(meta.get("resourceVersion") or rv)
@@ -136,6 +142,8 @@ class Informer:
                 continue
             obj.setdefault("apiVersion", self.rtype.api_version)
             obj.setdefault("kind", self.rtype.kind)
+            if self.transform is not None:
+                obj = self.transform(obj)
             k = key_of(obj)
             if kind == "DELETED":
                 self.store.pop(k, None)
