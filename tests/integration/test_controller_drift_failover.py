@@ -70,3 +70,28 @@ async def test_failover_stays_in_jurisdiction_and_stale_copies_go_first(
         # Once the stale copy is gone, the gang runs in exactly one cluster.
         assert [c for c in ("eu-fra-1", "eu-par-1", "us-east-1")
                 if TRAIN in workloads_on(box.sim, c)] == [other_eu]
+
+
+async def test_a_cordoned_cluster_keeps_what_runs_and_gets_nothing_new(
+        tmp_path: Path) -> None:
+    from tests.fleetdocs import cluster, workload
+
+    async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
+                                                         adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        assert box.sim is not None
+        home = where(m.status())[TRAIN][0]
+        jurisdiction = {"eu-fra-1": "DE", "eu-par-1": "FR"}[home]
+        cordoned = cluster(home, jurisdiction, (("h100-80gb", 32, 8),)) + "  cordoned: true\n"
+        commit = box.repo.commit({
+            f"clusters/{home}.yaml": cordoned,
+            # Another eu-personal gang that would fit on either EU cluster.
+            "workloads/nlp-team/train2.yaml": workload("train2"),
+        }, f"cordon {home}, add train2")
+        m.trigger_fetch()
+        await until(lambda: synced(m.status(), commit) == (4, 4), 20, what="train2 placed")
+        placed = where(m.status())
+        assert placed[TRAIN] == [home]  # keeps what runs
+        assert home not in placed["nlp-team/train2"]  # gets nothing new
+        assert TRAIN in workloads_on(box.sim, home)
