@@ -110,6 +110,7 @@ class Manager:
         self.last_placement_seconds = 0.0
         self._rebuild_previous = True
         self._was_leader = False
+        self._wired_generation = -1
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._fetch_wake = asyncio.Event()
@@ -441,7 +442,11 @@ class Manager:
     def may_act(self) -> bool:
         if not self.settings.leader_elect:
             return True
-        return self.elector is not None and self.elector.is_leader
+        if self.elector is None or not self.elector.is_leader:
+            return False
+        if self.elector.generation != self._wired_generation:
+            self._wire_all()  # every write from now on carries the new generation
+        return True
 
     def _wire_fencing(self, adapter: ClusterAdapter) -> None:
         if not self.settings.leader_elect:
@@ -450,6 +455,7 @@ class Manager:
         adapter.applier.generation = self.elector.generation if self.elector else 0
 
     def _wire_all(self) -> None:
+        self._wired_generation = self.elector.generation if self.elector else 0
         for a in self.adapters.values():
             self._wire_fencing(a)
 

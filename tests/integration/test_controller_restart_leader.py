@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
+
 from controllers.manager import Manager
 from controllers.sandbox import synced, until
 from tests.integration.test_controller_harness import FAST, fast_settings, sandbox, where
@@ -97,3 +99,43 @@ async def test_a_restart_waits_for_a_slow_listing_cluster_and_moves_nothing(
                         what="synced after restart")
             assert where(second.status()) == placed
             assert writes(second) == 0
+
+
+async def test_a_paused_old_leader_cannot_undo_the_new_leaders_writes(tmp_path: Path) -> None:
+    from clusters.adapter import ClusterAdapter
+    from clusters.apply import Fenced
+    from clusters.kubeconfig import ConnectionSpec
+    from tests.integration.test_controller_harness import SERVE, serve_doc
+
+    async with sandbox(tmp_path) as box:
+        assert box.sim is not None
+        old = fast_settings(box, leader_elect=True, identity="old", state_dir=tmp_path / "a")
+        async with box.controller(old, adapter_options=FAST, lease_duration=1.0) as a:
+            await until(lambda: synced(a.status(), box.first_commit) == (3, 3), 20,
+                        what="old leader rollout")
+            serve_on = where(a.status())[SERVE][0]
+            stale = [o for o in a.adapters[serve_on].applier.desired.values()
+                     if o["kind"] == "Deployment"]
+        commit = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(replicas=2)},
+                                 "serve x2")
+        new = fast_settings(box, leader_elect=True, identity="new", state_dir=tmp_path / "b")
+        async with box.controller(new, adapter_options=FAST, lease_duration=1.0) as b:
+            await until(lambda: synced(b.status(), commit) == (3, 3), 20,
+                        what="new leader applied serve x2")
+            assert b.status()["leader"]["generation"] == 2
+            # The old leader wakes from a pause still believing it leads (its deadline
+            # check passed before the pause) and writes what it had: generation 1.
+            paused = await ClusterAdapter.connect(
+                ConnectionSpec(serve_on, str(box.kubeconfig), serve_on), FAST)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(paused.run)
+                await paused.wait_synced(10)
+                paused.applier.generation = 1
+                paused.applier.may_write = lambda: True
+                result = await paused.apply(stale, prune=False)
+                tg.cancel_scope.cancel()
+            await paused.aclose()
+            assert result.failed and isinstance(result.failed[0][1], Fenced)
+            dep = next(o for o in box.sim.clusters[serve_on].objects("Deployment")
+                       if o["metadata"]["name"] == "serve")
+            assert dep["spec"]["replicas"] == 2
