@@ -36,7 +36,7 @@ import structlog
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.apply import DriftReport
 from clusters.errors import ClusterError
-from controllers import manager_io
+from controllers import manager_io, triggers
 from controllers.desired import DesiredState, RenderFn
 from controllers.fleetstate import (
     ClusterView,
@@ -45,7 +45,7 @@ from controllers.fleetstate import (
     workload_id_of_label,
 )
 from controllers.gitsource import Condition, GitSource
-from controllers.leader import LeaderElector, default_identity
+from controllers.leader import LeaderElector
 from controllers.reconcile import ClusterReconciler, EventSink, live_intent
 from controllers.settings import Settings
 from controllers.statusdoc import DriftItem, PlacementLive
@@ -177,7 +177,7 @@ class Manager:
         conditions = result.conditions
         snap = result.snapshot
         if snap is not None:
-            broken = whole_commit_problems(snap)
+            broken = triggers.whole_commit_problems(snap)
             if broken:
                 cond = Condition("SourceUnavailable", "True", "InvalidCommit",
                                  f"commit {(snap.commit or '')[:12]} is invalid as a whole "
@@ -288,48 +288,7 @@ class Manager:
     # ------------------------------------------------------------------ watch
 
     async def _watch_loop(self) -> None:
-        """Adapter changes -> triggers. Health, sync and leadership re-plan at once;
-        capacity changes (every pod start moves it) at most once a second, since they
-        only matter to workloads still waiting for room."""
-        seen: dict[str, tuple[Any, ...]] = {}
-        last_plan = time.monotonic()
-        capacity_dirty = False
-        while True:
-            await anyio.sleep(self.tick)
-            urgent = False
-            for name, a in list(self.adapters.items()):
-                state = (a.capacity_version, a.health_state, a.synced.is_set())
-                before = seen.get(name)
-                seen[name] = state
-                if before == state:
-                    continue
-                if before is None or before[1:] != state[1:]:
-                    urgent = True
-                    self.queue.add(name)
-                else:
-                    capacity_dirty = True
-            leader = self.may_act()
-            if leader and not self._was_leader and self.settings.leader_elect:
-                log.info("leading", generation=self.elector.generation if self.elector else 0)
-                self._rebuild_previous = True
-                self._wire_all()
-                urgent = True
-                for name in self.adapters:
-                    self.queue.add(name)
-            self._was_leader = leader
-            unreachable = any(a.health_state == "Unreachable" for a in self.adapters.values())
-            since = time.monotonic() - last_plan
-            # Capacity alone can only help workloads still Pending; and a re-plan costs
-            # CPU that apply and the informers need, so space them by its own cost.
-            plan = self.desired.plan
-            pending = plan is not None and any(
-                wp.status == "Pending" for wp in plan.workloads.values())
-            spacing = max(self.capacity_replan_every, 5 * self.last_placement_seconds)
-            if urgent or since >= self.settings.resync_interval or (
-                    (unreachable or (capacity_dirty and pending)) and since >= spacing):
-                last_plan = time.monotonic()
-                capacity_dirty = False
-                self.trigger_plan()
+        await triggers.watch_loop(self)
 
     # ------------------------------------------------------------------ placement
 
@@ -460,34 +419,4 @@ class Manager:
             self._wire_fencing(a)
 
     async def _leader_loop(self) -> None:
-        while True:
-            spec = self.desired.spec
-            if spec is not None and spec.clusters:
-                name = self.settings.leader_cluster or sorted(spec.clusters)[0]
-                adapter = self.adapters.get(name)
-                if adapter is not None:
-                    break
-            await anyio.sleep(self.tick)
-        self.elector = LeaderElector(adapter.client,
-                                     self.settings.identity or default_identity(),
-                                     duration=self.lease_duration,
-                                     margin=min(2.0, self.lease_duration / 4))
-        log.info("leader_election_started", cluster=name, identity=self.elector.identity)
-        await self.elector.run()
-
-
-def whole_commit_problems(snap: Snapshot) -> str:
-    """Errors that make a commit unusable as a whole, or "" (see docs/controller.md).
-
-    A broken Cluster or policy file would drop a cluster or fail residency closed for
-    everything: applying that would move or prune workloads on the strength of a typo.
-    A broken Workload file only makes that workload invalid (protected, not pruned).
-    """
-    fleet_kinds = {"Cluster", "ResidencyPolicy", "TeamQuota", "Guardrails", "Owners"}
-    for d in snap.spec.errors:
-        path = "/" + d.file
-        in_fleet_folder = ("/clusters/" in path or "/policies/" in path) \
-            and "/workloads/" not in path
-        if d.kind != "Workload" and (d.kind in fleet_kinds or in_fleet_folder):
-            return str(d)
-    return ""
+        await triggers.leader_loop(self)

@@ -1,0 +1,102 @@
+"""What makes the manager look again: adapter changes, time, and leadership.
+
+Split from `controllers.manager` to keep each module readable: the watch loop turns
+what the adapters learn (capacity version, health, listed or not) into triggers -- a
+re-plan, a cluster reconcile -- and the leader loop runs the Lease election. Also the
+rule for a commit that is unusable as a whole.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from controllers.leader import LeaderElector, default_identity
+from workloads.loader import Snapshot
+
+if TYPE_CHECKING:
+    from controllers.manager import Manager
+
+log = structlog.get_logger()
+
+
+async def watch_loop(m: Manager) -> None:
+    """Adapter changes -> triggers. Health, sync and leadership re-plan at once;
+    capacity changes (every pod start moves it) only while a workload is Pending (they
+    matter to nothing else), spaced by five times the last placement's cost."""
+    seen: dict[str, tuple[Any, ...]] = {}
+    last_plan = time.monotonic()
+    capacity_dirty = False
+    while True:
+        await anyio.sleep(m.tick)
+        urgent = False
+        for name, a in list(m.adapters.items()):
+            state = (a.capacity_version, a.health_state, a.synced.is_set())
+            before = seen.get(name)
+            seen[name] = state
+            if before == state:
+                continue
+            if before is None or before[1:] != state[1:]:
+                urgent = True
+                m.queue.add(name)
+            else:
+                capacity_dirty = True
+        leader = m.may_act()
+        if leader and not m._was_leader and m.settings.leader_elect:
+            log.info("leading", generation=m.elector.generation if m.elector else 0)
+            m._rebuild_previous = True
+            m._wire_all()
+            urgent = True
+            for name in m.adapters:
+                m.queue.add(name)
+        m._was_leader = leader
+        unreachable = any(a.health_state == "Unreachable" for a in m.adapters.values())
+        since = time.monotonic() - last_plan
+        # Capacity alone can only help workloads still Pending; and a re-plan costs
+        # CPU that apply and the informers need, so space them by its own cost.
+        plan = m.desired.plan
+        pending = plan is not None and any(
+            wp.status == "Pending" for wp in plan.workloads.values())
+        spacing = max(m.capacity_replan_every, 5 * m.last_placement_seconds)
+        if urgent or since >= m.settings.resync_interval or (
+                (unreachable or (capacity_dirty and pending)) and since >= spacing):
+            last_plan = time.monotonic()
+            capacity_dirty = False
+            m.trigger_plan()
+
+
+async def leader_loop(m: Manager) -> None:
+    while True:
+        spec = m.desired.spec
+        if spec is not None and spec.clusters:
+            name = m.settings.leader_cluster or sorted(spec.clusters)[0]
+            adapter = m.adapters.get(name)
+            if adapter is not None:
+                break
+        await anyio.sleep(m.tick)
+    m.elector = LeaderElector(adapter.client,
+                                 m.settings.identity or default_identity(),
+                                 duration=m.lease_duration,
+                                 margin=min(2.0, m.lease_duration / 4))
+    log.info("leader_election_started", cluster=name, identity=m.elector.identity)
+    await m.elector.run()
+
+
+def whole_commit_problems(snap: Snapshot) -> str:
+    """Errors that make a commit unusable as a whole, or "" (see docs/controller.md).
+
+    A broken Cluster or policy file would drop a cluster or fail residency closed for
+    everything: applying that would move or prune workloads on the strength of a typo.
+    A broken Workload file only makes that workload invalid (protected, not pruned).
+    """
+    fleet_kinds = {"Cluster", "ResidencyPolicy", "TeamQuota", "Guardrails", "Owners"}
+    for d in snap.spec.errors:
+        path = "/" + d.file
+        in_fleet_folder = ("/clusters/" in path or "/policies/" in path) \
+            and "/workloads/" not in path
+        if d.kind != "Workload" and (d.kind in fleet_kinds or in_fleet_folder):
+            return str(d)
+    return ""
