@@ -120,7 +120,7 @@ async def run_demo(fleet: Path, keep_running: bool, listen: str, workdir: Path |
         with anyio.CancelScope(shield=True):
             await box.close()
         log_stream.close()
-        if workdir is None and not keep_running:
+        if workdir is None:  # also after Ctrl-C with --keep-running
             shutil.rmtree(root, ignore_errors=True)
 
 
