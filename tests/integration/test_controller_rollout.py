@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import httpx
 import jsonschema
 
@@ -148,3 +149,31 @@ async def test_decisions_are_recorded_on_the_ledger_branch(tmp_path: Path) -> No
         assert entry.cluster in ("eu-fra-1", "eu-par-1")
         assert entry.jurisdiction in ("DE", "FR")
         assert entry.commit == box.first_commit
+
+
+async def test_the_signed_webhook_fetches_at_once_and_a_bad_signature_is_refused(
+        tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box, poll_interval=3600, webhook_secret="s3cret"),
+            adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        commit = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(replicas=2)},
+                                 "serve x2")
+        body = b'{"ref": "refs/heads/main"}'
+        good = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+            bad = await c.post("/hooks/git", content=body,
+                               headers={"X-Hub-Signature-256": "sha256=" + "0" * 64})
+            assert bad.status_code == 401
+            await anyio.sleep(1.0)
+            assert m.status()["source"]["observedCommit"] == box.first_commit
+            ok = await c.post("/hooks/git", content=body,
+                              headers={"X-Hub-Signature-256": f"sha256={good}"})
+            assert ok.status_code == 202
+        took = await until(lambda: synced(m.status(), commit) == (3, 3), 10,
+                           what="applied after the webhook")
+        assert took < 5  # the poll interval is an hour: only the webhook explains it
