@@ -236,9 +236,26 @@ class ClusterAdapter:
 
     def pods(self, workload: str) -> list[JSON]:
         """Live pods of one workload (`team.name` label value), from the pod informer."""
-        return [p for _k, p in sorted(self._pods.store.items())
-                if ((p.get("metadata") or {}).get("labels") or {}).get(WORKLOAD_LABEL)
-                == workload]
+        return self.pods_by_workload().get(workload, [])
+
+    def objects_by_workload(self) -> dict[str, list[JSON]]:
+        """Live owned objects grouped by workload label, in one pass (status pages ask
+        for every workload at once: one scan per cluster, not one per workload)."""
+        out: dict[str, list[JSON]] = {}
+        for _k, obj in sorted(self.applier.live.items()):
+            label = workload_of(obj)
+            if label is not None:
+                out.setdefault(label, []).append(obj)
+        return out
+
+    def pods_by_workload(self) -> dict[str, list[JSON]]:
+        """Live pods grouped by workload label, in one pass over the pod informer."""
+        out: dict[str, list[JSON]] = {}
+        for _k, pod in sorted(self._pods.store.items()):
+            label = ((pod.get("metadata") or {}).get("labels") or {}).get(WORKLOAD_LABEL)
+            if label:
+                out.setdefault(str(label), []).append(pod)
+        return out
 
     @property
     def drift_log(self) -> list[DriftReport]:

@@ -136,22 +136,24 @@ def _what_runs(planned: Plan, previous: Mapping[WorkloadId, Any]) -> Plan:
 def add_pods(doc: dict[str, Any], adapters: Mapping[str, ClusterAdapter]) -> None:
     """Per workload row: its pods (name, cluster, node, phase) and `since`, the creation
     time of its oldest live Job or Deployment, from the adapters' informer caches."""
+    objects = {name: a.objects_by_workload() for name, a in adapters.items()}
+    pods_of = {name: a.pods_by_workload() for name, a in adapters.items()}
     for row in doc["workloads"]:
         label = workload_label(row["id"])
         pods: list[dict[str, Any]] = []
         created: list[str] = []
         for p in row["placements"]:
-            a = adapters.get(p["cluster"])
-            if a is None:
+            cluster = p["cluster"]
+            if cluster not in objects:
                 continue
-            for obj in a.workload_objects(label):
+            for obj in objects[cluster].get(label, ()):
                 if obj.get("kind") in ("Job", "Deployment"):
                     ts = (obj.get("metadata") or {}).get("creationTimestamp")
                     if ts:
                         created.append(str(ts))
-            for pod in a.pods(label):
+            for pod in pods_of[cluster].get(label, ()):
                 meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-                pods.append({"name": meta.get("name"), "cluster": p["cluster"],
+                pods.append({"name": meta.get("name"), "cluster": cluster,
                              "node": (pod.get("spec") or {}).get("nodeName"),
                              "phase": status.get("phase")})
         row["pods"] = pods

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from clusters.apply import workload_of
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
 from controllers.fleetstate import capacity_snapshot
@@ -73,13 +72,7 @@ def live_now(m: Manager) -> dict[tuple[ClusterName, WorkloadId], PlacementLive]:
     """What each reconcile recorded, with health read now from the informers' cache:
     pods start and Jobs finish between reconciles, and status is the state of now."""
     out = dict(m.live)
-    by_label: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for name, adapter in m.adapters.items():  # one pass per cluster, not one per workload
-        index = by_label[name] = {}
-        for obj in adapter.applier.live.values():
-            label = workload_of(obj)
-            if label is not None:
-                index.setdefault(label, []).append(obj)
+    by_label = {name: a.objects_by_workload() for name, a in m.adapters.items()}
     for (cluster, wid), pl in m.live.items():
         objs = by_label.get(cluster)
         if objs is not None:
