@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from clusters.adapter import LivePlacement
 from clusters.capacity import NodeState
@@ -28,6 +29,8 @@ from fleet.capacity import CapacitySnapshot, ClusterCapacity, ClusterHealth, Nod
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.models import Cluster
 from fleet.placement.types import Assignment, PreviousPlan
+from fleet.render import intent_hash
+from fleet.spec import FleetSpec
 
 PAST_EVERY_GRACE = 10.0**9
 """Unreachable seconds reported once a fleet-wide failover grace is over."""
@@ -119,4 +122,22 @@ def moved_away(previous: PreviousPlan, current: Mapping[WorkloadId, Iterable[Clu
         now = set(current.get(wid, ()))
         if any(a.cluster == cluster for a in assignments) and now and cluster not in now:
             out.add(wid)
+    return out
+
+
+def decision_fields(spec: FleetSpec | None, wid: str, cluster: str | None) -> dict[str, Any]:
+    """What every ledger record of a workload carries besides its event, from the spec in
+    force: the effective dataClass (the policy default when the Workload names none),
+    the intent hash, the policy version, and the cluster's jurisdiction at this moment.
+    An auditor then proves residency from the record itself, not from today's repo."""
+    if spec is None:
+        return {}
+    out: dict[str, Any] = {"policy_version": spec.residency.version}
+    w = spec.workloads.get(WorkloadId(wid))
+    if w is not None:
+        out["data_class"] = spec.residency.data_class_of(w.spec.placement.data_class)
+        out["intent_hash"] = intent_hash(w)
+    c = spec.clusters.get(ClusterName(cluster)) if cluster else None
+    if c is not None:
+        out["jurisdiction"] = c.spec.jurisdiction
     return out

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
-from controllers.fleetstate import capacity_snapshot
+from controllers.fleetstate import capacity_snapshot, decision_fields
 from controllers.livestatus import add_pods
 from controllers.observe import render_metrics
 from controllers.server import Endpoints, bound_port, build_app, serve
@@ -197,4 +197,5 @@ def record_plan_events(m: Manager, old: Plan | None, new: Plan,
 def _record(m: Manager, event: str, wid: str, **fields: Any) -> None:
     if m.events is None:
         return
+    fields = {**decision_fields(m.desired.spec, wid, fields.get("cluster")), **fields}
     m.events.record(event, wid, **{k: v for k, v in fields.items() if v is not None})

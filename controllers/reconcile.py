@@ -20,6 +20,7 @@ cluster with per-key exponential backoff.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,10 +29,10 @@ from typing import Any, Protocol
 import structlog
 
 from clusters.adapter import ClusterAdapter
-from clusters.apply import workload_of
+from clusters.apply import content_hash, workload_of
 from clusters.health import workload_health
 from controllers.desired import INTENT_HASH, DesiredState
-from controllers.fleetstate import workload_id_of_label
+from controllers.fleetstate import decision_fields, workload_id_of_label
 from controllers.statusdoc import PlacementLive
 from fleet.ids import ClusterName, WorkloadId
 
@@ -105,6 +106,9 @@ class ClusterReconciler:
         changed_labels = {workload_of(adapter.applier.desired.get(k) or {}) or ""
                           for k in (*result.applied, *result.recreated)}
         placed = self.desired.placed_on(cluster)
+        desired_of: dict[str, list[dict[str, Any]]] = {}
+        for obj in objects:
+            desired_of.setdefault(workload_of(obj) or "", []).append(obj)
         by_label: dict[str, list[dict[str, Any]]] = {}
         for obj in adapter.applier.live.values():  # one pass, not one per workload
             lbl = workload_of(obj)
@@ -119,7 +123,8 @@ class ClusterReconciler:
             if label in changed_labels:
                 a = placed.get(wid)
                 self._event("Applied", label, cluster=name, commit=commit,
-                            flavour=a.flavour if a else None, gpus=a.gpus if a else 0)
+                            flavour=a.flavour if a else None, gpus=a.gpus if a else 0,
+                            manifest_digest=manifest_digest(desired_of.get(label, [])))
         here = set(labels.values())
         for (ckey, wid) in [k for k in self.live if k[0] == cluster]:
             if wid not in here:
@@ -152,6 +157,8 @@ class ClusterReconciler:
         if self.events is None:
             return
         wid = workload_id_of_label(label) if "." in label else label
+        fields = {**decision_fields(self.desired.spec, str(wid), fields.get("cluster")),
+                  **fields}
         clean = {k: v for k, v in fields.items() if v is not None}
         self.events.record(event, str(wid), **clean)
 
@@ -167,3 +174,10 @@ def _annotation(objs: list[dict[str, Any]], key: str) -> str | None:
 
 def live_intent(adapter: ClusterAdapter, label: str) -> str | None:
     return _annotation(adapter.workload_objects(label), INTENT_HASH)
+
+
+def manifest_digest(objects: list[dict[str, Any]]) -> str:
+    """sha256 over the content hashes of one workload's rendered objects in a cluster:
+    what the ledger records as "these exact manifests were applied"."""
+    hashes = sorted(content_hash(o) for o in objects)
+    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()

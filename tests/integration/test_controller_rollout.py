@@ -126,6 +126,7 @@ async def test_a_removed_workload_is_pruned_and_an_invalid_one_kept(tmp_path: Pa
 
 
 async def test_decisions_are_recorded_on_the_ledger_branch(tmp_path: Path) -> None:
+    from fleet.render import intent_hash
     from workloads.errors import WorkloadsError
     from workloads.ledger_store import read_ledger
 
@@ -149,6 +150,19 @@ async def test_decisions_are_recorded_on_the_ledger_branch(tmp_path: Path) -> No
         assert entry.cluster in ("eu-fra-1", "eu-par-1")
         assert entry.jurisdiction in ("DE", "FR")
         assert entry.commit == box.first_commit
+        # Each record proves residency on its own: dataClass, intent, policy in force.
+        spec = m.desired.spec
+        assert spec is not None
+        assert entry.data_class == "eu-personal"
+        assert entry.intent_hash == intent_hash(spec.workloads[TRAIN])
+        assert entry.policy_version == spec.residency.version
+        applied = next(r.entry for r in read_ledger(box.repo.path)
+                       if r.entry.event == "Applied" and r.entry.workload == TRAIN)
+        assert applied.jurisdiction in ("DE", "FR") and applied.data_class == "eu-personal"
+        assert applied.manifest_digest is not None and len(applied.manifest_digest) == 64
+        serve = next(r.entry for r in read_ledger(box.repo.path)
+                     if r.entry.event == "Placed" and r.entry.workload == SERVE)
+        assert serve.data_class == "public"
 
 
 async def test_the_signed_webhook_fetches_at_once_and_a_bad_signature_is_refused(
