@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import sys
+from collections.abc import Iterator
 from typing import NoReturn
 
 from workloads.errors import WorkloadsError
@@ -27,9 +30,27 @@ def add_repo_arguments(p: argparse.ArgumentParser) -> None:
                         "committed (symlinks are still refused)")
 
 
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """Python's cyclic GC off for a bulk read in a one-shot command.
+
+    Reading a repo creates millions of long-lived objects and no garbage cycles; each
+    full collection walks them all again, which cost a third of `fleet validate` on
+    5,000 files (2.4 s -> 1.55 s without). Long-running processes keep the GC on.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def read_snapshot(args: argparse.Namespace) -> Snapshot:
     try:
-        return read_fleet(args.repo, args.ref, worktree=args.worktree)
+        with no_gc():
+            return read_fleet(args.repo, args.ref, worktree=args.worktree)
     except WorkloadsError as e:
         hint = "" if args.worktree else " (use --worktree to read files on disk)"
         raise CommandFailed(f"{e}{hint}") from e
