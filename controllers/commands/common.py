@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 import sys
 from collections.abc import Iterator
 from typing import NoReturn
 
+from fleet.capacity import CapacityFormatError, CapacitySnapshot, declared_capacity
 from workloads.errors import WorkloadsError
 from workloads.loader import Snapshot, read_fleet
 
@@ -59,3 +61,28 @@ def read_snapshot(args: argparse.Namespace) -> Snapshot:
 def fail(message: str) -> NoReturn:
     print(f"fleet: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def load_capacity(path: str | None) -> CapacitySnapshot | None:
+    """`--capacity FILE`, or None for the declared capacity; exit 2 if unreadable."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return CapacitySnapshot.from_json(json.load(f))
+    except OSError as e:
+        fail(f"{path}: cannot read: {e.strerror}")
+    except (ValueError, CapacityFormatError) as e:
+        fail(f"{path}: {e}")
+
+
+def read_planning_inputs(args: argparse.Namespace) -> tuple[Snapshot, CapacitySnapshot, bool]:
+    """The commit to plan and its capacity (`--capacity FILE`, else the declared one);
+    the flag says whether the capacity came from a file. Exits 2 on unreadable input."""
+    live = load_capacity(args.capacity)
+    try:
+        snap = read_snapshot(args)
+    except CommandFailed as e:
+        fail(str(e))
+    capacity = live if live is not None else declared_capacity(snap.spec.clusters)
+    return snap, capacity, live is not None

@@ -14,9 +14,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
-from controllers.commands.plan import load_capacity
-from fleet.capacity import declared_capacity
+from controllers.commands.common import add_repo_arguments, fail, read_planning_inputs
 
 if TYPE_CHECKING:
     from fleet.placement.explain import Explanation
@@ -48,13 +46,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from fleet.placement.explain import UnknownWorkload, explain
 
-    live = load_capacity(args.capacity)
-    try:
-        snap = read_snapshot(args)
-    except CommandFailed as e:
-        fail(str(e))
+    snap, capacity, _ = read_planning_inputs(args)
     spec = snap.spec
-    capacity = live if live is not None else declared_capacity(spec.clusters)
     try:
         ex = explain(spec, capacity, args.workload)
     except UnknownWorkload:

@@ -17,8 +17,7 @@ import json
 import sys
 
 from controllers.commands import plandiff
-from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
-from fleet.capacity import CapacityFormatError, CapacitySnapshot, declared_capacity
+from controllers.commands.common import add_repo_arguments, read_planning_inputs
 
 DESCRIPTION = """\
 Plan one commit of a fleet repo: for every workload, the cluster(s), flavour and
@@ -45,19 +44,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=run)
 
 
-def load_capacity(path: str | None) -> CapacitySnapshot | None:
-    """`--capacity FILE`, or None for the declared capacity; exit 2 if unreadable."""
-    if not path:
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            return CapacitySnapshot.from_json(json.load(f))
-    except OSError as e:
-        fail(f"{path}: cannot read: {e.strerror}")
-    except (ValueError, CapacityFormatError) as e:
-        fail(f"{path}: {e}")
-
-
 def run(args: argparse.Namespace) -> int:
     if plandiff.wanted(args):
         return plandiff.run(args)
@@ -66,17 +52,12 @@ def run(args: argparse.Namespace) -> int:
     from fleet.plan_json import plan_to_json
     from fleet.plan_text import to_markdown, to_text
 
-    live = load_capacity(args.capacity)
-    try:
-        snap = read_snapshot(args)
-    except CommandFailed as e:
-        fail(str(e))
+    snap, capacity, from_file = read_planning_inputs(args)
     spec = snap.spec
-    capacity = live if live is not None else declared_capacity(spec.clusters)
     plan = place(spec, capacity, commit=snap.commit)
     if args.format == "json":
         doc = plan_to_json(plan, spec, capacity)
-        doc["source"]["capacitySource"] = "file" if live is not None else "declared"
+        doc["source"]["capacitySource"] = "file" if from_file else "declared"
         json.dump(doc, sys.stdout, indent=2, sort_keys=False)
         sys.stdout.write("\n")
     elif args.format == "markdown":

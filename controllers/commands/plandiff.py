@@ -23,7 +23,7 @@ import os
 import sys
 from typing import Any
 
-from controllers.commands.common import fail
+from controllers.commands.common import fail, load_capacity
 from fleet.capacity import CapacitySnapshot, declared_capacity
 from fleet.ids import WorkloadId
 from fleet.owners import flag_paths, infer_team
@@ -115,13 +115,6 @@ def run_diff(args: argparse.Namespace) -> int:
     if args.post:
         post(args, d)
     return 1 if d.failed else 0
-
-
-def load_capacity(path: str | None) -> CapacitySnapshot | None:
-    """`fleet plan`'s `--capacity FILE` reading (imported on use: plan imports this)."""
-    from controllers.commands import plan
-
-    return plan.load_capacity(path)
 
 
 def capacity_for(spec: FleetSpec, live: CapacitySnapshot | None) -> CapacitySnapshot:
