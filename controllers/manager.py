@@ -44,6 +44,7 @@ from controllers.fleetstate import (
     previous_from_live,
     workload_id_of_label,
 )
+from controllers.forge import CommitStatusPoster, StatusState
 from controllers.gitsource import Condition, GitSource
 from controllers.leader import LeaderElector
 from controllers.reconcile import ClusterReconciler, EventSink, live_intent
@@ -100,6 +101,8 @@ class Manager:
         self.conditions: tuple[Condition, ...] = ()
         self.connect_errors: dict[str, str] = {}
         self.applied_commit: str | None = None
+        self.forge_status = _forge_status(settings)
+        """Commit statuses per cluster on the forge (`--forge`), or None."""
         self.commits_accepted = 0
         self.placement_durations: list[float] = []
         self.elector: LeaderElector | None = None
@@ -213,6 +216,8 @@ class Manager:
         log.info("commit_accepted", commit=snap.commit, changed_workloads=len(changed),
                  workloads=len(snap.spec.workloads), invalid=sorted(snap.spec.invalid))
         await self._sync_clusters()
+        for name in sorted(snap.spec.clusters):
+            self._post_status(snap.commit, name, "pending", "rolling out")
         self.trigger_plan()
 
     # ------------------------------------------------------------------ clusters
@@ -274,6 +279,11 @@ class Manager:
         plan = self.desired.plan
         if plan is None or plan.commit != self.desired.head:
             return  # a new commit is adopted but not planned yet
+        if name and self.desired.head:
+            placed = sum(1 for wp in plan.workloads.values()
+                         if any(a.cluster == name for a in wp.assignments))
+            self._post_status(self.desired.head, name, "success",
+                              f"applied: {placed} workload{'' if placed == 1 else 's'}")
         for cname, adapter in self.adapters.items():
             if adapter.health_state == "Unreachable":
                 continue
@@ -284,6 +294,16 @@ class Manager:
             log.info("commit_applied", commit=self.desired.head)
         self.applied_commit = self.desired.head
         self.source.applied = self.desired.head
+
+    def _post_status(self, sha: str, cluster: str, state: StatusState,
+                     description: str) -> None:
+        """Report a cluster's rollout of `sha` on the forge, without blocking the loop.
+
+        Only the leader reports; the poster posts a status only when it changes and
+        logs (never raises) a failed post, so the forge can never stop a rollout."""
+        if self.forge_status is None or self._tg is None or not self.may_act():
+            return
+        self._tg.start_soon(self.forge_status.post_async, sha, cluster, state, description)
 
     # ------------------------------------------------------------------ watch
 
@@ -420,3 +440,22 @@ class Manager:
 
     async def _leader_loop(self) -> None:
         await triggers.leader_loop(self)
+
+
+def _forge_status(settings: Settings) -> CommitStatusPoster | None:
+    """The `--forge` poster; a misconfiguration is said at start, and posting is off."""
+    if settings.forge is None:
+        return None
+    from controllers.forge import ForgeError, client_from_env
+
+    if not settings.forge_repo:
+        log.error("forge_status_disabled", forge=settings.forge,
+                  error="--forge needs --forge-repo")
+        return None
+    try:
+        client = client_from_env(settings.forge, settings.forge_repo, settings.forge_url)
+    except ForgeError as e:
+        log.error("forge_status_disabled", forge=settings.forge, error=str(e))
+        return None
+    log.info("forge_status_enabled", forge=settings.forge, repo=settings.forge_repo)
+    return CommitStatusPoster(client)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +59,16 @@ class Settings(BaseSettings):
     identity: str | None = Field(None, description="this replica's name in the Lease")
     log_level: str = Field("info", description="debug, info, warning or error")
     log_json: bool | None = Field(None, description="JSON logs (default: when not a terminal)")
+    forge: Literal["github", "gitlab", "gitea"] | None = Field(
+        None, description="post a commit status per cluster (context aifleet/<cluster>) on "
+                          "each applied commit to this forge; the token comes from "
+                          "GITHUB_TOKEN, GITLAB_TOKEN or GITEA_TOKEN")
+    forge_repo: str | None = Field(
+        None, description="with --forge: the fleet repo on the forge (owner/name, or the "
+                          "GitLab project path or id)")
+    forge_url: str | None = Field(
+        None, description="with --forge: the forge's API URL (default: the public one; "
+                          "required for Gitea)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
