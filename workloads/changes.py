@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pygit2
 
 from workloads import diskcache
-from workloads.errors import RevisionNotFound, WorkloadsError
+from workloads.errors import WorkloadsError
 from workloads.loader import ParseCache, Snapshot, load_entries
 from workloads.source import (
     FLEET_FOLDERS,
@@ -31,6 +31,7 @@ from workloads.source import (
     git_files,
     open_repository,
     resolve_tree,
+    subtree,
 )
 from workloads.source import _walk_git as walk_git
 
@@ -162,14 +163,5 @@ def _merged_tree(repo: pygit2.Repository, base: pygit2.Oid, head: pygit2.Oid, pr
         raise MergeConflict(
             f"head does not merge cleanly into base: conflicts in {', '.join(paths)} "
             "(rebase the branch on base and plan again)")
-    tree: pygit2.Tree | None = repo[index.write_tree(repo)].peel(pygit2.Tree)
-    for part in [p for p in prefix.split("/") if p]:
-        if tree is None or part not in tree:
-            tree = None
-            break
-        entry = tree[part]
-        if entry.filemode == pygit2.enums.FileMode.LINK:
-            raise RevisionNotFound(f"{prefix}: is a symlink after the merge; not followed")
-        sub = repo[entry.id]
-        tree = sub if isinstance(sub, pygit2.Tree) else None
-    return GitTree(repo, head_commit, prefix, tree)
+    merged = repo[index.write_tree(repo)].peel(pygit2.Tree)
+    return GitTree(repo, head_commit, prefix, subtree(repo, merged, prefix, "after the merge"))

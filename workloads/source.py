@@ -76,18 +76,23 @@ def resolve_tree(repo: pygit2.Repository, ref: str, prefix: str) -> GitTree:
         commit = obj.peel(pygit2.Commit)
     except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError) as e:
         raise RevisionNotFound(f"revision {ref!r} not found: {e}") from e
-    tree: pygit2.Tree | None = commit.tree
+    tree = subtree(repo, commit.tree, prefix, f"in {ref}")
+    return GitTree(repo, str(commit.id), prefix, tree)
+
+
+def subtree(repo: pygit2.Repository, tree: pygit2.Tree | None, prefix: str, where: str
+            ) -> pygit2.Tree | None:
+    """The folder `prefix` of `tree` (None if absent), never through a symlink: a link
+    on the way is refused (`RevisionNotFound`), so a fleet cannot point outside itself."""
     for part in [p for p in prefix.split("/") if p]:
-        assert tree is not None
-        if part not in tree:
-            tree = None
-            break
+        if tree is None or part not in tree:
+            return None
         entry = tree[part]
         if entry.filemode == pygit2.enums.FileMode.LINK:
-            raise RevisionNotFound(f"{prefix}: is a symlink in {ref}; it is not followed")
+            raise RevisionNotFound(f"{prefix}: is a symlink {where}; it is not followed")
         sub = repo[entry.id]
         tree = sub if isinstance(sub, pygit2.Tree) else None
-    return GitTree(repo, str(commit.id), prefix, tree)
+    return tree
 
 
 def _display(prefix: str, path: str) -> str:
