@@ -23,6 +23,7 @@ import pygit2
 
 from workloads import diskcache
 from workloads.errors import WorkloadsError
+from workloads.forkmap import Background
 from workloads.loader import ParseCache, Snapshot, load_entries
 from workloads.source import (
     FLEET_FOLDERS,
@@ -67,8 +68,9 @@ class Change:
 
 
 def read_change(path: str | os.PathLike[str], base: str, head: str,
-                cache: ParseCache | None = None) -> Change:
-    """Read base and (merged) head of a change, and its changed files."""
+                cache: ParseCache | None = None, *, parallel: bool = False) -> Change:
+    """Read base and (merged) head of a change, and its changed files. `parallel`:
+    see `load_entries` (one-shot commands only)."""
     repo, prefix = open_repository(path)
     cache = cache if cache is not None else ParseCache()
     base_tree = resolve_tree(repo, base, prefix)
@@ -85,13 +87,13 @@ def read_change(path: str | os.PathLike[str], base: str, head: str,
     # head's files, and head may still hit files of earlier reads (a PR's last push).
     earlier = dict(cache.entries)
     base_entries = list(git_files(base_tree))
-    base_snap = Snapshot(base_tree.commit, load_entries(base_entries, cache),
+    base_snap = Snapshot(base_tree.commit, load_entries(base_entries, cache, parallel=parallel),
                          len(base_entries))
     kept = dict(cache.entries)
     for key, parsed in earlier.items():
         cache.entries.setdefault(key, parsed)
     head_entries = _entries_after(repo, base_tree, target, base_entries)
-    head_spec = load_entries(head_entries, cache)
+    head_spec = load_entries(head_entries, cache, parallel=parallel)
     for key, parsed in kept.items():
         cache.entries.setdefault(key, parsed)
     head_snap = Snapshot(head_tree.commit, head_spec, len(head_entries))
@@ -102,16 +104,23 @@ def read_change(path: str | os.PathLike[str], base: str, head: str,
                   merged, files)
 
 
-def read_change_cached(path: str | os.PathLike[str], base: str, head: str) -> Change:
-    """`read_change` with the parse cache kept in the Git directory (`diskcache`)."""
+def read_change_cached(path: str | os.PathLike[str], base: str, head: str, *,
+                       parallel: bool = False, background: Background | None = None
+                       ) -> Change:
+    """`read_change` with the parse cache kept in the Git directory (`diskcache`);
+    written by `background` when given, while the caller goes on."""
     repo, _ = open_repository(path)
     cache = ParseCache()
     stored = diskcache.load(repo, "parsed")
     if isinstance(stored, dict):
         cache.entries = stored
-    change = read_change(path, base, head, cache)
+    change = read_change(path, base, head, cache, parallel=parallel)
     if cache.misses:
-        diskcache.save(repo, "parsed", cache.entries)
+        entries = cache.entries
+        if background is not None:
+            background.run(lambda: diskcache.save(repo, "parsed", entries))
+        else:
+            diskcache.save(repo, "parsed", entries)
     return change
 
 

@@ -25,6 +25,7 @@ from fleet.ids import WorkloadId, workload_id
 from fleet.models import API_VERSION, KINDS, Document, Workload
 from fleet.spec import FleetSpec, assemble
 from workloads.errors import RepoNotFound
+from workloads.forkmap import fork_map
 from workloads.source import (
     FileEntry,
     git_files,
@@ -84,45 +85,56 @@ def read_fleet(
     *,
     worktree: bool = False,
     cache: ParseCache | None = None,
+    parallel: bool = False,
 ) -> Snapshot:
-    """Read the fleet at `path` (a repo or a folder in one) at `ref`, or on disk."""
+    """Read the fleet at `path` (a repo or a folder in one) at `ref`, or on disk.
+    `parallel`: see `load_entries` (one-shot commands only)."""
     if worktree:
         try:
             _, prefix = open_repository(path)
         except RepoNotFound:  # not in a repo: show paths as given
             prefix = os.fspath(path).rstrip("/") if os.fspath(path) not in (".", "") else ""
         entries = list(worktree_files(path, prefix))
-        return Snapshot(None, load_entries(entries, cache), len(entries))
+        return Snapshot(None, load_entries(entries, cache, parallel=parallel), len(entries))
     repo, prefix = open_repository(path)
     tree = resolve_tree(repo, ref, prefix)
     entries = list(git_files(tree))
-    return Snapshot(tree.commit, load_entries(entries, cache), len(entries))
+    return Snapshot(tree.commit, load_entries(entries, cache, parallel=parallel),
+                    len(entries))
 
 
-def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None) -> FleetSpec:
+def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, *,
+                 parallel: bool = False) -> FleetSpec:
+    """The spec of these files, parsing only what `cache` lacks. `parallel`: a one-shot
+    command may spread a large parse over a forked helper (`workloads.forkmap`)."""
+    entries = list(entries)
+    keys = [(e.path, e.display, e.key) for e in entries]
+    cacheable = [cache is not None and bool(e.key) and not e.symlink for e in entries]
+    found: list[ParsedFile | None] = [
+        cache.entries.get(k) if cache is not None and ok else None
+        for k, ok in zip(keys, cacheable, strict=True)]
+    missing = [i for i, p in enumerate(found) if p is None]
+    todo = [entries[i] for i in missing]
+    parsed_now = fork_map(_parse_entry, todo) if parallel else [_parse_entry(e) for e in todo]
+    for i, parsed in zip(missing, parsed_now, strict=True):
+        found[i] = parsed
+        if cache is not None and cacheable[i]:
+            cache.misses += 1
+            cache.entries[keys[i]] = parsed
+    if cache is not None:
+        cache.hits += sum(cacheable) - sum(cacheable[i] for i in missing)
+
     docs: list[tuple[Document, SourceRef]] = []
     errors: list[Diagnostic] = []
     invalid: dict[WorkloadId, list[Diagnostic]] = {}
-    used: set[tuple[str, str, str]] = set()
-    for entry in entries:
-        parsed: ParsedFile | None = None
-        key = (entry.path, entry.display, entry.key)
-        if cache is not None and entry.key and not entry.symlink:
-            parsed = cache.entries.get(key)
-            if parsed is not None:
-                cache.hits += 1
-        if parsed is None:
-            parsed = _parse_entry(entry)
-            if cache is not None and entry.key and not entry.symlink:
-                cache.misses += 1
-                cache.entries[key] = parsed
-        used.add(key)
-        docs.extend(parsed.documents)
-        errors.extend(parsed.errors)
-        for wid, d in parsed.invalid:
+    for one in found:
+        assert one is not None
+        docs.extend(one.documents)
+        errors.extend(one.errors)
+        for wid, d in one.invalid:
             invalid.setdefault(wid, []).append(d)
     if cache is not None:
-        cache.retain(used)
+        cache.retain(set(keys))
     return assemble(docs, errors, invalid)
 
 

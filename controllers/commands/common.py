@@ -52,7 +52,7 @@ def no_gc() -> Iterator[None]:
 def read_snapshot(args: argparse.Namespace) -> Snapshot:
     try:
         with no_gc():
-            return read_fleet(args.repo, args.ref, worktree=args.worktree)
+            return read_fleet(args.repo, args.ref, worktree=args.worktree, parallel=True)
     except WorkloadsError as e:
         hint = "" if args.worktree else " (use --worktree to read files on disk)"
         raise CommandFailed(f"{e}{hint}") from e

@@ -33,6 +33,7 @@ from fleet.plandiff_render import to_json, to_markdown, to_text, verdict
 from fleet.spec import FleetSpec
 from workloads.changes import Change, read_change_cached
 from workloads.errors import WorkloadsError
+from workloads.forkmap import Background
 
 PR_ENV = {"github": ("GITHUB_REPOSITORY", "GITHUB_PR_NUMBER"),
           "gitea": ("GITHUB_REPOSITORY", "GITHUB_PR_NUMBER"),
@@ -96,24 +97,29 @@ def run_diff(args: argparse.Namespace) -> int:
         fail("--base and --head go together (or use --verify PLAN.json)")
     if getattr(args, "worktree", False):
         fail("--worktree cannot be compared: --base and --head are commits")
-    try:
-        change = read_change_cached(args.repo, args.base, args.head)
-    except WorkloadsError as e:
-        if args.post:  # say it on the PR too, or the check just fails without a word
-            post_error(args, str(e))
-        fail(str(e))
-    live = load_capacity(getattr(args, "capacity", None))
-    d, source, capacity = plan_change(change, live, args)
-    fmt = getattr(args, "format", "text")
-    if fmt == "json":
-        json.dump(to_json(d, source, capacity), sys.stdout, indent=2, sort_keys=False)
-        sys.stdout.write("\n")
-    elif fmt == "markdown":
-        sys.stdout.write(to_markdown(d))
-    else:
-        sys.stdout.write(to_text(d))
-    if args.post:
-        post(args, d)
+    # The caches this run writes are pickled by forked children while it plans (and
+    # waited for before it exits): a first run on a big fleet does not pay for them.
+    with Background() as background:
+        try:
+            change = read_change_cached(args.repo, args.base, args.head, parallel=True,
+                                        background=background)
+        except WorkloadsError as e:
+            if args.post:  # say it on the PR too, or the check just fails without a word
+                post_error(args, str(e))
+            fail(str(e))
+        live = load_capacity(getattr(args, "capacity", None))
+        d, source, capacity = plan_change(change, live, args, background)
+        fmt = getattr(args, "format", "text")
+        if fmt == "json":
+            json.dump(to_json(d, source, capacity), sys.stdout, indent=2, sort_keys=False)
+            sys.stdout.write("\n")
+        elif fmt == "markdown":
+            sys.stdout.write(to_markdown(d))
+        else:
+            sys.stdout.write(to_text(d))
+        sys.stdout.flush()
+        if args.post:
+            post(args, d)
     return 1 if d.failed else 0
 
 
@@ -122,12 +128,12 @@ def capacity_for(spec: FleetSpec, live: CapacitySnapshot | None) -> CapacitySnap
 
 
 def plan_change(change: Change, live: CapacitySnapshot | None,
-                args: argparse.Namespace
+                args: argparse.Namespace, background: Background | None = None
                 ) -> tuple[PlanDiff, dict[str, Any], CapacitySnapshot]:
     """Plan both sides, compare them, and say what the result depended on."""
     base_spec, head_spec = change.base.spec, change.head.spec
     base_cap, head_cap = capacity_for(base_spec, live), capacity_for(head_spec, live)
-    base_plan = base_placement(args.repo, change, base_cap)
+    base_plan = base_placement(args.repo, change, base_cap, background)
     previous = {wid: p.assignments for wid, p in base_plan.workloads.items() if p.assignments}
     head_plan = placement_plan(head_spec, head_cap, previous, change.head_commit)
 
@@ -154,7 +160,8 @@ def plan_change(change: Change, live: CapacitySnapshot | None,
     return d, source, head_cap
 
 
-def base_placement(repo_path: str, change: Change, capacity: CapacitySnapshot) -> Plan:
+def base_placement(repo_path: str, change: Change, capacity: CapacitySnapshot,
+                   background: Background | None = None) -> Plan:
     """The base plan, from the cache in the Git directory when this base, capacity and
     code were planned before (every push to a PR plans the same base again)."""
     from workloads import diskcache
@@ -166,7 +173,10 @@ def base_placement(repo_path: str, change: Change, capacity: CapacitySnapshot) -
     if isinstance(cached, Plan):
         return cached
     plan = placement_plan(change.base.spec, capacity, {}, change.base_commit)
-    diskcache.save(repo, "base-plan", plan, key)
+    if background is not None:
+        background.run(lambda: diskcache.save(repo, "base-plan", plan, key))
+    else:
+        diskcache.save(repo, "base-plan", plan, key)
     return plan
 
 
