@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleet.ledger import RecordRow
 from fleet.residency import Residency
 from fleet.spec import FleetSpec
 
@@ -143,7 +144,7 @@ class Ledger:
     data_classes: dict[str, str | None] = field(default_factory=dict)
 
 
-def build_periods(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup,
+def build_periods(rows: Iterable[RecordRow], fleet_at: FleetLookup,
                   data_classes: Mapping[str, str | None] | None = None) -> Ledger:
     """One pass over the records: every period, closed or still open, and the relabels.
 
@@ -162,7 +163,7 @@ def build_periods(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup,
     juris: dict[str, str] = {}
     last_commit: str | None = None
     fa: FleetAt | None = None
-    d: Mapping[str, Any] = {}
+    r: RecordRow | None = None
 
     def verdict(commit: str | None, dc: str | None, j: str) -> tuple[bool, str]:
         key = (commit, dc, j)
@@ -189,9 +190,8 @@ def build_periods(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup,
         return p
 
     n = 0
-    for d in docs:
-        n += 1
-        commit = d["commit"]
+    for n, r in enumerate(rows, 1):  # noqa: B007 - n and r are read after the loop
+        commit = r.commit
         if commit is None:
             commit = last_commit  # a record made outside a commit: judged by the last one
         elif commit != last_commit:
@@ -201,33 +201,34 @@ def build_periods(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup,
             new_fa = fleets[commit]
             if new_fa is not None and new_fa is not fa:
                 fa = new_fa  # before any split below: new periods take this commit's prices
-                for c, info in new_fa.clusters.items():
-                    old = juris.get(c)
-                    if old is not None and old != info.jurisdiction and by_cluster.get(c):
-                        _relabel(out, c, old, info.jurisdiction, d["time"], commit,
-                                 sorted(by_cluster.get(c, ())), opened, open_, close, verdict)
-                    juris[c] = info.jurisdiction
-        ev = d["event"]
+                for name, info in new_fa.clusters.items():
+                    old = juris.get(name)
+                    if old is not None and old != info.jurisdiction and by_cluster.get(name):
+                        _relabel(out, name, old, info.jurisdiction, r.time, commit,
+                                 sorted(by_cluster.get(name, ())), opened, open_, close,
+                                 verdict)
+                    juris[name] = info.jurisdiction
+        ev = r.event
         if ev in OPENS:
-            c = d["cluster"]
+            c = r.cluster
             if c is None:
                 continue
-            w = d["workload"]
-            src = d["fromCluster"]
+            w = r.workload
+            src = r.from_cluster
             if src is not None:
-                close((w, src), d["time"])
-            dc = d["dataClass"]
+                close((w, src), r.time)
+            dc = r.data_class
             if dc is None:
                 dc = dcs.get(w) or fallback.get(w)
             elif dcs.get(w) != dc:
                 dcs[w] = dc
-            j = juris.get(c) or d["jurisdiction"] or "??"
-            gpus = d["gpus"]
-            flavour = d["flavour"]
+            j = juris.get(c) or r.jurisdiction or "??"
+            gpus = r.gpus
+            flavour = r.flavour
             p = opened.get((w, c))
             if p is None or p.jurisdiction != j or p.data_class != dc or (gpus and (
                     p.gpus != gpus or (flavour is not None and p.flavour != flavour))):
-                t = d["time"]
+                t = r.time
                 if p is not None:
                     close((w, c), t)
                     flavour = flavour or p.flavour
@@ -240,12 +241,12 @@ def build_periods(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup,
                 if not ok:
                     p.allowed, p.why = False, why
         elif ev == "Pruned":
-            c = d["cluster"]
+            c = r.cluster
             if c is not None:
-                close((d["workload"], c), d["time"])
+                close((r.workload, c), r.time)
     out.records = n
-    if n:
-        out.head_seq, out.head_hash, out.last_time = d["seq"], d["hash"], d["time"]
+    if r is not None:
+        out.head_seq, out.head_hash, out.last_time = r.seq, r.hash, r.time
     for commit, f in fleets.items():
         if f is None:
             out.findings.append(Finding(
@@ -329,16 +330,16 @@ def overlaps(p: Period, start: str | None, end: str | None) -> bool:
     return (end is None or p.start < end) and (start is None or p.end is None or p.end > start)
 
 
-def residency_audit(docs: Iterable[Mapping[str, Any]], fleet_at: FleetLookup, *,
+def residency_audit(rows: Iterable[RecordRow], fleet_at: FleetLookup, *,
                     start: str | None = None, end: str | None = None,
                     live: Iterable[LiveObject] | None = None, latest: FleetAt | None = None,
                     data_classes: Mapping[str, str | None] | None = None) -> Report:
-    """Audit the ledger `docs` against the repo (`fleet_at`) and, if given, the live clusters.
+    """Audit the ledger `rows` against the repo (`fleet_at`) and, if given, the live clusters.
 
     `latest` is the fleet at the repo's head and `data_classes` the workloads' dataClasses
     there: the cross-check judges what runs now by them.
     """
-    ledger = build_periods(docs, fleet_at, data_classes)
+    ledger = build_periods(rows, fleet_at, data_classes)
     periods = [p for p in ledger.periods if overlaps(p, start, end)]
     periods.sort(key=lambda p: (p.allowed, p.workload, p.start, p.cluster))
     findings = [f for f in ledger.findings

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             live.extend(found)
             notes.extend(f"cluster {c} not cross-checked: {why}" for c, why in unreachable)
     try:
-        report = residency_audit(reader.docs(), history.at, start=args.start, end=args.end,
+        report = residency_audit(reader.rows(), history.at, start=args.start, end=args.end,
                                  live=live, latest=latest, data_classes=head_fleet)
     except WorkloadsError as e:
         fail(str(e))

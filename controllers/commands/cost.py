@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     history = FleetHistory(args.repo)
     end = args.end or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        ledger = build_periods(reader.docs(), history.at)
+        ledger = build_periods(reader.rows(), history.at)
     except WorkloadsError as e:
         fail(str(e))
     lines, total = gpu_cost(ledger.periods, by=args.by, start=args.start, end=end)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fleet.audit import FleetAt, LiveObject, residency_audit
-from fleet.ledger import Entry
+from fleet.ledger import Entry, rows_of
 from tests.unit.fleet_audit.builders import at, docs, fleet_at, placed, pruned
 
 C1 = fleet_at({"eu-fra-1": "DE", "eu-par-1": "FR", "us-east-1": "US"})
@@ -21,7 +21,7 @@ def test_a_placement_then_a_move_makes_two_periods() -> None:
         placed("12:00", "nlp/train", "eu-par-1", "FR", event="Moved", from_cluster="eu-fra-1"),
         Entry(at("12:30"), "Pending", "nlp/big", commit="c1", result="pending"),
     )
-    report = residency_audit(ledger, repo(c1=C1).get)
+    report = residency_audit(rows_of(ledger), repo(c1=C1).get)
     assert [(p.cluster, p.jurisdiction, p.start, p.end, p.allowed) for p in report.periods] == [
         ("eu-fra-1", "DE", at("10:00"), at("12:00"), True),
         ("eu-par-1", "FR", at("12:00"), None, True),
@@ -37,7 +37,7 @@ def test_eu_data_placed_in_the_us_is_a_violation_listed_first() -> None:
         pruned("11:00", "nlp/z", "us-east-1"),
         placed("10:00", "web/public", "us-east-1", "US", data_class="public"),
     )
-    report = residency_audit(ledger, repo(c1=C1).get)
+    report = residency_audit(rows_of(ledger), repo(c1=C1).get)
     first = report.periods[0]
     assert (first.workload, first.allowed, first.end) == ("nlp/z", False, at("11:00"))
     assert first.why == f"eu-personal does not allow US (policy {C1.residency.version} at " \
@@ -56,7 +56,7 @@ def test_a_cluster_relabelled_de_to_us_while_running_eu_workloads() -> None:
         placed("15:00", "nlp/train", "eu-par-1", "FR", commit="c2", event="Moved",
                from_cluster="eu-fra-1"),
     )
-    report = residency_audit(ledger, repo(c1=C1, c2=C2).get)
+    report = residency_audit(rows_of(ledger), repo(c1=C1, c2=C2).get)
     bad = report.periods[0]
     assert (bad.workload, bad.cluster, bad.jurisdiction, bad.start, bad.end) == (
         "nlp/train", "eu-fra-1", "US", at("14:00"), at("15:00"))
@@ -73,8 +73,8 @@ def test_a_cluster_relabelled_de_to_us_while_running_eu_workloads() -> None:
 
 
 def test_a_commit_missing_from_the_repo_fails_closed() -> None:
-    report = residency_audit(docs(placed("10:00", "nlp/a", "eu-fra-1", "DE", commit="gone")),
-                             repo(c1=C1).get)
+    ledger = docs(placed("10:00", "nlp/a", "eu-fra-1", "DE", commit="gone"))
+    report = residency_audit(rows_of(ledger), repo(c1=C1).get)
     assert not report.periods[0].allowed
     assert "is not in the fleet repo" in report.periods[0].why
     assert [f.kind for f in report.findings] == ["UnknownCommit"]
@@ -85,7 +85,7 @@ def test_a_drift_correction_at_a_later_policy_is_judged_by_that_policy() -> None
     strict = FleetAt(fleet_at({"eu-fra-1": "BR"}).residency, strict.clusters)
     ledger = docs(placed("10:00", "nlp/a", "eu-fra-1", "DE", data_class="br-personal",
                          commit="c9"))
-    assert not residency_audit(ledger, repo(c9=strict).get).periods[0].allowed
+    assert not residency_audit(rows_of(ledger), repo(c9=strict).get).periods[0].allowed
 
 
 def test_the_window_keeps_only_periods_that_overlap_it() -> None:
@@ -95,7 +95,7 @@ def test_the_window_keeps_only_periods_that_overlap_it() -> None:
         placed("10:00", "nlp/in", "eu-fra-1", "DE"),
         placed("13:00", "nlp/late", "eu-fra-1", "DE"),
     )
-    report = residency_audit(ledger, repo(c1=C1).get, start=at("09:30"), end=at("12:00"))
+    report = residency_audit(rows_of(ledger), repo(c1=C1).get, start=at("09:30"), end=at("12:00"))
     assert [p.workload for p in report.periods] == ["nlp/in"]
 
 
@@ -111,7 +111,7 @@ def test_the_live_cross_check_finds_what_no_placement_put_there() -> None:
         # a leftover object of ours the ledger never placed there
         LiveObject("eu-par-1", "Service", "web", "site", "web.site", managed=True),
     ]
-    report = residency_audit(ledger, repo(c1=C1).get, live=live, latest=C1,
+    report = residency_audit(rows_of(ledger), repo(c1=C1).get, live=live, latest=C1,
                              data_classes={"ml/adhoc": "public"})
     assert [(f.kind, f.violation, f.cluster, f.workload) for f in report.findings] == [
         ("Unplaced", True, "us-east-1", "nlp/train"),
@@ -134,7 +134,7 @@ def test_live_gpus_with_an_unknown_data_class_fail_closed() -> None:
 def test_a_record_without_a_data_class_is_judged_by_the_repo_or_fails_closed() -> None:
     ledger = docs(placed("10:00", "nlp/a", "us-east-1", "US", data_class=None),
                   placed("10:00", "web/b", "us-east-1", "US", data_class=None))
-    report = residency_audit(ledger, repo(c1=C1).get, data_classes={"web/b": "public"})
+    report = residency_audit(rows_of(ledger), repo(c1=C1).get, data_classes={"web/b": "public"})
     verdicts = {p.workload: (p.allowed, p.why) for p in report.periods}
     # never the policy's default (public here): unknown data is not public data
     assert verdicts["nlp/a"] == (
@@ -146,6 +146,6 @@ def test_a_record_without_a_commit_is_judged_by_the_last_commit_seen() -> None:
     ledger = docs(placed("10:00", "nlp/a", "eu-fra-1", "DE"),
                   Entry(at("11:00"), "Observed", "nlp/b", cluster="eu-par-1",
                         jurisdiction="FR", data_class="eu-personal", gpus=8))
-    report = residency_audit(ledger, repo(c1=C1).get)
+    report = residency_audit(rows_of(ledger), repo(c1=C1).get)
     assert [(p.workload, p.allowed, p.commit, p.placed) for p in report.periods] == [
         ("nlp/a", True, "c1", True), ("nlp/b", True, "c1", False)]

@@ -6,6 +6,7 @@ import pytest
 
 from fleet.audit import Period, build_periods
 from fleet.cost import CostLine, GroupBy, gpu_cost
+from fleet.ledger import rows_of
 from tests.unit.fleet_audit.builders import at, docs, fleet_at, placed, pruned
 
 FLEET = fleet_at({"eu-fra-1": "DE", "us-east-1": "US"})
@@ -24,7 +25,7 @@ LEDGER = docs(
 
 
 def periods() -> list[Period]:
-    return build_periods(LEDGER, {"c1": FLEET}.get).periods
+    return build_periods(rows_of(LEDGER), {"c1": FLEET}.get).periods
 
 
 @pytest.mark.parametrize(("by", "start", "expected"), [
@@ -48,7 +49,7 @@ def test_a_price_is_the_one_offered_when_the_period_opened() -> None:
     dearer = fleet_at({"eu-fra-1": "DE"}, prices={"h100-80gb": 4.0})
     ledger = docs(placed("10:00", "nlp/a", "eu-fra-1", "DE", commit="c1"),
                   placed("11:00", "nlp/a", "eu-fra-1", "DE", commit="c2", event="Applied"))
-    ps = build_periods(ledger, {"c1": FLEET, "c2": dearer}.get).periods
+    ps = build_periods(rows_of(ledger), {"c1": FLEET, "c2": dearer}.get).periods
     _, total = gpu_cost(ps, by="team", end=at("12:00"))
     assert total == CostLine("total", 32.0, 80.0)
 
