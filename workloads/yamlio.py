@@ -86,12 +86,15 @@ class _Frame:
         self.path = path
         self.anchor = anchor
         self.size = 1
-        self.pending_key: Any = _NO_KEY
+        self.pending_key: Any = _NO_KEY if is_map else _IN_LIST
         self.key: dict[Any, int] = {}  # key -> line, for duplicate detection
         self.merges: list[Any] = []
 
 
 _NO_KEY = object()
+_IN_LIST = object()
+"""The pending key of a list: never `_NO_KEY`, so `pending_key is _NO_KEY` alone says
+"a mapping waits for a key"."""
 
 _plain_cache: dict[str, Any] = {}
 """Resolved values of plain, untagged scalars by text (the resolver's answer is a pure
@@ -148,64 +151,88 @@ def _build(loader: Any, doc: YamlDocument) -> None:
     """Build the value of one document from events, iteratively.
 
     This loop is the hot path of reading a repo (every scalar of every file passes
-    through it), so it dispatches on the exact event type and keeps lookups local.
+    through it, ~100,000 events a second), so it dispatches on the exact event type,
+    keeps the collection under construction in a local (`top`), reads an event's line
+    only where it is recorded (keys, list items, errors) and attaches a scalar inline.
     """
     anchors: dict[str, tuple[Any, int]] = {}
     first = loader.yaml_implicit_resolvers
     get_event = loader.get_event
     lines = doc.lines
     stack: list[_Frame] = []
+    top: _Frame | None = None
     total = 0
     no_key = _NO_KEY
+    plain_cache = _plain_cache
     scalar_t, alias_t = yaml.ScalarEvent, yaml.AliasEvent
-    starts = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+    map_t, seq_t = yaml.MappingStartEvent, yaml.SequenceStartEvent
     ends = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
 
     while True:
         event = get_event()
         etype = type(event)
-        line = event.start_mark.line + 1
         if etype is scalar_t:
-            top = stack[-1] if stack else None
-            is_key = top is not None and top.is_map and top.pending_key is no_key
+            # A sequence's pending_key is never `no_key`: this is "a mapping wants a key".
+            is_key = top is not None and top.pending_key is no_key
             text = event.value
+            tag, style = event.tag, event.style
             # The C parser reports a plain scalar's style as '' (the Python one as None).
-            if event.tag is None and (event.style or (text and text[0] not in first)):
+            if tag is None and (style or (text and text[0] not in first)):
                 # Fast path: quoted, or plain text whose first character no implicit
                 # resolver (bool, int, float, null, timestamp, merge) starts with: a str,
                 # exactly as the resolver would decide.
                 value: Any = text
-            elif event.tag is None and not event.style and text in _plain_cache \
+            elif tag is None and not style and text in plain_cache \
                     and not (is_key and text == "<<"):
-                value = _plain_cache[text]
+                value = plain_cache[text]
             else:
                 node = yaml.ScalarNode(
-                    loader.resolve(yaml.ScalarNode, text, event.implicit), text,
-                    style=event.style,
+                    loader.resolve(yaml.ScalarNode, text, event.implicit), text, style=style,
                 )
                 if is_key and node.tag == _MERGE_TAG:
                     value = _MERGE_TAG
                 else:
                     value = loader.construct_object(node, deep=True)
-                    if event.tag is None and not event.style and len(text) <= 64 \
-                            and len(_plain_cache) < 4096 \
+                    if tag is None and not style and len(text) <= 64 \
+                            and len(plain_cache) < 4096 \
                             and isinstance(value, _IMMUTABLE_SCALARS):
                         # Plain scalars repeat (`8`, `1`, `true`): resolve each text once.
-                        _plain_cache[text] = value
-            if is_key:
-                assert top is not None
-                lines[(*top.path, value if isinstance(value, str | int) else str(value))] = line
+                        plain_cache[text] = value
             total += 1
             if event.anchor:
                 anchors[event.anchor] = (value, 1)
-            size = 1
-            key_candidate = True
-        elif etype in starts:
+            if top is None:
+                doc.value = value
+                return
+            top.size += 1
+            if is_key:
+                line = event.start_mark.line + 1
+                lines[(*top.path, value if type(value) is str or isinstance(value, str | int)
+                       else str(value))] = line
+                top.pending_key = value
+                seen = top.key
+                if value in seen and value != _MERGE_TAG:
+                    raise YamlError(f"duplicate key {value!r} (first at line {seen[value]})",
+                                    line)
+                seen[value] = line
+            elif top.is_map:
+                key = top.pending_key
+                top.pending_key = no_key
+                if key == _MERGE_TAG:
+                    top.merges.append(value)
+                else:
+                    top.value[key] = value
+            else:
+                lines[(*top.path, len(top.value))] = event.start_mark.line + 1
+                top.value.append(value)
+            continue
+
+        line = event.start_mark.line + 1
+        if etype is map_t or etype is seq_t:
             if len(stack) >= MAX_DEPTH:
                 raise YamlError(f"nested deeper than {MAX_DEPTH} levels", line)
             path: Path = ()
-            if stack:
-                top = stack[-1]
+            if top is not None:
                 if top.is_map:
                     k = top.pending_key
                     if k is no_key:
@@ -215,13 +242,16 @@ def _build(loader: Any, doc: YamlDocument) -> None:
                     path = (*top.path, k if isinstance(k, str | int) else str(k))
                 else:
                     path = (*top.path, len(top.value))
+                    lines[path] = line  # a list item: the line it starts on
             total += 1
             if total > MAX_NODES:
                 raise YamlError(f"document has more than {MAX_NODES} nodes", line)
-            stack.append(_Frame(etype is yaml.MappingStartEvent, path, event.anchor))
+            top = _Frame(etype is map_t, path, event.anchor)
+            stack.append(top)
             continue
-        elif etype in ends:
+        if etype in ends:
             frame = stack.pop()
+            top = stack[-1] if stack else None
             if frame.is_map and frame.merges:
                 _apply_merges(frame, line)
             if frame.anchor:
@@ -242,20 +272,20 @@ def _build(loader: Any, doc: YamlDocument) -> None:
                     "(a YAML alias bomb?)",
                     line,
                 )
-            top = stack[-1] if stack else None
-            is_key = top is not None and top.is_map and top.pending_key is no_key
-            key_candidate = is_key and not isinstance(value, dict | list)
+            key_candidate = top is not None and top.pending_key is no_key \
+                and not isinstance(value, dict | list)
+            if top is not None and not top.is_map:
+                lines[(*top.path, len(top.value))] = line
         else:  # pragma: no cover - the parser emits nothing else inside a document
             raise YamlError(f"unexpected YAML event {etype.__name__}", line)
 
-        # Attach `value` to the collection under construction (or make it the root).
-        if not stack:
+        # Attach a collection or an alias to the collection under construction (or make
+        # it the root).
+        if top is None:
             doc.value = value
             return
-        top = stack[-1]
         top.size += size
         if not top.is_map:
-            lines[(*top.path, len(top.value))] = line
             top.value.append(value)
         elif top.pending_key is no_key:
             if not key_candidate:

@@ -52,3 +52,11 @@ def test_every_field_has_its_line() -> None:
     assert doc.lines[("a", "b")] == 2
     assert doc.lines[("a", "b", 1, "c")] == 4
     assert doc.line_of(("a", "b", 1, "missing")) == 4
+
+
+def test_a_list_item_that_is_a_mapping_has_the_line_it_starts_on() -> None:
+    # An error in the item (a missing field) points here, not at the next item.
+    doc = read_yaml(b"a:\n  - b: 1\n    c: 2\n  - d\nz: 1\n").documents[0]
+    assert doc.lines[("a", 0)] == 2
+    assert doc.lines[("a", 1)] == 4
+    assert doc.line_of(("a", 0, "missing")) == 2
