@@ -99,6 +99,7 @@ class Planner:
         self.scorers = default_scorers(self.snap)
         self._static = tuple(cast(StaticFilter, f) for f in self.filters
                              if f.static and f.name != "Residency")
+        self._static_set = frozenset(self._static)
         self._static_scorers = tuple(s for s in self.scorers if s.static)
         self._dynamic_scorers = tuple(s for s in self.scorers if not s.static)
         self._candidates: dict[str, tuple[Group, ...]] = {}
@@ -251,6 +252,14 @@ class Planner:
                 name for name, c in self.snap.clusters.items()
                 if flt.filter(ctx, c, f, None).ok)
         return found
+
+    def statically_fits(self, flt: Filter, ctx: WorkloadContext, cluster: ClusterName,
+                        flavour: Flavour) -> bool:
+        """True when `flt` is a cached static filter that lets `cluster` through for this
+        context (False says nothing: ask the filter)."""
+        if flt not in self._static_set:
+            return False
+        return cluster in self.passing(flt, ctx, flavour)
 
     def new_state(self) -> State:
         w_pack, w_price = WEIGHTS["Packing"], WEIGHTS["Price"]

@@ -188,6 +188,8 @@ def keep_failure(planner: Planner, ctx: WorkloadContext, state: State) -> Reason
         for flt in planner.filters:
             if flt.name == "Quota" or (flt.name == "Capacity" and not seeing):
                 continue
+            if planner.statically_fits(flt, ctx, a.cluster, a.flavour):
+                continue  # the cached verdict of a static filter for this key
             r = flt.filter(ctx, c, a.flavour if flt.per_flavour else None, state)
             if not r.ok:
                 return Reason(f"cannot stay: {r.message}", a.cluster, r.rule)
