@@ -21,7 +21,7 @@ import gc
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controllers.commands.common import fail, load_capacity
 from fleet.capacity import CapacitySnapshot, declared_capacity
@@ -34,6 +34,9 @@ from fleet.spec import FleetSpec
 from workloads.changes import Change, read_change_cached
 from workloads.errors import WorkloadsError
 from workloads.forkmap import Background
+
+if TYPE_CHECKING:
+    from fleet.placement.core import Planner
 
 PR_ENV = {"github": ("GITHUB_REPOSITORY", "GITHUB_PR_NUMBER"),
           "gitea": ("GITHUB_REPOSITORY", "GITHUB_PR_NUMBER"),
@@ -133,9 +136,14 @@ def plan_change(change: Change, live: CapacitySnapshot | None,
     """Plan both sides, compare them, and say what the result depended on."""
     base_spec, head_spec = change.base.spec, change.head.spec
     base_cap, head_cap = capacity_for(base_spec, live), capacity_for(head_spec, live)
-    base_plan = base_placement(args.repo, change, base_cap, background)
+    base_plan, planner = base_placement(args.repo, change, base_cap, background)
     previous = {wid: p.assignments for wid, p in base_plan.workloads.items() if p.assignments}
-    head_plan = placement_plan(head_spec, head_cap, previous, change.head_commit)
+    if planner is not None and planner.same_fleet(head_spec) and base_cap == head_cap:
+        # Only workloads changed: head is planned by base's planner, rebound, which
+        # reuses its snapshot, filter verdicts and workload contexts.
+        head_plan = planner.rebind(head_spec).plan(previous, commit=change.head_commit)
+    else:
+        head_plan = placement_plan(head_spec, head_cap, previous, change.head_commit)
 
     paths = [f.path for f in change.files]
     author = getattr(args, "team", None) or infer_team(paths)
@@ -161,9 +169,11 @@ def plan_change(change: Change, live: CapacitySnapshot | None,
 
 
 def base_placement(repo_path: str, change: Change, capacity: CapacitySnapshot,
-                   background: Background | None = None) -> Plan:
+                   background: Background | None = None) -> tuple[Plan, Planner | None]:
     """The base plan, from the cache in the Git directory when this base, capacity and
-    code were planned before (every push to a PR plans the same base again)."""
+    code were planned before (every push to a PR plans the same base again); and the
+    planner that made it, when it was made now."""
+    from fleet.placement import Planner
     from workloads import diskcache
     from workloads.source import open_repository
 
@@ -171,13 +181,14 @@ def base_placement(repo_path: str, change: Change, capacity: CapacitySnapshot,
     key = f"{change.base_commit}:{prefix}:{capacity.digest()}"
     cached = diskcache.load(repo, "base-plan", key)
     if isinstance(cached, Plan):
-        return cached
-    plan = placement_plan(change.base.spec, capacity, {}, change.base_commit)
+        return cached, None
+    planner = Planner(change.base.spec, capacity)
+    plan = planner.plan({}, commit=change.base_commit)
     if background is not None:
         background.run(lambda: diskcache.save(repo, "base-plan", plan, key))
     else:
         diskcache.save(repo, "base-plan", plan, key)
-    return plan
+    return plan, planner
 
 
 def placement_plan(spec: FleetSpec, capacity: CapacitySnapshot, previous: PreviousPlan,

@@ -68,6 +68,15 @@ class WorkloadContext:
             return sum(a.replicas for a in self.previous if a.cluster == cluster)
         return 1 if self.spread else self.replicas
 
+    def with_previous(self, previous: tuple[Assignment, ...]) -> WorkloadContext:
+        """The same workload running elsewhere: nothing else in a context depends on
+        where it runs, so planners reuse the rest."""
+        return WorkloadContext(
+            self.id, self.team, self.priority, self.replicas, self.count, self.flavours,
+            self.data_class, self.selector, self.only_clusters, self.tolerations, self.gang,
+            self.min_clusters, self.max_clusters, self.grace_seconds, previous, self.keep,
+            self.static_key)
+
     def with_keep(self, keep: bool) -> WorkloadContext:
         return WorkloadContext(
             self.id, self.team, self.priority, self.replicas, self.count, self.flavours,

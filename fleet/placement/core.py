@@ -99,11 +99,13 @@ class Planner:
         self.scorers = default_scorers(self.snap)
         self._static = tuple(cast(StaticFilter, f) for f in self.filters
                              if f.static and f.name != "Residency")
-        self._static_set = frozenset(self._static)
+        self.uncached_filters = tuple(f for f in self.filters if f not in self._static)
+        """The filters `static_passing` does not cover, in order."""
         self._static_scorers = tuple(s for s in self.scorers if s.static)
         self._dynamic_scorers = tuple(s for s in self.scorers if not s.static)
         self._candidates: dict[str, tuple[Group, ...]] = {}
         self._passing: dict[tuple[str, Hashable], frozenset[ClusterName]] = {}
+        self._all_static: dict[tuple[Flavour, tuple[Hashable, ...]], frozenset[ClusterName]] = {}
         self.static_diagnosis: dict[str, object] = {}
         self._contexts: dict[WorkloadId, tuple[Workload, WorkloadContext]] = {}
         self._digest: str | None = None
@@ -167,8 +169,10 @@ class Planner:
         w = self.spec.workloads[wid]
         ordered = tuple(sorted(previous))
         cached = self._contexts.get(wid)
-        if cached is None or cached[0] is not w or cached[1].previous != ordered:
+        if cached is None or cached[0] is not w:
             cached = self._contexts[wid] = (w, workload_context(w, ordered))
+        elif cached[1].previous != ordered:
+            cached = self._contexts[wid] = (w, cached[1].with_previous(ordered))
         base = cached[1]
         return base.with_keep(True) if keep else base
 
@@ -178,6 +182,14 @@ class Planner:
         if self._digest is None:
             self._digest = self.capacity.digest()
         return self._digest
+
+    def same_fleet(self, spec: FleetSpec) -> bool:
+        """Whether `spec` has this planner's clusters, quotas and residency policy (so
+        `rebind(spec)` plans it exactly as a new planner would)."""
+        old = self.spec
+        return all(a is b or a == b for a, b in (
+            (old.clusters, spec.clusters), (old.quotas, spec.quotas),
+            (old.residency, spec.residency)))
 
     def rebind(self, spec: FleetSpec) -> Planner:
         """A planner for another spec of the same fleet (clusters, policy, quotas),
@@ -253,13 +265,17 @@ class Planner:
                 if flt.filter(ctx, c, f, None).ok)
         return found
 
-    def statically_fits(self, flt: Filter, ctx: WorkloadContext, cluster: ClusterName,
-                        flavour: Flavour) -> bool:
-        """True when `flt` is a cached static filter that lets `cluster` through for this
-        context (False says nothing: ask the filter)."""
-        if flt not in self._static_set:
-            return False
-        return cluster in self.passing(flt, ctx, flavour)
+    def static_passing(self, ctx: WorkloadContext, flavour: Flavour) -> frozenset[ClusterName]:
+        """The clusters every cached static filter lets through for this context and
+        flavour (their verdicts depend only on their keys, so this is cached by them)."""
+        k = tuple(flt.key(ctx, flavour if flt.per_flavour else None) for flt in self._static)
+        found = self._all_static.get((flavour, k))
+        if found is None:
+            found = frozenset(self.snap.clusters)
+            for flt in self._static:
+                found &= self.passing(flt, ctx, flavour)
+            self._all_static[(flavour, k)] = found
+        return found
 
     def new_state(self) -> State:
         w_pack, w_price = WEIGHTS["Packing"], WEIGHTS["Price"]

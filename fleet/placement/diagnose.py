@@ -185,11 +185,12 @@ def keep_failure(planner: Planner, ctx: WorkloadContext, state: State) -> Reason
         if a.flavour not in ctx.flavours:
             return Reason(f"flavour {a.flavour} is no longer in its list", a.cluster, "Flavour")
         seeing = c.health in ("Healthy", "Degraded")
-        for flt in planner.filters:
+        # The common case, every cached static filter letting it stay, is one lookup;
+        # otherwise each filter is asked, in order, for the first one that refuses.
+        statics_ok = a.cluster in planner.static_passing(ctx, a.flavour)
+        for flt in planner.uncached_filters if statics_ok else planner.filters:
             if flt.name == "Quota" or (flt.name == "Capacity" and not seeing):
                 continue
-            if planner.statically_fits(flt, ctx, a.cluster, a.flavour):
-                continue  # the cached verdict of a static filter for this key
             r = flt.filter(ctx, c, a.flavour if flt.per_flavour else None, state)
             if not r.ok:
                 return Reason(f"cannot stay: {r.message}", a.cluster, r.rule)

@@ -165,17 +165,11 @@ class IncrementalPlanner:
         i = bisect.bisect_left(keys, pos)
         return values[i - 1] if i else self._initial(k)
 
-    def _same_fleet(self, spec: FleetSpec) -> bool:
-        old = self.spec
-        return all(a is b or a == b for a, b in (
-            (old.clusters, spec.clusters), (old.quotas, spec.quotas),
-            (old.residency, spec.residency)))
-
     def replan(self, spec: FleetSpec, previous: PreviousPlan | None = None, *,
                commit: str | None = None) -> Plan:
         prev = previous if previous is not None else self.previous
         commit = commit if commit is not None else self.plan.commit
-        if not self._same_fleet(spec):
+        if not self.planner.same_fleet(spec):
             return Planner(spec, self.capacity).plan(prev, commit=commit)
         changed = self._changed(spec, prev)
         planner = self.planner.rebind(spec)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleet.ids import ClusterName, Flavour
-from fleet.placement import explain, place
+from fleet.placement import Planner, explain, place
 from fleet.placement.incremental import IncrementalPlanner
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.plan_json import plan_to_json
@@ -170,6 +170,34 @@ def test_adding_a_workload_never_moves_another(f: Fleet, data: st.DataObject) ->
     again = place(spec, f.capacity, previous_of(first))
     assert {w: p.assignments for w, p in again.workloads.items()} == {
         w: p.assignments for w, p in first.workloads.items()}
+
+
+@RULE
+@given(fleets(max_workloads=8), st.data())
+def test_a_rebound_planner_plans_the_head_of_a_change_as_a_new_one(
+        f: Fleet, data: st.DataObject) -> None:
+    """`fleet plan --base --head`: base's planner, rebound to head (workloads edited,
+    added or removed), gives exactly a new planner's plan, caches and all."""
+    spec = f.spec()
+    planner = Planner(spec, f.capacity)
+    base = planner.plan({}, commit="b")
+    docs = list(f.docs)
+    ws = [i for i, d in enumerate(docs) if d.kind == "Workload"]
+    for _ in range(data.draw(st.integers(1, 3))):
+        if not ws or data.draw(st.booleans()):
+            docs.append(data.draw(workloads(100 + len(docs))))
+        else:
+            i = data.draw(st.sampled_from(ws))
+            w = docs[i]
+            assert w.kind == "Workload"
+            new = data.draw(workloads(0))
+            assert new.kind == "Workload"
+            docs[i] = new.model_copy(update={"metadata": w.metadata})
+    head = Fleet(tuple(docs), f.capacity).spec()
+    assert planner.same_fleet(head)
+    prev = previous_of(base)
+    assert planner.rebind(head).plan(prev, commit="h") == place(head, f.capacity, prev,
+                                                                 commit="h")
 
 
 @RULE
