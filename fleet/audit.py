@@ -189,12 +189,18 @@ def build_periods(rows: Iterable[RecordRow], fleet_at: FleetLookup,
         by_cluster.setdefault(c, set()).add((w, c))
         return p
 
+    # Hot loop, run once per record: names are made one object each (`canon`), so the
+    # comparisons and look-ups below mostly end on identity, never reaching back into
+    # the memory of records read long ago; the commit object is reused while it repeats.
+    names: dict[str, str] = {}
+    canon = names.setdefault
+    opened_get, dcs_get, juris_get = opened.get, dcs.get, juris.get
     n = 0
     for n, r in enumerate(rows, 1):  # noqa: B007 - n and r are read after the loop
         commit = r.commit
-        if commit is None:
-            commit = last_commit  # a record made outside a commit: judged by the last one
-        elif commit != last_commit:
+        if commit is None or commit == last_commit:
+            commit = last_commit  # None: a record made outside a commit, judged by the last
+        else:
             last_commit = commit
             if commit not in fleets:
                 fleets[commit] = fleet_at(commit)
@@ -218,22 +224,27 @@ def build_periods(rows: Iterable[RecordRow], fleet_at: FleetLookup,
             if src is not None:
                 close((w, src), r.time)
             dc = r.data_class
+            known = dcs_get(w)
             if dc is None:
-                dc = dcs.get(w) or fallback.get(w)
-            elif dcs.get(w) != dc:
-                dcs[w] = dc
-            j = juris.get(c) or r.jurisdiction or "??"
+                dc = known or fallback.get(w)
+            elif dc == known:
+                dc = known
+            else:
+                dc = dcs[w] = canon(dc, dc)
+            j = juris_get(c) or r.jurisdiction or "??"
             gpus = r.gpus
             flavour = r.flavour
-            p = opened.get((w, c))
+            key = (w, c)
+            p = opened_get(key)
             if p is None or p.jurisdiction != j or p.data_class != dc or (gpus and (
                     p.gpus != gpus or (flavour is not None and p.flavour != flavour))):
                 t = r.time
                 if p is not None:
-                    close((w, c), t)
+                    close(key, t)
                     flavour = flavour or p.flavour
                     gpus = gpus or p.gpus
-                p = open_(w, c, j, dc, t, commit, flavour, gpus, ev != "Observed")
+                p = open_(canon(w, w), canon(c, c), j, dc, t, commit, flavour, gpus,
+                          ev != "Observed")
             # Judge once per period and commit: most records re-apply at the same commit.
             if p.allowed and p.checked != commit:
                 p.checked = commit

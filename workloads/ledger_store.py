@@ -37,6 +37,7 @@ from fleet.audit import FleetAt
 from fleet.ledger import Break, Entry, Record, Tip, seal, verify
 from workloads.errors import RevisionNotFound, SourceUnavailable, WorkloadsError
 from workloads.loader import ParseCache, load_entries
+from workloads.readahead import read_ahead
 from workloads.source import git_files, open_repository, resolve_tree
 
 LEDGER_BRANCH = "aifleet/ledger"
@@ -188,12 +189,16 @@ class LedgerReader:
         return chain.from_iterable(self._row_batches())
 
     def _row_batches(self) -> Iterator[list[LedgerRow]]:
-        for seg in self.segments:
-            data = _blob(self.repo, seg.oid)
+        segs = self.segments
+        for i, data in enumerate(read_ahead(self._segment_blob, segs)):
+            seg = segs[i]
             try:
                 yield _ROWS.decode_lines(data)  # blank lines are skipped, not records
             except msgspec.MsgspecError:
                 self._bad_row(seg, data.rstrip(b"\n"))
+
+    def _segment_blob(self, seg: Segment) -> bytes:
+        return _blob(self.repo, seg.oid)
 
     def _bad_row(self, seg: Segment, data: bytes) -> None:
         """Raise LedgerUnreadable for the first line of `data` that is not a record."""

@@ -8,10 +8,10 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from fleet.ledger import Entry, record_hash
+from fleet.ledger import Entry, Row, record_hash, seal
 from tests.fleetdocs import base_fleet
 from tests.gitrepo import SIGNATURE, GitRepo
-from workloads.ledger_store import LedgerReader, LedgerWriter, read_ledger
+from workloads.ledger_store import LedgerReader, LedgerUnreadable, LedgerWriter, read_ledger
 
 
 def entries(n: int, start: int = 0, day: str = "2026-11-23") -> list[Entry]:
@@ -176,3 +176,37 @@ def test_a_reason_with_unicode_line_separators_stays_one_record(fleet_repo: GitR
     reader = LedgerReader(fleet_repo.path)
     assert reader.verify() is None and reader.checked == 2
     assert [r.entry.reason for r in reader.records()] == ["Daten\u2028bleiben\x85hier", "ok"]
+
+
+@pytest.mark.parametrize("segment_records", [1000, 3], ids=["one-segment", "read-ahead"])
+def test_rows_carry_the_same_fields_as_the_parsed_records(fleet_repo: GitRepo,
+                                                          segment_records: int) -> None:
+    moved = Entry("2026-11-23T11:00:00Z", "Moved", "nlp-team/w1", cluster="eu-par-1",
+                  from_cluster="eu-fra-1", data_class="eu-personal", flavour="h100-80gb",
+                  gpus=16)
+    batch = [*entries(60), moved]
+    LedgerWriter(fleet_repo.path, segment_records=segment_records).append(batch)
+    reader = LedgerReader(fleet_repo.path)
+    assert [Row.of(d) for d in reader.docs()] == [
+        Row(**{f: getattr(r, f) for f in Row.__slots__}) for r in reader.rows()]
+    assert len(list(reader.rows())) == 61
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ('{"seq": 2', r":2: not a JSON record"),
+    ('{"seq": 2, "event": "Applied"}', r":2: not a ledger record \(Object missing required"),
+    (seal(entries(2))[1].line().replace('"gpus":8', '"gpus":"8"'),
+     r":2: not a ledger record \(Expected `int`, got `str` - at `\$.gpus`\)"),
+    ("", None),
+], ids=["truncated", "missing-fields", "gpus-not-a-number", "blank-line-skipped"])
+def test_a_line_that_is_not_a_record_is_named_by_segment_and_line(
+        fleet_repo: GitRepo, line: str, why: str | None) -> None:
+    path = "ledger/2026/11/23/000000000001.jsonl"
+    good = seal(entries(1))[0].line()
+    fleet_repo.commit({path: f"{good}\n{line}\n"}, replace=True, branch="aifleet/ledger")
+    reader = LedgerReader(fleet_repo.path)
+    if why is None:
+        assert [r.seq for r in reader.rows()] == [1]
+        return
+    with pytest.raises(LedgerUnreadable, match=path + why):
+        list(reader.rows())
