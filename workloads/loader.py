@@ -24,8 +24,9 @@ from fleet.diagnostics import Diagnostic, SourceRef
 from fleet.ids import WorkloadId, workload_id
 from fleet.models import API_VERSION, KINDS, Document, Workload
 from fleet.spec import FleetSpec, assemble
+from workloads import diskcache
 from workloads.errors import RepoNotFound
-from workloads.forkmap import fork_map
+from workloads.forkmap import Background, fork_map
 from workloads.source import (
     FileEntry,
     git_files,
@@ -101,6 +102,25 @@ def read_fleet(
     entries = list(git_files(tree))
     return Snapshot(tree.commit, load_entries(entries, cache, parallel=parallel),
                     len(entries))
+
+
+def read_fleet_cached(path: str | os.PathLike[str] = ".", ref: str = "HEAD", *,
+                      parallel: bool = False, background: Background | None = None
+                      ) -> Snapshot:
+    """`read_fleet` of a commit through the parse cache in the Git directory
+    (`diskcache`), which `fleet plan --base --head` shares: a CI job that validates
+    the PR's head first leaves the plan only the files head changed to parse. The
+    cache is written (by `background`, while the caller goes on) only when given one."""
+    repo, _ = open_repository(path)
+    cache = ParseCache()
+    stored = diskcache.load(repo, "parsed")
+    if isinstance(stored, dict):
+        cache.entries = stored
+    snap = read_fleet(path, ref, cache=cache, parallel=parallel)
+    if cache.misses and background is not None:
+        entries = cache.entries
+        background.run(lambda: diskcache.save(repo, "parsed", entries))
+    return snap
 
 
 def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, *,

@@ -12,7 +12,8 @@ from typing import NoReturn
 
 from fleet.capacity import CapacityFormatError, CapacitySnapshot, declared_capacity
 from workloads.errors import WorkloadsError
-from workloads.loader import Snapshot, read_fleet
+from workloads.forkmap import Background
+from workloads.loader import Snapshot, read_fleet, read_fleet_cached
 
 
 class CommandFailed(Exception):
@@ -49,10 +50,16 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def read_snapshot(args: argparse.Namespace) -> Snapshot:
+def read_snapshot(args: argparse.Namespace, background: Background | None = None
+                  ) -> Snapshot:
+    """The fleet the command reads: files on disk (`--worktree`), or a commit through
+    the parse cache (written by `background` when given)."""
     try:
         with no_gc():
-            return read_fleet(args.repo, args.ref, worktree=args.worktree, parallel=True)
+            if args.worktree:
+                return read_fleet(args.repo, args.ref, worktree=True, parallel=True)
+            return read_fleet_cached(args.repo, args.ref, parallel=True,
+                                     background=background)
     except WorkloadsError as e:
         hint = "" if args.worktree else " (use --worktree to read files on disk)"
         raise CommandFailed(f"{e}{hint}") from e
@@ -76,12 +83,13 @@ def load_capacity(path: str | None) -> CapacitySnapshot | None:
         fail(f"{path}: {e}")
 
 
-def read_planning_inputs(args: argparse.Namespace) -> tuple[Snapshot, CapacitySnapshot, bool]:
+def read_planning_inputs(args: argparse.Namespace, background: Background | None = None
+                         ) -> tuple[Snapshot, CapacitySnapshot, bool]:
     """The commit to plan and its capacity (`--capacity FILE`, else the declared one);
     the flag says whether the capacity came from a file. Exits 2 on unreadable input."""
     live = load_capacity(args.capacity)
     try:
-        snap = read_snapshot(args)
+        snap = read_snapshot(args, background)
     except CommandFailed as e:
         fail(str(e))
     capacity = live if live is not None else declared_capacity(snap.spec.clusters)

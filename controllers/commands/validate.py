@@ -7,6 +7,7 @@ import json
 import sys
 
 from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
+from workloads.forkmap import Background
 
 DESCRIPTION = """\
 Check every document of a fleet repo: YAML syntax, the aifleet.dev/v1alpha1 schema of
@@ -33,8 +34,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The parse cache it leaves (written by a child while this prints) makes the
+    # `fleet plan --base --head` that follows in a PR check parse only what changed.
+    with Background() as background:
+        return _run(args, background)
+
+
+def _run(args: argparse.Namespace, background: Background) -> int:
     try:
-        snap = read_snapshot(args)
+        snap = read_snapshot(args, background)
     except CommandFailed as e:
         fail(str(e))
     spec = snap.spec

@@ -463,6 +463,22 @@ def test_the_next_plan_of_the_same_base_reads_the_cache_and_says_the_same(
     assert second.stdout == first.stdout and second.returncode == first.returncode
 
 
+def test_validating_head_leaves_the_plan_nothing_to_parse_that_head_shares(
+        tmp_path: Path) -> None:
+    from workloads import diskcache
+    from workloads.loader import ParseCache
+
+    repo = two_branches(tmp_path, {"workloads/nlp-team/new.yaml": wl("new", "nlp-team",
+                                                                      count=2, dc="public")})
+    assert fleet("validate", str(repo.path), "--ref", "feature").returncode == 0
+    cache = ParseCache()
+    stored = diskcache.load(repo.repo, "parsed")
+    assert isinstance(stored, dict) and stored
+    cache.entries = stored
+    read_change(repo.path, "main", "feature", cache)
+    assert cache.misses == 0 and cache.hits > 0  # base's files are all in head
+
+
 @pytest.mark.parametrize("spoil", ["group_writable", "garbage", "other_code"],
                          ids=["group_writable", "garbage", "other_code"])
 def test_a_cache_that_cannot_be_trusted_is_ignored(tmp_path: Path, spoil: str) -> None:
