@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from fleet.ledger import RecordRow
@@ -351,8 +352,9 @@ def residency_audit(rows: Iterable[RecordRow], fleet_at: FleetLookup, *,
     there: the cross-check judges what runs now by them.
     """
     ledger = build_periods(rows, fleet_at, data_classes)
-    periods = [p for p in ledger.periods if overlaps(p, start, end)]
-    periods.sort(key=lambda p: (p.allowed, p.workload, p.start, p.cluster))
+    periods = sorted(ledger.periods if start is None and end is None else (
+        p for p in ledger.periods if overlaps(p, start, end)),
+        key=attrgetter("allowed", "workload", "start", "cluster"))
     findings = [f for f in ledger.findings
                 if f.time is None or ((start is None or f.time >= start)
                                       and (end is None or f.time < end))]
