@@ -29,6 +29,7 @@ from workloads.errors import RepoNotFound
 from workloads.forkmap import Background, fork_map
 from workloads.source import (
     FileEntry,
+    FileTooLarge,
     git_files,
     open_repository,
     resolve_tree,
@@ -171,6 +172,10 @@ def _parse_entry(entry: FileEntry) -> ParsedFile:
         ),))
     try:
         data = entry.read()
+    except FileTooLarge as e:
+        return ParsedFile(errors=(Diagnostic(
+            entry.display, None, f"file is {e.size} bytes, over the 1 MiB limit: not read",
+        ),))
     except OSError as e:
         return ParsedFile(errors=(Diagnostic(entry.display, None, f"cannot read: {e.strerror}"),))
     return parse_file(entry.path, entry.display, data)

@@ -23,9 +23,18 @@ from pathlib import Path
 import pygit2
 
 from workloads.errors import RepoNotFound, RevisionNotFound
+from workloads.yamlio import MAX_FILE_BYTES
 
 FLEET_FOLDERS = ("clusters", "workloads", "policies")
 YAML_SUFFIXES = (".yaml", ".yml")
+
+
+class FileTooLarge(Exception):
+    """A file over `MAX_FILE_BYTES`: never read."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"{size} bytes")
+        self.size = size
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +44,8 @@ class FileEntry:
     display: str
     """What diagnostics show: relative to the Git repository root when there is one."""
     size: int
+    """In bytes; -1 for a Git blob, whose size `read` checks (a header read is work the
+    parse does in parallel, not the walk)."""
     key: str
     """Content identity (blob id in Git); equal keys mean equal bytes, for caching."""
     read: Callable[[], bytes]
@@ -130,13 +141,15 @@ def _walk_git(
     if not path.endswith(YAML_SUFFIXES):
         return
     oid = entry.id
-    _, size = odb.read_header(oid)
 
     def read(oid: pygit2.Oid = oid) -> bytes:
+        _, size = odb.read_header(oid)  # never inflate a huge blob to learn its size
+        if size > MAX_FILE_BYTES:
+            raise FileTooLarge(int(size))
         # The object database directly: no Blob object, ~40% faster over 10,000 files.
         return bytes(odb.read(oid)[1])
 
-    yield FileEntry(path, _display(prefix, path), int(size), str(oid), read)
+    yield FileEntry(path, _display(prefix, path), -1, str(oid), read)
 
 
 def _no_read() -> bytes:
