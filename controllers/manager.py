@@ -94,7 +94,8 @@ class Manager:
         self.drift: list[DriftItem] = []
         self.reconciler = ClusterReconciler(
             self.desired, self.adapters, self.live, events, self.may_act,
-            settings.resync_interval, on_done=self._cluster_done)
+            settings.resync_interval, on_done=self._cluster_done,
+            on_failed=self._cluster_failed)
         self.queue: WorkQueue[str] = WorkQueue(
             "clusters", self.reconciler, concurrency=settings.cluster_concurrency)
         self.snapshot = CapacitySnapshot({})
@@ -294,6 +295,14 @@ class Manager:
             log.info("commit_applied", commit=self.desired.head)
         self.applied_commit = self.desired.head
         self.source.applied = self.desired.head
+
+    def _cluster_failed(self, name: str, why: str) -> None:
+        """A pass left objects of the head commit unapplied on `name`: the cluster's
+        commit status says so (and turns to success when a retry gets them in)."""
+        plan = self.desired.plan
+        if plan is None or plan.commit != self.desired.head or not self.desired.head:
+            return
+        self._post_status(self.desired.head, name, "failure", f"apply failed: {why}")
 
     def _post_status(self, sha: str, cluster: str, state: StatusState,
                      description: str) -> None:

@@ -69,6 +69,8 @@ class ClusterReconciler:
     applied_signature: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     totals: ReconcileTotals = field(default_factory=ReconcileTotals)
     on_done: Callable[[str], None] = lambda _name: None
+    on_failed: Callable[[str, str], None] = lambda _name, _why: None
+    """Told (cluster, what failed) each time a pass leaves objects unapplied."""
 
     async def __call__(self, name: str) -> float | None:
         adapter = self.adapters.get(name)
@@ -147,8 +149,10 @@ class ClusterReconciler:
                  pruned_workloads=pruned_labels, seconds=round(elapsed, 3))
         if result.failed:
             first_key, first_err = result.failed[0]
-            raise ReconcileError(f"{len(result.failed)} objects failed on {name}; first: "
-                                 f"{first_key[1]} {first_key[2]}/{first_key[3]}: {first_err}")
+            what = (f"{len(result.failed)} object{'' if len(result.failed) == 1 else 's'} "
+                    f"failed; first: {first_key[1]} {first_key[2]}/{first_key[3]}: {first_err}")
+            self.on_failed(name, what)
+            raise ReconcileError(f"{what} (on {name})")
         self.applied_signature[name] = signature
         self.on_done(name)
         return self.resync_interval

@@ -10,6 +10,7 @@ simulated clusters and the real controller run over real HTTP as in every e2e te
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -67,3 +68,42 @@ async def test_each_cluster_reports_its_rollout_as_its_own_commit_status(
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     out = capsys.readouterr()
     assert TOKEN not in out.out and TOKEN not in out.err
+
+
+async def test_a_cluster_whose_apply_keeps_failing_reports_failure_until_it_succeeds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    with respx.mock(assert_all_mocked=True) as forge:
+        route = forge.post(url__regex=STATUSES).mock(return_value=httpx.Response(201))
+
+        def posted() -> list[tuple[str, str, str]]:
+            return [(json.loads(c.request.content)["context"],
+                     json.loads(c.request.content)["state"],
+                     json.loads(c.request.content)["description"]) for c in route.calls]
+
+        def last_state() -> dict[str, str]:
+            return {ctx: state for ctx, state, _ in posted()}
+
+        async with sandbox(tmp_path) as box:
+            assert box.sim is not None
+            for sim_cluster in box.sim.clusters.values():  # every Job write fails
+                sim_cluster.faults.fail_next(10_000, 503, prefix="/apis/batch/v1/namespaces/")
+            async with box.controller(
+                    fast_settings(box, forge="github", forge_repo="acme/fleet"),
+                    adapter_options=FAST) as m:
+                await until(lambda: "failure" in last_state().values(), 20,
+                            what="a failure status for a cluster with a Job")
+                failing = sorted(c for c, s in last_state().items() if s == "failure")
+                for sim_cluster in box.sim.clusters.values():
+                    sim_cluster.faults.clear()
+                await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 30,
+                            what="rollout once the writes go through")
+                await until(lambda: set(last_state().values()) == {"success"}, 10,
+                            what="every cluster back to success")
+
+    for ctx in failing:
+        mine = [(s, d) for c, s, d in posted() if c == ctx]
+        assert mine[0][0] == "pending" and mine[-1][0] == "success"
+        failure = next(d for s, d in mine if s == "failure")
+        assert re.match(r"apply failed: \d+ objects? failed; first: Job \S+/\S+: ", failure)
+        assert len(failure) <= 140
