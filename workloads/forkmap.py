@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -65,9 +66,17 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], *, min_items: int = MIN_I
         finally:
             os._exit(code)  # no atexit handlers, no flushing of the parent's buffers
     os.close(w)
-    results = [fn(x) for x in mine]
-    with os.fdopen(r, "rb") as inp:
+    inp = os.fdopen(r, "rb")
+    try:
+        results = [fn(x) for x in mine]
         data = inp.read()
+    except BaseException:
+        # Interrupted here: closing the pipe ends the child's write; never leave it.
+        inp.close()
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    inp.close()
     _, status = os.waitpid(pid, 0)
     if status == 0:
         try:

@@ -68,3 +68,17 @@ def test_background_counts_failed_work() -> None:
     bg.run(lambda: 1 / 0)
     bg.run(lambda: None)
     assert bg.wait() == 1
+
+
+def fails_in_parent(x: int) -> int:
+    if os.getpid() == PARENT and x == 5:
+        raise KeyError(x)
+    return x
+
+
+@needs_fork
+def test_an_error_here_leaves_no_helper_behind() -> None:
+    with pytest.raises(KeyError):
+        fork_map(fails_in_parent, list(range(2000)), min_items=10)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child left to reap
