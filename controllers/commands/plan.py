@@ -13,11 +13,10 @@ Exit codes: 0 everything planned cleanly (Pending is not an error: it is a plan)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from controllers.commands import plandiff
-from controllers.commands.common import add_repo_arguments, read_planning_inputs
+from controllers.commands.common import add_repo_arguments, read_planning_inputs, write_json
 
 DESCRIPTION = """\
 Plan one commit of a fleet repo: for every workload, the cluster(s), flavour and
@@ -58,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         doc = plan_to_json(plan, spec, capacity)
         doc["source"]["capacitySource"] = "file" if from_file else "declared"
-        json.dump(doc, sys.stdout, indent=2, sort_keys=False)
-        sys.stdout.write("\n")
+        write_json(doc)
     elif args.format == "markdown":
         sys.stdout.write(to_markdown(plan, spec))
     else:

@@ -23,7 +23,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from controllers.commands.common import fail, load_capacity
+from controllers.commands.common import fail, load_capacity, write_json
 from fleet.capacity import CapacitySnapshot, declared_capacity
 from fleet.ids import WorkloadId
 from fleet.owners import flag_paths, infer_team
@@ -114,8 +114,7 @@ def run_diff(args: argparse.Namespace) -> int:
         d, source, capacity = plan_change(change, live, args, background)
         fmt = getattr(args, "format", "text")
         if fmt == "json":
-            json.dump(to_json(d, source, capacity), sys.stdout, indent=2, sort_keys=False)
-            sys.stdout.write("\n")
+            write_json(to_json(d, source, capacity))
         elif fmt == "markdown":
             sys.stdout.write(to_markdown(d))
         else:
