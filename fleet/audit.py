@@ -145,6 +145,18 @@ class Ledger:
     data_classes: dict[str, str | None] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Work:
+    """One workload in the fold: its last recorded dataClass and its open periods.
+
+    One look-up by workload id per record reaches both (the id strings are new objects
+    for every record, so each look-up that hits compares strings)."""
+
+    dc: str | None = None
+    on: dict[str, Period] = field(default_factory=dict)
+    """Open periods by cluster."""
+
+
 def build_periods(rows: Iterable[RecordRow], fleet_at: FleetLookup,
                   data_classes: Mapping[str, str | None] | None = None) -> Ledger:
     """One pass over the records: every period, closed or still open, and the relabels.
@@ -156,7 +168,7 @@ def build_periods(rows: Iterable[RecordRow], fleet_at: FleetLookup,
     fallback = data_classes or {}
     out = Ledger()
     periods = out.periods
-    opened: dict[tuple[str, str], Period] = {}
+    works: dict[str, _Work] = {}
     by_cluster: dict[str, set[tuple[str, str]]] = {}
     fleets: dict[str, FleetAt | None] = {}
     verdicts: dict[tuple[str | None, str | None, str], tuple[bool, str]] = {}
@@ -174,7 +186,8 @@ def build_periods(rows: Iterable[RecordRow], fleet_at: FleetLookup,
         return v
 
     def close(key: tuple[str, str], t: str) -> None:
-        p = opened.pop(key, None)
+        st = works.get(key[0])
+        p = st.on.pop(key[1], None) if st is not None else None
         if p is not None:
             p.end = t
             by_cluster[key[1]].discard(key)
@@ -186,7 +199,7 @@ def build_periods(rows: Iterable[RecordRow], fleet_at: FleetLookup,
                    info.region if info else "", info.prices.get(flavour or "") if info else None,
                    placed=placed)
         periods.append(p)
-        opened[(w, c)] = p
+        works[w].on[c] = p
         by_cluster.setdefault(c, set()).add((w, c))
         return p
 
@@ -195,7 +208,7 @@ def build_periods(rows: Iterable[RecordRow], fleet_at: FleetLookup,
     # the memory of records read long ago; the commit object is reused while it repeats.
     names: dict[str, str] = {}
     canon = names.setdefault
-    opened_get, dcs_get, juris_get = opened.get, dcs.get, juris.get
+    works_get, juris_get = works.get, juris.get
     n = 0
     for n, r in enumerate(rows, 1):  # noqa: B007 - n and r are read after the loop
         commit = r.commit
@@ -212,7 +225,7 @@ def build_periods(rows: Iterable[RecordRow], fleet_at: FleetLookup,
                     old = juris.get(name)
                     if old is not None and old != info.jurisdiction and by_cluster.get(name):
                         _relabel(out, name, old, info.jurisdiction, r.time, commit,
-                                 sorted(by_cluster.get(name, ())), opened, open_, close,
+                                 sorted(by_cluster.get(name, ())), works, open_, close,
                                  verdict)
                     juris[name] = info.jurisdiction
         ev = r.event
@@ -221,27 +234,30 @@ def build_periods(rows: Iterable[RecordRow], fleet_at: FleetLookup,
             if c is None:
                 continue
             w = r.workload
+            st = works_get(w)
+            if st is None:
+                w = canon(w, w)
+                st = works[w] = _Work()
             src = r.from_cluster
             if src is not None:
                 close((w, src), r.time)
             dc = r.data_class
-            known = dcs_get(w)
+            known = st.dc  # = dcs.get(w)
             if dc is None:
                 dc = known or fallback.get(w)
             elif dc == known:
                 dc = known
             else:
-                dc = dcs[w] = canon(dc, dc)
+                dc = dcs[w] = st.dc = canon(dc, dc)
             j = juris_get(c) or r.jurisdiction or "??"
             gpus = r.gpus
             flavour = r.flavour
-            key = (w, c)
-            p = opened_get(key)
+            p = st.on.get(c)
             if p is None or p.jurisdiction != j or p.data_class != dc or (gpus and (
                     p.gpus != gpus or (flavour is not None and p.flavour != flavour))):
                 t = r.time
                 if p is not None:
-                    close(key, t)
+                    close((w, c), t)
                     flavour = flavour or p.flavour
                     gpus = gpus or p.gpus
                 p = open_(canon(w, w), canon(c, c), j, dc, t, commit, flavour, gpus,
@@ -285,13 +301,13 @@ def _judge(fa: FleetAt | None, commit: str | None, dc: str | None, j: str) -> tu
 
 
 def _relabel(out: Ledger, cluster: str, old: str, new: str, t: str, commit: str | None,
-             running: list[tuple[str, str]], opened: dict[tuple[str, str], Period],
+             running: list[tuple[str, str]], works: dict[str, _Work],
              open_: Callable[..., Period], close: Callable[[tuple[str, str], str], None],
              verdict: Callable[[str | None, str | None, str], tuple[bool, str]]) -> None:
     """The repo moved `cluster` from `old` to `new` while `running` ran on it: split them."""
     bad: list[str] = []
     for key in running:
-        p = opened[key]
+        p = works[key[0]].on[key[1]]
         close(key, t)
         q = open_(p.workload, cluster, new, p.data_class, t, commit, p.flavour, p.gpus,
                   p.placed)

@@ -37,7 +37,7 @@ from fleet.audit import FleetAt
 from fleet.ledger import Break, Entry, Record, Tip, seal, verify
 from workloads.errors import RevisionNotFound, SourceUnavailable, WorkloadsError
 from workloads.loader import ParseCache, load_entries
-from workloads.readahead import read_ahead
+from workloads.readahead import loose_blob, read_ahead
 from workloads.source import git_files, open_repository, resolve_tree
 
 LEDGER_BRANCH = "aifleet/ledger"
@@ -195,10 +195,11 @@ class LedgerReader:
             try:
                 yield _ROWS.decode_lines(data)  # blank lines are skipped, not records
             except msgspec.MsgspecError:
-                self._bad_row(seg, data.rstrip(b"\n"))
+                self._bad_row(seg, bytes(data).rstrip(b"\n"))
 
-    def _segment_blob(self, seg: Segment) -> bytes:
-        return _blob(self.repo, seg.oid)
+    def _segment_blob(self, seg: Segment) -> bytes | memoryview:
+        data = loose_blob(self.repo, seg.oid)
+        return _blob(self.repo, seg.oid) if data is None else data
 
     def _bad_row(self, seg: Segment, data: bytes) -> None:
         """Raise LedgerUnreadable for the first line of `data` that is not a record."""

@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
+
+import pygit2
 
 from workloads.forkmap import can_fork
 
@@ -34,10 +38,12 @@ _PIPE_SIZE = 1 << 20
 """A bigger pipe than the 64 kB default: fewer wake-ups of either side per blob."""
 
 
-def read_ahead(read: Callable[[K], bytes], keys: Sequence[K], *,
-               min_blobs: int = MIN_BLOBS) -> Iterator[bytes]:
+def read_ahead(read: Callable[[K], bytes | memoryview], keys: Sequence[K], *,
+               min_blobs: int = MIN_BLOBS) -> Iterator[bytes | memoryview]:
     """`read(k)` for every key, in order; read by a forked child ahead of the caller
-    when it pays. `read` must only read (it runs in the child with the parent's state)."""
+    when it pays. `read` must only read (it runs in the child with the parent's state).
+    A blob may be a view of a buffer that the next one reuses: use it (or copy it)
+    before asking for the next."""
     if len(keys) < min_blobs or not can_fork():
         yield from map(read, keys)
         return
@@ -59,18 +65,56 @@ def read_ahead(read: Callable[[K], bytes], keys: Sequence[K], *,
             os._exit(code)  # no atexit handlers, no flushing of the parent's buffers
     os.close(w)
     sent = 0
+    buf = bytearray(_PIPE_SIZE)  # reused: no fresh pages to fault in for every blob
     try:
-        with os.fdopen(r, "rb", buffering=_PIPE_SIZE) as inp:
+        with io.BufferedReader(io.FileIO(r, "rb"), buffer_size=_PIPE_SIZE) as inp:
             for _ in keys:
                 head = inp.read(8)
                 if len(head) < 8:
                     break
                 size = int.from_bytes(head, "little")
-                data = inp.read(size)
-                if len(data) < size:
+                if size > len(buf):
+                    buf = bytearray(size)
+                view = memoryview(buf)[:size]
+                if not _fill(inp, view):
                     break
                 sent += 1
-                yield data
+                yield view
     finally:  # also when the caller stops early: the closed pipe ends the child
         os.waitpid(pid, 0)
     yield from map(read, keys[sent:])  # what a failed child did not send
+
+
+def _fill(inp: io.BufferedReader[io.FileIO], view: memoryview) -> bool:
+    """Fill `view` from `inp`; False at the end of the stream before it is full."""
+    got = 0
+    while got < len(view):
+        n = inp.readinto(view[got:])
+        if not n:
+            return False
+        got += n
+    return True
+
+
+def loose_blob(repo: pygit2.Repository, oid: pygit2.Oid) -> memoryview | None:
+    """A blob stored as a loose object, inflated by Python's zlib in one call into a
+    buffer of the size its header gives: ~1.5x faster than libgit2's read for a
+    500 kB segment. None when it is not a loose blob here (packed, in an alternate,
+    another type, a header that does not add up): ask libgit2 then. Skips Git's SHA-1
+    like `fast_bulk_reads`; zlib's checksum still catches damaged storage."""
+    hexid = str(oid)
+    path = os.path.join(repo.path, "objects", hexid[:2], hexid[2:])
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        head = zlib.decompressobj().decompress(raw, 32)
+        end = head.index(b"\0")
+        kind, _, size = head[:end].partition(b" ")
+        if kind != b"blob":
+            return None
+        data = zlib.decompress(raw, bufsize=end + 1 + int(size))
+    except (OSError, ValueError, zlib.error):
+        return None
+    if len(data) != end + 1 + int(size):
+        return None
+    return memoryview(data)[end + 1:]

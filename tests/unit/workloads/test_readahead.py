@@ -28,8 +28,8 @@ def fails_in_child(k: int) -> bytes:
     return blob(k)
 
 
-def parts(data: bytes) -> tuple[int, int, int]:
-    k, pid, pad = data.split(b":", 2)
+def parts(data: bytes | memoryview) -> tuple[int, int, int]:
+    k, pid, pad = bytes(data).split(b":", 2)
     return int(k), int(pid), len(pad)
 
 
