@@ -4,11 +4,13 @@ does, and no child left behind."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import pygit2
 import pytest
 
 from workloads.forkmap import can_fork
-from workloads.readahead import read_ahead
+from workloads.readahead import loose_blob, read_ahead
 
 needs_fork = pytest.mark.skipif(not can_fork(), reason="needs os.fork and two CPUs")
 PARENT = os.getpid()
@@ -78,3 +80,29 @@ def test_a_read_error_is_raised_here_in_order() -> None:
         for d in read_ahead(read, list(range(40))):
             seen.append(parts(d)[0])
     assert seen == list(range(30))
+
+
+def test_a_loose_blob_reads_as_libgit2_reads_it_and_anything_else_is_left_to_libgit2(
+        tmp_path: Path) -> None:
+    repo = pygit2.init_repository(str(tmp_path / "r.git"), bare=True)
+    data = b'{"seq":1}\n' * 50_000 + "Daten\u2028bleiben".encode()
+    oid = repo.create_blob(data)
+    view = loose_blob(repo, oid)
+    assert view is not None and bytes(view) == data == repo.odb.read(oid)[1]
+
+    tree = repo.TreeBuilder()
+    tree.insert("f", oid, pygit2.enums.FileMode.BLOB)
+    assert loose_blob(repo, tree.write()) is None  # a tree, not a blob
+
+    packed = repo.create_blob(b"packed")
+    assert repo.pack() >= 1
+    hexid = str(packed)
+    (tmp_path / "r.git" / "objects" / hexid[:2] / hexid[2:]).unlink()  # only in the pack
+    assert loose_blob(repo, packed) is None and repo.odb.read(packed)[1] == b"packed"
+
+    damaged = repo.create_blob(b"will be cut short" * 100)
+    hexid = str(damaged)
+    path = tmp_path / "r.git" / "objects" / hexid[:2] / hexid[2:]
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[:20])
+    assert loose_blob(repo, damaged) is None
