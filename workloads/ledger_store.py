@@ -201,6 +201,9 @@ class LedgerReader:
         data = loose_blob(self.repo, seg.oid)
         return _blob(self.repo, seg.oid) if data is None else data
 
+    def _checked_blob(self, seg: Segment) -> bytes:
+        return _blob(self.repo, seg.oid)
+
     def _bad_row(self, seg: Segment, data: bytes) -> None:
         """Raise LedgerUnreadable for the first line of `data` that is not a record."""
         for n, line in enumerate(data.split(b"\n"), 1):
@@ -242,11 +245,18 @@ class LedgerReader:
 
         def texts() -> Iterator[str]:
             nonlocal count
-            for seg in self.segments:
-                places.append((seg.path, count))
-                for line in _split(_blob(self.repo, seg.oid)):
-                    count += 1
-                    yield line
+            segs = self.segments
+            # Through libgit2 (its SHA-1 check on), read ahead by a forked child while
+            # this process hashes: a break ends it early, so close it explicitly.
+            blobs = read_ahead(self._checked_blob, segs)
+            try:
+                for i, data in enumerate(blobs):
+                    places.append((segs[i].path, count))
+                    for line in _split(bytes(data)):
+                        count += 1
+                        yield line
+            finally:
+                blobs.close()
 
         def where(index: int) -> str:
             path, first = next(p for p in reversed(places) if p[1] <= index)

@@ -22,7 +22,7 @@ import fcntl
 import io
 import os
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import TypeVar
 
 import pygit2
@@ -39,7 +39,7 @@ _PIPE_SIZE = 1 << 20
 
 
 def read_ahead(read: Callable[[K], bytes | memoryview], keys: Sequence[K], *,
-               min_blobs: int = MIN_BLOBS) -> Iterator[bytes | memoryview]:
+               min_blobs: int = MIN_BLOBS) -> Generator[bytes | memoryview, None, None]:
     """`read(k)` for every key, in order; read by a forked child ahead of the caller
     when it pays. `read` must only read (it runs in the child with the parent's state).
     A blob may be a view of a buffer that the next one reuses: use it (or copy it)

@@ -210,3 +210,15 @@ def test_a_line_that_is_not_a_record_is_named_by_segment_and_line(
         return
     with pytest.raises(LedgerUnreadable, match=path + why):
         list(reader.rows())
+
+
+def test_verify_over_many_segments_reads_ahead_and_names_the_break(
+        fleet_repo: GitRepo) -> None:
+    LedgerWriter(fleet_repo.path, segment_records=2).append(entries(60))  # 30 segments
+    reader = LedgerReader(fleet_repo.path)
+    assert reader.verify() is None and reader.checked == 60
+    _edit_line(fleet_repo.repo, "ledger/2026/11/23/000000000021.jsonl", 2, "jurisdiction",
+               "US", False)
+    broken = LedgerReader(fleet_repo.path).verify()  # stops at record 22 of 60
+    assert broken is not None and broken.seq == 22 and broken.why.startswith("edited")
+    assert broken.where == "ledger/2026/11/23/000000000021.jsonl:2"
