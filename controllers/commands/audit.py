@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 from controllers.commands.common import fail
@@ -178,13 +179,59 @@ def run(args: argparse.Namespace) -> int:
         doc = report.to_json()
         doc["ledger"]["commit"] = head
         doc["notCrossChecked"] = notes
-        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        write_json(doc)
     elif args.format == "csv":
         write_csv(report)
     else:
         sys.stdout.write(markdown(report, args.ledger_ref, head, notes))
     return 1 if report.violations else 0
+
+
+_HOLE = "\0periods\0"
+"""Stands for the periods while the rest of the document is encoded."""
+
+
+def write_json(doc: dict[str, Any]) -> None:
+    """`json.dump(doc, indent=2, sort_keys=True)` and a newline, byte for byte, faster.
+
+    The standard library indents with its pure-Python encoder (20-30 s for the
+    150,000 periods of a million-record ledger). The periods are flat objects of
+    strings, numbers, booleans and nulls, so each is written here with the same
+    escaping (`encode_basestring_ascii`, which `json` uses) and layout; the rest of
+    the document goes through `json` with a placeholder where the periods go.
+    """
+    periods = doc["periods"]
+    if not periods:
+        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+        return
+    doc["periods"] = [_HOLE]
+    text = json.dumps(doc, indent=2, sort_keys=True)
+    doc["periods"] = periods
+    before, after = text.split(f"    {json.dumps(_HOLE)}\n", 1)
+    sys.stdout.write(before)
+    sys.stdout.write(",\n".join(map(_period_json, periods)))
+    sys.stdout.write("\n")
+    sys.stdout.write(after)
+    sys.stdout.write("\n")
+
+
+def _period_json(period: dict[str, Any]) -> str:
+    """One period as `json.dumps(..., indent=2, sort_keys=True)` lays it out in the list."""
+    return "    {\n" + ",\n".join(
+        f"      {encode_basestring_ascii(k)}: {_scalar(period[k])}" for k in sorted(period)
+    ) + "\n    }"
+
+
+def _scalar(v: Any) -> str:
+    if isinstance(v, str):
+        return encode_basestring_ascii(v)
+    if v is None or v is True or v is False or type(v) is int:
+        return "null" if v is None else "true" if v is True else "false" if v is False \
+            else int.__repr__(v)
+    if isinstance(v, dict | list | tuple):
+        raise TypeError(f"a period is flat, it holds no {type(v).__name__}")
+    return json.dumps(v)  # a float, or anything else, exactly as json writes it
 
 
 def write_csv(report: Report) -> None:
