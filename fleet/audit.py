@@ -9,10 +9,11 @@ it, or a relabelling of its cluster in the repo, put the workload somewhere its
 dataClass was not allowed by the policy in force at that commit. Fail closed: a commit
 the repo does not know, or a dataClass it does not define, is a violation, never a pass.
 
-It streams: one pass over the records (parsed JSON objects, as the ledger store yields
-them, to build no object per record), with the open periods in a dict keyed by
-(workload, cluster), and the policy answer cached per (commit, dataClass, jurisdiction),
-so a million records cost a few dict look-ups each.
+It streams: one pass over the records (`fleet.ledger.RecordRow`s: the dozen fields the
+fold reads, which the ledger store decodes straight from each line), with each
+workload's last dataClass and open periods behind one look-up by its id, names kept as
+one object each so comparisons end on identity, and the policy answer cached per
+(commit, dataClass, jurisdiction): a million records cost a few look-ups each.
 
 Then the cross-check against what runs now (plain data the caller read from the
 clusters): GPU workloads that no placement put there, objects we own that the ledger

@@ -15,6 +15,11 @@ the new tip, commit and push again, up to `max_attempts`. The local branch moves
 once the remote has accepted. Plain sync code, for worker threads
 (`anyio.to_thread.run_sync`).
 
+Reading: `records()` (full `Record`s), `docs()` (dicts, for `ledger show`), `rows()`
+(only the fields the audit and cost fold, decoded with msgspec: the fast path over
+millions of records), `verify()`. `rows()` and `verify()` read segments ahead in a
+forked child (`workloads.readahead`) when the ledger is big enough.
+
 Errors: `LedgerUnreadable` (a segment is not JSONL; `fleet ledger verify` says where),
 `LedgerPushFailed` (transient: the remote cannot be reached or kept refusing).
 """
