@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,7 +61,10 @@ def main() -> int:
 
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         times = []
-        for _ in range(args.runs):
+        for i in range(args.runs + 1):
+            # Cold every time but the last: validate leaves a parse cache in the Git dir.
+            if i < args.runs:
+                shutil.rmtree(repo.path / "aifleet-cache", ignore_errors=True)
             t = time.perf_counter()
             r = subprocess.run([sys.executable, "-m", "controllers.cli", "validate",
                                 str(repo.path), "--ref", "main"],
@@ -69,6 +73,7 @@ def main() -> int:
             if r.returncode != 0:
                 print(r.stdout[-2000:], r.stderr[-2000:])
                 return 1
+        cached = times.pop()
         best, worst = min(times), max(times)
 
         cache = ParseCache()
@@ -83,7 +88,8 @@ def main() -> int:
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
           f"{platform.python_version()}")
     print(f"fleet validate, {args.workloads} workloads (whole command, fresh process): "
-          f"best {best:.2f}s, worst {worst:.2f}s over {args.runs} runs")
+          f"best {best:.2f}s, worst {worst:.2f}s over {args.runs} cold runs; "
+          f"{cached:.2f}s with the parse cache it leaves in the Git dir")
     print(f"re-read after one changed file, warm parse cache: {warm * 1000:.0f} ms "
           f"({cache.misses - args.workloads - 41} files parsed)")
     return 0
