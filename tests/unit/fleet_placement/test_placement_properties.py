@@ -29,6 +29,27 @@ def previous_of(plan: Plan) -> PreviousPlan:
     return {w: p.assignments for w, p in plan.workloads.items() if p.assignments}
 
 
+def workloads_edited(f: Fleet, data: st.DataObject) -> Fleet:
+    """The fleet after one to three workload changes: edited, added or removed."""
+    docs = list(f.docs)
+    ws = [i for i, d in enumerate(docs) if d.kind == "Workload"]
+    for _ in range(data.draw(st.integers(1, 3))):
+        what = data.draw(st.sampled_from(("edit", "add", "remove")))
+        if what == "add" or not ws:
+            docs.append(data.draw(workloads(100 + len(docs))))
+        elif what == "remove":
+            docs.pop(data.draw(st.sampled_from(ws)))
+            ws = [i for i, d in enumerate(docs) if d.kind == "Workload"]
+        else:
+            i = data.draw(st.sampled_from(ws))
+            w = docs[i]
+            assert w.kind == "Workload"
+            new = data.draw(workloads(0))
+            assert new.kind == "Workload"
+            docs[i] = new.model_copy(update={"metadata": w.metadata})
+    return Fleet(tuple(docs), f.capacity)
+
+
 def packs(frees: list[int], items: list[int]) -> bool:
     """Whether the items (GPUs per replica) can all be put on nodes with these frees."""
     items = sorted(items, reverse=True)
@@ -181,19 +202,7 @@ def test_a_rebound_planner_plans_the_head_of_a_change_as_a_new_one(
     spec = f.spec()
     planner = Planner(spec, f.capacity)
     base = planner.plan({}, commit="b")
-    docs = list(f.docs)
-    ws = [i for i, d in enumerate(docs) if d.kind == "Workload"]
-    for _ in range(data.draw(st.integers(1, 3))):
-        if not ws or data.draw(st.booleans()):
-            docs.append(data.draw(workloads(100 + len(docs))))
-        else:
-            i = data.draw(st.sampled_from(ws))
-            w = docs[i]
-            assert w.kind == "Workload"
-            new = data.draw(workloads(0))
-            assert new.kind == "Workload"
-            docs[i] = new.model_copy(update={"metadata": w.metadata})
-    head = Fleet(tuple(docs), f.capacity).spec()
+    head = workloads_edited(f, data).spec()
     assert planner.same_fleet(head)
     prev = previous_of(base)
     assert planner.rebind(head).plan(prev, commit="h") == place(head, f.capacity, prev,
@@ -208,23 +217,7 @@ def test_incremental_replan_equals_a_full_plan(f: Fleet, data: st.DataObject) ->
     steady = data.draw(st.booleans())
     base_prev = previous_of(place(spec, f.capacity)) if steady else {}
     inc = IncrementalPlanner(spec, f.capacity, base_prev, commit="c")
-    docs = list(f.docs)
-    ws = [i for i, d in enumerate(docs) if d.kind == "Workload"]
-    for _ in range(data.draw(st.integers(1, 3))):
-        what = data.draw(st.sampled_from(("edit", "add", "remove")))
-        if what == "add" or not ws:
-            docs.append(data.draw(workloads(100 + len(docs))))
-        elif what == "remove":
-            docs.pop(data.draw(st.sampled_from(ws)))
-            ws = [i for i, d in enumerate(docs) if d.kind == "Workload"]
-        else:
-            i = data.draw(st.sampled_from(ws))
-            w = docs[i]
-            assert w.kind == "Workload"
-            new = data.draw(workloads(0))
-            assert new.kind == "Workload"
-            docs[i] = new.model_copy(update={"metadata": w.metadata})
-    head = Fleet(tuple(docs), f.capacity).spec()
+    head = workloads_edited(f, data).spec()
     prev = base_prev
     if data.draw(st.booleans()):
         prev = previous_of(place(head, f.capacity, base_prev))
