@@ -90,6 +90,22 @@ class _Frame:
         self.key: dict[Any, int] = {}  # key -> line, for duplicate detection
         self.merges: list[Any] = []
 
+    def take_key(self, key: Any, line: int) -> None:
+        """A mapping's next key; a second one equal to an earlier one is an error."""
+        self.pending_key = key
+        if key in self.key and key != _MERGE_TAG:
+            raise YamlError(f"duplicate key {key!r} (first at line {self.key[key]})", line)
+        self.key[key] = line
+
+    def take_value(self, value: Any) -> None:
+        """The value of the pending key (`<<`: a mapping to merge in at the end)."""
+        key = self.pending_key
+        self.pending_key = _NO_KEY
+        if key == _MERGE_TAG:
+            self.merges.append(value)
+        else:
+            self.value[key] = value
+
 
 _NO_KEY = object()
 _IN_LIST = object()
@@ -207,21 +223,12 @@ def _build(loader: Any, doc: YamlDocument) -> None:
             top.size += 1
             if is_key:
                 line = event.start_mark.line + 1
+                # `type(...) is str` first: the common case, cheaper than the isinstance
                 lines[(*top.path, value if type(value) is str or isinstance(value, str | int)
                        else str(value))] = line
-                top.pending_key = value
-                seen = top.key
-                if value in seen and value != _MERGE_TAG:
-                    raise YamlError(f"duplicate key {value!r} (first at line {seen[value]})",
-                                    line)
-                seen[value] = line
+                top.take_key(value, line)
             elif top.is_map:
-                key = top.pending_key
-                top.pending_key = no_key
-                if key == _MERGE_TAG:
-                    top.merges.append(value)
-                else:
-                    top.value[key] = value
+                top.take_value(value)
             else:
                 lines[(*top.path, len(top.value))] = event.start_mark.line + 1
                 top.value.append(value)
@@ -291,17 +298,9 @@ def _build(loader: Any, doc: YamlDocument) -> None:
             if not key_candidate:
                 raise YamlError("a mapping key must be a plain value, not a list or mapping",
                                 line)
-            top.pending_key = value
-            if value in top.key and value != _MERGE_TAG:
-                raise YamlError(f"duplicate key {value!r} (first at line {top.key[value]})", line)
-            top.key[value] = line
+            top.take_key(value, line)
         else:
-            key = top.pending_key
-            top.pending_key = no_key
-            if key == _MERGE_TAG:
-                top.merges.append(value)
-            else:
-                top.value[key] = value
+            top.take_value(value)
 
 
 def _apply_merges(frame: _Frame, line: int) -> None:
