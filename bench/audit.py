@@ -19,19 +19,17 @@ import argparse
 import os
 import platform
 import random
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.fleetcmd import CALIBRATION, calibrate, run_fleet
 from fleet.ledger import Entry
 from tests.fleetdocs import POLICY, cluster
 from tests.gitrepo import GitRepo
 from workloads.ledger_store import LedgerWriter
 
-ROOT = Path(__file__).resolve().parents[1]
 JURISDICTIONS = ["DE", "FR", "NL", "SE", "US", "BR", "JP", "CA"]
 EU = {"DE", "FR", "NL", "SE"}
 START = 1_782_864_000  # 2026-07-01T00:00:00Z
@@ -99,39 +97,15 @@ def entries(n: int, commits: list[str], where: dict[str, str]) -> list[Entry]:
     return out
 
 
-CALIBRATION = "for i in range(20_000_000): pass"
-
-
-def calibrate() -> float:
-    """Seconds this machine takes for a 20M-iteration empty Python loop, now.
-
-    The shared cores' speed varies 2-3x through the day; a figure means something only
-    next to this one (the project's performance targets are stated against it).
-    """
-    t = time.perf_counter()
-    exec(CALIBRATION)  # as module-level code, like the calibration the targets quote
-    return time.perf_counter() - t
-
-
 def timed(args: list[str], out: Path) -> tuple[float, float, int]:
-    """Wall and CPU (user+sys) seconds of one `fleet` command in a fresh process.
-
-    CPU time is reported too because the 2 cores are shared: other work on the machine
-    stretches wall time without changing what the command costs.
-    """
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
+    """Wall and CPU seconds and exit code of `fleet ARGS`, its output into `out`; a
+    command that could not run (exit 2) stops the benchmark."""
     with out.open("w") as f:
-        r = subprocess.run([sys.executable, "-m", "controllers.cli", *args], stdout=f,
-                           stderr=subprocess.PIPE, text=True, env=env)
-    elapsed = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        r = run_fleet(*args, stdout=f)
     if r.returncode not in (0, 1):
         print(r.stderr[-2000:])
         raise SystemExit(1)
-    return elapsed, cpu, r.returncode
+    return r.wall, r.cpu, r.returncode
 
 
 def main() -> int:

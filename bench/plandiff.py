@@ -20,18 +20,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.fleetcmd import CALIBRATION, calibrate, run_fleet
 from tests.fleetdocs import POLICY, cluster, workload
 from tests.gitrepo import GitRepo
 
-ROOT = Path(__file__).resolve().parents[1]
 TEAMS = 25
 GUARDRAILS = """\
 apiVersion: aifleet.dev/v1alpha1
@@ -109,26 +107,16 @@ def main() -> int:
         repo = build(Path(tmp) / "fleet.git", args.workloads)
         print(f"built repo: {args.workloads} workloads, 50 changed files on `feature` in "
               f"{time.perf_counter() - t0:.1f}s")
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         cache = repo.path / "aifleet-cache" if repo.path.name.endswith(".git") else None
-
-        def timed(*argv: str) -> tuple[float, float, subprocess.CompletedProcess[str]]:
-            t = time.perf_counter()
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            r = subprocess.run([sys.executable, "-m", "controllers.cli", *argv],
-                               capture_output=True, text=True, env=env)
-            wall = time.perf_counter() - t
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-            return wall, cpu, r
+        calib = [calibrate()]
 
         plan = ("plan", str(repo.path), "--base", "main", "--head", "feature", "--format",
                 "markdown")
         times, cpus = [], []
         for _ in range(args.runs):
-            wall, cpu, r = timed(*plan)
-            times.append(wall)
-            cpus.append(cpu)
+            r = run_fleet(*plan)
+            times.append(r.wall)
+            cpus.append(r.cpu)
             if r.returncode != 0:
                 print(r.stdout[-3000:], r.stderr[-3000:])
                 return 1
@@ -136,11 +124,12 @@ def main() -> int:
         # The PR check as examples/ci runs it: validate head first (cold), then plan.
         if cache is not None:
             shutil.rmtree(cache, ignore_errors=True)
-        v_wall, v_cpu, v = timed("validate", str(repo.path), "--ref", "feature")
-        p_wall, p_cpu, p = timed(*plan)
+        v = run_fleet("validate", str(repo.path), "--ref", "feature")
+        p = run_fleet(*plan)
         if v.returncode != 0 or p.returncode != 0:
             print(v.stderr[-3000:], p.stderr[-3000:])
             return 1
+        calib.append(calibrate())
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
           f"{platform.python_version()}")
     print(f"plan: {summary}")
@@ -151,9 +140,11 @@ def main() -> int:
         print(f"  warm (parse cache and base plan in the Git dir, e.g. the next push of the "
               f"PR): wall best {min(times[1:]):.2f}s, CPU best {min(cpus[1:]):.2f}s over "
               f"{len(times) - 1} runs")
-    print(f"  PR check (examples/ci): `fleet validate --ref feature` cold: wall {v_wall:.2f}s, "
-          f"CPU {v_cpu:.2f}s; then `fleet plan --base --head`: wall {p_wall:.2f}s, CPU "
-          f"{p_cpu:.2f}s")
+    print(f"  PR check (examples/ci): `fleet validate --ref feature` cold: wall {v.wall:.2f}s, "
+          f"CPU {v.cpu:.2f}s; then `fleet plan --base --head`: wall {p.wall:.2f}s, CPU "
+          f"{p.cpu:.2f}s")
+    print(f"calibration ({CALIBRATION!r}) before and after: "
+          f"{', '.join(f'{c:.2f}s' for c in calib)}")
     print(f"load average during the runs: {os.getloadavg()[0]:.1f} (on a shared machine, "
           "wall time above CPU time is waiting for a core)")
     return 0

@@ -15,17 +15,15 @@ import argparse
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.fleetcmd import run_fleet
 from tests.fleetdocs import POLICY, cluster, workload
 from tests.gitrepo import GitRepo
 from workloads.loader import ParseCache, read_fleet
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(path: Path, workloads: int) -> GitRepo:
@@ -59,17 +57,13 @@ def main() -> int:
         repo = build(Path(tmp) / "fleet.git", args.workloads)
         print(f"built repo: {args.workloads} workloads in {time.perf_counter() - t0:.1f}s")
 
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         times = []
         for i in range(args.runs + 1):
             # Cold every time but the last: validate leaves a parse cache in the Git dir.
             if i < args.runs:
                 shutil.rmtree(repo.path / "aifleet-cache", ignore_errors=True)
-            t = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "controllers.cli", "validate",
-                                str(repo.path), "--ref", "main"],
-                               capture_output=True, text=True, env=env)
-            times.append(time.perf_counter() - t)
+            r = run_fleet("validate", str(repo.path), "--ref", "main")
+            times.append(r.wall)
             if r.returncode != 0:
                 print(r.stdout[-2000:], r.stderr[-2000:])
                 return 1
