@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import pygit2
 
-from workloads import diskcache
 from workloads.errors import WorkloadsError
 from workloads.forkmap import Background
 from workloads.loader import ParseCache, Snapshot, load_entries
@@ -110,17 +109,9 @@ def read_change_cached(path: str | os.PathLike[str], base: str, head: str, *,
     """`read_change` with the parse cache kept in the Git directory (`diskcache`);
     written by `background` when given, while the caller goes on."""
     repo, _ = open_repository(path)
-    cache = ParseCache()
-    stored = diskcache.load(repo, "parsed")
-    if isinstance(stored, dict):
-        cache.entries = stored
+    cache = ParseCache.stored(repo)
     change = read_change(path, base, head, cache, parallel=parallel)
-    if cache.misses:
-        entries = cache.entries
-        if background is not None:
-            background.run(lambda: diskcache.save(repo, "parsed", entries))
-        else:
-            diskcache.save(repo, "parsed", entries)
+    cache.store(repo, background)
     return change
 
 

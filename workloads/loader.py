@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
+import pygit2
 
 from fleet.diagnostics import Diagnostic, SourceRef
 from fleet.ids import WorkloadId, workload_id
@@ -71,6 +72,27 @@ class ParseCache:
         for k in [k for k in self.entries if k not in used]:
             del self.entries[k]
 
+    @classmethod
+    def stored(cls, repo: pygit2.Repository) -> ParseCache:
+        """The cache kept in the repository's Git directory (`diskcache`), or an empty
+        one."""
+        cache = cls()
+        stored = diskcache.load(repo, "parsed")
+        if isinstance(stored, dict):
+            cache.entries = stored
+        return cache
+
+    def store(self, repo: pygit2.Repository, background: Background | None = None) -> None:
+        """Keep it in the Git directory when this read parsed anything; written by
+        `background` (while the caller goes on) when given."""
+        if not self.misses:
+            return
+        entries = self.entries
+        if background is not None:
+            background.run(lambda: diskcache.save(repo, "parsed", entries))
+        else:
+            diskcache.save(repo, "parsed", entries)
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -113,14 +135,10 @@ def read_fleet_cached(path: str | os.PathLike[str] = ".", ref: str = "HEAD", *,
     the PR's head first leaves the plan only the files head changed to parse. The
     cache is written (by `background`, while the caller goes on) only when given one."""
     repo, _ = open_repository(path)
-    cache = ParseCache()
-    stored = diskcache.load(repo, "parsed")
-    if isinstance(stored, dict):
-        cache.entries = stored
+    cache = ParseCache.stored(repo)
     snap = read_fleet(path, ref, cache=cache, parallel=parallel)
-    if cache.misses and background is not None:
-        entries = cache.entries
-        background.run(lambda: diskcache.save(repo, "parsed", entries))
+    if background is not None:
+        cache.store(repo, background)
     return snap
 
 
@@ -136,14 +154,16 @@ def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, 
         for k, ok in zip(keys, cacheable, strict=True)]
     missing = [i for i, p in enumerate(found) if p is None]
     todo = [entries[i] for i in missing]
-    parsed_now = fork_map(_parse_entry, todo) if parallel else [_parse_entry(e) for e in todo]
+    parsed_now = fork_map(_parse_entry, todo) if parallel else list(map(_parse_entry, todo))
     for i, parsed in zip(missing, parsed_now, strict=True):
         found[i] = parsed
-        if cache is not None and cacheable[i]:
-            cache.misses += 1
+        if cacheable[i]:  # only ever True with a cache
+            assert cache is not None
             cache.entries[keys[i]] = parsed
     if cache is not None:
-        cache.hits += sum(cacheable) - sum(cacheable[i] for i in missing)
+        new = sum(cacheable[i] for i in missing)
+        cache.misses += new
+        cache.hits += sum(cacheable) - new
 
     docs: list[tuple[Document, SourceRef]] = []
     errors: list[Diagnostic] = []
