@@ -59,6 +59,9 @@ class ParsedFile:
     errors: tuple[Diagnostic, ...] = ()
     invalid: tuple[tuple[WorkloadId, Diagnostic], ...] = ()
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return (ParsedFile, (self.documents, self.errors, self.invalid))  # see SourceRef
+
 
 @dataclass(slots=True)
 class ParseCache:
