@@ -137,15 +137,16 @@ def diff_plans(
         why = _why(after, kind, worse)
         changes.append(WorkloadChange(wid, team, kind, before, after, spec_changed,
                                       displaced, why))
+    bt, ht = _tally(base_spec, base_plan), _tally(head_spec, head_plan)
     return PlanDiff(
         base_commit=base_plan.commit, head_commit=head_plan.commit, head_plan=head_plan,
         head_spec=head_spec, workloads=tuple(changes),
         manifests=_manifest_diffs(base_spec, base_plan, head_spec, head_plan, render, edited),
-        teams=_team_usage(base_plan, head_plan, head_spec),
+        teams=_team_usage(bt.alloc, ht.alloc, head_spec),
         flavours=_flavour_usage(base_plan, head_plan),
-        cost=Usage(_cost(base_spec, base_plan), _cost(head_spec, head_plan)),
-        team_cost=_team_cost(base_spec, base_plan, head_spec, head_plan),
-        unpriced=Usage(_unpriced(base_spec, base_plan), _unpriced(head_spec, head_plan)),
+        cost=Usage(bt.cost, ht.cost),
+        team_cost=_team_cost(bt.team_cost, ht.team_cost),
+        unpriced=Usage(bt.unpriced, ht.unpriced),
         errors=head_spec.errors, violations=head_spec.violations,
         flags=tuple(sorted(flags)), author_team=author_team, notes=tuple(notes),
     )
@@ -246,16 +247,43 @@ def _lines(text: str) -> list[str]:
     return [line if line.endswith("\n") else line + "\n" for line in text.splitlines()]
 
 
-def _team_alloc(plan: Plan) -> dict[tuple[Team, Flavour], int]:
-    out: dict[tuple[Team, Flavour], int] = defaultdict(int)
+@dataclass(slots=True)
+class _Tally:
+    """One pass over a plan: GPUs per team and flavour, cost per team (cents per hour),
+    and GPUs with no price."""
+
+    alloc: dict[tuple[Team, Flavour], int]
+    team_cost: dict[Team, int]
+    unpriced: int
+
+    @property
+    def cost(self) -> int:
+        return sum(self.team_cost.values())
+
+
+def _tally(spec: FleetSpec, plan: Plan) -> _Tally:
+    prices: dict[tuple[ClusterName, Flavour], int | None] = {}
+    alloc: dict[tuple[Team, Flavour], int] = defaultdict(int)
+    team_cost: dict[Team, int] = defaultdict(int)
+    unpriced = 0
     for wid, p in plan.workloads.items():
+        if not p.assignments:
+            continue
+        team = _team(wid)
         for a in p.assignments:
-            out[(_team(wid), a.flavour)] += a.gpus
-    return out
+            gpus = a.gpus
+            alloc[(team, a.flavour)] += gpus
+            key = (a.cluster, a.flavour)
+            price = prices[key] if key in prices else prices.setdefault(key, _price(spec, a))
+            if price is None:
+                unpriced += gpus
+            else:
+                team_cost[team] += price * gpus
+    return _Tally(alloc, team_cost, unpriced)
 
 
-def _team_usage(base: Plan, head: Plan, spec: FleetSpec) -> tuple[TeamUsage, ...]:
-    b, h = _team_alloc(base), _team_alloc(head)
+def _team_usage(b: dict[tuple[Team, Flavour], int], h: dict[tuple[Team, Flavour], int],
+                spec: FleetSpec) -> tuple[TeamUsage, ...]:
     out = []
     for team, flavour in sorted(set(b) | set(h)):
         nominal: int | None = None
@@ -287,36 +315,16 @@ def _flavour_usage(base: Plan, head: Plan) -> dict[Flavour, tuple[int, Usage]]:
             for f in sorted(set(bu) | set(hc) | set(hu))}
 
 
-def _price(spec: FleetSpec, a: Assignment) -> int:
+def _price(spec: FleetSpec, a: Assignment) -> int | None:
+    """Cents per GPU-hour on this cluster and flavour; None when it has no price."""
     c = spec.clusters.get(a.cluster)
     offer = c.offer(a.flavour) if c is not None else None
     if offer is None or offer.price_per_hour is None:
-        return 0
-    return round(offer.price_per_hour * 100) * a.gpus
+        return None
+    return round(offer.price_per_hour * 100)
 
 
-def _unpriced(spec: FleetSpec, plan: Plan) -> int:
-    def priced(a: Assignment) -> bool:
-        c = spec.clusters.get(a.cluster)
-        offer = c.offer(a.flavour) if c is not None else None
-        return offer is not None and offer.price_per_hour is not None
-
-    return sum(a.gpus for p in plan.workloads.values() for a in p.assignments if not priced(a))
-
-
-def _cost(spec: FleetSpec, plan: Plan) -> int:
-    return sum(_price(spec, a) for p in plan.workloads.values() for a in p.assignments)
-
-
-def _team_cost(base_spec: FleetSpec, base: Plan, head_spec: FleetSpec, head: Plan
-               ) -> dict[Team, Usage]:
-    def per_team(spec: FleetSpec, plan: Plan) -> dict[Team, int]:
-        out: dict[Team, int] = defaultdict(int)
-        for wid, p in plan.workloads.items():
-            out[_team(wid)] += sum(_price(spec, a) for a in p.assignments)
-        return out
-
-    b, h = per_team(base_spec, base), per_team(head_spec, head)
+def _team_cost(b: dict[Team, int], h: dict[Team, int]) -> dict[Team, Usage]:
     return {t: Usage(b.get(t, 0), h.get(t, 0)) for t in sorted(set(b) | set(h))
             if b.get(t, 0) != h.get(t, 0)}
 
