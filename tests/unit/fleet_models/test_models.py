@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pydantic
 import pytest
 
@@ -115,3 +117,20 @@ def test_json_schema_of_each_kind_rejects_unknown_fields() -> None:
 def _src(file: str = "policies/p.yaml"):  # type: ignore[no-untyped-def]
     from fleet.diagnostics import SourceRef
     return SourceRef(file, 1, {})
+
+
+def test_a_model_pickles_to_an_equal_model_with_the_same_fields_set() -> None:
+    # Parsed files cross a pipe pickled (workloads.forkmap) and sit in the parse cache.
+    w = Workload.model_validate({
+        "apiVersion": "aifleet.dev/v1alpha1", "kind": "Workload",
+        "metadata": {"name": "w", "namespace": "t", "labels": {"owner": "ana"}},
+        "spec": {"type": "training", "image": "i", "replicas": 2,
+                 "resources": {"gpu": {"count": 8, "flavours": ["h100", "a100"]}},
+                 "placement": {"dataClass": "eu-personal"}}})
+    back = pickle.loads(pickle.dumps(w, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back == w
+    assert back.model_fields_set == w.model_fields_set
+    assert back.spec.model_fields_set == w.spec.model_fields_set
+    assert back.model_dump(by_alias=True) == w.model_dump(by_alias=True)
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        back.spec.replicas = 3  # type: ignore[misc]
