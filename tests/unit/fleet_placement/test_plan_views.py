@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import jsonschema
 
 from fleet.ids import WorkloadId
@@ -67,3 +69,12 @@ def test_explain_judges_every_cluster_at_the_moment_of_the_decision() -> None:
     assert fits.placement.assignments[0].cluster == "de-1"
     assert explain(spec, declared(spec), "nlp-team/bad").clusters == ()
     assert WorkloadId("nlp-team/bad") in spec.invalid
+
+
+def test_a_plan_pickles_to_an_equal_plan() -> None:
+    # `fleet plan --base --head` caches the base plan pickled in the Git directory.
+    _, plan = spec_and_plan()
+    back = pickle.loads(pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
+    assert back == plan
+    assert {p.status for p in back.workloads.values()} == {"Placed", "Pending", "Invalid"}
+    assert all(p.reasons for p in back.workloads.values())
