@@ -71,17 +71,17 @@ class WorkloadContext:
     def with_previous(self, previous: tuple[Assignment, ...]) -> WorkloadContext:
         """The same workload running elsewhere: nothing else in a context depends on
         where it runs, so planners reuse the rest."""
-        return WorkloadContext(
-            self.id, self.team, self.priority, self.replicas, self.count, self.flavours,
-            self.data_class, self.selector, self.only_clusters, self.tolerations, self.gang,
-            self.min_clusters, self.max_clusters, self.grace_seconds, previous, self.keep,
-            self.static_key)
+        return self.rebound(previous, self.keep)
 
     def with_keep(self, keep: bool) -> WorkloadContext:
+        return self.rebound(self.previous, keep)
+
+    def rebound(self, previous: tuple[Assignment, ...], keep: bool) -> WorkloadContext:
+        """`with_previous` and `with_keep` at once (one object, not two)."""
         return WorkloadContext(
             self.id, self.team, self.priority, self.replicas, self.count, self.flavours,
             self.data_class, self.selector, self.only_clusters, self.tolerations, self.gang,
-            self.min_clusters, self.max_clusters, self.grace_seconds, self.previous, keep,
+            self.min_clusters, self.max_clusters, self.grace_seconds, previous, keep,
             self.static_key)
 
 

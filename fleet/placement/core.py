@@ -167,14 +167,20 @@ class Planner:
     def context(self, wid: WorkloadId, previous: tuple[Assignment, ...], *, keep: bool
                 ) -> WorkloadContext:
         w = self.spec.workloads[wid]
-        ordered = tuple(sorted(previous))
+        ordered = tuple(sorted(previous)) if len(previous) > 1 else tuple(previous)
         cached = self._contexts.get(wid)
         if cached is None or cached[0] is not w:
-            cached = self._contexts[wid] = (w, workload_context(w, ordered))
-        elif cached[1].previous != ordered:
-            cached = self._contexts[wid] = (w, cached[1].with_previous(ordered))
-        base = cached[1]
-        return base.with_keep(True) if keep else base
+            ctx = workload_context(w, ordered)
+            ctx = ctx.with_keep(True) if keep else ctx
+        else:
+            ctx = cached[1]
+            if ctx.previous != ordered or ctx.keep != keep:
+                ctx = ctx.rebound(ordered, keep)
+            else:
+                return ctx
+        # The cache keeps the last one asked for: a keep pass asks for keep=True only.
+        self._contexts[wid] = (w, ctx)
+        return ctx
 
     @property
     def capacity_digest(self) -> str:

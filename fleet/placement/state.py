@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from operator import mul
+from operator import add, mul, sub
 
 from fleet.ids import ClusterName, Flavour, Team
 from fleet.placement.snapshot import NodeKey, histogram
@@ -76,7 +76,7 @@ def best_fit(h: Hist, count: int, replicas: int) -> Hist | None:
                 break
         else:
             return None
-    return tuple(a - b for a, b in zip(left, h, strict=True))
+    return tuple(map(sub, left, h))  # same lengths: `left` is a copy of `h`
 
 
 def packing(capacity: int, free: int, need: int) -> int:
@@ -106,7 +106,8 @@ class State:
                  ranking: Mapping[NodeKey, tuple[int, int, int]] | None = None) -> None:
         self._free: dict[NodeKey, Hist] = dict(nodes)
         self._used: dict[QuotaKey, int] = dict(used or {})
-        self._room: dict[tuple[NodeKey, int], int] = {}
+        self._room: dict[NodeKey, dict[int, int]] = {}
+        """Per key, replicas that fit by GPUs per replica (dropped when the key changes)."""
         self._total: dict[NodeKey, int] = {}
         self.reads: set[Key] | None = None
         self._ranking = dict(ranking or {})
@@ -122,7 +123,7 @@ class State:
         out = State.__new__(State)
         out._free = dict(self._free)
         out._used = dict(self._used)
-        out._room = dict(self._room)
+        out._room = {k: dict(v) for k, v in self._room.items()}
         out._total = dict(self._total)
         out.reads = None
         out._ranking = self._ranking
@@ -150,10 +151,12 @@ class State:
         """Replicas of `count` GPUs that fit on this (cluster, flavour) now."""
         if self.reads is not None:
             self.reads.add(("n", key[0], key[1]))
-        k = (key, count)
-        found = self._room.get(k)
+        per = self._room.get(key)
+        if per is None:
+            per = self._room[key] = {}
+        found = per.get(count)
         if found is None:
-            found = self._room[k] = replicas_that_fit(self._free.get(key, ()), count)
+            found = per[count] = replicas_that_fit(self._free.get(key, ()), count)
         return found
 
     def total(self, key: NodeKey) -> int:
@@ -172,14 +175,14 @@ class State:
 
     def allocate(self, key: NodeKey, delta: Hist) -> None:
         cur = self._free[key]
-        new = tuple(a + b for a, b in zip(cur, delta, strict=True))
-        self.put(key, new)
+        if len(cur) != len(delta):
+            raise ValueError(f"histogram of {key} has {len(cur)} sizes, change has {len(delta)}")
+        self.put(key, tuple(map(add, cur, delta)))
 
     def put(self, key: NodeKey, hist: Hist) -> None:
         self._free[key] = hist
         self._total.pop(key, None)
-        for c in range(1, len(hist)):
-            self._room.pop((key, c), None)
+        self._room.pop(key, None)
         if key in self._ranking:
             lst = self._rank[key[1]]
             old = (-self._base[key], key[0])
