@@ -12,7 +12,7 @@ finds head's files parsed); wall and CPU time (user+sys of the command and the c
 it forks). On a 2-core machine wall time is the figure a user waits for; CPU time above
 wall time is the second core at work.
 
-    python -m bench.plandiff                 # 10,000 workloads, 50 changed files, 4 runs
+    python -m bench.plandiff                 # 10,000 workloads, 50 changed files, 3 runs
     python -m bench.plandiff --smoke         # 300 workloads, 1 run (CI keeps it from rotting)
 """
 
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.fleetcmd import CALIBRATION, calibrate, run_fleet
+from bench.fleetcmd import CALIBRATION, Timed, calibrate, run_fleet
 from tests.fleetdocs import POLICY, cluster, workload
 from tests.gitrepo import GitRepo
 
@@ -107,7 +107,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", type=int, default=10_000)
-    ap.add_argument("--runs", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=3,
+                    help="runs of each kind: cold, warm, PR check (default 3)")
     ap.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
     args = ap.parse_args()
     if args.smoke:
@@ -124,41 +125,47 @@ def main() -> int:
 
         plan = ("plan", str(path), "--base", "main", "--head", "feature", "--format",
                 "markdown")
-        times, cpus = [], []
+        cold: list[Timed] = []
+        warm: list[Timed] = []
+        check: list[tuple[Timed, Timed]] = []
         for _ in range(args.runs):
-            r = run_fleet(*plan)
-            times.append(r.wall)
-            cpus.append(r.cpu)
+            shutil.rmtree(cache, ignore_errors=True)
+            cold.append(run_fleet(*plan))  # nothing cached
+            warm.append(run_fleet(*plan))  # what the cold run left
+            # The PR check as examples/ci runs it: validate head first (cold), then plan.
+            shutil.rmtree(cache, ignore_errors=True)
+            check.append((run_fleet("validate", str(path), "--ref", "feature"),
+                          run_fleet(*plan)))
+        for r in [*cold, *warm, *(x for pair in check for x in pair)]:
             if r.returncode != 0:
                 print(r.stdout[-3000:], r.stderr[-3000:])
                 return 1
-        summary = next((line for line in r.stdout.splitlines() if " → " in line), "")
-        # The PR check as examples/ci runs it: validate head first (cold), then plan.
-        shutil.rmtree(cache, ignore_errors=True)
-        v = run_fleet("validate", str(path), "--ref", "feature")
-        p = run_fleet(*plan)
-        if v.returncode != 0 or p.returncode != 0:
-            print(v.stderr[-3000:], p.stderr[-3000:])
-            return 1
+        summary = next((line for line in cold[0].stdout.splitlines() if " → " in line), "")
         calib.append(calibrate())
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
           f"{platform.python_version()}")
     print(f"plan: {summary}")
     print(f"fleet plan --base --head, {args.workloads} workloads, 50 changed files (whole "
-          f"command, fresh process):")
-    print(f"  cold (first run, nothing cached):  wall {times[0]:.2f}s, CPU {cpus[0]:.2f}s")
-    if len(times) > 1:
-        print(f"  warm (parse cache and base plan in the Git dir, e.g. the next push of the "
-              f"PR): wall best {min(times[1:]):.2f}s, CPU best {min(cpus[1:]):.2f}s over "
-              f"{len(times) - 1} runs")
-    print(f"  PR check (examples/ci): `fleet validate --ref feature` cold: wall {v.wall:.2f}s, "
-          f"CPU {v.cpu:.2f}s; then `fleet plan --base --head`: wall {p.wall:.2f}s, CPU "
-          f"{p.cpu:.2f}s")
+          f"command, fresh process; best / worst of {args.runs}):")
+    print(f"  cold (nothing cached):                 {_span(cold)}")
+    print(f"  warm (parse cache and base plan in the Git dir, e.g. the PR's next push): "
+          f"{_span(warm)}")
+    print(f"  PR check (examples/ci): `fleet validate --ref feature` cold: "
+          f"{_span([v for v, _ in check])}; then the plan: {_span([p for _, p in check])}")
     print(f"calibration ({CALIBRATION!r}) before and after: "
           f"{', '.join(f'{c:.2f}s' for c in calib)}")
     print(f"load average during the runs: {os.getloadavg()[0]:.1f} (on a shared machine, "
           "wall time above CPU time is waiting for a core)")
     return 0
+
+
+def _span(runs: list[Timed]) -> str:
+    walls = sorted(r.wall for r in runs)
+    cpus = sorted(r.cpu for r in runs)
+    if len(runs) == 1:
+        return f"wall {walls[0]:.2f}s, CPU {cpus[0]:.2f}s"
+    return (f"wall {walls[0]:.2f}s / {walls[-1]:.2f}s, CPU {cpus[0]:.2f}s / "
+            f"{cpus[-1]:.2f}s")
 
 
 if __name__ == "__main__":
