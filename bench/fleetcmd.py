@@ -47,6 +47,15 @@ def run_fleet(*args: str, stdout: IO[str] | None = None) -> Timed:
     return Timed(wall, cpu, r.returncode, r.stdout or "", r.stderr or "")
 
 
+def clone(src: Path, dst: Path) -> Path:
+    """A bare clone through git's pack protocol, as a CI runner's checkout fetches the
+    repo: its objects are in a pack, where the built repo has 10,000 loose ones (each
+    read is a file open and an inflate: about 3x slower to read)."""
+    subprocess.run(["git", "clone", "--quiet", "--bare", "--no-local", str(src), str(dst)],
+                   check=True)
+    return dst
+
+
 def calibrate() -> float:
     """Seconds this machine takes for a 20M-iteration empty Python loop, now."""
     t = time.perf_counter()

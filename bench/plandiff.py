@@ -22,13 +22,12 @@ import argparse
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.fleetcmd import CALIBRATION, Timed, calibrate, run_fleet
+from bench.fleetcmd import CALIBRATION, Timed, calibrate, clone, run_fleet
 from tests.fleetdocs import POLICY, cluster, workload
 from tests.gitrepo import GitRepo
 
@@ -92,15 +91,6 @@ def build(path: Path, workloads: int) -> GitRepo:
     assert len(change) == 50
     repo.commit(change, "the change", branch="feature")
     return repo
-
-
-def clone(src: Path, dst: Path) -> Path:
-    """A bare clone through git's pack protocol, as a CI runner's checkout fetches the
-    repo: its objects are in a pack, where the built repo has 10,000 loose ones (each
-    read is a file open and an inflate: about 3x slower to read)."""
-    subprocess.run(["git", "clone", "--quiet", "--bare", "--no-local", str(src), str(dst)],
-                   check=True)
-    return dst
 
 
 def main() -> int:
