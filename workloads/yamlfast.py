@@ -101,6 +101,16 @@ def _quoted(s: str, i: int) -> tuple[str, int]:
     return s[i + 1:end], end + 1
 
 
+def _flow_scalar(s: str, i: int) -> tuple[Any, int]:
+    """A quoted or plain scalar inside a flow collection, at `s[i]`, and the index after."""
+    if s[i:i + 1] in ('"', "'"):
+        return _quoted(s, i)
+    m = _FLOW_WORD.match(s, i)
+    if m is None:
+        raise _DECLINE
+    return _plain(m.group()), m.end()
+
+
 def _flow(s: str, i: int, path: tuple[Any, ...], lines: dict[Any, int], line: int,
           depth: int) -> tuple[Any, int]:
     """A flow collection that starts and ends on this line, at `s[i]`, and the index
@@ -120,13 +130,7 @@ def _flow(s: str, i: int, path: tuple[Any, ...], lines: dict[Any, int], line: in
         if s[i] == close and not out:
             return out, i + 1
         if is_map:
-            if s[i] == '"' or s[i] == "'":
-                key, i = _quoted(s, i)
-            else:
-                m = _FLOW_WORD.match(s, i)
-                if m is None:
-                    raise _DECLINE
-                key, i = _plain(m.group()), m.end()
+            key, i = _flow_scalar(s, i)
             if type(key) is not str or key in out or s[i:i + 2] != ": ":
                 raise _DECLINE
             at = (*path, key)
@@ -137,16 +141,10 @@ def _flow(s: str, i: int, path: tuple[Any, ...], lines: dict[Any, int], line: in
         else:
             at = (*path, len(out))
             lines[at] = line
-        c = s[i] if i < n else ""
-        if c == "[" or c == "{":
+        if s[i:i + 1] in ("[", "{"):
             value, i = _flow(s, i, at, lines, line, depth + 1)
-        elif c == '"' or c == "'":
-            value, i = _quoted(s, i)
         else:
-            m = _FLOW_WORD.match(s, i)
-            if m is None:
-                raise _DECLINE
-            value, i = _plain(m.group()), m.end()
+            value, i = _flow_scalar(s, i)
         if is_map:
             out[key] = value
         else:
