@@ -21,22 +21,26 @@ half-alive) and cancellation stops everything cleanly:
 Restart safety: the first plan of a process waits for every cluster's informers to list
 (bounded), then takes the previous plan from what runs (`previous_from_live`), so it
 moves nothing, and each workload keeps the source commit its live objects carry when
-the intent is unchanged: a restart applies nothing twice.
+the intent is unchanged: a restart applies nothing twice. For a cluster that is down
+at that moment, the previous plan comes from the last plan's placements, saved in the
+state directory after every plan (`controllers.lastplan`): its workloads wait out the
+failover grace as they would have without the restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
 import structlog
 
-from clusters.adapter import AdapterOptions, ClusterAdapter
+from clusters.adapter import AdapterOptions, ClusterAdapter, LivePlacement
 from clusters.apply import DriftReport
 from clusters.errors import ClusterError
-from controllers import manager_io, triggers
+from controllers import lastplan, manager_io, triggers
 from controllers.desired import DesiredState, RenderFn
 from controllers.fleetstate import (
     ClusterView,
@@ -53,7 +57,8 @@ from controllers.statusdoc import DriftItem, PlacementLive
 from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
-from fleet.placement.types import Plan, PreviousPlan
+from fleet.models import Cluster
+from fleet.placement.types import Assignment, Plan, PreviousPlan
 from workloads.loader import Snapshot
 
 log = structlog.get_logger()
@@ -113,6 +118,7 @@ class Manager:
         self.capacity_replan_every = capacity_replan_every
         self.last_placement_seconds = 0.0
         self._rebuild_previous = True
+        self._saved_placements: dict[WorkloadId, tuple[Assignment, ...]] | None = None
         self._was_leader = False
         self._wired_generation = -1
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -376,7 +382,7 @@ class Manager:
         snapshot = capacity_snapshot(spec.clusters, self.views(), self.settings.failover_grace)
         if rebuild:
             live = {n: a.live_workloads() for n, a in self.adapters.items() if a.synced.is_set()}
-            previous: PreviousPlan = previous_from_live(spec.clusters, live)
+            previous: PreviousPlan = self._previous_after_restart(spec.clusters, live)
         else:
             old = self.desired.plan
             previous = {} if old is None else {
@@ -393,6 +399,7 @@ class Manager:
         self.snapshot = snapshot
         manager_io.record_plan_events(self, self.desired.plan, plan, previous if rebuild else None)
         self.desired.plan = plan
+        await self._save_placements(plan, head)
         if rebuild:
             self._rebuild_previous = False
             self._adopt_live_commits()
@@ -406,6 +413,26 @@ class Manager:
         async with self.plan_changed:
             self.plan_changed.notify_all()
         return plan
+
+    def _previous_after_restart(self, clusters: Mapping[ClusterName, Cluster],
+                                live: Mapping[str, Mapping[str, LivePlacement]]
+                                ) -> PreviousPlan:
+        """What runs, from the clusters that listed; for those that did not (down), what
+        the last plan put there (`controllers.lastplan`): kept until the grace is over."""
+        return lastplan.restore(self.settings.state_dir, previous_from_live(clusters, live),
+                                listed=set(live), clusters=set(clusters))
+
+    async def _save_placements(self, plan: Plan, commit: str | None) -> None:
+        placed = lastplan.placements(plan)
+        if placed == self._saved_placements:
+            return
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: lastplan.save(self.settings.state_dir, placed, commit))
+        except OSError as e:  # a full disk must not stop placement: say it, try next time
+            log.warning("last_plan_not_saved", error=f"{type(e).__name__}: {e}")
+            return
+        self._saved_placements = placed
 
     def _adopt_live_commits(self) -> None:
         found: dict[WorkloadId, tuple[str, str | None]] = {}

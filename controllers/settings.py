@@ -25,7 +25,8 @@ class Settings(BaseSettings):
         None, description="kubeconfig for clusters whose Cluster file names none (default: "
                           "$KUBECONFIG or ~/.kube/config)")
     state_dir: Path = Field(Path(".aifleet"),
-                            description="where the controller keeps its Git mirror")
+                            description="where the controller keeps its Git mirror and "
+                                        "its last plan (keep it across restarts)")
     poll_interval: float = Field(30.0, description="seconds between fetches of the repo")
     resync_interval: float = Field(
         60.0, description="seconds between full reconciles of each cluster, even without "

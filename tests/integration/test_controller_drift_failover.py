@@ -3,6 +3,7 @@ residency, and on its return the stale copies deleted before anything else runs 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import jsonschema
@@ -95,3 +96,32 @@ async def test_a_cordoned_cluster_keeps_what_runs_and_gets_nothing_new(
         assert placed[TRAIN] == [home]  # keeps what runs
         assert home not in placed["nlp-team/train2"]  # gets nothing new
         assert TRAIN in workloads_on(box.sim, home)
+
+
+async def test_a_restart_while_a_cluster_is_down_still_waits_out_the_grace(
+        tmp_path: Path) -> None:
+    # The down cluster cannot say what runs on it: the restarted controller takes that
+    # from the last plan it saved, keeps the workload there through the grace, then
+    # fails it over (without the saved plan it would move at once).
+    async with sandbox(tmp_path) as box:
+        assert box.sim is not None
+        async with box.controller(fast_settings(box), adapter_options=FAST) as first:
+            await until(lambda: synced(first.status(), box.first_commit) == (3, 3), 20,
+                        what="first rollout")
+            placed = where(first.status())
+        assert (tmp_path / "state" / "last-plan.json").exists()
+        lost = placed[TRAIN][0]
+        other_eu = ({"eu-fra-1", "eu-par-1"} - {lost}).pop()
+        await box.sim.clusters[lost].down()
+        grace = 3.0
+        async with box.controller(fast_settings(box, failover_grace=grace),
+                                  adapter_options=FAST) as second:
+            await until(lambda: second.desired.plan is not None, 20, what="first plan")
+            started = time.monotonic()
+            doc = second.status()
+            assert next(c for c in doc["clusters"] if c["name"] == lost)["health"] == \
+                "Unreachable"
+            assert where(doc) == placed  # nothing moved: train waits on the down cluster
+            await until(lambda: where(second.status())[TRAIN] == [other_eu], 20,
+                        what="train failed over after the grace")
+            assert time.monotonic() - started >= grace - 1.5  # not at once

@@ -1,0 +1,54 @@
+"""The last plan's placements survive a restart (and an upgrade), and fill in only the
+clusters that could not say what runs on them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from controllers import lastplan
+from fleet.ids import ClusterName, Flavour, WorkloadId
+from fleet.placement.types import Assignment, Plan, Reason, WorkloadPlacement
+
+
+def a(cluster: str, replicas: int = 1, flavour: str = "h100-80gb") -> Assignment:
+    return Assignment(ClusterName(cluster), Flavour(flavour), replicas, 8)
+
+
+W, V = WorkloadId("nlp-team/train"), WorkloadId("nlp-team/serve")
+
+
+def test_saved_placements_read_back_equal_and_owner_only(tmp_path: Path) -> None:
+    plan = Plan("abc", {
+        W: WorkloadPlacement(W, "Placed", (a("de-1"),), (Reason("chosen"),)),
+        V: WorkloadPlacement(V, "Placed", (a("de-1"), a("fr-1", 2))),
+        WorkloadId("nlp-team/big"): WorkloadPlacement(WorkloadId("nlp-team/big"), "Pending"),
+    })
+    placed = lastplan.placements(plan)
+    assert set(placed) == {W, V}
+    lastplan.save(tmp_path / "state", placed, "abc")
+    path = tmp_path / "state" / lastplan.FILE
+    assert path.stat().st_mode & 0o077 == 0
+    assert lastplan.load(tmp_path / "state") == placed
+    assert [p.name for p in (tmp_path / "state").iterdir()] == [lastplan.FILE]  # no temp left
+
+
+def test_a_missing_damaged_or_foreign_file_is_no_previous_plan(tmp_path: Path) -> None:
+    assert lastplan.load(tmp_path) == {}
+    path = tmp_path / lastplan.FILE
+    for text in ("{not json", json.dumps({"version": 99, "workloads": {}}),
+                 json.dumps({"version": 1, "workloads": {"t/w": [["c", "f", 0, 8]]}}),
+                 json.dumps({"version": 1, "workloads": {"t/w": [["c", "f"]]}}),
+                 json.dumps([1, 2])):
+        path.write_text(text)
+        assert lastplan.load(tmp_path) == {}, text
+
+
+def test_only_clusters_that_did_not_list_are_filled_in_from_the_last_plan() -> None:
+    live = {V: (a("fr-1", 2),)}
+    last = {W: (a("de-1"),), V: (a("de-1"), a("fr-1", 2)),
+            WorkloadId("t/x"): (a("gone-1"),), WorkloadId("t/y"): (a("fr-1"),)}
+    out = lastplan.with_unlisted(live, last, listed={"fr-1"}, clusters={"de-1", "fr-1"})
+    # de-1 did not list: what the last plan put there is back; fr-1 listed: only live
+    # counts there (t/y no longer runs on it); gone-1 is not in the repo any more.
+    assert out == {W: (a("de-1"),), V: (a("de-1"), a("fr-1", 2))}
