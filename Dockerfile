@@ -16,9 +16,14 @@ FROM python:3.11-slim
 # pygit2's wheel bundles libgit2; nothing else is needed from the OS.
 RUN useradd --create-home --uid 10001 fleet
 COPY --from=build /wheels /wheels
-RUN python -m pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN python -m pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+ && install -d -o fleet -g fleet -m 0700 /home/fleet/.aifleet
 USER 10001
 WORKDIR /home/fleet
+# --state-dir (default .aifleet): the Git mirror and the last plan. Mount a volume here
+# so that a restart during a cluster outage keeps that cluster's workloads (see
+# docs/controller.md, restart safety).
+VOLUME ["/home/fleet/.aifleet"]
 EXPOSE 8080
 ENTRYPOINT ["fleet"]
 CMD ["--help"]
