@@ -5,8 +5,8 @@ half-alive) and cancellation stops everything cleanly:
 
 - source: fetch the repo every `poll_interval` or at once on `POST /hooks/git`; a new
   accepted commit updates the desired state (only workloads whose document changed get
-  a new source commit) and connects / disconnects cluster adapters as Cluster files
-  come and go;
+  a new source commit) and connects cluster adapters as Cluster files come; a removed
+  Cluster file's cluster is drained (what we run there deleted), then disconnected;
 - adapters: one `ClusterAdapter.run()` per cluster (informers, heartbeat);
 - watch: folds adapter changes (capacity version, health, sync) into triggers: a
   re-plan, a cluster reconcile;
@@ -95,12 +95,14 @@ class Manager:
                                 allow_non_fast_forward=settings.allow_non_fast_forward)
         self.desired = DesiredState(render or _default_render())
         self.adapters: dict[str, ClusterAdapter] = {}
+        self.retiring: set[str] = set()
+        """Clusters removed from the repo whose objects are being deleted."""
         self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
         self.drift: list[DriftItem] = []
         self.reconciler = ClusterReconciler(
             self.desired, self.adapters, self.live, events, self.may_act,
             settings.resync_interval, on_done=self._cluster_done,
-            on_failed=self._cluster_failed)
+            on_failed=self._cluster_failed, retiring=self.retiring, on_retired=self._retired)
         self.queue: WorkQueue[str] = WorkQueue(
             "clusters", self.reconciler, concurrency=settings.cluster_concurrency)
         self.snapshot = CapacitySnapshot({})
@@ -232,10 +234,18 @@ class Manager:
     async def _sync_clusters(self) -> None:
         spec = self.desired.spec
         assert spec is not None and self._tg is not None
-        for name in sorted(set(self.adapters) - set(spec.clusters)):
-            log.warning("cluster_removed", cluster=name)
-            self._scopes.pop(name).cancel()
-            await self.adapters.pop(name).aclose()
+        for name in sorted(set(self.adapters) - set(spec.clusters) - self.retiring):
+            # Removed from the repo: delete what we run there, then disconnect (the
+            # reconciler drains it and calls `_retired`); its workloads are re-placed.
+            self.retiring.add(name)
+            log.warning("cluster_retiring", cluster=name,
+                        workloads=len(self.adapters[name].live_workloads()))
+            self.queue.add(name)
+        for name in sorted(self.retiring & set(spec.clusters)):
+            self.retiring.discard(name)  # back in the repo before it was drained
+            log.info("cluster_retirement_cancelled", cluster=name)
+        for name in set(self.connect_errors) - set(spec.clusters):
+            del self.connect_errors[name]
         new = sorted(set(spec.clusters) - set(self.adapters))
         connected: dict[str, ClusterAdapter] = {}
 
@@ -301,6 +311,19 @@ class Manager:
             log.info("commit_applied", commit=self.desired.head)
         self.applied_commit = self.desired.head
         self.source.applied = self.desired.head
+
+    def _retired(self, name: str) -> None:
+        """A removed cluster runs nothing of ours any more: disconnect it."""
+        if name not in self.retiring or self._tg is None:
+            return
+        self.retiring.discard(name)
+        scope = self._scopes.pop(name, None)
+        if scope is not None:
+            scope.cancel()
+        adapter = self.adapters.pop(name, None)
+        if adapter is not None:
+            self._tg.start_soon(adapter.aclose)
+        log.info("cluster_retired", cluster=name)
 
     def _cluster_failed(self, name: str, why: str) -> None:
         """A pass left objects of the head commit unapplied on `name`: the cluster's
@@ -399,7 +422,6 @@ class Manager:
         self.snapshot = snapshot
         manager_io.record_plan_events(self, self.desired.plan, plan, previous if rebuild else None)
         self.desired.plan = plan
-        await self._save_placements(plan, head)
         if rebuild:
             self._rebuild_previous = False
             self._adopt_live_commits()
@@ -412,6 +434,7 @@ class Manager:
                  from_live=rebuild, **{k.lower(): v for k, v in sorted(counts.items())})
         async with self.plan_changed:
             self.plan_changed.notify_all()
+        await self._save_placements(plan, head)
         return plan
 
     def _previous_after_restart(self, clusters: Mapping[ClusterName, Cluster],

@@ -56,6 +56,15 @@ def status(m: Manager) -> dict[str, Any]:
     for name, err in sorted(m.connect_errors.items()):
         conditions.append({"type": "ClusterConnectionFailed", "status": "True",
                            "reason": "ConnectFailed", "message": f"{name}: {err}"})
+    for name in sorted(m.retiring):
+        a = m.adapters.get(name)
+        left = len(a.live_workloads()) if a is not None else 0
+        health = a.health_state if a is not None else "Unknown"
+        conditions.append({"type": "ClusterRetiring", "status": "True",
+                           "reason": "RemovedFromRepo",
+                           "message": f"{name}: its Cluster file was removed; deleting the "
+                                      f"{left} workloads still running there (cluster "
+                                      f"{health})"})
     doc = status_document(
         spec=spec, plan=m.desired.plan, snapshot=snapshot,
         source=SourceState(m.source.observed, m.applied_commit, tuple(conditions)),

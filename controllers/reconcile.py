@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -71,6 +71,10 @@ class ClusterReconciler:
     on_done: Callable[[str], None] = lambda _name: None
     on_failed: Callable[[str, str], None] = lambda _name, _why: None
     """Told (cluster, what failed) each time a pass leaves objects unapplied."""
+    retiring: Set[str] = frozenset()
+    """Clusters removed from the repo: drained, not reconciled."""
+    on_retired: Callable[[str], None] = lambda _name: None
+    """Told a retiring cluster runs nothing of ours any more."""
 
     async def __call__(self, name: str) -> float | None:
         adapter = self.adapters.get(name)
@@ -82,6 +86,8 @@ class ClusterReconciler:
             return 0.5
         if adapter.health_state == "Unreachable":
             return 1.0
+        if name in self.retiring:
+            return await self._drain(name, adapter)
         started = time.perf_counter()
         cluster = ClusterName(name)
         signature = self.desired.signature(cluster)
@@ -156,6 +162,22 @@ class ClusterReconciler:
         self.applied_signature[name] = signature
         self.on_done(name)
         return self.resync_interval
+
+    async def _drain(self, name: str, adapter: ClusterAdapter) -> float | None:
+        """A cluster whose Cluster file was removed: delete every workload we run there
+        (its workloads are placed elsewhere by then), then let it be disconnected."""
+        labels = set(adapter.live_workloads())
+        if labels:
+            deleted = await adapter.delete_workloads(labels)
+            self.totals.pruned += deleted
+            for label in sorted(labels):
+                self.live.pop((ClusterName(name), workload_id_of_label(label)), None)
+                self._event("Pruned", label, cluster=name,
+                            reason="its cluster was removed from the repo")
+        if adapter.live_workloads():
+            return 1.0  # not all gone yet (a delete failed, or not yet seen): again
+        self.on_retired(name)
+        return None
 
     def _event(self, event: str, label: str, **fields: Any) -> None:
         if self.events is None:

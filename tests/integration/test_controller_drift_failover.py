@@ -125,3 +125,72 @@ async def test_a_restart_while_a_cluster_is_down_still_waits_out_the_grace(
             await until(lambda: where(second.status())[TRAIN] == [other_eu], 20,
                         what="train failed over after the grace")
             assert time.monotonic() - started >= grace - 1.5  # not at once
+
+
+async def test_a_removed_cluster_is_drained_then_disconnected(tmp_path: Path) -> None:
+    # Its Cluster file gone, nothing of ours may keep running there unmanaged: the gang
+    # job moves (in the EU), its copy on the removed cluster is deleted, the deletion is
+    # on the ledger, and the controller lets go of the cluster.
+    from workloads.errors import WorkloadsError
+    from workloads.ledger_store import read_ledger
+
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box, ledger=True), adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        assert box.sim is not None
+        removed = where(m.status())[TRAIN][0]
+        other_eu = ({"eu-fra-1", "eu-par-1"} - {removed}).pop()
+        assert workloads_on(box.sim, removed)
+        commit = box.repo.commit({f"clusters/{removed}.yaml": None}, "retire a cluster")
+        m.trigger_fetch()
+        await until(lambda: not workloads_on(box.sim, removed), 20,  # type: ignore[arg-type]
+                    what="removed cluster drained")
+        await until(lambda: removed not in m.adapters, 10, what="removed cluster let go")
+        await until(lambda: synced(m.status(), commit) == (3, 3), 20, what="rollout")
+        doc = m.status()
+        assert where(doc)[TRAIN] == [other_eu]
+        assert removed not in {c["name"] for c in doc["clusters"]}
+        assert not [c for c in doc["source"]["conditions"] if c["type"] == "ClusterRetiring"]
+        assert m.retiring == set()
+
+        def pruned() -> list[str]:
+            try:
+                return [r.entry.reason for r in read_ledger(box.repo.path)
+                        if r.entry.event == "Pruned" and r.entry.cluster == removed
+                        and r.entry.workload == TRAIN]
+            except WorkloadsError:
+                return []  # no ledger branch yet
+
+        await until(lambda: bool(pruned()), 15, what="Pruned on the ledger")
+        assert pruned() == ["its cluster was removed from the repo"]
+
+
+async def test_a_removed_cluster_that_is_down_is_drained_when_it_answers(
+        tmp_path: Path) -> None:
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        assert box.sim is not None
+        removed = where(m.status())[TRAIN][0]
+        other_eu = ({"eu-fra-1", "eu-par-1"} - {removed}).pop()
+        await box.sim.clusters[removed].down()
+        await until(lambda: m.adapters[removed].health_state == "Unreachable", 10,
+                    what="cluster unreachable")
+        commit = box.repo.commit({f"clusters/{removed}.yaml": None}, "retire a cluster")
+        m.trigger_fetch()
+        # Gone from the repo: moved at once (no grace), and the SRE is told what is left.
+        await until(lambda: where(m.status()).get(TRAIN) == [other_eu], 20, what="moved")
+        retiring = [c for c in m.status()["source"]["conditions"]
+                    if c["type"] == "ClusterRetiring"]
+        assert len(retiring) == 1 and retiring[0]["message"].startswith(f"{removed}: ")
+        assert "Unreachable" in retiring[0]["message"]
+        await box.sim.clusters[removed].up()
+        await until(lambda: not workloads_on(box.sim, removed), 20,  # type: ignore[arg-type]
+                    what="drained once back")
+        await until(lambda: removed not in m.adapters, 10, what="let go")
+        await until(lambda: synced(m.status(), commit) == (3, 3), 20, what="rollout")
+        # the gang job runs in exactly one cluster
+        assert [c for c in ("eu-fra-1", "eu-par-1", "us-east-1")
+                if TRAIN in workloads_on(box.sim, c)] == [other_eu]
