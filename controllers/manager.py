@@ -324,6 +324,9 @@ class Manager:
         if adapter is not None:
             self._tg.start_soon(adapter.aclose)
         log.info("cluster_retired", cluster=name)
+        for other in self.adapters:  # what waited for the drain starts now
+            self.queue.add(other)
+        self._cluster_done("")
 
     def _cluster_failed(self, name: str, why: str) -> None:
         """A pass left objects of the head commit unapplied on `name`: the cluster's

@@ -102,6 +102,10 @@ class ClusterReconciler:
                 self.live.pop((cluster, workload_id_of_label(label)), None)
                 self._event("Pruned", label, cluster=name, reason="stale copy after failover")
         objects, labels = self.desired.objects_for(cluster)
+        held = self._still_on_a_retiring_cluster(set(labels), live_labels)
+        if held:  # they start here once their old copies are deleted (`_drain`)
+            objects = [o for o in objects if workload_of(o) not in held]
+            labels = {k: v for k, v in labels.items() if k not in held}
         plan = self.desired.plan
         anything_placed = any(wp.status == "Placed" for wp in plan.workloads.values())
         label_of = {k: workload_of(o) for k, o in adapter.applier.live.items()}
@@ -159,9 +163,24 @@ class ClusterReconciler:
                     f"failed; first: {first_key[1]} {first_key[2]}/{first_key[3]}: {first_err}")
             self.on_failed(name, what)
             raise ReconcileError(f"{what} (on {name})")
+        if held:
+            log.info("waiting_for_drain", cluster=name, workloads=sorted(held))
+            return 0.5  # not done: the held workloads are still to start here
         self.applied_signature[name] = signature
         self.on_done(name)
         return self.resync_interval
+
+    def _still_on_a_retiring_cluster(self, labels: set[str], here: set[str]) -> set[str]:
+        """Workloads to start here that still run on a removed cluster being drained
+        (and answering): held back until they are deleted there, so that a moved gang
+        never runs twice. A removed cluster that is Unreachable holds nothing back (it
+        cannot be drained now; a failover does not wait either)."""
+        out: set[str] = set()
+        for r in self.retiring:
+            a = self.adapters.get(r)
+            if a is not None and a.health_state != "Unreachable":
+                out |= (labels - here) & set(a.live_workloads())
+        return out
 
     async def _drain(self, name: str, adapter: ClusterAdapter) -> float | None:
         """A cluster whose Cluster file was removed: delete every workload we run there

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import anyio
 import jsonschema
 
 from controllers.demo_faults import find_deployment, inject_replica_drift, workloads_on
@@ -142,12 +143,27 @@ async def test_a_removed_cluster_is_drained_then_disconnected(tmp_path: Path) ->
         removed = where(m.status())[TRAIN][0]
         other_eu = ({"eu-fra-1", "eu-par-1"} - {removed}).pop()
         assert workloads_on(box.sim, removed)
-        commit = box.repo.commit({f"clusters/{removed}.yaml": None}, "retire a cluster")
-        m.trigger_fetch()
-        await until(lambda: not workloads_on(box.sim, removed), 20,  # type: ignore[arg-type]
-                    what="removed cluster drained")
-        await until(lambda: removed not in m.adapters, 10, what="removed cluster let go")
-        await until(lambda: synced(m.status(), commit) == (3, 3), 20, what="rollout")
+        sim = box.sim
+        # A slow drain: without holding the move back, the new copy would start first.
+        sim.clusters[removed].faults.set_latency(1.0, prefix="/apis/batch/v1/namespaces/")
+        twice: list[bool] = []
+
+        async def watch() -> None:  # the gang must never run in two clusters at once
+            while True:
+                twice.append(TRAIN in workloads_on(sim, removed)
+                             and TRAIN in workloads_on(sim, other_eu))
+                await anyio.sleep(0.005)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            commit = box.repo.commit({f"clusters/{removed}.yaml": None}, "retire a cluster")
+            m.trigger_fetch()
+            await until(lambda: not workloads_on(sim, removed), 20,
+                        what="removed cluster drained")
+            await until(lambda: removed not in m.adapters, 10, what="removed cluster let go")
+            await until(lambda: synced(m.status(), commit) == (3, 3), 20, what="rollout")
+            tg.cancel_scope.cancel()
+        assert len(twice) > 10 and not any(twice)
         doc = m.status()
         assert where(doc)[TRAIN] == [other_eu]
         assert removed not in {c["name"] for c in doc["clusters"]}
