@@ -12,23 +12,20 @@ restart takes the placements on clusters that have not listed from it: those wor
 are then *kept* on the down cluster, like any workload of an Unreachable cluster, until
 the failover grace runs out (counted from the restart: never shorter than asked).
 
-The file is plain, versioned JSON (not a pickle stamped with the code version): an
-upgrade is a restart, and the placements must survive it. It is written atomically,
-owner-only; a missing, unreadable or foreign file is ignored with a warning (the
-restart then behaves as if it were missing: what is down is placed afresh).
+The file is a `controllers.statefile`: versioned JSON that survives an upgrade, written
+atomically, owner-only; a missing, unreadable or foreign file is ignored with a warning
+(the restart then behaves as if it were missing: what is down is placed afresh).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Mapping, Set
 from pathlib import Path
-from typing import Any
 
+import anyio
 import structlog
 
+from controllers import statefile
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement.types import Assignment, Plan, PreviousPlan
 
@@ -46,40 +43,22 @@ def placements(plan: Plan) -> dict[WorkloadId, tuple[Assignment, ...]]:
 
 def save(state_dir: Path, placed: Mapping[WorkloadId, tuple[Assignment, ...]],
          commit: str | None) -> None:
-    """Write the placements atomically (a crash leaves the old file or the new one)."""
-    doc: dict[str, Any] = {
-        "version": VERSION, "commit": commit,
+    """Write the placements (`controllers.statefile`: atomic, owner-only)."""
+    statefile.write(state_dir / FILE, VERSION, {
+        "commit": commit,
         "workloads": {wid: [[a.cluster, a.flavour, a.replicas, a.gpus_per_replica]
                             for a in assignments]
                       for wid, assignments in sorted(placed.items())},
-    }
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".last-plan.", dir=state_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, state_dir / FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    })
 
 
 def load(state_dir: Path) -> PreviousPlan:
     """The placements last saved, or {} (with a warning when a file is there but cannot
     be used)."""
-    path = state_dir / FILE
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as e:
-        log.warning("last_plan_unreadable", path=str(path), error=f"{type(e).__name__}: {e}")
+    doc = statefile.read(state_dir / FILE, VERSION)
+    if doc is None:
         return {}
     try:
-        if doc.get("version") != VERSION:
-            raise ValueError(f"version {doc.get('version')!r}, this controller reads {VERSION}")
         out: dict[WorkloadId, tuple[Assignment, ...]] = {}
         for wid, rows in doc["workloads"].items():
             out[WorkloadId(str(wid))] = tuple(sorted(
@@ -87,7 +66,7 @@ def load(state_dir: Path) -> PreviousPlan:
                 for c, f, r, g in rows))
         return out
     except (AttributeError, KeyError, TypeError, ValueError) as e:
-        log.warning("last_plan_unreadable", path=str(path), error=f"{type(e).__name__}: {e}")
+        statefile.unusable(state_dir / FILE, e)
         return {}
 
 
@@ -112,14 +91,34 @@ def with_unlisted(live: PreviousPlan, last: PreviousPlan, listed: Set[str],
     return {wid: tuple(sorted(a)) for wid, a in sorted(out.items()) if a}
 
 
-def restore(state_dir: Path, from_live: PreviousPlan, *, listed: Set[str],
-            clusters: Set[str]) -> PreviousPlan:
-    """`with_unlisted` with the saved last plan; says which clusters it filled in."""
-    previous = with_unlisted(from_live, load(state_dir), listed, clusters)
-    unlisted = {a.cluster for assignments in previous.values() for a in assignments
-                if a.cluster not in listed}
-    if unlisted:
-        log.info("previous_from_last_plan", clusters=sorted(unlisted), workloads=sum(
-            1 for assignments in previous.values()
-            if any(a.cluster in unlisted for a in assignments)))
-    return previous
+class LastPlan:
+    """The last plan's placements in a state directory: saved after every plan that
+    changes them, restored after a restart for the clusters that did not list."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._saved: dict[WorkloadId, tuple[Assignment, ...]] | None = None
+
+    def restore(self, from_live: PreviousPlan, *, listed: Set[str], clusters: Set[str]
+                ) -> PreviousPlan:
+        """`with_unlisted` with the saved placements; says which clusters it filled in."""
+        previous = with_unlisted(from_live, load(self.state_dir), listed, clusters)
+        unlisted = {a.cluster for assignments in previous.values() for a in assignments
+                    if a.cluster not in listed}
+        if unlisted:
+            log.info("previous_from_last_plan", clusters=sorted(unlisted), workloads=sum(
+                1 for assignments in previous.values()
+                if any(a.cluster in unlisted for a in assignments)))
+        return previous
+
+    async def save(self, plan: Plan, commit: str | None) -> None:
+        """Write the plan's placements (in a worker thread) when they changed."""
+        placed = placements(plan)
+        if placed == self._saved:
+            return
+        try:
+            await anyio.to_thread.run_sync(lambda: save(self.state_dir, placed, commit))
+        except OSError as e:  # a full disk must not stop placement: say it, try next time
+            log.warning("last_plan_not_saved", error=f"{type(e).__name__}: {e}")
+            return
+        self._saved = placed

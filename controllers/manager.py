@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import anyio
 import structlog
 
-from clusters.adapter import AdapterOptions, ClusterAdapter, LivePlacement
+from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.apply import DriftReport
 from clusters.errors import ClusterError
 from controllers import lastplan, manager_io, triggers
@@ -52,13 +51,13 @@ from controllers.forge import CommitStatusPoster, StatusState
 from controllers.gitsource import Condition, GitSource
 from controllers.leader import LeaderElector
 from controllers.reconcile import ClusterReconciler, EventSink, live_intent
+from controllers.retirement import Retirement
 from controllers.settings import Settings
 from controllers.statusdoc import DriftItem, PlacementLive
 from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
-from fleet.models import Cluster
-from fleet.placement.types import Assignment, Plan, PreviousPlan
+from fleet.placement.types import Plan, PreviousPlan
 from workloads.loader import Snapshot
 
 log = structlog.get_logger()
@@ -95,7 +94,8 @@ class Manager:
                                 allow_non_fast_forward=settings.allow_non_fast_forward)
         self.desired = DesiredState(render or _default_render())
         self.adapters: dict[str, ClusterAdapter] = {}
-        self.retiring: set[str] = set()
+        self.retirement = Retirement(settings.state_dir)
+        self.retiring = self.retirement.names
         """Clusters removed from the repo whose objects are being deleted."""
         self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
         self.drift: list[DriftItem] = []
@@ -120,7 +120,7 @@ class Manager:
         self.capacity_replan_every = capacity_replan_every
         self.last_placement_seconds = 0.0
         self._rebuild_previous = True
-        self._saved_placements: dict[WorkloadId, tuple[Assignment, ...]] | None = None
+        self.last_plan = lastplan.LastPlan(settings.state_dir)
         self._was_leader = False
         self._wired_generation = -1
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -234,38 +234,38 @@ class Manager:
     async def _sync_clusters(self) -> None:
         spec = self.desired.spec
         assert spec is not None and self._tg is not None
-        for name in sorted(set(self.adapters) - set(spec.clusters) - self.retiring):
-            # Removed from the repo: delete what we run there, then disconnect (the
-            # reconciler drains it and calls `_retired`); its workloads are re-placed.
-            self.retiring.add(name)
-            log.warning("cluster_retiring", cluster=name,
-                        workloads=len(self.adapters[name].live_workloads()))
+        in_repo = set(spec.clusters)
+        reach = self.retirement.restore(in_repo)
+        # Removed from the repo: the reconciler drains it (deletes what we run there)
+        # and calls `_retired`; its workloads are re-placed by the next plan.
+        for name in self.retirement.update(set(self.adapters), in_repo):
             self.queue.add(name)
-        for name in sorted(self.retiring & set(spec.clusters)):
-            self.retiring.discard(name)  # back in the repo before it was drained
-            log.info("cluster_retirement_cancelled", cluster=name)
-        for name in set(self.connect_errors) - set(spec.clusters):
+        for name in set(self.connect_errors) - in_repo - self.retiring:
             del self.connect_errors[name]
-        new = sorted(set(spec.clusters) - set(self.adapters))
+        for name in sorted(in_repo - set(self.adapters)):
+            reach[name] = manager_io.connection_of(self, spec.clusters[ClusterName(name)])
         connected: dict[str, ClusterAdapter] = {}
 
         async def connect(name: str) -> None:
-            conn = manager_io.connection_of(self, spec.clusters[ClusterName(name)])
             try:
                 connected[name] = await ClusterAdapter.connect(
-                    conn, self.adapter_options, on_drift=self._drift_handler(name))
+                    reach[name], self.adapter_options, on_drift=self._drift_handler(name))
             except ClusterError as e:
                 self.connect_errors[name] = str(e)
                 log.error("cluster_connect_failed", cluster=name, error=str(e))
 
         async with anyio.create_task_group() as tg:  # TLS set-up per cluster: in parallel
-            for name in new:
+            for name in sorted(reach):
                 tg.start_soon(connect, name)
         for name, adapter in sorted(connected.items()):
             self.connect_errors.pop(name, None)
             self.adapters[name] = adapter
+            self.retirement.reach[name] = reach[name]
             self._wire_fencing(adapter)
             await self._tg.start(self._run_adapter, adapter)
+            if name in self.retiring:
+                self.queue.add(name)
+        self.retirement.save()
 
     async def _run_adapter(self, adapter: ClusterAdapter, *,
                            task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -314,16 +314,14 @@ class Manager:
 
     def _retired(self, name: str) -> None:
         """A removed cluster runs nothing of ours any more: disconnect it."""
-        if name not in self.retiring or self._tg is None:
+        if self._tg is None or not self.retirement.done(name):
             return
-        self.retiring.discard(name)
         scope = self._scopes.pop(name, None)
         if scope is not None:
             scope.cancel()
         adapter = self.adapters.pop(name, None)
         if adapter is not None:
             self._tg.start_soon(adapter.aclose)
-        log.info("cluster_retired", cluster=name)
         for other in self.adapters:  # what waited for the drain starts now
             self.queue.add(other)
         self._cluster_done("")
@@ -408,7 +406,10 @@ class Manager:
         snapshot = capacity_snapshot(spec.clusters, self.views(), self.settings.failover_grace)
         if rebuild:
             live = {n: a.live_workloads() for n, a in self.adapters.items() if a.synced.is_set()}
-            previous: PreviousPlan = self._previous_after_restart(spec.clusters, live)
+            # For a cluster that did not list (down), the last plan says what ran there.
+            previous: PreviousPlan = self.last_plan.restore(
+                previous_from_live(spec.clusters, live), listed=set(live),
+                clusters=set(spec.clusters))
         else:
             old = self.desired.plan
             previous = {} if old is None else {
@@ -437,28 +438,8 @@ class Manager:
                  from_live=rebuild, **{k.lower(): v for k, v in sorted(counts.items())})
         async with self.plan_changed:
             self.plan_changed.notify_all()
-        await self._save_placements(plan, head)
+        await self.last_plan.save(plan, head)
         return plan
-
-    def _previous_after_restart(self, clusters: Mapping[ClusterName, Cluster],
-                                live: Mapping[str, Mapping[str, LivePlacement]]
-                                ) -> PreviousPlan:
-        """What runs, from the clusters that listed; for those that did not (down), what
-        the last plan put there (`controllers.lastplan`): kept until the grace is over."""
-        return lastplan.restore(self.settings.state_dir, previous_from_live(clusters, live),
-                                listed=set(live), clusters=set(clusters))
-
-    async def _save_placements(self, plan: Plan, commit: str | None) -> None:
-        placed = lastplan.placements(plan)
-        if placed == self._saved_placements:
-            return
-        try:
-            await anyio.to_thread.run_sync(
-                lambda: lastplan.save(self.settings.state_dir, placed, commit))
-        except OSError as e:  # a full disk must not stop placement: say it, try next time
-            log.warning("last_plan_not_saved", error=f"{type(e).__name__}: {e}")
-            return
-        self._saved_placements = placed
 
     def _adopt_live_commits(self) -> None:
         found: dict[WorkloadId, tuple[str, str | None]] = {}

@@ -26,7 +26,8 @@ class Settings(BaseSettings):
                           "$KUBECONFIG or ~/.kube/config)")
     state_dir: Path = Field(Path(".aifleet"),
                             description="where the controller keeps its Git mirror and "
-                                        "its last plan (keep it across restarts)")
+                                        "what must survive a restart (last plan, clusters "
+                                        "being drained): keep it across restarts")
     poll_interval: float = Field(30.0, description="seconds between fetches of the repo")
     resync_interval: float = Field(
         60.0, description="seconds between full reconciles of each cluster, even without "

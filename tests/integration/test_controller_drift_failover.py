@@ -3,6 +3,7 @@ residency, and on its return the stale copies deleted before anything else runs 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -210,3 +211,30 @@ async def test_a_removed_cluster_that_is_down_is_drained_when_it_answers(
         # the gang job runs in exactly one cluster
         assert [c for c in ("eu-fra-1", "eu-par-1", "us-east-1")
                 if TRAIN in workloads_on(box.sim, c)] == [other_eu]
+
+
+async def test_a_restart_finishes_draining_a_removed_cluster(tmp_path: Path) -> None:
+    # The removed Cluster file held the way to reach it: the state dir keeps it.
+    async with sandbox(tmp_path) as box:
+        assert box.sim is not None
+        sim = box.sim
+        async with box.controller(fast_settings(box), adapter_options=FAST) as first:
+            await until(lambda: synced(first.status(), box.first_commit) == (3, 3), 20,
+                        what="first rollout")
+            removed = where(first.status())[TRAIN][0]
+            await sim.clusters[removed].down()
+            await until(lambda: first.adapters[removed].health_state == "Unreachable", 10,
+                        what="cluster unreachable")
+            box.repo.commit({f"clusters/{removed}.yaml": None}, "retire a cluster")
+            first.trigger_fetch()
+            await until(lambda: removed in first.retiring, 10, what="retiring")
+        saved = tmp_path / "state" / "retiring.json"
+        assert removed in json.loads(saved.read_text())["clusters"]
+        async with box.controller(fast_settings(box), adapter_options=FAST) as second:
+            await until(lambda: removed in second.adapters, 10, what="reconnected")
+            assert removed in second.retiring
+            assert TRAIN in workloads_on(sim, removed)  # still there: down
+            await sim.clusters[removed].up()
+            await until(lambda: not workloads_on(sim, removed), 20, what="drained")
+            await until(lambda: removed not in second.adapters, 10, what="let go")
+        assert json.loads(saved.read_text())["clusters"] == {}

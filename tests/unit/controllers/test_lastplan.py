@@ -52,3 +52,23 @@ def test_only_clusters_that_did_not_list_are_filled_in_from_the_last_plan() -> N
     # de-1 did not list: what the last plan put there is back; fr-1 listed: only live
     # counts there (t/y no longer runs on it); gone-1 is not in the repo any more.
     assert out == {W: (a("de-1"),), V: (a("de-1"), a("fr-1", 2))}
+
+
+def test_retiring_clusters_and_how_to_reach_them_survive_a_restart(tmp_path: Path) -> None:
+    from clusters.kubeconfig import ConnectionSpec
+    from controllers.retirement import Retirement
+    from controllers.statefile import RETIRING, load_retiring
+
+    first = Retirement(tmp_path)
+    first.reach.update({"de-1": ConnectionSpec("de-1", "/etc/kube/fleet", "de-ctx"),
+                        "fr-1": ConnectionSpec("fr-1")})
+    assert first.update({"de-1", "fr-1"}, in_repo={"fr-1"}) == ["de-1"]
+    assert load_retiring(tmp_path) == {"de-1": ConnectionSpec("de-1", "/etc/kube/fleet",
+                                                              "de-ctx")}
+    # A restart: de-1 is still out of the repo (drain it), unless it came back.
+    assert Retirement(tmp_path).restore(in_repo={"fr-1"}) == load_retiring(tmp_path)
+    assert Retirement(tmp_path).restore(in_repo={"de-1", "fr-1"}) == {}
+    assert first.done("de-1") and not first.done("de-1")
+    assert load_retiring(tmp_path) == {}
+    (tmp_path / RETIRING).write_text('{"version": 1, "clusters": {"x": {"context": 3}}}')
+    assert load_retiring(tmp_path) == {}  # damaged: ignored, with a warning

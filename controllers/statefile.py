@@ -1,0 +1,87 @@
+"""Small JSON files the controller keeps in its state directory across restarts.
+
+Each is versioned plain JSON (not a pickle stamped with the code version: an upgrade is
+a restart, and these must survive it), written atomically (a crash leaves the old file
+or the new one, never half of one) and owner-only. Reading one that is missing gives
+None; one that cannot be used (damaged, another version) gives None with a warning, and
+the caller goes on as if it were missing.
+
+- `last-plan.json` (`controllers.lastplan`): the last plan's placements;
+- `retiring.json` (`Manager`): removed clusters still being drained, with how to reach
+  them (a kubeconfig path and context; never a secret).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from clusters.kubeconfig import ConnectionSpec
+
+log = structlog.get_logger()
+
+
+def write(path: Path, version: int, body: dict[str, Any]) -> None:
+    """`{"version": version, **body}` to `path`, atomically and owner-only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"version": version, **body}, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read(path: Path, version: int) -> dict[str, Any] | None:
+    """The document at `path` when it is this version's, else None."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        unusable(path, e)
+        return None
+    if not isinstance(doc, dict) or doc.get("version") != version:
+        found = doc.get("version") if isinstance(doc, dict) else type(doc).__name__
+        unusable(path, ValueError(f"version {found!r}, this controller reads {version}"))
+        return None
+    return doc
+
+
+def unusable(path: Path, e: Exception) -> None:
+    log.warning("state_file_unusable", path=str(path), error=f"{type(e).__name__}: {e}")
+
+
+RETIRING = "retiring.json"
+
+
+def save_retiring(state_dir: Path, clusters: dict[str, ConnectionSpec]) -> None:
+    write(state_dir / RETIRING, 1, {"clusters": {
+        name: {"kubeconfig": c.kubeconfig, "context": c.context}
+        for name, c in sorted(clusters.items())}})
+
+
+def load_retiring(state_dir: Path) -> dict[str, ConnectionSpec]:
+    doc = read(state_dir / RETIRING, 1)
+    if doc is None:
+        return {}
+    try:
+        out: dict[str, ConnectionSpec] = {}
+        for name, c in doc["clusters"].items():
+            kubeconfig, context = c.get("kubeconfig"), c.get("context")
+            if not all(v is None or isinstance(v, str) for v in (kubeconfig, context)):
+                raise TypeError(f"{name}: kubeconfig and context must be strings")
+            out[str(name)] = ConnectionSpec(str(name), kubeconfig, context)
+        return out
+    except (AttributeError, KeyError, TypeError) as e:
+        unusable(state_dir / RETIRING, e)
+        return {}
