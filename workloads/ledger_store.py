@@ -29,10 +29,10 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 import pygit2
@@ -122,6 +122,10 @@ def _split(data: bytes) -> list[str]:
 _ROWS = msgspec.json.Decoder(RecordRow)
 
 
+Progress = Callable[[int, int, int], None]
+"""Told (records so far, segments read, segments) as a bulk read goes."""
+
+
 class LedgerReader:
     """Reads the ledger of one repo at one ref (default: the ledger branch)."""
 
@@ -161,22 +165,28 @@ class LedgerReader:
                 batch = list(self._strict(seg, data))
             yield batch
 
-    def rows(self) -> Iterator[RecordRow]:
+    def rows(self, progress: Progress | None = None) -> Iterator[RecordRow]:
         """Every record as a `RecordRow`, in order: the fast path for audit and cost.
 
         One decode per segment, in C, chained in C. Does not check the chain (`verify`
         does). A line that is not a record raises LedgerUnreadable with file and line.
+        `progress` as for `verify`, as each segment is handed on.
         """
-        return chain.from_iterable(self._row_batches())
+        return chain.from_iterable(self._row_batches(progress))
 
-    def _row_batches(self) -> Iterator[list[RecordRow]]:
+    def _row_batches(self, progress: Progress | None) -> Iterator[list[RecordRow]]:
         segs = self.segments
+        count = 0
         for i, data in enumerate(read_ahead(self._segment_blob, segs)):
             seg = segs[i]
             try:
-                yield _ROWS.decode_lines(data)  # blank lines are skipped, not records
+                rows = _ROWS.decode_lines(data)  # blank lines are skipped, not records
             except msgspec.MsgspecError:
                 self._bad_row(seg, bytes(data).rstrip(b"\n"))
+            count += len(rows)
+            if progress is not None:
+                progress(count, i + 1, len(segs))
+            yield rows
 
     def _segment_blob(self, seg: Segment) -> bytes | memoryview:
         data = loose_blob(self.repo, seg.oid)
@@ -185,7 +195,7 @@ class LedgerReader:
     def _checked_blob(self, seg: Segment) -> bytes:
         return _blob(self.repo, seg.oid)
 
-    def _bad_row(self, seg: Segment, data: bytes) -> None:
+    def _bad_row(self, seg: Segment, data: bytes) -> NoReturn:
         """Raise LedgerUnreadable for the first line of `data` that is not a record."""
         for n, line in enumerate(data.split(b"\n"), 1):
             try:
@@ -219,8 +229,9 @@ class LedgerReader:
             except ValueError as e:
                 raise LedgerUnreadable(f"{seg}:{n}: {e}") from e
 
-    def verify(self) -> Break | None:
-        """The first broken record with its `segment:line`, or None if the chain holds."""
+    def verify(self, progress: Progress | None = None) -> Break | None:
+        """The first broken record with its `segment:line`, or None if the chain holds.
+        `progress(records so far, segments read, segments)` after each segment."""
         places: list[tuple[str, int]] = []  # (segment, first index in it)
         count = 0
 
@@ -236,6 +247,8 @@ class LedgerReader:
                     for line in _split(bytes(data)):
                         count += 1
                         yield line
+                    if progress is not None:
+                        progress(count, i + 1, len(segs))
             finally:
                 blobs.close()
 

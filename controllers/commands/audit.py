@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from controllers.commands.common import fail
 from controllers.commands.ledger import open_ledger
+from controllers.progress import Progress
 from fleet.audit import FleetAt, LiveObject, Report, residency_audit
 from fleet.spec import FleetSpec
 from workloads.errors import WorkloadsError
@@ -167,11 +168,15 @@ def run(args: argparse.Namespace) -> int:
             found, unreachable = observe_clusters(spec, args.live or None)
             live.extend(found)
             notes.extend(f"cluster {c} not cross-checked: {why}" for c, why in unreachable)
+    progress = Progress("reading the ledger", unit="records")
     try:
-        report = residency_audit(reader.rows(), history.at, start=args.start, end=args.end,
-                                 live=live, latest=latest, data_classes=head_fleet)
+        report = residency_audit(reader.rows(progress.update), history.at, start=args.start,
+                                 end=args.end, live=live, latest=latest,
+                                 data_classes=head_fleet)
     except WorkloadsError as e:
+        progress.clear()
         fail(str(e))
+    progress.clear()
     head = str(reader.commit.id) if reader.commit is not None else ""
     for note in notes:
         print(f"fleet: {note}", file=sys.stderr)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from controllers.commands.audit import add_window_arguments, bulk_mode
 from controllers.commands.common import fail
 from controllers.commands.ledger import open_ledger
+from controllers.progress import Progress
 from controllers.statusview import table
 from fleet.audit import build_periods
 from fleet.cost import GROUP_BY, gpu_cost
@@ -44,10 +45,13 @@ def run(args: argparse.Namespace) -> int:
     reader = open_ledger(args.repo, args.ledger_ref)
     history = FleetHistory(args.repo)
     end = args.end or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    progress = Progress("reading the ledger", unit="records")
     try:
-        ledger = build_periods(reader.rows(), history.at)
+        ledger = build_periods(reader.rows(progress.update), history.at)
     except WorkloadsError as e:
+        progress.clear()
         fail(str(e))
+    progress.clear()
     lines, total = gpu_cost(ledger.periods, by=args.by, start=args.start, end=end)
     if args.format == "json":
         doc = {

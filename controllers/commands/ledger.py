@@ -9,6 +9,7 @@ from collections import deque
 from typing import Any
 
 from controllers.commands.common import fail
+from controllers.progress import Progress
 from controllers.statusview import table
 from workloads.errors import WorkloadsError
 from workloads.ledger_store import LEDGER_BRANCH, LedgerReader
@@ -69,7 +70,9 @@ def open_ledger(repo: str, ref: str) -> LedgerReader:
 
 def run_verify(args: argparse.Namespace) -> int:
     reader = open_ledger(args.repo, args.ref)
-    broken = reader.verify()
+    progress = Progress("verifying the ledger", unit="records")
+    broken = reader.verify(progress.update)
+    progress.clear()
     commit = str(reader.commit.id)[:12] if reader.commit is not None else "-"
     if broken is not None:
         seq = f"seq {broken.seq}" if broken.seq is not None else "seq ?"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pygit2
@@ -221,3 +222,15 @@ def test_verify_over_many_segments_reads_ahead_and_names_the_break(
     broken = LedgerReader(fleet_repo.path).verify()  # stops at record 22 of 60
     assert broken is not None and broken.seq == 22 and broken.why.startswith("edited")
     assert broken.where == "ledger/2026/11/23/000000000021.jsonl:2"
+
+
+def test_bulk_reads_report_progress_per_segment(fleet_repo: GitRepo) -> None:
+    LedgerWriter(fleet_repo.path, segment_records=7).append(entries(60))  # 9 segments
+    seen: list[tuple[int, int, int]] = []
+    assert LedgerReader(fleet_repo.path).verify(lambda *p: seen.append(p)) is None
+    assert seen[-1] == (60, 9, 9) and len(seen) == 9
+    assert [s[1] for s in seen] == list(range(1, 10))
+    assert all(a[0] < b[0] for a, b in pairwise(seen))
+    rows_seen: list[tuple[int, int, int]] = []
+    assert len(list(LedgerReader(fleet_repo.path).rows(lambda *p: rows_seen.append(p)))) == 60
+    assert rows_seen == seen
