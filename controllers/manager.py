@@ -63,12 +63,13 @@ from workloads.loader import Snapshot
 log = structlog.get_logger()
 
 PlaceFn = Any
-"""`fleet.placement.place(spec, capacity, previous, *, commit=) -> Plan`."""
+"""`fleet.placement.place(spec, capacity, previous, *, commit=) -> Plan`, or a
+`controllers.replanner.Replanner` (the default)."""
 
 
 def _default_place() -> PlaceFn:
-    from fleet.placement import place
-    return place
+    from controllers.replanner import Replanner
+    return Replanner()  # a full plan, or an incremental one when only workloads changed
 
 
 def _default_render() -> RenderFn:
@@ -156,6 +157,12 @@ class Manager:
                     await adapter.aclose()
                 if runner is not None:
                     await runner.cleanup()
+
+    @property
+    def placement_counts(self) -> dict[str, int]:
+        """Plans by how they were made (`Replanner.counts`), when the placer says."""
+        counts: dict[str, int] = getattr(self._place, "counts", {})
+        return counts
 
     def status(self) -> dict[str, Any]:
         return manager_io.status(self)

@@ -122,7 +122,8 @@ def metrics_text(m: Manager) -> str:
         placement_durations=m.placement_durations, queue_depth=m.queue.depth,
         status_clusters=cluster_rows(spec, plan, snapshot),
         placement_status=[wp.status for wp in plan.workloads.values()] if plan else [],
-        leader=m.may_act(), commits=m.commits_accepted)
+        leader=m.may_act(), commits=m.commits_accepted,
+        placements_by_kind=m.placement_counts)
 
 
 def ready(m: Manager) -> tuple[bool, str]:

@@ -33,7 +33,7 @@ def render_metrics(*, adapters: Mapping[str, ClusterAdapter],
                    placement_durations: Iterable[float], queue_depth: int,
                    status_clusters: Sequence[Mapping[str, Any]],
                    placement_status: Iterable[str], leader: bool,
-                   commits: int) -> str:
+                   commits: int, placements_by_kind: Mapping[str, int] | None = None) -> str:
     reg = Registry()
     rec = reg.summary("aifleet_reconcile_duration_seconds",
                       "Duration of one cluster reconcile (apply, prune).")
@@ -43,6 +43,11 @@ def render_metrics(*, adapters: Mapping[str, ClusterAdapter],
     plc = reg.summary("aifleet_placement_duration_seconds", "Duration of one placement.")
     for v in placement_durations:
         plc.observe(v)
+    kinds = reg.counter("aifleet_placement_runs_total",
+                        "Placements by how they were made: full, baseline (recorded for "
+                        "re-planning), incremental.")
+    for kind, n in sorted((placements_by_kind or {}).items()):
+        kinds.set(n, kind=kind)
     reg.gauge("aifleet_queue_depth", "Keys waiting in a work queue.").set(
         queue_depth, queue="clusters")
     calls = reg.counter("aifleet_api_calls_total", "Kubernetes API calls by cluster, verb.")

@@ -191,3 +191,20 @@ async def test_the_signed_webhook_fetches_at_once_and_a_bad_signature_is_refused
         took = await until(lambda: synced(m.status(), commit) == (3, 3), 10,
                            what="applied after the webhook")
         assert took < 5  # the poll interval is an hour: only the webhook explains it
+
+
+async def test_commits_on_a_settled_fleet_are_replanned_incrementally(tmp_path: Path) -> None:
+    async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
+                                                         adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        for i in range(4):
+            commit = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(
+                image=f"registry.internal/serve:v{i + 2}")}, f"serve v{i + 2}")
+            m.trigger_fetch()
+            await until(lambda: synced(m.status(), commit) == (3, 3), 20,  # noqa: B023
+                        what=f"serve v{i + 2} applied")
+            assert next(w for w in m.status()["workloads"] if w["id"] == SERVE)[
+                "commit"] == commit
+        assert m.placement_counts["incremental"] >= 1, m.placement_counts
+        assert 'aifleet_placement_runs_total{kind="incremental"}' in m.metrics_text()
