@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Set
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -28,6 +29,9 @@ import structlog
 from controllers import statefile
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement.types import Assignment, Plan, PreviousPlan
+
+if TYPE_CHECKING:
+    from controllers.sharedplan import SharedPlan
 
 log = structlog.get_logger()
 
@@ -41,15 +45,29 @@ def placements(plan: Plan) -> dict[WorkloadId, tuple[Assignment, ...]]:
             if wp.status == "Placed" and wp.assignments}
 
 
+def to_doc(placed: Mapping[WorkloadId, tuple[Assignment, ...]], commit: str | None
+           ) -> dict[str, Any]:
+    return {"commit": commit,
+            "workloads": {wid: [[a.cluster, a.flavour, a.replicas, a.gpus_per_replica]
+                                for a in assignments]
+                          for wid, assignments in sorted(placed.items())}}
+
+
+def from_doc(doc: Mapping[str, Any]) -> PreviousPlan:
+    """The placements of `to_doc`'s document; ValueError/TypeError/KeyError when it is
+    not one."""
+    out: dict[WorkloadId, tuple[Assignment, ...]] = {}
+    for wid, rows in doc["workloads"].items():
+        out[WorkloadId(str(wid))] = tuple(sorted(
+            Assignment(ClusterName(str(c)), Flavour(str(f)), _count(r), _count(g))
+            for c, f, r, g in rows))
+    return out
+
+
 def save(state_dir: Path, placed: Mapping[WorkloadId, tuple[Assignment, ...]],
          commit: str | None) -> None:
     """Write the placements (`controllers.statefile`: atomic, owner-only)."""
-    statefile.write(state_dir / FILE, VERSION, {
-        "commit": commit,
-        "workloads": {wid: [[a.cluster, a.flavour, a.replicas, a.gpus_per_replica]
-                            for a in assignments]
-                      for wid, assignments in sorted(placed.items())},
-    })
+    statefile.write(state_dir / FILE, VERSION, to_doc(placed, commit))
 
 
 def load(state_dir: Path) -> PreviousPlan:
@@ -59,12 +77,7 @@ def load(state_dir: Path) -> PreviousPlan:
     if doc is None:
         return {}
     try:
-        out: dict[WorkloadId, tuple[Assignment, ...]] = {}
-        for wid, rows in doc["workloads"].items():
-            out[WorkloadId(str(wid))] = tuple(sorted(
-                Assignment(ClusterName(str(c)), Flavour(str(f)), _count(r), _count(g))
-                for c, f, r, g in rows))
-        return out
+        return from_doc(doc)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         statefile.unusable(state_dir / FILE, e)
         return {}
@@ -92,33 +105,41 @@ def with_unlisted(live: PreviousPlan, last: PreviousPlan, listed: Set[str],
 
 
 class LastPlan:
-    """The last plan's placements in a state directory: saved after every plan that
-    changes them, restored after a restart for the clusters that did not list."""
+    """The last plan's placements in a state directory, and (with `shared`) in the home
+    cluster for every replica: saved after every plan that changes them, restored after
+    a restart for the clusters that did not list (the home cluster's copy first)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, shared: SharedPlan | None = None) -> None:
         self.state_dir = state_dir
+        self.shared = shared
         self._saved: dict[WorkloadId, tuple[Assignment, ...]] | None = None
+        self._shared_saved: dict[WorkloadId, tuple[Assignment, ...]] | None = None
 
-    def restore(self, from_live: PreviousPlan, *, listed: Set[str], clusters: Set[str]
-                ) -> PreviousPlan:
+    async def restore(self, from_live: PreviousPlan, *, listed: Set[str],
+                      clusters: Set[str]) -> PreviousPlan:
         """`with_unlisted` with the saved placements; says which clusters it filled in."""
-        previous = with_unlisted(from_live, load(self.state_dir), listed, clusters)
+        last = await self.shared.read() if self.shared is not None else None
+        source = "cluster"
+        if last is None:
+            last, source = load(self.state_dir), "file"
+        previous = with_unlisted(from_live, last, listed, clusters)
         unlisted = {a.cluster for assignments in previous.values() for a in assignments
                     if a.cluster not in listed}
         if unlisted:
-            log.info("previous_from_last_plan", clusters=sorted(unlisted), workloads=sum(
-                1 for assignments in previous.values()
-                if any(a.cluster in unlisted for a in assignments)))
+            log.info("previous_from_last_plan", clusters=sorted(unlisted), source=source,
+                     workloads=sum(1 for assignments in previous.values()
+                                   if any(a.cluster in unlisted for a in assignments)))
         return previous
 
     async def save(self, plan: Plan, commit: str | None) -> None:
-        """Write the plan's placements (in a worker thread) when they changed."""
+        """Write the plan's placements (the file in a worker thread) when they changed."""
         placed = placements(plan)
-        if placed == self._saved:
-            return
-        try:
-            await anyio.to_thread.run_sync(lambda: save(self.state_dir, placed, commit))
-        except OSError as e:  # a full disk must not stop placement: say it, try next time
-            log.warning("last_plan_not_saved", error=f"{type(e).__name__}: {e}")
-            return
-        self._saved = placed
+        if placed != self._saved:
+            try:
+                await anyio.to_thread.run_sync(lambda: save(self.state_dir, placed, commit))
+                self._saved = placed
+            except OSError as e:  # a full disk must not stop placement: say it, go on
+                log.warning("last_plan_not_saved", error=f"{type(e).__name__}: {e}")
+        if self.shared is not None and placed != self._shared_saved \
+                and await self.shared.write(placed, commit):
+            self._shared_saved = placed

@@ -53,6 +53,7 @@ from controllers.leader import LeaderElector
 from controllers.reconcile import ClusterReconciler, EventSink, live_intent
 from controllers.retirement import Retirement
 from controllers.settings import Settings
+from controllers.sharedplan import SharedPlan
 from controllers.statusdoc import DriftItem, PlacementLive
 from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
@@ -121,7 +122,8 @@ class Manager:
         self.capacity_replan_every = capacity_replan_every
         self.last_placement_seconds = 0.0
         self._rebuild_previous = True
-        self.last_plan = lastplan.LastPlan(settings.state_dir)
+        self.last_plan = lastplan.LastPlan(settings.state_dir, SharedPlan(
+            lambda: manager_io.home_client(self), self.may_act))
         self._was_leader = False
         self._wired_generation = -1
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -414,7 +416,7 @@ class Manager:
         if rebuild:
             live = {n: a.live_workloads() for n, a in self.adapters.items() if a.synced.is_set()}
             # For a cluster that did not list (down), the last plan says what ran there.
-            previous: PreviousPlan = self.last_plan.restore(
+            previous: PreviousPlan = await self.last_plan.restore(
                 previous_from_live(spec.clusters, live), listed=set(live),
                 clusters=set(spec.clusters))
         else:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
+from clusters.client import KubeClient
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
 from controllers.fleetstate import capacity_snapshot, decision_fields
@@ -136,6 +137,22 @@ def ready(m: Manager) -> tuple[bool, str]:
     if m.applied_commit is None:
         return False, "first plan not applied yet"
     return True, f"applied {m.applied_commit[:12]}"
+
+
+def home_cluster(m: Manager) -> str | None:
+    """Where the Lease and the shared last plan live: `--leader-cluster`, else the
+    repo's first cluster by name."""
+    spec = m.desired.spec
+    if m.settings.leader_cluster:
+        return m.settings.leader_cluster
+    return min(spec.clusters) if spec is not None and spec.clusters else None
+
+
+def home_client(m: Manager) -> KubeClient | None:
+    """The home cluster's API client, while it is connected and answers."""
+    name = home_cluster(m)
+    a = m.adapters.get(name) if name is not None else None
+    return a.client if a is not None and a.health_state != "Unreachable" else None
 
 
 def connection_of(m: Manager, cluster: Cluster) -> ConnectionSpec:

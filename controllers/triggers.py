@@ -15,6 +15,7 @@ import anyio
 import structlog
 
 from controllers.leader import LeaderElector, default_identity
+from controllers.manager_io import home_cluster
 from workloads.loader import Snapshot
 
 if TYPE_CHECKING:
@@ -70,12 +71,10 @@ async def watch_loop(m: Manager) -> None:
 
 async def leader_loop(m: Manager) -> None:
     while True:
-        spec = m.desired.spec
-        if spec is not None and spec.clusters:
-            name = m.settings.leader_cluster or sorted(spec.clusters)[0]
-            adapter = m.adapters.get(name)
-            if adapter is not None:
-                break
+        name = home_cluster(m)
+        adapter = m.adapters.get(name) if name is not None else None
+        if adapter is not None:
+            break
         await anyio.sleep(m.tick)
     m.elector = LeaderElector(adapter.client,
                                  m.settings.identity or default_identity(),

@@ -238,3 +238,37 @@ async def test_a_restart_finishes_draining_a_removed_cluster(tmp_path: Path) -> 
             await until(lambda: not workloads_on(sim, removed), 20, what="drained")
             await until(lambda: removed not in second.adapters, 10, what="let go")
         assert json.loads(saved.read_text())["clusters"] == {}
+
+
+async def test_a_replica_with_an_empty_state_dir_reads_the_plan_from_the_home_cluster(
+        tmp_path: Path) -> None:
+    # A new pod (an emptyDir state dir) started during an outage: the placements the
+    # last writer kept in the home cluster's ConfigMap still hold the gang through the
+    # grace.
+    from controllers import sharedplan
+
+    async with sandbox(tmp_path) as box:
+        assert box.sim is not None
+        home = "us-east-1"  # eu-personal train never runs there
+        first_settings = fast_settings(box, state_dir=tmp_path / "state-a",
+                                       leader_cluster=home)
+        async with box.controller(first_settings, adapter_options=FAST) as first:
+            await until(lambda: synced(first.status(), box.first_commit) == (3, 3), 20,
+                        what="first rollout")
+            placed = where(first.status())
+            client = first.adapters[home].client
+            shared = await sharedplan.read(client)
+            assert shared is not None and shared[TRAIN][0].cluster == placed[TRAIN][0]
+        lost = placed[TRAIN][0]
+        await box.sim.clusters[lost].down()
+        grace = 3.0
+        second_settings = fast_settings(box, state_dir=tmp_path / "state-b",
+                                        leader_cluster=home, failover_grace=grace)
+        async with box.controller(second_settings, adapter_options=FAST) as second:
+            await until(lambda: second.desired.plan is not None, 20, what="first plan")
+            started = time.monotonic()
+            assert where(second.status()) == placed  # kept on the down cluster
+            other_eu = ({"eu-fra-1", "eu-par-1"} - {lost}).pop()
+            await until(lambda: where(second.status())[TRAIN] == [other_eu], 20,
+                        what="failed over after the grace")
+            assert time.monotonic() - started >= grace - 1.5

@@ -72,3 +72,21 @@ def test_retiring_clusters_and_how_to_reach_them_survive_a_restart(tmp_path: Pat
     assert load_retiring(tmp_path) == {}
     (tmp_path / RETIRING).write_text('{"version": 1, "clusters": {"x": {"context": 3}}}')
     assert load_retiring(tmp_path) == {}  # damaged: ignored, with a warning
+
+
+def test_the_home_cluster_copy_round_trips_and_refuses_what_it_did_not_write() -> None:
+    import base64
+    import gzip
+
+    import pytest
+
+    from controllers import sharedplan
+
+    placed = {W: (a("de-1"),), V: (a("de-1"), a("fr-1", 2))}
+    data = sharedplan.encode(placed, "abc")
+    assert sharedplan.decode(data) == placed
+    assert len(data) < 400  # gzipped, base64: small next to the 1 MiB object limit
+    for bad in ("not base64!", base64.b64encode(b"not gzip").decode(),
+                base64.b64encode(gzip.compress(b'{"version": 2}')).decode()):
+        with pytest.raises((ValueError, OSError, EOFError)):
+            sharedplan.decode(bad)

@@ -1,0 +1,117 @@
+"""The last plan's placements, also kept in the fleet's home cluster for every replica.
+
+`last-plan.json` lives in one replica's state directory; a replica started with an empty
+one (a new pod whose state dir is an emptyDir, as most Deployments have) would know
+nothing of what runs on a cluster that is down at its start. So the replica that may
+write (the leader, or the only one) also keeps the placements in a ConfigMap,
+`aifleet-system/aifleet-last-plan`, in the home cluster (`--leader-cluster`, else the
+first cluster by name: where the Lease is). A restart reads it first and falls back to
+the local file.
+
+The placements are the same JSON as the file's, gzipped in `binaryData` (10,000
+workloads: ~60 KB, far under the 1 MiB object limit). Reading or writing it never
+blocks placement for long: each is one request with a short deadline, and a failure is
+a warning (the local file still holds).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gzip
+import json
+from collections.abc import Callable, Mapping
+
+import anyio
+import structlog
+
+from clusters.client import NAMESPACE, KubeClient, ResourceType
+from clusters.errors import AlreadyExists, ClusterError, NotFound
+from controllers.lastplan import VERSION, from_doc, to_doc
+from fleet.ids import WorkloadId
+from fleet.placement.types import Assignment, PreviousPlan
+
+log = structlog.get_logger()
+
+CONFIGMAP = ResourceType("v1", "ConfigMap", "configmaps", True)
+NAMESPACE_NAME = "aifleet-system"
+NAME = "aifleet-last-plan"
+KEY = "placements.json.gz"
+DEADLINE = 5.0
+
+
+def encode(placed: Mapping[WorkloadId, tuple[Assignment, ...]], commit: str | None) -> str:
+    doc = {"version": VERSION, **to_doc(placed, commit)}
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    return base64.b64encode(gzip.compress(raw, mtime=0)).decode("ascii")
+
+
+def decode(data: str) -> PreviousPlan:
+    """ValueError (or KeyError/TypeError) when `data` is not `encode`'s."""
+    doc = json.loads(gzip.decompress(base64.b64decode(data, validate=True)))
+    if not isinstance(doc, dict) or doc.get("version") != VERSION:
+        raise ValueError(f"not a version {VERSION} placements document")
+    return from_doc(doc)
+
+
+async def read(client: KubeClient) -> PreviousPlan | None:
+    """The placements in the home cluster, or None (none there, or unreadable)."""
+    try:
+        with anyio.fail_after(DEADLINE):
+            cm = await client.request("GET", CONFIGMAP.item(NAME, NAMESPACE_NAME),
+                                      verb="get", retry=False)
+        return decode((cm.get("binaryData") or {})[KEY])
+    except NotFound:
+        return None
+    except (ClusterError, TimeoutError) as e:
+        log.warning("shared_last_plan_unreadable", error=f"{type(e).__name__}: {e}")
+    except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
+        log.warning("shared_last_plan_unusable", error=f"{type(e).__name__}: {e}")
+    return None
+
+
+async def write(client: KubeClient, placed: Mapping[WorkloadId, tuple[Assignment, ...]],
+                commit: str | None) -> bool:
+    """Replace the ConfigMap (create it, and the namespace, the first time)."""
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": NAME, "namespace": NAMESPACE_NAME,
+                         "labels": {"app.kubernetes.io/managed-by": "aifleet"}},
+            "binaryData": {KEY: encode(placed, commit)}}
+    try:
+        with anyio.fail_after(DEADLINE):
+            try:
+                await client.request("PUT", CONFIGMAP.item(NAME, NAMESPACE_NAME),
+                                     verb="update", body=body, retry=False)
+            except NotFound:
+                with contextlib.suppress(AlreadyExists):
+                    await client.request("POST", NAMESPACE.collection(), verb="create",
+                                         body={"apiVersion": "v1", "kind": "Namespace",
+                                               "metadata": {"name": NAMESPACE_NAME}},
+                                         retry=False)
+                await client.request("POST", CONFIGMAP.collection(NAMESPACE_NAME),
+                                     verb="create", body=body, retry=False)
+        return True
+    except (ClusterError, TimeoutError) as e:
+        log.warning("shared_last_plan_not_saved", error=f"{type(e).__name__}: {e}")
+        return False
+
+
+class SharedPlan:
+    """The ConfigMap copy as `LastPlan` uses it: `home()` is the home cluster's client
+    (None while it is unknown or Unreachable); only a replica that `may_write()` writes."""
+
+    def __init__(self, home: Callable[[], KubeClient | None],
+                 may_write: Callable[[], bool]) -> None:
+        self.home = home
+        self.may_write = may_write
+
+    async def read(self) -> PreviousPlan | None:
+        client = self.home()
+        return await read(client) if client is not None else None
+
+    async def write(self, placed: Mapping[WorkloadId, tuple[Assignment, ...]],
+                    commit: str | None) -> bool:
+        client = self.home()
+        if client is None or not self.may_write():
+            return False
+        return await write(client, placed, commit)
