@@ -90,7 +90,7 @@ class Manager:
         self.adapter_options = adapter_options or AdapterOptions(
             qps=settings.qps, burst=settings.burst, allow_exec=settings.allow_exec_plugins,
             self_heal=settings.self_heal, unreachable_after=settings.unreachable_after)
-        self._place = place or _default_place()
+        self.placer = place or _default_place()
         self.source = GitSource(settings.repo, settings.branch, settings.state_dir,
                                 subdir=settings.subdir,
                                 allow_non_fast_forward=settings.allow_non_fast_forward)
@@ -159,12 +159,6 @@ class Manager:
                     await adapter.aclose()
                 if runner is not None:
                     await runner.cleanup()
-
-    @property
-    def placement_counts(self) -> dict[str, int]:
-        """Plans by how they were made (`Replanner.counts`), when the placer says."""
-        counts: dict[str, int] = getattr(self._place, "counts", {})
-        return counts
 
     def status(self) -> dict[str, Any]:
         return manager_io.status(self)
@@ -427,7 +421,7 @@ class Manager:
         started = time.perf_counter()
         # Pure, so a shutdown may abandon it rather than wait seconds for a big fleet.
         plan: Plan = await anyio.to_thread.run_sync(
-            lambda: self._place(spec, snapshot, previous, commit=head), abandon_on_cancel=True)
+            lambda: self.placer(spec, snapshot, previous, commit=head), abandon_on_cancel=True)
         elapsed = time.perf_counter() - started
         self.placement_durations.append(elapsed)
         self.last_placement_seconds = elapsed

@@ -124,7 +124,7 @@ def metrics_text(m: Manager) -> str:
         status_clusters=cluster_rows(spec, plan, snapshot),
         placement_status=[wp.status for wp in plan.workloads.values()] if plan else [],
         leader=m.may_act(), commits=m.commits_accepted,
-        placements_by_kind=m.placement_counts)
+        placements_by_kind=getattr(m.placer, "counts", None))  # a Replanner's
 
 
 def ready(m: Manager) -> tuple[bool, str]:

@@ -206,5 +206,5 @@ async def test_commits_on_a_settled_fleet_are_replanned_incrementally(tmp_path: 
                         what=f"serve v{i + 2} applied")
             assert next(w for w in m.status()["workloads"] if w["id"] == SERVE)[
                 "commit"] == commit
-        assert m.placement_counts["incremental"] >= 1, m.placement_counts
+        assert m.placer.counts["incremental"] >= 1, m.placer.counts
         assert 'aifleet_placement_runs_total{kind="incremental"}' in m.metrics_text()
