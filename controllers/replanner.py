@@ -11,8 +11,12 @@ capacity) is the one it recorded. So:
   workloads on a steady fleet);
 - a snapshot seen twice in a row (the fleet has settled): record a new baseline
   (recording costs more than a plain plan, so it is not paid while capacity moves on
-  every pass, as it does while pods start);
+  every pass);
 - otherwise: a plain full plan.
+
+"Same snapshot" is what placement reads of it (`placement_key`): GPUs held by the
+fleet's own pods are informational, so the fleet's own pods starting do not count as
+a capacity change; nodes, other tenants' pods, health and unreachable time do.
 
 After `rebase_after` re-plans the baseline is recorded again, so the work of a re-plan
 stays proportional to the change since a recent baseline, not since the first.
@@ -20,6 +24,8 @@ Not thread-safe: the Manager calls it from one worker thread at a time.
 """
 
 from __future__ import annotations
+
+from collections.abc import Hashable
 
 from fleet.capacity import CapacitySnapshot
 from fleet.placement import IncrementalPlanner, place
@@ -32,26 +38,39 @@ class Replanner:
         self.rebase_after = rebase_after
         self._inc: IncrementalPlanner | None = None
         self._replans = 0
-        self._last_capacity: CapacitySnapshot | None = None
+        self._inc_key: Hashable = None
+        self._last_key: Hashable = None
         self.counts = {"full": 0, "baseline": 0, "incremental": 0}
         """How each plan was made (for metrics and tests)."""
 
     def __call__(self, spec: FleetSpec, capacity: CapacitySnapshot,
                  previous: PreviousPlan | None = None, *, commit: str | None = None) -> Plan:
         inc = self._inc
+        key = placement_key(capacity)
         if inc is not None and self._replans < self.rebase_after \
-                and inc.capacity == capacity and inc.planner.same_fleet(spec):
+                and key == self._inc_key and inc.planner.same_fleet(spec):
             self._replans += 1
             self.counts["incremental"] += 1
             return inc.replan(spec, previous or {}, commit=commit)
-        settled = capacity == self._last_capacity
-        self._last_capacity = capacity
+        settled = key == self._last_key
+        self._last_key = key
         self._inc = None
         if not settled:
             self.counts["full"] += 1
             plan: Plan = place(spec, capacity, previous, commit=commit)
             return plan
         self._inc = IncrementalPlanner(spec, capacity, previous, commit=commit)
+        self._inc_key = key
         self._replans = 0
         self.counts["baseline"] += 1
         return self._inc.plan
+
+
+def placement_key(capacity: CapacitySnapshot) -> Hashable:
+    """What of a capacity snapshot placement reads: everything but `used_by_fleet` (the
+    fleet's own pods' GPUs, informational: the plan allocates those itself). So the
+    fleet's own pods starting and ending do not make a re-plan start over."""
+    return tuple(
+        (name, c.health, c.unreachable_seconds,
+         tuple((n.name, n.flavour, n.gpus, n.used_by_others, n.schedulable) for n in c.nodes))
+        for name, c in sorted(capacity.clusters.items()))
