@@ -82,8 +82,9 @@ def run_verify(args: argparse.Namespace) -> int:
               "trusted", file=sys.stderr)
         return 1
     tip = reader.tip()
-    print(f"ledger {args.ref} @ {commit}: {reader.checked} records in "
-          f"{len(reader.segments)} segments, chain intact; head seq {tip.seq} {tip.hash}")
+    segments = len(reader.segments)
+    print(f"ledger {args.ref} @ {commit}: {reader.checked:,} records in {segments:,} "
+          f"segment{'' if segments == 1 else 's'}, chain intact; head seq {tip.seq} {tip.hash}")
     return 0
 
 

@@ -58,7 +58,7 @@ def test_ledger_verify_reports_the_head_of_an_intact_chain(repo: Repo) -> None:
     out = fleet("ledger", "verify", str(r.path))
     assert out.returncode == 0, out.stderr
     tip = str(r.repo.references["refs/heads/aifleet/ledger"].target)[:12]
-    assert out.stdout == (f"ledger aifleet/ledger @ {tip}: 4 records in 1 segments, chain "
+    assert out.stdout == (f"ledger aifleet/ledger @ {tip}: 4 records in 1 segment, chain "
                           f"intact; head seq 4 {head}\n")
 
 
