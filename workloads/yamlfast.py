@@ -28,15 +28,13 @@ import re
 from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
-from yaml.resolver import Resolver
 
 from workloads.yamlio import (
-    _IMMUTABLE_SCALARS,
+    IMMUTABLE_SCALARS,
     MAX_DEPTH,
     MAX_DOCUMENTS,
     YamlDocument,
-    _plain_cache,
+    plain_scalar,
 )
 
 MAX_BYTES = 64 * 1024
@@ -58,15 +56,7 @@ when absent)."""
 _FLOW_WORD = re.compile(r"(?:[^-?:,\[\]{}#&*!|>'\"%@` ]|-[^ :,\[\]{}#])[^:,\[\]{}#]*(?<! )")
 """A plain scalar in a flow collection, as this reads them: no `:`, `#` or flow
 indicator in it, no indicator first (`-` only before a non-space), no trailing space."""
-_FIRST = frozenset(Resolver.yaml_implicit_resolvers)
-"""First characters of plain scalars that are not simply strings (numbers, bools, null,
-timestamps, `<<`, `=`): those go through the resolver."""
 _INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
-_TAGS = frozenset({"tag:yaml.org,2002:str", "tag:yaml.org,2002:int",
-                   "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
-                   "tag:yaml.org,2002:null"})
-_RESOLVER: Any = Resolver()
-_CONSTRUCTOR: Any = SafeConstructor()
 
 
 class _Decline(Exception):
@@ -77,18 +67,14 @@ _DECLINE = _Decline()
 
 
 def _plain(text: str) -> Any:
-    """A plain scalar's value, as `yaml.safe_load` resolves it."""
-    if text[0] not in _FIRST:
-        return text
-    value = _plain_cache.get(text, _DECLINE)
-    if value is not _DECLINE:
-        return value
-    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))
-    if tag not in _TAGS:
+    """A plain scalar's value, as the full reader resolves it (`yamlio.plain_scalar`);
+    anything but a str, number, bool or null (a timestamp, `=`) is declined."""
+    try:
+        value = plain_scalar(text)
+    except yaml.YAMLError:
+        raise _DECLINE from None
+    if not isinstance(value, IMMUTABLE_SCALARS):
         raise _DECLINE
-    value = _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, yaml.ScalarNode(tag, text))
-    if len(text) <= 64 and len(_plain_cache) < 4096 and isinstance(value, _IMMUTABLE_SCALARS):
-        _plain_cache[text] = value
     return value
 
 
@@ -215,7 +201,6 @@ def _read(text: str) -> list[YamlDocument]:
     lines: dict[Any, int] = {}
     pending: tuple[_Frame, str] | None = None  # a `key:` waiting for its value
     explicit = 0  # the line of a `---` whose document has no content yet
-    first = _FIRST
 
     for n, (ind_s, dash, after_dash, key, simple, rest) in enumerate(_LINE.findall(text), 1):
         if not dash and not key:
@@ -269,7 +254,7 @@ def _read(text: str) -> list[YamlDocument]:
             lines[at] = n
             if not key:
                 if simple:
-                    items.append(simple if simple[0] not in first else _plain(simple))
+                    items.append(_plain(simple))
                 elif not rest or rest[0] == "#" or rest[:2] == "- " or rest == "-":
                     raise _DECLINE  # `-` alone, or a list in a list
                 else:
@@ -288,14 +273,14 @@ def _read(text: str) -> list[YamlDocument]:
                 raise _DECLINE
 
         # `key: value` in the mapping `top`
-        k = key if key[0] not in first else _plain(key)
+        k = _plain(key)
         mapping = top.value
         if type(k) is not str or k in mapping:
             raise _DECLINE  # a duplicate key: the full reader says where the first one is
         kpath = (*top.path, k)
         lines[kpath] = n
         if simple:
-            mapping[k] = simple if simple[0] not in first else _plain(simple)
+            mapping[k] = _plain(simple)
         elif rest and rest[0] != "#":
             mapping[k] = _value(rest, kpath, lines, n)
         else:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.resolver import Resolver
 
 try:
     _Loader: type[Any] = yaml.CSafeLoader
@@ -118,7 +120,32 @@ _IN_LIST = object()
 _plain_cache: dict[str, Any] = {}
 """Resolved values of plain, untagged scalars by text (the resolver's answer is a pure
 function of the text for those). Only immutable values are cached."""
-_IMMUTABLE_SCALARS = (str, bool, int, float, type(None))
+IMMUTABLE_SCALARS = (str, bool, int, float, type(None))
+_FIRST = frozenset(Resolver.yaml_implicit_resolvers)
+"""First characters of plain scalars that are not simply strings (numbers, bools, null,
+timestamps, `<<`, `=`): those go through the resolver."""
+_RESOLVER: Any = Resolver()
+_CONSTRUCTOR: Any = SafeConstructor()
+
+
+def plain_scalar(text: str) -> Any:
+    """An untagged plain scalar's value, exactly as `yaml.safe_load` makes it (PyYAML's
+    resolver and safe constructors); `yaml.constructor.ConstructorError` for a tag it
+    cannot construct (`=`, or `<<` outside a key). Both readers resolve through here."""
+    if text and text[0] not in _FIRST:
+        return text  # no implicit resolver starts with this character: a str
+    value = _plain_cache.get(text, _plain_cache)
+    if value is not _plain_cache:
+        return value
+    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))
+    construct = _CONSTRUCTOR.yaml_constructors.get(tag)
+    if construct is None:
+        raise ConstructorError(None, None,
+                               f"could not determine a constructor for the tag {tag!r}")
+    value = construct(_CONSTRUCTOR, yaml.ScalarNode(tag, text))
+    if len(text) <= 64 and len(_plain_cache) < 4096 and isinstance(value, IMMUTABLE_SCALARS):
+        _plain_cache[text] = value  # plain scalars repeat (`8`, `1`, `true`): resolve once
+    return value
 
 
 def _line(event: Any) -> int:
@@ -187,14 +214,12 @@ def _build(loader: Any, doc: YamlDocument) -> None:
     only where it is recorded (keys, list items, errors) and attaches a scalar inline.
     """
     anchors: dict[str, tuple[Any, int]] = {}
-    first = loader.yaml_implicit_resolvers
     get_event = loader.get_event
     lines = doc.lines
     stack: list[_Frame] = []
     top: _Frame | None = None
     total = 0
     no_key = _NO_KEY
-    plain_cache = _plain_cache
     scalar_t, alias_t = yaml.ScalarEvent, yaml.AliasEvent
     map_t, seq_t = yaml.MappingStartEvent, yaml.SequenceStartEvent
     ends = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
@@ -208,27 +233,17 @@ def _build(loader: Any, doc: YamlDocument) -> None:
             text = event.value
             tag, style = event.tag, event.style
             # The C parser reports a plain scalar's style as '' (the Python one as None).
-            if tag is None and (style or (text and text[0] not in first)):
-                # Fast path: quoted, or plain text whose first character no implicit
-                # resolver (bool, int, float, null, timestamp, merge) starts with: a str,
-                # exactly as the resolver would decide.
-                value: Any = text
-            elif tag is None and not style and text in plain_cache \
-                    and not (is_key and text == "<<"):
-                value = plain_cache[text]
-            else:
+            if tag is None and style:
+                value: Any = text  # quoted: a str
+            elif tag is None:
+                value = _MERGE_TAG if is_key and text == "<<" else plain_scalar(text)
+            else:  # an explicit tag (`!!str 5`), as safe_load's composer resolves it
                 node = yaml.ScalarNode(
-                    loader.resolve(yaml.ScalarNode, text, event.implicit), text, style=style,
-                )
-                if is_key and node.tag == _MERGE_TAG:
-                    value = _MERGE_TAG
-                else:
-                    value = loader.construct_object(node, deep=True)
-                    if tag is None and not style and len(text) <= 64 \
-                            and len(plain_cache) < 4096 \
-                            and isinstance(value, _IMMUTABLE_SCALARS):
-                        # Plain scalars repeat (`8`, `1`, `true`): resolve each text once.
-                        plain_cache[text] = value
+                    tag if tag != "!" else loader.resolve(yaml.ScalarNode, text,
+                                                          event.implicit),
+                    text, style=style)
+                value = _MERGE_TAG if is_key and node.tag == _MERGE_TAG else \
+                    loader.construct_object(node, deep=True)
             total += 1
             if event.anchor:
                 anchors[event.anchor] = (value, 1)

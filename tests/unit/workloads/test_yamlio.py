@@ -60,3 +60,12 @@ def test_a_list_item_that_is_a_mapping_has_the_line_it_starts_on() -> None:
     assert doc.lines[("a", 0)] == 2
     assert doc.lines[("a", 1)] == 4
     assert doc.line_of(("a", 0, "missing")) == 2
+
+
+def test_explicit_tags_resolve_like_safe_load_and_unknown_ones_are_errors() -> None:
+    src = b'a: !!int "5"\nb: !!str 5\nc: !!float "1"\nd: !!binary aGk=\n'
+    assert read_yaml(src).documents[0].value == yaml.safe_load(src)
+    for bad in (b"a: !foo bar\n", b"a: =\n", b"a: <<\n"):  # safe_load raises on these
+        f = read_yaml(bad)
+        assert f.documents == [] and len(f.errors) == 1
+        assert "could not determine a constructor" in f.errors[0].message
