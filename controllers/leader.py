@@ -60,6 +60,13 @@ def _parse(s: str | None) -> datetime | None:
             return None
 
 
+async def ensure_namespace(client: KubeClient, name: str = LEASE_NAMESPACE) -> None:
+    """Create the controller's own namespace (where the Lease is) if it is not there."""
+    with contextlib.suppress(AlreadyExists):
+        await client.request("POST", NAMESPACE.collection(), verb="create", body={
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
 class LeaderElector:
     def __init__(self, client: KubeClient, identity: str, *, duration: float = 15.0,
                  renew_every: float | None = None, margin: float = 2.0,
@@ -77,11 +84,6 @@ class LeaderElector:
     def is_leader(self) -> bool:
         return self._clock() < self._deadline
 
-    async def _ensure_namespace(self) -> None:
-        with contextlib.suppress(AlreadyExists):
-            await self.client.request("POST", NAMESPACE.collection(), verb="create", body={
-                "apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": LEASE_NAMESPACE}})
 
     async def try_acquire_or_renew(self) -> bool:
         """One round: take or keep the lease if we may. True while we hold it."""
@@ -90,7 +92,7 @@ class LeaderElector:
         try:
             lease = await self.client.request("GET", path, verb="get", retry=False)
         except NotFound:
-            await self._ensure_namespace()
+            await ensure_namespace(self.client)
             body = self._lease(None, transitions=1)
             try:
                 await self.client.request("POST", LEASE.collection(LEASE_NAMESPACE),

@@ -96,11 +96,8 @@ class ClusterReconciler:
         deleted = 0
         if stale:
             # Before anything else runs here: a failed-over gang must not run twice.
-            deleted = await adapter.delete_workloads(stale)
+            deleted = await self._delete(name, adapter, stale, "stale copy after failover")
             self.totals.stale_deleted += deleted
-            for label in sorted(stale):
-                self.live.pop((cluster, workload_id_of_label(label)), None)
-                self._event("Pruned", label, cluster=name, reason="stale copy after failover")
         objects, labels = self.desired.objects_for(cluster)
         held = self._still_on_a_retiring_cluster(set(labels), live_labels)
         if held:  # they start here once their old copies are deleted (`_drain`)
@@ -187,16 +184,22 @@ class ClusterReconciler:
         (its workloads are placed elsewhere by then), then let it be disconnected."""
         labels = set(adapter.live_workloads())
         if labels:
-            deleted = await adapter.delete_workloads(labels)
-            self.totals.pruned += deleted
-            for label in sorted(labels):
-                self.live.pop((ClusterName(name), workload_id_of_label(label)), None)
-                self._event("Pruned", label, cluster=name,
-                            reason="its cluster was removed from the repo")
+            self.totals.pruned += await self._delete(
+                name, adapter, labels, "its cluster was removed from the repo")
         if adapter.live_workloads():
             return 1.0  # not all gone yet (a delete failed, or not yet seen): again
         self.on_retired(name)
         return None
+
+    async def _delete(self, name: str, adapter: ClusterAdapter, labels: set[str],
+                      reason: str) -> int:
+        """Delete these workloads' objects here, forget them, and record each as Pruned;
+        how many objects went."""
+        deleted = await adapter.delete_workloads(labels)
+        for label in sorted(labels):
+            self.live.pop((ClusterName(name), workload_id_of_label(label)), None)
+            self._event("Pruned", label, cluster=name, reason=reason)
+        return deleted
 
     def _event(self, event: str, label: str, **fields: Any) -> None:
         if self.events is None:

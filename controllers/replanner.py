@@ -25,7 +25,7 @@ Not thread-safe: the Manager calls it from one worker thread at a time.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from dataclasses import replace
 
 from fleet.capacity import CapacitySnapshot
 from fleet.placement import IncrementalPlanner, place
@@ -38,8 +38,8 @@ class Replanner:
         self.rebase_after = rebase_after
         self._inc: IncrementalPlanner | None = None
         self._replans = 0
-        self._inc_key: Hashable = None
-        self._last_key: Hashable = None
+        self._inc_key: CapacitySnapshot | None = None
+        self._last_key: CapacitySnapshot | None = None
         self.counts = {"full": 0, "baseline": 0, "incremental": 0}
         """How each plan was made (for metrics and tests)."""
 
@@ -66,11 +66,10 @@ class Replanner:
         return self._inc.plan
 
 
-def placement_key(capacity: CapacitySnapshot) -> Hashable:
-    """What of a capacity snapshot placement reads: everything but `used_by_fleet` (the
-    fleet's own pods' GPUs, informational: the plan allocates those itself). So the
-    fleet's own pods starting and ending do not make a re-plan start over."""
-    return tuple(
-        (name, c.health, c.unreachable_seconds,
-         tuple((n.name, n.flavour, n.gpus, n.used_by_others, n.schedulable) for n in c.nodes))
-        for name, c in sorted(capacity.clusters.items()))
+def placement_key(capacity: CapacitySnapshot) -> CapacitySnapshot:
+    """The snapshot as placement reads it: without `used_by_fleet` (the fleet's own
+    pods' GPUs, informational: the plan allocates those itself), so the fleet's own pods
+    starting and ending do not make a re-plan start over. Every other field counts."""
+    return CapacitySnapshot({
+        name: replace(c, nodes=tuple(replace(n, used_by_fleet=0) for n in c.nodes))
+        for name, c in capacity.clusters.items()})

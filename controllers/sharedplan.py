@@ -17,7 +17,6 @@ a warning (the local file still holds).
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import json
 from collections.abc import Callable, Mapping
@@ -25,16 +24,16 @@ from collections.abc import Callable, Mapping
 import anyio
 import structlog
 
-from clusters.client import NAMESPACE, KubeClient, ResourceType
-from clusters.errors import AlreadyExists, ClusterError, NotFound
+from clusters.client import KubeClient, ResourceType
+from clusters.errors import ClusterError, NotFound
 from controllers.lastplan import VERSION, from_doc, to_doc
+from controllers.leader import LEASE_NAMESPACE, ensure_namespace
 from fleet.ids import WorkloadId
 from fleet.placement.types import Assignment, PreviousPlan
 
 log = structlog.get_logger()
 
 CONFIGMAP = ResourceType("v1", "ConfigMap", "configmaps", True)
-NAMESPACE_NAME = "aifleet-system"
 NAME = "aifleet-last-plan"
 KEY = "placements.json.gz"
 DEADLINE = 5.0
@@ -58,7 +57,7 @@ async def read(client: KubeClient) -> PreviousPlan | None:
     """The placements in the home cluster, or None (none there, or unreadable)."""
     try:
         with anyio.fail_after(DEADLINE):
-            cm = await client.request("GET", CONFIGMAP.item(NAME, NAMESPACE_NAME),
+            cm = await client.request("GET", CONFIGMAP.item(NAME, LEASE_NAMESPACE),
                                       verb="get", retry=False)
         return decode((cm.get("binaryData") or {})[KEY])
     except NotFound:
@@ -74,21 +73,17 @@ async def write(client: KubeClient, placed: Mapping[WorkloadId, tuple[Assignment
                 commit: str | None) -> bool:
     """Replace the ConfigMap (create it, and the namespace, the first time)."""
     body = {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": NAME, "namespace": NAMESPACE_NAME,
+            "metadata": {"name": NAME, "namespace": LEASE_NAMESPACE,
                          "labels": {"app.kubernetes.io/managed-by": "aifleet"}},
             "binaryData": {KEY: encode(placed, commit)}}
     try:
         with anyio.fail_after(DEADLINE):
             try:
-                await client.request("PUT", CONFIGMAP.item(NAME, NAMESPACE_NAME),
+                await client.request("PUT", CONFIGMAP.item(NAME, LEASE_NAMESPACE),
                                      verb="update", body=body, retry=False)
             except NotFound:
-                with contextlib.suppress(AlreadyExists):
-                    await client.request("POST", NAMESPACE.collection(), verb="create",
-                                         body={"apiVersion": "v1", "kind": "Namespace",
-                                               "metadata": {"name": NAMESPACE_NAME}},
-                                         retry=False)
-                await client.request("POST", CONFIGMAP.collection(NAMESPACE_NAME),
+                await ensure_namespace(client)
+                await client.request("POST", CONFIGMAP.collection(LEASE_NAMESPACE),
                                      verb="create", body=body, retry=False)
         return True
     except (ClusterError, TimeoutError) as e:

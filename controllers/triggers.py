@@ -76,10 +76,9 @@ async def leader_loop(m: Manager) -> None:
         if adapter is not None:
             break
         await anyio.sleep(m.tick)
-    m.elector = LeaderElector(adapter.client,
-                                 m.settings.identity or default_identity(),
-                                 duration=m.lease_duration,
-                                 margin=min(2.0, m.lease_duration / 4))
+    m.elector = LeaderElector(adapter.client, m.settings.identity or default_identity(),
+                              duration=m.lease_duration,
+                              margin=min(2.0, m.lease_duration / 4))
     log.info("leader_election_started", cluster=name, identity=m.elector.identity)
     await m.elector.run()
 

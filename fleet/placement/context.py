@@ -68,16 +68,12 @@ class WorkloadContext:
             return sum(a.replicas for a in self.previous if a.cluster == cluster)
         return 1 if self.spread else self.replicas
 
-    def with_previous(self, previous: tuple[Assignment, ...]) -> WorkloadContext:
-        """The same workload running elsewhere: nothing else in a context depends on
-        where it runs, so planners reuse the rest."""
-        return self.rebound(previous, self.keep)
-
     def with_keep(self, keep: bool) -> WorkloadContext:
         return self.rebound(self.previous, keep)
 
     def rebound(self, previous: tuple[Assignment, ...], keep: bool) -> WorkloadContext:
-        """`with_previous` and `with_keep` at once (one object, not two)."""
+        """The same workload running elsewhere and/or judged for keeping: nothing else
+        in a context depends on where it runs, so planners reuse the rest."""
         return WorkloadContext(
             self.id, self.team, self.priority, self.replicas, self.count, self.flavours,
             self.data_class, self.selector, self.only_clusters, self.tolerations, self.gang,
