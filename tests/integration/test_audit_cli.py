@@ -258,11 +258,12 @@ async def test_the_controllers_own_ledger_verifies_and_audits_clean_after_a_fail
     down, TRAIN (EU data) fails over within the EU; the CLI then verifies and audits."""
     import anyio
 
-    from controllers.sandbox import synced, until
+    from controllers.sandbox import until
     from tests.integration.test_controller_harness import (
         FAST,
         TRAIN,
         fast_settings,
+        rolled_out,
         sandbox,
         where,
     )
@@ -277,8 +278,7 @@ async def test_the_controllers_own_ledger_verifies_and_audits_clean_after_a_fail
 
     async with sandbox(tmp_path) as box, box.controller(
             fast_settings(box, ledger=True, failover_grace=1.0), adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         lost = where(m.status())[TRAIN][0]
         assert box.sim is not None
         await box.sim.clusters[lost].down()

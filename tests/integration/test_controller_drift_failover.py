@@ -17,6 +17,7 @@ from tests.integration.test_controller_harness import (
     SERVE,
     TRAIN,
     fast_settings,
+    rolled_out,
     sandbox,
     where,
 )
@@ -26,8 +27,7 @@ from tests.specs import load_schema
 async def test_drift_by_another_field_manager_is_corrected(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
                                                          adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         assert box.sim is not None
         cluster, ns, name, replicas = find_deployment(box.sim)
         await inject_replica_drift(box.sim, cluster, ns, name, replicas + 3)
@@ -47,8 +47,7 @@ async def test_failover_stays_in_jurisdiction_and_stale_copies_go_first(
         tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box, box.controller(
             fast_settings(box, failover_grace=1.0), adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         assert box.sim is not None
         lost = where(m.status())[TRAIN][0]
         other_eu = ({"eu-fra-1", "eu-par-1"} - {lost}).pop()
@@ -81,8 +80,7 @@ async def test_a_cordoned_cluster_keeps_what_runs_and_gets_nothing_new(
 
     async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
                                                          adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         assert box.sim is not None
         home = where(m.status())[TRAIN][0]
         jurisdiction = {"eu-fra-1": "DE", "eu-par-1": "FR"}[home]
@@ -108,9 +106,7 @@ async def test_a_restart_while_a_cluster_is_down_still_waits_out_the_grace(
     async with sandbox(tmp_path) as box:
         assert box.sim is not None
         async with box.controller(fast_settings(box), adapter_options=FAST) as first:
-            await until(lambda: synced(first.status(), box.first_commit) == (3, 3), 20,
-                        what="first rollout")
-            placed = where(first.status())
+            placed = await rolled_out(first, box)
         assert (tmp_path / "state" / "last-plan.json").exists()
         lost = placed[TRAIN][0]
         other_eu = ({"eu-fra-1", "eu-par-1"} - {lost}).pop()
@@ -138,8 +134,7 @@ async def test_a_removed_cluster_is_drained_then_disconnected(tmp_path: Path) ->
 
     async with sandbox(tmp_path) as box, box.controller(
             fast_settings(box, ledger=True), adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         assert box.sim is not None
         removed = where(m.status())[TRAIN][0]
         other_eu = ({"eu-fra-1", "eu-par-1"} - {removed}).pop()
@@ -187,8 +182,7 @@ async def test_a_removed_cluster_that_is_down_is_drained_when_it_answers(
         tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box, box.controller(
             fast_settings(box), adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         assert box.sim is not None
         removed = where(m.status())[TRAIN][0]
         other_eu = ({"eu-fra-1", "eu-par-1"} - {removed}).pop()
@@ -219,8 +213,7 @@ async def test_a_restart_finishes_draining_a_removed_cluster(tmp_path: Path) -> 
         assert box.sim is not None
         sim = box.sim
         async with box.controller(fast_settings(box), adapter_options=FAST) as first:
-            await until(lambda: synced(first.status(), box.first_commit) == (3, 3), 20,
-                        what="first rollout")
+            await rolled_out(first, box)
             removed = where(first.status())[TRAIN][0]
             await sim.clusters[removed].down()
             await until(lambda: first.adapters[removed].health_state == "Unreachable", 10,
@@ -253,9 +246,7 @@ async def test_a_replica_with_an_empty_state_dir_reads_the_plan_from_the_home_cl
         first_settings = fast_settings(box, state_dir=tmp_path / "state-a",
                                        leader_cluster=home)
         async with box.controller(first_settings, adapter_options=FAST) as first:
-            await until(lambda: synced(first.status(), box.first_commit) == (3, 3), 20,
-                        what="first rollout")
-            placed = where(first.status())
+            placed = await rolled_out(first, box)
             client = first.adapters[home].client
             shared = await sharedplan.read(client)
             assert shared is not None and shared[TRAIN][0].cluster == placed[TRAIN][0]

@@ -22,6 +22,7 @@ from tests.integration.test_controller_harness import (
     CLUSTERS,
     FAST,
     fast_settings,
+    rolled_out,
     sandbox,
 )
 
@@ -50,8 +51,7 @@ async def test_each_cluster_reports_its_rollout_as_its_own_commit_status(
         async with sandbox(tmp_path) as box, box.controller(
                 fast_settings(box, forge="github", forge_repo="acme/fleet"),
                 adapter_options=FAST) as m:
-            await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                        what="first rollout")
+            await rolled_out(m, box)
             await until(lambda: succeeded() == {f"aifleet/{c}" for c in CLUSTERS}, 10,
                         what="a success status per cluster")
 

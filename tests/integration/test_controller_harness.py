@@ -14,7 +14,8 @@ from typing import Any
 
 from clusters.adapter import AdapterOptions
 from clusters.client import RetryPolicy
-from controllers.sandbox import Sandbox
+from controllers.manager import Manager
+from controllers.sandbox import Sandbox, synced, until
 from tests.fleetdocs import POLICY, cluster, workload
 
 CLUSTERS = {"eu-fra-1": "DE", "eu-par-1": "FR", "us-east-1": "US"}
@@ -64,6 +65,14 @@ def fast_settings(box: Sandbox, **overrides: Any) -> Any:
 
 def where(doc: dict[str, Any]) -> dict[str, list[str]]:
     return {w["id"]: sorted(p["cluster"] for p in w["placements"]) for w in doc["workloads"]}
+
+
+async def rolled_out(m: Manager, box: Sandbox) -> dict[str, list[str]]:
+    """Until the test fleet's first commit runs everywhere (its 3 workloads synced);
+    then where each workload runs."""
+    await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                what="first rollout")
+    return where(m.status())
 
 
 def test_the_test_fleet_is_valid(tmp_path: Path) -> None:

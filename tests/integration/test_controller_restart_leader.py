@@ -15,7 +15,13 @@ import anyio
 
 from controllers.manager import Manager
 from controllers.sandbox import synced, until
-from tests.integration.test_controller_harness import FAST, fast_settings, sandbox, where
+from tests.integration.test_controller_harness import (
+    FAST,
+    fast_settings,
+    rolled_out,
+    sandbox,
+    where,
+)
 
 JOB_WRITES = "/apis/batch/v1/namespaces/"
 
@@ -88,9 +94,7 @@ async def test_a_restart_waits_for_a_slow_listing_cluster_and_moves_nothing(
     async with sandbox(tmp_path) as box:
         assert box.sim is not None
         async with box.controller(fast_settings(box), adapter_options=FAST) as first:
-            await until(lambda: synced(first.status(), box.first_commit) == (3, 3), 20,
-                        what="first rollout")
-            placed = where(first.status())
+            placed = await rolled_out(first, box)
         slow = placed["nlp-team/train"][0]
         box.sim.clusters[slow].faults.set_latency(2.0, prefix="/apis/batch/v1/jobs")
         async with box.controller(fast_settings(box), adapter_options=FAST,

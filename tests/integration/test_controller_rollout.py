@@ -21,6 +21,7 @@ from tests.integration.test_controller_harness import (
     SERVE,
     TRAIN,
     fast_settings,
+    rolled_out,
     sandbox,
     serve_doc,
     where,
@@ -48,8 +49,7 @@ def apply_calls(m: Manager) -> int:
 async def test_first_rollout_places_applies_and_reports(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
                                                          adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         doc = m.status()
         jsonschema.validate(doc, load_schema("status.schema.json"))
         placed = where(doc)
@@ -74,8 +74,7 @@ async def test_first_rollout_places_applies_and_reports(tmp_path: Path) -> None:
 async def test_a_commit_changing_one_workload_touches_only_its_objects(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
                                                          adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         before = {c: written(box, c) for c in ("eu-fra-1", "eu-par-1", "us-east-1")}
         calls_before = apply_calls(m)
         commit = box.repo.commit({"workloads/nlp-team/serve.yaml":
@@ -100,8 +99,7 @@ async def test_a_commit_changing_one_workload_touches_only_its_objects(tmp_path:
 async def test_a_removed_workload_is_pruned_and_an_invalid_one_kept(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
                                                          adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         assert box.sim is not None
         rank_on = where(m.status())[RANK]
         train_on = where(m.status())[TRAIN]
@@ -138,8 +136,7 @@ async def test_decisions_are_recorded_on_the_ledger_branch(tmp_path: Path) -> No
 
     async with sandbox(tmp_path) as box, box.controller(fast_settings(box, ledger=True),
                                                          adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         await until(lambda: {(e, w) for e, w in events() if e == "Applied"} >= {
             ("Applied", TRAIN), ("Applied", SERVE), ("Applied", RANK)}, 15,
                     what="Applied records pushed")
@@ -173,8 +170,7 @@ async def test_the_signed_webhook_fetches_at_once_and_a_bad_signature_is_refused
     async with sandbox(tmp_path) as box, box.controller(
             fast_settings(box, poll_interval=3600, webhook_secret="s3cret"),
             adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         commit = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(replicas=2)},
                                  "serve x2")
         body = b'{"ref": "refs/heads/main"}'
@@ -196,8 +192,7 @@ async def test_the_signed_webhook_fetches_at_once_and_a_bad_signature_is_refused
 async def test_commits_on_a_settled_fleet_are_replanned_incrementally(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
                                                          adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         for i in range(4):
             commit = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(
                 image=f"registry.internal/serve:v{i + 2}")}, f"serve v{i + 2}")

@@ -16,6 +16,7 @@ from tests.integration.test_controller_harness import (
     FAST,
     SERVE,
     fast_settings,
+    rolled_out,
     sandbox,
     serve_doc,
     where,
@@ -35,9 +36,7 @@ def deployment_replicas(box: Any, cluster_name: str) -> int:
 async def test_a_failed_fetch_keeps_the_last_good_commit(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
                                                          adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
-        placed = where(m.status())
+        placed = await rolled_out(m, box)
         moved = box.repo.path.with_name("fleet-gone")
         box.repo.path.rename(moved)
         await until(lambda: condition(m.status(), "SourceUnavailable") is not None, 10,
@@ -58,8 +57,7 @@ async def test_a_failed_fetch_keeps_the_last_good_commit(tmp_path: Path) -> None
 async def test_a_force_push_to_an_older_commit_is_refused(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
                                                          adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         newer = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(replicas=2)},
                                 "serve x2")
         m.trigger_fetch()
@@ -79,9 +77,7 @@ async def test_a_force_push_to_an_older_commit_is_refused(tmp_path: Path) -> Non
 async def test_a_commit_broken_as_a_whole_is_not_applied(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
                                                          adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
-        placed = where(m.status())
+        placed = await rolled_out(m, box)
         broken = cluster("eu-par-1", "FR", (("h100-80gb", 32, 8),)).replace(
             "jurisdiction: FR", "jurisdiction: 12")
         bad = box.repo.commit({"clusters/eu-par-1.yaml": broken,

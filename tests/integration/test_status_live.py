@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import jsonschema
 
-from controllers.sandbox import synced, until
+from controllers.sandbox import until
 from tests.fleetdocs import workload
 from tests.integration.test_controller_harness import (
     FAST,
@@ -23,6 +23,7 @@ from tests.integration.test_controller_harness import (
     TRAIN,
     fast_settings,
     fleet_files,
+    rolled_out,
     sandbox,
     where,
 )
@@ -51,8 +52,7 @@ async def test_live_status_reports_what_runs_without_a_controller(tmp_path: Path
                                                 data_class="br-personal")
     async with sandbox(tmp_path, files) as box:
         async with box.controller(fast_settings(box), adapter_options=FAST) as m:
-            await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                        what="first rollout")
+            await rolled_out(m, box)
             await until(lambda: all(w["health"] == "Running" for w in m.status()["workloads"]
                                     if w["status"] == "Placed"), 20, what="pods running")
             expected = where(m.status())

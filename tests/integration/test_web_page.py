@@ -20,9 +20,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from controllers.sandbox import synced, until
 from tests.fleetdocs import workload
-from tests.integration.test_controller_harness import FAST, fast_settings, fleet_files, sandbox
+from tests.integration.test_controller_harness import (
+    FAST,
+    fast_settings,
+    fleet_files,
+    rolled_out,
+    sandbox,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 STUCK = "latam-team/br-scoring"
@@ -84,8 +89,7 @@ async def test_web_page_shows_map_clusters_attention_and_residency(tmp_path: Pat
         "br-scoring", "latam-team", data_class="br-personal")
     async with sandbox(tmp_path, files) as box, box.controller(fast_settings(box),
                                                                adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         html = await anyio.to_thread.run_sync(
             dump_dom, f"http://127.0.0.1:{m.port}/", tmp_path / "chromium")
 

@@ -7,15 +7,21 @@ from pathlib import Path
 from controllers.sandbox import synced, until
 from fleet.capacity import declared_capacity
 from fleet.whatif import Scenario, whatif
-from tests.integration.test_controller_harness import FAST, TRAIN, fast_settings, sandbox, where
+from tests.integration.test_controller_harness import (
+    FAST,
+    TRAIN,
+    fast_settings,
+    rolled_out,
+    sandbox,
+    where,
+)
 from workloads.loader import read_fleet
 
 
 async def test_a_region_outage_ends_where_whatif_said(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box, box.controller(
             fast_settings(box, failover_grace=1.0), adapter_options=FAST) as m:
-        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
-                    what="first rollout")
+        await rolled_out(m, box)
         spec = read_fleet(box.repo.path, box.first_commit).spec
         capacity = declared_capacity(spec.clusters)
         now = where(m.status())
