@@ -188,20 +188,20 @@ def _parse_entry(entry: FileEntry) -> ParsedFile:
             entry.display, None,
             "is a symlink: symlinks are never followed in a fleet repo; commit the file itself",
         ),))
-    if entry.size > MAX_FILE_BYTES:
-        return ParsedFile(errors=(Diagnostic(
-            entry.display, None,
-            f"file is {entry.size} bytes, over the 1 MiB limit: not read",
-        ),))
+    if entry.size > MAX_FILE_BYTES:  # on disk: known before it is opened
+        return _too_large(entry, entry.size)
     try:
         data = entry.read()
-    except FileTooLarge as e:
-        return ParsedFile(errors=(Diagnostic(
-            entry.display, None, f"file is {e.size} bytes, over the 1 MiB limit: not read",
-        ),))
+    except FileTooLarge as e:  # a Git blob: its header says so as it is read
+        return _too_large(entry, e.size)
     except OSError as e:
         return ParsedFile(errors=(Diagnostic(entry.display, None, f"cannot read: {e.strerror}"),))
     return parse_file(entry.path, entry.display, data)
+
+
+def _too_large(entry: FileEntry, size: int) -> ParsedFile:
+    return ParsedFile(errors=(Diagnostic(
+        entry.display, None, f"file is {size} bytes, over the 1 MiB limit: not read"),))
 
 
 def parse_file(path: str, display: str, data: bytes) -> ParsedFile:
