@@ -7,17 +7,34 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Installs are locked and hash-checked (requirements/README.md). `make lock` refreshes
+# the locks with this uv; nothing else uses uv.
+UV_VERSION := 0.13.9
+COMPILE = .cache/uv-venv/bin/uv pip compile --quiet --generate-hashes --universal \
+	--python-version 3.11 --custom-compile-command "make lock" pyproject.toml requirements/tools.in
 
-.PHONY: demo check setup lint typecheck layers test package bench-smoke kubectl browser clean
+.PHONY: demo check check-loaded setup lock lint typecheck layers test package bench-smoke kubectl browser clean
 
-$(STAMP): pyproject.toml
+# A new or changed lock rebuilds the venv from nothing (--clear), so what is installed
+# is exactly the lock, never the lock plus leftovers; lockcheck proves it.
+$(STAMP): requirements/dev.lock pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
+	$(BIN)/python scripts/lockcheck.py requirements/dev.lock
 	touch $@
 
 setup: $(STAMP)
+
+# Re-resolve every dependency to the newest release pyproject.toml's ranges allow, with
+# hashes; then run `make check` and commit requirements/*.lock.
+lock:
+	$(PYTHON) -m venv .cache/uv-venv
+	.cache/uv-venv/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(COMPILE) --extra dev --upgrade -o requirements/dev.lock
+	$(COMPILE) -c requirements/dev.lock -o requirements/runtime.lock
 
 demo: setup
 	$(BIN)/fleet validate examples/fleet --worktree
@@ -49,6 +66,12 @@ browser:
 test: setup
 	PATH="$(CURDIR)/.cache/bin:$$PATH" $(BIN)/pytest
 
+# The whole suite three times in a row with two CPU-burning processes beside it: a test
+# that races the clock fails here (the burners stop with the target, whatever happens).
+check-loaded: setup kubectl browser
+	$(BIN)/python scripts/loaded.py --runs 3 --burners 2 -- \
+	  env PATH="$(CURDIR)/.cache/bin:$$PATH" $(BIN)/pytest -q -p no:cacheprovider
+
 bench-smoke: setup
 	$(BIN)/python -m bench.validate --smoke
 	@for b in placement sim apply e2e audit plandiff; do \
@@ -59,9 +82,12 @@ bench-smoke: setup
 # engine runs here), then run the console script.
 package: setup
 	rm -rf build dist .cache/wheel-venv
-	$(BIN)/python -m pip wheel --quiet --no-deps -w dist .
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
 	$(PYTHON) -m venv .cache/wheel-venv
-	.cache/wheel-venv/bin/python -m pip install --quiet dist/aifleet-*.whl
+	.cache/wheel-venv/bin/python -m pip install --quiet --require-hashes --no-deps \
+	  -r requirements/runtime.lock
+	.cache/wheel-venv/bin/python -m pip install --quiet --no-deps dist/aifleet-*.whl
+	.cache/wheel-venv/bin/python -m pip check
 	cd /tmp && $(CURDIR)/.cache/wheel-venv/bin/fleet --help > /dev/null
 	cd /tmp && $(CURDIR)/.cache/wheel-venv/bin/fleet schema Workload > /dev/null
 	@echo "wheel installs and runs: $$(ls dist/)"
