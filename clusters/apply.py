@@ -31,7 +31,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -125,7 +125,8 @@ class Applier:
     def __init__(self, client: KubeClient, *, self_heal: bool = True,
                  heal_qps: float = 5.0, heal_burst: int = 10, concurrency: int = 8,
                  on_drift: Callable[[DriftReport], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.client = client
         self.generation: int | None = None
         """Lease generation of this writer (leader election); None: no election."""
@@ -140,16 +141,18 @@ class Applier:
         """What we last applied (stamped), by key: the reference for drift."""
         self.corrections = 0
         self.drift_log: list[DriftReport] = []
-        self._heal_bucket = TokenBucket(heal_qps, heal_burst)
+        self._heal_bucket = TokenBucket(heal_qps, heal_burst, clock=clock, sleep=sleep)
         self._heal_backoff: dict[ObjKey, tuple[int, float]] = {}
         self._on_drift = on_drift
         self._clock = clock
+        self._sleep = sleep
         self._healing: set[ObjKey] = set()
         self._reported: dict[ObjKey, tuple[tuple[str, str], ...]] = {}
         """The drift last reported per object, until it matches again: one report per
         drift, not one per event (status writes keep coming while it lasts)."""
-        self._awaiting: dict[ObjKey, tuple[str, float]] = {}
-        """Our writes whose watch event has not come yet: (resourceVersion, when)."""
+        self._writing: set[ObjKey] = set()
+        """Objects with a write of ours in flight: their events are not drift (the write
+        decides what the object becomes; its response is compared, not the event)."""
         self._gone: set[str] = set()
         """uids of objects we deleted, until their DELETED event: their late events must
         neither bring them back into the inventory nor remove a newer object's."""
@@ -165,25 +168,23 @@ class Applier:
             if event == "DELETED":
                 self._gone.discard(uid)
             return
-        awaited = self._awaiting.get(key)
-        if awaited is not None and event != "DELETED":
-            rv, since = awaited
-            if _rv(obj) == rv or self._clock() - since > 10.0:
-                del self._awaiting[key]
-            else:
-                # An event from before our own write: the PATCH response is newer.
-                return
+        if is_older(obj, self.live.get(key)):
+            # A late event (a version before the one we hold, e.g. from before our own
+            # write, or of an incarnation we replaced): resourceVersions of one resource
+            # compare as integers (KEP-5504, GA in 1.35), so no time window is needed.
+            return
         if event == "DELETED":
             current = _uid(self.live.get(key) or {})
             if current and uid and current != uid:
                 return  # an older incarnation went; the live one is newer
             self.live.pop(key, None)
-            if key in self.desired and not (obj.get("metadata") or {}).get("deletionTimestamp"):
+            if key in self.desired and key not in self._writing and \
+                    not (obj.get("metadata") or {}).get("deletionTimestamp"):
                 self._report(key, (DriftedField("(object)", "present", None, None),))
             return
         self.live[key] = obj
         want = self.desired.get(key)
-        if want is not None:
+        if want is not None and key not in self._writing:
             fields = tuple(diff(want, obj))
             if fields:
                 self._report(key, fields)
@@ -291,21 +292,30 @@ class Applier:
         self.desired[key] = obj
         fenced = self._fence(key, obj)
         assert fenced is not None
-        obj = fenced
+        self._writing.add(key)
         try:
-            live = await self._patch(rtype, obj)
-            recreated = False
-        except Invalid as e:
-            if obj.get("kind") != "Job" or key not in self.live or not _only_immutable(e):
-                raise
-            # A Job's template, selector and completions are immutable: replace it.
-            await self._delete(key)
-            live = await self._patch(rtype, obj)
-            recreated = True
-        before = _rv(self.live.get(key) or {})
-        self.live[key] = live
-        if _rv(live) and _rv(live) != before:
-            self._awaiting[key] = (_rv(live), self._clock())
+            try:
+                live = await self._patch(rtype, fenced)
+                recreated = False
+            except Invalid as e:
+                if obj.get("kind") != "Job" or key not in self.live or \
+                        not _only_immutable(e):
+                    raise
+                # A Job's template, selector and completions are immutable: replace it.
+                await self._delete(key)
+                self.desired[key] = obj  # the delete forgot it; this is what we want now
+                live = await self._patch(rtype, fenced)
+                recreated = True
+        finally:
+            self._writing.discard(key)
+        if not is_older(live, self.live.get(key)):  # events may have brought a newer one
+            self.live[key] = live
+        current = self.live[key]
+        fields = tuple(diff(obj, current))
+        if fields:  # changed again while our write was in flight: that is drift
+            self._report(key, fields)
+        else:
+            self._reported.pop(key, None)
         return recreated
 
     async def _patch(self, rtype: ResourceType, obj: JSON) -> JSON:
@@ -409,7 +419,7 @@ class Applier:
             now = self._clock()
             # Back off per object if it keeps drifting (another controller fighting us).
             if now - last < 60.0 and count > 0:
-                await asyncio.sleep(min(30.0, 0.5 * 2 ** min(count, 6)))
+                await self._sleep(min(30.0, 0.5 * 2 ** min(count, 6)))
             await self._heal_bucket.acquire()
             want = self.desired.get(key)
             live = self.live.get(key)
@@ -440,6 +450,27 @@ def _only_immutable(e: Invalid) -> bool:
     running Job was already deleted."""
     texts = [str(c.get("message", "")) for c in e.causes if isinstance(c, dict)] or [e.message]
     return all("field is immutable" in t for t in texts)
+
+
+def compare_resource_versions(a: str, b: str) -> int | None:
+    """-1, 0 or 1 as resourceVersion `a` is older than, the same as or newer than `b`;
+    None where either is not a resourceVersion that compares (a positive integer in
+    decimal without leading zeros, as KEP-5504 defines them for every object of one
+    resource: longer is newer, then digit by digit)."""
+    for rv in (a, b):
+        if not rv or not rv.isdigit() or not rv.isascii() or rv[0] == "0":
+            return None
+    if len(a) != len(b):
+        return -1 if len(a) < len(b) else 1
+    return (a > b) - (a < b)
+
+
+def is_older(obj: JSON, than: JSON | None) -> bool:
+    """Whether `obj` is an older version (of this object, or of an incarnation that was
+    replaced) than `than`, by resourceVersion; False where they do not compare."""
+    if than is None:
+        return False
+    return compare_resource_versions(_rv(obj), _rv(than)) == -1
 
 
 def _rv(obj: JSON) -> str:
