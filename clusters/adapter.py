@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import anyio
@@ -78,6 +79,10 @@ class AdapterOptions:
     heartbeat_interval: float = 5.0
     watch_timeout: int = 300
     retry: RetryPolicy | None = None
+    clock: Callable[[], float] = time.monotonic
+    """The adapter's clock (rate limit, health, drift-heal backoff): tests inject one."""
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """How the rate limit waits for a token, on that clock."""
 
 
 class ClusterAdapter:
@@ -89,7 +94,8 @@ class ClusterAdapter:
         self.options = options
         self.health = health
         self.capacity = CapacityTracker()
-        self.applier = Applier(client, self_heal=options.self_heal, on_drift=on_drift)
+        self.applier = Applier(client, self_heal=options.self_heal, on_drift=on_drift,
+                               clock=options.clock, sleep=options.sleep)
         self._owned = [Informer(client, t, label_selector=OWNED_SELECTOR,
                                 watch_timeout=options.watch_timeout,
                                 handler=self.applier.observe)
@@ -108,10 +114,11 @@ class ClusterAdapter:
                       ) -> ClusterAdapter:
         opts = options or AdapterOptions()
         health = HealthTracker(unreachable_after=opts.unreachable_after,
-                               degraded_window=opts.degraded_window)
+                               degraded_window=opts.degraded_window, clock=opts.clock)
         api = await api_client(conn, allow_exec=opts.allow_exec)
         client = KubeClient(conn.cluster, api, qps=opts.qps, burst=opts.burst,
-                            retry=opts.retry, on_outcome=health.record)
+                            retry=opts.retry, on_outcome=health.record, clock=opts.clock,
+                            sleep=opts.sleep)
         return cls(conn.cluster, client, opts, health, on_drift)
 
     # ------------------------------------------------------------------ running

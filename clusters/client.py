@@ -23,7 +23,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,13 +74,17 @@ class TokenBucket:
     """QPS with a burst; `acquire` waits for a token (fair enough: FIFO by wake-up)."""
 
     def __init__(self, qps: float = 50.0, burst: int = 100,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.qps = qps
         self.burst = burst
         self._tokens = float(burst)
         self._clock = clock
+        self._sleep = sleep
         self._last = clock()
         self._lock = asyncio.Lock()
+        self.waits = 0
+        """Acquisitions that had to wait for a token (a test counts pacing, not seconds)."""
 
     async def acquire(self) -> None:
         if self.qps <= 0:
@@ -95,7 +99,8 @@ class TokenBucket:
             wait = (1 - self._tokens) / self.qps
             self._tokens = 0.0
             self._last = now + wait
-        await asyncio.sleep(wait)
+            self.waits += 1
+        await self._sleep(wait)
 
 
 class Outcome:
@@ -122,10 +127,12 @@ class KubeClient:
     def __init__(self, name: str, api: ApiClient, *, qps: float = 50.0, burst: int = 100,
                  retry: RetryPolicy | None = None,
                  on_outcome: Callable[[str], None] | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.name = name
         self.api = api
-        self.bucket = TokenBucket(qps, burst)
+        self.bucket = TokenBucket(qps, burst, clock=clock, sleep=sleep)
+        self._sleep = sleep
         self.retry = retry or RetryPolicy()
         self.stats = ClientStats()
         self.timeout = timeout
@@ -150,7 +157,7 @@ class KubeClient:
                 delay = self.retry.delay(attempt, e.retry_after)
                 attempt += 1
                 self.stats.retries += 1
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
 
     async def _once(self, method: str, path: str, verb: str, query: dict[str, str] | None,
                     body: Any, content_type: str, request_timeout: float) -> JSON:

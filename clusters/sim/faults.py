@@ -5,6 +5,7 @@ Each simulated cluster has one `Faults`. Tests and `fleet sim up` users turn fau
 middleware applies them to every API request before it reaches a handler:
 
     latency          seconds added to every request, or to requests under a path prefix
+                     (`delayed_peak` counts how many were held at once)
     fail_next(n)     the next n requests answer `status` (5xx as InternalError or
                      ServiceUnavailable, 429 TooManyRequests with Retry-After)
     fail_rate(p)     each request fails with probability p (seeded: runs repeat)
@@ -18,6 +19,7 @@ The cluster-level faults (down/up, a node NotReady, an out-of-band edit) live on
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +48,11 @@ class Faults:
     rate: float = 0.0
     rate_status: int = 503
     drops: int = 0
+    delayed_now: int = 0
+    """Requests inside an injected latency right now."""
+    delayed_peak: int = 0
+    """The most requests ever inside an injected latency at once: how a test sees that a
+    client sends in parallel, by counting instead of timing."""
     _failing: list[_Failing] = field(default_factory=list)
     _rng: random.Random = field(default_factory=lambda: random.Random(0))
     _cut: Callable[[], int] = lambda: 0
@@ -92,6 +99,15 @@ class Faults:
             if path.startswith(prefix):
                 d = max(d, seconds)
         return d
+
+    async def hold(self, seconds: float) -> None:
+        """The injected latency of one request, counted while it lasts."""
+        self.delayed_now += 1
+        self.delayed_peak = max(self.delayed_peak, self.delayed_now)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.delayed_now -= 1
 
     def take_drop(self) -> bool:
         if self.drops > 0:

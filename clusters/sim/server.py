@@ -76,7 +76,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
                 return _drop(request)
             delay = faults.delay_for(request.path)
             if delay:
-                await asyncio.sleep(delay)
+                await faults.hold(delay)
             injected = faults.error_for(request.path)
             if injected is not None:
                 raise injected

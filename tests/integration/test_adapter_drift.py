@@ -26,6 +26,7 @@ from tests.integration.test_adapter_harness import (
     stored,
     until,
 )
+from tests.support.clock import RecordingSleep
 
 CHANGES = [
     ({"spec": {"replicas": 3}}, "spec.replicas", 1, 3),
@@ -130,17 +131,19 @@ async def test_an_owned_object_deleted_out_of_band_is_recreated(tmp_path: Path) 
 
 
 async def test_a_fight_with_another_controller_is_rate_limited(tmp_path: Path) -> None:
-    async with connected(tmp_path) as c:
+    sleep = RecordingSleep()  # the backoff is recorded, not waited: nothing here is timed
+    async with connected(tmp_path, options=dataclasses.replace(FAST, sleep=sleep)) as c:
         await _applied(c)
-        took = []
+        backoffs = []
         for replicas in (2, 3, 4):
             await c.cluster.edit("Deployment", TEAM, "serve", {"spec": {"replicas": replicas}},
                                  manager="rogue-autoscaler")
-            took.append(await until(lambda: _deployment(c)["spec"]["replicas"] == 1,
-                                    within=5, what="corrected"))
+            await until(lambda: _deployment(c)["spec"]["replicas"] == 1,
+                        within=15, what="corrected")
+            backoffs.append(list(sleep.sleeps))
         # Each correction after the first waits longer (per-object backoff: 1 s, 2 s).
         assert c.adapter.applier.corrections == 3
-        assert took[0] < 0.5 and 0.9 <= took[1] < 1.9 <= took[2], took
+        assert backoffs == [[], [1.0], [1.0, 2.0]]
 
 
 def _kubectl() -> str | None:

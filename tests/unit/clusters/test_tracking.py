@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
+
+import pytest
 
 from clusters.apply import HASH_ANNOTATION, content_hash, stamp
 from clusters.capacity import CapacityTracker
 from clusters.client import Outcome, RetryPolicy, TokenBucket
 from clusters.health import HealthTracker, deployment_health, job_health
+from tests.support.clock import FakeClock
 
 
 class Clock:
@@ -104,13 +106,21 @@ def test_content_hash_ignores_its_own_annotation_and_sees_any_change() -> None:
 
 
 async def test_token_bucket_allows_a_burst_then_paces_to_qps() -> None:
-    bucket = TokenBucket(qps=100, burst=5)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for _ in range(15):
+    clock = FakeClock()
+    bucket = TokenBucket(qps=100, burst=5, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
         await bucket.acquire()
-    elapsed = loop.time() - start
-    assert elapsed >= 0.09  # 10 tokens beyond the burst at 100/s take ~0.1 s
+    assert clock.sleeps == []  # the burst goes at once
+    for _ in range(10):
+        await bucket.acquire()
+    # 10 tokens beyond the burst at 100/s: 10 waits of 10 ms on the bucket's clock.
+    assert bucket.waits == 10 and sum(clock.sleeps) == pytest.approx(0.1)
+    clock.advance(1.0)  # idle for a second: the burst refills, capped at 5
+    for _ in range(5):
+        await bucket.acquire()
+    assert bucket.waits == 10
+    await bucket.acquire()
+    assert bucket.waits == 11
 
 
 def test_retry_policy_honours_retry_after_with_a_cap() -> None:
