@@ -33,6 +33,8 @@ class QueueStats:
     processed: int = 0
     failures: int = 0
     durations: list[float] = field(default_factory=list)
+    backoffs: list[float] = field(default_factory=list)
+    """The retry delays scheduled after failures, newest last (the last 1000)."""
 
     def observe(self, seconds: float) -> None:
         self.durations.append(seconds)
@@ -113,6 +115,8 @@ class WorkQueue(Generic[K]):
                 self._failures[key] = n
                 self.stats.failures += 1
                 again = min(self.max_backoff, self.base_backoff * 2 ** (n - 1))
+                self.stats.backoffs.append(again)
+                del self.stats.backoffs[:-1000]
                 log.warning("reconcile_failed", queue=self.name, key=str(key), attempt=n,
                             retry_in=round(again, 2), error=f"{type(e).__name__}: {e}")
             finally:

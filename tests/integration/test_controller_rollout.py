@@ -184,9 +184,9 @@ async def test_the_signed_webhook_fetches_at_once_and_a_bad_signature_is_refused
             ok = await c.post("/hooks/git", content=body,
                               headers={"X-Hub-Signature-256": f"sha256={good}"})
             assert ok.status_code == 202
-        took = await until(lambda: synced(m.status(), commit) == (3, 3), 10,
-                           what="applied after the webhook")
-        assert took < 5  # the poll interval is an hour: only the webhook explains it
+        # The poll interval is an hour: only the webhook explains the rollout.
+        await until(lambda: synced(m.status(), commit) == (3, 3), 10,
+                    what="applied after the webhook")
 
 
 async def test_commits_on_a_settled_fleet_are_replanned_incrementally(tmp_path: Path) -> None:

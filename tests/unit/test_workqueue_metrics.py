@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import anyio
 
 from controllers.metrics import Registry
+from controllers.sandbox import until
 from controllers.workqueue import WorkQueue
+
+
+async def _idle(q: WorkQueue[str], runs: Callable[[], int], at_least: int) -> None:
+    """Until the handler ran `at_least` times and the queue has nothing left to do (no
+    key waiting, running or on a timer): counted, never timed."""
+    await until(lambda: runs() >= at_least and not q.depth and not q._active, 30,
+                what=f"{at_least} runs, then an idle queue")
 
 
 async def test_events_for_a_waiting_key_coalesce_into_one_reconcile() -> None:
@@ -22,7 +31,7 @@ async def test_events_for_a_waiting_key_coalesce_into_one_reconcile() -> None:
     q.add("b")
     async with anyio.create_task_group() as tg:
         tg.start_soon(q.run)
-        await anyio.sleep(0.05)
+        await _idle(q, lambda: len(seen), 2)
         tg.cancel_scope.cancel()
     assert sorted(seen) == ["a", "b"]
 
@@ -47,21 +56,21 @@ async def test_a_key_added_while_processing_runs_once_more_never_concurrently() 
     q.add("a")
     async with anyio.create_task_group() as tg:
         tg.start_soon(q.run)
-        await anyio.sleep(0.02)
+        # The first run is in the handler, waiting at the gate.
+        await until(lambda: runs == 1, 30, what="the first run")
         q.add("a")
         q.add("a")
         gate.set()
-        await anyio.sleep(0.05)
+        await _idle(q, lambda: runs, 2)
         tg.cancel_scope.cancel()
     assert (runs, overlaps) == (2, 0)
 
 
 async def test_failures_back_off_per_key_and_reset_on_success() -> None:
-    calls: list[float] = []
-    loop = asyncio.get_running_loop()
+    calls: list[str] = []
 
     async def handler(key: str) -> None:
-        calls.append(loop.time())
+        calls.append(key)
         if len(calls) < 3:
             raise RuntimeError("boom")
 
@@ -69,10 +78,10 @@ async def test_failures_back_off_per_key_and_reset_on_success() -> None:
     q.add("a")
     async with anyio.create_task_group() as tg:
         tg.start_soon(q.run)
-        await anyio.sleep(0.3)
+        await _idle(q, lambda: len(calls), 3)
         tg.cancel_scope.cancel()
     assert len(calls) == 3
-    assert calls[2] - calls[1] >= calls[1] - calls[0] >= 0.015  # 0.02 then 0.04
+    assert q.stats.backoffs == [0.02, 0.04]  # exponential, per key
     assert q.failures("a") == 0 and q.stats.failures == 2
 
 
