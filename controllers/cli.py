@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -78,6 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `fleet plan | head`
         sys.stderr.close()
         return 0
+    except Exception as e:  # the one catch-all: exit 2, one line, no traceback
+        from controllers.commands.common import CommandFailed
+
+        if isinstance(e, CommandFailed):
+            print(f"fleet: {e}", file=sys.stderr)
+            return 2
+        if os.environ.get("FLEET_DEBUG"):
+            raise
+        print(f"fleet {args.command}: could not run: {type(e).__name__}: {e} (this is a bug "
+              "in fleet, not in your input; FLEET_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 2
     return code
 
 
