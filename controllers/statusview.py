@@ -24,6 +24,11 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return [fmt.format(*headers).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
 
 
+STATES = ("Placed", "Pending", "Invalid", "Synced", "Applying", "OutOfSync", "Drifted",
+          "Progressing", "Running", "Succeeded", "Failed", "Unknown")
+"""What `--state` matches: a workload's status, sync or health, or open drift."""
+
+
 def filter_workloads(doc: dict[str, Any], *, team: str | None = None,
                      cluster: str | None = None, state: str | None = None
                      ) -> list[dict[str, Any]]:

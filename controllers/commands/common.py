@@ -8,6 +8,7 @@ import gc
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 from fleet.capacity import CapacityFormatError, CapacitySnapshot, declared_capacity
@@ -53,16 +54,28 @@ def no_gc() -> Iterator[None]:
 def read_snapshot(args: argparse.Namespace, background: Background | None = None
                   ) -> Snapshot:
     """The fleet the command reads: files on disk (`--worktree`), or a commit through
-    the parse cache (written by `background` when given)."""
+    the parse cache (written by `background` when given).
+
+    A folder that does not exist, or a tree with no fleet file at all, cannot be
+    checked: that is an error (exit 2), never a clean "0 files, 0 errors"."""
+    if args.worktree and not Path(args.repo).is_dir():
+        raise CommandFailed(f"{args.repo}: no such folder")
     try:
         with no_gc():
             if args.worktree:
-                return read_fleet(args.repo, args.ref, worktree=True, parallel=True)
-            return read_fleet_cached(args.repo, args.ref, parallel=True,
-                                     background=background)
+                snap = read_fleet(args.repo, args.ref, worktree=True, parallel=True)
+            else:
+                snap = read_fleet_cached(args.repo, args.ref, parallel=True,
+                                         background=background)
     except WorkloadsError as e:
         hint = "" if args.worktree else " (use --worktree to read files on disk)"
         raise CommandFailed(f"{e}{hint}") from e
+    if snap.files == 0:
+        where = "on disk" if args.worktree else f"at {args.ref}"
+        raise CommandFailed(
+            f"{args.repo}: no fleet file {where} (expected clusters/*.yaml, "
+            "workloads/<team>/*.yaml or policies/*.yaml): is this the fleet's folder?")
+    return snap
 
 
 def write_json(doc: Any) -> None:

@@ -10,7 +10,26 @@ import time
 from typing import Any
 
 from controllers.commands.common import fail
-from controllers.statusview import filter_workloads, render_fleet, render_workload
+from controllers.statusview import STATES, filter_workloads, render_fleet, render_workload
+
+
+def _state(value: str) -> str:
+    """A workload state, any case (`pending`); an unknown one is refused, never matched
+    against nothing (which printed "Nothing needs attention" while work was Pending)."""
+    for s in STATES:
+        if s.lower() == value.lower():
+            return s
+    raise argparse.ArgumentTypeError(f"unknown state {value!r}: one of {', '.join(STATES)}")
+
+
+def _seconds(value: str) -> float:
+    try:
+        n = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not n > 0 or n == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: the refresh interval must be > 0")
+    return n
 
 DESCRIPTION = """\
 Show the fleet as a running controller sees it (GET /api/v1/status): a summary, one row
@@ -38,10 +57,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "http://127.0.0.1:8080)")
     p.add_argument("--team", help="only this team's workloads")
     p.add_argument("--cluster", help="only this cluster and what runs on it")
-    p.add_argument("--state", help="only workloads in this state (e.g. Pending, Invalid, "
-                                   "OutOfSync, Failed, Drifted, Running)")
-    p.add_argument("--watch", type=float, metavar="SECONDS", nargs="?", const=2.0,
-                   help="refresh every SECONDS (default 2) until interrupted")
+    p.add_argument("--state", type=_state, metavar="STATE",
+                   help="only workloads in this state, any case: " + ", ".join(STATES))
+    p.add_argument("--watch", type=_seconds, metavar="SECONDS", nargs="?", const=2.0,
+                   help="refresh every SECONDS (default 2) until interrupted; on a "
+                        "terminal the screen is redrawn, elsewhere each refresh is appended")
     p.add_argument("--format", choices=("text", "json"), default="text")
     live = p.add_argument_group(
         "live", "read straight from the clusters instead of a controller (read-only)")
@@ -73,6 +93,7 @@ def fetch(server: str) -> dict[str, Any]:
 
 
 def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
+    _known(args, doc)
     if args.format == "json":
         if args.workload:
             match = [w for w in doc.get("workloads", []) if w["id"] == args.workload]
@@ -93,6 +114,18 @@ def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
         return 0
     sys.stdout.write(render_fleet(doc, team=args.team, cluster=args.cluster, state=args.state))
     return 0
+
+
+def _known(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """A --team or --cluster the fleet does not have is a mistake to say, not an empty
+    (and so all-clear) answer."""
+    if args.cluster and args.cluster not in {c.get("name") for c in doc.get("clusters", [])}:
+        fail(f"no cluster {args.cluster} in the fleet")
+    if args.team:
+        teams = {str(w["id"]).split("/", 1)[0] for w in doc.get("workloads", [])}
+        if args.team not in teams:
+            fail(f"no workloads of team {args.team} in the fleet"
+                 + (f" (teams: {', '.join(sorted(teams))})" if teams else ""))
 
 
 def fetch_live(args: argparse.Namespace) -> dict[str, Any]:
@@ -122,12 +155,17 @@ def _get(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     if not args.watch:
         return show(args, _get(args))
+    # Clear-screen escapes only for a person at a terminal: piped, or as JSON, each
+    # refresh is appended as it is (a JSON document per refresh).
+    redraw = args.format == "text" and sys.stdout.isatty()
     try:
         while True:
             doc = _get(args)
-            sys.stdout.write("\x1b[H\x1b[2J")
-            where = f"live from {args.repo}" if args.live else args.server
-            sys.stdout.write(time.strftime("%H:%M:%S") + f"  {where}\n\n")
+            if redraw:
+                sys.stdout.write("\x1b[H\x1b[2J")
+            if args.format == "text":
+                where = f"live from {args.repo}" if args.live else args.server
+                sys.stdout.write(time.strftime("%H:%M:%S") + f"  {where}\n\n")
             show(args, doc)
             sys.stdout.flush()
             time.sleep(args.watch)

@@ -110,3 +110,55 @@ async def test_unreachable_controller_is_one_clear_line() -> None:
     r = await fleet("status", "--server", "http://127.0.0.1:9")
     assert r.returncode == 2
     assert r.stderr.startswith("fleet: cannot read status from http://127.0.0.1:9")
+
+
+async def test_state_is_any_case_and_an_unknown_one_is_refused(url: str) -> None:
+    r = await fleet("status", "--server", url, "--state", "pending", "--format", "json")
+    assert [w["id"] for w in json.loads(r.stdout)["workloads"]] == ["vision-team/detector"]
+    r = await fleet("status", "--server", url, "--state", "Bogus")
+    assert r.returncode == 2 and "unknown state 'Bogus'" in r.stderr
+    assert "Nothing needs attention" not in r.stdout
+
+
+@pytest.mark.parametrize(("flag", "value", "said"), [
+    ("--team", "nope", "no workloads of team nope in the fleet"),
+    ("--cluster", "nope", "no cluster nope in the fleet"),
+])
+async def test_a_team_or_cluster_the_fleet_lacks_is_an_error_not_an_all_clear(
+        url: str, flag: str, value: str, said: str) -> None:
+    r = await fleet("status", "--server", url, flag, value)
+    assert r.returncode == 2 and said in r.stderr and r.stdout == ""
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nope"])
+async def test_a_bad_watch_interval_is_one_line_and_exit_2(url: str, value: str) -> None:
+    r = await fleet("status", "--server", url, "--watch", value)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--watch" in r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+async def test_watch_into_a_pipe_writes_no_screen_escapes(url: str, fmt: str) -> None:
+    def watch_twice() -> str:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controllers.cli", "status", "--server", url,
+             "--watch", "0.05", "--format", fmt],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout is not None
+        out = ""
+        try:
+            marker = "Fleet:" if fmt == "text" else '"apiVersion"'
+            while out.count(marker) < 2:  # two refreshes, however long they take
+                line = proc.stdout.readline()
+                assert line, "the watch ended early"
+                out += line
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        return out
+
+    out = await asyncio.to_thread(watch_twice)
+    assert "\x1b[" not in out
+    if fmt == "json":
+        first = out[:out.index("}\n{") + 2]
+        assert json.loads(first)["kind"] == "FleetStatus"

@@ -86,3 +86,18 @@ def test_help_explains_each_command() -> None:
     assert r.returncode == 0
     assert "validate" in r.stdout and "schema" in r.stdout
     assert "exit codes" in r.stdout
+
+
+def test_a_folder_that_is_not_there_is_never_a_clean_result(tmp_path: Path) -> None:
+    r = fleet("validate", str(tmp_path / "nonexistent"), "--worktree")
+    assert r.returncode == 2 and "no such folder" in r.stderr and "0 errors" not in r.stderr
+
+
+def test_a_tree_with_no_fleet_file_is_never_a_clean_result(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("not a fleet\n")
+    r = fleet("validate", str(tmp_path), "--worktree")
+    assert r.returncode == 2 and "no fleet file on disk" in r.stderr
+    repo = GitRepo(tmp_path / "git")
+    repo.commit({"README.md": "still not a fleet\n"})
+    r = fleet("validate", str(repo.path))
+    assert r.returncode == 2 and "no fleet file at HEAD" in r.stderr
