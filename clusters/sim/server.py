@@ -89,6 +89,11 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
                                          f"Internal error occurred: {type(e).__name__}: {e}"))
 
 
+SIM_KUBECONFIG_MARK = "# written by `fleet sim up`: simulated clusters, rewritten on every start"
+"""The first line of a kubeconfig the simulator wrote: only such a file is rewritten
+without being asked (`fleet sim up --overwrite`)."""
+
+
 class SimCluster:
     """One simulated cluster (see module docstring); built by `start_sim`."""
 
@@ -270,6 +275,7 @@ class SimFleet:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
+            f.write(SIM_KUBECONFIG_MARK + "\n")
             yaml.safe_dump(doc, f, sort_keys=False)
         return path
 

@@ -44,7 +44,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     add_repo_arguments(up)
     up.add_argument("--kubeconfig", type=Path, default=Path("fleet-sim.kubeconfig"),
-                    help="where to write the kubeconfig (default: ./fleet-sim.kubeconfig)")
+                    help="the kubeconfig to WRITE for the simulated clusters (default: "
+                         "./fleet-sim.kubeconfig); an existing file that `fleet sim up` did "
+                         "not write is never replaced without --overwrite")
+    up.add_argument("--overwrite", action="store_true",
+                    help="replace --kubeconfig even if it is not one `fleet sim up` wrote")
     up.add_argument("--port-base", type=int, default=0,
                     help="listen on consecutive ports from this one, clusters in name "
                          "order (default: free ports)")
@@ -58,6 +62,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from clusters.sim import spec_from_cluster  # aiohttp and friends: only when run
 
+    _may_write(args.kubeconfig, args.overwrite)
     try:
         snap = read_snapshot(args)
     except CommandFailed as e:
@@ -77,6 +82,23 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         fail(f"cannot listen: {e}")
     return 0
+
+
+def _may_write(path: Path, overwrite: bool) -> None:
+    """Refuse to replace a kubeconfig that is not ours: `--kubeconfig` means "read
+    from" everywhere else, and a real one was lost this way."""
+    from clusters.sim.server import SIM_KUBECONFIG_MARK
+
+    if overwrite or not path.exists():
+        return
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            first = f.readline().rstrip("\n")
+    except OSError as e:
+        fail(f"{path}: cannot read it to check it is ours: {e.strerror}")
+    if first != SIM_KUBECONFIG_MARK:
+        fail(f"{path} exists and was not written by `fleet sim up`: not replacing it "
+             "(choose another --kubeconfig, or pass --overwrite)")
 
 
 async def _serve(specs: list[SimClusterSpec], args: argparse.Namespace,

@@ -57,3 +57,21 @@ async def test_sim_up_serves_each_cluster_file_until_interrupted(tmp_path: Path)
             proc.send_signal(signal.SIGINT)
         rc = await asyncio.wait_for(proc.wait(), 15)
     assert rc == 0
+
+
+@sim_only
+async def test_sim_up_never_replaces_a_kubeconfig_it_did_not_write(tmp_path: Path) -> None:
+    """`--kubeconfig` means "read from" everywhere else: a real kubeconfig passed here by
+    habit must survive (exit 2, one line), unless --overwrite says so."""
+    repo = GitRepo(tmp_path / "fleet")
+    repo.commit({"clusters/eu-fra-1.yaml": cluster("eu-fra-1", "DE", (("h100-80gb", 8, 8),))})
+    real = tmp_path / "config"
+    real.write_text("apiVersion: v1\nkind: Config\n# my real clusters\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "controllers.cli", "sim", "up", str(repo.path),
+        "--kubeconfig", str(real), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2, (out, err)
+    assert "was not written by `fleet sim up`" in err.decode()
+    assert real.read_text() == "apiVersion: v1\nkind: Config\n# my real clusters\n"
