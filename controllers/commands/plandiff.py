@@ -100,6 +100,10 @@ def run_diff(args: argparse.Namespace) -> int:
         fail("--base and --head go together (or use --verify PLAN.json)")
     if getattr(args, "worktree", False):
         fail("--worktree cannot be compared: --base and --head are commits")
+    if args.post:
+        # Before any work or output: a missing token or PR is said once, at once, not
+        # after the whole plan was printed.
+        _forge_client(args)
     # The caches this run writes are pickled by forked children while it plans (and
     # waited for before it exits): a first run on a big fleet does not pay for them.
     with Background() as background:
@@ -228,6 +232,17 @@ def _target(args: argparse.Namespace) -> tuple[str, int]:
         fail(f"--post {args.post} needs --forge-repo and --pr (or ${repo_env} and "
              f"${pr_env})")
     return repo, number
+
+
+def _forge_client(args: argparse.Namespace) -> Any:
+    """The forge client --post talks to, its target checked (exit 2 when unusable)."""
+    from controllers.forge import ForgeError, client_from_env
+
+    repo, _number = _target(args)
+    try:
+        return client_from_env(args.post, repo, args.forge_url)
+    except ForgeError as e:
+        fail(str(e))
 
 
 def post_error(args: argparse.Namespace, message: str) -> None:

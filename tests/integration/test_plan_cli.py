@@ -131,3 +131,14 @@ def test_explain_shows_every_cluster_with_filters_and_scores() -> None:
 def test_explain_of_an_unknown_workload_exits_2() -> None:
     r = fleet("explain", "nlp-team/nope", "examples/fleet")
     assert r.returncode == 2 and "no workload nlp-team/nope" in r.stderr
+
+
+def test_post_without_a_token_says_so_before_any_work_or_output(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "fleet")
+    base = repo.commit(base_fleet())
+    head = repo.commit({"workloads/nlp-team/extra.yaml": workload("extra")})
+    r = fleet("plan", str(repo.path), "--base", base, "--head", head, "--post", "github",
+              "--forge-repo", "acme/fleet", "--pr", "7", "--format", "markdown")
+    assert r.returncode == 2
+    assert r.stdout == ""  # the plan is not printed first and then refused
+    assert "no token: set GITHUB_TOKEN" in r.stderr
