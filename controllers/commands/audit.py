@@ -19,7 +19,7 @@ from functools import cached_property
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
-from controllers.commands.common import fail
+from controllers.commands.common import add_format_argument, fail
 from controllers.commands.ledger import open_ledger
 from controllers.progress import Progress
 from fleet.audit import FleetAt, LiveObject, Report, residency_audit
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                          description=DESCRIPTION,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     add_window_arguments(r)
-    r.add_argument("--format", choices=("md", "json", "csv"), default="md")
+    add_format_argument(r, ("markdown", "json", "csv"), "markdown")
     r.add_argument("--live", metavar="KUBECONFIG", nargs="?", const="",
                    help="cross-check against the clusters of the fleet repo at --ref, "
                         "reached with this kubeconfig (default: each Cluster's connection)")

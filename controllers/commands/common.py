@@ -21,6 +21,26 @@ class CommandFailed(Exception):
     """The command cannot run at all (exit 2); the message is said on stderr."""
 
 
+_ALIASES = {"md": "markdown"}
+
+
+def add_format_argument(p: argparse.ArgumentParser, choices: tuple[str, ...],
+                        default: str, help: str | None = None) -> None:
+    """`-o/--output FORMAT` as kubectl and flux spell it, `--format` kept as an alias;
+    `md` and `markdown` are one format everywhere."""
+
+    def fmt(value: str) -> str:
+        v = _ALIASES.get(value.lower(), value.lower())
+        if v not in choices:
+            raise argparse.ArgumentTypeError(
+                f"unknown format {value!r}: one of {', '.join(choices)}")
+        return v
+
+    p.add_argument("-o", "--output", "--format", dest="format", type=fmt, default=default,
+                   metavar="FORMAT",
+                   help=help or f"{', '.join(choices)} (default: {default})")
+
+
 def add_repo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "repo", nargs="?", default=".", metavar="REPO",

@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 
 from controllers.commands.audit import add_window_arguments, bulk_mode
-from controllers.commands.common import fail
+from controllers.commands.common import add_format_argument, fail
 from controllers.commands.ledger import open_ledger
 from controllers.progress import Progress
 from controllers.statusview import table
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_window_arguments(p)
     p.add_argument("--by", choices=GROUP_BY, default="team", help="group by (default team)")
-    p.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    add_format_argument(p, ("text", "json", "csv"), "text")
     p.set_defaults(handler=run)
 
 

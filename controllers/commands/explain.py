@@ -14,7 +14,12 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from controllers.commands.common import add_repo_arguments, fail, read_planning_inputs
+from controllers.commands.common import (
+    add_format_argument,
+    add_repo_arguments,
+    fail,
+    read_planning_inputs,
+)
 
 if TYPE_CHECKING:
     from fleet.placement.explain import Explanation
@@ -39,7 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_repo_arguments(p)
     p.add_argument("--capacity", metavar="FILE",
                    help="a CapacitySnapshot JSON file (default: the declared capacity)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_argument(p, ("text", "json"), "text")
     p.set_defaults(handler=run)
 
 

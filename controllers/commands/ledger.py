@@ -8,7 +8,7 @@ import sys
 from collections import deque
 from typing import Any
 
-from controllers.commands.common import fail
+from controllers.commands.common import add_format_argument, fail
 from controllers.progress import Progress
 from controllers.statusview import table
 from workloads.errors import WorkloadsError
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "Pruned, DriftCorrected, Refused, Pending, Observed")
     s.add_argument("--last", type=int, default=20, metavar="N",
                    help="how many of the matching records, newest last (default 20; 0: all)")
-    s.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_argument(s, ("text", "json"), "text")
     s.set_defaults(handler=run_show)
 
 

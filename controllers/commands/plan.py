@@ -16,7 +16,12 @@ import argparse
 import sys
 
 from controllers.commands import plandiff
-from controllers.commands.common import add_repo_arguments, read_planning_inputs, write_json
+from controllers.commands.common import (
+    add_format_argument,
+    add_repo_arguments,
+    read_planning_inputs,
+    write_json,
+)
 
 DESCRIPTION = """\
 Plan one commit of a fleet repo: for every workload, the cluster(s), flavour and
@@ -37,8 +42,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_repo_arguments(p)
     p.add_argument("--capacity", metavar="FILE",
                    help="a CapacitySnapshot JSON file (default: the declared capacity)")
-    p.add_argument("--format", choices=("text", "json", "markdown"), default="text",
-                   help="text (a table), json (plan.schema.json) or markdown")
+    add_format_argument(p, ("text", "json", "markdown"), "text",
+                        help="text (a table), json (plan.schema.json) or markdown (md)")
     plandiff.add_arguments(p)
     p.set_defaults(handler=run)
 

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from controllers.commands.common import fail
+from controllers.commands.common import add_format_argument, fail
 from controllers.statusview import STATES, filter_workloads, render_fleet, render_workload
 
 
@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--watch", type=_seconds, metavar="SECONDS", nargs="?", const=2.0,
                    help="refresh every SECONDS (default 2) until interrupted; on a "
                         "terminal the screen is redrawn, elsewhere each refresh is appended")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_argument(p, ("text", "json"), "text")
     live = p.add_argument_group(
         "live", "read straight from the clusters instead of a controller (read-only)")
     live.add_argument("--live", action="store_true",

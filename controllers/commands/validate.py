@@ -6,7 +6,13 @@ import argparse
 import json
 import sys
 
-from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
+from controllers.commands.common import (
+    CommandFailed,
+    add_format_argument,
+    add_repo_arguments,
+    fail,
+    read_snapshot,
+)
 from workloads.forkmap import Background
 
 DESCRIPTION = """\
@@ -28,8 +34,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_repo_arguments(p)
-    p.add_argument("--format", choices=("text", "json"), default="text",
-                   help="text (file:line: message) or json (default: text)")
+    add_format_argument(p, ("text", "json"), "text",
+                        help="text (file:line: message) or json (default: text)")
     p.set_defaults(handler=run)
 
 

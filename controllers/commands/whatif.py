@@ -7,7 +7,13 @@ import json
 import sys
 from typing import Any
 
-from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
+from controllers.commands.common import (
+    CommandFailed,
+    add_format_argument,
+    add_repo_arguments,
+    fail,
+    read_snapshot,
+)
 from controllers.statusview import table
 from fleet.capacity import CapacityFormatError, CapacitySnapshot, declared_capacity
 from fleet.placement.types import Assignment
@@ -49,7 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="plan the changed fleet from the repo at this branch or commit")
     p.add_argument("--capacity-file", metavar="FILE",
                    help="a CapacitySnapshot JSON instead of the declared capacity")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    add_format_argument(p, ("text", "json"), "text")
     p.set_defaults(handler=run)
 
 

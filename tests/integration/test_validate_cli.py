@@ -101,3 +101,18 @@ def test_a_tree_with_no_fleet_file_is_never_a_clean_result(tmp_path: Path) -> No
     repo.commit({"README.md": "still not a fleet\n"})
     r = fleet("validate", str(repo.path))
     assert r.returncode == 2 and "no fleet file at HEAD" in r.stderr
+
+
+def test_output_flag_spellings_are_one_flag(tmp_path: Path) -> None:
+    """`-o json` as kubectl and flux write it; `--format` stays; `md` is `markdown`."""
+    repo = GitRepo(tmp_path / "r")
+    repo.commit(base_fleet())
+    short = fleet("validate", str(repo.path), "-o", "json")
+    long = fleet("validate", str(repo.path), "--format", "JSON")
+    assert short.returncode == long.returncode == 0
+    assert json.loads(short.stdout) == json.loads(long.stdout)
+    md = fleet("plan", str(repo.path), "-o", "md")
+    assert md.returncode == 0 and md.stdout == fleet("plan", str(repo.path), "--format",
+                                                    "markdown").stdout
+    bad = fleet("validate", str(repo.path), "-o", "yml")
+    assert bad.returncode == 2 and "unknown format 'yml'" in bad.stderr
