@@ -16,7 +16,12 @@ half-alive) and cancellation stops everything cleanly:
   changed;
 - the cluster work queue: `ClusterReconciler` per cluster key, `cluster_concurrency` at
   a time, per-key backoff;
-- optionally the leader elector (`--leader-elect`) and the HTTP server.
+- optionally the leader elector (`--leader-elect`, its Lease in the home cluster:
+  `controllers.home`) and the HTTP server.
+
+Only a replica that may act writes: to clusters (every Applier's `may_write`), to the
+ledger (`record`), commit statuses (`_post_status`) and shared state in the home
+cluster (last plan, source guard). A follower plans and serves status, nothing more.
 
 Restart safety: the first plan of a process waits for every cluster's informers to list
 (bounded), then takes the previous plan from what runs (`previous_from_live`), so it
@@ -49,11 +54,13 @@ from controllers.fleetstate import (
 )
 from controllers.forge import CommitStatusPoster, StatusState
 from controllers.gitsource import Condition, GitSource
+from controllers.home import Home
 from controllers.leader import LeaderElector
 from controllers.reconcile import ClusterReconciler, EventSink, live_intent
 from controllers.retirement import Retirement
-from controllers.settings import Settings
+from controllers.settings import Settings, home_problem
 from controllers.sharedplan import SharedPlan
+from controllers.sourceguard import Guard, SourceGuard
 from controllers.statusdoc import DriftItem, PlacementLive
 from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
@@ -85,6 +92,9 @@ class Manager:
                  place: PlaceFn | None = None, render: RenderFn | None = None,
                  startup_sync_timeout: float = 10.0, tick: float = 0.2,
                  lease_duration: float = 15.0, capacity_replan_every: float = 1.0) -> None:
+        problem = home_problem(settings)
+        if problem:
+            raise ValueError(problem)
         self.settings = settings
         self.events = events
         self.adapter_options = adapter_options or AdapterOptions(
@@ -101,8 +111,10 @@ class Manager:
         """Clusters removed from the repo whose objects are being deleted."""
         self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
         self.drift: list[DriftItem] = []
+        self.home = Home(settings, self.adapters, self.adapter_options)
+        """Where the Lease and shared state live (a management cluster, or a member)."""
         self.reconciler = ClusterReconciler(
-            self.desired, self.adapters, self.live, events, self.may_act,
+            self.desired, self.adapters, self.live, self, self.may_act,
             settings.resync_interval, on_done=self._cluster_done,
             on_failed=self._cluster_failed, retiring=self.retiring, on_retired=self._retired)
         self.queue: WorkQueue[str] = WorkQueue(
@@ -123,7 +135,11 @@ class Manager:
         self.last_placement_seconds = 0.0
         self._rebuild_previous = True
         self.last_plan = lastplan.LastPlan(settings.state_dir, SharedPlan(
-            lambda: manager_io.home_client(self), self.may_act))
+            self.home.client, self.may_act))
+        self.guard = SourceGuard(settings.state_dir, self.home.client, self.may_act)
+        kept = self.guard.load()
+        self.source.applied, self.source.refused = kept.applied, kept.refused
+        self._guard_lock = asyncio.Lock()
         self._was_leader = False
         self._wired_generation = -1
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -143,6 +159,7 @@ class Manager:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                tg.start_soon(self.home.connect)
                 tg.start_soon(self._source_loop)
                 tg.start_soon(self._placement_loop)
                 tg.start_soon(self._watch_loop)
@@ -157,6 +174,7 @@ class Manager:
             with anyio.CancelScope(shield=True):
                 for adapter in list(self.adapters.values()):
                     await adapter.aclose()
+                await self.home.aclose()
                 if runner is not None:
                     await runner.cleanup()
 
@@ -188,7 +206,9 @@ class Manager:
                 await self._fetch_wake.wait()
 
     async def fetch_once(self) -> None:
+        await self._read_shared_guard()
         result = await self.source.poll()
+        await self.keep_guard()
         conditions = result.conditions
         snap = result.snapshot
         if snap is not None:
@@ -210,13 +230,39 @@ class Manager:
             self._invalid_head = None
             await self._adopt(snap)
 
+    async def _read_shared_guard(self) -> None:
+        """The leader's applied commit from the home cluster, before each fetch: a new
+        replica (empty state dir) and a follower refuse what the leader would. The very
+        first fetch of a replica that knows no applied commit waits (bounded) for the
+        management cluster to connect."""
+        if not self.home.configured:
+            return
+        if self.home.is_management and self.source.applied is None \
+                and self.source.last_good is None:
+            with anyio.move_on_after(self.startup_sync_timeout):
+                await self.home.connected.wait()
+        shared = await self.guard.shared()
+        if shared is not None and shared.applied is not None:
+            self.source.shared_applied = shared.applied
+
+    async def keep_guard(self) -> None:
+        """Persist the source guard (state dir; home cluster if we may act) if changed."""
+        async with self._guard_lock:
+            await self.guard.keep(Guard(self.source.applied, self.source.refused))
+
+    def record(self, event: Any, workload: str, **fields: Any) -> None:
+        """Every decision for the ledger goes through here (`EventSink`): recorded only
+        while this replica may act, so a follower never writes a ledger record."""
+        if self.events is not None and self.may_act():
+            self.events.record(event, workload, **fields)
+
     def _start_ledger(self) -> None:
         """`--ledger`: decisions go to the repo's ledger branch, pushed from our mirror."""
         from controllers.ledger import Ledger
         from workloads.ledger_store import LedgerWriter
 
         ledger = Ledger(LedgerWriter(self.source.mirror_path, remote="origin"))
-        self.events = self.reconciler.events = ledger
+        self.events = ledger
         assert self._tg is not None
         self._tg.start_soon(ledger.run)
         log.info("ledger_started", branch=ledger.writer.ref)
@@ -290,8 +336,8 @@ class Manager:
                         object=f"{report.key[1]} {report.key[2]}/{report.key[3]}",
                         paths=[f.path for f in report.fields][:10], managers=managers,
                         corrected=report.corrected)
-            if report.corrected and self.events is not None:
-                self.events.record("DriftCorrected", str(wid), cluster=cluster,
+            if report.corrected:
+                self.record("DriftCorrected", str(wid), cluster=cluster,
                                    reason=", ".join(f.path for f in report.fields)[:200])
         return on_drift
 
@@ -313,7 +359,10 @@ class Manager:
         if self.applied_commit != self.desired.head:
             log.info("commit_applied", commit=self.desired.head)
         self.applied_commit = self.desired.head
-        self.source.applied = self.desired.head
+        if self.source.applied != self.desired.head:
+            self.source.applied = self.desired.head
+            if self._tg is not None:
+                self._tg.start_soon(self.keep_guard)
 
     def _retired(self, name: str) -> None:
         """A removed cluster runs nothing of ours any more: disconnect it."""
