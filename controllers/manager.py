@@ -114,7 +114,7 @@ class Manager:
         self.home = Home(settings, self.adapters, self.adapter_options)
         """Where the Lease and shared state live (a management cluster, or a member)."""
         self.reconciler = ClusterReconciler(
-            self.desired, self.adapters, self.live, self, self.may_act,
+            self.desired, self.adapters, self.live, events, self.may_act,
             settings.resync_interval, on_done=self._cluster_done,
             on_failed=self._cluster_failed, retiring=self.retiring, on_retired=self._retired)
         self.queue: WorkQueue[str] = WorkQueue(
@@ -251,8 +251,9 @@ class Manager:
             await self.guard.keep(Guard(self.source.applied, self.source.refused))
 
     def record(self, event: Any, workload: str, **fields: Any) -> None:
-        """Every decision for the ledger goes through here (`EventSink`): recorded only
-        while this replica may act, so a follower never writes a ledger record."""
+        """A decision for the ledger, recorded only while this replica may act: a
+        follower never writes a ledger record (the reconciler gates its own the same
+        way, `ClusterReconciler._event`)."""
         if self.events is not None and self.may_act():
             self.events.record(event, workload, **fields)
 
@@ -262,7 +263,7 @@ class Manager:
         from workloads.ledger_store import LedgerWriter
 
         ledger = Ledger(LedgerWriter(self.source.mirror_path, remote="origin"))
-        self.events = ledger
+        self.events = self.reconciler.events = ledger
         assert self._tg is not None
         self._tg.start_soon(ledger.run)
         log.info("ledger_started", branch=ledger.writer.ref)
