@@ -68,6 +68,9 @@ class GitSource:
         becomes the base when it is newer than `applied`."""
         self.refused: str | None = None
         """The last head refused as a non-descendant of the base, until one is accepted."""
+        self.holding = False
+        """The commit served (`last_good`) is not a descendant of the base and the base
+        cannot be read: nothing may be applied from it (the manager stops acting)."""
         self._passed: tuple[str, str | None] | None = None
         """(head, base) last found a fast-forward: not checked again until one changes."""
         self._repo: pygit2.Repository | None = None
@@ -152,6 +155,7 @@ class GitSource:
                 f"commit {head[:12]} cannot be read: {e}"),))
         self.last_good = snap
         self.refused = None
+        self.holding = False
         log.info("source_commit_read", commit=head, files=snap.files,
                  workloads=len(snap.spec.workloads), invalid=len(snap.spec.invalid),
                  errors=len(snap.spec.errors), parsed=self.cache.misses)
@@ -165,13 +169,18 @@ class GitSource:
         served = self.last_good.commit if self.last_good is not None else None
         if served is not None and await anyio.to_thread.run_sync(
                 self._is_descendant, served, base):
+            self.holding = False
             return None
         try:
             snap = await anyio.to_thread.run_sync(self._read_sync, base)
         except (WorkloadsError, KeyError, ValueError, pygit2.GitError) as e:
-            log.warning("source_base_unreadable", commit=base, error=str(e)[:300])
+            if not self.holding:
+                log.warning("source_base_unreadable", commit=base, error=str(e)[:300],
+                            holding=served)
+            self.holding = served is not None
             return None
         self.last_good = snap
+        self.holding = False
         log.info("source_serving_base", commit=base)
         return snap
 

@@ -245,6 +245,30 @@ class Manager:
         if shared is not None and shared.applied is not None:
             self.source.shared_applied = shared.applied
 
+    async def _refused_by_late_guard(self) -> bool:
+        """With a member as home and no applied commit known, the shared guard can first
+        be read once that member is connected, i.e. after adopting the first commit:
+        read it now, before anything is planned, and re-check the head against it."""
+        if self.source.applied is not None or self.home.is_management \
+                or not self.home.configured:
+            return False
+        with anyio.move_on_after(self.startup_sync_timeout):
+            while True:
+                if self.home.client() is not None:
+                    break
+                await anyio.sleep(self.tick)
+        await self._read_shared_guard()
+        if self.source.shared_applied is None:
+            return False
+        result = await self.source.poll()
+        if result.conditions:
+            self.conditions = result.conditions
+        await self.keep_guard()
+        if result.snapshot is not None and result.snapshot.commit != self.desired.head:
+            await self._adopt(result.snapshot)  # the base, served instead (applied is set)
+            return True
+        return self.source.holding
+
     async def keep_guard(self) -> None:
         """Persist the source guard (state dir; home cluster if we may act) if changed."""
         async with self._guard_lock:
@@ -275,6 +299,8 @@ class Manager:
         log.info("commit_accepted", commit=snap.commit, changed_workloads=len(changed),
                  workloads=len(snap.spec.workloads), invalid=sorted(snap.spec.invalid))
         await self._sync_clusters()
+        if await self._refused_by_late_guard():
+            return
         for name in sorted(snap.spec.clusters):
             self._post_status(snap.commit, name, "pending", "rolling out")
         self.trigger_plan()
@@ -515,6 +541,8 @@ class Manager:
     # ------------------------------------------------------------------ leadership
 
     def may_act(self) -> bool:
+        if self.source.holding:
+            return False  # what we serve is a refused rollback: write nothing from it
         if not self.settings.leader_elect:
             return True
         if self.elector is None or not self.elector.is_leader:

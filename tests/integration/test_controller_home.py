@@ -104,6 +104,31 @@ async def test_a_new_replica_refuses_the_rollback_from_the_management_clusters_c
             assert serve_replicas(box, serve_on) == 2
 
 
+async def test_a_new_replica_with_a_member_as_home_applies_nothing_of_the_rollback(
+        tmp_path: Path) -> None:
+    # With a member as home, the shared copy can only be read once that member is
+    # connected, i.e. after the first commit is read: it must still win before any
+    # write.
+    from tests.integration.test_controller_restart_leader import writes
+
+    async with sandbox(tmp_path) as box:
+        home = "us-east-1"
+        first_settings = fast_settings(box, leader_cluster=home, state_dir=tmp_path / "a")
+        async with box.controller(first_settings, adapter_options=FAST) as first:
+            newer, serve_on = await roll_forward_then_force_push_back(first, box)
+        second_settings = fast_settings(box, leader_cluster=home, state_dir=tmp_path / "b")
+        async with box.controller(second_settings, adapter_options=FAST) as second:
+            await until(lambda: condition(second.status(), "NonFastForwardRefused")
+                        is not None or second.applied_commit is not None, 10,
+                        what="rollback refused or applied")
+            doc = second.status()
+            cond = condition(doc, "NonFastForwardRefused")
+            assert cond is not None and newer[:12] in cond["message"]
+            assert doc["source"]["appliedCommit"] is None
+            assert writes(second) == 0
+            assert serve_replicas(box, serve_on) == 2
+
+
 def home_configmap(box: Sandbox, name: str) -> dict[str, Any] | None:
     assert box.home is not None
     return next((o for o in box.home.clusters["home"].objects("ConfigMap")
