@@ -12,12 +12,17 @@ Real bare Git remote, simulated clusters over HTTP, the real Manager.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import httpx
+import pytest
+import respx
 
 from controllers.manager import Manager
 from controllers.sandbox import Sandbox, synced, until
@@ -181,40 +186,59 @@ async def test_a_member_cluster_going_down_does_not_stop_the_leader(tmp_path: Pa
             assert len(leading(a, b)) == 1
 
 
-async def test_a_follower_writes_no_ledger_record_and_nothing_shared(tmp_path: Path) -> None:
-    async with sandbox(tmp_path, home=True) as box:
-        a_settings = fast_settings(box, home=True, leader_elect=True, identity="a",
-                                   ledger=True, state_dir=tmp_path / "state-a")
-        b_settings = fast_settings(box, home=True, leader_elect=True, identity="b",
-                                   ledger=True, state_dir=tmp_path / "state-b")
-        async with box.controller(a_settings, adapter_options=FAST, lease_duration=2.0) as a:
-            await rolled_out(a, box)
-            async with box.controller(b_settings, adapter_options=FAST,
-                                      lease_duration=2.0) as b:
-                await until(lambda: b.desired.plan is not None and b.elector is not None,
-                            10, what="follower planned")
-                # A new workload: both replicas plan it; only the leader may record it.
-                extra = serve_doc().replace("name: serve", "name: extra")
-                commit = box.repo.commit({"workloads/nlp-team/extra.yaml": extra}, "extra")
-                a.trigger_fetch()
-                b.trigger_fetch()
-                await until(lambda: synced(a.status(), commit) == (4, 4), 20,
-                            what="leader applied the new workload")
-                await until(lambda: b.desired.plan is not None
-                            and b.desired.plan.commit == commit, 10,
-                            what="follower planned the new workload")
-                assert b.status()["leader"]["leading"] is False
-                assert len(b.status()["workloads"]) == 4  # it serves status
-                await until(lambda: placed_records(box.repo.path)
-                            .get("nlp-team/extra") == 1, 10, what="leader's record")
-                assert b.events is not None
-                await until(lambda: b.events.pending == 0, 10,  # type: ignore[union-attr]
-                            what="follower's ledger flushed")
-                assert b.events.written == 0  # type: ignore[union-attr]
-                assert placed_records(box.repo.path)["nlp-team/extra"] == 1
-                assert b.home.management is not None
-                calls = b.home.management.stats.calls
-                assert calls["update"] == calls["create"] == 0, calls  # no shared writes
+async def test_a_follower_writes_no_ledger_record_no_commit_status_and_nothing_shared(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_test-token")
+    statuses = r"https://api\.github\.com/repos/acme/fleet/statuses/(?P<sha>[0-9a-f]{40})"
+    with respx.mock(assert_all_mocked=True) as forge:
+        route = forge.post(url__regex=statuses).mock(return_value=httpx.Response(201))
+
+        def posted(sha: str) -> Counter[tuple[str, str]]:
+            return Counter((body["context"], body["state"]) for body in (
+                json.loads(c.request.content) for c in route.calls
+                if str(c.request.url).endswith(sha)))
+
+        async with sandbox(tmp_path, home=True) as box:
+            settings = [fast_settings(box, home=True, leader_elect=True, identity=name,
+                                      ledger=True, forge="github", forge_repo="acme/fleet",
+                                      state_dir=tmp_path / f"state-{name}")
+                        for name in ("a", "b")]
+            async with box.controller(settings[0], adapter_options=FAST,
+                                      lease_duration=2.0) as a:
+                await rolled_out(a, box)
+                async with box.controller(settings[1], adapter_options=FAST,
+                                          lease_duration=2.0) as b:
+                    await until(lambda: b.desired.plan is not None
+                                and b.elector is not None, 10, what="follower planned")
+                    # A new workload: both replicas plan it; only the leader may say so.
+                    extra = serve_doc().replace("name: serve", "name: extra")
+                    commit = box.repo.commit({"workloads/nlp-team/extra.yaml": extra},
+                                             "extra")
+                    a.trigger_fetch()
+                    b.trigger_fetch()
+                    await until(lambda: synced(a.status(), commit) == (4, 4), 20,
+                                what="leader applied the new workload")
+                    await until(lambda: b.desired.plan is not None
+                                and b.desired.plan.commit == commit, 10,
+                                what="follower planned the new workload")
+                    assert b.status()["leader"]["leading"] is False
+                    assert len(b.status()["workloads"]) == 4  # it serves status
+                    await until(lambda: placed_records(box.repo.path)
+                                .get("nlp-team/extra") == 1, 10, what="leader's record")
+                    assert b.events is not None
+                    await until(lambda: b.events.pending == 0,  # type: ignore[union-attr]
+                                10, what="follower's ledger flushed")
+                    assert b.events.written == 0  # type: ignore[union-attr]
+                    assert placed_records(box.repo.path)["nlp-team/extra"] == 1
+                    extra_on = where(a.status())["nlp-team/extra"][0]
+                    await until(lambda: (f"aifleet/{extra_on}", "success") in posted(commit),
+                                10, what="leader's commit status")
+                    # One pending per cluster (the leader's), never a second (a follower's).
+                    assert posted(commit)[(f"aifleet/{extra_on}", "pending")] == 1
+                    assert all(n == 1 for n in posted(commit).values()), posted(commit)
+                    assert b.home.management is not None
+                    calls = b.home.management.stats.calls
+                    assert calls["update"] == calls["create"] == 0, calls  # nothing shared
 
 
 def placed_records(repo: Path) -> Counter[str]:
