@@ -44,7 +44,7 @@ import structlog
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.apply import DriftReport
 from clusters.errors import ClusterError
-from controllers import lastplan, manager_io, triggers
+from controllers import lastplan, manager_io, sourceguard, triggers
 from controllers.desired import DesiredState, RenderFn
 from controllers.fleetstate import (
     ClusterView,
@@ -140,6 +140,8 @@ class Manager:
         kept = self.guard.load()
         self.source.applied, self.source.refused = kept.applied, kept.refused
         self._guard_lock = asyncio.Lock()
+        self.late_guard_read = False
+        """With a member as home: the shared guard was read once that member connected."""
         self._was_leader = False
         self._wired_generation = -1
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -206,7 +208,7 @@ class Manager:
                 await self._fetch_wake.wait()
 
     async def fetch_once(self) -> None:
-        await self._read_shared_guard()
+        await sourceguard.read_shared_base(self)
         result = await self.source.poll()
         await self.keep_guard()
         conditions = result.conditions
@@ -229,45 +231,6 @@ class Manager:
         if snap is not None:
             self._invalid_head = None
             await self._adopt(snap)
-
-    async def _read_shared_guard(self) -> None:
-        """The leader's applied commit from the home cluster, before each fetch: a new
-        replica (empty state dir) and a follower refuse what the leader would. The very
-        first fetch of a replica that knows no applied commit waits (bounded) for the
-        management cluster to connect."""
-        if not self.home.configured:
-            return
-        if self.home.is_management and self.source.applied is None \
-                and self.source.last_good is None:
-            with anyio.move_on_after(self.startup_sync_timeout):
-                await self.home.connected.wait()
-        shared = await self.guard.shared()
-        if shared is not None and shared.applied is not None:
-            self.source.shared_applied = shared.applied
-
-    async def _refused_by_late_guard(self) -> bool:
-        """With a member as home and no applied commit known, the shared guard can first
-        be read once that member is connected, i.e. after adopting the first commit:
-        read it now, before anything is planned, and re-check the head against it."""
-        if self.source.applied is not None or self.home.is_management \
-                or not self.home.configured:
-            return False
-        with anyio.move_on_after(self.startup_sync_timeout):
-            while True:
-                if self.home.client() is not None:
-                    break
-                await anyio.sleep(self.tick)
-        await self._read_shared_guard()
-        if self.source.shared_applied is None:
-            return False
-        result = await self.source.poll()
-        if result.conditions:
-            self.conditions = result.conditions
-        await self.keep_guard()
-        if result.snapshot is not None and result.snapshot.commit != self.desired.head:
-            await self._adopt(result.snapshot)  # the base, served instead (applied is set)
-            return True
-        return self.source.holding
 
     async def keep_guard(self) -> None:
         """Persist the source guard (state dir; home cluster if we may act) if changed."""
@@ -299,7 +262,7 @@ class Manager:
         log.info("commit_accepted", commit=snap.commit, changed_workloads=len(changed),
                  workloads=len(snap.spec.workloads), invalid=sorted(snap.spec.invalid))
         await self._sync_clusters()
-        if await self._refused_by_late_guard():
+        if await sourceguard.refused_late(self):
             return
         for name in sorted(snap.spec.clusters):
             self._post_status(snap.commit, name, "pending", "rolling out")
