@@ -250,3 +250,17 @@ def placed_records(repo: Path) -> Counter[str]:
                        if r.entry.event == "Placed")
     except WorkloadsError:
         return Counter()  # no ledger branch yet
+
+
+async def test_a_management_kubeconfig_that_cannot_be_used_is_a_condition_not_a_crash(
+        tmp_path: Path) -> None:
+    bad = tmp_path / "home-kubeconfig"
+    bad.write_text("apiVersion: v1\nkind: Config\ncontexts: []\n")
+    async with sandbox(tmp_path) as box:
+        settings = fast_settings(box, home_kubeconfig=str(bad), leader_elect=True,
+                                 identity="a")
+        async with box.controller(settings, adapter_options=FAST) as m:
+            await until(lambda: any(c["type"] == "HomeUnavailable"
+                                    for c in m.status()["source"]["conditions"]), 10,
+                        what="HomeUnavailable")
+            assert m.status()["leader"]["leading"] is False
