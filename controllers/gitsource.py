@@ -8,7 +8,12 @@ Safety rules, each visible as a status condition and a log line:
 - a failed fetch, or a commit that cannot be read at all, keeps the last good commit
   (`SourceUnavailable`); nothing is pruned on its account;
 - a new head that is not a descendant of the last applied commit (a force-push
-  rollback) is refused (`NonFastForwardRefused`) unless `allow_non_fast_forward`.
+  rollback) is refused (`NonFastForwardRefused`) unless `allow_non_fast_forward`
+  (`fleet.safety.refuse_head`). The base survives restarts and is shared by replicas:
+  the manager loads it from the state dir and from the home cluster
+  (`controllers.sourceguard`) into `applied` and `shared_applied`. A restarted
+  controller that refuses its first head serves the base commit, when its mirror still
+  has it, so what runs keeps being reconciled.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import anyio
 import pygit2
 import structlog
 
+from fleet.safety import fast_forward_base, refuse_head
 from workloads.errors import WorkloadsError
 from workloads.loader import ParseCache, Snapshot, load_entries, read_fleet
 from workloads.source import git_files, resolve_tree
@@ -57,6 +63,16 @@ class GitSource:
         self.last_good: Snapshot | None = None
         self.applied: str | None = None
         """The commit whose plan is applied (set by the manager): the fast-forward base."""
+        self.shared_applied: str | None = None
+        """The applied commit the leader keeps in the home cluster (set by the manager):
+        becomes the base when it is newer than `applied`."""
+        self.refused: str | None = None
+        """The last head refused as a non-descendant of the base, until one is accepted."""
+        self.holding = False
+        """The commit served (`last_good`) is not a descendant of the base and the base
+        cannot be read: nothing may be applied from it (the manager stops acting)."""
+        self._passed: tuple[str, str | None] | None = None
+        """(head, base) last found a fast-forward: not checked again until one changes."""
         self._repo: pygit2.Repository | None = None
 
     def _open(self) -> pygit2.Repository:
@@ -79,8 +95,18 @@ class GitSource:
         return str(repo.references[self.ref].target)
 
     def _is_descendant(self, head: str, base: str) -> bool:
+        """False too when either commit is not in the mirror (a base force-pushed away
+        before this mirror was made is no ancestor of anything it fetched)."""
         repo = self._open()
-        return head == base or bool(repo.descendant_of(head, base))
+        try:
+            return head == base or bool(repo.descendant_of(head, base))
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
+
+    def _base_sync(self) -> str | None:
+        shared, local = self.shared_applied, self.applied
+        newer = shared is not None and local is not None and self._is_descendant(shared, local)
+        return fast_forward_base(local, shared, shared_descends_local=newer)
 
     def _read_sync(self, commit: str) -> Snapshot:
         if self.subdir:
@@ -102,17 +128,24 @@ class GitSource:
                 f"fetch of {_redact(self.url)} failed: {str(e)[:200]}; serving "
                 f"{serving or 'nothing yet'}"),))
         self.observed = head
-        if self.last_good is not None and head == self.last_good.commit:
+        base = self.applied = await anyio.to_thread.run_sync(self._base_sync)
+        unchanged = self.last_good is not None and head == self.last_good.commit
+        if unchanged and self._passed == (head, base):
             return SourceResult(None, head, ())
-        if self.applied and not self.allow_non_fast_forward:
-            ff = await anyio.to_thread.run_sync(self._is_descendant, head, self.applied)
-            if not ff:
-                log.error("non_fast_forward_refused", head=head, applied=self.applied)
-                return SourceResult(None, head, (Condition(
-                    "NonFastForwardRefused", "True", "NotADescendant",
-                    f"new head {head[:12]} is not a descendant of the applied commit "
-                    f"{self.applied[:12]} (force-push?); refused. Start the controller "
-                    "with --allow-non-fast-forward to accept it"),))
+        ff = base is None or self.allow_non_fast_forward or await anyio.to_thread.run_sync(
+            self._is_descendant, head, base)
+        why = refuse_head(head, base, descends=ff,
+                          allow_non_fast_forward=self.allow_non_fast_forward)
+        if why:
+            assert base is not None
+            if self.refused != head:
+                log.error("non_fast_forward_refused", head=head, applied=base)
+            self.refused = head
+            refusal = Condition("NonFastForwardRefused", "True", "NotADescendant", why)
+            return SourceResult(await self._serve_base(base), head, (refusal,))
+        self._passed = (head, base)
+        if unchanged:
+            return SourceResult(None, head, ())
         try:
             snap = await anyio.to_thread.run_sync(self._read_sync, head)
         except WorkloadsError as e:
@@ -121,10 +154,35 @@ class GitSource:
                 "SourceUnavailable", "True", "CommitUnreadable",
                 f"commit {head[:12]} cannot be read: {e}"),))
         self.last_good = snap
+        self.refused = None
+        self.holding = False
         log.info("source_commit_read", commit=head, files=snap.files,
                  workloads=len(snap.spec.workloads), invalid=len(snap.spec.invalid),
                  errors=len(snap.spec.errors), parsed=self.cache.misses)
         return SourceResult(snap, head, ())
+
+    async def _serve_base(self, base: str) -> Snapshot | None:
+        """The base commit to serve instead of a refused head, when what is served now
+        does not descend from the base (after a restart nothing is served yet; a follower
+        may have read the head before it learnt the leader's base) and the mirror still
+        has it, so drift correction and failover go on; else None (keep serving)."""
+        served = self.last_good.commit if self.last_good is not None else None
+        if served is not None and await anyio.to_thread.run_sync(
+                self._is_descendant, served, base):
+            self.holding = False
+            return None
+        try:
+            snap = await anyio.to_thread.run_sync(self._read_sync, base)
+        except (WorkloadsError, KeyError, ValueError, pygit2.GitError) as e:
+            if not self.holding:
+                log.warning("source_base_unreadable", commit=base, error=str(e)[:300],
+                            holding=served)
+            self.holding = served is not None
+            return None
+        self.last_good = snap
+        self.holding = False
+        log.info("source_serving_base", commit=base)
+        return snap
 
 
 def _url(url: str) -> str:

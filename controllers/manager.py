@@ -16,7 +16,12 @@ half-alive) and cancellation stops everything cleanly:
   changed;
 - the cluster work queue: `ClusterReconciler` per cluster key, `cluster_concurrency` at
   a time, per-key backoff;
-- optionally the leader elector (`--leader-elect`) and the HTTP server.
+- optionally the leader elector (`--leader-elect`, its Lease in the home cluster:
+  `controllers.home`) and the HTTP server.
+
+Only a replica that may act writes: to clusters (every Applier's `may_write`), to the
+ledger (`record`), commit statuses (`_post_status`) and shared state in the home
+cluster (last plan, source guard). A follower plans and serves status, nothing more.
 
 Restart safety: the first plan of a process waits for every cluster's informers to list
 (bounded), then takes the previous plan from what runs (`previous_from_live`), so it
@@ -39,7 +44,7 @@ import structlog
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.apply import DriftReport
 from clusters.errors import ClusterError
-from controllers import lastplan, manager_io, triggers
+from controllers import lastplan, manager_io, sourceguard, triggers
 from controllers.desired import DesiredState, RenderFn
 from controllers.fleetstate import (
     ClusterView,
@@ -49,11 +54,13 @@ from controllers.fleetstate import (
 )
 from controllers.forge import CommitStatusPoster, StatusState
 from controllers.gitsource import Condition, GitSource
+from controllers.home import Home
 from controllers.leader import LeaderElector
 from controllers.reconcile import ClusterReconciler, EventSink, live_intent
 from controllers.retirement import Retirement
-from controllers.settings import Settings
+from controllers.settings import Settings, home_problem
 from controllers.sharedplan import SharedPlan
+from controllers.sourceguard import Guard, SourceGuard
 from controllers.statusdoc import DriftItem, PlacementLive
 from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
@@ -85,6 +92,9 @@ class Manager:
                  place: PlaceFn | None = None, render: RenderFn | None = None,
                  startup_sync_timeout: float = 10.0, tick: float = 0.2,
                  lease_duration: float = 15.0, capacity_replan_every: float = 1.0) -> None:
+        problem = home_problem(settings)
+        if problem:
+            raise ValueError(problem)
         self.settings = settings
         self.events = events
         self.adapter_options = adapter_options or AdapterOptions(
@@ -101,6 +111,8 @@ class Manager:
         """Clusters removed from the repo whose objects are being deleted."""
         self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
         self.drift: list[DriftItem] = []
+        self.home = Home(settings, self.adapters, self.adapter_options)
+        """Where the Lease and shared state live (a management cluster, or a member)."""
         self.reconciler = ClusterReconciler(
             self.desired, self.adapters, self.live, events, self.may_act,
             settings.resync_interval, on_done=self._cluster_done,
@@ -123,7 +135,13 @@ class Manager:
         self.last_placement_seconds = 0.0
         self._rebuild_previous = True
         self.last_plan = lastplan.LastPlan(settings.state_dir, SharedPlan(
-            lambda: manager_io.home_client(self), self.may_act))
+            self.home.client, self.may_act))
+        self.guard = SourceGuard(settings.state_dir, self.home.client, self.may_act)
+        kept = self.guard.load()
+        self.source.applied, self.source.refused = kept.applied, kept.refused
+        self._guard_lock = asyncio.Lock()
+        self.late_guard_read = False
+        """With a member as home: the shared guard was read once that member connected."""
         self._was_leader = False
         self._wired_generation = -1
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -143,6 +161,7 @@ class Manager:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                tg.start_soon(self.home.connect)
                 tg.start_soon(self._source_loop)
                 tg.start_soon(self._placement_loop)
                 tg.start_soon(self._watch_loop)
@@ -157,6 +176,7 @@ class Manager:
             with anyio.CancelScope(shield=True):
                 for adapter in list(self.adapters.values()):
                     await adapter.aclose()
+                await self.home.aclose()
                 if runner is not None:
                     await runner.cleanup()
 
@@ -188,7 +208,9 @@ class Manager:
                 await self._fetch_wake.wait()
 
     async def fetch_once(self) -> None:
+        await sourceguard.read_shared_base(self)
         result = await self.source.poll()
+        await self.keep_guard()
         conditions = result.conditions
         snap = result.snapshot
         if snap is not None:
@@ -210,6 +232,18 @@ class Manager:
             self._invalid_head = None
             await self._adopt(snap)
 
+    async def keep_guard(self) -> None:
+        """Persist the source guard (state dir; home cluster if we may act) if changed."""
+        async with self._guard_lock:
+            await self.guard.keep(Guard(self.source.applied, self.source.refused))
+
+    def record(self, event: Any, workload: str, **fields: Any) -> None:
+        """A decision for the ledger, recorded only while this replica may act: a
+        follower never writes a ledger record (the reconciler gates its own the same
+        way, `ClusterReconciler._event`)."""
+        if self.events is not None and self.may_act():
+            self.events.record(event, workload, **fields)
+
     def _start_ledger(self) -> None:
         """`--ledger`: decisions go to the repo's ledger branch, pushed from our mirror."""
         from controllers.ledger import Ledger
@@ -228,6 +262,8 @@ class Manager:
         log.info("commit_accepted", commit=snap.commit, changed_workloads=len(changed),
                  workloads=len(snap.spec.workloads), invalid=sorted(snap.spec.invalid))
         await self._sync_clusters()
+        if await sourceguard.refused_late(self):
+            return
         for name in sorted(snap.spec.clusters):
             self._post_status(snap.commit, name, "pending", "rolling out")
         self.trigger_plan()
@@ -290,8 +326,8 @@ class Manager:
                         object=f"{report.key[1]} {report.key[2]}/{report.key[3]}",
                         paths=[f.path for f in report.fields][:10], managers=managers,
                         corrected=report.corrected)
-            if report.corrected and self.events is not None:
-                self.events.record("DriftCorrected", str(wid), cluster=cluster,
+            if report.corrected:
+                self.record("DriftCorrected", str(wid), cluster=cluster,
                                    reason=", ".join(f.path for f in report.fields)[:200])
         return on_drift
 
@@ -313,7 +349,10 @@ class Manager:
         if self.applied_commit != self.desired.head:
             log.info("commit_applied", commit=self.desired.head)
         self.applied_commit = self.desired.head
-        self.source.applied = self.desired.head
+        if self.source.applied != self.desired.head:
+            self.source.applied = self.desired.head
+            if self._tg is not None:
+                self._tg.start_soon(self.keep_guard)
 
     def _retired(self, name: str) -> None:
         """A removed cluster runs nothing of ours any more: disconnect it."""
@@ -465,6 +504,8 @@ class Manager:
     # ------------------------------------------------------------------ leadership
 
     def may_act(self) -> bool:
+        if self.source.holding:
+            return False  # what we serve is a refused rollback: write nothing from it
         if not self.settings.leader_elect:
             return True
         if self.elector is None or not self.elector.is_leader:

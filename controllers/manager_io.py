@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from clusters.client import KubeClient
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
 from controllers.fleetstate import capacity_snapshot, decision_fields
@@ -54,6 +53,10 @@ def status(m: Manager) -> dict[str, Any]:
     ok, why = m.ready()
     conditions.insert(0, {"type": "Ready", "status": "True" if ok else "False",
                           "reason": "Ready" if ok else "NotReady", "message": why})
+    if m.home.error:
+        conditions.append({"type": "HomeUnavailable", "status": "True",
+                           "reason": "ConnectFailed",
+                           "message": f"management cluster: {m.home.error}"})
     for name, err in sorted(m.connect_errors.items()):
         conditions.append({"type": "ClusterConnectionFailed", "status": "True",
                            "reason": "ConnectFailed", "message": f"{name}: {err}"})
@@ -74,7 +77,8 @@ def status(m: Manager) -> dict[str, Any]:
     if m.settings.leader_elect:
         doc["leader"] = {"leading": m.may_act(),
                          "generation": m.elector.generation if m.elector else 0,
-                         "identity": m.elector.identity if m.elector else None}
+                         "identity": m.elector.identity if m.elector else None,
+                         "home": m.home.name}
     return doc
 
 
@@ -137,22 +141,6 @@ def ready(m: Manager) -> tuple[bool, str]:
     if m.applied_commit is None:
         return False, "first plan not applied yet"
     return True, f"applied {m.applied_commit[:12]}"
-
-
-def home_cluster(m: Manager) -> str | None:
-    """Where the Lease and the shared last plan live: `--leader-cluster`, else the
-    repo's first cluster by name."""
-    spec = m.desired.spec
-    if m.settings.leader_cluster:
-        return m.settings.leader_cluster
-    return min(spec.clusters) if spec is not None and spec.clusters else None
-
-
-def home_client(m: Manager) -> KubeClient | None:
-    """The home cluster's API client, while it is connected and answers."""
-    name = home_cluster(m)
-    a = m.adapters.get(name) if name is not None else None
-    return a.client if a is not None and a.health_state != "Unreachable" else None
 
 
 def connection_of(m: Manager, cluster: Cluster) -> ConnectionSpec:
@@ -222,7 +210,7 @@ def record_plan_events(m: Manager, old: Plan | None, new: Plan,
 
 
 def _record(m: Manager, event: str, wid: str, **fields: Any) -> None:
-    if m.events is None:
+    if m.events is None or not m.may_act():  # a follower records nothing
         return
     fields = {**decision_fields(m.desired.spec, wid, fields.get("cluster")), **fields}
-    m.events.record(event, wid, **{k: v for k, v in fields.items() if v is not None})
+    m.record(event, wid, **{k: v for k, v in fields.items() if v is not None})

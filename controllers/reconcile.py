@@ -202,7 +202,7 @@ class ClusterReconciler:
         return deleted
 
     def _event(self, event: str, label: str, **fields: Any) -> None:
-        if self.events is None:
+        if self.events is None or not self.may_act():  # a follower records nothing
             return
         wid = workload_id_of_label(label) if "." in label else label
         fields = {**decision_fields(self.desired.spec, str(wid), fields.get("cluster")),

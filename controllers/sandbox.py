@@ -5,7 +5,9 @@ What `fleet demo`, the end-to-end tests and `bench/e2e.py` share: a temp folder 
   to which steps commit as a person would;
 - `kubeconfig`: one context per simulated cluster (named after it), also exported as
   `FLEET_KUBECONFIG`, the variable the example Cluster files reference;
-- `state/`: the controller's Git mirror.
+- `state/`: the controller's Git mirror;
+- optionally (`start_home`) a management cluster, not a fleet member, for the leader
+  Lease and shared state, reached through `home-kubeconfig`.
 
 The controller is the real `Manager`, in-process, over real HTTP to the simulated API
 servers; nothing is patched.
@@ -24,7 +26,7 @@ import anyio
 import pygit2
 
 from clusters.adapter import AdapterOptions
-from clusters.sim import SimFleet, spec_from_cluster, start_sim
+from clusters.sim import SimClusterSpec, SimFleet, spec_from_cluster, start_sim
 from controllers.manager import Manager
 from controllers.settings import Settings
 from workloads.loader import read_fleet
@@ -83,6 +85,8 @@ class Sandbox:
         self.first_commit = self.repo.commit(files, "Initial fleet")
         self.kubeconfig = root / "kubeconfig"
         self.sim: SimFleet | None = None
+        self.home: SimFleet | None = None
+        self.home_kubeconfig = root / "home-kubeconfig"
 
     async def start_clusters(self, **sim_options: Any) -> SimFleet:
         """Simulated clusters for the Cluster files of the first commit."""
@@ -93,12 +97,21 @@ class Sandbox:
         os.environ["FLEET_KUBECONFIG"] = str(self.kubeconfig)
         return self.sim
 
+    async def start_home(self) -> SimFleet:
+        """A simulated management cluster (no GPU nodes; context `home`) for the Lease
+        and shared state; `settings(home=True)` points the controller at it."""
+        self.home = await start_sim([SimClusterSpec("home", ())])
+        self.home.write_kubeconfig(self.home_kubeconfig)
+        return self.home
+
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "repo": str(self.repo.path), "state_dir": self.root / "state",
             "kubeconfig": str(self.kubeconfig), "listen": "127.0.0.1:0",
             "poll_interval": 2.0, "resync_interval": 30.0, "unreachable_after": 2.0,
         }
+        if overrides.pop("home", False):
+            values["home_kubeconfig"] = str(self.home_kubeconfig)
         values.update(overrides)
         return Settings(**values)
 
@@ -120,6 +133,9 @@ class Sandbox:
         if self.sim is not None:
             await self.sim.close()
             self.sim = None
+        if self.home is not None:
+            await self.home.close()
+            self.home = None
 
 
 async def until(predicate: Callable[[], bool], within: float, *, interval: float = 0.1,

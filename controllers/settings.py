@@ -56,8 +56,18 @@ class Settings(BaseSettings):
                           "toleration, else 300)")
     leader_elect: bool = Field(False, description="run leader election (one active "
                                                   "controller among replicas)")
+    home_kubeconfig: str | None = Field(
+        None, description="kubeconfig of the management (home) cluster, separate from the "
+                          "members: it holds the leader Lease, the shared last plan and the "
+                          "source refusals (default with --home-context: --kubeconfig)")
+    home_context: str | None = Field(
+        None, description="the management cluster's context (default: the home "
+                          "kubeconfig's current context)")
     leader_cluster: str | None = Field(
-        None, description="the cluster holding the leader Lease (default: the first by name)")
+        None, description="a member cluster to hold the leader Lease and shared state "
+                          "instead of a management cluster (it is then a single point of "
+                          "failure); with --leader-elect, this or --home-kubeconfig/"
+                          "--home-context is required")
     identity: str | None = Field(None, description="this replica's name in the Lease")
     log_level: str = Field("info", description="debug, info, warning or error")
     log_json: bool | None = Field(None, description="JSON logs (default: when not a terminal)")
@@ -71,6 +81,20 @@ class Settings(BaseSettings):
     forge_url: str | None = Field(
         None, description="with --forge: the forge's API URL (default: the public one; "
                           "required for Gitea)")
+
+
+def home_problem(settings: Settings) -> str:
+    """Why these settings cannot start, or "": `--leader-elect` needs a home named
+    explicitly (never a member picked silently: losing it would stop every replica)."""
+    if settings.leader_elect and not (settings.home_kubeconfig or settings.home_context
+                                      or settings.leader_cluster):
+        return ("--leader-elect needs where to hold the Lease: a management cluster "
+                "(--home-kubeconfig and/or --home-context) or, explicitly, a member "
+                "(--leader-cluster NAME)")
+    if settings.leader_cluster and (settings.home_kubeconfig or settings.home_context):
+        return ("--leader-cluster and --home-kubeconfig/--home-context both name the home "
+                "cluster: give one")
+    return ""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,9 +4,9 @@
 one (a new pod whose state dir is an emptyDir, as most Deployments have) would know
 nothing of what runs on a cluster that is down at its start. So the replica that may
 write (the leader, or the only one) also keeps the placements in a ConfigMap,
-`aifleet-system/aifleet-last-plan`, in the home cluster (`--leader-cluster`, else the
-first cluster by name: where the Lease is). A restart reads it first and falls back to
-the local file.
+`aifleet-system/aifleet-last-plan`, in the home cluster (`controllers.home`: a
+management cluster, or a member named with `--leader-cluster`; where the Lease is).
+A restart reads it first and falls back to the local file.
 
 The placements are the same JSON as the file's, gzipped in `binaryData` (10,000
 workloads: ~60 KB, far under the 1 MiB object limit). Reading or writing it never
@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 import anyio
 import structlog
 
-from clusters.client import KubeClient, ResourceType
+from clusters.client import JSON, KubeClient, ResourceType
 from clusters.errors import ClusterError, NotFound
 from controllers.lastplan import VERSION, from_doc, to_doc
 from controllers.leader import LEASE_NAMESPACE, ensure_namespace
@@ -53,15 +53,42 @@ def decode(data: str) -> PreviousPlan:
     return from_doc(doc)
 
 
+async def get_configmap(client: KubeClient, name: str) -> JSON | None:
+    """A ConfigMap of the controller's namespace in the home cluster, or None when it
+    is not there; ClusterError or TimeoutError when it cannot be read now."""
+    try:
+        with anyio.fail_after(DEADLINE):
+            return await client.request("GET", CONFIGMAP.item(name, LEASE_NAMESPACE),
+                                        verb="get", retry=False)
+    except NotFound:
+        return None
+
+
+async def put_configmap(client: KubeClient, name: str, payload: JSON) -> None:
+    """Replace a ConfigMap (`payload`: its `data` and/or `binaryData`) of the
+    controller's namespace in the home cluster; create it, and the namespace, the first
+    time. ClusterError or TimeoutError when it cannot be written now."""
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": LEASE_NAMESPACE,
+                         "labels": {"app.kubernetes.io/managed-by": "aifleet"}},
+            **payload}
+    with anyio.fail_after(DEADLINE):
+        try:
+            await client.request("PUT", CONFIGMAP.item(name, LEASE_NAMESPACE),
+                                 verb="update", body=body, retry=False)
+        except NotFound:
+            await ensure_namespace(client)
+            await client.request("POST", CONFIGMAP.collection(LEASE_NAMESPACE),
+                                 verb="create", body=body, retry=False)
+
+
 async def read(client: KubeClient) -> PreviousPlan | None:
     """The placements in the home cluster, or None (none there, or unreadable)."""
     try:
-        with anyio.fail_after(DEADLINE):
-            cm = await client.request("GET", CONFIGMAP.item(NAME, LEASE_NAMESPACE),
-                                      verb="get", retry=False)
+        cm = await get_configmap(client, NAME)
+        if cm is None:
+            return None
         return decode((cm.get("binaryData") or {})[KEY])
-    except NotFound:
-        return None
     except (ClusterError, TimeoutError) as e:
         log.warning("shared_last_plan_unreadable", error=f"{type(e).__name__}: {e}")
     except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
@@ -72,19 +99,8 @@ async def read(client: KubeClient) -> PreviousPlan | None:
 async def write(client: KubeClient, placed: Mapping[WorkloadId, tuple[Assignment, ...]],
                 commit: str | None) -> bool:
     """Replace the ConfigMap (create it, and the namespace, the first time)."""
-    body = {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": NAME, "namespace": LEASE_NAMESPACE,
-                         "labels": {"app.kubernetes.io/managed-by": "aifleet"}},
-            "binaryData": {KEY: encode(placed, commit)}}
     try:
-        with anyio.fail_after(DEADLINE):
-            try:
-                await client.request("PUT", CONFIGMAP.item(NAME, LEASE_NAMESPACE),
-                                     verb="update", body=body, retry=False)
-            except NotFound:
-                await ensure_namespace(client)
-                await client.request("POST", CONFIGMAP.collection(LEASE_NAMESPACE),
-                                     verb="create", body=body, retry=False)
+        await put_configmap(client, NAME, {"binaryData": {KEY: encode(placed, commit)}})
         return True
     except (ClusterError, TimeoutError) as e:
         log.warning("shared_last_plan_not_saved", error=f"{type(e).__name__}: {e}")

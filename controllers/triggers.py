@@ -15,7 +15,6 @@ import anyio
 import structlog
 
 from controllers.leader import LeaderElector, default_identity
-from controllers.manager_io import home_cluster
 from workloads.loader import Snapshot
 
 if TYPE_CHECKING:
@@ -70,16 +69,16 @@ async def watch_loop(m: Manager) -> None:
 
 
 async def leader_loop(m: Manager) -> None:
+    """The Lease in the home cluster (`controllers.home`), once it can be reached."""
     while True:
-        name = home_cluster(m)
-        adapter = m.adapters.get(name) if name is not None else None
-        if adapter is not None:
+        client = m.home.client()
+        if client is not None:
             break
         await anyio.sleep(m.tick)
-    m.elector = LeaderElector(adapter.client, m.settings.identity or default_identity(),
+    m.elector = LeaderElector(client, m.settings.identity or default_identity(),
                               duration=m.lease_duration,
                               margin=min(2.0, m.lease_duration / 4))
-    log.info("leader_election_started", cluster=name, identity=m.elector.identity)
+    log.info("leader_election_started", cluster=m.home.name, identity=m.elector.identity)
     await m.elector.run()
 
 

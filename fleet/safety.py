@@ -23,3 +23,34 @@ from __future__ import annotations
 
 
 # ---------------------------------------------------------------- tenancy and identity
+
+
+# ------------------------------------------------------------------------- the source
+# Invariant: a head that is not a descendant of the last applied commit (a force-push
+# rollback) is never planned without `--allow-non-fast-forward`, across restarts and
+# replicas: the base is persisted (state dir and home cluster) and shared.
+
+
+def fast_forward_base(local: str | None, shared: str | None, *,
+                      shared_descends_local: bool) -> str | None:
+    """The commit a new head must descend from: this replica's last applied commit
+    (`local`, kept in its state dir) or the one the leader keeps in the home cluster
+    (`shared`), whichever is newer. When they diverge the local one stays: a replica
+    never loosens its own guard on another's word."""
+    if shared is None:
+        return local
+    if local is None or shared_descends_local:
+        return shared
+    return local
+
+
+def refuse_head(head: str, base: str | None, *, descends: bool,
+                allow_non_fast_forward: bool) -> str:
+    """Why `head` may not be planned, or "". `descends`: `head` is a descendant of
+    `base` (False when `base` is unknown to the mirror: a commit force-pushed away
+    before this mirror was made cannot be an ancestor of anything it fetched)."""
+    if base is None or head == base or descends or allow_non_fast_forward:
+        return ""
+    return (f"new head {head[:12]} is not a descendant of the applied commit "
+            f"{base[:12]} (force-push?); refused. Start the controller with "
+            "--allow-non-fast-forward to accept it")

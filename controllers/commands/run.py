@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from controllers.settings import add_arguments, from_args
+from controllers.settings import add_arguments, from_args, home_problem
 
 DESCRIPTION = """\
 Run the fleet controller: fetch the fleet repo (any URL Git can fetch) every
@@ -21,7 +21,8 @@ SIGTERM.
 Examples:
   fleet run --repo https://git.example.com/ml/fleet.git --kubeconfig ~/.kube/fleet
   fleet run --repo ./fleet --poll-interval 5 --listen 127.0.0.1:8080
-  FLEET_WEBHOOK_SECRET=... fleet run --repo git@github.com:ml/fleet.git --leader-elect"""
+  FLEET_WEBHOOK_SECRET=... fleet run --repo git@github.com:ml/fleet.git --leader-elect \\
+      --home-kubeconfig /etc/aifleet/management.kubeconfig"""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
             f"--{'.'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
             for err in e.errors())
         fail(f"bad settings: {problems}")
+    problem = home_problem(settings)
+    if problem:
+        fail(problem)
     return serve_until_signalled(settings)
 
 

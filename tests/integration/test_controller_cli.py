@@ -40,6 +40,22 @@ def test_bad_settings_are_named_and_exit_2() -> None:
     assert "--poll-interval" in r.stderr
 
 
+def test_leader_elect_without_a_home_refuses_to_start_in_one_line() -> None:
+    # It used to pick the first member cluster by name for the Lease, silently: losing
+    # that one member then stopped every replica.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    r = subprocess.run([sys.executable, "-m", "controllers.cli", "run", "--repo", "x",
+                        "--leader-elect"], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "--home-kubeconfig" in r.stderr and "--leader-cluster" in r.stderr
+    out = subprocess.run([sys.executable, "-m", "controllers.cli", "run", "--help"],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    for flag, env_name in (("--home-kubeconfig", "FLEET_HOME_KUBECONFIG"),
+                           ("--home-context", "FLEET_HOME_CONTEXT")):
+        assert flag in out and env_name in out
+
+
 async def test_fleet_run_gets_ready_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box:
         port = free_port()

@@ -46,10 +46,14 @@ def fleet_files() -> dict[str, str | bytes]:
 
 
 @asynccontextmanager
-async def sandbox(tmp: Path, files: dict[str, str | bytes] | None = None
-                  ) -> AsyncIterator[Sandbox]:
+async def sandbox(tmp: Path, files: dict[str, str | bytes] | None = None, *,
+                  home: bool = False) -> AsyncIterator[Sandbox]:
+    """With `home`, also a management cluster (`fast_settings(box, home=True)` uses it
+    for the Lease and shared state)."""
     box = Sandbox(tmp, files or fleet_files())
     await box.start_clusters(job_seconds=3600.0, pod_start_seconds=0.05)
+    if home:
+        await box.start_home()
     try:
         yield box
     finally:

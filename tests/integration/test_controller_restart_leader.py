@@ -55,10 +55,10 @@ async def test_restart_mid_rollout_writes_only_what_was_missing(tmp_path: Path) 
 
 
 async def test_only_the_leader_writes_and_the_other_takes_over(tmp_path: Path) -> None:
-    async with sandbox(tmp_path) as box:
-        a_settings = fast_settings(box, leader_elect=True, identity="replica-a",
+    async with sandbox(tmp_path, home=True) as box:
+        a_settings = fast_settings(box, home=True, leader_elect=True, identity="replica-a",
                                    state_dir=tmp_path / "state-a")
-        b_settings = fast_settings(box, leader_elect=True, identity="replica-b",
+        b_settings = fast_settings(box, home=True, leader_elect=True, identity="replica-b",
                                    state_dir=tmp_path / "state-b")
         async with box.controller(a_settings, adapter_options=FAST, lease_duration=2.0) as a:
             await until(lambda: synced(a.status(), box.first_commit) == (3, 3), 20,
@@ -78,8 +78,8 @@ async def test_only_the_leader_writes_and_the_other_takes_over(tmp_path: Path) -
                 assert writes(b) == 0
                 placed = where(a.status())
             # a leaves with b stopped; start b again and stop a: b must take over.
-            b2_settings = fast_settings(box, leader_elect=True, identity="replica-b",
-                                        state_dir=tmp_path / "state-b")
+            b2_settings = fast_settings(box, home=True, leader_elect=True,
+                                        identity="replica-b", state_dir=tmp_path / "state-b")
         async with box.controller(b2_settings, adapter_options=FAST, lease_duration=2.0) as b2:
             await until(lambda: synced(b2.status(), commit) == (3, 3), 20,
                         what="new leader synced")
@@ -111,9 +111,10 @@ async def test_a_paused_old_leader_cannot_undo_the_new_leaders_writes(tmp_path: 
     from clusters.kubeconfig import ConnectionSpec
     from tests.integration.test_controller_harness import SERVE, serve_doc
 
-    async with sandbox(tmp_path) as box:
+    async with sandbox(tmp_path, home=True) as box:
         assert box.sim is not None
-        old = fast_settings(box, leader_elect=True, identity="old", state_dir=tmp_path / "a")
+        old = fast_settings(box, home=True, leader_elect=True, identity="old",
+                            state_dir=tmp_path / "a")
         async with box.controller(old, adapter_options=FAST, lease_duration=1.0) as a:
             await until(lambda: synced(a.status(), box.first_commit) == (3, 3), 20,
                         what="old leader rollout")
@@ -122,7 +123,8 @@ async def test_a_paused_old_leader_cannot_undo_the_new_leaders_writes(tmp_path: 
                      if o["kind"] == "Deployment"]
         commit = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(replicas=2)},
                                  "serve x2")
-        new = fast_settings(box, leader_elect=True, identity="new", state_dir=tmp_path / "b")
+        new = fast_settings(box, home=True, leader_elect=True, identity="new",
+                            state_dir=tmp_path / "b")
         async with box.controller(new, adapter_options=FAST, lease_duration=1.0) as b:
             await until(lambda: synced(b.status(), commit) == (3, 3), 20,
                         what="new leader applied serve x2")

@@ -1,0 +1,103 @@
+"""The home cluster: where the leader Lease and the state shared by replicas live.
+
+Shared state is the last plan's placements (`controllers.sharedplan`) and the source
+guard (`controllers.sourceguard`: the last applied commit and a refused force-push).
+The home is, in order:
+
+- a management cluster, separate from the members (`--home-kubeconfig` and/or
+  `--home-context`): losing a member then never stops election, so the other members
+  keep being reconciled;
+- a member cluster, only when named explicitly (`--leader-cluster`): losing it stops
+  every replica from leading, which the operator chose knowingly;
+- none: no shared state. `--leader-elect` refuses to start without a home
+  (`controllers.settings.home_problem`), rather than silently pick a member.
+
+The management cluster gets a bare API client (no informers: the controller places
+nothing there); connecting is retried, and a failure is a status condition, never a
+crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Mapping
+
+import anyio
+import structlog
+
+from clusters.adapter import AdapterOptions, ClusterAdapter
+from clusters.client import KubeClient
+from clusters.errors import ClusterError
+from clusters.kubeconfig import ConnectionSpec, api_client
+from controllers.settings import Settings
+
+log = structlog.get_logger()
+
+MANAGEMENT = "home"
+"""The management cluster's name in logs and errors (it is not a fleet member)."""
+
+
+class Home:
+    def __init__(self, settings: Settings, adapters: Mapping[str, ClusterAdapter],
+                 options: AdapterOptions, *, retry_every: float = 2.0) -> None:
+        self.settings = settings
+        self.adapters = adapters
+        self.options = options
+        self.retry_every = retry_every
+        self.management: KubeClient | None = None
+        self.error = ""
+        """Why the management cluster cannot be reached now, or ""."""
+        self.connected = asyncio.Event()
+        """Set once the management cluster's client is made."""
+
+    @property
+    def configured(self) -> bool:
+        s = self.settings
+        return bool(s.home_kubeconfig or s.home_context or s.leader_cluster)
+
+    @property
+    def is_management(self) -> bool:
+        return bool(self.settings.home_kubeconfig or self.settings.home_context)
+
+    @property
+    def name(self) -> str | None:
+        if self.is_management:
+            return MANAGEMENT
+        return self.settings.leader_cluster
+
+    def client(self) -> KubeClient | None:
+        """The home's API client while it can be used, else None."""
+        if self.is_management:
+            return self.management
+        name = self.settings.leader_cluster
+        a = self.adapters.get(name) if name else None
+        return a.client if a is not None and a.health_state != "Unreachable" else None
+
+    async def connect(self) -> None:
+        """Connect to the management cluster (if that is the home), retrying until it
+        works; each failure is logged and kept in `error` for the status."""
+        if not self.is_management:
+            return
+        conn = ConnectionSpec(MANAGEMENT, self.settings.home_kubeconfig or
+                              self.settings.kubeconfig, self.settings.home_context)
+        while self.management is None:
+            try:
+                api = await api_client(conn, allow_exec=self.options.allow_exec)
+            except (ClusterError, ssl.SSLError, OSError, ValueError) as e:
+                why = str(e) if isinstance(e, ClusterError) else type(e).__name__
+                if why != self.error:
+                    log.error("home_connect_failed", error=why)
+                self.error = why
+                await anyio.sleep(self.retry_every)
+                continue
+            self.management = KubeClient(MANAGEMENT, api, qps=self.options.qps,
+                                         burst=self.options.burst, retry=self.options.retry)
+            self.error = ""
+            self.connected.set()
+            log.info("home_connected", context=conn.context)
+
+    async def aclose(self) -> None:
+        if self.management is not None:
+            await self.management.close()
+            self.management = None

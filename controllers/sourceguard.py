@@ -1,0 +1,180 @@
+"""The source guard kept across restarts: the last applied commit and a refused head.
+
+A force-push rollback is refused while its head is not a descendant of the last applied
+commit (`fleet.safety.refuse_head`). Held in memory only, the refusal would be forgotten
+by the next restart and the rolled-back commit applied silently. So the guard is kept:
+
+- in the state dir, `source.json` (`controllers.statefile`: versioned, atomic,
+  owner-only), read at start; written by any replica whose guard changed;
+- in the home cluster (`controllers.home`), ConfigMap `aifleet-system/aifleet-source`,
+  written only by a replica that may act (the leader) and read by every replica on each
+  fetch: a replica with an empty state dir, and a follower about to lead, still refuse
+  what the leader refused.
+
+Neither holds a secret: two commit ids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import structlog
+
+from clusters.client import KubeClient
+from clusters.errors import ClusterError
+from controllers import statefile
+from controllers.sharedplan import get_configmap, put_configmap
+
+if TYPE_CHECKING:
+    from controllers.manager import Manager
+
+log = structlog.get_logger()
+
+FILE = "source.json"
+VERSION = 1
+CONFIGMAP = "aifleet-source"
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    applied: str | None = None
+    """The last commit applied everywhere: the base every new head must descend from."""
+    refused: str | None = None
+    """The last head refused as a non-descendant of `applied`, while it stays refused."""
+
+
+def _commit(v: object) -> str | None:
+    if v is None or v == "":
+        return None
+    if not isinstance(v, str) or not _SHA.match(v):
+        raise ValueError(f"not a commit id: {str(v)[:60]!r}")
+    return v
+
+
+def from_doc(doc: dict[str, object]) -> Guard:
+    """ValueError when a field is not a commit id."""
+    return Guard(_commit(doc.get("applied")), _commit(doc.get("refused")))
+
+
+def load(state_dir: Path) -> Guard:
+    doc = statefile.read(state_dir / FILE, VERSION)
+    if doc is None:
+        return Guard()
+    try:
+        return from_doc(doc)
+    except ValueError as e:
+        statefile.unusable(state_dir / FILE, e)
+        return Guard()
+
+
+def save(state_dir: Path, guard: Guard) -> None:
+    statefile.write(state_dir / FILE, VERSION,
+                    {"applied": guard.applied, "refused": guard.refused})
+
+
+async def read_shared(client: KubeClient) -> Guard | None:
+    """The home cluster's copy, or None (not there, unreachable, or unusable)."""
+    try:
+        cm = await get_configmap(client, CONFIGMAP)
+        return None if cm is None else from_doc(dict(cm.get("data") or {}))
+    except (ClusterError, TimeoutError) as e:
+        log.warning("shared_source_guard_unreadable", error=f"{type(e).__name__}: {e}")
+    except (ValueError, TypeError) as e:
+        log.warning("shared_source_guard_unusable", error=f"{type(e).__name__}: {e}")
+    return None
+
+
+async def write_shared(client: KubeClient, guard: Guard) -> bool:
+    data = {k: v for k, v in (("applied", guard.applied), ("refused", guard.refused)) if v}
+    try:
+        await put_configmap(client, CONFIGMAP, {"data": data})
+        return True
+    except (ClusterError, TimeoutError) as e:
+        log.warning("shared_source_guard_not_saved", error=f"{type(e).__name__}: {e}")
+        return False
+
+
+class SourceGuard:
+    """The guard in a state dir and (with `home`) the home cluster: `load()` at start,
+    `shared()` before each fetch, `keep(guard)` after each fetch and each applied commit
+    (writes only what changed; the home cluster's copy only while `may_write()`)."""
+
+    def __init__(self, state_dir: Path, home: Callable[[], KubeClient | None],
+                 may_write: Callable[[], bool]) -> None:
+        self.state_dir = state_dir
+        self.home = home
+        self.may_write = may_write
+        self._saved: Guard | None = None
+        self._shared_saved: Guard | None = None
+
+    def load(self) -> Guard:
+        self._saved = load(self.state_dir)
+        return self._saved
+
+    async def shared(self) -> Guard | None:
+        client = self.home()
+        return await read_shared(client) if client is not None else None
+
+    async def keep(self, guard: Guard) -> None:
+        if guard != self._saved:
+            try:
+                await anyio.to_thread.run_sync(lambda: save(self.state_dir, guard))
+                self._saved = guard
+            except OSError as e:  # a full disk must not stop the controller: say it
+                log.warning("source_guard_not_saved", error=f"{type(e).__name__}: {e}")
+        client = self.home()
+        if guard != self._shared_saved and client is not None and self.may_write() \
+                and guard.applied is not None and await write_shared(client, guard):
+            self._shared_saved = guard
+
+
+# ------------------------------------------------------------ the manager's two reads
+
+
+async def read_shared_base(m: Manager) -> None:
+    """The leader's applied commit from the home cluster into the source, before each
+    fetch: a new replica (empty state dir) and a follower refuse what the leader would.
+    The first fetch of a replica that knows no applied commit waits (bounded) for the
+    management cluster to connect."""
+    if not m.home.configured:
+        return
+    if m.home.is_management and m.source.applied is None and m.source.last_good is None:
+        with anyio.move_on_after(m.startup_sync_timeout):
+            await m.home.connected.wait()
+    shared = await m.guard.shared()
+    if shared is not None and shared.applied is not None:
+        m.source.shared_applied = shared.applied
+
+
+async def refused_late(m: Manager) -> bool:
+    """With a member as home and no applied commit known, the shared guard can first be
+    read once that member is connected, i.e. after the first commit is adopted (its
+    Cluster file says how to reach it): read it then, once, before anything is planned,
+    and check the head again. True when the commit just adopted must not be rolled out
+    (refused; the base is adopted instead when the mirror has it)."""
+    if m.late_guard_read or m.source.applied is not None or m.home.is_management \
+            or not m.home.configured:
+        return False
+    m.late_guard_read = True
+    with anyio.move_on_after(m.startup_sync_timeout):
+        while True:
+            if m.home.client() is not None:
+                break
+            await anyio.sleep(m.tick)
+    await read_shared_base(m)
+    if m.source.shared_applied is None:
+        return False
+    result = await m.source.poll()
+    if result.conditions:
+        m.conditions = result.conditions
+    await m.keep_guard()
+    if result.snapshot is not None and result.snapshot.commit != m.desired.head:
+        await m._adopt(result.snapshot)  # the base, served instead of the rollback
+        return True
+    return m.source.holding
