@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,9 +28,9 @@ class Settings(BaseSettings):
                             description="where the controller keeps its Git mirror and "
                                         "what must survive a restart (last plan, clusters "
                                         "being drained): keep it across restarts")
-    poll_interval: float = Field(30.0, description="seconds between fetches of the repo")
+    poll_interval: float = Field(30.0, gt=0, description="seconds between fetches of the repo")
     resync_interval: float = Field(
-        60.0, description="seconds between full reconciles of each cluster, even without "
+        60.0, gt=0, description="seconds between full reconciles of each cluster, even without "
                           "events (level-triggered safety net)")
     webhook_secret: SecretStr | None = Field(
         None, description="shared secret of POST /hooks/git (HMAC-SHA256); unset: webhook off")
@@ -45,13 +45,14 @@ class Settings(BaseSettings):
     ledger: bool = Field(False, description="record every decision (placements, moves, "
                                             "applies, prunes, drift corrections) on the "
                                             "repo's aifleet/ledger branch (needs push access)")
-    qps: float = Field(50.0, description="API requests per second per cluster")
-    burst: int = Field(100, description="API request burst per cluster")
-    cluster_concurrency: int = Field(4, description="clusters reconciled at the same time")
+    qps: float = Field(50.0, gt=0, description="API requests per second per cluster")
+    burst: int = Field(100, ge=1, description="API request burst per cluster")
+    cluster_concurrency: int = Field(4, ge=1,
+                                     description="clusters reconciled at the same time")
     unreachable_after: float = Field(
-        15.0, description="seconds without any answer before a cluster is Unreachable")
+        15.0, gt=0, description="seconds without any answer before a cluster is Unreachable")
     failover_grace: float | None = Field(
-        None, description="seconds a cluster may be Unreachable before its workloads fail "
+        None, ge=0, description="seconds a cluster may be Unreachable before its workloads fail "
                           "over (default: each workload's aifleet.dev/unreachable "
                           "toleration, else 300)")
     leader_elect: bool = Field(False, description="run leader election (one active "
@@ -69,7 +70,8 @@ class Settings(BaseSettings):
                           "failure); with --leader-elect, this or --home-kubeconfig/"
                           "--home-context is required")
     identity: str | None = Field(None, description="this replica's name in the Lease")
-    log_level: str = Field("info", description="debug, info, warning or error")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="debug, info, warning or error")
     log_json: bool | None = Field(None, description="JSON logs (default: when not a terminal)")
     forge: Literal["github", "gitlab", "gitea"] | None = Field(
         None, description="post a commit status per cluster (context aifleet/<cluster>) on "
@@ -81,6 +83,21 @@ class Settings(BaseSettings):
     forge_url: str | None = Field(
         None, description="with --forge: the forge's API URL (default: the public one; "
                           "required for Gitea)")
+
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        _host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:8080, 0.0.0.0:8080, "
+                             "[::1]:8080)")
+        return value
 
 
 def home_problem(settings: Settings) -> str:

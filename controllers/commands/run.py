@@ -45,10 +45,41 @@ def run(args: argparse.Namespace) -> int:
             f"--{'.'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
             for err in e.errors())
         fail(f"bad settings: {problems}")
-    problem = home_problem(settings)
+    problem = home_problem(settings) or _repo_problem(settings.repo) or \
+        _listen_problem(settings.listen)
     if problem:
         fail(problem)
     return serve_until_signalled(settings)
+
+
+def _repo_problem(repo: str) -> str:
+    """A local repo that is not there is a typo to say now, not a fetch that fails
+    every --poll-interval forever; URLs (and scp-like `host:path`) are fetched."""
+    import os
+
+    if "://" in repo and not repo.startswith("file://"):
+        return ""
+    path = repo.removeprefix("file://")
+    if ":" in path.split("/", 1)[0]:  # git@host:org/repo
+        return ""
+    if not os.path.exists(path):
+        return f"--repo {repo}: no such file or folder"
+    return ""
+
+
+def _listen_problem(listen: str) -> str:
+    """Whether --listen can be bound now (a port in use is one line at start, not a
+    traceback from inside the controller)."""
+    import socket
+
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        with socket.create_server((host, int(port)),
+                                  family=socket.AF_INET6 if ":" in host else socket.AF_INET):
+            return ""
+    except OSError as e:
+        return f"cannot listen on {listen}: {e.strerror or e}"
 
 
 def serve_until_signalled(settings: object) -> int:
@@ -81,7 +112,8 @@ def serve_until_signalled(settings: object) -> int:
             tg.start_soon(stop_on_signal)
             await tg.start(manager.run)
             log.info("controller_started", branch=settings.branch,
-                     listen=f"127.0.0.1:{manager.port}", leader_elect=settings.leader_elect)
+                     listen=f"{settings.listen.rpartition(':')[0] or '127.0.0.1'}:"
+                            f"{manager.port}", leader_elect=settings.leader_elect)
 
     anyio.run(main)
     return 0

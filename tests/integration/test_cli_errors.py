@@ -22,6 +22,7 @@ def _fleet(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 @pytest.mark.parametrize("args", [
     ["run", "--log-level", "bogus", "--repo", "/nonexistent"],
     ["plan", "--verify", "/etc/hostname"],
+    ["validate", "/nonexistent", "--worktree"],
 ])
 def test_a_command_that_cannot_run_says_so_in_one_line_with_exit_2(args: list[str]) -> None:
     done = _fleet(*args)
@@ -31,7 +32,25 @@ def test_a_command_that_cannot_run_says_so_in_one_line_with_exit_2(args: list[st
     assert len(lines) == 1 and lines[0].startswith("fleet"), done.stderr
 
 
-def test_fleet_debug_shows_the_traceback_of_an_unexpected_error() -> None:
-    done = _fleet("run", "--log-level", "bogus", "--repo", "/nonexistent",
-                  env={"FLEET_DEBUG": "1"})
-    assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--repo", "/nonexistent"], "--repo /nonexistent: no such file or folder"),
+    (["--repo", "/tmp", "--poll-interval", "-5"], "--poll-interval"),
+    (["--repo", "/tmp", "--cluster-concurrency", "0"], "--cluster-concurrency"),
+    (["--repo", "/tmp", "--listen", "nope"], "'nope' is not host:port"),
+    (["--repo", "/tmp", "--log-level", "bogus"], "--log-level"),
+])
+def test_fleet_run_refuses_bad_settings_at_start(args: list[str], said: str) -> None:
+    done = _fleet("run", *args)
+    assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr
+
+
+def test_fleet_run_on_a_busy_port_is_one_line() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        done = _fleet("run", "--repo", "/tmp", "--listen", f"127.0.0.1:{port}")
+    assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
