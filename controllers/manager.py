@@ -215,7 +215,8 @@ class Manager:
         from controllers.ledger import Ledger
         from workloads.ledger_store import LedgerWriter
 
-        ledger = Ledger(LedgerWriter(self.source.mirror_path, remote="origin"))
+        ledger = Ledger(LedgerWriter(self.source.mirror_path, remote="origin",
+                                     credentials=self.source.credentials))
         self.events = self.reconciler.events = ledger
         assert self._tg is not None
         self._tg.start_soon(ledger.run)

@@ -1,0 +1,146 @@
+"""Identity, fencing, TLS and secrets, through the real controller on simulated clusters.
+
+- Bad TLS material in a cluster's kubeconfig (a CA, client certificate or key that is
+  not PEM) makes that cluster unreachable with a condition; the controller runs on.
+- A `${VAR}` in a Cluster file's kubeconfig path never reads a secret from the
+  controller's environment, and the repo's credentials never reach the mirror's config.
+- Two Cluster files on the same API server are both refused: nothing written there.
+- A tenant's `aifleet.dev/lease-generation` annotation never makes the leader refuse,
+  and one failed object does not stop prune of the cluster's other workloads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+import yaml
+
+from clusters.sim import tls
+from controllers.manager import Manager
+from controllers.sandbox import Sandbox, synced, until
+from tests.gitserver import git_http_server
+from tests.integration.test_controller_harness import (
+    FAST,
+    fast_settings,
+    fleet_files,
+    rolled_out,
+    sandbox,
+    where,
+)
+
+
+def with_connection(doc: str, kubeconfig: str, context: str) -> str:
+    """A Cluster document (`tests.fleetdocs.cluster`) with an explicit connection."""
+    return doc + f"  connection: {{kubeconfig: '{kubeconfig}', context: {context}}}\n"
+
+
+def extra_cluster(name: str, jurisdiction: str = "US") -> str:
+    from tests.fleetdocs import cluster
+    return cluster(name, jurisdiction, (("h100-80gb", 32, 8),))
+
+
+def conditions(m: Manager, kind: str) -> list[str]:
+    return [c["message"] for c in m.status()["source"]["conditions"] if c["type"] == kind]
+
+
+async def status_over_http(m: Manager) -> str:
+    async with httpx.AsyncClient() as client:
+        r = await client.get(f"http://127.0.0.1:{m.port}/api/v1/status")
+        r.raise_for_status()
+        return r.text
+
+
+# --------------------------------------------------------------------------- finding 6
+
+BAD_TLS = ("bad-ca-file", "bad-ca-data", "bad-cert", "bad-key")
+
+
+def _bad_tls_kubeconfig(box: Sandbox, name: str) -> Path:
+    """A copy of the sandbox's kubeconfig whose `name` context has broken TLS material."""
+    doc: dict[str, Any] = yaml.safe_load(box.kubeconfig.read_text())
+    entry = next(c["cluster"] for c in doc["clusters"] if c["name"] == name)
+    user = next(u["user"] for u in doc["users"] if u["name"] == f"{name}-admin")
+    garbage = base64.b64encode(b"this is not PEM").decode()
+    material = tls.make_tls()
+    if name == "bad-ca-file":
+        ca = box.root / "not-a-ca.crt"
+        ca.write_text("this is not PEM\n")
+        del entry["certificate-authority-data"]
+        entry["certificate-authority"] = str(ca)
+    elif name == "bad-ca-data":
+        entry["certificate-authority-data"] = garbage
+    elif name == "bad-cert":
+        user["client-certificate-data"] = garbage
+        user["client-key-data"] = base64.b64encode(material.key_pem).decode()
+    else:
+        user["client-certificate-data"] = base64.b64encode(material.cert_pem).decode()
+        user["client-key-data"] = garbage
+    path = box.root / f"kubeconfig-{name}"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+async def test_bad_tls_material_makes_a_cluster_unreachable_and_the_controller_runs_on(
+        tmp_path: Path) -> None:
+    files = fleet_files()
+    for name in BAD_TLS:
+        files[f"clusters/{name}.yaml"] = extra_cluster(name)
+    async with sandbox(tmp_path, files) as box:
+        for name in BAD_TLS:  # the Cluster files point at the broken copies
+            path = _bad_tls_kubeconfig(box, name)
+            files[f"clusters/{name}.yaml"] = with_connection(extra_cluster(name), str(path),
+                                                             name)
+        commit = box.repo.commit(files, "clusters with broken TLS material")
+        async with box.controller(fast_settings(box), adapter_options=FAST) as m:
+            await until(lambda: synced(m.status(), commit) == (3, 3), 20,
+                        what="rollout on the good clusters")
+            placed = where(m.status())
+            failed = conditions(m, "ClusterConnectionFailed")
+            for name in BAD_TLS:
+                assert any(msg.startswith(f"{name}: ") and "TLS material" in msg
+                           for msg in failed), (name, failed)
+                assert name not in m.adapters
+            assert not any(c in BAD_TLS for cs in placed.values() for c in cs)
+            assert json.loads(await status_over_http(m))["workloads"]  # still serving
+
+
+# -------------------------------------------------------------------------- finding 13
+
+SECRET = "whsec-0123456789-do-not-leak"
+TOKEN = "ghp-forge-token-do-not-leak"
+
+
+async def test_a_path_variable_never_reads_a_secret_and_the_mirror_keeps_no_credential(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_WEBHOOK_SECRET", SECRET)
+    files = fleet_files()
+    files["clusters/leaky.yaml"] = with_connection(
+        extra_cluster("leaky"), "${FLEET_WEBHOOK_SECRET}/kubeconfig", "leaky")
+    async with sandbox(tmp_path, files) as box:
+        with git_http_server(tmp_path, "bot", TOKEN) as base, \
+                structlog.testing.capture_logs() as logs:
+            settings = fast_settings(box, repo=f"http://bot:{TOKEN}@{base[7:]}/fleet",
+                                     webhook_secret=SECRET)
+            async with box.controller(settings, adapter_options=FAST) as m:
+                await rolled_out(m, box)  # fetched over HTTP with the credentials
+                failed = conditions(m, "ClusterConnectionFailed")
+                assert any(msg.startswith("leaky: ") and "${FLEET_WEBHOOK_SECRET}" in msg
+                           and "may not be used" in msg for msg in failed), failed
+                served = await status_over_http(m)
+                errors = json.dumps(m.connect_errors)
+        for secret in (SECRET, TOKEN):
+            assert secret not in served
+            assert secret not in errors
+            assert secret not in repr(logs)
+        mirror = settings.state_dir / "mirror.git"
+        config = (mirror / "config").read_text()
+        assert TOKEN not in config and "bot@" not in config
+        assert stat.S_IMODE((mirror / "config").stat().st_mode) == 0o600
+        assert stat.S_IMODE(mirror.stat().st_mode) == 0o700
