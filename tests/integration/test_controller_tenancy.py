@@ -144,3 +144,34 @@ async def test_a_path_variable_never_reads_a_secret_and_the_mirror_keeps_no_cred
         assert TOKEN not in config and "bot@" not in config
         assert stat.S_IMODE((mirror / "config").stat().st_mode) == 0o600
         assert stat.S_IMODE(mirror.stat().st_mode) == 0o700
+
+
+# ------------------------------------------------------------------------ tolerations
+
+HOLD = "  taints:\n    - {key: aifleet.dev/hold, effect: NoSchedule}\n"
+
+
+async def test_a_keyless_toleration_does_not_pass_the_fleets_own_taints(
+        tmp_path: Path) -> None:
+    from tests.fleetdocs import workload
+
+    files = fleet_files()
+    for path, doc in list(files.items()):
+        if path.startswith("clusters/"):
+            files[path] = str(doc) + HOLD  # every cluster on hold
+    files["workloads/nlp-team/sneaky.yaml"] = workload(
+        "sneaky", data_class="public",
+        extra_spec="    tolerations: [{operator: Exists}]\n")
+    files["workloads/nlp-team/allowed.yaml"] = workload(
+        "allowed", data_class="public",
+        extra_spec="    tolerations: [{key: aifleet.dev/hold, operator: Exists}]\n")
+    async with sandbox(tmp_path, files) as box, \
+            box.controller(fast_settings(box), adapter_options=FAST) as m:
+        await until(lambda: m.desired.plan is not None, 20, what="first plan")
+        status = {w["id"]: w for w in m.status()["workloads"]}
+        assert status["nlp-team/allowed"]["status"] == "Placed"
+        assert status["nlp-team/sneaky"]["status"] == "Pending"
+        assert "aifleet.dev/hold" in json.dumps(status["nlp-team/sneaky"])
+        assert box.sim is not None
+        assert not [o for c in box.sim.clusters.values() for o in c.objects("Job")
+                    if o["metadata"]["name"] == "sneaky"]
