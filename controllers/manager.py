@@ -38,7 +38,8 @@ import structlog
 
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.apply import DriftReport
-from clusters.errors import ClusterError
+from clusters.errors import ClusterError, KubeconfigError
+from clusters.kubeconfig import server_of
 from controllers import lastplan, manager_io, triggers
 from controllers.desired import DesiredState, RenderFn
 from controllers.fleetstate import (
@@ -59,6 +60,8 @@ from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.safety import shared_servers
+from fleet.spec import FleetSpec
 from workloads.loader import Snapshot
 
 log = structlog.get_logger()
@@ -110,6 +113,8 @@ class Manager:
         self.snapshot = CapacitySnapshot({})
         self.conditions: tuple[Condition, ...] = ()
         self.connect_errors: dict[str, str] = {}
+        self.twins: dict[str, tuple[str, ...]] = {}
+        """Clusters refused because another Cluster file reaches the same API server."""
         self.applied_commit: str | None = None
         self.forge_status = _forge_status(settings)
         """Commit statuses per cluster on the forge (`--forge`), or None."""
@@ -246,7 +251,8 @@ class Manager:
             self.queue.add(name)
         for name in set(self.connect_errors) - in_repo - self.retiring:
             del self.connect_errors[name]
-        for name in sorted(in_repo - set(self.adapters)):
+        twins = self._refuse_twins()
+        for name in sorted(in_repo - set(self.adapters) - set(twins)):
             reach[name] = manager_io.connection_of(self, spec.clusters[ClusterName(name)])
         connected: dict[str, ClusterAdapter] = {}
 
@@ -270,6 +276,48 @@ class Manager:
             if name in self.retiring:
                 self.queue.add(name)
         self.retirement.save()
+
+    def _refuse_twins(self) -> dict[str, tuple[str, ...]]:
+        """Cluster files whose contexts reach the same API server are one cluster under
+        several names (`fleet.safety.shared_servers`): refuse them all -- not connected
+        (disconnected if they were), nothing written there, nothing new placed there
+        (placement sees them Unknown), a condition naming the files. A retiring
+        cluster's drain is never stopped here."""
+        spec = self.desired.spec
+        assert spec is not None
+        servers: dict[str, str] = {}
+        for cname, cluster in sorted(spec.clusters.items()):
+            try:
+                servers[cname] = server_of(manager_io.connection_of(self, cluster),
+                                          allow_exec=self.settings.allow_exec_plugins)
+            except KubeconfigError:
+                continue  # connecting says why, per cluster
+        twins = shared_servers(servers)
+        for gone in sorted(set(self.twins) - set(twins)):
+            self.connect_errors.pop(gone, None)  # connected again below
+        for name, names in sorted(twins.items()):
+            files = [_file_of(spec, n) for n in names]
+            self.connect_errors[name] = (
+                f"refused: {' and '.join(files)} reach the same API server (a cluster is "
+                "its server; one of them is mislabelled): nothing is written there until "
+                "only one Cluster file does")
+            if name not in self.twins:
+                log.error("cluster_identity_refused", cluster=name, files=files)
+            if name in self.adapters:
+                self._disconnect(name)
+                for key in [k for k in self.live if k[0] == name]:
+                    del self.live[key]  # no longer known to be synced there
+        self.twins = twins
+        return twins
+
+    def _disconnect(self, name: str) -> None:
+        assert self._tg is not None
+        scope = self._scopes.pop(name, None)
+        if scope is not None:
+            scope.cancel()
+        adapter = self.adapters.pop(name, None)
+        if adapter is not None:
+            self._tg.start_soon(adapter.aclose)
 
     async def _run_adapter(self, adapter: ClusterAdapter, *,
                            task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -320,12 +368,7 @@ class Manager:
         """A removed cluster runs nothing of ours any more: disconnect it."""
         if self._tg is None or not self.retirement.done(name):
             return
-        scope = self._scopes.pop(name, None)
-        if scope is not None:
-            scope.cancel()
-        adapter = self.adapters.pop(name, None)
-        if adapter is not None:
-            self._tg.start_soon(adapter.aclose)
+        self._disconnect(name)
         for other in self.adapters:  # what waited for the drain starts now
             self.queue.add(other)
         self._cluster_done("")
@@ -487,6 +530,11 @@ class Manager:
 
     async def _leader_loop(self) -> None:
         await triggers.leader_loop(self)
+
+
+def _file_of(spec: FleetSpec, cluster: str) -> str:
+    src = spec.source_of("Cluster", cluster)
+    return src.file if src is not None else f"clusters/{cluster}.yaml"
 
 
 def _forge_status(settings: Settings) -> CommitStatusPoster | None:

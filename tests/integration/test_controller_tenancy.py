@@ -175,3 +175,55 @@ async def test_a_keyless_toleration_does_not_pass_the_fleets_own_taints(
         assert box.sim is not None
         assert not [o for c in box.sim.clusters.values() for o in c.objects("Job")
                     if o["metadata"]["name"] == "sneaky"]
+
+
+# --------------------------------------------------------------------------- finding 7
+
+def _pinned_rank() -> str:
+    from tests.fleetdocs import workload
+    return workload("rank", "search-team", data_class="public",
+                    extra_spec="    clusters: [us-east-1]\n").replace("  replicas: 2\n",
+                                                                       "  replicas: 1\n")
+
+
+def _objects(box: Sandbox, cluster: str, name: str) -> list[tuple[str, str]]:
+    assert box.sim is not None
+    return sorted((o["kind"], o["metadata"]["uid"])
+                  for kind in ("Job", "Deployment", "Service")
+                  for o in box.sim.clusters[cluster].objects(kind)
+                  if o["metadata"]["name"] == name)
+
+
+async def test_two_cluster_files_on_one_server_are_both_refused_and_nothing_is_deleted(
+        tmp_path: Path) -> None:
+    files = fleet_files()
+    files["workloads/search-team/rank.yaml"] = _pinned_rank()
+    async with sandbox(tmp_path, files) as box, \
+            box.controller(fast_settings(box), adapter_options=FAST) as m:
+        placed = await rolled_out(m, box)
+        assert placed["search-team/rank"] == ["us-east-1"]
+        running = _objects(box, "us-east-1", "rank")
+        assert running
+        # de-fra-2 is relabelled to reach the US cluster: a mislabelled twin.
+        twin = with_connection(extra_cluster("de-fra-2", "DE"), str(box.kubeconfig),
+                               "us-east-1")
+        commit = box.repo.commit({"clusters/de-fra-2.yaml": twin}, "de-fra-2 -> US")
+        m.trigger_fetch()
+        await until(lambda: m.applied_commit == commit, 20, what="twin commit applied")
+        failed = conditions(m, "ClusterConnectionFailed")
+        for name in ("de-fra-2", "us-east-1"):
+            assert any(msg.startswith(f"{name}: refused: clusters/de-fra-2.yaml and "
+                                      "clusters/us-east-1.yaml reach the same API server")
+                       for msg in failed), failed
+            assert name not in m.adapters
+        # A later commit is planned and applied too; still nothing deleted there.
+        later = box.repo.commit({"workloads/nlp-team/serve.yaml": None}, "drop serve")
+        m.trigger_fetch()
+        await until(lambda: m.applied_commit == later, 20, what="later commit applied")
+        assert _objects(box, "us-east-1", "rank") == running
+        rank = next(w for w in m.status()["workloads"] if w["id"] == "search-team/rank")
+        assert rank["sync"] != "Synced"  # nobody knows: it is not said to be
+        plan = m.desired.plan
+        assert plan is not None
+        assert not any(a.cluster == "de-fra-2" for wp in plan.workloads.values()
+                       for a in wp.assignments)
