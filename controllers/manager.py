@@ -522,6 +522,13 @@ class Manager:
             return
         adapter.applier.may_write = self.may_act
         adapter.applier.generation = self.elector.generation if self.elector else 0
+        adapter.applier.lease_check = self._confirm_lease
+
+    async def _confirm_lease(self) -> str | None:
+        """The fence of every write: the Lease still names us at our generation."""
+        if self.elector is None:
+            return "no leader election running yet"
+        return await self.elector.confirm()
 
     def _wire_all(self) -> None:
         self._wired_generation = self.elector.generation if self.elector else 0

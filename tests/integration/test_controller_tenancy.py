@@ -17,6 +17,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import structlog
@@ -227,3 +228,77 @@ async def test_two_cluster_files_on_one_server_are_both_refused_and_nothing_is_d
         assert plan is not None
         assert not any(a.cluster == "de-fra-2" for wp in plan.workloads.values()
                        for a in wp.assignments)
+
+
+# -------------------------------------------------------------------------- finding 10
+
+ROOT = Path(__file__).resolve().parents[2]
+US = "us-east-1"
+
+
+def _pinned(name: str, team: str, replicas: int = 1) -> str:
+    from tests.fleetdocs import workload
+    return workload(name, team, data_class="public", wtype="inference",
+                    extra_spec=f"    clusters: [{US}]\n").replace(
+        "  replicas: 2\n", f"  replicas: {replicas}\n").replace(
+        "      count: 8\n", "      count: 1\n")
+
+
+def _live(box: Sandbox, kind: str, name: str) -> dict[str, Any] | None:
+    assert box.sim is not None
+    return next((o for o in box.sim.clusters[US].objects(kind)
+                 if o["metadata"]["name"] == name), None)
+
+
+async def test_a_tenants_generation_annotation_never_freezes_the_leader_nor_prune(
+        tmp_path: Path) -> None:
+    kubectl = ROOT / ".cache" / "bin" / "kubectl"
+    if not kubectl.exists():
+        pytest.skip("kubectl not found: run `make kubectl`")
+    files = fleet_files()
+    files["workloads/nlp-team/serve.yaml"] = _pinned("serve", "nlp-team")
+    files["workloads/search-team/rank.yaml"] = _pinned("rank", "search-team")
+    files["workloads/search-team/index.yaml"] = _pinned("index", "search-team")
+    async with sandbox(tmp_path, files) as box:
+        settings = fast_settings(box, leader_elect=True, identity="replica-a")
+        async with box.controller(settings, adapter_options=FAST, lease_duration=2.0) as m:
+            await until(lambda: synced(m.status(), box.first_commit) == (4, 4), 20,
+                        what="first rollout")
+            # A tenant who may edit its Deployment claims a leader generation of 999.
+            done = await anyio.run_process(
+                [str(kubectl), "--kubeconfig", str(box.kubeconfig), "--context", US,
+                 "-n", "nlp-team", "annotate", "deployment", "serve",
+                 "aifleet.dev/lease-generation=999", "--overwrite"], check=False)
+            assert done.returncode == 0, done.stderr
+            adapter = m.adapters[US]
+            await until(lambda: any(
+                (o["metadata"].get("annotations") or {}).get("aifleet.dev/lease-generation")
+                == "999" for o in adapter.workload_objects("nlp-team.serve")), 10,
+                what="the controller saw the annotation")
+            commit = box.repo.commit({
+                "workloads/nlp-team/serve.yaml": _pinned("serve", "nlp-team", replicas=2),
+                "workloads/search-team/rank.yaml": None}, "serve x2, rank gone")
+            m.trigger_fetch()
+            await until(lambda: synced(m.status(), commit) == (3, 3), 20,
+                        what="the leader applied the commit")
+            dep = _live(box, "Deployment", "serve")
+            assert dep is not None and dep["spec"]["replicas"] == 2
+            assert m.elector is not None
+            assert dep["metadata"]["annotations"]["aifleet.dev/lease-generation"] == \
+                str(m.elector.generation)  # the tenant's value overwritten
+            assert _live(box, "Deployment", "rank") is None  # pruned
+
+            # One workload's writes fail: the others on the cluster are still pruned.
+            assert box.sim is not None
+            box.sim.clusters[US].faults.fail_next(
+                10_000, 503, prefix="/apis/apps/v1/namespaces/nlp-team/deployments/serve")
+            box.repo.commit({
+                "workloads/nlp-team/serve.yaml": _pinned("serve", "nlp-team", replicas=3),
+                "workloads/search-team/index.yaml": None}, "serve x3, index gone")
+            m.trigger_fetch()
+            await until(lambda: _live(box, "Deployment", "index") is None, 20,
+                        what="index pruned although serve fails")
+            serve = next(w for w in m.status()["workloads"] if w["id"] == "nlp-team/serve")
+            assert serve["sync"] == "Failed"
+            dep = _live(box, "Deployment", "serve")
+            assert dep is not None and dep["spec"]["replicas"] == 2  # kept, not pruned
