@@ -39,7 +39,7 @@ import structlog
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.apply import DriftReport
 from clusters.errors import ClusterError, KubeconfigError
-from clusters.kubeconfig import server_of
+from clusters.kubeconfig import ConnectionSpec, server_of
 from controllers import lastplan, manager_io, triggers
 from controllers.desired import DesiredState, RenderFn
 from controllers.fleetstate import (
@@ -115,6 +115,7 @@ class Manager:
         self.connect_errors: dict[str, str] = {}
         self.twins: dict[str, tuple[str, ...]] = {}
         """Clusters refused because another Cluster file reaches the same API server."""
+        self._identity_of: dict[ClusterName, ConnectionSpec] = {}
         self.applied_commit: str | None = None
         self.forge_status = _forge_status(settings)
         """Commit statuses per cluster on the forge (`--forge`), or None."""
@@ -285,11 +286,15 @@ class Manager:
         cluster's drain is never stopped here."""
         spec = self.desired.spec
         assert spec is not None
+        conns = {name: manager_io.connection_of(self, c)
+                 for name, c in sorted(spec.clusters.items())}
+        if conns == self._identity_of:
+            return self.twins  # no Cluster file's connection changed: same answer
+        self._identity_of = conns
         servers: dict[str, str] = {}
-        for cname, cluster in sorted(spec.clusters.items()):
+        for cname, conn in conns.items():
             try:
-                servers[cname] = server_of(manager_io.connection_of(self, cluster),
-                                          allow_exec=self.settings.allow_exec_plugins)
+                servers[cname] = server_of(conn, allow_exec=self.settings.allow_exec_plugins)
             except KubeconfigError:
                 continue  # connecting says why, per cluster
         twins = shared_servers(servers)

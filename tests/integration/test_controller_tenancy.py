@@ -136,6 +136,8 @@ async def test_a_path_variable_never_reads_a_secret_and_the_mirror_keeps_no_cred
                            and "may not be used" in msg for msg in failed), failed
                 served = await status_over_http(m)
                 errors = json.dumps(m.connect_errors)
+        assert any(e.get("event") == "cluster_connect_failed" and e.get("cluster") == "leaky"
+                   for e in logs)  # the logs were captured, and said it
         for secret in (SECRET, TOKEN):
             assert secret not in served
             assert secret not in errors
