@@ -32,6 +32,19 @@ def git_http_server(root: Path, user: str, password: str) -> Iterator[str]:
         def do_POST(self) -> None:
             self._serve()
 
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+            chunks = []  # libgit2 sends a push's pack in chunks
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+
         def _serve(self) -> None:
             if self.headers.get("Authorization") != expected:
                 self.send_response(401)
@@ -40,8 +53,7 @@ def git_http_server(root: Path, user: str, password: str) -> Iterator[str]:
                 self.end_headers()
                 return
             url = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            body = self._body()
             env = {"GIT_PROJECT_ROOT": str(root), "GIT_HTTP_EXPORT_ALL": "1",
                    "PATH_INFO": url.path, "QUERY_STRING": url.query,
                    "REQUEST_METHOD": self.command, "REMOTE_USER": user,
