@@ -290,13 +290,15 @@ class Manager:
                  for name, c in sorted(spec.clusters.items())}
         if conns == self._identity_of:
             return self.twins  # no Cluster file's connection changed: same answer
-        self._identity_of = conns
         servers: dict[str, str] = {}
         for cname, conn in conns.items():
             try:
                 servers[cname] = server_of(conn, allow_exec=self.settings.allow_exec_plugins)
             except KubeconfigError:
                 continue  # connecting says why, per cluster
+        # Ask again next time unless every cluster's server was known: one that could
+        # not be read now may connect later, and must not do so unchecked.
+        self._identity_of = conns if len(servers) == len(conns) else {}
         twins = shared_servers(servers)
         for gone in sorted(set(self.twins) - set(twins)):
             self.connect_errors.pop(gone, None)  # connected again below
