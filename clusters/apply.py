@@ -53,6 +53,7 @@ from clusters.client import (
 )
 from clusters.errors import ClusterError, Invalid, NotFound, PermanentError
 from fleet.drift import DriftedField, diff
+from fleet.safety import prune_held_back
 
 FIELD_MANAGER = "aifleet"
 MANAGED_BY = "aifleet.dev/managed-by"
@@ -256,15 +257,11 @@ class Applier:
             result.applied += parts[wl].applied
             result.recreated += parts[wl].recreated
             result.failed += parts[wl].failed
-        if prune:
-            # One failed object must not freeze the cluster: prune the other workloads,
-            # never the failed ones' objects (a failed namespace or unlabelled object:
-            # nothing is pruned).
-            failed = {workload_of(self.desired.get(k) or self.live.get(k) or {})
-                      for k, _e in result.failed}
-            if None not in failed:
-                await self._prune(desired_keys, scope, allow_empty,
-                                  (protect or set()) | {w for w in failed if w}, result)
+        held = prune_held_back(workload_of(self.desired.get(k) or self.live.get(k) or {})
+                               for k, _e in result.failed)
+        if prune and held is not None:  # one failed object does not freeze the cluster
+            await self._prune(desired_keys, scope, allow_empty, (protect or set()) | held,
+                              result)
         return result
 
     async def _apply_into(self, obj: JSON, result: ApplyResult) -> None:

@@ -16,7 +16,7 @@ Sections (one per kind of decision; each function says which invariant it holds)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 # --------------------------------------------------------------------------- deletions
 
@@ -101,3 +101,15 @@ def fence_refusal(ours: int, lease_holder: str | None, lease_generation: int | N
     if lease_generation != ours:
         return f"the Lease is at generation {lease_generation}; we are {ours}"
     return None
+
+
+def prune_held_back(failed: Iterable[str | None]) -> frozenset[str] | None:
+    """The workloads whose objects a cluster's prune must leave alone because an apply
+    of theirs failed in the same pass (`failed`: the workload label of each failed
+    object, None for a Namespace or an unlabelled object); None: prune nothing, since
+    it is not known whose objects are safe. One failed object -- which a tenant can
+    cause -- must not stop the prune of every other workload on the cluster."""
+    labels = list(failed)
+    if any(label is None for label in labels):
+        return None
+    return frozenset(label for label in labels if label)

@@ -8,6 +8,7 @@ from fleet.models.cluster import Taint
 from fleet.models.workload import Toleration
 from fleet.safety import (
     fence_refusal,
+    prune_held_back,
     reserved_taint,
     server_identity,
     shared_servers,
@@ -73,3 +74,17 @@ def test_a_keyless_toleration_passes_every_taint_but_the_fleets_own(key: str,
 def test_only_the_current_lease_decides_who_writes(ours: int, holder: str,
                                                    generation: int | None, may: bool) -> None:
     assert (fence_refusal(ours, holder, generation, "me") is None) is may
+
+
+@pytest.mark.parametrize(("failed", "held"), [
+    ([], frozenset()),
+    (["nlp-team.serve"], frozenset({"nlp-team.serve"})),
+    (["nlp-team.serve", "nlp-team.serve", "search-team.rank"],
+     frozenset({"nlp-team.serve", "search-team.rank"})),
+    (["nlp-team.serve", None], None),
+    ([None], None),
+], ids=["nothing-failed", "one-workload", "two-workloads", "a-namespace-too",
+        "unlabelled"])
+def test_a_failed_apply_holds_back_only_its_own_workloads_prune(
+        failed: list[str | None], held: frozenset[str] | None) -> None:
+    assert prune_held_back(failed) == held
