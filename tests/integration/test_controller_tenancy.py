@@ -7,6 +7,7 @@
 - Two Cluster files on the same API server are both refused: nothing written there.
 - A tenant's `aifleet.dev/lease-generation` annotation never makes the leader refuse,
   and one failed object does not stop prune of the cluster's other workloads.
+- A keyless `{operator: Exists}` toleration does not pass the fleet's own taints.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import yaml
 from clusters.sim import tls
 from controllers.manager import Manager
 from controllers.sandbox import Sandbox, synced, until
+from tests.fleetdocs import cluster, workload
 from tests.gitserver import git_http_server
 from tests.integration.test_controller_harness import (
     FAST,
@@ -43,7 +45,6 @@ def with_connection(doc: str, kubeconfig: str, context: str) -> str:
 
 
 def extra_cluster(name: str, jurisdiction: str = "US") -> str:
-    from tests.fleetdocs import cluster
     return cluster(name, jurisdiction, (("h100-80gb", 32, 8),))
 
 
@@ -156,8 +157,6 @@ HOLD = "  taints:\n    - {key: aifleet.dev/hold, effect: NoSchedule}\n"
 
 async def test_a_keyless_toleration_does_not_pass_the_fleets_own_taints(
         tmp_path: Path) -> None:
-    from tests.fleetdocs import workload
-
     files = fleet_files()
     for path, doc in list(files.items()):
         if path.startswith("clusters/"):
@@ -183,7 +182,6 @@ async def test_a_keyless_toleration_does_not_pass_the_fleets_own_taints(
 # --------------------------------------------------------------------------- finding 7
 
 def _pinned_rank() -> str:
-    from tests.fleetdocs import workload
     return workload("rank", "search-team", data_class="public",
                     extra_spec="    clusters: [us-east-1]\n").replace("  replicas: 2\n",
                                                                        "  replicas: 1\n")
@@ -239,7 +237,6 @@ US = "us-east-1"
 
 
 def _pinned(name: str, team: str, replicas: int = 1) -> str:
-    from tests.fleetdocs import workload
     return workload(name, team, data_class="public", wtype="inference",
                     extra_spec=f"    clusters: [{US}]\n").replace(
         "  replicas: 2\n", f"  replicas: {replicas}\n").replace(
