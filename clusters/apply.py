@@ -13,15 +13,21 @@ API calls. A changed object costs one PATCH. A Job whose template changed is imm
 (422): it is deleted with `propagationPolicy=Background` (the default would orphan its
 pods, which keep holding GPUs) and applied again.
 
-Prune: deletes owned objects absent from the desired set, only after every apply of
-that set succeeded, and refuses to delete all of a cluster's owned objects at once
-unless the caller says `allow_empty` (an empty render is far more often a bug than an
-intent). Namespaces are never pruned: deleting one deletes objects we do not own.
+Prune: deletes owned objects absent from the desired set, after the applies of that
+set, never the objects of a workload one of whose applies failed in that pass (nor
+anything when a Namespace or unlabelled object failed), and refuses to delete all of
+a cluster's owned objects at once unless the caller says `allow_empty` (an empty render
+is far more often a bug than an intent). Namespaces are never pruned: deleting one
+deletes objects we do not own.
 
 Drift: on every watch event of an owned object, the fields we last applied are compared
 with the live object (`fleet.drift.diff`); drift is reported with paths and the manager
 that changed them, and corrected (self-heal, the default) through a rate limit with
 per-object backoff, so a fight with another controller cannot become a hot loop.
+
+Fencing (leader election): a write goes out only while `may_write()` and while the Lease
+names this writer at its generation (`lease_check`); nothing on the written objects
+themselves decides it.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from clusters.client import (
 )
 from clusters.errors import ClusterError, Invalid, NotFound, PermanentError
 from fleet.drift import DriftedField, diff
+from fleet.safety import prune_held_back
 
 FIELD_MANAGER = "aifleet"
 MANAGED_BY = "aifleet.dev/managed-by"
@@ -132,6 +139,9 @@ class Applier:
         """Lease generation of this writer (leader election); None: no election."""
         self.may_write: Callable[[], bool] = lambda: True
         """False while this controller is not the leader: no writes at all."""
+        self.lease_check: Callable[[], Awaitable[str | None]] | None = None
+        """With leader election: None while the Lease still names this writer at its
+        `generation`, else why not (`LeaderElector.confirm`)."""
         self.self_heal = self_heal
         self.concurrency = concurrency
         """Workloads applied at once (the client's QPS bucket still paces the calls)."""
@@ -248,8 +258,11 @@ class Applier:
             result.applied += parts[wl].applied
             result.recreated += parts[wl].recreated
             result.failed += parts[wl].failed
-        if prune and not result.failed:
-            await self._prune(desired_keys, scope, allow_empty, protect or set(), result)
+        held = prune_held_back(workload_of(self.desired.get(k) or self.live.get(k) or {})
+                               for k, _e in result.failed)
+        if prune and held is not None:  # one failed object does not freeze the cluster
+            await self._prune(desired_keys, scope, allow_empty, (protect or set()) | held,
+                              result)
         return result
 
     async def _apply_into(self, obj: JSON, result: ApplyResult) -> None:
@@ -268,18 +281,21 @@ class Applier:
         want = obj["metadata"]["annotations"][HASH_ANNOTATION]
         return bool(annotations.get(HASH_ANNOTATION) == want and not diff(obj, live))
 
-    def _fence(self, key: ObjKey, obj: JSON | None = None) -> JSON | None:
-        """Refuse to write when not leader or a newer leader wrote the object."""
+    async def _fence(self, obj: JSON | None = None) -> JSON | None:
+        """Refuse to write unless we lead and the Lease still names us at our generation.
+
+        The generation is read from the Lease (`lease_check`), in the controller's own
+        namespace, never from the objects we write: anyone who may edit a Deployment
+        could set its `aifleet.dev/lease-generation` annotation. The annotation is still
+        stamped (ours wins, server-side apply with force) to say who wrote last."""
         if not self.may_write():
             raise Fenced("not the leader: write refused", cluster=self.client.name)
         if self.generation is None:
             return obj
-        live = self.live.get(key) or {}
-        theirs = ((live.get("metadata") or {}).get("annotations") or {}).get(
-            GENERATION_ANNOTATION)
-        if theirs is not None and int(str(theirs)) > self.generation:
-            raise Fenced(f"{key[1]} {key[2]}/{key[3]} was written by leader generation "
-                         f"{theirs}; we are {self.generation}", cluster=self.client.name)
+        if self.lease_check is not None:
+            why = await self.lease_check()
+            if why is not None:
+                raise Fenced(f"write refused: {why}", cluster=self.client.name)
         if obj is None:
             return None
         meta = dict(obj["metadata"])
@@ -290,10 +306,10 @@ class Applier:
     async def _apply_one(self, key: ObjKey, obj: JSON) -> bool:
         rtype = type_of(obj)
         self.desired[key] = obj
-        fenced = self._fence(key, obj)
-        assert fenced is not None
-        self._writing.add(key)
+        self._writing.add(key)  # from here until the response: its events are not drift
         try:
+            fenced = await self._fence(obj)
+            assert fenced is not None
             try:
                 live = await self._patch(rtype, fenced)
                 recreated = False
@@ -326,7 +342,7 @@ class Applier:
             content_type=APPLY_PATCH)
 
     async def _delete(self, key: ObjKey) -> None:
-        self._fence(key)
+        await self._fence()
         api_version, kind, namespace, name = key
         rtype = type_of({"apiVersion": api_version, "kind": kind})
         uid = _uid(self.live.get(key) or {})

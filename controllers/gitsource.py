@@ -3,6 +3,8 @@
 Any URL pygit2 can fetch (a path, file://, https, ssh) is mirrored into
 `<state-dir>/mirror.git`; fetches run in worker threads (pygit2 blocks). The parse
 cache survives across commits, so work per commit grows with the files that changed.
+The mirror is owner-only (0700, its config 0600) and its remote URL never holds the
+credentials of `--repo` (`workloads.gitauth`): they are passed to each fetch in memory.
 
 Safety rules, each visible as a status condition and a log line:
 - a failed fetch, or a commit that cannot be read at all, keeps the last good commit
@@ -28,6 +30,7 @@ import structlog
 
 from fleet.safety import fast_forward_base, refuse_head
 from workloads.errors import WorkloadsError
+from workloads.gitauth import callbacks_for, split_credentials
 from workloads.loader import ParseCache, Snapshot, load_entries, read_fleet
 from workloads.source import git_files, resolve_tree
 
@@ -54,6 +57,8 @@ class GitSource:
     def __init__(self, url: str, branch: str, state_dir: Path, *, subdir: str = "",
                  allow_non_fast_forward: bool = False) -> None:
         self.url = url
+        self.remote_url, self.credentials = split_credentials(_url(url))
+        """The remote as stored in the mirror (no userinfo), and what it held."""
         self.branch = branch
         self.subdir = subdir.strip("/")
         self.allow_non_fast_forward = allow_non_fast_forward
@@ -79,11 +84,21 @@ class GitSource:
         if self._repo is None:
             if self.mirror_path.exists():
                 self._repo = pygit2.Repository(str(self.mirror_path))
+                if self._repo.remotes["origin"].url != self.remote_url:
+                    # A mirror made before credentials were kept out of it, or --repo
+                    # changed: the remote is what --repo says, without its userinfo.
+                    self._repo.remotes.set_url("origin", self.remote_url)
             else:
-                self.mirror_path.parent.mkdir(parents=True, exist_ok=True)
+                self.mirror_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 self._repo = pygit2.init_repository(str(self.mirror_path), bare=True)
-                self._repo.remotes.create("origin", _url(self.url))
+                self._repo.remotes.create("origin", self.remote_url)
+            _owner_only(self.mirror_path)
         return self._repo
+
+    @property
+    def callbacks(self) -> pygit2.RemoteCallbacks | None:
+        """What every fetch and push of the mirror's `origin` needs: its credentials."""
+        return callbacks_for(self.credentials)
 
     @property
     def ref(self) -> str:
@@ -91,7 +106,8 @@ class GitSource:
 
     def _fetch_sync(self) -> str:
         repo = self._open()
-        repo.remotes["origin"].fetch([f"+refs/heads/{self.branch}:{self.ref}"])
+        repo.remotes["origin"].fetch([f"+refs/heads/{self.branch}:{self.ref}"],
+                                     callbacks=self.callbacks)
         return str(repo.references[self.ref].target)
 
     def _is_descendant(self, head: str, base: str) -> bool:
@@ -183,6 +199,15 @@ class GitSource:
         self.holding = False
         log.info("source_serving_base", commit=base)
         return snap
+
+
+def _owner_only(mirror: Path) -> None:
+    """The mirror readable by the controller's user only: it holds the whole fleet
+    repo, and its config must never be world-readable."""
+    mirror.chmod(0o700)
+    config = mirror / "config"
+    if config.exists():
+        config.chmod(0o600)
 
 
 def _url(url: str) -> str:

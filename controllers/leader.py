@@ -11,8 +11,11 @@ leader's work:
 - a leader acts only while its own renew deadline (last successful renew + duration -
   margin, on the monotonic clock) is in the future: after a pause the clock has moved
   on, so it stops before writing;
-- a write never goes to an object whose live generation annotation is higher than the
-  writer's own (the applier checks it, from its watch cache).
+- a write goes out only while the Lease itself still names this leader at its
+  generation (`confirm`, `fleet.safety.fence_refusal`): read from the Lease at most every
+  `confirm_every` seconds of the monotonic clock (a renew counts as a read), so after
+  a pause it is read again. The generation is never taken from the written objects:
+  their `aifleet.dev/lease-generation` annotation is tenant-writable.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import structlog
 
 from clusters.client import JSON, LEASE, NAMESPACE, KubeClient
 from clusters.errors import AlreadyExists, ClusterError, Conflict, NotFound
+from fleet.safety import fence_refusal
 
 log = structlog.get_logger()
 
@@ -78,13 +82,43 @@ class LeaderElector:
         self.renew_every = renew_every or duration / 3
         self.margin = margin
         self.generation = 0
+        self.confirm_every = min(1.0, self.renew_every)
         self._deadline = 0.0
         self._clock = clock
+        self._confirmed: tuple[float, int] | None = None
+        """(when, generation) the Lease last named us: a renew, or a `confirm` read."""
+        self._confirming = anyio.Lock()
 
     @property
     def is_leader(self) -> bool:
         return self._clock() < self._deadline
 
+    async def confirm(self) -> str | None:
+        """None while the Lease names us at our generation, else why not: the fence of
+        every write. Reads the Lease when the last confirmation is older than
+        `confirm_every` (one read at a time; concurrent writers share it)."""
+        async with self._confirming:
+            started = self._clock()
+            if self._confirmed is not None and self._confirmed[1] == self.generation and \
+                    started - self._confirmed[0] < self.confirm_every:
+                return None
+            try:
+                lease = await self.client.request(
+                    "GET", LEASE.item(LEASE_NAME, LEASE_NAMESPACE), verb="get", retry=False)
+            except ClusterError as e:
+                log.warning("leader_lease_unreadable", identity=self.identity, error=str(e))
+                return fence_refusal(self.generation, None, None, self.identity)
+            spec = lease.get("spec") or {}
+            transitions = spec.get("leaseTransitions")
+            why = fence_refusal(self.generation, spec.get("holderIdentity"),
+                                int(transitions) if isinstance(transitions, int) else None,
+                                self.identity)
+            if why is None:
+                self._confirmed = (started, self.generation)
+            else:
+                self._deadline = 0.0  # deposed: stop acting at once
+                log.warning("leader_fenced", identity=self.identity, reason=why)
+            return why
 
     async def try_acquire_or_renew(self) -> bool:
         """One round: take or keep the lease if we may. True while we hold it."""
@@ -125,6 +159,7 @@ class LeaderElector:
             log.info("leader_elected", identity=self.identity, generation=transitions)
         self.generation = transitions
         self._deadline = started + self.duration - self.margin
+        self._confirmed = (started, transitions)
         return True
 
     def _lease(self, current: JSON | None, transitions: int) -> JSON:

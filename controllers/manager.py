@@ -43,7 +43,8 @@ import structlog
 
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.apply import DriftReport
-from clusters.errors import ClusterError
+from clusters.errors import ClusterError, KubeconfigError
+from clusters.kubeconfig import ConnectionSpec, server_of
 from controllers import lastplan, manager_io, sourceguard, triggers
 from controllers.desired import DesiredState, RenderFn
 from controllers.fleetstate import (
@@ -66,6 +67,8 @@ from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.safety import shared_servers
+from fleet.spec import FleetSpec
 from workloads.loader import Snapshot
 
 log = structlog.get_logger()
@@ -122,6 +125,9 @@ class Manager:
         self.snapshot = CapacitySnapshot({})
         self.conditions: tuple[Condition, ...] = ()
         self.connect_errors: dict[str, str] = {}
+        self.twins: dict[str, tuple[str, ...]] = {}
+        """Clusters refused because another Cluster file reaches the same API server."""
+        self._identity_of: dict[ClusterName, ConnectionSpec] = {}
         self.applied_commit: str | None = None
         self.forge_status = _forge_status(settings)
         """Commit statuses per cluster on the forge (`--forge`), or None."""
@@ -249,7 +255,8 @@ class Manager:
         from controllers.ledger import Ledger
         from workloads.ledger_store import LedgerWriter
 
-        ledger = Ledger(LedgerWriter(self.source.mirror_path, remote="origin"))
+        ledger = Ledger(LedgerWriter(self.source.mirror_path, remote="origin",
+                                     credentials=self.source.credentials))
         self.events = self.reconciler.events = ledger
         assert self._tg is not None
         self._tg.start_soon(ledger.run)
@@ -281,7 +288,8 @@ class Manager:
             self.queue.add(name)
         for name in set(self.connect_errors) - in_repo - self.retiring:
             del self.connect_errors[name]
-        for name in sorted(in_repo - set(self.adapters)):
+        twins = self._refuse_twins()
+        for name in sorted(in_repo - set(self.adapters) - set(twins)):
             reach[name] = manager_io.connection_of(self, spec.clusters[ClusterName(name)])
         connected: dict[str, ClusterAdapter] = {}
 
@@ -305,6 +313,54 @@ class Manager:
             if name in self.retiring:
                 self.queue.add(name)
         self.retirement.save()
+
+    def _refuse_twins(self) -> dict[str, tuple[str, ...]]:
+        """Cluster files whose contexts reach the same API server are one cluster under
+        several names (`fleet.safety.shared_servers`): refuse them all -- not connected
+        (disconnected if they were), nothing written there, nothing new placed there
+        (placement sees them Unknown), a condition naming the files. A retiring
+        cluster's drain is never stopped here."""
+        spec = self.desired.spec
+        assert spec is not None
+        conns = {name: manager_io.connection_of(self, c)
+                 for name, c in sorted(spec.clusters.items())}
+        if conns == self._identity_of:
+            return self.twins  # no Cluster file's connection changed: same answer
+        servers: dict[str, str] = {}
+        for cname, conn in conns.items():
+            try:
+                servers[cname] = server_of(conn, allow_exec=self.settings.allow_exec_plugins)
+            except KubeconfigError:
+                continue  # connecting says why, per cluster
+        # Ask again next time unless every cluster's server was known: one that could
+        # not be read now may connect later, and must not do so unchecked.
+        self._identity_of = conns if len(servers) == len(conns) else {}
+        twins = shared_servers(servers)
+        for gone in sorted(set(self.twins) - set(twins)):
+            self.connect_errors.pop(gone, None)  # connected again below
+        for name, names in sorted(twins.items()):
+            files = [_file_of(spec, n) for n in names]
+            self.connect_errors[name] = (
+                f"refused: {' and '.join(files)} reach the same API server (a cluster is "
+                "its server; one of them is mislabelled): nothing is written there until "
+                "only one Cluster file does")
+            if name not in self.twins:
+                log.error("cluster_identity_refused", cluster=name, files=files)
+            if name in self.adapters:
+                self._disconnect(name)
+                for key in [k for k in self.live if k[0] == name]:
+                    del self.live[key]  # no longer known to be synced there
+        self.twins = twins
+        return twins
+
+    def _disconnect(self, name: str) -> None:
+        assert self._tg is not None
+        scope = self._scopes.pop(name, None)
+        if scope is not None:
+            scope.cancel()
+        adapter = self.adapters.pop(name, None)
+        if adapter is not None:
+            self._tg.start_soon(adapter.aclose)
 
     async def _run_adapter(self, adapter: ClusterAdapter, *,
                            task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -358,12 +414,7 @@ class Manager:
         """A removed cluster runs nothing of ours any more: disconnect it."""
         if self._tg is None or not self.retirement.done(name):
             return
-        scope = self._scopes.pop(name, None)
-        if scope is not None:
-            scope.cancel()
-        adapter = self.adapters.pop(name, None)
-        if adapter is not None:
-            self._tg.start_soon(adapter.aclose)
+        self._disconnect(name)
         for other in self.adapters:  # what waited for the drain starts now
             self.queue.add(other)
         self._cluster_done("")
@@ -519,6 +570,13 @@ class Manager:
             return
         adapter.applier.may_write = self.may_act
         adapter.applier.generation = self.elector.generation if self.elector else 0
+        adapter.applier.lease_check = self._confirm_lease
+
+    async def _confirm_lease(self) -> str | None:
+        """The fence of every write: the Lease still names us at our generation."""
+        if self.elector is None:
+            return "no leader election running yet"
+        return await self.elector.confirm()
 
     def _wire_all(self) -> None:
         self._wired_generation = self.elector.generation if self.elector else 0
@@ -527,6 +585,11 @@ class Manager:
 
     async def _leader_loop(self) -> None:
         await triggers.leader_loop(self)
+
+
+def _file_of(spec: FleetSpec, cluster: str) -> str:
+    src = spec.source_of("Cluster", cluster)
+    return src.file if src is not None else f"clusters/{cluster}.yaml"
 
 
 def _forge_status(settings: Settings) -> CommitStatusPoster | None:

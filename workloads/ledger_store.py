@@ -41,6 +41,7 @@ from pydantic_core import from_json
 from fleet.audit import FleetAt
 from fleet.ledger import Break, Entry, Record, RecordRow, Tip, seal, verify
 from workloads.errors import RevisionNotFound, SourceUnavailable, WorkloadsError
+from workloads.gitauth import GitCredentials, callbacks_for
 from workloads.loader import ParseCache, load_entries
 from workloads.readahead import loose_blob, read_ahead
 from workloads.source import git_files, open_repository, resolve_tree
@@ -283,8 +284,9 @@ def read_ledger(repo_path: str | os.PathLike[str], ref: str = LEDGER_BRANCH
 
 
 class _PushResult(pygit2.RemoteCallbacks):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, credentials: GitCredentials | None = None) -> None:
+        super().__init__(credentials=None if credentials is None else pygit2.UserPass(
+            credentials.username, credentials.password))
         self.rejected: str | None = None
 
     def push_update_reference(self, refname: str, message: str | None) -> None:
@@ -295,13 +297,15 @@ class _PushResult(pygit2.RemoteCallbacks):
 class LedgerWriter:
     """Appends batches of entries to the ledger branch, pushing when there is a remote.
 
-    `remote` is a remote's name in the repository (`origin`) or a URL or path.
+    `remote` is a remote's name in the repository (`origin`) or a URL or path;
+    `credentials` go with every fetch and push (the remote's URL holds none).
     """
 
     def __init__(self, repo_path: str | os.PathLike[str], *, branch: str = LEDGER_BRANCH,
                  remote: str | None = None, segment_records: int = SEGMENT_RECORDS,
-                 max_attempts: int = 5) -> None:
+                 max_attempts: int = 5, credentials: GitCredentials | None = None) -> None:
         self.repo, _ = open_repository(repo_path)
+        self.credentials = credentials
         self.ref = _branch_ref(branch)
         self.remote_name = remote
         self.segment_records = segment_records
@@ -323,9 +327,11 @@ class LedgerWriter:
         """The remote's ledger tip (None when the remote has no ledger branch yet)."""
         remote = self._remote()
         try:
-            if self.ref not in {h.name for h in remote.list_heads()}:
+            heads = remote.list_heads(callbacks=callbacks_for(self.credentials))
+            if self.ref not in {h.name for h in heads}:
                 return None
-            remote.fetch([f"+{self.ref}:{self.tracking}"])
+            remote.fetch([f"+{self.ref}:{self.tracking}"],
+                         callbacks=callbacks_for(self.credentials))
         except pygit2.GitError as e:
             raise LedgerPushFailed(f"cannot fetch the ledger from {_redact(remote.url)}: "
                                    f"{e}") from e
@@ -369,7 +375,7 @@ class LedgerWriter:
         pending = "refs/aifleet/ledger-pending"
         self.repo.references.create(pending, commit, force=True)
         remote = self._remote()
-        cb = _PushResult()
+        cb = _PushResult(self.credentials)
         try:
             remote.push([f"{pending}:{self.ref}"], callbacks=cb)
         except pygit2.GitError as e:

@@ -22,6 +22,7 @@ from fleet.models.base import (
     unique,
 )
 from fleet.models.cluster import Taint, TaintEffect
+from fleet.safety import wildcard_tolerates
 
 WorkloadType = Literal["training", "inference", "batch"]
 UNREACHABLE_TOLERATION_KEY = "aifleet.dev/unreachable"
@@ -108,11 +109,13 @@ class Toleration(Model):
         return self
 
     def tolerates(self, taint: Taint) -> bool:
-        """Kubernetes semantics: empty key with Exists matches every taint."""
+        """Kubernetes semantics (an empty key with Exists matches every taint), except
+        for the fleet's own taints (`fleet.safety.reserved_taint`): only a toleration
+        naming such a key passes it."""
         if self.effect is not None and self.effect != taint.effect:
             return False
         if self.key is None:
-            return True
+            return wildcard_tolerates(taint.key)
         if self.key != taint.key:
             return False
         if self.operator == "Exists":

@@ -1,6 +1,7 @@
 """Inventory and prune against a simulated cluster: only objects with our labels are
-ours; prune deletes what is no longer desired, only after every apply succeeded, and
-never a whole cluster at once unless the caller says `allow_empty`."""
+ours; prune deletes what is no longer desired, never the objects of a workload whose
+apply failed in the same pass, and never a whole cluster at once unless the caller
+says `allow_empty`."""
 
 from __future__ import annotations
 
@@ -99,22 +100,27 @@ async def test_objects_without_our_labels_are_never_pruned_whatever_their_name(
         assert all(k[3] != name for k in c.adapter.applier.owned())
 
 
-async def test_prune_waits_until_every_apply_of_the_set_succeeded(tmp_path: Path) -> None:
+async def test_a_failed_apply_holds_back_the_prune_of_its_own_workload_only(
+        tmp_path: Path) -> None:
     async with connected(tmp_path) as c:
         await c.adapter.apply([namespace(), *A, *B])
-        changed_a = serving("serve-a", gpus=0, image="registry.internal/serve:v2")
-        # The Deployment's PATCH keeps failing past the retry budget.
+        changed_a = serving("serve-a", gpus=0, image="registry.internal/serve:v2")[0]
+        # serve-a's Deployment PATCH keeps failing past the retry budget; its Service is
+        # no longer desired, and serve-b is gone from the set.
         c.cluster.faults.fail_next(
             10, 503, prefix=DEPLOYMENT.item("serve-a", TEAM))
-        result = await c.adapter.apply([namespace(), *changed_a])
+        result = await c.adapter.apply([namespace(), changed_a])
         assert [k[3] for k, _e in result.failed] == ["serve-a"]
-        assert result.pruned == []
-        assert _names(c, "Deployment") == ["serve-a", "serve-b"]
+        # One failed workload does not freeze the cluster: serve-b is pruned, but
+        # nothing of serve-a is, while its apply fails.
+        assert sorted((k[1], k[3]) for k in result.pruned) == [
+            ("Deployment", "serve-b"), ("Service", "serve-b")]
+        assert _names(c, "Deployment") == ["serve-a"]
+        assert _names(c, "Service") == ["serve-a"]
 
         c.cluster.faults.clear()
-        result = await c.adapter.apply([namespace(), *changed_a])
-        assert result.ok and {k[3] for k in result.pruned} == {"serve-b"}
-
+        result = await c.adapter.apply([namespace(), changed_a])
+        assert result.ok and [(k[1], k[3]) for k in result.pruned] == [("Service", "serve-a")]
 
 
 async def test_a_large_prune_deletes_in_parallel(tmp_path: Path) -> None:

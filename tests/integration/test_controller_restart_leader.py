@@ -109,6 +109,7 @@ async def test_a_paused_old_leader_cannot_undo_the_new_leaders_writes(tmp_path: 
     from clusters.adapter import ClusterAdapter
     from clusters.apply import Fenced
     from clusters.kubeconfig import ConnectionSpec
+    from controllers.leader import LeaderElector
     from tests.integration.test_controller_harness import SERVE, serve_doc
 
     async with sandbox(tmp_path, home=True) as box:
@@ -130,7 +131,11 @@ async def test_a_paused_old_leader_cannot_undo_the_new_leaders_writes(tmp_path: 
                         what="new leader applied serve x2")
             assert b.status()["leader"]["generation"] == 2
             # The old leader wakes from a pause still believing it leads (its deadline
-            # check passed before the pause) and writes what it had: generation 1.
+            # check passed before the pause) and writes what it had: generation 1. Its
+            # fence reads the Lease (wired as the Manager wires it), which names "new".
+            assert b.elector is not None
+            old_elector = LeaderElector(b.elector.client, "old")
+            old_elector.generation = 1
             paused = await ClusterAdapter.connect(
                 ConnectionSpec(serve_on, str(box.kubeconfig), serve_on), FAST)
             async with anyio.create_task_group() as tg:
@@ -138,6 +143,7 @@ async def test_a_paused_old_leader_cannot_undo_the_new_leaders_writes(tmp_path: 
                 await paused.wait_synced(10)
                 paused.applier.generation = 1
                 paused.applier.may_write = lambda: True
+                paused.applier.lease_check = old_elector.confirm
                 result = await paused.apply(stale, prune=False)
                 tg.cancel_scope.cancel()
             await paused.aclose()

@@ -234,3 +234,21 @@ def test_bulk_reads_report_progress_per_segment(fleet_repo: GitRepo) -> None:
     rows_seen: list[tuple[int, int, int]] = []
     assert len(list(LedgerReader(fleet_repo.path).rows(lambda *p: rows_seen.append(p)))) == 60
     assert rows_seen == seen
+
+
+async def test_the_controllers_mirror_pushes_the_ledger_with_credentials_it_does_not_store(
+        tmp_path: Path, fleet_repo: GitRepo) -> None:
+    from controllers.gitsource import GitSource
+    from tests.gitserver import git_http_server
+
+    token = "ghp-ledger-token-do-not-store"
+    with git_http_server(tmp_path, "bot", token) as base:
+        source = GitSource(f"http://bot:{token}@{base[7:]}/fleet.git", "main",
+                           tmp_path / "state")
+        result = await source.poll()
+        assert result.snapshot is not None  # fetched over HTTP with basic auth
+        writer = LedgerWriter(source.mirror_path, remote="origin",
+                              credentials=source.credentials)
+        written = writer.append(entries(2))
+    assert [r.hash for r in read_ledger(fleet_repo.path)] == [r.hash for r in written]
+    assert token not in (source.mirror_path / "config").read_text()

@@ -70,6 +70,24 @@ def test_path_variables_expand_and_unset_ones_are_errors(tmp_path: Path,
         read_kubeconfig(ConnectionSpec("c", "${FLEET_KUBECONFIG}", "c1"))
 
 
+def test_a_path_may_name_no_variable_but_the_kubeconfig_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_WEBHOOK_SECRET", SECRET)
+    with pytest.raises(KubeconfigError) as info:
+        read_kubeconfig(ConnectionSpec("c", "${FLEET_WEBHOOK_SECRET}/kubeconfig", "c1"))
+    assert "${FLEET_WEBHOOK_SECRET}" in str(info.value) and SECRET not in str(info.value)
+    assert "may not be used" in str(info.value)
+
+
+def test_errors_quote_the_path_as_written_not_its_expansion(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_KUBECONFIG", str(tmp_path / "private-folder"))
+    with pytest.raises(KubeconfigError) as info:
+        read_kubeconfig(ConnectionSpec("c", "${FLEET_KUBECONFIG}/missing", "c1"))
+    assert "${FLEET_KUBECONFIG}/missing" in str(info.value)
+    assert "private-folder" not in str(info.value)
+
+
 def test_missing_context_is_a_clear_error(tmp_path: Path) -> None:
     path = write(tmp_path, {"token": SECRET})
     with pytest.raises(KubeconfigError, match="context 'nope' not found"):
