@@ -258,8 +258,9 @@ async def test_a_tenants_generation_annotation_never_freezes_the_leader_nor_prun
     files["workloads/nlp-team/serve.yaml"] = _pinned("serve", "nlp-team")
     files["workloads/search-team/rank.yaml"] = _pinned("rank", "search-team")
     files["workloads/search-team/index.yaml"] = _pinned("index", "search-team")
-    async with sandbox(tmp_path, files) as box:
-        settings = fast_settings(box, leader_elect=True, identity="replica-a")
+    async with sandbox(tmp_path, files, home=True) as box:
+        settings = fast_settings(box, leader_elect=True, identity="replica-a",
+                                 home=True)
         async with box.controller(settings, adapter_options=FAST, lease_duration=2.0) as m:
             await until(lambda: synced(m.status(), box.first_commit) == (4, 4), 20,
                         what="first rollout")
