@@ -147,11 +147,16 @@ def plain_scalar(text: str) -> Any:
                                f"could not determine a constructor for the tag {tag!r}")
     try:
         value = construct(_CONSTRUCTOR, yaml.ScalarNode(tag, text))
-    except (ValueError, OverflowError, TypeError) as e:
+    except CONSTRUCT_ERRORS as e:
         raise ConstructorError(None, None, scalar_problem(tag, text, e)) from None
     if len(text) <= 64 and len(_plain_cache) < 4096 and isinstance(value, IMMUTABLE_SCALARS):
         _plain_cache[text] = value  # plain scalars repeat (`8`, `1`, `true`): resolve once
     return value
+
+
+CONSTRUCT_ERRORS = (ValueError, OverflowError, TypeError, AttributeError, LookupError)
+"""What PyYAML's safe scalar constructors raise on a value their tag cannot hold (an
+explicit `!!timestamp x` fails inside the constructor with an AttributeError)."""
 
 
 def scalar_problem(tag: str, text: str, error: Exception) -> str:
@@ -162,10 +167,11 @@ def scalar_problem(tag: str, text: str, error: Exception) -> str:
     if name == "int" and "digits" in str(error):
         return (f"{shown} is an integer of more than 4300 digits, too long to read; "
                 "quote it to keep it a string")
-    if name == "timestamp":
+    if name == "timestamp" and isinstance(error, ValueError):
         return (f"{shown} reads as a YAML date but is not a valid one ({error}); "
                 "quote it to keep it a string")
-    return f"{shown} cannot be read as a YAML {name} ({str(error)[:80]})"
+    why = f" ({str(error)[:80]})" if isinstance(error, ValueError) else ""
+    return f"{shown} cannot be read as a YAML {name}{why}"
 
 
 def _line(event: Any) -> int:
@@ -208,6 +214,10 @@ def read_yaml_events(data: bytes) -> YamlFile:
         line = int(mark.line) + 1 if mark is not None else None
         what = " ".join(p for p in (e.context, e.problem) if p)
         errors.append(YamlError(f"invalid YAML: {what}", line))
+    except yaml.reader.ReaderError as e:  # bytes that are not text: no mark, a position
+        line = data[:e.position].count(b"\n") + 1 if isinstance(e.position, int) else None
+        errors.append(YamlError(f"invalid YAML: {e.reason} (the file must be UTF-8 text "
+                                "without control characters)", line))
     except yaml.YAMLError as e:
         errors.append(YamlError(f"invalid YAML: {e}", None))
     finally:
@@ -368,7 +378,7 @@ def _tagged(loader: Any, event: Any, is_key: bool) -> Any:
         return loader.construct_object(node, deep=True)
     except yaml.MarkedYAMLError as e:
         raise YamlError(f"invalid YAML: {e.problem}", _line(event)) from None
-    except (ValueError, OverflowError, TypeError) as e:
+    except CONSTRUCT_ERRORS as e:
         raise YamlError(f"invalid YAML: {scalar_problem(node.tag, text, e)}",
                         _line(event)) from None
 
