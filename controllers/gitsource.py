@@ -83,12 +83,15 @@ class GitSource:
         return head == base or bool(repo.descendant_of(head, base))
 
     def _read_sync(self, commit: str) -> Snapshot:
+        # The last commit read says which workload a file that stops parsing held.
+        previous = self.last_good.spec if self.last_good is not None else None
         if self.subdir:
             # A bare mirror has no folders on disk: read the subtree through the prefix.
             tree = resolve_tree(self._open(), commit, self.subdir)
             entries = list(git_files(tree))
-            return Snapshot(tree.commit, load_entries(entries, self.cache), len(entries))
-        return read_fleet(self.mirror_path, commit, cache=self.cache)
+            return Snapshot(tree.commit, load_entries(entries, self.cache, previous=previous),
+                            len(entries))
+        return read_fleet(self.mirror_path, commit, cache=self.cache, previous=previous)
 
     async def poll(self) -> SourceResult:
         """Fetch once; say whether there is a new commit to plan, and the conditions."""
@@ -119,7 +122,7 @@ class GitSource:
             return SourceResult(None, head, (Condition(
                 "SourceUnavailable", "True", "CommitUnreadable",
                 f"commit {head[:12]} cannot be read: {e}"),))
-        except Exception as e:  # noqa: BLE001 - the loop driver: one commit never stops us
+        except Exception as e:  # the loop driver: one commit never stops the controller
             # Bad content is a diagnostic by design; reaching here is a reader bug. It
             # must not stop the controller (every restart would read the same commit and
             # die again): keep serving the last good commit and say so.
