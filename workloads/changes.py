@@ -92,7 +92,9 @@ def read_change(path: str | os.PathLike[str], base: str, head: str,
     for key, parsed in earlier.items():
         cache.entries.setdefault(key, parsed)
     head_entries = _entries_after(repo, base_tree, target, base_entries)
-    head_spec = load_entries(head_entries, cache, parallel=parallel)
+    # as the controller would read head after base: a file head breaks keeps the
+    # workload base had there Invalid, not removed
+    head_spec = load_entries(head_entries, cache, parallel=parallel, previous=base_snap.spec)
     for key, parsed in kept.items():
         cache.entries.setdefault(key, parsed)
     head_snap = Snapshot(head_tree.commit, head_spec, len(head_entries))
