@@ -213,7 +213,12 @@ def read_yaml_events(data: bytes) -> YamlFile:
         mark = e.problem_mark or e.context_mark
         line = int(mark.line) + 1 if mark is not None else None
         what = " ".join(p for p in (e.context, e.problem) if p)
-        errors.append(YamlError(f"invalid YAML: {what}", line))
+        if "maximum nesting depth" in what:
+            # libyaml >= 0.2.5 scans a flow collection's opening brackets ahead of the
+            # events that would reach our limit, and stops at its own: the same refusal
+            errors.append(YamlError(f"nested deeper than {MAX_DEPTH} levels", line))
+        else:
+            errors.append(YamlError(f"invalid YAML: {what}", line))
     except yaml.reader.ReaderError as e:  # bytes that are not text: no mark, a position
         line = data[:e.position].count(b"\n") + 1 if isinstance(e.position, int) else None
         errors.append(YamlError(f"invalid YAML: {e.reason} (the file must be UTF-8 text "
