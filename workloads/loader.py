@@ -64,9 +64,14 @@ class ParsedFile:
     documents: tuple[tuple[Document, SourceRef], ...] = ()
     errors: tuple[Diagnostic, ...] = ()
     invalid: tuple[tuple[WorkloadId, Diagnostic], ...] = ()
+    path_id: WorkloadId | None = None
+    """A Workload file with errors and no Workload id read from it: the workload its
+    path names (`fleet.safety.path_workload_id`), Invalid unless another file
+    declares it."""
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (ParsedFile, (self.documents, self.errors, self.invalid))  # see SourceRef
+        return (ParsedFile, (self.documents, self.errors, self.invalid,  # see SourceRef
+                             self.path_id))
 
 
 @dataclass(slots=True)
@@ -183,6 +188,7 @@ def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, 
     errors: list[Diagnostic] = []
     invalid: dict[WorkloadId, list[Diagnostic]] = {}
     unreadable: dict[str, Diagnostic] = {}
+    guesses: list[tuple[WorkloadId, Diagnostic]] = []
     for entry, one in zip(entries, found, strict=True):
         assert one is not None
         docs.extend(one.documents)
@@ -192,10 +198,17 @@ def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, 
         if one.errors and entry.path.startswith("workloads/") and not any(
                 isinstance(doc, Workload) for doc, _ in one.documents):
             unreadable[entry.display] = one.errors[0]
+        if one.path_id is not None:
+            guesses.append((one.path_id, one.errors[0]))
     if cache is not None:
         cache.retain(set(keys))
+    # A name read from a document outranks one guessed from a broken file's path.
+    valid = {d.id for d, _ in docs if isinstance(d, Workload)}
+    for wid, d in guesses:
+        if wid not in valid:
+            invalid.setdefault(wid, []).append(d)
     if previous is not None and unreadable:
-        declared = {*invalid, *(d.id for d, _ in docs if isinstance(d, Workload))}
+        declared = {*invalid, *valid}
         for wid, file in kept_from_previous(workload_files(previous), unreadable,
                                             declared).items():
             first = unreadable[file]
@@ -243,15 +256,15 @@ def _parse_entry_unchecked(entry: FileEntry) -> ParsedFile:
 
 def _keep_path_id(path: str, parsed: ParsedFile) -> ParsedFile:
     """A Workload file with errors and no Workload read from it (it does not parse, or
-    its one document is no Workload any more) is still the workload its path names:
-    that id is Invalid, so what it runs is kept (`fleet.safety.path_workload_id`)."""
+    holds nothing that names a workload) is still the workload its path names
+    (`ParsedFile.path_id`), so what that workload runs is kept."""
     if not parsed.errors or parsed.invalid or not path.startswith("workloads/") or any(
             isinstance(doc, Workload) for doc, _ in parsed.documents):
         return parsed
     wid = path_workload_id(path, None)
     if wid is None:
         return parsed
-    return ParsedFile(parsed.documents, parsed.errors, ((wid, parsed.errors[0]),))
+    return ParsedFile(parsed.documents, parsed.errors, parsed.invalid, wid)
 
 
 def _too_large(entry: FileEntry, size: int) -> ParsedFile:

@@ -82,6 +82,15 @@ def test_a_workload_that_moved_to_a_file_that_reads_is_not_held_back(tmp_path: P
     assert "nlp-team/serve" in spec.workloads
 
 
+def test_a_name_guessed_from_a_broken_files_path_yields_to_a_declared_one(
+        tmp_path: Path) -> None:
+    # serve.yaml is broken, and api.yaml now declares nlp-team/serve: that one is planned
+    spec = read(tmp_path, {f"{W}/serve.yaml": CORRUPT["unclosed-brace"],
+                           f"{W}/api.yaml": GOOD})
+    assert "nlp-team/serve" in spec.workloads
+    assert "nlp-team/serve" not in spec.invalid
+
+
 def test_a_file_cannot_freeze_another_teams_workload(tmp_path: Path) -> None:
     spec = read(tmp_path, {
         "workloads/health-team/serve.yaml": workload("serve", "health-team",
@@ -196,7 +205,8 @@ def test_mutated_fleet_files_never_raise_from_the_loader(
     data = _mutate(SEED.get(path, GOOD.encode()), steps)
     parsed = parse_file(path, path, data)
     if path.startswith("workloads/") and parsed.errors:
-        assert parsed.invalid or any(d.kind == "Workload" for d, _ in parsed.documents)
+        assert parsed.invalid or parsed.path_id or any(
+            d.kind == "Workload" for d, _ in parsed.documents)
     files = {**SEED, path: data}
     load_entries([_entry(p, d) for p, d in sorted(files.items())])
 
