@@ -22,6 +22,7 @@ import pygit2
 import structlog
 
 from workloads.errors import WorkloadsError
+from workloads.history import git_history
 from workloads.loader import ParseCache, Snapshot, load_entries, read_fleet
 from workloads.source import git_files, resolve_tree
 
@@ -83,15 +84,14 @@ class GitSource:
         return head == base or bool(repo.descendant_of(head, base))
 
     def _read_sync(self, commit: str) -> Snapshot:
-        # The last commit read says which workload a file that stops parsing held.
-        previous = self.last_good.spec if self.last_good is not None else None
         if self.subdir:
             # A bare mirror has no folders on disk: read the subtree through the prefix.
             tree = resolve_tree(self._open(), commit, self.subdir)
             entries = list(git_files(tree))
-            return Snapshot(tree.commit, load_entries(entries, self.cache, previous=previous),
+            history = git_history(self._open(), tree.commit, self.subdir)
+            return Snapshot(tree.commit, load_entries(entries, self.cache, history=history),
                             len(entries))
-        return read_fleet(self.mirror_path, commit, cache=self.cache, previous=previous)
+        return read_fleet(self.mirror_path, commit, cache=self.cache)
 
     async def poll(self) -> SourceResult:
         """Fetch once; say whether there is a new commit to plan, and the conditions."""

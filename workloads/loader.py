@@ -34,6 +34,7 @@ from fleet.spec import FleetSpec, assemble
 from workloads import diskcache
 from workloads.errors import RepoNotFound
 from workloads.forkmap import Background, fork_map
+from workloads.history import History, git_history
 from workloads.source import (
     FileEntry,
     FileTooLarge,
@@ -124,23 +125,27 @@ def read_fleet(
     worktree: bool = False,
     cache: ParseCache | None = None,
     parallel: bool = False,
-    previous: FleetSpec | None = None,
 ) -> Snapshot:
     """Read the fleet at `path` (a repo or a folder in one) at `ref`, or on disk.
-    `parallel`, `previous`: see `load_entries`."""
+    `parallel`: see `load_entries` (one-shot commands only). A broken Workload file
+    keeps what it held at the commits before (`workloads.history`)."""
     if worktree:
+        history: History | None = None
         try:
-            _, prefix = open_repository(path)
+            repo, prefix = open_repository(path)
+            head = None if repo.head_is_unborn else str(repo.head.target)
+            history = git_history(repo, head, prefix, inclusive=True)
         except RepoNotFound:  # not in a repo: show paths as given
             prefix = os.fspath(path).rstrip("/") if os.fspath(path) not in (".", "") else ""
         entries = list(worktree_files(path, prefix))
         return Snapshot(None, load_entries(entries, cache, parallel=parallel,
-                                           previous=previous), len(entries))
+                                           history=history), len(entries))
     repo, prefix = open_repository(path)
     tree = resolve_tree(repo, ref, prefix)
     entries = list(git_files(tree))
     return Snapshot(tree.commit, load_entries(entries, cache, parallel=parallel,
-                                              previous=previous), len(entries))
+                                              history=git_history(repo, tree.commit, prefix)),
+                    len(entries))
 
 
 def read_fleet_cached(path: str | os.PathLike[str] = ".", ref: str = "HEAD", *,
@@ -159,11 +164,11 @@ def read_fleet_cached(path: str | os.PathLike[str] = ".", ref: str = "HEAD", *,
 
 
 def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, *,
-                 parallel: bool = False, previous: FleetSpec | None = None) -> FleetSpec:
+                 parallel: bool = False, history: History | None = None) -> FleetSpec:
     """The spec of these files, parsing only what `cache` lacks. `parallel`: a one-shot
     command may spread a large parse over a forked helper (`workloads.forkmap`).
-    `previous`: the spec of the commit before (a controller's last good one): a
-    workload it held in a file this commit cannot read stays Invalid, not gone
+    `history`: what each Workload file held before (`workloads.history`): a workload
+    a file held that this read cannot read stays Invalid, not gone
     (`fleet.safety.kept_from_previous`)."""
     entries = list(entries)
     keys = [(e.path, e.display, e.key) for e in entries]
@@ -187,7 +192,7 @@ def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, 
     docs: list[tuple[Document, SourceRef]] = []
     errors: list[Diagnostic] = []
     invalid: dict[WorkloadId, list[Diagnostic]] = {}
-    unreadable: dict[str, Diagnostic] = {}
+    unreadable: dict[str, tuple[str, Diagnostic]] = {}  # path -> display, first error
     guesses: list[tuple[WorkloadId, Diagnostic]] = []
     for entry, one in zip(entries, found, strict=True):
         assert one is not None
@@ -197,7 +202,7 @@ def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, 
             invalid.setdefault(wid, []).append(d)
         if one.errors and entry.path.startswith("workloads/") and not any(
                 isinstance(doc, Workload) for doc, _ in one.documents):
-            unreadable[entry.display] = one.errors[0]
+            unreadable[entry.path] = (entry.display, one.errors[0])
         if one.path_id is not None:
             guesses.append((one.path_id, one.errors[0]))
     if cache is not None:
@@ -207,30 +212,16 @@ def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, 
     for wid, d in guesses:
         if wid not in valid:
             invalid.setdefault(wid, []).append(d)
-    if previous is not None and unreadable:
-        declared = {*invalid, *valid}
-        for wid, file in kept_from_previous(workload_files(previous), unreadable,
-                                            declared).items():
-            first = unreadable[file]
+    if history is not None and unreadable:
+        held = history(sorted(unreadable))
+        for wid, path in kept_from_previous(held, unreadable, {*invalid, *valid}).items():
+            display, first = unreadable[path]
             invalid.setdefault(wid, []).append(Diagnostic(
-                file, first.line,
-                f"{wid} was defined in this file at the previous commit and the file no "
+                display, first.line,
+                f"{wid} was defined in this file at an earlier commit and the file no "
                 "longer reads: it stays Invalid, and what it runs is kept",
                 "Workload", wid))
     return assemble(docs, errors, invalid)
-
-
-def workload_files(spec: FleetSpec) -> dict[str, set[WorkloadId]]:
-    """File -> the workload ids it holds in `spec`, valid or invalid."""
-    out: dict[str, set[WorkloadId]] = {}
-    for wid in spec.workloads:
-        src = spec.source_of("Workload", wid)
-        if src is not None:
-            out.setdefault(src.file, set()).add(wid)
-    for wid, diags in spec.invalid.items():
-        for d in diags:
-            out.setdefault(d.file, set()).add(wid)
-    return out
 
 
 def _parse_entry(entry: FileEntry) -> ParsedFile:

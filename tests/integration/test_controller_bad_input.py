@@ -87,22 +87,29 @@ async def test_a_workload_file_that_no_longer_parses_keeps_its_objects_running(
 
 async def test_a_broken_file_named_otherwise_keeps_the_workload_it_held(
         tmp_path: Path) -> None:
-    # The path says nlp-team/frontend; only the previous commit knows it held serve.
+    # The path says nlp-team/frontend; only the commits before know it held serve --
+    # also to a controller that starts after the break, with an empty state dir.
     files = fleet_files()
     files["workloads/nlp-team/frontend.yaml"] = files.pop(SERVE_FILE)
-    async with sandbox(tmp_path, files) as box, box.controller(fast_settings(box),
-                                                                adapter_options=FAST) as m:
-        placed = await rolled_out(m, box)
-        on = placed[SERVE][0]
-        bad = box.repo.commit({"workloads/nlp-team/frontend.yaml": CORRUPT["unclosed-brace"],
-                               "workloads/nlp-team/marker.yaml": marker("marker", on)},
-                              "frontend.yaml broken")
-        m.trigger_fetch()
-        await until(lambda: reconciled(m.status(), bad, "nlp-team/marker"), 20,
-                    what="the broken commit reconciled on serve's cluster")
+    async with sandbox(tmp_path, files) as box:
         assert box.sim is not None
-        assert SERVE in workloads_on(box.sim, on)
-        assert row(m.status(), SERVE)["status"] == "Invalid"
+        async with box.controller(fast_settings(box), adapter_options=FAST) as m:
+            placed = await rolled_out(m, box)
+            on = placed[SERVE][0]
+            bad = box.repo.commit({
+                "workloads/nlp-team/frontend.yaml": CORRUPT["unclosed-brace"],
+                "workloads/nlp-team/marker.yaml": marker("marker", on)}, "frontend broken")
+            m.trigger_fetch()
+            await until(lambda: reconciled(m.status(), bad, "nlp-team/marker"), 20,
+                        what="the broken commit reconciled on serve's cluster")
+            assert SERVE in workloads_on(box.sim, on)
+            assert row(m.status(), SERVE)["status"] == "Invalid"
+        fresh = fast_settings(box, state_dir=tmp_path / "new-pod-state")
+        async with box.controller(fresh, adapter_options=FAST) as again:
+            await until(lambda: reconciled(again.status(), bad, "nlp-team/marker"), 20,
+                        what="the restarted controller reconciled serve's cluster")
+            assert SERVE in workloads_on(box.sim, on)
+            assert row(again.status(), SERVE)["status"] == "Invalid"
 
 
 async def test_a_scalar_yaml_cannot_construct_does_not_stop_the_controller(

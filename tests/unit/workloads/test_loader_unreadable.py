@@ -20,7 +20,7 @@ from fleet.spec import FleetSpec
 from tests.fleetdocs import base_fleet, workload
 from tests.gitrepo import GitRepo
 from workloads.loader import load_entries, parse_file, read_fleet
-from workloads.source import FileEntry
+from workloads.source import FileEntry, git_files, resolve_tree
 
 W = "workloads/nlp-team"
 GOOD = workload("serve", data_class="public")
@@ -48,37 +48,40 @@ def test_a_file_that_no_longer_parses_keeps_its_workload_invalid(tmp_path: Path,
     before = read_fleet(repo.path).spec
     assert "nlp-team/serve" in before.workloads
     repo.commit({f"{W}/serve.yaml": CORRUPT[kind]})
-    for previous in (None, before):  # a cold read knows the path; a controller, more
-        spec = read_fleet(repo.path, previous=previous).spec
+    for spec in (read_fleet(repo.path).spec, read_fleet(repo.path, worktree=True).spec,
+                 load_entries(list(git_files(resolve_tree(repo.repo, "HEAD", ""))))):
+        # its path names it, with or without the history
         assert "nlp-team/serve" not in spec.workloads
         assert "nlp-team/serve" in spec.invalid, kind
         assert all(d.file == f"{W}/serve.yaml" and d.line for d in spec.invalid["nlp-team/serve"])
         assert "nlp-team/train" in spec.workloads
 
 
-def test_the_previous_commit_names_a_file_whose_name_is_not_its_workloads(
-        tmp_path: Path) -> None:
+def test_history_names_the_workload_of_a_file_named_otherwise(tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "fleet")
     repo.commit({**base_fleet(), f"{W}/api.yaml": GOOD})  # file api.yaml, workload serve
-    before = read_fleet(repo.path).spec
+    repo.commit({"workloads/nlp-team/other.yaml": workload("other")}, "unrelated")
     repo.commit({f"{W}/api.yaml": CORRUPT["unclosed-brace"]})
-    spec = read_fleet(repo.path, previous=before).spec
-    assert {"nlp-team/serve", "nlp-team/api"} <= set(spec.invalid)
-    kept = spec.invalid["nlp-team/serve"][-1]
-    assert kept.file == f"{W}/api.yaml" and kept.line is not None
-    assert "previous commit" in kept.message
-    # and it stays kept through a second broken commit (the chain of last good reads)
+    for spec in (read_fleet(repo.path).spec, read_fleet(repo.path, worktree=True).spec):
+        assert {"nlp-team/serve", "nlp-team/api"} <= set(spec.invalid)
+        kept = spec.invalid["nlp-team/serve"][-1]
+        assert kept.file == f"{W}/api.yaml" and kept.line is not None
+        assert "earlier commit" in kept.message
+        assert not {d.message for d in spec.errors} & {kept.message}  # not an error twice
+    # through a second broken version too: the last version that reads counts
     repo.commit({f"{W}/api.yaml": CORRUPT["tab-indent"]})
-    again = read_fleet(repo.path, previous=spec).spec
-    assert "nlp-team/serve" in again.invalid
+    assert "nlp-team/serve" in read_fleet(repo.path).spec.invalid
+    # but not once the file was deleted in between: then it is a new file
+    repo.commit({f"{W}/api.yaml": None})
+    repo.commit({f"{W}/api.yaml": CORRUPT["tab-indent"]})
+    assert "nlp-team/serve" not in read_fleet(repo.path).spec.invalid
 
 
 def test_a_workload_that_moved_to_a_file_that_reads_is_not_held_back(tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "fleet")
     repo.commit({**base_fleet(), f"{W}/api.yaml": GOOD})
-    before = read_fleet(repo.path).spec
     repo.commit({f"{W}/api.yaml": CORRUPT["duplicate-key"], f"{W}/serve.yaml": GOOD})
-    spec = read_fleet(repo.path, previous=before).spec
+    spec = read_fleet(repo.path).spec
     assert "nlp-team/serve" in spec.workloads
 
 
