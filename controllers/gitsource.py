@@ -99,10 +99,11 @@ class GitSource:
             head = await anyio.to_thread.run_sync(self._fetch_sync)
         except (pygit2.GitError, KeyError, OSError) as e:
             log.warning("source_fetch_failed", url=_redact(self.url), error=str(e)[:300])
+            serving = (self.last_good.commit or "")[:12] if self.last_good else ""
             return SourceResult(None, self.observed, (Condition(
                 "SourceUnavailable", "True", "FetchFailed",
                 f"fetch of {_redact(self.url)} failed: {str(e)[:200]}; serving "
-                f"{_serving(self.last_good)}"),))
+                f"{serving or 'nothing yet'}"),))
         self.observed = head
         if self.last_good is not None and head == self.last_good.commit:
             return SourceResult(None, head, ())
@@ -127,19 +128,16 @@ class GitSource:
             # must not stop the controller (every restart would read the same commit and
             # die again): keep serving the last good commit and say so.
             log.exception("source_commit_read_failed", commit=head, error=type(e).__name__)
+            serving = (self.last_good.commit or "")[:12] if self.last_good else ""
             return SourceResult(None, head, (Condition(
                 "SourceUnavailable", "True", "CommitUnreadable",
                 f"commit {head[:12]} cannot be read ({type(e).__name__}); serving "
-                f"{_serving(self.last_good)}"),))
+                f"{serving or 'nothing yet'}"),))
         self.last_good = snap
         log.info("source_commit_read", commit=head, files=snap.files,
                  workloads=len(snap.spec.workloads), invalid=len(snap.spec.invalid),
                  errors=len(snap.spec.errors), parsed=self.cache.misses)
         return SourceResult(snap, head, ())
-
-
-def _serving(last_good: Snapshot | None) -> str:
-    return ((last_good.commit or "")[:12] if last_good else "") or "nothing yet"
 
 
 def _url(url: str) -> str:
