@@ -232,3 +232,21 @@ def test_a_kind_that_is_a_list_is_an_error_not_a_crash(tmp_path: Path) -> None:
     assert {(d.file, d.line) for d in spec.errors} == {
         ("policies/broken.yaml", 2), (f"{W}/serve.yaml", 2)}
     assert "nlp-team/serve" in spec.invalid
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(mutation, min_size=1, max_size=6))
+def test_read_fleet_of_a_mutated_commit_never_raises_and_keeps_the_workload(
+        tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, int, object]]) -> None:
+    # the whole path a controller takes: Git, the parse, the history walk, assemble
+    repo = GitRepo(tmp_path_factory.mktemp("fleet"))
+    repo.commit({**base_fleet(), f"{W}/api.yaml": GOOD})
+    data = _mutate(GOOD.encode(), steps)
+    repo.commit({f"{W}/api.yaml": data})
+    spec = read_fleet(repo.path).spec
+    assert "nlp-team/train" in spec.workloads
+    parsed = parse_file(f"{W}/api.yaml", f"{W}/api.yaml", data)
+    if parsed.errors and not any(d.kind == "Workload" for d, _ in parsed.documents):
+        # unreadable as a Workload: what it held before is kept (or it names it itself)
+        assert "nlp-team/serve" in spec.invalid
