@@ -72,6 +72,22 @@ def reserved_key_problem(key: str) -> str | None:
     return None
 
 
+MAX_LABEL_VALUE = 63
+
+
+def workload_label_problem(team: str, name: str) -> str | None:
+    """Why `<team>/<name>` cannot be a workload on a cluster, or None when it can.
+
+    Invariant: every workload the controller plans can carry its inventory label
+    (`aifleet.dev/workload: <team>.<name>`, a label value of at most 63 characters),
+    so no object of it is refused by the API server for its label."""
+    if len(team) + 1 + len(name) > MAX_LABEL_VALUE:
+        return (f"team and name together are too long: the label {team}.{name} that marks "
+                f"the workload's objects is {len(team) + 1 + len(name)} characters, over "
+                f"Kubernetes' {MAX_LABEL_VALUE}; shorten metadata.name")
+    return None
+
+
 def path_workload_id(path: str, name: str | None) -> WorkloadId | None:
     """The id a Workload file speaks for: its team folder, and `name` (the document's
     `metadata.name` when it can be read) or else the file's name without `.yaml`.

@@ -29,6 +29,7 @@ from fleet.safety import (
     path_workload_id,
     reserved_key_problem,
     tenant_namespace_problem,
+    workload_label_problem,
 )
 from fleet.spec import FleetSpec, assemble
 from workloads import diskcache
@@ -357,6 +358,9 @@ def _tenancy_problems(doc: Workload, src: SourceRef, team: str, wid: WorkloadId
     reserved = tenant_namespace_problem(team)
     if reserved is not None:
         out.append(src.at(reserved, "metadata", "namespace", kind="Workload", name=wid))
+    too_long = workload_label_problem(team, doc.metadata.name)
+    if too_long is not None:
+        out.append(src.at(too_long, "metadata", "name", kind="Workload", name=wid))
     for field_name, keys in (("labels", doc.metadata.labels),
                              ("annotations", doc.metadata.annotations)):
         for key in sorted(keys):

@@ -10,6 +10,7 @@ from fleet.safety import (
     path_workload_id,
     reserved_key_problem,
     tenant_namespace_problem,
+    workload_label_problem,
 )
 
 
@@ -79,3 +80,14 @@ def test_a_workload_in_a_file_that_stops_reading_is_kept(
         previous: dict[str, list[str]], unreadable: list[str], declared: list[str],
         expected: dict[str, str]) -> None:
     assert kept_from_previous(previous, unreadable, declared) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("team", "name", "refused"), [
+    ("nlp-team", "serve", False),
+    ("t" * 31, "n" * 31, False),  # 63 with the dot
+    ("t" * 31, "n" * 32, True),
+    ("t" * 63, "n" * 63, True),
+], ids=["short", "63", "64", "127"])
+def test_a_workloads_inventory_label_fits_a_label_value(team: str, name: str,
+                                                        refused: bool) -> None:
+    assert (workload_label_problem(team, name) is not None) is refused

@@ -118,6 +118,16 @@ def test_a_system_namespace_is_no_team_folder(tmp_path: Path, team: str) -> None
         "controller (kube-*, default, aifleet-*, openshift-*): a team folder may not use it"]
 
 
+def test_a_name_too_long_for_the_inventory_label_is_refused_at_its_line(
+        tmp_path: Path) -> None:
+    name = "n" * (63 - len("nlp-team.") + 1)
+    spec = read(tmp_path, {f"{W}/{name}.yaml": workload(name, data_class="public")})
+    assert f"nlp-team/{name}" in spec.invalid
+    (d,) = spec.errors
+    assert (d.file, d.line) == (f"{W}/{name}.yaml", 4)
+    assert "over Kubernetes' 63" in d.message
+
+
 @pytest.mark.parametrize(("field", "key"), [
     ("labels", "aifleet.dev/workload"),
     ("labels", "aifleet.dev/managed-by"),
