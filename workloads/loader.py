@@ -194,7 +194,7 @@ def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, 
     errors: list[Diagnostic] = []
     invalid: dict[WorkloadId, list[Diagnostic]] = {}
     unreadable: dict[str, tuple[str, Diagnostic]] = {}  # path -> display, first error
-    guesses: list[tuple[WorkloadId, Diagnostic]] = []
+    guesses: list[tuple[str, WorkloadId, Diagnostic]] = []
     for entry, one in zip(entries, found, strict=True):
         assert one is not None
         docs.extend(one.documents)
@@ -205,23 +205,23 @@ def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, 
                 isinstance(doc, Workload) for doc, _ in one.documents):
             unreadable[entry.path] = (entry.display, one.errors[0])
         if one.path_id is not None:
-            guesses.append((one.path_id, one.errors[0]))
+            guesses.append((entry.path, one.path_id, one.errors[0]))
     if cache is not None:
         cache.retain(set(keys))
-    # A name read from a document outranks one guessed from a broken file's path.
     valid = {d.id for d, _ in docs if isinstance(d, Workload)}
-    for wid, d in guesses:
-        if wid not in valid:
+    held = history(sorted(unreadable)) if history is not None and unreadable else {}
+    for wid, path in kept_from_previous(held, unreadable, {*invalid, *valid}).items():
+        display, first = unreadable[path]
+        invalid.setdefault(wid, []).append(Diagnostic(
+            display, first.line,
+            f"{wid} was defined in this file at an earlier commit and the file no "
+            "longer reads: it stays Invalid, and what it runs is kept",
+            "Workload", wid))
+    # A name guessed from a broken file's path counts only where neither a document
+    # nor the file's history says what the file holds.
+    for path, wid, d in guesses:
+        if wid not in valid and not held.get(path):
             invalid.setdefault(wid, []).append(d)
-    if history is not None and unreadable:
-        held = history(sorted(unreadable))
-        for wid, path in kept_from_previous(held, unreadable, {*invalid, *valid}).items():
-            display, first = unreadable[path]
-            invalid.setdefault(wid, []).append(Diagnostic(
-                display, first.line,
-                f"{wid} was defined in this file at an earlier commit and the file no "
-                "longer reads: it stays Invalid, and what it runs is kept",
-                "Workload", wid))
     return assemble(docs, errors, invalid)
 
 
