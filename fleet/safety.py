@@ -111,9 +111,10 @@ def path_workload_id(path: str, name: str | None) -> WorkloadId | None:
 def kept_from_previous(previous: Mapping[str, Iterable[WorkloadId]],
                        unreadable: Iterable[str],
                        declared: Iterable[WorkloadId]) -> dict[WorkloadId, str]:
-    """Workloads the previous commit held in a file this commit cannot read: id -> file.
+    """Workloads a file this commit cannot read held before: id -> file.
 
-    `previous`: file -> the workload ids it held at the previous accepted commit;
+    `previous`: file -> the workload ids its last readable version declared (the Git
+    history, `workloads.history`);
     `unreadable`: files of this commit that hold no valid Workload and have errors;
     `declared`: every id this commit names (valid or invalid) anywhere.
 
