@@ -31,6 +31,7 @@ import structlog
 from fleet.safety import fast_forward_base, refuse_head
 from workloads.errors import WorkloadsError
 from workloads.gitauth import callbacks_for, split_credentials
+from workloads.history import git_history
 from workloads.loader import ParseCache, Snapshot, load_entries, read_fleet
 from workloads.source import git_files, resolve_tree
 
@@ -129,7 +130,9 @@ class GitSource:
             # A bare mirror has no folders on disk: read the subtree through the prefix.
             tree = resolve_tree(self._open(), commit, self.subdir)
             entries = list(git_files(tree))
-            return Snapshot(tree.commit, load_entries(entries, self.cache), len(entries))
+            history = git_history(self._open(), tree.commit, self.subdir)
+            return Snapshot(tree.commit, load_entries(entries, self.cache, history=history),
+                            len(entries))
         return read_fleet(self.mirror_path, commit, cache=self.cache)
 
     async def poll(self) -> SourceResult:
@@ -169,6 +172,16 @@ class GitSource:
             return SourceResult(None, head, (Condition(
                 "SourceUnavailable", "True", "CommitUnreadable",
                 f"commit {head[:12]} cannot be read: {e}"),))
+        except Exception as e:  # the loop driver: one commit never stops the controller
+            # Bad content is a diagnostic by design; reaching here is a reader bug. It
+            # must not stop the controller (every restart would read the same commit and
+            # die again): keep serving the last good commit and say so.
+            log.exception("source_commit_read_failed", commit=head, error=type(e).__name__)
+            serving = (self.last_good.commit or "")[:12] if self.last_good else ""
+            return SourceResult(None, head, (Condition(
+                "SourceUnavailable", "True", "CommitUnreadable",
+                f"commit {head[:12]} cannot be read ({type(e).__name__}); serving "
+                f"{serving or 'nothing yet'}"),))
         self.last_good = snap
         self.refused = None
         self.holding = False

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fleet.diagnostics import Diagnostic, SourceRef
+from fleet.imageref import image_reference_problem
 from fleet.models import GuardrailRules, Guardrails, Workload
 
 _RULES = ("max_gpus_per_workload", "max_replicas", "allowed_flavours", "required_labels",
@@ -203,8 +204,11 @@ def image_allowed(image: str, registries: Iterable[str]) -> bool:
     """Whether `image` comes from one of `registries` (a host or host/path prefix).
 
     Matching is by whole path components, so `registry.internal` does not allow
-    `registry.internal.evil.example/x`.
+    `registry.internal.evil.example/x`; a string that is no image reference
+    (`fleet.imageref`: a newline, a space, `..`) comes from no registry.
     """
+    if image_reference_problem(image) is not None:
+        return False
     repo = image_repository(image)
     for allowed in registries:
         a = allowed.strip("/")

@@ -23,6 +23,7 @@ import pygit2
 
 from workloads.errors import WorkloadsError
 from workloads.forkmap import Background
+from workloads.history import git_history
 from workloads.loader import ParseCache, Snapshot, load_entries
 from workloads.source import (
     FLEET_FOLDERS,
@@ -86,13 +87,17 @@ def read_change(path: str | os.PathLike[str], base: str, head: str,
     # head's files, and head may still hit files of earlier reads (a PR's last push).
     earlier = dict(cache.entries)
     base_entries = list(git_files(base_tree))
-    base_snap = Snapshot(base_tree.commit, load_entries(base_entries, cache, parallel=parallel),
-                         len(base_entries))
+    base_snap = Snapshot(base_tree.commit, load_entries(
+        base_entries, cache, parallel=parallel,
+        history=git_history(repo, base_tree.commit, prefix)), len(base_entries))
     kept = dict(cache.entries)
     for key, parsed in earlier.items():
         cache.entries.setdefault(key, parsed)
     head_entries = _entries_after(repo, base_tree, target, base_entries)
-    head_spec = load_entries(head_entries, cache, parallel=parallel)
+    # as the controller reads a commit: a file head breaks keeps the workload it held
+    # before Invalid, not removed
+    head_spec = load_entries(head_entries, cache, parallel=parallel,
+                             history=git_history(repo, head_tree.commit, prefix))
     for key, parsed in kept.items():
         cache.entries.setdefault(key, parsed)
     head_snap = Snapshot(head_tree.commit, head_spec, len(head_entries))

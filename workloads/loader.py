@@ -22,12 +22,20 @@ import pydantic
 import pygit2
 
 from fleet.diagnostics import Diagnostic, SourceRef
-from fleet.ids import WorkloadId, workload_id
+from fleet.ids import WorkloadId
 from fleet.models import API_VERSION, KINDS, Document, Workload
+from fleet.safety import (
+    kept_from_previous,
+    path_workload_id,
+    reserved_key_problem,
+    tenant_namespace_problem,
+    workload_label_problem,
+)
 from fleet.spec import FleetSpec, assemble
 from workloads import diskcache
 from workloads.errors import RepoNotFound
 from workloads.forkmap import Background, fork_map
+from workloads.history import History, git_history
 from workloads.source import (
     FileEntry,
     FileTooLarge,
@@ -58,9 +66,14 @@ class ParsedFile:
     documents: tuple[tuple[Document, SourceRef], ...] = ()
     errors: tuple[Diagnostic, ...] = ()
     invalid: tuple[tuple[WorkloadId, Diagnostic], ...] = ()
+    path_id: WorkloadId | None = None
+    """A Workload file with errors and no Workload id read from it: the workload its
+    path names (`fleet.safety.path_workload_id`), Invalid unless another file
+    declares it."""
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (ParsedFile, (self.documents, self.errors, self.invalid))  # see SourceRef
+        return (ParsedFile, (self.documents, self.errors, self.invalid,  # see SourceRef
+                             self.path_id))
 
 
 @dataclass(slots=True)
@@ -115,18 +128,24 @@ def read_fleet(
     parallel: bool = False,
 ) -> Snapshot:
     """Read the fleet at `path` (a repo or a folder in one) at `ref`, or on disk.
-    `parallel`: see `load_entries` (one-shot commands only)."""
+    `parallel`: see `load_entries` (one-shot commands only). A broken Workload file
+    keeps what it held at the commits before (`workloads.history`)."""
     if worktree:
+        history: History | None = None
         try:
-            _, prefix = open_repository(path)
+            repo, prefix = open_repository(path)
+            head = None if repo.head_is_unborn else str(repo.head.target)
+            history = git_history(repo, head, prefix, inclusive=True)
         except RepoNotFound:  # not in a repo: show paths as given
             prefix = os.fspath(path).rstrip("/") if os.fspath(path) not in (".", "") else ""
         entries = list(worktree_files(path, prefix))
-        return Snapshot(None, load_entries(entries, cache, parallel=parallel), len(entries))
+        return Snapshot(None, load_entries(entries, cache, parallel=parallel,
+                                           history=history), len(entries))
     repo, prefix = open_repository(path)
     tree = resolve_tree(repo, ref, prefix)
     entries = list(git_files(tree))
-    return Snapshot(tree.commit, load_entries(entries, cache, parallel=parallel),
+    return Snapshot(tree.commit, load_entries(entries, cache, parallel=parallel,
+                                              history=git_history(repo, tree.commit, prefix)),
                     len(entries))
 
 
@@ -146,9 +165,12 @@ def read_fleet_cached(path: str | os.PathLike[str] = ".", ref: str = "HEAD", *,
 
 
 def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, *,
-                 parallel: bool = False) -> FleetSpec:
+                 parallel: bool = False, history: History | None = None) -> FleetSpec:
     """The spec of these files, parsing only what `cache` lacks. `parallel`: a one-shot
-    command may spread a large parse over a forked helper (`workloads.forkmap`)."""
+    command may spread a large parse over a forked helper (`workloads.forkmap`).
+    `history`: what each Workload file held before (`workloads.history`): a workload
+    a file held that this read cannot read stays Invalid, not gone
+    (`fleet.safety.kept_from_previous`)."""
     entries = list(entries)
     keys = [(e.path, e.display, e.key) for e in entries]
     cacheable = [cache is not None and bool(e.key) and not e.symlink for e in entries]
@@ -171,18 +193,43 @@ def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, 
     docs: list[tuple[Document, SourceRef]] = []
     errors: list[Diagnostic] = []
     invalid: dict[WorkloadId, list[Diagnostic]] = {}
-    for one in found:
+    unreadable: dict[str, tuple[str, Diagnostic]] = {}  # path -> display, first error
+    guesses: list[tuple[str, WorkloadId, Diagnostic]] = []
+    for entry, one in zip(entries, found, strict=True):
         assert one is not None
         docs.extend(one.documents)
         errors.extend(one.errors)
         for wid, d in one.invalid:
             invalid.setdefault(wid, []).append(d)
+        if one.errors and entry.path.startswith("workloads/") and not any(
+                isinstance(doc, Workload) for doc, _ in one.documents):
+            unreadable[entry.path] = (entry.display, one.errors[0])
+        if one.path_id is not None:
+            guesses.append((entry.path, one.path_id, one.errors[0]))
     if cache is not None:
         cache.retain(set(keys))
+    valid = {d.id for d, _ in docs if isinstance(d, Workload)}
+    held = history(sorted(unreadable)) if history is not None and unreadable else {}
+    for wid, path in kept_from_previous(held, unreadable, {*invalid, *valid}).items():
+        display, first = unreadable[path]
+        invalid.setdefault(wid, []).append(Diagnostic(
+            display, first.line,
+            f"{wid} was defined in this file at an earlier commit and the file no "
+            "longer reads: it stays Invalid, and what it runs is kept",
+            "Workload", wid))
+    # A name guessed from a broken file's path counts only where neither a document
+    # nor the file's history says what the file holds.
+    for path, wid, d in guesses:
+        if wid not in valid and not held.get(path):
+            invalid.setdefault(wid, []).append(d)
     return assemble(docs, errors, invalid)
 
 
 def _parse_entry(entry: FileEntry) -> ParsedFile:
+    return _keep_path_id(entry.path, _parse_entry_unchecked(entry))
+
+
+def _parse_entry_unchecked(entry: FileEntry) -> ParsedFile:
     if entry.symlink:
         return ParsedFile(errors=(Diagnostic(
             entry.display, None,
@@ -197,6 +244,19 @@ def _parse_entry(entry: FileEntry) -> ParsedFile:
     except OSError as e:
         return ParsedFile(errors=(Diagnostic(entry.display, None, f"cannot read: {e.strerror}"),))
     return parse_file(entry.path, entry.display, data)
+
+
+def _keep_path_id(path: str, parsed: ParsedFile) -> ParsedFile:
+    """A Workload file with errors and no Workload read from it (it does not parse, or
+    holds nothing that names a workload) is still the workload its path names
+    (`ParsedFile.path_id`), so what that workload runs is kept."""
+    if not parsed.errors or parsed.invalid or not path.startswith("workloads/") or any(
+            isinstance(doc, Workload) for doc, _ in parsed.documents):
+        return parsed
+    wid = path_workload_id(path, None)
+    if wid is None:
+        return parsed
+    return ParsedFile(parsed.documents, parsed.errors, parsed.invalid, wid)
 
 
 def _too_large(entry: FileEntry, size: int) -> ParsedFile:
@@ -224,7 +284,9 @@ def parse_file(path: str, display: str, data: bytes) -> ParsedFile:
         src = SourceRef(display, ydoc.line, ydoc.lines)
         raw = ydoc.value
         kind = raw.get("kind") if isinstance(raw, dict) else None
-        wid = _raw_workload_id(raw, parts) if kind == "Workload" else None
+        # Anything in a team folder is meant as that team's Workload (a `kind:` typo
+        # too); its id comes from the folder, whatever namespace it declares.
+        wid = path_workload_id(path, _raw_name(raw)) if folder == "workloads" else None
         problem = _header_problem(raw, allowed, folder)
         if problem is not None:
             msg, field_path = problem
@@ -249,15 +311,13 @@ def parse_file(path: str, display: str, data: bytes) -> ParsedFile:
             if wid is not None:
                 invalid.extend((wid, d) for d in diags)
             continue
-        if isinstance(doc, Workload) and doc.metadata.namespace != parts[1]:
-            d = src.at(
-                f"metadata.namespace {doc.metadata.namespace} does not match its folder "
-                f"workloads/{parts[1]}/ (the folder is the team)",
-                "metadata", "namespace", kind=kind, name=doc.id,
-            )
-            errors.append(d)
-            invalid.append((doc.id, d))
-            continue
+        if isinstance(doc, Workload):
+            assert wid is not None  # a Workload has a name and lives in a team folder
+            diags = _tenancy_problems(doc, src, parts[1], wid)
+            if diags:
+                errors.extend(diags)
+                invalid.extend((wid, d) for d in diags)
+                continue
         out.append((doc, src))
 
     if len(workload_docs) > 1:
@@ -282,7 +342,33 @@ def parse_file(path: str, display: str, data: bytes) -> ParsedFile:
             "every Cluster in this file is refused", "Cluster",
         ))
         out = [(doc, src) for doc, src in out if doc.kind != "Cluster"]
-    return ParsedFile(tuple(out), tuple(errors), tuple(invalid))
+    return _keep_path_id(path, ParsedFile(tuple(out), tuple(errors), tuple(invalid)))
+
+
+def _tenancy_problems(doc: Workload, src: SourceRef, team: str, wid: WorkloadId
+                      ) -> list[Diagnostic]:
+    """What a team folder may not write (`fleet.safety`, tenancy): another namespace, a
+    reserved one, the controller's label and annotation prefix."""
+    out: list[Diagnostic] = []
+    if doc.metadata.namespace != team:
+        out.append(src.at(
+            f"metadata.namespace {doc.metadata.namespace} does not match its folder "
+            f"workloads/{team}/ (the folder is the team)",
+            "metadata", "namespace", kind="Workload", name=wid))
+    reserved = tenant_namespace_problem(team)
+    if reserved is not None:
+        out.append(src.at(reserved, "metadata", "namespace", kind="Workload", name=wid))
+    too_long = workload_label_problem(team, doc.metadata.name)
+    if too_long is not None:
+        out.append(src.at(too_long, "metadata", "name", kind="Workload", name=wid))
+    for field_name, keys in (("labels", doc.metadata.labels),
+                             ("annotations", doc.metadata.annotations)):
+        for key in sorted(keys):
+            problem = reserved_key_problem(key)
+            if problem is not None:
+                out.append(src.at(f"metadata.{field_name}.{problem}", "metadata",
+                                  field_name, key, kind="Workload", name=wid))
+    return out
 
 
 def _layout_problem(parts: list[str]) -> str | None:
@@ -309,7 +395,7 @@ def _header_problem(
         what = "missing" if api is None else f"{api!r}"
         return (f"apiVersion must be {API_VERSION}, got {what}", ("apiVersion",))
     kind = raw.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # `kind: [a]` is unhashable
         what = "missing" if kind is None else f"unknown kind {kind!r}"
         return (f"{what}: expected one of {', '.join(KINDS)}", ("kind",))
     if kind not in allowed:
@@ -322,17 +408,6 @@ def _raw_name(raw: Any) -> str | None:
     meta = raw.get("metadata") if isinstance(raw, dict) else None
     name = meta.get("name") if isinstance(meta, dict) else None
     return name if isinstance(name, str) else None
-
-
-def _raw_workload_id(raw: Any, parts: list[str]) -> WorkloadId | None:
-    """Best-effort id of a Workload document, even an invalid one, to list it as Invalid."""
-    name = _raw_name(raw)
-    if name is None:
-        return None
-    meta = raw["metadata"]
-    ns = meta.get("namespace")
-    team = ns if isinstance(ns, str) else parts[1] if len(parts) >= 3 else None
-    return workload_id(team, name) if team else None
 
 
 def _message(err: Any) -> str:

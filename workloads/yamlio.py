@@ -131,7 +131,10 @@ _CONSTRUCTOR: Any = SafeConstructor()
 def plain_scalar(text: str) -> Any:
     """An untagged plain scalar's value, exactly as `yaml.safe_load` makes it (PyYAML's
     resolver and safe constructors); `yaml.constructor.ConstructorError` for a tag it
-    cannot construct (`=`, or `<<` outside a key). Both readers resolve through here."""
+    cannot construct (`=`, or `<<` outside a key) and for a value its tag cannot hold,
+    where `safe_load` raises whatever the constructor raised (`2025-02-30` resolves to
+    a timestamp that is no date; an int over Python's 4,300-digit limit). Both readers
+    resolve through here."""
     if text and text[0] not in _FIRST:
         return text  # no implicit resolver starts with this character: a str
     value = _plain_cache.get(text, _plain_cache)
@@ -142,10 +145,33 @@ def plain_scalar(text: str) -> Any:
     if construct is None:
         raise ConstructorError(None, None,
                                f"could not determine a constructor for the tag {tag!r}")
-    value = construct(_CONSTRUCTOR, yaml.ScalarNode(tag, text))
+    try:
+        value = construct(_CONSTRUCTOR, yaml.ScalarNode(tag, text))
+    except CONSTRUCT_ERRORS as e:
+        raise ConstructorError(None, None, scalar_problem(tag, text, e)) from None
     if len(text) <= 64 and len(_plain_cache) < 4096 and isinstance(value, IMMUTABLE_SCALARS):
         _plain_cache[text] = value  # plain scalars repeat (`8`, `1`, `true`): resolve once
     return value
+
+
+CONSTRUCT_ERRORS = (ValueError, OverflowError, TypeError, AttributeError, LookupError)
+"""What PyYAML's safe scalar constructors raise on a value their tag cannot hold (an
+explicit `!!timestamp x` fails inside the constructor with an AttributeError)."""
+
+
+def scalar_problem(tag: str, text: str, error: Exception) -> str:
+    """Why a scalar cannot be read as its tag, in words for the file's author. The text
+    is shown cut short: it may be 4,301 digits long."""
+    shown = repr(text if len(text) <= 40 else f"{text[:37]}...")
+    name = tag.rsplit(":", 1)[-1]
+    if name == "int" and "digits" in str(error):
+        return (f"{shown} is an integer of more than 4300 digits, too long to read; "
+                "quote it to keep it a string")
+    if name == "timestamp" and isinstance(error, ValueError):
+        return (f"{shown} reads as a YAML date but is not a valid one ({error}); "
+                "quote it to keep it a string")
+    why = f" ({str(error)[:80]})" if isinstance(error, ValueError) else ""
+    return f"{shown} cannot be read as a YAML {name}{why}"
 
 
 def _line(event: Any) -> int:
@@ -187,7 +213,16 @@ def read_yaml_events(data: bytes) -> YamlFile:
         mark = e.problem_mark or e.context_mark
         line = int(mark.line) + 1 if mark is not None else None
         what = " ".join(p for p in (e.context, e.problem) if p)
-        errors.append(YamlError(f"invalid YAML: {what}", line))
+        if "maximum nesting depth" in what:
+            # libyaml >= 0.2.5 scans a flow collection's opening brackets ahead of the
+            # events that would reach our limit, and stops at its own: the same refusal
+            errors.append(YamlError(f"nested deeper than {MAX_DEPTH} levels", line))
+        else:
+            errors.append(YamlError(f"invalid YAML: {what}", line))
+    except yaml.reader.ReaderError as e:  # bytes that are not text: no mark, a position
+        line = data[:e.position].count(b"\n") + 1 if isinstance(e.position, int) else None
+        errors.append(YamlError(f"invalid YAML: {e.reason} (the file must be UTF-8 text "
+                                "without control characters)", line))
     except yaml.YAMLError as e:
         errors.append(YamlError(f"invalid YAML: {e}", None))
     finally:
@@ -236,14 +271,15 @@ def _build(loader: Any, doc: YamlDocument) -> None:
             if tag is None and style:
                 value: Any = text  # quoted: a str
             elif tag is None:
-                value = _MERGE_TAG if is_key and text == "<<" else plain_scalar(text)
+                if is_key and text == "<<":
+                    value = _MERGE_TAG
+                else:
+                    try:
+                        value = plain_scalar(text)
+                    except ConstructorError as e:
+                        raise YamlError(f"invalid YAML: {e.problem}", _line(event)) from None
             else:  # an explicit tag (`!!str 5`), as safe_load's composer resolves it
-                node = yaml.ScalarNode(
-                    tag if tag != "!" else loader.resolve(yaml.ScalarNode, text,
-                                                          event.implicit),
-                    text, style=style)
-                value = _MERGE_TAG if is_key and node.tag == _MERGE_TAG else \
-                    loader.construct_object(node, deep=True)
+                value = _tagged(loader, event, is_key)
             total += 1
             if event.anchor:
                 anchors[event.anchor] = (value, 1)
@@ -331,6 +367,25 @@ def _build(loader: Any, doc: YamlDocument) -> None:
             top.take_key(value, line)
         else:
             top.take_value(value)
+
+
+def _tagged(loader: Any, event: Any, is_key: bool) -> Any:
+    """An explicitly tagged scalar (`!!int 5`, `!!timestamp ...`), as `safe_load` makes
+    it; what it cannot make (an unknown tag, a value the tag cannot hold) is an error at
+    the scalar's line, not an exception out of the reader."""
+    text, tag = event.value, event.tag
+    node = yaml.ScalarNode(
+        tag if tag != "!" else loader.resolve(yaml.ScalarNode, text, event.implicit),
+        text, style=event.style)
+    if is_key and node.tag == _MERGE_TAG:
+        return _MERGE_TAG
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError as e:
+        raise YamlError(f"invalid YAML: {e.problem}", _line(event)) from None
+    except CONSTRUCT_ERRORS as e:
+        raise YamlError(f"invalid YAML: {scalar_problem(node.tag, text, e)}",
+                        _line(event)) from None
 
 
 def _apply_merges(frame: _Frame, line: int) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     Field,
     model_validator,
 )
 
 from fleet.ids import Flavour, Team, WorkloadId, workload_id
+from fleet.imageref import image_reference_problem
 from fleet.models.base import (
     DnsLabel,
     DocumentBase,
@@ -26,6 +28,16 @@ from fleet.safety import wildcard_tolerates
 
 WorkloadType = Literal["training", "inference", "batch"]
 UNREACHABLE_TOLERATION_KEY = "aifleet.dev/unreachable"
+
+
+def _image(value: str) -> str:
+    problem = image_reference_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+ImageRef = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_image)]
 DEFAULT_UNREACHABLE_GRACE_SECONDS = 300
 
 
@@ -138,7 +150,7 @@ class InferenceSpec(Model):
 
 class WorkloadSpec(Model):
     type: WorkloadType
-    image: Annotated[str, Field(min_length=1, max_length=512)]
+    image: ImageRef
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] | None = None
     env: dict[EnvName, str] = Field(default_factory=dict)

@@ -154,6 +154,22 @@ def test_a_conflicting_change_cannot_be_planned(tmp_path: Path) -> None:
         read_change(repo.path, "main", "feature")
 
 
+def test_a_pr_that_breaks_a_workload_file_keeps_the_workload_it_held(tmp_path: Path) -> None:
+    # the file is named det.yaml but the base read it as vision-team/det: renamed to
+    # main.yaml in base, broken in the PR, only the base says what it held
+    files = base_files()
+    files["workloads/vision-team/main.yaml"] = files.pop("workloads/vision-team/det.yaml")
+    repo = GitRepo(tmp_path / "fleet")
+    base = repo.commit(files, "base", replace=True)
+    repo.repo.references.create("refs/heads/feature", base)
+    saved = dict(repo.files)
+    repo.commit({"workloads/vision-team/main.yaml": "kind: [\n"}, "broken", branch="feature")
+    repo.files = saved
+    change = read_change(repo.path, "main", "feature")
+    assert "vision-team/det" in change.base.spec.workloads
+    assert "vision-team/det" in change.head.spec.invalid  # kept, as the controller would
+
+
 # ----------------------------------------------------------------- the command
 
 
