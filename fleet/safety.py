@@ -68,15 +68,25 @@ def shared_servers(servers: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
 # `<anything>.aifleet.dev/...`) are the fleet's own taints, for safety and residency
 # (a quarantined cluster, a residency hold): only a toleration naming the key passes.
 
-RESERVED_TAINT_DOMAIN = "aifleet.dev"
+RESERVED_DOMAIN = "aifleet.dev"
+"""Label, annotation and taint keys under this prefix (or a subdomain of it) are the
+controller's: its inventory (`aifleet.dev/managed-by`, `aifleet.dev/workload`), the
+fencing generation, the source commit, the fleet's own taints. A tenant who could set
+them could adopt, orphan or fence objects it does not own, or pass a taint meant to
+keep it out."""
+
+
+def in_reserved_domain(key: str) -> bool:
+    """Whether a label/annotation/taint key has the controller's prefix
+    (`aifleet.dev/...` or `<sub>.aifleet.dev/...`, any case)."""
+    prefix, sep, _name = key.rpartition("/")
+    prefix = prefix.lower()
+    return bool(sep) and (prefix == RESERVED_DOMAIN or prefix.endswith(f".{RESERVED_DOMAIN}"))
 
 
 def reserved_taint(key: str) -> bool:
     """Whether a taint key is one of the fleet's own (the aifleet.dev domain)."""
-    prefix, sep, _name = key.partition("/")
-    if not sep:
-        return False
-    return prefix == RESERVED_TAINT_DOMAIN or prefix.endswith("." + RESERVED_TAINT_DOMAIN)
+    return in_reserved_domain(key)
 
 
 def wildcard_tolerates(taint_key: str) -> bool:
@@ -130,11 +140,6 @@ SYSTEM_NAMESPACES = frozenset({"default", "aifleet-system"})
 SYSTEM_PREFIXES = ("kube-", "aifleet-", "openshift-")
 """Kubernetes' own (`kube-system`, `kube-public`, `kube-node-lease`), the controller's
 (`aifleet-system` holds the Lease and the shared plan) and a distribution's."""
-RESERVED_DOMAIN = "aifleet.dev"
-"""Label and annotation keys under this prefix (or a subdomain of it) are the
-controller's: its inventory (`aifleet.dev/managed-by`, `aifleet.dev/workload`), the
-fencing generation, the source commit. A tenant who could set them could adopt,
-orphan or fence objects it does not own."""
 WORKLOAD_SUFFIXES = (".yaml", ".yml")
 
 
@@ -155,9 +160,7 @@ def reserved_key_problem(key: str) -> str | None:
     Invariant: no Workload file sets a key with the controller's prefix (`aifleet.dev/`
     or `<sub>.aifleet.dev/`), so every such key on a cluster was written by the
     controller."""
-    prefix, sep, _ = key.rpartition("/")
-    prefix = prefix.lower()
-    if sep and (prefix == RESERVED_DOMAIN or prefix.endswith(f".{RESERVED_DOMAIN}")):
+    if in_reserved_domain(key):
         return (f"{key}: the {RESERVED_DOMAIN}/ prefix is reserved to the controller; "
                 "a workload may not set it")
     return None
