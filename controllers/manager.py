@@ -40,6 +40,7 @@ from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.apply import DriftReport
 from clusters.errors import ClusterError
 from controllers import lastplan, manager_io, triggers
+from controllers.deletions import DeletionGuard
 from controllers.desired import DesiredState, RenderFn
 from controllers.fleetstate import (
     ClusterView,
@@ -59,6 +60,7 @@ from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.safety import DeletionLimits
 from workloads.loader import Snapshot
 
 log = structlog.get_logger()
@@ -97,6 +99,10 @@ class Manager:
         self.desired = DesiredState(render or _default_render())
         self.adapters: dict[str, ClusterAdapter] = {}
         self.retirement = Retirement(settings.state_dir)
+        self.guard = DeletionGuard(settings.state_dir, DeletionLimits(
+            max_retire_per_commit=settings.max_retire_per_commit,
+            max_deletion_fraction=settings.max_deletion_fraction))
+        """Commits whose deletions wait for an allowance (`fleet.safety`)."""
         self.retiring = self.retirement.names
         """Clusters removed from the repo whose objects are being deleted."""
         self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
@@ -203,12 +209,52 @@ class Manager:
                 conditions = (cond,)
         elif not conditions and self._invalid_head and result.observed == self._invalid_head[0]:
             conditions = (self._invalid_head[1],)
-        self.conditions = conditions
+        if snap is not None:
+            self._invalid_head = None
+            snap = await self._guarded(snap)
+        elif self.guard.candidate is not None and result.observed == \
+                self.guard.candidate.commit:
+            snap = await self._guarded(self.guard.candidate)  # what runs may be known now
+        held = self.guard.condition()
+        self.conditions = conditions + ((held,) if held is not None else ())
         if self.settings.ledger and self.events is None and self.source.mirror_path.exists():
             self._start_ledger()
         if snap is not None:
-            self._invalid_head = None
             await self._adopt(snap)
+
+    async def _guarded(self, snap: Snapshot) -> Snapshot | None:
+        """The commit to adopt now: `snap`, or None while its deletions are held
+        (`controllers.deletions`), or after a restart the applied commit a previous
+        process held `snap` against."""
+        if self.desired.spec is None:
+            base = self.guard.restored_base(snap.commit)
+            if base is not None:
+                served = await self.source.read(base)
+                if served is not None:
+                    self.guard.wait(snap)
+                    return served
+            return snap
+        if self._rebuild_previous or self.desired.plan is None:
+            self.guard.wait(snap)  # what runs is not known yet: judged at the next fetch
+            return None
+        if self.guard.judge(snap, self._running(), self.desired.head):
+            return snap
+        return None
+
+    def _running(self) -> dict[str, set[str]]:
+        """Every cluster of the applied commit -> the workload ids running there: what
+        its informers list, or for a cluster not listed (down) the plan's placements."""
+        spec, plan = self.desired.spec, self.desired.plan
+        assert spec is not None and plan is not None
+        out: dict[str, set[str]] = {}
+        for name in sorted(spec.clusters):
+            a = self.adapters.get(name)
+            if a is not None and a.synced.is_set():
+                out[name] = {str(workload_id_of_label(lbl)) for lbl in a.live_workloads()}
+            else:
+                out[name] = {str(wid) for wid, wp in plan.workloads.items()
+                             if wp.status == "Placed" and name in wp.clusters}
+        return out
 
     def _start_ledger(self) -> None:
         """`--ledger`: decisions go to the repo's ledger branch, pushed from our mirror."""

@@ -35,6 +35,7 @@ from controllers.desired import INTENT_HASH, DesiredState
 from controllers.fleetstate import decision_fields, workload_id_of_label
 from controllers.statusdoc import PlacementLive
 from fleet.ids import ClusterName, WorkloadId
+from fleet.safety import drainable
 
 log = structlog.get_logger()
 
@@ -181,12 +182,20 @@ class ClusterReconciler:
 
     async def _drain(self, name: str, adapter: ClusterAdapter) -> float | None:
         """A cluster whose Cluster file was removed: delete every workload we run there
-        (its workloads are placed elsewhere by then), then let it be disconnected."""
-        labels = set(adapter.live_workloads())
+        (its workloads are placed elsewhere by then), then let it be disconnected.
+        Never an Invalid workload's copy (`fleet.safety.drainable`): the cluster stays
+        retiring, and says so, until that workload is valid or gone."""
+        protected = self.desired.protected()
+        labels = drainable(set(adapter.live_workloads()), protected)
         if labels:
             self.totals.pruned += await self._delete(
                 name, adapter, labels, "its cluster was removed from the repo")
-        if adapter.live_workloads():
+        left = set(adapter.live_workloads())
+        if left and not drainable(left, protected):
+            log.warning("drain_waits_for_invalid_workloads", cluster=name,
+                        workloads=sorted(left))
+            return self.resync_interval
+        if left:
             return 1.0  # not all gone yet (a delete failed, or not yet seen): again
         self.on_retired(name)
         return None
