@@ -205,3 +205,27 @@ def box_uids(box: Sandbox) -> dict[str, set[str]]:
     assert box.sim is not None
     return {c: {str(o["metadata"]["uid"]) for kind in ("Job", "Deployment")
                 for o in owned(box.sim, c, kind)} for c in CLUSTERS}
+
+
+async def test_a_retired_cluster_keeps_the_copy_of_an_invalid_workload(
+        tmp_path: Path) -> None:
+    # The Cluster file and the Workload's validity go in one commit: the drain must not
+    # delete the last good copy of a workload the repo still has (Invalid, protected).
+    async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
+                                                         adapter_options=FAST) as m:
+        placed = await rolled_out(m, box)
+        removed = placed[TRAIN][0]
+        assert box.sim is not None
+        broken = box.repo.files["workloads/nlp-team/train.yaml"].replace(
+            b"  replicas: 2\n", b"  replicas: many\n")
+        commit = box.repo.commit({f"clusters/{removed}.yaml": None,
+                                  "workloads/nlp-team/train.yaml": broken}, "retire a cluster")
+        m.trigger_fetch()
+        await until(lambda: m.desired.head == commit, 15, what="commit adopted")
+        assert TRAIN in m.desired.spec.invalid  # type: ignore[union-attr]
+        await asyncio.sleep(2.0)  # drain passes: train's copy must stay
+        assert TRAIN in workloads_on(box.sim, removed)
+        assert removed in m.retiring and removed in m.adapters
+        retiring = [c for c in m.status()["source"]["conditions"]
+                    if c["type"] == "ClusterRetiring"]
+        assert retiring and retiring[0]["message"].startswith(f"{removed}: ")
