@@ -76,6 +76,9 @@ class ClusterReconciler:
     """Clusters removed from the repo: drained, not reconciled."""
     on_retired: Callable[[str], None] = lambda _name: None
     """Told a retiring cluster runs nothing of ours any more."""
+    prune_refused: dict[str, str] = field(default_factory=dict)
+    """Clusters whose last pass refused to prune everything (the plan places nothing
+    anywhere), with why: shown in status as `DeletionsHeld`, not only logged."""
 
     async def __call__(self, name: str) -> float | None:
         adapter = self.adapters.get(name)
@@ -109,6 +112,10 @@ class ClusterReconciler:
         label_of = {k: workload_of(o) for k, o in adapter.applier.live.items()}
         result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
                                      protect=self.desired.protected())
+        if result.prune_refused:
+            self.prune_refused[name] = result.prune_refused
+        else:
+            self.prune_refused.pop(name, None)
         failed_labels: set[str] = set()
         for key, _err in result.failed:
             obj = adapter.applier.desired.get(key) or {}

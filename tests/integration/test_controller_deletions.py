@@ -229,3 +229,28 @@ async def test_a_retired_cluster_keeps_the_copy_of_an_invalid_workload(
         retiring = [c for c in m.status()["source"]["conditions"]
                     if c["type"] == "ClusterRetiring"]
         assert retiring and retiring[0]["message"].startswith(f"{removed}: ")
+
+
+async def test_a_refused_prune_of_everything_shows_in_status(tmp_path: Path) -> None:
+    # A residency change that leaves every workload Pending: the clusters' prune of
+    # everything is refused (an empty plan is far more often a bug), and status says so
+    # instead of "Ready" over 0 running workloads.
+    from tests.fleetdocs import POLICY
+
+    async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
+                                                         adapter_options=FAST) as m:
+        await rolled_out(m, box)
+        before = running(box)
+        nowhere = POLICY.replace('public: {allowed: ["*"]}', "public: {allowed: [BR]}") \
+            .replace("eu-personal: {allowed: [EU]}", "eu-personal: {allowed: [BR]}")
+        commit = box.repo.commit({"policies/residency.yaml": nowhere}, "tighten residency")
+        m.trigger_fetch()
+        await until(lambda: m.desired.head == commit and bool(held(m)), 15,
+                    what="refused prune in status")
+        cond = held(m)[0]
+        assert cond["reason"] == "EmptyFleet" and "refusing to delete all" in cond["message"]
+        assert running(box) == before
+        box.repo.commit({"policies/residency.yaml": POLICY}, "revert")
+        m.trigger_fetch()
+        await until(lambda: not held(m), 15, what="condition cleared")
+        assert running(box) == before
