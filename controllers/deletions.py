@@ -40,6 +40,8 @@ class DeletionGuard:
         self.candidate: Snapshot | None = None
         """The newest commit not adopted yet: held, or waiting to be judged."""
         self.holds: tuple[Hold, ...] = ()
+        self.judged = False
+        """The candidate was judged (held): it stays so until another head comes."""
         self._restored = load_held(state_dir)
 
     def restored_base(self, head: str | None) -> str | None:
@@ -58,13 +60,15 @@ class DeletionGuard:
                     reasons=[h.reason for h in self.holds])
         return base
 
-    def judge(self, snap: Snapshot, live: Mapping[str, Set[str]], base: str | None
-              ) -> bool:
-        """May `snap` be adopted? Else it is held (and saved) against `base`."""
+    def judge(self, snap: Snapshot, live: Mapping[str, Set[str]], base: str | None, *,
+              kept: Mapping[str, Set[str]] | None = None) -> bool:
+        """May `snap` be adopted? Else it is held (and saved) against `base`.
+        `kept`: see `fleet.safety.held_deletions`."""
+        self.judged = True
         holds = held_deletions(
             live, clusters_after=set(snap.spec.clusters),
             workloads_after=set(snap.spec.workloads), protected=set(snap.spec.invalid),
-            allow=allowances(snap.message), limits=self.limits)
+            allow=allowances(snap.message), limits=self.limits, kept=kept)
         if not holds:
             self.release()
             return True
@@ -86,7 +90,7 @@ class DeletionGuard:
 
     def wait(self, snap: Snapshot) -> None:
         """Not judged yet (what runs is not known yet): keep it for later."""
-        self.candidate = snap
+        self.candidate, self.judged = snap, False
 
     def release(self) -> None:
         if self.holds:

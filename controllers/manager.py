@@ -59,8 +59,10 @@ from controllers.statusdoc import DriftItem, PlacementLive
 from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
+from fleet.placement import place
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.safety import DeletionLimits
+from fleet.spec import FleetSpec
 from workloads.loader import Snapshot
 
 log = structlog.get_logger()
@@ -212,8 +214,8 @@ class Manager:
         if snap is not None:
             self._invalid_head = None
             snap = await self._guarded(snap)
-        elif self.guard.candidate is not None and result.observed == \
-                self.guard.candidate.commit:
+        elif self.guard.candidate is not None and not self.guard.judged and \
+                result.observed == self.guard.candidate.commit:
             snap = await self._guarded(self.guard.candidate)  # what runs may be known now
         held = self.guard.condition()
         self.conditions = conditions + ((held,) if held is not None else ())
@@ -237,9 +239,35 @@ class Manager:
         if self._rebuild_previous or self.desired.plan is None:
             self.guard.wait(snap)  # what runs is not known yet: judged at the next fetch
             return None
-        if self.guard.judge(snap, self._running(), self.desired.head):
+        running = self._running()
+        kept = await self._kept_by(snap, running) if _fleet_changed(
+            self.desired.spec, snap.spec) else None
+        if self.guard.judge(snap, running, self.desired.head, kept=kept):
             return snap
         return None
+
+    async def _kept_by(self, snap: Snapshot, running: dict[str, set[str]]
+                       ) -> dict[str, set[str]]:
+        """Per cluster, what `snap`'s plan keeps there, as far as this commit decides:
+        its plan's placements, plus what runs there that the applied plan already takes
+        away (a failover's stale copy is not this commit's doing). A full plan (pure,
+        in a worker thread), made only for a commit that changes more than workloads."""
+        plan, spec = self.desired.plan, snap.spec
+        assert plan is not None
+        snapshot = capacity_snapshot(spec.clusters, self.views(), self.settings.failover_grace)
+        previous: PreviousPlan = {wid: wp.assignments for wid, wp in plan.workloads.items()
+                                  if wp.status == "Placed"}
+        candidate: Plan = await anyio.to_thread.run_sync(
+            lambda: place(spec, snapshot, previous, commit=snap.commit),
+            abandon_on_cancel=True)
+        out: dict[str, set[str]] = {}
+        for name, ids in running.items():
+            before = {str(w) for w, wp in plan.workloads.items()
+                      if wp.status == "Placed" and name in wp.clusters}
+            after = {str(w) for w, wp in candidate.workloads.items()
+                     if wp.status == "Placed" and name in wp.clusters}
+            out[name] = after | (ids - before)
+        return out
 
     def _running(self) -> dict[str, set[str]]:
         """Every cluster of the applied commit -> the workload ids running there: what
@@ -532,6 +560,15 @@ class Manager:
 
     async def _leader_loop(self) -> None:
         await triggers.leader_loop(self)
+
+
+def _fleet_changed(old: FleetSpec | None, new: FleetSpec) -> bool:
+    """Does `new` change more than Workload documents (clusters, residency, quotas,
+    guardrails, owners)? Then placement may move workloads it did not name."""
+    return old is None or any(a != b for a, b in (
+        (old.clusters, new.clusters), (old.residency, new.residency),
+        (old.quotas, new.quotas), (old.guardrails, new.guardrails),
+        (old.owners, new.owners)))
 
 
 def _forge_status(settings: Settings) -> CommitStatusPoster | None:

@@ -78,13 +78,17 @@ def allowances(message: str) -> frozenset[str]:
 def held_deletions(live: Mapping[str, Set[str]], *, clusters_after: Set[str],
                    workloads_after: Set[str], protected: Set[str] = frozenset(),
                    allow: Set[str] = frozenset(),
-                   limits: DeletionLimits = DeletionLimits()) -> tuple[Hold, ...]:
+                   limits: DeletionLimits = DeletionLimits(),
+                   kept: Mapping[str, Set[str]] | None = None) -> tuple[Hold, ...]:
     """What of a new commit's deletions must wait; () when it may be applied.
 
     `live`: every cluster of the applied commit -> the workload ids running there now;
     `clusters_after`, `workloads_after`: the new commit's clusters and valid workloads;
     `protected`: workloads still in the repo but Invalid (never deleted, never counted);
-    `allow`: the head commit's allowances. Invariants held:
+    `allow`: the head commit's allowances; `kept`, when the new commit's plan is known:
+    per cluster, what that plan keeps there (anything else running there is deleted or
+    moved away by the commit; without it, only workloads gone from the repo are).
+    Invariants held:
 
     - a commit that leaves no cluster or no valid workload while workloads run
       (`EmptyFleet`) needs `mass-deletion`;
@@ -93,8 +97,9 @@ def held_deletions(live: Mapping[str, Set[str]], *, clusters_after: Set[str],
     - pruning more than `min_deletions` workloads AND more than
       `max_deletion_fraction` of a cluster's live workloads, or (prunes and drains of
       retired clusters together) of the fleet's (`MassDeletion`), needs
-      `mass-deletion`. A retired cluster's workloads are re-placed, not lost: they
-      count towards the fleet's share only, the retire limit governs the cluster.
+      `mass-deletion`; moving a workload away from a cluster counts as deleting it
+      there. A retired cluster's workloads are re-placed, not lost: they count towards
+      the fleet's share only, the retire limit governs the cluster.
     """
     holds: list[Hold] = []
     running = {c: set(ws) - set(protected) for c, ws in sorted(live.items())}
@@ -116,8 +121,8 @@ def held_deletions(live: Mapping[str, Set[str]], *, clusters_after: Set[str],
             f"workload{_s(drained)}: held; to apply it, add the trailer "
             f"'Fleet-Allow: {ALLOW_RETIRE}' to a later commit's message, or revert it"),
             tuple(retired), drained, ALLOW_RETIRE))
-    pruned = {c: ws - set(workloads_after) for c, ws in running.items()
-              if c not in retired}
+    pruned = {c: ws - set(workloads_after if kept is None else kept.get(c, ()))
+              for c, ws in running.items() if c not in retired}
     over = [c for c, ws in pruned.items()
             if _too_many(len(ws), len(live[c]), limits)]
     gone = set().union(*pruned.values(), *(running[c] for c in retired)) if live else set()
@@ -125,7 +130,7 @@ def held_deletions(live: Mapping[str, Set[str]], *, clusters_after: Set[str],
     if (over or fleet_over) and ALLOW_MASS_DELETION not in allow:
         where = ", ".join(f"{c} {len(pruned[c])}/{len(live[c])}" for c in over)
         holds.append(Hold("MassDeletion", (
-            f"the commit would delete {len(gone)} of {total} live workloads"
+            f"the commit would delete or move away {len(gone)} of {total} live workloads"
             + (f" ({where})" if where else "")
             + f"; above {limits.max_deletion_fraction:.0%} (and more than "
             f"{limits.min_deletions}): held, nothing deleted; to apply it, add the "

@@ -254,3 +254,30 @@ async def test_a_refused_prune_of_everything_shows_in_status(tmp_path: Path) -> 
         m.trigger_fetch()
         await until(lambda: not held(m), 15, what="condition cleared")
         assert running(box) == before
+
+
+async def test_a_policy_change_that_would_move_most_workloads_waits(tmp_path: Path) -> None:
+    # No file of a workload changes, yet placement would move most of them: public data
+    # allowed in the US only. Moving away from a cluster deletes there: held.
+    from tests.fleetdocs import POLICY
+
+    async with sandbox(tmp_path, bigger_fleet()) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        await all_rolled_out(m, box, 13)
+        before, placed = running(box), where(m.status())
+        outside_us = [w for w, cs in placed.items() if cs != ["us-east-1"] and w != TRAIN]
+        assert len(outside_us) > 4  # the test means something: most would move
+        us_only = POLICY.replace('public: {allowed: ["*"]}', "public: {allowed: [US]}")
+        commit = box.repo.commit({"policies/residency.yaml": us_only}, "public data: US")
+        m.trigger_fetch()
+        await stays(m, box, before, commit)
+        assert where(m.status()) == placed
+        cond = held(m)[0]
+        assert cond["reason"] == "MassDeletion" and "move away" in cond["message"]
+
+        allowed = box.repo.commit({}, "public data: US\n\nFleet-Allow: mass-deletion")
+        m.trigger_fetch()
+        await until(lambda: m.status()["source"]["appliedCommit"] == allowed and all(
+            where(m.status())[w] == ["us-east-1"] for w in outside_us), 30,
+            what="moved once allowed")
+        assert not held(m)

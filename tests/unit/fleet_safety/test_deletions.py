@@ -105,3 +105,16 @@ def test_allowances_are_the_trailers_of_the_head_commit(message: str, expected: 
 def test_a_drain_never_deletes_an_invalid_workloads_copy() -> None:
     assert drainable({"t.a", "t.b"}, {"t.b"}) == {"t.a"}
     assert drainable({"t.b"}, {"t.b"}) == set()
+
+
+@pytest.mark.parametrize(("kept", "expected"), [
+    ({A: FLEET[A], B: FLEET[B], C: FLEET[C]}, []),
+    ({A: FLEET[A] - ws("a", 4), B: FLEET[B], C: FLEET[C]}, ["MassDeletion"]),  # moved away
+    ({A: FLEET[A] - ws("a", 3), B: FLEET[B], C: set()}, []),  # 3 and 2: under both limits
+    ({A: set(), B: set(), C: set()}, ["MassDeletion"]),  # the plan places nothing
+], ids=["plan-keeps-all", "plan-moves-four-of-ten", "plan-moves-few", "plan-places-nothing"])
+def test_the_plan_decides_what_a_fleet_change_moves_away(
+        kept: dict[str, set[str]], expected: list[str]) -> None:
+    # A policy or Cluster change removes no Workload file, yet its plan may move many.
+    holds = held_deletions(FLEET, clusters_after=set(FLEET), workloads_after=ALL, kept=kept)
+    assert [h.reason for h in holds] == expected
