@@ -235,7 +235,8 @@ class Manager:
                 if served is not None:
                     self.guard.wait(snap)
                     return served
-            return snap
+            self.guard.release()  # nothing held any more: a later restart must not
+            return snap           # serve that old base first
         if self._rebuild_previous or self.desired.plan is None:
             self.guard.wait(snap)  # what runs is not known yet: judged at the next fetch
             return None
