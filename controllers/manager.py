@@ -59,7 +59,6 @@ from controllers.statusdoc import DriftItem, PlacementLive
 from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
-from fleet.placement import place
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.safety import DeletionLimits
 from fleet.spec import FleetSpec
@@ -241,8 +240,14 @@ class Manager:
             self.guard.wait(snap)  # what runs is not known yet: judged at the next fetch
             return None
         running = self._running()
-        kept = await self._kept_by(snap, running) if _fleet_changed(
-            self.desired.spec, snap.spec) else None
+        kept = None
+        if _fleet_changed(self.desired.spec, snap.spec):
+            try:
+                kept = await self._kept_by(snap, running)
+            except Exception as e:  # noqa: BLE001 - never stop the source loop; the
+                # placement loop meets the same error and retries, moving nothing
+                log.error("candidate_plan_failed", commit=snap.commit,
+                          error=f"{type(e).__name__}: {e}")
         if self.guard.judge(snap, running, self.desired.head, kept=kept):
             return snap
         return None
@@ -253,6 +258,8 @@ class Manager:
         its plan's placements, plus what runs there that the applied plan already takes
         away (a failover's stale copy is not this commit's doing). A full plan (pure,
         in a worker thread), made only for a commit that changes more than workloads."""
+        from fleet.placement import place
+
         plan, spec = self.desired.plan, snap.spec
         assert plan is not None
         snapshot = capacity_snapshot(spec.clusters, self.views(), self.settings.failover_grace)
