@@ -20,6 +20,7 @@ Safety rules, each visible as a status condition and a log line:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,9 +132,27 @@ class GitSource:
             tree = resolve_tree(self._open(), commit, self.subdir)
             entries = list(git_files(tree))
             history = git_history(self._open(), tree.commit, self.subdir)
-            return Snapshot(tree.commit, load_entries(entries, self.cache, history=history),
+            snap = Snapshot(tree.commit, load_entries(entries, self.cache, history=history),
                             len(entries))
-        return read_fleet(self.mirror_path, commit, cache=self.cache)
+        else:
+            snap = read_fleet(self.mirror_path, commit, cache=self.cache)
+        return dataclasses.replace(snap, message=self._message(snap.commit or commit))
+
+    def _message(self, commit: str) -> str:
+        try:
+            obj = self._open()[commit]
+        except (KeyError, ValueError, pygit2.GitError):
+            return ""
+        return str(obj.message) if isinstance(obj, pygit2.Commit) else ""
+
+    async def read(self, commit: str) -> Snapshot | None:
+        """One commit of the mirror (a held commit's base after a restart), or None
+        when it cannot be read."""
+        try:
+            return await anyio.to_thread.run_sync(self._read_sync, commit)
+        except (WorkloadsError, KeyError, ValueError, pygit2.GitError) as e:
+            log.error("source_commit_unreadable", commit=commit, error=str(e)[:300])
+            return None
 
     async def poll(self) -> SourceResult:
         """Fetch once; say whether there is a new commit to plan, and the conditions."""

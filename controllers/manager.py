@@ -46,6 +46,7 @@ from clusters.apply import DriftReport
 from clusters.errors import ClusterError, KubeconfigError
 from clusters.kubeconfig import ConnectionSpec, server_of
 from controllers import lastplan, manager_io, sourceguard, triggers
+from controllers.deletions import DeletionGuard
 from controllers.desired import DesiredState, RenderFn
 from controllers.fleetstate import (
     ClusterView,
@@ -67,7 +68,7 @@ from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Plan, PreviousPlan
-from fleet.safety import shared_servers
+from fleet.safety import DeletionLimits, shared_servers
 from fleet.spec import FleetSpec
 from workloads.loader import Snapshot
 
@@ -110,6 +111,10 @@ class Manager:
         self.desired = DesiredState(render or _default_render())
         self.adapters: dict[str, ClusterAdapter] = {}
         self.retirement = Retirement(settings.state_dir)
+        self.deletions = DeletionGuard(settings.state_dir, DeletionLimits(
+            max_retire_per_commit=settings.max_retire_per_commit,
+            max_deletion_fraction=settings.max_deletion_fraction))
+        """Commits whose deletions wait for an allowance (`fleet.safety`)."""
         self.retiring = self.retirement.names
         """Clusters removed from the repo whose objects are being deleted."""
         self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
@@ -231,11 +236,17 @@ class Manager:
                 conditions = (cond,)
         elif not conditions and self._invalid_head and result.observed == self._invalid_head[0]:
             conditions = (self._invalid_head[1],)
-        self.conditions = conditions
+        if snap is not None:
+            self._invalid_head = None
+            snap = await self._guarded(snap)
+        elif self.deletions.candidate is not None and not self.deletions.judged and \
+                result.observed == self.deletions.candidate.commit:
+            snap = await self._guarded(self.deletions.candidate)  # what runs may be known now
+        held = self.deletions.condition()
+        self.conditions = conditions + ((held,) if held is not None else ())
         if self.settings.ledger and self.events is None and self.source.mirror_path.exists():
             self._start_ledger()
         if snap is not None:
-            self._invalid_head = None
             await self._adopt(snap)
 
     async def keep_guard(self) -> None:
@@ -249,6 +260,75 @@ class Manager:
         way, `ClusterReconciler._event`)."""
         if self.events is not None and self.may_act():
             self.events.record(event, workload, **fields)
+
+    async def _guarded(self, snap: Snapshot) -> Snapshot | None:
+        """The commit to adopt now: `snap`, or None while its deletions are held
+        (`controllers.deletions`), or after a restart the applied commit a previous
+        process held `snap` against."""
+        if self.desired.spec is None:
+            base = self.deletions.restored_base(snap.commit)
+            if base is not None:
+                served = await self.source.read(base)
+                if served is not None:
+                    self.deletions.wait(snap)
+                    return served
+            self.deletions.release()  # nothing held any more: a later restart must not
+            return snap           # serve that old base first
+        if self._rebuild_previous or self.desired.plan is None:
+            self.deletions.wait(snap)  # what runs is not known yet: judged at the next fetch
+            return None
+        running = self._running()
+        kept = None
+        if _fleet_changed(self.desired.spec, snap.spec):
+            try:
+                kept = await self._kept_by(snap, running)
+            except Exception as e:  # noqa: BLE001 - never stop the source loop; the
+                # placement loop meets the same error and retries, moving nothing
+                log.error("candidate_plan_failed", commit=snap.commit,
+                          error=f"{type(e).__name__}: {e}")
+        if self.deletions.judge(snap, running, self.desired.head, kept=kept):
+            return snap
+        return None
+
+    async def _kept_by(self, snap: Snapshot, running: dict[str, set[str]]
+                       ) -> dict[str, set[str]]:
+        """Per cluster, what `snap`'s plan keeps there, as far as this commit decides:
+        its plan's placements, plus what runs there that the applied plan already takes
+        away (a failover's stale copy is not this commit's doing). A full plan (pure,
+        in a worker thread), made only for a commit that changes more than workloads."""
+        from fleet.placement import place
+
+        plan, spec = self.desired.plan, snap.spec
+        assert plan is not None
+        snapshot = capacity_snapshot(spec.clusters, self.views(), self.settings.failover_grace)
+        previous: PreviousPlan = {wid: wp.assignments for wid, wp in plan.workloads.items()
+                                  if wp.status == "Placed"}
+        candidate: Plan = await anyio.to_thread.run_sync(
+            lambda: place(spec, snapshot, previous, commit=snap.commit),
+            abandon_on_cancel=True)
+        out: dict[str, set[str]] = {}
+        for name, ids in running.items():
+            before = {str(w) for w, wp in plan.workloads.items()
+                      if wp.status == "Placed" and name in wp.clusters}
+            after = {str(w) for w, wp in candidate.workloads.items()
+                     if wp.status == "Placed" and name in wp.clusters}
+            out[name] = after | (ids - before)
+        return out
+
+    def _running(self) -> dict[str, set[str]]:
+        """Every cluster of the applied commit -> the workload ids running there: what
+        its informers list, or for a cluster not listed (down) the plan's placements."""
+        spec, plan = self.desired.spec, self.desired.plan
+        assert spec is not None and plan is not None
+        out: dict[str, set[str]] = {}
+        for name in sorted(spec.clusters):
+            a = self.adapters.get(name)
+            if a is not None and a.synced.is_set():
+                out[name] = {str(workload_id_of_label(lbl)) for lbl in a.live_workloads()}
+            else:
+                out[name] = {str(wid) for wid, wp in plan.workloads.items()
+                             if wp.status == "Placed" and name in wp.clusters}
+        return out
 
     def _start_ledger(self) -> None:
         """`--ledger`: decisions go to the repo's ledger branch, pushed from our mirror."""
@@ -590,6 +670,15 @@ class Manager:
 def _file_of(spec: FleetSpec, cluster: str) -> str:
     src = spec.source_of("Cluster", cluster)
     return src.file if src is not None else f"clusters/{cluster}.yaml"
+
+
+def _fleet_changed(old: FleetSpec | None, new: FleetSpec) -> bool:
+    """Does `new` change more than Workload documents (clusters, residency, quotas,
+    guardrails, owners)? Then placement may move workloads it did not name."""
+    return old is None or any(a != b for a, b in (
+        (old.clusters, new.clusters), (old.residency, new.residency),
+        (old.quotas, new.quotas), (old.guardrails, new.guardrails),
+        (old.owners, new.owners)))
 
 
 def _forge_status(settings: Settings) -> CommitStatusPoster | None:

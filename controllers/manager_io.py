@@ -16,6 +16,7 @@ from aiohttp import web
 
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
+from controllers.deletions import CONDITION as DELETIONS_HELD
 from controllers.fleetstate import capacity_snapshot, decision_fields
 from controllers.livestatus import add_pods
 from controllers.observe import render_metrics
@@ -60,6 +61,13 @@ def status(m: Manager) -> dict[str, Any]:
     for name, err in sorted(m.connect_errors.items()):
         conditions.append({"type": "ClusterConnectionFailed", "status": "True",
                            "reason": "ConnectFailed", "message": f"{name}: {err}"})
+    refused = {n: why for n, why in m.reconciler.prune_refused.items() if n in m.adapters}
+    if refused and not any(c["type"] == DELETIONS_HELD for c in conditions):
+        conditions.append({"type": DELETIONS_HELD, "status": "True", "reason": "EmptyFleet",
+                           "message": "the plan places no workload anywhere; deleting "
+                                      "everything we run is refused on "
+                                      + "; ".join(f"{n} ({why})"
+                                                  for n, why in sorted(refused.items()))})
     for name in sorted(m.retiring):
         a = m.adapters.get(name)
         left = len(a.live_workloads()) if a is not None else 0

@@ -35,6 +35,7 @@ from controllers.desired import INTENT_HASH, DesiredState
 from controllers.fleetstate import decision_fields, workload_id_of_label
 from controllers.statusdoc import PlacementLive
 from fleet.ids import ClusterName, WorkloadId
+from fleet.safety import drainable
 
 log = structlog.get_logger()
 
@@ -75,6 +76,9 @@ class ClusterReconciler:
     """Clusters removed from the repo: drained, not reconciled."""
     on_retired: Callable[[str], None] = lambda _name: None
     """Told a retiring cluster runs nothing of ours any more."""
+    prune_refused: dict[str, str] = field(default_factory=dict)
+    """Clusters whose last pass refused to prune everything (the plan places nothing
+    anywhere), with why: shown in status as `DeletionsHeld`, not only logged."""
 
     async def __call__(self, name: str) -> float | None:
         adapter = self.adapters.get(name)
@@ -108,6 +112,10 @@ class ClusterReconciler:
         label_of = {k: workload_of(o) for k, o in adapter.applier.live.items()}
         result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
                                      protect=self.desired.protected())
+        if result.prune_refused:
+            self.prune_refused[name] = result.prune_refused
+        else:
+            self.prune_refused.pop(name, None)
         failed_labels: set[str] = set()
         for key, _err in result.failed:
             obj = adapter.applier.desired.get(key) or {}
@@ -181,12 +189,20 @@ class ClusterReconciler:
 
     async def _drain(self, name: str, adapter: ClusterAdapter) -> float | None:
         """A cluster whose Cluster file was removed: delete every workload we run there
-        (its workloads are placed elsewhere by then), then let it be disconnected."""
-        labels = set(adapter.live_workloads())
+        (its workloads are placed elsewhere by then), then let it be disconnected.
+        Never an Invalid workload's copy (`fleet.safety.drainable`): the cluster stays
+        retiring, and says so, until that workload is valid or gone."""
+        protected = self.desired.protected()
+        labels = drainable(set(adapter.live_workloads()), protected)
         if labels:
             self.totals.pruned += await self._delete(
                 name, adapter, labels, "its cluster was removed from the repo")
-        if adapter.live_workloads():
+        left = set(adapter.live_workloads())
+        if left and not drainable(left, protected):
+            log.warning("drain_waits_for_invalid_workloads", cluster=name,
+                        workloads=sorted(left))
+            return self.resync_interval
+        if left:
             return 1.0  # not all gone yet (a delete failed, or not yet seen): again
         self.on_retired(name)
         return None

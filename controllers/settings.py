@@ -55,6 +55,15 @@ class Settings(BaseSettings):
         None, ge=0, description="seconds a cluster may be Unreachable before its workloads fail "
                           "over (default: each workload's aifleet.dev/unreachable "
                           "toleration, else 300)")
+    max_retire_per_commit: int = Field(
+        1, ge=0, description="clusters one commit may retire (remove the Cluster file of); "
+                             "more wait for a commit whose message has the trailer "
+                             "'Fleet-Allow: retire'")
+    max_deletion_fraction: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="a commit that would delete more than this share of a cluster's or "
+                    "the fleet's live workloads (and more than 3) waits for a commit "
+                    "whose message has the trailer 'Fleet-Allow: mass-deletion'")
     leader_elect: bool = Field(False, description="run leader election (one active "
                                                   "controller among replicas)")
     home_kubeconfig: str | None = Field(

@@ -8,7 +8,9 @@ the caller goes on as if it were missing.
 
 - `last-plan.json` (`controllers.lastplan`): the last plan's placements;
 - `retiring.json` (`Manager`): removed clusters still being drained, with how to reach
-  them (a kubeconfig path and context; never a secret).
+  them (a kubeconfig path and context; never a secret);
+- `held.json` (`controllers.deletions`): a commit whose deletions are held, so that a
+  restart does not apply it.
 """
 
 from __future__ import annotations
@@ -85,3 +87,30 @@ def load_retiring(state_dir: Path) -> dict[str, ConnectionSpec]:
     except (AttributeError, KeyError, TypeError) as e:
         unusable(state_dir / RETIRING, e)
         return {}
+
+
+HELD = "held.json"
+
+
+def save_held(state_dir: Path, commit: str, base: str | None,
+              holds: list[dict[str, str]]) -> None:
+    """The commit whose deletions are held, and the applied commit it was held against."""
+    write(state_dir / HELD, 1, {"commit": commit, "base": base, "holds": holds})
+
+
+def load_held(state_dir: Path) -> tuple[str, str | None, list[dict[str, str]]] | None:
+    doc = read(state_dir / HELD, 1)
+    if doc is None:
+        return None
+    commit, base, holds = doc.get("commit"), doc.get("base"), doc.get("holds")
+    if not isinstance(commit, str) or not (base is None or isinstance(base, str)) \
+            or not isinstance(holds, list) or not all(
+                isinstance(h, dict) and all(isinstance(v, str) for v in h.values())
+                for h in holds):
+        unusable(state_dir / HELD, TypeError("commit, base or holds of the wrong type"))
+        return None
+    return commit, base, holds
+
+
+def clear_held(state_dir: Path) -> None:
+    (state_dir / HELD).unlink(missing_ok=True)

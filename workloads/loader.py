@@ -117,6 +117,8 @@ class Snapshot:
     commit: str | None
     spec: FleetSpec
     files: int
+    message: str = ""
+    """The commit's message (its `Fleet-Allow:` trailers allow held deletions)."""
 
 
 def read_fleet(
