@@ -37,6 +37,12 @@ from fleet.placement.types import DEGRADED, PreviousPlan, WorkloadPlacement
 REACHABLE: frozenset[str] = frozenset({"Healthy", "Degraded"})
 """Health states of a cluster that answers (the others: Unreachable, Unknown)."""
 
+MAY_NOT_RUN_HERE: frozenset[str] = frozenset({"Residency", "Taint", "Selector"})
+"""Rules by which a cluster refuses to keep what runs there: residency, a NoExecute
+taint (the platform evicts), the workload's own clusterSelector or placement.clusters
+(its team moved it). Health, capacity, quota and spread never evict what runs."""
+
+
 def hold_reconcile(cluster: ClusterName, plan_saw: Mapping[ClusterName, str]) -> str | None:
     """Invariant: a cluster is reconciled only against a plan made while it answered.
 
@@ -88,23 +94,27 @@ def keep_live_copy(cluster: ClusterName, placement: WorkloadPlacement | None,
                    reachable: Set[ClusterName]) -> str | None:
     """Invariant: a live copy of a workload still in the repo is deleted only when the
     plan places that workload on other clusters that answer (a completed failover or
-    move), or when residency forbids it where it runs. None: the copy may be deleted;
-    else why it stays.
+    move), or when it may not run where it runs any more (`MAY_NOT_RUN_HERE`). None: the
+    copy may be deleted; else why it stays.
 
     `placement` is the workload's in the current plan, None when the workload is not in
     the repo any more (that deletion is the deletions guards' to judge). A workload
     Pending because a cluster is away or its spread cannot be met is placed nowhere
-    new: its live copies are all it has, so they stay, however the plan got there.
+    new: its live copies are all it has, so they stay -- as when it is Pending for
+    capacity or quota after a change: the old copy runs on, the status says Pending.
     """
     if placement is None:
         return None
     if placement.status == "Invalid":
         return "invalid in this commit: keeps its last good state"
     if placement.status == "Pending":
-        forbidden = any(r.cluster == cluster and r.rule == "Residency"
-                        for r in placement.reasons)
-        if forbidden:
-            return None  # residency fails closed, even for its only copy
+        # Residency is judged for every cluster of a diagnosis; taints and selectors
+        # are judged as for keeping only in the first reason, why it could not stay.
+        first = placement.reasons[0] if placement.reasons else None
+        if any(r.cluster == cluster and r.rule == "Residency" for r in placement.reasons) \
+                or (first is not None and first.cluster == cluster
+                    and first.rule in MAY_NOT_RUN_HERE):
+            return None  # it may not run here at all: fails closed, even its only copy
         return "Pending: placed nowhere else, this copy is all it has"
     if cluster in placement.clusters:
         return "the plan keeps it here"

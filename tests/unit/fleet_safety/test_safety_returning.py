@@ -90,6 +90,11 @@ RESIDENCY_HERE = (Reason("0/3 clusters: 3 residency(eu-personal)", None, "Reside
 CAPACITY_HERE = (Reason("0/3 clusters: 1 health(Unreachable), 2 capacity", None, "Capacity"),
                  Reason("h100-80gb: needs 8 on one node, largest free 0", A, "Capacity"))
 
+TAINTED_HERE = Reason("cannot stay: taint gpu-drain:NoExecute is not tolerated", A, "Taint")
+SELECTED_AWAY = Reason("cannot stay: not in placement.clusters", A, "Selector")
+AWAY_THERE = Reason("cannot stay: Unreachable for 400s, past the 300s grace: failing over",
+                    B, "Health")
+
 
 @pytest.mark.parametrize(("placement", "reachable", "deletable"), [
     # Moved to b, which answers: the copy on a is stale and goes (failover completed).
@@ -103,6 +108,11 @@ CAPACITY_HERE = (Reason("0/3 clusters: 1 health(Unreachable), 2 capacity", None,
     (wp("Pending"), {A}, False),
     # Pending because residency now forbids where it runs: residency fails closed.
     (wp("Pending", reasons=RESIDENCY_HERE), {A, B}, True),
+    # Could not stay: a NoExecute taint here (evicted), or its team moved it away.
+    (wp("Pending", reasons=(TAINTED_HERE, *CAPACITY_HERE)), {A, B}, True),
+    (wp("Pending", reasons=(SELECTED_AWAY, *CAPACITY_HERE)), {A, B}, True),
+    # Could not stay because another cluster of its spread is away: it stays here.
+    (wp("Pending", reasons=(AWAY_THERE, *CAPACITY_HERE)), {A, C}, False),
     # Invalid in this commit: keeps its last good state.
     (wp("Invalid"), {A, B}, False),
     # The plan keeps it here: not a deletion at all.
@@ -111,9 +121,51 @@ CAPACITY_HERE = (Reason("0/3 clusters: 1 health(Unreachable), 2 capacity", None,
     (None, {A, B}, True),
 ], ids=["stale-after-failover", "stale-after-degraded-move", "placed-only-on-the-unreachable",
         "pending-capacity-or-spread", "pending-everything-away", "pending-residency-here",
+        "pending-evicted-by-taint", "pending-moved-by-its-team", "pending-other-cluster-away",
         "invalid", "placed-here", "removed-from-repo"])
 def test_a_live_copy_is_deleted_only_when_the_workload_runs_on_in_clusters_that_answer(
         placement: WorkloadPlacement | None, reachable: set[ClusterName],
         deletable: bool) -> None:
     why = keep_live_copy(A, placement, reachable)
     assert (why is None) is deletable, why
+
+
+
+@pytest.mark.parametrize(("taint", "b_down", "spread", "status", "deletable"), [
+    ("NoExecute", False, False, "Pending", True),
+    ("NoExecute", False, True, "Placed", True),
+    ("NoSchedule", False, True, "Placed", False),
+    (None, True, True, "Placed", False),
+    (None, True, False, "Placed", False),
+], ids=["gang-evicted-by-a-noexecute-taint", "spread-evicted-from-a-moves-to-b",
+        "noschedule-keeps-what-runs", "spread-partner-away-degraded-on-a",
+        "gang-on-a-while-b-is-away"])
+def test_the_planners_own_reasons_tell_an_eviction_from_an_absence(
+        taint: str | None, b_down: bool, spread: bool, status: str, deletable: bool
+        ) -> None:
+    # The rule reads the reasons placement writes: checked against the real Planner.
+    # A runs the workload (with B for a spread); may A's copy be deleted?
+    from fleet.placement import place
+    from tests.unit.fleet_placement.builders import (
+        cluster,
+        declared,
+        fleet,
+        with_health,
+        workload,
+    )
+
+    taints = [{"key": "gpu-drain", "effect": taint}] if taint else None
+    w = (workload("w", "team", wtype="inference", replicas=2, count=8,
+                  data_class="eu-personal",
+                  placement={"spread": {"minClusters": 2, "maxClusters": 2}})
+         if spread else workload("w", "team", count=8, data_class="eu-personal",
+                                 placement={"clusters": ["a"]}))
+    spec = fleet(cluster("a", "DE", (("h100-80gb", 8, 8),), taints=taints),
+                 cluster("b", "FR", (("h100-80gb", 8, 8),)), w)
+    cap = declared(spec)
+    if b_down:
+        cap = with_health(cap, "b", "Unreachable", 10_000)
+    runs = (on(A, 1), on(B, 1)) if spread else (on(A, 1),)
+    p = place(spec, cap, {W: runs}).workloads[W]
+    assert p.status == status, p.reasons
+    assert (keep_live_copy(A, p, {A} if b_down else {A, B}) is None) is deletable
