@@ -15,6 +15,7 @@ from clusters.sim import SimFleet
 from controllers.demo_faults import workloads_on
 from controllers.manager import Manager
 from controllers.sandbox import synced, until
+from controllers.statusview import render_fleet
 from tests.fleetdocs import POLICY, workload
 from tests.integration.test_controller_harness import (
     FAST,
@@ -120,6 +121,9 @@ async def test_a_spread_workload_keeps_its_surviving_replicas_while_a_cluster_is
         assert row["status"] == "Placed"
         assert any(r["message"].startswith("degraded: 4 of 4 replicas on 1 cluster")
                    for r in row["reasons"])
+        # `fleet status` lists it under what needs attention, with why.
+        attention = render_fleet(m.status()).split("Needs attention")[1]
+        assert CHAT in attention and "degraded: 4 of 4 replicas on 1 cluster" in attention
         # Residency holds, degraded or not.
         assert CHAT not in workloads_on(sim, "us-east-1")
 
