@@ -230,12 +230,17 @@ async def _failover(n: Narrator, m: Manager, box: Sandbox, step: int, total: int
     took = await until(failed_over, 40, what=f"failover from {victim}")
     after = m.status()
     rows = {w["id"]: w for w in after["workloads"]}
+    # A spread that lost a cluster keeps its surviving replicas (Placed, degraded): its
+    # copy on the victim is not stale, the plan made after the return keeps it there.
+    degraded = {w for w in affected if rows[w]["status"] == "Placed"
+                and any(r.get("rule") == "Degraded" for r in rows[w]["reasons"])}
     table_rows = []
     for wid in affected:
         r = rows[wid]
         now = ", ".join(f"{p['cluster']}({where.get(p['cluster'], '?')})"
                         for p in r["placements"]) or "-"
-        note = r["status"] if r["status"] != "Placed" else "failed over"
+        note = r["status"] if r["status"] != "Placed" else (
+            "degraded: kept where it still runs" if wid in degraded else "failed over")
         if r["status"] != "Placed" and r["reasons"]:
             note += ": " + _diagnosis(r)
         table_rows.append((wid, str(r.get("dataClass") or "-"), f"{victim}({where[victim]})",
@@ -246,7 +251,7 @@ async def _failover(n: Narrator, m: Manager, box: Sandbox, step: int, total: int
            f"{took:.1f} s")
     n.say(f"  {victim} comes back")
     await box.sim.clusters[victim].up()
-    moved = {w for w in affected if rows[w]["status"] == "Placed"}
+    moved = {w for w in affected if rows[w]["status"] == "Placed"} - degraded
 
     def cleaned() -> bool:
         from controllers.demo_faults import workloads_on

@@ -17,13 +17,14 @@ moves nothing renders nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from typing import Any
 
 from controllers.fleetstate import workload_id_of_label, workload_label
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster, Workload
 from fleet.placement.types import Assignment, Plan
+from fleet.safety import keep_live_copy
 from fleet.spec import FleetSpec
 
 Manifest = dict[str, Any]
@@ -43,6 +44,10 @@ class DesiredState:
         self._render = render
         self.spec: FleetSpec | None = None
         self.plan: Plan | None = None
+        self.plan_saw: Mapping[ClusterName, str] | None = None
+        """Each cluster's health in the snapshot `plan` was made from (None: not known,
+        as in tests that set a plan by hand): a cluster is reconciled only against a
+        plan that saw it answer (`fleet.safety.hold_reconcile`)."""
         self.head: str | None = None
         self.workload_commit: dict[WorkloadId, str] = {}
         self._cache: dict[tuple[ClusterName, WorkloadId, Assignment, str],
@@ -109,15 +114,38 @@ class DesiredState:
             ids |= {wid for wid, wp in self.plan.workloads.items() if wp.status == "Invalid"}
         return {workload_label(w) for w in ids}
 
-    def stale_on(self, cluster: ClusterName, live_labels: set[str]) -> set[str]:
-        """Copies here of workloads the plan now places on other clusters only."""
+    def stale_on(self, cluster: ClusterName, live_labels: set[str],
+                 reachable: Set[ClusterName] | None = None) -> set[str]:
+        """Copies here of workloads the plan now places on other clusters only, which
+        answer (`reachable`; None: every cluster of the plan): `fleet.safety`."""
         if self.plan is None:
             return set()
         out: set[str] = set()
         for label in live_labels:
             wp = self.plan.workloads.get(workload_id_of_label(label))
-            if wp is not None and wp.status == "Placed" and cluster not in wp.clusters:
+            if wp is None or wp.status != "Placed" or cluster in wp.clusters:
+                continue
+            answers = set(wp.clusters) if reachable is None else reachable
+            if keep_live_copy(cluster, wp, answers) is None:
                 out.add(label)
+        return out
+
+    def kept_on(self, cluster: ClusterName, live_labels: set[str],
+                reachable: Set[ClusterName]) -> dict[str, str]:
+        """Live copies here the plan does not place here that must stay anyway, with
+        why (`fleet.safety.keep_live_copy`: Pending because a cluster is away or its
+        spread cannot be met, placed only on clusters that do not answer, Invalid):
+        prune leaves them alone."""
+        if self.plan is None:
+            return {}
+        out: dict[str, str] = {}
+        for label in sorted(live_labels):
+            wp = self.plan.workloads.get(workload_id_of_label(label))
+            if wp is None or cluster in wp.clusters:
+                continue
+            why = keep_live_copy(cluster, wp, reachable)
+            if why is not None:
+                out[label] = why
         return out
 
     def signature(self, cluster: ClusterName) -> tuple[Any, ...]:

@@ -68,7 +68,12 @@ from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Plan, PreviousPlan
-from fleet.safety import DeletionLimits, shared_servers
+from fleet.safety import (
+    DeletionLimits,
+    previous_with_returned,
+    returned_clusters,
+    shared_servers,
+)
 from fleet.spec import FleetSpec
 from workloads.loader import Snapshot
 
@@ -588,6 +593,17 @@ class Manager:
             previous = {} if old is None else {
                 wid: wp.assignments for wid, wp in old.workloads.items()
                 if wp.status == "Placed"}
+            back = returned_clusters(self.desired.plan_saw or {}, {
+                n: c.health for n, c in snapshot.clusters.items()})
+            if old is not None and self.desired.plan_saw is not None and back:
+                # Back from away: what still runs there counts as running (stickiness),
+                # so this plan keeps it there where the rules allow, not a plan that
+                # could not see it (its reconcile waits for this plan).
+                live = {n: a.live_workloads() for n, a in self.adapters.items()
+                        if ClusterName(n) in back and a.synced.is_set()}
+                previous = previous_with_returned(
+                    previous, old.workloads, previous_from_live(spec.clusters, live))
+                log.info("clusters_returned", clusters=sorted(back))
         started = time.perf_counter()
         # Pure, so a shutdown may abandon it rather than wait seconds for a big fleet.
         plan: Plan = await anyio.to_thread.run_sync(
@@ -599,6 +615,7 @@ class Manager:
         self.snapshot = snapshot
         manager_io.record_plan_events(self, self.desired.plan, plan, previous if rebuild else None)
         self.desired.plan = plan
+        self.desired.plan_saw = {n: c.health for n, c in snapshot.clusters.items()}
         if rebuild:
             self._rebuild_previous = False
             self._adopt_live_commits()

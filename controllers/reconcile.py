@@ -4,13 +4,17 @@ Level-triggered and idempotent: the key is a cluster name, and the reconcile rea
 current plan, not an event. In order:
 
 1. nothing while the cluster is not synced (its informers have not listed yet: we would
-   not know what runs there), Unreachable, or while we are not the leader;
+   not know what runs there), Unreachable, or while we are not the leader; and nothing
+   while the current plan was made without it answering (it was away: that plan did
+   not see what still runs there; `fleet.safety.hold_reconcile`);
 2. stale copies first: workloads the plan now places only on other clusters (a
    failover while this cluster was away) are deleted before anything else is applied
    here, so a gang job never runs twice;
 3. apply the cluster's desired objects (server-side apply; unchanged objects cost zero
    API calls) and prune owned objects no longer desired -- except those of workloads
-   invalid in this commit (`protect`), which keep their last good state;
+   invalid in this commit, which keep their last good state, and live copies
+   `fleet.safety.keep_live_copy` keeps (a workload placed nowhere else, or only on
+   clusters that do not answer): `protect`;
 4. record per workload Synced / Failed for the status document, one summary log line,
    events for the ledger (Applied, Pruned).
 
@@ -35,7 +39,7 @@ from controllers.desired import INTENT_HASH, DesiredState
 from controllers.fleetstate import decision_fields, workload_id_of_label
 from controllers.statusdoc import PlacementLive
 from fleet.ids import ClusterName, WorkloadId
-from fleet.safety import drainable
+from fleet.safety import REACHABLE, drainable, hold_reconcile
 
 log = structlog.get_logger()
 
@@ -92,11 +96,18 @@ class ClusterReconciler:
             return 1.0
         if name in self.retiring:
             return await self._drain(name, adapter)
-        started = time.perf_counter()
         cluster = ClusterName(name)
+        if self.desired.plan_saw is not None:
+            held_by = hold_reconcile(cluster, self.desired.plan_saw)
+            if held_by is not None:  # the placement loop re-plans on the health change
+                log.info("reconcile_held", cluster=name, reason=held_by)
+                return 0.5
+        started = time.perf_counter()
         signature = self.desired.signature(cluster)
         live_labels = set(adapter.live_workloads())
-        stale = self.desired.stale_on(cluster, live_labels)
+        reachable = {ClusterName(n) for n, a in self.adapters.items()
+                     if a.health_state in REACHABLE}
+        stale = self.desired.stale_on(cluster, live_labels, reachable)
         deleted = 0
         if stale:
             # Before anything else runs here: a failed-over gang must not run twice.
@@ -110,8 +121,9 @@ class ClusterReconciler:
         plan = self.desired.plan
         anything_placed = any(wp.status == "Placed" for wp in plan.workloads.values())
         label_of = {k: workload_of(o) for k, o in adapter.applier.live.items()}
+        kept = self.desired.kept_on(cluster, live_labels, reachable)
         result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
-                                     protect=self.desired.protected())
+                                     protect=self.desired.protected() | set(kept))
         if result.prune_refused:
             self.prune_refused[name] = result.prune_refused
         else:
@@ -161,7 +173,8 @@ class ClusterReconciler:
                  recreated=len(result.recreated), unchanged=len(result.unchanged),
                  pruned=len(result.pruned), stale_deleted=deleted, failed=len(result.failed),
                  prune_refused=result.prune_refused, api_calls=result.api_calls,
-                 pruned_workloads=pruned_labels, seconds=round(elapsed, 3))
+                 pruned_workloads=pruned_labels, kept_unplanned=sorted(kept),
+                 seconds=round(elapsed, 3))
         if result.failed:
             first_key, first_err = result.failed[0]
             what = (f"{len(result.failed)} object{'' if len(result.failed) == 1 else 's'} "

@@ -48,7 +48,9 @@ def filter_workloads(doc: dict[str, Any], *, team: str | None = None,
 def needs_attention(w: dict[str, Any]) -> bool:
     return (w.get("status") in ATTENTION_STATUS or w.get("sync") in ATTENTION_SYNC
             or w.get("health") == "Failed"
-            or any(not d.get("corrected") for d in w.get("drift", [])))
+            or any(not d.get("corrected") for d in w.get("drift", []))
+            # Placed on what was left of it (a spread that lost a cluster): running, short
+            or any(r.get("rule") == "Degraded" for r in w.get("reasons", [])))
 
 
 def _gpus(c: dict[str, Any]) -> str:
@@ -59,7 +61,8 @@ def _gpus(c: dict[str, Any]) -> str:
 
 
 def _reason(w: dict[str, Any]) -> str:
-    reasons = [r.get("message", "") for r in w.get("reasons", []) if not r.get("cluster")]
+    reasons = [r.get("message", "") for r in w.get("reasons", []) if r.get("rule") == "Degraded"]
+    reasons += [r.get("message", "") for r in w.get("reasons", []) if not r.get("cluster")]
     if not reasons:
         reasons = [r.get("message", "") for r in w.get("reasons", [])]
     drift = [d for d in w.get("drift", []) if not d.get("corrected")]

@@ -40,6 +40,7 @@ from fleet.placement.snapshot import NodeKey, Snapshot, build_snapshot
 from fleet.placement.spread import divide
 from fleet.placement.state import Hist, Key, State, best_fit
 from fleet.placement.types import (
+    DEGRADED,
     Assignment,
     FlavourUsage,
     Plan,
@@ -397,10 +398,23 @@ class Planner:
                 break
             chosen.append(found)
         shares = divide(ctx.replicas, [room for _, _, room in chosen])
+        degraded: Reason | None = None
         if len(chosen) < ctx.min_clusters or shares is None:
-            return Decision(WorkloadPlacement(ctx.id, "Pending", (),
-                                              diagnose(self, ctx, state, chosen_room=sum(
-                                                  r for _, _, r in chosen))))
+            if not ctx.previous_clusters & {c.cluster for _, c, _ in chosen}:
+                return Decision(WorkloadPlacement(ctx.id, "Pending", (),
+                                                  diagnose(self, ctx, state, chosen_room=sum(
+                                                      r for _, _, r in chosen))))
+            # It runs on some of these clusters: keep it there (and wherever else it
+            # fits) with what room allows, rather than take its surviving replicas
+            # down because a cluster it also ran on is away (a spread is for HA).
+            rooms = [room for _, _, room in chosen]
+            shares = divide(min(ctx.replicas, sum(rooms)), rooms)
+            assert shares is not None  # one room each at least, no more clusters than replicas
+            degraded = Reason(
+                f"degraded: {sum(shares)} of {ctx.replicas} replicas on {len(chosen)} "
+                f"cluster{'' if len(chosen) == 1 else 's'} (spread wants "
+                f"{ctx.min_clusters}..{ctx.max_clusters}); kept where it still runs",
+                None, DEGRADED)
         totals: dict[Flavour, int] = {}
         for (_, option, _), n in zip(chosen, shares, strict=True):
             totals[option.flavour] = totals.get(option.flavour, 0) + n * ctx.count
@@ -422,9 +436,10 @@ class Planner:
             reasons.append(Reason(f"{n} of {ctx.replicas} replicas; "
                                   + self._chosen(ctx, option, score), option.cluster, "Spread"))
         order = sorted(range(len(assignments)), key=lambda i: assignments[i])
+        first = (degraded,) if degraded is not None else ()
         return Decision(
             WorkloadPlacement(ctx.id, "Placed", tuple(assignments[i] for i in order),
-                              tuple(reasons[i] for i in order)),
+                              (*first, *(reasons[i] for i in order))),
             tuple(nodes[i] for i in order),
             tuple(((ctx.team, f), g) for f, g in sorted(totals.items())))
 

@@ -10,7 +10,7 @@ dataclasses, so a plan can be compared, hashed and serialised deterministically.
 - A `Reason` says why a cluster was chosen or filtered out (`cluster` set), or why the
   workload is Pending (`cluster` None, the diagnosis line). `rule` names the filter or
   scorer: Residency, Selector, Taint, Health, Cordon, Flavour, Capacity, Gang, Quota,
-  Spread, Sticky, Invalid.
+  Spread, Sticky, Invalid, and Degraded (`DEGRADED`).
 - `PreviousPlan` is what runs now, by workload id: the input of stickiness. The
   controller builds it from its last plan, or after a restart from the live objects.
 """
@@ -24,6 +24,11 @@ from typing import Literal
 from fleet.ids import ClusterName, Flavour, WorkloadId
 
 PlacementStatus = Literal["Placed", "Pending", "Invalid"]
+
+DEGRADED = "Degraded"
+"""The rule of the first Reason of a placement that keeps fewer clusters or replicas
+than the workload asks for, because that is what is left where it runs (a spread
+workload that lost a cluster): Placed, not Pending, so its surviving copies stay."""
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 
 from fleet.capacity import CapacitySnapshot
-from fleet.ids import ClusterName, WorkloadId
+from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement import place
 from fleet.placement.framework import WEIGHTS
 from fleet.placement.spread import divide
 from fleet.placement.types import Assignment, Plan
+from fleet.spec import FleetSpec
 from tests.unit.fleet_placement.builders import (
     cluster,
     declared,
@@ -186,6 +187,42 @@ def test_spread_divides_replicas_by_free_capacity_over_min_to_max_clusters() -> 
                           placement={"spread": {"minClusters": 2, "maxClusters": 2}}))
     got = where(place(spec, declared(spec)), "nlp-team/serve")
     assert len(got) == 2 and sum(r for _, _, r in got) == 6
+
+
+def _spread_fleet() -> FleetSpec:
+    return fleet(cluster("a", "DE", (("l40s-48gb", 8, 4),)),
+                 cluster("b", "FR", (("l40s-48gb", 8, 4),)),
+                 cluster("us", "US", (("l40s-48gb", 32, 4),)),
+                 workload("chat", wtype="inference", replicas=4, count=1,
+                          flavours=("l40s-48gb",), data_class="eu-personal",
+                          placement={"spread": {"minClusters": 2, "maxClusters": 3}}))
+
+
+L40S = Flavour("l40s-48gb")
+
+
+@pytest.mark.parametrize(("previous", "status", "expected"), [
+    ({"a": 2, "b": 2}, "Placed", [("b", L40S, 4)]),
+    ({"a": 4}, "Pending", []),
+    ({}, "Pending", []),
+], ids=["survivor-kept-degraded", "ran-only-on-the-lost-cluster", "new-workload"])
+def test_a_spread_workload_that_loses_a_cluster_keeps_its_surviving_copies(
+        previous: dict[str, int], status: str, expected: list[tuple[str, str, int]]) -> None:
+    # eu-personal over 2..3 clusters; only a and b are in the EU; a is Unreachable past
+    # its grace. What survives on b stays, Placed and degraded, never Pending.
+    spec = _spread_fleet()
+    cap = with_health(declared(spec), "a", "Unreachable", 10_000)
+    prev = {W("nlp-team/chat"): tuple(Assignment(ClusterName(c), L40S, n, 1)
+                                      for c, n in sorted(previous.items()))} if previous else {}
+    plan = place(spec, cap, prev)
+    p = plan.workloads[W("nlp-team/chat")]
+    assert (p.status, where(plan, "nlp-team/chat")) == (status, expected)
+    if status == "Placed":
+        assert p.reasons[0].rule == "Health" and "past the" in p.reasons[0].message
+        assert p.reasons[1].rule == "Degraded" and p.reasons[1].message.startswith(
+            "degraded: 4 of 4 replicas on 1 cluster")
+    # Never outside residency, degraded or not.
+    assert all(a.cluster != "us" for a in p.assignments)
 
 
 @pytest.mark.parametrize(("replicas", "rooms", "expected"), [
