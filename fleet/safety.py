@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fleet.ids import ClusterName, WorkloadId, workload_id
-from fleet.placement.types import DEGRADED, PreviousPlan, WorkloadPlacement
+
+if TYPE_CHECKING:  # the models import these rules, and placement imports the models
+    from fleet.placement.types import PreviousPlan, WorkloadPlacement
 
 # --------------------------------------------------------------------------- deletions
 #
@@ -198,6 +200,8 @@ def returned_clusters(plan_saw: Mapping[ClusterName, str],
 
 def is_degraded(p: WorkloadPlacement) -> bool:
     """Placed on fewer clusters or replicas than asked: what was left of it was kept."""
+    from fleet.placement.types import DEGRADED  # see the TYPE_CHECKING import
+
     return p.status == "Placed" and any(r.rule == DEGRADED for r in p.reasons)
 
 
