@@ -272,6 +272,11 @@ class Manager:
         process held `snap` against."""
         if self.desired.spec is None:
             base = self.deletions.restored_base(snap.commit)
+            if base is None and self.source.applied not in (None, snap.commit):
+                # A head that came while no controller ran: what it deletes is judged
+                # like any other commit's, once what runs is known; meanwhile the last
+                # applied commit (the source guard keeps it) is served.
+                base = self.source.applied
             if base is not None:
                 served = await self.source.read(base)
                 if served is not None:
@@ -618,6 +623,8 @@ class Manager:
         self.desired.plan_saw = {n: c.health for n, c in snapshot.clusters.items()}
         if rebuild:
             self._rebuild_previous = False
+            if self.deletions.candidate is not None and not self.deletions.judged:
+                self.trigger_fetch()  # what runs is known now: judge the waiting head
             self._adopt_live_commits()
         self._enqueue_changed()
         self._cluster_done("")  # a commit that changes nothing anywhere is applied now

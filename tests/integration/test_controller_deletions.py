@@ -178,6 +178,27 @@ async def test_deleting_most_workloads_is_held_across_a_restart_until_allowed(
         assert not (tmp_path / "state" / "held.json").exists()
 
 
+async def test_a_mass_deletion_pushed_while_no_controller_ran_is_held_at_start(
+        tmp_path: Path) -> None:
+    """The restart gap: with no hold saved, the head a controller finds at start used to
+    be adopted as it was. The last applied commit (kept by the source guard) is served
+    first, and the head judged once what runs is known."""
+    async with sandbox(tmp_path, bigger_fleet()) as box:
+        async with box.controller(fast_settings(box), adapter_options=FAST) as m:
+            await all_rolled_out(m, box, 13)
+            before = running(box)
+        assert not (tmp_path / "state" / "held.json").exists()
+        commit = box.repo.commit({f"workloads/nlp-team/svc-{i}.yaml": None for i in range(9)},
+                                 "retire old services, pushed while the controller was down")
+        async with box.controller(fast_settings(box), adapter_options=FAST) as m2:
+            await until(lambda: bool(held(m2)), 30, what="held at start")
+            assert held(m2)[0]["reason"] == "MassDeletion"
+            assert m2.status()["source"]["observedCommit"] == commit
+            assert m2.desired.head == box.first_commit
+            await asyncio.sleep(1.0)
+            assert running(box) == before
+
+
 async def test_reverting_a_held_commit_moves_nothing(tmp_path: Path) -> None:
     async with sandbox(tmp_path, bigger_fleet()) as box, box.controller(
             fast_settings(box), adapter_options=FAST) as m:
