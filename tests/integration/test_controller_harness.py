@@ -79,6 +79,11 @@ async def rolled_out(m: Manager, box: Sandbox) -> dict[str, list[str]]:
     return where(m.status())
 
 
+def condition(doc: dict[str, Any], ctype: str) -> dict[str, Any] | None:
+    """The source condition of that type in a status document, if any."""
+    return next((c for c in doc["source"]["conditions"] if c["type"] == ctype), None)
+
+
 def test_the_test_fleet_is_valid(tmp_path: Path) -> None:
     from tests.gitrepo import GitRepo
     from workloads.loader import read_fleet

@@ -30,16 +30,13 @@ from tests.integration.test_controller_harness import (
     CLUSTERS,
     FAST,
     SERVE,
+    condition,
     fast_settings,
     rolled_out,
     sandbox,
     serve_doc,
     where,
 )
-
-
-def condition(doc: dict[str, Any], ctype: str) -> dict[str, Any] | None:
-    return next((c for c in doc["source"]["conditions"] if c["type"] == ctype), None)
 
 
 def deployment(box: Sandbox, cluster: str, name: str) -> dict[str, Any] | None:

@@ -15,16 +15,13 @@ from tests.fleetdocs import cluster
 from tests.integration.test_controller_harness import (
     FAST,
     SERVE,
+    condition,
     fast_settings,
     rolled_out,
     sandbox,
     serve_doc,
     where,
 )
-
-
-def condition(doc: dict[str, Any], ctype: str) -> dict[str, Any] | None:
-    return next((c for c in doc["source"]["conditions"] if c["type"] == ctype), None)
 
 
 def deployment_replicas(box: Any, cluster_name: str) -> int:
