@@ -21,6 +21,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fleet.quantity import same as same_quantity
+
 OUR_MANAGER = "aifleet"
 
 MERGE_KEYS: Mapping[str, str] = {
@@ -105,8 +107,21 @@ def _walk(want: Any, got: Any, parts: tuple[PathPart, ...]
         if not _atomic_equal(want, got):
             yield parts, want, got
         return
-    if not _scalar_equal(want, got):
+    if not _scalar_equal(want, got, _is_quantity(parts)):
         yield parts, want, got
+
+
+def _is_quantity(parts: tuple[PathPart, ...]) -> bool:
+    """Whether the field at `parts` is a resource quantity, which the API server stores
+    canonical (`0.5` comes back `500m`): container requests/limits, pod overhead,
+    emptyDir sizeLimit. Only there are spellings of one quantity the same value; an env
+    var `1000` is not `1k`."""
+    if not parts or not isinstance(parts[-1], str):
+        return False
+    if parts[-1] == "sizeLimit":
+        return True
+    return len(parts) >= 2 and (parts[-2] == "overhead" or (
+        len(parts) >= 3 and parts[-2] in ("requests", "limits") and parts[-3] == "resources"))
 
 
 def _atomic_equal(want: list[Any], got: Any) -> bool:
@@ -119,15 +134,17 @@ def _atomic_equal(want: list[Any], got: Any) -> bool:
         elif isinstance(w, list):
             if not _atomic_equal(w, g):
                 return False
-        elif not _scalar_equal(w, g):
+        elif not _scalar_equal(w, g, False):
             return False
     return True
 
 
-def _scalar_equal(want: Any, got: Any) -> bool:
+def _scalar_equal(want: Any, got: Any, quantity: bool) -> bool:
     if got is _MISSING:
         return False
     if want == got and type(want) is type(got):
+        return True
+    if quantity and same_quantity(want, got):
         return True
     # Quantities and int-or-string fields come back in either spelling.
     if isinstance(want, int | float | str) and isinstance(got, int | float | str) \

@@ -19,9 +19,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from clusters.sim.errors import SimError, invalid
+from clusters.sim.errors import SimError, bad_request, invalid
 from clusters.sim.resources import Resource
 from clusters.sim.selectors import match_labels
+from fleet.quantity import QuantityError, canonical
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -68,6 +69,44 @@ def validate_name(res: Resource, name: str) -> None:
 def immutable(res: Resource, name: str, field: str) -> SimError:
     return invalid(qualified(res), name, [(field, "FieldValueInvalid",
                                            "Invalid value: field is immutable")])
+
+
+# ---------------------------------------------------------------- quantities
+
+_QUANTITY_MAPS = frozenset({"requests", "limits"})
+"""Under `resources`: maps of resource name -> quantity."""
+_QUANTITY_MAP_KEYS = frozenset({"overhead", "capacity", "allocatable"})
+_QUANTITY_KEYS = frozenset({"sizeLimit"})
+
+
+def decode_quantities(res: Resource, obj: dict[str, Any]) -> None:
+    """Every quantity as the real server stores it (in place): decoded and written back
+    canonical (`0.5` -> `500m`, `1024Mi` -> `1Gi`, `8` -> `"8"`); one that does not
+    parse is the decoder's 400, as kube-apiserver answers it."""
+    try:
+        _canonical_quantities(obj, None)
+    except QuantityError as e:
+        raise bad_request(f'{res.kind} in version "{res.version}" cannot be handled as a '
+                          f"{res.kind}: {e}") from None
+
+
+def _canonical_quantities(node: Any, key: str | None) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _canonical_quantities(item, None)
+        return
+    if not isinstance(node, dict):
+        return
+    for k, v in node.items():
+        if ((k in _QUANTITY_MAPS and key == "resources") or k in _QUANTITY_MAP_KEYS) \
+                and isinstance(v, dict):
+            for name, q in v.items():
+                v[name] = canonical(q)
+            continue
+        if k in _QUANTITY_KEYS and v is not None:
+            node[k] = canonical(v)
+            continue
+        _canonical_quantities(v, k)
 
 
 # ---------------------------------------------------------------- defaults

@@ -196,6 +196,7 @@ class Store:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
+        objects.decode_quantities(res, obj)
         objects.apply_defaults(res, obj, self.next_ip() if res.kind == "Service" else "")
         objects.validate(res, obj)
         if manager:
@@ -225,6 +226,7 @@ class Store:
                 meta[k] = ometa[k]
             else:
                 meta.pop(k, None)
+        objects.decode_quantities(res, new)
         if subresource == "status":
             new = {**old, "status": new.get("status", {})}
             meta = new["metadata"] = dict(ometa)

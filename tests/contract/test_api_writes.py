@@ -205,3 +205,25 @@ async def test_an_eviction_deletes_the_pod(api: client.ApiClient, ns: str) -> No
     async def gone() -> bool:
         return not (await core.list_namespaced_pod(ns)).items
     await eventually(gone)
+
+
+
+async def test_quantities_are_stored_canonical_and_a_bad_one_is_a_400(
+        api: client.ApiClient, ns: str) -> None:
+    """kube-apiserver decodes every quantity and writes it back canonical; a value that
+    is no quantity fails decoding with 400 BadRequest, before any validation."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "q", "namespace": ns},
+           "spec": {"containers": [{"name": "c", "image": "busybox:1.36", "resources": {
+               "requests": {"cpu": "0.5", "memory": "1024Mi"},
+               "limits": {"cpu": "2000m", "memory": "1.5Gi"}}}]}}
+    status, stored, _ = await raw(api, "POST", f"/api/v1/namespaces/{ns}/pods", body=pod)
+    assert status == 201, stored
+    assert stored["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"cpu": "2", "memory": "1536Mi"}}
+    bad = {**pod, "metadata": {"name": "bad", "namespace": ns},
+           "spec": {"containers": [{"name": "c", "image": "busybox:1.36",
+                                    "resources": {"requests": {"memory": "6GiB"}}}]}}
+    status, body, _ = await raw(api, "POST", f"/api/v1/namespaces/{ns}/pods", body=bad)
+    assert status == 400 and body["reason"] == "BadRequest"
+    assert "quantities must match the regular expression" in body["message"]
