@@ -3,9 +3,11 @@
 Added to the FleetStatus document by the controller (`manager_io.status`), after the
 schema's fields, so `docs/spec/status.schema.json` still holds (extra fields are allowed):
 
-- each `placements[]` item gets `sync` (Synced / Failed, or Applying before its first
-  reconcile) and `health` of that one cluster, so a cluster's synced / drifted / failed
-  counts and a workload's drill-down need no guessing from the worst-of summary;
+- each `placements[]` item gets `sync` (Synced / Failed / OutOfSync with open drift, or
+  Applying before its first reconcile) and `health` of that one cluster, so a cluster's
+  synced / drifted / failed counts and a workload's drill-down need no guessing from the
+  worst-of summary. On an Unreachable cluster both are Unknown (with `lastSync`, what
+  its last reconcile found): "Synced" there would be an all-clear nobody can check;
 - each cluster gets `workloads` ({placed, synced, drifted, failed}) and, while it is
   Unreachable, `unreachableForSeconds` (since its first unanswered request: the clock
   failover runs on) and `failoverGraceSeconds` (the `--failover-grace`, else the shortest
@@ -43,6 +45,9 @@ def add_operator_fields(doc: dict[str, Any], *, spec: FleetSpec | None,
             p["health"] = pl.health if pl is not None else "Unknown"
             if (cluster, row["id"]) in open_drift:
                 p["sync"] = "OutOfSync"
+            view = views.get(cluster)
+            if view is not None and view.health == "Unreachable":
+                p["lastSync"], p["sync"], p["health"] = p["sync"], "Unknown", "Unknown"
             c = counts.setdefault(cluster, {"placed": 0, "synced": 0, "drifted": 0,
                                             "failed": 0})
             c["placed"] += 1

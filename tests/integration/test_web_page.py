@@ -242,6 +242,10 @@ async def test_web_page_counts_down_to_failover_while_a_cluster_is_unreachable(
     left = re.search(rf"unreachable for \d+ s; its {n} workloads? fail over in (\d+) s", row)
     assert left is not None, row
     assert 0 < int(left.group(1)) <= 600
+    assert found[("cluster", lost)].endswith(f"{n} 0 0 0")  # none known to be synced now
+    # What runs there needs attention, and says why; the list says where it is stuck.
+    assert f"placed on {lost}, which does not answer" in found[("workload", TRAIN)]
+    assert f"{lost} (Unreachable)" in found[("wl", TRAIN)]
 
 
 @needs_chromium
