@@ -409,6 +409,9 @@ class Manager:
                 connected[name] = await ClusterAdapter.connect(
                     reach[name], self.adapter_options, on_drift=self._drift_handler(name))
             except ClusterError as e:
+                if self.connect_errors.get(name) != str(e):  # once per new error, not per try
+                    self.feed.note("ClusterConnectionFailed", cluster=name, reason=str(e),
+                                   acting=self.may_act())
                 self.connect_errors[name] = str(e)
                 log.error("cluster_connect_failed", cluster=name, error=str(e))
 
