@@ -272,3 +272,25 @@ async def test_web_page_shows_injected_names_and_reasons_as_text(tmp_path: Path)
     assert found[("drilldown", evil)].startswith(f"Workload {evil} close")
     img = found[("workload", "nlp-team/img")]
     assert "image '<img src=x onerror=\"document.body.dataset.pwned=" in img, img
+
+
+@needs_chromium
+async def test_web_page_says_why_a_cluster_is_degraded(tmp_path: Path) -> None:
+    async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
+                                                         adapter_options=FAST) as m:
+        await rolled_out(m, box)
+        assert box.sim is not None
+        box.sim.clusters["us-east-1"].faults.fail_next(3, 503)
+        await until(lambda: next(c for c in m.status()["clusters"]
+                                 if c["name"] == "us-east-1")["health"] == "Degraded",
+                    20, what="us-east-1 degraded")
+        _, found = await page_at(m, {"ev": "health"}, tmp_path / "chromium")
+
+    row = found[("cluster", "us-east-1")]
+    assert "Degraded" in row, row
+    # The controller's own reason when its status gives one; else what Degraded means.
+    assert "answers with errors" in row or "503" in row, row
+    # The health filter of the timeline: only health changes, this one among them.
+    timeline = events_rows(found)
+    assert timeline and all(" Cluster" in r for r in timeline), timeline
+    assert any("ClusterDegraded us-east-1 was Healthy" in r for r in timeline), timeline
