@@ -86,7 +86,7 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None) -> web.Application:
         if ep.events is None:
             raise web.HTTPNotFound()
         raw = request.query.get("since", "0")
-        if not raw.isdigit() or len(raw) > 18:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             return web.Response(status=400, text="since: a sequence number (0 or more)\n")
         return _json(ep.events(int(raw), request.query.get("workload") or None))
 

@@ -68,7 +68,7 @@ async def test_the_feed_serves_decisions_drift_and_held_deletions_without_a_ledg
         assert [e["seq"] for e in (await feed(m, since=mid)).json()["events"]] == \
             [s for s in seqs if s > mid]
         assert {e["workload"] for e in (await feed(m, workload=TRAIN)).json()["events"]} == {TRAIN}
-        for bad in ("-1", "abc", "1e3", ""):
+        for bad in ("-1", "abc", "1e3", "", "\u00b2", "9" * 40):
             r = await feed(m, since=bad)
             assert r.status_code == 400, (bad, r.text)
 
