@@ -48,6 +48,7 @@ from clusters.kubeconfig import ConnectionSpec, server_of
 from controllers import lastplan, manager_io, sourceguard, triggers
 from controllers.deletions import DeletionGuard
 from controllers.desired import DesiredState, RenderFn
+from controllers.eventfeed import EventFeed
 from controllers.fleetstate import (
     ClusterView,
     capacity_snapshot,
@@ -130,6 +131,9 @@ class Manager:
             self.desired, self.adapters, self.live, events, self.may_act,
             settings.resync_interval, on_done=self._cluster_done,
             on_failed=self._cluster_failed, retiring=self.retiring, on_retired=self._retired)
+        self.feed = EventFeed()
+        """What this replica saw happen, for the page and `GET /api/v1/events`."""
+        self.reconciler.feed = self.feed
         self.queue: WorkQueue[str] = WorkQueue(
             "clusters", self.reconciler, concurrency=settings.cluster_concurrency)
         self.snapshot = CapacitySnapshot({})
@@ -248,7 +252,9 @@ class Manager:
                 result.observed == self.deletions.candidate.commit:
             snap = await self._guarded(self.deletions.candidate)  # what runs may be known now
         held = self.deletions.condition()
+        before = self.conditions
         self.conditions = conditions + ((held,) if held is not None else ())
+        self._feed_conditions(before, self.conditions)
         if self.settings.ledger and self.events is None and self.source.mirror_path.exists():
             self._start_ledger()
         if snap is not None:
@@ -262,9 +268,24 @@ class Manager:
     def record(self, event: Any, workload: str, **fields: Any) -> None:
         """A decision for the ledger, recorded only while this replica may act: a
         follower never writes a ledger record (the reconciler gates its own the same
-        way, `ClusterReconciler._event`)."""
-        if self.events is not None and self.may_act():
+        way, `ClusterReconciler._event`). The events feed keeps it either way, marked
+        with whether this replica acted."""
+        acting = self.may_act()
+        self.feed.record(event, workload, acting=acting, **fields)
+        if self.events is not None and acting:
             self.events.record(event, workload, **fields)
+
+    def _feed_conditions(self, before: tuple[Condition, ...],
+                         after: tuple[Condition, ...]) -> None:
+        """Source conditions raised or cleared since the last fetch, into the feed."""
+        was = {c.type: c for c in before if c.status == "True"}
+        now = {c.type: c for c in after if c.status == "True"}
+        acting = self.may_act()
+        for ctype, c in sorted(now.items()):
+            if ctype not in was or was[ctype].message != c.message:
+                self.feed.note(ctype, reason=c.message, acting=acting)
+        for ctype in sorted(set(was) - set(now)):
+            self.feed.note("ConditionCleared", reason=ctype, acting=acting)
 
     async def _guarded(self, snap: Snapshot) -> Snapshot | None:
         """The commit to adopt now: `snap`, or None while its deletions are held
@@ -388,6 +409,9 @@ class Manager:
                 connected[name] = await ClusterAdapter.connect(
                     reach[name], self.adapter_options, on_drift=self._drift_handler(name))
             except ClusterError as e:
+                if self.connect_errors.get(name) != str(e):  # once per new error, not per try
+                    self.feed.note("ClusterConnectionFailed", cluster=name, reason=str(e),
+                                   acting=self.may_act())
                 self.connect_errors[name] = str(e)
                 log.error("cluster_connect_failed", cluster=name, error=str(e))
 

@@ -20,6 +20,7 @@ from controllers.deletions import CONDITION as DELETIONS_HELD
 from controllers.fleetstate import capacity_snapshot, decision_fields
 from controllers.livestatus import add_pods
 from controllers.observe import render_metrics
+from controllers.operatorview import add_operator_fields
 from controllers.server import Endpoints, bound_port, build_app, serve
 from controllers.statusdoc import (
     DriftItem,
@@ -77,11 +78,14 @@ def status(m: Manager) -> dict[str, Any]:
                            "message": f"{name}: its Cluster file was removed; deleting the "
                                       f"{left} workloads still running there (cluster "
                                       f"{health})"})
+    live, drift = live_now(m), drift_now(m)
     doc = status_document(
         spec=spec, plan=m.desired.plan, snapshot=snapshot,
         source=SourceState(m.source.observed, m.applied_commit, tuple(conditions)),
-        live=live_now(m), drift=drift_now(m))
+        live=live, drift=drift)
     add_pods(doc, m.adapters)
+    add_operator_fields(doc, spec=spec, views=m.views(), live=live, drift=drift,
+                        failover_grace=m.settings.failover_grace)
     if m.settings.leader_elect:
         doc["leader"] = {"leading": m.may_act(),
                          "generation": m.elector.generation if m.elector else 0,
@@ -166,7 +170,8 @@ async def start_server(m: Manager) -> web.AppRunner:
     secret = m.settings.webhook_secret
     app = build_app(Endpoints(
         status=m.status, capacity=m.capacity_json, metrics=m.metrics_text,
-        ready=m.ready, on_git_hook=_hook(m), page=index_html),
+        ready=m.ready, on_git_hook=_hook(m), page=index_html,
+        events=lambda since, wid: m.feed.document(since, wid)),
         secret.get_secret_value().encode() if secret is not None else None)
     runner = await serve(app, host or "127.0.0.1", int(port or 0))
     m.port = bound_port(runner)
@@ -218,7 +223,6 @@ def record_plan_events(m: Manager, old: Plan | None, new: Plan,
 
 
 def _record(m: Manager, event: str, wid: str, **fields: Any) -> None:
-    if m.events is None or not m.may_act():  # a follower records nothing
-        return
+    # `m.record` keeps it in the events feed always, in the ledger only if we may act.
     fields = {**decision_fields(m.desired.spec, wid, fields.get("cluster")), **fields}
     m.record(event, wid, **{k: v for k, v in fields.items() if v is not None})

@@ -36,6 +36,7 @@ from clusters.adapter import ClusterAdapter
 from clusters.apply import content_hash, workload_of
 from clusters.health import workload_health
 from controllers.desired import INTENT_HASH, DesiredState
+from controllers.eventfeed import EventFeed
 from controllers.fleetstate import decision_fields, workload_id_of_label
 from controllers.statusdoc import PlacementLive
 from fleet.ids import ClusterName, WorkloadId
@@ -83,6 +84,8 @@ class ClusterReconciler:
     prune_refused: dict[str, str] = field(default_factory=dict)
     """Clusters whose last pass refused to prune everything (the plan places nothing
     anywhere), with why: shown in status as `DeletionsHeld`, not only logged."""
+    feed: EventFeed | None = None
+    """The events feed (`controllers.eventfeed.EventFeed`): every event, ungated."""
 
     async def __call__(self, name: str) -> float | None:
         adapter = self.adapters.get(name)
@@ -125,6 +128,8 @@ class ClusterReconciler:
         result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
                                      protect=self.desired.protected() | set(kept))
         if result.prune_refused:
+            if self.feed is not None and self.prune_refused.get(name) != result.prune_refused:
+                self.feed.note("DeletionsHeld", cluster=name, reason=result.prune_refused)
             self.prune_refused[name] = result.prune_refused
         else:
             self.prune_refused.pop(name, None)
@@ -231,13 +236,17 @@ class ClusterReconciler:
         return deleted
 
     def _event(self, event: str, label: str, **fields: Any) -> None:
-        if self.events is None or not self.may_act():  # a follower records nothing
+        acting = self.may_act()
+        if self.feed is None and (self.events is None or not acting):
             return
         wid = workload_id_of_label(label) if "." in label else label
         fields = {**decision_fields(self.desired.spec, str(wid), fields.get("cluster")),
                   **fields}
         clean = {k: v for k, v in fields.items() if v is not None}
-        self.events.record(event, str(wid), **clean)
+        if self.feed is not None:
+            self.feed.record(event, str(wid), acting=acting, **clean)
+        if self.events is not None and acting:  # a follower records nothing
+            self.events.record(event, str(wid), **clean)
 
 
 def _annotation(objs: list[dict[str, Any]], key: str) -> str | None:

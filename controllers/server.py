@@ -5,6 +5,8 @@
     GET  /metrics            Prometheus text
     GET  /api/v1/status      FleetStatus JSON (shared/spec/status.schema.json)
     GET  /api/v1/capacity    CapacitySnapshot JSON, what `fleet plan --capacity` reads
+    GET  /api/v1/events      FleetEvents JSON: the events feed (`controllers.eventfeed`);
+                             `?since=SEQ` only newer ones, `?workload=ID` only its own
     POST /hooks/git          fetch now; HMAC-SHA256 of the body with the shared secret
                              (GitHub `X-Hub-Signature-256: sha256=<hex>`, Gitea
                              `X-Gitea-Signature: <hex>`, or GitLab `X-Gitlab-Token`)
@@ -37,6 +39,8 @@ class Endpoints:
     ready: Callable[[], tuple[bool, str]]
     on_git_hook: Callable[[], Awaitable[None]]
     page: Callable[[], str] | None = None
+    events: Callable[[int, str | None], dict[str, Any]] | None = None
+    """(since, workload or None) -> FleetEvents document."""
 
 
 def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
@@ -78,6 +82,14 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None) -> web.Application:
     async def capacity(_: web.Request) -> web.Response:
         return _json(ep.capacity())
 
+    async def events(request: web.Request) -> web.Response:
+        if ep.events is None:
+            raise web.HTTPNotFound()
+        raw = request.query.get("since", "0")
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+            return web.Response(status=400, text="since: a sequence number (0 or more)\n")
+        return _json(ep.events(int(raw), request.query.get("workload") or None))
+
     async def git_hook(request: web.Request) -> web.Response:
         if webhook_secret is None:
             return web.Response(status=403, text="webhook disabled: no secret configured\n")
@@ -100,6 +112,7 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/capacity", capacity)
+    app.router.add_get("/api/v1/events", events)
     app.router.add_post("/hooks/git", git_hook)
     app.router.add_get("/", page)
     return app

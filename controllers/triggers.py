@@ -42,6 +42,8 @@ async def watch_loop(m: Manager) -> None:
             if before is None or before[1:] != state[1:]:
                 urgent = True
                 m.queue.add(name)
+            if before is not None and before[1] != state[1]:
+                note_health(m, name, str(before[1]), str(state[1]))
             else:
                 capacity_dirty = True
         leader = m.may_act()
@@ -66,6 +68,18 @@ async def watch_loop(m: Manager) -> None:
             last_plan = time.monotonic()
             capacity_dirty = False
             m.trigger_plan()
+
+
+def note_health(m: Manager, name: str, was: str, now: str) -> None:
+    """A cluster's health change, into the events feed (with the failover grace the
+    page counts down when it went Unreachable)."""
+    why = f"was {was}"
+    if now == "Unreachable":
+        grace = m.settings.failover_grace
+        why += ("; no answer; its workloads fail over "
+                + (f"{grace:g} s after the first unanswered request" if grace is not None
+                   else "after each one's unreachable toleration"))
+    m.feed.note(f"Cluster{now}", cluster=name, reason=why, acting=m.may_act())
 
 
 async def leader_loop(m: Manager) -> None:

@@ -1,8 +1,11 @@
 """The controller's read-only web page (`GET /`): one self-contained HTML file.
 
-No build step: plain HTML, CSS and JavaScript that read `api/v1/status` every few
-seconds and draw the fleet map by region, the cluster table, the workloads that need
-attention and the residency panel. Shipped as package data.
+No build step, no CDN: plain HTML, CSS and JavaScript that read `api/v1/status` and
+`api/v1/events` every few seconds (through one `api(path)` function) and draw the
+clusters by jurisdiction, the cluster table (counts, reasons, failover countdown), the
+workloads that need attention, the workload list with filters and drill-down, the
+events timeline and the residency panel. Shipped as package data. See
+docs/controller.md, "The web page and the events feed".
 """
 
 from __future__ import annotations

@@ -109,6 +109,9 @@ async def test_bad_tls_material_makes_a_cluster_unreachable_and_the_controller_r
                 assert any(msg.startswith(f"{name}: ") and "TLS material" in msg
                            for msg in failed), (name, failed)
                 assert name not in m.adapters
+            noted = {e["cluster"] for e in m.feed.document()["events"]
+                     if e["event"] == "ClusterConnectionFailed"}
+            assert noted >= set(BAD_TLS)  # the page's events timeline says so too
             assert not any(c in BAD_TLS for cs in placed.values() for c in cs)
             assert json.loads(await status_over_http(m))["workloads"]  # still serving
 
