@@ -51,8 +51,9 @@ from clusters.client import (
     count_calls,
     type_of,
 )
-from clusters.errors import ClusterError, Invalid, NotFound, PermanentError
+from clusters.errors import ClusterError, Invalid, NotFound, PermanentError, RecreateNeeded
 from fleet.drift import DriftedField, diff
+from fleet.render import RECREATE
 from fleet.safety import prune_held_back
 
 FIELD_MANAGER = "aifleet"
@@ -305,6 +306,7 @@ class Applier:
 
     async def _apply_one(self, key: ObjKey, obj: JSON) -> bool:
         rtype = type_of(obj)
+        before = self.desired.get(key)
         self.desired[key] = obj
         self._writing.add(key)  # from here until the response: its events are not drift
         try:
@@ -317,6 +319,20 @@ class Applier:
                 if obj.get("kind") != "Job" or key not in self.live or \
                         not _only_immutable(e):
                     raise
+                if _recreate_policy(obj) != "onChange":
+                    # The running Job stays as it is, and stays the reference for drift:
+                    # what the server refused is not drift of what runs.
+                    if before is None:
+                        self.desired.pop(key, None)
+                    else:
+                        self.desired[key] = before
+                    refused = ", ".join(sorted({str(c.get("field")) for c in e.causes
+                                                if isinstance(c, dict) and c.get("field")}))
+                    raise RecreateNeeded(
+                        f"Job {key[2]}/{key[3]}: {refused or 'its spec'} cannot change while "
+                        "it runs; a re-create is needed and recreate is `never`, so the "
+                        "running Job is kept (set spec.recreate: onChange to replace it)",
+                        cluster=self.client.name, status=422, causes=e.causes) from e
                 # A Job's template, selector and completions are immutable: replace it.
                 await self._delete(key)
                 self.desired[key] = obj  # the delete forgot it; this is what we want now
@@ -458,6 +474,14 @@ class Applier:
         for t in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+
+
+def _recreate_policy(obj: JSON) -> str:
+    """`never` or `onChange` from the Job's `aifleet.dev/recreate` annotation; a Job
+    without it (applied by something that predates the policy) keeps the old behaviour,
+    `onChange`."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(RECREATE, "onChange"))
 
 
 def _only_immutable(e: Invalid) -> bool:

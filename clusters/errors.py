@@ -79,6 +79,11 @@ class Invalid(PermanentError):
         self.causes = causes or []
 
 
+class RecreateNeeded(Invalid):
+    """The server refuses a change to a running Job in place, and its workload's policy
+    (`recreate: never`) forbids deleting it: the Job keeps running as it was."""
+
+
 class BadRequest(PermanentError):
     pass
 

@@ -133,10 +133,11 @@ class ClusterReconciler:
             self.prune_refused[name] = result.prune_refused
         else:
             self.prune_refused.pop(name, None)
-        failed_labels: set[str] = set()
-        for key, _err in result.failed:
+        failed_labels: dict[str, str] = {}
+        for key, err in result.failed:
             obj = adapter.applier.desired.get(key) or {}
-            failed_labels.add(workload_of(obj) or label_of.get(key) or "")
+            failed_labels.setdefault(workload_of(obj) or label_of.get(key) or "",
+                                     str(err)[:300])
         changed_labels = {workload_of(adapter.applier.desired.get(k) or {}) or ""
                           for k in (*result.applied, *result.recreated)}
         placed = self.desired.placed_on(cluster)
@@ -153,7 +154,7 @@ class ClusterReconciler:
             commit = _annotation(objs, "aifleet.dev/source-commit")
             self.live[(cluster, wid)] = PlacementLive(
                 "Failed" if label in failed_labels else "Synced",
-                workload_health(objs), commit)
+                workload_health(objs), commit, failed_labels.get(label))
             if label in changed_labels:
                 a = placed.get(wid)
                 self._event("Applied", label, cluster=name, commit=commit,

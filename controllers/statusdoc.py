@@ -36,6 +36,9 @@ class PlacementLive:
     sync: str
     health: str
     commit: str | None
+    message: str | None = None
+    """Why the last reconcile left it Failed (the API server's refusal, a re-create that
+    its policy forbids), for the workload's reasons."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,11 @@ def _workload_row(wp: WorkloadPlacement, live: Mapping[tuple[ClusterName, Worklo
         "reasons": [
             {"message": r.message, **({"cluster": r.cluster} if r.cluster else {}),
              **({"rule": r.rule} if r.rule else {})}
-            for r in wp.reasons],
+            for r in wp.reasons] + [
+            {"message": live[(a.cluster, wp.id)].message or "", "cluster": a.cluster,
+             "rule": "Apply"}
+            for a in wp.assignments
+            if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].message],
     }
     if mine:
         row["drift"] = [{"cluster": d.cluster, "paths": list(d.paths), "manager": d.manager,

@@ -42,6 +42,9 @@ WORKLOAD_LABEL = "aifleet.dev/workload"
 SOURCE_COMMIT = "aifleet.dev/source-commit"
 FLAVOUR = "aifleet.dev/flavour"
 INTENT_HASH = "aifleet.dev/intent-hash"
+RECREATE = "aifleet.dev/recreate"
+"""On a Job: `never` or `onChange`, the workload's `spec.recreate` (what the applier may
+do when the API server refuses a change to the running Job in place)."""
 GPU_RESOURCE = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 BACKOFF_LIMIT = 3
@@ -99,7 +102,10 @@ def render(workload: Workload, assignment: Assignment, cluster: Cluster, commit:
                                 "backoffLimit": BACKOFF_LIMIT, "template": template}
     if s.type == "training":
         job_spec["completionMode"] = "Indexed"
-    return ({"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec},)
+    job_meta = {**meta, "annotations": dict(sorted(
+        {**meta["annotations"], RECREATE: s.recreate}.items()))}
+    return ({"apiVersion": "batch/v1", "kind": "Job", "metadata": job_meta,
+             "spec": job_spec},)
 
 
 def _pod_spec(w: Workload, a: Assignment, product: str) -> dict[str, Any]:

@@ -270,6 +270,17 @@ def check_immutable(res: Resource, old: dict[str, Any], new: dict[str, Any]) -> 
         for field in ("selector", "template", "completionMode"):
             if o.get(field) != n.get(field):
                 raise immutable(res, name, f"spec.{field}")
+        if o.get("completions") != n.get("completions"):
+            # batch validation `validateCompletions` (elastic Indexed Jobs, GA): immutable
+            # unless Indexed and changed in tandem with parallelism.
+            if n.get("completionMode") != "Indexed":
+                raise immutable(res, name, "spec.completions")
+            if n.get("completions") is not None and \
+                    n.get("completions") != n.get("parallelism"):
+                raise invalid(qualified(res), name, [(
+                    "spec.completions", "FieldValueInvalid",
+                    f"Invalid value: {n.get('completions')}: can only be modified in "
+                    "tandem with spec.parallelism")])
     elif res.kind == "Deployment" and o.get("selector") != n.get("selector"):
         raise immutable(res, name, "spec.selector")
     elif res.kind == "Service" and o.get("clusterIP") and \

@@ -159,6 +159,12 @@ class WorkloadSpec(Model):
     placement: Placement = Field(default_factory=Placement)
     priority: Annotated[int, Field(ge=-1_000_000, le=1_000_000)] = 0
     inference: InferenceSpec | None = None
+    recreate: Literal["never", "onChange"] = Field(
+        "never", description=(
+            "training and batch: what to do when a change cannot be made to the running "
+            "Job in place (its pod template, or a NonIndexed Job's completions): `never` "
+            "(default) keeps the running Job and reports that a re-create is needed; "
+            "`onChange` deletes and re-creates it, losing the work in progress"))
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkloadSpec:

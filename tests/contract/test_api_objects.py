@@ -155,6 +155,29 @@ async def test_changing_an_immutable_field_is_422_invalid(api: client.ApiClient,
     assert any(c["field"].startswith("spec.template") for c in body["details"]["causes"])
 
 
+async def test_job_completions_change_only_indexed_and_in_tandem_with_parallelism(
+        api: client.ApiClient, ns: str) -> None:
+    """batch validation `validateCompletions`: a NonIndexed Job's completions are
+    immutable; an Indexed Job's change only together with parallelism (elastic Jobs)."""
+    batch = client.BatchV1Api(api)
+    await batch.create_namespaced_job(ns, job("plain", completions=2, parallelism=2))
+    body = await _status_of(batch.patch_namespaced_job(
+        "plain", ns, {"spec": {"completions": 3, "parallelism": 3}}))
+    assert body["code"] == 422
+    assert [c["field"] for c in body["details"]["causes"]] == ["spec.completions"]
+    assert "field is immutable" in body["details"]["causes"][0]["message"]
+    await batch.create_namespaced_job(ns, job("elastic", completions=2, parallelism=2,
+                                              indexed=True))
+    body = await _status_of(batch.patch_namespaced_job(
+        "elastic", ns, {"spec": {"completions": 3}}))
+    assert body["code"] == 422
+    assert "can only be modified in tandem with spec.parallelism" in \
+        body["details"]["causes"][0]["message"]
+    resized = await batch.patch_namespaced_job(
+        "elastic", ns, {"spec": {"completions": 3, "parallelism": 3}})
+    assert (resized.spec.completions, resized.spec.parallelism) == (3, 3)
+
+
 @pytest.mark.parametrize("name", ["Upper", "under_score", "-lead", "a" * 254],
                          ids=["uppercase", "underscore", "leading-dash", "too-long"])
 async def test_a_bad_name_is_422_invalid_on_metadata_name(api: client.ApiClient, ns: str,

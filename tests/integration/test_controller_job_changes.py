@@ -1,0 +1,106 @@
+"""A change the API server refuses to make to a running Job in place never deletes that
+Job unless its workload asked for it (`spec.recreate: onChange`): on a real server a
+NonIndexed Job's completions and any Job's pod template are immutable, and deleting a
+training Job throws its work away. An Indexed Job's completions change in place,
+together with parallelism. Through the real controller on simulated clusters that
+refuse exactly what kube-apiserver 1.35 refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from controllers.manager import Manager
+from controllers.sandbox import Sandbox, synced, until
+from tests.fleetdocs import workload
+from tests.integration.test_controller_harness import (
+    FAST,
+    TRAIN,
+    fast_settings,
+    fleet_files,
+    sandbox,
+)
+
+ETL = "nlp-team/etl"
+ETL_FILE = "workloads/nlp-team/etl.yaml"
+TRAIN_FILE = "workloads/nlp-team/train.yaml"
+
+
+def _etl(replicas: int, recreate: str | None = None) -> str:
+    doc = workload("etl", data_class="public", wtype="batch").replace(
+        "  replicas: 2\n", f"  replicas: {replicas}\n").replace(
+        "      count: 8\n", "      count: 1\n")  # fits where it runs: resized, not moved
+    return doc + (f"  recreate: {recreate}\n" if recreate else "")
+
+
+def _files(recreate: str | None = None) -> dict[str, str | bytes]:
+    return {**fleet_files(), ETL_FILE: _etl(2, recreate)}
+
+
+def _job(box: Sandbox, m: Manager, wid: str) -> dict[str, Any]:
+    team, name = wid.split("/")
+    cluster = next(w for w in m.status()["workloads"] if w["id"] == wid)["placements"][0][
+        "cluster"]
+    assert box.sim is not None
+    return next(j for j in box.sim.clusters[cluster].objects("Job", team)
+                if j["metadata"]["name"] == name)
+
+
+def _row(m: Manager, wid: str) -> dict[str, Any]:
+    return next(w for w in m.status()["workloads"] if w["id"] == wid)
+
+
+async def _rolled_out(m: Manager, box: Sandbox) -> None:
+    await until(lambda: synced(m.status(), box.first_commit) == (4, 4), 20,
+                what="first rollout")
+
+
+async def test_a_running_job_is_kept_when_a_change_needs_a_recreate(tmp_path: Path) -> None:
+    async with sandbox(tmp_path, _files()) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        await _rolled_out(m, box)
+        uid = _job(box, m, ETL)["metadata"]["uid"]
+        deletes = sum(a.stats.calls["delete"] for a in m.adapters.values())
+        box.repo.commit({ETL_FILE: _etl(3)}, "etl: 3 replicas")
+        m.trigger_fetch()
+        await until(lambda: any("re-create is needed" in r["message"]
+                                for r in _row(m, ETL)["reasons"]), 20,
+                    what="the status saying a re-create is needed")
+        row = _row(m, ETL)
+        assert row["sync"] == "Failed"
+        assert any("spec.completions" in r["message"] for r in row["reasons"])
+        job = _job(box, m, ETL)
+        assert job["metadata"]["uid"] == uid and job["spec"]["completions"] == 2
+        assert sum(a.stats.calls["delete"] for a in m.adapters.values()) == deletes
+        assert not m.drift  # what the server refused is not drift of what runs
+
+
+async def test_recreate_on_change_replaces_the_job_when_asked(tmp_path: Path) -> None:
+    async with sandbox(tmp_path, _files("onChange")) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        await _rolled_out(m, box)
+        uid = _job(box, m, ETL)["metadata"]["uid"]
+        commit = box.repo.commit({ETL_FILE: _etl(3, "onChange")}, "etl: 3 replicas")
+        m.trigger_fetch()
+        await until(lambda: _row(m, ETL)["commit"] == commit and
+                    _row(m, ETL)["sync"] == "Synced", 20, what="the Job re-created")
+        job = _job(box, m, ETL)
+        assert job["metadata"]["uid"] != uid and job["spec"]["completions"] == 3
+
+
+async def test_an_indexed_training_job_is_resized_in_place(tmp_path: Path) -> None:
+    async with sandbox(tmp_path, _files()) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        await _rolled_out(m, box)
+        uid = _job(box, m, TRAIN)["metadata"]["uid"]
+        doc = fleet_files()[TRAIN_FILE]
+        assert isinstance(doc, str)
+        # Fewer replicas: it fits where it runs, so it is resized there, not moved.
+        commit = box.repo.commit({TRAIN_FILE: doc.replace("  replicas: 2\n",
+                                                          "  replicas: 1\n")}, "train: 1")
+        m.trigger_fetch()
+        await until(lambda: _row(m, TRAIN)["commit"] == commit and
+                    _row(m, TRAIN)["sync"] == "Synced", 20, what="resized")
+        job = _job(box, m, TRAIN)
+        assert job["metadata"]["uid"] == uid
+        assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (1, 1)
