@@ -26,7 +26,8 @@ Placed, the last thing known). `source.unreadableClusters` lists them, and `flee
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import anyio
@@ -48,22 +49,23 @@ from controllers.statusdoc import (
     status_document,
 )
 from fleet.audit import Period, build_periods
+from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement import place
-from fleet.placement.types import Plan, Reason, WorkloadPlacement
+from fleet.placement.types import Plan, PreviousPlan, Reason, WorkloadPlacement
 from fleet.render import intent_hash
 from workloads.errors import WorkloadsError
 from workloads.ledger_store import LedgerReader
 from workloads.loader import Snapshot
 
 
-async def live_status(snap: Snapshot, *, kubeconfig: str | None, allow_exec: bool = False,
-                      answer_within: float = 15.0, ledger_repo: str | None = None
-                      ) -> dict[str, Any]:
-    """The status document of what runs on the clusters of `snap`'s fleet, now.
-
-    `ledger_repo`: the repo whose decision ledger gives the last known state of what
-    runs on a cluster that cannot be read (None: not looked up)."""
+@contextlib.asynccontextmanager
+async def connected(snap: Snapshot, *, kubeconfig: str | None, allow_exec: bool = False,
+                    answer_within: float = 15.0
+                    ) -> AsyncIterator[tuple[dict[str, ClusterAdapter], dict[str, str]]]:
+    """Read-only adapters of every cluster of `snap`'s fleet, running, after each has
+    listed or `answer_within` seconds passed; and the clusters that refused to connect
+    (name -> why). `a.synced` says whether a cluster listed."""
     spec = snap.spec
     opts = AdapterOptions(allow_exec=allow_exec, self_heal=False,
                           unreachable_after=answer_within / 2, heartbeat_interval=1.0)
@@ -83,18 +85,49 @@ async def live_status(snap: Snapshot, *, kubeconfig: str | None, allow_exec: boo
             with anyio.move_on_after(answer_within):
                 for a in adapters.values():
                     await a.synced.wait()
-            doc = _document(snap, adapters, refused)
-            unreadable = doc["source"]["unreadableClusters"]
-            if unreadable:
-                last = await anyio.to_thread.run_sync(last_known, ledger_repo,
-                                                      frozenset(unreadable))
-                mark_unknown(doc, unreadable, last)
+            yield adapters, refused
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             for a in adapters.values():
                 await a.aclose()
+
+
+async def live_status(snap: Snapshot, *, kubeconfig: str | None, allow_exec: bool = False,
+                      answer_within: float = 15.0, ledger_repo: str | None = None
+                      ) -> dict[str, Any]:
+    """The status document of what runs on the clusters of `snap`'s fleet, now.
+
+    `ledger_repo`: the repo whose decision ledger gives the last known state of what
+    runs on a cluster that cannot be read (None: not looked up)."""
+    async with connected(snap, kubeconfig=kubeconfig, allow_exec=allow_exec,
+                         answer_within=answer_within) as (adapters, refused):
+        doc = _document(snap, adapters, refused)
+        unreadable = doc["source"]["unreadableClusters"]
+        if unreadable:
+            last = await anyio.to_thread.run_sync(last_known, ledger_repo,
+                                                  frozenset(unreadable))
+            mark_unknown(doc, unreadable, last)
     return doc
+
+
+async def live_placement(snap: Snapshot, *, kubeconfig: str | None,
+                         allow_exec: bool = False, answer_within: float = 15.0
+                         ) -> tuple[PreviousPlan, CapacitySnapshot, list[str]]:
+    """What runs on the fleet's clusters as a previous plan, their capacity (folded as
+    the controller folds them), and the clusters that could not be read."""
+    async with connected(snap, kubeconfig=kubeconfig, allow_exec=allow_exec,
+                         answer_within=answer_within) as (adapters, refused):
+        spec = snap.spec
+        synced = {name: a for name, a in adapters.items() if a.synced.is_set()}
+        views = {name: ClusterView(a.health_state if name in synced else "Unknown", None,
+                                   tuple(a.nodes()))
+                 for name, a in adapters.items()}
+        previous = previous_from_live(
+            spec.clusters, {name: a.live_workloads() for name, a in synced.items()})
+        capacity = capacity_snapshot(spec.clusters, views)
+        unreadable = sorted(set(refused) | set(adapters) - set(synced))
+    return previous, capacity, unreadable
 
 
 def _document(snap: Snapshot, adapters: Mapping[str, ClusterAdapter],

@@ -20,7 +20,7 @@ from controllers.commands.common import (
     fail,
     read_planning_inputs,
 )
-from controllers.commands.liveplan import add_server_argument, describe, use_live
+from controllers.commands.liveplan import add_server_argument, describe, exit_code, use_live
 
 if TYPE_CHECKING:
     from fleet.placement.explain import Explanation
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if live is not None:
             sys.stdout.write(describe(live) + "\n")
         sys.stdout.write(to_text(ex))
-    return 0
+    return exit_code(live, 0)
 
 
 def to_json(ex: Explanation) -> dict[str, Any]:

@@ -12,11 +12,17 @@ elsewhere. With `--server`, they read from a running controller:
 - the commit it applied, which is planned unless `--ref` names another one.
 
 and so answer "why is it HERE", agreeing with where the workloads run.
+
+`--live` does the same without a controller: it reads the clusters of the repo itself
+(read-only, as `fleet status --live`): what runs there, and their capacity. A cluster
+that cannot be read cannot say what runs on it: that is said on stderr and the command
+exits 1, since its workloads are then planned as if they ran nowhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +38,18 @@ HELP = ("start from what runs: plan with the placements, capacity and applied co
 
 
 def add_server_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--server", metavar="URL", help=HELP)
+    g = p.add_argument_group("from what runs", "plan from the live placement instead of "
+                             "from scratch")
+    g.add_argument("--server", metavar="URL", help=HELP)
+    g.add_argument("--live", action="store_true",
+                   help="no controller: read what runs and the capacity straight from the "
+                        "fleet's clusters (read-only); exit 1 if one cannot be read")
+    g.add_argument("--kubeconfig", default=None,
+                   help="with --live: kubeconfig for clusters whose file names none")
+    g.add_argument("--allow-exec-plugins", action="store_true",
+                   help="with --live: allow kubeconfig exec/auth-provider plugins")
+    g.add_argument("--timeout", type=float, default=15.0,
+                   help="with --live: seconds to wait for the clusters to answer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +57,12 @@ class LivePlacement:
     """What a running controller says runs, with the capacity it sees."""
 
     server: str
+    """The controller's URL, or `live` when read from the clusters."""
     previous: PreviousPlan
     capacity: CapacitySnapshot
     applied_commit: str | None
+    unreadable: tuple[str, ...] = ()
+    """With --live: the clusters that could not be read (what runs there is unknown)."""
 
 
 def _get(server: str, path: str) -> dict[str, Any]:
@@ -93,6 +113,12 @@ def read_live(server: str) -> LivePlacement:
 def use_live(args: argparse.Namespace) -> LivePlacement | None:
     """With `--server`: read the controller, and plan its applied commit unless `--ref`
     names one (and the commit is read from the local repo, which must have it)."""
+    if getattr(args, "live", False):
+        if args.server:
+            fail("--server or --live: one source of what runs")
+        if getattr(args, "capacity", None) and isinstance(args.capacity, str):
+            fail("--live reads the clusters' capacity: not with --capacity FILE")
+        return read_clusters(args)
     if not getattr(args, "server", None):
         return None
     if getattr(args, "worktree", False):
@@ -114,7 +140,36 @@ def use_live(args: argparse.Namespace) -> LivePlacement | None:
     return live
 
 
+def read_clusters(args: argparse.Namespace) -> LivePlacement:
+    """What runs and the capacity, read from the clusters of the repo at `--ref`."""
+    import anyio
+
+    from controllers.commands.common import CommandFailed, read_snapshot
+    from controllers.livestatus import live_placement
+    from controllers.logs import configure
+
+    configure("warning")  # logs to stderr: stdout carries the answer
+    try:
+        snap = read_snapshot(args)
+    except CommandFailed as e:
+        fail(str(e))
+    previous, capacity, unreadable = anyio.run(lambda: live_placement(
+        snap, kubeconfig=args.kubeconfig, allow_exec=args.allow_exec_plugins,
+        answer_within=args.timeout))
+    if unreadable:
+        print(f"fleet: could not read {', '.join(unreadable)}: what runs there is unknown, "
+              "so its workloads are planned as if they ran nowhere (exit 1)",
+              file=sys.stderr)
+    return LivePlacement("live", previous, capacity, snap.commit, tuple(unreadable))
+
+
 def describe(live: LivePlacement) -> str:
     """One line saying where the answer starts from."""
-    return (f"from what runs (controller {live.server}, applied "
-            f"{(live.applied_commit or '-')[:12]}, {len(live.previous)} workloads running)")
+    source = ("the clusters, read live" if live.server == "live"
+              else f"controller {live.server}, applied {(live.applied_commit or '-')[:12]}")
+    return f"from what runs ({source}, {len(live.previous)} workloads running)"
+
+
+def exit_code(live: LivePlacement | None, code: int) -> int:
+    """`code`, or 1 when part of what runs could not be read."""
+    return 1 if live is not None and live.unreadable else code

@@ -23,7 +23,7 @@ from controllers.commands.common import (
     read_planning_inputs,
     write_json,
 )
-from controllers.commands.liveplan import add_server_argument, describe, use_live
+from controllers.commands.liveplan import add_server_argument, describe, exit_code, use_live
 
 DESCRIPTION = """\
 Plan one commit of a fleet repo: for every workload, the cluster(s), flavour and
@@ -36,7 +36,8 @@ Examples:
   fleet plan --capacity capacity.json         # with live capacity from a controller
   fleet plan --format markdown > plan.md
   fleet plan --server http://fleet:8080       # from what runs: the controller's
-                                              # placements, capacity and applied commit"""
+                                              # placements, capacity and applied commit
+  fleet plan --live --kubeconfig kc.yaml      # from what runs, read from the clusters"""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,8 +56,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if plandiff.wanted(args):
-        if args.server:
-            fail("--server plans what runs now: not with --base/--head/--verify")
+        if args.server or args.live:
+            fail("--server/--live plan what runs now: not with --base/--head/--verify")
         return plandiff.run(args)
     # imported here so that building the parser (every `fleet` command) does not pay
     from fleet.placement import place
@@ -72,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         doc = plan_to_json(plan, spec, capacity)
         doc["source"]["capacitySource"] = (
-            "server" if live else "file" if from_file else "declared")
-        if live is not None:
+            ("live" if live.server == "live" else "server") if live
+            else "file" if from_file else "declared")
+        if live is not None and live.server != "live":
             doc["source"]["server"] = live.server
         write_json(doc)
     elif args.format == "markdown":
@@ -82,4 +84,4 @@ def run(args: argparse.Namespace) -> int:
         if live is not None:
             sys.stdout.write(describe(live) + "\n")
         sys.stdout.write(to_text(plan, spec))
-    return 1 if spec.errors else 0
+    return exit_code(live, 1 if spec.errors else 0)

@@ -14,7 +14,7 @@ from controllers.commands.common import (
     fail,
     read_snapshot,
 )
-from controllers.commands.liveplan import add_server_argument, describe, use_live
+from controllers.commands.liveplan import add_server_argument, describe, exit_code, use_live
 from controllers.statusview import table
 from fleet.capacity import CapacityFormatError, CapacitySnapshot, declared_capacity
 from fleet.placement.types import Assignment
@@ -80,8 +80,8 @@ def _where(assignments: tuple[Assignment, ...]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.server and args.capacity_file:
-        fail("--server reads the controller's capacity: not with --capacity-file")
+    if (args.server or args.live) and args.capacity_file:
+        fail("--server/--live read the live capacity: not with --capacity-file")
     live = use_live(args)
     try:
         snap = read_snapshot(args)
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         }
         json.dump(doc, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
-        return 0
+        return exit_code(live, 0)
     moved, pending = result.count("Moved"), result.count("Pending")
     placed = result.count("Placed")
     where = (snap.commit or "worktree")[:12]
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         for line in table(["PENDING", "WAS ON", "WHY"],
                           ([c.workload, _where(c.before), c.why] for c in stuck)):
             print(line)
-    return 0
+    return exit_code(live, 0)
 
 
 def _assignment(a: Assignment) -> dict[str, Any]:

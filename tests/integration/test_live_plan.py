@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from controllers.demo_faults import workloads_on
 from controllers.sandbox import synced, until
 from tests.integration.test_controller_harness import (
     FAST,
@@ -85,4 +86,42 @@ async def test_server_flags_that_cannot_go_together_exit_2_in_one_line(
         code, _, err = await fleet_cli("explain", "nlp-team/train", repo, "--server",
                                        "http://127.0.0.1:9")
         assert code == 2 and err.count("\n") == 1 and "cannot read" in err
+        assert "Traceback" not in err
+
+
+async def test_live_reads_what_runs_from_the_clusters_without_a_controller(
+        tmp_path: Path) -> None:
+    async with sandbox(tmp_path) as box:
+        assert box.sim is not None
+        async with box.controller(fast_settings(box, failover_grace=1.0),
+                                  adapter_options=FAST) as m:
+            before = await rolled_out(m, box)
+            lost = before[TRAIN][0]
+            await box.sim.clusters[lost].down()
+            await until(lambda: lost not in where(m.status())[TRAIN]
+                        and where(m.status())[TRAIN] != [], 30, what="train failed over")
+            await until(lambda: synced(m.status())[0] == synced(m.status())[1], 20,
+                        what="moved workloads synced")
+            runs = where(m.status())
+            # Back: the controller deletes the stale copies there, then stops.
+            await box.sim.clusters[lost].up()
+            await until(lambda: not workloads_on(box.sim, lost), 30,  # type: ignore[arg-type]
+                        what="stale copies deleted")
+            assert where(m.status()) == runs
+        repo, kc = str(box.repo.path), str(box.kubeconfig)
+        code, out, err = await fleet_cli("plan", repo, "--live", "--kubeconfig", kc,
+                                         "--timeout", "10", "-o", "json")
+        assert code == 0, err
+        doc = json.loads(out)
+        assert _where_plan(doc) == runs and doc["source"]["capacitySource"] == "live"
+        code, text, err = await fleet_cli("explain", TRAIN, repo, "--live", "--kubeconfig",
+                                          kc, "--timeout", "10")
+        assert code == 0, err
+        assert text.startswith("from what runs (the clusters, read live")
+        assert f"{TRAIN}: Placed ({runs[TRAIN][0]} " in text
+
+        await box.sim.clusters[runs[TRAIN][0]].down()  # what runs there: unknown
+        code, out, err = await fleet_cli("whatif", repo, "--live", "--kubeconfig", kc,
+                                         "--timeout", "3", "-o", "json")
+        assert code == 1 and f"could not read {runs[TRAIN][0]}" in err
         assert "Traceback" not in err
