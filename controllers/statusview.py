@@ -161,8 +161,17 @@ def render_workload(doc: dict[str, Any], wid: str) -> str | None:
         lines += table(["CLUSTER", "REPLICAS", "FLAVOUR", "GPUS"],
                        [[p["cluster"], str(p["replicas"]), p["flavour"], str(p["gpus"])]
                         for p in w["placements"]])
+    elif w.get("liveState") == "Unknown":
+        lines.append(f"Not seen running; {', '.join(w.get('unreadable') or [])} could not "
+                     "be read.")
     else:
         lines.append("Not placed.")
+    if w.get("lastKnown"):
+        lines.append("")
+        lines.append("Last known (decision ledger):")
+        lines += table(["CLUSTER", "FLAVOUR", "GPUS", "SINCE"],
+                       [[k["cluster"], k.get("flavour") or "-", str(k.get("gpus", 0)),
+                         k.get("since") or "-"] for k in w["lastKnown"]])
     pods = w.get("pods") or []
     if pods:
         lines.append("")

@@ -82,6 +82,13 @@ async def test_live_status_says_unknown_not_pending_for_a_cluster_it_cannot_read
             in line
         assert f"! {lost} Unknown (NotListed)" in text
 
+        code, text, err = await fleet_cli(
+            "status", "--live", "--repo", str(box.repo.path), "--kubeconfig",
+            str(box.kubeconfig), "--timeout", "3", TRAIN)
+        assert code == 1, err[-2000:]
+        assert text.startswith(f"{TRAIN}: Unknown · sync Unknown · health Unknown")
+        assert "Last known (decision ledger):" in text and lost in text
+
 
 async def test_live_status_without_a_ledger_still_never_says_pending(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box:
