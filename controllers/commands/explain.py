@@ -3,8 +3,10 @@
 The table behind one placement decision (placement rule 7: for every workload and every
 cluster, the plan can say why it was chosen or which rule filtered it out), judged at
 the moment the workload is decided in the fleet-wide pass, so after everything of
-higher priority took its capacity. Exit codes: 0 shown, 2 unknown workload or the repo
-(or the capacity file) cannot be read.
+higher priority took its capacity. With `--server URL` or `--live` it starts from what
+runs (controllers/commands/liveplan.py), so it says why a workload is where it runs.
+Exit codes: 0 shown, 1 with `--live` when a cluster could not be read, 2 unknown
+workload or the repo (or the capacity file, or the controller) cannot be read.
 """
 
 from __future__ import annotations

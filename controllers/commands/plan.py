@@ -6,8 +6,11 @@ Invalid documents are listed under `errors` and their workloads are `Invalid`, w
 the rest is planned. With `--base/--head` (or `--verify`) it compares two commits
 instead: see controllers/commands/plandiff.py.
 
+With `--server URL` or `--live` it plans from what runs (controllers/commands/liveplan.py).
+
 Exit codes: 0 everything planned cleanly (Pending is not an error: it is a plan),
-1 some documents are invalid (listed), 2 the repo or the capacity file cannot be read.
+1 some documents are invalid (listed), or with `--live` a cluster could not be read,
+2 the repo, the capacity file or the controller cannot be read.
 """
 
 from __future__ import annotations
