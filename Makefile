@@ -13,7 +13,7 @@ UV_VERSION := 0.13.9
 COMPILE = .cache/uv-venv/bin/uv pip compile --quiet --generate-hashes --universal \
 	--python-version 3.11 --custom-compile-command "make lock" pyproject.toml requirements/tools.in
 
-.PHONY: demo check check-loaded setup lock lint typecheck layers test package bench-smoke kubectl browser clean
+.PHONY: schema demo check check-loaded setup lock lint typecheck layers test package bench-smoke kubectl browser clean
 
 # A new or changed lock rebuilds the venv from nothing (--clear), so what is installed
 # is exactly the lock, never the lock plus leftovers; lockcheck proves it.
@@ -35,6 +35,11 @@ lock:
 	.cache/uv-venv/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 	$(COMPILE) --extra dev --upgrade -o requirements/dev.lock
 	$(COMPILE) -c requirements/dev.lock -o requirements/runtime.lock
+
+# The shipped JSON Schemas (docs/schema/) and the field tables of docs/fleet-repo.md,
+# regenerated from the models' descriptions (tests fail when they are stale).
+schema: setup
+	$(VENV)/bin/python -m controllers.cli schema --write docs/schema --update-doc docs/fleet-repo.md
 
 demo: setup
 	$(BIN)/fleet validate examples/fleet --worktree

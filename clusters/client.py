@@ -126,7 +126,7 @@ class ClientStats:
 class KubeClient:
     def __init__(self, name: str, api: ApiClient, *, qps: float = 50.0, burst: int = 100,
                  retry: RetryPolicy | None = None,
-                 on_outcome: Callable[[str], None] | None = None,
+                 on_outcome: Callable[[str, str], None] | None = None,
                  timeout: float = 30.0, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.name = name
@@ -136,7 +136,9 @@ class KubeClient:
         self.retry = retry or RetryPolicy()
         self.stats = ClientStats()
         self.timeout = timeout
-        self._on_outcome = on_outcome or (lambda _o: None)
+        self._on_outcome = on_outcome or (lambda _o, _d: None)
+        """Told every request's outcome and what it was (`GET /version: 503 ...`), for
+        the health tracker's state and the reason it gives for it."""
 
     async def close(self) -> None:
         await self.api.close()
@@ -178,16 +180,17 @@ class KubeClient:
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             self.stats.errors["unreachable"] += 1
-            self._on_outcome(Outcome.NO_ANSWER)
-            raise Unreachable(f"{method} {path}: {type(e).__name__}: {e}",
-                              cluster=self.name) from e
+            what = f"{method} {path}: {type(e).__name__}: {e}"
+            self._on_outcome(Outcome.NO_ANSWER, what)
+            raise Unreachable(what, cluster=self.name) from e
         decoded = _decode(data)
         if 200 <= status < 300:
-            self._on_outcome(Outcome.OK)
+            self._on_outcome(Outcome.OK, "")
             return decoded
         err = from_status(status, decoded, self.name, retry_after)
         self.stats.errors[err.reason or str(status)] += 1
-        self._on_outcome(Outcome.ERROR if status >= 500 or status == 429 else Outcome.OK)
+        self._on_outcome(Outcome.ERROR if status >= 500 or status == 429 else Outcome.OK,
+                         f"{method} {path}: {status} {err.reason or ''}".rstrip())
         raise err
 
     async def watch(self, path: str, *, resource_version: str | None,
@@ -208,14 +211,15 @@ class KubeClient:
                 _request_timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=10, sock_read=timeout_seconds + 30))
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            self._on_outcome(Outcome.NO_ANSWER)
+            self._on_outcome(Outcome.NO_ANSWER, f"watch {path}: {type(e).__name__}")
             raise Unreachable(f"watch {path}: {type(e).__name__}", cluster=self.name) from e
         async with resp:
             if resp.status != 200:
                 err = from_status(resp.status, _decode(await resp.read()), self.name)
-                self._on_outcome(Outcome.ERROR if resp.status >= 500 else Outcome.OK)
+                self._on_outcome(Outcome.ERROR if resp.status >= 500 else Outcome.OK,
+                                 f"watch {path}: {resp.status} {err.reason or ''}".rstrip())
                 raise err
-            self._on_outcome(Outcome.OK)
+            self._on_outcome(Outcome.OK, "")
             try:
                 while True:
                     line = await resp.content.readline()

@@ -9,6 +9,10 @@ plus a cheap heartbeat (`GET /version`) when nothing else is talking to it:
   last `degraded_window` seconds;
 - Healthy: otherwise.
 
+`why()` says which of these made it so, with the last request that did (method, path,
+status code or error): an SRE looking at a Degraded cluster needs the cause, not only
+the word.
+
 A workload in a cluster is Progressing / Running / Succeeded / Failed from its Job or
 Deployment status, the way `kubectl rollout status` and `kubectl wait` read them.
 """
@@ -36,11 +40,16 @@ class HealthTracker:
     last_no_answer: float | None = None
     first_no_answer: float | None = None
     """Start of the current run of unanswered requests (None once something answers)."""
+    error_detail: str = ""
+    """The last request answered with 5xx/429: `GET /api/v1/pods: 503 ...`."""
+    no_answer_detail: str = ""
+    """The last request that got no answer: `GET /version: ClientConnectorError ...`."""
 
-    def record(self, outcome: str) -> None:
+    def record(self, outcome: str, detail: str = "") -> None:
         now = self.clock()
         if outcome == Outcome.NO_ANSWER:
             self.last_no_answer = now
+            self.no_answer_detail = detail
             if self.first_no_answer is None:
                 self.first_no_answer = now
             return
@@ -48,6 +57,7 @@ class HealthTracker:
         self.last_ok = now  # an error status is still an answer
         if outcome == Outcome.ERROR:
             self.last_error = now
+            self.error_detail = detail
 
     @property
     def state(self) -> ClusterHealth:
@@ -67,6 +77,31 @@ class HealthTracker:
     @property
     def unreachable_since(self) -> float | None:
         return self.first_no_answer if self.state == "Unreachable" else None
+
+    def why(self) -> tuple[str, str] | None:
+        """(reason, message) of a Degraded or Unreachable state, None otherwise: the
+        same tests as `state`, in the same order, so the cause always matches it."""
+        now = self.clock()
+        if self.first_no_answer is not None:
+            silent = now - self.first_no_answer
+            if silent >= self.unreachable_after:
+                return ("NoAnswer", f"no answer for {silent:.0f}s (after "
+                        f"{self.unreachable_after:.0f}s it is Unreachable); last: "
+                        f"{self.no_answer_detail or 'a request'}")
+            return ("NoAnswer", f"requests unanswered for {silent:.0f}s; last: "
+                    f"{self.no_answer_detail or 'a request'}")
+        if self.last_ok is None:
+            return None
+        if self.last_error is not None and now - self.last_error < self.degraded_window:
+            return ("APIErrors", f"API error {now - self.last_error:.0f}s ago (Degraded "
+                    f"for {self.degraded_window:.0f}s after one): "
+                    f"{self.error_detail or 'a 5xx or 429 answer'}")
+        if self.last_no_answer is not None and now - self.last_no_answer < self.degraded_window:
+            return ("UnansweredRequests", f"a request got no answer "
+                    f"{now - self.last_no_answer:.0f}s ago (Degraded for "
+                    f"{self.degraded_window:.0f}s after one): "
+                    f"{self.no_answer_detail or 'a request'}")
+        return None
 
 
 def _conditions(obj: dict[str, Any]) -> dict[str, str]:

@@ -14,11 +14,20 @@ written), wait for their informers to list, and describe what *runs*:
 
 The capacity and the previous plan are folded exactly as the controller folds them
 (`controllers.fleetstate`), so both views agree on what is free and what is ours.
+
+A cluster that cannot be read (connection refused, or it did not list in time) cannot
+say what runs on it, so a workload seen running nowhere is never called Pending while
+one is unreadable: its row says `liveState: "Unknown"` (sync and health Unknown), names
+the `unreadable` clusters, and gives the last known state from the decision ledger of
+the repo (`lastKnown`: where it was last placed and not pruned since; then `status` is
+Placed, the last thing known). `source.unreadableClusters` lists them, and `fleet status
+--live` exits 1 when it is not empty: the answer is incomplete.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import anyio
@@ -33,17 +42,30 @@ from controllers.fleetstate import (
     workload_label,
 )
 from controllers.reconcile import live_intent
-from controllers.statusdoc import PlacementLive, SourceState, status_document
+from controllers.statusdoc import (
+    HealthNote,
+    PlacementLive,
+    SourceState,
+    status_document,
+)
+from fleet.audit import Period, build_periods
+from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement import place
-from fleet.placement.types import Plan, Reason, WorkloadPlacement
+from fleet.placement.types import Plan, PreviousPlan, Reason, WorkloadPlacement
 from fleet.render import intent_hash
+from workloads.errors import WorkloadsError
+from workloads.ledger_store import LedgerReader
 from workloads.loader import Snapshot
 
 
-async def live_status(snap: Snapshot, *, kubeconfig: str | None, allow_exec: bool = False,
-                      answer_within: float = 15.0) -> dict[str, Any]:
-    """The status document of what runs on the clusters of `snap`'s fleet, now."""
+@contextlib.asynccontextmanager
+async def connected(snap: Snapshot, *, kubeconfig: str | None, allow_exec: bool = False,
+                    answer_within: float = 15.0
+                    ) -> AsyncIterator[tuple[dict[str, ClusterAdapter], dict[str, str]]]:
+    """Read-only adapters of every cluster of `snap`'s fleet, running, after each has
+    listed or `answer_within` seconds passed; and the clusters that refused to connect
+    (name -> why). `a.synced` says whether a cluster listed."""
     spec = snap.spec
     opts = AdapterOptions(allow_exec=allow_exec, self_heal=False,
                           unreachable_after=answer_within / 2, heartbeat_interval=1.0)
@@ -63,13 +85,49 @@ async def live_status(snap: Snapshot, *, kubeconfig: str | None, allow_exec: boo
             with anyio.move_on_after(answer_within):
                 for a in adapters.values():
                     await a.synced.wait()
-            doc = _document(snap, adapters, refused)
+            yield adapters, refused
             tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             for a in adapters.values():
                 await a.aclose()
+
+
+async def live_status(snap: Snapshot, *, kubeconfig: str | None, allow_exec: bool = False,
+                      answer_within: float = 15.0, ledger_repo: str | None = None
+                      ) -> dict[str, Any]:
+    """The status document of what runs on the clusters of `snap`'s fleet, now.
+
+    `ledger_repo`: the repo whose decision ledger gives the last known state of what
+    runs on a cluster that cannot be read (None: not looked up)."""
+    async with connected(snap, kubeconfig=kubeconfig, allow_exec=allow_exec,
+                         answer_within=answer_within) as (adapters, refused):
+        doc = _document(snap, adapters, refused)
+        unreadable = doc["source"]["unreadableClusters"]
+        if unreadable:
+            last = await anyio.to_thread.run_sync(last_known, ledger_repo,
+                                                  frozenset(unreadable))
+            mark_unknown(doc, unreadable, last)
     return doc
+
+
+async def live_placement(snap: Snapshot, *, kubeconfig: str | None,
+                         allow_exec: bool = False, answer_within: float = 15.0
+                         ) -> tuple[PreviousPlan, CapacitySnapshot, list[str]]:
+    """What runs on the fleet's clusters as a previous plan, their capacity (folded as
+    the controller folds them), and the clusters that could not be read."""
+    async with connected(snap, kubeconfig=kubeconfig, allow_exec=allow_exec,
+                         answer_within=answer_within) as (adapters, refused):
+        spec = snap.spec
+        synced = {name: a for name, a in adapters.items() if a.synced.is_set()}
+        views = {name: ClusterView(a.health_state if name in synced else "Unknown", None,
+                                   tuple(a.nodes()))
+                 for name, a in adapters.items()}
+        previous = previous_from_live(
+            spec.clusters, {name: a.live_workloads() for name, a in synced.items()})
+        capacity = capacity_snapshot(spec.clusters, views)
+        unreadable = sorted(set(refused) | set(adapters) - set(synced))
+    return previous, capacity, unreadable
 
 
 def _document(snap: Snapshot, adapters: Mapping[str, ClusterAdapter],
@@ -104,15 +162,76 @@ def _document(snap: Snapshot, adapters: Mapping[str, ClusterAdapter],
         {"type": "ClusterUnavailable", "status": "True", "reason": "NotListed",
          "message": f"{name}: did not answer in time; what runs there is unknown"}
         for name, a in sorted(adapters.items()) if not a.synced.is_set())
+    notes = {name: HealthNote("ConnectFailed", f"cannot connect: {why}")
+             for name, why in refused.items()}
+    for name, a in adapters.items():
+        why = a.health.why()
+        if not a.synced.is_set():
+            notes[name] = HealthNote("NotListed", "did not list what runs there in time"
+                                     + (f"; {why[1]}" if why else ""))
+        elif why is not None:
+            notes[name] = HealthNote(*why)
     doc = status_document(spec=spec, plan=live_plan, snapshot=capacity,
                           source=SourceState(snap.commit, None, conditions),
-                          live=live, drift=())
+                          live=live, drift=(), notes=notes)
     doc["source"]["live"] = True
+    doc["source"]["unreadableClusters"] = sorted(
+        set(refused) | {n for n, a in adapters.items() if not a.synced.is_set()})
     add_pods(doc, synced)
     for row in doc["workloads"]:
         if not row["placements"] and row["status"] == "Placed":
             row["sync"] = "OutOfSync"
     return doc
+
+
+def last_known(repo: str | None, clusters: frozenset[str]
+               ) -> dict[str, list[Period]] | None:
+    """Per workload, its ledger periods still open on `clusters`: where the controller
+    last placed it and has not pruned it since. None when the repo has no ledger (or it
+    cannot be read): then nothing is known."""
+    if repo is None:
+        return None
+    try:
+        reader = LedgerReader(repo)
+        if reader.commit is None:
+            return None
+        periods = build_periods(reader.rows(), lambda _commit: None).periods
+    except WorkloadsError:
+        return None
+    out: dict[str, list[Period]] = {}
+    for p in periods:
+        if p.end is None and p.cluster in clusters:
+            out.setdefault(p.workload, []).append(p)
+    return out
+
+
+def mark_unknown(doc: dict[str, Any], unreadable: list[str],
+                 last: Mapping[str, list[Period]] | None) -> None:
+    """Rows of workloads seen running nowhere, while `unreadable` clusters could not
+    say: Unknown, with the last known state, never Pending."""
+    names = ", ".join(unreadable)
+    for row in doc["workloads"]:
+        if row["placements"]:
+            continue
+        known = (last or {}).get(row["id"], [])
+        if last is not None and not known:
+            continue  # the ledger says it was not left running on those clusters
+        row["liveState"] = "Unknown"
+        row["unreadable"] = list(unreadable)
+        row["sync"] = row["health"] = "Unknown"
+        if known:
+            row["status"] = "Placed"
+            row["lastKnown"] = [{"cluster": p.cluster, "flavour": p.flavour,
+                                 "gpus": p.gpus, "since": p.start, "commit": p.commit}
+                                for p in sorted(known, key=lambda p: p.cluster)]
+            where = "; ".join(f"on {p.cluster} since {p.start} ({p.gpus} GPUs)"
+                              for p in sorted(known, key=lambda p: p.cluster))
+            message = (f"{names} could not be read: what runs there is unknown; "
+                       f"last known (ledger): placed {where}")
+        else:
+            message = (f"{names} could not be read: what runs there is unknown, and the "
+                       "repo has no decision ledger to say what was placed there")
+        row["reasons"] = [{"message": message, "rule": "Unreadable"}, *row["reasons"]]
 
 
 def _what_runs(planned: Plan, previous: Mapping[WorkloadId, Any]) -> Plan:

@@ -7,7 +7,7 @@ ledger (Placed, Moved, FailedOver, Pending) and log lines.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -17,16 +17,18 @@ from aiohttp import web
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
 from controllers.deletions import CONDITION as DELETIONS_HELD
-from controllers.fleetstate import capacity_snapshot, decision_fields
+from controllers.fleetstate import ClusterView, capacity_snapshot, decision_fields
 from controllers.livestatus import add_pods
 from controllers.observe import render_metrics
 from controllers.operatorview import add_operator_fields
 from controllers.server import Endpoints, bound_port, build_app, serve
 from controllers.statusdoc import (
     DriftItem,
+    HealthNote,
     PlacementLive,
     SourceState,
     cluster_rows,
+    failover_grace,
     status_document,
 )
 from controllers.web import index_html
@@ -47,9 +49,9 @@ log = structlog.get_logger()
 def status(m: Manager) -> dict[str, Any]:
     spec = m.desired.spec
     snapshot = m.snapshot
+    views = m.views()
     if spec is not None:
-        snapshot = capacity_snapshot(spec.clusters, m.views(),
-                                     m.settings.failover_grace)
+        snapshot = capacity_snapshot(spec.clusters, views, m.settings.failover_grace)
     conditions = [{"type": c.type, "status": c.status, "reason": c.reason,
                    "message": c.message} for c in m.conditions]
     ok, why = m.ready()
@@ -82,9 +84,9 @@ def status(m: Manager) -> dict[str, Any]:
     doc = status_document(
         spec=spec, plan=m.desired.plan, snapshot=snapshot,
         source=SourceState(m.source.observed, m.applied_commit, tuple(conditions)),
-        live=live, drift=drift)
+        live=live, drift=drift, notes=health_notes(m, views))
     add_pods(doc, m.adapters)
-    add_operator_fields(doc, spec=spec, views=m.views(), live=live, drift=drift,
+    add_operator_fields(doc, spec=spec, views=views, live=live, drift=drift,
                         failover_grace=m.settings.failover_grace)
     if m.settings.leader_elect:
         doc["leader"] = {"leading": m.may_act(),
@@ -92,6 +94,27 @@ def status(m: Manager) -> dict[str, Any]:
                          "identity": m.elector.identity if m.elector else None,
                          "home": m.home.name}
     return doc
+
+
+def health_notes(m: Manager, views: Mapping[str, ClusterView]) -> dict[str, HealthNote]:
+    """Why each cluster that is not Healthy is so: its health tracker's cause, or the
+    connection error of one never connected; with the failover countdown."""
+    notes: dict[str, HealthNote] = {}
+    for name, a in m.adapters.items():
+        why = a.health.why()
+        view = views.get(name)
+        if why is None and view is not None and view.health == "Unknown":
+            why = ("NotListed", "connected, but has not listed what runs there yet")
+        if why is None:
+            continue
+        gone = view.unreachable_for if view is not None else None
+        notes[name] = HealthNote(
+            why[0], why[1], gone,
+            failover_grace(m.desired.spec, m.desired.plan, name, m.settings.failover_grace)
+            if gone is not None else None)
+    for name, err in m.connect_errors.items():
+        notes.setdefault(name, HealthNote("ConnectFailed", f"cannot connect: {err}"))
+    return notes
 
 
 def live_now(m: Manager) -> dict[tuple[ClusterName, WorkloadId], PlacementLive]:

@@ -11,6 +11,11 @@ Per workload:
   (a reconcile of the new plan has not finished) > Synced; Unknown before any;
 - `health` is the worst over its clusters' Jobs and Deployments;
 - `commit` is the source-commit annotation of what is live.
+
+Per cluster, beyond the schema: a Degraded or Unreachable cluster says why (`reason`,
+`message`: the health tracker's cause, e.g. API errors with their status code or
+unanswered requests), and an Unreachable one when its workloads fail over
+(`failoverInSeconds`: the grace left, 0 once it is over).
 """
 
 from __future__ import annotations
@@ -65,8 +70,42 @@ def _worst(values: Sequence[str], order: Sequence[str], empty: str) -> str:
     return min(values, key=lambda v: order.index(v) if v in order else len(order))
 
 
+@dataclass(frozen=True, slots=True)
+class HealthNote:
+    """Why a cluster is not Healthy, from its health tracker, and how long it has been
+    Unreachable; `grace` is the failover grace of what runs there (None: nothing)."""
+
+    reason: str
+    message: str
+    unreachable_for: float | None = None
+    grace: float | None = None
+
+
+def failover_grace(spec: FleetSpec | None, plan: Plan | None, cluster: str,
+                   fleet_wide: float | None) -> float | None:
+    """Seconds an Unreachable `cluster` is waited for before its workloads fail over:
+    the fleet-wide setting, else the shortest grace of the workloads placed there (the
+    first to move); None when nothing is placed there."""
+    if fleet_wide is not None:
+        return fleet_wide
+    if spec is None or plan is None:
+        return None
+    graces = [spec.workloads[wid].spec.unreachable_grace_seconds
+              for wid, wp in plan.workloads.items()
+              if wid in spec.workloads and any(a.cluster == cluster for a in wp.assignments)]
+    return float(min(graces)) if graces else None
+
+
+def _note_fields(note: HealthNote) -> dict[str, Any]:
+    out: dict[str, Any] = {"reason": note.reason, "message": note.message}
+    if note.unreachable_for is not None and note.grace is not None:
+        out["failoverInSeconds"] = max(0, round(note.grace - note.unreachable_for))
+    return out
+
+
 def cluster_rows(spec: FleetSpec | None, plan: Plan | None,
-                 snapshot: CapacitySnapshot) -> list[dict[str, Any]]:
+                 snapshot: CapacitySnapshot,
+                 notes: Mapping[str, HealthNote] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     clusters = spec.clusters if spec is not None else {}
     for name in sorted(clusters):
@@ -101,6 +140,9 @@ def cluster_rows(spec: FleetSpec | None, plan: Plan | None,
             "health": cap.health, "cordoned": c.spec.cordoned,
             "unreachableSeconds": cap.unreachable_seconds, "gpus": gpus,
         })
+        note = (notes or {}).get(name)
+        if note is not None and cap.health != "Healthy":
+            rows[-1].update(_note_fields(note))
     return rows
 
 
@@ -143,7 +185,8 @@ def _workload_row(wp: WorkloadPlacement, live: Mapping[tuple[ClusterName, Worklo
 def status_document(*, spec: FleetSpec | None, plan: Plan | None,
                     snapshot: CapacitySnapshot, source: SourceState,
                     live: Mapping[tuple[ClusterName, WorkloadId], PlacementLive],
-                    drift: Sequence[DriftItem]) -> dict[str, Any]:
+                    drift: Sequence[DriftItem],
+                    notes: Mapping[str, HealthNote] | None = None) -> dict[str, Any]:
     workloads: list[dict[str, Any]] = []
     by_workload: dict[WorkloadId, list[DriftItem]] = {}
     for d in drift:
@@ -169,7 +212,7 @@ def status_document(*, spec: FleetSpec | None, plan: Plan | None,
         "kind": "FleetStatus",
         "source": {"observedCommit": source.observed, "appliedCommit": source.applied,
                    "conditions": [dict(c) for c in source.conditions]},
-        "clusters": cluster_rows(spec, plan, snapshot),
+        "clusters": cluster_rows(spec, plan, snapshot, notes),
         "workloads": workloads,
     }
 

@@ -38,7 +38,8 @@ def filter_workloads(doc: dict[str, Any], *, team: str | None = None,
             continue
         if cluster and cluster not in {p["cluster"] for p in w.get("placements", [])}:
             continue
-        if state and state not in {w.get("status"), w.get("sync"), w.get("health")} \
+        if state and state not in {w.get("status"), w.get("sync"), w.get("health"),
+                                   w.get("liveState")} \
                 and not (state == "Drifted" and w.get("drift")):
             continue
         out.append(w)
@@ -47,7 +48,7 @@ def filter_workloads(doc: dict[str, Any], *, team: str | None = None,
 
 def needs_attention(w: dict[str, Any]) -> bool:
     return (w.get("status") in ATTENTION_STATUS or w.get("sync") in ATTENTION_SYNC
-            or w.get("health") == "Failed"
+            or w.get("health") == "Failed" or w.get("liveState") == "Unknown"
             or any(not d.get("corrected") for d in w.get("drift", []))
             # Placed on what was left of it (a spread that lost a cluster): running, short
             or any(r.get("rule") == "Degraded" for r in w.get("reasons", [])))
@@ -60,8 +61,14 @@ def _gpus(c: dict[str, Any]) -> str:
     return ", ".join(parts) or "-"
 
 
+def _status(w: dict[str, Any]) -> str:
+    """A workload whose cluster could not be read is Unknown, whatever was last known."""
+    return "Unknown" if w.get("liveState") == "Unknown" else str(w.get("status", ""))
+
+
 def _reason(w: dict[str, Any]) -> str:
-    reasons = [r.get("message", "") for r in w.get("reasons", []) if r.get("rule") == "Degraded"]
+    reasons = [r.get("message", "") for r in w.get("reasons", [])
+               if r.get("rule") in ("Degraded", "Unreadable")]
     reasons += [r.get("message", "") for r in w.get("reasons", []) if not r.get("cluster")]
     if not reasons:
         reasons = [r.get("message", "") for r in w.get("reasons", [])]
@@ -73,12 +80,25 @@ def _reason(w: dict[str, Any]) -> str:
     return reasons[0] if reasons else str(w.get("sync", ""))
 
 
+def health_line(c: dict[str, Any]) -> str:
+    """Why a cluster is not Healthy, from the document's `reason`/`message` extras, and
+    for an Unreachable one the seconds left before its workloads fail over."""
+    why = c.get("message") or "no reason given by the controller"
+    line = f"  ! {c['name']} {c.get('health', 'Unknown')}"
+    line += f" ({c['reason']}): {why}" if c.get("reason") else f": {why}"
+    if c.get("health") == "Unreachable" and c.get("failoverInSeconds") is not None:
+        left = int(c["failoverInSeconds"])
+        line += (f"; workloads fail over in {left}s" if left > 0
+                 else "; failover grace over: workloads fail over")
+    return line
+
+
 def render_fleet(doc: dict[str, Any], *, team: str | None = None,
                  cluster: str | None = None, state: str | None = None) -> str:
     clusters = [c for c in doc.get("clusters", []) if not cluster or c["name"] == cluster]
     workloads = filter_workloads(doc, team=team, cluster=cluster, state=state)
     health = Counter(c.get("health", "Unknown") for c in clusters)
-    status = Counter(w.get("status") for w in workloads)
+    status = Counter(_status(w) for w in workloads)
     alloc = sum(g.get("allocated", 0) for c in clusters for g in (c.get("gpus") or {}).values())
     cap = sum(g.get("capacity", 0) for c in clusters for g in (c.get("gpus") or {}).values())
     src = doc.get("source", {})
@@ -113,12 +133,13 @@ def render_fleet(doc: dict[str, Any], *, team: str | None = None,
                      str(cnt["synced"]), str(cnt["drifted"]), str(cnt["failed"])])
     lines += table(["CLUSTER", "REGION", "JUR", "HEALTH", "GPUS ALLOCATED/CAPACITY",
                     "SYNCED", "DRIFTED", "FAILED"], rows)
+    lines += [health_line(c) for c in clusters if c.get("health", "Unknown") != "Healthy"]
     attention = [w for w in workloads if needs_attention(w)]
     lines.append("")
     if attention:
         lines.append(f"Needs attention ({len(attention)}):")
         lines += table(["WORKLOAD", "STATUS", "SYNC", "HEALTH", "WHY"],
-                       [[w["id"], w.get("status", ""), w.get("sync", ""),
+                       [[w["id"], _status(w), w.get("sync", ""),
                          w.get("health", "") or "", _reason(w)] for w in attention])
     else:
         lines.append("Nothing needs attention.")
@@ -129,7 +150,7 @@ def render_workload(doc: dict[str, Any], wid: str) -> str | None:
     w = next((x for x in doc.get("workloads", []) if x["id"] == wid), None)
     if w is None:
         return None
-    lines = [f"{w['id']}: {w.get('status')} · sync {w.get('sync')} · "
+    lines = [f"{w['id']}: {_status(w)} · sync {w.get('sync')} · "
              f"health {w.get('health') or 'Unknown'}",
              f"commit: {(w.get('commit') or '-')[:12]}"
              + (f" · since {w['since']}" if w.get("since") else "")]
@@ -140,8 +161,17 @@ def render_workload(doc: dict[str, Any], wid: str) -> str | None:
         lines += table(["CLUSTER", "REPLICAS", "FLAVOUR", "GPUS"],
                        [[p["cluster"], str(p["replicas"]), p["flavour"], str(p["gpus"])]
                         for p in w["placements"]])
+    elif w.get("liveState") == "Unknown":
+        lines.append(f"Not seen running; {', '.join(w.get('unreadable') or [])} could not "
+                     "be read.")
     else:
         lines.append("Not placed.")
+    if w.get("lastKnown"):
+        lines.append("")
+        lines.append("Last known (decision ledger):")
+        lines += table(["CLUSTER", "FLAVOUR", "GPUS", "SINCE"],
+                       [[k["cluster"], k.get("flavour") or "-", str(k.get("gpus", 0)),
+                         k.get("since") or "-"] for k in w["lastKnown"]])
     pods = w.get("pods") or []
     if pods:
         lines.append("")

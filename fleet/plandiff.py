@@ -13,10 +13,17 @@ guardrail violations and the protected-path flags.
 Placement is compared, not manifests alone: Argo CD's and Flux's diffs show YAML, but
 the question on a GPU fleet's PR is "where will it land, and who loses their GPUs".
 
-Rendering is injected (`render(spec, workload_id, assignment) -> str`, deterministic
-YAML), and only workloads whose inputs differ are rendered, so a plan of a 10,000
-workload fleet costs what the change touches. Rendering uses one fixed commit so the
-diff shows real change, not the `source-commit` annotation every object gets anyway.
+Rendering is injected (`render(spec, workload_id, assignment, commit) -> str`,
+deterministic YAML), and only workloads whose inputs differ are rendered, so a plan of a
+10,000 workload fleet costs what the change touches. Each side renders with its own
+commit (the base side shows the base's `source-commit`, as it runs), but a workload whose
+manifests differ only by that commit is not shown as a change.
+
+An Invalid head keeps what runs (the controller never prunes an invalid workload): its
+base placement is still counted in GPUs and cost after the change, never as freed, and
+it is labelled "Invalid (kept running)". A workload whose definition changed while its
+placement did not (a dataClass or image change) is labelled "Changed", with the
+dataClass move said, never "Unchanged".
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ from fleet.placement.types import Assignment, PlacementStatus, Plan, WorkloadPla
 from fleet.spec import FleetSpec
 
 ChangeKind = Literal["Added", "Moved", "Resized", "Removed", "Unchanged"]
-Renderer = Callable[[FleetSpec, WorkloadId, Assignment], str]
+Renderer = Callable[[FleetSpec, WorkloadId, Assignment, "str | None"], str]
+"""(spec, workload, assignment, commit) -> the workload's manifests there, as YAML."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,22 @@ class WorkloadChange:
     @property
     def status(self) -> PlacementStatus | None:
         return self.after.status if self.after is not None else None
+
+    @property
+    def kept(self) -> bool:
+        """Invalid in head but placed in base: the controller keeps it running as is."""
+        return (self.after is not None and self.after.status == "Invalid"
+                and self.before is not None and bool(self.before.assignments))
+
+    @property
+    def label(self) -> str:
+        """What a reader is told: `change`, except that a kept Invalid workload and a
+        definition change that moves nothing are said as such, never "Unchanged"."""
+        if self.kept:
+            return "Invalid (kept running)"
+        if self.change == "Unchanged" and self.spec_changed:
+            return "Changed"
+        return self.change
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +159,18 @@ def diff_plans(
         others = team != author if author is not None else team not in changed_teams
         displaced = worse and not spec_changed and others
         why = _why(after, kind, worse)
+        if spec_changed:
+            why = (*_definition_changes(base_spec, head_spec, wid), *why)
         changes.append(WorkloadChange(wid, team, kind, before, after, spec_changed,
                                       displaced, why))
-    bt, ht = _tally(base_spec, base_plan), _tally(head_spec, head_plan)
+    kept = {w.id: w.before.assignments for w in changes if w.kept and w.before is not None}
+    bt, ht = _tally(base_spec, base_plan), _tally(head_spec, head_plan, kept)
     return PlanDiff(
         base_commit=base_plan.commit, head_commit=head_plan.commit, head_plan=head_plan,
         head_spec=head_spec, workloads=tuple(changes),
         manifests=_manifest_diffs(base_spec, base_plan, head_spec, head_plan, render, edited),
         teams=_team_usage(bt.alloc, ht.alloc, head_spec),
-        flavours=_flavour_usage(base_plan, head_plan),
+        flavours=_flavour_usage(base_plan, head_plan, kept),
         cost=Usage(bt.cost, ht.cost),
         team_cost=_team_cost(bt.team_cost, ht.team_cost),
         unpriced=Usage(bt.unpriced, ht.unpriced),
@@ -163,6 +190,17 @@ def _spec_changed(base: FleetSpec, head: FleetSpec, wid: WorkloadId) -> bool:
     if b is None and h is None:  # invalid on both sides: compare their diagnostics
         return base.invalid.get(wid) != head.invalid.get(wid)
     return b != h
+
+
+def _definition_changes(base: FleetSpec, head: FleetSpec, wid: WorkloadId
+                        ) -> tuple[str, ...]:
+    """What changed in a workload's definition that a reviewer must see even when its
+    placement does not move: its data class (where its data may go)."""
+    b, h = base.workloads.get(wid), head.workloads.get(wid)
+    if b is None or h is None:
+        return ()
+    bd, hd = b.spec.placement.data_class, h.spec.placement.data_class
+    return (f"dataClass {bd} -> {hd}",) if bd != hd else ()
 
 
 def _shape(p: WorkloadPlacement | None) -> tuple[Assignment, ...]:
@@ -199,7 +237,8 @@ def _worse(before: WorkloadPlacement | None, after: WorkloadPlacement | None) ->
 
 
 def _why(after: WorkloadPlacement | None, kind: ChangeKind, worse: bool) -> tuple[str, ...]:
-    if after is None or (kind == "Unchanged" and after.status != "Pending" and not worse):
+    if after is None or (kind == "Unchanged" and after.status not in ("Pending", "Invalid")
+                         and not worse):
         return ()
     chosen = {a.cluster for a in after.assignments}
     out = []
@@ -231,10 +270,13 @@ def _manifest_diffs(base_spec: FleetSpec, base_plan: Plan, head_spec: FleetSpec,
         touched = sorted(w for w in set(b) | set(a)
                          if cluster_changed or b.get(w) != a.get(w) or w in edited)
         parts: list[str] = []
+        bc, hc = base_plan.commit, head_plan.commit
         for wid in touched:  # one diff per workload, so a hunk never mixes two of them
-            old = _lines(render(base_spec, wid, b[wid])) if wid in b else []
-            new = _lines(render(head_spec, wid, a[wid])) if wid in a else []
-            if old != new:
+            old = _lines(render(base_spec, wid, b[wid], bc)) if wid in b else []
+            new = _lines(render(head_spec, wid, a[wid], hc)) if wid in a else []
+            # Only the source-commit annotation differs: the same objects, not a change.
+            same = bool(bc and hc) and [x.replace(bc or "", hc or "") for x in old] == new
+            if old != new and not same:
                 parts.extend(difflib.unified_diff(
                     old, new, fromfile=f"base/{cluster}/{wid}" if old else "/dev/null",
                     tofile=f"head/{cluster}/{wid}" if new else "/dev/null", n=3))
@@ -261,16 +303,19 @@ class _Tally:
         return sum(self.team_cost.values())
 
 
-def _tally(spec: FleetSpec, plan: Plan) -> _Tally:
+def _tally(spec: FleetSpec, plan: Plan,
+           kept: Mapping[WorkloadId, tuple[Assignment, ...]] | None = None) -> _Tally:
+    """`kept`: the base placements of Invalid workloads, which still run (and cost)."""
     prices: dict[tuple[ClusterName, Flavour], int | None] = {}
     alloc: dict[tuple[Team, Flavour], int] = defaultdict(int)
     team_cost: dict[Team, int] = defaultdict(int)
     unpriced = 0
     for wid, p in plan.workloads.items():
-        if not p.assignments:
+        assignments = p.assignments or (kept or {}).get(wid, ())
+        if not assignments:
             continue
         team = _team(wid)
-        for a in p.assignments:
+        for a in assignments:
             gpus = a.gpus
             alloc[(team, a.flavour)] += gpus
             key = (a.cluster, a.flavour)
@@ -299,7 +344,9 @@ def _team_usage(b: dict[tuple[Team, Flavour], int], h: dict[tuple[Team, Flavour]
     return tuple(out)
 
 
-def _flavour_usage(base: Plan, head: Plan) -> dict[Flavour, tuple[int, Usage]]:
+def _flavour_usage(base: Plan, head: Plan,
+                   kept: Mapping[WorkloadId, tuple[Assignment, ...]]
+                   ) -> dict[Flavour, tuple[int, Usage]]:
     def totals(plan: Plan) -> tuple[dict[Flavour, int], dict[Flavour, int]]:
         cap: dict[Flavour, int] = defaultdict(int)
         used: dict[Flavour, int] = defaultdict(int)
@@ -311,6 +358,9 @@ def _flavour_usage(base: Plan, head: Plan) -> dict[Flavour, tuple[int, Usage]]:
 
     _, bu = totals(base)
     hc, hu = totals(head)
+    for assignments in kept.values():  # placement does not count what it keeps as is
+        for a in assignments:
+            hu[a.flavour] += a.gpus
     return {f: (hc.get(f, 0), Usage(bu.get(f, 0), hu.get(f, 0)))
             for f in sorted(set(bu) | set(hc) | set(hu))}
 
@@ -331,6 +381,8 @@ def _team_cost(b: dict[Team, int], h: dict[Team, int]) -> dict[Team, Usage]:
 
 def moves(w: WorkloadChange) -> tuple[str, str]:
     """`from` and `to` of a workload as text: `eu-fra-1 (2x h100-80gb)` or `Pending`."""
+    if w.kept:
+        return _where(w.before), f"Invalid, kept running on {_where(w.before)}"
     return _where(w.before), _where(w.after)
 
 

@@ -15,6 +15,7 @@ The JSON is `fleet plan`'s (`fleet.plan_json`, plan.schema.json) for the head, w
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,7 +71,10 @@ def verdict(d: PlanDiff) -> str:
 def summary_line(d: PlanDiff) -> str:
     c = d.counts()
     changed = ", ".join(f"{n} {k.lower()}" for k, n in c.items() if n and k != "Unchanged")
-    return (f"{changed or 'no placement changes'}; {c['Unchanged']} unchanged; "
+    labels = Counter(w.label for w in d.workloads if w.change == "Unchanged")
+    others = "".join(f"; {n} {k.lower()}" for k, n in sorted(labels.items())
+                     if k != "Unchanged")
+    return (f"{changed or 'no placement changes'}{others}; {labels['Unchanged']} unchanged; "
             f"cost {_money(d.cost.before)} → {_money(d.cost.after)} "
             f"({_delta(d.cost.before, d.cost.after, money=True)})")
 
@@ -84,8 +88,8 @@ def to_markdown(d: PlanDiff, budget: int = DIFF_BUDGET) -> str:
         out += ["| workload | change | from | to | why |", "|---|---|---|---|---|"]
         for w in rows[:MAX_ROWS]:
             frm, to = moves(w)
-            change = w.change + (" (spec changed)" if w.spec_changed and
-                                 w.change in ("Unchanged", "Moved", "Resized") else "")
+            change = w.label + (" (spec changed)" if w.spec_changed and
+                                w.change in ("Moved", "Resized") else "")
             why = "; ".join(w.why[:2])
             out.append(f"| `{w.id}` | {change} | {_cell(frm)} | {_cell(to)} | {_cell(why)} |")
         if len(rows) > MAX_ROWS:
@@ -176,7 +180,7 @@ def to_text(d: PlanDiff) -> str:
     for w in d.changed:
         frm, to = moves(w)
         mark = "!! DISPLACED " if w.displaced else ""
-        out.append(f"{mark}{w.change:<9} {w.id}: {frm} -> {to}")
+        out.append(f"{mark}{w.label:<9} {w.id}: {frm} -> {to}")
         out += [f"            {r}" for r in w.why[:3]]
     out += [e.format() for e in d.errors]
     out += [f"approval: {f.file}: {f.message}" for f in d.flags]
@@ -211,7 +215,7 @@ def to_json(d: PlanDiff, source: Mapping[str, Any] | None = None,
             assert w.before is not None
             row = rows[w.id] = {"id": w.id, "status": w.before.status, "placements": [],
                                 "reasons": [], "team": w.team}
-        row.update({"change": w.change, "specChanged": w.spec_changed,
+        row.update({"change": w.change, "label": w.label, "specChanged": w.spec_changed,
                     "displaced": w.displaced, "before": _placements(w, after=False)})
     doc["workloads"] = [rows[k] for k in sorted(rows)]
     violations = set(d.violations)

@@ -3,8 +3,10 @@
 The table behind one placement decision (placement rule 7: for every workload and every
 cluster, the plan can say why it was chosen or which rule filtered it out), judged at
 the moment the workload is decided in the fleet-wide pass, so after everything of
-higher priority took its capacity. Exit codes: 0 shown, 2 unknown workload or the repo
-(or the capacity file) cannot be read.
+higher priority took its capacity. With `--server URL` or `--live` it starts from what
+runs (controllers/commands/liveplan.py), so it says why a workload is where it runs.
+Exit codes: 0 shown, 1 with `--live` when a cluster could not be read, 2 unknown
+workload or the repo (or the capacity file, or the controller) cannot be read.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from controllers.commands.common import (
     fail,
     read_planning_inputs,
 )
+from controllers.commands.liveplan import add_server_argument, describe, exit_code, use_live
 
 if TYPE_CHECKING:
     from fleet.placement.explain import Explanation
@@ -33,7 +36,9 @@ their weights.
 Examples:
   fleet explain nlp-team/llama-finetune examples/fleet
   fleet explain nlp-team/llama-finetune --format json
-  fleet explain search-team/ranker-train --capacity capacity.json"""
+  fleet explain search-team/ranker-train --capacity capacity.json
+  fleet explain nlp-team/llama-finetune --server http://fleet:8080
+      # why it is where it runs now (after a failover: kept there, or why it moved)"""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,6 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_repo_arguments(p)
     p.add_argument("--capacity", metavar="FILE",
                    help="a CapacitySnapshot JSON file (default: the declared capacity)")
+    add_server_argument(p)
     add_format_argument(p, ("text", "json"), "text")
     p.set_defaults(handler=run)
 
@@ -51,18 +57,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from fleet.placement.explain import UnknownWorkload, explain
 
+    live = use_live(args)
     snap, capacity, _ = read_planning_inputs(args)
     spec = snap.spec
     try:
-        ex = explain(spec, capacity, args.workload)
+        ex = explain(spec, live.capacity if live else capacity, args.workload,
+                     live.previous if live else None)
     except UnknownWorkload:
         fail(f"no workload {args.workload} in {args.repo} (ids are <team>/<name>)")
     if args.format == "json":
-        json.dump(to_json(ex), sys.stdout, indent=2)
+        doc = to_json(ex)
+        if live is not None:
+            doc["source"] = {"server": live.server, "commit": snap.commit,
+                             "running": [{"cluster": a.cluster, "flavour": a.flavour,
+                                          "replicas": a.replicas, "gpus": a.gpus}
+                                         for a in live.previous.get(ex.workload, ())]}
+        json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
+        if live is not None:
+            sys.stdout.write(describe(live) + "\n")
         sys.stdout.write(to_text(ex))
-    return 0
+    return exit_code(live, 0)
 
 
 def to_json(ex: Explanation) -> dict[str, Any]:

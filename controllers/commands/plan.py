@@ -6,8 +6,11 @@ Invalid documents are listed under `errors` and their workloads are `Invalid`, w
 the rest is planned. With `--base/--head` (or `--verify`) it compares two commits
 instead: see controllers/commands/plandiff.py.
 
+With `--server URL` or `--live` it plans from what runs (controllers/commands/liveplan.py).
+
 Exit codes: 0 everything planned cleanly (Pending is not an error: it is a plan),
-1 some documents are invalid (listed), 2 the repo or the capacity file cannot be read.
+1 some documents are invalid (listed), or with `--live` a cluster could not be read,
+2 the repo, the capacity file or the controller cannot be read.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from controllers.commands import plandiff
 from controllers.commands.common import (
     add_format_argument,
     add_repo_arguments,
+    fail,
     read_planning_inputs,
     write_json,
 )
+from controllers.commands.liveplan import add_server_argument, describe, exit_code, use_live
 
 DESCRIPTION = """\
 Plan one commit of a fleet repo: for every workload, the cluster(s), flavour and
@@ -32,7 +37,10 @@ Examples:
   fleet plan                                  # the repo in the current folder, at HEAD
   fleet plan examples/fleet --format json     # plan.schema.json, byte-identical per input
   fleet plan --capacity capacity.json         # with live capacity from a controller
-  fleet plan --format markdown > plan.md"""
+  fleet plan --format markdown > plan.md
+  fleet plan --server http://fleet:8080       # from what runs: the controller's
+                                              # placements, capacity and applied commit
+  fleet plan --live --kubeconfig kc.yaml      # from what runs, read from the clusters"""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,6 +50,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_repo_arguments(p)
     p.add_argument("--capacity", metavar="FILE",
                    help="a CapacitySnapshot JSON file (default: the declared capacity)")
+    add_server_argument(p)
     add_format_argument(p, ("text", "json", "markdown"), "text",
                         help="text (a table), json (plan.schema.json) or markdown (md)")
     plandiff.add_arguments(p)
@@ -50,21 +59,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if plandiff.wanted(args):
+        if args.server or args.live:
+            fail("--server/--live plan what runs now: not with --base/--head/--verify")
         return plandiff.run(args)
     # imported here so that building the parser (every `fleet` command) does not pay
     from fleet.placement import place
     from fleet.plan_json import plan_to_json
     from fleet.plan_text import to_markdown, to_text
 
+    live = use_live(args)
     snap, capacity, from_file = read_planning_inputs(args)
     spec = snap.spec
-    plan = place(spec, capacity, commit=snap.commit)
+    if live is not None:
+        capacity = live.capacity
+    plan = place(spec, capacity, live.previous if live else None, commit=snap.commit)
     if args.format == "json":
         doc = plan_to_json(plan, spec, capacity)
-        doc["source"]["capacitySource"] = "file" if from_file else "declared"
+        doc["source"]["capacitySource"] = (
+            ("live" if live.server == "live" else "server") if live
+            else "file" if from_file else "declared")
+        if live is not None and live.server != "live":
+            doc["source"]["server"] = live.server
         write_json(doc)
     elif args.format == "markdown":
         sys.stdout.write(to_markdown(plan, spec))
     else:
+        if live is not None:
+            sys.stdout.write(describe(live) + "\n")
         sys.stdout.write(to_text(plan, spec))
-    return 1 if spec.errors else 0
+    return exit_code(live, 1 if spec.errors else 0)

@@ -158,7 +158,7 @@ def plan_change(change: Change, live: CapacitySnapshot | None,
     if not change.files:
         notes.append("no fleet files change between the merge base and head")
     d = diff_plans(base_spec, base_plan, head_spec, head_plan,
-                   render=renderer(change.head_commit),
+                   render=renderer(),
                    flags=flags, author_team=author, notes=notes)
     source = {
         "baseRef": args.base, "headRef": args.head, "mergeBase": change.merge_base,
@@ -203,12 +203,10 @@ def placement_plan(spec: FleetSpec, capacity: CapacitySnapshot, previous: Previo
     return plan
 
 
-def renderer(commit: str) -> Renderer:
-    """Per workload and cluster, its manifests as deterministic YAML (sorted keys).
-
-    Both sides render with the same commit (head's), so the `source-commit` annotation
-    every object carries does not show as a change.
-    """
+def renderer() -> Renderer:
+    """Per workload and cluster, its manifests as deterministic YAML (sorted keys), with
+    the side's own commit in the `source-commit` annotation (the diff ignores a change
+    of that annotation alone)."""
     import yaml
 
     from fleet.render import render
@@ -216,8 +214,8 @@ def renderer(commit: str) -> Renderer:
     # libyaml's emitter when present: the same YAML, ~10x faster than pure Python
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
-    def one(spec: FleetSpec, wid: WorkloadId, a: Assignment) -> str:
-        manifests = render(spec.workloads[wid], a, spec.clusters[a.cluster], commit)
+    def one(spec: FleetSpec, wid: WorkloadId, a: Assignment, commit: str | None) -> str:
+        manifests = render(spec.workloads[wid], a, spec.clusters[a.cluster], commit or "")
         return str(yaml.dump_all(manifests, Dumper=dumper, sort_keys=True,
                                  default_flow_style=False, explicit_start=True))
 
@@ -304,9 +302,8 @@ def verify(args: argparse.Namespace) -> int:
                                          "capacityDigest", "capacitySource")}
     except OSError as e:
         fail(f"{args.verify}: cannot read: {e.strerror}")
-    except (ValueError, KeyError, TypeError) as e:
-        fail(f"{args.verify}: not a plan written by `fleet plan --base --head --format json` "
-             f"({type(e).__name__}: {e})")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        fail(_not_a_change_plan(args.verify))
     checks: list[tuple[bool, str]] = []
     try:
         change = read_change_cached(args.repo, recorded["baseRef"], recorded["headRef"])
@@ -346,6 +343,23 @@ def verify(args: argparse.Namespace) -> int:
             print(f"{'ok   ' if ok else 'STALE'} {message}")
         print(f"plan {args.verify}: {'still holds' if holds else 'is stale'}")
     return 0 if holds else 1
+
+
+def _not_a_change_plan(path: str) -> str:
+    """One line for a --verify file that is not a saved change plan: a plain plan (of
+    one commit) is named as such, anything else as not a plan."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        plain = isinstance(doc, dict) and doc.get("kind") == "Plan" \
+            and "baseRef" not in (doc.get("source") or {})
+    except (OSError, ValueError):
+        plain = False
+    if plain:
+        return (f"{path} is a plan of one commit: --verify checks a plan of a change, "
+                "written by `fleet plan --base REF --head REF --format json`")
+    return (f"{path}: not a plan written by `fleet plan --base REF --head REF "
+            "--format json`")
 
 
 def fleet_tree(repo_path: str, commit: str) -> tuple[str | None, ...]:

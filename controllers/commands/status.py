@@ -43,7 +43,11 @@ Examples:
   fleet status --watch 2                # refresh every 2 seconds
   fleet status --format json            # the FleetStatus document
   fleet status --live --repo fleet/ --kubeconfig kc.yaml
-                                        # no controller: read what runs from the clusters"""
+                                        # no controller: read what runs from the clusters
+
+Exit codes: 0 shown; 1 with --live when a cluster could not be read (its workloads are
+shown Unknown with the last known state from the ledger, never Pending); 2 could not
+run (no controller answers, bad arguments)."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,7 +97,13 @@ def fetch(server: str) -> dict[str, Any]:
 
 
 def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
+    """Print `doc`; 1 when part of it is unknown (a cluster could not be read), else 0."""
     _known(args, doc)
+    unreadable = (doc.get("source") or {}).get("unreadableClusters") or []
+    code = 1 if unreadable else 0
+    if unreadable:
+        print(f"fleet: could not read {', '.join(unreadable)}: what runs there is unknown "
+              "(exit 1)", file=sys.stderr)
     if args.format == "json":
         if args.workload:
             match = [w for w in doc.get("workloads", []) if w["id"] == args.workload]
@@ -105,15 +115,15 @@ def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
                 doc, team=args.team, cluster=args.cluster, state=args.state)}
             json.dump(filtered, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
-        return 0
+        return code
     if args.workload:
         text = render_workload(doc, args.workload)
         if text is None:
             fail(f"no workload {args.workload} in the fleet")
         sys.stdout.write(text)
-        return 0
+        return code
     sys.stdout.write(render_fleet(doc, team=args.team, cluster=args.cluster, state=args.state))
-    return 0
+    return code
 
 
 def _known(args: argparse.Namespace, doc: dict[str, Any]) -> None:
@@ -144,7 +154,7 @@ def fetch_live(args: argparse.Namespace) -> dict[str, Any]:
         fail(str(e))
     doc: dict[str, Any] = anyio.run(lambda: live_status(
         snap, kubeconfig=args.kubeconfig, allow_exec=args.allow_exec_plugins,
-        answer_within=args.timeout))
+        answer_within=args.timeout, ledger_repo=args.repo))
     return doc
 
 

@@ -14,6 +14,7 @@ from controllers.commands.common import (
     fail,
     read_snapshot,
 )
+from controllers.commands.liveplan import add_server_argument, describe, exit_code, use_live
 from controllers.statusview import table
 from fleet.capacity import CapacityFormatError, CapacitySnapshot, declared_capacity
 from fleet.placement.types import Assignment
@@ -39,7 +40,9 @@ e.g. from a controller's /api/v1/capacity).
 Examples:
   fleet whatif --down eu-central-1
   fleet whatif examples/fleet --worktree --drain eu-fra-1 --format json
-  fleet whatif --capacity h100-80gb=-50% --policy-ref residency-tightening"""
+  fleet whatif --capacity h100-80gb=-50% --policy-ref residency-tightening
+  fleet whatif --server http://fleet:8080 --down us-east
+      # from what runs now (after a failover, from where the workloads are)"""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,6 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="plan the changed fleet from the repo at this branch or commit")
     p.add_argument("--capacity-file", metavar="FILE",
                    help="a CapacitySnapshot JSON instead of the declared capacity")
+    add_server_argument(p)
     add_format_argument(p, ("text", "json"), "text")
     p.set_defaults(handler=run)
 
@@ -76,6 +80,9 @@ def _where(assignments: tuple[Assignment, ...]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.server or args.live) and args.capacity_file:
+        fail("--server/--live read the live capacity: not with --capacity-file")
+    live = use_live(args)
     try:
         snap = read_snapshot(args)
         changed = read_fleet(args.repo, args.policy_ref).spec if args.policy_ref else None
@@ -89,15 +96,19 @@ def run(args: argparse.Namespace) -> int:
                 capacity = CapacitySnapshot.from_json(json.load(f))
         except (OSError, ValueError, CapacityFormatError) as e:
             fail(f"{args.capacity_file}: {e}")
+    if live is not None:
+        capacity = live.capacity
     scenario = Scenario(tuple(args.drain), tuple(args.down), dict(args.capacity))
     problems = check(scenario, changed or spec)
     if problems:
         fail("; ".join(problems))
-    result = whatif(spec, capacity, scenario, changed_spec=changed)
+    result = whatif(spec, capacity, scenario, changed_spec=changed,
+                    current=live.previous if live else None)
     title = scenario.describe() + (f", repo at {args.policy_ref}" if args.policy_ref else "")
     if args.format == "json":
         doc: dict[str, Any] = {
             "scenario": title, "commit": snap.commit,
+            **({"server": live.server} if live else {}),
             "changes": [{
                 "workload": c.workload, "kind": c.kind,
                 "from": [_assignment(a) for a in c.before],
@@ -107,12 +118,12 @@ def run(args: argparse.Namespace) -> int:
         }
         json.dump(doc, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
-        return 0
+        return exit_code(live, 0)
     moved, pending = result.count("Moved"), result.count("Pending")
     placed = result.count("Placed")
     where = (snap.commit or "worktree")[:12]
-    source = f"capacity from {args.capacity_file}" if args.capacity_file else \
-        "declared capacity"
+    source = describe(live) if live else f"capacity from {args.capacity_file}" \
+        if args.capacity_file else "declared capacity"
     print(f"what if {title} (fleet @ {where}, {source})")
     print(f"{moved} move, {pending} become Pending, {placed} newly placed; "
           f"{len(result.after.workloads) - len(result.changes)} unchanged")
@@ -129,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         for line in table(["PENDING", "WAS ON", "WHY"],
                           ([c.workload, _where(c.before), c.why] for c in stuck)):
             print(line)
-    return 0
+    return exit_code(live, 0)
 
 
 def _assignment(a: Assignment) -> dict[str, Any]:

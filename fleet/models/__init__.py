@@ -127,6 +127,7 @@ __all__ = [
     "WorkloadSpec",
     "WorkloadType",
     "json_schemas",
+    "schema_file",
 ]
 
 Document = Cluster | ResidencyPolicy | TeamQuota | Workload | Guardrails | Owners
@@ -141,12 +142,24 @@ KINDS: dict[str, type[Document]] = {
 }
 
 
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema_file(kind: str) -> str:
+    """The file name of a kind's schema in `docs/schema/`: `workload.json`."""
+    return f"{kind.lower()}.json"
+
+
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schema of each kind, keyed by kind, for editors and `fleet schema`."""
+    """The JSON Schema of each kind, keyed by kind, for editors and `fleet schema`.
+
+    Every kind and every field has a `description` (the models' docstrings and
+    `Field(description=...)`: the one place they are written), with `examples` where a
+    value's shape is not obvious, so an editor's hover explains the field."""
     out: dict[str, dict[str, Any]] = {}
     for kind, model in KINDS.items():
         schema = model.model_json_schema(by_alias=True, mode="validation")
-        schema["$id"] = f"https://aifleet.dev/schemas/v1alpha1/{kind}.json"
-        schema["title"] = kind
-        out[kind] = schema
+        out[kind] = {"$schema": JSON_SCHEMA_DIALECT,
+                     "$id": f"https://aifleet.dev/schemas/v1alpha1/{schema_file(kind)}",
+                     **schema, "title": kind}
     return out

@@ -144,18 +144,35 @@ def _rebuild(cls: type[Model], fields: dict[str, Any], fields_set: set[str]) -> 
 
 
 class ObjectMeta(Model):
-    name: DnsLabel
-    namespace: DnsLabel | None = None
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
-    annotations: dict[LabelKey, str] = Field(default_factory=dict)
+    """The document's name and labels, as in Kubernetes."""
+
+    name: DnsLabel = Field(
+        description="The document's name, a DNS-1123 label (lower-case letters, digits "
+                    "and '-', at most 63). A Cluster's name is the cluster's name "
+                    "everywhere; a TeamQuota's is the team.",
+        examples=["eu-fra-1", "llama-finetune"])
+    namespace: DnsLabel | None = Field(
+        None, description="Workloads only: the team, equal to the folder "
+                          "`workloads/<team>/`; the workload id is `<namespace>/<name>`. "
+                          "Fleet-wide kinds have none.",
+        examples=["nlp-team"])
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict,
+        description="Kubernetes-style labels. On a Cluster, what a workload's "
+                    "`clusterSelector` matches; on a Workload, copied to its objects.",
+        examples=[{"tier": "prod"}])
+    annotations: dict[LabelKey, str] = Field(
+        default_factory=dict, description="Free-form notes for people and tools; not "
+                                          "read by placement.")
 
 
 
 class DocumentBase(Model):
     """What every document has: `apiVersion` and `metadata`."""
 
-    api_version: Literal["aifleet.dev/v1alpha1"]
-    metadata: ObjectMeta
+    api_version: Literal["aifleet.dev/v1alpha1"] = Field(
+        description="The format version: always `aifleet.dev/v1alpha1`.")
+    metadata: ObjectMeta = Field(description="Name, namespace (Workloads) and labels.")
 
 
 class ClusterScopedBase(DocumentBase):

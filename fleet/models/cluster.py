@@ -24,17 +24,36 @@ from fleet.models.base import (
 class Connection(Model):
     """How the controller reaches a cluster. Never inline secrets: a path and a context."""
 
-    kubeconfig: str | None = None
-    context: str | None = None
+    kubeconfig: str | None = Field(
+        None, description="Path of the kubeconfig file; `${VAR}` is expanded (e.g. "
+                          "`${FLEET_KUBECONFIG}`). Unset: the controller's `--kubeconfig`, "
+                          "else the standard lookup. Never inline credentials.",
+        examples=["${FLEET_KUBECONFIG}"])
+    context: str | None = Field(
+        None, description="The kubeconfig context to use (default: the cluster's name).",
+        examples=["eu-fra-1"])
 
 
 class GpuOffer(Model):
-    flavour: FlavourName
-    product: Annotated[str, Field(min_length=1, max_length=63)]
-    count: Annotated[int, Field(ge=0)]
-    per_node: Annotated[int, Field(ge=1, le=1024)]
-    price_per_hour: Annotated[float, Field(ge=0)] | None = None
-    spot: bool = False
+    """One GPU flavour a cluster offers: which nodes have it, how many, at what price."""
+
+    flavour: FlavourName = Field(
+        description="The fleet-wide flavour name Workloads ask for in "
+                    "`resources.gpu.flavours`.", examples=["h100-80gb"])
+    product: Annotated[str, Field(min_length=1, max_length=63)] = Field(
+        description="The node label `nvidia.com/gpu.product` that selects these nodes; "
+                    "pods of this flavour get it as their nodeSelector.",
+        examples=["NVIDIA-H100-80GB-HBM3"])
+    count: Annotated[int, Field(ge=0)] = Field(
+        description="Declared total GPUs of this flavour, a multiple of `perNode`; the "
+                    "live capacity read from the cluster overrides it.", examples=[64])
+    per_node: Annotated[int, Field(ge=1, le=1024)] = Field(
+        description="GPUs per node: each replica must fit on one node.", examples=[8])
+    price_per_hour: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="Price per GPU-hour, for cost reports, `fleet plan` cost and the "
+                          "Price scorer. Unset: the cost is unknown, never zero.",
+        examples=[2.9])
+    spot: bool = Field(False, description="Spot/preemptible capacity (informational).")
 
     @model_validator(mode="after")
     def _whole_nodes(self) -> GpuOffer:
@@ -54,19 +73,37 @@ TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 
 class Taint(Model):
-    key: LabelKey
-    value: str | None = None
-    effect: TaintEffect
+    """A cluster-level taint: only workloads that tolerate it are placed there."""
+
+    key: LabelKey = Field(description="The taint's key.", examples=["maintenance"])
+    value: str | None = Field(None, description="The taint's value (optional).")
+    effect: TaintEffect = Field(
+        description="NoSchedule or NoExecute: only tolerating workloads are placed; "
+                    "PreferNoSchedule: placed elsewhere when possible.")
 
 
 class ClusterSpec(Model):
-    region: NonEmptyStr
-    jurisdiction: CountryCode
-    provider: str | None = None
-    connection: Connection = Field(default_factory=Connection)
-    gpus: tuple[GpuOffer, ...] = ()
-    taints: tuple[Taint, ...] = ()
-    cordoned: bool = False
+    """Where the cluster is, how to reach it and what GPUs it offers."""
+
+    region: NonEmptyStr = Field(
+        description="Free-form region id, shown in reports and used by "
+                    "`fleet whatif --down REGION`.", examples=["eu-central-1"])
+    jurisdiction: CountryCode = Field(
+        description="ISO 3166-1 alpha-2 code of the country where the hardware "
+                    "physically is: what residency rules judge.", examples=["DE"])
+    provider: str | None = Field(None, description="Free-form provider name.",
+                                 examples=["aws"])
+    connection: Connection = Field(
+        default_factory=Connection,
+        description="How the controller reaches the cluster (a kubeconfig path and "
+                    "context; never inline secrets).")
+    gpus: tuple[GpuOffer, ...] = Field(
+        (), description="The GPU flavours the cluster offers, one entry per flavour.")
+    taints: tuple[Taint, ...] = Field(
+        (), description="Cluster-level taints; a workload must tolerate them to land.")
+    cordoned: bool = Field(
+        False, description="true: keep what runs, place nothing new (a drain starts "
+                           "here).")
 
     @model_validator(mode="after")
     def _unique_flavours(self) -> ClusterSpec:
@@ -75,8 +112,11 @@ class ClusterSpec(Model):
 
 
 class Cluster(ClusterScopedBase):
-    kind: Literal["Cluster"]
-    spec: ClusterSpec
+    """A Kubernetes cluster workloads can run on: where it is (jurisdiction), how to
+    reach it and the GPUs it offers. One per file in `clusters/<cluster>.yaml`."""
+
+    kind: Literal["Cluster"] = Field(description="Always `Cluster`.")
+    spec: ClusterSpec = Field(description="The cluster's location, connection and GPUs.")
 
     @property
     def name(self) -> ClusterName:

@@ -42,8 +42,14 @@ DEFAULT_UNREACHABLE_GRACE_SECONDS = 300
 
 
 class GpuRequest(Model):
-    count: Annotated[int, Field(ge=1, le=1024)]
-    flavours: Annotated[tuple[FlavourName, ...], Field(min_length=1)]
+    """GPUs per replica, and which flavours are acceptable."""
+
+    count: Annotated[int, Field(ge=1, le=1024)] = Field(
+        description="GPUs per replica; a replica runs on one node, so it must be at most "
+                    "the flavour's `perNode`.", examples=[8])
+    flavours: Annotated[tuple[FlavourName, ...], Field(min_length=1)] = Field(
+        description="Acceptable flavours in order of preference; every replica uses one "
+                    "of them.", examples=[["h100-80gb", "a100-80gb"]])
 
     @model_validator(mode="after")
     def _unique_flavours(self) -> GpuRequest:
@@ -52,15 +58,27 @@ class GpuRequest(Model):
 
 
 class Resources(Model):
-    gpu: GpuRequest
-    cpu: Quantity | None = None
-    memory: Quantity | None = None
+    """What each replica needs."""
+
+    gpu: GpuRequest = Field(description="GPUs per replica and the acceptable flavours.")
+    cpu: Quantity | None = Field(
+        None, description="CPU per replica, a Kubernetes quantity (quote numbers).",
+        examples=["32", "500m"])
+    memory: Quantity | None = Field(
+        None, description="Memory per replica, a Kubernetes quantity.",
+        examples=["512Gi"])
 
 
 class LabelSelectorRequirement(Model):
-    key: LabelKey
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: tuple[str, ...] = ()
+    """One expression of a label selector, as in Kubernetes."""
+
+    key: LabelKey = Field(description="The cluster label key.", examples=["tier"])
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="In / NotIn: the label's value is (not) one of `values`; Exists / "
+                    "DoesNotExist: the label is (not) set.")
+    values: tuple[str, ...] = Field(
+        (), description="The values for In and NotIn (at least one); none for Exists "
+                        "and DoesNotExist.")
 
     @model_validator(mode="after")
     def _values_fit_operator(self) -> LabelSelectorRequirement:
@@ -72,8 +90,13 @@ class LabelSelectorRequirement(Model):
 
 
 class LabelSelector(Model):
-    match_labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
-    match_expressions: tuple[LabelSelectorRequirement, ...] = ()
+    """Kubernetes label-selector syntax over the Clusters' labels; all terms must hold."""
+
+    match_labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, description="Labels the cluster must have, with these "
+                                          "values.", examples=[{"tier": "prod"}])
+    match_expressions: tuple[LabelSelectorRequirement, ...] = Field(
+        (), description="Expressions that must all hold.")
 
     def matches(self, labels: dict[str, str]) -> bool:
         for k, v in self.match_labels.items():
@@ -93,8 +116,12 @@ class LabelSelector(Model):
 
 
 class Spread(Model):
-    min_clusters: Annotated[int, Field(ge=1)] = 1
-    max_clusters: Annotated[int, Field(ge=1)] = 1
+    """How many clusters a non-gang workload's replicas may be divided over."""
+
+    min_clusters: Annotated[int, Field(ge=1)] = Field(
+        1, description="At least this many clusters (at most `replicas`).")
+    max_clusters: Annotated[int, Field(ge=1)] = Field(
+        1, description="At most this many clusters.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Spread:
@@ -106,11 +133,23 @@ class Spread(Model):
 
 
 class Toleration(Model):
-    key: LabelKey | None = None
-    operator: Literal["Equal", "Exists"] = "Equal"
-    value: str | None = None
-    effect: TaintEffect | None = None
-    toleration_seconds: Annotated[int, Field(ge=0)] | None = None
+    """Lets the workload land on clusters with a matching taint (Kubernetes semantics);
+    with the key `aifleet.dev/unreachable`, how long it waits on an unreachable cluster
+    before failing over."""
+
+    key: LabelKey | None = Field(
+        None, description="The taint key; unset with operator Exists: every taint "
+                          "(except the fleet's own `aifleet.dev/...` ones).",
+        examples=["maintenance", "aifleet.dev/unreachable"])
+    operator: Literal["Equal", "Exists"] = Field(
+        "Equal", description="Equal: key and value match; Exists: the key matches.")
+    value: str | None = Field(None, description="The taint value, for operator Equal.")
+    effect: TaintEffect | None = Field(
+        None, description="Only taints of this effect (unset: any effect).")
+    toleration_seconds: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="With key `aifleet.dev/unreachable`: seconds the workload "
+                          "stays on an unreachable cluster before failover (default 300).",
+        examples=[600])
 
     @model_validator(mode="after")
     def _shape(self) -> Toleration:
@@ -136,35 +175,70 @@ class Toleration(Model):
 
 
 class Placement(Model):
-    data_class: DnsLabel | None = None
-    cluster_selector: LabelSelector | None = None
-    clusters: tuple[DnsLabel, ...] = ()
-    gang: bool | None = None
-    spread: Spread | None = None
-    tolerations: tuple[Toleration, ...] = ()
+    """Where the workload may run: residency first, then narrowing and shape."""
+
+    data_class: DnsLabel | None = Field(
+        None, description="The data class of what the workload processes: a "
+                          "ResidencyPolicy `dataClasses` entry, which says the "
+                          "jurisdictions it may run in. Never violated. Unset: the "
+                          "policy's `default`.", examples=["eu-personal"])
+    cluster_selector: LabelSelector | None = Field(
+        None, description="Only clusters whose labels match (narrows, never widens "
+                          "residency).")
+    clusters: tuple[DnsLabel, ...] = Field(
+        (), description="Only these clusters, by name (an extension; empty: any).",
+        examples=[["eu-fra-1", "eu-par-1"]])
+    gang: bool | None = Field(
+        None, description="true: all replicas in one cluster, all or nothing. Default: "
+                          "true for training and batch, false for inference.")
+    spread: Spread | None = Field(
+        None, description="Non-gang workloads: divide the replicas over this many "
+                          "clusters.")
+    tolerations: tuple[Toleration, ...] = Field(
+        (), description="Taints the workload tolerates, and its unreachable grace.")
 
 
 class InferenceSpec(Model):
-    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    """Inference only: how the Service reaches the pods."""
+
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        8000, description="The container port the Service targets.")
 
 
 class WorkloadSpec(Model):
-    type: WorkloadType
-    image: ImageRef
-    command: tuple[str, ...] | None = None
-    args: tuple[str, ...] | None = None
-    env: dict[EnvName, str] = Field(default_factory=dict)
-    replicas: Annotated[int, Field(ge=1, le=10_000)] = 1
-    resources: Resources
-    placement: Placement = Field(default_factory=Placement)
-    priority: Annotated[int, Field(ge=-1_000_000, le=1_000_000)] = 0
-    inference: InferenceSpec | None = None
+    """What to run, how much of it, and where it may run."""
+
+    type: WorkloadType = Field(
+        description="training and batch render to a batch/v1 Job, inference to an "
+                    "apps/v1 Deployment and a Service.")
+    image: ImageRef = Field(
+        description="The container image, a full reference (a tag or a digest).",
+        examples=["registry.internal/llm-trainer:v2.1"])
+    command: tuple[str, ...] | None = Field(
+        None, description="The container's command (its entrypoint).",
+        examples=[["torchrun", "train.py"]])
+    args: tuple[str, ...] | None = Field(
+        None, description="Arguments to the command (an extension).")
+    env: dict[EnvName, str] = Field(
+        default_factory=dict, description="Environment variables; values are strings "
+                                          "(quote numbers). Never secrets.",
+        examples=[{"EPOCHS": "3"}])
+    replicas: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        1, description="Pods; each gets `resources` on one node.")
+    resources: Resources = Field(description="GPUs (required), CPU and memory per replica.")
+    placement: Placement = Field(
+        default_factory=Placement, description="Residency, narrowing and shape of the "
+                                               "placement.")
+    priority: Annotated[int, Field(ge=-1_000_000, le=1_000_000)] = Field(
+        0, description="Higher places first, and may preempt lower.")
+    inference: InferenceSpec | None = Field(
+        None, description="Only for type inference: the Service port.")
     recreate: Literal["never", "onChange"] = Field(
         "never", description=(
             "training and batch: what to do when a change cannot be made to the running "
             "Job in place (its pod template, or a NonIndexed Job's completions): `never` "
             "(default) keeps the running Job and reports that a re-create is needed; "
-            "`onChange` deletes and re-creates it, losing the work in progress"))
+            "`onChange` deletes and re-creates it, losing the work in progress."))
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkloadSpec:
@@ -209,8 +283,11 @@ class WorkloadSpec(Model):
 
 
 class Workload(DocumentBase):
-    kind: Literal["Workload"]
-    spec: WorkloadSpec
+    """A team's GPU workload: what to run and the rules for where. One per file in
+    `workloads/<team>/<name>.yaml`; its id is `<team>/<name>`."""
+
+    kind: Literal["Workload"] = Field(description="Always `Workload`.")
+    spec: WorkloadSpec = Field(description="What to run and where it may run.")
 
     @model_validator(mode="after")
     def _namespaced(self) -> Workload:

@@ -552,3 +552,66 @@ def test_a_plan_that_cannot_run_says_so_on_the_pr(
     assert json.loads(status.calls.last.request.content) == {
         "state": "error", "context": "aifleet/plan", "description": "the plan could not run"}
     assert TOKEN not in r.stdout + r.stderr
+
+
+# ----------------------------------------------------------------- truthful labels
+
+
+def test_an_invalid_workload_is_kept_running_not_counted_as_freed(tmp_path: Path) -> None:
+    repo = two_branches(tmp_path, {"workloads/nlp-team/train.yaml": "kind: [\n"})
+    r = fleet_process("plan", str(repo.path), "--base", "main", "--head", "feature",
+                      "--format", "json")
+    assert r.returncode == 1, r.stderr  # head has an error: the broken file
+    doc = json.loads(r.stdout)
+    train = by_id(doc)["nlp-team/train"]
+    assert train["label"] == "Invalid (kept running)"
+    cost = doc["diff"]["costPerHour"]
+    assert cost["after"] == cost["before"] and cost["teams"] == {}
+    assert all(t["before"] == t["after"] for t in doc["diff"]["teams"])
+    assert all(f["before"] == f["after"] for f in doc["diff"]["flavours"].values())
+    r = fleet_process("plan", str(repo.path), "--base", "main", "--head", "feature")
+    line = next(x for x in r.stdout.splitlines() if "nlp-team/train:" in x)
+    assert line.startswith("Invalid (kept running) nlp-team/train: eu-fra-1")
+    assert "kept running on eu-fra-1" in line
+    assert "gpus nlp-team" not in r.stdout  # no GPUs freed
+
+
+def test_a_data_class_change_is_a_change_even_when_nothing_moves(tmp_path: Path) -> None:
+    repo = two_branches(tmp_path, {"workloads/nlp-team/train.yaml": wl(
+        "train", "nlp-team", replicas=2, dc="public")})
+    r = fleet_process("plan", str(repo.path), "--base", "main", "--head", "feature")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if "nlp-team/train:" in x)
+    assert line.startswith("Changed") and "Unchanged" not in line
+    assert "dataClass eu-personal -> public" in r.stdout
+    assert "1 changed" in r.stdout.splitlines()[1]
+    r = fleet_process("plan", str(repo.path), "--base", "main", "--head", "feature",
+                      "--format", "markdown")
+    assert "| `nlp-team/train` | Changed |" in r.stdout
+
+
+def test_the_base_side_of_the_manifest_diff_shows_the_base_commit(tmp_path: Path) -> None:
+    repo = two_branches(tmp_path, {"workloads/nlp-team/train.yaml": wl(
+        "train", "nlp-team", image="registry.internal/trainer:v2", replicas=2)})
+    r = fleet_process("plan", str(repo.path), "--base", "main", "--head", "feature",
+                      "--format", "json")
+    doc = json.loads(r.stdout)
+    base, head = doc["source"]["base"], doc["source"]["commit"]
+    text = doc["diff"]["manifests"]["eu-fra-1"]
+    assert f"-    aifleet.dev/source-commit: {base}" in text
+    assert f"+    aifleet.dev/source-commit: {head}" in text
+    assert f"-    aifleet.dev/source-commit: {head}" not in text
+    # det's objects are not touched by the change: not in the diff at all
+    assert "vision-team/det" not in "".join(doc["diff"]["manifests"].values())
+
+
+def test_verify_on_a_plan_of_one_commit_says_so_in_one_line(tmp_path: Path) -> None:
+    repo = two_branches(tmp_path, {})
+    r = fleet_process("plan", str(repo.path), "--format", "json")
+    saved = tmp_path / "plain.json"
+    saved.write_text(r.stdout)
+    r = fleet_process("plan", str(repo.path), "--verify", str(saved))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "KeyError" not in r.stderr
+    assert "is a plan of one commit: --verify checks a plan of a change" in r.stderr
+    assert r.stdout == ""

@@ -142,3 +142,22 @@ def test_workload_health_from_job_and_deployment_status() -> None:
     assert deployment_health(dep) == "Running"
     dep["status"]["observedGeneration"] = 1
     assert deployment_health(dep) == "Progressing"
+
+
+def test_cluster_health_says_why_it_is_degraded_or_unreachable() -> None:
+    clock = Clock()
+    h = HealthTracker(unreachable_after=15, degraded_window=60, clock=clock)
+    h.record(Outcome.OK)
+    assert h.why() is None
+    h.record(Outcome.ERROR, "GET /api/v1/pods: 503 ServiceUnavailable")
+    reason, message = h.why() or ("", "")
+    assert reason == "APIErrors" and "GET /api/v1/pods: 503 ServiceUnavailable" in message
+    h.record(Outcome.NO_ANSWER, "GET /version: ClientConnectorError: refused")
+    clock.now += 16
+    assert h.state == "Unreachable"
+    reason, message = h.why() or ("", "")
+    assert reason == "NoAnswer" and message.startswith("no answer for 16s")
+    assert "GET /version" in message
+    h.record(Outcome.OK)
+    clock.now += 61
+    assert h.state == "Healthy" and h.why() is None

@@ -56,7 +56,7 @@ def plan(commit: str, *ps: WorkloadPlacement, used: int = 0) -> Plan:
 CALLS: list[tuple[str, str]] = []
 
 
-def render(spec: FleetSpec, wid: WorkloadId, a: Assignment) -> str:
+def render(spec: FleetSpec, wid: WorkloadId, a: Assignment, commit: str | None) -> str:
     CALLS.append((wid, a.cluster))
     image = spec.workloads[wid].spec.image
     return (f"# {wid}\nkind: Job\nname: {wid.split('/')[1]}\nreplicas: {a.replicas}\n"
