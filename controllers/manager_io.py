@@ -16,11 +16,12 @@ from aiohttp import web
 
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
+from controllers.apiauth import ApiAuth
 from controllers.deletions import CONDITION as DELETIONS_HELD
 from controllers.fleetstate import capacity_snapshot, decision_fields
 from controllers.livestatus import add_pods
 from controllers.observe import render_metrics
-from controllers.server import Endpoints, bound_port, build_app, serve
+from controllers.server import Endpoints, bound_port, build_app, serve, tls_context
 from controllers.statusdoc import (
     DriftItem,
     PlacementLive,
@@ -164,13 +165,22 @@ def connection_of(m: Manager, cluster: Cluster) -> ConnectionSpec:
 async def start_server(m: Manager) -> web.AppRunner:
     host, _, port = m.settings.listen.rpartition(":")
     secret = m.settings.webhook_secret
+    tokens = m.settings.api_tokens_file
+    auth = ApiAuth.from_file(tokens) if tokens is not None else None
+    if auth is None:
+        log.warning("api_unauthenticated", listen=m.settings.listen,
+                    hint="anyone who reaches --listen may read status and metrics and "
+                         "trigger actions: give --api-tokens-file")
     app = build_app(Endpoints(
         status=m.status, capacity=m.capacity_json, metrics=m.metrics_text,
         ready=m.ready, on_git_hook=_hook(m), page=index_html),
-        secret.get_secret_value().encode() if secret is not None else None)
-    runner = await serve(app, host or "127.0.0.1", int(port or 0))
+        secret.get_secret_value().encode() if secret is not None else None, auth)
+    cert, key = m.settings.tls_cert, m.settings.tls_key
+    tls = tls_context(str(cert), str(key)) if cert is not None and key is not None else None
+    runner = await serve(app, host or "127.0.0.1", int(port or 0), ssl_context=tls)
     m.port = bound_port(runner)
-    log.info("http_listening", host=host or "127.0.0.1", port=m.port)
+    log.info("http_listening", host=host or "127.0.0.1", port=m.port, tls=tls is not None,
+             auth=auth is not None)
     return runner
 
 

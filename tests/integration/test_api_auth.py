@@ -1,0 +1,187 @@
+"""The controller's HTTP API is not open: bearer tokens with a role, optional TLS.
+
+Over real HTTP on loopback: the server alone for the route/role table, then the real
+controller on simulated clusters served over HTTPS (a test CA from
+`clusters.sim.tls`), read with httpx and with `fleet status` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from aiohttp import web
+
+from clusters.sim.tls import make_tls
+from controllers.apiauth import ApiAuth
+from controllers.server import Endpoints, bound_port, build_app, serve
+from tests.integration.test_controller_harness import (
+    FAST,
+    fast_settings,
+    rolled_out,
+    sandbox,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+READ = "read-token-0123456789abcdef"
+OPERATE = "operate-token-0123456789abcdef"
+SECRET = b"hook-secret"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[str, list[str]]]:
+    hooks: list[str] = []
+
+    async def on_hook() -> None:
+        hooks.append("fetch")
+
+    ep = Endpoints(status=lambda: {"kind": "FleetStatus"}, capacity=lambda: {"clusters": {}},
+                   metrics=lambda: "aifleet_up 1\n", ready=lambda: (True, "ok"),
+                   on_git_hook=on_hook, page=lambda: "<html></html>")
+    app = build_app(ep, SECRET, ApiAuth.from_tokens({READ: "read", OPERATE: "operate"}))
+
+    async def sync(_: web.Request) -> web.Response:  # an operate route, as others add
+        hooks.append("sync")
+        return web.Response(status=202, text="sync scheduled\n")
+
+    app.router.add_post("/api/v1/sync", sync)
+    runner = await serve(app, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{bound_port(runner)}", hooks
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "token", "code"),
+    [
+        ("GET", "/api/v1/status", None, 401),
+        ("GET", "/api/v1/status", "not-a-token-at-all-0000", 401),
+        ("GET", "/api/v1/capacity", None, 401),
+        ("GET", "/metrics", None, 401),
+        ("GET", "/api/v1/no-such-route", None, 401),
+        ("POST", "/api/v1/sync", None, 401),
+        ("GET", "/api/v1/status", READ, 200),
+        ("GET", "/api/v1/capacity", READ, 200),
+        ("GET", "/metrics", READ, 200),
+        ("GET", "/api/v1/status", OPERATE, 200),
+        ("POST", "/api/v1/sync", READ, 403),
+        ("POST", "/api/v1/sync", OPERATE, 202),
+        ("GET", "/healthz", None, 200),
+        ("GET", "/readyz", None, 200),
+        ("GET", "/", None, 200),
+    ],
+    ids=["status-anonymous", "status-bad-token", "capacity-anonymous", "metrics-anonymous",
+         "unknown-route-closed", "post-anonymous", "status-read", "capacity-read",
+         "metrics-read", "status-operate", "post-read-forbidden", "post-operate",
+         "healthz-open", "readyz-open", "page-html-open"],
+)
+async def test_every_api_route_needs_a_token_of_the_right_role(
+        server: tuple[str, list[str]], method: str, path: str, token: str | None,
+        code: int) -> None:
+    url, hooks = server
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=url) as c:
+        r = await c.request(method, path, headers=headers)
+    assert r.status_code == code, r.text
+    if code == 401:
+        assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "FleetStatus" not in r.text and "aifleet_up" not in r.text
+    if method == "POST":
+        assert hooks == (["sync"] if code == 202 else [])
+
+
+async def test_the_git_webhook_keeps_its_hmac_and_needs_no_token(
+        server: tuple[str, list[str]]) -> None:
+    import hashlib
+    import hmac
+
+    url, hooks = server
+    sig = "sha256=" + hmac.new(SECRET, b"{}", hashlib.sha256).hexdigest()
+    async with httpx.AsyncClient(base_url=url) as c:
+        assert (await c.post("/hooks/git", content=b"{}")).status_code == 401
+        r = await c.post("/hooks/git", content=b"{}", headers={"X-Hub-Signature-256": sig})
+    assert r.status_code == 202 and hooks == ["fetch"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("", "no tokens"), ("admin abcdefghijklmnopqrstu\n", "expected 'ROLE TOKEN'"),
+     ("read short\n", "shorter than 16"), ("read a b\n", "expected 'ROLE TOKEN'")],
+    ids=["empty", "unknown-role", "short-token", "three-fields"])
+def test_a_bad_tokens_file_stops_fleet_run_in_one_line(tmp_path: Path, text: str,
+                                                       problem: str) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(text)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    out = subprocess.run([sys.executable, "-m", "controllers.cli", "run", "--repo", str(repo),
+                          "--listen", "127.0.0.1:0", "--api-tokens-file", str(tokens)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert problem in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "abcdefghijklmnopqrstu" not in out.stderr
+
+
+def test_tls_cert_without_key_is_refused_at_start(tmp_path: Path) -> None:
+    cert = tmp_path / "tls.crt"
+    cert.write_bytes(make_tls().cert_pem)
+    out = subprocess.run([sys.executable, "-m", "controllers.cli", "run", "--repo",
+                          str(tmp_path), "--listen", "127.0.0.1:0", "--tls-cert", str(cert)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--tls-cert and --tls-key go together" in out.stderr
+
+
+async def test_controller_serves_its_api_over_tls_to_token_holders_only(
+        tmp_path: Path) -> None:
+    tls = make_tls()
+    (tmp_path / "tls.crt").write_bytes(tls.cert_pem)
+    (tmp_path / "tls.key").write_bytes(tls.key_pem)
+    (tmp_path / "ca.crt").write_bytes(tls.ca_pem)
+    (tmp_path / "tokens").write_text(f"# who may read\nread {READ}\noperate {OPERATE}\n")
+    (tmp_path / "token").write_text(READ + "\n")
+    ca = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    async with sandbox(tmp_path) as box, box.controller(fast_settings(
+            box, api_tokens_file=tmp_path / "tokens", tls_cert=tmp_path / "tls.crt",
+            tls_key=tmp_path / "tls.key"), adapter_options=FAST) as m:
+        await rolled_out(m, box)
+        url = f"https://127.0.0.1:{m.port}"
+        async with httpx.AsyncClient(base_url=url, verify=ca) as c:
+            assert (await c.get("/healthz")).status_code == 200
+            assert (await c.get("/readyz")).status_code == 200
+            assert (await c.get("/api/v1/status")).status_code == 401
+            assert (await c.get("/metrics")).status_code == 401
+            r = await c.get("/api/v1/status", headers={"Authorization": f"Bearer {READ}"})
+            assert r.status_code == 200 and r.json()["kind"] == "FleetStatus"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as plain:
+            with pytest.raises(httpx.HTTPError):  # no plaintext on a TLS listener
+                await plain.get("/healthz")
+
+        env = {**os.environ, "SSL_CERT_FILE": str(tmp_path / "ca.crt")}
+        env.pop("FLEET_TOKEN", None)
+
+        def status(*extra: str, **more: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "controllers.cli", "status", "--server", url,
+                 "-o", "json", *extra], cwd=ROOT, capture_output=True, text=True,
+                timeout=60, env={**env, **more})
+
+        without = await anyio.to_thread.run_sync(status)
+        with_file = await anyio.to_thread.run_sync(
+            lambda: status("--token-file", str(tmp_path / "token")))
+        with_env = await anyio.to_thread.run_sync(lambda: status(FLEET_TOKEN=READ))
+    assert without.returncode == 2, without.stderr
+    assert "refused the request (401)" in without.stderr
+    assert "--token-file" in without.stderr and "Traceback" not in without.stderr
+    assert with_file.returncode == 0, with_file.stderr
+    assert '"kind": "FleetStatus"' in with_file.stdout
+    assert with_env.returncode == 0, with_env.stderr
+    assert READ not in with_file.stderr + with_env.stderr + without.stderr
