@@ -58,6 +58,8 @@ from controllers.forge import CommitStatusPoster, StatusState
 from controllers.gitsource import Condition, GitSource
 from controllers.home import Home
 from controllers.leader import LeaderElector
+from controllers.metrics import ControllerMetrics
+from controllers.observe import manager_collector
 from controllers.reconcile import ClusterReconciler, EventSink, live_intent
 from controllers.retirement import Retirement
 from controllers.settings import Settings, home_problem
@@ -129,7 +131,8 @@ class Manager:
         self.reconciler = ClusterReconciler(
             self.desired, self.adapters, self.live, events, self.may_act,
             settings.resync_interval, on_done=self._cluster_done,
-            on_failed=self._cluster_failed, retiring=self.retiring, on_retired=self._retired)
+            on_failed=self._cluster_failed, retiring=self.retiring, on_retired=self._retired,
+            on_timed=self._timed)
         self.queue: WorkQueue[str] = WorkQueue(
             "clusters", self.reconciler, concurrency=settings.cluster_concurrency)
         self.snapshot = CapacitySnapshot({})
@@ -143,6 +146,9 @@ class Manager:
         """Commit statuses per cluster on the forge (`--forge`), or None."""
         self.commits_accepted = 0
         self.placement_durations: list[float] = []
+        self.metrics = ControllerMetrics()
+        """Histograms and counters of `/metrics`; gauges are read at each scrape."""
+        self.metrics.scrape_with(manager_collector(self))
         self.elector: LeaderElector | None = None
         self.startup_sync_timeout = startup_sync_timeout
         self.tick = tick
@@ -356,6 +362,7 @@ class Manager:
         assert snap.commit is not None
         changed = self.desired.adopt_spec(snap.spec, snap.commit)
         self.commits_accepted += 1
+        self.metrics.commit_accepted(snap.commit)
         log.info("commit_accepted", commit=snap.commit, changed_workloads=len(changed),
                  workloads=len(snap.spec.workloads), invalid=sorted(snap.spec.invalid))
         await self._sync_clusters()
@@ -494,6 +501,8 @@ class Manager:
                 return
         if self.applied_commit != self.desired.head:
             log.info("commit_applied", commit=self.desired.head)
+            if self.desired.head:
+                self.metrics.commit_done(self.desired.head)
         self.applied_commit = self.desired.head
         if self.source.applied != self.desired.head:
             self.source.applied = self.desired.head
@@ -508,6 +517,13 @@ class Manager:
         for other in self.adapters:  # what waited for the drain starts now
             self.queue.add(other)
         self._cluster_done("")
+
+    def _timed(self, name: str, what: str, seconds: float) -> None:
+        if what == "apply":
+            self.metrics.apply.labels(name).observe(seconds)
+            return
+        self.metrics.reconcile.labels(name).observe(seconds)
+        self.metrics.reconciles.labels(name, "failed" if what == "failed" else "ok").inc()
 
     def _cluster_failed(self, name: str, why: str) -> None:
         """A pass left objects of the head commit unapplied on `name`: the cluster's
@@ -615,6 +631,7 @@ class Manager:
             lambda: self.placer(spec, snapshot, previous, commit=head), abandon_on_cancel=True)
         elapsed = time.perf_counter() - started
         self.placement_durations.append(elapsed)
+        self.metrics.placement.observe(elapsed)
         self.last_placement_seconds = elapsed
         del self.placement_durations[:-1000]
         self.snapshot = snapshot

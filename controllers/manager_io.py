@@ -20,13 +20,11 @@ from controllers.apiauth import ApiAuth
 from controllers.deletions import CONDITION as DELETIONS_HELD
 from controllers.fleetstate import capacity_snapshot, decision_fields
 from controllers.livestatus import add_pods
-from controllers.observe import render_metrics
 from controllers.server import Endpoints, bound_port, build_app, serve, tls_context
 from controllers.statusdoc import (
     DriftItem,
     PlacementLive,
     SourceState,
-    cluster_rows,
     status_document,
 )
 from controllers.web import index_html
@@ -127,17 +125,7 @@ def capacity_json(m: Manager) -> dict[str, Any]:
 
 
 def metrics_text(m: Manager) -> str:
-    plan = m.desired.plan
-    spec = m.desired.spec
-    snapshot = m.snapshot if spec is None else capacity_snapshot(
-        spec.clusters, m.views(), m.settings.failover_grace)
-    return render_metrics(  # cluster rows only: the whole status document costs far more
-        adapters=m.adapters, reconcile_durations=m.reconciler.totals.durations,
-        placement_durations=m.placement_durations, queue_depth=m.queue.depth,
-        status_clusters=cluster_rows(spec, plan, snapshot),
-        placement_status=[wp.status for wp in plan.workloads.values()] if plan else [],
-        leader=m.may_act(), commits=m.commits_accepted,
-        placements_by_kind=getattr(m.placer, "counts", None))  # a Replanner's
+    return m.metrics.render()
 
 
 def ready(m: Manager) -> tuple[bool, str]:
