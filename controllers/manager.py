@@ -143,6 +143,8 @@ class Manager:
         self._identity_of: dict[ClusterName, ConnectionSpec] = {}
         self.applied_commit: str | None = None
         self.forge_status = _forge_status(settings)
+        self._apply_failures: dict[tuple[str, str], int] = {}
+        """(head, cluster) -> failed applies in a row, for the commit status."""
         """Commit statuses per cluster on the forge (`--forge`), or None."""
         self.commits_accepted = 0
         self.placement_durations: list[float] = []
@@ -489,6 +491,7 @@ class Manager:
         if plan is None or plan.commit != self.desired.head:
             return  # a new commit is adopted but not planned yet
         if name and self.desired.head:
+            self._apply_failures.pop((self.desired.head, name), None)
             placed = sum(1 for wp in plan.workloads.values()
                          if any(a.cluster == name for a in wp.assignments))
             self._post_status(self.desired.head, name, "success",
@@ -526,12 +529,20 @@ class Manager:
         self.metrics.reconciles.labels(name, "failed" if what == "failed" else "ok").inc()
 
     def _cluster_failed(self, name: str, why: str) -> None:
-        """A pass left objects of the head commit unapplied on `name`: the cluster's
-        commit status says so (and turns to success when a retry gets them in)."""
+        """A pass left objects of the head commit unapplied on `name`: after
+        `status_failure_after` such passes in a row (a transient error is not a failed
+        rollout), the cluster's commit status turns from pending to failure with the
+        error (and to success when a retry gets them in)."""
         plan = self.desired.plan
         if plan is None or plan.commit != self.desired.head or not self.desired.head:
             return
-        self._post_status(self.desired.head, name, "failure", f"apply failed: {why}")
+        key = (self.desired.head, name)
+        self._apply_failures = {k: n for k, n in self._apply_failures.items()
+                                if k[0] == key[0]}  # an older head's count is moot
+        failures = self._apply_failures[key] = self._apply_failures.get(key, 0) + 1
+        if failures >= self.settings.status_failure_after:
+            self._post_status(self.desired.head, name, "failure",
+                              f"apply failed: {why}")
 
     def _post_status(self, sha: str, cluster: str, state: StatusState,
                      description: str) -> None:

@@ -33,7 +33,8 @@ from typing import Any, Protocol
 import structlog
 
 from clusters.adapter import ClusterAdapter
-from clusters.apply import content_hash, workload_of
+from clusters.apply import Fenced, content_hash, workload_of
+from clusters.errors import ClusterError
 from clusters.health import workload_health
 from controllers.desired import INTENT_HASH, DesiredState
 from controllers.fleetstate import decision_fields, workload_id_of_label
@@ -124,8 +125,15 @@ class ClusterReconciler:
         label_of = {k: workload_of(o) for k, o in adapter.applier.live.items()}
         kept = self.desired.kept_on(cluster, live_labels, reachable)
         applying = time.perf_counter()
-        result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
-                                     protect=self.desired.protected() | set(kept))
+        try:
+            result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
+                                         protect=self.desired.protected() | set(kept))
+        except Fenced:
+            raise  # not the leader any more: nothing to report as this cluster's failure
+        except ClusterError as e:  # the whole pass failed (retries spent): counts as one
+            self.on_timed(name, "failed", time.perf_counter() - started)
+            self.on_failed(name, f"{type(e).__name__}: {e}"[:100])
+            raise
         self.on_timed(name, "apply", time.perf_counter() - applying)
         if result.prune_refused:
             self.prune_refused[name] = result.prune_refused
