@@ -78,6 +78,7 @@ from fleet.safety import (
 )
 from fleet.spec import FleetSpec
 from workloads.loader import Snapshot
+from workloads.signatures import SignatureVerifier
 
 log = structlog.get_logger()
 
@@ -114,7 +115,8 @@ class Manager:
         self.placer = place or _default_place()
         self.source = GitSource(settings.repo, settings.branch, settings.state_dir,
                                 subdir=settings.subdir,
-                                allow_non_fast_forward=settings.allow_non_fast_forward)
+                                allow_non_fast_forward=settings.allow_non_fast_forward,
+                                verifier=_verifier(settings))
         self.desired = DesiredState(render or _default_render())
         self.adapters: dict[str, ClusterAdapter] = {}
         self.retirement = Retirement(settings.state_dir)
@@ -144,6 +146,7 @@ class Manager:
         self.applied_commit: str | None = None
         self.forge_status = _forge_status(settings)
         self._apply_failures: dict[tuple[str, str], int] = {}
+        self._unverified_reported: str | None = None
         """(head, cluster) -> failed applies in a row, for the commit status."""
         """Commit statuses per cluster on the forge (`--forge`), or None."""
         self.commits_accepted = 0
@@ -259,8 +262,31 @@ class Manager:
         self.conditions = conditions + ((held,) if held is not None else ())
         if self.settings.ledger and self.events is None and self.source.mirror_path.exists():
             self._start_ledger()
+        self._report_unverified()
         if snap is not None:
             await self._adopt(snap)
+
+    def _report_unverified(self) -> None:
+        """A head refused for its signature (`--verify-signatures`): said once per head
+        in the ledger (a Refused record for the whole fleet; the refused commit is named
+        in the reason, never as the record's commit, so no audit reads a fleet that was
+        never applied), on the forge (each cluster's status on that commit: failure)
+        and in the metrics; status carries the SourceUnverified condition."""
+        refused = self.source.unverified
+        if refused is None or refused[0] == self._unverified_reported:
+            return
+        if self.settings.ledger and self.events is None:
+            return  # said once the ledger runs (the next fetch)
+        head, verdict = refused
+        self._unverified_reported = head
+        self.metrics.refused.labels("SourceUnverified").inc()
+        self.record("Refused", "*", result="refused",
+                    reason=f"source unverified: commit {head}: {verdict.reason}: "
+                           f"{verdict.message}"[:300])
+        spec = self.desired.spec
+        for name in sorted(spec.clusters) if spec is not None else ():
+            self._post_status(head, name, "failure",
+                              f"not applied: {verdict.reason}: {verdict.message}")
 
     async def keep_guard(self) -> None:
         """Persist the source guard (state dir; home cluster if we may act) if changed."""
@@ -731,6 +757,12 @@ def _fleet_changed(old: FleetSpec | None, new: FleetSpec) -> bool:
         (old.clusters, new.clusters), (old.residency, new.residency),
         (old.quotas, new.quotas), (old.guardrails, new.guardrails),
         (old.owners, new.owners)))
+
+
+def _verifier(settings: Settings) -> SignatureVerifier | None:
+    if not settings.verify_signatures:
+        return None
+    return SignatureVerifier(settings.allowed_signers, settings.gpg_keyring)
 
 
 def _forge_status(settings: Settings) -> CommitStatusPoster | None:
