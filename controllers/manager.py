@@ -275,8 +275,8 @@ class Manager:
         refused = self.source.unverified
         if refused is None or refused[0] == self._unverified_reported:
             return
-        if self.settings.ledger and self.events is None:
-            return  # said once the ledger runs (the next fetch)
+        if not self.may_act() or (self.settings.ledger and self.events is None):
+            return  # said by the leader, once its ledger runs (status says it meanwhile)
         head, verdict = refused
         self._unverified_reported = head
         self.metrics.refused.labels("SourceUnverified").inc()

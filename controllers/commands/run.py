@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
             for err in e.errors())
         fail(f"bad settings: {problems}")
     problem = home_problem(settings) or listener_problem(settings) or \
-        _tokens_problem(settings) or _repo_problem(settings.repo) or \
+        _tokens_problem(settings) or _tls_problem(settings) or \
+        _repo_problem(settings.repo) or \
         _listen_problem(settings.listen)
     if problem:
         fail(problem)
@@ -74,6 +75,24 @@ def _tokens_problem(settings: object) -> str:
         ApiAuth.from_file(settings.api_tokens_file)
     except TokensFileError as e:
         return str(e)
+    return ""
+
+
+def _tls_problem(settings: object) -> str:
+    """A certificate and key that do not load (or do not match) are said at start."""
+    import ssl
+
+    from controllers.server import tls_context
+    from controllers.settings import Settings
+
+    assert isinstance(settings, Settings)
+    if settings.tls_cert is None or settings.tls_key is None:
+        return ""
+    try:
+        tls_context(str(settings.tls_cert), str(settings.tls_key))
+    except (ssl.SSLError, OSError) as e:
+        return (f"--tls-cert {settings.tls_cert} / --tls-key {settings.tls_key} cannot be "
+                f"used: {getattr(e, 'reason', None) or e.strerror or type(e).__name__}")
     return ""
 
 

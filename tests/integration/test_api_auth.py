@@ -185,3 +185,58 @@ async def test_controller_serves_its_api_over_tls_to_token_holders_only(
     assert '"kind": "FleetStatus"' in with_file.stdout
     assert with_env.returncode == 0, with_env.stderr
     assert READ not in with_file.stderr + with_env.stderr + without.stderr
+
+
+def _run_until_listening(tmp: Path, *flags: str) -> str:
+    """`fleet run` in a subprocess until it listens; its log (stderr), then SIGTERM."""
+    import signal
+    import time
+
+    import pygit2
+
+    repo = tmp / "repo.git"
+    pygit2.init_repository(str(repo), bare=True)
+    log = tmp / "run.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controllers.cli", "run", "--repo", str(repo),
+             "--listen", "127.0.0.1:0", "--state-dir", str(tmp / "state"), *flags],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.monotonic() + 60
+            while "http_listening" not in log.read_text() and proc.poll() is None and \
+                    time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    return log.read_text()
+
+
+def test_fleet_run_warns_when_its_api_is_open_and_not_when_tokens_are_given(
+        tmp_path: Path) -> None:
+    open_log = _run_until_listening(tmp_path / "open")
+    assert "http_listening" in open_log and "api_unauthenticated" in open_log
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"read {READ}\n")
+    closed_log = _run_until_listening(tmp_path / "closed", "--api-tokens-file", str(tokens))
+    assert "http_listening" in closed_log and "api_unauthenticated" not in closed_log
+    assert READ not in closed_log
+
+
+def test_a_key_that_does_not_match_the_certificate_is_refused_at_start(
+        tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    (tmp_path / "tls.crt").write_bytes(make_tls().cert_pem)
+    (tmp_path / "other.key").write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    out = subprocess.run([sys.executable, "-m", "controllers.cli", "run", "--repo",
+                          str(tmp_path), "--listen", "127.0.0.1:0", "--tls-cert",
+                          str(tmp_path / "tls.crt"), "--tls-key", str(tmp_path / "other.key")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "cannot be used" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
