@@ -50,18 +50,19 @@ ROLLOUT_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1
 class Monotonic:
     """Counters from cumulative counts that may restart at zero.
 
-    `read(key, raw)` adds what `raw` grew by since the last read; a `raw` below the last
-    one is a restart (a reconnected adapter's fresh stats), counted from zero. Keys seen
-    once stay exported with their total."""
+    `read(key, raw, source)` adds what `raw` grew by since the last read; a `raw` below
+    the last one, or read from another `source` object (a reconnected adapter with
+    fresh stats), is a restart, counted from zero. Keys seen once stay exported with
+    their total."""
 
     def __init__(self) -> None:
-        self._last: dict[Hashable, float] = {}
+        self._last: dict[Hashable, tuple[int, float]] = {}
         self.totals: dict[Hashable, float] = {}
 
-    def read(self, key: Hashable, raw: float) -> float:
-        last = self._last.get(key, 0.0)
-        grew = raw - last if raw >= last else raw
-        self._last[key] = raw
+    def read(self, key: Hashable, raw: float, source: object = None) -> float:
+        src, last = self._last.get(key, (id(source), 0.0))
+        grew = raw - last if raw >= last and src == id(source) else raw
+        self._last[key] = (id(source), raw)
         self.totals[key] = self.totals.get(key, 0.0) + grew
         return self.totals[key]
 

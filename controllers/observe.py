@@ -63,7 +63,7 @@ def _counters(m: Manager, mono: Monotonic) -> Iterator[Metric]:
         "aifleet_placement_runs", "Placements by how they were made: full, baseline "
         "(recorded for re-planning), incremental.", labels=["kind"])
     for kind, n in sorted((getattr(m.placer, "counts", None) or {}).items()):  # Replanner's
-        kinds.add_metric([kind], mono.read(("runs", kind), n))
+        kinds.add_metric([kind], mono.read(("runs", kind), n, m.placer))
     calls = CounterMetricFamily("aifleet_api_calls", "Kubernetes API calls by cluster, "
                                 "verb.", labels=["cluster", "verb"])
     retries = CounterMetricFamily("aifleet_api_retries", "Kubernetes API call retries.",
@@ -72,9 +72,9 @@ def _counters(m: Manager, mono: Monotonic) -> Iterator[Metric]:
                                 labels=["cluster"])
     for name, a in sorted(m.adapters.items()):
         for verb, n in sorted(a.stats.calls.items()):
-            mono.read(("calls", name, verb), n)
-        mono.read(("retries", name), a.stats.retries)
-        mono.read(("drift", name), a.applier.corrections)
+            mono.read(("calls", name, verb), n, a)
+        mono.read(("retries", name), a.stats.retries, a)
+        mono.read(("drift", name), a.applier.corrections, a)
     for key, total in sorted(mono.totals.items(), key=str):  # clusters gone keep theirs
         assert isinstance(key, tuple)
         if key[0] == "calls":
@@ -87,9 +87,9 @@ def _counters(m: Manager, mono: Monotonic) -> Iterator[Metric]:
     failed = CounterMetricFamily("aifleet_ledger_write_failures", "Failed ledger writes.")
     ledger = m.events
     written.add_metric([], mono.read(("ledger", "written"),
-                                     getattr(ledger, "written", 0) or 0))
+                                     getattr(ledger, "written", 0) or 0, ledger))
     failed.add_metric([], mono.read(("ledger", "failures"),
-                                    getattr(ledger, "failures", 0) or 0))
+                                    getattr(ledger, "failures", 0) or 0, ledger))
     yield from (kinds, calls, retries, drift, written, failed)
 
 

@@ -62,6 +62,14 @@ def test_a_count_that_restarts_at_zero_keeps_counting() -> None:
     assert all(b >= a for a, b in itertools.pairwise(seen))
 
 
+def test_a_new_source_is_a_restart_even_when_its_count_is_already_higher() -> None:
+    """A reconnected adapter made 150 calls before the scrape; the old one had 100."""
+    mono, old, new = Monotonic(), object(), object()
+    assert mono.read("calls", 100, old) == 100
+    assert mono.read("calls", 150, new) == 250
+    assert mono.read("calls", 160, new) == 260
+
+
 def test_commit_to_applied_is_observed_once_per_commit() -> None:
     clock = FakeClock()
     m = ControllerMetrics(clock=clock)
