@@ -74,6 +74,11 @@ class _Scrape(Collector):
     def collect(self) -> Iterable[Metric]:
         return self._collect()
 
+    def describe(self) -> Iterable[Metric]:
+        """Nothing: registering must not read the live state (the manager registers
+        this while it is still being built)."""
+        return []
+
 
 class ControllerMetrics:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
