@@ -2,7 +2,9 @@
 
 No build step: plain HTML, CSS and JavaScript that read `api/v1/status` every few
 seconds and draw the fleet map by region, the cluster table, the workloads that need
-attention and the residency panel. Shipped as package data.
+attention and the residency panel. Shipped as package data. Every API call goes
+through the page's `api(path)` function, which sends the bearer token the user typed
+(kept in `sessionStorage`) and shows a token form when the API answers 401.
 """
 
 from __future__ import annotations
