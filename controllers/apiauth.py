@@ -14,6 +14,9 @@ What each request needs (`required_role`):
 - `read`: everything else (`/metrics`, `/api/...`), including routes added later: an
   unknown route is closed by default, never open by default.
 
+`TokensFile` re-reads the file when it changes (a rotated Secret takes effect without
+a restart); a change that does not parse keeps the tokens in force and is logged.
+
 A missing or unknown token is 401 (with `WWW-Authenticate: Bearer`), a `read` token on
 an operate route 403. Tokens are compared in constant time, as SHA-256 digests (equal
 length whatever was sent), and never logged. Without a tokens file the API is open as
@@ -27,7 +30,11 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
+
+import structlog
+
+log = structlog.get_logger()
 
 Role = Literal["read", "operate"]
 ROLES: tuple[Role, ...] = ("read", "operate")
@@ -86,6 +93,39 @@ class ApiAuth:
             if hmac.compare_digest(sent, digest):
                 found = role
         return found
+
+
+class Authenticator(Protocol):
+    def role_of(self, authorization: str | None) -> Role | None: ...
+
+
+class TokensFile:
+    """`ApiAuth.from_file`, read again whenever the file's mtime or size changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp = self._stat()
+        self.auth = ApiAuth.from_file(path)  # a bad file at start is an error
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def role_of(self, authorization: str | None) -> Role | None:
+        stamp = self._stat()
+        if stamp is not None and stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self.auth = ApiAuth.from_file(self.path)
+                log.info("api_tokens_reloaded", file=str(self.path),
+                         tokens=len(self.auth.digests))
+            except TokensFileError as e:
+                log.error("api_tokens_reload_failed", error=str(e),
+                          kept=len(self.auth.digests))
+        return self.auth.role_of(authorization)
 
 
 def required_role(method: str, path: str) -> Role | None:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
-from controllers.apiauth import ApiAuth
+from controllers.apiauth import TokensFile
 from controllers.deletions import CONDITION as DELETIONS_HELD
 from controllers.fleetstate import capacity_snapshot, decision_fields
 from controllers.livestatus import add_pods
@@ -154,7 +154,7 @@ async def start_server(m: Manager) -> web.AppRunner:
     host, _, port = m.settings.listen.rpartition(":")
     secret = m.settings.webhook_secret
     tokens = m.settings.api_tokens_file
-    auth = ApiAuth.from_file(tokens) if tokens is not None else None
+    auth = TokensFile(tokens) if tokens is not None else None
     if auth is None:
         log.warning("api_unauthenticated", listen=m.settings.listen,
                     hint="anyone who reaches --listen may read status and metrics and "

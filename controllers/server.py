@@ -11,7 +11,7 @@
 
 Binds 127.0.0.1 by default; the webhook is refused (403) when no secret is configured,
 so an exposed port cannot be used to make the controller fetch at will. With an
-`ApiAuth` (`--api-tokens-file`) every route but the probes, the webhook and the page's
+`Authenticator` (`--api-tokens-file`) every route but the probes, the webhook and the page's
 HTML needs a bearer token (`controllers.apiauth`: 401 without a valid one, 403 for a
 read token on an operate route); `serve(..., ssl_context=)` adds TLS.
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controllers.apiauth import ApiAuth, allows, required_role
+from controllers.apiauth import Authenticator, allows, required_role
 
 MAX_HOOK_BYTES = 1024 * 1024
 
@@ -62,7 +62,7 @@ def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(auth: ApiAuth) -> Any:
+def auth_middleware(auth: Authenticator) -> Any:
     """Every request through `controllers.apiauth`'s rules before its handler."""
 
     @web.middleware
@@ -83,7 +83,7 @@ def auth_middleware(auth: ApiAuth) -> Any:
 
 
 def build_app(ep: Endpoints, webhook_secret: bytes | None,
-              auth: ApiAuth | None = None) -> web.Application:
+              auth: Authenticator | None = None) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 from aiohttp import web
@@ -240,3 +241,31 @@ def test_a_key_that_does_not_match_the_certificate_is_refused_at_start(
     assert out.returncode == 2, out.stderr
     assert "cannot be used" in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+async def test_a_rotated_tokens_file_takes_effect_without_a_restart(tmp_path: Path) -> None:
+    from controllers.apiauth import TokensFile
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"read {READ}\n")
+    ep = Endpoints(status=lambda: {"kind": "FleetStatus"}, capacity=lambda: {},
+                   metrics=lambda: "", ready=lambda: (True, "ok"),
+                   on_git_hook=lambda: anyio.lowlevel.checkpoint())
+    runner = await serve(build_app(ep, None, TokensFile(tokens)), "127.0.0.1", 0)
+    new = "rotated-read-token-0123456789"
+
+    async def code(token: str) -> int:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bound_port(runner)}") as c:
+            r = await c.get("/api/v1/status", headers={"Authorization": f"Bearer {token}"})
+            return r.status_code
+
+    try:
+        assert (await code(READ), await code(new)) == (200, 401)
+        tokens.write_text(f"# rotated\nread {new}\n")
+        os.utime(tokens, ns=(tokens.stat().st_atime_ns, tokens.stat().st_mtime_ns + 10**9))
+        assert (await code(READ), await code(new)) == (401, 200)
+        tokens.write_text("read\n")  # a broken rotation keeps the tokens in force
+        os.utime(tokens, ns=(tokens.stat().st_atime_ns, tokens.stat().st_mtime_ns + 2 * 10**9))
+        assert (await code(READ), await code(new)) == (401, 200)
+    finally:
+        await runner.cleanup()
