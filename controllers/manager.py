@@ -145,10 +145,11 @@ class Manager:
         self._identity_of: dict[ClusterName, ConnectionSpec] = {}
         self.applied_commit: str | None = None
         self.forge_status = _forge_status(settings)
-        self._apply_failures: dict[tuple[str, str], int] = {}
-        self._unverified_reported: str | None = None
-        """(head, cluster) -> failed applies in a row, for the commit status."""
         """Commit statuses per cluster on the forge (`--forge`), or None."""
+        self._apply_failures: dict[tuple[str, str], int] = {}
+        """(head, cluster) -> failed applies in a row, for the commit status."""
+        self._unverified_reported: str | None = None
+        """The head refused for its signature last reported (ledger, forge, metric)."""
         self.commits_accepted = 0
         self.placement_durations: list[float] = []
         self.metrics = ControllerMetrics()
