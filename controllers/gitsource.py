@@ -9,6 +9,9 @@ credentials of `--repo` (`workloads.gitauth`): they are passed to each fetch in 
 Safety rules, each visible as a status condition and a log line:
 - a failed fetch, or a commit that cannot be read at all, keeps the last good commit
   (`SourceUnavailable`); nothing is pruned on its account;
+- with a `SignatureVerifier` (`--verify-signatures`), a head that is not signed by an
+  allowed key is not read at all (`SourceUnverified`, reason Unsigned / UntrustedKey /
+  BadSignature / NoVerifier); the last good commit keeps being served;
 - a new head that is not a descendant of the last applied commit (a force-push
   rollback) is refused (`NonFastForwardRefused`) unless `allow_non_fast_forward`
   (`fleet.safety.refuse_head`). The base survives restarts and is shared by replicas:
@@ -34,6 +37,7 @@ from workloads.errors import WorkloadsError
 from workloads.gitauth import callbacks_for, split_credentials
 from workloads.history import git_history
 from workloads.loader import ParseCache, Snapshot, load_entries, read_fleet
+from workloads.signatures import SignatureVerifier, Verdict
 from workloads.source import git_files, resolve_tree
 
 log = structlog.get_logger()
@@ -57,7 +61,8 @@ class SourceResult:
 
 class GitSource:
     def __init__(self, url: str, branch: str, state_dir: Path, *, subdir: str = "",
-                 allow_non_fast_forward: bool = False) -> None:
+                 allow_non_fast_forward: bool = False,
+                 verifier: SignatureVerifier | None = None) -> None:
         self.url = url
         self.remote_url, self.credentials = split_credentials(_url(url))
         """The remote as stored in the mirror (no userinfo), and what it held."""
@@ -81,6 +86,9 @@ class GitSource:
         self._passed: tuple[str, str | None] | None = None
         """(head, base) last found a fast-forward: not checked again until one changes."""
         self._repo: pygit2.Repository | None = None
+        self.verifier = verifier
+        self.unverified: tuple[str, Verdict] | None = None
+        """The head last refused for its signature, and why, until one verifies."""
 
     def _open(self) -> pygit2.Repository:
         if self._repo is None:
@@ -181,6 +189,11 @@ class GitSource:
             self.refused = head
             refusal = Condition("NonFastForwardRefused", "True", "NotADescendant", why)
             return SourceResult(await self._serve_base(base), head, (refusal,))
+        if self.verifier is not None:
+            verdict = await anyio.to_thread.run_sync(self._verify_sync, head)
+            if not verdict.ok:
+                return await self._refuse_unverified(head, base, verdict)
+            self.unverified = None
         self._passed = (head, base)
         if unchanged:
             return SourceResult(None, head, ())
@@ -208,6 +221,28 @@ class GitSource:
                  workloads=len(snap.spec.workloads), invalid=len(snap.spec.invalid),
                  errors=len(snap.spec.errors), parsed=self.cache.misses)
         return SourceResult(snap, head, ())
+
+    def _verify_sync(self, commit: str) -> Verdict:
+        assert self.verifier is not None
+        return self.verifier.verify(self._open(), commit)
+
+    async def _refuse_unverified(self, head: str, base: str | None, verdict: Verdict
+                                 ) -> SourceResult:
+        """`head` is not signed by an allowed key: never read, never applied. What is
+        served stays; after a restart (nothing served yet) the applied base is served
+        when it verifies itself."""
+        if self.unverified is None or self.unverified[0] != head:
+            log.error("source_unverified", commit=head, reason=verdict.reason,
+                      message=verdict.message)
+        self.unverified = (head, verdict)
+        served: Snapshot | None = None
+        if self.last_good is None and base is not None and base != head and \
+                (await anyio.to_thread.run_sync(self._verify_sync, base)).ok:
+            served = await self._serve_base(base)
+        serving = (self.last_good.commit or "")[:12] if self.last_good else ""
+        return SourceResult(served, head, (Condition(
+            "SourceUnverified", "True", verdict.reason,
+            f"{verdict.message}: not applied; serving {serving or 'nothing yet'}"),))
 
     async def _serve_base(self, base: str) -> Snapshot | None:
         """The base commit to serve instead of a refused head, when what is served now

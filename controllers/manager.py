@@ -59,6 +59,8 @@ from controllers.forge import CommitStatusPoster, StatusState
 from controllers.gitsource import Condition, GitSource
 from controllers.home import Home
 from controllers.leader import LeaderElector
+from controllers.metrics import ControllerMetrics
+from controllers.observe import manager_collector
 from controllers.reconcile import ClusterReconciler, EventSink, live_intent
 from controllers.retirement import Retirement
 from controllers.settings import Settings, home_problem
@@ -77,6 +79,7 @@ from fleet.safety import (
 )
 from fleet.spec import FleetSpec
 from workloads.loader import Snapshot
+from workloads.signatures import SignatureVerifier
 
 log = structlog.get_logger()
 
@@ -113,7 +116,8 @@ class Manager:
         self.placer = place or _default_place()
         self.source = GitSource(settings.repo, settings.branch, settings.state_dir,
                                 subdir=settings.subdir,
-                                allow_non_fast_forward=settings.allow_non_fast_forward)
+                                allow_non_fast_forward=settings.allow_non_fast_forward,
+                                verifier=_verifier(settings))
         self.desired = DesiredState(render or _default_render())
         self.adapters: dict[str, ClusterAdapter] = {}
         self.retirement = Retirement(settings.state_dir)
@@ -130,7 +134,8 @@ class Manager:
         self.reconciler = ClusterReconciler(
             self.desired, self.adapters, self.live, events, self.may_act,
             settings.resync_interval, on_done=self._cluster_done,
-            on_failed=self._cluster_failed, retiring=self.retiring, on_retired=self._retired)
+            on_failed=self._cluster_failed, retiring=self.retiring, on_retired=self._retired,
+            on_timed=self._timed)
         self.feed = EventFeed()
         """What this replica saw happen, for the page and `GET /api/v1/events`."""
         self.reconciler.feed = self.feed
@@ -145,8 +150,15 @@ class Manager:
         self.applied_commit: str | None = None
         self.forge_status = _forge_status(settings)
         """Commit statuses per cluster on the forge (`--forge`), or None."""
+        self._apply_failures: dict[tuple[str, str], int] = {}
+        """(head, cluster) -> failed applies in a row, for the commit status."""
+        self._unverified_reported: str | None = None
+        """The head refused for its signature last reported (ledger, forge, metric)."""
         self.commits_accepted = 0
         self.placement_durations: list[float] = []
+        self.metrics = ControllerMetrics()
+        """Histograms and counters of `/metrics`; gauges are read at each scrape."""
+        self.metrics.scrape_with(manager_collector(self))
         self.elector: LeaderElector | None = None
         self.startup_sync_timeout = startup_sync_timeout
         self.tick = tick
@@ -257,8 +269,31 @@ class Manager:
         self._feed_conditions(before, self.conditions)
         if self.settings.ledger and self.events is None and self.source.mirror_path.exists():
             self._start_ledger()
+        self._report_unverified()
         if snap is not None:
             await self._adopt(snap)
+
+    def _report_unverified(self) -> None:
+        """A head refused for its signature (`--verify-signatures`): said once per head
+        in the ledger (a Refused record for the whole fleet; the refused commit is named
+        in the reason, never as the record's commit, so no audit reads a fleet that was
+        never applied), on the forge (each cluster's status on that commit: failure)
+        and in the metrics; status carries the SourceUnverified condition."""
+        refused = self.source.unverified
+        if refused is None or refused[0] == self._unverified_reported:
+            return
+        if not self.may_act() or (self.settings.ledger and self.events is None):
+            return  # said by the leader, once its ledger runs (status says it meanwhile)
+        head, verdict = refused
+        self._unverified_reported = head
+        self.metrics.refused.labels("SourceUnverified").inc()
+        self.record("Refused", "*", result="refused",
+                    reason=f"source unverified: commit {head}: {verdict.reason}: "
+                           f"{verdict.message}"[:300])
+        spec = self.desired.spec
+        for name in sorted(spec.clusters) if spec is not None else ():
+            self._post_status(head, name, "failure",
+                              f"not applied: {verdict.reason}: {verdict.message}")
 
     async def keep_guard(self) -> None:
         """Persist the source guard (state dir; home cluster if we may act) if changed."""
@@ -377,6 +412,7 @@ class Manager:
         assert snap.commit is not None
         changed = self.desired.adopt_spec(snap.spec, snap.commit)
         self.commits_accepted += 1
+        self.metrics.commit_accepted(snap.commit)
         log.info("commit_accepted", commit=snap.commit, changed_workloads=len(changed),
                  workloads=len(snap.spec.workloads), invalid=sorted(snap.spec.invalid))
         await self._sync_clusters()
@@ -506,6 +542,7 @@ class Manager:
         if plan is None or plan.commit != self.desired.head:
             return  # a new commit is adopted but not planned yet
         if name and self.desired.head:
+            self._apply_failures.pop((self.desired.head, name), None)
             placed = sum(1 for wp in plan.workloads.values()
                          if any(a.cluster == name for a in wp.assignments))
             self._post_status(self.desired.head, name, "success",
@@ -518,6 +555,8 @@ class Manager:
                 return
         if self.applied_commit != self.desired.head:
             log.info("commit_applied", commit=self.desired.head)
+            if self.desired.head:
+                self.metrics.commit_done(self.desired.head)
         self.applied_commit = self.desired.head
         if self.source.applied != self.desired.head:
             self.source.applied = self.desired.head
@@ -533,13 +572,28 @@ class Manager:
             self.queue.add(other)
         self._cluster_done("")
 
+    def _timed(self, name: str, what: str, seconds: float) -> None:
+        if what == "apply":
+            self.metrics.apply.labels(name).observe(seconds)
+            return
+        self.metrics.reconcile.labels(name).observe(seconds)
+        self.metrics.reconciles.labels(name, "failed" if what == "failed" else "ok").inc()
+
     def _cluster_failed(self, name: str, why: str) -> None:
-        """A pass left objects of the head commit unapplied on `name`: the cluster's
-        commit status says so (and turns to success when a retry gets them in)."""
+        """A pass left objects of the head commit unapplied on `name`: after
+        `status_failure_after` such passes in a row (a transient error is not a failed
+        rollout), the cluster's commit status turns from pending to failure with the
+        error (and to success when a retry gets them in)."""
         plan = self.desired.plan
         if plan is None or plan.commit != self.desired.head or not self.desired.head:
             return
-        self._post_status(self.desired.head, name, "failure", f"apply failed: {why}")
+        key = (self.desired.head, name)
+        self._apply_failures = {k: n for k, n in self._apply_failures.items()
+                                if k[0] == key[0]}  # an older head's count is moot
+        failures = self._apply_failures[key] = self._apply_failures.get(key, 0) + 1
+        if failures >= self.settings.status_failure_after:
+            self._post_status(self.desired.head, name, "failure",
+                              f"apply failed: {why}")
 
     def _post_status(self, sha: str, cluster: str, state: StatusState,
                      description: str) -> None:
@@ -639,6 +693,7 @@ class Manager:
             lambda: self.placer(spec, snapshot, previous, commit=head), abandon_on_cancel=True)
         elapsed = time.perf_counter() - started
         self.placement_durations.append(elapsed)
+        self.metrics.placement.observe(elapsed)
         self.last_placement_seconds = elapsed
         del self.placement_durations[:-1000]
         self.snapshot = snapshot
@@ -727,6 +782,12 @@ def _fleet_changed(old: FleetSpec | None, new: FleetSpec) -> bool:
         (old.clusters, new.clusters), (old.residency, new.residency),
         (old.quotas, new.quotas), (old.guardrails, new.guardrails),
         (old.owners, new.owners)))
+
+
+def _verifier(settings: Settings) -> SignatureVerifier | None:
+    if not settings.verify_signatures:
+        return None
+    return SignatureVerifier(settings.allowed_signers, settings.gpg_keyring)
 
 
 def _forge_status(settings: Settings) -> CommitStatusPoster | None:

@@ -16,18 +16,17 @@ from aiohttp import web
 
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
+from controllers.apiauth import TokensFile
 from controllers.deletions import CONDITION as DELETIONS_HELD
 from controllers.fleetstate import ClusterView, capacity_snapshot, decision_fields
 from controllers.livestatus import add_pods
-from controllers.observe import render_metrics
 from controllers.operatorview import add_operator_fields
-from controllers.server import Endpoints, bound_port, build_app, serve
+from controllers.server import Endpoints, bound_port, build_app, serve, tls_context
 from controllers.statusdoc import (
     DriftItem,
     HealthNote,
     PlacementLive,
     SourceState,
-    cluster_rows,
     failover_grace,
     status_document,
 )
@@ -153,17 +152,7 @@ def capacity_json(m: Manager) -> dict[str, Any]:
 
 
 def metrics_text(m: Manager) -> str:
-    plan = m.desired.plan
-    spec = m.desired.spec
-    snapshot = m.snapshot if spec is None else capacity_snapshot(
-        spec.clusters, m.views(), m.settings.failover_grace)
-    return render_metrics(  # cluster rows only: the whole status document costs far more
-        adapters=m.adapters, reconcile_durations=m.reconciler.totals.durations,
-        placement_durations=m.placement_durations, queue_depth=m.queue.depth,
-        status_clusters=cluster_rows(spec, plan, snapshot),
-        placement_status=[wp.status for wp in plan.workloads.values()] if plan else [],
-        leader=m.may_act(), commits=m.commits_accepted,
-        placements_by_kind=getattr(m.placer, "counts", None))  # a Replanner's
+    return m.metrics.render()
 
 
 def ready(m: Manager) -> tuple[bool, str]:
@@ -191,14 +180,23 @@ def connection_of(m: Manager, cluster: Cluster) -> ConnectionSpec:
 async def start_server(m: Manager) -> web.AppRunner:
     host, _, port = m.settings.listen.rpartition(":")
     secret = m.settings.webhook_secret
+    tokens = m.settings.api_tokens_file
+    auth = TokensFile(tokens) if tokens is not None else None
+    if auth is None:
+        log.warning("api_unauthenticated", listen=m.settings.listen,
+                    hint="anyone who reaches --listen may read status and metrics and "
+                         "trigger actions: give --api-tokens-file")
     app = build_app(Endpoints(
         status=m.status, capacity=m.capacity_json, metrics=m.metrics_text,
         ready=m.ready, on_git_hook=_hook(m), page=index_html,
         events=lambda since, wid: m.feed.document(since, wid)),
-        secret.get_secret_value().encode() if secret is not None else None)
-    runner = await serve(app, host or "127.0.0.1", int(port or 0))
+        secret.get_secret_value().encode() if secret is not None else None, auth)
+    cert, key = m.settings.tls_cert, m.settings.tls_key
+    tls = tls_context(str(cert), str(key)) if cert is not None and key is not None else None
+    runner = await serve(app, host or "127.0.0.1", int(port or 0), ssl_context=tls)
     m.port = bound_port(runner)
-    log.info("http_listening", host=host or "127.0.0.1", port=m.port)
+    log.info("http_listening", host=host or "127.0.0.1", port=m.port, tls=tls is not None,
+             auth=auth is not None)
     return runner
 
 

@@ -1,88 +1,144 @@
-"""Prometheus text exposition for the controller's `/metrics`.
+"""The controller's Prometheus metrics, on `prometheus_client`.
 
-A handful of counters and gauges with labels, and duration summaries; small enough that
-a dependency would cost more than it saves. Names follow Prometheus conventions
-(`aifleet_` prefix, `_total` for counters, `_seconds` for durations).
+Two kinds, one registry per controller (not the process-global one: tests and the
+demo run several controllers in one process):
+
+- **Observed as they happen** (`ControllerMetrics`): duration histograms (reconcile,
+  apply, placement, commit accepted -> applied everywhere) and event counters. A
+  histogram keeps every observation in its buckets, `_count` and `_sum`, so `rate()`
+  and `histogram_quantile()` over them are right for the life of the process (the
+  hand-written summaries this replaced kept the last 2,000 observations: `_count`
+  stuck and `_sum` went down).
+- **Read at scrape time** from the live state (`controllers.observe`): gauges (health,
+  workloads by status, GPUs, queue, ledger backlog and head) and the counts the
+  adapters and the ledger keep. Those counts restart at 0 when an adapter reconnects,
+  so they go through `Monotonic`, which turns a restart into a continued count: a
+  counter never goes down.
+
+Names: `aifleet_` prefix, counters `_total`, durations `_seconds`; plus
+`aifleet_build_info` and the standard `process_*` and `python_info` metrics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import platform
+import time
+from collections.abc import Callable, Hashable, Iterable
+from importlib import metadata
 
-Labels = tuple[tuple[str, str], ...]
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
-
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-    return "{" + inner + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-@dataclass(slots=True)
-class Family:
-    name: str
-    kind: str  # counter | gauge | summary
-    help: str
-    samples: dict[Labels, float] = field(default_factory=dict)
-    observations: dict[Labels, list[float]] = field(default_factory=dict)
-
-    def set(self, value: float, **labels: str) -> None:
-        self.samples[tuple(sorted(labels.items()))] = value
-
-    def inc(self, value: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        self.samples[key] = self.samples.get(key, 0.0) + value
-
-    def observe(self, value: float, **labels: str) -> None:
-        obs = self.observations.setdefault(tuple(sorted(labels.items())), [])
-        obs.append(value)
-        del obs[:-2000]
-
-    def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} {self.kind}"
-        for labels, value in sorted(self.samples.items()):
-            yield f"{self.name}{_labels(labels)} {_num(value)}"
-        for labels, obs in sorted(self.observations.items()):
-            ordered = sorted(obs)
-            for q in (0.5, 0.9, 0.99):
-                v = ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
-                yield f"{self.name}{_labels((*labels, ('quantile', str(q))))} {_num(v)}"
-            yield f"{self.name}_sum{_labels(labels)} {_num(sum(obs))}"
-            yield f"{self.name}_count{_labels(labels)} {len(obs)}"
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    60.0, 120.0)
+"""Reconcile, apply and placement: milliseconds for a small cluster, seconds for a
+big fleet's placement, minutes only when something is wrong."""
+ROLLOUT_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0,
+                   1800.0, 3600.0)
+"""Commit accepted -> applied on every reachable cluster: seconds to an hour."""
 
 
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
+class Monotonic:
+    """Counters from cumulative counts that may restart at zero.
 
+    `read(key, raw, source)` adds what `raw` grew by since the last read; a `raw` below
+    the last one, or read from another `source` object (a reconnected adapter with
+    fresh stats), is a restart, counted from zero. Keys seen once stay exported with
+    their total."""
 
-class Registry:
     def __init__(self) -> None:
-        self.families: dict[str, Family] = {}
+        self._last: dict[Hashable, tuple[int, float]] = {}
+        self.totals: dict[Hashable, float] = {}
 
-    def family(self, name: str, kind: str, help: str) -> Family:
-        fam = self.families.get(name)
-        if fam is None:
-            fam = self.families[name] = Family(name, kind, help)
-        return fam
+    def read(self, key: Hashable, raw: float, source: object = None) -> float:
+        src, last = self._last.get(key, (id(source), 0.0))
+        grew = raw - last if raw >= last and src == id(source) else raw
+        self._last[key] = (id(source), raw)
+        self.totals[key] = self.totals.get(key, 0.0) + grew
+        return self.totals[key]
 
-    def counter(self, name: str, help: str) -> Family:
-        return self.family(name, "counter", help)
 
-    def gauge(self, name: str, help: str) -> Family:
-        return self.family(name, "gauge", help)
+class _Scrape(Collector):
+    def __init__(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        self._collect = collect
 
-    def summary(self, name: str, help: str) -> Family:
-        return self.family(name, "summary", help)
+    def collect(self) -> Iterable[Metric]:
+        return self._collect()
+
+    def describe(self) -> Iterable[Metric]:
+        """Nothing: registering must not read the live state (the manager registers
+        this while it is still being built)."""
+        return []
+
+
+class ControllerMetrics:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.clock = clock
+        reg = self.registry
+        self.reconcile = Histogram(
+            "aifleet_reconcile_duration_seconds", "Duration of one cluster reconcile "
+            "(stale copies, apply, prune).", ["cluster"], buckets=DURATION_BUCKETS,
+            registry=reg)
+        self.apply = Histogram(
+            "aifleet_apply_duration_seconds", "Duration of one server-side apply (with "
+            "prune) of a cluster's desired objects.", ["cluster"],
+            buckets=DURATION_BUCKETS, registry=reg)
+        self.placement = Histogram(
+            "aifleet_placement_duration_seconds", "Duration of one placement (plan) of the "
+            "fleet.", buckets=DURATION_BUCKETS, registry=reg)
+        self.commit_applied = Histogram(
+            "aifleet_commit_applied_seconds", "From a commit accepted by the controller to "
+            "it being applied on every reachable cluster.", buckets=ROLLOUT_BUCKETS,
+            registry=reg)
+        self.reconciles = Counter(
+            "aifleet_reconciles", "Cluster reconciles by result (ok, failed).",
+            ["cluster", "result"], registry=reg)
+        self.commits = Counter(
+            "aifleet_source_commits", "Commits accepted from the repo.", registry=reg)
+        self.refused = Counter(
+            "aifleet_source_commits_refused", "Heads refused, by reason "
+            "(e.g. SourceUnverified).", ["reason"], registry=reg)
+        Info("aifleet_build", "The controller's version.", registry=reg).info({
+            "version": _version(), "python": platform.python_version()})
+        ProcessCollector(registry=reg)
+        PlatformCollector(registry=reg)
+        self.monotonic = Monotonic()
+        self._accepted: dict[str, float] = {}
+
+    def scrape_with(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        """Metrics read from the live state at each scrape (`controllers.observe`)."""
+        self.registry.register(_Scrape(collect))
 
     def render(self) -> str:
-        lines: list[str] = []
-        for name in sorted(self.families):
-            lines.extend(self.families[name].render())
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()
+
+    # ------------------------------------------------------------------ events
+
+    def commit_accepted(self, commit: str) -> None:
+        self.commits.inc()
+        self._accepted.setdefault(commit, self.clock())
+        for old in list(self._accepted)[:-20]:  # bounded: superseded commits never apply
+            del self._accepted[old]
+
+    def commit_done(self, commit: str) -> None:
+        """`commit` is applied everywhere reachable: observe how long it took, once."""
+        started = self._accepted.pop(commit, None)
+        if started is not None:
+            self.commit_applied.observe(max(0.0, self.clock() - started))
+
+
+def _version() -> str:
+    try:
+        return metadata.version("aifleet")
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,75 +1,140 @@
-"""What the controller tells the outside: Prometheus metrics, built at scrape time.
+"""What the controller tells the outside at each `/metrics` scrape, read from live state.
 
-Gauges and counters are read from the live state (adapters, queue, plan) when
-`/metrics` is scraped rather than updated on every event: nothing to keep in step,
-and a scrape costs O(clusters x flavours + workloads).
+Gauges (and the counts adapters and the ledger keep) are read from the live state when
+`/metrics` is scraped rather than updated on every event: nothing to keep in step, and
+a scrape costs O(clusters x flavours + workloads). Histograms and event counters are
+observed as things happen (`controllers.metrics.ControllerMetrics`).
 
-    aifleet_reconcile_duration_seconds{cluster}      summary, per cluster reconcile
-    aifleet_placement_duration_seconds               summary, per placement cycle
-    aifleet_queue_depth{queue}                       keys waiting
+    aifleet_reconcile_duration_seconds{cluster}      histogram, per cluster reconcile
+    aifleet_apply_duration_seconds{cluster}          histogram, per server-side apply
+    aifleet_placement_duration_seconds               histogram, per placement
+    aifleet_commit_applied_seconds                   histogram, commit accepted -> applied
+    aifleet_reconciles_total{cluster,result}         ok / failed
+    aifleet_source_commits_total                     commits accepted
+    aifleet_source_commits_refused_total{reason}     heads refused (e.g. unsigned)
+    aifleet_placement_runs_total{kind}               full / baseline / incremental
     aifleet_api_calls_total{cluster,verb}            Kubernetes API calls
     aifleet_api_retries_total{cluster}
     aifleet_drift_corrections_total{cluster}         drift healed by us
+    aifleet_ledger_records_total                     ledger records written
+    aifleet_ledger_write_failures_total              failed ledger writes
+    aifleet_ledger_backlog                           decisions waiting to be written
+    aifleet_ledger_head_seq                          seq of the last record written
+    aifleet_queue_depth{queue}                       keys waiting
     aifleet_placements{status}                       workloads Placed / Pending / Invalid
+    aifleet_clusters{state}                          clusters by health state
+    aifleet_cluster_health{cluster,state}            1 for the cluster's state, else 0
+    aifleet_cluster_healthy{cluster}                 1 Healthy, 0 otherwise
     aifleet_gpus_allocated{cluster,flavour}          GPUs the plan gives our workloads
     aifleet_gpus_free{cluster,flavour}               GPUs still free after the plan
-    aifleet_cluster_healthy{cluster}                 1 Healthy, 0 otherwise
     aifleet_leader                                   1 while this replica may write
-    aifleet_source_commits_total                     commits accepted
+    aifleet_build_info{version,python}               1
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-from clusters.adapter import ClusterAdapter
-from controllers.metrics import Registry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from controllers.fleetstate import capacity_snapshot
+from controllers.metrics import Monotonic
+from controllers.statusdoc import cluster_rows
+from fleet.capacity import HEALTH_STATES
+
+if TYPE_CHECKING:
+    from controllers.manager import Manager
 
 
-def render_metrics(*, adapters: Mapping[str, ClusterAdapter],
-                   reconcile_durations: Mapping[str, Sequence[float]],
-                   placement_durations: Iterable[float], queue_depth: int,
-                   status_clusters: Sequence[Mapping[str, Any]],
-                   placement_status: Iterable[str], leader: bool,
-                   commits: int, placements_by_kind: Mapping[str, int] | None = None) -> str:
-    reg = Registry()
-    rec = reg.summary("aifleet_reconcile_duration_seconds",
-                      "Duration of one cluster reconcile (apply, prune).")
-    for cluster, obs in sorted(reconcile_durations.items()):
-        for v in obs:
-            rec.observe(v, cluster=cluster)
-    plc = reg.summary("aifleet_placement_duration_seconds", "Duration of one placement.")
-    for v in placement_durations:
-        plc.observe(v)
-    kinds = reg.counter("aifleet_placement_runs_total",
-                        "Placements by how they were made: full, baseline (recorded for "
-                        "re-planning), incremental.")
-    for kind, n in sorted((placements_by_kind or {}).items()):
-        kinds.set(n, kind=kind)
-    reg.gauge("aifleet_queue_depth", "Keys waiting in a work queue.").set(
-        queue_depth, queue="clusters")
-    calls = reg.counter("aifleet_api_calls_total", "Kubernetes API calls by cluster, verb.")
-    retries = reg.counter("aifleet_api_retries_total", "Kubernetes API call retries.")
-    drift = reg.counter("aifleet_drift_corrections_total", "Drifted objects corrected.")
-    healthy = reg.gauge("aifleet_cluster_healthy", "1 when the cluster is Healthy.")
-    for name, a in sorted(adapters.items()):
+def manager_collector(m: Manager) -> Callable[[], Iterator[Metric]]:
+    mono = m.metrics.monotonic
+
+    def collect() -> Iterator[Metric]:
+        yield from _counters(m, mono)
+        yield from _gauges(m)
+    return collect
+
+
+def _counters(m: Manager, mono: Monotonic) -> Iterator[Metric]:
+    kinds = CounterMetricFamily(
+        "aifleet_placement_runs", "Placements by how they were made: full, baseline "
+        "(recorded for re-planning), incremental.", labels=["kind"])
+    for kind, n in sorted((getattr(m.placer, "counts", None) or {}).items()):  # Replanner's
+        kinds.add_metric([kind], mono.read(("runs", kind), n, m.placer))
+    calls = CounterMetricFamily("aifleet_api_calls", "Kubernetes API calls by cluster, "
+                                "verb.", labels=["cluster", "verb"])
+    retries = CounterMetricFamily("aifleet_api_retries", "Kubernetes API call retries.",
+                                  labels=["cluster"])
+    drift = CounterMetricFamily("aifleet_drift_corrections", "Drifted objects corrected.",
+                                labels=["cluster"])
+    for name, a in sorted(m.adapters.items()):
         for verb, n in sorted(a.stats.calls.items()):
-            calls.set(n, cluster=name, verb=verb)
-        retries.set(a.stats.retries, cluster=name)
-        drift.set(a.applier.corrections, cluster=name)
-        healthy.set(1 if a.health_state == "Healthy" else 0, cluster=name)
-    by_status = Counter(placement_status)
-    placed = reg.gauge("aifleet_placements", "Workloads by placement status.")
-    for status in ("Placed", "Pending", "Invalid"):
-        placed.set(by_status.get(status, 0), status=status)
-    alloc = reg.gauge("aifleet_gpus_allocated", "GPUs allocated to fleet workloads.")
-    free = reg.gauge("aifleet_gpus_free", "GPUs free after the plan.")
-    for row in status_clusters:
+            mono.read(("calls", name, verb), n, a)
+        mono.read(("retries", name), a.stats.retries, a)
+        mono.read(("drift", name), a.applier.corrections, a)
+    for key, total in sorted(mono.totals.items(), key=str):  # clusters gone keep theirs
+        assert isinstance(key, tuple)
+        if key[0] == "calls":
+            calls.add_metric([key[1], key[2]], total)
+        elif key[0] == "retries":
+            retries.add_metric([key[1]], total)
+        elif key[0] == "drift":
+            drift.add_metric([key[1]], total)
+    written = CounterMetricFamily("aifleet_ledger_records", "Ledger records written.")
+    failed = CounterMetricFamily("aifleet_ledger_write_failures", "Failed ledger writes.")
+    ledger = m.events
+    written.add_metric([], mono.read(("ledger", "written"),
+                                     getattr(ledger, "written", 0) or 0, ledger))
+    failed.add_metric([], mono.read(("ledger", "failures"),
+                                    getattr(ledger, "failures", 0) or 0, ledger))
+    yield from (kinds, calls, retries, drift, written, failed)
+
+
+def _gauges(m: Manager) -> Iterator[Metric]:
+    plan, spec = m.desired.plan, m.desired.spec
+    snapshot = m.snapshot if spec is None else capacity_snapshot(
+        spec.clusters, m.views(), m.settings.failover_grace)
+    rows = cluster_rows(spec, plan, snapshot)  # not the whole status document: cheaper
+    queue = GaugeMetricFamily("aifleet_queue_depth", "Keys waiting in a work queue.",
+                              labels=["queue"])
+    queue.add_metric(["clusters"], m.queue.depth)
+    by_state = Counter(str(r["health"]) for r in rows)
+    clusters = GaugeMetricFamily("aifleet_clusters", "Clusters of the fleet by health "
+                                 "state.", labels=["state"])
+    health = GaugeMetricFamily("aifleet_cluster_health", "1 for the cluster's health "
+                               "state, 0 for the others.", labels=["cluster", "state"])
+    healthy = GaugeMetricFamily("aifleet_cluster_healthy", "1 when the cluster is Healthy.",
+                                labels=["cluster"])
+    alloc = GaugeMetricFamily("aifleet_gpus_allocated", "GPUs allocated to fleet workloads.",
+                              labels=["cluster", "flavour"])
+    free = GaugeMetricFamily("aifleet_gpus_free", "GPUs free after the plan.",
+                             labels=["cluster", "flavour"])
+    for state in HEALTH_STATES:
+        clusters.add_metric([state], by_state.get(state, 0))
+    for row in rows:
+        name = str(row["name"])
+        for state in HEALTH_STATES:
+            health.add_metric([name, state], 1 if row["health"] == state else 0)
+        healthy.add_metric([name], 1 if row["health"] == "Healthy" else 0)
         for flavour, g in sorted(row["gpus"].items()):
-            alloc.set(g["allocated"], cluster=row["name"], flavour=flavour)
-            free.set(g["free"], cluster=row["name"], flavour=flavour)
-    reg.gauge("aifleet_leader", "1 while this replica may write.").set(1 if leader else 0)
-    reg.counter("aifleet_source_commits_total", "Commits accepted from the repo.").set(commits)
-    return reg.render()
+            alloc.add_metric([name, flavour], g["allocated"])
+            free.add_metric([name, flavour], g["free"])
+    by_status = Counter(wp.status for wp in plan.workloads.values()) if plan else Counter()
+    placed = GaugeMetricFamily("aifleet_placements", "Workloads by placement status.",
+                               labels=["status"])
+    for status in ("Placed", "Pending", "Invalid"):
+        placed.add_metric([status], by_status.get(status, 0))
+    leader = GaugeMetricFamily("aifleet_leader", "1 while this replica may write.")
+    leader.add_metric([], 1 if m.may_act() else 0)
+    ledger = m.events
+    backlog = GaugeMetricFamily("aifleet_ledger_backlog", "Decisions waiting to be "
+                                "written to the ledger.")
+    backlog.add_metric([], getattr(ledger, "pending", 0) or 0)
+    head = GaugeMetricFamily("aifleet_ledger_head_seq", "Seq of the last ledger record "
+                             "this controller wrote (0: none yet).")
+    last = getattr(ledger, "last", None)
+    head.add_metric([], getattr(last, "seq", 0) or 0)
+    yield from (queue, clusters, health, healthy, alloc, free, placed, leader, backlog, head)

@@ -33,7 +33,8 @@ from typing import Any, Protocol
 import structlog
 
 from clusters.adapter import ClusterAdapter
-from clusters.apply import content_hash, workload_of
+from clusters.apply import Fenced, content_hash, workload_of
+from clusters.errors import ClusterError
 from clusters.health import workload_health
 from controllers.desired import INTENT_HASH, DesiredState
 from controllers.eventfeed import EventFeed
@@ -61,7 +62,6 @@ class ReconcileTotals:
     applied: int = 0
     pruned: int = 0
     stale_deleted: int = 0
-    durations: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -77,6 +77,8 @@ class ClusterReconciler:
     on_done: Callable[[str], None] = lambda _name: None
     on_failed: Callable[[str, str], None] = lambda _name, _why: None
     """Told (cluster, what failed) each time a pass leaves objects unapplied."""
+    on_timed: Callable[[str, str, float], None] = lambda _name, _what, _seconds: None
+    """Told (cluster, "apply" or "reconcile" or "failed", seconds) for the metrics."""
     retiring: Set[str] = frozenset()
     """Clusters removed from the repo: drained, not reconciled."""
     on_retired: Callable[[str], None] = lambda _name: None
@@ -125,8 +127,17 @@ class ClusterReconciler:
         anything_placed = any(wp.status == "Placed" for wp in plan.workloads.values())
         label_of = {k: workload_of(o) for k, o in adapter.applier.live.items()}
         kept = self.desired.kept_on(cluster, live_labels, reachable)
-        result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
-                                     protect=self.desired.protected() | set(kept))
+        applying = time.perf_counter()
+        try:
+            result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
+                                         protect=self.desired.protected() | set(kept))
+        except Fenced:
+            raise  # not the leader any more: nothing to report as this cluster's failure
+        except ClusterError as e:  # the whole pass failed (retries spent): counts as one
+            self.on_timed(name, "failed", time.perf_counter() - started)
+            self.on_failed(name, f"{type(e).__name__}: {e}"[:100])
+            raise
+        self.on_timed(name, "apply", time.perf_counter() - applying)
         if result.prune_refused:
             if self.feed is not None and self.prune_refused.get(name) != result.prune_refused:
                 self.feed.note("DeletionsHeld", cluster=name, reason=result.prune_refused)
@@ -171,9 +182,7 @@ class ClusterReconciler:
         self.totals.runs += 1
         self.totals.applied += len(result.applied) + len(result.recreated)
         self.totals.pruned += len(result.pruned)
-        obs = self.totals.durations.setdefault(name, [])
-        obs.append(elapsed)
-        del obs[:-1000]
+        self.on_timed(name, "failed" if result.failed else "reconcile", elapsed)
         log.info("cluster_reconciled", cluster=name, commit=self.desired.head,
                  workloads=len(labels), objects=len(objects), applied=len(result.applied),
                  recreated=len(result.recreated), unchanged=len(result.unchanged),

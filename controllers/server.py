@@ -12,7 +12,10 @@
                              `X-Gitea-Signature: <hex>`, or GitLab `X-Gitlab-Token`)
 
 Binds 127.0.0.1 by default; the webhook is refused (403) when no secret is configured,
-so an exposed port cannot be used to make the controller fetch at will.
+so an exposed port cannot be used to make the controller fetch at will. With an
+`Authenticator` (`--api-tokens-file`) every route but the probes, the webhook and the page's
+HTML needs a bearer token (`controllers.apiauth`: 401 without a valid one, 403 for a
+read token on an operate route); `serve(..., ssl_context=)` adds TLS.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from controllers.apiauth import Authenticator, allows, required_role
 
 MAX_HOOK_BYTES = 1024 * 1024
 
@@ -57,7 +63,31 @@ def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
     return False
 
 
-def build_app(ep: Endpoints, webhook_secret: bytes | None) -> web.Application:
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def auth_middleware(auth: Authenticator) -> Any:
+    """Every request through `controllers.apiauth`'s rules before its handler."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        need = required_role(request.method, request.path)
+        if need is None:
+            return await handler(request)
+        have = auth.role_of(request.headers.get("Authorization"))
+        if have is None:
+            return web.Response(status=401, text="a valid bearer token is required\n",
+                                headers={"WWW-Authenticate": 'Bearer realm="aifleet"'})
+        if not allows(have, need):
+            return web.Response(status=403, text=f"this token's role ({have}) may not "
+                                                 f"{request.method} {request.path}\n")
+        return await handler(request)
+
+    return check
+
+
+def build_app(ep: Endpoints, webhook_secret: bytes | None,
+              auth: Authenticator | None = None) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
@@ -106,7 +136,8 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None) -> web.Application:
             raise web.HTTPNotFound()
         return web.Response(text=ep.page(), content_type="text/html")
 
-    app = web.Application(client_max_size=MAX_HOOK_BYTES + 1)
+    app = web.Application(client_max_size=MAX_HOOK_BYTES + 1,
+                          middlewares=[auth_middleware(auth)] if auth is not None else [])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -118,10 +149,11 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None) -> web.Application:
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+async def serve(app: web.Application, host: str, port: int,
+                ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     return runner
 
@@ -131,3 +163,11 @@ def bound_port(runner: web.AppRunner) -> int:
         if isinstance(addr, tuple):
             return int(addr[1])
     raise RuntimeError("server is not listening")
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """The listener's TLS (`--tls-cert`, `--tls-key`: PEM files), TLS 1.2 at least."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx

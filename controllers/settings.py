@@ -92,6 +92,30 @@ class Settings(BaseSettings):
     forge_url: str | None = Field(
         None, description="with --forge: the forge's API URL (default: the public one; "
                           "required for Gitea)")
+    status_failure_after: int = Field(
+        3, ge=1, description="with --forge: failed applies of a commit on a cluster before "
+                             "its commit status turns from pending to failure (with the "
+                             "error)")
+    api_tokens_file: Path | None = Field(
+        None, description="bearer tokens of the HTTP API, one 'ROLE TOKEN' a line (ROLE "
+                          "read: status, capacity, metrics, the page; operate: also POST "
+                          "triggers); /healthz, /readyz and /hooks/git stay open. Unset: "
+                          "the API is open to anyone who reaches --listen (a warning is "
+                          "logged)")
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate (chain) to serve HTTPS on --listen; with "
+                          "--tls-key")
+    tls_key: Path | None = Field(None, description="PEM private key of --tls-cert")
+    verify_signatures: bool = Field(
+        False, description="apply only commits signed by a key of --allowed-signers (SSH) "
+                           "or --gpg-keyring; an unsigned or wrongly signed head is refused "
+                           "and the last good commit stays applied")
+    allowed_signers: Path | None = Field(
+        None, description="with --verify-signatures: SSH allowed signers file (the format "
+                          "of git's gpg.ssh.allowedSignersFile)")
+    gpg_keyring: Path | None = Field(
+        None, description="with --verify-signatures: GPG keyring (exported public keys) "
+                          "whose keys may sign the fleet branch")
 
 
     @field_validator("log_level", mode="before")
@@ -120,6 +144,25 @@ def home_problem(settings: Settings) -> str:
     if settings.leader_cluster and (settings.home_kubeconfig or settings.home_context):
         return ("--leader-cluster and --home-kubeconfig/--home-context both name the home "
                 "cluster: give one")
+    return ""
+
+
+def listener_problem(settings: Settings) -> str:
+    """Why the HTTP and source-trust settings cannot start, or "" (said at start, one
+    line, instead of a listener that is silently open or a check that never runs)."""
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        return "--tls-cert and --tls-key go together: give both or neither"
+    for flag, path in (("--tls-cert", settings.tls_cert), ("--tls-key", settings.tls_key),
+                       ("--api-tokens-file", settings.api_tokens_file),
+                       ("--allowed-signers", settings.allowed_signers),
+                       ("--gpg-keyring", settings.gpg_keyring)):
+        if path is not None and not path.is_file():
+            return f"{flag} {path}: no such file"
+    if settings.verify_signatures and not (settings.allowed_signers or settings.gpg_keyring):
+        return "--verify-signatures needs --allowed-signers FILE and/or --gpg-keyring FILE"
+    if not settings.verify_signatures and (settings.allowed_signers or settings.gpg_keyring):
+        return ("--allowed-signers/--gpg-keyring are only read with --verify-signatures: "
+                "add it (or drop them)")
     return ""
 
 

@@ -41,6 +41,33 @@ def add_format_argument(p: argparse.ArgumentParser, choices: tuple[str, ...],
                    help=help or f"{', '.join(choices)} (default: {default})")
 
 
+def add_token_argument(p: argparse.ArgumentParser) -> None:
+    """`--token-file` for commands that read a controller's API (`--api-tokens-file`)."""
+    p.add_argument("--token-file", metavar="FILE",
+                   help="file holding the bearer token for the controller's API (default: "
+                        "$FLEET_TOKEN, else no token: fine for a controller run without "
+                        "--api-tokens-file)")
+
+
+def auth_headers(args: argparse.Namespace) -> dict[str, str]:
+    """The Authorization header from `--token-file` or `$FLEET_TOKEN`; {} without one.
+    An unreadable or empty file cannot run (exit 2); the token is never echoed."""
+    import os
+
+    path = getattr(args, "token_file", None)
+    if path:
+        try:
+            token = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            fail(f"cannot read --token-file {path}: "
+                 f"{getattr(e, 'strerror', None) or type(e).__name__}")
+        if not token:
+            fail(f"--token-file {path} is empty")
+    else:
+        token = os.environ.get("FLEET_TOKEN", "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def add_repo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "repo", nargs="?", default=".", metavar="REPO",

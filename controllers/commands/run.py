@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from controllers.settings import add_arguments, from_args, home_problem
+from controllers.settings import add_arguments, from_args, home_problem, listener_problem
 
 DESCRIPTION = """\
 Run the fleet controller: fetch the fleet repo (any URL Git can fetch) every
@@ -14,6 +14,12 @@ its rules allow, server-side apply the result to every cluster and keep it there
 a cluster returns). Serves /healthz, /readyz, /metrics, /api/v1/status and
 /api/v1/capacity on --listen.
 
+The API and /metrics need a bearer token when --api-tokens-file is given (lines
+'read TOKEN' or 'operate TOKEN'); without it they are open to anyone who can reach
+--listen, and a warning is logged. --tls-cert/--tls-key serve HTTPS. With
+--verify-signatures only commits signed by a key of --allowed-signers (SSH) or
+--gpg-keyring are applied.
+
 Every flag can also be given as an environment variable (FLEET_<NAME>, e.g.
 FLEET_WEBHOOK_SECRET); a flag wins over the environment. Stops cleanly on SIGINT or
 SIGTERM.
@@ -21,6 +27,9 @@ SIGTERM.
 Examples:
   fleet run --repo https://git.example.com/ml/fleet.git --kubeconfig ~/.kube/fleet
   fleet run --repo ./fleet --poll-interval 5 --listen 127.0.0.1:8080
+  fleet run --repo ./fleet --listen 0.0.0.0:8443 --api-tokens-file /etc/aifleet/tokens \
+      --tls-cert tls.crt --tls-key tls.key --verify-signatures \
+      --allowed-signers /etc/aifleet/allowed_signers
   FLEET_WEBHOOK_SECRET=... fleet run --repo git@github.com:ml/fleet.git --leader-elect \\
       --home-kubeconfig /etc/aifleet/management.kubeconfig"""
 
@@ -45,11 +54,46 @@ def run(args: argparse.Namespace) -> int:
             f"--{'.'.join(str(x) for x in err['loc']).replace('_', '-')}: {err['msg']}"
             for err in e.errors())
         fail(f"bad settings: {problems}")
-    problem = home_problem(settings) or _repo_problem(settings.repo) or \
+    problem = home_problem(settings) or listener_problem(settings) or \
+        _tokens_problem(settings) or _tls_problem(settings) or \
+        _repo_problem(settings.repo) or \
         _listen_problem(settings.listen)
     if problem:
         fail(problem)
     return serve_until_signalled(settings)
+
+
+def _tokens_problem(settings: object) -> str:
+    """A tokens file that does not parse is said at start (never which line's token)."""
+    from controllers.apiauth import ApiAuth, TokensFileError
+    from controllers.settings import Settings
+
+    assert isinstance(settings, Settings)
+    if settings.api_tokens_file is None:
+        return ""
+    try:
+        ApiAuth.from_file(settings.api_tokens_file)
+    except TokensFileError as e:
+        return str(e)
+    return ""
+
+
+def _tls_problem(settings: object) -> str:
+    """A certificate and key that do not load (or do not match) are said at start."""
+    import ssl
+
+    from controllers.server import tls_context
+    from controllers.settings import Settings
+
+    assert isinstance(settings, Settings)
+    if settings.tls_cert is None or settings.tls_key is None:
+        return ""
+    try:
+        tls_context(str(settings.tls_cert), str(settings.tls_key))
+    except (ssl.SSLError, OSError) as e:
+        return (f"--tls-cert {settings.tls_cert} / --tls-key {settings.tls_key} cannot be "
+                f"used: {getattr(e, 'reason', None) or e.strerror or type(e).__name__}")
+    return ""
 
 
 def _repo_problem(repo: str) -> str:

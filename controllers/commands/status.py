@@ -9,7 +9,12 @@ import sys
 import time
 from typing import Any
 
-from controllers.commands.common import add_format_argument, fail
+from controllers.commands.common import (
+    add_format_argument,
+    add_token_argument,
+    auth_headers,
+    fail,
+)
 from controllers.statusview import STATES, filter_workloads, render_fleet, render_workload
 
 
@@ -59,6 +64,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--server", default=os.environ.get("FLEET_SERVER", "http://127.0.0.1:8080"),
                    help="the controller's URL (default: $FLEET_SERVER or "
                         "http://127.0.0.1:8080)")
+    add_token_argument(p)
     p.add_argument("--team", help="only this team's workloads")
     p.add_argument("--cluster", help="only this cluster and what runs on it")
     p.add_argument("--state", type=_state, metavar="STATE",
@@ -83,11 +89,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=run)
 
 
-def fetch(server: str) -> dict[str, Any]:
+def fetch(server: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
     import httpx  # here, not at the top: every `fleet` command would pay for its import
 
     try:
-        r = httpx.get(f"{server.rstrip('/')}/api/v1/status", timeout=10)
+        r = httpx.get(f"{server.rstrip('/')}/api/v1/status", timeout=10,
+                      headers=headers or {})
+        if r.status_code in (401, 403):
+            fail(f"{server} refused the request ({r.status_code}): give a valid token "
+                 "with --token-file or $FLEET_TOKEN")
         r.raise_for_status()
         doc: dict[str, Any] = r.json()
         return doc
@@ -159,7 +169,7 @@ def fetch_live(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _get(args: argparse.Namespace) -> dict[str, Any]:
-    return fetch_live(args) if args.live else fetch(args.server)
+    return fetch_live(args) if args.live else fetch(args.server, auth_headers(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,9 @@ clusters by jurisdiction, the cluster table (counts, reasons, failover countdown
 workloads that need attention, the workload list with filters and drill-down, the
 events timeline and the residency panel. Shipped as package data. See
 docs/controller.md, "The web page and the events feed".
+Every API call goes through the page's `api(path)` function, which sends the bearer
+token the user typed (kept in `sessionStorage`) and shows a token form when the API
+answers 401.
 """
 
 from __future__ import annotations

@@ -107,3 +107,59 @@ async def test_a_cluster_whose_apply_keeps_failing_reports_failure_until_it_succ
         failure = next(d for s, d in mine if s == "failure")
         assert re.match(r"apply failed: \d+ objects? failed; first: Job \S+/\S+: ", failure)
         assert len(failure) <= 140
+
+
+def _failed_passes(m: object) -> dict[str, float]:
+    """Failed reconciles per cluster, read from the controller's /metrics text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(m.metrics_text()):  # type: ignore[attr-defined]
+        for s in fam.samples:
+            if s.name == "aifleet_reconciles_total" and s.labels["result"] == "failed":
+                out[s.labels["cluster"]] = s.value
+    return out
+
+
+async def test_commit_status_turns_to_failure_only_after_three_failed_applies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    with respx.mock(assert_all_mocked=True) as forge:
+        route = forge.post(url__regex=STATUSES).mock(return_value=httpx.Response(201))
+
+        def states() -> dict[str, list[str]]:
+            out: dict[str, list[str]] = {}
+            for c in route.calls:
+                body = json.loads(c.request.content)
+                out.setdefault(body["context"].removeprefix("aifleet/"), []).append(
+                    body["state"])
+            return out
+
+        seen: list[tuple[dict[str, list[str]], dict[str, float]]] = []
+
+        def failed_somewhere() -> bool:
+            posted, failed = states(), _failed_passes(m)  # posted first: counts only grow
+            seen.append((posted, failed))
+            return any("failure" in s for s in posted.values())
+
+        async with sandbox(tmp_path) as box:
+            assert box.sim is not None
+            for sim_cluster in box.sim.clusters.values():  # every Job write fails
+                sim_cluster.faults.fail_next(10_000, 503, prefix="/apis/batch/v1/namespaces/")
+            async with box.controller(
+                    fast_settings(box, forge="github", forge_repo="acme/fleet"),
+                    adapter_options=FAST) as m:
+                assert m.settings.status_failure_after == 3  # the default
+                await until(failed_somewhere, 30, interval=0.02,
+                            what="a failure status for a cluster with a Job")
+
+    for posted, failed in seen:
+        for cluster, st in posted.items():
+            if "failure" in st:
+                assert failed.get(cluster, 0) >= 3, (cluster, failed)
+    assert any(0 < n < 3 for _, failed in seen for n in failed.values()), \
+        "never saw a cluster with 1-2 failed applies (the test proves nothing)"
+    # Before the failure: pending only, however many failed passes there were.
+    for cluster, st in states().items():
+        if "failure" in st:
+            assert set(st[:st.index("failure")]) == {"pending"}, (cluster, st)

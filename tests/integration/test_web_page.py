@@ -294,3 +294,23 @@ async def test_web_page_says_why_a_cluster_is_degraded(tmp_path: Path) -> None:
     timeline = events_rows(found)
     assert timeline and all(" Cluster" in r for r in timeline), timeline
     assert any("ClusterDegraded us-east-1 was Healthy" in r for r in timeline), timeline
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
+                    reason="needs Debian's chromium (make browser)")
+async def test_web_page_asks_for_a_token_when_the_api_needs_one(tmp_path: Path) -> None:
+    assert CHROMIUM is not None, "CI must have chromium: `make check` runs `make browser`"
+    tokens = tmp_path / "tokens"
+    tokens.write_text("read read-token-0123456789abcdef\n")
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box, api_tokens_file=tokens), adapter_options=FAST) as m:
+        await rolled_out(m, box)
+        html = await anyio.to_thread.run_sync(
+            dump_dom, f"http://127.0.0.1:{m.port}/", tmp_path / "chromium")
+
+    page = _Elements()
+    page.feed(html)
+    assert not page.body_loaded, "the page showed fleet data without a token"
+    assert '<form id="auth">' in html, "the token form is not shown"  # `hidden` removed
+    assert "a token is required" in html
+    assert "eu-fra-1" not in html

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import anyio
 
-from controllers.metrics import Registry
 from controllers.sandbox import until
 from controllers.workqueue import WorkQueue
 
@@ -83,15 +82,3 @@ async def test_failures_back_off_per_key_and_reset_on_success() -> None:
     assert len(calls) == 3
     assert q.stats.backoffs == [0.02, 0.04]  # exponential, per key
     assert q.failures("a") == 0 and q.stats.failures == 2
-
-
-def test_prometheus_text_exposition() -> None:
-    reg = Registry()
-    reg.counter("aifleet_api_calls_total", "API calls").inc(3, cluster="eu-fra-1", verb="apply")
-    reg.gauge("aifleet_gpus", "GPUs").set(8, cluster='x"y', state="free")
-    reg.summary("aifleet_reconcile_seconds", "durations").observe(0.5, loop="placement")
-    text = reg.render()
-    assert 'aifleet_api_calls_total{cluster="eu-fra-1",verb="apply"} 3' in text
-    assert 'aifleet_gpus{cluster="x\\"y",state="free"} 8' in text
-    assert 'aifleet_reconcile_seconds_count{loop="placement"} 1' in text
-    assert "# TYPE aifleet_api_calls_total counter" in text
