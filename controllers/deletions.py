@@ -24,7 +24,13 @@ from typing import cast
 import structlog
 
 from controllers.gitsource import Condition
-from controllers.statefile import clear_held, load_held, save_held
+from controllers.statefile import (
+    clear_held,
+    load_adopted,
+    load_held,
+    save_adopted,
+    save_held,
+)
 from fleet.safety import DeletionLimits, Hold, HoldReason, allowances, held_deletions
 from workloads.loader import Snapshot
 
@@ -43,6 +49,18 @@ class DeletionGuard:
         self.judged = False
         """The candidate was judged (held): it stays so until another head comes."""
         self._restored = load_held(state_dir)
+        self.last_adopted = load_adopted(state_dir)
+        """The last commit adopted, by this process or the one before it."""
+
+    def adopted(self, commit: str) -> None:
+        """`commit` is taken: a restart serves it first and judges any newer head."""
+        if commit == self.last_adopted:
+            return
+        self.last_adopted = commit
+        try:
+            save_adopted(self.state_dir, commit)
+        except OSError as e:  # say it; a restart then starts from the applied commit
+            log.warning("adopted_not_saved", error=f"{type(e).__name__}: {e}")
 
     def restored_base(self, head: str | None) -> str | None:
         """Once, at start: the applied commit to serve first, when a previous process

@@ -328,11 +328,16 @@ class Manager:
         process held `snap` against."""
         if self.desired.spec is None:
             base = self.deletions.restored_base(snap.commit)
-            if base is None and self.source.applied not in (None, snap.commit):
+            last = self.deletions.last_adopted or self.source.applied
+            applied = self.source.applied
+            if last is not None and last != applied and applied is not None and \
+                    await anyio.to_thread.run_sync(self.source._is_descendant, applied, last):
+                last = applied  # another replica took a newer commit since: start there
+            if base is None and last not in (None, snap.commit):
                 # A head that came while no controller ran: what it deletes is judged
                 # like any other commit's, once what runs is known; meanwhile the last
-                # applied commit (the source guard keeps it) is served.
-                base = self.source.applied
+                # adopted commit (else the applied one the source guard keeps) is served.
+                base = last
             if base is not None:
                 served = await self.source.read(base)
                 if served is not None:
@@ -411,6 +416,7 @@ class Manager:
     async def _adopt(self, snap: Snapshot) -> None:
         assert snap.commit is not None
         changed = self.desired.adopt_spec(snap.spec, snap.commit)
+        self.deletions.adopted(snap.commit)
         self.commits_accepted += 1
         self.metrics.commit_accepted(snap.commit)
         log.info("commit_accepted", commit=snap.commit, changed_workloads=len(changed),

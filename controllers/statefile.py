@@ -114,3 +114,21 @@ def load_held(state_dir: Path) -> tuple[str, str | None, list[dict[str, str]]] |
 
 def clear_held(state_dir: Path) -> None:
     (state_dir / HELD).unlink(missing_ok=True)
+
+
+ADOPTED = "adopted.json"
+
+
+def save_adopted(state_dir: Path, commit: str) -> None:
+    """The last commit this controller adopted (judged and taken, applied or not yet):
+    what a restart serves before it judges a newer head."""
+    write(state_dir / ADOPTED, 1, {"commit": commit})
+
+
+def load_adopted(state_dir: Path) -> str | None:
+    doc = read(state_dir / ADOPTED, 1)
+    commit = doc.get("commit") if doc is not None else None
+    if doc is not None and not isinstance(commit, str):
+        unusable(state_dir / ADOPTED, TypeError("commit of the wrong type"))
+        return None
+    return commit
