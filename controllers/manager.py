@@ -474,7 +474,7 @@ class Manager:
                         corrected=report.corrected)
             if report.corrected:
                 self.record("DriftCorrected", str(wid), cluster=cluster,
-                                   reason=", ".join(f.path for f in report.fields)[:200])
+                            commit=self.desired.head, reason=", ".join(f.path for f in report.fields)[:200])
         return on_drift
 
     def _cluster_done(self, name: str) -> None:

@@ -197,7 +197,7 @@ def record_plan_events(m: Manager, old: Plan | None, new: Plan,
         if wp.status == "Pending" and old_status != "Pending":
             reason = wp.reasons[0].message if wp.reasons else ""
             log.warning("workload_pending", workload=wid, reason=reason)
-            _record(m, "Pending", wid, reason=reason[:300])
+            _record(m, "Pending", wid, commit=new.commit, reason=reason[:300])
         if wp.status != "Placed" or was == now:
             continue
         for a in wp.assignments:
@@ -221,4 +221,5 @@ def _record(m: Manager, event: str, wid: str, **fields: Any) -> None:
     if m.events is None or not m.may_act():  # a follower records nothing
         return
     fields = {**decision_fields(m.desired.spec, wid, fields.get("cluster")), **fields}
+    fields.setdefault("commit", m.desired.head)  # decided at (Pending names no plan commit)
     m.record(event, wid, **{k: v for k, v in fields.items() if v is not None})

@@ -151,7 +151,7 @@ class ClusterReconciler:
                 workload_health(objs), commit)
             if label in changed_labels:
                 a = placed.get(wid)
-                self._event("Applied", label, cluster=name, commit=commit,
+                self._event("Applied", label, cluster=name,
                             flavour=a.flavour if a else None, gpus=a.gpus if a else 0,
                             manifest_digest=manifest_digest(desired_of.get(label, [])))
         here = set(labels.values())
@@ -234,8 +234,10 @@ class ClusterReconciler:
         if self.events is None or not self.may_act():  # a follower records nothing
             return
         wid = workload_id_of_label(label) if "." in label else label
+        # The fleet commit this was decided at, never a workload's own source commit:
+        # the audit judges the record by the policy and cluster labels of that commit.
         fields = {**decision_fields(self.desired.spec, str(wid), fields.get("cluster")),
-                  **fields}
+                  **fields, "commit": self.desired.head}
         clean = {k: v for k, v in fields.items() if v is not None}
         self.events.record(event, str(wid), **clean)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 
 from fleet.ledger import RecordRow
 from fleet.residency import Residency
@@ -35,6 +35,36 @@ from fleet.spec import FleetSpec
 
 OPENS = frozenset({"Placed", "Moved", "FailedOver", "Applied", "DriftCorrected", "Observed"})
 """Events that say the workload runs on `cluster` (from then on)."""
+
+
+class EventLike(Protocol):
+    """What `open_placements` reads of a record or an entry not yet written."""
+
+    @property
+    def event(self) -> str: ...
+    @property
+    def workload(self) -> str: ...
+    @property
+    def cluster(self) -> str | None: ...
+    @property
+    def from_cluster(self) -> str | None: ...
+
+
+def open_placements(events: Iterable[EventLike]) -> set[tuple[str, str]]:
+    """(workload, cluster) of every period still open after these records, by the same
+    rules as `build_periods`: an opening event opens one (a move closes the one it left),
+    Pruned closes one. What a restarted controller compares with what runs."""
+    out: set[tuple[str, str]] = set()
+    for e in events:
+        if e.event in OPENS:
+            if e.cluster is None:
+                continue
+            if e.from_cluster is not None:
+                out.discard((e.workload, e.from_cluster))
+            out.add((e.workload, e.cluster))
+        elif e.event == "Pruned" and e.cluster is not None:
+            out.discard((e.workload, e.cluster))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +243,12 @@ def build_periods(rows: Iterable[RecordRow], fleet_at: FleetLookup,
     n = 0
     for n, r in enumerate(rows, 1):  # noqa: B007 - n and r are read after the loop
         commit = r.commit
-        if commit is None or commit == last_commit:
-            commit = last_commit  # None: a record made outside a commit, judged by the last
+        if commit is None or commit == last_commit or commit in fleets:
+            # None: a record made outside a commit. A commit seen before but not the last
+            # one: a workload's own source commit (ledgers written before every record
+            # carried the fleet head it was decided at), never the fleet going back in
+            # time. Both are judged by the fleet commit in force: the last one.
+            commit = last_commit
         else:
             last_commit = commit
             if commit not in fleets:
