@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import structlog
 from aiohttp import web
 
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
 from controllers.deletions import CONDITION as DELETIONS_HELD
-from controllers.fleetstate import capacity_snapshot, decision_fields
+from controllers.fleetstate import capacity_snapshot, decision_fields, workload_id_of_label
+from controllers.ledger import Ledger
 from controllers.livestatus import add_pods
 from controllers.observe import render_metrics
 from controllers.server import Endpoints, bound_port, build_app, serve
@@ -29,10 +32,12 @@ from controllers.statusdoc import (
     status_document,
 )
 from controllers.web import index_html
+from fleet.audit import open_placements
 from fleet.drift import diff
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster
 from fleet.placement.types import Plan, PreviousPlan
+from workloads.errors import WorkloadsError
 
 if TYPE_CHECKING:
     from controllers.manager import Manager
@@ -54,6 +59,13 @@ def status(m: Manager) -> dict[str, Any]:
     ok, why = m.ready()
     conditions.insert(0, {"type": "Ready", "status": "True" if ok else "False",
                           "reason": "Ready" if ok else "NotReady", "message": why})
+    problem = m.ledger_problem()
+    if problem is not None:
+        held = " Cluster actions are stopped until it is writable (fail closed)." \
+            if m.settings.ledger_fail_closed else ""
+        conditions.append({"type": problem[0], "status": "True",
+                           "reason": "Refused" if problem[0] == "LedgerForged"
+                           else "WriteFailing", "message": problem[1] + held})
     if m.home.error:
         conditions.append({"type": "HomeUnavailable", "status": "True",
                            "reason": "ConnectFailed",
@@ -136,10 +148,40 @@ def metrics_text(m: Manager) -> str:
         status_clusters=cluster_rows(spec, plan, snapshot),
         placement_status=[wp.status for wp in plan.workloads.values()] if plan else [],
         leader=m.may_act(), commits=m.commits_accepted,
-        placements_by_kind=getattr(m.placer, "counts", None))  # a Replanner's
+        placements_by_kind=getattr(m.placer, "counts", None)) + ledger_metrics(m)
+
+
+def ledger_metrics(m: Manager) -> str:
+    """The ledger's health (with --ledger): records waiting, failed writes, refused."""
+    ledger = m.events if m.settings.ledger else None
+    if not isinstance(ledger, Ledger):
+        return ""
+    problem = ledger.problem()
+    lines = [
+        "# HELP aifleet_ledger_pending_records Ledger records recorded, not yet written.",
+        "# TYPE aifleet_ledger_pending_records gauge",
+        f"aifleet_ledger_pending_records {ledger.pending}",
+        "# HELP aifleet_ledger_write_failures_total Ledger writes that failed.",
+        "# TYPE aifleet_ledger_write_failures_total counter",
+        f"aifleet_ledger_write_failures_total {ledger.failures}",
+        "# HELP aifleet_ledger_records_written_total Ledger records written.",
+        "# TYPE aifleet_ledger_records_written_total counter",
+        f"aifleet_ledger_records_written_total {ledger.written}",
+        "# HELP aifleet_ledger_forged 1 while the remote ledger tip is refused as rewritten.",
+        "# TYPE aifleet_ledger_forged gauge",
+        f"aifleet_ledger_forged {int(ledger.forged is not None)}",
+        "# HELP aifleet_ledger_blocked 1 while the ledger cannot take records "
+        "(forged, or the backlog limit reached on failing writes).",
+        "# TYPE aifleet_ledger_blocked gauge",
+        f"aifleet_ledger_blocked {int(problem is not None)}",
+    ]
+    return "".join(f"{ln}\n" for ln in lines)
 
 
 def ready(m: Manager) -> tuple[bool, str]:
+    problem = m.ledger_problem()
+    if problem is not None:
+        return False, f"{problem[0]}: {problem[1]}"
     if m.desired.plan is None:
         return False, "no plan yet (waiting for the repo and the clusters)"
     waiting = sorted(n for n, a in m.adapters.items()
@@ -223,3 +265,53 @@ def _record(m: Manager, event: str, wid: str, **fields: Any) -> None:
     fields = {**decision_fields(m.desired.spec, wid, fields.get("cluster")), **fields}
     fields.setdefault("commit", m.desired.head)  # decided at (Pending names no plan commit)
     m.record(event, wid, **{k: v for k, v in fields.items() if v is not None})
+
+
+async def reconcile_ledger(m: Manager, previous: PreviousPlan) -> bool:
+    """Make the ledger agree with what runs, once, when this process starts to act.
+
+    What a stopped process left behind: a period the ledger holds open on a cluster
+    that does not show the workload is closed (`Pruned`, "not found at restart": a
+    placement recorded but never applied, or a delete done but never recorded); an
+    apply whose intent was journaled but never recorded is recorded from what the
+    cluster shows; a workload of ours running with no open period is recorded as found.
+    Only clusters that listed count: a cluster that does not answer proves nothing.
+    False when the ledger could not be read (tried again at the next plan).
+    """
+    ledger = m.events
+    if not isinstance(ledger, Ledger):
+        return True
+    try:
+        rows = await anyio.to_thread.run_sync(ledger.writer.remote_events)
+    except WorkloadsError as e:
+        log.error("ledger_restart_reconcile_failed", error=str(e)[:300])
+        return False
+    opened = open_placements(chain(rows, ledger.buffered))
+    live = {name: {str(workload_id_of_label(lbl)) for lbl in a.live_workloads()}
+            for name, a in m.adapters.items() if a.synced.is_set()}
+    shape = {(str(w), str(a.cluster)): a for w, assignments in previous.items()
+             for a in assignments}
+    closed = found = 0
+    for w, c in sorted(opened):
+        if c in live and w not in live[c]:
+            _record(m, "Pruned", w, cluster=c, result="gone", reason="not found at restart")
+            closed += 1
+    done: set[tuple[str, str]] = set()
+    for intent in ledger.take_intents():
+        for label in intent.workloads:
+            w = str(workload_id_of_label(label))
+            if intent.cluster in live and w in live[intent.cluster]:
+                done.add((w, intent.cluster))
+    for c, ids in sorted(live.items()):
+        for w in sorted(ids):
+            if (w, c) in opened and (w, c) not in done:
+                continue
+            a = shape.get((w, c))
+            why = ("applied by a process that stopped before recording it (its journaled "
+                   "intent)") if (w, c) in done else "found running at restart with no record"
+            _record(m, "Applied", w, cluster=c, flavour=a.flavour if a else None,
+                    gpus=a.gpus if a else 0, reason=why)
+            found += 1
+    log.info("ledger_reconciled_at_restart", open_periods=len(opened), closed=closed,
+             recorded=found)
+    return True

@@ -80,6 +80,8 @@ class ClusterReconciler:
     """Clusters removed from the repo: drained, not reconciled."""
     on_retired: Callable[[str], None] = lambda _name: None
     """Told a retiring cluster runs nothing of ours any more."""
+    blocked: Callable[[], str | None] = lambda: None
+    """Why nothing may change on any cluster now (the ledger cannot record it)."""
     prune_refused: dict[str, str] = field(default_factory=dict)
     """Clusters whose last pass refused to prune everything (the plan places nothing
     anywhere), with why: shown in status as `DeletionsHeld`, not only logged."""
@@ -89,6 +91,10 @@ class ClusterReconciler:
         if adapter is None or self.desired.plan is None:
             return None
         if not self.may_act():
+            return 1.0
+        why = self.blocked()
+        if why is not None:  # fail closed: nothing acted on goes unrecorded
+            log.warning("reconcile_blocked_by_ledger", cluster=name, reason=why)
             return 1.0
         if not adapter.synced.is_set():
             return 0.5
@@ -122,6 +128,11 @@ class ClusterReconciler:
         anything_placed = any(wp.status == "Placed" for wp in plan.workloads.values())
         label_of = {k: workload_of(o) for k, o in adapter.applier.live.items()}
         kept = self.desired.kept_on(cluster, live_labels, reachable)
+        # The intent goes to the journal before anything is written: a process killed
+        # during the apply leaves it for the next one to record (`reconcile_ledger`).
+        begin = getattr(self.events, "begin", None)
+        intent = begin(name, self.desired.head, tuple(sorted(labels))) \
+            if begin is not None and self.may_act() else None
         result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
                                      protect=self.desired.protected() | set(kept))
         if result.prune_refused:
@@ -161,6 +172,9 @@ class ClusterReconciler:
         pruned_labels = sorted({label_of.get(k) or "" for k in result.pruned} - {""})
         for label in pruned_labels:
             self._event("Pruned", label, cluster=name, reason="removed from the plan")
+        done = getattr(self.events, "done", None)
+        if done is not None:
+            done(intent)  # recorded: nothing left for a restart to reconcile
         elapsed = time.perf_counter() - started
         self.totals.runs += 1
         self.totals.applied += len(result.applied) + len(result.recreated)
