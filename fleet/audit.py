@@ -145,7 +145,8 @@ class Finding:
                 "message": self.message}
 
 
-_KIND_ORDER = {"JurisdictionChanged": 0, "Unplaced": 1, "UnknownObject": 2, "UnknownCommit": 3}
+_KIND_ORDER = {"JurisdictionChanged": 0, "Unplaced": 1, "UnknownObject": 2, "UnknownCommit": 3,
+               "NotRunning": 4}
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,11 +397,14 @@ def overlaps(p: Period, start: str | None, end: str | None) -> bool:
 def residency_audit(rows: Iterable[RecordRow], fleet_at: FleetLookup, *,
                     start: str | None = None, end: str | None = None,
                     live: Iterable[LiveObject] | None = None, latest: FleetAt | None = None,
-                    data_classes: Mapping[str, str | None] | None = None) -> Report:
+                    data_classes: Mapping[str, str | None] | None = None,
+                    checked: Iterable[str] | None = None) -> Report:
     """Audit the ledger `rows` against the repo (`fleet_at`) and, if given, the live clusters.
 
     `latest` is the fleet at the repo's head and `data_classes` the workloads' dataClasses
-    there: the cross-check judges what runs now by them.
+    there: the cross-check judges what runs now by them. `checked`: the clusters `live`
+    was read from in full; a period the ledger holds open on one of them that the cluster
+    does not show is a finding too.
     """
     ledger = build_periods(rows, fleet_at, data_classes)
     periods = list(ledger.periods) if start is None and end is None else [
@@ -416,7 +420,10 @@ def residency_audit(rows: Iterable[RecordRow], fleet_at: FleetLookup, *,
     if live is not None:
         known = dict(data_classes or {})
         known.update({w: dc for w, dc in ledger.data_classes.items() if dc is not None})
+        live = list(live)
         findings.extend(cross_check(live, ledger.periods, latest, known))
+        if checked is not None:
+            findings.extend(not_running(live, ledger.periods, set(checked)))
     findings.sort(key=lambda f: (not f.violation, _KIND_ORDER.get(f.kind, 9), f.cluster,
                                  f.workload or ""))
     return Report(tuple(periods), tuple(findings), ledger.records, ledger.head_seq,
@@ -459,6 +466,25 @@ def cross_check(live: Iterable[LiveObject], periods: Iterable[Period], latest: F
                 "UnknownObject", False, o.cluster,
                 f"{o.kind} {o.namespace}/{o.name} is labelled as ours ({label}) but the "
                 "ledger has no placement of it here", workload=wid))
+    return out
+
+
+def not_running(live: Iterable[LiveObject], periods: Iterable[Period],
+                checked: set[str]) -> list[Finding]:
+    """Periods the ledger holds open (placed) on a cluster read in full that shows no
+    object of that workload: a placement recorded and never applied, or a removal never
+    recorded. The ledger claims it runs; the cluster says it does not."""
+    shown = {(workload_of_label(o.workload), o.cluster) for o in live
+             if o.workload and o.managed}
+    out: list[Finding] = []
+    for p in periods:
+        if p.end is None and p.placed and p.cluster in checked and \
+                (p.workload, p.cluster) not in shown:
+            out.append(Finding(
+                "NotRunning", False, p.cluster,
+                f"the ledger has {p.workload} running here since {p.start}, but the "
+                "cluster shows no object of it (recorded and never applied, or removed "
+                "without a record)", workload=p.workload, time=p.start))
     return out
 
 
