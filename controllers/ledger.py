@@ -110,7 +110,10 @@ class Journal:
     def _write(self, doc: dict[str, Any]) -> None:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            size = os.fstat(self._fd).st_size
+            if size and os.pread(self._fd, 1, size - 1) != b"\n":
+                os.write(self._fd, b"\n")  # a line cut by a kill stays one bad line
         os.write(self._fd, (json.dumps(doc, sort_keys=True) + "\n").encode())
 
     def entry(self, e: Entry) -> None:

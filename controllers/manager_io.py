@@ -19,10 +19,16 @@ from aiohttp import web
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
 from controllers.deletions import CONDITION as DELETIONS_HELD
-from controllers.fleetstate import capacity_snapshot, decision_fields, workload_id_of_label
+from controllers.fleetstate import (
+    capacity_snapshot,
+    decision_fields,
+    workload_id_of_label,
+    workload_label,
+)
 from controllers.ledger import Ledger
 from controllers.livestatus import add_pods
 from controllers.observe import render_metrics
+from controllers.reconcile import live_manifest_digest
 from controllers.server import Endpoints, bound_port, build_app, serve
 from controllers.statusdoc import (
     DriftItem,
@@ -307,10 +313,12 @@ async def reconcile_ledger(m: Manager, previous: PreviousPlan) -> bool:
             if (w, c) in opened and (w, c) not in done:
                 continue
             a = shape.get((w, c))
+            adapter = m.adapters[c]
+            digest = live_manifest_digest(adapter.workload_objects(workload_label(w)))
             why = ("applied by a process that stopped before recording it (its journaled "
                    "intent)") if (w, c) in done else "found running at restart with no record"
             _record(m, "Applied", w, cluster=c, flavour=a.flavour if a else None,
-                    gpus=a.gpus if a else 0, reason=why)
+                    gpus=a.gpus if a else 0, manifest_digest=digest, reason=why)
             found += 1
     log.info("ledger_reconciled_at_restart", open_periods=len(opened), closed=closed,
              recorded=found)

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import structlog
 
 from clusters.adapter import ClusterAdapter
-from clusters.apply import content_hash, workload_of
+from clusters.apply import HASH_ANNOTATION, content_hash, workload_of
 from clusters.health import workload_health
 from controllers.desired import INTENT_HASH, DesiredState
 from controllers.fleetstate import decision_fields, workload_id_of_label
@@ -273,4 +273,12 @@ def manifest_digest(objects: list[dict[str, Any]]) -> str:
     """sha256 over the content hashes of one workload's rendered objects in a cluster:
     what the ledger records as "these exact manifests were applied"."""
     hashes = sorted(content_hash(o) for o in objects)
+    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+
+
+def live_manifest_digest(objects: list[dict[str, Any]]) -> str:
+    """`manifest_digest` of what runs: from the content hash every applied object carries
+    (the hash of the manifest as rendered), so it equals the digest recorded at apply."""
+    hashes = sorted(str(((o.get("metadata") or {}).get("annotations") or {}).get(
+        HASH_ANNOTATION, "")) for o in objects)
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()

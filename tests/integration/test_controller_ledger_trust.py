@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import random
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,10 +22,13 @@ from typing import Any
 import anyio
 import httpx
 
+from controllers.fleetstate import workload_id_of_label
 from controllers.manager import JOURNAL_FILE, Manager
+from controllers.reconcile import live_manifest_digest
 from controllers.sandbox import Sandbox, until
+from fleet.audit import open_placements
 from fleet.ledger import Entry, Record
-from tests.fleetdocs import cluster
+from tests.fleetdocs import cluster, workload
 from tests.integration.test_controller_harness import (
     FAST,
     RANK,
@@ -216,3 +222,79 @@ async def test_relabels_are_judged_at_the_fleet_commit_each_record_was_decided_a
     # nothing spurious: one relabel per cluster, never back
     assert all(" -> US" in f["message"] for f in doc["findings"]
                if f["kind"] == "JurisdictionChanged")
+
+
+def _step(rng: random.Random, run: int) -> dict[str, str | bytes | None]:
+    """One rollout step: scale or re-image a workload, add or remove one."""
+    kind = rng.choice(["scale", "image", "add", "remove"])
+    if kind == "scale":
+        return {"workloads/nlp-team/serve.yaml": serve_doc(replicas=rng.randint(1, 3))}
+    if kind == "image":
+        return {"workloads/nlp-team/serve.yaml": serve_doc(
+            image=f"registry.internal/serve:v{run}")}
+    extra = "workloads/search-team/extra.yaml"
+    if kind == "add":
+        return {extra: workload("extra", "search-team", data_class="public").replace(
+            "  replicas: 2\n", "  replicas: 1\n")}
+    return {extra: None}
+
+
+async def test_kill_9_at_random_points_of_a_rollout_leaves_a_record_or_a_reported_gap(
+        tmp_path: Path) -> None:
+    """20 runs, seeded: a rollout step is committed, `fleet run --ledger` (a process)
+    starts on it and is SIGKILLed at a random moment (connecting, planning, applying,
+    writing the ledger); the next process (same state dir) starts and settles. Then the
+    ledger holds a period open exactly where the clusters run a workload of ours, and
+    its chain is intact: nothing the killed process did on a cluster goes unrecorded."""
+    rng = random.Random(18)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env["PYTHONPATH"] = str(ROOT)
+    async with sandbox(tmp_path) as box:
+        settings = fast_settings(box, ledger=True)
+        for run in range(20):
+            changes = _step(rng, run)
+            if changes:
+                box.repo.commit(changes, f"step {run}")
+            head = box.repo.head()
+            log_path = tmp_path / f"run-{run}.log"
+            with log_path.open("wb") as log:
+                proc = await anyio.open_process(
+                    [sys.executable, "-m", "controllers.cli", "run", "--repo",
+                     str(box.repo.path), "--kubeconfig", str(box.kubeconfig), "--state-dir",
+                     str(settings.state_dir), "--listen", "127.0.0.1:0", "--ledger",
+                     "--poll-interval", "0.5", "--unreachable-after", "1",
+                     "--log-json", "true"],
+                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+            try:
+                await anyio.sleep(rng.uniform(0.3, 4.0))
+                assert proc.returncode is None, log_path.read_text()[-2000:]
+            finally:
+                proc.kill()
+                await proc.wait()
+
+            async with box.controller(settings, adapter_options=FAST) as m:
+                def settled(head: str = head) -> bool:
+                    ledger: Any = m.events
+                    if m.applied_commit != head or ledger is None or ledger.pending:
+                        return False
+                    live = {(str(workload_id_of_label(lbl)), name): live_manifest_digest(
+                                a.workload_objects(lbl))
+                            for name, a in m.adapters.items()
+                            for lbl in a.live_workloads()}
+                    done = records(box)
+                    last_applied = {(r.entry.workload, r.entry.cluster):
+                                    r.entry.manifest_digest
+                                    for r in done if r.entry.event == "Applied"}
+                    # where it runs, and what exactly runs there (the last apply recorded)
+                    return open_placements(r.entry for r in done) == set(live) and all(
+                        last_applied.get(k) == digest for k, digest in live.items())
+                try:
+                    await until(settled, 60, what=f"run {run}: ledger agrees with clusters")
+                except TimeoutError:
+                    live = {(str(workload_id_of_label(lbl)), name)
+                            for name, a in m.adapters.items() for lbl in a.live_workloads()}
+                    opened = open_placements(r.entry for r in records(box))
+                    raise AssertionError(f"run {run}: only in the ledger "
+                                         f"{sorted(opened - live)}, only live "
+                                         f"{sorted(live - opened)}") from None
+            assert LedgerReader(box.repo.path).verify() is None
