@@ -21,9 +21,10 @@ millions of records), `verify()`. `rows()` and `verify()` read segments ahead in
 forked child (`workloads.readahead`) when the ledger is big enough.
 
 A writer never adopts a remote tip that does not contain its own last pushed commit
-(kept as `refs/aifleet/ledger-pushed` in its repository, so it survives a restart): a
-branch rewritten and force-pushed under it, even with every hash recomputed, is refused
-with `LedgerForged` instead of being chained onto.
+(kept under `refs/aifleet/ledger-pushed/` in its repository, so it survives a restart):
+a branch rewritten and force-pushed under it, even with every hash recomputed, is
+refused with `LedgerForged` instead of being chained onto. A branch deleted under it is
+restored from its own chain (which holds everything it wrote), never restarted at seq 1.
 
 Errors: `LedgerUnreadable` (a segment is not JSONL; `fleet ledger verify` says where),
 `LedgerPushFailed` (transient: the remote cannot be reached or kept refusing),
@@ -342,7 +343,10 @@ class LedgerWriter:
         try:
             heads = remote.list_heads(callbacks=callbacks_for(self.credentials))
             if self.ref not in {h.name for h in heads}:
-                return None
+                # Gone (or never there): a branch we pushed to is restored from our own
+                # chain, which holds everything we wrote; never a new chain from seq 1.
+                mine = self.pushed
+                return None if mine is None else self.repo[mine].peel(pygit2.Commit)
             pending = "refs/aifleet/ledger-fetched"
             remote.fetch([f"+{self.ref}:{pending}"],
                          callbacks=callbacks_for(self.credentials))
@@ -350,8 +354,8 @@ class LedgerWriter:
             raise LedgerPushFailed(f"cannot fetch the ledger from {_redact(remote.url)}: "
                                    f"{e}") from e
         tip = _commit_of(self.repo, pending)
-        self.check_tip(tip)
         assert tip is not None
+        self.check_tip(tip)
         self.repo.references.create(self.tracking, tip.id, force=True)
         return tip
 
@@ -361,15 +365,11 @@ class LedgerWriter:
         ref = self.repo.references.get(self.pushed_ref)
         return None if ref is None else ref.peel(pygit2.Commit).id
 
-    def check_tip(self, tip: pygit2.Commit | None) -> None:
+    def check_tip(self, tip: pygit2.Commit) -> None:
         """Raise LedgerForged unless `tip` is, or descends from, our last pushed commit."""
         mine = self.pushed
         if mine is None:
             return  # nothing written by us yet (or a new state dir): nothing to compare
-        if tip is None:
-            raise LedgerForged(f"the remote ledger branch {self.ref} is gone, but this "
-                               f"controller pushed {str(mine)[:12]} to it: refusing to "
-                               "start a new chain")
         if tip.id != mine and not self.repo.descendant_of(tip.id, mine):
             raise LedgerForged(f"the remote ledger tip {str(tip.id)[:12]} does not contain "
                                f"{str(mine)[:12]}, the last ledger commit this controller "
