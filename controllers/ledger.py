@@ -37,6 +37,7 @@ import itertools
 import json
 import math
 import os
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,8 +149,10 @@ class Ledger:
     def __init__(self, writer: LedgerWriter, *, interval: float = 1.0, max_batch: int = 1000,
                  max_backoff: float = 30.0, shutdown_timeout: float = 10.0,
                  clock: Callable[[], str] = utc_now, journal: Journal | None = None,
-                 max_backlog: int = 1000) -> None:
+                 max_backlog: int = 1000, check_every: float = 30.0) -> None:
         self.writer = writer
+        self.check_every = check_every
+        self._checked_at = time.monotonic()
         self.journal = journal
         self.max_backlog = max_backlog
         """Records waiting, while writes fail, from which `problem()` speaks up."""
@@ -200,8 +203,14 @@ class Ledger:
             self._wake.set()
 
     async def flush(self) -> int:
-        """Write everything buffered now; the number of records written."""
+        """Write everything buffered now; the number of records written. With nothing to
+        write, look at the remote's tip every `check_every` seconds (and while it is
+        refused), so a rewritten branch is said before the next record needs it."""
         if not self._buffer:
+            now = time.monotonic()
+            if self.forged is not None or now - self._checked_at >= self.check_every:
+                self._checked_at = now
+                await anyio.to_thread.run_sync(self.writer.refresh)
             return 0
         if not self._replayed:
             await self.replay()

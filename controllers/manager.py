@@ -493,8 +493,10 @@ class Manager:
                         paths=[f.path for f in report.fields][:10], managers=managers,
                         corrected=report.corrected)
             if report.corrected:
+                # Recorded before the correction runs; held while the ledger is blocked.
+                held = self.blocked()
                 self.record("DriftCorrected", str(wid), cluster=cluster,
-                            commit=self.desired.head,
+                            commit=self.desired.head, result="ok" if held is None else "held",
                             reason=", ".join(f.path for f in report.fields)[:200])
         return on_drift
 

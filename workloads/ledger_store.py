@@ -327,6 +327,20 @@ class LedgerWriter:
         """Our last commit the remote accepted: every later remote tip must contain it."""
         self.attempts = 0
         """Commit attempts made by the last `append` (1 when no retry was needed)."""
+        if remote is not None:
+            self._clear_stale_locks()
+
+    def _clear_stale_locks(self) -> None:
+        """Lock files of this writer's own refs left by a process killed mid-update; left
+        there, every later update of that ref would fail. Only for a writer with a
+        remote: its repository is the controller's own mirror (one writer, in the state
+        dir), never a repository another process may be writing to."""
+        gitdir = self.repo.path
+        for ref in (self.ref, self.tracking, self.pushed_ref, "refs/aifleet/ledger-pending",
+                    "refs/aifleet/ledger-fetched"):
+            lock = os.path.join(gitdir, *ref.split("/")) + ".lock"
+            if os.path.exists(lock):
+                os.remove(lock)
 
     def _remote(self) -> pygit2.Remote:
         assert self.remote_name is not None

@@ -310,3 +310,30 @@ async def test_entries_journaled_before_a_kill_are_written_once(fleet_repo: GitR
     assert [r.entry for r in read_ledger(fleet_repo.path)] == [
         *batch, Entry("2026-11-23T11:00:00Z", "Pruned", "nlp-team/w0", cluster="eu-fra-1")]
     assert Journal(path).entries == []  # cleared once written
+
+
+async def test_a_rewritten_branch_is_said_with_nothing_to_write_and_stale_locks_go(
+        tmp_path: Path, fleet_repo: GitRepo) -> None:
+    """The controller looks at the remote's tip while idle too (`check_every`), so a
+    forgery is said before the next record needs it; and a lock file a killed process
+    left on the mirror's own ledger refs does not block every later write."""
+    import anyio
+
+    from controllers.ledger import Ledger
+    from workloads.ledger_store import LedgerForged
+
+    mirror = pygit2.clone_repository(str(fleet_repo.path), str(tmp_path / "mirror.git"),
+                                     bare=True)
+    LedgerWriter(mirror.path, remote="origin").append(entries(2))
+    (Path(mirror.path) / "refs" / "aifleet" / "ledger-pending.lock").write_text("")
+    writer = LedgerWriter(mirror.path, remote="origin")  # a restarted process
+    assert [r.seq for r in writer.append(entries(1, 2))] == [3]
+    ledger = Ledger(writer, interval=0.02, check_every=0.0)
+    fleet_repo.repo.references.delete("refs/heads/aifleet/ledger")
+    LedgerWriter(fleet_repo.path).append(entries(1, 9))  # rewritten, nothing to write
+    with anyio.move_on_after(0.5):
+        await ledger.run()
+    problem = ledger.problem()
+    assert problem is not None and problem[0] == "LedgerForged" and ledger.pending == 0
+    with pytest.raises(LedgerForged):
+        await ledger.flush()
