@@ -53,6 +53,10 @@ from workloads.ledger_store import LedgerForged, LedgerWriter
 log = structlog.get_logger()
 
 
+COMPACT_AFTER = 1000
+"""Journal lines appended with nothing recorded, from which an idle flush compacts it."""
+
+
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -83,6 +87,8 @@ class Journal:
         self.intents: dict[str, Intent] = {}
         """Intents found at start that never finished (`Ledger.take_intents`)."""
         self._fd: int | None = None
+        self.appended = 0
+        """Lines appended since the file was last rewritten (compacted)."""
         self._ids = itertools.count(1)
         self._open: dict[str, Intent] = {}
         self._load()
@@ -116,6 +122,7 @@ class Journal:
             if size and os.pread(self._fd, 1, size - 1) != b"\n":
                 os.write(self._fd, b"\n")  # a line cut by a kill stays one bad line
         os.write(self._fd, (json.dumps(doc, sort_keys=True) + "\n").encode())
+        self.appended += 1
 
     def entry(self, e: Entry) -> None:
         self._write({"entry": dataclasses.asdict(e)})
@@ -143,6 +150,7 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self.appended = 0
 
 
 class Ledger:
@@ -208,6 +216,8 @@ class Ledger:
         refused), so a rewritten branch is said before the next record needs it."""
         if not self._buffer:
             now = time.monotonic()
+            if self.journal is not None and self.journal.appended >= COMPACT_AFTER:
+                self.journal.rewrite([])  # intents begun and done while nothing was recorded
             if self.forged is not None or now - self._checked_at >= self.check_every:
                 self._checked_at = now
                 await anyio.to_thread.run_sync(self.writer.refresh)

@@ -337,3 +337,21 @@ async def test_a_rewritten_branch_is_said_with_nothing_to_write_and_stale_locks_
     assert problem is not None and problem[0] == "LedgerForged" and ledger.pending == 0
     with pytest.raises(LedgerForged):
         await ledger.flush()
+
+
+async def test_apply_intents_of_an_idle_controller_do_not_grow_the_journal(
+        fleet_repo: GitRepo, tmp_path: Path) -> None:
+    """Every reconcile journals an intent and its end, records or not: an idle flush
+    compacts the journal, keeping only what is still open."""
+    from controllers.ledger import COMPACT_AFTER, Journal, Ledger
+
+    path = tmp_path / "ledger-journal.jsonl"
+    ledger = Ledger(LedgerWriter(fleet_repo.path), journal=Journal(path))
+    for _ in range(COMPACT_AFTER):
+        ledger.done(ledger.begin("eu-fra-1", "c" * 40, ("nlp-team.train",)))
+    still = ledger.begin("eu-par-1", "c" * 40, ("nlp-team.serve",))
+    assert len(path.read_text().splitlines()) == 2 * COMPACT_AFTER + 1
+    assert await ledger.flush() == 0
+    assert [i.cluster for i in Journal(path).intents.values()] == ["eu-par-1"]
+    ledger.done(still)
+    assert Journal(path).intents == {}
