@@ -641,10 +641,11 @@ class Manager:
         self.last_placement_seconds = elapsed
         del self.placement_durations[:-1000]
         self.snapshot = snapshot
-        if not self._ledger_reconciled and self.settings.ledger and self.events is not None \
-                and self.may_act():
-            # Before this plan's decisions: what a stopped process left open is closed
-            # (or recorded) first, by what the clusters show now.
+        if (rebuild or not self._ledger_reconciled) and self.settings.ledger and \
+                self.events is not None and self.may_act():
+            # Before this plan's decisions: what a stopped process (or a leader that
+            # lost its Lease while acting) left open is closed, or recorded, first, by
+            # what the clusters show now. At start and at each new leadership.
             self._ledger_reconciled = await manager_io.reconcile_ledger(self, previous)
         manager_io.record_plan_events(self, self.desired.plan, plan, previous if rebuild else None)
         self.desired.plan = plan

@@ -298,3 +298,47 @@ async def test_kill_9_at_random_points_of_a_rollout_leaves_a_record_or_a_reporte
                                          f"{sorted(opened - live)}, only live "
                                          f"{sorted(live - opened)}") from None
             assert LedgerReader(box.repo.path).verify() is None
+
+
+async def test_a_new_leader_closes_what_the_old_leader_recorded_and_never_applied(
+        tmp_path: Path) -> None:
+    """HA: the leader's last act was a Placed record it never carried out; the replica
+    that takes the Lease over compares the ledger with the clusters before it decides
+    anything, closes that period, and records nothing twice."""
+    replicas: dict[str, Manager] = {}
+    stop = {name: anyio.Event() for name in ("a", "b")}
+
+    async def replica(name: str) -> None:
+        settings = fast_settings(box, home=True, leader_elect=True, identity=name,
+                                 ledger=True, state_dir=tmp_path / f"state-{name}")
+        async with box.controller(settings, adapter_options=FAST, lease_duration=2.0) as m:
+            replicas[name] = m
+            await stop[name].wait()
+
+    async with sandbox(tmp_path, home=True) as box, anyio.create_task_group() as tg:
+        tg.start_soon(replica, "a")
+        await until(lambda: "a" in replicas and replicas["a"].may_act(), 15, what="a leads")
+        a = replicas["a"]
+        placed = await rolled_out(a, box)
+        await until(lambda: all_applied(box) and a.events is not None
+                    and a.events.pending == 0, 20,  # type: ignore[attr-defined]
+                    what="rollout recorded")
+        tg.start_soon(replica, "b")
+        await until(lambda: "b" in replicas and replicas["b"].desired.plan is not None, 15,
+                    what="b follows")
+        b = replicas["b"]
+        assert not b.may_act()
+        elsewhere = sorted({"eu-fra-1", "eu-par-1", "us-east-1"} - set(placed[RANK]))[0]
+        LedgerWriter(box.repo.path).append([Entry(
+            "2026-12-01T10:00:00Z", "Placed", RANK, commit=box.repo.head(),
+            cluster=elsewhere, data_class="public", flavour="h100-80gb", gpus=8)])
+        before = len(records(box))
+        stop["a"].set()  # a is gone; b takes the Lease over
+        await until(lambda: b.may_act(), 20, what="b leads")
+        await until(lambda: any(r.entry.event == "Pruned" and r.entry.workload == RANK
+                                and r.entry.cluster == elsewhere
+                                and r.entry.reason == "not found at restart"
+                                for r in records(box)), 20, what="phantom closed")
+        new = records(box)[before:]
+        assert not [r for r in new if "found running" in r.entry.reason], new
+        stop["b"].set()
