@@ -83,6 +83,9 @@ from workloads.signatures import SignatureVerifier
 
 log = structlog.get_logger()
 
+JOURNAL_FILE = "ledger-journal.jsonl"
+"""In the state dir: ledger entries and apply intents not yet known to be written."""
+
 PlaceFn = Any
 """`fleet.placement.place(spec, capacity, previous, *, commit=) -> Plan`, or a
 `controllers.replanner.Replanner` (the default)."""
@@ -135,7 +138,7 @@ class Manager:
             self.desired, self.adapters, self.live, events, self.may_act,
             settings.resync_interval, on_done=self._cluster_done,
             on_failed=self._cluster_failed, retiring=self.retiring, on_retired=self._retired,
-            on_timed=self._timed)
+            on_timed=self._timed, blocked=self.blocked)
         self.feed = EventFeed()
         """What this replica saw happen, for the page and `GET /api/v1/events`."""
         self.reconciler.feed = self.feed
@@ -183,6 +186,8 @@ class Manager:
         self._invalid_head: tuple[str, Condition] | None = None
         self.plan_changed = asyncio.Condition()
         self.port: int | None = None
+        self._ledger_reconciled = False
+        """The ledger was compared with what runs once, as leader (`reconcile_ledger`)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -300,6 +305,18 @@ class Manager:
         async with self._guard_lock:
             await self.guard.keep(Guard(self.source.applied, self.source.refused))
 
+    def ledger_problem(self) -> tuple[str, str] | None:
+        """(condition type, why) while the ledger cannot take records, else None."""
+        problem = getattr(self.events, "problem", None)
+        return problem() if self.settings.ledger and problem is not None else None
+
+    def blocked(self) -> str | None:
+        """Why no cluster may be changed now (fail closed on the ledger), else None."""
+        if not self.settings.ledger_fail_closed:
+            return None
+        problem = self.ledger_problem()
+        return None if problem is None else f"{problem[0]}: {problem[1]}"
+
     def record(self, event: Any, workload: str, **fields: Any) -> None:
         """A decision for the ledger, recorded only while this replica may act: a
         follower never writes a ledger record (the reconciler gates its own the same
@@ -403,11 +420,13 @@ class Manager:
 
     def _start_ledger(self) -> None:
         """`--ledger`: decisions go to the repo's ledger branch, pushed from our mirror."""
-        from controllers.ledger import Ledger
+        from controllers.ledger import Journal, Ledger
         from workloads.ledger_store import LedgerWriter
 
         ledger = Ledger(LedgerWriter(self.source.mirror_path, remote="origin",
-                                     credentials=self.source.credentials))
+                                     credentials=self.source.credentials),
+                        journal=Journal(self.settings.state_dir / JOURNAL_FILE),
+                        max_backlog=self.settings.ledger_max_backlog)
         self.events = self.reconciler.events = ledger
         assert self._tg is not None
         self._tg.start_soon(ledger.run)
@@ -539,8 +558,11 @@ class Manager:
                         paths=[f.path for f in report.fields][:10], managers=managers,
                         corrected=report.corrected)
             if report.corrected:
+                # Recorded before the correction runs; held while the ledger is blocked.
+                held = self.blocked()
                 self.record("DriftCorrected", str(wid), cluster=cluster,
-                                   reason=", ".join(f.path for f in report.fields)[:200])
+                            commit=self.desired.head, result="ok" if held is None else "held",
+                            reason=", ".join(f.path for f in report.fields)[:200])
         return on_drift
 
     def _cluster_done(self, name: str) -> None:
@@ -703,6 +725,12 @@ class Manager:
         self.last_placement_seconds = elapsed
         del self.placement_durations[:-1000]
         self.snapshot = snapshot
+        if (rebuild or not self._ledger_reconciled) and self.settings.ledger and \
+                self.events is not None and self.may_act():
+            # Before this plan's decisions: what a stopped process (or a leader that
+            # lost its Lease while acting) left open is closed, or recorded, first, by
+            # what the clusters show now. At start and at each new leadership.
+            self._ledger_reconciled = await manager_io.reconcile_ledger(self, previous)
         manager_io.record_plan_events(self, self.desired.plan, plan, previous if rebuild else None)
         self.desired.plan = plan
         self.desired.plan_saw = {n: c.health for n, c in snapshot.clusters.items()}
@@ -755,9 +783,11 @@ class Manager:
         return True
 
     def _wire_fencing(self, adapter: ClusterAdapter) -> None:
+        # Every write (drift corrections too) waits while the ledger cannot record it.
+        adapter.applier.may_write = lambda: self.blocked() is None
         if not self.settings.leader_elect:
             return
-        adapter.applier.may_write = self.may_act
+        adapter.applier.may_write = lambda: self.may_act() and self.blocked() is None
         adapter.applier.generation = self.elector.generation if self.elector else 0
         adapter.applier.lease_check = self._confirm_lease
 

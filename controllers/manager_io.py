@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import structlog
 from aiohttp import web
 
@@ -18,9 +20,17 @@ from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
 from controllers.apiauth import TokensFile
 from controllers.deletions import CONDITION as DELETIONS_HELD
-from controllers.fleetstate import ClusterView, capacity_snapshot, decision_fields
+from controllers.fleetstate import (
+    ClusterView,
+    capacity_snapshot,
+    decision_fields,
+    workload_id_of_label,
+    workload_label,
+)
+from controllers.ledger import Ledger
 from controllers.livestatus import add_pods
 from controllers.operatorview import add_operator_fields
+from controllers.reconcile import live_manifest_digest
 from controllers.server import Endpoints, bound_port, build_app, serve, tls_context
 from controllers.statusdoc import (
     DriftItem,
@@ -31,10 +41,12 @@ from controllers.statusdoc import (
     status_document,
 )
 from controllers.web import index_html
+from fleet.audit import open_placements
 from fleet.drift import diff
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster
 from fleet.placement.types import Plan, PreviousPlan
+from workloads.errors import WorkloadsError
 
 if TYPE_CHECKING:
     from controllers.manager import Manager
@@ -56,6 +68,13 @@ def status(m: Manager) -> dict[str, Any]:
     ok, why = m.ready()
     conditions.insert(0, {"type": "Ready", "status": "True" if ok else "False",
                           "reason": "Ready" if ok else "NotReady", "message": why})
+    problem = m.ledger_problem()
+    if problem is not None:
+        held = " Cluster actions are stopped until it is writable (fail closed)." \
+            if m.settings.ledger_fail_closed else ""
+        conditions.append({"type": problem[0], "status": "True",
+                           "reason": "Refused" if problem[0] == "LedgerForged"
+                           else "WriteFailing", "message": problem[1] + held})
     if m.home.error:
         conditions.append({"type": "HomeUnavailable", "status": "True",
                            "reason": "ConnectFailed",
@@ -156,6 +175,9 @@ def metrics_text(m: Manager) -> str:
 
 
 def ready(m: Manager) -> tuple[bool, str]:
+    problem = m.ledger_problem()
+    if problem is not None:
+        return False, f"{problem[0]}: {problem[1]}"
     if m.desired.plan is None:
         return False, "no plan yet (waiting for the repo and the clusters)"
     waiting = sorted(n for n, a in m.adapters.items()
@@ -223,7 +245,7 @@ def record_plan_events(m: Manager, old: Plan | None, new: Plan,
         if wp.status == "Pending" and old_status != "Pending":
             reason = wp.reasons[0].message if wp.reasons else ""
             log.warning("workload_pending", workload=wid, reason=reason)
-            _record(m, "Pending", wid, reason=reason[:300])
+            _record(m, "Pending", wid, commit=new.commit, reason=reason[:300])
         if wp.status != "Placed" or was == now:
             continue
         for a in wp.assignments:
@@ -246,4 +268,57 @@ def record_plan_events(m: Manager, old: Plan | None, new: Plan,
 def _record(m: Manager, event: str, wid: str, **fields: Any) -> None:
     # `m.record` keeps it in the events feed always, in the ledger only if we may act.
     fields = {**decision_fields(m.desired.spec, wid, fields.get("cluster")), **fields}
+    fields.setdefault("commit", m.desired.head)  # decided at (Pending names no plan commit)
     m.record(event, wid, **{k: v for k, v in fields.items() if v is not None})
+
+
+async def reconcile_ledger(m: Manager, previous: PreviousPlan) -> bool:
+    """Make the ledger agree with what runs, once, when this process starts to act.
+
+    What a stopped process left behind: a period the ledger holds open on a cluster
+    that does not show the workload is closed (`Pruned`, "not found at restart": a
+    placement recorded but never applied, or a delete done but never recorded); an
+    apply whose intent was journaled but never recorded is recorded from what the
+    cluster shows; a workload of ours running with no open period is recorded as found.
+    Only clusters that listed count: a cluster that does not answer proves nothing.
+    False when the ledger could not be read (tried again at the next plan).
+    """
+    ledger = m.events
+    if not isinstance(ledger, Ledger):
+        return True
+    try:
+        rows = await anyio.to_thread.run_sync(ledger.writer.remote_events)
+    except WorkloadsError as e:
+        log.error("ledger_restart_reconcile_failed", error=str(e)[:300])
+        return False
+    opened = open_placements(chain(rows, ledger.buffered))
+    live = {name: {str(workload_id_of_label(lbl)) for lbl in a.live_workloads()}
+            for name, a in m.adapters.items() if a.synced.is_set()}
+    shape = {(str(w), str(a.cluster)): a for w, assignments in previous.items()
+             for a in assignments}
+    closed = found = 0
+    for w, c in sorted(opened):
+        if c in live and w not in live[c]:
+            _record(m, "Pruned", w, cluster=c, result="gone", reason="not found at restart")
+            closed += 1
+    done: set[tuple[str, str]] = set()
+    for intent in ledger.take_intents():
+        for label in intent.workloads:
+            w = str(workload_id_of_label(label))
+            if intent.cluster in live and w in live[intent.cluster]:
+                done.add((w, intent.cluster))
+    for c, ids in sorted(live.items()):
+        for w in sorted(ids):
+            if (w, c) in opened and (w, c) not in done:
+                continue
+            a = shape.get((w, c))
+            adapter = m.adapters[c]
+            digest = live_manifest_digest(adapter.workload_objects(workload_label(w)))
+            why = ("applied by a process that stopped before recording it (its journaled "
+                   "intent)") if (w, c) in done else "found running at restart with no record"
+            _record(m, "Applied", w, cluster=c, flavour=a.flavour if a else None,
+                    gpus=a.gpus if a else 0, manifest_digest=digest, reason=why)
+            found += 1
+    log.info("ledger_reconciled_at_restart", open_periods=len(opened), closed=closed,
+             recorded=found)
+    return True

@@ -137,4 +137,13 @@ def _gauges(m: Manager) -> Iterator[Metric]:
                              "this controller wrote (0: none yet).")
     last = getattr(ledger, "last", None)
     head.add_metric([], getattr(last, "seq", 0) or 0)
-    yield from (queue, clusters, health, healthy, alloc, free, placed, leader, backlog, head)
+    forged = GaugeMetricFamily("aifleet_ledger_forged", "1 while the remote ledger tip "
+                               "is refused as rewritten.")
+    forged.add_metric([], int(getattr(ledger, "forged", None) is not None))
+    blocked = GaugeMetricFamily("aifleet_ledger_blocked", "1 while the ledger cannot take "
+                                "records (forged, or the backlog limit reached on failing "
+                                "writes).")
+    problem = getattr(ledger, "problem", None)
+    blocked.add_metric([], int(callable(problem) and problem() is not None))
+    yield from (queue, clusters, health, healthy, alloc, free, placed, leader, backlog, head,
+                forged, blocked)

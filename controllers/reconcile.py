@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import structlog
 
 from clusters.adapter import ClusterAdapter
-from clusters.apply import Fenced, content_hash, workload_of
+from clusters.apply import HASH_ANNOTATION, Fenced, content_hash, workload_of
 from clusters.errors import ClusterError
 from clusters.health import workload_health
 from controllers.desired import INTENT_HASH, DesiredState
@@ -83,6 +83,8 @@ class ClusterReconciler:
     """Clusters removed from the repo: drained, not reconciled."""
     on_retired: Callable[[str], None] = lambda _name: None
     """Told a retiring cluster runs nothing of ours any more."""
+    blocked: Callable[[], str | None] = lambda: None
+    """Why nothing may change on any cluster now (the ledger cannot record it)."""
     prune_refused: dict[str, str] = field(default_factory=dict)
     """Clusters whose last pass refused to prune everything (the plan places nothing
     anywhere), with why: shown in status as `DeletionsHeld`, not only logged."""
@@ -94,6 +96,10 @@ class ClusterReconciler:
         if adapter is None or self.desired.plan is None:
             return None
         if not self.may_act():
+            return 1.0
+        why = self.blocked()
+        if why is not None:  # fail closed: nothing acted on goes unrecorded
+            log.warning("reconcile_blocked_by_ledger", cluster=name, reason=why)
             return 1.0
         if not adapter.synced.is_set():
             return 0.5
@@ -127,6 +133,11 @@ class ClusterReconciler:
         anything_placed = any(wp.status == "Placed" for wp in plan.workloads.values())
         label_of = {k: workload_of(o) for k, o in adapter.applier.live.items()}
         kept = self.desired.kept_on(cluster, live_labels, reachable)
+        # The intent goes to the journal before anything is written: a process killed
+        # during the apply leaves it for the next one to record (`reconcile_ledger`).
+        begin = getattr(self.events, "begin", None)
+        intent = begin(name, self.desired.head, tuple(sorted(labels))) \
+            if begin is not None and self.may_act() else None
         applying = time.perf_counter()
         try:
             result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
@@ -168,7 +179,7 @@ class ClusterReconciler:
                 workload_health(objs), commit, failed_labels.get(label))
             if label in changed_labels:
                 a = placed.get(wid)
-                self._event("Applied", label, cluster=name, commit=commit,
+                self._event("Applied", label, cluster=name,
                             flavour=a.flavour if a else None, gpus=a.gpus if a else 0,
                             manifest_digest=manifest_digest(desired_of.get(label, [])))
         here = set(labels.values())
@@ -178,6 +189,9 @@ class ClusterReconciler:
         pruned_labels = sorted({label_of.get(k) or "" for k in result.pruned} - {""})
         for label in pruned_labels:
             self._event("Pruned", label, cluster=name, reason="removed from the plan")
+        done = getattr(self.events, "done", None)
+        if done is not None:
+            done(intent)  # recorded: nothing left for a restart to reconcile
         elapsed = time.perf_counter() - started
         self.totals.runs += 1
         self.totals.applied += len(result.applied) + len(result.recreated)
@@ -250,8 +264,10 @@ class ClusterReconciler:
         if self.feed is None and (self.events is None or not acting):
             return
         wid = workload_id_of_label(label) if "." in label else label
+        # The fleet commit this was decided at, never a workload's own source commit:
+        # the audit judges the record by the policy and cluster labels of that commit.
         fields = {**decision_fields(self.desired.spec, str(wid), fields.get("cluster")),
-                  **fields}
+                  **fields, "commit": self.desired.head}
         clean = {k: v for k, v in fields.items() if v is not None}
         if self.feed is not None:
             self.feed.record(event, str(wid), acting=acting, **clean)
@@ -276,4 +292,12 @@ def manifest_digest(objects: list[dict[str, Any]]) -> str:
     """sha256 over the content hashes of one workload's rendered objects in a cluster:
     what the ledger records as "these exact manifests were applied"."""
     hashes = sorted(content_hash(o) for o in objects)
+    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+
+
+def live_manifest_digest(objects: list[dict[str, Any]]) -> str:
+    """`manifest_digest` of what runs: from the content hash every applied object carries
+    (the hash of the manifest as rendered), so it equals the digest recorded at apply."""
+    hashes = sorted(str(((o.get("metadata") or {}).get("annotations") or {}).get(
+        HASH_ANNOTATION, "")) for o in objects)
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()

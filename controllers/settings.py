@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     ledger: bool = Field(False, description="record every decision (placements, moves, "
                                             "applies, prunes, drift corrections) on the "
                                             "repo's aifleet/ledger branch (needs push access)")
+    ledger_fail_closed: bool = Field(
+        True, description="with --ledger: while the ledger cannot take records (its remote "
+                          "tip was rewritten under us, or --ledger-max-backlog records wait "
+                          "on failing writes), change nothing on any cluster (no apply, "
+                          "prune, delete or drift correction) until it is writable again")
+    ledger_max_backlog: int = Field(
+        100, ge=1, description="with --ledger: records waiting on failing ledger writes from "
+                               "which /readyz fails, status says LedgerUnwritable and (fail "
+                               "closed) cluster actions stop")
     qps: float = Field(50.0, gt=0, description="API requests per second per cluster")
     burst: int = Field(100, ge=1, description="API request burst per cluster")
     cluster_concurrency: int = Field(4, ge=1,

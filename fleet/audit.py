@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 
 from fleet.ledger import RecordRow
 from fleet.residency import Residency
@@ -35,6 +35,36 @@ from fleet.spec import FleetSpec
 
 OPENS = frozenset({"Placed", "Moved", "FailedOver", "Applied", "DriftCorrected", "Observed"})
 """Events that say the workload runs on `cluster` (from then on)."""
+
+
+class EventLike(Protocol):
+    """What `open_placements` reads of a record or an entry not yet written."""
+
+    @property
+    def event(self) -> str: ...
+    @property
+    def workload(self) -> str: ...
+    @property
+    def cluster(self) -> str | None: ...
+    @property
+    def from_cluster(self) -> str | None: ...
+
+
+def open_placements(events: Iterable[EventLike]) -> set[tuple[str, str]]:
+    """(workload, cluster) of every period still open after these records, by the same
+    rules as `build_periods`: an opening event opens one (a move closes the one it left),
+    Pruned closes one. What a restarted controller compares with what runs."""
+    out: set[tuple[str, str]] = set()
+    for e in events:
+        if e.event in OPENS:
+            if e.cluster is None:
+                continue
+            if e.from_cluster is not None:
+                out.discard((e.workload, e.from_cluster))
+            out.add((e.workload, e.cluster))
+        elif e.event == "Pruned" and e.cluster is not None:
+            out.discard((e.workload, e.cluster))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +145,8 @@ class Finding:
                 "message": self.message}
 
 
-_KIND_ORDER = {"JurisdictionChanged": 0, "Unplaced": 1, "UnknownObject": 2, "UnknownCommit": 3}
+_KIND_ORDER = {"JurisdictionChanged": 0, "Unplaced": 1, "UnknownObject": 2, "UnknownCommit": 3,
+               "NotRunning": 4}
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +244,12 @@ def build_periods(rows: Iterable[RecordRow], fleet_at: FleetLookup,
     n = 0
     for n, r in enumerate(rows, 1):  # noqa: B007 - n and r are read after the loop
         commit = r.commit
-        if commit is None or commit == last_commit:
-            commit = last_commit  # None: a record made outside a commit, judged by the last
+        if commit is None or commit == last_commit or commit in fleets:
+            # None: a record made outside a commit. A commit seen before but not the last
+            # one: a workload's own source commit (ledgers written before every record
+            # carried the fleet head it was decided at), never the fleet going back in
+            # time. Both are judged by the fleet commit in force: the last one.
+            commit = last_commit
         else:
             last_commit = commit
             if commit not in fleets:
@@ -362,11 +397,14 @@ def overlaps(p: Period, start: str | None, end: str | None) -> bool:
 def residency_audit(rows: Iterable[RecordRow], fleet_at: FleetLookup, *,
                     start: str | None = None, end: str | None = None,
                     live: Iterable[LiveObject] | None = None, latest: FleetAt | None = None,
-                    data_classes: Mapping[str, str | None] | None = None) -> Report:
+                    data_classes: Mapping[str, str | None] | None = None,
+                    checked: Iterable[str] | None = None) -> Report:
     """Audit the ledger `rows` against the repo (`fleet_at`) and, if given, the live clusters.
 
     `latest` is the fleet at the repo's head and `data_classes` the workloads' dataClasses
-    there: the cross-check judges what runs now by them.
+    there: the cross-check judges what runs now by them. `checked`: the clusters `live`
+    was read from in full; a period the ledger holds open on one of them that the cluster
+    does not show is a finding too.
     """
     ledger = build_periods(rows, fleet_at, data_classes)
     periods = list(ledger.periods) if start is None and end is None else [
@@ -382,7 +420,10 @@ def residency_audit(rows: Iterable[RecordRow], fleet_at: FleetLookup, *,
     if live is not None:
         known = dict(data_classes or {})
         known.update({w: dc for w, dc in ledger.data_classes.items() if dc is not None})
+        live = list(live)
         findings.extend(cross_check(live, ledger.periods, latest, known))
+        if checked is not None:
+            findings.extend(not_running(live, ledger.periods, set(checked)))
     findings.sort(key=lambda f: (not f.violation, _KIND_ORDER.get(f.kind, 9), f.cluster,
                                  f.workload or ""))
     return Report(tuple(periods), tuple(findings), ledger.records, ledger.head_seq,
@@ -425,6 +466,25 @@ def cross_check(live: Iterable[LiveObject], periods: Iterable[Period], latest: F
                 "UnknownObject", False, o.cluster,
                 f"{o.kind} {o.namespace}/{o.name} is labelled as ours ({label}) but the "
                 "ledger has no placement of it here", workload=wid))
+    return out
+
+
+def not_running(live: Iterable[LiveObject], periods: Iterable[Period],
+                checked: set[str]) -> list[Finding]:
+    """Periods the ledger holds open (placed) on a cluster read in full that shows no
+    object of that workload: a placement recorded and never applied, or a removal never
+    recorded. The ledger claims it runs; the cluster says it does not."""
+    shown = {(workload_of_label(o.workload), o.cluster) for o in live
+             if o.workload and o.managed}
+    out: list[Finding] = []
+    for p in periods:
+        if p.end is None and p.placed and p.cluster in checked and \
+                (p.workload, p.cluster) not in shown:
+            out.append(Finding(
+                "NotRunning", False, p.cluster,
+                f"the ledger has {p.workload} running here since {p.start}, but the "
+                "cluster shows no object of it (recorded and never applied, or removed "
+                "without a record)", workload=p.workload, time=p.start))
     return out
 
 

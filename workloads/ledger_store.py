@@ -20,8 +20,15 @@ Reading: `records()` (full `Record`s), `docs()` (dicts, for `ledger show`), `row
 millions of records), `verify()`. `rows()` and `verify()` read segments ahead in a
 forked child (`workloads.readahead`) when the ledger is big enough.
 
+A writer never adopts a remote tip that does not contain its own last pushed commit
+(kept under `refs/aifleet/ledger-pushed/` in its repository, so it survives a restart):
+a branch rewritten and force-pushed under it, even with every hash recomputed, is
+refused with `LedgerForged` instead of being chained onto. A branch deleted under it is
+restored from its own chain (which holds everything it wrote), never restarted at seq 1.
+
 Errors: `LedgerUnreadable` (a segment is not JSONL; `fleet ledger verify` says where),
-`LedgerPushFailed` (transient: the remote cannot be reached or kept refusing).
+`LedgerPushFailed` (transient: the remote cannot be reached or kept refusing),
+`LedgerForged` (permanent: the remote's history no longer holds what we wrote).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import pygit2
 from pydantic_core import from_json
 
 from fleet.audit import FleetAt
-from fleet.ledger import Break, Entry, Record, RecordRow, Tip, seal, verify
+from fleet.ledger import Break, Entry, Record, RecordRow, Tip, rows_of, seal, verify
 from workloads.errors import RevisionNotFound, SourceUnavailable, WorkloadsError
 from workloads.gitauth import GitCredentials, callbacks_for
 from workloads.loader import ParseCache, load_entries
@@ -61,6 +68,11 @@ class LedgerUnreadable(WorkloadsError):
 
 class LedgerPushFailed(SourceUnavailable):
     """The remote could not be reached, or refused every attempt; retry later."""
+
+
+class LedgerForged(WorkloadsError):
+    """The remote ledger tip does not contain the last commit this writer pushed: the
+    branch was rewritten (or deleted) under us. Never chained onto; a person decides."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,8 +323,24 @@ class LedgerWriter:
         self.segment_records = segment_records
         self.max_attempts = max_attempts
         self.tracking = f"refs/aifleet/remote-ledger/{branch.replace('/', '-')}"
+        self.pushed_ref = f"refs/aifleet/ledger-pushed/{branch.replace('/', '-')}"
+        """Our last commit the remote accepted: every later remote tip must contain it."""
         self.attempts = 0
         """Commit attempts made by the last `append` (1 when no retry was needed)."""
+        if remote is not None:
+            self._clear_stale_locks()
+
+    def _clear_stale_locks(self) -> None:
+        """Lock files of this writer's own refs left by a process killed mid-update; left
+        there, every later update of that ref would fail. Only for a writer with a
+        remote: its repository is the controller's own mirror (one writer, in the state
+        dir), never a repository another process may be writing to."""
+        gitdir = self.repo.path
+        for ref in (self.ref, self.tracking, self.pushed_ref, "refs/aifleet/ledger-pending",
+                    "refs/aifleet/ledger-fetched"):
+            lock = os.path.join(gitdir, *ref.split("/")) + ".lock"
+            if os.path.exists(lock):
+                os.remove(lock)
 
     def _remote(self) -> pygit2.Remote:
         assert self.remote_name is not None
@@ -329,13 +357,64 @@ class LedgerWriter:
         try:
             heads = remote.list_heads(callbacks=callbacks_for(self.credentials))
             if self.ref not in {h.name for h in heads}:
-                return None
-            remote.fetch([f"+{self.ref}:{self.tracking}"],
+                # Gone (or never there): a branch we pushed to is restored from our own
+                # chain, which holds everything we wrote; never a new chain from seq 1.
+                mine = self.pushed
+                return None if mine is None else self.repo[mine].peel(pygit2.Commit)
+            pending = "refs/aifleet/ledger-fetched"
+            remote.fetch([f"+{self.ref}:{pending}"],
                          callbacks=callbacks_for(self.credentials))
         except pygit2.GitError as e:
             raise LedgerPushFailed(f"cannot fetch the ledger from {_redact(remote.url)}: "
                                    f"{e}") from e
-        return _commit_of(self.repo, self.tracking)
+        tip = _commit_of(self.repo, pending)
+        assert tip is not None
+        self.check_tip(tip)
+        self.repo.references.create(self.tracking, tip.id, force=True)
+        return tip
+
+    @property
+    def pushed(self) -> pygit2.Oid | None:
+        """The last ledger commit the remote accepted from this writer, if any."""
+        ref = self.repo.references.get(self.pushed_ref)
+        return None if ref is None else ref.peel(pygit2.Commit).id
+
+    def check_tip(self, tip: pygit2.Commit) -> None:
+        """Raise LedgerForged unless `tip` is, or descends from, our last pushed commit."""
+        mine = self.pushed
+        if mine is None:
+            return  # nothing written by us yet (or a new state dir): nothing to compare
+        if tip.id != mine and not self.repo.descendant_of(tip.id, mine):
+            raise LedgerForged(f"the remote ledger tip {str(tip.id)[:12]} does not contain "
+                               f"{str(mine)[:12]}, the last ledger commit this controller "
+                               "pushed: the branch was rewritten and force-pushed; refusing "
+                               "to chain onto it")
+
+    def remote_events(self) -> list[RecordRow]:
+        """Every record at the remote's tip (checked as `check_tip`), for a restart to
+        reconcile the ledger with what runs."""
+        base = _commit_of(self.repo, self.ref) if self.remote_name is None else self._fetch()
+        if base is None:
+            return []
+        # docs(), not rows(): no read-ahead child forked from the controller's process
+        return rows_of(LedgerReader(self.repo.path, str(base.id)).docs())
+
+    def refresh(self) -> None:
+        """Fetch the remote's tip (checked as `check_tip`), when there is a remote."""
+        if self.remote_name is not None:
+            self._fetch()
+
+    def tail_entries(self, n: int) -> list[Entry]:
+        """The entries of the last `n` records at the tip this writer last saw."""
+        ref = self.ref if self.remote_name is None else self.tracking
+        commit = _commit_of(self.repo, ref)
+        out: list[Entry] = []
+        for seg in reversed(segments(self.repo, commit)):
+            lines = _split(_blob(self.repo, seg.oid))
+            out[:0] = [Record.from_json(json.loads(line)).entry for line in lines]
+            if len(out) >= n:
+                break
+        return out[-n:] if n else []
 
     def append(self, entries: Sequence[Entry]) -> list[Record]:
         """Seal `entries` onto the ledger tip, commit them, push; the records written."""
@@ -365,6 +444,7 @@ class LedgerWriter:
             if rejected is None:
                 self.repo.references.create(self.ref, commit, force=True)
                 self.repo.references.create(self.tracking, commit, force=True)
+                self.repo.references.create(self.pushed_ref, commit, force=True)
                 return records
             last_error = rejected
             base = self._fetch()  # another writer was first: re-chain onto its tip

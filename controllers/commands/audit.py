@@ -159,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     head_fleet = HeadFleet(args.repo, args.ref)
     live: list[LiveObject] | None = None
+    checked: list[str] | None = None
     latest: FleetAt | None = None
     if args.live is not None or args.observed:
         spec = head_fleet.snapshot.spec
@@ -167,12 +168,14 @@ def run(args: argparse.Namespace) -> int:
         if args.live is not None:
             found, unreachable = observe_clusters(spec, args.live or None)
             live.extend(found)
+            down = {c for c, _ in unreachable}
+            checked = sorted(c for c in spec.clusters if c not in down)
             notes.extend(f"cluster {c} not cross-checked: {why}" for c, why in unreachable)
     progress = Progress("reading the ledger", unit="records")
     try:
         report = residency_audit(reader.rows(progress.update), history.at, start=args.start,
                                  end=args.end, live=live, latest=latest,
-                                 data_classes=head_fleet)
+                                 data_classes=head_fleet, checked=checked)
     except WorkloadsError as e:
         progress.clear()
         fail(str(e))

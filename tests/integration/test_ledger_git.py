@@ -252,3 +252,106 @@ async def test_the_controllers_mirror_pushes_the_ledger_with_credentials_it_does
         written = writer.append(entries(2))
     assert [r.hash for r in read_ledger(fleet_repo.path)] == [r.hash for r in written]
     assert token not in (source.mirror_path / "config").read_text()
+
+
+def test_a_writer_refuses_a_remote_tip_that_does_not_contain_its_last_push(
+        tmp_path: Path, fleet_repo: GitRepo) -> None:
+    """Issue 18: a ledger rewritten (re-hashed, so `verify` passes) and force-pushed is
+    refused by the writer that pushed before, never chained onto; a deleted one is
+    restored from the writer's own chain, never restarted at seq 1."""
+    from workloads.ledger_store import LedgerForged
+
+    mirror = pygit2.clone_repository(str(fleet_repo.path), str(tmp_path / "mirror.git"),
+                                     bare=True)
+    writer = LedgerWriter(mirror.path, remote="origin")
+    writer.append(entries(3))
+    branch = "refs/heads/aifleet/ledger"
+    fleet_repo.repo.references.delete(branch)
+    LedgerWriter(fleet_repo.path).append(entries(2))  # the forger's chain, intact
+    forged = fleet_repo.repo.references[branch].target
+    assert LedgerReader(fleet_repo.path).verify() is None
+    with pytest.raises(LedgerForged, match="does not contain"):
+        writer.append(entries(1, 3))
+    assert fleet_repo.repo.references[branch].target == forged
+    fleet_repo.repo.references.delete(branch)  # deleted: restored from our own chain
+    assert [r.seq for r in writer.append(entries(1, 3))] == [4]
+    assert [r.entry.workload for r in read_ledger(fleet_repo.path)] == [
+        f"nlp-team/w{i}" for i in range(4)]
+    # a second writer (another replica) appending on top is no rewrite
+    other = LedgerWriter(pygit2.clone_repository(
+        str(fleet_repo.path), str(tmp_path / "other.git"), bare=True).path, remote="origin")
+    fresh = tmp_path / "fresh.git"
+    pygit2.clone_repository(str(fleet_repo.path), str(fresh), bare=True)
+    assert [r.seq for r in other.append(entries(1))] == [5]
+    assert [r.seq for r in LedgerWriter(fresh, remote="origin").append(entries(1, 1))] == [6]
+    assert [r.seq for r in other.append(entries(1, 2))] == [7]  # rejected once, re-chained
+
+
+async def test_entries_journaled_before_a_kill_are_written_once(fleet_repo: GitRepo,
+                                                                tmp_path: Path) -> None:
+    """A process killed after its push but before it cleared its journal: the next one
+    writes only what the ledger does not have yet; a line cut by the kill is skipped."""
+    import dataclasses
+
+    from controllers.ledger import Journal, Ledger
+
+    writer = LedgerWriter(fleet_repo.path)
+    batch = entries(3)
+    writer.append(batch[:2])  # pushed, then killed before the journal was rewritten
+    path = tmp_path / "state" / "ledger-journal.jsonl"
+    path.parent.mkdir()
+    path.write_text("".join(json.dumps({"entry": dataclasses.asdict(e)}) + "\n"
+                            for e in batch) + '{"entry": {"time": "2026-')
+    journal = Journal(path)
+    assert journal.entries == batch
+    ledger = Ledger(writer, journal=journal, clock=lambda: "2026-11-23T11:00:00Z")
+    ledger.record("Pruned", "nlp-team/w0", cluster="eu-fra-1")  # after the cut line
+    assert await ledger.flush() == 2
+    assert [r.entry for r in read_ledger(fleet_repo.path)] == [
+        *batch, Entry("2026-11-23T11:00:00Z", "Pruned", "nlp-team/w0", cluster="eu-fra-1")]
+    assert Journal(path).entries == []  # cleared once written
+
+
+async def test_a_rewritten_branch_is_said_with_nothing_to_write_and_stale_locks_go(
+        tmp_path: Path, fleet_repo: GitRepo) -> None:
+    """The controller looks at the remote's tip while idle too (`check_every`), so a
+    forgery is said before the next record needs it; and a lock file a killed process
+    left on the mirror's own ledger refs does not block every later write."""
+    import anyio
+
+    from controllers.ledger import Ledger
+    from workloads.ledger_store import LedgerForged
+
+    mirror = pygit2.clone_repository(str(fleet_repo.path), str(tmp_path / "mirror.git"),
+                                     bare=True)
+    LedgerWriter(mirror.path, remote="origin").append(entries(2))
+    (Path(mirror.path) / "refs" / "aifleet" / "ledger-pending.lock").write_text("")
+    writer = LedgerWriter(mirror.path, remote="origin")  # a restarted process
+    assert [r.seq for r in writer.append(entries(1, 2))] == [3]
+    ledger = Ledger(writer, interval=0.02, check_every=0.0)
+    fleet_repo.repo.references.delete("refs/heads/aifleet/ledger")
+    LedgerWriter(fleet_repo.path).append(entries(1, 9))  # rewritten, nothing to write
+    with anyio.move_on_after(0.5):
+        await ledger.run()
+    problem = ledger.problem()
+    assert problem is not None and problem[0] == "LedgerForged" and ledger.pending == 0
+    with pytest.raises(LedgerForged):
+        await ledger.flush()
+
+
+async def test_apply_intents_of_an_idle_controller_do_not_grow_the_journal(
+        fleet_repo: GitRepo, tmp_path: Path) -> None:
+    """Every reconcile journals an intent and its end, records or not: an idle flush
+    compacts the journal, keeping only what is still open."""
+    from controllers.ledger import COMPACT_AFTER, Journal, Ledger
+
+    path = tmp_path / "ledger-journal.jsonl"
+    ledger = Ledger(LedgerWriter(fleet_repo.path), journal=Journal(path))
+    for _ in range(COMPACT_AFTER):
+        ledger.done(ledger.begin("eu-fra-1", "c" * 40, ("nlp-team.train",)))
+    still = ledger.begin("eu-par-1", "c" * 40, ("nlp-team.serve",))
+    assert len(path.read_text().splitlines()) == 2 * COMPACT_AFTER + 1
+    assert await ledger.flush() == 0
+    assert [i.cluster for i in Journal(path).intents.values()] == ["eu-par-1"]
+    ledger.done(still)
+    assert Journal(path).intents == {}

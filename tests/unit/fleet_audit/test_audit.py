@@ -149,3 +149,60 @@ def test_a_record_without_a_commit_is_judged_by_the_last_commit_seen() -> None:
     report = residency_audit(rows_of(ledger), repo(c1=C1).get)
     assert [(p.workload, p.allowed, p.commit, p.placed) for p in report.periods] == [
         ("nlp/a", True, "c1", True), ("nlp/b", True, "c1", False)]
+
+
+def test_a_workloads_own_older_source_commit_is_not_a_relabel_back() -> None:
+    """Issue 18, first relabel case: eu-fra-1 is relabelled DE -> US at c2; a record
+    written later carries a workload's own (older) source commit c1, as records did
+    before each carried the fleet commit it was decided at. That is not the fleet going
+    back: no spurious "US -> DE", and the periods after c2 stay judged as US."""
+    ledger = docs(
+        placed("10:00", "nlp/train", "eu-fra-1", "DE", commit="c1"),
+        placed("10:00", "web/site", "eu-fra-1", "DE", commit="c1", data_class="public"),
+        Entry(at("14:00"), "Applied", "bio/other", commit="c2", cluster="eu-par-1",
+              jurisdiction="FR", data_class="public", gpus=8),
+        placed("14:30", "web/site", "eu-fra-1", "DE", commit="c1", data_class="public",
+               event="Applied"),
+        placed("14:40", "nlp/train", "eu-fra-1", "DE", commit="c1", event="Applied"),
+        placed("15:00", "nlp/train", "eu-par-1", "FR", commit="c2", event="Moved",
+               from_cluster="eu-fra-1"),
+    )
+    report = residency_audit(rows_of(ledger), repo(c1=C1, c2=C2).get)
+    assert [(f.kind, f.message.split(" in the repo")[0]) for f in report.findings] == [
+        ("JurisdictionChanged", "jurisdiction changed DE -> US")]
+    on_fra = [(p.workload, p.jurisdiction, p.start, p.end, p.allowed)
+              for p in report.periods if p.cluster == "eu-fra-1"]
+    assert ("nlp/train", "US", at("14:00"), at("15:00"), False) in on_fra
+    assert not any(j == "DE" and start > at("14:00") for _, j, start, _, _ in on_fra)
+    assert report.violations == 2  # the US period of nlp/train and the relabel finding
+
+
+def test_a_second_relabel_is_seen_through_pending_and_pruned_records() -> None:
+    """Issue 18, second relabel case: eu-fra-1 goes DE -> FR (c2), then FR -> US (c3),
+    and after c3 the ledger has only Pending and Pruned records. They carry the fleet
+    commit they were decided at, so the FR -> US relabel is seen and the time nlp/train
+    ran there as US is a violation; with `commit: null` (as they were) it was missed."""
+    c2 = fleet_at({"eu-fra-1": "FR", "eu-par-1": "FR", "us-east-1": "US"})
+    c3 = fleet_at({"eu-fra-1": "US", "eu-par-1": "FR", "us-east-1": "US"})
+
+    def ledger(commits: bool) -> list[dict[str, object]]:
+        return docs(
+            placed("10:00", "nlp/train", "eu-fra-1", "DE", commit="c1"),
+            Entry(at("12:00"), "Pending", "nlp/other", commit="c2" if commits else None),
+            Entry(at("13:00"), "Pending", "nlp/big", commit="c3" if commits else None),
+            Entry(at("14:00"), "Pruned", "nlp/train", commit="c3" if commits else None,
+                  cluster="eu-fra-1"),
+        )
+
+    fleet = repo(c1=C1, c2=c2, c3=c3).get
+    report = residency_audit(rows_of(ledger(True)), fleet)
+    assert [(p.jurisdiction, p.start, p.end, p.allowed) for p in report.periods
+            if p.workload == "nlp/train"] == [
+        ("US", at("13:00"), at("14:00"), False),
+        ("DE", at("10:00"), at("12:00"), True),
+        ("FR", at("12:00"), at("13:00"), True),
+    ]
+    assert [f.message.split(" in the repo")[0] for f in report.findings] == [
+        "jurisdiction changed FR -> US", "jurisdiction changed DE -> FR"]
+    missed = residency_audit(rows_of(ledger(False)), fleet)
+    assert missed.violations == 0  # what records without a commit let through
