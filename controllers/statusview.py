@@ -6,22 +6,39 @@ document came from a running controller or was built straight from the clusters.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 ATTENTION_STATUS = {"Pending", "Invalid"}
 ATTENTION_SYNC = {"OutOfSync", "Failed"}
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *,
+          colour: bool | None = None) -> list[str]:
+    """The one text table of the CLI: left-aligned columns two spaces apart, trailing
+    blanks cut, the header line bold when `colour` (default: `colour_on()`, i.e. stdout
+    is a terminal and NO_COLOR is not set). Escapes wrap the whole header line, so
+    column widths are those of the visible text."""
     rows = [list(r) for r in rows]
     widths = [len(h) for h in headers]
     for r in rows:
         for i, cell in enumerate(r):
             widths[i] = max(widths[i], len(cell))
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*headers).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
+    head = fmt.format(*headers).rstrip()
+    if colour_on() if colour is None else colour:
+        head = f"\x1b[1m{head}\x1b[0m"
+    return [head] + [fmt.format(*r).rstrip() for r in rows]
+
+
+def colour_on(stream: TextIO | None = None) -> bool:
+    """Colours only for a person at a terminal, and never with NO_COLOR set
+    (https://no-color.org: any value, even empty, turns them off)."""
+    s = sys.stdout if stream is None else stream
+    return "NO_COLOR" not in os.environ and bool(getattr(s, "isatty", lambda: False)())
 
 
 STATES = ("Placed", "Pending", "Invalid", "Synced", "Applying", "OutOfSync", "Drifted",

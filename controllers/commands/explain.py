@@ -19,7 +19,9 @@ from controllers.commands.common import (
     add_repo_arguments,
     fail,
     read_planning_inputs,
+    write_yaml,
 )
+from controllers.statusview import table
 
 if TYPE_CHECKING:
     from fleet.placement.explain import Explanation
@@ -57,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
         ex = explain(spec, capacity, args.workload)
     except UnknownWorkload:
         fail(f"no workload {args.workload} in {args.repo} (ids are <team>/<name>)")
-    if args.format == "json":
+    if args.format == "yaml":
+        write_yaml(to_json(ex))
+    elif args.format == "json":
         json.dump(to_json(ex), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
@@ -96,7 +100,7 @@ def to_text(ex: Explanation) -> str:
         return "\n".join(lines) + "\n"
     lines.append(f"judged as {'running (keep)' if ex.keep else 'a new placement'}; weights "
                  + ", ".join(f"{n} x{w}" for n, w in ex.weights))
-    rows = [["", "CLUSTER", "FLAVOUR", "VERDICT", "SCORES", "TOTAL"]]
+    rows = []
     for c in ex.clusters:
         for v in c.flavours:
             bad = next((r for r in v.filters if not r.ok), None)
@@ -106,7 +110,5 @@ def to_text(ex: Explanation) -> str:
                 a.cluster == c.cluster and a.flavour == v.flavour for a in p.assignments) else ""
             rows.append([chosen, c.cluster, v.flavour, verdict, scores,
                          "" if v.total is None else str(v.total)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines.extend("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip()
-                 for r in rows)
+    lines.extend(table(["", "CLUSTER", "FLAVOUR", "VERDICT", "SCORES", "TOTAL"], rows))
     return "\n".join(lines) + "\n"

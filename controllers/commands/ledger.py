@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import deque
 from typing import Any
 
-from controllers.commands.common import add_format_argument, fail
+from controllers.commands.common import add_format_argument, fail, write_doc
 from controllers.progress import Progress
 from controllers.statusview import table
 from workloads.errors import WorkloadsError
@@ -108,9 +107,8 @@ def run_show(args: argparse.Namespace) -> int:
                 keep.append(doc)
     except WorkloadsError as e:
         fail(str(e))
-    if args.format == "json":
-        json.dump(list(keep), sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+    if args.format in ("json", "yaml"):
+        write_doc(list(keep), args.format, sort_keys=True)
         return 0
     rows = []
     for d in keep:

@@ -20,7 +20,7 @@ from controllers.commands.common import (
     add_format_argument,
     add_repo_arguments,
     read_planning_inputs,
-    write_json,
+    write_doc,
 )
 
 DESCRIPTION = """\
@@ -59,10 +59,10 @@ def run(args: argparse.Namespace) -> int:
     snap, capacity, from_file = read_planning_inputs(args)
     spec = snap.spec
     plan = place(spec, capacity, commit=snap.commit)
-    if args.format == "json":
+    if args.format in ("json", "yaml"):
         doc = plan_to_json(plan, spec, capacity)
         doc["source"]["capacitySource"] = "file" if from_file else "declared"
-        write_json(doc)
+        write_doc(doc, args.format)
     elif args.format == "markdown":
         sys.stdout.write(to_markdown(plan, spec))
     else:

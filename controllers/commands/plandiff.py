@@ -23,7 +23,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from controllers.commands.common import fail, load_capacity, write_json
+from controllers.commands.common import fail, load_capacity, write_doc, write_yaml
 from fleet.capacity import CapacitySnapshot, declared_capacity
 from fleet.ids import WorkloadId
 from fleet.owners import flag_paths, infer_team
@@ -117,8 +117,8 @@ def run_diff(args: argparse.Namespace) -> int:
         live = load_capacity(getattr(args, "capacity", None))
         d, source, capacity = plan_change(change, live, args, background)
         fmt = getattr(args, "format", "text")
-        if fmt == "json":
-            write_json(to_json(d, source, capacity))
+        if fmt in ("json", "yaml"):
+            write_doc(to_json(d, source, capacity), fmt)
         elif fmt == "markdown":
             sys.stdout.write(to_markdown(d))
         else:
@@ -337,7 +337,10 @@ def verify(args: argparse.Namespace) -> int:
         checks.append((same, f"capacity {'unchanged' if same else 'changed'} "
                              f"({digest[:12]}, plan used {recorded['capacityDigest'][:12]})"))
     holds = all(ok for ok, _ in checks)
-    if getattr(args, "format", "text") == "json":
+    fmt = getattr(args, "format", "text")
+    if fmt == "yaml":
+        write_yaml({"holds": holds, "checks": [{"ok": ok, "message": m} for ok, m in checks]})
+    elif fmt == "json":
         json.dump({"holds": holds, "checks": [{"ok": ok, "message": m} for ok, m in checks]},
                   sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from typing import Any
 
-from controllers.commands.common import add_format_argument, fail
+from controllers.commands.common import add_format_argument, fail, write_doc
 from controllers.statusview import STATES, filter_workloads, render_fleet, render_workload
 
 
@@ -94,17 +93,16 @@ def fetch(server: str) -> dict[str, Any]:
 
 def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
     _known(args, doc)
-    if args.format == "json":
+    if args.format in ("json", "yaml"):
         if args.workload:
             match = [w for w in doc.get("workloads", []) if w["id"] == args.workload]
             if not match:
                 fail(f"no workload {args.workload}")
-            json.dump(match[0], sys.stdout, indent=2, sort_keys=True)
+            write_doc(match[0], args.format, sort_keys=True)
         else:
             filtered = {**doc, "workloads": filter_workloads(
                 doc, team=args.team, cluster=args.cluster, state=args.state)}
-            json.dump(filtered, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+            write_doc(filtered, args.format, sort_keys=True)
         return 0
     if args.workload:
         text = render_workload(doc, args.workload)
