@@ -56,12 +56,9 @@ class _VersionAction(argparse.Action):
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from controllers.version import version
 
-    try:
-        return version("aifleet")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0.0.0+source"
+    return version()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

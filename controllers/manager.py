@@ -64,6 +64,7 @@ from controllers.settings import Settings, home_problem
 from controllers.sharedplan import SharedPlan
 from controllers.sourceguard import Guard, SourceGuard
 from controllers.statusdoc import DriftItem, PlacementLive
+from controllers.suspension import Suspensions
 from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
@@ -125,11 +126,14 @@ class Manager:
         self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
         self.drift: list[DriftItem] = []
         self.home = Home(settings, self.adapters, self.adapter_options)
+        self.suspensions = Suspensions.load(settings.state_dir)
+        """Workloads and clusters an operator suspended (`controllers.suspension`)."""
         """Where the Lease and shared state live (a management cluster, or a member)."""
         self.reconciler = ClusterReconciler(
             self.desired, self.adapters, self.live, events, self.may_act,
             settings.resync_interval, on_done=self._cluster_done,
-            on_failed=self._cluster_failed, retiring=self.retiring, on_retired=self._retired)
+            on_failed=self._cluster_failed, retiring=self.retiring, on_retired=self._retired,
+            suspended=self.suspensions)
         self.queue: WorkQueue[str] = WorkQueue(
             "clusters", self.reconciler, concurrency=settings.cluster_concurrency)
         self.snapshot = CapacitySnapshot({})
@@ -399,6 +403,7 @@ class Manager:
             self.adapters[name] = adapter
             self.retirement.reach[name] = reach[name]
             self._wire_fencing(adapter)
+            adapter.applier.hold_heal = self._heal_held(name)
             await self._tg.start(self._run_adapter, adapter)
             if name in self.retiring:
                 self.queue.add(name)
@@ -477,6 +482,14 @@ class Manager:
                                    reason=", ".join(f.path for f in report.fields)[:200])
         return on_drift
 
+    def _heal_held(self, cluster: str) -> Any:
+        """Whether drift of a workload (its label) on `cluster` is left uncorrected:
+        while it, or the cluster, is suspended."""
+        def held(label: str | None) -> bool:
+            return label is not None and self.suspensions.holds(
+                cluster, str(workload_id_of_label(label)))
+        return held
+
     def _cluster_done(self, name: str) -> None:
         plan = self.desired.plan
         if plan is None or plan.commit != self.desired.head:
@@ -487,8 +500,8 @@ class Manager:
             self._post_status(self.desired.head, name, "success",
                               f"applied: {placed} workload{'' if placed == 1 else 's'}")
         for cname, adapter in self.adapters.items():
-            if adapter.health_state == "Unreachable":
-                continue
+            if adapter.health_state == "Unreachable" or cname in self.suspensions.clusters:
+                continue  # a suspended cluster is left as it is on purpose
             if self.reconciler.applied_signature.get(cname) != self.desired.signature(
                     ClusterName(cname)):
                 return

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
+from controllers.control import act
 from controllers.deletions import CONDITION as DELETIONS_HELD
 from controllers.fleetstate import capacity_snapshot, decision_fields
 from controllers.livestatus import add_pods
@@ -28,6 +29,7 @@ from controllers.statusdoc import (
     cluster_rows,
     status_document,
 )
+from controllers.version import version
 from controllers.web import index_html
 from fleet.drift import diff
 from fleet.ids import ClusterName, WorkloadId
@@ -82,6 +84,7 @@ def status(m: Manager) -> dict[str, Any]:
         source=SourceState(m.source.observed, m.applied_commit, tuple(conditions)),
         live=live_now(m), drift=drift_now(m))
     add_pods(doc, m.adapters)
+    m.suspensions.annotate(doc)
     if m.settings.leader_elect:
         doc["leader"] = {"leading": m.may_act(),
                          "generation": m.elector.generation if m.elector else 0,
@@ -166,7 +169,8 @@ async def start_server(m: Manager) -> web.AppRunner:
     secret = m.settings.webhook_secret
     app = build_app(Endpoints(
         status=m.status, capacity=m.capacity_json, metrics=m.metrics_text,
-        ready=m.ready, on_git_hook=_hook(m), page=index_html),
+        ready=m.ready, on_git_hook=_hook(m), page=index_html,
+        control=lambda action, body: act(m, action, body), version=version()),
         secret.get_secret_value().encode() if secret is not None else None)
     runner = await serve(app, host or "127.0.0.1", int(port or 0))
     m.port = bound_port(runner)

@@ -38,6 +38,7 @@ from clusters.health import workload_health
 from controllers.desired import INTENT_HASH, DesiredState
 from controllers.fleetstate import decision_fields, workload_id_of_label
 from controllers.statusdoc import PlacementLive
+from controllers.suspension import Suspensions
 from fleet.ids import ClusterName, WorkloadId
 from fleet.safety import REACHABLE, drainable, hold_reconcile
 
@@ -80,6 +81,9 @@ class ClusterReconciler:
     """Clusters removed from the repo: drained, not reconciled."""
     on_retired: Callable[[str], None] = lambda _name: None
     """Told a retiring cluster runs nothing of ours any more."""
+    suspended: Suspensions | None = None
+    """Workloads and clusters left as they are: not applied, pruned, deleted as stale
+    copies nor drained (`controllers.suspension`)."""
     prune_refused: dict[str, str] = field(default_factory=dict)
     """Clusters whose last pass refused to prune everything (the plan places nothing
     anywhere), with why: shown in status as `DeletionsHeld`, not only logged."""
@@ -94,6 +98,9 @@ class ClusterReconciler:
             return 0.5
         if adapter.health_state == "Unreachable":
             return 1.0
+        if self.suspended is not None and name in self.suspended.clusters:
+            log.info("reconcile_suspended", cluster=name)
+            return self.resync_interval
         if name in self.retiring:
             return await self._drain(name, adapter)
         cluster = ClusterName(name)
@@ -107,13 +114,21 @@ class ClusterReconciler:
         live_labels = set(adapter.live_workloads())
         reachable = {ClusterName(n) for n, a in self.adapters.items()
                      if a.health_state in REACHABLE}
-        stale = self.desired.stale_on(cluster, live_labels, reachable)
+        hands_off = self._suspended_labels(name, live_labels)
+        stale = self.desired.stale_on(cluster, live_labels, reachable) - hands_off
         deleted = 0
         if stale:
             # Before anything else runs here: a failed-over gang must not run twice.
             deleted = await self._delete(name, adapter, stale, "stale copy after failover")
             self.totals.stale_deleted += deleted
         objects, labels = self.desired.objects_for(cluster)
+        hands_off |= self._suspended_labels(name, set(labels))
+        if hands_off:  # what runs of them stays as it is (never pruned: `protect`)
+            objects = [o for o in objects if workload_of(o) not in hands_off]
+            kept_live = {lb: labels[lb] for lb in hands_off if lb in labels}
+            labels = {k: v for k, v in labels.items() if k not in hands_off}
+        else:
+            kept_live = {}
         held = self._still_on_a_retiring_cluster(set(labels), live_labels)
         if held:  # they start here once their old copies are deleted (`_drain`)
             objects = [o for o in objects if workload_of(o) not in held]
@@ -123,7 +138,8 @@ class ClusterReconciler:
         label_of = {k: workload_of(o) for k, o in adapter.applier.live.items()}
         kept = self.desired.kept_on(cluster, live_labels, reachable)
         result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
-                                     protect=self.desired.protected() | set(kept))
+                                     protect=self.desired.protected() | set(kept)
+                                     | hands_off)
         if result.prune_refused:
             self.prune_refused[name] = result.prune_refused
         else:
@@ -154,7 +170,7 @@ class ClusterReconciler:
                 self._event("Applied", label, cluster=name, commit=commit,
                             flavour=a.flavour if a else None, gpus=a.gpus if a else 0,
                             manifest_digest=manifest_digest(desired_of.get(label, [])))
-        here = set(labels.values())
+        here = set(labels.values()) | set(kept_live.values())
         for (ckey, wid) in [k for k in self.live if k[0] == cluster]:
             if wid not in here:
                 del self.live[(ckey, wid)]
@@ -174,6 +190,7 @@ class ClusterReconciler:
                  pruned=len(result.pruned), stale_deleted=deleted, failed=len(result.failed),
                  prune_refused=result.prune_refused, api_calls=result.api_calls,
                  pruned_workloads=pruned_labels, kept_unplanned=sorted(kept),
+                 suspended=sorted(hands_off),
                  seconds=round(elapsed, 3))
         if result.failed:
             first_key, first_err = result.failed[0]
@@ -187,6 +204,12 @@ class ClusterReconciler:
         self.applied_signature[name] = signature
         self.on_done(name)
         return self.resync_interval
+
+    def _suspended_labels(self, cluster: str, labels: Set[str]) -> set[str]:
+        if self.suspended is None or not self.suspended.workloads:
+            return set()
+        return {lb for lb in labels
+                if self.suspended.holds(cluster, str(workload_id_of_label(lb)))}
 
     def _still_on_a_retiring_cluster(self, labels: set[str], here: set[str]) -> set[str]:
         """Workloads to start here that still run on a removed cluster being drained
@@ -205,7 +228,8 @@ class ClusterReconciler:
         (its workloads are placed elsewhere by then), then let it be disconnected.
         Never an Invalid workload's copy (`fleet.safety.drainable`): the cluster stays
         retiring, and says so, until that workload is valid or gone."""
-        protected = self.desired.protected()
+        protected = self.desired.protected() | self._suspended_labels(
+            name, set(adapter.live_workloads()))
         labels = drainable(set(adapter.live_workloads()), protected)
         if labels:
             self.totals.pruned += await self._delete(

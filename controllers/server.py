@@ -5,12 +5,19 @@
     GET  /metrics            Prometheus text
     GET  /api/v1/status      FleetStatus JSON (shared/spec/status.schema.json)
     GET  /api/v1/capacity    CapacitySnapshot JSON, what `fleet plan --capacity` reads
+    POST /api/v1/suspend     {"workload": ID} or {"cluster": NAME}: stop reconciling it
+    POST /api/v1/resume      the same body: reconcile it again, now
+    POST /api/v1/sync        {} or {"workload": ID}: fetch and reconcile now
+    GET  /version            {"version": ...} of this controller (`fleet version`)
     POST /hooks/git          fetch now; HMAC-SHA256 of the body with the shared secret
                              (GitHub `X-Hub-Signature-256: sha256=<hex>`, Gitea
                              `X-Gitea-Signature: <hex>`, or GitLab `X-Gitlab-Token`)
 
 Binds 127.0.0.1 by default; the webhook is refused (403) when no secret is configured,
-so an exposed port cannot be used to make the controller fetch at will.
+so an exposed port cannot be used to make the controller fetch at will. The POST
+/api/v1/ actions take only `Content-Type: application/json` (a browser cannot send that
+cross-site without a preflight, which is never answered), and answer JSON:
+`{"ok": true, "message": ...}` or `{"ok": false, "error": ...}` with 400/404/415.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 MAX_HOOK_BYTES = 1024 * 1024
+MAX_ACTION_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -37,6 +45,9 @@ class Endpoints:
     ready: Callable[[], tuple[bool, str]]
     on_git_hook: Callable[[], Awaitable[None]]
     page: Callable[[], str] | None = None
+    control: Callable[[str, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]] | None = None
+    """`(action, body) -> (HTTP status, answer)` for suspend / resume / sync."""
+    version: str | None = None
 
 
 def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
@@ -89,6 +100,33 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None) -> web.Application:
         await ep.on_git_hook()
         return web.Response(status=202, text="fetch scheduled\n")
 
+    def _answer(code: int, doc: dict[str, Any]) -> web.Response:
+        return web.Response(text=json.dumps(doc, sort_keys=True) + "\n", status=code,
+                            content_type="application/json")
+
+    def action(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            if ep.control is None:
+                raise web.HTTPNotFound()
+            if request.content_type != "application/json":
+                return _answer(415, {"ok": False,
+                                     "error": "send Content-Type: application/json"})
+            raw = await request.content.read(MAX_ACTION_BYTES + 1)
+            if len(raw) > MAX_ACTION_BYTES:
+                return _answer(413, {"ok": False, "error": "body too large"})
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                return _answer(400, {"ok": False, "error": "the body must be a JSON object"})
+            code, answer = await ep.control(name, body)
+            return _answer(code, answer)
+        return handle
+
+    async def version(_: web.Request) -> web.Response:
+        return _json({"version": ep.version or "unknown", "component": "aifleet-controller"})
+
     async def page(_: web.Request) -> web.Response:
         if ep.page is None:
             raise web.HTTPNotFound()
@@ -101,6 +139,9 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None) -> web.Application:
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/capacity", capacity)
     app.router.add_post("/hooks/git", git_hook)
+    for name in ("suspend", "resume", "sync"):
+        app.router.add_post(f"/api/v1/{name}", action(name))
+    app.router.add_get("/version", version)
     app.router.add_get("/", page)
     return app
 

@@ -125,7 +125,8 @@ def render_fleet(doc: dict[str, Any], *, team: str | None = None,
     rows = []
     for c in clusters:
         cnt = per_cluster[c["name"]]
-        h = c.get("health", "Unknown") + (" (cordoned)" if c.get("cordoned") else "")
+        h = c.get("health", "Unknown") + (" (cordoned)" if c.get("cordoned") else "") \
+            + (" (suspended)" if c.get("suspended") else "")
         rows.append([c["name"], c.get("region", ""), c.get("jurisdiction", ""), h, _gpus(c),
                      str(cnt["synced"]), str(cnt["drifted"]), str(cnt["failed"])])
     lines += table(["CLUSTER", "REGION", "JUR", "HEALTH", "GPUS ALLOCATED/CAPACITY",
@@ -152,6 +153,9 @@ def render_workload(doc: dict[str, Any], wid: str) -> str | None:
              + (f" · since {w['since']}" if w.get("since") else "")]
     if w.get("dataClass"):
         lines.append(f"dataClass: {w['dataClass']}")
+    if w.get("suspended"):
+        lines.append(f"suspended since {w['suspended'].get('since', '?')}: not reconciled "
+                     "(no apply, prune or drift correction) until `fleet resume`")
     lines.append("")
     if w.get("placements"):
         lines += table(["CLUSTER", "REPLICAS", "FLAVOUR", "GPUS"],

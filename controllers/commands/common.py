@@ -43,7 +43,7 @@ def add_format_argument(p: argparse.ArgumentParser, choices: tuple[str, ...],
         return v
 
     p.add_argument("-o", "--output", "--format", dest="format", type=fmt, default=default,
-                   metavar="FORMAT",
+                   choices=choices, metavar="FORMAT",
                    help=help or f"{', '.join(choices)} (default: {default})")
 
 

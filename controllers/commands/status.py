@@ -51,9 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("workload", nargs="?", metavar="WORKLOAD",
                    help="one workload id (team/name) for its details")
-    p.add_argument("--server", default=os.environ.get("FLEET_SERVER", "http://127.0.0.1:8080"),
-                   help="the controller's URL (default: $FLEET_SERVER or "
-                        "http://127.0.0.1:8080)")
+    add_server_argument(p)
     p.add_argument("--team", help="only this team's workloads")
     p.add_argument("--cluster", help="only this cluster and what runs on it")
     p.add_argument("--state", type=_state, metavar="STATE",
@@ -62,6 +60,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="refresh every SECONDS (default 2) until interrupted; on a "
                         "terminal the screen is redrawn, elsewhere each refresh is appended")
     add_format_argument(p, ("text", "json"), "text")
+    add_live_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def add_server_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default=os.environ.get("FLEET_SERVER", "http://127.0.0.1:8080"),
+                   help="the controller's URL (default: $FLEET_SERVER or "
+                        "http://127.0.0.1:8080)")
+
+
+def add_live_arguments(p: argparse.ArgumentParser) -> None:
+    """`--live` and what it needs: read what runs from the clusters, no controller."""
     live = p.add_argument_group(
         "live", "read straight from the clusters instead of a controller (read-only)")
     live.add_argument("--live", action="store_true",
@@ -75,7 +85,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                       help="with --live: allow kubeconfig exec/auth-provider plugins")
     live.add_argument("--timeout", type=float, default=15.0,
                       help="with --live: seconds to wait for the clusters to answer")
-    p.set_defaults(handler=run)
 
 
 def fetch(server: str) -> dict[str, Any]:
@@ -144,6 +153,11 @@ def fetch_live(args: argparse.Namespace) -> dict[str, Any]:
         snap, kubeconfig=args.kubeconfig, allow_exec=args.allow_exec_plugins,
         answer_within=args.timeout))
     return doc
+
+
+def get_doc(args: argparse.Namespace) -> dict[str, Any]:
+    """The status document from `--server`, or with `--live` from the clusters."""
+    return _get(args)
 
 
 def _get(args: argparse.Namespace) -> dict[str, Any]:

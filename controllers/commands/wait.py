@@ -1,0 +1,102 @@
+"""`fleet wait WORKLOAD --for=STATE`: poll the controller's status until it holds."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from typing import Any
+
+from controllers.commands.status import add_server_argument, fetch
+
+DESCRIPTION = """\
+Wait until a workload reaches a state on the running controller (as `kubectl wait`),
+polling GET /api/v1/status:
+  placed   the plan places it (status Placed)
+  synced   placed, and what runs is its desired state on every cluster (sync Synced)
+  running  synced, and its pods run (health Running, or Succeeded: a Job that finished)
+
+Exit codes: 0 the state was reached, 1 timed out (the last state is said), 2 the
+controller could not be reached.
+
+Examples:
+  fleet wait nlp-team/llama-finetune --for=synced --timeout 5m
+  git push && fleet sync && fleet wait nlp-team/llama-finetune --for=running"""
+
+CONDITIONS = ("placed", "synced", "running")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(value: str) -> float:
+    """`90`, `90s`, `5m`, `1h`, `1m30s`: seconds, > 0."""
+    text = value.strip().lower()
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smh]?)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration (e.g. 90s, 5m, 1h)")
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: the timeout must be > 0")
+    return seconds
+
+
+def _condition(value: str) -> str:
+    v = value.lower()
+    if v not in CONDITIONS:
+        raise argparse.ArgumentTypeError(f"unknown condition {value!r}: one of "
+                                         + ", ".join(CONDITIONS))
+    return v
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("wait", help="wait until a workload is placed, synced or running",
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workload", metavar="WORKLOAD", help="the workload id (team/name)")
+    p.add_argument("--for", dest="condition", type=_condition, required=True,
+                   metavar="STATE", help="placed, synced or running")
+    p.add_argument("--timeout", type=duration, default=300.0, metavar="DURATION",
+                   help="give up after this long, e.g. 90s, 5m, 1h (default: 5m)")
+    p.add_argument("--interval", type=duration, default=1.0, metavar="DURATION",
+                   help="how often to ask the controller (default: 1s)")
+    add_server_argument(p)
+    p.set_defaults(handler=run)
+
+
+def met(w: dict[str, Any] | None, condition: str) -> bool:
+    if w is None or w.get("status") != "Placed":
+        return False
+    if condition == "placed":
+        return True
+    if w.get("sync") != "Synced":
+        return False
+    return condition == "synced" or w.get("health") in ("Running", "Succeeded")
+
+
+def state_of(w: dict[str, Any] | None) -> str:
+    if w is None:
+        return "not in the fleet"
+    where = ",".join(p["cluster"] for p in w.get("placements") or []) or "nowhere"
+    line = (f"status {w.get('status')}, sync {w.get('sync')}, "
+            f"health {w.get('health') or 'Unknown'}, on {where}")
+    reasons = [r.get("message", "") for r in w.get("reasons") or []]
+    if w.get("suspended"):
+        line += ", suspended"
+    return line + (f" ({reasons[0]})" if reasons else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    deadline = time.monotonic() + args.timeout
+    while True:
+        doc = fetch(args.server)  # unreachable: exit 2 in one line
+        w = next((x for x in doc.get("workloads", []) if x.get("id") == args.workload), None)
+        if met(w, args.condition):
+            print(f"{args.workload}: {args.condition} ({state_of(w)})")
+            return 0
+        left = deadline - time.monotonic()
+        if left <= 0:
+            print(f"{args.workload}: not {args.condition} after {args.timeout:g}s: "
+                  f"{state_of(w)}", file=sys.stderr)
+            return 1
+        time.sleep(min(args.interval, left))
+
