@@ -19,6 +19,7 @@ from controllers.commands import plandiff
 from controllers.commands.common import (
     add_format_argument,
     add_repo_arguments,
+    fail,
     read_planning_inputs,
     write_doc,
 )
@@ -51,6 +52,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     if plandiff.wanted(args):
         return plandiff.run(args)
+    if args.detailed_exitcode:
+        fail("--detailed-exitcode compares two commits: use it with --base and --head")
     # imported here so that building the parser (every `fleet` command) does not pay
     from fleet.placement import place
     from fleet.plan_json import plan_to_json

@@ -73,6 +73,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "$GITHUB_API_URL, $CI_API_V4_URL, $GITEA_API_URL, or the public forge)")
     g.add_argument("--details-url", metavar="URL",
                    help="link for the commit status (e.g. the CI job)")
+    g.add_argument("--detailed-exitcode", action="store_true",
+                   help="exit 0 when merging changes nothing, 2 when it changes a "
+                        "placement, a workload or a cluster's manifests, 1 on any error "
+                        "or guardrail violation (and when the command cannot run), as "
+                        "`terraform plan -detailed-exitcode` and `kubectl diff`")
 
 
 def wanted(args: argparse.Namespace) -> bool:
@@ -126,7 +131,16 @@ def run_diff(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         if args.post:
             post(args, d)
-    return 1 if d.failed else 0
+    if d.failed:
+        return 1
+    return 2 if args.detailed_exitcode and has_changes(d) else 0
+
+
+def has_changes(d: PlanDiff) -> bool:
+    """Would merging change anything the controller does: a workload added, moved,
+    resized or removed, an edited workload (same placement, new manifests), or any
+    cluster's rendered manifests."""
+    return bool(d.changed or d.manifests)
 
 
 def capacity_for(spec: FleetSpec, live: CapacitySnapshot | None) -> CapacitySnapshot:
