@@ -98,7 +98,7 @@ async def test_a_suspended_workload_is_left_alone_shown_recorded_and_kept_across
             cond = next(c for c in doc["source"]["conditions"] if c["type"] == "Suspended")
             assert SERVE in cond["message"]
             text = await fleet("status", "--server", url)
-            assert text.returncode == 0 and f"! Suspended: " in text.stdout, text.stderr
+            assert text.returncode == 0 and "! Suspended: " in text.stdout, text.stderr
             one = await fleet("status", SERVE, "--server", url)
             assert "suspended since" in one.stdout
             wide = await fleet("get", "workloads", "-o", "wide", "--server", url)
