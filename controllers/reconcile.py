@@ -18,6 +18,10 @@ current plan, not an event. In order:
 4. record per workload Synced / Failed for the status document, one summary log line,
    events for the ledger (Applied, Pruned).
 
+Suspended workloads (`fleet suspend`, or their cluster suspended) are left out of 2 and
+3 -- not applied, not deleted, protected from prune and drain -- except a copy that
+residency no longer allows here (`fleet.safety.suspension_shields`).
+
 A failed apply raises `ReconcileError` after recording, so the work queue retries the
 cluster with per-key exponential backoff.
 """
@@ -40,7 +44,7 @@ from controllers.fleetstate import decision_fields, workload_id_of_label
 from controllers.statusdoc import PlacementLive
 from controllers.suspension import Suspensions
 from fleet.ids import ClusterName, WorkloadId
-from fleet.safety import REACHABLE, drainable, hold_reconcile
+from fleet.safety import REACHABLE, drainable, hold_reconcile, suspension_shields
 
 log = structlog.get_logger()
 
@@ -98,9 +102,6 @@ class ClusterReconciler:
             return 0.5
         if adapter.health_state == "Unreachable":
             return 1.0
-        if self.suspended is not None and name in self.suspended.clusters:
-            log.info("reconcile_suspended", cluster=name)
-            return self.resync_interval
         if name in self.retiring:
             return await self._drain(name, adapter)
         cluster = ClusterName(name)
@@ -206,10 +207,27 @@ class ClusterReconciler:
         return self.resync_interval
 
     def _suspended_labels(self, cluster: str, labels: Set[str]) -> set[str]:
-        if self.suspended is None or not self.suspended.workloads:
+        """Of these workload labels, those left as they are here: suspended (the
+        workload, or this cluster), unless residency forbids them here now
+        (`fleet.safety.suspension_shields`)."""
+        s, spec = self.suspended, self.desired.spec
+        if s is None or not (s.workloads or cluster in s.clusters):
             return set()
-        return {lb for lb in labels
-                if self.suspended.holds(cluster, str(workload_id_of_label(lb)))}
+        c = spec.clusters.get(ClusterName(cluster)) if spec is not None else None
+        out: set[str] = set()
+        for lb in labels:
+            wid = workload_id_of_label(lb)
+            if not s.holds(cluster, str(wid)):
+                continue
+            w = spec.workloads.get(wid) if spec is not None else None
+            allows = None if spec is None or w is None or c is None else \
+                spec.residency.allows(w.spec.placement.data_class, c.spec.jurisdiction)
+            if suspension_shields(allows):
+                out.add(lb)
+            else:
+                log.warning("suspension_overridden_by_residency", cluster=cluster,
+                            workload=str(wid))
+        return out
 
     def _still_on_a_retiring_cluster(self, labels: set[str], here: set[str]) -> set[str]:
         """Workloads to start here that still run on a removed cluster being drained

@@ -19,6 +19,7 @@ import jsonschema
 from controllers.demo_faults import find_deployment, inject_replica_drift, owned
 from controllers.manager import Manager
 from controllers.sandbox import Sandbox, until
+from tests.fleetdocs import POLICY
 from tests.integration.test_controller_harness import (
     FAST,
     RANK,
@@ -155,6 +156,28 @@ async def test_a_suspended_cluster_keeps_what_runs_there_and_the_rest_goes_on(
         await until(lambda: not any(
             (o["metadata"]["namespace"], o["metadata"]["name"]) == (ns, name)
             for o in owned(box.sim, cluster, "Deployment")), 15, what="pruned after resume")
+
+
+async def test_a_suspension_never_keeps_data_where_residency_now_forbids_it(
+        tmp_path: Path) -> None:
+    async with sandbox(tmp_path) as box, box.controller(fast_settings(box),
+                                                         adapter_options=FAST) as m:
+        assert box.sim is not None
+        await rolled_out(m, box)
+        url = f"http://127.0.0.1:{m.port}"
+        cluster, ns, name, _ = find_deployment(box.sim)
+        r = await fleet("suspend", SERVE, "--server", url)
+        assert r.returncode == 0, r.stderr
+        # `public` data may now run only outside the jurisdiction SERVE runs in.
+        elsewhere = "[US]" if cluster.startswith("eu-") else "[EU]"
+        policy = POLICY.replace('public: {allowed: ["*"]}', f"public: {{allowed: {elsewhere}}}")
+        assert policy != POLICY
+        box.repo.commit({"policies/residency.yaml": policy}, "public data elsewhere")
+        await until(lambda: not any(
+            (o["metadata"]["namespace"], o["metadata"]["name"]) == (ns, name)
+            for o in owned(box.sim, cluster, "Deployment")), 20,
+            what="the forbidden copy deleted despite the suspension")
+        assert row(m, SERVE)["suspended"]
 
 
 async def test_sync_and_bad_requests_answer_in_one_line(tmp_path: Path) -> None:
