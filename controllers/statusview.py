@@ -12,26 +12,18 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
+from fleet import texttable
+
 ATTENTION_STATUS = {"Pending", "Invalid"}
 ATTENTION_SYNC = {"OutOfSync", "Failed"}
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *,
           colour: bool | None = None) -> list[str]:
-    """The one text table of the CLI: left-aligned columns two spaces apart, trailing
-    blanks cut, the header line bold when `colour` (default: `colour_on()`, i.e. stdout
-    is a terminal and NO_COLOR is not set). Escapes wrap the whole header line, so
-    column widths are those of the visible text."""
-    rows = [list(r) for r in rows]
-    widths = [len(h) for h in headers]
-    for r in rows:
-        for i, cell in enumerate(r):
-            widths[i] = max(widths[i], len(cell))
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    head = fmt.format(*headers).rstrip()
-    if colour_on() if colour is None else colour:
-        head = f"\x1b[1m{head}\x1b[0m"
-    return [head] + [fmt.format(*r).rstrip() for r in rows]
+    """The CLI's text table (`fleet.texttable.table`), its header line bold when
+    `colour` (default: `colour_on()`: stdout is a terminal and NO_COLOR is not set)."""
+    return texttable.table(headers, rows,
+                           bold_header=colour_on() if colour is None else colour)
 
 
 def colour_on(stream: TextIO | None = None) -> bool:

@@ -130,6 +130,7 @@ def controller_steps(url: str, repo: str, first: str, plan_json: Path) -> list[S
         step(2, "plan", repo, "--base", first, "--head", "nope"),
         step(0, "ledger", "verify", repo), step(0, "ledger", "show", repo, says="Placed"),
         step(0, "ledger", "show", repo, "-o", "yaml"),
+        step(0, "ledger", "show", repo, "-o", "wide", says="MANIFESTS"),
         step(2, "ledger", "verify", "/nonexistent"), step(2, "ledger"),
         step(0, "audit", "residency", repo), step(0, "audit", "residency", repo, "-o", "json"),
         step(2, "audit", "residency", repo, "--from", "yesterday"),
