@@ -95,6 +95,7 @@ def offline_steps(tmp: Path) -> list[Step]:
         step(2, "status", "--server", "http://127.0.0.1:9", says="cannot read status"),
         step(2, "status", "--watch", "-1"),
         step(2, "get", "workloads", "--server", "http://127.0.0.1:9"),
+        step(2, "get", "clusters", "--live", "--repo", "/nonexistent"),
         step(2, "suspend", SERVE, "--server", "http://127.0.0.1:9"),
         step(2, "wait", SERVE, "--for=synced", "--server", "http://127.0.0.1:9"),
     ]

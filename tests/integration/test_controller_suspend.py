@@ -148,6 +148,9 @@ async def test_a_suspended_cluster_keeps_what_runs_there_and_the_rest_goes_on(
         doc = m.status()
         crow = next(c for c in doc["clusters"] if c["name"] == cluster)
         assert crow["suspended"]["since"]
+        status = await fleet("status", "--server", url)
+        assert any(ln.startswith(cluster) and "(suspended)" in ln
+                   for ln in status.stdout.splitlines()), status.stdout
         text = await fleet("get", "clusters", "-o", "wide", "--server", url)
         assert any(ln.startswith(cluster) and crow["suspended"]["since"] in ln
                    for ln in text.stdout.splitlines()), text.stdout
@@ -205,3 +208,25 @@ async def test_sync_and_bad_requests_answer_in_one_line(tmp_path: Path) -> None:
             resp = await c.post(f"{url}/api/v1/suspend", content=f"workload={SERVE}",
                                 headers={"Content-Type": "text/plain"})
         assert resp.status_code == 415 and "suspended" not in row(m, SERVE)
+
+
+async def test_a_follower_refuses_to_suspend_and_the_leader_does_it(tmp_path: Path) -> None:
+    async with sandbox(tmp_path, home=True) as box:
+        a_settings = fast_settings(box, home=True, leader_elect=True, identity="replica-a",
+                                   state_dir=tmp_path / "state-a")
+        b_settings = fast_settings(box, home=True, leader_elect=True, identity="replica-b",
+                                   state_dir=tmp_path / "state-b")
+        async with box.controller(a_settings, adapter_options=FAST, lease_duration=2.0) as a:
+            await rolled_out(a, box)
+            async with box.controller(b_settings, adapter_options=FAST,
+                                      lease_duration=2.0) as b:
+                await until(lambda: b.desired.plan is not None and b.elector is not None, 10,
+                            what="follower planned")
+                assert b.status()["leader"]["leading"] is False
+                r = await fleet("suspend", SERVE, "--server", f"http://127.0.0.1:{b.port}")
+                assert r.returncode == 2 and "may not act" in r.stderr, r.stderr
+                assert "suspended" not in row(b, SERVE)
+                assert not (tmp_path / "state-b" / "suspended.json").exists()
+                r = await fleet("suspend", SERVE, "--server", f"http://127.0.0.1:{a.port}")
+                assert r.returncode == 0, r.stderr
+                assert row(a, SERVE)["suspended"]
