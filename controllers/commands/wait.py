@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from controllers.commands.common import fail
 from controllers.commands.status import add_server_argument, fetch
 
 DESCRIPTION = """\
@@ -17,12 +18,16 @@ polling GET /api/v1/status:
   synced   placed, and what runs is its desired state on every cluster (sync Synced)
   running  synced, and its pods run (health Running, or Succeeded: a Job that finished)
 
+With --commit SHA, also until the controller's applied commit is that one (a later push
+landing first makes it time out): without it, the state is that of whatever commit the
+controller serves now, which right after a push is still the previous one.
+
 Exit codes: 0 the state was reached, 1 timed out (the last state is said), 2 the
 controller could not be reached.
 
 Examples:
   fleet wait nlp-team/llama-finetune --for=synced --timeout 5m
-  git push && fleet sync && fleet wait nlp-team/llama-finetune --for=running"""
+  fleet sync && fleet wait nlp-team/llama-finetune --for=running --commit $(git rev-parse HEAD)"""
 
 CONDITIONS = ("placed", "synced", "running")
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -57,6 +62,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    metavar="STATE", help="placed, synced or running")
     p.add_argument("--timeout", type=duration, default=300.0, metavar="DURATION",
                    help="give up after this long, e.g. 90s, 5m, 1h (default: 5m)")
+    p.add_argument("--commit", metavar="SHA",
+                   help="also until this commit (full or abbreviated, at least 7 hex "
+                        "digits) is the controller's applied commit")
     p.add_argument("--interval", type=duration, default=1.0, metavar="DURATION",
                    help="how often to ask the controller (default: 1s)")
     add_server_argument(p)
@@ -85,18 +93,32 @@ def state_of(w: dict[str, Any] | None) -> str:
     return line + (f" ({reasons[0]})" if reasons else "")
 
 
+def applied(doc: dict[str, Any], commit: str | None) -> bool:
+    if commit is None:
+        return True
+    have = str((doc.get("source") or {}).get("appliedCommit") or "")
+    return bool(have) and have.startswith(commit.lower())
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.commit is not None and not re.fullmatch(r"[0-9a-fA-F]{7,40}", args.commit):
+        fail(f"--commit {args.commit!r}: a commit sha (7 to 40 hex digits)")
     deadline = time.monotonic() + args.timeout
     while True:
         doc = fetch(args.server)  # unreachable: exit 2 in one line
         w = next((x for x in doc.get("workloads", []) if x.get("id") == args.workload), None)
-        if met(w, args.condition):
+        on_commit = applied(doc, args.commit)
+        if met(w, args.condition) and on_commit:
             print(f"{args.workload}: {args.condition} ({state_of(w)})")
             return 0
         left = deadline - time.monotonic()
         if left <= 0:
+            state = state_of(w)
+            if not on_commit:
+                have = (doc.get("source") or {}).get("appliedCommit") or "none"
+                state += f"; applied commit {str(have)[:12]}, not {args.commit}"
             print(f"{args.workload}: not {args.condition} after {args.timeout:g}s: "
-                  f"{state_of(w)}", file=sys.stderr)
+                  f"{state}", file=sys.stderr)
             return 1
         time.sleep(min(args.interval, left))
 

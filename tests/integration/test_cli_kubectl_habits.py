@@ -211,6 +211,16 @@ async def test_wait_exits_0_when_met_1_on_timeout_with_the_last_state_2_unreacha
     r = await arun("wait", "search-team/ranker", "--for=synced", "--timeout", "1s",
                    "--interval", "0.2s", "--server", url)
     assert r.returncode == 1 and "sync OutOfSync" in r.stderr
+    # Not yet on the commit just pushed: never an early all-clear.
+    r = await arun("wait", "nlp-team/llama-finetune", "--for=running", "--timeout", "1s",
+                   "--interval", "0.2s", "--commit", "b" * 40, "--server", url)
+    assert r.returncode == 1 and f"applied commit {'a' * 12}, not {'b' * 40}" in r.stderr
+    r = await arun("wait", "nlp-team/llama-finetune", "--for=running", "--commit", "a" * 7,
+                   "--server", url)
+    assert r.returncode == 0, r.stderr
+    r = await arun("wait", "nlp-team/llama-finetune", "--for=running", "--commit", "HEAD",
+                   "--server", url)
+    assert r.returncode == 2 and "a commit sha" in r.stderr
     r = await arun("wait", "x/y", "--for=synced", "--timeout", "1s", "--server",
                    "http://127.0.0.1:9")
     assert r.returncode == 2 and "cannot read status" in r.stderr
