@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -482,7 +483,7 @@ class Manager:
                                    reason=", ".join(f.path for f in report.fields)[:200])
         return on_drift
 
-    def _heal_held(self, cluster: str) -> Any:
+    def _heal_held(self, cluster: str) -> Callable[[str | None], bool]:
         """Whether drift of a workload (its label) on `cluster` is left uncorrected:
         while it, or the cluster, is suspended."""
         def held(label: str | None) -> bool:
