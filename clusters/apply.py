@@ -144,6 +144,9 @@ class Applier:
         """With leader election: None while the Lease still names this writer at its
         `generation`, else why not (`LeaderElector.confirm`)."""
         self.self_heal = self_heal
+        self.hold_heal: Callable[[str | None], bool] = lambda _workload: False
+        """True for a workload (its label) whose drift is reported but not corrected now
+        (the controller's suspension of it, or of this cluster)."""
         self.concurrency = concurrency
         """Workloads applied at once (the client's QPS bucket still paces the calls)."""
         self.live: dict[ObjKey, JSON] = {}
@@ -432,7 +435,8 @@ class Applier:
         if self._reported.get(key) == seen:
             return  # the same drift seen again on an unrelated event
         self._reported[key] = seen
-        heal = self.self_heal and key not in self._healing
+        heal = self.self_heal and key not in self._healing and not self.hold_heal(
+            workload_of(self.desired.get(key) or self.live.get(key) or {}))
         report = DriftReport(key, workload_of(self.desired.get(key) or {}), tuple(fields),
                              heal, self._clock())
         self.drift_log.append(report)

@@ -56,12 +56,9 @@ class _VersionAction(argparse.Action):
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from controllers.version import version
 
-    try:
-        return version("aifleet")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0.0.0+source"
+    return version()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
+    # `plan --detailed-exitcode` gives 2 the meaning "has changes" (as terraform does):
+    # there, a command that could not run exits 1, never 2.
+    failed = 1 if getattr(args, "detailed_exitcode", False) else 2
     try:
         code: int = args.handler(args)
     except KeyboardInterrupt:
@@ -79,18 +79,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `fleet plan | head`
         sys.stderr.close()
         return 0
+    except SystemExit as e:  # `fail()`: said on stderr already
+        if e.code == 2:
+            return failed
+        raise
     except Exception as e:  # the one catch-all: exit 2, one line, no traceback
         from controllers.commands.common import CommandFailed
 
         if isinstance(e, CommandFailed):
             print(f"fleet: {e}", file=sys.stderr)
-            return 2
+            return failed
         if os.environ.get("FLEET_DEBUG"):
             raise
         print(f"fleet {args.command}: could not run: {type(e).__name__}: {e} (this is a bug "
               "in fleet, not in your input; FLEET_DEBUG=1 shows the traceback)",
               file=sys.stderr)
-        return 2
+        return failed
     return code
 
 

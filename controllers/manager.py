@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -67,6 +68,7 @@ from controllers.settings import Settings, home_problem
 from controllers.sharedplan import SharedPlan
 from controllers.sourceguard import Guard, SourceGuard
 from controllers.statusdoc import DriftItem, PlacementLive
+from controllers.suspension import Suspensions
 from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
@@ -133,12 +135,15 @@ class Manager:
         self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
         self.drift: list[DriftItem] = []
         self.home = Home(settings, self.adapters, self.adapter_options)
+        self.suspensions = Suspensions.load(settings.state_dir)
+        """Workloads and clusters an operator suspended (`controllers.suspension`)."""
         """Where the Lease and shared state live (a management cluster, or a member)."""
         self.reconciler = ClusterReconciler(
             self.desired, self.adapters, self.live, events, self.may_act,
             settings.resync_interval, on_done=self._cluster_done,
             on_failed=self._cluster_failed, retiring=self.retiring, on_retired=self._retired,
-            on_timed=self._timed, blocked=self.blocked)
+            on_timed=self._timed, blocked=self.blocked,
+            suspended=self.suspensions)
         self.feed = EventFeed()
         """What this replica saw happen, for the page and `GET /api/v1/events`."""
         self.reconciler.feed = self.feed
@@ -484,6 +489,7 @@ class Manager:
             self.adapters[name] = adapter
             self.retirement.reach[name] = reach[name]
             self._wire_fencing(adapter)
+            adapter.applier.hold_heal = self._heal_held(name)
             await self._tg.start(self._run_adapter, adapter)
             if name in self.retiring:
                 self.queue.add(name)
@@ -565,6 +571,14 @@ class Manager:
                             reason=", ".join(f.path for f in report.fields)[:200])
         return on_drift
 
+    def _heal_held(self, cluster: str) -> Callable[[str | None], bool]:
+        """Whether drift of a workload (its label) on `cluster` is left uncorrected:
+        while it, or the cluster, is suspended."""
+        def held(label: str | None) -> bool:
+            return label is not None and self.suspensions.holds(
+                cluster, str(workload_id_of_label(label)))
+        return held
+
     def _cluster_done(self, name: str) -> None:
         plan = self.desired.plan
         if plan is None or plan.commit != self.desired.head:
@@ -576,8 +590,8 @@ class Manager:
             self._post_status(self.desired.head, name, "success",
                               f"applied: {placed} workload{'' if placed == 1 else 's'}")
         for cname, adapter in self.adapters.items():
-            if adapter.health_state == "Unreachable":
-                continue
+            if adapter.health_state == "Unreachable" or cname in self.suspensions.clusters:
+                continue  # a suspended cluster is left as it is on purpose
             if self.reconciler.applied_signature.get(cname) != self.desired.signature(
                     ClusterName(cname)):
                 return

@@ -19,6 +19,7 @@ from aiohttp import web
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
 from controllers.apiauth import TokensFile
+from controllers.control import act
 from controllers.deletions import CONDITION as DELETIONS_HELD
 from controllers.fleetstate import (
     ClusterView,
@@ -40,6 +41,7 @@ from controllers.statusdoc import (
     failover_grace,
     status_document,
 )
+from controllers.version import version
 from controllers.web import index_html
 from fleet.audit import open_placements
 from fleet.drift import diff
@@ -106,6 +108,7 @@ def status(m: Manager) -> dict[str, Any]:
     add_pods(doc, m.adapters)
     add_operator_fields(doc, spec=spec, views=views, live=live, drift=drift,
                         failover_grace=m.settings.failover_grace)
+    m.suspensions.annotate(doc)
     if m.settings.leader_elect:
         doc["leader"] = {"leading": m.may_act(),
                          "generation": m.elector.generation if m.elector else 0,
@@ -211,7 +214,8 @@ async def start_server(m: Manager) -> web.AppRunner:
     app = build_app(Endpoints(
         status=m.status, capacity=m.capacity_json, metrics=m.metrics_text,
         ready=m.ready, on_git_hook=_hook(m), page=index_html,
-        events=lambda since, wid: m.feed.document(since, wid)),
+        events=lambda since, wid: m.feed.document(since, wid),
+        control=lambda action, body: act(m, action, body), version=version()),
         secret.get_secret_value().encode() if secret is not None else None, auth)
     cert, key = m.settings.tls_cert, m.settings.tls_key
     tls = tls_context(str(cert), str(key)) if cert is not None and key is not None else None

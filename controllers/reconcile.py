@@ -18,6 +18,10 @@ current plan, not an event. In order:
 4. record per workload Synced / Failed for the status document, one summary log line,
    events for the ledger (Applied, Pruned).
 
+Suspended workloads (`fleet suspend`, or their cluster suspended) are left out of 2 and
+3 -- not applied, not deleted, protected from prune and drain -- except a copy that
+residency no longer allows here (`fleet.safety.suspension_shields`).
+
 A failed apply raises `ReconcileError` after recording, so the work queue retries the
 cluster with per-key exponential backoff.
 """
@@ -40,8 +44,9 @@ from controllers.desired import INTENT_HASH, DesiredState
 from controllers.eventfeed import EventFeed
 from controllers.fleetstate import decision_fields, workload_id_of_label
 from controllers.statusdoc import PlacementLive
+from controllers.suspension import Suspensions
 from fleet.ids import ClusterName, WorkloadId
-from fleet.safety import REACHABLE, drainable, hold_reconcile
+from fleet.safety import REACHABLE, drainable, hold_reconcile, suspension_shields
 
 log = structlog.get_logger()
 
@@ -85,6 +90,9 @@ class ClusterReconciler:
     """Told a retiring cluster runs nothing of ours any more."""
     blocked: Callable[[], str | None] = lambda: None
     """Why nothing may change on any cluster now (the ledger cannot record it)."""
+    suspended: Suspensions | None = None
+    """Workloads and clusters left as they are: not applied, pruned, deleted as stale
+    copies nor drained (`controllers.suspension`)."""
     prune_refused: dict[str, str] = field(default_factory=dict)
     """Clusters whose last pass refused to prune everything (the plan places nothing
     anywhere), with why: shown in status as `DeletionsHeld`, not only logged."""
@@ -118,13 +126,21 @@ class ClusterReconciler:
         live_labels = set(adapter.live_workloads())
         reachable = {ClusterName(n) for n, a in self.adapters.items()
                      if a.health_state in REACHABLE}
-        stale = self.desired.stale_on(cluster, live_labels, reachable)
+        hands_off = self._suspended_labels(name, live_labels)
+        stale = self.desired.stale_on(cluster, live_labels, reachable) - hands_off
         deleted = 0
         if stale:
             # Before anything else runs here: a failed-over gang must not run twice.
             deleted = await self._delete(name, adapter, stale, "stale copy after failover")
             self.totals.stale_deleted += deleted
         objects, labels = self.desired.objects_for(cluster)
+        hands_off |= self._suspended_labels(name, set(labels))
+        if hands_off:  # what runs of them stays as it is (never pruned: `protect`)
+            objects = [o for o in objects if workload_of(o) not in hands_off]
+            kept_live = {lb: labels[lb] for lb in hands_off if lb in labels}
+            labels = {k: v for k, v in labels.items() if k not in hands_off}
+        else:
+            kept_live = {}
         held = self._still_on_a_retiring_cluster(set(labels), live_labels)
         if held:  # they start here once their old copies are deleted (`_drain`)
             objects = [o for o in objects if workload_of(o) not in held]
@@ -141,7 +157,8 @@ class ClusterReconciler:
         applying = time.perf_counter()
         try:
             result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
-                                         protect=self.desired.protected() | set(kept))
+                                         protect=self.desired.protected() | set(kept)
+                                         | hands_off)
         except Fenced:
             raise  # not the leader any more: nothing to report as this cluster's failure
         except ClusterError as e:  # the whole pass failed (retries spent): counts as one
@@ -182,7 +199,7 @@ class ClusterReconciler:
                 self._event("Applied", label, cluster=name,
                             flavour=a.flavour if a else None, gpus=a.gpus if a else 0,
                             manifest_digest=manifest_digest(desired_of.get(label, [])))
-        here = set(labels.values())
+        here = set(labels.values()) | set(kept_live.values())
         for (ckey, wid) in [k for k in self.live if k[0] == cluster]:
             if wid not in here:
                 del self.live[(ckey, wid)]
@@ -203,6 +220,7 @@ class ClusterReconciler:
                  pruned=len(result.pruned), stale_deleted=deleted, failed=len(result.failed),
                  prune_refused=result.prune_refused, api_calls=result.api_calls,
                  pruned_workloads=pruned_labels, kept_unplanned=sorted(kept),
+                 suspended=sorted(hands_off),
                  seconds=round(elapsed, 3))
         if result.failed:
             first_key, first_err = result.failed[0]
@@ -216,6 +234,29 @@ class ClusterReconciler:
         self.applied_signature[name] = signature
         self.on_done(name)
         return self.resync_interval
+
+    def _suspended_labels(self, cluster: str, labels: Set[str]) -> set[str]:
+        """Of these workload labels, those left as they are here: suspended (the
+        workload, or this cluster), unless residency forbids them here now
+        (`fleet.safety.suspension_shields`)."""
+        s, spec = self.suspended, self.desired.spec
+        if s is None or not (s.workloads or cluster in s.clusters):
+            return set()
+        c = spec.clusters.get(ClusterName(cluster)) if spec is not None else None
+        out: set[str] = set()
+        for lb in labels:
+            wid = workload_id_of_label(lb)
+            if not s.holds(cluster, str(wid)):
+                continue
+            w = spec.workloads.get(wid) if spec is not None else None
+            allows = None if spec is None or w is None or c is None else \
+                spec.residency.allows(w.spec.placement.data_class, c.spec.jurisdiction)
+            if suspension_shields(allows):
+                out.add(lb)
+            else:
+                log.warning("suspension_overridden_by_residency", cluster=cluster,
+                            workload=str(wid))
+        return out
 
     def _still_on_a_retiring_cluster(self, labels: set[str], here: set[str]) -> set[str]:
         """Workloads to start here that still run on a removed cluster being drained
@@ -234,7 +275,8 @@ class ClusterReconciler:
         (its workloads are placed elsewhere by then), then let it be disconnected.
         Never an Invalid workload's copy (`fleet.safety.drainable`): the cluster stays
         retiring, and says so, until that workload is valid or gone."""
-        protected = self.desired.protected()
+        protected = self.desired.protected() | self._suspended_labels(
+            name, set(adapter.live_workloads()))
         labels = drainable(set(adapter.live_workloads()), protected)
         if labels:
             self.totals.pruned += await self._delete(

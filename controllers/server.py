@@ -7,6 +7,10 @@
     GET  /api/v1/capacity    CapacitySnapshot JSON, what `fleet plan --capacity` reads
     GET  /api/v1/events      FleetEvents JSON: the events feed (`controllers.eventfeed`);
                              `?since=SEQ` only newer ones, `?workload=ID` only its own
+    POST /api/v1/suspend     {"workload": ID} or {"cluster": NAME}: stop reconciling it
+    POST /api/v1/resume      the same body: reconcile it again, now
+    POST /api/v1/sync        {} or {"workload": ID}: fetch and reconcile now
+    GET  /version            {"version": ...} of this controller (`fleet version`)
     POST /hooks/git          fetch now; HMAC-SHA256 of the body with the shared secret
                              (GitHub `X-Hub-Signature-256: sha256=<hex>`, Gitea
                              `X-Gitea-Signature: <hex>`, or GitLab `X-Gitlab-Token`)
@@ -15,7 +19,10 @@ Binds 127.0.0.1 by default; the webhook is refused (403) when no secret is confi
 so an exposed port cannot be used to make the controller fetch at will. With an
 `Authenticator` (`--api-tokens-file`) every route but the probes, the webhook and the page's
 HTML needs a bearer token (`controllers.apiauth`: 401 without a valid one, 403 for a
-read token on an operate route); `serve(..., ssl_context=)` adds TLS.
+read token on an operate route); `serve(..., ssl_context=)` adds TLS. The POST
+/api/v1/ actions take only `Content-Type: application/json` (a browser cannot send that
+cross-site without a preflight, which is never answered), and answer JSON:
+`{"ok": true, "message": ...}` or `{"ok": false, "error": ...}` with 400/404/415.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from aiohttp import web
 from controllers.apiauth import Authenticator, allows, required_role
 
 MAX_HOOK_BYTES = 1024 * 1024
+MAX_ACTION_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -47,6 +55,9 @@ class Endpoints:
     page: Callable[[], str] | None = None
     events: Callable[[int, str | None], dict[str, Any]] | None = None
     """(since, workload or None) -> FleetEvents document."""
+    control: Callable[[str, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]] | None = None
+    """`(action, body) -> (HTTP status, answer)` for suspend / resume / sync."""
+    version: str | None = None
 
 
 def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
@@ -131,6 +142,33 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None,
         await ep.on_git_hook()
         return web.Response(status=202, text="fetch scheduled\n")
 
+    def _answer(code: int, doc: dict[str, Any]) -> web.Response:
+        return web.Response(text=json.dumps(doc, sort_keys=True) + "\n", status=code,
+                            content_type="application/json")
+
+    def action(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            if ep.control is None:
+                raise web.HTTPNotFound()
+            if request.content_type != "application/json":
+                return _answer(415, {"ok": False,
+                                     "error": "send Content-Type: application/json"})
+            raw = await request.content.read(MAX_ACTION_BYTES + 1)
+            if len(raw) > MAX_ACTION_BYTES:
+                return _answer(413, {"ok": False, "error": "body too large"})
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                return _answer(400, {"ok": False, "error": "the body must be a JSON object"})
+            code, answer = await ep.control(name, body)
+            return _answer(code, answer)
+        return handle
+
+    async def version(_: web.Request) -> web.Response:
+        return _json({"version": ep.version or "unknown", "component": "aifleet-controller"})
+
     async def page(_: web.Request) -> web.Response:
         if ep.page is None:
             raise web.HTTPNotFound()
@@ -145,6 +183,9 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None,
     app.router.add_get("/api/v1/capacity", capacity)
     app.router.add_get("/api/v1/events", events)
     app.router.add_post("/hooks/git", git_hook)
+    for name in ("suspend", "resume", "sync"):
+        app.router.add_post(f"/api/v1/{name}", action(name))
+    app.router.add_get("/version", version)
     app.router.add_get("/", page)
     return app
 

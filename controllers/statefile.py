@@ -10,7 +10,8 @@ the caller goes on as if it were missing.
 - `retiring.json` (`Manager`): removed clusters still being drained, with how to reach
   them (a kubeconfig path and context; never a secret);
 - `held.json` (`controllers.deletions`): a commit whose deletions are held, so that a
-  restart does not apply it.
+  restart does not apply it;
+- `suspended.json` (`controllers.suspension`): suspended workloads and clusters.
 """
 
 from __future__ import annotations

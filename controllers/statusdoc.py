@@ -139,6 +139,7 @@ def cluster_rows(spec: FleetSpec | None, plan: Plan | None,
             "name": name, "region": c.spec.region, "jurisdiction": c.spec.jurisdiction,
             "health": cap.health, "cordoned": c.spec.cordoned,
             "unreachableSeconds": cap.unreachable_seconds, "gpus": gpus,
+            "labels": dict(c.metadata.labels),
         })
         note = (notes or {}).get(name)
         if note is not None and cap.health != "Healthy":
@@ -232,6 +233,7 @@ def _residency_fields(spec: FleetSpec, rows: list[dict[str, Any]]) -> None:
         name = spec.residency.data_class_of(w.spec.placement.data_class)
         dc = spec.residency.classes.get(name) if name is not None else None
         row["dataClass"] = name
+        row["labels"] = dict(w.metadata.labels)
         row["allowedJurisdictions"] = (
             "*" if dc is not None and dc.anywhere
             else sorted(dc.countries) if dc is not None else [])

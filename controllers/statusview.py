@@ -6,22 +6,31 @@ document came from a running controller or was built straight from the clusters.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TextIO
+
+from fleet import texttable
 
 ATTENTION_STATUS = {"Pending", "Invalid"}
 ATTENTION_SYNC = {"OutOfSync", "Failed"}
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    rows = [list(r) for r in rows]
-    widths = [len(h) for h in headers]
-    for r in rows:
-        for i, cell in enumerate(r):
-            widths[i] = max(widths[i], len(cell))
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*headers).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *,
+          colour: bool | None = None) -> list[str]:
+    """The CLI's text table (`fleet.texttable.table`), its header line bold when
+    `colour` (default: `colour_on()`: stdout is a terminal and NO_COLOR is not set)."""
+    return texttable.table(headers, rows,
+                           bold_header=colour_on() if colour is None else colour)
+
+
+def colour_on(stream: TextIO | None = None) -> bool:
+    """Colours only for a person at a terminal, and never with NO_COLOR set
+    (https://no-color.org: any value, even empty, turns them off)."""
+    s = sys.stdout if stream is None else stream
+    return "NO_COLOR" not in os.environ and bool(getattr(s, "isatty", lambda: False)())
 
 
 STATES = ("Placed", "Pending", "Invalid", "Synced", "Applying", "OutOfSync", "Drifted",
@@ -128,7 +137,8 @@ def render_fleet(doc: dict[str, Any], *, team: str | None = None,
     rows = []
     for c in clusters:
         cnt = per_cluster[c["name"]]
-        h = c.get("health", "Unknown") + (" (cordoned)" if c.get("cordoned") else "")
+        h = c.get("health", "Unknown") + (" (cordoned)" if c.get("cordoned") else "") \
+            + (" (suspended)" if c.get("suspended") else "")
         rows.append([c["name"], c.get("region", ""), c.get("jurisdiction", ""), h, _gpus(c),
                      str(cnt["synced"]), str(cnt["drifted"]), str(cnt["failed"])])
     lines += table(["CLUSTER", "REGION", "JUR", "HEALTH", "GPUS ALLOCATED/CAPACITY",
@@ -156,6 +166,9 @@ def render_workload(doc: dict[str, Any], wid: str) -> str | None:
              + (f" · since {w['since']}" if w.get("since") else "")]
     if w.get("dataClass"):
         lines.append(f"dataClass: {w['dataClass']}")
+    if w.get("suspended"):
+        lines.append(f"suspended since {w['suspended'].get('since', '?')}: not reconciled "
+                     "(no apply, prune or drift correction) until `fleet resume`")
     lines.append("")
     if w.get("placements"):
         lines += table(["CLUSTER", "REPLICAS", "FLAVOUR", "GPUS"],

@@ -31,7 +31,7 @@ from typing import Any, Literal, get_args
 import msgspec
 
 Event = Literal["Placed", "Moved", "FailedOver", "Applied", "Pruned", "DriftCorrected",
-                "Refused", "Pending", "Observed"]
+                "Refused", "Pending", "Observed", "Suspended", "Resumed"]
 EVENTS: frozenset[str] = frozenset(get_args(Event))
 
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from fleet.placement.types import Plan, WorkloadPlacement
 from fleet.plan_json import counts
 from fleet.spec import FleetSpec
+from fleet.texttable import table
 
 
 def _where(p: WorkloadPlacement) -> str:
@@ -30,9 +31,7 @@ def _summary(plan: Plan, spec: FleetSpec) -> str:
 
 
 def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip()
-            for r in rows]
+    return table(rows[0], rows[1:])
 
 
 def to_text(plan: Plan, spec: FleetSpec) -> str:

@@ -227,6 +227,16 @@ def previous_with_returned(placed: PreviousPlan, last: Mapping[WorkloadId, Workl
     return out
 
 
+def suspension_shields(residency_allows: bool | None) -> bool:
+    """Invariant: an operator's suspension (`fleet suspend`) shields a suspended
+    workload's live copy on a cluster from the controller -- no apply, prune, stale-copy
+    delete, drain or drift correction -- except where the residency policy in force no
+    longer allows its data in that cluster's jurisdiction (`residency_allows` False):
+    residency fails closed, and a suspension never keeps data where policy forbids it.
+    None: the workload is no longer in the repo (its removal waits for the resume)."""
+    return residency_allows is not False
+
+
 def keep_live_copy(cluster: ClusterName, placement: WorkloadPlacement | None,
                    reachable: Set[ClusterName]) -> str | None:
     """Invariant: a live copy of a workload still in the repo is deleted only when the

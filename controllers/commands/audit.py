@@ -19,7 +19,7 @@ from functools import cached_property
 from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
-from controllers.commands.common import add_format_argument, fail
+from controllers.commands.common import add_format_argument, fail, write_doc
 from controllers.commands.ledger import open_ledger
 from controllers.progress import Progress
 from fleet.audit import FleetAt, LiveObject, Report, residency_audit
@@ -183,11 +183,11 @@ def run(args: argparse.Namespace) -> int:
     head = str(reader.commit.id) if reader.commit is not None else ""
     for note in notes:
         print(f"fleet: {note}", file=sys.stderr)
-    if args.format == "json":
+    if args.format in ("json", "yaml"):
         doc = report.to_json()
         doc["ledger"]["commit"] = head
         doc["notCrossChecked"] = notes
-        write_json(doc)
+        write_doc(doc, args.format)
     elif args.format == "csv":
         write_csv(report)
     else:

@@ -27,7 +27,13 @@ _ALIASES = {"md": "markdown"}
 def add_format_argument(p: argparse.ArgumentParser, choices: tuple[str, ...],
                         default: str, help: str | None = None) -> None:
     """`-o/--output FORMAT` as kubectl and flux spell it, `--format` kept as an alias;
-    `md` and `markdown` are one format everywhere."""
+    `md` and `markdown` are one format everywhere. Wherever `json` is a choice, `yaml`
+    is one too: the same document (`write_doc`)."""
+    if "json" in choices and "yaml" not in choices:
+        at = choices.index("json") + 1
+        choices = (*choices[:at], "yaml", *choices[at:])
+        if help is not None:
+            help += "; yaml: the json document as YAML"
 
     def fmt(value: str) -> str:
         v = _ALIASES.get(value.lower(), value.lower())
@@ -37,7 +43,7 @@ def add_format_argument(p: argparse.ArgumentParser, choices: tuple[str, ...],
         return v
 
     p.add_argument("-o", "--output", "--format", dest="format", type=fmt, default=default,
-                   metavar="FORMAT",
+                   choices=choices, metavar="FORMAT",
                    help=help or f"{', '.join(choices)} (default: {default})")
 
 
@@ -133,6 +139,32 @@ def write_json(doc: Any) -> None:
 
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(doc), indent=2).decode())
     sys.stdout.write("\n")
+
+
+def write_yaml(doc: Any) -> None:
+    """`doc` as YAML on stdout: the JSON document of the same command, keys sorted
+    (PyYAML's safe dumper, its C version when built; block style, UTF-8 text)."""
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    yaml.dump(doc, sys.stdout, Dumper=dumper, sort_keys=True, default_flow_style=False,
+              allow_unicode=True)
+
+
+def write_doc(doc: Any, fmt: str, *, sort_keys: bool = False) -> None:
+    """A command's document in `-o json` (indented; keys sorted when `sort_keys`, else
+    in their order) or `-o yaml`."""
+    if fmt == "yaml":
+        write_yaml(doc)
+    elif sort_keys:
+        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        write_json(doc)
+
+
+DOCUMENT_FORMATS = ("json", "yaml")
+"""The `-o` values that print the command's document rather than a view of it."""
 
 
 def fail(message: str) -> NoReturn:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from datetime import UTC, datetime
 
 from controllers.commands.audit import add_window_arguments, bulk_mode
-from controllers.commands.common import add_format_argument, fail
+from controllers.commands.common import add_format_argument, fail, write_doc
 from controllers.commands.ledger import open_ledger
 from controllers.progress import Progress
 from controllers.statusview import table
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         fail(str(e))
     progress.clear()
     lines, total = gpu_cost(ledger.periods, by=args.by, start=args.start, end=end)
-    if args.format == "json":
+    if args.format in ("json", "yaml"):
         doc = {
             "by": args.by, "from": args.start, "to": end,
             "ledger": {"records": ledger.records, "headSeq": ledger.head_seq,
@@ -64,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
             "total": {"gpuHours": round(total.gpu_hours, 4), "cost": round(total.cost, 2),
                       "unpricedGpuHours": round(total.unpriced_gpu_hours, 4)},
         }
-        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        write_doc(doc, args.format, sort_keys=True)
         return 0
     if args.format == "csv":
         w = csv.writer(sys.stdout, lineterminator="\n")

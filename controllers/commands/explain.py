@@ -21,8 +21,10 @@ from controllers.commands.common import (
     add_repo_arguments,
     fail,
     read_planning_inputs,
+    write_yaml,
 )
 from controllers.commands.liveplan import add_server_argument, describe, exit_code, use_live
+from controllers.statusview import table
 
 if TYPE_CHECKING:
     from fleet.placement.explain import Explanation
@@ -65,14 +67,17 @@ def run(args: argparse.Namespace) -> int:
                      live.previous if live else None)
     except UnknownWorkload:
         fail(f"no workload {args.workload} in {args.repo} (ids are <team>/<name>)")
-    if args.format == "json":
+    if args.format in ("json", "yaml"):
         doc = to_json(ex)
         if live is not None:
             doc["source"] = {"server": live.server, "commit": snap.commit,
                              "running": [{"cluster": a.cluster, "flavour": a.flavour,
                                           "replicas": a.replicas, "gpus": a.gpus}
                                          for a in live.previous.get(ex.workload, ())]}
-        json.dump(doc, sys.stdout, indent=2)
+        if args.format == "yaml":
+            write_yaml(doc)
+        else:
+            json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         if live is not None:
@@ -112,7 +117,7 @@ def to_text(ex: Explanation) -> str:
         return "\n".join(lines) + "\n"
     lines.append(f"judged as {'running (keep)' if ex.keep else 'a new placement'}; weights "
                  + ", ".join(f"{n} x{w}" for n, w in ex.weights))
-    rows = [["", "CLUSTER", "FLAVOUR", "VERDICT", "SCORES", "TOTAL"]]
+    rows = []
     for c in ex.clusters:
         for v in c.flavours:
             bad = next((r for r in v.filters if not r.ok), None)
@@ -122,7 +127,5 @@ def to_text(ex: Explanation) -> str:
                 a.cluster == c.cluster and a.flavour == v.flavour for a in p.assignments) else ""
             rows.append([chosen, c.cluster, v.flavour, verdict, scores,
                          "" if v.total is None else str(v.total)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines.extend("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip()
-                 for r in rows)
+    lines.extend(table(["", "CLUSTER", "FLAVOUR", "VERDICT", "SCORES", "TOTAL"], rows))
     return "\n".join(lines) + "\n"

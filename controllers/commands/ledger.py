@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import deque
 from typing import Any
 
-from controllers.commands.common import add_format_argument, fail
+from controllers.commands.common import add_format_argument, fail, write_doc
 from controllers.progress import Progress
 from controllers.statusview import table
 from workloads.errors import WorkloadsError
@@ -44,10 +43,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--cluster", help="only records about this cluster (where or from)")
     s.add_argument("--event", action="append",
                    help="only this event (repeatable): Placed, Moved, FailedOver, Applied, "
-                        "Pruned, DriftCorrected, Refused, Pending, Observed")
+                        "Pruned, DriftCorrected, Refused, Pending, Observed, Suspended, "
+                        "Resumed")
     s.add_argument("--last", type=int, default=20, metavar="N",
                    help="how many of the matching records, newest last (default 20; 0: all)")
-    add_format_argument(s, ("text", "json"), "text")
+    add_format_argument(s, ("text", "wide", "json"), "text",
+                        help="text (a table), wide (also dataClass, policy version, "
+                             "manifest digest and record hash), json (the records)")
     s.set_defaults(handler=run_show)
 
 
@@ -108,9 +110,8 @@ def run_show(args: argparse.Namespace) -> int:
                 keep.append(doc)
     except WorkloadsError as e:
         fail(str(e))
-    if args.format == "json":
-        json.dump(list(keep), sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+    if args.format in ("json", "yaml"):
+        write_doc(list(keep), args.format, sort_keys=True)
         return 0
     rows = []
     for d in keep:
@@ -120,10 +121,16 @@ def run_show(args: argparse.Namespace) -> int:
         if d.get("jurisdiction"):
             where += f" ({d['jurisdiction']})"
         gpus = f"{d.get('gpus')} {d.get('flavour')}" if d.get("gpus") else "-"
-        rows.append([str(d.get("seq")), str(d.get("time")), str(d.get("event")),
-                     str(d.get("workload")), where, gpus, (d.get("commit") or "-")[:12],
-                     str(d.get("result")), str(d.get("reason") or "")])
-    for line in table(["SEQ", "TIME", "EVENT", "WORKLOAD", "CLUSTER", "GPUS", "COMMIT",
-                       "RESULT", "REASON"], rows):
+        row = [str(d.get("seq")), str(d.get("time")), str(d.get("event")),
+               str(d.get("workload")), where, gpus, (d.get("commit") or "-")[:12],
+               str(d.get("result"))]
+        if args.format == "wide":
+            row += [str(d.get("dataClass") or "-"), (d.get("policyVersion") or "-")[:12],
+                    (d.get("manifestDigest") or "-")[:12], str(d.get("hash") or "")[:16]]
+        rows.append([*row, str(d.get("reason") or "")])
+    headers = ["SEQ", "TIME", "EVENT", "WORKLOAD", "CLUSTER", "GPUS", "COMMIT", "RESULT"]
+    if args.format == "wide":
+        headers += ["DATACLASS", "POLICY", "MANIFESTS", "HASH"]
+    for line in table([*headers, "REASON"], rows):
         print(line)
     return 0

@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from controllers.commands.common import fail
+from controllers.commands.common import add_token_argument, auth_headers, fail
 from fleet.capacity import CapacityFormatError, CapacitySnapshot
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement.types import Assignment, PreviousPlan
@@ -41,6 +41,7 @@ def add_server_argument(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("from what runs", "plan from the live placement instead of "
                              "from scratch")
     g.add_argument("--server", metavar="URL", help=HELP)
+    add_token_argument(g)  # type: ignore[arg-type]  # a group takes add_argument too
     g.add_argument("--live", action="store_true",
                    help="no controller: read what runs and the capacity straight from the "
                         "fleet's clusters (read-only); exit 1 if one cannot be read")
@@ -65,12 +66,12 @@ class LivePlacement:
     """With --live: the clusters that could not be read (what runs there is unknown)."""
 
 
-def _get(server: str, path: str) -> dict[str, Any]:
+def _get(server: str, path: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
     import httpx  # here: building the parser must stay light
 
     url = f"{server.rstrip('/')}{path}"
     try:
-        r = httpx.get(url, timeout=10)
+        r = httpx.get(url, timeout=10, headers=headers or {})
         r.raise_for_status()
         doc = r.json()
     except httpx.HTTPError as e:
@@ -95,12 +96,12 @@ def previous_of(status: dict[str, Any]) -> PreviousPlan:
     return out
 
 
-def read_live(server: str) -> LivePlacement:
+def read_live(server: str, headers: dict[str, str] | None = None) -> LivePlacement:
     """Placements, capacity and applied commit of the controller at `server`; exit 2
     when it cannot be read."""
-    status = _get(server, "/api/v1/status")
+    status = _get(server, "/api/v1/status", headers)
     try:
-        capacity = CapacitySnapshot.from_json(_get(server, "/api/v1/capacity"))
+        capacity = CapacitySnapshot.from_json(_get(server, "/api/v1/capacity", headers))
         previous = previous_of(status)
     except (CapacityFormatError, KeyError, TypeError, ValueError) as e:
         fail(f"{server}: not a FleetStatus/CapacitySnapshot an aifleet controller "
@@ -125,7 +126,7 @@ def use_live(args: argparse.Namespace) -> LivePlacement | None:
         fail("--server plans what the controller applied: not with --worktree")
     if getattr(args, "capacity", None) and isinstance(args.capacity, str):
         fail("--server reads the controller's capacity: not with --capacity FILE")
-    live = read_live(args.server)
+    live = read_live(args.server, auth_headers(args))
     if args.ref == "HEAD" and live.applied_commit:
         from workloads.errors import WorkloadsError
         from workloads.source import open_repository

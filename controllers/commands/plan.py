@@ -24,7 +24,7 @@ from controllers.commands.common import (
     add_repo_arguments,
     fail,
     read_planning_inputs,
-    write_json,
+    write_doc,
 )
 from controllers.commands.liveplan import add_server_argument, describe, exit_code, use_live
 
@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         if args.server or args.live:
             fail("--server/--live plan what runs now: not with --base/--head/--verify")
         return plandiff.run(args)
+    if args.detailed_exitcode:
+        fail("--detailed-exitcode compares two commits: use it with --base and --head")
     # imported here so that building the parser (every `fleet` command) does not pay
     from fleet.placement import place
     from fleet.plan_json import plan_to_json
@@ -73,14 +75,14 @@ def run(args: argparse.Namespace) -> int:
     if live is not None:
         capacity = live.capacity
     plan = place(spec, capacity, live.previous if live else None, commit=snap.commit)
-    if args.format == "json":
+    if args.format in ("json", "yaml"):
         doc = plan_to_json(plan, spec, capacity)
         doc["source"]["capacitySource"] = (
             ("live" if live.server == "live" else "server") if live
             else "file" if from_file else "declared")
         if live is not None and live.server != "live":
             doc["source"]["server"] = live.server
-        write_json(doc)
+        write_doc(doc, args.format)
     elif args.format == "markdown":
         sys.stdout.write(to_markdown(plan, spec))
     else:

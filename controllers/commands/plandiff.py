@@ -23,7 +23,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from controllers.commands.common import fail, load_capacity, write_json
+from controllers.commands.common import fail, load_capacity, write_doc, write_yaml
 from fleet.capacity import CapacitySnapshot, declared_capacity
 from fleet.ids import WorkloadId
 from fleet.owners import flag_paths, infer_team
@@ -73,6 +73,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "$GITHUB_API_URL, $CI_API_V4_URL, $GITEA_API_URL, or the public forge)")
     g.add_argument("--details-url", metavar="URL",
                    help="link for the commit status (e.g. the CI job)")
+    g.add_argument("--detailed-exitcode", action="store_true",
+                   help="exit 0 when merging changes nothing, 2 when it changes a "
+                        "placement, a workload or a cluster's manifests, 1 on any error "
+                        "or guardrail violation (and when the command cannot run), as "
+                        "`terraform plan -detailed-exitcode` and `kubectl diff`")
 
 
 def wanted(args: argparse.Namespace) -> bool:
@@ -117,8 +122,8 @@ def run_diff(args: argparse.Namespace) -> int:
         live = load_capacity(getattr(args, "capacity", None))
         d, source, capacity = plan_change(change, live, args, background)
         fmt = getattr(args, "format", "text")
-        if fmt == "json":
-            write_json(to_json(d, source, capacity))
+        if fmt in ("json", "yaml"):
+            write_doc(to_json(d, source, capacity), fmt)
         elif fmt == "markdown":
             sys.stdout.write(to_markdown(d))
         else:
@@ -126,7 +131,16 @@ def run_diff(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         if args.post:
             post(args, d)
-    return 1 if d.failed else 0
+    if d.failed:
+        return 1
+    return 2 if args.detailed_exitcode and has_changes(d) else 0
+
+
+def has_changes(d: PlanDiff) -> bool:
+    """Would merging change anything the controller does: a workload added, moved,
+    resized or removed, an edited workload (same placement, new manifests), or any
+    cluster's rendered manifests."""
+    return bool(d.changed or d.manifests)
 
 
 def capacity_for(spec: FleetSpec, live: CapacitySnapshot | None) -> CapacitySnapshot:
@@ -334,7 +348,10 @@ def verify(args: argparse.Namespace) -> int:
         checks.append((same, f"capacity {'unchanged' if same else 'changed'} "
                              f"({digest[:12]}, plan used {recorded['capacityDigest'][:12]})"))
     holds = all(ok for ok, _ in checks)
-    if getattr(args, "format", "text") == "json":
+    fmt = getattr(args, "format", "text")
+    if fmt == "yaml":
+        write_yaml({"holds": holds, "checks": [{"ok": ok, "message": m} for ok, m in checks]})
+    elif fmt == "json":
         json.dump({"holds": holds, "checks": [{"ok": ok, "message": m} for ok, m in checks]},
                   sys.stdout, indent=2)
         sys.stdout.write("\n")

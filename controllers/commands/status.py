@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -14,6 +13,7 @@ from controllers.commands.common import (
     add_token_argument,
     auth_headers,
     fail,
+    write_doc,
 )
 from controllers.statusview import STATES, filter_workloads, render_fleet, render_workload
 
@@ -61,10 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("workload", nargs="?", metavar="WORKLOAD",
                    help="one workload id (team/name) for its details")
-    p.add_argument("--server", default=os.environ.get("FLEET_SERVER", "http://127.0.0.1:8080"),
-                   help="the controller's URL (default: $FLEET_SERVER or "
-                        "http://127.0.0.1:8080)")
-    add_token_argument(p)
+    add_server_argument(p)
     p.add_argument("--team", help="only this team's workloads")
     p.add_argument("--cluster", help="only this cluster and what runs on it")
     p.add_argument("--state", type=_state, metavar="STATE",
@@ -73,6 +70,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="refresh every SECONDS (default 2) until interrupted; on a "
                         "terminal the screen is redrawn, elsewhere each refresh is appended")
     add_format_argument(p, ("text", "json"), "text")
+    add_live_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def add_server_argument(p: argparse.ArgumentParser) -> None:
+    """`--server` and the token to show it (`--token-file`, $FLEET_TOKEN)."""
+    p.add_argument("--server", default=os.environ.get("FLEET_SERVER", "http://127.0.0.1:8080"),
+                   help="the controller's URL (default: $FLEET_SERVER or "
+                        "http://127.0.0.1:8080)")
+    add_token_argument(p)
+
+
+def add_live_arguments(p: argparse.ArgumentParser) -> None:
+    """`--live` and what it needs: read what runs from the clusters, no controller."""
     live = p.add_argument_group(
         "live", "read straight from the clusters instead of a controller (read-only)")
     live.add_argument("--live", action="store_true",
@@ -86,7 +97,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                       help="with --live: allow kubeconfig exec/auth-provider plugins")
     live.add_argument("--timeout", type=float, default=15.0,
                       help="with --live: seconds to wait for the clusters to answer")
-    p.set_defaults(handler=run)
 
 
 def fetch(server: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -114,17 +124,16 @@ def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
     if unreadable:
         print(f"fleet: could not read {', '.join(unreadable)}: what runs there is unknown "
               "(exit 1)", file=sys.stderr)
-    if args.format == "json":
+    if args.format in ("json", "yaml"):
         if args.workload:
             match = [w for w in doc.get("workloads", []) if w["id"] == args.workload]
             if not match:
                 fail(f"no workload {args.workload}")
-            json.dump(match[0], sys.stdout, indent=2, sort_keys=True)
+            write_doc(match[0], args.format, sort_keys=True)
         else:
             filtered = {**doc, "workloads": filter_workloads(
                 doc, team=args.team, cluster=args.cluster, state=args.state)}
-            json.dump(filtered, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+            write_doc(filtered, args.format, sort_keys=True)
         return code
     if args.workload:
         text = render_workload(doc, args.workload)
@@ -166,6 +175,11 @@ def fetch_live(args: argparse.Namespace) -> dict[str, Any]:
         snap, kubeconfig=args.kubeconfig, allow_exec=args.allow_exec_plugins,
         answer_within=args.timeout, ledger_repo=args.repo))
     return doc
+
+
+def get_doc(args: argparse.Namespace) -> dict[str, Any]:
+    """The status document from `--server`, or with `--live` from the clusters."""
+    return _get(args)
 
 
 def _get(args: argparse.Namespace) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from controllers.commands.common import (
     add_repo_arguments,
     fail,
     read_snapshot,
+    write_yaml,
 )
 from workloads.forkmap import Background
 
@@ -53,13 +54,16 @@ def _run(args: argparse.Namespace, background: Background) -> int:
         fail(str(e))
     spec = snap.spec
     errors = spec.errors
-    if args.format == "json":
+    if args.format in ("json", "yaml"):
         doc = {
             "errors": [d.to_json() for d in errors],
             "source": {"commit": snap.commit, "files": snap.files},
         }
-        json.dump(doc, sys.stdout, indent=2, sort_keys=False)
-        sys.stdout.write("\n")
+        if args.format == "yaml":
+            write_yaml(doc)
+        else:
+            json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+            sys.stdout.write("\n")
     else:
         for d in errors:
             print(d.format())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from controllers.commands.common import (
@@ -13,6 +12,7 @@ from controllers.commands.common import (
     add_repo_arguments,
     fail,
     read_snapshot,
+    write_doc,
 )
 from controllers.commands.liveplan import add_server_argument, describe, exit_code, use_live
 from controllers.statusview import table
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     result = whatif(spec, capacity, scenario, changed_spec=changed,
                     current=live.previous if live else None)
     title = scenario.describe() + (f", repo at {args.policy_ref}" if args.policy_ref else "")
-    if args.format == "json":
+    if args.format in ("json", "yaml"):
         doc: dict[str, Any] = {
             "scenario": title, "commit": snap.commit,
             **({"server": live.server} if live else {}),
@@ -116,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 "why": c.why} for c in result.changes],
             "unchanged": len(result.after.workloads) - len(result.changes),
         }
-        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        write_doc(doc, args.format, sort_keys=True)
         return exit_code(live, 0)
     moved, pending = result.count("Moved"), result.count("Pending")
     placed = result.count("Placed")

@@ -1,0 +1,47 @@
+"""`fleet suspend WORKLOAD | --cluster C`: stop reconciling it (`controllers.suspension`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from controllers.commands.common import auth_headers, fail
+from controllers.commands.remote import post_action, say
+from controllers.commands.status import add_server_argument
+
+DESCRIPTION = """\
+Suspend one workload, or every workload on one cluster, on the running controller (as
+`flux suspend`): it stops reconciling it -- no apply (new commits of it wait), no prune
+or stale-copy delete, no drift correction (drift is still shown). Placement still plans
+it. Recorded in the ledger (Suspended), shown in `fleet status`, kept across restarts;
+`fleet resume` undoes it.
+
+Examples:
+  fleet suspend nlp-team/llama-finetune
+  fleet suspend --cluster eu-fra-1 --server http://controller:8080"""
+
+
+def add_target_arguments(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument("workload", nargs="?", metavar="WORKLOAD",
+                   help=f"the workload id (team/name) to {verb}")
+    p.add_argument("--cluster", metavar="CLUSTER",
+                   help=f"{verb} every workload on this cluster instead")
+    add_server_argument(p)
+
+
+def target(args: argparse.Namespace) -> dict[str, str]:
+    """The request body: the workload or the cluster, exactly one of them (else exit 2)."""
+    if bool(args.workload) == bool(args.cluster):
+        fail(f"{args.command}: name a WORKLOAD or --cluster CLUSTER (one of them)")
+    return {"workload": args.workload} if args.workload else {"cluster": args.cluster}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("suspend", help="stop reconciling a workload or a cluster",
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_target_arguments(p, "suspend")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return say(post_action(args.server, "suspend", target(args), auth_headers(args)))
