@@ -13,12 +13,12 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import httpx
 import pytest
-from aiohttp import web
 
 from clusters.sim.tls import make_tls
 from controllers.apiauth import ApiAuth
@@ -43,16 +43,14 @@ async def server() -> AsyncIterator[tuple[str, list[str]]]:
     async def on_hook() -> None:
         hooks.append("fetch")
 
+    async def control(action: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        hooks.append(action)  # an operate route: suspend, resume, sync
+        return 202, {"ok": True, "message": f"{action} scheduled"}
+
     ep = Endpoints(status=lambda: {"kind": "FleetStatus"}, capacity=lambda: {"clusters": {}},
                    metrics=lambda: "aifleet_up 1\n", ready=lambda: (True, "ok"),
-                   on_git_hook=on_hook, page=lambda: "<html></html>")
+                   on_git_hook=on_hook, page=lambda: "<html></html>", control=control)
     app = build_app(ep, SECRET, ApiAuth.from_tokens({READ: "read", OPERATE: "operate"}))
-
-    async def sync(_: web.Request) -> web.Response:  # an operate route, as others add
-        hooks.append("sync")
-        return web.Response(status=202, text="sync scheduled\n")
-
-    app.router.add_post("/api/v1/sync", sync)
     runner = await serve(app, "127.0.0.1", 0)
     try:
         yield f"http://127.0.0.1:{bound_port(runner)}", hooks
@@ -90,7 +88,8 @@ async def test_every_api_route_needs_a_token_of_the_right_role(
     url, hooks = server
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(base_url=url) as c:
-        r = await c.request(method, path, headers=headers)
+        r = await c.request(method, path, headers=headers,
+                            json={} if method == "POST" else None)
     assert r.status_code == code, r.text
     if code == 401:
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
