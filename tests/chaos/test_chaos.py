@@ -1,0 +1,50 @@
+"""The seeded chaos test: random commits and faults against the real controller on a
+small simulated fleet, with the safety invariants checked after every step.
+
+CI runs 4 seeds x 50 steps (`make check` collects it). A longer run by hand:
+
+    AIFLEET_CHAOS_SEEDS=10 AIFLEET_CHAOS_STEPS=200 .venv/bin/pytest tests/chaos -q
+
+`AIFLEET_CHAOS_SEEDS` is a count (seeds 1..N) or a comma list; `AIFLEET_CHAOS_SEED=<n>`
+runs one seed (what a failure prints); `AIFLEET_CHAOS_KEEP_GOING=1` carries on after a
+violation and lists them all. See `tests/chaos/invariants.py` for the invariants and
+`tests/chaos/steps.py` for the steps.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.runner import Run
+
+STEPS = int(os.environ.get("AIFLEET_CHAOS_STEPS", "50"))
+
+
+def _seeds() -> list[int]:
+    one = os.environ.get("AIFLEET_CHAOS_SEED")
+    if one:
+        return [int(one)]
+    many = os.environ.get("AIFLEET_CHAOS_SEEDS", "4")
+    if "," in many:
+        return [int(s) for s in many.split(",") if s.strip()]
+    return list(range(1, int(many) + 1))
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason=(
+    "issue 15: the fixes for findings 1 (folder move / all clusters retired), 2 (4,301-digit "
+    "integer crash-loops), 3 (unparseable file prunes), 4 (spread workload pruned when one "
+    "of its clusters goes), 5 (returning cluster), 8 (refused rollback forgotten on "
+    "restart), 9 (Lease cluster) and 12 (mass deletion) are on other branches; the lead "
+    "removes this mark once they are merged"))
+@pytest.mark.timeout(60 + 25 * STEPS)
+@pytest.mark.parametrize("seed", _seeds(), ids=lambda s: f"seed{s}")
+async def test_chaos_keeps_the_safety_invariants(seed: int, tmp_path: Path) -> None:
+    keep_going = os.environ.get("AIFLEET_CHAOS_KEEP_GOING") == "1"
+    report = await Run(seed, STEPS, tmp_path).run(keep_going=keep_going)
+    print(report.text(STEPS))
+    if report.violations:
+        pytest.fail(report.text(STEPS), pytrace=False)
