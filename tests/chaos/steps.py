@@ -117,6 +117,7 @@ class Generator:
         self.rng = random.Random(seed)
         self.leader_elect = leader_elect
         self.model = Model()
+        self.corrupted = self.rng.randrange(len(CORRUPTIONS))
 
     # ------------------------------------------------------------------ helpers
 
@@ -217,7 +218,9 @@ class Generator:
 
     def _corrupt(self, files: Files, present: list[str], *_: object) -> Step:
         path = self.rng.choice(present)
-        how = self.rng.choice(CORRUPTIONS)
+        # In turn, not drawn: every kind comes up even in a short run.
+        how = CORRUPTIONS[self.corrupted % len(CORRUPTIONS)]
+        self.corrupted += 1
         new = dict(files)
         new[path] = _corrupt(self._canonical(path) or files[path], how)
         return self._commit("corrupt", f"corrupt {path} ({how})", new, f"edit {path}")

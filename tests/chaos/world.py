@@ -10,6 +10,7 @@ import json
 import signal
 import ssl
 import sys
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,8 @@ class InProcess(Controller):
 
     def died(self) -> str | None:
         if self.crash is not None:
-            return f"Manager.run raised {type(self.crash).__name__}: {self.crash!r}"[:2000]
+            where = "".join(traceback.format_exception(self.crash)[-12:])
+            return f"Manager.run raised {self.crash!r}\n{where[-2500:]}"
         if self.finished.is_set() and not self.scope.cancel_called:
             return "Manager.run returned"
         return None
