@@ -10,7 +10,6 @@ not failed: the invariants are checked either way.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,7 +257,6 @@ class Run:
         first = Step("init", "initial fleet", files=initial_files(), message="Initial fleet")
         self.gen.committed(first, self.remote.commit(initial_files(), "Initial fleet"))
         self.clusters = await start_clusters(self.remote, m.head, self.kubeconfig)
-        os.environ["FLEET_KUBECONFIG"] = str(self.kubeconfig)
         try:
             async with anyio.create_task_group() as tg:
                 self.tg = tg
@@ -296,6 +294,9 @@ class Run:
                 await self.ctl.stop()
                 tg.cancel_scope.cancel()
         finally:
-            await self.clusters.sim.close()
+            with anyio.CancelScope(shield=True):
+                if self.ctl is not None:  # a failed run leaves no `fleet run` behind
+                    await self.ctl.kill()
+                await self.clusters.sim.close()
             await self.clusters.aclose()
         return self.report

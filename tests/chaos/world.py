@@ -185,12 +185,14 @@ class InProcess(Controller):
         self.port = self.manager.port
 
     async def _run(self, *, task_status: anyio.abc.TaskStatus[Manager]) -> None:
-        with self.scope:
-            try:
-                await self.manager.run(task_status=task_status)
-            except Exception as e:  # the manager died: invariant 1 reports it
-                self.crash = e
-        self.finished.set()
+        try:
+            with self.scope:
+                try:
+                    await self.manager.run(task_status=task_status)
+                except Exception as e:  # the manager died: invariant 1 reports it
+                    self.crash = e
+        finally:
+            self.finished.set()
 
     def died(self) -> str | None:
         if self.crash is not None:
@@ -207,7 +209,8 @@ class InProcess(Controller):
         self.scope.cancel()
         with anyio.fail_after(20):
             await self.finished.wait()
-        await self.http.aclose()
+        if not self.http.is_closed:
+            await self.http.aclose()
 
 
 class Subprocess(Controller):
@@ -254,7 +257,8 @@ class Subprocess(Controller):
             self.proc.send_signal(sig)
             with anyio.fail_after(20):
                 await self.proc.wait()
-        await self.http.aclose()
+        if not self.http.is_closed:
+            await self.http.aclose()
 
     async def stop(self) -> None:
         await self._end(signal.SIGTERM)
