@@ -50,7 +50,8 @@ class Report:
     def text(self, steps_total: int) -> str:
         lines = [f"chaos seed {self.seed} (leader election "
                  f"{'on' if self.leader_elect else 'off'}): "
-                 f"{len(self.violations)} violation(s)"]
+                 f"{len(self.violations)} violation(s); {self.unsettled} step(s) did not "
+                 "settle in time (marked [...] below)"]
         lines += [f"  step {i}: {v}" for i, v in self.violations]
         lines.append("steps:")
         lines += [f"  {s}" for s in self.steps]
@@ -103,8 +104,9 @@ class Run:
         self.subprocess = False
         self.tg: anyio.abc.TaskGroup | None = None
         self.before: Live = {}
-        self.stuck = False
         """The clusters' workloads after the previous step."""
+        self.stuck = False
+        """The previous step did not settle."""
 
     # ------------------------------------------------------------------ controller
 
