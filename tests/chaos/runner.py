@@ -35,6 +35,7 @@ from tests.chaos.world import (
 
 SETTLE_WITHIN = 15.0
 STUCK_WITHIN = 3.0
+MAX_REPAIRS = 5
 FAILOVER_WITHIN = 5.0
 WRITE_PREFIXES = ("/apis/batch/v1/namespaces/", "/apis/apps/v1/namespaces/")
 
@@ -267,7 +268,7 @@ class Run:
                 self.report.steps.append(f"0. initial rollout{note}")
                 self.before = await self.clusters.live()
                 base: str | None = m.head
-                deaths = 0
+                deaths = repairs = 0
                 for i in range(1, self.total + 1):
                     step = self.gen.next()
                     doc = await self._status()
@@ -284,12 +285,13 @@ class Run:
                     if died and not any(p.startswith("1 ") for p in problems):
                         self.report.violations.append((i, f"1 not alive: {died}"))
                     deaths = deaths + 1 if died else 0
-                    if deaths > 2:
-                        break  # crash-loops even on a repaired repo: nothing more to learn
                     if died and self.ctl is not None:  # as its Deployment would: restart
+                        if deaths > 1 and repairs >= MAX_REPAIRS:
+                            break  # crash-loops whatever is repaired: nothing more to learn
                         await self.ctl.stop()
-                        if deaths == 2:  # a crash loop: an operator repairs the repo
+                        if deaths > 1:  # a crash loop: an operator repairs the repo
                             await self._repair(i)
+                            repairs += 1
                         self.report.steps.append(f"{i}. (controller died; started again)")
                         await self._start()
                 assert self.ctl is not None
