@@ -10,8 +10,8 @@ the model of the repo). Each returns the violations it finds, one line each.
    that had live copies keeps one, unless every copy it had was on a cluster the repo
    retired (its Cluster file deleted, by an allowed commit) or that residency now
    forbids; and a commit that removes more than one Cluster file, or more than 30% of
-   the workload files, deletes nothing of them unless a commit since the applied one
-   carries `Fleet-Allow: retire` / `Fleet-Allow: mass-deletion`;
+   the workload files (and at least two), deletes nothing of them unless a commit
+   since the applied one carries `Fleet-Allow: retire` / `Fleet-Allow: mass-deletion`;
 4. no rollback: the applied commit only ever moves to descendants (a force-pushed
    rollback is never applied, not even after a restart);
 5. no gang Job runs on two reachable clusters at once.
@@ -27,6 +27,9 @@ from tests.chaos.steps import ALLOW_MASS, ALLOW_RETIRE, Model, clusters_in, work
 from tests.chaos.world import Live
 
 MASS_FRACTION = 0.3
+MASS_MIN = 2
+"""A mass deletion deletes more than 30% of the workloads and at least two: in a fleet
+worn down to three workloads, deleting one is an ordinary change."""
 
 
 @dataclass
@@ -122,7 +125,8 @@ class Judge:
             # (a workload whose own file went is the mass-deletion rule's to judge)
             guarded.append((f"removes {len(retired)} Cluster files {sorted(retired)} without "
                             f"`{ALLOW_RETIRE}`", lambda w, c: c in retired and w in kept))
-        if len(deleted) > MASS_FRACTION * len(workloads_in(old)) and ALLOW_MASS not in trailers:
+        mass = len(deleted) > MASS_FRACTION * len(workloads_in(old)) and len(deleted) >= MASS_MIN
+        if mass and ALLOW_MASS not in trailers:
             guarded.append((f"deletes {len(deleted)}/{len(workloads_in(old))} workload files "
                             f"without `{ALLOW_MASS}`", lambda w, _c: w in deleted))
         for why, covers in guarded:
