@@ -103,3 +103,13 @@ def test_the_applied_commit_never_moves_back() -> None:
     assert j.observe_applied("c1") == [
         "4 rollback applied: applied commit c1 is not a descendant of the earlier applied c2"]
     assert j.observe_applied("c2") == []  # the way back forward is not reported again
+
+
+def test_deleting_one_of_three_workloads_is_not_a_mass_deletion() -> None:
+    others = [p for p in initial_files() if p.startswith("workloads/")
+              and p not in ("workloads/nlp-team/chat.yaml", "workloads/vision-team/detect.yaml",
+                            "workloads/nlp-team/train-a.yaml")]
+    three = without(*others)
+    two = {p: d for p, d in three.items() if p != "workloads/nlp-team/chat.yaml"}
+    j = judge((three, f"trim\n\n{ALLOW_MASS}"), (two, "rm chat"))
+    assert j.nothing_lost(live(eu_fra_1=[CHAT]), live(), "c1", "c2") == []
