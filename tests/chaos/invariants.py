@@ -10,7 +10,7 @@ the model of the repo). Each returns the violations it finds, one line each.
    that had live copies keeps one, unless every copy it had was on a cluster the repo
    retired (its Cluster file deleted, by an allowed commit) or that residency now
    forbids; and a commit that removes more than one Cluster file, or more than 30% of
-   the workload files (and at least two), deletes nothing of them unless a commit
+   the workload files (and more than three), deletes nothing of them unless a commit
    since the applied one carries `Fleet-Allow: retire` / `Fleet-Allow: mass-deletion`;
 4. no rollback: the applied commit only ever moves to descendants (a force-pushed
    rollback is never applied, not even after a restart);
@@ -27,9 +27,10 @@ from tests.chaos.steps import ALLOW_MASS, ALLOW_RETIRE, Model, clusters_in, work
 from tests.chaos.world import Live
 
 MASS_FRACTION = 0.3
-MASS_MIN = 2
-"""A mass deletion deletes more than 30% of the workloads and at least two: in a fleet
-worn down to three workloads, deleting one is an ordinary change."""
+MASS_MIN = 4
+"""A mass deletion deletes more than 30% of the workloads and more than three (the
+controller's `--max-deletion-fraction` default and its floor): in a fleet worn down to
+a few workloads, deleting one or two is an ordinary change."""
 
 
 @dataclass

@@ -46,12 +46,6 @@ def _keep(seed: int, text: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 15: the fixes for findings 1 (folder move / all clusters retired), 2 (4,301-digit "
-    "integer crash-loops), 3 (unparseable file prunes), 4 (spread workload pruned when one "
-    "of its clusters goes), 5 (returning cluster), 8 (refused rollback forgotten on "
-    "restart), 9 (Lease cluster) and 12 (mass deletion) are on other branches; the lead "
-    "removes this mark once they are merged"))
 @pytest.mark.timeout(60 + 25 * STEPS)
 @pytest.mark.parametrize("seed", _seeds(), ids=lambda s: f"seed{s}")
 async def test_chaos_keeps_the_safety_invariants(seed: int, tmp_path: Path) -> None:

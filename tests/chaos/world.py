@@ -25,6 +25,7 @@ from controllers.fleetstate import workload_id_of_label
 from controllers.manager import Manager
 from controllers.settings import Settings
 from fleet.render import WORKLOAD_LABEL
+from tests.chaos.fleet import CLUSTERS
 from tests.integration.test_controller_harness import FAST
 from workloads.loader import read_fleet
 
@@ -121,7 +122,9 @@ def settings_values(root: Path, remote: Remote, kubeconfig: Path, *,
         "listen": "127.0.0.1:0", "poll_interval": 0.3, "resync_interval": 30.0,
         "unreachable_after": 1.0, "failover_grace": 1.0}
     if leader_elect:
-        values.update(leader_elect=True, identity=IDENTITY)
+        # A member holds the Lease, named as `--leader-elect` requires: the chaos takes it
+        # down and retires it like any other cluster.
+        values.update(leader_elect=True, identity=IDENTITY, leader_cluster=min(CLUSTERS))
     return values
 
 
