@@ -29,7 +29,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, NoReturn
@@ -52,6 +53,7 @@ from fleet.ledger import (
 )
 from workloads.errors import RevisionNotFound, SourceUnavailable, WorkloadsError
 from workloads.gitauth import GitCredentials, callbacks_for
+from workloads.ledger_trust import signed_commit
 from workloads.loader import ParseCache, load_entries
 from workloads.readahead import loose_blob, read_ahead
 from workloads.source import git_files, open_repository, resolve_tree
@@ -299,6 +301,28 @@ class LedgerReader:
         """The last record's seq and hash, read from the last segment only."""
         return _tip_at(self.repo, self.commit)
 
+    def hashes_at(self, seqs: Iterable[int]) -> dict[int, str]:
+        """The hash of the record at each of `seqs` (absent: no such record), reading only
+        the segments that hold them (for comparing with an anchor)."""
+        want = sorted(set(seqs))
+        firsts = [s.first_seq for s in self.segments]
+        by_seg: dict[int, set[int]] = {}
+        for q in want:
+            i = bisect_right(firsts, q) - 1
+            if i >= 0:
+                by_seg.setdefault(i, set()).add(q)
+        out: dict[int, str] = {}
+        for i, wanted in sorted(by_seg.items()):
+            for line in _split(_blob(self.repo, self.segments[i].oid)):
+                try:
+                    doc = json.loads(line)
+                    seq, h = doc["seq"], doc["hash"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # the chain check names it
+                if seq in wanted and isinstance(h, str):
+                    out[seq] = h
+        return out
+
 
 def fast_bulk_reads() -> None:
     """For a CLI process about to read a whole ledger: skip libgit2's per-object SHA-1.
@@ -332,13 +356,17 @@ class LedgerWriter:
     """Appends batches of entries to the ledger branch, pushing when there is a remote.
 
     `remote` is a remote's name in the repository (`origin`) or a URL or path;
-    `credentials` go with every fetch and push (the remote's URL holds none).
+    `credentials` go with every fetch and push (the remote's URL holds none);
+    `signing_key`, an SSH private key file, signs every commit as `git commit -S` with
+    `gpg.format=ssh` would (`workloads.ledger_trust`).
     """
 
     def __init__(self, repo_path: str | os.PathLike[str], *, branch: str = LEDGER_BRANCH,
                  remote: str | None = None, segment_records: int = SEGMENT_RECORDS,
-                 max_attempts: int = 5, credentials: GitCredentials | None = None) -> None:
+                 max_attempts: int = 5, credentials: GitCredentials | None = None,
+                 signing_key: str | os.PathLike[str] | None = None) -> None:
         self.repo, _ = open_repository(repo_path)
+        self.signing_key = signing_key
         self.credentials = credentials
         self.ref = _branch_ref(branch)
         self.remote_name = remote
@@ -449,16 +477,19 @@ class LedgerWriter:
         message = (f"ledger: records {records[0].seq}-{records[-1].seq}\n\n"
                    f"head {records[-1].hash}\n")
         parents = [base.id] if base is not None else []
+        if self.signing_key is not None:
+            return signed_commit(repo, self.signing_key, sig, message, tree.id, parents)
         oid: pygit2.Oid = repo.create_commit(None, sig, sig, message, tree.id, parents)
         return oid
 
 
 def _tip_at(repo: pygit2.Repository, commit: pygit2.Commit | None) -> Tip:
-    segs = segments(repo, commit)
-    if not segs:
-        return Tip()
-    last = json.loads(_blob(repo, segs[-1].oid).rstrip(b"\n").rsplit(b"\n", 1)[-1])
-    return Tip(int(last["seq"]), str(last["hash"]))
+    for seg in reversed(segments(repo, commit)):
+        data = _blob(repo, seg.oid).rstrip(b"\n")
+        if data.strip():  # an emptied segment is skipped, not read as a record
+            last = json.loads(data.rsplit(b"\n", 1)[-1])
+            return Tip(int(last["seq"]), str(last["hash"]))
+    return Tip()
 
 
 class FleetHistory:

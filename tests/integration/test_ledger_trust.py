@@ -16,7 +16,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pygit2
@@ -26,6 +26,7 @@ from fleet.ledger import Entry, Record, Tip, seal
 from tests.fleetdocs import base_fleet
 from tests.gitrepo import SIGNATURE, GitRepo
 from workloads.ledger_store import LEDGER_BRANCH, LedgerReader, LedgerWriter
+from workloads.ledger_trust import Anchor, AnchorWriter, signed_commit
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = f"refs/heads/{LEDGER_BRANCH}"
@@ -88,6 +89,9 @@ def rewrite(repo: pygit2.Repository, change: Callable[[Lines], Lines], *,
     for k, (path, old) in enumerate(segs):
         take = lines[at:] if k == len(segs) - 1 else lines[at:at + len(old)]
         at += len(take)
+        if not take:
+            index.remove(path)
+            continue
         data = "".join(f"{ln}\n" for ln in take)
         index.add(pygit2.IndexEntry(path, repo.create_blob(data), pygit2.enums.FileMode.BLOB))
     parents = [] if orphan else [tip.id]
@@ -216,3 +220,141 @@ def test_a_rechained_ledger_passes_the_chain_check_alone(ledger: GitRepo) -> Non
     doc = json.loads(fleet("audit", "residency", str(ledger.path), "-o", "json").stdout)
     assert doc["chainBroken"] is None
     assert any(p["cluster"] == "us-east-1" for p in doc["periods"])  # the forged record
+
+
+# --------------------------------------------------------------- signatures and anchors
+
+
+@dataclass(frozen=True)
+class Keys:
+    key: Path
+    """The controller's signing key (private)."""
+    other: Path
+    """Someone else's key: an attacker with push access, not the key holder."""
+    allowed: Path
+    """allowed_signers naming only the controller's key, as the auditor keeps it."""
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    d = tmp_path_factory.mktemp("keys")
+    for name in ("controller", "other"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name,
+                        "-f", str(d / name)], check=True)
+    allowed = d / "allowed_signers"
+    pub = (d / "controller.pub").read_text().split()
+    allowed.write_text(f'aifleet@localhost namespaces="git" {pub[0]} {pub[1]}\n')
+    return Keys(d / "controller", d / "other", allowed)
+
+
+@dataclass
+class Signed:
+    repo: GitRepo
+    anchor: Path
+
+
+@pytest.fixture
+def signed(tmp_path: Path, keys: Keys) -> Signed:
+    """2,000 records in 21 signed commits; the head anchored after each commit."""
+    repo = GitRepo(tmp_path / "fleet.git", bare=True)
+    c1 = repo.commit(base_fleet())
+    anchor = tmp_path / "anchor.git"
+    pygit2.init_repository(str(anchor), bare=True)
+    writer = LedgerWriter(repo.path, segment_records=100, signing_key=keys.key)
+    anchors = AnchorWriter(repo.path, str(anchor))
+    batch = entries(2000, c1)
+    for i in range(0, len(batch), 97):
+        last = writer.append(batch[i:i + 97])[-1]
+        head = str(repo.repo.references[REF].target)
+        anchors.append(Anchor(last.seq, last.hash, head, last.entry.time))
+    return Signed(repo, anchor)
+
+
+def git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "--git-dir", str(repo), *args], capture_output=True,
+                          text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": "/"})
+
+
+def git_verify_commit(repo: Path, allowed: Path, commit: str) -> subprocess.CompletedProcess[str]:
+    return git(repo, "-c", f"gpg.ssh.allowedSignersFile={allowed}", "verify-commit", commit)
+
+
+def test_ledger_commits_are_signed_as_git_signs_and_verify_both_ways(
+        signed: Signed, keys: Keys) -> None:
+    r = signed.repo
+    out = fleet("ledger", "verify", str(r.path), "--signed-by", str(keys.allowed),
+                "--anchor", str(signed.anchor))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines()[1:] == [
+        f"signatures: all 21 ledger commits signed by an allowed signer ({keys.allowed})",
+        "anchor: all 21 anchored heads are in the chain (the last: seq 2000 at "
+        "2026-11-23T10:33:19Z)"]
+    commits = git(r.path, "rev-list", REF).stdout.split()
+    assert len(commits) == 21
+    for c in commits:  # git itself accepts every one
+        done = git_verify_commit(r.path, keys.allowed, c)
+        assert done.returncode == 0, done.stderr
+        assert 'Good "git" signature for aifleet@localhost with ED25519 key' in done.stderr
+
+
+TAMPERINGS: dict[str, tuple[Callable[[Lines], Lines], bool, bool]] = {
+    # name: (change, the chain still holds, the anchor still agrees)
+    "edited": (edited, False, True),
+    "deleted": (deleted, False, True),
+    "reordered": (reordered, False, True),
+    "rechained": (rechained, True, False),
+    "truncated": (lambda lines: lines[:-100], True, False),
+}
+
+
+@pytest.mark.parametrize("tamper", sorted(TAMPERINGS))
+def test_every_tampering_is_detected_by_ledger_verify_signed_and_anchored(
+        signed: Signed, keys: Keys, tamper: str) -> None:
+    change, chain_holds, anchor_agrees = TAMPERINGS[tamper]
+    r = signed.repo
+    # pushed as a new history (rechained, truncated) or a commit on top (the others)
+    rewrite(r.repo, change, orphan=chain_holds)
+    tip = str(r.repo.references[REF].target)
+
+    both = fleet("ledger", "verify", str(r.path), "--signed-by", str(keys.allowed),
+                 "--anchor", str(signed.anchor))
+    assert both.returncode == 1, both.stdout
+    assert ("chain intact" in both.stdout) is chain_holds
+    assert f"commit {tip}: unsigned\n" in both.stdout
+    assert "not signed by an allowed signer" in both.stderr
+    assert git_verify_commit(r.path, keys.allowed, tip).returncode != 0
+
+    anchored = fleet("ledger", "verify", str(r.path), "--anchor", str(signed.anchor))
+    assert anchored.returncode == 1
+    if not anchor_agrees:
+        assert "contradict the ledger: it was rewritten" in anchored.stderr
+        first = next(ln for ln in anchored.stdout.splitlines() if ln.startswith("anchor seq"))
+        assert first.endswith("rewritten") if tamper == "rechained" else \
+            "but the ledger ends at seq 1900: records removed" in first
+    else:
+        assert "anchor: all 21 anchored heads are in the chain" in anchored.stdout
+
+
+def test_a_rechain_signed_with_another_key_is_refused(signed: Signed, keys: Keys) -> None:
+    """The attacker signs too, with a key of their own: not an allowed signer."""
+    r = signed.repo
+    rewrite(r.repo, rechained, orphan=True)
+    tip = r.repo.references[REF].peel(pygit2.Commit)
+    forged = signed_commit(r.repo, keys.other, tip.author, tip.message, tip.tree_id, [])
+    r.repo.references.create(REF, forged, force=True)
+    out = fleet("ledger", "verify", str(r.path), "--signed-by", str(keys.allowed))
+    assert out.returncode == 1
+    assert out.stdout.splitlines()[1] == (f"commit {forged}: signed by a key that is not in "
+                                          "the allowed signers")
+    assert git_verify_commit(r.path, keys.allowed, str(forged)).returncode != 0
+
+
+def test_verify_without_ssh_keygen_or_anchor_cannot_run(signed: Signed, keys: Keys,
+                                                        tmp_path: Path) -> None:
+    out = fleet("ledger", "verify", str(signed.repo.path), "--anchor",
+                str(tmp_path / "nowhere.git"))
+    assert out.returncode == 2 and out.stderr.startswith("fleet: cannot fetch the anchor")
+    assert "Traceback" not in out.stderr and len(out.stderr.splitlines()) == 1
+    out = fleet("ledger", "verify", str(signed.repo.path), "--signed-by",
+                str(tmp_path / "missing"))
+    assert out.returncode == 2 and "no such allowed signers file" in out.stderr
