@@ -82,12 +82,33 @@ def status(m: Manager) -> dict[str, Any]:
         source=SourceState(m.source.observed, m.applied_commit, tuple(conditions)),
         live=live_now(m), drift=drift_now(m))
     add_pods(doc, m.adapters)
+    ledger = ledger_head(m)
+    if ledger is not None:
+        doc["ledger"] = ledger
     if m.settings.leader_elect:
         doc["leader"] = {"leading": m.may_act(),
                          "generation": m.elector.generation if m.elector else 0,
                          "identity": m.elector.identity if m.elector else None,
                          "home": m.home.name}
     return doc
+
+
+def ledger_head(m: Manager) -> dict[str, Any] | None:
+    """The ledger's head as this controller last wrote it, and the last anchor: what an
+    auditor compares with `fleet ledger verify` (None without --ledger)."""
+    last = getattr(m.events, "last", None)
+    if not hasattr(m.events, "written"):
+        return None
+    anchor = m.anchor.last if m.anchor is not None else None
+    return {"headSeq": last.seq if last is not None else 0,
+            "headHash": last.hash if last is not None else None,
+            "pending": getattr(m.events, "pending", 0),
+            "signed": m.settings.ledger_signing_key is not None,
+            "anchor": None if m.anchor is None else {
+                "seq": anchor.seq if anchor else None, "hash": anchor.hash if anchor else None,
+                "ledgerCommit": anchor.ledger_commit if anchor else None,
+                "time": anchor.time if anchor else None,
+                "failures": m.anchor.failures, "error": m.anchor.error or None}}
 
 
 def live_now(m: Manager) -> dict[tuple[ClusterName, WorkloadId], PlacementLive]:
@@ -136,7 +157,25 @@ def metrics_text(m: Manager) -> str:
         status_clusters=cluster_rows(spec, plan, snapshot),
         placement_status=[wp.status for wp in plan.workloads.values()] if plan else [],
         leader=m.may_act(), commits=m.commits_accepted,
-        placements_by_kind=getattr(m.placer, "counts", None))  # a Replanner's
+        placements_by_kind=getattr(m.placer, "counts", None)) + ledger_metrics(m)
+
+
+def ledger_metrics(m: Manager) -> str:
+    """The ledger's head seq (and the anchored one) as gauges; empty without --ledger."""
+    head = ledger_head(m)
+    if head is None:
+        return ""
+    lines = ["# HELP aifleet_ledger_head_seq seq of the last ledger record this controller "
+             "wrote", "# TYPE aifleet_ledger_head_seq gauge",
+             f"aifleet_ledger_head_seq {head['headSeq']}"]
+    if head["anchor"] is not None:
+        lines += ["# HELP aifleet_ledger_anchored_seq seq of the last ledger head written to "
+                  "the anchor", "# TYPE aifleet_ledger_anchored_seq gauge",
+                  f"aifleet_ledger_anchored_seq {head['anchor']['seq'] or 0}",
+                  "# HELP aifleet_ledger_anchor_failures_total failed anchor pushes",
+                  "# TYPE aifleet_ledger_anchor_failures_total counter",
+                  f"aifleet_ledger_anchor_failures_total {head['anchor']['failures']}"]
+    return "\n".join(lines) + "\n"
 
 
 def ready(m: Manager) -> tuple[bool, str]:

@@ -376,6 +376,12 @@ class LedgerWriter:
         self.attempts = 0
         """Commit attempts made by the last `append` (1 when no retry was needed)."""
 
+    def head(self) -> tuple[Tip, str | None]:
+        """The ledger branch's last record and commit, as this writer last wrote or saw it
+        (for anchoring the head)."""
+        commit = _commit_of(self.repo, self.ref)
+        return _tip_at(self.repo, commit), None if commit is None else str(commit.id)
+
     def _remote(self) -> pygit2.Remote:
         assert self.remote_name is not None
         if self.remote_name in self.repo.remotes.names():

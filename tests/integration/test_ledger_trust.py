@@ -358,3 +358,87 @@ def test_verify_without_ssh_keygen_or_anchor_cannot_run(signed: Signed, keys: Ke
     out = fleet("ledger", "verify", str(signed.repo.path), "--signed-by",
                 str(tmp_path / "missing"))
     assert out.returncode == 2 and "no such allowed signers file" in out.stderr
+
+
+# --------------------------------------------------------------- the real controller
+
+
+async def test_the_controller_signs_its_ledger_and_anchors_its_head(
+        tmp_path: Path, keys: Keys) -> None:
+    """The real controller on simulated clusters, over real HTTP: it signs every ledger
+    commit with --ledger-signing-key, exports the head in /api/v1/status and /metrics,
+    and pushes it to --ledger-anchor; afterwards the auditor's commands accept the
+    ledger, and detect it once re-chained and force-pushed."""
+    import anyio
+    import httpx
+
+    from controllers.sandbox import until
+    from tests.integration.test_controller_harness import (
+        FAST,
+        fast_settings,
+        rolled_out,
+        sandbox,
+    )
+
+    anchor = tmp_path / "anchor.git"
+    pygit2.init_repository(str(anchor), bare=True)
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box, ledger=True, ledger_signing_key=str(keys.key),
+                          ledger_anchor=str(anchor), ledger_anchor_interval=0.2),
+            adapter_options=FAST) as m:
+        await rolled_out(m, box)
+        base = f"http://127.0.0.1:{m.port}"
+        async with httpx.AsyncClient(base_url=base) as http:
+            async def anchored() -> dict[str, object]:
+                doc = (await http.get("/api/v1/status")).json()
+                led: dict[str, object] = doc.get("ledger") or {}
+                return led
+
+            deadline = anyio.current_time() + 30
+            led = await anchored()
+            while not (led.get("headSeq") and isinstance(led.get("anchor"), dict)
+                       and led["anchor"]["seq"] == led["headSeq"]):  # type: ignore[index]
+                assert anyio.current_time() < deadline, led
+                await anyio.sleep(0.1)
+                led = await anchored()
+            assert led["signed"] is True and led["pending"] == 0
+            metrics = (await http.get("/metrics")).text
+            assert f"aifleet_ledger_head_seq {led['headSeq']}\n" in metrics
+            assert "aifleet_ledger_anchored_seq " in metrics
+        await until(lambda: m.events is not None and m.events.pending == 0, 10,
+                    what="ledger flushed")
+
+    path = str(box.repo.path)
+    out = await anyio.to_thread.run_sync(lambda: fleet(
+        "ledger", "verify", path, "--signed-by", str(keys.allowed), "--anchor", str(anchor)))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "signatures: all" in out.stdout and "anchor: all" in out.stdout
+    tip = str(box.repo.repo.references[REF].target)
+    assert git_verify_commit(box.repo.path, keys.allowed, tip).returncode == 0
+
+    def rechain_first(lines: Lines) -> Lines:  # the first record now says US
+        records = [Record.from_json(_doc(ln)) for ln in lines]
+        fake = replace(records[0].entry, jurisdiction="US")
+        return [r.line() for r in seal([fake, *(r.entry for r in records[1:])])]
+
+    rewrite(box.repo.repo, rechain_first, orphan=True)
+    out = await anyio.to_thread.run_sync(lambda: fleet(
+        "ledger", "verify", path, "--signed-by", str(keys.allowed), "--anchor", str(anchor)))
+    assert out.returncode == 1
+    assert "chain intact" in out.stdout  # the chain alone is fooled ...
+    assert ": unsigned" in out.stdout and "rewritten" in out.stdout  # ... these are not
+
+
+def test_fleet_run_says_at_once_when_the_signing_key_cannot_be_used(
+        signed: Signed, tmp_path: Path) -> None:
+    repo = str(signed.repo.path)
+    out = fleet("run", "--repo", repo, "--ledger-signing-key", str(tmp_path / "nokey"))
+    assert out.returncode == 2
+    assert out.stderr == "fleet: --ledger-signing-key and --ledger-anchor need --ledger\n"
+    out = fleet("run", "--repo", repo, "--ledger", "--ledger-signing-key",
+                str(tmp_path / "nokey"))
+    assert out.returncode == 2
+    assert out.stderr == (f"fleet: --ledger-signing-key {tmp_path / 'nokey'}: no such file, "
+                          "or not readable\n")
+    helptext = fleet("run", "--help").stdout
+    assert "--ledger-signing-key" in helptext and "--ledger-anchor-interval" in helptext
