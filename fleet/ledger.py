@@ -235,18 +235,19 @@ def hashes_match(data: bytes) -> bool:
     """Whether every line of a stored segment holds the hash of its own bytes without
     `,"hash":"..."`: what the writer hashed, so true of every intact record it wrote.
 
-    No parsing: a find, a slice and a sha256 per line, so a read-ahead child can run it
-    on each segment as it reads it. False says only "look closer" (`Chain.feed` then
-    checks record by record, as `verify`; a reformatted but unchanged record passes).
-    A value cannot hide a `,"hash":"` before the real one: canonical JSON escapes `"`.
+    No parsing: a partition, a sha256 and a compare per line (~1 us), so a read-ahead
+    child can run it on each segment as it reads it. False says only "look closer"
+    (`Chain.feed` then checks record by record, as `verify`; a reformatted but unchanged
+    record passes there). A value cannot hide a `,"hash":"` before the real one:
+    canonical JSON escapes `"` in strings. A line without the key has an empty `after`,
+    which no digest equals.
     """
     if not data.strip():
         return True
-    lines = data.rstrip(b"\n").split(b"\n")
     sha = hashlib.sha256
-    return all(i > 0 and ln[i + 73:i + 74] == b'"' and
-               sha(ln[:i] + ln[i + 74:]).hexdigest().encode() == ln[i + 9:i + 73]
-               for ln, i in zip(lines, map(bytes.find, lines, repeat(_HASH_KEY)), strict=True))
+    return all(sha(before + after[65:]).hexdigest().encode() == after[:64]
+               for before, _, after in map(bytes.partition, data.rstrip(b"\n").split(b"\n"),
+                                           repeat(_HASH_KEY)))
 
 
 class Chain:
