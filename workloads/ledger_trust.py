@@ -22,13 +22,17 @@ Plain sync code (subprocesses, pygit2), for worker threads. Errors: `SigningFail
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,24 +93,63 @@ class BadSignature:
     why: str
 
 
-def verify_signature(content: bytes, signature: str, allowed_signers: str) -> str | None:
-    """None when an allowed signer made `signature` over `content` (namespace git), else
-    why not, in ssh-keygen's words."""
-    if "BEGIN SSH SIGNATURE" not in signature:
-        return "not an SSH signature (a GPG one?)"
-    with tempfile.NamedTemporaryFile("w", suffix=".sig") as sig:
-        sig.write(signature)
-        sig.flush()
-        found = _ssh_keygen(["-Y", "find-principals", "-s", sig.name, "-f", allowed_signers])
-        principals = found.stdout.decode().split()
-        if found.returncode != 0 or not principals:
-            return "signed by a key that is not in the allowed signers"
-        done = _ssh_keygen(["-Y", "verify", "-f", allowed_signers, "-I", principals[0],
-                            "-n", "git", "-s", sig.name], content)
-        if done.returncode != 0:
-            why = (done.stderr or done.stdout).decode("utf-8", "replace").strip()
-            return f"bad signature: {why.splitlines()[-1] if why else 'ssh-keygen refused it'}"
-    return None
+def signer_key(signature: str) -> bytes | None:
+    """The public key blob an armored SSH signature names (SSHSIG: magic, version, then
+    the key as an SSH string), or None when it is not one."""
+    body = "".join(ln for ln in signature.strip().splitlines() if not ln.startswith("-----"))
+    try:
+        blob = base64.b64decode(body, validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    if blob[:6] != b"SSHSIG" or len(blob) < 14:
+        return None
+    n = int.from_bytes(blob[10:14], "big")
+    return blob[14:14 + n] or None
+
+
+class SignatureChecker:
+    """Checks SSH signatures in the namespace `git` against an allowed-signers file, as
+    `git verify-commit` does: `ssh-keygen -Y find-principals` (once per signing key:
+    the answer is cached), then `ssh-keygen -Y verify` (once per signature, which checks
+    the key, principal, namespace and validity window again)."""
+
+    def __init__(self, allowed_signers: str) -> None:
+        if not Path(allowed_signers).is_file():
+            raise WorkloadsError(f"{allowed_signers}: no such allowed signers file")
+        self.allowed = allowed_signers
+        self._principals: dict[bytes, str | None] = {}
+        self._lock = threading.Lock()
+
+    def _principal(self, key: bytes | None, sig_path: str) -> str | None:
+        if key is not None:
+            with self._lock:
+                if key in self._principals:
+                    return self._principals[key]
+        found = _ssh_keygen(["-Y", "find-principals", "-s", sig_path, "-f", self.allowed])
+        names = found.stdout.decode().split()
+        principal = names[0] if found.returncode == 0 and names else None
+        if key is not None:
+            with self._lock:
+                self._principals[key] = principal
+        return principal
+
+    def check(self, content: bytes, signature: str) -> str | None:
+        """None when an allowed signer made `signature` over `content`, else why not."""
+        if "BEGIN SSH SIGNATURE" not in signature:
+            return "not an SSH signature (a GPG one?)"
+        with tempfile.NamedTemporaryFile("w", suffix=".sig") as sig:
+            sig.write(signature)
+            sig.flush()
+            principal = self._principal(signer_key(signature), sig.name)
+            if principal is None:
+                return "signed by a key that is not in the allowed signers"
+            done = _ssh_keygen(["-Y", "verify", "-f", self.allowed, "-I", principal,
+                                "-n", "git", "-s", sig.name], content)
+            if done.returncode != 0:
+                why = (done.stderr or done.stdout).decode("utf-8", "replace").strip()
+                return "bad signature: " + (why.splitlines()[-1] if why else
+                                            "ssh-keygen refused it")
+        return None
 
 
 def ledger_commits(repo: pygit2.Repository, tip: pygit2.Oid) -> Iterator[pygit2.Commit]:
@@ -117,21 +160,31 @@ def ledger_commits(repo: pygit2.Repository, tip: pygit2.Oid) -> Iterator[pygit2.
 
 def verify_commits(repo: pygit2.Repository, tip: pygit2.Oid, allowed_signers: str
                    ) -> tuple[int, list[BadSignature]]:
-    """(commits checked, those not signed by an allowed signer, oldest first)."""
-    if not Path(allowed_signers).is_file():
-        raise WorkloadsError(f"{allowed_signers}: no such allowed signers file")
-    bad: list[BadSignature] = []
-    n = 0
+    """(commits checked, those not signed by an allowed signer, oldest first).
+
+    One `ssh-keygen -Y verify` per commit, a few at a time (they wait on processes,
+    not on the GIL)."""
+    checker = SignatureChecker(allowed_signers)
+    signed: list[tuple[str, bytes, str]] = []
+    bad: dict[str, BadSignature] = {}
+    order: list[str] = []
     for commit in ledger_commits(repo, tip):
-        n += 1
+        cid = str(commit.id)
+        order.append(cid)
         signature, content = commit.gpg_signature
         if signature is None or content is None:
-            bad.append(BadSignature(str(commit.id), "unsigned"))
-            continue
-        why = verify_signature(content, signature.decode("utf-8", "replace"), allowed_signers)
-        if why is not None:
-            bad.append(BadSignature(str(commit.id), why))
-    return n, bad
+            bad[cid] = BadSignature(cid, "unsigned")
+        else:
+            signed.append((cid, content, signature.decode("utf-8", "replace")))
+
+    def one(item: tuple[str, bytes, str]) -> tuple[str, str | None]:
+        return item[0], checker.check(item[1], item[2])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for cid, why in pool.map(one, signed):
+            if why is not None:
+                bad[cid] = BadSignature(cid, why)
+    return len(order), [bad[c] for c in order if c in bad]
 
 
 # --------------------------------------------------------------------------- anchors

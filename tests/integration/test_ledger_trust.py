@@ -10,6 +10,7 @@ and refuse; `fleet ledger verify` names the same record. All through the real CL
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -26,7 +27,7 @@ from fleet.ledger import Entry, Record, Tip, seal
 from tests.fleetdocs import base_fleet
 from tests.gitrepo import SIGNATURE, GitRepo
 from workloads.ledger_store import LEDGER_BRANCH, LedgerReader, LedgerWriter
-from workloads.ledger_trust import Anchor, AnchorWriter, signed_commit
+from workloads.ledger_trust import Anchor, AnchorWriter, signed_commit, signer_key
 
 ROOT = Path(__file__).resolve().parents[2]
 REF = f"refs/heads/{LEDGER_BRANCH}"
@@ -291,6 +292,9 @@ def test_ledger_commits_are_signed_as_git_signs_and_verify_both_ways(
         "2026-11-23T10:33:19Z)"]
     commits = git(r.path, "rev-list", REF).stdout.split()
     assert len(commits) == 21
+    signature, _ = r.repo[commits[0]].gpg_signature
+    pub = (keys.key.parent / "controller.pub").read_text().split()[1]
+    assert signer_key(signature.decode()) == base64.b64decode(pub)  # principals cached by it
     for c in commits:  # git itself accepts every one
         done = git_verify_commit(r.path, keys.allowed, c)
         assert done.returncode == 0, done.stderr
