@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -77,6 +77,9 @@ from fleet.safety import (
 from fleet.spec import FleetSpec
 from workloads.loader import Snapshot
 
+if TYPE_CHECKING:
+    from controllers.anchor import LedgerAnchor
+
 log = structlog.get_logger()
 
 PlaceFn = Any
@@ -106,8 +109,8 @@ class Manager:
             raise ValueError(problem)
         self.settings = settings
         self.events = events
-        self.anchor: Any = None
-        """`controllers.anchor.LedgerAnchor` with --ledger-anchor."""
+        self.anchor: LedgerAnchor | None = None
+        """With --ledger-anchor: what pushes the ledger's head to the anchor."""
         self.adapter_options = adapter_options or AdapterOptions(
             qps=settings.qps, burst=settings.burst, allow_exec=settings.allow_exec_plugins,
             self_heal=settings.self_heal, unreachable_after=settings.unreachable_after)
