@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -83,6 +83,9 @@ from fleet.spec import FleetSpec
 from workloads.loader import Snapshot
 from workloads.signatures import SignatureVerifier
 
+if TYPE_CHECKING:
+    from controllers.anchor import LedgerAnchor
+
 log = structlog.get_logger()
 
 JOURNAL_FILE = "ledger-journal.jsonl"
@@ -115,6 +118,8 @@ class Manager:
             raise ValueError(problem)
         self.settings = settings
         self.events = events
+        self.anchor: LedgerAnchor | None = None
+        """With --ledger-anchor: what pushes the ledger's head to the anchor."""
         self.adapter_options = adapter_options or AdapterOptions(
             qps=settings.qps, burst=settings.burst, allow_exec=settings.allow_exec_plugins,
             self_heal=settings.self_heal, unreachable_after=settings.unreachable_after)
@@ -429,13 +434,25 @@ class Manager:
         from workloads.ledger_store import LedgerWriter
 
         ledger = Ledger(LedgerWriter(self.source.mirror_path, remote="origin",
-                                     credentials=self.source.credentials),
+                                     credentials=self.source.credentials,
+                                     signing_key=self.settings.ledger_signing_key),
                         journal=Journal(self.settings.state_dir / JOURNAL_FILE),
                         max_backlog=self.settings.ledger_max_backlog)
         self.events = self.reconciler.events = ledger
         assert self._tg is not None
         self._tg.start_soon(ledger.run)
-        log.info("ledger_started", branch=ledger.writer.ref)
+        log.info("ledger_started", branch=ledger.writer.ref,
+                 signed=self.settings.ledger_signing_key is not None)
+        if self.settings.ledger_anchor:
+            from controllers.anchor import LedgerAnchor
+            from workloads.ledger_trust import AnchorWriter
+
+            # the fleet repo's credentials are never sent to the anchor's server
+            self.anchor = LedgerAnchor(ledger, AnchorWriter(
+                self.source.mirror_path, self.settings.ledger_anchor,
+                key_path=self.settings.ledger_signing_key),
+                interval=self.settings.ledger_anchor_interval)
+            self._tg.start_soon(self.anchor.run)
 
     async def _adopt(self, snap: Snapshot) -> None:
         assert snap.commit is not None

@@ -109,6 +109,9 @@ def status(m: Manager) -> dict[str, Any]:
     add_operator_fields(doc, spec=spec, views=views, live=live, drift=drift,
                         failover_grace=m.settings.failover_grace)
     m.suspensions.annotate(doc)
+    ledger = ledger_head(m)
+    if ledger is not None:
+        doc["ledger"] = ledger
     if m.settings.leader_elect:
         doc["leader"] = {"leading": m.may_act(),
                          "generation": m.elector.generation if m.elector else 0,
@@ -136,6 +139,24 @@ def health_notes(m: Manager, views: Mapping[str, ClusterView]) -> dict[str, Heal
     for name, err in m.connect_errors.items():
         notes.setdefault(name, HealthNote("ConnectFailed", f"cannot connect: {err}"))
     return notes
+
+
+def ledger_head(m: Manager) -> dict[str, Any] | None:
+    """The ledger's head as this controller last wrote it, and the last anchor: what an
+    auditor compares with `fleet ledger verify` (None without --ledger)."""
+    last = getattr(m.events, "last", None)
+    if not hasattr(m.events, "written"):
+        return None
+    anchor = m.anchor.last if m.anchor is not None else None
+    return {"headSeq": last.seq if last is not None else 0,
+            "headHash": last.hash if last is not None else None,
+            "pending": getattr(m.events, "pending", 0),
+            "signed": m.settings.ledger_signing_key is not None,
+            "anchor": None if m.anchor is None else {
+                "seq": anchor.seq if anchor else None, "hash": anchor.hash if anchor else None,
+                "ledgerCommit": anchor.ledger_commit if anchor else None,
+                "time": anchor.time if anchor else None,
+                "failures": m.anchor.failures, "error": m.anchor.error or None}}
 
 
 def live_now(m: Manager) -> dict[tuple[ClusterName, WorkloadId], PlacementLive]:

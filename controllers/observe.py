@@ -90,7 +90,12 @@ def _counters(m: Manager, mono: Monotonic) -> Iterator[Metric]:
                                      getattr(ledger, "written", 0) or 0, ledger))
     failed.add_metric([], mono.read(("ledger", "failures"),
                                     getattr(ledger, "failures", 0) or 0, ledger))
-    yield from (kinds, calls, retries, drift, written, failed)
+    anchor_failed = CounterMetricFamily("aifleet_ledger_anchor_failures",
+                                        "Failed pushes of the ledger head to the anchor.")
+    anchor = getattr(m, "anchor", None)
+    anchor_failed.add_metric([], mono.read(("ledger", "anchor_failures"),
+                                           getattr(anchor, "failures", 0) or 0, anchor))
+    yield from (kinds, calls, retries, drift, written, failed, anchor_failed)
 
 
 def _gauges(m: Manager) -> Iterator[Metric]:
@@ -145,5 +150,10 @@ def _gauges(m: Manager) -> Iterator[Metric]:
                                 "writes).")
     problem = getattr(ledger, "problem", None)
     blocked.add_metric([], int(callable(problem) and problem() is not None))
+    anchor = getattr(m, "anchor", None)
+    anchored = GaugeMetricFamily("aifleet_ledger_anchored_seq", "Seq of the last ledger head "
+                                 "written to the anchor (--ledger-anchor; 0: none yet).")
+    last_anchor = getattr(anchor, "last", None)
+    anchored.add_metric([], getattr(last_anchor, "seq", 0) or 0)
     yield from (queue, clusters, health, healthy, alloc, free, placed, leader, backlog, head,
-                forged, blocked)
+                forged, blocked, anchored)

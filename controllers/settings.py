@@ -54,6 +54,19 @@ class Settings(BaseSettings):
         100, ge=1, description="with --ledger: records waiting on failing ledger writes from "
                                "which /readyz fails, status says LedgerUnwritable and (fail "
                                "closed) cluster actions stop")
+    ledger_signing_key: str | None = Field(
+        None, description="with --ledger: an SSH private key file (from a Secret, mode "
+                          "0400) that signs every ledger commit as git does for "
+                          "gpg.format=ssh; auditors check them with `fleet ledger verify "
+                          "--signed-by ALLOWED_SIGNERS` or `git verify-commit`")
+    ledger_anchor: str | None = Field(
+        None, description="with --ledger: a second Git remote (URL or path, append-only on "
+                          "its server) where the ledger's head (seq, hash, commit) is "
+                          "pushed every --ledger-anchor-interval, so that a rewritten "
+                          "ledger is detected by `fleet ledger verify --anchor URL`")
+    ledger_anchor_interval: float = Field(
+        60.0, gt=0, description="seconds between anchors of the ledger's head (only when "
+                                "it moved)")
     qps: float = Field(50.0, gt=0, description="API requests per second per cluster")
     burst: int = Field(100, ge=1, description="API request burst per cluster")
     cluster_concurrency: int = Field(4, ge=1,

@@ -36,7 +36,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, NoReturn
@@ -46,9 +47,21 @@ import pygit2
 from pydantic_core import from_json
 
 from fleet.audit import FleetAt
-from fleet.ledger import Break, Entry, Record, RecordRow, Tip, rows_of, seal, verify
+from fleet.ledger import (
+    Break,
+    Chain,
+    Entry,
+    Record,
+    RecordRow,
+    Tip,
+    hashes_match,
+    rows_of,
+    seal,
+    verify,
+)
 from workloads.errors import RevisionNotFound, SourceUnavailable, WorkloadsError
 from workloads.gitauth import GitCredentials, callbacks_for
+from workloads.ledger_trust import signed_commit
 from workloads.loader import ParseCache, load_entries
 from workloads.readahead import loose_blob, read_ahead
 from workloads.source import git_files, open_repository, resolve_tree
@@ -118,6 +131,11 @@ def segments(repo: pygit2.Repository, commit: pygit2.Commit | None) -> list[Segm
     return out
 
 
+def _hashes(seg: Segment, data: bytes | memoryview) -> bytes:
+    """The read-ahead check: b"1" when every line holds the hash of its bytes."""
+    return b"1" if hashes_match(bytes(data)) else b"0"
+
+
 def _blob(repo: pygit2.Repository, oid: pygit2.Oid) -> bytes:
     """A blob's bytes, inflated once (`repo[oid].data` inflates a loose object twice)."""
     kind, data = repo.odb.read(oid)
@@ -178,24 +196,43 @@ class LedgerReader:
                 batch = list(self._strict(seg, data))
             yield batch
 
-    def rows(self, progress: Progress | None = None) -> Iterator[RecordRow]:
+    def rows(self, progress: Progress | None = None, *, check: Chain | None = None,
+             stop_at_break: bool = False) -> Iterator[RecordRow]:
         """Every record as a `RecordRow`, in order: the fast path for audit and cost.
 
-        One decode per segment, in C, chained in C. Does not check the chain (`verify`
-        does). A line that is not a record raises LedgerUnreadable with file and line.
-        `progress` as for `verify`, as each segment is handed on.
-        """
-        return chain.from_iterable(self._row_batches(progress))
+        One decode per segment, in C, chained in C. A line that is not a record raises
+        LedgerUnreadable with file and line. `progress` as for `verify`, as each
+        segment is handed on.
 
-    def _row_batches(self, progress: Progress | None) -> Iterator[list[RecordRow]]:
+        With `check`, the hash chain is verified in the same pass (`Chain.feed` on each
+        segment, by the read-ahead child when there is one, before the segment is
+        handed on): `check.broken` is the first break, as `verify` would name it. With
+        `stop_at_break`, no rows are handed on from the segment holding the break on.
+        """
+        return chain.from_iterable(self._row_batches(progress, check, stop_at_break))
+
+    def _row_batches(self, progress: Progress | None, check: Chain | None = None,
+                     stop_at_break: bool = False) -> Iterator[list[RecordRow]]:
         segs = self.segments
         count = 0
-        for i, data in enumerate(read_ahead(self._segment_blob, segs)):
+        notes: list[bytes] = []
+        blobs = read_ahead(self._segment_blob, segs, check=None if check is None else _hashes,
+                           adopt=notes.append)
+        for i, data in enumerate(blobs):
             seg = segs[i]
             try:
                 rows = _ROWS.decode_lines(data)  # blank lines are skipped, not records
             except msgspec.MsgspecError:
+                if check is not None and check.feed(bytes(data), seg.path) is not None \
+                        and stop_at_break:
+                    blobs.close()
+                    return
                 self._bad_row(seg, bytes(data).rstrip(b"\n"))
+            if check is not None:
+                check.follow(rows, notes.pop() == b"1", data, seg.path)
+                if stop_at_break and check.broken is not None:
+                    blobs.close()
+                    return
             count += len(rows)
             if progress is not None:
                 progress(count, i + 1, len(segs))
@@ -277,6 +314,28 @@ class LedgerReader:
         """The last record's seq and hash, read from the last segment only."""
         return _tip_at(self.repo, self.commit)
 
+    def hashes_at(self, seqs: Iterable[int]) -> dict[int, str]:
+        """The hash of the record at each of `seqs` (absent: no such record), reading only
+        the segments that hold them (for comparing with an anchor)."""
+        want = sorted(set(seqs))
+        firsts = [s.first_seq for s in self.segments]
+        by_seg: dict[int, set[int]] = {}
+        for q in want:
+            i = bisect_right(firsts, q) - 1
+            if i >= 0:
+                by_seg.setdefault(i, set()).add(q)
+        out: dict[int, str] = {}
+        for i, wanted in sorted(by_seg.items()):
+            for line in _split(_blob(self.repo, self.segments[i].oid)):
+                try:
+                    doc = json.loads(line)
+                    seq, h = doc["seq"], doc["hash"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # the chain check names it
+                if seq in wanted and isinstance(h, str):
+                    out[seq] = h
+        return out
+
 
 def fast_bulk_reads() -> None:
     """For a CLI process about to read a whole ledger: skip libgit2's per-object SHA-1.
@@ -310,13 +369,17 @@ class LedgerWriter:
     """Appends batches of entries to the ledger branch, pushing when there is a remote.
 
     `remote` is a remote's name in the repository (`origin`) or a URL or path;
-    `credentials` go with every fetch and push (the remote's URL holds none).
+    `credentials` go with every fetch and push (the remote's URL holds none);
+    `signing_key`, an SSH private key file, signs every commit as `git commit -S` with
+    `gpg.format=ssh` would (`workloads.ledger_trust`).
     """
 
     def __init__(self, repo_path: str | os.PathLike[str], *, branch: str = LEDGER_BRANCH,
                  remote: str | None = None, segment_records: int = SEGMENT_RECORDS,
-                 max_attempts: int = 5, credentials: GitCredentials | None = None) -> None:
+                 max_attempts: int = 5, credentials: GitCredentials | None = None,
+                 signing_key: str | os.PathLike[str] | None = None) -> None:
         self.repo, _ = open_repository(repo_path)
+        self.signing_key = signing_key
         self.credentials = credentials
         self.ref = _branch_ref(branch)
         self.remote_name = remote
@@ -341,6 +404,12 @@ class LedgerWriter:
             lock = os.path.join(gitdir, *ref.split("/")) + ".lock"
             if os.path.exists(lock):
                 os.remove(lock)
+
+    def head(self) -> tuple[Tip, str | None]:
+        """The ledger branch's last record and commit, as this writer last wrote or saw it
+        (for anchoring the head)."""
+        commit = _commit_of(self.repo, self.ref)
+        return _tip_at(self.repo, commit), None if commit is None else str(commit.id)
 
     def _remote(self) -> pygit2.Remote:
         assert self.remote_name is not None
@@ -495,16 +564,19 @@ class LedgerWriter:
         message = (f"ledger: records {records[0].seq}-{records[-1].seq}\n\n"
                    f"head {records[-1].hash}\n")
         parents = [base.id] if base is not None else []
+        if self.signing_key is not None:
+            return signed_commit(repo, self.signing_key, sig, message, tree.id, parents)
         oid: pygit2.Oid = repo.create_commit(None, sig, sig, message, tree.id, parents)
         return oid
 
 
 def _tip_at(repo: pygit2.Repository, commit: pygit2.Commit | None) -> Tip:
-    segs = segments(repo, commit)
-    if not segs:
-        return Tip()
-    last = json.loads(_blob(repo, segs[-1].oid).rstrip(b"\n").rsplit(b"\n", 1)[-1])
-    return Tip(int(last["seq"]), str(last["hash"]))
+    for seg in reversed(segments(repo, commit)):
+        data = _blob(repo, seg.oid).rstrip(b"\n")
+        if data.strip():  # an emptied segment is skipped, not read as a record
+            last = json.loads(data.rsplit(b"\n", 1)[-1])
+            return Tip(int(last["seq"]), str(last["hash"]))
+    return Tip()
 
 
 class FleetHistory:

@@ -30,6 +30,8 @@ import pygit2
 from workloads.forkmap import can_fork
 
 K = TypeVar("K")
+Check = Callable[[K, bytes | memoryview], bytes]
+"""Runs on each blob where it is read; its note goes with the blob (see `read_ahead`)."""
 
 MIN_BLOBS = 16
 """Below this many blobs (16,000 ledger records) a fork costs more than it saves."""
@@ -39,13 +41,19 @@ _PIPE_SIZE = 1 << 20
 
 
 def read_ahead(read: Callable[[K], bytes | memoryview], keys: Sequence[K], *,
-               min_blobs: int = MIN_BLOBS) -> Generator[bytes | memoryview, None, None]:
+               min_blobs: int = MIN_BLOBS, check: Check[K] | None = None,
+               adopt: Callable[[bytes], None] | None = None
+               ) -> Generator[bytes | memoryview, None, None]:
     """`read(k)` for every key, in order; read by a forked child ahead of the caller
     when it pays. `read` must only read (it runs in the child with the parent's state).
     A blob may be a view of a buffer that the next one reuses: use it (or copy it)
-    before asking for the next."""
+    before asking for the next.
+
+    `check(k, blob)`, if given, runs where the blob is read, before it is handed on
+    (in the child: on the second core), and returns a small note; `adopt(note)` runs
+    here before that blob is yielded, wherever the check ran."""
     if len(keys) < min_blobs or not can_fork():
-        yield from map(read, keys)
+        yield from _here(read, keys, check, adopt)
         return
     r, w = os.pipe()
     with contextlib.suppress(OSError, AttributeError):  # Linux only; a hint
@@ -58,8 +66,11 @@ def read_ahead(read: Callable[[K], bytes | memoryview], keys: Sequence[K], *,
             with os.fdopen(w, "wb") as out:
                 for k in keys:
                     data = read(k)
+                    note = check(k, data) if check is not None else b""
                     out.write(len(data).to_bytes(8, "little"))
+                    out.write(len(note).to_bytes(8, "little"))
                     out.write(data)
+                    out.write(note)
             code = 0
         finally:
             os._exit(code)  # no atexit handlers, no flushing of the parent's buffers
@@ -69,20 +80,36 @@ def read_ahead(read: Callable[[K], bytes | memoryview], keys: Sequence[K], *,
     try:
         with io.BufferedReader(io.FileIO(r, "rb"), buffer_size=_PIPE_SIZE) as inp:
             for _ in keys:
-                head = inp.read(8)
-                if len(head) < 8:
+                head = inp.read(16)
+                if len(head) < 16:
                     break
-                size = int.from_bytes(head, "little")
+                size = int.from_bytes(head[:8], "little")
                 if size > len(buf):
                     buf = bytearray(size)
                 view = memoryview(buf)[:size]
                 if not _fill(inp, view):
                     break
+                note = inp.read(int.from_bytes(head[8:], "little"))
+                if len(note) != int.from_bytes(head[8:], "little"):
+                    break
+                if adopt is not None:
+                    adopt(note)
                 sent += 1
                 yield view
     finally:  # also when the caller stops early: the closed pipe ends the child
         os.waitpid(pid, 0)
-    yield from map(read, keys[sent:])  # what a failed child did not send
+    yield from _here(read, keys[sent:], check, adopt)  # what a failed child did not send
+
+
+def _here(read: Callable[[K], bytes | memoryview], keys: Sequence[K], check: Check[K] | None,
+          adopt: Callable[[bytes], None] | None) -> Generator[bytes | memoryview, None, None]:
+    for k in keys:
+        data = read(k)
+        if check is not None:
+            note = check(k, data)
+            if adopt is not None:
+                adopt(note)
+        yield data
 
 
 def _fill(inp: io.BufferedReader[io.FileIO], view: memoryview) -> bool:

@@ -23,6 +23,7 @@ from controllers.commands.common import add_format_argument, fail, write_doc
 from controllers.commands.ledger import open_ledger
 from controllers.progress import Progress
 from fleet.audit import FleetAt, LiveObject, Report, residency_audit
+from fleet.ledger import Break, Chain
 from fleet.spec import FleetSpec
 from workloads.errors import WorkloadsError
 from workloads.ledger_store import LEDGER_BRANCH, FleetHistory, fast_bulk_reads
@@ -38,6 +39,10 @@ policy in force at that commit; violations first. Findings: clusters whose juris
 changed in the repo while workloads ran on them, and with --live / --observed, GPU
 workloads running that no placement put there and objects of ours the ledger does not
 know. The report names the ledger head it was built from. Exit 1 on any violation.
+
+The ledger's hash chain is verified in the same pass: a broken chain (a record edited,
+removed or reordered) is refused with exit 1 and the first broken record, unless
+--allow-broken-chain, which reports under a banner at the top of every format.
 
 DATE is YYYY-MM-DD (a --to day is included whole) or an RFC 3339 time.
 
@@ -77,6 +82,41 @@ def add_window_arguments(p: argparse.ArgumentParser) -> None:
                    help="only periods running at or after DATE")
     p.add_argument("--to", dest="end", metavar="DATE", type=_date(True),
                    help="only periods running before the end of DATE")
+    p.add_argument("--allow-broken-chain", action="store_true",
+                   help="report even when the ledger's hash chain is broken (a record "
+                        "edited, removed or reordered), under a banner at the top of the "
+                        "output naming the first broken record; without it a broken chain "
+                        "is refused: nothing on stdout, the break on stderr, exit 1")
+
+
+def chain_message(broken: Break) -> str:
+    """The first broken record, in the words of `fleet ledger verify`."""
+    seq = f"seq {broken.seq}" if broken.seq is not None else "seq ?"
+    return (f"the ledger's hash chain is broken at record {broken.index + 1} "
+            f"({broken.where}: {seq}: {broken.why})")
+
+
+def chain_banner(broken: Break) -> str:
+    """One line for the top of a report made from a broken chain."""
+    return (f"WARNING: {chain_message(broken)}; it and every record after it cannot be "
+            "trusted; reported anyway (--allow-broken-chain)")
+
+
+def chain_json(broken: Break | None) -> dict[str, Any] | None:
+    """The `chainBroken` field of a JSON report: null when the chain was verified."""
+    if broken is None:
+        return None
+    return {"record": broken.index + 1, "seq": broken.seq, "where": broken.where,
+            "why": broken.why, "message": chain_banner(broken)}
+
+
+def refuse_broken_chain(broken: Break, ledger_ref: str) -> int:
+    """Exit 1 without a report: a report from a broken chain would state as fact what
+    someone may have written."""
+    print(f"fleet: {chain_message(broken)}: refusing to report from ledger {ledger_ref} "
+          "(run `fleet ledger verify`; --allow-broken-chain reports anyway, under a "
+          "banner)", file=sys.stderr)
+    return 1
 
 
 def _date(is_end: bool) -> Any:
@@ -172,27 +212,35 @@ def run(args: argparse.Namespace) -> int:
             checked = sorted(c for c in spec.clusters if c not in down)
             notes.extend(f"cluster {c} not cross-checked: {why}" for c, why in unreachable)
     progress = Progress("reading the ledger", unit="records")
+    check = Chain()
+    rows = reader.rows(progress.update, check=check, stop_at_break=not args.allow_broken_chain)
     try:
-        report = residency_audit(reader.rows(progress.update), history.at, start=args.start,
+        report = residency_audit(rows, history.at, start=args.start,
                                  end=args.end, live=live, latest=latest,
                                  data_classes=head_fleet, checked=checked)
     except WorkloadsError as e:
         progress.clear()
         fail(str(e))
     progress.clear()
+    broken = check.broken
+    if broken is not None and not args.allow_broken_chain:
+        return refuse_broken_chain(broken, args.ledger_ref)
     head = str(reader.commit.id) if reader.commit is not None else ""
     for note in notes:
         print(f"fleet: {note}", file=sys.stderr)
     if args.format in ("json", "yaml"):
         doc = report.to_json()
         doc["ledger"]["commit"] = head
+        doc["chainBroken"] = chain_json(broken)
         doc["notCrossChecked"] = notes
         write_doc(doc, args.format)
     elif args.format == "csv":
+        if broken is not None:
+            sys.stdout.write(f"# {chain_banner(broken)}\n")
         write_csv(report)
     else:
-        sys.stdout.write(markdown(report, args.ledger_ref, head, notes))
-    return 1 if report.violations else 0
+        sys.stdout.write(markdown(report, args.ledger_ref, head, notes, broken))
+    return 1 if report.violations or broken is not None else 0
 
 
 _HOLE = "\0periods\0"
@@ -266,12 +314,15 @@ def _md_table(headers: list[str], rows: Iterable[list[str]]) -> list[str]:
     return out
 
 
-def markdown(report: Report, ledger_ref: str, head_commit: str, notes: list[str]) -> str:
+def markdown(report: Report, ledger_ref: str, head_commit: str, notes: list[str],
+             broken: Break | None = None) -> str:
     n = report.violations
+    banner = [] if broken is None else [f"> **{chain_banner(broken)}**", ""]
+    chain = "hash chain verified" if broken is None else "**hash chain broken**"
     lines = [
-        "# Residency audit", "",
+        *banner, "# Residency audit", "",
         f"- Ledger: `{ledger_ref}` at commit `{head_commit[:12]}`, {report.records} records, "
-        f"head seq {report.head_seq} `{report.head_hash}`",
+        f"head seq {report.head_seq} `{report.head_hash}`, {chain}",
         f"- Window: {report.start or 'beginning'} to {report.end or 'end of ledger'}",
         f"- Result: **{n} violation{'' if n == 1 else 's'}**, {len(report.periods)} periods, "
         f"{len(report.findings)} findings",

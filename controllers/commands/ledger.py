@@ -12,6 +12,7 @@ from controllers.progress import Progress
 from controllers.statusview import table
 from workloads.errors import WorkloadsError
 from workloads.ledger_store import LEDGER_BRANCH, LedgerReader
+from workloads.ledger_trust import Anchor, compare_anchor, read_anchor, verify_commits
 
 DESCRIPTION = """\
 The decision ledger: every placement, move, failover, apply, prune, drift correction and
@@ -20,10 +21,23 @@ of the fleet repo.
 
   fleet ledger verify [REPO]     check the chain; print the first broken record (file:line,
                                  seq, why) and exit 1, or the head it verified and exit 0
+        --signed-by FILE         also: every ledger commit is signed by a key in this
+                                 allowed-signers file (SSH, as git's
+                                 gpg.ssh.allowedSignersFile); exit 1 naming the first
+                                 commit that is not
+        --anchor URL             also: every head the controller anchored there
+                                 (--ledger-anchor) is in this chain at its seq; exit 1
+                                 naming the first that is not (a rewritten ledger)
   fleet ledger show [REPO]       the last records, with filters
+
+The chain alone proves no record was edited, removed or reordered after the head;
+someone who can push the branch can re-chain it (recompute every hash). Signatures and
+the anchor pin the head: see docs/audit.md for what each proves.
 
 Examples:
   fleet ledger verify /srv/fleet.git
+  fleet ledger verify /srv/fleet.git --signed-by allowed_signers \
+      --anchor https://git.example.com/audit/fleet-anchor.git
   fleet ledger show --workload nlp-team/llama-finetune --last 50
   fleet ledger show --event Moved --event FailedOver --format json"""
 
@@ -35,6 +49,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     inner = p.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
     v = inner.add_parser("verify", help="check the hash chain, report the first break")
     _common(v)
+    v.add_argument("--signed-by", metavar="ALLOWED_SIGNERS",
+                   help="check that every commit of the ledger branch is signed by a key "
+                        "in this allowed-signers file (the format of ssh-keygen's "
+                        "ALLOWED SIGNERS, as git's gpg.ssh.allowedSignersFile); needs "
+                        "ssh-keygen")
+    v.add_argument("--anchor", metavar="URL",
+                   help="compare with the anchor the controller writes (--ledger-anchor): "
+                        "a Git remote (URL or path) whose branch aifleet/anchor records "
+                        "(seq, hash) of past heads; any that this chain contradicts is a "
+                        "rewrite")
     v.set_defaults(handler=run_verify)
     s = inner.add_parser("show", help="the last records, filtered")
     _common(s)
@@ -72,22 +96,72 @@ def open_ledger(repo: str, ref: str) -> LedgerReader:
 
 def run_verify(args: argparse.Namespace) -> int:
     reader = open_ledger(args.repo, args.ref)
+    anchors: list[Anchor] | None = None
+    if args.anchor:  # first: an unreachable anchor is exit 2 before any long read
+        try:
+            anchors = read_anchor(args.anchor)
+        except WorkloadsError as e:
+            fail(str(e))
     progress = Progress("verifying the ledger", unit="records")
     broken = reader.verify(progress.update)
     progress.clear()
     commit = str(reader.commit.id)[:12] if reader.commit is not None else "-"
+    code = 0
     if broken is not None:
         seq = f"seq {broken.seq}" if broken.seq is not None else "seq ?"
         print(f"{broken.where}: {seq}: {broken.why}")
         print(f"ledger {args.ref} @ {commit}: chain broken at record {broken.index + 1}; "
               f"the {broken.index} before it verify, it and everything after it cannot be "
               "trusted", file=sys.stderr)
-        return 1
-    tip = reader.tip()
-    segments = len(reader.segments)
-    print(f"ledger {args.ref} @ {commit}: {reader.checked:,} records in {segments:,} "
-          f"segment{'' if segments == 1 else 's'}, chain intact; head seq {tip.seq} {tip.hash}")
-    return 0
+        code = 1
+    else:
+        tip = reader.tip()
+        segments = len(reader.segments)
+        print(f"ledger {args.ref} @ {commit}: {reader.checked:,} records in {segments:,} "
+              f"segment{'' if segments == 1 else 's'}, chain intact; head seq {tip.seq} "
+              f"{tip.hash}")
+    if args.signed_by:
+        code = max(code, _verify_signatures(reader, args.signed_by))
+    if anchors is not None:
+        code = max(code, _verify_anchor(reader, anchors, args.anchor))
+    return code
+
+
+def _verify_signatures(reader: LedgerReader, allowed_signers: str) -> int:
+    assert reader.commit is not None
+    try:
+        n, bad = verify_commits(reader.repo, reader.commit.id, allowed_signers)
+    except WorkloadsError as e:
+        fail(str(e))
+    if not bad:
+        print(f"signatures: all {n:,} ledger commit{'' if n == 1 else 's'} signed by an "
+              f"allowed signer ({allowed_signers})")
+        return 0
+    first = bad[0]
+    print(f"commit {first.commit}: {first.why}")
+    print(f"signatures: {len(bad):,} of {n:,} ledger commits not signed by an allowed signer "
+          f"({allowed_signers}); the first is {first.commit[:12]}: records it added or "
+          "changed were not written by the key holder", file=sys.stderr)
+    return 1
+
+
+def _verify_anchor(reader: LedgerReader, anchors: list[Anchor], url: str) -> int:
+    if not anchors:
+        print(f"anchor: {url} holds no entry yet")
+        return 0
+    head = reader.tip().seq
+    hashes = reader.hashes_at(a.seq for a in anchors if a.seq <= head)
+    bad = compare_anchor(anchors, hashes, head)
+    last = anchors[-1]
+    if not bad:
+        print(f"anchor: all {len(anchors):,} anchored heads are in the chain (the last: seq "
+              f"{last.seq} at {last.time})")
+        return 0
+    first = bad[0]
+    print(f"anchor seq {first.anchor.seq}: {first.why}")
+    print(f"anchor: {len(bad):,} of {len(anchors):,} anchored heads contradict the ledger: "
+          "it was rewritten after they were recorded", file=sys.stderr)
+    return 1
 
 
 def _matches(doc: dict[str, Any], args: argparse.Namespace) -> bool:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from controllers.settings import add_arguments, from_args, home_problem, listener_problem
+from controllers.settings import (
+    Settings,
+    add_arguments,
+    from_args,
+    home_problem,
+    listener_problem,
+)
 
 DESCRIPTION = """\
 Run the fleet controller: fetch the fleet repo (any URL Git can fetch) every
@@ -57,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     problem = home_problem(settings) or listener_problem(settings) or \
         _tokens_problem(settings) or _tls_problem(settings) or \
         _repo_problem(settings.repo) or \
-        _listen_problem(settings.listen)
+        _listen_problem(settings.listen) or \
+        _ledger_problem(settings)
     if problem:
         fail(problem)
     return serve_until_signalled(settings)
@@ -93,6 +100,19 @@ def _tls_problem(settings: object) -> str:
     except (ssl.SSLError, OSError) as e:
         return (f"--tls-cert {settings.tls_cert} / --tls-key {settings.tls_key} cannot be "
                 f"used: {getattr(e, 'reason', None) or e.strerror or type(e).__name__}")
+    return ""
+
+
+def _ledger_problem(settings: Settings) -> str:
+    """A signing key that cannot be read, or ledger options without --ledger: say it now,
+    not as a failed write at the first decision."""
+    import os
+
+    if (settings.ledger_signing_key or settings.ledger_anchor) and not settings.ledger:
+        return "--ledger-signing-key and --ledger-anchor need --ledger"
+    key = settings.ledger_signing_key
+    if key and not os.access(key, os.R_OK):
+        return f"--ledger-signing-key {key}: no such file, or not readable"
     return ""
 
 

@@ -4,6 +4,7 @@ does, and no child left behind."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pygit2
@@ -61,6 +62,21 @@ def test_stopping_early_ends_and_reaps_the_child() -> None:
     it.close()
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)  # waited for: not even a zombie
+
+
+def note(k: int, data: bytes | memoryview) -> bytes:
+    """A check's note: which key, which process checked it, and the blob's size."""
+    return f"{k}:{os.getpid()}:{len(data)}".encode()
+
+
+@pytest.mark.parametrize("read", [blob, fails_in_child], ids=["child", "child-fails-at-20"])
+def test_each_blob_is_checked_where_it_is_read_and_its_note_adopted_before_it(
+        read: Callable[[int], bytes]) -> None:
+    notes: list[bytes] = []
+    for d in read_ahead(read, list(range(40)), check=note, adopt=notes.append):
+        k, pid, _ = parts(d)
+        assert notes[-1] == f"{k}:{pid}:{len(d)}".encode()  # checked by the reader of d
+    assert [int(n.split(b":")[0]) for n in notes] == list(range(40))
 
 
 @pytest.mark.parametrize("keys", [list(range(5)), []], ids=["few-blobs", "none"])
