@@ -108,6 +108,10 @@ class LeaderElector:
             except ClusterError as e:
                 log.warning("leader_lease_unreadable", identity=self.identity, error=str(e))
                 return fence_refusal(self.generation, None, None, self.identity)
+            except Exception as e:  # noqa: BLE001 - a closed client: no Lease read, no write
+                log.warning("leader_lease_unreadable", identity=self.identity,
+                            error=f"{type(e).__name__}: {e}")
+                return fence_refusal(self.generation, None, None, self.identity)
             spec = lease.get("spec") or {}
             transitions = spec.get("leaseTransitions")
             why = fence_refusal(self.generation, spec.get("holderIdentity"),
@@ -179,10 +183,24 @@ class LeaderElector:
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": meta, "spec": spec}
 
-    async def run(self) -> None:
+    async def run(self, client_of: Callable[[], KubeClient | None] | None = None) -> None:
+        """Renew (or try to take) the Lease every `renew_every` until cancelled.
+
+        `client_of` gives the home cluster's client anew each time: the home may be
+        disconnected (a member whose Cluster file was removed) or reconnected under a new
+        client. Without one the Lease is not renewed and leadership lapses at its
+        deadline; no failure to renew ever ends the loop (it is the controller's)."""
         while True:
-            try:
-                await self.try_acquire_or_renew()
-            except ClusterError as e:
-                log.warning("leader_renew_failed", identity=self.identity, error=str(e))
+            client = client_of() if client_of is not None else self.client
+            if client is not None:
+                self.client = client
+                try:
+                    await self.try_acquire_or_renew()
+                except ClusterError as e:
+                    log.warning("leader_renew_failed", identity=self.identity, error=str(e))
+                except Exception as e:  # noqa: BLE001 - a closed client, a broken session
+                    log.warning("leader_renew_failed", identity=self.identity,
+                                error=f"{type(e).__name__}: {e}")
+            else:
+                log.warning("leader_home_unavailable", identity=self.identity)
             await anyio.sleep(self.renew_every)

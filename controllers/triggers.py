@@ -93,7 +93,7 @@ async def leader_loop(m: Manager) -> None:
                               duration=m.lease_duration,
                               margin=min(2.0, m.lease_duration / 4))
     log.info("leader_election_started", cluster=m.home.name, identity=m.elector.identity)
-    await m.elector.run()
+    await m.elector.run(m.home.client)
 
 
 def whole_commit_problems(snap: Snapshot) -> str:

@@ -261,3 +261,25 @@ async def test_a_management_kubeconfig_that_cannot_be_used_is_a_condition_not_a_
                                     for c in m.status()["source"]["conditions"]), 10,
                         what="HomeUnavailable")
             assert m.status()["leader"]["leading"] is False
+
+
+async def test_retiring_the_member_that_holds_the_lease_does_not_stop_the_controller(
+        tmp_path: Path) -> None:
+    # Found by the chaos test: with `--leader-cluster X`, removing X's Cluster file
+    # drained and disconnected it, and the elector kept renewing through the closed
+    # client: `RuntimeError('Session is closed')` ended the controller's task group.
+    async with sandbox(tmp_path) as box:
+        home = "us-east-1"
+        settings = fast_settings(box, leader_elect=True, leader_cluster=home, identity="a")
+        async with box.controller(settings, adapter_options=FAST, lease_duration=1.5) as m:
+            await until(lambda: m.may_act(), 20, what="leading")
+            await rolled_out(m, box)
+            box.repo.commit({f"clusters/{home}.yaml": None}, "retire the Lease's cluster")
+            m.trigger_fetch()
+            await until(lambda: home not in m.adapters, 30, what="drained and disconnected")
+            # Leadership lapses (nowhere to renew it): the controller stays up and says so.
+            await until(lambda: not m.may_act(), 20, what="leadership lapsed")
+            async with httpx.AsyncClient() as c:
+                r = await c.get(f"http://127.0.0.1:{m.port}/healthz")
+            assert r.status_code == 200
+            assert m.status()["leader"]["leading"] is False
