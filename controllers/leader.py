@@ -83,6 +83,8 @@ class LeaderElector:
         self.margin = margin
         self.generation = 0
         self.confirm_every = min(1.0, self.renew_every)
+        self.retry_every = 1.0
+        """Seconds between attempts while the Lease cannot be renewed or taken."""
         self._deadline = 0.0
         self._clock = clock
         self._confirmed: tuple[float, int] | None = None
@@ -192,10 +194,12 @@ class LeaderElector:
         deadline; no failure to renew ever ends the loop (it is the controller's)."""
         while True:
             client = client_of() if client_of is not None else self.client
+            ok = False
             if client is not None:
                 self.client = client
                 try:
                     await self.try_acquire_or_renew()
+                    ok = True
                 except ClusterError as e:
                     log.warning("leader_renew_failed", identity=self.identity, error=str(e))
                 except Exception as e:  # noqa: BLE001 - a closed client, a broken session
@@ -203,4 +207,7 @@ class LeaderElector:
                                 error=f"{type(e).__name__}: {e}")
             else:
                 log.warning("leader_home_unavailable", identity=self.identity)
-            await anyio.sleep(self.renew_every)
+            # After a failure, try again soon (client-go's RetryPeriod): a home cluster
+            # that answers again is led again within a second, not a whole renew period.
+            await anyio.sleep(self.renew_every if ok else min(self.renew_every,
+                                                                self.retry_every))

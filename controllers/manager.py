@@ -730,6 +730,7 @@ class Manager:
             previous: PreviousPlan = await self.last_plan.restore(
                 previous_from_live(spec.clusters, live), listed=set(live),
                 clusters=set(spec.clusters))
+            previous = _prefer_last_plan(previous, self.desired.plan)
         else:
             old = self.desired.plan
             previous = {} if old is None else {
@@ -855,6 +856,27 @@ def _verifier(settings: Settings) -> SignatureVerifier | None:
     if not settings.verify_signatures:
         return None
     return SignatureVerifier(settings.allowed_signers, settings.gpg_keyring)
+
+
+def _prefer_last_plan(from_live: PreviousPlan, last: Plan | None) -> PreviousPlan:
+    """What runs, as the previous plan of a rebuild (a new leadership), except where this
+    process's last plan placed a workload on clusters that all run it while it also runs
+    elsewhere: a failover made while its old cluster was away, before it returned. Then
+    the failover's target is where it runs, and the copy on the returned cluster is the
+    stale one (deleted first), never the other way round: a gang that failed over is not
+    moved back and restarted a second time."""
+    if last is None:
+        return from_live
+    out = dict(from_live)
+    for wid, running in from_live.items():
+        wp = last.workloads.get(wid)
+        if wp is None or wp.status != "Placed" or not wp.assignments:
+            continue
+        there = {a.cluster for a in running}
+        planned = {a.cluster for a in wp.assignments}
+        if planned < there:  # runs where planned, and on more clusters besides
+            out[wid] = wp.assignments
+    return out
 
 
 def _forge_status(settings: Settings) -> CommitStatusPoster | None:

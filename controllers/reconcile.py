@@ -122,6 +122,7 @@ class ClusterReconciler:
                 log.info("reconcile_held", cluster=name, reason=held_by)
                 return 0.5
         started = time.perf_counter()
+        decided_by = self.desired.plan
         signature = self.desired.signature(cluster)
         live_labels = set(adapter.live_workloads())
         reachable = {ClusterName(n) for n, a in self.adapters.items()
@@ -133,6 +134,11 @@ class ClusterReconciler:
             # Before anything else runs here: a failed-over gang must not run twice.
             deleted = await self._delete(name, adapter, stale, "stale copy after failover")
             self.totals.stale_deleted += deleted
+            if self.desired.plan is not decided_by:
+                # A new plan came while we deleted: one pass applies one plan, never the
+                # deletions of one and the objects of the next (which may put back here
+                # what was just deleted, while its new copy runs elsewhere). Again, now.
+                return 0.0
         objects, labels = self.desired.objects_for(cluster)
         hands_off |= self._suspended_labels(name, set(labels))
         if hands_off:  # what runs of them stays as it is (never pruned: `protect`)
