@@ -375,6 +375,7 @@ async def test_the_controller_signs_its_ledger_and_anchors_its_head(
     ledger, and detect it once re-chained and force-pushed."""
     import anyio
     import httpx
+    from prometheus_client.parser import text_string_to_metric_families
 
     from controllers.sandbox import until
     from tests.integration.test_controller_harness import (
@@ -406,9 +407,10 @@ async def test_the_controller_signs_its_ledger_and_anchors_its_head(
                 await anyio.sleep(0.1)
                 led = await anchored()
             assert led["signed"] is True and led["pending"] == 0
-            metrics = (await http.get("/metrics")).text
-            assert f"aifleet_ledger_head_seq {led['headSeq']}\n" in metrics
-            assert "aifleet_ledger_anchored_seq " in metrics
+            metrics = {s.name: s.value for f in text_string_to_metric_families(
+                (await http.get("/metrics")).text) for s in f.samples}
+            assert metrics["aifleet_ledger_head_seq"] == led["headSeq"]
+            assert metrics["aifleet_ledger_anchored_seq"] == led["anchor"]["seq"]
         await until(lambda: m.events is not None and m.events.pending == 0, 10,
                     what="ledger flushed")
 
