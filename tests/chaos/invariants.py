@@ -128,8 +128,12 @@ class Judge:
                             f"`{ALLOW_RETIRE}`", lambda w, c: c in retired and w in kept))
         mass = len(deleted) > MASS_FRACTION * len(workloads_in(old)) and len(deleted) >= MASS_MIN
         if mass and ALLOW_MASS not in trailers:
+            # A deleted workload's copy that moved (a failover's stale copy cleaned up on a
+            # returning cluster) is not lost: only one that runs nowhere any more is.
+            running_after = {w for ws in after.values() for w in ws}
             guarded.append((f"deletes {len(deleted)}/{len(workloads_in(old))} workload files "
-                            f"without `{ALLOW_MASS}`", lambda w, _c: w in deleted))
+                            f"without `{ALLOW_MASS}`",
+                            lambda w, _c: w in deleted and w not in running_after))
         for why, covers in guarded:
             lost = sorted(f"{w}@{c}" for c, ws in before.items() for w in ws
                           if covers(w, c) and w not in after.get(c, {}))

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from clusters.sim import SimFleet
 from controllers.settings import Settings
 from tests.chaos.fleet import initial_files
 from tests.chaos.invariants import Judge
@@ -31,6 +32,7 @@ from tests.chaos.world import (
     Subprocess,
     settings_values,
     start_clusters,
+    start_home,
 )
 
 SETTLE_WITHIN = 15.0
@@ -101,6 +103,8 @@ class Run:
                                       leader_elect=self.gen.leader_elect)
         self.judge = Judge(self.gen.model, self.remote.descends)
         self.clusters: Clusters | None = None
+        self.home: SimFleet | None = None
+        """With leader election: the management cluster that holds the Lease."""
         self.ctl: Controller | None = None
         self.subprocess = False
         self.tg: anyio.abc.TaskGroup | None = None
@@ -260,6 +264,7 @@ class Run:
         first = Step("init", "initial fleet", files=initial_files(), message="Initial fleet")
         self.gen.committed(first, self.remote.commit(initial_files(), "Initial fleet"))
         self.clusters = await start_clusters(self.remote, m.head, self.kubeconfig)
+        self.home = await start_home(self.root) if self.gen.leader_elect else None
         try:
             async with anyio.create_task_group() as tg:
                 self.tg = tg
@@ -302,5 +307,7 @@ class Run:
                 if self.ctl is not None:  # a failed run leaves no `fleet run` behind
                     await self.ctl.kill()
                 await self.clusters.sim.close()
+                if self.home is not None:
+                    await self.home.close()
             await self.clusters.aclose()
         return self.report

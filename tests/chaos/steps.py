@@ -280,8 +280,7 @@ class Generator:
     def _down(self, *_: object) -> Step:
         up = sorted(set(CLUSTERS) - self.model.down)
         name = self.rng.choice(up)
-        lease = " (the Lease cluster)" if self.leader_elect and name == min(CLUSTERS) else ""
-        return Step("down", f"cluster {name} down{lease}", target=name)
+        return Step("down", f"cluster {name} down", target=name)
 
     def _up(self, *_: object) -> Step:
         name = self.rng.choice(sorted(self.model.down))

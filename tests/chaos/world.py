@@ -20,12 +20,11 @@ import anyio.abc
 import httpx
 import pygit2
 
-from clusters.sim import SimFleet, spec_from_cluster, start_sim, tls
+from clusters.sim import SimClusterSpec, SimFleet, spec_from_cluster, start_sim, tls
 from controllers.fleetstate import workload_id_of_label
 from controllers.manager import Manager
 from controllers.settings import Settings
 from fleet.render import WORKLOAD_LABEL
-from tests.chaos.fleet import CLUSTERS
 from tests.integration.test_controller_harness import FAST
 from workloads.loader import read_fleet
 
@@ -115,6 +114,17 @@ async def start_clusters(remote: Remote, first: str, kubeconfig: Path) -> Cluste
     return Clusters(sim)
 
 
+def home_kubeconfig(root: Path) -> Path:
+    return root / "home.kubeconfig"
+
+
+async def start_home(root: Path) -> SimFleet:
+    """The management cluster (no GPU nodes, context `home`) holding the Lease."""
+    home = await start_sim([SimClusterSpec("home", ())])
+    home.write_kubeconfig(home_kubeconfig(root))
+    return home
+
+
 def settings_values(root: Path, remote: Remote, kubeconfig: Path, *,
                     leader_elect: bool) -> dict[str, Any]:
     values: dict[str, Any] = {
@@ -122,9 +132,12 @@ def settings_values(root: Path, remote: Remote, kubeconfig: Path, *,
         "listen": "127.0.0.1:0", "poll_interval": 0.3, "resync_interval": 30.0,
         "unreachable_after": 1.0, "failover_grace": 1.0}
     if leader_elect:
-        # A member holds the Lease, named as `--leader-elect` requires: the chaos takes it
-        # down and retires it like any other cluster.
-        values.update(leader_elect=True, identity=IDENTITY, leader_cluster=min(CLUSTERS))
+        # The Lease and shared state in a management cluster of their own, as
+        # `--leader-elect` wants them: the chaos takes members down and retires them; it
+        # never touches the home (a member as home is a single point of failure by
+        # choice; docs/safety.md says what that costs).
+        values.update(leader_elect=True, identity=IDENTITY,
+                      home_kubeconfig=str(home_kubeconfig(root)), home_context="home")
     return values
 
 
