@@ -24,7 +24,7 @@ from controllers.fleetstate import workload_id_of_label, workload_label
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster, Workload
 from fleet.placement.types import Assignment, Plan
-from fleet.safety import keep_live_copy
+from fleet.safety import invalid_copy_kept, keep_live_copy
 from fleet.spec import FleetSpec
 
 Manifest = dict[str, Any]
@@ -50,6 +50,9 @@ class DesiredState:
         plan that saw it answer (`fleet.safety.hold_reconcile`)."""
         self.head: str | None = None
         self.workload_commit: dict[WorkloadId, str] = {}
+        self.last_valid: dict[WorkloadId, Workload] = {}
+        """Each workload as it last read valid (kept while it is Invalid): what residency
+        judges an Invalid workload's live copies by."""
         self._cache: dict[tuple[ClusterName, WorkloadId, Assignment, str],
                           tuple[Manifest, ...]] = {}
 
@@ -66,6 +69,9 @@ class DesiredState:
             del self.workload_commit[wid]
         if changed and self._cache:
             self._cache = {k: v for k, v in self._cache.items() if k[1] not in changed}
+        self.last_valid.update(spec.workloads)
+        for wid in set(self.last_valid) - set(spec.workloads) - set(spec.invalid):
+            del self.last_valid[wid]
         self.spec = spec
         self.head = head
         return changed
@@ -114,6 +120,24 @@ class DesiredState:
             ids |= {wid for wid, wp in self.plan.workloads.items() if wp.status == "Invalid"}
         return {workload_label(w) for w in ids}
 
+    def protected_on(self, cluster: ClusterName) -> set[str]:
+        """`protected()`, less the Invalid workloads whose last valid data class the
+        policy in force does not allow in this cluster's jurisdiction
+        (`fleet.safety.invalid_copy_kept`: residency comes first)."""
+        labels = self.protected()
+        spec = self.spec
+        c = spec.clusters.get(cluster) if spec is not None else None
+        if spec is None or c is None or not labels:
+            return labels
+        out = set()
+        for label in labels:
+            wl = self.last_valid.get(workload_id_of_label(label))
+            allowed = None if wl is None else spec.residency.allows(
+                wl.spec.placement.data_class, c.jurisdiction)
+            if invalid_copy_kept(allowed):
+                out.add(label)
+        return out
+
     def stale_on(self, cluster: ClusterName, live_labels: set[str],
                  reachable: Set[ClusterName] | None = None) -> set[str]:
         """Copies here of workloads the plan now places on other clusters only, which
@@ -139,10 +163,13 @@ class DesiredState:
         if self.plan is None:
             return {}
         out: dict[str, str] = {}
+        protected = self.protected_on(cluster)
         for label in sorted(live_labels):
             wp = self.plan.workloads.get(workload_id_of_label(label))
             if wp is None or cluster in wp.clusters:
                 continue
+            if wp.status == "Invalid" and label not in protected:
+                continue  # residency forbids its last valid version here: not kept
             why = keep_live_copy(cluster, wp, reachable)
             if why is not None:
                 out[label] = why
@@ -150,8 +177,9 @@ class DesiredState:
 
     def signature(self, cluster: ClusterName) -> tuple[Any, ...]:
         """Changes when what this cluster should run changes (an enqueue filter)."""
-        return tuple((wid, a, self.workload_commit.get(wid))
-                     for wid, a in self.placed_on(cluster).items())
+        return (*((wid, a, self.workload_commit.get(wid))
+                  for wid, a in self.placed_on(cluster).items()),
+                ("protected", tuple(sorted(self.protected_on(cluster)))))
 
     def objects_for(self, cluster: ClusterName) -> tuple[list[Manifest], dict[str, WorkloadId]]:
         """Every object this cluster should have, and label -> workload id of them."""

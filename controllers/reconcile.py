@@ -163,7 +163,7 @@ class ClusterReconciler:
         applying = time.perf_counter()
         try:
             result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
-                                         protect=self.desired.protected() | set(kept)
+                                         protect=self.desired.protected_on(cluster) | set(kept)
                                          | hands_off)
         except Fenced:
             raise  # not the leader any more: nothing to report as this cluster's failure

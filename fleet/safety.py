@@ -159,6 +159,17 @@ def drainable(live: Set[str], protected: Set[str]) -> set[str]:
     return set(live) - set(protected)
 
 
+def invalid_copy_kept(last_allowed_here: bool | None) -> bool:
+    """Whether prune leaves an Invalid workload's live copy alone on a cluster.
+
+    Invariant: an Invalid workload keeps its last good state (its file broke, or a
+    guardrail refused its change) -- except where residency now forbids it: residency
+    is never violated, whatever else happens. `last_allowed_here`: whether the policy in
+    force allows the data class of its last valid version in this cluster's
+    jurisdiction (None when that version is not known: kept)."""
+    return last_allowed_here is not False
+
+
 # ------------------------------------------------------------------ returning clusters
 #
 # A cluster that was away (Unreachable, or not yet listed) kept running what it ran; the

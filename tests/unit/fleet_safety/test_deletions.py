@@ -7,7 +7,13 @@ from collections.abc import Mapping, Set
 
 import pytest
 
-from fleet.safety import DeletionLimits, allowances, drainable, held_deletions
+from fleet.safety import (
+    DeletionLimits,
+    allowances,
+    drainable,
+    held_deletions,
+    invalid_copy_kept,
+)
 
 A, B, C = "eu-fra-1", "eu-par-1", "us-east-1"
 
@@ -118,3 +124,10 @@ def test_the_plan_decides_what_a_fleet_change_moves_away(
     # A policy or Cluster change removes no Workload file, yet its plan may move many.
     holds = held_deletions(FLEET, clusters_after=set(FLEET), workloads_after=ALL, kept=kept)
     assert [h.reason for h in holds] == expected
+
+
+@pytest.mark.parametrize(("allowed", "kept"), [(True, True), (None, True), (False, False)],
+                         ids=["allowed-here", "unknown-version", "residency-forbids"])
+def test_an_invalid_workloads_copy_is_kept_unless_residency_forbids_it(
+        allowed: bool | None, kept: bool) -> None:
+    assert invalid_copy_kept(allowed) is kept
