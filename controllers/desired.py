@@ -24,7 +24,7 @@ from controllers.fleetstate import workload_id_of_label, workload_label
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster, Workload
 from fleet.placement.types import Assignment, Plan
-from fleet.safety import invalid_copy_kept, keep_live_copy
+from fleet.safety import invalid_copy_kept, invalid_copy_stale, keep_live_copy
 from fleet.spec import FleetSpec
 
 Manifest = dict[str, Any]
@@ -43,7 +43,10 @@ class DesiredState:
     def __init__(self, render: RenderFn) -> None:
         self._render = render
         self.spec: FleetSpec | None = None
-        self.plan: Plan | None = None
+        self._plan: Plan | None = None
+        self.last_placed: dict[WorkloadId, tuple[ClusterName, ...]] = {}
+        """Each workload's clusters in the last plan that placed it (kept while it is
+        Invalid): its last good state, against which stale copies are judged."""
         self.plan_saw: Mapping[ClusterName, str] | None = None
         """Each cluster's health in the snapshot `plan` was made from (None: not known,
         as in tests that set a plan by hand): a cluster is reconciled only against a
@@ -55,6 +58,38 @@ class DesiredState:
         judges an Invalid workload's live copies by."""
         self._cache: dict[tuple[ClusterName, WorkloadId, Assignment, str],
                           tuple[Manifest, ...]] = {}
+
+    @property
+    def plan(self) -> Plan | None:
+        return self._plan
+
+    @plan.setter
+    def plan(self, plan: Plan | None) -> None:
+        self._plan = plan
+        if plan is None:
+            return
+        for wid, wp in plan.workloads.items():
+            if wp.status == "Placed" and wp.clusters:
+                self.last_placed[wid] = tuple(wp.clusters)
+        for wid in set(self.last_placed) - set(plan.workloads):
+            del self.last_placed[wid]
+
+    def invalid_stale_on(self, cluster: ClusterName, live_labels: Set[str],
+                         running: Mapping[str, Set[ClusterName]]) -> set[str]:
+        """Copies here of Invalid workloads whose last placement is elsewhere and runs
+        there (`running`: label -> the answering clusters running it), per
+        `fleet.safety.invalid_copy_stale`."""
+        if self._plan is None:
+            return set()
+        out: set[str] = set()
+        for label in live_labels:
+            wid = workload_id_of_label(label)
+            wp = self._plan.workloads.get(wid)
+            if wp is not None and wp.status == "Invalid" and wid in self.last_placed and \
+                    invalid_copy_stale(cluster, self.last_placed[wid],
+                                       running.get(label, set())):
+                out.add(label)
+        return out
 
     def adopt_spec(self, spec: FleetSpec, head: str) -> set[WorkloadId]:
         """A new accepted commit: the workloads whose intent changed (or are new)."""
@@ -139,7 +174,8 @@ class DesiredState:
         return out
 
     def stale_on(self, cluster: ClusterName, live_labels: set[str],
-                 reachable: Set[ClusterName] | None = None) -> set[str]:
+                 reachable: Set[ClusterName] | None = None,
+                 running: Mapping[str, Set[ClusterName]] | None = None) -> set[str]:
         """Copies here of workloads the plan now places on other clusters only, which
         answer (`reachable`; None: every cluster of the plan): `fleet.safety`."""
         if self.plan is None:
@@ -152,6 +188,8 @@ class DesiredState:
             answers = set(wp.clusters) if reachable is None else reachable
             if keep_live_copy(cluster, wp, answers) is None:
                 out.add(label)
+        if running is not None:
+            out |= self.invalid_stale_on(cluster, live_labels, running)
         return out
 
     def kept_on(self, cluster: ClusterName, live_labels: set[str],
@@ -169,7 +207,7 @@ class DesiredState:
             if wp is None or cluster in wp.clusters:
                 continue
             if wp.status == "Invalid" and label not in protected:
-                continue  # residency forbids its last valid version here: not kept
+                continue  # residency forbids its last valid version here
             why = keep_live_copy(cluster, wp, reachable)
             if why is not None:
                 out[label] = why

@@ -128,7 +128,9 @@ class ClusterReconciler:
         reachable = {ClusterName(n) for n, a in self.adapters.items()
                      if a.health_state in REACHABLE}
         hands_off = self._suspended_labels(name, live_labels)
-        stale = self.desired.stale_on(cluster, live_labels, reachable) - hands_off
+        # (who runs what elsewhere matters only for Invalid workloads' stale copies)
+        running = self._running_elsewhere(name) if self.desired.protected() else {}
+        stale = self.desired.stale_on(cluster, live_labels, reachable, running) - hands_off
         deleted = 0
         if stale:
             # Before anything else runs here: a failed-over gang must not run twice.
@@ -276,13 +278,27 @@ class ClusterReconciler:
                 out |= (labels - here) & set(a.live_workloads())
         return out
 
+    def _running_elsewhere(self, name: str) -> dict[str, set[ClusterName]]:
+        """Workload label -> the other clusters (answering, not retiring) running it."""
+        out: dict[str, set[ClusterName]] = {}
+        for other, a in self.adapters.items():
+            if other == name or other in self.retiring or a.health_state not in REACHABLE \
+                    or not a.synced.is_set():
+                continue
+            for label in a.live_workloads():
+                out.setdefault(label, set()).add(ClusterName(other))
+        return out
+
     async def _drain(self, name: str, adapter: ClusterAdapter) -> float | None:
         """A cluster whose Cluster file was removed: delete every workload we run there
         (its workloads are placed elsewhere by then), then let it be disconnected.
         Never an Invalid workload's copy (`fleet.safety.drainable`): the cluster stays
         retiring, and says so, until that workload is valid or gone."""
-        protected = self.desired.protected() | self._suspended_labels(
-            name, set(adapter.live_workloads()))
+        live_here = set(adapter.live_workloads())
+        protected = (self.desired.protected()
+                     - self.desired.invalid_stale_on(ClusterName(name), live_here,
+                                                     self._running_elsewhere(name))
+                     ) | self._suspended_labels(name, live_here)
         labels = drainable(set(adapter.live_workloads()), protected)
         if labels:
             self.totals.pruned += await self._delete(

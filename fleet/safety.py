@@ -170,6 +170,21 @@ def invalid_copy_kept(last_allowed_here: bool | None) -> bool:
     return last_allowed_here is not False
 
 
+def invalid_copy_stale(cluster: str, last_placed: Iterable[str] | None,
+                       running_on: Set[str]) -> bool:
+    """Whether an Invalid workload's live copy on `cluster` is a stale one.
+
+    Invariant: an Invalid workload keeps its last good state, which is where its last
+    valid placement put it (`last_placed`). A copy elsewhere -- left on a cluster that
+    was away while the workload failed over, found when it returns -- is not that
+    state: it goes once a cluster of the last placement answers, so a gang never runs
+    twice because its file broke meanwhile. `running_on`: the clusters that answer and
+    run a copy now; the copy here goes only while one of the last placement's clusters
+    is among them (never the only copy). Unknown last placement: never stale."""
+    placed = set(last_placed or ())
+    return bool(placed) and cluster not in placed and bool(placed & set(running_on))
+
+
 # ------------------------------------------------------------------ returning clusters
 #
 # A cluster that was away (Unreachable, or not yet listed) kept running what it ran; the

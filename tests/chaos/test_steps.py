@@ -36,7 +36,6 @@ def test_a_ci_sized_run_takes_every_kind_of_step() -> None:
                   "controller restart", "SIGKILL", "restore"):
         assert any(t.startswith(start) for t in texts), start
     assert any(" replicas -> " in t for t in texts)
-    assert any("(the Lease cluster)" in t for t in texts)
     assert any(t.startswith("delete ") and "/12 workload files" in t for t in texts)
     for how in ("unclosed-brace", "non-utf8", "duplicate-key", "tab-indent", "kind-typo",
                 "huge-int"):

@@ -13,6 +13,7 @@ from fleet.safety import (
     drainable,
     held_deletions,
     invalid_copy_kept,
+    invalid_copy_stale,
 )
 
 A, B, C = "eu-fra-1", "eu-par-1", "us-east-1"
@@ -131,3 +132,14 @@ def test_the_plan_decides_what_a_fleet_change_moves_away(
 def test_an_invalid_workloads_copy_is_kept_unless_residency_forbids_it(
         allowed: bool | None, kept: bool) -> None:
     assert invalid_copy_kept(allowed) is kept
+
+
+@pytest.mark.parametrize(("cluster", "last", "running", "stale"), [
+    ("a", ("b",), {"b"}, True),       # failed over to b, which runs it: a's copy is stale
+    ("a", ("b",), set(), False),      # b does not run it (yet): a's copy may be the only one
+    ("a", ("a",), {"b"}, False),      # its last placement is here: its good state
+    ("a", None, {"b"}, False),        # last placement unknown: kept
+], ids=["failed-over", "not-running-there", "placed-here", "unknown"])
+def test_an_invalid_workloads_stale_copy(cluster: str, last: tuple[str, ...] | None,
+                                        running: set[str], stale: bool) -> None:
+    assert invalid_copy_stale(cluster, last, running) is stale

@@ -1,4 +1,4 @@
-"""Residency comes before keeping an Invalid workload's last good state.
+"""An Invalid workload keeps its last good state: where it last ran, as it ran.
 
 Found by the long chaos run (seed 1, step 75): a workload whose file broke keeps its
 live copy (invariant: never pruned for a typo); its cluster was then relabelled to a
@@ -45,3 +45,28 @@ async def test_an_invalid_workloads_copy_goes_where_residency_now_forbids_it(
         await until(lambda: TRAIN not in workloads_on(box.sim, here), 20,
                     what="the copy deleted where residency forbids it")
         assert CLUSTERS[here] != "US"
+
+
+async def test_an_invalid_gangs_stale_copy_goes_when_its_cluster_returns(
+        tmp_path: Path) -> None:
+    # Found by the long chaos run (seed 1, steps 145-159): a gang failed over while its
+    # cluster was down, then its file broke; when the cluster came back its old copy
+    # was "the last good state" too, and the gang ran twice for as long as it stayed
+    # Invalid. Its last good state is its last placement: the copy elsewhere goes.
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box, failover_grace=1.0), adapter_options=FAST) as m:
+        assert box.sim is not None
+        placed = await rolled_out(m, box)
+        lost = placed[TRAIN][0]
+        other = ({"eu-fra-1", "eu-par-1"} - {lost}).pop()
+        await box.sim.clusters[lost].down()
+        await until(lambda: TRAIN in workloads_on(box.sim, other), 30, what="failed over")
+        box.repo.commit({"workloads/nlp-team/train.yaml": "kind: Workload\nspec: [broken\n"},
+                        "a typo")
+        m.trigger_fetch()
+        await until(lambda: any(w["id"] == TRAIN and w["status"] == "Invalid"
+                                for w in m.status()["workloads"]), 20, what="Invalid")
+        await box.sim.clusters[lost].up()
+        await until(lambda: TRAIN not in workloads_on(box.sim, lost), 30,
+                    what="the stale copy deleted on the returned cluster")
+        assert TRAIN in workloads_on(box.sim, other)  # its last good state stays
