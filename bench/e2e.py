@@ -37,7 +37,7 @@ from typing import Any
 import anyio
 import httpx
 
-from controllers.sandbox import Sandbox, synced
+from controllers.demo.sandbox import Sandbox, synced
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret"

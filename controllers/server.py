@@ -5,7 +5,7 @@
     GET  /metrics            Prometheus text
     GET  /api/v1/status      FleetStatus JSON (shared/spec/status.schema.json)
     GET  /api/v1/capacity    CapacitySnapshot JSON, what `fleet plan --capacity` reads
-    GET  /api/v1/events      FleetEvents JSON: the events feed (`controllers.eventfeed`);
+    GET  /api/v1/events      FleetEvents JSON: the events feed (`controllers.status.eventfeed`);
                              `?since=SEQ` only newer ones, `?workload=ID` only its own
     POST /api/v1/suspend     {"workload": ID} or {"cluster": NAME}: stop reconciling it
     POST /api/v1/resume      the same body: reconcile it again, now

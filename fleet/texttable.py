@@ -1,6 +1,6 @@
 """The one text table of the product: what `fleet plan`, `fleet status`, `fleet get`
 and every other command print as columns. Pure formatting (no terminal detection here:
-the CLI decides about colour, `controllers.statusview.table`)."""
+the CLI decides about colour, `controllers.status.statusview.table`)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from controllers.commands.common import add_format_argument, fail, write_doc
 from controllers.commands.ledger import open_ledger
-from controllers.progress import Progress
+from controllers.status.progress import Progress
 from fleet.audit import FleetAt, LiveObject, Report, residency_audit
 from fleet.ledger import Break, Chain
 from fleet.spec import FleetSpec

@@ -16,8 +16,8 @@ from controllers.commands.audit import (
 )
 from controllers.commands.common import add_format_argument, fail, write_doc
 from controllers.commands.ledger import open_ledger
-from controllers.progress import Progress
-from controllers.statusview import table
+from controllers.status.progress import Progress
+from controllers.status.statusview import table
 from fleet.audit import build_periods
 from fleet.cost import GROUP_BY, gpu_cost
 from fleet.ledger import Chain

@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     import anyio
 
-    from controllers.demo_steps import run_demo
+    from controllers.demo.steps import run_demo
 
     fleet = args.fleet or _default_fleet()
     if fleet is None or not (fleet / "clusters").is_dir():

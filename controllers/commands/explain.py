@@ -24,7 +24,7 @@ from controllers.commands.common import (
     write_yaml,
 )
 from controllers.commands.liveplan import add_server_argument, describe, exit_code, use_live
-from controllers.statusview import table
+from controllers.status.statusview import table
 
 if TYPE_CHECKING:
     from fleet.placement.explain import Explanation

@@ -10,7 +10,7 @@ from typing import Any
 
 from controllers.commands.common import add_format_argument, fail, write_doc
 from controllers.commands.status import add_live_arguments, add_server_argument, get_doc
-from controllers.statusview import table
+from controllers.status.statusview import table
 
 DESCRIPTION = """\
 List the fleet's workloads or clusters, one row each, as `kubectl get` does: from the

@@ -8,8 +8,8 @@ from collections import deque
 from typing import Any
 
 from controllers.commands.common import add_format_argument, fail, write_doc
-from controllers.progress import Progress
-from controllers.statusview import table
+from controllers.status.progress import Progress
+from controllers.status.statusview import table
 from workloads.errors import WorkloadsError
 from workloads.ledger_store import LEDGER_BRANCH, LedgerReader
 from workloads.ledger_trust import Anchor, compare_anchor, read_anchor, verify_commits

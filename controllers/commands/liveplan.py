@@ -146,8 +146,8 @@ def read_clusters(args: argparse.Namespace) -> LivePlacement:
     import anyio
 
     from controllers.commands.common import CommandFailed, read_snapshot
-    from controllers.livestatus import live_placement
     from controllers.logs import configure
+    from controllers.status.livestatus import live_placement
 
     configure("warning")  # logs to stderr: stdout carries the answer
     try:

@@ -153,7 +153,7 @@ def serve_until_signalled(settings: object) -> int:
     import anyio
 
     from controllers.logs import configure
-    from controllers.manager import Manager
+    from controllers.runtime.manager import Manager
     from controllers.settings import Settings
 
     assert isinstance(settings, Settings)

@@ -15,7 +15,7 @@ from controllers.commands.common import (
     fail,
     write_doc,
 )
-from controllers.statusview import STATES, filter_workloads, render_fleet, render_workload
+from controllers.status.statusview import STATES, filter_workloads, render_fleet, render_workload
 
 
 def _state(value: str) -> str:
@@ -161,8 +161,8 @@ def fetch_live(args: argparse.Namespace) -> dict[str, Any]:
     import anyio  # here: building the parser must stay light
 
     from controllers.commands.common import CommandFailed, read_snapshot
-    from controllers.livestatus import live_status
     from controllers.logs import configure
+    from controllers.status.livestatus import live_status
 
     configure("warning")  # logs to stderr: stdout carries the document
 

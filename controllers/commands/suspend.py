@@ -1,4 +1,4 @@
-"""`fleet suspend WORKLOAD | --cluster C`: stop reconciling it (`controllers.suspension`)."""
+"""`fleet suspend WORKLOAD | --cluster C`: stop reconciling it (`runtime.suspension`)."""
 
 from __future__ import annotations
 

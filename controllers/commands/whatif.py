@@ -15,7 +15,7 @@ from controllers.commands.common import (
     write_doc,
 )
 from controllers.commands.liveplan import add_server_argument, describe, exit_code, use_live
-from controllers.statusview import table
+from controllers.status.statusview import table
 from fleet.capacity import CapacityFormatError, CapacitySnapshot, declared_capacity
 from fleet.placement.types import Assignment
 from fleet.whatif import Scenario, check, whatif

@@ -21,8 +21,8 @@ import httpx
 import pygit2
 
 from clusters.sim import SimClusterSpec, SimFleet, spec_from_cluster, start_sim, tls
-from controllers.fleetstate import workload_id_of_label
-from controllers.manager import Manager
+from controllers.runtime.fleetstate import workload_id_of_label
+from controllers.runtime.manager import Manager
 from controllers.settings import Settings
 from fleet.render import WORKLOAD_LABEL
 from tests.integration.test_controller_harness import FAST

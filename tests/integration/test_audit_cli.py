@@ -262,7 +262,7 @@ async def test_the_controllers_own_ledger_verifies_and_audits_clean_after_a_fail
     down, TRAIN (EU data) fails over within the EU; the CLI then verifies and audits."""
     import anyio
 
-    from controllers.sandbox import until
+    from controllers.demo.sandbox import until
     from tests.integration.test_controller_harness import (
         FAST,
         TRAIN,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controllers.commands import COMMANDS
-from controllers.sandbox import until
+from controllers.demo.sandbox import until
 from tests.integration.test_controller_harness import (
     FAST,
     SERVE,

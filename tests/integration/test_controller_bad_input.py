@@ -18,9 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from controllers.demo_faults import workloads_on
-from controllers.gitsource import GitSource
-from controllers.sandbox import synced, until
+from controllers.demo.faults import workloads_on
+from controllers.demo.sandbox import synced, until
 from tests.fleetdocs import base_fleet, workload
 from tests.gitrepo import GitRepo
 from tests.integration.test_controller_harness import (
@@ -34,6 +33,7 @@ from tests.integration.test_controller_harness import (
     serve_doc,
     where,
 )
+from workloads.gitsource import GitSource
 from workloads.loader import Snapshot
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from controllers.demo_faults import workloads_on
-from controllers.manager import Manager
-from controllers.sandbox import Sandbox, synced, until
+from controllers.demo.faults import workloads_on
+from controllers.demo.sandbox import Sandbox, synced, until
+from controllers.runtime.manager import Manager
 from tests.integration.test_controller_harness import (
     CLUSTERS,
     FAST,
@@ -221,7 +221,7 @@ async def test_reverting_a_held_commit_moves_nothing(tmp_path: Path) -> None:
 
 def box_uids(box: Sandbox) -> dict[str, set[str]]:
     """The uid of every Job and Deployment we run, per cluster."""
-    from controllers.demo_faults import owned
+    from controllers.demo.faults import owned
 
     assert box.sim is not None
     return {c: {str(o["metadata"]["uid"]) for kind in ("Job", "Deployment")

@@ -9,9 +9,9 @@ from pathlib import Path
 import anyio
 import jsonschema
 
-from controllers.demo_faults import find_deployment, inject_replica_drift, workloads_on
-from controllers.manager import Manager
-from controllers.sandbox import synced, until
+from controllers.demo.faults import find_deployment, inject_replica_drift, workloads_on
+from controllers.demo.sandbox import synced, until
+from controllers.runtime.manager import Manager
 from tests.integration.test_controller_harness import (
     FAST,
     SERVE,
@@ -240,7 +240,7 @@ async def test_a_replica_with_an_empty_state_dir_reads_the_plan_from_the_home_cl
     # A new pod (an emptyDir state dir) started during an outage: the placements the
     # last writer kept in the home cluster's ConfigMap still hold the gang through the
     # grace.
-    from controllers import sharedplan
+    from controllers.persist import sharedplan
 
     async with sandbox(tmp_path) as box:
         assert box.sim is not None

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import respx
 
-from controllers.sandbox import synced, until
+from controllers.demo.sandbox import synced, until
 from tests.integration.test_controller_harness import (
     CLUSTERS,
     FAST,

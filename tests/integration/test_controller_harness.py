@@ -14,8 +14,8 @@ from typing import Any
 
 from clusters.adapter import AdapterOptions
 from clusters.client import RetryPolicy
-from controllers.manager import Manager
-from controllers.sandbox import Sandbox, synced, until
+from controllers.demo.sandbox import Sandbox, synced, until
+from controllers.runtime.manager import Manager
 from tests.fleetdocs import POLICY, cluster, workload
 
 CLUSTERS = {"eu-fra-1": "DE", "eu-par-1": "FR", "us-east-1": "US"}

@@ -24,8 +24,8 @@ import httpx
 import pytest
 import respx
 
-from controllers.manager import Manager
-from controllers.sandbox import Sandbox, synced, until
+from controllers.demo.sandbox import Sandbox, synced, until
+from controllers.runtime.manager import Manager
 from tests.integration.test_controller_harness import (
     CLUSTERS,
     FAST,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controllers.demo_faults import workloads_on
-from controllers.sandbox import until
+from controllers.demo.faults import workloads_on
+from controllers.demo.sandbox import until
 from tests.fleetdocs import cluster
 from tests.integration.test_controller_harness import (
     CLUSTERS,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from controllers.manager import Manager
-from controllers.sandbox import Sandbox, synced, until
+from controllers.demo.sandbox import Sandbox, synced, until
+from controllers.runtime.manager import Manager
 from tests.fleetdocs import workload
 from tests.integration.test_controller_harness import (
     FAST,

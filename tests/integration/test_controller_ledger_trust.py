@@ -22,10 +22,10 @@ from typing import Any
 import anyio
 import httpx
 
-from controllers.fleetstate import workload_id_of_label
-from controllers.manager import JOURNAL_FILE, Manager
-from controllers.reconcile import live_manifest_digest
-from controllers.sandbox import Sandbox, until
+from controllers.demo.sandbox import Sandbox, until
+from controllers.runtime.fleetstate import workload_id_of_label
+from controllers.runtime.manager import JOURNAL_FILE, Manager
+from controllers.runtime.reconcile import live_manifest_digest
 from fleet.audit import open_placements
 from fleet.ledger import Entry, Record
 from tests.fleetdocs import cluster, workload

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from controllers.sandbox import synced, until
+from controllers.demo.sandbox import synced, until
 from tests.integration.test_controller_harness import (
     FAST,
     fast_settings,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controllers.sandbox import until
+from controllers.demo.sandbox import until
 from tests.integration.test_controller_harness import (
     FAST,
     TRAIN,

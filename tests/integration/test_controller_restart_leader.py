@@ -13,8 +13,8 @@ from pathlib import Path
 
 import anyio
 
-from controllers.manager import Manager
-from controllers.sandbox import synced, until
+from controllers.demo.sandbox import synced, until
+from controllers.runtime.manager import Manager
 from tests.integration.test_controller_harness import (
     FAST,
     fast_settings,
@@ -109,7 +109,7 @@ async def test_a_paused_old_leader_cannot_undo_the_new_leaders_writes(tmp_path: 
     from clusters.adapter import ClusterAdapter
     from clusters.apply import Fenced
     from clusters.kubeconfig import ConnectionSpec
-    from controllers.leader import LeaderElector
+    from clusters.leader import LeaderElector
     from tests.integration.test_controller_harness import SERVE, serve_doc
 
     async with sandbox(tmp_path, home=True) as box:

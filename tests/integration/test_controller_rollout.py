@@ -12,9 +12,9 @@ import anyio
 import httpx
 import jsonschema
 
-from controllers.demo_faults import workloads_on
-from controllers.manager import Manager
-from controllers.sandbox import synced, until
+from controllers.demo.faults import workloads_on
+from controllers.demo.sandbox import synced, until
+from controllers.runtime.manager import Manager
 from tests.integration.test_controller_harness import (
     FAST,
     RANK,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from controllers.demo_faults import workloads_on
-from controllers.sandbox import synced, until
+from controllers.demo.faults import workloads_on
+from controllers.demo.sandbox import synced, until
 from tests.fleetdocs import cluster
 from tests.integration.test_controller_harness import (
     FAST,

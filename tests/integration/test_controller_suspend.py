@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import jsonschema
 
-from controllers.demo_faults import find_deployment, inject_replica_drift, owned
-from controllers.manager import Manager
-from controllers.sandbox import Sandbox, until
+from controllers.demo.faults import find_deployment, inject_replica_drift, owned
+from controllers.demo.sandbox import Sandbox, until
+from controllers.runtime.manager import Manager
 from tests.fleetdocs import POLICY
 from tests.integration.test_controller_harness import (
     FAST,

@@ -25,8 +25,8 @@ import structlog
 import yaml
 
 from clusters.sim import tls
-from controllers.manager import Manager
-from controllers.sandbox import Sandbox, synced, until
+from controllers.demo.sandbox import Sandbox, synced, until
+from controllers.runtime.manager import Manager
 from tests.fleetdocs import cluster, workload
 from tests.gitserver import git_http_server
 from tests.integration.test_controller_harness import (

@@ -13,11 +13,11 @@ from typing import Any
 import anyio
 
 from clusters.sim import SimFleet
-from controllers.demo_faults import workloads_on
-from controllers.manager import Manager
-from controllers.replanner import Replanner
-from controllers.sandbox import synced, until
-from controllers.statusview import render_fleet
+from controllers.demo.faults import workloads_on
+from controllers.demo.sandbox import synced, until
+from controllers.runtime.manager import Manager
+from controllers.runtime.replanner import Replanner
+from controllers.status.statusview import render_fleet
 from fleet.capacity import CapacitySnapshot
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.spec import FleetSpec

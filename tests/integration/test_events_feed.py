@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from controllers.demo_faults import find_deployment, inject_replica_drift
-from controllers.manager import Manager
-from controllers.sandbox import synced, until
+from controllers.demo.faults import find_deployment, inject_replica_drift
+from controllers.demo.sandbox import synced, until
+from controllers.runtime.manager import Manager
 from tests.integration.test_controller_harness import (
     CLUSTERS,
     FAST,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pygit2
 
-from controllers.gitsource import GitSource, _redact
 from tests.fleetdocs import base_fleet, workload
 from tests.gitrepo import SIGNATURE, GitRepo
+from workloads.gitsource import GitSource, _redact
 
 
 async def test_fetches_new_commits_and_parses_only_what_changed(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ async def test_the_controller_facade_batches_records_in_a_worker_thread(
         fleet_repo: GitRepo) -> None:
     import anyio
 
-    from controllers.ledger import Ledger
+    from controllers.persist.ledger import Ledger
 
     ledger = Ledger(LedgerWriter(fleet_repo.path), interval=0.05,
                     clock=lambda: "2026-11-23T10:00:00Z")
@@ -155,7 +155,7 @@ async def test_records_survive_an_unreachable_remote_until_it_is_back(
         fleet_repo: GitRepo, tmp_path: Path) -> None:
     import anyio
 
-    from controllers.ledger import Ledger
+    from controllers.persist.ledger import Ledger
 
     remote = tmp_path / "later.git"
     ledger = Ledger(LedgerWriter(fleet_repo.path, remote=str(remote)), interval=0.01,
@@ -238,8 +238,8 @@ def test_bulk_reads_report_progress_per_segment(fleet_repo: GitRepo) -> None:
 
 async def test_the_controllers_mirror_pushes_the_ledger_with_credentials_it_does_not_store(
         tmp_path: Path, fleet_repo: GitRepo) -> None:
-    from controllers.gitsource import GitSource
     from tests.gitserver import git_http_server
+    from workloads.gitsource import GitSource
 
     token = "ghp-ledger-token-do-not-store"
     with git_http_server(tmp_path, "bot", token) as base:
@@ -293,7 +293,7 @@ async def test_entries_journaled_before_a_kill_are_written_once(fleet_repo: GitR
     writes only what the ledger does not have yet; a line cut by the kill is skipped."""
     import dataclasses
 
-    from controllers.ledger import Journal, Ledger
+    from controllers.persist.ledger import Journal, Ledger
 
     writer = LedgerWriter(fleet_repo.path)
     batch = entries(3)
@@ -319,7 +319,7 @@ async def test_a_rewritten_branch_is_said_with_nothing_to_write_and_stale_locks_
     left on the mirror's own ledger refs does not block every later write."""
     import anyio
 
-    from controllers.ledger import Ledger
+    from controllers.persist.ledger import Ledger
     from workloads.ledger_store import LedgerForged
 
     mirror = pygit2.clone_repository(str(fleet_repo.path), str(tmp_path / "mirror.git"),
@@ -343,7 +343,7 @@ async def test_apply_intents_of_an_idle_controller_do_not_grow_the_journal(
         fleet_repo: GitRepo, tmp_path: Path) -> None:
     """Every reconcile journals an intent and its end, records or not: an idle flush
     compacts the journal, keeping only what is still open."""
-    from controllers.ledger import COMPACT_AFTER, Journal, Ledger
+    from controllers.persist.ledger import COMPACT_AFTER, Journal, Ledger
 
     path = tmp_path / "ledger-journal.jsonl"
     ledger = Ledger(LedgerWriter(fleet_repo.path), journal=Journal(path))

@@ -377,7 +377,7 @@ async def test_the_controller_signs_its_ledger_and_anchors_its_head(
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
-    from controllers.sandbox import until
+    from controllers.demo.sandbox import until
     from tests.integration.test_controller_harness import (
         FAST,
         fast_settings,

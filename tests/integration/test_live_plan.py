@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from controllers.demo_faults import workloads_on
-from controllers.sandbox import synced, until
+from controllers.demo.faults import workloads_on
+from controllers.demo.sandbox import synced, until
 from tests.integration.test_controller_harness import (
     FAST,
     TRAIN,

@@ -113,8 +113,8 @@ async def test_controller_applies_only_commits_signed_by_an_allowed_key(
     import httpx
     import respx
 
-    from controllers.demo_faults import workloads_on
-    from controllers.sandbox import synced, until
+    from controllers.demo.faults import workloads_on
+    from controllers.demo.sandbox import synced, until
     from tests.fleetdocs import workload
     from tests.integration.test_controller_harness import (
         FAST,

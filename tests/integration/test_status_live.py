@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import jsonschema
 
-from controllers.sandbox import until
+from controllers.demo.sandbox import until
 from tests.fleetdocs import workload
 from tests.integration.test_controller_harness import (
     FAST,

@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonschema
 
-from controllers.sandbox import until
+from controllers.demo.sandbox import until
 from tests.integration.test_controller_harness import (
     FAST,
     TRAIN,

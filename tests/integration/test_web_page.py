@@ -26,8 +26,8 @@ from urllib.parse import urlencode
 import anyio
 import pytest
 
-from controllers.manager import Manager
-from controllers.sandbox import until
+from controllers.demo.sandbox import until
+from controllers.runtime.manager import Manager
 from tests.fleetdocs import workload
 from tests.integration.test_controller_harness import (
     FAST,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controllers.sandbox import synced, until
+from controllers.demo.sandbox import synced, until
 from fleet.capacity import declared_capacity
 from fleet.whatif import Scenario, whatif
 from tests.integration.test_controller_harness import (

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import anyio
 
-from controllers.sandbox import until
-from controllers.workqueue import WorkQueue
+from controllers.demo.sandbox import until
+from controllers.runtime.workqueue import WorkQueue
 
 
 async def _idle(q: WorkQueue[str], runs: Callable[[], int], at_least: int) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controllers.desired import DesiredState
+from controllers.runtime.desired import DesiredState
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement.types import Assignment, Plan, WorkloadPlacement
 from fleet.render import intent_hash, render

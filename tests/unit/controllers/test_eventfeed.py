@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controllers.eventfeed import REASON_MAX, EventFeed
+from controllers.status.eventfeed import REASON_MAX, EventFeed
 from tests.support.clock import FakeClock
 
 

@@ -7,7 +7,7 @@ import yaml
 
 from clusters.adapter import LivePlacement
 from clusters.capacity import NodeState
-from controllers.fleetstate import (
+from controllers.runtime.fleetstate import (
     PAST_EVERY_GRACE,
     ClusterView,
     capacity_snapshot,

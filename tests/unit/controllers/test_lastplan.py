@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from controllers import lastplan
+from controllers.persist import lastplan
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement.types import Assignment, Plan, Reason, WorkloadPlacement
 
@@ -56,8 +56,8 @@ def test_only_clusters_that_did_not_list_are_filled_in_from_the_last_plan() -> N
 
 def test_retiring_clusters_and_how_to_reach_them_survive_a_restart(tmp_path: Path) -> None:
     from clusters.kubeconfig import ConnectionSpec
-    from controllers.retirement import Retirement
-    from controllers.statefile import RETIRING, load_retiring
+    from controllers.persist.statefile import RETIRING, load_retiring
+    from controllers.runtime.retirement import Retirement
 
     first = Retirement(tmp_path)
     first.reach.update({"de-1": ConnectionSpec("de-1", "/etc/kube/fleet", "de-ctx"),
@@ -80,7 +80,7 @@ def test_the_home_cluster_copy_round_trips_and_refuses_what_it_did_not_write() -
 
     import pytest
 
-    from controllers import sharedplan
+    from controllers.persist import sharedplan
 
     placed = {W: (a("de-1"),), V: (a("de-1"), a("fr-1", 2))}
     data = sharedplan.encode(placed, "abc")

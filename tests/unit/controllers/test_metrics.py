@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from controllers.metrics import ControllerMetrics, Monotonic
+from controllers.status.metrics import ControllerMetrics, Monotonic
 from tests.support.clock import FakeClock
 
 

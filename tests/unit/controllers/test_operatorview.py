@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from controllers.fleetstate import ClusterView
-from controllers.operatorview import add_operator_fields
-from controllers.statusdoc import DriftItem, PlacementLive
+from controllers.runtime.fleetstate import ClusterView
+from controllers.status.operatorview import add_operator_fields
+from controllers.status.statusdoc import DriftItem, PlacementLive
 from fleet.ids import ClusterName, WorkloadId
 from fleet.spec import FleetSpec
 from tests.fleetdocs import base_fleet, workload

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from controllers.progress import Progress
+from controllers.status.progress import Progress
 
 
 class Terminal(io.StringIO):

@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controllers.replanner import Replanner
+from controllers.runtime.replanner import Replanner
 from fleet.capacity import CapacitySnapshot
 from fleet.placement import place
 from fleet.placement.types import Plan, PreviousPlan

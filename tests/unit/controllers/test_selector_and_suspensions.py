@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from controllers.runtime.suspension import FILE, Suspensions
 from controllers.selector import SelectorError, parse_selector
-from controllers.suspension import FILE, Suspensions
 
 LABELS = {"tier": "prod", "owner": "alice"}
 

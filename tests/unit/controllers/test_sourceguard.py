@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from controllers import sourceguard
-from controllers.sourceguard import Guard
+from controllers.runtime import sourceguard
+from controllers.runtime.sourceguard import Guard
 
 A, B = "a" * 40, "b" * 40
 

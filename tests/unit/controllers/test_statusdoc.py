@@ -7,7 +7,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from controllers.statusdoc import DriftItem, PlacementLive, SourceState, status_document
+from controllers.status.statusdoc import DriftItem, PlacementLive, SourceState, status_document
 from fleet.capacity import CapacitySnapshot, ClusterCapacity, NodeCapacity
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement.types import Assignment, Plan, Reason, WorkloadPlacement

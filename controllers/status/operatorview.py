@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from controllers.fleetstate import ClusterView
-from controllers.statusdoc import DriftItem, PlacementLive
+from controllers.runtime.fleetstate import ClusterView
+from controllers.status.statusdoc import DriftItem, PlacementLive
 from fleet.ids import ClusterName, WorkloadId
 from fleet.spec import FleetSpec
 

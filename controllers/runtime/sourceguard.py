@@ -4,9 +4,9 @@ A force-push rollback is refused while its head is not a descendant of the last 
 commit (`fleet.safety.refuse_head`). Held in memory only, the refusal would be forgotten
 by the next restart and the rolled-back commit applied silently. So the guard is kept:
 
-- in the state dir, `source.json` (`controllers.statefile`: versioned, atomic,
+- in the state dir, `source.json` (`controllers.persist.statefile`: versioned, atomic,
   owner-only), read at start; written by any replica whose guard changed;
-- in the home cluster (`controllers.home`), ConfigMap `aifleet-system/aifleet-source`,
+- in the home cluster (`clusters.home`), ConfigMap `aifleet-system/aifleet-source`,
   written only by a replica that may act (the leader) and read by every replica on each
   fetch: a replica with an empty state dir, and a follower about to lead, still refuse
   what the leader refused.
@@ -26,12 +26,12 @@ import anyio
 import structlog
 
 from clusters.client import KubeClient
+from clusters.configmap import get_configmap, put_configmap
 from clusters.errors import ClusterError
-from controllers import statefile
-from controllers.sharedplan import get_configmap, put_configmap
+from controllers.persist import statefile
 
 if TYPE_CHECKING:
-    from controllers.manager import Manager
+    from controllers.runtime.manager import Manager
 
 log = structlog.get_logger()
 

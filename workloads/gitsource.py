@@ -16,7 +16,7 @@ Safety rules, each visible as a status condition and a log line:
   rollback) is refused (`NonFastForwardRefused`) unless `allow_non_fast_forward`
   (`fleet.safety.refuse_head`). The base survives restarts and is shared by replicas:
   the manager loads it from the state dir and from the home cluster
-  (`controllers.sourceguard`) into `applied` and `shared_applied`. A restarted
+  (`controllers.runtime.sourceguard`) into `applied` and `shared_applied`. A restarted
   controller that refuses its first head serves the base commit, when its mirror still
   has it, so what runs keeps being reconciled.
 """

@@ -3,7 +3,7 @@
 The Manager keeps a removed cluster's adapter while its reconciler deletes every
 workload we run there (`ClusterReconciler._drain`), then disconnects it. This class is
 the bookkeeping: which clusters are retiring, how to reach each (the removed file held
-that), and `<state dir>/retiring.json` (`controllers.statefile`), so that a controller
+that), and `<state dir>/retiring.json` (`controllers.persist.statefile`), so that a controller
 restarted before a drain is done reconnects and finishes it.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import structlog
 
 from clusters.kubeconfig import ConnectionSpec
-from controllers.statefile import load_retiring, save_retiring
+from controllers.persist.statefile import load_retiring, save_retiring
 
 log = structlog.get_logger()
 

@@ -7,7 +7,7 @@ delete (a plan that moves it elsewhere starts nothing there either), no drift co
 (drift is still detected and shown). Placement still plans it, so `fleet status` and
 `fleet plan` say where it would go. Resuming reconciles the affected clusters at once.
 
-The set is kept in the state directory (`suspended.json`, `controllers.statefile`:
+The set is kept in the state directory (`suspended.json`, `controllers.persist.statefile`:
 atomic, owner-only, versioned), so a restart does not resume anything by itself; each
 change is recorded in the ledger as `Suspended` / `Resumed` and shown in the status
 document (`suspended` on the workload or cluster row and a `Suspended` condition).
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controllers import statefile
+from controllers.persist import statefile
 
 FILE = "suspended.json"
 CONDITION = "Suspended"

@@ -1,6 +1,6 @@
 """The Manager's face: HTTP endpoints, status document, metrics, readiness, decisions.
 
-Split from `controllers.manager` (which runs the loops) so each stays readable; this
+Split from `controllers.runtime.manager` (which runs the loops) so each stays readable; this
 half only reads the state the loops keep, plus turns plan changes into events for the
 ledger (Placed, Moved, FailedOver, Pending) and log lines.
 """
@@ -19,21 +19,21 @@ from aiohttp import web
 from clusters.health import workload_health
 from clusters.kubeconfig import ConnectionSpec
 from controllers.apiauth import TokensFile
-from controllers.control import act
-from controllers.deletions import CONDITION as DELETIONS_HELD
-from controllers.fleetstate import (
+from controllers.persist.ledger import Ledger
+from controllers.runtime.control import act
+from controllers.runtime.deletions import CONDITION as DELETIONS_HELD
+from controllers.runtime.fleetstate import (
     ClusterView,
     capacity_snapshot,
     decision_fields,
     workload_id_of_label,
     workload_label,
 )
-from controllers.ledger import Ledger
-from controllers.livestatus import add_pods
-from controllers.operatorview import add_operator_fields
-from controllers.reconcile import live_manifest_digest
+from controllers.runtime.reconcile import live_manifest_digest
 from controllers.server import Endpoints, bound_port, build_app, serve, tls_context
-from controllers.statusdoc import (
+from controllers.status.livestatus import add_pods
+from controllers.status.operatorview import add_operator_fields
+from controllers.status.statusdoc import (
     DriftItem,
     HealthNote,
     PlacementLive,
@@ -51,7 +51,7 @@ from fleet.placement.types import Plan, PreviousPlan
 from workloads.errors import WorkloadsError
 
 if TYPE_CHECKING:
-    from controllers.manager import Manager
+    from controllers.runtime.manager import Manager
 
 log = structlog.get_logger()
 

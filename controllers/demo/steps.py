@@ -21,10 +21,10 @@ import anyio
 import structlog
 
 from controllers.commands.demo import NEW_WORKLOAD
+from controllers.demo.sandbox import Sandbox, folder_files, synced, until
 from controllers.logs import configure
-from controllers.manager import Manager
-from controllers.sandbox import Sandbox, folder_files, synced, until
-from controllers.statusview import render_fleet, table
+from controllers.runtime.manager import Manager
+from controllers.status.statusview import render_fleet, table
 
 NEW_ID = "search-team/demo-translator"
 
@@ -184,7 +184,7 @@ async def _post_hook(m: Manager) -> None:
 
 
 async def _drift(n: Narrator, m: Manager, box: Sandbox, step: int, total: int) -> None:
-    from controllers.demo_faults import find_deployment, inject_replica_drift
+    from controllers.demo.faults import find_deployment, inject_replica_drift
 
     n.step(step, total, "Drift: someone scales a Deployment by hand (kubectl edit)")
     assert box.sim is not None
@@ -254,7 +254,7 @@ async def _failover(n: Narrator, m: Manager, box: Sandbox, step: int, total: int
     moved = {w for w in affected if rows[w]["status"] == "Placed"} - degraded
 
     def cleaned() -> bool:
-        from controllers.demo_faults import workloads_on
+        from controllers.demo.faults import workloads_on
 
         return not (workloads_on(box.sim, victim) & moved)  # type: ignore[arg-type]
 

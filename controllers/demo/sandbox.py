@@ -27,7 +27,7 @@ import pygit2
 
 from clusters.adapter import AdapterOptions
 from clusters.sim import SimClusterSpec, SimFleet, spec_from_cluster, start_sim
-from controllers.manager import Manager
+from controllers.runtime.manager import Manager
 from controllers.settings import Settings
 from workloads.loader import read_fleet
 

@@ -40,11 +40,11 @@ from clusters.adapter import ClusterAdapter
 from clusters.apply import HASH_ANNOTATION, Fenced, content_hash, workload_of
 from clusters.errors import ClusterError
 from clusters.health import workload_health
-from controllers.desired import INTENT_HASH, DesiredState
-from controllers.eventfeed import EventFeed
-from controllers.fleetstate import decision_fields, workload_id_of_label
-from controllers.statusdoc import PlacementLive
-from controllers.suspension import Suspensions
+from controllers.runtime.desired import INTENT_HASH, DesiredState
+from controllers.runtime.fleetstate import decision_fields, workload_id_of_label
+from controllers.runtime.suspension import Suspensions
+from controllers.status.eventfeed import EventFeed
+from controllers.status.statusdoc import PlacementLive
 from fleet.ids import ClusterName, WorkloadId
 from fleet.safety import REACHABLE, drainable, hold_reconcile, suspension_shields
 
@@ -92,12 +92,12 @@ class ClusterReconciler:
     """Why nothing may change on any cluster now (the ledger cannot record it)."""
     suspended: Suspensions | None = None
     """Workloads and clusters left as they are: not applied, pruned, deleted as stale
-    copies nor drained (`controllers.suspension`)."""
+    copies nor drained (`controllers.runtime.suspension`)."""
     prune_refused: dict[str, str] = field(default_factory=dict)
     """Clusters whose last pass refused to prune everything (the plan places nothing
     anywhere), with why: shown in status as `DeletionsHeld`, not only logged."""
     feed: EventFeed | None = None
-    """The events feed (`controllers.eventfeed.EventFeed`): every event, ungated."""
+    """The events feed (`controllers.status.eventfeed.EventFeed`): every event, ungated."""
 
     async def __call__(self, name: str) -> float | None:
         adapter = self.adapters.get(name)

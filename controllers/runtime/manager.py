@@ -17,7 +17,7 @@ half-alive) and cancellation stops everything cleanly:
 - the cluster work queue: `ClusterReconciler` per cluster key, `cluster_concurrency` at
   a time, per-key backoff;
 - optionally the leader elector (`--leader-elect`, its Lease in the home cluster:
-  `controllers.home`) and the HTTP server.
+  `clusters.home`) and the HTTP server.
 
 Only a replica that may act writes: to clusters (every Applier's `may_write`), to the
 ledger (`record`), commit statuses (`_post_status`) and shared state in the home
@@ -28,7 +28,7 @@ Restart safety: the first plan of a process waits for every cluster's informers 
 moves nothing, and each workload keeps the source commit its live objects carry when
 the intent is unchanged: a restart applies nothing twice. For a cluster that is down
 at that moment, the previous plan comes from the last plan's placements, saved in the
-state directory after every plan (`controllers.lastplan`): its workloads wait out the
+state directory after every plan (`controllers.persist.lastplan`): its workloads wait out the
 failover grace as they would have without the restart.
 """
 
@@ -45,31 +45,31 @@ import structlog
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.apply import DriftReport
 from clusters.errors import ClusterError, KubeconfigError
+from clusters.home import Home
 from clusters.kubeconfig import ConnectionSpec, server_of
-from controllers import lastplan, manager_io, sourceguard, triggers
-from controllers.deletions import DeletionGuard
-from controllers.desired import DesiredState, RenderFn
-from controllers.eventfeed import EventFeed
-from controllers.fleetstate import (
+from clusters.leader import LeaderElector
+from controllers.forge import CommitStatusPoster, StatusState
+from controllers.persist import lastplan
+from controllers.persist.sharedplan import SharedPlan
+from controllers.runtime import manager_io, sourceguard, triggers
+from controllers.runtime.deletions import DeletionGuard
+from controllers.runtime.desired import DesiredState, RenderFn
+from controllers.runtime.fleetstate import (
     ClusterView,
     capacity_snapshot,
     previous_from_live,
     workload_id_of_label,
 )
-from controllers.forge import CommitStatusPoster, StatusState
-from controllers.gitsource import Condition, GitSource
-from controllers.home import Home
-from controllers.leader import LeaderElector
-from controllers.metrics import ControllerMetrics
-from controllers.observe import manager_collector
-from controllers.reconcile import ClusterReconciler, EventSink, live_intent
-from controllers.retirement import Retirement
+from controllers.runtime.reconcile import ClusterReconciler, EventSink, live_intent
+from controllers.runtime.retirement import Retirement
+from controllers.runtime.sourceguard import Guard, SourceGuard
+from controllers.runtime.suspension import Suspensions
+from controllers.runtime.workqueue import WorkQueue
 from controllers.settings import Settings, home_problem
-from controllers.sharedplan import SharedPlan
-from controllers.sourceguard import Guard, SourceGuard
-from controllers.statusdoc import DriftItem, PlacementLive
-from controllers.suspension import Suspensions
-from controllers.workqueue import WorkQueue
+from controllers.status.eventfeed import EventFeed
+from controllers.status.metrics import ControllerMetrics
+from controllers.status.observe import manager_collector
+from controllers.status.statusdoc import DriftItem, PlacementLive
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Plan, PreviousPlan
@@ -80,11 +80,12 @@ from fleet.safety import (
     shared_servers,
 )
 from fleet.spec import FleetSpec
+from workloads.gitsource import Condition, GitSource
 from workloads.loader import Snapshot
 from workloads.signatures import SignatureVerifier
 
 if TYPE_CHECKING:
-    from controllers.anchor import LedgerAnchor
+    from controllers.persist.anchor import LedgerAnchor
 
 log = structlog.get_logger()
 
@@ -93,11 +94,11 @@ JOURNAL_FILE = "ledger-journal.jsonl"
 
 PlaceFn = Any
 """`fleet.placement.place(spec, capacity, previous, *, commit=) -> Plan`, or a
-`controllers.replanner.Replanner` (the default)."""
+`controllers.runtime.replanner.Replanner` (the default)."""
 
 
 def _default_place() -> PlaceFn:
-    from controllers.replanner import Replanner
+    from controllers.runtime.replanner import Replanner
     return Replanner()  # a full plan, or an incremental one when only workloads changed
 
 
@@ -141,7 +142,7 @@ class Manager:
         self.drift: list[DriftItem] = []
         self.home = Home(settings, self.adapters, self.adapter_options)
         self.suspensions = Suspensions.load(settings.state_dir)
-        """Workloads and clusters an operator suspended (`controllers.suspension`)."""
+        """Workloads and clusters an operator suspended (`controllers.runtime.suspension`)."""
         """Where the Lease and shared state live (a management cluster, or a member)."""
         self.reconciler = ClusterReconciler(
             self.desired, self.adapters, self.live, events, self.may_act,
@@ -351,7 +352,7 @@ class Manager:
 
     async def _guarded(self, snap: Snapshot) -> Snapshot | None:
         """The commit to adopt now: `snap`, or None while its deletions are held
-        (`controllers.deletions`), or after a restart the applied commit a previous
+        (`controllers.runtime.deletions`), or after a restart the applied commit a previous
         process held `snap` against."""
         if self.desired.spec is None:
             base = self.deletions.restored_base(snap.commit)
@@ -430,7 +431,7 @@ class Manager:
 
     def _start_ledger(self) -> None:
         """`--ledger`: decisions go to the repo's ledger branch, pushed from our mirror."""
-        from controllers.ledger import Journal, Ledger
+        from controllers.persist.ledger import Journal, Ledger
         from workloads.ledger_store import LedgerWriter
 
         ledger = Ledger(LedgerWriter(self.source.mirror_path, remote="origin",
@@ -444,7 +445,7 @@ class Manager:
         log.info("ledger_started", branch=ledger.writer.ref,
                  signed=self.settings.ledger_signing_key is not None)
         if self.settings.ledger_anchor:
-            from controllers.anchor import LedgerAnchor
+            from controllers.persist.anchor import LedgerAnchor
             from workloads.ledger_trust import AnchorWriter
 
             # the fleet repo's credentials are never sent to the anchor's server

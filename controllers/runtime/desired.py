@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Set
 from typing import Any
 
-from controllers.fleetstate import workload_id_of_label, workload_label
+from controllers.runtime.fleetstate import workload_id_of_label, workload_label
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster, Workload
 from fleet.placement.types import Assignment, Plan

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import anyio
 import structlog
 
-from controllers.ledger import Ledger, utc_now
+from controllers.persist.ledger import Ledger, utc_now
 from workloads.errors import WorkloadsError
 from workloads.ledger_trust import Anchor, AnchorWriter
 

@@ -1,7 +1,7 @@
 """Leader election on a coordination.k8s.io/v1 Lease, with fencing.
 
 One controller is active; the others wait. The Lease lives in the home cluster
-(`controllers.home`: a management cluster, or a member named with `--leader-cluster`),
+(`clusters.home`: a management cluster, or a member named with `--leader-cluster`),
 in namespace `aifleet-system`. Taking it over bumps
 `spec.leaseTransitions`, the *generation* every write of this leader carries
 (annotation `aifleet.dev/lease-generation`).

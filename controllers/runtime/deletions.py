@@ -23,8 +23,7 @@ from typing import cast
 
 import structlog
 
-from controllers.gitsource import Condition
-from controllers.statefile import (
+from controllers.persist.statefile import (
     clear_held,
     load_adopted,
     load_held,
@@ -32,6 +31,7 @@ from controllers.statefile import (
     save_held,
 )
 from fleet.safety import DeletionLimits, Hold, HoldReason, allowances, held_deletions
+from workloads.gitsource import Condition
 from workloads.loader import Snapshot
 
 log = structlog.get_logger()

@@ -1,6 +1,6 @@
 """What makes the manager look again: adapter changes, time, and leadership.
 
-Split from `controllers.manager` to keep each module readable: the watch loop turns
+Split from `controllers.runtime.manager` to keep each module readable: the watch loop turns
 what the adapters learn (capacity version, health, listed or not) into triggers -- a
 re-plan, a cluster reconcile -- and the leader loop runs the Lease election. Also the
 rule for a commit that is unusable as a whole.
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from controllers.leader import LeaderElector, default_identity
+from clusters.leader import LeaderElector, default_identity
 from workloads.loader import Snapshot
 
 if TYPE_CHECKING:
-    from controllers.manager import Manager
+    from controllers.runtime.manager import Manager
 
 log = structlog.get_logger()
 
@@ -83,7 +83,7 @@ def note_health(m: Manager, name: str, was: str, now: str) -> None:
 
 
 async def leader_loop(m: Manager) -> None:
-    """The Lease in the home cluster (`controllers.home`), once it can be reached."""
+    """The Lease in the home cluster (`clusters.home`), once it can be reached."""
     while True:
         client = m.home.client()
         if client is not None:

@@ -12,7 +12,7 @@ restart takes the placements on clusters that have not listed from it: those wor
 are then *kept* on the down cluster, like any workload of an Unreachable cluster, until
 the failover grace runs out (counted from the restart: never shorter than asked).
 
-The file is a `controllers.statefile`: versioned JSON that survives an upgrade, written
+The file is a `controllers.persist.statefile`: versioned JSON that survives an upgrade, written
 atomically, owner-only; a missing, unreadable or foreign file is ignored with a warning
 (the restart then behaves as if it were missing: what is down is placed afresh).
 """
@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from controllers import statefile
+from controllers.persist import statefile
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement.types import Assignment, Plan, PreviousPlan
 
 if TYPE_CHECKING:
-    from controllers.sharedplan import SharedPlan
+    from controllers.persist.sharedplan import SharedPlan
 
 log = structlog.get_logger()
 
@@ -66,7 +66,7 @@ def from_doc(doc: Mapping[str, Any]) -> PreviousPlan:
 
 def save(state_dir: Path, placed: Mapping[WorkloadId, tuple[Assignment, ...]],
          commit: str | None) -> None:
-    """Write the placements (`controllers.statefile`: atomic, owner-only)."""
+    """Write the placements (`controllers.persist.statefile`: atomic, owner-only)."""
     statefile.write(state_dir / FILE, VERSION, to_doc(placed, commit))
 
 

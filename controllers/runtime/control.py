@@ -1,7 +1,7 @@
 """Operator actions on a running controller: suspend, resume, sync now.
 
 What `POST /api/v1/suspend|resume|sync` do (`controllers.server`), kept apart from the
-read-only status side (`controllers.manager_io`). Each answers `(HTTP status, JSON)`:
+read-only status side (`controllers.runtime.manager_io`). Each answers `(HTTP status, JSON)`:
 200 done (or nothing to do: suspending twice is not an error), 400 a body that names
 neither or both of a workload and a cluster, 404 one the fleet does not have, 409 while
 this replica may not act (a follower, or a refused rollback being served): only the
@@ -17,7 +17,7 @@ import structlog
 from fleet.ids import ClusterName, WorkloadId
 
 if TYPE_CHECKING:
-    from controllers.manager import Manager
+    from controllers.runtime.manager import Manager
 
 log = structlog.get_logger()
 

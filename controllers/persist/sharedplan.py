@@ -4,7 +4,7 @@
 one (a new pod whose state dir is an emptyDir, as most Deployments have) would know
 nothing of what runs on a cluster that is down at its start. So the replica that may
 write (the leader, or the only one) also keeps the placements in a ConfigMap,
-`aifleet-system/aifleet-last-plan`, in the home cluster (`controllers.home`: a
+`aifleet-system/aifleet-last-plan`, in the home cluster (`clusters.home`: a
 management cluster, or a member named with `--leader-cluster`; where the Lease is).
 A restart reads it first and falls back to the local file.
 
@@ -21,22 +21,19 @@ import gzip
 import json
 from collections.abc import Callable, Mapping
 
-import anyio
 import structlog
 
-from clusters.client import JSON, KubeClient, ResourceType
-from clusters.errors import ClusterError, NotFound
-from controllers.lastplan import VERSION, from_doc, to_doc
-from controllers.leader import LEASE_NAMESPACE, ensure_namespace
+from clusters.client import KubeClient
+from clusters.configmap import get_configmap, put_configmap
+from clusters.errors import ClusterError
+from controllers.persist.lastplan import VERSION, from_doc, to_doc
 from fleet.ids import WorkloadId
 from fleet.placement.types import Assignment, PreviousPlan
 
 log = structlog.get_logger()
 
-CONFIGMAP = ResourceType("v1", "ConfigMap", "configmaps", True)
 NAME = "aifleet-last-plan"
 KEY = "placements.json.gz"
-DEADLINE = 5.0
 
 
 def encode(placed: Mapping[WorkloadId, tuple[Assignment, ...]], commit: str | None) -> str:
@@ -51,35 +48,6 @@ def decode(data: str) -> PreviousPlan:
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         raise ValueError(f"not a version {VERSION} placements document")
     return from_doc(doc)
-
-
-async def get_configmap(client: KubeClient, name: str) -> JSON | None:
-    """A ConfigMap of the controller's namespace in the home cluster, or None when it
-    is not there; ClusterError or TimeoutError when it cannot be read now."""
-    try:
-        with anyio.fail_after(DEADLINE):
-            return await client.request("GET", CONFIGMAP.item(name, LEASE_NAMESPACE),
-                                        verb="get", retry=False)
-    except NotFound:
-        return None
-
-
-async def put_configmap(client: KubeClient, name: str, payload: JSON) -> None:
-    """Replace a ConfigMap (`payload`: its `data` and/or `binaryData`) of the
-    controller's namespace in the home cluster; create it, and the namespace, the first
-    time. ClusterError or TimeoutError when it cannot be written now."""
-    body = {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": LEASE_NAMESPACE,
-                         "labels": {"app.kubernetes.io/managed-by": "aifleet"}},
-            **payload}
-    with anyio.fail_after(DEADLINE):
-        try:
-            await client.request("PUT", CONFIGMAP.item(name, LEASE_NAMESPACE),
-                                 verb="update", body=body, retry=False)
-        except NotFound:
-            await ensure_namespace(client)
-            await client.request("POST", CONFIGMAP.collection(LEASE_NAMESPACE),
-                                 verb="create", body=body, retry=False)
 
 
 async def read(client: KubeClient) -> PreviousPlan | None:

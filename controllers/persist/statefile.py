@@ -6,12 +6,12 @@ or the new one, never half of one) and owner-only. Reading one that is missing g
 None; one that cannot be used (damaged, another version) gives None with a warning, and
 the caller goes on as if it were missing.
 
-- `last-plan.json` (`controllers.lastplan`): the last plan's placements;
+- `last-plan.json` (`controllers.persist.lastplan`): the last plan's placements;
 - `retiring.json` (`Manager`): removed clusters still being drained, with how to reach
   them (a kubeconfig path and context; never a secret);
-- `held.json` (`controllers.deletions`): a commit whose deletions are held, so that a
+- `held.json` (`controllers.runtime.deletions`): a commit whose deletions are held, so that a
   restart does not apply it;
-- `suspended.json` (`controllers.suspension`): suspended workloads and clusters.
+- `suspended.json` (`controllers.runtime.suspension`): suspended workloads and clusters.
 """
 
 from __future__ import annotations

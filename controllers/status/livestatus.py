@@ -13,7 +13,7 @@ written), wait for their informers to list, and describe what *runs*:
   creation time of the oldest live object of the workload.
 
 The capacity and the previous plan are folded exactly as the controller folds them
-(`controllers.fleetstate`), so both views agree on what is free and what is ours.
+(`controllers.runtime.fleetstate`), so both views agree on what is free and what is ours.
 
 A cluster that cannot be read (connection refused, or it did not list in time) cannot
 say what runs on it, so a workload seen running nowhere is never called Pending while
@@ -35,14 +35,14 @@ import anyio
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.errors import ClusterError
 from clusters.kubeconfig import ConnectionSpec
-from controllers.fleetstate import (
+from controllers.runtime.fleetstate import (
     ClusterView,
     capacity_snapshot,
     previous_from_live,
     workload_label,
 )
-from controllers.reconcile import live_intent
-from controllers.statusdoc import (
+from controllers.runtime.reconcile import live_intent
+from controllers.status.statusdoc import (
     HealthNote,
     PlacementLive,
     SourceState,

@@ -3,7 +3,7 @@
 Gauges (and the counts adapters and the ledger keep) are read from the live state when
 `/metrics` is scraped rather than updated on every event: nothing to keep in step, and
 a scrape costs O(clusters x flavours + workloads). Histograms and event counters are
-observed as things happen (`controllers.metrics.ControllerMetrics`).
+observed as things happen (`controllers.status.metrics.ControllerMetrics`).
 
     aifleet_reconcile_duration_seconds{cluster}      histogram, per cluster reconcile
     aifleet_apply_duration_seconds{cluster}          histogram, per server-side apply
@@ -40,13 +40,13 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from controllers.fleetstate import capacity_snapshot
-from controllers.metrics import Monotonic
-from controllers.statusdoc import cluster_rows
+from controllers.runtime.fleetstate import capacity_snapshot
+from controllers.status.metrics import Monotonic
+from controllers.status.statusdoc import cluster_rows
 from fleet.capacity import HEALTH_STATES
 
 if TYPE_CHECKING:
-    from controllers.manager import Manager
+    from controllers.runtime.manager import Manager
 
 
 def manager_collector(m: Manager) -> Callable[[], Iterator[Metric]]:

@@ -9,7 +9,7 @@ demo run several controllers in one process):
   and `histogram_quantile()` over them are right for the life of the process (the
   hand-written summaries this replaced kept the last 2,000 observations: `_count`
   stuck and `_sum` went down).
-- **Read at scrape time** from the live state (`controllers.observe`): gauges (health,
+- **Read at scrape time** from the live state (`controllers.status.observe`): gauges (health,
   workloads by status, GPUs, queue, ledger backlog and head) and the counts the
   adapters and the ledger keep. Those counts restart at 0 when an adapter reconnects,
   so they go through `Monotonic`, which turns a restart into a continued count: a
@@ -116,7 +116,7 @@ class ControllerMetrics:
         self._accepted: dict[str, float] = {}
 
     def scrape_with(self, collect: Callable[[], Iterable[Metric]]) -> None:
-        """Metrics read from the live state at each scrape (`controllers.observe`)."""
+        """Metrics read from the live state at each scrape (`controllers.status.observe`)."""
         self.registry.register(_Scrape(collect))
 
     def render(self) -> str:

@@ -1,7 +1,7 @@
 """The home cluster: where the leader Lease and the state shared by replicas live.
 
-Shared state is the last plan's placements (`controllers.sharedplan`) and the source
-guard (`controllers.sourceguard`: the last applied commit and a refused force-push).
+Shared state is the last plan's placements (`controllers.persist.sharedplan`) and the source
+guard (`controllers.runtime.sourceguard`: the last applied commit and a refused force-push).
 The home is, in order:
 
 - a management cluster, separate from the members (`--home-kubeconfig` and/or
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Mapping
+from typing import Protocol
 
 import anyio
 import structlog
@@ -30,7 +31,6 @@ from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.client import KubeClient
 from clusters.errors import ClusterError
 from clusters.kubeconfig import ConnectionSpec, api_client
-from controllers.settings import Settings
 
 log = structlog.get_logger()
 
@@ -38,8 +38,21 @@ MANAGEMENT = "home"
 """The management cluster's name in logs and errors (it is not a fleet member)."""
 
 
+class HomeSettings(Protocol):
+    """What the home needs of the controller's settings (`controllers.settings.Settings`)."""
+
+    @property
+    def kubeconfig(self) -> str | None: ...
+    @property
+    def home_kubeconfig(self) -> str | None: ...
+    @property
+    def home_context(self) -> str | None: ...
+    @property
+    def leader_cluster(self) -> str | None: ...
+
+
 class Home:
-    def __init__(self, settings: Settings, adapters: Mapping[str, ClusterAdapter],
+    def __init__(self, settings: HomeSettings, adapters: Mapping[str, ClusterAdapter],
                  options: AdapterOptions, *, retry_every: float = 2.0) -> None:
         self.settings = settings
         self.adapters = adapters

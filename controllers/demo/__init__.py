@@ -1,0 +1,1 @@
+"""The demo harness: the only importer of `clusters.sim` besides `fleet sim`."""

@@ -1,0 +1,1 @@
+"""What the controller keeps: state files, the last plan, the ledger."""

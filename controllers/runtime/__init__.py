@@ -1,0 +1,1 @@
+"""The controller's runtime: the Manager, its loops, work queue, reconcile."""
