@@ -7,15 +7,15 @@ import csv
 import sys
 from datetime import UTC, datetime
 
-from controllers.commands.audit import (
+from controllers.commands.common import add_format_argument, fail, write_doc
+from controllers.commands.ledgerread import (
     add_window_arguments,
     bulk_mode,
     chain_banner,
     chain_json,
+    open_ledger,
     refuse_broken_chain,
 )
-from controllers.commands.common import add_format_argument, fail, write_doc
-from controllers.commands.ledger import open_ledger
 from controllers.status.progress import Progress
 from controllers.status.statusview import table
 from fleet.audit import build_periods

@@ -20,29 +20,6 @@ controller. The demo narrates each step with tables:
 Exits 0 when every step checked out. With --keep-running it stays up: try
 `fleet status`, `curl 127.0.0.1:8080/metrics` and `kubectl --kubeconfig <printed path>`."""
 
-NEW_WORKLOAD = """\
-# Added by `fleet demo`: a translation service for public text
-apiVersion: aifleet.dev/v1alpha1
-kind: Workload
-metadata:
-  name: demo-translator
-  namespace: search-team
-  labels: {project: demo, owner: demo.user, cost-centre: cc-6200}
-spec:
-  type: inference
-  image: registry.internal/search/translator:1.0
-  replicas: 2
-  resources:
-    gpu:
-      count: 1
-      flavours: [l40s-48gb, a100-80gb]
-  placement:
-    dataClass: public
-  priority: 100
-  inference:
-    port: 8000
-"""
-
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="run the fleet end to end on simulated clusters",

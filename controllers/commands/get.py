@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from controllers.commands.common import add_format_argument, fail, write_doc
-from controllers.commands.status import add_live_arguments, add_server_argument, get_doc
+from controllers.commands.statusread import add_live_arguments, add_server_argument, get_doc
 from controllers.status.statusview import table
 
 DESCRIPTION = """\

@@ -8,6 +8,7 @@ from collections import deque
 from typing import Any
 
 from controllers.commands.common import add_format_argument, fail, write_doc
+from controllers.commands.ledgerread import open_ledger
 from controllers.status.progress import Progress
 from controllers.status.statusview import table
 from workloads.errors import WorkloadsError
@@ -83,15 +84,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ref", default=LEDGER_BRANCH,
                    help=f"the ledger branch or commit (default: {LEDGER_BRANCH})")
 
-
-def open_ledger(repo: str, ref: str) -> LedgerReader:
-    try:
-        reader = LedgerReader(repo, ref)
-    except WorkloadsError as e:
-        fail(str(e))
-    if reader.commit is None:
-        fail(f"no ledger at {ref} in {repo} (the controller writes it on its first decision)")
-    return reader
 
 
 def run_verify(args: argparse.Namespace) -> int:

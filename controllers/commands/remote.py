@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Any
 
 from controllers.commands.common import fail
+from controllers.commands.statusread import add_server_argument
 
 
 def post_action(server: str, action: str, body: dict[str, Any],
@@ -36,3 +38,19 @@ def say(answer: dict[str, Any]) -> int:
     print(str(answer.get("message", "done")))
     sys.stdout.flush()
     return 0
+
+
+def add_target_arguments(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument("workload", nargs="?", metavar="WORKLOAD",
+                   help=f"the workload id (team/name) to {verb}")
+    p.add_argument("--cluster", metavar="CLUSTER",
+                   help=f"{verb} every workload on this cluster instead")
+    add_server_argument(p)
+
+
+def target(args: argparse.Namespace) -> dict[str, str]:
+    """The request body: the workload or the cluster, exactly one of them (else exit 2)."""
+    if bool(args.workload) == bool(args.cluster):
+        fail(f"{args.command}: name a WORKLOAD or --cluster CLUSTER (one of them)")
+    return {"workload": args.workload} if args.workload else {"cluster": args.cluster}
+

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from controllers.commands.common import auth_headers
-from controllers.commands.remote import post_action, say
-from controllers.commands.suspend import add_target_arguments, target
+from controllers.commands.remote import add_target_arguments, post_action, say, target
 
 DESCRIPTION = """\
 Resume a workload, or a cluster, `fleet suspend` suspended: the controller reconciles

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Any
 
 from controllers.commands.common import (
     add_format_argument,
-    add_token_argument,
-    auth_headers,
     fail,
     write_doc,
 )
+from controllers.commands.statusread import add_live_arguments, add_server_argument, get_doc
 from controllers.status.statusview import STATES, filter_workloads, render_fleet, render_workload
 
 
@@ -74,47 +72,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=run)
 
 
-def add_server_argument(p: argparse.ArgumentParser) -> None:
-    """`--server` and the token to show it (`--token-file`, $FLEET_TOKEN)."""
-    p.add_argument("--server", default=os.environ.get("FLEET_SERVER", "http://127.0.0.1:8080"),
-                   help="the controller's URL (default: $FLEET_SERVER or "
-                        "http://127.0.0.1:8080)")
-    add_token_argument(p)
-
-
-def add_live_arguments(p: argparse.ArgumentParser) -> None:
-    """`--live` and what it needs: read what runs from the clusters, no controller."""
-    live = p.add_argument_group(
-        "live", "read straight from the clusters instead of a controller (read-only)")
-    live.add_argument("--live", action="store_true",
-                      help="connect to every cluster of the fleet repo and show what runs")
-    live.add_argument("--repo", default=".",
-                      help="with --live: the fleet repo, or a folder in one (default: .)")
-    live.add_argument("--ref", default="HEAD", help="with --live: the commit to compare with")
-    live.add_argument("--kubeconfig", default=None,
-                      help="with --live: kubeconfig for clusters whose file names none")
-    live.add_argument("--allow-exec-plugins", action="store_true",
-                      help="with --live: allow kubeconfig exec/auth-provider plugins")
-    live.add_argument("--timeout", type=float, default=15.0,
-                      help="with --live: seconds to wait for the clusters to answer")
-
-
-def fetch(server: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    import httpx  # here, not at the top: every `fleet` command would pay for its import
-
-    try:
-        r = httpx.get(f"{server.rstrip('/')}/api/v1/status", timeout=10,
-                      headers=headers or {})
-        if r.status_code in (401, 403):
-            fail(f"{server} refused the request ({r.status_code}): give a valid token "
-                 "with --token-file or $FLEET_TOKEN")
-        r.raise_for_status()
-        doc: dict[str, Any] = r.json()
-        return doc
-    except httpx.HTTPError as e:
-        fail(f"cannot read status from {server}: {e} (is `fleet run` or `fleet demo "
-             "--keep-running` up?)")
-
 
 def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
     """Print `doc`; 1 when part of it is unknown (a cluster could not be read), else 0."""
@@ -157,44 +114,17 @@ def _known(args: argparse.Namespace, doc: dict[str, Any]) -> None:
                  + (f" (teams: {', '.join(sorted(teams))})" if teams else ""))
 
 
-def fetch_live(args: argparse.Namespace) -> dict[str, Any]:
-    import anyio  # here: building the parser must stay light
-
-    from controllers.commands.common import CommandFailed, read_snapshot
-    from controllers.logs import configure
-    from controllers.status.livestatus import live_status
-
-    configure("warning")  # logs to stderr: stdout carries the document
-
-    args.worktree = False
-    try:
-        snap = read_snapshot(args)
-    except CommandFailed as e:
-        fail(str(e))
-    doc: dict[str, Any] = anyio.run(lambda: live_status(
-        snap, kubeconfig=args.kubeconfig, allow_exec=args.allow_exec_plugins,
-        answer_within=args.timeout, ledger_repo=args.repo))
-    return doc
-
-
-def get_doc(args: argparse.Namespace) -> dict[str, Any]:
-    """The status document from `--server`, or with `--live` from the clusters."""
-    return _get(args)
-
-
-def _get(args: argparse.Namespace) -> dict[str, Any]:
-    return fetch_live(args) if args.live else fetch(args.server, auth_headers(args))
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.watch:
-        return show(args, _get(args))
+        return show(args, get_doc(args))
     # Clear-screen escapes only for a person at a terminal: piped, or as JSON, each
     # refresh is appended as it is (a JSON document per refresh).
     redraw = args.format == "text" and sys.stdout.isatty()
     try:
         while True:
-            doc = _get(args)
+            doc = get_doc(args)
             if redraw:
                 sys.stdout.write("\x1b[H\x1b[2J")
             if args.format == "text":

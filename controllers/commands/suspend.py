@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from controllers.commands.common import auth_headers, fail
-from controllers.commands.remote import post_action, say
-from controllers.commands.status import add_server_argument
+from controllers.commands.common import auth_headers
+from controllers.commands.remote import add_target_arguments, post_action, say, target
 
 DESCRIPTION = """\
 Suspend one workload, or every workload on one cluster, on the running controller (as
@@ -19,20 +18,6 @@ Examples:
   fleet suspend nlp-team/llama-finetune
   fleet suspend --cluster eu-fra-1 --server http://controller:8080"""
 
-
-def add_target_arguments(p: argparse.ArgumentParser, verb: str) -> None:
-    p.add_argument("workload", nargs="?", metavar="WORKLOAD",
-                   help=f"the workload id (team/name) to {verb}")
-    p.add_argument("--cluster", metavar="CLUSTER",
-                   help=f"{verb} every workload on this cluster instead")
-    add_server_argument(p)
-
-
-def target(args: argparse.Namespace) -> dict[str, str]:
-    """The request body: the workload or the cluster, exactly one of them (else exit 2)."""
-    if bool(args.workload) == bool(args.cluster):
-        fail(f"{args.command}: name a WORKLOAD or --cluster CLUSTER (one of them)")
-    return {"workload": args.workload} if args.workload else {"cluster": args.cluster}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,7 +6,7 @@ import argparse
 
 from controllers.commands.common import auth_headers
 from controllers.commands.remote import post_action, say
-from controllers.commands.status import add_server_argument
+from controllers.commands.statusread import add_server_argument
 
 DESCRIPTION = """\
 Ask the running controller to fetch the fleet repo and reconcile now (as `flux

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from controllers.commands.common import auth_headers, fail
-from controllers.commands.status import add_server_argument, fetch
+from controllers.commands.statusread import add_server_argument, fetch
 
 DESCRIPTION = """\
 Wait until a workload reaches a state on the running controller (as `kubectl wait`),

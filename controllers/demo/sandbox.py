@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pygit2
 
 from clusters.adapter import AdapterOptions
 from clusters.sim import SimClusterSpec, SimFleet, spec_from_cluster, start_sim
 from controllers.runtime.manager import Manager
 from controllers.settings import Settings
 from workloads.loader import read_fleet
-
-SIGNATURE = pygit2.Signature("aifleet demo", "demo@aifleet.dev")
+from workloads.scratch import FleetRepo
 
 
 def folder_files(root: Path) -> dict[str, bytes]:
@@ -41,41 +39,6 @@ def folder_files(root: Path) -> dict[str, bytes]:
         if path.is_file() and not path.is_symlink():
             out[path.relative_to(root).as_posix()] = path.read_bytes()
     return out
-
-
-class FleetRepo:
-    """A bare Git repository of fleet files, committed to with pygit2 (no git binary)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        # Bare, like a Git server's copy: the controller can push its ledger branch to it.
-        self.repo = pygit2.init_repository(str(path), bare=True, initial_head="main")
-        self.files: dict[str, bytes] = {}
-
-    def commit(self, changes: Mapping[str, str | bytes | None], message: str) -> str:
-        """Commit the current tree with `changes` (None deletes a path); the new sha."""
-        for rel, content in changes.items():
-            if content is None:
-                self.files.pop(rel, None)
-            else:
-                self.files[rel] = content.encode() if isinstance(content, str) else content
-        index = pygit2.Index()
-        for rel, data in sorted(self.files.items()):
-            index.add(pygit2.IndexEntry(rel, self.repo.create_blob(data),
-                                        pygit2.enums.FileMode.BLOB))
-        tree = index.write_tree(self.repo)
-        ref = self.repo.references.get("refs/heads/main")
-        parents = [ref.target] if ref is not None else []
-        oid = self.repo.create_commit("refs/heads/main", SIGNATURE, SIGNATURE, message, tree,
-                                      parents)
-        return str(oid)
-
-    def force_to(self, commit: str) -> None:
-        """Move main to an older commit, as a force-push rollback would."""
-        self.repo.references["refs/heads/main"].set_target(commit)
-
-    def head(self) -> str:
-        return str(self.repo.references["refs/heads/main"].target)
 
 
 class Sandbox:

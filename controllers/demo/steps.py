@@ -20,11 +20,33 @@ from typing import Any, TextIO
 import anyio
 import structlog
 
-from controllers.commands.demo import NEW_WORKLOAD
 from controllers.demo.sandbox import Sandbox, folder_files, synced, until
 from controllers.logs import configure
 from controllers.runtime.manager import Manager
 from controllers.status.statusview import render_fleet, table
+
+NEW_WORKLOAD = """\
+# Added by `fleet demo`: a translation service for public text
+apiVersion: aifleet.dev/v1alpha1
+kind: Workload
+metadata:
+  name: demo-translator
+  namespace: search-team
+  labels: {project: demo, owner: demo.user, cost-centre: cc-6200}
+spec:
+  type: inference
+  image: registry.internal/search/translator:1.0
+  replicas: 2
+  resources:
+    gpu:
+      count: 1
+      flavours: [l40s-48gb, a100-80gb]
+  placement:
+    dataClass: public
+  priority: 100
+  inference:
+    port: 8000
+"""
 
 NEW_ID = "search-team/demo-translator"
 
