@@ -33,13 +33,14 @@ from clusters.sim.nodes import is_ready
 from clusters.sim.resources import BY_KIND
 from clusters.sim.scheduler import (
     TERMINAL,
+    add_usage,
     choose_node,
     condition,
     finished_status,
-    gpu_request,
     pod_ready,
+    pod_requests,
     running_status,
-    used_gpus,
+    used_resources,
 )
 from clusters.sim.store import Event, Obj, Store
 
@@ -152,7 +153,7 @@ class ControlPlane:
         if not pending:
             return
         nodes = self.store.list(NODES)
-        used = used_gpus(pods)
+        used = used_resources(pods)
         for pod in pending:
             node, message = choose_node(pod, nodes, used)
             now = objects.now()
@@ -165,7 +166,7 @@ class ControlPlane:
                 self.write_status(PODS, pod, {**pod.get("status", {}), "conditions": conds})
                 self.event(pod, "FailedScheduling", message, "Warning")
                 continue
-            used[node] += gpu_request(pod)
+            add_usage(used, node, pod_requests(pod))
             bound = copy.deepcopy(pod)
             bound["spec"]["nodeName"] = node
             bound = self.store.replace(PODS, bound, pod, check_rv=False)
