@@ -55,10 +55,14 @@ MAX_EVENTS = 500
 
 class ControlPlane:
     def __init__(self, store: Store, *, job_seconds: float, pod_start_seconds: float,
-                 seed: int = 0) -> None:
+                 seed: int = 0, time_scale: float = 1.0) -> None:
         self.store = store
         self.job_seconds = job_seconds
         self.pod_start_seconds = pod_start_seconds
+        self.time_scale = time_scale
+        """Real seconds per second an object declares (`terminationGracePeriodSeconds`,
+        `minReadySeconds`, `progressDeadlineSeconds`): 1.0 is real time; tests use
+        less so a 30 s grace period passes in a fraction of a second."""
         self._dirty: set[tuple[str, str, str]] = set()
         self._scheduled = False
         self._timers: set[asyncio.TimerHandle] = set()
@@ -84,6 +88,8 @@ class ControlPlane:
                 if ref.get("kind") in ("Job", "Deployment"):
                     self._mark(ref["kind"], ns, ref["name"])
             phase = ev.obj.get("status", {}).get("phase")
+            if ev.type == "MODIFIED" and meta.get("deletionTimestamp"):
+                self._on_pod_terminating(ev)
             unbound = ev.type == "ADDED" and not ev.obj["spec"].get("nodeName")
             if ev.type == "DELETED" or phase in TERMINAL or unbound:
                 self._mark("schedule", "", "")
@@ -208,6 +214,24 @@ class ControlPlane:
         code = pod["metadata"].get("annotations", {}).get(EXIT_CODE, "0")
         phase = "Succeeded" if code == "0" else "Failed"
         self.write_status(PODS, pod, finished_status(pod, objects.now(), phase))
+
+    def _on_pod_terminating(self, ev: Event) -> None:
+        """The kubelet got a graceful deletion (or a shorter one): it stops the pod's
+        containers and removes the pod once the grace period ran out (the containers
+        here never exit early on SIGTERM), releasing the node's resources then."""
+        meta = ev.obj["metadata"]
+        period = meta.get("deletionGracePeriodSeconds")
+        before = (ev.old or {}).get("metadata", {})
+        if not period or (before.get("deletionTimestamp") and
+                          before.get("deletionGracePeriodSeconds") == period):
+            return
+        self._later(float(period) * self.time_scale, self._remove_terminated,
+                    meta.get("namespace", ""), meta["name"], meta["uid"])
+
+    def _remove_terminated(self, ns: str, name: str, uid: str) -> None:
+        pod = self._live(ns, name, uid)
+        if pod is not None and pod["metadata"].get("deletionTimestamp"):
+            self.store.delete(PODS, ns, name, grace_seconds=0)
 
     def node_ready_changed(self, node: str, ready: bool) -> None:
         """The node lifecycle controller: pods on a NotReady node stop being Ready."""
