@@ -144,7 +144,7 @@ def sync_job(cp: ControlPlane, ns: str, name: str) -> None:
         and p.get("status", {}).get("phase") not in TERMINAL)
     new["uncountedTerminatedPods"] = {}
     job = store.get(JOBS, ns, name)
-    cp.write_status(JOBS, job, new)
+    cp.write_status(JOBS, job, new, manager="kube-controller-manager")
 
 
 def _parse_ranges(text: str) -> set[int]:

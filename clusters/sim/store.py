@@ -254,7 +254,8 @@ class Store:
             objects.validate(res, new)
             objects.check_immutable(res, old, new)
         if manager and not managed:
-            new = ssa.record_update(old, new, manager, now=objects.now())
+            new = ssa.record_update(old, new, manager, now=objects.now(),
+                                    subresource=subresource)
             meta = new["metadata"]
         if not managed and "managedFields" not in meta and "managedFields" in ometa:
             meta["managedFields"] = ometa["managedFields"]
