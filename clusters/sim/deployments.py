@@ -178,6 +178,17 @@ class DeploymentSync:
         self.progress_reason = ("NewReplicaSetCreated", f'Created new replica set "{rs_name}"')
         return self.new
 
+    def sync_min_ready(self) -> None:
+        """`getNewReplicaSet` keeps the new ReplicaSet's minReadySeconds the
+        Deployment's."""
+        want = int(self.spec.get("minReadySeconds") or 0)
+        if self.new is None or int(self.new["spec"].get("minReadySeconds") or 0) == want:
+            return
+        new = copy.deepcopy(self.new)
+        new["spec"]["minReadySeconds"] = want
+        out = self.cp.store.replace(RSS, new, self.new, manager=MANAGER, check_rv=False)
+        self._replace_rs(self.new, out)
+
     def bump_collisions(self, count: int) -> None:
         dep = self.cp.store.get(DEPLOYS, self.ns, self.name)
         self.cp.write_status(DEPLOYS, dep, {**dep.get("status", {}), "collisionCount": count},
@@ -334,6 +345,7 @@ def sync_deployment(cp: ControlPlane, ns: str, name: str) -> None:
     if dep is None or dep["metadata"].get("deletionTimestamp"):
         return
     d = DeploymentSync(cp, dep)
+    d.sync_min_ready()
     try:
         if dep["spec"].get("paused") or d.scaling_event():
             d.sync_scale()
