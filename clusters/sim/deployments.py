@@ -27,7 +27,8 @@ and labelled, selected and templated with `pod-template-hash`. Each sync
   once `progressDeadlineSeconds` (scaled by the control plane's time scale) pass
   without progress; the controller looks again when the deadline would pass;
 - the ReplicaSets carry `deployment.kubernetes.io/revision`, `desired-replicas` and
-  `max-replicas` annotations, the Deployment its revision; old ReplicaSets at 0
+  `max-replicas` annotations, the Deployment its revision; a template coming back
+  (`kubectl rollout undo`) reuses its ReplicaSet with the next revision; old ReplicaSets at 0
   beyond `revisionHistoryLimit` are deleted once the rollout is complete.
 Writes go under the field manager `kube-controller-manager`, status as a `status`
 subresource write, so `kubectl rollout status` and `helm --wait` read what they read
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 DEPLOYS, RSS, PODS = BY_KIND["Deployment"], BY_KIND["ReplicaSet"], BY_KIND["Pod"]
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
+HISTORY = "deployment.kubernetes.io/revision-history"
 DESIRED = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 NO_DEADLINE = 2**31 - 1
@@ -178,14 +180,25 @@ class DeploymentSync:
         self.progress_reason = ("NewReplicaSetCreated", f'Created new replica set "{rs_name}"')
         return self.new
 
-    def sync_min_ready(self) -> None:
-        """`getNewReplicaSet` keeps the new ReplicaSet's minReadySeconds the
-        Deployment's."""
+    def sync_new_rs(self) -> None:
+        """`getNewReplicaSet` for an existing new ReplicaSet: its minReadySeconds
+        follows the Deployment's, and when it is an older template coming back (a
+        rollback) it takes the next revision, the old one going to
+        `revision-history` (`SetNewReplicaSetAnnotations`)."""
+        if self.new is None:
+            return
         want = int(self.spec.get("minReadySeconds") or 0)
-        if self.new is None or int(self.new["spec"].get("minReadySeconds") or 0) == want:
+        top = max((_revision(r) for r in self.old), default=0)
+        current = _revision(self.new)
+        if int(self.new["spec"].get("minReadySeconds") or 0) == want and current > top:
             return
         new = copy.deepcopy(self.new)
         new["spec"]["minReadySeconds"] = want
+        if current <= top:
+            ann = new["metadata"].setdefault("annotations", {})
+            ann[REVISION] = str(top + 1)
+            history = [h for h in ann.get(HISTORY, "").split(",") if h]
+            ann[HISTORY] = ",".join([*history, str(current)])
         out = self.cp.store.replace(RSS, new, self.new, manager=MANAGER, check_rv=False)
         self._replace_rs(self.new, out)
 
@@ -345,7 +358,7 @@ def sync_deployment(cp: ControlPlane, ns: str, name: str) -> None:
     if dep is None or dep["metadata"].get("deletionTimestamp"):
         return
     d = DeploymentSync(cp, dep)
-    d.sync_min_ready()
+    d.sync_new_rs()
     try:
         if dep["spec"].get("paused") or d.scaling_event():
             d.sync_scale()

@@ -207,6 +207,14 @@ async def test_rollout_status_follows_a_rolling_update_through_replicasets(
     assert _condition(dep, "Available")["reason"] == "MinimumReplicasAvailable"
     header = (await kubectl("get", "rs", "-n", ns)).ok().out.splitlines()[0].split()
     assert header == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+    # `rollout undo` reads the ReplicaSets' revisions and restores the first template
+    (await kubectl("rollout", "undo", "deployment/web", "-n", ns)).ok()
+    (await kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=60s",
+                   within=90)).ok()
+    back = {r["metadata"]["name"]: r for r in await _rs(kubectl, ns)}
+    assert back[first["metadata"]["name"]]["spec"]["replicas"] == 3
+    assert back[first["metadata"]["name"]]["metadata"]["annotations"][
+        "deployment.kubernetes.io/revision"] == "3"
 
 
 @needs_kubectl
