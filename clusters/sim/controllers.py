@@ -12,8 +12,10 @@ As the real controllers do: the Job controller (`jobs.py`) creates pods up to
 (`deployments.py`) rolls ReplicaSets, and the ReplicaSet controller
 (`replicasets.py`) keeps their pods. Each component writes under its real field
 manager (`kube-controller-manager` for the controllers, `kube-scheduler` for the
-binding and the PodScheduled condition, `kubelet` for pod status), status as a
-`status` subresource write, so managedFields blame the right one.
+PodScheduled=False condition of a pod it cannot place, `kubelet` for pod status),
+status as a `status` subresource write, so managedFields blame the right one. The
+binding itself (nodeName + PodScheduled=True) is recorded by no manager, as the real
+`pods/binding` storage update bypasses the field manager.
 """
 
 from __future__ import annotations
@@ -188,12 +190,7 @@ class ControlPlane:
                 self.event(pod, "FailedScheduling", message, "Warning")
                 continue
             add_usage(used, node, pod_requests(pod))
-            bound = copy.deepcopy(pod)
-            bound["spec"]["nodeName"] = node
-            bound = self.store.replace(PODS, bound, pod, check_rv=False, manager=SCHEDULER)
-            status = {**bound.get("status", {}), "conditions": [
-                condition("PodScheduled", "True", now)]}
-            bound = self.write_status(PODS, bound, status, manager=SCHEDULER)
+            bound = self.store.bind(PODS, pod, node, condition("PodScheduled", "True", now))
             ns = pod["metadata"]["namespace"]
             self.event(bound, "Scheduled",
                         f"Successfully assigned {ns}/{pod['metadata']['name']} to {node}")

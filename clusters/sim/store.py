@@ -273,6 +273,21 @@ class Store:
             return self._remove(res, new, "Background")
         return self._commit("MODIFIED", res, (ns, name), new, old)
 
+    def bind(self, res: Resource, pod: Obj, node: str, scheduled: Obj) -> Obj:
+        """The `pods/binding` write: nodeName and the PodScheduled=True condition in one
+        storage update that bypasses the field manager, as `BindingREST`'s
+        `setPodNodeAndMetadata` (`pkg/registry/core/pod/storage/storage.go`) does with
+        `GuaranteedUpdate`: a real pod's managedFields name no owner for
+        `spec.nodeName`."""
+        new = copy.deepcopy(pod)
+        new["spec"]["nodeName"] = node
+        status = new.setdefault("status", {})
+        status["conditions"] = [c for c in status.get("conditions") or []
+                                if c.get("type") != "PodScheduled"] + [scheduled]
+        meta = pod["metadata"]
+        return self._commit("MODIFIED", res, (meta.get("namespace", ""), meta["name"]),
+                            new, pod)
+
     def delete(self, res: Resource, ns: str, name: str, *,
                propagation: str | None = None, precondition_rv: str | None = None,
                dry_run: bool = False, grace_seconds: int | None = None) -> Obj:

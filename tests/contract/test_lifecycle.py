@@ -11,7 +11,6 @@ asking for `cluster` (the simulator's GPU nodes or its clock).
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -98,6 +97,8 @@ async def test_a_pod_asking_a_whole_nodes_cpu_capacity_stays_pending(
     assert cond["reason"] == "Unschedulable"
     assert cond["message"].startswith(f"0/{len(nodes)} nodes are available: ")
     assert "Insufficient cpu" in cond["message"]
+    big = await _pod(api, ns, "big")
+    assert ("kube-scheduler", "Update", "status") in _entries(big)
     events = (await core.list_namespaced_event(ns)).items
     assert any(e.reason == "FailedScheduling" and e.involved_object.name == "big"
                for e in events)
@@ -324,8 +325,9 @@ def _entries(obj: dict[str, Any]) -> set[tuple[str, str, str | None]]:
 async def test_the_control_plane_writes_under_its_own_field_managers(
         kubectl: Kubectl, ns: str) -> None:
     """The Deployment and ReplicaSet controllers write as kube-controller-manager
-    (status through the status subresource), the scheduler as kube-scheduler and the
-    kubelet as kubelet: what a drift report reads to blame a writer."""
+    (status through the status subresource) and the kubelet as kubelet; the
+    scheduler's binding records no manager: what a drift report reads to blame a
+    writer."""
     (await kubectl.apply(_deploy(ns, replicas=1))).ok()
     (await kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=60s",
                    within=90)).ok()
@@ -341,4 +343,7 @@ async def test_the_control_plane_writes_under_its_own_field_managers(
     status_entry = next(e for e in p["metadata"]["managedFields"]
                         if e["manager"] == "kubelet")
     assert "f:status" in json.dumps(status_entry["fieldsV1"])
-    assert "f:spec" not in copy.deepcopy(status_entry["fieldsV1"])
+    assert "f:spec" not in status_entry["fieldsV1"]
+    # the binding is a storage update past the field manager: nobody owns nodeName
+    assert p["spec"]["nodeName"]
+    assert "f:nodeName" not in json.dumps(p["metadata"]["managedFields"])
