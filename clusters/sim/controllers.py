@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 from clusters.sim import objects
@@ -35,11 +35,11 @@ from clusters.sim.resources import BY_KIND
 from clusters.sim.scheduler import (
     TERMINAL,
     add_usage,
+    cached_requests,
     choose_node,
     condition,
     finished_status,
     pod_ready,
-    pod_requests,
     running_status,
     used_resources,
 )
@@ -75,6 +75,7 @@ class ControlPlane:
         self._ips = 0
         self._events: deque[tuple[str, str]] = deque()
         self._ready_since: dict[str, float] = {}
+        self._requests: dict[str, Counter[str]] = {}
         self._progress_at: dict[tuple[str, str], float] = {}
         store.listeners.append(self._on_event)
 
@@ -100,6 +101,7 @@ class ControlPlane:
                     self._mark(ref["kind"], ns, ref["name"])
             if ev.type == "DELETED":
                 self._ready_since.pop(meta.get("uid", ""), None)
+                self._requests.pop(meta.get("uid", ""), None)
             phase = ev.obj.get("status", {}).get("phase")
             if ev.type == "MODIFIED" and meta.get("deletionTimestamp"):
                 self._on_pod_terminating(ev)
@@ -175,7 +177,7 @@ class ControlPlane:
         if not pending:
             return
         nodes = self.store.list(NODES)
-        used = used_resources(pods)
+        used = used_resources(pods, self._requests)
         for pod in pending:
             node, message = choose_node(pod, nodes, used)
             now = objects.now()
@@ -189,7 +191,7 @@ class ControlPlane:
                                   manager=SCHEDULER)
                 self.event(pod, "FailedScheduling", message, "Warning")
                 continue
-            add_usage(used, node, pod_requests(pod))
+            add_usage(used, node, cached_requests(pod, self._requests))
             bound = self.store.bind(PODS, pod, node, condition("PodScheduled", "True", now))
             ns = pod["metadata"]["namespace"]
             self.event(bound, "Scheduled",

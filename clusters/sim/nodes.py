@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from fleet.models import Cluster
@@ -105,8 +106,7 @@ def node_object(node: SimNode, *, uid: str, created: str, index: int) -> dict[st
     if node.product is not None:
         labels.setdefault(PRODUCT_LABEL, node.product)
         labels.setdefault(COUNT_LABEL, str(node.gpus))
-    capacity = node_capacity(node.gpus)
-    allocatable = node_allocatable(capacity)
+    capacity, allocatable = _shape(node.gpus)
     address = f"10.{(index >> 16) & 255}.{(index >> 8) & 255}.{index & 255}"
     spec: dict[str, Any] = {"podCIDR": f"10.244.{index % 256}.0/24"}
     if node.taints:
@@ -164,6 +164,19 @@ def node_capacity(gpus: int) -> dict[str, str]:
     if gpus:
         out[GPU] = str(gpus)
     return {k: canonical(v) for k, v in out.items()}
+
+
+@lru_cache(maxsize=64)
+def _resources(gpus: int) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    capacity = node_capacity(gpus)
+    return tuple(capacity.items()), tuple(node_allocatable(capacity).items())
+
+
+def _shape(gpus: int) -> tuple[dict[str, str], dict[str, str]]:
+    """(capacity, allocatable) for a node with `gpus`, computed once per shape (a
+    thousand simulated clusters start with thousands of nodes)."""
+    capacity, allocatable = _resources(gpus)
+    return dict(capacity), dict(allocatable)
 
 
 def _tiered(amount: Decimal, steps: tuple[tuple[int | None, Decimal], ...]) -> Decimal:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from decimal import ROUND_CEILING
+from functools import lru_cache
 from typing import Any
 
 from clusters.sim.nodes import GPU, is_ready
@@ -90,6 +91,17 @@ def _affinity_ok(pod_spec: Obj, labels: dict[str, str]) -> bool:
 def _units(name: str, value: Any) -> int:
     """A quantity in the scheduler's integer units (`MilliValue` for cpu, `Value`,
     rounded up, for the rest); 0 when it does not parse (the API refuses those)."""
+    if isinstance(value, str):
+        return _units_of(name, value)  # stored quantities are strings: cached
+    return _parse_units(name, value)
+
+
+@lru_cache(maxsize=4096)
+def _units_of(name: str, value: str) -> int:
+    return _parse_units(name, value)
+
+
+def _parse_units(name: str, value: Any) -> int:
     try:
         amount = parse(value).value
     except QuantityError:
@@ -137,14 +149,30 @@ def pod_requests(pod: Obj) -> Usage:
     return +reqs
 
 
-def used_resources(pods: list[Obj]) -> dict[str, Usage]:
-    """Per node: the requests of its non-terminal pods, and their count (`pods`)."""
+def used_resources(pods: list[Obj], cache: dict[str, Usage] | None = None
+                   ) -> dict[str, Usage]:
+    """Per node: the requests of its non-terminal pods, and their count (`pods`).
+
+    `cache` maps pod uid -> request: a pod's resources are immutable once created (no
+    in-place resize here), so a scheduling pass over thousands of pods parses none."""
     used: dict[str, Usage] = {}
     for p in pods:
         node = p.get("spec", {}).get("nodeName")
         if node and p.get("status", {}).get("phase") not in TERMINAL:
-            add_usage(used, node, pod_requests(p))
+            add_usage(used, node, cached_requests(p, cache))
     return used
+
+
+def cached_requests(pod: Obj, cache: dict[str, Usage] | None) -> Usage:
+    if cache is None:
+        return pod_requests(pod)
+    uid = pod["metadata"].get("uid", "")
+    found = cache.get(uid)
+    if found is None:
+        if len(cache) > 100_000:
+            cache.clear()
+        found = cache[uid] = pod_requests(pod)
+    return found
 
 
 def add_usage(used: dict[str, Usage], node: str, request: Usage) -> None:
