@@ -99,6 +99,8 @@ class ControlPlane:
             for ref in meta.get("ownerReferences") or []:
                 if ref.get("kind") in _OWNER_KINDS:
                     self._mark(ref["kind"], ns, ref["name"])
+                if ref.get("kind") == "ReplicaSet" and ev.type == "DELETED":
+                    self._mark_rs_owner(ns, ref["name"])
             if ev.type == "DELETED":
                 self._ready_since.pop(meta.get("uid", ""), None)
                 self._requests.pop(meta.get("uid", ""), None)
@@ -110,6 +112,14 @@ class ControlPlane:
                 self._mark("schedule", "", "")
         elif kind == "Node":
             self._mark("schedule", "", "")
+
+    def _mark_rs_owner(self, ns: str, rs_name: str) -> None:
+        """A pod of a ReplicaSet is gone: its Deployment may be waiting for that (a
+        Recreate rollout starts the new pods once every old one is gone)."""
+        rs = self.store.find(RSS, ns, rs_name)
+        for ref in (rs or {}).get("metadata", {}).get("ownerReferences") or []:
+            if ref.get("kind") == "Deployment":
+                self._mark("Deployment", ns, ref["name"])
 
     def _mark(self, kind: str, ns: str, name: str) -> None:
         self._dirty.add((kind, ns, name))

@@ -43,8 +43,9 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from clusters.sim import objects
-from clusters.sim.replicasets import MANAGER, active_pods
+from clusters.sim.replicasets import MANAGER
 from clusters.sim.resources import BY_KIND
+from clusters.sim.scheduler import TERMINAL
 from clusters.sim.store import Obj
 
 if TYPE_CHECKING:
@@ -310,7 +311,9 @@ class DeploymentSync:
         for rs in [r for r in self.old if _replicas(r) > 0]:
             self.scale(rs, 0)
             scaled = True
-        if scaled or any(active_pods(self.cp.owned(r)) for r in self.old):
+        # `oldPodsRunning`: any old pod not Succeeded/Failed, terminating ones included
+        if scaled or any(p.get("status", {}).get("phase") not in TERMINAL
+                         for r in self.old for p in self.cp.owned(r)):
             return
         if self.new is None:
             self.create_new(self.want)

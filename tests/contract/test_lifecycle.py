@@ -11,13 +11,14 @@ asking for `cluster` (the simulator's GPU nodes or its clock).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client
+from kubernetes_asyncio import client, watch
 
 from clusters.sim import SimCluster
 from fleet.quantity import parse
@@ -264,6 +265,42 @@ async def test_max_surge_and_max_unavailable_bound_a_stuck_rollout(
     assert await eventually(settled, within=30)
     dep = await kubectl.json("get", "deployment", "web", "-n", ns)
     assert dep["status"].get("availableReplicas", 0) == old
+
+
+@needs_kubectl
+async def test_recreate_starts_new_pods_only_once_every_old_pod_is_gone(
+        kubectl: Kubectl, api: client.ApiClient, ns: str) -> None:
+    """Recreate: the old ReplicaSet goes to 0 and no new pod exists while an old one
+    (terminating included) still does (`oldPodsRunning`)."""
+    (await kubectl.apply(_deploy(ns, replicas=2, strategy={"type": "Recreate"}))).ok()
+    (await kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=60s",
+                   within=90)).ok()
+    seen: list[tuple[str, str, str]] = []
+
+    async def record() -> None:
+        w = watch.Watch()
+        async for ev in w.stream(client.CoreV1Api(api).list_namespaced_pod, ns,
+                                 timeout_seconds=60):
+            pod_ = ev["object"]
+            seen.append((ev["type"], pod_.metadata.name,
+                         pod_.metadata.labels.get("pod-template-hash", "")))
+    async with asyncio.timeout(90):
+        task = asyncio.create_task(record())
+        (await kubectl("set", "image", "deployment/web", "main=nginx:1.28", "-n",
+                       ns)).ok()
+        (await kubectl("rollout", "status", "deployment/web", "-n", ns,
+                       "--timeout=60s", within=90)).ok()
+        task.cancel()
+    live: dict[str, str] = {}
+    hashes_together = []
+    for etype, name, hash_ in seen:
+        if etype == "DELETED":
+            live.pop(name, None)
+        else:
+            live[name] = hash_
+        hashes_together.append(len(set(live.values())))
+    assert len({h for _, _, h in seen}) == 2  # both templates' pods were watched
+    assert max(hashes_together) == 1
 
 
 @needs_kubectl
