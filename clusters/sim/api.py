@@ -159,8 +159,11 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
         if method == "DELETE":
             matcher = combine(label_matcher(request.query.get("labelSelector")),
                               field_matcher(request.query.get("fieldSelector")))
+            opts = await _body(request) or {}
+            grace = _grace(request, opts if isinstance(opts, dict) else {})
             gone = [store.delete(res, o["metadata"].get("namespace", ""),
-                                 o["metadata"]["name"], dry_run=_dry_run(request))
+                                 o["metadata"]["name"], dry_run=_dry_run(request),
+                                 grace_seconds=grace)
                     for o in list(store.list(res, ns, matcher))]
             return _json({"kind": f"{res.kind}List", "apiVersion": res.api_version,
                           "metadata": {"resourceVersion": str(store.rv)}, "items": gone})
