@@ -159,8 +159,11 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
         if method == "DELETE":
             matcher = combine(label_matcher(request.query.get("labelSelector")),
                               field_matcher(request.query.get("fieldSelector")))
+            opts = await _body(request) or {}
+            grace = _grace(request, opts if isinstance(opts, dict) else {})
             gone = [store.delete(res, o["metadata"].get("namespace", ""),
-                                 o["metadata"]["name"], dry_run=_dry_run(request))
+                                 o["metadata"]["name"], dry_run=_dry_run(request),
+                                 grace_seconds=grace)
                     for o in list(store.list(res, ns, matcher))]
             return _json({"kind": f"{res.kind}List", "apiVersion": res.api_version,
                           "metadata": {"resourceVersion": str(store.rv)}, "items": gone})
@@ -197,7 +200,8 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
         pre = (opts.get("preconditions") or {}).get("resourceVersion")
         dry = _dry_run(request) or "All" in (opts.get("dryRun") or [])
         out = store.delete(res, key_ns, name, propagation=propagation,
-                           precondition_rv=pre, dry_run=dry)
+                           precondition_rv=pre, dry_run=dry,
+                           grace_seconds=_grace(request, opts))
         return _json(_deleted(res, out, store.find(res, key_ns, name) is not None))
     raise SimError(405, "MethodNotAllowed",
                    "the server does not allow this method on the requested resource")
@@ -312,9 +316,21 @@ async def _evict(request: web.Request, cluster: SimCluster, res: Resource, ns: s
     opts = body.get("deleteOptions") or {}
     dry = _dry_run(request) or "All" in (opts.get("dryRun") or [])
     cluster.store.delete(res, ns, name, propagation=opts.get("propagationPolicy"),
-                         dry_run=dry)
+                         dry_run=dry, grace_seconds=_grace(request, opts))
     return _json({"kind": "Status", "apiVersion": "v1", "metadata": {},
                   "status": "Success", "code": 201}, 201)
+
+
+def _grace(request: web.Request, opts: dict[str, Any]) -> int | None:
+    """DeleteOptions' `gracePeriodSeconds`, from the query or the body (None: the
+    object's own, e.g. a pod's `terminationGracePeriodSeconds`)."""
+    value = request.query.get("gracePeriodSeconds", opts.get("gracePeriodSeconds"))
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise bad_request(f"invalid gracePeriodSeconds {value!r}") from None
 
 
 def _scale_obj(obj: dict[str, Any]) -> dict[str, Any]:

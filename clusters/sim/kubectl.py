@@ -486,6 +486,14 @@ def _deployment(o: dict[str, Any], now: float) -> list[Any]:
             _age(o["metadata"].get("creationTimestamp"), now), names, images, _selector(spec)]
 
 
+def _replicaset(o: dict[str, Any], now: float) -> list[Any]:
+    spec, st = o.get("spec", {}), o.get("status", {})
+    names, images = _containers(spec.get("template", {}).get("spec", {}))
+    return [o["metadata"]["name"], spec.get("replicas", 1), st.get("replicas") or 0,
+            st.get("readyReplicas") or 0, _age(o["metadata"].get("creationTimestamp"), now),
+            names, images, _selector(spec)]
+
+
 def _service(o: dict[str, Any], now: float) -> list[Any]:
     spec = o.get("spec", {})
     kind = spec.get("type") or "ClusterIP"
@@ -545,6 +553,12 @@ _COLUMNS: dict[str, tuple[list[Column], Any]] = {
                     ("Containers", "string", 1, "Names of each container in the template."),
                     ("Images", "string", 1, "Images referenced by each container."),
                     ("Selector", "string", 1, "Label selector of the pods.")], _deployment),
+    "ReplicaSet": ([_name_col(), ("Desired", "integer", 0, "Number of desired pods."),
+                    ("Current", "integer", 0, "Number of actually running pods."),
+                    ("Ready", "integer", 0, "Number of ready pods."), _AGE,
+                    ("Containers", "string", 1, "Names of each container in the template."),
+                    ("Images", "string", 1, "Images referenced by each container."),
+                    ("Selector", "string", 1, "Label selector of the pods.")], _replicaset),
     "Service": ([_name_col(), ("Type", "string", 0, "How the service is exposed."),
                  ("Cluster-IP", "string", 0, "The cluster IP of the service."),
                  ("External-IP", "string", 0, "External IPs of the service."),

@@ -43,6 +43,15 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(text: str) -> int:
+    """Seconds since the epoch of an RFC 3339 timestamp as `now()` writes them."""
+    return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
+
+
+def format_time(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def new_uid() -> str:
     return str(uuid.uuid4())
 
@@ -159,6 +168,10 @@ def apply_defaults(res: Resource, obj: dict[str, Any], cluster_ip: str) -> None:
         spec.setdefault("progressDeadlineSeconds", 600)
         _default_template(spec.setdefault("template", {}))
         obj.setdefault("status", {})
+    elif kind == "ReplicaSet" and spec is not None:
+        spec.setdefault("replicas", 1)
+        _default_template(spec.setdefault("template", {}))
+        obj.setdefault("status", {"replicas": 0})
     elif kind == "Job" and spec is not None:
         _default_job(obj, spec)
     elif kind == "Service" and spec is not None:
@@ -183,7 +196,7 @@ def apply_defaults(res: Resource, obj: dict[str, Any], cluster_ip: str) -> None:
         obj.setdefault("spec", {})
 
 
-_SPEC_KINDS = frozenset({"Pod", "Deployment", "Job", "Service"})
+_SPEC_KINDS = frozenset({"Pod", "Deployment", "ReplicaSet", "Job", "Service"})
 
 
 def _default_job(obj: dict[str, Any], spec: dict[str, Any]) -> None:
@@ -226,7 +239,7 @@ def validate(res: Resource, obj: dict[str, Any]) -> None:
     spec = obj.get("spec") or {}
     if res.kind == "Pod":
         _containers(spec, "spec", causes)
-    elif res.kind == "Deployment":
+    elif res.kind in ("Deployment", "ReplicaSet"):
         if not spec.get("selector"):
             causes.append(("spec.selector", "FieldValueRequired", "Required value"))
         else:
@@ -281,7 +294,7 @@ def check_immutable(res: Resource, old: dict[str, Any], new: dict[str, Any]) -> 
                     "spec.completions", "FieldValueInvalid",
                     f"Invalid value: {n.get('completions')}: can only be modified in "
                     "tandem with spec.parallelism")])
-    elif res.kind == "Deployment" and o.get("selector") != n.get("selector"):
+    elif res.kind in ("Deployment", "ReplicaSet") and o.get("selector") != n.get("selector"):
         raise immutable(res, name, "spec.selector")
     elif res.kind == "Service" and o.get("clusterIP") and \
             o.get("clusterIP") != n.get("clusterIP"):

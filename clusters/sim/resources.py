@@ -39,7 +39,7 @@ class Resource:
     @property
     def has_generation(self) -> bool:
         """Kinds whose `metadata.generation` the server maintains (spec-carrying)."""
-        return self.kind in {"Deployment", "Job", "Pod", "Service"}
+        return self.kind in {"Deployment", "Job", "Pod", "ReplicaSet", "Service"}
 
 
 RESOURCES: tuple[Resource, ...] = (
@@ -54,6 +54,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
     Resource("", "v1", "events", "Event", True, ("ev",)),
     Resource("apps", "v1", "deployments", "Deployment", True, ("deploy",),
+             categories=("all",), subresources=("status", "scale")),
+    Resource("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",),
              categories=("all",), subresources=("status", "scale")),
     Resource("batch", "v1", "jobs", "Job", True, (), categories=("all",),
              subresources=("status",)),

@@ -42,6 +42,10 @@ CLUSTER: web.AppKey[SimCluster] = web.AppKey("sim_cluster")
 _ANONYMOUS_OK = frozenset({"/version", "/version/", "/healthz", "/readyz", "/livez"})
 _SYSTEM_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DEFAULT_TIME_SCALE = 0.01
+"""Real seconds per second an object declares (grace periods, minReadySeconds,
+progress deadlines): a pod's default 30 s grace period takes 0.3 s. `fleet sim up`
+runs in real time (1.0)."""
 
 
 def _status_response(err: SimError) -> web.Response:
@@ -99,7 +103,7 @@ class SimCluster:
 
     def __init__(self, spec: nodes.SimClusterSpec, *, host: str = "127.0.0.1",
                  job_seconds: float = 5.0, pod_start_seconds: float = 0.2,
-                 history: int = 1000) -> None:
+                 history: int = 1000, time_scale: float = DEFAULT_TIME_SCALE) -> None:
         self.name = spec.name
         self.spec = spec
         self.host = host
@@ -113,7 +117,8 @@ class SimCluster:
         self.open_watches: dict[int, web.Request] = {}
         self.is_down = False
         self.control = ControlPlane(self.store, job_seconds=job_seconds,
-                                    pod_start_seconds=pod_start_seconds)
+                                    pod_start_seconds=pod_start_seconds,
+                                    time_scale=time_scale)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._seed()
@@ -293,7 +298,8 @@ class SimFleet:
 
 async def start_sim(clusters: Sequence[nodes.SimClusterSpec], *, host: str = "127.0.0.1",
                     job_seconds: float = 5.0, pod_start_seconds: float = 0.2,
-                    ports: Mapping[str, int] | None = None) -> SimFleet:
+                    ports: Mapping[str, int] | None = None,
+                    time_scale: float = DEFAULT_TIME_SCALE) -> SimFleet:
     """Start one simulated cluster per spec, each on its own port of `host` (a free
     one, or `ports[name]` when given, so a written kubeconfig stays valid across runs)."""
     names = [c.name for c in clusters]
@@ -303,7 +309,7 @@ async def start_sim(clusters: Sequence[nodes.SimClusterSpec], *, host: str = "12
     try:
         for spec in clusters:
             c = SimCluster(spec, host=host, job_seconds=job_seconds,
-                           pod_start_seconds=pod_start_seconds)
+                           pod_start_seconds=pod_start_seconds, time_scale=time_scale)
             c.port = (ports or {}).get(spec.name, 0)
             await c.start()
             fleet.clusters[spec.name] = c

@@ -415,11 +415,24 @@ def _find(items: list[Any], element: str) -> int | None:
 # ------------------------------------------------------------------ update
 
 
+def _status_fields(obj: Mapping[str, Any] | None) -> dict[Path, Any]:
+    """The owned paths of a `/status` write: everything under `status`, nothing else."""
+    out: dict[Path, Any] = {}
+    status = (obj or {}).get("status")
+    if isinstance(status, Mapping) and status:
+        _walk(status, ("status",), ("f:status",), out, True)
+    return out
+
+
 def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str, *,
-                  now: str) -> dict[str, Any]:
-    """`new` with managedFields after a non-apply write by `manager` changed `old`."""
-    before = _fields(old, update=True)
-    after = _fields(new, update=True)
+                  now: str, subresource: str | None = None) -> dict[str, Any]:
+    """`new` with managedFields after a non-apply write by `manager` changed `old`;
+    a `status` subresource write is recorded in its own entry (`subresource:
+    status`) and owns the status fields it changed."""
+    fields = _status_fields if subresource == "status" else (
+        lambda o: _fields(o, update=True))
+    before = fields(old)
+    after = fields(new)
     added = set(after) - set(before)
     removed = set(before) - set(after)
     modified = {p for p in set(after) & set(before)
@@ -431,7 +444,7 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
     found = False
     for entry, paths in entries:
         if entry.get("manager") == manager and entry.get("operation") == "Update" \
-                and not entry.get("subresource"):
+                and entry.get("subresource") == subresource:
             found = True
             grown = (paths | changed) - removed
             if grown - paths:
@@ -441,9 +454,11 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
         else:
             result.append((entry, paths - changed - removed))
     if not found and changed:
-        result.append(({"manager": manager, "operation": "Update",
-                        "apiVersion": str(new.get("apiVersion", "")), "time": now},
-                       set(changed)))
+        entry = {"manager": manager, "operation": "Update",
+                 "apiVersion": str(new.get("apiVersion", "")), "time": now}
+        if subresource:
+            entry["subresource"] = subresource
+        result.append((entry, set(changed)))
     return _with_managed(copy.deepcopy(new), result)
 
 

@@ -34,6 +34,21 @@ Key = tuple[str, str]  # (namespace or "", name)
 NAMESPACES = BY_KIND["Namespace"]
 
 
+def pod_grace_period(pod: Obj, requested: int | None) -> int:
+    """The grace period a pod's deletion gets (pod strategy `CheckGracefulDelete`,
+    `pkg/registry/core/pod/strategy.go`): DeleteOptions' `gracePeriodSeconds`, else
+    the pod's `terminationGracePeriodSeconds`; 0 when the pod is not bound to a node
+    or already Succeeded/Failed; a negative value becomes 1."""
+    period = requested
+    if period is None:
+        period = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds") or 0)
+    if not (pod.get("spec") or {}).get("nodeName"):
+        period = 0
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        period = 0
+    return 1 if period < 0 else period
+
+
 @dataclass(slots=True)
 class Event:
     rv: int
@@ -239,7 +254,8 @@ class Store:
             objects.validate(res, new)
             objects.check_immutable(res, old, new)
         if manager and not managed:
-            new = ssa.record_update(old, new, manager, now=objects.now())
+            new = ssa.record_update(old, new, manager, now=objects.now(),
+                                    subresource=subresource)
             meta = new["metadata"]
         if not managed and "managedFields" not in meta and "managedFields" in ometa:
             meta["managedFields"] = ometa["managedFields"]
@@ -250,14 +266,31 @@ class Store:
             return old
         if dry_run:
             return new
+        # generic registry `ShouldDeleteDuringUpdate`: the last finalizer gone and no
+        # grace period left (a pod in graceful termination stays for its kubelet).
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
-                res.kind != "Namespace":
+                not meta.get("deletionGracePeriodSeconds") and res.kind != "Namespace":
             return self._remove(res, new, "Background")
         return self._commit("MODIFIED", res, (ns, name), new, old)
 
+    def bind(self, res: Resource, pod: Obj, node: str, scheduled: Obj) -> Obj:
+        """The `pods/binding` write: nodeName and the PodScheduled=True condition in one
+        storage update that bypasses the field manager, as `BindingREST`'s
+        `setPodNodeAndMetadata` (`pkg/registry/core/pod/storage/storage.go`) does with
+        `GuaranteedUpdate`: a real pod's managedFields name no owner for
+        `spec.nodeName`."""
+        new = copy.deepcopy(pod)
+        new["spec"]["nodeName"] = node
+        status = new.setdefault("status", {})
+        status["conditions"] = [c for c in status.get("conditions") or []
+                                if c.get("type") != "PodScheduled"] + [scheduled]
+        meta = pod["metadata"]
+        return self._commit("MODIFIED", res, (meta.get("namespace", ""), meta["name"]),
+                            new, pod)
+
     def delete(self, res: Resource, ns: str, name: str, *,
                propagation: str | None = None, precondition_rv: str | None = None,
-               dry_run: bool = False) -> Obj:
+               dry_run: bool = False, grace_seconds: int | None = None) -> Obj:
         old = self.get(res, ns, name)
         if precondition_rv and precondition_rv != old["metadata"].get("resourceVersion"):
             raise conflict(res.plural, name, res.group)
@@ -269,6 +302,10 @@ class Store:
             return old
         if res.kind == "Namespace":
             return self._delete_namespace(old)
+        if res.kind == "Pod":
+            period = pod_grace_period(old, grace_seconds)
+            if period > 0:
+                return self._delete_gracefully(res, old, period)
         finalizers = list(old["metadata"].get("finalizers") or [])
         if finalizers:
             if old["metadata"].get("deletionTimestamp"):
@@ -278,6 +315,28 @@ class Store:
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             return self._commit("MODIFIED", res, (ns, name), new, old)
         return self._remove(res, copy.deepcopy(old), propagation)
+
+    def _delete_gracefully(self, res: Resource, old: Obj, period: int) -> Obj:
+        """Mark a pod for graceful deletion, as apiserver `rest.BeforeDelete` does:
+        deletionTimestamp = now + period, deletionGracePeriodSeconds = period,
+        generation + 1; a second delete may only shorten the period. The pod stays
+        (holding its node's resources) until the kubelet removes it."""
+        meta = old["metadata"]
+        current = meta.get("deletionGracePeriodSeconds")
+        if meta.get("deletionTimestamp") and current is not None and period >= current:
+            return old
+        new = copy.deepcopy(old)
+        nmeta = new["metadata"]
+        if meta.get("deletionTimestamp") and current is not None:
+            start = objects.parse_time(meta["deletionTimestamp"]) - current
+        else:
+            start = objects.parse_time(objects.now())
+            if res.has_generation:
+                nmeta["generation"] = int(meta.get("generation", 1)) + 1
+        nmeta["deletionTimestamp"] = objects.format_time(start + period)
+        nmeta["deletionGracePeriodSeconds"] = period
+        key = (meta.get("namespace", ""), meta["name"])
+        return self._commit("MODIFIED", res, key, new, old)
 
     def _remove(self, res: Resource, obj: Obj, propagation: str) -> Obj:
         meta = obj["metadata"]
