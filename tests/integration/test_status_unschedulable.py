@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import jsonschema
 
-from controllers.sandbox import until
+from controllers.demo.sandbox import until
 from tests.integration.test_controller_harness import (
     FAST,
     SERVE,
