@@ -22,6 +22,8 @@ Matcher = Callable[[dict[str, Any]], bool]
 
 _SET = re.compile(r"^\s*(!?)([A-Za-z0-9./_-]+)\s*(?:(notin|in)\s*\(([^)]*)\))?\s*$")
 _EQ = re.compile(r"^\s*([A-Za-z0-9./_-]+)\s*(==|=|!=)\s*([A-Za-z0-9._-]*)\s*$")
+# Field values are free text (`type=helm.sh/release.v1`); `\,` `\=` `\\` escape.
+_FIELD_EQ = re.compile(r"^\s*([A-Za-z0-9./_-]+)\s*(==|=|!=)(.*)$")
 _FIELDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "metadata.name": lambda o: str(o.get("metadata", {}).get("name", "")),
     "metadata.namespace": lambda o: str(o.get("metadata", {}).get("namespace", "")),
@@ -146,10 +148,11 @@ def field_matcher(selector: str | None, kind: str | None = None) -> Matcher | No
     reqs: list[tuple[Callable[[dict[str, Any]], str], bool, str]] = []
     allowed = SELECTABLE.get(kind, _META_FIELDS) if kind is not None else None
     for part in _split(selector):
-        m = _EQ.match(part)
+        m = _FIELD_EQ.match(part)
         if not m:
             raise bad_request(f"invalid field selector: {part.strip()!r}")
         field, op, value = m.groups()
+        value = re.sub(r"\\(.)", r"\1", value.strip())
         if field == "spec.host" and kind == "Pod":
             field = "spec.nodeName"  # the old v1 spelling the conversion still maps
         if allowed is not None and field not in allowed:
