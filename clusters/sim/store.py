@@ -170,8 +170,10 @@ class Store:
         return f"10.96.{(self._ips >> 8) & 255}.{self._ips & 255}"
 
     def create(self, res: Resource, obj: Obj, *, manager: str | None = None,
-               dry_run: bool = False) -> Obj:
-        obj = copy.deepcopy(obj)
+               dry_run: bool = False, fresh: bool = False) -> Obj:
+        """`fresh`: `obj` was built for this call and nobody else holds it, so the store
+        keeps it instead of a copy (the simulated kubelets' thousands of node Leases)."""
+        obj = obj if fresh else copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + objects.new_uid()[:5]
