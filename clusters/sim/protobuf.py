@@ -102,6 +102,21 @@ SCHEMA: dict[str, dict[int, tuple[str, str]]] = {
                        3: ("imagePullSecrets", "[LocalObjectReference]"),
                        4: ("automountServiceAccountToken", "b*")},
     "LocalObjectReference": {1: ("name", "s")},
+    # rbac.authorization.k8s.io/v1 (`kubectl create role|clusterrole|rolebinding|...`),
+    # field numbers from k8s.io/api rbac/v1/types.go.
+    "Role": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[PolicyRule]")},
+    "ClusterRole": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[PolicyRule]"),
+                    3: ("aggregationRule", "AggregationRule")},
+    "AggregationRule": {1: ("clusterRoleSelectors", "[LabelSelector]")},
+    "PolicyRule": {1: ("verbs", "[s]"), 2: ("apiGroups", "[s]"), 3: ("resources", "[s]"),
+                   4: ("resourceNames", "[s]"), 5: ("nonResourceURLs", "[s]")},
+    "RoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[Subject]"),
+                    3: ("roleRef", "RoleRef")},
+    "ClusterRoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[Subject]"),
+                           3: ("roleRef", "RoleRef")},
+    "Subject": {1: ("kind", "s"), 2: ("apiGroup", "s"), 3: ("name", "s"),
+                4: ("namespace", "s")},
+    "RoleRef": {1: ("apiGroup", "s"), 2: ("kind", "s"), 3: ("name", "s")},
     "Service": {1: ("metadata", "ObjectMeta"), 2: ("spec", "ServiceSpec"),
                 3: ("status", "ignore")},
     "ServiceSpec": {1: ("ports", "[ServicePort]"), 2: ("selector", "map"),
@@ -113,7 +128,8 @@ SCHEMA: dict[str, dict[int, tuple[str, str]]] = {
                     4: ("targetPort", "ios"), 5: ("nodePort", "i")},
 }
 KINDS = frozenset({"Namespace", "ConfigMap", "Deployment", "Job", "Pod", "Service",
-                   "Eviction", "DeleteOptions", "Secret", "ServiceAccount"})
+                   "Eviction", "DeleteOptions", "Secret", "ServiceAccount", "Role",
+                   "ClusterRole", "RoleBinding", "ClusterRoleBinding"})
 
 
 def _unsupported(message: str) -> SimError:

@@ -35,3 +35,20 @@ async def test_create_and_delete_secret_and_serviceaccount(kubectl: Kubectl,
     (await kubectl("-n", ns, "delete", "secret", "creds", "--wait=false")).ok()
     gone = await kubectl("-n", ns, "get", "secret", "creds")
     assert gone.rc != 0 and "NotFound" in gone.err
+
+
+async def test_get_shows_each_storage_kinds_columns(kubectl: Kubectl, ns: str) -> None:
+    (await kubectl("-n", ns, "create", "secret", "generic", "creds",
+                   "--from-literal=a=1", "--from-literal=b=2")).ok()
+    (await kubectl("-n", ns, "create", "serviceaccount", "robot")).ok()
+    (await kubectl("-n", ns, "create", "rolebinding", "reader", "--clusterrole=view",
+                   f"--serviceaccount={ns}:robot")).ok()
+    secrets = (await kubectl("-n", ns, "get", "secret", "creds")).ok().out.splitlines()
+    assert secrets[0].split() == ["NAME", "TYPE", "DATA", "AGE"]
+    assert secrets[1].split()[:3] == ["creds", "Opaque", "2"]
+    sa = (await kubectl("-n", ns, "get", "sa", "robot")).ok().out.splitlines()
+    assert sa[0].split() == ["NAME", "SECRETS", "AGE"] and sa[1].split()[:2] == ["robot", "0"]
+    rb = (await kubectl("-n", ns, "get", "rolebinding", "reader", "-o", "wide")).ok()
+    lines = rb.out.splitlines()
+    assert lines[0].split() == ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    assert lines[1].split()[1] == "ClusterRole/view" and lines[1].split()[-1] == f"{ns}/robot"
