@@ -19,6 +19,9 @@ depend on exactly that:
   1048576 bytes, decoded): 422 `data: Too long: may not be more than 1048576 bytes`
   for a Secret, and for a ConfigMap the whole object (`[]: Too long: ...`), as
   `ValidateSecret` / `ValidateConfigMap` word it.
+- Keys of `data`, `binaryData` and `stringData` are config keys (apimachinery
+  `IsConfigMapKey`: `[-._a-zA-Z0-9]+`, at most 253, not `.`/`..` nor starting `..`),
+  and a ConfigMap key may not be in both `data` and `binaryData`.
 - RBAC object names are path segments, not DNS names (`system:controller:x` is a
   valid ClusterRole name): `pkg/apis/rbac/validation` uses `ValidatePathSegmentName`.
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 from clusters.sim.errors import bad_request, invalid
@@ -53,9 +57,11 @@ def on_write(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> 
         _decode_bytes(res, obj, "data")
         _merge_string_data(obj)
         obj["type"] = obj.get("type") or "Opaque"
+        _check_keys(res, obj, ("data",))
         _check_size(res, obj, ("data",), "data")
     elif kind == "ConfigMap":
         _decode_bytes(res, obj, "binaryData")
+        _check_keys(res, obj, ("data", "binaryData"))
         _check_size(res, obj, ("data", "binaryData"), "[]")
     else:
         return
@@ -150,6 +156,46 @@ def _merge_string_data(obj: dict[str, Any]) -> None:
     for key, value in string_data.items():
         data[key] = base64.b64encode(str(value).encode()).decode()
     obj["data"] = data
+
+
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_CONFIG_KEY_MSG = ("a valid config key must consist of alphanumeric characters, '-', '_' or "
+                   "'.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for "
+                   "validation is '[-._a-zA-Z0-9]+')")
+
+
+def config_key_errors(key: str) -> list[str]:
+    """apimachinery `validation.IsConfigMapKey`, message for message."""
+    errs = []
+    if len(key) > 253:
+        errs.append("must be no more than 253 characters")
+    if not _CONFIG_KEY.match(key):
+        errs.append(_CONFIG_KEY_MSG)
+    if key == ".":
+        errs.append("must not be '.'")
+    elif key == "..":
+        errs.append("must not be '..'")
+    elif key.startswith(".."):
+        errs.append("must not start with '..'")
+    return errs
+
+
+def _check_keys(res: Resource, obj: dict[str, Any], fields: tuple[str, ...]) -> None:
+    causes: list[tuple[str, str, str]] = []
+    binary = obj.get("binaryData") if "binaryData" in fields else None
+    for field in fields:
+        values = obj.get(field)
+        if not isinstance(values, dict):
+            continue
+        for key in values:
+            where = f"{field}[{key}]"
+            causes += [(where, "FieldValueInvalid", f'Invalid value: "{key}": {msg}')
+                       for msg in config_key_errors(str(key))]
+            if field == "data" and isinstance(binary, dict) and key in binary:
+                causes.append((where, "FieldValueInvalid", f'Invalid value: "{key}": '
+                               "duplicate of key present in binaryData"))
+    if causes:
+        raise invalid(res.kind, obj["metadata"].get("name", ""), causes, res.group)
 
 
 def _check_size(res: Resource, obj: dict[str, Any], fields: tuple[str, ...],

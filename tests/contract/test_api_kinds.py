@@ -186,6 +186,17 @@ async def test_a_configmap_holds_at_most_one_mebibyte(api: client.ApiClient,
     assert code == 201
 
 
+async def test_data_keys_are_config_keys(api: client.ApiClient, ns: str) -> None:
+    code, body, _ = await raw(api, "POST", f"/api/v1/namespaces/{ns}/secrets",
+                              body=secret(ns, stringData={"my key": "v"}))
+    assert code == 422
+    assert body["message"] == (
+        'Secret "creds" is invalid: data[my key]: Invalid value: "my key": a valid config '
+        "key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  "
+        "or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
+    assert [c["field"] for c in body["details"]["causes"]] == ["data[my key]"]
+
+
 async def test_a_secrets_type_is_immutable(api: client.ApiClient, ns: str) -> None:
     path = f"/api/v1/namespaces/{ns}/secrets"
     code, _, _ = await raw(api, "POST", path, body=secret(ns, stringData={"k": "v"}))
