@@ -6,8 +6,9 @@ node's name, `leaseDurationSeconds: 40`, owned by the Node) and renews its
 `component-helpers/apimachinery/lease/controller.go`); the node lifecycle controller
 reads them to tell a live node from a dead one. The simulated kubelets do the same,
 writing as field manager `kubelet`, and stop renewing while their node is NotReady
-(`SimCluster.set_node_ready`), as a kubelet that stopped heartbeating would. A deleted
-Lease is created again at the next renewal.
+(`SimCluster.set_node_ready`), as a kubelet that stopped heartbeating would, and while
+their cluster is down (`SimCluster.down`: no kubelet reaches an API server that is
+down). A deleted Lease is created again at the next renewal.
 
 One timer per cluster renews all its nodes' leases at once, so an idle simulated
 cluster costs one timer, not one per node. A thousand clusters of eight nodes start

@@ -157,7 +157,6 @@ class SimCluster:
                                      shutdown_timeout=0.5, handler_cancellation=True)
         await self._runner.setup()
         await self.up()
-        self.node_leases.start()
 
     async def up(self) -> None:
         """Listen (again, on the same port once one was picked)."""
@@ -168,10 +167,12 @@ class SimCluster:
                                      ssl_context=tls.server_context())
             await self._site.start()
             self.port = self._runner.addresses[-1][1]
+        self.node_leases.start()
 
     async def down(self) -> None:
         """Refuse connections: close the listener and abort open connections."""
         self.is_down = True
+        self.node_leases.close()  # kubelets cannot reach a server that is down
         self._cut_watches()
         if self._site is not None:
             await self._site.stop()

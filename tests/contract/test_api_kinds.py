@@ -277,3 +277,20 @@ async def test_leases_are_renewed_only_while_the_node_is_ready(
     assert after_down["spec"]["renewTime"] == before_down["spec"]["renewTime"]
     managers = {e["manager"] for e in after_down["metadata"]["managedFields"]}
     assert managers == {"kubelet"}
+
+
+async def test_leases_are_not_renewed_while_the_cluster_is_down(cluster: SimCluster) -> None:
+    def renew_times() -> dict[str, str]:
+        return {o["metadata"]["name"]: o["spec"]["renewTime"]
+                for o in cluster.objects("Lease", "kube-node-lease")}
+    cluster.node_leases.renew_seconds = 0.02
+    await cluster.down()
+    frozen = renew_times()
+    await asyncio.sleep(0.2)  # ten renewal periods
+    assert renew_times() == frozen
+    await cluster.up()
+
+    async def moved() -> bool:
+        now = renew_times()
+        return all(now[name] != frozen[name] for name in frozen)
+    await eventually(moved)
