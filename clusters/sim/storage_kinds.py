@@ -72,18 +72,20 @@ def on_write(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> 
 # ------------------------------------------------------------------ names
 
 
-def validate_path_segment_name(res: Resource, name: str) -> None:
-    """`ValidatePathSegmentName` (apimachinery `path.IsValidPathSegmentName`)."""
-    msgs: list[str] = []
+def path_segment_errors(name: str) -> list[str]:
+    """apimachinery `path.IsValidPathSegmentName`, message for message (a `NameRule`)."""
     if name in (".", ".."):
-        msgs.append(f"may not be '{name}'")
-    for bad in ("/", "%"):
-        if bad in name:
-            msgs.append(f"may not contain '{bad}'")
+        return [f"may not be '{name}'"]
+    return [f"may not contain '{bad}'" for bad in ("/", "%") if bad in name]
+
+
+def validate_path_segment_name(res: Resource, name: str) -> None:
+    """`ValidatePathSegmentName` for the RBAC kinds, as `ValidateObjectMeta` reports it."""
     if not name:
         raise invalid(res.kind, "", [("metadata.name", "FieldValueRequired",
                                       "Required value: name or generateName is required")],
                       res.group)
+    msgs = path_segment_errors(name)
     if msgs:
         raise invalid(res.kind, name, [("metadata.name", "FieldValueInvalid",
                                         f'Invalid value: "{name}": {m}') for m in msgs],

@@ -6,7 +6,12 @@ import pytest
 
 from clusters.sim.errors import SimError
 from clusters.sim.resources import BY_KIND
-from clusters.sim.storage_kinds import _base64_error, config_key_errors, on_write
+from clusters.sim.storage_kinds import (
+    _base64_error,
+    config_key_errors,
+    on_write,
+    path_segment_errors,
+)
 
 
 @pytest.mark.parametrize(("text", "offset"), [
@@ -44,3 +49,11 @@ def test_string_data_wins_over_data_and_is_dropped() -> None:
     on_write(BY_KIND["Secret"], secret, None)
     assert secret == {"metadata": {"name": "s"}, "data": {"a": "eg==", "b": "eQ=="},
                       "type": "Opaque"}
+
+
+@pytest.mark.parametrize(("name", "errors"), [
+    ("system:controller:x", []), ("a.b", []), (".", ["may not be '.'"]),
+    ("..", ["may not be '..'"]), ("a/b%c", ["may not contain '/'", "may not contain '%'"]),
+])
+def test_rbac_names_are_path_segments(name: str, errors: list[str]) -> None:
+    assert path_segment_errors(name) == errors
