@@ -185,8 +185,9 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
         if method == "DELETE":
             matcher = combine(label_matcher(request.query.get("labelSelector")),
                               field_matcher(request.query.get("fieldSelector"), res.kind))
+            dry = _dry_run(request)  # refused before anything, even an empty collection
             gone = [store.delete(res, o["metadata"].get("namespace", ""),
-                                 o["metadata"]["name"], dry_run=_dry_run(request))
+                                 o["metadata"]["name"], dry_run=dry)
                     for o in list(store.list(res, ns, matcher))]
             return _json({"kind": f"{res.kind}List", "apiVersion": res.api_version,
                           "metadata": {"resourceVersion": str(store.rv)}, "items": gone})

@@ -132,6 +132,13 @@ async def test_a_dry_run_value_other_than_all_is_refused_before_any_write(
         assert code == 200 and live["data"] == {"k": "v"}
 
 
+async def test_a_bad_dry_run_on_an_empty_collection_delete_is_still_refused(
+        api: client.ApiClient, ns: str) -> None:
+    code, status, _ = await raw(api, "DELETE", f"/api/v1/namespaces/{ns}/configmaps",
+                                query=[("dryRun", "yes")])
+    assert code == 422 and status["details"]["kind"] == "DeleteOptions"
+
+
 # ------------------------------------------------------------------ field selectors
 
 
