@@ -589,6 +589,54 @@ _COLUMNS: dict[str, tuple[list[Column], Any]] = {
 }
 
 
+# The storage kinds' columns, as `pkg/printers/internalversion/printers.go` defines them.
+
+
+def _binding(o: dict[str, Any], now: float) -> list[Any]:
+    ref = o.get("roleRef") or {}
+    subjects = o.get("subjects") or []
+
+    def of(kind: str) -> str:
+        return ", ".join(
+            (f"{s.get('namespace', '')}/{s.get('name', '')}" if kind == "ServiceAccount"
+             else str(s.get("name", ""))) for s in subjects if s.get("kind") == kind)
+    return [o["metadata"]["name"], f"{ref.get('kind', '')}/{ref.get('name', '')}",
+            _age(o["metadata"].get("creationTimestamp"), now), of("User"), of("Group"),
+            of("ServiceAccount")]
+
+
+def _binding_columns(what: str) -> list[Column]:
+    return [_name_col(), ("Role", "string", 0, "RoleRef references the role."), _AGE,
+            ("Users", "string", 1, f"Users in the {what}"),
+            ("Groups", "string", 1, f"Groups in the {what}"),
+            ("ServiceAccounts", "string", 1, f"ServiceAccounts in the {what}")]
+
+
+def _pod_selector(o: dict[str, Any], now: float) -> list[Any]:
+    labels = ((o.get("spec") or {}).get("podSelector") or {}).get("matchLabels") or {}
+    return [o["metadata"]["name"],
+            ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>",
+            _age(o["metadata"].get("creationTimestamp"), now)]
+
+
+_COLUMNS.update({
+    "Secret": ([_name_col(), ("Type", "string", 0, "Used to facilitate programmatic "
+                              "handling of secret data."),
+                ("Data", "string", 0, "Number of data keys."), _AGE],
+               lambda o, now: [o["metadata"]["name"], o.get("type", ""),
+                               len(o.get("data") or {}),
+                               _age(o["metadata"].get("creationTimestamp"), now)]),
+    "ServiceAccount": ([_name_col(), ("Secrets", "string", 0, "Secrets of the account."),
+                        _AGE],
+                       lambda o, now: [o["metadata"]["name"], len(o.get("secrets") or []),
+                                       _age(o["metadata"].get("creationTimestamp"), now)]),
+    "NetworkPolicy": ([_name_col(), ("Pod-Selector", "string", 0, "Pods the policy "
+                                     "applies to."), _AGE], _pod_selector),
+    "RoleBinding": (_binding_columns("roleBinding"), _binding),
+    "ClusterRoleBinding": (_binding_columns("clusterRoleBinding"), _binding),
+})
+
+
 def to_table(kind: str, objects: list[dict[str, Any]], *, include_object: str = "Metadata",
              now: float | None = None, column_definitions: bool = True) -> dict[str, Any]:
     """A `meta.k8s.io/v1` Table of `objects`, with the columns kubectl shows for `kind`.

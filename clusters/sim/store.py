@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusters.sim import objects, ssa
+from clusters.sim import objects, ssa, storage_kinds
 from clusters.sim.errors import SimError, already_exists, bad_request, conflict, not_found
 from clusters.sim.resources import BY_KIND, Resource
 from clusters.sim.selectors import Matcher
@@ -185,13 +185,18 @@ class Store:
         return f"10.96.{(self._ips >> 8) & 255}.{self._ips & 255}"
 
     def create(self, res: Resource, obj: Obj, *, manager: str | None = None,
-               dry_run: bool = False) -> Obj:
-        obj = copy.deepcopy(obj)
+               dry_run: bool = False, fresh: bool = False) -> Obj:
+        """`fresh`: `obj` was built for this call and nobody else holds it, so the store
+        keeps it instead of a copy (the simulated kubelets' thousands of node Leases)."""
+        obj = obj if fresh else copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + objects.new_uid()[:5]
         name = meta.get("name") or ""
-        objects.validate_name(res, name)
+        if res.kind in storage_kinds.PATH_SEGMENT_NAMED:
+            storage_kinds.validate_path_segment_name(res, name)
+        else:
+            objects.validate_name(res, name)
         ns = meta.get("namespace", "") if res.namespaced else ""
         if res.namespaced:
             meta["namespace"] = ns
@@ -212,6 +217,7 @@ class Store:
         else:
             meta.pop("generation", None)
         objects.decode_quantities(res, obj)
+        storage_kinds.on_write(res, obj, None)
         objects.apply_defaults(res, obj, self.next_ip() if res.kind == "Service" else "")
         objects.validate(res, obj)
         if manager:
@@ -243,11 +249,19 @@ class Store:
                 meta.pop(k, None)
         objects.decode_quantities(res, new)
         if subresource == "status":
+            # A /status write changes status only (the status strategy resets the rest);
+            # server-side apply computed its own managedFields entry for it.
+            fields = meta.get("managedFields") if managed else None
             new = {**old, "status": new.get("status", {})}
             meta = new["metadata"] = dict(ometa)
+            if managed:
+                meta.pop("managedFields", None)
+                if fields:
+                    meta["managedFields"] = fields
         elif "status" in old:
             new["status"] = old["status"]
         if subresource != "status":
+            storage_kinds.on_write(res, new, old)
             objects.apply_defaults(res, new, ometa.get("uid", ""))
             if res.kind == "Namespace":
                 new["status"] = old.get("status", new.get("status"))
@@ -290,10 +304,10 @@ class Store:
 
     def delete(self, res: Resource, ns: str, name: str, *,
                propagation: str | None = None, precondition_rv: str | None = None,
-               dry_run: bool = False, grace_seconds: int | None = None) -> Obj:
+               precondition_uid: str | None = None, dry_run: bool = False,
+               grace_seconds: int | None = None) -> Obj:
         old = self.get(res, ns, name)
-        if precondition_rv and precondition_rv != old["metadata"].get("resourceVersion"):
-            raise conflict(res.plural, name, res.group)
+        _check_preconditions(res, old, precondition_uid, precondition_rv)
         if propagation is None:
             propagation = "Orphan" if res.kind == "Job" else "Background"
         if propagation not in ("Orphan", "Background", "Foreground"):
@@ -391,3 +405,25 @@ class Store:
             if res.namespaced and any(k[0] == ns for k in table):
                 return
         self._commit("DELETED", NAMESPACES, ("", ns), copy.deepcopy(nso), None)
+
+
+def _check_preconditions(res: Resource, obj: Obj, uid: str | None, rv: str | None) -> None:
+    """DeleteOptions `preconditions`: a 409 worded as the generic registry's
+    `rest.BeforeDelete` (`staging/src/k8s.io/apiserver/pkg/registry/rest/delete.go`)
+    words it, which names the kind (not the resource) it conflicts on."""
+    meta = obj["metadata"]
+    if uid is not None and uid != meta.get("uid"):
+        why = (f"the UID in the precondition ({uid}) does not match the UID in record "
+               f"({meta.get('uid')}). The object might have been deleted and then recreated")
+    elif rv is not None and rv != meta.get("resourceVersion"):
+        why = (f"the ResourceVersion in the precondition ({rv}) does not match the "
+               f"ResourceVersion in record ({meta.get('resourceVersion')}). The object "
+               "might have been modified")
+    else:
+        return
+    qual = f"{res.kind}.{res.group}" if res.group else res.kind
+    details: dict[str, Any] = {"name": meta["name"], "kind": res.kind}
+    if res.group:
+        details["group"] = res.group
+    raise SimError(409, "Conflict", f'Operation cannot be fulfilled on {qual} '
+                   f'"{meta["name"]}": {why}', details)
