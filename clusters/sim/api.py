@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from clusters.sim import kubectl, objects, patch, protobuf, resources, ssa
+from clusters.sim import decoding, kubectl, objects, patch, protobuf, resources, ssa
 from clusters.sim.errors import SimError, bad_request, conflict, invalid
 from clusters.sim.listing import list_response, parse_bool
 from clusters.sim.resources import BY_PATH, Resource
@@ -145,6 +145,7 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
             obj = await _body(request)
             if not isinstance(obj, dict):
                 raise bad_request("the body of the request must be an object")
+            decoding.check_body(res, obj)
             obj.setdefault("metadata", {})
             if res.namespaced:
                 body_ns = obj["metadata"].get("namespace")
@@ -183,6 +184,7 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
         if not isinstance(new, dict):
             raise bad_request("the body of the request must be an object")
         old = store.get(res, key_ns, name)
+        decoding.check_body(res, new)
         warn = kubectl.check_fields(res.kind, new, request.query.get("fieldValidation"))
         out = store.replace(res, new, old, manager=_manager(request), subresource=sub,
                             dry_run=_dry_run(request))
@@ -243,6 +245,7 @@ async def _patch(request: web.Request, cluster: SimCluster, res: Resource, ns: s
         new = patch.merge_patch(old, body)
     else:
         new = patch.strategic_merge_patch(old, body)
+    decoding.check_patched(res, kind, new, body)
     warn = kubectl.check_fields(res.kind, new, request.query.get("fieldValidation"))
     out = store.replace(res, new, old, manager=manager, subresource=sub, dry_run=dry)
     return _json(out, 200, _warnings(warn))
@@ -258,6 +261,7 @@ def _apply(request: web.Request, cluster: SimCluster, res: Resource, ns: str, na
              "patch")])
     if not isinstance(body, dict):
         raise bad_request("an apply patch must be a YAML or JSON object")
+    decoding.check_apply(res, body)
     meta = body.setdefault("metadata", {})
     if meta.get("name", name) != name:
         raise bad_request(f"the name of the object ({meta.get('name')}) does not match the "

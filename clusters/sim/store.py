@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusters.sim import objects, ssa
+from clusters.sim import decoding, objects, ssa, validation
 from clusters.sim.errors import SimError, already_exists, bad_request, conflict, not_found
 from clusters.sim.resources import BY_KIND, Resource
 from clusters.sim.selectors import Matcher
@@ -171,20 +171,19 @@ class Store:
 
     def create(self, res: Resource, obj: Obj, *, manager: str | None = None,
                dry_run: bool = False) -> Obj:
+        decoding.check_body(res, obj)
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + objects.new_uid()[:5]
+            meta["name"] = str(meta["generateName"])[:validation.MAX_GENERATED_PREFIX] + \
+                objects.new_uid()[:5]
         name = meta.get("name") or ""
-        objects.validate_name(res, name)
         ns = meta.get("namespace", "") if res.namespaced else ""
         if res.namespaced:
             meta["namespace"] = ns
         else:
             meta.pop("namespace", None)
         self._check_namespace(res, ns)
-        if (ns, name) in self.table(res):
-            raise already_exists(res.plural, name, res.group)
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
         for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(k, None)
@@ -198,7 +197,9 @@ class Store:
             meta.pop("generation", None)
         objects.decode_quantities(res, obj)
         objects.apply_defaults(res, obj, self.next_ip() if res.kind == "Service" else "")
-        objects.validate(res, obj)
+        validation.validate_create(res, obj)
+        if (ns, name) in self.table(res):
+            raise already_exists(res.plural, name, res.group)
         if manager:
             obj = ssa.record_update(None, obj, manager, now=objects.now())
         if dry_run:
@@ -211,6 +212,7 @@ class Store:
         """Store `new` in place of `old` under the server's rules (see module doc).
 
         `managed` means managedFields are already computed (server-side apply)."""
+        decoding.check_body(res, new)
         meta, ometa = new.setdefault("metadata", {}), old["metadata"]
         name, ns = ometa["name"], ometa.get("namespace", "")
         if meta.get("name", name) != name:
@@ -236,8 +238,7 @@ class Store:
             objects.apply_defaults(res, new, ometa.get("uid", ""))
             if res.kind == "Namespace":
                 new["status"] = old.get("status", new.get("status"))
-            objects.validate(res, new)
-            objects.check_immutable(res, old, new)
+            validation.validate_update(res, old, new)
         if manager and not managed:
             new = ssa.record_update(old, new, manager, now=objects.now())
             meta = new["metadata"]
