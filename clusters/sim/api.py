@@ -296,9 +296,7 @@ async def _scale(request: web.Request, cluster: SimCluster, res: Resource, ns: s
             body = (patch.json_patch(current, body)
                     if request.content_type == "application/json-patch+json"
                     else patch.merge_patch(current, body))
-        replicas = (body or {}).get("spec", {}).get("replicas")
-        if not isinstance(replicas, int) or replicas < 0:
-            raise bad_request("spec.replicas must be a non-negative integer")
+        replicas = decoding.scale_replicas(name, body, patched=request.method == "PATCH")
         new = patch.merge_patch(obj, {"spec": {"replicas": replicas}})
         obj = store.replace(res, new, obj, manager=_manager(request),
                             dry_run=_dry_run(request))

@@ -228,3 +228,25 @@ def go_print(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def scale_replicas(name: str, body: Any, *, patched: bool) -> int:
+    """`spec.replicas` of an autoscaling/v1 Scale written to `/scale`: a wrong type is
+    the decoder's error (400 on PUT, 422 on `patch` for a PATCH), a negative count
+    `ValidateScale`'s 422 (`pkg/apis/autoscaling/validation`)."""
+    spec = body.get("spec") if isinstance(body, dict) else None
+    replicas = spec.get("replicas", 0) if isinstance(spec, dict) else 0
+    if replicas is None:
+        replicas = 0
+    if not _scalar_ok("integer", "int32", replicas):
+        error = (f"json: cannot unmarshal {_json_kind(replicas)} into Go struct field "
+                 "ScaleSpec.spec.replicas of type int32")
+        if patched:
+            raise invalid("", "", [("patch", "FieldValueInvalid", "Invalid value: "
+                                    f"{json.dumps(json.dumps(body))}: {error}")])
+        raise bad_request(f'Scale in version "v1" cannot be handled as a Scale: {error}')
+    if replicas < 0:
+        raise invalid("Scale", name, [("spec.replicas", "FieldValueInvalid",
+                                       f"Invalid value: {replicas}: must be greater than "
+                                       "or equal to 0")], group="autoscaling")
+    return int(replicas)

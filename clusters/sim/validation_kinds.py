@@ -148,6 +148,10 @@ def _deployment(errs: Errs, spec: Obj) -> None:
     policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
     if policy and policy != "Always":
         errs.not_supported("spec.template.spec.restartPolicy", policy, ("Always",))
+    active = ((spec.get("template") or {}).get("spec") or {}).get("activeDeadlineSeconds")
+    if active is not None:
+        errs.invalid("spec.template.spec.activeDeadlineSeconds", active,
+                     "activeDeadlineSeconds in ReplicaSet is not Supported")
     _strategy(errs, spec.get("strategy") or {})
     for key in ("minReadySeconds", "revisionHistoryLimit", "progressDeadlineSeconds"):
         nonnegative(errs, f"spec.{key}", spec.get(key))
