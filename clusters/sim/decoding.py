@@ -19,7 +19,10 @@ the client gets back depends on the write path
   typed patch object (apps/v1, Kind=Deployment): .spec.replicas: expected numeric (int
   or float), got string` (structured-merge-diff's scalar errors).
 
-The types come from the Kubernetes 1.35 OpenAPI schemas `kubectl.py` serves; without
+The API handlers (`api.py`) and the out-of-band `edit` call these before a body
+touches the store; the simulator's own controllers write well-typed objects and are
+not checked. The types come from the Kubernetes 1.35 OpenAPI schemas `kubectl.py`
+serves; without
 them (no `kubernetes-validate` installed) a small table of the integer fields the
 simulator's own controllers read keeps them from ever seeing a wrong type.
 """

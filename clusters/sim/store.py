@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusters.sim import decoding, objects, ssa, validation
+from clusters.sim import objects, ssa, validation
 from clusters.sim.errors import SimError, already_exists, bad_request, conflict, not_found
 from clusters.sim.resources import BY_KIND, Resource
 from clusters.sim.selectors import Matcher
@@ -171,7 +171,6 @@ class Store:
 
     def create(self, res: Resource, obj: Obj, *, manager: str | None = None,
                dry_run: bool = False) -> Obj:
-        decoding.check_body(res, obj)
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
@@ -212,7 +211,6 @@ class Store:
         """Store `new` in place of `old` under the server's rules (see module doc).
 
         `managed` means managedFields are already computed (server-side apply)."""
-        decoding.check_body(res, new)
         meta, ometa = new.setdefault("metadata", {}), old["metadata"]
         name, ns = ometa["name"], ometa.get("namespace", "")
         if meta.get("name", name) != name:

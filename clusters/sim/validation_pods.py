@@ -14,6 +14,7 @@ RelaxedEnvironmentVariableValidation gate is on in 1.35),
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from clusters.sim.validation import (
@@ -29,7 +30,7 @@ from clusters.sim.validation import (
     port_number,
     qualified_name,
 )
-from fleet.quantity import QuantityError, canonical, parse
+from fleet.quantity import QuantityError, parse
 
 Obj = dict[str, Any]
 
@@ -168,6 +169,17 @@ def env(errs: Errs, path: str, items: list[Any]) -> None:
 
 
 def _quantity(value: Any) -> Decimal | None:
+    """The amount; quantities are stored canonical before validation, so the few
+    spellings a cluster sees repeat: parsed once each."""
+    return _parsed(value) if isinstance(value, str) else _parse(value)
+
+
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> Decimal | None:
+    return _parse(text)
+
+
+def _parse(value: Any) -> Decimal | None:
     try:
         return parse(value).value
     except QuantityError:
@@ -211,19 +223,19 @@ def resources(errs: Errs, path: str, res: Obj) -> None:
         _resource_name(errs, at, str(name))
         q = _quantity(raw)
         if q is not None:
-            _value(errs, at, str(name), q, canonical(raw))
+            _value(errs, at, str(name), q, str(raw))
     for name, raw in requests.items():
         at = f"{path}.requests[{name}]"
         _resource_name(errs, at, str(name))
         q = _quantity(raw)
         if q is None:
             continue
-        text = canonical(raw)
+        text = str(raw)  # stored canonical by the time validation runs
         _value(errs, at, str(name), q, text)
         overcommit = not _integer_resource(str(name))
         limit = _quantity(limits[name]) if name in limits else None
         if limit is not None:
-            limit_text = canonical(limits[name])
+            limit_text = str(limits[name])
             if q != limit and not overcommit:
                 errs.invalid(f"{path}.requests", text,
                              f"must be equal to {name} limit of {limit_text}")
