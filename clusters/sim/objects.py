@@ -30,10 +30,6 @@ def new_uid() -> str:
     return str(uuid.uuid4())
 
 
-def qualified(res: Resource) -> str:
-    return f"{res.kind}.{res.group}" if res.group else res.kind
-
-
 # ---------------------------------------------------------------- quantities
 
 _QUANTITY_MAPS = frozenset({"requests", "limits"})
@@ -169,7 +165,9 @@ def _default_job(obj: dict[str, Any], spec: dict[str, Any]) -> None:
     spec.setdefault("suspend", False)
     spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
     tmpl = spec.setdefault("template", {})
-    _default_template(tmpl, restart="Never")
+    # core/v1 SetDefaults_PodSpec runs on a Job's template too: a Job that names no
+    # restartPolicy gets Always, which batch validation then refuses (OnFailure|Never).
+    _default_template(tmpl)
     uid = obj["metadata"]["uid"]
     name = obj["metadata"]["name"]
     if "selector" not in spec:

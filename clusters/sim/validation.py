@@ -353,11 +353,6 @@ def meta_update(errs: Errs, meta: Obj) -> None:
 # ------------------------------------------------------------------ entry points
 
 
-def qualified_kind(res: Resource) -> str:
-    """`schema.GroupKind.String()`: `Job.batch`, or `Pod` for the core group."""
-    return f"{res.kind}.{res.group}" if res.group else res.kind
-
-
 def raise_if_any(res: Resource, name: str, errs: Errs) -> None:
     if errs.causes:
         raise invalid(res.kind, name, errs.causes, group=res.group)
