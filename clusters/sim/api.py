@@ -256,9 +256,9 @@ def _apply(request: web.Request, cluster: SimCluster, res: Resource, ns: str, na
     store = cluster.store
     manager = request.query.get("fieldManager")
     if not manager:
-        raise invalid("PatchOptions.meta.k8s.io", "", [
+        raise invalid("PatchOptions", "", [
             ("fieldManager", "FieldValueRequired", "Required value: is required for apply "
-             "patch")])
+             "patch")], group="meta.k8s.io")
     if not isinstance(body, dict):
         raise bad_request("an apply patch must be a YAML or JSON object")
     decoding.check_apply(res, body)

@@ -168,15 +168,34 @@ def _default_job(obj: dict[str, Any], spec: dict[str, Any]) -> None:
     # core/v1 SetDefaults_PodSpec runs on a Job's template too: a Job that names no
     # restartPolicy gets Always, which batch validation then refuses (OnFailure|Never).
     _default_template(tmpl)
-    uid = obj["metadata"]["uid"]
-    name = obj["metadata"]["name"]
-    if "selector" not in spec:
-        spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-        labels = tmpl["metadata"].setdefault("labels", {})
-        labels.update({"batch.kubernetes.io/controller-uid": uid,
-                       "batch.kubernetes.io/job-name": name,
-                       "controller-uid": uid, "job-name": name})
+    if spec.get("manualSelector") is not True:
+        _generate_selector(obj["metadata"], spec, tmpl)
     obj.setdefault("status", {})
+
+
+def job_labels(meta: dict[str, Any]) -> dict[str, str]:
+    """The labels the Job strategy puts on a Job's pods and selects them by."""
+    uid, name = str(meta.get("uid") or ""), str(meta.get("name") or "")
+    return {"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
+            "controller-uid": uid, "job-name": name}
+
+
+def _generate_selector(meta: dict[str, Any], spec: dict[str, Any],
+                       tmpl: dict[str, Any]) -> None:
+    """batch `generateSelector` (pkg/registry/batch/job/strategy.go): the template gets
+    the job labels it lacks, the selector the controller-uid; a selector of the user's
+    own then fails validation (`selector` not auto-generated) unless manualSelector."""
+    tmeta = tmpl["metadata"] if isinstance(tmpl.get("metadata"), dict) else {}
+    tmpl["metadata"] = tmeta
+    labels = tmeta["labels"] if isinstance(tmeta.get("labels"), dict) else {}
+    tmeta["labels"] = labels
+    for key, value in job_labels(meta).items():
+        labels.setdefault(key, value)
+    sel = spec["selector"] if isinstance(spec.get("selector"), dict) else {}
+    spec["selector"] = sel
+    match = sel["matchLabels"] if isinstance(sel.get("matchLabels"), dict) else {}
+    sel["matchLabels"] = match
+    match.setdefault("batch.kubernetes.io/controller-uid", str(meta.get("uid") or ""))
 
 
 def _qos(spec: dict[str, Any]) -> str:

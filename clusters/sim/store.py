@@ -233,7 +233,9 @@ class Store:
         elif "status" in old:
             new["status"] = old["status"]
         if subresource != "status":
-            objects.apply_defaults(res, new, ometa.get("uid", ""))
+            # a replacement without a clusterIP keeps the allocated one
+            # (service REST `patchAllocatedValues`)
+            objects.apply_defaults(res, new, (old.get("spec") or {}).get("clusterIP", ""))
             if res.kind == "Namespace":
                 new["status"] = old.get("status", new.get("status"))
             validation.validate_update(res, old, new)

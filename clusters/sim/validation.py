@@ -286,7 +286,8 @@ def annotation_map(errs: Errs, path: str, value: Any) -> None:
         return
     for k in value:
         errs.each(path, k, qualified_name(str(k).lower()))
-    if sum(len(str(k)) + len(str(v or "")) for k, v in value.items()) > ANNOTATIONS_LIMIT:
+    size = sum(len(str(k).encode()) + len(str(v or "").encode()) for k, v in value.items())
+    if size > ANNOTATIONS_LIMIT:  # bytes, as Go's len()
         errs.too_long(path, ANNOTATIONS_LIMIT)
 
 
@@ -366,6 +367,7 @@ def validate_create(res: Resource, obj: Obj) -> None:
     meta = obj.get("metadata") or {}
     meta_create(errs, res.kind, meta)
     validation_kinds.validate_spec(res.kind, obj, errs)
+    validation_kinds.validate_new(res.kind, obj, errs)
     raise_if_any(res, str(meta.get("name") or ""), errs)
 
 

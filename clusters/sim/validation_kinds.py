@@ -23,6 +23,7 @@ import copy
 from typing import Any
 
 from clusters.sim import validation_pods as pods
+from clusters.sim.objects import job_labels
 from clusters.sim.selectors import match_labels
 from clusters.sim.validation import (
     Errs,
@@ -57,6 +58,12 @@ def validate_spec(kind: str, obj: Obj, errs: Errs) -> None:
         _service(errs, spec)
     elif kind == "ConfigMap":
         _configmap(errs, obj)
+
+
+def validate_new(kind: str, obj: Obj, errs: Errs) -> None:
+    """Rules only a create runs."""
+    if kind == "Job":
+        _job_generated_selector(errs, obj)
 
 
 def validate_immutable(kind: str, old: Obj, new: Obj, errs: Errs) -> None:
@@ -202,6 +209,25 @@ def _job(errs: Errs, spec: Obj) -> None:
                            ("OnFailure", "Never"))
 
 
+def _job_generated_selector(errs: Errs, obj: Obj) -> None:
+    """batch `validateGeneratedSelector`: without manualSelector the template carries
+    the job labels and the selector selects nothing but them."""
+    spec = as_map(obj.get("spec"))
+    sel = spec.get("selector")
+    if spec.get("manualSelector") is True or not isinstance(sel, dict):
+        return
+    tmpl_labels = _template_labels(spec)
+    expected = job_labels(as_map(obj.get("metadata")))
+    for key, value in expected.items():
+        at = f"spec.template.metadata.labels[{key}]"
+        if key not in tmpl_labels:
+            errs.required(at, f"must be '{value}'")
+        elif tmpl_labels[key] != value:
+            errs.invalid(at, tmpl_labels, f"must be '{value}'")
+    if not match_labels(sel, expected):
+        errs.invalid("spec.selector", sel, "`selector` not auto-generated")
+
+
 def _job_update(errs: Errs, o: Obj, n: Obj) -> None:
     if o.get("selector") != n.get("selector"):
         errs.immutable("spec.selector", n.get("selector"))
@@ -250,7 +276,7 @@ def _service_port(errs: Errs, path: str, p: Obj, require_name: bool,
         if name in names:
             errs.duplicate(f"{path}.name", name)
         names.add(str(name))
-    port = p.get("port")
+    port = p.get("port") or 0  # a missing port decodes as 0
     if isinstance(port, int):
         errs.each(f"{path}.port", port, port_number(port))
     protocol = p.get("protocol")
@@ -288,7 +314,7 @@ def _configmap(errs: Errs, obj: Obj) -> None:
     for bag in ("data", "binaryData"):
         for key, value in (obj.get(bag) or {}).items():
             errs.each(f"{bag}[{key}]", key, config_key(str(key)))
-            total += len(str(value or ""))
+            total += len(str(value or "").encode())
     if total > MAX_CONFIG_SIZE:
         errs.too_long("", MAX_CONFIG_SIZE)
 

@@ -230,6 +230,38 @@ async def test_a_valid_gpu_workload_is_accepted(api: client.ApiClient, ns: str) 
     assert status == 201, body
 
 
+async def test_a_jobs_own_selector_needs_manual_selector(api: client.ApiClient,
+                                                         ns: str) -> None:
+    """The Job strategy generates the selector (`generateSelector`); a selector of the
+    user's own is refused (`selector` not auto-generated) unless manualSelector."""
+    own = job("own")
+    own["spec"]["selector"] = {"matchLabels": {"app": "own"}}
+    own["spec"]["template"]["metadata"] = {"labels": {"app": "own"}}
+    status, body = await _create(api, ns, own)
+    assert status == 422
+    assert _cause(body, "spec.selector")["message"].endswith(
+        "`selector` not auto-generated")
+    own["spec"]["manualSelector"] = True
+    status, body = await _create(api, ns, own)
+    assert status == 201, body
+    assert body["spec"]["selector"] == {"matchLabels": {"app": "own"}}
+
+
+async def test_a_replaced_service_keeps_its_cluster_ip(api: client.ApiClient,
+                                                       ns: str) -> None:
+    """A PUT that leaves clusterIP out keeps the allocated one (service REST
+    `patchAllocatedValues`) rather than asking for a new one."""
+    status, svc = await _create(api, ns, service())
+    assert status == 201
+    body = service()
+    body["metadata"]["resourceVersion"] = svc["metadata"]["resourceVersion"]
+    body["spec"]["ports"] = [{"port": 8080}]
+    status, out, _ = await raw(api, "PUT", PATHS["Service"].format(ns=ns) + "/web", body=body)
+    assert status == 200, out
+    assert out["spec"]["clusterIP"] == svc["spec"]["clusterIP"]
+    assert out["spec"]["ports"][0]["port"] == 8080
+
+
 # ------------------------------------------------------------------ wrong JSON types
 
 
