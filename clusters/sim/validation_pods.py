@@ -25,7 +25,6 @@ from clusters.sim.validation import (
     dns1123_label,
     label_value,
     labels,
-    nonnegative,
     port_name,
     port_number,
     qualified_name,
@@ -65,8 +64,6 @@ def pod_spec(errs: Errs, path: str, spec: Obj) -> None:
         errs.not_supported(f"{path}.restartPolicy", policy, RESTART_POLICIES)
     labels(errs, f"{path}.nodeSelector", spec.get("nodeSelector"))
     tolerations(errs, f"{path}.tolerations", spec.get("tolerations") or [])
-    nonnegative(errs, f"{path}.terminationGracePeriodSeconds",
-                spec.get("terminationGracePeriodSeconds"))
     deadline = spec.get("activeDeadlineSeconds")
     if isinstance(deadline, int) and deadline <= 0:
         errs.invalid(f"{path}.activeDeadlineSeconds", deadline,
