@@ -178,6 +178,28 @@ async def test_an_invalid_object_is_422_with_the_upstream_cause(
     assert body["details"].get("group", "") == obj["apiVersion"].rpartition("/")[0]
 
 
+async def test_a_namespace_name_is_a_dns_label(api: client.ApiClient) -> None:
+    """Namespaces are DNS-1123 labels (`ValidateNamespaceName`): a dotted name, valid
+    as a subdomain, is refused with `must not contain dots`."""
+    status, body, _ = await raw(api, "POST", "/api/v1/namespaces",
+                                body={"metadata": {"name": "team.a"}})
+    assert status == 422 and body["message"] == (
+        'Namespace "team.a" is invalid: metadata.name: Invalid value: "team.a": '
+        "must not contain dots")
+
+
+async def test_a_long_generate_name_is_cut_to_fit(api: client.ApiClient, ns: str) -> None:
+    """`SimpleNameGenerator` keeps 58 characters of the prefix and adds 5: the name
+    is valid however long the prefix."""
+    cm = configmap(ns, "")
+    del cm["metadata"]["name"]
+    cm["metadata"]["generateName"] = "p" * 70
+    status, body = await _create(api, ns, cm)
+    assert status == 201, body
+    name = body["metadata"]["name"]
+    assert len(name) == 63 and name.startswith("p" * 58)
+
+
 async def test_the_message_is_kind_name_and_the_one_cause(api: client.ApiClient,
                                                           ns: str) -> None:
     """`errors.NewInvalid`: `<Kind>.<group> "<name>" is invalid: <field>: <body>`, one
