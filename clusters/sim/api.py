@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from clusters.sim import kubectl, objects, patch, protobuf, resources, ssa
+from clusters.sim import decoding, kubectl, objects, patch, protobuf, resources, ssa
 from clusters.sim.errors import SimError, bad_request, conflict, invalid
 from clusters.sim.listing import list_response, parse_bool
 from clusters.sim.resources import BY_PATH, Resource
@@ -171,6 +171,7 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
             obj = await _body(request)
             if not isinstance(obj, dict):
                 raise bad_request("the body of the request must be an object")
+            decoding.check_body(res, obj)
             obj.setdefault("metadata", {})
             if res.namespaced:
                 body_ns = obj["metadata"].get("namespace")
@@ -212,6 +213,7 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
         if not isinstance(new, dict):
             raise bad_request("the body of the request must be an object")
         old = store.get(res, key_ns, name)
+        decoding.check_body(res, new)
         warn = kubectl.check_fields(res.kind, new, request.query.get("fieldValidation"))
         out = store.replace(res, new, old, manager=_manager(request), subresource=sub,
                             dry_run=_dry_run(request))
@@ -274,6 +276,7 @@ async def _patch(request: web.Request, cluster: SimCluster, res: Resource, ns: s
         new = patch.merge_patch(old, body)
     else:
         new = patch.strategic_merge_patch(old, body)
+    decoding.check_patched(res, kind, new, body)
     warn = kubectl.check_fields(res.kind, new, request.query.get("fieldValidation"))
     out = store.replace(res, new, old, manager=manager, subresource=sub, dry_run=dry)
     return _json(out, 200, _warnings(warn))
@@ -284,11 +287,12 @@ def _apply(request: web.Request, cluster: SimCluster, res: Resource, ns: str, na
     store = cluster.store
     manager = request.query.get("fieldManager")
     if not manager:
-        raise invalid("PatchOptions.meta.k8s.io", "", [
+        raise invalid("PatchOptions", "", [
             ("fieldManager", "FieldValueRequired", "Required value: is required for apply "
-             "patch")])
+             "patch")], group="meta.k8s.io")
     if not isinstance(body, dict):
         raise bad_request("an apply patch must be a YAML or JSON object")
+    decoding.check_apply(res, body)
     meta = body.setdefault("metadata", {})
     if meta.get("name", name) != name:
         raise bad_request(f"the name of the object ({meta.get('name')}) does not match the "
@@ -332,9 +336,7 @@ async def _scale(request: web.Request, cluster: SimCluster, res: Resource, ns: s
             body = (patch.json_patch(current, body)
                     if request.content_type == "application/json-patch+json"
                     else patch.merge_patch(current, body))
-        replicas = (body or {}).get("spec", {}).get("replicas")
-        if not isinstance(replicas, int) or replicas < 0:
-            raise bad_request("spec.replicas must be a non-negative integer")
+        replicas = decoding.scale_replicas(name, body, patched=request.method == "PATCH")
         new = patch.merge_patch(obj, {"spec": {"replicas": replicas}})
         obj = store.replace(res, new, obj, manager=_manager(request),
                             dry_run=_dry_run(request))

@@ -39,8 +39,8 @@ from aiohttp import web
 from clusters.sim.errors import SimError, bad_request, not_found
 from clusters.sim.resources import BY_KIND, RESOURCES, Resource
 
-__all__ = ["add_kubectl_routes", "check_fields", "openapi_v3_document", "openapi_v3_index",
-           "to_table", "unknown_fields"]
+__all__ = ["add_kubectl_routes", "check_fields", "kind_schema", "openapi_v3_document",
+           "openapi_v3_index", "schema_definitions", "to_table", "unknown_fields"]
 
 
 def _definition(r: Resource) -> str:
@@ -68,6 +68,18 @@ def _definitions() -> dict[str, Any]:
         return _fallback_definitions()
     raw = json.loads(text.replace('"#/$defs/', '"#/components/schemas/'))["$defs"]
     return {name: _openapi(schema, top=True) for name, schema in raw.items()}
+
+
+def schema_definitions() -> dict[str, Any]:
+    """The schemas by definition name (`io.k8s.api.core.v1.Container`), OpenAPI v3."""
+    return _definitions()
+
+
+def kind_schema(kind: str) -> dict[str, Any] | None:
+    """The schema of a served kind (a bare object when the schemas are not installed)."""
+    served = BY_KIND.get(kind)
+    schema = _definitions().get(_definition(served)) if served else None
+    return schema if isinstance(schema, dict) else None
 
 
 def _openapi(node: Any, *, top: bool = False) -> Any:

@@ -31,7 +31,7 @@ import structlog
 import yaml
 from aiohttp import web
 
-from clusters.sim import api, kubectl, nodes, objects, patch, tls
+from clusters.sim import api, decoding, kubectl, nodes, objects, patch, tls
 from clusters.sim.controllers import ControlPlane
 from clusters.sim.errors import SimError, bad_request, not_found, unauthorized
 from clusters.sim.faults import Faults
@@ -214,6 +214,7 @@ class SimCluster:
         res = lookup(kind)
         old = self.store.get(res, namespace or "", name)
         new = patch.merge_patch(old, change)
+        decoding.check_patched(res, "merge", new, change)
         return copy.deepcopy(self.store.replace(res, new, old, manager=manager))
 
     def set_node_ready(self, node: str, ready: bool) -> None:

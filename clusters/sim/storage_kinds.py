@@ -33,16 +33,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from typing import Any
 
 from clusters.sim.errors import bad_request, invalid
 from clusters.sim.resources import Resource
+from clusters.sim.validation import config_key
 
 MAX_DATA_BYTES = 1024 * 1024
 """`core.MaxSecretSize`: the most a Secret's or a ConfigMap's data may hold."""
-
-PATH_SEGMENT_NAMED = frozenset({"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"})
 
 _B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _NEWLINES = frozenset(b"\r\n")
@@ -67,29 +65,6 @@ def on_write(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> 
         return
     if old is not None:
         _check_update(res, old, obj)
-
-
-# ------------------------------------------------------------------ names
-
-
-def path_segment_errors(name: str) -> list[str]:
-    """apimachinery `path.IsValidPathSegmentName`, message for message (a `NameRule`)."""
-    if name in (".", ".."):
-        return [f"may not be '{name}'"]
-    return [f"may not contain '{bad}'" for bad in ("/", "%") if bad in name]
-
-
-def validate_path_segment_name(res: Resource, name: str) -> None:
-    """`ValidatePathSegmentName` for the RBAC kinds, as `ValidateObjectMeta` reports it."""
-    if not name:
-        raise invalid(res.kind, "", [("metadata.name", "FieldValueRequired",
-                                      "Required value: name or generateName is required")],
-                      res.group)
-    msgs = path_segment_errors(name)
-    if msgs:
-        raise invalid(res.kind, name, [("metadata.name", "FieldValueInvalid",
-                                        f'Invalid value: "{name}": {m}') for m in msgs],
-                      res.group)
 
 
 # ------------------------------------------------------------------ bytes
@@ -160,28 +135,6 @@ def _merge_string_data(obj: dict[str, Any]) -> None:
     obj["data"] = data
 
 
-_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-_CONFIG_KEY_MSG = ("a valid config key must consist of alphanumeric characters, '-', '_' or "
-                   "'.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for "
-                   "validation is '[-._a-zA-Z0-9]+')")
-
-
-def config_key_errors(key: str) -> list[str]:
-    """apimachinery `validation.IsConfigMapKey`, message for message."""
-    errs = []
-    if len(key) > 253:
-        errs.append("must be no more than 253 characters")
-    if not _CONFIG_KEY.match(key):
-        errs.append(_CONFIG_KEY_MSG)
-    if key == ".":
-        errs.append("must not be '.'")
-    elif key == "..":
-        errs.append("must not be '..'")
-    elif key.startswith(".."):
-        errs.append("must not start with '..'")
-    return errs
-
-
 def _check_keys(res: Resource, obj: dict[str, Any], fields: tuple[str, ...]) -> None:
     causes: list[tuple[str, str, str]] = []
     binary = obj.get("binaryData") if "binaryData" in fields else None
@@ -192,7 +145,7 @@ def _check_keys(res: Resource, obj: dict[str, Any], fields: tuple[str, ...]) -> 
         for key in values:
             where = f"{field}[{key}]"
             causes += [(where, "FieldValueInvalid", f'Invalid value: "{key}": {msg}')
-                       for msg in config_key_errors(str(key))]
+                       for msg in config_key(str(key))]
             if field == "data" and isinstance(binary, dict) and key in binary:
                 causes.append((where, "FieldValueInvalid", f'Invalid value: "{key}": '
                                "duplicate of key present in binaryData"))

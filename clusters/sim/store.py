@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusters.sim import objects, ssa, storage_kinds
+from clusters.sim import objects, ssa, storage_kinds, validation
 from clusters.sim.errors import SimError, already_exists, bad_request, conflict, not_found
 from clusters.sim.resources import BY_KIND, Resource
 from clusters.sim.selectors import Matcher
@@ -191,20 +191,15 @@ class Store:
         obj = obj if fresh else copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + objects.new_uid()[:5]
+            meta["name"] = str(meta["generateName"])[:validation.MAX_GENERATED_PREFIX] + \
+                objects.new_uid()[:5]
         name = meta.get("name") or ""
-        if res.kind in storage_kinds.PATH_SEGMENT_NAMED:
-            storage_kinds.validate_path_segment_name(res, name)
-        else:
-            objects.validate_name(res, name)
         ns = meta.get("namespace", "") if res.namespaced else ""
         if res.namespaced:
             meta["namespace"] = ns
         else:
             meta.pop("namespace", None)
         self._check_namespace(res, ns)
-        if (ns, name) in self.table(res):
-            raise already_exists(res.plural, name, res.group)
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
         for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(k, None)
@@ -219,7 +214,9 @@ class Store:
         objects.decode_quantities(res, obj)
         storage_kinds.on_write(res, obj, None)
         objects.apply_defaults(res, obj, self.next_ip() if res.kind == "Service" else "")
-        objects.validate(res, obj)
+        validation.validate_create(res, obj)
+        if (ns, name) in self.table(res):
+            raise already_exists(res.plural, name, res.group)
         if manager:
             obj = ssa.record_update(None, obj, manager, now=objects.now())
         if dry_run:
@@ -262,11 +259,12 @@ class Store:
             new["status"] = old["status"]
         if subresource != "status":
             storage_kinds.on_write(res, new, old)
-            objects.apply_defaults(res, new, ometa.get("uid", ""))
+            # a replacement without a clusterIP keeps the allocated one
+            # (service REST `patchAllocatedValues`)
+            objects.apply_defaults(res, new, (old.get("spec") or {}).get("clusterIP", ""))
             if res.kind == "Namespace":
                 new["status"] = old.get("status", new.get("status"))
-            objects.validate(res, new)
-            objects.check_immutable(res, old, new)
+            validation.validate_update(res, old, new)
         if manager and not managed:
             new = ssa.record_update(old, new, manager, now=objects.now(),
                                     subresource=subresource)

@@ -334,7 +334,8 @@ async def test_min_ready_seconds_holds_availability_back(
     cluster.control.time_scale = 1.0
     apps = client.AppsV1Api(api)
     await apps.create_namespaced_deployment(ns, _deploy(ns, replicas=2,
-                                                        minReadySeconds=3600))
+                                                        minReadySeconds=3600,
+                                                        progressDeadlineSeconds=7200))
 
     async def ready() -> Any:
         d = await apps.read_namespaced_deployment("web", ns)

@@ -6,12 +6,8 @@ import pytest
 
 from clusters.sim.errors import SimError
 from clusters.sim.resources import BY_KIND
-from clusters.sim.storage_kinds import (
-    _base64_error,
-    config_key_errors,
-    on_write,
-    path_segment_errors,
-)
+from clusters.sim.storage_kinds import _base64_error, on_write
+from clusters.sim.validation import config_key, path_segment
 
 
 @pytest.mark.parametrize(("text", "offset"), [
@@ -31,7 +27,7 @@ def test_base64_offsets_are_gos(text: str, offset: int | None) -> None:
     ("x" * 253, True), ("x" * 254, False),
 ])
 def test_config_keys(key: str, ok: bool) -> None:
-    assert (config_key_errors(key) == []) is ok
+    assert (config_key(key) == []) is ok
 
 
 def test_a_configmap_key_in_both_data_and_binary_data_is_invalid() -> None:
@@ -56,4 +52,4 @@ def test_string_data_wins_over_data_and_is_dropped() -> None:
     ("..", ["may not be '..'"]), ("a/b%c", ["may not contain '/'", "may not contain '%'"]),
 ])
 def test_rbac_names_are_path_segments(name: str, errors: list[str]) -> None:
-    assert path_segment_errors(name) == errors
+    assert path_segment(name) == errors
