@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from clusters.sim import SimFleet
-
-WORKLOAD_LABEL = "aifleet.dev/workload"
+from fleet.render import WORKLOAD_LABEL
 
 
 def _label(obj: dict[str, Any]) -> str | None:

@@ -54,7 +54,6 @@ from controllers.fleetstate import (
     ClusterView,
     capacity_snapshot,
     previous_from_live,
-    workload_id_of_label,
 )
 from controllers.forge import CommitStatusPoster, StatusState
 from controllers.gitsource import Condition, GitSource
@@ -73,6 +72,7 @@ from controllers.workqueue import WorkQueue
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.render import workload_id_of_label
 from fleet.safety import (
     DeletionLimits,
     previous_with_returned,

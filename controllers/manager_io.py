@@ -25,8 +25,6 @@ from controllers.fleetstate import (
     ClusterView,
     capacity_snapshot,
     decision_fields,
-    workload_id_of_label,
-    workload_label,
 )
 from controllers.ledger import Ledger
 from controllers.livestatus import add_pods
@@ -48,6 +46,7 @@ from fleet.drift import diff
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.render import workload_id_of_label, workload_label
 from workloads.errors import WorkloadsError
 
 if TYPE_CHECKING:

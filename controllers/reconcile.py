@@ -37,15 +37,22 @@ from typing import Any, Protocol
 import structlog
 
 from clusters.adapter import ClusterAdapter
-from clusters.apply import HASH_ANNOTATION, Fenced, content_hash, workload_of
+from clusters.apply import Fenced, content_hash
 from clusters.errors import ClusterError
 from clusters.health import workload_health
-from controllers.desired import INTENT_HASH, DesiredState
+from controllers.desired import DesiredState
 from controllers.eventfeed import EventFeed
-from controllers.fleetstate import decision_fields, workload_id_of_label
+from controllers.fleetstate import decision_fields
 from controllers.statusdoc import PlacementLive
 from controllers.suspension import Suspensions
 from fleet.ids import ClusterName, WorkloadId
+from fleet.render import (
+    CONTENT_HASH,
+    INTENT_HASH,
+    SOURCE_COMMIT,
+    workload_id_of_label,
+    workload_of,
+)
 from fleet.safety import REACHABLE, drainable, hold_reconcile, suspension_shields
 
 log = structlog.get_logger()
@@ -198,7 +205,7 @@ class ClusterReconciler:
                 by_label.setdefault(lbl, []).append(obj)
         for label, wid in labels.items():
             objs = by_label.get(label, [])
-            commit = _annotation(objs, "aifleet.dev/source-commit")
+            commit = _annotation(objs, SOURCE_COMMIT)
             self.live[(cluster, wid)] = PlacementLive(
                 "Failed" if label in failed_labels else "Synced",
                 workload_health(objs), commit, failed_labels.get(label))
@@ -327,7 +334,7 @@ class ClusterReconciler:
         acting = self.may_act()
         if self.feed is None and (self.events is None or not acting):
             return
-        wid = workload_id_of_label(label) if "." in label else label
+        wid = workload_id_of_label(label)
         # The fleet commit this was decided at, never a workload's own source commit:
         # the audit judges the record by the policy and cluster labels of that commit.
         fields = {**decision_fields(self.desired.spec, str(wid), fields.get("cluster")),
@@ -363,5 +370,5 @@ def live_manifest_digest(objects: list[dict[str, Any]]) -> str:
     """`manifest_digest` of what runs: from the content hash every applied object carries
     (the hash of the manifest as rendered), so it equals the digest recorded at apply."""
     hashes = sorted(str(((o.get("metadata") or {}).get("annotations") or {}).get(
-        HASH_ANNOTATION, "")) for o in objects)
+        CONTENT_HASH, "")) for o in objects)
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()

@@ -22,12 +22,12 @@ from typing import Any
 import anyio
 import httpx
 
-from controllers.fleetstate import workload_id_of_label
 from controllers.manager import JOURNAL_FILE, Manager
 from controllers.reconcile import live_manifest_digest
 from controllers.sandbox import Sandbox, until
 from fleet.audit import open_placements
 from fleet.ledger import Entry, Record
+from fleet.render import workload_id_of_label
 from tests.fleetdocs import cluster, workload
 from tests.integration.test_controller_harness import (
     FAST,
