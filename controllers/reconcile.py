@@ -38,7 +38,7 @@ import structlog
 
 from clusters.adapter import ClusterAdapter
 from clusters.apply import Fenced, content_hash
-from clusters.errors import ClusterError
+from clusters.errors import ClusterError, RecreateNeeded
 from clusters.health import workload_health
 from controllers.desired import DesiredState
 from controllers.eventfeed import EventFeed
@@ -188,10 +188,13 @@ class ClusterReconciler:
         else:
             self.prune_refused.pop(name, None)
         failed_labels: dict[str, str] = {}
+        recreate_labels: set[str] = set()
         for key, err in result.failed:
             obj = adapter.applier.desired.get(key) or {}
-            failed_labels.setdefault(workload_of(obj) or label_of.get(key) or "",
-                                     str(err)[:300])
+            failed = workload_of(obj) or label_of.get(key) or ""
+            failed_labels.setdefault(failed, str(err)[:300])
+            if isinstance(err, RecreateNeeded):
+                recreate_labels.add(failed)
         changed_labels = {workload_of(adapter.applier.desired.get(k) or {}) or ""
                           for k in (*result.applied, *result.recreated)}
         placed = self.desired.placed_on(cluster)
@@ -208,7 +211,8 @@ class ClusterReconciler:
             commit = _annotation(objs, SOURCE_COMMIT)
             self.live[(cluster, wid)] = PlacementLive(
                 "Failed" if label in failed_labels else "Synced",
-                workload_health(objs), commit, failed_labels.get(label))
+                workload_health(objs), commit, failed_labels.get(label),
+                recreate=label in recreate_labels)
             if label in changed_labels:
                 a = placed.get(wid)
                 self._event("Applied", label, cluster=name,

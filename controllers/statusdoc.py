@@ -44,6 +44,9 @@ class PlacementLive:
     message: str | None = None
     """Why the last reconcile left it Failed (the API server's refusal, a re-create that
     its policy forbids), for the workload's reasons."""
+    recreate: bool = False
+    """The message is a re-create its policy forbids (`clusters.errors.RecreateNeeded`):
+    the Job runs as it was; the row says `recreateNeeded`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +176,15 @@ def _workload_row(wp: WorkloadPlacement, live: Mapping[tuple[ClusterName, Worklo
              **({"rule": r.rule} if r.rule else {})}
             for r in wp.reasons] + [
             {"message": live[(a.cluster, wp.id)].message or "", "cluster": a.cluster,
-             "rule": "Apply"}
+             "rule": "RecreateNeeded" if live[(a.cluster, wp.id)].recreate else "Apply"}
             for a in wp.assignments
             if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].message],
     }
+    recreate = [{"cluster": a.cluster, "reason": live[(a.cluster, wp.id)].message or ""}
+                for a in wp.assignments
+                if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].recreate]
+    if recreate:
+        row["recreateNeeded"] = recreate
     if mine:
         row["drift"] = [{"cluster": d.cluster, "paths": list(d.paths), "manager": d.manager,
                          "corrected": d.corrected} for d in mine[-10:]]

@@ -69,6 +69,13 @@ async def test_a_running_job_is_kept_when_a_change_needs_a_recreate(tmp_path: Pa
         row = _row(m, ETL)
         assert row["sync"] == "Failed"
         assert any("spec.completions" in r["message"] for r in row["reasons"])
+        # said as such, per cluster, in the status document and `fleet status`
+        (need,) = row["recreateNeeded"]
+        assert need["cluster"] == row["placements"][0]["cluster"]
+        assert "spec.completions" in need["reason"]
+        from controllers.statusview import render_workload
+        shown = render_workload(m.status(), ETL) or ""
+        assert f"re-create needed on {need['cluster']}" in shown
         job = _job(box, m, ETL)
         assert job["metadata"]["uid"] == uid and job["spec"]["completions"] == 2
         assert sum(a.stats.calls["delete"] for a in m.adapters.values()) == deletes
