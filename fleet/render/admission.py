@@ -15,6 +15,10 @@ no CPU/memory limits (so requests never exceed them). What is left is checked he
 - a toleration with `tolerationSeconds` must have effect `NoExecute`, and an `Equal`
   toleration's value must be a label value (same file, `validateTolerations`); the
   fleet's own `aifleet.dev/unreachable` toleration is not rendered, so it is exempt;
+- an Indexed (training) Job's pods get the hostname `<name>-<index>`, a DNS-1123 label
+  (the Job controller, `pkg/controller/job/job_controller.go`, `manageJob`; a pod's
+  hostname is checked by `ValidatePodSpec`): the Job would be taken and never run a
+  pod, so a name too long for its last index is refused;
 - the inventory label `<team>.<name>` is at most 63 characters
   (`fleet.safety.workload_label_problem`, applied by the loader).
 
@@ -69,6 +73,13 @@ def workload_problems(w: Workload) -> list[Problem]:
             f"{name}: an inference workload's Service is named after it, and a Service "
             "name must start with a letter (a DNS-1035 label: lower-case letters, digits "
             "and '-', starting with a letter); rename the workload")))
+    if w.spec.type == "training":
+        hostname = f"{name}-{w.spec.replicas - 1}"
+        if len(hostname) > MAX_NAME:
+            out.append(Problem(("metadata", "name"), (
+                f"{name}: a training Job is Indexed, and its last pod's hostname "
+                f"{hostname} ({len(hostname)} characters) would be over {MAX_NAME}, so "
+                "the API server would refuse its pods; shorten metadata.name")))
     for i, t in enumerate(w.spec.placement.tolerations):
         if t.key == UNREACHABLE_TOLERATION_KEY:
             continue  # the fleet's own grace: never rendered into a pod

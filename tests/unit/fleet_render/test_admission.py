@@ -42,7 +42,8 @@ def test_label_value_as_apimachinery(value: str, ok: bool) -> None:
      ("spec", "placement", "tolerations", 0, "tolerationSeconds")),
     ({"placement": {"tolerations": [{"key": "m", "value": "not valid!"}]}},
      ("spec", "placement", "tolerations", 0, "value")),
-], ids=["service-name", "toleration-seconds", "toleration-value"])
+    ({"name": "t" * 62, "wtype": "training", "replicas": 10}, ("metadata", "name")),
+], ids=["service-name", "toleration-seconds", "toleration-value", "indexed-hostname"])
 def test_what_the_server_refuses_is_said_at_the_field(kwargs: dict[str, Any],
                                                       field: tuple[Any, ...]) -> None:
     name = kwargs.pop("name", "w")
@@ -52,11 +53,12 @@ def test_what_the_server_refuses_is_said_at_the_field(kwargs: dict[str, Any],
 
 @pytest.mark.parametrize("kwargs", [
     {"name": "1st-batch", "wtype": "batch"},  # a Job's name may start with a digit
+    {"name": "t" * 61, "wtype": "training", "replicas": 10},  # t...t-9: 63
     {"placement": {"tolerations": [
         {"key": "aifleet.dev/unreachable", "operator": "Exists", "tolerationSeconds": 60},
         {"key": "d", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5},
         {"key": "m", "value": "a.b_c"}]}},
-], ids=["job-name-digit", "good-tolerations"])
+], ids=["job-name-digit", "indexed-hostname-63", "good-tolerations"])
 def test_what_the_server_takes_passes(kwargs: dict[str, Any]) -> None:
     name = kwargs.pop("name", "w")
     assert workload_problems(workload(name, **kwargs)) == []
