@@ -28,6 +28,9 @@ capacity snapshot with --capacity). Only Placed workloads have objects; an inval
 document is listed on stderr and the command exits 1. The `aifleet.dev/source-commit`
 annotation is the commit rendered: a running controller keeps, per workload, the commit
 at which its intent last changed, so that annotation may name an older commit there.
+`aifleet.dev/content-hash` is stamped as the applier stamps it; with --leader-elect the
+applier also stamps `aifleet.dev/lease-generation`. A server-side dry run of an object
+in a namespace that does not exist yet is refused: apply the Namespaces first.
 
 Examples:
   fleet render                                   # every cluster, the repo at HEAD
