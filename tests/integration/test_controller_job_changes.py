@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from controllers.manager import Manager
 from controllers.sandbox import Sandbox, synced, until
 from tests.fleetdocs import workload
@@ -20,6 +22,7 @@ from tests.integration.test_controller_harness import (
     fleet_files,
     sandbox,
 )
+from tests.specs import load_schema
 
 ETL = "nlp-team/etl"
 ETL_FILE = "workloads/nlp-team/etl.yaml"
@@ -71,6 +74,7 @@ async def test_a_running_job_is_kept_when_a_change_needs_a_recreate(tmp_path: Pa
         assert any("spec.completions" in r["message"] for r in row["reasons"])
         # said as such, per cluster, in the status document and `fleet status`
         (need,) = row["recreateNeeded"]
+        jsonschema.validate(m.status(), load_schema("status.schema.json"))
         assert need["cluster"] == row["placements"][0]["cluster"]
         assert "spec.completions" in need["reason"]
         from controllers.statusview import render_workload

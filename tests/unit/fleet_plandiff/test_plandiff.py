@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from fleet.ids import ClusterName, Flavour, WorkloadId
@@ -19,6 +20,7 @@ from fleet.plandiff_render import MARKER, to_json, to_markdown, to_text
 from fleet.spec import FleetSpec
 from tests.fleetdocs import base_fleet, workload
 from tests.gitrepo import GitRepo
+from tests.specs import load_schema
 from workloads.loader import read_fleet
 
 QUOTA = """\
@@ -228,5 +230,6 @@ def test_a_job_change_the_api_refuses_in_place_says_re_create_needed(
     ((cluster, reason),) = w.recreate
     assert cluster == "eu-fra-1" and "spec.completions" in reason and said in reason
     assert row["recreateNeeded"] == [{"cluster": "eu-fra-1", "reason": reason}]
+    jsonschema.validate(to_json(d), load_schema("plan.schema.json"))  # an extra field
     assert f"re-create needed on eu-fra-1: {reason}" in to_text(d)
     assert "re-create needed on eu-fra-1" in to_markdown(d)
