@@ -167,7 +167,7 @@ def live_now(m: Manager) -> dict[tuple[ClusterName, WorkloadId], PlacementLive]:
         objs = by_label.get(cluster)
         if objs is not None:
             out[(cluster, wid)] = replace(
-                pl, health=workload_health(objs.get(wid.replace("/", ".", 1), [])))
+                pl, health=workload_health(objs.get(workload_label(wid), [])))
     return out
 
 
