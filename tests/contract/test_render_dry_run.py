@@ -2,10 +2,11 @@
 
 What `fleet validate` accepts, the API server must accept: otherwise a PR check passes
 and the controller fails on every reconcile. For the example fleet and a fleet of edge
-cases (long names, odd quantities, every workload type, tolerations), every workload is
-either refused by `fleet validate` (file:line) or accepted by the server: the rendered
-output of each repo goes to every simulated cluster it names, and the workloads
-`fleet validate` refuses are rendered anyway (bypassing validation) or patched into the
+cases (`tests/fleets/edge/`: long names, odd quantities, every workload type,
+tolerations; each file's first line says which way it goes), every workload is either
+refused by `fleet validate` (file:line) or accepted by the server: the rendered output
+of each repo goes to every simulated cluster it names, and the workloads `fleet
+validate` refuses are rendered anyway (bypassing validation) or patched into the
 rendered objects, to show the server refuses them too.
 
 Against the simulator: the namespaces are applied first (a real server's dry-run of an
@@ -30,8 +31,6 @@ from fleet.render import namespace, render
 from tests.contract.conftest import sim_only
 from tests.contract.test_kubectl import Kubectl, _binary
 from tests.contract.test_kubectl import kubectl as kubectl_fixture
-from tests.fleetdocs import POLICY
-from tests.gitrepo import GitRepo
 from workloads.loader import read_fleet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,64 +38,36 @@ kubectl = kubectl_fixture  # the real kubectl on the contract cluster (test_kube
 pytestmark = pytest.mark.skipif(_binary() is None, reason="kubectl not found: run "
                                 "`make kubectl`")
 
-EDGE_CLUSTER = """\
-apiVersion: aifleet.dev/v1alpha1
-kind: Cluster
-metadata: {name: edge-1}
-spec:
-  region: eu-central
-  jurisdiction: DE
-  gpus:
-    - {flavour: h100-80gb, product: NVIDIA-H100-80GB-HBM3, count: 64, perNode: 8}
-    - {flavour: l40s-48gb, product: NVIDIA-L40S, count: 16, perNode: 4}
-"""
+EDGE = "tests/fleets/edge"
+"""The edge-case fleet: each Workload file's first line says whether `fleet validate`
+accepts it or refuses it (and the words its error must contain)."""
+REFUSED_MARK = "# refused by fleet validate (and by the API server): "
+
+
+def _edge_files() -> dict[str, str]:
+    root = ROOT / EDGE
+    return {p.relative_to(root).as_posix(): p.read_text(encoding="utf-8")
+            for p in sorted(root.rglob("*.yaml"))}
+
+
+EDGE_FILES = _edge_files()
+EDGE_CLUSTER = EDGE_FILES["clusters/edge-1.yaml"]
+REFUSED = {path: (text, text.splitlines()[0].removeprefix(REFUSED_MARK))
+           for path, text in EDGE_FILES.items() if text.startswith(REFUSED_MARK)}
+ACCEPTED = {path: text for path, text in EDGE_FILES.items()
+            if path.startswith("workloads/") and path not in REFUSED}
 LONG_TEAM = "long-team-name-abcdefghij"  # 25 characters
 NAME_37 = "n" * 36 + "x"  # team + "." + name = 63: the longest label value there is
 
 
 def _workload(name: str, team: str = "edge-team", *, wtype: str = "training",
-              gpus: int = 8, flavour: str = "h100-80gb", spec: str = "",
-              resources: str = "") -> str:
+              gpus: int = 8, flavour: str = "h100-80gb") -> str:
     return (
         "apiVersion: aifleet.dev/v1alpha1\nkind: Workload\n"
         f"metadata:\n  name: {name}\n  namespace: {team}\n"
-        "  labels: {example.com/cost-centre: cc-1, tier: gold}\n"
         f"spec:\n  type: {wtype}\n  image: registry.internal/edge:v1\n  replicas: 2\n"
-        f"  resources:\n    gpu: {{count: {gpus}, flavours: [{flavour}]}}\n{resources}"
-        f"  placement:\n    dataClass: public\n{spec}")
-
-
-ACCEPTED = {
-    "workloads/edge-team/train-odd.yaml": _workload(
-        "train-odd", resources="    cpu: '0.5'\n    memory: 1024Mi\n",
-        spec="  env: {EPOCHS: '3', a.b_c: x}\n  command: [torchrun, train.py]\n"),
-    "workloads/edge-team/batch-odd.yaml": _workload(
-        "batch-odd", wtype="batch", resources="    cpu: 1500m\n    memory: 0.5Gi\n",
-        spec="  recreate: onChange\n"),
-    "workloads/edge-team/serve.yaml": _workload(
-        "serve", wtype="inference", gpus=1, flavour="l40s-48gb",
-        resources="    cpu: .5\n    memory: 1e9\n", spec="  inference: {port: 65535}\n"),
-    f"workloads/{LONG_TEAM}/{NAME_37}.yaml": _workload(NAME_37, LONG_TEAM, gpus=1),
-    "workloads/edge-team/tolerant.yaml": _workload("tolerant", gpus=4, spec=(
-        "    tolerations:\n"
-        "      - {key: maintenance, operator: Exists}\n"
-        "      - {key: example.com/pool, operator: Equal, value: a.b_c-d, effect: NoSchedule}\n"
-        "      - {key: drain, operator: Exists, effect: NoExecute, tolerationSeconds: 30}\n"
-        "      - {key: aifleet.dev/unreachable, operator: Exists, tolerationSeconds: 600}\n")),
-}
-REFUSED = {
-    "workloads/edge-team/1st-triage.yaml": (_workload(
-        "1st-triage", wtype="inference", gpus=1, flavour="l40s-48gb"), "Service name"),
-    f"workloads/{LONG_TEAM}/{NAME_37}y.yaml": (_workload(NAME_37 + "y", LONG_TEAM, gpus=1),
-                                                "label"),
-    "workloads/edge-team/seconds.yaml": (_workload("seconds", gpus=1, spec=(
-        "    tolerations:\n"
-        "      - {key: maintenance, operator: Exists, effect: NoSchedule, "
-        "tolerationSeconds: 60}\n")), "tolerationSeconds"),
-    "workloads/edge-team/bad-value.yaml": (_workload("bad-value", gpus=1, spec=(
-        "    tolerations:\n"
-        "      - {key: pool, operator: Equal, value: 'not valid!'}\n")), "value"),
-}
+        f"  resources:\n    gpu: {{count: {gpus}, flavours: [{flavour}]}}\n"
+        "  placement:\n    dataClass: public\n")
 
 
 def fleet(*args: str) -> subprocess.CompletedProcess[str]:
@@ -131,7 +102,7 @@ async def dry_run(k: Kubectl, objects: list[dict[str, Any]]) -> tuple[int, str]:
 async def accepted_everywhere(repo: str, tmp_path: Path, *flags: str) -> list[str]:
     """Render `repo` and dry-run each cluster's objects on a simulated cluster made
     from its Cluster file; the clusters with their objects (asserted accepted)."""
-    snap = read_fleet(repo, worktree="--worktree" in flags)
+    snap = read_fleet(ROOT / repo, worktree="--worktree" in flags)
     r = fleet("render", repo, *flags)
     assert r.returncode in (0, 1), r.stderr
     rendered = by_cluster(r.stdout)
@@ -153,27 +124,20 @@ async def test_fleet_render_of_the_example_fleet_is_accepted_by_every_cluster(
     assert len(clusters) >= 5  # the example fleet places workloads on most clusters
 
 
-def edge_repo(tmp_path: Path) -> Path:
-    files: dict[str, str | bytes | None] = {
-        "clusters/edge-1.yaml": EDGE_CLUSTER, "policies/residency.yaml": POLICY,
-        **ACCEPTED, **{path: text for path, (text, _why) in REFUSED.items()}}
-    GitRepo(tmp_path / "edge").commit(files, "edge cases")  # type: ignore[arg-type]
-    return tmp_path / "edge"
-
-
 @sim_only
 async def test_edge_cases_are_refused_by_validate_or_accepted_by_the_server(
         tmp_path: Path) -> None:
-    repo = edge_repo(tmp_path)
-    v = fleet("validate", str(repo))
+    types = {yaml.safe_load(text)["spec"]["type"] for text in ACCEPTED.values()}
+    assert types == {"training", "batch", "inference"}  # every workload type
+    v = fleet("validate", EDGE, "--worktree")
     assert v.returncode == 1
     flagged = {line.split(":", 1)[0] for line in v.stdout.splitlines()}
-    assert flagged == set(REFUSED), v.stdout
+    assert flagged == {f"{EDGE}/{p}" for p in REFUSED}, v.stdout
     for path, (_text, why) in REFUSED.items():
-        assert any(line.startswith(path + ":") and why in line
+        assert any(line.startswith(f"{EDGE}/{path}:") and why in line
                    for line in v.stdout.splitlines()), (path, v.stdout)
-    await accepted_everywhere(str(repo), tmp_path)
-    r = fleet("render", str(repo), "--cluster", "edge-1")
+    await accepted_everywhere(EDGE, tmp_path, "--worktree")
+    r = fleet("render", EDGE, "--worktree", "--cluster", "edge-1")
     placed = {o["metadata"]["name"] for o in by_cluster(r.stdout)["edge-1"]
               if o["kind"] in ("Job", "Deployment")}
     assert placed == {Path(p).stem for p in ACCEPTED}
