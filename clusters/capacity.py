@@ -23,10 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clusters.client import JSON
-
-GPU_RESOURCE = "nvidia.com/gpu"
-MANAGED_BY = "aifleet.dev/managed-by"
-PRODUCT_LABEL = "nvidia.com/gpu.product"
+from fleet.render.inverse import pod_gpus
+from fleet.render.keys import GPU_RESOURCE, MANAGED_BY, PRODUCT_LABEL
 
 
 @dataclass(slots=True)
@@ -75,16 +73,6 @@ def _quantity(value: Any) -> int:
         return int(str(value))
     except (TypeError, ValueError):
         return 0
-
-
-def pod_gpus(pod: JSON) -> int:
-    total = 0
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        res = c.get("resources") or {}
-        req = (res.get("requests") or {}).get(GPU_RESOURCE)
-        lim = (res.get("limits") or {}).get(GPU_RESOURCE)
-        total += _quantity(req if req is not None else lim)
-    return total
 
 
 def slim_pod(pod: JSON) -> JSON:

@@ -26,8 +26,6 @@ from controllers.runtime.fleetstate import (
     ClusterView,
     capacity_snapshot,
     decision_fields,
-    workload_id_of_label,
-    workload_label,
 )
 from controllers.runtime.reconcile import live_manifest_digest
 from controllers.server import Endpoints, bound_port, build_app, serve, tls_context
@@ -48,6 +46,7 @@ from fleet.drift import diff
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.render import workload_id_of_label, workload_label
 from workloads.errors import WorkloadsError
 
 if TYPE_CHECKING:
@@ -168,7 +167,7 @@ def live_now(m: Manager) -> dict[tuple[ClusterName, WorkloadId], PlacementLive]:
     for (cluster, wid), pl in m.live.items():
         objs = by_label.get(cluster)
         if objs is not None:
-            label = wid.replace("/", ".", 1)
+            label = workload_label(wid)
             out[(cluster, wid)] = replace(
                 pl, health=workload_health(objs.get(label, [])),
                 unschedulable=unschedulable_pods(pods.get(cluster, {}).get(label, [])))

@@ -49,6 +49,9 @@ class PlacementLive:
     unschedulable: str | None = None
     """Its pods the cluster's scheduler cannot place (`N pod(s) Pending, unschedulable:
     0/8 nodes are available: 8 Insufficient cpu.`): placed by us, waiting there."""
+    recreate: bool = False
+    """The message is a re-create its policy forbids (`clusters.errors.RecreateNeeded`):
+    the Job runs as it was; the row says `recreateNeeded`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +181,7 @@ def _workload_row(wp: WorkloadPlacement, live: Mapping[tuple[ClusterName, Worklo
              **({"rule": r.rule} if r.rule else {})}
             for r in wp.reasons] + [
             {"message": live[(a.cluster, wp.id)].message or "", "cluster": a.cluster,
-             "rule": "Apply"}
+             "rule": "RecreateNeeded" if live[(a.cluster, wp.id)].recreate else "Apply"}
             for a in wp.assignments
             if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].message] + [
             {"message": live[(a.cluster, wp.id)].unschedulable or "", "cluster": a.cluster,
@@ -186,6 +189,11 @@ def _workload_row(wp: WorkloadPlacement, live: Mapping[tuple[ClusterName, Worklo
             for a in wp.assignments
             if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].unschedulable],
     }
+    recreate = [{"cluster": a.cluster, "reason": live[(a.cluster, wp.id)].message or ""}
+                for a in wp.assignments
+                if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].recreate]
+    if recreate:
+        row["recreateNeeded"] = recreate
     if mine:
         row["drift"] = [{"cluster": d.cluster, "paths": list(d.paths), "manager": d.manager,
                          "corrected": d.corrected} for d in mine[-10:]]
