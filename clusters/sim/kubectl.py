@@ -45,6 +45,8 @@ __all__ = ["add_kubectl_routes", "check_fields", "openapi_v3_document", "openapi
 
 def _definition(r: Resource) -> str:
     """The OpenAPI definition name of a resource's kind: `io.k8s.api.apps.v1.Deployment`."""
+    if r.group == "apiextensions.k8s.io":
+        return f"io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{r.version}.{r.kind}"
     return f"io.k8s.api.{r.group.split('.')[0] or 'core'}.{r.version}.{r.kind}"
 
 

@@ -32,9 +32,10 @@ from aiohttp import web
 
 from clusters.sim import api, kubectl, nodes, objects, patch, tls
 from clusters.sim.controllers import ControlPlane
+from clusters.sim.crds import CustomResources
 from clusters.sim.errors import SimError, bad_request, not_found, unauthorized
 from clusters.sim.faults import Faults
-from clusters.sim.resources import BY_KIND, lookup
+from clusters.sim.resources import BY_KIND
 from clusters.sim.store import Store
 
 log = structlog.get_logger()
@@ -114,6 +115,7 @@ class SimCluster:
         self.is_down = False
         self.control = ControlPlane(self.store, job_seconds=job_seconds,
                                     pod_start_seconds=pod_start_seconds)
+        self.crds = CustomResources(self.store)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._seed()
@@ -185,13 +187,14 @@ class SimCluster:
 
     def objects(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """The stored objects of a kind (`Job`, `jobs`, `deploy`), straight from the store."""
-        return [copy.deepcopy(o) for o in self.store.list(lookup(kind), namespace)]
+        res = self.store.resources.lookup(kind)
+        return [copy.deepcopy(o) for o in self.store.list(res, namespace)]
 
     async def edit(self, kind: str, namespace: str | None, name: str, change: dict[str, Any],
                    manager: str = "kubectl-edit") -> dict[str, Any]:
         """An out-of-band change by another field manager, as `kubectl edit` makes one:
         a merge patch recorded as an Update by `manager` in managedFields."""
-        res = lookup(kind)
+        res = self.store.resources.lookup(kind)
         old = self.store.get(res, namespace or "", name)
         new = patch.merge_patch(old, change)
         return copy.deepcopy(self.store.replace(res, new, old, manager=manager))

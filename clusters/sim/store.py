@@ -26,7 +26,7 @@ from typing import Any
 
 from clusters.sim import objects, ssa
 from clusters.sim.errors import SimError, already_exists, bad_request, conflict, not_found
-from clusters.sim.resources import BY_KIND, Resource
+from clusters.sim.resources import BY_KIND, Registry, Resource
 from clusters.sim.selectors import Matcher
 
 Obj = dict[str, Any]
@@ -86,6 +86,13 @@ class Store:
     compacted: int = 0  # newest resourceVersion no longer in the history
     watchers: set[Watcher] = field(default_factory=set)
     listeners: list[Callable[[Event], None]] = field(default_factory=list)
+    resources: Registry = field(default_factory=Registry)
+    """What this cluster serves: the built-in table plus its CRDs' kinds."""
+    admitters: list[Callable[[Resource, Obj, Obj | None], None]] = field(
+        default_factory=list)
+    """Checks a write must pass after the built-in ones (new object, old or None): a
+    CRD's schema (`crds.py`), DRA's shapes (`dra.py`). They raise `SimError` or mutate
+    the new object (pruning), as the real server's strategies do."""
     _ips: int = 10
 
     # ------------------------------------------------------------ reads
@@ -199,6 +206,8 @@ class Store:
         objects.decode_quantities(res, obj)
         objects.apply_defaults(res, obj, self.next_ip() if res.kind == "Service" else "")
         objects.validate(res, obj)
+        for admit in self.admitters:
+            admit(res, obj, None)
         if manager:
             obj = ssa.record_update(None, obj, manager, now=objects.now())
         if dry_run:
@@ -238,6 +247,8 @@ class Store:
                 new["status"] = old.get("status", new.get("status"))
             objects.validate(res, new)
             objects.check_immutable(res, old, new)
+        for admit in self.admitters:
+            admit(res, new, old)
         if manager and not managed:
             new = ssa.record_update(old, new, manager, now=objects.now())
             meta = new["metadata"]
