@@ -34,6 +34,7 @@ from clusters.capacity import (
     PRODUCT_LABEL,
     CapacityTracker,
     NodeState,
+    slim_claim,
     slim_pod,
 )
 from clusters.client import (
@@ -43,6 +44,7 @@ from clusters.client import (
     NAMESPACE,
     NODE,
     POD,
+    RESOURCE_CLAIM,
     RESOURCE_SLICE,
     SERVICE,
     ClientStats,
@@ -106,6 +108,9 @@ class ClusterAdapter:
                               handler=self.capacity.on_pod, transform=slim_pod)
         self._slices = Informer(client, RESOURCE_SLICE, watch_timeout=options.watch_timeout,
                                 handler=self.capacity.on_resource_slice)
+        self._claims = Informer(client, RESOURCE_CLAIM, watch_timeout=options.watch_timeout,
+                                handler=self.capacity.on_resource_claim,
+                                transform=slim_claim)
         self.synced = asyncio.Event()
 
     @classmethod
@@ -140,7 +145,8 @@ class ClusterAdapter:
                  owned=len(self.applier.owned()))
 
     async def _maybe_slices(self) -> None:
-        """Watch ResourceSlices only where the cluster serves resource.k8s.io/v1."""
+        """Watch ResourceSlices and ResourceClaims (what DRA devices exist, which are
+        taken) only where the cluster serves resource.k8s.io/v1."""
         while True:
             try:
                 await self.client.request("GET", "/apis/resource.k8s.io/v1", verb="get")
@@ -149,7 +155,10 @@ class ClusterAdapter:
             except ClusterError:
                 await anyio.sleep(self.options.heartbeat_interval)
                 continue
-            await self._slices.run()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._slices.run)
+                tg.start_soon(self._claims.run)
+            return
 
     async def _heartbeat(self) -> None:
         last = self.health.state

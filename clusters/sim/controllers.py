@@ -24,8 +24,9 @@ import copy
 import hashlib
 import json
 import random
+import re
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from clusters.sim import objects
 from clusters.sim.jobs import sync_job
@@ -52,7 +53,18 @@ MAX_EVENTS = 500
 """Events kept per cluster, oldest deleted first (a real cluster expires them after 1h)."""
 
 
+class ClaimScheduler(Protocol):
+    """The scheduler's DynamicResources plugin (`dra.py`): which nodes can allocate a
+    pod's ResourceClaims (None while they do not exist yet), and the allocation."""
+
+    def wants(self, pod: Obj) -> bool: ...
+    def filter(self, pod: Obj, nodes: list[Obj]) -> tuple[list[Obj], int] | None: ...
+    def allocate(self, pod: Obj, node: str) -> None: ...
+
+
 class ControlPlane:
+    claims: ClaimScheduler | None = None
+
     def __init__(self, store: Store, *, job_seconds: float, pod_start_seconds: float,
                  seed: int = 0) -> None:
         self.store = store
@@ -94,6 +106,10 @@ class ControlPlane:
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._drain)
+
+    def reschedule(self) -> None:
+        """Look at the pending pods again (something they wait for changed)."""
+        self._mark("schedule", "", "")
 
     def _later(self, delay: float, fn: Any, *args: Any) -> None:
         loop = asyncio.get_running_loop()
@@ -154,7 +170,15 @@ class ControlPlane:
         nodes = self.store.list(NODES)
         used = used_gpus(pods)
         for pod in pending:
-            node, message = choose_node(pod, nodes, used)
+            candidates, refused = nodes, 0
+            if self.claims is not None and self.claims.wants(pod):
+                fit = self.claims.filter(pod, nodes)
+                if fit is None:
+                    continue  # its ResourceClaims are not created yet
+                candidates, refused = fit
+            node, message = choose_node(pod, candidates, used)
+            if node is None and refused:
+                message = _with_claims(message, len(nodes), refused)
             now = objects.now()
             if node is None:
                 conds = [condition("PodScheduled", "False", now, "Unschedulable", message)]
@@ -166,6 +190,9 @@ class ControlPlane:
                 self.event(pod, "FailedScheduling", message, "Warning")
                 continue
             used[node] += gpu_request(pod)
+            if refused or (self.claims is not None and self.claims.wants(pod)):
+                assert self.claims is not None
+                self.claims.allocate(pod, node)
             bound = copy.deepcopy(pod)
             bound["spec"]["nodeName"] = node
             bound = self.store.replace(PODS, bound, pod, check_rv=False)
@@ -281,6 +308,18 @@ class ControlPlane:
             old = []
         dep = self.store.get(DEPLOYS, ns, name)
         self.write_status(DEPLOYS, dep, _deploy_status(dep, current, old, ready, want))
+
+
+def _with_claims(message: str, total: int, refused: int) -> str:
+    """The Unschedulable message with the DRA filter's refusals counted in, in
+    kube-scheduler's words (dynamicresources.go: `cannot allocate all claims`)."""
+    m = re.match(r"^0/\d+ nodes are available(?:: (.*?))?\.(?: preemption:|$)", message)
+    reasons = [f"{refused} cannot allocate all claims"]
+    if m and m.group(1):
+        reasons += m.group(1).split(", ")
+    return (f"0/{total} nodes are available: {', '.join(sorted(reasons))}. preemption: "
+            f"0/{total} nodes are available: {total} No preemption victims found for "
+            "incoming pod.")
 
 
 def _deploy_status(dep: Obj, current: list[Obj], old: list[Obj], ready: list[Obj],

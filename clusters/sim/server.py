@@ -33,6 +33,7 @@ from aiohttp import web
 from clusters.sim import api, kubectl, nodes, objects, patch, tls
 from clusters.sim.controllers import ControlPlane
 from clusters.sim.crds import CustomResources
+from clusters.sim.dra import DynamicResources, strip_device_plugin
 from clusters.sim.errors import SimError, bad_request, not_found, unauthorized
 from clusters.sim.faults import Faults
 from clusters.sim.resources import BY_KIND
@@ -116,6 +117,8 @@ class SimCluster:
         self.control = ControlPlane(self.store, job_seconds=job_seconds,
                                     pod_start_seconds=pod_start_seconds)
         self.crds = CustomResources(self.store)
+        self.dra = DynamicResources(self.store, self.control.reschedule, self.control.suffix)
+        self.control.claims = self.dra
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._seed()
@@ -130,7 +133,11 @@ class SimCluster:
         now = objects.now()
         for i, node in enumerate(self.spec.nodes):
             obj = nodes.node_object(node, uid=objects.new_uid(), created=now, index=i + 1)
+            if self.spec.dra:
+                strip_device_plugin(obj)
             self.store.create(BY_KIND["Node"], obj)
+        if self.spec.dra:
+            self.dra.publish(self.spec.nodes)
 
     def _app(self) -> web.Application:
         app = web.Application(middlewares=[_middleware], handler_args={"max_field_size": 65536})

@@ -82,9 +82,10 @@ async def test_a_node_gone_not_ready_offers_no_free_gpus_until_it_is_back(
 async def test_a_cluster_without_dra_is_synced_from_device_plugin_resources_alone(
         tmp_path: Path) -> None:
     async with connected(tmp_path) as c:
-        # The simulator serves no resource.k8s.io: the adapter asked once, got 404,
+        # A 1.35 server serves resource.k8s.io/v1 even where no DRA driver runs: the
+        # adapter watches its ResourceSlices (none are published) and ResourceClaims,
         # and counts GPUs from nvidia.com/gpu allocatable only.
-        await until(lambda: c.adapter.stats.errors.get("NotFound", 0) >= 1,
-                    what="resource.k8s.io/v1 asked for")
+        await until(lambda: c.adapter._slices.synced.is_set(), what="slices listed")
+        assert c.adapter.stats.errors.get("NotFound", 0) == 0
         assert all(n.dra_devices == 0 for n in c.adapter.nodes())
         assert free_of(c.adapter, H100) == 16
