@@ -111,6 +111,9 @@ class ClusterAdapter:
         self._claims = Informer(client, RESOURCE_CLAIM, watch_timeout=options.watch_timeout,
                                 handler=self.capacity.on_resource_claim,
                                 transform=slim_claim)
+        self._dra_synced = asyncio.Event()
+        """Set once DRA capacity is known: slices and claims listed, or not served.
+        Without it a first plan could count a DRA cluster's GPUs as absent."""
         self.synced = asyncio.Event()
 
     @classmethod
@@ -140,6 +143,7 @@ class ClusterAdapter:
     async def _mark_synced(self) -> None:
         for inf in (self._nodes, self._pods, *self._owned):
             await inf.synced.wait()
+        await self._dra_synced.wait()
         self.synced.set()
         log.info("cluster_synced", cluster=self.name, nodes=len(self.capacity.nodes),
                  owned=len(self.applier.owned()))
@@ -151,6 +155,7 @@ class ClusterAdapter:
             try:
                 await self.client.request("GET", "/apis/resource.k8s.io/v1", verb="get")
             except NotFound:
+                self._dra_synced.set()
                 return
             except ClusterError:
                 await anyio.sleep(self.options.heartbeat_interval)
@@ -158,6 +163,9 @@ class ClusterAdapter:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._slices.run)
                 tg.start_soon(self._claims.run)
+                await self._slices.synced.wait()
+                await self._claims.synced.wait()
+                self._dra_synced.set()
             return
 
     async def _heartbeat(self) -> None:

@@ -56,6 +56,16 @@ class NodeState:
     dra_used_ours: int = 0
 
     @property
+    def held(self) -> int:
+        """GPUs held on this node: pods' `nvidia.com/gpu` plus DRA devices in claims."""
+        return self.used + self.dra_used
+
+    @property
+    def held_ours(self) -> int:
+        """Of `held`, by our own workloads' pods and claims."""
+        return self.used_ours + self.dra_used_ours
+
+    @property
     def gpus(self) -> int:
         return self.allocatable if self.allocatable else self.dra_devices
 
@@ -67,7 +77,7 @@ class NodeState:
     def free(self) -> int:
         if not self.ready or self.unschedulable:
             return 0
-        return max(0, self.gpus - self.used - self.dra_used)
+        return max(0, self.gpus - self.held)
 
     @property
     def free_for_us(self) -> int:
@@ -79,8 +89,7 @@ class NodeState:
         """
         if not self.ready or self.unschedulable:
             return 0
-        return max(0, self.gpus - (self.used - self.used_ours)
-                   - (self.dra_used - self.dra_used_ours))
+        return max(0, self.gpus - (self.held - self.held_ours))
 
 
 def _quantity(value: Any) -> int:
