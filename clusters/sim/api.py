@@ -91,6 +91,10 @@ def _check_fields(cluster: SimCluster, res: Resource, obj: dict[str, Any],
     return kubectl.check_fields(res.kind, obj, directive, apply=apply)
 
 
+def _table_args(cluster: SimCluster, res: Resource) -> dict[str, Any]:
+    return cluster.crds.table_args(res) if res.custom else {}
+
+
 def _manager(request: web.Request) -> str:
     fm = request.query.get("fieldManager")
     if fm:
@@ -151,7 +155,8 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
             if _as_table(request):
                 table = kubectl.to_table(
                     res.kind, body["items"],
-                    include_object=request.query.get("includeObject", "Metadata"))
+                    include_object=request.query.get("includeObject", "Metadata"),
+                    **_table_args(cluster, res))
                 table["metadata"] = body["metadata"]
                 return _json(table)
             return _json(body)
@@ -188,7 +193,7 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
     if method == "GET":
         obj = store.get(res, key_ns, name)
         if _as_table(request):
-            table = kubectl.to_table(res.kind, [obj])
+            table = kubectl.to_table(res.kind, [obj], **_table_args(cluster, res))
             table["metadata"] = {"resourceVersion": obj["metadata"]["resourceVersion"]}
             return _json(table)
         return _json(obj)

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from clusters.sim import objects
+from clusters.sim import kubectl, objects
 from clusters.sim.errors import bad_request, invalid
 from clusters.sim.resources import BY_KIND, Resource, version_priority
 from clusters.sim.store import Event, Obj, Store
@@ -55,6 +56,8 @@ class Served:
     res: Resource
     schema: dict[str, Any]
     crd: str
+    columns: tuple[dict[str, Any], ...] = ()
+    """`additionalPrinterColumns` of the version."""
 
 
 def served_versions(crd: Obj) -> list[Served]:
@@ -71,7 +74,8 @@ def served_versions(crd: Obj) -> list[Served]:
                        categories=tuple(names.get("categories") or ()),
                        subresources=tuple(s for s in subs if s == "status"), custom=True)
         schema = (v.get("schema") or {}).get("openAPIV3Schema") or {}
-        out.append(Served(res, schema, crd["metadata"]["name"]))
+        out.append(Served(res, schema, crd["metadata"]["name"],
+                          tuple(v.get("additionalPrinterColumns") or ())))
     return sorted(out, key=lambda s: version_priority(s.res.version))
 
 
@@ -282,6 +286,36 @@ def _bounds(value: Any, schema: dict[str, Any], path: str, name: str) -> Iterato
                f"{schema['maxItems']} items")
 
 
+_STEP = re.compile(r"""\.([A-Za-z0-9_-]+)|\[(\d+)\]"""
+                   r"""|\[\?\(@\.([A-Za-z0-9_.-]+)\s*==\s*["']([^"']*)["']\)\]""")
+
+
+def json_path(obj: Any, path: str) -> Any:
+    """The value at a printer column's JSONPath: `.a.b`, `[0]`, `[?(@.type=="Ready")]`
+    (the first match); None where there is nothing (kubectl prints `<none>`)."""
+    text = path.strip().removeprefix("{").removesuffix("}").removeprefix("$")
+    value, pos = obj, 0
+    while pos < len(text):
+        m = _STEP.match(text, pos)
+        if m is None:
+            return None
+        pos = m.end()
+        if m.group(1) is not None:
+            value = value.get(m.group(1)) if isinstance(value, dict) else None
+        elif m.group(2) is not None:
+            i = int(m.group(2))
+            value = value[i] if isinstance(value, list) and i < len(value) else None
+        else:
+            keys = m.group(3).split(".")
+            matches = [v for v in value or [] if isinstance(v, dict) and
+                       str(json_path(v, "." + ".".join(keys))) == m.group(4)] \
+                if isinstance(value, list) else []
+            value = matches[0] if matches else None
+        if value is None:
+            return None
+    return value
+
+
 class CustomResources:
     """One cluster's CRDs: its admission step and its establishing controller."""
 
@@ -290,6 +324,7 @@ class CustomResources:
         self.served: dict[Resource, Served] = {}
         self._by_crd: dict[str, list[Resource]] = {}
         self._pending: set[str] = set()
+        self._documents: dict[str, bytes] | None = None
         store.admitters.append(self.admit)
         store.listeners.append(self._on_event)
 
@@ -339,6 +374,41 @@ class CustomResources:
                 f'unknown field "{p}"' for p in unknown))
         return [] if mode == "Ignore" else [f'unknown field "{p}"' for p in unknown]
 
+    def openapi_documents(self) -> dict[str, bytes]:
+        """`apis/<group>/<version>` -> its OpenAPI v3 document, for every served CRD
+        version (kubectl reads it before `apply` and for `explain`)."""
+        if self._documents is None:
+            by_gv: dict[str, list[tuple[Resource, dict[str, Any]]]] = {}
+            for res in sorted(self.served, key=lambda r: (r.group, r.version, r.plural)):
+                by_gv.setdefault(f"apis/{res.group}/{res.version}", []).append(
+                    (res, self.served[res].schema))
+            self._documents = {gv: json.dumps(kubectl.custom_document(items),
+                                              separators=(",", ":")).encode()
+                               for gv, items in by_gv.items()}
+        return self._documents
+
+    def table_args(self, res: Resource) -> dict[str, Any]:
+        """`kubectl.to_table` arguments for a custom kind: its apiVersion, and NAME plus
+        its `additionalPrinterColumns`, or NAME and AGE when it declares none
+        (apiextensions-apiserver customresource_handler.go, tableconvertor)."""
+        served = self.served.get(res)
+        if served is None or not served.columns:
+            return {"api_version": res.api_version}
+        specs = [c for c in served.columns if c.get("name") and c.get("jsonPath")]
+        cols = [kubectl._name_col()] + [
+            (str(c["name"]), "string" if c.get("type") == "date" else str(c.get("type")),
+             int(c.get("priority", 0)), str(c.get("description", ""))) for c in specs]
+
+        def cells(obj: Obj, now: float) -> list[Any]:
+            row: list[Any] = [obj["metadata"].get("name", "")]
+            for c in specs:
+                value = json_path(obj, str(c["jsonPath"]))
+                if c.get("type") == "date" and isinstance(value, str):
+                    value = kubectl._age(value, now)
+                row.append(value)
+            return row
+        return {"api_version": res.api_version, "columns": (cols, cells)}
+
     # ------------------------------------------------------------ controllers
 
     def _on_event(self, ev: Event) -> None:
@@ -358,6 +428,7 @@ class CustomResources:
     def sync(self, name: str) -> None:
         """Serve what the CRD declares now; stop serving (and delete) what it no longer
         does; write its status conditions."""
+        self._documents = None
         crd = self.store.find(CRDS, "", name)
         wanted = served_versions(crd) if crd is not None and \
             not crd["metadata"].get("deletionTimestamp") else []

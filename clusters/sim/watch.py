@@ -111,7 +111,9 @@ async def serve_watch(request: web.Request, cluster: SimCluster, res: Resource,
                 break
             etype, obj = item
             if table and etype != "BOOKMARK":
-                obj = kubectl.to_table(res.kind, [obj], column_definitions=first_table)
+                extra = cluster.crds.table_args(res) if res.custom else {}
+                obj = kubectl.to_table(res.kind, [obj], column_definitions=first_table,
+                                       **extra)
                 first_table = False
             await resp.write(_line(etype, obj))
         await resp.write_eof()

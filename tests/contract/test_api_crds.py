@@ -240,3 +240,48 @@ async def test_an_invalid_crd_is_refused_with_the_apiextensions_causes(
     assert status == 422, out
     assert any(c["field"] == "spec.group" and "at least one dot" in c["message"]
                for c in out["details"]["causes"])
+
+
+async def test_kubectl_shows_printer_columns_and_explains_a_custom_kind(
+        kubectl: Kubectl, api: client.ApiClient, group: str) -> None:
+    """`additionalPrinterColumns` become the Table's columns (priority 1 with `-o
+    wide`, type date as an age, a filter JSONPath), and the kind's schema is published
+    in OpenAPI v3 for `kubectl explain`."""
+    body = crd(group, scope="Cluster", plural="queues", kind="Queue")
+    version = body["spec"]["versions"][0]
+    version["additionalPrinterColumns"] = [
+        {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+        {"name": "Ready", "type": "string",
+         "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        {"name": "Colour", "type": "string", "jsonPath": ".spec.colour", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
+    version["schema"]["openAPIV3Schema"]["properties"]["status"] = {
+        "type": "object", "properties": {"conditions": {"type": "array", "items": {
+            "type": "object", "properties": {"type": {"type": "string"},
+                                             "status": {"type": "string"}}}}}}
+    name = body["metadata"]["name"]
+    (await kubectl("apply", "-f", "-", stdin=json.dumps(body))).ok()
+    try:
+        (await kubectl("wait", "--for", "condition=established", f"crd/{name}",
+                       "--timeout=20s")).ok()
+        obj = {"apiVersion": f"{group}/v1", "kind": "Queue", "metadata": {"name": "q1"},
+               "spec": {"size": 4, "colour": "blue"}}
+
+        async def applied() -> bool:  # kubectl reads the new kind's OpenAPI first
+            return (await kubectl("apply", "-f", "-", stdin=json.dumps(obj))).rc == 0
+        assert await eventually(applied, within=30, interval=0.5)
+        status, out, _ = await raw(api, "PATCH", f"/apis/{group}/v1/queues/q1/status",
+                                   body={"status": {"conditions": [
+                                       {"type": "Ready", "status": "True"}]}},
+                                   content_type="application/merge-patch+json")
+        assert status == 200, out
+        table = (await kubectl("get", f"queues.{group}")).ok().out.splitlines()
+        assert table[0].split() == ["NAME", "SIZE", "READY", "AGE"]
+        assert table[1].split()[:3] == ["q1", "4", "True"]
+        wide = (await kubectl("get", f"queues.{group}", "-o", "wide")).ok().out
+        assert wide.splitlines()[0].split() == ["NAME", "SIZE", "READY", "COLOUR", "AGE"]
+        explained = (await kubectl("explain", f"queues.{group}.spec")).ok().out
+        assert "size\t<integer> -required-" in explained
+    finally:
+        await raw(api, "DELETE",
+                  f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
