@@ -26,7 +26,8 @@ pkg/scheduler/framework/plugins/dynamicresources):
   allocationTimestamp) and `status.reservedFor` the pod; a pod that fits nowhere is
   Unschedulable with `cannot allocate all claims`;
 - a pod that ends or goes is removed from `reservedFor`; a claim reserved for nobody
-  is deallocated; a generated claim goes with its pod (garbage collection).
+  is deallocated; a claim generated for a pod that is done is deleted (and one whose
+  pod is deleted goes with it, by garbage collection).
 
 Writes are checked as the v1 validation does (pkg/apis/resource/validation): request
 names, `exactly` xor `firstAvailable`, `deviceClassName`, `allocationMode`, `count`,
@@ -500,7 +501,13 @@ class DynamicResources:
             new_status = {k: v for k, v in status.items()
                           if k not in ("reservedFor", "allocation", "devices")} \
                 if not left else {**status, "reservedFor": left}
-            self.store.replace(CLAIMS, {**claim, "status": new_status}, claim,
-                               subresource="status", check_rv=False)
+            claim = self.store.replace(CLAIMS, {**claim, "status": new_status}, claim,
+                                       subresource="status", check_rv=False)
             changed = True
+            owners = claim["metadata"].get("ownerReferences") or []
+            if not left and any(o.get("kind") == "Pod" and o.get("uid") == uid
+                                for o in owners):
+                # Generated for a pod that is done: the controller deletes it rather
+                # than wait for the pod's deletion (resourceclaim controller.go).
+                self.store.delete(CLAIMS, ns, claim["metadata"]["name"])
         return changed

@@ -90,6 +90,9 @@ async def test_devices_held_by_claims_are_not_free_until_their_pods_end(
                       for cl in claims) == [4, 8]
         # Our pod ends: its claim is released and its devices are free again.
         await until(lambda: free_of(a, H100) == 8, what="the ended pod's devices freed")
+        # The claim generated for the pod that is done is deleted, not just deallocated.
+        assert [cl["metadata"]["name"].split("-")[0]
+                for cl in c.cluster.objects("ResourceClaim", TEAM)] == ["theirs"]
         store.create(BY_KIND["ResourceClaimTemplate"], template("nine", 9, ours=False))
         store.create(BY_KIND["Pod"], pod("too-big", "nine"))  # no node has 9 devices
         await until(lambda: any(
