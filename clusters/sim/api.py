@@ -24,7 +24,7 @@ from aiohttp import web
 from clusters.sim import kubectl, objects, patch, protobuf, resources, ssa
 from clusters.sim.errors import SimError, bad_request, conflict, invalid
 from clusters.sim.listing import list_response, parse_bool
-from clusters.sim.resources import Registry, Resource
+from clusters.sim.resources import Registry, Resource, served_as
 from clusters.sim.selectors import combine, field_matcher, label_matcher
 from clusters.sim.watch import serve_watch
 
@@ -191,7 +191,8 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
     if sub == "eviction":
         return await _evict(request, cluster, res, key_ns, name)
     if method == "GET":
-        obj = store.get(res, key_ns, name)
+        obj = served_as(res, store.get(res, key_ns, name)) if res.custom else \
+            store.get(res, key_ns, name)
         if _as_table(request):
             table = kubectl.to_table(res.kind, [obj], **_table_args(cluster, res))
             table["metadata"] = {"resourceVersion": obj["metadata"]["resourceVersion"]}

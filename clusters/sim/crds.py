@@ -22,10 +22,15 @@ As apiextensions-apiserver does (staging/src/k8s.io/apiextensions-apiserver):
   `/status` writes (the store's generic rule);
 - deleting the CRD deletes every object of its kind, then stops serving it.
 
-Not reproduced (docs/simulator.md): conversion between versions (each served version
-is its own collection), the `scale` subresource, `x-kubernetes-validations` (CEL),
-`additionalPrinterColumns` (kubectl shows NAME and AGE), a Terminating phase while the
-objects go (they go at once).
+Every served version shows the same objects (one collection, `Registry.storage_key`),
+each in its own apiVersion, as conversion strategy None serves them.
+
+Printer columns (`additionalPrinterColumns`) make the Table kubectl shows, and each
+version's schema is published in OpenAPI v3 (`kubectl explain`).
+
+Not reproduced (docs/simulator.md): webhook conversion, the `scale` subresource,
+`x-kubernetes-validations` (CEL), a Terminating phase while the objects go (they go
+at once).
 """
 
 from __future__ import annotations
@@ -433,9 +438,12 @@ class CustomResources:
         wanted = served_versions(crd) if crd is not None and \
             not crd["metadata"].get("deletionTimestamp") else []
         keep = {s.res for s in wanted}
-        for res in self._by_crd.pop(name, []):
-            if res not in keep:
-                self._drop(res)
+        gone = [r for r in self._by_crd.pop(name, []) if r not in keep]
+        if not wanted and gone:  # the CRD itself went: its objects go with it
+            self._delete_objects(gone[0])
+        for res in gone:  # a version no longer served keeps the objects (shared storage)
+            self.served.pop(res, None)
+            self.store.resources.remove(res)
         for s in wanted:
             old = next((r for r in self.served if r == s.res), None)
             if old is not None and self.served[old].crd != name:
@@ -446,16 +454,14 @@ class CustomResources:
         if crd is not None and wanted:
             self._establish(crd)
 
-    def _drop(self, res: Resource) -> None:
-        """The CRD went: its objects go with it (the finalizer's cleanup), then its kind."""
+    def _delete_objects(self, res: Resource) -> None:
+        """The CRD went: its objects go with it (the cleanup finalizer's work)."""
         for o in list(self.store.list(res)):
             meta = o["metadata"]
             if self.store.find(res, meta.get("namespace", ""), meta["name"]) is not None:
                 self.store.delete(res, meta.get("namespace", ""), meta["name"],
                                   propagation="Background")
-        self.served.pop(res, None)
-        self.store.resources.remove(res)
-        self.store.data.pop(res, None)
+        self.store.data.pop(self.store.resources.storage_key(res), None)
 
     def _establish(self, crd: Obj) -> None:
         now = objects.now()

@@ -99,6 +99,14 @@ class Registry:
 
     def __init__(self) -> None:
         self._custom: dict[tuple[str, str, str], Resource] = {}
+        self._storage: dict[tuple[str, str], Resource] = {}
+
+    def storage_key(self, res: Resource) -> Resource:
+        """Where the store keeps `res`'s objects: one collection for every version of a
+        CRD (its objects are served in each, `served_as`), the resource itself else."""
+        if not res.custom:
+            return res
+        return self._storage.get((res.group, res.plural), res)
 
     def all(self) -> tuple[Resource, ...]:
         return RESOURCES + tuple(self._custom[k] for k in sorted(self._custom))
@@ -125,9 +133,20 @@ class Registry:
 
     def add(self, res: Resource) -> None:
         self._custom[(res.group, res.version, res.plural)] = res
+        self._storage.setdefault((res.group, res.plural), res)
 
     def remove(self, res: Resource) -> None:
         self._custom.pop((res.group, res.version, res.plural), None)
+        if not any((g, p) == (res.group, res.plural) for g, _, p in self._custom):
+            self._storage.pop((res.group, res.plural), None)
+
+
+def served_as(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A stored custom object as served in `res`'s version: conversion strategy None
+    changes only `apiVersion` (apiextensions-apiserver pkg/apiserver/conversion)."""
+    if obj.get("apiVersion") in (None, res.api_version):
+        return obj
+    return {**obj, "apiVersion": res.api_version}
 
 
 def api_versions() -> dict[str, Any]:

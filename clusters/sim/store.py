@@ -98,6 +98,7 @@ class Store:
     # ------------------------------------------------------------ reads
 
     def table(self, res: Resource) -> dict[Key, Obj]:
+        res = self.resources.storage_key(res)
         t = self.data.get(res)
         if t is None:
             t = self.data[res] = {}
@@ -149,7 +150,7 @@ class Store:
             t.pop(key, None)
         else:
             t[key] = obj
-        ev = Event(self.rv, etype, res, obj, old)
+        ev = Event(self.rv, etype, self.resources.storage_key(res), obj, old)
         self.history.append(ev)
         if len(self.history) > self.history_size:
             self.compacted = self.history.popleft().rv

@@ -285,3 +285,39 @@ async def test_kubectl_shows_printer_columns_and_explains_a_custom_kind(
     finally:
         await raw(api, "DELETE",
                   f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+
+
+async def test_an_object_is_served_in_every_version_of_its_crd(
+        api: client.ApiClient, group: str, ns: str) -> None:
+    """Conversion strategy None: one object, served in each version with that
+    version's apiVersion; watches of either version see writes through the other."""
+    body = crd(group)
+    beta = {**body["spec"]["versions"][0], "name": "v1beta1", "storage": False}
+    body["spec"]["versions"].append(beta)
+    name = body["metadata"]["name"]
+    status, out, _ = await raw(api, "POST",
+                               "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                               body=body)
+    assert status == 201, out
+    try:
+        crd_obj = await _established(api, name)
+        assert crd_obj["spec"]["conversion"] == {"strategy": "None"}
+        _, group_doc, _ = await raw(api, "GET", f"/apis/{group}")
+        assert group_doc["preferredVersion"]["version"] == "v1"
+        assert [v["version"] for v in group_doc["versions"]] == ["v1", "v1beta1"]
+        obj = {**widget(group, ns), "apiVersion": f"{group}/v1beta1"}
+        status, out, _ = await raw(api, "POST",
+                                   f"/apis/{group}/v1beta1/namespaces/{ns}/widgets", body=obj)
+        assert status == 201, out
+        status, got, _ = await raw(api, "GET", f"/apis/{group}/v1/namespaces/{ns}/widgets/w1")
+        assert status == 200, got
+        assert got["apiVersion"] == f"{group}/v1" and got["spec"]["size"] == 3
+        _, listed, _ = await raw(api, "GET", f"/apis/{group}/v1/namespaces/{ns}/widgets")
+        assert [i["metadata"]["name"] for i in listed["items"]] == ["w1"]
+        status, text, _ = await raw(api, "GET", f"/apis/{group}/v1/namespaces/{ns}/widgets",
+                                    query=[("watch", "1"), ("timeoutSeconds", "1")])
+        first = json.loads(str(text).splitlines()[0]) if isinstance(text, str) else text
+        assert first["object"]["apiVersion"] == f"{group}/v1"
+    finally:
+        await raw(api, "DELETE",
+                  f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")

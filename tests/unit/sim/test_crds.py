@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ from clusters.sim import SimCluster, SimClusterSpec
 from clusters.sim.api import parse_path
 from clusters.sim.crds import CRDS, prune_and_default, validate_crd, validate_value
 from clusters.sim.errors import SimError
-from clusters.sim.resources import resource_list, version_priority
+from clusters.sim.resources import resource_list, served_as, version_priority
 
 SCHEMA: dict[str, Any] = {"type": "object", "properties": {
     "spec": {"type": "object", "properties": {
@@ -119,3 +121,26 @@ def test_versions_sort_as_kube_aware_versions() -> None:
     versions = ["v1alpha1", "v2", "v1beta2", "foo", "v1", "v1beta1"]
     assert sorted(versions, key=version_priority) == [
         "v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+
+
+async def test_every_served_version_shows_the_same_objects_in_its_own_apiversion() -> None:
+    c = SimCluster(SimClusterSpec("one", ()))
+    crd = _crd(("v1", "v1beta1"))  # v1 stores
+    c.store.create(CRDS, crd)
+    await asyncio.sleep(0)  # the establishing controller runs on the loop
+    beta = parse_path("/apis/example.aifleet.dev/v1beta1/widgets", c.store.resources)
+    ga = parse_path("/apis/example.aifleet.dev/v1/widgets", c.store.resources)
+    assert beta is not None and ga is not None
+    c.store.create(beta[0], {"metadata": {"name": "w", "namespace": "default"},
+                             "spec": {"size": 1}})
+    [stored] = c.store.list(ga[0])
+    assert served_as(ga[0], stored)["apiVersion"] == "example.aifleet.dev/v1"
+    assert served_as(beta[0], stored)["apiVersion"] == "example.aifleet.dev/v1beta1"
+    # v1beta1 no longer served: its objects stay, served in v1.
+    live = c.store.get(CRDS, "", "widgets.example.aifleet.dev")
+    spec = copy.deepcopy(live["spec"])
+    spec["versions"][1]["served"] = False
+    c.store.replace(CRDS, {**live, "spec": spec}, live)
+    await asyncio.sleep(0)
+    assert parse_path("/apis/example.aifleet.dev/v1beta1/widgets", c.store.resources) is None
+    assert [o["metadata"]["name"] for o in c.store.list(ga[0])] == ["w"]
