@@ -613,7 +613,34 @@ _COLUMNS: dict[str, tuple[list[Column], Any]] = {
               lambda o, now: [o["metadata"]["name"],
                               o.get("spec", {}).get("holderIdentity") or "",
                               _age(o["metadata"].get("creationTimestamp"), now)]),
+    # pkg/printers/internalversion/printers.go: printResourceClaim, printResourceSlice
+    "ResourceClaim": ([_name_col(), ("State", "string", 0, "A summary of the current state "
+                                     "(allocated, pending, reserved, etc.)."), _AGE],
+                      lambda o, now: [o["metadata"]["name"], _claim_state(o),
+                                      _age(o["metadata"].get("creationTimestamp"), now)]),
+    "ResourceSlice": ([_name_col(), ("Node", "string", 0, "The node providing the devices."),
+                       ("Driver", "string", 0, "The driver providing the devices."),
+                       ("Pool", "string", 0, "The pool of the devices."), _AGE],
+                      lambda o, now: [o["metadata"]["name"],
+                                      o.get("spec", {}).get("nodeName") or "",
+                                      o.get("spec", {}).get("driver") or "",
+                                      (o.get("spec", {}).get("pool") or {}).get("name") or "",
+                                      _age(o["metadata"].get("creationTimestamp"), now)]),
 }
+
+
+def _claim_state(o: dict[str, Any]) -> str:
+    """printers.go resourceClaimState: deleted, pending / allocated, reserved."""
+    states = ["deleted"] if o["metadata"].get("deletionTimestamp") else []
+    status = o.get("status") or {}
+    if not status.get("allocation"):
+        if not states:
+            states.append("pending")
+    else:
+        states.append("allocated")
+        if status.get("reservedFor"):
+            states.append("reserved")
+    return ",".join(states)
 
 
 Cells = Callable[[dict[str, Any], float], list[Any]]

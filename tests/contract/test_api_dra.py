@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from kubernetes_asyncio import client
 
 from tests.contract.conftest import sim_only
 from tests.contract.k8s import eventually, raw
+from tests.contract.test_kubectl import Kubectl, _binary
 
 V1 = "/apis/resource.k8s.io/v1"
 
@@ -200,3 +202,28 @@ async def test_a_cel_selector_outside_the_simulators_subset_is_refused_clearly(
     cause = out["details"]["causes"][0]
     assert cause["field"] == "spec.selectors[0].cel.expression"
     assert "not supported by the aifleet simulator's CEL subset" in cause["message"]
+
+
+@pytest.fixture
+def kubectl(kubeconfig: Path, context: str | None, tmp_path: Path) -> Kubectl:
+    if _binary() is None:
+        pytest.skip("kubectl not found: run `make kubectl`")
+    return Kubectl(kubeconfig, context, tmp_path / "kube-cache")
+
+
+async def test_kubectl_lists_claims_with_their_state_and_slices_with_their_node(
+        kubectl: Kubectl, api: client.ApiClient, ns: str, devices: dict[str, str]) -> None:
+    """The server-side Table columns of printers.go: NAME STATE AGE for claims (`pending`
+    until allocated), NAME NODE DRIVER POOL AGE for slices."""
+    body = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+            "metadata": {"name": "waiting", "namespace": ns},
+            "spec": claim_spec(devices["class"])}
+    status, out, _ = await raw(api, "POST", f"{V1}/namespaces/{ns}/resourceclaims", body=body)
+    assert status == 201, out
+    claims = (await kubectl("get", "resourceclaims", "-n", ns)).ok().out.splitlines()
+    assert claims[0].split() == ["NAME", "STATE", "AGE"]
+    assert claims[1].split()[:2] == ["waiting", "pending"]
+    slices = (await kubectl("get", "resourceslices", devices["slice"])).ok().out.splitlines()
+    assert slices[0].split() == ["NAME", "NODE", "DRIVER", "POOL", "AGE"]
+    assert slices[1].split()[:4] == [devices["slice"], devices["node"], devices["class"],
+                                     devices["node"]]
