@@ -441,15 +441,17 @@ class CustomResources:
         gone = [r for r in self._by_crd.pop(name, []) if r not in keep]
         if not wanted and gone:  # the CRD itself went: its objects go with it
             self._delete_objects(gone[0])
-        for res in gone:  # a version no longer served keeps the objects (shared storage)
-            self.served.pop(res, None)
-            self.store.resources.remove(res)
+        # Add before removing: a changed version (new short names, say) is a new
+        # Resource, and its objects must stay in the collection they are in.
         for s in wanted:
             old = next((r for r in self.served if r == s.res), None)
             if old is not None and self.served[old].crd != name:
                 continue  # another CRD serves this path already
             self.served[s.res] = s
             self.store.resources.add(s.res)
+        for res in gone:  # a version no longer served keeps the objects (shared storage)
+            self.served.pop(res, None)
+            self.store.resources.remove(res)
         self._by_crd[name] = [s.res for s in wanted]
         if crd is not None and wanted:
             self._establish(crd)

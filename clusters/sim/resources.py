@@ -136,7 +136,9 @@ class Registry:
         self._storage.setdefault((res.group, res.plural), res)
 
     def remove(self, res: Resource) -> None:
-        self._custom.pop((res.group, res.version, res.plural), None)
+        key = (res.group, res.version, res.plural)
+        if self._custom.get(key) == res:  # not a newer registration of the same path
+            del self._custom[key]
         if not any((g, p) == (res.group, res.plural) for g, _, p in self._custom):
             self._storage.pop((res.group, res.plural), None)
 

@@ -144,3 +144,18 @@ async def test_every_served_version_shows_the_same_objects_in_its_own_apiversion
     await asyncio.sleep(0)
     assert parse_path("/apis/example.aifleet.dev/v1beta1/widgets", c.store.resources) is None
     assert [o["metadata"]["name"] for o in c.store.list(ga[0])] == ["w"]
+
+
+async def test_changing_a_crds_names_keeps_its_objects() -> None:
+    c = SimCluster(SimClusterSpec("one", ()))
+    c.store.create(CRDS, _crd())
+    await asyncio.sleep(0)
+    res = c.store.resources.lookup("widgets")
+    c.store.create(res, {"metadata": {"name": "w", "namespace": "default"},
+                         "spec": {"size": 1}})
+    live = c.store.get(CRDS, "", "widgets.example.aifleet.dev")
+    spec = copy.deepcopy(live["spec"])
+    spec["names"]["shortNames"] = ["wdg"]
+    c.store.replace(CRDS, {**live, "spec": spec}, live)
+    await asyncio.sleep(0)
+    assert [o["metadata"]["name"] for o in c.objects("wdg")] == ["w"]
