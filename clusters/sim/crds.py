@@ -160,6 +160,27 @@ def _structural(schema: dict[str, Any], path: str, root: bool = False) -> Iterat
             yield from _structural(schema[key], f"{path}.{key}")
 
 
+def _immutable_crd_fields(old: Obj, new: Obj) -> list[Cause]:
+    """validateCustomResourceDefinitionSpecUpdate (apiextensions validation.go): the
+    group and plural never change (they make the name); once Established, neither do
+    the scope and the kind (they shape the storage). `field is immutable`."""
+    established = any(c.get("type") == "Established" and c.get("status") == "True"
+                      for c in (old.get("status") or {}).get("conditions") or [])
+    fields = [("spec.scope", ("scope",)), ("spec.names.kind", ("names", "kind"))] \
+        if established else []
+    fields += [("spec.group", ("group",)), ("spec.names.plural", ("names", "plural"))]
+    causes: list[Cause] = []
+    for path, keys in fields:
+        was: Any = old.get("spec") or {}
+        now: Any = new.get("spec") or {}
+        for k in keys:
+            was, now = (was or {}).get(k), (now or {}).get(k)
+        if was != now:
+            causes.append((path, "FieldValueInvalid",
+                           f'Invalid value: "{now}": field is immutable'))
+    return causes
+
+
 def _default_crd(crd: Obj) -> None:
     """SetDefaults_CustomResourceDefinition(Spec) of apiextensions/v1 defaults.go:
     singular and listKind from the kind, conversion strategy None."""
@@ -338,6 +359,8 @@ class CustomResources:
     def admit(self, res: Resource, obj: Obj, old: Obj | None) -> None:
         if res is CRDS:
             causes = validate_crd(obj)
+            if old is not None:
+                causes += _immutable_crd_fields(old, obj)
             if causes:
                 raise invalid(objects.qualified(res), obj["metadata"].get("name", ""),
                               causes)

@@ -221,7 +221,8 @@ async def test_a_cluster_scoped_crd_serves_its_kind_without_namespaces(
 
 
 async def test_an_invalid_crd_is_refused_with_the_apiextensions_causes(
-        api: client.ApiClient, group: str) -> None:
+        api: client.ApiClient, group: str, widgets: str) -> None:
+    name = f"widgets.{group}"
     body = crd(group)
     body["metadata"]["name"] = f"gizmos.{group}"
     body["spec"]["versions"].append({**body["spec"]["versions"][0], "name": "v2"})
@@ -233,6 +234,12 @@ async def test_an_invalid_crd_is_refused_with_the_apiextensions_causes(
     assert 'must be spec.names.plural+"."+spec.group' in causes["metadata.name"]
     assert "must have exactly one version marked as storage version" in \
         causes["spec.versions"]
+    status, out, _ = await raw(
+        api, "PATCH", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
+        body={"spec": {"scope": "Cluster"}}, content_type="application/merge-patch+json")
+    assert status == 422, out
+    assert [(c["field"], c["message"]) for c in out["details"]["causes"]] == [
+        ("spec.scope", 'Invalid value: "Cluster": field is immutable')]
     nodot = crd("nodot")
     status, out, _ = await raw(api, "POST",
                                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
