@@ -307,6 +307,14 @@ def _bounds(value: Any, schema: dict[str, Any], path: str, name: str) -> Iterato
     if isinstance(value, str) and "minLength" in schema and len(value) < schema["minLength"]:
         yield (path, "FieldValueInvalid", f'Invalid value: "{value}": {name} in body should '
                f"be at least {schema['minLength']} chars long")
+    pattern = schema.get("pattern")
+    if isinstance(value, str) and isinstance(pattern, str) and \
+            re.search(pattern, value) is None:
+        yield (path, "FieldValueInvalid", f'Invalid value: "{value}": {name} in body should '
+               f"match '{pattern}'")
+    if isinstance(value, list) and "minItems" in schema and len(value) < schema["minItems"]:
+        yield (path, "FieldValueInvalid", f"Invalid value: {len(value)}: {name} in body "
+               f"should have at least {schema['minItems']} items")
     if isinstance(value, list) and "maxItems" in schema and len(value) > schema["maxItems"]:
         yield (path, "FieldValueTooMany", f"Too many: {len(value)}: must have at most "
                f"{schema['maxItems']} items")

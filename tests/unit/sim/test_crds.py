@@ -159,3 +159,15 @@ async def test_changing_a_crds_names_keeps_its_objects() -> None:
     c.store.replace(CRDS, {**live, "spec": spec}, live)
     await asyncio.sleep(0)
     assert [o["metadata"]["name"] for o in c.objects("wdg")] == ["w"]
+
+
+def test_pattern_and_min_items_are_checked_in_the_go_openapi_words() -> None:
+    schema = {"type": "object", "properties": {
+        "name": {"type": "string", "pattern": "^[a-z]+$"},
+        "items": {"type": "array", "minItems": 1, "items": {"type": "string"}}}}
+    causes = list(validate_value({"name": "Bad1", "items": []}, schema, ""))
+    assert causes == [
+        ("name", "FieldValueInvalid",
+         "Invalid value: \"Bad1\": name in body should match '^[a-z]+$'"),
+        ("items", "FieldValueInvalid",
+         "Invalid value: 0: items in body should have at least 1 items")]
