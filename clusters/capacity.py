@@ -125,8 +125,21 @@ def slim_pod(pod: JSON) -> JSON:
         "spec": {"nodeName": spec.get("nodeName"),
                  "containers": [{"name": c.get("name"), "resources": c.get("resources") or {}}
                                 for c in spec.get("containers") or []]},
-        "status": {"phase": (pod.get("status") or {}).get("phase")},
+        "status": _slim_status(pod.get("status") or {}),
     }
+
+
+def _slim_status(status: JSON) -> JSON:
+    """The phase, and the PodScheduled condition while the scheduler refuses the pod
+    (its message says why: `0/8 nodes are available: 8 Insufficient cpu.`)."""
+    out: JSON = {"phase": status.get("phase")}
+    refused = [c for c in status.get("conditions") or []
+               if isinstance(c, dict) and c.get("type") == "PodScheduled"
+               and c.get("status") == "False"]
+    if refused:
+        out["conditions"] = [{k: refused[0][k] for k in ("type", "status", "reason", "message")
+                              if k in refused[0]}]
+    return out
 
 
 def slim_claim(claim: JSON) -> JSON:

@@ -370,7 +370,7 @@ class CustomResources:
             if old is not None:
                 causes += _immutable_crd_fields(old, obj)
             if causes:
-                raise invalid(objects.qualified(res), obj["metadata"].get("name", ""),
+                raise invalid(f"{res.kind}.{res.group}", obj["metadata"].get("name", ""),
                               causes)
             _default_crd(obj)
             return

@@ -245,7 +245,7 @@ def admit(res: Resource, obj: Obj, old: Obj | None) -> None:
     elif kind == "ResourceSlice":
         causes = list(slice_causes(spec))
     if causes:
-        raise invalid(objects.qualified(res), obj["metadata"].get("name", ""), causes)
+        raise invalid(f"{res.kind}.{res.group}", obj["metadata"].get("name", ""), causes)
 
 
 # ------------------------------------------------------------ allocation (pure)
