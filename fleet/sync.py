@@ -1,0 +1,198 @@
+"""Sync decisions, pure: what a pass does with each object of one cluster.
+
+gitops-engine's shape (`pkg/sync/reconcile.go` pairs desired with live objects,
+`pkg/sync/sync_context.go` builds its task list before running any of it): from the
+desired objects and the live inventory, `plan_sync` returns a `SyncPlan` saying which
+objects are unchanged (zero API calls), which are applied and in what order, which Jobs
+may be re-created when the server refuses a change as immutable, which owned objects are
+pruned, what is refused and which workloads are held (their live objects left alone).
+`clusters.apply.Applier` only executes it.
+
+One decision depends on the execution: an object that fails to apply holds back the
+prune of its workload's objects (`SyncPlan.prune_after`, by `fleet.safety.prune_held_back`),
+so that one tenant's failure never stops the prune of anyone else's objects, and no
+workload loses its running objects while its new ones did not land.
+
+The safety rules themselves live in `fleet.safety`; this module calls them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Set
+from dataclasses import dataclass
+from typing import Any
+
+from fleet.drift import diff
+from fleet.render import KIND_ORDER, MANAGED_BY, RECREATE, WORKLOAD_LABEL
+from fleet.safety import prune_held_back
+
+Manifest = dict[str, Any]
+ObjKey = tuple[str, str, str, str]
+"""apiVersion, kind, namespace, name."""
+
+HASH_ANNOTATION = "aifleet.dev/content-hash"
+GENERATION_ANNOTATION = "aifleet.dev/lease-generation"
+_NOT_HASHED = (HASH_ANNOTATION, GENERATION_ANNOTATION)
+
+
+def obj_key(obj: Mapping[str, Any]) -> ObjKey:
+    meta = obj.get("metadata") or {}
+    return (str(obj.get("apiVersion")), str(obj.get("kind")),
+            str(meta.get("namespace") or ""), str(meta.get("name")))
+
+
+def workload_of(obj: Mapping[str, Any]) -> str | None:
+    """The workload label (`team.name`) of an object, None when it has none."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    value = labels.get(WORKLOAD_LABEL)
+    return str(value) if value else None
+
+
+def is_owned(obj: Mapping[str, Any]) -> bool:
+    """Whether an object is in our inventory (`aifleet.dev/managed-by: aifleet`)."""
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) == "aifleet"
+
+
+def content_hash(obj: Mapping[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON, the hash annotation itself left out."""
+    meta = dict(obj.get("metadata") or {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if k not in _NOT_HASHED}
+    meta["annotations"] = annotations
+    canonical = json.dumps({**obj, "metadata": meta}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def stamp(obj: Mapping[str, Any]) -> Manifest:
+    """A copy of the manifest with its content hash annotation set."""
+    meta = dict(obj.get("metadata") or {})
+    annotations = dict(meta.get("annotations") or {})
+    annotations[HASH_ANNOTATION] = content_hash(obj)
+    meta["annotations"] = annotations
+    return {**obj, "metadata": meta}
+
+
+def recreate_allowed(obj: Mapping[str, Any]) -> bool:
+    """Whether a Job whose change the server refuses as immutable may be deleted and
+    applied again: its `aifleet.dev/recreate` annotation is `onChange`. A Job without
+    it (applied by something that predates the policy) keeps the old behaviour,
+    `onChange`; `never` keeps the running Job and reports the refusal."""
+    if obj.get("kind") != "Job":
+        return False
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(RECREATE, "onChange")) == "onChange"
+
+
+def unchanged(want: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
+    """Whether a stamped desired object needs no write: live, not being deleted, with the
+    same content hash and no drift of a field we set."""
+    if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(HASH_ANNOTATION)
+                == want["metadata"]["annotations"][HASH_ANNOTATION]
+                and not diff(want, live))
+
+
+def apply_order(obj: Mapping[str, Any]) -> tuple[int, str, ObjKey]:
+    """Namespaces first, then Services, Deployments, Jobs; by workload, then by key."""
+    return (KIND_ORDER.get(str(obj.get("kind")), 9), workload_of(obj) or "", obj_key(obj))
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPlan:
+    """What one pass does on one cluster. Every field is in a deterministic order."""
+
+    unchanged: tuple[ObjKey, ...]
+    """Desired objects whose live copy already matches: no API call."""
+    apply: tuple[Manifest, ...]
+    """Stamped desired objects to apply, in order (`apply_order`)."""
+    recreate: frozenset[ObjKey]
+    """Of `apply`, the live Jobs the executor may delete and apply again when the server
+    refuses their change as immutable (`recreate_allowed`); any other such refusal is a
+    failure of that object only."""
+    prune: tuple[tuple[ObjKey, str | None], ...]
+    """Owned objects not desired (with their workload label), to delete after the applies
+    (`prune_after` leaves out those of workloads whose apply failed)."""
+    refused: str | None
+    """Why the prune is refused as a whole (it would delete all of the cluster's owned
+    objects at once), else None. Nothing in `prune` is deleted then."""
+    hold: frozenset[str]
+    """Workload labels whose live objects are left alone (never pruned) though not
+    desired: Invalid in this commit, suspended, kept by `fleet.safety.keep_live_copy`."""
+    desired: tuple[ObjKey, ...]
+    """Every desired object's key (unchanged and applied)."""
+
+    @property
+    def namespaces(self) -> tuple[Manifest, ...]:
+        return tuple(o for o in self.apply if o.get("kind") == "Namespace")
+
+    def by_workload(self) -> dict[str, list[Manifest]]:
+        """The non-Namespace objects to apply, by workload label ("" for none), each
+        workload's in order: workloads are applied in parallel, their objects in turn."""
+        out: dict[str, list[Manifest]] = {}
+        for o in self.apply:
+            if o.get("kind") != "Namespace":
+                out.setdefault(workload_of(o) or "", []).append(o)
+        return out
+
+    def prune_after(self, failed: Iterable[str | None]) -> tuple[ObjKey, ...] | None:
+        """What to prune once the applies ran, given the workload label of each object
+        that failed (None: a Namespace or unlabelled object). None: prune nothing at all
+        (a failure whose owner is not known; `fleet.safety.prune_held_back`)."""
+        held = prune_held_back(failed)
+        if held is None:
+            return None
+        return tuple(k for k, wl in self.prune if wl not in held)
+
+
+def plan_sync(desired: Iterable[Mapping[str, Any]], live: Mapping[ObjKey, Mapping[str, Any]],
+              *, prune: bool = True, allow_empty: bool = False,
+              scope: Set[str] | None = None, hold: Set[str] = frozenset()) -> SyncPlan:
+    """Decide one pass: `desired` (every owned object this cluster should have, or those
+    of the `scope` workloads), against `live` (the owned inventory by key).
+
+    Invariants (each held by a table or property test in tests/unit/test_sync.py):
+    - an object is applied unless its live copy matches it (`unchanged`), and every
+      desired object is one or the other;
+    - only owned objects (`aifleet.dev/managed-by: aifleet`) are pruned, never a
+      Namespace (deleting one deletes objects we do not own), never a desired object,
+      never an object of a `hold` workload, nor outside `scope`;
+    - a prune that would leave the cluster without any owned object is refused unless
+      `allow_empty` (an empty render is far more often a bug than an intent).
+    """
+    stamped = sorted((stamp(o) for o in desired), key=apply_order)
+    keys = tuple(obj_key(o) for o in stamped)
+    same: list[ObjKey] = []
+    todo: list[Manifest] = []
+    for key, obj in zip(keys, stamped, strict=True):
+        if unchanged(obj, live.get(key)):
+            same.append(key)
+        else:
+            todo.append(obj)
+    recreate = frozenset(obj_key(o) for o in todo
+                         if recreate_allowed(o) and obj_key(o) in live)
+    doomed = _doomed(set(keys), live, scope, hold) if prune else ()
+    refused = None
+    if doomed and scope is None and not allow_empty \
+            and not any(k[1] != "Namespace" for k in keys):
+        refused = (f"refusing to delete all {len(doomed)} owned objects of the cluster at "
+                   "once (the desired set is empty); pass allow_empty to do it")
+    return SyncPlan(tuple(same), tuple(todo), recreate, doomed, refused, frozenset(hold),
+                    keys)
+
+
+def _doomed(desired: Set[ObjKey], live: Mapping[ObjKey, Mapping[str, Any]],
+            scope: Set[str] | None, hold: Set[str]) -> tuple[tuple[ObjKey, str | None], ...]:
+    out: list[tuple[ObjKey, str | None]] = []
+    for key in sorted(live):
+        obj = live[key]
+        wl = workload_of(obj)
+        if key[1] == "Namespace" or not is_owned(obj) or key in desired or wl in hold:
+            continue
+        if scope is not None and wl not in scope:
+            continue
+        out.append((key, wl))
+    return tuple(out)
