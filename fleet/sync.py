@@ -196,3 +196,70 @@ def _doomed(desired: Set[ObjKey], live: Mapping[ObjKey, Mapping[str, Any]],
             continue
         out.append((key, wl))
     return tuple(out)
+
+
+# ------------------------------------------------------------- one cluster, by workload
+#
+# Above the objects, a reconcile pass decides per workload: which live copies are stale
+# (deleted first, so a failed-over gang never runs twice), which are held (left as they
+# are: suspended, Invalid, kept by `fleet.safety.keep_live_copy`), which wait for a
+# drain elsewhere, and which are applied. The caller gathers the facts (each decided by
+# `fleet.safety`); `plan_cluster` combines them, in one place, into one `ClusterSync`.
+
+SUSPENDED = "suspended: left as it is until resumed"
+INVALID = "invalid in this commit: keeps its last good state"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSync:
+    """What one reconcile pass does on one cluster, workload by workload."""
+
+    stale: frozenset[str]
+    """Labels of live copies to delete before anything is applied here."""
+    objects: tuple[Manifest, ...]
+    """The objects to apply (Namespaces included): those of `apply` only."""
+    apply: Mapping[str, str]
+    """Label -> workload id of the workloads applied here."""
+    hold: Mapping[str, str]
+    """Label -> why its live objects are left alone (never pruned, never applied when
+    suspended): the applier's `hold`."""
+    suspended: Mapping[str, str]
+    """Of the desired workloads, those suspended here (label -> id): what runs of them
+    stays as it is, and their status is kept."""
+    kept: frozenset[str]
+    """Live copies the plan does not place here that stay anyway (`kept`)."""
+    waiting: frozenset[str]
+    """Labels to start here once their copies on a retiring cluster are deleted."""
+    allow_empty: bool
+    """Whether a pass that leaves the cluster without owned objects may prune them all:
+    only while the plan places something somewhere (an empty plan is a bug's shape)."""
+
+
+def plan_cluster(objects: Iterable[Manifest], apply: Mapping[str, str], *,
+                 stale: Set[str], suspended: Set[str], protected: Set[str],
+                 kept: Mapping[str, str], live_here: Set[str], draining: Set[str],
+                 anything_placed: bool) -> ClusterSync:
+    """Combine one cluster's facts into its pass.
+
+    `objects`, `apply`: the cluster's desired objects and label -> id of its workloads;
+    `stale`: live copies `fleet.safety.keep_live_copy`/`invalid_copy_stale` let go;
+    `suspended`: labels (live or desired) a suspension shields here
+    (`fleet.safety.suspension_shields`); `protected`: Invalid workloads whose copies
+    stay here (`fleet.safety.invalid_copy_kept`); `kept`: live copies the plan does not
+    place here that stay, with why; `live_here`: labels running here; `draining`: labels
+    still running on a retiring cluster that answers.
+
+    Invariants: a suspended workload is neither deleted as stale, applied nor pruned;
+    a workload still running on a retiring cluster does not start here before it is
+    deleted there (a moved gang never runs twice)."""
+    waiting = frozenset((set(apply) - set(suspended) - set(live_here)) & set(draining))
+    skip = set(suspended) | waiting
+    hold = {**{lb: INVALID for lb in protected}, **kept,
+            **{lb: SUSPENDED for lb in suspended}}
+    return ClusterSync(
+        stale=frozenset(set(stale) - set(suspended)),
+        objects=tuple(o for o in objects if workload_of(o) not in skip),
+        apply={lb: wid for lb, wid in apply.items() if lb not in skip},
+        hold=dict(sorted(hold.items())),
+        suspended={lb: wid for lb, wid in apply.items() if lb in suspended},
+        kept=frozenset(kept), waiting=waiting, allow_empty=anything_placed)

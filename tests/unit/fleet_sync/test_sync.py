@@ -14,9 +14,12 @@ from hypothesis import given, settings
 from fleet.render import MANAGED_BY, RECREATE, WORKLOAD_LABEL
 from fleet.sync import (
     HASH_ANNOTATION,
+    INVALID,
+    SUSPENDED,
     ObjKey,
     SyncPlan,
     obj_key,
+    plan_cluster,
     plan_sync,
     stamp,
 )
@@ -196,3 +199,43 @@ def test_a_second_pass_after_applying_everything_is_a_no_op(
     plan = plan_sync(desired, live)
     assert plan.apply == () and plan.prune == () and plan.refused is None
     assert len(plan.unchanged) == len(desired)
+
+
+# ------------------------------------------------------------ one cluster, by workload
+
+def _cluster(**over: Any) -> Any:
+    objects = [obj("Namespace", "a.train"), obj("Job", "a.train"), obj("Deployment", "a.serve"),
+               obj("Job", "b.train")]
+    facts: dict[str, Any] = dict(
+        stale=set(), suspended=set(), protected=set(), kept={}, live_here=set(),
+        draining=set(), anything_placed=True)
+    facts.update(over)
+    return plan_cluster(objects, {"a.train": "a/train", "a.serve": "a/serve",
+                                  "b.train": "b/train"}, **facts)
+
+
+def test_a_suspended_workload_is_neither_deleted_applied_nor_pruned() -> None:
+    sync = _cluster(suspended={"a.serve", "b.batch"}, stale={"b.batch", "a.x"})
+    assert sync.stale == {"a.x"}
+    assert "a.serve" not in sync.apply and sync.suspended == {"a.serve": "a/serve"}
+    assert all(workload_of_(o) != "a.serve" for o in sync.objects)
+    assert sync.hold["a.serve"] == SUSPENDED and sync.hold["b.batch"] == SUSPENDED
+
+
+def test_a_workload_still_on_a_retiring_cluster_waits_unless_it_runs_here() -> None:
+    sync = _cluster(draining={"a.train", "b.train"}, live_here={"b.train"})
+    assert sync.waiting == {"a.train"}
+    assert set(sync.apply) == {"a.serve", "b.train"}
+    kinds = [(o["kind"], workload_of_(o)) for o in sync.objects]
+    assert ("Job", "a.train") not in kinds and ("Namespace", None) in kinds
+
+
+def test_invalid_and_kept_copies_are_held_with_why() -> None:
+    sync = _cluster(protected={"c.bad"}, kept={"c.away": "placed only on clusters that ..."},
+                    anything_placed=False)
+    assert sync.hold == {"c.away": "placed only on clusters that ...", "c.bad": INVALID}
+    assert sync.kept == {"c.away"} and not sync.allow_empty
+
+
+def workload_of_(o: dict[str, Any]) -> str | None:
+    return o["metadata"].get("labels", {}).get(WORKLOAD_LABEL)
