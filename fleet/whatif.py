@@ -28,6 +28,7 @@ from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement import place
 from fleet.placement.types import Assignment, Plan, WorkloadPlacement
 from fleet.spec import FleetSpec
+from fleet.transitions import Kind, transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +108,8 @@ class Change:
     workload: WorkloadId
     before: tuple[Assignment, ...]
     after: WorkloadPlacement
-
-    @property
-    def kind(self) -> str:
-        if self.after.status != "Placed":
-            return "Pending" if self.before else "StillPending"
-        return "Moved" if self.before else "Placed"
+    kind: Kind
+    """`fleet.transitions.transition`'s: Pending, Moved, Resized or Placed."""
 
     @property
     def why(self) -> str:
@@ -153,8 +150,9 @@ def _changes(running: Mapping[WorkloadId, tuple[Assignment, ...]],
     out = []
     for p in after:
         before = running.get(p.id, ())
-        if tuple(sorted(before)) != tuple(sorted(p.assignments)):
-            out.append(Change(p.id, before, p))
-    order = {"Pending": 0, "Moved": 1, "Placed": 2, "StillPending": 3}
-    out.sort(key=lambda c: (order[c.kind], c.workload))
+        t = transition(before, p)
+        if t.kind != "Unchanged":
+            out.append(Change(p.id, before, p, t.kind))
+    order = {"Pending": 0, "FailedOver": 1, "Moved": 1, "Resized": 2, "Placed": 3}
+    out.sort(key=lambda c: (order.get(c.kind, 4), c.workload))
     return out

@@ -118,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
         }
         write_doc(doc, args.format, sort_keys=True)
         return exit_code(live, 0)
-    moved, pending = result.count("Moved"), result.count("Pending")
+    # The summary counts a resize among the moves, as it always did (its kind says Resized).
+    moved = sum(result.count(k) for k in ("Moved", "FailedOver", "Resized"))
+    pending = result.count("Pending")
     placed = result.count("Placed")
     where = (snap.commit or "worktree")[:12]
     source = describe(live) if live else f"capacity from {args.capacity_file}" \
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"what if {title} (fleet @ {where}, {source})")
     print(f"{moved} move, {pending} become Pending, {placed} newly placed; "
           f"{len(result.after.workloads) - len(result.changes)} unchanged")
-    moves = [c for c in result.changes if c.kind in ("Moved", "Placed")]
+    moves = [c for c in result.changes if c.kind != "Pending"]
     if moves:
         print()
         for line in table(["MOVES", "FROM", "TO", "WHY"], (
