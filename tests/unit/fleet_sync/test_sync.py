@@ -238,4 +238,5 @@ def test_invalid_and_kept_copies_are_held_with_why() -> None:
 
 
 def workload_of_(o: dict[str, Any]) -> str | None:
-    return o["metadata"].get("labels", {}).get(WORKLOAD_LABEL)
+    value = o["metadata"].get("labels", {}).get(WORKLOAD_LABEL)
+    return None if value is None else str(value)

@@ -79,7 +79,7 @@ def _old_events(before: tuple[Assignment, ...], after: WorkloadPlacement,
     was, now = {x.cluster for x in before}, {x.cluster for x in after.assignments}
     if after.status != "Placed" or was == now:
         return []
-    out = []
+    out: list[tuple[str, str]] = []
     for x in after.assignments:
         if x.cluster in was:
             continue
