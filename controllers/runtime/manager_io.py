@@ -48,6 +48,7 @@ from fleet.drift import diff
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.planning import placements
 from fleet.transitions import transition
 from workloads.errors import WorkloadsError
 
@@ -264,7 +265,7 @@ def record_plan_events(m: Manager, old: Plan | None, new: Plan,
                        live: PreviousPlan | None) -> None:
     """Log and record what the new plan decides differently from the old one."""
     before: PreviousPlan = live if live is not None else (
-        {} if old is None else {w: p.assignments for w, p in old.workloads.items()})
+        {} if old is None else placements(old))
     spec = m.desired.spec
     down = {ClusterName(c) for c, a in m.adapters.items() if a.health_state == "Unreachable"}
     for wid, wp in sorted(new.workloads.items()):
