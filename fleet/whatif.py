@@ -27,6 +27,7 @@ from fleet.capacity import CapacitySnapshot, ClusterCapacity, NodeCapacity
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement import place
 from fleet.placement.types import Assignment, Plan, WorkloadPlacement
+from fleet.planning import placements
 from fleet.spec import FleetSpec
 from fleet.transitions import Kind, transition
 
@@ -139,7 +140,7 @@ def whatif(spec: FleetSpec, capacity: CapacitySnapshot, scenario: Scenario, *,
     started controller would place it); `changed_spec` a spec from another branch.
     """
     baseline = place(spec, capacity, current)
-    running = {wid: p.assignments for wid, p in baseline.workloads.items() if p.assignments}
+    running = placements(baseline)
     new_spec, new_capacity = apply_scenario(scenario, changed_spec or spec, capacity)
     after = place(new_spec, new_capacity, running)
     return WhatIf(scenario, baseline, after, tuple(_changes(running, after.workloads.values())))

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleet.capacity import CapacitySnapshot, declared_capacity
+from fleet.ids import WorkloadId
 from fleet.placement import Planner, place
 from fleet.planning import capacity_for, placement_key, placements, plan_change, same_capacity
 from tests.unit.fleet_placement.builders import cluster, declared, fleet, workload
@@ -36,7 +37,8 @@ def test_the_previous_plan_is_what_a_plan_places() -> None:
     plan = place(spec, declared(spec), {}, commit="1")
     assert {w: p.status for w, p in plan.workloads.items()} == {
         "nlp-team/a": "Placed", "nlp-team/huge": "Pending"}
-    assert placements(plan) == {"nlp-team/a": plan.workloads["nlp-team/a"].assignments}
+    a = WorkloadId("nlp-team/a")
+    assert placements(plan) == {a: plan.workloads[a].assignments}
 
 
 def test_the_fleets_own_pods_do_not_change_the_capacity_placement_reads() -> None:
