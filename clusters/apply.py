@@ -1,5 +1,9 @@
 """The one module that writes to a cluster: server-side apply, prune, drift correction.
 
+What a pass does to each object is decided before any of it runs, purely, by
+`fleet.sync.plan_sync` (a `SyncPlan`: unchanged, apply, recreate, prune, refused, hold);
+`Applier.execute` carries a plan out. The rules below are that plan's.
+
 Ownership: the objects we own are those labelled `aifleet.dev/managed-by: aifleet`
 (the inventory, kept by informers). Nothing else is ever patched or deleted, whatever
 its name.
