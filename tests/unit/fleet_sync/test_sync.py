@@ -240,3 +240,27 @@ def test_invalid_and_kept_copies_are_held_with_why() -> None:
 def workload_of_(o: dict[str, Any]) -> str | None:
     value = o["metadata"].get("labels", {}).get(WORKLOAD_LABEL)
     return None if value is None else str(value)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(_desired, _live, _labels, _labels, _labels, st.sets(st.sampled_from([*LABELS, None])))
+def test_an_invalid_suspended_or_kept_workloads_copy_is_never_pruned(
+        desired_t: list[tuple[str, str, int]],
+        live_t: list[tuple[str, str | None, int, bool]],
+        invalid: set[str], suspended: set[str], kept: set[str],
+        failed: set[str | None]) -> None:
+    # Through both levels, as the reconciler calls them: whatever is desired, live or
+    # fails, no object of an Invalid (or unparseable: held the same way), suspended or
+    # kept workload is ever among what the pass deletes.
+    desired = unique([obj(k, lb, spec=n) for k, lb, n in desired_t
+                      if lb not in invalid])  # an Invalid workload is placed nowhere new
+    live = live_of(unique([obj(k, lb, spec=n, owned=o) for k, lb, n, o in live_t]))
+    apply = {lb: lb.replace(".", "/") for lb in {workload_of_(o) for o in desired} if lb}
+    sync = plan_cluster(desired, apply, stale=set(), suspended=suspended, protected=invalid,
+                        kept=dict.fromkeys(kept, "kept"), live_here=set(), draining=set(),
+                        anything_placed=True)
+    plan = plan_sync(sync.objects, live, hold=set(sync.hold))
+    pruned = plan.prune_after(failed) or ()
+    held = invalid | suspended | kept
+    assert all(workload_of_(live[k]) not in held for k in pruned)
+    assert all(workload_of_(o) not in suspended for o in plan.apply)
