@@ -177,7 +177,7 @@ def run_show(args: argparse.Namespace) -> int:
     except WorkloadsError as e:
         fail(str(e))
     if args.format in ("json", "yaml"):
-        write_doc(list(keep), args.format, sort_keys=True)
+        write_doc(list(keep), args.format)
         return 0
     rows = []
     for d in keep:

@@ -86,11 +86,11 @@ def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
             match = [w for w in doc.get("workloads", []) if w["id"] == args.workload]
             if not match:
                 fail(f"no workload {args.workload}")
-            write_doc(match[0], args.format, sort_keys=True)
+            write_doc(match[0], args.format)
         else:
             filtered = {**doc, "workloads": filter_workloads(
                 doc, team=args.team, cluster=args.cluster, state=args.state)}
-            write_doc(filtered, args.format, sort_keys=True)
+            write_doc(filtered, args.format)
         return code
     if args.workload:
         text = render_workload(doc, args.workload)

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 "why": c.why} for c in result.changes],
             "unchanged": len(result.after.workloads) - len(result.changes),
         }
-        write_doc(doc, args.format, sort_keys=True)
+        write_doc(doc, args.format)
         return exit_code(live, 0)
     moved, pending = result.count("Moved"), result.count("Pending")
     placed = result.count("Placed")
