@@ -188,7 +188,6 @@ class GitLab:
 
 FORGE: dict[ForgeKind, Forge] = {"github": GitHub(), "gitlab": GitLab(), "gitea": Gitea()}
 """Every forge `--post` and `--forge` accept, by name."""
-FORGES: tuple[ForgeKind, ...] = tuple(FORGE)
 
 
 @dataclass(slots=True)

@@ -76,7 +76,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.set_defaults(handler=run)
 
 
-
 class HeadFleet(Mapping[str, "str | None"]):
     """The effective dataClass of each workload at --ref, read only if a record lacks one.
 
@@ -108,7 +107,6 @@ class HeadFleet(Mapping[str, "str | None"]):
 
     def __len__(self) -> int:
         return len(self.classes)
-
 
 
 def load_observed(path: str) -> list[LiveObject]:
@@ -173,7 +171,6 @@ def run(args: argparse.Namespace) -> int:
     return 1 if report.violations or broken is not None else 0
 
 
-
 def write_csv(report: Report) -> None:
     w = csv.writer(sys.stdout, lineterminator="\n")
     w.writerow(["row", "workload", "dataClass", "cluster", "jurisdiction", "from", "to",
@@ -188,7 +185,6 @@ def write_csv(report: Report) -> None:
 
 _PIPE = "\\|"
 """A `|` inside a cell, escaped."""
-
 
 
 def markdown(report: Report, ledger_ref: str, head_commit: str, notes: list[str],

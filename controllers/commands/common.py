@@ -165,10 +165,6 @@ def write_doc(doc: Any, fmt: str) -> None:
         write_json(doc)
 
 
-DOCUMENT_FORMATS = ("json", "yaml")
-"""The `-o` values that print the command's document rather than a view of it."""
-
-
 def fail(message: str) -> NoReturn:
     """The command cannot run: `cli.main` says `fleet: <message>` on stderr, exit 2."""
     raise CommandFailed(message)

@@ -85,7 +85,6 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"the ledger branch or commit (default: {LEDGER_BRANCH})")
 
 
-
 def run_verify(args: argparse.Namespace) -> int:
     reader = open_ledger(args.repo, args.ref)
     anchors: list[Anchor] | None = None

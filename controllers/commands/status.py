@@ -72,7 +72,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=run)
 
 
-
 def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
     """Print `doc`; 1 when part of it is unknown (a cluster could not be read), else 0."""
     _known(args, doc)
@@ -112,8 +111,6 @@ def _known(args: argparse.Namespace, doc: dict[str, Any]) -> None:
         if args.team not in teams:
             fail(f"no workloads of team {args.team} in the fleet"
                  + (f" (teams: {', '.join(sorted(teams))})" if teams else ""))
-
-
 
 
 def run(args: argparse.Namespace) -> int:

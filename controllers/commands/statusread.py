@@ -73,4 +73,3 @@ def fetch_live(args: argparse.Namespace) -> dict[str, Any]:
 def get_doc(args: argparse.Namespace) -> dict[str, Any]:
     """The status document from `--server`, or with `--live` from the clusters."""
     return fetch_live(args) if args.live else fetch(args.server, auth_headers(args))
-

@@ -244,7 +244,3 @@ class DesiredState:
             labels[workload_label(wid)] = wid
         objects[:0] = [namespace_manifest(t) for t in sorted(teams)]
         return objects, labels
-
-    def forget(self, keep: set[tuple[ClusterName, WorkloadId, Assignment]]) -> None:
-        """Drop cached renders no longer placed (bounded memory)."""
-        self._cache = {k: v for k, v in self._cache.items() if k[:3] in keep}

@@ -25,7 +25,7 @@ from controllers.runtime.fleetstate import workload_id_of_label
 from controllers.runtime.manager import Manager
 from controllers.settings import Settings
 from fleet.render import WORKLOAD_LABEL
-from tests.integration.test_controller_harness import FAST
+from tests.support.controller import FAST
 from workloads.loader import read_fleet
 
 SIGNATURE = pygit2.Signature("chaos", "chaos@aifleet.dev")

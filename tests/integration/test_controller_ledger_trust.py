@@ -29,7 +29,7 @@ from controllers.runtime.reconcile import live_manifest_digest
 from fleet.audit import open_placements
 from fleet.ledger import Entry, Record
 from tests.fleetdocs import cluster, workload
-from tests.integration.test_controller_harness import (
+from tests.support.controller import (
     FAST,
     RANK,
     SERVE,
