@@ -92,8 +92,8 @@ def no_gc() -> Iterator[None]:
     """Python's cyclic GC off for a bulk read in a one-shot command.
 
     Reading a repo creates millions of long-lived objects and no garbage cycles; each
-    full collection walks them all again, which cost a third of `fleet validate` on
-    5,000 files (2.4 s -> 1.55 s without). Long-running processes keep the GC on.
+    full collection walks them all again for nothing. Long-running processes keep the
+    GC on.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -134,8 +134,8 @@ def read_snapshot(args: argparse.Namespace, background: Background | None = None
 def json_text(doc: Any) -> str:
     """The one JSON layout of every command's document: indented by two, keys sorted at
     every depth, UTF-8 text (not \\u-escaped), a newline at the end. Encoded in C: a
-    plan of 10,000 workloads is ~9 MB, which `json.dumps(indent=2)` (the pure-Python
-    encoder) takes a second over."""
+    big fleet's plan is megabytes, slow through `json.dumps(indent=2)`'s pure-Python
+    encoder."""
     import msgspec
 
     raw = msgspec.json.encode(doc, order="deterministic")
