@@ -60,6 +60,7 @@ from controllers.runtime.fleetstate import (
     previous_from_live,
     workload_id_of_label,
 )
+from controllers.runtime.leadership import Leadership
 from controllers.runtime.reconcile import ClusterReconciler, EventSink, live_intent
 from controllers.runtime.retirement import Retirement
 from controllers.runtime.sourceguard import Guard, SourceGuard
@@ -173,7 +174,11 @@ class Manager:
         self.metrics = ControllerMetrics()
         """Histograms and counters of `/metrics`; gauges are read at each scrape."""
         self.metrics.scrape_with(manager_collector(self))
-        self.elector: LeaderElector | None = None
+        self.leadership = Leadership(
+            elect=settings.leader_elect, identity=settings.identity, home=self.home,
+            adapters=self.adapters, holding=lambda: self.source.holding,
+            blocked=self.blocked, tick=tick, lease_duration=lease_duration)
+        """May this replica write (`controllers.runtime.leadership`)."""
         self.startup_sync_timeout = startup_sync_timeout
         self.tick = tick
         self.lease_duration = lease_duration
@@ -188,8 +193,6 @@ class Manager:
         self._guard_lock = asyncio.Lock()
         self.late_guard_read = False
         """With a member as home: the shared guard was read once that member connected."""
-        self._was_leader = False
-        self._wired_generation = -1
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._fetch_wake = asyncio.Event()
@@ -215,7 +218,7 @@ class Manager:
                 tg.start_soon(self._watch_loop)
                 tg.start_soon(self.queue.run)
                 if self.settings.leader_elect:
-                    tg.start_soon(self._leader_loop)
+                    tg.start_soon(self.leadership.run)
                 run_events = getattr(self.events, "run", None)
                 if run_events is not None:
                     tg.start_soon(run_events)
@@ -506,7 +509,7 @@ class Manager:
             self.connect_errors.pop(name, None)
             self.adapters[name] = adapter
             self.retirement.reach[name] = reach[name]
-            self._wire_fencing(adapter)
+            self.leadership.wire(adapter)
             adapter.applier.hold_heal = self._heal_held(name)
             await self._tg.start(self._run_adapter, adapter)
             if name in self.retiring:
@@ -804,39 +807,12 @@ class Manager:
 
     # ------------------------------------------------------------------ leadership
 
+    @property
+    def elector(self) -> LeaderElector | None:
+        return self.leadership.elector
+
     def may_act(self) -> bool:
-        if self.source.holding:
-            return False  # what we serve is a refused rollback: write nothing from it
-        if not self.settings.leader_elect:
-            return True
-        if self.elector is None or not self.elector.is_leader:
-            return False
-        if self.elector.generation != self._wired_generation:
-            self._wire_all()  # every write from now on carries the new generation
-        return True
-
-    def _wire_fencing(self, adapter: ClusterAdapter) -> None:
-        # Every write (drift corrections too) waits while the ledger cannot record it.
-        adapter.applier.may_write = lambda: self.blocked() is None
-        if not self.settings.leader_elect:
-            return
-        adapter.applier.may_write = lambda: self.may_act() and self.blocked() is None
-        adapter.applier.generation = self.elector.generation if self.elector else 0
-        adapter.applier.lease_check = self._confirm_lease
-
-    async def _confirm_lease(self) -> str | None:
-        """The fence of every write: the Lease still names us at our generation."""
-        if self.elector is None:
-            return "no leader election running yet"
-        return await self.elector.confirm()
-
-    def _wire_all(self) -> None:
-        self._wired_generation = self.elector.generation if self.elector else 0
-        for a in self.adapters.values():
-            self._wire_fencing(a)
-
-    async def _leader_loop(self) -> None:
-        await triggers.leader_loop(self)
+        return self.leadership.may_act()
 
 
 def _file_of(spec: FleetSpec, cluster: str) -> str:
