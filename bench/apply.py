@@ -40,8 +40,9 @@ import anyio
 import structlog
 
 from clusters.adapter import AdapterOptions, ClusterAdapter
-from clusters.apply import MANAGED_BY, WORKLOAD_LABEL, ApplyResult
+from clusters.apply import ApplyResult
 from clusters.kubeconfig import ConnectionSpec
+from fleet.render import MANAGED_BY, SOURCE_COMMIT, WORKLOAD_LABEL, workload_label
 
 ROOT = Path(__file__).resolve().parents[1]
 TEAMS = 25
@@ -70,9 +71,9 @@ def _labels(wl: str) -> dict[str, str]:
 def workload_objects(i: int, image: str = "v1", warmup: str = "v1", *,
                      pods: bool = True) -> list[dict[str, Any]]:
     team, name = f"team-{i % TEAMS:02d}", f"w{i:04d}"
-    wl = f"{team}.{name}"
+    wl = workload_label(f"{team}/{name}")
     meta = {"namespace": team, "labels": _labels(wl),
-            "annotations": {"aifleet.dev/source-commit": "c0ffee"}}
+            "annotations": {SOURCE_COMMIT: "c0ffee"}}
     pod = {"metadata": {"labels": _labels(wl)},
            "spec": {"containers": [{"name": "main",
                                     "image": f"registry.internal/{name}:{image}",

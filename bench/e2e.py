@@ -38,6 +38,7 @@ import anyio
 import httpx
 
 from controllers.demo.sandbox import Sandbox, synced
+from fleet.render import MANAGED_BY, SOURCE_COMMIT
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret"
@@ -220,7 +221,7 @@ async def commit_latency(box: Sandbox, ctl: Controller, client: httpx.AsyncClien
         while True:
             found = object_of(box, i)
             ann = (found[1]["metadata"].get("annotations") or {}) if found else {}
-            if ann.get("aifleet.dev/source-commit") == commit:
+            if ann.get(SOURCE_COMMIT) == commit:
                 break
             if time.perf_counter() - started > 30:
                 raise TimeoutError(f"commit {commit[:12]} not applied within 30 s")
@@ -259,7 +260,7 @@ def managed_objects(box: Sandbox) -> int:
     for sc in box.sim.clusters.values():
         for kind in ("Namespace", "Deployment", "Service", "Job"):
             total += sum(1 for o in sc.objects(kind)
-                         if (o["metadata"].get("labels") or {}).get("aifleet.dev/managed-by"))
+                         if (o["metadata"].get("labels") or {}).get(MANAGED_BY))
     return total
 
 

@@ -21,17 +21,8 @@ from dataclasses import dataclass
 import anyio
 import structlog
 
-from clusters.apply import (
-    OWNED_SELECTOR,
-    WORKLOAD_LABEL,
-    Applier,
-    ApplyResult,
-    DriftReport,
-    workload_of,
-)
+from clusters.apply import Applier, ApplyResult, DriftReport
 from clusters.capacity import (
-    GPU_RESOURCE,
-    PRODUCT_LABEL,
     CapacityTracker,
     NodeState,
     slim_pod,
@@ -53,6 +44,7 @@ from clusters.errors import ClusterError, NotFound
 from clusters.health import ClusterHealth, HealthTracker, workload_health
 from clusters.informer import Informer
 from clusters.kubeconfig import ConnectionSpec, api_client
+from fleet.render import OWNED_SELECTOR, WORKLOAD_KINDS, WORKLOAD_LABEL, read_back, workload_of
 
 log = structlog.get_logger()
 
@@ -221,21 +213,13 @@ class ClusterAdapter:
         """
         out: dict[str, LivePlacement] = {}
         for _k, obj in sorted(self.applier.live.items()):
-            wl = workload_of(obj)
-            kind = obj.get("kind")
-            if wl is None or kind not in ("Job", "Deployment"):
+            if obj.get("kind") not in WORKLOAD_KINDS:
                 continue
-            spec = obj.get("spec") or {}
-            replicas = int(spec.get("parallelism" if kind == "Job" else "replicas") or 0)
-            pod = (spec.get("template") or {}).get("spec") or {}
-            product = (pod.get("nodeSelector") or {}).get(PRODUCT_LABEL)
-            gpus = 0
-            for c in pod.get("containers") or []:
-                limits = (c.get("resources") or {}).get("limits") or {}
-                gpus += int(str(limits.get(GPU_RESOURCE, 0)) or 0)
-            annotations = (obj.get("metadata") or {}).get("annotations") or {}
-            out[wl] = LivePlacement(wl, replicas, product, gpus,
-                                    annotations.get("aifleet.dev/source-commit"))
+            back = read_back(obj)
+            if back.workload is None:
+                continue
+            out[back.workload] = LivePlacement(back.workload, back.replicas, back.product,
+                                               back.gpus_per_replica, back.commit)
         return out
 
     def workload_health(self, workload: str) -> str:

@@ -53,19 +53,19 @@ from clusters.client import (
 )
 from clusters.errors import ClusterError, Invalid, NotFound, PermanentError, RecreateNeeded
 from fleet.drift import DriftedField, diff
-from fleet.render import RECREATE
+from fleet.render.inverse import workload_of as workload_of
+from fleet.render.keys import CONTENT_HASH as HASH_ANNOTATION
+from fleet.render.keys import KIND_ORDER, RECREATE
+from fleet.render.keys import LEASE_GENERATION as GENERATION_ANNOTATION
+from fleet.render.keys import MANAGED_BY as MANAGED_BY
+from fleet.render.keys import OWNED_SELECTOR as OWNED_SELECTOR
+from fleet.render.keys import WORKLOAD_LABEL as WORKLOAD_LABEL
 from fleet.safety import prune_held_back
 
 FIELD_MANAGER = "aifleet"
-MANAGED_BY = "aifleet.dev/managed-by"
-WORKLOAD_LABEL = "aifleet.dev/workload"
-HASH_ANNOTATION = "aifleet.dev/content-hash"
-GENERATION_ANNOTATION = "aifleet.dev/lease-generation"
 _NOT_HASHED = (HASH_ANNOTATION, GENERATION_ANNOTATION)
-OWNED_SELECTOR = f"{MANAGED_BY}=aifleet"
 
 ObjKey = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
-_ORDER = {"Namespace": 0, "Service": 1, "Deployment": 2, "Job": 3}
 
 
 def obj_key(obj: JSON) -> ObjKey:
@@ -91,12 +91,6 @@ def stamp(obj: JSON) -> JSON:
     annotations[HASH_ANNOTATION] = content_hash(obj)
     meta["annotations"] = annotations
     return {**obj, "metadata": meta}
-
-
-def workload_of(obj: JSON) -> str | None:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    value = labels.get(WORKLOAD_LABEL)
-    return str(value) if value else None
 
 
 class Fenced(PermanentError):
@@ -229,7 +223,7 @@ class Applier:
                      scope: set[str] | None, protect: set[str] | None) -> ApplyResult:
         result = ApplyResult()
         stamped = sorted((stamp(o) for o in desired),
-                         key=lambda o: (_ORDER.get(str(o.get("kind")), 9),
+                         key=lambda o: (KIND_ORDER.get(str(o.get("kind")), 9),
                                         workload_of(o) or "", obj_key(o)))
         desired_keys = {obj_key(o) for o in stamped}
         namespaces: list[JSON] = []

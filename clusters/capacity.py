@@ -23,10 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clusters.client import JSON
-
-GPU_RESOURCE = "nvidia.com/gpu"
-MANAGED_BY = "aifleet.dev/managed-by"
-PRODUCT_LABEL = "nvidia.com/gpu.product"
+from fleet.render.inverse import pod_gpus
+from fleet.render.keys import GPU_RESOURCE, MANAGED_BY, PRODUCT_LABEL
 
 
 @dataclass(slots=True)
@@ -77,16 +75,6 @@ def _quantity(value: Any) -> int:
         return 0
 
 
-def pod_gpus(pod: JSON) -> int:
-    total = 0
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        res = c.get("resources") or {}
-        req = (res.get("requests") or {}).get(GPU_RESOURCE)
-        lim = (res.get("limits") or {}).get(GPU_RESOURCE)
-        total += _quantity(req if req is not None else lim)
-    return total
-
-
 def slim_pod(pod: JSON) -> JSON:
     """The fields of a Pod that capacity and `pods()` read; the rest is not cached.
 
@@ -103,8 +91,21 @@ def slim_pod(pod: JSON) -> JSON:
         "spec": {"nodeName": spec.get("nodeName"),
                  "containers": [{"name": c.get("name"), "resources": c.get("resources") or {}}
                                 for c in spec.get("containers") or []]},
-        "status": {"phase": (pod.get("status") or {}).get("phase")},
+        "status": _slim_status(pod.get("status") or {}),
     }
+
+
+def _slim_status(status: JSON) -> JSON:
+    """The phase, and the PodScheduled condition while the scheduler refuses the pod
+    (its message says why: `0/8 nodes are available: 8 Insufficient cpu.`)."""
+    out: JSON = {"phase": status.get("phase")}
+    refused = [c for c in status.get("conditions") or []
+               if isinstance(c, dict) and c.get("type") == "PodScheduled"
+               and c.get("status") == "False"]
+    if refused:
+        out["conditions"] = [{k: refused[0][k] for k in ("type", "status", "reason", "message")
+                              if k in refused[0]}]
+    return out
 
 
 def _terminal(pod: JSON) -> bool:

@@ -152,6 +152,28 @@ def deployment_health(dep: dict[str, Any]) -> WorkloadHealth:
     return "Progressing"
 
 
+def unschedulable_pods(pods: Iterable[dict[str, Any]]) -> str | None:
+    """Why a workload's pods wait for a node, or None: the count of its non-terminal,
+    unbound pods the scheduler marked `PodScheduled=False, reason=Unschedulable`, and
+    the scheduler's message for the first (`0/8 nodes are available: 8 Insufficient
+    cpu. ...`). A placement that counted GPUs only can still ask a node for more cpu or
+    memory than it allocates; this is how that shows instead of a silent "Placed"."""
+    waiting: list[str] = []
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed") or \
+                (pod.get("spec") or {}).get("nodeName"):
+            continue
+        for c in status.get("conditions") or []:
+            if c.get("type") == "PodScheduled" and c.get("status") == "False" \
+                    and c.get("reason") == "Unschedulable":
+                waiting.append(str(c.get("message") or ""))
+                break
+    if not waiting:
+        return None
+    return (f"{len(waiting)} pod(s) Pending, unschedulable: {sorted(waiting)[0]}").strip()
+
+
 def workload_health(objects: Iterable[dict[str, Any]]) -> WorkloadHealth:
     """The health of one workload's objects in one cluster (its Job or Deployment)."""
     states: list[WorkloadHealth] = []

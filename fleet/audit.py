@@ -30,6 +30,7 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 from fleet.ledger import RecordRow
+from fleet.render.keys import workload_id_of_label
 from fleet.residency import Residency
 from fleet.spec import FleetSpec
 
@@ -430,12 +431,6 @@ def residency_audit(rows: Iterable[RecordRow], fleet_at: FleetLookup, *,
                   ledger.head_hash, start, end)
 
 
-def workload_of_label(value: str) -> str:
-    """`team.name` (the label form) -> `team/name`; a namespace holds no dot."""
-    team, dot, name = value.partition(".")
-    return f"{team}/{name}" if dot and "/" not in value else value
-
-
 def cross_check(live: Iterable[LiveObject], periods: Iterable[Period], latest: FleetAt | None,
                 data_classes: Mapping[str, str | None]) -> list[Finding]:
     """What runs now that the ledger cannot account for."""
@@ -446,7 +441,7 @@ def cross_check(live: Iterable[LiveObject], periods: Iterable[Period], latest: F
     # reported again as an unknown object.
     objects = sorted(live, key=lambda o: (o.gpus == 0, o.cluster, o.namespace, o.kind, o.name))
     for o in objects:
-        wid = workload_of_label(o.workload) if o.workload else None
+        wid = workload_id_of_label(o.workload) if o.workload else None
         if wid is not None and (wid, o.cluster) in running:
             continue
         if o.gpus > 0:
@@ -474,7 +469,7 @@ def not_running(live: Iterable[LiveObject], periods: Iterable[Period],
     """Periods the ledger holds open (placed) on a cluster read in full that shows no
     object of that workload: a placement recorded and never applied, or a removal never
     recorded. The ledger claims it runs; the cluster says it does not."""
-    shown = {(workload_of_label(o.workload), o.cluster) for o in live
+    shown = {(workload_id_of_label(o.workload), o.cluster) for o in live
              if o.workload and o.managed}
     out: list[Finding] = []
     for p in periods:

@@ -38,6 +38,8 @@ from fleet.diagnostics import Diagnostic
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
 from fleet.owners import PathFlag
 from fleet.placement.types import Assignment, PlacementStatus, Plan, WorkloadPlacement
+from fleet.render import render
+from fleet.render.admission import recreate_needed
 from fleet.spec import FleetSpec
 
 ChangeKind = Literal["Added", "Moved", "Resized", "Removed", "Unchanged"]
@@ -57,6 +59,9 @@ class WorkloadChange:
     displaced: bool = False
     """Another team's workload, untouched by the change, that got fewer GPUs or moved."""
     why: tuple[str, ...] = ()
+    recreate: tuple[tuple[ClusterName, str], ...] = ()
+    """Per cluster where its Job stays, why the change cannot be made to the running Job
+    in place (`fleet.render.admission.recreate_needed`) and what its policy does."""
 
     @property
     def status(self) -> PlacementStatus | None:
@@ -161,8 +166,11 @@ def diff_plans(
         why = _why(after, kind, worse)
         if spec_changed:
             why = (*_definition_changes(base_spec, head_spec, wid), *why)
+        recreate = _recreate(base_spec, head_spec, wid, before, after) \
+            if spec_changed or kind == "Resized" else ()
+        why = (*(f"re-create needed on {c}: {r}" for c, r in recreate), *why)
         changes.append(WorkloadChange(wid, team, kind, before, after, spec_changed,
-                                      displaced, why))
+                                      displaced, why, recreate))
     kept = {w.id: w.before.assignments for w in changes if w.kept and w.before is not None}
     bt, ht = _tally(base_spec, base_plan), _tally(head_spec, head_plan, kept)
     return PlanDiff(
@@ -201,6 +209,37 @@ def _definition_changes(base: FleetSpec, head: FleetSpec, wid: WorkloadId
         return ()
     bd, hd = b.spec.placement.data_class, h.spec.placement.data_class
     return (f"dataClass {bd} -> {hd}",) if bd != hd else ()
+
+
+def _recreate(base: FleetSpec, head: FleetSpec, wid: WorkloadId,
+              before: WorkloadPlacement | None, after: WorkloadPlacement | None
+              ) -> tuple[tuple[ClusterName, str], ...]:
+    """Per cluster where the workload's Job runs before and after, why the change needs
+    a re-create (the API server refuses it in place), with what its policy does."""
+    b, h = base.workloads.get(wid), head.workloads.get(wid)
+    if b is None or h is None or before is None or after is None or \
+            after.status != "Placed" or h.spec.type == "inference":
+        return ()
+    old = {a.cluster: a for a in before.assignments}
+    out: list[tuple[ClusterName, str]] = []
+    for a in sorted(after.assignments):
+        was = old.get(a.cluster)
+        bc, hc = base.clusters.get(a.cluster), head.clusters.get(a.cluster)
+        if was is None or bc is None or hc is None or bc.offer(was.flavour) is None \
+                or hc.offer(a.flavour) is None:
+            continue
+        (job_b,) = render(b, was, bc, "")
+        (job_h,) = render(h, a, hc, "")
+        why = recreate_needed(job_b, job_h)
+        if why is None:
+            continue
+        if h.spec.recreate == "onChange":
+            out.append((a.cluster, f"{why}; recreate: onChange deletes the running Job and "
+                                   "creates it again, losing its progress"))
+        else:
+            out.append((a.cluster, f"{why}; recreate: never keeps the running Job as it "
+                                   "is (set spec.recreate: onChange to replace it)"))
+    return tuple(out)
 
 
 def _shape(p: WorkloadPlacement | None) -> tuple[Assignment, ...]:

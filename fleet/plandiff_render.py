@@ -217,6 +217,8 @@ def to_json(d: PlanDiff, source: Mapping[str, Any] | None = None,
                                 "reasons": [], "team": w.team}
         row.update({"change": w.change, "label": w.label, "specChanged": w.spec_changed,
                     "displaced": w.displaced, "before": _placements(w, after=False)})
+        if w.recreate:
+            row["recreateNeeded"] = [{"cluster": c, "reason": r} for c, r in w.recreate]
     doc["workloads"] = [rows[k] for k in sorted(rows)]
     violations = set(d.violations)
     doc["errors"] = [{**e.to_json(), "guardrail": e in violations} for e in d.errors]

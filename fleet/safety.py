@@ -446,9 +446,13 @@ def workload_label_problem(team: str, name: str) -> str | None:
     Invariant: every workload the controller plans can carry its inventory label
     (`aifleet.dev/workload: <team>.<name>`, a label value of at most 63 characters),
     so no object of it is refused by the API server for its label."""
-    if len(team) + 1 + len(name) > MAX_LABEL_VALUE:
-        return (f"team and name together are too long: the label {team}.{name} that marks "
-                f"the workload's objects is {len(team) + 1 + len(name)} characters, over "
+    # imported here: the render contract imports the models, which import this module
+    from fleet.render.keys import workload_label
+
+    label = workload_label(f"{team}/{name}")
+    if len(label) > MAX_LABEL_VALUE:
+        return (f"team and name together are too long: the label {label} that marks "
+                f"the workload's objects is {len(label)} characters, over "
                 f"Kubernetes' {MAX_LABEL_VALUE}; shorten metadata.name")
     return None
 

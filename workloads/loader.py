@@ -24,6 +24,7 @@ import pygit2
 from fleet.diagnostics import Diagnostic, SourceRef
 from fleet.ids import WorkloadId
 from fleet.models import API_VERSION, KINDS, Document, Workload
+from fleet.render.admission import workload_problems
 from fleet.safety import (
     kept_from_previous,
     path_workload_id,
@@ -315,7 +316,8 @@ def parse_file(path: str, display: str, data: bytes) -> ParsedFile:
             continue
         if isinstance(doc, Workload):
             assert wid is not None  # a Workload has a name and lives in a team folder
-            diags = _tenancy_problems(doc, src, parts[1], wid)
+            diags = [*_tenancy_problems(doc, src, parts[1], wid),
+                     *_admission_problems(doc, src, wid)]
             if diags:
                 errors.extend(diags)
                 invalid.extend((wid, d) for d in diags)
@@ -345,6 +347,13 @@ def parse_file(path: str, display: str, data: bytes) -> ParsedFile:
         ))
         out = [(doc, src) for doc, src in out if doc.kind != "Cluster"]
     return _keep_path_id(path, ParsedFile(tuple(out), tuple(errors), tuple(invalid)))
+
+
+def _admission_problems(doc: Workload, src: SourceRef, wid: WorkloadId) -> list[Diagnostic]:
+    """What the API server would refuse of the objects rendered from `doc`
+    (`fleet.render.admission`), at the field that causes it."""
+    return [src.at(p.message, *p.path, kind="Workload", name=wid)
+            for p in workload_problems(doc)]
 
 
 def _tenancy_problems(doc: Workload, src: SourceRef, team: str, wid: WorkloadId

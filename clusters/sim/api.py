@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from clusters.sim import kubectl, objects, patch, protobuf, resources, ssa
+from clusters.sim import decoding, kubectl, objects, patch, protobuf, resources, ssa
 from clusters.sim.errors import SimError, bad_request, conflict, invalid
 from clusters.sim.listing import list_response, parse_bool
 from clusters.sim.resources import BY_PATH, Resource
@@ -85,19 +85,45 @@ def _manager(request: web.Request) -> str:
     return agent.split("/", 1)[0] or "unknown"
 
 
-def _dry_run(request: web.Request) -> bool:
-    return request.query.get("dryRun") == "All"
+_OPTIONS_KIND = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions",
+                 "DELETE": "DeleteOptions"}
+MAX_BODY_BYTES = 3 * 1024 * 1024
+"""kube-apiserver's `--max-request-body-bytes` default (3 MiB): more is a 413."""
+
+
+def _dry_run(request: web.Request, sent: Any = None) -> bool:
+    """Whether the write is a dry run; any value but `All` (query or DeleteOptions
+    body) is the 422 of apimachinery `ValidateDryRun`, before anything is written."""
+    values = [*request.query.getall("dryRun", []), *(sent or [])]
+    if any(v != "All" for v in values):
+        shown = ", ".join(json.dumps(v) for v in values)
+        kind = _OPTIONS_KIND.get(request.method, "CreateOptions")
+        raise invalid(kind, "", [("dryRun", "FieldValueNotSupported",
+                                  f'Unsupported value: []string{{{shown}}}: supported '
+                                  'values: "All"')], "meta.k8s.io")
+    return bool(values)
+
+
+async def _read(request: web.Request) -> bytes:
+    """The body, read as it streams in (other clusters' requests go on meanwhile), up
+    to `MAX_BODY_BYTES`: beyond it the real server's 413 (`handlers/rest.go`
+    `limitedReadBody`). The app's `client_max_size` is the same limit."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise SimError(413, "RequestEntityTooLarge",
+                       f"Request entity too large: limit is {MAX_BODY_BYTES}") from None
 
 
 async def _body(request: web.Request) -> Any:
     if request.content_type == protobuf.CONTENT_TYPE:
-        return protobuf.decode(await request.read())
+        return protobuf.decode(await _read(request))
     if request.content_type == "application/cbor":
         raise SimError(415, "UnsupportedMediaType",
                        "the body of the request was in an unknown format - accepted media "
                        "types include: application/json, application/yaml, "
                        f"{protobuf.CONTENT_TYPE} (CBOR is not served by the simulator)")
-    raw = await request.read()
+    raw = await _read(request)
     try:
         if not raw:
             return None
@@ -130,7 +156,7 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
                            "the server does not allow this method on the requested resource")
         if method == "GET":
             matcher = combine(label_matcher(request.query.get("labelSelector")),
-                              field_matcher(request.query.get("fieldSelector")))
+                              field_matcher(request.query.get("fieldSelector"), res.kind))
             if parse_bool(request.query.get("watch")):
                 return await serve_watch(request, cluster, res, ns, matcher)
             body = list_response(store, res, ns, matcher, request.query)
@@ -145,6 +171,7 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
             obj = await _body(request)
             if not isinstance(obj, dict):
                 raise bad_request("the body of the request must be an object")
+            decoding.check_body(res, obj)
             obj.setdefault("metadata", {})
             if res.namespaced:
                 body_ns = obj["metadata"].get("namespace")
@@ -158,9 +185,12 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
             return _json(created, 201, _warnings(warn))
         if method == "DELETE":
             matcher = combine(label_matcher(request.query.get("labelSelector")),
-                              field_matcher(request.query.get("fieldSelector")))
+                              field_matcher(request.query.get("fieldSelector"), res.kind))
+            dry = _dry_run(request)  # refused before anything, even an empty collection
+            opts = await _body(request) or {}
+            grace = _grace(request, opts if isinstance(opts, dict) else {})
             gone = [store.delete(res, o["metadata"].get("namespace", ""),
-                                 o["metadata"]["name"], dry_run=_dry_run(request))
+                                 o["metadata"]["name"], dry_run=dry, grace_seconds=grace)
                     for o in list(store.list(res, ns, matcher))]
             return _json({"kind": f"{res.kind}List", "apiVersion": res.api_version,
                           "metadata": {"resourceVersion": str(store.rv)}, "items": gone})
@@ -183,6 +213,7 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
         if not isinstance(new, dict):
             raise bad_request("the body of the request must be an object")
         old = store.get(res, key_ns, name)
+        decoding.check_body(res, new)
         warn = kubectl.check_fields(res.kind, new, request.query.get("fieldValidation"))
         out = store.replace(res, new, old, manager=_manager(request), subresource=sub,
                             dry_run=_dry_run(request))
@@ -194,10 +225,12 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
         propagation = request.query.get("propagationPolicy") or opts.get("propagationPolicy")
         if propagation is None and "orphanDependents" in opts:
             propagation = "Orphan" if opts["orphanDependents"] else "Background"
-        pre = (opts.get("preconditions") or {}).get("resourceVersion")
-        dry = _dry_run(request) or "All" in (opts.get("dryRun") or [])
+        pre = opts.get("preconditions") or {}
+        dry = _dry_run(request, opts.get("dryRun"))
         out = store.delete(res, key_ns, name, propagation=propagation,
-                           precondition_rv=pre, dry_run=dry)
+                           precondition_rv=pre.get("resourceVersion"),
+                           precondition_uid=pre.get("uid"), dry_run=dry,
+                           grace_seconds=_grace(request, opts))
         return _json(_deleted(res, out, store.find(res, key_ns, name) is not None))
     raise SimError(405, "MethodNotAllowed",
                    "the server does not allow this method on the requested resource")
@@ -233,7 +266,7 @@ async def _patch(request: web.Request, cluster: SimCluster, res: Resource, ns: s
     manager = _manager(request)
     dry = _dry_run(request)
     if kind == "apply":
-        return _apply(request, cluster, res, ns, name, body, dry)
+        return _apply(request, cluster, res, ns, name, body, dry, sub)
     old = store.get(res, ns, name)
     if kind == "json":
         new = patch.json_patch(old, body)
@@ -243,21 +276,23 @@ async def _patch(request: web.Request, cluster: SimCluster, res: Resource, ns: s
         new = patch.merge_patch(old, body)
     else:
         new = patch.strategic_merge_patch(old, body)
+    decoding.check_patched(res, kind, new, body)
     warn = kubectl.check_fields(res.kind, new, request.query.get("fieldValidation"))
     out = store.replace(res, new, old, manager=manager, subresource=sub, dry_run=dry)
     return _json(out, 200, _warnings(warn))
 
 
 def _apply(request: web.Request, cluster: SimCluster, res: Resource, ns: str, name: str,
-           body: Any, dry: bool) -> web.Response:
+           body: Any, dry: bool, sub: str | None = None) -> web.Response:
     store = cluster.store
     manager = request.query.get("fieldManager")
     if not manager:
-        raise invalid("PatchOptions.meta.k8s.io", "", [
+        raise invalid("PatchOptions", "", [
             ("fieldManager", "FieldValueRequired", "Required value: is required for apply "
-             "patch")])
+             "patch")], group="meta.k8s.io")
     if not isinstance(body, dict):
         raise bad_request("an apply patch must be a YAML or JSON object")
+    decoding.check_apply(res, body)
     meta = body.setdefault("metadata", {})
     if meta.get("name", name) != name:
         raise bad_request(f"the name of the object ({meta.get('name')}) does not match the "
@@ -271,6 +306,15 @@ def _apply(request: web.Request, cluster: SimCluster, res: Resource, ns: str, na
     kubectl.check_fields(res.kind, body, request.query.get("fieldValidation"), apply=True)
     force = parse_bool(request.query.get("force"))
     live = store.find(res, ns, name)
+    if sub == "status":
+        # An apply to /status changes status only and records its managedFields entry
+        # with `subresource: status`; the object must exist (the status strategy).
+        live = store.get(res, ns, name)
+        new = ssa.apply(live, body, manager, force=force, now=objects.now(),
+                        subresource="status")
+        new["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+        return _json(store.replace(res, new, live, managed=True, subresource="status",
+                                   dry_run=dry))
     new = ssa.apply(live, body, manager, force=force, now=objects.now())
     if live is None:
         return _json(store.create(res, new, dry_run=dry), 201)
@@ -292,9 +336,7 @@ async def _scale(request: web.Request, cluster: SimCluster, res: Resource, ns: s
             body = (patch.json_patch(current, body)
                     if request.content_type == "application/json-patch+json"
                     else patch.merge_patch(current, body))
-        replicas = (body or {}).get("spec", {}).get("replicas")
-        if not isinstance(replicas, int) or replicas < 0:
-            raise bad_request("spec.replicas must be a non-negative integer")
+        replicas = decoding.scale_replicas(name, body, patched=request.method == "PATCH")
         new = patch.merge_patch(obj, {"spec": {"replicas": replicas}})
         obj = store.replace(res, new, obj, manager=_manager(request),
                             dry_run=_dry_run(request))
@@ -310,11 +352,23 @@ async def _evict(request: web.Request, cluster: SimCluster, res: Resource, ns: s
                        "the server does not allow this method on the requested resource")
     body = await _body(request) or {}
     opts = body.get("deleteOptions") or {}
-    dry = _dry_run(request) or "All" in (opts.get("dryRun") or [])
+    dry = _dry_run(request, opts.get("dryRun"))
     cluster.store.delete(res, ns, name, propagation=opts.get("propagationPolicy"),
-                         dry_run=dry)
+                         dry_run=dry, grace_seconds=_grace(request, opts))
     return _json({"kind": "Status", "apiVersion": "v1", "metadata": {},
                   "status": "Success", "code": 201}, 201)
+
+
+def _grace(request: web.Request, opts: dict[str, Any]) -> int | None:
+    """DeleteOptions' `gracePeriodSeconds`, from the query or the body (None: the
+    object's own, e.g. a pod's `terminationGracePeriodSeconds`)."""
+    value = request.query.get("gracePeriodSeconds", opts.get("gracePeriodSeconds"))
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise bad_request(f"invalid gracePeriodSeconds {value!r}") from None
 
 
 def _scale_obj(obj: dict[str, Any]) -> dict[str, Any]:

@@ -7,44 +7,50 @@ nothing is dropped by the store), so the loop settles. Time passes through async
 timers only (`pod_start_seconds` from bound to Running, `job_seconds` from Running to
 Succeeded for a Job's pods), so a thousand idle clusters cost nothing.
 
-As the real controllers do: the Job controller creates pods up to `parallelism`
-(Indexed jobs label each with `batch.kubernetes.io/job-completion-index`), counts
-successes, and sets `SuccessCriteriaMet` then `Complete` with `completionTime`; the
-Deployment controller keeps `replicas` pods of the current template (named
-`<deploy>-<hash>-<rand>`, labelled `pod-template-hash`; there is no ReplicaSet object),
-replaces old-template pods once the new ones are ready, and reports replicas, ready,
-available and updated counts with `observedGeneration` and the Available/Progressing
-conditions.
+As the real controllers do: the Job controller (`jobs.py`) creates pods up to
+`parallelism` and counts them to `Complete`/`Failed`; the Deployment controller
+(`deployments.py`) rolls ReplicaSets, and the ReplicaSet controller
+(`replicasets.py`) keeps their pods. Each component writes under its real field
+manager (`kube-controller-manager` for the controllers, `kube-scheduler` for the
+PodScheduled=False condition of a pod it cannot place, `kubelet` for pod status),
+status as a `status` subresource write, so managedFields blame the right one. The
+binding itself (nodeName + PodScheduled=True) is recorded by no manager, as the real
+`pods/binding` storage update bypasses the field manager.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
-import json
 import random
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 from clusters.sim import objects
+from clusters.sim.deployments import sync_deployment
 from clusters.sim.jobs import sync_job
 from clusters.sim.nodes import is_ready
+from clusters.sim.replicasets import sync_replicaset
 from clusters.sim.resources import BY_KIND
 from clusters.sim.scheduler import (
     TERMINAL,
+    add_usage,
+    cached_requests,
     choose_node,
     condition,
     finished_status,
-    gpu_request,
     pod_ready,
     running_status,
-    used_gpus,
+    used_resources,
 )
 from clusters.sim.store import Event, Obj, Store
 
-PODS, JOBS, DEPLOYS, NODES, EVENTS = (BY_KIND[k] for k in
-                                      ("Pod", "Job", "Deployment", "Node", "Event"))
+PODS, JOBS, DEPLOYS, RSS, NODES, EVENTS = (
+    BY_KIND[k] for k in ("Pod", "Job", "Deployment", "ReplicaSet", "Node", "Event"))
+CONTROLLERS = "kube-controller-manager"
+SCHEDULER = "kube-scheduler"
+KUBELET = "kubelet"
+_OWNER_KINDS = ("Job", "Deployment", "ReplicaSet")
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 EXIT_CODE = "sim.aifleet.dev/exit-code"
 """Pod annotation: the exit code the simulated process ends with (non-zero: Failed)."""
@@ -54,16 +60,23 @@ MAX_EVENTS = 500
 
 class ControlPlane:
     def __init__(self, store: Store, *, job_seconds: float, pod_start_seconds: float,
-                 seed: int = 0) -> None:
+                 seed: int = 0, time_scale: float = 1.0) -> None:
         self.store = store
         self.job_seconds = job_seconds
         self.pod_start_seconds = pod_start_seconds
+        self.time_scale = time_scale
+        """Real seconds per second an object declares (`terminationGracePeriodSeconds`,
+        `minReadySeconds`, `progressDeadlineSeconds`): 1.0 is real time; tests use
+        less so a 30 s grace period passes in a fraction of a second."""
         self._dirty: set[tuple[str, str, str]] = set()
         self._scheduled = False
         self._timers: set[asyncio.TimerHandle] = set()
         self._rng = random.Random(seed)
         self._ips = 0
         self._events: deque[tuple[str, str]] = deque()
+        self._ready_since: dict[str, float] = {}
+        self._requests: dict[str, Counter[str]] = {}
+        self._progress_at: dict[tuple[str, str], float] = {}
         store.listeners.append(self._on_event)
 
     def close(self) -> None:
@@ -76,18 +89,37 @@ class ControlPlane:
     def _on_event(self, ev: Event) -> None:
         kind, meta = ev.res.kind, ev.obj["metadata"]
         ns = meta.get("namespace", "")
-        if kind in ("Job", "Deployment") and ev.type != "DELETED":
-            self._mark(kind, ns, meta["name"])
+        if kind in _OWNER_KINDS:
+            if ev.type != "DELETED":
+                self._mark(kind, ns, meta["name"])
+            for ref in meta.get("ownerReferences") or []:
+                if ref.get("kind") == "Deployment":
+                    self._mark("Deployment", ns, ref["name"])
         elif kind == "Pod":
             for ref in meta.get("ownerReferences") or []:
-                if ref.get("kind") in ("Job", "Deployment"):
+                if ref.get("kind") in _OWNER_KINDS:
                     self._mark(ref["kind"], ns, ref["name"])
+                if ref.get("kind") == "ReplicaSet" and ev.type == "DELETED":
+                    self._mark_rs_owner(ns, ref["name"])
+            if ev.type == "DELETED":
+                self._ready_since.pop(meta.get("uid", ""), None)
+                self._requests.pop(meta.get("uid", ""), None)
             phase = ev.obj.get("status", {}).get("phase")
+            if ev.type == "MODIFIED" and meta.get("deletionTimestamp"):
+                self._on_pod_terminating(ev)
             unbound = ev.type == "ADDED" and not ev.obj["spec"].get("nodeName")
             if ev.type == "DELETED" or phase in TERMINAL or unbound:
                 self._mark("schedule", "", "")
         elif kind == "Node":
             self._mark("schedule", "", "")
+
+    def _mark_rs_owner(self, ns: str, rs_name: str) -> None:
+        """A pod of a ReplicaSet is gone: its Deployment may be waiting for that (a
+        Recreate rollout starts the new pods once every old one is gone)."""
+        rs = self.store.find(RSS, ns, rs_name)
+        for ref in (rs or {}).get("metadata", {}).get("ownerReferences") or []:
+            if ref.get("kind") == "Deployment":
+                self._mark("Deployment", ns, ref["name"])
 
     def _mark(self, kind: str, ns: str, name: str) -> None:
         self._dirty.add((kind, ns, name))
@@ -109,9 +141,11 @@ class ControlPlane:
         dirty, self._dirty = self._dirty, set()
         for kind, ns, name in sorted(dirty):
             if kind == "Job":
-                self._sync_job(ns, name)
+                sync_job(self, ns, name)
             elif kind == "Deployment":
-                self._sync_deployment(ns, name)
+                sync_deployment(self, ns, name)
+            elif kind == "ReplicaSet":
+                sync_replicaset(self, ns, name)
         if ("schedule", "", "") in dirty:
             self._schedule_pending()
 
@@ -137,10 +171,11 @@ class ControlPlane:
             "reportingComponent": source, "reportingInstance": "",
         })
 
-    def write_status(self, res: Any, obj: Obj, status: Obj) -> Obj:
+    def write_status(self, res: Any, obj: Obj, status: Obj, *, manager: str) -> Obj:
+        """A `status` subresource write by `manager` (recorded in managedFields)."""
         if obj.get("status") == status:
             return obj
-        return self.store.replace(res, {**obj, "status": status}, obj,
+        return self.store.replace(res, {**obj, "status": status}, obj, manager=manager,
                                   subresource="status", check_rv=False)
 
     # ---------------------------------------------------------- scheduler/kubelet
@@ -152,7 +187,7 @@ class ControlPlane:
         if not pending:
             return
         nodes = self.store.list(NODES)
-        used = used_gpus(pods)
+        used = used_resources(pods, self._requests)
         for pod in pending:
             node, message = choose_node(pod, nodes, used)
             now = objects.now()
@@ -162,16 +197,12 @@ class ControlPlane:
                        if c["type"] == "PodScheduled"]
                 if old and old[0].get("message") == message:
                     continue
-                self.write_status(PODS, pod, {**pod.get("status", {}), "conditions": conds})
+                self.write_status(PODS, pod, {**pod.get("status", {}), "conditions": conds},
+                                  manager=SCHEDULER)
                 self.event(pod, "FailedScheduling", message, "Warning")
                 continue
-            used[node] += gpu_request(pod)
-            bound = copy.deepcopy(pod)
-            bound["spec"]["nodeName"] = node
-            bound = self.store.replace(PODS, bound, pod, check_rv=False)
-            status = {**bound.get("status", {}), "conditions": [
-                condition("PodScheduled", "True", now)], "startTime": now}
-            bound = self.write_status(PODS, bound, status)
+            add_usage(used, node, cached_requests(pod, self._requests))
+            bound = self.store.bind(PODS, pod, node, condition("PodScheduled", "True", now))
             ns = pod["metadata"]["namespace"]
             self.event(bound, "Scheduled",
                         f"Successfully assigned {ns}/{pod['metadata']['name']} to {node}")
@@ -193,7 +224,11 @@ class ControlPlane:
         self._ips += 1
         ip = f"10.244.{(self._ips >> 8) & 255}.{self._ips & 255}"
         ready = node is not None and is_ready(node)
-        self.write_status(PODS, pod, running_status(pod, objects.now(), ip, host, ready))
+        status = running_status(pod, objects.now(), ip, host, ready)
+        status["startTime"] = status.get("startTime") or objects.now()
+        self.write_status(PODS, pod, status, manager=KUBELET)
+        if ready:
+            self._ready_since[uid] = asyncio.get_running_loop().time()
         owners = {r.get("kind") for r in pod["metadata"].get("ownerReferences") or []}
         seconds = pod["metadata"].get("annotations", {}).get("sim.aifleet.dev/run-seconds")
         if seconds is not None or "Job" in owners:
@@ -206,7 +241,26 @@ class ControlPlane:
             return
         code = pod["metadata"].get("annotations", {}).get(EXIT_CODE, "0")
         phase = "Succeeded" if code == "0" else "Failed"
-        self.write_status(PODS, pod, finished_status(pod, objects.now(), phase))
+        self.write_status(PODS, pod, finished_status(pod, objects.now(), phase),
+                          manager=KUBELET)
+
+    def _on_pod_terminating(self, ev: Event) -> None:
+        """The kubelet got a graceful deletion (or a shorter one): it stops the pod's
+        containers and removes the pod once the grace period ran out (the containers
+        here never exit early on SIGTERM), releasing the node's resources then."""
+        meta = ev.obj["metadata"]
+        period = meta.get("deletionGracePeriodSeconds")
+        before = (ev.old or {}).get("metadata", {})
+        if not period or (before.get("deletionTimestamp") and
+                          before.get("deletionGracePeriodSeconds") == period):
+            return
+        self._later(float(period) * self.time_scale, self._remove_terminated,
+                    meta.get("namespace", ""), meta["name"], meta["uid"])
+
+    def _remove_terminated(self, ns: str, name: str, uid: str) -> None:
+        pod = self._live(ns, name, uid)
+        if pod is not None and pod["metadata"].get("deletionTimestamp"):
+            self.store.delete(PODS, ns, name, grace_seconds=0)
 
     def node_ready_changed(self, node: str, ready: bool) -> None:
         """The node lifecycle controller: pods on a NotReady node stop being Ready."""
@@ -222,30 +276,40 @@ class ControlPlane:
                     c["status"], c["lastTransitionTime"] = flag, now
             for cs in status.get("containerStatuses", []):
                 cs["ready"] = ready
-            self.write_status(PODS, pod, status)
+            self.write_status(PODS, pod, status, manager=KUBELET)
+            if ready:
+                self._ready_since[pod["metadata"]["uid"]] = \
+                    asyncio.get_running_loop().time()
+            else:
+                self._ready_since.pop(pod["metadata"]["uid"], None)
         self._mark("schedule", "", "")
 
     # ---------------------------------------------------------------- owners
 
-    def owned(self, owner: Obj) -> list[Obj]:
+    def owned(self, owner: Obj, res: Any = PODS) -> list[Obj]:
+        """The objects of `res` (pods by default) that `owner` controls, by uid."""
         uid = owner["metadata"]["uid"]
-        return [p for p in self.store.list(PODS, owner["metadata"]["namespace"])
-                if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences") or [])]
+        return [p for p in self.store.list(res, owner["metadata"]["namespace"])
+                if any(r.get("uid") == uid and r.get("controller")
+                       for r in p["metadata"].get("ownerReferences") or [])]
+
+    @staticmethod
+    def controller_ref(owner: Obj) -> Obj:
+        return {"apiVersion": owner["apiVersion"], "kind": owner["kind"],
+                "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
+                "controller": True, "blockOwnerDeletion": True}
 
     def new_pod(self, owner: Obj, name: str, extra_labels: dict[str, str],
-                 annotations: dict[str, str]) -> None:
+                annotations: dict[str, str], manager: str = CONTROLLERS) -> None:
         tmpl = copy.deepcopy(owner["spec"]["template"])
         meta = tmpl.get("metadata") or {}
         meta["labels"] = {**(meta.get("labels") or {}), **extra_labels}
         if annotations:
             meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
         meta.update({"name": name, "namespace": owner["metadata"]["namespace"],
-                     "ownerReferences": [{
-                         "apiVersion": owner["apiVersion"], "kind": owner["kind"],
-                         "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
-                         "controller": True, "blockOwnerDeletion": True}]})
+                     "ownerReferences": [self.controller_ref(owner)]})
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": tmpl["spec"]}
-        self.store.create(PODS, pod)
+        self.store.create(PODS, pod, manager=manager)
         self.event(owner, "SuccessfulCreate", f"Created pod: {name}",
                     source=f"{owner['kind'].lower()}-controller")
         self._mark("schedule", "", "")
@@ -253,70 +317,39 @@ class ControlPlane:
     def suffix(self) -> str:
         return "".join(self._rng.choice(_ALPHABET) for _ in range(5))
 
-    def _sync_job(self, ns: str, name: str) -> None:
-        sync_job(self, ns, name)
+    # ------------------------------------------------------- time-based checks
 
-    def _sync_deployment(self, ns: str, name: str) -> None:
-        dep = self.store.find(DEPLOYS, ns, name)
-        if dep is None or dep["metadata"].get("deletionTimestamp"):
-            return
-        spec = dep["spec"]
-        tmpl = json.dumps(spec["template"], sort_keys=True).encode()
-        hash_ = hashlib.sha256(tmpl).hexdigest()[:10]
-        pods = [p for p in self.owned(dep) if p.get("status", {}).get("phase") not in TERMINAL
-                and not p["metadata"].get("deletionTimestamp")]
-        current = [p for p in pods
-                   if p["metadata"].get("labels", {}).get("pod-template-hash") == hash_]
-        old = [p for p in pods if p not in current]
-        want = int(spec.get("replicas", 1)) if not spec.get("paused") else len(current)
-        for _ in range(want - len(current)):
-            self.new_pod(dep, f"{name}-{hash_}-{self.suffix()}",
-                          {"pod-template-hash": hash_}, {})
-        for p in sorted(current, key=lambda p: p["metadata"]["name"])[want:]:
-            self.store.delete(PODS, ns, p["metadata"]["name"])
-        ready = [p for p in current if pod_ready(p)]
-        if len(ready) >= want:
-            for p in old:
-                self.store.delete(PODS, ns, p["metadata"]["name"])
-            old = []
-        dep = self.store.get(DEPLOYS, ns, name)
-        self.write_status(DEPLOYS, dep, _deploy_status(dep, current, old, ready, want))
+    def ready_since(self, pod: Obj) -> float:
+        """When (loop time) the pod last became Ready; now if never seen so."""
+        loop_now = asyncio.get_running_loop().time()
+        return self._ready_since.setdefault(pod["metadata"]["uid"], loop_now)
 
+    def available(self, pod: Obj, min_ready_seconds: float) -> bool:
+        """`podutil.IsPodAvailable`: Ready for at least minReadySeconds (scaled)."""
+        if not pod_ready(pod):
+            return False
+        if min_ready_seconds <= 0:
+            return True
+        waited = asyncio.get_running_loop().time() - self.ready_since(pod)
+        return waited >= min_ready_seconds * self.time_scale
 
-def _deploy_status(dep: Obj, current: list[Obj], old: list[Obj], ready: list[Obj],
-                   want: int) -> Obj:
-    now = objects.now()
-    prev = {c["type"]: c for c in dep.get("status", {}).get("conditions", [])}
+    def recheck_when_available(self, owner: Obj, ready: list[Obj],
+                               min_ready_seconds: float) -> None:
+        loop_now = asyncio.get_running_loop().time()
+        due = min(self.ready_since(p) + min_ready_seconds * self.time_scale for p in ready)
+        meta = owner["metadata"]
+        self._later(max(0.0, due - loop_now) + 1e-3, self._mark, owner["kind"],
+                    meta["namespace"], meta["name"])
 
-    def cond(kind: str, status: str, reason: str, message: str) -> Obj:
-        p = prev.get(kind)
-        if p and p["status"] == status and p.get("reason") == reason:
-            return dict(p)
-        return {"type": kind, "status": status, "reason": reason, "message": message,
-                "lastUpdateTime": now, "lastTransitionTime":
-                    p["lastTransitionTime"] if p and p["status"] == status else now}
-    name = dep["metadata"]["name"]
-    available = len(ready)
-    total = len(current) + len(old)
-    done = available >= want and not old
-    status: Obj = {
-        "observedGeneration": dep["metadata"].get("generation", 1),
-        "conditions": [
-            cond("Available", "True" if available >= want else "False",
-                 "MinimumReplicasAvailable" if available >= want
-                 else "MinimumReplicasUnavailable",
-                 "Deployment has minimum availability." if available >= want
-                 else "Deployment does not have minimum availability."),
-            cond("Progressing", "True",
-                 "NewReplicaSetAvailable" if done else "ReplicaSetUpdated",
-                 f'ReplicaSet "{name}" has successfully progressed.' if done
-                 else f'ReplicaSet "{name}" is progressing.'),
-        ],
-    }
-    for key, value in (("replicas", total), ("updatedReplicas", len(current)),
-                       ("readyReplicas", available), ("availableReplicas", available),
-                       ("unavailableReplicas", max(0, want - available))):
-        if value:
-            status[key] = value
-    return status
+    def progress_started(self, key: tuple[str, str]) -> None:
+        self._progress_at[key] = asyncio.get_running_loop().time()
 
+    def progress_elapsed(self, key: tuple[str, str]) -> float:
+        loop_now = asyncio.get_running_loop().time()
+        return loop_now - self._progress_at.setdefault(key, loop_now)
+
+    def recheck_deployment_after(self, ns: str, name: str, delay: float) -> None:
+        self._later(delay + 1e-3, self._mark, "Deployment", ns, name)
+
+    def mark_deployment(self, ns: str, name: str) -> None:
+        self._mark("Deployment", ns, name)

@@ -84,7 +84,8 @@ def invalid(kind: str, name: str, causes: Sequence[tuple[str, str, str]],
             group: str = "") -> SimError:
     """422 Invalid; `causes` are (field, cause type, message) like `FieldValueInvalid`."""
     qual = f"{kind}.{group}" if group else kind
-    parts = [f"{field}: {msg}" for field, _t, msg in causes]
+    # field.ErrorList.ToAggregate drops repeated messages; the causes keep every error.
+    parts = list(dict.fromkeys(f"{field}: {msg}" for field, _t, msg in causes))
     text = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
     return SimError(
         422, "Invalid", f'{qual} "{name}" is invalid: {text}',

@@ -139,10 +139,12 @@ def sync_job(cp: ControlPlane, ns: str, name: str) -> None:
     if indexed and succeeded:
         new["completedIndexes"] = _ranges(done_idx)
     new["ready"] = sum(1 for p in active if pod_ready(p))
-    new["terminating"] = 0
+    new["terminating"] = sum(
+        1 for p in cp.owned(job) if p["metadata"].get("deletionTimestamp")
+        and p.get("status", {}).get("phase") not in TERMINAL)
     new["uncountedTerminatedPods"] = {}
     job = store.get(JOBS, ns, name)
-    cp.write_status(JOBS, job, new)
+    cp.write_status(JOBS, job, new, manager="kube-controller-manager")
 
 
 def _parse_ranges(text: str) -> set[int]:

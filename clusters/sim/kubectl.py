@@ -39,8 +39,8 @@ from aiohttp import web
 from clusters.sim.errors import SimError, bad_request, not_found
 from clusters.sim.resources import BY_KIND, RESOURCES, Resource
 
-__all__ = ["add_kubectl_routes", "check_fields", "openapi_v3_document", "openapi_v3_index",
-           "to_table", "unknown_fields"]
+__all__ = ["add_kubectl_routes", "check_fields", "kind_schema", "openapi_v3_document",
+           "openapi_v3_index", "schema_definitions", "to_table", "unknown_fields"]
 
 
 def _definition(r: Resource) -> str:
@@ -68,6 +68,18 @@ def _definitions() -> dict[str, Any]:
         return _fallback_definitions()
     raw = json.loads(text.replace('"#/$defs/', '"#/components/schemas/'))["$defs"]
     return {name: _openapi(schema, top=True) for name, schema in raw.items()}
+
+
+def schema_definitions() -> dict[str, Any]:
+    """The schemas by definition name (`io.k8s.api.core.v1.Container`), OpenAPI v3."""
+    return _definitions()
+
+
+def kind_schema(kind: str) -> dict[str, Any] | None:
+    """The schema of a served kind (a bare object when the schemas are not installed)."""
+    served = BY_KIND.get(kind)
+    schema = _definitions().get(_definition(served)) if served else None
+    return schema if isinstance(schema, dict) else None
 
 
 def _openapi(node: Any, *, top: bool = False) -> Any:
@@ -486,6 +498,14 @@ def _deployment(o: dict[str, Any], now: float) -> list[Any]:
             _age(o["metadata"].get("creationTimestamp"), now), names, images, _selector(spec)]
 
 
+def _replicaset(o: dict[str, Any], now: float) -> list[Any]:
+    spec, st = o.get("spec", {}), o.get("status", {})
+    names, images = _containers(spec.get("template", {}).get("spec", {}))
+    return [o["metadata"]["name"], spec.get("replicas", 1), st.get("replicas") or 0,
+            st.get("readyReplicas") or 0, _age(o["metadata"].get("creationTimestamp"), now),
+            names, images, _selector(spec)]
+
+
 def _service(o: dict[str, Any], now: float) -> list[Any]:
     spec = o.get("spec", {})
     kind = spec.get("type") or "ClusterIP"
@@ -545,6 +565,12 @@ _COLUMNS: dict[str, tuple[list[Column], Any]] = {
                     ("Containers", "string", 1, "Names of each container in the template."),
                     ("Images", "string", 1, "Images referenced by each container."),
                     ("Selector", "string", 1, "Label selector of the pods.")], _deployment),
+    "ReplicaSet": ([_name_col(), ("Desired", "integer", 0, "Number of desired pods."),
+                    ("Current", "integer", 0, "Number of actually running pods."),
+                    ("Ready", "integer", 0, "Number of ready pods."), _AGE,
+                    ("Containers", "string", 1, "Names of each container in the template."),
+                    ("Images", "string", 1, "Images referenced by each container."),
+                    ("Selector", "string", 1, "Label selector of the pods.")], _replicaset),
     "Service": ([_name_col(), ("Type", "string", 0, "How the service is exposed."),
                  ("Cluster-IP", "string", 0, "The cluster IP of the service."),
                  ("External-IP", "string", 0, "External IPs of the service."),
@@ -573,6 +599,54 @@ _COLUMNS: dict[str, tuple[list[Column], Any]] = {
                               o.get("spec", {}).get("holderIdentity") or "",
                               _age(o["metadata"].get("creationTimestamp"), now)]),
 }
+
+
+# The storage kinds' columns, as `pkg/printers/internalversion/printers.go` defines them.
+
+
+def _binding(o: dict[str, Any], now: float) -> list[Any]:
+    ref = o.get("roleRef") or {}
+    subjects = o.get("subjects") or []
+
+    def of(kind: str) -> str:
+        return ", ".join(
+            (f"{s.get('namespace', '')}/{s.get('name', '')}" if kind == "ServiceAccount"
+             else str(s.get("name", ""))) for s in subjects if s.get("kind") == kind)
+    return [o["metadata"]["name"], f"{ref.get('kind', '')}/{ref.get('name', '')}",
+            _age(o["metadata"].get("creationTimestamp"), now), of("User"), of("Group"),
+            of("ServiceAccount")]
+
+
+def _binding_columns(what: str) -> list[Column]:
+    return [_name_col(), ("Role", "string", 0, "RoleRef references the role."), _AGE,
+            ("Users", "string", 1, f"Users in the {what}"),
+            ("Groups", "string", 1, f"Groups in the {what}"),
+            ("ServiceAccounts", "string", 1, f"ServiceAccounts in the {what}")]
+
+
+def _pod_selector(o: dict[str, Any], now: float) -> list[Any]:
+    labels = ((o.get("spec") or {}).get("podSelector") or {}).get("matchLabels") or {}
+    return [o["metadata"]["name"],
+            ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>",
+            _age(o["metadata"].get("creationTimestamp"), now)]
+
+
+_COLUMNS.update({
+    "Secret": ([_name_col(), ("Type", "string", 0, "Used to facilitate programmatic "
+                              "handling of secret data."),
+                ("Data", "string", 0, "Number of data keys."), _AGE],
+               lambda o, now: [o["metadata"]["name"], o.get("type", ""),
+                               len(o.get("data") or {}),
+                               _age(o["metadata"].get("creationTimestamp"), now)]),
+    "ServiceAccount": ([_name_col(), ("Secrets", "string", 0, "Secrets of the account."),
+                        _AGE],
+                       lambda o, now: [o["metadata"]["name"], len(o.get("secrets") or []),
+                                       _age(o["metadata"].get("creationTimestamp"), now)]),
+    "NetworkPolicy": ([_name_col(), ("Pod-Selector", "string", 0, "Pods the policy "
+                                     "applies to."), _AGE], _pod_selector),
+    "RoleBinding": (_binding_columns("roleBinding"), _binding),
+    "ClusterRoleBinding": (_binding_columns("clusterRoleBinding"), _binding),
+})
 
 
 def to_table(kind: str, objects: list[dict[str, Any]], *, include_object: str = "Metadata",

@@ -10,15 +10,30 @@ are placement rules of ours, not node taints, so they are not copied onto the no
 
 `node_object` renders a complete v1 Node (status, conditions, nodeInfo, addresses):
 kubernetes-asyncio's typed models reject a Node missing any required field.
+
+Node shape and allocatable, as a cloud GPU node reports them: 24 vCPU and 256 GiB of
+memory per GPU (an 8-GPU node is AWS p5.48xlarge's 192 vCPU / 2 TiB; a CPU-only node
+16 / 64 GiB), 110 pods, 1 TiB of ephemeral storage. Allocatable is capacity minus what
+the kubelet keeps back (`--kube-reserved`/`--system-reserved` plus the hard eviction
+thresholds, kubelet `pkg/kubelet/cm/node_container_manager_linux.go`
+`GetNodeAllocatableReservation`), with the reservations GKE documents for its nodes
+("plan node sizes": CPU 6% of the first core, 1% of the next, 0.5% of the next 2,
+0.25% above 4; memory 25% of the first 4 GiB, 20% of the next 4, 10% of the next 8,
+6% of the next 112, 2% above 128 GiB) and the kubelet's default hard eviction
+thresholds (`memory.available<100Mi`, `nodefs.available<10%`). Extended resources
+(`nvidia.com/gpu`) and pods are not reserved: allocatable equals capacity.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from fleet.models import Cluster
+from fleet.quantity import canonical, parse
 
 GPU = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -91,10 +106,7 @@ def node_object(node: SimNode, *, uid: str, created: str, index: int) -> dict[st
     if node.product is not None:
         labels.setdefault(PRODUCT_LABEL, node.product)
         labels.setdefault(COUNT_LABEL, str(node.gpus))
-    resources = {"cpu": "64", "memory": "512Gi", "pods": "110",
-                 "ephemeral-storage": "1Ti"}
-    if node.gpus:
-        resources[GPU] = str(node.gpus)
+    capacity, allocatable = _shape(node.gpus)
     address = f"10.{(index >> 16) & 255}.{(index >> 8) & 255}.{index & 255}"
     spec: dict[str, Any] = {"podCIDR": f"10.244.{index % 256}.0/24"}
     if node.taints:
@@ -105,8 +117,8 @@ def node_object(node: SimNode, *, uid: str, created: str, index: int) -> dict[st
                      "labels": labels, "annotations": {}},
         "spec": spec,
         "status": {
-            "capacity": dict(resources),
-            "allocatable": dict(resources),
+            "capacity": capacity,
+            "allocatable": allocatable,
             "conditions": [
                 _condition("MemoryPressure", "False", "KubeletHasSufficientMemory", created),
                 _condition("DiskPressure", "False", "KubeletHasNoDiskPressure", created),
@@ -127,6 +139,71 @@ def node_object(node: SimNode, *, uid: str, created: str, index: int) -> dict[st
             "phase": "Running",
         },
     }
+
+
+CPU_PER_GPU = 24
+MEMORY_GIB_PER_GPU = 256
+EPHEMERAL_GIB = 1024
+MAX_PODS = 110
+EVICTION_MEMORY_KI = 100 * 1024
+"""kubelet's default hard eviction threshold `memory.available<100Mi`."""
+EVICTION_NODEFS = Decimal("0.10")
+"""kubelet's default hard eviction threshold `nodefs.available<10%`."""
+_CPU_STEPS = ((1, Decimal("0.06")), (1, Decimal("0.01")), (2, Decimal("0.005")),
+              (None, Decimal("0.0025")))
+_MEMORY_STEPS = ((4, Decimal("0.25")), (4, Decimal("0.20")), (8, Decimal("0.10")),
+                 (112, Decimal("0.06")), (None, Decimal("0.02")))
+
+
+def node_capacity(gpus: int) -> dict[str, str]:
+    """A node's `status.capacity` for its GPU count (see module docstring)."""
+    cpu = CPU_PER_GPU * gpus if gpus else 16
+    memory_gib = MEMORY_GIB_PER_GPU * gpus if gpus else 64
+    out = {"cpu": str(cpu), "memory": f"{memory_gib}Gi", "pods": str(MAX_PODS),
+           "ephemeral-storage": f"{EPHEMERAL_GIB}Gi"}
+    if gpus:
+        out[GPU] = str(gpus)
+    return {k: canonical(v) for k, v in out.items()}
+
+
+@lru_cache(maxsize=64)
+def _resources(gpus: int) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    capacity = node_capacity(gpus)
+    return tuple(capacity.items()), tuple(node_allocatable(capacity).items())
+
+
+def _shape(gpus: int) -> tuple[dict[str, str], dict[str, str]]:
+    """(capacity, allocatable) for a node with `gpus`, computed once per shape (a
+    thousand simulated clusters start with thousands of nodes)."""
+    capacity, allocatable = _resources(gpus)
+    return dict(capacity), dict(allocatable)
+
+
+def _tiered(amount: Decimal, steps: tuple[tuple[int | None, Decimal], ...]) -> Decimal:
+    """Reservation by tiers: each tier's share of the part of `amount` inside it."""
+    reserved, left = Decimal(0), amount
+    for size, share in steps:
+        part = left if size is None else min(left, Decimal(size))
+        reserved += part * share
+        left -= part
+        if left <= 0:
+            break
+    return reserved
+
+
+def node_allocatable(capacity: dict[str, str]) -> dict[str, str]:
+    """`status.allocatable`: capacity minus reserved minus eviction thresholds."""
+    cores = parse(capacity["cpu"]).value
+    milli = int(cores * 1000 - (_tiered(cores, _CPU_STEPS) * 1000).to_integral_value())
+    mem_ki = int(parse(capacity["memory"]).value) // 1024
+    gib = Decimal(mem_ki) / (1024 * 1024)
+    reserved_ki = int(_tiered(gib, _MEMORY_STEPS) * 1024 * 1024) + EVICTION_MEMORY_KI
+    disk = parse(capacity["ephemeral-storage"]).value
+    out = dict(capacity)
+    out["cpu"] = canonical(f"{milli}m")
+    out["memory"] = canonical(f"{mem_ki - reserved_ki}Ki")
+    out["ephemeral-storage"] = canonical(str(int(disk * (1 - EVICTION_NODEFS))))
+    return out
 
 
 def _condition(kind: str, status: str, reason: str, now: str,

@@ -1,11 +1,11 @@
-"""What the API server does to an object on its way in: validate, default, protect.
+"""What the API server does to an object on its way in: decode, default, protect.
 
-The real server never stores what the client sent verbatim. It checks names
-(RFC 1123), refuses changes to immutable fields with 422 Invalid, fills in defaults
-(`imagePullPolicy`, `restartPolicy`, Deployment `strategy`, a Job's selector and
-`backoffLimit`, a Service's `clusterIP`, ...) and keeps `status` out of reach of a main
-resource write. The simulator does the same, so that a controller diffing what it sent
-against what it reads back sees the same noise it would see on EKS or kind, and one
+The real server never stores what the client sent verbatim. It stores quantities
+canonical, fills in defaults (`imagePullPolicy`, `restartPolicy`, Deployment
+`strategy`, a Job's selector and `backoffLimit`, a Service's `clusterIP`, ...) and
+keeps `status` out of reach of a main resource write; what it then refuses is
+`validation.py`'s. The simulator does the same, so that a controller diffing what it
+sent against what it reads back sees the same noise it would see on EKS or kind, and one
 comparing only fields it owns does not.
 
 Everything here is a pure function over plain dicts, called by the store.
@@ -13,62 +13,30 @@ Everything here is a pure function over plain dicts, called by the store.
 
 from __future__ import annotations
 
-import copy
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from clusters.sim.errors import SimError, bad_request, invalid
+from clusters.sim.errors import bad_request
 from clusters.sim.resources import Resource
-from clusters.sim.selectors import match_labels
 from fleet.quantity import QuantityError, canonical
-
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN_MSG = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-    "'-' or '.', and must start and end with an alphanumeric character (e.g. "
-    "'example.com', regex used for validation is "
-    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
-_LABEL_MSG = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
-    "'-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
-    "'123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
-# Kinds whose names must be DNS labels (they become DNS names themselves).
-_LABEL_NAMED = frozenset({"Namespace", "Service"})
 
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(text: str) -> int:
+    """Seconds since the epoch of an RFC 3339 timestamp as `now()` writes them."""
+    return int(datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
+
+
+def format_time(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def new_uid() -> str:
     return str(uuid.uuid4())
-
-
-def qualified(res: Resource) -> str:
-    return f"{res.kind}.{res.group}" if res.group else res.kind
-
-
-def validate_name(res: Resource, name: str) -> None:
-    """422 for a name the real server refuses (`metadata.name: Invalid value: ...`)."""
-    if not name:
-        raise invalid(qualified(res), "", [(
-            "metadata.name", "FieldValueRequired",
-            "Required value: name or generateName is required")])
-    label = res.kind in _LABEL_NAMED
-    ok = (_LABEL.match(name) and len(name) <= 63) if label else \
-        (_SUBDOMAIN.match(name) and len(name) <= 253)
-    if not ok:
-        msg = _LABEL_MSG if label else _SUBDOMAIN_MSG
-        raise invalid(qualified(res), name, [(
-            "metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": {msg}')])
-
-
-def immutable(res: Resource, name: str, field: str) -> SimError:
-    return invalid(qualified(res), name, [(field, "FieldValueInvalid",
-                                           "Invalid value: field is immutable")])
 
 
 # ---------------------------------------------------------------- quantities
@@ -153,12 +121,15 @@ def apply_defaults(res: Resource, obj: dict[str, Any], cluster_ip: str) -> None:
         obj.setdefault("status", {"phase": "Pending", "qosClass": _qos(spec)})
     elif kind == "Deployment" and spec is not None:
         spec.setdefault("replicas", 1)
-        spec.setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {
-            "maxSurge": "25%", "maxUnavailable": "25%"}})
+        _default_strategy(spec.setdefault("strategy", {}))
         spec.setdefault("revisionHistoryLimit", 10)
         spec.setdefault("progressDeadlineSeconds", 600)
         _default_template(spec.setdefault("template", {}))
         obj.setdefault("status", {})
+    elif kind == "ReplicaSet" and spec is not None:
+        spec.setdefault("replicas", 1)
+        _default_template(spec.setdefault("template", {}))
+        obj.setdefault("status", {"replicas": 0})
     elif kind == "Job" and spec is not None:
         _default_job(obj, spec)
     elif kind == "Service" and spec is not None:
@@ -183,7 +154,18 @@ def apply_defaults(res: Resource, obj: dict[str, Any], cluster_ip: str) -> None:
         obj.setdefault("spec", {})
 
 
-_SPEC_KINDS = frozenset({"Pod", "Deployment", "Job", "Service"})
+def _default_strategy(strategy: dict[str, Any]) -> None:
+    """apps/v1 `SetDefaults_Deployment`: RollingUpdate, each bound 25% when unset."""
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        ru = strategy.get("rollingUpdate")
+        if not isinstance(ru, dict):
+            ru = strategy["rollingUpdate"] = {}
+        ru.setdefault("maxUnavailable", "25%")
+        ru.setdefault("maxSurge", "25%")
+
+
+_SPEC_KINDS = frozenset({"Pod", "Deployment", "ReplicaSet", "Job", "Service"})
 
 
 def _default_job(obj: dict[str, Any], spec: dict[str, Any]) -> None:
@@ -196,16 +178,37 @@ def _default_job(obj: dict[str, Any], spec: dict[str, Any]) -> None:
     spec.setdefault("suspend", False)
     spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
     tmpl = spec.setdefault("template", {})
-    _default_template(tmpl, restart="Never")
-    uid = obj["metadata"]["uid"]
-    name = obj["metadata"]["name"]
-    if "selector" not in spec:
-        spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
-        labels = tmpl["metadata"].setdefault("labels", {})
-        labels.update({"batch.kubernetes.io/controller-uid": uid,
-                       "batch.kubernetes.io/job-name": name,
-                       "controller-uid": uid, "job-name": name})
+    # core/v1 SetDefaults_PodSpec runs on a Job's template too: a Job that names no
+    # restartPolicy gets Always, which batch validation then refuses (OnFailure|Never).
+    _default_template(tmpl)
+    if spec.get("manualSelector") is not True:
+        _generate_selector(obj["metadata"], spec, tmpl)
     obj.setdefault("status", {})
+
+
+def job_labels(meta: dict[str, Any]) -> dict[str, str]:
+    """The labels the Job strategy puts on a Job's pods and selects them by."""
+    uid, name = str(meta.get("uid") or ""), str(meta.get("name") or "")
+    return {"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
+            "controller-uid": uid, "job-name": name}
+
+
+def _generate_selector(meta: dict[str, Any], spec: dict[str, Any],
+                       tmpl: dict[str, Any]) -> None:
+    """batch `generateSelector` (pkg/registry/batch/job/strategy.go): the template gets
+    the job labels it lacks, the selector the controller-uid; a selector of the user's
+    own then fails validation (`selector` not auto-generated) unless manualSelector."""
+    tmeta = tmpl["metadata"] if isinstance(tmpl.get("metadata"), dict) else {}
+    tmpl["metadata"] = tmeta
+    labels = tmeta["labels"] if isinstance(tmeta.get("labels"), dict) else {}
+    tmeta["labels"] = labels
+    for key, value in job_labels(meta).items():
+        labels.setdefault(key, value)
+    sel = spec["selector"] if isinstance(spec.get("selector"), dict) else {}
+    spec["selector"] = sel
+    match = sel["matchLabels"] if isinstance(sel.get("matchLabels"), dict) else {}
+    sel["matchLabels"] = match
+    match.setdefault("batch.kubernetes.io/controller-uid", str(meta.get("uid") or ""))
 
 
 def _qos(spec: dict[str, Any]) -> str:
@@ -214,95 +217,6 @@ def _qos(spec: dict[str, Any]) -> str:
            for c in containers):
         return "Burstable"
     return "BestEffort"
-
-
-# ------------------------------------------------------------ validation
-
-
-def validate(res: Resource, obj: dict[str, Any]) -> None:
-    """The required-field checks clients hit most (422 with the field named)."""
-    name = obj["metadata"]["name"]
-    causes: list[tuple[str, str, str]] = []
-    spec = obj.get("spec") or {}
-    if res.kind == "Pod":
-        _containers(spec, "spec", causes)
-    elif res.kind == "Deployment":
-        if not spec.get("selector"):
-            causes.append(("spec.selector", "FieldValueRequired", "Required value"))
-        else:
-            labels = (spec.get("template", {}).get("metadata") or {}).get("labels") or {}
-            if not match_labels(spec["selector"], labels):
-                causes.append(("spec.template.metadata.labels", "FieldValueInvalid",
-                               "Invalid value: `selector` does not match template "
-                               "`labels`"))
-        _containers(spec.get("template", {}).get("spec", {}), "spec.template.spec", causes)
-    elif res.kind == "Job":
-        tspec = spec.get("template", {}).get("spec", {})
-        _containers(tspec, "spec.template.spec", causes)
-        if tspec.get("restartPolicy") not in ("Never", "OnFailure"):
-            causes.append(("spec.template.spec.restartPolicy", "FieldValueNotSupported",
-                           f'Unsupported value: "{tspec.get("restartPolicy")}": '
-                           'supported values: "OnFailure", "Never"'))
-    if causes:
-        raise invalid(qualified(res), name, causes)
-
-
-def _containers(spec: dict[str, Any], path: str,
-                causes: list[tuple[str, str, str]]) -> None:
-    containers = spec.get("containers")
-    if not containers:
-        causes.append((f"{path}.containers", "FieldValueRequired", "Required value"))
-        return
-    for i, c in enumerate(containers):
-        if not c.get("name"):
-            causes.append((f"{path}.containers[{i}].name", "FieldValueRequired",
-                           "Required value"))
-        if not c.get("image"):
-            causes.append((f"{path}.containers[{i}].image", "FieldValueRequired",
-                           "Required value"))
-
-
-def check_immutable(res: Resource, old: dict[str, Any], new: dict[str, Any]) -> None:
-    """422 when an update changes a field the real API server keeps immutable."""
-    name = old["metadata"]["name"]
-    o, n = old.get("spec") or {}, new.get("spec") or {}
-    if res.kind == "Job":
-        for field in ("selector", "template", "completionMode"):
-            if o.get(field) != n.get(field):
-                raise immutable(res, name, f"spec.{field}")
-        if o.get("completions") != n.get("completions"):
-            # batch validation `validateCompletions` (elastic Indexed Jobs, GA): immutable
-            # unless Indexed and changed in tandem with parallelism.
-            if n.get("completionMode") != "Indexed":
-                raise immutable(res, name, "spec.completions")
-            if n.get("completions") is not None and \
-                    n.get("completions") != n.get("parallelism"):
-                raise invalid(qualified(res), name, [(
-                    "spec.completions", "FieldValueInvalid",
-                    f"Invalid value: {n.get('completions')}: can only be modified in "
-                    "tandem with spec.parallelism")])
-    elif res.kind == "Deployment" and o.get("selector") != n.get("selector"):
-        raise immutable(res, name, "spec.selector")
-    elif res.kind == "Service" and o.get("clusterIP") and \
-            o.get("clusterIP") != n.get("clusterIP"):
-        raise immutable(res, name, "spec.clusterIP")
-    elif res.kind == "Pod":
-        strip_o, strip_n = copy.deepcopy(o), copy.deepcopy(n)
-        for s in (strip_o, strip_n):
-            for c in s.get("containers") or []:
-                c.pop("image", None)
-            s.pop("activeDeadlineSeconds", None)
-            s.pop("tolerations", None)
-            if s is strip_n and "nodeName" not in o:
-                s.pop("nodeName", None)
-        if strip_o != strip_n:
-            raise invalid(qualified(res), name, [(
-                "spec", "FieldValueForbidden",
-                "Forbidden: pod updates may not change fields other than "
-                "`spec.containers[*].image`, `spec.initContainers[*].image`, "
-                "`spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to "
-                "existing tolerations), `spec.terminationGracePeriodSeconds` (allow it "
-                "to be set to 1 if it was previously negative)")])
 
 
 def spec_part(obj: dict[str, Any]) -> dict[str, Any]:

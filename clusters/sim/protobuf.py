@@ -88,9 +88,35 @@ SCHEMA: dict[str, dict[int, tuple[str, str]]] = {
     "Toleration": {1: ("key", "s"), 2: ("operator", "s"), 3: ("value", "s"),
                    4: ("effect", "s"), 5: ("tolerationSeconds", "i*")},
     "Eviction": {1: ("metadata", "ObjectMeta"), 2: ("deleteOptions", "DeleteOptions")},
-    "DeleteOptions": {1: ("gracePeriodSeconds", "i*"), 2: ("preconditions", "ignore"),
+    # DeleteOptions also arrive alone: typed clients (helm's Secret storage driver,
+    # `helm uninstall`) send DELETE bodies in protobuf (k8s.io/apimachinery
+    # pkg/apis/meta/v1/generated.proto field numbers).
+    "DeleteOptions": {1: ("gracePeriodSeconds", "i*"), 2: ("preconditions", "Preconditions"),
                       3: ("orphanDependents", "b*"), 4: ("propagationPolicy", "s*"),
-                      5: ("dryRun", "[s]")},
+                      5: ("dryRun", "[s]"),
+                      6: ("ignoreStoreReadErrorWithClusterBreakingPotential", "b*")},
+    "Preconditions": {1: ("uid", "s*"), 2: ("resourceVersion", "s*")},
+    "Secret": {1: ("metadata", "ObjectMeta"), 2: ("data", "mapb"), 3: ("type", "s*"),
+               4: ("stringData", "map"), 5: ("immutable", "b*")},
+    "ServiceAccount": {1: ("metadata", "ObjectMeta"),
+                       3: ("imagePullSecrets", "[LocalObjectReference]"),
+                       4: ("automountServiceAccountToken", "b*")},
+    "LocalObjectReference": {1: ("name", "s")},
+    # rbac.authorization.k8s.io/v1 (`kubectl create role|clusterrole|rolebinding|...`),
+    # field numbers from k8s.io/api rbac/v1/types.go.
+    "Role": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[PolicyRule]")},
+    "ClusterRole": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[PolicyRule]"),
+                    3: ("aggregationRule", "AggregationRule")},
+    "AggregationRule": {1: ("clusterRoleSelectors", "[LabelSelector]")},
+    "PolicyRule": {1: ("verbs", "[s]"), 2: ("apiGroups", "[s]"), 3: ("resources", "[s]"),
+                   4: ("resourceNames", "[s]"), 5: ("nonResourceURLs", "[s]")},
+    "RoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[Subject]"),
+                    3: ("roleRef", "RoleRef")},
+    "ClusterRoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[Subject]"),
+                           3: ("roleRef", "RoleRef")},
+    "Subject": {1: ("kind", "s"), 2: ("apiGroup", "s"), 3: ("name", "s"),
+                4: ("namespace", "s")},
+    "RoleRef": {1: ("apiGroup", "s"), 2: ("kind", "s"), 3: ("name", "s")},
     "Service": {1: ("metadata", "ObjectMeta"), 2: ("spec", "ServiceSpec"),
                 3: ("status", "ignore")},
     "ServiceSpec": {1: ("ports", "[ServicePort]"), 2: ("selector", "map"),
@@ -102,7 +128,8 @@ SCHEMA: dict[str, dict[int, tuple[str, str]]] = {
                     4: ("targetPort", "ios"), 5: ("nodePort", "i")},
 }
 KINDS = frozenset({"Namespace", "ConfigMap", "Deployment", "Job", "Pod", "Service",
-                   "Eviction"})
+                   "Eviction", "DeleteOptions", "Secret", "ServiceAccount", "Role",
+                   "ClusterRole", "RoleBinding", "ClusterRoleBinding"})
 
 
 def _unsupported(message: str) -> SimError:

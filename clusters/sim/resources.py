@@ -39,7 +39,13 @@ class Resource:
     @property
     def has_generation(self) -> bool:
         """Kinds whose `metadata.generation` the server maintains (spec-carrying)."""
-        return self.kind in {"Deployment", "Job", "Pod", "Service"}
+        return self.kind in {"Deployment", "Job", "Pod", "ReplicaSet", "Service"} or \
+            self.kind in _GENERATION_KINDS
+
+
+# Storage-only kinds with a spec whose registry strategy sets `generation` (policy,
+# networking PrepareForCreate/Update); Secrets, ServiceAccounts and RBAC have none.
+_GENERATION_KINDS = frozenset({"PodDisruptionBudget", "NetworkPolicy", "Ingress"})
 
 
 RESOURCES: tuple[Resource, ...] = (
@@ -55,9 +61,27 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "events", "Event", True, ("ev",)),
     Resource("apps", "v1", "deployments", "Deployment", True, ("deploy",),
              categories=("all",), subresources=("status", "scale")),
+    Resource("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",),
+             categories=("all",), subresources=("status", "scale")),
     Resource("batch", "v1", "jobs", "Job", True, (), categories=("all",),
              subresources=("status",)),
     Resource("coordination.k8s.io", "v1", "leases", "Lease", True),
+    # Storage-only kinds (no controller): what `helm install` of a small chart and
+    # kubectl's generators create. Short names and subresources as kube-apiserver 1.35
+    # discovery lists them.
+    Resource("", "v1", "secrets", "Secret", True),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
+             False),
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",),
+             subresources=("status",)),
+    Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True,
+             ("netpol",)),
+    Resource("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",),
+             subresources=("status",)),
 )
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {

@@ -3,9 +3,11 @@
 Label selector grammar (k8s.io/apimachinery/pkg/labels): comma-separated requirements,
 each `key`, `!key`, `key=v`, `key==v`, `key!=v`, `key in (a,b)`, `key notin (a,b)`.
 `!=` and `notin` also match objects without the key, as the real server does. Field
-selectors support what the server supports for every type: `metadata.name` and
-`metadata.namespace` with `=`, `==`, `!=`, plus a few per-kind fields kubectl uses
-(`spec.nodeName`, `status.phase`, `involvedObject.name`); anything else is a 400.
+selectors take `=`, `==`, `!=` on the fields each kind's field label conversion
+accepts (`SELECTABLE`, from `pkg/apis/core/v1/conversion.go` and
+`pkg/apis/batch/v1/conversion.go`; every other kind `metadata.name` and
+`metadata.namespace`, apimachinery's `DefaultMetaV1FieldSelectorConversion`); any
+other field is the real server's 400, in that function's words.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ Matcher = Callable[[dict[str, Any]], bool]
 
 _SET = re.compile(r"^\s*(!?)([A-Za-z0-9./_-]+)\s*(?:(notin|in)\s*\(([^)]*)\))?\s*$")
 _EQ = re.compile(r"^\s*([A-Za-z0-9./_-]+)\s*(==|=|!=)\s*([A-Za-z0-9._-]*)\s*$")
+# Field values are free text (`type=helm.sh/release.v1`); `\,` `\=` `\\` escape.
+_FIELD_EQ = re.compile(r"^\s*([A-Za-z0-9./_-]+)\s*(==|=|!=)(.*)$")
 _FIELDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "metadata.name": lambda o: str(o.get("metadata", {}).get("name", "")),
     "metadata.namespace": lambda o: str(o.get("metadata", {}).get("namespace", "")),
@@ -31,6 +35,8 @@ _FIELDS: dict[str, Callable[[dict[str, Any]], str]] = {
     "involvedObject.namespace":
         lambda o: str(o.get("involvedObject", {}).get("namespace", "")),
     "involvedObject.uid": lambda o: str(o.get("involvedObject", {}).get("uid", "")),
+    "status.successful": lambda o: str(int(o.get("status", {}).get("succeeded") or 0)),
+    "spec.hostNetwork": lambda o: str(bool(o.get("spec", {}).get("hostNetwork"))).lower(),
 }
 
 
@@ -90,21 +96,70 @@ def label_matcher(selector: str | None) -> Matcher | None:
     return match
 
 
-def field_matcher(selector: str | None) -> Matcher | None:
+_META_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
+SELECTABLE: dict[str, frozenset[str]] = {
+    "Pod": _META_FIELDS | {"spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
+                           "spec.serviceAccountName", "spec.hostNetwork", "status.phase",
+                           "status.podIP", "status.nominatedNodeName"},
+    "Node": frozenset({"metadata.name", "spec.unschedulable"}),
+    "Event": _META_FIELDS | {"involvedObject.kind", "involvedObject.namespace",
+                             "involvedObject.name", "involvedObject.uid",
+                             "involvedObject.apiVersion", "involvedObject.resourceVersion",
+                             "involvedObject.fieldPath", "reason", "reportingComponent",
+                             "source", "type"},
+    "Namespace": frozenset({"metadata.name", "status.phase"}),
+    "Secret": _META_FIELDS | {"type"},
+    "Service": _META_FIELDS | {"spec.clusterIP", "spec.type"},
+    "Job": _META_FIELDS | {"status.successful"},
+}
+_SOURCE = {"source": "source.component"}
+
+
+def _unsupported(kind: str | None, field: str) -> SimError:
+    if kind == "Job":
+        return bad_request(f'field label "{field}" not supported for batchv1.Job')
+    if kind in SELECTABLE:
+        return bad_request(f"field label not supported: {field}")
+    return bad_request(f'"{field}" is not a known field selector: only "metadata.name", '
+                       '"metadata.namespace"')
+
+
+def _getter(field: str) -> Callable[[dict[str, Any]], str]:
+    known = _FIELDS.get(field)
+    if known is not None:
+        return known
+    path = _SOURCE.get(field, field).split(".")
+
+    def get(obj: dict[str, Any]) -> str:
+        node: Any = obj
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, bool):
+            return str(node).lower()
+        return "" if node is None else str(node)
+    return get
+
+
+def field_matcher(selector: str | None, kind: str | None = None) -> Matcher | None:
+    """A predicate for `?fieldSelector=`; `kind` picks the fields it may name (None:
+    any field the simulator knows, for in-process callers)."""
     if not selector or not selector.strip():
         return None
     reqs: list[tuple[Callable[[dict[str, Any]], str], bool, str]] = []
+    allowed = SELECTABLE.get(kind, _META_FIELDS) if kind is not None else None
     for part in _split(selector):
-        m = _EQ.match(part)
+        m = _FIELD_EQ.match(part)
         if not m:
             raise bad_request(f"invalid field selector: {part.strip()!r}")
         field, op, value = m.groups()
-        getter = _FIELDS.get(field)
-        if getter is None:
-            raise SimError(400, "BadRequest",
-                           f'"{field}" is not a known field selector: only '
-                           '"metadata.name", "metadata.namespace"')
-        reqs.append((getter, op == "!=", value))
+        value = re.sub(r"\\(.)", r"\1", value.strip())
+        if field == "spec.host" and kind == "Pod":
+            field = "spec.nodeName"  # the old v1 spelling the conversion still maps
+        if allowed is not None and field not in allowed:
+            raise _unsupported(kind, field)
+        if allowed is None and field not in _FIELDS:
+            raise _unsupported(kind, field)
+        reqs.append((_getter(field), op == "!=", value))
 
     def match(obj: dict[str, Any]) -> bool:
         return all((g(obj) != v) if neg else (g(obj) == v) for g, neg, v in reqs)

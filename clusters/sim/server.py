@@ -21,6 +21,7 @@ import copy
 import json
 import os
 import secrets
+import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -30,10 +31,11 @@ import structlog
 import yaml
 from aiohttp import web
 
-from clusters.sim import api, kubectl, nodes, objects, patch, tls
+from clusters.sim import api, decoding, kubectl, nodes, objects, patch, tls
 from clusters.sim.controllers import ControlPlane
 from clusters.sim.errors import SimError, bad_request, not_found, unauthorized
 from clusters.sim.faults import Faults
+from clusters.sim.leases import NodeLeases
 from clusters.sim.resources import BY_KIND, lookup
 from clusters.sim.store import Store
 
@@ -42,6 +44,10 @@ CLUSTER: web.AppKey[SimCluster] = web.AppKey("sim_cluster")
 _ANONYMOUS_OK = frozenset({"/version", "/version/", "/healthz", "/readyz", "/livez"})
 _SYSTEM_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DEFAULT_TIME_SCALE = 0.01
+"""Real seconds per second an object declares (grace periods, minReadySeconds,
+progress deadlines): a pod's default 30 s grace period takes 0.3 s. `fleet sim up`
+runs in real time (1.0)."""
 
 
 def _status_response(err: SimError) -> web.Response:
@@ -83,8 +89,13 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except SimError as e:
         return _status_response(e)
-    except Exception as e:
-        log.exception("sim_request_failed", cluster=cluster.name, path=request.path)
+    except Exception as e:  # noqa: BLE001 - any failure is the client's 500, logged below
+        # Never the exception's text nor a traceback: either may quote the request body
+        # (a Secret's data); the type and where it was raised are enough to find it.
+        frame = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+        log.error("sim_request_failed", cluster=cluster.name, method=request.method,
+                  path=request.path, error=type(e).__name__,
+                  where=f"{frame.filename}:{frame.lineno}" if frame else "")
         return _status_response(SimError(500, "InternalError",
                                          f"Internal error occurred: {type(e).__name__}: {e}"))
 
@@ -99,7 +110,7 @@ class SimCluster:
 
     def __init__(self, spec: nodes.SimClusterSpec, *, host: str = "127.0.0.1",
                  job_seconds: float = 5.0, pod_start_seconds: float = 0.2,
-                 history: int = 1000) -> None:
+                 history: int = 1000, time_scale: float = DEFAULT_TIME_SCALE) -> None:
         self.name = spec.name
         self.spec = spec
         self.host = host
@@ -113,7 +124,9 @@ class SimCluster:
         self.open_watches: dict[int, web.Request] = {}
         self.is_down = False
         self.control = ControlPlane(self.store, job_seconds=job_seconds,
-                                    pod_start_seconds=pod_start_seconds)
+                                    pod_start_seconds=pod_start_seconds,
+                                    time_scale=time_scale)
+        self.node_leases = NodeLeases(self.store)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._seed()
@@ -129,9 +142,13 @@ class SimCluster:
         for i, node in enumerate(self.spec.nodes):
             obj = nodes.node_object(node, uid=objects.new_uid(), created=now, index=i + 1)
             self.store.create(BY_KIND["Node"], obj)
+        self.node_leases.renew()
 
     def _app(self) -> web.Application:
-        app = web.Application(middlewares=[_middleware], handler_args={"max_field_size": 65536})
+        # Bodies stream in (other requests go on meanwhile) up to kube-apiserver's 3 MiB
+        # `--max-request-body-bytes`; beyond it `api._read` answers the real 413.
+        app = web.Application(middlewares=[_middleware], handler_args={"max_field_size": 65536},
+                              client_max_size=api.MAX_BODY_BYTES)
         app[CLUSTER] = self
         kubectl.add_kubectl_routes(app, self)
         app.router.add_route("*", "/_sim/{action:.*}", _admin)
@@ -155,10 +172,12 @@ class SimCluster:
                                      ssl_context=tls.server_context())
             await self._site.start()
             self.port = self._runner.addresses[-1][1]
+        self.node_leases.start()
 
     async def down(self) -> None:
         """Refuse connections: close the listener and abort open connections."""
         self.is_down = True
+        self.node_leases.close()  # kubelets cannot reach a server that is down
         self._cut_watches()
         if self._site is not None:
             await self._site.stop()
@@ -166,6 +185,7 @@ class SimCluster:
 
     async def close(self) -> None:
         self.control.close()
+        self.node_leases.close()
         self._cut_watches()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -194,6 +214,7 @@ class SimCluster:
         res = lookup(kind)
         old = self.store.get(res, namespace or "", name)
         new = patch.merge_patch(old, change)
+        decoding.check_patched(res, "merge", new, change)
         return copy.deepcopy(self.store.replace(res, new, old, manager=manager))
 
     def set_node_ready(self, node: str, ready: bool) -> None:
@@ -293,7 +314,8 @@ class SimFleet:
 
 async def start_sim(clusters: Sequence[nodes.SimClusterSpec], *, host: str = "127.0.0.1",
                     job_seconds: float = 5.0, pod_start_seconds: float = 0.2,
-                    ports: Mapping[str, int] | None = None) -> SimFleet:
+                    ports: Mapping[str, int] | None = None,
+                    time_scale: float = DEFAULT_TIME_SCALE) -> SimFleet:
     """Start one simulated cluster per spec, each on its own port of `host` (a free
     one, or `ports[name]` when given, so a written kubeconfig stays valid across runs)."""
     names = [c.name for c in clusters]
@@ -303,7 +325,7 @@ async def start_sim(clusters: Sequence[nodes.SimClusterSpec], *, host: str = "12
     try:
         for spec in clusters:
             c = SimCluster(spec, host=host, job_seconds=job_seconds,
-                           pod_start_seconds=pod_start_seconds)
+                           pod_start_seconds=pod_start_seconds, time_scale=time_scale)
             c.port = (ports or {}).get(spec.name, 0)
             await c.start()
             fleet.clusters[spec.name] = c

@@ -70,9 +70,16 @@ def _key_element(item: Mapping[str, Any], strategy: ListStrategy) -> str | None:
                              sort_keys=True, separators=(",", ":"))
 
 
-def _fields(obj: Any, *, update: bool = False) -> dict[Path, Any]:
-    """Every owned path of `obj` mapped to its value: leaves, list items, set members."""
+def _fields(obj: Any, *, update: bool = False, subresource: str | None = None
+            ) -> dict[Path, Any]:
+    """Every owned path of `obj` mapped to its value: leaves, list items, set members.
+    For the `status` subresource only the paths under `status` count (a /status write
+    owns nothing else); for the main resource everything but status."""
     out: dict[Path, Any] = {}
+    if isinstance(obj, Mapping) and subresource == "status":
+        if isinstance(obj.get("status"), Mapping) and obj["status"]:
+            _walk(obj["status"], ("status",), ("f:status",), out, update)
+        return out
     if isinstance(obj, Mapping):
         for k, v in obj.items():
             if k in _TOP_IGNORED:
@@ -233,10 +240,16 @@ def _strip_managed(obj: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, *,
-          force: bool, now: str) -> dict[str, Any]:
-    """The object after `manager` applies `applied` to `live` (None: create it)."""
+          force: bool, now: str, subresource: str | None = None) -> dict[str, Any]:
+    """The object after `manager` applies `applied` to `live` (None: create it).
+
+    `subresource="status"` is an apply to `/status`: only the configuration's status
+    is applied, and the manager's entry carries `subresource: status`."""
     config = _omit_empty(applied, "")
-    config.pop("status", None)  # applies to the main resource never write status
+    if subresource == "status":
+        config = {k: v for k, v in config.items() if k in ("apiVersion", "kind", "status")}
+    else:
+        config.pop("status", None)  # applies to the main resource never write status
     if isinstance(config.get("metadata"), dict):
         config["metadata"].pop("managedFields", None)
     entries = _entries(live)
@@ -245,12 +258,12 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, *,
     position: int | None = None
     for n, (entry, paths) in enumerate(entries):
         if (entry.get("operation"), entry.get("manager")) == mine \
-                and not entry.get("subresource"):
+                and entry.get("subresource") == subresource:
             previous, position = paths, n
     others = [(e, p) for n, (e, p) in enumerate(entries) if n != position]
 
-    applied_fields = _fields(config)
-    live_fields = _fields(live)
+    applied_fields = _fields(config, subresource=subresource)
+    live_fields = _fields(live, subresource=subresource)
     conflicts: list[tuple[Path, str]] = []
     for path, value in applied_fields.items():
         if value is _MISSING:
@@ -283,6 +296,8 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, *,
         return copy.deepcopy(live)
     mine_entry: Entry = {"manager": manager, "operation": "Apply",
                          "apiVersion": str(config.get("apiVersion", "")), "time": now}
+    if subresource:
+        mine_entry["subresource"] = subresource
     result_entries = list(others)
     if position is None:
         result_entries.append((mine_entry, new_set))
@@ -416,10 +431,12 @@ def _find(items: list[Any], element: str) -> int | None:
 
 
 def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str, *,
-                  now: str) -> dict[str, Any]:
-    """`new` with managedFields after a non-apply write by `manager` changed `old`."""
-    before = _fields(old, update=True)
-    after = _fields(new, update=True)
+                  now: str, subresource: str | None = None) -> dict[str, Any]:
+    """`new` with managedFields after a non-apply write by `manager` changed `old`
+    (through `subresource`, e.g. `status`, whose entry is kept apart and owns only the
+    status fields it changed)."""
+    before = _fields(old, update=True, subresource=subresource)
+    after = _fields(new, update=True, subresource=subresource)
     added = set(after) - set(before)
     removed = set(before) - set(after)
     modified = {p for p in set(after) & set(before)
@@ -431,7 +448,7 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
     found = False
     for entry, paths in entries:
         if entry.get("manager") == manager and entry.get("operation") == "Update" \
-                and not entry.get("subresource"):
+                and entry.get("subresource") == subresource:
             found = True
             grown = (paths | changed) - removed
             if grown - paths:
@@ -441,9 +458,11 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
         else:
             result.append((entry, paths - changed - removed))
     if not found and changed:
-        result.append(({"manager": manager, "operation": "Update",
-                        "apiVersion": str(new.get("apiVersion", "")), "time": now},
-                       set(changed)))
+        entry = {"manager": manager, "operation": "Update",
+                 "apiVersion": str(new.get("apiVersion", "")), "time": now}
+        if subresource:
+            entry["subresource"] = subresource
+        result.append((entry, set(changed)))
     return _with_managed(copy.deepcopy(new), result)
 
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusters.sim import objects, ssa
+from clusters.sim import objects, ssa, storage_kinds, validation
 from clusters.sim.errors import SimError, already_exists, bad_request, conflict, not_found
 from clusters.sim.resources import BY_KIND, Resource
 from clusters.sim.selectors import Matcher
@@ -32,6 +32,21 @@ from clusters.sim.selectors import Matcher
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace or "", name)
 NAMESPACES = BY_KIND["Namespace"]
+
+
+def pod_grace_period(pod: Obj, requested: int | None) -> int:
+    """The grace period a pod's deletion gets (pod strategy `CheckGracefulDelete`,
+    `pkg/registry/core/pod/strategy.go`): DeleteOptions' `gracePeriodSeconds`, else
+    the pod's `terminationGracePeriodSeconds`; 0 when the pod is not bound to a node
+    or already Succeeded/Failed; a negative value becomes 1."""
+    period = requested
+    if period is None:
+        period = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds") or 0)
+    if not (pod.get("spec") or {}).get("nodeName"):
+        period = 0
+    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        period = 0
+    return 1 if period < 0 else period
 
 
 @dataclass(slots=True)
@@ -170,21 +185,21 @@ class Store:
         return f"10.96.{(self._ips >> 8) & 255}.{self._ips & 255}"
 
     def create(self, res: Resource, obj: Obj, *, manager: str | None = None,
-               dry_run: bool = False) -> Obj:
-        obj = copy.deepcopy(obj)
+               dry_run: bool = False, fresh: bool = False) -> Obj:
+        """`fresh`: `obj` was built for this call and nobody else holds it, so the store
+        keeps it instead of a copy (the simulated kubelets' thousands of node Leases)."""
+        obj = obj if fresh else copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + objects.new_uid()[:5]
+            meta["name"] = str(meta["generateName"])[:validation.MAX_GENERATED_PREFIX] + \
+                objects.new_uid()[:5]
         name = meta.get("name") or ""
-        objects.validate_name(res, name)
         ns = meta.get("namespace", "") if res.namespaced else ""
         if res.namespaced:
             meta["namespace"] = ns
         else:
             meta.pop("namespace", None)
         self._check_namespace(res, ns)
-        if (ns, name) in self.table(res):
-            raise already_exists(res.plural, name, res.group)
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
         for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(k, None)
@@ -197,8 +212,11 @@ class Store:
         else:
             meta.pop("generation", None)
         objects.decode_quantities(res, obj)
+        storage_kinds.on_write(res, obj, None)
         objects.apply_defaults(res, obj, self.next_ip() if res.kind == "Service" else "")
-        objects.validate(res, obj)
+        validation.validate_create(res, obj)
+        if (ns, name) in self.table(res):
+            raise already_exists(res.plural, name, res.group)
         if manager:
             obj = ssa.record_update(None, obj, manager, now=objects.now())
         if dry_run:
@@ -228,18 +246,28 @@ class Store:
                 meta.pop(k, None)
         objects.decode_quantities(res, new)
         if subresource == "status":
+            # A /status write changes status only (the status strategy resets the rest);
+            # server-side apply computed its own managedFields entry for it.
+            fields = meta.get("managedFields") if managed else None
             new = {**old, "status": new.get("status", {})}
             meta = new["metadata"] = dict(ometa)
+            if managed:
+                meta.pop("managedFields", None)
+                if fields:
+                    meta["managedFields"] = fields
         elif "status" in old:
             new["status"] = old["status"]
         if subresource != "status":
-            objects.apply_defaults(res, new, ometa.get("uid", ""))
+            storage_kinds.on_write(res, new, old)
+            # a replacement without a clusterIP keeps the allocated one
+            # (service REST `patchAllocatedValues`)
+            objects.apply_defaults(res, new, (old.get("spec") or {}).get("clusterIP", ""))
             if res.kind == "Namespace":
                 new["status"] = old.get("status", new.get("status"))
-            objects.validate(res, new)
-            objects.check_immutable(res, old, new)
+            validation.validate_update(res, old, new)
         if manager and not managed:
-            new = ssa.record_update(old, new, manager, now=objects.now())
+            new = ssa.record_update(old, new, manager, now=objects.now(),
+                                    subresource=subresource)
             meta = new["metadata"]
         if not managed and "managedFields" not in meta and "managedFields" in ometa:
             meta["managedFields"] = ometa["managedFields"]
@@ -250,17 +278,34 @@ class Store:
             return old
         if dry_run:
             return new
+        # generic registry `ShouldDeleteDuringUpdate`: the last finalizer gone and no
+        # grace period left (a pod in graceful termination stays for its kubelet).
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and \
-                res.kind != "Namespace":
+                not meta.get("deletionGracePeriodSeconds") and res.kind != "Namespace":
             return self._remove(res, new, "Background")
         return self._commit("MODIFIED", res, (ns, name), new, old)
 
+    def bind(self, res: Resource, pod: Obj, node: str, scheduled: Obj) -> Obj:
+        """The `pods/binding` write: nodeName and the PodScheduled=True condition in one
+        storage update that bypasses the field manager, as `BindingREST`'s
+        `setPodNodeAndMetadata` (`pkg/registry/core/pod/storage/storage.go`) does with
+        `GuaranteedUpdate`: a real pod's managedFields name no owner for
+        `spec.nodeName`."""
+        new = copy.deepcopy(pod)
+        new["spec"]["nodeName"] = node
+        status = new.setdefault("status", {})
+        status["conditions"] = [c for c in status.get("conditions") or []
+                                if c.get("type") != "PodScheduled"] + [scheduled]
+        meta = pod["metadata"]
+        return self._commit("MODIFIED", res, (meta.get("namespace", ""), meta["name"]),
+                            new, pod)
+
     def delete(self, res: Resource, ns: str, name: str, *,
                propagation: str | None = None, precondition_rv: str | None = None,
-               dry_run: bool = False) -> Obj:
+               precondition_uid: str | None = None, dry_run: bool = False,
+               grace_seconds: int | None = None) -> Obj:
         old = self.get(res, ns, name)
-        if precondition_rv and precondition_rv != old["metadata"].get("resourceVersion"):
-            raise conflict(res.plural, name, res.group)
+        _check_preconditions(res, old, precondition_uid, precondition_rv)
         if propagation is None:
             propagation = "Orphan" if res.kind == "Job" else "Background"
         if propagation not in ("Orphan", "Background", "Foreground"):
@@ -269,6 +314,10 @@ class Store:
             return old
         if res.kind == "Namespace":
             return self._delete_namespace(old)
+        if res.kind == "Pod":
+            period = pod_grace_period(old, grace_seconds)
+            if period > 0:
+                return self._delete_gracefully(res, old, period)
         finalizers = list(old["metadata"].get("finalizers") or [])
         if finalizers:
             if old["metadata"].get("deletionTimestamp"):
@@ -278,6 +327,28 @@ class Store:
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             return self._commit("MODIFIED", res, (ns, name), new, old)
         return self._remove(res, copy.deepcopy(old), propagation)
+
+    def _delete_gracefully(self, res: Resource, old: Obj, period: int) -> Obj:
+        """Mark a pod for graceful deletion, as apiserver `rest.BeforeDelete` does:
+        deletionTimestamp = now + period, deletionGracePeriodSeconds = period,
+        generation + 1; a second delete may only shorten the period. The pod stays
+        (holding its node's resources) until the kubelet removes it."""
+        meta = old["metadata"]
+        current = meta.get("deletionGracePeriodSeconds")
+        if meta.get("deletionTimestamp") and current is not None and period >= current:
+            return old
+        new = copy.deepcopy(old)
+        nmeta = new["metadata"]
+        if meta.get("deletionTimestamp") and current is not None:
+            start = objects.parse_time(meta["deletionTimestamp"]) - current
+        else:
+            start = objects.parse_time(objects.now())
+            if res.has_generation:
+                nmeta["generation"] = int(meta.get("generation", 1)) + 1
+        nmeta["deletionTimestamp"] = objects.format_time(start + period)
+        nmeta["deletionGracePeriodSeconds"] = period
+        key = (meta.get("namespace", ""), meta["name"])
+        return self._commit("MODIFIED", res, key, new, old)
 
     def _remove(self, res: Resource, obj: Obj, propagation: str) -> Obj:
         meta = obj["metadata"]
@@ -332,3 +403,25 @@ class Store:
             if res.namespaced and any(k[0] == ns for k in table):
                 return
         self._commit("DELETED", NAMESPACES, ("", ns), copy.deepcopy(nso), None)
+
+
+def _check_preconditions(res: Resource, obj: Obj, uid: str | None, rv: str | None) -> None:
+    """DeleteOptions `preconditions`: a 409 worded as the generic registry's
+    `rest.BeforeDelete` (`staging/src/k8s.io/apiserver/pkg/registry/rest/delete.go`)
+    words it, which names the kind (not the resource) it conflicts on."""
+    meta = obj["metadata"]
+    if uid is not None and uid != meta.get("uid"):
+        why = (f"the UID in the precondition ({uid}) does not match the UID in record "
+               f"({meta.get('uid')}). The object might have been deleted and then recreated")
+    elif rv is not None and rv != meta.get("resourceVersion"):
+        why = (f"the ResourceVersion in the precondition ({rv}) does not match the "
+               f"ResourceVersion in record ({meta.get('resourceVersion')}). The object "
+               "might have been modified")
+    else:
+        return
+    qual = f"{res.kind}.{res.group}" if res.group else res.kind
+    details: dict[str, Any] = {"name": meta["name"], "kind": res.kind}
+    if res.group:
+        details["group"] = res.group
+    raise SimError(409, "Conflict", f'Operation cannot be fulfilled on {qual} '
+                   f'"{meta["name"]}": {why}', details)

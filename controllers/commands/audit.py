@@ -253,9 +253,9 @@ async def _observe_all(spec: FleetSpec, kubeconfig: str | None
 
 
 async def _observe(conn: ConnectionSpec) -> list[LiveObject]:
-    from clusters.apply import OWNED_SELECTOR
     from clusters.client import DEPLOYMENT, JOB, POD, SERVICE, KubeClient, RetryPolicy
     from clusters.kubeconfig import api_client
+    from fleet.render import OWNED_SELECTOR, pod_gpus
 
     client = KubeClient(conn.cluster, await api_client(conn), retry=RetryPolicy(attempts=2),
                         timeout=10)
@@ -265,7 +265,7 @@ async def _observe(conn: ConnectionSpec) -> list[LiveObject]:
         for pod in pods.get("items") or []:
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
-            gpus = sum(_gpus(ctr) for ctr in (pod.get("spec") or {}).get("containers") or [])
+            gpus = pod_gpus(pod)
             if gpus:
                 out.append(_live(conn.cluster, "Pod", pod, gpus))
         for t in (JOB, DEPLOYMENT, SERVICE):
@@ -277,22 +277,10 @@ async def _observe(conn: ConnectionSpec) -> list[LiveObject]:
     return out
 
 
-def _gpus(container: dict[str, Any]) -> int:
-    from clusters.capacity import GPU_RESOURCE
-
-    res = container.get("resources") or {}
-    value = (res.get("limits") or {}).get(GPU_RESOURCE) or \
-        (res.get("requests") or {}).get(GPU_RESOURCE) or 0
-    try:
-        return int(str(value))
-    except ValueError:
-        return 0
-
-
 def _live(cluster: str, kind: str, obj: dict[str, Any], gpus: int) -> LiveObject:
-    from clusters.apply import MANAGED_BY, WORKLOAD_LABEL
+    from fleet.render import read_back
 
     meta = obj.get("metadata") or {}
-    labels = meta.get("labels") or {}
+    back = read_back(obj)
     return LiveObject(cluster, kind, str(meta.get("namespace") or ""), str(meta.get("name")),
-                      labels.get(WORKLOAD_LABEL), labels.get(MANAGED_BY) == "aifleet", gpus)
+                      back.workload, back.managed, gpus)

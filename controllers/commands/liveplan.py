@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from controllers.commands.common import add_token_argument, auth_headers, fail
@@ -64,6 +65,9 @@ class LivePlacement:
     applied_commit: str | None
     unreadable: tuple[str, ...] = ()
     """With --live: the clusters that could not be read (what runs there is unknown)."""
+    recreate: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    """With --server: per workload, the clusters where the controller says a re-create
+    is needed (its status rows' `recreateNeeded`), with the reason."""
 
 
 def _get(server: str, path: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -108,7 +112,18 @@ def read_live(server: str, headers: dict[str, str] | None = None) -> LivePlaceme
              f"serves: {e}")
     applied = (status.get("source") or {}).get("appliedCommit")
     return LivePlacement(server, previous, capacity, applied if isinstance(applied, str)
-                         else None)
+                         else None, recreate=recreate_of(status))
+
+
+def recreate_of(status: dict[str, Any]) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Per workload of a FleetStatus document, its `recreateNeeded` (cluster, reason)."""
+    out: dict[str, tuple[tuple[str, str], ...]] = {}
+    for w in status.get("workloads", []):
+        rows = tuple((str(r.get("cluster", "")), str(r.get("reason", "")))
+                     for r in w.get("recreateNeeded") or () if isinstance(r, dict))
+        if rows:
+            out[str(w["id"])] = rows
+    return out
 
 
 def use_live(args: argparse.Namespace) -> LivePlacement | None:

@@ -82,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
             else "file" if from_file else "declared")
         if live is not None and live.server != "live":
             doc["source"]["server"] = live.server
+        for row in doc["workloads"]:
+            need = live.recreate.get(row["id"]) if live is not None else None
+            if need:
+                row["recreateNeeded"] = [{"cluster": c, "reason": r} for c, r in need]
         write_doc(doc, args.format)
     elif args.format == "markdown":
         sys.stdout.write(to_markdown(plan, spec))
@@ -89,4 +93,7 @@ def run(args: argparse.Namespace) -> int:
         if live is not None:
             sys.stdout.write(describe(live) + "\n")
         sys.stdout.write(to_text(plan, spec))
+        for wid, need in sorted((live.recreate if live is not None else {}).items()):
+            for cluster, reason in need:
+                sys.stdout.write(f"re-create needed: {wid} on {cluster}: {reason}\n")
     return exit_code(live, 1 if spec.errors else 0)

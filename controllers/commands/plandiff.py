@@ -220,18 +220,11 @@ def placement_plan(spec: FleetSpec, capacity: CapacitySnapshot, previous: Previo
 def renderer() -> Renderer:
     """Per workload and cluster, its manifests as deterministic YAML (sorted keys), with
     the side's own commit in the `source-commit` annotation (the diff ignores a change
-    of that annotation alone)."""
-    import yaml
-
-    from fleet.render import render
-
-    # libyaml's emitter when present: the same YAML, ~10x faster than pure Python
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    of that annotation alone): `fleet.render`, what the controller applies."""
+    from fleet.render import render, to_yaml
 
     def one(spec: FleetSpec, wid: WorkloadId, a: Assignment, commit: str | None) -> str:
-        manifests = render(spec.workloads[wid], a, spec.clusters[a.cluster], commit or "")
-        return str(yaml.dump_all(manifests, Dumper=dumper, sort_keys=True,
-                                 default_flow_style=False, explicit_start=True))
+        return to_yaml(render(spec.workloads[wid], a, spec.clusters[a.cluster], commit or ""))
 
     return one
 

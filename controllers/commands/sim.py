@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     help="how long a Job's pods run before they succeed (default: 30)")
     up.add_argument("--pod-start-seconds", type=float, default=1.0,
                     help="from scheduled to Running (default: 1)")
+    up.add_argument("--time-scale", type=float, default=1.0,
+                    help="real seconds per second an object declares: grace periods, "
+                         "minReadySeconds, progress deadlines (default: 1, real time)")
     up.set_defaults(handler=run)
 
 
@@ -103,7 +106,8 @@ async def _serve(specs: list[SimClusterSpec], args: argparse.Namespace,
     from clusters.sim import start_sim
 
     sim = await start_sim(specs, job_seconds=args.job_seconds,
-                                    pod_start_seconds=args.pod_start_seconds, ports=ports)
+                          pod_start_seconds=args.pod_start_seconds, ports=ports,
+                          time_scale=args.time_scale)
     async with sim:
         path = sim.write_kubeconfig(args.kubeconfig)
         for name in sorted(sim.clusters):

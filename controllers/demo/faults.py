@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from clusters.sim import SimFleet
-
-WORKLOAD_LABEL = "aifleet.dev/workload"
+from fleet.render import WORKLOAD_LABEL, workload_id_of_label
 
 
 def _label(obj: dict[str, Any]) -> str | None:
@@ -29,7 +28,7 @@ def workloads_on(sim: SimFleet, cluster: str) -> set[str]:
         for o in owned(sim, cluster, kind):
             label = _label(o)
             if label:
-                out.add(label.replace(".", "/", 1))
+                out.add(workload_id_of_label(label))
     return out
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from fleet.ids import ClusterName, WorkloadId
+from fleet.render import workload_label
 
 if TYPE_CHECKING:
     from controllers.runtime.manager import Manager
@@ -73,7 +74,7 @@ def _clusters_of(m: Manager, workload: str | None, cluster: str | None) -> list[
     plan = m.desired.plan
     out: set[str] = {str(a.cluster) for a in plan.workloads[wid].assignments} \
         if plan is not None and wid in plan.workloads else set()
-    label = workload.replace("/", ".", 1)
+    label = workload_label(workload)
     out |= {n for n, a in m.adapters.items() if label in a.live_workloads()}
     return sorted(n for n in out if n in m.adapters)
 

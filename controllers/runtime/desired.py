@@ -17,26 +17,25 @@ moves nothing renders nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Mapping, Set
 from typing import Any
 
-from controllers.runtime.fleetstate import workload_id_of_label, workload_label
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster, Workload
 from fleet.placement.types import Assignment, Plan
+from fleet.render import (
+    INTENT_HASH,
+    Manifest,
+    RenderFn,
+    cluster_objects,
+    placed_on,
+    workload_id_of_label,
+    workload_label,
+)
 from fleet.safety import invalid_copy_kept, invalid_copy_stale, keep_live_copy
 from fleet.spec import FleetSpec
 
-Manifest = dict[str, Any]
-RenderFn = Callable[[Workload, Assignment, Cluster, str], tuple[Manifest, ...]]
-MANAGED_BY = "aifleet.dev/managed-by"
-SOURCE_COMMIT = "aifleet.dev/source-commit"
-INTENT_HASH = "aifleet.dev/intent-hash"
-
-
-def namespace_manifest(team: str) -> Manifest:
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": team, "labels": {MANAGED_BY: "aifleet"}}}
+__all__ = ["DesiredState", "Manifest", "RenderFn"]
 
 
 class DesiredState:
@@ -143,8 +142,7 @@ class DesiredState:
     def placed_on(self, cluster: ClusterName) -> dict[WorkloadId, Assignment]:
         if self.plan is None:
             return {}
-        return {wid: a for wid, wp in sorted(self.plan.workloads.items())
-                for a in wp.assignments if a.cluster == cluster and wp.status == "Placed"}
+        return placed_on(self.plan, cluster)
 
     def protected(self) -> set[str]:
         """Workload labels prune must leave alone: invalid in this commit."""
@@ -220,27 +218,21 @@ class DesiredState:
                 ("protected", tuple(sorted(self.protected_on(cluster)))))
 
     def objects_for(self, cluster: ClusterName) -> tuple[list[Manifest], dict[str, WorkloadId]]:
-        """Every object this cluster should have, and label -> workload id of them."""
-        spec = self.spec
-        if spec is None or self.head is None:
+        """Every object this cluster should have, and label -> workload id of them
+        (`fleet.render.cluster_objects`, each workload at its own commit, cached)."""
+        spec, head = self.spec, self.head
+        if spec is None or head is None:
             return [], {}
-        c = spec.clusters.get(cluster)
-        if c is None:
-            return [], {}
-        objects: list[Manifest] = []
-        teams: set[str] = set()
-        labels: dict[str, WorkloadId] = {}
-        for wid, a in self.placed_on(cluster).items():
-            wl = spec.workloads.get(wid)
-            if wl is None:
-                continue
-            commit = self.workload_commit.setdefault(wid, self.head)
-            key = (cluster, wid, a, commit)
+
+        def commit_of(wid: WorkloadId) -> str:
+            return self.workload_commit.setdefault(wid, head)
+
+        def cached(wl: Workload, a: Assignment, c: Cluster, commit: str
+                   ) -> tuple[Manifest, ...]:
+            key = (cluster, wl.id, a, commit)
             rendered = self._cache.get(key)
             if rendered is None:
                 rendered = self._cache[key] = self._render(wl, a, c, commit)
-            objects.extend(rendered)
-            teams.add(wid.split("/", 1)[0])
-            labels[workload_label(wid)] = wid
-        objects[:0] = [namespace_manifest(t) for t in sorted(teams)]
-        return objects, labels
+            return rendered
+
+        return cluster_objects(spec, self.placed_on(cluster), cluster, commit_of, cached)

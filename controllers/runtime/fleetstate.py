@@ -29,21 +29,11 @@ from fleet.capacity import CapacitySnapshot, ClusterCapacity, ClusterHealth, Nod
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.models import Cluster
 from fleet.placement.types import Assignment, PreviousPlan
-from fleet.render import intent_hash
+from fleet.render import intent_hash, workload_id_of_label
 from fleet.spec import FleetSpec
 
 PAST_EVERY_GRACE = 10.0**9
 """Unreachable seconds reported once a fleet-wide failover grace is over."""
-
-
-def workload_label(wid: str) -> str:
-    """`team/name` (workload id) -> `team.name` (the `aifleet.dev/workload` label)."""
-    return wid.replace("/", ".", 1)
-
-
-def workload_id_of_label(label: str) -> WorkloadId:
-    """`team.name` -> `team/name`; names are DNS labels, so the first dot splits."""
-    return WorkloadId(label.replace(".", "/", 1))
 
 
 def flavour_of_product(cluster: Cluster, product: str | None) -> Flavour | None:

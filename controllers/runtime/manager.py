@@ -57,7 +57,6 @@ from controllers.runtime.fleetstate import (
     ClusterView,
     capacity_snapshot,
     previous_from_live,
-    workload_id_of_label,
 )
 from controllers.runtime.leadership import Leadership
 from controllers.runtime.reconcile import ClusterReconciler, EventSink, live_intent
@@ -73,6 +72,7 @@ from controllers.status.statusdoc import DriftItem, PlacementLive
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.render import workload_id_of_label
 from fleet.safety import (
     DeletionLimits,
     previous_with_returned,

@@ -16,7 +16,7 @@ import anyio
 import structlog
 from aiohttp import web
 
-from clusters.health import workload_health
+from clusters.health import unschedulable_pods, workload_health
 from clusters.kubeconfig import ConnectionSpec
 from controllers.apiauth import TokensFile
 from controllers.persist.ledger import Ledger
@@ -26,8 +26,6 @@ from controllers.runtime.fleetstate import (
     ClusterView,
     capacity_snapshot,
     decision_fields,
-    workload_id_of_label,
-    workload_label,
 )
 from controllers.runtime.reconcile import live_manifest_digest
 from controllers.server import Endpoints, bound_port, build_app, serve, tls_context
@@ -48,6 +46,7 @@ from fleet.drift import diff
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.render import workload_id_of_label, workload_label
 from workloads.errors import WorkloadsError
 
 if TYPE_CHECKING:
@@ -164,11 +163,14 @@ def live_now(m: Manager) -> dict[tuple[ClusterName, WorkloadId], PlacementLive]:
     pods start and Jobs finish between reconciles, and status is the state of now."""
     out = dict(m.live)
     by_label = {name: a.objects_by_workload() for name, a in m.adapters.items()}
+    pods = {name: a.pods_by_workload() for name, a in m.adapters.items()}
     for (cluster, wid), pl in m.live.items():
         objs = by_label.get(cluster)
         if objs is not None:
+            label = workload_label(wid)
             out[(cluster, wid)] = replace(
-                pl, health=workload_health(objs.get(wid.replace("/", ".", 1), [])))
+                pl, health=workload_health(objs.get(label, [])),
+                unschedulable=unschedulable_pods(pods.get(cluster, {}).get(label, [])))
     return out
 
 

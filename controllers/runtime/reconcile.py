@@ -37,15 +37,22 @@ from typing import Any, Protocol
 import structlog
 
 from clusters.adapter import ClusterAdapter
-from clusters.apply import HASH_ANNOTATION, Fenced, content_hash, workload_of
-from clusters.errors import ClusterError
+from clusters.apply import Fenced, content_hash
+from clusters.errors import ClusterError, RecreateNeeded
 from clusters.health import workload_health
-from controllers.runtime.desired import INTENT_HASH, DesiredState
-from controllers.runtime.fleetstate import decision_fields, workload_id_of_label
+from controllers.runtime.desired import DesiredState
+from controllers.runtime.fleetstate import decision_fields
 from controllers.runtime.suspension import Suspensions
 from controllers.status.eventfeed import EventFeed
 from controllers.status.statusdoc import PlacementLive
 from fleet.ids import ClusterName, WorkloadId
+from fleet.render import (
+    CONTENT_HASH,
+    INTENT_HASH,
+    SOURCE_COMMIT,
+    workload_id_of_label,
+    workload_of,
+)
 from fleet.safety import REACHABLE, drainable, hold_reconcile, suspension_shields
 
 log = structlog.get_logger()
@@ -181,10 +188,13 @@ class ClusterReconciler:
         else:
             self.prune_refused.pop(name, None)
         failed_labels: dict[str, str] = {}
+        recreate_labels: set[str] = set()
         for key, err in result.failed:
             obj = adapter.applier.desired.get(key) or {}
-            failed_labels.setdefault(workload_of(obj) or label_of.get(key) or "",
-                                     str(err)[:300])
+            failed = workload_of(obj) or label_of.get(key) or ""
+            failed_labels.setdefault(failed, str(err)[:300])
+            if isinstance(err, RecreateNeeded):
+                recreate_labels.add(failed)
         changed_labels = {workload_of(adapter.applier.desired.get(k) or {}) or ""
                           for k in (*result.applied, *result.recreated)}
         placed = self.desired.placed_on(cluster)
@@ -198,10 +208,11 @@ class ClusterReconciler:
                 by_label.setdefault(lbl, []).append(obj)
         for label, wid in labels.items():
             objs = by_label.get(label, [])
-            commit = _annotation(objs, "aifleet.dev/source-commit")
+            commit = _annotation(objs, SOURCE_COMMIT)
             self.live[(cluster, wid)] = PlacementLive(
                 "Failed" if label in failed_labels else "Synced",
-                workload_health(objs), commit, failed_labels.get(label))
+                workload_health(objs), commit, failed_labels.get(label),
+                recreate=label in recreate_labels)
             if label in changed_labels:
                 a = placed.get(wid)
                 self._event("Applied", label, cluster=name,
@@ -327,7 +338,7 @@ class ClusterReconciler:
         acting = self.may_act()
         if self.feed is None and (self.events is None or not acting):
             return
-        wid = workload_id_of_label(label) if "." in label else label
+        wid = workload_id_of_label(label)
         # The fleet commit this was decided at, never a workload's own source commit:
         # the audit judges the record by the policy and cluster labels of that commit.
         fields = {**decision_fields(self.desired.spec, str(wid), fields.get("cluster")),
@@ -363,5 +374,5 @@ def live_manifest_digest(objects: list[dict[str, Any]]) -> str:
     """`manifest_digest` of what runs: from the content hash every applied object carries
     (the hash of the manifest as rendered), so it equals the digest recorded at apply."""
     hashes = sorted(str(((o.get("metadata") or {}).get("annotations") or {}).get(
-        HASH_ANNOTATION, "")) for o in objects)
+        CONTENT_HASH, "")) for o in objects)
     return hashlib.sha256("\n".join(hashes).encode()).hexdigest()

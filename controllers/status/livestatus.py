@@ -34,12 +34,12 @@ import anyio
 
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.errors import ClusterError
+from clusters.health import unschedulable_pods
 from clusters.kubeconfig import ConnectionSpec
 from controllers.runtime.fleetstate import (
     ClusterView,
     capacity_snapshot,
     previous_from_live,
-    workload_label,
 )
 from controllers.runtime.reconcile import live_intent
 from controllers.status.statusdoc import (
@@ -53,7 +53,7 @@ from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement import place
 from fleet.placement.types import Plan, PreviousPlan, Reason, WorkloadPlacement
-from fleet.render import intent_hash
+from fleet.render import SOURCE_COMMIT, intent_hash, workload_label
 from workloads.errors import WorkloadsError
 from workloads.ledger_store import LedgerReader
 from workloads.loader import Snapshot
@@ -150,11 +150,12 @@ def _document(snap: Snapshot, adapters: Mapping[str, ClusterAdapter],
             a = synced[asg.cluster]
             current = w is not None and live_intent(a, label) == intent_hash(w)
             commits = {(o.get("metadata") or {}).get("annotations", {}).get(
-                "aifleet.dev/source-commit") for o in a.workload_objects(label)}
+                SOURCE_COMMIT) for o in a.workload_objects(label)}
             commit = sorted(c for c in commits if c)
             live[(asg.cluster, wid)] = PlacementLive(
                 "Synced" if current else "OutOfSync", a.workload_health(label),
-                commit[0] if commit else None)
+                commit[0] if commit else None,
+                unschedulable=unschedulable_pods(a.pods(label)))
     conditions = tuple(
         {"type": "ClusterUnavailable", "status": "True", "reason": "ConnectFailed",
          "message": f"{name}: {why}"} for name, why in sorted(refused.items()))

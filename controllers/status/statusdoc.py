@@ -9,7 +9,9 @@ Per workload:
   runs (it is never pruned) and says why;
 - `sync` is the worst over its placements: Failed > OutOfSync (open drift) > Applying
   (a reconcile of the new plan has not finished) > Synced; Unknown before any;
-- `health` is the worst over its clusters' Jobs and Deployments;
+- `health` is the worst over its clusters' Jobs and Deployments; pods a cluster's
+  scheduler refuses (PodScheduled=False, Unschedulable: e.g. more cpu than a node
+  allocates) add a reason with rule `Unschedulable` and the scheduler's message;
 - `commit` is the source-commit annotation of what is live.
 
 Per cluster, beyond the schema: a Degraded or Unreachable cluster says why (`reason`,
@@ -44,6 +46,12 @@ class PlacementLive:
     message: str | None = None
     """Why the last reconcile left it Failed (the API server's refusal, a re-create that
     its policy forbids), for the workload's reasons."""
+    unschedulable: str | None = None
+    """Its pods the cluster's scheduler cannot place (`N pod(s) Pending, unschedulable:
+    0/8 nodes are available: 8 Insufficient cpu.`): placed by us, waiting there."""
+    recreate: bool = False
+    """The message is a re-create its policy forbids (`clusters.errors.RecreateNeeded`):
+    the Job runs as it was; the row says `recreateNeeded`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +181,19 @@ def _workload_row(wp: WorkloadPlacement, live: Mapping[tuple[ClusterName, Worklo
              **({"rule": r.rule} if r.rule else {})}
             for r in wp.reasons] + [
             {"message": live[(a.cluster, wp.id)].message or "", "cluster": a.cluster,
-             "rule": "Apply"}
+             "rule": "RecreateNeeded" if live[(a.cluster, wp.id)].recreate else "Apply"}
             for a in wp.assignments
-            if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].message],
+            if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].message] + [
+            {"message": live[(a.cluster, wp.id)].unschedulable or "", "cluster": a.cluster,
+             "rule": "Unschedulable"}
+            for a in wp.assignments
+            if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].unschedulable],
     }
+    recreate = [{"cluster": a.cluster, "reason": live[(a.cluster, wp.id)].message or ""}
+                for a in wp.assignments
+                if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].recreate]
+    if recreate:
+        row["recreateNeeded"] = recreate
     if mine:
         row["drift"] = [{"cluster": d.cluster, "paths": list(d.paths), "manager": d.manager,
                          "corrected": d.corrected} for d in mine[-10:]]

@@ -82,6 +82,8 @@ def _reason(w: dict[str, Any]) -> str:
     if not reasons:
         reasons = [r.get("message", "") for r in w.get("reasons", [])]
     drift = [d for d in w.get("drift", []) if not d.get("corrected")]
+    for r in reversed(w.get("recreateNeeded", [])):
+        reasons.insert(0, f"re-create needed on {r['cluster']}: {r['reason']}")
     if drift:
         d = drift[0]
         reasons.insert(0, f"drift on {d['cluster']}: {', '.join(d['paths'][:3])}"
@@ -166,6 +168,8 @@ def render_workload(doc: dict[str, Any], wid: str) -> str | None:
              + (f" · since {w['since']}" if w.get("since") else "")]
     if w.get("dataClass"):
         lines.append(f"dataClass: {w['dataClass']}")
+    lines += [f"re-create needed on {r['cluster']}: {r['reason']}"
+              for r in w.get("recreateNeeded", [])]
     if w.get("suspended"):
         lines.append(f"suspended since {w['suspended'].get('since', '?')}: not reconciled "
                      "(no apply, prune or drift correction) until `fleet resume`")

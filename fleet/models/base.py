@@ -17,6 +17,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from fleet.jurisdictions import is_country
+from fleet.quantity import QuantityError
+from fleet.quantity import parse as parse_quantity
 
 API_VERSION = "aifleet.dev/v1alpha1"
 
@@ -26,7 +28,6 @@ _DNS1123_SUBDOMAIN = re.compile(
 )
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
 _FLAVOUR = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
 
@@ -85,8 +86,16 @@ def _quantity(value: object) -> object:
 
 
 def _check_quantity(value: str) -> str:
-    if not _QUANTITY.match(value):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 32, 512Gi)")
+    # The API server's own grammar (`fleet.quantity`, apimachinery `ParseQuantity`),
+    # so every spelling it takes is taken (`0.5`, `1e3`, `1024Mi`); a request must not
+    # be negative (`pkg/apis/core/validation/validation.go`, `ValidateNonnegativeQuantity`).
+    try:
+        parsed = parse_quantity(value)
+    except QuantityError:
+        raise ValueError(
+            f"{value!r} is not a Kubernetes quantity (e.g. 500m, 32, 512Gi)") from None
+    if parsed.value < 0:
+        raise ValueError(f"{value!r}: a resource request must not be negative")
     return value
 
 

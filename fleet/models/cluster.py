@@ -15,6 +15,7 @@ from fleet.models.base import (
     CountryCode,
     FlavourName,
     LabelKey,
+    LabelValue,
     Model,
     NonEmptyStr,
     unique,
@@ -40,9 +41,10 @@ class GpuOffer(Model):
     flavour: FlavourName = Field(
         description="The fleet-wide flavour name Workloads ask for in "
                     "`resources.gpu.flavours`.", examples=["h100-80gb"])
-    product: Annotated[str, Field(min_length=1, max_length=63)] = Field(
+    product: Annotated[LabelValue, Field(min_length=1, max_length=63)] = Field(
         description="The node label `nvidia.com/gpu.product` that selects these nodes; "
-                    "pods of this flavour get it as their nodeSelector.",
+                    "pods of this flavour get it as their nodeSelector (so it must be a "
+                    "label value, as the API server checks a nodeSelector).",
         examples=["NVIDIA-H100-80GB-HBM3"])
     count: Annotated[int, Field(ge=0)] = Field(
         description="Declared total GPUs of this flavour, a multiple of `perNode`; the "

@@ -21,10 +21,9 @@ import httpx
 import pygit2
 
 from clusters.sim import SimClusterSpec, SimFleet, spec_from_cluster, start_sim, tls
-from controllers.runtime.fleetstate import workload_id_of_label
 from controllers.runtime.manager import Manager
 from controllers.settings import Settings
-from fleet.render import WORKLOAD_LABEL
+from fleet.render import WORKLOAD_LABEL, workload_id_of_label
 from tests.support.controller import FAST
 from workloads.loader import read_fleet
 

@@ -279,6 +279,48 @@ async def test_create_validates_fields_as_the_validate_flag_asks(
         assert "dtaa" not in got
 
 
+def deployment(ns: str, name: str = "web", replicas: Any = 1) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                         "containers": [{"name": "main", "image": "nginx:1.27"}]}}}}
+
+
+@pytest.mark.parametrize("flags", [("--server-side",), ()], ids=["server-side", "client-side"])
+async def test_apply_of_an_invalid_object_prints_the_servers_causes(
+        kubectl: Kubectl, ns: str, flags: tuple[str, ...]) -> None:
+    """A 422 Invalid reads as kubectl prints a real server's: `The Deployment "web" is
+    invalid:` and then each cause (`<field>: <message>`); nothing is written."""
+    res = await kubectl("apply", *flags, "-f", "-", stdin=json.dumps(deployment(ns, replicas=-1)))
+    assert res.rc != 0
+    assert 'The Deployment "web" is invalid: spec.replicas: Invalid value: -1: must be ' \
+        "greater than or equal to 0" in res.err, res.err
+    missing = await kubectl("get", "deployment", "web", "-n", ns)
+    assert missing.rc != 0 and "NotFound" in missing.err
+
+
+async def test_apply_lists_every_cause_of_a_refused_object(kubectl: Kubectl, ns: str) -> None:
+    """Several causes: kubectl prints one `* <field>: <message>` line each."""
+    bad = deployment(ns, replicas=-1)
+    bad["metadata"]["labels"] = {"team": "x" * 64}
+    res = await kubectl("apply", "-f", "-", stdin=json.dumps(bad))
+    assert res.rc != 0 and 'The Deployment "web" is invalid:' in res.err
+    assert "* spec.replicas: Invalid value: -1" in res.err, res.err
+    assert "* metadata.labels: Invalid value:" in res.err
+    assert "must be no more than 63 characters" in res.err
+
+
+async def test_create_of_a_wrong_type_prints_the_decoders_error(kubectl: Kubectl,
+                                                                ns: str) -> None:
+    """`replicas: "two"` is the decoder's 400, as kubectl shows it from a real server."""
+    res = await kubectl("create", "-f", "-", stdin=json.dumps(deployment(ns, replicas="two")))
+    assert res.rc != 0
+    assert "Error from server (BadRequest)" in res.err, res.err
+    assert "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas " \
+        "of type int32" in res.err
+
+
 async def test_diff_server_side_shows_the_change_without_writing_it(kubectl: Kubectl,
                                                                     ns: str) -> None:
     """`diff --server-side` is an apply with dryRun=All: it returns the would-be object

@@ -7,12 +7,19 @@ refuse exactly what kube-apiserver 1.35 refuses."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+
+import jsonschema
 
 from controllers.demo.sandbox import Sandbox, synced, until
 from controllers.runtime.manager import Manager
 from tests.fleetdocs import workload
+from tests.specs import load_schema
 from tests.support.controller import FAST, TRAIN, fast_settings, fleet_files, sandbox
 
 ETL = "nlp-team/etl"
@@ -63,6 +70,22 @@ async def test_a_running_job_is_kept_when_a_change_needs_a_recreate(tmp_path: Pa
         row = _row(m, ETL)
         assert row["sync"] == "Failed"
         assert any("spec.completions" in r["message"] for r in row["reasons"])
+        # said as such, per cluster, in the status document and `fleet status`
+        (need,) = row["recreateNeeded"]
+        jsonschema.validate(m.status(), load_schema("status.schema.json"))
+        assert need["cluster"] == row["placements"][0]["cluster"]
+        assert "spec.completions" in need["reason"]
+        from controllers.status.statusview import render_workload
+        shown = render_workload(m.status(), ETL) or ""
+        assert f"re-create needed on {need['cluster']}" in shown
+        # and `fleet plan --server` (planning from what runs) says it too
+        r = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "controllers.cli", "plan",
+                             str(box.repo.path), "--server", f"http://127.0.0.1:{m.port}",
+                             "-o", "json"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        planned = next(w for w in json.loads(r.stdout)["workloads"] if w["id"] == ETL)
+        assert planned["recreateNeeded"] == row["recreateNeeded"]
         job = _job(box, m, ETL)
         assert job["metadata"]["uid"] == uid and job["spec"]["completions"] == 2
         assert sum(a.stats.calls["delete"] for a in m.adapters.values()) == deletes

@@ -23,11 +23,11 @@ import anyio
 import httpx
 
 from controllers.demo.sandbox import Sandbox, until
-from controllers.runtime.fleetstate import workload_id_of_label
 from controllers.runtime.manager import JOURNAL_FILE, Manager
 from controllers.runtime.reconcile import live_manifest_digest
 from fleet.audit import open_placements
 from fleet.ledger import Entry, Record
+from fleet.render import workload_id_of_label
 from tests.fleetdocs import cluster, workload
 from tests.support.controller import (
     FAST,

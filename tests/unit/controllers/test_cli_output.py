@@ -143,3 +143,17 @@ def test_interrupt_and_argparse_exits_keep_their_codes() -> None:
     assert exit_code(_raised(SystemExit(2)), "run", failed=1) == 1
     with pytest.raises(SystemExit):
         exit_code(_raised(SystemExit(0)), "run")
+
+
+def test_the_independence_contract_covers_every_command() -> None:
+    """`lint-imports` keeps the subcommands from importing each other only for the
+    modules its contract names: a new command must be named there too."""
+    import tomllib
+
+    from controllers.commands import COMMANDS
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = config["tool"]["importlinter"]["contracts"]
+    independent = next(c["modules"] for c in contracts if c["type"] == "independence"
+                       and c["modules"][0].startswith("controllers.commands."))
+    assert sorted(independent) == sorted(f"controllers.commands.{c}" for c in COMMANDS)

@@ -8,11 +8,14 @@ import pytest
 
 from controllers.runtime.desired import DesiredState
 from fleet.ids import ClusterName, Flavour, WorkloadId
+from fleet.placement import place
 from fleet.placement.types import Assignment, Plan, WorkloadPlacement
-from fleet.render import intent_hash, render
+from fleet.render import intent_hash, render, render_cluster
 from fleet.spec import FleetSpec
 from tests.fleetdocs import base_fleet, workload
 from tests.gitrepo import GitRepo
+from tests.unit.fleet_placement.builders import cluster, declared, fleet
+from tests.unit.fleet_placement.builders import workload as built
 from workloads.loader import read_fleet
 
 FRA, USE = ClusterName("eu-fra-1"), ClusterName("us-east-1")
@@ -85,3 +88,21 @@ def test_after_a_restart_the_live_commit_is_kept_only_if_the_intent_is_the_same(
     assert kept == (1 if same_intent else 0)
     use, _ = d.objects_for(USE)
     assert commit_of(use, "eval") == (c1 if same_intent else c2)
+
+
+def test_the_controller_applies_what_render_cluster_renders() -> None:
+    """`fleet render` and the controller share `cluster_objects`: same objects, same
+    order, for the same plan and commit."""
+    c = cluster("eu-fra-1", "DE", (("h100-80gb", 64, 8), ("l40s-48gb", 16, 4)))
+    spec = fleet(c, built("train", wtype="training", replicas=4, count=8),
+                 built("serve", wtype="inference", replicas=3, count=1,
+                       flavours=("l40s-48gb",)),
+                 built("other", "vision-team", count=1))
+    plan = place(spec, declared(spec), commit="c1")
+    d = DesiredState(render)
+    d.adopt_spec(spec, "c1")
+    d.plan = plan
+    objects, labels = d.objects_for(ClusterName("eu-fra-1"))
+    assert objects == render_cluster(spec, plan, ClusterName("eu-fra-1"), "c1")
+    assert set(labels.values()) == {w for w, p in plan.workloads.items()
+                                    if p.status == "Placed"}

@@ -12,12 +12,11 @@ from controllers.runtime.fleetstate import (
     ClusterView,
     capacity_snapshot,
     previous_from_live,
-    workload_id_of_label,
-    workload_label,
 )
 from fleet.ids import ClusterName, Flavour
 from fleet.models import Cluster
 from fleet.placement.types import Assignment
+from fleet.render import workload_id_of_label, workload_label
 from tests.fleetdocs import cluster
 
 FRA = Cluster.model_validate(yaml.safe_load(

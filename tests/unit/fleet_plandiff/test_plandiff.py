@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from fleet.ids import ClusterName, Flavour, WorkloadId
@@ -19,6 +20,7 @@ from fleet.plandiff_render import MARKER, to_json, to_markdown, to_text
 from fleet.spec import FleetSpec
 from tests.fleetdocs import base_fleet, workload
 from tests.gitrepo import GitRepo
+from tests.specs import load_schema
 from workloads.loader import read_fleet
 
 QUOTA = """\
@@ -204,3 +206,30 @@ def test_gpus_without_a_price_are_unknown_cost_not_free(tmp_path: Path) -> None:
     assert "Not priced (no `pricePerHour`): 0 -> 16 GPUs; their cost is unknown, not zero." \
         in to_markdown(d)
     assert to_json(d)["diff"]["costPerHour"]["unpricedGpus"] == {"before": 0, "after": 16}
+
+
+@pytest.mark.parametrize(("wtype", "recreate", "said"), [
+    ("batch", None, "recreate: never keeps the running Job"),
+    ("batch", "onChange", "recreate: onChange deletes the running Job"),
+    ("training", None, None),  # Indexed: completions and parallelism change in place
+], ids=["batch-never", "batch-on-change", "training-in-place"])
+def test_a_job_change_the_api_refuses_in_place_says_re_create_needed(
+        tmp_path: Path, wtype: str, recreate: str | None, said: str | None) -> None:
+    policy = f"  recreate: {recreate}\n" if recreate else ""
+    base = spec_of(tmp_path / "b", {"workloads/nlp-team/train.yaml": workload(
+        "train", wtype=wtype) + policy})
+    head = spec_of(tmp_path / "h", {"workloads/nlp-team/train.yaml": workload(
+        "train", wtype=wtype).replace("replicas: 2", "replicas: 1") + policy})
+    d = diff_plans(base, plan("b1", placed("nlp-team/train", ("eu-fra-1", 2))),
+                   head, plan("h1", placed("nlp-team/train", ("eu-fra-1", 1))), render=render)
+    w = next(x for x in d.workloads if x.id == "nlp-team/train")
+    row = next(r for r in to_json(d)["workloads"] if r["id"] == "nlp-team/train")
+    if said is None:
+        assert w.recreate == () and "recreateNeeded" not in row
+        return
+    ((cluster, reason),) = w.recreate
+    assert cluster == "eu-fra-1" and "spec.completions" in reason and said in reason
+    assert row["recreateNeeded"] == [{"cluster": "eu-fra-1", "reason": reason}]
+    jsonschema.validate(to_json(d), load_schema("plan.schema.json"))  # an extra field
+    assert f"re-create needed on eu-fra-1: {reason}" in to_text(d)
+    assert "re-create needed on eu-fra-1" in to_markdown(d)

@@ -10,7 +10,16 @@ import yaml
 from fleet.ids import ClusterName, Flavour
 from fleet.placement import place
 from fleet.placement.types import Assignment
-from fleet.render import intent_hash, render, render_cluster, to_yaml
+from fleet.render import (
+    intent_hash,
+    pod_gpus,
+    read_back,
+    render,
+    render_cluster,
+    to_yaml,
+    workload_id_of_label,
+    workload_label,
+)
 from tests.unit.fleet_placement.builders import cluster, declared, fleet, workload
 from tests.unit.fleet_render.k8s import errors
 
@@ -118,3 +127,66 @@ def test_the_validator_rejects_what_kubernetes_would() -> None:
     found = errors(job)
     assert len(found) >= 2, found
     assert any("bogus" in e for e in found)
+
+
+@pytest.mark.parametrize(("w", "a"), [(TRAIN, A8), (BATCH, A8), (SERVE, A1)],
+                         ids=["training", "batch", "inference"])
+def test_read_back_returns_what_render_wrote(w: Any, a: Assignment) -> None:
+    """The inverse of the contract: what a restarted controller, live status and the
+    audit read from an object is what the controller applied."""
+    pods = [o for o in render(w, a, C, "c1") if o["kind"] in ("Job", "Deployment")]
+    (obj,) = pods
+    back = read_back(obj)
+    assert back.workload == workload_label(w.id)
+    assert workload_id_of_label(back.workload) == w.id
+    assert (back.replicas, back.gpus_per_replica) == (a.replicas, a.gpus_per_replica)
+    assert back.product == C.offer(a.flavour).product  # type: ignore[union-attr]
+    assert (back.commit, back.intent_hash, back.managed) == ("c1", intent_hash(w), True)
+
+
+def _pod(containers: list[dict[str, Any]], init: list[dict[str, Any]] | None = None
+         ) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": containers}
+    if init is not None:
+        spec["initContainers"] = init
+    return {"apiVersion": "v1", "kind": "Pod", "spec": spec}
+
+
+def _c(requests: Any = None, limits: Any = None, restart: str | None = None
+       ) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    if requests is not None:
+        res["requests"] = {"nvidia.com/gpu": requests}
+    if limits is not None:
+        res["limits"] = {"nvidia.com/gpu": limits}
+    c: dict[str, Any] = {"name": "c", "resources": res}
+    if restart:
+        c["restartPolicy"] = restart
+    return c
+
+
+@pytest.mark.parametrize(("pod", "gpus"), [
+    (_pod([_c("8", "8")]), 8),
+    (_pod([_c(limits="4")]), 4),  # the server defaults the request to the limit
+    (_pod([_c(requests=2)]), 2),  # an integer as the JSON number it may be sent as
+    (_pod([_c("1", "1"), _c("2", "2")]), 3),  # containers add up
+    (_pod([_c("1", "1")], [_c("4", "4")]), 4),  # an init container's peak counts
+    (_pod([_c("1", "1")], [_c("2", "2", "Always"), _c("3", "3")]), 5),  # sidecar + init
+    (_pod([_c("1", "1")], [_c("2", "2", "Always")]), 3),  # a sidecar runs alongside
+    (_pod([_c("0.5")]), 0),  # not a whole GPU: the server refuses it, counts nothing
+    (_pod([_c("lots")]), 0),
+    (_pod([{"name": "c"}]), 0),
+], ids=["request-and-limit", "limit-only", "json-number", "two-containers", "init-peak",
+        "sidecar-then-init", "sidecar", "fractional", "not-a-quantity", "no-resources"])
+def test_one_rule_for_the_gpus_of_a_pod(pod: dict[str, Any], gpus: int) -> None:
+    assert pod_gpus(pod) == gpus
+    assert read_back(pod).gpus_per_replica == gpus
+
+
+def test_workload_label_and_its_inverse_are_one_rule() -> None:
+    assert workload_label("nlp-team/train") == "nlp-team.train"
+    assert workload_id_of_label("nlp-team.train") == "nlp-team/train"
+    assert workload_id_of_label("nlp-team.train.v2") == "nlp-team/train.v2"
+    assert workload_id_of_label("nlp-team/train") == "nlp-team/train"  # already an id
+    assert workload_id_of_label("plain") == "plain"
+

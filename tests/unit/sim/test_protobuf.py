@@ -67,10 +67,31 @@ def test_a_service_decodes_int_or_string_target_ports() -> None:
 
 @pytest.mark.parametrize(("body", "why"), [
     (b"{}", "magic"),
-    (envelope("v1", "Secret", f(1, meta("x"))), "kind Secret"),
+    (envelope("v1", "Binding", f(1, meta("x"))), "kind Binding"),
     (envelope("v1", "ConfigMap", f(1, meta("x")) + f(9, "surprise")), "field 9 of ConfigMap"),
 ], ids=["not-protobuf", "unknown-kind", "unknown-field-with-a-value"])
 def test_what_cannot_be_decoded_is_a_415_naming_why(body: bytes, why: str) -> None:
     with pytest.raises(SimError) as err:
         decode(body)
     assert err.value.code == 415 and why in err.value.message
+
+
+def test_delete_options_decode_with_preconditions_and_propagation() -> None:
+    # What a typed client (helm uninstall, its Secret storage driver) sends on DELETE.
+    raw = f(1, 0) + f(2, f(1, "uid-1") + f(2, "42")) + f(4, "Background") + f(5, "All")
+    opts = decode(envelope("v1", "DeleteOptions", raw))
+    assert opts["preconditions"] == {"uid": "uid-1", "resourceVersion": "42"}
+    assert opts["propagationPolicy"] == "Background"
+    assert opts["dryRun"] == ["All"]
+    assert opts["gracePeriodSeconds"] == 0
+
+
+def test_a_secret_decodes_its_bytes_as_base64_and_its_type() -> None:
+    raw = (f(1, meta("sh.helm.release.v1.web.v1", owner="helm"))
+           + f(2, f(1, "release") + f(2, b"\x1f\x8b\x00"))
+           + f(3, "helm.sh/release.v1") + f(4, f(1, "note") + f(2, "plain")))
+    secret = decode(envelope("v1", "Secret", raw))
+    assert secret["data"] == {"release": "H4sA"}
+    assert secret["type"] == "helm.sh/release.v1"
+    assert secret["stringData"] == {"note": "plain"}
+    assert secret["metadata"]["labels"] == {"owner": "helm"}

@@ -138,3 +138,48 @@ def test_creating_in_a_terminating_namespace_is_forbidden() -> None:
     with pytest.raises(SimError) as err:
         s.create(CM, cm("new"))
     assert err.value.code == 403
+
+
+def bound_pod(name: str = "p", grace: int | None = None, node: str = "n1",
+              phase: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": "c", "image": "i:1"}]}
+    if node:
+        spec["nodeName"] = node
+    if grace is not None:
+        spec["terminationGracePeriodSeconds"] = grace
+    return {"metadata": {"name": name, "namespace": "a"}, "spec": spec}
+
+
+def test_deleting_a_bound_pod_starts_graceful_termination_with_its_grace_period() -> None:
+    s = store()
+    s.create(POD, bound_pod())
+    out = s.delete(POD, "a", "p")
+    meta = out["metadata"]
+    assert meta["deletionGracePeriodSeconds"] == 30  # the defaulted terminationGrace...
+    assert meta["generation"] == 2
+    assert s.find(POD, "a", "p") is not None  # still there, holding its node's resources
+    # a second delete may only shorten it; 0 removes the pod at once
+    assert s.delete(POD, "a", "p", grace_seconds=60)["metadata"][
+        "deletionGracePeriodSeconds"] == 30
+    assert s.delete(POD, "a", "p", grace_seconds=5)["metadata"][
+        "deletionGracePeriodSeconds"] == 5
+    s.delete(POD, "a", "p", grace_seconds=0)
+    assert s.find(POD, "a", "p") is None
+
+
+@pytest.mark.parametrize(("pod", "grace"), [
+    (bound_pod(node=""), None), (bound_pod(grace=0), None), (bound_pod(), 0)],
+    ids=["unbound", "zero-grace-spec", "grace-period-0-option"])
+def test_pods_that_need_no_grace_go_at_once(pod: dict[str, Any], grace: int | None) -> None:
+    s = store()
+    s.create(POD, pod)
+    s.delete(POD, "a", "p", grace_seconds=grace)
+    assert s.find(POD, "a", "p") is None
+
+
+def test_a_status_write_during_termination_does_not_remove_the_pod() -> None:
+    s = store()
+    s.create(POD, bound_pod())
+    live = s.delete(POD, "a", "p")
+    s.replace(POD, {**live, "status": {"phase": "Running"}}, live, subresource="status")
+    assert s.find(POD, "a", "p") is not None

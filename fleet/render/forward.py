@@ -17,40 +17,45 @@ template carries the two labels as well (capacity discovery counts GPUs of pods 
 `managed-by: aifleet` as the fleet's own) but not the commit: a Job's template is
 immutable, and a new commit that changes nothing about the workload must not force a
 re-create. GPU pods request and limit `nvidia.com/gpu` and select nodes by
-`nvidia.com/gpu.product`, which `clusters.adapter.live_workloads()` reads back.
+`nvidia.com/gpu.product`, which `fleet.render.inverse.read_back` reads back.
 
-Output is deterministic: the same inputs give equal dicts, and `to_yaml` dumps them with
-sorted keys, so a diff shows only real change.
+`cluster_objects` is what the controller applies to a cluster (`controllers.desired`),
+`render_cluster` the same for one commit (`fleet render`). Output is deterministic: the
+same inputs give equal dicts, and `to_yaml` dumps them with sorted keys, so a diff shows
+only real change.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import yaml
 
-from fleet.ids import ClusterName
+from fleet.ids import ClusterName, WorkloadId
 from fleet.models import UNREACHABLE_TOLERATION_KEY, Cluster, Workload
 from fleet.placement.types import Assignment, Plan
+from fleet.render.keys import (
+    FLAVOUR,
+    GPU_RESOURCE,
+    INTENT_HASH,
+    KIND_ORDER,
+    MANAGED_BY,
+    MANAGED_BY_VALUE,
+    PRODUCT_LABEL,
+    RECREATE,
+    SOURCE_COMMIT,
+    WORKLOAD_LABEL,
+    workload_label,
+)
 from fleet.spec import FleetSpec
 
-MANAGED_BY = "aifleet.dev/managed-by"
-WORKLOAD_LABEL = "aifleet.dev/workload"
-SOURCE_COMMIT = "aifleet.dev/source-commit"
-FLAVOUR = "aifleet.dev/flavour"
-INTENT_HASH = "aifleet.dev/intent-hash"
-RECREATE = "aifleet.dev/recreate"
-"""On a Job: `never` or `onChange`, the workload's `spec.recreate` (what the applier may
-do when the API server refuses a change to the running Job in place)."""
-GPU_RESOURCE = "nvidia.com/gpu"
-PRODUCT_LABEL = "nvidia.com/gpu.product"
 BACKOFF_LIMIT = 3
-KIND_ORDER = {"Namespace": 0, "Service": 1, "Deployment": 2, "Job": 3}
 
 Manifest = dict[str, Any]
+RenderFn = Callable[[Workload, Assignment, Cluster, str], tuple[Manifest, ...]]
 
 
 def intent_hash(w: Workload) -> str:
@@ -60,17 +65,13 @@ def intent_hash(w: Workload) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def workload_label(w: Workload) -> str:
-    return f"{w.team}.{w.metadata.name}"
-
-
 def render(workload: Workload, assignment: Assignment, cluster: Cluster, commit: str
            ) -> tuple[Manifest, ...]:
     """The workload's objects in `cluster` (not its Namespace), for this assignment."""
     offer = cluster.offer(assignment.flavour)
     if offer is None:
         raise ValueError(f"cluster {cluster.name} offers no {assignment.flavour}")
-    own = {WORKLOAD_LABEL: workload_label(workload), MANAGED_BY: "aifleet"}
+    own = {WORKLOAD_LABEL: workload_label(workload.id), MANAGED_BY: MANAGED_BY_VALUE}
     labels = {**workload.metadata.labels, **own}
     annotations = {SOURCE_COMMIT: commit, FLAVOUR: assignment.flavour,
                    INTENT_HASH: intent_hash(workload)}
@@ -151,29 +152,50 @@ def _pod_spec(w: Workload, a: Assignment, product: str) -> dict[str, Any]:
     return pod
 
 
-def namespace(team: str, commit: str) -> Manifest:
+def namespace(team: str) -> Manifest:
+    """A team's Namespace. Not stamped with a commit: every commit would rewrite it."""
     return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": team, "labels": {MANAGED_BY: "aifleet"},
-                         "annotations": {SOURCE_COMMIT: commit}}}
+            "metadata": {"name": team, "labels": {MANAGED_BY: MANAGED_BY_VALUE}}}
+
+
+def placed_on(plan: Plan, cluster: ClusterName) -> dict[WorkloadId, Assignment]:
+    """The Placed workloads' assignments in `cluster`, by workload id (sorted)."""
+    return {wid: a for wid, wp in sorted(plan.workloads.items())
+            for a in wp.assignments if a.cluster == cluster and wp.status == "Placed"}
+
+
+def cluster_objects(spec: FleetSpec, placed: Mapping[WorkloadId, Assignment],
+                    cluster: ClusterName, commit_of: Callable[[WorkloadId], str],
+                    render_one: RenderFn = render
+                    ) -> tuple[list[Manifest], dict[str, WorkloadId]]:
+    """Every object `cluster` should have, in apply order (one Namespace per team with a
+    workload there, then each workload's objects in id order), and the workload label ->
+    id of them. `commit_of` gives each workload's commit (the controller's: where its
+    intent last changed); `render_one` may cache `render`."""
+    c = spec.clusters.get(cluster)
+    if c is None:
+        return [], {}
+    objects: list[Manifest] = []
+    teams: set[str] = set()
+    labels: dict[str, WorkloadId] = {}
+    for wid, a in placed.items():
+        wl = spec.workloads.get(wid)
+        if wl is None:
+            continue
+        objects.extend(render_one(wl, a, c, commit_of(wid)))
+        teams.add(wl.team)
+        labels[workload_label(wid)] = wid
+    objects[:0] = [namespace(t) for t in sorted(teams)]
+    return objects, labels
 
 
 def render_cluster(spec: FleetSpec, plan: Plan, cluster: ClusterName, commit: str
                    ) -> list[Manifest]:
-    """Every object the plan puts in `cluster`: one Namespace per team with a workload
-    there, then each workload's objects; sorted by kind order, namespace and name."""
-    c = spec.clusters[cluster]
-    out: list[Manifest] = []
-    teams: set[str] = set()
-    for wid, p in sorted(plan.workloads.items()):
-        w = spec.workloads.get(wid)
-        if w is None:
-            continue
-        for a in p.assignments:
-            if a.cluster == cluster:
-                out.extend(render(w, a, c, commit))
-                teams.add(w.team)
-    out.extend(namespace(t, commit) for t in sorted(teams))
-    return sorted(out, key=sort_key)
+    """What the controller applies to `cluster` for this plan when every workload's
+    intent is at `commit` (`fleet render`)."""
+    objects, _labels = cluster_objects(spec, placed_on(plan, cluster), cluster,
+                                       lambda _wid: commit)
+    return objects
 
 
 def sort_key(obj: Manifest) -> tuple[int, str, str]:
@@ -182,7 +204,11 @@ def sort_key(obj: Manifest) -> tuple[int, str, str]:
             str(meta.get("name") or ""))
 
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+"""libyaml's emitter when present: the same YAML, ~10x faster than pure Python."""
+
+
 def to_yaml(objects: Iterable[Manifest]) -> str:
-    """Deterministic multi-document YAML (sorted keys), for `fleet plan` and diffs."""
-    return str(yaml.safe_dump_all(list(objects), sort_keys=True, default_flow_style=False,
-                                  explicit_start=True))
+    """Deterministic multi-document YAML (sorted keys): `fleet render`, the PR diff."""
+    return str(yaml.dump_all(list(objects), Dumper=_DUMPER, sort_keys=True,
+                             default_flow_style=False, explicit_start=True))
