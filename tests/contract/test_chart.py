@@ -227,3 +227,65 @@ async def test_helm_install_into_a_management_cluster(helm: Helm,
     await helm.ok("uninstall", "aifleet", "-n", NS)
     code, _gone, _ = await raw(api, "GET", base)
     assert code == 404
+
+
+INSTALL_MD = ROOT / "docs" / "install.md"
+NEEDS_CONTROLLER = "# needs the running controller"
+
+
+def install_md_commands() -> list[list[str]]:
+    """The commands of docs/install.md's `sh` blocks, in order, without those marked as
+    needing a running controller (the simulator runs no image)."""
+    import shlex
+
+    text = INSTALL_MD.read_text()
+    commands: list[list[str]] = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        skip = False
+        for line in block.splitlines():
+            if line.strip() == NEEDS_CONTROLLER:
+                skip = True
+            elif line.strip() and not line.startswith("#"):
+                if not skip:
+                    commands.append(shlex.split(line))
+                skip = False
+    return commands
+
+
+async def test_every_command_of_install_md_runs(kubectl: Kubectl, helm: Helm,
+                                                api: client.ApiClient,
+                                                kubeconfig: Path, tmp_path: Path) -> None:
+    files = {"members.kubeconfig": kubeconfig.read_text(),
+             "repo-url.txt": "https://fleet-bot:not-a-real-token@git.example.com/ml/fleet.git",
+             "webhook-secret.txt": "not-a-real-webhook-secret"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+
+    def local(arg: str) -> str:
+        for name in files:
+            arg = arg.replace(f"={name}", f"={tmp_path / name}")
+        return str(ROOT / arg) if arg.startswith("deploy/") else arg
+
+    (await kubectl("apply", "--server-side", "-f", str(CRDS))).ok()  # prometheus-operator's
+    await crds_established(api)
+    commands = install_md_commands()
+    assert sum("create" in c for c in commands[:4]) == 4  # namespace and 3 Secrets
+    assert ["helm", "install"] in [c[:2] for c in commands]
+    for argv in commands:
+        tool, *args = [local(a) for a in argv]
+        assert tool in ("kubectl", "helm"), argv
+        if tool == "kubectl":
+            r = await kubectl(*args)
+            assert r.rc == 0, f"{' '.join(argv)}: {r.err or r.out}"
+        else:
+            await helm.ok(*args)
+    code, dep, _ = await raw(api, "GET", f"/apis/apps/v1/namespaces/{NS}/deployments/aifleet")
+    assert code == 200
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FLEET_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == \
+        "aifleet-webhook"
+    for kind, name in (("ingresses", "aifleet"), ("servicemonitors", "aifleet"),
+                       ("prometheusrules", "aifleet")):
+        group = "networking.k8s.io" if kind == "ingresses" else "monitoring.coreos.com"
+        code, _obj, _ = await raw(api, "GET", f"/apis/{group}/v1/namespaces/{NS}/{kind}/{name}")
+        assert code == 200, kind
