@@ -252,14 +252,21 @@ def install_md_commands() -> list[list[str]]:
     return commands
 
 
-async def test_every_command_of_install_md_runs(kubectl: Kubectl, helm: Helm,
-                                                api: client.ApiClient,
-                                                kubeconfig: Path, tmp_path: Path) -> None:
+def install_md_inputs(tmp: Path, kubeconfig: Path) -> dict[str, str]:
+    """The files install.md's commands read: the members' kubeconfig (the simulator's),
+    the repo URL with a token, the webhook secret."""
     files = {"members.kubeconfig": kubeconfig.read_text(),
              "repo-url.txt": "https://fleet-bot:not-a-real-token@git.example.com/ml/fleet.git",
              "webhook-secret.txt": "not-a-real-webhook-secret"}
     for name, text in files.items():
-        (tmp_path / name).write_text(text)
+        (tmp / name).write_text(text)
+    return files
+
+
+async def test_every_command_of_install_md_runs(kubectl: Kubectl, helm: Helm,
+                                                api: client.ApiClient,
+                                                kubeconfig: Path, tmp_path: Path) -> None:
+    files = install_md_inputs(tmp_path, kubeconfig)
 
     def local(arg: str) -> str:
         for name in files:
