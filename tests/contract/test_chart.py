@@ -63,7 +63,8 @@ def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {o["kind"]: o for o in objects}
 
 
-VALUES = {"default": REPO, "production": ("-f", str(PRODUCTION))}
+VALUES = {"default": REPO,
+          "production": ("-f", str(PRODUCTION), "--set", "podDisruptionBudget.enabled=true")}
 
 
 @pytest.mark.parametrize("values", VALUES, ids=list(VALUES))
@@ -91,7 +92,7 @@ def test_the_plain_manifests_are_what_the_chart_renders() -> None:
     kinds = {d["kind"] for d in yaml.safe_load_all(
         (ROOT / "deploy" / "manifests" / "aifleet.yaml").read_text()) if d}
     assert {"Deployment", "ServiceAccount", "Role", "RoleBinding", "Service",
-            "NetworkPolicy", "PodDisruptionBudget"} <= kinds
+            "NetworkPolicy"} <= kinds
 
 
 def test_the_pod_runs_locked_down_with_leader_election_in_its_own_cluster() -> None:
@@ -218,7 +219,6 @@ async def test_helm_install_into_a_management_cluster(helm: Helm,
                  f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/roles/aifleet",
                  f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/rolebindings/aifleet",
                  f"/api/v1/namespaces/{NS}/services/aifleet",
-                 f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/aifleet",
                  f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/aifleet"):
         code, _body, _ = await raw(api, "GET", path)
         assert code == 200, path

@@ -10,16 +10,20 @@ token but not RBAC: the chart's Role is checked by the contract test of the char
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.abc
 import httpx
 
 from clusters.sim import tls
+from controllers.demo.sandbox import Sandbox
 from tests.integration.test_controller_cli import ROOT, free_port
 from tests.integration.test_controller_harness import sandbox
 
@@ -40,50 +44,104 @@ def pod_environment(tmp: Path, url: str, token: str) -> tuple[dict[str, str], Pa
     return env, sa
 
 
+@contextlib.asynccontextmanager
+async def replica(box: Sandbox, env: dict[str, str], tmp: Path, identity: str
+                  ) -> AsyncIterator[tuple[anyio.abc.Process, httpx.AsyncClient, Path]]:
+    """`fleet run` as the chart's container runs it (leader election, in-cluster home),
+    on its own port and state dir; killed at the end if still running."""
+    port = free_port()
+    log_path = tmp / f"{identity}.log"
+    with log_path.open("wb") as log:
+        proc = await anyio.open_process(
+            [sys.executable, "-m", "controllers.cli", "run", "--repo", str(box.repo.path),
+             "--kubeconfig", str(box.kubeconfig), "--state-dir", str(tmp / identity),
+             "--listen", f"127.0.0.1:{port}", "--poll-interval", "1", "--log-json", "true",
+             "--leader-elect", "--home-in-cluster", "--identity", identity],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+            yield proc, c, log_path
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            with anyio.move_on_after(15):
+                await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def tail(log_path: Path) -> str:
+    return log_path.read_text()[-2000:]
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], within: float) -> None:
+    with anyio.fail_after(within):
+        while True:
+            if await check():
+                return
+            await anyio.sleep(0.2)
+
+
+async def leading(proc: anyio.abc.Process, c: httpx.AsyncClient, log_path: Path) -> bool:
+    assert proc.returncode is None, tail(log_path)
+    try:
+        return "aifleet_leader 1.0" in (await c.get("/metrics")).text
+    except httpx.HTTPError:
+        return False
+
+
+def lease_holders(box: Sandbox) -> list[str]:
+    assert box.home is not None
+    return [o["spec"].get("holderIdentity") for o in box.home.clusters["home"].objects(
+        "Lease", "aifleet-system")]
+
+
 async def test_the_lease_and_shared_state_live_in_the_cluster_the_controller_runs_in(
         tmp_path: Path) -> None:
     async with sandbox(tmp_path, home=True) as box:
         assert box.home is not None and box.sim is not None
         mgmt = box.home.clusters["home"]
         env, _ = pod_environment(tmp_path, mgmt.url, mgmt.token)
-        port = free_port()
-        log_path = tmp_path / "controller.log"
-        with log_path.open("wb") as log:
-            proc = await anyio.open_process(
-                [sys.executable, "-m", "controllers.cli", "run", "--repo",
-                 str(box.repo.path), "--kubeconfig", str(box.kubeconfig), "--state-dir",
-                 str(tmp_path / "state"), "--listen", f"127.0.0.1:{port}",
-                 "--poll-interval", "1", "--log-json", "true", "--leader-elect",
-                 "--home-in-cluster", "--identity", "replica-a"],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-                with anyio.fail_after(60):
-                    while True:
-                        assert proc.returncode is None, log_path.read_text()[-2000:]
-                        try:
-                            metrics = (await c.get("/metrics")).text
-                        except httpx.HTTPError:
-                            metrics = ""
-                        leases = [o for o in mgmt.objects("Lease")
-                                  if o["metadata"]["namespace"] == "aifleet-system"]
-                        if "aifleet_leader 1.0" in metrics and leases:
-                            break
-                        await anyio.sleep(0.2)
-            assert leases[0]["spec"]["holderIdentity"] == "replica-a"
+        async with replica(box, env, tmp_path, "replica-a") as (proc, c, log_path):
+            async def led() -> bool:
+                return await leading(proc, c, log_path) and bool(lease_holders(box))
+            await wait_for(led, 60)
+            assert lease_holders(box) == ["replica-a"]
             for member in box.sim.clusters.values():
-                assert not [o for o in member.objects("Lease")
-                            if o["metadata"]["namespace"] == "aifleet-system"]
-            text = log_path.read_text()
-            assert '"home_connected"' in text and "in-cluster" in text
-            assert mgmt.token not in text  # the ServiceAccount token is never logged
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-                with anyio.move_on_after(15):
-                    await proc.wait()
-            if proc.returncode is None:
-                proc.kill()
+                assert not member.objects("Lease", "aifleet-system")
+        text = log_path.read_text()
+        assert '"home_connected"' in text and "in-cluster" in text
+        assert mgmt.token not in text  # the ServiceAccount token is never logged
+
+
+async def test_killing_the_leader_hands_over_to_the_other_replica(tmp_path: Path) -> None:
+    async with sandbox(tmp_path, home=True) as box:
+        assert box.home is not None
+        mgmt = box.home.clusters["home"]
+        env, _ = pod_environment(tmp_path, mgmt.url, mgmt.token)
+        async with replica(box, env, tmp_path, "replica-a") as a, \
+                replica(box, env, tmp_path, "replica-b") as b:
+            async def one_leads() -> bool:
+                return await leading(*a) or await leading(*b)
+            await wait_for(one_leads, 60)
+            leader, follower = (a, b) if await leading(*a) else (b, a)
+            assert not await leading(*follower)
+            # A follower is never ready (it applies nothing), which is why the chart's
+            # PodDisruptionBudget is off by default: it would count only the leader.
+            async def planned_not_applied() -> bool:
+                r = await follower[1].get("/readyz")
+                assert r.status_code == 503, r.text
+                return "first plan not applied yet" in r.text
+            await wait_for(planned_not_applied, 60)
+            (first,) = lease_holders(box)
+            leader[0].kill()  # a crash: the Lease is not released
+            await leader[0].wait()
+            # Within a lease duration (15 s) and a renew period.
+            await wait_for(lambda: leading(*follower), 60)
+            (second,) = lease_holders(box)
+            assert first != second and second in ("replica-a", "replica-b")
+            assert (await follower[1].get("/healthz")).status_code == 200
 
 
 def test_home_in_cluster_outside_a_cluster_says_what_is_missing(tmp_path: Path) -> None:
