@@ -22,7 +22,7 @@ import anyio
 import anyio.abc
 import httpx
 
-from clusters.sim import tls
+from clusters.sim import SimCluster, tls
 from controllers.demo.sandbox import Sandbox
 from tests.integration.test_controller_cli import ROOT, free_port
 from tests.integration.test_controller_harness import sandbox
@@ -167,3 +167,35 @@ def test_home_in_cluster_and_a_home_kubeconfig_are_refused_together() -> None:
                        capture_output=True, text=True, cwd=ROOT, env=env)
     assert r.returncode == 2
     assert "--home-in-cluster and --home-kubeconfig/--home-context" in r.stderr
+
+
+async def test_the_lease_is_taken_when_creating_the_namespace_is_forbidden(
+        tmp_path: Path) -> None:
+    """Installed by the chart, the controller has a Role in aifleet-system only: creating
+    a Namespace is a 403 (the install made it). The Lease must still be taken."""
+    from clusters.client import KubeClient
+    from clusters.kubeconfig import in_cluster_client
+    from clusters.leader import LeaderElector
+    from clusters.sim import SimClusterSpec, start_sim
+
+    async with await start_sim([SimClusterSpec("home", ())]) as sim:
+        mgmt = sim.clusters["home"]
+        env, sa = pod_environment(tmp_path, mgmt.url, mgmt.token)
+        api = await in_cluster_client(sa, "home", env)
+        kube = KubeClient("home", api)
+        try:
+            await kube.request("POST", "/api/v1/namespaces", verb="create", body={
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "aifleet-system"}})
+            mgmt.faults.fail_next(1, 403, prefix="/api/v1/namespaces")
+            elector = LeaderElector(kube, "replica-a")
+            assert await elector.try_acquire_or_renew()
+            assert lease_holders_of(mgmt) == ["replica-a"]
+            assert mgmt.faults._failing == []  # the 403 was served (to the Namespace POST)
+        finally:
+            await kube.close()
+
+
+def lease_holders_of(cluster: SimCluster) -> list[str]:
+    return [o["spec"].get("holderIdentity") for o in cluster.objects("Lease",
+                                                                      "aifleet-system")]
