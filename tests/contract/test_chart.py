@@ -83,6 +83,13 @@ def test_values_the_schema_refuses_and_installs_the_chart_refuses() -> None:
     assert r.returncode != 0 and "aifleet-system" in r.stderr
     r = run_helm("template", "x", str(CHART), "-n", NS)
     assert r.returncode != 0 and "fleet.repo" in r.stderr
+    r = run_helm("template", "x", str(CHART), "-n", NS, *REPO,
+                 "--set", "persistence.existingClaim=state")
+    assert r.returncode != 0 and "replicaCount 1" in r.stderr
+    claim = by_kind(template(*REPO, "--set", "persistence.existingClaim=state",
+                             "--set", "replicaCount=1"))["Deployment"]
+    volumes = {v["name"]: v for v in claim["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["state"]["persistentVolumeClaim"] == {"claimName": "state"}
 
 
 def test_the_plain_manifests_are_what_the_chart_renders() -> None:
