@@ -7,7 +7,10 @@
 - Every rendered object is accepted by `kubectl apply --server-side --dry-run=server
   --validate=strict` on a simulated cluster; the ServiceMonitor and PrometheusRule go
   against a minimal CRD of their fields (`charts/prometheus-operator-crds.yaml`), not
-  prometheus-operator's full one.
+  prometheus-operator's full one. The simulator refuses unknown fields and wrong types
+  (strict), but does not check the semantics of probes, security contexts or volumes
+  (docs/simulator.md, Validation row): `FLEET_E2E_KUBECONFIG` runs the same against a
+  real cluster.
 - `helm install` into a simulated management cluster succeeds (no image is pulled: the
   simulator runs the pods as it runs any).
 - The pod is locked down, the Role is only what the controller touches, and the alerts
