@@ -38,7 +38,7 @@ import structlog
 
 from clusters.adapter import ClusterAdapter
 from clusters.apply import HASH_ANNOTATION, Fenced, content_hash, workload_of
-from clusters.errors import ClusterError
+from clusters.errors import ClusterError, TransientError
 from clusters.health import workload_health
 from controllers.desired import INTENT_HASH, DesiredState
 from controllers.eventfeed import EventFeed
@@ -46,7 +46,13 @@ from controllers.fleetstate import decision_fields, workload_id_of_label
 from controllers.statusdoc import PlacementLive
 from controllers.suspension import Suspensions
 from fleet.ids import ClusterName, WorkloadId
-from fleet.safety import REACHABLE, drainable, hold_reconcile, suspension_shields
+from fleet.safety import (
+    REACHABLE,
+    drainable,
+    hold_reconcile,
+    stale_retry_after,
+    suspension_shields,
+)
 
 log = structlog.get_logger()
 
@@ -98,6 +104,8 @@ class ClusterReconciler:
     anywhere), with why: shown in status as `DeletionsHeld`, not only logged."""
     feed: EventFeed | None = None
     """The events feed (`controllers.eventfeed.EventFeed`): every event, ungated."""
+    stale_failures: dict[str, int] = field(default_factory=dict)
+    """Clusters whose stale-copy deletion failed transiently, and how often in a row."""
 
     async def __call__(self, name: str) -> float | None:
         adapter = self.adapters.get(name)
@@ -134,7 +142,11 @@ class ClusterReconciler:
         deleted = 0
         if stale:
             # Before anything else runs here: a failed-over gang must not run twice.
-            deleted = await self._delete(name, adapter, stale, "stale copy after failover")
+            try:
+                deleted = await self._delete(name, adapter, stale, "stale copy after failover")
+            except TransientError as e:  # soon again, not backed off to a minute
+                return self._stale_delete_failed(name, stale, e)
+            self.stale_failures.pop(name, None)
             self.totals.stale_deleted += deleted
             if self.desired.plan is not decided_by:
                 # A new plan came while we deleted: one pass applies one plan, never the
@@ -242,6 +254,17 @@ class ClusterReconciler:
         self.applied_signature[name] = signature
         self.on_done(name)
         return self.resync_interval
+
+    def _stale_delete_failed(self, name: str, stale: set[str], e: TransientError) -> float:
+        """A stale copy that could not be deleted (the cluster answers, but refused or
+        failed the delete): said, and tried again within a second
+        (`fleet.safety.stale_retry_after`), since the gang runs twice meanwhile."""
+        n = self.stale_failures[name] = self.stale_failures.get(name, 0) + 1
+        again = stale_retry_after(n, e.retry_after)
+        log.warning("stale_delete_failed", cluster=name, workloads=sorted(stale),
+                    attempt=n, retry_in=again, error=str(e)[:300])
+        self.on_failed(name, f"stale copy not deleted: {type(e).__name__}: {e}"[:100])
+        return again
 
     def _suspended_labels(self, cluster: str, labels: Set[str]) -> set[str]:
         """Of these workload labels, those left as they are here: suspended (the

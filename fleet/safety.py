@@ -253,6 +253,26 @@ def previous_with_returned(placed: PreviousPlan, last: Mapping[WorkloadId, Workl
     return out
 
 
+STALE_RETRY_FIRST = 0.25
+STALE_RETRY_CAP = 1.0
+"""Seconds before a stale copy whose deletion failed is tried again (doubling from
+the first, up to the cap)."""
+
+
+def stale_retry_after(failures: int, retry_after: float | None = None) -> float:
+    """When to try again to delete a failed-over workload's stale copy on a cluster
+    that answers but refused the delete (`failures` in a row, >= 1; `retry_after`: what
+    the API server asked for, if anything).
+
+    Invariant: a gang whose failover completed runs twice no longer than the returned
+    cluster refuses the delete -- so the delete is retried within a second, never backed
+    off to a minute as a failed apply is (the work queue's per-key backoff): one DELETE
+    a second is cheap next to a second copy of a training gang (two writers to its
+    checkpoints, twice its GPUs)."""
+    delay: float = min(STALE_RETRY_CAP, STALE_RETRY_FIRST * 2.0 ** max(0, failures - 1))
+    return max(delay, retry_after or 0.0)
+
+
 def suspension_shields(residency_allows: bool | None) -> bool:
     """Invariant: an operator's suspension (`fleet suspend`) shields a suspended
     workload's live copy on a cluster from the controller -- no apply, prune, stale-copy

@@ -277,3 +277,49 @@ async def test_a_pass_that_deleted_stale_copies_applies_nothing_of_a_plan_made_m
         # That pass applied nothing of the new plan and asked to run again at once.
         assert all(again == 0.0 and not applied for _, _, again, applied in during)
         assert TRAIN in workloads_on(sim, other)
+
+
+async def test_a_stale_gang_copy_whose_delete_fails_is_tried_again_within_a_second(
+        tmp_path: Path) -> None:
+    # Found by the long chaos run (seed 3, steps 130-154): a returning cluster refused
+    # writes (503) for a while; the stale copy's delete failed, the pass raised, and the
+    # work queue backed the cluster off exponentially (to a minute): the failed-over
+    # gang ran on two clusters for half a minute after the writes worked again.
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box, failover_grace=1.0), adapter_options=FAST) as m:
+        sim = box.sim
+        assert sim is not None
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        away = where(m.status())[TRAIN][0]
+        other = next(c for c in EU if c != away)
+        # Each pass on `away`: what it returned, or the error it raised; and whether
+        # the stale copy was still there when it ended.
+        passes: list[tuple[float | str | None, bool]] = []
+        reconcile = m.queue.handler
+
+        async def recording(name: str) -> float | None:
+            if name != away:
+                return await reconcile(name)
+            try:
+                again = await reconcile(name)
+            except Exception as e:
+                passes.append((type(e).__name__, TRAIN in workloads_on(sim, away)))
+                raise
+            passes.append((again, TRAIN in workloads_on(sim, away)))
+            return again
+
+        await sim.clusters[away].down()
+        await until(lambda: TRAIN in workloads_on(sim, other), 30, what="failed over")
+        # Its next six requests that write (each delete is tried twice) fail.
+        sim.clusters[away].faults.fail_next(6, 503, prefix="/apis/batch/v1/namespaces/")
+        m.queue.handler = recording
+        await sim.clusters[away].up()
+        await until(lambda: TRAIN not in workloads_on(sim, away), 30,
+                    what="stale copy deleted")
+        failed = [again for again, still in passes if still]
+        assert len(failed) >= 2, passes  # the faults were met
+        # Every pass that could not delete it asked to run again within a second,
+        # rather than failing into the queue's exponential backoff.
+        assert all(isinstance(a, float) and a <= 1.0 for a in failed), passes
+        assert TRAIN in workloads_on(sim, other)
