@@ -7,9 +7,11 @@ current plan, not an event. In order:
    not know what runs there), Unreachable, or while we are not the leader; and nothing
    while the current plan was made without it answering (it was away: that plan did
    not see what still runs there; `fleet.safety.hold_reconcile`);
-2. stale copies first: workloads the plan now places only on other clusters (a
-   failover while this cluster was away) are deleted before anything else is applied
-   here, so a gang job never runs twice;
+2. residency first, then stale copies: copies whose data the policy in force does not
+   allow here (`fleet.safety.residency_forbids`) are deleted, then workloads the plan
+   now places only on other clusters (a failover while this cluster was away), before
+   anything else is applied here, so no prune guard keeps data where it may not be
+   and a gang job never runs twice;
 3. apply the cluster's desired objects (server-side apply; unchanged objects cost zero
    API calls) and prune owned objects no longer desired -- except those of workloads
    invalid in this commit, which keep their last good state, and live copies
@@ -140,6 +142,10 @@ class ClusterReconciler:
         running = self._running_elsewhere(name) if self.desired.protected() else {}
         stale = self.desired.stale_on(cluster, live_labels, reachable, running) - hands_off
         deleted = 0
+        forbidden = self.desired.forbidden_on(cluster, live_labels) - stale - hands_off
+        if forbidden:  # residency first: never held back by anything below
+            self.totals.pruned += await self._delete(name, adapter, forbidden,
+                                                     "residency forbids its data here")
         if stale:
             # Before anything else runs here: a failed-over gang must not run twice.
             try:

@@ -170,6 +170,19 @@ def invalid_copy_kept(last_allowed_here: bool | None) -> bool:
     return last_allowed_here is not False
 
 
+def residency_forbids(allowed: bool | None) -> bool:
+    """Whether a live copy goes first, before anything else is applied on its cluster.
+
+    Invariant: residency is never violated, whatever else happens. A copy whose
+    dataClass (as its workload last read valid: in the repo, Invalid now, or removed
+    from it) the policy in force does not allow in its cluster's jurisdiction is
+    deleted on its own, ahead of the apply -- so neither a failed apply holding the
+    prune back, nor the apply layer's refusal to prune a cluster empty, nor an Invalid
+    workload's last good state, nor a suspension keeps it there. `allowed`: the policy's
+    answer (None: the dataClass is not known, so it is not judged)."""
+    return allowed is False
+
+
 def invalid_copy_stale(cluster: str, last_placed: Iterable[str] | None,
                        running_on: Set[str]) -> bool:
     """Whether an Invalid workload's live copy on `cluster` is a stale one.
