@@ -57,6 +57,8 @@ class DesiredState:
         as in tests that set a plan by hand): a cluster is reconciled only against a
         plan that saw it answer (`fleet.safety.hold_reconcile`)."""
         self.head: str | None = None
+        self.allowed: frozenset[str] = frozenset()
+        """The `Fleet-Allow:` values of the adopted head commit's message."""
         self.workload_commit: dict[WorkloadId, str] = {}
         self.last_valid: dict[WorkloadId, Workload] = {}
         """Each workload as it last read valid (kept while it is Invalid): what residency

@@ -75,6 +75,7 @@ from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.safety import (
     DeletionLimits,
+    allowances,
     previous_with_returned,
     returned_clusters,
     shared_servers,
@@ -457,6 +458,7 @@ class Manager:
     async def _adopt(self, snap: Snapshot) -> None:
         assert snap.commit is not None
         changed = self.desired.adopt_spec(snap.spec, snap.commit)
+        self.desired.allowed = allowances(snap.message)
         self.deletions.adopted(snap.commit)
         self.commits_accepted += 1
         self.metrics.commit_accepted(snap.commit)

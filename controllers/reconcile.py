@@ -49,6 +49,7 @@ from controllers.statusdoc import PlacementLive
 from controllers.suspension import Suspensions
 from fleet.ids import ClusterName, WorkloadId
 from fleet.safety import (
+    ALLOW_MASS_DELETION,
     REACHABLE,
     drainable,
     hold_reconcile,
@@ -142,8 +143,14 @@ class ClusterReconciler:
         running = self._running_elsewhere(name) if self.desired.protected() else {}
         stale = self.desired.stale_on(cluster, live_labels, reachable, running) - hands_off
         deleted = 0
+        # Leaving clusters with nothing of ours is refused (an empty plan is far more
+        # often a bug than an intent, shown as DeletionsHeld) unless the plan places
+        # something, or the adopted commit says `Fleet-Allow: mass-deletion`.
+        empty_ok = ALLOW_MASS_DELETION in self.desired.allowed or any(
+            wp.status == "Placed" for wp in decided_by.workloads.values())
         forbidden = self.desired.forbidden_on(cluster, live_labels) - stale - hands_off
-        if forbidden:  # residency first: never held back by anything below
+        if forbidden and (empty_ok or live_labels - forbidden - stale):
+            # Residency first: no failed apply, last good state or suspension keeps it.
             self.totals.pruned += await self._delete(name, adapter, forbidden,
                                                      "residency forbids its data here")
         if stale:
@@ -154,11 +161,11 @@ class ClusterReconciler:
                 return self._stale_delete_failed(name, stale, e)
             self.stale_failures.pop(name, None)
             self.totals.stale_deleted += deleted
-            if self.desired.plan is not decided_by:
-                # A new plan came while we deleted: one pass applies one plan, never the
-                # deletions of one and the objects of the next (which may put back here
-                # what was just deleted, while its new copy runs elsewhere). Again, now.
-                return 0.0
+        if (forbidden or stale) and self.desired.plan is not decided_by:
+            # A new plan came while we deleted: one pass applies one plan, never the
+            # deletions of one and the objects of the next (which may put back here
+            # what was just deleted, while its new copy runs elsewhere). Again, now.
+            return 0.0
         objects, labels = self.desired.objects_for(cluster)
         hands_off |= self._suspended_labels(name, set(labels))
         if hands_off:  # what runs of them stays as it is (never pruned: `protect`)
@@ -171,8 +178,6 @@ class ClusterReconciler:
         if held:  # they start here once their old copies are deleted (`_drain`)
             objects = [o for o in objects if workload_of(o) not in held]
             labels = {k: v for k, v in labels.items() if k not in held}
-        plan = self.desired.plan
-        anything_placed = any(wp.status == "Placed" for wp in plan.workloads.values())
         label_of = {k: workload_of(o) for k, o in adapter.applier.live.items()}
         kept = self.desired.kept_on(cluster, live_labels, reachable)
         # The intent goes to the journal before anything is written: a process killed
@@ -182,7 +187,7 @@ class ClusterReconciler:
             if begin is not None and self.may_act() else None
         applying = time.perf_counter()
         try:
-            result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
+            result = await adapter.apply(objects, prune=True, allow_empty=empty_ok,
                                          protect=self.desired.protected_on(cluster) | set(kept)
                                          | hands_off)
         except Fenced:

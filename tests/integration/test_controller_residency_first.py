@@ -34,15 +34,18 @@ async def test_a_copy_residency_forbids_goes_even_when_the_plan_places_nothing(
         assert sim is not None
         placed = await rolled_out(m, box)
         here = placed[TRAIN][0]  # eu-personal: in DE or FR
-        # Both EU clusters are in the US now, and the two public workloads go: the
-        # eu-personal one may run nowhere (Pending), nothing is placed anywhere.
+        # Both EU clusters are in the US now, and the two public workloads go (allowed):
+        # the eu-personal one may run nowhere (Pending), nothing is placed anywhere.
+        # Without the allowance that empty plan is refused as a whole (DeletionsHeld,
+        # `test_a_refused_prune_of_everything_shows_in_status`).
         gpus = (("h100-80gb", 32, 8),)
         changes: dict[str, str | bytes | None] = {
             f"clusters/{name}.yaml": cluster(name, "US", gpus)
             for name, j in CLUSTERS.items() if j != "US"}
         changes["workloads/nlp-team/serve.yaml"] = None
         changes["workloads/search-team/rank.yaml"] = None
-        head = box.repo.commit(changes, "EU clusters are US clusters now; two services go")
+        head = box.repo.commit(changes, "EU clusters are US clusters now; two services go"
+                               "\n\nFleet-Allow: mass-deletion")
         m.trigger_fetch()
         await until(lambda: m.desired.head == head and m.desired.plan is not None
                     and m.desired.plan.commit == head, 20, what="the commit planned")
