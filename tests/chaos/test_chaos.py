@@ -1,7 +1,7 @@
 """The seeded chaos test: random commits and faults against the real controller on a
 small simulated fleet, with the safety invariants checked after every step.
 
-CI runs 4 seeds x 50 steps (`make check` collects it; about 3 minutes on 2 cores). The
+CI runs 4 seeds x 50 steps (`make check` collects it; about 4 minutes on 2 cores). The
 2,000-step run by hand (10 seeds x 200 steps, each seed's report kept):
 
     AIFLEET_CHAOS_SEEDS=10 AIFLEET_CHAOS_STEPS=200 AIFLEET_CHAOS_KEEP_GOING=1 \
