@@ -132,8 +132,13 @@ class ClusterAdapter:
             tg.start_soon(self._maybe_slices)
             tg.start_soon(self._mark_synced)
 
+    def informers(self) -> tuple[Informer, ...]:
+        """The informers that must have listed before the cluster counts as synced
+        (ResourceSlices, watched only where served, are not among them)."""
+        return (self._nodes, self._pods, *self._owned)
+
     async def _mark_synced(self) -> None:
-        for inf in (self._nodes, self._pods, *self._owned):
+        for inf in self.informers():
             await inf.synced.wait()
         await self._dra_synced.wait()
         self.synced.set()
@@ -162,11 +167,18 @@ class ClusterAdapter:
 
     async def _heartbeat(self) -> None:
         last = self.health.state
+        answering = False
         while True:
             with contextlib.suppress(ClusterError):
                 await self.client.request(
                     "GET", "/version", verb="get", retry=False,
                     request_timeout=max(1.0, self.options.heartbeat_interval))
+            if self.health.first_no_answer is None and not answering:
+                # It answers (again): informers backing off list and watch now, so what
+                # runs there -- a failed-over gang's stale copy -- is known at once.
+                for inf in (*self.informers(), self._slices):
+                    inf.wake()
+            answering = self.health.first_no_answer is None
             state = self.health.state
             if state != last:
                 log.warning("cluster_health_changed", cluster=self.name, previous=last,

@@ -9,8 +9,10 @@ The contract with the API server (shared/spec/kubernetes-api-behaviours.md):
   the difference between the old cache and the new list as events (an object deleted
   and created again under its name, a new uid, as DELETED then ADDED), so a consumer
   misses nothing that happened while it was away;
-- an unreachable cluster is retried with capped backoff; `synced` is set after the
-  first complete list.
+- an unreachable cluster is retried with capped backoff, cut short by `wake()` (the
+  adapter's heartbeat calls it when the cluster answers again, so a returning cluster
+  is listed at once, not up to ten seconds later); `synced` is set after the first
+  complete list.
 
 Handlers get `(event_type, object)` for ADDED / MODIFIED / DELETED, in order.
 """
@@ -18,6 +20,7 @@ Handlers get `(event_type, object)` for ADDED / MODIFIED / DELETED, in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +56,17 @@ class Informer:
         self.relists = 0
         self.resumes = 0
         self._handlers: list[Handler] = [handler] if handler else []
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Cut a reconnect backoff short: the cluster answers again."""
+        self._wake.set()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep `seconds` between attempts, or until `wake()`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
 
     def _emit(self, kind: str, obj: JSON) -> None:
         for h in self._handlers:
@@ -117,7 +131,7 @@ class Informer:
             except TransientError:
                 failures += 1
                 self.resumes += 1
-                await asyncio.sleep(min(10.0, 0.2 * 2 ** min(failures, 6)) * random.uniform(0.5, 1))
+                await self._pause(min(10.0, 0.2 * 2 ** min(failures, 6)) * random.uniform(0.5, 1))
             except PermanentError:
                 failures += 1
                 await asyncio.sleep(min(30.0, 1.0 * 2 ** min(failures, 5)))

@@ -170,6 +170,19 @@ def invalid_copy_kept(last_allowed_here: bool | None) -> bool:
     return last_allowed_here is not False
 
 
+def residency_forbids(allowed: bool | None) -> bool:
+    """Whether a live copy goes first, before anything else is applied on its cluster.
+
+    Invariant: residency is never violated, whatever else happens. A copy whose
+    dataClass (as its workload last read valid: in the repo, Invalid now, or removed
+    from it) the policy in force does not allow in its cluster's jurisdiction is
+    deleted on its own, ahead of the apply -- so neither a failed apply holding the
+    prune back, nor the apply layer's refusal to prune a cluster empty, nor an Invalid
+    workload's last good state, nor a suspension keeps it there. `allowed`: the policy's
+    answer (None: the dataClass is not known, so it is not judged)."""
+    return allowed is False
+
+
 def invalid_copy_stale(cluster: str, last_placed: Iterable[str] | None,
                        running_on: Set[str]) -> bool:
     """Whether an Invalid workload's live copy on `cluster` is a stale one.
@@ -251,6 +264,26 @@ def previous_with_returned(placed: PreviousPlan, last: Mapping[WorkloadId, Workl
         kept = tuple(a for a in out.get(wid, ()) if a.cluster not in back)
         out[wid] = tuple(sorted((*kept, *live)))
     return out
+
+
+STALE_RETRY_FIRST = 0.25
+STALE_RETRY_CAP = 1.0
+"""Seconds before a stale copy whose deletion failed is tried again (doubling from
+the first, up to the cap)."""
+
+
+def stale_retry_after(failures: int, retry_after: float | None = None) -> float:
+    """When to try again to delete a failed-over workload's stale copy on a cluster
+    that answers but refused the delete (`failures` in a row, >= 1; `retry_after`: what
+    the API server asked for, if anything).
+
+    Invariant: a gang whose failover completed runs twice no longer than the returned
+    cluster refuses the delete -- so the delete is retried within a second, never backed
+    off to a minute as a failed apply is (the work queue's per-key backoff): one DELETE
+    a second is cheap next to a second copy of a training gang (two writers to its
+    checkpoints, twice its GPUs)."""
+    delay: float = min(STALE_RETRY_CAP, STALE_RETRY_FIRST * 2.0 ** max(0, failures - 1))
+    return max(delay, retry_after or 0.0)
 
 
 def suspension_shields(residency_allows: bool | None) -> bool:

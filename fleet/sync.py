@@ -217,6 +217,9 @@ class ClusterSync:
 
     stale: frozenset[str]
     """Labels of live copies to delete before anything is applied here."""
+    forbidden: frozenset[str]
+    """Labels of live copies residency forbids here: deleted first of all, whatever
+    else holds them (`fleet.safety.residency_forbids`)."""
     objects: tuple[Manifest, ...]
     """The objects to apply (Namespaces included): those of `apply` only."""
     apply: Mapping[str, str]
@@ -233,13 +236,15 @@ class ClusterSync:
     """Labels to start here once their copies on a retiring cluster are deleted."""
     allow_empty: bool
     """Whether a pass that leaves the cluster without owned objects may prune them all:
-    only while the plan places something somewhere (an empty plan is a bug's shape)."""
+    only while the plan places something somewhere (an empty plan is a bug's shape) or
+    the adopted commit says `Fleet-Allow: mass-deletion`."""
 
 
 def plan_cluster(objects: Iterable[Manifest], apply: Mapping[str, str], *,
                  stale: Set[str], suspended: Set[str], protected: Set[str],
                  kept: Mapping[str, str], live_here: Set[str], draining: Set[str],
-                 anything_placed: bool) -> ClusterSync:
+                 anything_placed: bool, forbidden: Set[str] = frozenset(),
+                 mass_deletion_allowed: bool = False) -> ClusterSync:
     """Combine one cluster's facts into its pass.
 
     `objects`, `apply`: the cluster's desired objects and label -> id of its workloads;
@@ -248,19 +253,27 @@ def plan_cluster(objects: Iterable[Manifest], apply: Mapping[str, str], *,
     (`fleet.safety.suspension_shields`); `protected`: Invalid workloads whose copies
     stay here (`fleet.safety.invalid_copy_kept`); `kept`: live copies the plan does not
     place here that stay, with why; `live_here`: labels running here; `draining`: labels
-    still running on a retiring cluster that answers.
+    still running on a retiring cluster that answers; `forbidden`: live copies
+    residency forbids here (`fleet.safety.residency_forbids`).
 
-    Invariants: a suspended workload is neither deleted as stale, applied nor pruned;
+    Invariants: residency first: a forbidden copy is deleted whatever else holds it
+    (suspension, last good state, a failed apply), except that a pass never empties the
+    cluster of our objects unless that is allowed (`allow_empty`);
+    a suspended workload is neither deleted as stale, applied nor pruned;
     a workload still running on a retiring cluster does not start here before it is
     deleted there (a moved gang never runs twice)."""
     waiting = frozenset((set(apply) - set(suspended) - set(live_here)) & set(draining))
     skip = set(suspended) | waiting
     hold = {**{lb: INVALID for lb in protected}, **kept,
             **{lb: SUSPENDED for lb in suspended}}
+    allow_empty = anything_placed or mass_deletion_allowed
+    doomed = set(forbidden) - set(stale) - set(suspended)
+    if doomed and not allow_empty and not set(live_here) - doomed - set(stale):
+        doomed = set()  # it would leave nothing of ours here: an empty plan's shape
     return ClusterSync(
-        stale=frozenset(set(stale) - set(suspended)),
+        stale=frozenset(set(stale) - set(suspended)), forbidden=frozenset(doomed),
         objects=tuple(o for o in objects if workload_of(o) not in skip),
         apply={lb: wid for lb, wid in apply.items() if lb not in skip},
         hold=dict(sorted(hold.items())),
         suspended={lb: wid for lb, wid in apply.items() if lb in suspended},
-        kept=frozenset(kept), waiting=waiting, allow_empty=anything_placed)
+        kept=frozenset(kept), waiting=waiting, allow_empty=allow_empty)

@@ -32,7 +32,12 @@ from fleet.render import (
     workload_id_of_label,
     workload_label,
 )
-from fleet.safety import invalid_copy_kept, invalid_copy_stale, keep_live_copy
+from fleet.safety import (
+    invalid_copy_kept,
+    invalid_copy_stale,
+    keep_live_copy,
+    residency_forbids,
+)
 from fleet.spec import FleetSpec
 
 __all__ = ["DesiredState", "Manifest", "RenderFn"]
@@ -51,10 +56,16 @@ class DesiredState:
         as in tests that set a plan by hand): a cluster is reconciled only against a
         plan that saw it answer (`fleet.safety.hold_reconcile`)."""
         self.head: str | None = None
+        self.allowed: frozenset[str] = frozenset()
+        """The `Fleet-Allow:` values of the adopted head commit's message."""
         self.workload_commit: dict[WorkloadId, str] = {}
         self.last_valid: dict[WorkloadId, Workload] = {}
         """Each workload as it last read valid (kept while it is Invalid): what residency
         judges an Invalid workload's live copies by."""
+        self.data_class: dict[WorkloadId, str | None] = {}
+        """Each workload's dataClass as it last read valid, kept after it left the repo
+        (a short string per id this process saw): what residency judges a copy by that
+        is still to be pruned (`forbidden_on`)."""
         self._cache: dict[tuple[ClusterName, WorkloadId, Assignment, str],
                           tuple[Manifest, ...]] = {}
 
@@ -104,6 +115,8 @@ class DesiredState:
         if changed and self._cache:
             self._cache = {k: v for k, v in self._cache.items() if k[1] not in changed}
         self.last_valid.update(spec.workloads)
+        self.data_class.update((wid, w.spec.placement.data_class)
+                               for wid, w in spec.workloads.items())
         for wid in set(self.last_valid) - set(spec.workloads) - set(spec.invalid):
             del self.last_valid[wid]
         self.spec = spec
@@ -168,6 +181,23 @@ class DesiredState:
             allowed = None if wl is None else spec.residency.allows(
                 wl.spec.placement.data_class, c.jurisdiction)
             if invalid_copy_kept(allowed):
+                out.add(label)
+        return out
+
+    def forbidden_on(self, cluster: ClusterName, live_labels: Set[str]) -> set[str]:
+        """Live copies here whose dataClass (as the workload last read valid, in the repo
+        or not) the policy in force does not allow in this cluster's jurisdiction
+        (`fleet.safety.residency_forbids`): deleted first, whatever else holds."""
+        spec = self.spec
+        c = spec.clusters.get(cluster) if spec is not None else None
+        if spec is None or c is None:
+            return set()
+        out: set[str] = set()
+        for label in live_labels:
+            wid = workload_id_of_label(label)
+            if wid not in self.data_class:
+                continue  # never seen valid by this process: not known, not judged
+            if residency_forbids(spec.residency.allows(self.data_class[wid], c.jurisdiction)):
                 out.add(label)
         return out
 

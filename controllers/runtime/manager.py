@@ -76,6 +76,7 @@ from fleet.planning import placements
 from fleet.render import workload_id_of_label
 from fleet.safety import (
     DeletionLimits,
+    allowances,
     previous_with_returned,
     returned_clusters,
 )
@@ -462,6 +463,7 @@ class Manager:
     async def _adopt(self, snap: Snapshot) -> None:
         assert snap.commit is not None
         changed = self.desired.adopt_spec(snap.spec, snap.commit)
+        self.desired.allowed = allowances(snap.message)
         self.deletions.adopted(snap.commit)
         self.commits_accepted += 1
         self.metrics.commit_accepted(snap.commit)

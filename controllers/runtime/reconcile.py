@@ -11,9 +11,11 @@ events from the `ApplyResult` alone. In order:
    not know what runs there), Unreachable, or while we are not the leader; and nothing
    while the current plan was made without it answering (it was away: that plan did
    not see what still runs there; `fleet.safety.hold_reconcile`);
-2. stale copies first: workloads the plan now places only on other clusters (a
-   failover while this cluster was away) are deleted before anything else is applied
-   here, so a gang job never runs twice;
+2. residency first, then stale copies: copies whose data the policy in force does not
+   allow here (`fleet.safety.residency_forbids`) are deleted, then workloads the plan
+   now places only on other clusters (a failover while this cluster was away), before
+   anything else is applied here, so no prune guard keeps data where it may not be
+   and a gang job never runs twice;
 3. apply the cluster's desired objects (server-side apply; unchanged objects cost zero
    API calls) and prune owned objects no longer desired -- except those of workloads
    invalid in this commit, which keep their last good state, and live copies
@@ -42,7 +44,7 @@ import structlog
 
 from clusters.adapter import ClusterAdapter
 from clusters.apply import ApplyResult, Fenced, content_hash
-from clusters.errors import ClusterError, RecreateNeeded
+from clusters.errors import ClusterError, RecreateNeeded, TransientError
 from clusters.health import workload_health
 from controllers.runtime.desired import DesiredState
 from controllers.runtime.fleetstate import decision_fields
@@ -57,7 +59,14 @@ from fleet.render import (
     workload_id_of_label,
     workload_of,
 )
-from fleet.safety import REACHABLE, drainable, hold_reconcile, suspension_shields
+from fleet.safety import (
+    ALLOW_MASS_DELETION,
+    REACHABLE,
+    drainable,
+    hold_reconcile,
+    stale_retry_after,
+    suspension_shields,
+)
 from fleet.sync import SUSPENDED, ClusterSync, plan_cluster
 
 log = structlog.get_logger()
@@ -110,6 +119,8 @@ class ClusterReconciler:
     anywhere), with why: shown in status as `DeletionsHeld`, not only logged."""
     feed: EventFeed | None = None
     """The events feed (`controllers.status.eventfeed.EventFeed`): every event, ungated."""
+    stale_failures: dict[str, int] = field(default_factory=dict)
+    """Clusters whose stale-copy deletion failed transiently, and how often in a row."""
 
     async def __call__(self, name: str) -> float | None:
         """Snapshot -> plan -> execute -> record, once the gates let the pass run."""
@@ -132,16 +143,24 @@ class ClusterReconciler:
         signature = self.desired.signature(cluster)
         sync = self._plan(name, adapter)
         deleted = 0
+        if sync.forbidden:
+            # Residency first: no failed apply, last good state or suspension keeps it.
+            self.totals.pruned += await self._delete(name, adapter, set(sync.forbidden),
+                                                     "residency forbids its data here")
         if sync.stale:
             # Before anything else runs here: a failed-over gang must not run twice.
-            deleted = await self._delete(name, adapter, set(sync.stale),
-                                         "stale copy after failover")
+            try:
+                deleted = await self._delete(name, adapter, set(sync.stale),
+                                             "stale copy after failover")
+            except TransientError as e:  # soon again, not backed off to a minute
+                return self._stale_delete_failed(name, set(sync.stale), e)
+            self.stale_failures.pop(name, None)
             self.totals.stale_deleted += deleted
-            if self.desired.plan is not decided_by:
-                # A new plan came while we deleted: one pass applies one plan, never the
-                # deletions of one and the objects of the next (which may put back here
-                # what was just deleted, while its new copy runs elsewhere). Again, now.
-                return 0.0
+        if (sync.forbidden or sync.stale) and self.desired.plan is not decided_by:
+            # A new plan came while we deleted: one pass applies one plan, never the
+            # deletions of one and the objects of the next (which may put back here
+            # what was just deleted, while its new copy runs elsewhere). Again, now.
+            return 0.0
         # The intent goes to the journal before anything is written: a process killed
         # during the apply leaves it for the next one to record (`reconcile_ledger`).
         begin = getattr(self.events, "begin", None)
@@ -224,7 +243,9 @@ class ClusterReconciler:
             protected=self.desired.protected_on(cluster),
             kept=self.desired.kept_on(cluster, live_labels, reachable),
             live_here=live_labels, draining=self._draining(),
-            anything_placed=any(wp.status == "Placed" for wp in plan.workloads.values()))
+            forbidden=self.desired.forbidden_on(cluster, live_labels),
+            anything_placed=any(wp.status == "Placed" for wp in plan.workloads.values()),
+            mass_deletion_allowed=ALLOW_MASS_DELETION in self.desired.allowed)
 
     def _record(self, name: str, adapter: ClusterAdapter, sync: ClusterSync,
                 result: ApplyResult) -> list[str]:
@@ -271,6 +292,17 @@ class ClusterReconciler:
         for label in pruned_labels:
             self._event("Pruned", label, cluster=name, reason="removed from the plan")
         return pruned_labels
+
+    def _stale_delete_failed(self, name: str, stale: set[str], e: TransientError) -> float:
+        """A stale copy that could not be deleted (the cluster answers, but refused or
+        failed the delete): said, and tried again within a second
+        (`fleet.safety.stale_retry_after`), since the gang runs twice meanwhile."""
+        n = self.stale_failures[name] = self.stale_failures.get(name, 0) + 1
+        again = stale_retry_after(n, e.retry_after)
+        log.warning("stale_delete_failed", cluster=name, workloads=sorted(stale),
+                    attempt=n, retry_in=again, error=str(e)[:300])
+        self.on_failed(name, f"stale copy not deleted: {type(e).__name__}: {e}"[:100])
+        return again
 
     def _suspended_labels(self, cluster: str, labels: Set[str]) -> set[str]:
         """Of these workload labels, those left as they are here: suspended (the

@@ -11,10 +11,14 @@ the model of the repo). Each returns the violations it finds, one line each.
    retired (its Cluster file deleted, by an allowed commit) or that residency now
    forbids; and a commit that removes more than one Cluster file, or more than 30% of
    the workload files (and more than three), deletes nothing of them unless a commit
-   since the applied one carries `Fleet-Allow: retire` / `Fleet-Allow: mass-deletion`;
+   since the applied one carries `Fleet-Allow: retire` / `Fleet-Allow: mass-deletion`
+   (the second copy of a one-cluster workload going -- a failover's stale copy on a
+   cluster that came back -- is cleanup, not a drain);
 4. no rollback: the applied commit only ever moves to descendants (a force-pushed
    rollback is never applied, not even after a restart);
-5. no gang Job runs on two reachable clusters at once.
+5. no gang Job runs on two reachable clusters at once -- judged while the Lease's home
+   answers (with leader election): while it is down nobody may write, so a stale copy
+   on a cluster that returns meanwhile goes once a leader is back.
 """
 
 from __future__ import annotations
@@ -123,9 +127,18 @@ class Judge:
         guarded: list[tuple[str, Callable[[str, str], bool]]] = []
         kept = workloads_in(new)
         if len(retired) > 1 and ALLOW_RETIRE not in trailers:
-            # (a workload whose own file went is the mass-deletion rule's to judge)
+            # (a workload whose own file went is the mass-deletion rule's to judge; and a
+            # second copy of a workload that runs on one cluster -- a failover's stale
+            # copy on a cluster that came back -- going is cleanup, not a drain)
+            had, has = _copies(before), _copies(after)
+
+            def drained(w: str, c: str) -> bool:
+                duplicate = BY_ID[w].spread is None and bool(had.get(w, set()) - {c}) \
+                    and bool(has.get(w, set()) - {c})
+                return c in retired and w in kept and not duplicate
+
             guarded.append((f"removes {len(retired)} Cluster files {sorted(retired)} without "
-                            f"`{ALLOW_RETIRE}`", lambda w, c: c in retired and w in kept))
+                            f"`{ALLOW_RETIRE}`", drained))
         mass = len(deleted) > MASS_FRACTION * len(workloads_in(old)) and len(deleted) >= MASS_MIN
         if mass and ALLOW_MASS not in trailers:
             # A deleted workload's copy that moved (a failover's stale copy cleaned up on a

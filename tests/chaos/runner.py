@@ -10,8 +10,11 @@ not failed: the invariants are checked either way.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,14 @@ class Report:
         lines.append(f"reproduce: AIFLEET_CHAOS_SEED={self.seed} "
                      f"AIFLEET_CHAOS_STEPS={steps_total} pytest tests/chaos -x -q")
         return "\n".join(lines)
+
+
+def _trace(index: int, step: Step) -> None:
+    """With `AIFLEET_CHAOS_TRACE=1`, each step on stderr with the time, between the
+    in-process controller's log lines (run with `-s` to diagnose a finding)."""
+    if os.environ.get("AIFLEET_CHAOS_TRACE") == "1":
+        print(f"{datetime.now(UTC).isoformat()} chaos_step {index}: {step.text}",
+              file=sys.stderr, flush=True)
 
 
 def _settled(doc: dict[str, Any] | None, head: str, down: set[str]) -> str | None:
@@ -165,8 +176,18 @@ class Run:
             if why:
                 notes.append(why)
 
-        if step is not None and step.kind == "up":
-            # A returning cluster's stale gang copies go before anything else: give the
+        if step is not None and step.kind == "home-up":
+            async def leading() -> str | None:
+                doc = await self._status()
+                return None if doc and (doc.get("leader") or {}).get("leading") \
+                    else "no leader"
+
+            why = await self._wait(leading, 10.0)
+            if why:
+                notes.append(why)
+        if step is not None and step.kind in ("up", "home-up") and not m.home_down:
+            # A returning cluster's stale gang copies go before anything else (and, once
+            # the Lease's home is back, as soon as a leader may write): give the
             # controller the bound to delete them, then invariant 5 judges.
             async def no_stale_gang() -> str | None:
                 assert self.clusters is not None
@@ -217,6 +238,10 @@ class Run:
             await sim.clusters[step.target].down()
         elif step.kind == "up":
             await sim.clusters[step.target].up()
+        elif step.kind in ("home-down", "home-up"):
+            assert self.home is not None
+            home = self.home.clusters["home"]
+            await (home.down() if step.kind == "home-down" else home.up())
         elif step.kind == "apply-errors":
             for prefix in WRITE_PREFIXES:
                 sim.clusters[step.target].faults.fail_next(step.count, 503, prefix=prefix)
@@ -255,7 +280,10 @@ class Run:
         down = self.gen.model.down
         out += self.judge.residency(after, down)
         out += self.judge.nothing_lost(self.before, after, base, applied)
-        out += self.judge.gangs(after, down)
+        if not self.gen.model.home_down:
+            # While the Lease's home is down nobody may write (the fence): a copy left
+            # on a cluster that returns meanwhile goes once a leader is back.
+            out += self.judge.gangs(after, down)
         self.before = after
         return out
 
@@ -279,6 +307,7 @@ class Run:
                     doc = await self._status()
                     if doc and doc["source"]["appliedCommit"]:
                         base = doc["source"]["appliedCommit"]
+                    _trace(i, step)
                     await self.execute(step)
                     note = await self.settle(step)
                     self.report.steps.append(f"{i}. {step.text}{note}")

@@ -60,6 +60,8 @@ class Model:
     tip: str | None = None
     """The head before a force-push rollback: where `forward` moves main back to."""
     down: set[str] = field(default_factory=set)
+    home_down: bool = False
+    """With leader election: the management cluster holding the Lease is down."""
     replicas: dict[str, int] = field(default_factory=lambda: {w.wid: w.replicas
                                                               for w in WORKLOADS})
 
@@ -167,6 +169,9 @@ class Generator:
             "revert": 1 if m.commits[m.head].parent is not None else 0,
             "down": 1.5 if len(m.down) < 2 else 0,
             "up": 3 * len(m.down),
+            # The Lease's home: nobody may write while it is down, so keep it short.
+            "home-down": 0.8 if self.leader_elect and not m.home_down else 0,
+            "home-up": 4 if m.home_down else 0,
             "apply-errors": 1,
             "restart": 1,
             "sigkill": 0.7,
@@ -286,6 +291,12 @@ class Generator:
         name = self.rng.choice(sorted(self.model.down))
         return Step("up", f"cluster {name} up", target=name)
 
+    def _home_down(self, *_: object) -> Step:
+        return Step("home-down", "Lease cluster (management home) down", target="home")
+
+    def _home_up(self, *_: object) -> Step:
+        return Step("home-up", "Lease cluster (management home) up", target="home")
+
     def _apply_errors(self, *_: object) -> Step:
         name = self.rng.choice(sorted(set(CLUSTERS) - self.model.down) or sorted(CLUSTERS))
         n = self.rng.randint(2, 12)
@@ -325,6 +336,8 @@ class Generator:
             self.model.down.add(step.target)
         elif step.kind == "up":
             self.model.down.discard(step.target)
+        elif step.kind in ("home-down", "home-up"):
+            self.model.home_down = step.kind == "home-down"
 
 
 def workloads_in(files: Files) -> set[str]:

@@ -75,6 +75,12 @@ def test_a_gang_job_on_two_reachable_clusters_is_found(after: Live, down: tuple[
     ((without(cluster_path("eu-fra-1"), cluster_path("eu-par-1")),
       f"retire two\n\n{ALLOW_RETIRE}"),
      live(eu_fra_1=[DETECT]), live(us_east_1=[DETECT]), []),
+    ((without(cluster_path("eu-fra-1"), cluster_path("eu-par-1")), "retire two"),
+     live(eu_fra_1=[TRAIN], us_east_1=[TRAIN]), live(us_east_1=[TRAIN]), []),
+    ((without(cluster_path("eu-fra-1"), cluster_path("eu-par-1")), "retire two"),
+     live(eu_fra_1=[CHAT], us_east_1=[CHAT]), live(us_east_1=[CHAT]),
+     ["3 mass deletion: head c1 removes 2 Cluster files ['eu-fra-1', 'eu-par-1'] without "
+      "`Fleet-Allow: retire` (vs applied c0), yet deleted ['nlp-team/chat@eu-fra-1']"]),
     ((without(*[p for p in initial_files() if p.startswith("workloads/nlp-team/")]), "rm"),
      live(eu_fra_1=[CHAT, DETECT]), live(eu_fra_1=[DETECT]),
      ["3 mass deletion: head c1 deletes 4/12 workload files without `Fleet-Allow: "
@@ -82,7 +88,8 @@ def test_a_gang_job_on_two_reachable_clusters_is_found(after: Live, down: tuple[
     ((without(*[p for p in initial_files() if p.startswith("workloads/nlp-team/")]),
       f"rm\n\n{ALLOW_MASS}"), live(eu_fra_1=[CHAT]), live(), []),
 ], ids=["moved", "lost", "its-file-deleted", "one-cluster-retired", "two-retired",
-        "two-retired-allowed", "mass-deletion", "mass-deletion-allowed"])
+        "two-retired-allowed", "two-retired-stale-gang-copy-cleaned",
+        "two-retired-spread-replica-drained", "mass-deletion", "mass-deletion-allowed"])
 def test_nothing_is_lost_without_leave(change: tuple[Files, str], before: Live, after: Live,
                                        found: list[str]) -> None:
     j = judge(change)

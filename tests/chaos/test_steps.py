@@ -33,7 +33,7 @@ def test_a_ci_sized_run_takes_every_kind_of_step() -> None:
     texts = [t for seed in (1, 2, 3, 4) for t in _texts(seed, 50)]
     for start in ("delete workloads/", "delete clusters/", "delete all", "git mv", "corrupt",
                   "relabel", "force-push main back", "revert", "cluster", "next",
-                  "controller restart", "SIGKILL", "restore"):
+                  "controller restart", "SIGKILL", "restore", "Lease cluster"):
         assert any(t.startswith(start) for t in texts), start
     assert any(" replicas -> " in t for t in texts)
     assert any(t.startswith("delete ") and "/12 workload files" in t for t in texts)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import anyio
 import pytest
 
 from clusters.client import NAMESPACE, RetryPolicy
@@ -157,3 +158,23 @@ def test_a_job_with_some_pods_done_and_the_rest_running_is_running(
     # Seen live above: the pods of a gang finish a few ms apart, and the Job must not
     # flicker back to Progressing between the first and the last.
     assert job_health({"spec": spec, "status": status}) == health
+
+
+async def test_a_returning_cluster_is_listed_as_soon_as_it_answers(tmp_path: Path) -> None:
+    # Found by the long chaos run (seed 4, steps 57-62): the controller restarted while a
+    # cluster was down; its informers backed off to 5-10 s between attempts, so when the
+    # cluster came back it stayed unlisted (not reconciled) for up to ten seconds while
+    # a failed-over gang's stale copy ran there. The heartbeat wakes them when it answers.
+    async with connected(tmp_path, run=False) as c:
+        await c.cluster.down()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(c.adapter.run)
+            informers = c.adapter.informers()
+            # Five failures in a row: each informer now waits at least 3.2 s (6.4 s with
+            # jitter 0.5..1) before its next attempt.
+            await until(lambda: min(i.resumes for i in informers) >= 5, 30,
+                        what="informers backing off")
+            assert not c.adapter.synced.is_set()
+            await c.cluster.up()
+            await until(c.adapter.synced.is_set, 2.5, what="listed once it answers")
+            tg.cancel_scope.cancel()

@@ -25,7 +25,7 @@ import httpx
 from clusters.sim import SimCluster, tls
 from controllers.demo.sandbox import Sandbox
 from tests.integration.test_controller_cli import ROOT, free_port
-from tests.integration.test_controller_harness import sandbox
+from tests.support.controller import sandbox
 
 
 def pod_environment(tmp: Path, url: str, token: str) -> tuple[dict[str, str], Path]:

@@ -21,8 +21,17 @@ from controllers.status.statusview import render_fleet
 from fleet.capacity import CapacitySnapshot
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.spec import FleetSpec
-from tests.fleetdocs import POLICY, workload
-from tests.support.controller import FAST, TRAIN, fast_settings, fleet_files, sandbox, where
+from tests.fleetdocs import POLICY, cluster, workload
+from tests.support.controller import (
+    CLUSTERS,
+    FAST,
+    TRAIN,
+    fast_settings,
+    fleet_files,
+    sandbox,
+    serve_doc,
+    where,
+)
 
 CHAT, HEALTH = "nlp-team/chat", "health-team/records"
 EU = ("eu-fra-1", "eu-par-1")
@@ -201,3 +210,116 @@ async def test_a_returning_cluster_keeps_what_the_new_plan_keeps_there(
         assert m.reconciler.totals.pruned == pruned_before
         assert [c for c in ("eu-fra-1", "eu-par-1", "us-east-1")
                 if TRAIN in workloads_on(sim, c)] == [other]
+
+
+def site_fleet() -> dict[str, str | bytes]:
+    """The harness fleet, each cluster also labelled `site: <its name>` (so a workload
+    can be pinned to one with a clusterSelector)."""
+    files = fleet_files()
+    for name, j in CLUSTERS.items():
+        files[f"clusters/{name}.yaml"] = cluster(name, j, (("h100-80gb", 32, 8),),
+                                                 labels=f"{{tier: prod, site: {name}}}")
+    return files
+
+
+async def test_a_pass_that_deleted_stale_copies_applies_nothing_of_a_plan_made_meanwhile(
+        tmp_path: Path) -> None:
+    # Found by the chaos test (seed 1): a returning cluster's pass deleted the stale gang
+    # copies of one plan, then applied the objects of a plan made meanwhile. One pass
+    # applies one plan: when the plan changes during the stale deletion, the pass stops
+    # and the cluster is reconciled again at once, against the new plan.
+    extra = "search-team/extra"
+    async with sandbox(tmp_path, site_fleet()) as box, box.controller(
+            fast_settings(box, failover_grace=1.0), adapter_options=FAST) as m:
+        sim = box.sim
+        assert sim is not None
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        away = where(m.status())[TRAIN][0]
+        other = next(c for c in EU if c != away)
+        # Each pass on `away`: (it deleted stale copies, the plan changed during it,
+        # what it returned, `extra` runs there when it ended).
+        passes: list[tuple[bool, bool, float | None, bool]] = []
+        reconcile = m.queue.handler
+
+        async def recording(name: str) -> float | None:
+            if name != away:
+                return await reconcile(name)
+            plan, stale = m.desired.plan, m.reconciler.totals.stale_deleted
+            again = await reconcile(name)
+            passes.append((m.reconciler.totals.stale_deleted > stale,
+                           m.desired.plan is not plan, again,
+                           extra in workloads_on(sim, away)))
+            return again
+
+        m.queue.handler = recording
+        await sim.clusters[away].down()
+        await until(lambda: TRAIN in workloads_on(sim, other), 30, what="failed over")
+        # On its return the gang's copy there is stale; deleting it takes a while.
+        faults = sim.clusters[away].faults
+        faults.set_latency(5.0, prefix="/apis/batch/v1/namespaces/nlp-team/jobs/")
+        await sim.clusters[away].up()
+        await until(lambda: faults.delayed_now > 0, 30, what="stale copy being deleted")
+        # Meanwhile a commit places a new service on that cluster only: a new plan.
+        doc = serve_doc().replace("name: serve", "name: extra").replace(
+            "namespace: nlp-team", "namespace: search-team").replace(
+            "    dataClass: public\n",
+            f"    dataClass: public\n    clusterSelector: {{matchLabels: {{site: {away}}}}}\n")
+        new = box.repo.commit({"workloads/search-team/extra.yaml": doc}, "a pinned service")
+        m.trigger_fetch()
+        await until(lambda: m.desired.plan is not None and m.desired.plan.commit == new,
+                    4, interval=0.02, what="the new plan, during the deletion")
+        assert faults.delayed_now > 0  # (the deletion is still under way)
+        await until(lambda: extra in workloads_on(sim, away)
+                    and TRAIN not in workloads_on(sim, away), 30, what="new plan applied")
+        during = [p for p in passes if p[0] and p[1]]
+        assert during, passes
+        # That pass applied nothing of the new plan and asked to run again at once.
+        assert all(again == 0.0 and not applied for _, _, again, applied in during)
+        assert TRAIN in workloads_on(sim, other)
+
+
+async def test_a_stale_gang_copy_whose_delete_fails_is_tried_again_within_a_second(
+        tmp_path: Path) -> None:
+    # Found by the long chaos run (seed 3, steps 130-154): a returning cluster refused
+    # writes (503) for a while; the stale copy's delete failed, the pass raised, and the
+    # work queue backed the cluster off exponentially (to a minute): the failed-over
+    # gang ran on two clusters for half a minute after the writes worked again.
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box, failover_grace=1.0), adapter_options=FAST) as m:
+        sim = box.sim
+        assert sim is not None
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                    what="first rollout")
+        away = where(m.status())[TRAIN][0]
+        other = next(c for c in EU if c != away)
+        # Each pass on `away`: what it returned, or the error it raised; and whether
+        # the stale copy was still there when it ended.
+        passes: list[tuple[float | str | None, bool]] = []
+        reconcile = m.queue.handler
+
+        async def recording(name: str) -> float | None:
+            if name != away:
+                return await reconcile(name)
+            try:
+                again = await reconcile(name)
+            except Exception as e:
+                passes.append((type(e).__name__, TRAIN in workloads_on(sim, away)))
+                raise
+            passes.append((again, TRAIN in workloads_on(sim, away)))
+            return again
+
+        await sim.clusters[away].down()
+        await until(lambda: TRAIN in workloads_on(sim, other), 30, what="failed over")
+        # Its next six requests that write (each delete is tried twice) fail.
+        sim.clusters[away].faults.fail_next(6, 503, prefix="/apis/batch/v1/namespaces/")
+        m.queue.handler = recording
+        await sim.clusters[away].up()
+        await until(lambda: TRAIN not in workloads_on(sim, away), 30,
+                    what="stale copy deleted")
+        failed = [again for again, still in passes if still]
+        assert len(failed) >= 2, passes  # the faults were met
+        # Every pass that could not delete it asked to run again within a second,
+        # rather than failing into the queue's exponential backoff.
+        assert all(isinstance(a, float) and a <= 1.0 for a in failed), passes
+        assert TRAIN in workloads_on(sim, other)

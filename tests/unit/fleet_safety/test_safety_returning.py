@@ -20,6 +20,7 @@ from fleet.safety import (
     keep_live_copy,
     previous_with_returned,
     returned_clusters,
+    stale_retry_after,
 )
 
 A, B, C = ClusterName("a"), ClusterName("b"), ClusterName("c")
@@ -169,3 +170,17 @@ def test_the_planners_own_reasons_tell_an_eviction_from_an_absence(
     p = place(spec, cap, {W: runs}).workloads[W]
     assert p.status == status, p.reasons
     assert (keep_live_copy(A, p, {A} if b_down else {A, B}) is None) is deletable
+
+
+@pytest.mark.parametrize(("failures", "asked", "expected"), [
+    (1, None, 0.25),
+    (2, None, 0.5),
+    (3, None, 1.0),
+    (4, None, 1.0),
+    (40, None, 1.0),  # never backed off towards a minute
+    (1, 3.0, 3.0),  # the API server's Retry-After is honoured
+    (5, 0.1, 1.0),
+], ids=["first", "second", "capped", "stays-capped", "forty", "retry-after", "short-asked"])
+def test_a_stale_copy_that_could_not_be_deleted_is_tried_again_within_a_second(
+        failures: int, asked: float | None, expected: float) -> None:
+    assert stale_retry_after(failures, asked) == expected
