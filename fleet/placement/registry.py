@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TypeVar, cast
 
 from fleet.placement.context import StaticKey, WorkloadContext
@@ -79,14 +80,16 @@ class Profile:
     """Filter names, in diagnosis order."""
     scorers: tuple[tuple[str, int], ...]
     """(scorer name, weight)."""
+    filter_registry: Mapping[str, Factory[Filter]] = field(
+        default_factory=lambda: MappingProxyType(FILTERS))
+    scorer_registry: Mapping[str, Factory[Scorer]] = field(
+        default_factory=lambda: MappingProxyType(SCORERS))
 
     @property
     def weights(self) -> dict[str, int]:
         return dict(self.scorers)
 
-    def build(self, snap: Snapshot, spec: FleetSpec,
-              filters: Mapping[str, Factory[Filter]] = FILTERS,
-              scorers: Mapping[str, Factory[Scorer]] = SCORERS) -> Plugins:
+    def build(self, snap: Snapshot, spec: FleetSpec) -> Plugins:
         def make(registry: Mapping[str, Factory[P]], name: str, what: str) -> P:
             factory = registry.get(name)
             if factory is None:
@@ -99,8 +102,8 @@ class Profile:
             return plugin
 
         return Plugins(
-            tuple(make(filters, n, "filter") for n in self.filters),
-            tuple((make(scorers, n, "scorer"), w) for n, w in self.scorers))
+            tuple(make(self.filter_registry, n, "filter") for n in self.filters),
+            tuple((make(self.scorer_registry, n, "scorer"), w) for n, w in self.scorers))
 
 
 DEFAULT_PROFILE = Profile(

@@ -5,7 +5,7 @@ A Cluster marks an offer `spot: true` when its nodes are preemptible; a Workload
 (cheaper, for work that survives a preemption, such as batch Jobs) or `require`.
 
 - `require` is a hard rule, the `Spot` filter: only spot offers (a `Never` verdict on
-  an on-demand offer, counted as `not spot` in a diagnosis).
+  an on-demand offer, counted as `no spot <flavour>` in a diagnosis).
 - `prefer` and `avoid` are the `Spot` scorer: 100 on the side the workload prefers, 0
   on the other. Its weight (`fleet.placement.registry`) puts it under the flavour order
   and over packing and price together: within one flavour the preferred kind of
@@ -46,7 +46,7 @@ class SpotRequired:
             return fits(self.name)
         return FilterResult(self.name, "Never",
                             f"{flavour} is on-demand, the workload requires spot",
-                            f"not spot {flavour}")
+                            f"no spot {flavour}")
 
 
 class Spot:
