@@ -13,7 +13,7 @@ plugins; workloads that share it share one cached list of candidates.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
@@ -84,20 +84,18 @@ class WorkloadContext:
             self.min_clusters, self.max_clusters, self.grace_seconds, self.spot, previous,
             keep, self.static_key)
 
-    def keyed(self, static_key: StaticKey) -> WorkloadContext:
-        return WorkloadContext(
-            self.id, self.team, self.priority, self.replicas, self.count, self.flavours,
-            self.data_class, self.selector, self.only_clusters, self.tolerations, self.gang,
-            self.min_clusters, self.max_clusters, self.grace_seconds, self.spot,
-            self.previous, self.keep, static_key)
 
 
-def workload_context(w: Workload, previous: tuple[Assignment, ...] = ()) -> WorkloadContext:
+def workload_context(w: Workload, previous: tuple[Assignment, ...] = (),
+                     key_of: Callable[[WorkloadContext], StaticKey] | None = None
+                     ) -> WorkloadContext:
+    """The context of `w`; with `key_of`, its `static_key` too (set once on the new
+    object, as a frozen dataclass's `__post_init__` would: the key reads the context)."""
     s = w.spec
     p = s.placement
     gang = s.gang
     spread = p.spread if (not gang and p.spread is not None) else None
-    return WorkloadContext(
+    ctx = WorkloadContext(
         id=w.id, team=w.team, priority=s.priority, replicas=s.replicas,
         count=s.resources.gpu.count,
         flavours=tuple(Flavour(f) for f in s.resources.gpu.flavours),
@@ -107,3 +105,6 @@ def workload_context(w: Workload, previous: tuple[Assignment, ...] = ()) -> Work
         max_clusters=min(spread.max_clusters, s.replicas) if spread else 1,
         grace_seconds=s.unreachable_grace_seconds, spot=s.effective_spot,
         previous=previous)
+    if key_of is not None:
+        object.__setattr__(ctx, "static_key", key_of(ctx))
+    return ctx

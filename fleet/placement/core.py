@@ -105,6 +105,7 @@ class Planner:
         self.plugins: Plugins = profile.build(self.snap, spec)
         self.filters: tuple[Filter, ...] = self.plugins.filters
         self._keys: dict[StaticKey, StaticKey] = {}
+        self._bounds: dict[tuple[Flavour, int], int] = {}
         self._candidates: dict[StaticKey, tuple[Group, ...]] = {}
         self._groups: dict[tuple[Flavour, int, frozenset[ClusterName], tuple[Hashable, ...]],
                            Group] = {}
@@ -178,10 +179,7 @@ class Planner:
         ordered = tuple(sorted(previous)) if len(previous) > 1 else tuple(previous)
         cached = self._contexts.get(wid)
         if cached is None or cached[0] is not w:
-            ctx = workload_context(w, ordered)
-            key = self.plugins.static_key(ctx)
-            # one instance per distinct key: cache lookups then compare by identity
-            ctx = ctx.keyed(self._keys.setdefault(key, key))
+            ctx = workload_context(w, ordered, self._static_key)
             ctx = ctx.with_keep(True) if keep else ctx
         else:
             ctx = cached[1]
@@ -192,6 +190,11 @@ class Planner:
         # The cache keeps the last one asked for: a keep pass asks for keep=True only.
         self._contexts[wid] = (w, ctx)
         return ctx
+
+    def _static_key(self, ctx: WorkloadContext) -> StaticKey:
+        key = self.plugins.static_key(ctx)
+        # one instance per distinct key: cache lookups then compare by identity
+        return self._keys.setdefault(key, key)
 
     @property
     def capacity_digest(self) -> str:
@@ -328,13 +331,14 @@ class Planner:
             total += w * s.score(ctx, option, state)
         return total
 
-    def _bound(self, ctx: WorkloadContext, flavour: Flavour, need: int) -> int:
+    def _bound(self, flavour: Flavour, need: int) -> int:
         """The most the ranked and the dynamic scorers add above an option's rank by
         placing `need` GPUs on a cluster the workload does not run on."""
-        total = 0
-        for s, w in self.plugins.bounded:
-            total += w * s.bound(ctx, flavour, need)
-        return total
+        found = self._bounds.get((flavour, need))
+        if found is None:
+            found = self._bounds[(flavour, need)] = sum(
+                w * s.bound(flavour, need) for s, w in self.plugins.bounded)
+        return found
 
     def _options(self, ctx: WorkloadContext, state: State, want: int, need_replicas: int
                  ) -> list[tuple[int, Candidate, int]]:
@@ -384,7 +388,7 @@ class Planner:
         for g in groups:
             if len(best) >= want:
                 break
-            bound = g.extra + self._bound(ctx, g.flavour, need)
+            bound = g.extra + self._bound(g.flavour, need)
             found_here: list[tuple[int, Candidate, int]] = []
             short = want - len(best)
             threshold: int | None = None

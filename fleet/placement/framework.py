@@ -26,7 +26,7 @@ A scorer is `static` when its score depends only on the workload fields named by
 For the pruned walk (`Planner._options`) a scorer declares whether it is `ranked`: its
 score has a workload-independent part, `rank(node_key, free)`, the score of the option
 for *any* workload before anything more is placed there (the walk visits options by
-the weighted sum of these); and `bound(w, flavour, need)`: the most its score can
+the weighted sum of these); and `bound(flavour, need)`: the most its score can
 exceed that rank (unranked: the most it can be) on a cluster the workload does not run
 on yet. Static unranked scorers need no bound: the planner takes the best of their
 cached scores per flavour.
@@ -126,9 +126,10 @@ class Scorer(Protocol):
         """A ranked scorer: the score of this option for any workload, with `free` its
         nodes now. Unranked: 0."""
 
-    def bound(self, w: WorkloadContext, flavour: Flavour, need: int) -> int:
+    def bound(self, flavour: Flavour, need: int) -> int:
         """The most `score` exceeds `rank` (unranked: the most it scores) for `need`
-        more GPUs on a cluster the workload does not run on."""
+        more GPUs of `flavour` on a cluster the workload does not run on, for any
+        workload (the planner caches it per flavour and need)."""
 
 
 FITS_CACHE: dict[str, FilterResult] = {}

@@ -43,7 +43,7 @@ class Sticky:
     def rank(self, key: NodeKey, free: Hist) -> int:
         return 0  # unranked
 
-    def bound(self, w: WorkloadContext, flavour: Flavour, need: int) -> int:
+    def bound(self, flavour: Flavour, need: int) -> int:
         return 0  # 0 wherever it does not run
 
 
@@ -61,7 +61,7 @@ class FlavourPreference:
     def rank(self, key: NodeKey, free: Hist) -> int:
         return 0  # unranked
 
-    def bound(self, w: WorkloadContext, flavour: Flavour, need: int) -> int:
+    def bound(self, flavour: Flavour, need: int) -> int:
         return 100
 
 
@@ -84,7 +84,7 @@ class Packing:
     def rank(self, key: NodeKey, free: Hist) -> int:
         return packing(self._snap.capacity.get(key, 0), free_total(free), 0)
 
-    def bound(self, w: WorkloadContext, flavour: Flavour, need: int) -> int:
+    def bound(self, flavour: Flavour, need: int) -> int:
         # `need` GPUs raise packing by at most 100 * need / capacity (+1 for rounding),
         # most on the smallest cluster of the flavour
         cap = self._snap.min_capacity.get(flavour, 0)
@@ -108,5 +108,5 @@ class Price:
     def rank(self, key: NodeKey, free: Hist) -> int:
         return self._snap.clusters[key[0]].price_score.get(key[1], 0)
 
-    def bound(self, w: WorkloadContext, flavour: Flavour, need: int) -> int:
+    def bound(self, flavour: Flavour, need: int) -> int:
         return 0

@@ -68,5 +68,5 @@ class Spot:
     def rank(self, key: NodeKey, free: Hist) -> int:
         return 0  # unranked
 
-    def bound(self, w: WorkloadContext, flavour: Flavour, need: int) -> int:
+    def bound(self, flavour: Flavour, need: int) -> int:
         return 100

@@ -87,7 +87,7 @@ class PreferLastName:
     def rank(self, key: NodeKey, free: Hist) -> int:
         return 0
 
-    def bound(self, w: WorkloadContext, flavour: Flavour, need: int) -> int:
+    def bound(self, flavour: Flavour, need: int) -> int:
         return 100
 
 
