@@ -106,7 +106,8 @@ class Planner:
         self.filters: tuple[Filter, ...] = self.plugins.filters
         self._keys: dict[StaticKey, StaticKey] = {}
         self._bounds: dict[tuple[Flavour, int], int] = {}
-        self._candidates: dict[StaticKey, tuple[Group, ...]] = {}
+        self._candidates: dict[int, tuple[Group, ...]] = {}
+        """By the identity of an interned static key."""
         self._groups: dict[tuple[Flavour, int, frozenset[ClusterName], tuple[Hashable, ...]],
                            Group] = {}
         self._passing: dict[tuple[str, Flavour | None, bool, Hashable],
@@ -252,10 +253,13 @@ class Planner:
     def candidates(self, ctx: WorkloadContext) -> tuple[Group, ...]:
         """Per flavour of the workload, in its order: the clusters that pass every
         static filter for a new placement, each with its weighted static score."""
-        found = self._candidates.get(ctx.static_key)
+        # keys are interned (`_static_key`), and kept alive by `_keys`: the identity of
+        # one is its value, and much cheaper to hash than the nested tuple
+        k = id(ctx.static_key)
+        found = self._candidates.get(k)
         if found is None:
             new = ctx if not ctx.keep else ctx.with_keep(False)
-            found = self._candidates[ctx.static_key] = tuple(
+            found = self._candidates[k] = tuple(
                 self._group(new, rank, f) for rank, f in enumerate(ctx.flavours))
         return found
 
@@ -355,7 +359,8 @@ class Planner:
         need = need_replicas * ctx.count
         totals = self.plugins.total_filters
         room = self.plugins.room_filter.room(ctx, state)
-        more_rooms = [r.room(ctx, state) for r in self.plugins.more_rooms]
+        more_rooms = ([r.room(ctx, state) for r in self.plugins.more_rooms]
+                      if self.plugins.more_rooms else ())
         total_ok: dict[Flavour, bool] = {}
 
         def feasible(g: Group, name: ClusterName) -> tuple[int, Candidate, int] | None:

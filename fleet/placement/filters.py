@@ -185,7 +185,7 @@ class Capacity:
     per_flavour = True
 
     def room(self, w: WorkloadContext, state: State) -> Callable[[NodeKey], int]:
-        return partial(state.room, count=w.count)
+        return partial(state.fit, w.count)
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:

@@ -176,4 +176,7 @@ class Plugins:
 
     def rank(self, key: NodeKey, free: Hist) -> int:
         """The weighted rank of an option: the walk visits higher ranks first."""
-        return sum(w * s.rank(key, free) for s, w in self.ranked)
+        total = 0
+        for s, w in self.ranked:
+            total += w * s.rank(key, free)
+        return total

@@ -147,6 +147,11 @@ class State:
 
     def room(self, key: NodeKey, count: int) -> int:
         """Replicas of `count` GPUs that fit on this (cluster, flavour) now."""
+        return self.fit(count, key)
+
+    def fit(self, count: int, key: NodeKey) -> int:
+        """`room(key, count)`, arguments swapped so `partial(state.fit, count)` makes a
+        fast per-key check (a positional partial is a C call)."""
         if self.reads is not None:
             self.reads.add(("n", key[0], key[1]))
         per = self._room.get(key)
