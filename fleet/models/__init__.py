@@ -63,6 +63,7 @@ from fleet.models.policy import (
     TeamQuotaSpec,
 )
 from fleet.models.workload import (
+    DEFAULT_SPOT,
     DEFAULT_UNREACHABLE_GRACE_SECONDS,
     UNREACHABLE_TOLERATION_KEY,
     GpuRequest,
@@ -81,6 +82,7 @@ from fleet.models.workload import (
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_SPOT",
     "DEFAULT_UNREACHABLE_GRACE_SECONDS",
     "KINDS",
     "UNREACHABLE_TOLERATION_KEY",

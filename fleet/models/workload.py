@@ -28,6 +28,8 @@ from fleet.safety import wildcard_tolerates
 
 WorkloadType = Literal["training", "inference", "batch"]
 SpotRule = Literal["prefer", "avoid", "require"]
+DEFAULT_SPOT: SpotRule = "avoid"
+"""`placement.spot` when unset: a preempted gang loses its work."""
 UNREACHABLE_TOLERATION_KEY = "aifleet.dev/unreachable"
 
 
@@ -287,8 +289,8 @@ class WorkloadSpec(Model):
 
     @property
     def effective_spot(self) -> SpotRule:
-        """`placement.spot`, or `avoid` when unset: a preempted gang loses its work."""
-        return self.placement.spot or "avoid"
+        """`placement.spot`, or `DEFAULT_SPOT` when unset."""
+        return self.placement.spot or DEFAULT_SPOT
 
     @property
     def inference_port(self) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
 from fleet.models import (
+    DEFAULT_SPOT,
     LabelSelector,
     SpotRule,
     Toleration,
@@ -103,7 +104,7 @@ def workload_context(w: Workload, previous: tuple[Assignment, ...] = (),
         only_clusters=frozenset(p.clusters), tolerations=p.tolerations, gang=gang,
         min_clusters=spread.min_clusters if spread else 1,
         max_clusters=min(spread.max_clusters, s.replicas) if spread else 1,
-        grace_seconds=s.unreachable_grace_seconds, spot=s.effective_spot,
+        grace_seconds=s.unreachable_grace_seconds, spot=p.spot or DEFAULT_SPOT,
         previous=previous)
     if key_of is not None:
         object.__setattr__(ctx, "static_key", key_of(ctx))

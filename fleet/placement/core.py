@@ -319,9 +319,11 @@ class Planner:
         k = (flavour, ctx.keep, ctx.static_key[1])
         found = self._all_static.get(k)
         if found is None:
-            found = frozenset(self.snap.clusters)
-            for flt in self.plugins.static_filters:
-                found &= self.passing(flt, ctx, flavour)
+            sets = sorted((self.passing(flt, ctx, flavour) for flt in self.plugins.static_filters),
+                          key=len)
+            found = frozenset(self.snap.clusters) if not sets else sets[0]
+            for more in sets[1:]:
+                found &= more  # smallest first: each step costs the smaller set
             self._all_static[k] = found
         return found
 
@@ -357,21 +359,18 @@ class Planner:
         """
         groups = self.candidates(ctx)
         need = need_replicas * ctx.count
-        totals = self.plugins.total_filters
-        room = self.plugins.room_filter.room(ctx, state)
-        more_rooms = ([r.room(ctx, state) for r in self.plugins.more_rooms]
-                      if self.plugins.more_rooms else ())
+        plugins = self.plugins
+        totals = plugins.total_filters
+        room = plugins.room_filter.room(ctx, state)
+        more_rooms = ([r.room(ctx, state) for r in plugins.more_rooms]
+                      if plugins.more_rooms else ())
         total_ok: dict[Flavour, bool] = {}
 
         def feasible(g: Group, name: ClusterName) -> tuple[int, Candidate, int] | None:
             ok = total_ok.get(g.flavour)
             if ok is None:
-                ok = True
-                for t in totals:
-                    if not t.judge(ctx, g.flavour, need, state).ok:
-                        ok = False
-                        break
-                total_ok[g.flavour] = ok
+                ok = total_ok[g.flavour] = all(
+                    [t.judge(ctx, g.flavour, need, state).ok for t in totals])
             if not ok:
                 return None
             key = (name, g.flavour)

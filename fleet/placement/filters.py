@@ -83,7 +83,7 @@ class Taint:
     per_flavour = False
 
     def key(self, w: WorkloadContext) -> Hashable:
-        return tuple(t.model_dump_json() for t in w.tolerations)
+        return w.tolerations  # frozen models: hashable by value
 
     def index(self, w: WorkloadContext, flavour: Flavour | None
               ) -> frozenset[ClusterName] | None:
