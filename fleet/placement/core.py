@@ -369,8 +369,12 @@ class Planner:
         def feasible(g: Group, name: ClusterName) -> tuple[int, Candidate, int] | None:
             ok = total_ok.get(g.flavour)
             if ok is None:
-                ok = total_ok[g.flavour] = all(
-                    [t.judge(ctx, g.flavour, need, state).ok for t in totals])
+                ok = True
+                for t in totals:
+                    if not t.judge(ctx, g.flavour, need, state).ok:
+                        ok = False
+                        break
+                total_ok[g.flavour] = ok
             if not ok:
                 return None
             key = (name, g.flavour)

@@ -16,7 +16,6 @@ until `unreachableGraceSeconds` have passed.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from functools import partial
 
 from fleet.ids import ClusterName, Flavour
 from fleet.placement.context import WorkloadContext
@@ -185,7 +184,7 @@ class Capacity:
     per_flavour = True
 
     def room(self, w: WorkloadContext, state: State) -> Callable[[NodeKey], int]:
-        return partial(state.fit, w.count)
+        return state.fitter(w.count)
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:

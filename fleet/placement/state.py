@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Mapping
+from functools import partial
 from operator import add, mul, sub
 
 from fleet.ids import ClusterName, Flavour, Team
@@ -99,8 +100,8 @@ class State:
     far, instead of scoring every one.
     """
 
-    __slots__ = ("_base", "_free", "_rank", "_rank_of", "_room", "_total", "_used",
-                 "reads")
+    __slots__ = ("_base", "_fitters", "_free", "_rank", "_rank_of", "_room", "_total",
+                 "_used", "reads")
 
     def __init__(self, nodes: Mapping[NodeKey, Hist],
                  used: Mapping[QuotaKey, int] | None = None,
@@ -112,6 +113,7 @@ class State:
         self._total: dict[NodeKey, int] = {}
         self.reads: set[Key] | None = None
         self._rank_of = rank
+        self._fitters: dict[int, Callable[[NodeKey], int]] = {}
         self._base: dict[NodeKey, int] = {}
         self._rank: dict[str, list[tuple[int, ClusterName]]] = {}
         if rank is not None:
@@ -129,6 +131,7 @@ class State:
         out._total = dict(self._total)
         out.reads = None
         out._rank_of = self._rank_of
+        out._fitters = {}
         out._base = dict(self._base)
         out._rank = {f: list(v) for f, v in self._rank.items()}
         return out
@@ -149,9 +152,16 @@ class State:
         """Replicas of `count` GPUs that fit on this (cluster, flavour) now."""
         return self.fit(count, key)
 
+    def fitter(self, count: int) -> Callable[[NodeKey], int]:
+        """`room(key, count)` as a function of the key, for a fast path that asks it of
+        every option: a positional partial (a C call), one per count."""
+        found = self._fitters.get(count)
+        if found is None:
+            found = self._fitters[count] = partial(self.fit, count)
+        return found
+
     def fit(self, count: int, key: NodeKey) -> int:
-        """`room(key, count)`, arguments swapped so `partial(state.fit, count)` makes a
-        fast per-key check (a positional partial is a C call)."""
+        """`room(key, count)`, arguments swapped for `fitter`."""
         if self.reads is not None:
             self.reads.add(("n", key[0], key[1]))
         per = self._room.get(key)
