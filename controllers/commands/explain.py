@@ -30,9 +30,8 @@ if TYPE_CHECKING:
 
 DESCRIPTION = """\
 Explain one workload's placement: for every cluster and flavour, the result of each
-filter (Residency, Flavour, Selector, Taint, Health, Cordon, Capacity, Quota) and, where
-all pass, the score of each scorer (Sticky, FlavourPreference, Packing, Price) with
-their weights.
+filter of the placement profile, in order, and, where all pass, the score of each
+scorer with their weights (docs/placement.md lists them).
 
 Examples:
   fleet explain nlp-team/llama-finetune examples/fleet

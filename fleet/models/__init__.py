@@ -63,6 +63,7 @@ from fleet.models.policy import (
     TeamQuotaSpec,
 )
 from fleet.models.workload import (
+    DEFAULT_SPOT,
     DEFAULT_UNREACHABLE_GRACE_SECONDS,
     UNREACHABLE_TOLERATION_KEY,
     GpuRequest,
@@ -71,6 +72,7 @@ from fleet.models.workload import (
     LabelSelectorRequirement,
     Placement,
     Resources,
+    SpotRule,
     Spread,
     Toleration,
     Workload,
@@ -80,6 +82,7 @@ from fleet.models.workload import (
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_SPOT",
     "DEFAULT_UNREACHABLE_GRACE_SECONDS",
     "KINDS",
     "UNREACHABLE_TOLERATION_KEY",
@@ -117,6 +120,7 @@ __all__ = [
     "ResidencyPolicy",
     "ResidencyPolicySpec",
     "Resources",
+    "SpotRule",
     "Spread",
     "Taint",
     "TaintEffect",

@@ -55,7 +55,9 @@ class GpuOffer(Model):
         None, description="Price per GPU-hour, for cost reports, `fleet plan` cost and the "
                           "Price scorer. Unset: the cost is unknown, never zero.",
         examples=[2.9])
-    spot: bool = Field(False, description="Spot/preemptible capacity (informational).")
+    spot: bool = Field(
+        False, description="Spot (preemptible) capacity: the nodes may be reclaimed. "
+                           "Workloads choose with `placement.spot` (avoid by default).")
 
     @model_validator(mode="after")
     def _whole_nodes(self) -> GpuOffer:

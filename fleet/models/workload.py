@@ -27,6 +27,9 @@ from fleet.models.cluster import Taint, TaintEffect
 from fleet.safety import wildcard_tolerates
 
 WorkloadType = Literal["training", "inference", "batch"]
+SpotRule = Literal["prefer", "avoid", "require"]
+DEFAULT_SPOT: SpotRule = "avoid"
+"""`placement.spot` when unset: a preempted gang loses its work."""
 UNREACHABLE_TOLERATION_KEY = "aifleet.dev/unreachable"
 
 
@@ -196,6 +199,13 @@ class Placement(Model):
                           "clusters.")
     tolerations: tuple[Toleration, ...] = Field(
         (), description="Taints the workload tolerates, and its unreachable grace.")
+    spot: SpotRule | None = Field(
+        None, description="Spot (preemptible) capacity, the Cluster's `gpus[].spot`: "
+                          "`avoid` (the default) prefers on-demand offers, `prefer` "
+                          "prefers spot offers (cheaper; for work that survives a "
+                          "preemption, such as batch Jobs), `require` runs only on spot "
+                          "offers. A preference never outweighs the flavour order.",
+        examples=["prefer"])
 
 
 class InferenceSpec(Model):
@@ -276,6 +286,11 @@ class WorkloadSpec(Model):
             if t.key == UNREACHABLE_TOLERATION_KEY and t.toleration_seconds is not None:
                 return t.toleration_seconds
         return DEFAULT_UNREACHABLE_GRACE_SECONDS
+
+    @property
+    def effective_spot(self) -> SpotRule:
+        """`placement.spot`, or `DEFAULT_SPOT` when unset."""
+        return self.placement.spot or DEFAULT_SPOT
 
     @property
     def inference_port(self) -> int:

@@ -7,23 +7,27 @@ for *keeping* what runs (`keep`: the sticky phase, where cordon and NoSchedule t
 not evict and an Unreachable cluster is kept until the grace runs out) or for a *new*
 placement. `Candidate` is one (cluster, flavour) option.
 
-`static_key` identifies the fields static filters read; workloads that share it share
-one cached list of candidates.
+`static_key` holds what every static plugin reads (its `key(w)`), set by the planner's
+plugins; workloads that share it share one cached list of candidates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
 from fleet.models import (
-    DEFAULT_UNREACHABLE_GRACE_SECONDS,
-    UNREACHABLE_TOLERATION_KEY,
+    DEFAULT_SPOT,
     LabelSelector,
+    SpotRule,
     Toleration,
     Workload,
 )
 from fleet.placement.types import Assignment
+
+StaticKey = tuple[tuple[Flavour, ...], tuple[Hashable, ...], tuple[Hashable, ...]]
+"""(flavours, the static filters' keys, the static scorers' keys), in profile order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +54,10 @@ class WorkloadContext:
     min_clusters: int
     max_clusters: int
     grace_seconds: int
+    spot: SpotRule
     previous: tuple[Assignment, ...]
     keep: bool = False
-    static_key: str = ""
+    static_key: StaticKey = ((), (), ())
 
     @property
     def previous_clusters(self) -> frozenset[ClusterName]:
@@ -77,31 +82,21 @@ class WorkloadContext:
         return WorkloadContext(
             self.id, self.team, self.priority, self.replicas, self.count, self.flavours,
             self.data_class, self.selector, self.only_clusters, self.tolerations, self.gang,
-            self.min_clusters, self.max_clusters, self.grace_seconds, previous, keep,
-            self.static_key)
+            self.min_clusters, self.max_clusters, self.grace_seconds, self.spot, previous,
+            keep, self.static_key)
 
 
-def workload_context(w: Workload, previous: tuple[Assignment, ...] = ()) -> WorkloadContext:
+
+def workload_context(w: Workload, previous: tuple[Assignment, ...] = (),
+                     key_of: Callable[[WorkloadContext], StaticKey] | None = None
+                     ) -> WorkloadContext:
+    """The context of `w`; with `key_of`, its `static_key` too (set once on the new
+    object, as a frozen dataclass's `__post_init__` would: the key reads the context)."""
     s = w.spec
     p = s.placement
     gang = s.gang
     spread = p.spread if (not gang and p.spread is not None) else None
-    # static_key fields, `|`-separated: dataClass, flavours, selector, clusters,
-    # tolerations (the Selector and Taint filters read their parts back)
-    key = "|".join((
-        p.data_class or "",
-        ",".join(s.resources.gpu.flavours),
-        p.cluster_selector.model_dump_json() if p.cluster_selector is not None else "",
-        ",".join(p.clusters),
-        "[" + ",".join(t.model_dump_json() for t in p.tolerations) + "]"
-        if p.tolerations else "",
-    ))
-    grace = DEFAULT_UNREACHABLE_GRACE_SECONDS
-    for t in p.tolerations:
-        if t.key == UNREACHABLE_TOLERATION_KEY and t.toleration_seconds is not None:
-            grace = t.toleration_seconds
-            break
-    return WorkloadContext(
+    ctx = WorkloadContext(
         id=w.id, team=w.team, priority=s.priority, replicas=s.replicas,
         count=s.resources.gpu.count,
         flavours=tuple(Flavour(f) for f in s.resources.gpu.flavours),
@@ -109,4 +104,8 @@ def workload_context(w: Workload, previous: tuple[Assignment, ...] = ()) -> Work
         only_clusters=frozenset(p.clusters), tolerations=p.tolerations, gang=gang,
         min_clusters=spread.min_clusters if spread else 1,
         max_clusters=min(spread.max_clusters, s.replicas) if spread else 1,
-        grace_seconds=grace, previous=previous, static_key=key)
+        grace_seconds=s.unreachable_grace_seconds, spot=p.spot or DEFAULT_SPOT,
+        previous=previous)
+    if key_of is not None:
+        object.__setattr__(ctx, "static_key", key_of(ctx))
+    return ctx

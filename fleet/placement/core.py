@@ -17,6 +17,9 @@ The pass (decided semantics, see docs/placement.md):
 
 Each decision is a `Decision` (placement plus the node and quota writes it makes), so
 the incremental planner can record and replay them.
+
+The planner runs a profile's plugins (`fleet.placement.registry`) and never names one:
+it asks each what the fast path needs (`fleet.placement.framework`).
 """
 
 from __future__ import annotations
@@ -25,22 +28,23 @@ import copy
 import dataclasses
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Protocol
 
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
 from fleet.models import Workload
-from fleet.placement.context import Candidate, WorkloadContext, workload_context
+from fleet.placement.context import Candidate, StaticKey, WorkloadContext, workload_context
 from fleet.placement.diagnose import diagnose, keep_failure
-from fleet.placement.filters import default_filters
-from fleet.placement.framework import WEIGHTS, Filter, StaticFilter
-from fleet.placement.quota import quota_check
-from fleet.placement.scorers import default_scorers
-from fleet.placement.snapshot import NodeKey, Snapshot, build_snapshot
+from fleet.placement.framework import Filter, FilterResult, StaticFilter
+from fleet.placement.registry import DEFAULT_PROFILE, Plugins, Profile
+from fleet.placement.snapshot import ClusterInfo, NodeKey, Snapshot, build_snapshot
 from fleet.placement.spread import divide
 from fleet.placement.state import Hist, Key, State, best_fit
 from fleet.placement.types import (
+    CHOSEN,
     DEGRADED,
+    KEPT,
+    SPREAD,
     Assignment,
     FlavourUsage,
     Plan,
@@ -62,8 +66,9 @@ class Group:
     flavour: Flavour
     statics: Mapping[ClusterName, int]
     """cluster -> weighted score of the static scorers."""
-    flavour_score: int
-    """Weighted FlavourPreference of this rank (part of every static score)."""
+    extra: int
+    """The most the static unranked scorers add on one of these clusters (the rest
+    of a static score is in the walk's rank)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,22 +97,26 @@ class Recorder(Protocol):
 class Planner:
     """Placement over one (spec, capacity): snapshot, indexes and candidate caches."""
 
-    def __init__(self, spec: FleetSpec, capacity: CapacitySnapshot) -> None:
+    def __init__(self, spec: FleetSpec, capacity: CapacitySnapshot,
+                 profile: Profile = DEFAULT_PROFILE) -> None:
         self.spec = spec
         self.capacity = capacity
         self.snap: Snapshot = build_snapshot(spec, capacity)
-        self.filters: tuple[Filter, ...] = default_filters(self.snap, spec.residency.allows)
-        self.scorers = default_scorers(self.snap)
-        self._static = tuple(cast(StaticFilter, f) for f in self.filters
-                             if f.static and f.name != "Residency")
-        self.uncached_filters = tuple(f for f in self.filters if f not in self._static)
-        """The filters `static_passing` does not cover, in order."""
-        self._static_scorers = tuple(s for s in self.scorers if s.static)
-        self._dynamic_scorers = tuple(s for s in self.scorers if not s.static)
-        self._candidates: dict[str, tuple[Group, ...]] = {}
-        self._passing: dict[tuple[str, Hashable], frozenset[ClusterName]] = {}
-        self._all_static: dict[tuple[Flavour, tuple[Hashable, ...]], frozenset[ClusterName]] = {}
-        self.static_diagnosis: dict[str, object] = {}
+        self.plugins: Plugins = profile.build(self.snap, spec)
+        self.filters: tuple[Filter, ...] = self.plugins.filters
+        self._keys: dict[StaticKey, StaticKey] = {}
+        self._bounds: dict[tuple[Flavour, int], int] = {}
+        self._candidates: dict[int, tuple[Group, ...]] = {}
+        """By the identity of an interned static key."""
+        self._groups: dict[tuple[Flavour, int, frozenset[ClusterName], tuple[Hashable, ...]],
+                           Group] = {}
+        self._passing: dict[tuple[str, Flavour | None, bool, Hashable],
+                            frozenset[ClusterName]] = {}
+        self._all_static: dict[tuple[Flavour, bool, tuple[Hashable, ...]],
+                               frozenset[ClusterName]] = {}
+        self._verdicts: dict[tuple[str, Flavour | None, bool, Hashable, ClusterName],
+                             FilterResult] = {}
+        self.static_diagnosis: dict[tuple[Hashable, ...], object] = {}
         self._contexts: dict[WorkloadId, tuple[Workload, WorkloadContext]] = {}
         self._digest: str | None = None
 
@@ -171,7 +180,7 @@ class Planner:
         ordered = tuple(sorted(previous)) if len(previous) > 1 else tuple(previous)
         cached = self._contexts.get(wid)
         if cached is None or cached[0] is not w:
-            ctx = workload_context(w, ordered)
+            ctx = workload_context(w, ordered, self._static_key)
             ctx = ctx.with_keep(True) if keep else ctx
         else:
             ctx = cached[1]
@@ -182,6 +191,11 @@ class Planner:
         # The cache keeps the last one asked for: a keep pass asks for keep=True only.
         self._contexts[wid] = (w, ctx)
         return ctx
+
+    def _static_key(self, ctx: WorkloadContext) -> StaticKey:
+        key = self.plugins.static_key(ctx)
+        # one instance per distinct key: cache lookups then compare by identity
+        return self._keys.setdefault(key, key)
 
     @property
     def capacity_digest(self) -> str:
@@ -223,14 +237,14 @@ class Planner:
         charges: dict[tuple[Team, Flavour], int] = {}
         for a in ctx.previous:
             key = (a.cluster, a.flavour)
-            if self.snap.clusters[a.cluster].health in ("Healthy", "Degraded"):
+            if self.snap.clusters[a.cluster].seen:
                 taken = best_fit(state.frees(key), ctx.count, a.replicas)
                 assert taken is not None  # keep_failure checked the fit
                 nodes.append((key, taken))
             q = (ctx.team, a.flavour)
             charges[q] = charges.get(q, 0) + a.gpus
         reasons = tuple(Reason(f"kept: runs here ({a.replicas} x {a.gpus_per_replica} "
-                               f"{a.flavour})", a.cluster, "Sticky") for a in ctx.previous)
+                               f"{a.flavour})", a.cluster, KEPT) for a in ctx.previous)
         return Decision(WorkloadPlacement(ctx.id, "Placed", ctx.previous, reasons),
                         tuple(nodes), tuple(sorted(charges.items())))
 
@@ -239,99 +253,138 @@ class Planner:
     def candidates(self, ctx: WorkloadContext) -> tuple[Group, ...]:
         """Per flavour of the workload, in its order: the clusters that pass every
         static filter for a new placement, each with its weighted static score."""
-        found = self._candidates.get(ctx.static_key)
+        # keys are interned (`_static_key`), and kept alive by `_keys`: the identity of
+        # one is its value, and much cheaper to hash than the nested tuple
+        k = id(ctx.static_key)
+        found = self._candidates.get(k)
+        if found is None:
+            new = ctx if not ctx.keep else ctx.with_keep(False)
+            found = self._candidates[k] = tuple(
+                self._group(new, rank, f) for rank, f in enumerate(ctx.flavours))
+        return found
+
+    def _group(self, ctx: WorkloadContext, rank: int, flavour: Flavour) -> Group:
+        """One flavour's candidates, shared by every key with the same pass-set and
+        static scorer keys."""
+        names = self.static_passing(ctx, flavour)
+        k = (flavour, rank, names, ctx.static_key[2])
+        found = self._groups.get(k)
         if found is not None:
             return found
-        new = ctx if not ctx.keep else ctx.with_keep(False)
-        allowed = self.snap.allowed_clusters(self.spec, ctx.data_class)
         state = State({})
-        groups: list[Group] = []
-        for rank, f in enumerate(ctx.flavours):
-            statics: dict[ClusterName, int] = {}
-            names = self.snap.by_flavour.get(f, frozenset()) & allowed
-            for flt in self._static:
-                names = names & self.passing(flt, new, f)
-            for name in sorted(names):
-                option = Candidate(name, f, rank)
-                statics[name] = sum(WEIGHTS[s.name] * s.score(new, option, state)
-                                    for s in self._static_scorers)
-            groups.append(Group(rank, f, statics, WEIGHTS["FlavourPreference"] * (100 - rank)
-                                if rank < 100 else 0))
-        found = self._candidates[ctx.static_key] = tuple(groups)
+        unranked = tuple(s for s in self.plugins.static_scorers if not s[0].ranked)
+        statics: dict[ClusterName, int] = {}
+        extra = 0
+        for name in sorted(names):
+            option = Candidate(name, flavour, rank)
+            part = 0
+            for s, w in unranked:
+                part += w * s.score(ctx, option, state)
+            total = part
+            for s, w in self.plugins.ranked_static:
+                total += w * s.score(ctx, option, state)
+            statics[name] = total
+            extra = max(extra, part)
+        found = self._groups[k] = Group(rank, flavour, statics, extra)
         return found
 
     def passing(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour
                 ) -> frozenset[ClusterName]:
-        """The clusters a static filter lets through for this key, over the fleet."""
-        k = (flt.name, flt.key(ctx, flavour if flt.per_flavour else None))
+        """The clusters a static filter lets through for this key, over the fleet: its
+        index, or its verdict on every cluster."""
+        f = flavour if flt.per_flavour else None
+        k = (flt.name, f, ctx.keep, flt.key(ctx))
         found = self._passing.get(k)
         if found is None:
-            f = flavour if flt.per_flavour else None
-            found = self._passing[k] = frozenset(
-                name for name, c in self.snap.clusters.items()
-                if flt.filter(ctx, c, f, None).ok)
+            found = flt.index(ctx, f)
+            if found is None:
+                found = frozenset(name for name, c in self.snap.clusters.items()
+                                  if flt.filter(ctx, c, f, None).ok)
+            self._passing[k] = found
+        return found
+
+    def static_verdict(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour,
+                       c: ClusterInfo) -> FilterResult:
+        """A static filter's verdict on one cluster, cached by its key (diagnoses)."""
+        f = flavour if flt.per_flavour else None
+        k = (flt.name, f, ctx.keep, flt.key(ctx), c.name)
+        found = self._verdicts.get(k)
+        if found is None:
+            found = self._verdicts[k] = flt.filter(ctx, c, f, None)
         return found
 
     def static_passing(self, ctx: WorkloadContext, flavour: Flavour) -> frozenset[ClusterName]:
-        """The clusters every cached static filter lets through for this context and
-        flavour (their verdicts depend only on their keys, so this is cached by them)."""
-        k = tuple(flt.key(ctx, flavour if flt.per_flavour else None) for flt in self._static)
-        found = self._all_static.get((flavour, k))
+        """The clusters every static filter lets through for this context and flavour
+        (their verdicts depend only on their keys, so this is cached by them)."""
+        k = (flavour, ctx.keep, ctx.static_key[1])
+        found = self._all_static.get(k)
         if found is None:
-            found = frozenset(self.snap.clusters)
-            for flt in self._static:
-                found &= self.passing(flt, ctx, flavour)
-            self._all_static[(flavour, k)] = found
+            sets = sorted((self.passing(flt, ctx, flavour) for flt in self.plugins.static_filters),
+                          key=len)
+            found = frozenset(self.snap.clusters) if not sets else sets[0]
+            for more in sets[1:]:
+                found &= more  # smallest first: each step costs the smaller set
+            self._all_static[k] = found
         return found
 
     def new_state(self) -> State:
-        w_pack, w_price = WEIGHTS["Packing"], WEIGHTS["Price"]
-        ranking = {(c, f): (self.snap.capacity.get((c, f), 0), w_pack,
-                            w_price * info.price_score.get(f, 0))
-                   for c, info in self.snap.clusters.items() for f in info.offers}
-        return State(self.snap.nodes, ranking=ranking)
+        return State(self.snap.nodes, rank=self.plugins.rank)
 
     def _score(self, ctx: WorkloadContext, option: Candidate, static: int, state: State
                ) -> int:
         total = static
-        for s in self._dynamic_scorers:
-            if s.name == "Sticky" and not ctx.previous:
-                continue  # scores 0 for a workload that runs nowhere
-            total += WEIGHTS[s.name] * s.score(ctx, option, state)
+        for s, w in self.plugins.dynamic_scorers:
+            total += w * s.score(ctx, option, state)
         return total
 
     def _bound(self, flavour: Flavour, need: int) -> int:
-        """The most Packing can rise above a cluster's ranking by placing `need` GPUs."""
-        cap = self.snap.min_capacity.get(flavour, 0)
-        return WEIGHTS["Packing"] * ((100 * need) // cap + 1) if cap > 0 else 0
+        """The most the ranked and the dynamic scorers add above an option's rank by
+        placing `need` GPUs on a cluster the workload does not run on."""
+        found = self._bounds.get((flavour, need))
+        if found is None:
+            found = self._bounds[(flavour, need)] = sum(
+                w * s.bound(flavour, need) for s, w in self.plugins.bounded)
+        return found
 
     def _options(self, ctx: WorkloadContext, state: State, want: int, need_replicas: int
                  ) -> list[tuple[int, Candidate, int]]:
         """The best feasible option per cluster, best first, at least the top `want`.
 
         The same ranking as scoring every (cluster, flavour) option with every scorer,
-        found with less work: the weights make the total lexicographic (sticky, flavour
-        order, then packing + price), so sticky clusters are judged first, then each
-        flavour in order; within a flavour the clusters are walked by price + packing
-        now (`State.ranked`) and the walk stops at the first cluster that cannot beat
-        the `want`-th best found even with the most packing can add.
+        found with less work: the clusters the workload runs on are judged first, then
+        each flavour in order; within a flavour the clusters are walked by their rank
+        now (`State.ranked`, the ranked scorers' part of the score) and the walk stops
+        at the first cluster that cannot beat the `want`-th best found even with the
+        most the scorers can add above its rank (`Group.extra`, `_bound`).
         """
         groups = self.candidates(ctx)
         need = need_replicas * ctx.count
-        quota_ok: dict[Flavour, bool] = {}
+        plugins = self.plugins
+        totals = plugins.total_filters
+        room = plugins.room_filter.room(ctx, state)
+        more_rooms = ([r.room(ctx, state) for r in plugins.more_rooms]
+                      if plugins.more_rooms else ())
+        total_ok: dict[Flavour, bool] = {}
 
         def feasible(g: Group, name: ClusterName) -> tuple[int, Candidate, int] | None:
-            ok = quota_ok.get(g.flavour)
+            ok = total_ok.get(g.flavour)
             if ok is None:
-                ok = quota_ok[g.flavour] = quota_check(
-                    self.snap, state, ctx.team, g.flavour, need) is None
+                ok = True
+                for t in totals:
+                    if not t.judge(ctx, g.flavour, need, state).ok:
+                        ok = False
+                        break
+                total_ok[g.flavour] = ok
             if not ok:
                 return None
-            room = state.room((name, g.flavour), ctx.count)
-            if room < need_replicas:
+            key = (name, g.flavour)
+            fit = room(key)
+            for r in more_rooms:
+                fit = min(fit, r(key))
+            if fit < need_replicas:
                 return None
             option = Candidate(name, g.flavour, g.rank)
-            return (self._score(ctx, option, g.statics[name], state), option, room)
+            return (self._score(ctx, option, g.statics[name], state), option, fit)
 
         best: dict[ClusterName, tuple[int, Candidate, int]] = {}
         for a in ctx.previous:
@@ -343,7 +396,7 @@ class Planner:
         for g in groups:
             if len(best) >= want:
                 break
-            bound = g.flavour_score + self._bound(g.flavour, need)
+            bound = g.extra + self._bound(g.flavour, need)
             found_here: list[tuple[int, Candidate, int]] = []
             short = want - len(best)
             threshold: int | None = None
@@ -381,7 +434,7 @@ class Planner:
         assert taken is not None
         gpus = ctx.replicas * ctx.count
         a = Assignment(option.cluster, option.flavour, ctx.replicas, ctx.count)
-        reason = Reason(self._chosen(ctx, option, score), option.cluster, "Score")
+        reason = Reason(self._chosen(ctx, option, score), option.cluster, CHOSEN)
         return Decision(WorkloadPlacement(ctx.id, "Placed", (a,), (reason,)),
                         ((key, taken),), (((ctx.team, option.flavour), gpus),))
 
@@ -419,11 +472,12 @@ class Planner:
         for (_, option, _), n in zip(chosen, shares, strict=True):
             totals[option.flavour] = totals.get(option.flavour, 0) + n * ctx.count
         for f, g in sorted(totals.items()):
-            why = quota_check(self.snap, state, ctx.team, f, g)
-            if why is not None:
-                return Decision(WorkloadPlacement(ctx.id, "Pending", (), (
-                    Reason(f"0/{len(self.snap.clusters)} clusters: quota ({why})",
-                           None, "Quota"),)))
+            for flt in self.plugins.total_filters:
+                r = flt.judge(ctx, f, g, state)
+                if not r.ok:
+                    return Decision(WorkloadPlacement(ctx.id, "Pending", (), (
+                        Reason(f"0/{len(self.snap.clusters)} clusters: {r.summary}",
+                               None, r.rule),)))
         assignments: list[Assignment] = []
         nodes: list[tuple[NodeKey, Hist]] = []
         reasons: list[Reason] = []
@@ -434,7 +488,7 @@ class Planner:
             nodes.append((key, taken))
             assignments.append(Assignment(option.cluster, option.flavour, n, ctx.count))
             reasons.append(Reason(f"{n} of {ctx.replicas} replicas; "
-                                  + self._chosen(ctx, option, score), option.cluster, "Spread"))
+                                  + self._chosen(ctx, option, score), option.cluster, SPREAD))
         order = sorted(range(len(assignments)), key=lambda i: assignments[i])
         first = (degraded,) if degraded is not None else ()
         return Decision(
@@ -487,6 +541,6 @@ def apply(state: State, d: Decision) -> None:
 
 
 def place(spec: FleetSpec, capacity: CapacitySnapshot, previous: PreviousPlan | None = None,
-          *, commit: str | None = None) -> Plan:
+          *, commit: str | None = None, profile: Profile = DEFAULT_PROFILE) -> Plan:
     """Where every workload of `spec` runs, given the fleet's capacity and what runs now."""
-    return Planner(spec, capacity).plan(previous, commit=commit)
+    return Planner(spec, capacity, profile).plan(previous, commit=commit)

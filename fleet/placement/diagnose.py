@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING
 
 from fleet.ids import Flavour
 from fleet.placement.context import WorkloadContext
-from fleet.placement.framework import FilterResult
-from fleet.placement.quota import quota_check
+from fleet.placement.framework import Filter, FilterResult, RoomFilter
 from fleet.placement.snapshot import ClusterInfo
 from fleet.placement.state import State
-from fleet.placement.types import Reason
+from fleet.placement.types import DROPPED, GONE, KEPT, SPREAD, Reason
 
 if TYPE_CHECKING:
     from fleet.placement.core import Planner
@@ -44,7 +43,7 @@ def cluster_verdicts(planner: Planner, ctx: WorkloadContext, c: ClusterInfo,
     out: dict[Flavour, list[FilterResult]] = {f: [] for f in ctx.flavours}
     alive = set(ctx.flavours)
     for flt in planner.filters:
-        if not flt.static and state is None:
+        if flt.kind != "static" and state is None:
             continue
         if flt.per_flavour:
             for f in ctx.flavours:
@@ -89,25 +88,31 @@ class _StaticPart:
 
 def _static_part(planner: Planner, ctx: WorkloadContext) -> _StaticPart:
     cache = planner.static_diagnosis
-    found = cache.get(ctx.static_key)
+    key = ctx.static_key[:2]  # what the static filters read
+    found = cache.get(key)
     if isinstance(found, _StaticPart):
         return found
     counts: Counter[str] = Counter()
     reasons: list[Reason] = []
     survivors: list[tuple[ClusterInfo, tuple[Flavour, ...]]] = []
+    alive_in = [planner.static_passing(ctx, f) for f in ctx.flavours]
+    # a cluster no flavour survives is counted under the first flavour's first failing
+    # filter, as `first_failure` reads verdicts; pass-sets are cached by the planner
+    first = ctx.flavours[0]
+    statics = planner.plugins.static_filters
+    sets = [planner.passing(flt, ctx, first) for flt in statics]
     for name, c in planner.snap.clusters.items():
-        verdicts = cluster_verdicts(planner, ctx, c, None)
-        alive = tuple(f for f, rs in verdicts.items() if all(r.ok for r in rs))
+        alive = tuple(f for f, s in zip(ctx.flavours, alive_in, strict=True) if name in s)
         if alive:
             survivors.append((c, alive))
             continue
-        bad = first_failure(verdicts)
-        assert bad is not None
+        i = next(i for i, s in enumerate(sets) if name not in s)
+        bad = planner.static_verdict(statics[i], ctx, first, c)
         reasons.append(Reason(bad.message, name, bad.rule))
         counts[bad.summary] += 1
     part = _StaticPart(counts, tuple(reasons), tuple(survivors),
                        frozenset(r.rule for r in reasons))
-    cache[ctx.static_key] = part
+    cache[key] = part
     return part
 
 
@@ -115,16 +120,15 @@ def diagnose(planner: Planner, ctx: WorkloadContext, state: State,
              chosen_room: int | None = None) -> tuple[Reason, ...]:
     static = _static_part(planner, ctx)
     counts = Counter(static.counts)
-    capacity: list[FilterResult] = []
+    rooms = planner.plugins.room_filters
+    short: dict[RoomFilter, list[FilterResult]] = {r: [] for r in rooms}
     found: list[Reason] = []
-    dynamic = [f for f in planner.filters if not f.static]
     passing = 0
     for c, alive in static.survivors:
-        bad: FilterResult | None = None
+        bad: tuple[Filter, FilterResult] | None = None
         ok = False
         for f in alive:
-            first = next((r for flt in dynamic
-                          if not (r := flt.filter(ctx, c, f, state)).ok), None)
+            first = _first_dynamic_failure(planner, ctx, c, f, state)
             if first is None:
                 ok = True
                 break
@@ -133,35 +137,40 @@ def diagnose(planner: Planner, ctx: WorkloadContext, state: State,
             passing += 1
             continue
         assert bad is not None
-        found.append(Reason(bad.message, c.name, bad.rule))
-        if bad.summary == "capacity":
-            capacity.append(bad)
+        flt, r = bad
+        found.append(Reason(r.message, c.name, r.rule))
+        if flt in short:
+            short[flt].append(r)  # summarized by its plugin, after the counts
         else:
-            counts[bad.summary] += 1
+            counts[r.summary] += 1
     # both lists are in cluster order already: merge, do not sort
     reasons = list(heapq.merge(static.reasons, found, key=lambda r: r.cluster or ""))
     parts = [f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    if capacity:
-        need = capacity[0].needs_per_node
-        largest = max(r.largest_free for r in capacity)
-        detail = (f"needs {need} on one node, largest free {largest}" if largest < need
-                  else f"needs {1 if ctx.spread else ctx.replicas} x {need} GPUs at once")
-        parts.append(f"{len(capacity)} capacity ({detail})")
+    parts.extend(r.summarize(ctx, rs) for r, rs in short.items() if rs)
     n = len(planner.snap.clusters)
     rule: str | None
     if passing and ctx.spread:
         room = chosen_room or 0
         parts.append(f"{passing} fit but spread needs {ctx.replicas} replicas over "
                      f"{ctx.min_clusters}..{ctx.max_clusters} clusters, room for {room}")
-        rule = "Spread"
+        rule = SPREAD
     elif passing:
         parts.append(f"{passing} fit one by one")
-        rule = "Capacity"
+        rule = rooms[0].name
     else:
         rules = static.rules | {r.rule for r in found}
         rule = reasons[0].rule if len(rules) == 1 and reasons else None
     line = f"0/{n} clusters: " + ", ".join(parts) if parts else f"0/{n} clusters"
     return (Reason(line, None, rule or "Unschedulable"), *reasons)
+
+
+def _first_dynamic_failure(planner: Planner, ctx: WorkloadContext, c: ClusterInfo,
+                           f: Flavour, state: State) -> tuple[Filter, FilterResult] | None:
+    for flt in planner.plugins.dynamic_filters:
+        r = flt.filter(ctx, c, f, state)
+        if not r.ok:
+            return flt, r
+    return None
 
 
 def keep_failure(planner: Planner, ctx: WorkloadContext, state: State) -> Reason | None:
@@ -170,33 +179,35 @@ def keep_failure(planner: Planner, ctx: WorkloadContext, state: State) -> Reason
     clusters = [a.cluster for a in prev]
     if sum(a.replicas for a in prev) != ctx.replicas:
         return Reason(f"resized: runs {sum(a.replicas for a in prev)} replicas, wants "
-                      f"{ctx.replicas}", None, "Sticky")
+                      f"{ctx.replicas}", None, KEPT)
     if any(a.gpus_per_replica != ctx.count for a in prev):
-        return Reason(f"GPUs per replica changed to {ctx.count}", None, "Sticky")
+        return Reason(f"GPUs per replica changed to {ctx.count}", None, KEPT)
     if len(set(clusters)) != len(clusters) or not (
             ctx.min_clusters <= len(clusters) <= max(ctx.max_clusters, 1)):
         return Reason(f"runs on {len(clusters)} clusters, wants {ctx.min_clusters}.."
-                      f"{ctx.max_clusters}", None, "Spread")
-    quota: dict[Flavour, int] = {}
+                      f"{ctx.max_clusters}", None, SPREAD)
+    totals: dict[Flavour, int] = {}
     for a in prev:
         c = planner.snap.clusters.get(a.cluster)
         if c is None:
-            return Reason("cluster is gone from the repo", a.cluster, "Health")
+            return Reason("cluster is gone from the repo", a.cluster, GONE)
         if a.flavour not in ctx.flavours:
-            return Reason(f"flavour {a.flavour} is no longer in its list", a.cluster, "Flavour")
-        seeing = c.health in ("Healthy", "Degraded")
-        # The common case, every cached static filter letting it stay, is one lookup;
+            return Reason(f"flavour {a.flavour} is no longer in its list", a.cluster, DROPPED)
+        # The common case, every static filter letting it stay, is one lookup;
         # otherwise each filter is asked, in order, for the first one that refuses.
+        # Total filters (quota) are judged below, on all it runs of a flavour.
         statics_ok = a.cluster in planner.static_passing(ctx, a.flavour)
-        for flt in planner.uncached_filters if statics_ok else planner.filters:
-            if flt.name == "Quota" or (flt.name == "Capacity" and not seeing):
+        plugins = planner.plugins
+        for flt in plugins.dynamic_filters if statics_ok else plugins.filters:
+            if flt.kind == "total":
                 continue
             r = flt.filter(ctx, c, a.flavour if flt.per_flavour else None, state)
             if not r.ok:
                 return Reason(f"cannot stay: {r.message}", a.cluster, r.rule)
-        quota[a.flavour] = quota.get(a.flavour, 0) + a.gpus
-    for f, g in sorted(quota.items()):
-        why = quota_check(planner.snap, state, ctx.team, f, g)
-        if why is not None:
-            return Reason(f"cannot stay: {why}", None, "Quota")
+        totals[a.flavour] = totals.get(a.flavour, 0) + a.gpus
+    for f, g in sorted(totals.items()):
+        for t in planner.plugins.total_filters:
+            r = t.judge(ctx, f, g, state)
+            if not r.ok:
+                return Reason(f"cannot stay: {r.message}", None, r.rule)
     return None

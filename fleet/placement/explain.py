@@ -16,7 +16,8 @@ from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement.context import Candidate, WorkloadContext
 from fleet.placement.core import Planner
 from fleet.placement.diagnose import cluster_verdicts
-from fleet.placement.framework import WEIGHTS, FilterResult
+from fleet.placement.framework import FilterResult
+from fleet.placement.registry import DEFAULT_PROFILE, Profile
 from fleet.placement.state import State
 from fleet.placement.types import PreviousPlan, WorkloadPlacement
 from fleet.spec import FleetSpec
@@ -58,9 +59,11 @@ class UnknownWorkload(KeyError):
 
 
 def explain(spec: FleetSpec, capacity: CapacitySnapshot, workload_id: str,
-            previous: PreviousPlan | None = None) -> Explanation:
+            previous: PreviousPlan | None = None, profile: Profile = DEFAULT_PROFILE
+            ) -> Explanation:
     wid = WorkloadId(workload_id)
-    planner = Planner(spec, capacity)
+    planner = Planner(spec, capacity, profile)
+    weights = planner.plugins.weights
     seen: list[tuple[WorkloadContext, dict[ClusterName, list[FlavourVerdict]]]] = []
 
     def observe(ctx: WorkloadContext, state: State) -> None:
@@ -75,8 +78,8 @@ def explain(spec: FleetSpec, capacity: CapacitySnapshot, workload_id: str,
                 if all(r.ok for r in results):
                     option = Candidate(name, f, rank)
                     scores = tuple((s.name, s.score(ctx, option, state))
-                                   for s in planner.scorers)
-                    total = sum(WEIGHTS[n] * v for n, v in scores)
+                                   for s, _ in planner.plugins.scorers)
+                    total = sum(w * v for (_, w), (_, v) in zip(weights, scores, strict=True))
                 row.append(FlavourVerdict(f, results, scores, total))
             table[name] = row
         seen.append((ctx, table))
@@ -86,10 +89,10 @@ def explain(spec: FleetSpec, capacity: CapacitySnapshot, workload_id: str,
     plan = planner.plan(previous, observe=(wid, observe))
     placement = plan.workloads[wid]
     if not seen:  # invalid: nothing was judged
-        return Explanation(wid, placement, False, (), tuple(WEIGHTS.items()))
+        return Explanation(wid, placement, False, (), weights)
     ctx, table = seen[-1]
     chosen = {(a.cluster, a.flavour) for a in placement.assignments}
     clusters = tuple(
         ClusterVerdict(name, tuple(row), any((name, v.flavour) in chosen for v in row))
         for name, row in table.items())
-    return Explanation(wid, placement, ctx.keep, clusters, tuple(WEIGHTS.items()))
+    return Explanation(wid, placement, ctx.keep, clusters, weights)

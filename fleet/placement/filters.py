@@ -1,11 +1,11 @@
 """The filter plugins: the hard rules of placement, in the order they are applied.
 
-Each filter is a small class with a `name` (the `rule` of its Reasons), whether it is
-`static` (depends only on the workload's placement fields and the cluster, so its
-verdict can be cached) and whether it is judged `per_flavour`. The order of `FILTERS`
-is the order of a diagnosis: a cluster is counted under the first rule it fails, as
-kube-scheduler reports the first failing plugin per node. Residency comes first, since
-it is never violated whatever else happens.
+Each filter is a small class with a `name` (the `rule` of its Reasons), its `kind`
+(`fleet.placement.framework`: static, room or total) and whether it is judged
+`per_flavour`. They are registered by name in `fleet.placement.registry`, whose
+profile orders them: the order of a diagnosis, where a cluster is counted under the
+first rule it fails, as kube-scheduler reports the first failing plugin per node.
+Residency comes first, since it is never violated whatever else happens.
 
 *Keep* (sticky) and *new* placements differ only in Health, Cordon and Taint, the way
 Kubernetes treats running pods: a cordoned cluster and a NoSchedule taint keep what
@@ -17,23 +17,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 
-from fleet.ids import Flavour
+from fleet.ids import ClusterName, Flavour
 from fleet.placement.context import WorkloadContext
-from fleet.placement.framework import Filter, FilterResult, fits
-from fleet.placement.snapshot import ClusterInfo, Snapshot
+from fleet.placement.framework import FilterKind, FilterResult, fits
+from fleet.placement.quota import quota_check
+from fleet.placement.snapshot import ClusterInfo, NodeKey, Snapshot
 from fleet.placement.state import State, largest_free
+from fleet.spec import FleetSpec
 
 
 class Residency:
     name = "Residency"
-    static = True
+    kind: FilterKind = "static"
     per_flavour = False
 
-    def __init__(self, allows: Callable[[str | None, str], bool]) -> None:
-        self._allows = allows
+    def __init__(self, snap: Snapshot, spec: FleetSpec) -> None:
+        self._snap, self._spec = snap, spec
+        self._allows = spec.residency.allows
 
-    def key(self, w: WorkloadContext, flavour: Flavour | None) -> Hashable:
+    def key(self, w: WorkloadContext) -> Hashable:
         return w.data_class
+
+    def index(self, w: WorkloadContext, flavour: Flavour | None
+              ) -> frozenset[ClusterName] | None:
+        return self._snap.allowed_clusters(self._spec, w.data_class)
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
@@ -47,11 +54,16 @@ class Residency:
 
 class Selector:
     name = "Selector"
-    static = True
+    kind: FilterKind = "static"
     per_flavour = False
 
-    def key(self, w: WorkloadContext, flavour: Flavour | None) -> Hashable:
-        return (w.static_key.split("|", 3)[2], w.only_clusters)
+    def key(self, w: WorkloadContext) -> Hashable:
+        selector = w.selector.model_dump_json() if w.selector is not None else ""
+        return (selector, w.only_clusters)
+
+    def index(self, w: WorkloadContext, flavour: Flavour | None
+              ) -> frozenset[ClusterName] | None:
+        return None
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
@@ -66,11 +78,15 @@ class Selector:
 
 class Taint:
     name = "Taint"
-    static = True
+    kind: FilterKind = "static"
     per_flavour = False
 
-    def key(self, w: WorkloadContext, flavour: Flavour | None) -> Hashable:
-        return (w.keep, w.static_key.rsplit("|", 1)[1])
+    def key(self, w: WorkloadContext) -> Hashable:
+        return w.tolerations  # frozen models: hashable by value
+
+    def index(self, w: WorkloadContext, flavour: Flavour | None
+              ) -> frozenset[ClusterName] | None:
+        return None
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
@@ -86,15 +102,19 @@ class Taint:
 
 class Health:
     name = "Health"
-    static = True
+    kind: FilterKind = "static"
     per_flavour = False
 
-    def key(self, w: WorkloadContext, flavour: Flavour | None) -> Hashable:
-        return (w.keep, w.grace_seconds if w.keep else 0)
+    def key(self, w: WorkloadContext) -> Hashable:
+        return w.grace_seconds
+
+    def index(self, w: WorkloadContext, flavour: Flavour | None
+              ) -> frozenset[ClusterName] | None:
+        return None
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
-        if c.health in ("Healthy", "Degraded"):
+        if c.seen:
             return fits(self.name)
         if w.keep:
             gone = c.unreachable_seconds
@@ -110,11 +130,15 @@ class Health:
 
 class Cordon:
     name = "Cordon"
-    static = True
+    kind: FilterKind = "static"
     per_flavour = False
 
-    def key(self, w: WorkloadContext, flavour: Flavour | None) -> Hashable:
-        return w.keep
+    def key(self, w: WorkloadContext) -> Hashable:
+        return ()
+
+    def index(self, w: WorkloadContext, flavour: Flavour | None
+              ) -> frozenset[ClusterName] | None:
+        return None
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
@@ -126,11 +150,15 @@ class Cordon:
 
 class FlavourOffer:
     name = "Flavour"
-    static = True
+    kind: FilterKind = "static"
     per_flavour = True
 
-    def key(self, w: WorkloadContext, flavour: Flavour | None) -> Hashable:
-        return (flavour, w.count)
+    def key(self, w: WorkloadContext) -> Hashable:
+        return w.count
+
+    def index(self, w: WorkloadContext, flavour: Flavour | None
+              ) -> frozenset[ClusterName] | None:
+        return None
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
@@ -147,13 +175,22 @@ class FlavourOffer:
 
 
 class Capacity:
+    """Room on the nodes: every replica the option needs, `count` GPUs on one node each,
+    at once. A running workload is not checked on a cluster whose nodes are not seen
+    (Unreachable, Unknown): it keeps what runs there until Health fails it over."""
+
     name = "Capacity"
-    static = False
+    kind: FilterKind = "room"
     per_flavour = True
+
+    def room(self, w: WorkloadContext, state: State) -> Callable[[NodeKey], int]:
+        return state.fitter(w.count)
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
                state: State | None) -> FilterResult:
         assert flavour is not None and state is not None
+        if w.keep and not c.seen:
+            return fits(self.name)
         key = (c.name, flavour)
         need = w.replicas_needed(c.name)
         room = state.room(key, w.count)
@@ -169,29 +206,33 @@ class Capacity:
         return FilterResult(rule, "Unschedulable", msg, "capacity",
                             needs_per_node=w.count, largest_free=largest)
 
+    def summarize(self, w: WorkloadContext, rejected: list[FilterResult]) -> str:
+        need = rejected[0].needs_per_node
+        largest = max(r.largest_free for r in rejected)
+        detail = (f"needs {need} on one node, largest free {largest}" if largest < need
+                  else f"needs {1 if w.spread else w.replicas} x {need} GPUs at once")
+        return f"{len(rejected)} capacity ({detail})"
+
 
 class Quota:
+    """The team's quota (`fleet.placement.quota`), judged on all the GPUs the workload
+    takes of a flavour."""
+
     name = "Quota"
-    static = False
+    kind: FilterKind = "total"
     per_flavour = True
 
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
 
-    def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
-               state: State | None) -> FilterResult:
-        from fleet.placement.quota import quota_check
-
-        assert flavour is not None and state is not None
-        gpus = w.replicas_needed(c.name) * w.count
+    def judge(self, w: WorkloadContext, flavour: Flavour, gpus: int, state: State
+              ) -> FilterResult:
         why = quota_check(self._snap, state, w.team, flavour, gpus)
         if why is None:
             return fits(self.name)
         return FilterResult(self.name, "Unschedulable", why, f"quota ({why})")
 
-
-def default_filters(snap: Snapshot, allows: Callable[[str | None, str], bool]
-                    ) -> tuple[Filter, ...]:
-    """Every filter, in diagnosis order."""
-    return (Residency(allows), FlavourOffer(), Selector(), Taint(), Health(), Cordon(),
-            Capacity(), Quota(snap))
+    def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
+               state: State | None) -> FilterResult:
+        assert flavour is not None and state is not None
+        return self.judge(w, flavour, w.replicas_needed(c.name) * w.count, state)

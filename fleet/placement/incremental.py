@@ -110,7 +110,7 @@ class _AtPosition(State):
         assert isinstance(v, tuple)
         return v
 
-    def room(self, key: NodeKey, count: int) -> int:
+    def fit(self, count: int, key: NodeKey) -> int:
         h = self.frees(key)
         return sum(h[v] * (v // count) for v in range(count, len(h)))
 

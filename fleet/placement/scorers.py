@@ -1,9 +1,9 @@
-"""The score plugins: soft preferences between the options that passed every filter.
+"""The scorer plugins: soft preferences between options that passed every filter.
 
-Each returns 0..100 for one (cluster, flavour) option; a `static` scorer depends only on
-the option (not on the state or on where the workload runs now), so the planner caches
-its weighted score with the candidate list; `fleet.placement.framework.WEIGHTS`
-turns them into one total, and ties break by cluster name.
+Each returns 0..100 for one (cluster, flavour) option and declares what the pruned walk
+needs (`fleet.placement.framework.Scorer`): whether it is `static` (cached with the
+candidates, keyed by `key(w)`), its workload-independent `rank` and its `bound`. The
+weights live in the profile (`fleet.placement.registry`); ties break by cluster name.
 
 - Sticky: 100 on a cluster the workload runs on now. Moving a running job costs hours
   of GPU time, so this outweighs everything else.
@@ -13,59 +13,100 @@ turns them into one total, and ties break by cluster name.
   first leaves whole clusters, and with best-fit on nodes whole 8-GPU nodes, free for
   big gangs.
 - Price: 100 for the cheapest GPU-hour in the fleet, 0 for the dearest or unpriced.
+- Spot: `fleet.placement.spot`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
+from fleet.ids import Flavour
 from fleet.placement.context import Candidate, WorkloadContext
-from fleet.placement.framework import WEIGHTS, Scorer
-from fleet.placement.snapshot import Snapshot
-from fleet.placement.state import State, packing
+from fleet.placement.snapshot import NodeKey, Snapshot
+from fleet.placement.state import Hist, State, free_total, packing
 
 
 class Sticky:
     name = "Sticky"
     static = False
+    ranked = False
+
+    def key(self, w: WorkloadContext) -> Hashable:
+        return ()
 
     def score(self, w: WorkloadContext, option: Candidate, state: State) -> int:
-        return 100 if any(a.cluster == option.cluster for a in w.previous) else 0
+        for a in w.previous:
+            if a.cluster == option.cluster:
+                return 100
+        return 0
+
+    def rank(self, key: NodeKey, free: Hist) -> int:
+        return 0  # unranked
+
+    def bound(self, flavour: Flavour, need: int) -> int:
+        return 0  # 0 wherever it does not run
 
 
 class FlavourPreference:
     name = "FlavourPreference"
     static = True
+    ranked = False
+
+    def key(self, w: WorkloadContext) -> Hashable:
+        return ()  # the flavour's rank in the list, which every candidate key holds
 
     def score(self, w: WorkloadContext, option: Candidate, state: State) -> int:
         return max(0, 100 - option.rank)
+
+    def rank(self, key: NodeKey, free: Hist) -> int:
+        return 0  # unranked
+
+    def bound(self, flavour: Flavour, need: int) -> int:
+        return 100
 
 
 class Packing:
     name = "Packing"
     static = False
+    ranked = True
 
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
+
+    def key(self, w: WorkloadContext) -> Hashable:
+        return ()
 
     def score(self, w: WorkloadContext, option: Candidate, state: State) -> int:
         key = (option.cluster, option.flavour)
         return packing(self._snap.capacity.get(key, 0), state.total(key),
                        w.replicas_needed(option.cluster) * w.count)
 
+    def rank(self, key: NodeKey, free: Hist) -> int:
+        return packing(self._snap.capacity.get(key, 0), free_total(free), 0)
+
+    def bound(self, flavour: Flavour, need: int) -> int:
+        # `need` GPUs raise packing by at most 100 * need / capacity (+1 for rounding),
+        # most on the smallest cluster of the flavour
+        cap = self._snap.min_capacity.get(flavour, 0)
+        return (100 * need) // cap + 1 if cap > 0 else 0
+
 
 class Price:
     name = "Price"
     static = True
+    ranked = True
 
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
 
+    def key(self, w: WorkloadContext) -> Hashable:
+        return ()
+
     def score(self, w: WorkloadContext, option: Candidate, state: State) -> int:
         return self._snap.clusters[option.cluster].price_score.get(option.flavour, 0)
 
+    def rank(self, key: NodeKey, free: Hist) -> int:
+        return self._snap.clusters[key[0]].price_score.get(key[1], 0)
 
-def default_scorers(snap: Snapshot) -> tuple[Scorer, ...]:
-    return (Sticky(), FlavourPreference(), Packing(snap), Price(snap))
-
-
-def total(scores: dict[str, int]) -> int:
-    return sum(WEIGHTS[name] * s for name, s in scores.items())
+    def bound(self, flavour: Flavour, need: int) -> int:
+        return 0

@@ -47,6 +47,12 @@ class ClusterInfo:
     """0..100 per flavour: 100 is the cheapest GPU-hour of the fleet, 0 the dearest or
     unpriced (an unknown price is never treated as cheap)."""
 
+    @property
+    def seen(self) -> bool:
+        """Whether its nodes are seen now (Healthy or Degraded): what runs on an
+        Unreachable or Unknown cluster is not checked against nodes nobody can see."""
+        return self.health in ("Healthy", "Degraded")
+
 
 @dataclass(frozen=True, slots=True)
 class QuotaRule:

@@ -20,7 +20,8 @@ node-level half of the Packing preference.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from operator import add, mul, sub
 
 from fleet.ids import ClusterName, Flavour, Team
@@ -92,30 +93,33 @@ class State:
     `room()` and `total()` are cached per key until the key is next allocated: a pass
     reads each (cluster, flavour) many times between two writes to it.
 
-    With `ranking` (per key: capacity and the weighted static score of its price), the
-    state also keeps, per flavour, its clusters sorted by `price + packing now`
-    (`ranked()`), so the best option is found by walking from the top and stopping at
-    the first cluster that cannot beat the best so far, instead of scoring every one.
+    With `rank` (the weighted rank of an option given its nodes now, from the ranked
+    scorers: `fleet.placement.registry.Plugins.rank`), the state also keeps, per flavour,
+    its clusters sorted by that rank (`ranked()`), so the best option is found by
+    walking from the top and stopping at the first cluster that cannot beat the best so
+    far, instead of scoring every one.
     """
 
-    __slots__ = ("_base", "_free", "_rank", "_ranking", "_room", "_total", "_used",
-                 "reads")
+    __slots__ = ("_base", "_fitters", "_free", "_rank", "_rank_of", "_room", "_total",
+                 "_used", "reads")
 
     def __init__(self, nodes: Mapping[NodeKey, Hist],
                  used: Mapping[QuotaKey, int] | None = None,
-                 ranking: Mapping[NodeKey, tuple[int, int, int]] | None = None) -> None:
+                 rank: Callable[[NodeKey, Hist], int] | None = None) -> None:
         self._free: dict[NodeKey, Hist] = dict(nodes)
         self._used: dict[QuotaKey, int] = dict(used or {})
         self._room: dict[NodeKey, dict[int, int]] = {}
         """Per key, replicas that fit by GPUs per replica (dropped when the key changes)."""
         self._total: dict[NodeKey, int] = {}
         self.reads: set[Key] | None = None
-        self._ranking = dict(ranking or {})
+        self._rank_of = rank
+        self._fitters: dict[int, Callable[[NodeKey], int]] = {}
         self._base: dict[NodeKey, int] = {}
         self._rank: dict[str, list[tuple[int, ClusterName]]] = {}
-        for key in sorted(self._ranking):
-            base = self._base[key] = self._base_of(key)
-            self._rank.setdefault(key[1], []).append((-base, key[0]))
+        if rank is not None:
+            for key in sorted(self._free):
+                base = self._base[key] = rank(key, self._free[key])
+                self._rank.setdefault(key[1], []).append((-base, key[0]))
         for lst in self._rank.values():
             lst.sort()
 
@@ -126,18 +130,15 @@ class State:
         out._room = {k: dict(v) for k, v in self._room.items()}
         out._total = dict(self._total)
         out.reads = None
-        out._ranking = self._ranking
+        out._rank_of = self._rank_of
+        out._fitters = {}
         out._base = dict(self._base)
         out._rank = {f: list(v) for f, v in self._rank.items()}
         return out
 
-    def _base_of(self, key: NodeKey) -> int:
-        cap, w_pack, price = self._ranking[key]
-        return price + w_pack * packing(cap, free_total(self._free.get(key, ())), 0)
-
     def ranked(self, flavour: Flavour) -> list[tuple[int, ClusterName]]:
-        """(-(price + packing now), cluster) of every cluster offering the flavour, best
-        first. Reading it reads the whole flavour (recorded as ("f", flavour, ""))."""
+        """(-rank, cluster) of every cluster offering the flavour, best first. Reading
+        it reads the whole flavour (recorded as ("f", flavour, ""))."""
         if self.reads is not None:
             self.reads.add(("f", flavour, ""))
         return self._rank.get(flavour, [])
@@ -149,6 +150,18 @@ class State:
 
     def room(self, key: NodeKey, count: int) -> int:
         """Replicas of `count` GPUs that fit on this (cluster, flavour) now."""
+        return self.fit(count, key)
+
+    def fitter(self, count: int) -> Callable[[NodeKey], int]:
+        """`room(key, count)` as a function of the key, for a fast path that asks it of
+        every option: a positional partial (a C call), one per count."""
+        found = self._fitters.get(count)
+        if found is None:
+            found = self._fitters[count] = partial(self.fit, count)
+        return found
+
+    def fit(self, count: int, key: NodeKey) -> int:
+        """`room(key, count)`, arguments swapped for `fitter`."""
         if self.reads is not None:
             self.reads.add(("n", key[0], key[1]))
         per = self._room.get(key)
@@ -183,11 +196,11 @@ class State:
         self._free[key] = hist
         self._total.pop(key, None)
         self._room.pop(key, None)
-        if key in self._ranking:
+        if self._rank_of is not None and key in self._base:
             lst = self._rank[key[1]]
             old = (-self._base[key], key[0])
             del lst[bisect.bisect_left(lst, old)]
-            base = self._base[key] = self._base_of(key)
+            base = self._base[key] = self._rank_of(key, hist)
             bisect.insort(lst, (-base, key[0]))
 
     def hist(self, key: NodeKey) -> Hist:

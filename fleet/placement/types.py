@@ -25,6 +25,19 @@ from fleet.ids import ClusterName, Flavour, WorkloadId
 
 PlacementStatus = Literal["Placed", "Pending", "Invalid"]
 
+KEPT = "Sticky"
+"""The rule of a Reason of the keep phase: kept where it runs, or why its shape (replicas,
+GPUs per replica) no longer matches what runs."""
+CHOSEN = "Score"
+"""The rule of the Reason of a cluster chosen by score."""
+SPREAD = "Spread"
+"""The rule of a spread workload's Reasons: a chosen cluster's share, or why the clusters
+it runs on or could run on do not make a spread."""
+GONE = "Health"
+"""The rule of a running workload's Reason when its cluster is gone from the repo."""
+DROPPED = "Flavour"
+"""The rule of a running workload's Reason when its flavour left the workload's list."""
+
 DEGRADED = "Degraded"
 """The rule of the first Reason of a placement that keeps fewer clusters or replicas
 than the workload asks for, because that is what is left where it runs (a spread

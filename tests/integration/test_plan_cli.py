@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 from fleet.capacity import declared_capacity
+from fleet.placement.registry import WEIGHTS
 from tests.fleetdocs import base_fleet, workload
 from tests.gitrepo import GitRepo
 from tests.specs import load_schema
@@ -121,11 +122,56 @@ def test_explain_shows_every_cluster_with_filters_and_scores() -> None:
     chosen = [c for c in doc["clusters"] if c["chosen"]]
     assert [c["cluster"] for c in chosen] == [p["cluster"] for p in doc["placements"]]
     feasible = [v for c in doc["clusters"] for v in c["flavours"] if v["feasible"]]
-    assert all(set(v["scores"]) == {"Sticky", "FlavourPreference", "Packing", "Price"}
-               for v in feasible)
+    assert all(set(v["scores"]) == set(WEIGHTS) for v in feasible)
+    assert doc["weights"] == dict(WEIGHTS)
     text = fleet("explain", "nlp-team/llama-finetune", "examples/fleet")
     assert text.returncode == 0 and "Residency: dataClass eu-personal may not run in US" \
         in text.stdout
+
+
+SPOT_CLUSTER = """\
+apiVersion: aifleet.dev/v1alpha1
+kind: Cluster
+metadata: {name: us-spot-1}
+spec:
+  region: us-west-2
+  jurisdiction: US
+  gpus:
+    - {flavour: h100-80gb, product: NVIDIA-H100-80GB-HBM3, count: 16, perNode: 8,
+       pricePerHour: 1.2, spot: true}
+"""
+
+
+def test_plan_and_explain_name_the_spot_rule_in_their_reasons(tmp_path: Path) -> None:
+    """`placement.spot: require` with spot capacity only where residency forbids it:
+    Pending, and the diagnosis and explain say Spot; `prefer` picks the spot offer."""
+    repo = GitRepo(tmp_path / "r")
+    repo.commit({**base_fleet(), "clusters/us-spot-1.yaml": SPOT_CLUSTER,
+                 "workloads/nlp-team/train.yaml": workload(
+                     "train", extra_spec="    spot: require\n"),
+                 "workloads/nlp-team/sweep.yaml": workload(
+                     "sweep", data_class="public", wtype="batch",
+                     extra_spec="    spot: prefer\n")})
+    r = fleet("plan", str(repo.path), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    by = {w["id"]: w for w in json.loads(r.stdout)["workloads"]}
+    train = by["nlp-team/train"]
+    assert train["status"] == "Pending"
+    assert train["reasons"][0]["message"] == (
+        "0/3 clusters: 2 residency(eu-personal), 1 no spot h100-80gb")
+    assert {"cluster": "eu-fra-1", "rule": "Spot",
+            "message": "h100-80gb is on-demand, the workload requires spot"} in [
+        {k: x[k] for k in ("cluster", "rule", "message")} for x in train["reasons"]]
+    assert [p["cluster"] for p in by["nlp-team/sweep"]["placements"]] == ["us-spot-1"]
+    ex = fleet("explain", "nlp-team/train", str(repo.path))
+    assert ex.returncode == 0, ex.stderr
+    row = next(line for line in ex.stdout.splitlines() if "eu-fra-1" in line)
+    assert row.split()[2:4] == ["Spot:", "h100-80gb"], row
+    assert "Spot x3" in ex.stdout
+    sweep = json.loads(fleet("explain", "nlp-team/sweep", str(repo.path), "--format",
+                             "json").stdout)
+    scores = {c["cluster"]: c["flavours"][0]["scores"] for c in sweep["clusters"]}
+    assert scores["us-spot-1"]["Spot"] == 100 and scores["eu-fra-1"]["Spot"] == 0
 
 
 def test_explain_of_an_unknown_workload_exits_2() -> None:

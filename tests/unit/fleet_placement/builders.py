@@ -21,14 +21,16 @@ API = "aifleet.dev/v1alpha1"
 def cluster(name: str, jurisdiction: str = "DE",
             offers: tuple[tuple[str, int, int], ...] = (("h100-80gb", 16, 8),), *,
             prices: dict[str, float] | None = None, labels: dict[str, str] | None = None,
-            taints: list[dict[str, Any]] | None = None, cordoned: bool = False) -> Cluster:
+            taints: list[dict[str, Any]] | None = None, cordoned: bool = False,
+            spot: tuple[str, ...] = ()) -> Cluster:
     return Cluster.model_validate({
         "apiVersion": API, "kind": "Cluster",
         "metadata": {"name": name, "labels": labels or {}},
         "spec": {"region": f"r-{name}", "jurisdiction": jurisdiction,
                  "gpus": [{"flavour": f, "product": f"NVIDIA-{f.upper()}", "count": count,
                            "perNode": per,
-                           **({"pricePerHour": prices[f]} if prices and f in prices else {})}
+                           **({"pricePerHour": prices[f]} if prices and f in prices else {}),
+                           **({"spot": True} if f in spot else {})}
                           for f, count, per in offers],
                  "taints": taints or [], "cordoned": cordoned}})
 

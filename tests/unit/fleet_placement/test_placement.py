@@ -9,7 +9,7 @@ import pytest
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement import place
-from fleet.placement.framework import WEIGHTS
+from fleet.placement.registry import WEIGHTS
 from fleet.placement.spread import divide
 from fleet.placement.types import Assignment, Plan
 from fleet.spec import FleetSpec
@@ -94,10 +94,13 @@ def test_cheaper_cluster_wins_between_equals() -> None:
 
 def test_weights_make_the_score_lexicographic() -> None:
     rest = 100 * (WEIGHTS["Packing"] + WEIGHTS["Price"])
+    spot = 100 * WEIGHTS["Spot"]
     # running somewhere (100) beats any flavour order plus the rest
-    assert WEIGHTS["Sticky"] * 100 > WEIGHTS["FlavourPreference"] * 100 + rest
-    # one step down the flavour list beats any packing and price
-    assert WEIGHTS["FlavourPreference"] > rest
+    assert WEIGHTS["Sticky"] * 100 > WEIGHTS["FlavourPreference"] * 100 + spot + rest
+    # one step down the flavour list beats any spot rule, packing and price
+    assert WEIGHTS["FlavourPreference"] > spot + rest
+    # the spot rule beats any packing and price
+    assert spot > rest
 
 
 KEEP_CASES: list[tuple[str, dict[str, Any], str | None, bool]] = [

@@ -14,11 +14,13 @@ from collections import defaultdict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.ids import ClusterName, Flavour
+from fleet.capacity import CapacitySnapshot
+from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement import Planner, explain, place
 from fleet.placement.incremental import IncrementalPlanner
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.plan_json import plan_to_json
+from fleet.spec import FleetSpec
 from tests.unit.fleet_placement.strategies import Fleet, fleets, workloads
 
 RULE = settings(max_examples=500, deadline=None, derandomize=True,
@@ -147,8 +149,14 @@ def test_the_choice_is_the_best_option_of_the_full_table(f: Fleet, data: st.Data
     spec = f.spec()
     if not spec.workloads:
         return
-    wid = data.draw(st.sampled_from(sorted(spec.workloads)))
-    ex = explain(spec, f.capacity, wid)
+    assert_best_of_full_table(spec, f.capacity, data.draw(st.sampled_from(
+        sorted(spec.workloads))))
+
+
+def assert_best_of_full_table(spec: FleetSpec, capacity: CapacitySnapshot, wid: WorkloadId
+                              ) -> None:
+    """The planner's pruned walk chose what scoring every option would choose."""
+    ex = explain(spec, capacity, wid)
     options = [(v.total, c.cluster, v.flavour, i)
                for c in ex.clusters for i, v in enumerate(c.flavours) if v.feasible]
     w = spec.workloads[wid]
