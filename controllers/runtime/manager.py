@@ -51,7 +51,7 @@ from clusters.leader import LeaderElector
 from controllers.forge import CommitStatusPoster, StatusState
 from controllers.persist import lastplan
 from controllers.persist.sharedplan import SharedPlan
-from controllers.runtime import manager_io, sourceguard, triggers
+from controllers.runtime import busy, manager_io, sourceguard, triggers
 from controllers.runtime.deletions import DeletionGuard
 from controllers.runtime.desired import DesiredState, RenderFn
 from controllers.runtime.fleetstate import (
@@ -60,6 +60,7 @@ from controllers.runtime.fleetstate import (
     previous_from_live,
     workload_id_of_label,
 )
+from controllers.runtime.looplag import LoopLag
 from controllers.runtime.reconcile import ClusterReconciler, EventSink, live_intent
 from controllers.runtime.retirement import Retirement
 from controllers.runtime.sourceguard import Guard, SourceGuard
@@ -121,9 +122,16 @@ class Manager:
         self.events = events
         self.anchor: LedgerAnchor | None = None
         """With --ledger-anchor: what pushes the ledger's head to the anchor."""
-        self.adapter_options = adapter_options or AdapterOptions(
+        self.metrics = ControllerMetrics()
+        """Histograms and counters of `/metrics`; gauges are read at each scrape."""
+        self.replans = busy.Replans()
+        """Re-plans asked by capacity and health changes: planned, coalesced, skipped."""
+        self.loop_lag = LoopLag(on_sample=self.metrics.loop_lag.observe)
+        """How late this process's event loop wakes; health discounts it."""
+        self.adapter_options = busy.with_loop_lag(adapter_options or AdapterOptions(
             qps=settings.qps, burst=settings.burst, allow_exec=settings.allow_exec_plugins,
-            self_heal=settings.self_heal, unreachable_after=settings.unreachable_after)
+            self_heal=settings.self_heal, unreachable_after=settings.unreachable_after),
+            self.loop_lag)
         self.placer = place or _default_place()
         self.source = GitSource(settings.repo, settings.branch, settings.state_dir,
                                 subdir=settings.subdir,
@@ -170,8 +178,6 @@ class Manager:
         """The head refused for its signature last reported (ledger, forge, metric)."""
         self.commits_accepted = 0
         self.placement_durations: list[float] = []
-        self.metrics = ControllerMetrics()
-        """Histograms and counters of `/metrics`; gauges are read at each scrape."""
         self.metrics.scrape_with(manager_collector(self))
         self.elector: LeaderElector | None = None
         self.startup_sync_timeout = startup_sync_timeout
@@ -209,6 +215,7 @@ class Manager:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                tg.start_soon(self.loop_lag.run)
                 tg.start_soon(self.home.connect)
                 tg.start_soon(self._source_loop)
                 tg.start_soon(self._placement_loop)
@@ -692,14 +699,12 @@ class Manager:
             await anyio.sleep(self.tick / 2)  # coalesce bursts of capacity events
 
     def views(self) -> dict[str, ClusterView]:
-        now = time.monotonic()
         out: dict[str, ClusterView] = {}
         for name, a in self.adapters.items():
-            since = a.health.unreachable_since
             health = a.health_state if a.synced.is_set() or a.health_state == \
                 "Unreachable" else "Unknown"
-            out[name] = ClusterView(health, None if since is None else now - since,
-                                    tuple(a.nodes()))
+            # loop-available seconds: a stalled controller does not age a failover grace
+            out[name] = ClusterView(health, a.health.unreachable_for(), tuple(a.nodes()))
         return out
 
     async def _wait_synced(self) -> None:

@@ -1,0 +1,75 @@
+"""A busy controller is not a broken cluster: the wiring of issue 22, item 0.
+
+- `with_loop_lag`: the adapters' health clocks and request timeouts discount this
+  process's event-loop lag (`controllers.runtime.looplag`, `clusters.health`);
+- `Coalescer`: re-plans that capacity or health changes ask for run at most once per
+  window, and the ones folded into another are counted;
+- `controller_summary`: what `/api/v1/status` says of the controller itself (loop lag,
+  discounted timeouts, re-plans coalesced).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from clusters.adapter import AdapterOptions
+from controllers.runtime.looplag import LoopLag
+
+if TYPE_CHECKING:
+    from controllers.runtime.manager import Manager
+
+
+def with_loop_lag(options: AdapterOptions, lag: LoopLag) -> AdapterOptions:
+    """`options` whose health and timeouts discount `lag`, unless a test set its own."""
+    return options if options.stalled is not None else replace(options, stalled=lag.stalled)
+
+
+def controller_summary(m: Manager) -> dict[str, Any]:
+    return {"eventLoop": m.loop_lag.summary(),
+            "timeoutsDiscounted": sum(a.health.busy for a in m.adapters.values()),
+            "replans": dict(m.replans.counts)}
+
+
+REACHABLE = ("Healthy", "Degraded")
+"""Placement treats these two alike (`fleet.placement.filters`, `core`): a flip between
+them changes no decision, so it asks for no re-plan."""
+
+
+def matters_to_placement(was: str, now: str) -> bool:
+    return (was in REACHABLE) != (now in REACHABLE)
+
+
+class Replans:
+    """Re-plans asked for by capacity and health changes, and what became of them.
+
+    `ask()` notes one request; `planned()` says a re-plan starts now and folds every
+    request since the last one into it: all but one of them are `coalesced`. A health
+    flip that placement cannot see (Healthy <-> Degraded) is `skipped`. The watch loop
+    decides when (`controllers.runtime.triggers`); this keeps the counts."""
+
+    def __init__(self) -> None:
+        self.counts = {"asked": 0, "planned": 0, "coalesced": 0, "skipped": 0}
+        self.health_changes: dict[tuple[str, str], int] = {}
+        """(cluster, new state) -> changes seen by the watch loop."""
+        self._waiting = 0
+
+    def ask(self) -> None:
+        self.counts["asked"] += 1
+        self._waiting += 1
+
+    def skip(self) -> None:
+        self.counts["skipped"] += 1
+
+    @property
+    def waiting(self) -> bool:
+        return self._waiting > 0
+
+    def planned(self) -> None:
+        self.counts["planned"] += 1
+        self.counts["coalesced"] += max(0, self._waiting - 1)
+        self._waiting = 0
+
+    def health_changed(self, cluster: str, now: str) -> None:
+        key = (cluster, now)
+        self.health_changes[key] = self.health_changes.get(key, 0) + 1
