@@ -4,6 +4,8 @@
   process's event-loop lag (`controllers.runtime.looplag`, `clusters.health`);
 - `Coalescer`: re-plans that capacity or health changes ask for run at most once per
   window, and the ones folded into another are counted;
+- `place`: a plan from the placer, in its worker process when it has one
+  (`controllers.runtime.placerproc`), else in a worker thread;
 - `controller_summary`: what `/api/v1/status` says of the controller itself (loop lag,
   discounted timeouts, re-plans coalesced).
 """
@@ -13,8 +15,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from clusters.adapter import AdapterOptions
 from controllers.runtime.looplag import LoopLag
+from fleet.capacity import CapacitySnapshot
+from fleet.placement.types import Plan, PreviousPlan
+from fleet.spec import FleetSpec
 
 if TYPE_CHECKING:
     from controllers.runtime.manager import Manager
@@ -23,6 +30,27 @@ if TYPE_CHECKING:
 def with_loop_lag(options: AdapterOptions, lag: LoopLag) -> AdapterOptions:
     """`options` whose health and timeouts discount `lag`, unless a test set its own."""
     return options if options.stalled is not None else replace(options, stalled=lag.stalled)
+
+
+async def place(placer: Any, spec: FleetSpec, capacity: CapacitySnapshot,
+                previous: PreviousPlan, commit: str | None) -> Plan:
+    """The placer's plan, where it cannot starve the event loop when it can say so:
+    a `place_async` runs it in its own process; a plain callable (a test's, or
+    `--placement-process=false`) runs in a worker thread, which shares the GIL."""
+    in_process = getattr(placer, "place_async", None)
+    if in_process is not None:
+        plan: Plan = await in_process(spec, capacity, previous, commit=commit)
+        return plan
+    # Pure, so a shutdown may abandon it rather than wait seconds for a big fleet.
+    plan = await anyio.to_thread.run_sync(
+        lambda: placer(spec, capacity, previous, commit=commit), abandon_on_cancel=True)
+    return plan
+
+
+def close(placer: Any) -> None:
+    closing = getattr(placer, "close", None)
+    if closing is not None:
+        closing()
 
 
 def controller_summary(m: Manager) -> dict[str, Any]:

@@ -94,13 +94,19 @@ JOURNAL_FILE = "ledger-journal.jsonl"
 """In the state dir: ledger entries and apply intents not yet known to be written."""
 
 PlaceFn = Any
-"""`fleet.placement.place(spec, capacity, previous, *, commit=) -> Plan`, or a
-`controllers.runtime.replanner.Replanner` (the default)."""
+"""`fleet.placement.place(spec, capacity, previous, *, commit=) -> Plan`, a
+`controllers.runtime.replanner.Replanner`, or a
+`controllers.runtime.placerproc.ProcessPlacer` (the default)."""
 
 
-def _default_place() -> PlaceFn:
+def _default_place(settings: Settings) -> PlaceFn:
+    # a full plan, or an incremental one when only workloads changed; in a worker
+    # process unless told otherwise, so a big plan never starves the event loop
+    if settings.placement_process:
+        from controllers.runtime.placerproc import ProcessPlacer
+        return ProcessPlacer()
     from controllers.runtime.replanner import Replanner
-    return Replanner()  # a full plan, or an incremental one when only workloads changed
+    return Replanner()
 
 
 def _default_render() -> RenderFn:
@@ -132,7 +138,7 @@ class Manager:
             qps=settings.qps, burst=settings.burst, allow_exec=settings.allow_exec_plugins,
             self_heal=settings.self_heal, unreachable_after=settings.unreachable_after),
             self.loop_lag)
-        self.placer = place or _default_place()
+        self.placer = place or _default_place(settings)
         self.source = GitSource(settings.repo, settings.branch, settings.state_dir,
                                 subdir=settings.subdir,
                                 allow_non_fast_forward=settings.allow_non_fast_forward,
@@ -228,6 +234,7 @@ class Manager:
                     tg.start_soon(run_events)
                 task_status.started(self)
         finally:
+            busy.close(self.placer)
             with anyio.CancelScope(shield=True):
                 for adapter in list(self.adapters.values()):
                     await adapter.aclose()
@@ -754,9 +761,7 @@ class Manager:
                     previous, old.workloads, previous_from_live(spec.clusters, live))
                 log.info("clusters_returned", clusters=sorted(back))
         started = time.perf_counter()
-        # Pure, so a shutdown may abandon it rather than wait seconds for a big fleet.
-        plan: Plan = await anyio.to_thread.run_sync(
-            lambda: self.placer(spec, snapshot, previous, commit=head), abandon_on_cancel=True)
+        plan = await busy.place(self.placer, spec, snapshot, previous, head)
         elapsed = time.perf_counter() - started
         self.placement_durations.append(elapsed)
         self.metrics.placement.observe(elapsed)
