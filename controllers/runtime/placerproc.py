@@ -28,6 +28,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+import anyio
+
 from controllers.runtime.replanner import Replanner
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import WorkloadId
@@ -139,8 +141,12 @@ class ProcessPlacer:
             d = delta(self._held, self._seq, spec, capacity)
             self._held = None  # unknown until this call answers
             try:
-                plan, counts = await asyncio.get_running_loop().run_in_executor(
-                    pool, _place_in_worker, d, previous, commit, self.rebase_after)
+                # Submitting starts the worker when there is none, and that blocks
+                # until the forkserver forked it (its first start imports the
+                # placement code, a second or more): in a thread, not in the loop.
+                future = await anyio.to_thread.run_sync(
+                    pool.submit, _place_in_worker, d, previous, commit, self.rebase_after)
+                plan, counts = await asyncio.wrap_future(future)
             except NeedFull:
                 continue
             except BrokenProcessPool:
