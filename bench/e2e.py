@@ -266,10 +266,11 @@ def managed_objects(box: Sandbox) -> int:
 def busy_report(log: Path, doc: dict[str, Any] | None) -> str:
     """Did the busy controller mistake itself for broken clusters (issue 22, item 0)?
     Health changes from the controller's log (`cluster_health_changed`, logged at
-    warning), and its own loop lag and re-plan counts from `/api/v1/status`."""
+    warning; the first, from Unknown, is not one), and its own loop lag and re-plan
+    counts from `/api/v1/status`."""
     changes = unreachable = 0
     for line in log.read_text(errors="replace").splitlines():
-        if '"cluster_health_changed"' in line:
+        if '"cluster_health_changed"' in line and '"previous": "Unknown"' not in line:
             changes += 1
             unreachable += '"health": "Unreachable"' in line
     out = (f"cluster health changes: {changes} ({unreachable} to Unreachable) "

@@ -47,6 +47,13 @@ async def place(placer: Any, spec: FleetSpec, capacity: CapacitySnapshot,
     return plan
 
 
+async def warm(placer: Any) -> None:
+    """Start the placer's worker process early, if it has one."""
+    warming = getattr(placer, "warm", None)
+    if warming is not None:
+        await warming()
+
+
 def close(placer: Any) -> None:
     closing = getattr(placer, "close", None)
     if closing is not None:

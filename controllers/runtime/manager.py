@@ -222,6 +222,7 @@ class Manager:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self.loop_lag.run)
+                tg.start_soon(busy.warm, self.placer)
                 tg.start_soon(self.home.connect)
                 tg.start_soon(self._source_loop)
                 tg.start_soon(self._placement_loop)

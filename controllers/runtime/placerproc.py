@@ -109,6 +109,10 @@ def _place_in_worker(d: Delta, previous: PreviousPlan | None, commit: str | None
     return plan, dict(_REPLANNER.counts)
 
 
+def _ready() -> bool:
+    return True
+
+
 class ProcessPlacer:
     def __init__(self, *, rebase_after: int = 50) -> None:
         self.rebase_after = rebase_after
@@ -157,6 +161,13 @@ class ProcessPlacer:
             self.counts = {k: self._base.get(k, 0) + n for k, n in counts.items()}
             return plan
         raise RuntimeError("the placement worker refused a full spec")  # pragma: no cover
+
+    async def warm(self) -> None:
+        """Start the worker now (in a thread: it blocks until forked), so the first
+        plan does not wait for it: at start it overlaps the clusters' first listing."""
+        pool = self._executor()
+        future = await anyio.to_thread.run_sync(pool.submit, _ready)
+        await asyncio.wrap_future(future)
 
     def close(self) -> None:
         if self._pool is not None:
