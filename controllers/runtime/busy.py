@@ -36,7 +36,7 @@ async def place(placer: Any, spec: FleetSpec, capacity: CapacitySnapshot,
                 previous: PreviousPlan, commit: str | None) -> Plan:
     """The placer's plan, where it cannot starve the event loop when it can say so:
     a `place_async` runs it in its own process; a plain callable (a test's, or
-    `--placement-process=false`) runs in a worker thread, which shares the GIL."""
+    `--no-placement-process`) runs in a worker thread, which shares the GIL."""
     in_process = getattr(placer, "place_async", None)
     if in_process is not None:
         plan: Plan = await in_process(spec, capacity, previous, commit=commit)
