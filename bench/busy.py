@@ -8,7 +8,10 @@ plans a synthetic fleet (`bench.placement.synthetic_spec`) while
 1. thread: `Replanner` in `anyio.to_thread` (the controller before issue 22's item 0);
 2. process: `ProcessPlacer` (a forkserver worker; the whole spec sent once);
 3. process, one commit later: five workloads edited, on a settled fleet (only those
-   five are sent; an incremental re-plan in the worker).
+   five are sent; an incremental re-plan in the worker);
+4. a capacity change (a node lost): a full plan again, in a thread and in the worker
+   (the spec is not sent again, only the capacity) -- the steady state of a fleet whose
+   capacity moves.
 
 For each: wall time, the worst loop lag, and the seconds the loop was stalled in all.
 
@@ -58,6 +61,12 @@ def previous_of(plan: Plan) -> PreviousPlan:
     return {w: p.assignments for w, p in plan.workloads.items() if p.assignments}
 
 
+def node_lost(cap: CapacitySnapshot) -> CapacitySnapshot:
+    name = sorted(cap.clusters)[0]
+    c = cap.clusters[name]
+    return CapacitySnapshot({**cap.clusters, name: replace(c, nodes=c.nodes[1:])})
+
+
 def edited(spec: FleetSpec, k: int) -> FleetSpec:
     ws = dict(spec.workloads)
     for wid in sorted(ws)[:k]:
@@ -89,6 +98,12 @@ async def run(args: argparse.Namespace) -> None:
         assert inc == thread(head, cap, prev, commit="c")
         print(f"  workloads sent for that commit: {placer.sent_workloads - sent}; "
               f"worker plans: {placer.counts}", flush=True)
+        lost = node_lost(cap)
+        by_thread = await measured("thread, full plan after a node was lost", lambda: (
+            busy.place(Replanner(), head, lost, prev, "d")))
+        by_worker = await measured("process, the same", lambda: busy.place(
+            placer, head, lost, prev, "d"))
+        assert by_worker == by_thread
     finally:
         placer.close()
 

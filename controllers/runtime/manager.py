@@ -12,7 +12,8 @@ half-alive) and cancellation stops everything cleanly:
   re-plan, a cluster reconcile;
 - placement: on a new commit, a capacity or health change, while a cluster is
   Unreachable (its failover grace runs out) and on every resync: snapshot -> `place` (in a
-  worker thread: it is pure and CPU-bound) -> enqueue the clusters whose desired set
+  worker process, `controllers.runtime.placerproc`: it is pure and CPU-bound, and a
+  thread would hold the GIL the event loop needs) -> enqueue the clusters whose desired set
   changed;
 - the cluster work queue: `ClusterReconciler` per cluster key, `cluster_concurrency` at
   a time, per-key backoff;
