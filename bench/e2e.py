@@ -283,6 +283,10 @@ def busy_report(log: Path, doc: dict[str, Any] | None) -> str:
                 f"{ctl['timeoutsDiscounted']}; re-plans asked {replans['asked']}, planned "
                 f"{replans['planned']}, coalesced {replans['coalesced']}, skipped "
                 f"{replans['skipped']}")
+        gcs = loop.get("gc")
+        if gcs:
+            out += (f"; garbage collector: {gcs['collections']} collections by generation, "
+                    f"paused {gcs['pauseSeconds']} s, longest {gcs['maxPauseSeconds']:.2f} s")
     return out
 
 

@@ -19,9 +19,11 @@ moment, the monitor has not run yet), so a reader never misses a stall in progre
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 
@@ -42,6 +44,8 @@ class LoopLag:
         """The last `keep` lags (a minute at the default interval), for `worst()`."""
         self._due: float | None = None
         self._on_sample = on_sample or (lambda _lag: None)
+        self.gc = GcPauses()
+        """The garbage collector's pauses while `run` runs: one cause of lag."""
 
     def stalled(self) -> float:
         """Seconds the loop has been late so far, a stall in progress included."""
@@ -78,9 +82,49 @@ class LoopLag:
             self._due = None
 
     async def run(self) -> None:
-        while True:
-            await self.tick()
+        pauses = self.gc
+        gc.callbacks.append(pauses.on_gc)
+        try:
+            while True:
+                await self.tick()
+        finally:
+            gc.callbacks.remove(pauses.on_gc)
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> dict[str, Any]:
         return {"lagSeconds": round(self.last, 4), "maxLagSeconds": round(self.worst(), 4),
-                "stalledSeconds": round(self.total, 3), "samples": self.samples}
+                "stalledSeconds": round(self.total, 3), "samples": self.samples,
+                "gc": self.gc.summary()}
+
+
+class GcPauses:
+    """How long the garbage collector held the interpreter, per generation.
+
+    A full (generation 2) collection walks every tracked object of the process while
+    holding the GIL: with a few hundred MiB of informer caches that is seconds in which
+    neither the loop nor any thread runs (measured in `bench.busy`: a full plan in a
+    thread stalled the loop 0.45 s at most with the collector on, 0.02 s with it off)."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.collections = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.worst = 0.0
+        self._started: float | None = None
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = self.clock()
+            return
+        if self._started is None:
+            return
+        took = self.clock() - self._started
+        self._started = None
+        gen = min(2, int(info.get("generation", 0)))
+        self.collections[gen] += 1
+        self.seconds[gen] += took
+        self.worst = max(self.worst, took)
+
+    def summary(self) -> dict[str, Any]:
+        return {"collections": list(self.collections),
+                "pauseSeconds": [round(s, 3) for s in self.seconds],
+                "maxPauseSeconds": round(self.worst, 4)}

@@ -11,7 +11,7 @@ import pytest
 from clusters.client import LAG_TOLERANCE, Outcome, lagged_timeout
 from clusters.health import HealthTracker
 from controllers.runtime.busy import Replans, matters_to_placement
-from controllers.runtime.looplag import LoopLag
+from controllers.runtime.looplag import GcPauses, LoopLag
 from tests.support.clock import FakeClock
 
 
@@ -110,3 +110,15 @@ def test_replan_asks_are_coalesced_and_counted() -> None:
 def test_only_a_health_change_placement_can_see_asks_for_a_replan(
         was: str, now: str, matters: bool) -> None:
     assert matters_to_placement(was, now) is matters
+
+
+def test_garbage_collector_pauses_are_summed_per_generation() -> None:
+    clock = FakeClock()
+    pauses = GcPauses(clock)
+    for gen, took in ((0, 0.001), (2, 1.5), (2, 0.5)):
+        pauses.on_gc("start", {"generation": gen})
+        clock.advance(took)
+        pauses.on_gc("stop", {"generation": gen})
+    assert pauses.collections == [1, 0, 2]
+    assert pauses.seconds == pytest.approx([0.001, 0.0, 2.0])
+    assert pauses.worst == pytest.approx(1.5)
