@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 
 from controllers.demo.sandbox import until
 from controllers.runtime.manager import Manager
@@ -71,7 +72,7 @@ async def test_a_saturated_controller_reports_no_healthy_cluster_unreachable(
                 burn(BLOCK)
                 # One turn of the loop between burns: a request goes out, but its
                 # answer (a few more turns) waits behind the next burn and times out.
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             done.set()
 
         async with anyio.create_task_group() as tg:
