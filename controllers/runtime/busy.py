@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import structlog
 
 from clusters.adapter import AdapterOptions
 from controllers.runtime.looplag import LoopLag
@@ -25,6 +26,8 @@ from fleet.spec import FleetSpec
 
 if TYPE_CHECKING:
     from controllers.runtime.manager import Manager
+
+log = structlog.get_logger()
 
 
 def with_loop_lag(options: AdapterOptions, lag: LoopLag) -> AdapterOptions:
@@ -50,8 +53,14 @@ async def place(placer: Any, spec: FleetSpec, capacity: CapacitySnapshot,
 async def warm(placer: Any) -> None:
     """Start the placer's worker process early, if it has one."""
     warming = getattr(placer, "warm", None)
-    if warming is not None:
+    if warming is None:
+        return
+    try:
         await warming()
+    except (OSError, RuntimeError) as e:  # BrokenProcessPool is a RuntimeError
+        # Only a head start: the first plan starts the worker again, and the
+        # placement loop retries (and says so) if it cannot.
+        log.warning("placement_worker_not_started", error=f"{type(e).__name__}: {e}")
 
 
 def close(placer: Any) -> None:
