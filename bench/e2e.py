@@ -264,6 +264,33 @@ def managed_objects(box: Sandbox) -> int:
     return total
 
 
+def busy_report(log: Path, doc: dict[str, Any] | None) -> str:
+    """Did the busy controller mistake itself for broken clusters (issue 22, item 0)?
+    Health changes from the controller's log (`cluster_health_changed`, logged at
+    warning; the first, from Unknown, is not one), and its own loop lag and re-plan
+    counts from `/api/v1/status`."""
+    changes = unreachable = 0
+    for line in log.read_text(errors="replace").splitlines():
+        if '"cluster_health_changed"' in line and '"previous": "Unknown"' not in line:
+            changes += 1
+            unreachable += '"health": "Unreachable"' in line
+    out = (f"cluster health changes: {changes} ({unreachable} to Unreachable) "
+           "(target 0 on healthy clusters)")
+    ctl = (doc or {}).get("controller")
+    if ctl:
+        loop, replans = ctl["eventLoop"], ctl["replans"]
+        out += (f"; event loop lag: max {loop['maxLagSeconds']:.2f} s in the last minute, "
+                f"{loop['stalledSeconds']:.1f} s stalled in all; timeouts discounted "
+                f"{ctl['timeoutsDiscounted']}; re-plans asked {replans['asked']}, planned "
+                f"{replans['planned']}, coalesced {replans['coalesced']}, skipped "
+                f"{replans['skipped']}")
+        gcs = loop.get("gc")
+        if gcs:
+            out += (f"; garbage collector: {gcs['collections']} collections by generation, "
+                    f"paused {gcs['pauseSeconds']} s, longest {gcs['maxPauseSeconds']:.2f} s")
+    return out
+
+
 async def run(args: argparse.Namespace) -> int:
     if not args.memory_only:
         await phase(args, args.workloads, args.nodes, args.samples, memory_only=False)
@@ -309,6 +336,8 @@ async def phase(args: argparse.Namespace, workloads: int, nodes: int, samples: i
                     print(f"drift -> corrected: p50 {statistics.median(drift):.2f} s, "
                           f"p99 {pct(drift, 0.99):.2f} s over {len(drift)} edits "
                           "(target p99 <= 5 s)", flush=True)
+                doc = await ctl.status(client)
+                print(busy_report(ctl.log_path, doc), flush=True)
                 rss, hwm = rss_mib(ctl.proc.pid)
                 print(f"controller memory: RSS {rss:.0f} MiB, peak {hwm:.0f} MiB with "
                       f"{objects} managed objects (target <= 512 MiB for 10,000)", flush=True)

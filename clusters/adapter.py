@@ -77,6 +77,9 @@ class AdapterOptions:
     """The adapter's clock (rate limit, health, drift-heal backoff): tests inject one."""
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     """How the rate limit waits for a token, on that clock."""
+    stalled: Callable[[], float] | None = None
+    """Seconds the controller's event loop has been late so far
+    (`controllers.runtime.looplag.LoopLag.stalled`): health discounts them."""
 
 
 class ClusterAdapter:
@@ -113,12 +116,14 @@ class ClusterAdapter:
                       on_drift: Callable[[DriftReport], None] | None = None
                       ) -> ClusterAdapter:
         opts = options or AdapterOptions()
+        stalled = opts.stalled or (lambda: 0.0)
         health = HealthTracker(unreachable_after=opts.unreachable_after,
-                               degraded_window=opts.degraded_window, clock=opts.clock)
+                               degraded_window=opts.degraded_window, clock=opts.clock,
+                               stalled=stalled)
         api = await api_client(conn, allow_exec=opts.allow_exec)
         client = KubeClient(conn.cluster, api, qps=opts.qps, burst=opts.burst,
                             retry=opts.retry, on_outcome=health.record, clock=opts.clock,
-                            sleep=opts.sleep)
+                            sleep=opts.sleep, stalled=stalled)
         return cls(conn.cluster, client, opts, health, on_drift)
 
     # ------------------------------------------------------------------ running

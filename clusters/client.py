@@ -102,12 +102,29 @@ class TokenBucket:
         await self._sleep(wait)
 
 
+LAG_TOLERANCE = 0.1
+"""A timeout counts against a cluster only if our loop lagged for at most this share of
+the request's timeout while it waited (`lagged_timeout`)."""
+
+
+def lagged_timeout(error: BaseException, lag: float, timeout: float) -> bool:
+    """Did this request time out because our own loop was busy, not the server?
+
+    A timeout fires on the loop's clock: when the loop stalls, the answer can arrive in
+    time and sit unread until the timer and the socket are both ready, and the timer
+    may win. So a timeout during which the loop lagged more than `LAG_TOLERANCE` of the
+    timeout is no evidence against the cluster. A refused or reset connection is: the
+    kernel said so, however late we read it."""
+    return isinstance(error, TimeoutError) and lag > LAG_TOLERANCE * timeout
+
+
 class Outcome:
     """What the health tracker hears about each request."""
 
     OK = "ok"
     ERROR = "error"  # answered, but 5xx/429
     NO_ANSWER = "no_answer"
+    BUSY = "busy"  # timed out while our own loop lagged: says nothing about the cluster
 
 
 @dataclass(slots=True)
@@ -127,7 +144,8 @@ class KubeClient:
                  retry: RetryPolicy | None = None,
                  on_outcome: Callable[[str, str], None] | None = None,
                  timeout: float = 30.0, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 stalled: Callable[[], float] | None = None) -> None:
         self.name = name
         self.api = api
         self.bucket = TokenBucket(qps, burst, clock=clock, sleep=sleep)
@@ -138,6 +156,8 @@ class KubeClient:
         self._on_outcome = on_outcome or (lambda _o, _d: None)
         """Told every request's outcome and what it was (`GET /version: 503 ...`), for
         the health tracker's state and the reason it gives for it."""
+        self._stalled = stalled or (lambda: 0.0)
+        """Seconds our event loop has been late so far (`controllers.runtime.looplag`)."""
 
     async def close(self) -> None:
         await self.api.close()
@@ -167,6 +187,7 @@ class KubeClient:
         box = _COUNTING.get()
         if box is not None:
             box[0] += 1
+        stalled_at = self._stalled()
         try:
             resp = await self.api.call_api(
                 path, method, query_params=list((query or {}).items()),
@@ -180,7 +201,9 @@ class KubeClient:
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             self.stats.errors["unreachable"] += 1
             what = f"{method} {path}: {type(e).__name__}: {e}"
-            self._on_outcome(Outcome.NO_ANSWER, what)
+            lag = self._stalled() - stalled_at
+            self._on_outcome(Outcome.BUSY if lagged_timeout(e, lag, request_timeout)
+                             else Outcome.NO_ANSWER, what)
             raise Unreachable(what, cluster=self.name) from e
         decoded = _decode(data)
         if 200 <= status < 300:

@@ -13,6 +13,13 @@ plus a cheap heartbeat (`GET /version`) when nothing else is talking to it:
 status code or error): an SRE looking at a Degraded cluster needs the cause, not only
 the word.
 
+A busy controller is not a broken cluster (issue 22): every window above is measured
+on `clock() - stalled()`, the seconds the controller's event loop could run
+(`controllers.runtime.looplag`), so a loop that stalls for ten seconds does not age a
+run of silence by ten seconds; and a request whose timeout fired while the loop lagged
+reports `Outcome.BUSY` (the answer may have arrived and sat unread), which is no
+evidence either way and is only counted (`busy`).
+
 A workload in a cluster is Progressing / Running / Succeeded / Failed from its Job or
 Deployment status, the way `kubectl rollout status` and `kubectl wait` read them.
 """
@@ -35,6 +42,10 @@ class HealthTracker:
     unreachable_after: float = 15.0
     degraded_window: float = 60.0
     clock: Callable[[], float] = time.monotonic
+    stalled: Callable[[], float] = lambda: 0.0
+    """Seconds the controller's loop has been late so far (`LoopLag.stalled`)."""
+    busy: int = 0
+    """Requests that timed out while the loop lagged: not held against the cluster."""
     last_ok: float | None = None
     last_error: float | None = None
     last_no_answer: float | None = None
@@ -45,8 +56,15 @@ class HealthTracker:
     no_answer_detail: str = ""
     """The last request that got no answer: `GET /version: ClientConnectorError ...`."""
 
+    def now(self) -> float:
+        """The health clock: seconds the loop could run (the clock less its stalls)."""
+        return self.clock() - self.stalled()
+
     def record(self, outcome: str, detail: str = "") -> None:
-        now = self.clock()
+        if outcome == Outcome.BUSY:
+            self.busy += 1
+            return
+        now = self.now()
         if outcome == Outcome.NO_ANSWER:
             self.last_no_answer = now
             self.no_answer_detail = detail
@@ -61,7 +79,7 @@ class HealthTracker:
 
     @property
     def state(self) -> ClusterHealth:
-        now = self.clock()
+        now = self.now()
         if self.first_no_answer is not None:
             if now - self.first_no_answer >= self.unreachable_after:
                 return "Unreachable"
@@ -78,10 +96,16 @@ class HealthTracker:
     def unreachable_since(self) -> float | None:
         return self.first_no_answer if self.state == "Unreachable" else None
 
+    def unreachable_for(self) -> float | None:
+        """Loop-available seconds since the first unanswered request, while Unreachable
+        (what a failover grace is counted against), else None."""
+        since = self.unreachable_since
+        return None if since is None else self.now() - since
+
     def why(self) -> tuple[str, str] | None:
         """(reason, message) of a Degraded or Unreachable state, None otherwise: the
         same tests as `state`, in the same order, so the cause always matches it."""
-        now = self.clock()
+        now = self.now()
         if self.first_no_answer is not None:
             silent = now - self.first_no_answer
             if silent >= self.unreachable_after:

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
                                 "it moved)")
     qps: float = Field(50.0, gt=0, description="API requests per second per cluster")
     burst: int = Field(100, ge=1, description="API request burst per cluster")
+    placement_process: bool = Field(
+        True, description="plan in a worker process, so a big placement never starves "
+                          "the event loop (off: in a thread, which shares the GIL)")
     cluster_concurrency: int = Field(4, ge=1,
                                      description="clusters reconciled at the same time")
     unreachable_after: float = Field(

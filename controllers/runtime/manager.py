@@ -12,7 +12,8 @@ half-alive) and cancellation stops everything cleanly:
   re-plan, a cluster reconcile;
 - placement: on a new commit, a capacity or health change, while a cluster is
   Unreachable (its failover grace runs out) and on every resync: snapshot -> `place` (in a
-  worker thread: it is pure and CPU-bound) -> enqueue the clusters whose desired set
+  worker process, `controllers.runtime.placerproc`: it is pure and CPU-bound, and a
+  thread would hold the GIL the event loop needs) -> enqueue the clusters whose desired set
   changed;
 - the cluster work queue: `ClusterReconciler` per cluster key, `cluster_concurrency` at
   a time, per-key backoff;
@@ -49,7 +50,7 @@ from clusters.leader import LeaderElector
 from controllers.forge import CommitStatusPoster, StatusState
 from controllers.persist import lastplan
 from controllers.persist.sharedplan import SharedPlan
-from controllers.runtime import manager_io, sourceguard, triggers
+from controllers.runtime import busy, manager_io, sourceguard, triggers
 from controllers.runtime.clusterset import ClusterSet
 from controllers.runtime.deletions import DeletionGuard
 from controllers.runtime.desired import DesiredState, RenderFn
@@ -59,6 +60,7 @@ from controllers.runtime.fleetstate import (
     previous_from_live,
 )
 from controllers.runtime.leadership import Leadership
+from controllers.runtime.looplag import LoopLag
 from controllers.runtime.reconcile import ClusterReconciler, EventSink, live_intent
 from controllers.runtime.retirement import Retirement
 from controllers.runtime.sourceguard import Guard, SourceGuard
@@ -94,13 +96,19 @@ JOURNAL_FILE = "ledger-journal.jsonl"
 """In the state dir: ledger entries and apply intents not yet known to be written."""
 
 PlaceFn = Any
-"""`fleet.placement.place(spec, capacity, previous, *, commit=) -> Plan`, or a
-`controllers.runtime.replanner.Replanner` (the default)."""
+"""`fleet.placement.place(spec, capacity, previous, *, commit=) -> Plan`, a
+`controllers.runtime.replanner.Replanner`, or a
+`controllers.runtime.placerproc.ProcessPlacer` (the default)."""
 
 
-def _default_place() -> PlaceFn:
+def _default_place(settings: Settings) -> PlaceFn:
+    # a full plan, or an incremental one when only workloads changed; in a worker
+    # process unless told otherwise, so a big plan never starves the event loop
+    if settings.placement_process:
+        from controllers.runtime.placerproc import ProcessPlacer
+        return ProcessPlacer()
     from controllers.runtime.replanner import Replanner
-    return Replanner()  # a full plan, or an incremental one when only workloads changed
+    return Replanner()
 
 
 def _default_render() -> RenderFn:
@@ -122,10 +130,17 @@ class Manager:
         self.events = events
         self.anchor: LedgerAnchor | None = None
         """With --ledger-anchor: what pushes the ledger's head to the anchor."""
-        self.adapter_options = adapter_options or AdapterOptions(
+        self.metrics = ControllerMetrics()
+        """Histograms and counters of `/metrics`; gauges are read at each scrape."""
+        self.replans = busy.Replans()
+        """Re-plans asked by capacity and health changes: planned, coalesced, skipped."""
+        self.loop_lag = LoopLag(on_sample=self.metrics.loop_lag.observe)
+        """How late this process's event loop wakes; health discounts it."""
+        self.adapter_options = busy.with_loop_lag(adapter_options or AdapterOptions(
             qps=settings.qps, burst=settings.burst, allow_exec=settings.allow_exec_plugins,
-            self_heal=settings.self_heal, unreachable_after=settings.unreachable_after)
-        self.placer = place or _default_place()
+            self_heal=settings.self_heal, unreachable_after=settings.unreachable_after),
+            self.loop_lag)
+        self.placer = place or _default_place(settings)
         self.source = GitSource(settings.repo, settings.branch, settings.state_dir,
                                 subdir=settings.subdir,
                                 allow_non_fast_forward=settings.allow_non_fast_forward,
@@ -167,8 +182,6 @@ class Manager:
         """The head refused for its signature last reported (ledger, forge, metric)."""
         self.commits_accepted = 0
         self.placement_durations: list[float] = []
-        self.metrics = ControllerMetrics()
-        """Histograms and counters of `/metrics`; gauges are read at each scrape."""
         self.metrics.scrape_with(manager_collector(self))
         self.clusters = ClusterSet(
             adapters=self.adapters, options=self.adapter_options,
@@ -215,6 +228,8 @@ class Manager:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                tg.start_soon(self.loop_lag.run)
+                tg.start_soon(busy.warm, self.placer)
                 tg.start_soon(self.home.connect)
                 tg.start_soon(self._source_loop)
                 tg.start_soon(self._placement_loop)
@@ -227,6 +242,7 @@ class Manager:
                     tg.start_soon(run_events)
                 task_status.started(self)
         finally:
+            busy.close(self.placer)
             with anyio.CancelScope(shield=True):
                 for adapter in list(self.adapters.values()):
                     await adapter.aclose()
@@ -606,14 +622,12 @@ class Manager:
             await anyio.sleep(self.tick / 2)  # coalesce bursts of capacity events
 
     def views(self) -> dict[str, ClusterView]:
-        now = time.monotonic()
         out: dict[str, ClusterView] = {}
         for name, a in self.adapters.items():
-            since = a.health.unreachable_since
             health = a.health_state if a.synced.is_set() or a.health_state == \
                 "Unreachable" else "Unknown"
-            out[name] = ClusterView(health, None if since is None else now - since,
-                                    tuple(a.nodes()))
+            # loop-available seconds: a stalled controller does not age a failover grace
+            out[name] = ClusterView(health, a.health.unreachable_for(), tuple(a.nodes()))
         return out
 
     async def _wait_synced(self) -> None:
@@ -661,9 +675,7 @@ class Manager:
                     previous, old.workloads, previous_from_live(spec.clusters, live))
                 log.info("clusters_returned", clusters=sorted(back))
         started = time.perf_counter()
-        # Pure, so a shutdown may abandon it rather than wait seconds for a big fleet.
-        plan: Plan = await anyio.to_thread.run_sync(
-            lambda: self.placer(spec, snapshot, previous, commit=head), abandon_on_cancel=True)
+        plan = await busy.place(self.placer, spec, snapshot, previous, head)
         elapsed = time.perf_counter() - started
         self.placement_durations.append(elapsed)
         self.metrics.placement.observe(elapsed)

@@ -20,6 +20,7 @@ from clusters.health import unschedulable_pods, workload_health
 from clusters.kubeconfig import ConnectionSpec
 from controllers.apiauth import TokensFile
 from controllers.persist.ledger import Ledger
+from controllers.runtime import busy
 from controllers.runtime.control import act
 from controllers.runtime.deletions import CONDITION as DELETIONS_HELD
 from controllers.runtime.fleetstate import (
@@ -118,6 +119,7 @@ def status(m: Manager) -> dict[str, Any]:
                          "generation": m.elector.generation if m.elector else 0,
                          "identity": m.elector.identity if m.elector else None,
                          "home": m.home.name}
+    doc["controller"] = busy.controller_summary(m)  # extra field: the schema allows it
     return doc
 
 

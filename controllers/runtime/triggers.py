@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
+from controllers.runtime import busy
 from workloads.loader import Snapshot
 
 if TYPE_CHECKING:
@@ -24,9 +25,12 @@ log = structlog.get_logger()
 
 
 async def watch_loop(m: Manager) -> None:
-    """Adapter changes -> triggers. Health, sync and leadership re-plan at once;
-    capacity changes (every pod start moves it) only while a workload is Pending (they
-    matter to nothing else), spaced by five times the last placement's cost."""
+    """Adapter changes -> triggers. A new cluster, one that listed, and leadership
+    re-plan at once; a health change that placement can see (reachable or not) and
+    capacity changes (every pod start moves it; they matter only while a workload is
+    Pending) ask for one, and those asks are coalesced into at most one re-plan per
+    window of five times the last placement's cost (`busy.Replans` counts them): a
+    controller busy enough to see health flap does not also re-plan per flap."""
     seen: dict[str, tuple[Any, ...]] = {}
     last_plan = time.monotonic()
     capacity_dirty = False
@@ -40,11 +44,16 @@ async def watch_loop(m: Manager) -> None:
             if before == state:
                 continue
             if before is None or before[1:] != state[1:]:
-                urgent = True
                 m.queue.add(name)
-            if before is not None and before[1] != state[1]:
+            if before is None or before[2] != state[2]:
+                urgent = True
+            elif before[1] != state[1]:
                 note_health(m, name, str(before[1]), str(state[1]))
-            else:
+                if busy.matters_to_placement(str(before[1]), str(state[1])):
+                    m.replans.ask()
+                else:
+                    m.replans.skip()
+            if before is not None and before[0] != state[0]:
                 capacity_dirty = True
         if m.leadership.newly_leading():
             m._rebuild_previous = True
@@ -58,17 +67,22 @@ async def watch_loop(m: Manager) -> None:
         plan = m.desired.plan
         pending = plan is not None and any(
             wp.status == "Pending" for wp in plan.workloads.values())
+        if capacity_dirty and pending:
+            capacity_dirty = False
+            m.replans.ask()
         spacing = max(m.capacity_replan_every, 5 * m.last_placement_seconds)
         if urgent or since >= m.settings.resync_interval or (
-                (unreachable or (capacity_dirty and pending)) and since >= spacing):
+                (unreachable or m.replans.waiting) and since >= spacing):
             last_plan = time.monotonic()
             capacity_dirty = False
+            m.replans.planned()
             m.trigger_plan()
 
 
 def note_health(m: Manager, name: str, was: str, now: str) -> None:
     """A cluster's health change, into the events feed (with the failover grace the
     page counts down when it went Unreachable)."""
+    m.replans.health_changed(name, now)
     why = f"was {was}"
     if now == "Unreachable":
         grace = m.settings.failover_grace

@@ -45,6 +45,8 @@ big fleet's placement, minutes only when something is wrong."""
 ROLLOUT_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0,
                    1800.0, 3600.0)
 """Commit accepted -> applied on every reachable cluster: seconds to an hour."""
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""How late the event loop wakes: a millisecond when idle, seconds when starved."""
 
 
 class Monotonic:
@@ -100,6 +102,10 @@ class ControllerMetrics:
             "aifleet_commit_applied_seconds", "From a commit accepted by the controller to "
             "it being applied on every reachable cluster.", buckets=ROLLOUT_BUCKETS,
             registry=reg)
+        self.loop_lag = Histogram(
+            "aifleet_event_loop_lag_seconds", "How late the controller's event loop woke "
+            "from a sleep, sampled every 0.1 s (controllers.runtime.looplag).",
+            buckets=LAG_BUCKETS, registry=reg)
         self.reconciles = Counter(
             "aifleet_reconciles", "Cluster reconciles by result (ok, failed).",
             ["cluster", "result"], registry=reg)

@@ -13,6 +13,11 @@ observed as things happen (`controllers.status.metrics.ControllerMetrics`).
     aifleet_source_commits_total                     commits accepted
     aifleet_source_commits_refused_total{reason}     heads refused (e.g. unsigned)
     aifleet_placement_runs_total{kind}               full / baseline / incremental
+    aifleet_event_loop_lag_seconds                   histogram, how late the loop wakes
+    aifleet_event_loop_stalled_seconds_total         the lags summed
+    aifleet_timeouts_discounted_total{cluster}       timeouts while the loop lagged
+    aifleet_replans_total{outcome}                   asked / planned / coalesced / skipped
+    aifleet_cluster_health_changes_total{cluster,state}  changes seen, by new state
     aifleet_api_calls_total{cluster,verb}            Kubernetes API calls
     aifleet_api_retries_total{cluster}
     aifleet_drift_corrections_total{cluster}         drift healed by us
@@ -96,6 +101,34 @@ def _counters(m: Manager, mono: Monotonic) -> Iterator[Metric]:
     anchor_failed.add_metric([], mono.read(("ledger", "anchor_failures"),
                                            getattr(anchor, "failures", 0) or 0, anchor))
     yield from (kinds, calls, retries, drift, written, failed, anchor_failed)
+    yield from _busy_counters(m, mono)
+
+
+def _busy_counters(m: Manager, mono: Monotonic) -> Iterator[Metric]:
+    """Is the controller too busy, and did that ever count against a cluster?"""
+    stalled = CounterMetricFamily("aifleet_event_loop_stalled_seconds", "Seconds the "
+                                  "event loop woke late, summed.")
+    stalled.add_metric([], m.loop_lag.total)
+    discounted = CounterMetricFamily(
+        "aifleet_timeouts_discounted", "Requests that timed out while the event loop "
+        "lagged: not held against the cluster's health.", labels=["cluster"])
+    for name, a in sorted(m.adapters.items()):
+        mono.read(("busy", name), a.health.busy, a.health)
+    replans = CounterMetricFamily(
+        "aifleet_replans", "Re-plans asked by capacity and health changes, by outcome "
+        "(asked, planned, coalesced into another, skipped as invisible to placement).",
+        labels=["outcome"])
+    for outcome, n in sorted(m.replans.counts.items()):
+        replans.add_metric([outcome], n)
+    changes = CounterMetricFamily("aifleet_cluster_health_changes", "Cluster health "
+                                  "changes, by the new state.", labels=["cluster", "state"])
+    for (cluster, state), n in sorted(m.replans.health_changes.items()):
+        changes.add_metric([cluster, state], n)
+    for key, total in sorted(mono.totals.items(), key=str):
+        assert isinstance(key, tuple)
+        if key[0] == "busy":
+            discounted.add_metric([key[1]], total)
+    yield from (stalled, discounted, replans, changes)
 
 
 def _gauges(m: Manager) -> Iterator[Metric]:

@@ -129,6 +129,8 @@ class IncrementalPlanner:
         self.spec, self.capacity = spec, capacity
         self.previous: PreviousPlan = previous or {}
         self.planner = Planner(spec, capacity)
+        self.decided = 0
+        """Decisions the last `replan` made again (the rest were reused): its work."""
         log = _Log()
         self.plan = self.planner.plan(self.previous, commit=commit, record=log)
         assert log.after_keep is not None
@@ -172,6 +174,7 @@ class IncrementalPlanner:
         if not self.planner.same_fleet(spec):
             return Planner(spec, self.capacity).plan(prev, commit=commit)
         changed = self._changed(spec, prev)
+        self.decided = 0
         planner = self.planner.rebind(spec)
         keep_decisions, live = self._replay_keep(planner, spec, prev, changed)
         return self._replay_new(planner, spec, prev, changed, keep_decisions, live, commit)
@@ -220,6 +223,7 @@ class IncrementalPlanner:
             if member:
                 ctx = planner.context(wid, prev.get(wid, ()), keep=True)
                 new = planner.decide(ctx, _AtPosition(self, live, pos))
+                self.decided += 1
                 redone[wid] = new
             elif old is not None:
                 redone.setdefault(old.wid, None)  # its recorded keep no longer applies
@@ -285,6 +289,7 @@ class IncrementalPlanner:
             else:
                 ctx = planner.context(wid, prev.get(wid, ()), keep=False)
                 d = with_reasons(planner.decide(ctx, state), self._failed_keep(wid, redone))
+                self.decided += 1
                 old_w = writes(old.decision) if old is not None else {}
                 new_w = writes(d)
                 for k in old_w.keys() | new_w.keys():

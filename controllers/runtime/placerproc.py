@@ -1,0 +1,175 @@
+"""Placement in a worker process, so a big plan never starves the event loop.
+
+A placement pass over thousands of workloads is seconds of pure Python. In a worker
+thread it still holds the GIL most of that time: the loop that reads heartbeats, serves
+`/api/v1/status` and answers webhooks waits behind it (issue 22 measured 2-5 s passes
+and healthy clusters flapping to Unreachable). A process has its own interpreter.
+
+`ProcessPlacer` keeps one worker process (a `ProcessPoolExecutor` of one, started from
+a forkserver so the controller's threads and sockets are never forked) that owns a
+`Replanner` for the life of the pool: the incremental baseline lives there, next to
+the plans it speeds up. Each call sends what changed in the spec and the capacity
+snapshot since the last call (`Delta`: all plain frozen data, picklable) and the
+previous plan, and gets the plan back with the Replanner's counts (full / baseline /
+incremental, for `/metrics`).
+
+If the worker dies (killed, out of memory) the pool is broken: the call raises, the
+placement loop retries, and the next call starts a fresh worker (its first plan is a
+full one again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import anyio
+
+from controllers.runtime.replanner import Replanner
+from fleet.capacity import CapacitySnapshot
+from fleet.ids import WorkloadId
+from fleet.models import Workload
+from fleet.placement.types import Plan, PreviousPlan
+from fleet.spec import FleetSpec
+
+_REPLANNER: Replanner | None = None
+"""The worker process's own Replanner (one per worker, created on its first plan)."""
+_HELD: tuple[int, FleetSpec, CapacitySnapshot] | None = None
+"""The worker's copy of the last spec and capacity it planned, under a sequence number."""
+
+_SPEC_FIELDS = tuple(f.name for f in fields(FleetSpec) if f.name != "workloads")
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """What changed since the spec and capacity held under `base` (0: nothing held).
+
+    Pickling a 5,000-workload spec costs ~0.1-0.2 s of the controller's CPU, more than
+    an incremental re-plan itself; a commit changes a few workloads. So the worker
+    keeps the last spec, and each call sends only the Workload objects that differ,
+    the workload order, the other spec fields that differ, and the capacity only if it
+    differs. Unchanged workloads keep their identity in the worker, which is what the
+    IncrementalPlanner's fast path compares first."""
+
+    base: int
+    seq: int
+    order: tuple[WorkloadId, ...]
+    workloads: Mapping[WorkloadId, Workload]
+    other: Mapping[str, Any]
+    capacity: CapacitySnapshot | None
+
+
+class NeedFull(Exception):
+    """The worker does not hold the delta's base (a new worker, or a lost call)."""
+
+
+def delta(held: tuple[int, FleetSpec, CapacitySnapshot] | None, seq: int, spec: FleetSpec,
+          capacity: CapacitySnapshot) -> Delta:
+    if held is None:
+        return Delta(0, seq, tuple(spec.workloads), dict(spec.workloads),
+                     {n: getattr(spec, n) for n in _SPEC_FIELDS}, capacity)
+    base, old, old_cap = held
+    changed = {wid: w for wid, w in spec.workloads.items()
+               if (o := old.workloads.get(wid)) is not w and o != w}
+    other = {n: getattr(spec, n) for n in _SPEC_FIELDS
+             if getattr(spec, n) is not getattr(old, n) and getattr(spec, n) != getattr(old, n)}
+    same_cap = capacity is old_cap or capacity == old_cap
+    return Delta(base, seq, tuple(spec.workloads), changed, other,
+                 None if same_cap else capacity)
+
+
+def apply_delta(held: tuple[int, FleetSpec, CapacitySnapshot] | None, d: Delta
+                ) -> tuple[int, FleetSpec, CapacitySnapshot]:
+    if d.base == 0:
+        assert d.capacity is not None
+        spec = FleetSpec(workloads=dict(d.workloads), **d.other)
+        return d.seq, spec, d.capacity
+    if held is None or held[0] != d.base:
+        raise NeedFull(f"worker holds {held[0] if held else None}, delta is on {d.base}")
+    _, old, old_cap = held
+    ws = {wid: d.workloads[wid] if wid in d.workloads else old.workloads[wid]
+          for wid in d.order}
+    spec = replace(old, workloads=ws, **d.other)
+    return d.seq, spec, d.capacity if d.capacity is not None else old_cap
+
+
+def _place_in_worker(d: Delta, previous: PreviousPlan | None, commit: str | None,
+                     rebase_after: int) -> tuple[Plan, dict[str, int]]:
+    global _REPLANNER, _HELD
+    _HELD = apply_delta(_HELD, d)
+    if _REPLANNER is None:
+        _REPLANNER = Replanner(rebase_after=rebase_after)
+    _, spec, capacity = _HELD
+    plan = _REPLANNER(spec, capacity, previous, commit=commit)
+    return plan, dict(_REPLANNER.counts)
+
+
+def _ready() -> bool:
+    return True
+
+
+class ProcessPlacer:
+    def __init__(self, *, rebase_after: int = 50) -> None:
+        self.rebase_after = rebase_after
+        self.counts = {"full": 0, "baseline": 0, "incremental": 0}
+        """How the worker made each plan, summed over the workers this placer started."""
+        self._base = dict(self.counts)
+        self._pool: ProcessPoolExecutor | None = None
+        self._held: tuple[int, FleetSpec, CapacitySnapshot] | None = None
+        """What the worker holds, as far as this side knows (None: send it all)."""
+        self._seq = 0
+        self.workers_started = 0
+        self.sent_workloads = 0
+        """Workload objects sent to the worker so far (a commit of k: k more)."""
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["controllers.runtime.placerproc"])
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+            self.workers_started += 1
+            self._base = dict(self.counts)  # a new worker counts from zero
+            self._held = None
+        return self._pool
+
+    async def place_async(self, spec: FleetSpec, capacity: CapacitySnapshot,
+                          previous: PreviousPlan | None, *, commit: str | None) -> Plan:
+        for _ in range(2):
+            pool = self._executor()
+            self._seq += 1
+            d = delta(self._held, self._seq, spec, capacity)
+            self._held = None  # unknown until this call answers
+            try:
+                # Submitting starts the worker when there is none, and that blocks
+                # until the forkserver forked it (its first start imports the
+                # placement code, a second or more): in a thread, not in the loop.
+                future = await anyio.to_thread.run_sync(
+                    pool.submit, _place_in_worker, d, previous, commit, self.rebase_after)
+                plan, counts = await asyncio.wrap_future(future)
+            except NeedFull:
+                continue
+            except BrokenProcessPool:
+                self.close()  # the next call starts a new worker
+                raise
+            self._held = (self._seq, spec, capacity)
+            self.sent_workloads += len(d.workloads)
+            self.counts = {k: self._base.get(k, 0) + n for k, n in counts.items()}
+            return plan
+        raise RuntimeError("the placement worker refused a full spec")  # pragma: no cover
+
+    async def warm(self) -> None:
+        """Start the worker now (in a thread: it blocks until forked), so the first
+        plan does not wait for it: at start it overlaps the clusters' first listing."""
+        pool = self._executor()
+        future = await anyio.to_thread.run_sync(pool.submit, _ready)
+        await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,93 @@
+"""Placement in a worker process: the same plans as a full plan, and only what a commit
+changed crosses the process boundary."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controllers.runtime.placerproc import NeedFull, ProcessPlacer, apply_delta, delta
+from fleet.ids import WorkloadId
+from fleet.placement import place
+from fleet.placement.types import Plan, PreviousPlan
+from tests.unit.fleet_placement.builders import cluster, declared, fleet, workload
+from tests.unit.fleet_placement.strategies import Fleet, fleets
+from tests.unit.fleet_placement.test_placement_properties import workloads_edited
+
+
+def previous_of(plan: Plan) -> PreviousPlan:
+    return {w: p.assignments for w, p in plan.workloads.items() if p.assignments}
+
+
+def test_a_delta_rebuilds_exactly_the_new_spec_and_keeps_unchanged_objects() -> None:
+    old = fleet(cluster("de-1"), cluster("fr-1", "FR"), workload("a"), workload("b"),
+                workload("c"))
+    cap = declared(old)
+    held = apply_delta(None, delta(None, 1, old, cap))
+    assert held[1] == old and held[2] == cap
+    new = fleet(cluster("de-1"), cluster("fr-1", "FR"), workload("a"),
+                workload("b", count=4), workload("d"))  # b edited, c gone, d new
+    d = delta(held, 2, new, cap)
+    assert sorted(d.workloads) == ["nlp-team/b", "nlp-team/d"]
+    assert d.capacity is None  # the same capacity is not sent again
+    seq, spec, capacity = apply_delta(held, d)
+    assert (seq, spec, capacity) == (2, new, cap)
+    assert list(spec.workloads) == list(new.workloads)
+    assert spec.workloads[WorkloadId("nlp-team/a")] is held[1].workloads[WorkloadId("nlp-team/a")]
+
+
+def test_a_worker_without_the_deltas_base_asks_for_everything() -> None:
+    spec = fleet(cluster("de-1"), workload("a"))
+    cap = declared(spec)
+    held = apply_delta(None, delta(None, 1, spec, cap))
+    with pytest.raises(NeedFull):
+        apply_delta(None, delta(held, 2, spec, cap))
+    with pytest.raises(NeedFull):
+        apply_delta((7, held[1], held[2]), delta(held, 2, spec, cap))  # another base
+
+
+def test_the_worker_process_plans_as_a_full_plan_sent_only_the_change() -> None:
+    clusters = [cluster(f"c{i}", "DE", (("h100-80gb", 32, 8),)) for i in range(6)]
+    spec = fleet(*clusters, *[workload(f"w{i}") for i in range(20)])
+    edited = fleet(*clusters, *[workload(f"w{i}", count=2 if i in (3, 11) else 8)
+                                for i in range(20)])
+    cap = declared(spec)
+    placer = ProcessPlacer()
+
+    async def run() -> None:
+        first = await placer.place_async(spec, cap, {}, commit="1")
+        assert first == place(spec, cap, {}, commit="1")
+        prev = previous_of(first)
+        second = await placer.place_async(spec, cap, prev, commit="2")  # settled
+        assert placer.sent_workloads == 20
+        third = await placer.place_async(edited, cap, previous_of(second), commit="3")
+        assert third == place(edited, cap, previous_of(second), commit="3")
+        assert placer.sent_workloads == 22  # the two edited, not the fleet
+        assert placer.counts == {"full": 1, "baseline": 1, "incremental": 1}
+        placer.close()  # a lost worker: the next call starts one and sends it all
+        again = await placer.place_async(edited, cap, previous_of(third), commit="4")
+        assert again == place(edited, cap, previous_of(third), commit="4")
+        assert placer.sent_workloads == 42 and placer.workers_started == 2
+        assert placer.counts["full"] == 2  # counts continue across workers
+    try:
+        asyncio.run(run())
+    finally:
+        placer.close()
+
+
+@settings(max_examples=100, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(fleets(max_workloads=8), st.data())
+def test_a_run_of_deltas_always_rebuilds_the_spec_the_controller_holds(
+        f: Fleet, data: st.DataObject) -> None:
+    held = None
+    fleet_now = f
+    for seq in range(1, data.draw(st.integers(2, 5)) + 1):
+        spec = fleet_now.spec()
+        held = apply_delta(held, delta(held, seq, spec, f.capacity))
+        assert held == (seq, spec, f.capacity)
+        assert list(held[1].workloads) == list(spec.workloads)
+        fleet_now = workloads_edited(fleet_now, data)
