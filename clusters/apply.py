@@ -53,6 +53,7 @@ from clusters.client import (
 )
 from clusters.errors import ClusterError, Invalid, NotFound, PermanentError, RecreateNeeded
 from fleet.drift import DriftedField, diff
+from fleet.render.forward import for_existing
 from fleet.render.inverse import workload_of as workload_of
 from fleet.render.keys import CONTENT_HASH as HASH_ANNOTATION
 from fleet.render.keys import KIND_ORDER, RECREATE
@@ -144,6 +145,9 @@ class Applier:
         self.concurrency = concurrency
         """Workloads applied at once (the client's QPS bucket still paces the calls)."""
         self.live: dict[ObjKey, JSON] = {}
+        self._create_form: dict[ObjKey, JSON] = {}
+        """What an existing object would be created as (with its create-only fields),
+        for a re-create."""
         """Owned objects as last seen (informer events and our own apply responses)."""
         self.desired: dict[ObjKey, JSON] = {}
         """What we last applied (stamped), by key: the reference for drift."""
@@ -230,6 +234,9 @@ class Applier:
         groups: dict[str, list[JSON]] = {}
         for obj in stamped:
             key = obj_key(obj)
+            if key in self.live:  # create-only fields (Kueue's suspend) are not re-applied
+                self._create_form[key] = obj
+                obj = for_existing(obj)
             if self._unchanged(key, obj):
                 result.unchanged.append(key)
                 self.desired[key] = obj
@@ -304,7 +311,8 @@ class Applier:
     async def _apply_one(self, key: ObjKey, obj: JSON) -> bool:
         rtype = type_of(obj)
         before = self.desired.get(key)
-        self.desired[key] = obj
+        reference = for_existing(obj)  # what drift compares: never the create-only fields
+        self.desired[key] = reference
         self._writing.add(key)  # from here until the response: its events are not drift
         try:
             fenced = await self._fence(obj)
@@ -331,16 +339,19 @@ class Applier:
                         "running Job is kept (set spec.recreate: onChange to replace it)",
                         cluster=self.client.name, status=422, causes=e.causes) from e
                 # A Job's template, selector and completions are immutable: replace it.
+                form = self._create_form.get(key, obj)
                 await self._delete(key)
-                self.desired[key] = obj  # the delete forgot it; this is what we want now
-                live = await self._patch(rtype, fenced)
+                self.desired[key] = reference  # the delete forgot it; what we want now
+                created = await self._fence(form)
+                assert created is not None
+                live = await self._patch(rtype, created)
                 recreated = True
         finally:
             self._writing.discard(key)
         if not is_older(live, self.live.get(key)):  # events may have brought a newer one
             self.live[key] = live
         current = self.live[key]
-        fields = tuple(diff(obj, current))
+        fields = tuple(diff(reference, current))
         if fields:  # changed again while our write was in flight: that is drift
             self._report(key, fields)
         else:
@@ -373,6 +384,7 @@ class Applier:
             raise
         self.live.pop(key, None)
         self.desired.pop(key, None)
+        self._create_form.pop(key, None)
 
     async def _prune(self, desired_keys: set[ObjKey], scope: set[str] | None,
                      allow_empty: bool, protect: set[str], result: ApplyResult) -> None:

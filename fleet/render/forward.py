@@ -27,6 +27,7 @@ only real change.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +39,7 @@ from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster, Workload
 from fleet.placement.types import Assignment, Plan
 from fleet.render.keys import (
+    CREATE_ONLY,
     DRA_DEVICE_CLASS,
     DRA_REQUEST,
     FLAVOUR,
@@ -215,6 +217,32 @@ def _claim_template(name: str, meta: Manifest, gpus: int, product: str) -> Manif
                 "exactly": {"deviceClassName": DRA_DEVICE_CLASS,
                             "allocationMode": "ExactCount", "count": gpus,
                             "selectors": [{"cel": {"expression": expression}}]}}]}}}}
+
+
+def for_existing(obj: Manifest) -> Manifest:
+    """`obj` as applied to an object that already exists: without its create-only
+    fields (`keys.CREATE_ONLY`), so they are neither re-applied nor compared for drift.
+    A new dict where something is dropped; `obj` itself otherwise."""
+    paths = CREATE_ONLY.get(str(obj.get("kind")), ())
+    if not any(_has(obj, p) for p in paths):
+        return obj
+    out = copy.deepcopy(obj)
+    for path in paths:
+        node: Any = out
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return out
+
+
+def _has(obj: Manifest, path: tuple[str, ...]) -> bool:
+    node: Any = obj
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def namespace(team: str) -> Manifest:

@@ -55,6 +55,13 @@ RENDEZVOUS_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK")
 MASTER_PORT = 29500
 """torch.distributed's default rendezvous port."""
 
+CREATE_ONLY: dict[str, tuple[tuple[str, ...], ...]] = {
+    "Job": (("spec", "suspend"),), "JobSet": (("spec", "suspend"),)}
+"""Fields aifleet writes when it creates an object and never again: on a Kueue cluster a
+Job/JobSet is created `suspend: true` and Kueue unsuspends it on admission (as a
+MultiKueue worker sees it); re-applying `true`, or calling Kueue's `false` drift, would
+stop an admitted job. `fleet.render.forward.for_existing` drops them."""
+
 DRA_DEVICE_CLASS = "gpu.nvidia.com"
 """The NVIDIA DRA driver's DeviceClass for whole GPUs (and its attribute domain)."""
 DRA_REQUEST = "gpu"
