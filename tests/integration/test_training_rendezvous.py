@@ -15,7 +15,7 @@ from typing import Any
 
 from clusters.sim import SimClusterSpec, SimNode
 from fleet.ids import ClusterName, Flavour
-from fleet.models import Cluster
+from fleet.models import Cluster, Stack
 from fleet.placement.types import Assignment
 from fleet.render import namespace, render
 from tests.integration.test_adapter_harness import H100, NAME, TEAM, connected, until
@@ -83,3 +83,32 @@ async def test_each_pod_of_a_4_replica_training_job_gets_its_own_rank_and_rank_0
         assert svc["spec"]["clusterIP"] == "None"
         labels = rank0["metadata"]["labels"]
         assert all(labels.get(k) == v for k, v in svc["spec"]["selector"].items())
+
+
+async def test_on_a_dra_cluster_the_pods_claim_their_gpus_from_the_rendered_template(
+        tmp_path: Path) -> None:
+    # The simulated DRA driver and scheduler (resource.k8s.io/v1) allocate each pod's
+    # claim from the ResourceSlices: the render's claim template, class and CEL
+    # selector on the product are what a real DRA cluster would take.
+    spec = four_nodes()
+    dra_cluster = cluster().model_copy(update={"spec": cluster().spec.model_copy(
+        update={"stack": Stack(gpu_allocation="dra")})})
+    w = workload("llama", TEAM, wtype="training", replicas=2, count=8)
+    objects = [namespace(TEAM), *render(
+        w, Assignment(ClusterName(NAME), Flavour("h100-80gb"), 2, 8), dra_cluster, "c1")]
+    assert [o["kind"] for o in objects] == [
+        "Namespace", "ResourceClaimTemplate", "Service", "Job"]
+    async with connected(tmp_path, spec=SimClusterSpec(spec.name, spec.nodes, dra=True),
+                         job_seconds=60.0) as c:
+        result = await c.adapter.applier.apply(objects, prune=False)
+        assert not result.failed, result.failed
+
+        def bound() -> list[str]:
+            return sorted(p["spec"].get("nodeName") or "" for p in
+                          c.cluster.objects("Pod", TEAM) if p["spec"].get("nodeName"))
+
+        await until(lambda: len(bound()) == 2, what="2 pods bound through their claims")
+        assert len(set(bound())) == 2  # 8 devices each: one node each
+        claims = c.cluster.objects("ResourceClaim", TEAM)
+        assert len(claims) == 2
+        assert all(len(cl["status"]["allocation"]["devices"]["results"]) == 8 for cl in claims)
