@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -41,6 +42,7 @@ from fleet.placement.types import Assignment, Plan
 from fleet.render.keys import (
     CREATE_ONLY,
     DRA_DEVICE_CLASS,
+    DRA_MIG_CLASS,
     DRA_REQUEST,
     FLAVOUR,
     GPUS_PER_REPLICA,
@@ -208,15 +210,26 @@ def _claim_template(name: str, meta: Manifest, gpus: int, product: str) -> Manif
     `ResourceClaimSpec`, whose `devices.requests[].exactly` is an `ExactDeviceRequest`
     with `deviceClassName`, `allocationMode`, `count` and CEL `selectors`). The NVIDIA
     driver publishes the product as the `productName` attribute in its own domain."""
-    expression = (f'device.attributes["{DRA_DEVICE_CLASS}"].productName == '
-                  f'{json.dumps(product)}')
+    attrs = f'device.attributes["{DRA_DEVICE_CLASS}"]'
+    mig = _MIG_PRODUCT.match(product)
+    device_class = DRA_MIG_CLASS if mig else DRA_DEVICE_CLASS
+    expressions = [f"{attrs}.productName == {json.dumps(mig.group(1) if mig else product)}"]
+    if mig:  # a MIG slice: the driver names its parent GPU and its profile
+        expressions.append(f"{attrs}.profile == {json.dumps(mig.group(2))}")
     return {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
             "metadata": {**_copy_meta(meta, {}), "name": name},
             "spec": {"spec": {"devices": {"requests": [{
                 "name": DRA_REQUEST,
-                "exactly": {"deviceClassName": DRA_DEVICE_CLASS,
+                "exactly": {"deviceClassName": device_class,
                             "allocationMode": "ExactCount", "count": gpus,
-                            "selectors": [{"cel": {"expression": expression}}]}}]}}}}
+                            "selectors": [{"cel": {"expression": e}} for e in expressions]}}]}}}}
+
+
+_MIG_PRODUCT = re.compile(r"^(.+)-MIG-(\d+g\.\d+gb)$")
+"""GPU feature discovery's product label for a MIG slice, `<parent>-MIG-<profile>`
+(`NVIDIA-A100-SXM4-80GB-MIG-3g.40gb`): on DRA, a device of class `mig.nvidia.com` whose
+`productName` is the parent's and whose `profile` is the slice's
+(NVIDIA/k8s-dra-driver-gpu, `deviceinfo.go`)."""
 
 
 def for_existing(obj: Manifest) -> Manifest:

@@ -64,6 +64,8 @@ stop an admitted job. `fleet.render.forward.for_existing` drops them."""
 
 DRA_DEVICE_CLASS = "gpu.nvidia.com"
 """The NVIDIA DRA driver's DeviceClass for whole GPUs (and its attribute domain)."""
+DRA_MIG_CLASS = "mig.nvidia.com"
+"""The NVIDIA DRA driver's DeviceClass for MIG slices."""
 DRA_REQUEST = "gpu"
 """The name of the GPU request in a ResourceClaimTemplate and of the pod's claim."""
 

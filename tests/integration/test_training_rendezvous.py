@@ -112,3 +112,33 @@ async def test_on_a_dra_cluster_the_pods_claim_their_gpus_from_the_rendered_temp
         claims = c.cluster.objects("ResourceClaim", TEAM)
         assert len(claims) == 2
         assert all(len(cl["status"]["allocation"]["devices"]["results"]) == 8 for cl in claims)
+
+
+async def test_a_mig_flavour_on_a_dra_cluster_claims_slices_of_its_profile(
+        tmp_path: Path) -> None:
+    mig = "NVIDIA-A100-SXM4-80GB-MIG-3g.40gb"
+    labels = {"nvidia.com/gpu.product": mig, "nvidia.com/gpu.count": "4"}
+    spec = SimClusterSpec(NAME, (SimNode(f"{NAME}-mig-0", mig, 4, labels),
+                                 *four_nodes().nodes[:1]), dra=True)
+    c_model = Cluster.model_validate({
+        "apiVersion": "aifleet.dev/v1alpha1", "kind": "Cluster", "metadata": {"name": NAME},
+        "spec": {"region": "r", "jurisdiction": "DE", "stack": {"gpuAllocation": "dra"},
+                 "gpus": [{"flavour": "a100-3g-40gb", "product": mig, "count": 4,
+                           "perNode": 4}]}})
+    w = workload("eval", TEAM, wtype="batch", replicas=1, count=2,
+                 flavours=("a100-3g-40gb",))
+    objects = [namespace(TEAM), *render(
+        w, Assignment(ClusterName(NAME), Flavour("a100-3g-40gb"), 1, 2), c_model, "c1")]
+    rct = objects[1]
+    assert rct["spec"]["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] == (
+        "mig.nvidia.com")
+    async with connected(tmp_path, spec=spec, job_seconds=60.0) as c:
+        result = await c.adapter.applier.apply(objects, prune=False)
+        assert not result.failed, result.failed
+        await until(lambda: any(p["spec"].get("nodeName") for p in
+                                c.cluster.objects("Pod", TEAM)), what="the pod bound")
+        (pod,) = c.cluster.objects("Pod", TEAM)
+        assert pod["spec"]["nodeName"] == f"{NAME}-mig-0"
+        (claim,) = c.cluster.objects("ResourceClaim", TEAM)
+        devices = [r["device"] for r in claim["status"]["allocation"]["devices"]["results"]]
+        assert len(devices) == 2 and all("-mig-" in d for d in devices)
