@@ -32,7 +32,6 @@ import difflib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 from fleet.diagnostics import Diagnostic
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
@@ -41,8 +40,9 @@ from fleet.placement.types import Assignment, PlacementStatus, Plan, WorkloadPla
 from fleet.render import Manifest, render
 from fleet.render.admission import recreate_needed
 from fleet.spec import FleetSpec
+from fleet.transitions import PlanChange, transition
 
-ChangeKind = Literal["Added", "Moved", "Resized", "Removed", "Unchanged"]
+ChangeKind = PlanChange
 Renderer = Callable[[FleetSpec, WorkloadId, Assignment, "str | None"], str]
 """(spec, workload, assignment, commit) -> the workload's manifests there, as YAML."""
 
@@ -253,19 +253,10 @@ def _shape(p: WorkloadPlacement | None) -> tuple[Assignment, ...]:
 
 
 def _classify(before: WorkloadPlacement | None, after: WorkloadPlacement | None) -> ChangeKind:
-    if before is None:
-        return "Added"
-    if after is None:
-        return "Removed"
-    if after.status == "Invalid":
-        # The controller keeps an invalid workload as it runs: nothing moves.
-        return "Unchanged"
-    b, a = _shape(before), _shape(after)
-    if b == a:
-        return "Unchanged"
-    if {x.cluster for x in b} != {x.cluster for x in a}:
-        return "Moved"
-    return "Resized"
+    """The plan schema's `change` of `fleet.transitions.transition` (an Invalid head is
+    kept as it runs: Unchanged)."""
+    return transition(before.assignments if before is not None else None,
+                      after).plan_change
 
 
 def _gpus(p: WorkloadPlacement | None) -> int:
