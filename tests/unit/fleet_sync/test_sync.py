@@ -80,7 +80,7 @@ def test_a_create_only_field_changed_by_kueue_is_not_a_change() -> None:
     # created `suspend: true`, unsuspended by Kueue on admission: nothing to apply
     job = {**obj("Job", "a.train"), "spec": {"n": 1, "suspend": True}}
     live = live_of([job])
-    live[obj_key(job)]["spec"]["suspend"] = False
+    live[obj_key(job)]["spec"] = {"n": 1, "suspend": False}
     assert plan_sync([job], live).unchanged == (obj_key(job),)
     # a new object is created with it; a real change is still applied
     assert [o["spec"]["suspend"] for o in plan_sync([job], {}).apply] == [True]
