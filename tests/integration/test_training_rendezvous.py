@@ -18,7 +18,7 @@ from fleet.ids import ClusterName, Flavour
 from fleet.models import Cluster, Stack
 from fleet.placement.types import Assignment
 from fleet.render import namespace, render
-from tests.integration.test_adapter_harness import H100, NAME, TEAM, connected, until
+from tests.support.adapter import H100, NAME, TEAM, connected, until
 from tests.unit.fleet_placement.builders import workload
 
 _FIELD = re.compile(r"^metadata\.annotations\['([^']+)'\]$")
