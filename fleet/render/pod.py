@@ -119,8 +119,8 @@ def _resources(w: Workload, gpus: int, dra: bool) -> dict[str, Any]:
     return out
 
 
-def _container(w: Workload, gpus: int, dra: bool,
-               rendezvous: list[dict[str, Any]]) -> dict[str, Any]:
+def _container(w: Workload, gpus: int, dra: bool, rendezvous: list[dict[str, Any]],
+               mounts: list[dict[str, Any]]) -> dict[str, Any]:
     s = w.spec
     c: dict[str, Any] = {"name": MAIN, "image": s.image,
                          "resources": _resources(w, gpus, dra)}
@@ -133,7 +133,6 @@ def _container(w: Workload, gpus: int, dra: bool,
         c["env"] = env
     if s.env_from:
         c["envFrom"] = _env_from(w)
-    _volumes_unused, mounts = _volumes(w)
     if mounts:
         c["volumeMounts"] = mounts
     if s.type == "inference":
@@ -170,9 +169,9 @@ def pod_template(w: Workload, labels: dict[str, str], gpus: int, product: str, *
     None (the device plugin's `nvidia.com/gpu`)."""
     s = w.spec
     dra = dra_template is not None
-    pod: dict[str, Any] = {"containers": [_container(w, gpus, dra, rendezvous)],
+    volumes, mounts = _volumes(w)
+    pod: dict[str, Any] = {"containers": [_container(w, gpus, dra, rendezvous, mounts)],
                            "nodeSelector": {PRODUCT_LABEL: product}}
-    volumes, _mounts = _volumes(w)
     if volumes:
         pod["volumes"] = volumes
     if dra:
