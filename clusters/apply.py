@@ -55,7 +55,7 @@ from clusters.client import (
 )
 from clusters.errors import ClusterError, Invalid, NotFound, PermanentError, RecreateNeeded
 from fleet.drift import DriftedField, diff
-from fleet.render import MANAGED_BY, WORKLOAD_LABEL, workload_of
+from fleet.render import MANAGED_BY, WORKLOAD_LABEL, for_existing, workload_of
 from fleet.sync import (
     GENERATION_ANNOTATION,
     HASH_ANNOTATION,
@@ -290,10 +290,13 @@ class Applier:
     async def _apply_one(self, key: ObjKey, obj: JSON) -> bool:
         rtype = type_of(obj)
         before = self.desired.get(key)
-        self.desired[key] = obj
+        # Create-only fields (Kueue's `suspend`) are sent on create only, never compared
+        # for drift (`fleet.render.keys.CREATE_ONLY`).
+        reference = for_existing(obj)
+        self.desired[key] = reference
         self._writing.add(key)  # from here until the response: its events are not drift
         try:
-            fenced = await self._fence(obj)
+            fenced = await self._fence(reference if key in self.live else obj)
             assert fenced is not None
             try:
                 live = await self._patch(rtype, fenced)
@@ -318,15 +321,17 @@ class Applier:
                         cluster=self.client.name, status=422, causes=e.causes) from e
                 # A Job's template, selector and completions are immutable: replace it.
                 await self._delete(key)
-                self.desired[key] = obj  # the delete forgot it; this is what we want now
-                live = await self._patch(rtype, fenced)
+                self.desired[key] = reference  # the delete forgot it; what we want now
+                created = await self._fence(obj)  # created again: create-only fields too
+                assert created is not None
+                live = await self._patch(rtype, created)
                 recreated = True
         finally:
             self._writing.discard(key)
         if not is_older(live, self.live.get(key)):  # events may have brought a newer one
             self.live[key] = live
         current = self.live[key]
-        fields = tuple(diff(obj, current))
+        fields = tuple(diff(reference, current))
         if fields:  # changed again while our write was in flight: that is drift
             self._report(key, fields)
         else:

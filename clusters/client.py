@@ -311,12 +311,16 @@ DEPLOYMENT = ResourceType("apps/v1", "Deployment", "deployments", True)
 JOB = ResourceType("batch/v1", "Job", "jobs", True)
 LEASE = ResourceType("coordination.k8s.io/v1", "Lease", "leases", True)
 RESOURCE_SLICE = ResourceType("resource.k8s.io/v1", "ResourceSlice", "resourceslices", False)
+RESOURCE_CLAIM_TEMPLATE = ResourceType("resource.k8s.io/v1", "ResourceClaimTemplate",
+                                       "resourceclaimtemplates", True)
+JOBSET = ResourceType("jobset.x-k8s.io/v1alpha2", "JobSet", "jobsets", True)
+"""Rendered on clusters whose `spec.stack` says DRA / JobSet (`fleet.render.forward`)."""
 RESOURCE_CLAIM = ResourceType("resource.k8s.io/v1", "ResourceClaim", "resourceclaims", True)
 
 TYPES: dict[tuple[str, str], ResourceType] = {
     (t.api_version, t.kind): t
     for t in (NAMESPACE, NODE, POD, SERVICE, DEPLOYMENT, JOB, LEASE, RESOURCE_SLICE,
-              RESOURCE_CLAIM)
+              RESOURCE_CLAIM, RESOURCE_CLAIM_TEMPLATE, JOBSET)
 }
 
 

@@ -37,7 +37,7 @@ from fleet.diagnostics import Diagnostic
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
 from fleet.owners import PathFlag
 from fleet.placement.types import Assignment, PlacementStatus, Plan, WorkloadPlacement
-from fleet.render import render
+from fleet.render import Manifest, render
 from fleet.render.admission import recreate_needed
 from fleet.spec import FleetSpec
 from fleet.transitions import PlanChange, transition
@@ -228,8 +228,8 @@ def _recreate(base: FleetSpec, head: FleetSpec, wid: WorkloadId,
         if was is None or bc is None or hc is None or bc.offer(was.flavour) is None \
                 or hc.offer(a.flavour) is None:
             continue
-        (job_b,) = render(b, was, bc, "")
-        (job_h,) = render(h, a, hc, "")
+        job_b = _job(render(b, was, bc, ""))
+        job_h = _job(render(h, a, hc, ""))
         why = recreate_needed(job_b, job_h)
         if why is None:
             continue
@@ -240,6 +240,12 @@ def _recreate(base: FleetSpec, head: FleetSpec, wid: WorkloadId,
             out.append((a.cluster, f"{why}; recreate: never keeps the running Job as it "
                                    "is (set spec.recreate: onChange to replace it)"))
     return tuple(out)
+
+
+def _job(objs: tuple[Manifest, ...]) -> Manifest:
+    """The Job among a workload's rendered objects (beside its Service or claim
+    template); an empty dict when there is none (a JobSet)."""
+    return next((o for o in objs if o.get("kind") == "Job"), {})
 
 
 def _shape(p: WorkloadPlacement | None) -> tuple[Assignment, ...]:

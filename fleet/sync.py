@@ -32,6 +32,7 @@ from fleet.render import (
     MANAGED_BY,
     MANAGED_BY_VALUE,
     RECREATE,
+    for_existing,
     workload_of,
 )
 from fleet.safety import prune_held_back
@@ -169,7 +170,9 @@ def plan_sync(desired: Iterable[Mapping[str, Any]], live: Mapping[ObjKey, Mappin
     same: list[ObjKey] = []
     todo: list[Manifest] = []
     for key, obj in zip(keys, stamped, strict=True):
-        if unchanged(obj, live.get(key)):
+        # an existing object is compared without its create-only fields (Kueue's
+        # `suspend`, `fleet.render.keys.CREATE_ONLY`): the applier never re-sends them
+        if unchanged(for_existing(obj) if key in live else obj, live.get(key)):
             same.append(key)
         else:
             todo.append(obj)

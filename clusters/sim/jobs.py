@@ -106,8 +106,10 @@ def sync_job(cp: ControlPlane, ns: str, name: str) -> None:
             busy = {i for p in active if (i := _index(p)) is not None}
             free = [i for i in range(target) if i not in done_idx and i not in busy]
             for i in free[:max(0, missing)]:
+                # pkg/controller/job/job_controller.go, manageJob: an Indexed Job's
+                # pod gets the hostname `<job>-<index>` (its DNS name in a subdomain)
                 cp.new_pod(job, f"{name}-{i}-{cp.suffix()}", {INDEX_LABEL: str(i)},
-                            {INDEX_ANNOTATION: str(i)})
+                            {INDEX_ANNOTATION: str(i)}, hostname=f"{name}-{i}")
         else:
             for _ in range(max(0, missing)):
                 cp.new_pod(job, f"{name}-{cp.suffix()}", {}, {})

@@ -97,7 +97,8 @@ def spec_from_cluster(cluster: Cluster) -> SimClusterSpec:
         for i in range(offer.nodes):
             nodes.append(SimNode(f"{cluster.name}-{offer.flavour}-{i}", offer.product,
                                  offer.per_node, dict(labels)))
-    dra = cluster.metadata.labels.get(GPU_ALLOCATION_LABEL) == "dra"
+    dra = (cluster.spec.stack.gpu_allocation == "dra"
+           or cluster.metadata.labels.get(GPU_ALLOCATION_LABEL) == "dra")
     return SimClusterSpec(cluster.name, tuple(sorted(nodes, key=lambda n: n.name)), dra=dra)
 
 

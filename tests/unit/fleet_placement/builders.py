@@ -22,7 +22,7 @@ def cluster(name: str, jurisdiction: str = "DE",
             offers: tuple[tuple[str, int, int], ...] = (("h100-80gb", 16, 8),), *,
             prices: dict[str, float] | None = None, labels: dict[str, str] | None = None,
             taints: list[dict[str, Any]] | None = None, cordoned: bool = False,
-            spot: tuple[str, ...] = ()) -> Cluster:
+            spot: tuple[str, ...] = (), stack: dict[str, Any] | None = None) -> Cluster:
     return Cluster.model_validate({
         "apiVersion": API, "kind": "Cluster",
         "metadata": {"name": name, "labels": labels or {}},
@@ -32,7 +32,8 @@ def cluster(name: str, jurisdiction: str = "DE",
                            **({"pricePerHour": prices[f]} if prices and f in prices else {}),
                            **({"spot": True} if f in spot else {})}
                           for f, count, per in offers],
-                 "taints": taints or [], "cordoned": cordoned}})
+                 "taints": taints or [], "cordoned": cordoned,
+                 **({"stack": stack} if stack else {})}})
 
 
 def policy() -> ResidencyPolicy:
