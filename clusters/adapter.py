@@ -25,6 +25,7 @@ from clusters.apply import Applier, ApplyResult, DriftReport
 from clusters.capacity import (
     CapacityTracker,
     NodeState,
+    slim_claim,
     slim_pod,
 )
 from clusters.client import (
@@ -34,6 +35,7 @@ from clusters.client import (
     NAMESPACE,
     NODE,
     POD,
+    RESOURCE_CLAIM,
     RESOURCE_SLICE,
     SERVICE,
     ClientStats,
@@ -98,6 +100,12 @@ class ClusterAdapter:
                               handler=self.capacity.on_pod, transform=slim_pod)
         self._slices = Informer(client, RESOURCE_SLICE, watch_timeout=options.watch_timeout,
                                 handler=self.capacity.on_resource_slice)
+        self._claims = Informer(client, RESOURCE_CLAIM, watch_timeout=options.watch_timeout,
+                                handler=self.capacity.on_resource_claim,
+                                transform=slim_claim)
+        self._dra_synced = asyncio.Event()
+        """Set once DRA capacity is known: slices and claims listed, or not served.
+        Without it a first plan could count a DRA cluster's GPUs as absent."""
         self.synced = asyncio.Event()
 
     @classmethod
@@ -127,21 +135,30 @@ class ClusterAdapter:
     async def _mark_synced(self) -> None:
         for inf in (self._nodes, self._pods, *self._owned):
             await inf.synced.wait()
+        await self._dra_synced.wait()
         self.synced.set()
         log.info("cluster_synced", cluster=self.name, nodes=len(self.capacity.nodes),
                  owned=len(self.applier.owned()))
 
     async def _maybe_slices(self) -> None:
-        """Watch ResourceSlices only where the cluster serves resource.k8s.io/v1."""
+        """Watch ResourceSlices and ResourceClaims (what DRA devices exist, which are
+        taken) only where the cluster serves resource.k8s.io/v1."""
         while True:
             try:
                 await self.client.request("GET", "/apis/resource.k8s.io/v1", verb="get")
             except NotFound:
+                self._dra_synced.set()
                 return
             except ClusterError:
                 await anyio.sleep(self.options.heartbeat_interval)
                 continue
-            await self._slices.run()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._slices.run)
+                tg.start_soon(self._claims.run)
+                await self._slices.synced.wait()
+                await self._claims.synced.wait()
+                self._dra_synced.set()
+            return
 
     async def _heartbeat(self) -> None:
         last = self.health.state

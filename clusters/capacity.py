@@ -12,8 +12,17 @@ yet bound to a node are kept too: they are demand that the controller's re-plan 
 count as its own workloads' (reserved, not yet started).
 
 Dynamic Resource Allocation: where the cluster serves `resource.k8s.io/v1`, each
-ResourceSlice lists devices per node with attributes; GPUs published only there (no
-device-plugin resource) are counted from them, with `productName` as the product.
+ResourceSlice (v1 shape: `spec.nodeName`, `spec.driver`, `spec.pool.name`,
+`spec.devices[].attributes.<name>.string`) lists devices per node; GPUs published only
+there (no device-plugin resource) are counted from them, with the GPU driver's
+`productName` as the product, spelled as GPU feature discovery labels it (spaces as
+dashes, so `NVIDIA H100 80GB HBM3` is `NVIDIA-H100-80GB-HBM3`), and a MIG device
+(`type: mig`) as `<productName>-MIG-<profile>` (GFD's MIG product name). A node's
+devices may span several slices of its pool. A device is taken while a ResourceClaim's
+`status.allocation.devices.results` names it (driver, pool, device); free devices are
+the node's devices minus the taken ones, and a claim labelled managed-by aifleet (the
+labels of a ResourceClaimTemplate's `spec.metadata` are copied onto the claims made from
+it) counts as ours, as our pods do.
 """
 
 from __future__ import annotations
@@ -40,6 +49,19 @@ class NodeState:
     """GPUs held by pods of workloads we manage (labelled managed-by aifleet)."""
     dra_devices: int = 0
     dra_product: str | None = None
+    dra_used: int = 0
+    """Devices of this node allocated to ResourceClaims."""
+    dra_used_ours: int = 0
+
+    @property
+    def held(self) -> int:
+        """GPUs held on this node: pods' `nvidia.com/gpu` plus DRA devices in claims."""
+        return self.used + self.dra_used
+
+    @property
+    def held_ours(self) -> int:
+        """Of `held`, by our own workloads' pods and claims."""
+        return self.used_ours + self.dra_used_ours
 
     @property
     def gpus(self) -> int:
@@ -53,7 +75,7 @@ class NodeState:
     def free(self) -> int:
         if not self.ready or self.unschedulable:
             return 0
-        return max(0, self.gpus - self.used)
+        return max(0, self.gpus - self.held)
 
     @property
     def free_for_us(self) -> int:
@@ -65,7 +87,7 @@ class NodeState:
         """
         if not self.ready or self.unschedulable:
             return 0
-        return max(0, self.gpus - (self.used - self.used_ours))
+        return max(0, self.gpus - (self.held - self.held_ours))
 
 
 def _quantity(value: Any) -> int:
@@ -108,6 +130,36 @@ def _slim_status(status: JSON) -> JSON:
     return out
 
 
+def slim_claim(claim: JSON) -> JSON:
+    """The fields of a ResourceClaim capacity reads: who it is, whether it is ours, and
+    which devices it holds (the claim cache can be as big as the pod cache)."""
+    meta = claim.get("metadata") or {}
+    results = ((((claim.get("status") or {}).get("allocation") or {}).get("devices") or {})
+               .get("results") or [])
+    return {"apiVersion": claim.get("apiVersion"), "kind": claim.get("kind"),
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
+                                              "labels") if k in meta},
+            "status": {"allocation": {"devices": {"results": [
+                {k: r.get(k) for k in ("request", "driver", "pool", "device")}
+                for r in results]}}} if results else {}}
+
+
+def _device_product(device: JSON) -> str | None:
+    """A DRA GPU's product as GFD would label it (see module docstring)."""
+    attrs = device.get("attributes") or {}
+
+    def text(name: str) -> str | None:
+        value = attrs.get(name) or attrs.get(f"gpu.nvidia.com/{name}") or {}
+        got = value.get("string") if isinstance(value, dict) else None
+        return str(got) if got else None
+    product = text("productName")
+    if product is None:
+        return None
+    product = product.replace(" ", "-")
+    profile = text("profile")
+    return f"{product}-MIG-{profile}" if text("type") == "mig" and profile else product
+
+
 def _terminal(pod: JSON) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
@@ -120,6 +172,15 @@ class CapacityTracker:
     _pods: dict[tuple[str, str], tuple[str | None, int, bool]] = field(default_factory=dict)
     _pending_used: dict[str, tuple[int, int]] = field(default_factory=dict)
     """GPUs of pods bound to nodes we have not seen yet (pod event before node event)."""
+    _slices: dict[str, tuple[str, tuple[tuple[str, str, str], ...], str | None]] = field(
+        default_factory=dict)
+    """ResourceSlice name -> (node, its devices as (driver, pool, device), product)."""
+    _node_slices: dict[str, set[str]] = field(default_factory=dict)
+    _device_node: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    _allocated: dict[tuple[str, str, str], bool] = field(default_factory=dict)
+    """Devices allocated to a ResourceClaim -> whether the claim is ours."""
+    _claims: dict[tuple[str, str], tuple[tuple[tuple[str, str, str], ...], bool]] = field(
+        default_factory=dict)
     unbound_gpus: int = 0
     """GPUs requested by non-terminal pods not yet bound to a node."""
     version: int = 0
@@ -148,9 +209,8 @@ class CapacityTracker:
             taints=taints,
             used=old.used if old else self._pending_used.get(name, (0, 0))[0],
             used_ours=old.used_ours if old else self._pending_used.pop(name, (0, 0))[1],
-            dra_devices=old.dra_devices if old else 0,
-            dra_product=old.dra_product if old else None,
         )
+        self._dra_figures(state)
         if old != state:
             self.version += 1
         self.nodes[name] = state
@@ -187,25 +247,69 @@ class CapacityTracker:
             used, mine = self._pending_used.get(node, (0, 0))
             self._pending_used[node] = (used + sign * gpus, mine + (sign * gpus if ours else 0))
 
+    # ------------------------------------------------------------ DRA
+
     def on_resource_slice(self, event: str, rs: JSON) -> None:
-        spec = rs.get("spec") or {}
+        meta, spec = rs.get("metadata") or {}, rs.get("spec") or {}
+        name = str(meta.get("name") or id(rs))
+        old = self._slices.pop(name, None)
+        if old is not None:
+            self._node_slices.get(old[0], set()).discard(name)
+        for key in (old[1] if old else ()):
+            self._device_node.pop(key, None)
         node = spec.get("nodeName")
-        if not node:
-            return
-        devices = spec.get("devices") or []
-        product = None
-        for d in devices:
-            attrs = d.get("attributes") or {}
-            p = attrs.get("productName") or {}
-            product = p.get("string") if isinstance(p, dict) else None
-            if product:
-                break
-        state = self.nodes.get(str(node))
-        if state is None:
-            return
-        state.dra_devices = 0 if event == "DELETED" else len(devices)
-        state.dra_product = None if event == "DELETED" else product
-        self.version += 1
+        if event != "DELETED" and node:
+            driver = str(spec.get("driver", ""))
+            pool = str((spec.get("pool") or {}).get("name", ""))
+            keys = tuple((driver, pool, str(d.get("name", "")))
+                         for d in spec.get("devices") or [])
+            product = next((p for p in map(_device_product, spec.get("devices") or []) if p),
+                           None)
+            self._slices[name] = (str(node), keys, product)
+            self._node_slices.setdefault(str(node), set()).add(name)
+            for key in keys:
+                self._device_node[key] = str(node)
+        for n in {old[0] if old else None, node} - {None}:
+            self._refresh_dra(str(n))
+
+    def on_resource_claim(self, event: str, claim: JSON) -> None:
+        meta = claim.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name")))
+        touched: set[str] = set()
+        for dev in self._claims.pop(key, ((), False))[0]:
+            self._allocated.pop(dev, None)
+            touched.add(self._device_node.get(dev, ""))
+        if event != "DELETED":
+            results = ((((claim.get("status") or {}).get("allocation") or {})
+                        .get("devices") or {}).get("results") or [])
+            devs = tuple((str(r.get("driver", "")), str(r.get("pool", "")),
+                          str(r.get("device", ""))) for r in results)
+            ours = (meta.get("labels") or {}).get(MANAGED_BY) == "aifleet"
+            if devs:
+                self._claims[key] = (devs, ours)
+            for dev in devs:
+                self._allocated[dev] = ours
+                touched.add(self._device_node.get(dev, ""))
+        for n in touched - {""}:
+            self._refresh_dra(n)
+
+    def _refresh_dra(self, node: str) -> None:
+        state = self.nodes.get(node)
+        if state is not None and self._dra_figures(state):
+            self.version += 1
+
+    def _dra_figures(self, state: NodeState) -> bool:
+        """Set a node's DRA devices, product and allocated devices; True if they moved."""
+        before = (state.dra_devices, state.dra_product, state.dra_used, state.dra_used_ours)
+        mine = [self._slices[n] for n in sorted(self._node_slices.get(state.name, ()))]
+        keys = [k for _, ks, _ in mine for k in ks]
+        products = [p for _, _, p in mine if p]
+        state.dra_devices = len(keys)
+        state.dra_product = products[0] if products else None
+        taken = [self._allocated[k] for k in keys if k in self._allocated]
+        state.dra_used, state.dra_used_ours = len(taken), sum(1 for ours in taken if ours)
+        return before != (state.dra_devices, state.dra_product, state.dra_used,
+                          state.dra_used_ours)
 
     def by_product(self) -> Mapping[str, list[NodeState]]:
         out: dict[str, list[NodeState]] = {}

@@ -289,10 +289,12 @@ DEPLOYMENT = ResourceType("apps/v1", "Deployment", "deployments", True)
 JOB = ResourceType("batch/v1", "Job", "jobs", True)
 LEASE = ResourceType("coordination.k8s.io/v1", "Lease", "leases", True)
 RESOURCE_SLICE = ResourceType("resource.k8s.io/v1", "ResourceSlice", "resourceslices", False)
+RESOURCE_CLAIM = ResourceType("resource.k8s.io/v1", "ResourceClaim", "resourceclaims", True)
 
 TYPES: dict[tuple[str, str], ResourceType] = {
     (t.api_version, t.kind): t
-    for t in (NAMESPACE, NODE, POD, SERVICE, DEPLOYMENT, JOB, LEASE, RESOURCE_SLICE)
+    for t in (NAMESPACE, NODE, POD, SERVICE, DEPLOYMENT, JOB, LEASE, RESOURCE_SLICE,
+              RESOURCE_CLAIM)
 }
 
 

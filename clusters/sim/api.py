@@ -24,7 +24,7 @@ from aiohttp import web
 from clusters.sim import decoding, kubectl, objects, patch, protobuf, resources, ssa
 from clusters.sim.errors import SimError, bad_request, conflict, invalid
 from clusters.sim.listing import list_response, parse_bool
-from clusters.sim.resources import BY_PATH, Resource
+from clusters.sim.resources import Registry, Resource, served_as
 from clusters.sim.selectors import combine, field_matcher, label_matcher
 from clusters.sim.watch import serve_watch
 
@@ -53,8 +53,10 @@ def _warnings(texts: list[str]) -> dict[str, str] | None:
     return {"Warning": ", ".join(f'299 - "{t}"' for t in quoted)}
 
 
-def parse_path(path: str) -> tuple[Resource, str | None, str | None, str | None] | None:
-    """(resource, namespace, name, subresource) for a REST path, or None (404)."""
+def parse_path(path: str, served: Registry | None = None
+               ) -> tuple[Resource, str | None, str | None, str | None] | None:
+    """(resource, namespace, name, subresource) for a REST path, or None (404);
+    `served` is the cluster's registry (the built-in table when None)."""
     parts = [p for p in path.split("/") if p]
     if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
         group, version, rest = "", "v1", parts[2:]
@@ -67,7 +69,7 @@ def parse_path(path: str) -> tuple[Resource, str | None, str | None, str | None]
         ns, rest = rest[1], rest[2:]
     if not rest or len(rest) > 3:
         return None
-    res = BY_PATH.get((group, version, rest[0]))
+    res = (served or _BUILT_IN).by_path(group, version, rest[0])
     if res is None or (ns is not None and not res.namespaced):
         return None
     name = rest[1] if len(rest) > 1 else None
@@ -75,6 +77,22 @@ def parse_path(path: str) -> tuple[Resource, str | None, str | None, str | None]
     if sub is not None and sub not in res.subresources:
         return None
     return res, ns, name, sub
+
+
+_BUILT_IN = Registry()
+
+
+def _check_fields(cluster: SimCluster, res: Resource, obj: dict[str, Any],
+                  request: web.Request, apply: bool = False) -> list[str]:
+    """Field validation against the kind's schema: a CRD's own for custom resources."""
+    directive = request.query.get("fieldValidation")
+    if res.custom:
+        return cluster.crds.check_fields(res, obj, directive, apply=apply)
+    return kubectl.check_fields(res.kind, obj, directive, apply=apply)
+
+
+def _table_args(cluster: SimCluster, res: Resource) -> dict[str, Any]:
+    return cluster.crds.table_args(res) if res.custom else {}
 
 
 def _manager(request: web.Request) -> str:
@@ -144,9 +162,9 @@ def _as_table(request: web.Request) -> bool:
 
 
 async def handle(request: web.Request, cluster: SimCluster) -> web.StreamResponse:
-    parsed = parse_path(request.path)
+    parsed = parse_path(request.path, cluster.store.resources)
     if parsed is None:
-        return _discovery(request.path)
+        return _discovery(request.path, cluster.store.resources)
     res, ns, name, sub = parsed
     store = cluster.store
     method = request.method
@@ -163,7 +181,8 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
             if _as_table(request):
                 table = kubectl.to_table(
                     res.kind, body["items"],
-                    include_object=request.query.get("includeObject", "Metadata"))
+                    include_object=request.query.get("includeObject", "Metadata"),
+                    **_table_args(cluster, res))
                 table["metadata"] = body["metadata"]
                 return _json(table)
             return _json(body)
@@ -179,7 +198,7 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
                     raise bad_request("the namespace of the provided object does not match "
                                       "the namespace sent on the request")
                 obj["metadata"]["namespace"] = ns
-            warn = kubectl.check_fields(res.kind, obj, request.query.get("fieldValidation"))
+            warn = _check_fields(cluster, res, obj, request)
             created = store.create(res, obj, manager=_manager(request),
                                    dry_run=_dry_run(request))
             return _json(created, 201, _warnings(warn))
@@ -202,9 +221,10 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
     if sub == "eviction":
         return await _evict(request, cluster, res, key_ns, name)
     if method == "GET":
-        obj = store.get(res, key_ns, name)
+        obj = served_as(res, store.get(res, key_ns, name)) if res.custom else \
+            store.get(res, key_ns, name)
         if _as_table(request):
-            table = kubectl.to_table(res.kind, [obj])
+            table = kubectl.to_table(res.kind, [obj], **_table_args(cluster, res))
             table["metadata"] = {"resourceVersion": obj["metadata"]["resourceVersion"]}
             return _json(table)
         return _json(obj)
@@ -214,7 +234,7 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
             raise bad_request("the body of the request must be an object")
         old = store.get(res, key_ns, name)
         decoding.check_body(res, new)
-        warn = kubectl.check_fields(res.kind, new, request.query.get("fieldValidation"))
+        warn = _check_fields(cluster, res, new, request)
         out = store.replace(res, new, old, manager=_manager(request), subresource=sub,
                             dry_run=_dry_run(request))
         return _json(out, 200, _warnings(warn))
@@ -277,7 +297,7 @@ async def _patch(request: web.Request, cluster: SimCluster, res: Resource, ns: s
     else:
         new = patch.strategic_merge_patch(old, body)
     decoding.check_patched(res, kind, new, body)
-    warn = kubectl.check_fields(res.kind, new, request.query.get("fieldValidation"))
+    warn = _check_fields(cluster, res, new, request)
     out = store.replace(res, new, old, manager=manager, subresource=sub, dry_run=dry)
     return _json(out, 200, _warnings(warn))
 
@@ -303,7 +323,7 @@ def _apply(request: web.Request, cluster: SimCluster, res: Resource, ns: str, na
     meta["name"] = name
     if res.namespaced:
         meta["namespace"] = ns
-    kubectl.check_fields(res.kind, body, request.query.get("fieldValidation"), apply=True)
+    _check_fields(cluster, res, body, request, apply=True)
     force = parse_bool(request.query.get("force"))
     live = store.find(res, ns, name)
     if sub == "status":
@@ -382,7 +402,7 @@ def _scale_obj(obj: dict[str, Any]) -> dict[str, Any]:
                        "selector": ",".join(f"{k}={v}" for k, v in sorted(sel.items()))}}
 
 
-def _discovery(path: str) -> web.Response:
+def _discovery(path: str, served: Registry) -> web.Response:
     p = path.rstrip("/")
     doc: dict[str, Any] | None = None
     if p == "/version":
@@ -390,15 +410,15 @@ def _discovery(path: str) -> web.Response:
     elif p == "/api":
         doc = resources.api_versions()
     elif p == "/apis":
-        doc = resources.api_group_list()
+        doc = resources.api_group_list(served.all())
     elif p == "/api/v1":
-        doc = resources.resource_list("", "v1")
+        doc = resources.resource_list("", "v1", served.all())
     elif p.startswith("/apis/"):
         parts = p.split("/")[2:]
         if len(parts) == 1:
-            doc = resources.api_group(parts[0])
+            doc = resources.api_group(parts[0], served.all())
         elif len(parts) == 2:
-            doc = resources.resource_list(parts[0], parts[1])
+            doc = resources.resource_list(parts[0], parts[1], served.all())
     elif p in ("/healthz", "/readyz", "/livez"):
         return web.Response(text="ok")
     if doc is None:

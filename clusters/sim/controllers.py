@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
+import re
 from collections import Counter, deque
-from typing import Any
+from typing import Any, Protocol
 
 from clusters.sim import objects
 from clusters.sim.deployments import sync_deployment
@@ -58,7 +59,18 @@ MAX_EVENTS = 500
 """Events kept per cluster, oldest deleted first (a real cluster expires them after 1h)."""
 
 
+class ClaimScheduler(Protocol):
+    """The scheduler's DynamicResources plugin (`dra.py`): which nodes can allocate a
+    pod's ResourceClaims (None while they do not exist yet), and the allocation."""
+
+    def wants(self, pod: Obj) -> bool: ...
+    def filter(self, pod: Obj, nodes: list[Obj]) -> tuple[list[Obj], int] | None: ...
+    def allocate(self, pod: Obj, node: str) -> None: ...
+
+
 class ControlPlane:
+    claims: ClaimScheduler | None = None
+
     def __init__(self, store: Store, *, job_seconds: float, pod_start_seconds: float,
                  seed: int = 0, time_scale: float = 1.0) -> None:
         self.store = store
@@ -127,6 +139,10 @@ class ControlPlane:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._drain)
 
+    def reschedule(self) -> None:
+        """Look at the pending pods again (something they wait for changed)."""
+        self._mark("schedule", "", "")
+
     def _later(self, delay: float, fn: Any, *args: Any) -> None:
         loop = asyncio.get_running_loop()
 
@@ -189,7 +205,15 @@ class ControlPlane:
         nodes = self.store.list(NODES)
         used = used_resources(pods, self._requests)
         for pod in pending:
-            node, message = choose_node(pod, nodes, used)
+            candidates, refused = nodes, 0
+            if self.claims is not None and self.claims.wants(pod):
+                fit = self.claims.filter(pod, nodes)
+                if fit is None:
+                    continue  # its ResourceClaims are not created yet
+                candidates, refused = fit
+            node, message = choose_node(pod, candidates, used)
+            if node is None and refused:
+                message = _with_claims(message, len(nodes), refused)
             now = objects.now()
             if node is None:
                 conds = [condition("PodScheduled", "False", now, "Unschedulable", message)]
@@ -202,6 +226,9 @@ class ControlPlane:
                 self.event(pod, "FailedScheduling", message, "Warning")
                 continue
             add_usage(used, node, cached_requests(pod, self._requests))
+            if refused or (self.claims is not None and self.claims.wants(pod)):
+                assert self.claims is not None
+                self.claims.allocate(pod, node)
             bound = self.store.bind(PODS, pod, node, condition("PodScheduled", "True", now))
             ns = pod["metadata"]["namespace"]
             self.event(bound, "Scheduled",
@@ -353,3 +380,15 @@ class ControlPlane:
 
     def mark_deployment(self, ns: str, name: str) -> None:
         self._mark("Deployment", ns, name)
+
+
+def _with_claims(message: str, total: int, refused: int) -> str:
+    """The Unschedulable message with the DRA filter's refusals counted in, in
+    kube-scheduler's words (dynamicresources.go: `cannot allocate all claims`)."""
+    m = re.match(r"^0/\d+ nodes are available(?:: (.*?))?\.(?: preemption:|$)", message)
+    reasons = [f"{refused} cannot allocate all claims"]
+    if m and m.group(1):
+        reasons += m.group(1).split(", ")
+    return (f"0/{total} nodes are available: {', '.join(sorted(reasons))}. preemption: "
+            f"0/{total} nodes are available: {total} No preemption victims found for "
+            "incoming pod.")

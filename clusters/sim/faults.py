@@ -27,7 +27,7 @@ from typing import Any
 
 from clusters.sim.errors import SimError
 
-_REASONS = {429: "TooManyRequests", 500: "InternalError", 502: "InternalError",
+_REASONS = {404: "NotFound", 429: "TooManyRequests", 500: "InternalError", 502: "InternalError",
             503: "ServiceUnavailable", 504: "Timeout"}
 
 

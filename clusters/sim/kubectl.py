@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import lru_cache
 from importlib import resources
@@ -45,6 +45,10 @@ __all__ = ["add_kubectl_routes", "check_fields", "kind_schema", "openapi_v3_docu
 
 def _definition(r: Resource) -> str:
     """The OpenAPI definition name of a resource's kind: `io.k8s.api.apps.v1.Deployment`."""
+    if r.custom:  # as apiextensions-apiserver names a CRD's: reversed group, version, kind
+        return f"{'.'.join(reversed(r.group.split('.')))}.{r.version}.{r.kind}"
+    if r.group == "apiextensions.k8s.io":
+        return f"io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{r.version}.{r.kind}"
     return f"io.k8s.api.{r.group.split('.')[0] or 'core'}.{r.version}.{r.kind}"
 
 
@@ -295,16 +299,53 @@ def check_fields(kind: str, obj: dict[str, Any], directive: str | None, *,
 # ------------------------------------------------------------------ routes
 
 
-async def _openapi_index(request: web.Request) -> web.Response:
-    return web.json_response(openapi_v3_index())
+def _custom_documents(cluster: Any) -> dict[str, bytes]:
+    """The cluster's CRD group-versions (`crds.py`), if it has any."""
+    crds = getattr(cluster, "crds", None)
+    return crds.openapi_documents() if crds is not None else {}
 
 
-async def _openapi_group(request: web.Request) -> web.Response:
-    body = _document_bytes(request.match_info["gv"])
-    if body is None:
-        raise SimError(404, "NotFound", "the server could not find the requested resource")
-    return web.Response(body=body, content_type="application/json",
-                        headers={"Cache-Control": "public, immutable"})
+def _openapi_index_of(cluster: Any) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        index = openapi_v3_index()
+        for gv, body in sorted(_custom_documents(cluster).items()):
+            digest = hashlib.sha512(body).hexdigest().upper()
+            index["paths"][gv] = {"serverRelativeURL": f"/openapi/v3/{gv}?hash={digest}"}
+        return web.json_response(index)
+    return handler
+
+
+def _openapi_group_of(cluster: Any) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        gv = request.match_info["gv"]
+        body = _document_bytes(gv) or _custom_documents(cluster).get(gv)
+        if body is None:
+            raise SimError(404, "NotFound",
+                           "the server could not find the requested resource")
+        return web.Response(body=body, content_type="application/json",
+                            headers={"Cache-Control": "public, immutable"})
+    return handler
+
+
+def custom_document(served: list[tuple[Resource, dict[str, Any]]]) -> dict[str, Any]:
+    """The OpenAPI v3 document of one CRD group-version: its paths, and each kind's
+    schema with apiVersion, kind and a `$ref` to ObjectMeta as the real server
+    publishes them (plus what those refer to)."""
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    for res, schema in served:
+        paths.update(_paths(res))
+        props = {**(schema.get("properties") or {}),
+                 "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                 "metadata": {"$ref": f"#/components/schemas/{_META}ObjectMeta"}}
+        schemas[_definition(res)] = {
+            **schema, "type": "object", "properties": props,
+            "x-kubernetes-group-version-kind": [
+                {"group": res.group, "kind": res.kind, "version": res.version}]}
+    schemas.update(_closure([_META + "ObjectMeta", *_ALWAYS]))
+    return {"openapi": "3.0.0",
+            "info": {"title": "Kubernetes CRD (simulated)", "version": "v1.35.0"},
+            "paths": paths, "components": {"schemas": dict(sorted(schemas.items()))}}
 
 
 def _pod_log(cluster: Any) -> Any:
@@ -339,8 +380,8 @@ def add_kubectl_routes(app: web.Application, cluster: Any) -> None:
     `cluster` needs `objects(kind, namespace) -> list[dict]` (the store, read-only).
     Register these before any catch-all resource route so they win the match.
     """
-    app.router.add_get("/openapi/v3", _openapi_index)
-    app.router.add_get("/openapi/v3/{gv:.+}", _openapi_group)
+    app.router.add_get("/openapi/v3", _openapi_index_of(cluster))
+    app.router.add_get("/openapi/v3/{gv:.+}", _openapi_group_of(cluster))
     app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}/log", _pod_log(cluster))
 
 
@@ -598,6 +639,19 @@ _COLUMNS: dict[str, tuple[list[Column], Any]] = {
               lambda o, now: [o["metadata"]["name"],
                               o.get("spec", {}).get("holderIdentity") or "",
                               _age(o["metadata"].get("creationTimestamp"), now)]),
+    # pkg/printers/internalversion/printers.go: printResourceClaim, printResourceSlice
+    "ResourceClaim": ([_name_col(), ("State", "string", 0, "A summary of the current state "
+                                     "(allocated, pending, reserved, etc.)."), _AGE],
+                      lambda o, now: [o["metadata"]["name"], _claim_state(o),
+                                      _age(o["metadata"].get("creationTimestamp"), now)]),
+    "ResourceSlice": ([_name_col(), ("Node", "string", 0, "The node providing the devices."),
+                       ("Driver", "string", 0, "The driver providing the devices."),
+                       ("Pool", "string", 0, "The pool of the devices."), _AGE],
+                      lambda o, now: [o["metadata"]["name"],
+                                      o.get("spec", {}).get("nodeName") or "",
+                                      o.get("spec", {}).get("driver") or "",
+                                      (o.get("spec", {}).get("pool") or {}).get("name") or "",
+                                      _age(o["metadata"].get("creationTimestamp"), now)]),
 }
 
 
@@ -649,17 +703,37 @@ _COLUMNS.update({
 })
 
 
+def _claim_state(o: dict[str, Any]) -> str:
+    """printers.go resourceClaimState: deleted, pending / allocated, reserved."""
+    states = ["deleted"] if o["metadata"].get("deletionTimestamp") else []
+    status = o.get("status") or {}
+    if not status.get("allocation"):
+        if not states:
+            states.append("pending")
+    else:
+        states.append("allocated")
+        if status.get("reservedFor"):
+            states.append("reserved")
+    return ",".join(states)
+
+
+Cells = Callable[[dict[str, Any], float], list[Any]]
+
+
 def to_table(kind: str, objects: list[dict[str, Any]], *, include_object: str = "Metadata",
-             now: float | None = None, column_definitions: bool = True) -> dict[str, Any]:
+             now: float | None = None, column_definitions: bool = True,
+             api_version: str | None = None,
+             columns: tuple[list[Column], Cells] | None = None) -> dict[str, Any]:
     """A `meta.k8s.io/v1` Table of `objects`, with the columns kubectl shows for `kind`.
 
     `include_object` is the request's `includeObject` (None, Metadata, Object): each row
     carries the object, its metadata only (PartialObjectMetadata, the default) or
     nothing. Watch events after the first are sent without column definitions. The
-    caller sets `metadata.resourceVersion` (and `continue`) as for a list.
+    caller sets `metadata.resourceVersion` (and `continue`) as for a list. A custom
+    resource passes its own `api_version` and `columns` (`crds.py`).
     """
     at = time.time() if now is None else now
-    columns, cells = _COLUMNS.get(kind, ([_name_col(), _AGE], lambda o, t: [
+    cols, cells = columns or _COLUMNS.get(kind, ([_name_col(), _AGE], lambda o, t: [
         o["metadata"].get("name", ""), _age(o["metadata"].get("creationTimestamp"), t)]))
     rows = []
     for obj in objects:
@@ -668,13 +742,13 @@ def to_table(kind: str, objects: list[dict[str, Any]], *, include_object: str = 
             # List items carry no kind; an embedded object must, or kubectl cannot
             # decode it (`get --sort-by`, `-o custom-columns` ask for whole objects).
             served = BY_KIND.get(kind)
-            row["object"] = {"kind": kind, "apiVersion": served.api_version if served
-                             else "v1", **obj}
+            version = api_version or (served.api_version if served else "v1")
+            row["object"] = {"kind": kind, "apiVersion": version, **obj}
         elif include_object != "None":
             row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                              "metadata": obj.get("metadata", {})}
         rows.append(row)
     defs = [{"name": n, "type": t, "format": "name" if n == "Name" and p == 0 else "",
-             "description": d, "priority": p} for n, t, p, d in columns]
+             "description": d, "priority": p} for n, t, p, d in cols]
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
             "columnDefinitions": defs if column_definitions else [], "rows": rows}

@@ -40,6 +40,9 @@ PRODUCT_LABEL = "nvidia.com/gpu.product"
 COUNT_LABEL = "nvidia.com/gpu.count"
 MEMORY_LABEL = "nvidia.com/gpu.memory"
 FLAVOUR_LABEL = "aifleet.dev/flavour"
+GPU_ALLOCATION_LABEL = "aifleet.dev/gpu-allocation"
+"""A Cluster file label: `dra` makes `fleet sim up` simulate that cluster's GPUs as DRA
+devices (ResourceSlices of the NVIDIA driver) instead of `nvidia.com/gpu` (`dra.py`)."""
 
 # GPU memory in MiB as GFD reports it, for products whose name does not carry it.
 _KNOWN_MEMORY = {"t4": 15360, "l4": 23034, "a10g": 23028, "l40s": 46068, "v100": 16384}
@@ -61,6 +64,9 @@ class SimNode:
 class SimClusterSpec:
     name: str
     nodes: tuple[SimNode, ...]
+    dra: bool = False
+    """GPUs published as DRA ResourceSlices (driver gpu.nvidia.com), not as the
+    `nvidia.com/gpu` extended resource (`dra.py`)."""
 
 
 def gpu_memory_mib(product: str, flavour: str = "") -> int | None:
@@ -91,7 +97,8 @@ def spec_from_cluster(cluster: Cluster) -> SimClusterSpec:
         for i in range(offer.nodes):
             nodes.append(SimNode(f"{cluster.name}-{offer.flavour}-{i}", offer.product,
                                  offer.per_node, dict(labels)))
-    return SimClusterSpec(cluster.name, tuple(sorted(nodes, key=lambda n: n.name)))
+    dra = cluster.metadata.labels.get(GPU_ALLOCATION_LABEL) == "dra"
+    return SimClusterSpec(cluster.name, tuple(sorted(nodes, key=lambda n: n.name)), dra=dra)
 
 
 def node_object(node: SimNode, *, uid: str, created: str, index: int) -> dict[str, Any]:

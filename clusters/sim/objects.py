@@ -69,6 +69,10 @@ def _canonical_quantities(node: Any, key: str | None) -> None:
         if ((k in _QUANTITY_MAPS and key == "resources") or k in _QUANTITY_MAP_KEYS) \
                 and isinstance(v, dict):
             for name, q in v.items():
+                if isinstance(q, dict):  # DRA: a device's capacity is {value: quantity}
+                    if "value" in q:
+                        q["value"] = canonical(q["value"])
+                    continue
                 v[name] = canonical(q)
             continue
         if k in _QUANTITY_KEYS and v is not None:

@@ -9,6 +9,8 @@ its REST mapping (`kubectl get deploy`, `jobs.batch`) from these documents alone
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,8 @@ class Resource:
     verbs: tuple[str, ...] = ALL_VERBS
     categories: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()
+    custom: bool = False
+    """Served from a CustomResourceDefinition of one cluster (`crds.py`), not built in."""
 
     @property
     def api_version(self) -> str:
@@ -39,8 +43,9 @@ class Resource:
     @property
     def has_generation(self) -> bool:
         """Kinds whose `metadata.generation` the server maintains (spec-carrying)."""
-        return self.kind in {"Deployment", "Job", "Pod", "ReplicaSet", "Service"} or \
-            self.kind in _GENERATION_KINDS
+        return self.custom or self.kind in {
+            "CustomResourceDefinition", "Deployment", "Job", "Pod", "ReplicaSet", "Service"} \
+            or self.kind in _GENERATION_KINDS
 
 
 # Storage-only kinds with a spec whose registry strategy sets `generation` (policy,
@@ -82,6 +87,17 @@ RESOURCES: tuple[Resource, ...] = (
              ("netpol",)),
     Resource("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",),
              subresources=("status",)),
+    # apiextensions-apiserver: installing a CRD serves its kind (`crds.py`).
+    Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+             "CustomResourceDefinition", False, ("crd", "crds"),
+             categories=("api-extensions",), subresources=("status",)),
+    # Dynamic Resource Allocation, GA (resource.k8s.io/v1) since 1.34 (`dra.py`).
+    Resource("resource.k8s.io", "v1", "deviceclasses", "DeviceClass", False),
+    Resource("resource.k8s.io", "v1", "resourceclaims", "ResourceClaim", True,
+             subresources=("status",)),
+    Resource("resource.k8s.io", "v1", "resourceclaimtemplates", "ResourceClaimTemplate",
+             True),
+    Resource("resource.k8s.io", "v1", "resourceslices", "ResourceSlice", False),
 )
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {
@@ -99,32 +115,117 @@ def lookup(kind_or_plural: str) -> Resource:
     raise KeyError(kind_or_plural)
 
 
+class Registry:
+    """The resources one cluster serves: the built-in table, plus the kinds its
+    CustomResourceDefinitions added (`crds.py`). Routing, discovery, OpenAPI and the
+    store's garbage collection all ask this, so a CRD's kind exists on its cluster only.
+    """
+
+    def __init__(self) -> None:
+        self._custom: dict[tuple[str, str, str], Resource] = {}
+        self._storage: dict[tuple[str, str], Resource] = {}
+
+    def storage_key(self, res: Resource) -> Resource:
+        """Where the store keeps `res`'s objects: one collection for every version of a
+        CRD (its objects are served in each, `served_as`), the resource itself else."""
+        if not res.custom:
+            return res
+        return self._storage.get((res.group, res.plural), res)
+
+    def all(self) -> tuple[Resource, ...]:
+        return RESOURCES + tuple(self._custom[k] for k in sorted(self._custom))
+
+    def custom(self) -> tuple[Resource, ...]:
+        return tuple(self._custom[k] for k in sorted(self._custom))
+
+    def by_path(self, group: str, version: str, plural: str) -> Resource | None:
+        return BY_PATH.get((group, version, plural)) or \
+            self._custom.get((group, version, plural))
+
+    def lookup(self, kind_or_plural: str) -> Resource:
+        """Built-in first (`lookup`), then the custom kinds by kind, plural, short name
+        or `plural.group`."""
+        try:
+            return lookup(kind_or_plural)
+        except KeyError:
+            pass
+        low = kind_or_plural.lower()
+        for r in self.custom():
+            if low in (r.kind.lower(), r.plural, f"{r.plural}.{r.group}", *r.short_names):
+                return r
+        raise KeyError(kind_or_plural)
+
+    def add(self, res: Resource) -> None:
+        self._custom[(res.group, res.version, res.plural)] = res
+        self._storage.setdefault((res.group, res.plural), res)
+
+    def remove(self, res: Resource) -> None:
+        key = (res.group, res.version, res.plural)
+        if self._custom.get(key) == res:  # not a newer registration of the same path
+            del self._custom[key]
+        if not any((g, p) == (res.group, res.plural) for g, _, p in self._custom):
+            self._storage.pop((res.group, res.plural), None)
+
+
+def served_as(res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A stored custom object as served in `res`'s version: conversion strategy None
+    changes only `apiVersion` (apiextensions-apiserver pkg/apiserver/conversion)."""
+    if obj.get("apiVersion") in (None, res.api_version):
+        return obj
+    return {**obj, "apiVersion": res.api_version}
+
+
 def api_versions() -> dict[str, Any]:
     return {"kind": "APIVersions", "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
                                             "serverAddress": "127.0.0.1"}]}
 
 
-def _group(name: str, version: str) -> dict[str, Any]:
-    gv = {"groupVersion": f"{name}/{version}", "version": version}
-    return {"name": name, "versions": [gv], "preferredVersion": gv}
+def _group(name: str, versions: list[str]) -> dict[str, Any]:
+    gvs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+    return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
 
 
-def api_group_list() -> dict[str, Any]:
+_KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+
+
+def version_priority(version: str) -> tuple[int, int, int, str]:
+    """Sort key, highest priority first, as apimachinery's `CompareKubeAwareVersionStrings`
+    orders versions: GA > beta > alpha, higher numbers first, then non-kube-like ones
+    alphabetically (apimachinery/pkg/version/helpers.go)."""
+    m = _KUBE_VERSION.match(version)
+    if m is None:
+        return (3, 0, 0, version)
+    stage = {None: 0, "beta": 1, "alpha": 2}[m.group(2)]
+    return (stage, -int(m.group(1)), -int(m.group(3) or 0), "")
+
+
+def _versions(served: Iterable[Resource] | None) -> dict[str, list[str]]:
+    """Group -> its served versions, preferred (highest priority) first."""
+    out: dict[str, set[str]] = {}
+    for r in (RESOURCES if served is None else served):
+        out.setdefault(r.group, set()).add(r.version)
+    return {g: sorted(vs, key=version_priority) for g, vs in out.items()}
+
+
+def api_group_list(served: Iterable[Resource] | None = None) -> dict[str, Any]:
+    groups = _versions(served)
     return {"kind": "APIGroupList", "apiVersion": "v1",
-            "groups": [_group(g, v) for g, v in sorted(GROUPS.items()) if g]}
+            "groups": [_group(g, vs) for g, vs in sorted(groups.items()) if g]}
 
 
-def api_group(name: str) -> dict[str, Any] | None:
-    if not name or name not in GROUPS:
+def api_group(name: str, served: Iterable[Resource] | None = None) -> dict[str, Any] | None:
+    groups = _versions(served)
+    if not name or name not in groups:
         return None
-    return {"kind": "APIGroup", "apiVersion": "v1", **_group(name, GROUPS[name])}
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group(name, groups[name])}
 
 
-def resource_list(group: str, version: str) -> dict[str, Any] | None:
+def resource_list(group: str, version: str, served: Iterable[Resource] | None = None
+                  ) -> dict[str, Any] | None:
     """The APIResourceList of one group version, subresources included."""
     items: list[dict[str, Any]] = []
-    for r in RESOURCES:
+    for r in (RESOURCES if served is None else served):
         if (r.group, r.version) != (group, version):
             continue
         entry: dict[str, Any] = {

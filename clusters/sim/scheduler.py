@@ -277,6 +277,7 @@ def running_status(pod: Obj, now: str, pod_ip: str, host_ip: str, ready: bool = 
         "podIP": pod_ip, "podIPs": [{"ip": pod_ip}],
         "startTime": pod.get("status", {}).get("startTime", now),
         "qosClass": pod.get("status", {}).get("qosClass", "BestEffort"),
+        **{k: v for k, v in pod.get("status", {}).items() if k == "resourceClaimStatuses"},
         "containerStatuses": [{
             "name": c["name"], "image": c.get("image", ""),
             "imageID": f"sim://{c.get('image', '')}",

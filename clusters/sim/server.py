@@ -33,10 +33,12 @@ from aiohttp import web
 
 from clusters.sim import api, decoding, kubectl, nodes, objects, patch, tls
 from clusters.sim.controllers import ControlPlane
+from clusters.sim.crds import CustomResources
+from clusters.sim.dra import DynamicResources, strip_device_plugin
 from clusters.sim.errors import SimError, bad_request, not_found, unauthorized
 from clusters.sim.faults import Faults
 from clusters.sim.leases import NodeLeases
-from clusters.sim.resources import BY_KIND, lookup
+from clusters.sim.resources import BY_KIND
 from clusters.sim.store import Store
 
 log = structlog.get_logger()
@@ -127,6 +129,9 @@ class SimCluster:
                                     pod_start_seconds=pod_start_seconds,
                                     time_scale=time_scale)
         self.node_leases = NodeLeases(self.store)
+        self.crds = CustomResources(self.store)
+        self.dra = DynamicResources(self.store, self.control.reschedule, self.control.suffix)
+        self.control.claims = self.dra
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._seed()
@@ -141,7 +146,11 @@ class SimCluster:
         now = objects.now()
         for i, node in enumerate(self.spec.nodes):
             obj = nodes.node_object(node, uid=objects.new_uid(), created=now, index=i + 1)
+            if self.spec.dra:
+                strip_device_plugin(obj)
             self.store.create(BY_KIND["Node"], obj)
+        if self.spec.dra:
+            self.dra.publish(self.spec.nodes)
         self.node_leases.renew()
 
     def _app(self) -> web.Application:
@@ -205,13 +214,14 @@ class SimCluster:
 
     def objects(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """The stored objects of a kind (`Job`, `jobs`, `deploy`), straight from the store."""
-        return [copy.deepcopy(o) for o in self.store.list(lookup(kind), namespace)]
+        res = self.store.resources.lookup(kind)
+        return [copy.deepcopy(o) for o in self.store.list(res, namespace)]
 
     async def edit(self, kind: str, namespace: str | None, name: str, change: dict[str, Any],
                    manager: str = "kubectl-edit") -> dict[str, Any]:
         """An out-of-band change by another field manager, as `kubectl edit` makes one:
         a merge patch recorded as an Update by `manager` in managedFields."""
-        res = lookup(kind)
+        res = self.store.resources.lookup(kind)
         old = self.store.get(res, namespace or "", name)
         new = patch.merge_patch(old, change)
         decoding.check_patched(res, "merge", new, change)

@@ -26,7 +26,7 @@ from typing import Any
 
 from clusters.sim import objects, ssa, storage_kinds, validation
 from clusters.sim.errors import SimError, already_exists, bad_request, conflict, not_found
-from clusters.sim.resources import BY_KIND, Resource
+from clusters.sim.resources import BY_KIND, Registry, Resource
 from clusters.sim.selectors import Matcher
 
 Obj = dict[str, Any]
@@ -101,11 +101,19 @@ class Store:
     compacted: int = 0  # newest resourceVersion no longer in the history
     watchers: set[Watcher] = field(default_factory=set)
     listeners: list[Callable[[Event], None]] = field(default_factory=list)
+    resources: Registry = field(default_factory=Registry)
+    """What this cluster serves: the built-in table plus its CRDs' kinds."""
+    admitters: list[Callable[[Resource, Obj, Obj | None], None]] = field(
+        default_factory=list)
+    """Checks a write must pass after the built-in ones (new object, old or None): a
+    CRD's schema (`crds.py`), DRA's shapes (`dra.py`). They raise `SimError` or mutate
+    the new object (pruning), as the real server's strategies do."""
     _ips: int = 10
 
     # ------------------------------------------------------------ reads
 
     def table(self, res: Resource) -> dict[Key, Obj]:
+        res = self.resources.storage_key(res)
         t = self.data.get(res)
         if t is None:
             t = self.data[res] = {}
@@ -157,7 +165,7 @@ class Store:
             t.pop(key, None)
         else:
             t[key] = obj
-        ev = Event(self.rv, etype, res, obj, old)
+        ev = Event(self.rv, etype, self.resources.storage_key(res), obj, old)
         self.history.append(ev)
         if len(self.history) > self.history_size:
             self.compacted = self.history.popleft().rv
@@ -217,6 +225,8 @@ class Store:
         validation.validate_create(res, obj)
         if (ns, name) in self.table(res):
             raise already_exists(res.plural, name, res.group)
+        for admit in self.admitters:
+            admit(res, obj, None)
         if manager:
             obj = ssa.record_update(None, obj, manager, now=objects.now())
         if dry_run:
@@ -265,6 +275,8 @@ class Store:
             if res.kind == "Namespace":
                 new["status"] = old.get("status", new.get("status"))
             validation.validate_update(res, old, new)
+        for admit in self.admitters:
+            admit(res, new, old)
         if manager and not managed:
             new = ssa.record_update(old, new, manager, now=objects.now(),
                                     subresource=subresource)

@@ -31,7 +31,7 @@ from aiohttp import web
 from clusters.sim import kubectl
 from clusters.sim.errors import SimError, bad_request
 from clusters.sim.listing import parse_bool
-from clusters.sim.resources import Resource
+from clusters.sim.resources import Resource, served_as
 from clusters.sim.selectors import Matcher
 from clusters.sim.store import Watcher
 
@@ -61,7 +61,8 @@ async def serve_watch(request: web.Request, cluster: SimCluster, res: Resource,
         raise bad_request(f"resourceVersion: invalid value {rv_text!r}") from e
 
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
-    watcher = Watcher(res, ns, matcher, lambda t, o: queue.put_nowait((t, o)))
+    watcher = Watcher(store.resources.storage_key(res), ns, matcher,
+                      lambda t, o: queue.put_nowait((t, o)))
     expired: SimError | None = None
     initial_end = parse_bool(q.get("sendInitialEvents"))
     if since is None or initial_end:
@@ -110,8 +111,12 @@ async def serve_watch(request: web.Request, cluster: SimCluster, res: Resource,
             if item is None:
                 break
             etype, obj = item
+            if res.custom and etype != "BOOKMARK":
+                obj = served_as(res, obj)
             if table and etype != "BOOKMARK":
-                obj = kubectl.to_table(res.kind, [obj], column_definitions=first_table)
+                extra = cluster.crds.table_args(res) if res.custom else {}
+                obj = kubectl.to_table(res.kind, [obj], column_definitions=first_table,
+                                       **extra)
                 first_table = False
             await resp.write(_line(etype, obj))
         await resp.write_eof()

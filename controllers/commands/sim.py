@@ -116,7 +116,8 @@ async def _serve(specs: list[SimClusterSpec], args: argparse.Namespace,
         for name in sorted(sim.clusters):
             c = sim.clusters[name]
             gpus = sum(n.gpus for n in c.spec.nodes)
-            print(f"{name:24} {c.url:28} {len(c.spec.nodes)} nodes, {gpus} GPUs")
+            how = " as DRA devices (driver gpu.nvidia.com)" if c.spec.dra else ""
+            print(f"{name:24} {c.url:28} {len(c.spec.nodes)} nodes, {gpus} GPUs{how}")
         print(f"kubeconfig: {path} (one context per cluster)")
         print(f"try: kubectl --kubeconfig {path} --context {specs[0].name} get nodes")
         print("Ctrl-C to stop", flush=True)

@@ -5,7 +5,8 @@ the cluster adapters have learned into its inputs, once per placement cycle:
 
 - `capacity_snapshot`: per cluster of the repo, its nodes as `NodeCapacity` (node
   product -> flavour through the Cluster file's `gpus[].product`; GPUs held by our own
-  pods are `used_by_fleet`, never `used_by_others`, so a re-plan keeps running workloads
+  pods and DRA claims (`NodeState.held_ours`) are `used_by_fleet`, never
+  `used_by_others`, so a re-plan keeps running workloads
   where they are and never double-books a GPU), the cluster's health and how long it has
   been Unreachable. With a fleet-wide failover grace (`--failover-grace`), the
   unreachable time is reported as "past every toleration" once the grace is over and
@@ -65,7 +66,7 @@ def cluster_capacity(cluster: Cluster, view: ClusterView | None,
             continue  # not a GPU node of a flavour this cluster offers
         nodes.append(NodeCapacity(
             name=n.name, flavour=flavour, gpus=n.gpus,
-            used_by_others=max(0, n.used - n.used_ours), used_by_fleet=n.used_ours,
+            used_by_others=max(0, n.held - n.held_ours), used_by_fleet=n.held_ours,
             schedulable=n.ready and not n.unschedulable))
     unreachable = view.unreachable_for if view.health == "Unreachable" else None
     if unreachable is not None and failover_grace is not None:

@@ -27,8 +27,9 @@ async def test_sim_up_serves_each_cluster_file_until_interrupted(tmp_path: Path)
     repo = GitRepo(tmp_path / "fleet")
     repo.commit({
         "clusters/eu-fra-1.yaml": cluster("eu-fra-1", "DE", (("h100-80gb", 16, 8),)),
-        "clusters/us-east-1.yaml": cluster("us-east-1", "US", (("a100-80gb", 8, 4),)),
-    }, "two clusters")
+        "clusters/us-east-1.yaml": cluster("us-east-1", "US", (("a100-80gb", 8, 4),),
+                                           "{tier: prod, aifleet.dev/gpu-allocation: dra}"),
+    }, "two clusters, one allocating GPUs through DRA")
     kubeconfig = tmp_path / "sim.kubeconfig"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "controllers.cli", "sim", "up", str(repo.path),
@@ -42,15 +43,27 @@ async def test_sim_up_serves_each_cluster_file_until_interrupted(tmp_path: Path)
             assert line, f"fleet sim up ended early: {lines}"
             lines.append(line.decode().strip())
         assert any(f"--kubeconfig {kubeconfig}" in line for line in lines)
+        assert [line.split()[0] for line in lines if "as DRA devices" in line] == [
+            "us-east-1"]
         nodes: dict[str, list[str]] = {}
+        devices: dict[str, int] = {}
+        plugin: dict[str, set[str]] = {}
         for ctx in ("eu-fra-1", "us-east-1"):
             api = await config.new_client_from_config(config_file=str(kubeconfig),
                                                       context=ctx)
             async with api:
                 items = (await client.CoreV1Api(api).list_node()).items
                 nodes[ctx] = sorted(n.metadata.name for n in items)
+                plugin[ctx] = {q for n in items for q in n.status.allocatable
+                               if q == "nvidia.com/gpu"}
+                slices = await client.CustomObjectsApi(api).list_cluster_custom_object(
+                    "resource.k8s.io", "v1", "resourceslices")
+                devices[ctx] = sum(len(s["spec"]["devices"]) for s in slices["items"])
         assert nodes == {"eu-fra-1": ["eu-fra-1-h100-80gb-0", "eu-fra-1-h100-80gb-1"],
                          "us-east-1": ["us-east-1-a100-80gb-0", "us-east-1-a100-80gb-1"]}
+        # The labelled cluster's GPUs are DRA devices, the other's the device plugin's.
+        assert devices == {"eu-fra-1": 0, "us-east-1": 8}
+        assert plugin == {"eu-fra-1": {"nvidia.com/gpu"}, "us-east-1": set()}
         assert kubeconfig.stat().st_mode & 0o077 == 0
     finally:
         if proc.returncode is None:

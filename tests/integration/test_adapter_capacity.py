@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
+
 from clusters.adapter import ClusterAdapter
 from tests.integration.test_adapter_harness import (
     A100,
@@ -82,9 +84,26 @@ async def test_a_node_gone_not_ready_offers_no_free_gpus_until_it_is_back(
 async def test_a_cluster_without_dra_is_synced_from_device_plugin_resources_alone(
         tmp_path: Path) -> None:
     async with connected(tmp_path) as c:
-        # The simulator serves no resource.k8s.io: the adapter asked once, got 404,
+        # A 1.35 server serves resource.k8s.io/v1 even where no DRA driver runs: the
+        # adapter watches its ResourceSlices (none are published) and ResourceClaims,
         # and counts GPUs from nvidia.com/gpu allocatable only.
-        await until(lambda: c.adapter.stats.errors.get("NotFound", 0) >= 1,
-                    what="resource.k8s.io/v1 asked for")
+        await until(lambda: c.adapter._slices.synced.is_set(), what="slices listed")
+        assert c.adapter.stats.errors.get("NotFound", 0) == 0
         assert all(n.dra_devices == 0 for n in c.adapter.nodes())
         assert free_of(c.adapter, H100) == 16
+
+
+async def test_a_server_without_resource_k8s_io_is_asked_once_and_synced_without_it(
+        tmp_path: Path) -> None:
+    """An older server (before 1.34 without the beta group) answers 404: the adapter
+    stops asking, and `synced` does not wait for DRA informers that will never run."""
+    async with connected(tmp_path, run=False) as c:
+        c.cluster.faults.fail_next(1, 404, prefix="/apis/resource.k8s.io")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(c.adapter.run)
+            await c.adapter.wait_synced(10.0)
+            assert c.adapter.stats.errors.get("NotFound", 0) == 1
+            assert not c.adapter._slices.synced.is_set()
+            assert all(n.dra_devices == 0 for n in c.adapter.nodes())
+            assert free_of(c.adapter, H100) == 16
+            tg.cancel_scope.cancel()

@@ -124,10 +124,12 @@ async def until(predicate: Callable[[], bool], within: float = 10.0, *,
 
 @asynccontextmanager
 async def connected(tmp: Path, *, options: AdapterOptions = FAST, job_seconds: float = 1.0,
-                    run: bool = True) -> AsyncIterator[Connected]:
-    """A simulated cluster and a `ClusterAdapter` connected to it (informers running
-    and synced unless `run` is False)."""
-    async with await start_sim([adapter_spec()], job_seconds=job_seconds,
+                    run: bool = True, spec: SimClusterSpec | None = None
+                    ) -> AsyncIterator[Connected]:
+    """A simulated cluster (`adapter_spec()` unless `spec`, named NAME) and a
+    `ClusterAdapter` connected to it (informers running and synced unless `run` is
+    False)."""
+    async with await start_sim([spec or adapter_spec()], job_seconds=job_seconds,
                                pod_start_seconds=0.05) as sim:
         cluster = sim.clusters[NAME]
         cluster.bookmark_seconds = 0.2

@@ -95,6 +95,60 @@ def test_dra_devices_stand_in_where_no_device_plugin_resource_exists() -> None:
     assert [(n.name, n.free) for n in cap.by_product()["NVIDIA-B200"]] == [("n1", 8)]
 
 
+def _slice(name: str, node: str, devices: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": {
+        "driver": "gpu.nvidia.com", "nodeName": node,
+        "pool": {"name": node, "generation": 1, "resourceSliceCount": 2},
+        "devices": devices}}
+
+
+def _gpu(i: int, product: str = "NVIDIA H100 80GB HBM3", **extra: str) -> dict[str, Any]:
+    attrs = {"productName": {"string": product}, **{k: {"string": v}
+                                                   for k, v in extra.items()}}
+    return {"name": f"gpu-{i}", "attributes": attrs}
+
+
+def _claim(name: str, node: str, devices: list[int], ours: bool) -> dict[str, Any]:
+    labels = {"aifleet.dev/managed-by": "aifleet"} if ours else {}
+    return {"metadata": {"name": name, "namespace": "t", "labels": labels},
+            "status": {"allocation": {"devices": {"results": [
+                {"request": "gpus", "driver": "gpu.nvidia.com", "pool": node,
+                 "device": f"gpu-{i}"} for i in devices]}}}}
+
+
+def test_dra_free_devices_are_slice_devices_minus_allocated_claims() -> None:
+    cap = CapacityTracker()
+    # Slices and claims may arrive before the node; a pool may span two slices.
+    cap.on_resource_slice("ADDED", _slice("n1-a", "n1", [_gpu(i) for i in range(4)]))
+    cap.on_resource_claim("ADDED", _claim("theirs", "n1", [0, 1], ours=False))
+    cap.on_node("ADDED", {"metadata": {"name": "n1", "labels": {}}, "spec": {},
+                          "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+    cap.on_resource_slice("ADDED", _slice("n1-b", "n1", [_gpu(i) for i in range(4, 8)]))
+    n1 = cap.nodes["n1"]
+    # The driver's "NVIDIA H100 80GB HBM3" is GFD's "NVIDIA-H100-80GB-HBM3".
+    assert [n.name for n in cap.by_product()["NVIDIA-H100-80GB-HBM3"]] == ["n1"]
+    assert (n1.gpus, n1.free) == (8, 6)
+    version = cap.version
+    cap.on_resource_claim("ADDED", _claim("ours", "n1", [4, 5, 6], ours=True))
+    assert (n1.free, n1.free_for_us, n1.dra_used_ours) == (3, 6, 3)
+    assert cap.version > version
+    cap.on_resource_claim("MODIFIED", {**_claim("theirs", "n1", [], ours=False),
+                                       "status": {}})  # deallocated
+    assert n1.free == 5
+    cap.on_resource_claim("DELETED", _claim("ours", "n1", [4, 5, 6], ours=True))
+    cap.on_resource_slice("DELETED", _slice("n1-b", "n1", []))
+    assert (n1.gpus, n1.free) == (4, 4)
+
+
+def test_a_mig_device_is_counted_under_its_gfd_mig_product() -> None:
+    cap = CapacityTracker()
+    cap.on_node("ADDED", {"metadata": {"name": "m", "labels": {}}, "spec": {},
+                          "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+    cap.on_resource_slice("ADDED", _slice("m-0", "m", [
+        _gpu(i, "NVIDIA A100-SXM4-80GB", type="mig", profile="3g.40gb") for i in range(2)]))
+    assert sorted(cap.by_product()) == ["NVIDIA-A100-SXM4-80GB-MIG-3g.40gb"]
+
+
 def test_content_hash_ignores_its_own_annotation_and_sees_any_change() -> None:
     obj = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
            "spec": {"ports": [{"port": 80}]}}
