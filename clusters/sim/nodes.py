@@ -67,6 +67,9 @@ class SimClusterSpec:
     dra: bool = False
     """GPUs published as DRA ResourceSlices (driver gpu.nvidia.com), not as the
     `nvidia.com/gpu` extended resource (`dra.py`)."""
+    stack: frozenset[str] = frozenset()
+    """In-cluster components installed with their CRDs and simulated controllers:
+    `kueue`, `jobset` (`clusters/sim/stacks/`)."""
 
 
 def gpu_memory_mib(product: str, flavour: str = "") -> int | None:
