@@ -84,6 +84,31 @@ class Taint(Model):
                     "PreferNoSchedule: placed elsewhere when possible.")
 
 
+GpuAllocation = Literal["device-plugin", "dra"]
+
+
+class Stack(Model):
+    """The in-cluster AI stack the cluster runs: what the renderer may use there.
+
+    Declared, not discovered, so `fleet plan` and `fleet render` need no cluster."""
+
+    kueue: bool = Field(
+        False, description="The cluster runs Kueue (`kueue.x-k8s.io`): rendered Jobs and "
+                           "JobSets carry `kueue.x-k8s.io/queue-name: <team>` (the team's "
+                           "LocalQueue, named after the team namespace) and are created "
+                           "suspended, for Kueue to admit.")
+    jobset: bool = Field(
+        False, description="The cluster serves JobSet (`jobset.x-k8s.io/v1alpha2`): "
+                           "multi-node training renders to a JobSet instead of an Indexed "
+                           "Job plus headless Service.")
+    gpu_allocation: GpuAllocation = Field(
+        "device-plugin", description="How pods get GPUs: `device-plugin` (default) "
+                                     "requests the extended resource `nvidia.com/gpu`; "
+                                     "`dra` renders a ResourceClaimTemplate "
+                                     "(`resource.k8s.io/v1`, device class "
+                                     "`gpu.nvidia.com`) the pods claim instead.")
+
+
 class ClusterSpec(Model):
     """Where the cluster is, how to reach it and what GPUs it offers."""
 
@@ -106,6 +131,10 @@ class ClusterSpec(Model):
     cordoned: bool = Field(
         False, description="true: keep what runs, place nothing new (a drain starts "
                            "here).")
+    stack: Stack = Field(
+        default_factory=Stack,
+        description="The AI stack the cluster runs (Kueue, JobSet, DRA): how workloads "
+                    "are rendered there. Unset: plain Jobs and `nvidia.com/gpu` limits.")
 
     @model_validator(mode="after")
     def _unique_flavours(self) -> ClusterSpec:

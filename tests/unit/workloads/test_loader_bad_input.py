@@ -123,6 +123,12 @@ CASES: list[tuple[str, dict[str, str | bytes | Link], list[tuple[str, int | None
         [("clusters/xx-1.yaml", 8, "spec.jurisdiction: 'XX' is not an ISO 3166-1 alpha-2 "
                                    "country code (e.g. DE, US, BR)")],
     ),
+    (
+        "unknown_gpu_allocation",
+        {"clusters/dra-1.yaml": cluster("dra-1") + "  stack: {kueue: true, gpuAllocation: mig}\n"},
+        [("clusters/dra-1.yaml", 11, "spec.stack.gpuAllocation: Input should be "
+                                     "'device-plugin' or 'dra', got 'mig'")],
+    ),
 ]
 
 
