@@ -27,15 +27,20 @@ from clusters.capacity import (
     NodeState,
     slim_claim,
     slim_pod,
+    slim_workload,
 )
 from clusters.client import (
+    CLUSTER_QUEUE,
     DEPLOYMENT,
     JOB,
     JSON,
+    KUEUE_API,
+    KUEUE_WORKLOAD,
     NAMESPACE,
     NODE,
     POD,
     RESOURCE_CLAIM,
+    RESOURCE_FLAVOR,
     RESOURCE_SLICE,
     SERVICE,
     ClientStats,
@@ -103,6 +108,15 @@ class ClusterAdapter:
         self._claims = Informer(client, RESOURCE_CLAIM, watch_timeout=options.watch_timeout,
                                 handler=self.capacity.on_resource_claim,
                                 transform=slim_claim)
+        self._kueue = [
+            Informer(client, RESOURCE_FLAVOR, watch_timeout=options.watch_timeout,
+                     handler=self.capacity.on_resource_flavor),
+            Informer(client, CLUSTER_QUEUE, watch_timeout=options.watch_timeout,
+                     handler=self.capacity.on_cluster_queue),
+            Informer(client, KUEUE_WORKLOAD, watch_timeout=options.watch_timeout,
+                     handler=self.capacity.on_kueue_workload, transform=slim_workload)]
+        self._kueue_synced = asyncio.Event()
+        """Set once Kueue's quota is known: its objects listed, or Kueue not served."""
         self._dra_synced = asyncio.Event()
         """Set once DRA capacity is known: slices and claims listed, or not served.
         Without it a first plan could count a DRA cluster's GPUs as absent."""
@@ -130,12 +144,14 @@ class ClusterAdapter:
             for inf in (self._nodes, self._pods, *self._owned):
                 tg.start_soon(inf.run)
             tg.start_soon(self._maybe_slices)
+            tg.start_soon(self._maybe_kueue)
             tg.start_soon(self._mark_synced)
 
     async def _mark_synced(self) -> None:
         for inf in (self._nodes, self._pods, *self._owned):
             await inf.synced.wait()
         await self._dra_synced.wait()
+        await self._kueue_synced.wait()
         self.synced.set()
         log.info("cluster_synced", cluster=self.name, nodes=len(self.capacity.nodes),
                  owned=len(self.applier.owned()))
@@ -158,6 +174,30 @@ class ClusterAdapter:
                 await self._slices.synced.wait()
                 await self._claims.synced.wait()
                 self._dra_synced.set()
+            return
+
+    async def _maybe_kueue(self) -> None:
+        """Watch ResourceFlavors, ClusterQueues and Workloads (Kueue's quota, what it
+        reserves) only where the cluster serves kueue.x-k8s.io/v1beta2."""
+        while True:
+            try:
+                # The group list, not the group version: a plain cluster answers it
+                # without a 404 (which the client would count as an error).
+                groups = await self.client.request("GET", "/apis", verb="get")
+            except ClusterError:
+                await anyio.sleep(self.options.heartbeat_interval)
+                continue
+            served = {v.get("groupVersion") for g in (groups or {}).get("groups") or []
+                      for v in g.get("versions") or []}
+            if KUEUE_API not in served:
+                self._kueue_synced.set()
+                return
+            async with anyio.create_task_group() as tg:
+                for inf in self._kueue:
+                    tg.start_soon(inf.run)
+                for inf in self._kueue:
+                    await inf.synced.wait()
+                self._kueue_synced.set()
             return
 
     async def _heartbeat(self) -> None:
@@ -217,7 +257,8 @@ class ClusterAdapter:
         return self.capacity.version
 
     def nodes(self) -> list[NodeState]:
-        return [self.capacity.nodes[n] for n in sorted(self.capacity.nodes)]
+        """The nodes, their GPUs bounded by Kueue's free quota where Kueue runs."""
+        return self.capacity.view()
 
     def workload_objects(self, workload: str) -> list[JSON]:
         """Live owned objects of one workload (`team.name` label value)."""

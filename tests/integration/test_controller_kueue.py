@@ -1,0 +1,98 @@
+"""Kueue's quota drives placement, through the real controller on simulated clusters.
+
+Two clusters alike but for Kueue: `a-kueue` (Cluster `spec.stack.kueue: true`, so the
+simulator runs Kueue there) and `b-plain`. Both have two free 8-GPU H100 nodes. With
+room in a-kueue's ClusterQueue, ties break by name and the workload goes there; with
+the ClusterQueue's quota all reserved by someone else's admitted Job, a-kueue's nodes
+still have 8 free GPUs, but a Job sent there would wait in Kueue's queue, so the
+controller sees no free capacity there and places the workload on b-plain.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from clusters.sim import SimCluster
+from clusters.sim.resources import BY_KIND
+from clusters.sim.stacks.kueue import QUEUE_LABEL, custom
+from clusters.sim.stacks.schemas import KUEUE_GROUP
+from controllers.demo.sandbox import until
+from tests.fleetdocs import POLICY, cluster, workload
+from tests.integration.test_controller_harness import FAST, fast_settings, sandbox, where
+
+TRAIN = "nlp-team/train"
+PRODUCT = "NVIDIA-H100-80GB"
+
+
+def files() -> dict[str, str | bytes]:
+    return {
+        "clusters/a-kueue.yaml": cluster("a-kueue", "DE", (("h100-80gb", 16, 8),))
+        + "  stack: {kueue: true}\n",
+        "clusters/b-plain.yaml": cluster("b-plain", "US", (("h100-80gb", 16, 8),)),
+        "policies/residency.yaml": POLICY,
+        "workloads/nlp-team/train.yaml": workload("train", data_class="public").replace(
+            "  replicas: 2\n", "  replicas: 1\n"),
+    }
+
+
+def _create(c: SimCluster, kind: str, obj: dict[str, Any]) -> None:
+    res = custom(c.crds, KUEUE_GROUP, kind)
+    assert res is not None, f"{kind} not served on {c.name}"
+    c.store.create(res, obj)
+
+
+def queue_with(c: SimCluster, nominal: int) -> None:
+    """Another team's Kueue setup: an h100 flavour and a ClusterQueue of `nominal`."""
+    c.store.create(BY_KIND["Namespace"], {"metadata": {"name": "other-team"}})
+    _create(c, "ResourceFlavor", {"metadata": {"name": "h100"},
+                                  "spec": {"nodeLabels": {"nvidia.com/gpu.product": PRODUCT}}})
+    _create(c, "ClusterQueue", {"metadata": {"name": "other-team"}, "spec": {
+        "namespaceSelector": {}, "resourceGroups": [{
+            "coveredResources": ["nvidia.com/gpu"],
+            "flavors": [{"name": "h100", "resources": [
+                {"name": "nvidia.com/gpu", "nominalQuota": nominal}]}]}]}})
+    _create(c, "LocalQueue", {"metadata": {"name": "other-team", "namespace": "other-team"},
+                              "spec": {"clusterQueue": "other-team"}})
+
+
+def their_job(c: SimCluster, gpus: int) -> None:
+    c.store.create(BY_KIND["Job"], {
+        "metadata": {"name": "theirs", "namespace": "other-team",
+                     "labels": {QUEUE_LABEL: "other-team"}},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "nodeSelector": {"nvidia.com/gpu.product": PRODUCT},
+            "containers": [{"name": "main", "image": "other/trainer:v1",
+                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]}}}})
+
+
+def gpus_running(c: SimCluster) -> int:
+    return sum(int(((ctr.get("resources") or {}).get("limits") or {}).get(
+        "nvidia.com/gpu", 0)) for p in c.objects("Pod") if p["spec"].get("nodeName")
+        for ctr in p["spec"]["containers"])
+
+
+async def test_a_kueue_cluster_with_room_in_its_queue_is_chosen(tmp_path: Path) -> None:
+    async with sandbox(tmp_path, files()) as box:
+        assert box.sim is not None and box.sim.clusters["a-kueue"].spec.stack == {"kueue"}
+        queue_with(box.sim.clusters["a-kueue"], 16)
+        async with box.controller(fast_settings(box), adapter_options=FAST) as m:
+            await until(lambda: bool(where(m.status()).get(TRAIN)), 20, what="train placed")
+            assert where(m.status())[TRAIN] == ["a-kueue"]
+
+
+async def test_a_kueue_cluster_whose_queue_is_full_is_not_chosen_despite_free_nodes(
+        tmp_path: Path) -> None:
+    async with sandbox(tmp_path, files()) as box:
+        assert box.sim is not None
+        kueue = box.sim.clusters["a-kueue"]
+        queue_with(kueue, 8)
+        their_job(kueue, 8)
+        await until(lambda: gpus_running(kueue) == 8, 10, what="their 8 GPUs admitted")
+        async with box.controller(fast_settings(box), adapter_options=FAST) as m:
+            await until(lambda: bool(where(m.status()).get(TRAIN)), 20, what="train placed")
+            assert where(m.status())[TRAIN] == ["b-plain"]
+            nodes = {n.name: (n.gpus - n.used, n.free) for n in m.adapters["a-kueue"].nodes()}
+            # 8 GPUs free on the nodes, none in the quota: both figures are visible
+            assert sum(free_nodes for free_nodes, _ in nodes.values()) == 8
+            assert sum(free for _, free in nodes.values()) == 0
