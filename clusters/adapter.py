@@ -297,6 +297,19 @@ class ClusterAdapter:
                 out.setdefault(label, []).append(obj)
         return out
 
+    def kueue_workloads_by_workload(self) -> dict[str, list[JSON]]:
+        """Kueue Workloads (slimmed) grouped by our workload label, which Kueue copies
+        from the Job's pod template into its podSets; empty where Kueue is not served."""
+        out: dict[str, list[JSON]] = {}
+        for _k, wl in sorted(self._kueue[2].store.items()):
+            for ps in (wl.get("spec") or {}).get("podSets") or []:
+                labels = ((ps.get("template") or {}).get("metadata") or {}).get("labels")
+                label = (labels or {}).get(WORKLOAD_LABEL)
+                if label:
+                    out.setdefault(str(label), []).append(wl)
+                    break
+        return out
+
     def pods_by_workload(self) -> dict[str, list[JSON]]:
         """Live pods grouped by workload label, in one pass over the pod informer."""
         out: dict[str, list[JSON]] = {}

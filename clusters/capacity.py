@@ -393,7 +393,8 @@ def slim_workload(wl: JSON) -> JSON:
         "metadata") or {}).get("labels") or {}}}}
         for ps in (wl.get("spec") or {}).get("podSets") or []]
     status = wl.get("status") or {}
-    return {"metadata": wl.get("metadata") or {}, "spec": {"podSets": sets},
+    return {"metadata": wl.get("metadata") or {},
+            "spec": {"podSets": sets, "queueName": (wl.get("spec") or {}).get("queueName")},
             "status": {"conditions": status.get("conditions") or [],
                        "admission": status.get("admission") or {}}}
 

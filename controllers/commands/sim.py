@@ -26,8 +26,8 @@ DESCRIPTION = """\
 Start one simulated Kubernetes cluster per Cluster file of a fleet repo (GPU nodes as
 declared in spec.gpus: one node per whole node, nvidia.com/gpu capacity, GPU feature
 discovery labels; Kueue and JobSet CRDs with small simulated controllers where the
-Cluster's spec.stack says kueue / jobset), write a kubeconfig with one context per cluster, and serve until
-interrupted (Ctrl-C).
+Cluster's spec.stack says kueue / jobset), write a kubeconfig with one context per
+cluster, and serve until interrupted (Ctrl-C).
 
 Examples:
   fleet sim up                                   # the fleet in the current folder

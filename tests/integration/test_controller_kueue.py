@@ -96,3 +96,36 @@ async def test_a_kueue_cluster_whose_queue_is_full_is_not_chosen_despite_free_no
             # 8 GPUs free on the nodes, none in the quota: both figures are visible
             assert sum(free_nodes for free_nodes, _ in nodes.values()) == 8
             assert sum(free for _, free in nodes.values()) == 0
+
+
+def queued(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [w for w in doc["workloads"] if w["id"] == TRAIN]
+    return [r for r in (rows[0]["reasons"] if rows else []) if r.get("rule") == "Queued"]
+
+
+async def test_a_workload_kueue_keeps_queued_says_so_with_kueues_message(
+        tmp_path: Path) -> None:
+    """Placed by the fleet, waiting in Kueue's queue on the cluster: the Kueue Workload
+    of its Job (podSets carry our workload label, as Kueue copies the pod template)
+    is not admitted, and `fleet status` shows why in Kueue's words. The Workload is
+    made here, not by a rendered Job: rendering the queue-name label is the renderer's
+    (a Job without it bypasses Kueue)."""
+    async with sandbox(tmp_path, files()) as box:
+        assert box.sim is not None
+        kueue = box.sim.clusters["a-kueue"]
+        queue_with(kueue, 16)
+        async with box.controller(fast_settings(box), adapter_options=FAST) as m:
+            await until(lambda: bool(where(m.status()).get(TRAIN)), 20, what="placed")
+            assert where(m.status())[TRAIN] == ["a-kueue"]
+            assert queued(m.status()) == []
+            _create(kueue, "Workload", {
+                "metadata": {"name": "job-train-abcde", "namespace": "nlp-team"},
+                "spec": {"queueName": "nlp-team", "podSets": [{
+                    "name": "main", "count": 1, "template": {
+                        "metadata": {"labels": {"aifleet.dev/workload": "nlp-team.train"}},
+                        "spec": {"containers": [{"name": "main", "image": "x:1"}]}}}]}})
+            await until(lambda: bool(queued(m.status())), 10, what="Queued reason")
+            assert queued(m.status()) == [{
+                "cluster": "a-kueue", "rule": "Queued",
+                "message": "queued by Kueue in LocalQueue nlp-team: LocalQueue nlp-team "
+                           "doesn't exist"}]

@@ -79,3 +79,17 @@ def test_nodes_offer_at_most_the_free_quota_last_node_first() -> None:
     view = {n.name: (n.free, n.quota_held) for n in t.view()}
     assert view == {"n0": (8, 0), "n1": (4, 4), "n2": (0, 8)}
     assert {n.name: n.free for n in t.nodes.values()} == {"n0": 8, "n1": 8, "n2": 8}
+
+
+def test_only_a_workload_neither_admitted_nor_finished_is_queued() -> None:
+    from clusters.health import kueue_queued
+
+    def wl(**conds: str) -> dict[str, Any]:
+        return {"spec": {"queueName": "nlp-team"}, "status": {"conditions": [
+            {"type": k, "status": v, "message": f"{k} says {v}"} for k, v in conds.items()]}}
+    assert kueue_queued([wl(QuotaReserved="True", Admitted="True")]) is None
+    assert kueue_queued([wl(QuotaReserved="True", Admitted="True", Finished="True")]) is None
+    assert kueue_queued([wl(QuotaReserved="False")]) == \
+        "queued by Kueue in LocalQueue nlp-team: QuotaReserved says False"
+    assert kueue_queued([wl()]) == \
+        "queued by Kueue in LocalQueue nlp-team: waiting for Kueue to evaluate it"
