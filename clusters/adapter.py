@@ -36,6 +36,7 @@ from clusters.client import (
     JSON,
     KUEUE_API,
     KUEUE_WORKLOAD,
+    LOCAL_QUEUE,
     NAMESPACE,
     NODE,
     POD,
@@ -115,6 +116,12 @@ class ClusterAdapter:
                      handler=self.capacity.on_cluster_queue),
             Informer(client, KUEUE_WORKLOAD, watch_timeout=options.watch_timeout,
                      handler=self.capacity.on_kueue_workload, transform=slim_workload)]
+        self._kueue_owned = [Informer(client, t, label_selector=OWNED_SELECTOR,
+                                      watch_timeout=options.watch_timeout,
+                                      handler=self.applier.observe)
+                             for t in (RESOURCE_FLAVOR, CLUSTER_QUEUE, LOCAL_QUEUE)]
+        """The Kueue objects we render (fleet.render.kueue): owned, so drift-checked and
+        pruned like every other."""
         self._kueue_synced = asyncio.Event()
         """Set once Kueue's quota is known: its objects listed, or Kueue not served."""
         self._dra_synced = asyncio.Event()
@@ -193,9 +200,9 @@ class ClusterAdapter:
                 self._kueue_synced.set()
                 return
             async with anyio.create_task_group() as tg:
-                for inf in self._kueue:
+                for inf in (*self._kueue, *self._kueue_owned):
                     tg.start_soon(inf.run)
-                for inf in self._kueue:
+                for inf in (*self._kueue, *self._kueue_owned):
                     await inf.synced.wait()
                 self._kueue_synced.set()
             return

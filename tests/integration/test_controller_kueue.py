@@ -72,13 +72,38 @@ def gpus_running(c: SimCluster) -> int:
         for ctr in p["spec"]["containers"])
 
 
-async def test_a_kueue_cluster_with_room_in_its_queue_is_chosen(tmp_path: Path) -> None:
+async def test_a_kueue_cluster_with_room_in_its_queue_is_chosen_and_gets_team_queues(
+        tmp_path: Path) -> None:
     async with sandbox(tmp_path, files()) as box:
         assert box.sim is not None and box.sim.clusters["a-kueue"].spec.stack == {"kueue"}
         queue_with(box.sim.clusters["a-kueue"], 16)
         async with box.controller(fast_settings(box), adapter_options=FAST) as m:
             await until(lambda: bool(where(m.status()).get(TRAIN)), 20, what="train placed")
             assert where(m.status())[TRAIN] == ["a-kueue"]
+            # aifleet applied the team's queue there (no TeamQuota: the cluster's GPUs)
+            await until(lambda: bool(team_queue(box.sim.clusters["a-kueue"])), 10,
+                        what="nlp-team ClusterQueue applied")
+            kueue = box.sim.clusters["a-kueue"]
+            assert team_queue(kueue) == {"h100-80gb": 16}
+            # someone raises the team's quota out of band: aifleet puts it back
+            [cq] = [q for q in kueue.objects("ClusterQueue")
+                    if q["metadata"]["name"] == "nlp-team"]
+            groups = cq["spec"]["resourceGroups"]
+            groups[-1]["flavors"][0]["resources"][0]["nominalQuota"] = 64
+            await kueue.edit("ClusterQueue", None, "nlp-team",
+                             {"spec": {"resourceGroups": groups}})
+            assert team_queue(kueue) == {"h100-80gb": 64}
+            await until(lambda: team_queue(kueue) == {"h100-80gb": 16}, 10,
+                        what="drift corrected")
+
+
+def team_queue(c: SimCluster) -> dict[str, Any]:
+    cqs = {q["metadata"]["name"]: q for q in c.objects("ClusterQueue")}
+    if "nlp-team" not in cqs:
+        return {}
+    groups = cqs["nlp-team"]["spec"]["resourceGroups"]
+    return {f["name"]: f["resources"][0]["nominalQuota"] for g in groups
+            if g["coveredResources"] == ["nvidia.com/gpu"] for f in g["flavors"]}
 
 
 async def test_a_kueue_cluster_whose_queue_is_full_is_not_chosen_despite_free_nodes(
@@ -109,7 +134,8 @@ async def test_a_workload_kueue_keeps_queued_says_so_with_kueues_message(
     of its Job (podSets carry our workload label, as Kueue copies the pod template)
     is not admitted, and `fleet status` shows why in Kueue's words. The Workload is
     made here, not by a rendered Job: rendering the queue-name label is the renderer's
-    (a Job without it bypasses Kueue)."""
+    (a Job without it bypasses Kueue). It goes to the queue aifleet applied for the
+    team (no TeamQuota here: the cluster's 16 GPUs) and asks for 24."""
     async with sandbox(tmp_path, files()) as box:
         assert box.sim is not None
         kueue = box.sim.clusters["a-kueue"]
@@ -118,14 +144,19 @@ async def test_a_workload_kueue_keeps_queued_says_so_with_kueues_message(
             await until(lambda: bool(where(m.status()).get(TRAIN)), 20, what="placed")
             assert where(m.status())[TRAIN] == ["a-kueue"]
             assert queued(m.status()) == []
+            await until(lambda: bool(team_queue(kueue)) and bool(kueue.objects(
+                "LocalQueue", "nlp-team")), 10, what="team queues applied")
             _create(kueue, "Workload", {
                 "metadata": {"name": "job-train-abcde", "namespace": "nlp-team"},
                 "spec": {"queueName": "nlp-team", "podSets": [{
                     "name": "main", "count": 1, "template": {
                         "metadata": {"labels": {"aifleet.dev/workload": "nlp-team.train"}},
-                        "spec": {"containers": [{"name": "main", "image": "x:1"}]}}}]}})
+                        "spec": {"containers": [{
+                            "name": "main", "image": "x:1",
+                            "resources": {"limits": {"nvidia.com/gpu": "24"}}}]}}}]}})
             await until(lambda: bool(queued(m.status())), 10, what="Queued reason")
             assert queued(m.status()) == [{
                 "cluster": "a-kueue", "rule": "Queued",
-                "message": "queued by Kueue in LocalQueue nlp-team: LocalQueue nlp-team "
-                           "doesn't exist"}]
+                "message": "queued by Kueue in LocalQueue nlp-team: couldn't assign "
+                           "flavors to pod set main: insufficient unused quota for "
+                           "nvidia.com/gpu in flavor h100-80gb, 8 more needed"}]

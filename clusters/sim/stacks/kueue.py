@@ -285,7 +285,7 @@ class Kueue:
             admission = {"clusterQueue": cq_name, "podSetAssignments": assignment}
             _charge(used, admission, wl)
             self._admitted(wl_res, wl, admission)
-            job = by_uid.get(wl["metadata"]["labels"][JOB_UID_LABEL])
+            job = by_uid.get((wl["metadata"].get("labels") or {}).get(JOB_UID_LABEL, ""))
             if job is not None:
                 self._unsuspend(*job)
         if cq_res is not None:
@@ -386,37 +386,31 @@ class Kueue:
 
 def assign(wl: Obj, cq_name: str, queues: dict[str, Obj],
            used: dict[str, FlavourUsage]) -> tuple[list[Obj] | None, str]:
-    """Flavours for every podSet, or None and Kueue's message why not."""
+    """Flavours for every podSet, or None and Kueue's message why not
+    (`flavorassigner.go`): a requested resource no resource group covers is
+    `resource <r> unavailable in ClusterQueue`; per resource group, the first flavour in
+    which every requested resource of the group fits is taken."""
     groups = (queues[cq_name].get("spec") or {}).get("resourceGroups") or []
     taken: FlavourUsage = {}
     out: list[Obj] = []
     for ps in wl["spec"].get("podSets") or []:
         request = podset_request(ps)
         flavors: dict[str, str] = {}
-        reasons: list[str] = []
-        for resource in sorted(request):
-            group = next((g for g in groups if resource in g.get("coveredResources", [])),
-                         None)
-            if group is None:
-                if resource in ("cpu", "memory") or request[resource] == 0:
-                    continue  # not covered: Kueue does not count it
-                reasons.append(f"resource {resource} unavailable in ClusterQueue")
-                break
-            chosen = None
-            for fl in group.get("flavors") or []:
-                key = (fl["name"], resource)
-                free = available(cq_name, queues, _plus(used, cq_name, taken), key)
-                if request[resource] <= free:
-                    chosen = fl["name"]
-                    break
-                reasons.append(
-                    f"insufficient unused quota for {resource} in flavor {fl['name']}, "
-                    f"{_quantity(resource, request[resource] - free)} more needed")
+        reasons = [f"resource {r} unavailable in ClusterQueue" for r in sorted(request)
+                   if request[r] and not any(r in g.get("coveredResources", [])
+                                             for g in groups)]
+        for group in groups if not reasons else []:
+            wanted = [r for r in group.get("coveredResources", []) if request.get(r)]
+            if not wanted:
+                continue
+            chosen, why = _first_fit(group, wanted, request, cq_name, queues,
+                                     _plus(used, cq_name, taken))
             if chosen is None:
+                reasons = why
                 break
-            reasons = []
-            flavors[resource] = chosen
-            taken[(chosen, resource)] = taken.get((chosen, resource), 0) + request[resource]
+            for r in wanted:
+                flavors[r] = chosen
+                taken[(chosen, r)] = taken.get((chosen, r), 0) + request[r]
         if reasons:
             return None, (f"couldn't assign flavors to pod set {ps.get('name', 'main')}: "
                           + ", ".join(reasons))
@@ -425,6 +419,23 @@ def assign(wl: Obj, cq_name: str, queues: dict[str, Obj],
                     "resourceUsage": {k: _quantity(k, v) for k, v in sorted(request.items())
                                       if k in flavors}})
     return out, ""
+
+
+def _first_fit(group: Obj, wanted: list[str], request: Usage, cq_name: str,
+               queues: dict[str, Obj], used: dict[str, FlavourUsage]
+               ) -> tuple[str | None, list[str]]:
+    why: list[str] = []
+    for fl in group.get("flavors") or []:
+        short = []
+        for r in wanted:
+            free = available(cq_name, queues, used, (fl["name"], r))
+            if request[r] > free:
+                short.append(f"insufficient unused quota for {r} in flavor {fl['name']}, "
+                             f"{_quantity(r, request[r] - free)} more needed")
+        if not short:
+            return fl["name"], []
+        why += short
+    return None, why
 
 
 def _plus(used: dict[str, FlavourUsage], cq: str, extra: FlavourUsage
