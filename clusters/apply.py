@@ -16,8 +16,9 @@ pods, which keep holding GPUs) and applied again.
 Prune: deletes owned objects absent from the desired set, after the applies of that
 set, never the objects of a workload one of whose applies failed in that pass (nor
 anything when a Namespace or unlabelled object failed), and refuses to delete all of
-a cluster's owned objects at once unless the caller says `allow_empty` (an empty render
-is far more often a bug than an intent). Namespaces are never pruned: deleting one
+a cluster's owned workload objects at once unless the caller says `allow_empty` (an
+empty render is far more often a bug than an intent; the cluster's own Kueue queues do
+not make a render non-empty). Namespaces are never pruned: deleting one
 deletes objects we do not own.
 
 Drift: on every watch event of an owned object, the fields we last applied are compared
@@ -383,7 +384,10 @@ class Applier:
         doomed = [k for k in owned if k not in desired_keys]
         if not doomed:
             return
-        keeps_something = any(k[1] != "Namespace" for k in desired_keys)
+        # Only a workload's objects count: a Kueue cluster always wants its team queues
+        # (fleet.render.kueue), and an empty render must still look empty there.
+        keeps_something = any(k[1] != "Namespace" and workload_of(self.desired.get(k) or {})
+                              for k in desired_keys)
         if scope is None and not keeps_something and not allow_empty:
             result.prune_refused = (
                 f"refusing to delete all {len(doomed)} owned objects of the cluster at once "
