@@ -327,8 +327,11 @@ class ControlPlane:
                 "controller": True, "blockOwnerDeletion": True}
 
     def new_pod(self, owner: Obj, name: str, extra_labels: dict[str, str],
-                annotations: dict[str, str], manager: str = CONTROLLERS) -> None:
+                annotations: dict[str, str], manager: str = CONTROLLERS,
+                hostname: str | None = None) -> None:
         tmpl = copy.deepcopy(owner["spec"]["template"])
+        if hostname is not None:
+            tmpl.setdefault("spec", {})["hostname"] = hostname
         meta = tmpl.get("metadata") or {}
         meta["labels"] = {**(meta.get("labels") or {}), **extra_labels}
         if annotations:

@@ -4,7 +4,8 @@ One sync reads the Job and its pods (owned by uid), then:
 - suspended: deletes active pods and sets `Suspended=True`;
 - otherwise creates pods up to `parallelism`, never beyond the completions still
   missing (Indexed: one pod per missing index, lowest first, named
-  `<job>-<index>-<rand>` and labelled `batch.kubernetes.io/job-completion-index`);
+  `<job>-<index>-<rand>`, hostname `<job>-<index>`, and labelled
+  `batch.kubernetes.io/job-completion-index`);
 - counts succeeded pods (never decreasing, as the real controller's tracking does even
   after pods are deleted), and when they reach `completions` sets
   `SuccessCriteriaMet=True` then `Complete=True` with `completionTime`;
@@ -106,8 +107,10 @@ def sync_job(cp: ControlPlane, ns: str, name: str) -> None:
             busy = {i for p in active if (i := _index(p)) is not None}
             free = [i for i in range(target) if i not in done_idx and i not in busy]
             for i in free[:max(0, missing)]:
+                # job_controller.go: an Indexed Job's pod is hostname `<job>-<index>`
+                # (with the template's subdomain, a stable DNS name for rank 0)
                 cp.new_pod(job, f"{name}-{i}-{cp.suffix()}", {INDEX_LABEL: str(i)},
-                            {INDEX_ANNOTATION: str(i)})
+                            {INDEX_ANNOTATION: str(i)}, hostname=f"{name}-{i}")
         else:
             for _ in range(max(0, missing)):
                 cp.new_pod(job, f"{name}-{cp.suffix()}", {}, {})

@@ -238,6 +238,8 @@ async def test_a_jobset_makes_its_jobs_and_headless_service_once_admitted(
         return items if len(items) == 4 else None
     got = await eventually(pods)
     assert {p["spec"]["subdomain"] for p in got} == {"tune"}
+    assert sorted(p["spec"]["hostname"] for p in got) == [  # `<job>-<index>.tune`
+        "tune-workers-0-0", "tune-workers-0-1", "tune-workers-1-0", "tune-workers-1-1"]
     assert sorted(p["metadata"]["labels"]["jobset.sigs.k8s.io/job-index"] for p in got) \
         == ["0", "0", "1", "1"]
     status = (await eventually(lambda: _jobset_status(api)))
