@@ -1,5 +1,9 @@
 """The one module that writes to a cluster: server-side apply, prune, drift correction.
 
+What a pass does to each object is decided before any of it runs, purely, by
+`fleet.sync.plan_sync` (a `SyncPlan`: unchanged, apply, recreate, prune, refused, hold);
+`Applier.execute` carries a plan out. The rules below are that plan's.
+
 Ownership: the objects we own are those labelled `aifleet.dev/managed-by: aifleet`
 (the inventory, kept by informers). Nothing else is ever patched or deleted, whatever
 its name.
@@ -35,8 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -54,44 +56,37 @@ from clusters.client import (
 )
 from clusters.errors import ClusterError, Invalid, NotFound, PermanentError, RecreateNeeded
 from fleet.drift import DriftedField, diff
-from fleet.render.inverse import workload_of as workload_of
-from fleet.render.keys import CONTENT_HASH as HASH_ANNOTATION
-from fleet.render.keys import KIND_ORDER, RECREATE
-from fleet.render.keys import LEASE_GENERATION as GENERATION_ANNOTATION
-from fleet.render.keys import MANAGED_BY as MANAGED_BY
-from fleet.render.keys import OWNED_SELECTOR as OWNED_SELECTOR
-from fleet.render.keys import WORKLOAD_LABEL as WORKLOAD_LABEL
-from fleet.safety import prune_held_back
+from fleet.render import MANAGED_BY, WORKLOAD_LABEL, for_existing, workload_of
+from fleet.sync import (
+    GENERATION_ANNOTATION,
+    HASH_ANNOTATION,
+    ObjKey,
+    SyncPlan,
+    content_hash,
+    is_owned,
+    obj_key,
+    plan_sync,
+    recreate_allowed,
+    stamp,
+)
+
+__all__ = [
+    "GENERATION_ANNOTATION",
+    "HASH_ANNOTATION",
+    "MANAGED_BY",
+    "WORKLOAD_LABEL",
+    "Applier",
+    "ApplyResult",
+    "DriftReport",
+    "Fenced",
+    "ObjKey",
+    "content_hash",
+    "obj_key",
+    "stamp",
+    "workload_of",
+]
 
 FIELD_MANAGER = "aifleet"
-_NOT_HASHED = (HASH_ANNOTATION, GENERATION_ANNOTATION)
-
-ObjKey = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
-
-
-def obj_key(obj: JSON) -> ObjKey:
-    meta = obj.get("metadata") or {}
-    return (str(obj.get("apiVersion")), str(obj.get("kind")),
-            str(meta.get("namespace") or ""), str(meta.get("name")))
-
-
-def content_hash(obj: JSON) -> str:
-    """sha256 of the manifest's canonical JSON, the hash annotation itself left out."""
-    meta = dict(obj.get("metadata") or {})
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if k not in _NOT_HASHED}
-    meta["annotations"] = annotations
-    canonical = json.dumps({**obj, "metadata": meta}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
-
-
-def stamp(obj: JSON) -> JSON:
-    """A copy of the manifest with its content hash annotation set."""
-    meta = dict(obj.get("metadata") or {})
-    annotations = dict(meta.get("annotations") or {})
-    annotations[HASH_ANNOTATION] = content_hash(obj)
-    meta["annotations"] = annotations
-    return {**obj, "metadata": meta}
 
 
 class Fenced(PermanentError):
@@ -107,6 +102,11 @@ class ApplyResult:
     failed: list[tuple[ObjKey, ClusterError]] = field(default_factory=list)
     prune_refused: str | None = None
     api_calls: int = 0
+    workloads: dict[ObjKey, str | None] = field(default_factory=dict)
+    """The workload label of each object the plan applied or pruned (None: a Namespace
+    or an unlabelled object), as the plan saw it."""
+    plan: SyncPlan | None = None
+    """The decisions this result carried out."""
 
     @property
     def ok(self) -> bool:
@@ -201,9 +201,7 @@ class Applier:
                 self._reported.pop(key, None)
 
     def owned(self) -> list[ObjKey]:
-        return sorted(k for k, o in self.live.items()
-                      if ((o.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY)
-                      == "aifleet")
+        return sorted(k for k, o in self.live.items() if is_owned(o))
 
     # ------------------------------------------------------------------ apply
 
@@ -214,34 +212,36 @@ class Applier:
 
         `protect`: workloads whose live objects prune must leave alone even though they
         are not desired now (invalid in this commit: keep the last good state).
+        The decisions are `fleet.sync.plan_sync`'s; this only carries them out.
         """
+        plan = plan_sync(desired, self.live, prune=prune, allow_empty=allow_empty,
+                         scope=scope, hold=frozenset(protect or ()))
+        return await self.execute(plan)
+
+    async def execute(self, plan: SyncPlan) -> ApplyResult:
+        """Carry out a `SyncPlan`: Namespaces, then each workload's objects in order
+        (workloads in parallel), then the prune the failures leave (`prune_after`)."""
         with count_calls() as calls:
-            result = await self._apply(desired, prune, allow_empty, scope, protect)
+            result = ApplyResult(plan=plan)
+            result.workloads.update((obj_key(o), workload_of(o)) for o in plan.apply)
+            result.workloads.update(plan.prune)
+            for key in plan.unchanged:
+                result.unchanged.append(key)
+            for obj in plan.namespaces:
+                await self._apply_into(obj, result)
+            await self._apply_groups(plan.by_workload(), result)
+            doomed = plan.prune_after(result.workloads.get(k) for k, _e in result.failed)
+            if doomed is not None:  # one failed object does not freeze the cluster
+                if plan.refused is not None and doomed:
+                    result.prune_refused = plan.refused
+                elif doomed:
+                    await self._prune(list(doomed), result)
         result.api_calls = calls[0]
         return result
 
-    async def _apply(self, desired: Iterable[JSON], prune: bool, allow_empty: bool,
-                     scope: set[str] | None, protect: set[str] | None) -> ApplyResult:
-        result = ApplyResult()
-        stamped = sorted((stamp(o) for o in desired),
-                         key=lambda o: (KIND_ORDER.get(str(o.get("kind")), 9),
-                                        workload_of(o) or "", obj_key(o)))
-        desired_keys = {obj_key(o) for o in stamped}
-        namespaces: list[JSON] = []
-        groups: dict[str, list[JSON]] = {}
-        for obj in stamped:
-            key = obj_key(obj)
-            if self._unchanged(key, obj):
-                result.unchanged.append(key)
-                self.desired[key] = obj
-            elif obj.get("kind") == "Namespace":
-                namespaces.append(obj)
-            else:
-                groups.setdefault(workload_of(obj) or "", []).append(obj)
-        for obj in namespaces:
-            await self._apply_into(obj, result)
-        # Workloads in parallel (a round trip each is latency, not work), each one's
-        # objects in order; results merged in workload order, so they stay deterministic.
+    async def _apply_groups(self, groups: dict[str, list[JSON]], result: ApplyResult) -> None:
+        """Workloads in parallel (a round trip each is latency, not work), each one's
+        objects in order; results merged in workload order, so they stay deterministic."""
         parts = {wl: ApplyResult() for wl in groups}
         limiter = anyio.CapacityLimiter(self.concurrency)
 
@@ -257,12 +257,6 @@ class Applier:
             result.applied += parts[wl].applied
             result.recreated += parts[wl].recreated
             result.failed += parts[wl].failed
-        held = prune_held_back(workload_of(self.desired.get(k) or self.live.get(k) or {})
-                               for k, _e in result.failed)
-        if prune and held is not None:  # one failed object does not freeze the cluster
-            await self._prune(desired_keys, scope, allow_empty, (protect or set()) | held,
-                              result)
-        return result
 
     async def _apply_into(self, obj: JSON, result: ApplyResult) -> None:
         key = obj_key(obj)
@@ -271,14 +265,6 @@ class Applier:
             (result.recreated if recreated else result.applied).append(key)
         except ClusterError as e:
             result.failed.append((key, e))
-
-    def _unchanged(self, key: ObjKey, obj: JSON) -> bool:
-        live = self.live.get(key)
-        if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
-            return False
-        annotations = (live.get("metadata") or {}).get("annotations") or {}
-        want = obj["metadata"]["annotations"][HASH_ANNOTATION]
-        return bool(annotations.get(HASH_ANNOTATION) == want and not diff(obj, live))
 
     async def _fence(self, obj: JSON | None = None) -> JSON | None:
         """Refuse to write unless we lead and the Lease still names us at our generation.
@@ -305,10 +291,13 @@ class Applier:
     async def _apply_one(self, key: ObjKey, obj: JSON) -> bool:
         rtype = type_of(obj)
         before = self.desired.get(key)
-        self.desired[key] = obj
+        # Create-only fields (Kueue's `suspend`) are sent on create only, never compared
+        # for drift (`fleet.render.keys.CREATE_ONLY`).
+        reference = for_existing(obj)
+        self.desired[key] = reference
         self._writing.add(key)  # from here until the response: its events are not drift
         try:
-            fenced = await self._fence(obj)
+            fenced = await self._fence(reference if key in self.live else obj)
             assert fenced is not None
             try:
                 live = await self._patch(rtype, fenced)
@@ -317,7 +306,7 @@ class Applier:
                 if obj.get("kind") != "Job" or key not in self.live or \
                         not _only_immutable(e):
                     raise
-                if _recreate_policy(obj) != "onChange":
+                if not recreate_allowed(obj):
                     # The running Job stays as it is, and stays the reference for drift:
                     # what the server refused is not drift of what runs.
                     if before is None:
@@ -333,15 +322,17 @@ class Applier:
                         cluster=self.client.name, status=422, causes=e.causes) from e
                 # A Job's template, selector and completions are immutable: replace it.
                 await self._delete(key)
-                self.desired[key] = obj  # the delete forgot it; this is what we want now
-                live = await self._patch(rtype, fenced)
+                self.desired[key] = reference  # the delete forgot it; what we want now
+                created = await self._fence(obj)  # created again: create-only fields too
+                assert created is not None
+                live = await self._patch(rtype, created)
                 recreated = True
         finally:
             self._writing.discard(key)
         if not is_older(live, self.live.get(key)):  # events may have brought a newer one
             self.live[key] = live
         current = self.live[key]
-        fields = tuple(diff(obj, current))
+        fields = tuple(diff(reference, current))
         if fields:  # changed again while our write was in flight: that is drift
             self._report(key, fields)
         else:
@@ -375,24 +366,7 @@ class Applier:
         self.live.pop(key, None)
         self.desired.pop(key, None)
 
-    async def _prune(self, desired_keys: set[ObjKey], scope: set[str] | None,
-                     allow_empty: bool, protect: set[str], result: ApplyResult) -> None:
-        owned = [k for k in self.owned() if k[1] != "Namespace"
-                 and workload_of(self.live[k]) not in protect]
-        if scope is not None:
-            owned = [k for k in owned if workload_of(self.live[k]) in scope]
-        doomed = [k for k in owned if k not in desired_keys]
-        if not doomed:
-            return
-        # Only a workload's objects count: a Kueue cluster always wants its team queues
-        # (fleet.render.kueue), and an empty render must still look empty there.
-        keeps_something = any(k[1] != "Namespace" and workload_of(self.desired.get(k) or {})
-                              for k in desired_keys)
-        if scope is None and not keeps_something and not allow_empty:
-            result.prune_refused = (
-                f"refusing to delete all {len(doomed)} owned objects of the cluster at once "
-                "(the desired set is empty); pass allow_empty to do it")
-            return
+    async def _prune(self, doomed: list[ObjKey], result: ApplyResult) -> None:
         errors = await self._delete_all(doomed)
         for key in doomed:
             err = errors.get(key)
@@ -476,14 +450,6 @@ class Applier:
         for t in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-
-
-def _recreate_policy(obj: JSON) -> str:
-    """`never` or `onChange` from the Job's `aifleet.dev/recreate` annotation; a Job
-    without it (applied by something that predates the policy) keeps the old behaviour,
-    `onChange`."""
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    return str(annotations.get(RECREATE, "onChange"))
 
 
 def _only_immutable(e: Invalid) -> bool:

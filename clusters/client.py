@@ -289,6 +289,10 @@ DEPLOYMENT = ResourceType("apps/v1", "Deployment", "deployments", True)
 JOB = ResourceType("batch/v1", "Job", "jobs", True)
 LEASE = ResourceType("coordination.k8s.io/v1", "Lease", "leases", True)
 RESOURCE_SLICE = ResourceType("resource.k8s.io/v1", "ResourceSlice", "resourceslices", False)
+RESOURCE_CLAIM_TEMPLATE = ResourceType("resource.k8s.io/v1", "ResourceClaimTemplate",
+                                       "resourceclaimtemplates", True)
+JOBSET = ResourceType("jobset.x-k8s.io/v1alpha2", "JobSet", "jobsets", True)
+"""Rendered on clusters whose `spec.stack` says DRA / JobSet (`fleet.render.forward`)."""
 RESOURCE_CLAIM = ResourceType("resource.k8s.io/v1", "ResourceClaim", "resourceclaims", True)
 KUEUE_API = "kueue.x-k8s.io/v1beta2"
 """The Kueue version read and written (the only one Kueue serves since v0.20)."""
@@ -300,7 +304,8 @@ KUEUE_WORKLOAD = ResourceType(KUEUE_API, "Workload", "workloads", True)
 TYPES: dict[tuple[str, str], ResourceType] = {
     (t.api_version, t.kind): t
     for t in (NAMESPACE, NODE, POD, SERVICE, DEPLOYMENT, JOB, LEASE, RESOURCE_SLICE,
-              RESOURCE_CLAIM, RESOURCE_FLAVOR, CLUSTER_QUEUE, LOCAL_QUEUE, KUEUE_WORKLOAD)
+              RESOURCE_CLAIM, RESOURCE_CLAIM_TEMPLATE, JOBSET, RESOURCE_FLAVOR,
+              CLUSTER_QUEUE, LOCAL_QUEUE, KUEUE_WORKLOAD)
 }
 
 

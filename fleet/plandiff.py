@@ -32,17 +32,17 @@ import difflib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 from fleet.diagnostics import Diagnostic
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
 from fleet.owners import PathFlag
 from fleet.placement.types import Assignment, PlacementStatus, Plan, WorkloadPlacement
-from fleet.render import render
+from fleet.render import Manifest, render
 from fleet.render.admission import recreate_needed
 from fleet.spec import FleetSpec
+from fleet.transitions import PlanChange, transition
 
-ChangeKind = Literal["Added", "Moved", "Resized", "Removed", "Unchanged"]
+ChangeKind = PlanChange
 Renderer = Callable[[FleetSpec, WorkloadId, Assignment, "str | None"], str]
 """(spec, workload, assignment, commit) -> the workload's manifests there, as YAML."""
 
@@ -228,8 +228,8 @@ def _recreate(base: FleetSpec, head: FleetSpec, wid: WorkloadId,
         if was is None or bc is None or hc is None or bc.offer(was.flavour) is None \
                 or hc.offer(a.flavour) is None:
             continue
-        (job_b,) = render(b, was, bc, "")
-        (job_h,) = render(h, a, hc, "")
+        job_b = _job(render(b, was, bc, ""))
+        job_h = _job(render(h, a, hc, ""))
         why = recreate_needed(job_b, job_h)
         if why is None:
             continue
@@ -242,24 +242,21 @@ def _recreate(base: FleetSpec, head: FleetSpec, wid: WorkloadId,
     return tuple(out)
 
 
+def _job(objs: tuple[Manifest, ...]) -> Manifest:
+    """The Job among a workload's rendered objects (beside its Service or claim
+    template); an empty dict when there is none (a JobSet)."""
+    return next((o for o in objs if o.get("kind") == "Job"), {})
+
+
 def _shape(p: WorkloadPlacement | None) -> tuple[Assignment, ...]:
     return tuple(sorted(p.assignments)) if p is not None else ()
 
 
 def _classify(before: WorkloadPlacement | None, after: WorkloadPlacement | None) -> ChangeKind:
-    if before is None:
-        return "Added"
-    if after is None:
-        return "Removed"
-    if after.status == "Invalid":
-        # The controller keeps an invalid workload as it runs: nothing moves.
-        return "Unchanged"
-    b, a = _shape(before), _shape(after)
-    if b == a:
-        return "Unchanged"
-    if {x.cluster for x in b} != {x.cluster for x in a}:
-        return "Moved"
-    return "Resized"
+    """The plan schema's `change` of `fleet.transitions.transition` (an Invalid head is
+    kept as it runs: Unchanged)."""
+    return transition(before.assignments if before is not None else None,
+                      after).plan_change
 
 
 def _gpus(p: WorkloadPlacement | None) -> int:

@@ -27,7 +27,9 @@ from fleet.capacity import CapacitySnapshot, ClusterCapacity, NodeCapacity
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement import place
 from fleet.placement.types import Assignment, Plan, WorkloadPlacement
+from fleet.planning import placements
 from fleet.spec import FleetSpec
+from fleet.transitions import Kind, transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +109,8 @@ class Change:
     workload: WorkloadId
     before: tuple[Assignment, ...]
     after: WorkloadPlacement
-
-    @property
-    def kind(self) -> str:
-        if self.after.status != "Placed":
-            return "Pending" if self.before else "StillPending"
-        return "Moved" if self.before else "Placed"
+    kind: Kind
+    """`fleet.transitions.transition`'s: Pending, Moved, Resized or Placed."""
 
     @property
     def why(self) -> str:
@@ -142,7 +140,7 @@ def whatif(spec: FleetSpec, capacity: CapacitySnapshot, scenario: Scenario, *,
     started controller would place it); `changed_spec` a spec from another branch.
     """
     baseline = place(spec, capacity, current)
-    running = {wid: p.assignments for wid, p in baseline.workloads.items() if p.assignments}
+    running = placements(baseline)
     new_spec, new_capacity = apply_scenario(scenario, changed_spec or spec, capacity)
     after = place(new_spec, new_capacity, running)
     return WhatIf(scenario, baseline, after, tuple(_changes(running, after.workloads.values())))
@@ -153,8 +151,9 @@ def _changes(running: Mapping[WorkloadId, tuple[Assignment, ...]],
     out = []
     for p in after:
         before = running.get(p.id, ())
-        if tuple(sorted(before)) != tuple(sorted(p.assignments)):
-            out.append(Change(p.id, before, p))
-    order = {"Pending": 0, "Moved": 1, "Placed": 2, "StillPending": 3}
-    out.sort(key=lambda c: (order[c.kind], c.workload))
+        t = transition(before, p)
+        if t.kind != "Unchanged":
+            out.append(Change(p.id, before, p, t.kind))
+    order = {"Pending": 0, "FailedOver": 1, "Moved": 1, "Resized": 2, "Placed": 3}
+    out.sort(key=lambda c: (order.get(c.kind, 4), c.workload))
     return out

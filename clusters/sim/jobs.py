@@ -107,8 +107,8 @@ def sync_job(cp: ControlPlane, ns: str, name: str) -> None:
             busy = {i for p in active if (i := _index(p)) is not None}
             free = [i for i in range(target) if i not in done_idx and i not in busy]
             for i in free[:max(0, missing)]:
-                # job_controller.go: an Indexed Job's pod is hostname `<job>-<index>`
-                # (with the template's subdomain, a stable DNS name for rank 0)
+                # pkg/controller/job/job_controller.go, manageJob: an Indexed Job's
+                # pod gets the hostname `<job>-<index>` (its DNS name in a subdomain)
                 cp.new_pod(job, f"{name}-{i}-{cp.suffix()}", {INDEX_LABEL: str(i)},
                             {INDEX_ANNOTATION: str(i)}, hostname=f"{name}-{i}")
         else:

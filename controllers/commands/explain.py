@@ -58,13 +58,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fleet.placement.explain import UnknownWorkload, explain
+    from fleet.planning import capacity_for
 
     live = use_live(args)
-    snap, capacity, _ = read_planning_inputs(args)
+    snap, read, from_file = read_planning_inputs(args)
     spec = snap.spec
+    capacity, _source = capacity_for(spec, file=read if from_file else None,
+                                     live=live.capacity if live else None)
     try:
-        ex = explain(spec, live.capacity if live else capacity, args.workload,
-                     live.previous if live else None)
+        ex = explain(spec, capacity, args.workload, live.previous if live else None)
     except UnknownWorkload:
         fail(f"no workload {args.workload} in {args.repo} (ids are <team>/<name>)")
     if args.format in ("json", "yaml"):

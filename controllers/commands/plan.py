@@ -68,18 +68,18 @@ def run(args: argparse.Namespace) -> int:
     from fleet.placement import place
     from fleet.plan_json import plan_to_json
     from fleet.plan_text import to_markdown, to_text
+    from fleet.planning import capacity_for
 
     live = use_live(args)
-    snap, capacity, from_file = read_planning_inputs(args)
+    snap, read, from_file = read_planning_inputs(args)
     spec = snap.spec
-    if live is not None:
-        capacity = live.capacity
+    capacity, source = capacity_for(
+        spec, file=read if from_file else None, live=live.capacity if live else None,
+        live_source="live" if live is not None and live.server == "live" else "server")
     plan = place(spec, capacity, live.previous if live else None, commit=snap.commit)
     if args.format in ("json", "yaml"):
         doc = plan_to_json(plan, spec, capacity)
-        doc["source"]["capacitySource"] = (
-            ("live" if live.server == "live" else "server") if live
-            else "file" if from_file else "declared")
+        doc["source"]["capacitySource"] = source
         if live is not None and live.server != "live":
             doc["source"]["server"] = live.server
         for row in doc["workloads"]:

@@ -24,10 +24,11 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from controllers.commands.common import fail, load_capacity, write_doc, write_yaml
-from fleet.capacity import CapacitySnapshot, declared_capacity
+from fleet import planning
+from fleet.capacity import CapacitySnapshot
 from fleet.ids import WorkloadId
 from fleet.owners import flag_paths, infer_team
-from fleet.placement.types import Assignment, Plan, PreviousPlan
+from fleet.placement.types import Assignment, Plan
 from fleet.plandiff import PlanDiff, Renderer, diff_plans
 from fleet.plandiff_render import to_json, to_markdown, to_text, verdict
 from fleet.spec import FleetSpec
@@ -144,7 +145,8 @@ def has_changes(d: PlanDiff) -> bool:
 
 
 def capacity_for(spec: FleetSpec, live: CapacitySnapshot | None) -> CapacitySnapshot:
-    return live if live is not None else declared_capacity(spec.clusters)
+    """`--capacity FILE`, else what the Cluster files declare (`fleet.planning`)."""
+    return planning.capacity_for(spec, file=live)[0]
 
 
 def plan_change(change: Change, live: CapacitySnapshot | None,
@@ -152,15 +154,14 @@ def plan_change(change: Change, live: CapacitySnapshot | None,
                 ) -> tuple[PlanDiff, dict[str, Any], CapacitySnapshot]:
     """Plan both sides, compare them, and say what the result depended on."""
     base_spec, head_spec = change.base.spec, change.head.spec
-    base_cap, head_cap = capacity_for(base_spec, live), capacity_for(head_spec, live)
+    base_cap = planning.capacity_for(base_spec, file=live)[0]
+    head_cap, capacity_source = planning.capacity_for(head_spec, file=live)
     base_plan, planner = base_placement(args.repo, change, base_cap, background)
-    previous = {wid: p.assignments for wid, p in base_plan.workloads.items() if p.assignments}
-    if planner is not None and planner.same_fleet(head_spec) and base_cap == head_cap:
-        # Only workloads changed: head is planned by base's planner, rebound, which
-        # reuses its snapshot, filter verdicts and workload contexts.
-        head_plan = planner.rebind(head_spec).plan(previous, commit=change.head_commit)
-    else:
-        head_plan = placement_plan(head_spec, head_cap, previous, change.head_commit)
+    # As the controller would after the merge: base's placements as the previous plan,
+    # base's planner reused (rebound) when only workloads changed.
+    head_plan = planning.plan_change(base_plan, head_spec, head_cap,
+                                     commit=change.head_commit, planner=planner,
+                                     planner_capacity=base_cap)
 
     paths = [f.path for f in change.files]
     author = getattr(args, "team", None) or infer_team(paths)
@@ -178,7 +179,7 @@ def plan_change(change: Change, live: CapacitySnapshot | None,
         "baseRef": args.base, "headRef": args.head, "mergeBase": change.merge_base,
         "repoPath": os.fspath(args.repo),
         "capacityDigest": head_cap.digest(),
-        "capacitySource": "file" if live is not None else "declared",
+        "capacitySource": capacity_source,
         "policyVersion": head_plan.policy_version,
         "changedFiles": [{"path": f.display, "status": f.status} for f in change.files],
     }
@@ -206,15 +207,6 @@ def base_placement(repo_path: str, change: Change, capacity: CapacitySnapshot,
     else:
         diskcache.save(repo, "base-plan", plan, key)
     return plan, planner
-
-
-def placement_plan(spec: FleetSpec, capacity: CapacitySnapshot, previous: PreviousPlan,
-                   commit: str) -> Plan:
-    """`fleet.placement.place`, imported here so `fleet --help` does not pay for it."""
-    from fleet.placement import place
-
-    plan: Plan = place(spec, capacity, previous, commit=commit)
-    return plan
 
 
 def renderer() -> Renderer:

@@ -16,8 +16,9 @@ from controllers.commands.common import (
 )
 from controllers.commands.liveplan import add_server_argument, describe, exit_code, use_live
 from controllers.status.statusview import table
-from fleet.capacity import CapacityFormatError, CapacitySnapshot, declared_capacity
+from fleet.capacity import CapacityFormatError, CapacitySnapshot
 from fleet.placement.types import Assignment
+from fleet.planning import capacity_for
 from fleet.whatif import Scenario, check, whatif
 from workloads.errors import WorkloadsError
 from workloads.loader import read_fleet
@@ -89,15 +90,15 @@ def run(args: argparse.Namespace) -> int:
     except (CommandFailed, WorkloadsError) as e:
         fail(str(e))
     spec = snap.spec
-    capacity = declared_capacity(spec.clusters)
+    from_file: CapacitySnapshot | None = None
     if args.capacity_file:
         try:
             with open(args.capacity_file, encoding="utf-8") as f:
-                capacity = CapacitySnapshot.from_json(json.load(f))
+                from_file = CapacitySnapshot.from_json(json.load(f))
         except (OSError, ValueError, CapacityFormatError) as e:
             fail(f"{args.capacity_file}: {e}")
-    if live is not None:
-        capacity = live.capacity
+    capacity, _source = capacity_for(spec, file=from_file,
+                                      live=live.capacity if live else None)
     scenario = Scenario(tuple(args.drain), tuple(args.down), dict(args.capacity))
     problems = check(scenario, changed or spec)
     if problems:
@@ -118,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
         }
         write_doc(doc, args.format, sort_keys=True)
         return exit_code(live, 0)
-    moved, pending = result.count("Moved"), result.count("Pending")
+    # The summary counts a resize among the moves, as it always did (its kind says Resized).
+    moved = sum(result.count(k) for k in ("Moved", "FailedOver", "Resized"))
+    pending = result.count("Pending")
     placed = result.count("Placed")
     where = (snap.commit or "worktree")[:12]
     source = describe(live) if live else f"capacity from {args.capacity_file}" \
@@ -126,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"what if {title} (fleet @ {where}, {source})")
     print(f"{moved} move, {pending} become Pending, {placed} newly placed; "
           f"{len(result.after.workloads) - len(result.changes)} unchanged")
-    moves = [c for c in result.changes if c.kind in ("Moved", "Placed")]
+    moves = [c for c in result.changes if c.kind != "Pending"]
     if moves:
         print()
         for line in table(["MOVES", "FROM", "TO", "WHY"], (

@@ -29,6 +29,7 @@ import structlog
 from controllers.persist import statefile
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement.types import Assignment, Plan, PreviousPlan
+from fleet.planning import placements
 
 if TYPE_CHECKING:
     from controllers.persist.sharedplan import SharedPlan
@@ -39,10 +40,6 @@ FILE = "last-plan.json"
 VERSION = 1
 
 
-def placements(plan: Plan) -> dict[WorkloadId, tuple[Assignment, ...]]:
-    """What a plan places, as a previous plan: Placed workloads' assignments."""
-    return {wid: wp.assignments for wid, wp in plan.workloads.items()
-            if wp.status == "Placed" and wp.assignments}
 
 
 def to_doc(placed: Mapping[WorkloadId, tuple[Assignment, ...]], commit: str | None

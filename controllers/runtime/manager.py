@@ -72,6 +72,7 @@ from controllers.status.statusdoc import DriftItem, PlacementLive
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.planning import placements
 from fleet.render import workload_id_of_label
 from fleet.safety import (
     DeletionLimits,
@@ -400,8 +401,7 @@ class Manager:
         plan, spec = self.desired.plan, snap.spec
         assert plan is not None
         snapshot = capacity_snapshot(spec.clusters, self.views(), self.settings.failover_grace)
-        previous: PreviousPlan = {wid: wp.assignments for wid, wp in plan.workloads.items()
-                                  if wp.status == "Placed"}
+        previous: PreviousPlan = placements(plan)
         candidate: Plan = await anyio.to_thread.run_sync(
             lambda: place(spec, snapshot, previous, commit=snap.commit),
             abandon_on_cancel=True)
@@ -734,9 +734,7 @@ class Manager:
             previous = _prefer_last_plan(previous, self.desired.plan)
         else:
             old = self.desired.plan
-            previous = {} if old is None else {
-                wid: wp.assignments for wid, wp in old.workloads.items()
-                if wp.status == "Placed"}
+            previous = {} if old is None else placements(old)
             back = returned_clusters(self.desired.plan_saw or {}, {
                 n: c.health for n, c in snapshot.clusters.items()})
             if old is not None and self.desired.plan_saw is not None and back:

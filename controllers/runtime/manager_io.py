@@ -46,7 +46,9 @@ from fleet.drift import diff
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.planning import placements
 from fleet.render import workload_id_of_label, workload_label
+from fleet.transitions import transition
 from workloads.errors import WorkloadsError
 
 if TYPE_CHECKING:
@@ -264,26 +266,23 @@ def record_plan_events(m: Manager, old: Plan | None, new: Plan,
                        live: PreviousPlan | None) -> None:
     """Log and record what the new plan decides differently from the old one."""
     before: PreviousPlan = live if live is not None else (
-        {} if old is None else {w: p.assignments for w, p in old.workloads.items()})
+        {} if old is None else placements(old))
     spec = m.desired.spec
+    down = {ClusterName(c) for c, a in m.adapters.items() if a.health_state == "Unreachable"}
     for wid, wp in sorted(new.workloads.items()):
         prev = before.get(wid, ())
-        was = {a.cluster for a in prev}
-        now = {a.cluster for a in wp.assignments}
         old_status = old.workloads[wid].status if old and wid in old.workloads else None
         if wp.status == "Pending" and old_status != "Pending":
             reason = wp.reasons[0].message if wp.reasons else ""
             log.warning("workload_pending", workload=wid, reason=reason)
             _record(m, "Pending", wid, commit=new.commit, reason=reason[:300])
-        if wp.status != "Placed" or was == now:
+        t = transition(prev, wp, down=down)  # one classifier with plan diff and what-if
+        event, left = t.arrival_event, t.left
+        if event is None:
             continue
         for a in wp.assignments:
-            if a.cluster in was:
+            if a.cluster not in t.arrived:
                 continue
-            left = sorted(was - now)
-            down = [c for c in left if m.adapters.get(c) is not None
-                    and m.adapters[c].health_state == "Unreachable"]
-            event = "FailedOver" if down else ("Moved" if left else "Placed")
             c = spec.clusters.get(a.cluster) if spec else None
             log.info("workload_placed", workload=wid, cluster=a.cluster,
                      flavour=a.flavour, gpus=a.gpus, decision=event,

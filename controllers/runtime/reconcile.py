@@ -1,7 +1,11 @@
 """One cluster's reconcile: make what runs there what the plan says, and say what it did.
 
 Level-triggered and idempotent: the key is a cluster name, and the reconcile reads the
-current plan, not an event. In order:
+current plan, not an event. Snapshot -> plan -> execute -> record: `_plan` gathers what
+runs here and elsewhere and each `fleet.safety` decision about it, `fleet.sync.plan_cluster`
+combines them into one `ClusterSync` (stale copies, holds, what to apply), the adapter
+executes it (its objects through `fleet.sync.plan_sync`), `_record` writes status and
+events from the `ApplyResult` alone. In order:
 
 1. nothing while the cluster is not synced (its informers have not listed yet: we would
    not know what runs there), Unreachable, or while we are not the leader; and nothing
@@ -37,7 +41,7 @@ from typing import Any, Protocol
 import structlog
 
 from clusters.adapter import ClusterAdapter
-from clusters.apply import Fenced, content_hash
+from clusters.apply import ApplyResult, Fenced, content_hash
 from clusters.errors import ClusterError, RecreateNeeded
 from clusters.health import workload_health
 from controllers.runtime.desired import DesiredState
@@ -54,6 +58,7 @@ from fleet.render import (
     workload_of,
 )
 from fleet.safety import REACHABLE, drainable, hold_reconcile, suspension_shields
+from fleet.sync import SUSPENDED, ClusterSync, plan_cluster
 
 log = structlog.get_logger()
 
@@ -107,19 +112,13 @@ class ClusterReconciler:
     """The events feed (`controllers.status.eventfeed.EventFeed`): every event, ungated."""
 
     async def __call__(self, name: str) -> float | None:
+        """Snapshot -> plan -> execute -> record, once the gates let the pass run."""
         adapter = self.adapters.get(name)
         if adapter is None or self.desired.plan is None:
             return None
-        if not self.may_act():
-            return 1.0
-        why = self.blocked()
-        if why is not None:  # fail closed: nothing acted on goes unrecorded
-            log.warning("reconcile_blocked_by_ledger", cluster=name, reason=why)
-            return 1.0
-        if not adapter.synced.is_set():
-            return 0.5
-        if adapter.health_state == "Unreachable":
-            return 1.0
+        gated = self._gate(name, adapter)
+        if gated is not None:
+            return gated
         if name in self.retiring:
             return await self._drain(name, adapter)
         cluster = ClusterName(name)
@@ -131,49 +130,27 @@ class ClusterReconciler:
         started = time.perf_counter()
         decided_by = self.desired.plan
         signature = self.desired.signature(cluster)
-        live_labels = set(adapter.live_workloads())
-        reachable = {ClusterName(n) for n, a in self.adapters.items()
-                     if a.health_state in REACHABLE}
-        hands_off = self._suspended_labels(name, live_labels)
-        # (who runs what elsewhere matters only for Invalid workloads' stale copies)
-        running = self._running_elsewhere(name) if self.desired.protected() else {}
-        stale = self.desired.stale_on(cluster, live_labels, reachable, running) - hands_off
+        sync = self._plan(name, adapter)
         deleted = 0
-        if stale:
+        if sync.stale:
             # Before anything else runs here: a failed-over gang must not run twice.
-            deleted = await self._delete(name, adapter, stale, "stale copy after failover")
+            deleted = await self._delete(name, adapter, set(sync.stale),
+                                         "stale copy after failover")
             self.totals.stale_deleted += deleted
             if self.desired.plan is not decided_by:
                 # A new plan came while we deleted: one pass applies one plan, never the
                 # deletions of one and the objects of the next (which may put back here
                 # what was just deleted, while its new copy runs elsewhere). Again, now.
                 return 0.0
-        objects, labels = self.desired.objects_for(cluster)
-        hands_off |= self._suspended_labels(name, set(labels))
-        if hands_off:  # what runs of them stays as it is (never pruned: `protect`)
-            objects = [o for o in objects if workload_of(o) not in hands_off]
-            kept_live = {lb: labels[lb] for lb in hands_off if lb in labels}
-            labels = {k: v for k, v in labels.items() if k not in hands_off}
-        else:
-            kept_live = {}
-        held = self._still_on_a_retiring_cluster(set(labels), live_labels)
-        if held:  # they start here once their old copies are deleted (`_drain`)
-            objects = [o for o in objects if workload_of(o) not in held]
-            labels = {k: v for k, v in labels.items() if k not in held}
-        plan = self.desired.plan
-        anything_placed = any(wp.status == "Placed" for wp in plan.workloads.values())
-        label_of = {k: workload_of(o) for k, o in adapter.applier.live.items()}
-        kept = self.desired.kept_on(cluster, live_labels, reachable)
         # The intent goes to the journal before anything is written: a process killed
         # during the apply leaves it for the next one to record (`reconcile_ledger`).
         begin = getattr(self.events, "begin", None)
-        intent = begin(name, self.desired.head, tuple(sorted(labels))) \
+        intent = begin(name, self.desired.head, tuple(sorted(sync.apply))) \
             if begin is not None and self.may_act() else None
         applying = time.perf_counter()
         try:
-            result = await adapter.apply(objects, prune=True, allow_empty=anything_placed,
-                                         protect=self.desired.protected_on(cluster) | set(kept)
-                                         | hands_off)
+            result = await adapter.apply(sync.objects, prune=True,
+                                         allow_empty=sync.allow_empty, protect=set(sync.hold))
         except Fenced:
             raise  # not the leader any more: nothing to report as this cluster's failure
         except ClusterError as e:  # the whole pass failed (retries spent): counts as one
@@ -181,50 +158,7 @@ class ClusterReconciler:
             self.on_failed(name, f"{type(e).__name__}: {e}"[:100])
             raise
         self.on_timed(name, "apply", time.perf_counter() - applying)
-        if result.prune_refused:
-            if self.feed is not None and self.prune_refused.get(name) != result.prune_refused:
-                self.feed.note("DeletionsHeld", cluster=name, reason=result.prune_refused)
-            self.prune_refused[name] = result.prune_refused
-        else:
-            self.prune_refused.pop(name, None)
-        failed_labels: dict[str, str] = {}
-        recreate_labels: set[str] = set()
-        for key, err in result.failed:
-            obj = adapter.applier.desired.get(key) or {}
-            failed = workload_of(obj) or label_of.get(key) or ""
-            failed_labels.setdefault(failed, str(err)[:300])
-            if isinstance(err, RecreateNeeded):
-                recreate_labels.add(failed)
-        changed_labels = {workload_of(adapter.applier.desired.get(k) or {}) or ""
-                          for k in (*result.applied, *result.recreated)}
-        placed = self.desired.placed_on(cluster)
-        desired_of: dict[str, list[dict[str, Any]]] = {}
-        for obj in objects:
-            desired_of.setdefault(workload_of(obj) or "", []).append(obj)
-        by_label: dict[str, list[dict[str, Any]]] = {}
-        for obj in adapter.applier.live.values():  # one pass, not one per workload
-            lbl = workload_of(obj)
-            if lbl is not None and lbl in labels:
-                by_label.setdefault(lbl, []).append(obj)
-        for label, wid in labels.items():
-            objs = by_label.get(label, [])
-            commit = _annotation(objs, SOURCE_COMMIT)
-            self.live[(cluster, wid)] = PlacementLive(
-                "Failed" if label in failed_labels else "Synced",
-                workload_health(objs), commit, failed_labels.get(label),
-                recreate=label in recreate_labels)
-            if label in changed_labels:
-                a = placed.get(wid)
-                self._event("Applied", label, cluster=name,
-                            flavour=a.flavour if a else None, gpus=a.gpus if a else 0,
-                            manifest_digest=manifest_digest(desired_of.get(label, [])))
-        here = set(labels.values()) | set(kept_live.values())
-        for (ckey, wid) in [k for k in self.live if k[0] == cluster]:
-            if wid not in here:
-                del self.live[(ckey, wid)]
-        pruned_labels = sorted({label_of.get(k) or "" for k in result.pruned} - {""})
-        for label in pruned_labels:
-            self._event("Pruned", label, cluster=name, reason="removed from the plan")
+        pruned_labels = self._record(name, adapter, sync, result)
         done = getattr(self.events, "done", None)
         if done is not None:
             done(intent)  # recorded: nothing left for a restart to reconcile
@@ -234,12 +168,14 @@ class ClusterReconciler:
         self.totals.pruned += len(result.pruned)
         self.on_timed(name, "failed" if result.failed else "reconcile", elapsed)
         log.info("cluster_reconciled", cluster=name, commit=self.desired.head,
-                 workloads=len(labels), objects=len(objects), applied=len(result.applied),
-                 recreated=len(result.recreated), unchanged=len(result.unchanged),
-                 pruned=len(result.pruned), stale_deleted=deleted, failed=len(result.failed),
+                 workloads=len(sync.apply), objects=len(sync.objects),
+                 applied=len(result.applied), recreated=len(result.recreated),
+                 unchanged=len(result.unchanged), pruned=len(result.pruned),
+                 stale_deleted=deleted, failed=len(result.failed),
                  prune_refused=result.prune_refused, api_calls=result.api_calls,
-                 pruned_workloads=pruned_labels, kept_unplanned=sorted(kept),
-                 suspended=sorted(hands_off),
+                 pruned_workloads=pruned_labels,
+                 kept_unplanned=sorted(sync.kept),
+                 suspended=sorted(lb for lb, why in sync.hold.items() if why == SUSPENDED),
                  seconds=round(elapsed, 3))
         if result.failed:
             first_key, first_err = result.failed[0]
@@ -247,12 +183,94 @@ class ClusterReconciler:
                     f"failed; first: {first_key[1]} {first_key[2]}/{first_key[3]}: {first_err}")
             self.on_failed(name, what)
             raise ReconcileError(f"{what} (on {name})")
-        if held:
-            log.info("waiting_for_drain", cluster=name, workloads=sorted(held))
+        if sync.waiting:
+            log.info("waiting_for_drain", cluster=name, workloads=sorted(sync.waiting))
             return 0.5  # not done: the held workloads are still to start here
         self.applied_signature[name] = signature
         self.on_done(name)
         return self.resync_interval
+
+    def _gate(self, name: str, adapter: ClusterAdapter) -> float | None:
+        """When to look again if this pass may not act now (not the leader, the ledger
+        cannot record, the cluster not listed yet or away), else None."""
+        if not self.may_act():
+            return 1.0
+        why = self.blocked()
+        if why is not None:  # fail closed: nothing acted on goes unrecorded
+            log.warning("reconcile_blocked_by_ledger", cluster=name, reason=why)
+            return 1.0
+        if not adapter.synced.is_set():
+            return 0.5
+        if adapter.health_state == "Unreachable":
+            return 1.0
+        return None
+
+    def _plan(self, name: str, adapter: ClusterAdapter) -> ClusterSync:
+        """Snapshot what runs here and elsewhere, gather each `fleet.safety` decision
+        about it, and combine them (`fleet.sync.plan_cluster`)."""
+        cluster = ClusterName(name)
+        live_labels = set(adapter.live_workloads())
+        reachable = {ClusterName(n) for n, a in self.adapters.items()
+                     if a.health_state in REACHABLE}
+        # (who runs what elsewhere matters only for Invalid workloads' stale copies)
+        running = self._running_elsewhere(name) if self.desired.protected() else {}
+        stale = self.desired.stale_on(cluster, live_labels, reachable, running)
+        objects, labels = self.desired.objects_for(cluster)
+        plan = self.desired.plan
+        assert plan is not None
+        return plan_cluster(
+            objects, {lb: str(wid) for lb, wid in labels.items()}, stale=stale,
+            suspended=self._suspended_labels(name, live_labels | set(labels)),
+            protected=self.desired.protected_on(cluster),
+            kept=self.desired.kept_on(cluster, live_labels, reachable),
+            live_here=live_labels, draining=self._draining(),
+            anything_placed=any(wp.status == "Placed" for wp in plan.workloads.values()))
+
+    def _record(self, name: str, adapter: ClusterAdapter, sync: ClusterSync,
+                result: ApplyResult) -> list[str]:
+        """Status per workload (Synced / Failed), Applied and Pruned events, the refused
+        prune; the labels of the workloads pruned."""
+        cluster = ClusterName(name)
+        if result.prune_refused:
+            if self.feed is not None and self.prune_refused.get(name) != result.prune_refused:
+                self.feed.note("DeletionsHeld", cluster=name, reason=result.prune_refused)
+            self.prune_refused[name] = result.prune_refused
+        else:
+            self.prune_refused.pop(name, None)
+        failed_labels: dict[str, str] = {}
+        recreate_labels: set[str] = set()
+        for key, err in result.failed:
+            failed = result.workloads.get(key) or ""
+            failed_labels.setdefault(failed, str(err)[:300])
+            if isinstance(err, RecreateNeeded):
+                recreate_labels.add(failed)
+        changed_labels = {result.workloads.get(k) or ""
+                          for k in (*result.applied, *result.recreated)}
+        placed = self.desired.placed_on(cluster)
+        desired_of: dict[str, list[dict[str, Any]]] = {}
+        for obj in sync.objects:
+            desired_of.setdefault(workload_of(obj) or "", []).append(obj)
+        by_label = adapter.objects_by_workload()  # one pass, not one per workload
+        for label, wid in sync.apply.items():
+            objs = by_label.get(label, [])
+            commit = _annotation(objs, SOURCE_COMMIT)
+            self.live[(cluster, WorkloadId(wid))] = PlacementLive(
+                "Failed" if label in failed_labels else "Synced",
+                workload_health(objs), commit, failed_labels.get(label),
+                recreate=label in recreate_labels)
+            if label in changed_labels:
+                a = placed.get(WorkloadId(wid))
+                self._event("Applied", label, cluster=name,
+                            flavour=a.flavour if a else None, gpus=a.gpus if a else 0,
+                            manifest_digest=manifest_digest(desired_of.get(label, [])))
+        here = {*sync.apply.values(), *sync.suspended.values()}
+        for (ckey, wid) in [k for k in self.live if k[0] == cluster]:
+            if wid not in here:
+                del self.live[(ckey, wid)]
+        pruned_labels = sorted({result.workloads.get(k) or "" for k in result.pruned} - {""})
+        for label in pruned_labels:
+            self._event("Pruned", label, cluster=name, reason="removed from the plan")
+        return pruned_labels
 
     def _suspended_labels(self, cluster: str, labels: Set[str]) -> set[str]:
         """Of these workload labels, those left as they are here: suspended (the
@@ -277,16 +295,16 @@ class ClusterReconciler:
                             workload=str(wid))
         return out
 
-    def _still_on_a_retiring_cluster(self, labels: set[str], here: set[str]) -> set[str]:
-        """Workloads to start here that still run on a removed cluster being drained
-        (and answering): held back until they are deleted there, so that a moved gang
-        never runs twice. A removed cluster that is Unreachable holds nothing back (it
-        cannot be drained now; a failover does not wait either)."""
+    def _draining(self) -> set[str]:
+        """Workload labels still running on a removed cluster being drained (and
+        answering): those do not start here until they are deleted there, so that a
+        moved gang never runs twice. A removed cluster that is Unreachable holds nothing
+        back (it cannot be drained now; a failover does not wait either)."""
         out: set[str] = set()
         for r in self.retiring:
             a = self.adapters.get(r)
             if a is not None and a.health_state != "Unreachable":
-                out |= (labels - here) & set(a.live_workloads())
+                out |= set(a.live_workloads())
         return out
 
     def _running_elsewhere(self, name: str) -> dict[str, set[ClusterName]]:

@@ -14,7 +14,8 @@ capacity) is the one it recorded. So:
   every pass);
 - otherwise: a plain full plan.
 
-"Same snapshot" is what placement reads of it (`placement_key`): GPUs held by the
+"Same snapshot" is what placement reads of it (`fleet.planning.placement_key`, the
+one definition of "same capacity"): GPUs held by the
 fleet's own pods are informational, so the fleet's own pods starting do not count as
 a capacity change; nodes, other tenants' pods, health and unreachable time do.
 
@@ -25,12 +26,13 @@ Not thread-safe: the Manager calls it from one worker thread at a time.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from fleet.capacity import CapacitySnapshot
 from fleet.placement import IncrementalPlanner, place
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.planning import placement_key
 from fleet.spec import FleetSpec
+
+__all__ = ["Replanner", "placement_key"]
 
 
 class Replanner:
@@ -64,12 +66,3 @@ class Replanner:
         self._replans = 0
         self.counts["baseline"] += 1
         return self._inc.plan
-
-
-def placement_key(capacity: CapacitySnapshot) -> CapacitySnapshot:
-    """The snapshot as placement reads it: without `used_by_fleet` (the fleet's own
-    pods' GPUs, informational: the plan allocates those itself), so the fleet's own pods
-    starting and ending do not make a re-plan start over. Every other field counts."""
-    return CapacitySnapshot({
-        name: replace(c, nodes=tuple(replace(n, used_by_fleet=0) for n in c.nodes))
-        for name, c in capacity.clusters.items()})

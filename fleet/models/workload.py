@@ -24,6 +24,14 @@ from fleet.models.base import (
     unique,
 )
 from fleet.models.cluster import Taint, TaintEffect
+from fleet.models.podspec import (
+    EnvFromSource,
+    EnvValueFrom,
+    PodOptions,
+    Probe,
+    Volume,
+    check_volumes,
+)
 from fleet.safety import wildcard_tolerates
 
 WorkloadType = Literal["training", "inference", "batch"]
@@ -203,6 +211,12 @@ class InferenceSpec(Model):
 
     port: Annotated[int, Field(ge=1, le=65535)] = Field(
         8000, description="The container port the Service targets.")
+    readiness_probe: Probe | None = Field(
+        None, description="When a pod takes traffic (the Service sends none before): "
+                          "`httpGet`/`tcpSocket` default to the inference port.")
+    liveness_probe: Probe | None = Field(
+        None, description="When the kubelet restarts a hung server; give model loading "
+                          "time with `initialDelaySeconds`.")
 
 
 class WorkloadSpec(Model):
@@ -219,10 +233,30 @@ class WorkloadSpec(Model):
         examples=[["torchrun", "train.py"]])
     args: tuple[str, ...] | None = Field(
         None, description="Arguments to the command (an extension).")
-    env: dict[EnvName, str] = Field(
-        default_factory=dict, description="Environment variables; values are strings "
-                                          "(quote numbers). Never secrets.",
-        examples=[{"EPOCHS": "3"}])
+    env: dict[EnvName, str | EnvValueFrom] = Field(
+        default_factory=dict, description=(
+            "Environment variables: a string (quote numbers), or a reference "
+            "`{secretKeyRef: {name, key}}` / `{configMapKeyRef: {name, key}}` whose value "
+            "stays in the cluster. `fleet validate` refuses a literal value that looks "
+            "like a credential (a name such as *TOKEN*, *PASSWORD*, *SECRET*, *KEY*, or a "
+            "value shaped like a known token): use a secretKeyRef. Training pods also get "
+            "MASTER_ADDR, MASTER_PORT, WORLD_SIZE and NODE_RANK (reserved)."),
+        examples=[{"EPOCHS": "3", "HF_TOKEN": {"secretKeyRef": {"name": "hf", "key": "token"}}}])
+    env_from: tuple[EnvFromSource, ...] = Field(
+        (), description="Every key of a Secret (`secretRef`) or ConfigMap "
+                        "(`configMapRef`) as environment variables.")
+    volumes: tuple[Volume, ...] = Field(
+        (), description="Volumes mounted into the container: a PersistentVolumeClaim "
+                        "(datasets, weights, checkpoints), ConfigMap, Secret or emptyDir.")
+    shm: Quantity | None = Field(
+        None, description="Shared memory for NCCL and data loaders: a memory-backed "
+                          "emptyDir of this size at /dev/shm (the default 64Mi is too "
+                          "small for PyTorch).", examples=["16Gi"])
+    pod: PodOptions = Field(
+        default_factory=PodOptions,
+        description="Pod-level settings: serviceAccountName, imagePullSecrets, "
+                    "priorityClassName, node tolerations and affinity, and a pod template "
+                    "overlay.")
     replicas: Annotated[int, Field(ge=1, le=10_000)] = Field(
         1, description="Pods; each gets `resources` on one node.")
     resources: Resources = Field(description="GPUs (required), CPU and memory per replica.")
@@ -242,6 +276,7 @@ class WorkloadSpec(Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkloadSpec:
+        check_volumes(self.volumes, self.shm)
         if self.inference is not None and self.type != "inference":
             raise ValueError(f"`inference` is only for type inference, not {self.type}")
         if self.placement.spread is not None and self.gang:

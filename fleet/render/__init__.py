@@ -24,6 +24,7 @@ from fleet.render.forward import (
     Manifest,
     RenderFn,
     cluster_objects,
+    for_existing,
     intent_hash,
     namespace,
     placed_on,
@@ -56,7 +57,8 @@ __all__ = [
     "BACKOFF_LIMIT", "CONTENT_HASH", "FLAVOUR", "GPU_RESOURCE", "INTENT_HASH", "KIND_ORDER",
     "LEASE_GENERATION", "MANAGED_BY", "MANAGED_BY_VALUE", "OWNED_SELECTOR", "PRODUCT_LABEL",
     "RECREATE", "SOURCE_COMMIT", "WORKLOAD_KINDS", "WORKLOAD_LABEL", "Manifest",
-    "ReadBack", "RenderFn", "cluster_objects", "intent_hash", "namespace", "placed_on",
+    "ReadBack", "RenderFn", "cluster_objects", "for_existing", "intent_hash", "namespace",
+    "placed_on",
     "pod_gpus", "pod_spec_gpus", "read_back", "render", "render_cluster", "sort_key",
     "to_yaml", "workload_id_of_label", "workload_label", "workload_of",
 ]

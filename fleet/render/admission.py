@@ -20,11 +20,20 @@ no CPU/memory limits (so requests never exceed them). What is left is checked he
   hostname is checked by `ValidatePodSpec`): the Job would be taken and never run a
   pod, so a name too long for its last index is refused;
 - the inventory label `<team>.<name>` is at most 63 characters
-  (`fleet.safety.workload_label_problem`, applied by the loader).
+  (`fleet.safety.workload_label_problem`, applied by the loader);
+- a training workload's headless Service is named after it too (DNS-1035), and its
+  pods get the rendezvous env, so `env` may not set MASTER_ADDR, MASTER_PORT,
+  WORLD_SIZE or NODE_RANK itself;
+- the pod template overlay (`fleet.render.overlay.overlay_problems`): fields of the
+  1.35 PodSpec, merge keys, and nothing aifleet owns.
+
+Not the server's rule but refused here as well, at the variable: a literal `env` value
+that looks like a credential (`fleet.credentials`).
 
 A running Job refuses in place (`pkg/apis/batch/validation/validation.go`,
-`ValidateJobSpecUpdate`): any change of its pod template, its selector or its completion
-mode; its `completions` unless it is Indexed and completions changes together with
+`ValidateJobSpecUpdate`): any change of its pod template, its selector, its completion
+mode, `backoffLimitPerIndex` or `podFailurePolicy`; its `completions` unless it is Indexed
+and completions changes together with
 parallelism to the same value (`validateCompletions`, ElasticIndexedJob, GA in 1.31).
 `recreate_needed` says which, so `fleet plan` and status can say a re-create is needed.
 """
@@ -36,7 +45,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fleet.credentials import credential_problems
 from fleet.models import UNREACHABLE_TOLERATION_KEY, Workload
+from fleet.render.keys import RENDEZVOUS_ENV
+from fleet.render.overlay import overlay_problems
 
 _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -68,11 +80,11 @@ def workload_problems(w: Workload) -> list[Problem]:
     """Why the API server would refuse objects rendered from `w` (empty: it would not)."""
     out: list[Problem] = []
     name = w.metadata.name
-    if w.spec.type == "inference" and not is_dns1035_label(name):
+    if w.spec.type in ("inference", "training") and not is_dns1035_label(name):
         out.append(Problem(("metadata", "name"), (
-            f"{name}: an inference workload's Service is named after it, and a Service "
-            "name must start with a letter (a DNS-1035 label: lower-case letters, digits "
-            "and '-', starting with a letter); rename the workload")))
+            f"{name}: an {w.spec.type} workload's Service is named after it, and a "
+            "Service name must start with a letter (a DNS-1035 label: lower-case letters, "
+            "digits and '-', starting with a letter); rename the workload")))
     if w.spec.type == "training":
         hostname = f"{name}-{w.spec.replicas - 1}"
         if len(hostname) > MAX_NAME:
@@ -80,6 +92,16 @@ def workload_problems(w: Workload) -> list[Problem]:
                 f"{name}: a training Job is Indexed, and its last pod's hostname "
                 f"{hostname} ({len(hostname)} characters) would be over {MAX_NAME}, so "
                 "the API server would refuse its pods; shorten metadata.name")))
+    if w.spec.type == "training":
+        for var in sorted(set(w.spec.env) & set(RENDEZVOUS_ENV)):
+            out.append(Problem(("spec", "env", var), (
+                f"{var}: aifleet sets it on training pods (multi-node rendezvous: "
+                f"{', '.join(RENDEZVOUS_ENV)}); remove it from env")))
+    for var, message in credential_problems(w.spec.env):
+        out.append(Problem(("spec", "env", var), message))
+    if w.spec.pod.overlay:
+        for path, message in overlay_problems(w.spec.pod.overlay):
+            out.append(Problem(("spec", "pod", "overlay", *path), message))
     for i, t in enumerate(w.spec.placement.tolerations):
         if t.key == UNREACHABLE_TOLERATION_KEY:
             continue  # the fleet's own grace: never rendered into a pod
@@ -107,8 +129,9 @@ def recreate_needed(before: Mapping[str, Any], after: Mapping[str, Any]) -> str 
     fields: list[str] = []
     if old.get("template") != new.get("template"):
         fields.append("spec.template")
-    if old.get("completionMode") != new.get("completionMode"):
-        fields.append("spec.completionMode")
+    for immutable in ("completionMode", "backoffLimitPerIndex", "podFailurePolicy"):
+        if old.get(immutable) != new.get(immutable):
+            fields.append(f"spec.{immutable}")
     if old.get("completions") != new.get("completions"):
         indexed = new.get("completionMode") == "Indexed"
         if not indexed or new.get("completions") != new.get("parallelism"):

@@ -25,6 +25,7 @@ from typing import Any
 from fleet.quantity import QuantityError, parse
 from fleet.render.keys import (
     GPU_RESOURCE,
+    GPUS_PER_REPLICA,
     INTENT_HASH,
     MANAGED_BY,
     MANAGED_BY_VALUE,
@@ -47,7 +48,8 @@ class ReadBack:
     managed: bool
     """Labelled `aifleet.dev/managed-by: aifleet`."""
     replicas: int
-    """A Job's parallelism, a Deployment's replicas; 0 for other kinds."""
+    """A Job's parallelism, a Deployment's replicas, a JobSet's pods; 0 for other
+    kinds."""
     product: str | None
     """The GPU product its pods select (`nvidia.com/gpu.product`)."""
     gpus_per_replica: int
@@ -102,11 +104,20 @@ def read_back(obj: Obj) -> ReadBack:
     spec = obj.get("spec") or {}
     replicas = 0
     pod: Obj = {}
-    if kind in WORKLOAD_KINDS:
+    if kind == "JobSet":  # one replicated job of one Job (`fleet.render.forward`)
+        jobs = spec.get("replicatedJobs") or [{}]
+        spec = (jobs[0].get("template") or {}).get("spec") or {}
+        replicas = _int(jobs[0].get("replicas", 1)) * _int(spec.get("parallelism"))
+        pod = (spec.get("template") or {}).get("spec") or {}
+    elif kind in WORKLOAD_KINDS:
         replicas = _int(spec.get("parallelism" if kind == "Job" else "replicas"))
         pod = (spec.get("template") or {}).get("spec") or {}
     elif kind == "Pod":
         pod = spec
+    gpus = pod_spec_gpus(pod) if pod else 0
+    if not gpus and pod.get("resourceClaims"):
+        # DRA: the count is in the claim template; the object says it (GPUS_PER_REPLICA)
+        gpus = _int(annotations.get(GPUS_PER_REPLICA))
     workload = labels.get(WORKLOAD_LABEL)
     commit = annotations.get(SOURCE_COMMIT)
     intent = annotations.get(INTENT_HASH)
@@ -114,7 +125,7 @@ def read_back(obj: Obj) -> ReadBack:
         kind=kind, workload=str(workload) if workload else None,
         managed=labels.get(MANAGED_BY) == MANAGED_BY_VALUE, replicas=replicas,
         product=(pod.get("nodeSelector") or {}).get(PRODUCT_LABEL),
-        gpus_per_replica=pod_spec_gpus(pod) if pod else 0,
+        gpus_per_replica=gpus,
         commit=str(commit) if commit else None, intent_hash=str(intent) if intent else None)
 
 

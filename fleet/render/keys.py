@@ -40,9 +40,40 @@ GPU_RESOURCE = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 """Node label (set by GPU feature discovery) the pods select their GPU product by."""
 
-KIND_ORDER = {"Namespace": 0, "Service": 1, "Deployment": 2, "Job": 3}
-"""Apply order: Namespaces first; within a workload, its Service before its pods."""
-WORKLOAD_KINDS = ("Job", "Deployment")
+GPUS_PER_REPLICA = "aifleet.dev/gpus-per-replica"
+"""Annotation on a workload object whose pods claim GPUs through DRA: GPUs per pod (the
+count lives in its ResourceClaimTemplate, which `read_back` does not see)."""
+
+QUEUE_NAME = "kueue.x-k8s.io/queue-name"
+"""Label Kueue admits a Job/JobSet by: its LocalQueue. aifleet writes the team's name
+(the team namespace's LocalQueue is named after the team)."""
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+"""Annotation the Job controller sets on an Indexed Job's pods (pkg/controller/job,
+`addCompletionIndexEnvVariable` / `addCompletionIndexAnnotation`): NODE_RANK reads it."""
+RENDEZVOUS_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK")
+"""The env a multi-node (torchrun) training pod finds its peers by: set by aifleet."""
+MASTER_PORT = 29500
+"""torch.distributed's default rendezvous port."""
+
+CREATE_ONLY: dict[str, tuple[tuple[str, ...], ...]] = {
+    "Job": (("spec", "suspend"),), "JobSet": (("spec", "suspend"),)}
+"""Fields aifleet writes when it creates an object and never again: on a Kueue cluster a
+Job/JobSet is created `suspend: true` and Kueue unsuspends it on admission (as a
+MultiKueue worker sees it); re-applying `true`, or calling Kueue's `false` drift, would
+stop an admitted job. `fleet.render.forward.for_existing` drops them."""
+
+DRA_DEVICE_CLASS = "gpu.nvidia.com"
+"""The NVIDIA DRA driver's DeviceClass for whole GPUs (and its attribute domain)."""
+DRA_MIG_CLASS = "mig.nvidia.com"
+"""The NVIDIA DRA driver's DeviceClass for MIG slices."""
+DRA_REQUEST = "gpu"
+"""The name of the GPU request in a ResourceClaimTemplate and of the pod's claim."""
+
+KIND_ORDER = {"Namespace": 0, "ResourceClaimTemplate": 1, "Service": 2, "Deployment": 3,
+              "Job": 4, "JobSet": 5}
+"""Apply order: Namespaces first; within a workload, what its pods refer to (claim
+templates, the Service) before what makes pods."""
+WORKLOAD_KINDS = ("Job", "Deployment", "JobSet")
 """The kinds that run a workload's pods (what replicas, GPUs and product are read from)."""
 
 

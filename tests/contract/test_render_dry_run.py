@@ -137,10 +137,18 @@ async def test_edge_cases_are_refused_by_validate_or_accepted_by_the_server(
         assert any(line.startswith(f"{EDGE}/{path}:") and why in line
                    for line in v.stdout.splitlines()), (path, v.stdout)
     await accepted_everywhere(EDGE, tmp_path, "--worktree")
-    r = fleet("render", EDGE, "--worktree", "--cluster", "edge-1")
-    placed = {o["metadata"]["name"] for o in by_cluster(r.stdout)["edge-1"]
+    r = fleet("render", EDGE, "--worktree")
+    rendered = by_cluster(r.stdout)
+    placed = {o["metadata"]["name"] for objects in rendered.values() for o in objects
               if o["kind"] in ("Job", "Deployment")}
     assert placed == {Path(p).stem for p in ACCEPTED}
+    # the DRA + Kueue cluster got its shapes: claim templates, queued suspended Jobs
+    dra = {(o["kind"], o["metadata"]["name"]) for o in rendered["edge-dra"]}
+    assert {("ResourceClaimTemplate", "finetune-full-gpu"), ("Service", "finetune-full"),
+            ("Job", "finetune-full"), ("ResourceClaimTemplate", "serve-probes-gpu"),
+            ("Deployment", "serve-probes")} <= dra
+    job = next(o for o in rendered["edge-dra"] if o["kind"] == "Job")
+    assert job["spec"]["suspend"] is True
 
 
 def _objects(text: str, flavour: str, gpus: int) -> list[dict[str, Any]]:

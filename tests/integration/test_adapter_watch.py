@@ -10,10 +10,10 @@ from typing import Any
 
 import anyio
 
-from clusters.apply import OWNED_SELECTOR
 from clusters.client import DEPLOYMENT
 from clusters.informer import Informer
 from clusters.sim.resources import BY_KIND
+from fleet.render import OWNED_SELECTOR
 from tests.integration.test_adapter_harness import (
     FAST,
     TEAM,

@@ -1,8 +1,9 @@
 """A change the API server refuses to make to a running Job in place never deletes that
 Job unless its workload asked for it (`spec.recreate: onChange`): on a real server a
 NonIndexed Job's completions and any Job's pod template are immutable, and deleting a
-training Job throws its work away. An Indexed Job's completions change in place,
-together with parallelism. Through the real controller on simulated clusters that
+training Job throws its work away. An Indexed Job's completions could change in place
+with parallelism, but a training pod's WORLD_SIZE is its replicas, so resizing one is a
+re-create too. Through the real controller on simulated clusters that
 refuse exactly what kube-apiserver 1.35 refuses."""
 
 from __future__ import annotations
@@ -111,19 +112,25 @@ async def test_recreate_on_change_replaces_the_job_when_asked(tmp_path: Path) ->
         assert job["metadata"]["uid"] != uid and job["spec"]["completions"] == 3
 
 
-async def test_an_indexed_training_job_is_resized_in_place(tmp_path: Path) -> None:
+async def test_a_training_resize_keeps_the_running_job_and_says_its_world_size_changed(
+        tmp_path: Path) -> None:
+    # An Indexed Job's completions could change in place with parallelism, but every
+    # training pod carries WORLD_SIZE = replicas in its template: a resize is a new
+    # world, so the running Job is kept and a re-create is said to be needed.
     async with sandbox(tmp_path, _files()) as box, box.controller(
             fast_settings(box), adapter_options=FAST) as m:
         await _rolled_out(m, box)
         uid = _job(box, m, TRAIN)["metadata"]["uid"]
         doc = fleet_files()[TRAIN_FILE]
         assert isinstance(doc, str)
-        # Fewer replicas: it fits where it runs, so it is resized there, not moved.
-        commit = box.repo.commit({TRAIN_FILE: doc.replace("  replicas: 2\n",
-                                                          "  replicas: 1\n")}, "train: 1")
+        box.repo.commit({TRAIN_FILE: doc.replace("  replicas: 2\n", "  replicas: 1\n")},
+                        "train: 1")
         m.trigger_fetch()
-        await until(lambda: _row(m, TRAIN)["commit"] == commit and
-                    _row(m, TRAIN)["sync"] == "Synced", 20, what="resized")
+        await until(lambda: any("re-create is needed" in r["message"]
+                                for r in _row(m, TRAIN)["reasons"]), 20,
+                    what="the status saying a re-create is needed")
+        (need,) = _row(m, TRAIN)["recreateNeeded"]
+        assert "spec.template" in need["reason"]
         job = _job(box, m, TRAIN)
         assert job["metadata"]["uid"] == uid
-        assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (1, 1)
+        assert (job["spec"]["completions"], job["spec"]["parallelism"]) == (2, 2)

@@ -85,6 +85,10 @@ async def test_a_kueue_cluster_with_room_in_its_queue_is_chosen_and_gets_team_qu
                         what="nlp-team ClusterQueue applied")
             kueue = box.sim.clusters["a-kueue"]
             assert team_queue(kueue) == {"h100-80gb": 16}
+            # the rendered Job (queue-name, created suspended) is admitted by Kueue there
+            await until(lambda: admitted(kueue) == ["nlp-team"], 10, what="admitted")
+            [job] = kueue.objects("Job", "nlp-team")
+            assert job["spec"]["suspend"] is False
             # someone raises the team's quota out of band: aifleet puts it back
             [cq] = [q for q in kueue.objects("ClusterQueue")
                     if q["metadata"]["name"] == "nlp-team"]
@@ -95,6 +99,13 @@ async def test_a_kueue_cluster_with_room_in_its_queue_is_chosen_and_gets_team_qu
             assert team_queue(kueue) == {"h100-80gb": 64}
             await until(lambda: team_queue(kueue) == {"h100-80gb": 16}, 10,
                         what="drift corrected")
+
+
+def admitted(c: SimCluster) -> list[str]:
+    """The LocalQueues of the admitted Kueue Workloads of nlp-team."""
+    return [w["spec"]["queueName"] for w in c.objects("Workload", "nlp-team")
+            if any(x["type"] == "Admitted" and x["status"] == "True"
+                   for x in (w.get("status") or {}).get("conditions") or [])]
 
 
 def team_queue(c: SimCluster) -> dict[str, Any]:
@@ -133,9 +144,10 @@ async def test_a_workload_kueue_keeps_queued_says_so_with_kueues_message(
     """Placed by the fleet, waiting in Kueue's queue on the cluster: the Kueue Workload
     of its Job (podSets carry our workload label, as Kueue copies the pod template)
     is not admitted, and `fleet status` shows why in Kueue's words. The Workload is
-    made here, not by a rendered Job: rendering the queue-name label is the renderer's
-    (a Job without it bypasses Kueue). It goes to the queue aifleet applied for the
-    team (no TeamQuota here: the cluster's 16 GPUs) and asks for 24."""
+    made here by hand (a second Job of the team's, as Kueue would see it): it goes to
+    the queue aifleet applied for the team (no TeamQuota here: the cluster's 16 GPUs),
+    which the rendered `train` Job (queue-name label, created suspended, admitted by
+    Kueue) already holds 8 of, and asks for 24."""
     async with sandbox(tmp_path, files()) as box:
         assert box.sim is not None
         kueue = box.sim.clusters["a-kueue"]
@@ -159,4 +171,4 @@ async def test_a_workload_kueue_keeps_queued_says_so_with_kueues_message(
                 "cluster": "a-kueue", "rule": "Queued",
                 "message": "queued by Kueue in LocalQueue nlp-team: couldn't assign "
                            "flavors to pod set main: insufficient unused quota for "
-                           "nvidia.com/gpu in flavor h100-80gb, 8 more needed"}]
+                           "nvidia.com/gpu in flavor h100-80gb, 16 more needed"}]

@@ -21,7 +21,8 @@ API = "aifleet.dev/v1alpha1"
 def cluster(name: str, jurisdiction: str = "DE",
             offers: tuple[tuple[str, int, int], ...] = (("h100-80gb", 16, 8),), *,
             prices: dict[str, float] | None = None, labels: dict[str, str] | None = None,
-            taints: list[dict[str, Any]] | None = None, cordoned: bool = False) -> Cluster:
+            taints: list[dict[str, Any]] | None = None, cordoned: bool = False,
+            stack: dict[str, Any] | None = None) -> Cluster:
     return Cluster.model_validate({
         "apiVersion": API, "kind": "Cluster",
         "metadata": {"name": name, "labels": labels or {}},
@@ -30,7 +31,8 @@ def cluster(name: str, jurisdiction: str = "DE",
                            "perNode": per,
                            **({"pricePerHour": prices[f]} if prices and f in prices else {})}
                           for f, count, per in offers],
-                 "taints": taints or [], "cordoned": cordoned}})
+                 "taints": taints or [], "cordoned": cordoned,
+                 **({"stack": stack} if stack else {})}})
 
 
 def policy() -> ResidencyPolicy:

@@ -66,18 +66,22 @@ def test_what_the_server_takes_passes(kwargs: dict[str, Any]) -> None:
 
 def _job(wtype: str, replicas: int, image: str = "registry.internal/x:v1") -> Any:
     w = workload("j", wtype=wtype, replicas=replicas, count=8, image=image)
-    (job,) = render(w, Assignment(ClusterName("eu-fra-1"), Flavour("h100-80gb"),
-                                  replicas, 8), C, "c1")
+    objs = render(w, Assignment(ClusterName("eu-fra-1"), Flavour("h100-80gb"),
+                                replicas, 8), C, "c1")
+    (job,) = [o for o in objs if o["kind"] == "Job"]
     return job
 
 
 @pytest.mark.parametrize(("before", "after", "why"), [
     (_job("batch", 2), _job("batch", 3), "spec.completions"),
-    (_job("training", 2), _job("training", 3), None),  # Indexed: with parallelism
+    # Indexed completions could change with parallelism, but a training pod's
+    # WORLD_SIZE is its replicas: the template changes with them
+    (_job("training", 2), _job("training", 3), "spec.template"),
     (_job("training", 2), _job("training", 2, "registry.internal/x:v2"), "spec.template"),
     (_job("batch", 2), _job("training", 2), "spec.completionMode"),
     (_job("batch", 2), _job("batch", 2), None),
-], ids=["nonindexed-completions", "indexed-resize", "template", "mode", "same"])
+], ids=["nonindexed-completions", "training-resize-world-size", "template", "mode",
+     "same"])
 def test_recreate_needed_names_what_the_server_refuses_in_place(
         before: Any, after: Any, why: str | None) -> None:
     reason = recreate_needed(before, after)

@@ -45,7 +45,7 @@ def kinds(objs: tuple[dict[str, Any], ...]) -> list[str]:
 
 
 @pytest.mark.parametrize(("w", "a", "expected"), [
-    (TRAIN, A8, ["Job"]),
+    (TRAIN, A8, ["Service", "Job"]),
     (BATCH, A8, ["Job"]),
     (SERVE, A1, ["Service", "Deployment"]),
 ], ids=["training-job", "batch-job", "inference-deployment-service"])
@@ -65,7 +65,7 @@ def test_each_type_renders_valid_kubernetes_1_35_objects(
 
 
 def test_training_job_is_indexed_with_one_pod_per_replica_that_never_restarts() -> None:
-    (job,) = render(TRAIN, A8, C, "c1")
+    _svc, job = render(TRAIN, A8, C, "c1")
     spec = job["spec"]
     assert spec["completionMode"] == "Indexed"
     assert spec["completions"] == spec["parallelism"] == 4
@@ -76,14 +76,14 @@ def test_training_job_is_indexed_with_one_pod_per_replica_that_never_restarts() 
     assert c["resources"]["limits"] == {"nvidia.com/gpu": "8"}
     assert c["resources"]["requests"]["nvidia.com/gpu"] == "8"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB"}
-    assert c["env"] == [{"name": "EPOCHS", "value": "3"}]
+    assert c["env"][0] == {"name": "EPOCHS", "value": "3"}
     # the fleet-level unreachable grace is not a node toleration
     assert pod["tolerations"] == [{"key": "maintenance", "operator": "Exists"}]
 
 
 def test_pod_template_is_labelled_ours_but_not_stamped_with_the_commit() -> None:
-    (a,) = render(TRAIN, A8, C, "c1")
-    (b,) = render(TRAIN, A8, C, "c2")
+    _sa, a = render(TRAIN, A8, C, "c1")
+    _sb, b = render(TRAIN, A8, C, "c2")
     assert a["spec"]["template"] == b["spec"]["template"]
     labels = a["spec"]["template"]["metadata"]["labels"]
     assert labels["aifleet.dev/managed-by"] == "aifleet"
@@ -120,7 +120,7 @@ def test_render_cluster_has_one_namespace_per_team_and_is_deterministic() -> Non
 
 
 def test_the_validator_rejects_what_kubernetes_would() -> None:
-    (job,) = render(TRAIN, A8, C, "c1")
+    _svc, job = render(TRAIN, A8, C, "c1")
     job["spec"]["parallelism"] = "four"
     job["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = "Sometimes"
     job["spec"]["bogus"] = True

@@ -124,6 +124,31 @@ CASES: list[tuple[str, dict[str, str | bytes | Link], list[tuple[str, int | None
                                    "country code (e.g. DE, US, BR)")],
     ),
     (
+        "credential_in_plain_env",
+        {f"{W}/leak.yaml": workload("leak", extra_spec=(
+            "  env:\n    EPOCHS: '3'\n    HF_TOKEN: hf_" + "x" * 34 + "\n"))},
+        [(f"{W}/leak.yaml", 18, "env HF_TOKEN: the value looks like a Hugging Face token; "
+                                "a credential must not be in Git: use `{secretKeyRef: "
+                                "{name: <secret>, key: <key>}}` (the value is not shown)")],
+    ),
+    (
+        "volume_with_two_sources",
+        {f"{W}/vol.yaml": workload("vol", extra_spec=(
+            "  volumes:\n    - name: data\n      mountPath: /data\n"
+            "      persistentVolumeClaim: {claimName: d}\n      emptyDir: {}\n"))},
+        [(f"{W}/vol.yaml", 17, "spec.volumes[0]: set exactly one of persistentVolumeClaim, "
+                               "configMap, secret or emptyDir")],
+    ),
+    (
+        "overlay_sets_the_gpu_count",
+        {f"{W}/ovl.yaml": workload("ovl", extra_spec=(
+            "  pod:\n    overlay:\n      spec:\n        containers:\n"
+            "          - name: main\n            resources:\n"
+            "              limits: {nvidia.com/gpu: '16'}\n"))},
+        [(f"{W}/ovl.yaml", 22, "resources.limits.nvidia.com/gpu: aifleet owns the GPU count "
+                               "(what placement counted); set resources.gpu.count")],
+    ),
+    (
         "unknown_gpu_allocation",
         {"clusters/dra-1.yaml": cluster("dra-1") + "  stack: {kueue: true, gpuAllocation: mig}\n"},
         [("clusters/dra-1.yaml", 11, "spec.stack.gpuAllocation: Input should be "

@@ -1,0 +1,68 @@
+"""`fleet.planning`: the choices every planner of the fleet makes the same way."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fleet.capacity import CapacitySnapshot, declared_capacity
+from fleet.ids import WorkloadId
+from fleet.placement import Planner, place
+from fleet.planning import capacity_for, placement_key, placements, plan_change, same_capacity
+from tests.unit.fleet_placement.builders import cluster, declared, fleet, workload
+from tests.unit.fleet_placement.strategies import Fleet, fleets
+from tests.unit.fleet_placement.test_placement_properties import workloads_edited
+
+
+def _ours_started(capacity: CapacitySnapshot) -> CapacitySnapshot:
+    return CapacitySnapshot({n: replace(c, nodes=tuple(replace(x, used_by_fleet=x.gpus)
+                                                        for x in c.nodes))
+                             for n, c in capacity.clusters.items()})
+
+
+def test_the_capacity_is_live_over_file_over_declared() -> None:
+    spec = fleet(cluster("de-1", "DE"), workload("a"))
+    decl = declared_capacity(spec.clusters)
+    other = CapacitySnapshot({})
+    assert capacity_for(spec) == (decl, "declared")
+    assert capacity_for(spec, file=other) == (other, "file")
+    assert capacity_for(spec, file=decl, live=other, live_source="server") == (other, "server")
+
+
+def test_the_previous_plan_is_what_a_plan_places() -> None:
+    spec = fleet(cluster("de-1", "DE"), workload("a"),
+                 workload("huge", count=8, replicas=64))
+    plan = place(spec, declared(spec), {}, commit="1")
+    assert {w: p.status for w, p in plan.workloads.items()} == {
+        "nlp-team/a": "Placed", "nlp-team/huge": "Pending"}
+    a = WorkloadId("nlp-team/a")
+    assert placements(plan) == {a: plan.workloads[a].assignments}
+
+
+def test_the_fleets_own_pods_do_not_change_the_capacity_placement_reads() -> None:
+    spec = fleet(cluster("de-1", "DE"), workload("a"))
+    cap = declared(spec)
+    assert same_capacity(cap, _ours_started(cap))
+    assert placement_key(cap) == placement_key(_ours_started(cap))
+    fewer = CapacitySnapshot({n: replace(c, nodes=c.nodes[1:])
+                              for n, c in cap.clusters.items()})
+    assert not same_capacity(cap, fewer)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(fleets(max_workloads=8), st.data(), st.booleans())
+def test_the_plan_of_a_change_is_the_full_plan_from_the_earlier_one(
+        f: Fleet, data: st.DataObject, ours: bool) -> None:
+    # Whether the earlier planner is reused (only workloads changed, same capacity) or
+    # not, the plan that follows equals a full plan with the earlier placements.
+    spec = f.spec()
+    planner = Planner(spec, f.capacity)
+    before = planner.plan({}, commit="base")
+    edited = workloads_edited(f, data).spec()
+    cap = _ours_started(f.capacity) if ours else f.capacity
+    got = plan_change(before, edited, cap, commit="head", planner=planner,
+                      planner_capacity=f.capacity)
+    assert got == place(edited, cap, placements(before), commit="head")

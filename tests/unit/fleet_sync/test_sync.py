@@ -1,0 +1,266 @@
+"""`fleet.sync.plan_sync`: the decisions of one pass, held as table and property tests.
+
+The applier only executes a SyncPlan (tests/integration/test_adapter_*.py drive that
+against the simulated clusters); here each invariant of the decision is held alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hypothesis.strategies as st
+from hypothesis import given, settings
+
+from fleet.render import MANAGED_BY, RECREATE, WORKLOAD_LABEL
+from fleet.sync import (
+    HASH_ANNOTATION,
+    INVALID,
+    SUSPENDED,
+    ObjKey,
+    SyncPlan,
+    obj_key,
+    plan_cluster,
+    plan_sync,
+    stamp,
+)
+
+KINDS = {"Service": "v1", "Deployment": "apps/v1", "Job": "batch/v1"}
+LABELS = ("a.train", "a.serve", "b.train", "b.batch")
+
+
+def obj(kind: str, label: str | None, *, owned: bool = True, spec: int = 1,
+        recreate: str | None = None) -> dict[str, Any]:
+    labels = {MANAGED_BY: "aifleet"} if owned else {}
+    if label is not None:
+        labels[WORKLOAD_LABEL] = label
+    team = (label or "z.x").split(".")[0]
+    meta: dict[str, Any] = {"name": (label or "loose").replace(".", "-"), "labels": labels}
+    if kind == "Namespace":
+        return {"apiVersion": "v1", "kind": kind,
+                "metadata": {"name": team, "labels": {MANAGED_BY: "aifleet"}}}
+    meta["namespace"] = team
+    if recreate is not None:
+        meta["annotations"] = {RECREATE: recreate}
+    return {"apiVersion": KINDS[kind], "kind": kind, "metadata": meta, "spec": {"n": spec}}
+
+
+def live_of(objs: list[dict[str, Any]]) -> dict[ObjKey, dict[str, Any]]:
+    """As the server returns applied objects: stamped, with server-set fields added."""
+    out = {}
+    for o in objs:
+        s = stamp(o)
+        s["metadata"] = {**s["metadata"], "uid": "u", "resourceVersion": "7"}
+        out[obj_key(s)] = s
+    return out
+
+
+def unique(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One object per key (two workloads of a team share their Namespace)."""
+    return list({obj_key(o): o for o in objs}.values())
+
+
+def prunable(plan: SyncPlan) -> set[ObjKey]:
+    return {k for k, _wl in plan.prune}
+
+
+# ------------------------------------------------------------------------ tables
+
+
+def test_unchanged_objects_cost_nothing_and_changed_ones_are_applied() -> None:
+    a, b = obj("Job", "a.train"), obj("Deployment", "b.batch")
+    live = live_of([a, b])
+    plan = plan_sync([a, obj("Deployment", "b.batch", spec=2)], live)
+    assert plan.unchanged == (obj_key(a),)
+    assert [obj_key(o) for o in plan.apply] == [obj_key(b)]
+    assert plan.apply[0]["metadata"]["annotations"][HASH_ANNOTATION]
+    assert plan.prune == () and plan.refused is None
+
+
+def test_an_object_being_deleted_is_applied_again() -> None:
+    a = obj("Job", "a.train")
+    live = live_of([a])
+    live[obj_key(a)]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert [obj_key(o) for o in plan_sync([a], live).apply] == [obj_key(a)]
+
+
+def test_namespaces_first_then_by_kind_then_workload() -> None:
+    objs = [obj("Job", "b.train"), obj("Service", "a.serve"), obj("Namespace", "a.serve"),
+            obj("Deployment", "a.serve")]
+    plan = plan_sync(objs, {})
+    assert [o["kind"] for o in plan.apply] == ["Namespace", "Service", "Deployment", "Job"]
+    assert [o["kind"] for o in plan.namespaces] == ["Namespace"]
+    assert sorted(plan.by_workload()) == ["a.serve", "b.train"]
+
+
+def test_prune_leaves_namespaces_unowned_held_and_out_of_scope_objects() -> None:
+    keep = obj("Deployment", "a.serve")
+    live = live_of([keep, obj("Namespace", "b.train"), obj("Job", "b.train"),
+                    obj("Job", "a.train"), obj("Service", "b.batch", owned=False),
+                    obj("Deployment", "b.batch")])
+    plan = plan_sync([keep], live, hold={"a.train"})
+    assert {k[3] for k in prunable(plan)} == {"b-train", "b-batch"}
+    assert all(k[1] != "Namespace" for k in prunable(plan))
+    scoped = plan_sync([keep], live, scope={"b.batch"})
+    assert [(k[1], wl) for k, wl in scoped.prune] == [("Deployment", "b.batch")]
+    assert plan_sync([keep], live, prune=False).prune == ()
+
+
+def test_pruning_everything_is_refused_unless_allowed() -> None:
+    live = live_of([obj("Job", "a.train"), obj("Namespace", "a.train")])
+    refused = plan_sync([obj("Namespace", "a.train")], live)
+    assert refused.refused is not None and "allow_empty" in refused.refused
+    assert plan_sync([], live, allow_empty=True).refused is None
+    assert plan_sync([], live, scope={"a.train"}).refused is None  # a scoped pass
+
+
+def test_a_failed_apply_holds_back_only_its_own_workload() -> None:
+    live = live_of([obj("Job", "a.train"), obj("Job", "b.train")])
+    plan = plan_sync([obj("Deployment", "a.serve")], live)
+    assert plan.prune_after(["a.train"]) == (obj_key(obj("Job", "b.train")),)
+    assert plan.prune_after([]) == tuple(sorted(prunable(plan)))
+    assert plan.prune_after([None]) is None  # a Namespace failed: nobody's prune is safe
+
+
+def test_only_live_jobs_with_recreate_on_change_may_be_recreated() -> None:
+    on = obj("Job", "a.train", recreate="onChange")
+    never = obj("Job", "b.train", recreate="never")
+    legacy = obj("Job", "b.batch")  # no annotation: applied before the policy existed
+    deploy = obj("Deployment", "a.serve")
+    live = live_of([on, never, legacy, deploy])
+    changed = [{**o, "spec": {"n": 9}} for o in (on, never, legacy, deploy)]
+    plan = plan_sync([*changed, obj("Job", "b.x", recreate="onChange")], live)
+    assert plan.recreate == {obj_key(on), obj_key(legacy)}
+
+
+# ------------------------------------------------------------------------ properties
+
+_desired = st.lists(st.tuples(st.sampled_from(["Service", "Deployment", "Job", "Namespace"]),
+                              st.sampled_from(LABELS), st.integers(1, 2)),
+                    max_size=8, unique_by=lambda t: (t[0], t[1]))
+_live = st.lists(st.tuples(st.sampled_from(["Service", "Deployment", "Job", "Namespace"]),
+                           st.sampled_from((*LABELS, None)), st.integers(1, 2), st.booleans()),
+                 max_size=10, unique_by=lambda t: (t[0], t[1]))
+_labels = st.sets(st.sampled_from(LABELS))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(_desired, _live, _labels, st.one_of(st.none(), _labels), st.booleans())
+def test_plan_sync_invariants(desired_t: list[tuple[str, str, int]],
+                              live_t: list[tuple[str, str | None, int, bool]],
+                              hold: set[str], scope: set[str] | None,
+                              allow_empty: bool) -> None:
+    desired = unique([obj(k, lb, spec=n) for k, lb, n in desired_t])
+    live = live_of(unique([obj(k, lb, spec=n, owned=o) for k, lb, n, o in live_t]))
+    plan = plan_sync(desired, live, hold=hold, scope=scope, allow_empty=allow_empty)
+    keys = {obj_key(o) for o in desired}
+    applied = [obj_key(o) for o in plan.apply]
+    # every desired object is unchanged or applied, never both, never twice
+    assert sorted([*plan.unchanged, *applied]) == sorted(keys)
+    assert set(plan.desired) == keys
+    # unchanged means the live copy carries the same content hash
+    for k in plan.unchanged:
+        assert live[k]["metadata"]["annotations"][HASH_ANNOTATION] == \
+            stamp(next(o for o in desired if obj_key(o) == k))["metadata"]["annotations"][
+                HASH_ANNOTATION]
+    # Namespaces are applied before anything else
+    kinds = [k[1] for k in applied]
+    assert kinds == sorted(kinds, key=lambda k: k != "Namespace")
+    # prune: only owned, live, undesired, non-Namespace objects, never a held workload's
+    for k, wl in plan.prune:
+        o = live[k]
+        assert o["metadata"]["labels"].get(MANAGED_BY) == "aifleet"
+        assert k not in keys and k[1] != "Namespace" and wl not in hold
+        assert scope is None or wl in scope
+    # an owned, undesired object outside hold and scope-limits is pruned (nothing leaks)
+    for k, o in live.items():
+        wl = o["metadata"]["labels"].get(WORKLOAD_LABEL)
+        if o["metadata"]["labels"].get(MANAGED_BY) == "aifleet" and k not in keys and \
+                k[1] != "Namespace" and wl not in hold and (scope is None or wl in scope):
+            assert k in prunable(plan)
+    # a refusal happens only when the pass would leave the cluster with nothing
+    if plan.refused is not None:
+        assert scope is None and not allow_empty and plan.prune
+        assert all(k[1] == "Namespace" for k in keys)
+    # a failure holds back its own workload's prune and nobody else's
+    for failed in LABELS:
+        after = plan.prune_after([failed])
+        assert after is not None
+        assert set(after) == {k for k, wl in plan.prune if wl != failed}
+    # recreate is only ever offered for live Jobs being applied
+    assert all(k[1] == "Job" and k in live and k in applied for k in plan.recreate)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(_desired)
+def test_a_second_pass_after_applying_everything_is_a_no_op(
+        desired_t: list[tuple[str, str, int]]) -> None:
+    desired = unique([obj(k, lb, spec=n) for k, lb, n in desired_t])
+    live = live_of(desired)
+    plan = plan_sync(desired, live)
+    assert plan.apply == () and plan.prune == () and plan.refused is None
+    assert len(plan.unchanged) == len(desired)
+
+
+# ------------------------------------------------------------ one cluster, by workload
+
+def _cluster(**over: Any) -> Any:
+    objects = [obj("Namespace", "a.train"), obj("Job", "a.train"), obj("Deployment", "a.serve"),
+               obj("Job", "b.train")]
+    facts: dict[str, Any] = dict(
+        stale=set(), suspended=set(), protected=set(), kept={}, live_here=set(),
+        draining=set(), anything_placed=True)
+    facts.update(over)
+    return plan_cluster(objects, {"a.train": "a/train", "a.serve": "a/serve",
+                                  "b.train": "b/train"}, **facts)
+
+
+def test_a_suspended_workload_is_neither_deleted_applied_nor_pruned() -> None:
+    sync = _cluster(suspended={"a.serve", "b.batch"}, stale={"b.batch", "a.x"})
+    assert sync.stale == {"a.x"}
+    assert "a.serve" not in sync.apply and sync.suspended == {"a.serve": "a/serve"}
+    assert all(workload_of_(o) != "a.serve" for o in sync.objects)
+    assert sync.hold["a.serve"] == SUSPENDED and sync.hold["b.batch"] == SUSPENDED
+
+
+def test_a_workload_still_on_a_retiring_cluster_waits_unless_it_runs_here() -> None:
+    sync = _cluster(draining={"a.train", "b.train"}, live_here={"b.train"})
+    assert sync.waiting == {"a.train"}
+    assert set(sync.apply) == {"a.serve", "b.train"}
+    kinds = [(o["kind"], workload_of_(o)) for o in sync.objects]
+    assert ("Job", "a.train") not in kinds and ("Namespace", None) in kinds
+
+
+def test_invalid_and_kept_copies_are_held_with_why() -> None:
+    sync = _cluster(protected={"c.bad"}, kept={"c.away": "placed only on clusters that ..."},
+                    anything_placed=False)
+    assert sync.hold == {"c.away": "placed only on clusters that ...", "c.bad": INVALID}
+    assert sync.kept == {"c.away"} and not sync.allow_empty
+
+
+def workload_of_(o: dict[str, Any]) -> str | None:
+    value = o["metadata"].get("labels", {}).get(WORKLOAD_LABEL)
+    return None if value is None else str(value)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(_desired, _live, _labels, _labels, _labels, st.sets(st.sampled_from([*LABELS, None])))
+def test_an_invalid_suspended_or_kept_workloads_copy_is_never_pruned(
+        desired_t: list[tuple[str, str, int]],
+        live_t: list[tuple[str, str | None, int, bool]],
+        invalid: set[str], suspended: set[str], kept: set[str],
+        failed: set[str | None]) -> None:
+    # Through both levels, as the reconciler calls them: whatever is desired, live or
+    # fails, no object of an Invalid (or unparseable: held the same way), suspended or
+    # kept workload is ever among what the pass deletes.
+    desired = unique([obj(k, lb, spec=n) for k, lb, n in desired_t
+                      if lb not in invalid])  # an Invalid workload is placed nowhere new
+    live = live_of(unique([obj(k, lb, spec=n, owned=o) for k, lb, n, o in live_t]))
+    apply = {lb: lb.replace(".", "/") for lb in {workload_of_(o) for o in desired} if lb}
+    sync = plan_cluster(desired, apply, stale=set(), suspended=suspended, protected=invalid,
+                        kept=dict.fromkeys(kept, "kept"), live_here=set(), draining=set(),
+                        anything_placed=True)
+    plan = plan_sync(sync.objects, live, hold=set(sync.hold))
+    pruned = plan.prune_after(failed) or ()
+    held = invalid | suspended | kept
+    assert all(workload_of_(live[k]) not in held for k in pruned)
+    assert all(workload_of_(o) not in suspended for o in plan.apply)
