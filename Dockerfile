@@ -16,6 +16,15 @@ COPY controllers ./controllers
 RUN python -m pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM python:3.11-slim
+# OCI annotations (github.com/opencontainers/image-spec annotations.md keys); version
+# and revision are set by the build: --build-arg VERSION=... --build-arg REVISION=...
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="aifleet" \
+      org.opencontainers.image.description="Multi-cluster GitOps fleet controller for AI workloads" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
 # pygit2's wheel bundles libgit2; nothing else is needed from the OS.
 RUN useradd --create-home --uid 10001 fleet
 COPY requirements/runtime.lock /tmp/runtime.lock
@@ -30,6 +39,12 @@ WORKDIR /home/fleet
 # so that a restart during a cluster outage keeps that cluster's workloads (see
 # docs/controller.md, restart safety).
 VOLUME ["/home/fleet/.aifleet"]
+# In a container the controller must be reachable by probes and scrapes: listen on all
+# interfaces (the CLI's default for a local run stays 127.0.0.1:8080). No HEALTHCHECK:
+# Kubernetes probes /healthz and /readyz (deploy/helm/aifleet).
+ENV FLEET_LISTEN=0.0.0.0:8080 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
 EXPOSE 8080
 ENTRYPOINT ["fleet"]
 CMD ["--help"]

@@ -13,7 +13,7 @@ UV_VERSION := 0.13.9
 COMPILE = .cache/uv-venv/bin/uv pip compile --quiet --generate-hashes --universal \
 	--python-version 3.11 --custom-compile-command "make lock" pyproject.toml requirements/tools.in
 
-.PHONY: schema demo check check-loaded setup lock lint typecheck layers test package bench-smoke kubectl browser clean
+.PHONY: manifests schema demo check check-loaded setup lock lint typecheck layers test package bench-smoke kubectl browser clean
 
 # A new or changed lock rebuilds the venv from nothing (--clear), so what is installed
 # is exactly the lock, never the lock plus leftovers; lockcheck proves it.
@@ -40,6 +40,10 @@ lock:
 # regenerated from the models' descriptions (tests fail when they are stale).
 schema: setup
 	$(VENV)/bin/python -m controllers.cli schema --write docs/schema --update-doc docs/fleet-repo.md
+
+# deploy/manifests/aifleet.yaml, rendered from the Helm chart (a test fails when stale).
+manifests: setup kubectl
+	$(BIN)/python scripts/render_manifests.py
 
 demo: setup
 	$(BIN)/fleet validate examples/fleet --worktree

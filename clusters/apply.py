@@ -487,11 +487,3 @@ def _rv(obj: JSON) -> str:
 
 def _uid(obj: JSON) -> str:
     return str((obj.get("metadata") or {}).get("uid") or "")
-
-
-def manifests_by_workload(objs: Iterable[JSON]) -> dict[str, list[JSON]]:
-    out: dict[str, list[JSON]] = {}
-    for o in objs:
-        out.setdefault(workload_of(o) or "", []).append(o)
-    return out
-

@@ -36,7 +36,6 @@ from clusters.errors import ClusterError, TransientError, Unreachable, WatchExpi
 
 JSON = dict[str, Any]
 APPLY_PATCH = "application/apply-patch+yaml"
-MERGE_PATCH = "application/merge-patch+json"
 
 _COUNTING: ContextVar[list[int] | None] = ContextVar("aifleet_api_calls", default=None)
 

@@ -4,9 +4,10 @@ Shared state is the last plan's placements (`controllers.persist.sharedplan`) an
 guard (`controllers.runtime.sourceguard`: the last applied commit and a refused force-push).
 The home is, in order:
 
-- a management cluster, separate from the members (`--home-kubeconfig` and/or
-  `--home-context`): losing a member then never stops election, so the other members
-  keep being reconciled;
+- a management cluster, separate from the members: the one the controller runs in,
+  through its ServiceAccount (`--home-in-cluster`, what the Helm chart sets), or one
+  named by `--home-kubeconfig` and/or `--home-context`: losing a member then never
+  stops election, so the other members keep being reconciled;
 - a member cluster, only when named explicitly (`--leader-cluster`): losing it stops
   every replica from leading, which the operator chose knowingly;
 - none: no shared state. `--leader-elect` refuses to start without a home
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
 import anyio
@@ -30,7 +32,7 @@ import structlog
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.client import KubeClient
 from clusters.errors import ClusterError
-from clusters.kubeconfig import ConnectionSpec, api_client
+from clusters.kubeconfig import ConnectionSpec, api_client, in_cluster_client
 
 log = structlog.get_logger()
 
@@ -49,6 +51,10 @@ class HomeSettings(Protocol):
     def home_context(self) -> str | None: ...
     @property
     def leader_cluster(self) -> str | None: ...
+    @property
+    def home_in_cluster(self) -> bool: ...
+    @property
+    def serviceaccount_dir(self) -> Path: ...
 
 
 class Home:
@@ -67,11 +73,13 @@ class Home:
     @property
     def configured(self) -> bool:
         s = self.settings
-        return bool(s.home_kubeconfig or s.home_context or s.leader_cluster)
+        return bool(s.home_in_cluster or s.home_kubeconfig or s.home_context
+                    or s.leader_cluster)
 
     @property
     def is_management(self) -> bool:
-        return bool(self.settings.home_kubeconfig or self.settings.home_context)
+        s = self.settings
+        return bool(s.home_in_cluster or s.home_kubeconfig or s.home_context)
 
     @property
     def name(self) -> str | None:
@@ -96,7 +104,9 @@ class Home:
                               self.settings.kubeconfig, self.settings.home_context)
         while self.management is None:
             try:
-                api = await api_client(conn, allow_exec=self.options.allow_exec)
+                api = await (in_cluster_client(self.settings.serviceaccount_dir, MANAGEMENT)
+                             if self.settings.home_in_cluster else
+                             api_client(conn, allow_exec=self.options.allow_exec))
             except (ClusterError, ssl.SSLError, OSError, ValueError) as e:
                 why = str(e) if isinstance(e, ClusterError) else type(e).__name__
                 if why != self.error:
@@ -108,7 +118,8 @@ class Home:
                                          burst=self.options.burst, retry=self.options.retry)
             self.error = ""
             self.connected.set()
-            log.info("home_connected", context=conn.context)
+            log.info("home_connected", context="in-cluster" if self.settings.home_in_cluster
+                     else conn.context)
 
     async def aclose(self) -> None:
         if self.management is not None:

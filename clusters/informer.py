@@ -54,9 +54,6 @@ class Informer:
         self.resumes = 0
         self._handlers: list[Handler] = [handler] if handler else []
 
-    def add_handler(self, handler: Handler) -> None:
-        self._handlers.append(handler)
-
     def _emit(self, kind: str, obj: JSON) -> None:
         for h in self._handlers:
             h(kind, obj)

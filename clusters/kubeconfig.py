@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import yaml
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config.config_exception import ConfigException
+from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
 from clusters.errors import ExecPluginRefused, KubeconfigError
@@ -168,6 +170,44 @@ async def api_client(spec: ConnectionSpec, *, allow_exec: bool = False) -> ApiCl
         raise KubeconfigError(
             f"kubeconfig context {context!r}: its TLS material (CA, client certificate "
             f"or key) cannot be loaded: {_tls_reason(e)}", cluster=spec.cluster) from None
+
+
+IN_CLUSTER_ENV = ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
+"""Set by the kubelet in every container (like the mounted ServiceAccount token and CA:
+kubernetes/kubernetes pkg/kubelet/kubelet_pods.go, and client-go rest.InClusterConfig in
+staging/src/k8s.io/client-go/rest/config.go, which reads the same two variables and
+files)."""
+
+
+async def in_cluster_client(serviceaccount_dir: Path, cluster: str,
+                            environ: Mapping[str, str] | None = None) -> ApiClient:
+    """An ApiClient for the cluster this process runs in, with its ServiceAccount: the
+    API server from KUBERNETES_SERVICE_HOST/PORT, the token and ca.crt of
+    `serviceaccount_dir`. The token is read again every minute (kubelet rotates bound
+    tokens). Errors name what is missing, never the token."""
+    env = os.environ if environ is None else environ
+    missing = [v for v in IN_CLUSTER_ENV if not env.get(v)]
+    if missing:
+        raise KubeconfigError(f"not running in a cluster: {' and '.join(missing)} not set",
+                              cluster=cluster)
+    token, ca = serviceaccount_dir / "token", serviceaccount_dir / "ca.crt"
+    for path in (token, ca):
+        if not path.is_file() or path.stat().st_size == 0:
+            raise KubeconfigError(f"ServiceAccount file {path} is missing or empty",
+                                  cluster=cluster)
+    cfg = Configuration()
+    try:
+        InClusterConfigLoader(token_filename=str(token), cert_filename=str(ca),
+                              environ=dict(env)).load_and_set(cfg)
+    except (ConfigException, OSError) as e:
+        raise KubeconfigError(f"in-cluster configuration cannot be used: {type(e).__name__}",
+                              cluster=cluster) from None
+    cfg.retries = None
+    try:
+        return ApiClient(configuration=cfg)
+    except (ssl.SSLError, OSError, ValueError) as e:
+        raise KubeconfigError(f"ServiceAccount CA {ca} cannot be loaded: {_tls_reason(e)}",
+                              cluster=cluster) from None
 
 
 def _tls_reason(e: Exception) -> str:

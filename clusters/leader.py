@@ -32,7 +32,7 @@ import anyio
 import structlog
 
 from clusters.client import JSON, LEASE, NAMESPACE, KubeClient
-from clusters.errors import AlreadyExists, ClusterError, Conflict, NotFound
+from clusters.errors import AlreadyExists, ClusterError, Conflict, Forbidden, NotFound
 from fleet.safety import fence_refusal
 
 log = structlog.get_logger()
@@ -66,8 +66,11 @@ def _parse(s: str | None) -> datetime | None:
 
 
 async def ensure_namespace(client: KubeClient, name: str = LEASE_NAMESPACE) -> None:
-    """Create the controller's own namespace (where the Lease is) if it is not there."""
-    with contextlib.suppress(AlreadyExists):
+    """Create the controller's own namespace (where the Lease is) if it is not there.
+    Forbidden is fine: installed by the Helm chart, the controller may only touch its
+    own namespace (a Role, no cluster-wide rights), which the install created; if it
+    is really missing, the write that follows says NotFound."""
+    with contextlib.suppress(AlreadyExists, Forbidden):
         await client.request("POST", NAMESPACE.collection(), verb="create", body={
             "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 

@@ -4,6 +4,8 @@ Each command lives in its own module under `controllers/commands/` and exposes
 `register(subparsers)`; a command's handler takes the parsed arguments and returns the
 process exit code. Conventions every command keeps: 0 clean, 1 the input has problems
 (listed), 2 the command could not run at all (said on stderr in one line).
+`main` is the one place an error becomes an exit code (`exit_code`); a command says it
+cannot run with `common.fail(message)` (or by raising `CommandFailed`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from controllers.commands import COMMANDS
@@ -74,28 +77,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = 1 if getattr(args, "detailed_exitcode", False) else 2
     try:
         code: int = args.handler(args)
-    except KeyboardInterrupt:
+    except BaseException as e:  # noqa: BLE001 - the one place errors become exit codes
+        return exit_code(e, args.command, failed)
+    return code
+
+
+def exit_code(error: BaseException, command: str, failed: int = 2) -> int:
+    """The exit code of a command that raised `error`, said on stderr in one line:
+
+    - `CommandFailed` (`common.fail`): the command could not run; its message as it is;
+    - `SystemExit(2)` (argparse's own errors, already said): could not run;
+    - KeyboardInterrupt: 130; a closed stdout (`fleet plan | head`): 0;
+    - anything else is a bug in fleet, not in the input: one line naming it, and the
+      traceback before it only with FLEET_DEBUG=1.
+
+    `failed` is "could not run" (2, or 1 under `plan --detailed-exitcode`). An error
+    raised inside a task group arrives wrapped in an exception group of one: it is
+    judged as itself."""
+    from controllers.commands.common import CommandFailed
+
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    if isinstance(error, KeyboardInterrupt):
         return 130
-    except BrokenPipeError:  # `fleet plan | head`
+    if isinstance(error, BrokenPipeError):
         sys.stderr.close()
         return 0
-    except SystemExit as e:  # `fail()`: said on stderr already
-        if e.code == 2:
+    if isinstance(error, SystemExit):
+        if error.code == 2:
             return failed
-        raise
-    except Exception as e:  # the one catch-all: exit 2, one line, no traceback
-        from controllers.commands.common import CommandFailed
-
-        if isinstance(e, CommandFailed):
-            print(f"fleet: {e}", file=sys.stderr)
-            return failed
-        if os.environ.get("FLEET_DEBUG"):
-            raise
-        print(f"fleet {args.command}: could not run: {type(e).__name__}: {e} (this is a bug "
-              "in fleet, not in your input; FLEET_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
+        raise error
+    if isinstance(error, CommandFailed):
+        print(f"fleet: {error}", file=sys.stderr)
         return failed
-    return code
+    if not isinstance(error, Exception):
+        raise error
+    if os.environ.get("FLEET_DEBUG"):
+        traceback.print_exception(error, file=sys.stderr)
+    print(f"fleet {command}: could not run: {type(error).__name__}: {error} (this is a bug "
+          "in fleet, not in your input; FLEET_DEBUG=1 shows the traceback)", file=sys.stderr)
+    return failed
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,10 @@ into one request header and nowhere else: never into an error message, a log eve
 URL or a repr. Pagination links that point to another host are not followed, so a
 token is never sent off the forge.
 
+What differs between forges (paths, auth header, status vocabulary, page size) is one
+small class each (`GitHub`, `GitLab`, `Gitea`) behind the `Forge` protocol;
+`ForgeClient` holds what they share: retries, pagination, errors, the sticky comment.
+
 Errors, translated from httpx (`raise ... from e`):
 
     ForgeError               base; the message says forge, method, path and what to do
@@ -36,7 +40,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -47,15 +51,8 @@ log = structlog.get_logger()
 
 ForgeKind = Literal["github", "gitlab", "gitea"]
 StatusState = Literal["pending", "success", "failure", "error"]
-FORGES: tuple[ForgeKind, ...] = ("github", "gitlab", "gitea")
 MARKER = "<!-- aifleet-plan -->"
 PLAN_CONTEXT = "aifleet/plan"
-TOKEN_ENV: dict[ForgeKind, str] = {
-    "github": "GITHUB_TOKEN", "gitlab": "GITLAB_TOKEN", "gitea": "GITEA_TOKEN"}
-API_ENV: dict[ForgeKind, tuple[str, ...]] = {
-    "github": ("GITHUB_API_URL",), "gitlab": ("CI_API_V4_URL",), "gitea": ("GITEA_API_URL",)}
-DEFAULT_API: dict[ForgeKind, str | None] = {
-    "github": "https://api.github.com", "gitlab": "https://gitlab.com/api/v4", "gitea": None}
 MAX_COMMENT = 65_000
 """GitHub refuses comments over 65,536 characters; GitLab and Gitea allow more."""
 _ATTEMPTS = 3
@@ -86,6 +83,113 @@ class CommentResult:
     """True when no sticky comment existed and one was created."""
 
 
+class Forge(Protocol):
+    """What one forge's REST API looks like; `ForgeClient` does the talking."""
+
+    token_env: ClassVar[str]
+    """The environment variable holding the token (never a flag or a file)."""
+    api_env: ClassVar[tuple[str, ...]]
+    """Environment variables CI sets to the API's URL, first set wins."""
+    default_api: ClassVar[str | None]
+    edit_method: ClassVar[str]
+    """The method that edits a comment in place."""
+    page_query: ClassVar[str]
+    """The query asking for the largest page the forge serves."""
+
+    def headers(self, token: str) -> dict[str, str]: ...
+    def comments_path(self, repo: str, number: int) -> str: ...
+    def comment_path(self, repo: str, number: int, comment_id: int) -> str: ...
+    def status_path(self, repo: str, sha: str) -> str: ...
+    def status_payload(self, state: StatusState, context: str,
+                       description: str) -> dict[str, Any]: ...
+    def refusal(self, r: httpx.Response, where: str, detail: str) -> ForgeError | None:
+        """A forge-specific meaning of an error answer, or None for the common ones."""
+        ...
+
+
+class GitHub:
+    token_env: ClassVar[str] = "GITHUB_TOKEN"
+    api_env: ClassVar[tuple[str, ...]] = ("GITHUB_API_URL",)
+    default_api: ClassVar[str | None] = "https://api.github.com"
+    edit_method: ClassVar[str] = "PATCH"
+    page_query: ClassVar[str] = "per_page=100"
+
+    def headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28"}
+
+    def repo_path(self, repo: str) -> str:
+        owner, _, name = repo.partition("/")
+        return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+
+    def comments_path(self, repo: str, number: int) -> str:
+        return f"{self.repo_path(repo)}/issues/{number}/comments"
+
+    def comment_path(self, repo: str, number: int, comment_id: int) -> str:
+        return f"{self.repo_path(repo)}/issues/comments/{comment_id}"
+
+    def status_path(self, repo: str, sha: str) -> str:
+        return f"{self.repo_path(repo)}/statuses/{sha}"
+
+    def status_payload(self, state: StatusState, context: str,
+                       description: str) -> dict[str, Any]:
+        return {"state": state, "context": context, "description": description}
+
+    def refusal(self, r: httpx.Response, where: str, detail: str) -> ForgeError | None:
+        return None
+
+
+class Gitea(GitHub):
+    """Gitea speaks GitHub's paths and payloads, with its own token header and pages."""
+
+    token_env: ClassVar[str] = "GITEA_TOKEN"
+    api_env: ClassVar[tuple[str, ...]] = ("GITEA_API_URL",)
+    default_api: ClassVar[str | None] = None
+    page_query: ClassVar[str] = "limit=50"
+
+    def headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"token {token}", "Accept": "application/json"}
+
+
+class GitLab:
+    token_env: ClassVar[str] = "GITLAB_TOKEN"
+    api_env: ClassVar[tuple[str, ...]] = ("CI_API_V4_URL",)
+    default_api: ClassVar[str | None] = "https://gitlab.com/api/v4"
+    edit_method: ClassVar[str] = "PUT"
+    page_query: ClassVar[str] = "per_page=100"
+    STATES: ClassVar[dict[StatusState, str]] = {
+        "pending": "pending", "success": "success", "failure": "failed", "error": "failed"}
+
+    def headers(self, token: str) -> dict[str, str]:
+        return {"PRIVATE-TOKEN": token, "Accept": "application/json"}
+
+    def repo_path(self, repo: str) -> str:
+        return f"/projects/{quote(repo, safe='')}"
+
+    def comments_path(self, repo: str, number: int) -> str:
+        return f"{self.repo_path(repo)}/merge_requests/{number}/notes"
+
+    def comment_path(self, repo: str, number: int, comment_id: int) -> str:
+        return f"{self.comments_path(repo, number)}/{comment_id}"
+
+    def status_path(self, repo: str, sha: str) -> str:
+        return f"{self.repo_path(repo)}/statuses/{sha}"
+
+    def status_payload(self, state: StatusState, context: str,
+                       description: str) -> dict[str, Any]:
+        return {"state": self.STATES[state], "name": context, "description": description}
+
+    def refusal(self, r: httpx.Response, where: str, detail: str) -> ForgeError | None:
+        # GitLab refuses to set a status to the state it already has: that is done.
+        if r.status_code == 400 and "transition" in detail:
+            return _SameState(where)
+        return None
+
+
+FORGE: dict[ForgeKind, Forge] = {"github": GitHub(), "gitlab": GitLab(), "gitea": Gitea()}
+"""Every forge `--post` and `--forge` accept, by name."""
+
+
 @dataclass(slots=True)
 class ForgeClient:
     """A forge's REST API for one repository (GitHub/Gitea `owner/name`, GitLab project)."""
@@ -97,32 +201,9 @@ class ForgeClient:
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=20))
     sleep: Callable[[float], None] = time.sleep
 
-    # ------------------------------------------------------------------ API shapes
-
-    def _repo_path(self) -> str:
-        if self.kind == "gitlab":
-            return f"/projects/{quote(self.repo, safe='')}"
-        owner, _, name = self.repo.partition("/")
-        return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
-
-    def _comments_path(self, number: int) -> str:
-        if self.kind == "gitlab":
-            return f"{self._repo_path()}/merge_requests/{number}/notes"
-        return f"{self._repo_path()}/issues/{number}/comments"
-
-    def _comment_path(self, number: int, comment_id: int) -> str:
-        if self.kind == "gitlab":
-            return f"{self._comments_path(number)}/{comment_id}"
-        return f"{self._repo_path()}/issues/comments/{comment_id}"
-
-    def _headers(self) -> dict[str, str]:
-        if self.kind == "github":
-            return {"Authorization": f"Bearer {self.token}",
-                    "Accept": "application/vnd.github+json",
-                    "X-GitHub-Api-Version": "2022-11-28"}
-        if self.kind == "gitlab":
-            return {"PRIVATE-TOKEN": self.token, "Accept": "application/json"}
-        return {"Authorization": f"token {self.token}", "Accept": "application/json"}
+    @property
+    def forge(self) -> Forge:
+        return FORGE[self.kind]
 
     # ------------------------------------------------------------------ operations
 
@@ -131,16 +212,17 @@ class ForgeClient:
         if not body.startswith(marker):
             body = f"{marker}\n{body}"
         body = fit_comment(body)
-        existing = next((c for c in self._list(self._comments_path(number))
+        comments = self.forge.comments_path(self.repo, number)
+        existing = next((c for c in self._list(comments)
                          if str(c.get("body") or "").startswith(marker)), None)
         if existing is not None:
             cid = int(existing["id"])
-            method = "PUT" if self.kind == "gitlab" else "PATCH"
-            self._request(method, self._comment_path(number, cid), json={"body": body})
+            self._request(self.forge.edit_method,
+                          self.forge.comment_path(self.repo, number, cid), json={"body": body})
             log.info("forge_comment_updated", forge=self.kind, repo=self.repo, pr=number,
                      comment=cid)
             return CommentResult(cid, created=False)
-        r = self._request("POST", self._comments_path(number), json={"body": body})
+        r = self._request("POST", comments, json={"body": body})
         cid = int(r.json()["id"])
         log.info("forge_comment_created", forge=self.kind, repo=self.repo, pr=number,
                  comment=cid)
@@ -150,20 +232,11 @@ class ForgeClient:
                    target_url: str | None = None) -> None:
         """Set commit status `context` on `sha` (GitHub/Gitea `context`, GitLab `name`)."""
         desc = description if len(description) <= 140 else description[:139] + "…"
-        if self.kind == "gitlab":
-            gl_state = {"pending": "pending", "success": "success", "failure": "failed",
-                        "error": "failed"}[state]
-            payload: dict[str, Any] = {"state": gl_state, "name": context, "description": desc}
-            if target_url:
-                payload["target_url"] = target_url
-            # GitLab refuses to set a status to the state it already has: that is done.
-            with contextlib.suppress(_SameState):
-                self._request("POST", f"{self._repo_path()}/statuses/{sha}", json=payload)
-        else:
-            payload = {"state": state, "context": context, "description": desc}
-            if target_url:
-                payload["target_url"] = target_url
-            self._request("POST", f"{self._repo_path()}/statuses/{sha}", json=payload)
+        payload = self.forge.status_payload(state, context, desc)
+        if target_url:
+            payload["target_url"] = target_url
+        with contextlib.suppress(_SameState):  # it already has that state: done
+            self._request("POST", self.forge.status_path(self.repo, sha), json=payload)
         log.info("forge_status_set", forge=self.kind, repo=self.repo, sha=sha,
                  context=context, state=state)
 
@@ -171,8 +244,7 @@ class ForgeClient:
 
     def _list(self, path: str) -> Iterator[dict[str, Any]]:
         sep = "&" if "?" in path else "?"
-        per = "limit=50" if self.kind == "gitea" else "per_page=100"
-        url: str | None = f"{self.api_url.rstrip('/')}{path}{sep}{per}"
+        url: str | None = f"{self.api_url.rstrip('/')}{path}{sep}{self.forge.page_query}"
         host = urlsplit(self.api_url).netloc
         while url is not None:
             r = self._request("GET", url)
@@ -188,7 +260,8 @@ class ForgeClient:
         where = f"{self.kind}: {method} {_path(url)}"
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                r = self.client.request(method, url, json=json, headers=self._headers())
+                r = self.client.request(method, url, json=json,
+                                        headers=self.forge.headers(self.token))
             except httpx.TransportError as e:
                 if attempt == _ATTEMPTS:
                     raise ForgeUnavailable(f"{where}: {type(e).__name__}, gave up after "
@@ -209,8 +282,11 @@ class ForgeClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _error(self, r: httpx.Response, where: str) -> ForgeError:
-        env = TOKEN_ENV[self.kind]
+        env = self.forge.token_env
         detail = _detail(r)
+        special = self.forge.refusal(r, where, detail)
+        if special is not None:
+            return special
         if r.status_code in (401, 403):
             return ForgeAuthError(
                 f"{where}: HTTP {r.status_code} {detail}: the token in {env} was refused or "
@@ -220,8 +296,6 @@ class ForgeClient:
             return ForgeNotFound(
                 f"{where}: HTTP 404: no such repository, pull request or commit, or the "
                 f"token in {env} cannot see it")
-        if self.kind == "gitlab" and r.status_code == 400 and "transition" in detail:
-            return _SameState(where)
         return ForgeError(f"{where}: HTTP {r.status_code} {detail}")
 
 
@@ -243,15 +317,16 @@ def client_from_env(kind: ForgeKind, repo: str, api_url: str | None = None,
                     env: Mapping[str, str] | None = None) -> ForgeClient:
     """A ForgeClient with the token from the environment; ForgeAuthError if none is set."""
     env = os.environ if env is None else env
-    token = env.get(TOKEN_ENV[kind], "")
+    forge = FORGE[kind]
+    token = env.get(forge.token_env, "")
     if not token:
-        raise ForgeAuthError(f"{kind}: no token: set {TOKEN_ENV[kind]} (it is read from the "
+        raise ForgeAuthError(f"{kind}: no token: set {forge.token_env} (it is read from the "
                              "environment only, never from a flag or a file)")
-    url = api_url or next((env[k] for k in API_ENV[kind] if env.get(k)), None) \
-        or DEFAULT_API[kind]
+    url = api_url or next((env[k] for k in forge.api_env if env.get(k)), None) \
+        or forge.default_api
     if not url:
         raise ForgeError(f"{kind}: no API URL: pass --forge-url or set "
-                         f"{' or '.join(API_ENV[kind])} (e.g. https://gitea.example/api/v1)")
+                         f"{' or '.join(forge.api_env)} (e.g. https://gitea.example/api/v1)")
     return ForgeClient(kind, url, repo, token)
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from fleet.texttable import markdown_cell, markdown_table
+
 Schema = dict[str, Any]
 
 _BLOCK = re.compile(r"(<!-- fields: (\w+) -->\n)(.*?)(<!-- end fields: \2 -->)", re.S)
@@ -79,16 +81,11 @@ def rows(root: Schema) -> list[tuple[str, str, bool, str]]:
     return out
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def field_table(schema: Schema) -> str:
-    lines = ["| field | type | required | description |", "|---|---|---|---|"]
-    for path, typ, required, description in rows(schema):
-        lines.append(f"| `{path}` | {typ} | {'yes' if required else ''} | "
-                     f"{_cell(description)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(markdown_table(
+        ["field", "type", "required", "description"],
+        ([f"`{path}`", typ, "yes" if required else "", markdown_cell(description)]
+         for path, typ, required, description in rows(schema)))) + "\n"
 
 
 def update_doc(text: str, schemas: dict[str, Schema]) -> str:

@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     home_context: str | None = Field(
         None, description="the management cluster's context (default: the home "
                           "kubeconfig's current context)")
+    home_in_cluster: bool = Field(
+        False, description="the management (home) cluster is the one this controller runs "
+                           "in, reached with its ServiceAccount (KUBERNETES_SERVICE_HOST/"
+                           "PORT and the token and CA of --serviceaccount-dir): what the "
+                           "Helm chart sets")
+    serviceaccount_dir: Path = Field(
+        Path("/var/run/secrets/kubernetes.io/serviceaccount"),
+        description="with --home-in-cluster: the folder of the mounted ServiceAccount "
+                    "token and ca.crt")
     leader_cluster: str | None = Field(
         None, description="a member cluster to hold the leader Lease and shared state "
                           "instead of a management cluster (it is then a single point of "
@@ -158,14 +167,17 @@ class Settings(BaseSettings):
 def home_problem(settings: Settings) -> str:
     """Why these settings cannot start, or "": `--leader-elect` needs a home named
     explicitly (never a member picked silently: losing it would stop every replica)."""
-    if settings.leader_elect and not (settings.home_kubeconfig or settings.home_context
-                                      or settings.leader_cluster):
+    named = [flag for flag, given in (
+        ("--home-in-cluster", settings.home_in_cluster),
+        ("--home-kubeconfig/--home-context",
+         bool(settings.home_kubeconfig or settings.home_context)),
+        ("--leader-cluster", bool(settings.leader_cluster))) if given]
+    if settings.leader_elect and not named:
         return ("--leader-elect needs where to hold the Lease: a management cluster "
-                "(--home-kubeconfig and/or --home-context) or, explicitly, a member "
-                "(--leader-cluster NAME)")
-    if settings.leader_cluster and (settings.home_kubeconfig or settings.home_context):
-        return ("--leader-cluster and --home-kubeconfig/--home-context both name the home "
-                "cluster: give one")
+                "(--home-in-cluster, or --home-kubeconfig and/or --home-context) or, "
+                "explicitly, a member (--leader-cluster NAME)")
+    if len(named) > 1:
+        return f"{' and '.join(named)} all name the home cluster: give one"
     return ""
 
 

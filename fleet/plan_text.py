@@ -12,7 +12,7 @@ from __future__ import annotations
 from fleet.placement.types import Plan, WorkloadPlacement
 from fleet.plan_json import counts
 from fleet.spec import FleetSpec
-from fleet.texttable import table
+from fleet.texttable import markdown_table, table
 
 
 def _where(p: WorkloadPlacement) -> str:
@@ -62,18 +62,18 @@ def _cell(text: str) -> str:
 
 
 def to_markdown(plan: Plan, spec: FleetSpec) -> str:
-    out = [f"### {_summary(plan, spec)}", "",
-           "| Workload | Priority | Status | Where / why |", "|---|---:|---|---|"]
-    for wid, p in sorted(plan.workloads.items()):
-        w = spec.workloads.get(wid)
-        out.append(f"| `{wid}` | {w.spec.priority if w is not None else '-'} | {p.status} "
-                   f"| {_cell(_where(p))} |")
-    out += ["", "| Cluster | Jurisdiction | Flavour | Allocated / capacity |",
-            "|---|---|---|---:|"]
-    for name, c in sorted(spec.clusters.items()):
-        for f, u in sorted(plan.usage.get(name, {}).items()):
-            out.append(f"| {name}{' (cordoned)' if c.spec.cordoned else ''} | "
-                       f"{c.spec.jurisdiction} | {f} | {u.allocated} / {u.capacity} |")
+    out = [f"### {_summary(plan, spec)}", ""]
+    out += markdown_table(["Workload", "Priority", "Status", "Where / why"], (
+        [f"`{wid}`", str(w.spec.priority) if w is not None else "-", p.status,
+         _cell(_where(p))]
+        for wid, p in sorted(plan.workloads.items())
+        for w in (spec.workloads.get(wid),)), right=[1])
+    out.append("")
+    out += markdown_table(["Cluster", "Jurisdiction", "Flavour", "Allocated / capacity"], (
+        [name + (" (cordoned)" if c.spec.cordoned else ""), c.spec.jurisdiction, f,
+         f"{u.allocated} / {u.capacity}"]
+        for name, c in sorted(spec.clusters.items())
+        for f, u in sorted(plan.usage.get(name, {}).items())), right=[3])
     if spec.errors:
         out += ["", f"**{len(spec.errors)} error{'s' if len(spec.errors) != 1 else ''}**",
                 ""]

@@ -1,13 +1,13 @@
 """Using the second core in one-shot commands: `fork_map` and `Background`.
 
-Reading a 10,000-file fleet is mostly parsing YAML, pure Python work that one core
-does at ~200 us a file; a PR check (`fleet plan --base --head`, `fleet validate`) on
+Reading a 10,000-file fleet is mostly parsing YAML, pure Python work on one core;
+a PR check (`fleet plan --base --head`, `fleet validate`) on
 a fresh CI runner has no cache and waits for all of it. The work is one pure function
 per item, so it splits cleanly: a forked child maps the second part of the list while
 this process maps the first, then sends its results back pickled through a pipe.
 Fork, not a process pool: the child inherits the imported modules and the items (Git
 blobs are read through the parent's open repository), so nothing is re-imported or
-re-sent, and the only cost is pickling the results once (~10% of the parse).
+re-sent, and the only cost is pickling the results once.
 
 It is a plain fallback to a serial map whenever it could go wrong: no `os.fork`, one
 CPU, a small list, or other threads running (a forked child of a threaded process
@@ -36,8 +36,8 @@ MIN_ITEMS = 1000
 
 _CHILD_SHARE = 0.42
 """The child also pickles its results and the parent unpickles them after its own part,
-so the child takes less than half (0.42 was the fastest of 0.38-0.47 for a 10,000-file
-parse, where pickling both ways costs about a third of the parse)."""
+so the child takes less than half (the fastest share timed with `bench.validate`; the
+commit that set it has the figures)."""
 
 
 def can_fork() -> bool:

@@ -1,11 +1,11 @@
 """Reading many Git blobs on the second core: a forked child inflates, this process parses.
 
 A report over the whole ledger (`fleet audit residency`, `fleet cost`) reads a thousand
-segments of ~500 kB each. Inflating them (zlib, inside libgit2) is a third of the
+segments of ~500 kB each. Inflating them (zlib, inside libgit2) is a large part of the
 command, and it holds the GIL, so a reader thread would not run beside the parser. A
 forked child does: it reads the blobs in order through the parent's open repository
 and streams them back through a pipe (length-prefixed), while this process decodes
-and folds the ones already there. Copying through the pipe costs a tenth of inflating.
+and folds the ones already there. Copying through the pipe costs far less than inflating.
 
 Plain fallbacks, never a different answer: when it cannot fork (see
 `workloads.forkmap.can_fork`: no fork, one CPU, other threads running, or
@@ -125,9 +125,9 @@ def _fill(inp: io.BufferedReader[io.FileIO], view: memoryview) -> bool:
 
 def loose_blob(repo: pygit2.Repository, oid: pygit2.Oid) -> memoryview | None:
     """A blob stored as a loose object, inflated by Python's zlib in one call into a
-    buffer of the size its header gives: ~1.5x faster than libgit2's read for a
-    500 kB segment. None when it is not a loose blob here (packed, in an alternate,
-    another type, a header that does not add up): ask libgit2 then. Skips Git's SHA-1
+    buffer of the size its header gives (faster than libgit2's read for a ledger
+    segment: `bench/audit.py`). None when it is not a loose blob here (packed, in an
+    alternate, another type, a header that does not add up): ask libgit2 then. Skips Git's SHA-1
     like `fast_bulk_reads`; zlib's checksum still catches damaged storage."""
     hexid = str(oid)
     path = os.path.join(repo.path, "objects", hexid[:2], hexid[2:])

@@ -146,7 +146,7 @@ def _walk_git(
         _, size = odb.read_header(oid)  # never inflate a huge blob to learn its size
         if size > MAX_FILE_BYTES:
             raise FileTooLarge(int(size))
-        # The object database directly: no Blob object, ~40% faster over 10,000 files.
+        # The object database directly: no Blob object per file.
         return bytes(odb.read(oid)[1])
 
     yield FileEntry(path, _display(prefix, path), -1, str(oid), read)

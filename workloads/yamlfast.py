@@ -1,11 +1,11 @@
 """A fast path for the plain YAML nearly every fleet file is written in.
 
 `workloads.yamlio` drives libyaml's event parser; most of its cost is the Python event
-object libyaml makes for every scalar (~85 us for a 15-line Workload, most of a cold
-`fleet plan` on a 10,000-file repo). Fleet files are almost always the same shape:
-block mappings and lists of plain, single-line scalars, small one-line `[a, b]` and
+object libyaml makes for every scalar (most of a cold `fleet plan` on a big repo).
+Fleet files are almost always the same shape: block mappings and lists of plain,
+single-line scalars, small one-line `[a, b]` and
 `{k: v}` collections, comments and `---`. `read_simple` reads exactly that shape, line
-by line, about three times faster, and returns None for anything else: the caller then
+by line, without those objects, and returns None for anything else: the caller then
 reads the file with the full reader, which also reports every error. So the fast path
 never has to be right about a file it is unsure of; it only has to decline.
 

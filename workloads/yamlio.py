@@ -18,7 +18,7 @@ plain Python values from the events, with:
 Scalars resolve exactly as `yaml.safe_load` does (same resolver and constructors).
 
 Most fleet files are plain block YAML; `workloads.yamlfast` reads those line by line,
-about three times faster, and hands anything else (and every error) to this reader.
+without libyaml's event objects, and hands anything else (and every error) to this reader.
 """
 
 from __future__ import annotations

@@ -146,17 +146,25 @@ def _int_or_percent(errs: Errs, path: str, value: Any) -> int:
     return -1
 
 
-def _deployment(errs: Errs, spec: Obj) -> None:
+def _replicated_pods(errs: Errs, spec: Obj, what: str) -> None:
+    """What a Deployment and a ReplicaSet share (apps validation
+    `ValidatePodTemplateSpecForReplicaSet`): replicas, a selector matching the template's
+    labels, an Always pod template without activeDeadlineSeconds."""
     nonnegative(errs, "spec.replicas", spec.get("replicas"))
-    _selector_matches(errs, spec, "deployment")
+    _selector_matches(errs, spec, what)
     pods.template(errs, "spec.template", spec.get("template"))
-    policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
+    tspec = (spec.get("template") or {}).get("spec") or {}
+    policy = tspec.get("restartPolicy")
     if policy and policy != "Always":
         errs.not_supported("spec.template.spec.restartPolicy", policy, ("Always",))
-    active = ((spec.get("template") or {}).get("spec") or {}).get("activeDeadlineSeconds")
+    active = tspec.get("activeDeadlineSeconds")
     if active is not None:
         errs.invalid("spec.template.spec.activeDeadlineSeconds", active,
                      "activeDeadlineSeconds in ReplicaSet is not Supported")
+
+
+def _deployment(errs: Errs, spec: Obj) -> None:
+    _replicated_pods(errs, spec, "deployment")
     _strategy(errs, spec.get("strategy") or {})
     for key in ("minReadySeconds", "revisionHistoryLimit", "progressDeadlineSeconds"):
         nonnegative(errs, f"spec.{key}", spec.get(key))
@@ -167,15 +175,9 @@ def _deployment(errs: Errs, spec: Obj) -> None:
 
 
 def _replicaset(errs: Errs, spec: Obj) -> None:
-    """apps validation `ValidateReplicaSetSpec`: replicas, minReadySeconds, a selector
-    matching the template's labels, an Always pod template."""
-    nonnegative(errs, "spec.replicas", spec.get("replicas"))
+    """apps validation `ValidateReplicaSetSpec`."""
+    _replicated_pods(errs, spec, "replicaset")
     nonnegative(errs, "spec.minReadySeconds", spec.get("minReadySeconds"))
-    _selector_matches(errs, spec, "replicaset")
-    pods.template(errs, "spec.template", spec.get("template"))
-    policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
-    if policy and policy != "Always":
-        errs.not_supported("spec.template.spec.restartPolicy", policy, ("Always",))
 
 
 def _strategy(errs: Errs, strategy: Obj) -> None:

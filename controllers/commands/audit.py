@@ -12,9 +12,8 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from functools import cached_property
-from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 from controllers.commands.common import add_format_argument, fail, write_doc
@@ -30,6 +29,7 @@ from controllers.status.progress import Progress
 from fleet.audit import FleetAt, LiveObject, Report, residency_audit
 from fleet.ledger import Break, Chain
 from fleet.spec import FleetSpec
+from fleet.texttable import markdown_cell, markdown_table
 from workloads.errors import WorkloadsError
 from workloads.ledger_store import FleetHistory
 from workloads.loader import Snapshot, read_fleet
@@ -76,7 +76,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.set_defaults(handler=run)
 
 
-
 class HeadFleet(Mapping[str, "str | None"]):
     """The effective dataClass of each workload at --ref, read only if a record lacks one.
 
@@ -108,7 +107,6 @@ class HeadFleet(Mapping[str, "str | None"]):
 
     def __len__(self) -> int:
         return len(self.classes)
-
 
 
 def load_observed(path: str) -> list[LiveObject]:
@@ -173,53 +171,6 @@ def run(args: argparse.Namespace) -> int:
     return 1 if report.violations or broken is not None else 0
 
 
-_HOLE = "\0periods\0"
-"""Stands for the periods while the rest of the document is encoded."""
-
-
-def write_json(doc: dict[str, Any]) -> None:
-    """`json.dump(doc, indent=2, sort_keys=True)` and a newline, byte for byte, faster.
-
-    The standard library indents with its pure-Python encoder (20-30 s for the
-    150,000 periods of a million-record ledger). The periods are flat objects of
-    strings, numbers, booleans and nulls, so each is written here with the same
-    escaping (`encode_basestring_ascii`, which `json` uses) and layout; the rest of
-    the document goes through `json` with a placeholder where the periods go.
-    """
-    periods = doc["periods"]
-    if not periods:
-        json.dump(doc, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
-        return
-    doc["periods"] = [_HOLE]
-    text = json.dumps(doc, indent=2, sort_keys=True)
-    doc["periods"] = periods
-    before, after = text.split(f"    {json.dumps(_HOLE)}\n", 1)
-    sys.stdout.write(before)
-    sys.stdout.write(",\n".join(map(_period_json, periods)))
-    sys.stdout.write("\n")
-    sys.stdout.write(after)
-    sys.stdout.write("\n")
-
-
-def _period_json(period: dict[str, Any]) -> str:
-    """One period as `json.dumps(..., indent=2, sort_keys=True)` lays it out in the list."""
-    return "    {\n" + ",\n".join(
-        f"      {encode_basestring_ascii(k)}: {_scalar(period[k])}" for k in sorted(period)
-    ) + "\n    }"
-
-
-def _scalar(v: Any) -> str:
-    if isinstance(v, str):
-        return encode_basestring_ascii(v)
-    if v is None or v is True or v is False or type(v) is int:
-        return "null" if v is None else "true" if v is True else "false" if v is False \
-            else int.__repr__(v)
-    if isinstance(v, dict | list | tuple):
-        raise TypeError(f"a period is flat, it holds no {type(v).__name__}")
-    return json.dumps(v)  # a float, or anything else, exactly as json writes it
-
-
 def write_csv(report: Report) -> None:
     w = csv.writer(sys.stdout, lineterminator="\n")
     w.writerow(["row", "workload", "dataClass", "cluster", "jurisdiction", "from", "to",
@@ -234,14 +185,6 @@ def write_csv(report: Report) -> None:
 
 _PIPE = "\\|"
 """A `|` inside a cell, escaped."""
-
-
-def _md_table(headers: list[str], rows: Iterable[list[str]]) -> list[str]:
-    """Cells are ours (ids, times, codes) except the last, free text: only it is escaped."""
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    out.extend("| " + " | ".join(r[:-1]) + " | " + r[-1].replace("|", "\\|") + " |"
-               for r in rows)
-    return out
 
 
 def markdown(report: Report, ledger_ref: str, head_commit: str, notes: list[str],
@@ -260,14 +203,14 @@ def markdown(report: Report, ledger_ref: str, head_commit: str, notes: list[str]
     lines.extend(f"- Not cross-checked: {note}" for note in notes)
     if report.findings:
         lines += ["", "## Findings", ""]
-        lines += _md_table(["", "kind", "cluster", "workload", "time", "message"], (
+        lines += markdown_table(["", "kind", "cluster", "workload", "time", "message"], (
             ["VIOLATION" if f.violation else "note", f.kind, f.cluster, f.workload or "-",
-             f.time or "-", f.message] for f in report.findings))
+             f.time or "-", markdown_cell(f.message)] for f in report.findings))
     lines += ["", "## Periods", ""]
-    lines += _md_table(
+    lines += markdown_table(
         ["", "workload", "dataClass", "cluster", "jurisdiction", "from", "to", "commit", "why"],
         ())
-    # One f-string a row, as _md_table would make it: a million-record ledger has
+    # One f-string a row, as markdown_table would make it: a million-record ledger has
     # ~150,000 periods, and building a list of cells for each costs twice as much.
     lines.extend(
         f"| {'ok' if p.allowed else 'VIOLATION'} | {p.workload} | {p.data_class or '-'} | "

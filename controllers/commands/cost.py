@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                       "unpricedGpuHours": round(total.unpriced_gpu_hours, 4)},
             "chainBroken": chain_json(broken),
         }
-        write_doc(doc, args.format, sort_keys=True)
+        write_doc(doc, args.format)
         return 0 if broken is None else 1
     if broken is not None:  # the banner, first line of text and csv alike
         print(f"# {chain_banner(broken)}" if args.format == "csv" else chain_banner(broken))

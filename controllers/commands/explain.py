@@ -12,7 +12,6 @@ workload or the repo (or the capacity file, or the controller) cannot be read.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,7 @@ from controllers.commands.common import (
     add_repo_arguments,
     fail,
     read_planning_inputs,
-    write_yaml,
+    write_doc,
 )
 from controllers.commands.liveplan import add_server_argument, describe, exit_code, use_live
 from controllers.status.statusview import table
@@ -76,11 +75,7 @@ def run(args: argparse.Namespace) -> int:
                              "running": [{"cluster": a.cluster, "flavour": a.flavour,
                                           "replicas": a.replicas, "gpus": a.gpus}
                                          for a in live.previous.get(ex.workload, ())]}
-        if args.format == "yaml":
-            write_yaml(doc)
-        else:
-            json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        write_doc(doc, args.format)
     else:
         if live is not None:
             sys.stdout.write(describe(live) + "\n")

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format in ("json", "yaml"):
         kind = "WorkloadList" if args.kind == "workloads" else "ClusterList"
         write_doc({"apiVersion": doc.get("apiVersion"), "kind": kind, "items": rows},
-                  args.format, sort_keys=True)
+                  args.format)
         return 0
     if not rows:
         print(f"No {args.kind} found.", file=sys.stderr)

@@ -85,7 +85,6 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"the ledger branch or commit (default: {LEDGER_BRANCH})")
 
 
-
 def run_verify(args: argparse.Namespace) -> int:
     reader = open_ledger(args.repo, args.ref)
     anchors: list[Anchor] | None = None
@@ -177,7 +176,7 @@ def run_show(args: argparse.Namespace) -> int:
     except WorkloadsError as e:
         fail(str(e))
     if args.format in ("json", "yaml"):
-        write_doc(list(keep), args.format, sort_keys=True)
+        write_doc(list(keep), args.format)
         return 0
     rows = []
     for d in keep:

@@ -99,7 +99,7 @@ def bulk_mode() -> None:
     """A one-shot command about to fold millions of records: no cyclic GC, fast reads.
 
     The records are plain dicts and lists without cycles; the collector would only
-    re-scan them over and over as they are allocated (a third of the run time).
+    re-scan them over and over as they are allocated.
     """
     gc.disable()
     fast_bulk_reads()

@@ -160,15 +160,12 @@ def read_clusters(args: argparse.Namespace) -> LivePlacement:
     """What runs and the capacity, read from the clusters of the repo at `--ref`."""
     import anyio
 
-    from controllers.commands.common import CommandFailed, read_snapshot
+    from controllers.commands.common import read_snapshot
     from controllers.logs import configure
     from controllers.status.livestatus import live_placement
 
     configure("warning")  # logs to stderr: stdout carries the answer
-    try:
-        snap = read_snapshot(args)
-    except CommandFailed as e:
-        fail(str(e))
+    snap = read_snapshot(args)
     previous, capacity, unreadable = anyio.run(lambda: live_placement(
         snap, kubeconfig=args.kubeconfig, allow_exec=args.allow_exec_plugins,
         answer_within=args.timeout))

@@ -23,7 +23,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from controllers.commands.common import fail, load_capacity, write_doc, write_yaml
+from controllers.commands.common import fail, load_capacity, write_doc
 from fleet import planning
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import WorkloadId
@@ -334,12 +334,9 @@ def verify(args: argparse.Namespace) -> int:
                              f"({digest[:12]}, plan used {recorded['capacityDigest'][:12]})"))
     holds = all(ok for ok, _ in checks)
     fmt = getattr(args, "format", "text")
-    if fmt == "yaml":
-        write_yaml({"holds": holds, "checks": [{"ok": ok, "message": m} for ok, m in checks]})
-    elif fmt == "json":
-        json.dump({"holds": holds, "checks": [{"ok": ok, "message": m} for ok, m in checks]},
-                  sys.stdout, indent=2)
-        sys.stdout.write("\n")
+    if fmt in ("json", "yaml"):
+        write_doc({"holds": holds, "checks": [{"ok": ok, "message": m} for ok, m in checks]},
+                  fmt)
     else:
         for ok, message in checks:
             print(f"{'ok   ' if ok else 'STALE'} {message}")

@@ -9,11 +9,10 @@ point at) and `--update-doc FILE` regenerates the field tables of docs/fleet-rep
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from controllers.commands.common import fail
+from controllers.commands.common import fail, json_text
 from fleet.models import KINDS, json_schemas, schema_file
 
 DESCRIPTION = """\
@@ -48,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def dump(schema: object) -> str:
-    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    return json_text(schema)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from controllers.commands.common import CommandFailed, add_repo_arguments, fail, read_snapshot
+from controllers.commands.common import add_repo_arguments, fail, read_snapshot
 
 if TYPE_CHECKING:
     from clusters.sim import SimClusterSpec
@@ -67,10 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from clusters.sim import spec_from_cluster  # aiohttp and friends: only when run
 
     _may_write(args.kubeconfig, args.overwrite)
-    try:
-        snap = read_snapshot(args)
-    except CommandFailed as e:
-        fail(str(e))
+    snap = read_snapshot(args)
     clusters = snap.spec.clusters
     if not clusters:
         fail(f"{args.repo}: no Cluster files (clusters/*.yaml) to simulate")

@@ -72,7 +72,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=run)
 
 
-
 def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
     """Print `doc`; 1 when part of it is unknown (a cluster could not be read), else 0."""
     _known(args, doc)
@@ -86,11 +85,11 @@ def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
             match = [w for w in doc.get("workloads", []) if w["id"] == args.workload]
             if not match:
                 fail(f"no workload {args.workload}")
-            write_doc(match[0], args.format, sort_keys=True)
+            write_doc(match[0], args.format)
         else:
             filtered = {**doc, "workloads": filter_workloads(
                 doc, team=args.team, cluster=args.cluster, state=args.state)}
-            write_doc(filtered, args.format, sort_keys=True)
+            write_doc(filtered, args.format)
         return code
     if args.workload:
         text = render_workload(doc, args.workload)
@@ -112,8 +111,6 @@ def _known(args: argparse.Namespace, doc: dict[str, Any]) -> None:
         if args.team not in teams:
             fail(f"no workloads of team {args.team} in the fleet"
                  + (f" (teams: {', '.join(sorted(teams))})" if teams else ""))
-
-
 
 
 def run(args: argparse.Namespace) -> int:

@@ -56,17 +56,14 @@ def fetch(server: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
 def fetch_live(args: argparse.Namespace) -> dict[str, Any]:
     import anyio  # here: building the parser must stay light
 
-    from controllers.commands.common import CommandFailed, read_snapshot
+    from controllers.commands.common import read_snapshot
     from controllers.logs import configure
     from controllers.status.livestatus import live_status
 
     configure("warning")  # logs to stderr: stdout carries the document
 
     args.worktree = False
-    try:
-        snap = read_snapshot(args)
-    except CommandFailed as e:
-        fail(str(e))
+    snap = read_snapshot(args)
     doc: dict[str, Any] = anyio.run(lambda: live_status(
         snap, kubeconfig=args.kubeconfig, allow_exec=args.allow_exec_plugins,
         answer_within=args.timeout, ledger_repo=args.repo))
@@ -76,4 +73,3 @@ def fetch_live(args: argparse.Namespace) -> dict[str, Any]:
 def get_doc(args: argparse.Namespace) -> dict[str, Any]:
     """The status document from `--server`, or with `--live` from the clusters."""
     return fetch_live(args) if args.live else fetch(args.server, auth_headers(args))
-

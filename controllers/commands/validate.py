@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from controllers.commands.common import (
-    CommandFailed,
     add_format_argument,
     add_repo_arguments,
-    fail,
     read_snapshot,
-    write_yaml,
+    write_doc,
 )
 from workloads.forkmap import Background
 
@@ -48,10 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, background: Background) -> int:
-    try:
-        snap = read_snapshot(args, background)
-    except CommandFailed as e:
-        fail(str(e))
+    snap = read_snapshot(args, background)
     spec = snap.spec
     errors = spec.errors
     if args.format in ("json", "yaml"):
@@ -59,11 +53,7 @@ def _run(args: argparse.Namespace, background: Background) -> int:
             "errors": [d.to_json() for d in errors],
             "source": {"commit": snap.commit, "files": snap.files},
         }
-        if args.format == "yaml":
-            write_yaml(doc)
-        else:
-            json.dump(doc, sys.stdout, indent=2, sort_keys=False)
-            sys.stdout.write("\n")
+        write_doc(doc, args.format)
     else:
         for d in errors:
             print(d.format())

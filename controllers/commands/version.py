@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             doc["server"] = {"url": args.server, "version": answer["version"]}
     if args.format in ("json", "yaml"):
-        write_doc(doc, args.format, sort_keys=True)
+        write_doc(doc, args.format)
     else:
         print(f"Client version: {doc['client']['version']}")
         if "server" in doc:

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                 "why": c.why} for c in result.changes],
             "unchanged": len(result.after.workloads) - len(result.changes),
         }
-        write_doc(doc, args.format, sort_keys=True)
+        write_doc(doc, args.format)
         return exit_code(live, 0)
     # The summary counts a resize among the moves, as it always did (its kind says Resized).
     moved = sum(result.count(k) for k in ("Moved", "FailedOver", "Resized"))

@@ -236,7 +236,3 @@ class DesiredState:
             return rendered
 
         return cluster_objects(spec, self.placed_on(cluster), cluster, commit_of, cached)
-
-    def forget(self, keep: set[tuple[ClusterName, WorkloadId, Assignment]]) -> None:
-        """Drop cached renders no longer placed (bounded memory)."""
-        self._cache = {k: v for k, v in self._cache.items() if k[:3] in keep}

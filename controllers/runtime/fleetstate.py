@@ -20,7 +20,7 @@ Plain functions over plain inputs: testable without a cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,17 +103,6 @@ def previous_from_live(clusters: Mapping[ClusterName, Cluster],
             out.setdefault(workload_id_of_label(label), []).append(
                 Assignment(ClusterName(cname), flavour, lp.replicas, lp.gpus_per_replica))
     return {wid: tuple(sorted(a)) for wid, a in sorted(out.items())}
-
-
-def moved_away(previous: PreviousPlan, current: Mapping[WorkloadId, Iterable[ClusterName]],
-               cluster: ClusterName) -> set[WorkloadId]:
-    """Workloads that ran on `cluster` and that the new plan places elsewhere only."""
-    out: set[WorkloadId] = set()
-    for wid, assignments in previous.items():
-        now = set(current.get(wid, ()))
-        if any(a.cluster == cluster for a in assignments) and now and cluster not in now:
-            out.add(wid)
-    return out
 
 
 def decision_fields(spec: FleetSpec | None, wid: str, cluster: str | None) -> dict[str, Any]:

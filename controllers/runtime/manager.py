@@ -44,14 +44,13 @@ import structlog
 
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.apply import DriftReport
-from clusters.errors import ClusterError, KubeconfigError
 from clusters.home import Home
-from clusters.kubeconfig import ConnectionSpec, server_of
 from clusters.leader import LeaderElector
 from controllers.forge import CommitStatusPoster, StatusState
 from controllers.persist import lastplan
 from controllers.persist.sharedplan import SharedPlan
 from controllers.runtime import manager_io, sourceguard, triggers
+from controllers.runtime.clusterset import ClusterSet
 from controllers.runtime.deletions import DeletionGuard
 from controllers.runtime.desired import DesiredState, RenderFn
 from controllers.runtime.fleetstate import (
@@ -59,6 +58,7 @@ from controllers.runtime.fleetstate import (
     capacity_snapshot,
     previous_from_live,
 )
+from controllers.runtime.leadership import Leadership
 from controllers.runtime.reconcile import ClusterReconciler, EventSink, live_intent
 from controllers.runtime.retirement import Retirement
 from controllers.runtime.sourceguard import Guard, SourceGuard
@@ -78,7 +78,6 @@ from fleet.safety import (
     DeletionLimits,
     previous_with_returned,
     returned_clusters,
-    shared_servers,
 )
 from fleet.spec import FleetSpec
 from workloads.gitsource import Condition, GitSource
@@ -158,10 +157,6 @@ class Manager:
             "clusters", self.reconciler, concurrency=settings.cluster_concurrency)
         self.snapshot = CapacitySnapshot({})
         self.conditions: tuple[Condition, ...] = ()
-        self.connect_errors: dict[str, str] = {}
-        self.twins: dict[str, tuple[str, ...]] = {}
-        """Clusters refused because another Cluster file reaches the same API server."""
-        self._identity_of: dict[ClusterName, ConnectionSpec] = {}
         self.applied_commit: str | None = None
         self.forge_status = _forge_status(settings)
         """Commit statuses per cluster on the forge (`--forge`), or None."""
@@ -174,7 +169,19 @@ class Manager:
         self.metrics = ControllerMetrics()
         """Histograms and counters of `/metrics`; gauges are read at each scrape."""
         self.metrics.scrape_with(manager_collector(self))
-        self.elector: LeaderElector | None = None
+        self.clusters = ClusterSet(
+            adapters=self.adapters, options=self.adapter_options,
+            allow_exec=settings.allow_exec_plugins, retirement=self.retirement,
+            queue=self.queue, feed=self.feed, live=self.live, may_act=self.may_act,
+            connection_of=lambda c: manager_io.connection_of(self, c),
+            on_drift=self._drift_handler, prepare=self._prepare_adapter,
+            task_group=lambda: self._tg)
+        """One adapter per Cluster file (`controllers.runtime.clusterset`)."""
+        self.leadership = Leadership(
+            elect=settings.leader_elect, identity=settings.identity, home=self.home,
+            adapters=self.adapters, holding=lambda: self.source.holding,
+            blocked=self.blocked, tick=tick, lease_duration=lease_duration)
+        """May this replica write (`controllers.runtime.leadership`)."""
         self.startup_sync_timeout = startup_sync_timeout
         self.tick = tick
         self.lease_duration = lease_duration
@@ -189,9 +196,6 @@ class Manager:
         self._guard_lock = asyncio.Lock()
         self.late_guard_read = False
         """With a member as home: the shared guard was read once that member connected."""
-        self._was_leader = False
-        self._wired_generation = -1
-        self._scopes: dict[str, anyio.CancelScope] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._fetch_wake = asyncio.Event()
         self._plan_wake = asyncio.Event()
@@ -216,7 +220,7 @@ class Manager:
                 tg.start_soon(self._watch_loop)
                 tg.start_soon(self.queue.run)
                 if self.settings.leader_elect:
-                    tg.start_soon(self._leader_loop)
+                    tg.start_soon(self.leadership.run)
                 run_events = getattr(self.events, "run", None)
                 if run_events is not None:
                     tg.start_soon(run_events)
@@ -474,100 +478,8 @@ class Manager:
 
     async def _sync_clusters(self) -> None:
         spec = self.desired.spec
-        assert spec is not None and self._tg is not None
-        in_repo = set(spec.clusters)
-        reach = self.retirement.restore(in_repo)
-        # Removed from the repo: the reconciler drains it (deletes what we run there)
-        # and calls `_retired`; its workloads are re-placed by the next plan.
-        for name in self.retirement.update(set(self.adapters), in_repo):
-            self.queue.add(name)
-        for name in set(self.connect_errors) - in_repo - self.retiring:
-            del self.connect_errors[name]
-        twins = self._refuse_twins()
-        for name in sorted(in_repo - set(self.adapters) - set(twins)):
-            reach[name] = manager_io.connection_of(self, spec.clusters[ClusterName(name)])
-        connected: dict[str, ClusterAdapter] = {}
-
-        async def connect(name: str) -> None:
-            try:
-                connected[name] = await ClusterAdapter.connect(
-                    reach[name], self.adapter_options, on_drift=self._drift_handler(name))
-            except ClusterError as e:
-                if self.connect_errors.get(name) != str(e):  # once per new error, not per try
-                    self.feed.note("ClusterConnectionFailed", cluster=name, reason=str(e),
-                                   acting=self.may_act())
-                self.connect_errors[name] = str(e)
-                log.error("cluster_connect_failed", cluster=name, error=str(e))
-
-        async with anyio.create_task_group() as tg:  # TLS set-up per cluster: in parallel
-            for name in sorted(reach):
-                tg.start_soon(connect, name)
-        for name, adapter in sorted(connected.items()):
-            self.connect_errors.pop(name, None)
-            self.adapters[name] = adapter
-            self.retirement.reach[name] = reach[name]
-            self._wire_fencing(adapter)
-            adapter.applier.hold_heal = self._heal_held(name)
-            await self._tg.start(self._run_adapter, adapter)
-            if name in self.retiring:
-                self.queue.add(name)
-        self.retirement.save()
-
-    def _refuse_twins(self) -> dict[str, tuple[str, ...]]:
-        """Cluster files whose contexts reach the same API server are one cluster under
-        several names (`fleet.safety.shared_servers`): refuse them all -- not connected
-        (disconnected if they were), nothing written there, nothing new placed there
-        (placement sees them Unknown), a condition naming the files. A retiring
-        cluster's drain is never stopped here."""
-        spec = self.desired.spec
         assert spec is not None
-        conns = {name: manager_io.connection_of(self, c)
-                 for name, c in sorted(spec.clusters.items())}
-        if conns == self._identity_of:
-            return self.twins  # no Cluster file's connection changed: same answer
-        servers: dict[str, str] = {}
-        for cname, conn in conns.items():
-            try:
-                servers[cname] = server_of(conn, allow_exec=self.settings.allow_exec_plugins)
-            except KubeconfigError:
-                continue  # connecting says why, per cluster
-        # Ask again next time unless every cluster's server was known: one that could
-        # not be read now may connect later, and must not do so unchecked.
-        self._identity_of = conns if len(servers) == len(conns) else {}
-        twins = shared_servers(servers)
-        for gone in sorted(set(self.twins) - set(twins)):
-            self.connect_errors.pop(gone, None)  # connected again below
-        for name, names in sorted(twins.items()):
-            files = [_file_of(spec, n) for n in names]
-            self.connect_errors[name] = (
-                f"refused: {' and '.join(files)} reach the same API server (a cluster is "
-                "its server; one of them is mislabelled): nothing is written there until "
-                "only one Cluster file does")
-            if name not in self.twins:
-                log.error("cluster_identity_refused", cluster=name, files=files)
-            if name in self.adapters:
-                self._disconnect(name)
-                for key in [k for k in self.live if k[0] == name]:
-                    del self.live[key]  # no longer known to be synced there
-        self.twins = twins
-        return twins
-
-    def _disconnect(self, name: str) -> None:
-        assert self._tg is not None
-        scope = self._scopes.pop(name, None)
-        if scope is not None:
-            scope.cancel()
-        adapter = self.adapters.pop(name, None)
-        if adapter is not None:
-            self._tg.start_soon(adapter.aclose)
-
-    async def _run_adapter(self, adapter: ClusterAdapter, *,
-                           task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-                           ) -> None:
-        with anyio.CancelScope() as scope:
-            self._scopes[adapter.name] = scope
-            task_status.started()
-            await adapter.run()
+        await self.clusters.sync(spec)
 
     def _drift_handler(self, cluster: str) -> Any:
         def on_drift(report: DriftReport) -> None:
@@ -627,7 +539,7 @@ class Manager:
         """A removed cluster runs nothing of ours any more: disconnect it."""
         if self._tg is None or not self.retirement.done(name):
             return
-        self._disconnect(name)
+        self.clusters.disconnect(name)
         for other in self.adapters:  # what waited for the drain starts now
             self.queue.add(other)
         self._cluster_done("")
@@ -800,46 +712,28 @@ class Manager:
                     self.desired.stale_on(cluster, set(a.live_workloads())):
                 self.queue.add(name)
 
+    def _prepare_adapter(self, name: str, adapter: ClusterAdapter) -> None:
+        """A newly connected adapter, before it runs: fenced, and told what not to heal."""
+        self.leadership.wire(adapter)
+        adapter.applier.hold_heal = self._heal_held(name)
+
+    @property
+    def connect_errors(self) -> dict[str, str]:
+        return self.clusters.connect_errors
+
+    @property
+    def twins(self) -> dict[str, tuple[str, ...]]:
+        return self.clusters.twins
+
     # ------------------------------------------------------------------ leadership
 
+    @property
+    def elector(self) -> LeaderElector | None:
+        return self.leadership.elector
+
     def may_act(self) -> bool:
-        if self.source.holding:
-            return False  # what we serve is a refused rollback: write nothing from it
-        if not self.settings.leader_elect:
-            return True
-        if self.elector is None or not self.elector.is_leader:
-            return False
-        if self.elector.generation != self._wired_generation:
-            self._wire_all()  # every write from now on carries the new generation
-        return True
+        return self.leadership.may_act()
 
-    def _wire_fencing(self, adapter: ClusterAdapter) -> None:
-        # Every write (drift corrections too) waits while the ledger cannot record it.
-        adapter.applier.may_write = lambda: self.blocked() is None
-        if not self.settings.leader_elect:
-            return
-        adapter.applier.may_write = lambda: self.may_act() and self.blocked() is None
-        adapter.applier.generation = self.elector.generation if self.elector else 0
-        adapter.applier.lease_check = self._confirm_lease
-
-    async def _confirm_lease(self) -> str | None:
-        """The fence of every write: the Lease still names us at our generation."""
-        if self.elector is None:
-            return "no leader election running yet"
-        return await self.elector.confirm()
-
-    def _wire_all(self) -> None:
-        self._wired_generation = self.elector.generation if self.elector else 0
-        for a in self.adapters.values():
-            self._wire_fencing(a)
-
-    async def _leader_loop(self) -> None:
-        await triggers.leader_loop(self)
-
-
-def _file_of(spec: FleetSpec, cluster: str) -> str:
-    src = spec.source_of("Cluster", cluster)
-    return src.file if src is not None else f"clusters/{cluster}.yaml"
 
 
 def _fleet_changed(old: FleetSpec | None, new: FleetSpec) -> bool:

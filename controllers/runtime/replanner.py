@@ -2,7 +2,7 @@
 workloads changed since the last one.
 
 The controller plans on every commit, capacity or health change and resync. A full pass
-over 10,000 workloads takes ~0.5 s; `fleet.placement.IncrementalPlanner` gives the same
+grows with the fleet; `fleet.placement.IncrementalPlanner` gives the same
 plan (a property test checks it equals a full one) re-deciding only what a change
 touches, in milliseconds, as long as the fleet's snapshot (clusters, policy, quotas,
 capacity) is the one it recorded. So:

@@ -16,7 +16,7 @@ document (`suspended` on the workload or cluster row and a `Suspended` condition
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,9 +84,6 @@ class Suspensions:
     def holds(self, cluster: str, workload: str) -> bool:
         """Is this workload on this cluster to be left alone?"""
         return workload in self.workloads or cluster in self.clusters
-
-    def held_on(self, cluster: str, workloads: Iterable[str]) -> set[str]:
-        return {w for w in workloads if self.holds(cluster, w)}
 
     def annotate(self, doc: dict[str, Any]) -> None:
         """Mark suspended rows of a status document, and add the `Suspended` condition

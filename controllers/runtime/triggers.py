@@ -2,8 +2,9 @@
 
 Split from `controllers.runtime.manager` to keep each module readable: the watch loop turns
 what the adapters learn (capacity version, health, listed or not) into triggers -- a
-re-plan, a cluster reconcile -- and the leader loop runs the Lease election. Also the
-rule for a commit that is unusable as a whole.
+re-plan, a cluster reconcile -- including leadership gained
+(`controllers.runtime.leadership`). Also the rule for a commit that is unusable as a
+whole.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from clusters.leader import LeaderElector, default_identity
 from workloads.loader import Snapshot
 
 if TYPE_CHECKING:
@@ -46,15 +46,11 @@ async def watch_loop(m: Manager) -> None:
                 note_health(m, name, str(before[1]), str(state[1]))
             else:
                 capacity_dirty = True
-        leader = m.may_act()
-        if leader and not m._was_leader and m.settings.leader_elect:
-            log.info("leading", generation=m.elector.generation if m.elector else 0)
+        if m.leadership.newly_leading():
             m._rebuild_previous = True
-            m._wire_all()
             urgent = True
             for name in m.adapters:
                 m.queue.add(name)
-        m._was_leader = leader
         unreachable = any(a.health_state == "Unreachable" for a in m.adapters.values())
         since = time.monotonic() - last_plan
         # Capacity alone can only help workloads still Pending; and a re-plan costs
@@ -81,19 +77,6 @@ def note_health(m: Manager, name: str, was: str, now: str) -> None:
                    else "after each one's unreachable toleration"))
     m.feed.note(f"Cluster{now}", cluster=name, reason=why, acting=m.may_act())
 
-
-async def leader_loop(m: Manager) -> None:
-    """The Lease in the home cluster (`clusters.home`), once it can be reached."""
-    while True:
-        client = m.home.client()
-        if client is not None:
-            break
-        await anyio.sleep(m.tick)
-    m.elector = LeaderElector(client, m.settings.identity or default_identity(),
-                              duration=m.lease_duration,
-                              margin=min(2.0, m.lease_duration / 4))
-    log.info("leader_election_started", cluster=m.home.name, identity=m.elector.identity)
-    await m.elector.run(m.home.client)
 
 
 def whole_commit_problems(snap: Snapshot) -> str:

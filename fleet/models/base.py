@@ -136,7 +136,7 @@ class Model(BaseModel):
     )
 
     def __reduce__(self) -> tuple[object, ...]:
-        # Pickled by value, without pydantic's generic state dict: ~35% faster both
+        # Pickled by value, without pydantic's generic state dict: cheaper both
         # ways, and a cold `fleet plan` sends ~5,000 parsed files through a pipe.
         # These models have no extra fields (extra="forbid") and no private attributes.
         return (_rebuild, (type(self), self.__dict__, self.__pydantic_fields_set__))

@@ -24,7 +24,7 @@ from clusters.sim import SimClusterSpec, SimFleet, spec_from_cluster, start_sim,
 from controllers.runtime.manager import Manager
 from controllers.settings import Settings
 from fleet.render import WORKLOAD_LABEL, workload_id_of_label
-from tests.integration.test_controller_harness import FAST
+from tests.support.controller import FAST
 from workloads.loader import read_fleet
 
 SIGNATURE = pygit2.Signature("chaos", "chaos@aifleet.dev")

@@ -11,7 +11,7 @@ import anyio.lowlevel
 import pytest
 
 from clusters.apply import FIELD_MANAGER, HASH_ANNOTATION, compare_resource_versions
-from tests.integration.test_adapter_harness import (
+from tests.support.adapter import (
     TEAM,
     Connected,
     connected,

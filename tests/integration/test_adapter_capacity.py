@@ -9,15 +9,7 @@ from pathlib import Path
 import anyio
 
 from clusters.adapter import ClusterAdapter
-from tests.integration.test_adapter_harness import (
-    A100,
-    H100,
-    NAME,
-    connected,
-    job,
-    namespace,
-    until,
-)
+from tests.support.adapter import A100, H100, NAME, connected, job, namespace, until
 
 
 def free_by_node(adapter: ClusterAdapter) -> dict[str, int]:

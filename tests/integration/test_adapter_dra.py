@@ -11,7 +11,7 @@ from clusters.adapter import ClusterAdapter
 from clusters.apply import MANAGED_BY
 from clusters.sim import SimClusterSpec, SimNode
 from clusters.sim.resources import BY_KIND
-from tests.integration.test_adapter_harness import H100, NAME, TEAM, connected, until
+from tests.support.adapter import H100, NAME, TEAM, connected, until
 
 MIG = "NVIDIA-A100-SXM4-80GB-MIG-3g.40gb"
 

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from clusters.client import SERVICE
-from tests.integration.test_adapter_harness import (
+from tests.support.adapter import (
     FAST,
     NAME,
     TEAM,

@@ -12,7 +12,7 @@ import pytest
 from clusters.client import NAMESPACE, RetryPolicy
 from clusters.errors import NotFound, ServerError, Throttled
 from clusters.health import ClusterHealth, job_health
-from tests.integration.test_adapter_harness import (
+from tests.support.adapter import (
     FAST,
     TEAM,
     Connected,

@@ -17,14 +17,7 @@ from clusters.adapter import ClusterAdapter
 from clusters.client import NODE
 from clusters.errors import ExecPluginRefused, Unauthorized
 from clusters.kubeconfig import ConnectionSpec
-from tests.integration.test_adapter_harness import (
-    FAST,
-    NAME,
-    Connected,
-    connected,
-    namespace,
-    serving,
-)
+from tests.support.adapter import FAST, NAME, Connected, connected, namespace, serving
 
 
 def _exec_plugin(tmp: Path, token: str) -> tuple[Path, Path]:

@@ -12,15 +12,7 @@ import pytest
 
 from clusters.apply import MANAGED_BY
 from clusters.client import DEPLOYMENT, SERVICE
-from tests.integration.test_adapter_harness import (
-    TEAM,
-    Connected,
-    connected,
-    deployment,
-    namespace,
-    serving,
-    stored,
-)
+from tests.support.adapter import TEAM, Connected, connected, deployment, namespace, serving, stored
 
 A, B = serving("serve-a", gpus=0), serving("serve-b", gpus=0)
 

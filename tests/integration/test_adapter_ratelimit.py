@@ -15,7 +15,7 @@ import pytest
 from clusters.adapter import ClusterAdapter
 from clusters.client import NAMESPACE
 from clusters.kubeconfig import ConnectionSpec
-from tests.integration.test_adapter_harness import FAST, NAME, connected
+from tests.support.adapter import FAST, NAME, connected
 from tests.support.clock import FakeClock
 
 

@@ -14,7 +14,7 @@ from clusters.client import DEPLOYMENT
 from clusters.informer import Informer
 from clusters.sim.resources import BY_KIND
 from fleet.render import OWNED_SELECTOR
-from tests.integration.test_adapter_harness import (
+from tests.support.adapter import (
     FAST,
     TEAM,
     Connected,

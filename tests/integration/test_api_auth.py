@@ -23,12 +23,7 @@ import pytest
 from clusters.sim.tls import make_tls
 from controllers.apiauth import ApiAuth
 from controllers.server import Endpoints, bound_port, build_app, serve
-from tests.integration.test_controller_harness import (
-    FAST,
-    fast_settings,
-    rolled_out,
-    sandbox,
-)
+from tests.support.controller import FAST, fast_settings, rolled_out, sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 READ = "read-token-0123456789abcdef"

@@ -263,14 +263,7 @@ async def test_the_controllers_own_ledger_verifies_and_audits_clean_after_a_fail
     import anyio
 
     from controllers.demo.sandbox import until
-    from tests.integration.test_controller_harness import (
-        FAST,
-        TRAIN,
-        fast_settings,
-        rolled_out,
-        sandbox,
-        where,
-    )
+    from tests.support.controller import FAST, TRAIN, fast_settings, rolled_out, sandbox, where
     from workloads.errors import WorkloadsError
     from workloads.ledger_store import read_ledger
 

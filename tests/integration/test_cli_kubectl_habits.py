@@ -22,8 +22,8 @@ import yaml
 from controllers.server import Endpoints, bound_port, build_app, serve
 from tests.fleetdocs import POLICY, cluster, workload
 from tests.gitrepo import GitRepo
-from tests.integration.test_status_cli import DOC
 from tests.specs import load_schema
+from tests.support.status import DOC
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "examples" / "fleet")

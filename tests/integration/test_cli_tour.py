@@ -20,14 +20,7 @@ from pathlib import Path
 
 from controllers.commands import COMMANDS
 from controllers.demo.sandbox import until
-from tests.integration.test_controller_harness import (
-    FAST,
-    SERVE,
-    TRAIN,
-    fast_settings,
-    rolled_out,
-    sandbox,
-)
+from tests.support.controller import FAST, SERVE, TRAIN, fast_settings, rolled_out, sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "examples" / "fleet")

@@ -22,7 +22,7 @@ from controllers.demo.faults import workloads_on
 from controllers.demo.sandbox import synced, until
 from tests.fleetdocs import base_fleet, workload
 from tests.gitrepo import GitRepo
-from tests.integration.test_controller_harness import (
+from tests.support.controller import (
     FAST,
     RANK,
     SERVE,

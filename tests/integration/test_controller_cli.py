@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 import httpx
 
-from tests.integration.test_controller_harness import sandbox
+from tests.support.controller import sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from typing import Any
 from controllers.demo.faults import workloads_on
 from controllers.demo.sandbox import Sandbox, synced, until
 from controllers.runtime.manager import Manager
-from tests.integration.test_controller_harness import (
+from tests.support.controller import (
     CLUSTERS,
     FAST,
     TRAIN,

@@ -16,7 +16,7 @@ from clusters.sim import SimCluster
 from clusters.sim.resources import BY_KIND
 from controllers.demo.sandbox import until
 from tests.fleetdocs import POLICY, cluster, workload
-from tests.integration.test_controller_harness import FAST, fast_settings, sandbox, where
+from tests.support.controller import FAST, fast_settings, sandbox, where
 
 TRAIN = "nlp-team/train"
 DRA_LABELS = "{tier: prod, aifleet.dev/gpu-allocation: dra}"

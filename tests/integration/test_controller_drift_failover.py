@@ -12,16 +12,8 @@ import jsonschema
 from controllers.demo.faults import find_deployment, inject_replica_drift, workloads_on
 from controllers.demo.sandbox import synced, until
 from controllers.runtime.manager import Manager
-from tests.integration.test_controller_harness import (
-    FAST,
-    SERVE,
-    TRAIN,
-    fast_settings,
-    rolled_out,
-    sandbox,
-    where,
-)
 from tests.specs import load_schema
+from tests.support.controller import FAST, SERVE, TRAIN, fast_settings, rolled_out, sandbox, where
 
 
 async def test_drift_by_another_field_manager_is_corrected(tmp_path: Path) -> None:

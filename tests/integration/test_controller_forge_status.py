@@ -18,13 +18,7 @@ import pytest
 import respx
 
 from controllers.demo.sandbox import synced, until
-from tests.integration.test_controller_harness import (
-    CLUSTERS,
-    FAST,
-    fast_settings,
-    rolled_out,
-    sandbox,
-)
+from tests.support.controller import CLUSTERS, FAST, fast_settings, rolled_out, sandbox
 
 TOKEN = "ghp_do-not-print-this-token"
 STATUSES = r"https://api\.github\.com/repos/acme/fleet/statuses/(?P<sha>[0-9a-f]{40})"

@@ -26,7 +26,7 @@ import respx
 
 from controllers.demo.sandbox import Sandbox, synced, until
 from controllers.runtime.manager import Manager
-from tests.integration.test_controller_harness import (
+from tests.support.controller import (
     CLUSTERS,
     FAST,
     SERVE,
@@ -111,7 +111,7 @@ async def test_a_new_replica_with_a_member_as_home_applies_nothing_of_the_rollba
     # With a member as home, the shared copy can only be read once that member is
     # connected, i.e. after the first commit is read: it must still win before any
     # write.
-    from tests.integration.test_controller_restart_leader import writes
+    from tests.support.controller import writes
 
     async with sandbox(tmp_path) as box:
         home = "us-east-1"

@@ -13,14 +13,7 @@ from pathlib import Path
 from controllers.demo.faults import workloads_on
 from controllers.demo.sandbox import until
 from tests.fleetdocs import cluster
-from tests.integration.test_controller_harness import (
-    CLUSTERS,
-    FAST,
-    TRAIN,
-    fast_settings,
-    rolled_out,
-    sandbox,
-)
+from tests.support.controller import CLUSTERS, FAST, TRAIN, fast_settings, rolled_out, sandbox
 
 
 async def test_an_invalid_workloads_copy_goes_where_residency_now_forbids_it(

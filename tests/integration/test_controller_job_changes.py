@@ -20,14 +20,8 @@ import jsonschema
 from controllers.demo.sandbox import Sandbox, synced, until
 from controllers.runtime.manager import Manager
 from tests.fleetdocs import workload
-from tests.integration.test_controller_harness import (
-    FAST,
-    TRAIN,
-    fast_settings,
-    fleet_files,
-    sandbox,
-)
 from tests.specs import load_schema
+from tests.support.controller import FAST, TRAIN, fast_settings, fleet_files, sandbox
 
 ETL = "nlp-team/etl"
 ETL_FILE = "workloads/nlp-team/etl.yaml"

@@ -29,7 +29,7 @@ from fleet.audit import open_placements
 from fleet.ledger import Entry, Record
 from fleet.render import workload_id_of_label
 from tests.fleetdocs import cluster, workload
-from tests.integration.test_controller_harness import (
+from tests.support.controller import (
     FAST,
     RANK,
     SERVE,

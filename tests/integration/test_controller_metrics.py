@@ -10,13 +10,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from controllers.demo.sandbox import synced, until
-from tests.integration.test_controller_harness import (
-    FAST,
-    fast_settings,
-    rolled_out,
-    sandbox,
-    serve_doc,
-)
+from tests.support.controller import FAST, fast_settings, rolled_out, sandbox, serve_doc
 
 Key = tuple[str, tuple[tuple[str, str], ...]]
 

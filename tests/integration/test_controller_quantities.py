@@ -9,14 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from controllers.demo.sandbox import until
-from tests.integration.test_controller_harness import (
-    FAST,
-    TRAIN,
-    fast_settings,
-    fleet_files,
-    rolled_out,
-    sandbox,
-)
+from tests.support.controller import FAST, TRAIN, fast_settings, fleet_files, rolled_out, sandbox
 
 
 def _odd_spellings() -> dict[str, str | bytes]:

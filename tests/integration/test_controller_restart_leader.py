@@ -14,21 +14,11 @@ from pathlib import Path
 import anyio
 
 from controllers.demo.sandbox import synced, until
-from controllers.runtime.manager import Manager
-from tests.integration.test_controller_harness import (
-    FAST,
-    fast_settings,
-    rolled_out,
-    sandbox,
-    where,
-)
+from tests.support.controller import FAST, fast_settings, rolled_out, sandbox, where, writes
 
 JOB_WRITES = "/apis/batch/v1/namespaces/"
 
 
-def writes(m: Manager) -> int:
-    return sum(a.stats.calls.get("apply", 0) + a.stats.calls.get("delete", 0)
-               for a in m.adapters.values())
 
 
 async def test_restart_mid_rollout_writes_only_what_was_missing(tmp_path: Path) -> None:
@@ -110,7 +100,7 @@ async def test_a_paused_old_leader_cannot_undo_the_new_leaders_writes(tmp_path: 
     from clusters.apply import Fenced
     from clusters.kubeconfig import ConnectionSpec
     from clusters.leader import LeaderElector
-    from tests.integration.test_controller_harness import SERVE, serve_doc
+    from tests.support.controller import SERVE, serve_doc
 
     async with sandbox(tmp_path, home=True) as box:
         assert box.sim is not None

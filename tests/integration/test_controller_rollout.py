@@ -15,7 +15,8 @@ import jsonschema
 from controllers.demo.faults import workloads_on
 from controllers.demo.sandbox import synced, until
 from controllers.runtime.manager import Manager
-from tests.integration.test_controller_harness import (
+from tests.specs import load_schema
+from tests.support.controller import (
     FAST,
     RANK,
     SERVE,
@@ -26,7 +27,6 @@ from tests.integration.test_controller_harness import (
     serve_doc,
     where,
 )
-from tests.specs import load_schema
 
 
 def written(box: object, cluster: str) -> dict[tuple[str, str, str], str]:

@@ -12,7 +12,7 @@ from typing import Any
 from controllers.demo.faults import workloads_on
 from controllers.demo.sandbox import synced, until
 from tests.fleetdocs import cluster
-from tests.integration.test_controller_harness import (
+from tests.support.controller import (
     FAST,
     SERVE,
     condition,

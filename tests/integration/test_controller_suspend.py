@@ -20,7 +20,8 @@ from controllers.demo.faults import find_deployment, inject_replica_drift, owned
 from controllers.demo.sandbox import Sandbox, until
 from controllers.runtime.manager import Manager
 from tests.fleetdocs import POLICY
-from tests.integration.test_controller_harness import (
+from tests.specs import load_schema
+from tests.support.controller import (
     FAST,
     RANK,
     SERVE,
@@ -29,7 +30,6 @@ from tests.integration.test_controller_harness import (
     sandbox,
     serve_doc,
 )
-from tests.specs import load_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 

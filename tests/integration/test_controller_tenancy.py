@@ -29,14 +29,7 @@ from controllers.demo.sandbox import Sandbox, synced, until
 from controllers.runtime.manager import Manager
 from tests.fleetdocs import cluster, workload
 from tests.gitserver import git_http_server
-from tests.integration.test_controller_harness import (
-    FAST,
-    fast_settings,
-    fleet_files,
-    rolled_out,
-    sandbox,
-    where,
-)
+from tests.support.controller import FAST, fast_settings, fleet_files, rolled_out, sandbox, where
 
 
 def with_connection(doc: str, kubeconfig: str, context: str) -> str:

@@ -22,14 +22,7 @@ from fleet.capacity import CapacitySnapshot
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.spec import FleetSpec
 from tests.fleetdocs import POLICY, workload
-from tests.integration.test_controller_harness import (
-    FAST,
-    TRAIN,
-    fast_settings,
-    fleet_files,
-    sandbox,
-    where,
-)
+from tests.support.controller import FAST, TRAIN, fast_settings, fleet_files, sandbox, where
 
 CHAT, HEALTH = "nlp-team/chat", "health-team/records"
 EU = ("eu-fra-1", "eu-par-1")

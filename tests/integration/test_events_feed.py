@@ -15,7 +15,7 @@ import httpx
 from controllers.demo.faults import find_deployment, inject_replica_drift
 from controllers.demo.sandbox import synced, until
 from controllers.runtime.manager import Manager
-from tests.integration.test_controller_harness import (
+from tests.support.controller import (
     CLUSTERS,
     FAST,
     RANK,

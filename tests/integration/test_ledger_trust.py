@@ -378,12 +378,7 @@ async def test_the_controller_signs_its_ledger_and_anchors_its_head(
     from prometheus_client.parser import text_string_to_metric_families
 
     from controllers.demo.sandbox import until
-    from tests.integration.test_controller_harness import (
-        FAST,
-        fast_settings,
-        rolled_out,
-        sandbox,
-    )
+    from tests.support.controller import FAST, fast_settings, rolled_out, sandbox
 
     anchor = tmp_path / "anchor.git"
     pygit2.init_repository(str(anchor), bare=True)

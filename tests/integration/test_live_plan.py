@@ -14,15 +14,8 @@ from typing import Any
 
 from controllers.demo.faults import workloads_on
 from controllers.demo.sandbox import synced, until
-from tests.integration.test_controller_harness import (
-    FAST,
-    TRAIN,
-    fast_settings,
-    rolled_out,
-    sandbox,
-    where,
-)
-from tests.integration.test_status_live import fleet_cli
+from tests.support.controller import FAST, TRAIN, fast_settings, rolled_out, sandbox, where
+from tests.support.status import fleet_cli
 
 
 def _where_plan(doc: dict[str, Any]) -> dict[str, list[str]]:

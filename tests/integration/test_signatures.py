@@ -116,12 +116,7 @@ async def test_controller_applies_only_commits_signed_by_an_allowed_key(
     from controllers.demo.faults import workloads_on
     from controllers.demo.sandbox import synced, until
     from tests.fleetdocs import workload
-    from tests.integration.test_controller_harness import (
-        FAST,
-        condition,
-        fast_settings,
-        sandbox,
-    )
+    from tests.support.controller import FAST, condition, fast_settings, sandbox
     from workloads.errors import WorkloadsError
     from workloads.ledger_store import read_ledger
 

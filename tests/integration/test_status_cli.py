@@ -8,47 +8,16 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import pytest
 
 from controllers.server import Endpoints, bound_port, build_app, serve
 from tests.specs import load_schema
+from tests.support.status import DOC
 
 ROOT = Path(__file__).resolve().parents[2]
 
-DOC: dict[str, Any] = {
-    "apiVersion": "aifleet.dev/v1alpha1", "kind": "FleetStatus",
-    "source": {"observedCommit": "a" * 40, "appliedCommit": "a" * 40, "conditions": [
-        {"type": "SourceUnavailable", "status": "True", "reason": "FetchFailed",
-         "message": "fetch failed; serving aaaaaaaaaaaa"}]},
-    "clusters": [
-        {"name": "eu-fra-1", "region": "eu-central-1", "jurisdiction": "DE",
-         "health": "Healthy", "cordoned": False,
-         "gpus": {"h100-80gb": {"capacity": 64, "allocated": 48, "free": 16,
-                                "largestFreeBlock": 8}}},
-        {"name": "us-east-1", "region": "us-east-1", "jurisdiction": "US",
-         "health": "Unreachable", "gpus": {}},
-    ],
-    "workloads": [
-        {"id": "nlp-team/llama-finetune", "status": "Placed", "sync": "Synced",
-         "health": "Running", "commit": "a" * 40,
-         "placements": [{"cluster": "eu-fra-1", "replicas": 4, "flavour": "h100-80gb",
-                         "gpus": 32}], "reasons": [],
-         "drift": [{"cluster": "eu-fra-1", "paths": ["spec.parallelism"],
-                    "manager": "kubectl-edit", "corrected": True}]},
-        {"id": "vision-team/detector", "status": "Pending", "sync": "Unknown",
-         "placements": [], "reasons": [{"message": "0/2 clusters: 1 residency(eu-personal), "
-                                                   "1 capacity"}]},
-        {"id": "search-team/ranker", "status": "Placed", "sync": "OutOfSync",
-         "placements": [{"cluster": "eu-fra-1", "replicas": 1, "flavour": "h100-80gb",
-                         "gpus": 8}], "reasons": [],
-         "drift": [{"cluster": "eu-fra-1",
-                    "paths": ["spec.template.spec.containers[name=main].image"],
-                    "manager": "kubectl-edit", "corrected": False}]},
-    ],
-}
 
 
 def test_the_sample_document_follows_the_status_schema() -> None:

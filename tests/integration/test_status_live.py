@@ -8,16 +8,15 @@ and reports. A later commit that the controller never applied shows as OutOfSync
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
 import jsonschema
 
 from controllers.demo.sandbox import until
 from tests.fleetdocs import workload
-from tests.integration.test_controller_harness import (
+from tests.specs import load_schema
+from tests.support.controller import (
     FAST,
     RANK,
     TRAIN,
@@ -27,15 +26,11 @@ from tests.integration.test_controller_harness import (
     sandbox,
     where,
 )
-from tests.specs import load_schema
+from tests.support.status import fleet_cli
 
 STUCK = "latam-team/br-scoring"
 
 
-async def fleet_cli(*args: str) -> tuple[int, str, str]:
-    proc = await anyio.run_process([sys.executable, "-m", "controllers.cli", *args],
-                                   check=False)
-    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
 
 async def live_json(repo: Path, kubeconfig: Path) -> dict[str, Any]:

@@ -16,16 +16,9 @@ from typing import Any
 import jsonschema
 
 from controllers.demo.sandbox import until
-from tests.integration.test_controller_harness import (
-    FAST,
-    TRAIN,
-    fast_settings,
-    rolled_out,
-    sandbox,
-    where,
-)
-from tests.integration.test_status_live import fleet_cli
 from tests.specs import load_schema
+from tests.support.controller import FAST, TRAIN, fast_settings, rolled_out, sandbox, where
+from tests.support.status import fleet_cli
 
 
 def _ledger_has(repo: Path, workload: str) -> bool:

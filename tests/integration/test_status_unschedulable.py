@@ -19,14 +19,14 @@ import anyio
 import jsonschema
 
 from controllers.demo.sandbox import until
-from tests.integration.test_controller_harness import (
+from tests.specs import load_schema
+from tests.support.controller import (
     FAST,
     SERVE,
     fast_settings,
     fleet_files,
     sandbox,
 )
-from tests.specs import load_schema
 
 
 def _unschedulable(doc: dict[str, Any]) -> list[dict[str, Any]]:

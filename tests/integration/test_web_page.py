@@ -29,7 +29,7 @@ import pytest
 from controllers.demo.sandbox import until
 from controllers.runtime.manager import Manager
 from tests.fleetdocs import workload
-from tests.integration.test_controller_harness import (
+from tests.support.controller import (
     FAST,
     RANK,
     SERVE,

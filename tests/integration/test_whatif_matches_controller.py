@@ -7,14 +7,7 @@ from pathlib import Path
 from controllers.demo.sandbox import synced, until
 from fleet.capacity import declared_capacity
 from fleet.whatif import Scenario, whatif
-from tests.integration.test_controller_harness import (
-    FAST,
-    TRAIN,
-    fast_settings,
-    rolled_out,
-    sandbox,
-    where,
-)
+from tests.support.controller import FAST, TRAIN, fast_settings, rolled_out, sandbox, where
 from workloads.loader import read_fleet
 
 

@@ -253,3 +253,33 @@ def test_an_oversized_comment_is_cut_at_a_line_and_says_so() -> None:
     cut = fit_comment(body, limit=10_000)
     assert len(cut) <= 10_000 and cut.startswith(MARKER)
     assert "too long for a comment" in cut
+
+
+def test_a_forge_is_one_class_the_client_never_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding a forge is one class and one registry entry: a Gitea-like forge with its
+    own token variable and header gets the sticky comment and statuses unchanged."""
+    from controllers import forge
+
+    class Forgejo(forge.Gitea):
+        token_env = "FORGEJO_TOKEN"
+
+        def headers(self, token: str) -> dict[str, str]:
+            return {"Authorization": f"forgejo {token}"}
+
+    monkeypatch.setitem(forge.FORGE, "forgejo", Forgejo())  # type: ignore[misc]
+    c = client_from_env("forgejo", "acme/fleet", GT,  # type: ignore[arg-type]
+                        env={"FORGEJO_TOKEN": TOKEN})
+    c.sleep = lambda _: None
+    with respx.mock(assert_all_called=True) as mock:
+        mock.get(url__startswith=f"{GT}/repos/acme/fleet/issues/12/comments?limit=50"
+                 ).respond(200, json=[])
+        create = mock.post(f"{GT}/repos/acme/fleet/issues/12/comments").respond(
+            201, json={"id": 9})
+        status = mock.post(f"{GT}/repos/acme/fleet/statuses/abc123").respond(201)
+        assert c.upsert_comment(12, "## Plan").created
+        c.set_status("abc123", "failure", "aifleet/plan", "2 pending")
+    assert create.calls.last.request.headers["authorization"] == f"forgejo {TOKEN}"
+    assert body_of(status.calls.last.request) == {
+        "state": "failure", "context": "aifleet/plan", "description": "2 pending"}
+    with pytest.raises(ForgeAuthError, match="set FORGEJO_TOKEN"):
+        client_from_env("forgejo", "acme/fleet", GT, env={})  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from fleet.ledger import Chain, RecordRow, hashes_match, verify
-from tests.unit.fleet_ledger.test_ledger import lines
+from tests.support.ledger import lines
 
 Change = Callable[[list[str]], list[str]]
 

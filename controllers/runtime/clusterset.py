@@ -1,0 +1,165 @@
+"""The fleet's cluster set: one connected `ClusterAdapter` per Cluster file.
+
+A Manager-owned part. `sync(spec)` follows the repo: it connects the clusters a commit
+names (TLS set-up in parallel; a failure is a per-cluster error retried on the next
+commit or poll, and a `ClusterConnectionFailed` event once per new error), hands each
+new adapter to `prepare` (the fence, what not to heal) and runs it in the Manager's
+task group; a cluster the repo no longer names is queued for its drain
+(`controllers.runtime.retirement`) and disconnected when drained. Cluster files whose
+contexts reach one API server are refused together (`refuse_twins`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+
+import anyio
+import anyio.abc
+import structlog
+
+from clusters.adapter import AdapterOptions, ClusterAdapter
+from clusters.apply import DriftReport
+from clusters.errors import ClusterError, KubeconfigError
+from clusters.kubeconfig import ConnectionSpec, server_of
+from controllers.runtime.retirement import Retirement
+from controllers.runtime.workqueue import WorkQueue
+from controllers.status.eventfeed import EventFeed
+from controllers.status.statusdoc import PlacementLive
+from fleet.ids import ClusterName, WorkloadId
+from fleet.models import Cluster
+from fleet.safety import shared_servers
+from fleet.spec import FleetSpec
+
+log = structlog.get_logger()
+
+
+class ClusterSet:
+    def __init__(self, *, adapters: dict[str, ClusterAdapter], options: AdapterOptions,
+                 allow_exec: bool, retirement: Retirement, queue: WorkQueue[str],
+                 feed: EventFeed,
+                 live: MutableMapping[tuple[ClusterName, WorkloadId], PlacementLive],
+                 may_act: Callable[[], bool],
+                 connection_of: Callable[[Cluster], ConnectionSpec],
+                 on_drift: Callable[[str], Callable[[DriftReport], None]],
+                 prepare: Callable[[str, ClusterAdapter], None],
+                 task_group: Callable[[], anyio.abc.TaskGroup | None]) -> None:
+        self.adapters = adapters
+        self.options = options
+        self.allow_exec = allow_exec
+        self.retirement = retirement
+        self.queue = queue
+        self.feed = feed
+        self.live = live
+        """What runs where; a refused twin's rows go (no longer known to be synced)."""
+        self.may_act = may_act
+        self.connection_of = connection_of
+        self.on_drift = on_drift
+        self.prepare = prepare
+        self.task_group = task_group
+        self.connect_errors: dict[str, str] = {}
+        self.twins: dict[str, tuple[str, ...]] = {}
+        """Clusters refused because another Cluster file reaches the same API server."""
+        self._identity_of: dict[ClusterName, ConnectionSpec] = {}
+        self._scopes: dict[str, anyio.CancelScope] = {}
+
+    async def sync(self, spec: FleetSpec) -> None:
+        """Connect what the repo names and is not connected, retire what it no longer
+        names, refuse twins; each new adapter is prepared, then run in the task group."""
+        tg = self.task_group()
+        assert tg is not None
+        in_repo = set(spec.clusters)
+        reach = self.retirement.restore(in_repo)
+        # Removed from the repo: the reconciler drains it (deletes what we run there)
+        # and the Manager disconnects it; its workloads are re-placed by the next plan.
+        for name in self.retirement.update(set(self.adapters), in_repo):
+            self.queue.add(name)
+        for name in set(self.connect_errors) - in_repo - self.retirement.names:
+            del self.connect_errors[name]
+        twins = self.refuse_twins(spec)
+        for name in sorted(in_repo - set(self.adapters) - set(twins)):
+            reach[name] = self.connection_of(spec.clusters[ClusterName(name)])
+        connected: dict[str, ClusterAdapter] = {}
+
+        async def connect(name: str) -> None:
+            try:
+                connected[name] = await ClusterAdapter.connect(
+                    reach[name], self.options, on_drift=self.on_drift(name))
+            except ClusterError as e:
+                if self.connect_errors.get(name) != str(e):  # once per new error, not per try
+                    self.feed.note("ClusterConnectionFailed", cluster=name, reason=str(e),
+                                   acting=self.may_act())
+                self.connect_errors[name] = str(e)
+                log.error("cluster_connect_failed", cluster=name, error=str(e))
+
+        async with anyio.create_task_group() as connecting:  # TLS set-up in parallel
+            for name in sorted(reach):
+                connecting.start_soon(connect, name)
+        for name, adapter in sorted(connected.items()):
+            self.connect_errors.pop(name, None)
+            self.adapters[name] = adapter
+            self.retirement.reach[name] = reach[name]
+            self.prepare(name, adapter)
+            await tg.start(self._run, adapter)
+            if name in self.retirement.names:
+                self.queue.add(name)
+        self.retirement.save()
+
+    def refuse_twins(self, spec: FleetSpec) -> dict[str, tuple[str, ...]]:
+        """Cluster files whose contexts reach the same API server are one cluster under
+        several names (`fleet.safety.shared_servers`): refuse them all -- not connected
+        (disconnected if they were), nothing written there, nothing new placed there
+        (placement sees them Unknown), a condition naming the files. A retiring
+        cluster's drain is never stopped here."""
+        conns = {name: self.connection_of(c)
+                 for name, c in sorted(spec.clusters.items())}
+        if conns == self._identity_of:
+            return self.twins  # no Cluster file's connection changed: same answer
+        servers: dict[str, str] = {}
+        for cname, conn in conns.items():
+            try:
+                servers[cname] = server_of(conn, allow_exec=self.allow_exec)
+            except KubeconfigError:
+                continue  # connecting says why, per cluster
+        # Ask again next time unless every cluster's server was known: one that could
+        # not be read now may connect later, and must not do so unchecked.
+        self._identity_of = conns if len(servers) == len(conns) else {}
+        twins = shared_servers(servers)
+        for gone in sorted(set(self.twins) - set(twins)):
+            self.connect_errors.pop(gone, None)  # connected again below
+        for name, names in sorted(twins.items()):
+            files = [_file_of(spec, n) for n in names]
+            self.connect_errors[name] = (
+                f"refused: {' and '.join(files)} reach the same API server (a cluster is "
+                "its server; one of them is mislabelled): nothing is written there until "
+                "only one Cluster file does")
+            if name not in self.twins:
+                log.error("cluster_identity_refused", cluster=name, files=files)
+            if name in self.adapters:
+                self.disconnect(name)
+                for key in [k for k in self.live if k[0] == name]:
+                    del self.live[key]  # no longer known to be synced there
+        self.twins = twins
+        return twins
+
+    def disconnect(self, name: str) -> None:
+        tg = self.task_group()
+        assert tg is not None
+        scope = self._scopes.pop(name, None)
+        if scope is not None:
+            scope.cancel()
+        adapter = self.adapters.pop(name, None)
+        if adapter is not None:
+            tg.start_soon(adapter.aclose)
+
+    async def _run(self, adapter: ClusterAdapter, *,
+                   task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                   ) -> None:
+        with anyio.CancelScope() as scope:
+            self._scopes[adapter.name] = scope
+            task_status.started()
+            await adapter.run()
+
+
+def _file_of(spec: FleetSpec, cluster: str) -> str:
+    src = spec.source_of("Cluster", cluster)
+    return src.file if src is not None else f"clusters/{cluster}.yaml"

@@ -1,0 +1,102 @@
+"""Leadership: whether this replica may write, and the fence on every write.
+
+Without `--leader-elect` every replica acts (one runs). With it, the Lease in the home
+cluster (`clusters.home`, `clusters.leader`) decides: only the leader writes to
+clusters, the ledger, the forge and shared state, and every write an adapter makes
+carries the leader's generation and re-confirms the Lease first (the fence). Nobody
+acts while the source holds a refused rollback (`GitSource.holding`), and no adapter
+writes while the ledger cannot record it (`blocked`).
+
+The Manager owns one `Leadership`; the watch loop asks `newly_leading()` once per tick
+to rebuild its view from what runs when leadership is gained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import anyio
+import structlog
+
+from clusters.adapter import ClusterAdapter
+from clusters.home import Home
+from clusters.leader import LeaderElector, default_identity
+
+log = structlog.get_logger()
+
+
+class Leadership:
+    def __init__(self, *, elect: bool, identity: str | None, home: Home,
+                 adapters: Mapping[str, ClusterAdapter], holding: Callable[[], bool],
+                 blocked: Callable[[], str | None], tick: float,
+                 lease_duration: float) -> None:
+        self.elect = elect
+        self.identity = identity
+        self.home = home
+        self.adapters = adapters
+        self.holding = holding
+        """The source serves a refused rollback: write nothing from it."""
+        self.blocked = blocked
+        """Why the ledger cannot record a write now, or None."""
+        self.tick = tick
+        self.lease_duration = lease_duration
+        self.elector: LeaderElector | None = None
+        self._wired_generation = -1
+        self._was_leader = False
+
+    def may_act(self) -> bool:
+        if self.holding():
+            return False
+        if not self.elect:
+            return True
+        if self.elector is None or not self.elector.is_leader:
+            return False
+        if self.elector.generation != self._wired_generation:
+            self.wire_all()  # every write from now on carries the new generation
+        return True
+
+    def newly_leading(self) -> bool:
+        """True once each time this replica becomes the leader (with --leader-elect);
+        every adapter is then wired to the new generation."""
+        leader = self.may_act()
+        gained = leader and not self._was_leader and self.elect
+        self._was_leader = leader
+        if gained:
+            log.info("leading", generation=self.elector.generation if self.elector else 0)
+            self.wire_all()
+        return gained
+
+    def wire(self, adapter: ClusterAdapter) -> None:
+        """Fence the adapter's writes."""
+        # Every write (drift corrections too) waits while the ledger cannot record it.
+        adapter.applier.may_write = lambda: self.blocked() is None
+        if not self.elect:
+            return
+        adapter.applier.may_write = lambda: self.may_act() and self.blocked() is None
+        adapter.applier.generation = self.elector.generation if self.elector else 0
+        adapter.applier.lease_check = self.confirm_lease
+
+    def wire_all(self) -> None:
+        self._wired_generation = self.elector.generation if self.elector else 0
+        for a in self.adapters.values():
+            self.wire(a)
+
+    async def confirm_lease(self) -> str | None:
+        """The fence of every write: the Lease still names us at our generation."""
+        if self.elector is None:
+            return "no leader election running yet"
+        return await self.elector.confirm()
+
+    async def run(self) -> None:
+        """The Lease in the home cluster, once it can be reached."""
+        while True:
+            client = self.home.client()
+            if client is not None:
+                break
+            await anyio.sleep(self.tick)
+        self.elector = LeaderElector(client, self.identity or default_identity(),
+                                     duration=self.lease_duration,
+                                     margin=min(2.0, self.lease_duration / 4))
+        log.info("leader_election_started", cluster=self.home.name,
+                 identity=self.elector.identity)
+        await self.elector.run(self.home.client)

@@ -1,0 +1,90 @@
+"""Shared set-up of the controller's end-to-end tests: a small fleet, fast timings.
+
+Three clusters in three jurisdictions (two in the EU), three workloads, real Git repo,
+simulated clusters over HTTP, the real Manager with short intervals. Each test module
+builds its own `Sandbox` from `fleet_files()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from clusters.adapter import AdapterOptions
+from clusters.client import RetryPolicy
+from controllers.demo.sandbox import Sandbox, synced, until
+from controllers.runtime.manager import Manager
+from tests.fleetdocs import POLICY, cluster, workload
+
+CLUSTERS = {"eu-fra-1": "DE", "eu-par-1": "FR", "us-east-1": "US"}
+TRAIN, SERVE, RANK = "nlp-team/train", "nlp-team/serve", "search-team/rank"
+
+
+FAST = AdapterOptions(qps=500, burst=1000, unreachable_after=1.0, heartbeat_interval=0.25,
+                      retry=RetryPolicy(attempts=2, base=0.05, cap=0.2))
+
+
+def serve_doc(replicas: int = 1, image: str = "registry.internal/serve:v1") -> str:
+    return workload("serve", data_class="public", wtype="inference").replace(
+        "  replicas: 2\n", f"  replicas: {replicas}\n").replace(
+        "      count: 8\n", "      count: 1\n").replace(
+        "registry.internal/trainer:v1", image)
+
+
+def fleet_files() -> dict[str, str | bytes]:
+    files: dict[str, str | bytes] = {
+        f"clusters/{name}.yaml": cluster(name, j, (("h100-80gb", 32, 8),))
+        for name, j in CLUSTERS.items()}
+    files["policies/residency.yaml"] = POLICY
+    files["workloads/nlp-team/train.yaml"] = workload("train")
+    files["workloads/nlp-team/serve.yaml"] = serve_doc()
+    files["workloads/search-team/rank.yaml"] = workload(
+        "rank", "search-team", data_class="public").replace("  replicas: 2\n",
+                                                            "  replicas: 1\n")
+    return files
+
+
+@asynccontextmanager
+async def sandbox(tmp: Path, files: dict[str, str | bytes] | None = None, *,
+                  home: bool = False) -> AsyncIterator[Sandbox]:
+    """With `home`, also a management cluster (`fast_settings(box, home=True)` uses it
+    for the Lease and shared state)."""
+    box = Sandbox(tmp, files or fleet_files())
+    await box.start_clusters(job_seconds=3600.0, pod_start_seconds=0.05)
+    if home:
+        await box.start_home()
+    try:
+        yield box
+    finally:
+        await box.close()
+
+
+def fast_settings(box: Sandbox, **overrides: Any) -> Any:
+    values: dict[str, Any] = {"poll_interval": 0.5, "resync_interval": 30.0,
+                              "unreachable_after": 1.0}
+    values.update(overrides)
+    return box.settings(**values)
+
+
+def where(doc: dict[str, Any]) -> dict[str, list[str]]:
+    return {w["id"]: sorted(p["cluster"] for p in w["placements"]) for w in doc["workloads"]}
+
+
+async def rolled_out(m: Manager, box: Sandbox) -> dict[str, list[str]]:
+    """Until the test fleet's first commit runs everywhere (its 3 workloads synced);
+    then where each workload runs."""
+    await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 20,
+                what="first rollout")
+    return where(m.status())
+
+
+def condition(doc: dict[str, Any], ctype: str) -> dict[str, Any] | None:
+    """The source condition of that type in a status document, if any."""
+    return next((c for c in doc["source"]["conditions"] if c["type"] == ctype), None)
+
+
+def writes(m: Manager) -> int:
+    return sum(a.stats.calls.get("apply", 0) + a.stats.calls.get("delete", 0)
+               for a in m.adapters.values())
