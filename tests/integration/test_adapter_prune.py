@@ -139,7 +139,7 @@ async def test_a_kueue_clusters_queues_do_not_make_an_empty_render_look_full(
     from fleet.models import Cluster
     from fleet.render.kueue import local_queue, resource_flavours
     from tests.fleetdocs import cluster as cluster_file
-    from tests.integration.test_adapter_harness import adapter_spec
+    from tests.support.adapter import adapter_spec
 
     spec = replace(adapter_spec(), stack=frozenset({"kueue"}))
     model = Cluster.model_validate(yaml.safe_load(cluster_file("c") + "  stack: {kueue: true}\n"))

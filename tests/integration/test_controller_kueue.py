@@ -19,7 +19,7 @@ from clusters.sim.stacks.kueue import QUEUE_LABEL, custom
 from clusters.sim.stacks.schemas import KUEUE_GROUP
 from controllers.demo.sandbox import until
 from tests.fleetdocs import POLICY, cluster, workload
-from tests.integration.test_controller_harness import FAST, fast_settings, sandbox, where
+from tests.support.controller import FAST, fast_settings, sandbox, where
 
 TRAIN = "nlp-team/train"
 PRODUCT = "NVIDIA-H100-80GB"
