@@ -41,6 +41,7 @@ from clusters.client import (
     NODE,
     POD,
     RESOURCE_CLAIM,
+    RESOURCE_CLAIM_TEMPLATE,
     RESOURCE_FLAVOR,
     RESOURCE_SLICE,
     SERVICE,
@@ -124,6 +125,11 @@ class ClusterAdapter:
         pruned like every other."""
         self._kueue_synced = asyncio.Event()
         """Set once Kueue's quota is known: its objects listed, or Kueue not served."""
+        self._claim_templates = Informer(
+            client, RESOURCE_CLAIM_TEMPLATE, label_selector=OWNED_SELECTOR,
+            watch_timeout=options.watch_timeout, handler=self.applier.observe)
+        """Our own ResourceClaimTemplates (DRA clusters), so a restarted controller
+        knows and prunes them like the other owned objects."""
         self._dra_synced = asyncio.Event()
         """Set once DRA capacity is known: slices and claims listed, or not served.
         Without it a first plan could count a DRA cluster's GPUs as absent."""
@@ -165,7 +171,8 @@ class ClusterAdapter:
 
     async def _maybe_slices(self) -> None:
         """Watch ResourceSlices and ResourceClaims (what DRA devices exist, which are
-        taken) only where the cluster serves resource.k8s.io/v1."""
+        taken), and our own ResourceClaimTemplates, only where the cluster serves
+        resource.k8s.io/v1."""
         while True:
             try:
                 await self.client.request("GET", "/apis/resource.k8s.io/v1", verb="get")
@@ -178,8 +185,10 @@ class ClusterAdapter:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._slices.run)
                 tg.start_soon(self._claims.run)
+                tg.start_soon(self._claim_templates.run)
                 await self._slices.synced.wait()
                 await self._claims.synced.wait()
+                await self._claim_templates.synced.wait()
                 self._dra_synced.set()
             return
 

@@ -6,7 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
+    Discriminator,
     Field,
+    Tag,
     model_validator,
 )
 
@@ -46,6 +48,24 @@ def _image(value: str) -> str:
 
 
 ImageRef = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_image)]
+
+
+def _env_kind(value: object) -> str | None:
+    if isinstance(value, str):
+        return "value"
+    if isinstance(value, dict | EnvValueFrom):
+        return "ref"
+    return None
+
+
+EnvValue = Annotated[
+    Annotated[str, Tag("value")] | Annotated[EnvValueFrom, Tag("ref")],
+    Discriminator(_env_kind, custom_error_type="env_value",
+                  custom_error_message="an env value is a string (quote numbers and "
+                                       "booleans: '3') or a reference {secretKeyRef: "
+                                       "{name, key}} / {configMapKeyRef: {name, key}}")]
+"""A literal or a reference; one error that says which shapes are allowed, not one per
+branch of the union."""
 DEFAULT_UNREACHABLE_GRACE_SECONDS = 300
 
 
@@ -233,7 +253,7 @@ class WorkloadSpec(Model):
         examples=[["torchrun", "train.py"]])
     args: tuple[str, ...] | None = Field(
         None, description="Arguments to the command (an extension).")
-    env: dict[EnvName, str | EnvValueFrom] = Field(
+    env: dict[EnvName, EnvValue] = Field(
         default_factory=dict, description=(
             "Environment variables: a string (quote numbers), or a reference "
             "`{secretKeyRef: {name, key}}` / `{configMapKeyRef: {name, key}}` whose value "

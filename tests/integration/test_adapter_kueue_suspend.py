@@ -12,7 +12,7 @@ from typing import Any
 from fleet.ids import ClusterName, Flavour
 from fleet.placement.types import Assignment
 from fleet.render import namespace, render
-from tests.integration.test_adapter_harness import H100, NAME, TEAM, connected, until
+from tests.support.adapter import H100, NAME, TEAM, connected, until
 from tests.unit.fleet_placement.builders import workload
 from tests.unit.fleet_render.test_render_ai import KUEUE
 

@@ -13,12 +13,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import anyio
+
+from clusters.adapter import ClusterAdapter
+from clusters.kubeconfig import ConnectionSpec
 from clusters.sim import SimClusterSpec, SimNode
 from fleet.ids import ClusterName, Flavour
 from fleet.models import Cluster, Stack
 from fleet.placement.types import Assignment
 from fleet.render import namespace, render
-from tests.integration.test_adapter_harness import H100, NAME, TEAM, connected, until
+from tests.support.adapter import FAST, H100, NAME, TEAM, connected, until
 from tests.unit.fleet_placement.builders import workload
 
 _FIELD = re.compile(r"^metadata\.annotations\['([^']+)'\]$")
@@ -112,6 +116,18 @@ async def test_on_a_dra_cluster_the_pods_claim_their_gpus_from_the_rendered_temp
         claims = c.cluster.objects("ResourceClaim", TEAM)
         assert len(claims) == 2
         assert all(len(cl["status"]["allocation"]["devices"]["results"]) == 8 for cl in claims)
+        # a restarted controller's adapter knows the claim template as its own (to prune)
+        fresh = await ClusterAdapter.connect(
+            ConnectionSpec(NAME, str(c.kubeconfig), NAME), FAST)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(fresh.run)
+                await fresh.wait_synced(10.0)
+                assert ("resource.k8s.io/v1", "ResourceClaimTemplate", TEAM,
+                        "llama-gpu") in fresh.applier.owned()
+                tg.cancel_scope.cancel()
+        finally:
+            await fresh.aclose()
 
 
 async def test_a_mig_flavour_on_a_dra_cluster_claims_slices_of_its_profile(

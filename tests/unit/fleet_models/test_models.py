@@ -80,7 +80,7 @@ def test_two_policies_merge_and_a_class_defined_twice_is_an_error() -> None:
         ({"placement": {"spread": {"minClusters": 2, "maxClusters": 3}}},
          "set placement.gang: false"),
         ({"inference": {"port": 80}}, "only for type inference"),
-        ({"env": {"EPOCHS": 3}}, "valid string"),
+        ({"env": {"EPOCHS": 3}}, "an env value is a string"),
         ({"resources": {"gpu": {"count": 1, "flavours": ["a", "a"]}}}, "listed twice"),
     ],
     ids=["zero-replicas", "bad-type", "spread-on-gang", "inference-on-training",

@@ -297,3 +297,14 @@ def test_training_env_may_not_set_the_rendezvous_variables() -> None:
     (problem,) = workload_problems(w)
     assert problem.path == ("spec", "env", "WORLD_SIZE")
     assert workload_problems(workload("t", wtype="batch", env={"WORLD_SIZE": "8"})) == []
+
+
+def test_the_overlay_knows_exactly_the_fields_of_the_1_35_pod_spec_and_container() -> None:
+    # The runtime ships no Kubernetes schema: its field lists are held to the strict
+    # 1.35 OpenAPI schema here (kubernetes-validate, a dev dependency).
+    from fleet.render.overlay import CONTAINER_FIELDS, POD_FIELDS
+    from tests.unit.fleet_render.k8s import _definition_docs
+
+    defs = _definition_docs()["$defs"]
+    assert set(defs["io.k8s.api.core.v1.PodSpec"]["properties"]) == POD_FIELDS
+    assert set(defs["io.k8s.api.core.v1.Container"]["properties"]) == CONTAINER_FIELDS

@@ -76,6 +76,18 @@ def test_unchanged_objects_cost_nothing_and_changed_ones_are_applied() -> None:
     assert plan.prune == () and plan.refused is None
 
 
+def test_a_create_only_field_changed_by_kueue_is_not_a_change() -> None:
+    # created `suspend: true`, unsuspended by Kueue on admission: nothing to apply
+    job = {**obj("Job", "a.train"), "spec": {"n": 1, "suspend": True}}
+    live = live_of([job])
+    live[obj_key(job)]["spec"] = {"n": 1, "suspend": False}
+    assert plan_sync([job], live).unchanged == (obj_key(job),)
+    # a new object is created with it; a real change is still applied
+    assert [o["spec"]["suspend"] for o in plan_sync([job], {}).apply] == [True]
+    changed = {**job, "spec": {"n": 2, "suspend": True}}
+    assert [obj_key(o) for o in plan_sync([changed], live).apply] == [obj_key(job)]
+
+
 def test_an_object_being_deleted_is_applied_again() -> None:
     a = obj("Job", "a.train")
     live = live_of([a])
