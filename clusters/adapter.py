@@ -27,16 +27,22 @@ from clusters.capacity import (
     NodeState,
     slim_claim,
     slim_pod,
+    slim_workload,
 )
 from clusters.client import (
+    CLUSTER_QUEUE,
     DEPLOYMENT,
     JOB,
     JSON,
+    KUEUE_API,
+    KUEUE_WORKLOAD,
+    LOCAL_QUEUE,
     NAMESPACE,
     NODE,
     POD,
     RESOURCE_CLAIM,
     RESOURCE_CLAIM_TEMPLATE,
+    RESOURCE_FLAVOR,
     RESOURCE_SLICE,
     SERVICE,
     ClientStats,
@@ -107,6 +113,21 @@ class ClusterAdapter:
         self._claims = Informer(client, RESOURCE_CLAIM, watch_timeout=options.watch_timeout,
                                 handler=self.capacity.on_resource_claim,
                                 transform=slim_claim)
+        self._kueue = [
+            Informer(client, RESOURCE_FLAVOR, watch_timeout=options.watch_timeout,
+                     handler=self.capacity.on_resource_flavor),
+            Informer(client, CLUSTER_QUEUE, watch_timeout=options.watch_timeout,
+                     handler=self.capacity.on_cluster_queue),
+            Informer(client, KUEUE_WORKLOAD, watch_timeout=options.watch_timeout,
+                     handler=self.capacity.on_kueue_workload, transform=slim_workload)]
+        self._kueue_owned = [Informer(client, t, label_selector=OWNED_SELECTOR,
+                                      watch_timeout=options.watch_timeout,
+                                      handler=self.applier.observe)
+                             for t in (RESOURCE_FLAVOR, CLUSTER_QUEUE, LOCAL_QUEUE)]
+        """The Kueue objects we render (fleet.render.kueue): owned, so drift-checked and
+        pruned like every other."""
+        self._kueue_synced = asyncio.Event()
+        """Set once Kueue's quota is known: its objects listed, or Kueue not served."""
         self._claim_templates = Informer(
             client, RESOURCE_CLAIM_TEMPLATE, label_selector=OWNED_SELECTOR,
             watch_timeout=options.watch_timeout, handler=self.applier.observe)
@@ -141,6 +162,7 @@ class ClusterAdapter:
             for inf in (self._nodes, self._pods, *self._owned):
                 tg.start_soon(inf.run)
             tg.start_soon(self._maybe_slices)
+            tg.start_soon(self._maybe_kueue)
             tg.start_soon(self._mark_synced)
 
     def informers(self) -> tuple[Informer, ...]:
@@ -152,6 +174,7 @@ class ClusterAdapter:
         for inf in self.informers():
             await inf.synced.wait()
         await self._dra_synced.wait()
+        await self._kueue_synced.wait()
         self.synced.set()
         log.info("cluster_synced", cluster=self.name, nodes=len(self.capacity.nodes),
                  owned=len(self.applier.owned()))
@@ -177,6 +200,30 @@ class ClusterAdapter:
                 await self._claims.synced.wait()
                 await self._claim_templates.synced.wait()
                 self._dra_synced.set()
+            return
+
+    async def _maybe_kueue(self) -> None:
+        """Watch ResourceFlavors, ClusterQueues and Workloads (Kueue's quota, what it
+        reserves) only where the cluster serves kueue.x-k8s.io/v1beta2."""
+        while True:
+            try:
+                # The group list, not the group version: a plain cluster answers it
+                # without a 404 (which the client would count as an error).
+                groups = await self.client.request("GET", "/apis", verb="get")
+            except ClusterError:
+                await anyio.sleep(self.options.heartbeat_interval)
+                continue
+            served = {v.get("groupVersion") for g in (groups or {}).get("groups") or []
+                      for v in g.get("versions") or []}
+            if KUEUE_API not in served:
+                self._kueue_synced.set()
+                return
+            async with anyio.create_task_group() as tg:
+                for inf in (*self._kueue, *self._kueue_owned):
+                    tg.start_soon(inf.run)
+                for inf in (*self._kueue, *self._kueue_owned):
+                    await inf.synced.wait()
+                self._kueue_synced.set()
             return
 
     async def _heartbeat(self) -> None:
@@ -243,7 +290,8 @@ class ClusterAdapter:
         return self.capacity.version
 
     def nodes(self) -> list[NodeState]:
-        return [self.capacity.nodes[n] for n in sorted(self.capacity.nodes)]
+        """The nodes, their GPUs bounded by Kueue's free quota where Kueue runs."""
+        return self.capacity.view()
 
     def workload_objects(self, workload: str) -> list[JSON]:
         """Live owned objects of one workload (`team.name` label value)."""
@@ -280,6 +328,19 @@ class ClusterAdapter:
             label = workload_of(obj)
             if label is not None:
                 out.setdefault(label, []).append(obj)
+        return out
+
+    def kueue_workloads_by_workload(self) -> dict[str, list[JSON]]:
+        """Kueue Workloads (slimmed) grouped by our workload label, which Kueue copies
+        from the Job's pod template into its podSets; empty where Kueue is not served."""
+        out: dict[str, list[JSON]] = {}
+        for _k, wl in sorted(self._kueue[2].store.items()):
+            for ps in (wl.get("spec") or {}).get("podSets") or []:
+                labels = ((ps.get("template") or {}).get("metadata") or {}).get("labels")
+                label = (labels or {}).get(WORKLOAD_LABEL)
+                if label:
+                    out.setdefault(str(label), []).append(wl)
+                    break
         return out
 
     def pods_by_workload(self) -> dict[str, list[JSON]]:

@@ -20,8 +20,9 @@ pods, which keep holding GPUs) and applied again.
 Prune: deletes owned objects absent from the desired set, after the applies of that
 set, never the objects of a workload one of whose applies failed in that pass (nor
 anything when a Namespace or unlabelled object failed), and refuses to delete all of
-a cluster's owned objects at once unless the caller says `allow_empty` (an empty render
-is far more often a bug than an intent). Namespaces are never pruned: deleting one
+a cluster's owned workload objects at once unless the caller says `allow_empty` (an
+empty render is far more often a bug than an intent; the cluster's own Kueue queues do
+not make a render non-empty). Namespaces are never pruned: deleting one
 deletes objects we do not own.
 
 Drift: on every watch event of an owned object, the fields we last applied are compared

@@ -11,6 +11,24 @@ on the next event), so an event costs O(1) whatever the cluster's size. GPU pods
 yet bound to a node are kept too: they are demand that the controller's re-plan must
 count as its own workloads' (reserved, not yet started).
 
+Kueue (where the cluster serves `kueue.x-k8s.io/v1beta2`): a GPU flavour's free
+capacity is also bounded by Kueue's quota, since a queued Job waits for quota even on
+free nodes. Per GPU product (a ResourceFlavor's `spec.nodeLabels` name it with
+`nvidia.com/gpu.product`, as aifleet renders them), the quota is the sum of the
+`nvidia.com/gpu` `nominalQuota` of every ClusterQueue flavour of that product, and
+what others hold of it is the ClusterQueues' `status.flavorsReservation` minus what
+our own admitted Workloads reserve (a Workload is ours when its podSets' pod
+templates carry the managed-by aifleet label). Cluster-wide, cohort borrowing moves
+quota between queues without adding any, so the borrowable part of a cohort is in
+that sum already (`lendingLimit`s are not subtracted: a queue that lends less keeps
+the rest for its own team, which may be ours). When the nodes offer more than the
+quota leaves, the difference is counted as held by others on that product's nodes,
+last node first (`KueueQuota.cap`). A product no ClusterQueue covers is not bounded
+(a queued Job of it would wait forever: aifleet applies the team ClusterQueues it
+renders from TeamQuota, so that is a cluster not synced yet). Not modelled: one
+team's queue full while another's has room outside any cohort (the fleet-wide
+TeamQuota check is the team side), quota for cpu/memory, DRA device-class mappings.
+
 Dynamic Resource Allocation: where the cluster serves `resource.k8s.io/v1`, each
 ResourceSlice (v1 shape: `spec.nodeName`, `spec.driver`, `spec.pool.name`,
 `spec.devices[].attributes.<name>.string`) lists devices per node; GPUs published only
@@ -28,7 +46,7 @@ it) counts as ours, as our pods do.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clusters.client import JSON
@@ -52,11 +70,15 @@ class NodeState:
     dra_used: int = 0
     """Devices of this node allocated to ResourceClaims."""
     dra_used_ours: int = 0
+    quota_held: int = 0
+    """GPUs of this node that Kueue's quota withholds (`KueueQuota.cap`): counted as
+    held by others, so placement sees the flavour's free quota, not only its nodes."""
 
     @property
     def held(self) -> int:
-        """GPUs held on this node: pods' `nvidia.com/gpu` plus DRA devices in claims."""
-        return self.used + self.dra_used
+        """GPUs held on this node: pods' `nvidia.com/gpu`, DRA devices in claims, and
+        what Kueue's quota withholds."""
+        return self.used + self.dra_used + self.quota_held
 
     @property
     def held_ours(self) -> int:
@@ -181,6 +203,8 @@ class CapacityTracker:
     """Devices allocated to a ResourceClaim -> whether the claim is ours."""
     _claims: dict[tuple[str, str], tuple[tuple[tuple[str, str, str], ...], bool]] = field(
         default_factory=dict)
+    kueue: KueueQuota = field(default_factory=lambda: KueueQuota())
+    """Kueue's quota, where the cluster serves it (bounds `view()`)."""
     unbound_gpus: int = 0
     """GPUs requested by non-terminal pods not yet bound to a node."""
     version: int = 0
@@ -311,10 +335,163 @@ class CapacityTracker:
         return before != (state.dra_devices, state.dra_product, state.dra_used,
                           state.dra_used_ours)
 
+    def on_resource_flavor(self, event: str, rf: JSON) -> None:
+        self.kueue.on_flavour(event, rf)
+        self.version += 1
+
+    def on_cluster_queue(self, event: str, cq: JSON) -> None:
+        self.kueue.on_cluster_queue(event, cq)
+        self.version += 1
+
+    def on_kueue_workload(self, event: str, wl: JSON) -> None:
+        self.kueue.on_workload(event, wl)
+        self.version += 1
+
+    def view(self) -> list[NodeState]:
+        """The nodes by name, bounded by Kueue's free quota where it applies."""
+        return self.kueue.cap([self.nodes[n] for n in sorted(self.nodes)])
+
     def by_product(self) -> Mapping[str, list[NodeState]]:
         out: dict[str, list[NodeState]] = {}
         for name in sorted(self.nodes):
             n = self.nodes[name]
             if n.gpu_product and n.gpus:
                 out.setdefault(n.gpu_product, []).append(n)
+        return out
+
+
+# ---------------------------------------------------------------------- Kueue
+
+QuotaKey = tuple[str, str]  # (ResourceFlavor, ClusterQueue)
+
+
+def _gpu_quotas(cq: JSON) -> dict[str, int]:
+    """ResourceFlavor -> `nvidia.com/gpu` nominalQuota of one ClusterQueue."""
+    out: dict[str, int] = {}
+    for group in (cq.get("spec") or {}).get("resourceGroups") or []:
+        for fl in group.get("flavors") or []:
+            for r in fl.get("resources") or []:
+                if r.get("name") == GPU_RESOURCE:
+                    out[str(fl.get("name"))] = _quantity(r.get("nominalQuota", 0))
+    return out
+
+
+def _gpu_usage(cq: JSON) -> dict[str, int]:
+    """ResourceFlavor -> `nvidia.com/gpu` reserved in the ClusterQueue (its status)."""
+    out: dict[str, int] = {}
+    for fl in (cq.get("status") or {}).get("flavorsReservation") or []:
+        for r in fl.get("resources") or []:
+            if r.get("name") == GPU_RESOURCE:
+                out[str(fl.get("name"))] = _quantity(r.get("total", 0))
+    return out
+
+
+def slim_workload(wl: JSON) -> JSON:
+    """A Kueue Workload as `KueueQuota.on_workload` reads it: whether it is ours and
+    what it reserves (pod templates can be big; only their labels are kept)."""
+    sets = [{"template": {"metadata": {"labels": ((ps.get("template") or {}).get(
+        "metadata") or {}).get("labels") or {}}}}
+        for ps in (wl.get("spec") or {}).get("podSets") or []]
+    status = wl.get("status") or {}
+    return {"metadata": wl.get("metadata") or {},
+            "spec": {"podSets": sets, "queueName": (wl.get("spec") or {}).get("queueName")},
+            "status": {"conditions": status.get("conditions") or [],
+                       "admission": status.get("admission") or {}}}
+
+
+def _ours(workload: JSON) -> bool:
+    for ps in (workload.get("spec") or {}).get("podSets") or []:
+        labels = ((ps.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if labels.get(MANAGED_BY) == "aifleet":
+            return True
+    return False
+
+
+def _reserved(workload: JSON) -> dict[str, int]:
+    """ResourceFlavor -> GPUs an admitted, unfinished Workload reserves."""
+    status = workload.get("status") or {}
+    if any(c.get("type") == "Finished" and c.get("status") == "True"
+           for c in status.get("conditions") or []):
+        return {}
+    out: dict[str, int] = {}
+    for a in (status.get("admission") or {}).get("podSetAssignments") or []:
+        flavour = (a.get("flavors") or {}).get(GPU_RESOURCE)
+        if flavour:
+            gpus = _quantity((a.get("resourceUsage") or {}).get(GPU_RESOURCE, 0))
+            out[str(flavour)] = out.get(str(flavour), 0) + gpus
+    return out
+
+
+@dataclass(slots=True)
+class KueueQuota:
+    """ResourceFlavors, ClusterQueues and our Workloads, folded into the free GPU quota
+    per product (see the module docstring)."""
+
+    flavours: dict[str, str | None] = field(default_factory=dict)
+    """ResourceFlavor -> the GPU product its nodeLabels select."""
+    quotas: dict[str, dict[str, int]] = field(default_factory=dict)
+    """ClusterQueue -> ResourceFlavor -> nominal GPUs."""
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    """ClusterQueue -> ResourceFlavor -> reserved GPUs."""
+    ours: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    """Our admitted Workloads -> ResourceFlavor -> reserved GPUs."""
+
+    def on_flavour(self, event: str, rf: JSON) -> None:
+        name = str((rf.get("metadata") or {}).get("name"))
+        if event == "DELETED":
+            self.flavours.pop(name, None)
+            return
+        labels = (rf.get("spec") or {}).get("nodeLabels") or {}
+        self.flavours[name] = labels.get(PRODUCT_LABEL)
+
+    def on_cluster_queue(self, event: str, cq: JSON) -> None:
+        name = str((cq.get("metadata") or {}).get("name"))
+        self.quotas.pop(name, None)
+        self.usage.pop(name, None)
+        if event != "DELETED":
+            self.quotas[name] = _gpu_quotas(cq)
+            self.usage[name] = _gpu_usage(cq)
+
+    def on_workload(self, event: str, wl: JSON) -> None:
+        meta = wl.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name")))
+        self.ours.pop(key, None)
+        if event != "DELETED" and _ours(wl):
+            reserved = _reserved(wl)
+            if reserved:
+                self.ours[key] = reserved
+
+    def free(self) -> dict[str, int]:
+        """Product -> GPUs of quota not held by others (products some queue covers)."""
+        total: dict[str, int] = {}
+        held: dict[str, int] = {}
+        for cq, by_flavour in self.quotas.items():
+            for rf, nominal in by_flavour.items():
+                product = self.flavours.get(rf)
+                if product is None:
+                    continue
+                total[product] = total.get(product, 0) + nominal
+                held[product] = held.get(product, 0) + self.usage.get(cq, {}).get(rf, 0)
+        for reserved in self.ours.values():
+            for rf, gpus in reserved.items():
+                product = self.flavours.get(rf)
+                if product in held:
+                    held[product] -= gpus
+        return {p: max(0, total[p] - max(0, held[p])) for p in sorted(total)}
+
+    def cap(self, nodes: list[NodeState]) -> list[NodeState]:
+        """`nodes` with `quota_held` set so that, per product, what they offer the
+        fleet (`free_for_us`) is at most the free quota; last node first."""
+        free = self.free()
+        out = list(nodes)
+        for product, quota in free.items():
+            idx = [i for i, n in enumerate(out) if n.gpu_product == product]
+            offered = sum(out[i].free_for_us for i in idx)
+            excess = offered - quota
+            for i in reversed(idx):
+                if excess <= 0:
+                    break
+                take = min(excess, out[i].free_for_us)
+                out[i] = replace(out[i], quota_held=take)
+                excess -= take
         return out

@@ -316,11 +316,18 @@ RESOURCE_CLAIM_TEMPLATE = ResourceType("resource.k8s.io/v1", "ResourceClaimTempl
 JOBSET = ResourceType("jobset.x-k8s.io/v1alpha2", "JobSet", "jobsets", True)
 """Rendered on clusters whose `spec.stack` says DRA / JobSet (`fleet.render.forward`)."""
 RESOURCE_CLAIM = ResourceType("resource.k8s.io/v1", "ResourceClaim", "resourceclaims", True)
+KUEUE_API = "kueue.x-k8s.io/v1beta2"
+"""The Kueue version read and written (the only one Kueue serves since v0.20)."""
+RESOURCE_FLAVOR = ResourceType(KUEUE_API, "ResourceFlavor", "resourceflavors", False)
+CLUSTER_QUEUE = ResourceType(KUEUE_API, "ClusterQueue", "clusterqueues", False)
+LOCAL_QUEUE = ResourceType(KUEUE_API, "LocalQueue", "localqueues", True)
+KUEUE_WORKLOAD = ResourceType(KUEUE_API, "Workload", "workloads", True)
 
 TYPES: dict[tuple[str, str], ResourceType] = {
     (t.api_version, t.kind): t
     for t in (NAMESPACE, NODE, POD, SERVICE, DEPLOYMENT, JOB, LEASE, RESOURCE_SLICE,
-              RESOURCE_CLAIM, RESOURCE_CLAIM_TEMPLATE, JOBSET)
+              RESOURCE_CLAIM, RESOURCE_CLAIM_TEMPLATE, JOBSET, RESOURCE_FLAVOR,
+              CLUSTER_QUEUE, LOCAL_QUEUE, KUEUE_WORKLOAD)
 }
 
 

@@ -198,6 +198,26 @@ def unschedulable_pods(pods: Iterable[dict[str, Any]]) -> str | None:
     return (f"{len(waiting)} pod(s) Pending, unschedulable: {sorted(waiting)[0]}").strip()
 
 
+def kueue_queued(workloads: Iterable[dict[str, Any]]) -> str | None:
+    """Why Kueue holds a workload's Job or JobSet suspended, or None: for the first of
+    its Kueue Workloads not admitted and not finished, `queued by Kueue in LocalQueue
+    <q>: <message>` with the message of its `QuotaReserved=False` condition, as Kueue
+    writes it (`couldn't assign flavors to pod set main: insufficient unused quota for
+    nvidia.com/gpu in flavor h100, 8 more needed`). Placed by us, waiting in Kueue's
+    queue on that cluster: how MultiKueue workers show it."""
+    waiting: list[str] = []
+    for wl in workloads:
+        conds = {c.get("type"): c for c in (wl.get("status") or {}).get("conditions") or []}
+        if (conds.get("Finished") or {}).get("status") == "True" or \
+                (conds.get("Admitted") or {}).get("status") == "True":
+            continue
+        queue = (wl.get("spec") or {}).get("queueName") or "?"
+        reserved = conds.get("QuotaReserved") or {}
+        why = str(reserved.get("message") or "waiting for Kueue to evaluate it")
+        waiting.append(f"queued by Kueue in LocalQueue {queue}: {why}")
+    return sorted(waiting)[0] if waiting else None
+
+
 def workload_health(objects: Iterable[dict[str, Any]]) -> WorkloadHealth:
     """The health of one workload's objects in one cluster (its Job or Deployment)."""
     states: list[WorkloadHealth] = []

@@ -162,8 +162,9 @@ def plan_sync(desired: Iterable[Mapping[str, Any]], live: Mapping[ObjKey, Mappin
     - only owned objects (`aifleet.dev/managed-by: aifleet`) are pruned, never a
       Namespace (deleting one deletes objects we do not own), never a desired object,
       never an object of a `hold` workload, nor outside `scope`;
-    - a prune that would leave the cluster without any owned object is refused unless
-      `allow_empty` (an empty render is far more often a bug than an intent).
+    - a prune that would leave the cluster without any owned workload object is refused
+      unless `allow_empty` (an empty render is far more often a bug than an intent; a
+      Kueue cluster's team queues do not make it non-empty).
     """
     stamped = sorted((stamp(o) for o in desired), key=apply_order)
     keys = tuple(obj_key(o) for o in stamped)
@@ -180,8 +181,11 @@ def plan_sync(desired: Iterable[Mapping[str, Any]], live: Mapping[ObjKey, Mappin
                          if recreate_allowed(o) and obj_key(o) in live)
     doomed = _doomed(set(keys), live, scope, hold) if prune else ()
     refused = None
+    # Only a workload's objects count: a Kueue cluster always wants its team queues
+    # (fleet.render.kueue), and an empty render must still look empty there.
     if doomed and scope is None and not allow_empty \
-            and not any(k[1] != "Namespace" for k in keys):
+            and not any(k[1] != "Namespace" and workload_of(o)
+                        for k, o in zip(keys, stamped, strict=True)):
         refused = (f"refusing to delete all {len(doomed)} owned objects of the cluster at "
                    "once (the desired set is empty); pass allow_empty to do it")
     return SyncPlan(tuple(same), tuple(todo), recreate, doomed, refused, frozenset(hold),

@@ -331,7 +331,7 @@ class ControlPlane:
                 hostname: str | None = None) -> None:
         tmpl = copy.deepcopy(owner["spec"]["template"])
         if hostname is not None:
-            tmpl["spec"]["hostname"] = hostname
+            tmpl.setdefault("spec", {})["hostname"] = hostname
         meta = tmpl.get("metadata") or {}
         meta["labels"] = {**(meta.get("labels") or {}), **extra_labels}
         if annotations:

@@ -4,7 +4,8 @@ One sync reads the Job and its pods (owned by uid), then:
 - suspended: deletes active pods and sets `Suspended=True`;
 - otherwise creates pods up to `parallelism`, never beyond the completions still
   missing (Indexed: one pod per missing index, lowest first, named
-  `<job>-<index>-<rand>` and labelled `batch.kubernetes.io/job-completion-index`);
+  `<job>-<index>-<rand>`, hostname `<job>-<index>`, and labelled
+  `batch.kubernetes.io/job-completion-index`);
 - counts succeeded pods (never decreasing, as the real controller's tracking does even
   after pods are deleted), and when they reach `completions` sets
   `SuccessCriteriaMet=True` then `Complete=True` with `completionTime`;

@@ -67,6 +67,9 @@ class SimClusterSpec:
     dra: bool = False
     """GPUs published as DRA ResourceSlices (driver gpu.nvidia.com), not as the
     `nvidia.com/gpu` extended resource (`dra.py`)."""
+    stack: frozenset[str] = frozenset()
+    """In-cluster components installed with their CRDs and simulated controllers:
+    `kueue`, `jobset` (`clusters/sim/stacks/`)."""
 
 
 def gpu_memory_mib(product: str, flavour: str = "") -> int | None:
@@ -97,9 +100,13 @@ def spec_from_cluster(cluster: Cluster) -> SimClusterSpec:
         for i in range(offer.nodes):
             nodes.append(SimNode(f"{cluster.name}-{offer.flavour}-{i}", offer.product,
                                  offer.per_node, dict(labels)))
-    dra = (cluster.spec.stack.gpu_allocation == "dra"
-           or cluster.metadata.labels.get(GPU_ALLOCATION_LABEL) == "dra")
-    return SimClusterSpec(cluster.name, tuple(sorted(nodes, key=lambda n: n.name)), dra=dra)
+    stack = cluster.spec.stack
+    dra = cluster.metadata.labels.get(GPU_ALLOCATION_LABEL) == "dra" or \
+        stack.gpu_allocation == "dra"
+    components = frozenset(c for c, on in (("kueue", stack.kueue), ("jobset", stack.jobset))
+                           if on)
+    return SimClusterSpec(cluster.name, tuple(sorted(nodes, key=lambda n: n.name)), dra=dra,
+                          stack=components)
 
 
 def node_object(node: SimNode, *, uid: str, created: str, index: int) -> dict[str, Any]:

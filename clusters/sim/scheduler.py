@@ -88,6 +88,12 @@ def _affinity_ok(pod_spec: Obj, labels: dict[str, str]) -> bool:
     return False
 
 
+def units(name: str, value: Any) -> int:
+    """A quantity in the scheduler's integer units (see `_units`), for other
+    components that count the same requests (the simulated Kueue's quota)."""
+    return _units(name, value)
+
+
 def _units(name: str, value: Any) -> int:
     """A quantity in the scheduler's integer units (`MilliValue` for cpu, `Value`,
     rounded up, for the rest); 0 when it does not parse (the API refuses those)."""

@@ -31,7 +31,7 @@ import structlog
 import yaml
 from aiohttp import web
 
-from clusters.sim import api, decoding, kubectl, nodes, objects, patch, tls
+from clusters.sim import api, decoding, kubectl, nodes, objects, patch, stacks, tls
 from clusters.sim.controllers import ControlPlane
 from clusters.sim.crds import CustomResources
 from clusters.sim.dra import DynamicResources, strip_device_plugin
@@ -132,6 +132,7 @@ class SimCluster:
         self.crds = CustomResources(self.store)
         self.dra = DynamicResources(self.store, self.control.reschedule, self.control.suffix)
         self.control.claims = self.dra
+        self.kueue, self.jobsets = stacks.controllers(self.store, self.crds, spec.stack)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._seed()
@@ -151,6 +152,7 @@ class SimCluster:
             self.store.create(BY_KIND["Node"], obj)
         if self.spec.dra:
             self.dra.publish(self.spec.nodes)
+        stacks.install(self.store, self.spec.stack)
         self.node_leases.renew()
 
     def _app(self) -> web.Application:

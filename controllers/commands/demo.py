@@ -11,11 +11,14 @@ for the Cluster files of examples/fleet, a local Git repo seeded from it, and th
 controller. The demo narrates each step with tables:
 
   1. initial rollout of every workload, within its residency rules;
-  2. a new workload committed (webhook) and placed;
-  3. drift injected by another field manager, detected and corrected;
-  4. a cluster taken down: its workloads fail over inside their jurisdiction; it comes
+  2. on a Kueue cluster, a multi-pod training job created suspended in its team's
+     queue, admitted by Kueue's quota, its pods each with their rank and rank 0's
+     address;
+  3. a new workload committed (webhook) and placed;
+  4. drift injected by another field manager, detected and corrected;
+  5. a cluster taken down: its workloads fail over inside their jurisdiction; it comes
      back and the stale copies there are deleted first;
-  5. the final fleet status.
+  6. the final fleet status.
 
 Exits 0 when every step checked out. With --keep-running it stays up: try
 `fleet status`, `curl 127.0.0.1:8080/metrics` and `kubectl --kubeconfig <printed path>`."""

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 DESCRIPTION = """\
 Start one simulated Kubernetes cluster per Cluster file of a fleet repo (GPU nodes as
 declared in spec.gpus: one node per whole node, nvidia.com/gpu capacity, GPU feature
-discovery labels), write a kubeconfig with one context per cluster, and serve until
-interrupted (Ctrl-C).
+discovery labels; Kueue and JobSet CRDs with small simulated controllers where the
+Cluster's spec.stack says kueue / jobset), write a kubeconfig with one context per
+cluster, and serve until interrupted (Ctrl-C).
 
 Examples:
   fleet sim up                                   # the fleet in the current folder
@@ -114,7 +115,8 @@ async def _serve(specs: list[SimClusterSpec], args: argparse.Namespace,
             c = sim.clusters[name]
             gpus = sum(n.gpus for n in c.spec.nodes)
             how = " as DRA devices (driver gpu.nvidia.com)" if c.spec.dra else ""
-            print(f"{name:24} {c.url:28} {len(c.spec.nodes)} nodes, {gpus} GPUs{how}")
+            runs = f"; runs {' + '.join(sorted(c.spec.stack))}" if c.spec.stack else ""
+            print(f"{name:24} {c.url:28} {len(c.spec.nodes)} nodes, {gpus} GPUs{how}{runs}")
         print(f"kubeconfig: {path} (one context per cluster)")
         print(f"try: kubectl --kubeconfig {path} --context {specs[0].name} get nodes")
         print("Ctrl-C to stop", flush=True)

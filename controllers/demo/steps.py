@@ -103,7 +103,7 @@ async def run_demo(fleet: Path, keep_running: bool, listen: str, workdir: Path |
     # aiohttp and asyncio report the simulated outage through stdlib logging: to the file.
     logging.basicConfig(stream=log_stream, level=logging.WARNING, force=True)
     box = Sandbox(root, folder_files(fleet))
-    total = 5
+    total = 6
     try:
         n.say(f"aifleet demo: fleet {fleet}, working in {root}")
         n.say(f"controller logs: {log_path}")
@@ -119,10 +119,11 @@ async def run_demo(fleet: Path, keep_running: bool, listen: str, workdir: Path |
             n.say(f"controller up at http://127.0.0.1:{manager.port} "
                   f"(status, metrics, capacity)")
             await _rollout(n, manager, box, 1, total)
-            await _new_workload(n, manager, box, 2, total)
-            await _drift(n, manager, box, 3, total)
-            await _failover(n, manager, box, 4, total)
-            n.step(5, total, "Final status (what `fleet status` shows)")
+            await _kueue(n, box, 2, total)
+            await _new_workload(n, manager, box, 3, total)
+            await _drift(n, manager, box, 4, total)
+            await _failover(n, manager, box, 5, total)
+            n.step(6, total, "Final status (what `fleet status` shows)")
             n.say(render_fleet(manager.status()))
             n.say(f"\nDemo finished in {time.perf_counter() - n.started:.1f} s.")
             if keep_running:
@@ -167,6 +168,47 @@ async def _rollout(n: Narrator, m: Manager, box: Sandbox, step: int, total: int)
     ok, want = synced(doc)
     n.done(f"{ok}/{want} placed workloads live on "
            f"{len({p for ps in _placements(doc).values() for p in ps})} clusters")
+
+
+async def _kueue(n: Narrator, box: Sandbox, step: int, total: int) -> None:
+    """On a Kueue cluster: the multi-pod training job aifleet rendered with its team's
+    queue-name was created suspended (Kueue's webhook), queued in the team's LocalQueue
+    (applied by aifleet from the TeamQuotas), admitted by quota, and its pods each know
+    their rank and rank 0's address."""
+    from controllers.demo.faults import kueue_admission, kueue_training, rendezvous
+    from fleet.render import workload_id_of_label
+
+    n.step(step, total, "Kueue: a training job queued, admitted by quota, its ranks wired")
+    assert box.sim is not None
+    sim = box.sim
+    found = kueue_training(sim)
+    if found is None:
+        n.done("no Kueue cluster runs a multi-pod training job in this fleet: skipped")
+        return
+    cluster, ns, label = found
+    c = sim.clusters[cluster]
+    took = await until(lambda: bool(kueue_admission(c, ns, label)[1]), 20,
+                       what=f"{label} admitted by Kueue on {cluster}")
+    queue, message = kueue_admission(c, ns, label)
+    n.say(f"  {cluster}: {workload_id_of_label(label)} created suspended, queued in "
+          f"LocalQueue {ns}/{queue}; Kueue: {message}")
+    pods = await until_value(lambda: rendezvous(c, ns, label), 20,
+                             what=f"{label}'s pods running")
+    for rank, host, master in pods:
+        n.say(f"    pod {host}: NODE_RANK={rank} MASTER_ADDR={master}")
+    n.done(f"admitted {took:.1f} s into this step; {len(pods)} pods, "
+           f"{len({m for _r, _h, m in pods})} rendezvous address")
+
+
+async def until_value(get: Any, within: float, *, what: str) -> Any:
+    """`until` for a check that returns what it found (falsy: not yet)."""
+    box: list[Any] = []
+
+    def ready() -> bool:
+        box[:] = [get()]
+        return bool(box[0])
+    await until(ready, within, what=what)
+    return box[0]
 
 
 async def _new_workload(n: Narrator, m: Manager, box: Sandbox, step: int,

@@ -16,7 +16,7 @@ import anyio
 import structlog
 from aiohttp import web
 
-from clusters.health import unschedulable_pods, workload_health
+from clusters.health import kueue_queued, unschedulable_pods, workload_health
 from clusters.kubeconfig import ConnectionSpec
 from controllers.apiauth import TokensFile
 from controllers.persist.ledger import Ledger
@@ -168,13 +168,15 @@ def live_now(m: Manager) -> dict[tuple[ClusterName, WorkloadId], PlacementLive]:
     out = dict(m.live)
     by_label = {name: a.objects_by_workload() for name, a in m.adapters.items()}
     pods = {name: a.pods_by_workload() for name, a in m.adapters.items()}
+    queued = {name: a.kueue_workloads_by_workload() for name, a in m.adapters.items()}
     for (cluster, wid), pl in m.live.items():
         objs = by_label.get(cluster)
         if objs is not None:
             label = workload_label(wid)
             out[(cluster, wid)] = replace(
                 pl, health=workload_health(objs.get(label, [])),
-                unschedulable=unschedulable_pods(pods.get(cluster, {}).get(label, [])))
+                unschedulable=unschedulable_pods(pods.get(cluster, {}).get(label, [])),
+                queued=kueue_queued(queued.get(cluster, {}).get(label, [])))
     return out
 
 

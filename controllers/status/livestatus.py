@@ -34,7 +34,7 @@ import anyio
 
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.errors import ClusterError
-from clusters.health import unschedulable_pods
+from clusters.health import kueue_queued, unschedulable_pods
 from clusters.kubeconfig import ConnectionSpec
 from controllers.runtime.fleetstate import (
     ClusterView,
@@ -155,7 +155,8 @@ def _document(snap: Snapshot, adapters: Mapping[str, ClusterAdapter],
             live[(asg.cluster, wid)] = PlacementLive(
                 "Synced" if current else "OutOfSync", a.workload_health(label),
                 commit[0] if commit else None,
-                unschedulable=unschedulable_pods(a.pods(label)))
+                unschedulable=unschedulable_pods(a.pods(label)),
+                queued=kueue_queued(a.kueue_workloads_by_workload().get(label, [])))
     conditions = tuple(
         {"type": "ClusterUnavailable", "status": "True", "reason": "ConnectFailed",
          "message": f"{name}: {why}"} for name, why in sorted(refused.items()))

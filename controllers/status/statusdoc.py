@@ -11,7 +11,8 @@ Per workload:
   (a reconcile of the new plan has not finished) > Synced; Unknown before any;
 - `health` is the worst over its clusters' Jobs and Deployments; pods a cluster's
   scheduler refuses (PodScheduled=False, Unschedulable: e.g. more cpu than a node
-  allocates) add a reason with rule `Unschedulable` and the scheduler's message;
+  allocates) add a reason with rule `Unschedulable` and the scheduler's message; a
+  Job or JobSet Kueue keeps queued adds one with rule `Queued` and Kueue's message;
 - `commit` is the source-commit annotation of what is live.
 
 Per cluster, beyond the schema: a Degraded or Unreachable cluster says why (`reason`,
@@ -49,6 +50,10 @@ class PlacementLive:
     unschedulable: str | None = None
     """Its pods the cluster's scheduler cannot place (`N pod(s) Pending, unschedulable:
     0/8 nodes are available: 8 Insufficient cpu.`): placed by us, waiting there."""
+    queued: str | None = None
+    """Kueue holds its Job suspended in a queue (`clusters.health.kueue_queued`:
+    `queued by Kueue in LocalQueue q: couldn't assign flavors ...`): placed by us,
+    waiting for Kueue's admission there."""
     recreate: bool = False
     """The message is a re-create its policy forbids (`clusters.errors.RecreateNeeded`):
     the Job runs as it was; the row says `recreateNeeded`."""
@@ -187,7 +192,11 @@ def _workload_row(wp: WorkloadPlacement, live: Mapping[tuple[ClusterName, Worklo
             {"message": live[(a.cluster, wp.id)].unschedulable or "", "cluster": a.cluster,
              "rule": "Unschedulable"}
             for a in wp.assignments
-            if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].unschedulable],
+            if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].unschedulable] + [
+            {"message": live[(a.cluster, wp.id)].queued or "", "cluster": a.cluster,
+             "rule": "Queued"}
+            for a in wp.assignments
+            if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].queued],
     }
     recreate = [{"cluster": a.cluster, "reason": live[(a.cluster, wp.id)].message or ""}
                 for a in wp.assignments

@@ -57,6 +57,7 @@ from fleet.render.keys import (
     WORKLOAD_LABEL,
     workload_label,
 )
+from fleet.render.kueue import kueue_objects, kueue_teams
 from fleet.render.pod import JOBSET_WORKER, pod_template, rendezvous_env
 from fleet.spec import FleetSpec
 
@@ -275,9 +276,11 @@ def cluster_objects(spec: FleetSpec, placed: Mapping[WorkloadId, Assignment],
                     render_one: RenderFn = render
                     ) -> tuple[list[Manifest], dict[str, WorkloadId]]:
     """Every object `cluster` should have, in apply order (one Namespace per team with a
-    workload there, then each workload's objects in id order), and the workload label ->
-    id of them. `commit_of` gives each workload's commit (the controller's: where its
-    intent last changed); `render_one` may cache `render`."""
+    workload there, on a Kueue cluster its Kueue objects (`fleet.render.kueue`: every
+    TeamQuota's team gets a queue and a Namespace), then each workload's objects in id
+    order), and the workload label -> id of them. `commit_of` gives each workload's
+    commit (the controller's: where its intent last changed); `render_one` may cache
+    `render`."""
     c = spec.clusters.get(cluster)
     if c is None:
         return [], {}
@@ -291,7 +294,11 @@ def cluster_objects(spec: FleetSpec, placed: Mapping[WorkloadId, Assignment],
         objects.extend(render_one(wl, a, c, commit_of(wid)))
         teams.add(wl.team)
         labels[workload_label(wid)] = wid
-    objects[:0] = [namespace(t) for t in sorted(teams)]
+    quotas = {str(t): q for t, q in spec.quotas.items()}
+    queues = kueue_objects(c, quotas, teams)
+    if queues:  # every team with a queue there needs its namespace for its LocalQueue
+        teams |= set(kueue_teams(quotas, teams))
+    objects[:0] = [namespace(t) for t in sorted(teams)] + queues
     return objects, labels
 
 

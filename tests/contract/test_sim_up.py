@@ -26,10 +26,11 @@ async def test_sim_up_serves_each_cluster_file_until_interrupted(tmp_path: Path)
     its own kubeconfig context; SIGINT stops the command cleanly (exit 0)."""
     repo = GitRepo(tmp_path / "fleet")
     repo.commit({
-        "clusters/eu-fra-1.yaml": cluster("eu-fra-1", "DE", (("h100-80gb", 16, 8),)),
+        "clusters/eu-fra-1.yaml": cluster("eu-fra-1", "DE", (("h100-80gb", 16, 8),))
+        + "  stack: {kueue: true, jobset: true}\n",
         "clusters/us-east-1.yaml": cluster("us-east-1", "US", (("a100-80gb", 8, 4),),
                                            "{tier: prod, aifleet.dev/gpu-allocation: dra}"),
-    }, "two clusters, one allocating GPUs through DRA")
+    }, "two clusters, one allocating GPUs through DRA, one running Kueue and JobSet")
     kubeconfig = tmp_path / "sim.kubeconfig"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "controllers.cli", "sim", "up", str(repo.path),
@@ -45,9 +46,12 @@ async def test_sim_up_serves_each_cluster_file_until_interrupted(tmp_path: Path)
         assert any(f"--kubeconfig {kubeconfig}" in line for line in lines)
         assert [line.split()[0] for line in lines if "as DRA devices" in line] == [
             "us-east-1"]
+        assert [line.split()[0] for line in lines if "runs jobset + kueue" in line] == [
+            "eu-fra-1"]
         nodes: dict[str, list[str]] = {}
         devices: dict[str, int] = {}
         plugin: dict[str, set[str]] = {}
+        stacks: dict[str, list[str]] = {}
         for ctx in ("eu-fra-1", "us-east-1"):
             api = await config.new_client_from_config(config_file=str(kubeconfig),
                                                       context=ctx)
@@ -59,11 +63,16 @@ async def test_sim_up_serves_each_cluster_file_until_interrupted(tmp_path: Path)
                 slices = await client.CustomObjectsApi(api).list_cluster_custom_object(
                     "resource.k8s.io", "v1", "resourceslices")
                 devices[ctx] = sum(len(s["spec"]["devices"]) for s in slices["items"])
+                groups = await client.ApisApi(api).get_api_versions()
+                stacks[ctx] = sorted(g.name for g in groups.groups
+                                     if g.name in ("kueue.x-k8s.io", "jobset.x-k8s.io"))
         assert nodes == {"eu-fra-1": ["eu-fra-1-h100-80gb-0", "eu-fra-1-h100-80gb-1"],
                          "us-east-1": ["us-east-1-a100-80gb-0", "us-east-1-a100-80gb-1"]}
         # The labelled cluster's GPUs are DRA devices, the other's the device plugin's.
         assert devices == {"eu-fra-1": 0, "us-east-1": 8}
         assert plugin == {"eu-fra-1": {"nvidia.com/gpu"}, "us-east-1": set()}
+        # spec.stack: Kueue's and JobSet's CRDs are served there only
+        assert stacks == {"eu-fra-1": ["jobset.x-k8s.io", "kueue.x-k8s.io"], "us-east-1": []}
         assert kubeconfig.stat().st_mode & 0o077 == 0
     finally:
         if proc.returncode is None:

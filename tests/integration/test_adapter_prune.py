@@ -125,3 +125,31 @@ async def test_a_large_prune_deletes_in_parallel(tmp_path: Path) -> None:
         assert result.ok and len(result.pruned) == 16
         assert c.cluster.faults.delayed_peak > 1  # one after another would hold one at a time
         assert _names(c, "Deployment") == ["serve-a"]
+
+
+async def test_a_kueue_clusters_queues_do_not_make_an_empty_render_look_full(
+        tmp_path: Path) -> None:
+    """On a Kueue cluster every render holds the team queues (fleet.render.kueue): a
+    render with no workload object is still the suspicious empty one, refused; the
+    queues themselves are applied, owned and kept."""
+    from dataclasses import replace
+
+    import yaml
+
+    from fleet.models import Cluster
+    from fleet.render.kueue import local_queue, resource_flavours
+    from tests.fleetdocs import cluster as cluster_file
+    from tests.support.adapter import adapter_spec
+
+    spec = replace(adapter_spec(), stack=frozenset({"kueue"}))
+    model = Cluster.model_validate(yaml.safe_load(cluster_file("c") + "  stack: {kueue: true}\n"))
+    queues = [*resource_flavours(model), local_queue(TEAM)]
+    async with connected(tmp_path, spec=spec) as c:
+        await c.adapter.apply([namespace(), *queues, *A, *B])
+        assert _names(c, "LocalQueue") == [TEAM]
+        refused = await c.adapter.apply([namespace(), *queues])
+        assert refused.prune_refused is not None and refused.pruned == []
+        assert _names(c, "Deployment") == ["serve-a", "serve-b"]
+        kept = await c.adapter.apply([namespace(), *queues, *A])
+        assert [k[3] for k in kept.pruned] == ["serve-b", "serve-b"]
+        assert _names(c, "LocalQueue") == [TEAM]

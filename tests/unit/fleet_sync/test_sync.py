@@ -125,6 +125,17 @@ def test_pruning_everything_is_refused_unless_allowed() -> None:
     assert plan_sync([], live, scope={"a.train"}).refused is None  # a scoped pass
 
 
+def test_a_kueue_clusters_team_queues_do_not_make_an_empty_render_look_full() -> None:
+    queue = {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue",
+             "metadata": {"name": "a", "namespace": "a", "labels": {MANAGED_BY: "aifleet"}},
+             "spec": {"clusterQueue": "a"}}
+    live = live_of([obj("Job", "a.train"), obj("Namespace", "a.train"), queue])
+    refused = plan_sync([obj("Namespace", "a.train"), queue], live)
+    assert refused.refused is not None and "allow_empty" in refused.refused
+    kept = plan_sync([obj("Namespace", "a.train"), queue, obj("Job", "a.serve")], live)
+    assert kept.refused is None and [k[3] for k in prunable(kept)] == ["a-train"]
+
+
 def test_a_failed_apply_holds_back_only_its_own_workload() -> None:
     live = live_of([obj("Job", "a.train"), obj("Job", "b.train")])
     plan = plan_sync([obj("Deployment", "a.serve")], live)
