@@ -100,6 +100,12 @@ class Settings(BaseSettings):
                           "instead of a management cluster (it is then a single point of "
                           "failure); with --leader-elect, this or --home-kubeconfig/"
                           "--home-context is required")
+    cluster_secrets: bool = Field(
+        False, description="reach each cluster whose Cluster file names no kubeconfig "
+                           "through its credentials Secret (named after the cluster, "
+                           "labelled aifleet.dev/cluster-credentials=true, made by `fleet "
+                           "cluster add`) in aifleet-system on the management cluster "
+                           "(needs --home-kubeconfig/--home-context)")
     identity: str | None = Field(None, description="this replica's name in the Lease")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="debug, info, warning or error")
@@ -163,6 +169,9 @@ def home_problem(settings: Settings) -> str:
         return ("--leader-elect needs where to hold the Lease: a management cluster "
                 "(--home-kubeconfig and/or --home-context) or, explicitly, a member "
                 "(--leader-cluster NAME)")
+    if settings.cluster_secrets and not (settings.home_kubeconfig or settings.home_context):
+        return ("--cluster-secrets reads credentials Secrets from the management cluster: "
+                "give --home-kubeconfig and/or --home-context")
     if settings.leader_cluster and (settings.home_kubeconfig or settings.home_context):
         return ("--leader-cluster and --home-kubeconfig/--home-context both name the home "
                 "cluster: give one")

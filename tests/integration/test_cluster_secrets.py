@@ -1,0 +1,83 @@
+"""Clusters reached through credentials Secrets on the management cluster.
+
+With `--cluster-secrets`, a Cluster file naming no kubeconfig is reached only through
+the Secret named after it in aifleet-system on the management cluster: the
+controller's `--kubeconfig` points at no file at all here, so every member reached
+proves its Secret was read. A missing Secret and a Secret without credentials are that
+cluster's diagnostics (the others roll out), and no token appears in status or logs.
+
+Real Git repo, simulated home and members over HTTP (TLS, bearer tokens), real Manager.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from pathlib import Path
+
+import httpx
+import pytest
+
+from clusters.credentials import secret_body
+from clusters.sim import tls
+from controllers.demo.sandbox import Sandbox, until
+from tests.support.controller import FAST, fast_settings, sandbox
+
+NS = "aifleet-system"
+
+
+async def post(box: Sandbox, path: str, body: dict[str, object]) -> None:
+    """A write to the home cluster over HTTPS (async: the simulator runs in this loop)."""
+    assert box.home is not None
+    home = box.home.clusters["home"]
+    ctx = ssl.create_default_context(cadata=tls.make_tls().ca_pem.decode())
+    async with httpx.AsyncClient(verify=ctx) as client:
+        r = await client.post(f"{home.url}{path}", json=body,
+                              headers={"Authorization": f"Bearer {home.token}"})
+    assert r.status_code in (200, 201, 409), r.text
+
+
+async def put_credentials(box: Sandbox, cluster: str, *, token: bool = True) -> None:
+    assert box.sim is not None
+    member = box.sim.clusters[cluster]
+    body = secret_body(cluster, NS, server=member.url, ca=tls.make_tls().ca_pem,
+                       token=member.token if token else None)
+    await post(box, f"/api/v1/namespaces/{NS}/secrets", body)
+
+
+def statuses(m: object) -> dict[str, str]:
+    doc = m.status()  # type: ignore[attr-defined]
+    return {c["type"] + ":" + c["message"].split(":")[0]: c["message"]
+            for c in doc["source"]["conditions"]}
+
+
+async def test_members_are_reached_only_through_their_credentials_secrets(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async with sandbox(tmp_path, home=True) as box:
+        await post(box, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                        "metadata": {"name": NS}})
+        await put_credentials(box, "eu-fra-1")
+        await put_credentials(box, "us-east-1", token=False)  # no credentials in it
+        # eu-par-1 has no Secret at all.
+        settings = fast_settings(box, home=True, cluster_secrets=True,
+                                 kubeconfig=str(tmp_path / "no-such-kubeconfig"))
+        async with box.controller(settings, adapter_options=FAST) as m:
+            await until(lambda: "eu-fra-1" in m.adapters
+                        and m.adapters["eu-fra-1"].synced.is_set(), 20,
+                        what="eu-fra-1 connected through its Secret")
+            await until(lambda: {"eu-par-1", "us-east-1"} <= set(m.connect_errors), 20,
+                        what="the other two diagnosed")
+            errors = dict(m.connect_errors)
+            assert "no credentials Secret aifleet-system/eu-par-1" in errors["eu-par-1"]
+            assert "fleet cluster add eu-par-1" in errors["eu-par-1"]
+            assert "no credentials" in errors["us-east-1"]
+            assert set(m.adapters) == {"eu-fra-1"}
+            # Put the missing Secret: the next poll connects it, no restart.
+            await put_credentials(box, "eu-par-1")
+            await until(lambda: "eu-par-1" in m.adapters, 20,
+                        what="eu-par-1 connected once its Secret exists")
+            doc = json.dumps(m.status())
+        assert box.sim is not None
+        for name, c in box.sim.clusters.items():
+            assert c.token not in doc, name
+            assert c.token not in caplog.text, name
