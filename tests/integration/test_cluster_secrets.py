@@ -21,6 +21,7 @@ import pytest
 from clusters.credentials import secret_body
 from clusters.sim import tls
 from controllers.demo.sandbox import Sandbox, until
+from controllers.runtime import manager_io
 from tests.support.controller import FAST, fast_settings, sandbox
 
 NS = "aifleet-system"
@@ -45,14 +46,8 @@ async def put_credentials(box: Sandbox, cluster: str, *, token: bool = True) -> 
     await post(box, f"/api/v1/namespaces/{NS}/secrets", body)
 
 
-def statuses(m: object) -> dict[str, str]:
-    doc = m.status()  # type: ignore[attr-defined]
-    return {c["type"] + ":" + c["message"].split(":")[0]: c["message"]
-            for c in doc["source"]["conditions"]}
-
-
 async def test_members_are_reached_only_through_their_credentials_secrets(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     async with sandbox(tmp_path, home=True) as box:
         await post(box, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                         "metadata": {"name": NS}})
@@ -76,8 +71,15 @@ async def test_members_are_reached_only_through_their_credentials_secrets(
             await put_credentials(box, "eu-par-1")
             await until(lambda: "eu-par-1" in m.adapters, 20,
                         what="eu-par-1 connected once its Secret exists")
-            doc = json.dumps(m.status())
+            events = m.feed.document()
+            assert any(e.get("type") == "ClusterConnectionFailed" or
+                       "ClusterConnectionFailed" in json.dumps(e, default=str)
+                       for e in events.get("events", []))
+            shown = (json.dumps(m.status()) + manager_io.metrics_text(m)
+                     + json.dumps(events, default=str))
+        logs = capfd.readouterr()
+        assert "cluster_connect_failed" in logs.out + logs.err  # the logs were captured
         assert box.sim is not None
         for name, c in box.sim.clusters.items():
-            assert c.token not in doc, name
-            assert c.token not in caplog.text, name
+            assert c.token not in shown, name
+            assert c.token not in logs.out + logs.err, name
