@@ -6,15 +6,21 @@ controller's `--kubeconfig` points at no file at all here, so every member reach
 proves its Secret was read. A missing Secret and a Secret without credentials are that
 cluster's diagnostics (the others roll out), and no token appears in status or logs.
 
+The last test takes the whole path: `fleet cluster add` per member, then a controller
+that rolls the fleet out through those Secrets alone.
+
 Real Git repo, simulated home and members over HTTP (TLS, bearer tokens), real Manager.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import ssl
+import sys
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -22,7 +28,7 @@ from clusters.credentials import secret_body
 from clusters.sim import tls
 from controllers.demo.sandbox import Sandbox, until
 from controllers.runtime import manager_io
-from tests.support.controller import FAST, fast_settings, sandbox
+from tests.support.controller import CLUSTERS, FAST, fast_settings, rolled_out, sandbox
 
 NS = "aifleet-system"
 
@@ -83,3 +89,22 @@ async def test_members_are_reached_only_through_their_credentials_secrets(
         for name, c in box.sim.clusters.items():
             assert c.token not in shown, name
             assert c.token not in logs.out + logs.err, name
+
+
+async def test_a_fleet_registered_with_fleet_cluster_add_rolls_out(tmp_path: Path) -> None:
+    """The whole path: `fleet cluster add` (a subprocess) per member, then a controller
+    whose only way to the members is those Secrets."""
+    async with sandbox(tmp_path, home=True) as box:
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        for name in sorted(CLUSTERS):
+            p = await anyio.run_process(
+                [sys.executable, "-m", "controllers.cli", "cluster", "add", name,
+                 "--context", name, "--kubeconfig", str(box.kubeconfig),
+                 "--home-kubeconfig", str(box.home_kubeconfig)], env=env, check=False)
+            assert p.returncode == 0, p.stderr.decode()
+        settings = fast_settings(box, home=True, cluster_secrets=True,
+                                 kubeconfig=str(tmp_path / "no-such-kubeconfig"))
+        async with box.controller(settings, adapter_options=FAST) as m:
+            placed = await rolled_out(m, box)
+            assert set(m.adapters) == set(CLUSTERS) and not m.connect_errors
+            assert {c for where in placed.values() for c in where} <= set(CLUSTERS)
