@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         None, description="shared secret of POST /hooks/git (HMAC-SHA256); unset: webhook off")
     listen: str = Field("127.0.0.1:8080", description="host:port of the HTTP server")
+    git_token_file: Path | None = Field(
+        None, description="file holding an HTTPS token for --repo (e.g. a mounted Secret's "
+                          "key): sent with --git-username on every fetch and ledger push, "
+                          "never written to the mirror, a URL or a log; read at start")
+    git_username: str = Field(
+        "x-access-token", description="with --git-token-file: the user name sent with "
+                                      "the token (your forge documents which it expects)")
     allow_non_fast_forward: bool = Field(
         False, description="accept a new head that is not a descendant of the applied "
                            "commit (a force-push rollback)")

@@ -81,6 +81,7 @@ from fleet.safety import (
     returned_clusters,
 )
 from fleet.spec import FleetSpec
+from workloads.gitauth import GitCredentials, token_credentials
 from workloads.gitsource import Condition, GitSource
 from workloads.loader import Snapshot
 from workloads.signatures import SignatureVerifier
@@ -96,6 +97,14 @@ JOURNAL_FILE = "ledger-journal.jsonl"
 PlaceFn = Any
 """`fleet.placement.place(spec, capacity, previous, *, commit=) -> Plan`, or a
 `controllers.runtime.replanner.Replanner` (the default)."""
+
+
+def _git_credentials(settings: Settings) -> GitCredentials | None:
+    """`--git-token-file`'s credentials (a problem with it is said by `fleet run`
+    before the Manager is made: `TokenFileError`)."""
+    if settings.git_token_file is None:
+        return None
+    return token_credentials(settings.git_token_file, settings.git_username)
 
 
 def _default_place() -> PlaceFn:
@@ -129,7 +138,8 @@ class Manager:
         self.source = GitSource(settings.repo, settings.branch, settings.state_dir,
                                 subdir=settings.subdir,
                                 allow_non_fast_forward=settings.allow_non_fast_forward,
-                                verifier=_verifier(settings))
+                                verifier=_verifier(settings),
+                                credentials=_git_credentials(settings))
         self.desired = DesiredState(render or _default_render())
         self.adapters: dict[str, ClusterAdapter] = {}
         self.retirement = Retirement(settings.state_dir)
