@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import subprocess
 import sys
 from pathlib import Path
 
@@ -108,3 +109,11 @@ async def test_a_fleet_registered_with_fleet_cluster_add_rolls_out(tmp_path: Pat
             placed = await rolled_out(m, box)
             assert set(m.adapters) == set(CLUSTERS) and not m.connect_errors
             assert {c for where in placed.values() for c in where} <= set(CLUSTERS)
+
+
+def test_cluster_secrets_without_a_management_cluster_stops_fleet_run(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "controllers.cli", "run", "--repo",
+                        str(tmp_path), "--cluster-secrets"], capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 2
+    assert "--cluster-secrets reads credentials Secrets from the management" in r.stderr
