@@ -41,12 +41,15 @@ CLUSTER_ROLE = ResourceType("rbac.authorization.k8s.io/v1", "ClusterRole", "clus
 CLUSTER_ROLE_BINDING = ResourceType("rbac.authorization.k8s.io/v1", "ClusterRoleBinding",
                                     "clusterrolebindings", False)
 
-_WRITE = ["get", "list", "watch", "create", "patch", "update", "delete"]
+_WRITE = ["get", "list", "watch", "create", "patch", "delete"]
 _READ = ["get", "list", "watch"]
 RULES: list[dict[str, Any]] = [
-    # What the controller applies (server-side apply is `patch`; `create` for servers
-    # that authorize the create an apply makes), prunes and recreates (`delete`), and
-    # watches to see drift: clusters.apply, clusters.adapter's owned informers.
+    # What the controller applies (server-side apply is a PATCH, authorized as `patch`,
+    # and as `create` too when it creates the object: kubernetes.io docs,
+    # reference/using-api/api-concepts.md "Patch and apply"; the apply create path in
+    # staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go), prunes and
+    # recreates (`delete`), and watches to see drift: clusters.apply (PATCH and DELETE
+    # only, never PUT, so no `update`), clusters.adapter's owned informers.
     {"apiGroups": [""], "resources": ["namespaces", "services"], "verbs": _WRITE},
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": _WRITE},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": _WRITE},
