@@ -118,3 +118,39 @@ async def test_cluster_add_registers_members_and_list_reaches_them(tmp_path: Pat
     finally:
         await members.close()
         await home.close()
+
+
+async def test_a_token_filled_in_by_the_member_is_the_one_stored(tmp_path: Path) -> None:
+    """Where the member's token controller fills the ServiceAccount's token Secret (the
+    simulator does not: the test writes `data.token` as it would, before the command),
+    that token is stored, with no warning, instead of the kubeconfig's own."""
+    members = await start_sim([SimClusterSpec("m1", ())])
+    home = await start_sim([SimClusterSpec("mgmt", ())])
+    try:
+        mk = members.write_kubeconfig(tmp_path / "members.yaml")
+        hk = home.write_kubeconfig(tmp_path / "home.yaml")
+        sa_token = "sa-token-filled-by-the-token-controller"
+        manifest = tmp_path / "token.json"
+        manifest.write_text(json.dumps(
+            {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+             "metadata": {"name": "aifleet-manager-token", "namespace": NS,
+                          "annotations": {"kubernetes.io/service-account.name":
+                                          "aifleet-manager"}},
+             "data": {"token": base64.b64encode(sa_token.encode()).decode()}}))
+        kubectl = _kubectl()
+        assert kubectl is not None
+        for args in (["create", "namespace", NS],
+                     ["apply", "--server-side", "-f", str(manifest)]):
+            rc, _, err = await run([kubectl, "--context", "m1", *args], str(mk))
+            assert rc == 0, err
+        rc, out, err = await run([*FLEET, "cluster", "add", "m1", "--context", "m1",
+                                  "--kubeconfig", str(mk), "--home-kubeconfig", str(hk)],
+                                 str(mk))
+        assert rc == 0, err
+        assert "(ServiceAccount token)" in out and "warning" not in err
+        assert sa_token not in out + err
+        secret = await kubectl_json(hk, "mgmt", "get", "secret", "m1", "-n", NS)
+        assert base64.b64decode(secret["data"]["token"]).decode() == sa_token
+    finally:
+        await members.close()
+        await home.close()
