@@ -17,6 +17,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import structlog
@@ -140,14 +141,14 @@ class ClusterAdapter:
 
     @classmethod
     async def connect(cls, conn: ConnectionSpec, options: AdapterOptions | None = None,
-                      on_drift: Callable[[DriftReport], None] | None = None
-                      ) -> ClusterAdapter:
+                      on_drift: Callable[[DriftReport], None] | None = None,
+                      inline: dict[str, Any] | None = None) -> ClusterAdapter:
         opts = options or AdapterOptions()
         stalled = opts.stalled or (lambda: 0.0)
         health = HealthTracker(unreachable_after=opts.unreachable_after,
                                degraded_window=opts.degraded_window, clock=opts.clock,
                                stalled=stalled)
-        api = await api_client(conn, allow_exec=opts.allow_exec)
+        api = await api_client(conn, allow_exec=opts.allow_exec, inline=inline)
         client = KubeClient(conn.cluster, api, qps=opts.qps, burst=opts.burst,
                             retry=opts.retry, on_outcome=health.record, clock=opts.clock,
                             sleep=opts.sleep, stalled=stalled)

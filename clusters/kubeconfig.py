@@ -53,6 +53,10 @@ class ConnectionSpec:
     cluster: str
     kubeconfig: str | None = None
     context: str | None = None
+    secret: str | None = None
+    """Reached through the credentials Secret of this name in the controller's namespace
+    on the management cluster (`clusters.credentials`) instead of a kubeconfig file; the
+    caller reads it and passes the kubeconfig it makes as `inline`."""
 
 
 def expand(path: str) -> str:
@@ -74,35 +78,113 @@ def expand(path: str) -> str:
 
 
 def default_kubeconfig() -> str:
+    """`$KUBECONFIG` as it is (a list of files, `os.pathsep`-separated, is read merged:
+    `load_merged`), else `~/.kube/config`."""
     env = os.environ.get("KUBECONFIG")
     if env:
-        return env.split(os.pathsep)[0]
+        return env
     return os.path.expanduser("~/.kube/config")
 
 
-def read_kubeconfig(spec: ConnectionSpec, *, allow_exec: bool = False
-                    ) -> tuple[dict[str, Any], str, Path]:
-    """The parsed kubeconfig, the context to use, and the file's folder."""
-    raw_path = spec.kubeconfig
-    try:
-        path = Path(expand(raw_path) if raw_path else default_kubeconfig())
-    except KubeconfigError as e:
-        e.cluster = spec.cluster
-        raise
-    # What errors quote: the path as written, never what the environment made of it.
-    shown = raw_path or str(path)
+_PATH_FIELDS = {"clusters": ("cluster", ("certificate-authority",)),
+                "users": ("user", ("client-certificate", "client-key", "tokenFile"))}
+"""The file references client-go resolves against the folder of the file that holds
+them (`ResolveLocalPaths` in k8s.io/client-go/tools/clientcmd/loader.go): a merged
+config keeps each file's relative paths meaning what they meant in that file."""
+
+
+def _load_file(path: Path, shown: str, cluster: str) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as e:
         raise KubeconfigError(f"cannot read kubeconfig {shown}: {e.strerror}",
-                              cluster=spec.cluster) from None
+                              cluster=cluster) from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError:
         raise KubeconfigError(f"kubeconfig {shown} is not valid YAML",
-                              cluster=spec.cluster) from None
+                              cluster=cluster) from None
     if not isinstance(doc, dict):
-        raise KubeconfigError(f"kubeconfig {shown} is not a mapping", cluster=spec.cluster)
+        raise KubeconfigError(f"kubeconfig {shown} is not a mapping", cluster=cluster)
+    return doc
+
+
+def _absolute_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = dict(doc)
+    for section, (key, fields) in _PATH_FIELDS.items():
+        items = doc.get(section)
+        if not isinstance(items, list):
+            continue
+        fixed = []
+        for item in items:
+            body = item.get(key) if isinstance(item, dict) else None
+            if isinstance(body, dict):
+                body = {k: (str(base / v) if k in fields and isinstance(v, str) and v
+                            and not os.path.isabs(v) else v) for k, v in body.items()}
+                item = {**item, key: body}
+            fixed.append(item)
+        out[section] = fixed
+    return out
+
+
+def load_merged(paths: list[Path], shown: str, cluster: str) -> dict[str, Any]:
+    """Several kubeconfig files (`KUBECONFIG=a:b`) merged as kubectl merges them
+    (k8s.io/client-go/tools/clientcmd/loader.go, `ClientConfigLoadingRules.Load`): a
+    file that does not exist is skipped; the first file to name a cluster, user or
+    context wins it, and the first file to set `current-context` sets it; relative
+    file references are resolved against their own file's folder."""
+    merged: dict[str, Any] = {"clusters": [], "users": [], "contexts": []}
+    seen: dict[str, set[str]] = {k: set() for k in merged}
+    found = 0
+    for path in paths:
+        if not path.exists():
+            continue
+        found += 1
+        doc = _absolute_paths(_load_file(path, str(path), cluster), path.parent)
+        if not merged.get("current-context") and doc.get("current-context"):
+            merged["current-context"] = doc["current-context"]
+        for section in ("clusters", "users", "contexts"):
+            items = doc.get(section)
+            for item in items if isinstance(items, list) else []:
+                name = item.get("name") if isinstance(item, dict) else None
+                if isinstance(name, str) and name not in seen[section]:
+                    seen[section].add(name)
+                    merged[section].append(item)
+    if not found:
+        raise KubeconfigError(f"none of the kubeconfig files in {shown} exists",
+                              cluster=cluster)
+    return merged
+
+
+def read_kubeconfig(spec: ConnectionSpec, *, allow_exec: bool = False
+                    ) -> tuple[dict[str, Any], str, Path]:
+    """The parsed kubeconfig, the context to use, and the file's folder. A path that
+    is a list (`a:b`, as `$KUBECONFIG` may be, also through `${KUBECONFIG}` in a
+    Cluster file) is read merged (`load_merged`)."""
+    raw_path = spec.kubeconfig
+    try:
+        expanded = expand(raw_path) if raw_path else default_kubeconfig()
+    except KubeconfigError as e:
+        e.cluster = spec.cluster
+        raise
+    paths = [Path(os.path.expanduser(p)) for p in expanded.split(os.pathsep) if p]
+    if not paths:
+        raise KubeconfigError(f"kubeconfig path {raw_path!r} names no file",
+                              cluster=spec.cluster)
+    path = paths[0]
+    # What errors quote: the path as written, never what the environment made of it.
+    shown = raw_path or expanded
+    if len(paths) == 1:
+        doc = _load_file(path, shown, spec.cluster)
+    else:
+        doc = load_merged(paths, shown, spec.cluster)
+    return (*check_context(doc, spec, shown, allow_exec=allow_exec), path.parent)
+
+
+def check_context(doc: dict[str, Any], spec: ConnectionSpec, shown: str, *,
+                  allow_exec: bool = False) -> tuple[dict[str, Any], str]:
+    """The context to use in a parsed kubeconfig, its user's plugins refused unless
+    `allow_exec`; errors name `shown` (a file, or a Secret), never a credential."""
     context = spec.context or doc.get("current-context")
     if not context:
         raise KubeconfigError(f"kubeconfig {shown}: no context given and no current-context",
@@ -123,13 +205,25 @@ def read_kubeconfig(spec: ConnectionSpec, *, allow_exec: bool = False
                     f"{plugin} plugin ({what}); refused. Run the controller with "
                     "--allow-exec-plugins to trust it, or use a token or client "
                     "certificate", cluster=spec.cluster)
-    return doc, context, path.parent
+    return doc, context
 
 
-def server_of(spec: ConnectionSpec, *, allow_exec: bool = False) -> str:
+def resolve(spec: ConnectionSpec, *, allow_exec: bool = False,
+            inline: dict[str, Any] | None = None) -> tuple[dict[str, Any], str, Path]:
+    """`read_kubeconfig`, or the kubeconfig made from a credentials Secret (`inline`),
+    checked the same way (plugins refused unless allowed)."""
+    if inline is None:
+        return read_kubeconfig(spec, allow_exec=allow_exec)
+    doc, context = check_context(inline, spec, f"from Secret {spec.secret}",
+                                 allow_exec=allow_exec)
+    return doc, context, Path(".")
+
+
+def server_of(spec: ConnectionSpec, *, allow_exec: bool = False,
+              inline: dict[str, Any] | None = None) -> str:
     """The API server URL a Cluster file's context points at: the cluster's identity
     (two Cluster files on the same server are the same cluster, whatever their names)."""
-    doc, context, _ = read_kubeconfig(spec, allow_exec=allow_exec)
+    doc, context, _ = resolve(spec, allow_exec=allow_exec, inline=inline)
     ctx = _named(doc.get("contexts"), context) or {}
     cluster_name = (ctx.get("context") or {}).get("cluster")
     entry = _named(doc.get("clusters"), cluster_name) if cluster_name else None
@@ -149,9 +243,11 @@ def _named(items: Any, name: str) -> dict[str, Any] | None:
     return None
 
 
-async def api_client(spec: ConnectionSpec, *, allow_exec: bool = False) -> ApiClient:
-    """A kubernetes-asyncio ApiClient for one cluster's context."""
-    doc, context, base = read_kubeconfig(spec, allow_exec=allow_exec)
+async def api_client(spec: ConnectionSpec, *, allow_exec: bool = False,
+                     inline: dict[str, Any] | None = None) -> ApiClient:
+    """A kubernetes-asyncio ApiClient for one cluster's context (from its kubeconfig
+    file, or from `inline`: the kubeconfig its credentials Secret makes)."""
+    doc, context, base = resolve(spec, allow_exec=allow_exec, inline=inline)
     cfg = Configuration()
     try:
         loader = KubeConfigLoader(config_dict=doc, config_base_path=str(base),

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         None, description="shared secret of POST /hooks/git (HMAC-SHA256); unset: webhook off")
     listen: str = Field("127.0.0.1:8080", description="host:port of the HTTP server")
+    git_token_file: Path | None = Field(
+        None, description="file holding an HTTPS token for --repo (e.g. a mounted Secret's "
+                          "key): sent with --git-username on every fetch and ledger push, "
+                          "never written to the mirror, a URL or a log; read at start")
+    git_username: str = Field(
+        "x-access-token", description="with --git-token-file: the user name sent with "
+                                      "the token (your forge documents which it expects)")
     allow_non_fast_forward: bool = Field(
         False, description="accept a new head that is not a descendant of the applied "
                            "commit (a force-push rollback)")
@@ -112,6 +119,12 @@ class Settings(BaseSettings):
                           "instead of a management cluster (it is then a single point of "
                           "failure); with --leader-elect, this or --home-kubeconfig/"
                           "--home-context is required")
+    cluster_secrets: bool = Field(
+        False, description="reach each cluster whose Cluster file names no kubeconfig "
+                           "through its credentials Secret (named after the cluster, "
+                           "labelled aifleet.dev/cluster-credentials=true, made by `fleet "
+                           "cluster add`) in aifleet-system on the management cluster "
+                           "(needs --home-kubeconfig/--home-context)")
     identity: str | None = Field(None, description="this replica's name in the Lease")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="debug, info, warning or error")
@@ -181,6 +194,10 @@ def home_problem(settings: Settings) -> str:
                 "explicitly, a member (--leader-cluster NAME)")
     if len(named) > 1:
         return f"{' and '.join(named)} all name the home cluster: give one"
+    if settings.cluster_secrets and not (settings.home_kubeconfig or settings.home_context
+                                         or settings.home_in_cluster):
+        return ("--cluster-secrets reads credentials Secrets from the management cluster: "
+                "give --home-in-cluster, or --home-kubeconfig and/or --home-context")
     return ""
 
 

@@ -34,7 +34,7 @@ import structlog
 
 from fleet.safety import fast_forward_base, refuse_head
 from workloads.errors import WorkloadsError
-from workloads.gitauth import callbacks_for, split_credentials
+from workloads.gitauth import GitCredentials, callbacks_for, split_credentials
 from workloads.history import git_history
 from workloads.loader import ParseCache, Snapshot, load_entries, read_fleet
 from workloads.signatures import SignatureVerifier, Verdict
@@ -62,10 +62,13 @@ class SourceResult:
 class GitSource:
     def __init__(self, url: str, branch: str, state_dir: Path, *, subdir: str = "",
                  allow_non_fast_forward: bool = False,
-                 verifier: SignatureVerifier | None = None) -> None:
+                 verifier: SignatureVerifier | None = None,
+                 credentials: GitCredentials | None = None) -> None:
         self.url = url
-        self.remote_url, self.credentials = split_credentials(_url(url))
-        """The remote as stored in the mirror (no userinfo), and what it held."""
+        self.remote_url, in_url = split_credentials(_url(url))
+        self.credentials = credentials or in_url
+        """The remote as stored in the mirror (no userinfo); the credentials given
+        (`--git-token-file`), else those the URL held."""
         self.branch = branch
         self.subdir = subdir.strip("/")
         self.allow_non_fast_forward = allow_non_fast_forward

@@ -61,13 +61,29 @@ def run(args: argparse.Namespace) -> int:
             for err in e.errors())
         fail(f"bad settings: {problems}")
     problem = home_problem(settings) or listener_problem(settings) or \
-        _tokens_problem(settings) or _tls_problem(settings) or \
+        _tokens_problem(settings) or _git_token_problem(settings) or \
+        _tls_problem(settings) or \
         _repo_problem(settings.repo) or \
         _listen_problem(settings.listen) or \
         _ledger_problem(settings)
     if problem:
         fail(problem)
     return serve_until_signalled(settings)
+
+
+def _git_token_problem(settings: object) -> str:
+    """An unreadable or empty --git-token-file is said at start (never its content)."""
+    from controllers.settings import Settings
+    from workloads.gitauth import TokenFileError, token_credentials
+
+    assert isinstance(settings, Settings)
+    if settings.git_token_file is None:
+        return ""
+    try:
+        token_credentials(settings.git_token_file, settings.git_username)
+    except TokenFileError as e:
+        return str(e)
+    return ""
 
 
 def _tokens_problem(settings: object) -> str:

@@ -69,7 +69,7 @@ RETIRING = "retiring.json"
 
 def save_retiring(state_dir: Path, clusters: dict[str, ConnectionSpec]) -> None:
     write(state_dir / RETIRING, 1, {"clusters": {
-        name: {"kubeconfig": c.kubeconfig, "context": c.context}
+        name: {"kubeconfig": c.kubeconfig, "context": c.context, "secret": c.secret}
         for name, c in sorted(clusters.items())}})
 
 
@@ -81,9 +81,11 @@ def load_retiring(state_dir: Path) -> dict[str, ConnectionSpec]:
         out: dict[str, ConnectionSpec] = {}
         for name, c in doc["clusters"].items():
             kubeconfig, context = c.get("kubeconfig"), c.get("context")
-            if not all(v is None or isinstance(v, str) for v in (kubeconfig, context)):
-                raise TypeError(f"{name}: kubeconfig and context must be strings")
-            out[str(name)] = ConnectionSpec(str(name), kubeconfig, context)
+            secret = c.get("secret")  # the Secret's name, never its content
+            if not all(v is None or isinstance(v, str)
+                       for v in (kubeconfig, context, secret)):
+                raise TypeError(f"{name}: kubeconfig, context and secret must be strings")
+            out[str(name)] = ConnectionSpec(str(name), kubeconfig, context, secret)
         return out
     except (AttributeError, KeyError, TypeError) as e:
         unusable(state_dir / RETIRING, e)

@@ -7,11 +7,18 @@ new adapter to `prepare` (the fence, what not to heal) and runs it in the Manage
 task group; a cluster the repo no longer names is queued for its drain
 (`controllers.runtime.retirement`) and disconnected when drained. Cluster files whose
 contexts reach one API server are refused together (`refuse_twins`).
+
+A cluster reached through its credentials Secret (`ConnectionSpec.secret`, with
+`--cluster-secrets`) has that Secret read from the management cluster before its
+identity is checked and before it connects (`_credentials`); a missing, unlabelled or
+unusable Secret is that cluster's connection error, retried like any other, and names
+the Secret and key, never a value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -19,8 +26,11 @@ import structlog
 
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.apply import DriftReport
+from clusters.client import KubeClient
+from clusters.credentials import kubeconfig_of_secret, read_credentials
 from clusters.errors import ClusterError, KubeconfigError
 from clusters.kubeconfig import ConnectionSpec, server_of
+from clusters.leader import LEASE_NAMESPACE
 from controllers.runtime.retirement import Retirement
 from controllers.runtime.workqueue import WorkQueue
 from controllers.status.eventfeed import EventFeed
@@ -42,7 +52,9 @@ class ClusterSet:
                  connection_of: Callable[[Cluster], ConnectionSpec],
                  on_drift: Callable[[str], Callable[[DriftReport], None]],
                  prepare: Callable[[str, ClusterAdapter], None],
-                 task_group: Callable[[], anyio.abc.TaskGroup | None]) -> None:
+                 task_group: Callable[[], anyio.abc.TaskGroup | None],
+                 home_client: Callable[[], Awaitable[KubeClient | None]] | None = None
+                 ) -> None:
         self.adapters = adapters
         self.options = options
         self.allow_exec = allow_exec
@@ -59,6 +71,12 @@ class ClusterSet:
         self.connect_errors: dict[str, str] = {}
         self.twins: dict[str, tuple[str, ...]] = {}
         """Clusters refused because another Cluster file reaches the same API server."""
+        self.home_client = home_client
+        """The management cluster's client (waited for a while), where credentials
+        Secrets are read; None: no management cluster."""
+        self.inline: dict[str, dict[str, Any]] = {}
+        """The kubeconfig each Secret-reached cluster's credentials Secret made (in
+        memory only: never saved, logged or shown)."""
         self._identity_of: dict[ClusterName, ConnectionSpec] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
 
@@ -75,6 +93,7 @@ class ClusterSet:
             self.queue.add(name)
         for name in set(self.connect_errors) - in_repo - self.retirement.names:
             del self.connect_errors[name]
+        await self._prefetch(spec)
         twins = self.refuse_twins(spec)
         for name in sorted(in_repo - set(self.adapters) - set(twins)):
             reach[name] = self.connection_of(spec.clusters[ClusterName(name)])
@@ -82,8 +101,10 @@ class ClusterSet:
 
         async def connect(name: str) -> None:
             try:
+                inline = await self._credentials(reach[name])
                 connected[name] = await ClusterAdapter.connect(
-                    reach[name], self.options, on_drift=self.on_drift(name))
+                    reach[name], self.options, on_drift=self.on_drift(name),
+                    inline=inline)
             except ClusterError as e:
                 if self.connect_errors.get(name) != str(e):  # once per new error, not per try
                     self.feed.note("ClusterConnectionFailed", cluster=name, reason=str(e),
@@ -116,8 +137,11 @@ class ClusterSet:
             return self.twins  # no Cluster file's connection changed: same answer
         servers: dict[str, str] = {}
         for cname, conn in conns.items():
+            inline = self.inline.get(cname)
+            if conn.secret and inline is None:
+                continue  # its Secret could not be read: connecting says why
             try:
-                servers[cname] = server_of(conn, allow_exec=self.allow_exec)
+                servers[cname] = server_of(conn, allow_exec=self.allow_exec, inline=inline)
             except KubeconfigError:
                 continue  # connecting says why, per cluster
         # Ask again next time unless every cluster's server was known: one that could
@@ -140,6 +164,45 @@ class ClusterSet:
                     del self.live[key]  # no longer known to be synced there
         self.twins = twins
         return twins
+
+    async def _prefetch(self, spec: FleetSpec) -> None:
+        """Read the credentials Secret of each Secret-reached cluster not connected
+        yet (or not read yet), so that its server is known to `refuse_twins`."""
+        for name, cluster in sorted(spec.clusters.items()):
+            conn = self.connection_of(cluster)
+            if conn.secret and (name not in self.adapters or name not in self.inline):
+                try:
+                    await self._credentials(conn)
+                except ClusterError:
+                    continue  # said when it connects
+
+    async def _credentials(self, conn: ConnectionSpec) -> dict[str, Any] | None:
+        """The kubeconfig a cluster's credentials Secret makes (None: not Secret-reached);
+        `KubeconfigError` or another ClusterError when it cannot be had now."""
+        if not conn.secret:
+            return None
+        self.inline.pop(conn.cluster, None)
+        where = f"{LEASE_NAMESPACE}/{conn.secret}"
+        client = await self.home_client() if self.home_client is not None else None
+        if client is None:
+            raise KubeconfigError(f"credentials Secret {where} cannot be read: the "
+                                  "management cluster is not connected", cluster=conn.cluster)
+        try:
+            secret = await read_credentials(client, LEASE_NAMESPACE, conn.secret)
+        except TimeoutError:
+            raise KubeconfigError(f"credentials Secret {where} cannot be read: the "
+                                  "management cluster did not answer",
+                                  cluster=conn.cluster) from None
+        except ClusterError as e:
+            raise KubeconfigError(f"credentials Secret {where} cannot be read: "
+                                  f"{e.reason or type(e).__name__}",
+                                  cluster=conn.cluster) from None
+        if secret is None:
+            raise KubeconfigError(f"no credentials Secret {where} (make it with `fleet "
+                                  f"cluster add {conn.cluster}`)", cluster=conn.cluster)
+        doc = kubeconfig_of_secret(secret, conn.cluster)
+        self.inline[conn.cluster] = doc
+        return doc
 
     def disconnect(self, name: str) -> None:
         tg = self.task_group()

@@ -45,6 +45,7 @@ import structlog
 
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.apply import DriftReport
+from clusters.client import KubeClient
 from clusters.home import Home
 from clusters.leader import LeaderElector
 from controllers.forge import CommitStatusPoster, StatusState
@@ -83,6 +84,7 @@ from fleet.safety import (
     returned_clusters,
 )
 from fleet.spec import FleetSpec
+from workloads.gitauth import GitCredentials, token_credentials
 from workloads.gitsource import Condition, GitSource
 from workloads.loader import Snapshot
 from workloads.signatures import SignatureVerifier
@@ -99,6 +101,14 @@ PlaceFn = Any
 """`fleet.placement.place(spec, capacity, previous, *, commit=) -> Plan`, a
 `controllers.runtime.replanner.Replanner`, or a
 `controllers.runtime.placerproc.ProcessPlacer` (the default)."""
+
+
+def _git_credentials(settings: Settings) -> GitCredentials | None:
+    """`--git-token-file`'s credentials (a problem with it is said by `fleet run`
+    before the Manager is made: `TokenFileError`)."""
+    if settings.git_token_file is None:
+        return None
+    return token_credentials(settings.git_token_file, settings.git_username)
 
 
 def _default_place(settings: Settings) -> PlaceFn:
@@ -144,7 +154,8 @@ class Manager:
         self.source = GitSource(settings.repo, settings.branch, settings.state_dir,
                                 subdir=settings.subdir,
                                 allow_non_fast_forward=settings.allow_non_fast_forward,
-                                verifier=_verifier(settings))
+                                verifier=_verifier(settings),
+                                credentials=_git_credentials(settings))
         self.desired = DesiredState(render or _default_render())
         self.adapters: dict[str, ClusterAdapter] = {}
         self.retirement = Retirement(settings.state_dir)
@@ -189,7 +200,7 @@ class Manager:
             queue=self.queue, feed=self.feed, live=self.live, may_act=self.may_act,
             connection_of=lambda c: manager_io.connection_of(self, c),
             on_drift=self._drift_handler, prepare=self._prepare_adapter,
-            task_group=lambda: self._tg)
+            task_group=lambda: self._tg, home_client=self._management_client)
         """One adapter per Cluster file (`controllers.runtime.clusterset`)."""
         self.leadership = Leadership(
             elect=settings.leader_elect, identity=settings.identity, home=self.home,
@@ -197,6 +208,9 @@ class Manager:
             blocked=self.blocked, tick=tick, lease_duration=lease_duration)
         """May this replica write (`controllers.runtime.leadership`)."""
         self.startup_sync_timeout = startup_sync_timeout
+        self.home_wait = startup_sync_timeout
+        """How long a sync waits for the management cluster's first connection before
+        a credentials Secret counts as unreadable (retried on the next poll)."""
         self.tick = tick
         self.lease_duration = lease_duration
         self.capacity_replan_every = capacity_replan_every
@@ -310,6 +324,8 @@ class Manager:
         self._report_unverified()
         if snap is not None:
             await self._adopt(snap)
+        elif self.connect_errors and self.desired.spec is not None:
+            await self._retry_connections()
 
     def _report_unverified(self) -> None:
         """A head refused for its signature (`--verify-signatures`): said once per head
@@ -493,6 +509,24 @@ class Manager:
         self.trigger_plan()
 
     # ------------------------------------------------------------------ clusters
+
+    async def _retry_connections(self) -> None:
+        """Clusters that could not connect are tried again on every poll, not only on
+        a new commit: a credentials Secret made after the start, a kubeconfig mounted
+        late, a cluster that came up."""
+        before = set(self.adapters)
+        await self._sync_clusters()
+        if set(self.adapters) - before:
+            self.trigger_plan()
+
+    async def _management_client(self) -> KubeClient | None:
+        """The management cluster's client for credentials Secrets, waiting a while
+        for its first connection (None: not connected, or no management cluster)."""
+        if not self.home.is_management:
+            return None
+        with anyio.move_on_after(self.home_wait):
+            await self.home.connected.wait()
+        return self.home.client()
 
     async def _sync_clusters(self) -> None:
         spec = self.desired.spec

@@ -223,8 +223,11 @@ def ready(m: Manager) -> tuple[bool, str]:
 
 def connection_of(m: Manager, cluster: Cluster) -> ConnectionSpec:
     """The Cluster file's connection; `--kubeconfig` and the cluster's name as context
-    when it names none."""
+    when it names none, or, with `--cluster-secrets`, its credentials Secret when it
+    names no kubeconfig (`clusters.credentials`)."""
     conn = cluster.spec.connection
+    if m.settings.cluster_secrets and not conn.kubeconfig:
+        return ConnectionSpec(cluster.name, None, cluster.name, secret=cluster.name)
     return ConnectionSpec(cluster.name, conn.kubeconfig or m.settings.kubeconfig,
                           conn.context or cluster.name)
 

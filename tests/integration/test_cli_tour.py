@@ -96,6 +96,10 @@ def offline_steps(tmp: Path) -> list[Step]:
         step(2, "get", "clusters", "--live", "--repo", "/nonexistent"),
         step(2, "suspend", SERVE, "--server", "http://127.0.0.1:9"),
         step(2, "wait", SERVE, "--for=synced", "--server", "http://127.0.0.1:9"),
+        step(0, "cluster", "--help"), step(2, "cluster", says="give a verb"),
+        step(2, "cluster", "add", "x", "--context", "nope", "--kubeconfig", str(foreign),
+             says="context 'nope' not found"),
+        step(2, "cluster", "list", "--server", "http://127.0.0.1:9"),
     ]
 
 
@@ -124,6 +128,7 @@ def controller_steps(url: str, repo: str, first: str, plan_json: Path) -> list[S
         step(2, "suspend", "--server", url, says="name a WORKLOAD or --cluster"),
         step(2, "resume", "--cluster", "nowhere", "--server", url, says="no cluster nowhere"),
         step(0, "version", "--server", url, says="Controller version:"),
+        step(0, "cluster", "list", "--server", url, says="us-east-1"),
         step(0, "plan", repo, "--base", first, "--head", "main", "--detailed-exitcode"),
         step(0, "plan", "--verify", str(plan_json), repo, says="still holds"),
         step(2, "plan", repo, "--base", first, "--head", "nope"),

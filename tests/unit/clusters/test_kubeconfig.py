@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from clusters.errors import ExecPluginRefused, KubeconfigError
-from clusters.kubeconfig import ConnectionSpec, api_client, read_kubeconfig
+from clusters.kubeconfig import ConnectionSpec, api_client, read_kubeconfig, server_of
 
 SECRET = "s3cr3t-token-value"
 
@@ -92,3 +92,48 @@ def test_missing_context_is_a_clear_error(tmp_path: Path) -> None:
     path = write(tmp_path, {"token": SECRET})
     with pytest.raises(KubeconfigError, match="context 'nope' not found"):
         read_kubeconfig(ConnectionSpec("c", str(path), "nope"))
+
+
+def _config(name: str, server: str, *, current: str | None = None,
+            ca: str | None = None) -> dict[str, object]:
+    cluster: dict[str, object] = {"server": server}
+    if ca is not None:
+        cluster["certificate-authority"] = ca
+    doc: dict[str, object] = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": name, "cluster": cluster}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "users": [{"name": name, "user": {"token": SECRET}}]}
+    if current:
+        doc["current-context"] = current
+    return doc
+
+
+def test_a_kubeconfig_list_is_merged_as_kubectl_merges_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = tmp_path / "a" / "config"
+    b = tmp_path / "b" / "config"
+    a.write_text(yaml.safe_dump(_config("one", "https://a.example:6443", current="one")))
+    # b names "one" too (a wins it), adds "two", and sets its own current-context.
+    doc_b = _config("two", "https://b.example:6443", current="two", ca="ca.pem")
+    doc_b["clusters"].append({"name": "one", "cluster": {"server": "https://b-one:1"}})  # type: ignore[attr-defined]
+    b.write_text(yaml.safe_dump(doc_b))
+    monkeypatch.setenv("KUBECONFIG", f"{a}:{tmp_path / 'missing'}:{b}")
+    doc, context, _ = read_kubeconfig(ConnectionSpec("two", None, "two"))
+    assert context == "two"
+    assert doc["current-context"] == "one"  # the first file to set it
+    servers = {c["name"]: c["cluster"]["server"] for c in doc["clusters"]}
+    assert servers == {"one": "https://a.example:6443", "two": "https://b.example:6443"}
+    # b's relative CA path means b's folder, not a's.
+    two = next(c for c in doc["clusters"] if c["name"] == "two")
+    assert two["cluster"]["certificate-authority"] == str(tmp_path / "b" / "ca.pem")
+    assert server_of(ConnectionSpec("two", "${KUBECONFIG}", "two")) == "https://b.example:6443"
+
+
+def test_a_kubeconfig_list_of_missing_files_is_a_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'x'}:{tmp_path / 'y'}")
+    with pytest.raises(KubeconfigError, match="none of the kubeconfig files"):
+        read_kubeconfig(ConnectionSpec("c", None, "c"))

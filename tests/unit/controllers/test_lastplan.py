@@ -90,3 +90,20 @@ def test_the_home_cluster_copy_round_trips_and_refuses_what_it_did_not_write() -
                 base64.b64encode(gzip.compress(b'{"version": 2}')).decode()):
         with pytest.raises((ValueError, OSError, EOFError)):
             sharedplan.decode(bad)
+
+
+def test_a_retiring_cluster_reached_through_its_secret_keeps_the_secrets_name_only(
+        tmp_path: Path) -> None:
+    from clusters.kubeconfig import ConnectionSpec
+    from controllers.persist.statefile import RETIRING, load_retiring
+    from controllers.runtime.retirement import Retirement
+
+    first = Retirement(tmp_path)
+    first.reach["de-1"] = ConnectionSpec("de-1", None, "de-1", secret="de-1")
+    assert first.update({"de-1"}, in_repo=set()) == ["de-1"]
+    # After a restart it is drained through the same Secret, not the default kubeconfig.
+    assert load_retiring(tmp_path) == {"de-1": ConnectionSpec("de-1", None, "de-1",
+                                                              secret="de-1")}
+    saved = json.loads((tmp_path / RETIRING).read_text())
+    assert saved["clusters"]["de-1"] == {"kubeconfig": None, "context": "de-1",
+                                         "secret": "de-1"}
