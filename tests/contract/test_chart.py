@@ -156,8 +156,14 @@ def test_the_role_is_only_what_the_controller_touches_in_its_namespace() -> None
         ("configmaps", ("get", "update")): {sharedplan.NAME, sourceguard.CONFIGMAP},
         ("configmaps", ("create",)): set(),
     }
-    secrets = [r for r in by_kind(template("-f", str(PRODUCTION)))["Role"]["rules"]
-               if r["resources"] == ["secrets"]]
+    production = by_kind(template("-f", str(PRODUCTION)))
+    env = {e["name"]: e.get("value")
+           for e in production["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FLEET_CLUSTER_SECRETS"] == "true"  # members through `fleet cluster add`
+    assert "FLEET_CLUSTER_SECRETS" not in {
+        e["name"] for e in by_kind(objects)["Deployment"]["spec"]["template"]["spec"][
+            "containers"][0]["env"]}
+    secrets = [r for r in production["Role"]["rules"] if r["resources"] == ["secrets"]]
     assert secrets == [{"apiGroups": [""], "resources": ["secrets"],
                         "verbs": ["get", "list", "watch"]}]
 
