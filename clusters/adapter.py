@@ -45,7 +45,7 @@ from clusters.client import (
 from clusters.errors import ClusterError, NotFound
 from clusters.health import ClusterHealth, HealthTracker, workload_health
 from clusters.informer import Informer
-from clusters.kubeconfig import ConnectionSpec, api_client
+from clusters.kubeconfig import ConnectionSpec, connection_config
 from fleet.render import OWNED_SELECTOR, WORKLOAD_KINDS, WORKLOAD_LABEL, read_back, workload_of
 
 log = structlog.get_logger()
@@ -115,8 +115,8 @@ class ClusterAdapter:
         opts = options or AdapterOptions()
         health = HealthTracker(unreachable_after=opts.unreachable_after,
                                degraded_window=opts.degraded_window, clock=opts.clock)
-        api = await api_client(conn, allow_exec=opts.allow_exec)
-        client = KubeClient(conn.cluster, api, qps=opts.qps, burst=opts.burst,
+        cfg = await connection_config(conn, allow_exec=opts.allow_exec)
+        client = KubeClient(conn.cluster, cfg, qps=opts.qps, burst=opts.burst,
                             retry=opts.retry, on_outcome=health.record, clock=opts.clock,
                             sleep=opts.sleep)
         return cls(conn.cluster, client, opts, health, on_drift)

@@ -190,6 +190,9 @@ class Applier:
                     not (obj.get("metadata") or {}).get("deletionTimestamp"):
                 self._report(key, (DriftedField("(object)", "present", None, None),))
             return
+        held = self.live.get(key)
+        if held is not None and _rv(obj) and _rv(obj) == _rv(held) and _uid(held) == uid:
+            return  # the version we hold (our own write's response): compared already
         self.live[key] = obj
         want = self.desired.get(key)
         if want is not None and key not in self._writing:

@@ -33,6 +33,7 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
 from clusters.errors import ExecPluginRefused, KubeconfigError
+from clusters.transport import tls_context
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -147,8 +148,10 @@ def _named(items: Any, name: str) -> dict[str, Any] | None:
     return None
 
 
-async def api_client(spec: ConnectionSpec, *, allow_exec: bool = False) -> ApiClient:
-    """A kubernetes-asyncio ApiClient for one cluster's context."""
+async def connection_config(spec: ConnectionSpec, *, allow_exec: bool = False
+                            ) -> Configuration:
+    """kubernetes-asyncio's Configuration for one cluster's context, its TLS material
+    loaded (into a context shared with every cluster that has the same material)."""
     doc, context, base = read_kubeconfig(spec, allow_exec=allow_exec)
     cfg = Configuration()
     try:
@@ -161,12 +164,25 @@ async def api_client(spec: ConnectionSpec, *, allow_exec: bool = False) -> ApiCl
             f"kubeconfig context {context!r} cannot be used: {type(e).__name__}",
             cluster=spec.cluster) from None
     cfg.retries = None  # retries are ours (finite, jittered, Retry-After aware)
+    if str(cfg.host).startswith("https"):
+        try:
+            tls_context(cfg)  # the CA, client certificate and key are loaded here
+        except (ssl.SSLError, OSError, ValueError) as e:
+            raise KubeconfigError(
+                f"kubeconfig context {context!r}: its TLS material (CA, client certificate "
+                f"or key) cannot be loaded: {_tls_reason(e)}", cluster=spec.cluster) from None
+    return cfg
+
+
+async def api_client(spec: ConnectionSpec, *, allow_exec: bool = False) -> ApiClient:
+    """A kubernetes-asyncio ApiClient for one cluster's context (its TLS material
+    checked by `connection_config`)."""
+    cfg = await connection_config(spec, allow_exec=allow_exec)
     try:
-        # The TLS context is built here: the CA, client certificate and key are loaded.
         return ApiClient(configuration=cfg)
     except (ssl.SSLError, OSError, ValueError) as e:
         raise KubeconfigError(
-            f"kubeconfig context {context!r}: its TLS material (CA, client certificate "
+            f"kubeconfig context {spec.context!r}: its TLS material (CA, client certificate "
             f"or key) cannot be loaded: {_tls_reason(e)}", cluster=spec.cluster) from None
 
 
