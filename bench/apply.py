@@ -135,7 +135,7 @@ def _server_cpu(pid: int) -> float:
 
 def for_kubectl(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The same objects in namespaces `kubectl-NN` and without our managed-by label."""
-    out = json.loads(json.dumps(objs))
+    out: list[dict[str, Any]] = json.loads(json.dumps(objs))
     for obj in out:
         meta = obj["metadata"]
         if obj["kind"] == "Namespace":
