@@ -182,8 +182,10 @@ class Phase:
 
 
 async def run(workloads: int, kubeconfig: Path, qps: float, server_pid: int,
-              pods: bool, profile: cProfile.Profile | None = None) -> dict[str, Any]:
-    options = AdapterOptions(qps=qps, burst=max(1, int(qps * 2)), heartbeat_interval=5.0)
+              pods: bool, profile: cProfile.Profile | None = None,
+              concurrency: int = 8) -> dict[str, Any]:
+    options = AdapterOptions(qps=qps, burst=max(1, int(qps * 2)), heartbeat_interval=5.0,
+                             apply_concurrency=concurrency)
     adapter = await ClusterAdapter.connect(
         ConnectionSpec(CLUSTER, str(kubeconfig), CLUSTER), options)
     phase = Phase(server_pid)
@@ -238,6 +240,8 @@ def main() -> int:
                     help="Deployments at 0 replicas and Jobs suspended: no pods, so the "
                     "simulator's scheduler and kubelet cost nothing")
     ap.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
+    ap.add_argument("--concurrency", type=int, default=16,
+                    help="workloads applied at once (AdapterOptions.apply_concurrency)")
     ap.add_argument("--no-kubectl", action="store_true",
                     help="skip the kubectl apply --server-side comparison")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
@@ -258,7 +262,7 @@ def main() -> int:
                 raise SystemExit("simulated cluster did not start")
             profile = cProfile.Profile() if args.profile else None
             r = asyncio.run(run(args.workloads, kubeconfig, args.qps, server.pid,
-                                not args.no_pods, profile))
+                                not args.no_pods, profile, args.concurrency))
             if not args.no_kubectl and KUBECTL.exists():
                 r["kubectl"] = kubectl_apply(
                     kubeconfig, for_kubectl(desired(args.workloads, pods=not args.no_pods)),
