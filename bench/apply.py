@@ -15,10 +15,19 @@ Figures, each over the whole desired set of the cluster:
 3. re-apply with 10% of the Deployments changed (a new image): API calls per changed
    object (target <= 1.2) and the time;
 4. re-apply with 2% of the Jobs' templates changed: re-created by delete and create
-   (calls per re-created Job, reported apart: a Job template is immutable).
+   (calls per re-created Job, reported apart: a Job template is immutable);
+5. the same first apply by `kubectl apply --server-side` (.cache/bin/kubectl) on the
+   same simulated server, into other namespaces and without our managed-by label (so
+   the adapter neither lists nor prunes them), once the adapter has closed: objects per
+   second of both, in the same run (issue 22's target: ours >= kubectl's). kubectl's
+   time is its whole command, discovery (an empty cache directory) included, as a user
+   runs it; `--validate=false` (the simulator lacks what kubectl's validation asks
+   for; without it kubectl does less, so the comparison is not in our favour).
 
     python -m bench.apply                 # 500 workloads, 2,000 objects
     python -m bench.apply --smoke         # 20 workloads (CI keeps it from rotting)
+    python -m bench.apply --no-pods       # no scheduler/kubelet work in the server
+    python -m bench.apply --profile 25    # cProfile of the first apply, top 25
 
 Prints one line per figure; exits 1 if a target is missed.
 """
@@ -27,8 +36,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import json
 import os
 import platform
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -45,6 +57,7 @@ from clusters.kubeconfig import ConnectionSpec
 from fleet.render import MANAGED_BY, SOURCE_COMMIT, WORKLOAD_LABEL, workload_label
 
 ROOT = Path(__file__).resolve().parents[1]
+KUBECTL = ROOT / ".cache" / "bin" / "kubectl"
 TEAMS = 25
 CLUSTER = "bench-apply"
 
@@ -120,6 +133,37 @@ def _server_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def for_kubectl(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same objects in namespaces `kubectl-NN` and without our managed-by label."""
+    out: list[dict[str, Any]] = json.loads(json.dumps(objs))
+    for obj in out:
+        meta = obj["metadata"]
+        if obj["kind"] == "Namespace":
+            meta["name"] = meta["name"].replace("team-", "kubectl-")
+        else:
+            meta["namespace"] = meta["namespace"].replace("team-", "kubectl-")
+        meta.get("labels", {}).pop(MANAGED_BY, None)
+        for pod in (obj.get("spec", {}).get("template", {}),):
+            pod.get("metadata", {}).get("labels", {}).pop(MANAGED_BY, None)
+    return out
+
+
+def kubectl_apply(kubeconfig: Path, objs: list[dict[str, Any]], tmp: Path) -> float:
+    """Wall seconds of one `kubectl apply --server-side` of `objs` (one List file)."""
+    manifest = tmp / "kubectl.json"
+    manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}))
+    start = time.perf_counter()
+    done = subprocess.run(
+        [str(KUBECTL), "--kubeconfig", str(kubeconfig), "--context", CLUSTER,
+         "--cache-dir", str(tmp / "kubectl-cache"), "apply", "--server-side", "--validate=false",
+         "--field-manager", "kubectl-bench", "-f", str(manifest)],
+        capture_output=True, text=True, check=False)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"kubectl apply failed: {done.stderr[-500:]}")
+    return took
+
+
 class Phase:
     """Wall time, this process's CPU time and the server's CPU time of one apply."""
 
@@ -138,8 +182,10 @@ class Phase:
 
 
 async def run(workloads: int, kubeconfig: Path, qps: float, server_pid: int,
-              pods: bool) -> dict[str, Any]:
-    options = AdapterOptions(qps=qps, burst=max(1, int(qps * 2)), heartbeat_interval=5.0)
+              pods: bool, profile: cProfile.Profile | None = None,
+              concurrency: int = 8) -> dict[str, Any]:
+    options = AdapterOptions(qps=qps, burst=max(1, int(qps * 2)), heartbeat_interval=5.0,
+                             apply_concurrency=concurrency)
     adapter = await ClusterAdapter.connect(
         ConnectionSpec(CLUSTER, str(kubeconfig), CLUSTER), options)
     phase = Phase(server_pid)
@@ -150,7 +196,11 @@ async def run(workloads: int, kubeconfig: Path, qps: float, server_pid: int,
             await adapter.wait_synced(60)
             objs = desired(workloads, pods=pods)
 
+            if profile is not None:
+                profile.enable()
             out["create"], r = await phase.apply(adapter, objs)
+            if profile is not None:
+                profile.disable()
             out["objects"] = len(objs)
             out["create_calls"] = r.api_calls
 
@@ -190,6 +240,12 @@ def main() -> int:
                     help="Deployments at 0 replicas and Jobs suspended: no pods, so the "
                     "simulator's scheduler and kubelet cost nothing")
     ap.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
+    ap.add_argument("--concurrency", type=int, default=16,
+                    help="workloads applied at once (AdapterOptions.apply_concurrency)")
+    ap.add_argument("--no-kubectl", action="store_true",
+                    help="skip the kubectl apply --server-side comparison")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="cProfile the first apply and print its top N functions")
     args = ap.parse_args()
     if args.smoke:
         args.workloads = 20
@@ -204,8 +260,13 @@ def main() -> int:
             assert server.stdout is not None
             if server.stdout.readline().strip() != "ready":
                 raise SystemExit("simulated cluster did not start")
+            profile = cProfile.Profile() if args.profile else None
             r = asyncio.run(run(args.workloads, kubeconfig, args.qps, server.pid,
-                                not args.no_pods))
+                                not args.no_pods, profile, args.concurrency))
+            if not args.no_kubectl and KUBECTL.exists():
+                r["kubectl"] = kubectl_apply(
+                    kubeconfig, for_kubectl(desired(args.workloads, pods=not args.no_pods)),
+                    Path(tmp))
         finally:
             if server.stdin is not None:
                 server.stdin.close()
@@ -229,6 +290,13 @@ def main() -> int:
           f"{r['recreate_calls'] / max(1, j):.2f} API calls per re-created Job "
           "(422, delete, create)")
     print(f"drift reports during the run: {r['drift_reports']}")
+    if "kubectl" in r:
+        ours, theirs = n / c["wall"], n / r["kubectl"]
+        print(f"kubectl apply --server-side, same {n:,} objects, same server: "
+              f"{r['kubectl']:.2f} s = {theirs:,.0f} objects/s; aifleet {ours:,.0f} "
+              f"objects/s = {ours / theirs:.2f}x kubectl's")
+    if profile is not None:
+        pstats.Stats(profile).sort_stats("tottime").print_stats(args.profile)
     ok = r["noop_calls"] == 0 and r["changed_calls"] <= 1.2 * k and k > 0
     if not ok:
         print("TARGET MISSED", file=sys.stderr)

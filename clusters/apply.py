@@ -10,12 +10,12 @@ its name.
 
 Apply: server-side apply with field manager `aifleet` and `force=true` (the fleet repo
 is the source of truth for the fields we set; other managers keep the fields they add),
-Namespaces first, then each workload's objects together and in order (workloads in
-parallel, up to `concurrency`: a round trip is latency). Every object carries a content
-hash annotation; an object whose live hash matches and which shows no drift costs zero
-API calls. A changed object costs one PATCH. A Job whose template changed is immutable
-(422): it is deleted with `propagationPolicy=Background` (the default would orphan its
-pods, which keep holding GPUs) and applied again.
+Namespaces first (in parallel among themselves), then each workload's objects together
+and in order (workloads in parallel, up to `concurrency`: a round trip is latency).
+Every object carries a content hash annotation; an object whose live hash matches and
+which shows no drift costs zero API calls. A changed object costs one PATCH. A Job whose
+template changed is immutable (422): it is deleted with `propagationPolicy=Background`
+(the default would orphan its pods, which keep holding GPUs) and applied again.
 
 Prune: deletes owned objects absent from the desired set, after the applies of that
 set, never the objects of a workload one of whose applies failed in that pass (nor
@@ -191,6 +191,9 @@ class Applier:
                     not (obj.get("metadata") or {}).get("deletionTimestamp"):
                 self._report(key, (DriftedField("(object)", "present", None, None),))
             return
+        held = self.live.get(key)
+        if held is not None and _rv(obj) and _rv(obj) == _rv(held) and _uid(held) == uid:
+            return  # the version we hold (our own write's response): compared already
         self.live[key] = obj
         want = self.desired.get(key)
         if want is not None and key not in self._writing:
@@ -227,8 +230,10 @@ class Applier:
             result.workloads.update(plan.prune)
             for key in plan.unchanged:
                 result.unchanged.append(key)
-            for obj in plan.namespaces:
-                await self._apply_into(obj, result)
+            # Namespaces first (everything else lands in them), in parallel among
+            # themselves, results kept in the plan's order.
+            await self._apply_groups({f"{i:08d}": [ns] for i, ns in
+                                      enumerate(plan.namespaces)}, result)
             await self._apply_groups(plan.by_workload(), result)
             doomed = plan.prune_after(result.workloads.get(k) for k, _e in result.failed)
             if doomed is not None:  # one failed object does not freeze the cluster

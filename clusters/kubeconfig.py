@@ -35,6 +35,7 @@ from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
 from clusters.errors import ExecPluginRefused, KubeconfigError
+from clusters.transport import tls_context
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -243,10 +244,11 @@ def _named(items: Any, name: str) -> dict[str, Any] | None:
     return None
 
 
-async def api_client(spec: ConnectionSpec, *, allow_exec: bool = False,
-                     inline: dict[str, Any] | None = None) -> ApiClient:
-    """A kubernetes-asyncio ApiClient for one cluster's context (from its kubeconfig
-    file, or from `inline`: the kubeconfig its credentials Secret makes)."""
+async def connection_config(spec: ConnectionSpec, *, allow_exec: bool = False,
+                            inline: dict[str, Any] | None = None) -> Configuration:
+    """kubernetes-asyncio's Configuration for one cluster's context (from its kubeconfig
+    file, or from `inline`: the kubeconfig its credentials Secret makes), its TLS
+    material loaded (into a context shared with every cluster that has the same one)."""
     doc, context, base = resolve(spec, allow_exec=allow_exec, inline=inline)
     cfg = Configuration()
     try:
@@ -259,12 +261,26 @@ async def api_client(spec: ConnectionSpec, *, allow_exec: bool = False,
             f"kubeconfig context {context!r} cannot be used: {type(e).__name__}",
             cluster=spec.cluster) from None
     cfg.retries = None  # retries are ours (finite, jittered, Retry-After aware)
+    if str(cfg.host).startswith("https"):
+        try:
+            tls_context(cfg)  # the CA, client certificate and key are loaded here
+        except (ssl.SSLError, OSError, ValueError) as e:
+            raise KubeconfigError(
+                f"kubeconfig context {context!r}: its TLS material (CA, client certificate "
+                f"or key) cannot be loaded: {_tls_reason(e)}", cluster=spec.cluster) from None
+    return cfg
+
+
+async def api_client(spec: ConnectionSpec, *, allow_exec: bool = False,
+                     inline: dict[str, Any] | None = None) -> ApiClient:
+    """A kubernetes-asyncio ApiClient for one cluster's context (its TLS material
+    checked by `connection_config`)."""
+    cfg = await connection_config(spec, allow_exec=allow_exec, inline=inline)
     try:
-        # The TLS context is built here: the CA, client certificate and key are loaded.
         return ApiClient(configuration=cfg)
     except (ssl.SSLError, OSError, ValueError) as e:
         raise KubeconfigError(
-            f"kubeconfig context {context!r}: its TLS material (CA, client certificate "
+            f"kubeconfig context {spec.context!r}: its TLS material (CA, client certificate "
             f"or key) cannot be loaded: {_tls_reason(e)}", cluster=spec.cluster) from None
 
 

@@ -130,7 +130,10 @@ async def test_killing_the_leader_hands_over_to_the_other_replica(tmp_path: Path
             # A follower is never ready (it applies nothing), which is why the chart's
             # PodDisruptionBudget is off by default: it would count only the leader.
             async def planned_not_applied() -> bool:
-                r = await follower[1].get("/readyz")
+                try:  # the follower may still be starting (its server not up yet)
+                    r = await follower[1].get("/readyz")
+                except httpx.HTTPError:
+                    return False
                 assert r.status_code == 503, r.text
                 return "first plan not applied yet" in r.text
             await wait_for(planned_not_applied, 60)

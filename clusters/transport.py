@@ -1,0 +1,120 @@
+"""One cluster's HTTP transport: raw JSON bytes over aiohttp, TLS contexts shared per CA.
+
+kubernetes-asyncio's `ApiClient.call_api` costs more than the request on our create
+path (issue 22, measured with `python -m bench.apply --profile`): it deep-walks every
+body (`sanitize_for_serialization`) before `json.dumps`, and its aiohttp session has
+`trust_env=True`, so every request makes two thread-pool hops (a `~/.netrc` lookup and
+the proxy environment), which on a loaded 2-core machine cost more CPU than the rest.
+Here the body is encoded once (compact JSON bytes) and the session is ours:
+`trust_env=False`, the proxy taken once from the kubeconfig's `proxy-url` or else the
+environment (`HTTPS_PROXY`/`NO_PROXY`, as aiohttp reads them), and the bearer token from
+`Configuration.get_api_key_with_prefix` per request, so token refresh hooks still run.
+
+Each cluster used to build its own `ssl.SSLContext` (its CA parsed, its verify store
+allocated); clusters that share a CA and client credentials now share one context, keyed
+by the material's bytes (kubernetes-asyncio writes inline `*-data` to a temp file per
+cluster, so its paths differ even where the content is the same).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+from kubernetes_asyncio.client import Configuration
+from yarl import URL
+
+_CONTEXTS: dict[tuple[str, ...], ssl.SSLContext] = {}
+
+
+def _digest(path: str | None) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
+
+
+def tls_context(cfg: Configuration) -> ssl.SSLContext:
+    """The TLS context for `cfg`'s CA, client certificate and verify flags, shared by
+    every cluster with the same material. Raises ssl.SSLError / OSError / ValueError
+    for material that cannot be loaded (the caller words it without quoting it)."""
+    key = (_digest(cfg.ssl_ca_cert), _digest(cfg.cert_file), _digest(cfg.key_file),
+           str(bool(cfg.verify_ssl)), str(bool(cfg.disable_strict_ssl_verification)))
+    ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        # The same construction as kubernetes-asyncio's RESTClientObject.
+        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+        if cfg.cert_file:
+            ctx.load_cert_chain(cfg.cert_file, keyfile=cfg.key_file)
+        if not cfg.verify_ssl:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if cfg.disable_strict_ssl_verification:
+            ctx.verify_flags &= ~ssl.VERIFY_X509_STRICT
+        _CONTEXTS[key] = ctx
+    return ctx
+
+
+def shared_contexts() -> int:
+    """How many distinct TLS contexts exist (a test counts sharing)."""
+    return len(_CONTEXTS)
+
+
+def _env_proxy(host: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    try:
+        return aiohttp.helpers.get_env_proxy_for_url(URL(host))
+    except LookupError:
+        return None, None
+
+
+class Transport:
+    """Requests to one cluster's API server; responses are aiohttp's, bodies raw."""
+
+    def __init__(self, cfg: Configuration, *, limit: int = 100) -> None:
+        self.cfg = cfg
+        self.host = str(cfg.host or "").rstrip("/")
+        self._ssl = tls_context(cfg) if self.host.startswith("https") else False
+        self._server_hostname = cfg.tls_server_name or None
+        if cfg.proxy:
+            self._proxy: URL | None = URL(cfg.proxy)
+            self._proxy_auth: aiohttp.BasicAuth | None = None
+        else:
+            self._proxy, self._proxy_auth = _env_proxy(self.host)
+        self._proxy_headers = cfg.proxy_headers or None
+        self._limit = limit
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop (aiohttp wants one).
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl),
+                trust_env=False, read_bufsize=2**21)  # watch events can be large
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def headers(self, accept: str = "application/json") -> dict[str, str]:
+        out = {"Accept": accept}
+        token = await self.cfg.get_api_key_with_prefix("BearerToken")
+        if token:
+            out["Authorization"] = token
+        return out
+
+    async def send(self, method: str, path: str, *, query: dict[str, str] | None,
+                   headers: dict[str, str], body: bytes | None,
+                   limits: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+        kwargs: dict[str, Any] = {"headers": headers, "data": body, "timeout": limits}
+        if self._proxy is not None:
+            kwargs.update(proxy=self._proxy, proxy_auth=self._proxy_auth,
+                          proxy_headers=self._proxy_headers)
+        if self._server_hostname:
+            kwargs["server_hostname"] = self._server_hostname
+        # `path` is quoted already (`ResourceType.item`) and the query is encoded here
+        # once: yarl's re-quoting of both was the costliest step left per request.
+        url = self.host + path + ("?" + urlencode(query) if query else "")
+        return await self._open().request(method, URL(url, encoded=True), **kwargs)
