@@ -34,6 +34,7 @@ from clusters.client import (
     CLUSTER_QUEUE,
     DEPLOYMENT,
     JOB,
+    JOBSET,
     JSON,
     KUEUE_API,
     KUEUE_WORKLOAD,
@@ -139,6 +140,13 @@ class ClusterAdapter:
             watch_timeout=options.watch_timeout, handler=self.applier.observe)
         """Our own ResourceClaimTemplates (DRA clusters), so a restarted controller
         knows and prunes them like the other owned objects."""
+        self._jobsets = Informer(client, JOBSET, label_selector=OWNED_SELECTOR,
+                                 watch_timeout=options.watch_timeout,
+                                 handler=self.applier.observe)
+        """Our own JobSets (clusters that serve jobset.x-k8s.io), so a restarted
+        controller knows and prunes them like the other owned objects."""
+        self._jobsets_synced = asyncio.Event()
+        """Set once our JobSets are listed, or JobSet is not served."""
         self._dra_synced = asyncio.Event()
         """Set once DRA capacity is known: slices and claims listed, or not served.
         Without it a first plan could count a DRA cluster's GPUs as absent."""
@@ -169,6 +177,7 @@ class ClusterAdapter:
                 tg.start_soon(inf.run)
             tg.start_soon(self._maybe_slices)
             tg.start_soon(self._maybe_kueue)
+            tg.start_soon(self._maybe_jobsets)
             tg.start_soon(self._mark_synced)
 
     def informers(self) -> tuple[Informer, ...]:
@@ -181,6 +190,7 @@ class ClusterAdapter:
             await inf.synced.wait()
         await self._dra_synced.wait()
         await self._kueue_synced.wait()
+        await self._jobsets_synced.wait()
         self.synced.set()
         log.info("cluster_synced", cluster=self.name, nodes=len(self.capacity.nodes),
                  owned=len(self.applier.owned()))
@@ -208,29 +218,41 @@ class ClusterAdapter:
                 self._dra_synced.set()
             return
 
-    async def _maybe_kueue(self) -> None:
-        """Watch ResourceFlavors, ClusterQueues and Workloads (Kueue's quota, what it
-        reserves) only where the cluster serves kueue.x-k8s.io/v1beta2."""
+    async def _maybe_jobsets(self) -> None:
+        """Watch our own JobSets only where the cluster serves jobset.x-k8s.io/v1alpha2
+        (a JobSet is rendered only for a Cluster whose `spec.stack` says so)."""
+        if await self._serves(JOBSET.api_version):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._jobsets.run)
+                await self._jobsets.synced.wait()
+                self._jobsets_synced.set()
+        self._jobsets_synced.set()
+
+    async def _serves(self, group_version: str) -> bool:
+        """Whether the API server serves this group version, from the group list (a
+        plain cluster answers it without a 404, which the client would count as an
+        error); asked again until it answers."""
         while True:
             try:
-                # The group list, not the group version: a plain cluster answers it
-                # without a 404 (which the client would count as an error).
                 groups = await self.client.request("GET", "/apis", verb="get")
             except ClusterError:
                 await anyio.sleep(self.options.heartbeat_interval)
                 continue
-            served = {v.get("groupVersion") for g in (groups or {}).get("groups") or []
-                      for v in g.get("versions") or []}
-            if KUEUE_API not in served:
-                self._kueue_synced.set()
-                return
+            return group_version in {v.get("groupVersion")
+                                     for g in (groups or {}).get("groups") or []
+                                     for v in g.get("versions") or []}
+
+    async def _maybe_kueue(self) -> None:
+        """Watch ResourceFlavors, ClusterQueues and Workloads (Kueue's quota, what it
+        reserves) only where the cluster serves kueue.x-k8s.io/v1beta2."""
+        if await self._serves(KUEUE_API):
             async with anyio.create_task_group() as tg:
                 for inf in (*self._kueue, *self._kueue_owned):
                     tg.start_soon(inf.run)
                 for inf in (*self._kueue, *self._kueue_owned):
                     await inf.synced.wait()
                 self._kueue_synced.set()
-            return
+        self._kueue_synced.set()
 
     async def _heartbeat(self) -> None:
         last = self.health.state

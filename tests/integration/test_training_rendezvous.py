@@ -158,3 +158,35 @@ async def test_a_mig_flavour_on_a_dra_cluster_claims_slices_of_its_profile(
         (claim,) = c.cluster.objects("ResourceClaim", TEAM)
         devices = [r["device"] for r in claim["status"]["allocation"]["devices"]["results"]]
         assert len(devices) == 2 and all("-mig-" in d for d in devices)
+
+
+async def test_a_restarted_adapter_knows_our_jobset_as_its_own(tmp_path: Path) -> None:
+    # On a JobSet cluster training renders as a JobSet; a restarted controller must list
+    # it as owned, or a workload removed meanwhile would leave it running for ever.
+    spec = four_nodes()
+    js_cluster = cluster().model_copy(update={"spec": cluster().spec.model_copy(
+        update={"stack": Stack(jobset=True)})})
+    w = workload("llama", TEAM, wtype="training", replicas=2, count=8)
+    objects = [namespace(TEAM), *render(
+        w, Assignment(ClusterName(NAME), Flavour("h100-80gb"), 2, 8), js_cluster, "c1")]
+    assert "JobSet" in [o["kind"] for o in objects]
+    async with connected(tmp_path, spec=SimClusterSpec(spec.name, spec.nodes,
+                                                       stack=frozenset({"jobset"})),
+                         job_seconds=60.0) as c:
+        result = await c.adapter.applier.apply(objects, prune=False)
+        assert not result.failed, result.failed
+        fresh = await ClusterAdapter.connect(
+            ConnectionSpec(NAME, str(c.kubeconfig), NAME), FAST)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(fresh.run)
+                await fresh.wait_synced(10.0)
+                assert ("jobset.x-k8s.io/v1alpha2", "JobSet", TEAM, "llama") in \
+                    fresh.applier.owned()
+                # and the removal of the workload prunes it (nothing else desired here)
+                pruned = await fresh.applier.apply([namespace(TEAM)], prune=True,
+                                                   allow_empty=True)
+                assert ("jobset.x-k8s.io/v1alpha2", "JobSet", TEAM, "llama") in pruned.pruned
+                tg.cancel_scope.cancel()
+        finally:
+            await fresh.aclose()
