@@ -18,18 +18,40 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from fleet.ids import Flavour
+from fleet.ids import ClusterName, Flavour
 from fleet.placement.context import WorkloadContext
-from fleet.placement.framework import Filter, FilterResult, RoomFilter
-from fleet.placement.snapshot import ClusterInfo
+from fleet.placement.framework import Filter, FilterResult, RoomFilter, StaticFilter
+from fleet.placement.snapshot import ClusterInfo, Snapshot
 from fleet.placement.state import State
 from fleet.placement.types import DROPPED, GONE, KEPT, SPREAD, Reason
 
 if TYPE_CHECKING:
-    from fleet.placement.core import Planner
+    from fleet.placement.registry import Plugins
+
+
+class Planner(Protocol):
+    """What a diagnosis reads of `fleet.placement.core.Planner`: its plugins and its
+    cached static pass-sets. A protocol, so this module stays below the pass that calls
+    it (the `layers` contract in pyproject.toml)."""
+
+    @property
+    def snap(self) -> Snapshot: ...
+    @property
+    def plugins(self) -> Plugins: ...
+    @property
+    def filters(self) -> tuple[Filter, ...]: ...
+    @property
+    def static_diagnosis(self) -> dict[tuple[Hashable, ...], object]: ...
+    def passing(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour
+                ) -> frozenset[ClusterName]: ...
+    def static_verdict(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour,
+                       c: ClusterInfo) -> FilterResult: ...
+    def static_passing(self, ctx: WorkloadContext, flavour: Flavour
+                       ) -> frozenset[ClusterName]: ...
 
 
 def cluster_verdicts(planner: Planner, ctx: WorkloadContext, c: ClusterInfo,
