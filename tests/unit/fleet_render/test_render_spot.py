@@ -109,3 +109,20 @@ def test_the_placed_offer_decides_what_fleet_render_adds(rule: str, selected: bo
 def test_a_wrong_spot_declaration_is_refused(spot: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ValidationError, match=fragment):
         SpotNodes.model_validate(spot)
+
+
+def test_a_kueue_spot_flavour_selects_the_same_nodes_as_its_pods() -> None:
+    kueue = with_spot(cluster("us-west-2", "US", (("h100-80gb", 64, 8), ("l40s-48gb", 16, 4)),
+                              spot=("h100-80gb",), stack={"kueue": True}), GKE_SPOT)
+    w = workload("etl", wtype="batch", replicas=2, count=8, placement={"spot": "require"})
+    spec = fleet(kueue, w)
+    objs = render_cluster(spec, place(spec, declared(spec), commit="c1"),
+                          ClusterName("us-west-2"), "c1")
+    flavours = {o["metadata"]["name"]: o["spec"] for o in objs
+                if o["kind"] == "ResourceFlavor"}
+    assert flavours["h100-80gb"]["nodeLabels"] == {
+        "cloud.google.com/gke-spot": "true", "nvidia.com/gpu.product": "NVIDIA-H100-80GB"}
+    assert flavours["l40s-48gb"]["nodeLabels"] == {
+        "nvidia.com/gpu.product": "NVIDIA-L40S-48GB"}
+    # Kueue admits a pod only if its nodeSelector agrees with the flavour's nodeLabels.
+    assert pod_spec(objs)["nodeSelector"] == flavours["h100-80gb"]["nodeLabels"]
