@@ -20,6 +20,7 @@ from fleet.models.base import (
     NonEmptyStr,
     unique,
 )
+from fleet.models.podspec import NodeToleration
 
 
 class Connection(Model):
@@ -111,6 +112,40 @@ class Stack(Model):
                                      "`gpu.nvidia.com`) the pods claim instead.")
 
 
+_PRODUCT_LABEL = "nvidia.com/gpu.product"  # fleet.render.keys.PRODUCT_LABEL
+
+
+class SpotNodes(Model):
+    """How the cluster's spot nodes are selected and tainted: what the pods of a
+    workload placed on a `spot: true` offer get, on top of the `product` nodeSelector.
+
+    The well-known labels: GKE `cloud.google.com/gke-spot: "true"`, EKS managed node
+    groups `eks.amazonaws.com/capacityType: SPOT`, Karpenter
+    `karpenter.sh/capacity-type: spot`. Spot pools are often tainted too (e.g.
+    `cloud.google.com/gke-spot=true:NoSchedule`) so that only tolerating pods land."""
+
+    node_selector: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict,
+        description="Node labels that select the spot nodes, added to the nodeSelector "
+                    "of pods placed on a spot offer. Unset: none (only the `product` "
+                    "label selects, so on-demand nodes of the same product may be used).",
+        examples=[{"cloud.google.com/gke-spot": "true"},
+                  {"eks.amazonaws.com/capacityType": "SPOT"},
+                  {"karpenter.sh/capacity-type": "spot"}])
+    tolerations: tuple[NodeToleration, ...] = Field(
+        (), description="Taints of the spot nodes that pods placed on a spot offer "
+                        "tolerate. Unset: none.",
+        examples=[[{"key": "cloud.google.com/gke-spot", "operator": "Equal",
+                    "value": "true", "effect": "NoSchedule"}]])
+
+    @model_validator(mode="after")
+    def _product_is_the_offers(self) -> SpotNodes:
+        if _PRODUCT_LABEL in self.node_selector:
+            raise ValueError(f"nodeSelector {_PRODUCT_LABEL}: each offer's `product` "
+                             "sets it")
+        return self
+
+
 class ClusterSpec(Model):
     """Where the cluster is, how to reach it and what GPUs it offers."""
 
@@ -137,6 +172,11 @@ class ClusterSpec(Model):
         default_factory=Stack,
         description="The AI stack the cluster runs (Kueue, JobSet, DRA): how workloads "
                     "are rendered there. Unset: plain Jobs and `nvidia.com/gpu` limits.")
+    spot: SpotNodes = Field(
+        default_factory=SpotNodes,
+        description="How the spot nodes are selected and tainted: pods placed on an "
+                    "offer with `spot: true` get this nodeSelector and these "
+                    "tolerations; pods on on-demand offers get neither.")
 
     @model_validator(mode="after")
     def _unique_flavours(self) -> ClusterSpec:

@@ -93,6 +93,8 @@ def render(workload: Workload, assignment: Assignment, cluster: Cluster, commit:
     if offer is None:
         raise ValueError(f"cluster {cluster.name} offers no {assignment.flavour}")
     stack = cluster.spec.stack
+    # The Assignment names the flavour; the cluster's offer of it is spot or not.
+    spot = cluster.spec.spot if offer.spot else None
     w, s = workload, workload.spec
     own = {WORKLOAD_LABEL: workload_label(w.id), MANAGED_BY: MANAGED_BY_VALUE}
     labels = dict(sorted({**w.metadata.labels, **own}.items()))
@@ -112,7 +114,7 @@ def render(workload: Workload, assignment: Assignment, cluster: Cluster, commit:
     if s.type == "inference":
         template = pod_template(w, labels, assignment.gpus_per_replica, offer.product,
                                 dra_template=claim_name, rendezvous=[], subdomain=None,
-                                restart_policy=None)
+                                restart_policy=None, spot=spot)
         return (*claims, *_inference(w, meta, own, template, assignment.replicas))
     job_meta = _copy_meta(meta, {RECREATE: s.recreate})
     if stack.kueue:
@@ -122,7 +124,7 @@ def render(workload: Workload, assignment: Assignment, cluster: Cluster, commit:
                   if s.type == "training" else [])
     template = pod_template(
         w, labels, assignment.gpus_per_replica, offer.product, dra_template=claim_name,
-        rendezvous=rendezvous, restart_policy="Never",
+        rendezvous=rendezvous, restart_policy="Never", spot=spot,
         subdomain=w.metadata.name if s.type == "training" and not jobset else None)
     job_spec = _job_spec(s.type, assignment.replicas, template)
     if jobset:

@@ -3,7 +3,8 @@
 On a cluster whose `spec.stack.kueue` is true, aifleet renders (and the controller
 applies and keeps free of drift like every owned object):
 - a ResourceFlavor per GPU flavour the cluster offers, named after the flavour, whose
-  `nodeLabels` select the flavour's product (`nvidia.com/gpu.product`), and one
+  `nodeLabels` select the flavour's product (`nvidia.com/gpu.product`) and, for a spot
+  offer, the nodes the Cluster's `spec.spot.nodeSelector` selects, and one
   `aifleet-cpu-memory` flavour for cpu and memory;
 - a ClusterQueue per team (named after the team), admitting from the team's namespace
   only, in the TeamQuota's `cohort` (none without one). Its GPU resource group has one
@@ -34,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from fleet.models import Cluster, TeamQuota
+from fleet.models import Cluster, GpuOffer, TeamQuota
 from fleet.render.keys import GPU_RESOURCE, MANAGED_BY, MANAGED_BY_VALUE, PRODUCT_LABEL
 
 Manifest = dict[str, Any]
@@ -53,13 +54,21 @@ def _meta(name: str, namespace: str | None = None) -> dict[str, Any]:
     return meta
 
 
+def _node_labels(cluster: Cluster, offer: GpuOffer) -> dict[str, str]:
+    # A spot offer's nodes also carry the cluster's spot labels (`spec.spot`), as the
+    # pods placed there select them (`fleet.render.pod`); Kueue matches a pod's
+    # nodeSelector against the flavour's nodeLabels.
+    extra = cluster.spec.spot.node_selector if offer.spot else {}
+    return dict(sorted({**extra, PRODUCT_LABEL: offer.product}.items()))
+
+
 def resource_flavours(cluster: Cluster) -> list[Manifest]:
     out = [{"apiVersion": API_VERSION, "kind": "ResourceFlavor",
             "metadata": _meta(CPU_MEMORY_FLAVOUR), "spec": {}}]
     for offer in cluster.spec.gpus:
         out.append({"apiVersion": API_VERSION, "kind": "ResourceFlavor",
                     "metadata": _meta(offer.flavour),
-                    "spec": {"nodeLabels": {PRODUCT_LABEL: offer.product}}})
+                    "spec": {"nodeLabels": _node_labels(cluster, offer)}})
     return out
 
 

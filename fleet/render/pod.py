@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet.models import UNREACHABLE_TOLERATION_KEY, Workload
+from fleet.models import UNREACHABLE_TOLERATION_KEY, SpotNodes, Workload
 from fleet.models.podspec import SHM_PATH, SHM_VOLUME, EnvValueFrom, KeyRef
 from fleet.render.keys import (
     COMPLETION_INDEX,
@@ -146,7 +146,7 @@ def _container(w: Workload, gpus: int, dra: bool, rendezvous: list[dict[str, Any
     return c
 
 
-def _tolerations(w: Workload) -> list[dict[str, Any]]:
+def _tolerations(w: Workload, spot: SpotNodes | None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for t in w.spec.placement.tolerations:
         if t.key == UNREACHABLE_TOLERATION_KEY:
@@ -158,26 +158,35 @@ def _tolerations(w: Workload) -> list[dict[str, Any]]:
                 tol[key] = value
         out.append(tol)
     out.extend(t.render() for t in w.spec.pod.tolerations)
+    if spot is not None:
+        out.extend(t for t in (t.render() for t in spot.tolerations) if t not in out)
     return out
+
+
+def _node_selector(product: str, spot: SpotNodes | None) -> dict[str, str]:
+    extra = spot.node_selector if spot is not None else {}
+    return dict(sorted({**extra, PRODUCT_LABEL: product}.items()))
 
 
 def pod_template(w: Workload, labels: dict[str, str], gpus: int, product: str, *,
                  dra_template: str | None, rendezvous: list[dict[str, Any]],
-                 subdomain: str | None, restart_policy: str | None) -> dict[str, Any]:
+                 subdomain: str | None, restart_policy: str | None,
+                 spot: SpotNodes | None = None) -> dict[str, Any]:
     """The pod template (`metadata.labels` and `spec`), with the overlay merged last.
     `dra_template`: the ResourceClaimTemplate the pod claims its GPUs from (DRA), else
-    None (the device plugin's `nvidia.com/gpu`)."""
+    None (the device plugin's `nvidia.com/gpu`). `spot`: the cluster's spot nodes when
+    the placed offer is spot (their nodeSelector and tolerations are added), else None."""
     s = w.spec
     dra = dra_template is not None
     volumes, mounts = _volumes(w)
     pod: dict[str, Any] = {"containers": [_container(w, gpus, dra, rendezvous, mounts)],
-                           "nodeSelector": {PRODUCT_LABEL: product}}
+                           "nodeSelector": _node_selector(product, spot)}
     if volumes:
         pod["volumes"] = volumes
     if dra:
         pod["resourceClaims"] = [{"name": DRA_REQUEST,
                                   "resourceClaimTemplateName": dra_template}]
-    tolerations = _tolerations(w)
+    tolerations = _tolerations(w, spot)
     if tolerations:
         pod["tolerations"] = tolerations
     if s.pod.node_affinity is not None:

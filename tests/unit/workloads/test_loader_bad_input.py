@@ -154,6 +154,13 @@ CASES: list[tuple[str, dict[str, str | bytes | Link], list[tuple[str, int | None
         [("clusters/dra-1.yaml", 11, "spec.stack.gpuAllocation: Input should be "
                                      "'device-plugin' or 'dra', got 'mig'")],
     ),
+    (
+        "spot_selector_names_the_product_label",
+        {"clusters/spot-1.yaml": cluster("spot-1") + (
+            "  spot:\n    nodeSelector: {nvidia.com/gpu.product: X}\n")},
+        [("clusters/spot-1.yaml", 11, "spec.spot: nodeSelector nvidia.com/gpu.product: "
+                                      "each offer's `product` sets it")],
+    ),
 ]
 
 
