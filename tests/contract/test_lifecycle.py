@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,20 +22,11 @@ from clusters.sim import SimCluster
 from fleet.quantity import parse
 from tests.contract.k8s import GPU, deployment, eventually, raw
 from tests.contract.test_kubectl import Kubectl, _binary
+from tests.contract.test_kubectl import kubectl as kubectl_fixture
 
+kubectl = kubectl_fixture  # the real kubectl on the contract cluster (test_kubectl)
 needs_kubectl = pytest.mark.skipif(_binary() is None, reason="kubectl not found: run "
                                    "`make kubectl`")
-
-
-@pytest.fixture
-async def kubectl(kubeconfig: Path, context: str | None,
-                  tmp_path: Path) -> AsyncIterator[Kubectl]:
-    k = Kubectl(kubeconfig, context, tmp_path / "kube-cache")
-    yield k
-    for proc in k.procs:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 def pod(name: str, *, cpu: str | None = None, gpus: int = 0, grace: int | None = None,
