@@ -2,7 +2,10 @@
 
 - `helm lint` passes with the default values and with production-like ones (every
   optional part on: `ci/production-values.yaml`); bad values are refused by the schema;
-  an install outside `aifleet-system` or without a repo is refused at render time.
+  an install without a repo is refused at render time.
+- Installed into another namespace (`-n other`), every object is there, the Role and
+  its binding cover that namespace and the alerts select it; nothing names
+  `aifleet-system` (the controller follows its pod's namespace: clusters/namespace.py).
 - `deploy/manifests/aifleet.yaml` is what the chart renders now (`make manifests`).
 - Every rendered object is accepted by `kubectl apply --server-side --dry-run=server
   --validate=strict` on a simulated cluster; the ServiceMonitor and PrometheusRule go
@@ -56,8 +59,8 @@ def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT)
 
 
-def template(*args: str) -> list[dict[str, Any]]:
-    r = run_helm("template", "aifleet", str(CHART), "-n", NS, *args)
+def template(*args: str, ns: str = NS) -> list[dict[str, Any]]:
+    r = run_helm("template", "aifleet", str(CHART), "-n", ns, *args)
     assert r.returncode == 0, r.stderr
     return [d for d in yaml.safe_load_all(r.stdout) if d]
 
@@ -82,8 +85,6 @@ def test_values_the_schema_refuses_and_installs_the_chart_refuses() -> None:
     assert r.returncode != 0 and "replicaCount" in r.stderr
     r = run_helm("template", "x", str(CHART), "-n", NS, *REPO, "--set", "rbac.creat=true")
     assert r.returncode != 0 and "creat" in r.stderr  # a typo is not silently ignored
-    r = run_helm("template", "x", str(CHART), "-n", "default", *REPO)
-    assert r.returncode != 0 and "aifleet-system" in r.stderr
     r = run_helm("template", "x", str(CHART), "-n", NS)
     assert r.returncode != 0 and "fleet.repo" in r.stderr
     r = run_helm("template", "x", str(CHART), "-n", NS, *REPO,
@@ -140,14 +141,15 @@ def test_secrets_reach_the_pod_by_reference_never_by_value() -> None:
 
 
 def test_the_role_is_only_what_the_controller_touches_in_its_namespace() -> None:
-    from clusters.leader import LEASE_NAME, LEASE_NAMESPACE
+    from clusters.leader import LEASE_NAME
+    from clusters.namespace import DEFAULT
     from controllers.persist import sharedplan
     from controllers.runtime import sourceguard
 
     objects = template(*REPO)
     assert not {"ClusterRole", "ClusterRoleBinding"} & {o["kind"] for o in objects}
     role = by_kind(objects)["Role"]
-    assert role["metadata"]["namespace"] == LEASE_NAMESPACE == NS
+    assert role["metadata"]["namespace"] == DEFAULT == NS
     named = {(r["resources"][0], tuple(r["verbs"])): set(r.get("resourceNames", ()))
              for r in role["rules"]}
     assert named == {
@@ -166,6 +168,26 @@ def test_the_role_is_only_what_the_controller_touches_in_its_namespace() -> None
     secrets = [r for r in production["Role"]["rules"] if r["resources"] == ["secrets"]]
     assert secrets == [{"apiGroups": [""], "resources": ["secrets"],
                         "verbs": ["get", "list", "watch"]}]
+
+
+OTHER = "other"
+
+
+def test_installed_in_another_namespace_everything_is_there() -> None:
+    objects = template("-f", str(PRODUCTION), "--set", "podDisruptionBudget.enabled=true",
+                       ns=OTHER)
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "ServiceAccount", "Role", "RoleBinding", "Service",
+            "NetworkPolicy", "PodDisruptionBudget", "Ingress", "ServiceMonitor",
+            "PrometheusRule"} <= kinds
+    assert {o["metadata"].get("namespace") for o in objects} == {OTHER}
+    binding = by_kind(objects)["RoleBinding"]
+    assert [s["namespace"] for s in binding["subjects"]] == [OTHER]
+    for r in by_kind(objects)["PrometheusRule"]["spec"]["groups"][0]["rules"]:
+        assert f'namespace="{OTHER}"' in r["expr"], r["alert"]
+    # The pod is not told a namespace: the controller reads its own (the ServiceAccount
+    # mount), so nothing can disagree with where the chart put the Role.
+    assert "aifleet-system" not in yaml.safe_dump_all(objects)
 
 
 def exported_metrics() -> set[str]:
@@ -204,13 +226,17 @@ async def crds_established(api: client.ApiClient) -> None:
         await eventually(ready)
 
 
-@pytest.mark.parametrize("values", VALUES, ids=list(VALUES))
+DRY_RUNS = {**{name: (NS, name) for name in VALUES}, "production-in-other": (OTHER, "production")}
+
+
+@pytest.mark.parametrize("case", DRY_RUNS, ids=list(DRY_RUNS))
 async def test_every_rendered_object_passes_a_strict_server_side_dry_run(
-        kubectl: Kubectl, api: client.ApiClient, values: str) -> None:
+        kubectl: Kubectl, api: client.ApiClient, case: str) -> None:
+    ns, values = DRY_RUNS[case]
     (await kubectl("apply", "--server-side", "-f", str(CRDS))).ok()
     await crds_established(api)
-    (await kubectl("create", "namespace", NS)).ok()
-    objects = template(*VALUES[values])
+    (await kubectl("create", "namespace", ns)).ok()
+    objects = template(*VALUES[values], ns=ns)
     r = await kubectl("apply", "--server-side", "--dry-run=server", "--validate=strict",
                       "-f", "-", stdin=yaml.safe_dump_all(objects))
     assert r.rc == 0, r.err or r.out
