@@ -170,6 +170,46 @@ def test_the_role_is_only_what_the_controller_touches_in_its_namespace() -> None
                         "verbs": ["get", "list", "watch"]}]
 
 
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_every_optional_part_points_at_the_controller() -> None:
+    """Selectors and names a strict schema cannot check: a NetworkPolicy, budget,
+    Service or ServiceMonitor that selects nothing would be accepted and do nothing."""
+    objects = by_kind(template("-f", str(PRODUCTION), "--set",
+                               "podDisruptionBudget.enabled=true"))
+    dep, svc = objects["Deployment"], objects["Service"]
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert selects(dep["spec"]["selector"]["matchLabels"], pod_labels)
+    assert selects(svc["spec"]["selector"], pod_labels)
+    assert [p["name"] for p in container["ports"]] == ["http"]
+    assert [(p["name"], p["targetPort"]) for p in svc["spec"]["ports"]] == [("http", "http")]
+    policy = objects["NetworkPolicy"]["spec"]
+    assert selects(policy["podSelector"]["matchLabels"], pod_labels)
+    assert policy["policyTypes"] == ["Ingress"]  # egress stays open: Git, member APIs
+    assert policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert len(policy["ingress"][0]["from"]) == 2  # production-values' two namespaces
+    assert selects(objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
+                   pod_labels)
+    monitor = objects["ServiceMonitor"]["spec"]
+    assert selects(monitor["selector"]["matchLabels"], svc["metadata"]["labels"])
+    assert monitor["endpoints"][0]["port"] == "http"
+    assert monitor["endpoints"][0]["path"] == "/metrics"
+    backends = [p["backend"]["service"] for r in objects["Ingress"]["spec"]["rules"]
+                for p in r["http"]["paths"]]
+    assert backends and all(b == {"name": svc["metadata"]["name"], "port": {"name": "http"}}
+                            for b in backends)
+    # By default only the webhook is exposed, and nothing optional is rendered.
+    default = by_kind(template(*REPO))
+    assert not {"Ingress", "ServiceMonitor", "PrometheusRule", "PodDisruptionBudget"} & \
+        set(default)
+    ingress = by_kind(template(*REPO, "--set", "ingress.enabled=true"))["Ingress"]
+    assert [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]] == ["/hooks/git"]
+    assert "from" not in default["NetworkPolicy"]["spec"]["ingress"][0]  # from anywhere
+
+
 OTHER = "other"
 
 
