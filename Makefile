@@ -94,14 +94,14 @@ bench-smoke: setup
 	  if [ -f bench/$$b.py ]; then echo "bench/$$b.py --smoke"; \
 	    $(BIN)/python -m bench.$$b --smoke || exit 1; fi; done
 
-# Build the wheel and install it into a fresh venv, as the Dockerfile does (no Docker
-# engine runs here), then run the console script.
+# Build the wheel and install it into a fresh venv, as the Dockerfile does (locked,
+# wheels only; no Docker engine runs here), then run the console script.
 package: setup
 	rm -rf build dist .cache/wheel-venv
 	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
 	$(PYTHON) -m venv .cache/wheel-venv
 	.cache/wheel-venv/bin/python -m pip install --quiet --require-hashes --no-deps \
-	  -r requirements/runtime.lock
+	  --only-binary=:all: -r requirements/runtime.lock
 	.cache/wheel-venv/bin/python -m pip install --quiet --no-deps dist/aifleet-*.whl
 	.cache/wheel-venv/bin/python -m pip check
 	cd /tmp && $(CURDIR)/.cache/wheel-venv/bin/fleet --help > /dev/null
