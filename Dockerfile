@@ -50,7 +50,8 @@ LABEL org.opencontainers.image.title="aifleet" \
 # pygit2's wheel bundles libgit2; nothing else is needed from the OS. The venv keeps
 # each package's dist-info (name, version, RECORD of files), which SBOM scanners read.
 COPY --from=build /opt/aifleet /opt/aifleet
-RUN useradd --create-home --uid 10001 --user-group fleet \
+RUN groupadd --gid 10001 fleet \
+ && useradd --create-home --uid 10001 --gid 10001 fleet \
  && install -d -o fleet -g fleet -m 0700 /home/fleet/.aifleet
 USER 10001:10001
 WORKDIR /home/fleet

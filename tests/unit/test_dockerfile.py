@@ -123,6 +123,9 @@ def test_the_chart_runs_the_image_as_it_is_built() -> None:
     user = [a for k, a in final if k == "USER"][-1]
     assert int(user.split(":")[0]) == values["podSecurityContext"]["runAsUser"]
     assert int(user.split(":")[1]) == values["podSecurityContext"]["runAsGroup"]
+    runs = " ".join(a for k, a in final if k == "RUN")  # the user and group exist as such
+    uid, gid = user.split(":")
+    assert f"groupadd --gid {gid} fleet" in runs and f"--uid {uid} --gid {gid} fleet" in runs
 
 
 BASE = "ARG PYTHON_BASE="
@@ -139,11 +142,11 @@ MUTATIONS: dict[str, tuple[Callable[[str], str], str]] = {
     "no hashes": (lambda t: t.replace("--require-hashes ", "", 1), "not hash-checked"),
     "sdists allowed": (lambda t: t.replace("--only-binary=:all: ", "", 1),
                        "not hash-checked"),
-    "compiler": (lambda t: t.replace("RUN useradd", "RUN apt-get install -y gcc && useradd"),
+    "compiler": (lambda t: t.replace("RUN groupadd", "RUN apt-get install -y gcc && groupadd"),
                  "installs OS packages"),
     "pip in runtime": (lambda t: t.replace(
-        "RUN useradd", "RUN python -m pip install --require-hashes --only-binary=:all: "
-        "-r runtime.lock && useradd"), "runs pip"),
+        "RUN groupadd", "RUN python -m pip install --require-hashes --only-binary=:all: "
+        "-r runtime.lock && groupadd"), "runs pip"),
     "loopback listen": (lambda t: t.replace("FLEET_LISTEN=0.0.0.0:8080",
                                             "FLEET_LISTEN=127.0.0.1:8080"), "FLEET_LISTEN"),
     "no revision label": (lambda t: re.sub(r'\s*org\.opencontainers\.image\.revision=\S+ \\',
