@@ -90,6 +90,7 @@ async def test_a_controller_in_namespace_other_keeps_and_reads_everything_there(
             assert not member.objects("Lease", OTHER) and not member.objects("Lease", DEFAULT)
         text = log_path.read_text()
         assert f'"namespace": "{OTHER}"' in text  # said at start (home_connected)
+        assert '"controller_namespace_open_to_tenants"' in text  # a team may be `other`
         assert mgmt.token not in text
 
 
@@ -102,3 +103,23 @@ def test_the_namespace_is_the_flag_else_the_pods_else_the_default(tmp_path: Path
     assert resolve("ops", home_in_cluster=True, serviceaccount_dir=sa) == "ops"
     # Outside the cluster the mount is not the controller's (a home kubeconfig).
     assert resolve(None, home_in_cluster=False, serviceaccount_dir=sa) == DEFAULT
+
+
+def test_a_namespace_a_team_folder_could_use_is_warned_about(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from structlog.testing import capture_logs
+
+    from clusters.adapter import AdapterOptions
+    from clusters.home import Home
+
+    def warned(namespace: str) -> bool:
+        settings = SimpleNamespace(
+            kubeconfig=None, home_kubeconfig=None, home_context=None, leader_cluster=None,
+            home_in_cluster=True, serviceaccount_dir=tmp_path, namespace=namespace)
+        with capture_logs() as logs:
+            assert Home(settings, {}, AdapterOptions()).namespace == namespace
+        return any(e["event"] == "controller_namespace_open_to_tenants" for e in logs)
+
+    assert warned("ml-platform")
+    assert not warned(DEFAULT) and not warned("aifleet-prod") and not warned("kube-fleet")
