@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import yaml
 from kubernetes_asyncio import client
@@ -335,9 +337,15 @@ def install_md_commands() -> list[list[str]]:
 
 
 def install_md_inputs(tmp: Path, kubeconfig: Path) -> dict[str, str]:
-    """The files install.md's commands read: the members' kubeconfig (the simulator's),
-    the repo URL with a token, the webhook secret."""
-    files = {"members.kubeconfig": kubeconfig.read_text(),
+    """The files install.md's commands read: the members' kubeconfig (the simulated
+    cluster, its context named as the member install.md registers), the management
+    cluster's (the same simulated cluster), the repo URL with a token, the webhook
+    secret."""
+    members = yaml.safe_load(kubeconfig.read_text())
+    (context,) = members["contexts"]
+    context["name"] = members["current-context"] = "br-sao-1"
+    files = {"members.kubeconfig": yaml.safe_dump(members),
+             "management.kubeconfig": kubeconfig.read_text(),
              "repo-url.txt": "https://fleet-bot:not-a-real-token@git.example.com/ml/fleet.git",
              "webhook-secret.txt": "not-a-real-webhook-secret"}
     for name, text in files.items():
@@ -351,6 +359,8 @@ async def test_every_command_of_install_md_runs(kubectl: Kubectl, helm: Helm,
     files = install_md_inputs(tmp_path, kubeconfig)
 
     def local(arg: str) -> str:
+        if arg in files:
+            return str(tmp_path / arg)
         for name in files:
             arg = arg.replace(f"={name}", f"={tmp_path / name}")
         return str(ROOT / arg) if arg.startswith("deploy/") else arg
@@ -358,16 +368,27 @@ async def test_every_command_of_install_md_runs(kubectl: Kubectl, helm: Helm,
     (await kubectl("apply", "--server-side", "-f", str(CRDS))).ok()  # prometheus-operator's
     await crds_established(api)
     commands = install_md_commands()
-    assert sum("create" in c for c in commands[:4]) == 4  # namespace and 3 Secrets
+    assert sum("create" in c for c in commands) >= 4  # the namespace and the Secrets
     assert ["helm", "install"] in [c[:2] for c in commands]
+    assert ["fleet", "cluster", "add"] in [c[:3] for c in commands]
+    listed = ""
     for argv in commands:
         tool, *args = [local(a) for a in argv]
-        assert tool in ("kubectl", "helm"), argv
+        assert tool in ("kubectl", "helm", "fleet"), argv
         if tool == "kubectl":
             r = await kubectl(*args)
             assert r.rc == 0, f"{' '.join(argv)}: {r.err or r.out}"
-        else:
+        elif tool == "helm":
             await helm.ok(*args)
+        else:  # the simulated cluster serves in this process: run fleet beside it
+            p = await anyio.run_process([sys.executable, "-m", "controllers.cli", *args],
+                                        cwd=ROOT, check=False)
+            assert p.returncode == 0, f"{' '.join(argv)}: {p.stderr.decode()}"
+            listed += p.stdout.decode() if args[:2] == ["cluster", "list"] else ""
+    assert re.search(r"^br-sao-1\s+Reachable", listed, re.M), listed
+    code, secret, _ = await raw(api, "GET", f"/api/v1/namespaces/{NS}/secrets/br-sao-1")
+    assert code == 200
+    assert secret["metadata"]["labels"]["aifleet.dev/cluster-credentials"] == "true"
     code, dep, _ = await raw(api, "GET", f"/apis/apps/v1/namespaces/{NS}/deployments/aifleet")
     assert code == 200
     env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
