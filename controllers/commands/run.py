@@ -72,18 +72,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _git_token_problem(settings: object) -> str:
-    """An unreadable or empty --git-token-file is said at start (never its content)."""
+    """Git credentials that cannot be used are said at start (never a secret)."""
+    from controllers.gitcreds import git_auth_problem
     from controllers.settings import Settings
-    from workloads.gitauth import TokenFileError, token_credentials
 
     assert isinstance(settings, Settings)
-    if settings.git_token_file is None:
-        return ""
-    try:
-        token_credentials(settings.git_token_file, settings.git_username)
-    except TokenFileError as e:
-        return str(e)
-    return ""
+    return git_auth_problem(settings)
 
 
 def _tokens_problem(settings: object) -> str:

@@ -1,0 +1,116 @@
+"""The fleet repo over SSH (`--git-ssh-key` + `--git-known-hosts`), against a real SSH
+server on 127.0.0.1 running the real `git-upload-pack`: fetched with the right key from
+a known host; an unknown or changed host key is refused before any credential is sent
+(the controller stays up, status says why, and a corrected known_hosts is read on the
+next fetch); a key the server does not accept is refused; no key material is shown."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pygit2
+import pytest
+import structlog
+
+from controllers.demo.sandbox import until
+from tests.gitsshserver import git_ssh_server, new_key
+from tests.support.controller import FAST, fast_settings, rolled_out, sandbox
+from workloads.gitsource import GitSource
+from workloads.gitssh import SshKey, _matches
+
+
+def key_lines(path: Path) -> list[str]:
+    """The private key's body lines: none may appear anywhere the controller writes."""
+    return [line for line in path.read_text().splitlines()
+            if line and not line.startswith("-----")]
+
+
+def source_conditions(doc: dict[str, object]) -> list[dict[str, str]]:
+    source = doc["source"]
+    assert isinstance(source, dict)
+    return list(source["conditions"])
+
+
+async def test_the_controller_fetches_over_ssh_with_its_key_from_a_known_host(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    key = tmp_path / "id_ed25519"
+    client = new_key(key)
+    known = tmp_path / "known_hosts"
+    home_before = pygit2.settings.homedir
+    caplog.set_level(logging.DEBUG)
+    async with sandbox(tmp_path) as box:
+        with git_ssh_server(tmp_path, client) as server, \
+                structlog.testing.capture_logs() as logs:
+            known.write_text("# ssh-keyscan output\n" + server.known_hosts_line())
+            settings = fast_settings(box, repo=server.url("fleet"), git_ssh_key=key,
+                                     git_known_hosts=known)
+            async with box.controller(settings, adapter_options=FAST) as m:
+                placed = await rolled_out(m, box)  # fetched over SSH, then applied
+                shown = json.dumps(m.status())
+        config = (settings.state_dir / "mirror.git" / "config").read_text()
+    assert placed and server.url("fleet") in config
+    assert pygit2.settings.homedir == home_before  # libgit2's home is put back
+    for text in (config, shown, repr(logs), caplog.text):
+        for line in key_lines(key):
+            assert line not in text
+
+
+@pytest.mark.parametrize("case", ["unknown", "changed"])
+async def test_an_unknown_or_changed_host_key_is_refused_and_the_controller_stays_up(
+        tmp_path: Path, case: str) -> None:
+    key = tmp_path / "id_ed25519"
+    client = new_key(key)
+    known = tmp_path / "known_hosts"
+    async with sandbox(tmp_path) as box:
+        with git_ssh_server(tmp_path, client) as server:
+            if case == "unknown":  # a known_hosts for another server only
+                known.write_text(server.known_hosts_line().replace("127.0.0.1", "git.other"))
+                says = "is not in --git-known-hosts"
+            else:  # this server's name, another key: what a man in the middle shows
+                known.write_text(server.known_hosts_line(new_key()))
+                says = "does not match its entry in --git-known-hosts"
+            settings = fast_settings(box, repo=server.url("fleet"), git_ssh_key=key,
+                                     git_known_hosts=known)
+            async with box.controller(settings, adapter_options=FAST) as m:
+                await until(lambda: any(
+                    c["type"] == "SourceUnavailable" and says in c["message"]
+                    for c in source_conditions(m.status())), 20, what="the host refused")
+                assert m.desired.spec is None  # nothing read, nothing applied
+                # still running: the corrected Secret is read before the next fetch
+                known.write_text(server.known_hosts_line())
+                await rolled_out(m, box)
+
+
+async def test_a_key_the_server_does_not_accept_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "fleet").mkdir()
+    pygit2.init_repository(str(tmp_path / "fleet"), bare=True)
+    wrong = tmp_path / "id_wrong"
+    new_key(wrong)
+    known = tmp_path / "known_hosts"
+    with git_ssh_server(tmp_path, new_key()) as server:
+        known.write_text(server.known_hosts_line())
+        source = GitSource(server.url("fleet"), "main", tmp_path / "state",
+                           credentials=SshKey(wrong, known))
+        result = await source.poll()
+    (refused,) = result.conditions
+    assert refused.type == "SourceUnavailable"
+    assert f"refused the credentials of --git-ssh-key {wrong}" in refused.message
+    assert not any(line in refused.message for line in key_lines(wrong))
+
+
+@pytest.mark.parametrize(("patterns", "token", "match"), [
+    ("[127.0.0.1]:2222", "[127.0.0.1]:2222", True),
+    ("[127.0.0.1]:2222", "127.0.0.1", False),
+    ("git.example.com,10.0.0.1", "10.0.0.1", True),
+    ("*.example.com", "git.example.com", True),
+    ("!git.example.com", "git.example.com", False),
+    # what `ssh-keygen -H` wrote for "git.example.com" (`ssh-keygen -F` finds it)
+    ("|1|0I/LnIaqZLvZrSTDY2CU8AMar+k=|F3ChgkWPzYuqvRWAQy17ob3MZo8=", "git.example.com",
+     True),
+    ("|1|0I/LnIaqZLvZrSTDY2CU8AMar+k=|F3ChgkWPzYuqvRWAQy17ob3MZo8=", "git.other.com",
+     False),
+], ids=["port", "other-port", "list", "wildcard", "negated", "hashed", "hashed-other"])
+def test_known_hosts_names_a_host_as_ssh_does(patterns: str, token: str, match: bool) -> None:
+    assert _matches(patterns, token) is match
