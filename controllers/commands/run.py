@@ -37,7 +37,16 @@ Examples:
       --tls-cert tls.crt --tls-key tls.key --verify-signatures \
       --allowed-signers /etc/aifleet/allowed_signers
   FLEET_WEBHOOK_SECRET=... fleet run --repo git@github.com:ml/fleet.git --leader-elect \\
-      --home-kubeconfig /etc/aifleet/management.kubeconfig"""
+      --home-kubeconfig /etc/aifleet/management.kubeconfig \\
+      --git-ssh-key /etc/aifleet/git-ssh/ssh-privatekey \\
+      --git-known-hosts /etc/aifleet/git-ssh/known_hosts
+  fleet run --repo https://github.com/ml/fleet.git --github-app-id 123456 \\
+      --github-app-installation-id 7890123 \\
+      --github-app-key-file /etc/aifleet/github-app/private-key.pem
+
+Git credentials (one of): --git-token-file (HTTPS token), --git-ssh-key with
+--git-known-hosts (an unknown or changed host key is refused), or a GitHub App. Their
+files are read again before each fetch: a rotated Secret needs no restart."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

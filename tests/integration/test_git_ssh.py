@@ -1,8 +1,9 @@
 """The fleet repo over SSH (`--git-ssh-key` + `--git-known-hosts`), against a real SSH
-server on 127.0.0.1 running the real `git-upload-pack`: fetched with the right key from
-a known host; an unknown or changed host key is refused before any credential is sent
-(the controller stays up, status says why, and a corrected known_hosts is read on the
-next fetch); a key the server does not accept is refused; no key material is shown."""
+server on 127.0.0.1 running the real `git-upload-pack` and `git-receive-pack`: fetched
+(and the ledger pushed) with the right key from a known host; an unknown or changed
+host key is refused before any credential is sent (the controller stays up, status
+says why, and a corrected known_hosts is read on the next fetch); a key the server
+does not accept is refused; no key material is shown anywhere."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+import httpx
 import pygit2
 import pytest
 import structlog
@@ -19,6 +21,9 @@ from tests.gitsshserver import git_ssh_server, new_key
 from tests.support.controller import FAST, fast_settings, rolled_out, sandbox
 from workloads.gitsource import GitSource
 from workloads.gitssh import SshKey, _matches
+from workloads.ledger_store import LEDGER_BRANCH, read_ledger
+
+LEDGER = f"refs/heads/{LEDGER_BRANCH}"
 
 
 def key_lines(path: Path) -> list[str]:
@@ -45,14 +50,21 @@ async def test_the_controller_fetches_over_ssh_with_its_key_from_a_known_host(
                 structlog.testing.capture_logs() as logs:
             known.write_text("# ssh-keyscan output\n" + server.known_hosts_line())
             settings = fast_settings(box, repo=server.url("fleet"), git_ssh_key=key,
-                                     git_known_hosts=known)
+                                     git_known_hosts=known, ledger=True)
             async with box.controller(settings, adapter_options=FAST) as m:
                 placed = await rolled_out(m, box)  # fetched over SSH, then applied
+                # ... and the ledger pushed back over SSH with the same key
+                await until(lambda: LEDGER in box.repo.repo.references, 20,
+                            what="the ledger pushed")
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+                    pages = [(await c.get(path)).text
+                             for path in ("/metrics", "/", "/api/v1/events")]
                 shown = json.dumps(m.status())
         config = (settings.state_dir / "mirror.git" / "config").read_text()
+        ledger = json.dumps([r.line() for r in read_ledger(box.repo.path)])
     assert placed and server.url("fleet") in config
     assert pygit2.settings.homedir == home_before  # libgit2's home is put back
-    for text in (config, shown, repr(logs), caplog.text):
+    for text in (config, shown, repr(logs), caplog.text, ledger, *pages):
         for line in key_lines(key):
             assert line not in text
 
