@@ -15,7 +15,7 @@ import shlex
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
@@ -27,6 +27,8 @@ _COMMANDS = ("git-upload-pack", "git-receive-pack")
 class SshGitServer:
     port: int
     host_key: asyncssh.SSHKey
+    users: list[str] = field(default_factory=list)
+    """The user name of each connection, as the client sent it."""
 
     def url(self, name: str, user: str = "git") -> str:
         return f"ssh://{user}@127.0.0.1:{self.port}/{name}"
@@ -77,13 +79,20 @@ def git_ssh_server(root: Path, client_key: asyncssh.SSHKey,
                    host_key: asyncssh.SSHKey | None = None) -> Iterator[SshGitServer]:
     """Serve `root` to the holder of `client_key`; yields the server (port, host key)."""
     host = host_key or new_key()
+    users: list[str] = []
+
+    class Server(asyncssh.SSHServer):
+        def begin_auth(self, username: str) -> bool:
+            users.append(username)
+            return True  # the key below is checked
+
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
     async def start() -> asyncssh.SSHAcceptor:
         return await asyncssh.create_server(
-            asyncssh.SSHServer, "127.0.0.1", 0, server_host_keys=[host],
+            Server, "127.0.0.1", 0, server_host_keys=[host],
             authorized_client_keys=asyncssh.import_authorized_keys(
                 client_key.export_public_key("openssh").decode()),
             password_auth=False, kbdint_auth=False, encoding=None,
@@ -91,7 +100,7 @@ def git_ssh_server(root: Path, client_key: asyncssh.SSHKey,
 
     acceptor = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
     try:
-        yield SshGitServer(acceptor.sockets[0].getsockname()[1], host)
+        yield SshGitServer(acceptor.sockets[0].getsockname()[1], host, users)
     finally:
         async def stop() -> None:
             acceptor.close()

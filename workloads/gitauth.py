@@ -23,7 +23,7 @@ flag or file, never a secret (`GitAuthError`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,12 +58,12 @@ class Callbacks(pygit2.RemoteCallbacks):
     was refused), the server's identity checked, and the refs a push was refused."""
 
     def __init__(self, url: str, source: CredentialSource | None = None,
-                 refused_host: Any = None) -> None:
+                 refused_host: Callable[[str], str] | None = None) -> None:
         super().__init__()
         self.url = url
         self.source = source
         self.refused_host = refused_host
-        """`(host) -> str`, why an SSH host key was refused (`workloads.gitssh`)."""
+        """Why an SSH host key was refused, said by the credential (`workloads.gitssh`)."""
         self.asked = 0
         self.rejected: str | None = None
         """A ref the remote refused in a push, and why."""
@@ -73,6 +73,9 @@ class Callbacks(pygit2.RemoteCallbacks):
         if self.source is None:
             raise GitAuthError(f"{redact(self.url)} asks for credentials and none were "
                                "given (--git-token-file, --git-ssh-key or --github-app-id)")
+        if allowed_types == CredentialType.USERNAME:
+            # SSH asks for the user name alone first when the URL names none: not a try
+            return self.source.credential(username_from_url, allowed_types)
         self.asked += 1
         if self.asked > 1:
             raise GitAuthError(f"{redact(self.url)} refused the credentials of "
@@ -88,7 +91,7 @@ class Callbacks(pygit2.RemoteCallbacks):
             return True
         name = host.decode(errors="replace")
         if is_ssh(self.url):
-            raise GitAuthError(self.refused_host(name) if self.refused_host else
+            raise GitAuthError(self.refused_host(name) if self.refused_host is not None else
                                f"the SSH host key of {name} is not trusted: give "
                                "--git-known-hosts with its entry")
         raise GitAuthError(f"the TLS certificate of {name} is not valid")

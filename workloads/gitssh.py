@@ -6,10 +6,11 @@ src/libgit2/transports/ssh_libssh2.c: `load_known_hosts` reads it from
 `git_sysdir_expand_homedir_file(".ssh")`, `check_against_known_hosts` matches the
 server's key with libssh2_knownhost_checkp, for `[host]:port` entries too); its verdict
 reaches `Callbacks.certificate_check`, which refuses an unknown or changed key. pygit2
-passes no host key to Python, so the known_hosts given is copied for each operation
-into a private folder that libgit2 takes as its home (`GIT_OPT_SET_HOMEDIR`, a
-process-wide option: set and restored under a lock, so SSH operations run one at a
-time). Without a match nothing is sent: the check runs before any credential.
+passes no host key to Python, so the known_hosts given is copied, before each
+operation, into a private folder that libgit2 takes as its home (`GIT_OPT_SET_HOMEDIR`,
+a process-wide option set once; a lock held for the whole operation, so SSH operations
+run one at a time and each sees its own known_hosts). Without a match nothing is sent:
+the check runs before any credential.
 
 The key is handed to libssh2 as a path (`pygit2.Keypair`, its public half derived from
 it), never read into a log, a status or an error: messages name the files only.
@@ -99,17 +100,25 @@ class SshKey:
         if problem:
             raise GitAuthError(problem)
         known = self.known_hosts.read_bytes()
-        with _HOME_LOCK, tempfile.TemporaryDirectory(prefix="aifleet-ssh-") as home:
-            ssh = Path(home) / ".ssh"
-            ssh.mkdir(mode=0o700)
-            (ssh / "known_hosts").write_bytes(known)
-            previous = pygit2.settings.homedir
-            pygit2.settings.homedir = home
-            try:
-                yield Callbacks(url, self, lambda host: self.why_refused(url, host))
-            finally:
-                if previous is not None:
-                    pygit2.settings.homedir = previous
+        with _HOME_LOCK:  # held for the whole operation: libgit2 reads the file then
+            (_libgit2_home() / ".ssh" / "known_hosts").write_bytes(known)
+            yield Callbacks(url, self, lambda host: self.why_refused(url, host))
+
+
+_home: Path | None = None
+
+
+def _libgit2_home() -> Path:
+    """The private folder (0700) libgit2 takes as its home, made and set once per
+    process (under `_HOME_LOCK`): setting libgit2's home again while another thread's
+    libgit2 call reads it could race, so it is never changed after that."""
+    global _home
+    if _home is None:
+        home = Path(tempfile.mkdtemp(prefix="aifleet-libgit2-home-"))
+        (home / ".ssh").mkdir(mode=0o700)
+        pygit2.settings.homedir = str(home)
+        _home = home
+    return _home
 
 
 def parse_known_hosts(text: str) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ import pytest
 import structlog
 
 from controllers.demo.sandbox import until
+from tests.gitrepo import GitRepo
 from tests.gitsshserver import git_ssh_server, new_key
 from tests.support.controller import FAST, fast_settings, rolled_out, sandbox
 from workloads.gitsource import GitSource
@@ -32,6 +33,10 @@ def key_lines(path: Path) -> list[str]:
             if line and not line.startswith("-----")]
 
 
+def files_under(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+
+
 def source_conditions(doc: dict[str, object]) -> list[dict[str, str]]:
     source = doc["source"]
     assert isinstance(source, dict)
@@ -43,7 +48,6 @@ async def test_the_controller_fetches_over_ssh_with_its_key_from_a_known_host(
     key = tmp_path / "id_ed25519"
     client = new_key(key)
     known = tmp_path / "known_hosts"
-    home_before = pygit2.settings.homedir
     caplog.set_level(logging.DEBUG)
     async with sandbox(tmp_path) as box:
         with git_ssh_server(tmp_path, client) as server, \
@@ -63,7 +67,8 @@ async def test_the_controller_fetches_over_ssh_with_its_key_from_a_known_host(
         config = (settings.state_dir / "mirror.git" / "config").read_text()
         ledger = json.dumps([r.line() for r in read_ledger(box.repo.path)])
     assert placed and server.url("fleet") in config
-    assert pygit2.settings.homedir == home_before  # libgit2's home is put back
+    # libgit2's home holds the known_hosts given, nothing else
+    assert files_under(Path(pygit2.settings.homedir or "")) == [".ssh", ".ssh/known_hosts"]
     for text in (config, shown, repr(logs), caplog.text, ledger, *pages):
         for line in key_lines(key):
             assert line not in text
@@ -93,6 +98,18 @@ async def test_an_unknown_or_changed_host_key_is_refused_and_the_controller_stay
                 # still running: the corrected Secret is read before the next fetch
                 known.write_text(server.known_hosts_line())
                 await rolled_out(m, box)
+
+
+async def test_a_url_without_a_user_logs_in_as_git(tmp_path: Path) -> None:
+    GitRepo(tmp_path / "fleet").commit({"README.md": "fleet\n"}, "init")
+    key, known = tmp_path / "id_ed25519", tmp_path / "known_hosts"
+    with git_ssh_server(tmp_path, new_key(key)) as server:
+        known.write_text(server.known_hosts_line())
+        url = server.url("fleet").replace("git@", "")
+        result = await GitSource(url, "main", tmp_path / "state",
+                                 credentials=SshKey(key, known)).poll()
+    assert result.observed is not None and not result.conditions
+    assert set(server.users) == {"git"}
 
 
 async def test_a_key_the_server_does_not_accept_is_refused(tmp_path: Path) -> None:
