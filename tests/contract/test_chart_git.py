@@ -8,6 +8,7 @@ render time; a misspelt key by the schema. Secrets never appear by value."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from controllers.gitcreds import git_auth, git_auth_problem
 from controllers.settings import Settings
-from tests.contract.test_chart import CHART, NS, by_kind, run_helm, template
+from tests.contract.test_chart import CHART, NS, ROOT, by_kind, run_helm, template
 from tests.contract.test_helm import _binary as helm_binary
 from workloads.gitauth import TokenFile
 from workloads.githubapp import GithubApp
@@ -42,16 +43,36 @@ def secret_keys() -> dict[str, dict[str, bytes]]:
             "aifleet-github-app": {"private-key.pem": app}}
 
 
-WAYS: dict[str, tuple[tuple[str, ...], type]] = {
-    "token": (("--set", "fleet.repo=https://git.example.com/ml/fleet.git",
-               "--set", "git.tokenSecret=aifleet-git-token"), TokenFile),
-    "ssh": (("--set", "fleet.repo=git@git.example.com:ml/fleet.git",
-             "--set", "git.sshSecret=aifleet-git-ssh"), SshKey),
-    "github-app": (("--set", "fleet.repo=https://github.com/ml/fleet.git",
-                    "--set", "git.githubApp.id=123456",
-                    "--set", "git.githubApp.installationId=7890123",
-                    "--set", "git.githubApp.keySecret=aifleet-github-app"), GithubApp),
-}
+PLACEHOLDERS = {"APP_ID": "123456", "INSTALLATION_ID": "7890123"}
+
+
+def install_md_ways() -> list[tuple[str, ...]]:
+    """The `--set` values of each Git credential way, as docs/install.md gives them
+    (its `Values:` lines, without the parenthesised alternatives)."""
+    text = (ROOT / "docs" / "install.md").read_text()
+    ways = []
+    for para in re.findall(r"Values: (.*?)\n\n", text, re.S):
+        pairs = re.findall(r"`([\w.]+=[^`]+)`", re.sub(r"\([^)]*\)", "", para))
+        ways.append(tuple(a for pair in pairs for a in
+                          ("--set", re.sub("|".join(PLACEHOLDERS),
+                                           lambda m: PLACEHOLDERS[m.group(0)], pair))))
+    return ways
+
+
+WAYS: dict[str, tuple[tuple[str, ...], type]] = dict(zip(
+    ("token", "ssh", "github-app"),
+    zip(install_md_ways(), (TokenFile, SshKey, GithubApp), strict=True), strict=True))
+
+
+def test_install_md_gives_each_way_its_repo_and_secret() -> None:
+    assert [w[0] for w in WAYS.values()] == [
+        ("--set", "fleet.repo=https://git.example.com/ml/fleet.git",
+         "--set", "git.tokenSecret=aifleet-git-token"),
+        ("--set", "fleet.repo=git@git.example.com:ml/fleet.git",
+         "--set", "git.sshSecret=aifleet-git-ssh"),
+        ("--set", "fleet.repo=https://github.com/ml/fleet.git",
+         "--set", "git.githubApp.id=123456", "--set", "git.githubApp.installationId=7890123",
+         "--set", "git.githubApp.keySecret=aifleet-github-app")]
 
 
 @pytest.mark.parametrize("way", WAYS, ids=list(WAYS))
