@@ -56,5 +56,6 @@ def git_auth_problem(settings: Settings) -> str:
     except GitAuthError as e:
         return str(e)
     if settings.git_ssh_key is not None and settings.git_known_hosts is not None:
-        return SshKey(settings.git_ssh_key, settings.git_known_hosts).problem()
+        ssh = SshKey(settings.git_ssh_key, settings.git_known_hosts)
+        return ssh.problem() or ssh.host_problem(settings.repo)
     return ""

@@ -69,6 +69,19 @@ class SshKey:
                     "KEYTYPE KEY', as `ssh-keyscan HOST` prints them)")
         return ""
 
+    def host_problem(self, url: str) -> str:
+        """Why `url`'s host cannot be trusted with this known_hosts (no entry names it),
+        or "": said at start, instead of a first fetch that is sure to be refused."""
+        token = _host_token(_host(url), _port(url))
+        try:
+            entries = parse_known_hosts(self.known_hosts.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            return ""  # said by `problem`
+        if any(_matches(patterns, token) for patterns, _ in entries):
+            return ""
+        return (f"--git-known-hosts {self.known_hosts} has no entry for {token}, the host "
+                "of --repo (add the lines `ssh-keyscan` prints for it)")
+
     def credential(self, username_from_url: str | None,
                    allowed: CredentialType) -> Credential:
         user = username_from_url or self.username
@@ -132,6 +145,13 @@ def parse_known_hosts(text: str) -> list[tuple[str, str]]:
         if len(fields) >= 3:
             out.append((fields[0], fields[1]))
     return out
+
+
+def _host(url: str) -> str:
+    """The host of an ssh:// or scp-style (`user@host:path`) URL."""
+    if "://" in url:
+        return urlsplit(url).hostname or ""
+    return url.split(":", 1)[0].rpartition("@")[2]
 
 
 def _port(url: str) -> int:
