@@ -1,10 +1,11 @@
 """The chart's Git credentials (`git.tokenSecret`, `git.sshSecret`, `git.githubApp`),
-rendered by the real helm: each way is a Secret mounted read-only as files (no subPath,
-so the kubelet updates them when the Secret is rotated) and FLEET_* variables naming
-those files; the settings the controller reads from that environment (values as
-docs/install.md gives them), with the Secret's keys at the mounted paths, start (`git_auth_problem` says nothing) and make
-the credentials of that way. Two ways at once, or half a GitHub App, are refused at
-render time; a misspelt key by the schema. Secrets never appear by value."""
+rendered by the real helm with the values docs/install.md gives: each way is a Secret
+mounted read-only as files (no subPath, so the kubelet updates them when the Secret is
+rotated) and FLEET_* variables naming those files; the settings the controller reads
+from that environment, with the Secret's keys at the mounted paths, start
+(`git_auth_problem` says nothing) and make the credentials of that way. Two ways at
+once, or half a GitHub App, are refused at render time; a misspelt key by the schema.
+Secrets never appear by value."""
 
 from __future__ import annotations
 
