@@ -155,6 +155,11 @@ class GitSource:
             return ""
         return str(obj.message) if isinstance(obj, pygit2.Commit) else ""
 
+    async def descends(self, head: str, base: str) -> bool:
+        """Whether `head` is `base` or a descendant of it in the mirror (read in a
+        worker thread); False when either is not in the mirror."""
+        return await anyio.to_thread.run_sync(self._is_descendant, head, base)
+
     async def read(self, commit: str) -> Snapshot | None:
         """One commit of the mirror (a held commit's base after a restart), or None
         when it cannot be read."""
