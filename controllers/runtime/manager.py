@@ -51,7 +51,7 @@ from clusters.leader import LeaderElector
 from controllers.forge import CommitStatusPoster, StatusState
 from controllers.persist import lastplan
 from controllers.persist.sharedplan import SharedPlan
-from controllers.runtime import busy, manager_io, sourceguard, triggers
+from controllers.runtime import busy, handover, manager_io, sourceguard, triggers
 from controllers.runtime.clusterset import ClusterSet
 from controllers.runtime.deletions import DeletionGuard
 from controllers.runtime.desired import DesiredState, RenderFn
@@ -205,7 +205,8 @@ class Manager:
         self.leadership = Leadership(
             elect=settings.leader_elect, identity=settings.identity, home=self.home,
             adapters=self.adapters, holding=lambda: self.source.holding,
-            blocked=self.blocked, tick=tick, lease_duration=lease_duration)
+            blocked=self.blocked, tick=tick, lease_duration=lease_duration,
+            prepare=lambda: handover.take_over(self))
         """May this replica write (`controllers.runtime.leadership`)."""
         self.startup_sync_timeout = startup_sync_timeout
         self.home_wait = startup_sync_timeout
@@ -219,6 +220,8 @@ class Manager:
         self.last_plan = lastplan.LastPlan(settings.state_dir, SharedPlan(
             self.home.client, self.may_act))
         self.guard = SourceGuard(settings.state_dir, self.home.client, self.may_act)
+        self.shared = handover.make(self)
+        """Suspensions, holds, retirements in the home (`controllers.runtime.handover`)."""
         kept = self.guard.load()
         self.source.applied, self.source.refused = kept.applied, kept.refused
         self._guard_lock = asyncio.Lock()
@@ -245,6 +248,7 @@ class Manager:
                 tg.start_soon(self.loop_lag.run)
                 tg.start_soon(busy.warm, self.placer)
                 tg.start_soon(self.home.connect)
+                tg.start_soon(handover.keep_shared, self)
                 tg.start_soon(self._source_loop)
                 tg.start_soon(self._placement_loop)
                 tg.start_soon(self._watch_loop)
@@ -292,7 +296,7 @@ class Manager:
                 await self._fetch_wake.wait()
 
     async def fetch_once(self) -> None:
-        await sourceguard.read_shared_base(self)
+        await handover.before_fetch(self)
         result = await self.source.poll()
         await self.keep_guard()
         conditions = result.conditions
