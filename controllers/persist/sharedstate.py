@@ -9,11 +9,13 @@ controller's namespace in the home cluster (`clusters.home`), named
 - the body is the state file's own versioned JSON, gzipped and base64-encoded in
   `binaryData` (`state.json.gz`), with its sha256 in `data.sha256`;
 - a body over `CHUNK` bytes (a ConfigMap holds at most 1 MiB: `clusters.configmap`) is
-  split: the head ConfigMap keeps the first chunk and names the parts
-  (`data.parts`), each further chunk goes to `aifleet-state-<name>-<digest>-<i>`. The
-  parts are written before the head that names them and carry the digest in their
-  name, so a writer that dies half-way leaves the previous head whole (a reader checks
-  the digest of what it joined); parts no head names any more are deleted afterwards;
+  split, into at most `MAX_PARTS` ConfigMaps: the head keeps the first chunk and names
+  the others (`data.parts`, `data.slot`), which live in one of two slots,
+  `aifleet-state-<name>-a<i>` or `-b<i>`, each carrying the whole body's digest. A write
+  fills the slot the head does not name, then replaces the head: a writer that dies
+  half-way leaves the previous head and its slot whole. The names are fixed, so the
+  chart's Role can list them (`configmap_names`); a body too big for `MAX_PARTS` is not
+  written (said; the state dir keeps it);
 - every write is the leader's and is fenced like its cluster writes: only while it may
   act, after the Lease still names it (`Leadership.confirm_lease`), never over a head
   written by a newer generation (annotation `aifleet.dev/lease-generation`, in the
@@ -47,6 +49,11 @@ PREFIX = "aifleet-state-"
 KEY = "state.json.gz"
 CHUNK = 512 * 1024
 """Bytes of base64 per ConfigMap: half the 1 MiB limit, leaving room for the rest."""
+MAX_PARTS = 3
+"""ConfigMaps per document at most (1.5 MiB of gzipped JSON: ~100,000 suspensions)."""
+SLOTS = ("a", "b")
+PIECES = ("suspended", "held", "adopted", "retiring")
+"""The documents kept this way (`controllers.runtime.handover` says what each is)."""
 GENERATION = "aifleet.dev/lease-generation"
 
 
@@ -58,8 +65,15 @@ def configmap_name(name: str) -> str:
     return PREFIX + name
 
 
-def part_name(name: str, digest: str, i: int) -> str:
-    return f"{PREFIX}{name}-{digest[:12]}-{i}"
+def part_name(name: str, slot: str, i: int) -> str:
+    return f"{PREFIX}{name}-{slot}{i}"
+
+
+def configmap_names() -> list[str]:
+    """Every ConfigMap name this store may use (the chart's Role lists them)."""
+    return [n for name in PIECES for n in (
+        configmap_name(name), *(part_name(name, slot, i) for slot in SLOTS
+                                for i in range(1, MAX_PARTS)))]
 
 
 def encode(doc: dict[str, Any], chunk: int = CHUNK) -> tuple[str, list[str]]:
@@ -111,11 +125,13 @@ class SharedStore:
                 return None
             data = dict(head.get("data") or {})
             digest, parts = str(data.get("sha256", "")), int(data.get("parts", "1"))
+            slot = str(data.get("slot", SLOTS[0]))
             chunks = [str((head.get("binaryData") or {}).get(KEY, ""))]
-            for i in range(1, parts):
-                part = await get_configmap(client, part_name(name, digest, i))
-                if part is None:
-                    raise Unreadable(f"{configmap_name(name)}: part {i} missing")
+            for i in range(1, min(parts, MAX_PARTS)):
+                part = await get_configmap(client, part_name(name, slot, i))
+                if part is None or (part.get("data") or {}).get("sha256") != digest:
+                    # rewritten under us (the next write fills this slot): again later
+                    raise Unreadable(f"{configmap_name(name)}: part {i} is being rewritten")
                 chunks.append(str((part.get("binaryData") or {}).get(KEY, "")))
             return decode(digest, chunks)
         except (ClusterError, TimeoutError) as e:
@@ -145,6 +161,9 @@ class SharedStore:
 
     async def _write(self, client: KubeClient, name: str, doc: dict[str, Any]) -> str | None:
         digest, chunks = encode(doc, self.chunk)
+        if len(chunks) > MAX_PARTS:
+            log.error("shared_state_too_big", name=configmap_name(name), parts=len(chunks))
+            return f"{configmap_name(name)} would need {len(chunks)} ConfigMaps"
         head = await get_configmap(client, configmap_name(name))
         generation = self.generation()
         old_meta = (head or {}).get("metadata") or {}
@@ -154,24 +173,21 @@ class SharedStore:
             log.warning("shared_state_fenced", name=configmap_name(name),
                         generation=generation, written_by=int(written_by))
             return f"written by a newer leader (generation {written_by})"
+        old = dict((head or {}).get("data") or {})
+        slot = SLOTS[1] if old.get("slot", SLOTS[1]) == SLOTS[0] else SLOTS[0]
         for i, piece in enumerate(chunks[1:], start=1):
-            await put_configmap(client, part_name(name, digest, i), {
+            await put_configmap(client, part_name(name, slot, i), {
                 "data": {"sha256": digest}, "binaryData": {KEY: piece}})
         await put_configmap(
             client, configmap_name(name),
-            {"data": {"sha256": digest, "parts": str(len(chunks))},
+            {"data": {"sha256": digest, "parts": str(len(chunks)), "slot": slot},
              "binaryData": {KEY: chunks[0]}},
             annotations={GENERATION: str(generation or 0)},
             resource_version=old_meta.get("resourceVersion"))
-        await self._forget_parts(client, name, head, digest)
+        # The previous slot's parts, named by no head now (a reader of the old head
+        # that meets one missing reads again: Unreadable, never a wrong document).
+        old_parts = str(old.get("parts", "1"))
+        if old.get("slot") in SLOTS and old["slot"] != slot and old_parts.isdigit():
+            for i in range(1, min(int(old_parts), MAX_PARTS)):
+                await delete_configmap(client, part_name(name, str(old["slot"]), i))
         return None
-
-    async def _forget_parts(self, client: KubeClient, name: str,
-                            old: dict[str, Any] | None, digest: str) -> None:
-        """Delete the parts the previous head named (no head names them any more)."""
-        data = dict((old or {}).get("data") or {})
-        old_digest, parts = str(data.get("sha256", "")), data.get("parts", "1")
-        if not old_digest or old_digest == digest or not str(parts).isdigit():
-            return
-        for i in range(1, int(parts)):
-            await delete_configmap(client, part_name(name, old_digest, i))

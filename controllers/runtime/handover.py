@@ -43,7 +43,7 @@ import structlog
 
 from clusters.configmap import get_configmap
 from clusters.errors import ClusterError
-from controllers.persist.sharedstate import SharedStore, Unreadable
+from controllers.persist.sharedstate import PIECES, SharedStore, Unreadable
 from controllers.runtime import sourceguard
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-PIECES = ("suspended", "held", "adopted", "retiring")
 RETRY_EVERY = 2.0
 """Seconds between attempts to write a piece the home did not take."""
 
