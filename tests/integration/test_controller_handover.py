@@ -271,3 +271,43 @@ async def test_a_rollback_taken_while_the_home_was_unreadable_is_not_applied_on_
         dep = deployment(box, serve_on, "serve")
         assert dep is not None and dep["spec"]["replicas"] == 2
         tg.cancel_scope.cancel()
+
+
+async def test_a_drain_the_leader_started_is_finished_by_a_new_replica(
+        tmp_path: Path) -> None:
+    # The leader starts draining a cluster whose Cluster file was removed, but the
+    # cluster refuses the deletes; the leader dies. The replica that takes over is a
+    # new pod, and the fleet's applied commit lags (Jobs are refused everywhere), so
+    # neither the repo nor that commit says how to reach the cluster: only the
+    # leader's `retiring` copy in the home does.
+    async with sandbox(tmp_path, home=True) as box, anyio.create_task_group() as tg:
+        assert box.sim is not None and box.home is not None
+        for sim_cluster in box.sim.clusters.values():
+            sim_cluster.faults.fail_next(1_000_000, 503, prefix=JOB_WRITES)
+        a, kill_a = await replica(tg, box, "a", tmp_path)
+        await until(lambda: leading(a), 20, what="a leads")
+        await until(lambda: SERVE in where(a.status()) and any(
+            deployment(box, c, "serve") for c in box.sim.clusters), 20, what="serve runs")
+        gone = where(a.status())[SERVE][0]
+        box.sim.clusters[gone].faults.fail_next(1_000_000, 503,
+                                                prefix="/apis/apps/v1/namespaces/")
+        box.repo.commit({f"clusters/{gone}.yaml": None}, f"retire {gone}")
+        a.trigger_fetch()
+        await until(lambda: gone in a.retiring, 20, what="a drains")
+        await until(lambda: (a.shared.published.get("retiring") or {}).get(
+            "clusters", {}).get(gone) is not None, 10, what="a shared the drain")
+        assert deployment(box, gone, "serve") is not None  # the drain cannot delete yet
+        assert a.status()["source"]["appliedCommit"] is None
+        b, _ = await replica(tg, box, "b", tmp_path)
+        await until(lambda: b.desired.plan is not None and b.elector is not None, 20,
+                    what="b follows")
+        await kill_a()
+        for sim_cluster in box.sim.clusters.values():
+            sim_cluster.faults.clear()
+        await until(lambda: leading(b), 20, what="b took over")
+        await until(lambda: deployment(box, gone, "serve") is None and gone not in b.adapters,
+                    30, what="b finished the drain")
+        await until(lambda: any(deployment(box, c, "serve") is not None
+                                for c in box.sim.clusters if c != gone), 20,
+                    what="serve runs elsewhere")
+        tg.cancel_scope.cancel()
