@@ -157,7 +157,16 @@ class DeletionGuard:
             return None
         commit, base, holds = held.get("commit"), held.get("base"), held.get("holds")
         if commit is None:
-            return None  # the leader holds nothing: this replica's own judgement stands
+            # The leader holds nothing: a hold in this replica's own (older) file is
+            # not served at start; a hold this process made itself stands.
+            self._restored = None
+            if not self.holds and self.saved is not None:
+                self.saved = None
+                try:
+                    clear_held(self.state_dir)
+                except OSError as e:
+                    log.warning("held_not_cleared", error=f"{type(e).__name__}: {e}")
+            return None
         if not isinstance(commit, str) or not (base is None or isinstance(base, str)) \
                 or not isinstance(holds, list) or not all(
                     isinstance(h, dict) and all(isinstance(v, str) for v in h.values())
