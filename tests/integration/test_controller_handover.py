@@ -311,3 +311,25 @@ async def test_a_drain_the_leader_started_is_finished_by_a_new_replica(
                                 for c in box.sim.clusters if c != gone), 20,
                     what="serve runs elsewhere")
         tg.cancel_scope.cancel()
+
+
+async def test_a_suspension_the_home_cannot_take_yet_is_said_and_saved_later(
+        tmp_path: Path) -> None:
+    async with sandbox(tmp_path, home=True) as box, anyio.create_task_group() as tg:
+        assert box.home is not None
+        home = box.home.clusters["home"]
+        a, _ = await replica(tg, box, "a", tmp_path)
+        await until(lambda: leading(a), 20, what="a leads")
+        await rolled_out(a, box)
+        home.faults.fail_next(1_000_000, 503, prefix=(
+            "/api/v1/namespaces/aifleet-system/configmaps/aifleet-state-suspended"))
+        r = await fleet("suspend", SERVE, "--server", f"http://127.0.0.1:{a.port}")
+        assert r.returncode == 0, r.stderr
+        assert "not yet saved in the home cluster" in r.stdout
+        await until(lambda: condition(a.status(), "SharedStateNotSaved") is not None, 10,
+                    what="status says so")
+        home.faults.clear()
+        await until(lambda: condition(a.status(), "SharedStateNotSaved") is None, 10,
+                    what="saved once the home answers")
+        assert a.shared.published["suspended"]["workloads"].keys() == {SERVE}
+        tg.cancel_scope.cancel()
