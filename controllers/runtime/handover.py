@@ -196,9 +196,9 @@ async def before_fetch(m: Manager) -> None:
 async def take_over(m: Manager) -> bool:
     """This replica holds the Lease: before it may act, the home's state. True when
     read and taken; False (not acting yet, tried again next tick) when the home cannot
-    be read, or while the commit it serves does not descend from the leader's applied
+    be read, while the commit it serves does not descend from the leader's applied
     commit (a rollback it took while it could not read the home: a fetch now refuses
-    it and serves that commit)."""
+    it and serves that commit), and until the commit it serves is planned."""
     client = m.home.client()
     if client is None:
         return False
@@ -220,6 +220,12 @@ async def take_over(m: Manager) -> bool:
             m.trigger_fetch()
             return False
     if not await load(m, strict=True):
+        return False
+    plan = m.desired.plan
+    if plan is not None and plan.commit != m.desired.head:
+        # What it serves changed (a held commit's base served again, or a commit just
+        # adopted): act on its plan, never on the previous commit's.
+        m.trigger_plan()
         return False
     log.info("leadership_taken_over", suspended=len(m.suspensions.workloads)
              + len(m.suspensions.clusters), held=m.deletions.saved is not None,

@@ -333,3 +333,43 @@ async def test_a_suspension_the_home_cannot_take_yet_is_said_and_saved_later(
                     what="saved once the home answers")
         assert a.shared.published["suspended"]["workloads"].keys() == {SERVE}
         tg.cancel_scope.cancel()
+
+
+async def test_a_follower_that_adopted_a_held_commit_serves_the_leaders_base_on_takeover(
+        tmp_path: Path) -> None:
+    # Like the held test above, but the new replica could not read the held copy when
+    # it started (the home refused those reads), so it adopted the held commit as its
+    # view. Taking over, it reads the hold and goes back to the commit the leader
+    # served, planned, before it writes anything.
+    async with sandbox(tmp_path, bigger_fleet(), home=True) as box, \
+            anyio.create_task_group() as tg:
+        assert box.sim is not None and box.home is not None
+        home = box.home.clusters["home"]
+        for sim_cluster in box.sim.clusters.values():
+            sim_cluster.faults.fail_next(10_000, 503, prefix=JOB_WRITES)
+        a, kill_a = await replica(tg, box, "a", tmp_path)
+        await until(lambda: leading(a), 20, what="a leads")
+        await until(lambda: len(running_svcs(box)) == 10, 30, what="services rolled out")
+        head = box.repo.commit({f"workloads/nlp-team/svc-{i}.yaml": None for i in range(9)},
+                               "drop most services")
+        a.trigger_fetch()
+        await until(lambda: held(a) is not None, 20, what="a holds the deletion")
+        await until(lambda: (a.shared.published.get("held") or {}).get("commit") == head,
+                    10, what="a shared the hold")
+        for piece in ("held", "adopted"):
+            home.faults.fail_next(1_000_000, 503, prefix=(
+                f"/api/v1/namespaces/aifleet-system/configmaps/aifleet-state-{piece}"))
+        b, _ = await replica(tg, box, "b", tmp_path)
+        await until(lambda: b.desired.head == head, 20, what="b adopted the held commit")
+        await kill_a()
+        await until(lambda: b.elector is not None and b.elector.is_leader, 20,
+                    what="b holds the Lease")
+        home.faults.clear()
+        await until(lambda: leading(b), 20, what="b took over")
+        await until(lambda: b.reconciler.totals.runs >= len(b.adapters), 20,
+                    what="b reconciled every cluster")
+        assert len(running_svcs(box)) == 10
+        assert b.desired.head == box.first_commit
+        cond = held(b)
+        assert cond is not None and cond["reason"] == "MassDeletion"
+        tg.cancel_scope.cancel()
