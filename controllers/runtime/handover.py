@@ -67,6 +67,8 @@ class SharedState:
         replica publish its own (never its stale cache over the leader's)."""
         self.error = ""
         """Why the last publish failed, or ""."""
+        self.lock = anyio.Lock()
+        """One publish at a time (the loop's and `fleet suspend`'s)."""
 
 
 def make(m: Manager) -> SharedState:
@@ -95,26 +97,31 @@ async def publish(m: Manager) -> str | None:
     shared = m.shared
     if not m.home.configured or not shared.loaded or not m.may_act():
         return None
-    why: str | None = None
-    for name, doc in local_docs(m).items():
-        if shared.published.get(name) == doc:
-            continue
-        failed = await shared.store.write(name, doc)
-        if failed is None:
-            shared.published[name] = doc
-            log.info("shared_state_saved", piece=name)
-        else:
-            why = why or failed
-    if (why or "") != shared.error and why:
-        log.warning("shared_state_not_saved", error=why)
-    shared.error = why or ""
-    return why
+    async with shared.lock:
+        why: str | None = None
+        for name, doc in local_docs(m).items():
+            if shared.published.get(name) == doc:
+                continue
+            failed = await shared.store.write(name, doc)
+            if failed is None:
+                shared.published[name] = doc
+                log.info("shared_state_saved", piece=name)
+            else:
+                why = why or failed
+        if (why or "") != shared.error and why:
+            log.warning("shared_state_not_saved", error=why)
+        shared.error = why or ""
+        return why
 
 
 async def keep_shared(m: Manager) -> None:
     """Publish what changed, every tick (after a failure, every `RETRY_EVERY`)."""
     while True:
-        failed = await publish(m)
+        try:
+            failed = await publish(m)
+        except Exception as e:  # noqa: BLE001 - the loop driver: say it, try again
+            failed = m.shared.error = f"{type(e).__name__}: {e}"
+            log.error("shared_state_publish_failed", error=failed)
         await anyio.sleep(RETRY_EVERY if failed else m.tick)
 
 
@@ -177,6 +184,13 @@ async def before_fetch(m: Manager) -> None:
     await sourceguard.read_shared_base(m)
     if not m.home.configured:
         return
+    try:
+        await _refresh(m)
+    except Exception as e:  # noqa: BLE001 - the source loop must not die of it
+        log.error("shared_state_read_failed", error=f"{type(e).__name__}: {e}")
+
+
+async def _refresh(m: Manager) -> None:
     if not m.shared.loaded:
         if m.home.is_management:
             with anyio.move_on_after(m.startup_sync_timeout):
