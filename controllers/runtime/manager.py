@@ -42,7 +42,7 @@ from clusters.home import Home
 from clusters.leader import LeaderElector
 from controllers.forge import CommitStatusPoster
 from controllers.persist import lastplan
-from controllers.runtime import busy, manager_io
+from controllers.runtime import busy, handover, manager_io
 from controllers.runtime.clusterset import ClusterSet, connection_of
 from controllers.runtime.deletions import DeletionGuard
 from controllers.runtime.desired import DesiredState, RenderFn
@@ -148,7 +148,8 @@ class Manager:
         self.leadership = Leadership(
             elect=settings.leader_elect, identity=settings.identity, home=self.home,
             adapters=self.adapters, holding=self._holding, blocked=self.records.blocked,
-            tick=tick, lease_duration=lease_duration)
+            tick=tick, lease_duration=lease_duration,
+            prepare=lambda: handover.take_over(self))
         """May this replica write (`controllers.runtime.leadership`)."""
         self.placement = PlacementLoop(
             settings, place or default_place(settings), desired=self.desired,
@@ -163,7 +164,11 @@ class Manager:
             home=self.home, feed=self.feed, metrics=self.metrics, may_act=self.may_act,
             post_status=self.rollout.post_status, plan=self.placement.trigger,
             knows_what_runs=self.placement.knows_what_runs, task_group=self._task_group,
-            tick=tick, startup_sync_timeout=startup_sync_timeout)
+            tick=tick, startup_sync_timeout=startup_sync_timeout,
+            before_fetch=lambda: handover.before_fetch(self))
+        self.startup_sync_timeout = startup_sync_timeout
+        self.shared = handover.make(self)
+        """Suspensions, holds, retirements in the home (`controllers.runtime.handover`)."""
         self.metrics.scrape_with(manager_collector(self))
 
     # ------------------------------------------------------------------ wiring
@@ -220,6 +225,7 @@ class Manager:
                 tg.start_soon(self.loop_lag.run)
                 tg.start_soon(busy.warm, self.placer)
                 tg.start_soon(self.home.connect)
+                tg.start_soon(handover.keep_shared, self)
                 tg.start_soon(self.sources.run)
                 tg.start_soon(self.placement.run)
                 tg.start_soon(self.placement.watch)
