@@ -54,6 +54,7 @@ from controllers.persist import lastplan
 from controllers.persist.sharedplan import SharedPlan
 from controllers.runtime import busy, manager_io, sourceguard, triggers
 from controllers.runtime.clusterset import ClusterSet
+from controllers.runtime.credwatch import CredentialsWatch
 from controllers.runtime.deletions import DeletionGuard
 from controllers.runtime.desired import DesiredState, RenderFn
 from controllers.runtime.fleetstate import (
@@ -195,6 +196,11 @@ class Manager:
             task_group=lambda: self._tg, home_client=self._management_client,
             namespace=self.home.namespace)
         """One adapter per Cluster file (`controllers.runtime.clusterset`)."""
+        self.credentials = CredentialsWatch(
+            self.clusters, home_client=self._management_client,
+            spec=lambda: self.desired.spec, connection_of=self.clusters.connection_of,
+            resync=self._retry_connections, every=settings.poll_interval)
+        """Changed and deleted credentials Secrets (`controllers.runtime.credwatch`)."""
         self.leadership = Leadership(
             elect=settings.leader_elect, identity=settings.identity, home=self.home,
             adapters=self.adapters, holding=lambda: self.source.holding,
@@ -245,6 +251,8 @@ class Manager:
                 tg.start_soon(self.queue.run)
                 if self.settings.leader_elect:
                     tg.start_soon(self.leadership.run)
+                if self.settings.cluster_secrets:
+                    tg.start_soon(self.credentials.run)
                 run_events = getattr(self.events, "run", None)
                 if run_events is not None:
                     tg.start_soon(run_events)

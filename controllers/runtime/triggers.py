@@ -32,6 +32,9 @@ async def watch_loop(m: Manager) -> None:
     window of five times the last placement's cost (`busy.Replans` counts them): a
     controller busy enough to see health flap does not also re-plan per flap."""
     seen: dict[str, tuple[Any, ...]] = {}
+    known: dict[str, object] = {}
+    """The adapter each `seen` entry is of: a reconnected cluster (its credentials
+    Secret changed) is a new adapter, listed afresh, so it counts as new."""
     last_plan = time.monotonic()
     capacity_dirty = False
     while True:
@@ -39,8 +42,8 @@ async def watch_loop(m: Manager) -> None:
         urgent = False
         for name, a in list(m.adapters.items()):
             state = (a.capacity_version, a.health_state, a.synced.is_set())
-            before = seen.get(name)
-            seen[name] = state
+            before = seen.get(name) if known.get(name) is a else None
+            seen[name], known[name] = state, a
             if before == state:
                 continue
             if before is None or before[1:] != state[1:]:
