@@ -48,6 +48,7 @@ from clusters.apply import DriftReport
 from clusters.client import KubeClient
 from clusters.home import Home
 from clusters.leader import LeaderElector
+from clusters.namespace import resolve as resolve_namespace
 from controllers.forge import CommitStatusPoster, StatusState
 from controllers.gitcreds import git_auth
 from controllers.persist import lastplan
@@ -148,7 +149,11 @@ class Manager:
                                 subdir=settings.subdir,
                                 allow_non_fast_forward=settings.allow_non_fast_forward,
                                 verifier=_verifier(settings),
-                                credentials=git_auth(settings))
+                                credentials=git_auth(settings),
+                                controller_namespace=resolve_namespace(
+                                    settings.namespace,
+                                    home_in_cluster=settings.home_in_cluster,
+                                    serviceaccount_dir=settings.serviceaccount_dir))
         self.desired = DesiredState(render or _default_render())
         self.adapters: dict[str, ClusterAdapter] = {}
         self.retirement = Retirement(settings.state_dir)
