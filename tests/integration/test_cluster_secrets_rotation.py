@@ -162,3 +162,52 @@ async def test_a_deleted_secret_makes_the_cluster_unreachable_and_deletes_nothin
         for c in box.sim.clusters.values() if box.sim else ():
             assert c.token not in text
             assert c.token not in logs.out + logs.err
+
+
+async def test_what_is_not_a_new_credential_changes_nothing_and_a_broken_one_cuts_off(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """An annotation reconnects nothing; a LIST the management cluster fails is not a
+    deletion; a Secret changed to hold no credentials cuts its cluster off (the old
+    token is not used on) until it is fixed."""
+    async with sandbox(tmp_path, home=True) as box:
+        await started(box, tmp_path)
+        async with box.controller(settings_for(box, tmp_path),  # type: ignore[arg-type]
+                                  adapter_options=FAST) as m:
+            await rolled_out(m, box)
+            assert box.sim is not None and box.home is not None
+            before = dict(m.adapters)
+            path = f"/api/v1/namespaces/{NS}/secrets/eu-par-1"
+            await home_request(box, "PATCH", path,
+                               {"metadata": {"annotations": {"owner": "platform"}}},
+                               "application/merge-patch+json")
+            checks = m.credentials.checks
+            await until(lambda: m.credentials.checks >= checks + 2, 20, what="two looks")
+            assert m.adapters == before and all(
+                m.adapters[n] is a for n, a in before.items())
+            # The management cluster fails every LIST of the Secrets for a while.
+            faults = box.home.clusters["home"].faults
+            faults.fail_next(10_000, 503, prefix=f"/api/v1/namespaces/{NS}/secrets")
+            checks = m.credentials.checks
+            await until(lambda: m.credentials.checks >= checks + 3, 30,
+                        what="three looks that failed")
+            assert all(m.adapters[n] is a for n, a in before.items())
+            assert all(health(m, n)["health"] != "Unreachable" for n in CLUSTERS)
+            faults.clear()
+            # No credentials in it any more: cut off, the key named, no value.
+            await home_request(box, "PATCH", path, {"data": {"token": None}},
+                               "application/merge-patch+json")
+            await until(lambda: health(m, "eu-par-1")["health"] == "Unreachable", 20,
+                        what="cut off once its Secret holds no credentials")
+            row = health(m, "eu-par-1")
+            assert row["reason"] == "CredentialsUnusable", row
+            assert "no credentials: give 'token'" in str(row["message"]), row
+            assert all(m.adapters[n] is before[n] for n in CLUSTERS if n != "eu-par-1")
+            await set_token(box, "eu-par-1", box.sim.clusters["eu-par-1"].token)
+            await until(lambda: health(m, "eu-par-1")["health"] == "Healthy", 20,
+                        what="connected again once the Secret is fixed")
+            text = shown(m)
+        logs = capfd.readouterr()
+        assert "credentials_list_failed" in logs.out + logs.err
+        for c in box.sim.clusters.values():
+            assert c.token not in text
+            assert c.token not in logs.out + logs.err
