@@ -108,6 +108,8 @@ async def test_a_rotated_token_reconnects_that_cluster_alone_and_it_keeps_syncin
                         and m.adapters[cluster].synced.is_set(), 20,
                         what="the cluster reconnected with its new token")
             assert all(m.adapters[n] is before[n] for n in CLUSTERS if n != cluster)
+            await until(lambda: before[cluster].client.transport._session is None, 5,
+                        what="the old client closed")
             member.accept_tokens(new)  # the old token revoked: 401 from now on
             # Still synced with the new credentials: drift there is corrected.
             await inject_replica_drift(box.sim, cluster, ns, name, replicas + 3)
