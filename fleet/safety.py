@@ -447,14 +447,21 @@ SYSTEM_PREFIXES = ("kube-", "aifleet-", "openshift-")
 WORKLOAD_SUFFIXES = (".yaml", ".yml")
 
 
-def tenant_namespace_problem(team: str) -> str | None:
+def tenant_namespace_problem(team: str, controller_namespace: str | None = None
+                             ) -> str | None:
     """Why `workloads/<team>/` may not hold workloads, or None when it may.
 
     Invariant: the controller never writes into (or labels as managed) a namespace it
-    does not own: kube-*, default, aifleet-*, openshift-*."""
+    does not own: kube-*, default, aifleet-*, openshift-*, and its own namespace
+    (`controller_namespace`, `--namespace`: its Lease, its state and the members'
+    credentials Secrets live there, so a tenant's pods there could read them)."""
     if team in SYSTEM_NAMESPACES or team.startswith(SYSTEM_PREFIXES):
         return (f"namespace {team} is reserved to the cluster or the controller "
                 f"(kube-*, default, aifleet-*, openshift-*): a team folder may not use it")
+    if controller_namespace is not None and team == controller_namespace:
+        return (f"namespace {team} is the controller's own (--namespace: its Lease, state "
+                "and the members' credentials Secrets live there): a team folder may not "
+                "use it")
     return None
 
 

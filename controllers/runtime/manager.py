@@ -44,6 +44,7 @@ from controllers.forge import CommitStatusPoster
 from controllers.persist import lastplan
 from controllers.runtime import busy, handover, manager_io
 from controllers.runtime.clusterset import ClusterSet, connection_of
+from controllers.runtime.credwatch import CredentialsWatch
 from controllers.runtime.deletions import DeletionGuard
 from controllers.runtime.desired import DesiredState, RenderFn
 from controllers.runtime.driftlog import DriftLog
@@ -145,6 +146,11 @@ class Manager:
             task_group=self._task_group, home_client=self._management_client,
             namespace=self.home.namespace)
         """One adapter per Cluster file (`controllers.runtime.clusterset`)."""
+        self.credentials = CredentialsWatch(
+            self.clusters, home_client=self._management_client,
+            spec=lambda: self.desired.spec, connection_of=self.clusters.connection_of,
+            resync=lambda: self.sources.retry_connections(), every=settings.poll_interval)
+        """Changed and deleted credentials Secrets (`controllers.runtime.credwatch`)."""
         self.leadership = Leadership(
             elect=settings.leader_elect, identity=settings.identity, home=self.home,
             adapters=self.adapters, holding=self._holding, blocked=self.records.blocked,
@@ -232,6 +238,10 @@ class Manager:
                 tg.start_soon(self.queue.run)
                 if self.settings.leader_elect:
                     tg.start_soon(self.leadership.run)
+                if self.settings.cluster_secrets:
+                    tg.start_soon(self.credentials.run)
+                if self.settings.cluster_secrets:
+                    tg.start_soon(self.credentials.run)
                 run_events = getattr(self.events, "run", None)
                 if run_events is not None:
                     tg.start_soon(run_events)

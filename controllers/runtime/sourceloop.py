@@ -82,7 +82,8 @@ class SourceLoop:
                                 subdir=settings.subdir,
                                 allow_non_fast_forward=settings.allow_non_fast_forward,
                                 verifier=_verifier(settings),
-                                credentials=git_auth(settings))
+                                credentials=git_auth(settings),
+                                controller_namespace=home.namespace)
         self.deletions = DeletionGuard(settings.state_dir, DeletionLimits(
             max_retire_per_commit=settings.max_retire_per_commit,
             max_deletion_fraction=settings.max_deletion_fraction))
@@ -167,7 +168,7 @@ class SourceLoop:
         if snap is not None:
             await self._adopt(snap)
         elif self.clusters.connect_errors and self.desired.spec is not None:
-            await self._retry_connections()
+            await self.retry_connections()
 
     def _report_unverified(self) -> None:
         """A head refused for its signature (`--verify-signatures`): said once per head
@@ -338,7 +339,7 @@ class SourceLoop:
             self.post_status(snap.commit, name, "pending", "rolling out")
         self.plan()
 
-    async def _retry_connections(self) -> None:
+    async def retry_connections(self) -> None:
         """Clusters that could not connect are tried again on every poll, not only on
         a new commit: a credentials Secret made after the start, a kubeconfig mounted
         late, a cluster that came up."""
