@@ -314,8 +314,8 @@ def copy_still_running(objects_listed: bool, pod_phases: Iterable[str]) -> bool:
 
 def gang_start_waits(*, gang: bool, runs_here: bool, held_elsewhere: Set[str]) -> str | None:
     """Invariant: a gang never starts on a cluster while another cluster that answers
-    still holds a copy of it (`copy_still_running`), or has not listed yet what runs
-    there; None: it may start here, else why it waits.
+    still holds a copy of it (`copy_still_running`); None: it may start here, else why
+    it waits.
 
     `held_elsewhere`: those other clusters (the caller leaves out the clusters that do
     not answer: a failover does not wait for them). A copy already running here is not

@@ -268,7 +268,7 @@ def plan_cluster(objects: Iterable[Manifest], apply: Mapping[str, str], *,
     still running on a retiring cluster that answers; `forbidden`: live copies
     residency forbids here (`fleet.safety.residency_forbids`); `gangs`: the labels of
     gang workloads; `held_elsewhere`: label -> the other clusters that answer and still
-    hold a copy of it, or have not listed yet (`fleet.safety.copy_still_running`).
+    hold a copy of it (`fleet.safety.copy_still_running`).
 
     Invariants: residency first: a forbidden copy is deleted whatever else holds it
     (suspension, last good state, a failed apply), except that a pass never empties the

@@ -268,18 +268,17 @@ class ClusterReconciler:
 
     def _held_elsewhere(self, name: str, starting: Set[str]) -> dict[str, set[str]]:
         """For gangs about to start here: the other clusters, retiring ones included,
-        that may still run a copy -- its objects listed or its pods not terminated
-        (`fleet.safety.copy_still_running`), or not listed yet. A cluster that does not
-        answer is left out: a failover does not wait for it."""
+        that still run a copy -- its objects listed or its pods not terminated
+        (`fleet.safety.copy_still_running`). A cluster that does not answer is left
+        out (a failover does not wait for it), and so is one not listed yet (only a
+        newly connected one: the first plan waits for every cluster to list, and a
+        returning one keeps its last listing): one cluster whose lists fail must not
+        stop every gang of the fleet from starting."""
         out: dict[str, set[str]] = {}
         if not starting:
             return out
         for other, a in sorted(self.adapters.items()):
-            if other == name or a.health_state == "Unreachable":
-                continue
-            if not a.synced.is_set():  # what runs there is not known yet
-                for label in starting:
-                    out.setdefault(label, set()).add(other)
+            if other == name or a.health_state == "Unreachable" or not a.synced.is_set():
                 continue
             listed, pods = a.live_workloads(), a.pods_by_workload()
             for label in starting:
