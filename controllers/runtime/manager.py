@@ -240,8 +240,6 @@ class Manager:
                     tg.start_soon(self.leadership.run)
                 if self.settings.cluster_secrets:
                     tg.start_soon(self.credentials.run)
-                if self.settings.cluster_secrets:
-                    tg.start_soon(self.credentials.run)
                 run_events = getattr(self.events, "run", None)
                 if run_events is not None:
                     tg.start_soon(run_events)
