@@ -78,9 +78,11 @@ async def ensure_namespace(client: KubeClient, name: str = LEASE_NAMESPACE) -> N
 class LeaderElector:
     def __init__(self, client: KubeClient, identity: str, *, duration: float = 15.0,
                  renew_every: float | None = None, margin: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, name: str = LEASE_NAME) -> None:
         self.client = client
         self.identity = identity
+        self.name = name
+        """The Lease: the leader's, or a shard's (`clusters.shardlease`)."""
         self.duration = duration
         self.renew_every = renew_every or duration / 3
         self.margin = margin
@@ -109,7 +111,7 @@ class LeaderElector:
                 return None
             try:
                 lease = await self.client.request(
-                    "GET", LEASE.item(LEASE_NAME, LEASE_NAMESPACE), verb="get", retry=False)
+                    "GET", LEASE.item(self.name, LEASE_NAMESPACE), verb="get", retry=False)
             except ClusterError as e:
                 log.warning("leader_lease_unreadable", identity=self.identity, error=str(e))
                 return fence_refusal(self.generation, None, None, self.identity)
@@ -132,7 +134,7 @@ class LeaderElector:
     async def try_acquire_or_renew(self) -> bool:
         """One round: take or keep the lease if we may. True while we hold it."""
         started = self._clock()
-        path = LEASE.item(LEASE_NAME, LEASE_NAMESPACE)
+        path = LEASE.item(self.name, LEASE_NAMESPACE)
         try:
             lease = await self.client.request("GET", path, verb="get", retry=False)
         except NotFound:
@@ -150,7 +152,10 @@ class LeaderElector:
         renewed = _parse(spec.get("renewTime"))
         duration = float(spec.get("leaseDurationSeconds") or self.duration)
         expired = renewed is None or _now() > renewed + timedelta(seconds=duration)
-        if holder != self.identity and not expired:
+        # An empty holder is a Lease let go: free ("If empty, no one owns this lease
+        # and all callers may acquire": client-go tools/leaderelection/resourcelock/
+        # interface.go, LeaderElectionRecord.HolderIdentity).
+        if holder and holder != self.identity and not expired:
             self._deadline = 0.0
             return False
         if holder != self.identity:
@@ -173,7 +178,7 @@ class LeaderElector:
 
     def _lease(self, current: JSON | None, transitions: int) -> JSON:
         now = _fmt(_now())
-        meta: JSON = {"name": LEASE_NAME, "namespace": LEASE_NAMESPACE}
+        meta: JSON = {"name": self.name, "namespace": LEASE_NAMESPACE}
         cur_spec: JSON = (current or {}).get("spec") or {}
         if current is not None:
             meta["resourceVersion"] = (current.get("metadata") or {}).get("resourceVersion")

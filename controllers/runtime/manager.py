@@ -64,6 +64,7 @@ from controllers.runtime.leadership import Leadership
 from controllers.runtime.looplag import LoopLag
 from controllers.runtime.reconcile import ClusterReconciler, EventSink, live_intent
 from controllers.runtime.retirement import Retirement
+from controllers.runtime.shards import Shards
 from controllers.runtime.sourceguard import Guard, SourceGuard
 from controllers.runtime.suspension import Suspensions
 from controllers.runtime.workqueue import WorkQueue
@@ -132,7 +133,8 @@ class Manager:
                  adapter_options: AdapterOptions | None = None,
                  place: PlaceFn | None = None, render: RenderFn | None = None,
                  startup_sync_timeout: float = 10.0, tick: float = 0.2,
-                 lease_duration: float = 15.0, capacity_replan_every: float = 1.0) -> None:
+                 lease_duration: float | None = None,
+                 capacity_replan_every: float = 1.0) -> None:
         problem = home_problem(settings)
         if problem:
             raise ValueError(problem)
@@ -205,14 +207,15 @@ class Manager:
         self.leadership = Leadership(
             elect=settings.leader_elect, identity=settings.identity, home=self.home,
             adapters=self.adapters, holding=lambda: self.source.holding,
-            blocked=self.blocked, tick=tick, lease_duration=lease_duration)
+            blocked=self.blocked, tick=tick,
+            lease_duration=lease_duration or settings.lease_duration)
         """May this replica write (`controllers.runtime.leadership`)."""
         self.startup_sync_timeout = startup_sync_timeout
         self.home_wait = startup_sync_timeout
         """How long a sync waits for the management cluster's first connection before
         a credentials Secret counts as unreadable (retried on the next poll)."""
         self.tick = tick
-        self.lease_duration = lease_duration
+        self.lease_duration = lease_duration or settings.lease_duration
         self.capacity_replan_every = capacity_replan_every
         self.last_placement_seconds = 0.0
         self._rebuild_previous = True
@@ -232,6 +235,9 @@ class Manager:
         self.port: int | None = None
         self._ledger_reconciled = False
         """The ledger was compared with what runs once, as leader (`reconcile_ledger`)."""
+        # --shards: the hooks below marked "shards" are all of it (controllers.runtime.shards)
+        self.shards = Shards.install(self)
+        """With --shards: the shard Leases this replica holds, and what they gate."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -251,6 +257,8 @@ class Manager:
                 tg.start_soon(self.queue.run)
                 if self.settings.leader_elect:
                     tg.start_soon(self.leadership.run)
+                if self.shards is not None:  # shards
+                    tg.start_soon(self.shards.run)
                 run_events = getattr(self.events, "run", None)
                 if run_events is not None:
                     tg.start_soon(run_events)
@@ -265,7 +273,10 @@ class Manager:
                     await runner.cleanup()
 
     def status(self) -> dict[str, Any]:
-        return manager_io.status(self)
+        doc = manager_io.status(self)
+        if self.shards is not None:  # shards
+            self.shards.annotate(doc)
+        return doc
 
     def capacity_json(self) -> dict[str, Any]:
         return manager_io.capacity_json(self)
@@ -574,6 +585,8 @@ class Manager:
         for cname, adapter in self.adapters.items():
             if adapter.health_state == "Unreachable" or cname in self.suspensions.clusters:
                 continue  # a suspended cluster is left as it is on purpose
+            if self.shards is not None and not self.shards.owns(cname):
+                continue  # shards: another replica applies it
             if self.reconciler.applied_signature.get(cname) != self.desired.signature(
                     ClusterName(cname)):
                 return
@@ -710,6 +723,8 @@ class Manager:
                 log.info("clusters_returned", clusters=sorted(back))
         started = time.perf_counter()
         plan = await busy.place(self.placer, spec, snapshot, previous, head)
+        if self.shards is not None:  # shards: write the leader's placements only
+            plan = self.shards.follow(plan)
         elapsed = time.perf_counter() - started
         self.placement_durations.append(elapsed)
         self.metrics.placement.observe(elapsed)
@@ -763,6 +778,8 @@ class Manager:
     def _prepare_adapter(self, name: str, adapter: ClusterAdapter) -> None:
         """A newly connected adapter, before it runs: fenced, and told what not to heal."""
         self.leadership.wire(adapter)
+        if self.shards is not None:  # shards: fenced by its shard's Lease instead
+            self.shards.wire(name, adapter)
         adapter.applier.hold_heal = self._heal_held(name)
 
     @property
