@@ -8,6 +8,7 @@ counted from each replica's own requests to each simulated cluster (`apply` and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -109,8 +110,8 @@ async def test_each_cluster_is_written_by_exactly_the_replica_holding_its_shard(
         before = {m.settings.identity: writes_on(m) for m in (a, b, c)}
         commit = await roll(box, "registry.internal/serve:v2", a, b, c)
         for m in (a, b, c):  # any replica answers for the whole fleet
-            await until(lambda m=m: synced_everywhere(m.status(), commit), 20,
-                        what=f"{m.settings.identity} sees every shard synced")
+            await until(functools.partial(lambda r: synced_everywhere(r.status(), commit), m),
+                        20, what=f"{m.settings.identity} sees every shard synced")
         owner = {s: m.settings.identity for m in (a, b, c)
                  for s in (m.shards.held() if m.shards else [])}
         for m in (a, b, c):
