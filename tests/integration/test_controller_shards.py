@@ -9,12 +9,16 @@ counted from each replica's own requests to each simulated cluster (`apply` and
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from clusters.apply import Fenced
 from clusters.client import LEASE
@@ -26,6 +30,7 @@ from tests.fleetdocs import POLICY, cluster, workload
 from tests.support.controller import CLUSTERS, FAST, fast_settings, sandbox
 
 LEASE_SECONDS = 2.0
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pinned(name: str, on: str, image: str = "registry.internal/serve:v1") -> str:
@@ -191,3 +196,18 @@ async def roll_other(box: Sandbox, a: Manager, victim: str) -> None:
     await until(lambda: all(images(box).get(n) == image for n in others), 30,
                 what="v9 on a's own shard")
     assert images(box)[victim] != image  # nobody holds it for real: left as it was
+
+
+@pytest.mark.parametrize(("flags", "said"), [
+    (["--shards", "2"], "--shards needs --leader-elect"),
+    (["--shards", "2", "--leader-elect", "--home-context", "home", "--ledger"],
+     "--shards with --ledger is not supported yet"),
+], ids=["without-leader-election", "with-the-ledger"])
+def test_fleet_run_refuses_shards_it_cannot_keep_in_one_line(flags: list[str],
+                                                             said: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    r = subprocess.run([sys.executable, "-m", "controllers.cli", "run", "--repo", "x",
+                        *flags], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert said in r.stderr
