@@ -30,11 +30,14 @@ without `--leader-elect`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from clusters.adapter import ClusterAdapter
 from clusters.client import KubeClient
@@ -106,6 +109,7 @@ class Shards:
         m.queue.handler = ShardGate(shards, m.queue.handler)
         m.leadership.adapters = {}  # the leader Lease fences no cluster write: shards do
         m.reconciler.may_act = lambda: not m.source.holding
+        m.metrics.scrape_with(shards.collect)
         return shards
 
     def shard(self, cluster: str) -> int:
@@ -153,6 +157,23 @@ class Shards:
             return plan
         self.followed = plan.commit
         return follow_plan(plan, published[1])
+
+    def collect(self) -> Iterator[Metric]:
+        """`aifleet_shard_held{shard}` (1 where this replica holds the shard's Lease) and
+        `aifleet_shard_clusters{shard}`: summed over the replicas, every shard is held
+        once; reconcile and apply metrics are per replica and per cluster, so they add up
+        across replicas as they are."""
+        held = GaugeMetricFamily("aifleet_shard_held", "1 while this replica holds the "
+                                 "shard's Lease (--shards).", labels=["shard"])
+        sizes = GaugeMetricFamily("aifleet_shard_clusters", "Clusters hashed to the shard.",
+                                  labels=["shard"])
+        mine = set(self.held())
+        counts = Counter(self.shard(name) for name in self.m.adapters)
+        for shard in range(self.count):
+            held.add_metric([str(shard)], 1.0 if shard in mine else 0.0)
+            sizes.add_metric([str(shard)], float(counts.get(shard, 0)))
+        yield held
+        yield sizes
 
     def annotate(self, doc: dict[str, Any]) -> None:
         """Each cluster row: its shard and who holds it (extra fields, allowed)."""

@@ -125,6 +125,11 @@ async def test_each_cluster_is_written_by_exactly_the_replica_holding_its_shard(
                 wrote = after.get(name, 0) - before[m.settings.identity].get(name, 0)
                 mine = owner[shard_of(name, 3)] == m.settings.identity
                 assert (wrote > 0) == mine, (m.settings.identity, name, wrote)
+        for m in (a, b, c):  # summed over the replicas, each shard is held once
+            text = m.metrics_text()
+            for shard in range(3):
+                mine = owner[shard] == m.settings.identity
+                assert f'aifleet_shard_held{{shard="{shard}"}} {1.0 if mine else 0.0}' in text
         rows = {r["name"]: r for r in c.status()["clusters"]}
         assert {n: rows[n]["shardOwner"] for n in CLUSTERS} == {
             n: owner[shard_of(n, 3)] for n in CLUSTERS}
