@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import jsonschema
 import pytest
 
 from clusters.apply import Fenced
@@ -27,6 +28,7 @@ from controllers.demo.sandbox import Sandbox, until
 from controllers.runtime.manager import Manager
 from fleet.shards import lease_name, shard_of
 from tests.fleetdocs import POLICY, cluster, workload
+from tests.specs import load_schema
 from tests.support.controller import CLUSTERS, FAST, fast_settings, sandbox
 
 LEASE_SECONDS = 2.0
@@ -130,7 +132,9 @@ async def test_each_cluster_is_written_by_exactly_the_replica_holding_its_shard(
             for shard in range(3):
                 mine = owner[shard] == m.settings.identity
                 assert f'aifleet_shard_held{{shard="{shard}"}} {1.0 if mine else 0.0}' in text
-        rows = {r["name"]: r for r in c.status()["clusters"]}
+        doc = c.status()
+        jsonschema.validate(doc, load_schema("status.schema.json"))
+        rows = {r["name"]: r for r in doc["clusters"]}
         assert {n: rows[n]["shardOwner"] for n in CLUSTERS} == {
             n: owner[shard_of(n, 3)] for n in CLUSTERS}
 
