@@ -6,7 +6,14 @@ One coordination.k8s.io/v1 Lease per shard, `aifleet-shard-<i>` in `aifleet-syst
 duration, taken over only once expired (its generation, `spec.leaseTransitions`, bumped),
 and the fence of every write to a cluster of that shard (`confirm`).
 
-Two additions, both for balancing (decided by `fleet.shards.lease_moves`):
+Every shard Lease carries the shard count of its holder (`aifleet.dev/shards`): while
+a live one says another count (a rollout changing `--shards`: the old and the new
+replicas split the clusters differently, so a cluster could have one writer under each
+split), a replica holds no shard at all; the old replicas keep theirs until they stop.
+The Leases are read with one list of the namespace, so a shard beyond this count (left
+by a larger one) is seen too.
+
+Two additions for balancing (decided by `fleet.shards.lease_moves`):
 - `release`: the holder empties `holderIdentity` (client-go's ReleaseOnCancel does the
   same), so the Lease is free at once instead of after its duration;
 - `want`: a replica below its share writes the annotation `aifleet.dev/shard-wanted-by`
@@ -18,6 +25,7 @@ Two additions, both for balancing (decided by `fleet.shards.lease_moves`):
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -25,11 +33,13 @@ import structlog
 from clusters.client import JSON, LEASE, KubeClient
 from clusters.errors import ClusterError, Conflict, NotFound
 from clusters.leader import LEASE_NAMESPACE, LeaderElector, _fmt, _parse
-from fleet.shards import LeaseView, lease_name
+from fleet.shards import LeaseView, lease_name, shard_index
 
 log = structlog.get_logger()
 
 WANTED_BY = "aifleet.dev/shard-wanted-by"
+SHARD_COUNT = "aifleet.dev/shards"
+"""On every shard Lease: the shard count its holder splits the clusters by."""
 
 
 def _now() -> datetime:
@@ -39,11 +49,17 @@ def _now() -> datetime:
 class ShardLease(LeaderElector):
     """One shard's Lease, held like the leader's."""
 
-    def __init__(self, client: KubeClient, identity: str, shard: int, *,
+    def __init__(self, client: KubeClient, identity: str, shard: int, *, count: int,
                  duration: float, margin: float) -> None:
         super().__init__(client, identity, duration=duration, margin=margin,
                          name=lease_name(shard))
         self.shard = shard
+        self.count = count
+
+    def _lease(self, current: JSON | None, transitions: int) -> JSON:
+        body = super()._lease(current, transitions)
+        body["metadata"]["annotations"] = {SHARD_COUNT: str(self.count)}
+        return body
 
     async def release(self) -> bool:
         """Let the Lease go now (holder emptied; a wanted mark kept, so the asker takes
@@ -75,33 +91,65 @@ def view_of(shard: int, lease: JSON | None, now: datetime, default_duration: flo
         return LeaseView(shard, None)
     spec = lease.get("spec") or {}
     holder = spec.get("holderIdentity") or None
-    renewed = _parse(spec.get("renewTime"))
-    duration = float(spec.get("leaseDurationSeconds") or default_duration)
-    if renewed is None or now > renewed + timedelta(seconds=duration):
+    if not _valid(lease, now, default_duration):
         holder = None
-    wanted = ((lease.get("metadata") or {}).get("annotations") or {}).get(WANTED_BY, "")
+    wanted = _annotations(lease).get(WANTED_BY, "")
     who, _, when = str(wanted).partition(" ")
     at = _parse(when)
+    duration = float(spec.get("leaseDurationSeconds") or default_duration)
     fresh = at is not None and now <= at + timedelta(seconds=duration)
     return LeaseView(shard, holder, who if who and fresh else None)
 
 
+def _annotations(lease: JSON) -> dict[str, str]:
+    return dict((lease.get("metadata") or {}).get("annotations") or {})
+
+
+def _valid(lease: JSON, now: datetime, default_duration: float) -> bool:
+    spec = lease.get("spec") or {}
+    renewed = _parse(spec.get("renewTime"))
+    duration = float(spec.get("leaseDurationSeconds") or default_duration)
+    return bool(spec.get("holderIdentity")) and renewed is not None and \
+        now <= renewed + timedelta(seconds=duration)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardLeases:
+    views: list[LeaseView]
+    """Shards 0..count-1, as `lease_moves` reads them."""
+    foreign: list[str]
+    """Live shard Leases held under another shard count ("NAME (N shards, HOLDER)"):
+    replicas that split the clusters differently are running (a rollout changing
+    --shards). Two splits would give a cluster two writers, so nobody of this count
+    holds a shard while one is live."""
+
+
 async def read_views(client: KubeClient, shards: int, default_duration: float,
-                     now: Callable[[], datetime] = _now) -> list[LeaseView] | None:
-    """Every shard Lease as it is now, or None when one cannot be read (decide nothing
-    on a partial view)."""
-    out: list[LeaseView] = []
-    for shard in range(shards):
-        try:
-            lease = await client.request("GET", LEASE.item(lease_name(shard), LEASE_NAMESPACE),
-                                         verb="get", retry=False)
-        except NotFound:
-            lease = None
-        except (ClusterError, TimeoutError) as e:
-            log.warning("shard_leases_unreadable", shard=shard, error=str(e))
-            return None
-        out.append(view_of(shard, lease, now(), default_duration))
-    return out
+                     now: Callable[[], datetime] = _now) -> ShardLeases | None:
+    """Every shard Lease as it is now (one list of the namespace's Leases), or None when
+    they cannot be read (decide nothing on a partial view)."""
+    try:
+        listed = await client.request("GET", LEASE.collection(LEASE_NAMESPACE), verb="list",
+                                      retry=False)
+    except (ClusterError, TimeoutError) as e:
+        log.warning("shard_leases_unreadable", error=str(e))
+        return None
+    at = now()
+    by_shard: dict[int, JSON] = {}
+    foreign: list[str] = []
+    for lease in listed.get("items") or []:
+        name = str((lease.get("metadata") or {}).get("name") or "")
+        index = shard_index(name)
+        if index is None:
+            continue
+        count = _annotations(lease).get(SHARD_COUNT)
+        if _valid(lease, at, default_duration) and (index >= shards or count != str(shards)):
+            foreign.append(f"{name} ({count or '?'} shards, "
+                           f"{(lease.get('spec') or {}).get('holderIdentity')})")
+        if index < shards:
+            by_shard[index] = lease
+    return ShardLeases([view_of(s, by_shard.get(s), at, default_duration)
+                        for s in range(shards)], sorted(foreign))
 
 
 async def want(client: KubeClient, shard: int, identity: str) -> None:

@@ -48,6 +48,14 @@ def lease_name(shard: int) -> str:
     return f"{SHARD_LEASE_PREFIX}{shard}"
 
 
+def shard_index(name: str) -> int | None:
+    """The shard of a Lease named `lease_name(i)`, else None."""
+    rest = name.removeprefix(SHARD_LEASE_PREFIX)
+    if rest == name or not rest.isdigit() or (len(rest) > 1 and rest[0] == "0"):
+        return None
+    return int(rest)
+
+
 def weight(cluster: str, shard: int) -> int:
     """The rendezvous weight of `cluster` on `shard`: 64 bits of SHA-256."""
     digest = hashlib.sha256(f"{shard}\x00{cluster}".encode()).digest()

@@ -95,6 +95,8 @@ class Shards:
         self.owners: dict[int, str] = {}
         """Shard -> its holder as last read."""
         self._published: dict[int, str] = {}
+        self.foreign: list[str] = []
+        """Live shard Leases of another shard count: while any, this replica holds none."""
         self.rounds = 0
 
     # ------------------------------------------------------------------ hooks
@@ -182,7 +184,8 @@ class Shards:
             row["shard"] = shard
             row["shardOwner"] = self.owners.get(shard)
         doc["shards"] = {"count": self.count, "identity": self.identity, "held": self.held(),
-                         "followsLeaderPlan": self.following_leader()}
+                         "followsLeaderPlan": self.following_leader(),
+                         "otherShardCounts": self.foreign}
 
     # ------------------------------------------------------------------ loops
 
@@ -209,10 +212,20 @@ class Shards:
     async def round(self, client: KubeClient) -> None:
         """One read of every shard Lease, and this replica's moves."""
         self.rounds += 1
-        views = await read_views(client, self.count, self.duration)
-        if views is None:
+        leases = await read_views(client, self.count, self.duration)
+        if leases is None:
             return
+        if leases.foreign != self.foreign:
+            if leases.foreign:
+                log.warning("shard_count_mismatch", shards=self.count, live=leases.foreign)
+            self.foreign = leases.foreign
+        views = leases.views
         self.owners = {v.shard: v.holder for v in views if v.holder}
+        if self.foreign:  # another split of the clusters is live: hold nothing
+            for shard in [s for s, lease in self.leases.items() if lease.is_leader]:
+                await self._lease(client, shard).release()
+            self._rewire()
+            return
         moves = lease_moves(views, self.identity)
         for shard in moves.release:
             await self._lease(client, shard).release()
@@ -231,7 +244,7 @@ class Shards:
         lease = self.leases.get(shard)
         if lease is None:
             lease = self.leases[shard] = ShardLease(
-                client, self.identity, shard, duration=self.duration,
+                client, self.identity, shard, count=self.count, duration=self.duration,
                 margin=min(2.0, self.duration / 4))
         lease.client = client
         return lease

@@ -186,6 +186,7 @@ def test_shards_run_a_replica_per_shard_with_only_the_shard_leases_added() -> No
         lease_name(i) for i in range(3)}
     assert named[("configmaps", ("get", "update"))] == {
         sharedplan.NAME, sourceguard.CONFIGMAP} | {shardstatus.name_of(i) for i in range(3)}
+    assert named[("leases", ("list",))] == set()
     assert "FLEET_SHARDS" not in {e["name"] for e in by_kind(template(*REPO))[
         "Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     r = run_helm("template", "x", str(CHART), "-n", NS, "-f", str(PRODUCTION),

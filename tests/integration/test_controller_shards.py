@@ -24,7 +24,9 @@ import pytest
 from clusters.apply import Fenced
 from clusters.client import LEASE
 from clusters.leader import LEASE_NAMESPACE
+from clusters.shardlease import ShardLease
 from controllers.demo.sandbox import Sandbox, until
+from controllers.runtime import control
 from controllers.runtime.manager import Manager
 from fleet.shards import lease_name, shard_of
 from tests.fleetdocs import POLICY, cluster, workload
@@ -132,6 +134,9 @@ async def test_each_cluster_is_written_by_exactly_the_replica_holding_its_shard(
             for shard in range(3):
                 mine = owner[shard] == m.settings.identity
                 assert f'aifleet_shard_held{{shard="{shard}"}} {1.0 if mine else 0.0}' in text
+        leader = next(m for m in (a, b, c) if m.may_act())
+        code, answer = await control.act(leader, "suspend", {"cluster": "eu-fra-1"})
+        assert code == 409 and "--shards" in answer["error"]  # not shared yet: refused
         doc = c.status()
         jsonschema.validate(doc, load_schema("status.schema.json"))
         rows = {r["name"]: r for r in doc["clusters"]}
@@ -181,18 +186,24 @@ async def test_a_replica_that_lost_its_shard_lease_writes_nothing_there(
             spec["holderIdentity"] = "intruder"
             spec["leaseTransitions"] = int(spec["leaseTransitions"]) + 1
             await lease_client.request("PUT", path, verb="update", body=lease)
-            await anyio.sleep(a.shards.leases[1].confirm_every + 0.1)  # its last read ages
-            edited = [{**o, "spec": {**o["spec"], "replicas": 3}} for o in stale]
-            result = await a.adapters[victim].apply(edited, prune=False)
-            assert result.failed and all(isinstance(e, Fenced) for _k, e in result.failed)
-            dep = next(iter(box.sim.clusters[victim].objects("Deployment")))
-            assert dep["spec"]["replicas"] == 1
-            # and its own reconciles leave the cluster alone from now on
-            await until(lambda: a.shards is not None and a.shards.held() == [0], 10,
-                        what="a lets the shard go")
-            before = writes_on(a)[victim]
-            await roll_other(box, a, victim)
-            assert writes_on(a)[victim] == before
+            # ... and keeps it: the intruder renews, and writes nothing itself.
+            intruder = ShardLease(lease_client, "intruder", 1, count=2,
+                                  duration=LEASE_SECONDS, margin=0.5)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(intruder.run)
+                await anyio.sleep(a.shards.leases[1].confirm_every + 0.1)  # last read ages
+                edited = [{**o, "spec": {**o["spec"], "replicas": 3}} for o in stale]
+                result = await a.adapters[victim].apply(edited, prune=False)
+                assert result.failed and all(isinstance(e, Fenced) for _k, e in result.failed)
+                dep = next(iter(box.sim.clusters[victim].objects("Deployment")))
+                assert dep["spec"]["replicas"] == 1
+                # and its own reconciles leave the cluster alone from now on
+                await until(lambda: a.shards is not None and a.shards.held() == [0], 10,
+                            what="a lets the shard go")
+                before = writes_on(a)[victim]
+                await roll_other(box, a, victim)
+                assert writes_on(a)[victim] == before
+                tg.cancel_scope.cancel()
 
 
 async def roll_other(box: Sandbox, a: Manager, victim: str) -> None:
@@ -204,7 +215,7 @@ async def roll_other(box: Sandbox, a: Manager, victim: str) -> None:
     others = [n for n in CLUSTERS if n != victim and shard_of(n, 2) == 0]
     await until(lambda: all(images(box).get(n) == image for n in others), 30,
                 what="v9 on a's own shard")
-    assert images(box)[victim] != image  # nobody holds it for real: left as it was
+    assert images(box)[victim] != image  # its holder (the intruder) wrote nothing
 
 
 @pytest.mark.parametrize(("flags", "said"), [
@@ -220,3 +231,22 @@ def test_fleet_run_refuses_shards_it_cannot_keep_in_one_line(flags: list[str],
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1
     assert said in r.stderr
+
+
+async def test_no_shard_is_held_while_a_replica_of_another_shard_count_runs(
+        tmp_path: Path) -> None:
+    """A rollout from --shards 3 to 2: the old split's live Lease keeps the new replica
+    off every shard (two splits would give a cluster a writer under each)."""
+    async with fleet_of(tmp_path, 3) as (box, stack):
+        old = await stack.enter_async_context(box.controller(
+            settings(box, tmp_path, "old", 3), adapter_options=FAST, lease_duration=6.0))
+        await until(lambda: old.shards is not None and old.shards.held() == [0, 1, 2],
+                    30, what="the old replica holds its three shards")
+        new = await stack.enter_async_context(box.controller(
+            settings(box, tmp_path, "new", 2), adapter_options=FAST, lease_duration=6.0))
+        assert new.shards is not None
+        await until(lambda: new.shards is not None and new.shards.rounds >= 3, 60,
+                    what="three rounds of the new replica")
+        assert new.shards.held() == []
+        assert writes_on(new) == dict.fromkeys(CLUSTERS, 0)
+        assert new.status()["shards"]["otherShardCounts"]
