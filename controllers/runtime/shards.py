@@ -151,7 +151,7 @@ class Shards:
         """The plan this replica writes: its own while it leads, else its own with the
         leader's published placements, once they are of the same commit."""
         if self.leading():
-            self.followed = None
+            self.followed, self.leader_plan = None, None
             return plan
         published = self.leader_plan
         if published is None or published[0] != plan.commit:
@@ -281,6 +281,9 @@ class Shards:
 
     async def _read_leader_plan(self, client: KubeClient) -> None:
         if self.leading():
+            # Its own plan is the one; a copy read while following may be stale by the
+            # time it follows again (read afresh then, before anything is followed).
+            self.leader_plan = None
             return
         published = await sharedplan.read_published(client)
         if published is None or published == self.leader_plan:
