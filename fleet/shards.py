@@ -19,11 +19,14 @@ read. A replica keeps what it holds, takes a shard whose Lease is free or expire
 it holds fewer than its fair share (`ceil(shards / replicas seen)`), and a replica
 that holds two fewer than the most loaded holder, with nothing free, marks one of that
 holder's shards as wanted; the holder lets it go at its next round if it still holds at
-least two more than the wanter. So a replica started alone takes every shard, a second
-one gets half of them back (a shard let go is left to the replica that asked for it),
-and holdings settle within one of each other, without any
-shard ever being held by two. The replicas seen are the live holders, the replicas
-that want a shard, and oneself.
+least two more than the wanter. Askers ask by their own preference (their rendezvous
+weight of each shard), so several ask for different shards and get them in one round;
+and a replica takes at most one free shard in its first round, so replicas started
+together spread at once instead of one taking all and handing them back. A replica
+started alone takes every shard from its second round, a second one gets half of them
+back (a shard let go is left to the replica that asked for it), and holdings settle
+within one of each other, without any shard ever being held by two. The replicas seen
+are the live holders, the replicas that want a shard, and oneself.
 
 Which placements a replica that does not lead writes: the leader's (`follow_plan`). Only
 the leader plans for writing; every other replica overlays the leader's published
@@ -105,8 +108,11 @@ def fair_share(shards: int, replicas: int) -> int:
     return -(-shards // max(1, replicas))
 
 
-def lease_moves(views: Sequence[LeaseView], me: str) -> LeaseMoves:
-    """This round's moves for replica `me`, from every shard's Lease as read."""
+def lease_moves(views: Sequence[LeaseView], me: str, *, first: bool = False) -> LeaseMoves:
+    """This round's moves for replica `me`, from every shard's Lease as read. In its
+    `first` round a replica takes at most one free shard: replicas started together
+    cannot see each other yet, and one taking every shard would have to hand them back
+    one by one while the others wait."""
     shards = len(views)
     replicas = {v.holder for v in views if v.holder} | \
         {v.wanted_by for v in views if v.wanted_by} | {me}
@@ -131,14 +137,17 @@ def lease_moves(views: Sequence[LeaseView], me: str) -> LeaseMoves:
                    and v.wanted_by in (None, me)), key=lambda s: (weight(me, s), s))
     asked = [v.shard for v in views if v.shard in free and v.wanted_by == me]  # for me
     rest = [s for s in free if s not in asked]
-    acquire = tuple(sorted(asked + rest[:max(0, share - len(renew) - len(asked))]))
+    room = max(0, share - len(renew) - len(asked))
+    acquire = tuple(sorted(asked + rest[:min(room, 1) if first else room]))
     want = None
     if not free:
         others = [(len(held), holder) for holder, held in load.items() if holder != me]
         if others:
             most, busiest = max(others)
             if most >= len(renew) + 2:
-                want = max(load[busiest])
+                # by this replica's own preference: askers of one holder ask for
+                # different shards, and the holder lets them all go in one round
+                want = max(load[busiest], key=lambda s: (weight(me, s), s))
     return LeaseMoves(renew=renew, acquire=acquire, release=tuple(sorted(release)), want=want)
 
 

@@ -98,6 +98,8 @@ class Shards:
         self.foreign: list[str] = []
         """Live shard Leases of another shard count: while any, this replica holds none."""
         self.rounds = 0
+        self._decided = False
+        """A round's moves were made once (the first takes at most one free shard)."""
 
     # ------------------------------------------------------------------ hooks
 
@@ -226,7 +228,8 @@ class Shards:
                 await self._lease(client, shard).release()
             self._rewire()
             return
-        moves = lease_moves(views, self.identity)
+        moves = lease_moves(views, self.identity, first=not self._decided)
+        self._decided = True
         for shard in moves.release:
             await self._lease(client, shard).release()
         for shard in (*moves.renew, *moves.acquire):

@@ -67,9 +67,9 @@ async def fleet_of(tmp: Path, shards: int) -> AsyncIterator[tuple[Sandbox, Async
 
 
 async def start(box: Sandbox, stack: AsyncExitStack, tmp: Path, who: str,
-                shards: int) -> Manager:
+                shards: int, lease: float = LEASE_SECONDS) -> Manager:
     return await stack.enter_async_context(box.controller(
-        settings(box, tmp, who, shards), adapter_options=FAST, lease_duration=LEASE_SECONDS))
+        settings(box, tmp, who, shards), adapter_options=FAST, lease_duration=lease))
 
 
 def writes_on(m: Manager) -> dict[str, int]:
@@ -112,8 +112,11 @@ async def roll(box: Sandbox, image: str, *ms: Manager) -> str:
 async def test_each_cluster_is_written_by_exactly_the_replica_holding_its_shard(
         tmp_path: Path) -> None:
     async with fleet_of(tmp_path, 3) as (box, stack):
-        a, b, c = [await start(box, stack, tmp_path, who, 3) for who in "abc"]
-        await until(lambda: balanced(a, b, c), 30, what="one shard each")
+        # A Lease long enough that a loaded machine never lets one lapse mid-test.
+        a, b, c = [await start(box, stack, tmp_path, who, 3, lease=6.0) for who in "abc"]
+        await until(lambda: balanced(a, b, c), 60, what="one shard each")
+        owner = {s: m.settings.identity for m in (a, b, c)
+                 for s in (m.shards.held() if m.shards else [])}
         await until(lambda: a.desired.plan is not None and b.desired.plan is not None
                     and c.desired.plan is not None, 20, what="every replica planned")
         before = {m.settings.identity: writes_on(m) for m in (a, b, c)}
@@ -121,8 +124,8 @@ async def test_each_cluster_is_written_by_exactly_the_replica_holding_its_shard(
         for m in (a, b, c):  # any replica answers for the whole fleet
             await until(functools.partial(lambda r: synced_everywhere(r.status(), commit), m),
                         20, what=f"{m.settings.identity} sees every shard synced")
-        owner = {s: m.settings.identity for m in (a, b, c)
-                 for s in (m.shards.held() if m.shards else [])}
+        assert owner == {s: m.settings.identity for m in (a, b, c)
+                         for s in (m.shards.held() if m.shards else [])}  # none moved
         for m in (a, b, c):
             after = writes_on(m)
             for name in CLUSTERS:

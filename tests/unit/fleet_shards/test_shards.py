@@ -92,7 +92,7 @@ def _views(*holders: str | None, wanted: dict[int, str] | None = None) -> list[L
     (_views("a", "a", "b", "b", wanted={0: "c"}), "a", LeaseMoves(renew=(1,), release=(0,))),
     (_views("a", "a", "b", "b"), "c", LeaseMoves(want=3)),
     (_views("a", "a", "b", "c", wanted={0: "c"}), "a", LeaseMoves(renew=(0, 1))),
-], ids=["alone-takes-all", "alone-keeps-all", "newcomer-wants-the-busiest-holders-last",
+], ids=["alone-takes-all", "alone-keeps-all", "newcomer-asks-the-busiest-holder",
         "holder-releases-the-wanted-one", "free-after-release-is-taken",
         "released-for-me-is-taken", "released-for-another-is-left",
         "takeover-of-a-dead-replicas-shard", "balanced-keeps",
@@ -107,10 +107,10 @@ def _settle(replicas: list[str], shards: int, rounds: int) -> dict[int, str | No
     """Replicas take turns; a release or want lands before the next replica reads."""
     holder: dict[int, str | None] = dict.fromkeys(range(shards))
     wanted: dict[int, str | None] = dict.fromkeys(range(shards))
-    for _ in range(rounds):
+    for n in range(rounds):
         for me in replicas:
             views = [LeaseView(s, holder[s], wanted[s]) for s in range(shards)]
-            m = lease_moves(views, me)
+            m = lease_moves(views, me, first=n == 0)
             for s in m.release:
                 holder[s] = None  # the mark stays: the shard is the asker's
             for s in m.renew:
@@ -150,6 +150,27 @@ def test_a_dead_replicas_shards_are_taken_by_the_others(r: int, shards: int) -> 
             assert holder[s] is None
             holder[s] = me
     assert all(h in alive for h in holder.values())
+
+
+def test_a_replica_takes_one_free_shard_in_its_first_round() -> None:
+    views = _views(None, None, None, None)
+    first = lease_moves(views, "a", first=True)
+    assert len(first.acquire) == 1
+    assert lease_moves(views, "a").acquire == (0, 1, 2, 3)
+
+
+def test_replicas_started_together_spread_in_the_first_round() -> None:
+    # each takes its preferred free shard; none takes them all
+    holder = _settle(["r0", "r1", "r2", "r3"], 8, rounds=1)
+    counts = [sum(1 for h in holder.values() if h == r) for r in ("r0", "r1", "r2", "r3")]
+    assert counts == [1, 1, 1, 1]
+
+
+def test_askers_of_one_holder_ask_by_their_own_preference() -> None:
+    views = _views(*(["a"] * 8))
+    asks = {me: lease_moves(views, me).want for me in ("b", "c", "d", "e")}
+    assert all(w is not None for w in asks.values())
+    assert len(set(asks.values())) > 1  # not every asker on the same shard
 
 
 def _plan(**placed: tuple[str, ...] | str) -> Plan:
