@@ -1,7 +1,7 @@
 """The shard Leases in the home cluster: read them, hold them, let one go, ask for one.
 
-One coordination.k8s.io/v1 Lease per shard, `aifleet-shard-<i>` in `aifleet-system`
-(beside the leader's). Holding one is exactly holding the leader Lease
+One coordination.k8s.io/v1 Lease per shard, `aifleet-shard-<i>` in the controller's
+namespace (beside the leader's). Holding one is exactly holding the leader Lease
 (`clusters.leader.LeaderElector`, with the Lease's name): renewed every third of its
 duration, taken over only once expired (its generation, `spec.leaseTransitions`, bumped),
 and the fence of every write to a cluster of that shard (`confirm`).
@@ -32,7 +32,7 @@ import structlog
 
 from clusters.client import JSON, LEASE, KubeClient
 from clusters.errors import ClusterError, Conflict, NotFound
-from clusters.leader import LEASE_NAMESPACE, LeaderElector, _fmt, _parse
+from clusters.leader import LeaderElector, _fmt, _parse
 from fleet.shards import LeaseView, lease_name, shard_index
 
 log = structlog.get_logger()
@@ -50,9 +50,9 @@ class ShardLease(LeaderElector):
     """One shard's Lease, held like the leader's."""
 
     def __init__(self, client: KubeClient, identity: str, shard: int, *, count: int,
-                 duration: float, margin: float) -> None:
-        super().__init__(client, identity, duration=duration, margin=margin,
-                         name=lease_name(shard))
+                 namespace: str, duration: float, margin: float) -> None:
+        super().__init__(client, identity, namespace=namespace, duration=duration,
+                         margin=margin, name=lease_name(shard))
         self.shard = shard
         self.count = count
 
@@ -66,7 +66,7 @@ class ShardLease(LeaderElector):
         it). Stops acting on it first: no write of ours goes out after this starts."""
         self._deadline = 0.0
         self._confirmed = None
-        path = LEASE.item(self.name, LEASE_NAMESPACE)
+        path = LEASE.item(self.name, self.namespace)
         try:
             lease = await self.client.request("GET", path, verb="get", retry=False)
             spec = dict(lease.get("spec") or {})
@@ -124,12 +124,13 @@ class ShardLeases:
     holds a shard while one is live."""
 
 
-async def read_views(client: KubeClient, shards: int, default_duration: float,
+async def read_views(client: KubeClient, namespace: str, shards: int,
+                     default_duration: float,
                      now: Callable[[], datetime] = _now) -> ShardLeases | None:
     """Every shard Lease as it is now (one list of the namespace's Leases), or None when
     they cannot be read (decide nothing on a partial view)."""
     try:
-        listed = await client.request("GET", LEASE.collection(LEASE_NAMESPACE), verb="list",
+        listed = await client.request("GET", LEASE.collection(namespace), verb="list",
                                       retry=False)
     except (ClusterError, TimeoutError) as e:
         log.warning("shard_leases_unreadable", error=str(e))
@@ -152,10 +153,10 @@ async def read_views(client: KubeClient, shards: int, default_duration: float,
                         for s in range(shards)], sorted(foreign))
 
 
-async def want(client: KubeClient, shard: int, identity: str) -> None:
+async def want(client: KubeClient, namespace: str, shard: int, identity: str) -> None:
     """Ask the holder of `shard` to let it go (the annotation; a lost race is fine: the
     asker asks again next round)."""
-    path = LEASE.item(lease_name(shard), LEASE_NAMESPACE)
+    path = LEASE.item(lease_name(shard), namespace)
     try:
         lease = await client.request("GET", path, verb="get", retry=False)
         meta = dict(lease.get("metadata") or {})

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fleet.models import DnsLabel
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLEET_", extra="forbid")
@@ -38,10 +40,32 @@ class Settings(BaseSettings):
     git_token_file: Path | None = Field(
         None, description="file holding an HTTPS token for --repo (e.g. a mounted Secret's "
                           "key): sent with --git-username on every fetch and ledger push, "
-                          "never written to the mirror, a URL or a log; read at start")
+                          "never written to the mirror, a URL or a log; read again before "
+                          "each fetch (a rotated Secret needs no restart)")
     git_username: str = Field(
         "x-access-token", description="with --git-token-file: the user name sent with "
                                       "the token (your forge documents which it expects)")
+    git_ssh_key: Path | None = Field(
+        None, description="private key file (OpenSSH or PEM, no passphrase; e.g. a mounted "
+                          "Secret's key) for an ssh:// or user@host: --repo; needs "
+                          "--git-known-hosts; read again before each fetch")
+    git_known_hosts: Path | None = Field(
+        None, description="with --git-ssh-key: known_hosts file (lines as `ssh-keyscan "
+                          "HOST` prints them) holding the Git server's host key; an unknown "
+                          "or changed host key is refused")
+    github_app_id: str | None = Field(
+        None, description="a GitHub App's id (or client id): fetch and push --repo (https) "
+                          "with installation tokens of the App; needs "
+                          "--github-app-installation-id and --github-app-key-file")
+    github_app_installation_id: str | None = Field(
+        None, description="with --github-app-id: the App's installation id on the fleet "
+                          "repo's owner")
+    github_app_key_file: Path | None = Field(
+        None, description="with --github-app-id: the App's private key (PEM), e.g. a "
+                          "mounted Secret's key; read again for each new token")
+    github_api_url: str = Field(
+        "https://api.github.com", description="with --github-app-id: GitHub's API URL "
+                                              "(GitHub Enterprise: https://HOST/api/v3)")
     allow_non_fast_forward: bool = Field(
         False, description="accept a new head that is not a descendant of the applied "
                            "commit (a force-push rollback)")
@@ -114,6 +138,14 @@ class Settings(BaseSettings):
         Path("/var/run/secrets/kubernetes.io/serviceaccount"),
         description="with --home-in-cluster: the folder of the mounted ServiceAccount "
                     "token and ca.crt")
+    # A namespace name is a DNS-1123 label (k8s.io/apimachinery/pkg/api/validation/
+    # generic.go: ValidateNamespaceName = NameIsDNSLabel), refused here rather than by
+    # the API server at the first Lease write.
+    namespace: DnsLabel | None = Field(
+        None, description="the controller's namespace in the home cluster: its leader "
+                          "Lease, its state ConfigMaps and the members' credentials "
+                          "Secrets (default: with --home-in-cluster the pod's own, from "
+                          "the ServiceAccount mount's namespace file; else aifleet-system)")
     leader_cluster: str | None = Field(
         None, description="a member cluster to hold the leader Lease and shared state "
                           "instead of a management cluster (it is then a single point of "
@@ -123,7 +155,7 @@ class Settings(BaseSettings):
         False, description="reach each cluster whose Cluster file names no kubeconfig "
                            "through its credentials Secret (named after the cluster, "
                            "labelled aifleet.dev/cluster-credentials=true, made by `fleet "
-                           "cluster add`) in aifleet-system on the management cluster "
+                           "cluster add`) in --namespace on the management cluster "
                            "(needs --home-kubeconfig/--home-context)")
     identity: str | None = Field(None, description="this replica's name in the Lease")
     lease_duration: float = Field(

@@ -3,10 +3,10 @@
 With `--shards`, a replica reconciles only its shards' clusters, so only it knows how
 each workload's last apply went there (`PlacementLive`: Synced / Failed, the commit,
 why). So that any replica answers `/api/v1/status` for the whole fleet, the owner of
-shard i keeps those results in the ConfigMap `aifleet-system/aifleet-shard-<i>-status`
-(gzipped JSON in `binaryData`, like the shared plan), written when they change, and
-every replica reads the other shards' and shows them. Health, pods and capacity need
-no sharing: every replica watches every cluster.
+shard i keeps those results in the ConfigMap `aifleet-shard-<i>-status` of the
+controller's namespace (gzipped JSON in `binaryData`, like the shared plan), written
+when they change, and every replica reads the other shards' and shows them. Health,
+pods and capacity need no sharing: every replica watches every cluster.
 """
 
 from __future__ import annotations
@@ -55,15 +55,16 @@ def decode(data: str) -> tuple[str, dict[tuple[ClusterName, WorkloadId], Placeme
     return str(doc["owner"]), out
 
 
-async def write(client: KubeClient, shard: int, data: str) -> None:
+async def write(client: KubeClient, namespace: str, shard: int, data: str) -> None:
     """ClusterError or TimeoutError when it cannot be written now."""
-    await put_configmap(client, name_of(shard), {"binaryData": {KEY: data}})
+    await put_configmap(client, name_of(shard), {"binaryData": {KEY: data}},
+                        namespace=namespace)
 
 
-async def read(client: KubeClient, shard: int) -> str | None:
+async def read(client: KubeClient, namespace: str, shard: int) -> str | None:
     """The encoded document, None when there is none; ClusterError or TimeoutError when
     it cannot be read now."""
-    cm = await get_configmap(client, name_of(shard))
+    cm = await get_configmap(client, name_of(shard), namespace=namespace)
     if cm is None:
         return None
     data = (cm.get("binaryData") or {}).get(KEY)

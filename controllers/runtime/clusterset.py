@@ -24,19 +24,22 @@ import anyio
 import anyio.abc
 import structlog
 
-from clusters.adapter import AdapterOptions, ClusterAdapter
+from clusters.adapter import AdapterOptions, ClusterAdapter, LivePlacement
 from clusters.apply import DriftReport
 from clusters.client import KubeClient
 from clusters.credentials import kubeconfig_of_secret, read_credentials
 from clusters.errors import ClusterError, KubeconfigError
 from clusters.kubeconfig import ConnectionSpec, server_of
-from clusters.leader import LEASE_NAMESPACE
+from controllers.runtime.fleetstate import ClusterView
 from controllers.runtime.retirement import Retirement
 from controllers.runtime.workqueue import WorkQueue
+from controllers.settings import Settings
 from controllers.status.eventfeed import EventFeed
 from controllers.status.statusdoc import PlacementLive
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster
+from fleet.placement.types import Plan
+from fleet.render import workload_id_of_label
 from fleet.safety import shared_servers
 from fleet.spec import FleetSpec
 
@@ -53,6 +56,7 @@ class ClusterSet:
                  on_drift: Callable[[str], Callable[[DriftReport], None]],
                  prepare: Callable[[str, ClusterAdapter], None],
                  task_group: Callable[[], anyio.abc.TaskGroup | None],
+                 namespace: str,
                  home_client: Callable[[], Awaitable[KubeClient | None]] | None = None
                  ) -> None:
         self.adapters = adapters
@@ -74,6 +78,8 @@ class ClusterSet:
         self.home_client = home_client
         """The management cluster's client (waited for a while), where credentials
         Secrets are read; None: no management cluster."""
+        self.namespace = namespace
+        """The controller's namespace there, which holds the credentials Secrets."""
         self.inline: dict[str, dict[str, Any]] = {}
         """The kubeconfig each Secret-reached cluster's credentials Secret made (in
         memory only: never saved, logged or shown)."""
@@ -182,13 +188,13 @@ class ClusterSet:
         if not conn.secret:
             return None
         self.inline.pop(conn.cluster, None)
-        where = f"{LEASE_NAMESPACE}/{conn.secret}"
+        where = f"{self.namespace}/{conn.secret}"
         client = await self.home_client() if self.home_client is not None else None
         if client is None:
             raise KubeconfigError(f"credentials Secret {where} cannot be read: the "
                                   "management cluster is not connected", cluster=conn.cluster)
         try:
-            secret = await read_credentials(client, LEASE_NAMESPACE, conn.secret)
+            secret = await read_credentials(client, self.namespace, conn.secret)
         except TimeoutError:
             raise KubeconfigError(f"credentials Secret {where} cannot be read: the "
                                   "management cluster did not answer",
@@ -203,6 +209,66 @@ class ClusterSet:
         doc = kubeconfig_of_secret(secret, conn.cluster)
         self.inline[conn.cluster] = doc
         return doc
+
+    def views(self) -> dict[str, ClusterView]:
+        """What placement sees of each connected cluster: its health (Unknown until it
+        listed, unless Unreachable), how long it has been away, its nodes."""
+        out: dict[str, ClusterView] = {}
+        for name, a in self.adapters.items():
+            health = a.health_state if a.synced.is_set() or a.health_state == \
+                "Unreachable" else "Unknown"
+            # loop-available seconds: a stalled controller does not age a failover grace
+            out[name] = ClusterView(health, a.health.unreachable_for(), tuple(a.nodes()))
+        return out
+
+    def not_listed(self) -> list[str]:
+        """Connected clusters that have not listed what runs there yet, and answer."""
+        return sorted(n for n, a in self.adapters.items()
+                      if not a.synced.is_set() and a.health_state != "Unreachable")
+
+    async def wait_listed(self, *, tick: float, say_every: float) -> None:
+        """Until every cluster has listed what runs there, or is Unreachable: a plan on a
+        partial view would take a slow-listing cluster's workloads for missing and move
+        them. Says every `say_every` seconds which clusters it waits for."""
+        waited = 0.0
+        while True:
+            waiting = self.not_listed()
+            if not waiting:
+                return
+            if waited >= say_every:
+                log.warning("waiting_for_clusters_to_list", clusters=waiting)
+                waited = 0.0
+            await anyio.sleep(tick)
+            waited += tick
+
+    def live_workloads(self, only: Callable[[str], bool] = lambda _: True
+                       ) -> dict[str, dict[str, LivePlacement]]:
+        """Per listed cluster (of those `only` keeps), the workloads running there."""
+        return {n: a.live_workloads() for n, a in self.adapters.items()
+                if only(n) and a.synced.is_set()}
+
+    def running(self, spec: FleetSpec, plan: Plan) -> dict[str, set[str]]:
+        """Every cluster of `spec` -> the workload ids running there: what its informers
+        list, or for a cluster not listed (down) the plan's placements."""
+        out: dict[str, set[str]] = {}
+        for name in sorted(spec.clusters):
+            a = self.adapters.get(name)
+            if a is not None and a.synced.is_set():
+                out[name] = {str(workload_id_of_label(lbl)) for lbl in a.live_workloads()}
+            else:
+                out[name] = {str(wid) for wid, wp in plan.workloads.items()
+                             if wp.status == "Placed" and name in wp.clusters}
+        return out
+
+    def retired(self, name: str) -> bool:
+        """A removed cluster whose drain is done is disconnected (True); what waited
+        for the drain is queued."""
+        if self.task_group() is None or not self.retirement.done(name):
+            return False
+        self.disconnect(name)
+        for other in self.adapters:  # what waited for the drain starts now
+            self.queue.add(other)
+        return True
 
     def disconnect(self, name: str) -> None:
         tg = self.task_group()
@@ -221,6 +287,17 @@ class ClusterSet:
             self._scopes[adapter.name] = scope
             task_status.started()
             await adapter.run()
+
+
+def connection_of(settings: Settings, cluster: Cluster) -> ConnectionSpec:
+    """The Cluster file's connection; `--kubeconfig` and the cluster's name as context
+    when it names none, or, with `--cluster-secrets`, its credentials Secret when it
+    names no kubeconfig (`clusters.credentials`)."""
+    conn = cluster.spec.connection
+    if settings.cluster_secrets and not conn.kubeconfig:
+        return ConnectionSpec(cluster.name, None, cluster.name, secret=cluster.name)
+    return ConnectionSpec(cluster.name, conn.kubeconfig or settings.kubeconfig,
+                          conn.context or cluster.name)
 
 
 def _file_of(spec: FleetSpec, cluster: str) -> str:

@@ -113,6 +113,8 @@ class Shards:
         m.queue.handler = ShardGate(shards, m.queue.handler)
         m.leadership.adapters = {}  # the leader Lease fences no cluster write: shards do
         m.reconciler.may_act = lambda: not m.source.holding
+        m.placement.follow = shards.follow
+        m.rollout.owns = shards.owns
         m.metrics.scrape_with(shards.collect)
         return shards
 
@@ -214,7 +216,7 @@ class Shards:
     async def round(self, client: KubeClient) -> None:
         """One read of every shard Lease, and this replica's moves."""
         self.rounds += 1
-        leases = await read_views(client, self.count, self.duration)
+        leases = await read_views(client, self.m.home.namespace, self.count, self.duration)
         if leases is None:
             return
         if leases.foreign != self.foreign:
@@ -240,14 +242,15 @@ class Shards:
             if lease.is_leader:
                 self.owners[shard] = self.identity
         if moves.want is not None:
-            await want(client, moves.want, self.identity)
+            await want(client, self.m.home.namespace, moves.want, self.identity)
         self._rewire()
 
     def _lease(self, client: KubeClient, shard: int) -> ShardLease:
         lease = self.leases.get(shard)
         if lease is None:
             lease = self.leases[shard] = ShardLease(
-                client, self.identity, shard, count=self.count, duration=self.duration,
+                client, self.identity, shard, count=self.count,
+                namespace=self.m.home.namespace, duration=self.duration,
                 margin=min(2.0, self.duration / 4))
         lease.client = client
         return lease
@@ -288,7 +291,7 @@ class Shards:
             # time it follows again (read afresh then, before anything is followed).
             self.leader_plan = None
             return
-        published = await sharedplan.read_published(client)
+        published = await sharedplan.read_published(client, self.m.home.namespace)
         if published is None or published == self.leader_plan:
             return
         self.leader_plan = (published[0], dict(published[1]))
@@ -301,7 +304,7 @@ class Shards:
             mine = {k: v for k, v in self.m.live.items() if self.shard(k[0]) == shard}
             data = shardstatus.encode(self.identity, mine)
             if self._published.get(shard) != data:
-                await shardstatus.write(client, shard, data)
+                await shardstatus.write(client, self.m.home.namespace, shard, data)
                 self._published[shard] = data
 
     async def _read_others(self, client: KubeClient) -> None:
@@ -311,7 +314,7 @@ class Shards:
         for shard in range(self.count):
             if shard in held:
                 continue
-            data = await shardstatus.read(client, shard)
+            data = await shardstatus.read(client, self.m.home.namespace, shard)
             if data is None:
                 continue
             try:

@@ -6,7 +6,8 @@ by the next restart and the rolled-back commit applied silently. So the guard is
 
 - in the state dir, `source.json` (`controllers.persist.statefile`: versioned, atomic,
   owner-only), read at start; written by any replica whose guard changed;
-- in the home cluster (`clusters.home`), ConfigMap `aifleet-system/aifleet-source`,
+- in the home cluster (`clusters.home`), ConfigMap `aifleet-source` of the controller's
+  namespace (`clusters.namespace`),
   written only by a replica that may act (the leader) and read by every replica on each
   fetch: a replica with an empty state dir, and a follower about to lead, still refuse
   what the leader refused.
@@ -20,7 +21,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -29,9 +29,6 @@ from clusters.client import KubeClient
 from clusters.configmap import get_configmap, put_configmap
 from clusters.errors import ClusterError
 from controllers.persist import statefile
-
-if TYPE_CHECKING:
-    from controllers.runtime.manager import Manager
 
 log = structlog.get_logger()
 
@@ -78,10 +75,10 @@ def save(state_dir: Path, guard: Guard) -> None:
                     {"applied": guard.applied, "refused": guard.refused})
 
 
-async def read_shared(client: KubeClient) -> Guard | None:
+async def read_shared(client: KubeClient, namespace: str) -> Guard | None:
     """The home cluster's copy, or None (not there, unreachable, or unusable)."""
     try:
-        cm = await get_configmap(client, CONFIGMAP)
+        cm = await get_configmap(client, CONFIGMAP, namespace=namespace)
         return None if cm is None else from_doc(dict(cm.get("data") or {}))
     except (ClusterError, TimeoutError) as e:
         log.warning("shared_source_guard_unreadable", error=f"{type(e).__name__}: {e}")
@@ -90,10 +87,10 @@ async def read_shared(client: KubeClient) -> Guard | None:
     return None
 
 
-async def write_shared(client: KubeClient, guard: Guard) -> bool:
+async def write_shared(client: KubeClient, namespace: str, guard: Guard) -> bool:
     data = {k: v for k, v in (("applied", guard.applied), ("refused", guard.refused)) if v}
     try:
-        await put_configmap(client, CONFIGMAP, {"data": data})
+        await put_configmap(client, CONFIGMAP, {"data": data}, namespace=namespace)
         return True
     except (ClusterError, TimeoutError) as e:
         log.warning("shared_source_guard_not_saved", error=f"{type(e).__name__}: {e}")
@@ -106,10 +103,11 @@ class SourceGuard:
     (writes only what changed; the home cluster's copy only while `may_write()`)."""
 
     def __init__(self, state_dir: Path, home: Callable[[], KubeClient | None],
-                 may_write: Callable[[], bool]) -> None:
+                 may_write: Callable[[], bool], namespace: str) -> None:
         self.state_dir = state_dir
         self.home = home
         self.may_write = may_write
+        self.namespace = namespace
         self._saved: Guard | None = None
         self._shared_saved: Guard | None = None
 
@@ -119,7 +117,7 @@ class SourceGuard:
 
     async def shared(self) -> Guard | None:
         client = self.home()
-        return await read_shared(client) if client is not None else None
+        return await read_shared(client, self.namespace) if client is not None else None
 
     async def keep(self, guard: Guard) -> None:
         if guard != self._saved:
@@ -130,51 +128,6 @@ class SourceGuard:
                 log.warning("source_guard_not_saved", error=f"{type(e).__name__}: {e}")
         client = self.home()
         if guard != self._shared_saved and client is not None and self.may_write() \
-                and guard.applied is not None and await write_shared(client, guard):
+                and guard.applied is not None and await write_shared(client, self.namespace, guard):
             self._shared_saved = guard
 
-
-# ------------------------------------------------------------ the manager's two reads
-
-
-async def read_shared_base(m: Manager) -> None:
-    """The leader's applied commit from the home cluster into the source, before each
-    fetch: a new replica (empty state dir) and a follower refuse what the leader would.
-    The first fetch of a replica that knows no applied commit waits (bounded) for the
-    management cluster to connect."""
-    if not m.home.configured:
-        return
-    if m.home.is_management and m.source.applied is None and m.source.last_good is None:
-        with anyio.move_on_after(m.startup_sync_timeout):
-            await m.home.connected.wait()
-    shared = await m.guard.shared()
-    if shared is not None and shared.applied is not None:
-        m.source.shared_applied = shared.applied
-
-
-async def refused_late(m: Manager) -> bool:
-    """With a member as home and no applied commit known, the shared guard can first be
-    read once that member is connected, i.e. after the first commit is adopted (its
-    Cluster file says how to reach it): read it then, once, before anything is planned,
-    and check the head again. True when the commit just adopted must not be rolled out
-    (refused; the base is adopted instead when the mirror has it)."""
-    if m.late_guard_read or m.source.applied is not None or m.home.is_management \
-            or not m.home.configured:
-        return False
-    m.late_guard_read = True
-    with anyio.move_on_after(m.startup_sync_timeout):
-        while True:
-            if m.home.client() is not None:
-                break
-            await anyio.sleep(m.tick)
-    await read_shared_base(m)
-    if m.source.shared_applied is None:
-        return False
-    result = await m.source.poll()
-    if result.conditions:
-        m.conditions = result.conditions
-    await m.keep_guard()
-    if result.snapshot is not None and result.snapshot.commit != m.desired.head:
-        await m._adopt(result.snapshot)  # the base, served instead of the rollback
-        return True
-    return m.source.holding

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleet.capacity import CapacitySnapshot
-from fleet.ids import ClusterName, WorkloadId
+from fleet.ids import ClusterName, WorkloadId, team_of
 from fleet.models import API_VERSION
 from fleet.placement.types import Plan, WorkloadPlacement
 from fleet.spec import FleetSpec
@@ -252,7 +252,7 @@ def _residency_fields(spec: FleetSpec, rows: list[dict[str, Any]]) -> None:
     """
     for row in rows:
         wid = WorkloadId(row["id"])
-        row["team"] = wid.split("/", 1)[0]
+        row["team"] = team_of(wid)
         w = spec.workloads.get(wid)
         if w is None:
             continue

@@ -23,7 +23,6 @@ import pytest
 
 from clusters.apply import Fenced
 from clusters.client import LEASE
-from clusters.leader import LEASE_NAMESPACE
 from clusters.shardlease import ShardLease
 from controllers.demo.sandbox import Sandbox, until
 from controllers.runtime import control
@@ -183,7 +182,7 @@ async def test_a_replica_that_lost_its_shard_lease_writes_nothing_there(
             # Another replica takes shard 1 while a is paused (it still believes it
             # holds it: its deadline has not passed).
             lease_client = a.shards.leases[1].client
-            path = LEASE.item(lease_name(1), LEASE_NAMESPACE)
+            path = LEASE.item(lease_name(1), a.home.namespace)
             lease = await lease_client.request("GET", path, verb="get")
             spec = lease["spec"]
             spec["holderIdentity"] = "intruder"
@@ -191,6 +190,7 @@ async def test_a_replica_that_lost_its_shard_lease_writes_nothing_there(
             await lease_client.request("PUT", path, verb="update", body=lease)
             # ... and keeps it: the intruder renews, and writes nothing itself.
             intruder = ShardLease(lease_client, "intruder", 1, count=2,
+                                  namespace=a.home.namespace,
                                   duration=LEASE_SECONDS, margin=0.5)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(intruder.run)
