@@ -18,6 +18,8 @@ half-alive) and cancellation stops everything cleanly. The parts:
 - `Records` (`controllers.runtime.records`): the ledger, its anchor, the events feed;
 - `Rollout` (`controllers.runtime.rollout`): when a commit is applied, commit statuses;
 - `DriftLog` (`controllers.runtime.driftlog`): drift reports, for status and the ledger;
+- with `--shards`, `Shards` (`controllers.runtime.shards`): the shard Leases this replica
+  holds; it gates the queue, fences each cluster by its shard and follows the leader's plan;
 - the cluster work queue: `ClusterReconciler` per cluster key, `cluster_concurrency` at
   a time, per-key backoff; and optionally the HTTP server (`manager_io`).
 
