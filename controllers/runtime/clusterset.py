@@ -12,7 +12,10 @@ A cluster reached through its credentials Secret (`ConnectionSpec.secret`, with
 `--cluster-secrets`) has that Secret read from the management cluster before its
 identity is checked and before it connects (`_credentials`); a missing, unlabelled or
 unusable Secret is that cluster's connection error, retried like any other, and names
-the Secret and key, never a value.
+the Secret and key, never a value. The resourceVersion of the Secret each cluster was
+last reached with is kept (`versions`): `controllers.runtime.credwatch` compares it with
+the Secrets on the management cluster, `reconnect`s a cluster whose Secret changed and
+`cut`s off one whose Secret is gone (Unreachable, never drained).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import structlog
 from clusters.adapter import AdapterOptions, ClusterAdapter, LivePlacement
 from clusters.apply import DriftReport
 from clusters.client import KubeClient
-from clusters.credentials import kubeconfig_of_secret, read_credentials
+from clusters.credentials import kubeconfig_of_secret, read_credentials, version_of
 from clusters.errors import ClusterError, KubeconfigError
 from clusters.kubeconfig import ConnectionSpec, server_of
 from controllers.runtime.fleetstate import ClusterView
@@ -83,12 +86,25 @@ class ClusterSet:
         self.inline: dict[str, dict[str, Any]] = {}
         """The kubeconfig each Secret-reached cluster's credentials Secret made (in
         memory only: never saved, logged or shown)."""
+        self.versions: dict[str, str] = {}
+        """The resourceVersion of the credentials Secret each Secret-reached cluster was
+        last read from (for its connection, or for the error that stopped it)."""
+        self.cut_off: set[str] = set()
+        """Clusters whose credentials Secret went away while connected: their adapter
+        stays, closed and Unreachable (`cut`), until the Secret is back."""
+        self.lock = anyio.Lock()
+        """Held while the set changes (`sync`, `cut`, `reconnect`): never two adapters
+        for one cluster."""
         self._identity_of: dict[ClusterName, ConnectionSpec] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
 
     async def sync(self, spec: FleetSpec) -> None:
         """Connect what the repo names and is not connected, retire what it no longer
         names, refuse twins; each new adapter is prepared, then run in the task group."""
+        async with self.lock:
+            await self._sync(spec)
+
+    async def _sync(self, spec: FleetSpec) -> None:
         tg = self.task_group()
         assert tg is not None
         in_repo = set(spec.clusters)
@@ -188,6 +204,7 @@ class ClusterSet:
         if not conn.secret:
             return None
         self.inline.pop(conn.cluster, None)
+        self.versions.pop(conn.cluster, None)
         where = f"{self.namespace}/{conn.secret}"
         client = await self.home_client() if self.home_client is not None else None
         if client is None:
@@ -206,6 +223,7 @@ class ClusterSet:
         if secret is None:
             raise KubeconfigError(f"no credentials Secret {where} (make it with `fleet "
                                   f"cluster add {conn.cluster}`)", cluster=conn.cluster)
+        self.versions[conn.cluster] = version_of(secret)
         doc = kubeconfig_of_secret(secret, conn.cluster)
         self.inline[conn.cluster] = doc
         return doc
@@ -277,8 +295,38 @@ class ClusterSet:
         if scope is not None:
             scope.cancel()
         adapter = self.adapters.pop(name, None)
-        if adapter is not None:
+        if adapter is not None and name not in self.cut_off:
             tg.start_soon(adapter.aclose)
+        self.cut_off.discard(name)
+
+    async def cut(self, name: str, reason: str, message: str) -> None:
+        """Stop talking to a connected cluster whose credentials are gone: its informers
+        and heartbeat stop, its client is closed, and it stays in the set Unreachable
+        with this cause (`HealthTracker.cut_off`), so placement, the failover grace and
+        the reconciler treat it as any cluster that stopped answering: nothing is
+        written or deleted there, nothing is drained. `reconnect` ends it."""
+        async with self.lock:
+            adapter = self.adapters.get(name)
+            if adapter is None or name in self.cut_off:
+                return
+            scope = self._scopes.pop(name, None)
+            if scope is not None:
+                scope.cancel()
+            adapter.health.cut_off(reason, message)
+            self.cut_off.add(name)
+            self.inline.pop(name, None)
+            self.versions.pop(name, None)
+            with anyio.CancelScope(shield=True):
+                await adapter.aclose()
+
+    async def reconnect(self, name: str) -> None:
+        """Drop a cluster's connection (its old client closed) so that the next `sync`
+        reads its credentials Secret again and connects with it -- after the same
+        identity check as any new connection. Only that cluster is touched."""
+        async with self.lock:
+            self.disconnect(name)
+            self.inline.pop(name, None)
+            self._identity_of = {}  # its server may have changed: check twins again
 
     async def _run(self, adapter: ClusterAdapter, *,
                    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -44,8 +44,9 @@ from clusters.home import Home
 from clusters.leader import LeaderElector
 from controllers.forge import CommitStatusPoster
 from controllers.persist import lastplan
-from controllers.runtime import busy, manager_io
+from controllers.runtime import busy, handover, manager_io
 from controllers.runtime.clusterset import ClusterSet, connection_of
+from controllers.runtime.credwatch import CredentialsWatch
 from controllers.runtime.deletions import DeletionGuard
 from controllers.runtime.desired import DesiredState, RenderFn
 from controllers.runtime.driftlog import DriftLog
@@ -151,10 +152,16 @@ class Manager:
             task_group=self._task_group, home_client=self._management_client,
             namespace=self.home.namespace)
         """One adapter per Cluster file (`controllers.runtime.clusterset`)."""
+        self.credentials = CredentialsWatch(
+            self.clusters, home_client=self._management_client,
+            spec=lambda: self.desired.spec, connection_of=self.clusters.connection_of,
+            resync=lambda: self.sources.retry_connections(), every=settings.poll_interval)
+        """Changed and deleted credentials Secrets (`controllers.runtime.credwatch`)."""
         self.leadership = Leadership(
             elect=settings.leader_elect, identity=settings.identity, home=self.home,
             adapters=self.adapters, holding=self._holding, blocked=self.records.blocked,
-            tick=tick, lease_duration=self.lease_duration)
+            tick=tick, lease_duration=self.lease_duration,
+            prepare=lambda: handover.take_over(self))
         """May this replica write (`controllers.runtime.leadership`)."""
         self.placement = PlacementLoop(
             settings, place or default_place(settings), desired=self.desired,
@@ -169,7 +176,11 @@ class Manager:
             home=self.home, feed=self.feed, metrics=self.metrics, may_act=self.may_act,
             post_status=self.rollout.post_status, plan=self.placement.trigger,
             knows_what_runs=self.placement.knows_what_runs, task_group=self._task_group,
-            tick=tick, startup_sync_timeout=startup_sync_timeout)
+            tick=tick, startup_sync_timeout=startup_sync_timeout,
+            before_fetch=lambda: handover.before_fetch(self))
+        self.startup_sync_timeout = startup_sync_timeout
+        self.shared = handover.make(self)
+        """Suspensions, holds, retirements in the home (`controllers.runtime.handover`)."""
         self.metrics.scrape_with(manager_collector(self))
         # --shards: the hooks marked "shards" are all of it (controllers.runtime.shards)
         self.shards = Shards.install(self)
@@ -231,12 +242,17 @@ class Manager:
                 tg.start_soon(self.loop_lag.run)
                 tg.start_soon(busy.warm, self.placer)
                 tg.start_soon(self.home.connect)
+                tg.start_soon(handover.keep_shared, self)
                 tg.start_soon(self.sources.run)
                 tg.start_soon(self.placement.run)
                 tg.start_soon(self.placement.watch)
                 tg.start_soon(self.queue.run)
                 if self.settings.leader_elect:
                     tg.start_soon(self.leadership.run)
+                if self.settings.cluster_secrets:
+                    tg.start_soon(self.credentials.run)
+                if self.settings.cluster_secrets:
+                    tg.start_soon(self.credentials.run)
                 if self.shards is not None:  # shards
                     tg.start_soon(self.shards.run)
                 run_events = getattr(self.events, "run", None)

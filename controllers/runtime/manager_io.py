@@ -70,6 +70,11 @@ def status(m: Manager) -> dict[str, Any]:
         conditions.append({"type": "HomeUnavailable", "status": "True",
                            "reason": "ConnectFailed",
                            "message": f"management cluster: {m.home.error}"})
+    if m.shared.error and m.may_act():
+        conditions.append({"type": "SharedStateNotSaved", "status": "True",
+                           "reason": "WriteFailing",
+                           "message": "the next leader would not know the latest "
+                                      f"suspensions, holds or drains: {m.shared.error}"})
     for name, err in sorted(m.connect_errors.items()):
         conditions.append({"type": "ClusterConnectionFailed", "status": "True",
                            "reason": "ConnectFailed", "message": f"{name}: {err}"})

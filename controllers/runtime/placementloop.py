@@ -130,6 +130,9 @@ class PlacementLoop:
     async def watch(self) -> None:
         """Adapter changes and leadership -> triggers (see the module's docstring)."""
         seen: dict[str, tuple[Any, ...]] = {}
+        known: dict[str, object] = {}
+        """The adapter each `seen` entry is of: a reconnected cluster (its credentials
+        Secret changed) is a new adapter, listed afresh, so it counts as new."""
         last_plan = time.monotonic()
         capacity_dirty = False
         adapters = self.clusters.adapters
@@ -138,8 +141,8 @@ class PlacementLoop:
             urgent = False
             for name, a in list(adapters.items()):
                 state = (a.capacity_version, a.health_state, a.synced.is_set())
-                before = seen.get(name)
-                seen[name] = state
+                before = seen.get(name) if known.get(name) is a else None
+                seen[name], known[name] = state, a
                 if before == state:
                     continue
                 if before is None or before[1:] != state[1:]:

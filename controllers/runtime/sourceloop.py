@@ -20,7 +20,7 @@ told by the rollout when a commit is applied everywhere (`applied`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
@@ -57,7 +57,8 @@ class SourceLoop:
                  may_act: Callable[[], bool], post_status: PostStatus,
                  plan: Callable[[], None], knows_what_runs: Callable[[], bool],
                  task_group: Callable[[], anyio.abc.TaskGroup | None],
-                 tick: float, startup_sync_timeout: float) -> None:
+                 tick: float, startup_sync_timeout: float,
+                 before_fetch: Callable[[], Awaitable[None]] | None = None) -> None:
         self.settings = settings
         self.desired = desired
         self.clusters = clusters
@@ -74,11 +75,15 @@ class SourceLoop:
         self.task_group = task_group
         self.tick = tick
         self.startup_sync_timeout = startup_sync_timeout
+        self.before_fetch = before_fetch
+        """After the leader's applied commit is read, before each fetch: the rest of
+        the shared state (`controllers.runtime.handover.before_fetch`)."""
         self.source = GitSource(settings.repo, settings.branch, settings.state_dir,
                                 subdir=settings.subdir,
                                 allow_non_fast_forward=settings.allow_non_fast_forward,
                                 verifier=_verifier(settings),
-                                credentials=git_auth(settings))
+                                credentials=git_auth(settings),
+                                controller_namespace=home.namespace)
         self.deletions = DeletionGuard(settings.state_dir, DeletionLimits(
             max_retire_per_commit=settings.max_retire_per_commit,
             max_deletion_fraction=settings.max_deletion_fraction))
@@ -129,6 +134,8 @@ class SourceLoop:
 
     async def fetch_once(self) -> None:
         await self._read_shared_base()
+        if self.before_fetch is not None:
+            await self.before_fetch()
         result = await self.source.poll()
         await self.keep_guard()
         conditions = result.conditions
@@ -161,7 +168,7 @@ class SourceLoop:
         if snap is not None:
             await self._adopt(snap)
         elif self.clusters.connect_errors and self.desired.spec is not None:
-            await self._retry_connections()
+            await self.retry_connections()
 
     def _report_unverified(self) -> None:
         """A head refused for its signature (`--verify-signatures`): said once per head
@@ -312,6 +319,10 @@ class SourceLoop:
 
     # ------------------------------------------------------------------ adopt
 
+    async def adopt(self, snap: Snapshot) -> None:
+        """Adopt `snap` now (a held commit's base served again on a take-over)."""
+        await self._adopt(snap)
+
     async def _adopt(self, snap: Snapshot) -> None:
         assert snap.commit is not None
         changed = self.desired.adopt_spec(snap.spec, snap.commit)
@@ -328,7 +339,7 @@ class SourceLoop:
             self.post_status(snap.commit, name, "pending", "rolling out")
         self.plan()
 
-    async def _retry_connections(self) -> None:
+    async def retry_connections(self) -> None:
         """Clusters that could not connect are tried again on every poll, not only on
         a new commit: a credentials Secret made after the start, a kubeconfig mounted
         late, a cluster that came up."""

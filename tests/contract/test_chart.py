@@ -146,7 +146,7 @@ def test_secrets_reach_the_pod_by_reference_never_by_value() -> None:
 def test_the_role_is_only_what_the_controller_touches_in_its_namespace() -> None:
     from clusters.leader import LEASE_NAME
     from clusters.namespace import DEFAULT
-    from controllers.persist import sharedplan
+    from controllers.persist import sharedplan, sharedstate
     from controllers.runtime import sourceguard
 
     objects = template(*REPO)
@@ -160,6 +160,7 @@ def test_the_role_is_only_what_the_controller_touches_in_its_namespace() -> None
         ("leases", ("create",)): set(),
         ("configmaps", ("get", "update")): {sharedplan.NAME, sourceguard.CONFIGMAP},
         ("configmaps", ("create",)): set(),
+        ("configmaps", ("get", "update", "delete")): set(sharedstate.configmap_names()),
     }
     production = by_kind(template("-f", str(PRODUCTION)))
     env = {e["name"]: e.get("value")
