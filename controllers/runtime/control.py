@@ -103,6 +103,11 @@ async def act(m: Manager, action: str, body: dict[str, Any]) -> Answer:
         return 200, {"ok": True, "clusters": clusters,
                      "message": f"fetch and reconcile of {what} started on "
                                 f"{len(clusters)} cluster(s){note}"}
+    if getattr(m, "shards", None) is not None:
+        # Suspensions live in this replica's state dir; another replica's shards would
+        # not see them: refused rather than honoured on some clusters only.
+        return _error(409, f"fleet {action} is not supported with --shards yet: "
+                           "suspensions are not shared between replicas")
     suspend = action == "suspend"
     changed = m.suspensions.change(suspend=suspend, workload=workload, cluster=cluster)
     event = "Suspended" if suspend else "Resumed"

@@ -18,6 +18,8 @@ half-alive) and cancellation stops everything cleanly. The parts:
 - `Records` (`controllers.runtime.records`): the ledger, its anchor, the events feed;
 - `Rollout` (`controllers.runtime.rollout`): when a commit is applied, commit statuses;
 - `DriftLog` (`controllers.runtime.driftlog`): drift reports, for status and the ledger;
+- with `--shards`, `Shards` (`controllers.runtime.shards`): the shard Leases this replica
+  holds; it gates the queue, fences each cluster by its shard and follows the leader's plan;
 - the cluster work queue: `ClusterReconciler` per cluster key, `cluster_concurrency` at
   a time, per-key backoff; and optionally the HTTP server (`manager_io`).
 
@@ -56,6 +58,7 @@ from controllers.runtime.reconcile import ClusterReconciler, EventSink
 from controllers.runtime.records import JOURNAL_FILE, Records
 from controllers.runtime.retirement import Retirement
 from controllers.runtime.rollout import Rollout
+from controllers.runtime.shards import Shards
 from controllers.runtime.sourceguard import SourceGuard
 from controllers.runtime.sourceloop import SourceLoop
 from controllers.runtime.suspension import Suspensions
@@ -87,12 +90,15 @@ class Manager:
                  adapter_options: AdapterOptions | None = None,
                  place: PlaceFn | None = None, render: RenderFn | None = None,
                  startup_sync_timeout: float = 10.0, tick: float = 0.2,
-                 lease_duration: float = 15.0, capacity_replan_every: float = 1.0) -> None:
+                 lease_duration: float | None = None,
+                 capacity_replan_every: float = 1.0) -> None:
         problem = home_problem(settings)
         if problem:
             raise ValueError(problem)
         self.settings = settings
         self.tick = tick
+        self.lease_duration = lease_duration or settings.lease_duration
+        """Seconds the leader's and the shard Leases stay valid without a renew."""
         self.metrics = ControllerMetrics()
         """Histograms and counters of `/metrics`; gauges are read at each scrape."""
         self.loop_lag = LoopLag(on_sample=self.metrics.loop_lag.observe)
@@ -154,7 +160,7 @@ class Manager:
         self.leadership = Leadership(
             elect=settings.leader_elect, identity=settings.identity, home=self.home,
             adapters=self.adapters, holding=self._holding, blocked=self.records.blocked,
-            tick=tick, lease_duration=lease_duration,
+            tick=tick, lease_duration=self.lease_duration,
             prepare=lambda: handover.take_over(self))
         """May this replica write (`controllers.runtime.leadership`)."""
         self.placement = PlacementLoop(
@@ -176,6 +182,9 @@ class Manager:
         self.shared = handover.make(self)
         """Suspensions, holds, retirements in the home (`controllers.runtime.handover`)."""
         self.metrics.scrape_with(manager_collector(self))
+        # --shards: the hooks marked "shards" are all of it (controllers.runtime.shards)
+        self.shards = Shards.install(self)
+        """With --shards: the shard Leases this replica holds, and what they gate."""
 
     # ------------------------------------------------------------------ wiring
 
@@ -206,6 +215,8 @@ class Manager:
     def _prepare_adapter(self, name: str, adapter: ClusterAdapter) -> None:
         """A newly connected adapter, before it runs: fenced, and told what not to heal."""
         self.leadership.wire(adapter)
+        if self.shards is not None:  # shards: fenced by its shard's Lease instead
+            self.shards.wire(name, adapter)
         adapter.applier.hold_heal = self.drift_log.held(name)
 
     async def _management_client(self) -> KubeClient | None:
@@ -240,6 +251,8 @@ class Manager:
                     tg.start_soon(self.leadership.run)
                 if self.settings.cluster_secrets:
                     tg.start_soon(self.credentials.run)
+                if self.shards is not None:  # shards
+                    tg.start_soon(self.shards.run)
                 run_events = getattr(self.events, "run", None)
                 if run_events is not None:
                     tg.start_soon(run_events)
@@ -256,7 +269,10 @@ class Manager:
     # ------------------------------------------------------------------ the face
 
     def status(self) -> dict[str, Any]:
-        return manager_io.status(self)
+        doc = manager_io.status(self)
+        if self.shards is not None:  # shards
+            self.shards.annotate(doc)
+        return doc
 
     def capacity_json(self) -> dict[str, Any]:
         return manager_io.capacity_json(self)

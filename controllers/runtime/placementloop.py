@@ -114,6 +114,9 @@ class PlacementLoop:
         """The next plan rebuilds the previous plan from what runs."""
         self._ledger_reconciled = False
         """The ledger was compared with what runs once, as leader (`Records.reconcile`)."""
+        self.follow: Callable[[Plan], Plan] = lambda plan: plan
+        """With --shards: the plan this replica writes, the leader's placements over its
+        own (`controllers.runtime.shards.Shards.follow`)."""
 
     def trigger(self) -> None:
         self._wake.set()
@@ -246,7 +249,7 @@ class PlacementLoop:
                                      self.settings.failover_grace)
         previous = await self._previous(rebuild, snapshot)
         started = time.perf_counter()
-        plan = await busy.place(self.placer, spec, snapshot, previous, head)
+        plan = self.follow(await busy.place(self.placer, spec, snapshot, previous, head))
         elapsed = time.perf_counter() - started
         self.placement_durations.append(elapsed)
         self.metrics.placement.observe(elapsed)

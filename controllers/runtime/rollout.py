@@ -48,6 +48,9 @@ class Rollout:
         """Commit statuses per cluster on the forge (`--forge`), or None."""
         self._failures: dict[tuple[str, str], int] = {}
         """(head, cluster) -> failed applies in a row, for the commit status."""
+        self.owns: Callable[[str], bool] = lambda _name: True
+        """With --shards: the clusters this replica applies (another's are not waited
+        for: `controllers.runtime.shards`)."""
 
     def cluster_done(self, name: str) -> None:
         plan, head = self.desired.plan, self.desired.head
@@ -62,6 +65,8 @@ class Rollout:
         for cname, adapter in self.adapters.items():
             if adapter.health_state == "Unreachable" or cname in self.suspensions.clusters:
                 continue  # a suspended cluster is left as it is on purpose
+            if not self.owns(cname):
+                continue  # --shards: another replica applies it
             if self.applied_signature.get(cname) != self.desired.signature(
                     ClusterName(cname)):
                 return
