@@ -180,7 +180,16 @@ class Watcher:
             except httpx.HTTPError:
                 if self.times:  # before the first answer it is not listening yet
                     self.failures += 1
-            await anyio.sleep(max(0.0, self.interval - (time.perf_counter() - started)))
+            # `interval` after each answer, not at a fixed rate: a status document that
+            # takes longer than the interval to build must not be asked for back to back.
+            await anyio.sleep(self.interval)
+
+    def summary(self) -> str:
+        if not self.times:
+            return "GET /api/v1/status: never answered"
+        return (f"GET /api/v1/status: max {max(self.times) * 1000:.0f} ms, p50 "
+                f"{statistics.median(self.times) * 1000:.0f} ms over {len(self.times)} "
+                f"reads ({self.failures} failed)")
 
 
 async def cold_start(ctl: Controller, watcher: Watcher, commit: str, limit: float) -> float:
@@ -207,7 +216,7 @@ def cluster_of(doc: dict[str, Any], name: str) -> str | None:
 
 async def commit_latency(repo: FleetRepo, ctl: Controller, client: httpx.AsyncClient,
                          reader: ClusterReader, doc: dict[str, Any], samples: int,
-                         workloads: int) -> tuple[list[float], list[float]]:
+                         workloads: int, limit: float) -> tuple[list[float], list[float]]:
     """(commit -> applied, webhook response) seconds per sample."""
     applied: list[float] = []
     hooks: list[float] = []
@@ -230,10 +239,14 @@ async def commit_latency(repo: FleetRepo, ctl: Controller, client: httpx.AsyncCl
             ann = ((obj or {}).get("metadata") or {}).get("annotations") or {}
             if ann.get(SOURCE_COMMIT) == commit:
                 break
-            if time.perf_counter() - started > 120:
-                raise TimeoutError(f"commit {commit[:12]} not applied within 120 s")
-            await anyio.sleep(0.02)
-        applied.append(time.perf_counter() - started)
+            if time.perf_counter() - started > limit:
+                break  # counted as `limit`, and said so
+            await anyio.sleep(0.05)
+        took = min(limit, time.perf_counter() - started)
+        applied.append(took)
+        print(f"  commit {n + 1}/{samples} ({name} on {where}): webhook answered in "
+              f"{hooks[-1]:.2f} s, applied " + (f"in {took:.2f} s" if took < limit else
+                                               f"NOT within {limit:.0f} s"), flush=True)
     return applied, hooks
 
 
@@ -265,7 +278,8 @@ async def measure(args: argparse.Namespace, root: Path, repo: FleetRepo, first: 
     reader = ClusterReader(kubeconfig)
     watcher = Watcher(ctl, args.status_interval)
     try:
-        async with httpx.AsyncClient() as client, anyio.create_task_group() as tg:
+        # Long timeouts: how long the controller takes to answer is what is measured.
+        async with httpx.AsyncClient(timeout=300) as client, anyio.create_task_group() as tg:
             tg.start_soon(watcher.run, client)
             sim_cpu = sims.cpu()
             cold = await cold_start(ctl, watcher, first, args.cold_limit)
@@ -275,16 +289,14 @@ async def measure(args: argparse.Namespace, root: Path, repo: FleetRepo, first: 
             print(f"cold start: {cold:.1f} s to sync {done}/{total} placed workloads over "
                   f"{args.clusters} clusters (target <= 60 s); CPU meanwhile: controller "
                   f"{ctl_cpu:.1f} s, simulators {sim_cpu:.1f} s", flush=True)
+            print(watcher.summary() + " so far", flush=True)
             lat, hooks = await commit_latency(repo, ctl, client, reader, watcher.doc,
-                                              args.samples, args.workloads)
+                                              args.samples, args.workloads, args.commit_limit)
             print(f"commit -> applied via webhook: p50 {statistics.median(lat):.2f} s, "
                   f"p90 {pct(lat, 0.9):.2f} s, max {max(lat):.2f} s over {len(lat)} "
                   "commits (target p50 <= 1 s)", flush=True)
             tg.cancel_scope.cancel()
-        times = watcher.times
-        print(f"GET /api/v1/status: max {max(times) * 1000:.0f} ms, p50 "
-              f"{statistics.median(times) * 1000:.0f} ms over {len(times)} reads "
-              f"({watcher.failures} failed); webhook POST: max {max(hooks) * 1000:.0f} ms "
+        print(f"{watcher.summary()}; webhook POST: max {max(hooks) * 1000:.0f} ms "
               "(target < 200 ms)", flush=True)
         print(busy_report(ctl.log_path, watcher.doc), flush=True)
         rss, hwm = rss_mib(ctl.proc.pid)
@@ -304,9 +316,12 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=16, help="nodes per flavour per cluster")
     ap.add_argument("--sim-procs", type=int, default=4,
                     help="`fleet sim up` processes the clusters are spread over")
-    ap.add_argument("--samples", type=int, default=20, help="commits measured")
-    ap.add_argument("--status-interval", type=float, default=2.0,
-                    help="seconds between reads of /api/v1/status")
+    ap.add_argument("--samples", type=int, default=10, help="commits measured")
+    ap.add_argument("--status-interval", type=float, default=5.0,
+                    help="seconds from one answer of /api/v1/status to the next read")
+    ap.add_argument("--commit-limit", type=float, default=90.0,
+                    help="seconds a commit may take to be applied; a slower one is "
+                         "counted as this and reported")
     ap.add_argument("--cold-limit", type=float, default=1800.0)
     ap.add_argument("--keep-log", type=Path, default=None,
                     help="copy the controller's log here at the end")
