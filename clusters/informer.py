@@ -112,8 +112,10 @@ class Informer:
         self.idle = True
         try:
             while True:
+                # Jittered: a fleet's clusters synced together must not all list at once.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._activated.wait(), self.idle_relist)
+                    await asyncio.wait_for(self._activated.wait(),
+                                           self.idle_relist * random.uniform(0.75, 1.0))
                 if self._activated.is_set():
                     return
                 await self.list_once()
