@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,9 @@ class Watcher:
     times: list[float] = field(default_factory=list)
     failures: int = 0
     """Reads that failed after the controller first answered."""
+    unhealthy: Counter[str] = field(default_factory=Counter)
+    """Clusters seen not Healthy, counted per read, by health and the reason the
+    status document gives (what made a healthy cluster Degraded)."""
 
     async def run(self, client: httpx.AsyncClient) -> None:
         while True:
@@ -175,6 +179,7 @@ class Watcher:
                 if r.status_code == 200:
                     self.doc = dict(r.json())
                     self.times.append(time.perf_counter() - started)
+                    self._count_unhealthy(self.doc)
                 elif self.times:
                     self.failures += 1
             except httpx.HTTPError:
@@ -183,6 +188,12 @@ class Watcher:
             # `interval` after each answer, not at a fixed rate: a status document that
             # takes longer than the interval to build must not be asked for back to back.
             await anyio.sleep(self.interval)
+
+    def _count_unhealthy(self, doc: dict[str, Any]) -> None:
+        for c in doc.get("clusters") or []:
+            if c.get("health") not in ("Healthy", "Unknown"):
+                why = str(c.get("message") or c.get("reason") or "")
+                self.unhealthy[f"{c.get('health')}: {why[:160]}"] += 1
 
     def summary(self) -> str:
         if not self.times:
@@ -299,6 +310,9 @@ async def measure(args: argparse.Namespace, root: Path, repo: FleetRepo, first: 
         print(f"{watcher.summary()}; webhook POST: max {max(hooks) * 1000:.0f} ms "
               "(target < 200 ms)", flush=True)
         print(busy_report(ctl.log_path, watcher.doc), flush=True)
+        for why, reads in watcher.unhealthy.most_common(5):
+            print(f"  seen in /api/v1/status {reads} times (cluster x read): {why}",
+                  flush=True)
         rss, hwm = rss_mib(ctl.proc.pid)
         print(f"controller memory: RSS {rss:.0f} MiB, peak {hwm:.0f} MiB "
               f"(target <= 512 MiB); load average after: {uptime()}", flush=True)
