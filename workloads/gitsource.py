@@ -123,7 +123,11 @@ class GitSource:
         with connecting(self.credentials, self.remote_url) as callbacks:
             repo.remotes["origin"].fetch([f"+refs/heads/{self.branch}:{self.ref}"],
                                          callbacks=callbacks)
-        return str(repo.references[self.ref].target)
+        found = repo.references.get(self.ref)
+        if found is None:  # libgit2 fetches a refspec that matches nothing without error
+            raise pygit2.GitError(f"the repository has no branch {self.branch!r} "
+                                  "(fleet run --branch names the one to watch)")
+        return str(found.target)
 
     def _is_descendant(self, head: str, base: str) -> bool:
         """False too when either commit is not in the mirror (a base force-pushed away
