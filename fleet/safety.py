@@ -231,6 +231,20 @@ def hold_reconcile(cluster: ClusterName, plan_saw: Mapping[ClusterName, str]) ->
             "waiting for a plan made after it answered")
 
 
+def hold_for_head(plan_commit: str | None, head: str | None) -> str | None:
+    """Invariant: a cluster is reconciled only against the plan of the adopted commit.
+
+    The objects are rendered from the adopted commit's workloads at the current plan's
+    assignments: a plan made for an earlier commit (made while the next one was
+    adopted, or not made yet) would put the new intent on the old sizes and stamp it
+    with the new commit, which the status then calls synced. None: reconcile; else why
+    to wait (the placement loop plans each adopted commit)."""
+    if plan_commit == head:
+        return None
+    return (f"the current plan is of commit {(plan_commit or '-')[:12]}, not of the "
+            f"adopted {(head or '-')[:12]}: waiting for its plan")
+
+
 def returned_clusters(plan_saw: Mapping[ClusterName, str],
                       now: Mapping[ClusterName, str]) -> set[ClusterName]:
     """Clusters that answer now but did not when the current plan was made."""

@@ -10,7 +10,8 @@ events from the `ApplyResult` alone. In order:
 1. nothing while the cluster is not synced (its informers have not listed yet: we would
    not know what runs there), Unreachable, or while we are not the leader; and nothing
    while the current plan was made without it answering (it was away: that plan did
-   not see what still runs there; `fleet.safety.hold_reconcile`);
+   not see what still runs there; `fleet.safety.hold_reconcile`), nor while it is the
+   plan of an earlier commit than the adopted one (`fleet.safety.hold_for_head`);
 2. residency first, then stale copies: copies whose data the policy in force does not
    allow here (`fleet.safety.residency_forbids`) are deleted, then workloads the plan
    now places only on other clusters (a failover while this cluster was away), before
@@ -67,6 +68,7 @@ from fleet.safety import (
     REACHABLE,
     copy_still_running,
     drainable,
+    hold_for_head,
     hold_reconcile,
     stale_retry_after,
     suspension_shields,
@@ -134,6 +136,10 @@ class ClusterReconciler:
         gated = self._gate(name, adapter)
         if gated is not None:
             return gated
+        stale_plan = hold_for_head(self.desired.plan.commit, self.desired.head)
+        if stale_plan is not None:  # a drain, too, relies on the plan that removed it
+            log.info("reconcile_held", cluster=name, reason=stale_plan)
+            return 0.5
         if name in self.retiring:
             return await self._drain(name, adapter)
         cluster = ClusterName(name)

@@ -12,6 +12,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,11 @@ import jsonschema
 
 from controllers.demo.sandbox import Sandbox, synced, until
 from controllers.runtime.manager import Manager
+from controllers.runtime.replanner import Replanner
+from fleet.capacity import CapacitySnapshot
+from fleet.placement.types import Plan, PreviousPlan
+from fleet.render.keys import SOURCE_COMMIT
+from fleet.spec import FleetSpec
 from tests.fleetdocs import workload
 from tests.specs import load_schema
 from tests.support.controller import FAST, TRAIN, fast_settings, fleet_files, sandbox
@@ -102,6 +108,61 @@ async def test_recreate_on_change_replaces_the_job_when_asked(tmp_path: Path) ->
         m.trigger_fetch()
         await until(lambda: _row(m, ETL)["commit"] == commit and
                     _row(m, ETL)["sync"] == "Synced", 20, what="the Job re-created")
+        job = _job(box, m, ETL)
+        assert job["metadata"]["uid"] != uid and job["spec"]["completions"] == 3
+
+
+class HeldPlacer:
+    """The controller's own placement (`Replanner`), held in its worker thread until
+    released once asked to: a plan of one commit still being made when the next commit
+    is adopted (what a big fleet's plan of seconds makes likely under load)."""
+
+    def __init__(self) -> None:
+        self.inner = Replanner()
+        self.release = threading.Event()
+        self.release.set()
+        self.entered = threading.Event()
+
+    def __call__(self, spec: FleetSpec, capacity: CapacitySnapshot,
+                 previous: PreviousPlan | None = None, *, commit: str | None = None
+                 ) -> Plan:
+        self.entered.set()
+        self.release.wait(30)
+        return self.inner(spec, capacity, previous, commit=commit)
+
+
+async def test_a_plan_of_the_previous_commit_is_never_applied_as_the_new_one(
+        tmp_path: Path) -> None:
+    placer = HeldPlacer()
+    async with sandbox(tmp_path, _files("onChange")) as box, box.controller(
+            fast_settings(box), adapter_options=FAST, place=placer) as m:
+        await _rolled_out(m, box)
+        uid = _job(box, m, ETL)["metadata"]["uid"]
+        cluster = _row(m, ETL)["placements"][0]["cluster"]
+        placer.release.clear()
+        placer.entered.clear()
+        m.trigger_plan()  # a plan of the first commit, held while it is being made
+        await until(placer.entered.is_set, 20, what="a plan of the first commit started")
+        commit = box.repo.commit({ETL_FILE: _etl(3, "onChange")}, "etl: 3 replicas")
+        m.trigger_fetch()
+        await until(lambda: m.desired.head == commit, 20, what="the commit adopted")
+        mixed: list[dict[str, Any]] = []
+
+        def sample() -> None:  # the new commit's stamp on the old commit's size
+            assert box.sim is not None  # (no Job between the re-create's delete and create)
+            for job in box.sim.clusters[cluster].objects("Job", "nlp-team"):
+                if job["metadata"]["name"] == "etl" and job["spec"]["completions"] != 3 \
+                        and (job["metadata"].get("annotations") or {}).get(
+                            SOURCE_COMMIT) == commit:
+                    mixed.append(job)
+
+        def done() -> bool:
+            sample()
+            return _row(m, ETL)["commit"] == commit and _row(m, ETL)["sync"] == "Synced"
+
+        placer.release.set()  # the first commit's plan lands after the second's adoption
+        await until(done, 20, interval=0.01, what="the Job re-created")
+        assert mixed == []
         job = _job(box, m, ETL)
         assert job["metadata"]["uid"] != uid and job["spec"]["completions"] == 3
 

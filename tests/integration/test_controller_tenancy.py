@@ -245,6 +245,10 @@ def _live(box: Sandbox, kind: str, name: str) -> dict[str, Any] | None:
                  if o["metadata"]["name"] == name), None)
 
 
+def _sync(m: Manager, wid: str) -> str:
+    return str(next(w for w in m.status()["workloads"] if w["id"] == wid)["sync"])
+
+
 async def test_a_tenants_generation_annotation_never_freezes_the_leader_nor_prune(
         tmp_path: Path) -> None:
     kubectl = ROOT / ".cache" / "bin" / "kubectl"
@@ -288,13 +292,16 @@ async def test_a_tenants_generation_annotation_never_freezes_the_leader_nor_prun
             assert box.sim is not None
             box.sim.clusters[US].faults.fail_next(
                 10_000, 503, prefix="/apis/apps/v1/namespaces/nlp-team/deployments/serve")
-            box.repo.commit({
+            failing = box.repo.commit({
                 "workloads/nlp-team/serve.yaml": _pinned("serve", "nlp-team", replicas=3),
                 "workloads/search-team/index.yaml": None}, "serve x3, index gone")
             m.trigger_fetch()
-            await until(lambda: _live(box, "Deployment", "index") is None, 20,
-                        what="index pruned although serve fails")
-            serve = next(w for w in m.status()["workloads"] if w["id"] == "nlp-team/serve")
-            assert serve["sync"] == "Failed"
+            # The pass is over once it has recorded serve's failure: the prune runs after
+            # the applies and before that record (`clusters.apply.Applier.execute`), so
+            # index being gone from the server says nothing yet about serve's status.
+            # (`m.applied_commit` stays the last one applied everywhere: it never is this.)
+            await until(lambda: m.desired.head == failing and _sync(m, "nlp-team/serve")
+                        == "Failed", 20, what="the pass that failed serve recorded")
+            assert _live(box, "Deployment", "index") is None  # pruned although serve fails
             dep = _live(box, "Deployment", "serve")
             assert dep is not None and dep["spec"]["replicas"] == 2  # kept, not pruned

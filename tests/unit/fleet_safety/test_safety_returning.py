@@ -18,6 +18,7 @@ from fleet.placement.types import (
 from fleet.safety import (
     copy_still_running,
     gang_start_waits,
+    hold_for_head,
     hold_reconcile,
     keep_live_copy,
     previous_with_returned,
@@ -54,6 +55,20 @@ def test_a_cluster_is_reconciled_only_against_a_plan_that_saw_it_answer(
     assert (why is not None) is held
     if why is not None:
         assert "waiting for a plan made after it answered" in why
+
+
+@pytest.mark.parametrize(("plan_commit", "head", "held"), [
+    ("c2", "c2", False),  # the plan of the adopted commit
+    ("c1", "c2", True),   # made for c1, finished after c2 was adopted
+    (None, "c2", True),   # a plan of no commit
+    ("c2", "c1", True),   # the head went back (a held commit's base): its plan first
+])
+def test_a_cluster_is_reconciled_only_against_the_plan_of_the_adopted_commit(
+        plan_commit: str | None, head: str, held: bool) -> None:
+    why = hold_for_head(plan_commit, head)
+    assert (why is not None) is held
+    if why is not None:
+        assert f"not of the adopted {head}" in why
 
 
 def test_returned_clusters_answer_now_and_did_not_when_the_plan_was_made() -> None:
