@@ -58,6 +58,9 @@ class Endpoints:
     control: Callable[[str, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]] | None = None
     """`(action, body) -> (HTTP status, answer)` for suspend / resume / sync."""
     version: str | None = None
+    status_body: Callable[[], Awaitable[bytes]] | None = None
+    """`GET /api/v1/status` as JSON bytes, when the manager keeps them ready
+    (`controllers.status.cache.StatusCache`); else `status` is serialised per request."""
 
 
 def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
@@ -118,6 +121,8 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None,
                             content_type="application/json")
 
     async def status(_: web.Request) -> web.Response:
+        if ep.status_body is not None:
+            return web.Response(body=await ep.status_body(), content_type="application/json")
         return _json(ep.status())
 
     async def capacity(_: web.Request) -> web.Response:

@@ -68,6 +68,7 @@ from controllers.runtime.sourceguard import Guard, SourceGuard
 from controllers.runtime.suspension import Suspensions
 from controllers.runtime.workqueue import WorkQueue
 from controllers.settings import Settings, home_problem
+from controllers.status.cache import StatusCache, Versioned
 from controllers.status.eventfeed import EventFeed
 from controllers.status.metrics import ControllerMetrics
 from controllers.status.observe import manager_collector
@@ -165,7 +166,9 @@ class Manager:
         """Commits whose deletions wait for an allowance (`fleet.safety`)."""
         self.retiring = self.retirement.names
         """Clusters removed from the repo whose objects are being deleted."""
-        self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
+        self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = Versioned()
+        """What each reconcile recorded; its writes are counted (the status cache's
+        dirty flag)."""
         self.drift: list[DriftItem] = []
         self.home = Home(settings, self.adapters, self.adapter_options)
         self.suspensions = Suspensions.load(settings.state_dir)
@@ -194,6 +197,8 @@ class Manager:
         self.commits_accepted = 0
         self.placement_durations: list[float] = []
         self.metrics.scrape_with(manager_collector(self))
+        # issue 22: /api/v1/status pre-serialised, rebuilt on change, in slices
+        self.status_cache = StatusCache(self)
         self.clusters = ClusterSet(
             adapters=self.adapters, options=self.adapter_options,
             allow_exec=settings.allow_exec_plugins, retirement=self.retirement,
