@@ -38,6 +38,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 import anyio
 
@@ -118,11 +119,12 @@ async def run(args: argparse.Namespace) -> None:
         placer.close()
 
 
-def live_object(i: int, generation: int = 0) -> dict[str, object]:
+def live_object(i: int, generation: int = 0) -> dict[str, Any]:
     """A Deployment as an informer holds it (labels, annotations, managedFields, a pod
     template, status conditions): about 60 container objects."""
     name = f"w{i:06d}"
-    fields = {f"f:{k}": {} for k in ("labels", "annotations", "replicas", "template")}
+    fields: dict[str, Any] = {f"f:{k}": {}
+                              for k in ("labels", "annotations", "replicas", "template")}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": f"team-{i % 50}", "uid": f"u-{i}-{generation}",
@@ -148,16 +150,17 @@ def live_object(i: int, generation: int = 0) -> dict[str, object]:
     }
 
 
-async def churn(heap: list[dict[str, object]], seconds: float, rate: int = 10) -> int:
+async def churn(heap: list[dict[str, Any]], seconds: float, rate: int = 10) -> int:
     """What the loop of a busy controller does with its heap, for `seconds`, in small
     steps (each well under the 0.1 s the lag is sampled at, so what lags is the
     collector): informer events replace objects of a hot fifth of the heap (new
-    long-lived objects, old ones freed: pods and Jobs change, the rest holds still), and a status document's worth of rows is built, 500 rows a step, and
-    dropped once whole. Returns the events made."""
+    long-lived objects, old ones freed: pods and Jobs change, the rest holds still),
+    and a status document's worth of rows is built, 500 rows a step, and dropped once
+    whole. Returns the events made."""
     events, generation = 0, 1
     hot = max(1, len(heap) // 5)
     end = time.perf_counter() + seconds
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     while time.perf_counter() < end:
         for _ in range(rate):
             i = (events * 7919) % hot  # pods and Jobs change; the rest holds still
@@ -165,7 +168,7 @@ async def churn(heap: list[dict[str, object]], seconds: float, rate: int = 10) -
             events += 1
         generation += 1
         start = len(rows)
-        rows.extend({"id": o["metadata"], "placements": [dict(o["spec"])],  # type: ignore[index]
+        rows.extend({"id": o["metadata"], "placements": [dict(o["spec"])],
                      "pods": [{"name": str(k)} for k in range(4)]}
                     for o in heap[start:start + 500])
         if len(rows) >= 5000:
@@ -174,7 +177,7 @@ async def churn(heap: list[dict[str, object]], seconds: float, rate: int = 10) -
     return events
 
 
-async def gc_phase(what: str, heap: list[dict[str, object]], seconds: float) -> None:
+async def gc_phase(what: str, heap: list[dict[str, Any]], seconds: float) -> None:
     lag = LoopLag(0.1)
     async with anyio.create_task_group() as tg:
         tg.start_soon(lag.run)
