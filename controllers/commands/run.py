@@ -180,7 +180,11 @@ def serve_until_signalled(settings: object) -> int:
         import structlog
 
         log = structlog.get_logger()
-        manager = Manager(settings)
+        # The garbage collector tuned for a long-lived heap (issue 22): this process's
+        # setting, so made here, not by the Manager (tests run many in one process).
+        from controllers.runtime import gctune
+        gctune.tune()
+        manager = Manager(settings, settler=gctune.Settler())
         async with anyio.create_task_group() as tg:
             async def stop_on_signal() -> None:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -60,6 +60,7 @@ from controllers.runtime.fleetstate import (
     capacity_snapshot,
     previous_from_live,
 )
+from controllers.runtime.gctune import Settler
 from controllers.runtime.leadership import Leadership
 from controllers.runtime.looplag import LoopLag
 from controllers.runtime.reconcile import ClusterReconciler, EventSink, live_intent
@@ -133,7 +134,8 @@ class Manager:
                  adapter_options: AdapterOptions | None = None,
                  place: PlaceFn | None = None, render: RenderFn | None = None,
                  startup_sync_timeout: float = 10.0, tick: float = 0.2,
-                 lease_duration: float = 15.0, capacity_replan_every: float = 1.0) -> None:
+                 lease_duration: float = 15.0, capacity_replan_every: float = 1.0,
+                 settler: Settler | None = None) -> None:
         problem = home_problem(settings)
         if problem:
             raise ValueError(problem)
@@ -147,6 +149,9 @@ class Manager:
         """Re-plans asked by capacity and health changes: planned, coalesced, skipped."""
         self.loop_lag = LoopLag(on_sample=self.metrics.loop_lag.observe)
         """How late this process's event loop wakes; health discounts it."""
+        self.settler = settler
+        """Freezes the heap after plans (`controllers.runtime.gctune`; `fleet run` gives
+        one: the collector's settings are the process's, not one Manager's)."""
         self.adapter_options = busy.with_loop_lag(adapter_options or AdapterOptions(
             qps=settings.qps, burst=settings.burst, allow_exec=settings.allow_exec_plugins,
             self_heal=settings.self_heal, unreachable_after=settings.unreachable_after),
@@ -249,6 +254,8 @@ class Manager:
                 self._tg = tg
                 tg.start_soon(self.loop_lag.run)
                 tg.start_soon(busy.warm, self.placer)
+                if self.settler is not None:
+                    tg.start_soon(busy.settle_after_plans, self, self.settler)
                 tg.start_soon(self.home.connect)
                 tg.start_soon(self._source_loop)
                 tg.start_soon(self._placement_loop)
