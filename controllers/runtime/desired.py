@@ -23,7 +23,7 @@ Python in the event loop per reconcile (100 x 5,000: ~0.2 s each, seconds per ro
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Iterator, Mapping, Set
 from typing import Any
 
 from fleet.ids import ClusterName, WorkloadId
@@ -279,6 +279,25 @@ class DesiredState:
         return (*((wid, a, self.workload_commit.get(wid))
                   for wid, a in self.placed_on(cluster).items()),
                 ("protected", tuple(sorted(self.protected_on(cluster)))))
+
+    def render_missing(self, cluster: ClusterName) -> Iterator[None]:
+        """Render what `objects_for(cluster)` would render anew (not in the cache), one
+        workload at a time, yielding after each: a caller in the event loop lets the
+        loop run between them (a cold cluster of hundreds of workloads is seconds of
+        rendering). `objects_for` then finds them all in the cache."""
+        spec, head = self.spec, self.head
+        c = spec.clusters.get(cluster) if spec is not None else None
+        if spec is None or head is None or c is None:
+            return
+        for wid, a in self.placed_on(cluster).items():
+            wl = spec.workloads.get(wid)
+            if wl is None:
+                continue
+            commit = self.workload_commit.get(wid, head)  # what `commit_of` will say
+            key = (cluster, wl.id, a, commit)
+            if key not in self._cache:
+                self._cache[key] = self._render(wl, a, c, commit)
+                yield
 
     def objects_for(self, cluster: ClusterName) -> tuple[list[Manifest], dict[str, WorkloadId]]:
         """Every object this cluster should have, and label -> workload id of them

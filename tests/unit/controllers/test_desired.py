@@ -144,3 +144,26 @@ def test_the_plan_is_indexed_by_cluster_once_per_plan(
     # a returned dict is the caller's own: changing it changes nothing here
     d.placed_on(FRA).clear()
     assert set(d.placed_on(FRA)) == {TRAIN, EVAL}
+
+
+def test_render_missing_renders_each_new_workload_once_and_objects_for_then_renders_none(
+        specs: tuple[FleetSpec, FleetSpec, str, str]) -> None:
+    s1, s2, c1, c2 = specs
+    rendered: list[str] = []
+
+    def counting(wl, a, c, commit):  # type: ignore[no-untyped-def]
+        rendered.append(str(wl.id))
+        return render(wl, a, c, commit)
+
+    d = DesiredState(counting)
+    d.adopt_spec(s1, c1)
+    d.plan = plan(c1, eval_on=FRA)
+    steps = list(d.render_missing(FRA))  # one step (a yield to the loop) per render
+    assert len(steps) == 2 and sorted(rendered) == [EVAL, TRAIN]
+    objects, _ = d.objects_for(FRA)
+    assert objects and len(rendered) == 2  # all from the cache
+    assert list(d.render_missing(FRA)) == []
+    d.adopt_spec(s2, c2)  # eval's intent changed: only it is rendered again
+    assert len(list(d.render_missing(FRA))) == 1 and rendered[-1] == EVAL
+    d.objects_for(FRA)
+    assert len(rendered) == 3
