@@ -26,6 +26,13 @@ full (generation 2) collections with their pauses.
     python -m bench.busy                      # 5,000 workloads x 100 clusters
     python -m bench.busy --workloads 500 --clusters 20   # quick
     python -m bench.busy --heap 20000 --seconds 30        # the garbage collector
+    python -m bench.busy --status                         # GET /api/v1/status
+
+With `--status`: the status document of the synthetic fleet (placed, every placement
+recorded Synced; no cluster connected, so no pods), built whole per request as before
+(`controllers.status.fleetdoc.document` and one `json.dumps`), then through
+`controllers.status.cache.StatusCache`: its first build in slices, a request with
+nothing changed, and one after a reconcile re-recorded one workload.
 """
 
 from __future__ import annotations
@@ -217,6 +224,74 @@ async def run_heap(args: argparse.Namespace) -> None:
         gc.set_threshold(*before)
 
 
+def fake_manager(spec: FleetSpec, plan: Plan, state: Any) -> Any:
+    """What the status document reads of a Manager, for a fleet with no cluster
+    connected: the spec, the plan, every placement recorded Synced."""
+    from types import SimpleNamespace
+
+    from controllers.runtime.desired import DesiredState
+    from controllers.runtime.suspension import Suspensions
+    from controllers.status.cache import Versioned
+    from controllers.status.statusdoc import PlacementLive
+    from fleet.render import render
+
+    desired = DesiredState(render)
+    desired.adopt_spec(spec, "c" * 40)
+    desired.plan = plan
+    live: Versioned[Any, Any] = Versioned()
+    for wid, wp in plan.workloads.items():
+        for a in wp.assignments:
+            live[(a.cluster, wid)] = PlacementLive("Synced", "Running", "c" * 40)
+    return SimpleNamespace(
+        desired=desired, live=live, adapters={}, drift=[], events=None, anchor=None,
+        snapshot=declared_capacity(spec.clusters), conditions=(), applied_commit="c" * 40,
+        source=SimpleNamespace(observed="c" * 40), home=SimpleNamespace(error=None, name=None),
+        connect_errors={}, reconciler=SimpleNamespace(prune_refused={}), retiring=set(),
+        suspensions=Suspensions.load(state), elector=None, loop_lag=LoopLag(),
+        replans=busy.Replans(), views=dict, ready=lambda: (True, "applied"),
+        ledger_problem=lambda: None, may_act=lambda: True,
+        settings=SimpleNamespace(failover_grace=None, leader_elect=False,
+                                 ledger_fail_closed=False))
+
+
+async def run_status(args: argparse.Namespace) -> None:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from controllers.status import fleetdoc
+    from controllers.status.cache import StatusCache
+    from controllers.status.statusdoc import PlacementLive
+
+    spec = synthetic_spec(args.clusters, args.workloads)
+    cap = declared_capacity(spec.clusters)
+    plan = Replanner()(spec, cap, {}, commit="c" * 40)
+    print(f"status of {args.workloads} workloads x {args.clusters} clusters; "
+          f"{platform.python_implementation()} {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        m = fake_manager(spec, plan, Path(tmp))
+
+        async def whole() -> Plan:
+            body = json.dumps(fleetdoc.document(m), sort_keys=True, separators=(",", ":"))
+            print(f"  {len(body) / 1e6:.1f} MB", flush=True)
+            return plan
+        await measured("whole document per request (as before)", whole)
+        cache = StatusCache(m)
+
+        async def cached() -> Plan:
+            await cache.body()
+            return plan
+        await measured("cache, first build (in slices)", cached)
+        await measured("cache, nothing changed", cached)
+        wid, wp = next((w, p) for w, p in sorted(plan.workloads.items()) if p.assignments)
+        m.live[(wp.assignments[0].cluster, wid)] = PlacementLive("Failed", "Failed", "d" * 40)
+        rows = cache.rows_built
+        await measured("cache, one workload re-recorded", cached)
+        print(f"  rows built again: {cache.rows_built - rows} of {len(plan.workloads)}",
+              flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -229,8 +304,10 @@ def main() -> int:
                     help="with --heap: try these gc thresholds (a,b,c) instead of gctune's")
     ap.add_argument("--no-freeze", action="store_true",
                     help="with --heap: the thresholds alone, the heap not frozen")
+    ap.add_argument("--status", action="store_true",
+                    help="measure GET /api/v1/status's document instead")
     args = ap.parse_args()
-    anyio.run(run_heap if args.heap else run, args)
+    anyio.run(run_status if args.status else run_heap if args.heap else run, args)
     return 0
 
 
