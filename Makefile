@@ -13,7 +13,7 @@ UV_VERSION := 0.13.9
 COMPILE = .cache/uv-venv/bin/uv pip compile --quiet --generate-hashes --universal \
 	--python-version 3.11 --custom-compile-command "make lock" pyproject.toml requirements/tools.in
 
-.PHONY: manifests schema demo check check-loaded setup lock lint typecheck layers test package bench-smoke kubectl browser clean
+.PHONY: manifests base-image-digest schema demo check check-loaded setup lock lint typecheck layers test package bench-smoke kubectl browser clean
 
 # A new or changed lock rebuilds the venv from nothing (--clear), so what is installed
 # is exactly the lock, never the lock plus leftovers; lockcheck proves it.
@@ -35,6 +35,13 @@ lock:
 	.cache/uv-venv/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 	$(COMPILE) --extra dev --upgrade -o requirements/dev.lock
 	$(COMPILE) -c requirements/dev.lock -o requirements/runtime.lock
+
+# Re-resolve the Dockerfile's pinned base image (python:3.11-slim-bookworm) to the
+# digest the registry serves now and rewrite its ARG PYTHON_BASE line; needs Docker
+# with buildx and registry access (scripts/pin_base_image.py; DIGEST=sha256:... skips
+# the registry). Review the diff and commit it with what moved.
+base-image-digest:
+	$(PYTHON) scripts/pin_base_image.py $(if $(DIGEST),--digest $(DIGEST))
 
 # The shipped JSON Schemas (docs/schema/) and the field tables of docs/fleet-repo.md,
 # regenerated from the models' descriptions (tests fail when they are stale).
@@ -87,14 +94,14 @@ bench-smoke: setup
 	  if [ -f bench/$$b.py ]; then echo "bench/$$b.py --smoke"; \
 	    $(BIN)/python -m bench.$$b --smoke || exit 1; fi; done
 
-# Build the wheel and install it into a fresh venv, as the Dockerfile does (no Docker
-# engine runs here), then run the console script.
+# Build the wheel and install it into a fresh venv, as the Dockerfile does (locked,
+# wheels only; no Docker engine runs here), then run the console script.
 package: setup
 	rm -rf build dist .cache/wheel-venv
 	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
 	$(PYTHON) -m venv .cache/wheel-venv
 	.cache/wheel-venv/bin/python -m pip install --quiet --require-hashes --no-deps \
-	  -r requirements/runtime.lock
+	  --only-binary=:all: -r requirements/runtime.lock
 	.cache/wheel-venv/bin/python -m pip install --quiet --no-deps dist/aifleet-*.whl
 	.cache/wheel-venv/bin/python -m pip check
 	cd /tmp && $(CURDIR)/.cache/wheel-venv/bin/fleet --help > /dev/null

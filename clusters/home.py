@@ -13,6 +13,9 @@ The home is, in order:
 - none: no shared state. `--leader-elect` refuses to start without a home
   (`controllers.settings.home_problem`), rather than silently pick a member.
 
+Everything the controller keeps there is in its own namespace (`clusters.namespace`:
+`--namespace`, else the pod's own with `--home-in-cluster`, else `aifleet-system`).
+
 The management cluster gets a bare API client (no informers: the controller places
 nothing there); connecting is retried, and a failure is a status condition, never a
 crash.
@@ -33,6 +36,8 @@ from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.client import KubeClient
 from clusters.errors import ClusterError
 from clusters.kubeconfig import ConnectionSpec, api_client, in_cluster_client
+from clusters.namespace import resolve as resolve_namespace
+from fleet.safety import tenant_namespace_problem
 
 log = structlog.get_logger()
 
@@ -55,6 +60,8 @@ class HomeSettings(Protocol):
     def home_in_cluster(self) -> bool: ...
     @property
     def serviceaccount_dir(self) -> Path: ...
+    @property
+    def namespace(self) -> str | None: ...
 
 
 class Home:
@@ -64,6 +71,19 @@ class Home:
         self.adapters = adapters
         self.options = options
         self.retry_every = retry_every
+        self.namespace = resolve_namespace(settings.namespace,
+                                           home_in_cluster=settings.home_in_cluster,
+                                           serviceaccount_dir=settings.serviceaccount_dir)
+        """The controller's namespace in the home: its Lease, state ConfigMaps and the
+        members' credentials Secrets."""
+        if self.configured and tenant_namespace_problem(self.namespace) is None:
+            # A team folder of that name is allowed; if the home is also a member, that
+            # team's pods would run beside the credentials Secrets and could mount them.
+            log.warning("controller_namespace_open_to_tenants", namespace=self.namespace,
+                        hint="a team folder workloads/<this namespace>/ would be "
+                             "applied into it on a member that is also the home: keep "
+                             "the management cluster out of the fleet, or use a "
+                             "namespace no team may (aifleet-*, kube-*, openshift-*)")
         self.management: KubeClient | None = None
         self.error = ""
         """Why the management cluster cannot be reached now, or ""."""
@@ -119,7 +139,7 @@ class Home:
             self.error = ""
             self.connected.set()
             log.info("home_connected", context="in-cluster" if self.settings.home_in_cluster
-                     else conn.context)
+                     else conn.context, namespace=self.namespace)
 
     async def aclose(self) -> None:
         if self.management is not None:

@@ -2,7 +2,7 @@
 
 One controller is active; the others wait. The Lease lives in the home cluster
 (`clusters.home`: a management cluster, or a member named with `--leader-cluster`),
-in namespace `aifleet-system`. Taking it over bumps
+in the controller's namespace (`clusters.namespace`). Taking it over bumps
 `spec.leaseTransitions`, the *generation* every write of this leader carries
 (annotation `aifleet.dev/lease-generation`).
 
@@ -37,7 +37,6 @@ from fleet.safety import fence_refusal
 
 log = structlog.get_logger()
 
-LEASE_NAMESPACE = "aifleet-system"
 LEASE_NAME = "aifleet-controller"
 
 
@@ -65,7 +64,7 @@ def _parse(s: str | None) -> datetime | None:
             return None
 
 
-async def ensure_namespace(client: KubeClient, name: str = LEASE_NAMESPACE) -> None:
+async def ensure_namespace(client: KubeClient, name: str) -> None:
     """Create the controller's own namespace (where the Lease is) if it is not there.
     Forbidden is fine: installed by the Helm chart, the controller may only touch its
     own namespace (a Role, no cluster-wide rights), which the install created; if it
@@ -76,11 +75,14 @@ async def ensure_namespace(client: KubeClient, name: str = LEASE_NAMESPACE) -> N
 
 
 class LeaderElector:
-    def __init__(self, client: KubeClient, identity: str, *, duration: float = 15.0,
+    def __init__(self, client: KubeClient, identity: str, *, namespace: str,
+                 duration: float = 15.0,
                  renew_every: float | None = None, margin: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.identity = identity
+        self.namespace = namespace
+        """Where the Lease is: the controller's namespace (`clusters.namespace`)."""
         self.duration = duration
         self.renew_every = renew_every or duration / 3
         self.margin = margin
@@ -109,7 +111,7 @@ class LeaderElector:
                 return None
             try:
                 lease = await self.client.request(
-                    "GET", LEASE.item(LEASE_NAME, LEASE_NAMESPACE), verb="get", retry=False)
+                    "GET", LEASE.item(LEASE_NAME, self.namespace), verb="get", retry=False)
             except ClusterError as e:
                 log.warning("leader_lease_unreadable", identity=self.identity, error=str(e))
                 return fence_refusal(self.generation, None, None, self.identity)
@@ -132,14 +134,14 @@ class LeaderElector:
     async def try_acquire_or_renew(self) -> bool:
         """One round: take or keep the lease if we may. True while we hold it."""
         started = self._clock()
-        path = LEASE.item(LEASE_NAME, LEASE_NAMESPACE)
+        path = LEASE.item(LEASE_NAME, self.namespace)
         try:
             lease = await self.client.request("GET", path, verb="get", retry=False)
         except NotFound:
-            await ensure_namespace(self.client)
+            await ensure_namespace(self.client, self.namespace)
             body = self._lease(None, transitions=1)
             try:
-                await self.client.request("POST", LEASE.collection(LEASE_NAMESPACE),
+                await self.client.request("POST", LEASE.collection(self.namespace),
                                           verb="create", body=body, retry=False)
             except (AlreadyExists, Conflict):
                 return False
@@ -173,7 +175,7 @@ class LeaderElector:
 
     def _lease(self, current: JSON | None, transitions: int) -> JSON:
         now = _fmt(_now())
-        meta: JSON = {"name": LEASE_NAME, "namespace": LEASE_NAMESPACE}
+        meta: JSON = {"name": LEASE_NAME, "namespace": self.namespace}
         cur_spec: JSON = (current or {}).get("spec") or {}
         if current is not None:
             meta["resourceVersion"] = (current.get("metadata") or {}).get("resourceVersion")

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fleet.models import DnsLabel
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLEET_", extra="forbid")
@@ -114,6 +116,14 @@ class Settings(BaseSettings):
         Path("/var/run/secrets/kubernetes.io/serviceaccount"),
         description="with --home-in-cluster: the folder of the mounted ServiceAccount "
                     "token and ca.crt")
+    # A namespace name is a DNS-1123 label (k8s.io/apimachinery/pkg/api/validation/
+    # generic.go: ValidateNamespaceName = NameIsDNSLabel), refused here rather than by
+    # the API server at the first Lease write.
+    namespace: DnsLabel | None = Field(
+        None, description="the controller's namespace in the home cluster: its leader "
+                          "Lease, its state ConfigMaps and the members' credentials "
+                          "Secrets (default: with --home-in-cluster the pod's own, from "
+                          "the ServiceAccount mount's namespace file; else aifleet-system)")
     leader_cluster: str | None = Field(
         None, description="a member cluster to hold the leader Lease and shared state "
                           "instead of a management cluster (it is then a single point of "
@@ -123,7 +133,7 @@ class Settings(BaseSettings):
         False, description="reach each cluster whose Cluster file names no kubeconfig "
                            "through its credentials Secret (named after the cluster, "
                            "labelled aifleet.dev/cluster-credentials=true, made by `fleet "
-                           "cluster add`) in aifleet-system on the management cluster "
+                           "cluster add`) in --namespace on the management cluster "
                            "(needs --home-kubeconfig/--home-context)")
     identity: str | None = Field(None, description="this replica's name in the Lease")
     log_level: Literal["debug", "info", "warning", "error"] = Field(

@@ -9,14 +9,13 @@ import os
 import sys
 from typing import Any
 
+from clusters.namespace import DEFAULT as DEFAULT_NAMESPACE
 from controllers.commands.common import (
     add_format_argument,
     add_token_argument,
     fail,
     write_doc,
 )
-
-NAMESPACE = "aifleet-system"
 
 DESCRIPTION = """\
 Register member clusters without paths or credentials in Git (as `argocd cluster add`).
@@ -69,8 +68,10 @@ def _home_arguments(p: argparse.ArgumentParser) -> None:
                         "default)")
     p.add_argument("--home-context", default=None,
                    help="the management cluster's context (default: its current one)")
-    p.add_argument("--namespace", default=NAMESPACE,
-                   help=f"the controller's namespace (default: {NAMESPACE})")
+    p.add_argument("--namespace", default=os.environ.get("FLEET_NAMESPACE") or DEFAULT_NAMESPACE,
+                   help="the controller's namespace on the management cluster, where the "
+                        "credentials Secrets are (the chart's release namespace; default: "
+                        f"$FLEET_NAMESPACE, else {DEFAULT_NAMESPACE})")
 
 
 async def _client(name: str, kubeconfig: str | None, context: str | None) -> Any:

@@ -4,8 +4,9 @@
 one (a new pod whose state dir is an emptyDir, as most Deployments have) would know
 nothing of what runs on a cluster that is down at its start. So the replica that may
 write (the leader, or the only one) also keeps the placements in a ConfigMap,
-`aifleet-system/aifleet-last-plan`, in the home cluster (`clusters.home`: a
-management cluster, or a member named with `--leader-cluster`; where the Lease is).
+`aifleet-last-plan` of the controller's namespace (`clusters.namespace`) in the home
+cluster (`clusters.home`: a management cluster, or a member named with
+`--leader-cluster`; where the Lease is).
 A restart reads it first and falls back to the local file.
 
 The placements are the same JSON as the file's, gzipped in `binaryData` (10,000
@@ -50,10 +51,10 @@ def decode(data: str) -> PreviousPlan:
     return from_doc(doc)
 
 
-async def read(client: KubeClient) -> PreviousPlan | None:
+async def read(client: KubeClient, namespace: str) -> PreviousPlan | None:
     """The placements in the home cluster, or None (none there, or unreadable)."""
     try:
-        cm = await get_configmap(client, NAME)
+        cm = await get_configmap(client, NAME, namespace=namespace)
         if cm is None:
             return None
         return decode((cm.get("binaryData") or {})[KEY])
@@ -64,11 +65,13 @@ async def read(client: KubeClient) -> PreviousPlan | None:
     return None
 
 
-async def write(client: KubeClient, placed: Mapping[WorkloadId, tuple[Assignment, ...]],
+async def write(client: KubeClient, namespace: str,
+                placed: Mapping[WorkloadId, tuple[Assignment, ...]],
                 commit: str | None) -> bool:
     """Replace the ConfigMap (create it, and the namespace, the first time)."""
     try:
-        await put_configmap(client, NAME, {"binaryData": {KEY: encode(placed, commit)}})
+        await put_configmap(client, NAME, {"binaryData": {KEY: encode(placed, commit)}},
+                            namespace=namespace)
         return True
     except (ClusterError, TimeoutError) as e:
         log.warning("shared_last_plan_not_saved", error=f"{type(e).__name__}: {e}")
@@ -77,20 +80,22 @@ async def write(client: KubeClient, placed: Mapping[WorkloadId, tuple[Assignment
 
 class SharedPlan:
     """The ConfigMap copy as `LastPlan` uses it: `home()` is the home cluster's client
-    (None while it is unknown or Unreachable); only a replica that `may_write()` writes."""
+    (None while it is unknown or Unreachable), `namespace` the controller's there; only a
+    replica that `may_write()` writes."""
 
     def __init__(self, home: Callable[[], KubeClient | None],
-                 may_write: Callable[[], bool]) -> None:
+                 may_write: Callable[[], bool], namespace: str) -> None:
         self.home = home
         self.may_write = may_write
+        self.namespace = namespace
 
     async def read(self) -> PreviousPlan | None:
         client = self.home()
-        return await read(client) if client is not None else None
+        return await read(client, self.namespace) if client is not None else None
 
     async def write(self, placed: Mapping[WorkloadId, tuple[Assignment, ...]],
                     commit: str | None) -> bool:
         client = self.home()
         if client is None or not self.may_write():
             return False
-        return await write(client, placed, commit)
+        return await write(client, self.namespace, placed, commit)

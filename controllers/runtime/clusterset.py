@@ -30,7 +30,6 @@ from clusters.client import KubeClient
 from clusters.credentials import kubeconfig_of_secret, read_credentials
 from clusters.errors import ClusterError, KubeconfigError
 from clusters.kubeconfig import ConnectionSpec, server_of
-from clusters.leader import LEASE_NAMESPACE
 from controllers.runtime.retirement import Retirement
 from controllers.runtime.workqueue import WorkQueue
 from controllers.status.eventfeed import EventFeed
@@ -53,6 +52,7 @@ class ClusterSet:
                  on_drift: Callable[[str], Callable[[DriftReport], None]],
                  prepare: Callable[[str, ClusterAdapter], None],
                  task_group: Callable[[], anyio.abc.TaskGroup | None],
+                 namespace: str,
                  home_client: Callable[[], Awaitable[KubeClient | None]] | None = None
                  ) -> None:
         self.adapters = adapters
@@ -74,6 +74,8 @@ class ClusterSet:
         self.home_client = home_client
         """The management cluster's client (waited for a while), where credentials
         Secrets are read; None: no management cluster."""
+        self.namespace = namespace
+        """The controller's namespace there, which holds the credentials Secrets."""
         self.inline: dict[str, dict[str, Any]] = {}
         """The kubeconfig each Secret-reached cluster's credentials Secret made (in
         memory only: never saved, logged or shown)."""
@@ -182,13 +184,13 @@ class ClusterSet:
         if not conn.secret:
             return None
         self.inline.pop(conn.cluster, None)
-        where = f"{LEASE_NAMESPACE}/{conn.secret}"
+        where = f"{self.namespace}/{conn.secret}"
         client = await self.home_client() if self.home_client is not None else None
         if client is None:
             raise KubeconfigError(f"credentials Secret {where} cannot be read: the "
                                   "management cluster is not connected", cluster=conn.cluster)
         try:
-            secret = await read_credentials(client, LEASE_NAMESPACE, conn.secret)
+            secret = await read_credentials(client, self.namespace, conn.secret)
         except TimeoutError:
             raise KubeconfigError(f"credentials Secret {where} cannot be read: the "
                                   "management cluster did not answer",

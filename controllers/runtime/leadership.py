@@ -95,8 +95,10 @@ class Leadership:
                 break
             await anyio.sleep(self.tick)
         self.elector = LeaderElector(client, self.identity or default_identity(),
+                                     namespace=self.home.namespace,
                                      duration=self.lease_duration,
                                      margin=min(2.0, self.lease_duration / 4))
         log.info("leader_election_started", cluster=self.home.name,
+                 namespace=self.home.namespace,
                  identity=self.elector.identity)
         await self.elector.run(self.home.client)

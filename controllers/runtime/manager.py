@@ -210,7 +210,8 @@ class Manager:
             queue=self.queue, feed=self.feed, live=self.live, may_act=self.may_act,
             connection_of=lambda c: manager_io.connection_of(self, c),
             on_drift=self._drift_handler, prepare=self._prepare_adapter,
-            task_group=lambda: self._tg, home_client=self._management_client)
+            task_group=lambda: self._tg, home_client=self._management_client,
+            namespace=self.home.namespace)
         """One adapter per Cluster file (`controllers.runtime.clusterset`)."""
         self.leadership = Leadership(
             elect=settings.leader_elect, identity=settings.identity, home=self.home,
@@ -227,8 +228,9 @@ class Manager:
         self.last_placement_seconds = 0.0
         self._rebuild_previous = True
         self.last_plan = lastplan.LastPlan(settings.state_dir, SharedPlan(
-            self.home.client, self.may_act))
-        self.guard = SourceGuard(settings.state_dir, self.home.client, self.may_act)
+            self.home.client, self.may_act, self.home.namespace))
+        self.guard = SourceGuard(settings.state_dir, self.home.client, self.may_act,
+                                 self.home.namespace)
         kept = self.guard.load()
         self.source.applied, self.source.refused = kept.applied, kept.refused
         self._guard_lock = asyncio.Lock()

@@ -6,7 +6,8 @@ by the next restart and the rolled-back commit applied silently. So the guard is
 
 - in the state dir, `source.json` (`controllers.persist.statefile`: versioned, atomic,
   owner-only), read at start; written by any replica whose guard changed;
-- in the home cluster (`clusters.home`), ConfigMap `aifleet-system/aifleet-source`,
+- in the home cluster (`clusters.home`), ConfigMap `aifleet-source` of the controller's
+  namespace (`clusters.namespace`),
   written only by a replica that may act (the leader) and read by every replica on each
   fetch: a replica with an empty state dir, and a follower about to lead, still refuse
   what the leader refused.
@@ -78,10 +79,10 @@ def save(state_dir: Path, guard: Guard) -> None:
                     {"applied": guard.applied, "refused": guard.refused})
 
 
-async def read_shared(client: KubeClient) -> Guard | None:
+async def read_shared(client: KubeClient, namespace: str) -> Guard | None:
     """The home cluster's copy, or None (not there, unreachable, or unusable)."""
     try:
-        cm = await get_configmap(client, CONFIGMAP)
+        cm = await get_configmap(client, CONFIGMAP, namespace=namespace)
         return None if cm is None else from_doc(dict(cm.get("data") or {}))
     except (ClusterError, TimeoutError) as e:
         log.warning("shared_source_guard_unreadable", error=f"{type(e).__name__}: {e}")
@@ -90,10 +91,10 @@ async def read_shared(client: KubeClient) -> Guard | None:
     return None
 
 
-async def write_shared(client: KubeClient, guard: Guard) -> bool:
+async def write_shared(client: KubeClient, namespace: str, guard: Guard) -> bool:
     data = {k: v for k, v in (("applied", guard.applied), ("refused", guard.refused)) if v}
     try:
-        await put_configmap(client, CONFIGMAP, {"data": data})
+        await put_configmap(client, CONFIGMAP, {"data": data}, namespace=namespace)
         return True
     except (ClusterError, TimeoutError) as e:
         log.warning("shared_source_guard_not_saved", error=f"{type(e).__name__}: {e}")
@@ -106,10 +107,11 @@ class SourceGuard:
     (writes only what changed; the home cluster's copy only while `may_write()`)."""
 
     def __init__(self, state_dir: Path, home: Callable[[], KubeClient | None],
-                 may_write: Callable[[], bool]) -> None:
+                 may_write: Callable[[], bool], namespace: str) -> None:
         self.state_dir = state_dir
         self.home = home
         self.may_write = may_write
+        self.namespace = namespace
         self._saved: Guard | None = None
         self._shared_saved: Guard | None = None
 
@@ -119,7 +121,7 @@ class SourceGuard:
 
     async def shared(self) -> Guard | None:
         client = self.home()
-        return await read_shared(client) if client is not None else None
+        return await read_shared(client, self.namespace) if client is not None else None
 
     async def keep(self, guard: Guard) -> None:
         if guard != self._saved:
@@ -130,7 +132,7 @@ class SourceGuard:
                 log.warning("source_guard_not_saved", error=f"{type(e).__name__}: {e}")
         client = self.home()
         if guard != self._shared_saved and client is not None and self.may_write() \
-                and guard.applied is not None and await write_shared(client, guard):
+                and guard.applied is not None and await write_shared(client, self.namespace, guard):
             self._shared_saved = guard
 
 

@@ -2,7 +2,10 @@
 
 - `helm lint` passes with the default values and with production-like ones (every
   optional part on: `ci/production-values.yaml`); bad values are refused by the schema;
-  an install outside `aifleet-system` or without a repo is refused at render time.
+  an install without a repo is refused at render time.
+- Installed into another namespace (`-n other`), every object is there, the Role and
+  its binding cover that namespace and the alerts select it; nothing names
+  `aifleet-system` (the controller follows its pod's namespace: clusters/namespace.py).
 - `deploy/manifests/aifleet.yaml` is what the chart renders now (`make manifests`).
 - Every rendered object is accepted by `kubectl apply --server-side --dry-run=server
   --validate=strict` on a simulated cluster; the ServiceMonitor and PrometheusRule go
@@ -24,9 +27,11 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import yaml
 from kubernetes_asyncio import client
@@ -56,8 +61,8 @@ def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT)
 
 
-def template(*args: str) -> list[dict[str, Any]]:
-    r = run_helm("template", "aifleet", str(CHART), "-n", NS, *args)
+def template(*args: str, ns: str = NS) -> list[dict[str, Any]]:
+    r = run_helm("template", "aifleet", str(CHART), "-n", ns, *args)
     assert r.returncode == 0, r.stderr
     return [d for d in yaml.safe_load_all(r.stdout) if d]
 
@@ -82,8 +87,6 @@ def test_values_the_schema_refuses_and_installs_the_chart_refuses() -> None:
     assert r.returncode != 0 and "replicaCount" in r.stderr
     r = run_helm("template", "x", str(CHART), "-n", NS, *REPO, "--set", "rbac.creat=true")
     assert r.returncode != 0 and "creat" in r.stderr  # a typo is not silently ignored
-    r = run_helm("template", "x", str(CHART), "-n", "default", *REPO)
-    assert r.returncode != 0 and "aifleet-system" in r.stderr
     r = run_helm("template", "x", str(CHART), "-n", NS)
     assert r.returncode != 0 and "fleet.repo" in r.stderr
     r = run_helm("template", "x", str(CHART), "-n", NS, *REPO,
@@ -140,14 +143,15 @@ def test_secrets_reach_the_pod_by_reference_never_by_value() -> None:
 
 
 def test_the_role_is_only_what_the_controller_touches_in_its_namespace() -> None:
-    from clusters.leader import LEASE_NAME, LEASE_NAMESPACE
+    from clusters.leader import LEASE_NAME
+    from clusters.namespace import DEFAULT
     from controllers.persist import sharedplan
     from controllers.runtime import sourceguard
 
     objects = template(*REPO)
     assert not {"ClusterRole", "ClusterRoleBinding"} & {o["kind"] for o in objects}
     role = by_kind(objects)["Role"]
-    assert role["metadata"]["namespace"] == LEASE_NAMESPACE == NS
+    assert role["metadata"]["namespace"] == DEFAULT == NS
     named = {(r["resources"][0], tuple(r["verbs"])): set(r.get("resourceNames", ()))
              for r in role["rules"]}
     assert named == {
@@ -166,6 +170,66 @@ def test_the_role_is_only_what_the_controller_touches_in_its_namespace() -> None
     secrets = [r for r in production["Role"]["rules"] if r["resources"] == ["secrets"]]
     assert secrets == [{"apiGroups": [""], "resources": ["secrets"],
                         "verbs": ["get", "list", "watch"]}]
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_every_optional_part_points_at_the_controller() -> None:
+    """Selectors and names a strict schema cannot check: a NetworkPolicy, budget,
+    Service or ServiceMonitor that selects nothing would be accepted and do nothing."""
+    objects = by_kind(template("-f", str(PRODUCTION), "--set",
+                               "podDisruptionBudget.enabled=true"))
+    dep, svc = objects["Deployment"], objects["Service"]
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert selects(dep["spec"]["selector"]["matchLabels"], pod_labels)
+    assert selects(svc["spec"]["selector"], pod_labels)
+    assert [p["name"] for p in container["ports"]] == ["http"]
+    assert [(p["name"], p["targetPort"]) for p in svc["spec"]["ports"]] == [("http", "http")]
+    policy = objects["NetworkPolicy"]["spec"]
+    assert selects(policy["podSelector"]["matchLabels"], pod_labels)
+    assert policy["policyTypes"] == ["Ingress"]  # egress stays open: Git, member APIs
+    assert policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert len(policy["ingress"][0]["from"]) == 2  # production-values' two namespaces
+    assert selects(objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
+                   pod_labels)
+    monitor = objects["ServiceMonitor"]["spec"]
+    assert selects(monitor["selector"]["matchLabels"], svc["metadata"]["labels"])
+    assert monitor["endpoints"][0]["port"] == "http"
+    assert monitor["endpoints"][0]["path"] == "/metrics"
+    backends = [p["backend"]["service"] for r in objects["Ingress"]["spec"]["rules"]
+                for p in r["http"]["paths"]]
+    assert backends and all(b == {"name": svc["metadata"]["name"], "port": {"name": "http"}}
+                            for b in backends)
+    # By default only the webhook is exposed, and nothing optional is rendered.
+    default = by_kind(template(*REPO))
+    assert not {"Ingress", "ServiceMonitor", "PrometheusRule", "PodDisruptionBudget"} & \
+        set(default)
+    ingress = by_kind(template(*REPO, "--set", "ingress.enabled=true"))["Ingress"]
+    assert [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]] == ["/hooks/git"]
+    assert "from" not in default["NetworkPolicy"]["spec"]["ingress"][0]  # from anywhere
+
+
+OTHER = "other"
+
+
+def test_installed_in_another_namespace_everything_is_there() -> None:
+    objects = template("-f", str(PRODUCTION), "--set", "podDisruptionBudget.enabled=true",
+                       ns=OTHER)
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "ServiceAccount", "Role", "RoleBinding", "Service",
+            "NetworkPolicy", "PodDisruptionBudget", "Ingress", "ServiceMonitor",
+            "PrometheusRule"} <= kinds
+    assert {o["metadata"].get("namespace") for o in objects} == {OTHER}
+    binding = by_kind(objects)["RoleBinding"]
+    assert [s["namespace"] for s in binding["subjects"]] == [OTHER]
+    for r in by_kind(objects)["PrometheusRule"]["spec"]["groups"][0]["rules"]:
+        assert f'namespace="{OTHER}"' in r["expr"], r["alert"]
+    # The pod is not told a namespace: the controller reads its own (the ServiceAccount
+    # mount), so nothing can disagree with where the chart put the Role.
+    assert "aifleet-system" not in yaml.safe_dump_all(objects)
 
 
 def exported_metrics() -> set[str]:
@@ -204,13 +268,17 @@ async def crds_established(api: client.ApiClient) -> None:
         await eventually(ready)
 
 
-@pytest.mark.parametrize("values", VALUES, ids=list(VALUES))
+DRY_RUNS = {**{name: (NS, name) for name in VALUES}, "production-in-other": (OTHER, "production")}
+
+
+@pytest.mark.parametrize("case", DRY_RUNS, ids=list(DRY_RUNS))
 async def test_every_rendered_object_passes_a_strict_server_side_dry_run(
-        kubectl: Kubectl, api: client.ApiClient, values: str) -> None:
+        kubectl: Kubectl, api: client.ApiClient, case: str) -> None:
+    ns, values = DRY_RUNS[case]
     (await kubectl("apply", "--server-side", "-f", str(CRDS))).ok()
     await crds_established(api)
-    (await kubectl("create", "namespace", NS)).ok()
-    objects = template(*VALUES[values])
+    (await kubectl("create", "namespace", ns)).ok()
+    objects = template(*VALUES[values], ns=ns)
     r = await kubectl("apply", "--server-side", "--dry-run=server", "--validate=strict",
                       "-f", "-", stdin=yaml.safe_dump_all(objects))
     assert r.rc == 0, r.err or r.out
@@ -269,9 +337,15 @@ def install_md_commands() -> list[list[str]]:
 
 
 def install_md_inputs(tmp: Path, kubeconfig: Path) -> dict[str, str]:
-    """The files install.md's commands read: the members' kubeconfig (the simulator's),
-    the repo URL with a token, the webhook secret."""
-    files = {"members.kubeconfig": kubeconfig.read_text(),
+    """The files install.md's commands read: the members' kubeconfig (the simulated
+    cluster, its context named as the member install.md registers), the management
+    cluster's (the same simulated cluster), the repo URL with a token, the webhook
+    secret."""
+    members = yaml.safe_load(kubeconfig.read_text())
+    (context,) = members["contexts"]
+    context["name"] = members["current-context"] = "br-sao-1"
+    files = {"members.kubeconfig": yaml.safe_dump(members),
+             "management.kubeconfig": kubeconfig.read_text(),
              "repo-url.txt": "https://fleet-bot:not-a-real-token@git.example.com/ml/fleet.git",
              "webhook-secret.txt": "not-a-real-webhook-secret"}
     for name, text in files.items():
@@ -285,6 +359,8 @@ async def test_every_command_of_install_md_runs(kubectl: Kubectl, helm: Helm,
     files = install_md_inputs(tmp_path, kubeconfig)
 
     def local(arg: str) -> str:
+        if arg in files:
+            return str(tmp_path / arg)
         for name in files:
             arg = arg.replace(f"={name}", f"={tmp_path / name}")
         return str(ROOT / arg) if arg.startswith("deploy/") else arg
@@ -292,16 +368,27 @@ async def test_every_command_of_install_md_runs(kubectl: Kubectl, helm: Helm,
     (await kubectl("apply", "--server-side", "-f", str(CRDS))).ok()  # prometheus-operator's
     await crds_established(api)
     commands = install_md_commands()
-    assert sum("create" in c for c in commands[:4]) == 4  # namespace and 3 Secrets
+    assert sum("create" in c for c in commands) >= 4  # the namespace and the Secrets
     assert ["helm", "install"] in [c[:2] for c in commands]
+    assert ["fleet", "cluster", "add"] in [c[:3] for c in commands]
+    listed = ""
     for argv in commands:
         tool, *args = [local(a) for a in argv]
-        assert tool in ("kubectl", "helm"), argv
+        assert tool in ("kubectl", "helm", "fleet"), argv
         if tool == "kubectl":
             r = await kubectl(*args)
             assert r.rc == 0, f"{' '.join(argv)}: {r.err or r.out}"
-        else:
+        elif tool == "helm":
             await helm.ok(*args)
+        else:  # the simulated cluster serves in this process: run fleet beside it
+            p = await anyio.run_process([sys.executable, "-m", "controllers.cli", *args],
+                                        cwd=ROOT, check=False)
+            assert p.returncode == 0, f"{' '.join(argv)}: {p.stderr.decode()}"
+            listed += p.stdout.decode() if args[:2] == ["cluster", "list"] else ""
+    assert re.search(r"^br-sao-1\s+Reachable", listed, re.M), listed
+    code, secret, _ = await raw(api, "GET", f"/api/v1/namespaces/{NS}/secrets/br-sao-1")
+    assert code == 200
+    assert secret["metadata"]["labels"]["aifleet.dev/cluster-credentials"] == "true"
     code, dep, _ = await raw(api, "GET", f"/apis/apps/v1/namespaces/{NS}/deployments/aifleet")
     assert code == 200
     env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}

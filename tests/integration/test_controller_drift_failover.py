@@ -242,7 +242,7 @@ async def test_a_replica_with_an_empty_state_dir_reads_the_plan_from_the_home_cl
         async with box.controller(first_settings, adapter_options=FAST) as first:
             placed = await rolled_out(first, box)
             client = first.adapters[home].client
-            shared = await sharedplan.read(client)
+            shared = await sharedplan.read(client, first.home.namespace)
             assert shared is not None and shared[TRAIN][0].cluster == placed[TRAIN][0]
         lost = placed[TRAIN][0]
         await box.sim.clusters[lost].down()

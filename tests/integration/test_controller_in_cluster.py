@@ -191,7 +191,7 @@ async def test_the_lease_is_taken_when_creating_the_namespace_is_forbidden(
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": "aifleet-system"}})
             mgmt.faults.fail_next(1, 403, prefix="/api/v1/namespaces")
-            elector = LeaderElector(kube, "replica-a")
+            elector = LeaderElector(kube, "replica-a", namespace="aifleet-system")
             assert await elector.try_acquire_or_renew()
             assert lease_holders_of(mgmt) == ["replica-a"]
             assert mgmt.faults._failing == []  # the 403 was served (to the Namespace POST)

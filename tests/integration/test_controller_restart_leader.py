@@ -124,7 +124,7 @@ async def test_a_paused_old_leader_cannot_undo_the_new_leaders_writes(tmp_path: 
             # check passed before the pause) and writes what it had: generation 1. Its
             # fence reads the Lease (wired as the Manager wires it), which names "new".
             assert b.elector is not None
-            old_elector = LeaderElector(b.elector.client, "old")
+            old_elector = LeaderElector(b.elector.client, "old", namespace=b.elector.namespace)
             old_elector.generation = 1
             paused = await ClusterAdapter.connect(
                 ConnectionSpec(serve_on, str(box.kubeconfig), serve_on), FAST)

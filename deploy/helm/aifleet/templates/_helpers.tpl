@@ -1,9 +1,8 @@
-{{/* The controller keeps its Lease and state ConfigMaps in aifleet-system
-(clusters/leader.py LEASE_NAMESPACE); its Role covers only the release namespace. */}}
+{{/* Everything goes in the release namespace. The controller keeps its Lease and state
+ConfigMaps, and reads the members' credentials Secrets, in its own pod's namespace (the
+ServiceAccount mount's namespace file, clusters/namespace.py): the same one, so the
+Role below covers exactly that. */}}
 {{- define "aifleet.namespace" -}}
-{{- if ne .Release.Namespace "aifleet-system" -}}
-{{- fail (printf "install aifleet into the namespace aifleet-system (helm install -n aifleet-system --create-namespace), not %q: the controller keeps its Lease and state there" .Release.Namespace) -}}
-{{- end -}}
 {{- .Release.Namespace -}}
 {{- end -}}
 
