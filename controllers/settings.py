@@ -40,10 +40,32 @@ class Settings(BaseSettings):
     git_token_file: Path | None = Field(
         None, description="file holding an HTTPS token for --repo (e.g. a mounted Secret's "
                           "key): sent with --git-username on every fetch and ledger push, "
-                          "never written to the mirror, a URL or a log; read at start")
+                          "never written to the mirror, a URL or a log; read again before "
+                          "each fetch (a rotated Secret needs no restart)")
     git_username: str = Field(
         "x-access-token", description="with --git-token-file: the user name sent with "
                                       "the token (your forge documents which it expects)")
+    git_ssh_key: Path | None = Field(
+        None, description="private key file (OpenSSH or PEM, no passphrase; e.g. a mounted "
+                          "Secret's key) for an ssh:// or user@host: --repo; needs "
+                          "--git-known-hosts; read again before each fetch")
+    git_known_hosts: Path | None = Field(
+        None, description="with --git-ssh-key: known_hosts file (lines as `ssh-keyscan "
+                          "HOST` prints them) holding the Git server's host key; an unknown "
+                          "or changed host key is refused")
+    github_app_id: str | None = Field(
+        None, description="a GitHub App's id (or client id): fetch and push --repo (https) "
+                          "with installation tokens of the App; needs "
+                          "--github-app-installation-id and --github-app-key-file")
+    github_app_installation_id: str | None = Field(
+        None, description="with --github-app-id: the App's installation id on the fleet "
+                          "repo's owner")
+    github_app_key_file: Path | None = Field(
+        None, description="with --github-app-id: the App's private key (PEM), e.g. a "
+                          "mounted Secret's key; read again for each new token")
+    github_api_url: str = Field(
+        "https://api.github.com", description="with --github-app-id: GitHub's API URL "
+                                              "(GitHub Enterprise: https://HOST/api/v3)")
     allow_non_fast_forward: bool = Field(
         False, description="accept a new head that is not a descendant of the applied "
                            "commit (a force-push rollback)")

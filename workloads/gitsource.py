@@ -4,7 +4,10 @@ Any URL pygit2 can fetch (a path, file://, https, ssh) is mirrored into
 `<state-dir>/mirror.git`; fetches run in worker threads (pygit2 blocks). The parse
 cache survives across commits, so work per commit grows with the files that changed.
 The mirror is owner-only (0700, its config 0600) and its remote URL never holds the
-credentials of `--repo` (`workloads.gitauth`): they are passed to each fetch in memory.
+credentials of `--repo`: each fetch runs inside `credentials.connect(url)`
+(`workloads.gitauth`: a token file, an SSH key with known_hosts, a GitHub App, or the
+user and password split off the URL), which makes the credential for that fetch in
+memory, so a rotated Secret is read again before the next fetch.
 
 Safety rules, each visible as a status condition and a log line:
 - a failed fetch, or a commit that cannot be read at all, keeps the last good commit
@@ -34,7 +37,7 @@ import structlog
 
 from fleet.safety import fast_forward_base, refuse_head
 from workloads.errors import WorkloadsError
-from workloads.gitauth import GitCredentials, callbacks_for, split_credentials
+from workloads.gitauth import GitAuth, connecting, split_credentials
 from workloads.history import git_history
 from workloads.loader import ParseCache, Snapshot, load_entries, read_fleet
 from workloads.signatures import SignatureVerifier, Verdict
@@ -63,12 +66,12 @@ class GitSource:
     def __init__(self, url: str, branch: str, state_dir: Path, *, subdir: str = "",
                  allow_non_fast_forward: bool = False,
                  verifier: SignatureVerifier | None = None,
-                 credentials: GitCredentials | None = None) -> None:
+                 credentials: GitAuth | None = None) -> None:
         self.url = url
         self.remote_url, in_url = split_credentials(_url(url))
-        self.credentials = credentials or in_url
+        self.credentials: GitAuth | None = credentials or in_url
         """The remote as stored in the mirror (no userinfo); the credentials given
-        (`--git-token-file`), else those the URL held."""
+        (`--git-token-file`, `--git-ssh-key`, a GitHub App), else those the URL held."""
         self.branch = branch
         self.subdir = subdir.strip("/")
         self.allow_non_fast_forward = allow_non_fast_forward
@@ -109,18 +112,14 @@ class GitSource:
         return self._repo
 
     @property
-    def callbacks(self) -> pygit2.RemoteCallbacks | None:
-        """What every fetch and push of the mirror's `origin` needs: its credentials."""
-        return callbacks_for(self.credentials)
-
-    @property
     def ref(self) -> str:
         return f"refs/remotes/origin/{self.branch}"
 
     def _fetch_sync(self) -> str:
         repo = self._open()
-        repo.remotes["origin"].fetch([f"+refs/heads/{self.branch}:{self.ref}"],
-                                     callbacks=self.callbacks)
+        with connecting(self.credentials, self.remote_url) as callbacks:
+            repo.remotes["origin"].fetch([f"+refs/heads/{self.branch}:{self.ref}"],
+                                         callbacks=callbacks)
         return str(repo.references[self.ref].target)
 
     def _is_descendant(self, head: str, base: str) -> bool:

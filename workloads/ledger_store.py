@@ -60,7 +60,7 @@ from fleet.ledger import (
     verify,
 )
 from workloads.errors import RevisionNotFound, SourceUnavailable, WorkloadsError
-from workloads.gitauth import GitCredentials, callbacks_for
+from workloads.gitauth import GitAuth, connecting
 from workloads.ledger_trust import signed_commit
 from workloads.loader import ParseCache, load_entries
 from workloads.readahead import loose_blob, read_ahead
@@ -354,17 +354,6 @@ def read_ledger(repo_path: str | os.PathLike[str], ref: str = LEDGER_BRANCH
     return LedgerReader(repo_path, ref).records()
 
 
-class _PushResult(pygit2.RemoteCallbacks):
-    def __init__(self, credentials: GitCredentials | None = None) -> None:
-        super().__init__(credentials=None if credentials is None else pygit2.UserPass(
-            credentials.username, credentials.password))
-        self.rejected: str | None = None
-
-    def push_update_reference(self, refname: str, message: str | None) -> None:
-        if message:
-            self.rejected = f"{refname}: {message}"
-
-
 class LedgerWriter:
     """Appends batches of entries to the ledger branch, pushing when there is a remote.
 
@@ -376,7 +365,7 @@ class LedgerWriter:
 
     def __init__(self, repo_path: str | os.PathLike[str], *, branch: str = LEDGER_BRANCH,
                  remote: str | None = None, segment_records: int = SEGMENT_RECORDS,
-                 max_attempts: int = 5, credentials: GitCredentials | None = None,
+                 max_attempts: int = 5, credentials: GitAuth | None = None,
                  signing_key: str | os.PathLike[str] | None = None) -> None:
         self.repo, _ = open_repository(repo_path)
         self.signing_key = signing_key
@@ -424,15 +413,16 @@ class LedgerWriter:
         """The remote's ledger tip (None when the remote has no ledger branch yet)."""
         remote = self._remote()
         try:
-            heads = remote.list_heads(callbacks=callbacks_for(self.credentials))
+            with connecting(self.credentials, remote.url or "") as callbacks:
+                heads = remote.list_heads(callbacks=callbacks)
             if self.ref not in {h.name for h in heads}:
                 # Gone (or never there): a branch we pushed to is restored from our own
                 # chain, which holds everything we wrote; never a new chain from seq 1.
                 mine = self.pushed
                 return None if mine is None else self.repo[mine].peel(pygit2.Commit)
             pending = "refs/aifleet/ledger-fetched"
-            remote.fetch([f"+{self.ref}:{pending}"],
-                         callbacks=callbacks_for(self.credentials))
+            with connecting(self.credentials, remote.url or "") as callbacks:
+                remote.fetch([f"+{self.ref}:{pending}"], callbacks=callbacks)
         except pygit2.GitError as e:
             raise LedgerPushFailed(f"cannot fetch the ledger from {_redact(remote.url)}: "
                                    f"{e}") from e
@@ -524,9 +514,9 @@ class LedgerWriter:
         pending = "refs/aifleet/ledger-pending"
         self.repo.references.create(pending, commit, force=True)
         remote = self._remote()
-        cb = _PushResult(self.credentials)
         try:
-            remote.push([f"{pending}:{self.ref}"], callbacks=cb)
+            with connecting(self.credentials, remote.url or "") as cb:
+                remote.push([f"{pending}:{self.ref}"], callbacks=cb)
         except pygit2.GitError as e:
             msg = str(e)
             if any(m in msg.lower() for m in _NOT_FAST_FORWARD):

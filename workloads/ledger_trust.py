@@ -39,7 +39,7 @@ from pathlib import Path
 import pygit2
 
 from workloads.errors import SourceUnavailable, WorkloadsError
-from workloads.gitauth import GitCredentials, callbacks_for
+from workloads.gitauth import GitAuth, connecting
 
 ANCHOR_BRANCH = "aifleet/anchor"
 _ANCHOR_REF = f"refs/heads/{ANCHOR_BRANCH}"
@@ -222,13 +222,15 @@ def _redact(url: str) -> str:
 
 
 def _fetch_anchor(repo: pygit2.Repository, url: str, into: str,
-                  credentials: GitCredentials | None) -> pygit2.Commit | None:
+                  credentials: GitAuth | None) -> pygit2.Commit | None:
     remote = _remote(repo, url)
     try:
-        heads = remote.list_heads(callbacks=callbacks_for(credentials))
+        with connecting(credentials, url) as callbacks:
+            heads = remote.list_heads(callbacks=callbacks)
         if _ANCHOR_REF not in {h.name for h in heads}:
             return None
-        remote.fetch([f"+{_ANCHOR_REF}:{into}"], callbacks=callbacks_for(credentials))
+        with connecting(credentials, url) as callbacks:
+            remote.fetch([f"+{_ANCHOR_REF}:{into}"], callbacks=callbacks)
     except pygit2.GitError as e:
         raise AnchorUnavailable(f"cannot fetch the anchor from {_redact(url)}: {e}") from e
     ref = repo.references.get(into)
@@ -243,7 +245,7 @@ class AnchorWriter:
     """
 
     def __init__(self, repo_path: str | os.PathLike[str], url: str, *,
-                 credentials: GitCredentials | None = None,
+                 credentials: GitAuth | None = None,
                  key_path: str | os.PathLike[str] | None = None,
                  max_attempts: int = 3) -> None:
         self.repo = pygit2.Repository(str(repo_path))
@@ -286,8 +288,9 @@ class AnchorWriter:
             pending = "refs/aifleet/anchor-pending"
             self.repo.references.create(pending, commit, force=True)
             try:
-                _remote(self.repo, self.url).push(
-                    [f"{pending}:{_ANCHOR_REF}"], callbacks=callbacks_for(self.credentials))
+                with connecting(self.credentials, self.url) as callbacks:
+                    _remote(self.repo, self.url).push([f"{pending}:{_ANCHOR_REF}"],
+                                                      callbacks=callbacks)
             except pygit2.GitError as e:
                 why = str(e)
                 continue  # someone else pushed first (or the remote refused): try again
@@ -296,7 +299,7 @@ class AnchorWriter:
         raise AnchorUnavailable(f"cannot push the anchor to {_redact(self.url)}: {why}")
 
 
-def read_anchor(url: str, credentials: GitCredentials | None = None) -> list[Anchor]:
+def read_anchor(url: str, credentials: GitAuth | None = None) -> list[Anchor]:
     """Every entry of the anchor at `url`, in the order they were written."""
     tmp = tempfile.mkdtemp(prefix="aifleet-anchor-")
     try:

@@ -37,7 +37,16 @@ Examples:
       --tls-cert tls.crt --tls-key tls.key --verify-signatures \
       --allowed-signers /etc/aifleet/allowed_signers
   FLEET_WEBHOOK_SECRET=... fleet run --repo git@github.com:ml/fleet.git --leader-elect \\
-      --home-kubeconfig /etc/aifleet/management.kubeconfig"""
+      --home-kubeconfig /etc/aifleet/management.kubeconfig \\
+      --git-ssh-key /etc/aifleet/git-ssh/ssh-privatekey \\
+      --git-known-hosts /etc/aifleet/git-ssh/known_hosts
+  fleet run --repo https://github.com/ml/fleet.git --github-app-id 123456 \\
+      --github-app-installation-id 7890123 \\
+      --github-app-key-file /etc/aifleet/github-app/private-key.pem
+
+Git credentials (one of): --git-token-file (HTTPS token), --git-ssh-key with
+--git-known-hosts (an unknown or changed host key is refused), or a GitHub App. Their
+files are read again before each fetch: a rotated Secret needs no restart."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,18 +81,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _git_token_problem(settings: object) -> str:
-    """An unreadable or empty --git-token-file is said at start (never its content)."""
+    """Git credentials that cannot be used are said at start (never a secret)."""
+    from controllers.gitcreds import git_auth_problem
     from controllers.settings import Settings
-    from workloads.gitauth import TokenFileError, token_credentials
 
     assert isinstance(settings, Settings)
-    if settings.git_token_file is None:
-        return ""
-    try:
-        token_credentials(settings.git_token_file, settings.git_username)
-    except TokenFileError as e:
-        return str(e)
-    return ""
+    return git_auth_problem(settings)
 
 
 def _tokens_problem(settings: object) -> str:

@@ -49,6 +49,7 @@ from clusters.client import KubeClient
 from clusters.home import Home
 from clusters.leader import LeaderElector
 from controllers.forge import CommitStatusPoster, StatusState
+from controllers.gitcreds import git_auth
 from controllers.persist import lastplan
 from controllers.persist.sharedplan import SharedPlan
 from controllers.runtime import busy, manager_io, sourceguard, triggers
@@ -86,7 +87,6 @@ from fleet.safety import (
     returned_clusters,
 )
 from fleet.spec import FleetSpec
-from workloads.gitauth import GitCredentials, token_credentials
 from workloads.gitsource import Condition, GitSource
 from workloads.loader import Snapshot
 from workloads.signatures import SignatureVerifier
@@ -103,14 +103,6 @@ PlaceFn = Any
 """`fleet.placement.place(spec, capacity, previous, *, commit=) -> Plan`, a
 `controllers.runtime.replanner.Replanner`, or a
 `controllers.runtime.placerproc.ProcessPlacer` (the default)."""
-
-
-def _git_credentials(settings: Settings) -> GitCredentials | None:
-    """`--git-token-file`'s credentials (a problem with it is said by `fleet run`
-    before the Manager is made: `TokenFileError`)."""
-    if settings.git_token_file is None:
-        return None
-    return token_credentials(settings.git_token_file, settings.git_username)
 
 
 def _default_place(settings: Settings) -> PlaceFn:
@@ -161,7 +153,7 @@ class Manager:
                                 subdir=settings.subdir,
                                 allow_non_fast_forward=settings.allow_non_fast_forward,
                                 verifier=_verifier(settings),
-                                credentials=_git_credentials(settings))
+                                credentials=git_auth(settings))
         self.desired = DesiredState(render or _default_render())
         self.adapters: dict[str, ClusterAdapter] = {}
         self.retirement = Retirement(settings.state_dir)

@@ -139,6 +139,7 @@ def test_secrets_reach_the_pod_by_reference_never_by_value() -> None:
         "aifleet-webhook"
     assert env["FLEET_KUBECONFIG"]["value"] == "/etc/aifleet/members/kubeconfig"
     assert env["FLEET_API_TOKENS_FILE"]["value"] == "/etc/aifleet/api/tokens"
+    assert env["FLEET_GIT_SSH_KEY"]["value"] == "/etc/aifleet/git-ssh/ssh-privatekey"
     assert c["args"][3:] == ["--ledger", "--max-deletion-fraction=0.2"]
 
 
@@ -340,14 +341,21 @@ def install_md_inputs(tmp: Path, kubeconfig: Path) -> dict[str, str]:
     """The files install.md's commands read: the members' kubeconfig (the simulated
     cluster, its context named as the member install.md registers), the management
     cluster's (the same simulated cluster), the repo URL with a token, the webhook
-    secret."""
+    secret, the files of the three Git credentials' Secrets."""
+    from tests.contract.test_chart_git import secret_keys
+
+    keys = secret_keys()  # made here: the three ways of Git credentials
     members = yaml.safe_load(kubeconfig.read_text())
     (context,) = members["contexts"]
     context["name"] = members["current-context"] = "br-sao-1"
     files = {"members.kubeconfig": yaml.safe_dump(members),
              "management.kubeconfig": kubeconfig.read_text(),
              "repo-url.txt": "https://fleet-bot:not-a-real-token@git.example.com/ml/fleet.git",
-             "webhook-secret.txt": "not-a-real-webhook-secret"}
+             "webhook-secret.txt": "not-a-real-webhook-secret",
+             "git-token.txt": keys["aifleet-git-token"]["token"].decode(),
+             "id_ed25519": keys["aifleet-git-ssh"]["ssh-privatekey"].decode(),
+             "git-known-hosts": keys["aifleet-git-ssh"]["known_hosts"].decode(),
+             "app.pem": keys["aifleet-github-app"]["private-key.pem"].decode()}
     for name, text in files.items():
         (tmp / name).write_text(text)
     return files
@@ -394,6 +402,10 @@ async def test_every_command_of_install_md_runs(kubectl: Kubectl, helm: Helm,
     env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["FLEET_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == \
         "aifleet-webhook"
+    assert env["FLEET_GIT_TOKEN_FILE"]["value"] == "/etc/aifleet/git/token"
+    for name in ("aifleet-git-token", "aifleet-git-ssh", "aifleet-github-app"):
+        code, _secret, _ = await raw(api, "GET", f"/api/v1/namespaces/{NS}/secrets/{name}")
+        assert code == 200, name
     for kind, name in (("ingresses", "aifleet"), ("servicemonitors", "aifleet"),
                        ("prometheusrules", "aifleet")):
         group = "networking.k8s.io" if kind == "ingresses" else "monitoring.coreos.com"

@@ -1,7 +1,8 @@
 """An HTTPS token for the fleet repo from a file (`--git-token-file`, a mounted
 Secret's key): fetched with it over real smart HTTP (`git http-backend` behind basic
 auth), and the token is in no mirror file, status or log; without it the server says
-401 and nothing is applied; an unusable file stops `fleet run` at start (exit 2)."""
+401 and nothing is applied; a rotated token is read again before the next fetch; an
+unusable file stops `fleet run` at start (exit 2)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,24 @@ async def test_the_repo_is_fetched_with_the_token_file_and_the_token_is_never_sh
         assert f"{base}/fleet" in config
         for text in (config, shown, repr(logs)):
             assert TOKEN not in text
+
+
+async def test_a_rotated_token_file_is_read_again_before_the_next_fetch(
+        tmp_path: Path) -> None:
+    token_file = tmp_path / "git-token"
+    token_file.write_text("ghs_revoked_0000\n")  # the Secret before its rotation
+    async with sandbox(tmp_path) as box:
+        with git_http_server(tmp_path, "bot", TOKEN) as base:
+            settings = fast_settings(box, repo=f"{base}/fleet", git_token_file=token_file,
+                                     git_username="bot")
+            async with box.controller(settings, adapter_options=FAST) as m:
+                await until(lambda: any(
+                    c["type"] == "SourceUnavailable" and
+                    f"refused the credentials of --git-token-file {token_file}" in c["message"]
+                    for c in m.status()["source"]["conditions"]), 20, what="the 401")
+                assert m.desired.spec is None
+                token_file.write_text(TOKEN + "\n")  # the kubelet updates the mounted key
+                await rolled_out(m, box)  # no restart
 
 
 async def test_without_the_token_nothing_is_fetched(tmp_path: Path) -> None:
