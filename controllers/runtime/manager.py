@@ -250,6 +250,7 @@ class Manager:
                 tg.start_soon(busy.warm, self.placer)
                 if self.settler is not None:
                     tg.start_soon(busy.settle_after_plans, self, self.settler)
+                tg.start_soon(self.status_cache.run)  # builds /api/v1/status off requests
                 tg.start_soon(self.home.connect)
                 tg.start_soon(self._source_loop)
                 tg.start_soon(self._placement_loop)

@@ -104,7 +104,7 @@ async def start_server(m: Manager) -> web.AppRunner:
         status=m.status, capacity=m.capacity_json, metrics=m.metrics_text,
         ready=m.ready, on_git_hook=_hook(m), page=index_html,
         events=lambda since, wid: m.feed.document(since, wid),
-        control=lambda action, body: act(m, action, body), version=version(),
+        control=lambda action, body: _acted(m, action, body), version=version(),
         status_body=lambda: m.status_cache.body()),
         secret.get_secret_value().encode() if secret is not None else None, auth)
     cert, key = m.settings.tls_cert, m.settings.tls_key
@@ -114,6 +114,13 @@ async def start_server(m: Manager) -> web.AppRunner:
     log.info("http_listening", host=host or "127.0.0.1", port=m.port, tls=tls is not None,
              auth=auth is not None)
     return runner
+
+
+async def _acted(m: Manager, action: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """An operator action; the status document asked for next is built after it."""
+    answer = await act(m, action, body)
+    m.status_cache.invalidate()
+    return answer
 
 
 def _hook(m: Manager) -> Callable[[], Awaitable[None]]:

@@ -12,7 +12,12 @@ other task, heartbeats included, waited). Here:
   `max_age`, gets the same bytes. `max_age` (2 s) bounds what the fingerprint cannot
   see: the seconds an Unreachable cluster has been away, the loop-lag summary, an
   apply's answer before its watch event;
-- **one build at a time**: requests that come while a build runs wait for it;
+- **never waiting on a build once there is a document**: with the refresher running
+  (`run`), a request that finds the document out of date gets the last one at once
+  and wakes the refresher, which builds the next (so a document is at most one build
+  old); only the first request, and the first after `invalidate()` (an operator
+  action, whose effect the next request asks for), waits for a build. One build at a
+  time;
 - **in slices**: the build (`controllers.status.fleetdoc.steps`) yields to the loop
   every `slice_rows` rows, so the loop keeps answering (webhook, heartbeats) while
   a big document is built;
@@ -137,7 +142,13 @@ class StatusCache:
         """Rows built (not reused) over all builds."""
         self.served = 0
         self.served_cached = 0
-        """Requests answered with the bytes of an earlier build."""
+        """Requests answered with the bytes of an earlier build, nothing changed since."""
+        self.served_stale = 0
+        """Requests answered with the last build's bytes while the next one was asked
+        of the refresher."""
+        self._refreshing = False
+        self._wanted = anyio.Event()
+        self._must_wait = False
         self._body: bytes | None = None
         self._fp: tuple[Hashable, ...] | None = None
         self._at = 0.0
@@ -149,8 +160,23 @@ class StatusCache:
                 and self._fp == fingerprint(self.m))
 
     async def body(self) -> bytes:
-        """The document as JSON bytes: the last build's if nothing changed since."""
+        """The document as JSON bytes: the last build's if nothing changed since.
+
+        While the refresher runs (`run`, in the manager's task group), a request that
+        finds the document out of date is answered with the last build's bytes at once
+        and the refresher builds the next one (a document at most one build old: under
+        a rollout something changes every moment, and a request that waited for a
+        build of a big fleet waited seconds). Until the first build, and after
+        `invalidate()` (an operator action: its effect is asked for next), a request
+        waits for a fresh build."""
         self.served += 1
+        if self._refreshing and self._body is not None and not self._must_wait:
+            if not self.fresh():
+                self.served_stale += 1
+                self._wanted.set()
+            else:
+                self.served_cached += 1
+            return self._body
         while True:
             if self.fresh():
                 self.served_cached += 1
@@ -160,14 +186,37 @@ class StatusCache:
             if building is None:
                 break
             await building.wait()  # one build at a time; then look again
+        await self._build_once()
+        assert self._body is not None
+        return self._body
+
+    def invalidate(self) -> None:
+        """The next request waits for a document built after now."""
+        self._must_wait = True
+
+    async def run(self) -> None:
+        """The refresher: builds the next document whenever a request found the last
+        one out of date, one build at a time."""
+        self._refreshing = True
+        try:
+            while True:
+                await self._wanted.wait()
+                self._wanted = anyio.Event()
+                if self._building is not None:
+                    await self._building.wait()
+                if not self.fresh():
+                    await self._build_once()
+        finally:
+            self._refreshing = False
+
+    async def _build_once(self) -> None:
         self._building = anyio.Event()
+        self._must_wait = False  # what is built now is after the invalidation
         try:
             await self._build()
         finally:
             self._building.set()
             self._building = None
-        assert self._body is not None
-        return self._body
 
     async def _build(self) -> None:
         fp = fingerprint(self.m)

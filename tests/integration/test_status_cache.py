@@ -98,3 +98,34 @@ async def test_the_cached_status_is_the_whole_document_rebuilt_only_where_it_cha
         assert without_clocks(after) == without_clocks(m.status())
         row = next(w for w in after["workloads"] if w["id"] == SERVE)
         assert "suspended" in row
+
+
+async def test_with_the_refresher_a_changed_fleet_is_answered_at_once_then_rebuilt(
+        tmp_path: Path) -> None:
+    """Once a document exists, no request waits for a build: one that finds it out of
+    date gets it at once and the refresher builds the next; an operator action makes
+    the next request wait for a document that shows it."""
+    from dataclasses import replace
+
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 30,
+                    what="first rollout")
+        cache = m.status_cache  # the manager's, with its refresher running
+        first = await cache.body()
+        key = next(k for k in m.live if k[1] == SERVE)
+        m.live[key] = replace(m.live[key], sync="Failed", message="refused: test")
+        builds, stale = cache.builds, cache.served_stale
+        again = await cache.body()
+        assert again is first  # out of date, answered at once with the last document
+        assert (cache.builds, cache.served_stale) == (builds, stale + 1)
+        await until(lambda: cache.builds > builds, 20, what="the refresher's build")
+        row = next(w for w in json.loads(await cache.body())["workloads"]
+                   if w["id"] == SERVE)
+        assert row["sync"] == "Failed"
+        # An operator action: the next request waits for a document that shows it.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+            assert (await c.post("/api/v1/suspend",
+                                 json={"workload": SERVE})).status_code == 200
+            doc = (await c.get("/api/v1/status")).json()
+        assert "suspended" in next(w for w in doc["workloads"] if w["id"] == SERVE)
