@@ -105,7 +105,7 @@ async def start_server(m: Manager) -> web.AppRunner:
         ready=m.ready, on_git_hook=_hook(m), page=index_html,
         events=lambda since, wid: m.feed.document(since, wid),
         control=lambda action, body: _acted(m, action, body), version=version(),
-        status_body=lambda: m.status_cache.body()),
+        status_body=lambda fresh: m.status_cache.body(fresh=fresh)),
         secret.get_secret_value().encode() if secret is not None else None, auth)
     cert, key = m.settings.tls_cert, m.settings.tls_key
     tls = tls_context(str(cert), str(key)) if cert is not None and key is not None else None

@@ -162,7 +162,7 @@ class StatusCache:
         return (self._body is not None and self.clock() - self._at < self.max_age
                 and self._fp == fingerprint(self.m))
 
-    async def body(self) -> bytes:
+    async def body(self, *, fresh: bool = False) -> bytes:
         """The document as JSON bytes: the last build's if nothing changed since.
 
         While the refresher runs (`run`, in the manager's task group), a request that
@@ -171,9 +171,11 @@ class StatusCache:
         a rollout something changes every moment, and a request that waited for a
         build of a big fleet waited seconds). Until the first build, and after
         `invalidate()` (an operator action: its effect is asked for next), a request
-        waits for a fresh build."""
+        waits for a fresh build; so does a request that asks for one (`fresh`: HTTP
+        `Cache-Control: no-cache`, as `fleet status` sends)."""
         self.served += 1
-        if self._refreshing and self._body is not None and not self._must_wait:
+        if self._refreshing and self._body is not None and not self._must_wait \
+                and not fresh:
             if not self.fresh():
                 self.served_stale += 1
                 self._wanted.set()

@@ -123,6 +123,12 @@ async def test_with_the_refresher_a_changed_fleet_is_answered_at_once_then_rebui
         row = next(w for w in json.loads(await cache.body())["workloads"]
                    if w["id"] == SERVE)
         assert row["sync"] == "Failed"
+        # A one-shot reader (`fleet status`) asks for the state of now: no-cache.
+        m.live[key] = replace(m.live[key], sync="Synced", message=None)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+            now = (await c.get("/api/v1/status", headers={"Cache-Control": "no-cache"})
+                   ).json()
+        assert next(w for w in now["workloads"] if w["id"] == SERVE)["sync"] == "Synced"
         # An operator action: the next request waits for a document that shows it.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
             assert (await c.post("/api/v1/suspend",
