@@ -134,16 +134,16 @@ def pct(values: list[float], q: float) -> float:
 class Controller:
     """`fleet run` in a child process, with its HTTP port."""
 
-    def __init__(self, box: Sandbox, root: Path) -> None:
+    def __init__(self, repo: Path, kubeconfig: Path, root: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "FLEET_WEBHOOK_SECRET": SECRET,
-               "FLEET_KUBECONFIG": str(box.kubeconfig)}
+               "FLEET_KUBECONFIG": str(kubeconfig)}
         profile = os.environ.get("BENCH_PROFILE")  # a path: run the controller under cProfile
         prefix = ["-m", "cProfile", "-o", profile] if profile else []
         cmd = [sys.executable, *prefix, "-m", "controllers.cli", "run",
-               "--repo", str(box.repo.path),
-               "--kubeconfig", str(box.kubeconfig), "--state-dir", str(root / "state"),
+               "--repo", str(repo),
+               "--kubeconfig", str(kubeconfig), "--state-dir", str(root / "state"),
                "--listen", f"127.0.0.1:{self.port}", "--poll-interval", "60",
                "--qps", "500", "--burst", "1000", "--cluster-concurrency", "8",
                "--log-level", "warning", "--log-json", "true"]
@@ -355,7 +355,7 @@ async def phase(args: argparse.Namespace, workloads: int, nodes: int, samples: i
         print(f"{len(sim.clusters)} simulated clusters x {nodes * 2} GPU nodes, {workloads} "
               f"workloads; {platform.python_implementation()} {platform.python_version()}, "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
-        ctl = Controller(box, root)
+        ctl = Controller(box.repo.path, box.kubeconfig, root)
         prober = Prober(ctl, args.probe) if args.probe else None
         try:
             async with httpx.AsyncClient() as client, anyio.create_task_group() as tg:

@@ -2,8 +2,10 @@
 
 N simulated clusters (8 GPU nodes each, nothing deployed) run in a child process; this
 process connects a real `ClusterAdapter` to each (informers and heartbeat running) and
-waits until all are synced and a few heartbeats have passed. Reported: this process's
-RSS before the first connection and after, per cluster (target <= 1 MiB), and with
+waits until all are synced and the connections the first lists opened have been idle
+longer than aiohttp's keep-alive (15 s) and closed (`--settle`). Reported: this process's
+RSS before the first connection and after, per cluster (target <= 1 MiB), the TLS
+connections and watches held per cluster (each connection ~300 KiB), and with
 `--tracemalloc` where the Python-allocated bytes went, by file (the TLS contexts and
 sockets live in OpenSSL's and the kernel's memory, which RSS sees and tracemalloc
 does not).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import subprocess
@@ -54,8 +57,19 @@ def rss_mib() -> float:
     return float("nan")
 
 
-async def run(n: int, kubeconfig: Path, trace: bool) -> dict[str, object]:
-    opts = AdapterOptions(heartbeat_interval=1.0)
+def sockets() -> int:
+    """Open sockets of this process (every one a TLS connection to a cluster here)."""
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
+async def run(n: int, kubeconfig: Path, trace: bool, settle: float,
+              watch_all: bool) -> dict[str, object]:
+    opts = AdapterOptions(idle_relist=None if watch_all else 300.0)
     gc.collect()
     before = rss_mib()
     if trace:
@@ -69,9 +83,17 @@ async def run(n: int, kubeconfig: Path, trace: bool) -> dict[str, object]:
                 tg.start_soon(a.run)
             for a in adapters:
                 await a.wait_synced(120)
-            await anyio.sleep(3.0)  # a few heartbeats: connections pooled, buffers sized
+            # Heartbeats meanwhile; the first lists' extra connections idle past
+            # aiohttp's keep-alive (15 s) and close, as in a controller that has run a while.
+            await anyio.sleep(settle)
             gc.collect()
             out["after"] = rss_mib()
+            out["tls"] = sockets()
+            kinds: dict[str, int] = {}
+            for a in adapters:
+                for kind in a.watching():
+                    kinds[kind] = kinds.get(kind, 0) + 1
+            out["watching"] = kinds
             if trace:
                 snap = tracemalloc.take_snapshot()
                 out["traced"] = sum(s.size for s in snap.statistics("filename"))
@@ -90,6 +112,11 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clusters", type=int, default=50)
     ap.add_argument("--tracemalloc", action="store_true")
+    ap.add_argument("--settle", type=float, default=20.0,
+                    help="seconds to run after every cluster synced (default 20)")
+    ap.add_argument("--watch-all", action="store_true",
+                    help="watch every kind always (AdapterOptions.idle_relist=None), as "
+                         "before issue 22's lazy watches")
     args = ap.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,7 +129,8 @@ def main() -> int:
             assert server.stdout is not None
             if server.stdout.readline().strip() != "ready":
                 raise SystemExit("simulated clusters did not start")
-            r = asyncio.run(run(args.clusters, kubeconfig, args.tracemalloc))
+            r = asyncio.run(run(args.clusters, kubeconfig, args.tracemalloc, args.settle,
+                                args.watch_all))
         finally:
             if server.stdin is not None:
                 server.stdin.close()
@@ -111,6 +139,9 @@ def main() -> int:
     per = (after - before) / args.clusters
     print(f"{args.clusters} idle clusters connected: RSS {before:.1f} -> {after:.1f} MiB, "
           f"{per * 1024:.0f} KiB per cluster (target <= 1024)")
+    tls = int(r["tls"])  # type: ignore[call-overload]
+    print(f"TLS connections: {tls} ({tls / args.clusters:.1f} per cluster); watches per "
+          f"cluster by kind: {r['watching']}")
     if args.tracemalloc:
         traced = int(r["traced"])  # type: ignore[call-overload]
         print(f"Python-allocated (tracemalloc): {traced / 2**20:.1f} MiB, "

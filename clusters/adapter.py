@@ -27,6 +27,7 @@ from clusters.capacity import (
     CapacityTracker,
     NodeState,
     slim_claim,
+    slim_node,
     slim_pod,
     slim_workload,
 )
@@ -81,6 +82,15 @@ class AdapterOptions:
     """How long API errors or unanswered requests keep the cluster Degraded."""
     heartbeat_interval: float = 5.0
     watch_timeout: int = 300
+    idle_relist: float | None = 300.0
+    """Kinds with nothing to watch (our own kinds before we write one, ResourceSlices
+    and ResourceClaims on a cluster that publishes no DRA devices) are listed this
+    often instead of watched: a watch is a TLS connection of ~300 KiB (issue 22, item
+    1; `clusters.informer`). None: watch every kind always."""
+    list_concurrency: int = 1
+    """A cluster's informers list this many at a time: a first sync of every kind
+    at once opened ~12 TLS connections per cluster, and their freed buffers stay in
+    the heap (issue 22, item 1: `bench.footprint`)."""
     apply_concurrency: int = 16
     """Workloads applied at once on one cluster: `bench.apply --no-pods --concurrency N`
     measured 1: 199, 2: 228, 4: 305, 8: 337, 16: 410-532, 32: 500, 64: 517 objects/s
@@ -107,29 +117,38 @@ class ClusterAdapter:
         self.applier = Applier(client, self_heal=options.self_heal, on_drift=on_drift,
                                concurrency=options.apply_concurrency,
                                clock=options.clock, sleep=options.sleep)
+        idle = options.idle_relist
+        gate = asyncio.Semaphore(options.list_concurrency)
         self._owned = [Informer(client, t, label_selector=OWNED_SELECTOR,
                                 watch_timeout=options.watch_timeout,
-                                handler=self.applier.observe)
+                                handler=self.applier.observe, idle_relist=idle,
+                                list_gate=gate)
                        for t in (NAMESPACE, SERVICE, DEPLOYMENT, JOB)]
         self._nodes = Informer(client, NODE, watch_timeout=options.watch_timeout,
-                               handler=self.capacity.on_node)
+                               handler=self.capacity.on_node, transform=slim_node,
+                               list_gate=gate)
         self._pods = Informer(client, POD, watch_timeout=options.watch_timeout,
-                              handler=self.capacity.on_pod, transform=slim_pod)
+                              handler=self.capacity.on_pod, transform=slim_pod,
+                              list_gate=gate)
         self._slices = Informer(client, RESOURCE_SLICE, watch_timeout=options.watch_timeout,
-                                handler=self.capacity.on_resource_slice)
+                                handler=self._on_slice, idle_relist=idle, list_gate=gate)
         self._claims = Informer(client, RESOURCE_CLAIM, watch_timeout=options.watch_timeout,
                                 handler=self.capacity.on_resource_claim,
-                                transform=slim_claim)
+                                transform=slim_claim, idle_relist=idle, list_gate=gate)
+        """Without a ResourceSlice no device can be allocated, so no claim holds one:
+        claims are watched once a slice is seen (`_on_slice`)."""
         self._kueue = [
             Informer(client, RESOURCE_FLAVOR, watch_timeout=options.watch_timeout,
-                     handler=self.capacity.on_resource_flavor),
+                     handler=self.capacity.on_resource_flavor, list_gate=gate),
             Informer(client, CLUSTER_QUEUE, watch_timeout=options.watch_timeout,
-                     handler=self.capacity.on_cluster_queue),
+                     handler=self.capacity.on_cluster_queue, list_gate=gate),
             Informer(client, KUEUE_WORKLOAD, watch_timeout=options.watch_timeout,
-                     handler=self.capacity.on_kueue_workload, transform=slim_workload)]
+                     handler=self.capacity.on_kueue_workload, transform=slim_workload,
+                     list_gate=gate)]
         self._kueue_owned = [Informer(client, t, label_selector=OWNED_SELECTOR,
                                       watch_timeout=options.watch_timeout,
-                                      handler=self.applier.observe)
+                                      handler=self.applier.observe, idle_relist=idle,
+                                      list_gate=gate)
                              for t in (RESOURCE_FLAVOR, CLUSTER_QUEUE, LOCAL_QUEUE)]
         """The Kueue objects we render (fleet.render.kueue): owned, so drift-checked and
         pruned like every other."""
@@ -137,12 +156,14 @@ class ClusterAdapter:
         """Set once Kueue's quota is known: its objects listed, or Kueue not served."""
         self._claim_templates = Informer(
             client, RESOURCE_CLAIM_TEMPLATE, label_selector=OWNED_SELECTOR,
-            watch_timeout=options.watch_timeout, handler=self.applier.observe)
+            watch_timeout=options.watch_timeout, handler=self.applier.observe,
+            idle_relist=idle, list_gate=gate)
         """Our own ResourceClaimTemplates (DRA clusters), so a restarted controller
         knows and prunes them like the other owned objects."""
         self._jobsets = Informer(client, JOBSET, label_selector=OWNED_SELECTOR,
                                  watch_timeout=options.watch_timeout,
-                                 handler=self.applier.observe)
+                                 handler=self.applier.observe, idle_relist=idle,
+                                 list_gate=gate)
         """Our own JobSets (clusters that serve jobset.x-k8s.io), so a restarted
         controller knows and prunes them like the other owned objects."""
         self._jobsets_synced = asyncio.Event()
@@ -150,7 +171,28 @@ class ClusterAdapter:
         self._dra_synced = asyncio.Event()
         """Set once DRA capacity is known: slices and claims listed, or not served.
         Without it a first plan could count a DRA cluster's GPUs as absent."""
+        self._writes: tuple[Informer, ...] = (*self._owned, *self._kueue_owned,
+                                              self._claim_templates, self._jobsets)
+        """The informer of each kind we write: woken before a write (drift on what we
+        write is seen only through its watch)."""
+        self._groups: frozenset[str] | None = None
+        """The group versions /apis listed (read once, at the first `_serves`)."""
+        self._groups_lock = asyncio.Lock()
         self.synced = asyncio.Event()
+
+    def _on_slice(self, event: str, rs: JSON) -> None:
+        if event != "DELETED":
+            self._claims.activate()
+        self.capacity.on_resource_slice(event, rs)
+
+    def watching(self) -> list[str]:
+        """The kinds watched now (each holds a connection); idle ones are not."""
+        return sorted(inf.rtype.kind for inf in self._all_informers()
+                      if inf.synced.is_set() and not inf.idle)
+
+    def _all_informers(self) -> tuple[Informer, ...]:
+        return (self._nodes, self._pods, *self._owned, self._slices, self._claims,
+                self._claim_templates, self._jobsets, *self._kueue, *self._kueue_owned)
 
     @classmethod
     async def connect(cls, conn: ConnectionSpec, options: AdapterOptions | None = None,
@@ -164,7 +206,8 @@ class ClusterAdapter:
         cfg = await connection_config(conn, allow_exec=opts.allow_exec, inline=inline)
         client = KubeClient(conn.cluster, cfg, qps=opts.qps, burst=opts.burst,
                             retry=opts.retry, on_outcome=health.record, clock=opts.clock,
-                            sleep=opts.sleep, stalled=stalled)
+                            sleep=opts.sleep, stalled=stalled,
+                            keepalive=max(2.0, 1.5 * opts.heartbeat_interval))
         return cls(conn.cluster, client, opts, health, on_drift)
 
     # ------------------------------------------------------------------ running
@@ -232,15 +275,17 @@ class ClusterAdapter:
         """Whether the API server serves this group version, from the group list (a
         plain cluster answers it without a 404, which the client would count as an
         error); asked again until it answers."""
-        while True:
-            try:
-                groups = await self.client.request("GET", "/apis", verb="get")
-            except ClusterError:
-                await anyio.sleep(self.options.heartbeat_interval)
-                continue
-            return group_version in {v.get("groupVersion")
-                                     for g in (groups or {}).get("groups") or []
-                                     for v in g.get("versions") or []}
+        async with self._groups_lock:  # one read of /apis for every caller
+            while self._groups is None:
+                try:
+                    groups = await self.client.request("GET", "/apis", verb="get")
+                except ClusterError:
+                    await anyio.sleep(self.options.heartbeat_interval)
+                    continue
+                self._groups = frozenset(str(v.get("groupVersion"))
+                                         for g in (groups or {}).get("groups") or []
+                                         for v in g.get("versions") or [])
+        return group_version in self._groups
 
     async def _maybe_kueue(self) -> None:
         """Watch ResourceFlavors, ClusterQueues and Workloads (Kueue's quota, what it
@@ -288,6 +333,11 @@ class ClusterAdapter:
     async def apply(self, objects: Iterable[JSON], *, prune: bool = True,
                     allow_empty: bool = False, scope: set[str] | None = None,
                     protect: set[str] | None = None) -> ApplyResult:
+        objects = list(objects)
+        kinds = {(str(o.get("apiVersion")), str(o.get("kind"))) for o in objects}
+        for inf in self._writes:
+            if (inf.rtype.api_version, inf.rtype.kind) in kinds:
+                inf.activate()
         result = await self.applier.apply(objects, prune=prune, allow_empty=allow_empty,
                                           scope=scope, protect=protect)
         log.info("cluster_applied", cluster=self.name, applied=len(result.applied),

@@ -279,7 +279,8 @@ class Applier:
         could set its `aifleet.dev/lease-generation` annotation. The annotation is still
         stamped (ours wins, server-side apply with force) to say who wrote last."""
         if not self.may_write():
-            raise Fenced("not the leader: write refused", cluster=self.client.name)
+            raise Fenced("not the leader (or, with --shards, not this cluster's shard "
+                         "holder): write refused", cluster=self.client.name)
         if self.generation is None:
             return obj
         if self.lease_check is not None:

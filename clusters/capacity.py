@@ -139,6 +139,24 @@ def slim_pod(pod: JSON) -> JSON:
     }
 
 
+def slim_node(node: JSON) -> JSON:
+    """The fields of a Node that `on_node` reads (issue 22, item 1: a full Node carries
+    images, addresses and a dozen conditions; an idle cluster's node cache was most of
+    its decoded JSON)."""
+    meta = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    status = node.get("status") or {}
+    return {
+        "apiVersion": node.get("apiVersion"), "kind": node.get("kind"),
+        "metadata": {k: meta[k] for k in ("name", "uid", "resourceVersion", "labels")
+                     if k in meta},
+        "spec": {k: spec[k] for k in ("taints", "unschedulable") if k in spec},
+        "status": {"allocatable": status.get("allocatable") or {},
+                   "conditions": [c for c in status.get("conditions") or []
+                                  if isinstance(c, dict) and c.get("type") == "Ready"]},
+    }
+
+
 def _slim_status(status: JSON) -> JSON:
     """The phase, and the PodScheduled condition while the scheduler refuses the pod
     (its message says why: `0/8 nodes are available: 8 Insufficient cpu.`)."""

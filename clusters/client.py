@@ -149,10 +149,12 @@ class KubeClient:
                  on_outcome: Callable[[str, str], None] | None = None,
                  timeout: float = 30.0, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 stalled: Callable[[], float] | None = None) -> None:
+                 stalled: Callable[[], float] | None = None,
+                 keepalive: float = 15.0) -> None:
         self.name = name
         self.api = api if isinstance(api, ApiClient) else None
-        self.transport = Transport(api.configuration if isinstance(api, ApiClient) else api)
+        self.transport = Transport(api.configuration if isinstance(api, ApiClient) else api,
+                                   keepalive=keepalive)
         self.bucket = TokenBucket(qps, burst, clock=clock, sleep=sleep)
         self._sleep = sleep
         self.retry = retry or RetryPolicy()

@@ -1,11 +1,18 @@
 """ConfigMaps of the controller's namespace in the home cluster (`clusters.home`).
 
-The shared last plan (`controllers.persist.sharedplan`) and the source guard
-(`controllers.runtime.sourceguard`) keep their state in them. Each read or write is one
+The shared last plan (`controllers.persist.sharedplan`), the source guard
+(`controllers.runtime.sourceguard`) and the rest of the shared state
+(`controllers.persist.sharedstate`) keep their state in them. Each read or write is one
 request with a short deadline and no retry: the callers fall back to their local files.
+
+A ConfigMap's `data` and `binaryData` together may hold at most 1 MiB
+(`MAX_DATA_BYTES`; kubernetes/kubernetes pkg/apis/core/validation/validation.go
+`ValidateConfigMap`: keys and values summed against `core.MaxSecretSize`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import anyio
 
@@ -15,6 +22,7 @@ from clusters.leader import ensure_namespace
 
 CONFIGMAP = ResourceType("v1", "ConfigMap", "configmaps", True)
 DEADLINE = 5.0
+MAX_DATA_BYTES = 1024 * 1024
 
 
 async def get_configmap(client: KubeClient, name: str, *, namespace: str) -> JSON | None:
@@ -30,19 +38,39 @@ async def get_configmap(client: KubeClient, name: str, *, namespace: str) -> JSO
 
 
 async def put_configmap(client: KubeClient, name: str, payload: JSON, *,
-                        namespace: str) -> None:
+                        namespace: str,
+                        annotations: Mapping[str, str] | None = None,
+                        resource_version: str | None = None) -> None:
     """Replace a ConfigMap (`payload`: its `data` and/or `binaryData`) of the
     controller's namespace in the home cluster; create it, and the namespace, the first
-    time. ClusterError or TimeoutError when it cannot be written now."""
-    body = {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": namespace,
-                         "labels": {"app.kubernetes.io/managed-by": "aifleet"}},
-            **payload}
+    time. With `resource_version`, only that version is replaced (Conflict when it
+    changed since: optimistic concurrency). ClusterError or TimeoutError when it cannot
+    be written now."""
+    meta: JSON = {"name": name, "namespace": namespace,
+                  "labels": {"app.kubernetes.io/managed-by": "aifleet"}}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    if resource_version:
+        meta["resourceVersion"] = resource_version
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, **payload}
     with anyio.fail_after(DEADLINE):
         try:
             await client.request("PUT", CONFIGMAP.item(name, namespace),
                                  verb="update", body=body, retry=False)
         except NotFound:
+            if resource_version:
+                raise  # deleted since it was read: not ours to re-create
+            meta.pop("resourceVersion", None)
             await ensure_namespace(client, namespace)
             await client.request("POST", CONFIGMAP.collection(namespace),
                                  verb="create", body=body, retry=False)
+
+
+async def delete_configmap(client: KubeClient, name: str, *, namespace: str) -> None:
+    """Delete a ConfigMap of the controller's namespace (gone already is fine)."""
+    with anyio.fail_after(DEADLINE):
+        try:
+            await client.request("DELETE", CONFIGMAP.item(name, namespace),
+                                 verb="delete", retry=False)
+        except NotFound:
+            return

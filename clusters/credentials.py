@@ -117,6 +117,11 @@ def kubeconfig_of_secret(secret: JSON, cluster: str) -> dict[str, Any]:
             "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": cluster}}]}
 
 
+def version_of(secret: JSON) -> str:
+    """A Secret's resourceVersion: it changes with every write to the Secret."""
+    return str((secret.get("metadata") or {}).get("resourceVersion", ""))
+
+
 async def read_credentials(client: KubeClient, namespace: str, name: str) -> JSON | None:
     """The credentials Secret `name` in `namespace`, or None when there is none;
     ClusterError or TimeoutError when it cannot be read now."""

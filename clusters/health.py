@@ -4,7 +4,8 @@ A cluster is judged from what its own requests saw (every request reports an out
 plus a cheap heartbeat (`GET /version`) when nothing else is talking to it:
 - Unknown: nothing heard yet;
 - Unreachable: no answer at all for `unreachable_after` seconds, the failover grace
-  clock starts from `unreachable_since`;
+  clock starts from `unreachable_since` -- or at once when the controller cut it off
+  (`cut_off`: its credentials Secret went away);
 - Degraded: it answers, but with 5xx/429, or some requests got no answer, within the
   last `degraded_window` seconds;
 - Healthy: otherwise.
@@ -55,6 +56,16 @@ class HealthTracker:
     """The last request answered with 5xx/429: `GET /api/v1/pods: 503 ...`."""
     no_answer_detail: str = ""
     """The last request that got no answer: `GET /version: ClientConnectorError ...`."""
+    cut: tuple[float, str, str] | None = None
+    """(since, reason, message): the controller stopped talking to the cluster on its
+    own (its credentials Secret was deleted or became unusable): Unreachable from then
+    on, whatever its requests said before (`cut_off`)."""
+
+    def cut_off(self, reason: str, message: str) -> None:
+        """Unreachable from now on, with this cause: the client is closed, so nothing
+        will answer again (a new connection gets a new tracker)."""
+        if self.cut is None:
+            self.cut = (self.now(), reason, message)
 
     def now(self) -> float:
         """The health clock: seconds the loop could run (the clock less its stalls)."""
@@ -79,6 +90,8 @@ class HealthTracker:
 
     @property
     def state(self) -> ClusterHealth:
+        if self.cut is not None:
+            return "Unreachable"
         now = self.now()
         if self.first_no_answer is not None:
             if now - self.first_no_answer >= self.unreachable_after:
@@ -94,6 +107,8 @@ class HealthTracker:
 
     @property
     def unreachable_since(self) -> float | None:
+        if self.cut is not None:
+            return self.cut[0]
         return self.first_no_answer if self.state == "Unreachable" else None
 
     def unreachable_for(self) -> float | None:
@@ -105,6 +120,8 @@ class HealthTracker:
     def why(self) -> tuple[str, str] | None:
         """(reason, message) of a Degraded or Unreachable state, None otherwise: the
         same tests as `state`, in the same order, so the cause always matches it."""
+        if self.cut is not None:
+            return self.cut[1], self.cut[2]
         now = self.now()
         if self.first_no_answer is not None:
             silent = now - self.first_no_answer

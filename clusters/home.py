@@ -37,7 +37,6 @@ from clusters.client import KubeClient
 from clusters.errors import ClusterError
 from clusters.kubeconfig import ConnectionSpec, api_client, in_cluster_client
 from clusters.namespace import resolve as resolve_namespace
-from fleet.safety import tenant_namespace_problem
 
 log = structlog.get_logger()
 
@@ -75,15 +74,8 @@ class Home:
                                            home_in_cluster=settings.home_in_cluster,
                                            serviceaccount_dir=settings.serviceaccount_dir)
         """The controller's namespace in the home: its Lease, state ConfigMaps and the
-        members' credentials Secrets."""
-        if self.configured and tenant_namespace_problem(self.namespace) is None:
-            # A team folder of that name is allowed; if the home is also a member, that
-            # team's pods would run beside the credentials Secrets and could mount them.
-            log.warning("controller_namespace_open_to_tenants", namespace=self.namespace,
-                        hint="a team folder workloads/<this namespace>/ would be "
-                             "applied into it on a member that is also the home: keep "
-                             "the management cluster out of the fleet, or use a "
-                             "namespace no team may (aifleet-*, kube-*, openshift-*)")
+        members' credentials Secrets. No team folder may use it: the controller reads
+        the repo with it reserved (`workloads.loader.load_entries`)."""
         self.management: KubeClient | None = None
         self.error = ""
         """Why the management cluster cannot be reached now, or ""."""

@@ -14,6 +14,18 @@ The contract with the API server (shared/spec/kubernetes-api-behaviours.md):
   is listed at once, not up to ten seconds later); `synced` is set after the first
   complete list.
 
+An informer with `idle_relist` set holds no watch while it has nothing to watch (issue
+22, item 1): every watch holds an HTTP/1.1 connection of its own, and each TLS
+connection costs ~300 KiB (asyncio's fixed 256 KiB read buffer, OpenSSL's state), most
+of an idle cluster's footprint. When its list comes back empty it lists again every
+`idle_relist` seconds instead, and watches as soon as a list shows an object or
+`activate()` is called (the adapter calls it before it writes an object of this kind).
+The watch then starts from the resourceVersion of the last (empty) list, so nothing
+written after that list is missed, whatever the order of the write and the watch's
+start (a version too old for the server is a 410: re-list, as above). An informer whose
+watch ended with nothing in its cache and no `activate()` since it began goes idle
+again.
+
 Handlers get `(event_type, object)` for ADDED / MODIFIED / DELETED, in order.
 """
 
@@ -41,8 +53,21 @@ class Informer:
     def __init__(self, client: KubeClient, rtype: ResourceType, *,
                  label_selector: str | None = None, page_size: int = 500,
                  watch_timeout: int = 300, handler: Handler | None = None,
-                 transform: Callable[[JSON], JSON] | None = None) -> None:
+                 transform: Callable[[JSON], JSON] | None = None,
+                 idle_relist: float | None = None,
+                 list_gate: asyncio.Semaphore | None = None) -> None:
         self.client = client
+        self.list_gate = list_gate
+        """Shared by a cluster's informers: lists go one (or a few) at a time, so the
+        first sync does not open a connection per kind at once (freed TLS buffers stay
+        in the process's heap: the peak is what RSS keeps)."""
+        self.idle_relist = idle_relist
+        """Seconds between lists while there is nothing to watch (no watch is held
+        then); None: always watch."""
+        self.idle = False
+        """Holding no watch now: nothing to watch (a footprint bench and tests read it)."""
+        self._activations = 0
+        self._activated = asyncio.Event()
         self.transform = transform
         """Applied to every object before it is cached or handed on (client-go's
         SetTransform): keep only what the handlers read, for big caches like Pods."""
@@ -68,12 +93,50 @@ class Informer:
             await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
 
+    def activate(self) -> None:
+        """An object of this kind is about to be written: watch (again), if idle."""
+        self._activations += 1
+        self._activated.set()
+
+    def _nothing_to_watch(self, watched_at: int) -> bool:
+        """Idle allowed: empty cache, and no `activate()` since the last watch began
+        (`watched_at`: the activation count then)."""
+        return (self.idle_relist is not None and not self.store
+                and self._activations == watched_at)
+
+    async def _idle(self) -> None:
+        """List every `idle_relist` seconds, holding no connection in between, until a
+        list shows an object or `activate()` is called."""
+        assert self.idle_relist is not None
+        self._activated.clear()
+        self.idle = True
+        try:
+            while True:
+                # Jittered: a fleet's clusters synced together must not all list at once.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._activated.wait(),
+                                           self.idle_relist * random.uniform(0.75, 1.0))
+                if self._activated.is_set():
+                    return
+                await self.list_once()
+                if self.store:
+                    return
+        finally:
+            self.idle = False
+
     def _emit(self, kind: str, obj: JSON) -> None:
         for h in self._handlers:
             h(kind, obj)
 
     async def list_once(self) -> None:
         """List everything (all pages) and reconcile the cache with it."""
+        if self.list_gate is None:
+            await self._list()
+            return
+        async with self.list_gate:
+            await self._list()
+
+    async def _list(self) -> None:
         items: dict[Key, JSON] = {}
         cont: str | None = None
         rv = ""
@@ -117,12 +180,16 @@ class Informer:
     async def run(self) -> None:
         """List and watch until cancelled."""
         failures = 0
+        watched_at = 0
         while True:
             try:
                 if self.resource_version is None:
                     if self.synced.is_set():
                         self.relists += 1
                     await self.list_once()
+                if self._nothing_to_watch(watched_at):
+                    await self._idle()
+                watched_at = self._activations
                 await self._watch()
                 failures = 0
                 self.resumes += 1  # the stream ended cleanly (timeout): resume

@@ -158,6 +158,17 @@ class Settings(BaseSettings):
                            "cluster add`) in --namespace on the management cluster "
                            "(needs --home-kubeconfig/--home-context)")
     identity: str | None = Field(None, description="this replica's name in the Lease")
+    lease_duration: float = Field(
+        15.0, ge=1.0, description="with --leader-elect: seconds a Lease (the leader's, and "
+                                  "each shard's) stays valid without a renew: how long a "
+                                  "dead replica's work waits before another takes it over")
+    shards: int = Field(
+        0, ge=0, le=256,
+        description="split the clusters into this many shards (rendezvous hashing of the "
+                    "cluster name); each replica holds a Lease per shard it owns "
+                    "(aifleet-shard-<i> in the home cluster) and writes only to those "
+                    "shards' clusters; the leader plans for all. 0: one replica writes "
+                    "everywhere. Needs --leader-elect")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="debug, info, warning or error")
     log_json: bool | None = Field(None, description="JSON logs (default: when not a terminal)")
@@ -226,6 +237,12 @@ def home_problem(settings: Settings) -> str:
                 "explicitly, a member (--leader-cluster NAME)")
     if len(named) > 1:
         return f"{' and '.join(named)} all name the home cluster: give one"
+    if settings.shards and not settings.leader_elect:
+        return ("--shards needs --leader-elect: the leader plans for every shard, and "
+                "the home holds the shard Leases")
+    if settings.shards and settings.ledger:
+        return ("--shards with --ledger is not supported yet: the ledger has one writer, "
+                "and each shard's owner applies (run one replica, without --shards)")
     if settings.cluster_secrets and not (settings.home_kubeconfig or settings.home_context
                                          or settings.home_in_cluster):
         return ("--cluster-secrets reads credentials Secrets from the management cluster: "

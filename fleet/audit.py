@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Protocol
 
+from fleet.ids import team_of
 from fleet.ledger import RecordRow
 from fleet.render.keys import workload_id_of_label
 from fleet.residency import Residency
@@ -119,7 +120,7 @@ class Period:
 
     @property
     def team(self) -> str:
-        return self.workload.partition("/")[0]
+        return team_of(self.workload)
 
     def to_json(self) -> dict[str, Any]:
         return {"workload": self.workload, "cluster": self.cluster,

@@ -24,9 +24,8 @@ def workload_id(namespace: str, name: str) -> WorkloadId:
     return WorkloadId(f"{namespace}/{name}")
 
 
-def split_workload_id(wid: str) -> tuple[str, str]:
-    """`team/name` -> (team, name); raises ValueError when there is no single slash."""
-    team, sep, name = wid.partition("/")
-    if not sep or not team or not name or "/" in name:
-        raise ValueError(f"workload id {wid!r} is not <namespace>/<name>")
-    return team, name
+def team_of(wid: str) -> Team:
+    """The team of a workload id `team/name`: what comes before its first slash (the
+    whole value when there is none: `*`, a record for the whole fleet). The one place a
+    workload id is split; `fleet.render` maps ids to labels and back."""
+    return Team(wid.partition("/")[0])

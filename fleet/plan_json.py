@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleet.capacity import CapacitySnapshot
+from fleet.ids import team_of
 from fleet.models import API_VERSION
 from fleet.placement.types import Plan, WorkloadPlacement
 from fleet.spec import FleetSpec
@@ -59,7 +60,7 @@ def _workload(p: WorkloadPlacement, spec: FleetSpec) -> dict[str, Any]:
                     for r in p.reasons],
     }
     w = spec.workloads.get(p.id)
-    out["team"] = p.id.split("/", 1)[0]
+    out["team"] = team_of(p.id)
     if w is not None:
         out["type"] = w.spec.type
         out["dataClass"] = spec.residency.data_class_of(w.spec.placement.data_class)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from fleet.diagnostics import Diagnostic
-from fleet.ids import ClusterName, Flavour, Team, WorkloadId
+from fleet.ids import ClusterName, Flavour, Team, WorkloadId, team_of
 from fleet.owners import PathFlag
 from fleet.placement.types import Assignment, PlacementStatus, Plan, WorkloadPlacement
 from fleet.render import Manifest, render
@@ -152,7 +152,7 @@ def diff_plans(
     """Compare the base and head sides of a change."""
     ids = sorted(set(base_plan.workloads) | set(head_plan.workloads))
     edited = {w for w in ids if _spec_changed(base_spec, head_spec, w)}
-    changed_teams = {_team(w) for w in edited}
+    changed_teams = {team_of(w) for w in edited}
     author = Team(author_team) if author_team else None
     changes = []
     for wid in ids:
@@ -160,7 +160,7 @@ def diff_plans(
         spec_changed = wid in edited
         kind = _classify(before, after)
         worse = _worse(before, after)
-        team = _team(wid)
+        team = team_of(wid)
         others = team != author if author is not None else team not in changed_teams
         displaced = worse and not spec_changed and others
         why = _why(after, kind, worse)
@@ -185,10 +185,6 @@ def diff_plans(
         errors=head_spec.errors, violations=head_spec.violations,
         flags=tuple(sorted(flags)), author_team=author_team, notes=tuple(notes),
     )
-
-
-def _team(wid: str) -> Team:
-    return Team(wid.partition("/")[0])
 
 
 def _spec_changed(base: FleetSpec, head: FleetSpec, wid: WorkloadId) -> bool:
@@ -350,7 +346,7 @@ def _tally(spec: FleetSpec, plan: Plan,
         assignments = p.assignments or (kept or {}).get(wid, ())
         if not assignments:
             continue
-        team = _team(wid)
+        team = team_of(wid)
         for a in assignments:
             gpus = a.gpus
             alloc[(team, a.flavour)] += gpus

@@ -13,6 +13,8 @@ a capacity with a previous plan. Each of these choices is made here, once:
 - whether two capacity snapshots are the same to placement (`same_capacity`, by
   `placement_key`): GPUs held by the fleet's own pods are informational (the plan
   allocates those itself), every other field counts;
+- the plan from what runs (`plan_from`): what the clusters or a controller say runs is
+  the previous plan;
 - the plan that follows another (`plan_change`): the new spec planned with the earlier
   plan as previous, reusing the earlier plan's planner when only workloads changed and
   the capacity is the same, as the controller does after a merge.
@@ -26,7 +28,7 @@ from typing import Literal
 from fleet.capacity import CapacitySnapshot, declared_capacity
 from fleet.ids import WorkloadId
 from fleet.placement.core import Planner, place
-from fleet.placement.types import Assignment, Plan
+from fleet.placement.types import Assignment, Plan, PreviousPlan
 from fleet.spec import FleetSpec
 
 CapacitySource = Literal["declared", "file", "live", "server"]
@@ -64,6 +66,15 @@ def placement_key(capacity: CapacitySnapshot) -> CapacitySnapshot:
 def same_capacity(a: CapacitySnapshot, b: CapacitySnapshot) -> bool:
     """Whether placement would read the two snapshots alike (`placement_key`)."""
     return a is b or placement_key(a) == placement_key(b)
+
+
+def plan_from(spec: FleetSpec, capacity: CapacitySnapshot,
+              running: PreviousPlan | None, *,
+              commit: str | None) -> Plan:
+    """The plan of `spec` on `capacity` starting from what runs (`running`: read from
+    the clusters, or a controller's placements; None: nothing runs), so only what must
+    move moves. `fleet plan` and `fleet status --live` plan this way."""
+    return place(spec, capacity, running, commit=commit)
 
 
 def plan_change(before: Plan, spec: FleetSpec, capacity: CapacitySnapshot, *,

@@ -9,7 +9,8 @@ Sections (one per kind of decision; each function says which invariant it holds)
 
 - deletions: what a commit may delete (empty plans, retiring clusters, mass deletions,
   workloads that are Invalid, unparseable or Pending only because a cluster is away);
-- returning clusters: which plan a cluster that was away may be reconciled against;
+- returning clusters: which plan a cluster that was away may be reconciled against,
+  and when a moved gang may start on its new cluster;
 - tenancy and identity: who may write what, which Cluster files name the same cluster,
   where the fencing generation comes from.
 """
@@ -286,6 +287,47 @@ def stale_retry_after(failures: int, retry_after: float | None = None) -> float:
     return max(delay, retry_after or 0.0)
 
 
+# Gangs never run twice. A gang (a training Job or a JobSet: its pods must all run
+# together) on two clusters at once is two writers to one checkpoint and twice its GPUs.
+# When the plan moves one between two clusters that both answer (a team's
+# `placement.clusters`, a relabel that residency refuses, a retired cluster), the two
+# reconciles run in parallel; nothing but this rule orders them. So the new copy is
+# created only once the old one is gone: break before make. Kubernetes orders a
+# StatefulSet's pods the same way and for the same reason -- at most one pod per
+# identity, a replacement only once the old pod is confirmed gone, never merely because
+# its node stopped answering (kubernetes/website
+# content/en/docs/tasks/run-application/force-delete-stateful-set-pod.md). A copy on a
+# cluster that does not answer cannot be deleted: there the failover grace decides
+# (`keep_live_copy`), as before, and the stale copy goes first when it returns.
+
+TERMINAL_POD_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
+"""Pod phases whose containers have all stopped: such a pod runs nothing any more."""
+
+
+def copy_still_running(objects_listed: bool, pod_phases: Iterable[str]) -> bool:
+    """Whether a cluster that answers still holds a copy of a workload: its objects
+    (the Job, the JobSet) are still listed there, or some of its pods have not
+    terminated (being deleted is not terminated: a pod runs through its grace period).
+    The delete of a Job returns at once while its pods terminate after it."""
+    return objects_listed or any(p not in TERMINAL_POD_PHASES for p in pod_phases)
+
+
+def gang_start_waits(*, gang: bool, runs_here: bool, held_elsewhere: Set[str]) -> str | None:
+    """Invariant: a gang never starts on a cluster while another cluster that answers
+    still holds a copy of it (`copy_still_running`); None: it may start here, else why
+    it waits.
+
+    `held_elsewhere`: those other clusters (the caller leaves out the clusters that do
+    not answer: a failover does not wait for them). A copy already running here is not
+    held back (it is not started here); the one elsewhere goes as a stale copy, first
+    thing on its own cluster. Workloads that are not gangs (inference) may overlap
+    while they move: two serving copies for a moment is what a rollout does anyway."""
+    if not gang or runs_here or not held_elsewhere:
+        return None
+    return (f"waits for its copy on {', '.join(sorted(held_elsewhere))} to be deleted "
+            "first: a gang never runs on two clusters")
+
+
 def suspension_shields(residency_allows: bool | None) -> bool:
     """Invariant: an operator's suspension (`fleet suspend`) shields a suspended
     workload's live copy on a cluster from the controller -- no apply, prune, stale-copy
@@ -447,14 +489,21 @@ SYSTEM_PREFIXES = ("kube-", "aifleet-", "openshift-")
 WORKLOAD_SUFFIXES = (".yaml", ".yml")
 
 
-def tenant_namespace_problem(team: str) -> str | None:
+def tenant_namespace_problem(team: str, controller_namespace: str | None = None
+                             ) -> str | None:
     """Why `workloads/<team>/` may not hold workloads, or None when it may.
 
     Invariant: the controller never writes into (or labels as managed) a namespace it
-    does not own: kube-*, default, aifleet-*, openshift-*."""
+    does not own: kube-*, default, aifleet-*, openshift-*, and its own namespace
+    (`controller_namespace`, `--namespace`: its Lease, its state and the members'
+    credentials Secrets live there, so a tenant's pods there could read them)."""
     if team in SYSTEM_NAMESPACES or team.startswith(SYSTEM_PREFIXES):
         return (f"namespace {team} is reserved to the cluster or the controller "
                 f"(kube-*, default, aifleet-*, openshift-*): a team folder may not use it")
+    if controller_namespace is not None and team == controller_namespace:
+        return (f"namespace {team} is the controller's own (--namespace: its Lease, state "
+                "and the members' credentials Secrets live there): a team folder may not "
+                "use it")
     return None
 
 

@@ -35,7 +35,7 @@ from fleet.render import (
     for_existing,
     workload_of,
 )
-from fleet.safety import prune_held_back
+from fleet.safety import gang_start_waits, prune_held_back
 
 Manifest = dict[str, Any]
 ObjKey = tuple[str, str, str, str]
@@ -210,12 +210,14 @@ def _doomed(desired: Set[ObjKey], live: Mapping[ObjKey, Mapping[str, Any]],
 #
 # Above the objects, a reconcile pass decides per workload: which live copies are stale
 # (deleted first, so a failed-over gang never runs twice), which are held (left as they
-# are: suspended, Invalid, kept by `fleet.safety.keep_live_copy`), which wait for a
-# drain elsewhere, and which are applied. The caller gathers the facts (each decided by
-# `fleet.safety`); `plan_cluster` combines them, in one place, into one `ClusterSync`.
+# are: suspended, Invalid, kept by `fleet.safety.keep_live_copy`), which wait for their
+# copy elsewhere to go (a drain; a gang's old copy), and which are applied. The caller
+# gathers the facts (each decided by `fleet.safety`); `plan_cluster` combines them, in
+# one place, into one `ClusterSync`.
 
 SUSPENDED = "suspended: left as it is until resumed"
 INVALID = "invalid in this commit: keeps its last good state"
+DRAINING = "waits for its copy on a retiring cluster to be deleted first"
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +241,10 @@ class ClusterSync:
     stays as it is, and their status is kept."""
     kept: frozenset[str]
     """Live copies the plan does not place here that stay anyway (`kept`)."""
-    waiting: frozenset[str]
-    """Labels to start here once their copies on a retiring cluster are deleted."""
+    waiting: Mapping[str, str]
+    """Label -> why it does not start here yet: its copy on a retiring cluster, or (a
+    gang) on any other cluster that answers, is not deleted yet. Neither applied nor
+    pruned here; the pass runs again shortly."""
     allow_empty: bool
     """Whether a pass that leaves the cluster without owned objects may prune them all:
     only while the plan places something somewhere (an empty plan is a bug's shape) or
@@ -251,7 +255,8 @@ def plan_cluster(objects: Iterable[Manifest], apply: Mapping[str, str], *,
                  stale: Set[str], suspended: Set[str], protected: Set[str],
                  kept: Mapping[str, str], live_here: Set[str], draining: Set[str],
                  anything_placed: bool, forbidden: Set[str] = frozenset(),
-                 mass_deletion_allowed: bool = False) -> ClusterSync:
+                 mass_deletion_allowed: bool = False, gangs: Set[str] = frozenset(),
+                 held_elsewhere: Mapping[str, Set[str]] | None = None) -> ClusterSync:
     """Combine one cluster's facts into its pass.
 
     `objects`, `apply`: the cluster's desired objects and label -> id of its workloads;
@@ -261,16 +266,20 @@ def plan_cluster(objects: Iterable[Manifest], apply: Mapping[str, str], *,
     stay here (`fleet.safety.invalid_copy_kept`); `kept`: live copies the plan does not
     place here that stay, with why; `live_here`: labels running here; `draining`: labels
     still running on a retiring cluster that answers; `forbidden`: live copies
-    residency forbids here (`fleet.safety.residency_forbids`).
+    residency forbids here (`fleet.safety.residency_forbids`); `gangs`: the labels of
+    gang workloads; `held_elsewhere`: label -> the other clusters that answer and still
+    hold a copy of it (`fleet.safety.copy_still_running`).
 
     Invariants: residency first: a forbidden copy is deleted whatever else holds it
     (suspension, last good state, a failed apply), except that a pass never empties the
     cluster of our objects unless that is allowed (`allow_empty`);
     a suspended workload is neither deleted as stale, applied nor pruned;
     a workload still running on a retiring cluster does not start here before it is
-    deleted there (a moved gang never runs twice)."""
-    waiting = frozenset((set(apply) - set(suspended) - set(live_here)) & set(draining))
-    skip = set(suspended) | waiting
+    deleted there, nor does a gang still held by any other cluster that answers
+    (`fleet.safety.gang_start_waits`: a moved gang never runs twice)."""
+    waiting = _waiting(set(apply) - set(suspended), live_here, draining, gangs,
+                       held_elsewhere or {})
+    skip = set(suspended) | set(waiting)
     hold = {**{lb: INVALID for lb in protected}, **kept,
             **{lb: SUSPENDED for lb in suspended}}
     allow_empty = anything_placed or mass_deletion_allowed
@@ -284,3 +293,17 @@ def plan_cluster(objects: Iterable[Manifest], apply: Mapping[str, str], *,
         hold=dict(sorted(hold.items())),
         suspended={lb: wid for lb, wid in apply.items() if lb in suspended},
         kept=frozenset(kept), waiting=waiting, allow_empty=allow_empty)
+
+
+def _waiting(starting: Set[str], live_here: Set[str], draining: Set[str], gangs: Set[str],
+             held_elsewhere: Mapping[str, Set[str]]) -> dict[str, str]:
+    """Of the workloads to apply here, those that may not start yet, with why."""
+    out: dict[str, str] = {}
+    for label in sorted(starting):
+        why = gang_start_waits(gang=label in gangs, runs_here=label in live_here,
+                               held_elsewhere=set(held_elsewhere.get(label, ())))
+        if why is None and label in draining and label not in live_here:
+            why = DRAINING
+        if why is not None:
+            out[label] = why
+    return out

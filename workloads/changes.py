@@ -68,9 +68,10 @@ class Change:
 
 
 def read_change(path: str | os.PathLike[str], base: str, head: str,
-                cache: ParseCache | None = None, *, parallel: bool = False) -> Change:
-    """Read base and (merged) head of a change, and its changed files. `parallel`:
-    see `load_entries` (one-shot commands only)."""
+                cache: ParseCache | None = None, *, parallel: bool = False,
+                controller_namespace: str | None = None) -> Change:
+    """Read base and (merged) head of a change, and its changed files. `parallel`,
+    `controller_namespace`: see `load_entries`."""
     repo, prefix = open_repository(path)
     cache = cache if cache is not None else ParseCache()
     base_tree = resolve_tree(repo, base, prefix)
@@ -89,7 +90,8 @@ def read_change(path: str | os.PathLike[str], base: str, head: str,
     base_entries = list(git_files(base_tree))
     base_snap = Snapshot(base_tree.commit, load_entries(
         base_entries, cache, parallel=parallel,
-        history=git_history(repo, base_tree.commit, prefix)), len(base_entries))
+        history=git_history(repo, base_tree.commit, prefix),
+        controller_namespace=controller_namespace), len(base_entries))
     kept = dict(cache.entries)
     for key, parsed in earlier.items():
         cache.entries.setdefault(key, parsed)
@@ -97,7 +99,8 @@ def read_change(path: str | os.PathLike[str], base: str, head: str,
     # as the controller reads a commit: a file head breaks keeps the workload it held
     # before Invalid, not removed
     head_spec = load_entries(head_entries, cache, parallel=parallel,
-                             history=git_history(repo, head_tree.commit, prefix))
+                             history=git_history(repo, head_tree.commit, prefix),
+                             controller_namespace=controller_namespace)
     for key, parsed in kept.items():
         cache.entries.setdefault(key, parsed)
     head_snap = Snapshot(head_tree.commit, head_spec, len(head_entries))
@@ -109,13 +112,14 @@ def read_change(path: str | os.PathLike[str], base: str, head: str,
 
 
 def read_change_cached(path: str | os.PathLike[str], base: str, head: str, *,
-                       parallel: bool = False, background: Background | None = None
-                       ) -> Change:
+                       parallel: bool = False, background: Background | None = None,
+                       controller_namespace: str | None = None) -> Change:
     """`read_change` with the parse cache kept in the Git directory (`diskcache`);
     written by `background` when given, while the caller goes on."""
     repo, _ = open_repository(path)
     cache = ParseCache.stored(repo)
-    change = read_change(path, base, head, cache, parallel=parallel)
+    change = read_change(path, base, head, cache, parallel=parallel,
+                         controller_namespace=controller_namespace)
     cache.store(repo, background)
     return change
 

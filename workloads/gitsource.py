@@ -66,7 +66,8 @@ class GitSource:
     def __init__(self, url: str, branch: str, state_dir: Path, *, subdir: str = "",
                  allow_non_fast_forward: bool = False,
                  verifier: SignatureVerifier | None = None,
-                 credentials: GitAuth | None = None) -> None:
+                 credentials: GitAuth | None = None,
+                 controller_namespace: str | None = None) -> None:
         self.url = url
         self.remote_url, in_url = split_credentials(_url(url))
         self.credentials: GitAuth | None = credentials or in_url
@@ -76,6 +77,8 @@ class GitSource:
         self.subdir = subdir.strip("/")
         self.allow_non_fast_forward = allow_non_fast_forward
         self.mirror_path = state_dir / "mirror.git"
+        self.controller_namespace = controller_namespace
+        """The controller's own namespace: no team folder may use it (`load_entries`)."""
         self.cache = ParseCache()
         self.observed: str | None = None
         self.last_good: Snapshot | None = None
@@ -120,7 +123,11 @@ class GitSource:
         with connecting(self.credentials, self.remote_url) as callbacks:
             repo.remotes["origin"].fetch([f"+refs/heads/{self.branch}:{self.ref}"],
                                          callbacks=callbacks)
-        return str(repo.references[self.ref].target)
+        found = repo.references.get(self.ref)
+        if found is None:  # libgit2 fetches a refspec that matches nothing without error
+            raise pygit2.GitError(f"the repository has no branch {self.branch!r} "
+                                  "(fleet run --branch names the one to watch)")
+        return str(found.target)
 
     def _is_descendant(self, head: str, base: str) -> bool:
         """False too when either commit is not in the mirror (a base force-pushed away
@@ -142,10 +149,12 @@ class GitSource:
             tree = resolve_tree(self._open(), commit, self.subdir)
             entries = list(git_files(tree))
             history = git_history(self._open(), tree.commit, self.subdir)
-            snap = Snapshot(tree.commit, load_entries(entries, self.cache, history=history),
-                            len(entries))
+            snap = Snapshot(tree.commit, load_entries(
+                entries, self.cache, history=history,
+                controller_namespace=self.controller_namespace), len(entries))
         else:
-            snap = read_fleet(self.mirror_path, commit, cache=self.cache)
+            snap = read_fleet(self.mirror_path, commit, cache=self.cache,
+                              controller_namespace=self.controller_namespace)
         return dataclasses.replace(snap, message=self._message(snap.commit or commit))
 
     def _message(self, commit: str) -> str:
@@ -154,6 +163,11 @@ class GitSource:
         except (KeyError, ValueError, pygit2.GitError):
             return ""
         return str(obj.message) if isinstance(obj, pygit2.Commit) else ""
+
+    async def descends(self, head: str, base: str) -> bool:
+        """Whether `head` is `base` or a descendant of it in the mirror (read in a
+        worker thread); False when either is not in the mirror."""
+        return await anyio.to_thread.run_sync(self._is_descendant, head, base)
 
     async def read(self, commit: str) -> Snapshot | None:
         """One commit of the mirror (a held commit's base after a restart), or None

@@ -129,9 +129,10 @@ def read_fleet(
     worktree: bool = False,
     cache: ParseCache | None = None,
     parallel: bool = False,
+    controller_namespace: str | None = None,
 ) -> Snapshot:
     """Read the fleet at `path` (a repo or a folder in one) at `ref`, or on disk.
-    `parallel`: see `load_entries` (one-shot commands only). A broken Workload file
+    `parallel`, `controller_namespace`: see `load_entries`. A broken Workload file
     keeps what it held at the commits before (`workloads.history`)."""
     if worktree:
         history: History | None = None
@@ -143,37 +144,46 @@ def read_fleet(
             prefix = os.fspath(path).rstrip("/") if os.fspath(path) not in (".", "") else ""
         entries = list(worktree_files(path, prefix))
         return Snapshot(None, load_entries(entries, cache, parallel=parallel,
-                                           history=history), len(entries))
+                                           history=history,
+                                           controller_namespace=controller_namespace),
+                        len(entries))
     repo, prefix = open_repository(path)
     tree = resolve_tree(repo, ref, prefix)
     entries = list(git_files(tree))
     return Snapshot(tree.commit, load_entries(entries, cache, parallel=parallel,
-                                              history=git_history(repo, tree.commit, prefix)),
+                                              history=git_history(repo, tree.commit, prefix),
+                                              controller_namespace=controller_namespace),
                     len(entries))
 
 
 def read_fleet_cached(path: str | os.PathLike[str] = ".", ref: str = "HEAD", *,
-                      parallel: bool = False, background: Background | None = None
-                      ) -> Snapshot:
+                      parallel: bool = False, background: Background | None = None,
+                      controller_namespace: str | None = None) -> Snapshot:
     """`read_fleet` of a commit through the parse cache in the Git directory
     (`diskcache`), which `fleet plan --base --head` shares: a CI job that validates
     the PR's head first leaves the plan only the files head changed to parse. The
     cache is written (by `background`, while the caller goes on) only when given one."""
     repo, _ = open_repository(path)
     cache = ParseCache.stored(repo)
-    snap = read_fleet(path, ref, cache=cache, parallel=parallel)
+    snap = read_fleet(path, ref, cache=cache, parallel=parallel,
+                      controller_namespace=controller_namespace)
     if background is not None:
         cache.store(repo, background)
     return snap
 
 
 def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, *,
-                 parallel: bool = False, history: History | None = None) -> FleetSpec:
+                 parallel: bool = False, history: History | None = None,
+                 controller_namespace: str | None = None) -> FleetSpec:
     """The spec of these files, parsing only what `cache` lacks. `parallel`: a one-shot
     command may spread a large parse over a forked helper (`workloads.forkmap`).
     `history`: what each Workload file held before (`workloads.history`): a workload
     a file held that this read cannot read stays Invalid, not gone
-    (`fleet.safety.kept_from_previous`)."""
+    (`fleet.safety.kept_from_previous`). `controller_namespace`: the controller's own
+    namespace, reserved as `aifleet-*` is (`fleet.safety.tenant_namespace_problem`).
+    That check runs here, after the cache: a parsed file (in memory or in the Git
+    directory) never depends on the namespace, so no cache can serve a result made
+    for another one."""
     entries = list(entries)
     keys = [(e.path, e.display, e.key) for e in entries]
     cacheable = [cache is not None and bool(e.key) and not e.symlink for e in entries]
@@ -211,6 +221,8 @@ def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, 
             guesses.append((entry.path, one.path_id, one.errors[0]))
     if cache is not None:
         cache.retain(set(keys))
+    if controller_namespace is not None:
+        docs = _reserve_namespace(docs, errors, invalid, controller_namespace)
     valid = {d.id for d, _ in docs if isinstance(d, Workload)}
     held = history(sorted(unreadable)) if history is not None and unreadable else {}
     for wid, path in kept_from_previous(held, unreadable, {*invalid, *valid}).items():
@@ -226,6 +238,25 @@ def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, 
         if wid not in valid and not held.get(path):
             invalid.setdefault(wid, []).append(d)
     return assemble(docs, errors, invalid)
+
+
+def _reserve_namespace(docs: list[tuple[Document, SourceRef]], errors: list[Diagnostic],
+                       invalid: dict[WorkloadId, list[Diagnostic]], namespace: str
+                       ) -> list[tuple[Document, SourceRef]]:
+    """The documents less the Workloads of the team folder named like the controller's
+    namespace, each Invalid with a diagnostic at its `metadata.namespace` line."""
+    kept: list[tuple[Document, SourceRef]] = []
+    for doc, src in docs:
+        problem = tenant_namespace_problem(doc.metadata.namespace or "", namespace) \
+            if isinstance(doc, Workload) else None
+        if problem is None:
+            kept.append((doc, src))
+            continue
+        assert isinstance(doc, Workload)
+        d = src.at(problem, "metadata", "namespace", kind="Workload", name=doc.id)
+        errors.append(d)
+        invalid.setdefault(doc.id, []).append(d)
+    return kept
 
 
 def _parse_entry(entry: FileEntry) -> ParsedFile:

@@ -6,6 +6,8 @@ kubeconfig context is a plain URL and `down()` can really refuse connections (th
 closes; open keep-alive connections are aborted) while `up()` listens on the same port
 again. Each cluster has its own bearer token: a wrong one is a 401, no token is the
 anonymous user, who may read `/version` and the health endpoints only (403 elsewhere).
+`accept_tokens` changes which tokens it answers (a rotation: the new one and the old
+one for a while, then the new one only).
 
 `/_sim/...` is the admin endpoint (same token) for users of `fleet sim up`: faults,
 node readiness, out-of-band edits, a timed outage. It bypasses fault injection.
@@ -76,7 +78,11 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
             if request.path not in _ANONYMOUS_OK:
                 raise SimError(403, "Forbidden", f'forbidden: User "system:anonymous" cannot '
                                f'{request.method.lower()} path "{request.path}"', {})
-        elif not secrets.compare_digest(auth.encode(), f"Bearer {cluster.token}".encode()):
+        elif not any(secrets.compare_digest(auth.encode(), f"Bearer {t}".encode())
+                     for t in cluster.accepted_tokens):
+            # A bearer token no authenticator accepts is a 401 (kube-apiserver:
+            # staging/src/k8s.io/apiserver/pkg/endpoints/filters/authentication.go,
+            # `Unauthorized`), whatever the request.
             raise unauthorized()
         if not request.path.startswith("/_sim/"):
             faults = cluster.faults
@@ -118,6 +124,9 @@ class SimCluster:
         self.host = host
         self.port = 0
         self.token = secrets.token_urlsafe(24)
+        """The bearer token written into kubeconfigs (answered with the `also` tokens
+        of `accept_tokens`)."""
+        self._also: tuple[str, ...] = ()
         self.store = Store(spec.name, history)
         self.faults = Faults()
         self.faults._cut = self._cut_watches
@@ -136,6 +145,16 @@ class SimCluster:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._seed()
+
+    @property
+    def accepted_tokens(self) -> tuple[str, ...]:
+        return (self.token, *self._also)
+
+    def accept_tokens(self, token: str, *also: str) -> None:
+        """Answer these bearer tokens from now on, and no other (`token` becomes the
+        one kubeconfigs get): `accept_tokens(new, old)` then `accept_tokens(new)`
+        rotates a credential as revoking the old one would on a real cluster."""
+        self.token, self._also = token, tuple(also)
 
     @property
     def url(self) -> str:

@@ -6,11 +6,13 @@ import argparse
 import contextlib
 import gc
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
+from clusters.namespace import DEFAULT as DEFAULT_NAMESPACE
 from fleet.capacity import CapacityFormatError, CapacitySnapshot, declared_capacity
 from workloads.errors import WorkloadsError
 from workloads.forkmap import Background
@@ -85,6 +87,11 @@ def add_repo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worktree", action="store_true",
                    help="read the files on disk instead of a commit, for edits not yet "
                         "committed (symlinks are still refused)")
+    p.add_argument("--controller-namespace", metavar="NAMESPACE",
+                   default=os.environ.get("FLEET_NAMESPACE") or DEFAULT_NAMESPACE,
+                   help="the controller's namespace, which no team folder may use, as "
+                        "the controller refuses it (default: $FLEET_NAMESPACE, else "
+                        f"{DEFAULT_NAMESPACE})")
 
 
 @contextlib.contextmanager
@@ -104,6 +111,11 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
+def controller_namespace_of(args: argparse.Namespace) -> str:
+    """`--controller-namespace` (a command without the flag: the default)."""
+    return str(getattr(args, "controller_namespace", None) or DEFAULT_NAMESPACE)
+
+
 def read_snapshot(args: argparse.Namespace, background: Background | None = None
                   ) -> Snapshot:
     """The fleet the command reads: files on disk (`--worktree`), or a commit through
@@ -116,10 +128,12 @@ def read_snapshot(args: argparse.Namespace, background: Background | None = None
     try:
         with no_gc():
             if args.worktree:
-                snap = read_fleet(args.repo, args.ref, worktree=True, parallel=True)
+                snap = read_fleet(args.repo, args.ref, worktree=True, parallel=True,
+                                  controller_namespace=controller_namespace_of(args))
             else:
                 snap = read_fleet_cached(args.repo, args.ref, parallel=True,
-                                         background=background)
+                                         background=background,
+                                         controller_namespace=controller_namespace_of(args))
     except WorkloadsError as e:
         hint = "" if args.worktree else " (use --worktree to read files on disk)"
         raise CommandFailed(f"{e}{hint}") from e

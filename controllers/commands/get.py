@@ -11,6 +11,7 @@ from typing import Any
 from controllers.commands.common import add_format_argument, fail, write_doc
 from controllers.commands.statusread import add_live_arguments, add_server_argument, get_doc
 from controllers.status.statusview import table
+from fleet.ids import team_of
 
 DESCRIPTION = """\
 List the fleet's workloads or clusters, one row each, as `kubectl get` does: from the
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         rows = doc.get("workloads", [])
         team = None if args.all_teams else args.team
         if team:
-            teams = {str(w["id"]).split("/", 1)[0] for w in rows}
+            teams = {team_of(str(w["id"])) for w in rows}
             if team not in teams:
                 fail(f"no workloads of team {team} in the fleet"
                      + (f" (teams: {', '.join(sorted(teams))})" if teams else ""))

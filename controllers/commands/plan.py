@@ -65,10 +65,9 @@ def run(args: argparse.Namespace) -> int:
     if args.detailed_exitcode:
         fail("--detailed-exitcode compares two commits: use it with --base and --head")
     # imported here so that building the parser (every `fleet` command) does not pay
-    from fleet.placement import place
     from fleet.plan_json import plan_to_json
     from fleet.plan_text import to_markdown, to_text
-    from fleet.planning import capacity_for
+    from fleet.planning import capacity_for, plan_from
 
     live = use_live(args)
     snap, read, from_file = read_planning_inputs(args)
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     capacity, source = capacity_for(
         spec, file=read if from_file else None, live=live.capacity if live else None,
         live_source="live" if live is not None and live.server == "live" else "server")
-    plan = place(spec, capacity, live.previous if live else None, commit=snap.commit)
+    plan = plan_from(spec, capacity, live.previous if live else None, commit=snap.commit)
     if args.format in ("json", "yaml"):
         doc = plan_to_json(plan, spec, capacity)
         doc["source"]["capacitySource"] = source

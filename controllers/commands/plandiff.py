@@ -23,7 +23,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from controllers.commands.common import fail, load_capacity, write_doc
+from controllers.commands.common import controller_namespace_of, fail, load_capacity, write_doc
 from fleet import planning
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import WorkloadId
@@ -115,7 +115,8 @@ def run_diff(args: argparse.Namespace) -> int:
     with Background() as background:
         try:
             change = read_change_cached(args.repo, args.base, args.head, parallel=True,
-                                        background=background)
+                                        background=background,
+                                        controller_namespace=controller_namespace_of(args))
         except WorkloadsError as e:
             if args.post:  # say it on the PR too, or the check just fails without a word
                 post_error(args, str(e))
@@ -156,7 +157,8 @@ def plan_change(change: Change, live: CapacitySnapshot | None,
     base_spec, head_spec = change.base.spec, change.head.spec
     base_cap = planning.capacity_for(base_spec, file=live)[0]
     head_cap, capacity_source = planning.capacity_for(head_spec, file=live)
-    base_plan, planner = base_placement(args.repo, change, base_cap, background)
+    base_plan, planner = base_placement(args.repo, change, base_cap, background,
+                                        controller_namespace_of(args))
     # As the controller would after the merge: base's placements as the previous plan,
     # base's planner reused (rebound) when only workloads changed.
     head_plan = planning.plan_change(base_plan, head_spec, head_cap,
@@ -187,16 +189,18 @@ def plan_change(change: Change, live: CapacitySnapshot | None,
 
 
 def base_placement(repo_path: str, change: Change, capacity: CapacitySnapshot,
-                   background: Background | None = None) -> tuple[Plan, Planner | None]:
-    """The base plan, from the cache in the Git directory when this base, capacity and
-    code were planned before (every push to a PR plans the same base again); and the
-    planner that made it, when it was made now."""
+                   background: Background | None = None, controller_namespace: str = ""
+                   ) -> tuple[Plan, Planner | None]:
+    """The base plan, from the cache in the Git directory when this base, capacity,
+    controller namespace (it decides which team folders are refused) and code were
+    planned before (every push to a PR plans the same base again); and the planner
+    that made it, when it was made now."""
     from fleet.placement import Planner
     from workloads import diskcache
     from workloads.source import open_repository
 
     repo, prefix = open_repository(repo_path)
-    key = f"{change.base_commit}:{prefix}:{capacity.digest()}"
+    key = f"{change.base_commit}:{prefix}:{controller_namespace}:{capacity.digest()}"
     cached = diskcache.load(repo, "base-plan", key)
     if isinstance(cached, Plan):
         return cached, None
@@ -305,7 +309,8 @@ def verify(args: argparse.Namespace) -> int:
         fail(_not_a_change_plan(args.verify))
     checks: list[tuple[bool, str]] = []
     try:
-        change = read_change_cached(args.repo, recorded["baseRef"], recorded["headRef"])
+        change = read_change_cached(args.repo, recorded["baseRef"], recorded["headRef"],
+                                    controller_namespace=controller_namespace_of(args))
         base_now, head_now = change.base_commit, change.head_commit
         if base_now == recorded["base"]:
             checks.append((True, f"base {recorded['baseRef']} is still {base_now[:12]}"))

@@ -14,6 +14,7 @@ from controllers.commands.common import (
 )
 from controllers.commands.statusread import add_live_arguments, add_server_argument, get_doc
 from controllers.status.statusview import STATES, filter_workloads, render_fleet, render_workload
+from fleet.ids import team_of
 
 
 def _state(value: str) -> str:
@@ -107,7 +108,7 @@ def _known(args: argparse.Namespace, doc: dict[str, Any]) -> None:
     if args.cluster and args.cluster not in {c.get("name") for c in doc.get("clusters", [])}:
         fail(f"no cluster {args.cluster} in the fleet")
     if args.team:
-        teams = {str(w["id"]).split("/", 1)[0] for w in doc.get("workloads", [])}
+        teams = {team_of(str(w["id"])) for w in doc.get("workloads", [])}
         if args.team not in teams:
             fail(f"no workloads of team {args.team} in the fleet"
                  + (f" (teams: {', '.join(sorted(teams))})" if teams else ""))

@@ -110,7 +110,8 @@ class LastPlan:
         self.state_dir = state_dir
         self.shared = shared
         self._saved: dict[WorkloadId, tuple[Assignment, ...]] | None = None
-        self._shared_saved: dict[WorkloadId, tuple[Assignment, ...]] | None = None
+        self._shared_saved: tuple[dict[WorkloadId, tuple[Assignment, ...]],
+                                  str | None] | None = None
 
     async def restore(self, from_live: PreviousPlan, *, listed: Set[str],
                       clusters: Set[str]) -> PreviousPlan:
@@ -137,6 +138,8 @@ class LastPlan:
                 self._saved = placed
             except OSError as e:  # a full disk must not stop placement: say it, go on
                 log.warning("last_plan_not_saved", error=f"{type(e).__name__}: {e}")
-        if self.shared is not None and placed != self._shared_saved \
+        # Written again for a new commit even when the placements are the same: shard
+        # owners follow the leader's plan only once it is of the commit they serve.
+        if self.shared is not None and (placed, commit) != self._shared_saved \
                 and await self.shared.write(placed, commit):
-            self._shared_saved = placed
+            self._shared_saved = (placed, commit)

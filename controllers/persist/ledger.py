@@ -15,7 +15,7 @@ apply, DriftCorrected before the correction) -- and an apply's intent (cluster, 
 workloads) is journaled before the apply starts. A `kill -9` at any point leaves the
 entry or the intent in the journal; the next process writes the entries the ledger does
 not have yet (`replay`) and turns every open intent into records, by what the cluster
-shows (`controllers.runtime.manager_io.reconcile_ledger`).
+shows (`controllers.runtime.records.Records.reconcile`).
 
 Failures are loud: `problem()` says why the ledger cannot be trusted to take records
 now -- the remote's tip was rewritten under us (`LedgerForged`, never chained onto), or

@@ -65,6 +65,26 @@ async def read(client: KubeClient, namespace: str) -> PreviousPlan | None:
     return None
 
 
+async def read_published(client: KubeClient, namespace: str
+                         ) -> tuple[str | None, PreviousPlan] | None:
+    """(the commit it was planned at, the placements) as the leader last published
+    them, for the shard owners that follow its plan (`controllers.runtime.shards`);
+    None when there is none or it cannot be read or used now."""
+    try:
+        cm = await get_configmap(client, NAME, namespace=namespace)
+        if cm is None:
+            return None
+        data = (cm.get("binaryData") or {})[KEY]
+        doc = json.loads(gzip.decompress(base64.b64decode(data, validate=True)))
+        commit = doc.get("commit") if isinstance(doc, dict) else None
+        return (commit if isinstance(commit, str) else None), decode(data)
+    except (ClusterError, TimeoutError) as e:
+        log.warning("shared_last_plan_unreadable", error=f"{type(e).__name__}: {e}")
+    except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
+        log.warning("shared_last_plan_unusable", error=f"{type(e).__name__}: {e}")
+    return None
+
+
 async def write(client: KubeClient, namespace: str,
                 placed: Mapping[WorkloadId, tuple[Assignment, ...]],
                 commit: str | None) -> bool:

@@ -11,7 +11,12 @@ the caller goes on as if it were missing.
   them (a kubeconfig path and context; never a secret);
 - `held.json` (`controllers.runtime.deletions`): a commit whose deletions are held, so that a
   restart does not apply it;
-- `suspended.json` (`controllers.runtime.suspension`): suspended workloads and clusters.
+- `suspended.json` (`controllers.runtime.suspension`): suspended workloads and clusters;
+- `adopted.json` (`controllers.runtime.deletions`): the last commit adopted.
+
+With a home cluster, the leader keeps each of these in it as well, and that copy wins
+(`controllers.runtime.handover`, `controllers.persist.sharedstate`): the state dir is
+then a cache, and a replica that takes over (even a new pod) decides as the leader did.
 """
 
 from __future__ import annotations
@@ -68,9 +73,7 @@ RETIRING = "retiring.json"
 
 
 def save_retiring(state_dir: Path, clusters: dict[str, ConnectionSpec]) -> None:
-    write(state_dir / RETIRING, 1, {"clusters": {
-        name: {"kubeconfig": c.kubeconfig, "context": c.context, "secret": c.secret}
-        for name, c in sorted(clusters.items())}})
+    write(state_dir / RETIRING, 1, retiring_to_doc(clusters))
 
 
 def load_retiring(state_dir: Path) -> dict[str, ConnectionSpec]:
@@ -78,18 +81,28 @@ def load_retiring(state_dir: Path) -> dict[str, ConnectionSpec]:
     if doc is None:
         return {}
     try:
-        out: dict[str, ConnectionSpec] = {}
-        for name, c in doc["clusters"].items():
-            kubeconfig, context = c.get("kubeconfig"), c.get("context")
-            secret = c.get("secret")  # the Secret's name, never its content
-            if not all(v is None or isinstance(v, str)
-                       for v in (kubeconfig, context, secret)):
-                raise TypeError(f"{name}: kubeconfig, context and secret must be strings")
-            out[str(name)] = ConnectionSpec(str(name), kubeconfig, context, secret)
-        return out
+        return retiring_from_doc(doc)
     except (AttributeError, KeyError, TypeError) as e:
         unusable(state_dir / RETIRING, e)
         return {}
+
+
+def retiring_to_doc(clusters: dict[str, ConnectionSpec]) -> dict[str, Any]:
+    return {"clusters": {name: {"kubeconfig": c.kubeconfig, "context": c.context,
+                                "secret": c.secret}
+                         for name, c in sorted(clusters.items())}}
+
+
+def retiring_from_doc(doc: dict[str, Any]) -> dict[str, ConnectionSpec]:
+    """AttributeError, KeyError or TypeError when `doc` is not `retiring_to_doc`'s."""
+    out: dict[str, ConnectionSpec] = {}
+    for name, c in doc["clusters"].items():
+        kubeconfig, context = c.get("kubeconfig"), c.get("context")
+        secret = c.get("secret")  # the Secret's name, never its content
+        if not all(v is None or isinstance(v, str) for v in (kubeconfig, context, secret)):
+            raise TypeError(f"{name}: kubeconfig, context and secret must be strings")
+        out[str(name)] = ConnectionSpec(str(name), kubeconfig, context, secret)
+    return out
 
 
 HELD = "held.json"

@@ -14,21 +14,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import structlog
 
-from clusters.adapter import AdapterOptions
+from clusters.adapter import AdapterOptions, ClusterAdapter
 from controllers.runtime.gctune import Settler
 from controllers.runtime.looplag import LoopLag
 from fleet.capacity import CapacitySnapshot
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.spec import FleetSpec
-
-if TYPE_CHECKING:
-    from controllers.runtime.manager import Manager
 
 log = structlog.get_logger()
 
@@ -72,19 +71,20 @@ def close(placer: Any) -> None:
         closing()
 
 
-async def settle_after_plans(m: Manager, settler: Settler) -> None:
+async def settle_after_plans(plan_changed: asyncio.Condition, settler: Settler) -> None:
     """After each plan (the first one: the state is loaded; then at most once a
     `settler.every`), freeze what lives, so full collections walk only what came since."""
     while True:
-        async with m.plan_changed:
-            await m.plan_changed.wait()
+        async with plan_changed:
+            await plan_changed.wait()
         settler.settle()
 
 
-def controller_summary(m: Manager) -> dict[str, Any]:
-    return {"eventLoop": m.loop_lag.summary(),
-            "timeoutsDiscounted": sum(a.health.busy for a in m.adapters.values()),
-            "replans": dict(m.replans.counts)}
+def controller_summary(loop_lag: LoopLag, adapters: Mapping[str, ClusterAdapter],
+                       replans: Replans) -> dict[str, Any]:
+    return {"eventLoop": loop_lag.summary(),
+            "timeoutsDiscounted": sum(a.health.busy for a in adapters.values()),
+            "replans": dict(replans.counts)}
 
 
 REACHABLE = ("Healthy", "Degraded")
@@ -102,7 +102,7 @@ class Replans:
     `ask()` notes one request; `planned()` says a re-plan starts now and folds every
     request since the last one into it: all but one of them are `coalesced`. A health
     flip that placement cannot see (Healthy <-> Degraded) is `skipped`. The watch loop
-    decides when (`controllers.runtime.triggers`); this keeps the counts."""
+    decides when (`controllers.runtime.placementloop`); this keeps the counts."""
 
     def __init__(self) -> None:
         self.counts = {"asked": 0, "planned": 0, "coalesced": 0, "skipped": 0}

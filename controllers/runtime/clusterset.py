@@ -12,7 +12,10 @@ A cluster reached through its credentials Secret (`ConnectionSpec.secret`, with
 `--cluster-secrets`) has that Secret read from the management cluster before its
 identity is checked and before it connects (`_credentials`); a missing, unlabelled or
 unusable Secret is that cluster's connection error, retried like any other, and names
-the Secret and key, never a value.
+the Secret and key, never a value. The resourceVersion of the Secret each cluster was
+last reached with is kept (`versions`): `controllers.runtime.credwatch` compares it with
+the Secrets on the management cluster, `reconnect`s a cluster whose Secret changed and
+`cut`s off one whose Secret is gone (Unreachable, never drained).
 """
 
 from __future__ import annotations
@@ -24,18 +27,22 @@ import anyio
 import anyio.abc
 import structlog
 
-from clusters.adapter import AdapterOptions, ClusterAdapter
+from clusters.adapter import AdapterOptions, ClusterAdapter, LivePlacement
 from clusters.apply import DriftReport
 from clusters.client import KubeClient
-from clusters.credentials import kubeconfig_of_secret, read_credentials
+from clusters.credentials import kubeconfig_of_secret, read_credentials, version_of
 from clusters.errors import ClusterError, KubeconfigError
 from clusters.kubeconfig import ConnectionSpec, server_of
+from controllers.runtime.fleetstate import ClusterView
 from controllers.runtime.retirement import Retirement
 from controllers.runtime.workqueue import WorkQueue
+from controllers.settings import Settings
 from controllers.status.eventfeed import EventFeed
 from controllers.status.statusdoc import PlacementLive
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster
+from fleet.placement.types import Plan
+from fleet.render import workload_id_of_label
 from fleet.safety import shared_servers
 from fleet.spec import FleetSpec
 
@@ -79,12 +86,25 @@ class ClusterSet:
         self.inline: dict[str, dict[str, Any]] = {}
         """The kubeconfig each Secret-reached cluster's credentials Secret made (in
         memory only: never saved, logged or shown)."""
+        self.versions: dict[str, str] = {}
+        """The resourceVersion of the credentials Secret each Secret-reached cluster was
+        last read from (for its connection, or for the error that stopped it)."""
+        self.cut_off: set[str] = set()
+        """Clusters whose credentials Secret went away while connected: their adapter
+        stays, closed and Unreachable (`cut`), until the Secret is back."""
+        self.lock = anyio.Lock()
+        """Held while the set changes (`sync`, `cut`, `reconnect`): never two adapters
+        for one cluster."""
         self._identity_of: dict[ClusterName, ConnectionSpec] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
 
     async def sync(self, spec: FleetSpec) -> None:
         """Connect what the repo names and is not connected, retire what it no longer
         names, refuse twins; each new adapter is prepared, then run in the task group."""
+        async with self.lock:
+            await self._sync(spec)
+
+    async def _sync(self, spec: FleetSpec) -> None:
         tg = self.task_group()
         assert tg is not None
         in_repo = set(spec.clusters)
@@ -184,6 +204,7 @@ class ClusterSet:
         if not conn.secret:
             return None
         self.inline.pop(conn.cluster, None)
+        self.versions.pop(conn.cluster, None)
         where = f"{self.namespace}/{conn.secret}"
         client = await self.home_client() if self.home_client is not None else None
         if client is None:
@@ -202,9 +223,70 @@ class ClusterSet:
         if secret is None:
             raise KubeconfigError(f"no credentials Secret {where} (make it with `fleet "
                                   f"cluster add {conn.cluster}`)", cluster=conn.cluster)
+        self.versions[conn.cluster] = version_of(secret)
         doc = kubeconfig_of_secret(secret, conn.cluster)
         self.inline[conn.cluster] = doc
         return doc
+
+    def views(self) -> dict[str, ClusterView]:
+        """What placement sees of each connected cluster: its health (Unknown until it
+        listed, unless Unreachable), how long it has been away, its nodes."""
+        out: dict[str, ClusterView] = {}
+        for name, a in self.adapters.items():
+            health = a.health_state if a.synced.is_set() or a.health_state == \
+                "Unreachable" else "Unknown"
+            # loop-available seconds: a stalled controller does not age a failover grace
+            out[name] = ClusterView(health, a.health.unreachable_for(), tuple(a.nodes()))
+        return out
+
+    def not_listed(self) -> list[str]:
+        """Connected clusters that have not listed what runs there yet, and answer."""
+        return sorted(n for n, a in self.adapters.items()
+                      if not a.synced.is_set() and a.health_state != "Unreachable")
+
+    async def wait_listed(self, *, tick: float, say_every: float) -> None:
+        """Until every cluster has listed what runs there, or is Unreachable: a plan on a
+        partial view would take a slow-listing cluster's workloads for missing and move
+        them. Says every `say_every` seconds which clusters it waits for."""
+        waited = 0.0
+        while True:
+            waiting = self.not_listed()
+            if not waiting:
+                return
+            if waited >= say_every:
+                log.warning("waiting_for_clusters_to_list", clusters=waiting)
+                waited = 0.0
+            await anyio.sleep(tick)
+            waited += tick
+
+    def live_workloads(self, only: Callable[[str], bool] = lambda _: True
+                       ) -> dict[str, dict[str, LivePlacement]]:
+        """Per listed cluster (of those `only` keeps), the workloads running there."""
+        return {n: a.live_workloads() for n, a in self.adapters.items()
+                if only(n) and a.synced.is_set()}
+
+    def running(self, spec: FleetSpec, plan: Plan) -> dict[str, set[str]]:
+        """Every cluster of `spec` -> the workload ids running there: what its informers
+        list, or for a cluster not listed (down) the plan's placements."""
+        out: dict[str, set[str]] = {}
+        for name in sorted(spec.clusters):
+            a = self.adapters.get(name)
+            if a is not None and a.synced.is_set():
+                out[name] = {str(workload_id_of_label(lbl)) for lbl in a.live_workloads()}
+            else:
+                out[name] = {str(wid) for wid, wp in plan.workloads.items()
+                             if wp.status == "Placed" and name in wp.clusters}
+        return out
+
+    def retired(self, name: str) -> bool:
+        """A removed cluster whose drain is done is disconnected (True); what waited
+        for the drain is queued."""
+        if self.task_group() is None or not self.retirement.done(name):
+            return False
+        self.disconnect(name)
+        for other in self.adapters:  # what waited for the drain starts now
+            self.queue.add(other)
+        return True
 
     def disconnect(self, name: str) -> None:
         tg = self.task_group()
@@ -213,8 +295,38 @@ class ClusterSet:
         if scope is not None:
             scope.cancel()
         adapter = self.adapters.pop(name, None)
-        if adapter is not None:
+        if adapter is not None and name not in self.cut_off:
             tg.start_soon(adapter.aclose)
+        self.cut_off.discard(name)
+
+    async def cut(self, name: str, reason: str, message: str) -> None:
+        """Stop talking to a connected cluster whose credentials are gone: its informers
+        and heartbeat stop, its client is closed, and it stays in the set Unreachable
+        with this cause (`HealthTracker.cut_off`), so placement, the failover grace and
+        the reconciler treat it as any cluster that stopped answering: nothing is
+        written or deleted there, nothing is drained. `reconnect` ends it."""
+        async with self.lock:
+            adapter = self.adapters.get(name)
+            if adapter is None or name in self.cut_off:
+                return
+            scope = self._scopes.pop(name, None)
+            if scope is not None:
+                scope.cancel()
+            adapter.health.cut_off(reason, message)
+            self.cut_off.add(name)
+            self.inline.pop(name, None)
+            self.versions.pop(name, None)
+            with anyio.CancelScope(shield=True):
+                await adapter.aclose()
+
+    async def reconnect(self, name: str) -> None:
+        """Drop a cluster's connection (its old client closed) so that the next `sync`
+        reads its credentials Secret again and connects with it -- after the same
+        identity check as any new connection. Only that cluster is touched."""
+        async with self.lock:
+            self.disconnect(name)
+            self.inline.pop(name, None)
+            self._identity_of = {}  # its server may have changed: check twins again
 
     async def _run(self, adapter: ClusterAdapter, *,
                    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -223,6 +335,17 @@ class ClusterSet:
             self._scopes[adapter.name] = scope
             task_status.started()
             await adapter.run()
+
+
+def connection_of(settings: Settings, cluster: Cluster) -> ConnectionSpec:
+    """The Cluster file's connection; `--kubeconfig` and the cluster's name as context
+    when it names none, or, with `--cluster-secrets`, its credentials Secret when it
+    names no kubeconfig (`clusters.credentials`)."""
+    conn = cluster.spec.connection
+    if settings.cluster_secrets and not conn.kubeconfig:
+        return ConnectionSpec(cluster.name, None, cluster.name, secret=cluster.name)
+    return ConnectionSpec(cluster.name, conn.kubeconfig or settings.kubeconfig,
+                          conn.context or cluster.name)
 
 
 def _file_of(spec: FleetSpec, cluster: str) -> str:

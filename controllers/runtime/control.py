@@ -1,7 +1,8 @@
 """Operator actions on a running controller: suspend, resume, sync now.
 
 What `POST /api/v1/suspend|resume|sync` do (`controllers.server`), kept apart from the
-read-only status side (`controllers.runtime.manager_io`). Each answers `(HTTP status, JSON)`:
+read-only status side (`controllers.runtime.manager_io`). A suspension is in the home
+cluster (`controllers.runtime.handover`) before it is answered. Each answers `(HTTP status, JSON)`:
 200 done (or nothing to do: suspending twice is not an error), 400 a body that names
 neither or both of a workload and a cluster, 404 one the fleet does not have, 409 while
 this replica may not act (a follower, or a refused rollback being served): only the
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from controllers.runtime.handover import publish
 from fleet.ids import ClusterName, WorkloadId
 from fleet.render import workload_label
 
@@ -101,6 +103,11 @@ async def act(m: Manager, action: str, body: dict[str, Any]) -> Answer:
         return 200, {"ok": True, "clusters": clusters,
                      "message": f"fetch and reconcile of {what} started on "
                                 f"{len(clusters)} cluster(s){note}"}
+    if getattr(m, "shards", None) is not None:
+        # Suspensions live in this replica's state dir; another replica's shards would
+        # not see them: refused rather than honoured on some clusters only.
+        return _error(409, f"fleet {action} is not supported with --shards yet: "
+                           "suspensions are not shared between replicas")
     suspend = action == "suspend"
     changed = m.suspensions.change(suspend=suspend, workload=workload, cluster=cluster)
     event = "Suspended" if suspend else "Resumed"
@@ -114,5 +121,11 @@ async def act(m: Manager, action: str, body: dict[str, Any]) -> Answer:
             for name in _clusters_of(m, workload, cluster):
                 m.queue.add(name)
     state = "suspended" if suspend else "resumed"
-    return 200, {"ok": True, "changed": changed,
-                 "message": f"{what} {state}" if changed else f"{what} was already {state}"}
+    message = f"{what} {state}" if changed else f"{what} was already {state}"
+    # In the home cluster before the answer, so that the next leader keeps it too
+    # (`controllers.runtime.handover`); if the home cannot take it now, it is kept here
+    # and written as soon as it can, and the answer says so.
+    unsaved = await publish(m) if changed else None
+    if unsaved:
+        message += f" (not yet saved in the home cluster: {unsaved}; retried)"
+    return 200, {"ok": True, "changed": changed, "message": message}

@@ -12,14 +12,16 @@ stays the previous plan, a revert is planned with its stickiness: nothing moves.
 
 The held commit and the applied commit it was held against are kept in
 `<state dir>/held.json`: a restarted controller serves that applied commit first and
-decides about the head only once it knows again what runs.
+decides about the head only once it knows again what runs. With a home cluster the
+leader also keeps both there (`controllers.runtime.handover`), and the replica that takes
+over holds what it held, even one that never saw it (a new pod).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import structlog
 
@@ -51,6 +53,8 @@ class DeletionGuard:
         self._restored = load_held(state_dir)
         self.last_adopted = load_adopted(state_dir)
         """The last commit adopted, by this process or the one before it."""
+        self.saved: tuple[str, str | None, list[dict[str, str]]] | None = self._restored
+        """What `held.json` says now: (commit, base, holds), or None (nothing held)."""
 
     def adopted(self, commit: str) -> None:
         """`commit` is taken: a restart serves it first and judges any newer head."""
@@ -98,10 +102,10 @@ class DeletionGuard:
                 log.warning("deletions_held", commit=snap.commit, base=base,
                             reason=h.reason, workloads=h.workloads,
                             clusters=list(h.clusters), message=h.message)
+            self.saved = (snap.commit or "", base, [
+                {"reason": h.reason, "message": h.message, "allow": h.allow} for h in holds])
             try:
-                save_held(self.state_dir, snap.commit or "", base, [
-                    {"reason": h.reason, "message": h.message, "allow": h.allow}
-                    for h in holds])
+                save_held(self.state_dir, *self.saved)
             except OSError as e:  # say it; a restart would then judge the head afresh
                 log.warning("held_not_saved", error=f"{type(e).__name__}: {e}")
         return False
@@ -115,6 +119,7 @@ class DeletionGuard:
             log.info("deletions_released",
                      commit=self.candidate.commit if self.candidate else None)
         self.candidate, self.holds = None, ()
+        self.saved = None
         try:
             clear_held(self.state_dir)
         except OSError as e:
@@ -128,3 +133,65 @@ class DeletionGuard:
                          f"commit {commit or '(restored)'}: "
                          + " | ".join(h.message for h in self.holds)
                          + "; serving the last applied commit")
+
+    # ------------------------------------------------ the home cluster's copy (handover)
+
+    def shared_docs(self) -> dict[str, dict[str, Any]]:
+        """`held` and `adopted` as the home cluster keeps them (the state files' bodies;
+        `held` with commit None when nothing is held, so that it wins over a stale
+        local file)."""
+        commit, base, holds = self.saved if self.saved is not None else (None, None, [])
+        return {"held": {"commit": commit, "base": base, "holds": holds},
+                "adopted": {"commit": self.last_adopted}}
+
+    def take_shared(self, held: dict[str, Any] | None, adopted: dict[str, Any] | None
+                    ) -> tuple[str, str, list[dict[str, str]]] | None:
+        """The leader's copies win (each only when there is one, and usable): what it
+        adopted last, and what it holds. The hold is returned for the caller to serve
+        its base when this replica has adopted the held commit; before anything is
+        adopted it is served at start like a restart's (`restored_base`)."""
+        if adopted is not None and adopted.get("version") == 1 and \
+                isinstance(adopted.get("commit"), str):
+            self.adopted(adopted["commit"])
+        if held is None or held.get("version") != 1:
+            return None
+        commit, base, holds = held.get("commit"), held.get("base"), held.get("holds")
+        if commit is None:
+            # The leader holds nothing: a hold in this replica's own (older) file is
+            # not served at start; a hold this process made itself stands.
+            self._restored = None
+            if not self.holds and self.saved is not None:
+                self.saved = None
+                try:
+                    clear_held(self.state_dir)
+                except OSError as e:
+                    log.warning("held_not_cleared", error=f"{type(e).__name__}: {e}")
+            return None
+        if not isinstance(commit, str) or not (base is None or isinstance(base, str)) \
+                or not isinstance(holds, list) or not all(
+                    isinstance(h, dict) and all(isinstance(v, str) for v in h.values())
+                    for h in holds):
+            log.warning("shared_held_unusable", commit=str(commit)[:60])
+            return None
+        if base is None or self.holds:
+            return None  # nothing to serve instead, or held here already
+        self._restored = self.saved = (commit, base, holds)
+        try:
+            save_held(self.state_dir, commit, base, holds)
+        except OSError as e:
+            log.warning("held_not_saved", error=f"{type(e).__name__}: {e}")
+        return commit, base, holds
+
+    def hold_restored(self, snap: Snapshot) -> None:
+        """Hold `snap` (the commit the leader held) as the restored hold says, without
+        judging it again now; a later head is judged as usual."""
+        restored, self._restored = self._restored, None
+        if restored is None:
+            return
+        _, base, holds = restored
+        self.candidate, self.judged = snap, True
+        self.holds = tuple(Hold(cast(HoldReason, h.get("reason", "MassDeletion")),
+                                h.get("message", ""), (), 0, h.get("allow", ""))
+                           for h in holds)
+        log.warning("deletions_held", commit=snap.commit, base=base, restored=True,
+                    reasons=[h.reason for h in self.holds])

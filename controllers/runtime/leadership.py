@@ -1,7 +1,9 @@
 """Leadership: whether this replica may write, and the fence on every write.
 
 Without `--leader-elect` every replica acts (one runs). With it, the Lease in the home
-cluster (`clusters.home`, `clusters.leader`) decides: only the leader writes to
+cluster (`clusters.home`, `clusters.leader`) decides, and a new leader acts only once it
+has read what the previous one left in the home (`prepare`:
+`controllers.runtime.handover.take_over`): only the leader writes to
 clusters, the ledger, the forge and shared state, and every write an adapter makes
 carries the leader's generation and re-confirms the Lease first (the fence). Nobody
 acts while the source holds a refused rollback (`GitSource.holding`), and no adapter
@@ -13,7 +15,7 @@ to rebuild its view from what runs when leadership is gained.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 import structlog
@@ -29,7 +31,8 @@ class Leadership:
     def __init__(self, *, elect: bool, identity: str | None, home: Home,
                  adapters: Mapping[str, ClusterAdapter], holding: Callable[[], bool],
                  blocked: Callable[[], str | None], tick: float,
-                 lease_duration: float) -> None:
+                 lease_duration: float,
+                 prepare: Callable[[], Awaitable[bool]] | None = None) -> None:
         self.elect = elect
         self.identity = identity
         self.home = home
@@ -40,6 +43,11 @@ class Leadership:
         """Why the ledger cannot record a write now, or None."""
         self.tick = tick
         self.lease_duration = lease_duration
+        self.prepare = prepare
+        """Before a new leader acts: read what the previous one left in the home
+        (`controllers.runtime.handover.take_over`); True when done."""
+        self._prepared = -1
+        """The generation `prepare` succeeded for."""
         self.elector: LeaderElector | None = None
         self._wired_generation = -1
         self._was_leader = False
@@ -51,6 +59,8 @@ class Leadership:
             return True
         if self.elector is None or not self.elector.is_leader:
             return False
+        if self.prepare is not None and self._prepared != self.elector.generation:
+            return False  # holds the Lease, has not read the previous leader's state yet
         if self.elector.generation != self._wired_generation:
             self.wire_all()  # every write from now on carries the new generation
         return True
@@ -101,4 +111,25 @@ class Leadership:
         log.info("leader_election_started", cluster=self.home.name,
                  namespace=self.home.namespace,
                  identity=self.elector.identity)
-        await self.elector.run(self.home.client)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.elector.run, self.home.client)
+            if self.prepare is not None:
+                tg.start_soon(self._take_over, self.elector, self.prepare)
+
+    async def _take_over(self, elector: LeaderElector,
+                         prepare: Callable[[], Awaitable[bool]]) -> None:
+        """Each time this replica wins the Lease (a new generation): `prepare` until it
+        succeeds (each tick), and only then may it act."""
+        while True:
+            await anyio.sleep(self.tick)
+            generation = elector.generation
+            if not elector.is_leader or self._prepared == generation:
+                continue
+            try:
+                ready = await prepare()
+            except Exception as e:  # noqa: BLE001 - the loop driver: try again, never die
+                log.error("takeover_failed", error=f"{type(e).__name__}: {e}")
+                ready = False
+            if ready and elector.is_leader and elector.generation == generation:
+                self._prepared = generation
+                log.info("takeover_ready", generation=generation)

@@ -20,7 +20,10 @@ events from the `ApplyResult` alone. In order:
    API calls) and prune owned objects no longer desired -- except those of workloads
    invalid in this commit, which keep their last good state, and live copies
    `fleet.safety.keep_live_copy` keeps (a workload placed nowhere else, or only on
-   clusters that do not answer): `protect`;
+   clusters that do not answer): `protect`. A gang placed here while another cluster
+   that answers still runs it (a move: its stale copy there not deleted yet, or its
+   pods not terminated) is left out and the pass runs again shortly
+   (`fleet.safety.gang_start_waits`): a moved gang never runs on two clusters;
 4. record per workload Synced / Failed for the status document, one summary log line,
    events for the ledger (Applied, Pruned).
 
@@ -37,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable, Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,6 +66,7 @@ from fleet.render import (
 from fleet.safety import (
     ALLOW_MASS_DELETION,
     REACHABLE,
+    copy_still_running,
     drainable,
     hold_reconcile,
     stale_retry_after,
@@ -152,8 +156,12 @@ class ClusterReconciler:
         deleted = 0
         if sync.forbidden:
             # Residency first: no failed apply, last good state or suspension keeps it.
-            self.totals.pruned += await self._delete(name, adapter, set(sync.forbidden),
-                                                     "residency forbids its data here")
+            try:
+                self.totals.pruned += await self._delete(
+                    name, adapter, set(sync.forbidden), "residency forbids its data here")
+            except TransientError as e:  # soon again: it may not stay, and may be waited for
+                return self._stale_delete_failed(name, set(sync.forbidden), e)
+            self.stale_failures.pop(name, None)
         if sync.stale:
             # Before anything else runs here: a failed-over gang must not run twice.
             try:
@@ -210,7 +218,8 @@ class ClusterReconciler:
             self.on_failed(name, what)
             raise ReconcileError(f"{what} (on {name})")
         if sync.waiting:
-            log.info("waiting_for_drain", cluster=name, workloads=sorted(sync.waiting))
+            log.info("waiting_to_start", cluster=name, workloads=sorted(sync.waiting),
+                     why=sorted(set(sync.waiting.values())))
             return 0.5  # not done: the held workloads are still to start here
         self.applied_signature[name] = signature
         self.on_done(name)
@@ -244,6 +253,7 @@ class ClusterReconciler:
         objects, labels = self.desired.objects_for(cluster)
         plan = self.desired.plan
         assert plan is not None
+        gangs = self._gangs(labels)
         return plan_cluster(
             objects, {lb: str(wid) for lb, wid in labels.items()}, stale=stale,
             suspended=self._suspended_labels(name, live_labels | set(labels)),
@@ -252,7 +262,37 @@ class ClusterReconciler:
             live_here=live_labels, draining=self._draining(),
             forbidden=self.desired.forbidden_on(cluster, live_labels),
             anything_placed=any(wp.status == "Placed" for wp in plan.workloads.values()),
-            mass_deletion_allowed=ALLOW_MASS_DELETION in self.desired.allowed)
+            mass_deletion_allowed=ALLOW_MASS_DELETION in self.desired.allowed,
+            gangs=gangs, held_elsewhere=self._held_elsewhere(name, gangs - live_labels))
+
+    def _gangs(self, labels: Mapping[str, WorkloadId]) -> set[str]:
+        """Of these workloads (label -> id), the gangs: their pods run together."""
+        spec = self.desired.spec
+        if spec is None:
+            return set()
+        return {lb for lb, wid in labels.items()
+                if (w := spec.workloads.get(wid)) is not None and w.spec.gang}
+
+    def _held_elsewhere(self, name: str, starting: Set[str]) -> dict[str, set[str]]:
+        """For gangs about to start here: the other clusters, retiring ones included,
+        that still run a copy -- its objects listed or its pods not terminated
+        (`fleet.safety.copy_still_running`). A cluster that does not answer is left
+        out (a failover does not wait for it), and so is one not listed yet (only a
+        newly connected one: the first plan waits for every cluster to list, and a
+        returning one keeps its last listing): one cluster whose lists fail must not
+        stop every gang of the fleet from starting."""
+        out: dict[str, set[str]] = {}
+        if not starting:
+            return out
+        for other, a in sorted(self.adapters.items()):
+            if other == name or a.health_state == "Unreachable" or not a.synced.is_set():
+                continue
+            listed, pods = a.live_workloads(), a.pods_by_workload()
+            for label in starting:
+                if copy_still_running(label in listed,
+                                      [_phase(p) for p in pods.get(label, ())]):
+                    out.setdefault(label, set()).add(other)
+        return out
 
     def _record(self, name: str, adapter: ClusterAdapter, sync: ClusterSync,
                 result: ApplyResult) -> list[str]:
@@ -291,7 +331,11 @@ class ClusterReconciler:
                 self._event("Applied", label, cluster=name,
                             flavour=a.flavour if a else None, gpus=a.gpus if a else 0,
                             manifest_digest=manifest_digest(desired_of.get(label, [])))
-        here = {*sync.apply.values(), *sync.suspended.values()}
+        for label, why in sync.waiting.items():
+            self.live[(cluster, workload_id_of_label(label))] = PlacementLive(
+                "Applying", "Unknown", None, waiting=why)
+        here = {*sync.apply.values(), *sync.suspended.values(),
+                *(str(workload_id_of_label(lb)) for lb in sync.waiting)}
         for (ckey, wid) in [k for k in self.live if k[0] == cluster]:
             if wid not in here:
                 del self.live[(ckey, wid)]
@@ -359,7 +403,8 @@ class ClusterReconciler:
 
     async def _drain(self, name: str, adapter: ClusterAdapter) -> float | None:
         """A cluster whose Cluster file was removed: delete every workload we run there
-        (its workloads are placed elsewhere by then), then let it be disconnected.
+        (its workloads are placed elsewhere by then), then, once their pods have
+        terminated too (a gang waits for them elsewhere), let it be disconnected.
         Never an Invalid workload's copy (`fleet.safety.drainable`): the cluster stays
         retiring, and says so, until that workload is valid or gone."""
         live_here = set(adapter.live_workloads())
@@ -369,8 +414,12 @@ class ClusterReconciler:
                      ) | self._suspended_labels(name, live_here)
         labels = drainable(set(adapter.live_workloads()), protected)
         if labels:
-            self.totals.pruned += await self._delete(
-                name, adapter, labels, "its cluster was removed from the repo")
+            try:
+                self.totals.pruned += await self._delete(
+                    name, adapter, labels, "its cluster was removed from the repo")
+            except TransientError as e:  # what waits for it elsewhere waits: soon again
+                return self._stale_delete_failed(name, labels, e)
+            self.stale_failures.pop(name, None)
         left = set(adapter.live_workloads())
         if left and not drainable(left, protected):
             log.warning("drain_waits_for_invalid_workloads", cluster=name,
@@ -378,6 +427,11 @@ class ClusterReconciler:
             return self.resync_interval
         if left:
             return 1.0  # not all gone yet (a delete failed, or not yet seen): again
+        terminating = sorted(lb for lb, pods in adapter.pods_by_workload().items()
+                             if copy_still_running(False, [_phase(p) for p in pods]))
+        if terminating:  # deleted, its pods still run: a gang waits for them elsewhere
+            log.info("drain_waits_for_pods", cluster=name, workloads=terminating)
+            return 0.5
         self.on_retired(name)
         return None
 
@@ -405,6 +459,10 @@ class ClusterReconciler:
             self.feed.record(event, str(wid), acting=acting, **clean)
         if self.events is not None and acting:  # a follower records nothing
             self.events.record(event, str(wid), **clean)
+
+
+def _phase(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("status") or {}).get("phase") or "")
 
 
 def _annotation(objs: list[dict[str, Any]], key: str) -> str | None:

@@ -4,18 +4,26 @@ The Manager keeps a removed cluster's adapter while its reconciler deletes every
 workload we run there (`ClusterReconciler._drain`), then disconnects it. This class is
 the bookkeeping: which clusters are retiring, how to reach each (the removed file held
 that), and `<state dir>/retiring.json` (`controllers.persist.statefile`), so that a controller
-restarted before a drain is done reconnects and finishes it.
+restarted before a drain is done reconnects and finishes it. With a home cluster the
+leader keeps the same document there (`controllers.runtime.handover`), and a replica that
+takes over finishes the drains it started.
 """
 
 from __future__ import annotations
 
 from collections.abc import Set
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from clusters.kubeconfig import ConnectionSpec
-from controllers.persist.statefile import load_retiring, save_retiring
+from controllers.persist.statefile import (
+    load_retiring,
+    retiring_from_doc,
+    retiring_to_doc,
+    save_retiring,
+)
 
 log = structlog.get_logger()
 
@@ -29,6 +37,7 @@ class Retirement:
         """How to reach every connected cluster (a retiring one's file is gone)."""
         self._restored = False
         self._saved: dict[str, ConnectionSpec] | None = None
+        self._shared: dict[str, ConnectionSpec] | None = None
 
     def restore(self, in_repo: Set[str]) -> dict[str, ConnectionSpec]:
         """Once per process: the removed clusters a previous one was still draining
@@ -37,8 +46,10 @@ class Retirement:
             return {}
         self._restored = True
         out: dict[str, ConnectionSpec] = {}
-        for name, conn in sorted(load_retiring(self.state_dir).items()):
-            if name not in in_repo:
+        kept = self._shared if self._shared is not None else load_retiring(self.state_dir)
+        self._shared = None
+        for name, conn in sorted(kept.items()):
+            if name not in in_repo and name not in self.names:
                 self.names.add(name)
                 self.reach[name] = out[name] = conn
                 log.warning("cluster_retiring", cluster=name, restored=True)
@@ -77,3 +88,21 @@ class Retirement:
             log.warning("retiring_not_saved", error=f"{type(e).__name__}: {e}")
             return
         self._saved = clusters
+
+    def to_doc(self) -> dict[str, Any]:
+        """`retiring.json`'s body (also the home cluster's copy)."""
+        return retiring_to_doc({n: self.reach[n] for n in sorted(self.names)
+                                if n in self.reach})
+
+    def take(self, doc: dict[str, Any]) -> bool:
+        """The leader's copy wins: the clusters it was draining are restored (again)
+        at the next `restore`; whether it names one this replica does not drain."""
+        try:
+            if doc.get("version") != 1:
+                raise TypeError(f"version {doc.get('version')!r}")
+            shared = retiring_from_doc(doc)
+        except (AttributeError, KeyError, TypeError) as e:
+            log.warning("shared_retiring_unusable", error=f"{type(e).__name__}: {e}")
+            return False
+        self._shared, self._restored = shared, False
+        return bool(set(shared) - self.names)

@@ -21,7 +21,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -30,9 +29,6 @@ from clusters.client import KubeClient
 from clusters.configmap import get_configmap, put_configmap
 from clusters.errors import ClusterError
 from controllers.persist import statefile
-
-if TYPE_CHECKING:
-    from controllers.runtime.manager import Manager
 
 log = structlog.get_logger()
 
@@ -135,48 +131,3 @@ class SourceGuard:
                 and guard.applied is not None and await write_shared(client, self.namespace, guard):
             self._shared_saved = guard
 
-
-# ------------------------------------------------------------ the manager's two reads
-
-
-async def read_shared_base(m: Manager) -> None:
-    """The leader's applied commit from the home cluster into the source, before each
-    fetch: a new replica (empty state dir) and a follower refuse what the leader would.
-    The first fetch of a replica that knows no applied commit waits (bounded) for the
-    management cluster to connect."""
-    if not m.home.configured:
-        return
-    if m.home.is_management and m.source.applied is None and m.source.last_good is None:
-        with anyio.move_on_after(m.startup_sync_timeout):
-            await m.home.connected.wait()
-    shared = await m.guard.shared()
-    if shared is not None and shared.applied is not None:
-        m.source.shared_applied = shared.applied
-
-
-async def refused_late(m: Manager) -> bool:
-    """With a member as home and no applied commit known, the shared guard can first be
-    read once that member is connected, i.e. after the first commit is adopted (its
-    Cluster file says how to reach it): read it then, once, before anything is planned,
-    and check the head again. True when the commit just adopted must not be rolled out
-    (refused; the base is adopted instead when the mirror has it)."""
-    if m.late_guard_read or m.source.applied is not None or m.home.is_management \
-            or not m.home.configured:
-        return False
-    m.late_guard_read = True
-    with anyio.move_on_after(m.startup_sync_timeout):
-        while True:
-            if m.home.client() is not None:
-                break
-            await anyio.sleep(m.tick)
-    await read_shared_base(m)
-    if m.source.shared_applied is None:
-        return False
-    result = await m.source.poll()
-    if result.conditions:
-        m.conditions = result.conditions
-    await m.keep_guard()
-    if result.snapshot is not None and result.snapshot.commit != m.desired.head:
-        await m._adopt(result.snapshot)  # the base, served instead of the rollback
-        return True
-    return m.source.holding

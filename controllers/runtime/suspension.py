@@ -8,7 +8,9 @@ delete (a plan that moves it elsewhere starts nothing there either), no drift co
 `fleet plan` say where it would go. Resuming reconciles the affected clusters at once.
 
 The set is kept in the state directory (`suspended.json`, `controllers.persist.statefile`:
-atomic, owner-only, versioned), so a restart does not resume anything by itself; each
+atomic, owner-only, versioned), so a restart does not resume anything by itself, and
+with a home cluster also there (`controllers.runtime.handover`), so neither does a
+leader handover; each
 change is recorded in the ledger as `Suspended` / `Resumed` and shown in the status
 document (`suspended` on the workload or cluster row and a `Suspended` condition).
 """
@@ -44,26 +46,44 @@ class Suspensions:
     def load(cls, state_dir: Path, clock: Callable[[], str] = _utc_now) -> Suspensions:
         out = cls(state_dir, clock)
         doc = statefile.read(state_dir / FILE, 1)
-        if doc is None:
-            return out
+        if doc is not None and not out._take(doc):
+            # Damaged: never treat that as "nothing is suspended" silently; it is said
+            # (state_file_unusable) and the operator suspends again.
+            statefile.unusable(state_dir / FILE, TypeError("not a suspensions document"))
+        return out
+
+    def _take(self, doc: dict[str, Any]) -> bool:
+        """Replace the sets with a document's (`to_doc`'s); False (nothing changed)
+        when it is not one."""
+        taken: tuple[dict[str, str], dict[str, str]] = ({}, {})
         try:
-            for key, into in (("workloads", out.workloads), ("clusters", out.clusters)):
+            for key, into in zip(("workloads", "clusters"), taken, strict=True):
                 for name, since in dict(doc.get(key) or {}).items():
                     if not isinstance(name, str) or not isinstance(since, str):
                         raise TypeError(f"{key}: {name!r} -> {since!r} is not text")
                     into[name] = since
-        except (TypeError, ValueError) as e:
-            # Damaged: never treat that as "nothing is suspended" silently; it is said
-            # (state_file_unusable) and the operator suspends again.
-            statefile.unusable(state_dir / FILE, e)
-            out.workloads.clear()
-            out.clusters.clear()
-        return out
+        except (TypeError, ValueError):
+            return False
+        self.workloads, self.clusters = taken
+        return True
+
+    def to_doc(self) -> dict[str, Any]:
+        """The state file's body (also the home cluster's copy: `handover`)."""
+        return {"workloads": dict(sorted(self.workloads.items())),
+                "clusters": dict(sorted(self.clusters.items()))}
+
+    def replace(self, doc: dict[str, Any]) -> bool:
+        """The home cluster's copy wins (`controllers.runtime.handover`): taken, and
+        saved as the local cache; False when it is not a suspensions document."""
+        before = self.to_doc()
+        if doc.get("version") != 1 or not self._take(doc):
+            return False
+        if self.to_doc() != before:
+            self.save()
+        return True
 
     def save(self) -> None:
-        statefile.write(self.state_dir / FILE, 1, {
-            "workloads": dict(sorted(self.workloads.items())),
-            "clusters": dict(sorted(self.clusters.items()))})
+        statefile.write(self.state_dir / FILE, 1, self.to_doc())
 
     def change(self, *, suspend: bool, workload: str | None = None,
             cluster: str | None = None) -> bool:

@@ -8,10 +8,11 @@ other task, heartbeats included, waited). Here:
   of everything the document is made of: the spec and plan (by identity), the
   recorded placements (`Versioned`: a counter of writes), drift, source conditions,
   each cluster's health and informers' resource versions, suspensions, ledger head,
-  leadership. A request whose fingerprint matches the last build's, younger than
-  `max_age`, gets the same bytes. `max_age` (2 s) bounds what the fingerprint cannot
-  see: the seconds an Unreachable cluster has been away, the loop-lag summary, an
-  apply's answer before its watch event;
+  leadership, the shared state's write error, with --shards what this replica holds
+  (the other shards' results come into `live`). A request whose fingerprint matches
+  the last build's, younger than `max_age`, gets the same bytes. `max_age` (2 s)
+  bounds what the fingerprint cannot see: the seconds an Unreachable cluster has been
+  away, the loop-lag summary, an apply's answer before its watch event;
 - **never waiting on a build once there is a document**: with the refresher running
   (`run`), a request that finds the document out of date gets the last one at once
   and wakes the refresher, which builds the next (so a document is at most one build
@@ -120,8 +121,19 @@ def fingerprint(m: Manager) -> tuple[Hashable, ...]:
         tuple(sorted(m.suspensions.clusters.items())),
         getattr(last, "seq", None), getattr(events, "pending", None),
         _Is(getattr(anchor, "last", None)), getattr(anchor, "failures", None),
-        m.may_act(), m.elector.generation if m.elector else None,
+        m.may_act(), m.elector.generation if m.elector else None, m.shared.error,
+        _shards(m),
     )
+
+
+def _shards(m: Manager) -> Hashable:
+    """With --shards, what `Shards.annotate` shows (the other shards' results are in
+    `live`, whose writes are counted)."""
+    s = m.shards
+    if s is None:
+        return None
+    return (s.count, s.identity, tuple(s.held()), tuple(sorted(s.owners.items())),
+            s.following_leader(), tuple(s.foreign))
 
 
 def _dumps(doc: Any) -> str:

@@ -253,7 +253,10 @@ def head(m: Manager, views: Mapping[str, ClusterView], counts: Counts,
                          "generation": m.elector.generation if m.elector else 0,
                          "identity": m.elector.identity if m.elector else None,
                          "home": m.home.name}
-    doc["controller"] = busy.controller_summary(m)  # extra field: the schema allows it
+    # an extra field: the schema allows it
+    doc["controller"] = busy.controller_summary(m.loop_lag, m.adapters, m.replans)
+    if m.shards is not None:  # shards: each cluster row's shard and owner, `shards`
+        m.shards.annotate(doc)
     return doc
 
 
@@ -274,6 +277,11 @@ def source_conditions(m: Manager) -> list[dict[str, str]]:
         conditions.append({"type": "HomeUnavailable", "status": "True",
                            "reason": "ConnectFailed",
                            "message": f"management cluster: {m.home.error}"})
+    if m.shared.error and m.may_act():
+        conditions.append({"type": "SharedStateNotSaved", "status": "True",
+                           "reason": "WriteFailing",
+                           "message": "the next leader would not know the latest "
+                                      f"suspensions, holds or drains: {m.shared.error}"})
     for name, err in sorted(m.connect_errors.items()):
         conditions.append({"type": "ClusterConnectionFailed", "status": "True",
                            "reason": "ConnectFailed", "message": f"{name}: {err}"})
@@ -318,21 +326,7 @@ def health_notes(m: Manager, views: Mapping[str, ClusterView]) -> dict[str, Heal
 
 
 def ledger_head(m: Manager) -> dict[str, Any] | None:
-    """The ledger's head as this controller last wrote it, and the last anchor: what an
-    auditor compares with `fleet ledger verify` (None without --ledger)."""
-    last = getattr(m.events, "last", None)
-    if not hasattr(m.events, "written"):
-        return None
-    anchor = m.anchor.last if m.anchor is not None else None
-    return {"headSeq": last.seq if last is not None else 0,
-            "headHash": last.hash if last is not None else None,
-            "pending": getattr(m.events, "pending", 0),
-            "signed": m.settings.ledger_signing_key is not None,
-            "anchor": None if m.anchor is None else {
-                "seq": anchor.seq if anchor else None, "hash": anchor.hash if anchor else None,
-                "ledgerCommit": anchor.ledger_commit if anchor else None,
-                "time": anchor.time if anchor else None,
-                "failures": m.anchor.failures, "error": m.anchor.error or None}}
+    return m.records.head()
 
 
 def drift_now(m: Manager) -> list[DriftItem]:

@@ -51,9 +51,10 @@ from controllers.status.statusdoc import (
 from fleet.audit import Period, build_periods
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
-from fleet.placement import place
 from fleet.placement.types import Plan, PreviousPlan, Reason, WorkloadPlacement
+from fleet.planning import capacity_for, plan_from
 from fleet.render import SOURCE_COMMIT, intent_hash, workload_label
+from fleet.spec import FleetSpec
 from workloads.errors import WorkloadsError
 from workloads.ledger_store import LedgerReader
 from workloads.loader import Snapshot
@@ -118,29 +119,31 @@ async def live_placement(snap: Snapshot, *, kubeconfig: str | None,
     the controller folds them), and the clusters that could not be read."""
     async with connected(snap, kubeconfig=kubeconfig, allow_exec=allow_exec,
                          answer_within=answer_within) as (adapters, refused):
-        spec = snap.spec
-        synced = {name: a for name, a in adapters.items() if a.synced.is_set()}
-        views = {name: ClusterView(a.health_state if name in synced else "Unknown", None,
-                                   tuple(a.nodes()))
-                 for name, a in adapters.items()}
-        previous = previous_from_live(
-            spec.clusters, {name: a.live_workloads() for name, a in synced.items()})
-        capacity = capacity_snapshot(spec.clusters, views)
+        previous, capacity, synced = _what_runs_now(snap.spec, adapters)
         unreadable = sorted(set(refused) | set(adapters) - set(synced))
     return previous, capacity, unreadable
+
+
+def _what_runs_now(spec: FleetSpec, adapters: Mapping[str, ClusterAdapter]
+                   ) -> tuple[PreviousPlan, CapacitySnapshot, dict[str, ClusterAdapter]]:
+    """What runs on the clusters that listed, as a previous plan; the capacity to plan
+    with (the planning facade's `live` source, folded as the controller folds it:
+    `controllers.runtime.fleetstate`); and the clusters that listed."""
+    synced = {name: a for name, a in adapters.items() if a.synced.is_set()}
+    views = {name: ClusterView(a.health_state if name in synced else "Unknown", None,
+                               tuple(a.nodes()))
+             for name, a in adapters.items()}
+    previous = previous_from_live(
+        spec.clusters, {name: a.live_workloads() for name, a in synced.items()})
+    capacity, _source = capacity_for(spec, live=capacity_snapshot(spec.clusters, views))
+    return previous, capacity, synced
 
 
 def _document(snap: Snapshot, adapters: Mapping[str, ClusterAdapter],
               refused: Mapping[str, str]) -> dict[str, Any]:
     spec = snap.spec
-    views = {name: ClusterView(a.health_state if a.synced.is_set() else "Unknown", None,
-                               tuple(a.nodes()))
-             for name, a in adapters.items()}
-    synced = {name: a for name, a in adapters.items() if a.synced.is_set()}
-    previous = previous_from_live(
-        spec.clusters, {name: a.live_workloads() for name, a in synced.items()})
-    capacity = capacity_snapshot(spec.clusters, views)
-    planned = place(spec, capacity, previous, commit=snap.commit)
+    previous, capacity, synced = _what_runs_now(spec, adapters)
+    planned = plan_from(spec, capacity, previous, commit=snap.commit)
     live_plan = _what_runs(planned, previous)
     live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
     for wid, assignments in previous.items():

@@ -33,6 +33,8 @@ observed as things happen (`controllers.status.metrics.ControllerMetrics`).
     aifleet_gpus_allocated{cluster,flavour}          GPUs the plan gives our workloads
     aifleet_gpus_free{cluster,flavour}               GPUs still free after the plan
     aifleet_leader                                   1 while this replica may write
+    aifleet_shard_held{shard}                        with --shards: 1 for a shard held here
+    aifleet_shard_clusters{shard}                    with --shards: clusters in the shard
     aifleet_build_info{version,python}               1
 """
 

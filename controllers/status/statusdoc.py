@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleet.capacity import CapacitySnapshot
-from fleet.ids import ClusterName, WorkloadId
+from fleet.ids import ClusterName, WorkloadId, team_of
 from fleet.models import API_VERSION
 from fleet.placement.types import Plan, WorkloadPlacement
 from fleet.spec import FleetSpec
@@ -57,6 +57,10 @@ class PlacementLive:
     recreate: bool = False
     """The message is a re-create its policy forbids (`clusters.errors.RecreateNeeded`):
     the Job runs as it was; the row says `recreateNeeded`."""
+    waiting: str | None = None
+    """Why it is not started there yet (`fleet.sync.ClusterSync.waiting`: its copy on
+    another cluster is not deleted yet, and a gang never runs on two): sync Applying,
+    and a `Waiting` reason on the workload's row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +211,11 @@ def _workload_row(wp: WorkloadPlacement, live: Mapping[tuple[ClusterName, Worklo
             {"message": live[(a.cluster, wp.id)].queued or "", "cluster": a.cluster,
              "rule": "Queued"}
             for a in wp.assignments
-            if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].queued],
+            if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].queued] + [
+            {"message": live[(a.cluster, wp.id)].waiting or "", "cluster": a.cluster,
+             "rule": "Waiting"}
+            for a in wp.assignments
+            if (a.cluster, wp.id) in live and live[(a.cluster, wp.id)].waiting],
     }
     recreate = [{"cluster": a.cluster, "reason": live[(a.cluster, wp.id)].message or ""}
                 for a in wp.assignments
@@ -263,7 +271,7 @@ def _residency_fields(spec: FleetSpec, rows: list[dict[str, Any]]) -> None:
     """
     for row in rows:
         wid = WorkloadId(row["id"])
-        row["team"] = wid.split("/", 1)[0]
+        row["team"] = team_of(wid)
         w = spec.workloads.get(wid)
         if w is None:
             continue

@@ -391,3 +391,9 @@ class PodOptions(Model):
     def _unique(self) -> PodOptions:
         unique(self.image_pull_secrets, "image pull secret")
         return self
+
+
+NO_POD_OPTIONS = PodOptions()
+"""The pod options of a Workload that sets none: one frozen instance shared by all of
+them, so a big fleet holds one object (and its field set) fewer per Workload for the
+garbage collector to walk during a plan."""

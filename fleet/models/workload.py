@@ -27,6 +27,7 @@ from fleet.models.base import (
 )
 from fleet.models.cluster import Taint, TaintEffect
 from fleet.models.podspec import (
+    NO_POD_OPTIONS,
     EnvFromSource,
     EnvValueFrom,
     PodOptions,
@@ -283,7 +284,7 @@ class WorkloadSpec(Model):
                           "emptyDir of this size at /dev/shm (the default 64Mi is too "
                           "small for PyTorch).", examples=["16Gi"])
     pod: PodOptions = Field(
-        default_factory=PodOptions,
+        default_factory=lambda: NO_POD_OPTIONS,
         description="Pod-level settings: serviceAccountName, imagePullSecrets, "
                     "priorityClassName, node tolerations and affinity, and a pod template "
                     "overlay.")

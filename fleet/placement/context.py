@@ -26,7 +26,7 @@ from fleet.models import (
 )
 from fleet.placement.types import Assignment
 
-StaticKey = tuple[tuple[Flavour, ...], tuple[Hashable, ...], tuple[Hashable, ...]]
+StaticKey = tuple[tuple[Flavour, ...], Hashable, Hashable]
 """(flavours, the static filters' keys, the static scorers' keys), in profile order."""
 
 
@@ -87,6 +87,10 @@ class WorkloadContext:
 
 
 
+NOWHERE: frozenset[str] = frozenset()
+"""`only_clusters` of a workload that names none (shared: one object, not one each)."""
+
+
 def workload_context(w: Workload, previous: tuple[Assignment, ...] = (),
                      key_of: Callable[[WorkloadContext], StaticKey] | None = None
                      ) -> WorkloadContext:
@@ -99,9 +103,10 @@ def workload_context(w: Workload, previous: tuple[Assignment, ...] = (),
     ctx = WorkloadContext(
         id=w.id, team=w.team, priority=s.priority, replicas=s.replicas,
         count=s.resources.gpu.count,
-        flavours=tuple(Flavour(f) for f in s.resources.gpu.flavours),
+        flavours=s.resources.gpu.flavours,  # type: ignore[arg-type]  # str is a Flavour
         data_class=p.data_class, selector=p.cluster_selector,
-        only_clusters=frozenset(p.clusters), tolerations=p.tolerations, gang=gang,
+        only_clusters=frozenset(p.clusters) if p.clusters else NOWHERE,
+        tolerations=p.tolerations, gang=gang,
         min_clusters=spread.min_clusters if spread else 1,
         max_clusters=min(spread.max_clusters, s.replicas) if spread else 1,
         grace_seconds=s.unreachable_grace_seconds, spot=p.spot or DEFAULT_SPOT,

@@ -108,11 +108,11 @@ class Planner:
         self._bounds: dict[tuple[Flavour, int], int] = {}
         self._candidates: dict[int, tuple[Group, ...]] = {}
         """By the identity of an interned static key."""
-        self._groups: dict[tuple[Flavour, int, frozenset[ClusterName], tuple[Hashable, ...]],
+        self._groups: dict[tuple[Flavour, int, frozenset[ClusterName], Hashable],
                            Group] = {}
         self._passing: dict[tuple[str, Flavour | None, bool, Hashable],
                             frozenset[ClusterName]] = {}
-        self._all_static: dict[tuple[Flavour, bool, tuple[Hashable, ...]],
+        self._all_static: dict[tuple[Flavour, bool, Hashable],
                                frozenset[ClusterName]] = {}
         self._verdicts: dict[tuple[str, Flavour | None, bool, Hashable, ClusterName],
                              FilterResult] = {}
@@ -304,10 +304,11 @@ class Planner:
         return found
 
     def static_verdict(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour,
-                       c: ClusterInfo) -> FilterResult:
-        """A static filter's verdict on one cluster, cached by its key (diagnoses)."""
+                       c: ClusterInfo, key: Hashable = None) -> FilterResult:
+        """A static filter's verdict on one cluster, cached by its key (diagnoses);
+        `key`: `flt.key(ctx)` when the caller has it (asking per cluster repeats it)."""
         f = flavour if flt.per_flavour else None
-        k = (flt.name, f, ctx.keep, flt.key(ctx), c.name)
+        k = (flt.name, f, ctx.keep, flt.key(ctx) if key is None else key, c.name)
         found = self._verdicts.get(k)
         if found is None:
             found = self._verdicts[k] = flt.filter(ctx, c, f, None)
@@ -379,8 +380,9 @@ class Planner:
                 return None
             key = (name, g.flavour)
             fit = room(key)
-            for r in more_rooms:
-                fit = min(fit, r(key))
+            if more_rooms:  # a profile with a second room filter (not the default)
+                for r in more_rooms:
+                    fit = min(fit, r(key))
             if fit < need_replicas:
                 return None
             option = Candidate(name, g.flavour, g.rank)

@@ -49,7 +49,7 @@ class Planner(Protocol):
     def passing(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour
                 ) -> frozenset[ClusterName]: ...
     def static_verdict(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour,
-                       c: ClusterInfo) -> FilterResult: ...
+                       c: ClusterInfo, key: Hashable = None) -> FilterResult: ...
     def static_passing(self, ctx: WorkloadContext, flavour: Flavour
                        ) -> frozenset[ClusterName]: ...
 
@@ -123,13 +123,14 @@ def _static_part(planner: Planner, ctx: WorkloadContext) -> _StaticPart:
     first = ctx.flavours[0]
     statics = planner.plugins.static_filters
     sets = [planner.passing(flt, ctx, first) for flt in statics]
+    keys = [flt.key(ctx) for flt in statics]  # once, not once per failing cluster
     for name, c in planner.snap.clusters.items():
         alive = tuple(f for f, s in zip(ctx.flavours, alive_in, strict=True) if name in s)
         if alive:
             survivors.append((c, alive))
             continue
         i = next(i for i, s in enumerate(sets) if name not in s)
-        bad = planner.static_verdict(statics[i], ctx, first, c)
+        bad = planner.static_verdict(statics[i], ctx, first, c, keys[i])
         reasons.append(Reason(bad.message, name, bad.rule))
         counts[bad.summary] += 1
     part = _StaticPart(counts, tuple(reasons), tuple(survivors),

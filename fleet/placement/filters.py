@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable
 
 from fleet.ids import ClusterName, Flavour
 from fleet.placement.context import WorkloadContext
-from fleet.placement.framework import FilterKind, FilterResult, fits
+from fleet.placement.framework import FilterKind, FilterResult, fits, no_key
 from fleet.placement.quota import quota_check
 from fleet.placement.snapshot import ClusterInfo, NodeKey, Snapshot
 from fleet.placement.state import State, largest_free
@@ -34,6 +34,8 @@ class Residency:
     def __init__(self, snap: Snapshot, spec: FleetSpec) -> None:
         self._snap, self._spec = snap, spec
         self._allows = spec.residency.allows
+
+    key_field = "data_class"
 
     def key(self, w: WorkloadContext) -> Hashable:
         return w.data_class
@@ -82,7 +84,10 @@ class Taint:
     per_flavour = False
 
     def key(self, w: WorkloadContext) -> Hashable:
-        return w.tolerations  # frozen models: hashable by value
+        # the tolerations' fields, as plain tuples: hashed and compared in C (the
+        # models' own __hash__/__eq__ run Python for every workload that has some)
+        return tuple([(t.key, t.operator, t.value, t.effect, t.toleration_seconds)
+                      for t in w.tolerations]) if w.tolerations else ()
 
     def index(self, w: WorkloadContext, flavour: Flavour | None
               ) -> frozenset[ClusterName] | None:
@@ -104,6 +109,8 @@ class Health:
     name = "Health"
     kind: FilterKind = "static"
     per_flavour = False
+
+    key_field = "grace_seconds"
 
     def key(self, w: WorkloadContext) -> Hashable:
         return w.grace_seconds
@@ -133,8 +140,7 @@ class Cordon:
     kind: FilterKind = "static"
     per_flavour = False
 
-    def key(self, w: WorkloadContext) -> Hashable:
-        return ()
+    key = staticmethod(no_key)
 
     def index(self, w: WorkloadContext, flavour: Flavour | None
               ) -> frozenset[ClusterName] | None:
@@ -152,6 +158,8 @@ class FlavourOffer:
     name = "Flavour"
     kind: FilterKind = "static"
     per_flavour = True
+
+    key_field = "count"
 
     def key(self, w: WorkloadContext) -> Hashable:
         return w.count
@@ -224,12 +232,13 @@ class Quota:
 
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
+        self._fits = fits(self.name)
 
     def judge(self, w: WorkloadContext, flavour: Flavour, gpus: int, state: State
               ) -> FilterResult:
         why = quota_check(self._snap, state, w.team, flavour, gpus)
         if why is None:
-            return fits(self.name)
+            return self._fits
         return FilterResult(self.name, "Unschedulable", why, f"quota ({why})")
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,

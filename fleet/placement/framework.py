@@ -29,7 +29,8 @@ for *any* workload before anything more is placed there (the walk visits options
 the weighted sum of these); and `bound(flavour, need)`: the most its score can
 exceed that rank (unranked: the most it can be) on a cluster the workload does not run
 on yet. Static unranked scorers need no bound: the planner takes the best of their
-cached scores per flavour.
+cached scores per flavour. A static ranked scorer's rank cannot read the free GPUs (its
+score reads no state), so the registry sums it once per option.
 
 A rejection is never an exception: a `FilterResult` carries the rule, a message for
 one cluster and a short `summary` that groups clusters in a Pending diagnosis
@@ -130,6 +131,15 @@ class Scorer(Protocol):
         """The most `score` exceeds `rank` (unranked: the most it scores) for `need`
         more GPUs of `flavour` on a cluster the workload does not run on, for any
         workload (the planner caches it per flavour and need)."""
+
+
+def no_key(w: WorkloadContext) -> Hashable:
+    """The `key` of a plugin that reads no field of the workload. A plugin declares it
+    with `key = staticmethod(no_key)`; the registry then leaves it out of the static key
+    it builds for every workload. A plugin whose key is one field of the context says
+    which with `key_field = "<field>"` (its `key(w)` returns that field): the registry
+    reads all such fields of a workload in one C call."""
+    return ()
 
 
 FITS_CACHE: dict[str, FilterResult] = {}

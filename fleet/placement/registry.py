@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from types import MappingProxyType
 from typing import TypeVar, cast
 
@@ -30,7 +31,14 @@ from fleet.placement.filters import (
     Selector,
     Taint,
 )
-from fleet.placement.framework import Filter, RoomFilter, Scorer, StaticFilter, TotalFilter
+from fleet.placement.framework import (
+    Filter,
+    RoomFilter,
+    Scorer,
+    StaticFilter,
+    TotalFilter,
+    no_key,
+)
 from fleet.placement.scorers import FlavourPreference, Packing, Price, Sticky
 from fleet.placement.snapshot import NodeKey, Snapshot
 from fleet.placement.spot import Spot, SpotRequired
@@ -68,6 +76,22 @@ SCORERS: Mapping[str, Factory[Scorer]] = {
     "Packing": _of_snapshot(Packing),
     "Price": _of_snapshot(Price),
 }
+
+
+def _key_reader(plugins: tuple[StaticFilter | Scorer, ...]
+                ) -> Callable[[WorkloadContext], Hashable]:
+    """One function that reads what `plugins` key on, for every workload: the fields
+    they declare (`key_field`) in one C call (`operator.attrgetter`), then the `key`
+    of the others; a plugin that reads nothing (`no_key`) adds nothing."""
+    fields = tuple(dict.fromkeys(f for p in plugins if (f := getattr(p, "key_field", None))))
+    calls = tuple(p.key for p in plugins
+                  if not getattr(p, "key_field", None) and p.key is not no_key)
+    read = attrgetter(*fields) if fields else None
+    if not calls:
+        return read if read is not None else no_key
+    if read is None:
+        return lambda ctx: tuple([k(ctx) for k in calls])
+    return lambda ctx: (read(ctx), *[k(ctx) for k in calls])
 
 
 class UnknownPlugin(KeyError):
@@ -140,8 +164,12 @@ class Plugins:
     ranked_static: tuple[tuple[Scorer, int], ...] = ()
     bounded: tuple[tuple[Scorer, int], ...] = ()
     """The scorers whose `bound` the walk adds: the ranked and the dynamic ones."""
-    _filter_keys: tuple[Callable[[WorkloadContext], Hashable], ...] = field(default=())
-    _scorer_keys: tuple[Callable[[WorkloadContext], Hashable], ...] = field(default=())
+    ranked_dynamic: tuple[tuple[Scorer, int], ...] = ()
+    """The ranked scorers whose rank reads the nodes' free GPUs (a static scorer's
+    cannot: its score reads no state, so its rank is fixed per option)."""
+    _filter_part: Callable[[WorkloadContext], Hashable] = field(default=no_key)
+    _scorer_part: Callable[[WorkloadContext], Hashable] = field(default=no_key)
+    _fixed_rank: dict[NodeKey, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         by_kind: dict[str, list[Filter]] = {"static": [], "room": [], "total": []}
@@ -160,9 +188,10 @@ class Plugins:
         self.dynamic_scorers = tuple(s for s in self.scorers if not s[0].static)
         self.ranked = tuple(s for s in self.scorers if s[0].ranked)
         self.ranked_static = tuple(s for s in self.ranked if s[0].static)
+        self.ranked_dynamic = tuple(s for s in self.ranked if not s[0].static)
         self.bounded = tuple(s for s in self.scorers if s[0].ranked or not s[0].static)
-        self._filter_keys = tuple(f.key for f in self.static_filters)
-        self._scorer_keys = tuple(s.key for s, _ in self.static_scorers)
+        self._filter_part = _key_reader(self.static_filters)
+        self._scorer_part = _key_reader(tuple(s for s, _ in self.static_scorers))
 
     @property
     def weights(self) -> tuple[tuple[str, int], ...]:
@@ -171,12 +200,15 @@ class Plugins:
     def static_key(self, ctx: WorkloadContext) -> StaticKey:
         """What every static plugin reads of the workload: the candidate cache key,
         `(flavours, static filters' keys, static scorers' keys)`."""
-        return (ctx.flavours, tuple([key(ctx) for key in self._filter_keys]),
-                tuple([key(ctx) for key in self._scorer_keys]))
+        return (ctx.flavours, self._filter_part(ctx), self._scorer_part(ctx))
 
     def rank(self, key: NodeKey, free: Hist) -> int:
-        """The weighted rank of an option: the walk visits higher ranks first."""
-        total = 0
-        for s, w in self.ranked:
+        """The weighted rank of an option: the walk visits higher ranks first. The
+        static scorers' part is fixed per option, so it is summed once."""
+        total = self._fixed_rank.get(key)
+        if total is None:
+            total = self._fixed_rank[key] = sum(
+                w * s.rank(key, free) for s, w in self.ranked_static)
+        for s, w in self.ranked_dynamic:  # the ranks that read the free GPUs
             total += w * s.rank(key, free)
         return total

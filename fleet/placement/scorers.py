@@ -18,10 +18,9 @@ weights live in the profile (`fleet.placement.registry`); ties break by cluster 
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-
 from fleet.ids import Flavour
 from fleet.placement.context import Candidate, WorkloadContext
+from fleet.placement.framework import no_key
 from fleet.placement.snapshot import NodeKey, Snapshot
 from fleet.placement.state import Hist, State, free_total, packing
 
@@ -31,8 +30,7 @@ class Sticky:
     static = False
     ranked = False
 
-    def key(self, w: WorkloadContext) -> Hashable:
-        return ()
+    key = staticmethod(no_key)
 
     def score(self, w: WorkloadContext, option: Candidate, state: State) -> int:
         for a in w.previous:
@@ -52,8 +50,7 @@ class FlavourPreference:
     static = True
     ranked = False
 
-    def key(self, w: WorkloadContext) -> Hashable:
-        return ()  # the flavour's rank in the list, which every candidate key holds
+    key = staticmethod(no_key)  # the flavour's rank, which every candidate key holds
 
     def score(self, w: WorkloadContext, option: Candidate, state: State) -> int:
         return max(0, 100 - option.rank)
@@ -73,8 +70,7 @@ class Packing:
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
 
-    def key(self, w: WorkloadContext) -> Hashable:
-        return ()
+    key = staticmethod(no_key)
 
     def score(self, w: WorkloadContext, option: Candidate, state: State) -> int:
         key = (option.cluster, option.flavour)
@@ -99,8 +95,7 @@ class Price:
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
 
-    def key(self, w: WorkloadContext) -> Hashable:
-        return ()
+    key = staticmethod(no_key)
 
     def score(self, w: WorkloadContext, option: Candidate, state: State) -> int:
         return self._snap.clusters[option.cluster].price_score.get(option.flavour, 0)

@@ -31,8 +31,10 @@ class SpotRequired:
     kind: FilterKind = "static"
     per_flavour = True
 
+    key_field = "spot"
+
     def key(self, w: WorkloadContext) -> Hashable:
-        return w.spot == "require"
+        return w.spot
 
     def index(self, w: WorkloadContext, flavour: Flavour | None
               ) -> frozenset[ClusterName] | None:
@@ -55,14 +57,19 @@ class Spot:
     ranked = False
 
     def __init__(self, snap: Snapshot) -> None:
-        self._snap = snap
+        # the spot offers, read once per snapshot: a candidate's score is then one
+        # set lookup (it is asked for every candidate of every static key)
+        self._spot: frozenset[NodeKey] = frozenset(
+            (name, f) for name, c in snap.clusters.items()
+            for f, offer in c.offers.items() if offer.spot)
+
+    key_field = "spot"
 
     def key(self, w: WorkloadContext) -> Hashable:
         return w.spot
 
     def score(self, w: WorkloadContext, option: Candidate, state: State) -> int:
-        offer = self._snap.clusters[option.cluster].offers.get(option.flavour)
-        spot = offer is not None and offer.spot
+        spot = (option.cluster, option.flavour) in self._spot
         return 100 if spot == (w.spot != "avoid") else 0
 
     def rank(self, key: NodeKey, free: Hist) -> int:

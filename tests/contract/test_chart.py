@@ -146,7 +146,7 @@ def test_secrets_reach_the_pod_by_reference_never_by_value() -> None:
 def test_the_role_is_only_what_the_controller_touches_in_its_namespace() -> None:
     from clusters.leader import LEASE_NAME
     from clusters.namespace import DEFAULT
-    from controllers.persist import sharedplan
+    from controllers.persist import sharedplan, sharedstate
     from controllers.runtime import sourceguard
 
     objects = template(*REPO)
@@ -160,6 +160,7 @@ def test_the_role_is_only_what_the_controller_touches_in_its_namespace() -> None
         ("leases", ("create",)): set(),
         ("configmaps", ("get", "update")): {sharedplan.NAME, sourceguard.CONFIGMAP},
         ("configmaps", ("create",)): set(),
+        ("configmaps", ("get", "update", "delete")): set(sharedstate.configmap_names()),
     }
     production = by_kind(template("-f", str(PRODUCTION)))
     env = {e["name"]: e.get("value")
@@ -171,6 +172,32 @@ def test_the_role_is_only_what_the_controller_touches_in_its_namespace() -> None
     secrets = [r for r in production["Role"]["rules"] if r["resources"] == ["secrets"]]
     assert secrets == [{"apiGroups": [""], "resources": ["secrets"],
                         "verbs": ["get", "list", "watch"]}]
+
+
+def test_shards_run_a_replica_per_shard_with_only_the_shard_leases_added() -> None:
+    from clusters.leader import LEASE_NAME
+    from controllers.persist import shardstatus, sharedplan
+    from controllers.runtime import sourceguard
+    from fleet.shards import lease_name
+
+    objects = by_kind(template(*REPO, "--set", "shards=3"))
+    dep = objects["Deployment"]
+    assert dep["spec"]["replicas"] == 3  # max(replicaCount 2, shards 3)
+    env = {e["name"]: e.get("value")
+           for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FLEET_SHARDS"] == "3"
+    named = {(r["resources"][0], tuple(r["verbs"])): set(r.get("resourceNames", ()))
+             for r in objects["Role"]["rules"]}
+    assert named[("leases", ("get", "update"))] == {LEASE_NAME} | {
+        lease_name(i) for i in range(3)}
+    assert named[("configmaps", ("get", "update"))] == {
+        sharedplan.NAME, sourceguard.CONFIGMAP} | {shardstatus.name_of(i) for i in range(3)}
+    assert named[("leases", ("list",))] == set()
+    assert "FLEET_SHARDS" not in {e["name"] for e in by_kind(template(*REPO))[
+        "Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    r = run_helm("template", "x", str(CHART), "-n", NS, "-f", str(PRODUCTION),
+                 "--set", "shards=2")
+    assert r.returncode != 0 and "--ledger" in r.stderr  # one ledger writer
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:

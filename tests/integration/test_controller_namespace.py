@@ -14,18 +14,25 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import anyio
 import httpx
 
 from clusters.namespace import DEFAULT, FILE, resolve
+from controllers.demo.faults import workloads_on
 from controllers.demo.sandbox import Sandbox, synced
 from controllers.persist import sharedplan
 from controllers.runtime import sourceguard
+from tests.fleetdocs import workload
+from tests.gitrepo import GitRepo
 from tests.integration.test_controller_in_cluster import pod_environment, replica, wait_for
-from tests.support.controller import CLUSTERS, sandbox
+from tests.support import controller as support
+from tests.support.controller import CLUSTERS, FAST, fast_settings, fleet_files, sandbox
+from workloads import diskcache
 
 OTHER = "other"
 
@@ -90,7 +97,6 @@ async def test_a_controller_in_namespace_other_keeps_and_reads_everything_there(
             assert not member.objects("Lease", OTHER) and not member.objects("Lease", DEFAULT)
         text = log_path.read_text()
         assert f'"namespace": "{OTHER}"' in text  # said at start (home_connected)
-        assert '"controller_namespace_open_to_tenants"' in text  # a team may be `other`
         assert mgmt.token not in text
 
 
@@ -105,21 +111,80 @@ def test_the_namespace_is_the_flag_else_the_pods_else_the_default(tmp_path: Path
     assert resolve(None, home_in_cluster=False, serviceaccount_dir=sa) == DEFAULT
 
 
-def test_a_namespace_a_team_folder_could_use_is_warned_about(tmp_path: Path) -> None:
-    from types import SimpleNamespace
+async def test_a_team_folder_named_like_the_controllers_namespace_is_invalid(
+        tmp_path: Path) -> None:
+    """`workloads/ml-platform/` while the controller runs in `ml-platform`: Invalid at
+    its metadata.namespace line, nothing written there; the other teams roll out."""
+    files = fleet_files()
+    files["workloads/ml-platform/tuner.yaml"] = workload(
+        "tuner", "ml-platform", data_class="public", wtype="inference").replace(
+        "      count: 8\n", "      count: 1\n")
+    async with sandbox(tmp_path, files) as box, box.controller(
+            fast_settings(box, namespace="ml-platform"), adapter_options=FAST) as m:
+        await support.rolled_out(m, box)
+        doc = m.status()
+        row = next(w for w in doc["workloads"] if w["id"] == "ml-platform/tuner")
+        assert row["status"] == "Invalid"
+        said = json.dumps(row["reasons"])
+        assert "workloads/ml-platform/tuner.yaml:5: " in said, row
+        assert "namespace ml-platform is the controller's own" in said, row
+        assert box.sim is not None
+        for name, c in box.sim.clusters.items():
+            assert "ml-platform/tuner" not in workloads_on(box.sim, name)
+            assert not [o for o in c.objects("Namespace")
+                        if o["metadata"]["name"] == "ml-platform"], name
 
-    from structlog.testing import capture_logs
 
-    from clusters.adapter import AdapterOptions
-    from clusters.home import Home
+def test_fleet_validate_reserves_the_controllers_namespace_whatever_its_cache_holds(
+        tmp_path: Path) -> None:
+    """The parse cache `fleet validate` leaves in the Git directory was filled while
+    `ml-platform` was allowed: it must not make the folder valid for a controller in
+    `ml-platform`, nor the other way round."""
+    repo = GitRepo(tmp_path / "fleet")
+    files = fleet_files()
+    files["workloads/ml-platform/tuner.yaml"] = workload("tuner", "ml-platform")
+    repo.commit(dict(files))
+    env = {k: v for k, v in os.environ.items() if k != "FLEET_NAMESPACE"}
 
-    def warned(namespace: str) -> bool:
-        settings = SimpleNamespace(
-            kubeconfig=None, home_kubeconfig=None, home_context=None, leader_cluster=None,
-            home_in_cluster=True, serviceaccount_dir=tmp_path, namespace=namespace)
-        with capture_logs() as logs:
-            assert Home(settings, {}, AdapterOptions()).namespace == namespace
-        return any(e["event"] == "controller_namespace_open_to_tenants" for e in logs)
+    def validate(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "controllers.cli", "validate",
+                               str(repo.path), *args], capture_output=True, text=True,
+                              env={**env, **extra}, timeout=120, check=False)
 
-    assert warned("ml-platform")
-    assert not warned(DEFAULT) and not warned("aifleet-prod") and not warned("kube-fleet")
+    said = "workloads/ml-platform/tuner.yaml:5: "
+    first = validate()  # the default, aifleet-system: ml-platform is a team
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert diskcache.load(repo.repo, "parsed")  # the cache is there to be misused
+    for refused in (validate("--controller-namespace", "ml-platform"),
+                    validate(FLEET_NAMESPACE="ml-platform")):
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert said in refused.stdout
+        assert "namespace ml-platform is the controller's own" in refused.stdout
+    again = validate("--controller-namespace", "ops")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_fleet_plan_of_a_change_reserves_the_controllers_namespace(tmp_path: Path) -> None:
+    """`fleet plan --base --head` (its base plan is cached in the Git directory too)."""
+    repo = GitRepo(tmp_path / "fleet")
+    base = repo.commit(dict(fleet_files()))
+    head = repo.commit({"workloads/ml-platform/tuner.yaml": workload("tuner", "ml-platform")},
+                       "a team named like the controller's namespace")
+    env = {k: v for k, v in os.environ.items() if k != "FLEET_NAMESPACE"}
+
+    def plan(*args: str) -> dict[str, Any]:
+        p = subprocess.run([sys.executable, "-m", "controllers.cli", "plan", str(repo.path),
+                            "--base", base, "--head", head, "--format", "json", *args],
+                           capture_output=True, text=True, env=env, timeout=120, check=False)
+        assert p.returncode in (0, 1), p.stderr
+        return cast(dict[str, Any], json.loads(p.stdout))
+
+    def tuner(doc: dict[str, Any]) -> str:
+        return json.dumps([w for w in doc.get("workloads", [])
+                           if "ml-platform/tuner" in json.dumps(w)])
+
+    allowed = plan()
+    refused = plan("--controller-namespace", "ml-platform")
+    assert "controller's own" not in json.dumps(allowed)
+    assert "namespace ml-platform is the controller's own" in json.dumps(refused)
+    assert tuner(allowed) != tuner(refused)

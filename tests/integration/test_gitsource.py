@@ -39,6 +39,18 @@ async def test_fetch_failure_keeps_the_last_good_commit(tmp_path: Path) -> None:
     assert first[:12] in r.conditions[0].message
 
 
+async def test_a_branch_the_repo_does_not_have_is_named_in_the_condition(tmp_path: Path) -> None:
+    origin = GitRepo(tmp_path / "origin")
+    origin.commit(base_fleet())
+    src = GitSource(str(origin.path), "master", tmp_path / "state")
+    r = await src.poll()
+    assert r.snapshot is None
+    assert [c.type for c in r.conditions] == ["SourceUnavailable"]
+    message = r.conditions[0].message
+    assert "no branch 'master'" in message and "--branch" in message, message
+    assert "refs/remotes" not in message  # not libgit2's reference name
+
+
 async def test_force_push_rollback_is_refused_unless_allowed(tmp_path: Path) -> None:
     origin = GitRepo(tmp_path / "origin")
     first = origin.commit(base_fleet())

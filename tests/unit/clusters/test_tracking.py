@@ -215,3 +215,21 @@ def test_cluster_health_says_why_it_is_degraded_or_unreachable() -> None:
     h.record(Outcome.OK)
     clock.now += 61
     assert h.state == "Healthy" and h.why() is None
+
+
+def test_a_cut_off_cluster_is_unreachable_from_then_with_its_cause() -> None:
+    clock = FakeClock()
+    h = HealthTracker(unreachable_after=15.0, clock=clock)
+    h.record(Outcome.OK)
+    assert h.state == "Healthy"
+    clock.advance(3.0)
+    h.cut_off("CredentialsDeleted", "credentials Secret ns/a was deleted")
+    # At once, not after unreachable_after: the controller itself stopped talking.
+    assert h.state == "Unreachable"
+    assert h.why() == ("CredentialsDeleted", "credentials Secret ns/a was deleted")
+    clock.advance(7.0)
+    assert h.unreachable_for() == 7.0  # the failover grace counts from the cut
+    h.record(Outcome.OK)  # a late answer of the closed client changes nothing
+    h.cut_off("CredentialsUnusable", "later")  # the first cause is kept
+    assert h.state == "Unreachable" and h.why() == (
+        "CredentialsDeleted", "credentials Secret ns/a was deleted")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from types import SimpleNamespace
 
 from controllers.runtime import busy, gctune
 from controllers.runtime.gctune import Settler
@@ -53,12 +52,12 @@ def test_each_plan_made_asks_the_settler() -> None:
     s = Settler(every=0.0, clock=FakeClock(), freeze=calls.freeze, collect=calls.collect)
 
     async def run() -> None:
-        m = SimpleNamespace(plan_changed=asyncio.Condition())
-        task = asyncio.create_task(busy.settle_after_plans(m, s))  # type: ignore[arg-type]
+        plan_changed = asyncio.Condition()
+        task = asyncio.create_task(busy.settle_after_plans(plan_changed, s))
         await asyncio.sleep(0)
         for _ in range(3):
-            async with m.plan_changed:
-                m.plan_changed.notify_all()
+            async with plan_changed:
+                plan_changed.notify_all()
             await asyncio.sleep(0)
             await asyncio.sleep(0)
         task.cancel()

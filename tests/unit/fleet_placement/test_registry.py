@@ -106,3 +106,23 @@ def test_a_scorer_added_by_registry_and_profile_changes_the_choice_and_explain()
     assert ("PreferLastName", 5) in ex.weights
     by = {str(c.cluster): dict(c.flavours[0].scores) for c in ex.clusters}
     assert by["z-dear"]["PreferLastName"] == 100 and by["a-cheap"]["PreferLastName"] == 0
+
+
+def test_the_static_key_reads_declared_fields_and_leaves_out_plugins_that_read_nothing(
+        ) -> None:
+    """`key_field` and `no_key` are declarations the fast path trusts: two workloads
+    that differ in a declared field get different candidate keys (so neither reuses
+    the other's candidates), and a workload's key holds nothing for a plugin that reads
+    no workload field."""
+    spec = fleet(cluster("c1"), workload("a", data_class="public"),
+                 workload("b", data_class="eu-personal"), workload("c", data_class="public"))
+    planner = Planner(spec, declared(spec))
+    a, b, c = (planner.context(W(f"nlp-team/{n}"), (), keep=False) for n in "abc")
+    assert a.static_key != b.static_key  # Residency's declared field differs
+    assert a.static_key is c.static_key  # same fields: one interned key, one cache entry
+    fields = [p.key_field for p in planner.plugins.static_filters  # type: ignore[attr-defined]
+              if getattr(p, "key_field", None)]
+    assert "data_class" in fields
+    # the static scorers' part is only what a keyed scorer reads (the spot rule): the
+    # flavour order, price and the rest declare `no_key`
+    assert a.static_key[2] == a.spot

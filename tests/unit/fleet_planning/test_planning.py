@@ -8,9 +8,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleet.capacity import CapacitySnapshot, declared_capacity
-from fleet.ids import WorkloadId
+from fleet.ids import WorkloadId, team_of
 from fleet.placement import Planner, place
-from fleet.planning import capacity_for, placement_key, placements, plan_change, same_capacity
+from fleet.planning import (
+    capacity_for,
+    placement_key,
+    placements,
+    plan_change,
+    plan_from,
+    same_capacity,
+)
 from tests.unit.fleet_placement.builders import cluster, declared, fleet, workload
 from tests.unit.fleet_placement.strategies import Fleet, fleets
 from tests.unit.fleet_placement.test_placement_properties import workloads_edited
@@ -39,6 +46,24 @@ def test_the_previous_plan_is_what_a_plan_places() -> None:
         "nlp-team/a": "Placed", "nlp-team/huge": "Pending"}
     a = WorkloadId("nlp-team/a")
     assert placements(plan) == {a: plan.workloads[a].assignments}
+
+
+def test_a_plan_from_what_runs_keeps_it_where_it_runs() -> None:
+    # `fleet plan --live` and `fleet status --live` plan this way: what runs is the
+    # previous plan, so a workload that fits where it runs stays there.
+    spec = fleet(cluster("de-1", "DE"), cluster("fr-1", "FR"), workload("a"))
+    first = plan_from(spec, declared(spec), None, commit="1")
+    a = WorkloadId("nlp-team/a")
+    elsewhere = "fr-1" if first.workloads[a].clusters == ("de-1",) else "de-1"
+    running = {a: (replace(first.workloads[a].assignments[0], cluster=elsewhere),)}
+    kept = plan_from(spec, declared(spec), running, commit="2")
+    assert kept.workloads[a].clusters == (elsewhere,)
+    assert kept.commit == "2"
+
+
+def test_a_workload_ids_team_is_what_comes_before_its_slash() -> None:
+    assert team_of("nlp-team/train") == "nlp-team"
+    assert team_of("*") == "*"  # a record for the whole fleet names no team
 
 
 def test_the_fleets_own_pods_do_not_change_the_capacity_placement_reads() -> None:

@@ -16,6 +16,8 @@ from fleet.placement.types import (
     WorkloadPlacement,
 )
 from fleet.safety import (
+    copy_still_running,
+    gang_start_waits,
     hold_reconcile,
     keep_live_copy,
     previous_with_returned,
@@ -184,3 +186,33 @@ def test_the_planners_own_reasons_tell_an_eviction_from_an_absence(
 def test_a_stale_copy_that_could_not_be_deleted_is_tried_again_within_a_second(
         failures: int, asked: float | None, expected: float) -> None:
     assert stale_retry_after(failures, asked) == expected
+
+
+@pytest.mark.parametrize(("listed", "phases", "running"), [
+    (True, [], True),
+    (False, ["Running"], True),
+    (False, ["Pending"], True),
+    (False, ["Running", "Succeeded"], True),
+    (False, ["Succeeded", "Failed"], False),
+    (False, [], False),
+], ids=["its-job-is-listed", "deleted-but-a-pod-still-runs", "a-pod-not-started-yet",
+        "one-pod-of-two-still-runs", "all-pods-finished", "gone"])
+def test_a_copy_runs_until_its_objects_are_gone_and_its_pods_terminated(
+        listed: bool, phases: list[str], running: bool) -> None:
+    assert copy_still_running(listed, phases) is running
+
+
+@pytest.mark.parametrize(("gang", "runs_here", "elsewhere", "waits"), [
+    (True, False, {"a"}, True),
+    (True, False, {"a", "c"}, True),
+    (True, False, set(), False),
+    (True, True, {"a"}, False),
+    (False, False, {"a"}, False),
+], ids=["gang-held-by-another-cluster", "held-by-two", "held-nowhere",
+        "already-runs-here", "not-a-gang-may-overlap"])
+def test_a_gang_starts_only_once_no_other_answering_cluster_holds_it(
+        gang: bool, runs_here: bool, elsewhere: set[str], waits: bool) -> None:
+    why = gang_start_waits(gang=gang, runs_here=runs_here, held_elsewhere=elsewhere)
+    assert (why is not None) is waits
+    if why is not None:
+        assert all(c in why for c in elsewhere) and "never runs on two clusters" in why

@@ -91,3 +91,12 @@ def test_a_workload_in_a_file_that_stops_reading_is_kept(
 def test_a_workloads_inventory_label_fits_a_label_value(team: str, name: str,
                                                         refused: bool) -> None:
     assert (workload_label_problem(team, name) is not None) is refused
+
+
+def test_the_controllers_own_namespace_is_never_a_team() -> None:
+    """Its Lease, state and the members' credentials Secrets live there."""
+    assert tenant_namespace_problem("ml-platform") is None
+    problem = tenant_namespace_problem("ml-platform", "ml-platform")
+    assert problem is not None and "controller's own" in problem
+    assert tenant_namespace_problem("ml-platform", "ops") is None
+    assert tenant_namespace_problem("kube-system", "ops") is not None  # still reserved

@@ -12,7 +12,9 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 
 from fleet.render import MANAGED_BY, RECREATE, WORKLOAD_LABEL
+from fleet.safety import copy_still_running
 from fleet.sync import (
+    DRAINING,
     HASH_ANNOTATION,
     INVALID,
     SUSPENDED,
@@ -247,10 +249,29 @@ def test_a_suspended_workload_is_neither_deleted_applied_nor_pruned() -> None:
 
 def test_a_workload_still_on_a_retiring_cluster_waits_unless_it_runs_here() -> None:
     sync = _cluster(draining={"a.train", "b.train"}, live_here={"b.train"})
-    assert sync.waiting == {"a.train"}
+    assert set(sync.waiting) == {"a.train"}
     assert set(sync.apply) == {"a.serve", "b.train"}
     kinds = [(o["kind"], workload_of_(o)) for o in sync.objects]
     assert ("Job", "a.train") not in kinds and ("Namespace", None) in kinds
+
+
+def test_a_moved_gang_waits_while_another_answering_cluster_holds_it() -> None:
+    sync = _cluster(gangs={"a.train", "b.train"},
+                    held_elsewhere={"a.train": {"eu-par-1"}, "b.train": {"eu-par-1"},
+                                    "a.serve": {"eu-par-1"}},
+                    live_here={"b.train"})
+    # a.train starts nowhere before its old copy went; b.train already runs here (its
+    # copy elsewhere goes as a stale copy there); a.serve is no gang: it may overlap
+    assert set(sync.waiting) == {"a.train"}
+    assert "eu-par-1" in sync.waiting["a.train"]
+    assert "never runs on two clusters" in sync.waiting["a.train"]
+    assert set(sync.apply) == {"a.serve", "b.train"}
+    assert ("Job", "a.train") not in [(o["kind"], workload_of_(o)) for o in sync.objects]
+    # a drain names itself; a suspended gang neither waits nor starts
+    assert _cluster(draining={"a.serve"}).waiting == {"a.serve": DRAINING}
+    held = _cluster(gangs={"a.train"}, held_elsewhere={"a.train": {"x"}},
+                    suspended={"a.train"})
+    assert not held.waiting and "a.train" not in held.apply
 
 
 def test_invalid_and_kept_copies_are_held_with_why() -> None:
@@ -287,3 +308,70 @@ def test_an_invalid_suspended_or_kept_workloads_copy_is_never_pruned(
     held = invalid | suspended | kept
     assert all(workload_of_(live[k]) not in held for k in pruned)
     assert all(workload_of_(o) not in suspended for o in plan.apply)
+
+
+# A gang moved from cluster A to cluster B, both answering; the two clusters' passes run
+# in any order, A's deletes fail for a while, A may stop answering and come back, its
+# pods terminate some time after its Job is deleted. Each pass is decided by
+# `plan_cluster` as the reconciler calls it and executed as the reconciler does (stale
+# copies first, nothing else in a pass whose stale delete failed).
+_actions = st.lists(st.one_of(
+    st.sampled_from(["pass-a", "pass-b", "pods-terminated-a", "down-a", "up-a"]),
+    st.tuples(st.just("fail-a"), st.integers(1, 3))), max_size=30)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(_actions)
+def test_a_moved_gang_never_starts_while_its_old_copy_runs_on_a_cluster_that_answers(
+        actions: list[Any]) -> None:
+    gang, job = "a.train", obj("Job", "a.train")
+    a = {"job": True, "pod": "Running", "up": True, "failing": 0}
+    b_runs = False
+
+    def a_pass() -> None:
+        if not a["up"]:
+            return  # the reconciler does not act on a cluster that does not answer
+        sync = plan_cluster([], {}, stale={gang} if a["job"] else set(), suspended=set(),
+                            protected=set(), kept={}, live_here={gang} if a["job"] else set(),
+                            draining=set(), anything_placed=True)
+        if gang in sync.stale:
+            if a["failing"]:
+                a["failing"] -= 1  # the delete failed: nothing else this pass
+                return
+            a["job"] = False
+            a["pod"] = "Terminating" if a["pod"] else None
+
+    def b_pass() -> None:
+        nonlocal b_runs
+        phase = {"Running": "Running", "Terminating": "Running", None: None}[a["pod"]]
+        holds = a["up"] and copy_still_running(bool(a["job"]), [phase] if phase else [])
+        sync = plan_cluster([obj("Namespace", gang), job], {gang: "a/train"}, stale=set(),
+                            suspended=set(), protected=set(), kept={},
+                            live_here={gang} if b_runs else set(), draining=set(),
+                            anything_placed=True, gangs={gang},
+                            held_elsewhere={gang: {"a"}} if holds else {})
+        if gang in sync.apply and not b_runs:
+            # the new copy starts only where the old one cannot be on a cluster that
+            # answers: gone there, or its cluster away (a failover)
+            assert not a["up"] or (not a["job"] and a["pod"] is None)
+            b_runs = True
+        if holds and not b_runs:
+            assert gang in sync.waiting and "a" in sync.waiting[gang]
+
+    for act in actions:
+        if act == "pass-a":
+            a_pass()
+        elif act == "pass-b":
+            b_pass()
+        elif act == "pods-terminated-a":
+            a["pod"] = None if a["pod"] == "Terminating" else a["pod"]
+        elif act in ("down-a", "up-a"):
+            a["up"] = act == "up-a"
+        else:
+            a["failing"] += act[1]
+    # and it gets there: once A answers and takes deletes, the gang ends on B only
+    a.update(up=True, failing=0)
+    a_pass()
+    a["pod"] = None
+    b_pass()
+    assert b_runs and not a["job"]

@@ -1,0 +1,321 @@
+"""The placement loop: when to re-plan, the plan, and what follows from it.
+
+A Manager-owned part with two loops:
+
+- `watch`: folds what the adapters learn (capacity version, health, listed or not) and
+  leadership gained into triggers -- a cluster reconcile, a re-plan. A new cluster, one
+  that listed, and leadership re-plan at once; a health change that placement can see
+  (reachable or not) and capacity changes (every pod start moves it; they matter only
+  while a workload is Pending) ask for one, and those asks are coalesced into at most one
+  re-plan per window of five times the last placement's cost (`busy.Replans` counts
+  them): a controller busy enough to see health flap does not also re-plan per flap.
+- `run`: on each trigger, `replan`: snapshot -> `place` (in a worker process,
+  `controllers.runtime.placerproc`: it is pure and CPU-bound, and a thread would hold the
+  GIL the event loop needs) -> publish: ledger records of what the plan decides
+  differently, the desired state's plan, the clusters whose desired set changed queued,
+  the last plan saved, `plan_changed` notified.
+
+The first plan of a process, and the first at each new leadership, is a rebuild: it
+waits for every cluster's informers to list (bounded), then takes the previous plan from
+what runs (`previous_from_live`), so it moves nothing, and each workload keeps the
+source commit its live objects carry when the intent is unchanged: a restart applies
+nothing twice. For a cluster that is down at that moment, the previous plan comes from
+the last plan's placements, saved in the state directory after every plan
+(`controllers.persist.lastplan`): its workloads wait out the failover grace as they would
+have without the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import structlog
+
+from clusters.home import Home
+from controllers.persist import lastplan
+from controllers.persist.sharedplan import SharedPlan
+from controllers.runtime import busy
+from controllers.runtime.clusterset import ClusterSet
+from controllers.runtime.desired import DesiredState
+from controllers.runtime.fleetstate import capacity_snapshot, previous_from_live
+from controllers.runtime.leadership import Leadership
+from controllers.runtime.reconcile import live_intent
+from controllers.runtime.records import Records
+from controllers.runtime.workqueue import WorkQueue
+from controllers.settings import Settings
+from controllers.status.eventfeed import EventFeed
+from controllers.status.metrics import ControllerMetrics
+from fleet.capacity import CapacitySnapshot
+from fleet.ids import ClusterName, WorkloadId
+from fleet.placement.types import Plan, PreviousPlan
+from fleet.planning import placements
+from fleet.render import workload_id_of_label
+from fleet.safety import previous_with_returned, returned_clusters
+
+log = structlog.get_logger()
+
+PlaceFn = Any
+"""`fleet.placement.place(spec, capacity, previous, *, commit=) -> Plan`, a
+`controllers.runtime.replanner.Replanner`, or a
+`controllers.runtime.placerproc.ProcessPlacer` (the default)."""
+
+
+def default_place(settings: Settings) -> PlaceFn:
+    # a full plan, or an incremental one when only workloads changed; in a worker
+    # process unless told otherwise, so a big plan never starves the event loop
+    if settings.placement_process:
+        from controllers.runtime.placerproc import ProcessPlacer
+        return ProcessPlacer()
+    from controllers.runtime.replanner import Replanner
+    return Replanner()
+
+
+class PlacementLoop:
+    def __init__(self, settings: Settings, placer: PlaceFn, *, desired: DesiredState,
+                 clusters: ClusterSet, queue: WorkQueue[str],
+                 applied_signature: Mapping[str, object], records: Records,
+                 leadership: Leadership, home: Home, feed: EventFeed,
+                 metrics: ControllerMetrics, tick: float, startup_sync_timeout: float,
+                 capacity_replan_every: float, on_rebuilt: Callable[[], None],
+                 on_planned: Callable[[], None]) -> None:
+        self.settings = settings
+        self.placer = placer
+        self.desired = desired
+        self.clusters = clusters
+        self.queue = queue
+        self.applied_signature = applied_signature
+        self.records = records
+        self.leadership = leadership
+        self.feed = feed
+        self.metrics = metrics
+        self.tick = tick
+        self.startup_sync_timeout = startup_sync_timeout
+        self.capacity_replan_every = capacity_replan_every
+        self.on_rebuilt = on_rebuilt
+        """Told after a rebuild: what runs is known now."""
+        self.on_planned = on_planned
+        """Told after each plan is published (a commit that changes nothing is applied)."""
+        self.replans = busy.Replans()
+        """Re-plans asked by capacity and health changes: planned, coalesced, skipped."""
+        self.snapshot = CapacitySnapshot({})
+        """The capacity the last plan saw."""
+        self.placement_durations: list[float] = []
+        self.last_placement_seconds = 0.0
+        self.plan_changed = asyncio.Condition()
+        """Notified after each plan."""
+        self.last_plan = lastplan.LastPlan(settings.state_dir, SharedPlan(
+            home.client, leadership.may_act, home.namespace))
+        self._wake = asyncio.Event()
+        self._from_live = True
+        """The next plan rebuilds the previous plan from what runs."""
+        self._ledger_reconciled = False
+        """The ledger was compared with what runs once, as leader (`Records.reconcile`)."""
+        self.follow: Callable[[Plan], Plan] = lambda plan: plan
+        """With --shards: the plan this replica writes, the leader's placements over its
+        own (`controllers.runtime.shards.Shards.follow`)."""
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    def knows_what_runs(self) -> bool:
+        """A plan was made since what runs was last rebuilt from the clusters."""
+        return not self._from_live and self.desired.plan is not None
+
+    # ------------------------------------------------------------------ triggers
+
+    async def watch(self) -> None:
+        """Adapter changes and leadership -> triggers (see the module's docstring)."""
+        seen: dict[str, tuple[Any, ...]] = {}
+        known: dict[str, object] = {}
+        """The adapter each `seen` entry is of: a reconnected cluster (its credentials
+        Secret changed) is a new adapter, listed afresh, so it counts as new."""
+        last_plan = time.monotonic()
+        capacity_dirty = False
+        adapters = self.clusters.adapters
+        while True:
+            await anyio.sleep(self.tick)
+            urgent = False
+            for name, a in list(adapters.items()):
+                state = (a.capacity_version, a.health_state, a.synced.is_set())
+                before = seen.get(name) if known.get(name) is a else None
+                seen[name], known[name] = state, a
+                if before == state:
+                    continue
+                if before is None or before[1:] != state[1:]:
+                    self.queue.add(name)
+                if before is None or before[2] != state[2]:
+                    urgent = True
+                elif before[1] != state[1]:
+                    self._health_changed(name, str(before[1]), str(state[1]))
+                    if busy.matters_to_placement(str(before[1]), str(state[1])):
+                        self.replans.ask()
+                    else:
+                        self.replans.skip()
+                if before is not None and before[0] != state[0]:
+                    capacity_dirty = True
+            if self.leadership.newly_leading():
+                self._from_live = True
+                urgent = True
+                for name in adapters:
+                    self.queue.add(name)
+            unreachable = any(a.health_state == "Unreachable" for a in adapters.values())
+            since = time.monotonic() - last_plan
+            # Capacity alone can only help workloads still Pending; and a re-plan costs
+            # CPU that apply and the informers need, so space them by its own cost.
+            plan = self.desired.plan
+            pending = plan is not None and any(
+                wp.status == "Pending" for wp in plan.workloads.values())
+            if capacity_dirty and pending:
+                capacity_dirty = False
+                self.replans.ask()
+            spacing = max(self.capacity_replan_every, 5 * self.last_placement_seconds)
+            if urgent or since >= self.settings.resync_interval or (
+                    (unreachable or self.replans.waiting) and since >= spacing):
+                last_plan = time.monotonic()
+                capacity_dirty = False
+                self.replans.planned()
+                self.trigger()
+
+    def _health_changed(self, name: str, was: str, now: str) -> None:
+        """A cluster's health change, into the events feed (with the failover grace the
+        page counts down when it went Unreachable)."""
+        self.replans.health_changed(name, now)
+        why = f"was {was}"
+        if now == "Unreachable":
+            grace = self.settings.failover_grace
+            why += ("; no answer; its workloads fail over "
+                    + (f"{grace:g} s after the first unanswered request" if grace is not None
+                       else "after each one's unreachable toleration"))
+        self.feed.note(f"Cluster{now}", cluster=name, reason=why,
+                       acting=self.leadership.may_act())
+
+    # ------------------------------------------------------------------ the plan
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self.desired.spec is None:
+                continue
+            try:
+                await self.replan()
+                failures = 0
+            except Exception as e:  # noqa: BLE001 - the loop driver: retry, never die
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** (failures - 1))
+                log.error("placement_failed", error=f"{type(e).__name__}: {e}",
+                          attempt=failures, retry_in=delay)
+                await anyio.sleep(delay)
+                self.trigger()
+            await anyio.sleep(self.tick / 2)  # coalesce bursts of capacity events
+
+    async def _previous(self, rebuild: bool, snapshot: CapacitySnapshot) -> PreviousPlan:
+        spec = self.desired.spec
+        assert spec is not None
+        if rebuild:
+            live = self.clusters.live_workloads()
+            # For a cluster that did not list (down), the last plan says what ran there.
+            previous: PreviousPlan = await self.last_plan.restore(
+                previous_from_live(spec.clusters, live), listed=set(live),
+                clusters=set(spec.clusters))
+            return prefer_last_plan(previous, self.desired.plan)
+        old = self.desired.plan
+        previous = {} if old is None else placements(old)
+        back = returned_clusters(self.desired.plan_saw or {}, {
+            n: c.health for n, c in snapshot.clusters.items()})
+        if old is not None and self.desired.plan_saw is not None and back:
+            # Back from away: what still runs there counts as running (stickiness),
+            # so this plan keeps it there where the rules allow, not a plan that
+            # could not see it (its reconcile waits for this plan).
+            live = self.clusters.live_workloads(lambda n: ClusterName(n) in back)
+            previous = previous_with_returned(
+                previous, old.workloads, previous_from_live(spec.clusters, live))
+            log.info("clusters_returned", clusters=sorted(back))
+        return previous
+
+    async def replan(self) -> Plan:
+        spec, head = self.desired.spec, self.desired.head
+        assert spec is not None
+        rebuild = self._from_live
+        if rebuild:
+            await self.clusters.wait_listed(tick=self.tick,
+                                            say_every=self.startup_sync_timeout)
+        snapshot = capacity_snapshot(spec.clusters, self.clusters.views(),
+                                     self.settings.failover_grace)
+        previous = await self._previous(rebuild, snapshot)
+        started = time.perf_counter()
+        plan = self.follow(await busy.place(self.placer, spec, snapshot, previous, head))
+        elapsed = time.perf_counter() - started
+        self.placement_durations.append(elapsed)
+        self.metrics.placement.observe(elapsed)
+        self.last_placement_seconds = elapsed
+        del self.placement_durations[:-1000]
+        self.snapshot = snapshot
+        if (rebuild or not self._ledger_reconciled) and self.settings.ledger and \
+                self.records.events is not None and self.leadership.may_act():
+            # Before this plan's decisions: what a stopped process (or a leader that
+            # lost its Lease while acting) left open is closed, or recorded, first, by
+            # what the clusters show now. At start and at each new leadership.
+            self._ledger_reconciled = await self.records.reconcile(previous)
+        self.records.plan_events(self.desired.plan, plan, previous if rebuild else None)
+        self.desired.plan = plan
+        self.desired.plan_saw = {n: c.health for n, c in snapshot.clusters.items()}
+        if rebuild:
+            self._from_live = False
+            self.on_rebuilt()
+            self._adopt_live_commits()
+        self._enqueue_changed()
+        self.on_planned()
+        counts: dict[str, int] = {}
+        for wp in plan.workloads.values():
+            counts[wp.status] = counts.get(wp.status, 0) + 1
+        log.info("placement_reconciled", commit=head, seconds=round(elapsed, 3),
+                 from_live=rebuild, **{k.lower(): v for k, v in sorted(counts.items())})
+        async with self.plan_changed:
+            self.plan_changed.notify_all()
+        await self.last_plan.save(plan, head)
+        return plan
+
+    def _adopt_live_commits(self) -> None:
+        found: dict[WorkloadId, tuple[str, str | None]] = {}
+        for a in self.clusters.adapters.values():
+            for label, lp in a.live_workloads().items():
+                if lp.commit:
+                    found.setdefault(workload_id_of_label(label),
+                                     (lp.commit, live_intent(a, label)))
+        kept = self.desired.adopt_live(found)
+        log.info("state_rebuilt_from_clusters", workloads=len(found), commits_kept=kept)
+
+    def _enqueue_changed(self) -> None:
+        for name, a in self.clusters.adapters.items():
+            cluster = ClusterName(name)
+            sig = self.desired.signature(cluster)
+            if self.applied_signature.get(name) != sig or \
+                    self.desired.stale_on(cluster, set(a.live_workloads())):
+                self.queue.add(name)
+
+
+def prefer_last_plan(from_live: PreviousPlan, last: Plan | None) -> PreviousPlan:
+    """What runs, as the previous plan of a rebuild (a new leadership), except where this
+    process's last plan placed a workload on clusters that all run it while it also runs
+    elsewhere: a failover made while its old cluster was away, before it returned. Then
+    the failover's target is where it runs, and the copy on the returned cluster is the
+    stale one (deleted first), never the other way round: a gang that failed over is not
+    moved back and restarted a second time."""
+    if last is None:
+        return from_live
+    out = dict(from_live)
+    for wid, running in from_live.items():
+        wp = last.workloads.get(wid)
+        if wp is None or wp.status != "Placed" or not wp.assignments:
+            continue
+        there = {a.cluster for a in running}
+        planned = {a.cluster for a in wp.assignments}
+        if planned < there:  # runs where planned, and on more clusters besides
+            out[wid] = wp.assignments
+    return out

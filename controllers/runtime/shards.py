@@ -1,0 +1,342 @@
+"""`fleet run --shards N`: this replica's shards, and the hooks that keep it to them.
+
+The clusters are split into N shards (`fleet.shards.shard_of`, rendezvous hashing of
+the cluster name). Every replica, the leader included:
+
+- holds a Lease per shard it owns in the home cluster (`clusters.shardlease`); one
+  round every third of the Lease's duration reads every shard Lease and does what
+  `fleet.shards.lease_moves` says (renew, take a free or expired one, let one go to a
+  replica that asked, ask for one);
+- reconciles only the clusters of the shards it holds (`ShardGate` in front of the
+  cluster queue), and every write to a cluster is fenced by that cluster's shard Lease
+  exactly as a leader's writes are by the leader Lease (`wire`: the Applier's
+  `may_write`, generation and `lease_check`). A replica that lost a shard's Lease (paused
+  past its deadline, or the Lease taken) writes nothing more there;
+- writes the leader's placements only: the leader (`--leader-elect`'s Lease) plans and
+  publishes its plan's placements in the home cluster (`controllers.persist.sharedplan`,
+  once per commit and whenever they change); another replica overlays them on its own
+  plan (`fleet.shards.follow_plan`) and reconciles only while the published plan is of
+  the commit it serves;
+- publishes its shards' reconcile results (`controllers.persist.shardstatus`) and reads
+  the others', so its `/api/v1/status` covers the whole fleet; every cluster row says
+  its `shard` and `shardOwner`.
+
+Every replica still watches every cluster (placement needs the whole fleet's capacity
+and health, and status is served from the informers): sharding spreads the writes and
+the apply work, not the watches. The ledger has one writer, so `--shards` with
+`--ledger` is refused at start (`controllers.settings.home_problem`), as is `--shards`
+without `--leader-elect`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from clusters.adapter import ClusterAdapter
+from clusters.client import KubeClient
+from clusters.errors import ClusterError
+from clusters.leader import default_identity
+from clusters.shardlease import ShardLease, read_views, want
+from controllers.persist import shardstatus, sharedplan
+from controllers.status.statusdoc import PlacementLive
+from fleet.ids import ClusterName, WorkloadId
+from fleet.placement.types import Assignment, Plan
+from fleet.shards import follow_plan, lease_moves, shard_of
+
+if TYPE_CHECKING:
+    from controllers.runtime.manager import Manager
+
+log = structlog.get_logger()
+
+
+class ShardGate:
+    """The cluster queue's handler with --shards: a cluster of a shard this replica does
+    not hold is not reconciled here (dropped; re-queued when the shard is gained), and a
+    replica that does not lead reconciles only once it follows the leader's plan of the
+    commit it serves."""
+
+    def __init__(self, shards: Shards, inner: Callable[[str], Awaitable[float | None]]
+                 ) -> None:
+        self.shards = shards
+        self.inner = inner
+
+    async def __call__(self, name: str) -> float | None:
+        if not self.shards.owns(name):
+            return None
+        if not self.shards.following_leader():
+            return 0.5
+        return await self.inner(name)
+
+
+class Shards:
+    def __init__(self, m: Manager) -> None:
+        self.m = m
+        self.count = m.settings.shards
+        self.identity = m.settings.identity or default_identity()
+        self.duration = m.lease_duration
+        self.every = m.lease_duration / 3
+        self.poll_every = min(1.0, self.every)
+        """Seconds between reads of the leader's plan and the other shards' status."""
+        self.leases: dict[int, ShardLease] = {}
+        self._wired: dict[int, int] = {}
+        """Shard -> the generation its clusters' adapters were last wired to."""
+        self.leader_plan: tuple[str | None, dict[WorkloadId, tuple[Assignment, ...]]] | None \
+            = None
+        self.followed: str | None = None
+        """The commit whose plan this replica follows the leader's for (not leading)."""
+        self.remote: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
+        self.owners: dict[int, str] = {}
+        """Shard -> its holder as last read."""
+        self._published: dict[int, str] = {}
+        self._read: dict[int, tuple[str, dict[tuple[ClusterName, WorkloadId],
+                                              PlacementLive]]] = {}
+        """Shard -> another replica's status as last read, and decoded."""
+        self.foreign: list[str] = []
+        """Live shard Leases of another shard count: while any, this replica holds none."""
+        self.rounds = 0
+        self._decided = False
+        """A round's moves were made once (the first takes at most one free shard)."""
+
+    # ------------------------------------------------------------------ hooks
+
+    @staticmethod
+    def install(m: Manager) -> Shards | None:
+        """With --shards, put the gate in front of the queue and take cluster fencing
+        away from the leader's Lease; None without."""
+        if not m.settings.shards:
+            return None
+        shards = Shards(m)
+        m.queue.handler = ShardGate(shards, m.queue.handler)
+        m.leadership.adapters = {}  # the leader Lease fences no cluster write: shards do
+        m.reconciler.may_act = lambda: not m.source.holding
+        m.placement.follow = shards.follow
+        m.rollout.owns = shards.owns
+        m.metrics.scrape_with(shards.collect)
+        return shards
+
+    def shard(self, cluster: str) -> int:
+        return shard_of(cluster, self.count)
+
+    def owns(self, cluster: str) -> bool:
+        lease = self.leases.get(self.shard(cluster))
+        return lease is not None and lease.is_leader
+
+    def held(self) -> list[int]:
+        return sorted(s for s, lease in self.leases.items() if lease.is_leader)
+
+    def leading(self) -> bool:
+        return self.m.leadership.may_act()
+
+    def following_leader(self) -> bool:
+        return self.leading() or (self.followed is not None
+                                  and self.followed == self.m.desired.head)
+
+    def wire(self, name: str, adapter: ClusterAdapter) -> None:
+        """Fence the adapter's writes by its shard's Lease."""
+        shard = self.shard(name)
+        applier = adapter.applier
+        applier.may_write = lambda: (not self.m.source.holding and self.m.blocked() is None
+                                     and self.owns(name))
+        lease = self.leases.get(shard)
+        applier.generation = lease.generation if lease is not None else 0
+
+        async def confirm() -> str | None:
+            held = self.leases.get(shard)
+            if held is None:
+                return "no shard Lease held yet"
+            return await held.confirm()
+        applier.lease_check = confirm
+
+    def follow(self, plan: Plan) -> Plan:
+        """The plan this replica writes: its own while it leads, else its own with the
+        leader's published placements, once they are of the same commit."""
+        if self.leading():
+            self.followed, self.leader_plan = None, None
+            return plan
+        published = self.leader_plan
+        if published is None or published[0] != plan.commit:
+            self.followed = None
+            return plan
+        self.followed = plan.commit
+        return follow_plan(plan, published[1])
+
+    def collect(self) -> Iterator[Metric]:
+        """`aifleet_shard_held{shard}` (1 where this replica holds the shard's Lease) and
+        `aifleet_shard_clusters{shard}`: summed over the replicas, every shard is held
+        once; reconcile and apply metrics are per replica and per cluster, so they add up
+        across replicas as they are."""
+        held = GaugeMetricFamily("aifleet_shard_held", "1 while this replica holds the "
+                                 "shard's Lease (--shards).", labels=["shard"])
+        sizes = GaugeMetricFamily("aifleet_shard_clusters", "Clusters hashed to the shard.",
+                                  labels=["shard"])
+        mine = set(self.held())
+        counts = Counter(self.shard(name) for name in self.m.adapters)
+        for shard in range(self.count):
+            held.add_metric([str(shard)], 1.0 if shard in mine else 0.0)
+            sizes.add_metric([str(shard)], float(counts.get(shard, 0)))
+        yield held
+        yield sizes
+
+    def annotate(self, doc: dict[str, Any]) -> None:
+        """Each cluster row: its shard and who holds it (extra fields, allowed)."""
+        for row in doc.get("clusters", []):
+            shard = self.shard(str(row.get("name")))
+            row["shard"] = shard
+            row["shardOwner"] = self.owners.get(shard)
+        doc["shards"] = {"count": self.count, "identity": self.identity, "held": self.held(),
+                         "followsLeaderPlan": self.following_leader(),
+                         "otherShardCounts": self.foreign}
+
+    # ------------------------------------------------------------------ loops
+
+    async def run(self) -> None:
+        while True:
+            client = self.m.home.client()
+            if client is not None:
+                break
+            await anyio.sleep(self.m.tick)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._lease_loop)
+            tg.start_soon(self._share_loop)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            client = self.m.home.client()
+            if client is not None:
+                try:
+                    await self.round(client)
+                except (ClusterError, TimeoutError) as e:
+                    log.warning("shard_round_failed", error=str(e))
+            await anyio.sleep(self.every)
+
+    async def round(self, client: KubeClient) -> None:
+        """One read of every shard Lease, and this replica's moves."""
+        self.rounds += 1
+        leases = await read_views(client, self.m.home.namespace, self.count, self.duration)
+        if leases is None:
+            return
+        if leases.foreign != self.foreign:
+            if leases.foreign:
+                log.warning("shard_count_mismatch", shards=self.count, live=leases.foreign)
+            self.foreign = leases.foreign
+        views = leases.views
+        self.owners = {v.shard: v.holder for v in views if v.holder}
+        if self.foreign:  # another split of the clusters is live: hold nothing
+            for shard in [s for s, lease in self.leases.items() if lease.is_leader]:
+                await self._lease(client, shard).release()
+            self._rewire()
+            return
+        moves = lease_moves(views, self.identity, first=not self._decided)
+        self._decided = True
+        for shard in moves.release:
+            await self._lease(client, shard).release()
+        for shard in (*moves.renew, *moves.acquire):
+            lease = self._lease(client, shard)
+            if not await lease.try_acquire_or_renew() and shard in moves.renew:
+                # a want mark written between our read and our renew: read again
+                await lease.try_acquire_or_renew()
+            if lease.is_leader:
+                self.owners[shard] = self.identity
+        if moves.want is not None:
+            await want(client, self.m.home.namespace, moves.want, self.identity)
+        self._rewire()
+
+    def _lease(self, client: KubeClient, shard: int) -> ShardLease:
+        lease = self.leases.get(shard)
+        if lease is None:
+            lease = self.leases[shard] = ShardLease(
+                client, self.identity, shard, count=self.count,
+                namespace=self.m.home.namespace, duration=self.duration,
+                margin=min(2.0, self.duration / 4))
+        lease.client = client
+        return lease
+
+    def _rewire(self) -> None:
+        """Shards gained (or re-taken at a new generation): their clusters' adapters
+        carry the new generation, and each is reconciled now."""
+        for shard, lease in self.leases.items():
+            if not lease.is_leader:
+                if self._wired.pop(shard, None) is not None:
+                    log.info("shard_lost", shard=shard, identity=self.identity)
+                continue
+            if self._wired.get(shard) == lease.generation:
+                continue
+            self._wired[shard] = lease.generation
+            log.info("shard_held", shard=shard, identity=self.identity,
+                     generation=lease.generation)
+            for name, adapter in list(self.m.adapters.items()):
+                if self.shard(name) == shard:
+                    self.wire(name, adapter)
+                    self.m.queue.add(name)
+
+    async def _share_loop(self) -> None:
+        while True:
+            client = self.m.home.client()
+            if client is not None:
+                try:
+                    await self._read_leader_plan(client)
+                    await self._publish(client)
+                    await self._read_others(client)
+                except (ClusterError, TimeoutError) as e:
+                    log.warning("shard_status_failed", error=f"{type(e).__name__}: {e}")
+            await anyio.sleep(self.poll_every)
+
+    async def _read_leader_plan(self, client: KubeClient) -> None:
+        if self.leading():
+            # Its own plan is the one; a copy read while following may be stale by the
+            # time it follows again (read afresh then, before anything is followed).
+            self.leader_plan = None
+            return
+        published = await sharedplan.read_published(client, self.m.home.namespace)
+        if published is None or published == self.leader_plan:
+            return
+        self.leader_plan = (published[0], dict(published[1]))
+        if published[0] != self.m.desired.head:
+            self.m.trigger_fetch()  # the leader planned a commit we have not fetched
+        self.m.trigger_plan()  # re-plan, to follow it
+
+    async def _publish(self, client: KubeClient) -> None:
+        for shard in self.held():
+            mine = {k: v for k, v in self.m.live.items() if self.shard(k[0]) == shard}
+            data = shardstatus.encode(self.identity, mine)
+            if self._published.get(shard) != data:
+                await shardstatus.write(client, self.m.home.namespace, shard, data)
+                self._published[shard] = data
+
+    async def _read_others(self, client: KubeClient) -> None:
+        """The results of the shards held elsewhere, into this replica's `live` (whose
+        own reconciles never touch those clusters). `live` is written only where it
+        differs: every write counts as a change to the status cache
+        (`controllers.status.cache`), and an unchanged merge each poll had the document
+        rebuilt every second."""
+        held = set(self.held())
+        for shard in range(self.count):
+            if shard in held:
+                continue
+            data = await shardstatus.read(client, self.m.home.namespace, shard)
+            if data is None:
+                continue
+            last = self._read.get(shard)
+            if last is not None and last[0] == data:
+                results = last[1]
+            else:
+                try:
+                    _owner, decoded = shardstatus.decode(data)
+                except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
+                    log.warning("shard_status_unusable", shard=shard, error=str(e))
+                    continue
+                results = {k: v for k, v in decoded.items() if self.shard(k[0]) == shard}
+                self._read[shard] = (data, results)
+            now = {k: v for k, v in self.m.live.items() if self.shard(k[0]) == shard}
+            if now == results:
+                continue
+            for key in now:
+                del self.m.live[key]
+            self.m.live.update(results)

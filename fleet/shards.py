@@ -1,0 +1,171 @@
+"""Shards: which replica reconciles which cluster, decided without talking to anyone.
+
+With `fleet run --shards N` the fleet's clusters are split into N shards; each replica
+holds a Lease per shard it owns (`aifleet-shard-<i>` in the home cluster) and writes
+only to the clusters of those shards. Everything here is pure: the I/O (reading and
+writing the Leases) is `controllers.runtime.shards`.
+
+Which shard a cluster is in: rendezvous (highest random weight) hashing of the cluster
+name over the shard ids (Thaler and Ravishankar, 1998). Each (cluster, shard) pair gets
+a pseudo-random weight from SHA-256; the cluster goes to the shard of highest weight.
+Growing from N to N+1 shards moves a cluster only when the new shard outbids every old
+one, i.e. about 1/(N+1) of the clusters, and each of them moves *to the new shard*;
+nothing moves between old shards (held by the property tests). A plain `hash % N`
+would move about N/(N+1) of them. Python's `hash()` is salted per process, so SHA-256:
+every replica, and every version of the controller, must agree.
+
+Which replica holds which shard: `lease_moves`, one round's decision from the Leases as
+read. A replica keeps what it holds, takes a shard whose Lease is free or expired while
+it holds fewer than its fair share (`ceil(shards / replicas seen)`), and a replica
+that holds two fewer than the most loaded holder, with nothing free, marks one of that
+holder's shards as wanted; the holder lets it go at its next round if it still holds at
+least two more than the wanter. Askers ask by their own preference (their rendezvous
+weight of each shard), so several ask for different shards and get them in one round;
+and a replica takes at most one free shard in its first round, so replicas started
+together spread at once instead of one taking all and handing them back. A replica
+started alone takes every shard from its second round, a second one gets half of them
+back (a shard let go is left to the replica that asked for it), and holdings settle
+within one of each other, without any shard ever being held by two. The replicas seen
+are the live holders, the replicas that want a shard, and oneself.
+
+Which placements a replica that does not lead writes: the leader's (`follow_plan`). Only
+the leader plans for writing; every other replica overlays the leader's published
+placements on its own plan (made for status), so two replicas never disagree about
+where a workload runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from fleet.ids import WorkloadId
+from fleet.placement.types import Assignment, Plan, Reason, WorkloadPlacement
+
+SHARD_LEASE_PREFIX = "aifleet-shard-"
+
+
+def lease_name(shard: int) -> str:
+    """The name of shard `shard`'s Lease: `aifleet-shard-<i>`."""
+    return f"{SHARD_LEASE_PREFIX}{shard}"
+
+
+def shard_index(name: str) -> int | None:
+    """The shard of a Lease named `lease_name(i)`, else None."""
+    rest = name.removeprefix(SHARD_LEASE_PREFIX)
+    if rest == name or not rest.isdigit() or (len(rest) > 1 and rest[0] == "0"):
+        return None
+    return int(rest)
+
+
+def weight(cluster: str, shard: int) -> int:
+    """The rendezvous weight of `cluster` on `shard`: 64 bits of SHA-256."""
+    digest = hashlib.sha256(f"{shard}\x00{cluster}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def shard_of(cluster: str, shards: int) -> int:
+    """The shard (0..shards-1) that reconciles `cluster`; ties (never seen in 64 bits)
+    go to the lower shard id."""
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, not {shards}")
+    return max(range(shards), key=lambda s: (weight(cluster, s), -s))
+
+
+def assign(clusters: Iterable[str], shards: int) -> dict[int, tuple[str, ...]]:
+    """Every shard (0..shards-1) -> its clusters, sorted; shards without one map to ()."""
+    out: dict[int, list[str]] = {s: [] for s in range(shards)}
+    for name in sorted(set(clusters)):
+        out[shard_of(name, shards)].append(name)
+    return {s: tuple(names) for s, names in out.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseView:
+    """One shard Lease as a replica read it this round."""
+
+    shard: int
+    holder: str | None
+    """Who holds it, or None: no Lease, an empty holder, or expired."""
+    wanted_by: str | None = None
+    """A replica below its share asking for it (a recent mark only), or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseMoves:
+    """What one replica does with the shard Leases this round."""
+
+    renew: tuple[int, ...] = ()
+    acquire: tuple[int, ...] = ()
+    release: tuple[int, ...] = ()
+    want: int | None = None
+
+
+def fair_share(shards: int, replicas: int) -> int:
+    """The most shards one replica holds when `replicas` share `shards` (rounded up, so
+    the shares always cover every shard)."""
+    return -(-shards // max(1, replicas))
+
+
+def lease_moves(views: Sequence[LeaseView], me: str, *, first: bool = False) -> LeaseMoves:
+    """This round's moves for replica `me`, from every shard's Lease as read. In its
+    `first` round a replica takes at most one free shard: replicas started together
+    cannot see each other yet, and one taking every shard would have to hand them back
+    one by one while the others wait."""
+    shards = len(views)
+    replicas = {v.holder for v in views if v.holder} | \
+        {v.wanted_by for v in views if v.wanted_by} | {me}
+    share = fair_share(shards, len(replicas))
+    load: dict[str, list[int]] = {}
+    for v in views:
+        if v.holder:
+            load.setdefault(v.holder, []).append(v.shard)
+    mine = load.get(me, [])
+    kept = len(mine)
+    release: list[int] = []
+    for v in sorted(views, key=lambda v: -v.shard):
+        if v.holder == me and v.wanted_by and v.wanted_by != me:
+            theirs = len(load.get(v.wanted_by, []))
+            if kept >= theirs + 2:  # giving it makes the two of us closer, never swapped
+                release.append(v.shard)
+                kept -= 1
+                load.setdefault(v.wanted_by, []).append(v.shard)
+    renew = tuple(s for s in mine if s not in release)
+    # A shard let go for a replica that asked for it is that replica's to take.
+    free = sorted((v.shard for v in views if v.holder is None
+                   and v.wanted_by in (None, me)), key=lambda s: (weight(me, s), s))
+    asked = [v.shard for v in views if v.shard in free and v.wanted_by == me]  # for me
+    rest = [s for s in free if s not in asked]
+    room = max(0, share - len(renew) - len(asked))
+    acquire = tuple(sorted(asked + rest[:min(room, 1) if first else room]))
+    want = None
+    if not free:
+        others = [(len(held), holder) for holder, held in load.items() if holder != me]
+        if others:
+            most, busiest = max(others)
+            if most >= len(renew) + 2:
+                # by this replica's own preference: askers of one holder ask for
+                # different shards, and the holder lets them all go in one round
+                want = max(load[busiest], key=lambda s: (weight(me, s), s))
+    return LeaseMoves(renew=renew, acquire=acquire, release=tuple(sorted(release)), want=want)
+
+
+def follow_plan(own: Plan, leader: Mapping[WorkloadId, tuple[Assignment, ...]]) -> Plan:
+    """`own` (this replica's plan of the same commit) with the leader's placements: a
+    workload the leader places goes where the leader put it; one it does not place is
+    Pending here too (never placed by a replica's own view). Invalid stays Invalid."""
+    out: dict[WorkloadId, WorkloadPlacement] = {}
+    for wid, wp in own.workloads.items():
+        theirs = leader.get(wid)
+        if wp.status == "Invalid":
+            out[wid] = wp
+        elif theirs:
+            out[wid] = wp if wp.status == "Placed" and wp.assignments == theirs else \
+                replace(wp, status="Placed", assignments=tuple(theirs))
+        elif wp.status == "Placed":
+            out[wid] = replace(wp, status="Pending", assignments=(), reasons=(
+                Reason("not placed by the leader's plan", rule="Shards"),))
+        else:
+            out[wid] = wp
+    return replace(own, workloads=out)

@@ -1,0 +1,310 @@
+"""`fleet run --shards N`: replicas split the clusters, counted in API writes.
+
+Three clusters, one pinned workload on each, a management home for the Leases; the
+real Manager, two or three of them, each with its own state dir. Who wrote where is
+counted from each replica's own requests to each simulated cluster (`apply` and
+`delete` calls of its adapters), never from timing.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import jsonschema
+import pytest
+
+from clusters.apply import Fenced
+from clusters.client import LEASE
+from clusters.shardlease import ShardLease
+from controllers.demo.sandbox import Sandbox, until
+from controllers.persist import shardstatus
+from controllers.runtime import control
+from controllers.runtime.manager import Manager
+from controllers.status.cache import StatusCache
+from fleet.shards import lease_name, shard_of
+from tests.fleetdocs import POLICY, cluster, workload
+from tests.specs import load_schema
+from tests.support.controller import CLUSTERS, FAST, fast_settings, sandbox
+
+LEASE_SECONDS = 2.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pinned(name: str, on: str, image: str = "registry.internal/serve:v1") -> str:
+    return workload(name, "web-team", data_class="public", wtype="inference",
+                    extra_spec=f"    clusters: [{on}]\n").replace(
+        "  replicas: 2\n", "  replicas: 1\n").replace("      count: 8\n", "      count: 1\n"
+    ).replace("registry.internal/trainer:v1", image)
+
+
+def files(image: str = "registry.internal/serve:v1") -> dict[str, str | bytes]:
+    out: dict[str, str | bytes] = {
+        f"clusters/{name}.yaml": cluster(name, j, (("h100-80gb", 32, 8),))
+        for name, j in CLUSTERS.items()}
+    out["policies/residency.yaml"] = POLICY
+    for name in CLUSTERS:
+        out[f"workloads/web-team/on-{name}.yaml"] = pinned(f"on-{name}", name, image)
+    return out
+
+
+def settings(box: Sandbox, tmp: Path, who: str, shards: int) -> Any:
+    return fast_settings(box, home=True, leader_elect=True, identity=who,
+                         state_dir=tmp / f"state-{who}", shards=shards)
+
+
+@asynccontextmanager
+async def fleet_of(tmp: Path, shards: int) -> AsyncIterator[tuple[Sandbox, AsyncExitStack]]:
+    """The sandbox, and a stack to start replicas on (`start`)."""
+    async with sandbox(tmp, files(), home=True) as box, AsyncExitStack() as stack:
+        yield box, stack
+
+
+async def start(box: Sandbox, stack: AsyncExitStack, tmp: Path, who: str,
+                shards: int, lease: float = LEASE_SECONDS) -> Manager:
+    return await stack.enter_async_context(box.controller(
+        settings(box, tmp, who, shards), adapter_options=FAST, lease_duration=lease))
+
+
+def writes_on(m: Manager) -> dict[str, int]:
+    return {name: a.stats.calls.get("apply", 0) + a.stats.calls.get("delete", 0)
+            for name, a in m.adapters.items()}
+
+
+def images(box: Sandbox) -> dict[str, str]:
+    assert box.sim is not None
+    out = {}
+    for name, sim in box.sim.clusters.items():
+        for dep in sim.objects("Deployment"):
+            out[name] = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+    return out
+
+
+def synced_everywhere(doc: dict[str, Any], commit: str) -> bool:
+    rows = [w for w in doc["workloads"] if w["status"] == "Placed"]
+    return len(rows) == len(CLUSTERS) and all(
+        w["sync"] == "Synced" and w.get("commit") == commit for w in rows)
+
+
+def balanced(*ms: Manager) -> bool:
+    held = [m.shards.held() if m.shards is not None else [] for m in ms]
+    flat = sorted(s for h in held for s in h)
+    return all(held) and flat == sorted(set(flat)) and len(flat) == max(
+        m.settings.shards for m in ms)
+
+
+async def roll(box: Sandbox, image: str, *ms: Manager) -> str:
+    """Commit a new image for every workload; every replica fetches it."""
+    commit = box.repo.commit({f"workloads/web-team/on-{n}.yaml": pinned(f"on-{n}", n, image)
+                              for n in CLUSTERS}, f"image {image}")
+    for m in ms:
+        m.trigger_fetch()
+    await until(lambda: set(images(box).values()) == {image}, 30, what=f"{image} everywhere")
+    return commit
+
+
+async def test_each_cluster_is_written_by_exactly_the_replica_holding_its_shard(
+        tmp_path: Path) -> None:
+    async with fleet_of(tmp_path, 3) as (box, stack):
+        # A Lease long enough that a loaded machine never lets one lapse mid-test.
+        a, b, c = [await start(box, stack, tmp_path, who, 3, lease=6.0) for who in "abc"]
+        await until(lambda: balanced(a, b, c), 60, what="one shard each")
+        owner = {s: m.settings.identity for m in (a, b, c)
+                 for s in (m.shards.held() if m.shards else [])}
+        await until(lambda: a.desired.plan is not None and b.desired.plan is not None
+                    and c.desired.plan is not None, 20, what="every replica planned")
+        before = {m.settings.identity: writes_on(m) for m in (a, b, c)}
+        commit = await roll(box, "registry.internal/serve:v2", a, b, c)
+        for m in (a, b, c):  # any replica answers for the whole fleet
+            await until(functools.partial(lambda r: synced_everywhere(r.status(), commit), m),
+                        20, what=f"{m.settings.identity} sees every shard synced")
+        assert owner == {s: m.settings.identity for m in (a, b, c)
+                         for s in (m.shards.held() if m.shards else [])}  # none moved
+        for m in (a, b, c):
+            after = writes_on(m)
+            for name in CLUSTERS:
+                wrote = after.get(name, 0) - before[m.settings.identity].get(name, 0)
+                mine = owner[shard_of(name, 3)] == m.settings.identity
+                assert (wrote > 0) == mine, (m.settings.identity, name, wrote)
+        for m in (a, b, c):  # summed over the replicas, each shard is held once
+            text = m.metrics_text()
+            for shard in range(3):
+                mine = owner[shard] == m.settings.identity
+                assert f'aifleet_shard_held{{shard="{shard}"}} {1.0 if mine else 0.0}' in text
+        leader = next(m for m in (a, b, c) if m.may_act())
+        code, answer = await control.act(leader, "suspend", {"cluster": "eu-fra-1"})
+        assert code == 409 and "--shards" in answer["error"]  # not shared yet: refused
+        doc = c.status()
+        jsonschema.validate(doc, load_schema("status.schema.json"))
+        rows = {r["name"]: r for r in doc["clusters"]}
+        assert {n: rows[n]["shardOwner"] for n in CLUSTERS} == {
+            n: owner[shard_of(n, 3)] for n in CLUSTERS}
+
+
+async def test_a_dead_replicas_clusters_are_taken_over_after_its_lease_expires(
+        tmp_path: Path) -> None:
+    async with fleet_of(tmp_path, 2) as (box, stack):
+        a = await start(box, stack, tmp_path, "a", 2)
+        async with AsyncExitStack() as b_stack:
+            b = await start(box, b_stack, tmp_path, "b", 2)
+            await until(lambda: balanced(a, b), 30, what="one shard each")
+            await roll(box, "registry.internal/serve:v2", a, b)
+            lost = b.shards.held() if b.shards else []
+        # b is gone without letting its Lease go (as after SIGKILL): a takes its
+        # shard once the Lease expires, and applies the next commit there too.
+        await until(lambda: a.shards is not None and a.shards.held() == [0, 1], 30,
+                    what="a holds both shards")
+        before = writes_on(a)
+        await roll(box, "registry.internal/serve:v3", a)
+        after = writes_on(a)
+        taken = [n for n in CLUSTERS if shard_of(n, 2) in lost]
+        assert taken and all(after[n] > before.get(n, 0) for n in taken)
+
+
+async def test_a_replica_that_lost_its_shard_lease_writes_nothing_there(
+        tmp_path: Path) -> None:
+    async with sandbox(tmp_path, files(), home=True) as box:
+        assert box.home is not None and box.sim is not None
+        async with box.controller(settings(box, tmp_path, "a", 2), adapter_options=FAST,
+                                  lease_duration=LEASE_SECONDS) as a:
+            await until(lambda: a.shards is not None and a.shards.held() == [0, 1], 30,
+                        what="a holds both shards")
+            await roll(box, "registry.internal/serve:v2", a)
+            assert a.shards is not None
+            victim = next(n for n in CLUSTERS if shard_of(n, 2) == 1)
+            stale = [o for o in a.adapters[victim].applier.desired.values()
+                     if o["kind"] == "Deployment"]
+            # Another replica takes shard 1 while a is paused (it still believes it
+            # holds it: its deadline has not passed).
+            lease_client = a.shards.leases[1].client
+            path = LEASE.item(lease_name(1), a.home.namespace)
+            lease = await lease_client.request("GET", path, verb="get")
+            spec = lease["spec"]
+            spec["holderIdentity"] = "intruder"
+            spec["leaseTransitions"] = int(spec["leaseTransitions"]) + 1
+            await lease_client.request("PUT", path, verb="update", body=lease)
+            # ... and keeps it: the intruder renews, and writes nothing itself.
+            intruder = ShardLease(lease_client, "intruder", 1, count=2,
+                                  namespace=a.home.namespace,
+                                  duration=LEASE_SECONDS, margin=0.5)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(intruder.run)
+                await anyio.sleep(a.shards.leases[1].confirm_every + 0.1)  # last read ages
+                edited = [{**o, "spec": {**o["spec"], "replicas": 3}} for o in stale]
+                result = await a.adapters[victim].apply(edited, prune=False)
+                assert result.failed and all(isinstance(e, Fenced) for _k, e in result.failed)
+                dep = next(iter(box.sim.clusters[victim].objects("Deployment")))
+                assert dep["spec"]["replicas"] == 1
+                # and its own reconciles leave the cluster alone from now on
+                await until(lambda: a.shards is not None and a.shards.held() == [0], 10,
+                            what="a lets the shard go")
+                before = writes_on(a)[victim]
+                await roll_other(box, a, victim)
+                assert writes_on(a)[victim] == before
+                tg.cancel_scope.cancel()
+
+
+async def roll_other(box: Sandbox, a: Manager, victim: str) -> None:
+    """Commit a change on every cluster; wait until a applied it on its own shard."""
+    image = "registry.internal/serve:v9"
+    box.repo.commit({f"workloads/web-team/on-{n}.yaml": pinned(f"on-{n}", n, image)
+                     for n in CLUSTERS}, "image v9")
+    a.trigger_fetch()
+    others = [n for n in CLUSTERS if n != victim and shard_of(n, 2) == 0]
+    await until(lambda: all(images(box).get(n) == image for n in others), 30,
+                what="v9 on a's own shard")
+    assert images(box)[victim] != image  # its holder (the intruder) wrote nothing
+
+
+@pytest.mark.parametrize(("flags", "said"), [
+    (["--shards", "2"], "--shards needs --leader-elect"),
+    (["--shards", "2", "--leader-elect", "--home-context", "home", "--ledger"],
+     "--shards with --ledger is not supported yet"),
+], ids=["without-leader-election", "with-the-ledger"])
+def test_fleet_run_refuses_shards_it_cannot_keep_in_one_line(flags: list[str],
+                                                             said: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    r = subprocess.run([sys.executable, "-m", "controllers.cli", "run", "--repo", "x",
+                        *flags], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert said in r.stderr
+
+
+async def test_no_shard_is_held_while_a_replica_of_another_shard_count_runs(
+        tmp_path: Path) -> None:
+    """A rollout from --shards 3 to 2: the old split's live Lease keeps the new replica
+    off every shard (two splits would give a cluster a writer under each)."""
+    async with fleet_of(tmp_path, 3) as (box, stack):
+        old = await stack.enter_async_context(box.controller(
+            settings(box, tmp_path, "old", 3), adapter_options=FAST, lease_duration=6.0))
+        await until(lambda: old.shards is not None and old.shards.held() == [0, 1, 2],
+                    30, what="the old replica holds its three shards")
+        new = await stack.enter_async_context(box.controller(
+            settings(box, tmp_path, "new", 2), adapter_options=FAST, lease_duration=6.0))
+        assert new.shards is not None
+        await until(lambda: new.shards is not None and new.shards.rounds >= 3, 60,
+                    what="three rounds of the new replica")
+        assert new.shards.held() == []
+        assert writes_on(new) == dict.fromkeys(CLUSTERS, 0)
+        assert new.status()["shards"]["otherShardCounts"]
+
+
+async def test_a_replicas_cached_status_follows_another_shards_results(
+        tmp_path: Path) -> None:
+    """The status cache of a sharded replica (issue 22): the same document as one built
+    whole, shard fields included, and built again when another shard's published
+    results change (they come into `live`), not otherwise on their account."""
+    async with fleet_of(tmp_path, 2) as (box, stack):
+        a, b = [await start(box, stack, tmp_path, who, 2, lease=6.0) for who in "ab"]
+        await until(lambda: balanced(a, b), 30, what="one shard each")
+        commit = await roll(box, "registry.internal/serve:v2", a, b)
+        await until(lambda: synced_everywhere(a.status(), commit), 20,
+                    what="a sees every shard synced")
+        assert b.shards is not None
+        theirs = b.shards.held()[0]
+        cluster = next(n for n in CLUSTERS if shard_of(n, 2) == theirs)
+        cache = StatusCache(a, max_age=1e9, clock=lambda: 0.0)  # the fingerprint decides
+        doc = json.loads(await cache.body())
+        whole = a.status()
+        assert {k: v for k, v in doc.items() if k != "controller"} == {
+            k: v for k, v in whole.items() if k != "controller"}
+        assert doc["shards"]["held"] == (a.shards.held() if a.shards else None)
+        jsonschema.validate(doc, load_schema("status.schema.json"))
+        # b's results unchanged: a's polls of them (every second) leave `live` as it
+        # is (each write would count as a change, and the document be built again).
+        client = a.home.client()
+        assert client is not None and a.shards is not None
+        await a.shards._read_others(client)
+        before = {k: v for k, v in a.live.items() if shard_of(k[0], 2) == theirs}
+        await a.shards._read_others(client)
+        after = {k: v for k, v in a.live.items() if shard_of(k[0], 2) == theirs}
+        assert before and after.keys() == before.keys()
+        assert all(after[k] is v for k, v in before.items())
+        # b's shard reports a failure there (as b would publish it): a's document shows it.
+        mine = {k: replace(v, sync="Failed", message="refused: the test")
+                for k, v in b.live.items() if shard_of(k[0], 2) == theirs}
+        await shardstatus.write(client, b.home.namespace, theirs,
+                                shardstatus.encode("b", mine))
+        builds = cache.builds
+
+        async def shows_failed() -> bool:
+            rows = json.loads(await cache.body())["workloads"]
+            row = next(w for w in rows if w["id"] == f"web-team/on-{cluster}")
+            return bool(row["sync"] == "Failed")
+        for _ in range(100):
+            if await shows_failed():
+                break
+            await anyio.sleep(0.2)
+        else:
+            raise AssertionError("a's cached document never showed b's failure")
+        assert cache.builds > builds

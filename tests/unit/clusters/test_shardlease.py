@@ -1,0 +1,47 @@
+"""`clusters.shardlease.view_of`: a shard Lease as the balancing reads it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from clusters.leader import _fmt
+from clusters.shardlease import WANTED_BY, view_of
+from fleet.shards import LeaseView, shard_index
+
+NOW = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)
+
+
+def lease(holder: str | None, renewed_ago: float, wanted: tuple[str, float] | None = None,
+          duration: int = 15) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "aifleet-shard-0"}
+    if wanted is not None:
+        meta["annotations"] = {WANTED_BY: f"{wanted[0]} {_fmt(NOW - timedelta(seconds=wanted[1]))}"}
+    return {"metadata": meta, "spec": {
+        "holderIdentity": holder, "leaseDurationSeconds": duration,
+        "renewTime": _fmt(NOW - timedelta(seconds=renewed_ago))}}
+
+
+@pytest.mark.parametrize(("doc", "view"), [
+    (None, LeaseView(0, None)),
+    (lease("a", 1), LeaseView(0, "a")),
+    (lease("a", 16), LeaseView(0, None)),
+    (lease("", 1), LeaseView(0, None)),
+    (lease("a", 1, ("b", 3)), LeaseView(0, "a", "b")),
+    (lease("a", 1, ("b", 30)), LeaseView(0, "a")),
+    (lease(None, 1, ("b", 3)), LeaseView(0, None, "b")),
+], ids=["missing", "held", "expired", "let-go", "wanted", "old-mark-ignored",
+        "let-go-for-the-asker"])
+def test_view_of_a_shard_lease(doc: dict[str, Any] | None, view: LeaseView) -> None:
+    assert view_of(0, doc, NOW, 15.0) == view
+
+
+@pytest.mark.parametrize(("name", "index"), [
+    ("aifleet-shard-0", 0), ("aifleet-shard-12", 12), ("aifleet-shard-", None),
+    ("aifleet-shard-01", None), ("aifleet-shard-1-status", None),
+    ("aifleet-controller", None),
+])
+def test_shard_index_of_a_lease_name(name: str, index: int | None) -> None:
+    assert shard_index(name) == index
