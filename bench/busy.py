@@ -15,24 +15,42 @@ plans a synthetic fleet (`bench.placement.synthetic_spec`) while
 
 For each: wall time, the worst loop lag, and the seconds the loop was stalled in all.
 
+With `--heap N`, instead: the garbage collector on a controller-sized heap (`N` live
+objects shaped like the informers' JSON, about 60 container objects each) while the
+loop does what a busy controller does (informer events replace objects, a status
+document's worth of temporaries is built and dropped), for `--seconds`, twice: with the
+interpreter's defaults, then with `controllers.runtime.gctune` (its thresholds, and the
+heap frozen once loaded). For each: the worst loop lag, the seconds stalled, and the
+full (generation 2) collections with their pauses.
+
     python -m bench.busy                      # 5,000 workloads x 100 clusters
     python -m bench.busy --workloads 500 --clusters 20   # quick
+    python -m bench.busy --heap 20000 --seconds 30        # the garbage collector
+    python -m bench.busy --status                         # GET /api/v1/status
+
+With `--status`: the status document of the synthetic fleet (placed, every placement
+recorded Synced; no cluster connected, so no pods), built whole per request as before
+(`controllers.status.fleetdoc.document` and one `json.dumps`), then through
+`controllers.status.cache.StatusCache`: its first build in slices, a request with
+nothing changed, and one after a reconcile re-recorded one workload.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 import anyio
 
 from bench.placement import synthetic_spec
-from controllers.runtime import busy
+from controllers.runtime import busy, gctune
 from controllers.runtime.looplag import LoopLag
 from controllers.runtime.placerproc import ProcessPlacer
 from controllers.runtime.replanner import Replanner
@@ -108,12 +126,188 @@ async def run(args: argparse.Namespace) -> None:
         placer.close()
 
 
+def live_object(i: int, generation: int = 0) -> dict[str, Any]:
+    """A Deployment as an informer holds it (labels, annotations, managedFields, a pod
+    template, status conditions): about 60 container objects."""
+    name = f"w{i:06d}"
+    fields: dict[str, Any] = {f"f:{k}": {}
+                              for k in ("labels", "annotations", "replicas", "template")}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": f"team-{i % 50}", "uid": f"u-{i}-{generation}",
+                     "resourceVersion": str(generation * 1_000_000 + i),
+                     "labels": {"aifleet.dev/workload": f"team.{name}",
+                                "aifleet.dev/managed-by": "aifleet"},
+                     "annotations": {"aifleet.dev/source-commit": "c" * 40,
+                                     "aifleet.dev/intent-hash": "h" * 16},
+                     "managedFields": [{"manager": "aifleet", "operation": "Apply",
+                                        "fieldsV1": {"f:metadata": dict(fields),
+                                                     "f:spec": dict(fields)}}]},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{
+                                  "name": "main", "image": "registry.internal/serve:v1",
+                                  "env": [{"name": f"E{k}", "value": str(k)} for k in range(8)],
+                                  "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                                  "ports": [{"containerPort": 8080}]}],
+                                       "nodeSelector": {"nvidia.com/gpu.product": "H100"}}}},
+        "status": {"conditions": [{"type": t, "status": "True", "reason": "R"}
+                                  for t in ("Available", "Progressing")],
+                   "replicas": 2, "readyReplicas": 2},
+    }
+
+
+async def churn(heap: list[dict[str, Any]], seconds: float, rate: int = 10) -> int:
+    """What the loop of a busy controller does with its heap, for `seconds`, in small
+    steps (each well under the 0.1 s the lag is sampled at, so what lags is the
+    collector): informer events replace objects of a hot fifth of the heap (new
+    long-lived objects, old ones freed: pods and Jobs change, the rest holds still),
+    and a status document's worth of rows is built, 500 rows a step, and dropped once
+    whole. Returns the events made."""
+    events, generation = 0, 1
+    hot = max(1, len(heap) // 5)
+    end = time.perf_counter() + seconds
+    rows: list[dict[str, Any]] = []
+    while time.perf_counter() < end:
+        for _ in range(rate):
+            i = (events * 7919) % hot  # pods and Jobs change; the rest holds still
+            heap[i] = live_object(i, generation)
+            events += 1
+        generation += 1
+        start = len(rows)
+        rows.extend({"id": o["metadata"], "placements": [dict(o["spec"])],
+                     "pods": [{"name": str(k)} for k in range(4)]}
+                    for o in heap[start:start + 500])
+        if len(rows) >= 5000:
+            rows = []
+        await anyio.sleep(0.002)
+    return events
+
+
+async def gc_phase(what: str, heap: list[dict[str, Any]], seconds: float) -> None:
+    lag = LoopLag(0.1)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lag.run)
+        await anyio.sleep(0.3)
+        started, stalled = time.perf_counter(), lag.stalled()
+        events = await churn(heap, seconds)
+        wall, stalled = time.perf_counter() - started, lag.stalled() - stalled
+        tg.cancel_scope.cancel()
+    g = lag.gc
+    print(f"{what}: {events} informer events in {wall:.1f} s; event loop lag max "
+          f"{lag.worst():.2f} s, stalled {stalled:.2f} s ({100 * stalled / wall:.0f}%); "
+          f"collections by generation {g.collections}, paused {g.seconds[0]:.2f} / "
+          f"{g.seconds[1]:.2f} / {g.seconds[2]:.2f} s, longest "
+          f"{' / '.join(f'{x:.2f}' for x in g.longest)} s; "
+          f"frozen {gc.get_freeze_count()}", flush=True)
+
+
+async def run_heap(args: argparse.Namespace) -> None:
+    print(f"heap of {args.heap} live objects; {platform.python_implementation()} "
+          f"{platform.python_version()}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
+    heap = [live_object(i) for i in range(args.heap)]
+    gc.collect()
+    await gc_phase(f"defaults {gc.get_threshold()}", heap, args.seconds)
+    gc.collect()
+    before = gctune.tune()
+    if args.thresholds:
+        gc.set_threshold(*(int(t) for t in args.thresholds.split(",")))
+    if not args.no_freeze:
+        gctune.Settler().settle(force=True)
+    try:
+        await gc_phase(f"thresholds {gc.get_threshold()}, "
+                       + ("not frozen" if args.no_freeze else "frozen once loaded"), heap,
+                       args.seconds)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def fake_manager(spec: FleetSpec, plan: Plan, state: Any) -> Any:
+    """What the status document reads of a Manager, for a fleet with no cluster
+    connected: the spec, the plan, every placement recorded Synced."""
+    from types import SimpleNamespace
+
+    from controllers.runtime.desired import DesiredState
+    from controllers.runtime.suspension import Suspensions
+    from controllers.status.cache import Versioned
+    from controllers.status.statusdoc import PlacementLive
+    from fleet.render import render
+
+    desired = DesiredState(render)
+    desired.adopt_spec(spec, "c" * 40)
+    desired.plan = plan
+    live: Versioned[Any, Any] = Versioned()
+    for wid, wp in plan.workloads.items():
+        for a in wp.assignments:
+            live[(a.cluster, wid)] = PlacementLive("Synced", "Running", "c" * 40)
+    return SimpleNamespace(
+        desired=desired, live=live, adapters={}, drift=[], events=None, anchor=None,
+        snapshot=declared_capacity(spec.clusters), conditions=(), applied_commit="c" * 40,
+        source=SimpleNamespace(observed="c" * 40), home=SimpleNamespace(error=None, name=None),
+        connect_errors={}, reconciler=SimpleNamespace(prune_refused={}), retiring=set(),
+        suspensions=Suspensions.load(state), elector=None, loop_lag=LoopLag(),
+        replans=busy.Replans(), views=dict, ready=lambda: (True, "applied"),
+        ledger_problem=lambda: None, may_act=lambda: True,
+        settings=SimpleNamespace(failover_grace=None, leader_elect=False,
+                                 ledger_fail_closed=False))
+
+
+async def run_status(args: argparse.Namespace) -> None:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from controllers.status import fleetdoc
+    from controllers.status.cache import StatusCache
+    from controllers.status.statusdoc import PlacementLive
+
+    spec = synthetic_spec(args.clusters, args.workloads)
+    cap = declared_capacity(spec.clusters)
+    plan = Replanner()(spec, cap, {}, commit="c" * 40)
+    print(f"status of {args.workloads} workloads x {args.clusters} clusters; "
+          f"{platform.python_implementation()} {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        m = fake_manager(spec, plan, Path(tmp))
+
+        async def whole() -> Plan:
+            body = json.dumps(fleetdoc.document(m), sort_keys=True, separators=(",", ":"))
+            print(f"  {len(body) / 1e6:.1f} MB", flush=True)
+            return plan
+        await measured("whole document per request (as before)", whole)
+        cache = StatusCache(m)
+
+        async def cached() -> Plan:
+            await cache.body()
+            return plan
+        await measured("cache, first build (in slices)", cached)
+        await measured("cache, nothing changed", cached)
+        wid, wp = next((w, p) for w, p in sorted(plan.workloads.items()) if p.assignments)
+        m.live[(wp.assignments[0].cluster, wid)] = PlacementLive("Failed", "Failed", "d" * 40)
+        rows = cache.rows_built
+        await measured("cache, one workload re-recorded", cached)
+        print(f"  rows built again: {cache.rows_built - rows} of {len(plan.workloads)}",
+              flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clusters", type=int, default=100)
     ap.add_argument("--workloads", type=int, default=5000)
-    anyio.run(run, ap.parse_args())
+    ap.add_argument("--heap", type=int, default=0,
+                    help="measure the garbage collector on a heap of N live objects instead")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--thresholds", default="",
+                    help="with --heap: try these gc thresholds (a,b,c) instead of gctune's")
+    ap.add_argument("--no-freeze", action="store_true",
+                    help="with --heap: the thresholds alone, the heap not frozen")
+    ap.add_argument("--status", action="store_true",
+                    help="measure GET /api/v1/status's document instead")
+    args = ap.parse_args()
+    anyio.run(run_status if args.status else run_heap if args.heap else run, args)
     return 0
 
 

@@ -16,6 +16,9 @@ repo made here with pygit2. Four figures, each against the issue's target:
 
     python -m bench.e2e             # 1,000 workloads / 20 clusters; then 10,000 objects
     python -m bench.e2e --smoke     # 30 workloads / 3 clusters, a few samples (CI)
+
+`--probe SECONDS`: meanwhile, every SECONDS, `GET /api/v1/status` and a signed webhook
+POST, each timed from request to full answer (issue 22's target: < 200 ms throughout).
 """
 
 from __future__ import annotations
@@ -264,6 +267,45 @@ def managed_objects(box: Sandbox) -> int:
     return total
 
 
+class Prober:
+    """`GET /api/v1/status` and the webhook, asked every `every` seconds while the
+    benchmark runs, each answer timed (no client timeout: a late answer is counted)."""
+
+    def __init__(self, ctl: Controller, every: float) -> None:
+        self.ctl, self.every = ctl, every
+        self.times: dict[str, list[float]] = {"status": [], "webhook": []}
+        self.failed = 0
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=None) as client:
+            while True:
+                for kind in ("status", "webhook"):
+                    started = time.perf_counter()
+                    try:
+                        if kind == "status":
+                            r = await client.get(f"{self.ctl.url}/api/v1/status")
+                            r.raise_for_status()
+                            _ = r.content
+                        else:
+                            await self.ctl.hook(client)
+                    except httpx.HTTPError:
+                        # (before its first answer the controller is not listening yet)
+                        self.failed += any(self.times.values())
+                        continue
+                    self.times[kind].append(time.perf_counter() - started)
+                await anyio.sleep(self.every)
+
+    def report(self) -> str:
+        parts = []
+        for kind, ts in self.times.items():
+            if ts:
+                parts.append(f"{kind} p50 {statistics.median(ts) * 1000:.0f} ms, p90 "
+                             f"{pct(ts, 0.9) * 1000:.0f} ms, max {max(ts) * 1000:.0f} ms, "
+                             f"{sum(t >= 0.2 for t in ts)} of {len(ts)} at 200 ms or more")
+        return ("answers while measured: " + "; ".join(parts)
+                + f"; failed {self.failed} (target < 200 ms throughout)")
+
+
 def busy_report(log: Path, doc: dict[str, Any] | None) -> str:
     """Did the busy controller mistake itself for broken clusters (issue 22, item 0)?
     Health changes from the controller's log (`cluster_health_changed`, logged at
@@ -314,8 +356,11 @@ async def phase(args: argparse.Namespace, workloads: int, nodes: int, samples: i
               f"workloads; {platform.python_implementation()} {platform.python_version()}, "
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
         ctl = Controller(box.repo.path, box.kubeconfig, root)
+        prober = Prober(ctl, args.probe) if args.probe else None
         try:
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient() as client, anyio.create_task_group() as tg:
+                if prober is not None:
+                    tg.start_soon(prober.run)
                 limit = args.cold_limit * (4 if memory_only else 1)
                 sim_cpu = time.process_time()
                 cold = await wait_synced(ctl, client, box.first_commit, limit)
@@ -341,6 +386,9 @@ async def phase(args: argparse.Namespace, workloads: int, nodes: int, samples: i
                 rss, hwm = rss_mib(ctl.proc.pid)
                 print(f"controller memory: RSS {rss:.0f} MiB, peak {hwm:.0f} MiB with "
                       f"{objects} managed objects (target <= 512 MiB for 10,000)", flush=True)
+                if prober is not None:
+                    print(prober.report(), flush=True)
+                tg.cancel_scope.cancel()
         finally:
             ctl.stop(args.keep_log)
             await box.close()
@@ -360,6 +408,8 @@ def main() -> int:
     ap.add_argument("--keep-log", type=Path, default=None,
                     help="copy the controller's log here at the end")
     ap.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
+    ap.add_argument("--probe", type=float, default=0.0, metavar="SECONDS",
+                    help="time GET /api/v1/status and the webhook every SECONDS meanwhile")
     args = ap.parse_args()
     if args.smoke:
         args.clusters, args.workloads, args.nodes = 3, 30, 4

@@ -58,6 +58,10 @@ class Endpoints:
     control: Callable[[str, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]] | None = None
     """`(action, body) -> (HTTP status, answer)` for suspend / resume / sync."""
     version: str | None = None
+    status_body: Callable[[bool], Awaitable[bytes]] | None = None
+    """`GET /api/v1/status` as JSON bytes, when the manager keeps them ready
+    (`controllers.status.cache.StatusCache`; True: built now, not the last one); else
+    `status` is serialised per request."""
 
 
 def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
@@ -117,7 +121,13 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None,
                             + "\n",
                             content_type="application/json")
 
-    async def status(_: web.Request) -> web.Response:
+    async def status(request: web.Request) -> web.Response:
+        if ep.status_body is not None:
+            # `Cache-Control: no-cache` (RFC 9111 5.2.1.4): not the last document, one
+            # built now (`fleet status` sends it; a page polling every second does not)
+            fresh = "no-cache" in request.headers.get("Cache-Control", "").lower()
+            return web.Response(body=await ep.status_body(fresh),
+                                content_type="application/json")
         return _json(ep.status())
 
     async def capacity(_: web.Request) -> web.Response:

@@ -75,7 +75,8 @@ def _get(server: str, path: str, headers: dict[str, str] | None = None) -> dict[
 
     url = f"{server.rstrip('/')}{path}"
     try:
-        r = httpx.get(url, timeout=10, headers=headers or {})
+        r = httpx.get(url, timeout=10,  # no-cache: the state of now (status cache)
+                      headers={**(headers or {}), "Cache-Control": "no-cache"})
         r.raise_for_status()
         doc = r.json()
     except httpx.HTTPError as e:

@@ -180,10 +180,20 @@ def serve_until_signalled(settings: object) -> int:
     _limit_malloc_arenas()
 
     async def main() -> None:
+        import os
+
         import structlog
 
         log = structlog.get_logger()
-        manager = Manager(settings)
+        # The garbage collector tuned for a long-lived heap (issue 22): this process's
+        # setting, so made here, not by the Manager (tests run many in one process).
+        # AIFLEET_GC_DEFAULTS=1 keeps the interpreter's (to measure against).
+        from controllers.runtime import gctune
+        settler = None
+        if os.environ.get("AIFLEET_GC_DEFAULTS") != "1":
+            gctune.tune()
+            settler = gctune.Settler()
+        manager = Manager(settings, settler=settler)
         async with anyio.create_task_group() as tg:
             async def stop_on_signal() -> None:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -40,8 +40,10 @@ def fetch(server: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
     import httpx  # here, not at the top: every `fleet` command would pay for its import
 
     try:
+        # no-cache: a one-shot read wants the state of now, not the controller's
+        # last document (which a page polling every second is served)
         r = httpx.get(f"{server.rstrip('/')}/api/v1/status", timeout=10,
-                      headers=headers or {})
+                      headers={**(headers or {}), "Cache-Control": "no-cache"})
         if r.status_code in (401, 403):
             fail(f"{server} refused the request ({r.status_code}): give a valid token "
                  "with --token-file or $FLEET_TOKEN")

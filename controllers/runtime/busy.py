@@ -7,11 +7,14 @@
 - `place`: a plan from the placer, in its worker process when it has one
   (`controllers.runtime.placerproc`), else in a worker thread;
 - `controller_summary`: what `/api/v1/status` says of the controller itself (loop lag,
-  discounted timeouts, re-plans coalesced).
+  discounted timeouts, re-plans coalesced);
+- `settle_after_plans`: the heap frozen after the first plan and after big plans
+  (`controllers.runtime.gctune`), so the collector's full passes stop stalling the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -20,6 +23,7 @@ import anyio
 import structlog
 
 from clusters.adapter import AdapterOptions, ClusterAdapter
+from controllers.runtime.gctune import Settler
 from controllers.runtime.looplag import LoopLag
 from fleet.capacity import CapacitySnapshot
 from fleet.placement.types import Plan, PreviousPlan
@@ -65,6 +69,15 @@ def close(placer: Any) -> None:
     closing = getattr(placer, "close", None)
     if closing is not None:
         closing()
+
+
+async def settle_after_plans(plan_changed: asyncio.Condition, settler: Settler) -> None:
+    """After each plan (the first one: the state is loaded; then at most once a
+    `settler.every`), freeze what lives, so full collections walk only what came since."""
+    while True:
+        async with plan_changed:
+            await plan_changed.wait()
+        settler.settle()
 
 
 def controller_summary(loop_lag: LoopLag, adapters: Mapping[str, ClusterAdapter],

@@ -108,6 +108,8 @@ class GcPauses:
         self.clock = clock
         self.collections = [0, 0, 0]
         self.seconds = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        """The longest pause of each generation's collections."""
         self.worst = 0.0
         self._started: float | None = None
 
@@ -122,6 +124,7 @@ class GcPauses:
         gen = min(2, int(info.get("generation", 0)))
         self.collections[gen] += 1
         self.seconds[gen] += took
+        self.longest[gen] = max(self.longest[gen], took)
         self.worst = max(self.worst, took)
 
     def summary(self) -> dict[str, Any]:

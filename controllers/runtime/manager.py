@@ -51,6 +51,7 @@ from controllers.runtime.deletions import DeletionGuard
 from controllers.runtime.desired import DesiredState, RenderFn
 from controllers.runtime.driftlog import DriftLog
 from controllers.runtime.fleetstate import ClusterView
+from controllers.runtime.gctune import Settler
 from controllers.runtime.leadership import Leadership
 from controllers.runtime.looplag import LoopLag
 from controllers.runtime.placementloop import PlaceFn, PlacementLoop, default_place
@@ -64,6 +65,7 @@ from controllers.runtime.sourceloop import SourceLoop
 from controllers.runtime.suspension import Suspensions
 from controllers.runtime.workqueue import WorkQueue
 from controllers.settings import Settings, home_problem
+from controllers.status.cache import StatusCache, Versioned
 from controllers.status.eventfeed import EventFeed
 from controllers.status.metrics import ControllerMetrics
 from controllers.status.observe import manager_collector
@@ -91,7 +93,8 @@ class Manager:
                  place: PlaceFn | None = None, render: RenderFn | None = None,
                  startup_sync_timeout: float = 10.0, tick: float = 0.2,
                  lease_duration: float | None = None,
-                 capacity_replan_every: float = 1.0) -> None:
+                 capacity_replan_every: float = 1.0,
+                 settler: Settler | None = None) -> None:
         problem = home_problem(settings)
         if problem:
             raise ValueError(problem)
@@ -103,13 +106,18 @@ class Manager:
         """Histograms and counters of `/metrics`; gauges are read at each scrape."""
         self.loop_lag = LoopLag(on_sample=self.metrics.loop_lag.observe)
         """How late this process's event loop wakes; health discounts it."""
+        self.settler = settler
+        """Freezes the heap after plans (`controllers.runtime.gctune`; `fleet run` gives
+        one: the collector's settings are the process's, not one Manager's)."""
         self.adapter_options = busy.with_loop_lag(adapter_options or AdapterOptions(
             qps=settings.qps, burst=settings.burst, allow_exec=settings.allow_exec_plugins,
             self_heal=settings.self_heal, unreachable_after=settings.unreachable_after),
             self.loop_lag)
         self.desired = DesiredState(render or _default_render())
         self.adapters: dict[str, ClusterAdapter] = {}
-        self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
+        self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = Versioned()
+        """What each reconcile (and, with --shards, the other shards' status) recorded;
+        its writes are counted (the status cache's dirty flag)."""
         self.home = Home(settings, self.adapters, self.adapter_options)
         """Where the Lease and shared state live (a management cluster, or a member)."""
         self.suspensions = Suspensions.load(settings.state_dir)
@@ -185,6 +193,9 @@ class Manager:
         # --shards: the hooks marked "shards" are all of it (controllers.runtime.shards)
         self.shards = Shards.install(self)
         """With --shards: the shard Leases this replica holds, and what they gate."""
+        # issue 22: /api/v1/status pre-serialised, rebuilt on change, in slices
+        self.status_cache = StatusCache(self)
+        """What `GET /api/v1/status` serves (`controllers.status.cache`)."""
 
     # ------------------------------------------------------------------ wiring
 
@@ -241,6 +252,9 @@ class Manager:
                 self._tg = tg
                 tg.start_soon(self.loop_lag.run)
                 tg.start_soon(busy.warm, self.placer)
+                if self.settler is not None:
+                    tg.start_soon(busy.settle_after_plans, self.plan_changed, self.settler)
+                tg.start_soon(self.status_cache.run)  # builds /api/v1/status off requests
                 tg.start_soon(self.home.connect)
                 tg.start_soon(handover.keep_shared, self)
                 tg.start_soon(self.sources.run)
@@ -269,10 +283,8 @@ class Manager:
     # ------------------------------------------------------------------ the face
 
     def status(self) -> dict[str, Any]:
-        doc = manager_io.status(self)
-        if self.shards is not None:  # shards
-            self.shards.annotate(doc)
-        return doc
+        """The document built now (with --shards, annotated: `fleetdoc.head`)."""
+        return manager_io.status(self)
 
     def capacity_json(self) -> dict[str, Any]:
         return manager_io.capacity_json(self)

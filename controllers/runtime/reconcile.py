@@ -38,6 +38,7 @@ cluster with per-key exponential backoff.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Set
@@ -76,6 +77,9 @@ from fleet.safety import (
 from fleet.sync import SUSPENDED, ClusterSync, plan_cluster
 
 log = structlog.get_logger()
+
+RENDER_SLICE = 16
+"""Workloads rendered between two yields to the event loop (a render is ~0.5-2 ms)."""
 
 
 class EventSink(Protocol):
@@ -149,6 +153,9 @@ class ClusterReconciler:
                 log.info("reconcile_held", cluster=name, reason=held_by)
                 return 0.5
         started = time.perf_counter()
+        for i, _ in enumerate(self.desired.render_missing(cluster), 1):
+            if i % RENDER_SLICE == 0:
+                await asyncio.sleep(0)  # a cold cluster renders in slices: the loop runs
         decided_by = self.desired.plan
         signature = self.desired.signature(cluster)
         sync = self._plan(name, adapter)

@@ -95,6 +95,9 @@ class Shards:
         self.owners: dict[int, str] = {}
         """Shard -> its holder as last read."""
         self._published: dict[int, str] = {}
+        self._read: dict[int, tuple[str, dict[tuple[ClusterName, WorkloadId],
+                                              PlacementLive]]] = {}
+        """Shard -> another replica's status as last read, and decoded."""
         self.foreign: list[str] = []
         """Live shard Leases of another shard count: while any, this replica holds none."""
         self.rounds = 0
@@ -309,7 +312,10 @@ class Shards:
 
     async def _read_others(self, client: KubeClient) -> None:
         """The results of the shards held elsewhere, into this replica's `live` (whose
-        own reconciles never touch those clusters)."""
+        own reconciles never touch those clusters). `live` is written only where it
+        differs: every write counts as a change to the status cache
+        (`controllers.status.cache`), and an unchanged merge each poll had the document
+        rebuilt every second."""
         held = set(self.held())
         for shard in range(self.count):
             if shard in held:
@@ -317,12 +323,20 @@ class Shards:
             data = await shardstatus.read(client, self.m.home.namespace, shard)
             if data is None:
                 continue
-            try:
-                _owner, results = shardstatus.decode(data)
-            except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
-                log.warning("shard_status_unusable", shard=shard, error=str(e))
+            last = self._read.get(shard)
+            if last is not None and last[0] == data:
+                results = last[1]
+            else:
+                try:
+                    _owner, decoded = shardstatus.decode(data)
+                except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
+                    log.warning("shard_status_unusable", shard=shard, error=str(e))
+                    continue
+                results = {k: v for k, v in decoded.items() if self.shard(k[0]) == shard}
+                self._read[shard] = (data, results)
+            now = {k: v for k, v in self.m.live.items() if self.shard(k[0]) == shard}
+            if now == results:
                 continue
-            for key in [k for k in self.m.live if self.shard(k[0]) == shard]:
+            for key in now:
                 del self.m.live[key]
-            self.m.live.update({k: v for k, v in results.items()
-                                if self.shard(k[0]) == shard})
+            self.m.live.update(results)

@@ -263,23 +263,29 @@ def add_pods(doc: dict[str, Any], adapters: Mapping[str, ClusterAdapter]) -> Non
     objects = {name: a.objects_by_workload() for name, a in adapters.items()}
     pods_of = {name: a.pods_by_workload() for name, a in adapters.items()}
     for row in doc["workloads"]:
-        label = workload_label(row["id"])
-        pods: list[dict[str, Any]] = []
-        created: list[str] = []
-        for p in row["placements"]:
-            cluster = p["cluster"]
-            if cluster not in objects:
-                continue
-            for obj in objects[cluster].get(label, ()):
-                if obj.get("kind") in ("Job", "Deployment"):
-                    ts = (obj.get("metadata") or {}).get("creationTimestamp")
-                    if ts:
-                        created.append(str(ts))
-            for pod in pods_of[cluster].get(label, ()):
-                meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-                pods.append({"name": meta.get("name"), "cluster": cluster,
-                             "node": (pod.get("spec") or {}).get("nodeName"),
-                             "phase": status.get("phase")})
-        row["pods"] = pods
-        if created:
-            row["since"] = min(created)
+        add_row_pods(row, objects, pods_of)
+
+
+def add_row_pods(row: dict[str, Any], objects: Mapping[str, Mapping[str, list[Any]]],
+                 pods_of: Mapping[str, Mapping[str, list[Any]]]) -> None:
+    """`add_pods` for one row, from each cluster's objects and pods by workload label."""
+    label = workload_label(row["id"])
+    pods: list[dict[str, Any]] = []
+    created: list[str] = []
+    for p in row["placements"]:
+        cluster = p["cluster"]
+        if cluster not in objects:
+            continue
+        for obj in objects[cluster].get(label, ()):
+            if obj.get("kind") in ("Job", "Deployment"):
+                ts = (obj.get("metadata") or {}).get("creationTimestamp")
+                if ts:
+                    created.append(str(ts))
+        for pod in pods_of[cluster].get(label, ()):
+            meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+            pods.append({"name": meta.get("name"), "cluster": cluster,
+                         "node": (pod.get("spec") or {}).get("nodeName"),
+                         "phase": status.get("phase")})
+    row["pods"] = pods
+    if created:
+        row["since"] = min(created)

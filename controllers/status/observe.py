@@ -51,6 +51,7 @@ from controllers.runtime.fleetstate import capacity_snapshot
 from controllers.status.metrics import Monotonic
 from controllers.status.statusdoc import cluster_rows
 from fleet.capacity import HEALTH_STATES
+from fleet.placement.types import Plan
 
 if TYPE_CHECKING:
     from controllers.runtime.manager import Manager
@@ -58,11 +59,32 @@ if TYPE_CHECKING:
 
 def manager_collector(m: Manager) -> Callable[[], Iterator[Metric]]:
     mono = m.metrics.monotonic
+    counted = PlanCounts()
 
     def collect() -> Iterator[Metric]:
         yield from _counters(m, mono)
-        yield from _gauges(m)
+        yield from _gauges(m, counted)
     return collect
+
+
+class PlanCounts:
+    """Workloads by placement status, counted once per plan (not per scrape: a scrape
+    is work in clusters, not in the fleet's workloads)."""
+
+    def __init__(self) -> None:
+        self._plan: Plan | None = None
+        self._counts: Counter[str] = Counter()
+        self.counted = 0
+        """How many plans were counted."""
+
+    def __call__(self, plan: Plan | None) -> Counter[str]:
+        if plan is None:
+            return Counter()
+        if plan is not self._plan:
+            self._plan, self._counts = plan, Counter(
+                wp.status for wp in plan.workloads.values())
+            self.counted += 1
+        return self._counts
 
 
 def _counters(m: Manager, mono: Monotonic) -> Iterator[Metric]:
@@ -133,7 +155,7 @@ def _busy_counters(m: Manager, mono: Monotonic) -> Iterator[Metric]:
     yield from (stalled, discounted, replans, changes)
 
 
-def _gauges(m: Manager) -> Iterator[Metric]:
+def _gauges(m: Manager, counted: PlanCounts) -> Iterator[Metric]:
     plan, spec = m.desired.plan, m.desired.spec
     snapshot = m.snapshot if spec is None else capacity_snapshot(
         spec.clusters, m.views(), m.settings.failover_grace)
@@ -162,7 +184,7 @@ def _gauges(m: Manager) -> Iterator[Metric]:
         for flavour, g in sorted(row["gpus"].items()):
             alloc.add_metric([name, flavour], g["allocated"])
             free.add_metric([name, flavour], g["free"])
-    by_status = Counter(wp.status for wp in plan.workloads.values()) if plan else Counter()
+    by_status = counted(plan)
     placed = GaugeMetricFamily("aifleet_placements", "Workloads by placement status.",
                                labels=["status"])
     for status in ("Placed", "Pending", "Invalid"):

@@ -120,11 +120,23 @@ def _note_fields(note: HealthNote) -> dict[str, Any]:
     return out
 
 
+def _assigned_gpus(plan: Plan) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for wp in plan.workloads.values():
+        for a in wp.assignments:
+            mine = out.setdefault(a.cluster, {})
+            mine[a.flavour] = mine.get(a.flavour, 0) + a.gpus
+    return out
+
+
 def cluster_rows(spec: FleetSpec | None, plan: Plan | None,
                  snapshot: CapacitySnapshot,
                  notes: Mapping[str, HealthNote] | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     clusters = spec.clusters if spec is not None else {}
+    # GPUs by cluster and flavour from the assignments, summed once (only for a cluster
+    # the plan's usage says nothing of): not a pass over the whole plan per cluster.
+    assigned: dict[str, dict[str, int]] | None = None
     for name in sorted(clusters):
         c = clusters[name]
         cap = snapshot.get(name)
@@ -133,10 +145,9 @@ def cluster_rows(spec: FleetSpec | None, plan: Plan | None,
             for f, usage in (plan.usage.get(name) or {}).items():
                 allocated[f] = usage.allocated
             if not allocated:
-                for wp in plan.workloads.values():
-                    for a in wp.assignments:
-                        if a.cluster == name:
-                            allocated[a.flavour] = allocated.get(a.flavour, 0) + a.gpus
+                if assigned is None:
+                    assigned = _assigned_gpus(plan)
+                allocated = dict(assigned.get(name, {}))
         gpus: dict[str, dict[str, int]] = {}
         for flavour, nodes in cap.flavours().items():
             capacity = sum(n.gpus for n in nodes)

@@ -9,11 +9,13 @@ counted from each replica's own requests to each simulated cluster (`apply` and
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,10 @@ from clusters.apply import Fenced
 from clusters.client import LEASE
 from clusters.shardlease import ShardLease
 from controllers.demo.sandbox import Sandbox, until
+from controllers.persist import shardstatus
 from controllers.runtime import control
 from controllers.runtime.manager import Manager
+from controllers.status.cache import StatusCache
 from fleet.shards import lease_name, shard_of
 from tests.fleetdocs import POLICY, cluster, workload
 from tests.specs import load_schema
@@ -253,3 +257,54 @@ async def test_no_shard_is_held_while_a_replica_of_another_shard_count_runs(
         assert new.shards.held() == []
         assert writes_on(new) == dict.fromkeys(CLUSTERS, 0)
         assert new.status()["shards"]["otherShardCounts"]
+
+
+async def test_a_replicas_cached_status_follows_another_shards_results(
+        tmp_path: Path) -> None:
+    """The status cache of a sharded replica (issue 22): the same document as one built
+    whole, shard fields included, and built again when another shard's published
+    results change (they come into `live`), not otherwise on their account."""
+    async with fleet_of(tmp_path, 2) as (box, stack):
+        a, b = [await start(box, stack, tmp_path, who, 2, lease=6.0) for who in "ab"]
+        await until(lambda: balanced(a, b), 30, what="one shard each")
+        commit = await roll(box, "registry.internal/serve:v2", a, b)
+        await until(lambda: synced_everywhere(a.status(), commit), 20,
+                    what="a sees every shard synced")
+        assert b.shards is not None
+        theirs = b.shards.held()[0]
+        cluster = next(n for n in CLUSTERS if shard_of(n, 2) == theirs)
+        cache = StatusCache(a, max_age=1e9, clock=lambda: 0.0)  # the fingerprint decides
+        doc = json.loads(await cache.body())
+        whole = a.status()
+        assert {k: v for k, v in doc.items() if k != "controller"} == {
+            k: v for k, v in whole.items() if k != "controller"}
+        assert doc["shards"]["held"] == (a.shards.held() if a.shards else None)
+        jsonschema.validate(doc, load_schema("status.schema.json"))
+        # b's results unchanged: a's polls of them (every second) leave `live` as it
+        # is (each write would count as a change, and the document be built again).
+        client = a.home.client()
+        assert client is not None and a.shards is not None
+        await a.shards._read_others(client)
+        before = {k: v for k, v in a.live.items() if shard_of(k[0], 2) == theirs}
+        await a.shards._read_others(client)
+        after = {k: v for k, v in a.live.items() if shard_of(k[0], 2) == theirs}
+        assert before and after.keys() == before.keys()
+        assert all(after[k] is v for k, v in before.items())
+        # b's shard reports a failure there (as b would publish it): a's document shows it.
+        mine = {k: replace(v, sync="Failed", message="refused: the test")
+                for k, v in b.live.items() if shard_of(k[0], 2) == theirs}
+        await shardstatus.write(client, b.home.namespace, theirs,
+                                shardstatus.encode("b", mine))
+        builds = cache.builds
+
+        async def shows_failed() -> bool:
+            rows = json.loads(await cache.body())["workloads"]
+            row = next(w for w in rows if w["id"] == f"web-team/on-{cluster}")
+            return bool(row["sync"] == "Failed")
+        for _ in range(100):
+            if await shows_failed():
+                break
+            await anyio.sleep(0.2)
+        else:
+            raise AssertionError("a's cached document never showed b's failure")
+        assert cache.builds > builds

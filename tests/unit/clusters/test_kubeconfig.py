@@ -137,3 +137,25 @@ def test_a_kubeconfig_list_of_missing_files_is_a_clear_error(
     monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'x'}:{tmp_path / 'y'}")
     with pytest.raises(KubeconfigError, match="none of the kubeconfig files"):
         read_kubeconfig(ConnectionSpec("c", None, "c"))
+
+
+def test_a_kubeconfig_is_parsed_once_per_text_and_each_reader_gets_its_own_copy(
+        tmp_path: Path) -> None:
+    """Every cluster's connection and the twin check read the kubeconfig: one file of
+    many contexts was parsed again each time, in the event loop (issue 22)."""
+    import clusters.kubeconfig as kc
+
+    path = write(tmp_path, {"token": "t1"})
+    spec = ConnectionSpec("c1", str(path), "c1")
+    first, _, _ = read_kubeconfig(spec)
+    parsed = kc._PARSED[path.read_text()]
+    servers = {server_of(spec) for _ in range(10)}
+    assert servers == {"http://127.0.0.1:1"}
+    assert kc._PARSED[path.read_text()] is parsed  # the one parse, kept
+    first["users"][0]["user"]["token"] = "changed by a caller"
+    again, _, _ = read_kubeconfig(spec)
+    assert again["users"][0]["user"]["token"] == "t1"
+    assert again is not parsed and first is not parsed
+    write(tmp_path, {"token": "t2"})  # the file changed: parsed again
+    changed, _, _ = read_kubeconfig(spec)
+    assert changed["users"][0]["user"]["token"] == "t2"

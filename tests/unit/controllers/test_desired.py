@@ -106,3 +106,64 @@ def test_the_controller_applies_what_render_cluster_renders() -> None:
     assert objects == render_cluster(spec, plan, ClusterName("eu-fra-1"), "c1")
     assert set(labels.values()) == {w for w, p in plan.workloads.items()
                                     if p.status == "Placed"}
+
+
+
+class CountingDict(dict):  # type: ignore[type-arg]
+    """A plan's workloads that count the passes over them."""
+
+    passes = 0
+
+    def items(self):  # type: ignore[no-untyped-def]
+        CountingDict.passes += 1
+        return super().items()
+
+    def values(self):  # type: ignore[no-untyped-def]
+        CountingDict.passes += 1
+        return super().values()
+
+
+def test_the_plan_is_indexed_by_cluster_once_per_plan(
+        specs: tuple[FleetSpec, FleetSpec, str, str]) -> None:
+    from fleet.render import placed_on
+    s1, _s2, c1, _c2 = specs
+    d = DesiredState(render)
+    d.adopt_spec(s1, c1)
+    d.plan = Plan(c1, CountingDict(plan(c1).workloads))
+    CountingDict.passes = 0
+    answers = {c: (d.placed_on(c), d.signature(c), d.protected_on(c)) for c in (FRA, USE)}
+    for _ in range(50):  # as every finished reconcile asks every cluster's signature
+        for c in (FRA, USE):
+            assert (d.placed_on(c), d.signature(c), d.protected_on(c)) == answers[c]
+    assert CountingDict.passes <= 3  # once per plan, not once per question
+    assert answers[FRA][0] == placed_on(plan(c1), FRA) == {TRAIN: Assignment(FRA, H100, 2, 8)}
+    assert answers[USE][0] == placed_on(plan(c1), USE) == {EVAL: Assignment(USE, H100, 2, 8)}
+    # a new plan is indexed anew: the answers follow it
+    d.plan = plan(c1, eval_on=FRA)
+    assert set(d.placed_on(FRA)) == {TRAIN, EVAL} and d.placed_on(USE) == {}
+    # a returned dict is the caller's own: changing it changes nothing here
+    d.placed_on(FRA).clear()
+    assert set(d.placed_on(FRA)) == {TRAIN, EVAL}
+
+
+def test_render_missing_renders_each_new_workload_once_and_objects_for_then_renders_none(
+        specs: tuple[FleetSpec, FleetSpec, str, str]) -> None:
+    s1, s2, c1, c2 = specs
+    rendered: list[str] = []
+
+    def counting(wl, a, c, commit):  # type: ignore[no-untyped-def]
+        rendered.append(str(wl.id))
+        return render(wl, a, c, commit)
+
+    d = DesiredState(counting)
+    d.adopt_spec(s1, c1)
+    d.plan = plan(c1, eval_on=FRA)
+    steps = list(d.render_missing(FRA))  # one step (a yield to the loop) per render
+    assert len(steps) == 2 and sorted(rendered) == [EVAL, TRAIN]
+    objects, _ = d.objects_for(FRA)
+    assert objects and len(rendered) == 2  # all from the cache
+    assert list(d.render_missing(FRA)) == []
+    d.adopt_spec(s2, c2)  # eval's intent changed: only it is rendered again
+    assert len(list(d.render_missing(FRA))) == 1 and rendered[-1] == EVAL
+    d.objects_for(FRA)
+    assert len(rendered) == 3

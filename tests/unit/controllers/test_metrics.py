@@ -83,3 +83,20 @@ def test_commit_to_applied_is_observed_once_per_commit() -> None:
     assert s[("aifleet_commit_applied_seconds_bucket", (("le", "10.0"),))] == 0
     assert s[("aifleet_commit_applied_seconds_bucket", (("le", "20.0"),))] == 1
     assert s[("aifleet_source_commits_total", ())] == 1
+
+
+def test_workloads_by_status_are_counted_once_per_plan_not_per_scrape() -> None:
+    from controllers.status.observe import PlanCounts
+    from fleet.ids import ClusterName, Flavour, WorkloadId
+    from fleet.placement.types import Assignment, Plan, WorkloadPlacement
+
+    a, b = WorkloadId("t/a"), WorkloadId("t/b")
+    placed = WorkloadPlacement(a, "Placed", (Assignment(ClusterName("c"), Flavour("f"), 1, 1),))
+    plan = Plan("c1", {a: placed, b: WorkloadPlacement(b, "Pending")})
+    counted = PlanCounts()
+    for _ in range(5):  # five scrapes of one plan
+        assert counted(plan) == {"Placed": 1, "Pending": 1}
+    assert counted.counted == 1
+    after = Plan("c2", {a: placed})
+    assert counted(after) == {"Placed": 1} and counted.counted == 2
+    assert counted(None) == {}

@@ -1,0 +1,137 @@
+"""`GET /api/v1/status` from the status cache (issue 22): the same document as one
+built whole, built again only when something changed, and then only the rows whose
+inputs changed. The real controller on simulated clusters over HTTP; counted, not
+timed (the cache's clock is injected, so its age limit never decides)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from controllers.demo.sandbox import synced, until
+from controllers.runtime.manager import Manager
+from controllers.status.cache import StatusCache
+from tests.fleetdocs import workload
+from tests.support.controller import (
+    FAST,
+    SERVE,
+    fast_settings,
+    fleet_files,
+    sandbox,
+)
+
+EXTRA = [f"extra-{i}" for i in range(6)]
+
+
+def files() -> dict[str, str | bytes]:
+    out = fleet_files()
+    for name in EXTRA:  # small public inference workloads: more rows to keep or rebuild
+        out[f"workloads/search-team/{name}.yaml"] = workload(
+            name, "search-team", data_class="public", wtype="inference").replace(
+            "  replicas: 2\n", "  replicas: 1\n").replace("      count: 8\n",
+                                                          "      count: 1\n")
+    return out
+
+
+def without_clocks(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document less its loop-lag summary (a clock: it moves between two reads)."""
+    return {k: v for k, v in doc.items() if k != "controller"}
+
+
+class Frozen:
+    """The cache's clock, still: only the fingerprint decides a rebuild."""
+
+    def __call__(self) -> float:
+        return 0.0
+
+
+def settled_cache(m: Manager) -> StatusCache:
+    cache = StatusCache(m, max_age=1.0, slice_rows=2, clock=Frozen())
+    m.status_cache = cache
+    return cache
+
+
+async def stable(m: Manager, cache: StatusCache) -> bytes:
+    """Until two builds in a row rebuild no row (pods done starting); that body."""
+    async def quiet() -> bool:
+        before = cache.rows_built
+        cache._fp = None  # look again
+        await cache.body()
+        return cache.rows_built == before
+    for _ in range(100):
+        if await quiet():
+            return await cache.body()
+        await anyio.sleep(0.2)
+    raise AssertionError("the status document never settled")
+
+
+async def test_the_cached_status_is_the_whole_document_rebuilt_only_where_it_changed(
+        tmp_path: Path) -> None:
+    async with sandbox(tmp_path, files()) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        n = 3 + len(EXTRA)
+        await until(lambda: synced(m.status(), box.first_commit) == (n, n), 30,
+                    what="first rollout")
+        cache = settled_cache(m)
+        body = await stable(m, cache)
+        assert without_clocks(json.loads(body)) == without_clocks(m.status())
+        # Nothing changed: the same bytes, no build.
+        builds, served = cache.builds, cache.served_cached
+        assert await cache.body() is body
+        assert (cache.builds, cache.served_cached) == (builds, served + 1)
+        # Over HTTP: the very bytes the cache holds.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+            got = await c.get("/api/v1/status")
+        assert got.status_code == 200 and got.content == body
+        # One workload suspended: one build, and one row built again, not all of them.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+            r = await c.post("/api/v1/suspend", json={"workload": SERVE})
+            assert r.status_code == 200
+            rows = cache.rows_built
+            after = (await c.get("/api/v1/status")).json()
+        assert cache.rows_built - rows == 1
+        assert cache.builds == builds + 1
+        assert without_clocks(after) == without_clocks(m.status())
+        row = next(w for w in after["workloads"] if w["id"] == SERVE)
+        assert "suspended" in row
+
+
+async def test_with_the_refresher_a_changed_fleet_is_answered_at_once_then_rebuilt(
+        tmp_path: Path) -> None:
+    """Once a document exists, no request waits for a build: one that finds it out of
+    date gets it at once and the refresher builds the next; an operator action makes
+    the next request wait for a document that shows it."""
+    from dataclasses import replace
+
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        await until(lambda: synced(m.status(), box.first_commit) == (3, 3), 30,
+                    what="first rollout")
+        cache = m.status_cache  # the manager's, with its refresher running
+        first = await cache.body()
+        key = next(k for k in m.live if k[1] == SERVE)
+        m.live[key] = replace(m.live[key], sync="Failed", message="refused: test")
+        builds, stale = cache.builds, cache.served_stale
+        again = await cache.body()
+        assert again is first  # out of date, answered at once with the last document
+        assert (cache.builds, cache.served_stale) == (builds, stale + 1)
+        await until(lambda: cache.builds > builds, 20, what="the refresher's build")
+        row = next(w for w in json.loads(await cache.body())["workloads"]
+                   if w["id"] == SERVE)
+        assert row["sync"] == "Failed"
+        # A one-shot reader (`fleet status`) asks for the state of now: no-cache.
+        m.live[key] = replace(m.live[key], sync="Synced", message=None)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+            now = (await c.get("/api/v1/status", headers={"Cache-Control": "no-cache"})
+                   ).json()
+        assert next(w for w in now["workloads"] if w["id"] == SERVE)["sync"] == "Synced"
+        # An operator action: the next request waits for a document that shows it.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+            assert (await c.post("/api/v1/suspend",
+                                 json={"workload": SERVE})).status_code == 200
+            doc = (await c.get("/api/v1/status")).json()
+        assert "suspended" in next(w for w in doc["workloads"] if w["id"] == SERVE)
