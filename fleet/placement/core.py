@@ -115,7 +115,7 @@ class Planner:
         self._all_static: dict[tuple[Flavour, bool, Hashable],
                                frozenset[ClusterName]] = {}
         self._verdicts: dict[tuple[str, Flavour | None, bool, Hashable, ClusterName],
-                             FilterResult] = {}
+                             tuple[FilterResult, Reason]] = {}
         self.static_diagnosis: dict[tuple[Hashable, ...], object] = {}
         self._contexts: dict[WorkloadId, tuple[Workload, WorkloadContext]] = {}
         self._digest: str | None = None
@@ -304,14 +304,17 @@ class Planner:
         return found
 
     def static_verdict(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour,
-                       c: ClusterInfo, key: Hashable = None) -> FilterResult:
-        """A static filter's verdict on one cluster, cached by its key (diagnoses);
-        `key`: `flt.key(ctx)` when the caller has it (asking per cluster repeats it)."""
+                       c: ClusterInfo, key: Hashable = None) -> tuple[FilterResult, Reason]:
+        """A static filter's verdict on one cluster and the Reason a diagnosis shows
+        for it, cached by its key (diagnoses); `key`: `flt.key(ctx)` when the caller
+        has it (asking per cluster repeats it). One Reason per verdict, shared by every
+        diagnosis that shows it, rather than one per static key that fails there."""
         f = flavour if flt.per_flavour else None
         k = (flt.name, f, ctx.keep, flt.key(ctx) if key is None else key, c.name)
         found = self._verdicts.get(k)
         if found is None:
-            found = self._verdicts[k] = flt.filter(ctx, c, f, None)
+            r = flt.filter(ctx, c, f, None)
+            found = self._verdicts[k] = (r, Reason(r.message, c.name, r.rule))
         return found
 
     def static_passing(self, ctx: WorkloadContext, flavour: Flavour) -> frozenset[ClusterName]:

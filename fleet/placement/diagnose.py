@@ -49,7 +49,8 @@ class Planner(Protocol):
     def passing(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour
                 ) -> frozenset[ClusterName]: ...
     def static_verdict(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour,
-                       c: ClusterInfo, key: Hashable = None) -> FilterResult: ...
+                       c: ClusterInfo, key: Hashable = None
+                       ) -> tuple[FilterResult, Reason]: ...
     def static_passing(self, ctx: WorkloadContext, flavour: Flavour
                        ) -> frozenset[ClusterName]: ...
 
@@ -130,8 +131,8 @@ def _static_part(planner: Planner, ctx: WorkloadContext) -> _StaticPart:
             survivors.append((c, alive))
             continue
         i = next(i for i, s in enumerate(sets) if name not in s)
-        bad = planner.static_verdict(statics[i], ctx, first, c, keys[i])
-        reasons.append(Reason(bad.message, name, bad.rule))
+        bad, reason = planner.static_verdict(statics[i], ctx, first, c, keys[i])
+        reasons.append(reason)
         counts[bad.summary] += 1
     part = _StaticPart(counts, tuple(reasons), tuple(survivors),
                        frozenset(r.rule for r in reasons))
