@@ -6,12 +6,14 @@ the model of the repo). Each returns the violations it finds, one line each.
 2. residency: every live workload object (label `aifleet.dev/workload`) on a reachable
    cluster runs where the policy allows its dataClass, by the jurisdiction the applied
    commit gives that cluster;
-3. nothing lost: a workload whose file still exists (valid, Invalid or unparseable) and
-   that had live copies keeps one, unless every copy it had was on a cluster the repo
-   retired (its Cluster file deleted, by an allowed commit) or that residency now
-   forbids; and a commit that removes more than one Cluster file, or more than 30% of
-   the workload files (and more than three), deletes nothing of them unless a commit
-   since the applied one carries `Fleet-Allow: retire` / `Fleet-Allow: mass-deletion`
+3. nothing lost: a workload whose file still exists (valid, Invalid or unparseable) --
+   in the applied commit, or in a head that descends from it (a force-pushed rollback
+   is refused, 4) -- and that had live copies keeps one, unless every copy it had was
+   on a cluster the repo retired (its Cluster file deleted, by an allowed commit) or
+   that residency now forbids; and a commit that removes more than one Cluster file,
+   or more than 30% of the workload files (and more than three), deletes nothing of
+   them unless a commit since the applied one carries `Fleet-Allow: retire` /
+   `Fleet-Allow: mass-deletion`
    (the second copy of a one-cluster workload going -- a failover's stale copy on a
    cluster that came back -- is cleanup, not a drain);
 4. no rollback: the applied commit only ever moves to descendants (a force-pushed
@@ -97,7 +99,14 @@ class Judge:
         """`base`: the applied commit before the step; `applied`: after it."""
         m = self.model
         head_files = m.files()
-        in_force = set(workloads_in(head_files))
+        in_force: set[str] = set()
+        if applied is None or applied not in m.commits or self.descends(m.head, applied):
+            # (a head that does not descend from the applied commit is a force-pushed
+            # rollback the controller refuses, invariant 4: its files are not in force --
+            # seed 6 step 196 of the long run at 38b368b: an allowed mass deletion
+            # applied, main forced back to a commit with the files, the deleted
+            # workloads' copies on a returning cluster rightly pruned)
+            in_force |= workloads_in(head_files)
         if applied in m.commits:
             in_force |= workloads_in(m.commits[applied].files)
         kept_clusters = clusters_in(head_files)

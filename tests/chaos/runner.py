@@ -81,7 +81,13 @@ def _settled(doc: dict[str, Any] | None, head: str, down: set[str]) -> str | Non
     src = doc["source"]
     if src["observedCommit"] != head:
         return f"observed {str(src['observedCommit'])[:8]}"
-    said = [c for c in src["conditions"] if c["type"] != "Ready" and c["status"] == "True"]
+    # A cluster being drained (`ClusterRetiring`) does not say why the head is not the
+    # applied commit: the controller already acts on the head there and elsewhere, and
+    # the head becomes the applied one when the drain is done -- a transition to wait
+    # out (bounded), like a sync, not a hold. Judged before, the oracle took the older
+    # applied commit's workloads as still in force while the head had deleted one.
+    said = [c for c in src["conditions"]
+            if c["type"] not in ("Ready", "ClusterRetiring") and c["status"] == "True"]
     if src["appliedCommit"] != head and not said:
         return f"applied {str(src['appliedCommit'])[:8]} and no condition says why"
     for w in doc["workloads"]:

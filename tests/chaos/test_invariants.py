@@ -103,6 +103,18 @@ def test_a_corrupt_file_still_protects_its_workload() -> None:
     assert j.nothing_lost(live(eu_fra_1=[CHAT]), live(), "c0", "c1") != []
 
 
+def test_a_refused_rollbacks_files_keep_nothing_in_force() -> None:
+    """A workload deleted by the applied commit, main force-pushed back to a commit that
+    still has its file (refused: not a descendant): its last copy going is no loss --
+    while the same file in a head the controller may apply still protects it."""
+    j = judge((without("workloads/vision-team/detect.yaml"), f"rm\n\n{ALLOW_MASS}"))
+    j.model.head = "c0"  # main forced back; the controller keeps c1 applied
+    assert j.nothing_lost(live(eu_par_1=[DETECT]), live(), "c1", "c1") == []
+    assert j.nothing_lost(live(eu_par_1=[DETECT]), live(), "c0", "c0") == [
+        "3 lost: vision-team/detect (file still in the repo) ran on ['eu-par-1'] and now "
+        "runs nowhere"]
+
+
 def test_the_applied_commit_never_moves_back() -> None:
     j = judge((without(), "one"), (without(), "two"))
     assert j.observe_applied("c2") == []
