@@ -36,7 +36,7 @@ The rules:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import structlog
@@ -47,9 +47,47 @@ from controllers.persist.sharedstate import PIECES, SharedStore, Unreadable
 from controllers.runtime import sourceguard
 
 if TYPE_CHECKING:
-    from controllers.runtime.manager import Manager
+    from clusters.home import Home
+    from controllers.runtime.clusterset import ClusterSet
+    from controllers.runtime.desired import DesiredState
+    from controllers.runtime.leadership import Leadership
+    from controllers.runtime.retirement import Retirement
+    from controllers.runtime.sourceloop import SourceLoop
+    from controllers.runtime.suspension import Suspensions
+    from controllers.settings import Settings
 
 log = structlog.get_logger()
+
+
+class Host(Protocol):
+    """What handover reads and calls of the Manager, and nothing else of it: the parts
+    whose state is shared (suspensions, retirement, the source loop's holds, source and
+    conditions), the home, the Lease, whether this replica may act, and a re-plan."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def tick(self) -> float: ...
+    @property
+    def startup_sync_timeout(self) -> float: ...
+    @property
+    def home(self) -> Home: ...
+    @property
+    def shared(self) -> SharedState: ...
+    @property
+    def suspensions(self) -> Suspensions: ...
+    @property
+    def retirement(self) -> Retirement: ...
+    @property
+    def desired(self) -> DesiredState: ...
+    @property
+    def clusters(self) -> ClusterSet: ...
+    @property
+    def sources(self) -> SourceLoop: ...
+    @property
+    def leadership(self) -> Leadership: ...
+    def may_act(self) -> bool: ...
+    def trigger_plan(self) -> None: ...
 
 RETRY_EVERY = 2.0
 """Seconds between attempts to write a piece the home did not take."""
@@ -71,7 +109,7 @@ class SharedState:
         """One publish at a time (the loop's and `fleet suspend`'s)."""
 
 
-def make(m: Manager) -> SharedState:
+def make(m: Host) -> SharedState:
     """The Manager's `SharedState` (the home client, fenced as its other writes)."""
 
     async def no_fence() -> str | None:
@@ -81,17 +119,18 @@ def make(m: Manager) -> SharedState:
     return SharedState(SharedStore(
         m.home.client, m.may_act, m.home.namespace,
         m.leadership.confirm_lease if elect else no_fence,
-        lambda: (m.elector.generation if m.elector is not None else 0) if elect else None))
+        lambda: (m.leadership.elector.generation if m.leadership.elector is not None else 0)
+        if elect else None))
 
 
-def local_docs(m: Manager) -> dict[str, dict[str, Any]]:
+def local_docs(m: Host) -> dict[str, dict[str, Any]]:
     """Every piece as this replica holds it, in its state file's format."""
-    docs = {"suspended": m.suspensions.to_doc(), **m.deletions.shared_docs(),
+    docs = {"suspended": m.suspensions.to_doc(), **m.sources.deletions.shared_docs(),
             "retiring": m.retirement.to_doc()}
     return {name: {"version": 1, **doc} for name, doc in docs.items()}
 
 
-async def publish(m: Manager) -> str | None:
+async def publish(m: Host) -> str | None:
     """Write the pieces that changed since they were last in the home (the leader
     only, once it read them); None when the home has them all, else why not."""
     shared = m.shared
@@ -114,7 +153,7 @@ async def publish(m: Manager) -> str | None:
         return why
 
 
-async def keep_shared(m: Manager) -> None:
+async def keep_shared(m: Host) -> None:
     """Publish what changed, every tick (after a failure, every `RETRY_EVERY`)."""
     while True:
         try:
@@ -125,7 +164,7 @@ async def keep_shared(m: Manager) -> None:
         await anyio.sleep(RETRY_EVERY if failed else m.tick)
 
 
-async def load(m: Manager, *, strict: bool) -> bool:
+async def load(m: Host, *, strict: bool) -> bool:
     """Read every piece; the home's copy wins. False when the home could not be read
     (with `strict`, at the first piece that cannot; else the rest are still read)."""
     ok = True
@@ -147,7 +186,7 @@ async def load(m: Manager, *, strict: bool) -> bool:
             log.info("suspensions_from_home", workloads=sorted(m.suspensions.workloads),
                      clusters=sorted(m.suspensions.clusters))
     if "held" in docs or "adopted" in docs:
-        hold = m.deletions.take_shared(docs.get("held"), docs.get("adopted"))
+        hold = m.sources.deletions.take_shared(docs.get("held"), docs.get("adopted"))
         if hold is not None:
             await _serve_held_base(m, hold[0], hold[1])
     retiring = docs.get("retiring")
@@ -157,27 +196,28 @@ async def load(m: Manager, *, strict: bool) -> bool:
     return ok
 
 
-async def _serve_held_base(m: Manager, commit: str, base: str) -> None:
+async def _serve_held_base(m: Host, commit: str, base: str) -> None:
     """The leader held `commit` against `base`; this replica adopted `commit` (it never
     saw it held): serve `base` again, and hold `commit` as the leader did. Before
     anything is adopted the hold is served at start (`DeletionGuard.restored_base`)."""
     if m.desired.spec is None or m.desired.head != commit:
         return
-    served = await m.source.read(base)
-    held = m.source.last_good if m.source.last_good is not None and \
-        m.source.last_good.commit == commit else await m.source.read(commit)
+    source = m.sources.source
+    served = await source.read(base)
+    held = source.last_good if source.last_good is not None and \
+        source.last_good.commit == commit else await source.read(commit)
     if served is None or held is None:
         log.error("held_base_unreadable", commit=commit, base=base)
         return
     log.warning("deletions_held_by_leader", commit=commit, base=base)
-    m.deletions.hold_restored(held)
-    condition = m.deletions.condition()
-    m.sources.conditions = tuple(c for c in m.conditions if c.type != "DeletionsHeld") + (
+    m.sources.deletions.hold_restored(held)
+    condition = m.sources.deletions.condition()
+    m.sources.conditions = tuple(c for c in m.sources.conditions if c.type != "DeletionsHeld") + (
         (condition,) if condition is not None else ())
     await m.sources.adopt(served)
 
 
-async def before_fetch(m: Manager) -> None:
+async def before_fetch(m: Host) -> None:
     """At each fetch, after the leader's applied commit is read (`SourceLoop`): the
     first time, every piece (waiting a while for the home's first connection); on a
     follower, the suspensions again (its status says what the leader's says)."""
@@ -189,7 +229,7 @@ async def before_fetch(m: Manager) -> None:
         log.error("shared_state_read_failed", error=f"{type(e).__name__}: {e}")
 
 
-async def _refresh(m: Manager) -> None:
+async def _refresh(m: Host) -> None:
     if not m.shared.loaded:
         if m.home.is_management:
             with anyio.move_on_after(m.startup_sync_timeout):
@@ -206,7 +246,7 @@ async def _refresh(m: Manager) -> None:
             m.suspensions.replace(doc)
 
 
-async def take_over(m: Manager) -> bool:
+async def take_over(m: Host) -> bool:
     """This replica holds the Lease: before it may act, the home's state. True when
     read and taken; False (not acting yet, tried again next tick) when the home cannot
     be read, while the commit it serves does not descend from the leader's applied
@@ -227,10 +267,10 @@ async def take_over(m: Manager) -> bool:
         except (ValueError, TypeError) as e:
             log.warning("shared_source_guard_unusable", error=f"{type(e).__name__}: {e}")
     if applied is not None:
-        m.source.shared_applied = applied
+        m.sources.source.shared_applied = applied
         if not await _serves_from(m, applied):
             log.warning("takeover_waits_for_base", serving=m.desired.head, applied=applied)
-            m.trigger_fetch()
+            m.sources.trigger()
             return False
     if not await load(m, strict=True):
         return False
@@ -241,18 +281,18 @@ async def take_over(m: Manager) -> bool:
         m.trigger_plan()
         return False
     log.info("leadership_taken_over", suspended=len(m.suspensions.workloads)
-             + len(m.suspensions.clusters), held=m.deletions.saved is not None,
+             + len(m.suspensions.clusters), held=m.sources.deletions.saved is not None,
              retiring=sorted(m.retirement.names))
     return True
 
 
-async def _serves_from(m: Manager, applied: str) -> bool:
+async def _serves_from(m: Host, applied: str) -> bool:
     """Does what this replica serves (or its source last read) descend from `applied`?"""
     served = m.desired.head
     if served is None:
         return True  # nothing adopted: nothing to write from
-    for commit in (served, m.source.last_good.commit if m.source.last_good else None):
-        if commit is not None and await anyio.to_thread.run_sync(
-                m.source._is_descendant, commit, applied):
+    source = m.sources.source
+    for commit in (served, source.last_good.commit if source.last_good else None):
+        if commit is not None and await source.descends(commit, applied):
             return True
     return False
