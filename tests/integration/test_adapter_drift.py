@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from clusters.client import SERVICE
@@ -20,6 +19,7 @@ from tests.support.adapter import (
     NAME,
     TEAM,
     Connected,
+    all_seen,
     connected,
     namespace,
     serving,
@@ -77,8 +77,9 @@ async def test_an_out_of_band_edit_is_reported_with_path_and_manager_and_correct
         assert (dep["spec"]["replicas"], _image(dep)) == (1, "registry.internal/serve:v1")
         assert dep["metadata"]["labels"]["aifleet.dev/workload"] == "nlp-team.serve"
         assert c.adapter.stats.calls["apply"] == writes + 1
-        # Corrected means quiet: no further reports once live matches again.
-        await anyio.sleep(0.3)
+        # Corrected means quiet: no further reports once live matches again (every
+        # event up to a later one handled, the correction's own among them).
+        await all_seen(c, "Deployment", "serve")
         assert len(c.adapter.drift_log) == 1 and c.adapter.applier.corrections == 1
 
 
@@ -93,9 +94,10 @@ async def test_without_self_heal_drift_is_reported_and_left_alone(tmp_path: Path
         assert not report.corrected
         assert [(f.path, f.manager) for f in report.fields] == [("spec.replicas",
                                                                   "hpa-controller")]
-        await anyio.sleep(0.3)
+        await all_seen(c, "Deployment", "serve")  # every later event handled: still left
         assert _deployment(c)["spec"]["replicas"] == 5
         assert c.adapter.applier.corrections == 0
+        assert [r.corrected for r in c.adapter.drift_log] == [False]
 
 
 async def test_fields_added_by_other_managers_and_server_defaults_are_not_drift(
@@ -107,13 +109,13 @@ async def test_fields_added_by_other_managers_and_server_defaults_are_not_drift(
                          "labels": {"cost-centre": "42"}},
             "spec": {"template": {"metadata": {"annotations": {"sidecar": "injected"}}}}},
             manager="kubectl-annotate")
-        await until(lambda: "team.example/owner" in (
-            c.adapter.applier.live[("apps/v1", "Deployment", TEAM, "serve")]
-            ["metadata"].get("annotations") or {}), what="the annotation seen")
+        # Handled (and judged) once the adapter holds a later version than the edit's.
+        await all_seen(c, "Deployment", "serve")
+        live = c.adapter.applier.live[("apps/v1", "Deployment", TEAM, "serve")]
+        assert live["metadata"]["annotations"]["team.example/owner"] == "alice"
         # The server defaulted strategy, progressDeadlineSeconds, imagePullPolicy...
         dep = _deployment(c)
         assert "strategy" in dep["spec"]
-        await anyio.sleep(0.3)
         assert c.adapter.drift_log == []
         again = await c.adapter.apply([namespace(), *serving("serve")])
         assert (len(again.unchanged), again.api_calls) == (3, 0)

@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import structlog.testing
 
 from controllers.demo.sandbox import Sandbox, synced, until
 from controllers.runtime.manager import Manager
@@ -41,6 +42,7 @@ from tests.support.controller import (
     where,
     writes,
 )
+from tests.support.logs import logged
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE = 2.0
@@ -259,11 +261,17 @@ async def test_a_rollback_taken_while_the_home_was_unreadable_is_not_applied_on_
         b, _ = await replica(tg, box, "b", tmp_path)
         await until(lambda: b.desired.head == box.first_commit, 20,
                     what="b took the rollback as its view")
-        await kill_a()
-        assert b.elector is not None
-        await until(lambda: b.elector is not None and b.elector.is_leader, 20,
-                    what="b holds the Lease")
-        await anyio.sleep(1.0)  # a leader that did not wait for the home writes now
+        with structlog.testing.capture_logs() as logs:
+            await kill_a()
+            assert b.elector is not None
+            await until(lambda: b.elector is not None and b.elector.is_leader, 20,
+                        what="b holds the Lease")
+            # A leader that did not wait for the home would have written by now: b tried
+            # to take over twice, and its clusters had as many passes as two each.
+            passes = b.queue.stats.processed + 2 * len(b.adapters)
+            await until(lambda: logged(logs, "takeover_waits_for_home") >= 2
+                        and b.queue.stats.processed >= passes, 20,
+                        what="b's take-over refused twice, two passes of each cluster")
         home.faults.clear()
         await until(lambda: condition(b.status(), "NonFastForwardRefused") is not None, 20,
                     what="b refuses the rollback")

@@ -16,16 +16,19 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
+import structlog.testing
 
 from controllers.demo.sandbox import Sandbox, until
 from controllers.runtime.manager import JOURNAL_FILE, Manager
 from controllers.runtime.reconcile import live_manifest_digest
 from fleet.audit import open_placements
+from fleet.ids import ClusterName
 from fleet.ledger import Entry, Record
 from fleet.render import workload_id_of_label
 from tests.fleetdocs import cluster, workload
@@ -40,6 +43,7 @@ from tests.support.controller import (
     sandbox,
     serve_doc,
 )
+from tests.support.logs import logged
 from workloads.errors import WorkloadsError
 from workloads.ledger_store import LEDGER_BRANCH, LedgerReader, LedgerWriter, read_ledger
 
@@ -57,6 +61,28 @@ def records(box: Sandbox) -> list[Record]:
 def all_applied(box: Sandbox) -> bool:
     applied = {r.entry.workload for r in records(box) if r.entry.event == "Applied"}
     return applied >= {TRAIN, SERVE, RANK}
+
+
+async def planned(m: Manager, logs: Sequence[Mapping[str, Any]], commit: str) -> int:
+    """Until `commit` is planned; where the log stood then (what follows is of it)."""
+    await until(lambda: m.desired.plan is not None and m.desired.plan.commit == commit, 20,
+                what=f"{commit[:12]} planned")
+    return len(logs)
+
+
+async def blocked_passes(m: Manager, logs: Sequence[Mapping[str, Any]], *, since: int,
+                         passes: int) -> None:
+    """Until every cluster the plan changes (what it should run is not what it last
+    applied) has begun `passes` passes since the log's entry `since`, each stopped by
+    the ledger at its gate: a pass that would write has had its turn by then."""
+    changed = sorted(name for name in m.adapters if m.reconciler.applied_signature.get(
+        name) != m.desired.signature(ClusterName(name)))
+    assert changed, "the plan changes no cluster: nothing would be written anyway"
+
+    def each_blocked() -> bool:
+        return all(logged(logs, "reconcile_blocked_by_ledger", since=since, cluster=c)
+                   >= passes for c in changed)
+    await until(each_blocked, 20, what=f"{passes} blocked passes on each of {changed}")
 
 
 async def get(m: Manager, path: str) -> httpx.Response:
@@ -99,12 +125,13 @@ async def test_a_forged_force_pushed_ledger_is_refused_and_cluster_actions_stop(
         assert ready.status_code == 503 and "LedgerForged" in ready.text
         assert "aifleet_ledger_forged 1" in (await get(m, "/metrics")).text
 
-        # Fail closed: a later commit is planned but not applied anywhere.
-        c3 = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(
-            replicas=2, image="registry.internal/serve:v2")}, "serve v2")
-        await until(lambda: m.desired.plan is not None and m.desired.plan.commit == c3, 20,
-                    what="c3 planned")
-        await anyio.sleep(2.0)  # several reconcile attempts (each retries after 1 s)
+        # Fail closed: a later commit is planned but not applied anywhere, after two
+        # passes of each cluster it changes (each retries after 1 s) began on its plan.
+        with structlog.testing.capture_logs() as logs:
+            c3 = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(
+                replicas=2, image="registry.internal/serve:v2")}, "serve v2")
+            mark = await planned(m, logs, c3)
+            await blocked_passes(m, logs, since=mark, passes=2)
         assert m.applied_commit != c3
         assert all(lp.commit != c3 for lp in m.live.values())
 
@@ -127,11 +154,11 @@ async def test_a_blocked_ledger_push_fails_readyz_and_holds_actions_until_writab
         metrics = (await get(m, "/metrics")).text
         assert "aifleet_ledger_blocked 1" in metrics
         assert "aifleet_ledger_write_failures_total 0" not in metrics
-        c3 = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(
-            replicas=2, image="registry.internal/serve:v2")}, "serve v2")
-        await until(lambda: m.desired.plan is not None and m.desired.plan.commit == c3, 20,
-                    what="c3 planned")
-        await anyio.sleep(2.0)  # several reconcile attempts (each retries after 1 s)
+        with structlog.testing.capture_logs() as logs:
+            c3 = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(
+                replicas=2, image="registry.internal/serve:v2")}, "serve v2")
+            mark = await planned(m, logs, c3)
+            await blocked_passes(m, logs, since=mark, passes=2)
         assert m.applied_commit != c3  # fail closed: nothing acted on unrecorded
 
         lock.unlink()  # writable again: the backlog goes out, then the rollout goes on

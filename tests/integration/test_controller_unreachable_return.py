@@ -28,6 +28,7 @@ from tests.support.controller import (
     TRAIN,
     fast_settings,
     fleet_files,
+    plan_applied,
     sandbox,
     serve_doc,
     where,
@@ -84,7 +85,7 @@ async def plans_after(m: Manager, n: int) -> None:
         m.trigger_plan()
         await until(lambda: len(m.placement_durations) > start, 20,  # noqa: B023
                     what="one more plan")
-        await anyio.sleep(0.3)
+        await until(lambda: plan_applied(m), 20, what="every cluster's turn at it")
 
 
 async def sampling(sample: Callable[[], None], body: Callable[[], Any]) -> None:

@@ -8,6 +8,7 @@ adapter sees what it sees in production. Each test module opens its own `connect
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -139,6 +140,30 @@ async def connected(tmp: Path, *, options: AdapterOptions = FAST, job_seconds: f
                 tg.cancel_scope.cancel()
         finally:
             await adapter.aclose()
+
+
+_stamps = itertools.count(1)
+
+
+async def all_seen(c: Connected, kind: str, name: str, team: str = TEAM) -> None:
+    """Until the adapter has handled every event of this object made so far: what has
+    not happened by then was not on its way (a known point, not a wait of some time).
+
+    Another field manager stamps an annotation on the object (not drift: no field we
+    own), and this waits until the adapter's inventory holds the stamped version. A
+    watch delivers one resource's events in resourceVersion order and the adapter
+    handles them one at a time, so every earlier event has been handled too: each
+    drift it showed reported (and its correction started)."""
+    stamp = str(next(_stamps))
+    obj = await c.cluster.edit(kind, team, name, {"metadata": {"annotations": {
+        "test.aifleet.dev/all-seen": stamp}}}, manager="test-barrier")
+    key = (obj["apiVersion"], kind, team, name)
+
+    def seen() -> bool:
+        live = c.adapter.applier.live.get(key) or {}
+        return (live.get("metadata", {}).get("annotations") or {}).get(
+            "test.aifleet.dev/all-seen") == stamp
+    await until(seen, what=f"the adapter saw {kind} {team}/{name} stamped {stamp}")
 
 
 def stored(c: Connected, kind: str, team: str = TEAM) -> dict[str, dict[str, Any]]:

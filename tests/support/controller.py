@@ -16,6 +16,8 @@ from clusters.adapter import AdapterOptions
 from clusters.client import RetryPolicy
 from controllers.demo.sandbox import Sandbox, synced, until
 from controllers.runtime.manager import Manager
+from fleet.ids import ClusterName
+from fleet.safety import REACHABLE
 from tests.fleetdocs import POLICY, cluster, workload
 
 CLUSTERS = {"eu-fra-1": "DE", "eu-par-1": "FR", "us-east-1": "US"}
@@ -83,6 +85,20 @@ async def rolled_out(m: Manager, box: Sandbox) -> dict[str, list[str]]:
 def condition(doc: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     """The source condition of that type in a status document, if any."""
     return next((c for c in doc["source"]["conditions"] if c["type"] == ctype), None)
+
+
+def plan_applied(m: Manager) -> bool:
+    """Every cluster that answers has had its turn at the current plan: what the plan
+    has it run is what its last finished pass applied, and it holds no stale copy
+    (nothing the placement loop would queue it for, `PlacementLoop._enqueue_changed`)."""
+    for name, a in list(m.adapters.items()):
+        if a.health_state not in REACHABLE:
+            continue
+        cluster = ClusterName(name)
+        if m.reconciler.applied_signature.get(name) != m.desired.signature(cluster) or \
+                m.desired.stale_on(cluster, set(a.live_workloads())):
+            return False
+    return True
 
 
 def writes(m: Manager) -> int:
