@@ -100,6 +100,21 @@ class ReconcileTotals:
     stale_deleted: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class DrainLeft:
+    """What a retiring cluster still holds of ours, by what its drain waits for (one
+    reading for the drain and for status, so status says what the drain waits for)."""
+
+    deleting: frozenset[str] = frozenset()
+    """Workload labels whose objects are still there, to delete."""
+    kept: frozenset[str] = frozenset()
+    """Workload labels whose objects stay (Invalid in the applied commit, or suspended:
+    `fleet.safety.drainable`): the cluster stays retiring until they may go."""
+    terminating: frozenset[str] = frozenset()
+    """Workload labels whose objects are gone but whose pods have not terminated yet
+    (`fleet.safety.copy_still_running`: a gang waits for them elsewhere)."""
+
+
 @dataclass(slots=True)
 class ClusterReconciler:
     desired: DesiredState
@@ -413,33 +428,41 @@ class ClusterReconciler:
         terminated too (a gang waits for them elsewhere), let it be disconnected.
         Never an Invalid workload's copy (`fleet.safety.drainable`): the cluster stays
         retiring, and says so, until that workload is valid or gone."""
+        left = self.drain_left(name, adapter)
+        if left.deleting:
+            try:
+                self.totals.pruned += await self._delete(
+                    name, adapter, set(left.deleting), "its cluster was removed from the repo")
+            except TransientError as e:  # what waits for it elsewhere waits: soon again
+                return self._stale_delete_failed(name, set(left.deleting), e)
+            self.stale_failures.pop(name, None)
+            left = self.drain_left(name, adapter)
+        if left.deleting:
+            return 1.0  # not all gone yet (a delete failed, or not yet seen): again
+        if left.kept:
+            log.warning("drain_waits_for_invalid_workloads", cluster=name,
+                        workloads=sorted(left.kept))
+            return self.resync_interval
+        if left.terminating:  # deleted, its pods still run: a gang waits for them elsewhere
+            log.info("drain_waits_for_pods", cluster=name, workloads=sorted(left.terminating))
+            return 0.5
+        self.on_retired(name)
+        return None
+
+    def drain_left(self, name: str, adapter: ClusterAdapter) -> DrainLeft:
+        """What the drain of retiring cluster `name` waits for now: objects to delete,
+        objects it keeps, pods still terminating (`DrainLeft`)."""
         live_here = set(adapter.live_workloads())
         protected = (self.desired.protected()
                      - self.desired.invalid_stale_on(ClusterName(name), live_here,
                                                      self._running_elsewhere(name))
                      ) | self._suspended_labels(name, live_here)
-        labels = drainable(set(adapter.live_workloads()), protected)
-        if labels:
-            try:
-                self.totals.pruned += await self._delete(
-                    name, adapter, labels, "its cluster was removed from the repo")
-            except TransientError as e:  # what waits for it elsewhere waits: soon again
-                return self._stale_delete_failed(name, labels, e)
-            self.stale_failures.pop(name, None)
-        left = set(adapter.live_workloads())
-        if left and not drainable(left, protected):
-            log.warning("drain_waits_for_invalid_workloads", cluster=name,
-                        workloads=sorted(left))
-            return self.resync_interval
-        if left:
-            return 1.0  # not all gone yet (a delete failed, or not yet seen): again
-        terminating = sorted(lb for lb, pods in adapter.pods_by_workload().items()
-                             if copy_still_running(False, [_phase(p) for p in pods]))
-        if terminating:  # deleted, its pods still run: a gang waits for them elsewhere
-            log.info("drain_waits_for_pods", cluster=name, workloads=terminating)
-            return 0.5
-        self.on_retired(name)
-        return None
+        deleting = drainable(live_here, protected)
+        terminating = {lb for lb, pods in adapter.pods_by_workload().items()
+                       if lb not in live_here
+                       and copy_still_running(False, [_phase(p) for p in pods])}
+        return DrainLeft(frozenset(deleting), frozenset(live_here - deleting),
+                         frozenset(terminating))
 
     async def _delete(self, name: str, adapter: ClusterAdapter, labels: set[str],
                       reason: str) -> int:

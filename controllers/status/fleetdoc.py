@@ -34,6 +34,7 @@ from clusters.health import kueue_queued, unschedulable_pods, workload_health
 from controllers.runtime import busy
 from controllers.runtime.deletions import CONDITION as DELETIONS_HELD
 from controllers.runtime.fleetstate import ClusterView, capacity_snapshot
+from controllers.runtime.reconcile import DrainLeft
 from controllers.status.livestatus import add_row_pods
 from controllers.status.operatorview import Counts, Graces, cluster_fields, placement_fields
 from controllers.status.statusdoc import (
@@ -49,7 +50,7 @@ from fleet.drift import diff
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import API_VERSION
 from fleet.placement.types import WorkloadPlacement
-from fleet.render import workload_label
+from fleet.render import workload_id_of_label, workload_label
 
 if TYPE_CHECKING:
     from controllers.runtime.manager import Manager
@@ -294,14 +295,38 @@ def source_conditions(m: Manager) -> list[dict[str, str]]:
                                                   for n, why in sorted(refused.items()))})
     for name in sorted(m.retiring):
         a = m.adapters.get(name)
-        left = len(a.live_workloads()) if a is not None else 0
+        left = m.reconciler.drain_left(name, a) if a is not None else None
         health = a.health_state if a is not None else "Unknown"
         conditions.append({"type": "ClusterRetiring", "status": "True",
                            "reason": "RemovedFromRepo",
-                           "message": f"{name}: its Cluster file was removed; deleting the "
-                                      f"{left} workloads still running there (cluster "
-                                      f"{health})"})
+                           "message": retiring_message(name, left, health)})
     return conditions
+
+
+def retiring_message(name: str, left: DrainLeft | None, health: str) -> str:
+    """What a retiring cluster's drain waits for, as its `ClusterRetiring` condition
+    says it (`left`: None while it is not connected)."""
+    def ids(labels: frozenset[str]) -> str:
+        return ", ".join(sorted(str(workload_id_of_label(lb)) for lb in labels))
+
+    def count(labels: frozenset[str]) -> str:
+        return f"{len(labels)} workload{'' if len(labels) == 1 else 's'}"
+
+    if left is None:
+        waits = ["not connected: what runs there is not known yet"]
+    else:
+        waits = []
+        if left.deleting:
+            waits.append(f"deleting the {count(left.deleting)} still running there")
+        if left.kept:
+            waits.append(f"keeping {ids(left.kept)} there (Invalid in the applied commit, "
+                         "or suspended) until it may go")
+        if left.terminating:
+            waits.append(f"waiting for the pods of {ids(left.terminating)} to terminate "
+                         "(their objects are deleted)")
+        if not waits:
+            waits.append("nothing of ours is left there: letting it go")
+    return f"{name}: its Cluster file was removed; {'; '.join(waits)} (cluster {health})"
 
 
 def health_notes(m: Manager, views: Mapping[str, ClusterView]) -> dict[str, HealthNote]:

@@ -9,9 +9,11 @@ from pathlib import Path
 import anyio
 import jsonschema
 
+from clusters.sim import SimFleet
 from controllers.demo.faults import find_deployment, inject_replica_drift, workloads_on
 from controllers.demo.sandbox import synced, until
 from controllers.runtime.manager import Manager
+from fleet.render import WORKLOAD_LABEL
 from tests.specs import load_schema
 from tests.support.controller import FAST, SERVE, TRAIN, fast_settings, rolled_out, sandbox, where
 
@@ -264,3 +266,48 @@ def _unreachable_for_the_grace(m: Manager, cluster: str, grace: float) -> None:
     health = m.adapters[cluster].health
     assert health.unreachable_since is not None
     assert health.clock() - health.unreachable_since >= grace
+
+
+def terminating_pods(sim: SimFleet, cluster: str) -> list[tuple[str, str]]:
+    """(namespace, name) of our pods on `cluster` being deleted, not yet gone."""
+    store = sim.clusters[cluster].store
+    return [(o["metadata"]["namespace"], o["metadata"]["name"])
+            for o in store.list(store.resources.lookup("Pod"))
+            if (o["metadata"].get("labels") or {}).get(WORKLOAD_LABEL)
+            and o["metadata"].get("deletionTimestamp")]
+
+
+def retiring(m: Manager) -> list[str]:
+    return [c["message"] for c in m.status()["source"]["conditions"]
+            if c["type"] == "ClusterRetiring"]
+
+
+async def test_a_drain_waiting_for_pods_to_terminate_says_so(tmp_path: Path) -> None:
+    # The simulated kubelet in real time: a deleted Job's and Deployment's pods take
+    # their 30 s grace period to terminate, and the drain waits for them (a gang waits
+    # for them elsewhere). Status says so, not "deleting the 0 workloads".
+    async with sandbox(tmp_path, time_scale=1.0) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        await rolled_out(m, box)
+        sim = box.sim
+        assert sim is not None
+        removed = where(m.status())[TRAIN][0]
+        box.repo.commit({f"clusters/{removed}.yaml": None}, "retire a cluster")
+        m.trigger_fetch()
+        await until(lambda: not workloads_on(sim, removed)
+                    and bool(terminating_pods(sim, removed)), 20,
+                    what="objects deleted, pods terminating")
+        await until(lambda: any("waiting for the pods of" in s for s in retiring(m)), 10,
+                    what="status says the drain waits for pods")
+        [message] = retiring(m)
+        assert message.startswith(f"{removed}: its Cluster file was removed; waiting for "
+                                  "the pods of ") and TRAIN in message, message
+        assert "deleting" not in message and message.endswith("(cluster Healthy)")
+        assert removed in m.adapters  # not let go while they run
+        # The kubelet is done with them (as `kubectl delete pod --force` would be).
+        for ns, name in terminating_pods(sim, removed):
+            sim.clusters[removed].store.delete(
+                sim.clusters[removed].store.resources.lookup("Pod"), ns, name,
+                grace_seconds=0)
+        await until(lambda: removed not in m.adapters, 20, what="let go")
+        assert retiring(m) == []

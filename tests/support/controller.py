@@ -50,11 +50,12 @@ def fleet_files() -> dict[str, str | bytes]:
 
 @asynccontextmanager
 async def sandbox(tmp: Path, files: dict[str, str | bytes] | None = None, *,
-                  home: bool = False) -> AsyncIterator[Sandbox]:
+                  home: bool = False, **sim_options: Any) -> AsyncIterator[Sandbox]:
     """With `home`, also a management cluster (`fast_settings(box, home=True)` uses it
-    for the Lease and shared state)."""
+    for the Lease and shared state); `sim_options` go to `start_sim` (`time_scale`...)."""
     box = Sandbox(tmp, files or fleet_files())
-    await box.start_clusters(job_seconds=3600.0, pod_start_seconds=0.05)
+    await box.start_clusters(**{"job_seconds": 3600.0, "pod_start_seconds": 0.05,
+                                **sim_options})
     if home:
         await box.start_home()
     try:
