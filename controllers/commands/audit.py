@@ -16,7 +16,13 @@ from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from controllers.commands.common import add_format_argument, fail, write_doc
+from controllers.commands.common import (
+    add_controller_namespace_argument,
+    add_format_argument,
+    controller_namespace_of,
+    fail,
+    write_doc,
+)
 from controllers.commands.ledgerread import (
     add_window_arguments,
     bulk_mode,
@@ -73,6 +79,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--observed", metavar="FILE",
                    help="cross-check against observed objects in a JSON file: a list of "
                         "{cluster, kind, namespace, name, workload, managed, gpus}")
+    add_controller_namespace_argument(r)
     r.set_defaults(handler=run)
 
 
@@ -83,13 +90,16 @@ class HeadFleet(Mapping[str, "str | None"]):
     dataClass never needs it.
     """
 
-    def __init__(self, repo: str, ref: str) -> None:
+    def __init__(self, repo: str, ref: str, controller_namespace: str) -> None:
         self.repo, self.ref = repo, ref
+        self.controller_namespace = controller_namespace
+        """Read as the controller reads it: a team folder named like it is refused."""
 
     @cached_property
     def snapshot(self) -> Snapshot:
         try:
-            return read_fleet(self.repo, self.ref)
+            return read_fleet(self.repo, self.ref,
+                              controller_namespace=self.controller_namespace)
         except WorkloadsError as e:
             fail(str(e))
 
@@ -125,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     reader = open_ledger(args.repo, args.ledger_ref)
     history = FleetHistory(args.repo)
     notes: list[str] = []
-    head_fleet = HeadFleet(args.repo, args.ref)
+    head_fleet = HeadFleet(args.repo, args.ref, controller_namespace_of(args))
     live: list[LiveObject] | None = None
     checked: list[str] | None = None
     latest: FleetAt | None = None

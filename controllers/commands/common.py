@@ -87,6 +87,12 @@ def add_repo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worktree", action="store_true",
                    help="read the files on disk instead of a commit, for edits not yet "
                         "committed (symlinks are still refused)")
+    add_controller_namespace_argument(p)
+
+
+def add_controller_namespace_argument(p: argparse.ArgumentParser) -> None:
+    """`--controller-namespace`: every command that reads the fleet's workloads reads
+    them as the controller does, its own namespace refused as a team folder."""
     p.add_argument("--controller-namespace", metavar="NAMESPACE",
                    default=os.environ.get("FLEET_NAMESPACE") or DEFAULT_NAMESPACE,
                    help="the controller's namespace, which no team folder may use, as "

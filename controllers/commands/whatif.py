@@ -10,6 +10,7 @@ from controllers.commands.common import (
     CommandFailed,
     add_format_argument,
     add_repo_arguments,
+    controller_namespace_of,
     fail,
     read_snapshot,
     write_doc,
@@ -86,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
     live = use_live(args)
     try:
         snap = read_snapshot(args)
-        changed = read_fleet(args.repo, args.policy_ref).spec if args.policy_ref else None
+        changed = read_fleet(args.repo, args.policy_ref,
+                             controller_namespace=controller_namespace_of(args)
+                             ).spec if args.policy_ref else None
     except (CommandFailed, WorkloadsError) as e:
         fail(str(e))
     spec = snap.spec

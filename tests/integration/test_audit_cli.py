@@ -13,7 +13,7 @@ import pygit2
 import pytest
 
 from fleet.ledger import Entry
-from tests.fleetdocs import base_fleet, cluster
+from tests.fleetdocs import base_fleet, cluster, workload
 from tests.gitrepo import SIGNATURE, GitRepo
 from workloads.ledger_store import LedgerWriter
 
@@ -298,3 +298,27 @@ async def test_the_controllers_own_ledger_verifies_and_audits_clean_after_a_fail
     assert (lost, {"eu-fra-1": "DE", "eu-par-1": "FR"}[lost], False) in train
     assert all(j in ("DE", "FR") for _, j, _ in train)
     assert any(running for _, _, running in train)
+
+
+def test_audit_reads_the_repo_head_as_the_controller_would(tmp_path: Path) -> None:
+    # A team folder named like the controller's namespace holds no workload the
+    # controller would run: its dataClass is not taken from it (fail closed).
+    r = GitRepo(tmp_path / "f.git", bare=True)
+    files = base_fleet()
+    files["workloads/ml-platform/tuner.yaml"] = workload("tuner", "ml-platform",
+                                                         data_class="public")
+    c1 = r.commit(files)
+    LedgerWriter(r.path).append([
+        Entry("2026-11-23T10:00:00Z", "Applied", "ml-platform/tuner", commit=c1,
+              cluster="us-east-1", jurisdiction="US", flavour="h100-80gb", gpus=8)])
+
+    def period(*args: str) -> tuple[int, dict[str, object]]:
+        out = fleet("audit", "residency", str(r.path), "--format", "json", *args)
+        assert out.returncode in (0, 1), out.stderr
+        [p] = json.loads(out.stdout)["periods"]
+        return out.returncode, p
+
+    code, allowed = period("--controller-namespace", "ops")
+    assert (code, allowed["dataClass"], allowed["allowed"]) == (0, "public", True)
+    code, refused = period("--controller-namespace", "ml-platform")
+    assert (code, refused["dataClass"], refused["allowed"]) == (1, None, False)

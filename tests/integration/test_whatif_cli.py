@@ -70,3 +70,21 @@ def test_bad_scenarios_exit_2_with_one_line(tmp_path: Path) -> None:
     assert out.returncode == 2 and out.stderr == "fleet: no cluster nope\n"
     out = fleet("whatif", str(r.path), "--capacity", "h100-80gb=half")
     assert out.returncode == 2 and "is not FLAVOUR=PERCENT%" in out.stderr
+
+
+def test_a_policy_branch_is_read_as_the_controller_would(tmp_path: Path) -> None:
+    # The branch adds a team folder named like the controller's namespace: with that
+    # namespace, its workload is Invalid there, so nothing new is placed.
+    r = repo(tmp_path)
+    r.commit({"workloads/ml-platform/tuner.yaml": workload("tuner", "ml-platform",
+                                                           data_class="public")},
+             "a team named like the controller's namespace", branch="tuner")
+
+    def placed(*args: str) -> list[str]:
+        out = fleet("whatif", str(r.path), "--policy-ref", "tuner", "--format", "json",
+                    *args)
+        assert out.returncode == 0, out.stderr
+        return [c["workload"] for c in json.loads(out.stdout)["changes"]]
+
+    assert placed("--controller-namespace", "ops") == ["ml-platform/tuner"]
+    assert placed("--controller-namespace", "ml-platform") == []
