@@ -16,48 +16,23 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 import anyio
-import httpx
 import pytest
 
-from clusters.credentials import secret_body
-from clusters.sim import tls
-from controllers.demo.sandbox import Sandbox, until
+from controllers.demo.sandbox import until
 from controllers.runtime import manager_io
 from tests.support.controller import CLUSTERS, FAST, fast_settings, rolled_out, sandbox
-
-NS = "aifleet-system"
-
-
-async def post(box: Sandbox, path: str, body: dict[str, object]) -> None:
-    """A write to the home cluster over HTTPS (async: the simulator runs in this loop)."""
-    assert box.home is not None
-    home = box.home.clusters["home"]
-    ctx = ssl.create_default_context(cadata=tls.make_tls().ca_pem.decode())
-    async with httpx.AsyncClient(verify=ctx) as client:
-        r = await client.post(f"{home.url}{path}", json=body,
-                              headers={"Authorization": f"Bearer {home.token}"})
-    assert r.status_code in (200, 201, 409), r.text
-
-
-async def put_credentials(box: Sandbox, cluster: str, *, token: bool = True) -> None:
-    assert box.sim is not None
-    member = box.sim.clusters[cluster]
-    body = secret_body(cluster, NS, server=member.url, ca=tls.make_tls().ca_pem,
-                       token=member.token if token else None)
-    await post(box, f"/api/v1/namespaces/{NS}/secrets", body)
+from tests.support.home import create_namespace, put_credentials
 
 
 async def test_members_are_reached_only_through_their_credentials_secrets(
         tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     async with sandbox(tmp_path, home=True) as box:
-        await post(box, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                        "metadata": {"name": NS}})
+        await create_namespace(box)
         await put_credentials(box, "eu-fra-1")
         await put_credentials(box, "us-east-1", token=False)  # no credentials in it
         # eu-par-1 has no Secret at all.

@@ -18,30 +18,17 @@ from controllers.runtime.manager import Manager
 from tests.support.controller import (
     CLUSTERS,
     FAST,
+    SERVICES,
     TRAIN,
     fast_settings,
-    fleet_files,
     rolled_out,
     sandbox,
-    serve_doc,
+    service_doc,
+    services_fleet,
     where,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = [f"nlp-team/svc-{i}" for i in range(10)]
-
-
-def small(i: int) -> str:
-    return serve_doc().replace("name: serve\n", f"name: svc-{i}\n")
-
-
-def bigger_fleet() -> dict[str, str | bytes]:
-    """The test fleet and ten one-GPU services: 13 workloads."""
-    files = fleet_files()
-    files.update({f"workloads/nlp-team/svc-{i}.yaml": small(i) for i in range(10)})
-    return files
-
-
 def running(box: Sandbox) -> dict[str, set[str]]:
     assert box.sim is not None
     return {c: workloads_on(box.sim, c) for c in CLUSTERS}
@@ -168,11 +155,11 @@ async def test_retiring_two_clusters_waits_for_the_retire_allowance(tmp_path: Pa
 
 async def test_deleting_most_workloads_is_held_across_a_restart_until_allowed(
         tmp_path: Path) -> None:
-    async with sandbox(tmp_path, bigger_fleet()) as box:
+    async with sandbox(tmp_path, services_fleet()) as box:
         async with box.controller(fast_settings(box), adapter_options=FAST) as m:
             await all_rolled_out(m, box, 13)
             before = running(box)
-            assert set(SMALL) <= everything(box)
+            assert set(SERVICES) <= everything(box)
             commit = box.repo.commit(
                 {f"workloads/nlp-team/svc-{i}.yaml": None for i in range(9)},
                 "retire old services")
@@ -199,14 +186,14 @@ async def test_deleting_most_workloads_is_held_across_a_restart_until_allowed(
             allowed = box.repo.commit({}, "retire old services\n\n"
                                           "Fleet-Allow: mass-deletion\n")
             m2.trigger_fetch()
-            await until(lambda: not (set(SMALL[:9]) & everything(box)), 60,
+            await until(lambda: not (set(SERVICES[:9]) & everything(box)), 60,
                         what="the allowed deletion pruned")
             # The status says so once every cluster has reconciled the allowed commit,
             # not when the first prune lands: wait for that, do not race it.
             await until(lambda: m2.status()["source"]["appliedCommit"] == allowed, 60,
                         what="the allowed commit applied")
             assert not held(m2)
-            assert SMALL[9] in everything(box)
+            assert SERVICES[9] in everything(box)
         assert not (tmp_path / "state" / "held.json").exists()
 
 
@@ -215,7 +202,7 @@ async def test_a_mass_deletion_pushed_while_no_controller_ran_is_held_at_start(
     """The restart gap: with no hold saved, the head a controller finds at start used to
     be adopted as it was. The last applied commit (kept by the source guard) is served
     first, and the head judged once what runs is known."""
-    async with sandbox(tmp_path, bigger_fleet()) as box:
+    async with sandbox(tmp_path, services_fleet()) as box:
         async with box.controller(fast_settings(box), adapter_options=FAST) as m:
             await all_rolled_out(m, box, 13)
             before = running(box)
@@ -232,7 +219,7 @@ async def test_a_mass_deletion_pushed_while_no_controller_ran_is_held_at_start(
 
 
 async def test_reverting_a_held_commit_moves_nothing(tmp_path: Path) -> None:
-    async with sandbox(tmp_path, bigger_fleet()) as box, box.controller(
+    async with sandbox(tmp_path, services_fleet()) as box, box.controller(
             fast_settings(box), adapter_options=FAST) as m:
         await all_rolled_out(m, box, 13)
         before, placed = running(box), where(m.status())
@@ -241,7 +228,7 @@ async def test_reverting_a_held_commit_moves_nothing(tmp_path: Path) -> None:
         commit = box.repo.commit(removed, "retire old services")  # type: ignore[arg-type]
         m.trigger_fetch()
         await stays(m, box, before, commit)
-        revert = box.repo.commit({p: small(int(p.split("-")[-1][0])) for p in removed},
+        revert = box.repo.commit({p: service_doc(int(p.split("-")[-1][0])) for p in removed},
                                  f"Revert \"retire old services\"\n\nThis reverts {commit}.")
         m.trigger_fetch()
         await until(lambda: m.status()["source"]["appliedCommit"] == revert, 20,
@@ -314,7 +301,7 @@ async def test_a_policy_change_that_would_move_most_workloads_waits(tmp_path: Pa
     # allowed in the US only. Moving away from a cluster deletes there: held.
     from tests.fleetdocs import POLICY
 
-    async with sandbox(tmp_path, bigger_fleet()) as box, box.controller(
+    async with sandbox(tmp_path, services_fleet()) as box, box.controller(
             fast_settings(box), adapter_options=FAST) as m:
         await all_rolled_out(m, box, 13)
         before, placed = running(box), where(m.status())

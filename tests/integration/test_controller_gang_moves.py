@@ -25,14 +25,7 @@ from controllers.runtime.manager import Manager
 from fleet.render import WORKLOAD_LABEL, workload_label
 from fleet.safety import TERMINAL_POD_PHASES
 from tests.fleetdocs import cluster, workload
-from tests.support.controller import (
-    CLUSTERS,
-    FAST,
-    TRAIN,
-    fast_settings,
-    sandbox,
-    where,
-)
+from tests.support.controller import CLUSTERS, TRAIN, running, where
 
 EU = ("eu-fra-1", "eu-par-1")
 LABEL = workload_label(TRAIN)
@@ -125,6 +118,24 @@ async def rolled_out(m: Manager, box: Sandbox) -> tuple[str, str]:
     return old, next(c for c in EU if c != old)
 
 
+@asynccontextmanager
+async def refused_moving(tmp_path: Path, refusals: int
+                         ) -> AsyncIterator[tuple[Sandbox, Manager, Watch]]:
+    """The test fleet runs, the gang's cluster refuses its next `refusals` Job writes
+    (each delete is tried twice), and both EU clusters are watched."""
+    async with running(tmp_path) as (box, m, sim):
+        old, new = await rolled_out(m, box)
+        sim.clusters[old].faults.fail_next(refusals, 503, prefix=JOB_WRITES)
+        async with watching(m, sim, old, new) as w:
+            yield box, m, w
+
+
+def never_on_both(w: Watch) -> None:
+    """The gang never ran on both clusters: after no write, after no pass."""
+    assert w.both_after_write == 0, w.passes
+    assert not w.both_after_pass, w.passes
+
+
 async def moved(box: Sandbox, w: Watch) -> None:
     """Until the gang runs on the new cluster only, having been refused on the old one
     first: some pass there ended with the old copy still running."""
@@ -139,25 +150,18 @@ async def moved(box: Sandbox, w: Watch) -> None:
 
 async def test_a_gang_moved_between_two_answering_clusters_never_runs_on_both(
         tmp_path: Path) -> None:
-    async with sandbox(tmp_path) as box, box.controller(
-            fast_settings(box), adapter_options=FAST) as m:
-        sim = box.sim
-        assert sim is not None
-        old, new = await rolled_out(m, box)
-        # The old cluster answers, but refuses its next six Job writes (each delete is
-        # tried twice): three passes that cannot delete the old copy.
-        sim.clusters[old].faults.fail_next(6, 503, prefix=JOB_WRITES)
-        async with watching(m, sim, old, new) as w:
-            box.repo.commit({"workloads/nlp-team/train.yaml": workload(
-                "train", extra_spec=f"    clusters: [{new}]\n")},
-                f"nlp-team: train moves to {new}")
-            m.trigger_fetch()
-            await moved(box, w)
-        assert w.both_after_write == 0, w.passes
-        assert not w.both_after_pass, w.passes
-        # it waited, visibly, naming the cluster that still ran it
-        assert w.waiting_seen and all(old in msg for msg in w.waiting_seen)
-        assert any(name == new and o and not n for name, o, n in w.passes)
+    # The old cluster answers, but refuses its next six Job writes: three passes that
+    # cannot delete the old copy.
+    async with refused_moving(tmp_path, 6) as (box, m, w):
+        box.repo.commit({"workloads/nlp-team/train.yaml": workload(
+            "train", extra_spec=f"    clusters: [{w.new}]\n")},
+            f"nlp-team: train moves to {w.new}")
+        m.trigger_fetch()
+        await moved(box, w)
+    never_on_both(w)
+    # it waited, visibly, naming the cluster that still ran it
+    assert w.waiting_seen and all(w.old in msg for msg in w.waiting_seen)
+    assert any(name == w.new and o and not n for name, o, n in w.passes)
 
 
 async def test_a_relabel_that_moves_a_gang_while_its_cluster_refuses_the_delete(
@@ -165,20 +169,13 @@ async def test_a_relabel_that_moves_a_gang_while_its_cluster_refuses_the_delete(
     # The shape of chaos seed 4: the gang's cluster is relabelled into a jurisdiction
     # its data may not be in, the plan moves it to the other EU cluster, and the old
     # cluster refuses the delete for a while (writes queued to fail).
-    async with sandbox(tmp_path) as box, box.controller(
-            fast_settings(box), adapter_options=FAST) as m:
-        sim = box.sim
-        assert sim is not None
-        old, new = await rolled_out(m, box)
-        sim.clusters[old].faults.fail_next(8, 503, prefix=JOB_WRITES)
-        async with watching(m, sim, old, new) as w:
-            box.repo.commit({f"clusters/{old}.yaml": cluster(old, "US", (
-                ("h100-80gb", 32, 8),))}, f"{old} is in the US now")
-            m.trigger_fetch()
-            await moved(box, w)
-        assert w.both_after_write == 0, w.passes
-        assert not w.both_after_pass, w.passes
-        assert w.waiting_seen
+    async with refused_moving(tmp_path, 8) as (box, m, w):
+        box.repo.commit({f"clusters/{w.old}.yaml": cluster(w.old, "US", (
+            ("h100-80gb", 32, 8),))}, f"{w.old} is in the US now")
+        m.trigger_fetch()
+        await moved(box, w)
+    never_on_both(w)
+    assert w.waiting_seen
 
 
 async def test_a_retiring_cluster_that_answers_with_errors_is_drained_before_the_gang_starts(
@@ -186,35 +183,26 @@ async def test_a_retiring_cluster_that_answers_with_errors_is_drained_before_the
     # The gang's cluster is removed from the repo while its Job writes fail: the drain
     # cannot delete the old copy for a while; the new copy waits, the old one runs on,
     # nothing runs twice, and the drain is retried within a second (not backed off).
-    async with sandbox(tmp_path) as box, box.controller(
-            fast_settings(box), adapter_options=FAST) as m:
-        sim = box.sim
-        assert sim is not None
-        old, new = await rolled_out(m, box)
-        sim.clusters[old].faults.fail_next(8, 503, prefix=JOB_WRITES)
-        async with watching(m, sim, old, new) as w:
-            box.repo.commit({f"clusters/{old}.yaml": None}, f"retire {old}")
-            m.trigger_fetch()
-            await moved(box, w)
-            await until(lambda: old not in m.adapters, 30, what="retired")
-        assert w.both_after_write == 0, w.passes
-        assert not w.both_after_pass, w.passes
+    async with refused_moving(tmp_path, 8) as (box, m, w):
+        old = w.old
+        box.repo.commit({f"clusters/{old}.yaml": None}, f"retire {old}")
+        m.trigger_fetch()
+        await moved(box, w)
+        await until(lambda: old not in m.adapters, 30, what="retired")
         assert sorted(m.adapters) == sorted(set(CLUSTERS) - {old})
-        # every drain pass that could not delete asked to run again within a second,
-        # rather than failing into the work queue's backoff (towards a minute)
-        refused = [a for (name, a), (_n, held, _new) in zip(w.again, w.passes, strict=True)
-                   if name == old and held]
-        assert refused and all(isinstance(a, float) and a <= 1.0 for a in refused), w.again
+    never_on_both(w)
+    # every drain pass that could not delete asked to run again within a second,
+    # rather than failing into the work queue's backoff (towards a minute)
+    refused = [a for (name, a), (_n, held, _new) in zip(w.again, w.passes, strict=True)
+               if name == old and held]
+    assert refused and all(isinstance(a, float) and a <= 1.0 for a in refused), w.again
 
 
 async def test_failover_from_a_cluster_that_does_not_answer_does_not_wait(
         tmp_path: Path) -> None:
     # The rule orders moves between clusters that answer; a copy on one that does not
     # cannot be deleted, and the failover grace decides, as before.
-    async with sandbox(tmp_path) as box, box.controller(
-            fast_settings(box, failover_grace=1.0), adapter_options=FAST) as m:
-        sim = box.sim
-        assert sim is not None
+    async with running(tmp_path, failover_grace=1.0) as (box, m, sim):
         old, new = await rolled_out(m, box)
         await sim.clusters[old].down()
         await until(lambda: TRAIN in workloads_on(sim, new), 30, what="failed over")

@@ -33,12 +33,14 @@ from controllers.runtime.manager import Manager
 from tests.support.controller import (
     FAST,
     SERVE,
+    applied_next,
     condition,
     fast_settings,
-    fleet_files,
+    force_pushed_back,
     rolled_out,
     sandbox,
     serve_doc,
+    services_fleet,
     where,
     writes,
 )
@@ -105,15 +107,29 @@ def row(m: Manager, wid: str) -> dict[str, Any]:
     return next(w for w in m.status()["workloads"] if w["id"] == wid)
 
 
+async def leader(tg: anyio.abc.TaskGroup, box: Sandbox, root: Path, *,
+                 rolled: bool = True) -> tuple[Manager, Kill]:
+    """Replica a, once it leads (and, `rolled`, once the test fleet runs)."""
+    a, kill_a = await replica(tg, box, "a", root)
+    await until(lambda: leading(a), 20, what="a leads")
+    if rolled:
+        await rolled_out(a, box)
+    return a, kill_a
+
+
+async def follower(tg: anyio.abc.TaskGroup, box: Sandbox, root: Path) -> Manager:
+    """Replica b, once it has planned and runs for the Lease."""
+    b, _ = await replica(tg, box, "b", root)
+    await until(lambda: b.desired.plan is not None and b.elector is not None, 20,
+                what="b follows")
+    return b
+
+
 async def test_a_suspended_workload_stays_suspended_when_the_leader_dies(
         tmp_path: Path) -> None:
     async with sandbox(tmp_path, home=True) as box, anyio.create_task_group() as tg:
-        a, kill_a = await replica(tg, box, "a", tmp_path)
-        await until(lambda: leading(a), 20, what="a leads")
-        await rolled_out(a, box)
-        b, _ = await replica(tg, box, "b", tmp_path)
-        await until(lambda: b.desired.plan is not None and b.elector is not None, 20,
-                    what="b follows")
+        a, kill_a = await leader(tg, box, tmp_path)
+        b = await follower(tg, box, tmp_path)
         serve_on = where(a.status())[SERVE][0]
         r = await fleet("suspend", SERVE, "--server", f"http://127.0.0.1:{a.port}")
         assert r.returncode == 0, r.stderr
@@ -144,16 +160,6 @@ async def test_a_suspended_workload_stays_suspended_when_the_leader_dies(
         tg.cancel_scope.cancel()
 
 
-def svc(i: int) -> str:
-    return serve_doc().replace("name: serve\n", f"name: svc-{i}\n")
-
-
-def bigger_fleet() -> dict[str, str | bytes]:
-    files = fleet_files()
-    files.update({f"workloads/nlp-team/svc-{i}.yaml": svc(i) for i in range(10)})
-    return files
-
-
 def running_svcs(box: Sandbox) -> set[str]:
     assert box.sim is not None
     return {o["metadata"]["name"] for c in box.sim.clusters.values()
@@ -164,28 +170,33 @@ def held(m: Manager) -> dict[str, Any] | None:
     return condition(m.status(), "DeletionsHeld")
 
 
+async def holding_a_mass_deletion(tg: anyio.abc.TaskGroup, box: Sandbox, root: Path
+                                  ) -> tuple[Manager, Kill, str]:
+    """Replica a leads the services fleet and holds the deletion of 9 of its 10
+    services; (a, its kill, the held commit). Every cluster keeps refusing Job writes:
+    the fleet's applied commit never reaches the first commit (what a new replica
+    used to judge a head against)."""
+    assert box.sim is not None
+    for sim_cluster in box.sim.clusters.values():
+        sim_cluster.faults.fail_next(10_000, 503, prefix=JOB_WRITES)
+    a, kill_a = await leader(tg, box, root, rolled=False)
+    await until(lambda: len(running_svcs(box)) == 10, 30, what="services rolled out")
+    head = box.repo.commit({f"workloads/nlp-team/svc-{i}.yaml": None for i in range(9)},
+                           "drop most services")
+    a.trigger_fetch()
+    await until(lambda: held(a) is not None, 20, what="a holds the deletion")
+    return a, kill_a, head
+
+
 async def test_a_held_mass_deletion_stays_held_when_a_new_replica_takes_over(
         tmp_path: Path) -> None:
-    async with sandbox(tmp_path, bigger_fleet(), home=True) as box, \
+    async with sandbox(tmp_path, services_fleet(), home=True) as box, \
             anyio.create_task_group() as tg:
-        assert box.sim is not None
-        # One cluster keeps refusing Job writes: the fleet's applied commit never
-        # reaches the first commit (what a new replica used to judge a head against).
-        for sim_cluster in box.sim.clusters.values():
-            sim_cluster.faults.fail_next(10_000, 503, prefix=JOB_WRITES)
-        a, kill_a = await replica(tg, box, "a", tmp_path)
-        await until(lambda: leading(a), 20, what="a leads")
-        await until(lambda: len(running_svcs(box)) == 10, 30, what="services rolled out")
-        head = box.repo.commit({f"workloads/nlp-team/svc-{i}.yaml": None for i in range(9)},
-                               "drop most services")
-        a.trigger_fetch()
-        await until(lambda: held(a) is not None, 20, what="a holds the deletion")
+        a, kill_a, head = await holding_a_mass_deletion(tg, box, tmp_path)
         reason = held(a)
         assert reason is not None and reason["reason"] == "MassDeletion"
         # A new pod (a rolling update: empty state dir) joins; then the leader dies.
-        b, _ = await replica(tg, box, "b", tmp_path)
-        await until(lambda: b.desired.plan is not None and b.elector is not None, 20,
-                    what="b follows")
+        b = await follower(tg, box, tmp_path)
         await kill_a()
         await until(lambda: leading(b), 20, what="b took over")
         await until(lambda: b.source.observed == head and held(b) is not None, 20,
@@ -204,22 +215,11 @@ async def test_a_held_mass_deletion_stays_held_when_a_new_replica_takes_over(
 async def test_a_refused_rollback_stays_refused_when_the_leader_dies(
         tmp_path: Path) -> None:
     async with sandbox(tmp_path, home=True) as box, anyio.create_task_group() as tg:
-        a, kill_a = await replica(tg, box, "a", tmp_path)
-        await until(lambda: leading(a), 20, what="a leads")
-        await rolled_out(a, box)
-        b, _ = await replica(tg, box, "b", tmp_path)
-        await until(lambda: b.desired.plan is not None and b.elector is not None, 20,
-                    what="b follows")
-        newer = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(replicas=2)},
-                                "serve x2")
-        a.trigger_fetch()
-        b.trigger_fetch()
-        await until(lambda: synced(a.status(), newer) == (3, 3), 20, what="serve x2 applied")
+        a, kill_a = await leader(tg, box, tmp_path)
+        b = await follower(tg, box, tmp_path)
+        newer = await applied_next(a, box, b)
         serve_on = where(a.status())[SERVE][0]
-        box.repo.force_to(box.first_commit)
-        a.trigger_fetch()
-        await until(lambda: condition(a.status(), "NonFastForwardRefused") is not None, 10,
-                    what="a refuses the rollback")
+        await force_pushed_back(a, box)
         await kill_a()
         b.trigger_fetch()
         await until(lambda: leading(b), 20, what="b took over")
@@ -241,23 +241,15 @@ async def test_a_rollback_taken_while_the_home_was_unreadable_is_not_applied_on_
     async with sandbox(tmp_path, home=True) as box, anyio.create_task_group() as tg:
         assert box.home is not None
         home = box.home.clusters["home"]
-        a, kill_a = await replica(tg, box, "a", tmp_path)
-        await until(lambda: leading(a), 20, what="a leads")
-        await rolled_out(a, box)
-        newer = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(replicas=2)},
-                                "serve x2")
-        a.trigger_fetch()
-        await until(lambda: synced(a.status(), newer) == (3, 3), 20, what="serve x2 applied")
+        a, kill_a = await leader(tg, box, tmp_path)
+        newer = await applied_next(a, box)
         await until(lambda: any(o["metadata"]["name"] == "aifleet-source" and
                                 (o.get("data") or {}).get("applied") == newer
                                 for o in home.objects("ConfigMap")), 10, what="guard shared")
         serve_on = where(a.status())[SERVE][0]
         home.faults.fail_next(1_000_000, 503, prefix=(
             "/api/v1/namespaces/aifleet-system/configmaps/aifleet-source"))
-        box.repo.force_to(box.first_commit)
-        a.trigger_fetch()
-        await until(lambda: condition(a.status(), "NonFastForwardRefused") is not None, 10,
-                    what="a refuses the rollback")
+        await force_pushed_back(a, box)
         b, _ = await replica(tg, box, "b", tmp_path)
         await until(lambda: b.desired.head == box.first_commit, 20,
                     what="b took the rollback as its view")
@@ -292,8 +284,7 @@ async def test_a_drain_the_leader_started_is_finished_by_a_new_replica(
         assert box.sim is not None and box.home is not None
         for sim_cluster in box.sim.clusters.values():
             sim_cluster.faults.fail_next(1_000_000, 503, prefix=JOB_WRITES)
-        a, kill_a = await replica(tg, box, "a", tmp_path)
-        await until(lambda: leading(a), 20, what="a leads")
+        a, kill_a = await leader(tg, box, tmp_path, rolled=False)
         await until(lambda: SERVE in where(a.status()) and any(
             deployment(box, c, "serve") for c in box.sim.clusters), 20, what="serve runs")
         gone = where(a.status())[SERVE][0]
@@ -306,9 +297,7 @@ async def test_a_drain_the_leader_started_is_finished_by_a_new_replica(
             "clusters", {}).get(gone) is not None, 10, what="a shared the drain")
         assert deployment(box, gone, "serve") is not None  # the drain cannot delete yet
         assert a.status()["source"]["appliedCommit"] is None
-        b, _ = await replica(tg, box, "b", tmp_path)
-        await until(lambda: b.desired.plan is not None and b.elector is not None, 20,
-                    what="b follows")
+        b = await follower(tg, box, tmp_path)
         await kill_a()
         for sim_cluster in box.sim.clusters.values():
             sim_cluster.faults.clear()
@@ -326,9 +315,7 @@ async def test_a_suspension_the_home_cannot_take_yet_is_said_and_saved_later(
     async with sandbox(tmp_path, home=True) as box, anyio.create_task_group() as tg:
         assert box.home is not None
         home = box.home.clusters["home"]
-        a, _ = await replica(tg, box, "a", tmp_path)
-        await until(lambda: leading(a), 20, what="a leads")
-        await rolled_out(a, box)
+        a, _ = await leader(tg, box, tmp_path)
         home.faults.fail_next(1_000_000, 503, prefix=(
             "/api/v1/namespaces/aifleet-system/configmaps/aifleet-state-suspended"))
         r = await fleet("suspend", SERVE, "--server", f"http://127.0.0.1:{a.port}")
@@ -349,19 +336,11 @@ async def test_a_follower_that_adopted_a_held_commit_serves_the_leaders_base_on_
     # it started (the home refused those reads), so it adopted the held commit as its
     # view. Taking over, it reads the hold and goes back to the commit the leader
     # served, planned, before it writes anything.
-    async with sandbox(tmp_path, bigger_fleet(), home=True) as box, \
+    async with sandbox(tmp_path, services_fleet(), home=True) as box, \
             anyio.create_task_group() as tg:
-        assert box.sim is not None and box.home is not None
+        assert box.home is not None
         home = box.home.clusters["home"]
-        for sim_cluster in box.sim.clusters.values():
-            sim_cluster.faults.fail_next(10_000, 503, prefix=JOB_WRITES)
-        a, kill_a = await replica(tg, box, "a", tmp_path)
-        await until(lambda: leading(a), 20, what="a leads")
-        await until(lambda: len(running_svcs(box)) == 10, 30, what="services rolled out")
-        head = box.repo.commit({f"workloads/nlp-team/svc-{i}.yaml": None for i in range(9)},
-                               "drop most services")
-        a.trigger_fetch()
-        await until(lambda: held(a) is not None, 20, what="a holds the deletion")
+        a, kill_a, head = await holding_a_mass_deletion(tg, box, tmp_path)
         await until(lambda: (a.shared.published.get("held") or {}).get("commit") == head,
                     10, what="a shared the hold")
         for piece in ("held", "adopted"):

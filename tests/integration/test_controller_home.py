@@ -30,8 +30,10 @@ from tests.support.controller import (
     CLUSTERS,
     FAST,
     SERVE,
+    applied_next,
     condition,
     fast_settings,
+    force_pushed_back,
     rolled_out,
     sandbox,
     serve_doc,
@@ -55,15 +57,9 @@ async def roll_forward_then_force_push_back(m: Manager, box: Sandbox) -> tuple[s
     """Apply a second commit (serve x2), then force-push main back to the first, and
     wait for the refusal; (newer commit, the cluster serve runs on)."""
     await rolled_out(m, box)
-    newer = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(replicas=2)},
-                            "serve x2")
-    m.trigger_fetch()
-    await until(lambda: synced(m.status(), newer) == (3, 3), 20, what="serve x2 applied")
+    newer = await applied_next(m, box)
     serve_on = where(m.status())[SERVE][0]
-    box.repo.force_to(box.first_commit)
-    m.trigger_fetch()
-    await until(lambda: condition(m.status(), "NonFastForwardRefused") is not None, 10,
-                what="rollback refused")
+    await force_pushed_back(m, box)
     return newer, serve_on
 
 

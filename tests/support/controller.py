@@ -14,6 +14,7 @@ from typing import Any
 
 from clusters.adapter import AdapterOptions
 from clusters.client import RetryPolicy
+from clusters.sim import SimFleet
 from controllers.demo.sandbox import Sandbox, synced, until
 from controllers.runtime.manager import Manager
 from fleet.ids import ClusterName
@@ -33,6 +34,23 @@ def serve_doc(replicas: int = 1, image: str = "registry.internal/serve:v1") -> s
         "  replicas: 2\n", f"  replicas: {replicas}\n").replace(
         "      count: 8\n", "      count: 1\n").replace(
         "registry.internal/trainer:v1", image)
+
+
+def service_doc(i: int) -> str:
+    """`nlp-team/svc-<i>`: a one-GPU public service, as `serve_doc()`."""
+    return serve_doc().replace("name: serve\n", f"name: svc-{i}\n")
+
+
+SERVICES = [f"nlp-team/svc-{i}" for i in range(10)]
+"""The ten services `services_fleet()` adds."""
+
+
+def services_fleet() -> dict[str, str | bytes]:
+    """The test fleet and ten one-GPU services (`SERVICES`): 13 workloads, so that
+    removing most of the services is a mass deletion."""
+    files = fleet_files()
+    files.update({f"workloads/nlp-team/svc-{i}.yaml": service_doc(i) for i in range(10)})
+    return files
 
 
 def fleet_files() -> dict[str, str | bytes]:
@@ -64,6 +82,17 @@ async def sandbox(tmp: Path, files: dict[str, str | bytes] | None = None, *,
         await box.close()
 
 
+@asynccontextmanager
+async def running(tmp: Path, files: dict[str, str | bytes] | None = None,
+                  **overrides: Any) -> AsyncIterator[tuple[Sandbox, Manager, SimFleet]]:
+    """The sandbox's clusters and one controller on them (`fast_settings(box,
+    **overrides)`, `FAST` adapters); the sandbox, the controller, the clusters."""
+    async with sandbox(tmp, files) as box, box.controller(
+            fast_settings(box, **overrides), adapter_options=FAST) as m:
+        assert box.sim is not None
+        yield box, m, box.sim
+
+
 def fast_settings(box: Sandbox, **overrides: Any) -> Any:
     values: dict[str, Any] = {"poll_interval": 0.5, "resync_interval": 30.0,
                               "unreachable_after": 1.0}
@@ -86,6 +115,25 @@ async def rolled_out(m: Manager, box: Sandbox) -> dict[str, list[str]]:
 def condition(doc: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     """The source condition of that type in a status document, if any."""
     return next((c for c in doc["source"]["conditions"] if c["type"] == ctype), None)
+
+
+async def applied_next(m: Manager, box: Sandbox, *others: Manager) -> str:
+    """Commit serve x2 and wait until `m` applied it everywhere (`others`, replicas
+    that read the same repo, are asked to fetch it too); the new commit."""
+    newer = box.repo.commit({"workloads/nlp-team/serve.yaml": serve_doc(replicas=2)},
+                            "serve x2")
+    for replica in (m, *others):
+        replica.trigger_fetch()
+    await until(lambda: synced(m.status(), newer) == (3, 3), 20, what="serve x2 applied")
+    return newer
+
+
+async def force_pushed_back(m: Manager, box: Sandbox) -> None:
+    """Force-push main back to the first commit, and wait until `m` refuses it."""
+    box.repo.force_to(box.first_commit)
+    m.trigger_fetch()
+    await until(lambda: condition(m.status(), "NonFastForwardRefused") is not None, 10,
+                what="rollback refused")
 
 
 def plan_applied(m: Manager) -> bool:
