@@ -126,13 +126,14 @@ class Transport:
         else:
             self._proxy, self._proxy_auth = _env_proxy(self.host)
         self._proxy_headers = cfg.proxy_headers or None
-        self._lean: leanhttp.Pool | None = None
+        self.lean: leanhttp.Pool | None = None
+        """The kept-alive connection(s) for GETs; None through a proxy."""
         if self._proxy is None:
             url = URL(self.host)
             self._where = (str(url.raw_host), int(url.port or 443),
                            url.raw_path.rstrip("/"),
                            url.host_port_subcomponent or str(url.raw_host))
-            self._lean = leanhttp.Pool(
+            self.lean = leanhttp.Pool(
                 self._where[0], self._where[1], host_header=self._where[3],
                 ssl_context=self._tls(), tls_hostname=self._server_hostname,
                 keepalive=keepalive)
@@ -162,8 +163,8 @@ class Transport:
         return path + ("?" + urlencode(query) if query else "")
 
     async def close(self) -> None:
-        if self._lean is not None:
-            await self._lean.close()
+        if self.lean is not None:
+            await self.lean.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -193,8 +194,8 @@ class Transport:
         """One request, its whole answer read: a GET over the kept-alive lean
         connection, anything else (or anything through a proxy) over aiohttp's pool.
         Raises OSError, TimeoutError or aiohttp.ClientError where it got no answer."""
-        if self._lean is not None and method == "GET" and body is None:
-            return await self._lean.get(self._where[2] + self._target(path, query),
+        if self.lean is not None and method == "GET" and body is None:
+            return await self.lean.get(self._where[2] + self._target(path, query),
                                         headers, within=within)
         resp = await self.send(method, path, query=query, headers=headers, body=body,
                                limits=aiohttp.ClientTimeout(total=within))
