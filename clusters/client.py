@@ -25,7 +25,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,7 +227,7 @@ class KubeClient:
 
     async def watch(self, path: str, *, resource_version: str | None,
                     query: dict[str, str] | None = None,
-                    timeout_seconds: int = 300) -> AsyncIterator[JSON]:
+                    timeout_seconds: int = 300) -> AsyncGenerator[JSON, None]:
         """Raw watch events after `resource_version`; ends when the server ends it."""
         q = {"watch": "true", "allowWatchBookmarks": "true",
              "timeoutSeconds": str(timeout_seconds), **(query or {})}
