@@ -45,7 +45,7 @@ class StreamResponse:
     """A response whose body is read as it arrives; `aclose()` closes the connection."""
 
     def __init__(self, stream: anyio.abc.ByteStream, conn: h11.Connection, status: int,
-                 read_timeout: float) -> None:
+                 read_timeout: float | None) -> None:
         self._stream = stream
         self._conn = conn
         self.status = status
@@ -61,15 +61,19 @@ class StreamResponse:
                 event = self._conn.next_event()
                 if event is not h11.NEED_DATA:
                     return event
-                with anyio.fail_after(self._read_timeout):
-                    try:
-                        data = await self._stream.receive()
-                    except anyio.EndOfStream:
-                        data = b""  # h11 says whether the body was complete
-                self._conn.receive_data(data)
+                self._conn.receive_data(await self._receive())
         except (anyio.BrokenResourceError, anyio.ClosedResourceError,
                 h11.ProtocolError) as e:
             raise ConnectionError(f"{type(e).__name__}: {e}") from e
+
+    async def _receive(self) -> bytes:
+        try:
+            if self._read_timeout is None:  # the caller's deadline covers the whole
+                return await self._stream.receive()
+            with anyio.fail_after(self._read_timeout):
+                return await self._stream.receive()
+        except anyio.EndOfStream:
+            return b""  # h11 says whether the body was complete
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive, until the server ends it."""
@@ -131,7 +135,7 @@ async def _connect(host: str, port: int, ssl_context: ssl.SSLContext | None,
 
 async def _exchange(stream: anyio.abc.ByteStream, conn: h11.Connection, target: str,
                     headers: Mapping[str, str], host_header: str,
-                    read_timeout: float) -> StreamResponse:
+                    read_timeout: float | None) -> StreamResponse:
     """Send `GET target` on `conn` and read up to the end of the response's headers."""
     request = h11.Request(method="GET", target=target,
                           headers=[("Host", host_header), *headers.items()])
@@ -214,18 +218,15 @@ class Pool:
             kept = await self._take()
             if kept is not None:
                 with contextlib.suppress(ConnectionError, ssl.SSLError):
-                    return await self._get_on(*kept, target, headers, within)
+                    return await self._get_on(*kept, target, headers)
             self.opened += 1
             stream = await _connect(*self._where)
-            return await self._get_on(stream, h11.Connection(h11.CLIENT), target, headers,
-                                      within)
+            return await self._get_on(stream, h11.Connection(h11.CLIENT), target, headers)
 
     async def _get_on(self, stream: anyio.abc.ByteStream, conn: h11.Connection,
-                      target: str, headers: Mapping[str, str], read_timeout: float
-                      ) -> Answer:
-        try:
-            resp = await _exchange(stream, conn, target, headers, self._host_header,
-                                   read_timeout)
+                      target: str, headers: Mapping[str, str]) -> Answer:
+        try:  # within `get`'s deadline
+            resp = await _exchange(stream, conn, target, headers, self._host_header, None)
             body = await resp.read(limit=None)
         except BaseException:
             await anyio.aclose_forcefully(stream)
