@@ -3,12 +3,12 @@
 N simulated clusters (8 GPU nodes each, nothing deployed) run in a child process; this
 process connects a real `ClusterAdapter` to each (informers and heartbeat running) and
 waits until all are synced and the connections the first lists opened have been idle
-longer than aiohttp's keep-alive (15 s) and closed (`--settle`). Reported: this process's
-RSS before the first connection and after, per cluster (target <= 1 MiB), the TLS
-connections and watches held per cluster (each connection ~300 KiB), and with
-`--tracemalloc` where the Python-allocated bytes went, by file (the TLS contexts and
-sockets live in OpenSSL's and the kernel's memory, which RSS sees and tracemalloc
-does not).
+longer than the keep-alive and closed (`--settle`). Reported: this process's RSS
+before the first connection and after, per cluster (target <= 1 MiB); the same after
+glibc's `malloc_trim(0)` (what is live, without the free heap the start-up's peak
+left); the TLS connections and watches held per cluster; and with `--tracemalloc`
+where the Python-allocated bytes went, by file (the TLS contexts and sockets live in
+OpenSSL's and the kernel's memory, which RSS sees and tracemalloc does not).
 
     python -m bench.footprint                  # 50 clusters
     python -m bench.footprint --tracemalloc    # and the top allocating files
