@@ -1,6 +1,7 @@
 """Watches and GETs over anyio's TLS stream (`clusters.leanhttp`, issue 22 item 1): an
 idle adapter holds none of asyncio's 256 KiB TLS read buffers, its heartbeats reuse one
-kept-alive connection, a kept connection the server closed is replaced, watch events
+kept-alive connection, a kept connection the server closed is replaced, a server URL's
+path and Host survive, watch events
 split across chunks arrive whole, a cut body is a ConnectionError, and a cluster reached
 through a proxy still watches and lists (through aiohttp)."""
 
@@ -16,6 +17,7 @@ import anyio
 import anyio.abc
 import h11
 import pytest
+from kubernetes_asyncio.client import Configuration
 
 from clusters import leanhttp
 from clusters.client import NODE, KubeClient
@@ -27,10 +29,12 @@ Body = Callable[[anyio.abc.SocketStream, h11.Connection], Awaitable[None]]
 
 
 @asynccontextmanager
-async def http_server(body: Body, *, keep_alive: bool) -> AsyncIterator[int]:
-    """A plain HTTP/1.1 server on 127.0.0.1: every request is answered by `body`; with
-    `keep_alive` False it closes the connection after each answer without saying so
-    (as a server whose idle timeout fired). Yields its port."""
+async def http_server(body: Body, *, keep_alive: bool,
+                      requests: list[tuple[str, str]] | None = None) -> AsyncIterator[int]:
+    """A plain HTTP/1.1 server on 127.0.0.1: every request is answered by `body` (and
+    its target and Host header appended to `requests`); with `keep_alive` False it
+    closes the connection after each answer without saying so (as a server whose idle
+    timeout fired). Yields its port."""
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
 
     async def serve(stream: anyio.abc.SocketStream) -> None:
@@ -44,6 +48,9 @@ async def http_server(body: Body, *, keep_alive: bool) -> AsyncIterator[int]:
                     except (anyio.EndOfStream, anyio.BrokenResourceError):
                         return
                     continue
+                if isinstance(event, h11.Request) and requests is not None:
+                    requests.append((event.target.decode(),
+                                     dict(event.headers)[b"host"].decode()))
                 if isinstance(event, h11.EndOfMessage):
                     await body(stream, conn)
                     if not keep_alive or conn.our_state is not h11.DONE:
@@ -110,6 +117,21 @@ async def test_a_kept_connection_is_reused_and_one_the_server_closed_is_replaced
         assert [a.body for a in answers] == [b"{}", b"{}", b"{}"]
         assert p.opened == 3
         await p.close()
+
+
+async def test_a_server_url_with_a_path_keeps_it_and_its_host_header() -> None:
+    seen: list[tuple[str, str]] = []
+    async with http_server(answer_ok, keep_alive=True, requests=seen) as port:
+        # A server URL with a path (a proxying front end: Rancher's `/k8s/clusters/<id>`).
+        client = KubeClient("pfx", Configuration(host=f"http://127.0.0.1:{port}/k8s/c-1/"),
+                            qps=0)
+        try:
+            await client.request("GET", NODE.collection(), verb="list",
+                                 query={"labelSelector": "a in (b)"})
+        finally:
+            await client.close()
+    assert seen == [("/k8s/c-1/api/v1/nodes?labelSelector=a+in+%28b%29",
+                     f"127.0.0.1:{port}")]
 
 
 async def test_watch_lines_split_across_chunks_arrive_whole() -> None:
