@@ -137,10 +137,16 @@ async def _exchange(stream: anyio.abc.ByteStream, conn: h11.Connection, target: 
                     headers: Mapping[str, str], host_header: str,
                     read_timeout: float | None) -> StreamResponse:
     """Send `GET target` on `conn` and read up to the end of the response's headers."""
-    request = h11.Request(method="GET", target=target,
-                          headers=[("Host", host_header), *headers.items()])
     try:
-        await stream.send(conn.send(request) + (conn.send(h11.EndOfMessage()) or b""))
+        request = h11.Request(method="GET", target=target,
+                              headers=[("Host", host_header), *headers.items()])
+        data = conn.send(request) + (conn.send(h11.EndOfMessage()) or b"")
+    except h11.LocalProtocolError:
+        # h11's message quotes the value, and a header may be the bearer token.
+        raise ConnectionError("a request header or target is not valid HTTP "
+                              "(not shown: it may be a credential)") from None
+    try:
+        await stream.send(data)
     except (anyio.BrokenResourceError, anyio.ClosedResourceError) as e:
         raise ConnectionError(f"{type(e).__name__}: {e}") from e
     response = StreamResponse(stream, conn, 0, read_timeout)

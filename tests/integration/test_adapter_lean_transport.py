@@ -134,6 +134,16 @@ async def test_a_server_url_with_a_path_keeps_it_and_its_host_header() -> None:
                      f"127.0.0.1:{port}")]
 
 
+async def test_a_token_that_is_not_valid_http_is_never_quoted() -> None:
+    async with http_server(answer_ok, keep_alive=True) as port:
+        p = pool(port)
+        with pytest.raises(ConnectionError) as err:
+            await p.get("/version", {"Authorization": "Bearer s3cret\nX: y"}, within=5)
+        await p.close()
+    assert "s3cret" not in str(err.value)
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
 async def test_watch_lines_split_across_chunks_arrive_whole() -> None:
     async def events(stream: anyio.abc.SocketStream, conn: h11.Connection) -> None:
         await stream.send(conn.send(h11.Response(status_code=200, headers=[
