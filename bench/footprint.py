@@ -3,12 +3,12 @@
 N simulated clusters (8 GPU nodes each, nothing deployed) run in a child process; this
 process connects a real `ClusterAdapter` to each (informers and heartbeat running) and
 waits until all are synced and the connections the first lists opened have been idle
-longer than aiohttp's keep-alive (15 s) and closed (`--settle`). Reported: this process's
-RSS before the first connection and after, per cluster (target <= 1 MiB), the TLS
-connections and watches held per cluster (each connection ~300 KiB), and with
-`--tracemalloc` where the Python-allocated bytes went, by file (the TLS contexts and
-sockets live in OpenSSL's and the kernel's memory, which RSS sees and tracemalloc
-does not).
+longer than the keep-alive and closed (`--settle`). Reported: this process's RSS
+before the first connection and after, per cluster (target <= 1 MiB); the same after
+glibc's `malloc_trim(0)` (what is live, without the free heap the start-up's peak
+left); the TLS connections and watches held per cluster; and with `--tracemalloc`
+where the Python-allocated bytes went, by file (the TLS contexts and sockets live in
+OpenSSL's and the kernel's memory, which RSS sees and tracemalloc does not).
 
     python -m bench.footprint                  # 50 clusters
     python -m bench.footprint --tracemalloc    # and the top allocating files
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import gc
 import os
 import subprocess
@@ -57,6 +58,16 @@ def rss_mib() -> float:
     return float("nan")
 
 
+def trimmed_rss_mib() -> float:
+    """RSS after glibc's `malloc_trim(0)` has returned the heap's free pages: what is
+    live now, without what the start-up's peak left in the heap (NaN off glibc)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return float("nan")
+    return rss_mib()
+
+
 def sockets() -> int:
     """Open sockets of this process (every one a TLS connection to a cluster here)."""
     fds = Path("/proc/self/fd")
@@ -88,6 +99,7 @@ async def run(n: int, kubeconfig: Path, trace: bool, settle: float,
             await anyio.sleep(settle)
             gc.collect()
             out["after"] = rss_mib()
+            out["trimmed"] = trimmed_rss_mib()
             out["tls"] = sockets()
             kinds: dict[str, int] = {}
             for a in adapters:
@@ -139,6 +151,10 @@ def main() -> int:
     per = (after - before) / args.clusters
     print(f"{args.clusters} idle clusters connected: RSS {before:.1f} -> {after:.1f} MiB, "
           f"{per * 1024:.0f} KiB per cluster (target <= 1024)")
+    trimmed = float(r["trimmed"])  # type: ignore[arg-type]
+    print(f"after malloc_trim(0): {trimmed:.1f} MiB, "
+          f"{(trimmed - before) * 1024 / args.clusters:.0f} KiB per cluster (the heap's free "
+          "pages returned: what the start-up's peak left is not counted)")
     tls = int(r["tls"])  # type: ignore[call-overload]
     print(f"TLS connections: {tls} ({tls / args.clusters:.1f} per cluster); watches per "
           f"cluster by kind: {r['watching']}")

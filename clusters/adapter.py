@@ -85,7 +85,7 @@ class AdapterOptions:
     idle_relist: float | None = 300.0
     """Kinds with nothing to watch (our own kinds before we write one, ResourceSlices
     and ResourceClaims on a cluster that publishes no DRA devices) are listed this
-    often instead of watched: a watch is a TLS connection of ~300 KiB (issue 22, item
+    often instead of watched: a watch is a TLS connection of its own (issue 22, item
     1; `clusters.informer`). None: watch every kind always."""
     list_concurrency: int = 1
     """A cluster's informers list this many at a time: a first sync of every kind

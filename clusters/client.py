@@ -25,7 +25,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -203,13 +203,11 @@ class KubeClient:
             headers["Content-Type"] = content_type
             data = body if isinstance(body, bytes) else _encode(body)
         try:
-            resp = await self.transport.send(
-                method, path, query=query, headers=headers, body=data,
-                limits=aiohttp.ClientTimeout(total=request_timeout))
-            async with resp:
-                data = await resp.read()
-                status = resp.status
-                retry_after = _retry_after(resp.headers.get("Retry-After"))
+            answer = await self.transport.request(method, path, query=query,
+                                                  headers=headers, body=data,
+                                                  within=request_timeout)
+            data, status = answer.body, answer.status
+            retry_after = _retry_after(answer.retry_after)
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             self.stats.errors["unreachable"] += 1
             what = f"{method} {path}: {type(e).__name__}: {e}"
@@ -229,7 +227,7 @@ class KubeClient:
 
     async def watch(self, path: str, *, resource_version: str | None,
                     query: dict[str, str] | None = None,
-                    timeout_seconds: int = 300) -> AsyncIterator[JSON]:
+                    timeout_seconds: int = 300) -> AsyncGenerator[JSON, None]:
         """Raw watch events after `resource_version`; ends when the server ends it."""
         q = {"watch": "true", "allowWatchBookmarks": "true",
              "timeoutSeconds": str(timeout_seconds), **(query or {})}
@@ -238,40 +236,37 @@ class KubeClient:
         await self.bucket.acquire()
         self.stats.calls["watch"] += 1
         try:
-            resp = await self.transport.send(
-                "GET", path, query=q, headers=await self.transport.headers(), body=None,
-                limits=aiohttp.ClientTimeout(
-                    total=None, sock_connect=10, sock_read=timeout_seconds + 30))
+            resp = await self.transport.watch(
+                path, query=q, headers=await self.transport.headers(),
+                connect_timeout=10, read_timeout=timeout_seconds + 30)
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             self._on_outcome(Outcome.NO_ANSWER, f"watch {path}: {type(e).__name__}")
             raise Unreachable(f"watch {path}: {type(e).__name__}", cluster=self.name) from e
-        async with resp:
+        try:
             if resp.status != 200:
                 err = from_status(resp.status, _decode(await resp.read()), self.name)
                 self._on_outcome(Outcome.ERROR if resp.status >= 500 else Outcome.OK,
                                  f"watch {path}: {resp.status} {err.reason or ''}".rstrip())
                 raise err
             self._on_outcome(Outcome.OK, "")
-            try:
-                while True:
-                    line = await resp.content.readline()
-                    if not line:
-                        return
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    if event.get("type") == "ERROR":
-                        obj = event.get("object") or {}
-                        if obj.get("code") == 410:
-                            raise WatchExpired(str(obj.get("message", "resourceVersion too old")),
-                                               cluster=self.name, status=410)
-                        raise from_status(int(obj.get("code") or 500), obj, self.name)
-                    yield event
-            except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:
-                raise Unreachable(f"watch {path} cut: {type(e).__name__}",
-                                  cluster=self.name) from e
-            except json.JSONDecodeError as e:
-                raise Unreachable(f"watch {path}: malformed event", cluster=self.name) from e
+            async for line in resp.lines():
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    obj = event.get("object") or {}
+                    if obj.get("code") == 410:
+                        raise WatchExpired(str(obj.get("message", "resourceVersion too old")),
+                                           cluster=self.name, status=410)
+                    raise from_status(int(obj.get("code") or 500), obj, self.name)
+                yield event
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise Unreachable(f"watch {path} cut: {type(e).__name__}",
+                              cluster=self.name) from e
+        except json.JSONDecodeError as e:
+            raise Unreachable(f"watch {path}: malformed event", cluster=self.name) from e
+        finally:
+            await resp.aclose()
 
 
 def _encode(body: Any) -> bytes:

@@ -14,19 +14,31 @@ Each cluster used to build its own `ssl.SSLContext` (its CA parsed, its verify s
 allocated); clusters that share a CA and client credentials now share one context, keyed
 by the material's bytes (kubernetes-asyncio writes inline `*-data` to a temp file per
 cluster, so its paths differ even where the content is the same).
+
+Watches and plain GETs (the heartbeat, lists) do not go through aiohttp: asyncio's TLS
+layer gives every connection a fixed 256 KiB read buffer, and a watch holds its
+connection for as long as it runs, the heartbeat keeps one open, so an idle cluster held
+three such buffers (issue 22, item 1). They go over anyio's TLS stream
+(`clusters.leanhttp`): a connection of its own per watch, one kept-alive connection for
+the GETs. Writes (apply, patch, delete: the create path, measured) stay on aiohttp's
+pool, which an idle cluster then does not hold open. A cluster reached through a proxy
+does everything through aiohttp, as before.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
 from kubernetes_asyncio.client import Configuration
 from yarl import URL
+
+from clusters import leanhttp
 
 _CONTEXTS: dict[tuple[str, ...], ssl.SSLContext] = {}
 
@@ -68,6 +80,37 @@ def _env_proxy(host: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
         return None, None
 
 
+class WatchResponse(Protocol):
+    """A watch's answer, read as it arrives (`leanhttp.StreamResponse`, or aiohttp's
+    through a proxy)."""
+
+    status: int
+
+    async def read(self) -> bytes: ...
+
+    def lines(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _AiohttpWatch:
+    """aiohttp's response as a `WatchResponse` (clusters reached through a proxy)."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self.status = resp.status
+
+    async def read(self) -> bytes:
+        return await self._resp.read()
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        while line := await self._resp.content.readline():
+            yield line
+
+    async def aclose(self) -> None:
+        self._resp.release()
+
+
 class Transport:
     """Requests to one cluster's API server; responses are aiohttp's, bodies raw."""
 
@@ -83,12 +126,23 @@ class Transport:
         else:
             self._proxy, self._proxy_auth = _env_proxy(self.host)
         self._proxy_headers = cfg.proxy_headers or None
+        self.lean: leanhttp.Pool | None = None
+        """The kept-alive connection(s) for GETs; None through a proxy."""
+        if self._proxy is None:
+            url = URL(self.host)
+            self._where = (str(url.raw_host), int(url.port or 443),
+                           url.raw_path.rstrip("/"),
+                           url.host_port_subcomponent or str(url.raw_host))
+            self.lean = leanhttp.Pool(
+                self._where[0], self._where[1], host_header=self._where[3],
+                ssl_context=self._tls(), tls_hostname=self._server_hostname,
+                keepalive=keepalive)
         self._limit = limit
         self._keepalive = keepalive
-        """Seconds an idle pooled connection is kept. aiohttp hands out the
-        longest-idle connection first (FIFO), so a heartbeat every h seconds keeps
-        keepalive / h of them open; at 1.5 h it keeps one (issue 22: each TLS connection
-        costs ~300 KiB)."""
+        """Seconds an idle connection is kept, in aiohttp's pool (writes) and the lean
+        one (GETs). The adapter passes 1.5 heartbeats: the heartbeat keeps one lean
+        connection open, and aiohttp's close once the writes are done (issue 22: each
+        of aiohttp's costs ~330 KiB)."""
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -100,7 +154,17 @@ class Transport:
                 trust_env=False, read_bufsize=2**21)  # watch events can be large
         return self._session
 
+    def _tls(self) -> ssl.SSLContext | None:
+        return self._ssl if isinstance(self._ssl, ssl.SSLContext) else None
+
+    def _target(self, path: str, query: dict[str, str] | None) -> str:
+        # `path` is quoted already (`ResourceType.item`) and the query is encoded here
+        # once: yarl's re-quoting of both was the costliest step left per request.
+        return path + ("?" + urlencode(query) if query else "")
+
     async def close(self) -> None:
+        if self.lean is not None:
+            await self.lean.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -121,7 +185,37 @@ class Transport:
                           proxy_headers=self._proxy_headers)
         if self._server_hostname:
             kwargs["server_hostname"] = self._server_hostname
-        # `path` is quoted already (`ResourceType.item`) and the query is encoded here
-        # once: yarl's re-quoting of both was the costliest step left per request.
-        url = self.host + path + ("?" + urlencode(query) if query else "")
+        url = self.host + self._target(path, query)
         return await self._open().request(method, URL(url, encoded=True), **kwargs)
+
+    async def request(self, method: str, path: str, *, query: dict[str, str] | None,
+                      headers: dict[str, str], body: bytes | None,
+                      within: float) -> leanhttp.Answer:
+        """One request, its whole answer read: a GET over the kept-alive lean
+        connection, anything else (or anything through a proxy) over aiohttp's pool.
+        Raises OSError, TimeoutError or aiohttp.ClientError where it got no answer."""
+        if self.lean is not None and method == "GET" and body is None:
+            return await self.lean.get(self._where[2] + self._target(path, query),
+                                        headers, within=within)
+        resp = await self.send(method, path, query=query, headers=headers, body=body,
+                               limits=aiohttp.ClientTimeout(total=within))
+        async with resp:
+            data = await resp.read()
+            return leanhttp.Answer(resp.status, data, resp.headers.get("Retry-After"))
+
+    async def watch(self, path: str, *, query: dict[str, str], headers: dict[str, str],
+                    connect_timeout: float, read_timeout: float) -> WatchResponse:
+        """`GET path?query` on a connection of its own, its body read as it arrives.
+        Raises OSError, TimeoutError or aiohttp.ClientError where the request failed."""
+        if self._proxy is not None:
+            resp = await self.send("GET", path, query=query, headers=headers, body=None,
+                                   limits=aiohttp.ClientTimeout(
+                                       total=None, sock_connect=connect_timeout,
+                                       sock_read=read_timeout))
+            return _AiohttpWatch(resp)
+        host, port, prefix, host_header = self._where
+        return await leanhttp.open_get(
+            host, port, prefix + self._target(path, query), headers,
+            host_header=host_header, ssl_context=self._tls(),
+            tls_hostname=self._server_hostname, connect_timeout=connect_timeout,
+            read_timeout=read_timeout)

@@ -1,7 +1,7 @@
 """Watches only where there is something to watch (issue 22, item 1): an idle cluster's
-adapter holds watches for its Nodes and Pods only (each watch is a TLS connection of
-~300 KiB); a write of ours starts the watch of its kinds, and drift on what we wrote is
-still seen; an owned object written by someone else is found by the idle re-list; a
+adapter holds watches for its Nodes and Pods only (each watch is a TLS connection and a
+watcher in the API server); a write of ours starts the watch of its kinds, and drift on
+what we wrote is still seen; an owned object written by someone else is found by the idle re-list; a
 kind whose last object is gone goes idle again."""
 
 from __future__ import annotations
