@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -141,6 +142,9 @@ class Controller:
                "FLEET_KUBECONFIG": str(kubeconfig)}
         profile = os.environ.get("BENCH_PROFILE")  # a path: run the controller under cProfile
         prefix = ["-m", "cProfile", "-o", profile] if profile else []
+        self.heap = os.environ.get("BENCH_TRACEMALLOC")  # a path: a tracemalloc snapshot
+        if self.heap:  # taken at the end (`bench.heapdump`)
+            prefix = ["-m", "bench.heapdump", self.heap]
         cmd = [sys.executable, *prefix, "-m", "controllers.cli", "run",
                "--repo", str(repo),
                "--kubeconfig", str(kubeconfig), "--state-dir", str(root / "state"),
@@ -166,7 +170,22 @@ class Controller:
                               headers={"X-Hub-Signature-256": f"sha256={sig}"})
         r.raise_for_status()
 
+    def dump_heap(self) -> None:
+        """With BENCH_TRACEMALLOC: ask for the snapshot and wait until it is written."""
+        if not self.heap or self.proc.poll() is not None:
+            return
+        path = Path(self.heap)
+        before = path.stat().st_mtime if path.exists() else 0.0
+        self.proc.send_signal(signal.SIGUSR2)
+        for _ in range(1200):
+            if path.exists() and path.stat().st_mtime > before:
+                print(f"tracemalloc snapshot: {path} (python -m bench.heapdump --show "
+                      f"{path})", flush=True)
+                return
+            time.sleep(0.1)
+
     def stop(self, keep: Path | None = None) -> None:
+        self.dump_heap()
         if keep is not None:
             keep.write_bytes(self.log_path.read_bytes())
         self.proc.terminate()
