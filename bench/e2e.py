@@ -121,6 +121,40 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
 
 
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """(child, parent) of every process started by `pid` and by them, from /proc."""
+    out: list[tuple[int, int]] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in task.read_text().split()]
+            except OSError:
+                continue
+            out += [(k, p) for k in kids]
+            todo += kids
+    return out
+
+
+def children_report(pid: int) -> str:
+    """The controller's child processes' memory (multiprocessing's resource tracker,
+    the forkserver and the placement worker it forks): not in the controller's own
+    RSS, so said apart."""
+    parts = []
+    for child, parent in descendants(pid):
+        try:
+            rss, hwm = rss_mib(child)
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        what = ("resource tracker" if b"resource_tracker" in cmd else
+                "forkserver" if parent == pid else "placement worker")
+        parts.append(f"{what}: RSS {rss:.0f} MiB, peak {hwm:.0f} MiB")
+    return ("child processes (not in the controller's figure): " + "; ".join(parts)
+            if parts else "no child processes")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -405,6 +439,7 @@ async def phase(args: argparse.Namespace, workloads: int, nodes: int, samples: i
                 rss, hwm = rss_mib(ctl.proc.pid)
                 print(f"controller memory: RSS {rss:.0f} MiB, peak {hwm:.0f} MiB with "
                       f"{objects} managed objects (target <= 512 MiB for 10,000)", flush=True)
+                print(children_report(ctl.proc.pid), flush=True)
                 if prober is not None:
                     print(prober.report(), flush=True)
                 tg.cancel_scope.cancel()
