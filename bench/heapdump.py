@@ -7,12 +7,16 @@ controller imports anything heavy, and writes a snapshot to OUT.snap each time t
 process gets SIGUSR2 (`bench.e2e` and `bench.scale` send it before they stop the
 controller when `BENCH_TRACEMALLOC=OUT.snap` is set). Read it with
 `python -m bench.heapdump --show OUT.snap [--by filename|lineno|traceback] [--top N]`.
+With `BENCH_TRACEMALLOC_COLLECT=1`, after the snapshot: the heap unfrozen and fully
+collected, the traced bytes before and after in the log (garbage that only a full
+collection frees).
 tracemalloc's own bookkeeping is in RSS (about as much again as what it traces), so
 a run under it measures where the bytes go, not how many the process holds.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -34,6 +38,20 @@ def show(path: Path, by: str, top: int) -> None:
             print(f"{'':29s}{line.strip()}")
 
 
+def collect_report() -> None:
+    """How much of the heap is garbage only a full collection would free: the frozen
+    objects unfrozen (`controllers.runtime.gctune` freezes the heap), then
+    `gc.collect()`; the traced bytes before and after, on stderr (the log)."""
+    before = tracemalloc.get_traced_memory()[0]
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    found = gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    print(f"heapdump_collect frozen={frozen} unreachable={found} "
+          f"traced_before_mib={before / 2**20:.1f} traced_after_mib={after / 2**20:.1f}",
+          file=sys.stderr, flush=True)
+
+
 def main() -> int:
     if sys.argv[1:2] == ["--show"]:
         args = sys.argv[2:]
@@ -47,6 +65,8 @@ def main() -> int:
     def dump(_signum: int, _frame: FrameType | None) -> None:
         tmp = out.with_name(out.name + ".part")
         tracemalloc.take_snapshot().dump(str(tmp))
+        if os.environ.get("BENCH_TRACEMALLOC_COLLECT"):
+            collect_report()
         os.replace(tmp, out)  # whole or not at all, for whoever waits for it
 
     signal.signal(signal.SIGUSR2, dump)
