@@ -14,9 +14,10 @@ and the applier's inventory). So:
   entries themselves stay (with `manager`, `operation`, `time`), so "the most recent
   other writer" is named as before when nobody claims the field. Spec, status,
   labels and annotations are whole: status views, read-back and the content hash read
-  them. Map keys are interned: the JSON decoder makes a new string for every key of
-  every document (its memo lives for one document), so 10,000 Deployments held
-  10,000 copies of "metadata", "terminationMessagePath", ...
+  them. Map keys and short strings are interned: the JSON decoder makes a new string
+  for every key and value of every document (its key memo lives for one document), so
+  10,000 Deployments held 10,000 copies of "metadata", "terminationMessagePath",
+  "IfNotPresent", ...
 - `metadata_only(obj)`: what an owned kind's informer keeps (its cache only has to
   tell a re-list what was there: key, uid, resourceVersion); the handler still gets
   the whole object.
@@ -74,12 +75,18 @@ def _entry(e: Any) -> dict[str, Any] | None:
 
 
 def _interned(v: Any) -> Any:
-    """A copy of decoded JSON with every map key interned (scalars shared)."""
-    if type(v) is dict:
-        return {intern(k): _interned(x) if type(x) in _NESTED else x for k, x in v.items()}
-    if type(v) is list:
-        return [_interned(x) if type(x) in _NESTED else x for x in v]
+    """A copy of decoded JSON with every map key and every short string interned."""
+    t = type(v)
+    if t is dict:
+        return {intern(k): _interned(x) for k, x in v.items()}
+    if t is list:
+        return [_interned(x) for x in v]
+    if t is str and len(v) <= _SHORT:
+        return intern(v)
     return v
 
 
-_NESTED = (dict, list)
+_SHORT = 64
+"""Strings up to this length are interned: kinds, apiVersions, label values, defaults
+(`IfNotPresent`, `ClusterFirst`, `25%`), condition reasons, timestamps of one second;
+one string for all the objects that hold it. Longer ones are seldom repeated."""

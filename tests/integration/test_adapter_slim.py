@@ -76,7 +76,7 @@ async def test_drift_on_the_slim_copy_is_drift_on_the_whole_object(tmp_path: Pat
         assert {(f.path, f.manager) for f in drifted} >= {("spec.replicas", "kubectl-edit")}
 
 
-def test_slim_live_interns_keys_and_metadata_only_keeps_the_relist_keys() -> None:
+def test_slim_live_interns_keys_and_short_values_and_metadata_only_keeps_the_relist_keys() -> None:
     obj = json.loads(json.dumps({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "s", "namespace": "t", "uid": "u", "resourceVersion": "9",
@@ -92,5 +92,7 @@ def test_slim_live_interns_keys_and_metadata_only_keeps_the_relist_keys() -> Non
         {"manager": "k", "operation": "Update", "time": "t0", "subresource": "status",
          "fieldsV1": {}}]
     assert all(k is sys.intern(k) for k in slim["spec"]["ports"][0])
+    assert slim["kind"] is sys.intern("Service")  # short values too
+    assert slim["metadata"]["labels"]["a"] is sys.intern("b")
     assert metadata_only(obj) == {"apiVersion": "v1", "kind": "Service", "metadata": {
         "name": "s", "namespace": "t", "uid": "u", "resourceVersion": "9"}}
