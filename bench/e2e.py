@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -120,6 +121,40 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
 
 
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """(child, parent) of every process started by `pid` and by them, from /proc."""
+    out: list[tuple[int, int]] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in task.read_text().split()]
+            except OSError:
+                continue
+            out += [(k, p) for k in kids]
+            todo += kids
+    return out
+
+
+def children_report(pid: int) -> str:
+    """The controller's child processes' memory (multiprocessing's resource tracker,
+    the forkserver and the placement worker it forks): not in the controller's own
+    RSS, so said apart."""
+    parts = []
+    for child, parent in descendants(pid):
+        try:
+            rss, hwm = rss_mib(child)
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        what = ("resource tracker" if b"resource_tracker" in cmd else
+                "forkserver" if parent == pid else "placement worker")
+        parts.append(f"{what}: RSS {rss:.0f} MiB, peak {hwm:.0f} MiB")
+    return ("child processes (not in the controller's figure): " + "; ".join(parts)
+            if parts else "no child processes")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -141,6 +176,9 @@ class Controller:
                "FLEET_KUBECONFIG": str(kubeconfig)}
         profile = os.environ.get("BENCH_PROFILE")  # a path: run the controller under cProfile
         prefix = ["-m", "cProfile", "-o", profile] if profile else []
+        self.heap = os.environ.get("BENCH_TRACEMALLOC")  # a path: a tracemalloc snapshot
+        if self.heap:  # taken at the end (`bench.heapdump`)
+            prefix = ["-m", "bench.heapdump", self.heap]
         cmd = [sys.executable, *prefix, "-m", "controllers.cli", "run",
                "--repo", str(repo),
                "--kubeconfig", str(kubeconfig), "--state-dir", str(root / "state"),
@@ -166,7 +204,22 @@ class Controller:
                               headers={"X-Hub-Signature-256": f"sha256={sig}"})
         r.raise_for_status()
 
+    def dump_heap(self) -> None:
+        """With BENCH_TRACEMALLOC: ask for the snapshot and wait until it is written."""
+        if not self.heap or self.proc.poll() is not None:
+            return
+        path = Path(self.heap)
+        before = path.stat().st_mtime if path.exists() else 0.0
+        self.proc.send_signal(signal.SIGUSR2)
+        for _ in range(1200):
+            if path.exists() and path.stat().st_mtime > before:
+                print(f"tracemalloc snapshot: {path} (python -m bench.heapdump --show "
+                      f"{path})", flush=True)
+                return
+            time.sleep(0.1)
+
     def stop(self, keep: Path | None = None) -> None:
+        self.dump_heap()
         if keep is not None:
             keep.write_bytes(self.log_path.read_bytes())
         self.proc.terminate()
@@ -386,6 +439,7 @@ async def phase(args: argparse.Namespace, workloads: int, nodes: int, samples: i
                 rss, hwm = rss_mib(ctl.proc.pid)
                 print(f"controller memory: RSS {rss:.0f} MiB, peak {hwm:.0f} MiB with "
                       f"{objects} managed objects (target <= 512 MiB for 10,000)", flush=True)
+                print(children_report(ctl.proc.pid), flush=True)
                 if prober is not None:
                     print(prober.report(), flush=True)
                 tg.cancel_scope.cancel()

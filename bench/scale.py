@@ -47,6 +47,7 @@ import yaml
 from bench.e2e import (
     Controller,
     busy_report,
+    children_report,
     cpu_seconds,
     fleet_files,
     pct,
@@ -316,6 +317,7 @@ async def measure(args: argparse.Namespace, root: Path, repo: FleetRepo, first: 
         rss, hwm = rss_mib(ctl.proc.pid)
         print(f"controller memory: RSS {rss:.0f} MiB, peak {hwm:.0f} MiB "
               f"(target <= 512 MiB); load average after: {uptime()}", flush=True)
+        print(children_report(ctl.proc.pid), flush=True)
     finally:
         await reader.aclose()
         ctl.stop(args.keep_log)

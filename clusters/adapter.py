@@ -56,6 +56,7 @@ from clusters.errors import ClusterError, NotFound
 from clusters.health import ClusterHealth, HealthTracker, workload_health
 from clusters.informer import Informer
 from clusters.kubeconfig import ConnectionSpec, connection_config
+from clusters.slim import metadata_only
 from fleet.render import OWNED_SELECTOR, WORKLOAD_KINDS, WORKLOAD_LABEL, read_back, workload_of
 
 log = structlog.get_logger()
@@ -119,10 +120,12 @@ class ClusterAdapter:
                                clock=options.clock, sleep=options.sleep)
         idle = options.idle_relist
         gate = asyncio.Semaphore(options.list_concurrency)
+        # Owned kinds: the applier's inventory holds each object (slimmed); their
+        # informers keep metadata only (`clusters.slim`), so none is held twice.
         self._owned = [Informer(client, t, label_selector=OWNED_SELECTOR,
                                 watch_timeout=options.watch_timeout,
                                 handler=self.applier.observe, idle_relist=idle,
-                                list_gate=gate)
+                                list_gate=gate, keep=metadata_only)
                        for t in (NAMESPACE, SERVICE, DEPLOYMENT, JOB)]
         self._nodes = Informer(client, NODE, watch_timeout=options.watch_timeout,
                                handler=self.capacity.on_node, transform=slim_node,
@@ -148,7 +151,7 @@ class ClusterAdapter:
         self._kueue_owned = [Informer(client, t, label_selector=OWNED_SELECTOR,
                                       watch_timeout=options.watch_timeout,
                                       handler=self.applier.observe, idle_relist=idle,
-                                      list_gate=gate)
+                                      list_gate=gate, keep=metadata_only)
                              for t in (RESOURCE_FLAVOR, CLUSTER_QUEUE, LOCAL_QUEUE)]
         """The Kueue objects we render (fleet.render.kueue): owned, so drift-checked and
         pruned like every other."""
@@ -157,13 +160,13 @@ class ClusterAdapter:
         self._claim_templates = Informer(
             client, RESOURCE_CLAIM_TEMPLATE, label_selector=OWNED_SELECTOR,
             watch_timeout=options.watch_timeout, handler=self.applier.observe,
-            idle_relist=idle, list_gate=gate)
+            idle_relist=idle, list_gate=gate, keep=metadata_only)
         """Our own ResourceClaimTemplates (DRA clusters), so a restarted controller
         knows and prunes them like the other owned objects."""
         self._jobsets = Informer(client, JOBSET, label_selector=OWNED_SELECTOR,
                                  watch_timeout=options.watch_timeout,
                                  handler=self.applier.observe, idle_relist=idle,
-                                 list_gate=gate)
+                                 list_gate=gate, keep=metadata_only)
         """Our own JobSets (clusters that serve jobset.x-k8s.io), so a restarted
         controller knows and prunes them like the other owned objects."""
         self._jobsets_synced = asyncio.Event()

@@ -55,6 +55,7 @@ from clusters.client import (
     type_of,
 )
 from clusters.errors import ClusterError, Invalid, NotFound, PermanentError, RecreateNeeded
+from clusters.slim import slim_live
 from fleet.drift import DriftedField, diff
 from fleet.render import MANAGED_BY, WORKLOAD_LABEL, for_existing, workload_of
 from fleet.sync import (
@@ -145,7 +146,8 @@ class Applier:
         self.concurrency = concurrency
         """Workloads applied at once (the client's QPS bucket still paces the calls)."""
         self.live: dict[ObjKey, JSON] = {}
-        """Owned objects as last seen (informer events and our own apply responses)."""
+        """Owned objects as last seen (informer events and our own apply responses),
+        slimmed (`clusters.slim.slim_live`: managedFields as drift reads them)."""
         self.desired: dict[ObjKey, JSON] = {}
         """What we last applied (stamped), by key: the reference for drift."""
         self.corrections = 0
@@ -194,7 +196,7 @@ class Applier:
         held = self.live.get(key)
         if held is not None and _rv(obj) and _rv(obj) == _rv(held) and _uid(held) == uid:
             return  # the version we hold (our own write's response): compared already
-        self.live[key] = obj
+        obj = self.live[key] = slim_live(obj)
         want = self.desired.get(key)
         if want is not None and key not in self._writing:
             fields = tuple(diff(want, obj))
@@ -336,7 +338,7 @@ class Applier:
         finally:
             self._writing.discard(key)
         if not is_older(live, self.live.get(key)):  # events may have brought a newer one
-            self.live[key] = live
+            self.live[key] = slim_live(live)
         current = self.live[key]
         fields = tuple(diff(reference, current))
         if fields:  # changed again while our write was in flight: that is drift

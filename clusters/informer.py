@@ -55,7 +55,8 @@ class Informer:
                  watch_timeout: int = 300, handler: Handler | None = None,
                  transform: Callable[[JSON], JSON] | None = None,
                  idle_relist: float | None = None,
-                 list_gate: asyncio.Semaphore | None = None) -> None:
+                 list_gate: asyncio.Semaphore | None = None,
+                 keep: Callable[[JSON], JSON] | None = None) -> None:
         self.client = client
         self.list_gate = list_gate
         """Shared by a cluster's informers: lists go one (or a few) at a time, so the
@@ -71,6 +72,11 @@ class Informer:
         self.transform = transform
         """Applied to every object before it is cached or handed on (client-go's
         SetTransform): keep only what the handlers read, for big caches like Pods."""
+        self.keep = keep
+        """What the cache keeps of each (transformed) object; the handlers still get the
+        whole of it. For kinds whose handler keeps its own copy (the applier's
+        inventory of owned objects): `clusters.slim.metadata_only`, so an object is not
+        held twice (issue 22, item 1). None: the object itself."""
         self.rtype = rtype
         self.label_selector = label_selector
         self.page_size = page_size
@@ -160,7 +166,7 @@ class Informer:
             if not cont:
                 break
         old = self.store
-        self.store = items
+        self.store = items if self.keep is None else {k: self.keep(o) for k, o in items.items()}
         self.resource_version = rv or None
         for k, obj in items.items():
             prev = old.get(k)
@@ -226,7 +232,7 @@ class Informer:
             if kind == "DELETED":
                 self.store.pop(k, None)
             else:
-                self.store[k] = obj
+                self.store[k] = obj if self.keep is None else self.keep(obj)
             if rv:
                 self.resource_version = rv
             self._emit(str(kind), obj)

@@ -5,6 +5,7 @@ re-lists and emits what changed meanwhile, so no event is lost."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import anyio
 from clusters.client import DEPLOYMENT
 from clusters.informer import Informer
 from clusters.sim.resources import BY_KIND
+from clusters.slim import metadata_only
 from fleet.render import OWNED_SELECTOR
 from tests.support.adapter import (
     FAST,
@@ -35,10 +37,11 @@ def _recorder(seen: Seen) -> Any:
     return handle
 
 
-async def _watching(c: Connected, tg: anyio.abc.TaskGroup, seen: Seen) -> Informer:
+async def _watching(c: Connected, tg: anyio.abc.TaskGroup, seen: Seen,
+                    keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Informer:
     watches = len(c.cluster.open_watches)
     inf = Informer(c.adapter.client, DEPLOYMENT, label_selector=OWNED_SELECTOR,
-                   watch_timeout=30, handler=_recorder(seen))
+                   watch_timeout=30, handler=_recorder(seen), keep=keep)
     tg.start_soon(inf.run)
     with anyio.fail_after(5):
         await inf.synced.wait()
@@ -56,6 +59,10 @@ async def test_a_410_after_the_history_expired_relists_and_loses_no_event(
         seen: Seen = []
         inf = await _watching(c, tg, seen)
         assert {n for _e, n, _r in seen} == {"serve-a", "serve-b", "serve-d"}
+        # The same, keeping metadata only (as the adapter's owned kinds do): handlers
+        # get whole objects, a re-list's DELETED gets what the cache kept.
+        slim_seen: Seen = []
+        slim = await _watching(c, tg, slim_seen, keep=metadata_only)
         old_d = stored(c, "Deployment")["serve-d"]["metadata"]["uid"]
 
         # While every watch is away: one object edited, one deleted, one created, one
@@ -63,6 +70,7 @@ async def test_a_410_after_the_history_expired_relists_and_loses_no_event(
         # resuming from the last version gets 410 Gone.
         c.cluster.faults.cut_watches()
         seen.clear()
+        slim_seen.clear()
         deployments = BY_KIND["Deployment"]
         await c.cluster.edit("Deployment", TEAM, "serve-a", {"spec": {"replicas": 4}})
         c.cluster.store.delete(deployments, TEAM, "serve-b", propagation="Background")
@@ -81,6 +89,13 @@ async def test_a_410_after_the_history_expired_relists_and_loses_no_event(
         assert seen.index(("DELETED", "serve-d", 1)) < seen.index(("ADDED", "serve-d", 2))
         assert sorted(n for _ns, n in inf.store) == ["serve-a", "serve-c", "serve-d"]
         assert inf.store[(TEAM, "serve-d")]["metadata"]["uid"] != old_d
+        await until(lambda: slim.relists == 1 and len(slim_seen) == len(seen),
+                    what="the metadata-only informer's re-list")
+        # The same events in the same order; a DELETED from the re-list carries no spec.
+        assert [(e, n, None if e == "DELETED" else r) for e, n, r in seen] == slim_seen
+        assert sorted(slim.store) == sorted(inf.store)
+        assert all(set(o) == {"apiVersion", "kind", "metadata"} and "labels" not in
+                   o["metadata"] for o in slim.store.values())
         # The adapter's own informers went through the same 410 and saw the changes to
         # objects it applied as drift.
         await until(lambda: {("serve-a", "spec.replicas"), ("serve-b", "(object)")} <= {
