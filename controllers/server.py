@@ -38,6 +38,7 @@ from typing import Any
 from aiohttp import web
 
 from controllers.apiauth import Authenticator, allows, required_role
+from controllers.status.bodies import Body, accepts_gzip
 
 MAX_HOOK_BYTES = 1024 * 1024
 MAX_ACTION_BYTES = 64 * 1024
@@ -58,10 +59,14 @@ class Endpoints:
     control: Callable[[str, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]] | None = None
     """`(action, body) -> (HTTP status, answer)` for suspend / resume / sync."""
     version: str | None = None
-    status_body: Callable[[bool], Awaitable[bytes]] | None = None
-    """`GET /api/v1/status` as JSON bytes, when the manager keeps them ready
+    status_body: Callable[[bool], Awaitable[Body]] | None = None
+    """`GET /api/v1/status` as served, when the manager keeps it ready
     (`controllers.status.cache.StatusCache`; True: built now, not the last one); else
     `status` is serialised per request."""
+    capacity_body: Callable[[], Body] | None = None
+    """`GET /api/v1/capacity` from a cache (built once per change); else `capacity`."""
+    events_body: Callable[[int, str | None], Body] | None = None
+    """`GET /api/v1/events` from a cache (built once per new event); else `events`."""
 
 
 def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
@@ -101,6 +106,19 @@ def auth_middleware(auth: Authenticator) -> Any:
     return check
 
 
+def send(request: web.Request, body: Body) -> web.Response:
+    """A JSON body as the client can take it: 304 when it has these bytes already
+    (`If-None-Match`, RFC 9110 13.1.2), gzipped when it accepts gzip (made once per
+    body, not per request), else the bytes."""
+    headers = {"ETag": body.etag, "Vary": "Accept-Encoding"}
+    if body.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    if accepts_gzip(request.headers.get("Accept-Encoding")):
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body.gz, headers=headers, content_type="application/json")
+    return web.Response(body=body.raw, headers=headers, content_type="application/json")
+
+
 def build_app(ep: Endpoints, webhook_secret: bytes | None,
               auth: Authenticator | None = None) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
@@ -114,32 +132,30 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None,
         return web.Response(text=ep.metrics(), content_type="text/plain",
                             headers={"X-Content-Type-Options": "nosniff"})
 
-    def _json(doc: dict[str, Any]) -> web.Response:
-        # Compact: with `indent`, json falls back to its pure-Python encoder (10x slower
-        # on a fleet-sized status document).
-        return web.Response(text=json.dumps(doc, sort_keys=True, separators=(",", ":"))
-                            + "\n",
-                            content_type="application/json")
-
     async def status(request: web.Request) -> web.Response:
         if ep.status_body is not None:
             # `Cache-Control: no-cache` (RFC 9111 5.2.1.4): not the last document, one
             # built now (`fleet status` sends it; a page polling every second does not)
             fresh = "no-cache" in request.headers.get("Cache-Control", "").lower()
-            return web.Response(body=await ep.status_body(fresh),
-                                content_type="application/json")
-        return _json(ep.status())
+            return send(request, await ep.status_body(fresh))
+        return send(request, Body.of(ep.status()))
 
-    async def capacity(_: web.Request) -> web.Response:
-        return _json(ep.capacity())
+    async def capacity(request: web.Request) -> web.Response:
+        if ep.capacity_body is not None:
+            return send(request, ep.capacity_body())
+        return send(request, Body.of(ep.capacity()))
 
     async def events(request: web.Request) -> web.Response:
-        if ep.events is None:
+        if ep.events is None and ep.events_body is None:
             raise web.HTTPNotFound()
         raw = request.query.get("since", "0")
         if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             return web.Response(status=400, text="since: a sequence number (0 or more)\n")
-        return _json(ep.events(int(raw), request.query.get("workload") or None))
+        since, workload = int(raw), request.query.get("workload") or None
+        if ep.events_body is not None:
+            return send(request, ep.events_body(since, workload))
+        assert ep.events is not None
+        return send(request, Body.of(ep.events(since, workload)))
 
     async def git_hook(request: web.Request) -> web.Response:
         if webhook_secret is None:
@@ -176,8 +192,9 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None,
             return _answer(code, answer)
         return handle
 
-    async def version(_: web.Request) -> web.Response:
-        return _json({"version": ep.version or "unknown", "component": "aifleet-controller"})
+    async def version(request: web.Request) -> web.Response:
+        return send(request, Body.of({"version": ep.version or "unknown",
+                                      "component": "aifleet-controller"}))
 
     async def page(_: web.Request) -> web.Response:
         if ep.page is None:

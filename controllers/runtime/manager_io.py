@@ -6,7 +6,7 @@ decisions they record are `controllers.runtime.records`'.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -19,6 +19,8 @@ from controllers.runtime.fleetstate import (
 )
 from controllers.server import Endpoints, bound_port, build_app, serve, tls_context
 from controllers.status import fleetdoc
+from controllers.status.bodies import Body
+from controllers.status.cache import Is
 from controllers.version import version
 from controllers.web import index_html
 
@@ -42,6 +44,26 @@ def capacity_json(m: Manager) -> dict[str, Any]:
     if spec is None:
         return m.snapshot.to_json()
     return capacity_snapshot(spec.clusters, m.views(), None).to_json()
+
+
+CAPACITY_MAX_AGE = 2.0
+"""Seconds a capacity document is served unchanged at most (as the status cache's
+`max_age`): what `capacity_key` cannot see is shown at most this late."""
+
+
+def capacity_key(m: Manager) -> Hashable:
+    """Changes when what `capacity_json` shows changes: the spec (or the snapshot
+    before one), each adapter's health, listing, node changes (`capacity_version`) and
+    unreachable time; and every `CAPACITY_MAX_AGE` seconds (work in clusters)."""
+    return (Is(m.desired.spec), Is(m.snapshot),
+            tuple((name, Is(a), a.health_state, a.synced.is_set(), a.capacity_version,
+                   a.health.unreachable_for()) for name, a in sorted(m.adapters.items())),
+            int(m.status_cache.clock() // CAPACITY_MAX_AGE))
+
+
+def capacity_body(m: Manager) -> Body:
+    """`GET /api/v1/capacity` as served: built once per change (`capacity_key`)."""
+    return m.capacity_bodies.get(capacity_key(m), None, lambda: capacity_json(m))
 
 
 def metrics_text(m: Manager) -> str:
@@ -81,7 +103,8 @@ async def start_server(m: Manager) -> tuple[web.AppRunner, int]:
         ready=m.ready, on_git_hook=_hook(m), page=index_html,
         events=lambda since, wid: m.feed.document(since, wid),
         control=lambda action, body: _acted(m, action, body), version=version(),
-        status_body=lambda fresh: m.status_cache.body(fresh=fresh)),
+        status_body=lambda fresh: m.status_cache.body(fresh=fresh),
+        capacity_body=lambda: capacity_body(m), events_body=m.feed.body),
         secret.get_secret_value().encode() if secret is not None else None, auth)
     cert, key = m.settings.tls_cert, m.settings.tls_key
     tls = tls_context(str(cert), str(key)) if cert is not None and key is not None else None
