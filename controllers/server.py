@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import json
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +69,18 @@ class Endpoints:
     """`GET /api/v1/capacity` from a cache (built once per change); else `capacity`."""
     events_body: Callable[[int, str | None], Body] | None = None
     """`GET /api/v1/events` from a cache (built once per new event); else `events`."""
+    status_now: Callable[[], Body | None] | None = None
+    """The status document a request may have at once, without the controller's loop
+    (`StatusCache.published`; None: ask `status_body`). Called on the server's thread."""
+    dispatch: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None
+    """Runs an endpoint's callable where the controller's state lives when the server
+    has a thread of its own (`controllers.serverthread.on_loop`); None: here. Every
+    callable above but `on_git_hook`, `page` and `status_now` goes through it."""
+    alive: Callable[[], bool] | None = None
+    """`/healthz`: whether the controller's loop still runs (None: it does)."""
+    observe_cpu: Callable[[str, float], None] | None = None
+    """Each request's CPU seconds on the server's thread (`time.thread_time` around the
+    handler; what it waits for on the controller's loop is not in it), by route."""
 
 
 def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
@@ -119,31 +133,63 @@ def send(request: web.Request, body: Body) -> web.Response:
     return web.Response(body=body.raw, headers=headers, content_type="application/json")
 
 
+def cpu_middleware(observe: Callable[[str, float], None]) -> Any:
+    """Each request's CPU seconds on this thread, by route (its path when unrouted)."""
+
+    @web.middleware
+    async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.thread_time()
+        try:
+            return await handler(request)
+        finally:
+            info = request.match_info.route.resource
+            observe(info.canonical if info is not None else "other",
+                    time.thread_time() - started)
+
+    return timed
+
+
 def build_app(ep: Endpoints, webhook_secret: bytes | None,
               auth: Authenticator | None = None) -> web.Application:
+    async def call(f: Callable[[], Any]) -> Any:
+        """`f()` (awaited if it returns an awaitable) where the state lives."""
+        if ep.dispatch is not None:
+            return await ep.dispatch(f)
+        out = f()
+        if inspect.isawaitable(out):
+            out = await out
+        return out
+
     async def healthz(_: web.Request) -> web.Response:
+        if ep.alive is not None and not ep.alive():
+            return web.Response(status=503, text="the controller's loop has stopped\n")
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
-        ok, why = ep.ready()
+        ok, why = await call(ep.ready)
         return web.Response(text=f"{why}\n", status=200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(text=ep.metrics(), content_type="text/plain",
+        return web.Response(text=await call(ep.metrics), content_type="text/plain",
                             headers={"X-Content-Type-Options": "nosniff"})
 
     async def status(request: web.Request) -> web.Response:
+        # `Cache-Control: no-cache` (RFC 9111 5.2.1.4): not the last document, one
+        # built now (`fleet status` sends it; a page polling every second does not)
+        fresh = "no-cache" in request.headers.get("Cache-Control", "").lower()
+        if not fresh and ep.status_now is not None:
+            now = ep.status_now()
+            if now is not None:
+                return send(request, now)
         if ep.status_body is not None:
-            # `Cache-Control: no-cache` (RFC 9111 5.2.1.4): not the last document, one
-            # built now (`fleet status` sends it; a page polling every second does not)
-            fresh = "no-cache" in request.headers.get("Cache-Control", "").lower()
-            return send(request, await ep.status_body(fresh))
-        return send(request, Body.of(ep.status()))
+            status_body = ep.status_body
+            return send(request, await call(lambda: status_body(fresh)))
+        return send(request, Body.of(await call(ep.status)))
 
     async def capacity(request: web.Request) -> web.Response:
         if ep.capacity_body is not None:
-            return send(request, ep.capacity_body())
-        return send(request, Body.of(ep.capacity()))
+            return send(request, await call(ep.capacity_body))
+        return send(request, Body.of(await call(ep.capacity)))
 
     async def events(request: web.Request) -> web.Response:
         if ep.events is None and ep.events_body is None:
@@ -153,9 +199,11 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None,
             return web.Response(status=400, text="since: a sequence number (0 or more)\n")
         since, workload = int(raw), request.query.get("workload") or None
         if ep.events_body is not None:
-            return send(request, ep.events_body(since, workload))
-        assert ep.events is not None
-        return send(request, Body.of(ep.events(since, workload)))
+            events_body = ep.events_body
+            return send(request, await call(lambda: events_body(since, workload)))
+        events = ep.events
+        assert events is not None
+        return send(request, Body.of(await call(lambda: events(since, workload))))
 
     async def git_hook(request: web.Request) -> web.Response:
         if webhook_secret is None:
@@ -188,7 +236,8 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None,
                 body = None
             if not isinstance(body, dict):
                 return _answer(400, {"ok": False, "error": "the body must be a JSON object"})
-            code, answer = await ep.control(name, body)
+            control = ep.control
+            code, answer = await call(lambda: control(name, body))
             return _answer(code, answer)
         return handle
 
@@ -201,8 +250,10 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None,
             raise web.HTTPNotFound()
         return web.Response(text=ep.page(), content_type="text/html")
 
-    app = web.Application(client_max_size=MAX_HOOK_BYTES + 1,
-                          middlewares=[auth_middleware(auth)] if auth is not None else [])
+    middlewares = [cpu_middleware(ep.observe_cpu)] if ep.observe_cpu is not None else []
+    if auth is not None:
+        middlewares.append(auth_middleware(auth))
+    app = web.Application(client_max_size=MAX_HOOK_BYTES + 1, middlewares=middlewares)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -282,7 +282,7 @@ class Manager:
                     await adapter.aclose()
                 await self.home.aclose()
                 if runner is not None:
-                    await runner.cleanup()
+                    await anyio.to_thread.run_sync(runner.stop)
 
     # ------------------------------------------------------------------ the face
 

@@ -6,18 +6,20 @@ decisions they record are `controllers.runtime.records`'.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 import structlog
-from aiohttp import web
 
 from controllers.apiauth import TokensFile
 from controllers.runtime.control import act
 from controllers.runtime.fleetstate import (
     capacity_snapshot,
 )
-from controllers.server import Endpoints, bound_port, build_app, serve, tls_context
+from controllers.server import Endpoints, build_app, tls_context
+from controllers.serverthread import ServerThread, on_loop
 from controllers.status import fleetdoc
 from controllers.status.bodies import Body
 from controllers.status.cache import Is
@@ -88,8 +90,14 @@ def ready(m: Manager) -> tuple[bool, str]:
 # ------------------------------------------------------------------ server
 
 
-async def start_server(m: Manager) -> tuple[web.AppRunner, int]:
-    """The HTTP server, listening: its runner and the port it bound."""
+ALIVE_LIMIT = 60.0
+"""`/healthz` fails once the controller's loop has not run for this many seconds (its
+lag monitor that overdue): a loop busy for seconds is alive, a stuck one is not."""
+
+
+async def start_server(m: Manager) -> tuple[ServerThread, int]:
+    """The HTTP server, listening on its own thread (`controllers.serverthread`): its
+    thread and the port it bound."""
     host, _, port = m.settings.listen.rpartition(":")
     secret = m.settings.webhook_secret
     tokens = m.settings.api_tokens_file
@@ -98,21 +106,26 @@ async def start_server(m: Manager) -> tuple[web.AppRunner, int]:
         log.warning("api_unauthenticated", listen=m.settings.listen,
                     hint="anyone who reaches --listen may read status and metrics and "
                          "trigger actions: give --api-tokens-file")
-    app = build_app(Endpoints(
+    loop = asyncio.get_running_loop()
+    ep = Endpoints(
         status=m.status, capacity=m.capacity_json, metrics=m.metrics_text,
-        ready=m.ready, on_git_hook=_hook(m), page=index_html,
+        ready=m.ready, on_git_hook=_hook(m, loop), page=index_html,
         events=lambda since, wid: m.feed.document(since, wid),
         control=lambda action, body: _acted(m, action, body), version=version(),
         status_body=lambda fresh: m.status_cache.body(fresh=fresh),
-        capacity_body=lambda: capacity_body(m), events_body=m.feed.body),
-        secret.get_secret_value().encode() if secret is not None else None, auth)
+        capacity_body=lambda: capacity_body(m), events_body=m.feed.body,
+        status_now=m.status_cache.published, dispatch=on_loop(loop),
+        alive=lambda: m.loop_lag.overdue() < ALIVE_LIMIT,
+        observe_cpu=lambda route, cpu: m.metrics.http_cpu.labels(route).observe(cpu))
+    hook_secret = secret.get_secret_value().encode() if secret is not None else None
     cert, key = m.settings.tls_cert, m.settings.tls_key
     tls = tls_context(str(cert), str(key)) if cert is not None and key is not None else None
-    runner = await serve(app, host or "127.0.0.1", int(port or 0), ssl_context=tls)
-    bound = bound_port(runner)
+    front = ServerThread(lambda: build_app(ep, hook_secret, auth), host or "127.0.0.1",
+                         int(port or 0), tls)
+    bound = await anyio.to_thread.run_sync(front.start)
     log.info("http_listening", host=host or "127.0.0.1", port=bound, tls=tls is not None,
              auth=auth is not None)
-    return runner, bound
+    return front, bound
 
 
 async def _acted(m: Manager, action: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -122,8 +135,13 @@ async def _acted(m: Manager, action: str, body: dict[str, Any]) -> tuple[int, di
     return answer
 
 
-def _hook(m: Manager) -> Callable[[], Awaitable[None]]:
-    async def on_hook() -> None:
+def _hook(m: Manager, loop: asyncio.AbstractEventLoop) -> Callable[[], Awaitable[None]]:
+    """The webhook's action, called on the server's thread: the fetch is scheduled on
+    the controller's loop, not waited for (the answer says "fetch scheduled")."""
+    def fetch() -> None:
         log.info("git_webhook_received")
         m.trigger_fetch()
+
+    async def on_hook() -> None:
+        loop.call_soon_threadsafe(fetch)
     return on_hook

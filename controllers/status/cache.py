@@ -32,6 +32,7 @@ other task, heartbeats included, waited). Here:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Hashable
@@ -170,6 +171,8 @@ class StatusCache:
         self._at = 0.0
         self._rows: dict[WorkloadId, WorkloadRow] = {}
         self._building: anyio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop the refresher runs on (`published` tells it from another thread)."""
 
     def fresh(self) -> bool:
         return (self._body is not None and self.clock() - self._at < self.max_age
@@ -209,6 +212,27 @@ class StatusCache:
         assert self._body is not None
         return self._body
 
+    def published(self) -> Body | None:
+        """The last document, for a request answered off the loop (called from the
+        HTTP server's thread, `controllers.serverthread`): what `body()` would answer
+        at once, i.e. with the refresher running, a document built and no operator
+        action since. The cache is told on its own loop that it was asked for
+        (`_asked`: counted, the refresher woken if it is out of date). None: ask
+        `body()` on the loop (it waits for a build)."""
+        body, loop = self._body, self._loop
+        if body is None or loop is None or not self._refreshing or self._must_wait:
+            return None
+        loop.call_soon_threadsafe(self._asked)
+        return body
+
+    def _asked(self) -> None:
+        self.served += 1
+        if self.fresh():
+            self.served_cached += 1
+        else:
+            self.served_stale += 1
+            self._wanted.set()
+
     def invalidate(self) -> None:
         """The next request waits for a document built after now."""
         self._must_wait = True
@@ -216,6 +240,7 @@ class StatusCache:
     async def run(self) -> None:
         """The refresher: builds the next document whenever a request found the last
         one out of date, one build at a time."""
+        self._loop = asyncio.get_running_loop()
         self._refreshing = True
         try:
             while True:
@@ -231,6 +256,7 @@ class StatusCache:
                     await anyio.sleep(self.refresh_every)
         finally:
             self._refreshing = False
+            self._loop = None
 
     async def _build_once(self) -> None:
         self._building = anyio.Event()

@@ -136,3 +136,50 @@ async def test_with_the_refresher_a_changed_fleet_is_answered_at_once_then_rebui
                                  json={"workload": SERVE})).status_code == 200
             doc = (await c.get("/api/v1/status")).json()
         assert "suspended" in next(w for w in doc["workloads"] if w["id"] == SERVE)
+
+
+async def test_served_status_equals_a_fresh_build_over_random_changes(
+        tmp_path: Path) -> None:
+    """Property-style, through the real server: random sequences of changes (workloads
+    suspended and resumed over the API, what a reconcile recorded for a suspended one
+    rewritten); after each, the bytes served, gzipped or not, are the document built
+    now, and asking again with nothing changed builds and encodes nothing."""
+    import random
+    from dataclasses import replace
+
+    async with sandbox(tmp_path, files()) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        n = 3 + len(EXTRA)
+        await until(lambda: synced(m.status(), box.first_commit) == (n, n), 30,
+                    what="first rollout")
+        cache = settled_cache(m)  # no refresher: each request asks the cache on the loop
+        await stable(m, cache)
+        rng = random.Random(2222)
+        suspended: set[str] = set()
+        ids = sorted({str(k[1]) for k in m.live})
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+            for _ in range(12):
+                wid = rng.choice(ids)
+                if wid in suspended and rng.random() < 0.5:
+                    key = next(k for k in m.live if str(k[1]) == wid)
+                    m.live[key] = replace(m.live[key], sync=rng.choice(
+                        ["Synced", "Failed", "Applying"]), health=rng.choice(
+                        ["Healthy", "Progressing", "Degraded"]),
+                        message=rng.choice([None, "refused: test"]))
+                elif wid in suspended:
+                    r = await c.post("/api/v1/resume", json={"workload": wid})
+                    assert r.status_code == 200, r.text
+                    suspended.discard(wid)
+                else:
+                    r = await c.post("/api/v1/suspend", json={"workload": wid})
+                    assert r.status_code == 200, r.text
+                    suspended.add(wid)
+                plain = await c.get("/api/v1/status",
+                                    headers={"Accept-Encoding": "identity"})
+                assert without_clocks(plain.json()) == without_clocks(m.status())
+                builds, encodes = cache.builds, cache.encodes
+                zipped = await c.get("/api/v1/status")
+                assert zipped.headers["content-encoding"] == "gzip"
+                assert zipped.content == plain.content  # the same bytes, gzipped once
+                assert (cache.builds, cache.encodes) == (builds, encodes)
+        assert cache.builds >= 12  # every change was built (and served) anew
