@@ -15,6 +15,11 @@
                              (GitHub `X-Hub-Signature-256: sha256=<hex>`, Gitea
                              `X-Gitea-Signature: <hex>`, or GitLab `X-Gitlab-Token`)
 
+The JSON documents go out as `controllers.status.bodies.Body`: gzipped when the client
+accepts it, 304 for a known ETag, encoded once per document, not per request. The
+controller runs this app on a thread of its own (`controllers.serverthread`), its
+endpoints' callables on its own loop (`Endpoints.dispatch`).
+
 Binds 127.0.0.1 by default; the webhook is refused (403) when no secret is configured,
 so an exposed port cannot be used to make the controller fetch at will. With an
 `Authenticator` (`--api-tokens-file`) every route but the probes, the webhook and the page's

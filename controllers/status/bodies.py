@@ -29,9 +29,9 @@ from typing import Any
 import anyio.to_thread
 
 GZIP_LEVEL = 1
-"""Measured on the 4.5 MB status document of 5,000 workloads (`bench.busy --status
---http`): level 1 makes it ~6% of its size in ~20 ms; higher levels save little more
-for several times the CPU."""
+"""Measured on the 4.5 MB status document of 5,000 workloads x 100 clusters: level 1
+makes it 0.30 MB (6.6%) in 11 ms of CPU, level 6 0.17 MB in 24 ms: on a loopback or a
+cluster network the bytes saved past level 1 cost more CPU than they save."""
 
 OFF_LOOP_BYTES = 256 * 1024
 """Bodies at least this big are gzipped in a worker thread."""
