@@ -85,7 +85,8 @@ class Endpoints:
     """`/healthz`: whether the controller's loop still runs (None: it does)."""
     observe_cpu: Callable[[str, float], None] | None = None
     """Each request's CPU seconds on the server's thread (`time.thread_time` around the
-    handler; what it waits for on the controller's loop is not in it), by route."""
+    handler and the answer's write; what it waits for on the controller's loop is not
+    in it), by route."""
 
 
 def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
@@ -139,13 +140,19 @@ def send(request: web.Request, body: Body) -> web.Response:
 
 
 def cpu_middleware(observe: Callable[[str, float], None]) -> Any:
-    """Each request's CPU seconds on this thread, by route (its path when unrouted)."""
+    """Each request's CPU seconds on this thread, by route ("other" when unrouted):
+    the handler and the answer written (prepared and handed to the transport here, so
+    it is counted; aiohttp then finds it sent)."""
 
     @web.middleware
     async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.thread_time()
         try:
-            return await handler(request)
+            response = await handler(request)
+            if not response.prepared:
+                await response.prepare(request)
+                await response.write_eof()
+            return response
         finally:
             info = request.match_info.route.resource
             observe(info.canonical if info is not None else "other",

@@ -130,3 +130,22 @@ def test_a_body_is_its_document_and_the_same_gzipped() -> None:
 ])
 def test_accept_encoding(header: str | None, gz: bool) -> None:
     assert accepts_gzip(header) is gz
+
+
+async def test_each_request_cpu_is_observed_by_route_with_its_answer_whole() -> None:
+    seen: list[tuple[str, float]] = []
+    doc = {"kind": "FleetStatus", "workloads": [{"id": f"t/w{i}"} for i in range(2000)]}
+    ep = Endpoints(status=lambda: doc, capacity=lambda: {}, metrics=lambda: "",
+                   ready=lambda: (True, "ok"), on_git_hook=nothing,
+                   observe_cpu=lambda route, cpu: seen.append((route, cpu)))
+    runner = await serve(build_app(ep, None), "127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bound_port(runner)}") as c:
+            for headers in (IDENTITY, {}, IDENTITY):
+                r = await c.get("/api/v1/status", headers=headers)
+                assert r.json() == doc  # written whole, gzipped or not
+            assert (await c.get("/nowhere")).status_code == 404
+    finally:
+        await runner.cleanup()
+    assert [route for route, _ in seen] == ["/api/v1/status"] * 3 + ["other"]
+    assert all(cpu >= 0 for _, cpu in seen)
