@@ -51,6 +51,7 @@ from bench.e2e import (
     fleet_files,
     pct,
     rss_mib,
+    server_view,
     workload_doc,
 )
 from controllers.demo.sandbox import synced
@@ -211,29 +212,6 @@ class Watcher:
                 f"{statistics.median(self.parsed) * 1000:.0f} ms")
 
 
-def request_cpu(metrics: str) -> str:
-    """Per-request CPU on the server's thread, by route, from the controller's
-    `aifleet_http_request_cpu_seconds` (load-independent, unlike the wall times)."""
-    sums: dict[str, float] = {}
-    counts: dict[str, float] = {}
-    slow: dict[str, float] = {}
-    for line in metrics.splitlines():
-        if not line.startswith("aifleet_http_request_cpu_seconds"):
-            continue
-        name, _, value = line.rpartition(" ")
-        route = name.split('route="', 1)[-1].split('"', 1)[0]
-        if name.startswith("aifleet_http_request_cpu_seconds_sum"):
-            sums[route] = float(value)
-        elif name.startswith("aifleet_http_request_cpu_seconds_count"):
-            counts[route] = float(value)
-        elif 'le="0.01"' in name:
-            slow[route] = float(value)
-    parts = [f"{route} {sums[route] / n * 1000:.2f} ms mean over {n:.0f} "
-             f"({n - slow.get(route, n):.0f} over 10 ms)"
-             for route, n in sorted(counts.items()) if n and route in sums]
-    return "request CPU on the server's thread: " + ("; ".join(parts) or "not exported")
-
-
 def blockers(log: Path) -> str:
     """The controller's longest loop blockers (`AIFLEET_TRACE_BLOCKERS=1`), if traced."""
     import json
@@ -355,9 +333,7 @@ async def measure(args: argparse.Namespace, root: Path, repo: FleetRepo, first: 
             tg.cancel_scope.cancel()
         print(f"{watcher.summary()}; webhook POST: max {max(hooks) * 1000:.0f} ms "
               "(target < 200 ms)", flush=True)
-        async with httpx.AsyncClient(timeout=60) as client:
-            metrics = (await client.get(f"{ctl.url}/metrics")).text
-        print(request_cpu(metrics), flush=True)
+        print(await server_view(ctl), flush=True)
         print(blockers(ctl.log_path), flush=True)
         print(busy_report(ctl.log_path, watcher.doc), flush=True)
         for why, reads in watcher.unhealthy.most_common(5):

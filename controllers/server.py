@@ -83,10 +83,10 @@ class Endpoints:
     callable above but `on_git_hook`, `page` and `status_now` goes through it."""
     alive: Callable[[], bool] | None = None
     """`/healthz`: whether the controller's loop still runs (None: it does)."""
-    observe_cpu: Callable[[str, float], None] | None = None
-    """Each request's CPU seconds on the server's thread (`time.thread_time` around the
-    handler and the answer's write; what it waits for on the controller's loop is not
-    in it), by route."""
+    observe: Callable[[str, float, float], None] | None = None
+    """Each request by route: its CPU seconds on the server's thread (`time.thread_time`
+    around the handler and the answer's write; what it waits for on the controller's
+    loop is not in it) and its seconds from handler to answer written (wall)."""
 
 
 def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
@@ -139,14 +139,14 @@ def send(request: web.Request, body: Body) -> web.Response:
     return web.Response(body=body.raw, headers=headers, content_type="application/json")
 
 
-def cpu_middleware(observe: Callable[[str, float], None]) -> Any:
-    """Each request's CPU seconds on this thread, by route ("other" when unrouted):
-    the handler and the answer written (prepared and handed to the transport here, so
-    it is counted; aiohttp then finds it sent)."""
+def timing_middleware(observe: Callable[[str, float, float], None]) -> Any:
+    """Each request's CPU seconds on this thread and wall seconds, by route ("other"
+    when unrouted): the handler and the answer written (prepared and handed to the
+    transport here, so it is counted; aiohttp then finds it sent)."""
 
     @web.middleware
     async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.thread_time()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             response = await handler(request)
             if not response.prepared:
@@ -156,7 +156,7 @@ def cpu_middleware(observe: Callable[[str, float], None]) -> Any:
         finally:
             info = request.match_info.route.resource
             observe(info.canonical if info is not None else "other",
-                    time.thread_time() - started)
+                    time.thread_time() - cpu, time.perf_counter() - started)
 
     return timed
 
@@ -262,7 +262,7 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None,
             raise web.HTTPNotFound()
         return web.Response(text=ep.page(), content_type="text/html")
 
-    middlewares = [cpu_middleware(ep.observe_cpu)] if ep.observe_cpu is not None else []
+    middlewares = [timing_middleware(ep.observe)] if ep.observe is not None else []
     if auth is not None:
         middlewares.append(auth_middleware(auth))
     app = web.Application(client_max_size=MAX_HOOK_BYTES + 1, middlewares=middlewares)

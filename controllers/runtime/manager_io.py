@@ -116,7 +116,7 @@ async def start_server(m: Manager) -> tuple[ServerThread, int]:
         capacity_body=lambda: capacity_body(m), events_body=m.feed.body,
         status_now=m.status_cache.published, dispatch=on_loop(loop),
         alive=lambda: m.loop_lag.overdue() < ALIVE_LIMIT,
-        observe_cpu=lambda route, cpu: m.metrics.http_cpu.labels(route).observe(cpu))
+        observe=m.metrics.http_request)
     hook_secret = secret.get_secret_value().encode() if secret is not None else None
     cert, key = m.settings.tls_cert, m.settings.tls_key
     tls = tls_context(str(cert), str(key)) if cert is not None and key is not None else None

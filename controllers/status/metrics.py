@@ -113,6 +113,10 @@ class ControllerMetrics:
             "server's thread (time.thread_time around its handler; what it waited for on "
             "the controller's loop is not in it), by route.", ["route"],
             buckets=CPU_BUCKETS, registry=reg)
+        self.http_seconds = Histogram(
+            "aifleet_http_request_seconds", "Seconds of one HTTP request from its handler "
+            "to its answer written, on the server's thread, by route.", ["route"],
+            buckets=LAG_BUCKETS, registry=reg)
         self.reconciles = Counter(
             "aifleet_reconciles", "Cluster reconciles by result (ok, failed).",
             ["cluster", "result"], registry=reg)
@@ -136,6 +140,12 @@ class ControllerMetrics:
         return generate_latest(self.registry).decode()
 
     # ------------------------------------------------------------------ events
+
+    def http_request(self, route: str, cpu: float, wall: float) -> None:
+        """One HTTP request answered (called on the server's thread: the histograms
+        take a lock)."""
+        self.http_cpu.labels(route).observe(cpu)
+        self.http_seconds.labels(route).observe(wall)
 
     def commit_accepted(self, commit: str) -> None:
         self.commits.inc()

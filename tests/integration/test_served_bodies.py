@@ -132,12 +132,12 @@ def test_accept_encoding(header: str | None, gz: bool) -> None:
     assert accepts_gzip(header) is gz
 
 
-async def test_each_request_cpu_is_observed_by_route_with_its_answer_whole() -> None:
-    seen: list[tuple[str, float]] = []
+async def test_each_request_is_timed_by_route_with_its_answer_whole() -> None:
+    seen: list[tuple[str, float, float]] = []
     doc = {"kind": "FleetStatus", "workloads": [{"id": f"t/w{i}"} for i in range(2000)]}
     ep = Endpoints(status=lambda: doc, capacity=lambda: {}, metrics=lambda: "",
                    ready=lambda: (True, "ok"), on_git_hook=nothing,
-                   observe_cpu=lambda route, cpu: seen.append((route, cpu)))
+                   observe=lambda route, cpu, wall: seen.append((route, cpu, wall)))
     runner = await serve(build_app(ep, None), "127.0.0.1", 0)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bound_port(runner)}") as c:
@@ -147,5 +147,5 @@ async def test_each_request_cpu_is_observed_by_route_with_its_answer_whole() -> 
             assert (await c.get("/nowhere")).status_code == 404
     finally:
         await runner.cleanup()
-    assert [route for route, _ in seen] == ["/api/v1/status"] * 3 + ["other"]
-    assert all(cpu >= 0 for _, cpu in seen)
+    assert [route for route, _, _ in seen] == ["/api/v1/status"] * 3 + ["other"]
+    assert all(cpu >= 0 and wall >= 0 for _, cpu, wall in seen)
