@@ -249,6 +249,8 @@ def fake_manager(spec: FleetSpec, plan: Plan, state: Any) -> Any:
         connect_errors={}, reconciler=SimpleNamespace(prune_refused={}), retiring=set(),
         suspensions=Suspensions.load(state), elector=None, loop_lag=LoopLag(),
         replans=busy.Replans(), views=dict, ready=lambda: (True, "applied"),
+        shared=SimpleNamespace(error=None), shards=None,
+        records=SimpleNamespace(head=lambda: None),
         ledger_problem=lambda: None, may_act=lambda: True,
         settings=SimpleNamespace(failover_grace=None, leader_elect=False,
                                  ledger_fail_closed=False))
@@ -290,6 +292,52 @@ async def run_status(args: argparse.Namespace) -> None:
         await measured("cache, one workload re-recorded", cached)
         print(f"  rows built again: {cache.rows_built - rows} of {len(plan.workloads)}",
               flush=True)
+        if args.http:
+            await over_http(m, cache, args.http)
+
+
+async def over_http(m: Any, cache: Any, n: int) -> None:
+    """`GET /api/v1/status` through the real aiohttp server, `n` times each way (curl
+    in its own process: no client work in this one), nothing changed between them:
+    this process's CPU per request (load-independent) and the wall time curl saw."""
+
+    from controllers.server import Endpoints, bound_port, build_app, serve
+
+    ep = Endpoints(status=lambda: {}, capacity=lambda: {}, metrics=lambda: "",
+                   ready=lambda: (True, ""), on_git_hook=_nothing,
+                   status_body=lambda fresh: cache.body(fresh=fresh))
+    runner = await serve(build_app(ep, None), "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{bound_port(runner)}/api/v1/status"
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cache.run)
+            for label, extra in (("identity", []), ("gzip", ["--compressed"])):
+                cpu: list[float] = []
+                walls: list[float] = []
+                sizes: list[int] = []
+                for _ in range(n):
+                    started = time.process_time()
+                    done = await anyio.run_process(
+                        ["curl", "-s", "-o", "/dev/null", *extra, "-w",
+                         "%{time_total} %{size_download}", url])
+                    cpu.append(time.process_time() - started)
+                    wall, size = done.stdout.decode().split()
+                    walls.append(float(wall))
+                    sizes.append(int(size))
+                cpu.sort()
+                walls.sort()
+                print(f"  over HTTP ({label}): {sizes[-1] / 1e6:.2f} MB on the wire; "
+                      f"server CPU per request p50 {cpu[n // 2] * 1000:.1f} ms, max "
+                      f"{cpu[-1] * 1000:.1f} ms; curl's wall p50 {walls[n // 2] * 1000:.1f} "
+                      f"ms, max {walls[-1] * 1000:.1f} ms; builds {cache.builds}",
+                      flush=True)
+            tg.cancel_scope.cancel()
+    finally:
+        await runner.cleanup()
+
+
+async def _nothing() -> None:
+    return None
 
 
 def main() -> int:
@@ -306,6 +354,8 @@ def main() -> int:
                     help="with --heap: the thresholds alone, the heap not frozen")
     ap.add_argument("--status", action="store_true",
                     help="measure GET /api/v1/status's document instead")
+    ap.add_argument("--http", type=int, default=0, metavar="N",
+                    help="with --status: then N requests through the real HTTP server")
     args = ap.parse_args()
     anyio.run(run_status if args.status else run_heap if args.heap else run, args)
     return 0

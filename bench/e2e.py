@@ -359,6 +359,49 @@ class Prober:
                 + f"; failed {self.failed} (target < 200 ms throughout)")
 
 
+def request_times(metrics: str) -> str:
+    """The controller's own view of its HTTP answers, by route, from `/metrics`: CPU on
+    the server's thread (load-independent) and seconds from handler to answer written
+    (what the server took, not the client's wait for a core): mean, and how many took
+    over 10 ms of CPU / 200 ms of wall."""
+    sums: dict[tuple[str, str], float] = {}
+    counts: dict[tuple[str, str], float] = {}
+    under: dict[tuple[str, str], float] = {}
+    limits = {"cpu": 'le="0.01"', "wall": 'le="0.25"'}
+    for line in metrics.splitlines():
+        for kind, prefix in (("cpu", "aifleet_http_request_cpu_seconds"),
+                             ("wall", "aifleet_http_request_seconds")):
+            if not line.startswith(prefix + "_"):
+                continue
+            name, _, value = line.rpartition(" ")
+            key = (kind, name.split('route="', 1)[-1].split('"', 1)[0])
+            if name.startswith(prefix + "_sum"):
+                sums[key] = float(value)
+            elif name.startswith(prefix + "_count"):
+                counts[key] = float(value)
+            elif limits[kind] in name:
+                under[key] = float(value)
+    parts = []
+    for route in ("/api/v1/status", "/hooks/git"):
+        n = counts.get(("cpu", route), 0.0)
+        if not n:
+            continue
+        parts.append(
+            f"{route}: CPU {sums[('cpu', route)] / n * 1000:.2f} ms mean "
+            f"({n - under.get(('cpu', route), n):.0f} over 10 ms), handler to answer "
+            f"{sums.get(('wall', route), 0.0) / n * 1000:.1f} ms mean "
+            f"({n - under.get(('wall', route), n):.0f} over 250 ms), {n:.0f} requests")
+    return "the controller's answers (its /metrics): " + ("; ".join(parts) or "none")
+
+
+async def server_view(ctl: Controller) -> str:
+    try:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return request_times((await client.get(f"{ctl.url}/metrics")).text)
+    except httpx.HTTPError as e:
+        return f"the controller's answers: /metrics not read ({e})"
+
+
 def busy_report(log: Path, doc: dict[str, Any] | None) -> str:
     """Did the busy controller mistake itself for broken clusters (issue 22, item 0)?
     Health changes from the controller's log (`cluster_health_changed`, logged at
@@ -442,6 +485,7 @@ async def phase(args: argparse.Namespace, workloads: int, nodes: int, samples: i
                 print(children_report(ctl.proc.pid), flush=True)
                 if prober is not None:
                     print(prober.report(), flush=True)
+                    print(await server_view(ctl), flush=True)
                 tg.cancel_scope.cancel()
         finally:
             ctl.stop(args.keep_log)

@@ -52,6 +52,7 @@ from bench.e2e import (
     fleet_files,
     pct,
     rss_mib,
+    server_view,
     workload_doc,
 )
 from controllers.demo.sandbox import synced
@@ -166,6 +167,8 @@ class Watcher:
     interval: float
     doc: dict[str, Any] | None = None
     times: list[float] = field(default_factory=list)
+    parsed: list[float] = field(default_factory=list)
+    """The same reads with the JSON parsed here (how the figures before were taken)."""
     failures: int = 0
     """Reads that failed after the controller first answered."""
     unhealthy: Counter[str] = field(default_factory=Counter)
@@ -178,8 +181,11 @@ class Watcher:
             try:
                 r = await client.get(f"{self.ctl.url}/api/v1/status", timeout=120)
                 if r.status_code == 200:
-                    self.doc = dict(r.json())
+                    # the answer, whole; not this process parsing it (tens of ms for
+                    # 4.5 MB, counted in the runs before this split)
                     self.times.append(time.perf_counter() - started)
+                    self.doc = dict(r.json())
+                    self.parsed.append(time.perf_counter() - started)
                     self._count_unhealthy(self.doc)
                 elif self.times:
                     self.failures += 1
@@ -199,9 +205,27 @@ class Watcher:
     def summary(self) -> str:
         if not self.times:
             return "GET /api/v1/status: never answered"
-        return (f"GET /api/v1/status: max {max(self.times) * 1000:.0f} ms, p50 "
+        return (f"GET /api/v1/status: max {max(self.times) * 1000:.0f} ms, p90 "
+                f"{pct(self.times, 0.9) * 1000:.0f} ms, p50 "
                 f"{statistics.median(self.times) * 1000:.0f} ms over {len(self.times)} "
-                f"reads ({self.failures} failed)")
+                f"reads ({self.failures} failed); with the JSON parsed here: max "
+                f"{max(self.parsed) * 1000:.0f} ms, p50 "
+                f"{statistics.median(self.parsed) * 1000:.0f} ms")
+
+
+def blockers(log: Path) -> str:
+    """The controller's longest loop blockers (`AIFLEET_TRACE_BLOCKERS=1`), if traced."""
+    import json
+
+    last = None
+    for line in log.read_text(errors="replace").splitlines():
+        if '"loop_blockers"' in line:
+            last = line
+    if last is None:
+        return "loop blockers: not traced (AIFLEET_TRACE_BLOCKERS=1 to trace)"
+    top = json.loads(last).get("top") or []
+    return "loop blockers (s, stack):\n" + "\n".join(
+        f"  {b['seconds']:.2f} {' <- '.join(b['stack'][:4])}" for b in top[:6])
 
 
 async def cold_start(ctl: Controller, watcher: Watcher, commit: str, limit: float) -> float:
@@ -310,6 +334,8 @@ async def measure(args: argparse.Namespace, root: Path, repo: FleetRepo, first: 
             tg.cancel_scope.cancel()
         print(f"{watcher.summary()}; webhook POST: max {max(hooks) * 1000:.0f} ms "
               "(target < 200 ms)", flush=True)
+        print(await server_view(ctl), flush=True)
+        print(blockers(ctl.log_path), flush=True)
         print(busy_report(ctl.log_path, watcher.doc), flush=True)
         for why, reads in watcher.unhealthy.most_common(5):
             print(f"  seen in /api/v1/status {reads} times (cluster x read): {why}",

@@ -15,6 +15,11 @@
                              (GitHub `X-Hub-Signature-256: sha256=<hex>`, Gitea
                              `X-Gitea-Signature: <hex>`, or GitLab `X-Gitlab-Token`)
 
+The JSON documents go out as `controllers.status.bodies.Body`: gzipped when the client
+accepts it, 304 for a known ETag, encoded once per document, not per request. The
+controller runs this app on a thread of its own (`controllers.serverthread`), its
+endpoints' callables on its own loop (`Endpoints.dispatch`).
+
 Binds 127.0.0.1 by default; the webhook is refused (403) when no secret is configured,
 so an exposed port cannot be used to make the controller fetch at will. With an
 `Authenticator` (`--api-tokens-file`) every route but the probes, the webhook and the page's
@@ -29,8 +34,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import json
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +45,7 @@ from typing import Any
 from aiohttp import web
 
 from controllers.apiauth import Authenticator, allows, required_role
+from controllers.status.bodies import Body, accepts_gzip
 
 MAX_HOOK_BYTES = 1024 * 1024
 MAX_ACTION_BYTES = 64 * 1024
@@ -58,10 +66,27 @@ class Endpoints:
     control: Callable[[str, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]] | None = None
     """`(action, body) -> (HTTP status, answer)` for suspend / resume / sync."""
     version: str | None = None
-    status_body: Callable[[bool], Awaitable[bytes]] | None = None
-    """`GET /api/v1/status` as JSON bytes, when the manager keeps them ready
+    status_body: Callable[[bool], Awaitable[Body]] | None = None
+    """`GET /api/v1/status` as served, when the manager keeps it ready
     (`controllers.status.cache.StatusCache`; True: built now, not the last one); else
     `status` is serialised per request."""
+    capacity_body: Callable[[], Body] | None = None
+    """`GET /api/v1/capacity` from a cache (built once per change); else `capacity`."""
+    events_body: Callable[[int, str | None], Body] | None = None
+    """`GET /api/v1/events` from a cache (built once per new event); else `events`."""
+    status_now: Callable[[], Body | None] | None = None
+    """The status document a request may have at once, without the controller's loop
+    (`StatusCache.published`; None: ask `status_body`). Called on the server's thread."""
+    dispatch: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None
+    """Runs an endpoint's callable where the controller's state lives when the server
+    has a thread of its own (`controllers.serverthread.on_loop`); None: here. Every
+    callable above but `on_git_hook`, `page` and `status_now` goes through it."""
+    alive: Callable[[], bool] | None = None
+    """`/healthz`: whether the controller's loop still runs (None: it does)."""
+    observe: Callable[[str, float, float], None] | None = None
+    """Each request by route: its CPU seconds on the server's thread (`time.thread_time`
+    around the handler and the answer's write; what it waits for on the controller's
+    loop is not in it) and its seconds from handler to answer written (wall)."""
 
 
 def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
@@ -101,45 +126,96 @@ def auth_middleware(auth: Authenticator) -> Any:
     return check
 
 
+def send(request: web.Request, body: Body) -> web.Response:
+    """A JSON body as the client can take it: 304 when it has these bytes already
+    (`If-None-Match`, RFC 9110 13.1.2), gzipped when it accepts gzip (made once per
+    body, not per request), else the bytes."""
+    headers = {"ETag": body.etag, "Vary": "Accept-Encoding"}
+    if body.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    if accepts_gzip(request.headers.get("Accept-Encoding")):
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body.gz, headers=headers, content_type="application/json")
+    return web.Response(body=body.raw, headers=headers, content_type="application/json")
+
+
+def timing_middleware(observe: Callable[[str, float, float], None]) -> Any:
+    """Each request's CPU seconds on this thread and wall seconds, by route ("other"
+    when unrouted): the handler and the answer written (prepared and handed to the
+    transport here, so it is counted; aiohttp then finds it sent)."""
+
+    @web.middleware
+    async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            response = await handler(request)
+            if not response.prepared:
+                await response.prepare(request)
+                await response.write_eof()
+            return response
+        finally:
+            info = request.match_info.route.resource
+            observe(info.canonical if info is not None else "other",
+                    time.thread_time() - cpu, time.perf_counter() - started)
+
+    return timed
+
+
 def build_app(ep: Endpoints, webhook_secret: bytes | None,
               auth: Authenticator | None = None) -> web.Application:
+    async def call(f: Callable[[], Any]) -> Any:
+        """`f()` (awaited if it returns an awaitable) where the state lives."""
+        if ep.dispatch is not None:
+            return await ep.dispatch(f)
+        out = f()
+        if inspect.isawaitable(out):
+            out = await out
+        return out
+
     async def healthz(_: web.Request) -> web.Response:
+        if ep.alive is not None and not ep.alive():
+            return web.Response(status=503, text="the controller's loop has stopped\n")
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
-        ok, why = ep.ready()
+        ok, why = await call(ep.ready)
         return web.Response(text=f"{why}\n", status=200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(text=ep.metrics(), content_type="text/plain",
+        return web.Response(text=await call(ep.metrics), content_type="text/plain",
                             headers={"X-Content-Type-Options": "nosniff"})
 
-    def _json(doc: dict[str, Any]) -> web.Response:
-        # Compact: with `indent`, json falls back to its pure-Python encoder (10x slower
-        # on a fleet-sized status document).
-        return web.Response(text=json.dumps(doc, sort_keys=True, separators=(",", ":"))
-                            + "\n",
-                            content_type="application/json")
-
     async def status(request: web.Request) -> web.Response:
+        # `Cache-Control: no-cache` (RFC 9111 5.2.1.4): not the last document, one
+        # built now (`fleet status` sends it; a page polling every second does not)
+        fresh = "no-cache" in request.headers.get("Cache-Control", "").lower()
+        if not fresh and ep.status_now is not None:
+            now = ep.status_now()
+            if now is not None:
+                return send(request, now)
         if ep.status_body is not None:
-            # `Cache-Control: no-cache` (RFC 9111 5.2.1.4): not the last document, one
-            # built now (`fleet status` sends it; a page polling every second does not)
-            fresh = "no-cache" in request.headers.get("Cache-Control", "").lower()
-            return web.Response(body=await ep.status_body(fresh),
-                                content_type="application/json")
-        return _json(ep.status())
+            status_body = ep.status_body
+            return send(request, await call(lambda: status_body(fresh)))
+        return send(request, Body.of(await call(ep.status)))
 
-    async def capacity(_: web.Request) -> web.Response:
-        return _json(ep.capacity())
+    async def capacity(request: web.Request) -> web.Response:
+        if ep.capacity_body is not None:
+            return send(request, await call(ep.capacity_body))
+        return send(request, Body.of(await call(ep.capacity)))
 
     async def events(request: web.Request) -> web.Response:
-        if ep.events is None:
+        if ep.events is None and ep.events_body is None:
             raise web.HTTPNotFound()
         raw = request.query.get("since", "0")
         if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             return web.Response(status=400, text="since: a sequence number (0 or more)\n")
-        return _json(ep.events(int(raw), request.query.get("workload") or None))
+        since, workload = int(raw), request.query.get("workload") or None
+        if ep.events_body is not None:
+            events_body = ep.events_body
+            return send(request, await call(lambda: events_body(since, workload)))
+        events = ep.events
+        assert events is not None
+        return send(request, Body.of(await call(lambda: events(since, workload))))
 
     async def git_hook(request: web.Request) -> web.Response:
         if webhook_secret is None:
@@ -172,20 +248,24 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None,
                 body = None
             if not isinstance(body, dict):
                 return _answer(400, {"ok": False, "error": "the body must be a JSON object"})
-            code, answer = await ep.control(name, body)
+            control = ep.control
+            code, answer = await call(lambda: control(name, body))
             return _answer(code, answer)
         return handle
 
-    async def version(_: web.Request) -> web.Response:
-        return _json({"version": ep.version or "unknown", "component": "aifleet-controller"})
+    async def version(request: web.Request) -> web.Response:
+        return send(request, Body.of({"version": ep.version or "unknown",
+                                      "component": "aifleet-controller"}))
 
     async def page(_: web.Request) -> web.Response:
         if ep.page is None:
             raise web.HTTPNotFound()
         return web.Response(text=ep.page(), content_type="text/html")
 
-    app = web.Application(client_max_size=MAX_HOOK_BYTES + 1,
-                          middlewares=[auth_middleware(auth)] if auth is not None else [])
+    middlewares = [timing_middleware(ep.observe)] if ep.observe is not None else []
+    if auth is not None:
+        middlewares.append(auth_middleware(auth))
+    app = web.Application(client_max_size=MAX_HOOK_BYTES + 1, middlewares=middlewares)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -203,6 +203,9 @@ def serve_until_signalled(settings: object) -> int:
                         return
 
             tg.start_soon(stop_on_signal)
+            if os.environ.get("AIFLEET_TRACE_BLOCKERS") == "1":  # what blocks the loop
+                from controllers.runtime.blockers import Blockers, report
+                tg.start_soon(report, Blockers(manager.loop_lag))
             await tg.start(manager.run)
             log.info("controller_started", branch=settings.branch,
                      listen=f"{settings.listen.rpartition(':')[0] or '127.0.0.1'}:"

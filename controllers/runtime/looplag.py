@@ -49,9 +49,12 @@ class LoopLag:
 
     def stalled(self) -> float:
         """Seconds the loop has been late so far, a stall in progress included."""
+        return self.total + self.overdue()
+
+    def overdue(self) -> float:
+        """Seconds the monitor's wake is overdue right now (0: not late, or not due)."""
         due = self._due
-        overdue = 0.0 if due is None else max(0.0, self.clock() - due)
-        return self.total + overdue
+        return 0.0 if due is None else max(0.0, self.clock() - due)
 
     def available(self) -> float:
         """The clock less the stalls: seconds the loop could run (a health clock)."""

@@ -65,6 +65,7 @@ from controllers.runtime.sourceloop import SourceLoop
 from controllers.runtime.suspension import Suspensions
 from controllers.runtime.workqueue import WorkQueue
 from controllers.settings import Settings, home_problem
+from controllers.status.bodies import KeyedBodies
 from controllers.status.cache import StatusCache, Versioned
 from controllers.status.eventfeed import EventFeed
 from controllers.status.metrics import ControllerMetrics
@@ -196,6 +197,9 @@ class Manager:
         # issue 22: /api/v1/status pre-serialised, rebuilt on change, in slices
         self.status_cache = StatusCache(self)
         """What `GET /api/v1/status` serves (`controllers.status.cache`)."""
+        self.capacity_bodies = KeyedBodies(size=1)
+        """What `GET /api/v1/capacity` serves, built once per change
+        (`manager_io.capacity_body`)."""
 
     # ------------------------------------------------------------------ wiring
 
@@ -278,7 +282,7 @@ class Manager:
                     await adapter.aclose()
                 await self.home.aclose()
                 if runner is not None:
-                    await runner.cleanup()
+                    await anyio.to_thread.run_sync(runner.stop)
 
     # ------------------------------------------------------------------ the face
 

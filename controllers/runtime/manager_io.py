@@ -6,19 +6,23 @@ decisions they record are `controllers.runtime.records`'.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 import structlog
-from aiohttp import web
 
 from controllers.apiauth import TokensFile
 from controllers.runtime.control import act
 from controllers.runtime.fleetstate import (
     capacity_snapshot,
 )
-from controllers.server import Endpoints, bound_port, build_app, serve, tls_context
+from controllers.server import Endpoints, build_app, tls_context
+from controllers.serverthread import ServerThread, on_loop
 from controllers.status import fleetdoc
+from controllers.status.bodies import Body
+from controllers.status.cache import Is
 from controllers.version import version
 from controllers.web import index_html
 
@@ -44,6 +48,26 @@ def capacity_json(m: Manager) -> dict[str, Any]:
     return capacity_snapshot(spec.clusters, m.views(), None).to_json()
 
 
+CAPACITY_MAX_AGE = 2.0
+"""Seconds a capacity document is served unchanged at most (as the status cache's
+`max_age`): what `capacity_key` cannot see is shown at most this late."""
+
+
+def capacity_key(m: Manager) -> Hashable:
+    """Changes when what `capacity_json` shows changes: the spec (or the snapshot
+    before one), each adapter's health, listing, node changes (`capacity_version`) and
+    unreachable time; and every `CAPACITY_MAX_AGE` seconds (work in clusters)."""
+    return (Is(m.desired.spec), Is(m.snapshot),
+            tuple((name, Is(a), a.health_state, a.synced.is_set(), a.capacity_version,
+                   a.health.unreachable_for()) for name, a in sorted(m.adapters.items())),
+            int(m.status_cache.clock() // CAPACITY_MAX_AGE))
+
+
+def capacity_body(m: Manager) -> Body:
+    """`GET /api/v1/capacity` as served: built once per change (`capacity_key`)."""
+    return m.capacity_bodies.get(capacity_key(m), None, lambda: capacity_json(m))
+
+
 def metrics_text(m: Manager) -> str:
     return m.metrics.render()
 
@@ -66,8 +90,14 @@ def ready(m: Manager) -> tuple[bool, str]:
 # ------------------------------------------------------------------ server
 
 
-async def start_server(m: Manager) -> tuple[web.AppRunner, int]:
-    """The HTTP server, listening: its runner and the port it bound."""
+ALIVE_LIMIT = 60.0
+"""`/healthz` fails once the controller's loop has not run for this many seconds (its
+lag monitor that overdue): a loop busy for seconds is alive, a stuck one is not."""
+
+
+async def start_server(m: Manager) -> tuple[ServerThread, int]:
+    """The HTTP server, listening on its own thread (`controllers.serverthread`): its
+    thread and the port it bound."""
     host, _, port = m.settings.listen.rpartition(":")
     secret = m.settings.webhook_secret
     tokens = m.settings.api_tokens_file
@@ -76,20 +106,26 @@ async def start_server(m: Manager) -> tuple[web.AppRunner, int]:
         log.warning("api_unauthenticated", listen=m.settings.listen,
                     hint="anyone who reaches --listen may read status and metrics and "
                          "trigger actions: give --api-tokens-file")
-    app = build_app(Endpoints(
+    loop = asyncio.get_running_loop()
+    ep = Endpoints(
         status=m.status, capacity=m.capacity_json, metrics=m.metrics_text,
-        ready=m.ready, on_git_hook=_hook(m), page=index_html,
+        ready=m.ready, on_git_hook=_hook(m, loop), page=index_html,
         events=lambda since, wid: m.feed.document(since, wid),
         control=lambda action, body: _acted(m, action, body), version=version(),
-        status_body=lambda fresh: m.status_cache.body(fresh=fresh)),
-        secret.get_secret_value().encode() if secret is not None else None, auth)
+        status_body=lambda fresh: m.status_cache.body(fresh=fresh),
+        capacity_body=lambda: capacity_body(m), events_body=m.feed.body,
+        status_now=m.status_cache.published, dispatch=on_loop(loop),
+        alive=lambda: m.loop_lag.overdue() < ALIVE_LIMIT,
+        observe=m.metrics.http_request)
+    hook_secret = secret.get_secret_value().encode() if secret is not None else None
     cert, key = m.settings.tls_cert, m.settings.tls_key
     tls = tls_context(str(cert), str(key)) if cert is not None and key is not None else None
-    runner = await serve(app, host or "127.0.0.1", int(port or 0), ssl_context=tls)
-    bound = bound_port(runner)
+    front = ServerThread(lambda: build_app(ep, hook_secret, auth), host or "127.0.0.1",
+                         int(port or 0), tls)
+    bound = await anyio.to_thread.run_sync(front.start)
     log.info("http_listening", host=host or "127.0.0.1", port=bound, tls=tls is not None,
              auth=auth is not None)
-    return runner, bound
+    return front, bound
 
 
 async def _acted(m: Manager, action: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -99,8 +135,13 @@ async def _acted(m: Manager, action: str, body: dict[str, Any]) -> tuple[int, di
     return answer
 
 
-def _hook(m: Manager) -> Callable[[], Awaitable[None]]:
-    async def on_hook() -> None:
+def _hook(m: Manager, loop: asyncio.AbstractEventLoop) -> Callable[[], Awaitable[None]]:
+    """The webhook's action, called on the server's thread: the fetch is scheduled on
+    the controller's loop, not waited for (the answer says "fetch scheduled")."""
+    def fetch() -> None:
         log.info("git_webhook_received")
         m.trigger_fetch()
+
+    async def on_hook() -> None:
+        loop.call_soon_threadsafe(fetch)
     return on_hook

@@ -24,11 +24,15 @@ other task, heartbeats included, waited). Here:
   a big document is built;
 - **per row**: a row whose inputs did not change (`fleetdoc.WorkloadRow.key`) keeps
   its serialised JSON; only changed rows are built and serialised again. The
-  document is the rows' JSON joined (`json.dumps` of the rest, keys sorted as before).
+  document is the rows' JSON joined (`json.dumps` of the rest, keys sorted as before);
+- **encoded once per build**: the document's bytes, gzipped and digested
+  (`controllers.status.bodies.Body`) in a worker thread, so a request encodes,
+  compresses and hashes nothing (`encodes` counts the documents encoded);
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Hashable
@@ -38,6 +42,7 @@ import anyio
 import anyio.lowlevel
 
 from controllers.status import fleetdoc
+from controllers.status.bodies import Body, dumps
 from controllers.status.fleetdoc import WorkloadRow
 from fleet.ids import WorkloadId
 
@@ -83,7 +88,7 @@ class Versioned(dict[K, V]):
         return super().popitem()
 
 
-class _Is:
+class Is:
     """Compares by identity (a spec or plan compared with == would be compared whole).
     Holding the object keeps its id from being reused."""
 
@@ -93,7 +98,7 @@ class _Is:
         self.o = o
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Is) and other.o is self.o
+        return isinstance(other, Is) and other.o is self.o
 
     def __hash__(self) -> int:
         return id(self.o)
@@ -106,21 +111,21 @@ def fingerprint(m: Manager) -> tuple[Hashable, ...]:
     last = getattr(events, "last", None)
     anchor = getattr(m, "anchor", None)
     clusters = tuple(
-        (name, _Is(a), a.health_state, a.synced.is_set(), a.health.why(),
+        (name, Is(a), a.health_state, a.synced.is_set(), a.health.why(),
          a.capacity_version, tuple(i.resource_version for i in a.informers()))
         for name, a in sorted(m.adapters.items()))
     return (
-        _Is(m.desired.spec), _Is(m.desired.plan), m.source.observed, m.applied_commit,
+        Is(m.desired.spec), Is(m.desired.plan), m.source.observed, m.applied_commit,
         m.conditions, m.ready(), m.ledger_problem(), m.home.error,
         tuple(sorted(m.connect_errors.items())),
         tuple(sorted(m.reconciler.prune_refused.items())), tuple(sorted(m.retiring)),
-        _Is(live), getattr(live, "version", None), len(live),
-        len(m.drift), _Is(m.drift[-1]) if m.drift else None,
+        Is(live), getattr(live, "version", None), len(live),
+        len(m.drift), Is(m.drift[-1]) if m.drift else None,
         clusters,
         tuple(sorted(m.suspensions.workloads.items())),
         tuple(sorted(m.suspensions.clusters.items())),
         getattr(last, "seq", None), getattr(events, "pending", None),
-        _Is(getattr(anchor, "last", None)), getattr(anchor, "failures", None),
+        Is(getattr(anchor, "last", None)), getattr(anchor, "failures", None),
         m.may_act(), m.elector.generation if m.elector else None, m.shared.error,
         _shards(m),
     )
@@ -134,11 +139,6 @@ def _shards(m: Manager) -> Hashable:
         return None
     return (s.count, s.identity, tuple(s.held()), tuple(sorted(s.owners.items())),
             s.following_leader(), tuple(s.foreign))
-
-
-def _dumps(doc: Any) -> str:
-    # Compact: with `indent`, json falls back to its pure-Python encoder.
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
 class StatusCache:
@@ -161,21 +161,26 @@ class StatusCache:
         self.served_stale = 0
         """Requests answered with the last build's bytes while the next one was asked
         of the refresher."""
+        self.encodes = 0
+        """Documents encoded (joined, gzipped, digested): one per build."""
         self._refreshing = False
         self._wanted = anyio.Event()
         self._must_wait = False
-        self._body: bytes | None = None
+        self._body: Body | None = None
         self._fp: tuple[Hashable, ...] | None = None
         self._at = 0.0
         self._rows: dict[WorkloadId, WorkloadRow] = {}
         self._building: anyio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop the refresher runs on (`published` tells it from another thread)."""
 
     def fresh(self) -> bool:
         return (self._body is not None and self.clock() - self._at < self.max_age
                 and self._fp == fingerprint(self.m))
 
-    async def body(self, *, fresh: bool = False) -> bytes:
-        """The document as JSON bytes: the last build's if nothing changed since.
+    async def body(self, *, fresh: bool = False) -> Body:
+        """The document as served (JSON bytes, gzipped, ETag): the last build's if
+        nothing changed since.
 
         While the refresher runs (`run`, in the manager's task group), a request that
         finds the document out of date is answered with the last build's bytes at once
@@ -207,6 +212,27 @@ class StatusCache:
         assert self._body is not None
         return self._body
 
+    def published(self) -> Body | None:
+        """The last document, for a request answered off the loop (called from the
+        HTTP server's thread, `controllers.serverthread`): what `body()` would answer
+        at once, i.e. with the refresher running, a document built and no operator
+        action since. The cache is told on its own loop that it was asked for
+        (`_asked`: counted, the refresher woken if it is out of date). None: ask
+        `body()` on the loop (it waits for a build)."""
+        body, loop = self._body, self._loop
+        if body is None or loop is None or not self._refreshing or self._must_wait:
+            return None
+        loop.call_soon_threadsafe(self._asked)
+        return body
+
+    def _asked(self) -> None:
+        self.served += 1
+        if self.fresh():
+            self.served_cached += 1
+        else:
+            self.served_stale += 1
+            self._wanted.set()
+
     def invalidate(self) -> None:
         """The next request waits for a document built after now."""
         self._must_wait = True
@@ -214,6 +240,7 @@ class StatusCache:
     async def run(self) -> None:
         """The refresher: builds the next document whenever a request found the last
         one out of date, one build at a time."""
+        self._loop = asyncio.get_running_loop()
         self._refreshing = True
         try:
             while True:
@@ -229,6 +256,7 @@ class StatusCache:
                     await anyio.sleep(self.refresh_every)
         finally:
             self._refreshing = False
+            self._loop = None
 
     async def _build_once(self) -> None:
         self._building = anyio.Event()
@@ -254,20 +282,22 @@ class StatusCache:
                 await anyio.lowlevel.checkpoint()  # let the loop run: heartbeats, the webhook
         fresh = [r for r in rows if r.text is None]
         for i, r in enumerate(fresh, 1):
-            r.text = _dumps(r.row)
+            r.text = dumps(r.row)
             r.row = {}  # the text is what is served; the dict was only for it
             if i % self.slice_rows == 0:
                 await anyio.lowlevel.checkpoint()
         self._rows = {r.wid: r for r in rows}
         self.builds += 1
         self.rows_built += built
-        self._body = (_assemble(doc, fleetdoc.rows_json(rows)) + "\n").encode()
+        raw = (_assemble(doc, fleetdoc.rows_json(rows)) + "\n").encode()
+        self._body = await Body.made_off_loop(raw)
+        self.encodes += 1
         self._fp, self._at = fp, self.clock()
 
 
 def _assemble(doc: dict[str, Any], rows: str) -> str:
     """`doc` with `"workloads": rows` (already JSON), keys sorted as `json.dumps` sorts
     them: the same text as serialising the whole document at once."""
-    parts = [f"{json.dumps(k)}:{rows if k == 'workloads' else _dumps(v)}"
+    parts = [f"{json.dumps(k)}:{rows if k == 'workloads' else dumps(v)}"
              for k, v in sorted({**doc, "workloads": None}.items())]
     return "{" + ",".join(parts) + "}"

@@ -18,6 +18,11 @@ each marked `acting: false` (it wrote nothing); the leader's are `acting: true`.
 Every entry has a `seq` that only grows, so a reader asks for what is newer than the
 last one it has, and learns from `oldestSeq` whether the ring dropped some in between.
 The clock is injected: tests pass their own.
+
+`body(since, workload)` is what `GET /api/v1/events` serves: each document built and
+encoded once per new event (`controllers.status.bodies.KeyedBodies`, keyed by what the
+document depends on: the last `seq`, `since` as far as it matters, the workload), not
+per request; `bodies.builds` counts them.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from controllers.status.bodies import Body, KeyedBodies
 
 DEFAULT_SIZE = 500
 REASON_MAX = 300
@@ -53,6 +60,8 @@ class EventFeed:
         self.clock = clock
         self.seq = 0
         self._ring: deque[dict[str, Any]] = deque(maxlen=size)
+        self.bodies = KeyedBodies()
+        """The documents served, encoded, since the last event."""
 
     def record(self, event: Any, workload: str, *, acting: bool = True,
                **fields: Any) -> None:
@@ -89,3 +98,15 @@ class EventFeed:
         return {"apiVersion": "aifleet.dev/v1alpha1", "kind": "FleetEvents",
                 "latestSeq": self.seq, "oldestSeq": self.oldest, "size": self.size,
                 "truncated": since + 1 < self.oldest, "events": events}
+
+    def body(self, since: int = 0, workload: str | None = None) -> Body:
+        """`document(since, workload)` as served, built once until the next event.
+
+        Every `since` below `oldest - 1` asks for the same document (the whole ring,
+        truncated), and so does every `since` at or past `seq` (nothing newer): each
+        is one key."""
+        if since < self.oldest - 1:
+            since = max(0, self.oldest - 2)
+        since = min(since, self.seq)
+        return self.bodies.get(self.seq, (since, workload),
+                               lambda: self.document(since, workload))

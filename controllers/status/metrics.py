@@ -47,6 +47,8 @@ ROLLOUT_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1
 """Commit accepted -> applied on every reachable cluster: seconds to an hour."""
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 """How late the event loop wakes: a millisecond when idle, seconds when starved."""
+CPU_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+"""An HTTP request's CPU: under a millisecond for a cached document, more to build one."""
 
 
 class Monotonic:
@@ -106,6 +108,15 @@ class ControllerMetrics:
             "aifleet_event_loop_lag_seconds", "How late the controller's event loop woke "
             "from a sleep, sampled every 0.1 s (controllers.runtime.looplag).",
             buckets=LAG_BUCKETS, registry=reg)
+        self.http_cpu = Histogram(
+            "aifleet_http_request_cpu_seconds", "CPU seconds of one HTTP request on the "
+            "server's thread (time.thread_time around its handler; what it waited for on "
+            "the controller's loop is not in it), by route.", ["route"],
+            buckets=CPU_BUCKETS, registry=reg)
+        self.http_seconds = Histogram(
+            "aifleet_http_request_seconds", "Seconds of one HTTP request from its handler "
+            "to its answer written, on the server's thread, by route.", ["route"],
+            buckets=LAG_BUCKETS, registry=reg)
         self.reconciles = Counter(
             "aifleet_reconciles", "Cluster reconciles by result (ok, failed).",
             ["cluster", "result"], registry=reg)
@@ -129,6 +140,12 @@ class ControllerMetrics:
         return generate_latest(self.registry).decode()
 
     # ------------------------------------------------------------------ events
+
+    def http_request(self, route: str, cpu: float, wall: float) -> None:
+        """One HTTP request answered (called on the server's thread: the histograms
+        take a lock)."""
+        self.http_cpu.labels(route).observe(cpu)
+        self.http_seconds.labels(route).observe(wall)
 
     def commit_accepted(self, commit: str) -> None:
         self.commits.inc()

@@ -274,7 +274,7 @@ async def test_a_replicas_cached_status_follows_another_shards_results(
         theirs = b.shards.held()[0]
         cluster = next(n for n in CLUSTERS if shard_of(n, 2) == theirs)
         cache = StatusCache(a, max_age=1e9, clock=lambda: 0.0)  # the fingerprint decides
-        doc = json.loads(await cache.body())
+        doc = json.loads((await cache.body()).raw)
         whole = a.status()
         assert {k: v for k, v in doc.items() if k != "controller"} == {
             k: v for k, v in whole.items() if k != "controller"}
@@ -298,7 +298,7 @@ async def test_a_replicas_cached_status_follows_another_shards_results(
         builds = cache.builds
 
         async def shows_failed() -> bool:
-            rows = json.loads(await cache.body())["workloads"]
+            rows = json.loads((await cache.body()).raw)["workloads"]
             row = next(w for w in rows if w["id"] == f"web-team/on-{cluster}")
             return bool(row["sync"] == "Failed")
         for _ in range(100):

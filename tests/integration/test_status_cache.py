@@ -14,6 +14,7 @@ import httpx
 
 from controllers.demo.sandbox import synced, until
 from controllers.runtime.manager import Manager
+from controllers.status.bodies import Body
 from controllers.status.cache import StatusCache
 from tests.fleetdocs import workload
 from tests.support.controller import (
@@ -55,7 +56,7 @@ def settled_cache(m: Manager) -> StatusCache:
     return cache
 
 
-async def stable(m: Manager, cache: StatusCache) -> bytes:
+async def stable(m: Manager, cache: StatusCache) -> Body:
     """Until two builds in a row rebuild no row (pods done starting); that body."""
     async def quiet() -> bool:
         before = cache.rows_built
@@ -78,7 +79,7 @@ async def test_the_cached_status_is_the_whole_document_rebuilt_only_where_it_cha
                     what="first rollout")
         cache = settled_cache(m)
         body = await stable(m, cache)
-        assert without_clocks(json.loads(body)) == without_clocks(m.status())
+        assert without_clocks(json.loads(body.raw)) == without_clocks(m.status())
         # Nothing changed: the same bytes, no build.
         builds, served = cache.builds, cache.served_cached
         assert await cache.body() is body
@@ -86,7 +87,7 @@ async def test_the_cached_status_is_the_whole_document_rebuilt_only_where_it_cha
         # Over HTTP: the very bytes the cache holds.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
             got = await c.get("/api/v1/status")
-        assert got.status_code == 200 and got.content == body
+        assert got.status_code == 200 and got.content == body.raw
         # One workload suspended: one build, and one row built again, not all of them.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
             r = await c.post("/api/v1/suspend", json={"workload": SERVE})
@@ -120,7 +121,7 @@ async def test_with_the_refresher_a_changed_fleet_is_answered_at_once_then_rebui
         assert again is first  # out of date, answered at once with the last document
         assert (cache.builds, cache.served_stale) == (builds, stale + 1)
         await until(lambda: cache.builds > builds, 20, what="the refresher's build")
-        row = next(w for w in json.loads(await cache.body())["workloads"]
+        row = next(w for w in json.loads((await cache.body()).raw)["workloads"]
                    if w["id"] == SERVE)
         assert row["sync"] == "Failed"
         # A one-shot reader (`fleet status`) asks for the state of now: no-cache.
@@ -135,3 +136,50 @@ async def test_with_the_refresher_a_changed_fleet_is_answered_at_once_then_rebui
                                  json={"workload": SERVE})).status_code == 200
             doc = (await c.get("/api/v1/status")).json()
         assert "suspended" in next(w for w in doc["workloads"] if w["id"] == SERVE)
+
+
+async def test_served_status_equals_a_fresh_build_over_random_changes(
+        tmp_path: Path) -> None:
+    """Property-style, through the real server: random sequences of changes (workloads
+    suspended and resumed over the API, what a reconcile recorded for a suspended one
+    rewritten); after each, the bytes served, gzipped or not, are the document built
+    now, and asking again with nothing changed builds and encodes nothing."""
+    import random
+    from dataclasses import replace
+
+    async with sandbox(tmp_path, files()) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        n = 3 + len(EXTRA)
+        await until(lambda: synced(m.status(), box.first_commit) == (n, n), 30,
+                    what="first rollout")
+        cache = settled_cache(m)  # no refresher: each request asks the cache on the loop
+        await stable(m, cache)
+        rng = random.Random(2222)
+        suspended: set[str] = set()
+        ids = sorted({str(k[1]) for k in m.live})
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+            for _ in range(12):
+                wid = rng.choice(ids)
+                if wid in suspended and rng.random() < 0.5:
+                    key = next(k for k in m.live if str(k[1]) == wid)
+                    m.live[key] = replace(m.live[key], sync=rng.choice(
+                        ["Synced", "Failed", "Applying"]), health=rng.choice(
+                        ["Healthy", "Progressing", "Degraded"]),
+                        message=rng.choice([None, "refused: test"]))
+                elif wid in suspended:
+                    r = await c.post("/api/v1/resume", json={"workload": wid})
+                    assert r.status_code == 200, r.text
+                    suspended.discard(wid)
+                else:
+                    r = await c.post("/api/v1/suspend", json={"workload": wid})
+                    assert r.status_code == 200, r.text
+                    suspended.add(wid)
+                plain = await c.get("/api/v1/status",
+                                    headers={"Accept-Encoding": "identity"})
+                assert without_clocks(plain.json()) == without_clocks(m.status())
+                builds, encodes = cache.builds, cache.encodes
+                zipped = await c.get("/api/v1/status")
+                assert zipped.headers["content-encoding"] == "gzip"
+                assert zipped.content == plain.content  # the same bytes, gzipped once
+                assert (cache.builds, cache.encodes) == (builds, encodes)
+        assert cache.builds >= 12  # every change was built (and served) anew
