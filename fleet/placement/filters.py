@@ -245,3 +245,68 @@ class Quota:
                state: State | None) -> FilterResult:
         assert flavour is not None and state is not None
         return self.judge(w, flavour, w.replicas_needed(c.name) * w.count, state)
+
+
+UNBOUNDED = 1 << 30
+"""The room of an option no Kueue queue bounds (the nodes' room is the bound)."""
+
+
+class KueueQueue:
+    """On a Kueue cluster, room in the team's ClusterQueue (`fleet.placement.queues`):
+    the replicas of a queued workload (training, batch) its free quota admits there.
+    A workload kept where it runs is not judged here (Kueue never takes back what it
+    admitted, and one waiting there keeps its place in the queue); its GPUs are charged
+    to the queue all the same, before anything new."""
+
+    name = "KueueQueue"
+    kind: FilterKind = "room"
+    per_flavour = True
+
+    def __init__(self, snap: Snapshot) -> None:
+        self._queues = snap.queues
+
+    def room(self, w: WorkloadContext, state: State) -> Callable[[NodeKey], int] | None:
+        if not w.queued or not self._queues:
+            return None  # nothing to bound: the planner skips this filter
+        queues, team, count, charged = self._queues, w.team, w.count, state.queue_used
+
+        def room(key: NodeKey) -> int:
+            cq = queues.queue_of(key[0], team)
+            if cq is None:
+                return UNBOUNDED
+            if not cq:
+                return 0
+            return max(0, queues.available(key[0], cq, key[1], charged)) // count
+        return room
+
+    def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
+               state: State | None) -> FilterResult:
+        assert flavour is not None and state is not None
+        if w.keep or not w.queued:
+            return fits(self.name)
+        cq = self._queues.queue_of(c.name, w.team)
+        if cq is None:
+            return fits(self.name)
+        if not cq:
+            return FilterResult(
+                self.name, "Unschedulable",
+                f"no Kueue queue for {w.team}: LocalQueue {w.team}/{w.team} or its "
+                "ClusterQueue is missing (not synced yet?)", "no Kueue queue")
+        need = w.replicas_needed(c.name) * w.count
+        free = self._queues.available(c.name, cq, flavour, state.queue_used)
+        if need <= free:
+            return fits(self.name)
+        q = self._queues.quota(c.name, cq, flavour)
+        cohort = self._queues.cohort(c.name, cq)
+        detail = "no quota" if q is None else (
+            f"nominal {q.nominal}" + (f", cohort {cohort}" if cohort else ""))
+        return FilterResult(
+            self.name, "Unschedulable",
+            f"Kueue ClusterQueue {cq}: {max(0, free)} {flavour} GPUs of quota free "
+            f"({detail}), needs {need}", f"Kueue queue {cq}",
+            needs_per_node=need, largest_free=max(0, free))
+
+    def summarize(self, w: WorkloadContext, rejected: list[FilterResult]) -> str:
+        free = max(r.largest_free for r in rejected)
+        return (f"{len(rejected)} Kueue queue full ({w.team}: needs "
+                f"{rejected[0].needs_per_node} GPUs, most free {free})")

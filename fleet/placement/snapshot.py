@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from fleet.capacity import CapacitySnapshot, ClusterHealth
+from fleet.capacity import CapacitySnapshot, ClusterHealth, KueueCapacity
 from fleet.ids import ClusterName, Flavour, Team
 from fleet.models import FlavourQuota, GpuOffer, Taint
+from fleet.placement.queues import Queues
 from fleet.spec import FleetSpec
 
 NodeKey = tuple[ClusterName, Flavour]
@@ -76,6 +77,8 @@ class Snapshot:
     names: tuple[ClusterName, ...] = ()
     min_capacity: Mapping[Flavour, int] = field(default_factory=dict)
     """Per flavour, the smallest non-zero capacity of a cluster offering it."""
+    queues: Queues = field(default_factory=lambda: Queues({}, frozenset()))
+    """The Kueue clusters' team queues (`fleet.placement.queues`)."""
     _allowed: dict[str, frozenset[ClusterName]] = field(default_factory=dict)
 
     def allowed_clusters(self, spec: FleetSpec, data_class: str | None) -> frozenset[ClusterName]:
@@ -102,8 +105,11 @@ def build_snapshot(spec: FleetSpec, capacity: CapacitySnapshot) -> Snapshot:
     cap: dict[NodeKey, int] = {}
     by_flavour: dict[Flavour, set[ClusterName]] = {}
     by_jur: dict[str, set[ClusterName]] = {}
+    kueue: dict[ClusterName, KueueCapacity] = {}
     for name, c in sorted(spec.clusters.items()):
         live = capacity.get(name)
+        if live.kueue is not None and c.spec.stack.kueue:
+            kueue[name] = live.kueue  # only there are Jobs rendered for Kueue to queue
         offers = {Flavour(o.flavour): o for o in c.spec.gpus}
         price_score = {f: _price_score(o.price_per_hour, lo, hi) for f, o in offers.items()}
         clusters[name] = ClusterInfo(
@@ -133,7 +139,8 @@ def build_snapshot(spec: FleetSpec, capacity: CapacitySnapshot) -> Snapshot:
         cohorts={k: tuple(sorted(v)) for k, v in sorted(cohorts.items())},
         names=tuple(clusters),
         min_capacity={f: min((v for (_, g), v in cap.items() if g == f and v > 0), default=0)
-                      for f in sorted(by_flavour)})
+                      for f in sorted(by_flavour)},
+        queues=Queues(kueue, frozenset(quotas)))
 
 
 def _price_score(price: float | None, lo: float, hi: float) -> int:

@@ -25,14 +25,27 @@ from functools import partial
 from operator import add, mul, sub
 
 from fleet.ids import ClusterName, Flavour, Team
+from fleet.placement.queues import QueueKey
 from fleet.placement.snapshot import NodeKey, histogram
 
 QuotaKey = tuple[Team, Flavour]
 Hist = tuple[int, ...]
-__all__ = ["Hist", "State", "best_fit", "free_total", "histogram", "largest_free",
-           "packing", "replicas_that_fit"]
+__all__ = ["Hist", "QueueKey", "State", "best_fit", "free_total", "histogram",
+           "largest_free", "packing", "queue_key", "recorded_queue", "replicas_that_fit"]
 Key = tuple[str, str, str]
-"""A recorded key: ("n", cluster, flavour) for nodes, ("q", team, flavour) for quota."""
+"""A recorded key: ("n", cluster, flavour) for nodes, ("q", team, flavour) for quota,
+("k", "cluster/queue", flavour) for a Kueue ClusterQueue's usage (`recorded_queue`)."""
+
+
+def recorded_queue(key: QueueKey) -> Key:
+    """The recorded key of a queue's usage (a cluster name, a DNS label, has no "/")."""
+    return ("k", f"{key[0]}/{key[1]}", key[2])
+
+
+def queue_key(k: Key) -> QueueKey:
+    """The inverse of `recorded_queue`."""
+    cluster, _, cq = k[1].partition("/")
+    return (ClusterName(cluster), cq, Flavour(k[2]))
 
 
 _PER_NODE: dict[tuple[int, int], tuple[int, ...]] = {}
@@ -100,14 +113,16 @@ class State:
     far, instead of scoring every one.
     """
 
-    __slots__ = ("_base", "_fitters", "_free", "_rank", "_rank_of", "_room", "_total",
-                 "_used", "reads")
+    __slots__ = ("_base", "_fitters", "_free", "_queues", "_rank", "_rank_of", "_room",
+                 "_total", "_used", "reads")
 
     def __init__(self, nodes: Mapping[NodeKey, Hist],
                  used: Mapping[QuotaKey, int] | None = None,
                  rank: Callable[[NodeKey, Hist], int] | None = None) -> None:
         self._free: dict[NodeKey, Hist] = dict(nodes)
         self._used: dict[QuotaKey, int] = dict(used or {})
+        self._queues: dict[QueueKey, int] = {}
+        """GPUs charged per Kueue ClusterQueue by this plan (`fleet.placement.queues`)."""
         self._room: dict[NodeKey, dict[int, int]] = {}
         """Per key, replicas that fit by GPUs per replica (dropped when the key changes)."""
         self._total: dict[NodeKey, int] = {}
@@ -127,6 +142,7 @@ class State:
         out = State.__new__(State)
         out._free = dict(self._free)
         out._used = dict(self._used)
+        out._queues = dict(self._queues)
         out._room = {k: dict(v) for k, v in self._room.items()}
         out._total = dict(self._total)
         out.reads = None
@@ -185,6 +201,18 @@ class State:
         if self.reads is not None:
             self.reads.add(("q", team, flavour))
         return self._used.get((team, flavour), 0)
+
+    def queue_used(self, key: QueueKey) -> int:
+        """GPUs this plan has charged to a Kueue ClusterQueue so far."""
+        if self.reads is not None:
+            self.reads.add(recorded_queue(key))
+        return self._queues.get(key, 0)
+
+    def charge_queue(self, key: QueueKey, gpus: int) -> None:
+        self._queues[key] = self._queues.get(key, 0) + gpus
+
+    def set_queue_used(self, key: QueueKey, gpus: int) -> None:
+        self._queues[key] = gpus
 
     def allocate(self, key: NodeKey, delta: Hist) -> None:
         cur = self._free[key]

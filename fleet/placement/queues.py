@@ -1,0 +1,132 @@
+"""Kueue's quota per team queue on each Kueue cluster, as the placement pass consumes it.
+
+On a cluster that runs Kueue, a Job or JobSet waits in its LocalQueue until the
+ClusterQueue behind it has quota for it, whatever the nodes offer. So a queued workload
+(type training or batch: Deployments are not queued) may go to a Kueue cluster only as
+far as the free quota of its team's queue there allows:
+
+- its team's LocalQueue is the one aifleet renders and labels the Jobs with
+  (`fleet.render.keys.team_queue`: namespace and name are the team's); the LocalQueue
+  names the ClusterQueue (`spec.clusterQueue`), as Kueue resolves it;
+- a team with a TeamQuota whose LocalQueue or ClusterQueue is missing there gets
+  nothing on that cluster (its Jobs would wait as `Inadmissible`); a team without a
+  TeamQuota and without a LocalQueue yet is bounded by the nodes only: aifleet applies
+  its queue with the cluster's GPUs as nominal quota when it places it there
+  (`fleet.render.kueue`);
+- free quota is Kueue's `available` (kubernetes-sigs/kueue `pkg/cache/resource_node.go`,
+  one cohort level, no Cohort objects): a queue's guaranteed quota `g` is `nominal -
+  lendingLimit` (0 without a lending limit); the cohort holds the rest of every
+  member's nominal (`sum(nominal - g)`) and the members' usage past their guaranteed
+  quota (`sum(max(0, usage - g))`); a queue may take its unused guaranteed quota plus
+  what the cohort has left, the latter capped by its `borrowingLimit` (`nominal - g -
+  max(0, usage - g) + borrowingLimit`). Without a cohort: `nominal - usage`. Usage is
+  what others reserve (`QueueQuota.used_by_others`) plus what the plan has charged so far
+  (`State.queue_used`), so borrowing from a cohort is counted once whichever member
+  borrows.
+
+Lookups are by dict (cluster -> its queues; (cluster, cohort) -> members), built once
+per snapshot: a decision reads its team's queue and, when in a cohort, its members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from fleet.capacity import ClusterQueueCapacity, KueueCapacity, QueueQuota
+from fleet.ids import ClusterName, Flavour, Team
+from fleet.render.keys import team_queue
+
+QueueKey = tuple[ClusterName, str, Flavour]
+"""(cluster, Kueue ClusterQueue, flavour): GPUs the plan has charged to that queue."""
+
+MISSING: Final = ""
+"""`queue_of` of a team that should have a queue on a Kueue cluster and has none."""
+
+
+class Queues:
+    """The Kueue clusters of one snapshot, indexed for `queue_of` and `available`."""
+
+    __slots__ = ("_cohorts", "_kueue", "_of", "_quota_teams")
+
+    def __init__(self, kueue: Mapping[ClusterName, KueueCapacity],
+                 quota_teams: frozenset[Team]) -> None:
+        self._kueue = dict(kueue)
+        self._quota_teams = quota_teams
+        self._of: dict[tuple[ClusterName, Team], str | None] = {}
+        self._cohorts: dict[tuple[ClusterName, str], tuple[ClusterQueueCapacity, ...]] = {}
+        for cluster, k in sorted(self._kueue.items()):
+            for _, cq in sorted(k.cluster_queues.items()):
+                if cq.cohort is not None:
+                    key = (cluster, cq.cohort)
+                    self._cohorts[key] = (*self._cohorts.get(key, ()), cq)
+
+    def __bool__(self) -> bool:
+        return bool(self._kueue)
+
+    def runs_kueue(self, cluster: ClusterName) -> bool:
+        return cluster in self._kueue
+
+    def queue_of(self, cluster: ClusterName, team: Team) -> str | None:
+        """The ClusterQueue the team's LocalQueue points to on this cluster; None where
+        nothing bounds it (no Kueue, or a team without TeamQuota and no queue yet);
+        `MISSING` where it should have one and has not."""
+        k = (cluster, team)
+        if k in self._of:
+            return self._of[k]
+        found: str | None = None
+        kueue = self._kueue.get(cluster)
+        if kueue is not None:
+            cq = kueue.local_queues.get(team_queue(team))
+            if cq is not None:
+                found = cq if cq in kueue.cluster_queues else MISSING
+            elif team in self._quota_teams:
+                found = MISSING
+        self._of[k] = found
+        return found
+
+    def quota(self, cluster: ClusterName, cq: str, flavour: Flavour) -> QueueQuota | None:
+        return self._kueue[cluster].cluster_queues[cq].flavours.get(flavour)
+
+    def cohort(self, cluster: ClusterName, cq: str) -> str | None:
+        return self._kueue[cluster].cluster_queues[cq].cohort
+
+    def available(self, cluster: ClusterName, cq: str, flavour: Flavour,
+                  charged: Callable[[QueueKey], int]) -> int:
+        """GPUs of `flavour` the ClusterQueue may still admit (Kueue's `available`, see
+        the module docstring), with `charged` what the plan has charged per queue so far
+        (`State.queue_used`); negative when it is over-admitted."""
+        me = self._kueue[cluster].cluster_queues[cq]
+        q = me.flavours.get(flavour)
+        if q is None:
+            return 0
+        usage = q.used_by_others + charged((cluster, cq, flavour))
+        if me.cohort is None:
+            return q.nominal - usage
+        g = _guaranteed(q)
+        subtree = used = 0
+        for m in self._cohorts[(cluster, me.cohort)]:
+            mq = m.flavours.get(flavour)
+            if mq is None:
+                continue
+            mg = _guaranteed(mq)
+            musage = mq.used_by_others + charged((cluster, m.name, flavour))
+            subtree += mq.nominal - mg
+            used += max(0, musage - mg)
+        parent = subtree - used
+        if q.borrowing_limit is not None:
+            parent = min(q.nominal - g - max(0, usage - g) + q.borrowing_limit, parent)
+        return max(0, g - usage) + parent
+
+    def charge(self, cluster: ClusterName, team: Team, flavour: Flavour
+               ) -> QueueKey | None:
+        """The queue key a queued workload's GPUs on this cluster count against."""
+        cq = self.queue_of(cluster, team)
+        if not cq:
+            return None
+        return (cluster, cq, flavour)
+
+
+def _guaranteed(q: QueueQuota) -> int:
+    """`guaranteedQuota`: what the queue does not lend its cohort."""
+    return max(0, q.nominal - q.lending_limit) if q.lending_limit is not None else 0
