@@ -23,6 +23,7 @@ from fleet.placement.framework import FilterKind, FilterResult, fits, no_key
 from fleet.placement.quota import quota_check
 from fleet.placement.snapshot import ClusterInfo, NodeKey, Snapshot
 from fleet.placement.state import State, largest_free
+from fleet.render.keys import team_queue
 from fleet.spec import FleetSpec
 
 
@@ -249,6 +250,7 @@ class Quota:
 
 UNBOUNDED = 1 << 30
 """The room of an option no Kueue queue bounds (the nodes' room is the bound)."""
+NO_QUEUE = "no Kueue queue"
 
 
 class KueueQueue:
@@ -288,10 +290,12 @@ class KueueQueue:
         if cq is None:
             return fits(self.name)
         if not cq:
+            ns, name = team_queue(w.team)
             return FilterResult(
                 self.name, "Unschedulable",
-                f"no Kueue queue for {w.team}: LocalQueue {w.team}/{w.team} or its "
-                "ClusterQueue is missing (not synced yet?)", "no Kueue queue")
+                f"no Kueue queue for {w.team}: LocalQueue {ns}/{name} points to "
+                f"ClusterQueue {self._queues.pointed_to(c.name, w.team)}, which does not "
+                "exist", NO_QUEUE)
         need = w.replicas_needed(c.name) * w.count
         free = self._queues.available(c.name, cq, flavour, state.queue_used)
         if need <= free:
@@ -307,6 +311,12 @@ class KueueQueue:
             needs_per_node=need, largest_free=max(0, free))
 
     def summarize(self, w: WorkloadContext, rejected: list[FilterResult]) -> str:
-        free = max(r.largest_free for r in rejected)
-        return (f"{len(rejected)} Kueue queue full ({w.team}: needs "
-                f"{rejected[0].needs_per_node} GPUs, most free {free})")
+        full = [r for r in rejected if r.summary != NO_QUEUE]
+        parts = []
+        if full:
+            parts.append(f"{len(full)} Kueue queue full ({w.team}: needs "
+                         f"{full[0].needs_per_node} GPUs, most free "
+                         f"{max(r.largest_free for r in full)})")
+        if len(full) < len(rejected):
+            parts.append(f"{len(rejected) - len(full)} {NO_QUEUE}")
+        return ", ".join(parts)

@@ -8,11 +8,14 @@ far as the free quota of its team's queue there allows:
 - its team's LocalQueue is the one aifleet renders and labels the Jobs with
   (`fleet.render.keys.team_queue`: namespace and name are the team's); the LocalQueue
   names the ClusterQueue (`spec.clusterQueue`), as Kueue resolves it;
-- a team with a TeamQuota whose LocalQueue or ClusterQueue is missing there gets
-  nothing on that cluster (its Jobs would wait as `Inadmissible`); a team without a
-  TeamQuota and without a LocalQueue yet is bounded by the nodes only: aifleet applies
-  its queue with the cluster's GPUs as nominal quota when it places it there
-  (`fleet.render.kueue`);
+- a LocalQueue that points to a ClusterQueue that does not exist gets the team nothing
+  on that cluster (its Jobs would wait as `Inadmissible`);
+- a team without its LocalQueue there yet (a cluster or a TeamQuota aifleet has not
+  synced: the first plan of a fleet comes before the first apply) is bounded by the
+  queue aifleet is about to apply (`fleet.render.kueue`): with a TeamQuota, a
+  ClusterQueue named after the team, in its cohort, of its nominal quota and borrowing
+  limit per flavour (`expected`), or the live ClusterQueue of that name if it is there
+  already; without a TeamQuota, by the nodes only (its queue holds the cluster's GPUs);
 - free quota is Kueue's `available` (kubernetes-sigs/kueue `pkg/cache/resource_node.go`,
   one cohort level, no Cohort objects): a queue's guaranteed quota `g` is `nominal -
   lendingLimit` (0 without a lending limit); the cohort holds the rest of every
@@ -25,7 +28,8 @@ far as the free quota of its team's queue there allows:
   borrows.
 
 Lookups are by dict (cluster -> its queues; (cluster, cohort) -> members), built once
-per snapshot: a decision reads its team's queue and, when in a cohort, its members.
+per snapshot (the stand-ins: once per Kueue cluster and TeamQuota): a decision reads its
+team's queue and, when in a cohort, its members.
 """
 
 from __future__ import annotations
@@ -41,21 +45,33 @@ QueueKey = tuple[ClusterName, str, Flavour]
 """(cluster, Kueue ClusterQueue, flavour): GPUs the plan has charged to that queue."""
 
 MISSING: Final = ""
-"""`queue_of` of a team that should have a queue on a Kueue cluster and has none."""
+"""`queue_of` of a team whose LocalQueue points to a ClusterQueue that is not there."""
 
 
 class Queues:
-    """The Kueue clusters of one snapshot, indexed for `queue_of` and `available`."""
+    """The Kueue clusters of one snapshot, indexed for `queue_of` and `available`.
 
-    __slots__ = ("_cohorts", "_kueue", "_of", "_quota_teams")
+    `expected`: per team with a TeamQuota, the ClusterQueue aifleet renders for it
+    (named after the team); it stands in on a Kueue cluster where neither the team's
+    LocalQueue nor that ClusterQueue is there yet."""
+
+    __slots__ = ("_cohorts", "_kueue", "_of")
 
     def __init__(self, kueue: Mapping[ClusterName, KueueCapacity],
-                 quota_teams: frozenset[Team]) -> None:
-        self._kueue = dict(kueue)
-        self._quota_teams = quota_teams
+                 expected: Mapping[Team, ClusterQueueCapacity]) -> None:
+        self._kueue: dict[ClusterName, KueueCapacity] = {}
+        for cluster, k in sorted(kueue.items()):
+            missing = [t for t in expected if team_queue(t) not in k.local_queues]
+            if missing:  # the LocalQueue aifleet applies points to the team's queue
+                cqs = dict(k.cluster_queues)
+                for t in missing:
+                    cqs.setdefault(t, expected[t])
+                k = KueueCapacity(cqs, {**k.local_queues,
+                                        **{team_queue(t): str(t) for t in missing}})
+            self._kueue[cluster] = k
         self._of: dict[tuple[ClusterName, Team], str | None] = {}
         self._cohorts: dict[tuple[ClusterName, str], tuple[ClusterQueueCapacity, ...]] = {}
-        for cluster, k in sorted(self._kueue.items()):
+        for cluster, k in self._kueue.items():
             for _, cq in sorted(k.cluster_queues.items()):
                 if cq.cohort is not None:
                     key = (cluster, cq.cohort)
@@ -68,9 +84,10 @@ class Queues:
         return cluster in self._kueue
 
     def queue_of(self, cluster: ClusterName, team: Team) -> str | None:
-        """The ClusterQueue the team's LocalQueue points to on this cluster; None where
-        nothing bounds it (no Kueue, or a team without TeamQuota and no queue yet);
-        `MISSING` where it should have one and has not."""
+        """The ClusterQueue the team's LocalQueue points to on this cluster (or the one
+        aifleet is about to apply for it); None where nothing bounds it (no Kueue, or a
+        team without TeamQuota and no queue yet); `MISSING` where the LocalQueue points
+        to a ClusterQueue that is not there."""
         k = (cluster, team)
         if k in self._of:
             return self._of[k]
@@ -80,10 +97,13 @@ class Queues:
             cq = kueue.local_queues.get(team_queue(team))
             if cq is not None:
                 found = cq if cq in kueue.cluster_queues else MISSING
-            elif team in self._quota_teams:
-                found = MISSING
         self._of[k] = found
         return found
+
+    def pointed_to(self, cluster: ClusterName, team: Team) -> str | None:
+        """The ClusterQueue the team's LocalQueue names there, there or not."""
+        kueue = self._kueue.get(cluster)
+        return kueue.local_queues.get(team_queue(team)) if kueue is not None else None
 
     def quota(self, cluster: ClusterName, cq: str, flavour: Flavour) -> QueueQuota | None:
         return self._kueue[cluster].cluster_queues[cq].flavours.get(flavour)

@@ -81,20 +81,37 @@ def test_the_queue_full_everywhere_is_pending_with_kueues_reason() -> None:
                                     "free (nominal 16), needs 16")
 
 
-def test_a_team_with_a_teamquota_and_no_queue_there_is_refused_with_a_reason() -> None:
-    spec, cap = two_clusters(workload("train", "nlp-team"),
+def test_a_team_with_a_teamquota_whose_queue_is_not_applied_yet_gets_the_one_coming(
+) -> None:
+    """The first plan of a fleet comes before the first apply: a TeamQuota team's queue
+    is not on the cluster yet. It is bounded by the queue aifleet is about to apply
+    (its TeamQuota's nominal, in its cohort), not refused: refusing would send every
+    such workload away from every Kueue cluster for good (placement is sticky)."""
+    spec, cap = two_clusters(workload("a", "nlp-team", replicas=2),
+                             workload("b", "nlp-team", replicas=2, priority=-1),
                              quota("nlp-team", ("h100-80gb", 64, None)))
-    cap = with_kueue(cap, KUEUE, kueue(cq("other", 64)))  # no LocalQueue for nlp-team
+    cap = with_kueue(cap, KUEUE, kueue(cq("other", 0)))
     plan = place(spec, cap)  # type: ignore[arg-type]
-    assert where(plan, "nlp-team/train") == [PLAIN]
-    spec1 = fleet(cluster(str(KUEUE), offers=(("h100-80gb", 32, 8),), stack={"kueue": True}),
-                  workload("train", "nlp-team"), quota("nlp-team", ("h100-80gb", 64, None)))
-    p = place(spec1, with_kueue(declared(spec1), KUEUE, kueue(cq("other", 64)))).workloads[
-        WorkloadId("nlp-team/train")]
-    assert p.status == "Pending"
-    assert p.reasons[1].message == ("no Kueue queue for nlp-team: LocalQueue "
-                                    "nlp-team/nlp-team or its ClusterQueue is missing "
-                                    "(not synced yet?)")
+    assert where(plan, "nlp-team/a") == [KUEUE]
+    assert where(plan, "nlp-team/b") == [KUEUE]
+    # the queue coming is nlp-team's 8, in cohort ai, where vision-team's queue is full:
+    # 8 fit there; the fleet-wide quota (vision-team lends 64) would allow 16
+    spec, cap = two_clusters(workload("a", "nlp-team"),
+                             workload("b", "nlp-team", priority=-1),
+                             quota("nlp-team", ("h100-80gb", 8, None), cohort="ai"),
+                             quota("vision-team", ("h100-80gb", 64, None), cohort="ai"))
+    cap = with_kueue(cap, KUEUE, kueue(cq("vision-team", 64, used=64, cohort="ai"),
+                                       teams=("vision-team",)))
+    plan = place(spec, cap)  # type: ignore[arg-type]
+    assert (where(plan, "nlp-team/a"), where(plan, "nlp-team/b")) == ([KUEUE], [PLAIN])
+
+
+def test_the_stand_in_is_the_live_clusterqueue_when_only_the_localqueue_is_missing(
+) -> None:
+    qs = Queues({KUEUE: KueueCapacity({"nlp-team": cq("nlp-team", 4, used=4)}, {})},
+                {Team("nlp-team"): cq("nlp-team", 64)})
+    assert qs.queue_of(KUEUE, Team("nlp-team")) == "nlp-team"
+    assert qs.available(KUEUE, "nlp-team", H100, lambda k: 0) == 0
 
 
 def test_a_team_without_teamquota_and_no_queue_yet_is_bounded_by_nodes_only() -> None:
@@ -104,10 +121,19 @@ def test_a_team_without_teamquota_and_no_queue_yet_is_bounded_by_nodes_only() ->
     assert where(place(spec, cap), "nlp-team/train") == [KUEUE]  # type: ignore[arg-type]
 
 
-def test_a_localqueue_pointing_to_a_missing_clusterqueue_refuses() -> None:
+def test_a_localqueue_pointing_to_a_missing_clusterqueue_refuses_with_a_reason() -> None:
     spec, cap = two_clusters(workload("train", "nlp-team"))
     cap = with_kueue(cap, KUEUE, KueueCapacity({}, {("nlp-team", "nlp-team"): "gone"}))
     assert where(place(spec, cap), "nlp-team/train") == [PLAIN]  # type: ignore[arg-type]
+    spec1 = fleet(cluster(str(KUEUE), offers=(("h100-80gb", 32, 8),), stack={"kueue": True}),
+                  workload("train", "nlp-team"))
+    p = place(spec1, with_kueue(declared(spec1), KUEUE, KueueCapacity(
+        {}, {("nlp-team", "nlp-team"): "gone"}))).workloads[WorkloadId("nlp-team/train")]
+    assert p.status == "Pending"
+    assert p.reasons[0].message == "0/1 clusters: 1 no Kueue queue"
+    assert (p.reasons[1].rule, p.reasons[1].message) == (
+        "KueueQueue", "no Kueue queue for nlp-team: LocalQueue nlp-team/nlp-team points to "
+        "ClusterQueue gone, which does not exist")
 
 
 def test_cohort_borrowing_is_counted_once_over_its_queues() -> None:
@@ -177,18 +203,19 @@ def test_free_quota_is_kueues_available(me: QueueQuota, others: tuple[QueueQuota
     queues = {"me": ClusterQueueCapacity("me", cohort, {H100: me})}
     for i, o in enumerate(others):
         queues[f"o{i}"] = ClusterQueueCapacity(f"o{i}", cohort, {H100: o})
-    qs = Queues({KUEUE: KueueCapacity(queues, {("t", "t"): "me"})}, frozenset())
+    qs = Queues({KUEUE: KueueCapacity(queues, {("t", "t"): "me"})}, {})
     assert qs.queue_of(KUEUE, Team("t")) == "me"
     assert qs.available(KUEUE, "me", H100,
                         lambda k: charged if k == (KUEUE, "me", H100) else 0) == free
 
 
-def test_queue_of_says_missing_only_where_the_team_should_have_one() -> None:
+def test_queue_of_says_missing_only_where_the_localqueue_names_no_clusterqueue() -> None:
     qs = Queues({KUEUE: KueueCapacity({"x": cq("x", 1)}, {("a", "a"): "x", ("b", "b"): "y"})},
-                frozenset({Team("c")}))
+                {Team("c"): cq("c", 8)})
     assert qs.queue_of(KUEUE, Team("a")) == "x"
     assert qs.queue_of(KUEUE, Team("b")) == MISSING  # its ClusterQueue is gone
-    assert qs.queue_of(KUEUE, Team("c")) == MISSING  # a TeamQuota team without a queue
+    assert qs.queue_of(KUEUE, Team("c")) == "c"  # the queue aifleet is about to apply
+    assert qs.available(KUEUE, "c", H100, lambda k: 0) == 8
     assert qs.queue_of(KUEUE, Team("d")) is None  # no TeamQuota: aifleet will make it
     assert qs.queue_of(PLAIN, Team("a")) is None  # no Kueue there
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.capacity import CapacitySnapshot
+from fleet.capacity import CapacitySnapshot, ClusterQueueCapacity, KueueCapacity, QueueQuota
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement import Planner, explain, place
 from fleet.placement.incremental import IncrementalPlanner
@@ -273,17 +273,37 @@ def test_every_workload_says_why(f: Fleet) -> None:
             assert all(r.rule and r.message for r in per_cluster)
 
 
+def effective_queues(spec: FleetSpec, k: KueueCapacity
+                     ) -> tuple[dict[str, ClusterQueueCapacity], dict[tuple[str, str], str]]:
+    """A Kueue cluster's queues as they are once aifleet's apply is done: a TeamQuota
+    team without its LocalQueue gets one pointing to the ClusterQueue named after it,
+    which, if not there, is the one aifleet renders from the TeamQuota."""
+    cqs, lqs = dict(k.cluster_queues), dict(k.local_queues)
+    for team, q in spec.quotas.items():
+        if (team, team) in lqs:
+            continue
+        lqs[(team, team)] = team
+        if team not in cqs:
+            cqs[team] = ClusterQueueCapacity(team, q.spec.cohort, {
+                Flavour(g.flavour): QueueQuota(
+                    g.nominal, g.borrowing_limit if q.spec.cohort else None)
+                for g in q.spec.gpus})
+    return cqs, lqs
+
+
 def kueue_usage(spec: FleetSpec, capacity: CapacitySnapshot, plan: Plan
                 ) -> dict[tuple[str, str, str], int]:
     """Per (cluster, ClusterQueue, flavour), what Kueue would hold once every queued
     workload of the plan is admitted: others' reservations plus ours, found from the
     team's LocalQueue independently of the planner. Asserts no queued workload went to
-    a Kueue cluster where its team has a TeamQuota and no queue."""
+    a Kueue cluster where its LocalQueue names a ClusterQueue that is not there."""
     used: dict[tuple[str, str, str], int] = defaultdict(int)
+    queues = {}
     for name, c in capacity.clusters.items():
         if c.kueue is None or not spec.clusters[name].spec.stack.kueue:
             continue
-        for cq in c.kueue.cluster_queues.values():
+        queues[name] = effective_queues(spec, c.kueue)
+        for cq in queues[name][0].values():
             for f, q in cq.flavours.items():
                 used[(name, cq.name, f)] += q.used_by_others
     for wid, p in plan.workloads.items():
@@ -291,14 +311,14 @@ def kueue_usage(spec: FleetSpec, capacity: CapacitySnapshot, plan: Plan
         if w is None or w.spec.type == "inference":
             continue
         for a in p.assignments:
-            k = capacity.clusters[a.cluster].kueue
-            if k is None or not spec.clusters[a.cluster].spec.stack.kueue:
+            if a.cluster not in queues:
                 continue
-            target = k.local_queues.get((w.team, w.team))
-            if target is None or target not in k.cluster_queues:
-                assert target is None and w.team not in spec.quotas, (wid, a.cluster)
-                continue
-            assert a.flavour in k.cluster_queues[target].flavours, (wid, a)
+            cqs, lqs = queues[a.cluster]
+            target = lqs.get((w.team, w.team))
+            if target is None:
+                continue  # no TeamQuota, no queue yet: bounded by the nodes
+            assert target in cqs, (wid, a.cluster)
+            assert a.flavour in cqs[target].flavours, (wid, a)
             used[(a.cluster, target, a.flavour)] += a.gpus
     return used
 
@@ -319,7 +339,7 @@ def test_kueue_team_queues_are_never_exceeded_and_cohort_borrowing_counts_once(
             continue
         lent: dict[tuple[str, str], int] = defaultdict(int)
         borrowed: dict[tuple[str, str], int] = defaultdict(int)
-        for cq in c.kueue.cluster_queues.values():
+        for cq in effective_queues(spec, c.kueue)[0].values():
             for fl, q in cq.flavours.items():
                 u = used[(name, cq.name, fl)]
                 if cq.cohort is None:
