@@ -270,7 +270,7 @@ class KueueQueue:
     def room(self, w: WorkloadContext, state: State) -> Callable[[NodeKey], int] | None:
         if not w.queued or not self._queues:
             return None  # nothing to bound: the planner skips this filter
-        queues, team, count, charged = self._queues, w.team, w.count, state.queue_used
+        queues, team, count = self._queues, w.team, w.count
 
         def room(key: NodeKey) -> int:
             cq = queues.queue_of(key[0], team)
@@ -278,7 +278,7 @@ class KueueQueue:
                 return UNBOUNDED
             if not cq:
                 return 0
-            return max(0, queues.available(key[0], cq, key[1], charged)) // count
+            return max(0, queues.available(key[0], cq, key[1], state)) // count
         return room
 
     def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
@@ -297,7 +297,7 @@ class KueueQueue:
                 f"ClusterQueue {self._queues.pointed_to(c.name, w.team)}, which does not "
                 "exist", NO_QUEUE)
         need = w.replicas_needed(c.name) * w.count
-        free = self._queues.available(c.name, cq, flavour, state.queue_used)
+        free = self._queues.available(c.name, cq, flavour, state)
         if need <= free:
             return fits(self.name)
         q = self._queues.quota(c.name, cq, flavour)

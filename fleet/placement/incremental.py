@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
 from fleet.placement.core import Decision, OrderKey, Planner, apply, with_reasons
-from fleet.placement.queues import QueueKey
+from fleet.placement.queues import CohortKey, Member, QueueKey
 from fleet.placement.snapshot import NodeKey
 from fleet.placement.state import Hist, Key, State, queue_key, recorded_queue
 from fleet.placement.types import FlavourUsage, Plan, PreviousPlan, Reason, WorkloadPlacement
@@ -130,6 +130,10 @@ class _AtPosition(State):
         v = self._value(recorded_queue(key))
         assert isinstance(v, int)
         return v
+
+    def cohort_used(self, key: CohortKey, members: tuple[Member, ...],
+                    recorded: tuple[Key, ...]) -> int:
+        return sum(max(0, others + self.queue_used(qk) - g) for qk, g, others in members)
 
 
 class IncrementalPlanner:

@@ -34,8 +34,8 @@ team's queue and, when in a cohort, its members.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Final
+from collections.abc import Mapping
+from typing import Final, Protocol
 
 from fleet.capacity import ClusterQueueCapacity, KueueCapacity, QueueQuota
 from fleet.ids import ClusterName, Flavour, Team
@@ -43,6 +43,32 @@ from fleet.render.keys import team_queue
 
 QueueKey = tuple[ClusterName, str, Flavour]
 """(cluster, Kueue ClusterQueue, flavour): GPUs the plan has charged to that queue."""
+CohortKey = tuple[ClusterName, Flavour, str]
+"""(cluster, flavour, cohort)."""
+Member = tuple[QueueKey, int, int]
+"""A cohort member for one flavour: its queue key, guaranteed quota, others' usage."""
+
+
+def recorded_queue(key: QueueKey) -> tuple[str, str, str]:
+    """The key a pass records for a queue's usage (`fleet.placement.state.Key`): a
+    cluster name, a DNS label, has no "/"."""
+    return ("k", f"{key[0]}/{key[1]}", key[2])
+
+
+def queue_key(k: tuple[str, str, str]) -> QueueKey:
+    """The inverse of `recorded_queue`."""
+    cluster, _, cq = k[1].partition("/")
+    return (ClusterName(cluster), cq, Flavour(k[2]))
+
+
+class Charges(Protocol):
+    """What `Queues.available` reads of the pass's state (`fleet.placement.state.State`)."""
+
+    def queue_used(self, key: QueueKey) -> int: ...
+
+    def cohort_used(self, key: CohortKey, members: tuple[Member, ...],
+                    recorded: tuple[tuple[str, str, str], ...]) -> int:
+        """Sum over the members of their usage past their guaranteed quota."""
 
 MISSING: Final = ""
 """`queue_of` of a team whose LocalQueue points to a ClusterQueue that is not there."""
@@ -55,7 +81,7 @@ class Queues:
     (named after the team); it stands in on a Kueue cluster where neither the team's
     LocalQueue nor that ClusterQueue is there yet."""
 
-    __slots__ = ("_cohorts", "_kueue", "_of")
+    __slots__ = ("_cohorts", "_kueue", "_members", "_of")
 
     def __init__(self, kueue: Mapping[ClusterName, KueueCapacity],
                  expected: Mapping[Team, ClusterQueueCapacity]) -> None:
@@ -70,6 +96,10 @@ class Queues:
                                         **{team_queue(t): str(t) for t in missing}})
             self._kueue[cluster] = k
         self._of: dict[tuple[ClusterName, Team], str | None] = {}
+        self._members: dict[CohortKey, tuple[tuple[Member, ...], int,
+                                             tuple[tuple[str, str, str], ...]]] = {}
+        """Per cohort and flavour: its members, its subtree quota (what they lend) and
+        their recorded keys; made on first use."""
         self._cohorts: dict[tuple[ClusterName, str], tuple[ClusterQueueCapacity, ...]] = {}
         for cluster, k in self._kueue.items():
             for _, cq in sorted(k.cluster_queues.items()):
@@ -112,31 +142,44 @@ class Queues:
         return self._kueue[cluster].cluster_queues[cq].cohort
 
     def available(self, cluster: ClusterName, cq: str, flavour: Flavour,
-                  charged: Callable[[QueueKey], int]) -> int:
+                  state: Charges) -> int:
         """GPUs of `flavour` the ClusterQueue may still admit (Kueue's `available`, see
-        the module docstring), with `charged` what the plan has charged per queue so far
-        (`State.queue_used`); negative when it is over-admitted."""
+        the module docstring), given what the plan has charged so far (`state`);
+        negative when it is over-admitted. In a cohort, the members' usage past their
+        guarantee is one cached sum per (cluster, flavour, cohort) in `state`, made
+        again only after one of them is charged."""
         me = self._kueue[cluster].cluster_queues[cq]
         q = me.flavours.get(flavour)
         if q is None:
             return 0
-        usage = q.used_by_others + charged((cluster, cq, flavour))
+        usage = q.used_by_others + state.queue_used((cluster, cq, flavour))
         if me.cohort is None:
             return q.nominal - usage
         g = _guaranteed(q)
-        subtree = used = 0
-        for m in self._cohorts[(cluster, me.cohort)]:
-            mq = m.flavours.get(flavour)
-            if mq is None:
-                continue
-            mg = _guaranteed(mq)
-            musage = mq.used_by_others + charged((cluster, m.name, flavour))
-            subtree += mq.nominal - mg
-            used += max(0, musage - mg)
-        parent = subtree - used
+        key = (cluster, flavour, me.cohort)
+        members, subtree, recorded = self._cohort(key)
+        parent = subtree - state.cohort_used(key, members, recorded)
         if q.borrowing_limit is not None:
             parent = min(q.nominal - g - max(0, usage - g) + q.borrowing_limit, parent)
         return max(0, g - usage) + parent
+
+    def _cohort(self, key: CohortKey) -> tuple[tuple[Member, ...], int,
+                                               tuple[tuple[str, str, str], ...]]:
+        found = self._members.get(key)
+        if found is None:
+            cluster, flavour, cohort = key
+            members: list[Member] = []
+            subtree = 0
+            for m in self._cohorts[(cluster, cohort)]:
+                mq = m.flavours.get(flavour)
+                if mq is None:
+                    continue
+                g = _guaranteed(mq)
+                members.append(((cluster, m.name, flavour), g, mq.used_by_others))
+                subtree += mq.nominal - g
+            found = self._members[key] = (
+                tuple(members), subtree, tuple(recorded_queue(k) for k, _, _ in members))
+        return found
 
     def charge(self, cluster: ClusterName, team: Team, flavour: Flavour
                ) -> QueueKey | None:

@@ -25,7 +25,7 @@ from functools import partial
 from operator import add, mul, sub
 
 from fleet.ids import ClusterName, Flavour, Team
-from fleet.placement.queues import QueueKey
+from fleet.placement.queues import CohortKey, Member, QueueKey, queue_key, recorded_queue
 from fleet.placement.snapshot import NodeKey, histogram
 
 QuotaKey = tuple[Team, Flavour]
@@ -35,17 +35,6 @@ __all__ = ["Hist", "QueueKey", "State", "best_fit", "free_total", "histogram",
 Key = tuple[str, str, str]
 """A recorded key: ("n", cluster, flavour) for nodes, ("q", team, flavour) for quota,
 ("k", "cluster/queue", flavour) for a Kueue ClusterQueue's usage (`recorded_queue`)."""
-
-
-def recorded_queue(key: QueueKey) -> Key:
-    """The recorded key of a queue's usage (a cluster name, a DNS label, has no "/")."""
-    return ("k", f"{key[0]}/{key[1]}", key[2])
-
-
-def queue_key(k: Key) -> QueueKey:
-    """The inverse of `recorded_queue`."""
-    cluster, _, cq = k[1].partition("/")
-    return (ClusterName(cluster), cq, Flavour(k[2]))
 
 
 _PER_NODE: dict[tuple[int, int], tuple[int, ...]] = {}
@@ -113,8 +102,8 @@ class State:
     far, instead of scoring every one.
     """
 
-    __slots__ = ("_base", "_fitters", "_free", "_queues", "_rank", "_rank_of", "_room",
-                 "_total", "_used", "reads")
+    __slots__ = ("_base", "_cohorts", "_fitters", "_free", "_queues", "_rank", "_rank_of",
+                 "_room", "_total", "_used", "reads")
 
     def __init__(self, nodes: Mapping[NodeKey, Hist],
                  used: Mapping[QuotaKey, int] | None = None,
@@ -123,6 +112,8 @@ class State:
         self._used: dict[QuotaKey, int] = dict(used or {})
         self._queues: dict[QueueKey, int] = {}
         """GPUs charged per Kueue ClusterQueue by this plan (`fleet.placement.queues`)."""
+        self._cohorts: dict[tuple[ClusterName, Flavour], dict[str, int]] = {}
+        """Per (cluster, flavour) and cohort, `cohort_used` until a member is charged."""
         self._room: dict[NodeKey, dict[int, int]] = {}
         """Per key, replicas that fit by GPUs per replica (dropped when the key changes)."""
         self._total: dict[NodeKey, int] = {}
@@ -143,6 +134,7 @@ class State:
         out._free = dict(self._free)
         out._used = dict(self._used)
         out._queues = dict(self._queues)
+        out._cohorts = {}
         out._room = {k: dict(v) for k, v in self._room.items()}
         out._total = dict(self._total)
         out.reads = None
@@ -208,11 +200,35 @@ class State:
             self.reads.add(recorded_queue(key))
         return self._queues.get(key, 0)
 
+    def cohort_used(self, key: CohortKey, members: tuple[Member, ...],
+                    recorded: tuple[Key, ...]) -> int:
+        """What a cohort's members (`Queues` gives them: queue key, guaranteed quota,
+        others' usage) use past their guaranteed quota, with this plan's charges:
+        Kueue's cohort usage. Cached per cohort until one of its cluster's queues of
+        the flavour is charged; reading it reads every member's usage."""
+        if self.reads is not None:
+            self.reads.update(recorded)
+        per = self._cohorts.get((key[0], key[1]))
+        if per is None:
+            per = self._cohorts[(key[0], key[1])] = {}
+        found = per.get(key[2])
+        if found is None:
+            charged = self._queues
+            found = 0
+            for qk, g, others in members:
+                over = others + charged.get(qk, 0) - g
+                if over > 0:
+                    found += over
+            per[key[2]] = found
+        return found
+
     def charge_queue(self, key: QueueKey, gpus: int) -> None:
         self._queues[key] = self._queues.get(key, 0) + gpus
+        self._cohorts.pop((key[0], key[2]), None)
 
     def set_queue_used(self, key: QueueKey, gpus: int) -> None:
         self._queues[key] = gpus
+        self._cohorts.pop((key[0], key[2]), None)
 
     def allocate(self, key: NodeKey, delta: Hist) -> None:
         cur = self._free[key]

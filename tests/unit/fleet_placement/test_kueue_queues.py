@@ -15,6 +15,7 @@ from fleet.capacity import (
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
 from fleet.placement import IncrementalPlanner, place
 from fleet.placement.queues import MISSING, Queues
+from fleet.placement.state import State
 from fleet.placement.types import Assignment
 from tests.unit.fleet_placement.builders import cluster, declared, fleet, quota, workload
 
@@ -111,7 +112,7 @@ def test_the_stand_in_is_the_live_clusterqueue_when_only_the_localqueue_is_missi
     qs = Queues({KUEUE: KueueCapacity({"nlp-team": cq("nlp-team", 4, used=4)}, {})},
                 {Team("nlp-team"): cq("nlp-team", 64)})
     assert qs.queue_of(KUEUE, Team("nlp-team")) == "nlp-team"
-    assert qs.available(KUEUE, "nlp-team", H100, lambda k: 0) == 0
+    assert qs.available(KUEUE, "nlp-team", H100, State({})) == 0
 
 
 def test_a_team_without_teamquota_and_no_queue_yet_is_bounded_by_nodes_only() -> None:
@@ -205,8 +206,9 @@ def test_free_quota_is_kueues_available(me: QueueQuota, others: tuple[QueueQuota
         queues[f"o{i}"] = ClusterQueueCapacity(f"o{i}", cohort, {H100: o})
     qs = Queues({KUEUE: KueueCapacity(queues, {("t", "t"): "me"})}, {})
     assert qs.queue_of(KUEUE, Team("t")) == "me"
-    assert qs.available(KUEUE, "me", H100,
-                        lambda k: charged if k == (KUEUE, "me", H100) else 0) == free
+    state = State({})
+    state.set_queue_used((KUEUE, "me", H100), charged)
+    assert qs.available(KUEUE, "me", H100, state) == free
 
 
 def test_queue_of_says_missing_only_where_the_localqueue_names_no_clusterqueue() -> None:
@@ -215,7 +217,7 @@ def test_queue_of_says_missing_only_where_the_localqueue_names_no_clusterqueue()
     assert qs.queue_of(KUEUE, Team("a")) == "x"
     assert qs.queue_of(KUEUE, Team("b")) == MISSING  # its ClusterQueue is gone
     assert qs.queue_of(KUEUE, Team("c")) == "c"  # the queue aifleet is about to apply
-    assert qs.available(KUEUE, "c", H100, lambda k: 0) == 8
+    assert qs.available(KUEUE, "c", H100, State({})) == 8
     assert qs.queue_of(KUEUE, Team("d")) is None  # no TeamQuota: aifleet will make it
     assert qs.queue_of(PLAIN, Team("a")) is None  # no Kueue there
 

@@ -218,7 +218,7 @@ def test_a_rebound_planner_plans_the_head_of_a_change_as_a_new_one(
 
 
 @RULE
-@given(fleets(max_workloads=8), st.data())
+@given(st.one_of(fleets(max_workloads=8), kueue_fleets()), st.data())
 def test_incremental_replan_equals_a_full_plan(f: Fleet, data: st.DataObject) -> None:
     """Edit, add or remove workloads, or change what runs: replan == full plan."""
     spec = f.spec()

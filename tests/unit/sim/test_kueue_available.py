@@ -15,6 +15,7 @@ from clusters.sim.stacks.kueue import available
 from fleet.capacity import ClusterQueueCapacity, KueueCapacity, QueueQuota
 from fleet.ids import ClusterName, Flavour
 from fleet.placement.queues import Queues
+from fleet.placement.state import State
 
 C = ClusterName("c")
 F = Flavour("h100")
@@ -54,8 +55,8 @@ def test_the_simulator_and_placement_compute_kueues_available_alike(seed: int) -
         ours[name] = ClusterQueueCapacity(name, cohort, {F: QueueQuota(
             nominal, borrowing, lending, used_by_others=u)})
         used[name] = {("h100", GPU): u}
-    queues = Queues({C: KueueCapacity(ours, {})}, frozenset())
+    queues = Queues({C: KueueCapacity(ours, {})}, {})
     for name in sim:
         want = available(name, sim, used, ("h100", GPU))
-        got = queues.available(C, name, F, lambda k: 0)
+        got = queues.available(C, name, F, State({}))
         assert max(0, got) == want, (seed, name)
