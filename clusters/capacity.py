@@ -354,8 +354,10 @@ class CapacityTracker:
         self.version += 1
 
     def on_kueue_workload(self, event: str, wl: JSON) -> None:
-        if self.kueue.on_workload(event, wl):
-            self.version += 1
+        # every event, not only those that move our reservations: the status page's
+        # fingerprint reads this version to show a Workload Kueue keeps queued
+        self.kueue.on_workload(event, wl)
+        self.version += 1
 
     def on_local_queue(self, event: str, lq: JSON) -> None:
         self.kueue.on_local_queue(event, lq)
