@@ -29,7 +29,9 @@ far as the free quota of its team's queue there allows:
 
 Lookups are by dict (cluster -> its queues; (cluster, cohort) -> members), built once
 per snapshot (the stand-ins: once per Kueue cluster and TeamQuota): a decision reads its
-team's queue and, when in a cohort, its members.
+team's queue and, when in a cohort, the cohort's usage, a sum `State` keeps per
+(cluster, flavour, cohort) until one of its members is charged (reading it records
+every member's key, for the incremental re-plan).
 """
 
 from __future__ import annotations
