@@ -143,6 +143,9 @@ def two_teams() -> dict[str, str | bytes]:
         "workloads/vision-team/fit.yaml": workload(
             "fit", "vision-team", data_class="public").replace(
             "  replicas: 2\n", "  replicas: 1\n"),
+        "workloads/nlp-team/eval.yaml": workload(
+            "eval", data_class="public", extra_spec="    clusters: [a-kueue]\n").replace(
+            "  replicas: 2\n", "  replicas: 1\n"),
     }
 
 
@@ -177,7 +180,8 @@ async def test_one_teams_full_queue_sends_its_next_workload_elsewhere_the_other_
     """nlp-team's queue on a-kueue is full (its 16 GPUs held by a Job aifleet does not
     manage), while a-kueue's nodes still have 16 free and vision-team's queue, outside
     any cohort, has room: nlp-team/train goes to b-plain, vision-team/fit to a-kueue,
-    where Kueue admits it. The cluster-wide sum of quotas (before: 32 nominal, 16
+    where Kueue admits it, and nlp-team/eval, which may run on a-kueue only, is
+    Pending with the queue's reason. The cluster-wide sum of quotas (before: 32 nominal, 16
     reserved) would have let both in, and nlp-team's Job would have waited there."""
     files = two_teams()
     async with sandbox(tmp_path, files) as box:
@@ -187,10 +191,18 @@ async def test_one_teams_full_queue_sends_its_next_workload_elsewhere_the_other_
         nlp_job_out_of_band(kueue, 2, 8)
         await until(lambda: gpus_running(kueue) == 16, 10, what="the ad-hoc 16 GPUs admitted")
         async with box.controller(fast_settings(box), adapter_options=FAST) as m:
-            await until(lambda: len(where(m.status())) == 2 and all(where(m.status()).values()),
-                        20, what="both placed")
-            assert where(m.status()) == {"nlp-team/train": ["b-plain"],
-                                         "vision-team/fit": ["a-kueue"]}
+            await until(lambda: bool(where(m.status()).get("nlp-team/train"))
+                        and bool(where(m.status()).get("vision-team/fit")), 20,
+                        what="both placed")
+            doc = m.status()
+            assert where(doc) == {"nlp-team/train": ["b-plain"], "vision-team/fit": ["a-kueue"],
+                                  "nlp-team/eval": []}
+            # one that may only go to a-kueue waits, and says why in Kueue's terms
+            [row] = [w for w in doc["workloads"] if w["id"] == "nlp-team/eval"]
+            why = [r for r in row["reasons"] if r.get("cluster") == "a-kueue"]
+            assert [(r["rule"], r["message"]) for r in why] == [(
+                "KueueQueue", "Kueue ClusterQueue nlp-team: 0 h100-80gb GPUs of quota free "
+                "(nominal 16), needs 8")]
             await until(lambda: admitted(kueue, "vision-team") == ["vision-team"], 10,
                         what="vision-team's Job admitted by Kueue")
             # what the controller read: the teams' queues, not one summed figure
