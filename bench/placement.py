@@ -9,6 +9,11 @@ dataClasses, 1-8 GPUs per replica, some selectors, tolerations and quotas. Repor
 - one-change re-plan: the plan of the previous cycle as `previous`, one workload's
   replicas changed, through `IncrementalPlanner.replan` (checked equal to a full plan).
 
+With `--kueue` every cluster runs Kueue: each TeamQuota team has a ClusterQueue there
+(in its cohort, a quarter of the cluster's GPUs of each flavour, borrowing limit 64,
+some of it reserved by others) and its LocalQueue, so every training and batch
+decision is also bounded by its team's queue (`fleet/placement/queues.py`).
+
 Times are best of `--runs`, in CPU time of this process (what the targets are judged
 on: the two cores are shared, and wall time then measures the neighbours too) and in
 wall time.
@@ -18,6 +23,7 @@ Targets: >= 5,000 decisions/s at 100 clusters, >= 1,000/s at 1,000 clusters, the
 
     python -m bench.placement            # 10,000 workloads, best of 3
     python -m bench.placement --smoke    # 500 workloads, 20 and 100 clusters, 1 run
+    python -m bench.placement --kueue    # the same, every cluster a Kueue cluster
 """
 
 from __future__ import annotations
@@ -28,10 +34,18 @@ import platform
 import random
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
-from fleet.capacity import CapacitySnapshot, declared_capacity
+from fleet.capacity import (
+    CapacitySnapshot,
+    ClusterQueueCapacity,
+    KueueCapacity,
+    QueueQuota,
+    declared_capacity,
+)
 from fleet.diagnostics import SourceRef
+from fleet.ids import Flavour
 from fleet.models import Cluster, Document, ResidencyPolicy, TeamQuota, Workload
 from fleet.placement.core import Planner
 from fleet.placement.incremental import IncrementalPlanner
@@ -48,7 +62,7 @@ def _src(i: int) -> SourceRef:
 
 
 def synthetic_spec(clusters: int, workloads: int, seed: int = 7,
-                   gpus_per_cluster: int = 0) -> FleetSpec:
+                   gpus_per_cluster: int = 0, kueue: bool = False) -> FleetSpec:
     """A deterministic fleet; capacity scales so that most (not all) workloads fit."""
     rnd = random.Random(seed)
     per_cluster = gpus_per_cluster or max(64, (workloads * 12) // clusters // 8 * 8)
@@ -73,7 +87,8 @@ def synthetic_spec(clusters: int, workloads: int, seed: int = 7,
                                "pricePerHour": round(price + (i % 7) * 0.05, 2)}
                               for f, per, price in fl],
                      "taints": ([{"key": "maintenance", "effect": "NoSchedule"}]
-                                if i % 10 == 9 else [])}}), _src(i + 1)))
+                                if i % 10 == 9 else []),
+                     **({"stack": {"kueue": True}} if kueue else {})}}), _src(i + 1)))
     for t in range(25):
         if t % 5 == 0:
             continue  # some teams without a quota
@@ -111,6 +126,20 @@ def synthetic_workload(rnd: random.Random, i: int, replicas: int | None = None) 
                  **({"inference": {"port": 8000}} if kind == "inference" else {})}})
 
 
+def kueue_capacity(spec: FleetSpec, cap: CapacitySnapshot) -> CapacitySnapshot:
+    """Every cluster's team queues (see the module docstring), deterministic."""
+    out = {}
+    for i, (name, c) in enumerate(sorted(cap.clusters.items())):
+        cqs = {}
+        for j, (team, q) in enumerate(sorted(spec.quotas.items())):
+            cqs[str(team)] = ClusterQueueCapacity(str(team), q.spec.cohort, {
+                Flavour(o.flavour): QueueQuota(o.count // 4, 64, None,
+                                               used_by_others=((i + j) % 3) * o.per_node)
+                for o in spec.clusters[name].spec.gpus})
+        out[name] = replace(c, kueue=KueueCapacity(cqs, {(t, t): t for t in cqs}))
+    return CapacitySnapshot(out)
+
+
 def previous_of(plan: Plan) -> PreviousPlan:
     return {w: p.assignments for w, p in plan.workloads.items() if p.assignments}
 
@@ -139,9 +168,11 @@ def best_of(runs: int, fn: Any) -> tuple[float, float, Any]:
     return wall, cpu, out
 
 
-def bench(clusters: int, workloads: int, runs: int) -> dict[str, float]:
-    spec = synthetic_spec(clusters, workloads)
+def bench(clusters: int, workloads: int, runs: int, kueue: bool = False) -> dict[str, float]:
+    spec = synthetic_spec(clusters, workloads, kueue=kueue)
     cap: CapacitySnapshot = declared_capacity(spec.clusters)
+    if kueue:
+        cap = kueue_capacity(spec, cap)
     full_wall, full, plan = best_of(runs, lambda: Planner(spec, cap).plan())
     placed = sum(1 for p in plan.workloads.values() if p.status == "Placed")
     prev = previous_of(plan)
@@ -165,15 +196,17 @@ def main() -> int:
     ap.add_argument("--workloads", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--smoke", action="store_true", help="a tiny run that checks it works")
+    ap.add_argument("--kueue", action="store_true",
+                    help="every cluster runs Kueue with per-team queues")
     args = ap.parse_args()
     sizes = (20, 100) if args.smoke else (100, 1000)
     workloads = 500 if args.smoke else args.workloads
     runs = 1 if args.smoke else args.runs
-    print(f"placement benchmark: {workloads} workloads; python {platform.python_version()}, "
-          f"{os.cpu_count()} cpus")
+    print(f"placement benchmark: {workloads} workloads{' (Kueue clusters)' if args.kueue else ''}"
+          f"; python {platform.python_version()}, {os.cpu_count()} cpus")
     ok = True
     for n in sizes:
-        r = bench(n, workloads, runs)
+        r = bench(n, workloads, runs, args.kueue)
         target = 5000 if n <= 100 else 1000
         print(f"  {n:5d} clusters: full plan {r['full_s']:.3f} s CPU "
               f"({r['full_wall_s']:.3f} s wall), {r['decisions_per_s']:,.0f} decisions/s "

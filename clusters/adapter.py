@@ -25,6 +25,7 @@ import structlog
 from clusters.apply import Applier, ApplyResult, DriftReport
 from clusters.capacity import (
     CapacityTracker,
+    KueueView,
     NodeState,
     slim_claim,
     slim_node,
@@ -150,11 +151,14 @@ class ClusterAdapter:
                      list_gate=gate)]
         self._kueue_owned = [Informer(client, t, label_selector=OWNED_SELECTOR,
                                       watch_timeout=options.watch_timeout,
-                                      handler=self.applier.observe, idle_relist=idle,
+                                      handler=self.applier.observe if t is not LOCAL_QUEUE
+                                      else self._on_local_queue, idle_relist=idle,
                                       list_gate=gate, keep=metadata_only)
                              for t in (RESOURCE_FLAVOR, CLUSTER_QUEUE, LOCAL_QUEUE)]
         """The Kueue objects we render (fleet.render.kueue): owned, so drift-checked and
-        pruned like every other."""
+        pruned like every other; our LocalQueues also tell capacity which ClusterQueue
+        each team's Jobs wait in."""
+        self._kueue_served = False
         self._kueue_synced = asyncio.Event()
         """Set once Kueue's quota is known: its objects listed, or Kueue not served."""
         self._claim_templates = Informer(
@@ -294,6 +298,7 @@ class ClusterAdapter:
         """Watch ResourceFlavors, ClusterQueues and Workloads (Kueue's quota, what it
         reserves) only where the cluster serves kueue.x-k8s.io/v1beta2."""
         if await self._serves(KUEUE_API):
+            self._kueue_served = True
             async with anyio.create_task_group() as tg:
                 for inf in (*self._kueue, *self._kueue_owned):
                     tg.start_soon(inf.run)
@@ -371,8 +376,17 @@ class ClusterAdapter:
         return self.capacity.version
 
     def nodes(self) -> list[NodeState]:
-        """The nodes, their GPUs bounded by Kueue's free quota where Kueue runs."""
+        """The nodes, by name."""
         return self.capacity.view()
+
+    def kueue_queues(self) -> KueueView | None:
+        """Kueue's ClusterQueues (GPU quota, cohort, what others and we reserve) and our
+        LocalQueues, where the cluster serves Kueue; None where it does not."""
+        return self.capacity.kueue.queues() if self._kueue_served else None
+
+    def _on_local_queue(self, event: str, lq: JSON) -> None:
+        self.applier.observe(event, lq)
+        self.capacity.on_local_queue(event, lq)
 
     def workload_objects(self, workload: str) -> list[JSON]:
         """Live owned objects of one workload (`team.name` label value)."""

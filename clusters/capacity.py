@@ -11,23 +11,19 @@ on the next event), so an event costs O(1) whatever the cluster's size. GPU pods
 yet bound to a node are kept too: they are demand that the controller's re-plan must
 count as its own workloads' (reserved, not yet started).
 
-Kueue (where the cluster serves `kueue.x-k8s.io/v1beta2`): a GPU flavour's free
-capacity is also bounded by Kueue's quota, since a queued Job waits for quota even on
-free nodes. Per GPU product (a ResourceFlavor's `spec.nodeLabels` name it with
-`nvidia.com/gpu.product`, as aifleet renders them), the quota is the sum of the
-`nvidia.com/gpu` `nominalQuota` of every ClusterQueue flavour of that product, and
-what others hold of it is the ClusterQueues' `status.flavorsReservation` minus what
-our own admitted Workloads reserve (a Workload is ours when its podSets' pod
-templates carry the managed-by aifleet label). Cluster-wide, cohort borrowing moves
-quota between queues without adding any, so the borrowable part of a cohort is in
-that sum already (`lendingLimit`s are not subtracted: a queue that lends less keeps
-the rest for its own team, which may be ours). When the nodes offer more than the
-quota leaves, the difference is counted as held by others on that product's nodes,
-last node first (`KueueQuota.cap`). A product no ClusterQueue covers is not bounded
-(a queued Job of it would wait forever: aifleet applies the team ClusterQueues it
-renders from TeamQuota, so that is a cluster not synced yet). Not modelled: one
-team's queue full while another's has room outside any cohort (the fleet-wide
-TeamQuota check is the team side), quota for cpu/memory, DRA device-class mappings.
+Kueue (where the cluster serves `kueue.x-k8s.io/v1beta2`): a queued Job waits for its
+ClusterQueue's quota even on free nodes, so the adapter also reads, per ClusterQueue,
+its cohort and its `nvidia.com/gpu` quota per ResourceFlavor (`nominalQuota`,
+`borrowingLimit`, `lendingLimit`), what it reserves (`status.flavorsReservation`,
+Kueue's own figure: what admitted and quota-reserving Workloads hold) and, of that, what
+our own Workloads reserve (a Workload is ours when its podSets' pod templates carry the
+managed-by aifleet label; `status.admission.clusterQueue` says where), and the
+LocalQueues it owns (namespace, name -> `spec.clusterQueue`). `KueueQuota.queues()` is
+that view; the controller maps ResourceFlavors to fleet flavours and placement bounds
+each team by its own queue (`fleet.placement.queues`). The nodes are not capped by
+quota any more: a Deployment is not queued, and one team's free quota is not
+another's. Not modelled: cpu/memory quota, hierarchical Cohort objects, DRA
+device-class mappings.
 
 Dynamic Resource Allocation: where the cluster serves `resource.k8s.io/v1`, each
 ResourceSlice (v1 shape: `spec.nodeName`, `spec.driver`, `spec.pool.name`,
@@ -46,7 +42,7 @@ it) counts as ours, as our pods do.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from clusters.client import JSON
@@ -70,15 +66,11 @@ class NodeState:
     dra_used: int = 0
     """Devices of this node allocated to ResourceClaims."""
     dra_used_ours: int = 0
-    quota_held: int = 0
-    """GPUs of this node that Kueue's quota withholds (`KueueQuota.cap`): counted as
-    held by others, so placement sees the flavour's free quota, not only its nodes."""
 
     @property
     def held(self) -> int:
-        """GPUs held on this node: pods' `nvidia.com/gpu`, DRA devices in claims, and
-        what Kueue's quota withholds."""
-        return self.used + self.dra_used + self.quota_held
+        """GPUs held on this node: pods' `nvidia.com/gpu` and DRA devices in claims."""
+        return self.used + self.dra_used
 
     @property
     def held_ours(self) -> int:
@@ -222,7 +214,7 @@ class CapacityTracker:
     _claims: dict[tuple[str, str], tuple[tuple[tuple[str, str, str], ...], bool]] = field(
         default_factory=dict)
     kueue: KueueQuota = field(default_factory=lambda: KueueQuota())
-    """Kueue's quota, where the cluster serves it (bounds `view()`)."""
+    """Kueue's queues and what they reserve, where the cluster serves Kueue."""
     unbound_gpus: int = 0
     """GPUs requested by non-terminal pods not yet bound to a node."""
     version: int = 0
@@ -362,12 +354,18 @@ class CapacityTracker:
         self.version += 1
 
     def on_kueue_workload(self, event: str, wl: JSON) -> None:
+        # every event, not only those that move our reservations: the status page's
+        # fingerprint reads this version to show a Workload Kueue keeps queued
         self.kueue.on_workload(event, wl)
         self.version += 1
 
+    def on_local_queue(self, event: str, lq: JSON) -> None:
+        self.kueue.on_local_queue(event, lq)
+        self.version += 1
+
     def view(self) -> list[NodeState]:
-        """The nodes by name, bounded by Kueue's free quota where it applies."""
-        return self.kueue.cap([self.nodes[n] for n in sorted(self.nodes)])
+        """The nodes by name."""
+        return [self.nodes[n] for n in sorted(self.nodes)]
 
     def by_product(self) -> Mapping[str, list[NodeState]]:
         out: dict[str, list[NodeState]] = {}
@@ -380,17 +378,48 @@ class CapacityTracker:
 
 # ---------------------------------------------------------------------- Kueue
 
-QuotaKey = tuple[str, str]  # (ResourceFlavor, ClusterQueue)
+
+@dataclass(frozen=True, slots=True)
+class FlavourQuota:
+    """One ResourceFlavor of a ClusterQueue, in `nvidia.com/gpu`."""
+
+    nominal: int
+    borrowing_limit: int | None
+    lending_limit: int | None
 
 
-def _gpu_quotas(cq: JSON) -> dict[str, int]:
-    """ResourceFlavor -> `nvidia.com/gpu` nominalQuota of one ClusterQueue."""
-    out: dict[str, int] = {}
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """One ClusterQueue as placement needs it (`KueueQuota.queues`)."""
+
+    name: str
+    cohort: str | None
+    flavours: tuple[tuple[str, str | None, FlavourQuota, int, int], ...]
+    """(ResourceFlavor, the GPU product its nodeLabels select, quota, reserved by
+    Workloads not ours, reserved by ours), in the queue's order."""
+
+
+@dataclass(frozen=True, slots=True)
+class KueueView:
+    cluster_queues: tuple[QueueView, ...]
+    local_queues: tuple[tuple[tuple[str, str], str], ...]
+    """((namespace, name), ClusterQueue) of the LocalQueues we own."""
+
+
+def _limit(value: Any) -> int | None:
+    return None if value is None else _quantity(value)
+
+
+def _gpu_quotas(cq: JSON) -> dict[str, FlavourQuota]:
+    """ResourceFlavor -> `nvidia.com/gpu` quota of one ClusterQueue, in its order."""
+    out: dict[str, FlavourQuota] = {}
     for group in (cq.get("spec") or {}).get("resourceGroups") or []:
         for fl in group.get("flavors") or []:
             for r in fl.get("resources") or []:
                 if r.get("name") == GPU_RESOURCE:
-                    out[str(fl.get("name"))] = _quantity(r.get("nominalQuota", 0))
+                    out[str(fl.get("name"))] = FlavourQuota(
+                        _quantity(r.get("nominalQuota", 0)), _limit(r.get("borrowingLimit")),
+                        _limit(r.get("lendingLimit")))
     return out
 
 
@@ -425,34 +454,38 @@ def _ours(workload: JSON) -> bool:
     return False
 
 
-def _reserved(workload: JSON) -> dict[str, int]:
-    """ResourceFlavor -> GPUs an admitted, unfinished Workload reserves."""
+def _reserved(workload: JSON) -> tuple[str, dict[str, int]] | None:
+    """(ClusterQueue, ResourceFlavor -> GPUs) an admitted, unfinished Workload reserves."""
     status = workload.get("status") or {}
     if any(c.get("type") == "Finished" and c.get("status") == "True"
            for c in status.get("conditions") or []):
-        return {}
+        return None
+    admission = status.get("admission") or {}
     out: dict[str, int] = {}
-    for a in (status.get("admission") or {}).get("podSetAssignments") or []:
+    for a in admission.get("podSetAssignments") or []:
         flavour = (a.get("flavors") or {}).get(GPU_RESOURCE)
         if flavour:
             gpus = _quantity((a.get("resourceUsage") or {}).get(GPU_RESOURCE, 0))
             out[str(flavour)] = out.get(str(flavour), 0) + gpus
-    return out
+    return (str(admission.get("clusterQueue") or ""), out) if out else None
 
 
 @dataclass(slots=True)
 class KueueQuota:
-    """ResourceFlavors, ClusterQueues and our Workloads, folded into the free GPU quota
-    per product (see the module docstring)."""
+    """ResourceFlavors, ClusterQueues, our LocalQueues and our Workloads (see the module
+    docstring); `queues()` is what placement reads."""
 
     flavours: dict[str, str | None] = field(default_factory=dict)
     """ResourceFlavor -> the GPU product its nodeLabels select."""
-    quotas: dict[str, dict[str, int]] = field(default_factory=dict)
-    """ClusterQueue -> ResourceFlavor -> nominal GPUs."""
+    quotas: dict[str, dict[str, FlavourQuota]] = field(default_factory=dict)
+    """ClusterQueue -> ResourceFlavor -> its GPU quota."""
+    cohorts: dict[str, str | None] = field(default_factory=dict)
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
     """ClusterQueue -> ResourceFlavor -> reserved GPUs."""
-    ours: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
-    """Our admitted Workloads -> ResourceFlavor -> reserved GPUs."""
+    ours: dict[tuple[str, str], tuple[str, dict[str, int]]] = field(default_factory=dict)
+    """Our admitted Workloads -> (ClusterQueue, ResourceFlavor -> reserved GPUs)."""
+    local: dict[tuple[str, str], str] = field(default_factory=dict)
+    """Our LocalQueues: (namespace, name) -> ClusterQueue."""
 
     def on_flavour(self, event: str, rf: JSON) -> None:
         name = str((rf.get("metadata") or {}).get("name"))
@@ -464,52 +497,46 @@ class KueueQuota:
 
     def on_cluster_queue(self, event: str, cq: JSON) -> None:
         name = str((cq.get("metadata") or {}).get("name"))
-        self.quotas.pop(name, None)
-        self.usage.pop(name, None)
+        for d in (self.quotas, self.usage, self.cohorts):
+            d.pop(name, None)
         if event != "DELETED":
             self.quotas[name] = _gpu_quotas(cq)
             self.usage[name] = _gpu_usage(cq)
+            self.cohorts[name] = (cq.get("spec") or {}).get("cohortName") or None
 
-    def on_workload(self, event: str, wl: JSON) -> None:
+    def on_local_queue(self, event: str, lq: JSON) -> None:
+        meta = lq.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name")))
+        self.local.pop(key, None)
+        target = (lq.get("spec") or {}).get("clusterQueue")
+        if event != "DELETED" and target:
+            self.local[key] = str(target)
+
+    def on_workload(self, event: str, wl: JSON) -> bool:
+        """Fold one Workload event in; True if what ours reserve changed."""
         meta = wl.get("metadata") or {}
         key = (str(meta.get("namespace") or ""), str(meta.get("name")))
-        self.ours.pop(key, None)
+        before = self.ours.pop(key, None)
         if event != "DELETED" and _ours(wl):
             reserved = _reserved(wl)
-            if reserved:
+            if reserved is not None:
                 self.ours[key] = reserved
+        return self.ours.get(key) != before
 
-    def free(self) -> dict[str, int]:
-        """Product -> GPUs of quota not held by others (products some queue covers)."""
-        total: dict[str, int] = {}
-        held: dict[str, int] = {}
-        for cq, by_flavour in self.quotas.items():
-            for rf, nominal in by_flavour.items():
-                product = self.flavours.get(rf)
-                if product is None:
-                    continue
-                total[product] = total.get(product, 0) + nominal
-                held[product] = held.get(product, 0) + self.usage.get(cq, {}).get(rf, 0)
-        for reserved in self.ours.values():
+    def queues(self) -> KueueView:
+        """Every ClusterQueue's GPU quota and reservation (others' and ours apart), and
+        our LocalQueues, sorted: what the controller turns into the capacity snapshot."""
+        ours: dict[tuple[str, str], int] = {}
+        for cq, reserved in self.ours.values():
             for rf, gpus in reserved.items():
-                product = self.flavours.get(rf)
-                if product in held:
-                    held[product] -= gpus
-        return {p: max(0, total[p] - max(0, held[p])) for p in sorted(total)}
-
-    def cap(self, nodes: list[NodeState]) -> list[NodeState]:
-        """`nodes` with `quota_held` set so that, per product, what they offer the
-        fleet (`free_for_us`) is at most the free quota; last node first."""
-        free = self.free()
-        out = list(nodes)
-        for product, quota in free.items():
-            idx = [i for i, n in enumerate(out) if n.gpu_product == product]
-            offered = sum(out[i].free_for_us for i in idx)
-            excess = offered - quota
-            for i in reversed(idx):
-                if excess <= 0:
-                    break
-                take = min(excess, out[i].free_for_us)
-                out[i] = replace(out[i], quota_held=take)
-                excess -= take
-        return out
+                ours[(cq, rf)] = ours.get((cq, rf), 0) + gpus
+        out = []
+        for name in sorted(self.quotas):
+            used = self.usage.get(name, {})
+            flavours = []
+            for rf, q in self.quotas[name].items():
+                mine = ours.get((name, rf), 0)
+                others = max(0, used.get(rf, 0) - mine)
+                flavours.append((rf, self.flavours.get(rf), q, others, mine))
+            out.append(QueueView(name, self.cohorts.get(name), tuple(flavours)))
+        return KueueView(tuple(out), tuple(sorted(self.local.items())))

@@ -22,6 +22,20 @@ JSON form (`kind: CapacitySnapshot`), camelCase like everything else we publish:
 
 A cluster of the repo that the snapshot does not list has no known capacity: health
 `Unknown`, no nodes, so nothing new is placed there (fail closed).
+
+A cluster that runs Kueue also says, under `kueue`, each ClusterQueue's `nvidia.com/gpu`
+quota per flavour (`nominalQuota`, `borrowingLimit`, `lendingLimit`, its cohort) with
+what Workloads that are not the fleet's reserve of it (`usedByOthers`; the fleet's own,
+`usedByFleet`, are placed again by a plan, as on nodes), and which LocalQueue (namespace,
+name) points to which ClusterQueue. Placement bounds a queued workload by the free quota
+of its team's queue there (`fleet.placement.queues`):
+
+    "kueue": {"clusterQueues": [{"name": "nlp-team", "cohort": "ai",
+                                 "flavours": [{"flavour": "h100-80gb", "nominalQuota": 16,
+                                               "borrowingLimit": null, "lendingLimit": null,
+                                               "usedByOthers": 0, "usedByFleet": 8}]}],
+              "localQueues": [{"namespace": "nlp-team", "name": "nlp-team",
+                               "clusterQueue": "nlp-team"}]}
 """
 
 from __future__ import annotations
@@ -29,7 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from fleet.ids import ClusterName, Flavour
@@ -66,12 +80,47 @@ class NodeCapacity:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueQuota:
+    """One flavour of a Kueue ClusterQueue, in GPUs (`nvidia.com/gpu`)."""
+
+    nominal: int
+    borrowing_limit: int | None = None
+    """None: no limit (Kueue's `borrowingLimit` unset)."""
+    lending_limit: int | None = None
+    used_by_others: int = 0
+    """Quota reserved (`status.flavorsReservation`) by Workloads that are not the fleet's."""
+    used_by_fleet: int = 0
+    """Reserved by the fleet's own admitted Workloads (informational; a plan charges
+    them again, like `NodeCapacity.used_by_fleet`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterQueueCapacity:
+    name: str
+    cohort: str | None = None
+    flavours: Mapping[Flavour, QueueQuota] = field(default_factory=dict)
+    """Per fleet flavour (the ResourceFlavor of its product); a flavour it does not list
+    has no quota in it."""
+
+
+@dataclass(frozen=True, slots=True)
+class KueueCapacity:
+    """A Kueue cluster's queues, as placement reads them (`fleet.placement.queues`)."""
+
+    cluster_queues: Mapping[str, ClusterQueueCapacity] = field(default_factory=dict)
+    local_queues: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """(namespace, name) of a LocalQueue -> the ClusterQueue it points to."""
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterCapacity:
     name: ClusterName
     health: ClusterHealth = "Healthy"
     unreachable_seconds: float | None = None
     """How long the cluster has been Unreachable (None when it answers)."""
     nodes: tuple[NodeCapacity, ...] = ()
+    kueue: KueueCapacity | None = None
+    """Its Kueue queues where it runs Kueue (None: no Kueue, nothing queues there)."""
 
     def flavours(self) -> dict[Flavour, tuple[NodeCapacity, ...]]:
         out: dict[Flavour, list[NodeCapacity]] = {}
@@ -92,25 +141,7 @@ class CapacitySnapshot:
         return {
             "apiVersion": API_VERSION,
             "kind": KIND,
-            "clusters": [
-                {
-                    "name": c.name,
-                    "health": c.health,
-                    "unreachableSeconds": c.unreachable_seconds,
-                    "nodes": [
-                        {
-                            "name": n.name,
-                            "flavour": n.flavour,
-                            "gpus": n.gpus,
-                            "usedByOthers": n.used_by_others,
-                            "usedByFleet": n.used_by_fleet,
-                            "schedulable": n.schedulable,
-                        }
-                        for n in sorted(c.nodes, key=lambda n: n.name)
-                    ],
-                }
-                for _, c in sorted(self.clusters.items())
-            ],
+            "clusters": [_cluster_json(c) for _, c in sorted(self.clusters.items())],
         }
 
     def digest(self) -> str:
@@ -124,6 +155,9 @@ class CapacitySnapshot:
             c.pop("unreachableSeconds", None)
             for n in c["nodes"]:
                 n.pop("usedByFleet", None)
+            for q in (c.get("kueue") or {}).get("clusterQueues", ()):
+                for f in q["flavours"]:
+                    f.pop("usedByFleet", None)
         canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -177,11 +211,88 @@ class CapacitySnapshot:
             cname = ClusterName(name)
             if cname in clusters:
                 raise CapacityFormatError(f"{where}: cluster {name} is listed twice")
+            kueue = rc.get("kueue")
             clusters[cname] = ClusterCapacity(
                 cname, cast(ClusterHealth, health),
                 float(unreachable) if unreachable is not None else None,
-                tuple(sorted(nodes, key=lambda n: n.name)))
+                tuple(sorted(nodes, key=lambda n: n.name)),
+                _kueue_from_json(kueue, f"{where}.kueue") if kueue is not None else None)
         return cls(dict(sorted(clusters.items())))
+
+
+def _cluster_json(c: ClusterCapacity) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": c.name,
+        "health": c.health,
+        "unreachableSeconds": c.unreachable_seconds,
+        "nodes": [
+            {
+                "name": n.name,
+                "flavour": n.flavour,
+                "gpus": n.gpus,
+                "usedByOthers": n.used_by_others,
+                "usedByFleet": n.used_by_fleet,
+                "schedulable": n.schedulable,
+            }
+            for n in sorted(c.nodes, key=lambda n: n.name)
+        ],
+    }
+    if c.kueue is not None:
+        out["kueue"] = {
+            "clusterQueues": [
+                {"name": q.name, "cohort": q.cohort, "flavours": [
+                    {"flavour": f, "nominalQuota": v.nominal,
+                     "borrowingLimit": v.borrowing_limit, "lendingLimit": v.lending_limit,
+                     "usedByOthers": v.used_by_others, "usedByFleet": v.used_by_fleet}
+                    for f, v in sorted(q.flavours.items())]}
+                for _, q in sorted(c.kueue.cluster_queues.items())],
+            "localQueues": [{"namespace": ns, "name": n, "clusterQueue": cq}
+                            for (ns, n), cq in sorted(c.kueue.local_queues.items())],
+        }
+    return out
+
+
+def _kueue_from_json(doc: Any, where: str) -> KueueCapacity:
+    if not isinstance(doc, dict):
+        raise CapacityFormatError(f"{where} must be an object")
+    cqs: dict[str, ClusterQueueCapacity] = {}
+    raw = doc.get("clusterQueues", [])
+    if not isinstance(raw, list):
+        raise CapacityFormatError(f"{where}.clusterQueues must be a list")
+    for i, rq in enumerate(raw):
+        qwhere = f"{where}.clusterQueues[{i}]"
+        if not isinstance(rq, dict):
+            raise CapacityFormatError(f"{qwhere} must be an object")
+        name = _str(rq, "name", qwhere)
+        cohort = rq.get("cohort")
+        if cohort is not None and (not isinstance(cohort, str) or not cohort):
+            raise CapacityFormatError(f"{qwhere}.cohort must be a non-empty string or null")
+        flavours: dict[Flavour, QueueQuota] = {}
+        rfs = rq.get("flavours", [])
+        if not isinstance(rfs, list):
+            raise CapacityFormatError(f"{qwhere}.flavours must be a list")
+        for j, rf in enumerate(rfs):
+            fwhere = f"{qwhere}.flavours[{j}]"
+            if not isinstance(rf, dict):
+                raise CapacityFormatError(f"{fwhere} must be an object")
+            flavours[Flavour(_str(rf, "flavour", fwhere))] = QueueQuota(
+                _int(rf, "nominalQuota", fwhere), _opt_int(rf, "borrowingLimit", fwhere),
+                _opt_int(rf, "lendingLimit", fwhere), _int(rf, "usedByOthers", fwhere, 0),
+                _int(rf, "usedByFleet", fwhere, 0))
+        if name in cqs:
+            raise CapacityFormatError(f"{qwhere}: ClusterQueue {name} is listed twice")
+        cqs[name] = ClusterQueueCapacity(name, cohort, dict(sorted(flavours.items())))
+    lqs: dict[tuple[str, str], str] = {}
+    raw = doc.get("localQueues", [])
+    if not isinstance(raw, list):
+        raise CapacityFormatError(f"{where}.localQueues must be a list")
+    for i, rl in enumerate(raw):
+        lwhere = f"{where}.localQueues[{i}]"
+        if not isinstance(rl, dict):
+            raise CapacityFormatError(f"{lwhere} must be an object")
+        lqs[(_str(rl, "namespace", lwhere), _str(rl, "name", lwhere))] = _str(
+            rl, "clusterQueue", lwhere)
+    return KueueCapacity(dict(sorted(cqs.items())), dict(sorted(lqs.items())))
 
 
 def _str(d: dict[str, Any], key: str, where: str) -> str:
@@ -196,6 +307,10 @@ def _int(d: dict[str, Any], key: str, where: str, default: int | None = None) ->
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise CapacityFormatError(f"{where}.{key} must be a whole number >= 0")
     return v
+
+
+def _opt_int(d: dict[str, Any], key: str, where: str) -> int | None:
+    return None if d.get(key) is None else _int(d, key, where)
 
 
 def declared_nodes(cluster: str, flavour: str, count: int, per_node: int

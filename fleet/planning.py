@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Literal
 
-from fleet.capacity import CapacitySnapshot, declared_capacity
+from fleet.capacity import CapacitySnapshot, KueueCapacity, declared_capacity
 from fleet.ids import WorkloadId
 from fleet.placement.core import Planner, place
 from fleet.placement.types import Assignment, Plan, PreviousPlan
@@ -56,11 +56,22 @@ def placements(plan: Plan) -> dict[WorkloadId, tuple[Assignment, ...]]:
 
 def placement_key(capacity: CapacitySnapshot) -> CapacitySnapshot:
     """The snapshot as placement reads it: without `used_by_fleet` (the fleet's own
-    pods' GPUs, informational: the plan allocates those itself), so the fleet's own pods
-    starting and ending do not make a re-plan start over. Every other field counts."""
+    pods' GPUs and Kueue reservations, informational: the plan allocates those itself),
+    so the fleet's own pods starting and ending, and its Jobs being admitted, do not
+    make a re-plan start over. Every other field counts."""
     return CapacitySnapshot({
-        name: replace(c, nodes=tuple(replace(n, used_by_fleet=0) for n in c.nodes))
+        name: replace(c, nodes=tuple(replace(n, used_by_fleet=0) for n in c.nodes),
+                      kueue=_kueue_key(c.kueue))
         for name, c in capacity.clusters.items()})
+
+
+def _kueue_key(k: KueueCapacity | None) -> KueueCapacity | None:
+    if k is None:
+        return None
+    return replace(k, cluster_queues={
+        name: replace(q, flavours={f: replace(v, used_by_fleet=0)
+                                   for f, v in q.flavours.items()})
+        for name, q in k.cluster_queues.items()})
 
 
 def same_capacity(a: CapacitySnapshot, b: CapacitySnapshot) -> bool:

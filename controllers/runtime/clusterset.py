@@ -236,7 +236,8 @@ class ClusterSet:
             health = a.health_state if a.synced.is_set() or a.health_state == \
                 "Unreachable" else "Unknown"
             # loop-available seconds: a stalled controller does not age a failover grace
-            out[name] = ClusterView(health, a.health.unreachable_for(), tuple(a.nodes()))
+            out[name] = ClusterView(health, a.health.unreachable_for(), tuple(a.nodes()),
+                                    a.kueue_queues())
         return out
 
     def not_listed(self) -> list[str]:

@@ -8,7 +8,8 @@ the cluster adapters have learned into its inputs, once per placement cycle:
   pods and DRA claims (`NodeState.held_ours`) are `used_by_fleet`, never
   `used_by_others`, so a re-plan keeps running workloads
   where they are and never double-books a GPU), the cluster's health and how long it has
-  been Unreachable. With a fleet-wide failover grace (`--failover-grace`), the
+  been Unreachable; on a Kueue cluster its ClusterQueues' GPU quota per fleet flavour and
+  our LocalQueues (`kueue_capacity`). With a fleet-wide failover grace (`--failover-grace`), the
   unreachable time is reported as "past every toleration" once the grace is over and
   as zero before, so that one number overrides each workload's toleration.
 - `previous_from_live`: after a restart, the plan that is live, read back from the owned
@@ -25,8 +26,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from clusters.adapter import LivePlacement
-from clusters.capacity import NodeState
-from fleet.capacity import CapacitySnapshot, ClusterCapacity, ClusterHealth, NodeCapacity
+from clusters.capacity import KueueView, NodeState
+from fleet.capacity import (
+    CapacitySnapshot,
+    ClusterCapacity,
+    ClusterHealth,
+    ClusterQueueCapacity,
+    KueueCapacity,
+    NodeCapacity,
+    QueueQuota,
+)
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.models import Cluster
 from fleet.placement.types import Assignment, PreviousPlan
@@ -52,6 +61,29 @@ class ClusterView:
     unreachable_for: float | None
     """Seconds the cluster has been Unreachable (None while it answers)."""
     nodes: tuple[NodeState, ...] = ()
+    kueue: KueueView | None = None
+    """Kueue's queues where the cluster serves Kueue (`ClusterAdapter.kueue_queues`)."""
+
+
+def kueue_capacity(cluster: Cluster, view: KueueView) -> KueueCapacity:
+    """A Kueue cluster's queues in fleet flavours: a ResourceFlavor is the flavour it is
+    named after when the cluster offers one of that name (as aifleet renders them,
+    `fleet.render.kueue`), else the flavour of the product its nodeLabels select; a
+    ResourceFlavor of neither is left out (no fleet workload asks for it). Where two of
+    one queue map to one flavour, the first the queue lists counts (Kueue tries its
+    flavours in order)."""
+    offered = {o.flavour for o in cluster.spec.gpus}
+    queues: dict[str, ClusterQueueCapacity] = {}
+    for q in view.cluster_queues:
+        flavours: dict[Flavour, QueueQuota] = {}
+        for rf, product, quota, others, ours in q.flavours:
+            flavour = Flavour(rf) if rf in offered else flavour_of_product(cluster, product)
+            if flavour is None or flavour in flavours:
+                continue
+            flavours[flavour] = QueueQuota(quota.nominal, quota.borrowing_limit,
+                                           quota.lending_limit, others, ours)
+        queues[q.name] = ClusterQueueCapacity(q.name, q.cohort, dict(sorted(flavours.items())))
+    return KueueCapacity(queues, dict(view.local_queues))
 
 
 def cluster_capacity(cluster: Cluster, view: ClusterView | None,
@@ -71,7 +103,8 @@ def cluster_capacity(cluster: Cluster, view: ClusterView | None,
     unreachable = view.unreachable_for if view.health == "Unreachable" else None
     if unreachable is not None and failover_grace is not None:
         unreachable = PAST_EVERY_GRACE if unreachable >= failover_grace else 0.0
-    return ClusterCapacity(name, view.health, unreachable, tuple(nodes))
+    kueue = kueue_capacity(cluster, view.kueue) if view.kueue is not None else None
+    return ClusterCapacity(name, view.health, unreachable, tuple(nodes), kueue)
 
 
 def capacity_snapshot(clusters: Mapping[ClusterName, Cluster],

@@ -131,7 +131,7 @@ def _what_runs_now(spec: FleetSpec, adapters: Mapping[str, ClusterAdapter]
     `controllers.runtime.fleetstate`); and the clusters that listed."""
     synced = {name: a for name, a in adapters.items() if a.synced.is_set()}
     views = {name: ClusterView(a.health_state if name in synced else "Unknown", None,
-                               tuple(a.nodes()))
+                               tuple(a.nodes()), a.kueue_queues())
              for name, a in adapters.items()}
     previous = previous_from_live(
         spec.clusters, {name: a.live_workloads() for name, a in synced.items()})

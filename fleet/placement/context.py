@@ -58,6 +58,9 @@ class WorkloadContext:
     previous: tuple[Assignment, ...]
     keep: bool = False
     static_key: StaticKey = ((), (), ())
+    queued: bool = False
+    """Its Jobs/JobSets wait in its team's Kueue queue on a Kueue cluster (types
+    training and batch; a Deployment is not queued)."""
 
     @property
     def previous_clusters(self) -> frozenset[ClusterName]:
@@ -83,7 +86,7 @@ class WorkloadContext:
             self.id, self.team, self.priority, self.replicas, self.count, self.flavours,
             self.data_class, self.selector, self.only_clusters, self.tolerations, self.gang,
             self.min_clusters, self.max_clusters, self.grace_seconds, self.spot, previous,
-            keep, self.static_key)
+            keep, self.static_key, self.queued)
 
 
 
@@ -110,7 +113,7 @@ def workload_context(w: Workload, previous: tuple[Assignment, ...] = (),
         min_clusters=spread.min_clusters if spread else 1,
         max_clusters=min(spread.max_clusters, s.replicas) if spread else 1,
         grace_seconds=s.unreachable_grace_seconds, spot=p.spot or DEFAULT_SPOT,
-        previous=previous)
+        previous=previous, queued=s.type != "inference")
     if key_of is not None:
         object.__setattr__(ctx, "static_key", key_of(ctx))
     return ctx

@@ -36,6 +36,7 @@ from fleet.models import Workload
 from fleet.placement.context import Candidate, StaticKey, WorkloadContext, workload_context
 from fleet.placement.diagnose import diagnose, keep_failure
 from fleet.placement.framework import Filter, FilterResult, StaticFilter
+from fleet.placement.queues import QueueKey
 from fleet.placement.registry import DEFAULT_PROFILE, Plugins, Profile
 from fleet.placement.snapshot import ClusterInfo, NodeKey, Snapshot, build_snapshot
 from fleet.placement.spread import divide
@@ -77,6 +78,8 @@ class Decision:
     nodes: tuple[tuple[NodeKey, Hist], ...] = ()
     """Per (cluster, flavour), the change to its histogram of nodes by free GPUs."""
     quota: tuple[tuple[tuple[Team, Flavour], int], ...] = ()
+    queues: tuple[tuple[QueueKey, int], ...] = ()
+    """GPUs charged per Kueue ClusterQueue (`fleet.placement.queues`)."""
     kept: bool = True
     """False when a keep attempt failed: the workload is decided again as new."""
 
@@ -246,7 +249,8 @@ class Planner:
         reasons = tuple(Reason(f"kept: runs here ({a.replicas} x {a.gpus_per_replica} "
                                f"{a.flavour})", a.cluster, KEPT) for a in ctx.previous)
         return Decision(WorkloadPlacement(ctx.id, "Placed", ctx.previous, reasons),
-                        tuple(nodes), tuple(sorted(charges.items())))
+                        tuple(nodes), tuple(sorted(charges.items())),
+                        self._queue_charges(ctx, ctx.previous))
 
     # ------------------------------------------------------------------ new
 
@@ -366,7 +370,8 @@ class Planner:
         plugins = self.plugins
         totals = plugins.total_filters
         room = plugins.room_filter.room(ctx, state)
-        more_rooms = ([r.room(ctx, state) for r in plugins.more_rooms]
+        assert room is not None  # the first room filter bounds every workload (nodes)
+        more_rooms = ([r for f in plugins.more_rooms if (r := f.room(ctx, state)) is not None]
                       if plugins.more_rooms else ())
         total_ok: dict[Flavour, bool] = {}
 
@@ -383,7 +388,7 @@ class Planner:
                 return None
             key = (name, g.flavour)
             fit = room(key)
-            if more_rooms:  # a profile with a second room filter (not the default)
+            if more_rooms:  # a second room filter that bounds this workload (Kueue)
                 for r in more_rooms:
                     fit = min(fit, r(key))
             if fit < need_replicas:
@@ -441,7 +446,8 @@ class Planner:
         a = Assignment(option.cluster, option.flavour, ctx.replicas, ctx.count)
         reason = Reason(self._chosen(ctx, option, score), option.cluster, CHOSEN)
         return Decision(WorkloadPlacement(ctx.id, "Placed", (a,), (reason,)),
-                        ((key, taken),), (((ctx.team, option.flavour), gpus),))
+                        ((key, taken),), (((ctx.team, option.flavour), gpus),),
+                        self._queue_charges(ctx, (a,)))
 
     def _spread(self, ctx: WorkloadContext, state: State) -> Decision:
         # Spread over up to maxClusters, but a cluster of a later flavour is added only
@@ -496,11 +502,27 @@ class Planner:
                                   + self._chosen(ctx, option, score), option.cluster, SPREAD))
         order = sorted(range(len(assignments)), key=lambda i: assignments[i])
         first = (degraded,) if degraded is not None else ()
+        placed = tuple(assignments[i] for i in order)
         return Decision(
-            WorkloadPlacement(ctx.id, "Placed", tuple(assignments[i] for i in order),
+            WorkloadPlacement(ctx.id, "Placed", placed,
                               (*first, *(reasons[i] for i in order))),
             tuple(nodes[i] for i in order),
-            tuple(((ctx.team, f), g) for f, g in sorted(totals.items())))
+            tuple(((ctx.team, f), g) for f, g in sorted(totals.items())),
+            self._queue_charges(ctx, placed))
+
+    def _queue_charges(self, ctx: WorkloadContext, placed: tuple[Assignment, ...]
+                       ) -> tuple[tuple[QueueKey, int], ...]:
+        """The GPUs a queued workload's assignments charge to its team's Kueue
+        ClusterQueue on each Kueue cluster (none elsewhere, none for a Deployment)."""
+        queues = self.snap.queues
+        if not ctx.queued or not queues:
+            return ()
+        out: dict[QueueKey, int] = {}
+        for a in placed:
+            key = queues.charge(a.cluster, ctx.team, a.flavour)
+            if key is not None:
+                out[key] = out.get(key, 0) + a.gpus
+        return tuple(sorted(out.items()))
 
     def _chosen(self, ctx: WorkloadContext, option: Candidate, score: int) -> str:
         return (f"chosen: {option.flavour} (flavour {option.rank + 1} of "
@@ -543,6 +565,8 @@ def apply(state: State, d: Decision) -> None:
         state.allocate(key, taken)
     for (team, flavour), gpus in d.quota:
         state.charge(team, flavour, gpus)
+    for queue, gpus in d.queues:
+        state.charge_queue(queue, gpus)
 
 
 def place(spec: FleetSpec, capacity: CapacitySnapshot, previous: PreviousPlan | None = None,

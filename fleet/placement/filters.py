@@ -23,6 +23,7 @@ from fleet.placement.framework import FilterKind, FilterResult, fits, no_key
 from fleet.placement.quota import quota_check
 from fleet.placement.snapshot import ClusterInfo, NodeKey, Snapshot
 from fleet.placement.state import State, largest_free
+from fleet.render.keys import team_queue
 from fleet.spec import FleetSpec
 
 
@@ -245,3 +246,77 @@ class Quota:
                state: State | None) -> FilterResult:
         assert flavour is not None and state is not None
         return self.judge(w, flavour, w.replicas_needed(c.name) * w.count, state)
+
+
+UNBOUNDED = 1 << 30
+"""The room of an option no Kueue queue bounds (the nodes' room is the bound)."""
+NO_QUEUE = "no Kueue queue"
+
+
+class KueueQueue:
+    """On a Kueue cluster, room in the team's ClusterQueue (`fleet.placement.queues`):
+    the replicas of a queued workload (training, batch) its free quota admits there.
+    A workload kept where it runs is not judged here (Kueue never takes back what it
+    admitted, and one waiting there keeps its place in the queue); its GPUs are charged
+    to the queue all the same, before anything new."""
+
+    name = "KueueQueue"
+    kind: FilterKind = "room"
+    per_flavour = True
+
+    def __init__(self, snap: Snapshot) -> None:
+        self._queues = snap.queues
+
+    def room(self, w: WorkloadContext, state: State) -> Callable[[NodeKey], int] | None:
+        if not w.queued or not self._queues:
+            return None  # nothing to bound: the planner skips this filter
+        queues, team, count = self._queues, w.team, w.count
+
+        def room(key: NodeKey) -> int:
+            cq = queues.queue_of(key[0], team)
+            if cq is None:
+                return UNBOUNDED
+            if not cq:
+                return 0
+            return max(0, queues.available(key[0], cq, key[1], state)) // count
+        return room
+
+    def filter(self, w: WorkloadContext, c: ClusterInfo, flavour: Flavour | None,
+               state: State | None) -> FilterResult:
+        assert flavour is not None and state is not None
+        if w.keep or not w.queued:
+            return fits(self.name)
+        cq = self._queues.queue_of(c.name, w.team)
+        if cq is None:
+            return fits(self.name)
+        if not cq:
+            ns, name = team_queue(w.team)
+            return FilterResult(
+                self.name, "Unschedulable",
+                f"no Kueue queue for {w.team}: LocalQueue {ns}/{name} points to "
+                f"ClusterQueue {self._queues.pointed_to(c.name, w.team)}, which does not "
+                "exist", NO_QUEUE)
+        need = w.replicas_needed(c.name) * w.count
+        free = self._queues.available(c.name, cq, flavour, state)
+        if need <= free:
+            return fits(self.name)
+        q = self._queues.quota(c.name, cq, flavour)
+        cohort = self._queues.cohort(c.name, cq)
+        detail = "no quota" if q is None else (
+            f"nominal {q.nominal}" + (f", cohort {cohort}" if cohort else ""))
+        return FilterResult(
+            self.name, "Unschedulable",
+            f"Kueue ClusterQueue {cq}: {max(0, free)} {flavour} GPUs of quota free "
+            f"({detail}), needs {need}", f"Kueue queue {cq}",
+            needs_per_node=need, largest_free=max(0, free))
+
+    def summarize(self, w: WorkloadContext, rejected: list[FilterResult]) -> str:
+        full = [r for r in rejected if r.summary != NO_QUEUE]
+        parts = []
+        if full:
+            parts.append(f"{len(full)} Kueue queue full ({w.team}: needs "
+                         f"{full[0].needs_per_node} GPUs, most free "
+                         f"{max(r.largest_free for r in full)})")
+        if len(full) < len(rejected):
+            parts.append(f"{len(rejected) - len(full)} {NO_QUEUE}")
+        return ", ".join(parts)

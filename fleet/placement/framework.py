@@ -97,9 +97,10 @@ class StaticFilter(Filter, Protocol):
 
 
 class RoomFilter(Filter, Protocol):
-    def room(self, w: WorkloadContext, state: State) -> Callable[[NodeKey], int]:
+    def room(self, w: WorkloadContext, state: State) -> Callable[[NodeKey], int] | None:
         """The fast check of one decision: per (cluster, flavour), the replicas of `w`
-        it holds now (called for every option the walk visits: keep it a C call)."""
+        it holds now (called for every option the walk visits: keep it a C call), or
+        None when it bounds nothing for `w` (a second room filter only)."""
 
     def summarize(self, w: WorkloadContext, rejected: list[FilterResult]) -> str:
         """One diagnosis part for the clusters it rejected: `2 capacity (...)`."""

@@ -2,7 +2,8 @@
 
 `IncrementalPlanner(spec, capacity, previous)` plans once, recording for every decision
 the state keys it read -- ("n", cluster, flavour) for a cluster's nodes, ("f", flavour)
-for the ranking of a whole flavour, ("q", team, flavour) for quota usage -- and what it
+for the ranking of a whole flavour, ("q", team, flavour) for quota usage, ("k", ...)
+for a Kueue ClusterQueue's usage -- and what it
 wrote, plus, per key, the timeline of its values through the keep phase.
 `replan(spec, previous)` then gives `Planner(spec, capacity).plan(previous)` without
 running the whole pass again:
@@ -38,8 +39,9 @@ from dataclasses import dataclass, field
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
 from fleet.placement.core import Decision, OrderKey, Planner, apply, with_reasons
+from fleet.placement.queues import CohortKey, Member, QueueKey
 from fleet.placement.snapshot import NodeKey
-from fleet.placement.state import Hist, Key, State
+from fleet.placement.state import Hist, Key, State, queue_key, recorded_queue
 from fleet.placement.types import FlavourUsage, Plan, PreviousPlan, Reason, WorkloadPlacement
 from fleet.spec import FleetSpec
 
@@ -79,6 +81,8 @@ def writes(d: Decision | None) -> dict[Key, Value]:
         prev = out.get(k, 0)
         assert isinstance(prev, int)
         out[k] = prev + g
+    for queue, g in d.queues:
+        out[recorded_queue(queue)] = g  # one entry per queue in a decision
     return out
 
 
@@ -122,6 +126,15 @@ class _AtPosition(State):
         assert isinstance(v, int)
         return v
 
+    def queue_used(self, key: QueueKey) -> int:
+        v = self._value(recorded_queue(key))
+        assert isinstance(v, int)
+        return v
+
+    def cohort_used(self, key: CohortKey, members: tuple[Member, ...],
+                    recorded: tuple[Key, ...]) -> int:
+        return sum(max(0, others + self.queue_used(qk) - g) for qk, g, others in members)
+
 
 class IncrementalPlanner:
     def __init__(self, spec: FleetSpec, capacity: CapacitySnapshot,
@@ -154,7 +167,7 @@ class IncrementalPlanner:
                 values.append(_add(before, delta))
 
     def _initial(self, k: Key) -> Value:
-        if k[0] == "q":
+        if k[0] in ("q", "k"):
             return 0
         return self.planner.snap.nodes.get((ClusterName(k[1]), Flavour(k[2])), ())
 
@@ -252,6 +265,9 @@ class IncrementalPlanner:
                 assert isinstance(v, tuple)
                 state.put((ClusterName(k[1]), Flavour(k[2])), v)
                 dirty.add(("f", k[2], ""))
+            elif k[0] == "k":
+                assert isinstance(v, int)
+                state.set_queue_used(queue_key(k), v)
             else:
                 assert isinstance(v, int)
                 state.set_used(Team(k[1]), Flavour(k[2]), v)

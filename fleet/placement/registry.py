@@ -26,6 +26,7 @@ from fleet.placement.filters import (
     Cordon,
     FlavourOffer,
     Health,
+    KueueQueue,
     Quota,
     Residency,
     Selector,
@@ -66,6 +67,7 @@ FILTERS: Mapping[str, Factory[Filter]] = {
     "Health": _plain(Health),
     "Cordon": _plain(Cordon),
     "Capacity": _plain(Capacity),
+    "KueueQueue": _of_snapshot(KueueQueue),
     "Quota": _of_snapshot(Quota),
 }
 
@@ -132,7 +134,7 @@ class Profile:
 
 DEFAULT_PROFILE = Profile(
     filters=("Residency", "Flavour", "Spot", "Selector", "Taint", "Health", "Cordon",
-             "Capacity", "Quota"),
+             "Capacity", "KueueQueue", "Quota"),
     scorers=(("Sticky", 10_000), ("FlavourPreference", 1_000), ("Spot", 3),
              ("Packing", 1), ("Price", 1)))
 """Sticky (100 x 10,000) outweighs any flavour difference (at most 100 x 1,000); one

@@ -15,9 +15,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from fleet.capacity import CapacitySnapshot, ClusterHealth
+from fleet.capacity import (
+    CapacitySnapshot,
+    ClusterHealth,
+    ClusterQueueCapacity,
+    KueueCapacity,
+    QueueQuota,
+)
 from fleet.ids import ClusterName, Flavour, Team
 from fleet.models import FlavourQuota, GpuOffer, Taint
+from fleet.placement.queues import Queues
 from fleet.spec import FleetSpec
 
 NodeKey = tuple[ClusterName, Flavour]
@@ -76,6 +83,8 @@ class Snapshot:
     names: tuple[ClusterName, ...] = ()
     min_capacity: Mapping[Flavour, int] = field(default_factory=dict)
     """Per flavour, the smallest non-zero capacity of a cluster offering it."""
+    queues: Queues = field(default_factory=lambda: Queues({}, {}))
+    """The Kueue clusters' team queues (`fleet.placement.queues`)."""
     _allowed: dict[str, frozenset[ClusterName]] = field(default_factory=dict)
 
     def allowed_clusters(self, spec: FleetSpec, data_class: str | None) -> frozenset[ClusterName]:
@@ -102,8 +111,11 @@ def build_snapshot(spec: FleetSpec, capacity: CapacitySnapshot) -> Snapshot:
     cap: dict[NodeKey, int] = {}
     by_flavour: dict[Flavour, set[ClusterName]] = {}
     by_jur: dict[str, set[ClusterName]] = {}
+    kueue: dict[ClusterName, KueueCapacity] = {}
     for name, c in sorted(spec.clusters.items()):
         live = capacity.get(name)
+        if live.kueue is not None and c.spec.stack.kueue:
+            kueue[name] = live.kueue  # only there are Jobs rendered for Kueue to queue
         offers = {Flavour(o.flavour): o for o in c.spec.gpus}
         price_score = {f: _price_score(o.price_per_hour, lo, hi) for f, o in offers.items()}
         clusters[name] = ClusterInfo(
@@ -133,7 +145,18 @@ def build_snapshot(spec: FleetSpec, capacity: CapacitySnapshot) -> Snapshot:
         cohorts={k: tuple(sorted(v)) for k, v in sorted(cohorts.items())},
         names=tuple(clusters),
         min_capacity={f: min((v for (_, g), v in cap.items() if g == f and v > 0), default=0)
-                      for f in sorted(by_flavour)})
+                      for f in sorted(by_flavour)},
+        queues=Queues(kueue, expected_queues(quotas)))
+
+
+def expected_queues(quotas: Mapping[Team, QuotaRule]) -> dict[Team, ClusterQueueCapacity]:
+    """Per TeamQuota, the GPU side of the ClusterQueue aifleet renders for the team on
+    a Kueue cluster (`fleet.render.kueue.cluster_queue`: named after the team, in its
+    cohort, nominal and, in a cohort, borrowing limit per flavour; nothing of it used
+    yet): what a cluster not synced yet is about to get."""
+    return {t: ClusterQueueCapacity(t, rule.cohort, {
+        f: QueueQuota(q.nominal, q.borrowing_limit if rule.cohort is not None else None)
+        for f, q in sorted(rule.limits.items())}) for t, rule in sorted(quotas.items())}
 
 
 def _price_score(price: float | None, lo: float, hi: float) -> int:

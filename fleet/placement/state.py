@@ -25,14 +25,16 @@ from functools import partial
 from operator import add, mul, sub
 
 from fleet.ids import ClusterName, Flavour, Team
+from fleet.placement.queues import CohortKey, Member, QueueKey, queue_key, recorded_queue
 from fleet.placement.snapshot import NodeKey, histogram
 
 QuotaKey = tuple[Team, Flavour]
 Hist = tuple[int, ...]
-__all__ = ["Hist", "State", "best_fit", "free_total", "histogram", "largest_free",
-           "packing", "replicas_that_fit"]
+__all__ = ["Hist", "QueueKey", "State", "best_fit", "free_total", "histogram",
+           "largest_free", "packing", "queue_key", "recorded_queue", "replicas_that_fit"]
 Key = tuple[str, str, str]
-"""A recorded key: ("n", cluster, flavour) for nodes, ("q", team, flavour) for quota."""
+"""A recorded key: ("n", cluster, flavour) for nodes, ("q", team, flavour) for quota,
+("k", "cluster/queue", flavour) for a Kueue ClusterQueue's usage (`recorded_queue`)."""
 
 
 _PER_NODE: dict[tuple[int, int], tuple[int, ...]] = {}
@@ -100,14 +102,18 @@ class State:
     far, instead of scoring every one.
     """
 
-    __slots__ = ("_base", "_fitters", "_free", "_rank", "_rank_of", "_room", "_total",
-                 "_used", "reads")
+    __slots__ = ("_base", "_cohorts", "_fitters", "_free", "_queues", "_rank", "_rank_of",
+                 "_room", "_total", "_used", "reads")
 
     def __init__(self, nodes: Mapping[NodeKey, Hist],
                  used: Mapping[QuotaKey, int] | None = None,
                  rank: Callable[[NodeKey, Hist], int] | None = None) -> None:
         self._free: dict[NodeKey, Hist] = dict(nodes)
         self._used: dict[QuotaKey, int] = dict(used or {})
+        self._queues: dict[QueueKey, int] = {}
+        """GPUs charged per Kueue ClusterQueue by this plan (`fleet.placement.queues`)."""
+        self._cohorts: dict[tuple[ClusterName, Flavour], dict[str, int]] = {}
+        """Per (cluster, flavour) and cohort, `cohort_used` until a member is charged."""
         self._room: dict[NodeKey, dict[int, int]] = {}
         """Per key, replicas that fit by GPUs per replica (dropped when the key changes)."""
         self._total: dict[NodeKey, int] = {}
@@ -127,6 +133,8 @@ class State:
         out = State.__new__(State)
         out._free = dict(self._free)
         out._used = dict(self._used)
+        out._queues = dict(self._queues)
+        out._cohorts = {}
         out._room = {k: dict(v) for k, v in self._room.items()}
         out._total = dict(self._total)
         out.reads = None
@@ -185,6 +193,42 @@ class State:
         if self.reads is not None:
             self.reads.add(("q", team, flavour))
         return self._used.get((team, flavour), 0)
+
+    def queue_used(self, key: QueueKey) -> int:
+        """GPUs this plan has charged to a Kueue ClusterQueue so far."""
+        if self.reads is not None:
+            self.reads.add(recorded_queue(key))
+        return self._queues.get(key, 0)
+
+    def cohort_used(self, key: CohortKey, members: tuple[Member, ...],
+                    recorded: tuple[Key, ...]) -> int:
+        """What a cohort's members (`Queues` gives them: queue key, guaranteed quota,
+        others' usage) use past their guaranteed quota, with this plan's charges:
+        Kueue's cohort usage. Cached per cohort until one of its cluster's queues of
+        the flavour is charged; reading it reads every member's usage."""
+        if self.reads is not None:
+            self.reads.update(recorded)
+        per = self._cohorts.get((key[0], key[1]))
+        if per is None:
+            per = self._cohorts[(key[0], key[1])] = {}
+        found = per.get(key[2])
+        if found is None:
+            charged = self._queues
+            found = 0
+            for qk, g, others in members:
+                over = others + charged.get(qk, 0) - g
+                if over > 0:
+                    found += over
+            per[key[2]] = found
+        return found
+
+    def charge_queue(self, key: QueueKey, gpus: int) -> None:
+        self._queues[key] = self._queues.get(key, 0) + gpus
+        self._cohorts.pop((key[0], key[2]), None)
+
+    def set_queue_used(self, key: QueueKey, gpus: int) -> None:
+        self._queues[key] = gpus
+        self._cohorts.pop((key[0], key[2]), None)
 
     def allocate(self, key: NodeKey, delta: Hist) -> None:
         cur = self._free[key]

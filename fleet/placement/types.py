@@ -9,7 +9,7 @@ dataclasses, so a plan can be compared, hashed and serialised deterministically.
   (one per cluster); a Pending or Invalid workload has none.
 - A `Reason` says why a cluster was chosen or filtered out (`cluster` set), or why the
   workload is Pending (`cluster` None, the diagnosis line). `rule` names the filter or
-  scorer: Residency, Selector, Taint, Health, Cordon, Flavour, Capacity, Gang, Quota,
+  scorer: Residency, Selector, Taint, Health, Cordon, Flavour, Capacity, Gang, KueueQueue, Quota,
   Spread, Sticky, Invalid, and Degraded (`DEGRADED`).
 - `PreviousPlan` is what runs now, by workload id: the input of stickiness. The
   controller builds it from its last plan, or after a restart from the live objects.

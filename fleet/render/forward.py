@@ -55,6 +55,7 @@ from fleet.render.keys import (
     RECREATE,
     SOURCE_COMMIT,
     WORKLOAD_LABEL,
+    team_queue,
     workload_label,
 )
 from fleet.render.kueue import kueue_objects, kueue_teams
@@ -118,7 +119,7 @@ def render(workload: Workload, assignment: Assignment, cluster: Cluster, commit:
         return (*claims, *_inference(w, meta, own, template, assignment.replicas))
     job_meta = _copy_meta(meta, {RECREATE: s.recreate})
     if stack.kueue:
-        job_meta["labels"] = dict(sorted({**labels, QUEUE_NAME: w.team}.items()))
+        job_meta["labels"] = dict(sorted({**labels, QUEUE_NAME: team_queue(w.team)[1]}.items()))
     jobset = s.type == "training" and stack.jobset
     rendezvous = (rendezvous_env(w.metadata.name, w.team, assignment.replicas, jobset)
                   if s.type == "training" else [])

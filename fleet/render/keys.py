@@ -46,7 +46,15 @@ count lives in its ResourceClaimTemplate, which `read_back` does not see)."""
 
 QUEUE_NAME = "kueue.x-k8s.io/queue-name"
 """Label Kueue admits a Job/JobSet by: its LocalQueue. aifleet writes the team's name
-(the team namespace's LocalQueue is named after the team)."""
+(the team namespace's LocalQueue is named after the team: `team_queue`)."""
+
+
+def team_queue(team: str) -> tuple[str, str]:
+    """(namespace, name) of the LocalQueue a team's Jobs and JobSets are queued in on a
+    Kueue cluster: the team's namespace, named after the team. The renderer labels the
+    Jobs with it and applies it (`fleet.render.kueue.local_queue`); placement bounds
+    the team by the ClusterQueue it points to (`fleet.placement.queues`)."""
+    return team, team
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 """Annotation the Job controller sets on an Indexed Job's pods (pkg/controller/job,
 `addCompletionIndexEnvVariable` / `addCompletionIndexAnnotation`): NODE_RANK reads it."""

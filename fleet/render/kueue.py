@@ -36,7 +36,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from fleet.models import Cluster, GpuOffer, TeamQuota
-from fleet.render.keys import GPU_RESOURCE, MANAGED_BY, MANAGED_BY_VALUE, PRODUCT_LABEL
+from fleet.render.keys import (
+    GPU_RESOURCE,
+    MANAGED_BY,
+    MANAGED_BY_VALUE,
+    PRODUCT_LABEL,
+    team_queue,
+)
 
 Manifest = dict[str, Any]
 API_VERSION = "kueue.x-k8s.io/v1beta2"
@@ -110,7 +116,8 @@ def cluster_queue(team: str, cluster: Cluster, quota: TeamQuota | None) -> Manif
 
 
 def local_queue(team: str) -> Manifest:
-    return {"apiVersion": API_VERSION, "kind": "LocalQueue", "metadata": _meta(team, team),
+    namespace, name = team_queue(team)
+    return {"apiVersion": API_VERSION, "kind": "LocalQueue", "metadata": _meta(name, namespace),
             "spec": {"clusterQueue": team}}
 
 

@@ -251,3 +251,39 @@ async def _jobset_status(api: client.ApiClient) -> Any:
     js = await _get(api, f"/apis/jobset.x-k8s.io/v1alpha2/namespaces/{NS}/jobsets/tune")
     rows = (js.get("status") or {}).get("replicatedJobsStatus") or []
     return rows if rows and rows[0]["ready"] == 2 else None
+
+
+async def test_a_cohorts_spare_quota_is_borrowed_once_and_the_localqueue_reports_it(
+        api: client.ApiClient) -> None:
+    """team-a has no quota of its own, its cohort 8 to lend: the first 8-GPU Job borrows
+    it all, the second waits (Kueue's `available`, pkg/cache/resource_node.go). The
+    LocalQueue's status says what its Workloads reserve, in v1beta2's shape."""
+    await _queues(api, cluster_queue("team-a", 0, cohort="ai"),
+                  cluster_queue("lender", 8, cohort="ai"))
+    await _post(api, f"/apis/batch/v1/namespaces/{NS}/jobs", queued_job("one", 8))
+
+    async def admitted() -> Any:
+        cond = _condition(await _workload(api, "one"), "Admitted")
+        return cond if cond and cond["status"] == "True" else None
+    await eventually(admitted)
+    await _post(api, f"/apis/batch/v1/namespaces/{NS}/jobs", queued_job("two", 8))
+
+    async def pending() -> Any:
+        cond = _condition(await _workload(api, "two"), "QuotaReserved")
+        return cond if cond and cond["status"] == "False" else None
+    cond = await eventually(pending)
+    assert cond["message"].endswith("in flavor h100, 8 more needed")
+    assert await eventually(lambda: _borrowed(api, "team-a")) == [
+        {"name": "nvidia.com/gpu", "total": "8", "borrowed": "8"}]
+
+    async def lq_status() -> Any:
+        lq = await _get(api, f"/apis/{KUEUE}/namespaces/{NS}/localqueues/team-a")
+        st = lq.get("status") or {}
+        return st if st.get("pendingWorkloads") == 1 else None
+    st = await eventually(lq_status)
+    assert (st["admittedWorkloads"], st["reservingWorkloads"]) == (1, 1)
+    assert st["flavorsReservation"] == st["flavorsUsage"] == [
+        {"name": "h100", "resources": [{"name": "nvidia.com/gpu", "total": "8"}]}]
+    active = next(c for c in st["conditions"] if c["type"] == "Active")
+    assert (active["status"], active["reason"], active["message"]) == (
+        "True", "Ready", "Can submit new workloads to localQueue")

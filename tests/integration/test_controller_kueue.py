@@ -1,11 +1,11 @@
 """Kueue's quota drives placement, through the real controller on simulated clusters.
 
 Two clusters alike but for Kueue: `a-kueue` (Cluster `spec.stack.kueue: true`, so the
-simulator runs Kueue there) and `b-plain`. Both have two free 8-GPU H100 nodes. With
-room in a-kueue's ClusterQueue, ties break by name and the workload goes there; with
-the ClusterQueue's quota all reserved by someone else's admitted Job, a-kueue's nodes
-still have 8 free GPUs, but a Job sent there would wait in Kueue's queue, so the
-controller sees no free capacity there and places the workload on b-plain.
+simulator runs Kueue there) and `b-plain`. With room in the team's ClusterQueue on
+a-kueue, ties break by name and the workload goes there; with one team's queue full
+(another Job holds its quota) while a-kueue's nodes and the other team's queue have
+room, a Job of the first team sent there would wait in Kueue's queue, so the controller
+places it on b-plain, and the other team's still lands on a-kueue.
 """
 
 from __future__ import annotations
@@ -13,11 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from clusters.sim import SimCluster
 from clusters.sim.resources import BY_KIND
 from clusters.sim.stacks.kueue import QUEUE_LABEL, custom
 from clusters.sim.stacks.schemas import KUEUE_GROUP
 from controllers.demo.sandbox import until
+from fleet.models import Cluster, TeamQuota
+from fleet.render.kueue import kueue_objects
 from tests.fleetdocs import POLICY, cluster, workload
 from tests.support.controller import FAST, fast_settings, sandbox, where
 
@@ -101,9 +105,9 @@ async def test_a_kueue_cluster_with_room_in_its_queue_is_chosen_and_gets_team_qu
                         what="drift corrected")
 
 
-def admitted(c: SimCluster) -> list[str]:
-    """The LocalQueues of the admitted Kueue Workloads of nlp-team."""
-    return [w["spec"]["queueName"] for w in c.objects("Workload", "nlp-team")
+def admitted(c: SimCluster, team: str = "nlp-team") -> list[str]:
+    """The LocalQueues of the admitted Kueue Workloads of a team."""
+    return [w["spec"]["queueName"] for w in c.objects("Workload", team)
             if any(x["type"] == "Admitted" and x["status"] == "True"
                    for x in (w.get("status") or {}).get("conditions") or [])]
 
@@ -117,21 +121,101 @@ def team_queue(c: SimCluster) -> dict[str, Any]:
             if g["coveredResources"] == ["nvidia.com/gpu"] for f in g["flavors"]}
 
 
-async def test_a_kueue_cluster_whose_queue_is_full_is_not_chosen_despite_free_nodes(
+def quota(team: str, nominal: int) -> str:
+    return ("apiVersion: aifleet.dev/v1alpha1\nkind: TeamQuota\n"
+            f"metadata: {{name: {team}}}\n"
+            f"spec:\n  gpus: [{{flavour: h100-80gb, nominal: {nominal}}}]\n")
+
+
+def two_teams() -> dict[str, str | bytes]:
+    """a-kueue (4 nodes of 8) and b-plain; nlp-team and vision-team with 16 GPUs of
+    quota each (so each has a 16-GPU queue on a-kueue, as aifleet renders it); one
+    8-GPU training Job each."""
+    return {
+        "clusters/a-kueue.yaml": cluster("a-kueue", "DE", (("h100-80gb", 32, 8),))
+        + "  stack: {kueue: true}\n",
+        "clusters/b-plain.yaml": cluster("b-plain", "US", (("h100-80gb", 32, 8),)),
+        "policies/residency.yaml": POLICY,
+        "policies/nlp-team-quota.yaml": quota("nlp-team", 16),
+        "policies/vision-team-quota.yaml": quota("vision-team", 16),
+        "workloads/nlp-team/train.yaml": workload("train", data_class="public").replace(
+            "  replicas: 2\n", "  replicas: 1\n"),
+        "workloads/vision-team/fit.yaml": workload(
+            "fit", "vision-team", data_class="public").replace(
+            "  replicas: 2\n", "  replicas: 1\n"),
+        "workloads/nlp-team/eval.yaml": workload(
+            "eval", data_class="public", extra_spec="    clusters: [a-kueue]\n").replace(
+            "  replicas: 2\n", "  replicas: 1\n"),
+    }
+
+
+def team_queues_as_aifleet_renders_them(files: dict[str, str | bytes], c: SimCluster
+                                        ) -> None:
+    """The Kueue objects aifleet applies to a-kueue (fleet.render.kueue), made before
+    the controller starts so another Job can fill nlp-team's queue first."""
+    docs = {k: yaml.safe_load(v) for k, v in files.items()}
+    quotas = {d["metadata"]["name"]: TeamQuota.model_validate(d)
+              for k, d in docs.items() if k.endswith("-quota.yaml")}
+    for team in sorted(quotas):
+        c.store.create(BY_KIND["Namespace"], {"metadata": {"name": team}})
+    cl = Cluster.model_validate(docs["clusters/a-kueue.yaml"])
+    for obj in kueue_objects(cl, quotas, ()):
+        _create(c, obj["kind"], obj)
+
+
+def nlp_job_out_of_band(c: SimCluster, pods: int, gpus: int) -> None:
+    """A Job of nlp-team's that aifleet does not manage, in the team's own queue."""
+    c.store.create(BY_KIND["Job"], {
+        "metadata": {"name": "adhoc", "namespace": "nlp-team",
+                     "labels": {QUEUE_LABEL: "nlp-team"}},
+        "spec": {"backoffLimit": 0, "parallelism": pods, "completions": pods,
+                 "template": {"spec": {
+            "restartPolicy": "Never", "nodeSelector": {"nvidia.com/gpu.product": PRODUCT},
+            "containers": [{"name": "main", "image": "nlp/adhoc:v1",
+                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]}}}})
+
+
+async def test_one_teams_full_queue_sends_its_next_workload_elsewhere_the_other_lands(
         tmp_path: Path) -> None:
-    async with sandbox(tmp_path, files()) as box:
+    """nlp-team's queue on a-kueue is full (its 16 GPUs held by a Job aifleet does not
+    manage), while a-kueue's nodes still have 16 free and vision-team's queue, outside
+    any cohort, has room: nlp-team/train goes to b-plain, vision-team/fit to a-kueue,
+    where Kueue admits it, and nlp-team/eval, which may run on a-kueue only, is
+    Pending with the queue's reason. The cluster-wide sum of quotas (before: 32 nominal, 16
+    reserved) would have let both in, and nlp-team's Job would have waited there."""
+    files = two_teams()
+    async with sandbox(tmp_path, files) as box:
         assert box.sim is not None
         kueue = box.sim.clusters["a-kueue"]
-        queue_with(kueue, 8)
-        their_job(kueue, 8)
-        await until(lambda: gpus_running(kueue) == 8, 10, what="their 8 GPUs admitted")
+        team_queues_as_aifleet_renders_them(files, kueue)
+        nlp_job_out_of_band(kueue, 2, 8)
+        await until(lambda: gpus_running(kueue) == 16, 10, what="the ad-hoc 16 GPUs admitted")
         async with box.controller(fast_settings(box), adapter_options=FAST) as m:
-            await until(lambda: bool(where(m.status()).get(TRAIN)), 20, what="train placed")
-            assert where(m.status())[TRAIN] == ["b-plain"]
-            nodes = {n.name: (n.gpus - n.used, n.free) for n in m.adapters["a-kueue"].nodes()}
-            # 8 GPUs free on the nodes, none in the quota: both figures are visible
-            assert sum(free_nodes for free_nodes, _ in nodes.values()) == 8
-            assert sum(free for _, free in nodes.values()) == 0
+            await until(lambda: bool(where(m.status()).get("nlp-team/train"))
+                        and bool(where(m.status()).get("vision-team/fit")), 20,
+                        what="both placed")
+            doc = m.status()
+            assert where(doc) == {"nlp-team/train": ["b-plain"], "vision-team/fit": ["a-kueue"],
+                                  "nlp-team/eval": []}
+            # one that may only go to a-kueue waits, and says why in Kueue's terms
+            [row] = [w for w in doc["workloads"] if w["id"] == "nlp-team/eval"]
+            why = [r for r in row["reasons"] if r.get("cluster") == "a-kueue"]
+            assert [(r["rule"], r["message"]) for r in why] == [(
+                "KueueQueue", "Kueue ClusterQueue nlp-team: 0 h100-80gb GPUs of quota free "
+                "(nominal 16), needs 8")]
+            await until(lambda: admitted(kueue, "vision-team") == ["vision-team"], 10,
+                        what="vision-team's Job admitted by Kueue")
+            # what the controller read: the teams' queues, not one summed figure
+            k = m.adapters["a-kueue"].kueue_queues()
+            assert k is not None
+            by_name = {q.name: q.flavours for q in k.cluster_queues}
+            assert [f[2].nominal for f in by_name["nlp-team"]] == [16]
+            assert [f[3] for f in by_name["nlp-team"]] == [16]  # held by others
+            assert (("nlp-team", "nlp-team"), "nlp-team") in k.local_queues
+            # the nodes themselves are not capped by any quota: 32 - 16 - fit's 8, once
+            # fit's pod is bound (admission comes first)
+            await until(lambda: sum(n.free for n in m.adapters["a-kueue"].nodes()) == 8,
+                        10, what="fit's pod bound on a-kueue")
 
 
 def queued(doc: dict[str, Any]) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -110,6 +111,41 @@ def test_capacity_file_is_planned_with_unreachable_cluster_taking_nothing(
     assert plan["source"]["capacitySource"] == "file"
     assert all(p["cluster"] != "eu-fra-2" for w in plan["workloads"]
                for p in w["placements"])
+
+
+def test_capacity_file_with_full_kueue_queues_keeps_queued_jobs_off_those_clusters(
+        tmp_path: Path) -> None:
+    """The capacity document's `kueue` section (what a controller publishes): every
+    team's queue on the two Kueue clusters full, so no training or batch Job goes
+    there, while Deployments (not queued) still may."""
+    spec = read_fleet(str(ROOT / "examples/fleet")).spec
+    kueue = {"eu-fra-1", "us-east-1"}
+    assert all(spec.clusters[c].spec.stack.kueue for c in kueue)  # type: ignore[index]
+    teams = sorted({w.team for w in spec.workloads.values()})
+    doc = declared_capacity(spec.clusters).to_json()
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps(doc))
+    plain = json.loads(fleet("plan", "examples/fleet", "--capacity", str(path),
+                             "--format", "json").stdout)
+    for c in doc["clusters"]:
+        if c["name"] in kueue:
+            c["kueue"] = {
+                "clusterQueues": [{"name": t, "flavours": [
+                    {"flavour": o.flavour, "nominalQuota": 8, "usedByOthers": 8}
+                    for o in spec.clusters[c["name"]].spec.gpus]} for t in teams],
+                "localQueues": [{"namespace": t, "name": t, "clusterQueue": t}
+                                for t in teams]}
+    path = tmp_path / "capacity.json"
+    path.write_text(json.dumps(doc))
+    r = fleet("plan", "examples/fleet", "--capacity", str(path), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+
+    def queued_there(p: dict[str, Any]) -> list[str]:
+        return sorted(w["id"] for w in p["workloads"] if w["type"] != "inference"
+                      and any(x["cluster"] in kueue for x in w["placements"]))
+    assert queued_there(plain)  # without the queues some Jobs went there
+    assert queued_there(plan) == []
 
 
 def test_explain_shows_every_cluster_with_filters_and_scores() -> None:

@@ -12,9 +12,10 @@ What it does (each as kubernetes-sigs/kueue does it, file paths there):
 - admission (`pkg/scheduler/scheduler.go`, `flavorassigner/flavorassigner.go`), oldest
   Workload first (BestEffortFIFO): the LocalQueue of its namespace names the
   ClusterQueue; for each covered resource the first flavour of its resource group in
-  which `usage + request <= nominalQuota + borrowable` is taken, where borrowable is
-  the cohort's unused quota (each other member's nominal minus its usage, capped by its
-  `lendingLimit`) capped by this queue's `borrowingLimit`. It then sets
+  which the request fits Kueue's `available` (`pkg/cache/resource_node.go`: unused
+  guaranteed quota, `nominal - lendingLimit`, plus what the cohort has left of its
+  members' lendable quota after what they use past their guarantee, capped by the
+  queue's `borrowingLimit`) is taken. It then sets
   `status.admission` and the conditions `QuotaReserved` (reason QuotaReserved,
   `Quota reserved in ClusterQueue <cq>`) and `Admitted` (reason Admitted, `The
   workload is admitted`), and unsuspends the job. One that does not fit keeps
@@ -24,8 +25,11 @@ What it does (each as kubernetes-sigs/kueue does it, file paths there):
   ClusterQueue is `Inadmissible` (`LocalQueue x doesn't exist`);
 - a finished job (Complete or Failed) finishes its Workload (`Finished=True`), which
   gives its quota back; a Workload whose job is gone is deleted;
-- ClusterQueue status (`flavorsReservation`, `flavorsUsage`, pending / reserving /
-  admitted counts, `Active`) and LocalQueue status counts.
+- ClusterQueue status (`flavorsReservation`, `flavorsUsage` with `total` and
+  `borrowed`, pending / reserving / admitted counts, `Active`) and LocalQueue status
+  (the same counts, `flavorsReservation` / `flavorsUsage` of its own Workloads with
+  `total`, `Active`), in v1beta2's shape (`apis/kueue/v1beta2/clusterqueue_types.go`,
+  `localqueue_types.go`).
 
 Not reproduced (docs/simulator.md): preemption, fair sharing, StrictFIFO's blocking,
 priorities, admission checks, topology-aware scheduling, partial admission, the
@@ -142,27 +146,43 @@ def quotas(cq: Obj) -> dict[tuple[str, str], Quota]:
     return out
 
 
+def _guaranteed(q: Quota) -> int:
+    """`guaranteedQuota` (kubernetes-sigs/kueue `pkg/cache/resource_node.go`): what a
+    queue does not lend its cohort, `nominal - lendingLimit` (0 without a limit)."""
+    return max(0, q.nominal - q.lending) if q.lending is not None else 0
+
+
 def available(cq_name: str, queues: dict[str, Obj], used: dict[str, FlavourUsage],
               key: tuple[str, str]) -> int:
-    """What `cq_name` may still take of (flavour, resource): its unused nominal quota
-    plus what its cohort lends (`ClusterQueueSnapshot.Available`, classical)."""
+    """What `cq_name` may still take of (flavour, resource), as Kueue's `available`
+    computes it (`pkg/cache/resource_node.go`, one cohort level): a queue without a
+    cohort has `nominal - usage`; in a cohort, the cohort's subtree quota is every
+    member's `nominal - guaranteed` and its usage every member's usage past its
+    guaranteed quota, so what one member borrows is gone for all; a queue gets its
+    unused guaranteed quota plus what the cohort has left, the latter capped by its
+    `borrowingLimit` (`nominal - guaranteed - usedInCohort + borrowingLimit`)."""
     q = quotas(queues[cq_name]).get(key)
     if q is None:
         return 0
     mine = used.get(cq_name, {}).get(key, 0)
     cohort = (queues[cq_name].get("spec") or {}).get("cohortName")
-    lendable = 0
-    if cohort:
-        for other, obj in queues.items():
-            if other == cq_name or (obj.get("spec") or {}).get("cohortName") != cohort:
-                continue
-            oq = quotas(obj).get(key)
-            if oq is None:
-                continue
-            spare = max(0, oq.nominal - used.get(other, {}).get(key, 0))
-            lendable += min(spare, oq.lending) if oq.lending is not None else spare
-    borrow = lendable if q.borrowing is None else min(lendable, q.borrowing)
-    return max(0, q.nominal - mine) + borrow
+    if not cohort:
+        return max(0, q.nominal - mine)
+    subtree = usage = 0
+    for other, obj in queues.items():
+        if (obj.get("spec") or {}).get("cohortName") != cohort:
+            continue
+        oq = quotas(obj).get(key)
+        if oq is None:
+            continue
+        g = _guaranteed(oq)
+        subtree += oq.nominal - g
+        usage += max(0, used.get(other, {}).get(key, 0) - g)
+    parent = subtree - usage
+    g = _guaranteed(q)
+    if q.borrowing is not None:
+        parent = min(q.nominal - g - max(0, mine - g) + q.borrowing, parent)
+    return max(0, max(0, g - mine) + parent)
 
 
 class Kueue:
@@ -335,6 +355,7 @@ class Kueue:
         counts: dict[str, Counter[str]] = {n: Counter() for n in queues}
         lq_counts: dict[tuple[str, str], Counter[str]] = {k: Counter() for k in local}
         used: dict[str, FlavourUsage] = {}
+        lq_used: dict[tuple[str, str], FlavourUsage] = {}
         for wl in self.store.list(wl_res):
             if _is_finished(wl):
                 continue
@@ -350,15 +371,31 @@ class Kueue:
                 lq_counts[lq_key][state] += 1
             if admission:
                 _charge(used, admission, wl)
+                if lq is not None:
+                    mine: dict[str, FlavourUsage] = {}
+                    _charge(mine, admission, wl)
+                    for k, v in mine.get(admission["clusterQueue"], {}).items():
+                        per = lq_used.setdefault(lq_key, {})
+                        per[k] = per.get(k, 0) + v
         for name, cq in queues.items():
             self._cq_status(cq_res, cq, counts[name], used.get(name, {}))
         if lq_res is not None:
             for key, lq in local.items():
                 c = lq_counts[key]
-                status = {**(lq.get("status") or {}),
-                          "pendingWorkloads": c["pendingWorkloads"],
-                          "reservingWorkloads": c["admittedWorkloads"],
-                          "admittedWorkloads": c["admittedWorkloads"]}
+                cq = queues.get((lq.get("spec") or {}).get("clusterQueue", ""))
+                usage = _lq_usage(cq, lq_used.get(key, {})) if cq is not None else []
+                status = copy.deepcopy(lq.get("status") or {})
+                status.update({"pendingWorkloads": c["pendingWorkloads"],
+                               "reservingWorkloads": c["admittedWorkloads"],
+                               "admittedWorkloads": c["admittedWorkloads"],
+                               "flavorsReservation": usage,
+                               "flavorsUsage": copy.deepcopy(usage)})
+                if cq is not None:
+                    _set_condition(status, "Active", "True", "Ready",
+                                   "Can submit new workloads to localQueue")
+                else:
+                    _set_condition(status, "Active", "False", "ClusterQueueDoesNotExist",
+                                   "Can't submit new workloads to clusterQueue")
                 if lq.get("status") != status:
                     self.store.replace(lq_res, {**lq, "status": status}, lq,
                                        manager="kueue", subresource="status",
@@ -382,6 +419,18 @@ class Kueue:
         if cq.get("status") != status:
             self.store.replace(cq_res, {**cq, "status": status}, cq, manager="kueue",
                                subresource="status", check_rv=False)
+
+
+def _lq_usage(cq: Obj, used: FlavourUsage) -> list[Obj]:
+    """A LocalQueue's `flavorsReservation`/`flavorsUsage` (v1beta2
+    `LocalQueueFlavorUsage`: name, resources[].name/total; no `borrowed`), one entry
+    per flavour and resource of its ClusterQueue, as Kueue's LocalQueue controller
+    lists them (`pkg/controller/core/localqueue_controller.go`)."""
+    by_flavour: dict[str, list[Obj]] = {}
+    for (flavour, resource) in quotas(cq):
+        by_flavour.setdefault(flavour, []).append({
+            "name": resource, "total": _quantity(resource, used.get((flavour, resource), 0))})
+    return [{"name": f, "resources": r} for f, r in by_flavour.items()]
 
 
 def assign(wl: Obj, cq_name: str, queues: dict[str, Obj],

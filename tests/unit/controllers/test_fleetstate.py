@@ -92,3 +92,32 @@ def test_previous_plan_is_rebuilt_from_live_objects() -> None:
     prev = previous_from_live(CLUSTERS, live)
     assert prev == {"nlp-team/train": (
         Assignment(ClusterName("eu-fra-1"), Flavour("h100-80gb"), 2, 8),)}
+
+
+def test_kueue_queues_are_read_in_fleet_flavours() -> None:
+    """A ResourceFlavor named after an offered flavour is that flavour (as aifleet
+    renders them); another is the flavour of the product it selects; one of neither is
+    left out; of two in one queue mapping to one flavour, the first listed counts."""
+    from clusters.capacity import FlavourQuota, KueueView, QueueView
+    from fleet.capacity import ClusterQueueCapacity, QueueQuota
+
+    h100 = FRA.spec.gpus[0].product
+    view = KueueView((
+        QueueView("nlp-team", "ai", (
+            ("h100-80gb", h100, FlavourQuota(16, 4, None), 2, 8),
+            ("h100", h100, FlavourQuota(99, None, None), 0, 0),
+            ("tpu", "TPU-v5", FlavourQuota(8, None, None), 0, 0))),
+        QueueView("other", None, (("a100", FRA.spec.gpus[1].product,
+                                   FlavourQuota(8, None, 2), 8, 0),))),
+        ((("nlp-team", "nlp-team"), "nlp-team"),))
+    cap = capacity_snapshot(CLUSTERS, {"eu-fra-1": ClusterView("Healthy", None, (), view)})
+    kueue = cap.get(ClusterName("eu-fra-1")).kueue
+    assert kueue is not None
+    assert kueue.cluster_queues == {
+        "nlp-team": ClusterQueueCapacity("nlp-team", "ai", {
+            Flavour("h100-80gb"): QueueQuota(16, 4, None, 2, 8)}),
+        "other": ClusterQueueCapacity("other", None, {
+            Flavour("a100-80gb"): QueueQuota(8, None, 2, 8, 0)})}
+    assert kueue.local_queues == {("nlp-team", "nlp-team"): "nlp-team"}
+    plain = capacity_snapshot(CLUSTERS, {"eu-fra-1": ClusterView("Healthy", None, ())})
+    assert plain.get(ClusterName("eu-fra-1")).kueue is None

@@ -14,14 +14,14 @@ from collections import defaultdict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.capacity import CapacitySnapshot
+from fleet.capacity import CapacitySnapshot, ClusterQueueCapacity, KueueCapacity, QueueQuota
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement import Planner, explain, place
 from fleet.placement.incremental import IncrementalPlanner
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.plan_json import plan_to_json
 from fleet.spec import FleetSpec
-from tests.unit.fleet_placement.strategies import Fleet, fleets, workloads
+from tests.unit.fleet_placement.strategies import Fleet, fleets, kueue_fleets, workloads
 
 RULE = settings(max_examples=500, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -218,7 +218,7 @@ def test_a_rebound_planner_plans_the_head_of_a_change_as_a_new_one(
 
 
 @RULE
-@given(fleets(max_workloads=8), st.data())
+@given(st.one_of(fleets(max_workloads=8), kueue_fleets()), st.data())
 def test_incremental_replan_equals_a_full_plan(f: Fleet, data: st.DataObject) -> None:
     """Edit, add or remove workloads, or change what runs: replan == full plan."""
     spec = f.spec()
@@ -271,3 +271,98 @@ def test_every_workload_says_why(f: Fleet) -> None:
             assert head.rule
             per_cluster = [r for r in p.reasons if r.cluster is not None]
             assert all(r.rule and r.message for r in per_cluster)
+
+
+def effective_queues(spec: FleetSpec, k: KueueCapacity
+                     ) -> tuple[dict[str, ClusterQueueCapacity], dict[tuple[str, str], str]]:
+    """A Kueue cluster's queues as they are once aifleet's apply is done: a TeamQuota
+    team without its LocalQueue gets one pointing to the ClusterQueue named after it,
+    which, if not there, is the one aifleet renders from the TeamQuota."""
+    cqs, lqs = dict(k.cluster_queues), dict(k.local_queues)
+    for team, q in spec.quotas.items():
+        if (team, team) in lqs:
+            continue
+        lqs[(team, team)] = team
+        if team not in cqs:
+            cqs[team] = ClusterQueueCapacity(team, q.spec.cohort, {
+                Flavour(g.flavour): QueueQuota(
+                    g.nominal, g.borrowing_limit if q.spec.cohort else None)
+                for g in q.spec.gpus})
+    return cqs, lqs
+
+
+def kueue_usage(spec: FleetSpec, capacity: CapacitySnapshot, plan: Plan
+                ) -> dict[tuple[str, str, str], int]:
+    """Per (cluster, ClusterQueue, flavour), what Kueue would hold once every queued
+    workload of the plan is admitted: others' reservations plus ours, found from the
+    team's LocalQueue independently of the planner. Asserts no queued workload went to
+    a Kueue cluster where its LocalQueue names a ClusterQueue that is not there."""
+    used: dict[tuple[str, str, str], int] = defaultdict(int)
+    queues = {}
+    for name, c in capacity.clusters.items():
+        if c.kueue is None or not spec.clusters[name].spec.stack.kueue:
+            continue
+        queues[name] = effective_queues(spec, c.kueue)
+        for cq in queues[name][0].values():
+            for f, q in cq.flavours.items():
+                used[(name, cq.name, f)] += q.used_by_others
+    for wid, p in plan.workloads.items():
+        w = spec.workloads.get(wid)
+        if w is None or w.spec.type == "inference":
+            continue
+        for a in p.assignments:
+            if a.cluster not in queues:
+                continue
+            cqs, lqs = queues[a.cluster]
+            target = lqs.get((w.team, w.team))
+            if target is None:
+                continue  # no TeamQuota, no queue yet: bounded by the nodes
+            assert target in cqs, (wid, a.cluster)
+            assert a.flavour in cqs[target].flavours, (wid, a)
+            used[(a.cluster, target, a.flavour)] += a.gpus
+    return used
+
+
+@RULE
+@given(st.one_of(fleets(), kueue_fleets()))
+def test_kueue_team_queues_are_never_exceeded_and_cohort_borrowing_counts_once(
+        f: Fleet) -> None:
+    """On a Kueue cluster, what the plan sends to a team's queue is what Kueue would
+    admit at once: each queue within nominal + borrowingLimit (nominal without a
+    cohort), and per cohort what its members use past their guaranteed quota within
+    what the members lend -- counted once over the cohort, not once per borrower."""
+    spec = f.spec()
+    plan = place(spec, f.capacity)
+    used = kueue_usage(spec, f.capacity, plan)
+    for name, c in f.capacity.clusters.items():
+        if c.kueue is None or not spec.clusters[name].spec.stack.kueue:
+            continue
+        lent: dict[tuple[str, str], int] = defaultdict(int)
+        borrowed: dict[tuple[str, str], int] = defaultdict(int)
+        for cq in effective_queues(spec, c.kueue)[0].values():
+            for fl, q in cq.flavours.items():
+                u = used[(name, cq.name, fl)]
+                if cq.cohort is None:
+                    assert u <= q.nominal, (name, cq.name, fl)
+                    continue
+                if q.borrowing_limit is not None:
+                    assert u <= q.nominal + q.borrowing_limit, (name, cq.name, fl)
+                g = q.nominal - q.lending_limit if q.lending_limit is not None else 0
+                g = max(0, g)
+                lent[(cq.cohort, fl)] += q.nominal - g
+                borrowed[(cq.cohort, fl)] += max(0, u - g)
+        for k, b in borrowed.items():
+            assert b <= lent[k], (name, k)
+
+
+@RULE
+@given(fleets())
+def test_inference_is_never_bounded_by_kueue(f: Fleet) -> None:
+    """A Deployment is not queued by Kueue: the same fleet without any Kueue data
+    places every inference workload alike when no queued workload shares its nodes."""
+    spec = f.spec()
+    if any(w.spec.type != "inference" for w in spec.workloads.values()):
+        return
+    plain = CapacitySnapshot({n: type(c)(c.name, c.health, c.unreachable_seconds, c.nodes)
+                              for n, c in f.capacity.clusters.items()})
+    assert place(spec, f.capacity).workloads == place(spec, plain).workloads

@@ -76,6 +76,23 @@ def test_the_fleets_own_pods_do_not_change_the_capacity_placement_reads() -> Non
     assert not same_capacity(cap, fewer)
 
 
+def test_the_fleets_own_kueue_reservations_do_not_change_the_capacity_placement_reads(
+) -> None:
+    from fleet.capacity import ClusterQueueCapacity, KueueCapacity, QueueQuota
+    from fleet.ids import Flavour
+
+    spec = fleet(cluster("de-1", "DE"), workload("a"))
+
+    def with_queue(others: int, ours: int) -> CapacitySnapshot:
+        k = KueueCapacity({"t": ClusterQueueCapacity("t", None, {
+            Flavour("h100-80gb"): QueueQuota(16, None, None, others, ours)})}, {})
+        return CapacitySnapshot({n: replace(c, kueue=k)
+                                 for n, c in declared(spec).clusters.items()})
+    assert same_capacity(with_queue(4, 0), with_queue(4, 8))
+    assert not same_capacity(with_queue(4, 0), with_queue(5, 0))
+    assert not same_capacity(with_queue(4, 0), declared(spec))
+
+
 @settings(max_examples=100, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(fleets(max_workloads=8), st.data(), st.booleans())
