@@ -131,6 +131,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def post_webhook(client: httpx.AsyncClient, url: str) -> None:
+    """The forge's push webhook (signed with `SECRET`) to a controller at `url`."""
+    body = b'{"ref": "refs/heads/main"}'
+    sig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    r = await client.post(f"{url}/hooks/git", content=body,
+                          headers={"X-Hub-Signature-256": f"sha256={sig}"})
+    r.raise_for_status()
+
+
 class Controller:
     """`fleet run` in a child process, with its HTTP port."""
 
@@ -160,11 +169,7 @@ class Controller:
             return None
 
     async def hook(self, client: httpx.AsyncClient) -> None:
-        body = b'{"ref": "refs/heads/main"}'
-        sig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        r = await client.post(f"{self.url}/hooks/git", content=body,
-                              headers={"X-Hub-Signature-256": f"sha256={sig}"})
-        r.raise_for_status()
+        await post_webhook(client, self.url)
 
     def stop(self, keep: Path | None = None) -> None:
         if keep is not None:
