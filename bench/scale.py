@@ -58,10 +58,12 @@ from bench.e2e import (
     busy_report,
     cluster_doc,
     cpu_seconds,
+    descendants,
     fleet_files,
     pct,
     post_webhook,
     rss_mib,
+    tree_cpu_seconds,
     workload_doc,
 )
 from bench.shards import Replica, sim_up, wait_file
@@ -222,10 +224,26 @@ class Controllers:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
 
     def cpu(self) -> list[float]:
-        return [cpu_seconds(p.pid) if p.poll() is None else 0.0 for _, p, _ in self.procs]
+        """CPU seconds per controller process, its placement worker included."""
+        return [tree_cpu_seconds(p.pid) if p.poll() is None else 0.0
+                for _, p, _ in self.procs]
 
     def peak_rss(self) -> list[float]:
+        """VmHWM per controller process (the process itself, MiB)."""
         return [rss_mib(p.pid)[1] if p.poll() is None else 0.0 for _, p, _ in self.procs]
+
+    def helpers_rss(self) -> list[float]:
+        """VmHWM of each controller's largest helper process (the placement worker)."""
+        out = []
+        for _, p, _ in self.procs:
+            peaks = [0.0]
+            for kid in descendants(p.pid) if p.poll() is None else ():
+                try:
+                    peaks.append(rss_mib(kid)[1])
+                except OSError:
+                    continue
+            out.append(max(peaks))
+        return out
 
     def stop(self, keep: Path | None) -> None:
         if self.single is not None:
@@ -441,8 +459,10 @@ async def measure(args: argparse.Namespace, root: Path, repo: FleetRepo, first: 
                   flush=True)
         print("controller memory, peak RSS per process: "
               f"{' / '.join(f'{m:.0f}' for m in ctls.peak_rss())} MiB (targets: "
-              "<= 512 MiB at 100 x 5,000; each replica <= 1 GiB at 1,000 x 50,000); "
-              f"CPU {' + '.join(f'{c:.1f}' for c in ctls.cpu())} s in all; simulators: "
+              "<= 512 MiB at 100 x 5,000; each replica <= 1 GiB at 1,000 x 50,000), "
+              "its largest helper process (the placement worker) "
+              f"{' / '.join(f'{m:.0f}' for m in ctls.helpers_rss())} MiB; CPU (with "
+              f"helpers) {' + '.join(f'{c:.1f}' for c in ctls.cpu())} s in all; simulators: "
               f"peak RSS {' / '.join(f'{m:.0f}' for m in sims.peak_rss())} MiB, CPU "
               f"{sims.cpu():.1f} s", flush=True)
     finally:
