@@ -161,9 +161,47 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants(pid: int) -> list[int]:
+    """The process's children, theirs, and so on (the controller's placement worker is
+    a grandchild, through multiprocessing's fork server), from /proc."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in task.read_text().split()]
+            except OSError:  # it ended meanwhile
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and every live descendant (with what the process's
+    children that ended and were waited for used, as /proc counts it)."""
+    total = 0.0
+    for p in (pid, *descendants(pid)):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def post_webhook(client: httpx.AsyncClient, url: str) -> None:
+    """The forge's push webhook (signed with `SECRET`) to a controller at `url`."""
+    body = b'{"ref": "refs/heads/main"}'
+    sig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    r = await client.post(f"{url}/hooks/git", content=body,
+                          headers={"X-Hub-Signature-256": f"sha256={sig}"})
+    r.raise_for_status()
 
 
 class Controller:
@@ -198,11 +236,7 @@ class Controller:
             return None
 
     async def hook(self, client: httpx.AsyncClient) -> None:
-        body = b'{"ref": "refs/heads/main"}'
-        sig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        r = await client.post(f"{self.url}/hooks/git", content=body,
-                              headers={"X-Hub-Signature-256": f"sha256={sig}"})
-        r.raise_for_status()
+        await post_webhook(client, self.url)
 
     def dump_heap(self) -> None:
         """With BENCH_TRACEMALLOC: ask for the snapshot and wait until it is written."""
@@ -394,10 +428,10 @@ def request_times(metrics: str) -> str:
     return "the controller's answers (its /metrics): " + ("; ".join(parts) or "none")
 
 
-async def server_view(ctl: Controller) -> str:
+async def server_view(url: str) -> str:
     try:
         async with httpx.AsyncClient(timeout=60) as client:
-            return request_times((await client.get(f"{ctl.url}/metrics")).text)
+            return request_times((await client.get(f"{url}/metrics")).text)
     except httpx.HTTPError as e:
         return f"the controller's answers: /metrics not read ({e})"
 
@@ -485,7 +519,7 @@ async def phase(args: argparse.Namespace, workloads: int, nodes: int, samples: i
                 print(children_report(ctl.proc.pid), flush=True)
                 if prober is not None:
                     print(prober.report(), flush=True)
-                    print(await server_view(ctl), flush=True)
+                    print(await server_view(ctl.url), flush=True)
                 tg.cancel_scope.cancel()
         finally:
             ctl.stop(args.keep_log)

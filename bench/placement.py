@@ -24,6 +24,7 @@ Targets: >= 5,000 decisions/s at 100 clusters, >= 1,000/s at 1,000 clusters, the
     python -m bench.placement            # 10,000 workloads, best of 3
     python -m bench.placement --smoke    # 500 workloads, 20 and 100 clusters, 1 run
     python -m bench.placement --kueue    # the same, every cluster a Kueue cluster
+    python -m bench.placement --workloads 50000 --clusters 1000 --runs 1   # issue 22
 """
 
 from __future__ import annotations
@@ -194,12 +195,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", type=int, default=10_000)
+    ap.add_argument("--clusters", type=int, nargs="+", default=[100, 1000],
+                    help="fleet sizes planned (issue 22: --workloads 50000 --clusters 1000)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--smoke", action="store_true", help="a tiny run that checks it works")
     ap.add_argument("--kueue", action="store_true",
                     help="every cluster runs Kueue with per-team queues")
     args = ap.parse_args()
-    sizes = (20, 100) if args.smoke else (100, 1000)
+    sizes = (20, 100) if args.smoke else tuple(args.clusters)
     workloads = 500 if args.smoke else args.workloads
     runs = 1 if args.smoke else args.runs
     print(f"placement benchmark: {workloads} workloads{' (Kueue clusters)' if args.kueue else ''}"
@@ -215,8 +218,10 @@ def main() -> int:
               f"target < 50)")
         if not args.smoke:
             ok &= r["decisions_per_s"] >= target and r["replan_ms"] < 50
-            if n == 100:
+            if n == 100 and workloads <= 10_000:
                 ok &= r["full_s"] < 3
+            if n >= 1000 and workloads >= 50_000:  # issue 22: the full plan <= 30 s
+                ok &= r["full_s"] <= 30
     print("targets met (CPU time)" if ok else "TARGETS MISSED (CPU time)")
     return 0 if ok or args.smoke else 1
 
