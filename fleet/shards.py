@@ -32,6 +32,14 @@ Which placements a replica that does not lead writes: the leader's (`follow_plan
 the leader plans for writing; every other replica overlays the leader's published
 placements on its own plan (made for status), so two replicas never disagree about
 where a workload runs.
+
+What the leader sees of a cluster it does not connect to: its holder's publication
+(`published_health`). A shard whose publication is missing or stale (no live holder,
+or a holder that stopped refreshing it) says nothing about its clusters, so they are
+`Unknown` with no unreachable time: placement keeps what runs there (a running
+workload's Health filter fits until a failover grace that never starts counting) and
+places nothing new there. Silence of a shard is never read as a cluster being away:
+nothing fails over, moves or is deleted because a replica went quiet (docs/safety.md).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from fleet.capacity import ClusterHealth
 from fleet.ids import WorkloadId
 from fleet.placement.types import Assignment, Plan, Reason, WorkloadPlacement
 
@@ -169,3 +178,38 @@ def follow_plan(own: Plan, leader: Mapping[WorkloadId, tuple[Assignment, ...]]) 
         else:
             out[wid] = wp
     return replace(own, workloads=out)
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """One cluster as its shard's holder last published it."""
+
+    health: ClusterHealth
+    unreachable_for: float | None
+    """Seconds it had been Unreachable when observed (None while it answered)."""
+    owner: str
+    """The replica that published it."""
+
+
+def news_counts(owner: str, *, holder: str | None, age: float | None,
+                max_age: float) -> bool:
+    """A shard's publication by `owner` is news: `owner` is its live holder and the
+    publication changed at most `max_age` seconds ago."""
+    return holder is not None and owner == holder and age is not None and \
+        0 <= age <= max_age
+
+
+def published_health(news: Published | None, *, holder: str | None, age: float | None,
+                     max_age: float) -> tuple[ClusterHealth, float | None]:
+    """(health, unreachable seconds) of a cluster of another shard, for placement and
+    status. Only fresh news of the live holder counts: `news` published by `holder`
+    (the shard Lease's live holder as last read), its publication refreshed `age`
+    seconds ago at most `max_age`. Anything else -- no publication, no holder, a holder
+    other than the publisher (taken over, not yet re-published), news too old -- is
+    `Unknown` with no unreachable time, which holds every placement there."""
+    if news is None or not news_counts(news.owner, holder=holder, age=age,
+                                       max_age=max_age):
+        return "Unknown", None
+    if news.health != "Unreachable":
+        return news.health, None
+    return "Unreachable", max(0.0, news.unreachable_for or 0.0)
