@@ -48,9 +48,10 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from fleet.capacity import ClusterHealth
-from fleet.ids import WorkloadId
-from fleet.placement.types import Assignment, Plan, Reason, WorkloadPlacement
+from fleet.capacity import CapacitySnapshot, ClusterHealth
+from fleet.ids import ClusterName, Flavour, WorkloadId
+from fleet.placement.types import Assignment, FlavourUsage, Plan, Reason, WorkloadPlacement
+from fleet.spec import FleetSpec
 
 SHARD_LEASE_PREFIX = "aifleet-shard-"
 
@@ -158,6 +159,38 @@ def lease_moves(views: Sequence[LeaseView], me: str, *, first: bool = False) -> 
                 # different shards, and the holder lets them all go in one round
                 want = max(load[busiest], key=lambda s: (weight(me, s), s))
     return LeaseMoves(renew=renew, acquire=acquire, release=tuple(sorted(release)), want=want)
+
+
+def leader_plan(spec: FleetSpec, leader: Mapping[WorkloadId, tuple[Assignment, ...]],
+                commit: str | None, capacity: CapacitySnapshot) -> Plan:
+    """The plan a replica that does not lead writes, without placing anything itself:
+    every workload of `spec` where the leader's published placements put it (Pending
+    where they put it nowhere), an invalid one Invalid with its diagnostics. The same
+    placements as `follow_plan` over a plan of its own, at none of the cost."""
+    out: dict[WorkloadId, WorkloadPlacement] = {}
+    for wid in spec.workloads:
+        theirs = leader.get(wid)
+        out[wid] = WorkloadPlacement(wid, "Placed", tuple(theirs), (
+            Reason("placed by the leader's plan", rule="Shards"),)) if theirs else \
+            WorkloadPlacement(wid, "Pending", (), (
+                Reason("not placed by the leader's plan", rule="Shards"),))
+    for wid, diags in spec.invalid.items():
+        out[wid] = WorkloadPlacement(wid, "Invalid", (), tuple(
+            Reason(d.format(), None, "Invalid") for d in diags))
+    allocated: dict[tuple[ClusterName, Flavour], int] = {}
+    for p in out.values():
+        for a in p.assignments:
+            allocated[(a.cluster, a.flavour)] = allocated.get((a.cluster, a.flavour), 0) + \
+                a.gpus
+    usage: dict[ClusterName, dict[Flavour, FlavourUsage]] = {}
+    for name, c in sorted(capacity.clusters.items()):
+        gpus: dict[Flavour, int] = {}
+        for n in c.nodes:
+            gpus[n.flavour] = gpus.get(n.flavour, 0) + n.gpus
+        for f, cap in sorted(gpus.items()):
+            usage.setdefault(name, {})[f] = FlavourUsage(cap, allocated.get((name, f), 0))
+    return Plan(commit=commit, workloads=dict(sorted(out.items())), usage=usage,
+                capacity_digest=capacity.digest(), policy_version=spec.residency.version)
 
 
 def follow_plan(own: Plan, leader: Mapping[WorkloadId, tuple[Assignment, ...]]) -> Plan:

@@ -55,6 +55,7 @@ from fleet.placement.types import Plan, PreviousPlan
 from fleet.planning import placements
 from fleet.render import workload_id_of_label
 from fleet.safety import previous_with_returned, returned_clusters
+from fleet.spec import FleetSpec
 
 log = structlog.get_logger()
 
@@ -104,6 +105,8 @@ class PlacementLoop:
         self.snapshot = CapacitySnapshot({})
         """The capacity the last plan saw."""
         self.placement_durations: list[float] = []
+        self.placements_made = 0
+        """Plans this replica placed itself (not borrowed from the leader's)."""
         self.last_placement_seconds = 0.0
         self.plan_changed = asyncio.Condition()
         """Notified after each plan."""
@@ -121,6 +124,11 @@ class PlacementLoop:
         """With --shards: the clusters of shards held elsewhere, as their holders
         published them (`Shards.views`; a silent shard's are Unknown); this replica's
         own adapters' views win over them."""
+        self.borrow: Callable[[FleetSpec, CapacitySnapshot, str | None], Plan | None] = \
+            lambda _spec, _capacity, _commit: None
+        """With --shards, a replica that does not lead places nothing: the plan it
+        writes is made of the leader's published placements (`Shards.borrow`); None:
+        place here."""
         self.unseen: Callable[[], list[str]] = list
         """With --shards: clusters a rebuild waits for (bounded) before it plans:
         of shards held here but not connected yet, or held elsewhere without news yet
@@ -278,7 +286,10 @@ class PlacementLoop:
                                      self.settings.failover_grace)
         previous = await self._previous(rebuild, snapshot)
         started = time.perf_counter()
-        plan = self.follow(await busy.place(self.placer, spec, snapshot, previous, head))
+        plan = self.borrow(spec, snapshot, head)
+        if plan is None:
+            self.placements_made += 1
+            plan = self.follow(await busy.place(self.placer, spec, snapshot, previous, head))
         elapsed = time.perf_counter() - started
         self.placement_durations.append(elapsed)
         self.metrics.placement.observe(elapsed)

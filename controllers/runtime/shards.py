@@ -54,17 +54,19 @@ from clusters.leader import default_identity
 from clusters.shardlease import ShardLease, read_views, want
 from controllers.persist import shardstatus, sharedplan
 from controllers.runtime.fleetstate import ClusterView
-from fleet.capacity import HEALTH_STATES, ClusterHealth
+from fleet.capacity import HEALTH_STATES, CapacitySnapshot, ClusterHealth
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Assignment, Plan
 from fleet.shards import (
     Published,
     follow_plan,
+    leader_plan,
     lease_moves,
     news_counts,
     published_health,
     shard_of,
 )
+from fleet.spec import FleetSpec
 
 if TYPE_CHECKING:
     from controllers.runtime.manager import Manager
@@ -144,6 +146,7 @@ class Shards:
         m.leadership.adapters = {}  # the leader Lease fences no cluster write: shards do
         m.reconciler.may_act = lambda: not m.source.holding
         m.placement.follow = shards.follow
+        m.placement.borrow = shards.borrow
         m.placement.other_views = shards.views
         m.placement.unseen = shards.unseen
         m.clusters.wanted = shards.wants
@@ -223,6 +226,20 @@ class Shards:
             return plan
         self.followed = plan.commit
         return follow_plan(plan, published[1])
+
+    def borrow(self, spec: FleetSpec, capacity: CapacitySnapshot, commit: str | None
+               ) -> Plan | None:
+        """A replica that does not lead places nothing: its plan is the leader's
+        published placements (`fleet.shards.leader_plan`; all Pending before any is
+        published), followed -- reconciled -- only once they are of `commit`. None
+        while it leads: it places."""
+        if self.leading():
+            return None
+        published = self.leader_plan
+        self.followed = commit if published is not None and published[0] == commit \
+            else None
+        return leader_plan(spec, published[1] if published is not None else {}, commit,
+                           capacity)
 
     def collect(self) -> Iterator[Metric]:
         """`aifleet_shard_held{shard}` (1 where this replica holds the shard's Lease) and

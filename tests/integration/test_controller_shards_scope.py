@@ -123,10 +123,13 @@ async def test_each_replica_connects_only_to_its_shards_clusters_and_answers_for
                 assert rows[n]["shardNewsAt"]
             for n in own(m):
                 assert "shardNewsAt" not in rows[n]
-        # Capacity as well: the leader plans the other shard's clusters from their nodes.
-        leader = a if a.may_act() else b
+        # Capacity as well: the leader plans the other shard's clusters from their nodes;
+        # the other replica placed nothing itself (it writes the leader's placements).
+        leader, follower = (a, b) if a.may_act() else (b, a)
         other = set(SIX) - own(leader)
         assert all(leader.placement.views()[n].nodes for n in other)
+        assert leader.placement.placements_made > 0
+        assert follower.placement.placements_made == 0 and follower.desired.plan is not None
 
 
 async def test_a_silent_shards_clusters_are_held_until_it_is_taken_over(

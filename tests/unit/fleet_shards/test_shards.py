@@ -16,6 +16,7 @@ from fleet.shards import (
     assign,
     fair_share,
     follow_plan,
+    leader_plan,
     lease_moves,
     lease_name,
     published_health,
@@ -248,3 +249,22 @@ def test_a_silent_shards_workloads_never_fail_over(holder: str | None, age: floa
     wp = place(spec, cap, prev).workloads[WorkloadId("nlp-team/w")]
     assert wp.status == "Placed"
     assert ([a.cluster for a in wp.assignments] == ["a"]) is stays
+
+
+def test_a_follower_writes_the_leaders_placements_without_placing() -> None:
+    """`leader_plan` gives the placements `follow_plan` gives over a plan of one's own:
+    where the leader put it, Pending where it put it nowhere; usage from capacity."""
+    w1, w2 = wl("w1", count=8), wl("w2", count=8)
+    spec = fleet(cluster("a", "DE"), cluster("b", "FR"), w1, w2)
+    cap = declared(spec)
+    own = place(spec, cap, {})
+    there = (Assignment(ClusterName("b"), Flavour("h100-80gb"), 1, 8),)
+    leader = {WorkloadId("nlp-team/w1"): there}
+    mine = leader_plan(spec, leader, "c1", cap)
+    followed = follow_plan(own, leader)
+    assert {k: (v.status, v.assignments) for k, v in mine.workloads.items()} == \
+        {k: (v.status, v.assignments) for k, v in followed.workloads.items()}
+    assert mine.workloads[WorkloadId("nlp-team/w2")].status == "Pending"
+    assert mine.usage[ClusterName("b")][Flavour("h100-80gb")].allocated == 8
+    assert mine.usage[ClusterName("a")][Flavour("h100-80gb")].allocated == 0
+    assert mine.commit == "c1" and mine.capacity_digest == cap.digest()
