@@ -14,9 +14,9 @@ the cluster name). Every replica, the leader included:
   past its deadline, or the Lease taken) writes nothing more there;
 - writes the leader's placements only: the leader (`--leader-elect`'s Lease) plans and
   publishes its plan's placements in the home cluster (`controllers.persist.sharedplan`,
-  once per commit and whenever they change); another replica overlays them on its own
-  plan (`fleet.shards.follow_plan`) and reconciles only while the published plan is of
-  the commit it serves;
+  once per commit and whenever they change); another replica places nothing, its plan
+  is those placements (`borrow`, `fleet.shards.leader_plan`), and it reconciles only
+  while the published plan is of the commit it serves;
 - publishes its shards' reconcile results (`controllers.persist.shardstatus`) and reads
   the others', so its `/api/v1/status` covers the whole fleet; every cluster row says
   its `shard` and `shardOwner`.
@@ -29,9 +29,10 @@ publication, re-published at least every third of the Lease duration; the placem
 loop sees the other shards' clusters through `views`, where a shard whose news is
 missing or stale (no live holder, or a holder that stopped re-publishing) leaves its
 clusters `Unknown` (`fleet.shards.published_health`): their placements are held,
-nothing fails over because a replica went quiet. The ledger has one writer, so `--shards` with
-`--ledger` is refused at start (`controllers.settings.home_problem`), as is `--shards`
-without `--leader-elect`.
+nothing fails over because a replica went quiet.
+
+The ledger has one writer, so `--shards` with `--ledger` is refused at start
+(`controllers.settings.home_problem`), as is `--shards` without `--leader-elect`.
 """
 
 from __future__ import annotations
