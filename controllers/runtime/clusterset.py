@@ -97,6 +97,8 @@ class ClusterSet:
         for one cluster."""
         self._identity_of: dict[ClusterName, ConnectionSpec] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
+        self._stopped: dict[str, anyio.Event] = {}
+        """Set once a cluster's adapter run (informers, heartbeat) has ended."""
         self.wanted: Callable[[str], bool] = lambda _name: True
         """Which clusters this replica connects to: all, or with --shards those of the
         shards it holds (`controllers.runtime.shards`); `release` lets the others go."""
@@ -343,8 +345,19 @@ class ClusterSet:
         async with self.lock:
             gone = sorted(n for n in self.adapters if not self.wanted(n))
             for name in gone:
-                self.disconnect(name)
+                scope = self._scopes.pop(name, None)
+                adapter = self.adapters.pop(name)
                 self.connect_errors.pop(name, None)
+                if scope is not None:
+                    scope.cancel()
+                    # its informers stopped before the session closes: one woken in
+                    # between would meet a closed session ("Session is closed")
+                    with anyio.move_on_after(10):
+                        await self._stopped[name].wait()
+                if name not in self.cut_off:
+                    with anyio.CancelScope(shield=True):
+                        await adapter.aclose()
+                self.cut_off.discard(name)
             return gone
 
     def unconnected(self, spec: FleetSpec) -> list[str]:
@@ -355,10 +368,14 @@ class ClusterSet:
     async def _run(self, adapter: ClusterAdapter, *,
                    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                    ) -> None:
-        with anyio.CancelScope() as scope:
-            self._scopes[adapter.name] = scope
-            task_status.started()
-            await adapter.run()
+        stopped = self._stopped[adapter.name] = anyio.Event()
+        try:
+            with anyio.CancelScope() as scope:
+                self._scopes[adapter.name] = scope
+                task_status.started()
+                await adapter.run()
+        finally:
+            stopped.set()
 
 
 def connection_of(settings: Settings, cluster: Cluster) -> ConnectionSpec:

@@ -125,6 +125,9 @@ class Shards:
         """Per cluster of another shard: when its holder observed it, and whether that
         news counts (fresh, from the live holder)."""
         self.clock: Callable[[], float] = time.monotonic
+        self.version = 0
+        """Counts changes of `remote` and of the news' freshness (the status cache's
+        fingerprint: not every re-publication, which only moves `at`)."""
         self._connected_for: tuple[tuple[int, int], ...] | None = None
         """The shards (and generations) this replica's clusters were last connected
         for."""
@@ -489,7 +492,11 @@ class Shards:
             nodes = seen.nodes if seen is not None and health in ("Healthy", "Degraded") \
                 else ()
             remote[name] = ClusterView(health, gone, nodes)
-        before, self.remote, self.news = self.remote, remote, news
+        before, self.remote = self.remote, remote
+        if remote != before or {n: f for n, (_at, f) in news.items()} != \
+                {n: f for n, (_at, f) in self.news.items()}:
+            self.version += 1
+        self.news = news
         if _seen(before) != _seen(remote):
             self.m.trigger_plan()
         elif any(before[n].nodes != v.nodes for n, v in remote.items() if n in before):

@@ -10,6 +10,7 @@ other shard's clusters comes only from that shard's publication.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ import jsonschema
 from clusters.shardlease import ShardLease
 from controllers.demo.sandbox import Sandbox, until
 from controllers.runtime.manager import Manager
+from controllers.status.cache import StatusCache
 from fleet.shards import shard_of
 from tests.fleetdocs import POLICY, cluster, workload
 from tests.specs import load_schema
@@ -155,6 +157,12 @@ async def test_a_silent_shards_clusters_are_held_until_it_is_taken_over(
                             namespace=a.home.namespace, duration=LEASE, margin=0.5)
         before = images(box)
         plans: list[Any] = []
+        cache = StatusCache(a, max_age=1e9, clock=lambda: 0.0)  # rebuilt on change only
+
+        async def cached_health() -> set[str]:
+            rows = json.loads(await cache.body())["clusters"]
+            return {r["health"] for r in rows if r["name"] in gone}
+        assert await cached_health() == {"Healthy"}
         async with anyio.create_task_group() as tg:
             tg.start_soon(zombie.run)
             shards = a.shards
@@ -174,6 +182,7 @@ async def test_a_silent_shards_clusters_are_held_until_it_is_taken_over(
                         == [n], wp.reasons
             rows = {r["name"]: r for r in a.status()["clusters"]}
             assert all(rows[n]["health"] == "Unknown" for n in gone)
+            assert await cached_health() == {"Unknown"}  # the cached document follows
             assert all(rows[n]["shardNewsFresh"] is False for n in gone)
             tg.cancel_scope.cancel()  # the zombie stops renewing: the Lease lapses
         assert images(box) == before  # nothing deleted, nothing moved
