@@ -173,23 +173,24 @@ class Shards:
         return self.remote
 
     def unseen(self) -> list[str]:
-        """Clusters a first plan would rather wait for: before the first round, every
-        one; then those of held shards not connected yet, and those of shards held
-        elsewhere whose holder has published no fresh news of them yet. A shard nobody
-        holds is not waited for (its clusters are Unknown: held)."""
+        """Clusters a first plan would rather wait for (bounded by the caller): every
+        one before the first Lease round; then each cluster without a view that has
+        listed -- its own adapter's, or fresh news of another shard's holder -- but
+        those of held shards that could not connect (said in status)."""
         spec = self.m.desired.spec
         if spec is None:
             return []
         if self.rounds == 0:
-            return sorted(spec.clusters)
+            return sorted(str(n) for n in spec.clusters)
+        views = self.m.placement.views()
         out: list[str] = []
         for name in sorted(spec.clusters):
-            shard = self.shard(name)
-            if self.owns(name):
-                if name not in self.m.adapters and name not in self.m.connect_errors:
-                    out.append(name)
-            elif self.owners.get(shard) is not None and name not in self.remote:
-                out.append(name)
+            view = views.get(name)
+            if view is not None and view.health != "Unknown":
+                continue
+            if self.owns(name) and name in self.m.connect_errors:
+                continue
+            out.append(name)
         return out
 
     def held(self) -> list[int]:
@@ -499,8 +500,15 @@ class Shards:
         self.news = news
         if _seen(before) != _seen(remote):
             self.m.trigger_plan()
-        elif any(before[n].nodes != v.nodes for n, v in remote.items() if n in before):
+        elif any(before[n].nodes != v.nodes for n, v in remote.items() if n in before) \
+                and self._pending():
+            # as for its own clusters' capacity: it can only help a Pending workload
             self.m.placement.replans.ask()
+
+    def _pending(self) -> bool:
+        plan = self.m.desired.plan
+        return plan is not None and any(wp.status == "Pending"
+                                        for wp in plan.workloads.values())
 
 
 def _health(value: str) -> ClusterHealth:
