@@ -108,7 +108,9 @@ async def roll(box: Sandbox, image: str, *ms: Manager) -> str:
                               for n in CLUSTERS}, f"image {image}")
     for m in ms:
         m.trigger_fetch()
-    await until(lambda: set(images(box).values()) == {image}, 30, what=f"{image} everywhere")
+    # every cluster (one still without the workload must not pass as rolled out)
+    await until(lambda: images(box) == dict.fromkeys(CLUSTERS, image), 30,
+                what=f"{image} everywhere")
     return commit
 
 
@@ -181,7 +183,8 @@ async def test_a_replica_that_lost_its_shard_lease_writes_nothing_there(
             await roll(box, "registry.internal/serve:v2", a)
             assert a.shards is not None
             victim = next(n for n in CLUSTERS if shard_of(n, 2) == 1)
-            stale = [o for o in a.adapters[victim].applier.desired.values()
+            adapter = a.adapters[victim]  # kept: a may disconnect it once the Lease is lost
+            stale = [o for o in adapter.applier.desired.values()
                      if o["kind"] == "Deployment"]
             # Another replica takes shard 1 while a is paused (it still believes it
             # holds it: its deadline has not passed).
@@ -200,7 +203,7 @@ async def test_a_replica_that_lost_its_shard_lease_writes_nothing_there(
                 tg.start_soon(intruder.run)
                 await anyio.sleep(a.shards.leases[1].confirm_every + 0.1)  # last read ages
                 edited = [{**o, "spec": {**o["spec"], "replicas": 3}} for o in stale]
-                result = await a.adapters[victim].apply(edited, prune=False)
+                result = await adapter.apply(edited, prune=False)
                 assert result.failed and all(isinstance(e, Fenced) for _k, e in result.failed)
                 dep = next(iter(box.sim.clusters[victim].objects("Deployment")))
                 assert dep["spec"]["replicas"] == 1
