@@ -32,6 +32,14 @@ Which placements a replica that does not lead writes: the leader's (`follow_plan
 the leader plans for writing; every other replica overlays the leader's published
 placements on its own plan (made for status), so two replicas never disagree about
 where a workload runs.
+
+What the leader sees of a cluster it does not connect to: its holder's publication
+(`published_health`). A shard whose publication is missing or stale (no live holder,
+or a holder that stopped refreshing it) says nothing about its clusters, so they are
+`Unknown` with no unreachable time: placement keeps what runs there (a running
+workload's Health filter fits until a failover grace that never starts counting) and
+places nothing new there. Silence of a shard is never read as a cluster being away:
+nothing fails over, moves or is deleted because a replica went quiet (docs/safety.md).
 """
 
 from __future__ import annotations
@@ -40,8 +48,10 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from fleet.ids import WorkloadId
-from fleet.placement.types import Assignment, Plan, Reason, WorkloadPlacement
+from fleet.capacity import CapacitySnapshot, ClusterHealth
+from fleet.ids import ClusterName, Flavour, WorkloadId
+from fleet.placement.types import Assignment, FlavourUsage, Plan, Reason, WorkloadPlacement
+from fleet.spec import FleetSpec
 
 SHARD_LEASE_PREFIX = "aifleet-shard-"
 
@@ -151,6 +161,38 @@ def lease_moves(views: Sequence[LeaseView], me: str, *, first: bool = False) -> 
     return LeaseMoves(renew=renew, acquire=acquire, release=tuple(sorted(release)), want=want)
 
 
+def leader_plan(spec: FleetSpec, leader: Mapping[WorkloadId, tuple[Assignment, ...]],
+                commit: str | None, capacity: CapacitySnapshot) -> Plan:
+    """The plan a replica that does not lead writes, without placing anything itself:
+    every workload of `spec` where the leader's published placements put it (Pending
+    where they put it nowhere), an invalid one Invalid with its diagnostics. The same
+    placements as `follow_plan` over a plan of its own, at none of the cost."""
+    out: dict[WorkloadId, WorkloadPlacement] = {}
+    for wid in spec.workloads:
+        theirs = leader.get(wid)
+        out[wid] = WorkloadPlacement(wid, "Placed", tuple(theirs), (
+            Reason("placed by the leader's plan", rule="Shards"),)) if theirs else \
+            WorkloadPlacement(wid, "Pending", (), (
+                Reason("not placed by the leader's plan", rule="Shards"),))
+    for wid, diags in spec.invalid.items():
+        out[wid] = WorkloadPlacement(wid, "Invalid", (), tuple(
+            Reason(d.format(), None, "Invalid") for d in diags))
+    allocated: dict[tuple[ClusterName, Flavour], int] = {}
+    for p in out.values():
+        for a in p.assignments:
+            allocated[(a.cluster, a.flavour)] = allocated.get((a.cluster, a.flavour), 0) + \
+                a.gpus
+    usage: dict[ClusterName, dict[Flavour, FlavourUsage]] = {}
+    for name, c in sorted(capacity.clusters.items()):
+        gpus: dict[Flavour, int] = {}
+        for n in c.nodes:
+            gpus[n.flavour] = gpus.get(n.flavour, 0) + n.gpus
+        for f, cap in sorted(gpus.items()):
+            usage.setdefault(name, {})[f] = FlavourUsage(cap, allocated.get((name, f), 0))
+    return Plan(commit=commit, workloads=dict(sorted(out.items())), usage=usage,
+                capacity_digest=capacity.digest(), policy_version=spec.residency.version)
+
+
 def follow_plan(own: Plan, leader: Mapping[WorkloadId, tuple[Assignment, ...]]) -> Plan:
     """`own` (this replica's plan of the same commit) with the leader's placements: a
     workload the leader places goes where the leader put it; one it does not place is
@@ -169,3 +211,38 @@ def follow_plan(own: Plan, leader: Mapping[WorkloadId, tuple[Assignment, ...]]) 
         else:
             out[wid] = wp
     return replace(own, workloads=out)
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """One cluster as its shard's holder last published it."""
+
+    health: ClusterHealth
+    unreachable_for: float | None
+    """Seconds it had been Unreachable when observed (None while it answered)."""
+    owner: str
+    """The replica that published it."""
+
+
+def news_counts(owner: str, *, holder: str | None, age: float | None,
+                max_age: float) -> bool:
+    """A shard's publication by `owner` is news: `owner` is its live holder and the
+    publication changed at most `max_age` seconds ago."""
+    return holder is not None and owner == holder and age is not None and \
+        0 <= age <= max_age
+
+
+def published_health(news: Published | None, *, holder: str | None, age: float | None,
+                     max_age: float) -> tuple[ClusterHealth, float | None]:
+    """(health, unreachable seconds) of a cluster of another shard, for placement and
+    status. Only fresh news of the live holder counts: `news` published by `holder`
+    (the shard Lease's live holder as last read), its publication refreshed `age`
+    seconds ago at most `max_age`. Anything else -- no publication, no holder, a holder
+    other than the publisher (taken over, not yet re-published), news too old -- is
+    `Unknown` with no unreachable time, which holds every placement there."""
+    if news is None or not news_counts(news.owner, holder=holder, age=age,
+                                       max_age=max_age):
+        return "Unknown", None
+    if news.health != "Unreachable":
+        return news.health, None
+    return "Unreachable", max(0.0, news.unreachable_for or 0.0)

@@ -97,6 +97,11 @@ class ClusterSet:
         for one cluster."""
         self._identity_of: dict[ClusterName, ConnectionSpec] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}
+        self._stopped: dict[str, anyio.Event] = {}
+        """Set once a cluster's adapter run (informers, heartbeat) has ended."""
+        self.wanted: Callable[[str], bool] = lambda _name: True
+        """Which clusters this replica connects to: all, or with --shards those of the
+        shards it holds (`controllers.runtime.shards`); `release` lets the others go."""
 
     async def sync(self, spec: FleetSpec) -> None:
         """Connect what the repo names and is not connected, retire what it no longer
@@ -117,7 +122,12 @@ class ClusterSet:
             del self.connect_errors[name]
         await self._prefetch(spec)
         twins = self.refuse_twins(spec)
+        for name in [n for n in reach if not self.wanted(n)]:
+            del reach[name]  # a retiring cluster of another shard: its holder drains it
         for name in sorted(in_repo - set(self.adapters) - set(twins)):
+            if not self.wanted(name):
+                self.connect_errors.pop(name, None)
+                continue
             reach[name] = self.connection_of(spec.clusters[ClusterName(name)])
         connected: dict[str, ClusterAdapter] = {}
 
@@ -329,13 +339,44 @@ class ClusterSet:
             self.inline.pop(name, None)
             self._identity_of = {}  # its server may have changed: check twins again
 
+    async def release(self) -> list[str]:
+        """Disconnect every connected cluster no longer `wanted` (a shard let go or
+        taken: its writes are already fenced off); what it recorded is left for the
+        shard's next holder to publish. The clusters let go, sorted."""
+        async with self.lock:
+            gone = sorted(n for n in self.adapters if not self.wanted(n))
+            for name in gone:
+                scope = self._scopes.pop(name, None)
+                adapter = self.adapters.pop(name)
+                self.connect_errors.pop(name, None)
+                if scope is not None:
+                    scope.cancel()
+                    # its informers stopped before the session closes: one woken in
+                    # between would meet a closed session ("Session is closed")
+                    with anyio.move_on_after(10):
+                        await self._stopped[name].wait()
+                if name not in self.cut_off:
+                    with anyio.CancelScope(shield=True):
+                        await adapter.aclose()
+                self.cut_off.discard(name)
+            return gone
+
+    def unconnected(self, spec: FleetSpec) -> list[str]:
+        """Clusters of `spec` this replica wants and has not connected (nor refused)."""
+        return sorted(n for n in spec.clusters if self.wanted(n) and n not in self.adapters
+                      and n not in self.twins)
+
     async def _run(self, adapter: ClusterAdapter, *,
                    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                    ) -> None:
-        with anyio.CancelScope() as scope:
-            self._scopes[adapter.name] = scope
-            task_status.started()
-            await adapter.run()
+        stopped = self._stopped[adapter.name] = anyio.Event()
+        try:
+            with anyio.CancelScope() as scope:
+                self._scopes[adapter.name] = scope
+                task_status.started()
+                await adapter.run()
+        finally:
+            stopped.set()
 
 
 def connection_of(settings: Settings, cluster: Cluster) -> ConnectionSpec:

@@ -315,7 +315,7 @@ class Manager:
         await self.sources.keep_guard()
 
     def views(self) -> dict[str, ClusterView]:
-        return self.clusters.views()
+        return self.placement.views()
 
     def may_act(self) -> bool:
         return self.leadership.may_act()

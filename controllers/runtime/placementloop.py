@@ -41,7 +41,7 @@ from controllers.persist.sharedplan import SharedPlan
 from controllers.runtime import busy
 from controllers.runtime.clusterset import ClusterSet
 from controllers.runtime.desired import DesiredState
-from controllers.runtime.fleetstate import capacity_snapshot, previous_from_live
+from controllers.runtime.fleetstate import ClusterView, capacity_snapshot, previous_from_live
 from controllers.runtime.leadership import Leadership
 from controllers.runtime.reconcile import live_intent
 from controllers.runtime.records import Records
@@ -55,6 +55,7 @@ from fleet.placement.types import Plan, PreviousPlan
 from fleet.planning import placements
 from fleet.render import workload_id_of_label
 from fleet.safety import previous_with_returned, returned_clusters
+from fleet.spec import FleetSpec
 
 log = structlog.get_logger()
 
@@ -104,6 +105,8 @@ class PlacementLoop:
         self.snapshot = CapacitySnapshot({})
         """The capacity the last plan saw."""
         self.placement_durations: list[float] = []
+        self.placements_made = 0
+        """Plans this replica placed itself (not borrowed from the leader's)."""
         self.last_placement_seconds = 0.0
         self.plan_changed = asyncio.Condition()
         """Notified after each plan."""
@@ -117,6 +120,19 @@ class PlacementLoop:
         self.follow: Callable[[Plan], Plan] = lambda plan: plan
         """With --shards: the plan this replica writes, the leader's placements over its
         own (`controllers.runtime.shards.Shards.follow`)."""
+        self.other_views: Callable[[], Mapping[str, ClusterView]] = dict
+        """With --shards: the clusters of shards held elsewhere, as their holders
+        published them (`Shards.views`; a silent shard's are Unknown); this replica's
+        own adapters' views win over them."""
+        self.borrow: Callable[[FleetSpec, CapacitySnapshot, str | None], Plan | None] = \
+            lambda _spec, _capacity, _commit: None
+        """With --shards, a replica that does not lead places nothing: the plan it
+        writes is made of the leader's published placements (`Shards.borrow`); None:
+        place here."""
+        self.unseen: Callable[[], list[str]] = list
+        """With --shards: clusters a rebuild waits for (bounded) before it plans:
+        of shards held here but not connected yet, or held elsewhere without news yet
+        (`Shards.unseen`)."""
 
     def trigger(self) -> None:
         self._wake.set()
@@ -162,7 +178,8 @@ class PlacementLoop:
                 urgent = True
                 for name in adapters:
                     self.queue.add(name)
-            unreachable = any(a.health_state == "Unreachable" for a in adapters.values())
+            unreachable = any(a.health_state == "Unreachable" for a in adapters.values()) \
+                or any(v.health == "Unreachable" for v in self.other_views().values())
             since = time.monotonic() - last_plan
             # Capacity alone can only help workloads still Pending; and a re-plan costs
             # CPU that apply and the informers need, so space them by its own cost.
@@ -195,6 +212,11 @@ class PlacementLoop:
 
     # ------------------------------------------------------------------ the plan
 
+    def views(self) -> dict[str, ClusterView]:
+        """Every cluster placement can see: the other shards' published views under
+        this replica's own."""
+        return {**self.other_views(), **self.clusters.views()}
+
     async def run(self) -> None:
         failures = 0
         while True:
@@ -213,6 +235,22 @@ class PlacementLoop:
                 await anyio.sleep(delay)
                 self.trigger()
             await anyio.sleep(self.tick / 2)  # coalesce bursts of capacity events
+
+    async def _wait_seen(self) -> None:
+        """Until every connected cluster listed (or is Unreachable), and, for at most
+        `startup_sync_timeout`, until no cluster is `unseen`: a plan on a partial view
+        holds what it cannot see, but places nothing new there."""
+        waited = 0.0
+        while True:
+            await self.clusters.wait_listed(tick=self.tick,
+                                            say_every=self.startup_sync_timeout)
+            unseen = self.unseen()
+            if not unseen or waited >= self.startup_sync_timeout:
+                if unseen:
+                    log.warning("planning_without_news", clusters=unseen)
+                return
+            await anyio.sleep(self.tick)
+            waited += self.tick
 
     async def _previous(self, rebuild: bool, snapshot: CapacitySnapshot) -> PreviousPlan:
         spec = self.desired.spec
@@ -243,13 +281,15 @@ class PlacementLoop:
         assert spec is not None
         rebuild = self._from_live
         if rebuild:
-            await self.clusters.wait_listed(tick=self.tick,
-                                            say_every=self.startup_sync_timeout)
-        snapshot = capacity_snapshot(spec.clusters, self.clusters.views(),
+            await self._wait_seen()
+        snapshot = capacity_snapshot(spec.clusters, self.views(),
                                      self.settings.failover_grace)
         previous = await self._previous(rebuild, snapshot)
         started = time.perf_counter()
-        plan = self.follow(await busy.place(self.placer, spec, snapshot, previous, head))
+        plan = self.borrow(spec, snapshot, head)
+        if plan is None:
+            self.placements_made += 1
+            plan = self.follow(await busy.place(self.placer, spec, snapshot, previous, head))
         elapsed = time.perf_counter() - started
         self.placement_durations.append(elapsed)
         self.metrics.placement.observe(elapsed)

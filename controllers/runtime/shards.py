@@ -14,24 +14,33 @@ the cluster name). Every replica, the leader included:
   past its deadline, or the Lease taken) writes nothing more there;
 - writes the leader's placements only: the leader (`--leader-elect`'s Lease) plans and
   publishes its plan's placements in the home cluster (`controllers.persist.sharedplan`,
-  once per commit and whenever they change); another replica overlays them on its own
-  plan (`fleet.shards.follow_plan`) and reconciles only while the published plan is of
-  the commit it serves;
+  once per commit and whenever they change); another replica places nothing, its plan
+  is those placements (`borrow`, `fleet.shards.leader_plan`), and it reconciles only
+  while the published plan is of the commit it serves;
 - publishes its shards' reconcile results (`controllers.persist.shardstatus`) and reads
   the others', so its `/api/v1/status` covers the whole fleet; every cluster row says
   its `shard` and `shardOwner`.
 
-Every replica still watches every cluster (placement needs the whole fleet's capacity
-and health, and status is served from the informers): sharding spreads the writes and
-the apply work, not the watches. The ledger has one writer, so `--shards` with
-`--ledger` is refused at start (`controllers.settings.home_problem`), as is `--shards`
-without `--leader-elect`.
+A replica connects (adapters, informers, heartbeats) only to the clusters of the shards
+it holds (`ClusterSet.wanted`): gaining a shard connects its clusters, losing one
+disconnects them (its writes already fenced off by the lost Lease). What the others
+need of those clusters -- health, how long Unreachable, the nodes -- goes into the same
+publication, re-published at least every third of the Lease duration; the placement
+loop sees the other shards' clusters through `views`, where a shard whose news is
+missing or stale (no live holder, or a holder that stopped re-publishing) leaves its
+clusters `Unknown` (`fleet.shards.published_health`): their placements are held,
+nothing fails over because a replica went quiet.
+
+The ledger has one writer, so `--shards` with `--ledger` is refused at start
+(`controllers.settings.home_problem`), as is `--shards` without `--leader-elect`.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -45,10 +54,20 @@ from clusters.errors import ClusterError
 from clusters.leader import default_identity
 from clusters.shardlease import ShardLease, read_views, want
 from controllers.persist import shardstatus, sharedplan
-from controllers.status.statusdoc import PlacementLive
+from controllers.runtime.fleetstate import ClusterView
+from fleet.capacity import HEALTH_STATES, CapacitySnapshot, ClusterHealth
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Assignment, Plan
-from fleet.shards import follow_plan, lease_moves, shard_of
+from fleet.shards import (
+    Published,
+    follow_plan,
+    leader_plan,
+    lease_moves,
+    news_counts,
+    published_health,
+    shard_of,
+)
+from fleet.spec import FleetSpec
 
 if TYPE_CHECKING:
     from controllers.runtime.manager import Manager
@@ -91,13 +110,27 @@ class Shards:
             = None
         self.followed: str | None = None
         """The commit whose plan this replica follows the leader's for (not leading)."""
-        self.remote: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
         self.owners: dict[int, str] = {}
         """Shard -> its holder as last read."""
-        self._published: dict[int, str] = {}
-        self._read: dict[int, tuple[str, dict[tuple[ClusterName, WorkloadId],
-                                              PlacementLive]]] = {}
-        """Shard -> another replica's status as last read, and decoded."""
+        self._published: dict[int, tuple[dict[str, Any], float]] = {}
+        """Shard -> what this replica last published of it (but its time), and when
+        (monotonic)."""
+        self._read: dict[int, tuple[str, shardstatus.ShardDoc, float]] = {}
+        """Shard -> another replica's publication as last read, decoded, and when
+        (monotonic) it was last seen to change: the holder re-publishes at least every
+        third of a Lease duration, so news unchanged for a whole duration is stale."""
+        self.remote: dict[str, ClusterView] = {}
+        """The clusters of shards held elsewhere, as placement and status see them."""
+        self.news: dict[str, tuple[str | None, bool]] = {}
+        """Per cluster of another shard: when its holder observed it, and whether that
+        news counts (fresh, from the live holder)."""
+        self.clock: Callable[[], float] = time.monotonic
+        self.version = 0
+        """Counts changes of `remote` and of the news' freshness (the status cache's
+        fingerprint: not every re-publication, which only moves `at`)."""
+        self._connected_for: tuple[tuple[int, int], ...] | None = None
+        """The shards (and generations) this replica's clusters were last connected
+        for."""
         self.foreign: list[str] = []
         """Live shard Leases of another shard count: while any, this replica holds none."""
         self.rounds = 0
@@ -117,6 +150,10 @@ class Shards:
         m.leadership.adapters = {}  # the leader Lease fences no cluster write: shards do
         m.reconciler.may_act = lambda: not m.source.holding
         m.placement.follow = shards.follow
+        m.placement.borrow = shards.borrow
+        m.placement.other_views = shards.views
+        m.placement.unseen = shards.unseen
+        m.clusters.wanted = shards.wants
         m.rollout.owns = shards.owns
         m.metrics.scrape_with(shards.collect)
         return shards
@@ -127,6 +164,34 @@ class Shards:
     def owns(self, cluster: str) -> bool:
         lease = self.leases.get(self.shard(cluster))
         return lease is not None and lease.is_leader
+
+    def wants(self, cluster: str) -> bool:
+        """Connect to `cluster` here: it is of a held shard (or it is the home)."""
+        return self.owns(cluster) or cluster == self.m.settings.leader_cluster
+
+    def views(self) -> dict[str, ClusterView]:
+        return self.remote
+
+    def unseen(self) -> list[str]:
+        """Clusters a first plan would rather wait for (bounded by the caller): every
+        one before the first Lease round; then each cluster without a view that has
+        listed -- its own adapter's, or fresh news of another shard's holder -- but
+        those of held shards that could not connect (said in status)."""
+        spec = self.m.desired.spec
+        if spec is None:
+            return []
+        if self.rounds == 0:
+            return sorted(str(n) for n in spec.clusters)
+        views = self.m.placement.views()
+        out: list[str] = []
+        for name in sorted(spec.clusters):
+            view = views.get(name)
+            if view is not None and view.health != "Unknown":
+                continue
+            if self.owns(name) and name in self.m.connect_errors:
+                continue
+            out.append(name)
+        return out
 
     def held(self) -> list[int]:
         return sorted(s for s, lease in self.leases.items() if lease.is_leader)
@@ -167,6 +232,20 @@ class Shards:
         self.followed = plan.commit
         return follow_plan(plan, published[1])
 
+    def borrow(self, spec: FleetSpec, capacity: CapacitySnapshot, commit: str | None
+               ) -> Plan | None:
+        """A replica that does not lead places nothing: its plan is the leader's
+        published placements (`fleet.shards.leader_plan`; all Pending before any is
+        published), followed -- reconciled -- only once they are of `commit`. None
+        while it leads: it places."""
+        if self.leading():
+            return None
+        published = self.leader_plan
+        self.followed = commit if published is not None and published[0] == commit \
+            else None
+        return leader_plan(spec, published[1] if published is not None else {}, commit,
+                           capacity)
+
     def collect(self) -> Iterator[Metric]:
         """`aifleet_shard_held{shard}` (1 where this replica holds the shard's Lease) and
         `aifleet_shard_clusters{shard}`: summed over the replicas, every shard is held
@@ -177,7 +256,8 @@ class Shards:
         sizes = GaugeMetricFamily("aifleet_shard_clusters", "Clusters hashed to the shard.",
                                   labels=["shard"])
         mine = set(self.held())
-        counts = Counter(self.shard(name) for name in self.m.adapters)
+        spec = self.m.desired.spec
+        counts = Counter(self.shard(name) for name in (spec.clusters if spec else ()))
         for shard in range(self.count):
             held.add_metric([str(shard)], 1.0 if shard in mine else 0.0)
             sizes.add_metric([str(shard)], float(counts.get(shard, 0)))
@@ -187,9 +267,13 @@ class Shards:
     def annotate(self, doc: dict[str, Any]) -> None:
         """Each cluster row: its shard and who holds it (extra fields, allowed)."""
         for row in doc.get("clusters", []):
-            shard = self.shard(str(row.get("name")))
+            name = str(row.get("name"))
+            shard = self.shard(name)
             row["shard"] = shard
             row["shardOwner"] = self.owners.get(shard)
+            news = self.news.get(name)
+            if news is not None:  # another shard's: health and capacity as published
+                row["shardNewsAt"], row["shardNewsFresh"] = news
         doc["shards"] = {"count": self.count, "identity": self.identity, "held": self.held(),
                          "followsLeaderPlan": self.following_leader(),
                          "otherShardCounts": self.foreign}
@@ -205,6 +289,7 @@ class Shards:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._lease_loop)
             tg.start_soon(self._share_loop)
+            tg.start_soon(self._connect_loop)
 
     async def _lease_loop(self) -> None:
         while True:
@@ -247,6 +332,7 @@ class Shards:
         if moves.want is not None:
             await want(client, self.m.home.namespace, moves.want, self.identity)
         self._rewire()
+        self.refresh_views()
 
     def _lease(self, client: KubeClient, shard: int) -> ShardLease:
         lease = self.leases.get(shard)
@@ -276,6 +362,24 @@ class Shards:
                     self.wire(name, adapter)
                     self.m.queue.add(name)
 
+    async def _connect_loop(self) -> None:
+        """Connect the clusters of shards gained, disconnect those of shards lost
+        (outside the Lease rounds: connecting many clusters must not delay a renew)."""
+        while True:
+            held = tuple((s, self.leases[s].generation) for s in self.held())
+            spec = self.m.desired.spec
+            if spec is not None and held != self._connected_for:
+                self._connected_for = held
+                gone = await self.m.clusters.release()
+                if gone:
+                    log.info("shard_clusters_disconnected", clusters=gone)
+                before = set(self.m.adapters)
+                if self.m.clusters.unconnected(spec):
+                    await self.m.clusters.sync(spec)
+                if set(self.m.adapters) - before or gone:
+                    self.m.trigger_plan()
+            await anyio.sleep(self.m.tick)
+
     async def _share_loop(self) -> None:
         while True:
             client = self.m.home.client()
@@ -303,12 +407,24 @@ class Shards:
         self.m.trigger_plan()  # re-plan, to follow it
 
     async def _publish(self, client: KubeClient) -> None:
+        """Each held shard's results and its clusters' health and nodes: written when
+        they change, and at least every `REFRESH` of a Lease duration (the others' sign
+        that this shard is alive)."""
+        views = self.m.clusters.views()
         for shard in self.held():
             mine = {k: v for k, v in self.m.live.items() if self.shard(k[0]) == shard}
-            data = shardstatus.encode(self.identity, mine)
-            if self._published.get(shard) != data:
-                await shardstatus.write(client, self.m.home.namespace, shard, data)
-                self._published[shard] = data
+            news = {name: shardstatus.ClusterNews(v.health, v.unreachable_for, v.nodes)
+                    for name, v in views.items() if self.shard(name) == shard}
+            doc = shardstatus.content(self.identity, mine, news)
+            last = self._published.get(shard)
+            now = self.clock()
+            if last is not None and last[0] == doc and \
+                    now - last[1] < self.duration * shardstatus.REFRESH:
+                continue
+            at = datetime.now(UTC).isoformat(timespec="milliseconds")
+            data = shardstatus.encode(self.identity, mine, news, at)
+            await shardstatus.write(client, self.m.home.namespace, shard, data)
+            self._published[shard] = (doc, now)
 
     async def _read_others(self, client: KubeClient) -> None:
         """The results of the shards held elsewhere, into this replica's `live` (whose
@@ -325,18 +441,83 @@ class Shards:
                 continue
             last = self._read.get(shard)
             if last is not None and last[0] == data:
-                results = last[1]
+                doc = last[1]
             else:
                 try:
-                    _owner, decoded = shardstatus.decode(data)
+                    doc = shardstatus.decode_doc(data)
                 except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
                     log.warning("shard_status_unusable", shard=shard, error=str(e))
                     continue
-                results = {k: v for k, v in decoded.items() if self.shard(k[0]) == shard}
-                self._read[shard] = (data, results)
+                doc = shardstatus.ShardDoc(
+                    doc.owner, {k: v for k, v in doc.live.items() if self.shard(k[0]) == shard},
+                    {n: v for n, v in doc.views.items() if self.shard(n) == shard}, doc.at)
+                self._read[shard] = (data, doc, self.clock())
+            results = doc.live
             now = {k: v for k, v in self.m.live.items() if self.shard(k[0]) == shard}
             if now == results:
                 continue
             for key in now:
                 del self.m.live[key]
             self.m.live.update(results)
+        self.refresh_views()
+
+    def refresh_views(self) -> None:
+        """The other shards' clusters as placement and status see them, from their
+        publications as last read and the Leases' holders as last read
+        (`fleet.shards.published_health`: only fresh news of the live holder counts).
+        A change of what placement can see re-plans (coalesced for capacity alone)."""
+        spec = self.m.desired.spec
+        if spec is None:
+            return
+        now = self.clock()
+        held = set(self.held())
+        remote: dict[str, ClusterView] = {}
+        news: dict[str, tuple[str | None, bool]] = {}
+        for name in sorted(spec.clusters):
+            shard = self.shard(name)
+            if shard in held:
+                continue
+            read = self._read.get(shard)
+            seen = read[1].views.get(ClusterName(name)) if read is not None else None
+            published = None if seen is None or read is None else Published(
+                _health(seen.health), seen.unreachable_for, read[1].owner)
+            health, gone = published_health(
+                published, holder=self.owners.get(shard),
+                age=now - read[2] if read is not None else None, max_age=self.duration)
+            if read is not None and seen is not None:
+                news[name] = (read[1].at, news_counts(
+                    read[1].owner, holder=self.owners.get(shard), age=now - read[2],
+                    max_age=self.duration))
+            if health == "Unknown" and seen is None:
+                continue  # no view: Unknown to placement as it is
+            nodes = seen.nodes if seen is not None and health in ("Healthy", "Degraded") \
+                else ()
+            remote[name] = ClusterView(health, gone, nodes)
+        before, self.remote = self.remote, remote
+        if remote != before or {n: f for n, (_at, f) in news.items()} != \
+                {n: f for n, (_at, f) in self.news.items()}:
+            self.version += 1
+        self.news = news
+        if _seen(before) != _seen(remote):
+            self.m.trigger_plan()
+        elif any(before[n].nodes != v.nodes for n, v in remote.items() if n in before) \
+                and self._pending():
+            # as for its own clusters' capacity: it can only help a Pending workload
+            self.m.placement.replans.ask()
+
+    def _pending(self) -> bool:
+        plan = self.m.desired.plan
+        return plan is not None and any(wp.status == "Pending"
+                                        for wp in plan.workloads.values())
+
+
+def _health(value: str) -> ClusterHealth:
+    for h in HEALTH_STATES:
+        if h == value:
+            return h
+    return "Unknown"
+
+
+def _seen(views: dict[str, ClusterView]) -> dict[str, tuple[str, bool]]:
+    """What placement distinguishes of each cluster: its health, and away or not."""
+    return {n: (v.health, v.unreachable_for is not None) for n, v in views.items()}

@@ -133,12 +133,12 @@ def fingerprint(m: Manager) -> tuple[Hashable, ...]:
 
 def _shards(m: Manager) -> Hashable:
     """With --shards, what `Shards.annotate` shows (the other shards' results are in
-    `live`, whose writes are counted)."""
+    `live`, whose writes are counted; their health and nodes change `version`)."""
     s = m.shards
     if s is None:
         return None
     return (s.count, s.identity, tuple(s.held()), tuple(sorted(s.owners.items())),
-            s.following_leader(), tuple(s.foreign))
+            s.following_leader(), tuple(s.foreign), s.version)
 
 
 class StatusCache:

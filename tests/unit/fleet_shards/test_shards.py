@@ -7,17 +7,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleet.ids import ClusterName, Flavour, WorkloadId
+from fleet.placement import place
 from fleet.placement.types import Assignment, Plan, WorkloadPlacement
 from fleet.shards import (
     LeaseMoves,
     LeaseView,
+    Published,
     assign,
     fair_share,
     follow_plan,
+    leader_plan,
     lease_moves,
     lease_name,
+    published_health,
     shard_of,
 )
+from tests.unit.fleet_placement.builders import cluster, declared, fleet, with_health
+from tests.unit.fleet_placement.builders import workload as wl
 
 names = st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True), min_size=1,
                  max_size=60, unique=True)
@@ -197,3 +203,68 @@ def test_a_follower_writes_the_leaders_placements_only() -> None:
     assert got[WorkloadId("t/c")].clusters == ("x",)
     assert got[WorkloadId("t/d")].status == "Invalid"
     assert got[WorkloadId("t/e")] is own.workloads[WorkloadId("t/e")]
+
+
+# --------------------------------------------------------------- a silent shard (issue 22)
+
+HEALTHS = st.sampled_from(["Healthy", "Degraded", "Unreachable", "Unknown"])
+GONE = st.one_of(st.none(), st.floats(0, 1e9, allow_nan=False))
+WHO = st.sampled_from(["a", "b", "c"])
+AGE = st.one_of(st.none(), st.floats(-10, 1e6, allow_nan=False))
+
+
+@given(HEALTHS, GONE, WHO, st.one_of(st.none(), WHO), AGE, st.floats(0.1, 600))
+def test_only_fresh_news_of_the_live_holder_says_anything_about_a_cluster(
+        health: str, gone: float | None, owner: str, holder: str | None,
+        age: float | None, max_age: float) -> None:
+    news = Published(health, gone, owner)  # type: ignore[arg-type]
+    out = published_health(news, holder=holder, age=age, max_age=max_age)
+    fresh = holder == owner and age is not None and 0 <= age <= max_age
+    if not fresh:  # no holder, another holder, no publication seen, or too old
+        assert out == ("Unknown", None)
+    elif health == "Unreachable":
+        assert out == ("Unreachable", max(0.0, gone or 0.0))
+    else:
+        assert out == (health, None)  # an answering cluster is never "away"
+    assert published_health(None, holder=holder, age=age, max_age=max_age) == \
+        ("Unknown", None)
+
+
+@pytest.mark.parametrize(("holder", "age", "stays"), [
+    (None, 1.0, True),          # the holder died: its Lease expired, nobody holds it
+    ("b", 1.0, True),           # taken over, the new holder has not published yet
+    ("a", 10_000.0, True),      # the holder stopped re-publishing long ago
+    ("a", 1.0, False),          # fresh news: Unreachable past the grace fails over
+], ids=["no-holder", "new-holder-no-news-yet", "stale", "fresh-unreachable"])
+def test_a_silent_shards_workloads_never_fail_over(holder: str | None, age: float,
+                                                  stays: bool) -> None:
+    """The last news of the shard said Unreachable for far longer than any grace: only
+    while that news is fresh and the live holder's does the workload move."""
+    w = wl("w", count=8)
+    spec = fleet(cluster("a", "DE"), cluster("b", "FR"), w)
+    health, gone = published_health(Published("Unreachable", 10_000.0, "a"),
+                                     holder=holder, age=age, max_age=15.0)
+    cap = with_health(declared(spec), "a", health, gone)
+    prev = {WorkloadId("nlp-team/w"): (Assignment(ClusterName("a"), w.flavours[0], 1, 8),)}
+    wp = place(spec, cap, prev).workloads[WorkloadId("nlp-team/w")]
+    assert wp.status == "Placed"
+    assert ([a.cluster for a in wp.assignments] == ["a"]) is stays
+
+
+def test_a_follower_writes_the_leaders_placements_without_placing() -> None:
+    """`leader_plan` gives the placements `follow_plan` gives over a plan of one's own:
+    where the leader put it, Pending where it put it nowhere; usage from capacity."""
+    w1, w2 = wl("w1", count=8), wl("w2", count=8)
+    spec = fleet(cluster("a", "DE"), cluster("b", "FR"), w1, w2)
+    cap = declared(spec)
+    own = place(spec, cap, {})
+    there = (Assignment(ClusterName("b"), Flavour("h100-80gb"), 1, 8),)
+    leader = {WorkloadId("nlp-team/w1"): there}
+    mine = leader_plan(spec, leader, "c1", cap)
+    followed = follow_plan(own, leader)
+    assert {k: (v.status, v.assignments) for k, v in mine.workloads.items()} == \
+        {k: (v.status, v.assignments) for k, v in followed.workloads.items()}
+    assert mine.workloads[WorkloadId("nlp-team/w2")].status == "Pending"
+    assert mine.usage[ClusterName("b")][Flavour("h100-80gb")].allocated == 8
+    assert mine.usage[ClusterName("a")][Flavour("h100-80gb")].allocated == 0
+    assert mine.commit == "c1" and mine.capacity_digest == cap.digest()
