@@ -122,7 +122,8 @@ def rss_mib(pid: int) -> tuple[float, float]:
 
 
 def descendants(pid: int) -> list[tuple[int, int]]:
-    """(child, parent) of every process started by `pid` and by them, from /proc."""
+    """(child, parent) of every process started by `pid` and by them, from /proc (the
+    controller's placement worker is a grandchild, through multiprocessing's fork server)."""
     out: list[tuple[int, int]] = []
     todo = [pid]
     while todo:
@@ -161,27 +162,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def descendants(pid: int) -> list[int]:
-    """The process's children, theirs, and so on (the controller's placement worker is
-    a grandchild, through multiprocessing's fork server), from /proc."""
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for task in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
-            try:
-                kids = [int(k) for k in task.read_text().split()]
-            except OSError:  # it ended meanwhile
-                continue
-            out.extend(kids)
-            todo.extend(kids)
-    return out
-
-
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of a process and every live descendant (with what the process's
     children that ended and were waited for used, as /proc counts it)."""
     total = 0.0
-    for p in (pid, *descendants(pid)):
+    for p in (pid, *(child for child, _ in descendants(pid))):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:

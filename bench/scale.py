@@ -239,7 +239,7 @@ class Controllers:
         out = []
         for _, p, _ in self.procs:
             peaks = [0.0]
-            for kid in descendants(p.pid) if p.poll() is None else ():
+            for kid, _ in descendants(p.pid) if p.poll() is None else ():
                 try:
                     peaks.append(rss_mib(kid)[1])
                 except OSError:
