@@ -160,7 +160,7 @@ async def test_a_silent_shards_clusters_are_held_until_it_is_taken_over(
         cache = StatusCache(a, max_age=1e9, clock=lambda: 0.0)  # rebuilt on change only
 
         async def cached_health() -> set[str]:
-            rows = json.loads(await cache.body())["clusters"]
+            rows = json.loads((await cache.body()).raw)["clusters"]
             return {r["health"] for r in rows if r["name"] in gone}
         assert await cached_health() == {"Healthy"}
         async with anyio.create_task_group() as tg:
