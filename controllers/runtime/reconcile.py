@@ -272,8 +272,6 @@ class ClusterReconciler:
         running = self._running_elsewhere(name) if self.desired.protected() else {}
         stale = self.desired.stale_on(cluster, live_labels, reachable, running)
         objects, labels = self.desired.objects_for(cluster)
-        plan = self.desired.plan
-        assert plan is not None
         gangs = self._gangs(labels)
         return plan_cluster(
             objects, {lb: str(wid) for lb, wid in labels.items()}, stale=stale,
@@ -282,7 +280,7 @@ class ClusterReconciler:
             kept=self.desired.kept_on(cluster, live_labels, reachable),
             live_here=live_labels, draining=self._draining(),
             forbidden=self.desired.forbidden_on(cluster, live_labels),
-            anything_placed=any(wp.status == "Placed" for wp in plan.workloads.values()),
+            anything_placed=self.desired.anything_placed,
             mass_deletion_allowed=ALLOW_MASS_DELETION in self.desired.allowed,
             gangs=gangs, held_elsewhere=self._held_elsewhere(name, gangs - live_labels))
 

@@ -175,6 +175,41 @@ def cluster_rows(spec: FleetSpec | None, plan: Plan | None,
     return rows
 
 
+CLUSTER_REASONS = 20
+"""Per-cluster reasons a workload row shows of clusters it is not placed on (a Pending
+workload's plan has one per cluster that refused it), before one line of how many more."""
+
+
+def plan_reasons(wp: WorkloadPlacement) -> list[dict[str, Any]]:
+    """The plan's reasons of a workload, as status rows: every line without a cluster
+    (the diagnosis) and every one about a cluster it is placed on, but of the clusters
+    that refused it only the first `CLUSTER_REASONS`, then one line of how many more
+    (rule `Truncated`): the diagnosis line already counts them by cause.
+
+    Issue 22 (1,000 clusters x 50,000 workloads): a Pending workload's plan carries one
+    Reason per cluster (`fleet.placement.diagnose`), shared objects in the plan, but a
+    dict each in its status row and ~90 bytes each in the JSON. With every cluster still
+    Unknown that was 50 million rows' reasons, ~190 bytes each: the controller's heap
+    grew with clusters x workloads before anything was applied. `fleet explain` lists
+    every cluster's reason."""
+    placed = {a.cluster for a in wp.assignments}
+    out: list[dict[str, Any]] = []
+    refused = 0
+    for r in wp.reasons:
+        if r.cluster and r.cluster not in placed:
+            refused += 1
+            if refused > CLUSTER_REASONS:
+                continue
+        out.append({"message": r.message, **({"cluster": r.cluster} if r.cluster else {}),
+                    **({"rule": r.rule} if r.rule else {})})
+    if refused > CLUSTER_REASONS:
+        more = refused - CLUSTER_REASONS
+        out.append({"message": f"and {more} more cluster{'' if more == 1 else 's'}: "
+                               f"`fleet explain {wp.id}` lists every cluster's reason",
+                    "rule": "Truncated"})
+    return out
+
+
 def _workload_row(wp: WorkloadPlacement, live: Mapping[tuple[ClusterName, WorkloadId],
                                                        PlacementLive],
                   drift: Mapping[WorkloadId, Sequence[DriftItem]]) -> dict[str, Any]:
@@ -196,10 +231,7 @@ def _workload_row(wp: WorkloadPlacement, live: Mapping[tuple[ClusterName, Worklo
             {"cluster": a.cluster, "replicas": a.replicas, "flavour": a.flavour,
              "gpus": a.gpus}
             for a in wp.assignments],
-        "reasons": [
-            {"message": r.message, **({"cluster": r.cluster} if r.cluster else {}),
-             **({"rule": r.rule} if r.rule else {})}
-            for r in wp.reasons] + [
+        "reasons": plan_reasons(wp) + [
             {"message": live[(a.cluster, wp.id)].message or "", "cluster": a.cluster,
              "rule": "RecreateNeeded" if live[(a.cluster, wp.id)].recreate else "Apply"}
             for a in wp.assignments

@@ -10,7 +10,7 @@ import pytest
 from controllers.status.statusdoc import DriftItem, PlacementLive, SourceState, status_document
 from fleet.capacity import CapacitySnapshot, ClusterCapacity, NodeCapacity
 from fleet.ids import ClusterName, Flavour, WorkloadId
-from fleet.placement.types import Assignment, Plan, Reason, WorkloadPlacement
+from fleet.placement.types import Assignment, PlacementStatus, Plan, Reason, WorkloadPlacement
 from fleet.spec import FleetSpec
 from tests.fleetdocs import base_fleet, workload
 from tests.gitrepo import GitRepo
@@ -101,3 +101,54 @@ def test_cluster_gpus_count_allocation_and_what_others_hold(spec: FleetSpec) -> 
     assert fra["jurisdiction"] == "DE"
     assert fra["gpus"]["h100-80gb"] == {"capacity": 16, "allocated": 8, "free": 6,
                                         "largestFreeBlock": 8}
+
+
+def _refused_by(n: int, status: PlacementStatus = "Pending",
+                assignments: tuple[Assignment, ...] = ()) -> WorkloadPlacement:
+    """A workload every one of `n` clusters refused (a Reason each, as `fleet.placement`
+    diagnoses a Pending workload), after its diagnosis line."""
+    return WorkloadPlacement(SERVE, status, assignments, (
+        Reason(f"0/{n} clusters: {n} Unknown", None, "Health"),
+        *(Reason("cluster health is Unknown", ClusterName(f"c{i:04d}"), "Health")
+          for i in range(n))))
+
+
+@pytest.mark.parametrize("clusters", [5, 20, 21, 1000])
+def test_a_rows_reasons_do_not_grow_with_the_clusters_that_refused_it(
+        spec: FleetSpec, clusters: int) -> None:
+    """Issue 22: one status dict per (refusing cluster, Pending workload) grew the heap
+    with clusters x workloads. The diagnosis line stays, then the first CLUSTER_REASONS
+    clusters, then one line of how many more."""
+    from controllers.status.statusdoc import CLUSTER_REASONS, plan_reasons
+    rows = plan_reasons(_refused_by(clusters))
+    assert rows[0] == {"message": f"0/{clusters} clusters: {clusters} Unknown",
+                       "rule": "Health"}
+    shown = [r for r in rows if r.get("rule") == "Health" and "cluster" in r]
+    assert [r["cluster"] for r in shown] == [f"c{i:04d}"
+                                             for i in range(min(clusters, CLUSTER_REASONS))]
+    more = clusters - CLUSTER_REASONS
+    assert len(rows) == 1 + min(clusters, CLUSTER_REASONS) + (more > 0)
+    if more > 0:
+        assert rows[-1]["rule"] == "Truncated"
+        assert rows[-1]["message"].startswith(f"and {more} more cluster")
+        assert f"fleet explain {SERVE}" in rows[-1]["message"]
+
+
+def test_reasons_about_the_clusters_a_workload_is_placed_on_are_all_kept() -> None:
+    from controllers.status.statusdoc import CLUSTER_REASONS, plan_reasons
+    on = (Assignment(ClusterName("c0990"), H100, 1, 8),
+          Assignment(ClusterName("c0999"), H100, 1, 8))
+    rows = plan_reasons(_refused_by(1000, "Placed", on))
+    assert {"c0990", "c0999"} <= {r.get("cluster") for r in rows}
+    assert len(rows) == 1 + CLUSTER_REASONS + 2 + 1
+    assert rows[-1]["message"].startswith("and 978 more clusters")
+
+
+def test_a_document_with_truncated_reasons_matches_the_shared_schema(spec: FleetSpec) -> None:
+    p = plan()
+    doc = status_document(
+        spec=spec, plan=Plan(p.commit, {**p.workloads, SERVE: _refused_by(300)}),
+        snapshot=snapshot(), source=SourceState("c2", "c1", ()), live={}, drift=[])
+    jsonschema.validate(doc, load_schema("status.schema.json"))
+    row = next(w for w in doc["workloads"] if w["id"] == SERVE)
+    assert len(row["reasons"]) == 22
