@@ -82,6 +82,9 @@ class DesiredState:
         """Whether the plan places any workload anywhere (prune's mass-deletion guard,
         `fleet.sync.plan_cluster`): kept with the plan, in the pass its setter makes
         anyway, so a cluster's reconcile does not scan the whole plan for it."""
+        self.anything_pending = False
+        """Whether the plan leaves any workload Pending (capacity can only help those:
+        the placement loop asks it at every tick), kept with the plan likewise."""
         self._by_cluster: dict[ClusterName, dict[WorkloadId, Assignment]] | None = None
         """The plan's Placed assignments by cluster, then workload id (sorted): built
         on first use after each new plan."""
@@ -97,11 +100,13 @@ class DesiredState:
     def plan(self, plan: Plan | None) -> None:
         self._plan = plan
         self._by_cluster = None
-        self.anything_placed = False
+        self.anything_placed = self.anything_pending = False
         if plan is None:
             return
         for wid, wp in plan.workloads.items():
-            if wp.status == "Placed":
+            if wp.status == "Pending":
+                self.anything_pending = True
+            elif wp.status == "Placed":
                 self.anything_placed = True
                 if wp.clusters:
                     self.last_placed[wid] = tuple(wp.clusters)

@@ -183,9 +183,7 @@ class PlacementLoop:
             since = time.monotonic() - last_plan
             # Capacity alone can only help workloads still Pending; and a re-plan costs
             # CPU that apply and the informers need, so space them by its own cost.
-            plan = self.desired.plan
-            pending = plan is not None and any(
-                wp.status == "Pending" for wp in plan.workloads.values())
+            pending = self.desired.anything_pending  # kept with the plan, not a scan
             if capacity_dirty and pending:
                 capacity_dirty = False
                 self.replans.ask()

@@ -58,8 +58,9 @@ class Rollout:
             return  # a new commit is adopted but not planned yet
         if name and head:
             self._failures.pop((head, name), None)
-            placed = sum(1 for wp in plan.workloads.values()
-                         if any(a.cluster == name for a in wp.assignments))
+            # from the plan's index by cluster: O(workloads here), not O(the fleet's)
+            # per finished pass (only a Placed workload has assignments)
+            placed = len(self.desired.placed_on(ClusterName(name)))
             self.post_status(head, name, "success",
                              f"applied: {placed} workload{'' if placed == 1 else 's'}")
         for cname, adapter in self.adapters.items():

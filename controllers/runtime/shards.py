@@ -506,9 +506,7 @@ class Shards:
             self.m.placement.replans.ask()
 
     def _pending(self) -> bool:
-        plan = self.m.desired.plan
-        return plan is not None and any(wp.status == "Pending"
-                                        for wp in plan.workloads.values())
+        return self.m.desired.anything_pending  # kept with the plan, not a scan
 
 
 def _health(value: str) -> ClusterHealth:

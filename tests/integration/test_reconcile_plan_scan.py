@@ -80,15 +80,15 @@ async def test_twenty_passes_scan_the_plan_no_more_than_one(tmp_path: Path,
         assert "nlp-team.old" in c.adapter.live_workloads()
 
 
-def test_anything_placed_follows_each_plan() -> None:
+@pytest.mark.parametrize(("pending", "placed", "answers"), [
+    (5, 0, (False, True)), (5, 1, (True, True)), (0, 2, (True, False)), (0, 0, (False, False)),
+], ids=["all-pending", "both", "all-placed", "empty"])
+def test_anything_placed_and_pending_follow_each_plan(
+        pending: int, placed: int, answers: tuple[bool, bool]) -> None:
     desired = DesiredState(render)
-    assert desired.anything_placed is False
-    desired.plan = pending_plan(5)
-    assert desired.anything_placed is False
-    desired.plan = pending_plan(5, placed_elsewhere=1)
-    assert desired.anything_placed is True
-    desired.plan = pending_plan(0)
-    assert desired.anything_placed is False
-    desired.plan = pending_plan(3, placed_elsewhere=2)
+    assert (desired.anything_placed, desired.anything_pending) == (False, False)
+    desired.plan = pending_plan(3, placed_elsewhere=2)  # an earlier plan: both
+    desired.plan = pending_plan(pending, placed_elsewhere=placed)
+    assert (desired.anything_placed, desired.anything_pending) == answers
     desired.plan = None
-    assert desired.anything_placed is False
+    assert (desired.anything_placed, desired.anything_pending) == (False, False)
