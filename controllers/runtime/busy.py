@@ -65,10 +65,11 @@ async def warm(placer: Any) -> None:
         log.warning("placement_worker_not_started", error=f"{type(e).__name__}: {e}")
 
 
-def close(placer: Any) -> None:
-    closing = getattr(placer, "close", None)
+async def aclose(placer: Any) -> None:
+    """Stop the placer's worker process, if it has one, and wait until it is gone."""
+    closing = getattr(placer, "aclose", None)
     if closing is not None:
-        closing()
+        await closing()
 
 
 async def settle_after_plans(plan_changed: asyncio.Condition, settler: Settler) -> None:

@@ -276,8 +276,8 @@ class Manager:
                     tg.start_soon(run_events)
                 task_status.started(self)
         finally:
-            busy.close(self.placer)
             with anyio.CancelScope(shield=True):
+                await busy.aclose(self.placer)  # no worker process left behind
                 for adapter in list(self.adapters.values()):
                     await adapter.aclose()
                 await self.home.aclose()

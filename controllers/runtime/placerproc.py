@@ -16,19 +16,33 @@ incremental, for `/metrics`).
 If the worker dies (killed, out of memory) the pool is broken: the call raises, the
 placement loop retries, and the next call starts a fresh worker (its first plan is a
 full one again).
+
+The worker never outlives the controller. It holds the read end of a pipe (its
+"lifeline") whose only write end is the controller's: when the controller closes it
+(`close`, `aclose`) or dies (SIGKILL, OOM), a thread in the worker reads EOF and ends
+the process, mid-plan too. Without it a SIGKILLed controller left its worker running
+for good, orphaned to PID 1, and with it multiprocessing's forkserver and resource
+tracker (the worker holds their pipes open, so neither saw its end). A clean stop
+(`aclose`, from `Manager.run`) also waits until the worker is gone; the forkserver and
+the resource tracker are per process (multiprocessing's own) and end with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
+import os
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, fields, replace
+from multiprocessing.connection import Connection
 from typing import Any
 
 import anyio
+import structlog
 
 from controllers.runtime.replanner import Replanner
 from fleet.capacity import CapacitySnapshot
@@ -41,6 +55,12 @@ _REPLANNER: Replanner | None = None
 """The worker process's own Replanner (one per worker, created on its first plan)."""
 _HELD: tuple[int, FleetSpec, CapacitySnapshot] | None = None
 """The worker's copy of the last spec and capacity it planned, under a sequence number."""
+
+log = structlog.get_logger()
+
+STOP_WITHIN = 10.0
+"""Seconds `aclose` waits for the worker to be gone (it ends within milliseconds of
+its lifeline closing; past this, the stop goes on and says so)."""
 
 _SPEC_FIELDS = tuple(f.name for f in fields(FleetSpec) if f.name != "workloads")
 
@@ -113,6 +133,22 @@ def _ready() -> bool:
     return True
 
 
+def _hold_lifeline(lifeline: Connection) -> None:
+    """The worker's initializer: end this process when the controller closes its end
+    of `lifeline` or dies (either way the pipe reads EOF)."""
+    threading.Thread(target=_exit_at_eof, args=(lifeline,), daemon=True,
+                     name="aifleet-placement-lifeline").start()
+
+
+def _exit_at_eof(lifeline: Connection) -> None:
+    try:
+        while True:
+            lifeline.recv_bytes()  # nothing is ever sent: this returns only at EOF
+    except (EOFError, OSError):
+        pass
+    os._exit(0)  # mid-plan too: whoever wanted the plan is gone
+
+
 class ProcessPlacer:
     def __init__(self, *, rebase_after: int = 50) -> None:
         self.rebase_after = rebase_after
@@ -120,6 +156,8 @@ class ProcessPlacer:
         """How the worker made each plan, summed over the workers this placer started."""
         self._base = dict(self.counts)
         self._pool: ProcessPoolExecutor | None = None
+        self._lifeline_ends: tuple[Connection, ...] = ()
+        """Both ends of the worker's lifeline (`_hold_lifeline`): closing them ends it."""
         self._held: tuple[int, FleetSpec, CapacitySnapshot] | None = None
         """What the worker holds, as far as this side knows (None: send it all)."""
         self._seq = 0
@@ -131,7 +169,12 @@ class ProcessPlacer:
         if self._pool is None:
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["controllers.runtime.placerproc"])
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+            # Only this process holds `keep`; the worker gets `held` (its fd is passed
+            # when the worker starts, so ours stays open until the pool is closed).
+            held, keep = ctx.Pipe(duplex=False)
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx,
+                                             initializer=_hold_lifeline, initargs=(held,))
+            self._lifeline_ends = (held, keep)
             self.workers_started += 1
             self._base = dict(self.counts)  # a new worker counts from zero
             self._held = None
@@ -170,6 +213,29 @@ class ProcessPlacer:
         await asyncio.wrap_future(future)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        """End the worker (mid-plan too), without waiting for it to be gone."""
+        pool = self._release()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        """End the worker and wait until it is gone (`Manager.run` stops with this):
+        a stopped controller leaves no process behind."""
+        pool = self._release()
+        if pool is None:
+            return
+        with anyio.move_on_after(STOP_WITHIN) as waited:
+            # joins the pool's thread, which joins the worker
+            await anyio.to_thread.run_sync(
+                functools.partial(pool.shutdown, wait=True, cancel_futures=True),
+                abandon_on_cancel=True)
+        if waited.cancelled_caught:
+            log.warning("placement_worker_not_stopped", within_seconds=STOP_WITHIN)
+
+    def _release(self) -> ProcessPoolExecutor | None:
+        """Forget the pool and close the worker's lifeline: the worker ends now."""
+        pool, self._pool = self._pool, None
+        for end in self._lifeline_ends:
+            end.close()
+        self._lifeline_ends = ()
+        return pool

@@ -12,6 +12,8 @@ from pathlib import Path
 import anyio
 import httpx
 
+from controllers.demo.sandbox import Sandbox, until
+from tests.support import procs
 from tests.support.controller import sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,35 +58,76 @@ def test_leader_elect_without_a_home_refuses_to_start_in_one_line() -> None:
         assert flag in out and env_name in out
 
 
+async def start_fleet_run(box: Sandbox, tmp_path: Path) -> tuple[anyio.abc.Process, int, Path]:
+    """`fleet run` on the sandbox (repo and kubeconfig from the environment), until
+    /readyz says 200: (the process, its port, its log)."""
+    port = free_port()
+    env = {**os.environ, "FLEET_REPO": str(box.repo.path),
+           "FLEET_KUBECONFIG": str(box.kubeconfig)}
+    log_path = tmp_path / "controller.log"
+    with log_path.open("wb") as log:
+        proc = await anyio.open_process(
+            [sys.executable, "-m", "controllers.cli", "run", "--kubeconfig",
+             str(box.kubeconfig), "--state-dir", str(tmp_path / "state"), "--listen",
+             f"127.0.0.1:{port}", "--poll-interval", "1", "--log-json", "true"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+            with anyio.fail_after(30):
+                while True:
+                    assert proc.returncode is None, log_path.read_text()[-2000:]
+                    try:
+                        if (await c.get("/readyz")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    await anyio.sleep(0.2)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, port, log_path
+
+
+def placement_worker(children: list[procs.Proc], controller: int) -> procs.Proc:
+    """The controller's placement worker: a child of its forkserver, not its own."""
+    [worker] = [p for p in children if p.ppid != controller and "forkserver" in p.cmdline]
+    return worker
+
+
 async def test_fleet_run_gets_ready_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box:
-        port = free_port()
-        env = {**os.environ, "FLEET_REPO": str(box.repo.path),
-               "FLEET_KUBECONFIG": str(box.kubeconfig)}
-        log_path = tmp_path / "controller.log"
-        with log_path.open("wb") as log:
-            proc = await anyio.open_process(
-                [sys.executable, "-m", "controllers.cli", "run", "--kubeconfig",
-                 str(box.kubeconfig), "--state-dir", str(tmp_path / "state"), "--listen",
-                 f"127.0.0.1:{port}", "--poll-interval", "1", "--log-json", "true"],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        proc, port, log_path = await start_fleet_run(box, tmp_path)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-                with anyio.fail_after(30):
-                    while True:
-                        assert proc.returncode is None, log_path.read_text()[-2000:]
-                        try:
-                            if (await c.get("/readyz")).status_code == 200:
-                                break
-                        except httpx.HTTPError:
-                            pass
-                        await anyio.sleep(0.2)
                 doc = (await c.get("/api/v1/status")).json()
                 assert doc["source"]["appliedCommit"] == box.first_commit
+            children = procs.descendants(proc.pid)  # placed: its worker runs
+            worker = placement_worker(children, proc.pid)
             proc.send_signal(signal.SIGTERM)
             with anyio.fail_after(15):
                 assert await proc.wait() == 0
             assert "controller_stopping" in log_path.read_text()
+            assert not procs.alive(worker)  # the stop waited for it
+            # its forkserver and resource tracker end as they see it gone (pipe EOF)
+            await until(lambda: not procs.still_running(children), 15,
+                        what="no process of the controller's left")
         finally:
             if proc.returncode is None:
                 proc.kill()
+
+
+async def test_a_sigkilled_fleet_run_leaves_no_process_behind(tmp_path: Path) -> None:
+    """Killed with no chance to clean up (OOM killer, kill -9): its placement worker
+    sees its lifeline close and ends, and with it the forkserver and resource tracker.
+    They used to stay, orphaned to PID 1, for good."""
+    async with sandbox(tmp_path) as box:
+        proc, _port, _log = await start_fleet_run(box, tmp_path)
+        try:
+            children = procs.descendants(proc.pid)
+            placement_worker(children, proc.pid)
+            assert len(children) >= 3, children  # worker, forkserver, resource tracker
+        finally:
+            proc.kill()
+            await proc.wait()
+        await until(lambda: not procs.still_running(children), 15,
+                    what="no process of the killed controller's left")

@@ -4,6 +4,7 @@ changed crosses the process boundary."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +14,7 @@ from controllers.runtime.placerproc import NeedFull, ProcessPlacer, apply_delta,
 from fleet.ids import WorkloadId
 from fleet.placement import place
 from fleet.placement.types import Plan, PreviousPlan
+from tests.support.procs import alive, descendants
 from tests.unit.fleet_placement.builders import cluster, declared, fleet, workload
 from tests.unit.fleet_placement.strategies import Fleet, fleets
 from tests.unit.fleet_placement.test_placement_properties import workloads_edited
@@ -72,6 +74,27 @@ def test_the_worker_process_plans_as_a_full_plan_sent_only_the_change() -> None:
         assert again == place(edited, cap, previous_of(third), commit="4")
         assert placer.sent_workloads == 42 and placer.workers_started == 2
         assert placer.counts["full"] == 2  # counts continue across workers
+    try:
+        asyncio.run(run())
+    finally:
+        placer.close()
+
+
+def test_a_closed_placer_has_no_worker_process_left_when_aclose_returns() -> None:
+    """`aclose` (what `Manager.run` stops with) waits until the worker is gone; the
+    forkserver and resource tracker are this process's, shared, and stay with it."""
+    placer = ProcessPlacer()
+
+    async def run() -> None:
+        before = {p.pid for p in descendants(os.getpid())}
+        await placer.warm()
+        ours = {p.pid for p in descendants(os.getpid())}
+        workers = [p for p in descendants(os.getpid())
+                   if p.pid not in before and p.ppid in ours and p.ppid != os.getpid()]
+        assert len(workers) == 1, workers  # the worker: a child of the forkserver
+        await placer.aclose()
+        assert not alive(workers[0])
+        await placer.aclose()  # twice is harmless
     try:
         asyncio.run(run())
     finally:
