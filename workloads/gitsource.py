@@ -102,6 +102,7 @@ class GitSource:
     def _open(self) -> pygit2.Repository:
         if self._repo is None:
             if self.mirror_path.exists():
+                self._clear_stale_lock()
                 self._repo = pygit2.Repository(str(self.mirror_path))
                 if self._repo.remotes["origin"].url != self.remote_url:
                     # A mirror made before credentials were kept out of it, or --repo
@@ -117,6 +118,16 @@ class GitSource:
     @property
     def ref(self) -> str:
         return f"refs/remotes/origin/{self.branch}"
+
+    def _clear_stale_lock(self) -> None:
+        """The lock file of the mirror's ref left by a process killed while a fetch
+        moved it (SIGKILL, the OOM killer). Left there, every later fetch that brings a
+        new commit fails ("failed to lock file ... for writing"), and the restarted
+        controller serves nothing, for good. The mirror is this controller's own (in
+        its state dir, opened once per process), so no one else holds that lock: as
+        `workloads.ledger_store.LedgerWriter` does for its refs."""
+        ref = Path(self.mirror_path, *self.ref.split("/"))
+        ref.with_name(ref.name + ".lock").unlink(missing_ok=True)
 
     def _fetch_sync(self) -> str:
         repo = self._open()

@@ -39,6 +39,23 @@ async def test_fetch_failure_keeps_the_last_good_commit(tmp_path: Path) -> None:
     assert first[:12] in r.conditions[0].message
 
 
+async def test_a_ref_lock_left_by_a_killed_process_does_not_stop_fetching(
+        tmp_path: Path) -> None:
+    """A controller SIGKILLed while a fetch moved the mirror's ref leaves its lock file;
+    the next process (same state dir) fetched nothing new ever after (found by the
+    kill -9 test of test_controller_ledger_trust.py failing now and then)."""
+    origin = GitRepo(tmp_path / "origin")
+    origin.commit(base_fleet())
+    await GitSource(str(origin.path), "main", tmp_path / "state").poll()
+    lock = tmp_path / "state" / "mirror.git" / "refs" / "remotes" / "origin" / "main.lock"
+    lock.write_text("")  # what the kill left
+    second = origin.commit({"workloads/nlp-team/eval.yaml": workload("eval")})
+    r = await GitSource(str(origin.path), "main", tmp_path / "state").poll()  # restarted
+    assert r.conditions == ()
+    assert r.snapshot is not None and r.snapshot.commit == second
+    assert not lock.exists()
+
+
 async def test_a_branch_the_repo_does_not_have_is_named_in_the_condition(tmp_path: Path) -> None:
     origin = GitRepo(tmp_path / "origin")
     origin.commit(base_fleet())
