@@ -269,7 +269,8 @@ class ClusterReconciler:
         # asked only of the clusters a copy here is judged by, not built over the fleet
         reachable = Answering(self.adapters)
         # (who runs what elsewhere matters only for Invalid workloads' stale copies)
-        running = self._running_elsewhere(name) if self.desired.protected() else {}
+        running = self._running_elsewhere(name, live_labels) \
+            if self.desired.protected() else {}
         stale = self.desired.stale_on(cluster, live_labels, reachable, running)
         objects, labels = self.desired.objects_for(cluster)
         gangs = self._gangs(labels)
@@ -409,15 +410,30 @@ class ClusterReconciler:
                 out |= set(a.live_workloads())
         return out
 
-    def _running_elsewhere(self, name: str) -> dict[str, set[ClusterName]]:
-        """Workload label -> the other clusters (answering, not retiring) running it."""
+    def _running_elsewhere(self, name: str, live_here: Set[str]
+                           ) -> dict[str, set[ClusterName]]:
+        """For each copy here of an Invalid workload: the clusters of its last placement
+        (`DesiredState.last_placed`) that answer, are not retiring, and run it. That is
+        all `fleet.safety.invalid_copy_stale` looks at (the last placement's clusters
+        among those running it); asking every other cluster what it runs was
+        O(objects of the fleet) per pass while any workload was Invalid."""
+        plan = self.desired.plan
         out: dict[str, set[ClusterName]] = {}
-        for other, a in self.adapters.items():
-            if other == name or other in self.retiring or a.health_state not in REACHABLE \
-                    or not a.synced.is_set():
+        listed: dict[str, Set[str]] = {}
+        for label in live_here:
+            wid = workload_id_of_label(label)
+            wp = plan.workloads.get(wid) if plan is not None else None
+            if wp is None or wp.status != "Invalid":
                 continue
-            for label in a.live_workloads():
-                out.setdefault(label, set()).add(ClusterName(other))
+            for other in self.desired.last_placed.get(wid, ()):
+                a = self.adapters.get(other)
+                if other == name or other in self.retiring or a is None \
+                        or a.health_state not in REACHABLE or not a.synced.is_set():
+                    continue
+                if other not in listed:
+                    listed[other] = a.live_workloads().keys()
+                if label in listed[other]:
+                    out.setdefault(label, set()).add(ClusterName(other))
         return out
 
     async def _drain(self, name: str, adapter: ClusterAdapter) -> float | None:
@@ -453,7 +469,7 @@ class ClusterReconciler:
         live_here = set(adapter.live_workloads())
         protected = (self.desired.protected()
                      - self.desired.invalid_stale_on(ClusterName(name), live_here,
-                                                     self._running_elsewhere(name))
+                                                     self._running_elsewhere(name, live_here))
                      ) | self._suspended_labels(name, live_here)
         deleting = drainable(live_here, protected)
         terminating = {lb for lb, pods in adapter.pods_by_workload().items()

@@ -8,7 +8,9 @@ O(clusters^2) per round of passes. Here the real `ClusterReconciler` and `Rollou
 run twenty passes of one simulated cluster (over HTTPS) among 10 or 200 real
 connected adapters, every other cluster already applied and recorded, and the test
 counts what a pass looks at: passes over the adapters and over `live`, signatures
-asked. The counts are the same at both sizes; the head still counts as applied.
+asked. The counts are the same at both sizes; the head still counts as applied. With
+a copy of an Invalid workload here, the pass asked every other cluster what it runs
+(O(objects of the fleet)); now only the clusters of its last placement.
 
 `failover_graces` likewise: the status document asks each Unreachable cluster's
 failover grace; kept with the plan, that is one pass over the plan per plan, however
@@ -43,7 +45,7 @@ from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement.types import Assignment, Plan, WorkloadPlacement
 from fleet.render import render
 from tests.integration.test_reconcile_plan_scan import CountingWorkloads
-from tests.support.adapter import FAST, adapter_spec
+from tests.support.adapter import FAST, adapter_spec, job, namespace
 
 PER_CLUSTER = 2
 """Workloads the plan places on each cluster."""
@@ -141,13 +143,29 @@ async def fleet(tmp: Path, size: int) -> AsyncIterator[Fleet]:
                 await a.aclose()
 
 
-async def passes_of_one_cluster(tmp: Path, size: int) -> tuple[int, int]:
+INVALID = WorkloadId("team-a/broken")
+
+
+async def passes_of_one_cluster(tmp: Path, size: int, *, invalid: bool = False
+                                ) -> tuple[int, int]:
     """(passes over adapters and live, signatures asked) in 20 passes of the first
-    cluster, after a first one."""
+    cluster, after a first one. With `invalid`, a copy of a workload Invalid in this
+    commit (last placed on the second cluster) runs on the first: whether it is a stale
+    copy asks who runs it elsewhere."""
     async with fleet(tmp, size) as f:
         desired = CountingDesired(render)
         desired.head = "c1"
         desired.plan = fleet_plan(f.names)
+        if invalid:
+            desired.spec = synthetic_spec(2, 2)  # a spec: Invalid workloads are protected
+            before = {**desired.plan.workloads, INVALID: WorkloadPlacement(
+                INVALID, "Placed", (Assignment(ClusterName(f.names[1]),
+                                               Flavour("h100-80gb"), 1, 1),))}
+            desired.plan = Plan("c1", dict(sorted(before.items())))
+            desired.plan = Plan("c1", {**before, INVALID: WorkloadPlacement(
+                INVALID, "Invalid")})
+            await f.first.apply([namespace("team-a"), job("broken", team="team-a")],
+                                prune=False)
         others = f.names[1:]
         applied = {n: desired.signature(ClusterName(n)) for n in others}
         live = CountingLive({(ClusterName(n), wid_of(n, j)): PlacementLive(
@@ -169,12 +187,15 @@ async def passes_of_one_cluster(tmp: Path, size: int) -> tuple[int, int]:
             assert await reconcile(first) == reconcile.resync_interval
         assert rollout.applied_commit == "c1" and len(done) == 21
         assert len(live) == PER_CLUSTER * len(others)  # the others' rows kept
+        if invalid:  # its last good state: kept, never pruned
+            assert "team-a.broken" in f.first.live_workloads()
         return Passes.n, CountingDesired.signatures
 
 
-async def test_a_pass_does_not_grow_with_the_clusters(tmp_path: Path) -> None:
-    small = await passes_of_one_cluster(tmp_path / "10", 10)
-    big = await passes_of_one_cluster(tmp_path / "200", 200)
+@pytest.mark.parametrize("invalid", [False, True], ids=["valid", "invalid-copy"])
+async def test_a_pass_does_not_grow_with_the_clusters(tmp_path: Path, invalid: bool) -> None:
+    small = await passes_of_one_cluster(tmp_path / "10", 10, invalid=invalid)
+    big = await passes_of_one_cluster(tmp_path / "200", 200, invalid=invalid)
     assert small == big
     fleet_passes, signatures = big
     assert fleet_passes == 0  # neither the adapters nor live are walked per pass
