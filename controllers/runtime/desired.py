@@ -23,12 +23,15 @@ Likewise whether the plan places anything at all (`anything_placed`, prune's gua
 kept with the plan: each reconcile asked `any(... Placed ...)` over the whole plan, and
 while everything is Pending (every cluster still Unknown at 1,000 x 50,000) that scan
 never stops early: 50,000 steps per cluster pass, 50 million per round of 1,000.
+`version` counts the changes of what each cluster's `signature` is made of, so that a
+caller may keep per-cluster answers until it moves (`controllers.runtime.rollout`), and
+`kept` keeps any other answer derived from the (spec, plan) pair with them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Set
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Set
+from typing import Any, TypeVar
 
 from fleet.ids import ClusterName, WorkloadId
 from fleet.models import Cluster, Workload
@@ -51,6 +54,8 @@ from fleet.safety import (
 from fleet.spec import FleetSpec
 
 __all__ = ["DesiredState", "Manifest", "RenderFn"]
+
+T = TypeVar("T")
 
 
 class DesiredState:
@@ -89,8 +94,12 @@ class DesiredState:
         """The plan's Placed assignments by cluster, then workload id (sorted): built
         on first use after each new plan."""
         self._memo_of: tuple[FleetSpec | None, Plan | None] = (None, None)
-        self._memo: dict[Any, set[str]] = {}
-        """`protected()` and `protected_on()` answers for the (spec, plan) in `_memo_of`."""
+        self._memo: dict[Any, Any] = {}
+        """`protected()`, `protected_on()` and `kept()` answers for the (spec, plan) in
+        `_memo_of`."""
+        self.version = 0
+        """Counts the changes of what `signature` is made of besides the spec and plan
+        objects themselves (a new plan, an adopted commit, a workload's commit)."""
 
     @property
     def plan(self) -> Plan | None:
@@ -100,6 +109,7 @@ class DesiredState:
     def plan(self, plan: Plan | None) -> None:
         self._plan = plan
         self._by_cluster = None
+        self.version += 1
         self.anything_placed = self.anything_pending = False
         if plan is None:
             return
@@ -150,6 +160,7 @@ class DesiredState:
             del self.last_valid[wid]
         self.spec = spec
         self.head = head
+        self.version += 1
         return changed
 
     def adopt_live(self, live: Mapping[WorkloadId, tuple[str, str | None]]) -> int:
@@ -162,6 +173,7 @@ class DesiredState:
             kept += 1
             if self.workload_commit.get(wid) != commit:
                 self.workload_commit[wid] = commit
+                self.version += 1
                 self._cache = {k: v for k, v in self._cache.items() if k[1] != wid}
         return kept
 
@@ -191,14 +203,20 @@ class DesiredState:
             self._by_cluster = placed_by_cluster(plan)
         return dict(self._by_cluster.get(cluster, {}))
 
-    def _memoised(self, key: Any, compute: Any) -> set[str]:
-        """`compute()`, kept while the spec and the plan are the same objects."""
+    def kept(self, key: Any, compute: Callable[[], T]) -> T:
+        """`compute()`, kept while the spec and the plan are the same objects: an answer
+        derived from them alone is made once per plan, not once per asker (a shared
+        object: the caller does not change it)."""
         if self._memo_of[0] is not self.spec or self._memo_of[1] is not self._plan:
             self._memo_of, self._memo = (self.spec, self._plan), {}
-        found = self._memo.get(key)
-        if found is None:
-            found = self._memo[key] = compute()
-        return set(found)
+        if key not in self._memo:
+            self._memo[key] = compute()
+        found: T = self._memo[key]
+        return found
+
+    def _memoised(self, key: Any, compute: Callable[[], set[str]]) -> set[str]:
+        """`kept`, as a copy the caller may change."""
+        return set(self.kept(key, compute))
 
     def protected(self) -> set[str]:
         """Workload labels prune must leave alone: invalid in this commit."""
@@ -323,7 +341,11 @@ class DesiredState:
             return [], {}
 
         def commit_of(wid: WorkloadId) -> str:
-            return self.workload_commit.setdefault(wid, head)
+            commit = self.workload_commit.get(wid)
+            if commit is None:
+                commit = self.workload_commit[wid] = head
+                self.version += 1  # a signature made of it changes
+            return commit
 
         def cached(wl: Workload, a: Assignment, c: Cluster, commit: str
                    ) -> tuple[Manifest, ...]:

@@ -53,6 +53,7 @@ from controllers.runtime.driftlog import DriftLog
 from controllers.runtime.fleetstate import ClusterView
 from controllers.runtime.gctune import Settler
 from controllers.runtime.leadership import Leadership
+from controllers.runtime.liverows import LiveRows
 from controllers.runtime.looplag import LoopLag
 from controllers.runtime.placementloop import PlaceFn, PlacementLoop, default_place
 from controllers.runtime.reconcile import ClusterReconciler, EventSink
@@ -115,10 +116,13 @@ class Manager:
             self_heal=settings.self_heal, unreachable_after=settings.unreachable_after),
             self.loop_lag)
         self.desired = DesiredState(render or _default_render())
-        self.adapters: dict[str, ClusterAdapter] = {}
-        self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = Versioned()
+        self.adapters: dict[str, ClusterAdapter] = Versioned()
+        """One per connected cluster; its writes are counted (`Rollout` keeps which
+        clusters are done until the set changes)."""
+        self.live: dict[tuple[ClusterName, WorkloadId], PlacementLive] = LiveRows()
         """What each reconcile (and, with --shards, the other shards' status) recorded;
-        its writes are counted (the status cache's dirty flag)."""
+        its writes are counted (the status cache's dirty flag), its keys indexed by
+        cluster (a pass forgets its own cluster's rows without scanning the fleet's)."""
         self.home = Home(settings, self.adapters, self.adapter_options)
         """Where the Lease and shared state live (a management cluster, or a member)."""
         self.suspensions = Suspensions.load(settings.state_dir)

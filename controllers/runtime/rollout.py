@@ -48,11 +48,16 @@ class Rollout:
         """Commit statuses per cluster on the forge (`--forge`), or None."""
         self._failures: dict[tuple[str, str], int] = {}
         """(head, cluster) -> failed applies in a row, for the commit status."""
+        self._pending: set[str] = set()
+        """`_not_done`'s clusters, for the spec, plan, `DesiredState.version` and
+        cluster set in `_of`."""
+        self._of: tuple[object, object, int, object] | None = None
         self.owns: Callable[[str], bool] = lambda _name: True
         """With --shards: the clusters this replica applies (another's are not waited
         for: `controllers.runtime.shards`)."""
 
     def cluster_done(self, name: str) -> None:
+        not_done = self._not_done(name)
         plan, head = self.desired.plan, self.desired.head
         if plan is None or plan.commit != head:
             return  # a new commit is adopted but not planned yet
@@ -63,20 +68,45 @@ class Rollout:
             placed = len(self.desired.placed_on(ClusterName(name)))
             self.post_status(head, name, "success",
                              f"applied: {placed} workload{'' if placed == 1 else 's'}")
-        for cname, adapter in self.adapters.items():
-            if adapter.health_state == "Unreachable" or cname in self.suspensions.clusters:
+        for cname in not_done:
+            adapter = self.adapters.get(cname)
+            if adapter is None or adapter.health_state == "Unreachable" or \
+                    cname in self.suspensions.clusters:
                 continue  # a suspended cluster is left as it is on purpose
             if not self.owns(cname):
                 continue  # --shards: another replica applies it
-            if self.applied_signature.get(cname) != self.desired.signature(
-                    ClusterName(cname)):
-                return
+            return
         if self.applied_commit != head:
             log.info("commit_applied", commit=head)
             if head:
                 self.metrics.commit_done(head)
         self.applied_commit = head
         self.on_applied(head)
+
+    def _not_done(self, name: str) -> set[str]:
+        """The connected clusters whose last applied desired set is not the one they
+        should run now (`DesiredState.signature`), kept between passes: rebuilt when
+        what signatures are made of or the set of clusters changes (once per plan or
+        commit), else only `name`'s entry is looked at again (its pass just ended, the
+        only write to its applied signature). Asking every cluster's signature after
+        each pass was O(placements of the fleet) per pass once every cluster was done,
+        O(clusters x placements) per round (issue 22, item 2)."""
+        d = self.desired
+        names = getattr(self.adapters, "version", None)
+        if names is None:  # a plain mapping (tests): compare the names themselves
+            names = frozenset(self.adapters)
+        of = self._of
+        if of is None or of[0] is not d.spec or of[1] is not d.plan or \
+                of[2] != d.version or of[3] != names:
+            self._of = (d.spec, d.plan, d.version, names)
+            self._pending = {c for c in self.adapters
+                             if self.applied_signature.get(c) != d.signature(ClusterName(c))}
+        elif name in self.adapters:
+            if self.applied_signature.get(name) == d.signature(ClusterName(name)):
+                self._pending.discard(name)
+            else:
+                self._pending.add(name)
+        return self._pending
 
     def cluster_failed(self, name: str, why: str) -> None:
         """A pass left objects of the head commit unapplied on `name`: after

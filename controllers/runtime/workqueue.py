@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -50,7 +51,9 @@ class WorkQueue(Generic[K]):
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
         self.stats = QueueStats()
-        self._ready: list[K] = []
+        self._ready: deque[K] = deque()
+        """Keys waiting, oldest first (a deque: taking the oldest of 1,000 queued
+        clusters is O(1), where a list's pop(0) moved every other key)."""
         self._queued: set[K] = set()
         self._active: set[K] = set()
         self._dirty: set[K] = set()
@@ -97,7 +100,7 @@ class WorkQueue(Generic[K]):
         while not self._ready:
             self._wake.clear()
             await self._wake.wait()
-        key = self._ready.pop(0)
+        key = self._ready.popleft()
         self._queued.discard(key)
         self._active.add(key)
         return key

@@ -45,6 +45,7 @@ from controllers.status.statusdoc import (
     _workload_row,
     cluster_rows,
     failover_grace,
+    failover_graces,
 )
 from fleet.drift import diff
 from fleet.ids import ClusterName, WorkloadId
@@ -333,6 +334,10 @@ def health_notes(m: Manager, views: Mapping[str, ClusterView]) -> dict[str, Heal
     """Why each cluster that is not Healthy is so: its health tracker's cause, or the
     connection error of one never connected; with the failover countdown."""
     notes: dict[str, HealthNote] = {}
+    d, fleet_wide = m.desired, m.settings.failover_grace
+
+    def graces() -> dict[str, float]:  # kept with the plan: not a scan per cluster
+        return d.kept(("failover_graces",), lambda: failover_graces(d.spec, d.plan))
     for name, a in m.adapters.items():
         why = a.health.why()
         view = views.get(name)
@@ -343,7 +348,8 @@ def health_notes(m: Manager, views: Mapping[str, ClusterView]) -> dict[str, Heal
         gone = view.unreachable_for if view is not None else None
         notes[name] = HealthNote(
             why[0], why[1], gone,
-            failover_grace(m.desired.spec, m.desired.plan, name, m.settings.failover_grace)
+            failover_grace(d.spec, d.plan, name, fleet_wide,
+                           graces() if fleet_wide is None else None)
             if gone is not None else None)
     for name, err in m.connect_errors.items():
         notes.setdefault(name, HealthNote("ConnectFailed", f"cannot connect: {err}"))

@@ -99,18 +99,36 @@ class HealthNote:
 
 
 def failover_grace(spec: FleetSpec | None, plan: Plan | None, cluster: str,
-                   fleet_wide: float | None) -> float | None:
+                   fleet_wide: float | None,
+                   graces: Mapping[str, float] | None = None) -> float | None:
     """Seconds an Unreachable `cluster` is waited for before its workloads fail over:
     the fleet-wide setting, else the shortest grace of the workloads placed there (the
-    first to move); None when nothing is placed there."""
+    first to move); None when nothing is placed there. `graces`: `failover_graces` of
+    this spec and plan, when the caller keeps it (one pass over the plan per plan, not
+    one per Unreachable cluster)."""
     if fleet_wide is not None:
         return fleet_wide
+    if graces is None:
+        graces = failover_graces(spec, plan)
+    return graces.get(cluster)
+
+
+def failover_graces(spec: FleetSpec | None, plan: Plan | None) -> dict[str, float]:
+    """Per cluster with something placed there, the shortest unreachable grace of the
+    workloads placed there: every cluster's `failover_grace` without a fleet-wide
+    setting, in one pass over the plan."""
+    out: dict[str, float] = {}
     if spec is None or plan is None:
-        return None
-    graces = [spec.workloads[wid].spec.unreachable_grace_seconds
-              for wid, wp in plan.workloads.items()
-              if wid in spec.workloads and any(a.cluster == cluster for a in wp.assignments)]
-    return float(min(graces)) if graces else None
+        return out
+    for wid, wp in plan.workloads.items():
+        w = spec.workloads.get(wid)
+        if w is None or not wp.assignments:
+            continue
+        grace = float(w.spec.unreachable_grace_seconds)
+        for a in wp.assignments:
+            if a.cluster not in out or grace < out[a.cluster]:
+                out[a.cluster] = grace
+    return out
 
 
 def _note_fields(note: HealthNote) -> dict[str, Any]:
