@@ -139,14 +139,14 @@ class Diagnosis(Sequence[Reason]):
 
     def refusing(self) -> Iterator[Reason]:
         """The Reasons of the clusters that refused it, in cluster order, made as read."""
+        # a cluster is in one refusal only, so the merge never compares two refusals
+        return (Reason(r.message, c, r.rule) for c, r in self._merged())
+
+    def _merged(self) -> Iterator[tuple[ClusterName, Refusal]]:
         rs = self.refusals
         if len(rs) == 1:
-            r = rs[0]
-            return (Reason(r.message, c, r.rule) for c in r.clusters)
-        # a cluster is in one refusal only, so the merge never compares two refusals
-        merged: Iterator[tuple[ClusterName, Refusal]] = heapq.merge(
-            *(zip(r.clusters, repeat(r)) for r in rs))
-        return (Reason(r.message, c, r.rule) for c, r in merged)
+            return zip(rs[0].clusters, repeat(rs[0]))
+        return heapq.merge(*(zip(r.clusters, repeat(r)) for r in rs))
 
     def refusal_of(self, cluster: ClusterName) -> Reason | None:
         """The Reason of this cluster's refusal, or None: without making the others."""
@@ -184,14 +184,38 @@ class Diagnosis(Sequence[Reason]):
                 return False
             if self.lead == other.lead and self.refusals == other.refusals:
                 return True
-        elif not isinstance(other, tuple):
+            # grouped otherwise: compare what they read as, without making Reasons
+            return all(a == b for a, b in zip(self._items(), other._items(), strict=True))
+        if not isinstance(other, tuple):
             return NotImplemented
-        elif len(self) != len(other):
-            return False
-        return all(a == b for a, b in zip(self, other, strict=True))
+        return len(self) == len(other) and all(
+            a == b for a, b in zip(self, other, strict=True))
+
+    def _items(self) -> Iterator[tuple[str, ClusterName | None, str | None]]:
+        for r in self.lead:
+            yield r.message, r.cluster, r.rule
+        for c, g in self._merged():
+            yield g.message, c, g.rule
 
     def __hash__(self) -> int:
         return hash(tuple(self))  # equal to an equal tuple, so hashed as one
+
+
+def reasons_about(reasons: Sequence[Reason], cluster: ClusterName) -> tuple[Reason, ...]:
+    """The reasons about one cluster, in order; of a Diagnosis without making the
+    Reasons of the other clusters."""
+    if isinstance(reasons, Diagnosis):
+        found = reasons.refusal_of(cluster)
+        return (*(r for r in reasons.lead if r.cluster == cluster),
+                *((found,) if found is not None else ()))
+    return tuple(r for r in reasons if r.cluster == cluster)
+
+
+def fleetwide(reasons: Sequence[Reason]) -> tuple[Reason, ...]:
+    """The reasons about no one cluster (a diagnosis line, why it could not stay as a
+    whole), in order; of a Diagnosis, read from its lead only."""
+    return tuple(r for r in (reasons.lead if isinstance(reasons, Diagnosis) else reasons)
+                 if r.cluster is None)
 
 
 def prepend(first: Sequence[Reason], reasons: Sequence[Reason]) -> Sequence[Reason]:
