@@ -279,7 +279,9 @@ def _why(after: WorkloadPlacement | None, kind: ChangeKind, worse: bool) -> tupl
             rule = f"{r.rule}: " if r.rule else ""
             where = f"{r.cluster}: " if r.cluster else ""
             out.append(f"{where}{rule}{r.message}")
-    return tuple(out[:6])
+            if len(out) == 6:
+                break  # a Pending workload has a reason per cluster: read no more
+    return tuple(out)
 
 
 def _manifest_diffs(base_spec: FleetSpec, base_plan: Plan, head_spec: FleetSpec,

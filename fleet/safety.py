@@ -372,8 +372,12 @@ def keep_live_copy(cluster: ClusterName, placement: WorkloadPlacement | None,
     if placement.status == "Pending":
         # Residency is judged for every cluster of a diagnosis; taints and selectors
         # are judged as for keeping only in the first reason, why it could not stay.
+        # (here, not at the top: the models import these rules, placement the models)
+        from fleet.placement.types import reasons_about
+
         first = placement.reasons[0] if placement.reasons else None
-        if any(r.cluster == cluster and r.rule == "Residency" for r in placement.reasons) \
+        here = reasons_about(placement.reasons, cluster)  # not every cluster's reason
+        if any(r.rule == "Residency" for r in here) \
                 or (first is not None and first.cluster == cluster
                     and first.rule in MAY_NOT_RUN_HERE):
             return None  # it may not run here at all: fails closed, even its only copy

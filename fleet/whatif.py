@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from fleet.capacity import CapacitySnapshot, ClusterCapacity, NodeCapacity
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement import place
-from fleet.placement.types import Assignment, Plan, WorkloadPlacement
+from fleet.placement.types import Assignment, Plan, WorkloadPlacement, fleetwide
 from fleet.planning import placements
 from fleet.spec import FleetSpec
 from fleet.transitions import Kind, transition
@@ -114,7 +114,7 @@ class Change:
 
     @property
     def why(self) -> str:
-        diagnosis = [r.message for r in self.after.reasons if r.cluster is None]
+        diagnosis = [r.message for r in fleetwide(self.after.reasons)]
         if diagnosis:
             return "; ".join(diagnosis)
         return "; ".join(r.message for r in self.after.reasons if r.rule != "Sticky")

@@ -51,7 +51,7 @@ from controllers.status.statusdoc import (
 from fleet.audit import Period, build_periods
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
-from fleet.placement.types import Plan, PreviousPlan, Reason, WorkloadPlacement
+from fleet.placement.types import Plan, PreviousPlan, Reason, WorkloadPlacement, prepend
 from fleet.planning import capacity_for, plan_from
 from fleet.render import SOURCE_COMMIT, intent_hash, workload_label
 from fleet.spec import FleetSpec
@@ -248,9 +248,9 @@ def _what_runs(planned: Plan, previous: Mapping[WorkloadId, Any]) -> Plan:
             rows[wid] = WorkloadPlacement(wid, "Placed", tuple(running), wp.reasons)
         elif wp.status == "Placed":
             where = ", ".join(a.cluster for a in wp.assignments)
-            rows[wid] = WorkloadPlacement(wid, "Placed", (), (
+            rows[wid] = WorkloadPlacement(wid, "Placed", (), prepend((
                 Reason(f"not running anywhere; placement would put it on {where}",
-                       None, "Live"), *wp.reasons))
+                       None, "Live"),), wp.reasons))
         else:
             rows[wid] = wp
     return Plan(planned.commit, rows, planned.usage, planned.capacity_digest,

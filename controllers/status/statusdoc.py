@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId, team_of
 from fleet.models import API_VERSION
-from fleet.placement.types import Plan, WorkloadPlacement
+from fleet.placement.types import Diagnosis, Plan, Reason, WorkloadPlacement
 from fleet.spec import FleetSpec
 
 SYNC_ORDER = ("Failed", "OutOfSync", "Applying", "Unknown", "Synced")
@@ -209,17 +210,26 @@ def plan_reasons(wp: WorkloadPlacement) -> list[dict[str, Any]]:
     dict each in its status row and ~90 bytes each in the JSON. With every cluster still
     Unknown that was 50 million rows' reasons, ~190 bytes each: the controller's heap
     grew with clusters x workloads before anything was applied. `fleet explain` lists
-    every cluster's reason."""
+    every cluster's reason. Of a `Diagnosis` (the plan keeps those Reasons by cause)
+    only the ones shown are made; the rest are counted."""
     placed = {a.cluster for a in wp.assignments}
+    reasons: Sequence[Reason] = wp.reasons
+    unmade = 0
+    if isinstance(reasons, Diagnosis) and not any(reasons.refusal_of(c) for c in placed):
+        lead = sum(1 for r in reasons.lead if r.cluster and r.cluster not in placed)
+        shown = max(0, CLUSTER_REASONS - lead)
+        unmade = max(0, reasons.refused - shown)
+        reasons = (*reasons.lead, *islice(reasons.refusing(), shown))
     out: list[dict[str, Any]] = []
     refused = 0
-    for r in wp.reasons:
+    for r in reasons:
         if r.cluster and r.cluster not in placed:
             refused += 1
             if refused > CLUSTER_REASONS:
                 continue
         out.append({"message": r.message, **({"cluster": r.cluster} if r.cluster else {}),
                     **({"rule": r.rule} if r.rule else {})})
+    refused += unmade
     if refused > CLUSTER_REASONS:
         more = refused - CLUSTER_REASONS
         out.append({"message": f"and {more} more cluster{'' if more == 1 else 's'}: "

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import heapq
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,7 +35,7 @@ from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, Flavour, Team, WorkloadId
 from fleet.models import Workload
 from fleet.placement.context import Candidate, StaticKey, WorkloadContext, workload_context
-from fleet.placement.diagnose import diagnose, keep_failure
+from fleet.placement.diagnose import Shared, diagnose, keep_failure
 from fleet.placement.framework import Filter, FilterResult, StaticFilter
 from fleet.placement.queues import QueueKey
 from fleet.placement.registry import DEFAULT_PROFILE, Plugins, Profile
@@ -53,6 +53,7 @@ from fleet.placement.types import (
     PreviousPlan,
     Reason,
     WorkloadPlacement,
+    prepend,
 )
 from fleet.spec import FleetSpec
 
@@ -119,8 +120,10 @@ class Planner:
         self._all_static: dict[tuple[Flavour, bool, Hashable],
                                frozenset[ClusterName]] = {}
         self._verdicts: dict[tuple[str, Flavour | None, bool, Hashable, ClusterName],
-                             tuple[FilterResult, Reason]] = {}
+                             FilterResult] = {}
         self.static_diagnosis: dict[tuple[Hashable, ...], object] = {}
+        self.shared = Shared()
+        """Equal refusals and diagnoses as one object (`fleet.placement.diagnose`)."""
         self._contexts: dict[WorkloadId, tuple[Workload, WorkloadContext]] = {}
         self._digest: str | None = None
 
@@ -309,17 +312,14 @@ class Planner:
         return found
 
     def static_verdict(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour,
-                       c: ClusterInfo, key: Hashable = None) -> tuple[FilterResult, Reason]:
-        """A static filter's verdict on one cluster and the Reason a diagnosis shows
-        for it, cached by its key (diagnoses); `key`: `flt.key(ctx)` when the caller
-        has it (asking per cluster repeats it). One Reason per verdict, shared by every
-        diagnosis that shows it, rather than one per static key that fails there."""
+                       c: ClusterInfo, key: Hashable = None) -> FilterResult:
+        """A static filter's verdict on one cluster, cached by its key (diagnoses);
+        `key`: `flt.key(ctx)` when the caller has it (asking per cluster repeats it)."""
         f = flavour if flt.per_flavour else None
         k = (flt.name, f, ctx.keep, flt.key(ctx) if key is None else key, c.name)
         found = self._verdicts.get(k)
         if found is None:
-            r = flt.filter(ctx, c, f, None)
-            found = self._verdicts[k] = (r, Reason(r.message, c.name, r.rule))
+            found = self._verdicts[k] = flt.filter(ctx, c, f, None)
         return found
 
     def static_passing(self, ctx: WorkloadContext, flavour: Flavour) -> frozenset[ClusterName]:
@@ -560,13 +560,13 @@ class Planner:
                     policy_version=self.spec.residency.version)
 
 
-def with_reasons(d: Decision, first: tuple[Reason, ...]) -> Decision:
+def with_reasons(d: Decision, first: Sequence[Reason]) -> Decision:
     """The decision with `first` (why it could not stay where it ran) before its own."""
     if not first:
         return d
     p = d.placement
     return dataclasses.replace(d, placement=dataclasses.replace(
-        p, reasons=(*first, *p.reasons)))
+        p, reasons=prepend(first, p.reasons)))
 
 
 def apply(state: State, d: Decision) -> None:

@@ -9,6 +9,11 @@ by the first rule that filtered them out, in filter order:
 plus one Reason per cluster. A workload with several flavours fails a per-flavour rule on
 a cluster only when every flavour fails it; the reason shown is the first flavour's.
 
+The per-cluster Reasons are kept by cause (`Diagnosis`, `Refusal`): clusters that share a
+message and rule are one Refusal, and equal Refusals and Diagnoses are one object per
+planner (`Shared`). With every cluster Unknown or a full fleet, a Reason per cluster per
+Pending workload had made the plan grow with clusters x workloads (issue 22).
+
 `keep_failure` says why a running workload cannot stay where it runs (cluster gone,
 residency changed, unreachable past the grace, NoExecute taint, shape changed, nodes
 lost), which becomes the first reason of its new decision.
@@ -16,7 +21,6 @@ lost), which becomes the first reason of its new decision.
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -27,7 +31,7 @@ from fleet.placement.context import WorkloadContext
 from fleet.placement.framework import Filter, FilterResult, RoomFilter, StaticFilter
 from fleet.placement.snapshot import ClusterInfo, Snapshot
 from fleet.placement.state import State
-from fleet.placement.types import DROPPED, GONE, KEPT, SPREAD, Reason
+from fleet.placement.types import DROPPED, GONE, KEPT, SPREAD, Diagnosis, Reason, Refusal
 
 if TYPE_CHECKING:
     from fleet.placement.registry import Plugins
@@ -46,11 +50,12 @@ class Planner(Protocol):
     def filters(self) -> tuple[Filter, ...]: ...
     @property
     def static_diagnosis(self) -> dict[tuple[Hashable, ...], object]: ...
+    @property
+    def shared(self) -> Shared: ...
     def passing(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour
                 ) -> frozenset[ClusterName]: ...
     def static_verdict(self, flt: StaticFilter, ctx: WorkloadContext, flavour: Flavour,
-                       c: ClusterInfo, key: Hashable = None
-                       ) -> tuple[FilterResult, Reason]: ...
+                       c: ClusterInfo, key: Hashable = None) -> FilterResult: ...
     def static_passing(self, ctx: WorkloadContext, flavour: Flavour
                        ) -> frozenset[ClusterName]: ...
 
@@ -98,12 +103,47 @@ def first_failure(verdicts: dict[Flavour, list[FilterResult]]) -> FilterResult |
     return failures[0] if failures else None
 
 
+Cause = tuple[str, str | None]
+"""(message, rule) of a per-cluster Reason: what a Refusal groups clusters by."""
+
+
+class Shared:
+    """One object per distinct Refusal and Diagnosis of a planner's diagnoses.
+
+    Workloads alike (same static key and shape) that are refused alike -- every one
+    while the clusters are Unknown, and the Pending ones of a full fleet, where a
+    Pending decision changes nothing the next one reads -- get the same objects, so
+    the plan and its pickled copy (pickle writes a shared object once) hold each once."""
+
+    __slots__ = ("_diagnoses", "_refusals")
+
+    def __init__(self) -> None:
+        self._refusals: dict[Refusal, Refusal] = {}
+        self._diagnoses: dict[tuple[str, str, tuple[int, ...]], Diagnosis] = {}
+
+    def refusals(self, groups: dict[Cause, list[ClusterName]]) -> tuple[Refusal, ...]:
+        found = self._refusals
+        out = []
+        for (message, rule), names in groups.items():
+            r = Refusal(message, rule, tuple(names))
+            out.append(found.setdefault(r, r))
+        return tuple(out)
+
+    def diagnosis(self, line: str, rule: str, refusals: tuple[Refusal, ...]) -> Diagnosis:
+        # refusals are shared, so their identities name them (kept alive by `_refusals`)
+        key = (line, rule, tuple(map(id, refusals)))
+        found = self._diagnoses.get(key)
+        if found is None:
+            found = self._diagnoses[key] = Diagnosis((Reason(line, None, rule),), refusals)
+        return found
+
+
 @dataclass(frozen=True, slots=True)
 class _StaticPart:
     """What the static filters say for one static key: cached per planner."""
 
     counts: Counter[str]
-    reasons: tuple[Reason, ...]
+    refusals: tuple[Refusal, ...]
     survivors: tuple[tuple[ClusterInfo, tuple[Flavour, ...]], ...]
     """Clusters with the flavours that passed every static filter."""
     rules: frozenset[str | None]
@@ -116,7 +156,7 @@ def _static_part(planner: Planner, ctx: WorkloadContext) -> _StaticPart:
     if isinstance(found, _StaticPart):
         return found
     counts: Counter[str] = Counter()
-    reasons: list[Reason] = []
+    groups: dict[Cause, list[ClusterName]] = {}
     survivors: list[tuple[ClusterInfo, tuple[Flavour, ...]]] = []
     alive_in = [planner.static_passing(ctx, f) for f in ctx.flavours]
     # a cluster no flavour survives is counted under the first flavour's first failing
@@ -131,22 +171,22 @@ def _static_part(planner: Planner, ctx: WorkloadContext) -> _StaticPart:
             survivors.append((c, alive))
             continue
         i = next(i for i, s in enumerate(sets) if name not in s)
-        bad, reason = planner.static_verdict(statics[i], ctx, first, c, keys[i])
-        reasons.append(reason)
+        bad = planner.static_verdict(statics[i], ctx, first, c, keys[i])
+        groups.setdefault((bad.message, bad.rule), []).append(name)
         counts[bad.summary] += 1
-    part = _StaticPart(counts, tuple(reasons), tuple(survivors),
-                       frozenset(r.rule for r in reasons))
+    part = _StaticPart(counts, planner.shared.refusals(groups), tuple(survivors),
+                       frozenset(rule for _, rule in groups))
     cache[key] = part
     return part
 
 
 def diagnose(planner: Planner, ctx: WorkloadContext, state: State,
-             chosen_room: int | None = None) -> tuple[Reason, ...]:
+             chosen_room: int | None = None) -> Diagnosis:
     static = _static_part(planner, ctx)
     counts = Counter(static.counts)
     rooms = planner.plugins.room_filters
     short: dict[RoomFilter, list[FilterResult]] = {r: [] for r in rooms}
-    found: list[Reason] = []
+    found: dict[Cause, list[ClusterName]] = {}
     passing = 0
     for c, alive in static.survivors:
         bad: tuple[Filter, FilterResult] | None = None
@@ -162,13 +202,11 @@ def diagnose(planner: Planner, ctx: WorkloadContext, state: State,
             continue
         assert bad is not None
         flt, r = bad
-        found.append(Reason(r.message, c.name, r.rule))
+        found.setdefault((r.message, r.rule), []).append(c.name)
         if flt in short:
             short[flt].append(r)  # summarized by its plugin, after the counts
         else:
             counts[r.summary] += 1
-    # both lists are in cluster order already: merge, do not sort
-    reasons = list(heapq.merge(static.reasons, found, key=lambda r: r.cluster or ""))
     parts = [f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     parts.extend(r.summarize(ctx, rs) for r, rs in short.items() if rs)
     n = len(planner.snap.clusters)
@@ -182,10 +220,11 @@ def diagnose(planner: Planner, ctx: WorkloadContext, state: State,
         parts.append(f"{passing} fit one by one")
         rule = rooms[0].name
     else:
-        rules = static.rules | {r.rule for r in found}
-        rule = reasons[0].rule if len(rules) == 1 and reasons else None
+        rules = static.rules | {rule for _, rule in found}
+        rule = next(iter(rules)) if len(rules) == 1 else None
     line = f"0/{n} clusters: " + ", ".join(parts) if parts else f"0/{n} clusters"
-    return (Reason(line, None, rule or "Unschedulable"), *reasons)
+    refusals = static.refusals + planner.shared.refusals(found) if found else static.refusals
+    return planner.shared.diagnosis(line, rule or "Unschedulable", refusals)
 
 
 def _first_dynamic_failure(planner: Planner, ctx: WorkloadContext, c: ClusterInfo,

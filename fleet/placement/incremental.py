@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleet.capacity import CapacitySnapshot
@@ -321,7 +321,7 @@ class IncrementalPlanner:
                            commit, planner)
 
     def _failed_keep(self, wid: WorkloadId, redone: Mapping[WorkloadId, Decision | None]
-                     ) -> tuple[Reason, ...]:
+                     ) -> Sequence[Reason]:
         """Why the workload could not stay where it runs, if it was judged for that."""
         d = redone[wid] if wid in redone else (
             self._keep_of[wid].decision if wid in self._keep_of else None)

@@ -10,7 +10,15 @@ import pytest
 from controllers.status.statusdoc import DriftItem, PlacementLive, SourceState, status_document
 from fleet.capacity import CapacitySnapshot, ClusterCapacity, NodeCapacity
 from fleet.ids import ClusterName, Flavour, WorkloadId
-from fleet.placement.types import Assignment, PlacementStatus, Plan, Reason, WorkloadPlacement
+from fleet.placement.types import (
+    Assignment,
+    Diagnosis,
+    PlacementStatus,
+    Plan,
+    Reason,
+    Refusal,
+    WorkloadPlacement,
+)
 from fleet.spec import FleetSpec
 from tests.fleetdocs import base_fleet, workload
 from tests.gitrepo import GitRepo
@@ -142,6 +150,39 @@ def test_reasons_about_the_clusters_a_workload_is_placed_on_are_all_kept() -> No
     assert {"c0990", "c0999"} <= {r.get("cluster") for r in rows}
     assert len(rows) == 1 + CLUSTER_REASONS + 2 + 1
     assert rows[-1]["message"].startswith("and 978 more clusters")
+
+
+def _diagnosed(n: int, lead_refused: int, status: PlacementStatus = "Pending",
+               assignments: tuple[Assignment, ...] = ()) -> WorkloadPlacement:
+    """A workload refused by `n` clusters as the plan keeps it (`Diagnosis`): two
+    causes over alternate clusters, after `lead_refused` reasons about clusters (why it
+    could not stay) and the diagnosis line."""
+    lead = (*(Reason("cannot stay: nodes lost", ClusterName(f"c{i:04d}"), "Capacity")
+              for i in range(lead_refused)),
+            Reason(f"0/{n} clusters: {n} refused", None, "Unschedulable"))
+    names = [ClusterName(f"c{i:04d}") for i in range(n)]
+    return WorkloadPlacement(SERVE, status, assignments, Diagnosis(lead, (
+        Refusal("cluster health is Unknown", "Health", tuple(names[::2])),
+        Refusal("labels do not match clusterSelector", "Selector", tuple(names[1::2])))))
+
+
+@pytest.mark.parametrize(("clusters", "lead_refused", "placed_on"), [
+    (5, 0, ()), (20, 0, ()), (21, 0, ()), (1000, 0, ()), (1000, 1, ()), (30, 25, ()),
+    (1000, 0, ("c0990", "c0999")), (1000, 0, ("elsewhere",))],
+    ids=["5", "20", "21", "1000", "1000-lead", "30-lead-25", "1000-placed-on-refused",
+         "1000-placed-elsewhere"])
+def test_a_rows_reasons_of_a_diagnosis_are_those_of_the_tuple_it_reads_as(
+        clusters: int, lead_refused: int, placed_on: tuple[str, ...]) -> None:
+    """The plan keeps a Pending workload's reasons by cause; its row makes only the
+    Reasons it shows and reads exactly as it did from one Reason per cluster (also
+    where a follower's plan placed it on a cluster its own diagnosis refused)."""
+    from controllers.status.statusdoc import plan_reasons
+    on = tuple(Assignment(ClusterName(c), H100, 1, 8) for c in placed_on)
+    wp = _diagnosed(clusters, lead_refused, "Placed" if on else "Pending", on)
+    assert isinstance(wp.reasons, Diagnosis)
+    rows = plan_reasons(wp)
+    assert rows == plan_reasons(WorkloadPlacement(wp.id, wp.status, on, tuple(wp.reasons)))
+    assert rows[-1]["rule"] == "Truncated" or clusters + lead_refused <= 20
 
 
 def test_a_document_with_truncated_reasons_matches_the_shared_schema(spec: FleetSpec) -> None:
