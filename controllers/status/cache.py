@@ -271,10 +271,6 @@ class StatusCache:
         at, published = self._stamp
         return body, max(0.0, self.clock() - at) if published is body else 0.0
 
-    def published(self) -> Body | None:
-        """The last document published (None: none yet), as `now()` serves it."""
-        return self._body
-
     def _asked(self) -> None:
         self.served += 1
         if self.fresh():

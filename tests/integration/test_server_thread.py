@@ -149,3 +149,37 @@ async def test_after_an_action_the_next_read_shows_it_while_the_loop_is_held(
         row = next(w for w in answers["status"].json()["workloads"]
                    if w["id"] == "nlp-team/serve")
         assert "suspended" in row
+
+
+async def test_a_document_nobody_asked_for_a_while_is_built_for_the_next_read(
+        tmp_path: Path) -> None:
+    """The last document older than `stale_after` (nobody asked, so none was built): the
+    next plain read hurries the refresher and gets one built after it. The cache's
+    clock is moved by hand; its wait bound is set out of the way (not what is tested)."""
+    from dataclasses import replace
+
+    from controllers.status.cache import STALE_AFTER
+    from tests.support.clock import FakeClock
+    from tests.support.controller import SERVE
+
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        await rolled_out(m, box)
+        cache = m.status_cache
+        cache.clock = clock = FakeClock()
+        cache.fresh_wait = LIMIT
+        await cache.rebuild()
+        key = next(k for k in m.live if k[1] == SERVE)
+        m.live[key] = replace(m.live[key], sync="Failed", message="refused: test")
+        builds, served = cache.builds, cache.fresh_served
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+            clock.advance(1.0)  # younger than STALE_AFTER: the last one, at once
+            before = await c.get("/api/v1/status")
+            clock.advance(STALE_AFTER + 1)
+            after = await c.get("/api/v1/status")
+        assert before.headers["age"] == "1"
+        row = next(w for w in before.json()["workloads"] if w["id"] == SERVE)
+        assert row["sync"] != "Failed"
+        row = next(w for w in after.json()["workloads"] if w["id"] == SERVE)
+        assert row["sync"] == "Failed" and after.headers["age"] == "0"
+        assert cache.fresh_served == served + 1 and cache.builds > builds
