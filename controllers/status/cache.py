@@ -246,15 +246,18 @@ class StatusCache:
         """The document for a request answered off the loop (on the HTTP server's
         thread, `controllers.serverthread`), and its age in seconds: the last one
         published, never waiting for the cache's loop. With `fresh` (the state of
-        now), or when the last one is older than `stale_after` (nobody asked for a
-        while), the refresher is hurried and the request waits for a document built
-        after it, at most `fresh_wait` seconds. The cache is told on its own loop that
-        it was asked for (`_asked`). None: no document nor loop yet (ask `body()`)."""
+        now), or when the last one is older than `stale_after` and none is being built
+        (nobody asked for a while), the refresher is hurried and the request waits for
+        a document built after it, at most `fresh_wait` seconds. The cache is told on
+        its own loop that it was asked for (`_asked`). None: no document nor loop yet
+        (ask `body()`)."""
         body, loop = self._body, self._loop
         if body is None or loop is None:
             return None
         at, published = self._stamp
-        if fresh or (published is body and self.clock() - at > self.stale_after):
+        stale = published is body and self.clock() - at > self.stale_after \
+            and self._building is None  # a build under way started before this request
+        if fresh or stale:
             waiter: concurrent.futures.Future[Body] = concurrent.futures.Future()
             with self._waiters_lock:
                 self._waiters.append(waiter)
