@@ -278,6 +278,10 @@ class Watcher:
     unhealthy: Counter[str] = field(default_factory=Counter)
     """Clusters seen not Healthy, counted per read, by health and the reason the
     status document gives (what made a healthy cluster Degraded)."""
+    reads: list[tuple[int, float, float, str]] = field(default_factory=list)
+    """Each answered read: (its number, seconds since the watcher started, seconds it
+    took, what the document said): which reads were slow, and when."""
+    started: float = field(default_factory=time.perf_counter)
 
     async def run(self, client: httpx.AsyncClient) -> None:
         while True:
@@ -288,8 +292,11 @@ class Watcher:
                 if r.status_code == 200:
                     # the answer, whole; not this process parsing it (tens of ms for
                     # 4.5 MB, counted in the runs before this split)
-                    self.times.append(time.perf_counter() - started)
+                    took = time.perf_counter() - started
+                    self.times.append(took)
                     self.doc = dict(r.json())
+                    self.reads.append((len(self.times), started - self.started, took,
+                                       _said(self.doc)))
                     self.parsed.append(time.perf_counter() - started)
                     self._count_unhealthy(self.doc)
                 elif self.times:
@@ -307,6 +314,12 @@ class Watcher:
                 why = str(c.get("message") or c.get("reason") or "")
                 self.unhealthy[f"{c.get('health')}: {why[:160]}"] += 1
 
+    def slowest(self, n: int = 3) -> str:
+        """The `n` slowest reads: which read, when, what the document said."""
+        top = sorted(self.reads, key=lambda r: -r[2])[:n]
+        return "slowest status reads: " + "; ".join(
+            f"#{i} at {at:.1f} s: {took * 1000:.0f} ms ({said})" for i, at, took, said in top)
+
     def summary(self) -> str:
         if not self.times:
             return "GET /api/v1/status: never answered"
@@ -316,6 +329,14 @@ class Watcher:
                 f"reads ({self.failures} failed); with the JSON parsed here: max "
                 f"{max(self.parsed) * 1000:.0f} ms, p50 "
                 f"{statistics.median(self.parsed) * 1000:.0f} ms")
+
+
+def _said(doc: dict[str, Any]) -> str:
+    """What a status document said, in short: the commit applied and workloads synced."""
+    applied = (doc.get("source") or {}).get("appliedCommit")
+    done, placed = synced(doc)
+    return (f"applied {applied[:8]}" if applied else "nothing applied") + \
+        f", {done}/{placed} synced, {len(doc.get('workloads') or [])} rows"
 
 
 def blockers(log: Path) -> str:
@@ -477,6 +498,7 @@ async def measure(args: argparse.Namespace, root: Path, repo: FleetRepo, first: 
             tg.cancel_scope.cancel()
         print(f"{watcher.summary()}; webhook POST: max {max(hooks) * 1000:.0f} ms, p50 "
               f"{statistics.median(hooks) * 1000:.0f} ms (target < 200 ms)", flush=True)
+        print(watcher.slowest(), flush=True)
         print(await server_view(ctls.url), flush=True)
         for _name, _proc, log in ctls.procs:
             print(blockers(log), flush=True)

@@ -74,9 +74,10 @@ class Endpoints:
     """`GET /api/v1/capacity` from a cache (built once per change); else `capacity`."""
     events_body: Callable[[int, str | None], Body] | None = None
     """`GET /api/v1/events` from a cache (built once per new event); else `events`."""
-    status_now: Callable[[], Body | None] | None = None
-    """The status document a request may have at once, without the controller's loop
-    (`StatusCache.published`; None: ask `status_body`). Called on the server's thread."""
+    status_now: Callable[[bool], Awaitable[tuple[Body, float] | None]] | None = None
+    """The status document and its age in seconds, without waiting for the
+    controller's loop (`StatusCache.now`; True: the state of now, waited for briefly;
+    None: no document yet, ask `status_body`). Awaited on the server's thread."""
     dispatch: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None
     """Runs an endpoint's callable where the controller's state lives when the server
     has a thread of its own (`controllers.serverthread.on_loop`); None: here. Every
@@ -126,11 +127,14 @@ def auth_middleware(auth: Authenticator) -> Any:
     return check
 
 
-def send(request: web.Request, body: Body) -> web.Response:
+def send(request: web.Request, body: Body, age: float | None = None) -> web.Response:
     """A JSON body as the client can take it: 304 when it has these bytes already
     (`If-None-Match`, RFC 9110 13.1.2), gzipped when it accepts gzip (made once per
-    body, not per request), else the bytes."""
+    body, not per request), else the bytes. `age`: seconds since the document was
+    built, sent as `Age` (RFC 9111 5.1: whole seconds)."""
     headers = {"ETag": body.etag, "Vary": "Accept-Encoding"}
+    if age is not None:
+        headers["Age"] = str(int(age))
     if body.etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
     if accepts_gzip(request.headers.get("Accept-Encoding")):
@@ -189,10 +193,10 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None,
         # `Cache-Control: no-cache` (RFC 9111 5.2.1.4): not the last document, one
         # built now (`fleet status` sends it; a page polling every second does not)
         fresh = "no-cache" in request.headers.get("Cache-Control", "").lower()
-        if not fresh and ep.status_now is not None:
-            now = ep.status_now()
+        if ep.status_now is not None:  # never waits for the controller's loop
+            now = await ep.status_now(fresh)
             if now is not None:
-                return send(request, now)
+                return send(request, *now)
         if ep.status_body is not None:
             status_body = ep.status_body
             return send(request, await call(lambda: status_body(fresh)))

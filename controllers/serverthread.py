@@ -12,10 +12,13 @@ Slicing all of that is not possible; not waiting for it is:
   endpoint's callable is called there and its answer awaited), so nothing is read
   from two threads: readiness, metrics, the actions, capacity, events, a fresh status;
 - what does not is answered on the server's thread: the status document the cache
-  has published (`StatusCache.published`: an immutable `Body`; the cache is told, on
-  its loop, that it was asked for), the webhook (its signature checked here, the
-  fetch scheduled on the controller's loop with `call_soon_threadsafe`), `/healthz`
-  (the loop is alive when its lag monitor is not minutes overdue), the page.
+  has published (`StatusCache.now`: an immutable `Body` and its age, never waiting
+  for the controller's loop; the cache is told, on its loop, that it was asked for;
+  one is published before the server listens, and an operator action publishes one
+  before its answer; `Cache-Control: no-cache` waits at most 0.15 s for a newer one),
+  the webhook (its signature checked here, the fetch scheduled on the controller's
+  loop with `call_soon_threadsafe`), `/healthz` (the loop is alive when its lag
+  monitor is not minutes overdue), the page.
 
 A thread shares the GIL, so the server runs whenever the loop's thread lets the GIL go
 (every `sys.getswitchinterval()`, 5 ms, while it runs Python code): a loop held for

@@ -106,8 +106,11 @@ class Blockers:
 
     def top(self, n: int = 8) -> list[tuple[float, tuple[str, ...]]]:
         """The `n` stacks that held the loop longest: (seconds, stack)."""
-        return [(round(count * self.every, 2), key)
-                for key, count in self.samples.most_common(n)]
+        # a copy first: the watchdog thread adds stacks meanwhile, and iterating the
+        # Counter itself raised "dictionary changed size during iteration" in the loop
+        # (it ended a traced `fleet run`); `dict(...)` copies in C, under the GIL
+        taken = Counter(dict(self.samples))
+        return [(round(count * self.every, 2), key) for key, count in taken.most_common(n)]
 
 
 async def report(blockers: Blockers, every: float = REPORT_EVERY) -> None:

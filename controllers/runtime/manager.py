@@ -254,6 +254,7 @@ class Manager:
                   ) -> None:
         runner = None
         if serve:
+            self.status_cache.prime()  # a document before the server listens: none waits
             runner, self.port = await manager_io.start_server(self)
         try:
             async with anyio.create_task_group() as tg:

@@ -114,7 +114,7 @@ async def start_server(m: Manager) -> tuple[ServerThread, int]:
         control=lambda action, body: _acted(m, action, body), version=version(),
         status_body=lambda fresh: m.status_cache.body(fresh=fresh),
         capacity_body=lambda: capacity_body(m), events_body=m.feed.body,
-        status_now=m.status_cache.published, dispatch=on_loop(loop),
+        status_now=lambda fresh: m.status_cache.now(fresh=fresh), dispatch=on_loop(loop),
         alive=lambda: m.loop_lag.overdue() < ALIVE_LIMIT,
         observe=m.metrics.http_request)
     hook_secret = secret.get_secret_value().encode() if secret is not None else None
@@ -129,9 +129,10 @@ async def start_server(m: Manager) -> tuple[ServerThread, int]:
 
 
 async def _acted(m: Manager, action: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """An operator action; the status document asked for next is built after it."""
+    """An operator action; answered once a status document that shows it is published
+    (the next read shows it without waiting for a build)."""
     answer = await act(m, action, body)
-    m.status_cache.invalidate()
+    await m.status_cache.rebuild()
     return answer
 
 

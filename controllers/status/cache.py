@@ -13,12 +13,16 @@ other task, heartbeats included, waited). Here:
   the last build's, younger than `max_age`, gets the same bytes. `max_age` (2 s)
   bounds what the fingerprint cannot see: the seconds an Unreachable cluster has been
   away, the loop-lag summary, an apply's answer before its watch event;
-- **never waiting on a build once there is a document**: with the refresher running
-  (`run`), a request that finds the document out of date gets the last one at once
-  and wakes the refresher, which builds the next (so a document is at most one build
-  and `refresh_every` (2 s) old); only the first request, and the first after
-  `invalidate()` (an operator action, whose effect the next request asks for), waits
-  for a build. One build at a time;
+- **never waiting on a build**: a document is published before the server listens
+  (`prime()`: the controller's state before anything is loaded, an honest "no plan
+  yet", tiny); from then on a request is answered with the last published one
+  (`now()`, on the HTTP server's thread, with its age) and wakes the refresher
+  (`run`), which builds the next (so a document is at most one build and
+  `refresh_every` (2 s) old). A request that asks for the state of now (`fresh`:
+  `fleet status`) hurries the refresher and waits for a document built after it at
+  most `fresh_wait` (0.15 s), else it too gets the last one, its age in `Age`. An
+  operator action builds the document before its answer (`rebuild()`), so the next
+  read shows it without waiting. One build at a time;
 - **in slices**: the build (`controllers.status.fleetdoc.steps`) yields to the loop
   every `slice_rows` rows, so the loop keeps answering (webhook, heartbeats) while
   a big document is built;
@@ -33,7 +37,10 @@ other task, heartbeats included, waited). Here:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -141,13 +148,27 @@ def _shards(m: Manager) -> Hashable:
             s.following_leader(), tuple(s.foreign), s.version)
 
 
+STALE_AFTER = 30.0
+"""A document older than this (nobody asked for a while, so none was built) is waited
+for as a request for the state of now is: at most `fresh_wait`."""
+
+FRESH_WAIT = 0.15
+"""Seconds a request for the state of now (`Cache-Control: no-cache`) waits at most for a
+document built after it; then it is answered with the last one and its age (issue 22:
+`/api/v1/status` answered in < 200 ms throughout)."""
+
+
 class StatusCache:
     def __init__(self, m: Manager, *, max_age: float = 2.0, slice_rows: int = 100,
-                 refresh_every: float = 2.0,
+                 refresh_every: float = 2.0, fresh_wait: float = FRESH_WAIT,
+                 stale_after: float = STALE_AFTER,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.m = m
         self.refresh_every = refresh_every
-        """Seconds the refresher waits after a build before the next one."""
+        """Seconds the refresher waits after a build before the next one (unless a
+        request for the state of now hurries it)."""
+        self.fresh_wait = fresh_wait
+        self.stale_after = stale_after
         self.max_age = max_age
         self.slice_rows = slice_rows
         self.clock = clock
@@ -163,36 +184,45 @@ class StatusCache:
         of the refresher."""
         self.encodes = 0
         """Documents encoded (joined, gzipped, digested): one per build."""
+        self.fresh_served = 0
+        """Requests that waited for a document built after them (the state of now
+        asked for, or the last document older than `stale_after`) and got one."""
+        self.fresh_late = 0
+        """Such requests answered with the last document (and its age) because none
+        came within `fresh_wait`."""
         self._refreshing = False
         self._wanted = anyio.Event()
-        self._must_wait = False
+        self._hurry = anyio.Event()
+        self._waiters: list[concurrent.futures.Future[Body]] = []
+        """Requests for the state of now (futures set from the loop, awaited on the HTTP
+        server's thread), answered by the next build that starts after them."""
+        self._waiters_lock = threading.Lock()
         self._body: Body | None = None
         self._fp: tuple[Hashable, ...] | None = None
         self._at = 0.0
         self._rows: dict[WorkloadId, WorkloadRow] = {}
         self._building: anyio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        """The loop the refresher runs on (`published` tells it from another thread)."""
+        """The loop the cache runs on (`now()` tells it of requests from another
+        thread)."""
+        self._stamp: tuple[float, Body | None] = (0.0, None)
+        """(when, the document published then): its age as served."""
 
     def fresh(self) -> bool:
         return (self._body is not None and self.clock() - self._at < self.max_age
                 and self._fp == fingerprint(self.m))
 
     async def body(self, *, fresh: bool = False) -> Body:
-        """The document as served (JSON bytes, gzipped, ETag): the last build's if
-        nothing changed since.
+        """The document as served (JSON bytes, gzipped, ETag), asked on the cache's
+        loop (the HTTP server asks `now()` on its own thread; this is its fallback
+        when the cache has no loop yet, and what tests ask directly).
 
         While the refresher runs (`run`, in the manager's task group), a request that
         finds the document out of date is answered with the last build's bytes at once
-        and the refresher builds the next one (a document at most one build old: under
-        a rollout something changes every moment, and a request that waited for a
-        build of a big fleet waited seconds). Until the first build, and after
-        `invalidate()` (an operator action: its effect is asked for next), a request
-        waits for a fresh build; so does a request that asks for one (`fresh`: HTTP
-        `Cache-Control: no-cache`, as `fleet status` sends)."""
+        and the refresher builds the next one. Until the first build, and when a
+        request asks for one (`fresh`), it waits for a build here."""
         self.served += 1
-        if self._refreshing and self._body is not None and not self._must_wait \
-                and not fresh:
+        if self._refreshing and self._body is not None and not fresh:
             if not self.fresh():
                 self.served_stale += 1
                 self._wanted.set()
@@ -212,18 +242,37 @@ class StatusCache:
         assert self._body is not None
         return self._body
 
-    def published(self) -> Body | None:
-        """The last document, for a request answered off the loop (called from the
-        HTTP server's thread, `controllers.serverthread`): what `body()` would answer
-        at once, i.e. with the refresher running, a document built and no operator
-        action since. The cache is told on its own loop that it was asked for
-        (`_asked`: counted, the refresher woken if it is out of date). None: ask
-        `body()` on the loop (it waits for a build)."""
+    async def now(self, *, fresh: bool = False) -> tuple[Body, float] | None:
+        """The document for a request answered off the loop (on the HTTP server's
+        thread, `controllers.serverthread`), and its age in seconds: the last one
+        published, never waiting for the cache's loop. With `fresh` (the state of
+        now), or when the last one is older than `stale_after` and none is being built
+        (nobody asked for a while), the refresher is hurried and the request waits for
+        a document built after it, at most `fresh_wait` seconds. The cache is told on
+        its own loop that it was asked for (`_asked`). None: no document nor loop yet
+        (ask `body()`)."""
         body, loop = self._body, self._loop
-        if body is None or loop is None or not self._refreshing or self._must_wait:
+        if body is None or loop is None:
             return None
-        loop.call_soon_threadsafe(self._asked)
-        return body
+        at, published = self._stamp
+        stale = published is body and self.clock() - at > self.stale_after \
+            and self._building is None  # a build under way started before this request
+        if fresh or stale:
+            waiter: concurrent.futures.Future[Body] = concurrent.futures.Future()
+            with self._waiters_lock:
+                self._waiters.append(waiter)
+            loop.call_soon_threadsafe(self._hurried)
+            try:
+                body = await asyncio.wait_for(asyncio.wrap_future(waiter), self.fresh_wait)
+                self.fresh_served += 1
+            except TimeoutError:
+                self.fresh_late += 1
+                body = self._body or body
+        else:
+            loop.call_soon_threadsafe(self._asked)
+            body = self._body or body
+        at, published = self._stamp
+        return body, max(0.0, self.clock() - at) if published is body else 0.0
 
     def _asked(self) -> None:
         self.served += 1
@@ -233,13 +282,47 @@ class StatusCache:
             self.served_stale += 1
             self._wanted.set()
 
-    def invalidate(self) -> None:
-        """The next request waits for a document built after now."""
-        self._must_wait = True
+    def _hurried(self) -> None:
+        """A request for the state of now: the refresher builds (or, nothing changed,
+        answers with the last document) without its pause."""
+        self.served += 1
+        self._wanted.set()
+        self._hurry.set()
+
+    async def rebuild(self) -> Body:
+        """A document built now, published before this returns (after an operator
+        action: the next read shows its effect without waiting for a build)."""
+        while self._building is not None:
+            await self._building.wait()
+        await self._build_once()
+        assert self._body is not None
+        return self._body
+
+    def prime(self) -> None:
+        """Publish a first document now, before the server listens (a request never
+        finds none): built at once, without yielding (before the controller has loaded
+        anything it is the head of an empty fleet: "no plan yet"). Called on the
+        cache's loop, which `now()` tells of requests from then on."""
+        self._loop = asyncio.get_running_loop()
+        fp = fingerprint(self.m)
+        waiters = self._take_waiters()
+        gen = fleetdoc.steps(self.m, self._rows)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as done:
+                doc, rows, built = done.value
+                break
+        for r in rows:
+            if r.text is None:
+                r.text = dumps(r.row)
+                r.row = {}
+        self._publish(rows, built, fp, Body.made(self._raw(doc, rows)), waiters)
 
     async def run(self) -> None:
         """The refresher: builds the next document whenever a request found the last
-        one out of date, one build at a time."""
+        one out of date, one build at a time, then pauses `refresh_every` seconds
+        unless a request for the state of now hurries it."""
         self._loop = asyncio.get_running_loop()
         self._refreshing = True
         try:
@@ -248,19 +331,21 @@ class StatusCache:
                 self._wanted = anyio.Event()
                 if self._building is not None:
                     await self._building.wait()
-                if not self.fresh():
-                    await self._build_once()
-                    # A fleet in a rollout changes every moment: without a pause the
-                    # document would be rebuilt as often as it is asked for (profiled
-                    # at 20 x 1,000, asked every second: a quarter of the loop's CPU).
-                    await anyio.sleep(self.refresh_every)
+                if self.fresh():  # nothing changed: what was built is the state of now
+                    self._answer(self._take_waiters())
+                    continue
+                await self._build_once()
+                # A fleet in a rollout changes every moment: without a pause the
+                # document would be rebuilt as often as it is asked for (profiled
+                # at 20 x 1,000, asked every second: a quarter of the loop's CPU).
+                with anyio.move_on_after(self.refresh_every):
+                    await self._hurry.wait()
+                self._hurry = anyio.Event()
         finally:
             self._refreshing = False
-            self._loop = None
 
     async def _build_once(self) -> None:
         self._building = anyio.Event()
-        self._must_wait = False  # what is built now is after the invalidation
         try:
             await self._build()
         finally:
@@ -268,6 +353,7 @@ class StatusCache:
             self._building = None
 
     async def _build(self) -> None:
+        waiters = self._take_waiters()  # answered by this build: it starts after them
         fp = fingerprint(self.m)
         gen = fleetdoc.steps(self.m, self._rows)
         n = 0
@@ -286,13 +372,37 @@ class StatusCache:
             r.row = {}  # the text is what is served; the dict was only for it
             if i % self.slice_rows == 0:
                 await anyio.lowlevel.checkpoint()
+        body = await Body.made_off_loop(self._raw(doc, rows))
+        self._publish(rows, built, fp, body, waiters)
+
+    @staticmethod
+    def _raw(doc: dict[str, Any], rows: list[WorkloadRow]) -> bytes:
+        return (_assemble(doc, fleetdoc.rows_json(rows)) + "\n").encode()
+
+    def _publish(self, rows: list[WorkloadRow], built: int, fp: tuple[Hashable, ...],
+                 body: Body, waiters: list[concurrent.futures.Future[Body]]) -> None:
         self._rows = {r.wid: r for r in rows}
         self.builds += 1
         self.rows_built += built
-        raw = (_assemble(doc, fleetdoc.rows_json(rows)) + "\n").encode()
-        self._body = await Body.made_off_loop(raw)
         self.encodes += 1
         self._fp, self._at = fp, self.clock()
+        self._stamp = (self._at, body)
+        self._body = body
+        self._answer(waiters)
+
+    def _take_waiters(self) -> list[concurrent.futures.Future[Body]]:
+        with self._waiters_lock:
+            waiters, self._waiters = self._waiters, []
+        return waiters
+
+    def _answer(self, waiters: list[concurrent.futures.Future[Body]]) -> None:
+        body = self._body
+        if body is None:
+            return
+        for w in waiters:
+            # one that stopped waiting (`fresh_wait` passed) was answered with the last
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                w.set_result(body)
 
 
 def _assemble(doc: dict[str, Any], rows: str) -> str:

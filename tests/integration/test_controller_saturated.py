@@ -121,6 +121,9 @@ async def test_a_saturated_controller_keeps_answering_status_and_the_webhook(
         await until(lambda: all(a.health_state == "Healthy" for a in m.adapters.values()),
                     10, what="all healthy")
         old = placements(m)
+        # the rolled-out fleet's document published (reads are answered with the last
+        # one published; on a saturated loop a newer one may not come in time)
+        await m.status_cache.rebuild()
         states_seen: set[str] = set()
         moved: list[str] = []
         answered = {"status": 0, "webhook": 0}

@@ -43,8 +43,9 @@ async def test_status_and_the_webhook_are_answered_while_the_loop_is_held(
             adapter_options=FAST) as m:
         await rolled_out(m, box)
         url = f"http://127.0.0.1:{m.port}"
+        await m.status_cache.rebuild()  # the rolled-out fleet's document is published
         async with httpx.AsyncClient(base_url=url) as c:
-            first = (await c.get("/api/v1/status")).json()  # a document is published
+            first = (await c.get("/api/v1/status")).json()
         commit = box.repo.commit({"workloads/nlp-team/extra.yaml": workload(
             "extra", "nlp-team", data_class="public", wtype="inference")}, "one more")
         body = b'{"ref": "refs/heads/main"}'
@@ -74,3 +75,111 @@ async def test_status_and_the_webhook_are_answered_while_the_loop_is_held(
         await until(lambda: m.status_cache.served > served, 10, what="the request counted")
         await until(lambda: m.source.observed == commit, 30, what="the webhook's fetch")
 
+
+
+def read_while_held(url: str, reads: list[tuple[str, str, dict[str, str]]]
+                    ) -> dict[str, httpx.Response]:
+    """Each (name, path, headers) read from a thread of its own while the test holds
+    the controller's loop (until the answers came); the answers by name."""
+    answers: dict[str, httpx.Response] = {}
+    done = threading.Event()
+
+    def ask() -> None:
+        try:
+            with httpx.Client(base_url=url, timeout=None) as c:
+                for name, path, headers in reads:
+                    answers[name] = c.get(path, headers=headers)
+        finally:
+            done.set()
+
+    client = threading.Thread(target=ask)
+    client.start()
+    answered_while_held = hold_loop_until(done)
+    client.join()
+    assert answered_while_held
+    return answers
+
+
+async def test_status_is_answered_before_the_first_build_while_the_loop_is_held(
+        tmp_path: Path) -> None:
+    """A controller just started (the server listening, nothing loaded, the refresher
+    not run yet), its loop held: status is answered, an honest "no plan yet" document
+    (the one published before the server listened), valid to the schema."""
+    import jsonschema
+
+    from tests.specs import load_schema
+
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        builds = m.status_cache.builds  # no await since the start: the loop ran nothing
+        answers = read_while_held(f"http://127.0.0.1:{m.port}", [
+            ("status", "/api/v1/status", {}),
+            ("now", "/api/v1/status", {"Cache-Control": "no-cache"}),
+            ("healthz", "/healthz", {})])
+        assert builds == 1  # the document published before listening, and only it
+        assert {k: r.status_code for k, r in answers.items()} == {
+            "status": 200, "now": 200, "healthz": 200}
+        doc = answers["status"].json()
+        jsonschema.validate(doc, load_schema("status.schema.json"))
+        assert doc["source"]["appliedCommit"] is None and doc["workloads"] == []
+        ready = doc["source"]["conditions"][0]
+        assert (ready["type"], ready["status"]) == ("Ready", "False")
+        assert "no plan yet" in ready["message"]
+        # the state of now was asked for; no build could come (the loop was held), so
+        # it was answered with the last document, its age said
+        assert answers["now"].content == answers["status"].content
+        assert "age" in answers["now"].headers
+        assert (m.status_cache.fresh_served, m.status_cache.fresh_late) == (0, 1)
+
+
+async def test_after_an_action_the_next_read_shows_it_while_the_loop_is_held(
+        tmp_path: Path) -> None:
+    """An operator action is answered once a document that shows it is published: the
+    next read shows it even with the loop held (nothing left to build for it)."""
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        await rolled_out(m, box)
+        url = f"http://127.0.0.1:{m.port}"
+        async with httpx.AsyncClient(base_url=url) as c:
+            r = await c.post("/api/v1/suspend", json={"workload": "nlp-team/serve"})
+        assert r.status_code == 200, r.text
+        builds = m.status_cache.builds
+        answers = read_while_held(url, [("status", "/api/v1/status", {})])
+        assert m.status_cache.builds == builds  # nothing built for the read
+        row = next(w for w in answers["status"].json()["workloads"]
+                   if w["id"] == "nlp-team/serve")
+        assert "suspended" in row
+
+
+async def test_a_document_nobody_asked_for_a_while_is_built_for_the_next_read(
+        tmp_path: Path) -> None:
+    """The last document older than `stale_after` (nobody asked, so none was built): the
+    next plain read hurries the refresher and gets one built after it. The cache's
+    clock is moved by hand; its wait bound is set out of the way (not what is tested)."""
+    from dataclasses import replace
+
+    from controllers.status.cache import STALE_AFTER
+    from tests.support.clock import FakeClock
+    from tests.support.controller import SERVE
+
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        await rolled_out(m, box)
+        cache = m.status_cache
+        cache.clock = clock = FakeClock()
+        cache.fresh_wait = LIMIT
+        await cache.rebuild()
+        key = next(k for k in m.live if k[1] == SERVE)
+        m.live[key] = replace(m.live[key], sync="Failed", message="refused: test")
+        builds, served = cache.builds, cache.fresh_served
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+            clock.advance(1.0)  # younger than STALE_AFTER: the last one, at once
+            before = await c.get("/api/v1/status")
+            clock.advance(STALE_AFTER + 1)
+            after = await c.get("/api/v1/status")
+        assert before.headers["age"] == "1"
+        row = next(w for w in before.json()["workloads"] if w["id"] == SERVE)
+        assert row["sync"] != "Failed"
+        row = next(w for w in after.json()["workloads"] if w["id"] == SERVE)
+        assert row["sync"] == "Failed" and after.headers["age"] == "0"
+        assert cache.fresh_served == served + 1 and cache.builds > builds
