@@ -188,6 +188,9 @@ class Shards:
         phases."""
         self._next_round = self.every
         """Seconds until the next Lease round (`fleet.shards.next_round`)."""
+        self._last_held: dict[int, float] = {}
+        """Shard -> when (monotonic) the connect loop last saw it held: its clusters
+        stay connected a Lease duration after (`wants`)."""
         self._gained = anyio.Event()
         """Set when a shard is gained: its clusters are connected now, not at the next
         tick."""
@@ -230,8 +233,17 @@ class Shards:
         return lease is not None and lease.is_leader
 
     def wants(self, cluster: str) -> bool:
-        """Connect to `cluster` here: it is of a held shard (or it is the home)."""
-        return self.owns(cluster) or cluster == self.m.settings.leader_cluster
+        """Connect to `cluster` here: it is of a held shard (or it is the home); stay
+        connected to it for a Lease duration after its shard was last held. A renew
+        that comes late (a loop stalled by many clusters connecting at once) loses the
+        shard until the next round re-takes it at the same generation: disconnecting
+        and listing its clusters all over again cost seconds each time. Its writes are
+        fenced off meanwhile all the same (`wire`: `owns`, and the Lease's generation)."""
+        if self.owns(cluster) or cluster == self.m.settings.leader_cluster:
+            return True
+        held = self._last_held.get(self.shard(cluster))
+        return cluster in self.m.adapters and held is not None and \
+            self.clock() - held < self.duration
 
     def views(self) -> dict[str, ClusterView]:
         return self.remote
@@ -494,6 +506,13 @@ class Shards:
         (outside the Lease rounds: connecting many clusters must not delay a renew)."""
         while True:
             held = tuple((s, self.leases[s].generation) for s in self.held())
+            now = self.clock()
+            for shard, _generation in held:
+                self._last_held[shard] = now
+            lapsed = [s for s, at in self._last_held.items() if now - at >= self.duration]
+            for shard in lapsed:  # let go for good: disconnect its clusters now
+                del self._last_held[shard]
+                self._connected_for = None
             spec = self.m.desired.spec
             if spec is not None and held != self._connected_for:
                 self._connected_for = held
