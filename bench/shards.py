@@ -252,20 +252,23 @@ async def takeover(args: argparse.Namespace, replicas: list[Replica], repo: Flee
 
 PHASES = (("expiredAt", "its Lease lapsed"), ("acquiredAt", "taken"),
           ("connectedAt", "connected"), ("listedAt", "listed"),
-          ("firstReconciledAt", "first reconciled"), ("reconciledAt", "all reconciled"))
+          ("firstReconciledAt", "first reconciled"), ("reconciledAt", "all reconciled"),
+          ("lostAt", "lost again"))
 
 
 async def print_phases(survivors: list[Replica], client: httpx.AsyncClient, victim: str,
                        killed_at: datetime) -> None:
     """The takeover's phases as the replicas that took the victim's shards recorded
     them (`shards.takeovers` in their status), in seconds since the SIGKILL."""
+    rows: list[tuple[str, dict[str, Any]]] = []
     for _ in range(20):  # the last phase may be recorded a moment after status showed it
         rows = []
         for r in survivors:
             doc = await r.status(client) or {}
             rows += [(r.identity, t) for t in doc.get("shards", {}).get("takeovers", [])
-                     if t.get("previous") == victim]
-        if rows and all(t.get("reconciledAt") for _who, t in rows):
+                     if t.get("previous") == victim and t.get("acquiredAt") and
+                     datetime.fromisoformat(t["acquiredAt"]) >= killed_at]
+        if rows and all(t.get("reconciledAt") or t.get("lostAt") for _who, t in rows):
             break
         await anyio.sleep(0.5)
     for who, t in rows:

@@ -103,6 +103,8 @@ class Takeover:
     """The first of them reconciled here (a pass done)."""
     done: datetime | None = None
     """All of them reconciled here."""
+    lost: datetime | None = None
+    """Not held any more before `done` (its Lease lapsed or taken): no phase follows."""
     passed: set[str] = field(default_factory=set)
 
     def as_json(self) -> dict[str, Any]:
@@ -115,6 +117,7 @@ class Takeover:
                 "expiredAt": at(self.expired), "acquiredAt": at(self.acquired),
                 "connectedAt": at(self.connected), "listedAt": at(self.listed),
                 "firstReconciledAt": at(self.reconciled), "reconciledAt": at(self.done),
+                "lostAt": at(self.lost),
                 "secondsAfterExpiry": {
                     "acquired": since(self.acquired), "connected": since(self.connected),
                     "listed": since(self.listed), "firstReconciled": since(self.reconciled),
@@ -373,8 +376,13 @@ class Shards:
     def _phases(self) -> None:
         """Each open takeover's connect and list phases, as they end."""
         spec = self.m.desired.spec
+        held = set(self.held())
         for t in self.takeovers:
-            if t.done is not None or spec is None:
+            if t.done is not None or t.lost is not None or spec is None:
+                continue
+            if t.shard not in held:
+                t.lost = self.wall()
+                self.version += 1
                 continue
             if not t.clusters:
                 t.clusters = tuple(n for n in sorted(spec.clusters)
@@ -397,7 +405,8 @@ class Shards:
         self._phases()
         shard = self.shard(name)
         for t in self.takeovers:
-            if t.shard != shard or t.done is not None or not self.owns(name):
+            if t.shard != shard or t.done is not None or t.lost is not None or \
+                    not self.owns(name):
                 continue
             t.passed.add(name)
             now = self.wall()
