@@ -238,26 +238,26 @@ async def test_a_shard_renewed_late_keeps_its_clusters_connected(tmp_path: Path)
     """A renew that comes late (the loop stalled) loses the shard until the next round
     re-takes it at the same generation: its clusters stay connected meanwhile (the same
     adapters, not listed again), and nothing is written there while it is not held."""
-    async with sandbox(tmp_path, files(), home=True) as box:
-        async with box.controller(settings(box, tmp_path, "a", 2), adapter_options=FAST,
-                                  lease_duration=LEASE_SECONDS) as a:
-            shards = a.shards
-            assert shards is not None
-            await until(lambda: shards.held() == [0, 1], 30, what="a holds both shards")
-            await roll(box, "registry.internal/serve:v2", a)
-            mine = [n for n in CLUSTERS if shard_of(n, 2) == 1]
-            adapters = {n: a.adapters[n] for n in mine}
-            generation = shards.leases[1].generation
-            shards.leases[1]._deadline = 0.0  # its renew deadline passed (a late renew)
-            assert not shards.owns(mine[0])
-            assert not adapters[mine[0]].applier.may_write()
-            # the connect loop sees it lost (a release pass without it) ...
-            await until(lambda: shards._connected_for is not None and 1 not in dict(
-                shards._connected_for), 10, what="the loss seen by the connect loop")
-            # ... and the next round takes it again, at the same generation
-            await until(lambda: shards.held() == [0, 1], 10, what="shard 1 re-taken")
-            assert shards.leases[1].generation == generation
-            assert {n: a.adapters.get(n) for n in mine} == adapters
+    async with sandbox(tmp_path, files(), home=True) as box, \
+            box.controller(settings(box, tmp_path, "a", 2), adapter_options=FAST,
+                           lease_duration=LEASE_SECONDS) as a:
+        shards = a.shards
+        assert shards is not None
+        await until(lambda: shards.held() == [0, 1], 30, what="a holds both shards")
+        await roll(box, "registry.internal/serve:v2", a)
+        mine = [n for n in CLUSTERS if shard_of(n, 2) == 1]
+        adapters = {n: a.adapters[n] for n in mine}
+        generation = shards.leases[1].generation
+        shards.leases[1]._deadline = 0.0  # its renew deadline passed (a late renew)
+        assert not shards.owns(mine[0])
+        assert not adapters[mine[0]].applier.may_write()
+        # the connect loop sees it lost (a release pass without it) ...
+        await until(lambda: shards._connected_for is not None and 1 not in dict(
+            shards._connected_for), 10, what="the loss seen by the connect loop")
+        # ... and the next round takes it again, at the same generation
+        await until(lambda: shards.held() == [0, 1], 10, what="shard 1 re-taken")
+        assert shards.leases[1].generation == generation
+        assert {n: a.adapters.get(n) for n in mine} == adapters
 
 
 async def test_a_replica_that_lost_its_shard_lease_writes_nothing_there(
