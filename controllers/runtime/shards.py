@@ -22,8 +22,11 @@ the cluster name). Every replica, the leader included:
   its `shard` and `shardOwner`.
 
 A replica connects (adapters, informers, heartbeats) only to the clusters of the shards
-it holds (`ClusterSet.wanted`): gaining a shard connects its clusters, losing one
-disconnects them (its writes already fenced off by the lost Lease). What the others
+it holds (`ClusterSet.wanted`): gaining a shard connects its clusters at once, losing
+one disconnects them once it has not been held for a Lease duration (its writes fenced
+off by the lost Lease from the start; a late renew re-taken in time is not listed
+again). A dead holder's shard is taken just after its Lease lapses (`fleet.shards.
+next_round`), and each takeover's phases are kept for status (`Takeover`). What the others
 need of those clusters -- health, how long Unreachable, the nodes -- goes into the same
 publication, re-published at least every third of the Lease duration; the placement
 loop sees the other shards' clusters through `views`, where a shard whose news is
