@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,7 @@ async def takeover(args: argparse.Namespace, replicas: list[Replica], repo: Flee
           f"changing {sorted(changed.values())}", flush=True)
     victim.proc.send_signal(signal.SIGKILL)
     killed = time.perf_counter()
+    killed_at = datetime.now(UTC)
     files = {}
     for wid in changed.values():
         team, name = wid.split("/")
@@ -245,6 +247,40 @@ async def takeover(args: argparse.Namespace, replicas: list[Replica], repo: Flee
           f"in {took:.1f} s (Lease {args.lease_duration:g} s; target <= "
           f"{args.lease_duration + 5:g} s); since the kill "
           f"{time.perf_counter() - killed:.1f} s", flush=True)
+    await print_phases(survivors, client, victim.identity, killed_at)
+
+
+PHASES = (("expiredAt", "its Lease lapsed"), ("acquiredAt", "taken"),
+          ("connectedAt", "connected"), ("listedAt", "listed"),
+          ("firstReconciledAt", "first reconciled"), ("reconciledAt", "all reconciled"),
+          ("lostAt", "lost again"))
+
+
+async def print_phases(survivors: list[Replica], client: httpx.AsyncClient, victim: str,
+                       killed_at: datetime) -> None:
+    """The takeover's phases as the replicas that took the victim's shards recorded
+    them (`shards.takeovers` in their status), in seconds since the SIGKILL."""
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for _ in range(20):  # the last phase may be recorded a moment after status showed it
+        rows = []
+        for r in survivors:
+            doc = await r.status(client) or {}
+            rows += [(r.identity, t) for t in doc.get("shards", {}).get("takeovers", [])
+                     if t.get("previous") == victim and t.get("acquiredAt") and
+                     datetime.fromisoformat(t["acquiredAt"]) >= killed_at]
+        if rows and all(t.get("reconciledAt") or t.get("lostAt") for _who, t in rows):
+            break
+        await anyio.sleep(0.5)
+    for who, t in rows:
+        def since(key: str, t: dict[str, Any] = t) -> str:
+            at = t.get(key)
+            return "-" if not at else \
+                f"{(datetime.fromisoformat(at) - killed_at).total_seconds():.2f}"
+        print(f"  phases (s after SIGKILL), shard {t['shard']} ({t['clusters']} clusters) "
+              f"taken by {who}: " + ", ".join(f"{name} {since(key)}" for key, name in PHASES),
+              flush=True)
+    if not rows:
+        print("  phases: no takeover recorded by the survivors", flush=True)
 
 
 async def run(args: argparse.Namespace) -> int:

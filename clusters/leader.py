@@ -97,6 +97,9 @@ class LeaderElector:
         self._confirmed: tuple[float, int] | None = None
         """(when, generation) the Lease last named us: a renew, or a `confirm` read."""
         self._confirming = anyio.Lock()
+        self.expires_in: float | None = None
+        """Seconds until another holder's Lease, as last read, expires (None: no other
+        live holder): the next try is then, not a whole `renew_every` later."""
 
     @property
     def is_leader(self) -> bool:
@@ -153,7 +156,11 @@ class LeaderElector:
         transitions = int(spec.get("leaseTransitions") or 0)
         renewed = _parse(spec.get("renewTime"))
         duration = float(spec.get("leaseDurationSeconds") or self.duration)
-        expired = renewed is None or _now() > renewed + timedelta(seconds=duration)
+        now = _now()
+        expired = renewed is None or now > renewed + timedelta(seconds=duration)
+        self.expires_in = None if expired or renewed is None or not holder or \
+            holder == self.identity else \
+            (renewed + timedelta(seconds=duration) - now).total_seconds()
         # An empty holder is a Lease let go: free ("If empty, no one owns this lease
         # and all callers may acquire": client-go tools/leaderelection/resourcelock/
         # interface.go, LeaderElectionRecord.HolderIdentity).
@@ -217,7 +224,29 @@ class LeaderElector:
                                 error=f"{type(e).__name__}: {e}")
             else:
                 log.warning("leader_home_unavailable", identity=self.identity)
-            # After a failure, try again soon (client-go's RetryPeriod): a home cluster
-            # that answers again is led again within a second, not a whole renew period.
-            await anyio.sleep(self.renew_every if ok else min(self.renew_every,
-                                                                self.retry_every))
+            await anyio.sleep(next_attempt(self.renew_every, self.retry_every, ok=ok,
+                                           expires_in=self.expires_in if ok else None))
+
+
+EXPIRY_SLACK = 0.05
+"""Seconds after a Lease's expiry (renewTime + leaseDurationSeconds) to try it: it is
+expired only strictly after (`try_acquire_or_renew`)."""
+
+
+def next_attempt(renew_every: float, retry_every: float, *, ok: bool,
+                 expires_in: float | None) -> float:
+    """Seconds until the next try of a Lease. Every `renew_every` (a third of the
+    duration); after a failure sooner, `retry_every` (client-go's RetryPeriod: a home
+    cluster that answers again is led again within a second, not a whole renew
+    period); and while another holder's Lease runs, just after it would expire
+    (`expires_in` + `EXPIRY_SLACK`), so a dead holder's Lease is taken when it lapses,
+    not up to a whole period later. client-go's candidates poll every RetryPeriod
+    (with jitter) and count the duration from when they saw the record change
+    (observedTime: staging/src/k8s.io/client-go/tools/leaderelection/
+    leaderelection.go, isLeaseValid); this elector counts it from the Lease's
+    renewTime, as `try_acquire_or_renew` always has, so the replicas' clocks are
+    assumed in step (NTP)."""
+    wait = renew_every if ok else min(renew_every, retry_every)
+    if expires_in is not None:
+        wait = min(wait, max(0.0, expires_in) + EXPIRY_SLACK)
+    return wait

@@ -25,7 +25,7 @@ Two additions for balancing (decided by `fleet.shards.lease_moves`):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -106,11 +106,20 @@ def _annotations(lease: JSON) -> dict[str, str]:
 
 
 def _valid(lease: JSON, now: datetime, default_duration: float) -> bool:
+    expiry = expiry_of(lease, default_duration)
+    return expiry is not None and now <= expiry[1]
+
+
+def expiry_of(lease: JSON, default_duration: float) -> tuple[str, datetime] | None:
+    """(holder, when its hold ends: renewTime + leaseDurationSeconds) of a Lease that
+    names a holder, expired or not; None for a free one."""
     spec = lease.get("spec") or {}
     renewed = _parse(spec.get("renewTime"))
+    holder = spec.get("holderIdentity")
+    if not holder or renewed is None:
+        return None
     duration = float(spec.get("leaseDurationSeconds") or default_duration)
-    return bool(spec.get("holderIdentity")) and renewed is not None and \
-        now <= renewed + timedelta(seconds=duration)
+    return str(holder), renewed + timedelta(seconds=duration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +131,12 @@ class ShardLeases:
     replicas that split the clusters differently are running (a rollout changing
     --shards). Two splits would give a cluster two writers, so nobody of this count
     holds a shard while one is live."""
+    holds: dict[int, tuple[str, datetime]] = field(default_factory=dict)
+    """Shard -> (the holder its Lease names, when that hold ends or ended), for the
+    Leases of this count that name one (live or expired): when to look again, and
+    whose shard a take is."""
+    read_at: datetime | None = None
+    """When they were read (this replica's clock)."""
 
 
 async def read_views(client: KubeClient, namespace: str, shards: int,
@@ -149,8 +164,10 @@ async def read_views(client: KubeClient, namespace: str, shards: int,
                            f"{(lease.get('spec') or {}).get('holderIdentity')})")
         if index < shards:
             by_shard[index] = lease
+    holds = {s: end for s, lease in by_shard.items()
+             if (end := expiry_of(lease, default_duration)) is not None}
     return ShardLeases([view_of(s, by_shard.get(s), at, default_duration)
-                        for s in range(shards)], sorted(foreign))
+                        for s in range(shards)], sorted(foreign), holds, at)
 
 
 async def want(client: KubeClient, namespace: str, shard: int, identity: str) -> None:

@@ -161,6 +161,20 @@ def lease_moves(views: Sequence[LeaseView], me: str, *, first: bool = False) -> 
     return LeaseMoves(renew=renew, acquire=acquire, release=tuple(sorted(release)), want=want)
 
 
+def next_round(every: float, ends_in: Iterable[tuple[str, float]], me: str, *,
+               slack: float) -> float:
+    """Seconds until a replica's next Lease round: every `every` (a third of the Lease
+    duration, the renew period), or sooner, `slack` after the first Lease held by
+    another replica would lapse (`ends_in`: (holder, seconds until its hold ends), as
+    read). A live holder renews every `every`, so its Lease always ends later than
+    that and changes nothing; a dead one's is taken as soon as it lapses, not up to a
+    whole round later. A Lease already lapsed (negative) was dealt with by the round
+    that read it."""
+    soonest = min((left for holder, left in ends_in if holder != me and left >= 0),
+                  default=None)
+    return every if soonest is None else min(every, soonest + slack)
+
+
 def leader_plan(spec: FleetSpec, leader: Mapping[WorkloadId, tuple[Assignment, ...]],
                 commit: str | None, capacity: CapacitySnapshot) -> Plan:
     """The plan a replica that does not lead writes, without placing anything itself:

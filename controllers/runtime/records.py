@@ -63,6 +63,12 @@ class Records:
         self.task_group = task_group
         self.on_started = on_started
         """Told the ledger once it runs (the reconciler records into it too)."""
+        self.judges: Callable[[], bool] = lambda: True
+        """Whether the plan being recorded is one this replica may judge a workload
+        Pending by: its own, or with --shards the leader's of its commit
+        (`controllers.runtime.shards.Shards.following_leader`)."""
+        self._judged: Plan | None = None
+        """The last plan recorded that judged."""
 
     # ------------------------------------------------------------------ the ledger
 
@@ -139,16 +145,28 @@ class Records:
     # ------------------------------------------------------------------ decisions
 
     def plan_events(self, old: Plan | None, new: Plan, live: PreviousPlan | None) -> None:
-        """Log and record what the new plan decides differently from the old one."""
+        """Log and record what the new plan decides differently from the old one.
+
+        A workload newly Pending is said only of a plan that judges it (`judges`): with
+        --shards, a replica that does not lead has no plan of its own, and before the
+        leader's plan of its commit is published every workload of its stand-in plan is
+        Pending for want of it, not for want of a cluster. Newly Pending is then
+        measured against the last plan that judged (so a workload the leader leaves
+        Pending is said once, not again after each commit's wait)."""
         before: PreviousPlan = live if live is not None else (
             {} if old is None else placements(old))
         spec = self.desired.spec
         down = {ClusterName(c) for c, a in self.adapters.items()
                 if a.health_state == "Unreachable"}
+        judging = self.judges()
+        judged = self._judged
+        if judging:
+            self._judged = new
         for wid, wp in sorted(new.workloads.items()):
             prev = before.get(wid, ())
-            old_status = old.workloads[wid].status if old and wid in old.workloads else None
-            if wp.status == "Pending" and old_status != "Pending":
+            old_status = judged.workloads[wid].status \
+                if judged and wid in judged.workloads else None
+            if judging and wp.status == "Pending" and old_status != "Pending":
                 reason = wp.reasons[0].message if wp.reasons else ""
                 log.warning("workload_pending", workload=wid, reason=reason)
                 self._decided("Pending", wid, commit=new.commit, reason=reason[:300])

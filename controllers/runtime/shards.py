@@ -22,8 +22,11 @@ the cluster name). Every replica, the leader included:
   its `shard` and `shardOwner`.
 
 A replica connects (adapters, informers, heartbeats) only to the clusters of the shards
-it holds (`ClusterSet.wanted`): gaining a shard connects its clusters, losing one
-disconnects them (its writes already fenced off by the lost Lease). What the others
+it holds (`ClusterSet.wanted`): gaining a shard connects its clusters at once, losing
+one disconnects them once it has not been held for a Lease duration (its writes fenced
+off by the lost Lease from the start; a late renew re-taken in time is not listed
+again). A dead holder's shard is taken just after its Lease lapses (`fleet.shards.
+next_round`), and each takeover's phases are kept for status (`Takeover`). What the others
 need of those clusters -- health, how long Unreachable, the nodes -- goes into the same
 publication, re-published at least every third of the Lease duration; the placement
 loop sees the other shards' clusters through `views`, where a shard whose news is
@@ -40,6 +43,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -51,8 +55,8 @@ from prometheus_client.metrics_core import Metric
 from clusters.adapter import ClusterAdapter
 from clusters.client import KubeClient
 from clusters.errors import ClusterError
-from clusters.leader import default_identity
-from clusters.shardlease import ShardLease, read_views, want
+from clusters.leader import EXPIRY_SLACK, default_identity
+from clusters.shardlease import ShardLease, ShardLeases, read_views, want
 from controllers.persist import shardstatus, sharedplan
 from controllers.runtime.fleetstate import ClusterView
 from fleet.capacity import HEALTH_STATES, CapacitySnapshot, ClusterHealth
@@ -64,6 +68,7 @@ from fleet.shards import (
     leader_plan,
     lease_moves,
     news_counts,
+    next_round,
     published_health,
     shard_of,
 )
@@ -73,6 +78,53 @@ if TYPE_CHECKING:
     from controllers.runtime.manager import Manager
 
 log = structlog.get_logger()
+
+
+TAKEOVERS_KEPT = 8
+"""The last takeovers shown in status (`shards.takeovers`)."""
+
+
+@dataclass
+class Takeover:
+    """A shard taken from a holder whose Lease lapsed (a dead or hung replica), and
+    when each phase of getting its clusters reconciled again ended, on this
+    replica's wall clock (the Lease's end on its holder's): `fleet run` shows them
+    in status and logs them once done, `bench.shards` prints them."""
+
+    shard: int
+    previous: str
+    expired: datetime
+    """When the previous holder's Lease lapsed: its renewTime + leaseDurationSeconds."""
+    acquired: datetime
+    """When this replica's take of the Lease was written."""
+    clusters: tuple[str, ...] = ()
+    connected: datetime | None = None
+    """Every cluster of the shard connected (adapter made) or failed to connect."""
+    listed: datetime | None = None
+    """Every connected one listed (informers synced)."""
+    reconciled: datetime | None = None
+    """The first of them reconciled here (a pass done)."""
+    done: datetime | None = None
+    """All of them reconciled here."""
+    lost: datetime | None = None
+    """Not held any more before `done` (its Lease lapsed or taken): no phase follows."""
+    passed: set[str] = field(default_factory=set)
+
+    def as_json(self) -> dict[str, Any]:
+        def at(t: datetime | None) -> str | None:
+            return None if t is None else t.isoformat(timespec="milliseconds")
+
+        def since(t: datetime | None) -> float | None:
+            return None if t is None else round((t - self.expired).total_seconds(), 3)
+        return {"shard": self.shard, "previous": self.previous, "clusters": len(self.clusters),
+                "expiredAt": at(self.expired), "acquiredAt": at(self.acquired),
+                "connectedAt": at(self.connected), "listedAt": at(self.listed),
+                "firstReconciledAt": at(self.reconciled), "reconciledAt": at(self.done),
+                "lostAt": at(self.lost),
+                "secondsAfterExpiry": {
+                    "acquired": since(self.acquired), "connected": since(self.connected),
+                    "listed": since(self.listed), "firstReconciled": since(self.reconciled),
+                    "reconciled": since(self.done)}}
 
 
 class ShardGate:
@@ -136,6 +188,18 @@ class Shards:
         self.rounds = 0
         self._decided = False
         """A round's moves were made once (the first takes at most one free shard)."""
+        self.wall: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.takeovers: list[Takeover] = []
+        """The last `TAKEOVERS_KEPT` shards taken from a lapsed holder, with their
+        phases."""
+        self._next_round = self.every
+        """Seconds until the next Lease round (`fleet.shards.next_round`)."""
+        self._last_held: dict[int, float] = {}
+        """Shard -> when (monotonic) the connect loop last saw it held: its clusters
+        stay connected a Lease duration after (`wants`)."""
+        self._gained = anyio.Event()
+        """Set when a shard is gained: its clusters are connected now, not at the next
+        tick."""
 
     # ------------------------------------------------------------------ hooks
 
@@ -156,6 +220,15 @@ class Shards:
         m.clusters.wanted = shards.wants
         m.rollout.owns = shards.owns
         m.metrics.scrape_with(shards.collect)
+        # Without the leader's plan of its commit a replica that does not lead has no
+        # plan to judge a workload Pending by: it says nothing of them until it has.
+        m.records.judges = shards.following_leader
+        done = m.reconciler.on_done
+
+        def reconciled(name: str) -> None:
+            shards.reconciled(name)
+            done(name)
+        m.reconciler.on_done = reconciled
         return shards
 
     def shard(self, cluster: str) -> int:
@@ -166,8 +239,17 @@ class Shards:
         return lease is not None and lease.is_leader
 
     def wants(self, cluster: str) -> bool:
-        """Connect to `cluster` here: it is of a held shard (or it is the home)."""
-        return self.owns(cluster) or cluster == self.m.settings.leader_cluster
+        """Connect to `cluster` here: it is of a held shard (or it is the home); stay
+        connected to it for a Lease duration after its shard was last held. A renew
+        that comes late (a loop stalled by many clusters connecting at once) loses the
+        shard until the next round re-takes it at the same generation: disconnecting
+        and listing its clusters all over again cost seconds each time. Its writes are
+        fenced off meanwhile all the same (`wire`: `owns`, and the Lease's generation)."""
+        if self.owns(cluster) or cluster == self.m.settings.leader_cluster:
+            return True
+        held = self._last_held.get(self.shard(cluster))
+        return cluster in self.m.adapters and held is not None and \
+            self.clock() - held < self.duration
 
     def views(self) -> dict[str, ClusterView]:
         return self.remote
@@ -276,7 +358,67 @@ class Shards:
                 row["shardNewsAt"], row["shardNewsFresh"] = news
         doc["shards"] = {"count": self.count, "identity": self.identity, "held": self.held(),
                          "followsLeaderPlan": self.following_leader(),
-                         "otherShardCounts": self.foreign}
+                         "otherShardCounts": self.foreign,
+                         "takeovers": [t.as_json() for t in self.takeovers]}
+
+    # ------------------------------------------------------------------ takeovers
+
+    def _took(self, shard: int, leases: ShardLeases) -> None:
+        """A shard just acquired: a takeover when its Lease named another holder whose
+        hold had ended (not one let go for us, nor a first take)."""
+        hold = leases.holds.get(shard)
+        if hold is None or hold[0] == self.identity or leases.read_at is None or \
+                hold[1] > leases.read_at:
+            return
+        taken = Takeover(shard, hold[0], hold[1], self.wall())
+        self.takeovers = [*self.takeovers, taken][-TAKEOVERS_KEPT:]
+        self.version += 1
+        log.info("shard_taken_over", shard=shard, previous=hold[0],
+                 seconds_after_expiry=taken.as_json()["secondsAfterExpiry"]["acquired"])
+
+    def _phases(self) -> None:
+        """Each open takeover's connect and list phases, as they end."""
+        spec = self.m.desired.spec
+        held = set(self.held())
+        for t in self.takeovers:
+            if t.done is not None or t.lost is not None or spec is None:
+                continue
+            if t.shard not in held:
+                t.lost = self.wall()
+                self.version += 1
+                continue
+            if not t.clusters:
+                t.clusters = tuple(n for n in sorted(spec.clusters)
+                                   if self.shard(n) == t.shard)
+            adapters = self.m.adapters
+            if t.connected is None and all(n in adapters or n in self.m.connect_errors
+                                           for n in t.clusters):
+                t.connected = self.wall()
+                self.version += 1
+            if t.connected is not None and t.listed is None and all(
+                    adapters[n].synced.is_set() for n in t.clusters if n in adapters):
+                t.listed = self.wall()
+                self.version += 1
+            if not t.clusters:
+                t.done = t.connected
+
+    def reconciled(self, name: str) -> None:
+        """A pass on `name` done here: a phase of the takeover of its shard, if open
+        (connected and listed first: a pass runs only on a listed cluster)."""
+        self._phases()
+        shard = self.shard(name)
+        for t in self.takeovers:
+            if t.shard != shard or t.done is not None or t.lost is not None or \
+                    not self.owns(name):
+                continue
+            t.passed.add(name)
+            now = self.wall()
+            if t.reconciled is None:
+                t.reconciled = now
+            if t.clusters and t.passed >= set(t.clusters):
+                t.done = now
+                log.info("shard_takeover_done", **t.as_json())
+            self.version += 1
 
     # ------------------------------------------------------------------ loops
 
@@ -294,12 +436,13 @@ class Shards:
     async def _lease_loop(self) -> None:
         while True:
             client = self.m.home.client()
+            self._next_round = self.every
             if client is not None:
                 try:
                     await self.round(client)
                 except (ClusterError, TimeoutError) as e:
                     log.warning("shard_round_failed", error=str(e))
-            await anyio.sleep(self.every)
+            await anyio.sleep(self._next_round)
 
     async def round(self, client: KubeClient) -> None:
         """One read of every shard Lease, and this replica's moves."""
@@ -313,6 +456,11 @@ class Shards:
             self.foreign = leases.foreign
         views = leases.views
         self.owners = {v.shard: v.holder for v in views if v.holder}
+        if leases.read_at is not None:  # a dead holder's Lease is taken as it lapses
+            self._next_round = next_round(
+                self.every, [(who, (end - leases.read_at).total_seconds())
+                             for who, end in leases.holds.values()],
+                self.identity, slack=EXPIRY_SLACK)
         if self.foreign:  # another split of the clusters is live: hold nothing
             for shard in [s for s, lease in self.leases.items() if lease.is_leader]:
                 await self._lease(client, shard).release()
@@ -329,6 +477,8 @@ class Shards:
                 await lease.try_acquire_or_renew()
             if lease.is_leader:
                 self.owners[shard] = self.identity
+                if shard in moves.acquire:
+                    self._took(shard, leases)
         if moves.want is not None:
             await want(client, self.m.home.namespace, moves.want, self.identity)
         self._rewire()
@@ -355,6 +505,7 @@ class Shards:
             if self._wired.get(shard) == lease.generation:
                 continue
             self._wired[shard] = lease.generation
+            self._gained.set()
             log.info("shard_held", shard=shard, identity=self.identity,
                      generation=lease.generation)
             for name, adapter in list(self.m.adapters.items()):
@@ -367,6 +518,13 @@ class Shards:
         (outside the Lease rounds: connecting many clusters must not delay a renew)."""
         while True:
             held = tuple((s, self.leases[s].generation) for s in self.held())
+            now = self.clock()
+            for shard, _generation in held:
+                self._last_held[shard] = now
+            lapsed = [s for s, at in self._last_held.items() if now - at >= self.duration]
+            for shard in lapsed:  # let go for good: disconnect its clusters now
+                del self._last_held[shard]
+                self._connected_for = None
             spec = self.m.desired.spec
             if spec is not None and held != self._connected_for:
                 self._connected_for = held
@@ -378,7 +536,11 @@ class Shards:
                     await self.m.clusters.sync(spec)
                 if set(self.m.adapters) - before or gone:
                     self.m.trigger_plan()
-            await anyio.sleep(self.m.tick)
+            self._phases()
+            with anyio.move_on_after(self.m.tick):
+                await self._gained.wait()  # a shard gained: connect it now
+            if self._gained.is_set():
+                self._gained = anyio.Event()
 
     async def _share_loop(self) -> None:
         while True:

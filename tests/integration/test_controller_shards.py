@@ -22,19 +22,24 @@ from typing import Any
 import anyio
 import jsonschema
 import pytest
+import structlog
 
 from clusters.apply import Fenced
 from clusters.client import LEASE
+from clusters.leader import LeaderElector
 from clusters.shardlease import ShardLease
 from controllers.demo.sandbox import Sandbox, until
-from controllers.persist import shardstatus
+from controllers.persist import shardstatus, sharedplan
 from controllers.runtime import control
 from controllers.runtime.manager import Manager
 from controllers.status.cache import StatusCache
+from fleet.ids import ClusterName, Flavour
+from fleet.placement.types import Assignment
 from fleet.shards import lease_name, shard_of
 from tests.fleetdocs import POLICY, cluster, workload
 from tests.specs import load_schema
 from tests.support.controller import CLUSTERS, FAST, fast_settings, sandbox
+from tests.support.logs import logged
 
 LEASE_SECONDS = 2.0
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,6 +175,89 @@ async def test_a_dead_replicas_clusters_are_taken_over_after_its_lease_expires(
         after = writes_on(a)
         taken = [n for n in CLUSTERS if shard_of(n, 2) in lost]
         assert taken and all(after[n] > before.get(n, 0) for n in taken)
+        # The takeover and its phases, in order, as status shows them (bench.shards
+        # prints them): b's Lease lapsed, a took it, connected, listed, reconciled.
+        assert a.shards is not None
+        await until(lambda: bool(a.shards and a.shards.takeovers
+                                 and a.shards.takeovers[-1].done), 10,
+                    what="the takeover's phases done")
+        took = [t.as_json() for t in a.shards.takeovers]
+        assert [(t["shard"], t["previous"], t["clusters"]) for t in took] == \
+            [(lost[0], "b", len(taken))]
+        phases = [took[0][k] for k in ("expiredAt", "acquiredAt", "connectedAt",
+                                        "listedAt", "reconciledAt")]
+        assert all(phases) and phases == sorted(phases)
+        assert phases[1] <= took[0]["firstReconciledAt"] <= phases[-1]
+        assert a.status()["shards"]["takeovers"] == took
+
+
+async def test_a_follower_says_nothing_pending_before_it_has_the_leaders_plan(
+        tmp_path: Path) -> None:
+    """A replica that does not lead has no plan of its own: until the leader's plan of
+    its commit is published it logs and records no workload as Pending (it used to log
+    every workload); with that plan, it says Pending what the leader left Pending, once."""
+    async with sandbox(tmp_path, files(), home=True) as box:
+        with structlog.testing.capture_logs() as logs:
+            async with box.controller(settings(box, tmp_path, "b", 2), adapter_options=FAST,
+                                      lease_duration=LEASE_SECONDS) as b, \
+                    anyio.create_task_group() as tg:
+                await until(lambda: b.home.client() is not None, 30,
+                            what="b's home client")
+                client = b.home.client()
+                assert client is not None
+                # The leader is elsewhere, and publishes nothing yet.
+                leader = LeaderElector(client, "leader-elsewhere",
+                                       namespace=b.home.namespace, duration=LEASE_SECONDS,
+                                       margin=0.5)
+                assert await leader.try_acquire_or_renew()
+                tg.start_soon(leader.run)
+                await until(lambda: logged(logs, "placement_reconciled") >= 2, 30,
+                            what="b planned twice")
+                assert b.desired.plan is not None and not b.leadership.may_act()
+                assert {wp.status for wp in b.desired.plan.workloads.values()} == {"Pending"}
+                assert logged(logs, "workload_pending") == 0
+                assert not [e for e in b.feed.document()["events"]
+                            if e.get("event") == "Pending"]
+                # The leader's plan of b's commit: two placed, one left Pending.
+                plan = b.desired.plan
+                left = sorted(plan.workloads)[0]
+                placed = {wid: (Assignment(ClusterName(wid.split("/on-")[1]),
+                                           Flavour("h100-80gb"), 1, 1),)
+                          for wid in plan.workloads if wid != left}
+                assert await sharedplan.write(client, b.home.namespace, placed, plan.commit)
+                await until(lambda: b.shards is not None and b.shards.following_leader(),
+                            30, what="b follows the leader's plan")
+                await until(lambda: logged(logs, "workload_pending") >= 1, 10,
+                            what="the leader's Pending workload said")
+                assert [e["workload"] for e in logs if e.get("event") == "workload_pending"] \
+                    == [left]
+                tg.cancel_scope.cancel()
+
+
+async def test_a_shard_renewed_late_keeps_its_clusters_connected(tmp_path: Path) -> None:
+    """A renew that comes late (the loop stalled) loses the shard until the next round
+    re-takes it at the same generation: its clusters stay connected meanwhile (the same
+    adapters, not listed again), and nothing is written there while it is not held."""
+    async with sandbox(tmp_path, files(), home=True) as box, \
+            box.controller(settings(box, tmp_path, "a", 2), adapter_options=FAST,
+                           lease_duration=LEASE_SECONDS) as a:
+        shards = a.shards
+        assert shards is not None
+        await until(lambda: shards.held() == [0, 1], 30, what="a holds both shards")
+        await roll(box, "registry.internal/serve:v2", a)
+        mine = [n for n in CLUSTERS if shard_of(n, 2) == 1]
+        adapters = {n: a.adapters[n] for n in mine}
+        generation = shards.leases[1].generation
+        shards.leases[1]._deadline = 0.0  # its renew deadline passed (a late renew)
+        assert not shards.owns(mine[0])
+        assert not adapters[mine[0]].applier.may_write()
+        # the connect loop sees it lost (a release pass without it) ...
+        await until(lambda: shards._connected_for is not None and 1 not in dict(
+            shards._connected_for), 10, what="the loss seen by the connect loop")
+        # ... and the next round takes it again, at the same generation
+        await until(lambda: shards.held() == [0, 1], 10, what="shard 1 re-taken")
+        assert shards.leases[1].generation == generation
+        assert {n: a.adapters.get(n) for n in mine} == adapters
 
 
 async def test_a_replica_that_lost_its_shard_lease_writes_nothing_there(

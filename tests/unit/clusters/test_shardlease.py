@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from clusters.leader import _fmt
-from clusters.shardlease import WANTED_BY, view_of
+from clusters.leader import EXPIRY_SLACK, _fmt, next_attempt
+from clusters.shardlease import WANTED_BY, expiry_of, view_of
 from fleet.shards import LeaseView, shard_index
 
 NOW = datetime(2026, 12, 3, 12, 0, 0, tzinfo=UTC)
@@ -45,3 +45,26 @@ def test_view_of_a_shard_lease(doc: dict[str, Any] | None, view: LeaseView) -> N
 ])
 def test_shard_index_of_a_lease_name(name: str, index: int | None) -> None:
     assert shard_index(name) == index
+
+
+@pytest.mark.parametrize(("doc", "expiry"), [
+    (lease("a", 1), ("a", NOW + timedelta(seconds=14))),
+    (lease("a", 16), ("a", NOW - timedelta(seconds=1))),
+    (lease("", 1), None),
+    (lease(None, 1, ("b", 3)), None),
+], ids=["live", "lapsed", "let-go", "free"])
+def test_expiry_of_a_lease_is_its_renew_time_plus_its_duration(
+        doc: dict[str, Any], expiry: tuple[str, datetime] | None) -> None:
+    assert expiry_of(doc, 15.0) == expiry
+
+
+@pytest.mark.parametrize(("ok", "expires_in", "wait"), [
+    (True, None, 5.0),           # holding it, or nobody else does: every renew period
+    (False, None, 1.0),          # a failure: soon again (client-go's RetryPeriod)
+    (True, 2.0, 2.0 + EXPIRY_SLACK),   # another's Lease lapses in 2 s: just after that
+    (True, 9.0, 5.0),            # ... not before a period is up if it lapses later
+    (True, -1.0, EXPIRY_SLACK),  # read as lapsed already: take it now
+], ids=["period", "retry", "at-expiry", "period-first", "lapsed"])
+def test_a_candidate_tries_a_lease_just_after_another_holders_lapses(
+        ok: bool, expires_in: float | None, wait: float) -> None:
+    assert next_attempt(5.0, 1.0, ok=ok, expires_in=expires_in) == pytest.approx(wait)

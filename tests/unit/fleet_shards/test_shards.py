@@ -19,6 +19,7 @@ from fleet.shards import (
     leader_plan,
     lease_moves,
     lease_name,
+    next_round,
     published_health,
     shard_of,
 )
@@ -268,3 +269,15 @@ def test_a_follower_writes_the_leaders_placements_without_placing() -> None:
     assert mine.usage[ClusterName("b")][Flavour("h100-80gb")].allocated == 8
     assert mine.usage[ClusterName("a")][Flavour("h100-80gb")].allocated == 0
     assert mine.commit == "c1" and mine.capacity_digest == cap.digest()
+
+
+@pytest.mark.parametrize(("ends_in", "wait"), [
+    ([], 5.0),                                 # nothing held: every period
+    ([("b", 12.0), ("c", 14.0)], 5.0),         # live holders renew before they lapse
+    ([("b", 12.0), ("c", 1.5)], 1.6),          # c stopped renewing: just after its end
+    ([("me", 0.5), ("b", 12.0)], 5.0),         # its own Lease is renewed, not taken
+    ([("b", -0.5), ("c", 3.0)], 3.1),          # b's lapsed Lease was this round's
+], ids=["none", "live", "lapsing", "own", "lapsed"])
+def test_the_next_lease_round_is_when_another_holders_lease_lapses(
+        ends_in: list[tuple[str, float]], wait: float) -> None:
+    assert next_round(5.0, ends_in, "me", slack=0.1) == pytest.approx(wait)
