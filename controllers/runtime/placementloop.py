@@ -234,6 +234,10 @@ class PlacementLoop:
                 self.trigger()
             await anyio.sleep(self.tick / 2)  # coalesce bursts of capacity events
 
+    def _expected(self) -> list[str]:
+        spec = self.desired.spec
+        return [] if spec is None else [str(n) for n in spec.clusters]
+
     async def _wait_seen(self) -> None:
         """Until every connected cluster listed (or is Unreachable), and, for at most
         `startup_sync_timeout`, until no cluster is `unseen`: a plan on a partial view
@@ -241,7 +245,8 @@ class PlacementLoop:
         waited = 0.0
         while True:
             await self.clusters.wait_listed(tick=self.tick,
-                                            say_every=self.startup_sync_timeout)
+                                            say_every=self.startup_sync_timeout,
+                                            expected=self._expected)
             unseen = self.unseen()
             if not unseen or waited >= self.startup_sync_timeout:
                 if unseen:
