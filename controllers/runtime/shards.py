@@ -153,6 +153,7 @@ class Shards:
         m.placement.borrow = shards.borrow
         m.placement.other_views = shards.views
         m.placement.unseen = shards.unseen
+        m.placement.following = shards.following_leader
         m.clusters.wanted = shards.wants
         m.rollout.owns = shards.owns
         m.metrics.scrape_with(shards.collect)

@@ -312,3 +312,34 @@ async def test_a_replicas_cached_status_follows_another_shards_results(
         else:
             raise AssertionError("a's cached document never showed b's failure")
         assert cache.builds > builds
+
+
+async def test_a_replica_waiting_for_the_leaders_plan_records_no_decisions(
+        tmp_path: Path) -> None:
+    """Until the leader publishes its plan, a replica that does not lead writes a
+    stand-in plan (every workload Pending, "not placed by the leader's plan"): none of
+    that is a decision, so none of it is logged, fed or recorded (at 50,000 workloads
+    each replica logged 50,000 `workload_pending` warnings at every start)."""
+    from datetime import UTC, datetime
+
+    from clusters.leader import LEASE_NAME
+    from tests.support.home import NS, create_namespace, home_request
+
+    async with sandbox(tmp_path, files(), home=True) as box:
+        await create_namespace(box)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        # The leader is another process that never publishes a plan.
+        await home_request(box, "POST", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases", {
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": LEASE_NAME, "namespace": NS},
+            "spec": {"holderIdentity": "elsewhere", "leaseDurationSeconds": 3600,
+                     "acquireTime": now, "renewTime": now, "leaseTransitions": 1}})
+        async with box.controller(settings(box, tmp_path, "a", 1), adapter_options=FAST,
+                                  lease_duration=LEASE_SECONDS) as a:
+            await until(lambda: a.placement.records_held >= 1, 30,
+                        what="a stand-in plan written")
+            plan = a.desired.plan
+            assert plan is not None and not a.may_act()
+            assert {wp.status for wp in plan.workloads.values()} == {"Pending"}
+            events = [e["event"] for e in a.feed.document()["events"]]
+            assert "Pending" not in events and "Placed" not in events
