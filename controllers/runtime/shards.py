@@ -109,6 +109,11 @@ class Shards:
         self.leader_plan: tuple[str | None, dict[WorkloadId, tuple[Assignment, ...]]] | None \
             = None
         self.followed: str | None = None
+        self._plan_data: str | None = None
+        """The leader's published placements as last read, undecoded."""
+        self.plan_reads = 0
+        self.plan_decodes = 0
+        """Reads of the leader's published plan, and how many were decoded (changed)."""
         """The commit whose plan this replica follows the leader's for (not leading)."""
         self.owners: dict[int, str] = {}
         """Shard -> its holder as last read."""
@@ -224,7 +229,7 @@ class Shards:
         """The plan this replica writes: its own while it leads, else its own with the
         leader's published placements, once they are of the same commit."""
         if self.leading():
-            self.followed, self.leader_plan = None, None
+            self.followed, self.leader_plan, self._plan_data = None, None, None
             return plan
         published = self.leader_plan
         if published is None or published[0] != plan.commit:
@@ -397,9 +402,15 @@ class Shards:
         if self.leading():
             # Its own plan is the one; a copy read while following may be stale by the
             # time it follows again (read afresh then, before anything is followed).
-            self.leader_plan = None
+            self.leader_plan, self._plan_data = None, None
             return
-        published = await sharedplan.read_published(client, self.m.home.namespace)
+        data = await sharedplan.read_published(client, self.m.home.namespace)
+        self.plan_reads += 1
+        if data is None or data == self._plan_data:
+            return  # unchanged: not decoded again (50,000 placements: ~3 MB of JSON)
+        published = sharedplan.decode_published(data)
+        self.plan_decodes += 1
+        self._plan_data = data
         if published is None or published == self.leader_plan:
             return
         self.leader_plan = (published[0], dict(published[1]))
