@@ -69,7 +69,7 @@ async def read_published(client: KubeClient, namespace: str) -> str | None:
     """The leader's published placements as stored (`encode`'s text), for the shard
     owners that follow its plan (`controllers.runtime.shards`); None when there are none
     or they cannot be read now. Decoding is left to `decode_published`, done only when
-    the text changed: at 50,000 workloads it is ~3 MB of JSON, and every replica that
+    the text changed: at 50,000 workloads it is ~2.2 MB of JSON, and every replica that
     does not lead reads the ConfigMap every second."""
     try:
         cm = await get_configmap(client, NAME, namespace=namespace)

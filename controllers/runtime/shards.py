@@ -407,7 +407,7 @@ class Shards:
         data = await sharedplan.read_published(client, self.m.home.namespace)
         self.plan_reads += 1
         if data is None or data == self._plan_data:
-            return  # unchanged: not decoded again (50,000 placements: ~3 MB of JSON)
+            return  # unchanged: not decoded again (50,000 placements: ~2.2 MB of JSON)
         published = sharedplan.decode_published(data)
         self.plan_decodes += 1
         self._plan_data = data

@@ -353,7 +353,7 @@ async def test_a_replica_waiting_for_the_leaders_plan_records_no_decisions(
 async def test_the_leaders_published_plan_is_decoded_only_when_it_changed(
         tmp_path: Path) -> None:
     """A replica that does not lead reads the leader's published placements every
-    second; it decodes them (at 50,000 workloads ~3 MB of JSON, twice per read before)
+    second; it decodes them (at 50,000 workloads ~2.2 MB of JSON, twice per read before)
     only when what is stored changed."""
     from controllers.persist import sharedplan
 
