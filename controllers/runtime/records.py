@@ -11,6 +11,7 @@ at each new leadership the ledger is made to agree with what runs (`reconcile`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from itertools import chain
 from pathlib import Path
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     from controllers.persist.anchor import LedgerAnchor
 
 log = structlog.get_logger()
+
+PENDING_LINES = 20
+"""`workload_pending` lines per plan; past that, one `workloads_pending` line counts
+the rest by reason (every one is still recorded)."""
 
 JOURNAL_FILE = "ledger-journal.jsonl"
 """In the state dir: ledger entries and apply intents not yet known to be written."""
@@ -145,12 +150,17 @@ class Records:
         spec = self.desired.spec
         down = {ClusterName(c) for c, a in self.adapters.items()
                 if a.health_state == "Unreachable"}
+        pending: Counter[str] = Counter()
+        newly = 0
         for wid, wp in sorted(new.workloads.items()):
             prev = before.get(wid, ())
             old_status = old.workloads[wid].status if old and wid in old.workloads else None
             if wp.status == "Pending" and old_status != "Pending":
                 reason = wp.reasons[0].message if wp.reasons else ""
-                log.warning("workload_pending", workload=wid, reason=reason)
+                if newly < PENDING_LINES:
+                    log.warning("workload_pending", workload=wid, reason=reason)
+                newly += 1
+                pending[reason[:200]] += 1
                 self._decided("Pending", wid, commit=new.commit, reason=reason[:300])
             t = transition(prev, wp, down=down)  # one classifier with plan diff and what-if
             event, left = t.arrival_event, t.left
@@ -167,6 +177,12 @@ class Records:
                               gpus=a.gpus, from_cluster=left[0] if left else None,
                               jurisdiction=c.spec.jurisdiction if c else None,
                               commit=new.commit, policy_version=new.policy_version or None)
+        if newly > PENDING_LINES:
+            # one line for the rest: 50,000 newly Pending workloads (a plan that saw
+            # every cluster Unknown) were 50,000 warnings in seconds; each is still a
+            # record in the events feed and the ledger
+            log.warning("workloads_pending", workloads=newly, logged=PENDING_LINES,
+                        reasons=dict(pending.most_common(5)))
 
     def _decided(self, event: str, wid: str, **fields: Any) -> None:
         fields = {**decision_fields(self.desired.spec, wid, fields.get("cluster")), **fields}
