@@ -60,12 +60,12 @@ from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Assignment, Plan
 from fleet.shards import (
     Published,
+    ShardOf,
     follow_plan,
     leader_plan,
     lease_moves,
     news_counts,
     published_health,
-    shard_of,
 )
 from fleet.spec import FleetSpec
 
@@ -98,6 +98,8 @@ class Shards:
     def __init__(self, m: Manager) -> None:
         self.m = m
         self.count = m.settings.shards
+        self._shard_of = ShardOf(self.count)
+        """Each cluster's shard, hashed once (asked for every row, every second)."""
         self.identity = m.settings.identity or default_identity()
         self.duration = m.lease_duration
         self.every = m.lease_duration / 3
@@ -165,7 +167,7 @@ class Shards:
         return shards
 
     def shard(self, cluster: str) -> int:
-        return shard_of(cluster, self.count)
+        return self._shard_of(cluster)
 
     def owns(self, cluster: str) -> bool:
         lease = self.leases.get(self.shard(cluster))
