@@ -83,6 +83,29 @@ def shard_of(cluster: str, shards: int) -> int:
     return max(range(shards), key=lambda s: (weight(cluster, s), -s))
 
 
+class ShardOf:
+    """`shard_of` for one shard count, remembered per cluster name: a replica asks it
+    for every row of its results and every cluster's view each second (at 50,000 rows
+    and 4 shards, ~200,000 asks a second; ~7 us each as four SHA-256s)."""
+
+    def __init__(self, shards: int) -> None:
+        if shards < 1:
+            raise ValueError(f"shards must be at least 1, not {shards}")
+        self.shards = shards
+        self._of: dict[str, int] = {}
+        self.computed = 0
+        """Names hashed (each once)."""
+
+    def __call__(self, cluster: str) -> int:
+        shard = self._of.get(cluster)
+        if shard is None:
+            if len(self._of) >= 100_000:  # names come from the repo: bounded anyway
+                self._of.clear()
+            shard = self._of[cluster] = shard_of(cluster, self.shards)
+            self.computed += 1
+        return shard
+
+
 def assign(clusters: Iterable[str], shards: int) -> dict[int, tuple[str, ...]]:
     """Every shard (0..shards-1) -> its clusters, sorted; shards without one map to ()."""
     out: dict[int, list[str]] = {s: [] for s in range(shards)}

@@ -129,6 +129,17 @@ class PlacementLoop:
         """With --shards, a replica that does not lead places nothing: the plan it
         writes is made of the leader's published placements (`Shards.borrow`); None:
         place here."""
+        self.following: Callable[[], bool] = lambda: True
+        """With --shards: this replica's plan is its own or follows the leader's
+        published plan of its commit (`Shards.following_leader`); False while it is a
+        stand-in, whose decisions are not recorded (`_record`)."""
+        self._recorded: Plan | None = None
+        """The last plan whose decisions were recorded."""
+        self._held_live: PreviousPlan | None = None
+        """What ran at a rebuild whose plan was not recorded: the next recorded plan is
+        diffed against it."""
+        self.records_held = 0
+        """Plans whose decisions were not recorded (stand-ins for the leader's)."""
         self.unseen: Callable[[], list[str]] = list
         """With --shards: clusters a rebuild waits for (bounded) before it plans:
         of shards held here but not connected yet, or held elsewhere without news yet
@@ -234,6 +245,10 @@ class PlacementLoop:
                 self.trigger()
             await anyio.sleep(self.tick / 2)  # coalesce bursts of capacity events
 
+    def _expected(self) -> list[str]:
+        spec = self.desired.spec
+        return [] if spec is None else [str(n) for n in spec.clusters]
+
     async def _wait_seen(self) -> None:
         """Until every connected cluster listed (or is Unreachable), and, for at most
         `startup_sync_timeout`, until no cluster is `unseen`: a plan on a partial view
@@ -241,7 +256,8 @@ class PlacementLoop:
         waited = 0.0
         while True:
             await self.clusters.wait_listed(tick=self.tick,
-                                            say_every=self.startup_sync_timeout)
+                                            say_every=self.startup_sync_timeout,
+                                            expected=self._expected)
             unseen = self.unseen()
             if not unseen or waited >= self.startup_sync_timeout:
                 if unseen:
@@ -300,7 +316,7 @@ class PlacementLoop:
             # lost its Lease while acting) left open is closed, or recorded, first, by
             # what the clusters show now. At start and at each new leadership.
             self._ledger_reconciled = await self.records.reconcile(previous)
-        self.records.plan_events(self.desired.plan, plan, previous if rebuild else None)
+        self._record(plan, previous if rebuild else None)
         self.desired.plan = plan
         self.desired.plan_saw = {n: c.health for n, c in snapshot.clusters.items()}
         if rebuild:
@@ -318,6 +334,23 @@ class PlacementLoop:
             self.plan_changed.notify_all()
         await self.last_plan.save(plan, head)
         return plan
+
+    def _record(self, plan: Plan, live: PreviousPlan | None) -> None:
+        """The plan's decisions into the log, the events feed and the ledger, diffed
+        against the last plan recorded. Not while this replica's plan is only a stand-in
+        for a leader's not published yet (`following` False: all Pending, "not placed
+        by the leader's plan"): at 50,000 workloads that was 50,000 `workload_pending`
+        warnings and records per replica at every start, none of them a decision; the
+        first plan that follows the leader's is diffed against what ran then."""
+        if not self.following():
+            if live is not None:
+                self._held_live = live
+            self.records_held += 1
+            return
+        if live is None:
+            live, self._held_live = self._held_live, None
+        self.records.plan_events(self._recorded, plan, live)
+        self._recorded = plan
 
     def _adopt_live_commits(self) -> None:
         found: dict[WorkloadId, tuple[str, str | None]] = {}

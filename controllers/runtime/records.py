@@ -11,6 +11,7 @@ at each new leadership the ledger is made to agree with what runs (`reconcile`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from itertools import chain
 from pathlib import Path
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
+PENDING_LINES = 20
+"""`workload_pending` lines per plan; past that, one `workloads_pending` line counts
+the rest by reason (every one is still recorded)."""
+
 JOURNAL_FILE = "ledger-journal.jsonl"
 """In the state dir: ledger entries and apply intents not yet known to be written."""
 
@@ -63,12 +68,6 @@ class Records:
         self.task_group = task_group
         self.on_started = on_started
         """Told the ledger once it runs (the reconciler records into it too)."""
-        self.judges: Callable[[], bool] = lambda: True
-        """Whether the plan being recorded is one this replica may judge a workload
-        Pending by: its own, or with --shards the leader's of its commit
-        (`controllers.runtime.shards.Shards.following_leader`)."""
-        self._judged: Plan | None = None
-        """The last plan recorded that judged."""
 
     # ------------------------------------------------------------------ the ledger
 
@@ -145,30 +144,25 @@ class Records:
     # ------------------------------------------------------------------ decisions
 
     def plan_events(self, old: Plan | None, new: Plan, live: PreviousPlan | None) -> None:
-        """Log and record what the new plan decides differently from the old one.
-
-        A workload newly Pending is said only of a plan that judges it (`judges`): with
-        --shards, a replica that does not lead has no plan of its own, and before the
-        leader's plan of its commit is published every workload of its stand-in plan is
-        Pending for want of it, not for want of a cluster. Newly Pending is then
-        measured against the last plan that judged (so a workload the leader leaves
-        Pending is said once, not again after each commit's wait)."""
+        """Log and record what the new plan decides differently from the old one (the
+        last plan recorded: with --shards a stand-in for the leader's plan not
+        published yet is not recorded, `PlacementLoop._record`)."""
         before: PreviousPlan = live if live is not None else (
             {} if old is None else placements(old))
         spec = self.desired.spec
         down = {ClusterName(c) for c, a in self.adapters.items()
                 if a.health_state == "Unreachable"}
-        judging = self.judges()
-        judged = self._judged
-        if judging:
-            self._judged = new
+        pending: Counter[str] = Counter()
+        newly = 0
         for wid, wp in sorted(new.workloads.items()):
             prev = before.get(wid, ())
-            old_status = judged.workloads[wid].status \
-                if judged and wid in judged.workloads else None
-            if judging and wp.status == "Pending" and old_status != "Pending":
+            old_status = old.workloads[wid].status if old and wid in old.workloads else None
+            if wp.status == "Pending" and old_status != "Pending":
                 reason = wp.reasons[0].message if wp.reasons else ""
-                log.warning("workload_pending", workload=wid, reason=reason)
+                if newly < PENDING_LINES:
+                    log.warning("workload_pending", workload=wid, reason=reason)
+                newly += 1
+                pending[reason[:200]] += 1
                 self._decided("Pending", wid, commit=new.commit, reason=reason[:300])
             t = transition(prev, wp, down=down)  # one classifier with plan diff and what-if
             event, left = t.arrival_event, t.left
@@ -185,6 +179,12 @@ class Records:
                               gpus=a.gpus, from_cluster=left[0] if left else None,
                               jurisdiction=c.spec.jurisdiction if c else None,
                               commit=new.commit, policy_version=new.policy_version or None)
+        if newly > PENDING_LINES:
+            # one line for the rest: 50,000 newly Pending workloads (a plan that saw
+            # every cluster Unknown) were 50,000 warnings in seconds; each is still a
+            # record in the events feed and the ledger
+            log.warning("workloads_pending", workloads=newly, logged=PENDING_LINES,
+                        reasons=dict(pending.most_common(5)))
 
     def _decided(self, event: str, wid: str, **fields: Any) -> None:
         fields = {**decision_fields(self.desired.spec, wid, fields.get("cluster")), **fields}

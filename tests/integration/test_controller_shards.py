@@ -400,3 +400,66 @@ async def test_a_replicas_cached_status_follows_another_shards_results(
         else:
             raise AssertionError("a's cached document never showed b's failure")
         assert cache.builds > builds
+
+
+async def leader_elsewhere(box: Sandbox) -> None:
+    """The leader Lease held by another process, for an hour: one that never publishes
+    a plan unless the test does."""
+    from datetime import UTC, datetime
+
+    from clusters.leader import LEASE_NAME
+    from tests.support.home import NS, create_namespace, home_request
+
+    await create_namespace(box)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    await home_request(box, "POST", f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases", {
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": LEASE_NAME, "namespace": NS},
+        "spec": {"holderIdentity": "elsewhere", "leaseDurationSeconds": 3600,
+                 "acquireTime": now, "renewTime": now, "leaseTransitions": 1}})
+
+
+async def test_a_replica_waiting_for_the_leaders_plan_records_no_decisions(
+        tmp_path: Path) -> None:
+    """Until the leader publishes its plan, a replica that does not lead writes a
+    stand-in plan (every workload Pending, "not placed by the leader's plan"): none of
+    that is a decision, so none of it is logged, fed or recorded (at 50,000 workloads
+    each replica logged 50,000 `workload_pending` warnings at every start)."""
+    async with sandbox(tmp_path, files(), home=True) as box:
+        await leader_elsewhere(box)
+        async with box.controller(settings(box, tmp_path, "a", 1), adapter_options=FAST,
+                                  lease_duration=LEASE_SECONDS) as a:
+            await until(lambda: a.placement.records_held >= 1, 30,
+                        what="a stand-in plan written")
+            plan = a.desired.plan
+            assert plan is not None and not a.may_act()
+            assert {wp.status for wp in plan.workloads.values()} == {"Pending"}
+            events = [e["event"] for e in a.feed.document()["events"]]
+            assert "Pending" not in events and "Placed" not in events
+
+
+async def test_the_leaders_published_plan_is_decoded_only_when_it_changed(
+        tmp_path: Path) -> None:
+    """A replica that does not lead reads the leader's published placements every
+    second; it decodes them (at 50,000 workloads ~2.2 MB of JSON, twice per read before)
+    only when what is stored changed."""
+    from controllers.persist import sharedplan
+
+    async with sandbox(tmp_path, files(), home=True) as box:
+        await leader_elsewhere(box)
+        async with box.controller(settings(box, tmp_path, "a", 1), adapter_options=FAST,
+                                  lease_duration=LEASE_SECONDS) as a:
+            shards = a.shards
+            assert shards is not None
+            await until(lambda: a.desired.head is not None, 30, what="a commit fetched")
+            client = a.home.client()
+            assert client is not None
+            assert await sharedplan.write(client, a.home.namespace, {}, a.desired.head)
+            start = shards.plan_reads
+            await until(lambda: shards.plan_reads >= start + 5, 30, what="five reads")
+            assert shards.plan_decodes == 1  # read five times, decoded once
+            await until(lambda: shards.followed == a.desired.head, 30,
+                        what="the leader's plan followed")
+            assert shards.plan_decodes == 1
+            assert await sharedplan.write(client, a.home.namespace, {}, "another-commit")
+            await until(lambda: shards.plan_decodes == 2, 30, what="the change decoded")
