@@ -205,6 +205,8 @@ class StatusCache:
         self._loop: asyncio.AbstractEventLoop | None = None
         """The loop the cache runs on (`now()` tells it of requests from another
         thread)."""
+        self._primed: Body | None = None
+        """The document `prime` published (until another replaces it)."""
         self._stamp: tuple[float, Body | None] = (0.0, None)
         """(when, the document published then): its age as served."""
 
@@ -255,8 +257,11 @@ class StatusCache:
         if body is None or loop is None:
             return None
         at, published = self._stamp
-        stale = published is body and self.clock() - at > self.stale_after \
-            and self._building is None  # a build under way started before this request
+        stale = published is body and self._building is None \
+            and (body is self._primed or self.clock() - at > self.stale_after)
+        # (a build under way started before this request; the primed document is the
+        # head of an empty fleet, published before anything was loaded: a first read
+        # waits for the state of now as it always did, at most `fresh_wait`)
         if fresh or stale:
             waiter: concurrent.futures.Future[Body] = concurrent.futures.Future()
             with self._waiters_lock:
@@ -317,7 +322,8 @@ class StatusCache:
             if r.text is None:
                 r.text = dumps(r.row)
                 r.row = {}
-        self._publish(rows, built, fp, Body.made(self._raw(doc, rows)), waiters)
+        self._primed = Body.made(self._raw(doc, rows))
+        self._publish(rows, built, fp, self._primed, waiters)
 
     async def run(self) -> None:
         """The refresher: builds the next document whenever a request found the last
