@@ -42,7 +42,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Generator, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -311,17 +311,13 @@ class StatusCache:
         self._loop = asyncio.get_running_loop()
         fp = fingerprint(self.m)
         waiters = self._take_waiters()
-        gen = fleetdoc.steps(self.m, self._rows)
+        gen = self._steps()
         while True:
             try:
                 next(gen)
             except StopIteration as done:
                 doc, rows, built = done.value
                 break
-        for r in rows:
-            if r.text is None:
-                r.text = dumps(r.row)
-                r.row = {}
         self._primed = Body.made(self._raw(doc, rows))
         self._publish(rows, built, fp, self._primed, waiters)
 
@@ -358,10 +354,21 @@ class StatusCache:
             self._building.set()
             self._building = None
 
+    def _steps(self) -> Generator[None, None, tuple[Any, list[WorkloadRow], int]]:
+        """A build in steps, yielding after each row built or encoded: the document
+        without its rows, the rows (their text encoded), how many were built."""
+        doc, rows, built = yield from fleetdoc.steps(self.m, self._rows)
+        for r in rows:
+            if r.text is None:
+                r.text = dumps(r.row)
+                r.row = {}  # the text is what is served; the dict was only for it
+                yield
+        return doc, rows, built
+
     async def _build(self) -> None:
         waiters = self._take_waiters()  # answered by this build: it starts after them
         fp = fingerprint(self.m)
-        gen = fleetdoc.steps(self.m, self._rows)
+        gen = self._steps()
         n = 0
         while True:
             try:
@@ -372,12 +379,6 @@ class StatusCache:
             n += 1
             if n % self.slice_rows == 0:
                 await anyio.lowlevel.checkpoint()  # let the loop run: heartbeats, the webhook
-        fresh = [r for r in rows if r.text is None]
-        for i, r in enumerate(fresh, 1):
-            r.text = dumps(r.row)
-            r.row = {}  # the text is what is served; the dict was only for it
-            if i % self.slice_rows == 0:
-                await anyio.lowlevel.checkpoint()
         body = await Body.made_off_loop(self._raw(doc, rows))
         self._publish(rows, built, fp, body, waiters)
 
