@@ -86,6 +86,13 @@ class FieldLines(Mapping[Path, int]):
     def __len__(self) -> int:
         return len(self._paths)
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FieldLines):  # without a dict of each (Mapping's way)
+            return self._paths == other._paths and self._lines == other._lines
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a dict, as a dict is unhashable
+
     def __repr__(self) -> str:
         return f"FieldLines({dict(self)!r})"
 

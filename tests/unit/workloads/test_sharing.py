@@ -125,6 +125,7 @@ def test_field_lines_answer_as_the_dict_they_were_made_from() -> None:
     lines = {("spec",): 4, ("spec", "resources"): 9, ("spec", "placement", "clusters", 1): 14}
     compact = FieldLines.of(lines)
     assert compact == lines and list(compact) == list(lines)
+    assert compact == FieldLines.of(dict(lines)) != FieldLines.of({**lines, ("spec",): 5})
     for path in [("spec",), ("spec", "placement", "clusters", 1), ("spec", "x")]:
         assert compact.get(path) == lines.get(path)
     again = pickle.loads(pickle.dumps(compact))
