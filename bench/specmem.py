@@ -14,6 +14,7 @@ through a `ParseCache`, in this process) and reports, with tracemalloc:
 
     python -m bench.specmem                                 # 100 clusters x 5,000
     python -m bench.specmem --clusters 1000 --workloads 50000
+    python -m bench.specmem --varied     # each workload its own image, labels, toleration
     python -m bench.specmem --smoke                         # 4 x 40 (CI)
 
 tracemalloc slows the parse several times over; the figures are bytes, not seconds.
@@ -49,6 +50,21 @@ def entries(files: dict[str, str | bytes]) -> list[FileEntry]:
     for path, text in sorted(files.items()):
         data = text.encode() if isinstance(text, str) else text
         out.append(FileEntry(path, path, len(data), f"k{len(out)}", _reader(data)))
+    return out
+
+
+def varied(files: dict[str, str | bytes]) -> dict[str, str | bytes]:
+    """The fleet with less alike workloads: each its own image tag and `app` label, an
+    `owner` label of 97 and a toleration of 50 (what sharing cannot merge stays apart)."""
+    out = dict(files)
+    for path, text in files.items():
+        if not path.startswith("workloads/") or not isinstance(text, str):
+            continue
+        i = int(path.rsplit("/w", 1)[1].removesuffix(".yaml"))
+        out[path] = text.replace("app:0", f"app:v{i}").replace(
+            "namespace: team", f"labels: {{app: w{i:05d}, owner: o{i % 97}}}, namespace: team"
+        ).replace("placement: {", f"placement: {{tolerations: [{{key: k{i % 50}, "
+                                  "operator: Exists}], ")
     return out
 
 
@@ -127,18 +143,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clusters", type=int, default=100)
     p.add_argument("--workloads", type=int, default=5000)
     p.add_argument("--top", type=int, default=12)
+    p.add_argument("--varied", action="store_true",
+                   help="each workload its own image and labels (see `varied`)")
     p.add_argument("--smoke", action="store_true", help="4 clusters x 40 workloads")
     args = p.parse_args(argv)
     if args.smoke:
         args.clusters, args.workloads, args.top = 4, 40, 5
     print(f"load average before: {os.getloadavg()}")
-    files = entries(fleet_files(args.clusters, args.workloads, 1))
+    fleet = fleet_files(args.clusters, args.workloads, 1)
+    files = entries(varied(fleet) if args.varied else fleet)
     started = time.perf_counter()
     cache = ParseCache()
     spec, spec_bytes, snap = held(lambda: load_entries(files, cache))
     assert isinstance(spec, FleetSpec)
     n = max(1, len(spec.workloads))
-    print(f"{args.clusters} clusters x {args.workloads} workloads "
+    print(f"{args.clusters} clusters x {args.workloads} workloads"
+          f"{' (varied)' if args.varied else ''} "
           f"({len(spec.workloads)} valid, {len(spec.errors)} errors), read in "
           f"{time.perf_counter() - started:.1f} s under tracemalloc")
     print(f"spec + parse cache held: {spec_bytes / MIB:.1f} MiB "
