@@ -4,9 +4,10 @@ At 1,000 clusters x 50,000 workloads the parsed spec was most of a replica's mem
 (issue 22): every workload held its own copy of values that thousands of workloads
 spell the same way (a `resources.gpu` of one H100, a `placement` of `dataClass:
 public`, the same labels, tolerations, env, the field-name strings) and a set of
-set-field names per model. `Sharer.share` walks a freshly parsed value bottom-up and
-returns it with each equal sub-value replaced by the first one seen: a frozen model,
-a tuple, a dict, a string, an int. Where the bytes went, and the figures, are in
+set-field names per model. `Sharer.share` walks a parsed value bottom-up and returns
+an equal one whose parts are the first equal ones seen: a frozen model, a tuple, a
+dict, a string, an int. It writes nothing: where a part is replaced, the model or
+container holding it is a new one. Where the bytes went, and the figures, are in
 docs/controller.md ("Memory of the parsed spec") and `python -m bench.specmem`.
 
 Sharing is safe only because nothing writes to what is shared: the models are frozen
@@ -33,30 +34,39 @@ from pydantic import BaseModel
 T = TypeVar("T")
 
 _Key = tuple[Any, ...]
+_Paths = tuple[tuple[str | int, ...], ...]
 
 
 class Sharer:
     """A table of canonical values; `share` returns a value with its parts replaced by
     the canonical equal ones (adding the new ones). Not thread-safe."""
 
-    __slots__ = ("_fields_sets", "_ints", "_table")
+    __slots__ = ("_fields_sets", "_ints", "_paths", "_table")
 
     def __init__(self) -> None:
         self._table: dict[_Key, Any] = {}
         self._ints: dict[int, int] = {}
         self._fields_sets: dict[frozenset[str], set[str]] = {}
+        self._paths: dict[_Paths, _Paths] = {}
 
     def __len__(self) -> int:
-        return len(self._table) + len(self._ints) + len(self._fields_sets)
+        return len(self._table) + len(self._ints) + len(self._fields_sets) + len(self._paths)
+
+    def share_paths(self, paths: _Paths) -> _Paths:
+        """The first tuple of field paths seen equal to `paths` (`FieldLines`): looked up
+        by value in one step, as a path holds only keys and list indices (equal paths
+        look a line up alike)."""
+        return self._paths.setdefault(paths, paths)
 
     def share(self, value: T) -> T:
-        """`value` with every equal part made one object. A model whose class says
-        `shared_whole = False` is updated in place (its fields set to the shared values):
-        pass only what was just parsed, never an object someone else holds."""
+        """`value` with every equal part made one object. Nothing is written: a model
+        or container with a part replaced is a new one (`value` may be held elsewhere)."""
         out: T = self._share(value)
         return out
 
     def _share(self, v: Any) -> Any:
+        if v is None:
+            return v
         t = type(v)
         if t is str:
             return sys.intern(v)
@@ -77,17 +87,26 @@ class Sharer:
 
     def _share_model(self, m: BaseModel) -> Any:
         fields = m.__dict__
-        for k, x in fields.items():
-            shared = self._share(x)
-            if shared is not x:
-                fields[k] = shared  # a fresh parse result: nobody else holds it yet
+        shared = {k: self._share(x) for k, x in fields.items()}
         fs = m.__pydantic_fields_set__
         canonical = self._fields_sets.setdefault(frozenset(fs), fs)
-        if canonical is not fs:
-            object.__setattr__(m, "__pydantic_fields_set__", canonical)
+        if canonical is not fs or any(shared[k] is not x for k, x in fields.items()):
+            m = _with(m, shared, canonical)  # a copy: `m` itself is never written
+        else:
+            shared = fields
         if not getattr(m, "shared_whole", True):
             return m
-        return self._intern((type(m), id(canonical), *map(id, fields.values())), m)
+        return self._intern((type(m), id(canonical), *map(id, shared.values())), m)
 
     def _intern(self, key: _Key, value: Any) -> Any:
         return self._table.setdefault(key, value)
+
+
+def _with(m: BaseModel, fields: dict[str, Any], fields_set: set[str]) -> BaseModel:
+    """A copy of `m` holding `fields` (equal to its own) and `fields_set`."""
+    out = object.__new__(type(m))  # as pydantic's own copy makes one, sharing the parts
+    object.__setattr__(out, "__dict__", fields)
+    object.__setattr__(out, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(out, "__pydantic_extra__", m.__pydantic_extra__)
+    object.__setattr__(out, "__pydantic_private__", m.__pydantic_private__)
+    return out

@@ -276,8 +276,8 @@ def _reserve_namespace(docs: list[tuple[Document, SourceRef]], errors: list[Diag
 
 
 def _shared(parsed: ParsedFile, sharer: Sharer) -> ParsedFile:
-    """`parsed` (just parsed: nobody else holds it) with its documents' equal parts,
-    and their field paths, one object with those of every file `sharer` has seen."""
+    """`parsed` with its documents' equal parts, and their field paths, one object with
+    those of every file `sharer` has seen."""
     if not parsed.documents:
         return parsed
     docs = tuple((sharer.share(doc), _shared_source(src, sharer))
@@ -289,7 +289,7 @@ def _shared_source(src: SourceRef, sharer: Sharer) -> SourceRef:
     lines = src.field_lines
     if not isinstance(lines, FieldLines):
         return src
-    return SourceRef(src.file, src.line, lines.with_paths(sharer.share(lines.paths)))
+    return SourceRef(src.file, src.line, lines.with_paths(sharer.share_paths(lines.paths)))
 
 
 def _parse_entry(entry: FileEntry) -> ParsedFile:

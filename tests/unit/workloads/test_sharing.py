@@ -145,3 +145,15 @@ def test_the_parse_caches_sharer_starts_afresh_once_it_outgrows_the_files() -> N
     sharer.share(10**7)
     cache.retain(set())
     assert cache.sharer is not sharer and len(cache.sharer) == 0
+
+
+def test_sharing_writes_nothing_it_is_given() -> None:
+    s = Sharer()
+    first = s.share(Toleration.model_validate({"key": "k", "effect": "NoSchedule"}))
+    given = Toleration.model_validate({"key": "k", "effect": "NoSchedule"})
+    parts = (dict(given.__dict__), given.__pydantic_fields_set__)
+    kept = [id(x) for x in given.__dict__.values()]
+    assert s.share(given) is first
+    assert (given.__dict__, given.__pydantic_fields_set__) == parts
+    assert [id(x) for x in given.__dict__.values()] == kept
+    assert given.__pydantic_fields_set__ is parts[1]
