@@ -7,8 +7,12 @@ root), `line` is 1-based. Its JSON form is the `errors[]` item of plan.schema.js
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+Path = tuple[str | int, ...]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -38,13 +42,72 @@ def sort_key(d: Diagnostic) -> tuple[str, int, str]:
     return (d.file, d.line or 0, d.message)
 
 
+class FieldLines(Mapping[Path, int]):
+    """The line of each field of one document (a field's path, as
+    `("spec", "resources", "gpu", "count")` -> its 1-based line), held compactly: a
+    dict of path tuples per document was a fifth of a parsed spec's bytes (issue 22).
+
+    The paths are one tuple in the document's order, the same for every document
+    spelled with the same fields in the same order (`fleet.sharing.Sharer` makes it
+    one object for all of them); the lines are an array of 32-bit ints (a file is at
+    most 1 MiB). A lookup scans the paths: it runs only to word a diagnostic."""
+
+    __slots__ = ("_lines", "_paths")
+
+    def __init__(self, paths: tuple[Path, ...], lines: array[int]) -> None:
+        if len(paths) != len(lines):
+            raise ValueError(f"{len(paths)} paths but {len(lines)} lines")
+        self._paths = paths
+        self._lines = lines
+
+    @classmethod
+    def of(cls, lines: Mapping[Path, int]) -> FieldLines:
+        return cls(tuple(lines), array("I", lines.values()))
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return self._paths
+
+    def with_paths(self, paths: tuple[Path, ...]) -> FieldLines:
+        """The same lines under an equal tuple of paths (a shared one)."""
+        if paths != self._paths:
+            raise ValueError("not the same paths")
+        return FieldLines(paths, self._lines)
+
+    def __getitem__(self, path: Path) -> int:
+        try:
+            return self._lines[self._paths.index(path)]
+        except ValueError:
+            raise KeyError(path) from None
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FieldLines):  # without a dict of each (Mapping's way)
+            return self._paths == other._paths and self._lines == other._lines
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a dict, as a dict is unhashable
+
+    def __repr__(self) -> str:
+        return f"FieldLines({dict(self)!r})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (FieldLines, (self._paths, self._lines))
+
+
 @dataclass(frozen=True, slots=True)
 class SourceRef:
     """Where a document came from, with the line of each of its fields."""
 
     file: str
     line: int
-    field_lines: dict[tuple[str | int, ...], int]
+    field_lines: Mapping[Path, int]
+    """A `FieldLines` when read from a file."""
 
     def __reduce__(self) -> tuple[object, ...]:
         # a slotted dataclass pickles through `dataclasses.fields()` per object: this is

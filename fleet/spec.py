@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fleet.diagnostics import Diagnostic, SourceRef, sort_key
 from fleet.guardrails import GuardrailPolicy, build_guardrails, check_workload
@@ -44,6 +44,23 @@ class FleetSpec:
 
     def source_of(self, kind: str, name: str) -> SourceRef | None:
         return self.sources.get((kind, name))
+
+
+_NO_SOURCES: Mapping[tuple[str, str], SourceRef] = {}  # a Mapping: never written
+_NO_GUARDRAILS = GuardrailPolicy()
+_NO_OWNERS = OwnersPolicy()
+
+
+def placement_view(spec: FleetSpec) -> FleetSpec:
+    """`spec` with only what placement reads (`fleet.placement`: the clusters, the
+    residency, the quotas, the workloads and the invalid ones), for the placement worker
+    (`controllers.runtime.placerproc`): the sources (a `SourceRef` per document, with
+    its field lines), the errors, guardrails, owners and violations are for validation
+    and the PR plan, and would be pickled to the worker and held there for nothing.
+    What is dropped is always the same empty object, so two views of specs that differ
+    only there compare equal and the worker's delta sends none of it."""
+    return replace(spec, sources=_NO_SOURCES, errors=(), guardrails=_NO_GUARDRAILS,
+                   owners=_NO_OWNERS, violations=())
 
 
 def assemble(

@@ -21,7 +21,7 @@ from typing import Any
 import pydantic
 import pygit2
 
-from fleet.diagnostics import Diagnostic, SourceRef
+from fleet.diagnostics import Diagnostic, FieldLines, SourceRef
 from fleet.ids import WorkloadId
 from fleet.models import API_VERSION, KINDS, Document, Workload
 from fleet.render.admission import workload_problems
@@ -32,6 +32,7 @@ from fleet.safety import (
     tenant_namespace_problem,
     workload_label_problem,
 )
+from fleet.sharing import Sharer
 from fleet.spec import FleetSpec, assemble
 from workloads import diskcache
 from workloads.errors import RepoNotFound
@@ -62,6 +63,10 @@ _KIND_HOME = {
 }
 
 
+SHARER_ENTRIES_PER_FILE = 8
+SHARER_SLACK = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedFile:
     documents: tuple[tuple[Document, SourceRef], ...] = ()
@@ -79,15 +84,24 @@ class ParsedFile:
 
 @dataclass(slots=True)
 class ParseCache:
-    """Parsed files by (path, content key). `retain` drops what the last read did not use."""
+    """Parsed files by (path, content key). `retain` drops what the last read did not use.
+
+    `sharer` makes what a new parse spells like an earlier one the same object
+    (`fleet.sharing`). Its table keeps every value it has seen, also those of files
+    the cache has dropped since, so once it holds more than `SHARER_ENTRIES_PER_FILE`
+    entries per cached file it starts afresh: what is parsed after shares with what is
+    parsed after, and what is held keeps its sharing."""
 
     entries: dict[tuple[str, str, str], ParsedFile] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
+    sharer: Sharer = field(default_factory=Sharer)
 
     def retain(self, used: set[tuple[str, str, str]]) -> None:
         for k in [k for k in self.entries if k not in used]:
             del self.entries[k]
+        if len(self.sharer) > SHARER_ENTRIES_PER_FILE * len(self.entries) + SHARER_SLACK:
+            self.sharer = Sharer()
 
     @classmethod
     def stored(cls, repo: pygit2.Repository) -> ParseCache:
@@ -193,6 +207,8 @@ def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, 
     missing = [i for i, p in enumerate(found) if p is None]
     todo = [entries[i] for i in missing]
     parsed_now = fork_map(_parse_entry, todo) if parallel else list(map(_parse_entry, todo))
+    sharer = cache.sharer if cache is not None else Sharer()
+    parsed_now = [_shared(p, sharer) for p in parsed_now]
     for i, parsed in zip(missing, parsed_now, strict=True):
         found[i] = parsed
         if cacheable[i]:  # only ever True with a cache
@@ -259,6 +275,23 @@ def _reserve_namespace(docs: list[tuple[Document, SourceRef]], errors: list[Diag
     return kept
 
 
+def _shared(parsed: ParsedFile, sharer: Sharer) -> ParsedFile:
+    """`parsed` with its documents' equal parts, and their field paths, one object with
+    those of every file `sharer` has seen."""
+    if not parsed.documents:
+        return parsed
+    docs = tuple((sharer.share(doc), _shared_source(src, sharer))
+                 for doc, src in parsed.documents)
+    return ParsedFile(docs, parsed.errors, parsed.invalid, parsed.path_id)
+
+
+def _shared_source(src: SourceRef, sharer: Sharer) -> SourceRef:
+    lines = src.field_lines
+    if not isinstance(lines, FieldLines):
+        return src
+    return SourceRef(src.file, src.line, lines.with_paths(sharer.share_paths(lines.paths)))
+
+
 def _parse_entry(entry: FileEntry) -> ParsedFile:
     return _keep_path_id(entry.path, _parse_entry_unchecked(entry))
 
@@ -315,7 +348,7 @@ def parse_file(path: str, display: str, data: bytes) -> ParsedFile:
     cluster_docs: list[YamlDocument] = []
 
     for ydoc in yf.documents:
-        src = SourceRef(display, ydoc.line, ydoc.lines)
+        src = SourceRef(display, ydoc.line, FieldLines.of(ydoc.lines))
         raw = ydoc.value
         kind = raw.get("kind") if isinstance(raw, dict) else None
         # Anything in a team folder is meant as that team's Workload (a `kind:` typo

@@ -56,7 +56,7 @@ from fleet.capacity import CapacitySnapshot
 from fleet.ids import WorkloadId
 from fleet.models import Workload
 from fleet.placement.types import Plan, PreviousPlan
-from fleet.spec import FleetSpec
+from fleet.spec import FleetSpec, placement_view
 
 _REPLANNER: Replanner | None = None
 """The worker process's own Replanner (one per worker, created on its first plan)."""
@@ -189,6 +189,7 @@ class ProcessPlacer:
 
     async def place_async(self, spec: FleetSpec, capacity: CapacitySnapshot,
                           previous: PreviousPlan | None, *, commit: str | None) -> Plan:
+        spec = placement_view(spec)  # what the worker needs, held there for good
         for _ in range(2):
             pool = self._executor()
             self._seq += 1

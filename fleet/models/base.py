@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -134,6 +134,9 @@ class Model(BaseModel):
         populate_by_name=True,
         strict=False,
     )
+    shared_whole: ClassVar[bool] = True
+    """Whether `fleet.sharing.Sharer` may make equal instances one object (False where
+    a name makes every instance unique: only the members are shared)."""
 
     def __reduce__(self) -> tuple[object, ...]:
         # Pickled by value, without pydantic's generic state dict: cheaper both
@@ -154,6 +157,8 @@ def _rebuild(cls: type[Model], fields: dict[str, Any], fields_set: set[str]) -> 
 
 class ObjectMeta(Model):
     """The document's name and labels, as in Kubernetes."""
+
+    shared_whole: ClassVar[bool] = False
 
     name: DnsLabel = Field(
         description="The document's name, a DNS-1123 label (lower-case letters, digits "
@@ -178,6 +183,8 @@ class ObjectMeta(Model):
 
 class DocumentBase(Model):
     """What every document has: `apiVersion` and `metadata`."""
+
+    shared_whole: ClassVar[bool] = False
 
     api_version: Literal["aifleet.dev/v1alpha1"] = Field(
         description="The format version: always `aifleet.dev/v1alpha1`.")

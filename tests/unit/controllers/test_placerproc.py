@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controllers.runtime.placerproc import NeedFull, ProcessPlacer, apply_delta, delta
+from fleet.guardrails import GuardrailPolicy
 from fleet.ids import WorkloadId
+from fleet.owners import OwnersPolicy
 from fleet.placement import place
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.spec import placement_view
 from tests.support.procs import alive, descendants
 from tests.unit.fleet_placement.builders import cluster, declared, fleet, workload
 from tests.unit.fleet_placement.strategies import Fleet, fleets
 from tests.unit.fleet_placement.test_placement_properties import workloads_edited
+from workloads.loader import read_fleet
 
 
 def previous_of(plan: Plan) -> PreviousPlan:
@@ -114,3 +120,21 @@ def test_a_run_of_deltas_always_rebuilds_the_spec_the_controller_holds(
         assert held == (seq, spec, f.capacity)
         assert list(held[1].workloads) == list(spec.workloads)
         fleet_now = workloads_edited(fleet_now, data)
+
+
+def test_the_worker_gets_only_what_placement_reads_and_plans_the_same() -> None:
+    root = Path(__file__).parents[3] / "examples" / "fleet"
+    spec = read_fleet(root, worktree=True).spec
+    assert spec.sources and spec.owners.rules  # the example has both: dropping them shows
+    view = placement_view(spec)
+    assert (view.sources, view.errors, view.violations) == ({}, (), ())
+    assert view.guardrails == GuardrailPolicy() and view.owners == OwnersPolicy()
+    assert (view.workloads, view.invalid, view.clusters, view.quotas, view.residency) == (
+        spec.workloads, spec.invalid, spec.clusters, spec.quotas, spec.residency)
+    cap = declared(spec)
+    assert place(view, cap, None, commit="c1") == place(spec, cap, None, commit="c1")
+    # A spec that differs only in what the view drops sends the worker nothing more.
+    held = apply_delta(None, delta(None, 1, view, cap))
+    other = placement_view(replace(spec, errors=(), sources={}))
+    d = delta(held, 2, other, cap)
+    assert (dict(d.workloads), dict(d.other), d.capacity) == ({}, {}, None)
