@@ -1,0 +1,139 @@
+"""Work each replica does for the whole fleet, counted at 1,000 clusters x 50,000
+workloads (issue 22: with `--shards 4`, commits were not applied within 90 s).
+
+Counts, never clocks: how often the plan is walked per fetch (`ClusterSet.running`,
+`fleet.safety.held_deletions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
+from pathlib import Path
+from typing import Any
+
+from clusters.adapter import AdapterOptions
+from controllers.runtime.clusterset import ClusterSet
+from controllers.runtime.retirement import Retirement
+from controllers.runtime.workqueue import WorkQueue
+from controllers.status.eventfeed import EventFeed
+from fleet.ids import ClusterName, Flavour, WorkloadId
+from fleet.placement.types import Assignment, Plan, Reason, WorkloadPlacement
+from fleet.safety import held_deletions
+from tests.unit.fleet_placement.builders import cluster, fleet
+
+CLUSTERS = 1_000
+WORKLOADS = 50_000
+
+
+class CountingWorkloads(dict[WorkloadId, WorkloadPlacement]):
+    """A plan's workloads that count the passes over them."""
+
+    passes = 0
+
+    def items(self) -> Any:
+        self.passes += 1
+        return super().items()
+
+    def values(self) -> Any:
+        self.passes += 1
+        return super().values()
+
+    def __iter__(self) -> Iterator[WorkloadId]:
+        self.passes += 1
+        return super().__iter__()
+
+
+class CountingSet(AbstractSet[str]):
+    """A set that counts the passes over it (each `set(...)` of it is one)."""
+
+    passes = 0
+
+    def __init__(self, items: Iterable[str]) -> None:
+        self._items = frozenset(items)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        CountingSet.passes += 1
+        return iter(self._items)
+
+
+def _names() -> list[str]:
+    return [f"c{i:04d}" for i in range(CLUSTERS)]
+
+
+def _plan(names: list[str]) -> Plan:
+    """WORKLOADS workloads, each placed on one cluster (round robin); every tenth
+    Pending."""
+    workloads = CountingWorkloads()
+    h100 = Flavour("h100-80gb")
+    pending = (Reason("0/1000 clusters fit", None, "Fit"),)
+    for i in range(WORKLOADS):
+        wid = WorkloadId(f"team-{i % 7}/w{i:05d}")
+        workloads[wid] = WorkloadPlacement(wid, "Pending", (), pending) if i % 10 == 9 \
+            else WorkloadPlacement(wid, "Placed", (
+                Assignment(ClusterName(names[i % len(names)]), h100, 1, 1),))
+    return Plan("c1", workloads)
+
+
+def _cluster_set(tmp_path: Path) -> ClusterSet:
+    async def noop(_name: str) -> float | None:
+        return None
+    return ClusterSet(
+        adapters={}, options=AdapterOptions(), allow_exec=False,
+        retirement=Retirement(tmp_path), queue=WorkQueue("clusters", noop),
+        feed=EventFeed(), live={}, may_act=lambda: True,
+        connection_of=lambda c: None,  # type: ignore[arg-type,return-value]
+        on_drift=lambda _n: lambda _r: None, prepare=lambda _n, _a: None,
+        task_group=lambda: None, namespace="aifleet-system")
+
+
+def test_what_runs_on_unlisted_clusters_walks_the_plan_once_per_fetch(
+        tmp_path: Path) -> None:
+    """With --shards a replica lists only its shards' clusters; every other cluster's
+    running set comes from the plan. It walked the 50,000 workloads once per such
+    cluster (1,000 passes, ~15 s at 1k x 50k); now once in all."""
+    names = _names()
+    spec = fleet(*(cluster(n) for n in names))
+    plan = _plan(names)
+    workloads = plan.workloads
+    assert isinstance(workloads, CountingWorkloads)
+    cs = _cluster_set(tmp_path)
+    workloads.passes = 0
+    running = cs.running(spec, plan)
+    assert workloads.passes == 1  # was CLUSTERS
+    assert len(running) == CLUSTERS
+    expected: dict[str, set[str]] = {n: set() for n in names}
+    for wid, wp in dict.items(workloads):
+        if wp.status == "Placed":
+            for a in wp.assignments:
+                expected[a.cluster].add(str(wid))
+    assert running == expected
+    # 50 workloads each: c0009's are all Pending (every tenth), so none runs there
+    assert (len(running["c0000"]), running["c0009"]) == (50, set())
+
+
+def test_held_deletions_makes_its_sets_once_not_once_per_cluster() -> None:
+    """A workload-only commit (no candidate plan): `set(workloads_after)` was made for
+    every cluster, 1,000 copies of 50,000 ids per fetch."""
+    names = _names()
+    live = {n: {f"team-0/w{i:05d}" for i in range(j, WORKLOADS, CLUSTERS)}
+            for j, n in enumerate(names)}
+    after = CountingSet(str(w) for ws in live.values() for w in ws)
+    protected = CountingSet({"team-0/w00000"})
+    CountingSet.passes = 0
+    holds = held_deletions(live, clusters_after=set(names), workloads_after=after,
+                           protected=protected)
+    assert holds == ()
+    assert CountingSet.passes <= 2  # was 2 x CLUSTERS
+    gone = CountingSet(w for w in after if not w.endswith("1"))  # ~10% deleted
+    CountingSet.passes = 0
+    holds = held_deletions(live, clusters_after=set(names), workloads_after=gone,
+                           protected=protected)
+    assert [h.reason for h in holds] == ["MassDeletion"]
+    assert CountingSet.passes <= 2
