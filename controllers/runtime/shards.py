@@ -59,6 +59,8 @@ from clusters.leader import EXPIRY_SLACK, default_identity
 from clusters.shardlease import ShardLease, ShardLeases, read_views, want
 from controllers.persist import shardstatus, sharedplan
 from controllers.runtime.fleetstate import ClusterView
+from controllers.runtime.liverows import LiveRows
+from controllers.runtime.shardrows import ShardRows
 from fleet.capacity import HEALTH_STATES, CapacitySnapshot, ClusterHealth
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Assignment, Plan
@@ -171,9 +173,14 @@ class Shards:
         """The commit whose plan this replica follows the leader's for (not leading)."""
         self.owners: dict[int, str] = {}
         """Shard -> its holder as last read."""
-        self._published: dict[int, tuple[dict[str, Any], float]] = {}
-        """Shard -> what this replica last published of it (but its time), and when
-        (monotonic)."""
+        live = m.live
+        assert isinstance(live, LiveRows)  # the Manager's: it stamps each cluster's rows
+        self.rows = ShardRows(live, self.shard)
+        """Each shard's rows of `live`, gathered only when a row of it changed."""
+        self._published: dict[int, tuple[int, dict[str, shardstatus.ClusterNews], float]] \
+            = {}
+        """Shard -> what this replica last published of it: its rows' stamp
+        (`ShardRows.stamp`), its clusters' news, and when (monotonic)."""
         self._read: dict[int, tuple[str, shardstatus.ShardDoc, float]] = {}
         """Shard -> another replica's publication as last read, decoded, and when
         (monotonic) it was last seen to change: the holder re-publishes at least every
@@ -587,26 +594,29 @@ class Shards:
         that this shard is alive)."""
         views = self.m.clusters.views()
         for shard in self.held():
-            mine = {k: v for k, v in self.m.live.items() if self.shard(k[0]) == shard}
+            # The rows are looked at only when one of them changed (`ShardRows`): they
+            # were gathered out of the fleet's and compared whole every second.
+            stamp = self.rows.stamp(shard)
             news = {name: shardstatus.ClusterNews(v.health, v.unreachable_for, v.nodes)
                     for name, v in views.items() if self.shard(name) == shard}
-            doc = shardstatus.content(self.identity, mine, news)
             last = self._published.get(shard)
             now = self.clock()
-            if last is not None and last[0] == doc and \
-                    now - last[1] < self.duration * shardstatus.REFRESH:
+            if last is not None and last[0] == stamp and last[1] == news and \
+                    now - last[2] < self.duration * shardstatus.REFRESH:
                 continue
+            stamp, mine = self.rows.of(shard)
             at = datetime.now(UTC).isoformat(timespec="milliseconds")
             data = shardstatus.encode(self.identity, mine, news, at)
             await shardstatus.write(client, self.m.home.namespace, shard, data)
-            self._published[shard] = (doc, now)
+            self._published[shard] = (stamp, news, now)
 
     async def _read_others(self, client: KubeClient) -> None:
         """The results of the shards held elsewhere, into this replica's `live` (whose
         own reconciles never touch those clusters). `live` is written only where it
         differs: every write counts as a change to the status cache
         (`controllers.status.cache`), and an unchanged merge each poll had the document
-        rebuilt every second."""
+        rebuilt every second. A publication merged already is not looked at again
+        (`ShardRows.merge`)."""
         held = set(self.held())
         for shard in range(self.count):
             if shard in held:
@@ -627,13 +637,7 @@ class Shards:
                     doc.owner, {k: v for k, v in doc.live.items() if self.shard(k[0]) == shard},
                     {n: v for n, v in doc.views.items() if self.shard(n) == shard}, doc.at)
                 self._read[shard] = (data, doc, self.clock())
-            results = doc.live
-            now = {k: v for k, v in self.m.live.items() if self.shard(k[0]) == shard}
-            if now == results:
-                continue
-            for key in now:
-                del self.m.live[key]
-            self.m.live.update(results)
+            self.rows.merge(shard, doc.live, doc)  # only what differs, only when new
         self.refresh_views()
 
     def refresh_views(self) -> None:

@@ -2,7 +2,8 @@
 workloads (issue 22: with `--shards 4`, commits were not applied within 90 s).
 
 Counts, never clocks: how often the plan is walked per fetch (`ClusterSet.running`,
-`fleet.safety.held_deletions`).
+`fleet.safety.held_deletions`); how many status rows a replica gathers each second to
+publish its shards' and merge the others' (`ShardRows`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from typing import Any
 
 from clusters.adapter import AdapterOptions
 from controllers.runtime.clusterset import ClusterSet
+from controllers.runtime.liverows import LiveRows
 from controllers.runtime.retirement import Retirement
+from controllers.runtime.shardrows import ShardRows
 from controllers.runtime.workqueue import WorkQueue
 from controllers.status.eventfeed import EventFeed
+from controllers.status.statusdoc import PlacementLive
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement.types import Assignment, Plan, Reason, WorkloadPlacement
 from fleet.safety import held_deletions
+from fleet.shards import ShardOf
 from tests.unit.fleet_placement.builders import cluster, fleet
 
 CLUSTERS = 1_000
@@ -137,3 +142,61 @@ def test_held_deletions_makes_its_sets_once_not_once_per_cluster() -> None:
                            protected=protected)
     assert [h.reason for h in holds] == ["MassDeletion"]
     assert CountingSet.passes <= 2
+
+
+def _live(names: list[str]) -> LiveRows:
+    """WORKLOADS rows, 50 per cluster, as the reconciles record them."""
+    return LiveRows({(ClusterName(names[i % len(names)]), WorkloadId(f"team-0/w{i:05d}")):
+                     PlacementLive("Synced", "Healthy", "c1") for i in range(WORKLOADS)})
+
+
+def test_a_shards_rows_are_gathered_only_when_one_of_them_changed() -> None:
+    """`_publish` gathered each held shard's rows out of the fleet's 50,000 every second
+    (and `_read_others` each other shard's): 200,000 rows a second at 4 shards. Now a
+    shard's rows are gathered when a row of it changed, from its clusters' index."""
+    names = _names()
+    live = _live(names)
+    shard_of = ShardOf(4)
+    rows = ShardRows(live, shard_of)
+    first = {s: rows.of(s) for s in range(4)}
+    assert rows.gathered == WORKLOADS  # once, each row in one shard
+    assert {k for s in range(4) for k in first[s][1]} == set(live)
+    for _second in range(60):  # a minute of nothing changing
+        for s in range(4):
+            assert rows.of(s) == first[s]
+    for key in live.keys_of(names[0]):  # a pass that records the same rows again
+        live[key] = PlacementLive("Synced", "Healthy", "c1")
+    assert rows.gathered == WORKLOADS
+    assert [rows.stamp(s) for s in range(4)] == [first[s][0] for s in range(4)]
+    key = live.keys_of(names[0])[0]
+    live[key] = PlacementLive("Failed", "Healthy", "c1", message="422")  # a real change
+    mine = shard_of(names[0])
+    assert [rows.stamp(s) != first[s][0] for s in range(4)] == \
+        [s == mine for s in range(4)]
+    stamp, again = rows.of(mine)
+    assert again[key].sync == "Failed" and len(again) == len(first[mine][1])
+    assert rows.gathered == WORKLOADS + len(again)  # only that shard, once
+    del live[key]
+    assert rows.stamp(mine) > stamp and key not in rows.of(mine)[1]
+
+
+def test_another_shards_publication_is_merged_once_and_only_where_it_differs() -> None:
+    names = _names()
+    live = _live(names)
+    shard_of = ShardOf(4)
+    rows = ShardRows(live, shard_of)
+    theirs = {k: v for k, v in live.items() if shard_of(k[0]) == 1}
+    doc = object()  # the decoded publication, kept while its text is the same
+    assert rows.merge(1, dict(theirs), doc) is False  # the same rows: nothing written
+    gathered, version = rows.gathered, live.version
+    for _second in range(60):
+        assert rows.merge(1, theirs, doc) is False
+    assert (rows.gathered, live.version) == (gathered, version)  # not even looked at
+    changed = dict(theirs)
+    one, two = sorted(changed)[:2]
+    changed[one] = PlacementLive("Failed", "Unknown", "c2", message="quota")
+    del changed[two]
+    assert rows.merge(1, changed, object()) is True
+    assert live[one] == changed[one] and two not in live
+    assert live.version == version + 2  # one delete, one update: not 12,500 rows
+    assert {k: v for k, v in live.items() if shard_of(k[0]) == 1} == changed
