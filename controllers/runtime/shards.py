@@ -167,6 +167,9 @@ class Shards:
         self.followed: str | None = None
         self._plan_data: str | None = None
         """The leader's published placements as last read, undecoded."""
+        self._plan_parts = sharedplan.PublishedParts()
+        """The last published plan decoded, per workload: a new one builds the
+        workloads that changed only."""
         self.plan_reads = 0
         self.plan_decodes = 0
         """Reads of the leader's published plan, and how many were decoded (changed)."""
@@ -573,12 +576,13 @@ class Shards:
             # Its own plan is the one; a copy read while following may be stale by the
             # time it follows again (read afresh then, before anything is followed).
             self.leader_plan, self._plan_data = None, None
+            self._plan_parts.clear()
             return
         data = await sharedplan.read_published(client, self.m.home.namespace)
         self.plan_reads += 1
         if data is None or data == self._plan_data:
             return  # unchanged: not decoded again (50,000 placements: ~2.2 MB of JSON)
-        published = sharedplan.decode_published(data)
+        published = sharedplan.decode_published(data, self._plan_parts)
         self.plan_decodes += 1
         self._plan_data = data
         if published is None or published == self.leader_plan:
