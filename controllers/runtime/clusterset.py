@@ -20,7 +20,7 @@ the Secrets on the management cluster, `reconnect`s a cluster whose Secret chang
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import anyio
@@ -287,14 +287,17 @@ class ClusterSet:
         return {n: a.live_workloads() for n, a in self.adapters.items()
                 if only(n) and a.synced.is_set()}
 
-    def running(self, spec: FleetSpec, plan: Plan) -> dict[str, set[str]]:
+    def running(self, spec: FleetSpec, plan: Plan,
+                placed: Mapping[ClusterName, Mapping[WorkloadId, Assignment]] | None = None
+                ) -> dict[str, set[str]]:
         """Every cluster of `spec` -> the workload ids running there: what its informers
         list, or for a cluster not listed (down, or with --shards another shard's) the
-        plan's placements. The plan is walked once (`placed_by_cluster`), not once per
-        such cluster: a replica with --shards lists a quarter of 1,000 clusters, and
-        the other 750 each walked the 50,000 workloads at every fetch (issue 22)."""
+        plan's placements, from `placed` (the plan's index by cluster, as
+        `DesiredState.placed_index` keeps it) or else an index made here. Never a pass
+        over the plan per such cluster: a replica with --shards lists a quarter of
+        1,000 clusters, and the other 750 each walked the 50,000 workloads at every
+        fetch (issue 22)."""
         out: dict[str, set[str]] = {}
-        placed: dict[ClusterName, dict[WorkloadId, Assignment]] | None = None
         for name in sorted(spec.clusters):
             a = self.adapters.get(name)
             if a is not None and a.synced.is_set():

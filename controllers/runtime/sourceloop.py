@@ -261,7 +261,7 @@ class SourceLoop:
             return None
         spec, plan = self.desired.spec, self.desired.plan
         assert plan is not None
-        running = self.clusters.running(spec, plan)
+        running = self.clusters.running(spec, plan, self.desired.placed_index())
         kept = None
         if fleet_changed(spec, snap.spec):
             try:
@@ -311,7 +311,7 @@ class SourceLoop:
             lambda: place(spec, snapshot, previous, commit=snap.commit),
             abandon_on_cancel=True)
         # one pass over each plan, not two per cluster (O(clusters x workloads))
-        before, after = placed_by_cluster(plan), placed_by_cluster(candidate)
+        before, after = self.desired.placed_index(), placed_by_cluster(candidate)
         out: dict[str, set[str]] = {}
         for name, ids in running.items():
             cluster = ClusterName(name)

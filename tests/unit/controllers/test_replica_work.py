@@ -17,6 +17,7 @@ from typing import Any
 from clusters.adapter import AdapterOptions
 from controllers.persist import sharedplan
 from controllers.runtime.clusterset import ClusterSet
+from controllers.runtime.desired import DesiredState
 from controllers.runtime.liverows import LiveRows
 from controllers.runtime.retirement import Retirement
 from controllers.runtime.shardrows import ShardRows
@@ -25,6 +26,7 @@ from controllers.status.eventfeed import EventFeed
 from controllers.status.statusdoc import PlacementLive
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.placement.types import Assignment, Plan, Reason, WorkloadPlacement
+from fleet.render import render
 from fleet.safety import held_deletions
 from fleet.shards import ShardOf
 from tests.unit.fleet_placement.builders import cluster, fleet
@@ -123,6 +125,13 @@ def test_what_runs_on_unlisted_clusters_walks_the_plan_once_per_fetch(
     assert running == expected
     # 50 workloads each: c0009's are all Pending (every tenth), so none runs there
     assert (len(running["c0000"]), running["c0009"]) == (50, set())
+    desired = DesiredState(render)
+    desired.plan = plan
+    index = desired.placed_index()  # made once per plan (the reconciles use it too)
+    assert desired.placed_index() is index
+    workloads.passes = 0
+    assert cs.running(spec, plan, index) == running
+    assert workloads.passes == 0  # the source loop's fetch walks the plan no more
 
 
 def test_held_deletions_makes_its_sets_once_not_once_per_cluster() -> None:
