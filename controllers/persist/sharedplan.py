@@ -121,15 +121,13 @@ class PublishedParts:
         parts: dict[str, tuple[Any, tuple[Assignment, ...]]] = {}
         out: dict[WorkloadId, tuple[Assignment, ...]] = {}
         last = self._parts
-        for wid, rows in doc["workloads"].items():
-            before = last.get(wid)
-            if before is not None and before[0] == rows:
-                assignments = before[1]
-            else:
-                assignments = assignments_of(rows)
+        for wid, rows in doc["workloads"].items():  # ids: JSON keys, str already
+            part = last.get(wid)
+            if part is None or part[0] != rows:
+                part = (rows, assignments_of(rows))
                 self.built += 1
-            parts[wid] = (rows, assignments)
-            out[WorkloadId(str(wid))] = assignments
+            parts[wid] = part
+            out[wid] = part[1]
         self._parts = parts  # only now: a document that failed half-way changes nothing
         return out
 
