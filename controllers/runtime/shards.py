@@ -167,6 +167,8 @@ class Shards:
         self.followed: str | None = None
         self._plan_data: str | None = None
         """The leader's published placements as last read, undecoded."""
+        self._borrowed: Plan | None = None
+        """The last plan `borrow` made: the next keeps its unchanged placements."""
         self._plan_parts = sharedplan.PublishedParts()
         """The last published plan decoded, per workload: a new one builds the
         workloads that changed only."""
@@ -338,12 +340,14 @@ class Shards:
         published), followed -- reconciled -- only once they are of `commit`. None
         while it leads: it places."""
         if self.leading():
+            self._borrowed = None
             return None
         published = self.leader_plan
         self.followed = commit if published is not None and published[0] == commit \
             else None
-        return leader_plan(spec, published[1] if published is not None else {}, commit,
-                           capacity)
+        self._borrowed = leader_plan(spec, published[1] if published is not None else {},
+                                     commit, capacity, self._borrowed)
+        return self._borrowed
 
     def collect(self) -> Iterator[Metric]:
         """`aifleet_shard_held{shard}` (1 where this replica holds the shard's Lease) and
