@@ -198,19 +198,36 @@ def next_round(every: float, ends_in: Iterable[tuple[str, float]], me: str, *,
     return every if soonest is None else min(every, soonest + slack)
 
 
+BY_LEADER = (Reason("placed by the leader's plan", rule="Shards"),)
+NOT_BY_LEADER = (Reason("not placed by the leader's plan", rule="Shards"),)
+"""The reasons of a follower's placements: one shared object each (immutable), not one
+per workload."""
+
+
 def leader_plan(spec: FleetSpec, leader: Mapping[WorkloadId, tuple[Assignment, ...]],
-                commit: str | None, capacity: CapacitySnapshot) -> Plan:
+                commit: str | None, capacity: CapacitySnapshot,
+                previous: Plan | None = None) -> Plan:
     """The plan a replica that does not lead writes, without placing anything itself:
     every workload of `spec` where the leader's published placements put it (Pending
     where they put it nowhere), an invalid one Invalid with its diagnostics. The same
-    placements as `follow_plan` over a plan of its own, at none of the cost."""
+    placements as `follow_plan` over a plan of its own, at none of the cost. A
+    workload's placement in `previous` (the last plan made here) is kept when it is
+    the same (its assignments the very tuple the leader's now holds: the follower's
+    decoding reuses those of the workloads that did not change), so a new publication
+    costs object building in what changed only."""
+    last = previous.workloads if previous is not None else {}
     out: dict[WorkloadId, WorkloadPlacement] = {}
     for wid in spec.workloads:
         theirs = leader.get(wid)
-        out[wid] = WorkloadPlacement(wid, "Placed", tuple(theirs), (
-            Reason("placed by the leader's plan", rule="Shards"),)) if theirs else \
-            WorkloadPlacement(wid, "Pending", (), (
-                Reason("not placed by the leader's plan", rule="Shards"),))
+        before = last.get(wid)
+        if theirs:
+            out[wid] = before if before is not None and before.assignments is theirs \
+                and before.reasons is BY_LEADER else \
+                WorkloadPlacement(wid, "Placed", tuple(theirs), BY_LEADER)
+        else:
+            out[wid] = before if before is not None and before.status == "Pending" \
+                and before.reasons is NOT_BY_LEADER else \
+                WorkloadPlacement(wid, "Pending", (), NOT_BY_LEADER)
     for wid, diags in spec.invalid.items():
         out[wid] = WorkloadPlacement(wid, "Invalid", (), tuple(
             Reason(d.format(), None, "Invalid") for d in diags))
@@ -243,8 +260,7 @@ def follow_plan(own: Plan, leader: Mapping[WorkloadId, tuple[Assignment, ...]]) 
             out[wid] = wp if wp.status == "Placed" and wp.assignments == theirs else \
                 replace(wp, status="Placed", assignments=tuple(theirs))
         elif wp.status == "Placed":
-            out[wid] = replace(wp, status="Pending", assignments=(), reasons=(
-                Reason("not placed by the leader's plan", rule="Shards"),))
+            out[wid] = replace(wp, status="Pending", assignments=(), reasons=NOT_BY_LEADER)
         else:
             out[wid] = wp
     return replace(own, workloads=out)

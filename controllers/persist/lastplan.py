@@ -53,12 +53,16 @@ def to_doc(placed: Mapping[WorkloadId, tuple[Assignment, ...]], commit: str | No
 def from_doc(doc: Mapping[str, Any]) -> PreviousPlan:
     """The placements of `to_doc`'s document; ValueError/TypeError/KeyError when it is
     not one."""
-    out: dict[WorkloadId, tuple[Assignment, ...]] = {}
-    for wid, rows in doc["workloads"].items():
-        out[WorkloadId(str(wid))] = tuple(sorted(
-            Assignment(ClusterName(str(c)), Flavour(str(f)), _count(r), _count(g))
-            for c, f, r, g in rows))
-    return out
+    return {WorkloadId(str(wid)): assignments_of(rows)
+            for wid, rows in doc["workloads"].items()}
+
+
+def assignments_of(rows: Any) -> tuple[Assignment, ...]:
+    """One workload's assignments, from its rows of `to_doc`'s document;
+    ValueError/TypeError when they are not such rows."""
+    return tuple(sorted(
+        Assignment(ClusterName(str(c)), Flavour(str(f)), _count(r), _count(g))
+        for c, f, r, g in rows))
 
 
 def save(state_dir: Path, placed: Mapping[WorkloadId, tuple[Assignment, ...]],

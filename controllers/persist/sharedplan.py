@@ -21,13 +21,14 @@ import base64
 import gzip
 import json
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import structlog
 
 from clusters.client import KubeClient
 from clusters.configmap import get_configmap, put_configmap
 from clusters.errors import ClusterError
-from controllers.persist.lastplan import VERSION, from_doc, to_doc
+from controllers.persist.lastplan import VERSION, assignments_of, from_doc, to_doc
 from fleet.ids import WorkloadId
 from fleet.placement.types import Assignment, PreviousPlan
 
@@ -82,18 +83,56 @@ async def read_published(client: KubeClient, namespace: str) -> str | None:
     return None
 
 
-def decode_published(data: str) -> tuple[str | None, PreviousPlan] | None:
+def decode_published(data: str, reuse: PublishedParts | None = None
+                     ) -> tuple[str | None, PreviousPlan] | None:
     """(the commit it was planned at, the placements) of `read_published`'s text,
-    decompressed and parsed once; None (warned) when it is not `encode`'s."""
+    decompressed and parsed once; None (warned) when it is not `encode`'s. With
+    `reuse`, a workload whose rows are those of the last text decoded with it keeps the
+    placements decoded then (`PublishedParts`)."""
     try:
         doc = json.loads(gzip.decompress(base64.b64decode(data, validate=True)))
         if not isinstance(doc, dict) or doc.get("version") != VERSION:
             raise ValueError(f"not a version {VERSION} placements document")
         commit = doc.get("commit")
-        return (commit if isinstance(commit, str) else None), from_doc(doc)
+        placed = from_doc(doc) if reuse is None else reuse.placements(doc)
+        return (commit if isinstance(commit, str) else None), placed
     except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
         log.warning("shared_last_plan_unusable", error=f"{type(e).__name__}: {e}")
     return None
+
+
+class PublishedParts:
+    """The leader's last published placements as a follower decoded them, per workload:
+    its rows as stored and its assignments. A new publication (every commit, every
+    re-plan) differs from the last in the workloads that changed, so a follower builds
+    the assignments of those only and keeps the rest -- the same tuples, which makes
+    comparing the new placements with the old cheap too. The key is the workload's
+    rows themselves (a few short strings and numbers, compared as parsed): cheaper
+    than any digest of them, and exact."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, tuple[Any, tuple[Assignment, ...]]] = {}
+        self.built = 0
+        """Workloads whose assignments were built (not reused), over all decodes."""
+
+    def placements(self, doc: Mapping[str, Any]) -> PreviousPlan:
+        """`lastplan.from_doc(doc)`, reusing what the last document decoded here had
+        of each workload; ValueError/TypeError/KeyError when it is not one."""
+        parts: dict[str, tuple[Any, tuple[Assignment, ...]]] = {}
+        out: dict[WorkloadId, tuple[Assignment, ...]] = {}
+        last = self._parts
+        for wid, rows in doc["workloads"].items():  # ids: JSON keys, str already
+            part = last.get(wid)
+            if part is None or part[0] != rows:
+                part = (rows, assignments_of(rows))
+                self.built += 1
+            parts[wid] = part
+            out[wid] = part[1]
+        self._parts = parts  # only now: a document that failed half-way changes nothing
+        return out
+
+    def clear(self) -> None:
+        self._parts = {}
 
 
 async def write(client: KubeClient, namespace: str,

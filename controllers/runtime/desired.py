@@ -196,12 +196,17 @@ class DesiredState:
     def placed_on(self, cluster: ClusterName) -> dict[WorkloadId, Assignment]:
         """`fleet.render.placed_on(plan, cluster)`, from an index of the plan made once:
         O(workloads on `cluster`), not O(workloads of the fleet)."""
+        return dict(self.placed_index().get(cluster, {}))
+
+    def placed_index(self) -> Mapping[ClusterName, Mapping[WorkloadId, Assignment]]:
+        """`fleet.render.placed_by_cluster(plan)`, made once per plan (shared: not to be
+        changed); {} without a plan."""
         plan = self.plan
         if plan is None:
             return {}
         if self._by_cluster is None:
             self._by_cluster = placed_by_cluster(plan)
-        return dict(self._by_cluster.get(cluster, {}))
+        return self._by_cluster
 
     def kept(self, key: Any, compute: Callable[[], T]) -> T:
         """`compute()`, kept while the spec and the plan are the same objects: an answer

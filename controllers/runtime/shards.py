@@ -59,6 +59,8 @@ from clusters.leader import EXPIRY_SLACK, default_identity
 from clusters.shardlease import ShardLease, ShardLeases, read_views, want
 from controllers.persist import shardstatus, sharedplan
 from controllers.runtime.fleetstate import ClusterView
+from controllers.runtime.liverows import LiveRows
+from controllers.runtime.shardrows import ShardRows
 from fleet.capacity import HEALTH_STATES, CapacitySnapshot, ClusterHealth
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Assignment, Plan
@@ -165,15 +167,25 @@ class Shards:
         self.followed: str | None = None
         self._plan_data: str | None = None
         """The leader's published placements as last read, undecoded."""
+        self._borrowed: Plan | None = None
+        """The last plan `borrow` made: the next keeps its unchanged placements."""
+        self._plan_parts = sharedplan.PublishedParts()
+        """The last published plan decoded, per workload: a new one builds the
+        workloads that changed only."""
         self.plan_reads = 0
         self.plan_decodes = 0
         """Reads of the leader's published plan, and how many were decoded (changed)."""
         """The commit whose plan this replica follows the leader's for (not leading)."""
         self.owners: dict[int, str] = {}
         """Shard -> its holder as last read."""
-        self._published: dict[int, tuple[dict[str, Any], float]] = {}
-        """Shard -> what this replica last published of it (but its time), and when
-        (monotonic)."""
+        live = m.live
+        assert isinstance(live, LiveRows)  # the Manager's: it stamps each cluster's rows
+        self.rows = ShardRows(live, self.shard)
+        """Each shard's rows of `live`, gathered only when a row of it changed."""
+        self._published: dict[int, tuple[int, dict[str, shardstatus.ClusterNews], float]] \
+            = {}
+        """Shard -> what this replica last published of it: its rows' stamp
+        (`ShardRows.stamp`), its clusters' news, and when (monotonic)."""
         self._read: dict[int, tuple[str, shardstatus.ShardDoc, float]] = {}
         """Shard -> another replica's publication as last read, decoded, and when
         (monotonic) it was last seen to change: the holder re-publishes at least every
@@ -328,12 +340,14 @@ class Shards:
         published), followed -- reconciled -- only once they are of `commit`. None
         while it leads: it places."""
         if self.leading():
+            self._borrowed = None
             return None
         published = self.leader_plan
         self.followed = commit if published is not None and published[0] == commit \
             else None
-        return leader_plan(spec, published[1] if published is not None else {}, commit,
-                           capacity)
+        self._borrowed = leader_plan(spec, published[1] if published is not None else {},
+                                     commit, capacity, self._borrowed)
+        return self._borrowed
 
     def collect(self) -> Iterator[Metric]:
         """`aifleet_shard_held{shard}` (1 where this replica holds the shard's Lease) and
@@ -566,12 +580,13 @@ class Shards:
             # Its own plan is the one; a copy read while following may be stale by the
             # time it follows again (read afresh then, before anything is followed).
             self.leader_plan, self._plan_data = None, None
+            self._plan_parts.clear()
             return
         data = await sharedplan.read_published(client, self.m.home.namespace)
         self.plan_reads += 1
         if data is None or data == self._plan_data:
             return  # unchanged: not decoded again (50,000 placements: ~2.2 MB of JSON)
-        published = sharedplan.decode_published(data)
+        published = sharedplan.decode_published(data, self._plan_parts)
         self.plan_decodes += 1
         self._plan_data = data
         if published is None or published == self.leader_plan:
@@ -587,26 +602,29 @@ class Shards:
         that this shard is alive)."""
         views = self.m.clusters.views()
         for shard in self.held():
-            mine = {k: v for k, v in self.m.live.items() if self.shard(k[0]) == shard}
+            # The rows are looked at only when one of them changed (`ShardRows`): they
+            # were gathered out of the fleet's and compared whole every second.
+            stamp = self.rows.stamp(shard)
             news = {name: shardstatus.ClusterNews(v.health, v.unreachable_for, v.nodes)
                     for name, v in views.items() if self.shard(name) == shard}
-            doc = shardstatus.content(self.identity, mine, news)
             last = self._published.get(shard)
             now = self.clock()
-            if last is not None and last[0] == doc and \
-                    now - last[1] < self.duration * shardstatus.REFRESH:
+            if last is not None and last[0] == stamp and last[1] == news and \
+                    now - last[2] < self.duration * shardstatus.REFRESH:
                 continue
+            stamp, mine = self.rows.of(shard)
             at = datetime.now(UTC).isoformat(timespec="milliseconds")
             data = shardstatus.encode(self.identity, mine, news, at)
             await shardstatus.write(client, self.m.home.namespace, shard, data)
-            self._published[shard] = (doc, now)
+            self._published[shard] = (stamp, news, now)
 
     async def _read_others(self, client: KubeClient) -> None:
         """The results of the shards held elsewhere, into this replica's `live` (whose
         own reconciles never touch those clusters). `live` is written only where it
         differs: every write counts as a change to the status cache
         (`controllers.status.cache`), and an unchanged merge each poll had the document
-        rebuilt every second."""
+        rebuilt every second. A publication merged already is not looked at again
+        (`ShardRows.merge`)."""
         held = set(self.held())
         for shard in range(self.count):
             if shard in held:
@@ -627,13 +645,7 @@ class Shards:
                     doc.owner, {k: v for k, v in doc.live.items() if self.shard(k[0]) == shard},
                     {n: v for n, v in doc.views.items() if self.shard(n) == shard}, doc.at)
                 self._read[shard] = (data, doc, self.clock())
-            results = doc.live
-            now = {k: v for k, v in self.m.live.items() if self.shard(k[0]) == shard}
-            if now == results:
-                continue
-            for key in now:
-                del self.m.live[key]
-            self.m.live.update(results)
+            self.rows.merge(shard, doc.live, doc)  # only what differs, only when new
         self.refresh_views()
 
     def refresh_views(self) -> None:

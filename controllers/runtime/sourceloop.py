@@ -38,8 +38,10 @@ from controllers.runtime.sourceguard import Guard, SourceGuard
 from controllers.settings import Settings
 from controllers.status.eventfeed import EventFeed
 from controllers.status.metrics import ControllerMetrics
+from fleet.ids import ClusterName
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.planning import placements
+from fleet.render import placed_by_cluster
 from fleet.safety import DeletionLimits, allowances
 from fleet.spec import FleetSpec
 from workloads.gitsource import Condition, GitSource
@@ -259,7 +261,7 @@ class SourceLoop:
             return None
         spec, plan = self.desired.spec, self.desired.plan
         assert plan is not None
-        running = self.clusters.running(spec, plan)
+        running = self.clusters.running(spec, plan, self.desired.placed_index())
         kept = None
         if fleet_changed(spec, snap.spec):
             try:
@@ -308,13 +310,13 @@ class SourceLoop:
         candidate: Plan = await anyio.to_thread.run_sync(
             lambda: place(spec, snapshot, previous, commit=snap.commit),
             abandon_on_cancel=True)
+        # one pass over each plan, not two per cluster (O(clusters x workloads))
+        before, after = self.desired.placed_index(), placed_by_cluster(candidate)
         out: dict[str, set[str]] = {}
         for name, ids in running.items():
-            before = {str(w) for w, wp in plan.workloads.items()
-                      if wp.status == "Placed" and name in wp.clusters}
-            after = {str(w) for w, wp in candidate.workloads.items()
-                     if wp.status == "Placed" and name in wp.clusters}
-            out[name] = after | (ids - before)
+            cluster = ClusterName(name)
+            out[name] = {str(w) for w in after.get(cluster, ())} | \
+                (ids - {str(w) for w in before.get(cluster, ())})
         return out
 
     # ------------------------------------------------------------------ adopt
