@@ -322,6 +322,14 @@ async def serve(app: web.Application, host: str, port: int,
     return runner
 
 
+async def serve_unix(app: web.Application, path: str) -> web.AppRunner:
+    """`app` on a Unix socket at `path` (the front process forwards to it)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.UnixSite(runner, path).start()
+    return runner
+
+
 def bound_port(runner: web.AppRunner) -> int:
     for addr in runner.addresses:
         if isinstance(addr, tuple):
