@@ -38,6 +38,7 @@ from controllers.apiauth import TokensFile
 from controllers.frontproc import ChannelError, Kind, body_of, frame, read_frame
 from controllers.logs import configure
 from controllers.server import (
+    MAX_HOOK_BYTES,
     ROUTES,
     Endpoints,
     Handler,
@@ -114,7 +115,9 @@ def forwarder(session: aiohttp.ClientSession) -> Handler:
     answer back, bytes as they are (a gzipped body stays gzipped)."""
 
     async def forward(request: web.Request) -> web.StreamResponse:
-        body = await request.read()
+        # as much as a handler reads at most (the controller's own limits answer the
+        # rest: 413 "body too large" for an action, as they did)
+        body = await request.content.read(MAX_HOOK_BYTES + 1)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         try:
             async with session.request(request.method, f"http://controller{request.rel_url}",
