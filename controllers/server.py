@@ -18,7 +18,10 @@
 The JSON documents go out as `controllers.status.bodies.Body`: gzipped when the client
 accepts it, 304 for a known ETag, encoded once per document, not per request. The
 controller runs this app on a thread of its own (`controllers.serverthread`), its
-endpoints' callables on its own loop (`Endpoints.dispatch`).
+endpoints' callables on its own loop (`Endpoints.dispatch`): on `--listen` with
+`--serve-in-process`, else on a Unix socket behind the front process
+(`controllers.front`), which serves the same `ROUTES` from an app made by the same
+`new_app`, answering some itself and forwarding the others here.
 
 Binds 127.0.0.1 by default; the webhook is refused (403) when no secret is configured,
 so an exposed port cannot be used to make the controller fetch at will. With an
