@@ -23,7 +23,10 @@ Slicing all of that is not possible; not waiting for it is:
 A thread shares the GIL, so the server runs whenever the loop's thread lets the GIL go
 (every `sys.getswitchinterval()`, 5 ms, while it runs Python code): a loop held for
 seconds by Python code no longer holds the answers. What holds the GIL throughout (a
-garbage collection, a long C call) still delays them.
+garbage collection, a long C call) still delays them: `fleet run` therefore serves
+the API from a process of its own (`controllers.frontproc`), this thread only with
+`--serve-in-process`, and otherwise behind the front, on a Unix socket, for the routes
+the front forwards.
 """
 
 from __future__ import annotations
