@@ -27,6 +27,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -71,10 +72,12 @@ class Latest:
     requests waiting for a newer one."""
 
     def __init__(self, writer: asyncio.StreamWriter, body: Body, *,
-                 fresh_wait: float = FRESH_WAIT, stale_after: float = STALE_AFTER) -> None:
+                 fresh_wait: float = FRESH_WAIT, stale_after: float = STALE_AFTER,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.writer = writer
         self.body = body
-        self.at = time.monotonic()
+        self.clock = clock
+        self.at = clock()
         self.ticked = self.at
         self.primed = True
         """The document is the one the controller primed before anything was loaded
@@ -84,7 +87,7 @@ class Latest:
         self._waiters: list[asyncio.Future[None]] = []
 
     def pushed(self, body: Body) -> None:
-        self.body, self.at, self.primed = body, time.monotonic(), False
+        self.body, self.at, self.primed = body, self.clock(), False
 
     def answered(self) -> None:
         """A `HURRY` answered (`FRESH` after `pushed`, or `SAME`)."""
@@ -94,7 +97,7 @@ class Latest:
                 w.set_result(None)
 
     async def now(self, fresh: bool) -> tuple[Body, float]:
-        stale = self.primed or time.monotonic() - self.at > self.stale_after
+        stale = self.primed or self.clock() - self.at > self.stale_after
         if fresh or stale:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -103,7 +106,7 @@ class Latest:
                 await asyncio.wait_for(waiter, self.fresh_wait)
         else:
             self.writer.write(frame(Kind.ASKED))
-        return self.body, max(0.0, time.monotonic() - self.at)
+        return self.body, max(0.0, self.clock() - self.at)
 
 
 def _not_here() -> NoReturn:
@@ -159,7 +162,7 @@ async def serve(channel: socket.socket, listener: socket.socket) -> int:
     ep = Endpoints(status=_not_here, capacity=_not_here, metrics=_not_here,
                    ready=_not_here, on_git_hook=on_git_hook, page=index_html,
                    version=config["version"], status_now=latest.now,
-                   alive=lambda: time.monotonic() - latest.ticked < alive_limit,
+                   alive=lambda: latest.clock() - latest.ticked < alive_limit,
                    observe=observe)
     auth = TokensFile(Path(tokens)) if tokens is not None else None
     tls = tls_context(cert, key) if cert is not None and key is not None else None
@@ -193,7 +196,7 @@ async def serve(channel: socket.socket, listener: socket.socket) -> int:
             elif kind is Kind.SAME:
                 latest.answered()
             elif kind is Kind.TICK:
-                latest.ticked = time.monotonic()
+                latest.ticked = latest.clock()
     finally:
         await runner.cleanup()
         await session.close()
