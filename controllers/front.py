@@ -6,8 +6,9 @@ routes of `controllers.server.ROUTES` with the same app (`new_app`: auth, timing
 body limit) and handlers (`handlers`) as the in-process server:
 
 - `GET /api/v1/status`: the latest document the controller pushed (`Latest`), its age
-  in `Age`; a request for the state of now (or for a document older than
-  `STALE_AFTER`) waits for a newer one at most `FRESH_WAIT`, as in the controller;
+  in `Age`; a request for the state of now (or for a document older than the status
+  cache's `stale_after`) waits for a newer one at most its `fresh_wait`, as in the
+  controller;
 - `POST /hooks/git`: the signature checked here, the fetch asked of the controller over
   the channel, answered 202 "fetch scheduled" without waiting for it, as before;
 - `GET /healthz`: 200 while the controller's heartbeat came less than `alive_limit`
@@ -49,7 +50,6 @@ from controllers.server import (
     tls_context,
 )
 from controllers.status.bodies import Body
-from controllers.status.cache import FRESH_WAIT, STALE_AFTER
 from controllers.web import index_html
 
 log = structlog.get_logger()
@@ -72,7 +72,7 @@ class Latest:
     requests waiting for a newer one."""
 
     def __init__(self, writer: asyncio.StreamWriter, body: Body, *,
-                 fresh_wait: float = FRESH_WAIT, stale_after: float = STALE_AFTER,
+                 fresh_wait: float, stale_after: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.writer = writer
         self.body = body
@@ -147,7 +147,10 @@ async def serve(channel: socket.socket, listener: socket.socket) -> int:
     if got is None or got[0] is not Kind.STATUS:
         return 2
     configure(config["log_level"], config["log_json"])
-    latest = Latest(writer, body_of(got[1]))
+    # the status cache's own waits (not imported: `controllers.status.cache` would
+    # load the whole controller into this process, 60 MiB more)
+    latest = Latest(writer, body_of(got[1]), fresh_wait=float(config["fresh_wait"]),
+                    stale_after=float(config["stale_after"]))
     alive_limit = float(config["alive_limit"])
     secret = config["webhook_secret"]
     tokens = config["api_tokens_file"]

@@ -166,7 +166,8 @@ async def start_front(m: Manager) -> frontproc.FrontProcess:
         "api_tokens_file": str(s.api_tokens_file) if s.api_tokens_file else None,
         "tls_cert": str(s.tls_cert) if s.tls_cert else None,
         "tls_key": str(s.tls_key) if s.tls_key else None,
-        "log_level": s.log_level, "log_json": s.log_json, "alive_limit": ALIVE_LIMIT}
+        "log_level": s.log_level, "log_json": s.log_json, "alive_limit": ALIVE_LIMIT,
+        "fresh_wait": m.status_cache.fresh_wait, "stale_after": m.status_cache.stale_after}
     front = frontproc.FrontProcess(m, inner, where, config)
     bound = await front.start(listener)
     log.info("http_listening", host=host or "127.0.0.1", port=bound,
