@@ -208,9 +208,11 @@ async def serve(channel: socket.socket, listener: socket.socket) -> int:
 
 
 def main(argv: list[str]) -> int:
-    # Ctrl-C reaches the whole process group: the controller stops, closing the
-    # channel, and this process with it (never before it, which would be an error)
+    # Ctrl-C, or systemd's stop, reaches the whole process group: the controller stops,
+    # closing the channel, and this process with it (never before it: the controller
+    # would take that for a dead front and exit 2)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     channel = socket.socket(fileno=int(argv[0]))
     listener = socket.socket(fileno=int(argv[1]))
     return asyncio.run(serve(channel, listener))

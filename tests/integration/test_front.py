@@ -182,3 +182,19 @@ async def test_sigterm_stops_controller_and_front_cleanly(tmp_path: Path) -> Non
             assert await proc.wait() == 0
         assert not procs.alive(front)  # the controller waited for it
         assert "front_stopping" in log_path.read_text()
+
+
+async def test_the_front_outlives_a_sigterm_and_ends_with_the_controller(
+        tmp_path: Path) -> None:
+    """Ctrl-C or systemd's stop signal the whole group: the front ends with the
+    controller, never before it (the controller would take that for a dead front and
+    exit 2)."""
+    async with sandbox(tmp_path) as box, fleet_run(box, tmp_path) as (proc, c, _log):
+        front = front_of(proc.pid)
+        os.kill(front.pid, signal.SIGTERM)
+        assert (await c.get("/readyz")).status_code == 200  # through the front, still there
+        assert procs.alive(front) and proc.returncode is None
+        proc.send_signal(signal.SIGTERM)
+        with anyio.fail_after(20):
+            assert await proc.wait() == 0
+        assert not procs.alive(front)
