@@ -140,7 +140,8 @@ def descendants(pid: int) -> list[tuple[int, int]]:
 
 def children_report(pid: int) -> str:
     """The controller's child processes' memory (multiprocessing's resource tracker,
-    the forkserver and the placement worker it forks): not in the controller's own
+    the forkserver and the placement worker it forks, the front process serving the
+    API unless --serve-in-process): not in the controller's own
     RSS, so said apart."""
     parts = []
     for child, parent in descendants(pid):
@@ -150,6 +151,7 @@ def children_report(pid: int) -> str:
         except OSError:
             continue
         what = ("resource tracker" if b"resource_tracker" in cmd else
+                "front (the HTTP API)" if b"controllers.front" in cmd else
                 "forkserver" if parent == pid else "placement worker")
         parts.append(f"{what}: RSS {rss:.0f} MiB, peak {hwm:.0f} MiB")
     return ("child processes (not in the controller's figure): " + "; ".join(parts)

@@ -18,7 +18,10 @@
 The JSON documents go out as `controllers.status.bodies.Body`: gzipped when the client
 accepts it, 304 for a known ETag, encoded once per document, not per request. The
 controller runs this app on a thread of its own (`controllers.serverthread`), its
-endpoints' callables on its own loop (`Endpoints.dispatch`).
+endpoints' callables on its own loop (`Endpoints.dispatch`): on `--listen` with
+`--serve-in-process`, else on a Unix socket behind the front process
+(`controllers.front`), which serves the same `ROUTES` from an app made by the same
+`new_app`, answering some itself and forwarding the others here.
 
 Binds 127.0.0.1 by default; the webhook is refused (403) when no secret is configured,
 so an exposed port cannot be used to make the controller fetch at will. With an
@@ -105,6 +108,15 @@ def verify_signature(secret: bytes, body: bytes, headers: Any) -> bool:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Route = tuple[str, str]
+"""(method, path)."""
+
+ROUTES: tuple[Route, ...] = (
+    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
+    ("GET", "/api/v1/status"), ("GET", "/api/v1/capacity"), ("GET", "/api/v1/events"),
+    ("POST", "/hooks/git"), ("POST", "/api/v1/suspend"), ("POST", "/api/v1/resume"),
+    ("POST", "/api/v1/sync"), ("GET", "/version"), ("GET", "/"))
+"""The API's routes, in the order they are added (the same for every listener)."""
 
 
 def auth_middleware(auth: Authenticator) -> Any:
@@ -165,8 +177,8 @@ def timing_middleware(observe: Callable[[str, float, float], None]) -> Any:
     return timed
 
 
-def build_app(ep: Endpoints, webhook_secret: bytes | None,
-              auth: Authenticator | None = None) -> web.Application:
+def handlers(ep: Endpoints, webhook_secret: bytes | None) -> dict[Route, Handler]:
+    """The handler of each route in `ROUTES`, answering from `ep`."""
     async def call(f: Callable[[], Any]) -> Any:
         """`f()` (awaited if it returns an awaitable) where the state lives."""
         if ep.dispatch is not None:
@@ -266,22 +278,42 @@ def build_app(ep: Endpoints, webhook_secret: bytes | None,
             raise web.HTTPNotFound()
         return web.Response(text=ep.page(), content_type="text/html")
 
-    middlewares = [timing_middleware(ep.observe)] if ep.observe is not None else []
+    table: dict[Route, Handler] = {
+        ("GET", "/healthz"): healthz, ("GET", "/readyz"): readyz,
+        ("GET", "/metrics"): metrics, ("GET", "/api/v1/status"): status,
+        ("GET", "/api/v1/capacity"): capacity, ("GET", "/api/v1/events"): events,
+        ("POST", "/hooks/git"): git_hook,
+        **{("POST", f"/api/v1/{name}"): action(name) for name in ("suspend", "resume", "sync")},
+        ("GET", "/version"): version, ("GET", "/"): page}
+    assert tuple(table) == ROUTES
+    return table
+
+
+def new_app(observe: Callable[[str, float, float], None] | None,
+            auth: Authenticator | None) -> web.Application:
+    """An application with no routes yet, as every listener of the controller's API
+    has it (the in-process server's and the front process's, `controllers.front`):
+    the same middlewares (timing when `observe`, then `auth`) and body limit."""
+    middlewares = [timing_middleware(observe)] if observe is not None else []
     if auth is not None:
         middlewares.append(auth_middleware(auth))
-    app = web.Application(client_max_size=MAX_HOOK_BYTES + 1, middlewares=middlewares)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/v1/status", status)
-    app.router.add_get("/api/v1/capacity", capacity)
-    app.router.add_get("/api/v1/events", events)
-    app.router.add_post("/hooks/git", git_hook)
-    for name in ("suspend", "resume", "sync"):
-        app.router.add_post(f"/api/v1/{name}", action(name))
-    app.router.add_get("/version", version)
-    app.router.add_get("/", page)
+    return web.Application(client_max_size=MAX_HOOK_BYTES + 1, middlewares=middlewares)
+
+
+def add_routes(app: web.Application, table: dict[Route, Handler]) -> web.Application:
+    for method, path in ROUTES:
+        if method == "GET":  # and HEAD, as aiohttp's add_get
+            app.router.add_get(path, table[(method, path)])
+        else:
+            app.router.add_route(method, path, table[(method, path)])
     return app
+
+
+def build_app(ep: Endpoints, webhook_secret: bytes | None,
+              auth: Authenticator | None = None) -> web.Application:
+    """The whole API answered from `ep` (the in-process server; `controllers.front`
+    serves the same routes from another process)."""
+    return add_routes(new_app(ep.observe, auth), handlers(ep, webhook_secret))
 
 
 async def serve(app: web.Application, host: str, port: int,
@@ -290,6 +322,14 @@ async def serve(app: web.Application, host: str, port: int,
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
+    return runner
+
+
+async def serve_unix(app: web.Application, path: str) -> web.AppRunner:
+    """`app` on a Unix socket at `path` (the front process forwards to it)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.UnixSite(runner, path).start()
     return runner
 
 

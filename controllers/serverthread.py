@@ -23,7 +23,10 @@ Slicing all of that is not possible; not waiting for it is:
 A thread shares the GIL, so the server runs whenever the loop's thread lets the GIL go
 (every `sys.getswitchinterval()`, 5 ms, while it runs Python code): a loop held for
 seconds by Python code no longer holds the answers. What holds the GIL throughout (a
-garbage collection, a long C call) still delays them.
+garbage collection, a long C call) still delays them: `fleet run` therefore serves
+the API from a process of its own (`controllers.frontproc`), this thread only with
+`--serve-in-process`, and otherwise behind the front, on a Unix socket, for the routes
+the front forwards.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
-from controllers.server import bound_port, serve
+from controllers.server import bound_port, serve, serve_unix
 
 
 def on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], Any]], Awaitable[Any]]:
@@ -56,12 +59,15 @@ def on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], Any]], Aw
 
 
 class ServerThread:
-    """`make_app()`'s server, listening on `host:port` from a daemon thread's loop."""
+    """`make_app()`'s server, listening on `host:port` (or the Unix socket `unix`) from a
+    daemon thread's loop."""
 
     def __init__(self, make_app: Callable[[], web.Application], host: str, port: int,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, *, unix: str | None = None
+                 ) -> None:
         self._make_app = make_app
         self._where = (host, port, ssl_context)
+        self._unix = unix
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -90,8 +96,11 @@ class ServerThread:
         asyncio.set_event_loop(loop)
         host, port, tls = self._where
         try:
-            runner = loop.run_until_complete(serve(self._make_app(), host, port, tls))
-            self.port = bound_port(runner)
+            if self._unix is not None:
+                runner = loop.run_until_complete(serve_unix(self._make_app(), self._unix))
+            else:
+                runner = loop.run_until_complete(serve(self._make_app(), host, port, tls))
+                self.port = bound_port(runner)
         except BaseException as e:  # noqa: BLE001 (handed to start(), which raises it)
             self._error = e
             loop.close()

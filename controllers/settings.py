@@ -196,6 +196,11 @@ class Settings(BaseSettings):
         None, description="PEM certificate (chain) to serve HTTPS on --listen; with "
                           "--tls-key")
     tls_key: Path | None = Field(None, description="PEM private key of --tls-cert")
+    serve_in_process: bool = Field(
+        False, description="serve the HTTP API from a thread of the controller's process, "
+                           "not from a front process of its own that "
+                           "answers /api/v1/status and the webhook however busy the "
+                           "controller is")
     verify_signatures: bool = Field(
         False, description="apply only commits signed by a key of --allowed-signers (SSH) "
                            "or --gpg-keyring; an unsigned or wrongly signed head is refused "

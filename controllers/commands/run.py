@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from controllers.settings import (
     Settings,
@@ -180,6 +181,7 @@ def serve_until_signalled(settings: object) -> int:
     _limit_malloc_arenas()
 
     async def main() -> None:
+        import functools
         import os
 
         import structlog
@@ -206,12 +208,24 @@ def serve_until_signalled(settings: object) -> int:
             if os.environ.get("AIFLEET_TRACE_BLOCKERS") == "1":  # what blocks the loop
                 from controllers.runtime.blockers import Blockers, report
                 tg.start_soon(report, Blockers(manager.loop_lag))
-            await tg.start(manager.run)
+            await tg.start(functools.partial(
+                manager.run, front=not settings.serve_in_process))
             log.info("controller_started", branch=settings.branch,
                      listen=f"{settings.listen.rpartition(':')[0] or '127.0.0.1'}:"
                             f"{manager.port}", leader_elect=settings.leader_elect)
 
-    anyio.run(main)
+    from controllers.frontproc import FrontExited
+
+    gone: list[BaseException] = []
+    try:
+        anyio.run(main)
+    except* FrontExited as group:
+        gone.extend(group.exceptions)
+    if gone:
+        # the API is no longer served: exit, so that the supervisor restarts both
+        # (docs/controller.md "The front process")
+        print(f"fleet run: {gone[0]}: stopped (restart it)", file=sys.stderr)
+        return 2
     return 0
 
 

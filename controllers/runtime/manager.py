@@ -249,16 +249,25 @@ class Manager:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def run(self, *, serve: bool = True,
+    async def run(self, *, serve: bool = True, front: bool = False,
                   task_status: anyio.abc.TaskStatus[Manager] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
+        """With `serve`, the API: from a front process (`front`, what `fleet run` does
+        unless --serve-in-process: `controllers.frontproc`), else from a thread."""
         runner = None
+        front_proc = None
         if serve:
             self.status_cache.prime()  # a document before the server listens: none waits
-            runner, self.port = await manager_io.start_server(self)
+            if front:
+                front_proc = await manager_io.start_front(self)
+                self.port = front_proc.port
+            else:
+                runner, self.port = await manager_io.start_server(self)
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                if front_proc is not None:
+                    tg.start_soon(front_proc.run)  # raises FrontExited when it is gone
                 tg.start_soon(self.loop_lag.run)
                 tg.start_soon(busy.warm, self.placer)
                 if self.settler is not None:
@@ -288,6 +297,8 @@ class Manager:
                 await self.home.aclose()
                 if runner is not None:
                     await anyio.to_thread.run_sync(runner.stop)
+                if front_proc is not None:
+                    await front_proc.aclose()
 
     # ------------------------------------------------------------------ the face
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 import structlog
 
+from controllers import frontproc
 from controllers.apiauth import TokensFile
 from controllers.runtime.control import act
 from controllers.runtime.fleetstate import (
@@ -95,19 +96,24 @@ ALIVE_LIMIT = 60.0
 lag monitor that overdue): a loop busy for seconds is alive, a stuck one is not."""
 
 
-async def start_server(m: Manager) -> tuple[ServerThread, int]:
-    """The HTTP server, listening on its own thread (`controllers.serverthread`): its
-    thread and the port it bound."""
-    host, _, port = m.settings.listen.rpartition(":")
-    secret = m.settings.webhook_secret
+def _auth(m: Manager) -> TokensFile | None:
     tokens = m.settings.api_tokens_file
     auth = TokensFile(tokens) if tokens is not None else None
     if auth is None:
         log.warning("api_unauthenticated", listen=m.settings.listen,
                     hint="anyone who reaches --listen may read status and metrics and "
                          "trigger actions: give --api-tokens-file")
+    return auth
+
+
+def _hook_secret(m: Manager) -> bytes | None:
+    secret = m.settings.webhook_secret
+    return secret.get_secret_value().encode() if secret is not None else None
+
+
+def _endpoints(m: Manager, *, observe: bool = True) -> Endpoints:
     loop = asyncio.get_running_loop()
-    ep = Endpoints(
+    return Endpoints(
         status=m.status, capacity=m.capacity_json, metrics=m.metrics_text,
         ready=m.ready, on_git_hook=_hook(m, loop), page=index_html,
         events=lambda since, wid: m.feed.document(since, wid),
@@ -116,8 +122,15 @@ async def start_server(m: Manager) -> tuple[ServerThread, int]:
         capacity_body=lambda: capacity_body(m), events_body=m.feed.body,
         status_now=lambda fresh: m.status_cache.now(fresh=fresh), dispatch=on_loop(loop),
         alive=lambda: m.loop_lag.overdue() < ALIVE_LIMIT,
-        observe=m.metrics.http_request)
-    hook_secret = secret.get_secret_value().encode() if secret is not None else None
+        observe=m.metrics.http_request if observe else None)
+
+
+async def start_server(m: Manager) -> tuple[ServerThread, int]:
+    """The HTTP server, listening on its own thread (`controllers.serverthread`): its
+    thread and the port it bound (`--serve-in-process`)."""
+    host, _, port = m.settings.listen.rpartition(":")
+    auth = _auth(m)
+    ep, hook_secret = _endpoints(m), _hook_secret(m)
     cert, key = m.settings.tls_cert, m.settings.tls_key
     tls = tls_context(str(cert), str(key)) if cert is not None and key is not None else None
     front = ServerThread(lambda: build_app(ep, hook_secret, auth), host or "127.0.0.1",
@@ -126,6 +139,41 @@ async def start_server(m: Manager) -> tuple[ServerThread, int]:
     log.info("http_listening", host=host or "127.0.0.1", port=bound, tls=tls is not None,
              auth=auth is not None)
     return front, bound
+
+
+async def start_front(m: Manager) -> frontproc.FrontProcess:
+    """The API served by a process of its own (`controllers.frontproc`): the listening
+    socket bound here and handed to it, the routes it forwards served by the
+    in-process server on a Unix socket (same auth; timed by the front, not twice)."""
+    host, _, port = m.settings.listen.rpartition(":")
+    listener = frontproc.listening_socket(host, int(port or 0))
+    auth = _auth(m)
+    ep = _endpoints(m, observe=False)
+    hook_secret = _hook_secret(m)
+    where = frontproc.inner_socket_dir()
+    inner = ServerThread(lambda: build_app(ep, hook_secret, auth), "", 0,
+                         unix=f"{where}/api.sock")
+    try:
+        await anyio.to_thread.run_sync(inner.start)
+    except BaseException:
+        listener.close()
+        raise
+    s = m.settings
+    secret = s.webhook_secret
+    config = {
+        "inner": f"{where}/api.sock", "version": version(),
+        "webhook_secret": secret.get_secret_value() if secret is not None else None,
+        "api_tokens_file": str(s.api_tokens_file) if s.api_tokens_file else None,
+        "tls_cert": str(s.tls_cert) if s.tls_cert else None,
+        "tls_key": str(s.tls_key) if s.tls_key else None,
+        "log_level": s.log_level, "log_json": s.log_json, "alive_limit": ALIVE_LIMIT,
+        "fresh_wait": m.status_cache.fresh_wait, "stale_after": m.status_cache.stale_after}
+    front = frontproc.FrontProcess(m, inner, where, config)
+    bound = await front.start(listener)
+    log.info("http_listening", host=host or "127.0.0.1", port=bound,
+             tls=s.tls_cert is not None, auth=auth is not None, front=front.proc.pid
+             if front.proc is not None else None)
+    return front
 
 
 async def _acted(m: Manager, action: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

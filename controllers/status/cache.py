@@ -209,6 +209,27 @@ class StatusCache:
         """The document `prime` published (until another replaces it)."""
         self._stamp: tuple[float, Body | None] = (0.0, None)
         """(when, the document published then): its age as served."""
+        self.on_publish: Callable[[Body], None] | None = None
+        """Called on the cache's loop with each document published (the front process
+        is sent it: `controllers.frontproc`)."""
+
+    def published(self) -> Body | None:
+        """The last document published (None before `prime`)."""
+        return self._body
+
+    def ask(self, *, fresh: bool) -> concurrent.futures.Future[Body] | None:
+        """A request answered elsewhere (the front process), told on the cache's loop:
+        as `now()` tells it. With `fresh` (the state of now), the refresher is hurried
+        and the future is set with the next document built after this call (or the
+        last one, when nothing changed); else None."""
+        if not fresh:
+            self._asked()
+            return None
+        waiter: concurrent.futures.Future[Body] = concurrent.futures.Future()
+        with self._waiters_lock:
+            self._waiters.append(waiter)
+        self._hurried()
+        return waiter
 
     def fresh(self) -> bool:
         return (self._body is not None and self.clock() - self._at < self.max_age
@@ -395,6 +416,8 @@ class StatusCache:
         self._fp, self._at = fp, self.clock()
         self._stamp = (self._at, body)
         self._body = body
+        if self.on_publish is not None:
+            self.on_publish(body)
         self._answer(waiters)
 
     def _take_waiters(self) -> list[concurrent.futures.Future[Body]]:

@@ -215,10 +215,12 @@ def loaded_after(argv: list[str], extra: tuple[str, ...] = ()) -> set[str]:
 
 
 def test_fleet_run_does_not_load_the_simulator() -> None:
-    # `fleet run --help`, and the modules `fleet run` starts (the Manager, the server).
+    # `fleet run --help`, and the modules `fleet run` starts (the Manager, the server,
+    # the front process).
     assert loaded_after(["run", "--help"], ("controllers.commands.run",
                                             "controllers.runtime.manager",
-                                            "controllers.server")) == set()
+                                            "controllers.server",
+                                            "controllers.front")) == set()
     assert loaded_after(["--help"]) == set()
 
 
