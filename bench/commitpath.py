@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
 import statistics
 import sys
@@ -84,9 +85,11 @@ async def run(args: argparse.Namespace) -> int:
         source = GitSource(str(repo.path), "main", Path(tmp) / "state")
         desired = DesiredState(render)
         placer = ProcessPlacer()
+        prof = cProfile.Profile() if args.profile else None
         try:
             await placer.warm()
             cpu: list[float] = []
+            diffed = 0
             stages: dict[str, list[float]] = {}
             total = args.warmup + args.commits + 1
             for n in range(total):
@@ -94,6 +97,8 @@ async def run(args: argparse.Namespace) -> int:
                     i = (n * 7919) % args.workloads
                     repo.commit({path_of(i): workload_yaml(i, replicas=1 + n % 3)},
                                 f"edit w{i:05d}")
+                if prof is not None and n > args.warmup:
+                    prof.enable()
                 marks = [time.process_time()]
                 result = await source.poll()
                 snap = result.snapshot
@@ -110,6 +115,8 @@ async def run(args: argparse.Namespace) -> int:
                 marks.append(time.process_time())
                 desired.plan = plan
                 marks.append(time.process_time())
+                if prof is not None:
+                    prof.disable()
                 if n > args.warmup:
                     cpu.append(marks[-1] - marks[0])
                     for name, a, b in zip(("read", "adopt", "place", "publish"),
@@ -122,11 +129,15 @@ async def run(args: argparse.Namespace) -> int:
                                   file=sys.stderr)
                             return 1
                     assert len(snap.spec.workloads) == args.workloads, "all load"
+                    diffed += snap.edited is not None
         finally:
             await placer.aclose()
+    if prof is not None:
+        prof.dump_stats(args.profile)
     load = os.getloadavg()
     print(f"controller CPU per one-workload commit, {args.clusters} clusters x "
-          f"{args.workloads} workloads, {args.commits} commits: median "
+          f"{args.workloads} workloads, {args.commits} commits ({diffed} read by a "
+          f"tree diff): median "
           f"{statistics.median(cpu) * 1000:.0f} ms, max {max(cpu) * 1000:.0f} ms")
     print("  by stage (median ms): " + ", ".join(
         f"{k} {statistics.median(v) * 1000:.0f}" for k, v in stages.items()))
@@ -145,6 +156,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--check-all", action="store_true",
                     help="check every plan against a full one (slow at scale)")
+    ap.add_argument("--profile", metavar="FILE",
+                    help="cProfile the measured commits into FILE (pstats)")
     ap.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
     args = ap.parse_args()
     if args.smoke:
