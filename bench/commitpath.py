@@ -33,7 +33,7 @@ from pathlib import Path
 
 from controllers.runtime.desired import DesiredState
 from controllers.runtime.placerproc import ProcessPlacer
-from controllers.runtime.sourceloop import fleet_changed, whole_commit_problems
+from controllers.runtime.sourceloop import edited_since, fleet_changed, whole_commit_problems
 from fleet.capacity import declared_capacity
 from fleet.placement import place
 from fleet.planning import placements
@@ -106,7 +106,7 @@ async def run(args: argparse.Namespace) -> int:
                 assert not whole_commit_problems(snap)
                 fleet_changed(desired.spec, snap.spec)
                 marks.append(time.process_time())
-                desired.adopt_spec(snap.spec, snap.commit)
+                desired.adopt_spec(snap.spec, snap.commit, edited_since(snap, desired.head))
                 marks.append(time.process_time())
                 capacity = declared_capacity(snap.spec.clusters)
                 previous = {} if desired.plan is None else placements(desired.plan)
