@@ -139,3 +139,20 @@ def test_only_workload_edits_are_read_through_the_diff(
         assert snap.edited is not None
         assert snap.edited[1] == frozenset(
             w for w in snap.spec.workloads if f"/{w.split('/')[1]}.yaml" in "".join(change))
+
+
+def test_a_fleet_in_a_folder_of_the_repo_is_diffed_there(tmp_path: Path) -> None:
+    origin = GitRepo(tmp_path / "origin.git", bare=True)
+    origin.commit({f"infra/fleet/{k}": v for k, v in base_fleet().items()})
+    source = GitSource(str(origin.path), "main", tmp_path / "state", subdir="infra/fleet")
+    source._read_sync(source._fetch_sync())
+    sha = origin.commit({"infra/fleet/workloads/nlp-team/train.yaml": workload(
+        "train", data_class="public"), "infra/other/workloads/x/y.yaml": "kind: [\n"})
+    snap = source._read_sync(source._fetch_sync())
+    fresh = GitSource(str(origin.path), "main", tmp_path / "fresh", subdir="infra/fleet")
+    whole = fresh._read_sync(fresh._fetch_sync())
+    assert snap.edited is not None and whole.edited is None
+    assert snap.commit == whole.commit == sha
+    assert snap.spec == whole.spec and snap.files == whole.files
+    assert snap.spec.sources[("Workload", "nlp-team/train")].file == \
+        "infra/fleet/workloads/nlp-team/train.yaml"
