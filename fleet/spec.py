@@ -45,6 +45,37 @@ class FleetSpec:
     def source_of(self, kind: str, name: str) -> SourceRef | None:
         return self.sources.get((kind, name))
 
+    def with_edited_workloads(self, edits: Mapping[WorkloadId, tuple[Workload, SourceRef]]
+                              ) -> FleetSpec | None:
+        """This spec with these Workload documents edited in place or added (each
+        read, valid on its own, from a file that holds only it), as `assemble` of the
+        whole repo would make it; or None when that needs the whole repo.
+
+        A commit that edits a few Workload files changes nothing else `assemble`
+        checks: the clusters, residency, quotas, guardrails and owners are this spec's,
+        so a workload's cross-checks are its own. Only a spec with no errors and no
+        invalid workload is edited here (an edit could end a duplicate, or revive a
+        workload a broken file held), and only when every edited workload passes:
+        anything else is left to the full read, whose answer this must equal."""
+        if self.errors or self.invalid:
+            return None
+        flavours = {g.flavour for c in self.clusters.values() for g in c.spec.gpus}
+        workloads = dict(self.workloads)
+        sources = dict(self.sources)
+        added = False
+        for wid, (doc, src) in edits.items():
+            known = sources.get(("Workload", wid))
+            if doc.id != wid or (known is not None and known.file != src.file):
+                return None  # a second file with this id, or an id moved between files
+            if _check_workload(doc, src, self.residency, flavours, self.clusters) or \
+                    check_workload(self.guardrails, doc, src):
+                return None
+            added = added or wid not in workloads
+            workloads[wid] = doc
+            sources[("Workload", wid)] = src
+        return replace(self, workloads=dict(sorted(workloads.items())) if added else workloads,
+                       sources=sources)
+
 
 _NO_SOURCES: Mapping[tuple[str, str], SourceRef] = {}  # a Mapping: never written
 _NO_GUARDRAILS = GuardrailPolicy()

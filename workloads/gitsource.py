@@ -39,7 +39,14 @@ from fleet.safety import fast_forward_base, refuse_head
 from workloads.errors import WorkloadsError
 from workloads.gitauth import GitAuth, connecting, split_credentials
 from workloads.history import git_history
-from workloads.loader import ParseCache, Snapshot, load_entries, read_fleet
+from workloads.loader import (
+    ParseCache,
+    Snapshot,
+    git_changes,
+    load_changed,
+    load_entries,
+    read_fleet,
+)
 from workloads.signatures import SignatureVerifier, Verdict
 from workloads.source import git_files, resolve_tree
 
@@ -80,6 +87,8 @@ class GitSource:
         self.controller_namespace = controller_namespace
         """The controller's own namespace: no team folder may use it (`load_entries`)."""
         self.cache = ParseCache()
+        self._last_read: Snapshot | None = None
+        """The snapshot `cache` was last read into: the next commit is diffed against it."""
         self.observed: str | None = None
         self.last_good: Snapshot | None = None
         self.applied: str | None = None
@@ -155,6 +164,29 @@ class GitSource:
         return fast_forward_base(local, shared, shared_descends_local=newer)
 
     def _read_sync(self, commit: str) -> Snapshot:
+        snap = self._read_changed(commit) or self._read_whole(commit)
+        self._last_read = snap
+        return dataclasses.replace(snap, message=self._message(snap.commit or commit))
+
+    def _read_changed(self, commit: str) -> Snapshot | None:
+        """`commit` read from the last commit read, parsing only the Workload files
+        it edits (`workloads.loader.load_changed`): a commit's cost grows with its
+        change, not with the fleet. None: read it whole."""
+        last = self._last_read
+        if last is None or last.commit is None:
+            return None
+        repo = self._open()
+        try:
+            sha = str(repo[commit].peel(pygit2.Commit).id)
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        changes = git_changes(repo, last.commit, sha, self.subdir)
+        if changes is None:
+            return None
+        return load_changed(last, sha, changes, self.cache,
+                            controller_namespace=self.controller_namespace)
+
+    def _read_whole(self, commit: str) -> Snapshot:
         if self.subdir:
             # A bare mirror has no folders on disk: read the subtree through the prefix.
             tree = resolve_tree(self._open(), commit, self.subdir)
@@ -166,7 +198,7 @@ class GitSource:
         else:
             snap = read_fleet(self.mirror_path, commit, cache=self.cache,
                               controller_namespace=self.controller_namespace)
-        return dataclasses.replace(snap, message=self._message(snap.commit or commit))
+        return snap
 
     def _message(self, commit: str) -> str:
         try:

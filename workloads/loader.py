@@ -35,15 +35,18 @@ from fleet.safety import (
 from fleet.sharing import Sharer
 from fleet.spec import FleetSpec, assemble
 from workloads import diskcache
-from workloads.errors import RepoNotFound
+from workloads.errors import RepoNotFound, WorkloadsError
 from workloads.forkmap import Background, fork_map
 from workloads.history import History, git_history
 from workloads.source import (
+    FLEET_FOLDERS,
+    YAML_SUFFIXES,
     FileEntry,
     FileTooLarge,
     git_files,
     open_repository,
     resolve_tree,
+    subtree,
     worktree_files,
 )
 from workloads.yamlio import MAX_FILE_BYTES, YamlDocument, read_yaml
@@ -134,6 +137,10 @@ class Snapshot:
     files: int
     message: str = ""
     """The commit's message (its `Fleet-Allow:` trailers allow held deletions)."""
+    edited: tuple[str, frozenset[WorkloadId]] | None = None
+    """Read from the snapshot of another commit (`load_changed`): that commit, and
+    the workloads whose documents may differ from its spec's (none is gone); None:
+    read whole."""
 
 
 def read_fleet(
@@ -184,6 +191,123 @@ def read_fleet_cached(path: str | os.PathLike[str] = ".", ref: str = "HEAD", *,
     if background is not None:
         cache.store(repo, background)
     return snap
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One file a commit added or modified, as a tree diff reports it."""
+
+    path: str
+    """Relative to the fleet root."""
+    old: str | None
+    """The blob id before (None: added)."""
+    entry: FileEntry
+    """The file now."""
+
+
+def git_changes(repo: pygit2.Repository, old_commit: str, new_commit: str, prefix: str
+                ) -> tuple[Change, ...] | None:
+    """The YAML files under `workloads/` that `new_commit` adds or modifies against
+    `old_commit` (`Tree.diff_to_tree`, no rename detection), or None when it changes
+    anything else a read of the fleet depends on: a Cluster or policy file, a deleted
+    file or folder, a symlink or a change of type. Files outside the fleet folders and
+    non-YAML files are read by no one, so they are left out."""
+    try:
+        old = subtree(repo, repo[old_commit].peel(pygit2.Commit).tree, prefix, "")
+        new = subtree(repo, repo[new_commit].peel(pygit2.Commit).tree, prefix, "")
+    except (KeyError, ValueError, pygit2.GitError, WorkloadsError):
+        return None
+    if old is None or new is None:
+        return None
+    out: list[Change] = []
+    odb = repo.odb
+    blobs = (pygit2.enums.FileMode.BLOB, pygit2.enums.FileMode.BLOB_EXECUTABLE)
+    for delta in old.diff_to_tree(new).deltas:
+        path = delta.new_file.path
+        folder = path.split("/", 1)[0]
+        if folder not in FLEET_FOLDERS and delta.old_file.path.split("/", 1)[0] \
+                not in FLEET_FOLDERS:
+            continue
+        if folder != "workloads" or delta.status not in (
+                pygit2.enums.DeltaStatus.ADDED, pygit2.enums.DeltaStatus.MODIFIED):
+            return None
+        added = delta.status == pygit2.enums.DeltaStatus.ADDED
+        if delta.new_file.mode not in blobs or (
+                not added and delta.old_file.mode not in blobs):
+            return None
+        if not path.endswith(YAML_SUFFIXES):
+            continue
+        oid = delta.new_file.id
+
+        def read(oid: pygit2.Oid = oid) -> bytes:
+            _, size = odb.read_header(oid)
+            if size > MAX_FILE_BYTES:
+                raise FileTooLarge(int(size))
+            return bytes(odb.read(oid)[1])
+
+        display = f"{prefix}/{path}" if prefix else path
+        out.append(Change(path, None if added else str(delta.old_file.id),
+                          FileEntry(path, display, -1, str(oid), read)))
+    return tuple(out)
+
+
+def load_changed(before: Snapshot, commit: str, changes: Iterable[Change],
+                 cache: ParseCache, *, controller_namespace: str | None = None
+                 ) -> Snapshot | None:
+    """The snapshot of `commit`, read from `before` (the snapshot of the commit
+    `changes` were diffed against, read through `cache`) by parsing only the files
+    that changed (`git_changes`); None when that cannot be exact (a changed file with
+    errors, or that held another workload before; see
+    `fleet.spec.FleetSpec.with_edited_workloads`): then read it whole
+    (`load_entries`), whose answer this equals."""
+    edits: dict[WorkloadId, tuple[Workload, SourceRef]] = {}
+    old_keys: list[tuple[str, str, str]] = []
+    new: list[tuple[tuple[str, str, str], ParsedFile]] = []
+    added = 0
+    for c in changes:
+        key = (c.entry.path, c.entry.display, c.entry.key)
+        parsed = cache.entries.get(key)
+        if parsed is None:
+            parsed = _parse_entry(c.entry)
+            cache.misses += 1
+        else:
+            cache.hits += 1
+        wid = _only_workload(parsed)
+        if wid is None or wid in edits:
+            return None
+        if c.old is None:
+            added += 1
+        else:
+            old_key = (c.entry.path, c.entry.display, c.old)
+            was = cache.entries.get(old_key)
+            if was is None or _only_workload(was) != wid:
+                return None
+            old_keys.append(old_key)
+        doc, src = parsed.documents[0]
+        assert isinstance(doc, Workload)
+        if controller_namespace is not None and tenant_namespace_problem(
+                doc.metadata.namespace or "", controller_namespace) is not None:
+            return None
+        edits[wid] = (doc, src)
+        new.append((key, parsed))
+    spec = before.spec.with_edited_workloads(edits)
+    if spec is None:
+        return None
+    for k in old_keys:  # as `ParseCache.retain` after a whole read
+        cache.entries.pop(k, None)
+    cache.entries.update(new)
+    assert before.commit is not None
+    return Snapshot(commit, spec, before.files + added,
+                    edited=(before.commit, frozenset(edits)))
+
+
+def _only_workload(parsed: ParsedFile) -> WorkloadId | None:
+    """The id of the one valid Workload a file holds and nothing else, or None."""
+    if parsed.errors or parsed.invalid or parsed.path_id is not None or \
+            len(parsed.documents) != 1:
+        return None
+    doc = parsed.documents[0][0]
+    return doc.id if isinstance(doc, Workload) else None
 
 
 def load_entries(entries: Iterable[FileEntry], cache: ParseCache | None = None, *,

@@ -30,7 +30,7 @@ caller may keep per-cluster answers until it moves (`controllers.runtime.rollout
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Set
+from collections.abc import Callable, Collection, Iterator, Mapping, Set
 from typing import Any, TypeVar
 
 from fleet.ids import ClusterName, WorkloadId
@@ -140,8 +140,19 @@ class DesiredState:
                 out.add(label)
         return out
 
-    def adopt_spec(self, spec: FleetSpec, head: str) -> set[WorkloadId]:
-        """A new accepted commit: the workloads whose intent changed (or are new)."""
+    def adopt_spec(self, spec: FleetSpec, head: str,
+                   edited: Collection[WorkloadId] | None = None) -> set[WorkloadId]:
+        """A new accepted commit: the workloads whose intent changed (or are new).
+
+        `edited`: `spec` is the adopted spec with only these workloads' documents
+        edited or added, none gone and none Invalid in either (a commit read through a
+        tree diff, `workloads.loader.load_changed`): only they are looked at, so
+        adopting a commit costs what it changed, not the fleet."""
+        if edited is not None and self.spec is not None and not spec.invalid and \
+                not self.spec.invalid and all(w in spec.workloads for w in edited) and \
+                len(spec.workloads) == len(self.spec.workloads) + sum(
+                    w not in self.spec.workloads for w in edited):
+            return self._adopt_edited(spec, head, edited)
         old = self.spec.workloads if self.spec is not None else {}
         changed: set[WorkloadId] = set()
         for wid, wl in spec.workloads.items():
@@ -158,6 +169,29 @@ class DesiredState:
                                for wid, w in spec.workloads.items())
         for wid in set(self.last_valid) - set(spec.workloads) - set(spec.invalid):
             del self.last_valid[wid]
+        self.spec = spec
+        self.head = head
+        self.version += 1
+        return changed
+
+    def _adopt_edited(self, spec: FleetSpec, head: str, edited: Collection[WorkloadId]
+                      ) -> set[WorkloadId]:
+        """`adopt_spec` of a spec that differs from the adopted one only in `edited`
+        (whose ids were all valid and stay so: nothing leaves `workload_commit` or
+        `last_valid`)."""
+        assert self.spec is not None
+        old = self.spec.workloads
+        changed: set[WorkloadId] = set()
+        for wid in sorted(edited):  # new ids in the order a whole pass adds them
+            wl = spec.workloads[wid]
+            before = old.get(wid)
+            if before is None or (before is not wl and before != wl):
+                changed.add(wid)
+                self.workload_commit[wid] = head
+            self.last_valid[wid] = wl
+            self.data_class[wid] = wl.spec.placement.data_class
+        if changed and self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k[1] not in changed}
         self.spec = spec
         self.head = head
         self.version += 1

@@ -13,7 +13,14 @@ snapshot since the last call (`Delta`: all plain frozen data, picklable) and the
 previous plan, and gets the plan back with the Replanner's counts (full / baseline /
 incremental, for `/metrics`).
 
-What comes back is the plan, pickled by the pool and unpickled in this process. A
+What comes back is a `PlanDelta`: the decisions that differ from the plan this side
+holds from the last call (the worker keeps that plan too), which `apply_plan_delta`
+lays over it. Unpickling a whole 20,000-workload plan cost the controller ~0.1-0.5 s
+per commit (`python -m bench.commitpath`), more than the rest of the commit; a commit
+changes a few decisions. When the previous plan sent is that held plan's placements
+(the steady state), it is not sent either: the worker takes them from its copy.
+
+A whole plan (the first, or after a lost call) is pickled by the pool. A
 Pending workload's reasons are a `Diagnosis` whose Refusals the worker's planner
 shares (`fleet.placement.diagnose`), and pickle writes a shared object once, so the
 answer grows with the causes of refusal, not with clusters x Pending workloads: 1,000
@@ -53,15 +60,18 @@ import structlog
 
 from controllers.runtime.replanner import Replanner
 from fleet.capacity import CapacitySnapshot
-from fleet.ids import WorkloadId
+from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.models import Workload
-from fleet.placement.types import Plan, PreviousPlan
+from fleet.placement.types import FlavourUsage, Plan, PreviousPlan, WorkloadPlacement
+from fleet.planning import placements
 from fleet.spec import FleetSpec, placement_view
 
 _REPLANNER: Replanner | None = None
 """The worker process's own Replanner (one per worker, created on its first plan)."""
 _HELD: tuple[int, FleetSpec, CapacitySnapshot] | None = None
 """The worker's copy of the last spec and capacity it planned, under a sequence number."""
+_PLANNED: tuple[int, Plan] | None = None
+"""The worker's copy of the last plan it answered, under its call's sequence number."""
 
 log = structlog.get_logger()
 
@@ -125,15 +135,97 @@ def apply_delta(held: tuple[int, FleetSpec, CapacitySnapshot] | None, d: Delta
     return d.seq, spec, d.capacity if d.capacity is not None else old_cap
 
 
+@dataclass(frozen=True, slots=True)
+class PlanDelta:
+    """A plan, as what differs from the plan answered under `base` (0: all of it).
+
+    `workloads` holds the decisions that differ (or are new), `order` the plan's
+    workload ids when they are not the base's, `usage` when it differs; the rest of a
+    `Plan` is small and always sent. `placed`: how many workloads the plan places
+    (`fleet.planning.placements`), so the controller can tell cheaply whether the next
+    previous plan is this plan's placements."""
+
+    base: int
+    seq: int
+    commit: str | None
+    order: tuple[WorkloadId, ...] | None
+    workloads: Mapping[WorkloadId, WorkloadPlacement]
+    usage: Mapping[ClusterName, Mapping[Flavour, FlavourUsage]] | None
+    capacity_digest: str
+    policy_version: str
+    placed: int
+
+
+def plan_delta(held: tuple[int, Plan] | None, seq: int, plan: Plan) -> PlanDelta:
+    """`plan` against `held` (None: all of it)."""
+    placed = sum(1 for wp in plan.workloads.values() if wp.status == "Placed" and wp.assignments)
+    if held is None:
+        return PlanDelta(0, seq, plan.commit, tuple(plan.workloads), dict(plan.workloads),
+                         plan.usage, plan.capacity_digest, plan.policy_version, placed)
+    base, old = held
+    changed = {wid: wp for wid, wp in plan.workloads.items()
+               if (o := old.workloads.get(wid)) is not wp and o != wp}
+    same_order = len(plan.workloads) == len(old.workloads) and all(
+        a == b for a, b in zip(plan.workloads, old.workloads, strict=True))
+    same_usage = plan.usage is old.usage or plan.usage == old.usage
+    return PlanDelta(base, seq, plan.commit, None if same_order else tuple(plan.workloads),
+                     changed, None if same_usage else plan.usage, plan.capacity_digest,
+                     plan.policy_version, placed)
+
+
+def apply_plan_delta(held: tuple[int, Plan] | None, d: PlanDelta) -> Plan:
+    """The plan `d` stands for, laid over `held` (unchanged decisions keep their
+    objects)."""
+    if d.base == 0:
+        assert d.order is not None and d.usage is not None
+        return Plan(d.commit, {wid: d.workloads[wid] for wid in d.order}, d.usage,
+                    d.capacity_digest, d.policy_version)
+    if held is None or held[0] != d.base:
+        raise NeedFull(f"holding plan {held[0] if held else None}, delta is on {d.base}")
+    old = held[1]
+    if d.order is None:
+        workloads = dict(old.workloads)
+        workloads.update(d.workloads)
+    else:
+        workloads = {wid: d.workloads[wid] if wid in d.workloads else old.workloads[wid]
+                     for wid in d.order}
+    return Plan(d.commit, workloads, old.usage if d.usage is None else d.usage,
+                d.capacity_digest, d.policy_version)
+
+
 def _place_in_worker(d: Delta, previous: PreviousPlan | None, commit: str | None,
-                     rebase_after: int) -> tuple[Plan, dict[str, int]]:
-    global _REPLANNER, _HELD
+                     rebase_after: int, plan_base: int, previous_held: bool
+                     ) -> tuple[PlanDelta, dict[str, int]]:
+    """Plan in the worker; answer with what differs from the plan answered under
+    `plan_base` (0: the controller holds none). `previous_held`: the previous plan is
+    that plan's placements (not sent)."""
+    global _REPLANNER, _HELD, _PLANNED
     _HELD = apply_delta(_HELD, d)
+    held = _PLANNED if _PLANNED is not None and _PLANNED[0] == plan_base else None
+    if previous_held:
+        if held is None:
+            raise NeedFull(f"no plan {plan_base} to take the previous plan from")
+        previous = placements(held[1])
     if _REPLANNER is None:
         _REPLANNER = Replanner(rebase_after=rebase_after)
     _, spec, capacity = _HELD
     plan = _REPLANNER(spec, capacity, previous, commit=commit)
-    return plan, dict(_REPLANNER.counts)
+    _PLANNED = (d.seq, plan)
+    return plan_delta(held, d.seq, plan), dict(_REPLANNER.counts)
+
+
+def _is_placements_of(previous: PreviousPlan | None, plan: Plan, placed: int) -> bool:
+    """`previous == placements(plan)`, cheaply: same size, and each entry the plan's
+    own assignments (the same objects, in the steady state)."""
+    if previous is None or len(previous) != placed:
+        return False
+    workloads = plan.workloads
+    for wid, a in previous.items():
+        wp = workloads.get(wid)
+        if wp is None or wp.status != "Placed" or (wp.assignments is not a
+                                                   and wp.assignments != a):
+            return False
+    return True
 
 
 def _ready() -> bool:
@@ -167,6 +259,11 @@ class ProcessPlacer:
         """Both ends of the worker's lifeline (`_hold_lifeline`): closing them ends it."""
         self._held: tuple[int, FleetSpec, CapacitySnapshot] | None = None
         """What the worker holds, as far as this side knows (None: send it all)."""
+        self._planned: tuple[int, Plan, int] | None = None
+        """The last plan answered (its call's sequence number, the plan, how many it
+        places): the base of the next answer (None: ask for all of it)."""
+        self.received_decisions = 0
+        """Workload decisions received from the worker so far (a commit: those it moved)."""
         self._seq = 0
         self.workers_started = 0
         self.sent_workloads = 0
@@ -184,7 +281,7 @@ class ProcessPlacer:
             self._lifeline_ends = (held, keep)
             self.workers_started += 1
             self._base = dict(self.counts)  # a new worker counts from zero
-            self._held = None
+            self._held = self._planned = None
         return self._pool
 
     async def place_async(self, spec: FleetSpec, capacity: CapacitySnapshot,
@@ -194,21 +291,29 @@ class ProcessPlacer:
             pool = self._executor()
             self._seq += 1
             d = delta(self._held, self._seq, spec, capacity)
-            self._held = None  # unknown until this call answers
+            planned = self._planned
+            self._held = self._planned = None  # unknown until this call answers
+            held = _is_placements_of(previous, planned[1], planned[2]) \
+                if planned is not None else False
             try:
                 # Submitting starts the worker when there is none, and that blocks
                 # until the forkserver forked it (its first start imports the
                 # placement code, a second or more): in a thread, not in the loop.
                 future = await anyio.to_thread.run_sync(
-                    pool.submit, _place_in_worker, d, previous, commit, self.rebase_after)
-                plan, counts = await asyncio.wrap_future(future)
+                    pool.submit, _place_in_worker, d, None if held else previous, commit,
+                    self.rebase_after, planned[0] if planned is not None else 0, held)
+                answer, counts = await asyncio.wrap_future(future)
+                plan = apply_plan_delta(
+                    (planned[0], planned[1]) if planned is not None else None, answer)
             except NeedFull:
                 continue
             except BrokenProcessPool:
                 self.close()  # the next call starts a new worker
                 raise
             self._held = (self._seq, spec, capacity)
+            self._planned = (self._seq, plan, answer.placed)
             self.sent_workloads += len(d.workloads)
+            self.received_decisions += len(answer.workloads)
             self.counts = {k: self._base.get(k, 0) + n for k, n in counts.items()}
             return plan
         raise RuntimeError("the placement worker refused a full spec")  # pragma: no cover

@@ -38,7 +38,7 @@ from controllers.runtime.sourceguard import Guard, SourceGuard
 from controllers.settings import Settings
 from controllers.status.eventfeed import EventFeed
 from controllers.status.metrics import ControllerMetrics
-from fleet.ids import ClusterName
+from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.planning import placements
 from fleet.render import placed_by_cluster
@@ -327,7 +327,8 @@ class SourceLoop:
 
     async def _adopt(self, snap: Snapshot) -> None:
         assert snap.commit is not None
-        changed = self.desired.adopt_spec(snap.spec, snap.commit)
+        changed = self.desired.adopt_spec(snap.spec, snap.commit,
+                                          edited_since(snap, self.desired.head))
         self.desired.allowed = allowances(snap.message)
         self.deletions.adopted(snap.commit)
         self.commits_accepted += 1
@@ -368,6 +369,15 @@ def whole_commit_problems(snap: Snapshot) -> str:
         if d.kind != "Workload" and (d.kind in fleet_kinds or in_fleet_folder):
             return str(d)
     return ""
+
+
+def edited_since(snap: Snapshot, head: str | None) -> frozenset[WorkloadId] | None:
+    """The workloads `snap` edits against the commit `head`, when it was read through
+    a tree diff from that very commit (`workloads.loader.load_changed`); else None (a
+    held commit's base served again, or a commit read whole)."""
+    if snap.edited is None or head is None or snap.edited[0] != head:
+        return None
+    return snap.edited[1]
 
 
 def fleet_changed(old: FleetSpec | None, new: FleetSpec) -> bool:

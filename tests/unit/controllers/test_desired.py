@@ -167,3 +167,34 @@ def test_render_missing_renders_each_new_workload_once_and_objects_for_then_rend
     assert len(list(d.render_missing(FRA))) == 1 and rendered[-1] == EVAL
     d.objects_for(FRA)
     assert len(rendered) == 3
+
+
+def _state(d: DesiredState) -> tuple[object, ...]:
+    return (d.spec, d.head, d.version, list(d.workload_commit.items()),
+            list(d.last_valid.items()), list(d.data_class.items()))
+
+
+def test_adopting_only_the_edited_workloads_ends_as_adopting_the_whole_spec(
+        tmp_path: Path) -> None:
+    """A commit read through a tree diff names the workloads it edited: adopting only
+    those leaves the desired state as a whole pass over the spec does."""
+    repo = GitRepo(tmp_path)
+    files = base_fleet()
+    files["workloads/nlp-team/eval.yaml"] = workload("eval", data_class="public")
+    c1 = repo.commit(files)
+    c2 = repo.commit({
+        "workloads/nlp-team/eval.yaml": workload("eval", data_class="public").replace(
+            "trainer:v1", "trainer:v2"),
+        "workloads/vision/seg.yaml": workload("seg", "vision", data_class="public"),
+        "workloads/nlp-team/a-new.yaml": workload("a-new", data_class="public")})
+    s1, s2 = read_fleet(tmp_path, c1).spec, read_fleet(tmp_path, c2).spec
+    assert not s1.invalid and not s2.invalid
+    whole, edited = DesiredState(render), DesiredState(render)
+    for d in (whole, edited):
+        d.adopt_spec(s1, c1)
+        d.plan = plan(c1)
+    expected = {EVAL, WorkloadId("vision/seg"), WorkloadId("nlp-team/a-new")}
+    assert whole.adopt_spec(s2, c2) == expected
+    assert edited.adopt_spec(s2, c2, {TRAIN, *expected}) == expected
+    assert _state(edited) == _state(whole)
+    assert edited.workload_commit[TRAIN] == c1 and edited.workload_commit[EVAL] == c2

@@ -12,7 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controllers.runtime.placerproc import NeedFull, ProcessPlacer, apply_delta, delta
+from controllers.runtime.placerproc import (
+    NeedFull,
+    ProcessPlacer,
+    apply_delta,
+    apply_plan_delta,
+    delta,
+    plan_delta,
+)
 from fleet.guardrails import GuardrailPolicy
 from fleet.ids import WorkloadId
 from fleet.owners import OwnersPolicy
@@ -74,6 +81,10 @@ def test_the_worker_process_plans_as_a_full_plan_sent_only_the_change() -> None:
         third = await placer.place_async(edited, cap, previous_of(second), commit="3")
         assert third == place(edited, cap, previous_of(second), commit="3")
         assert placer.sent_workloads == 22  # the two edited, not the fleet
+        moved = [w for w, wp in third.workloads.items() if wp != second.workloads[w]]
+        assert len(moved) == 2
+        assert placer.received_decisions == 20 + 20 + 2, \
+            "a plan comes back as the decisions it changed (the second: each reason)"
         assert placer.counts == {"full": 1, "baseline": 1, "incremental": 1}
         placer.close()  # a lost worker: the next call starts one and sends it all
         again = await placer.place_async(edited, cap, previous_of(third), commit="4")
@@ -138,3 +149,36 @@ def test_the_worker_gets_only_what_placement_reads_and_plans_the_same() -> None:
     other = placement_view(replace(spec, errors=(), sources={}))
     d = delta(held, 2, other, cap)
     assert (dict(d.workloads), dict(d.other), d.capacity) == ({}, {}, None)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(fleets(max_workloads=8), st.data())
+def test_a_run_of_plan_deltas_always_rebuilds_the_full_plan(
+        f: Fleet, data: st.DataObject) -> None:
+    """Each plan, laid over the last one answered, equals the full plan of its spec
+    (order, decisions, usage); unchanged decisions are not sent again."""
+    held: tuple[int, Plan] | None = None
+    fleet_now, previous = f, {}
+    for seq in range(1, data.draw(st.integers(2, 5)) + 1):
+        full = place(fleet_now.spec(), f.capacity, previous, commit=str(seq))
+        d = plan_delta(held, seq, full)
+        plan = apply_plan_delta(held, d)
+        assert plan == full
+        assert list(plan.workloads) == list(full.workloads)
+        if held is not None:
+            assert all(held[1].workloads.get(w) != full.workloads[w] for w in d.workloads)
+        held, previous = (seq, plan), previous_of(plan)
+        fleet_now = workloads_edited(fleet_now, data)
+
+
+def test_a_plan_delta_on_another_base_asks_for_everything() -> None:
+    spec = fleet(cluster("de-1"), workload("a"))
+    plan = place(spec, declared(spec), {}, commit="1")
+    d = plan_delta((3, plan), 4, plan)
+    assert d.workloads == {} and d.order is None and d.usage is None
+    assert apply_plan_delta((3, plan), d) == plan
+    with pytest.raises(NeedFull):
+        apply_plan_delta((2, plan), d)
+    with pytest.raises(NeedFull):
+        apply_plan_delta(None, d)
