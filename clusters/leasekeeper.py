@@ -68,8 +68,6 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        self.passes = 0
-        """The keeper's looks at what is due (a test waits for it to move on)."""
 
     # ------------------------------------------------------------ the event loop's side
 
@@ -147,16 +145,16 @@ class LeaseKeeper:
                     cfg = beat[1]
                     client = KubeClient("lease-keeper", cfg, qps=0, timeout=self.timeout)
                 if client is not None:
-                    await self._pass(client)
-                self.passes += 1
+                    await self.pass_once(client)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.tick)
         finally:
             if client is not None:
                 await client.close()
 
-    async def _pass(self, client: KubeClient) -> None:
-        """Renew every held Lease whose renew is due, while the event loop beats."""
+    async def pass_once(self, client: KubeClient) -> None:
+        """Renew every held Lease whose renew is due, while the event loop beats (one
+        look of the keeper's thread; a test calls it on its own loop)."""
         with self._lock:
             leases = self._leases
         for shard, lease in sorted(leases.items()):

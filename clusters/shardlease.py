@@ -25,6 +25,7 @@ Two additions for balancing (decided by `fleet.shards.lease_moves`):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,9 +56,10 @@ class ShardLease(LeaderElector):
     """One shard's Lease, held like the leader's."""
 
     def __init__(self, client: KubeClient, identity: str, shard: int, *, count: int,
-                 namespace: str, duration: float, margin: float) -> None:
+                 namespace: str, duration: float, margin: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(client, identity, namespace=namespace, duration=duration,
-                         margin=margin, name=lease_name(shard))
+                         margin=margin, name=lease_name(shard), clock=clock)
         self.shard = shard
         self.count = count
 

@@ -19,7 +19,12 @@ from typing import TypeVar
 
 import anyio
 
-from clusters.client import LEASE
+from clusters.client import LEASE, KubeClient
+from clusters.kubeconfig import ConnectionSpec, api_client
+from clusters.leasekeeper import LeaseKeeper
+from clusters.namespace import DEFAULT
+from clusters.shardlease import ShardLease
+from clusters.sim import SimClusterSpec, start_sim
 from controllers.demo.sandbox import Sandbox, until
 from controllers.runtime.manager import Manager
 from controllers.runtime.shards import Shards
@@ -296,3 +301,71 @@ async def test_a_clean_stop_ends_the_renewals_and_leaves_the_lease_to_lapse(
         previous = await b.ask(lambda: [(t.shard, t.previous) for t in b.shards.takeovers])
         assert (shard, "a") in previous
         assert keeper.counts() == counts  # nothing renewed after the stop
+
+
+# ---------------------------------------------------------------- the keeper alone
+
+
+class Clock:
+    """The monotonic clock of a Lease and its keeper, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@asynccontextmanager
+async def home_lease(tmp: Path, clock: Clock) -> AsyncIterator[tuple[KubeClient, ShardLease]]:
+    """A simulated home over HTTP, a client of it, and shard 0's Lease taken by "a"
+    (duration 3 s, margin 0.75 s: held until 102.25 on `clock`)."""
+    sim = await start_sim([SimClusterSpec("home", ())])
+    async with sim:
+        path = sim.write_kubeconfig(tmp / "kubeconfig")
+        client = KubeClient("home", await api_client(ConnectionSpec("home", str(path), "home")))
+        try:
+            lease = ShardLease(client, "a", 0, count=1, namespace=DEFAULT, duration=3.0,
+                               margin=0.75, clock=clock)
+            assert await lease.try_acquire_or_renew()
+            yield client, lease
+        finally:
+            await client.close()
+
+
+async def test_the_keeper_renews_while_the_loop_beats_and_withholds_once_it_stops(
+        tmp_path: Path) -> None:
+    clock = Clock()
+    async with home_lease(tmp_path, clock) as (client, lease):
+        keeper = LeaseKeeper(renew_every=1.0, liveness=2.0, clock=clock)
+        keeper.keep(lease)
+        keeper.beat(client.transport.cfg)
+        clock.now += 0.5
+        await keeper.pass_once(client)  # not due yet
+        assert keeper.counts() == {}
+        clock.now += 0.6  # due; the last beat 1.1 s ago
+        await keeper.pass_once(client)
+        assert keeper.counts() == {0: {"renewed": 1}}
+        assert lease.hold.deadline == clock.now + 3.0 - 0.75
+        calls = client.stats.total
+        clock.now += 2.1  # due again, but the loop has not beaten for 2.1 s > 2 s
+        await keeper.pass_once(client)
+        assert keeper.counts() == {0: {"renewed": 1, "withheld": 1}}
+        assert client.stats.total == calls  # nothing sent
+        clock.now += 1.0  # past the deadline: not held, not the keeper's to renew
+        keeper.beat(client.transport.cfg)
+        await keeper.pass_once(client)
+        assert not lease.is_leader
+        assert keeper.counts() == {0: {"renewed": 1, "withheld": 1}}
+        assert client.stats.total == calls
+
+
+async def test_a_renew_begun_before_a_release_does_not_bring_the_hold_back(
+        tmp_path: Path) -> None:
+    clock = Clock()
+    async with home_lease(tmp_path, clock) as (_client, lease):
+        begun = lease.hold  # what a renew in the keeper's thread starts from
+        assert await lease.release()
+        assert not lease._commit(begun.term, clock.now, begun.generation)
+        assert not lease.is_leader
+        assert lease.hold.confirmed is None
