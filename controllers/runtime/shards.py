@@ -157,12 +157,13 @@ class Shards:
         self.duration = m.lease_duration
         self.every = m.lease_duration / 3
         self.poll_every = min(1.0, self.every)
+        """Seconds between reads of the leader's plan and the other shards' status."""
         self.liveness = m.settings.lease_liveness or self.duration
         self.keeper = LeaseKeeper(renew_every=self.every, liveness=self.liveness)
         """Renews the held shard Leases from its own thread while the loop beats
         (`clusters.leasekeeper`); the rounds here take, let go and ask."""
         self.beat_every = min(0.25, self.liveness / 4)
-        """Seconds between reads of the leader's plan and the other shards' status."""
+        """Seconds between the loop's beats to the keeper."""
         self.leases: dict[int, ShardLease] = {}
         self._wired: dict[int, int] = {}
         """Shard -> the generation its clusters' adapters were last wired to."""
