@@ -23,9 +23,11 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -74,6 +76,25 @@ async def ensure_namespace(client: KubeClient, name: str) -> None:
             "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """What a holder knows of its hold, as one immutable value: a writer's fence reads
+    one of them, never a mix of two (a shard Lease is renewed from another thread,
+    `clusters.leasekeeper`, while the event loop's writers read it)."""
+
+    generation: int = 0
+    """The Lease's `leaseTransitions` when we last won or renewed it."""
+    deadline: float = 0.0
+    """Act only before this (monotonic): last successful renew + duration - margin."""
+    confirmed: tuple[float, int] | None = None
+    """(when, generation) the Lease last named us: a renew, or a `confirm` read."""
+    renewed: float | None = None
+    """When (monotonic) the last successful take or renew started."""
+    term: int = 0
+    """Bumped each time the hold is dropped (lost, fenced, let go): a renew that
+    started before the drop must not bring it back (`LeaderElector._commit`)."""
+
+
 class LeaderElector:
     def __init__(self, client: KubeClient, identity: str, *, namespace: str,
                  duration: float = 15.0,
@@ -88,22 +109,67 @@ class LeaderElector:
         self.duration = duration
         self.renew_every = renew_every or duration / 3
         self.margin = margin
-        self.generation = 0
+        self._hold = Hold()
+        self._swapping = threading.Lock()
+        """Held only to replace `_hold` (read-modify-write); readers take the reference."""
         self.confirm_every = min(1.0, self.renew_every)
         self.retry_every = 1.0
         """Seconds between attempts while the Lease cannot be renewed or taken."""
-        self._deadline = 0.0
         self._clock = clock
-        self._confirmed: tuple[float, int] | None = None
-        """(when, generation) the Lease last named us: a renew, or a `confirm` read."""
         self._confirming = anyio.Lock()
         self.expires_in: float | None = None
         """Seconds until another holder's Lease, as last read, expires (None: no other
         live holder): the next try is then, not a whole `renew_every` later."""
 
     @property
+    def hold(self) -> Hold:
+        return self._hold
+
+    @property
+    def generation(self) -> int:
+        return self._hold.generation
+
+    @generation.setter
+    def generation(self, value: int) -> None:
+        with self._swapping:
+            self._hold = replace(self._hold, generation=value)
+
+    @property
+    def _deadline(self) -> float:
+        return self._hold.deadline
+
+    @_deadline.setter
+    def _deadline(self, value: float) -> None:
+        if value <= 0.0:
+            self._drop()
+            return
+        with self._swapping:
+            self._hold = replace(self._hold, deadline=value)
+
+    @property
+    def _confirmed(self) -> tuple[float, int] | None:
+        return self._hold.confirmed
+
+    @property
     def is_leader(self) -> bool:
-        return self._clock() < self._deadline
+        return self._clock() < self._hold.deadline
+
+    def _drop(self) -> None:
+        """Stop acting on the Lease at once (a new term: no renew begun before counts)."""
+        with self._swapping:
+            self._hold = replace(self._hold, deadline=0.0, confirmed=None,
+                                 term=self._hold.term + 1)
+
+    def _commit(self, term: int, started: float, generation: int) -> bool:
+        """A renew that started at `started` (monotonic) succeeded: hold on, unless the
+        hold was dropped since the renew began (`term` moved on). False then."""
+        with self._swapping:
+            if self._hold.term != term:
+                return False
+            self._hold = replace(self._hold, generation=generation,
+                                 deadline=started + self.duration - self.margin,
+                                 confirmed=(started, generation), renewed=started)
+            return True
 
     async def confirm(self) -> str | None:
         """None while the Lease names us at our generation, else why not: the fence of
@@ -111,28 +177,33 @@ class LeaderElector:
         `confirm_every` (one read at a time; concurrent writers share it)."""
         async with self._confirming:
             started = self._clock()
-            if self._confirmed is not None and self._confirmed[1] == self.generation and \
-                    started - self._confirmed[0] < self.confirm_every:
+            hold = self._hold
+            if hold.confirmed is not None and hold.confirmed[1] == hold.generation and \
+                    started - hold.confirmed[0] < self.confirm_every:
                 return None
             try:
                 lease = await self.client.request(
                     "GET", LEASE.item(self.name, self.namespace), verb="get", retry=False)
             except ClusterError as e:
                 log.warning("leader_lease_unreadable", identity=self.identity, error=str(e))
-                return fence_refusal(self.generation, None, None, self.identity)
+                return fence_refusal(hold.generation, None, None, self.identity)
             except Exception as e:  # noqa: BLE001 - a closed client: no Lease read, no write
                 log.warning("leader_lease_unreadable", identity=self.identity,
                             error=f"{type(e).__name__}: {e}")
-                return fence_refusal(self.generation, None, None, self.identity)
+                return fence_refusal(hold.generation, None, None, self.identity)
             spec = lease.get("spec") or {}
             transitions = spec.get("leaseTransitions")
-            why = fence_refusal(self.generation, spec.get("holderIdentity"),
+            why = fence_refusal(hold.generation, spec.get("holderIdentity"),
                                 int(transitions) if isinstance(transitions, int) else None,
                                 self.identity)
             if why is None:
-                self._confirmed = (started, self.generation)
+                with self._swapping:  # unless the hold changed meanwhile
+                    if self._hold.term == hold.term and \
+                            self._hold.generation == hold.generation:
+                        self._hold = replace(self._hold,
+                                             confirmed=(started, hold.generation))
             else:
-                self._deadline = 0.0  # deposed: stop acting at once
+                self._drop()  # deposed: stop acting at once
                 log.warning("leader_fenced", identity=self.identity, reason=why)
             return why
 
@@ -165,7 +236,7 @@ class LeaderElector:
         # and all callers may acquire": client-go tools/leaderelection/resourcelock/
         # interface.go, LeaderElectionRecord.HolderIdentity).
         if holder and holder != self.identity and not expired:
-            self._deadline = 0.0
+            self._drop()
             return False
         if holder != self.identity:
             transitions += 1
@@ -173,16 +244,17 @@ class LeaderElector:
         try:
             await self.client.request("PUT", path, verb="update", body=body, retry=False)
         except (Conflict, NotFound):
-            self._deadline = 0.0
+            self._drop()
             return False
         return self._won(started, transitions)
 
     def _won(self, started: float, transitions: int) -> bool:
         if transitions != self.generation:
             log.info("leader_elected", identity=self.identity, generation=transitions)
-        self.generation = transitions
-        self._deadline = started + self.duration - self.margin
-        self._confirmed = (started, transitions)
+        with self._swapping:
+            self._hold = replace(self._hold, generation=transitions,
+                                 deadline=started + self.duration - self.margin,
+                                 confirmed=(started, transitions), renewed=started)
         return True
 
     def _lease(self, current: JSON | None, transitions: int) -> JSON:

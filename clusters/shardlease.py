@@ -18,15 +18,18 @@ Two additions for balancing (decided by `fleet.shards.lease_moves`):
   same), so the Lease is free at once instead of after its duration;
 - `want`: a replica below its share writes the annotation `aifleet.dev/shard-wanted-by`
   ("IDENTITY TIME") on a Lease someone else holds; the holder reads it at its next
-  round. The holder's renew rewrites the Lease without it, so a mark lasts at most one
-  renew unless the asker repeats it; a mark older than the Lease's duration is ignored.
+  round. The holder's renews keep it (they run from the keeper's thread, between the
+  holder's rounds: `renew`); a mark older than the Lease's duration is ignored, so it
+  lasts a Lease duration unless the asker repeats it. A take (a new generation) drops it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import structlog
 
@@ -46,26 +49,72 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+RenewOutcome = Literal["renewed", "lost", "failed", "lapsed"]
+
+
 class ShardLease(LeaderElector):
     """One shard's Lease, held like the leader's."""
 
     def __init__(self, client: KubeClient, identity: str, shard: int, *, count: int,
-                 namespace: str, duration: float, margin: float) -> None:
+                 namespace: str, duration: float, margin: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(client, identity, namespace=namespace, duration=duration,
-                         margin=margin, name=lease_name(shard))
+                         margin=margin, name=lease_name(shard), clock=clock)
         self.shard = shard
         self.count = count
 
     def _lease(self, current: JSON | None, transitions: int) -> JSON:
         body = super()._lease(current, transitions)
         body["metadata"]["annotations"] = {SHARD_COUNT: str(self.count)}
+        wanted = _annotations(current or {}).get(WANTED_BY)
+        if wanted and transitions == int(((current or {}).get("spec") or {}).get(
+                "leaseTransitions") or 0):
+            # a renew keeps an asker's mark for the holder's round to read: renewed
+            # from another thread (`clusters.leasekeeper`), it would otherwise erase
+            # marks before that round saw them (a stale one is ignored: `view_of`)
+            body["metadata"]["annotations"][WANTED_BY] = wanted
         return body
+
+    async def renew(self, client: KubeClient) -> RenewOutcome:
+        """Renew the Lease we hold, through `client` (the keeper's own, from its
+        thread), at our generation: never take it. "renewed"; "lost" (it names someone
+        else or another generation now, or the hold was dropped meanwhile: a release,
+        a fence); "failed" (unreadable or unwritable: tried again soon, and the hold
+        lapses at its deadline if that goes on); "lapsed" (not held: the event loop's
+        round re-takes it, if it may)."""
+        hold = self.hold
+        started = self._clock()
+        if started >= hold.deadline:
+            return "lapsed"
+        path = LEASE.item(self.name, self.namespace)
+        for _ in range(2):  # a Conflict (an asker's mark written meanwhile): once more
+            try:
+                lease = await client.request("GET", path, verb="get", retry=False)
+                spec = lease.get("spec") or {}
+                if spec.get("holderIdentity") != self.identity or \
+                        int(spec.get("leaseTransitions") or 0) != hold.generation:
+                    self._drop()
+                    log.warning("shard_lease_lost", shard=self.shard,
+                                identity=self.identity, holder=spec.get("holderIdentity"))
+                    return "lost"
+                await client.request("PUT", path, verb="update",
+                                     body=self._lease(lease, hold.generation), retry=False)
+            except Conflict:
+                continue
+            except NotFound:
+                self._drop()
+                return "lost"
+            except (ClusterError, TimeoutError) as e:
+                log.warning("shard_renew_failed", shard=self.shard, error=str(e))
+                return "failed"
+            return "renewed" if self._commit(hold.term, started, hold.generation) \
+                else "lost"
+        return "failed"
 
     async def release(self) -> bool:
         """Let the Lease go now (holder emptied; a wanted mark kept, so the asker takes
         it). Stops acting on it first: no write of ours goes out after this starts."""
-        self._deadline = 0.0
-        self._confirmed = None
+        self._drop()
         path = LEASE.item(self.name, self.namespace)
         try:
             lease = await self.client.request("GET", path, verb="get", retry=False)

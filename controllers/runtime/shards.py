@@ -49,13 +49,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from clusters.adapter import ClusterAdapter
 from clusters.client import KubeClient
 from clusters.errors import ClusterError
 from clusters.leader import EXPIRY_SLACK, default_identity
+from clusters.leasekeeper import LeaseKeeper
 from clusters.shardlease import ShardLease, ShardLeases, read_views, want
 from controllers.persist import shardstatus, sharedplan
 from controllers.runtime.fleetstate import ClusterView
@@ -159,6 +160,12 @@ class Shards:
         self.every = m.lease_duration / 3
         self.poll_every = min(1.0, self.every)
         """Seconds between reads of the leader's plan and the other shards' status."""
+        self.liveness = m.settings.lease_liveness or self.duration
+        self.keeper = LeaseKeeper(renew_every=self.every, liveness=self.liveness)
+        """Renews the held shard Leases from its own thread while the loop beats
+        (`clusters.leasekeeper`); the rounds here take, let go and ask."""
+        self.beat_every = min(0.25, self.liveness / 4)
+        """Seconds between the loop's beats to the keeper."""
         self.leases: dict[int, ShardLease] = {}
         self._wired: dict[int, int] = {}
         """Shard -> the generation its clusters' adapters were last wired to."""
@@ -364,8 +371,16 @@ class Shards:
         for shard in range(self.count):
             held.add_metric([str(shard)], 1.0 if shard in mine else 0.0)
             sizes.add_metric([str(shard)], float(counts.get(shard, 0)))
+        renewals = CounterMetricFamily(
+            "aifleet_lease_renewals", "Renewals of this replica's shard Leases by its "
+            "keeper thread: renewed, failed (tried again), lost (taken or let go), "
+            "withheld (due while the event loop had not beaten within --lease-liveness).",
+            labels=["outcome"])
+        for outcome, n in self.keeper.totals().items():
+            renewals.add_metric([outcome], float(n))
         yield held
         yield sizes
+        yield renewals
 
     def annotate(self, doc: dict[str, Any]) -> None:
         """Each cluster row: its shard and who holds it (extra fields, allowed)."""
@@ -380,7 +395,10 @@ class Shards:
         doc["shards"] = {"count": self.count, "identity": self.identity, "held": self.held(),
                          "followsLeaderPlan": self.following_leader(),
                          "otherShardCounts": self.foreign,
-                         "takeovers": [t.as_json() for t in self.takeovers]}
+                         "takeovers": [t.as_json() for t in self.takeovers],
+                         "renewals": {self.identity: {
+                             str(shard): counts
+                             for shard, counts in self.keeper.counts().items()}}}
 
     # ------------------------------------------------------------------ takeovers
 
@@ -449,10 +467,25 @@ class Shards:
             if client is not None:
                 break
             await anyio.sleep(self.m.tick)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._lease_loop)
-            tg.start_soon(self._share_loop)
-            tg.start_soon(self._connect_loop)
+        self.keeper.beat(client.transport.cfg)
+        self.keeper.start()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._beat_loop)
+                tg.start_soon(self._lease_loop)
+                tg.start_soon(self._share_loop)
+                tg.start_soon(self._connect_loop)
+        finally:
+            # A clean stop ends the renewals; the Leases are not let go (they lapse).
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.keeper.stop)
+
+    async def _beat_loop(self) -> None:
+        """The keeper's sign that this loop is alive (and how to reach the home)."""
+        while True:
+            client = self.m.home.client()
+            self.keeper.beat(client.transport.cfg if client is not None else None)
+            await anyio.sleep(self.beat_every)
 
     async def _lease_loop(self) -> None:
         while True:
@@ -493,6 +526,8 @@ class Shards:
             await self._lease(client, shard).release()
         for shard in (*moves.renew, *moves.acquire):
             lease = self._lease(client, shard)
+            if shard in moves.renew and lease.is_leader and self.keeper.alive:
+                continue  # held: the keeper renews it, off this loop
             if not await lease.try_acquire_or_renew() and shard in moves.renew:
                 # a want mark written between our read and our renew: read again
                 await lease.try_acquire_or_renew()
@@ -512,6 +547,7 @@ class Shards:
                 client, self.identity, shard, count=self.count,
                 namespace=self.m.home.namespace, duration=self.duration,
                 margin=min(2.0, self.duration / 4))
+            self.keeper.keep(lease)
         lease.client = client
         return lease
 
