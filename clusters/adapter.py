@@ -56,21 +56,12 @@ from clusters.client import (
 from clusters.errors import ClusterError, NotFound
 from clusters.health import ClusterHealth, HealthTracker, workload_health
 from clusters.informer import Informer
+from clusters.inventory import LivePlacement
 from clusters.kubeconfig import ConnectionSpec, connection_config
 from clusters.slim import metadata_only
-from fleet.render import OWNED_SELECTOR, WORKLOAD_KINDS, WORKLOAD_LABEL, read_back, workload_of
+from fleet.render import OWNED_SELECTOR, WORKLOAD_LABEL, workload_of
 
 log = structlog.get_logger()
-
-
-@dataclass(frozen=True, slots=True)
-class LivePlacement:
-    workload: str
-    """The `aifleet.dev/workload` label value (`team.name`)."""
-    replicas: int
-    product: str | None
-    gpus_per_replica: int
-    commit: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,17 +387,10 @@ class ClusterAdapter:
         """What runs here by our labels: per workload label, the replicas and GPU product.
 
         After a restart this is the truth the controller rebuilds its previous plan from.
+        Kept as the informers' objects change (`clusters.inventory.Inventory`), not
+        rebuilt from every object per call.
         """
-        out: dict[str, LivePlacement] = {}
-        for _k, obj in sorted(self.applier.live.items()):
-            if obj.get("kind") not in WORKLOAD_KINDS:
-                continue
-            back = read_back(obj)
-            if back.workload is None:
-                continue
-            out[back.workload] = LivePlacement(back.workload, back.replicas, back.product,
-                                               back.gpus_per_replica, back.commit)
-        return out
+        return self.applier.live.workloads()
 
     def workload_health(self, workload: str) -> str:
         return workload_health(self.workload_objects(workload))

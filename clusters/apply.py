@@ -55,6 +55,7 @@ from clusters.client import (
     type_of,
 )
 from clusters.errors import ClusterError, Invalid, NotFound, PermanentError, RecreateNeeded
+from clusters.inventory import Inventory
 from clusters.slim import slim_live
 from fleet.drift import DriftedField, diff
 from fleet.render import MANAGED_BY, WORKLOAD_LABEL, for_existing, workload_of
@@ -145,9 +146,10 @@ class Applier:
         (the controller's suspension of it, or of this cluster)."""
         self.concurrency = concurrency
         """Workloads applied at once (the client's QPS bucket still paces the calls)."""
-        self.live: dict[ObjKey, JSON] = {}
+        self.live = Inventory()
         """Owned objects as last seen (informer events and our own apply responses),
-        slimmed (`clusters.slim.slim_live`: managedFields as drift reads them)."""
+        slimmed (`clusters.slim.slim_live`: managedFields as drift reads them); what
+        runs here kept with them (`Inventory.workloads`)."""
         self.desired: dict[ObjKey, JSON] = {}
         """What we last applied (stamped), by key: the reference for drift."""
         self.corrections = 0
