@@ -9,7 +9,7 @@ reads back the one object written, a read copies what is kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,9 @@ class Inventory(dict[ObjKey, JSON]):
         self._workloads: dict[str, LivePlacement] = {}
         """Per workload label, what `workloads()` answers: the placement of its object
         with the greatest key (as a pass over the sorted objects kept the last)."""
+        self.on_runs: Callable[[str], None] | None = None
+        """Told a workload label that started or stopped running here by its objects
+        (`ClusterAdapter` keeps `WhereRuns` with it)."""
         self.read_backs = 0
         """Objects read back (`placement_of`): one per write of a workload's object,
         none per read (tests count them)."""
@@ -119,10 +122,50 @@ class Inventory(dict[ObjKey, JSON]):
             del self._by_workload[workload]
         self._settle(workload)
 
+    def runs(self, workload: str) -> bool:
+        """Whether an object of ours runs `workload` here (no copy made)."""
+        return workload in self._workloads
+
     def _settle(self, workload: str) -> None:
         held = self._by_workload.get(workload)
+        was = workload in self._workloads
         if held:
             self._workloads[workload] = held[max(held)]
         else:
             self._workloads.pop(workload, None)
+        if was != bool(held) and self.on_runs is not None:
+            self.on_runs(workload)
 
+
+class WhereRuns:
+    """Fleet-wide: per workload label, the clusters (their adapters) holding an object
+    or a pod of it, kept by each adapter as its informers' objects change
+    (`ClusterAdapter.join`). A gang about to start asks it which clusters may still
+    run a copy, instead of asking every cluster of the fleet."""
+
+    def __init__(self) -> None:
+        self._holders: dict[str, dict[int, Any]] = {}
+        """label -> id(adapter) -> adapter."""
+        self.asked = 0
+        """Clusters named to a caller (`holders`): tests count them."""
+
+    def set(self, label: str, adapter: Any, holds: bool) -> None:
+        if holds:
+            self._holders.setdefault(label, {})[id(adapter)] = adapter
+            return
+        held = self._holders.get(label)
+        if held is not None:
+            held.pop(id(adapter), None)
+            if not held:
+                del self._holders[label]
+
+    def drop(self, adapter: Any) -> None:
+        """An adapter closed: it holds nothing any more."""
+        for label in [lb for lb, held in self._holders.items() if id(adapter) in held]:
+            self.set(label, adapter, False)
+
+    def holders(self, label: str) -> list[Any]:
+        """The adapters holding an object or a pod of `label` (by name)."""
+        found = sorted(self._holders.get(label, {}).values(), key=lambda a: a.name)
+        self.asked += len(found)
+        return found
