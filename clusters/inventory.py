@@ -71,15 +71,18 @@ class Inventory(dict[ObjKey, JSON]):
     # ---------------------------------------------------------------- the writes
 
     def __setitem__(self, key: ObjKey, obj: JSON) -> None:
-        self._forget(key)
+        before = self._unlink(key)
         super().__setitem__(key, obj)
+        after = None
         if obj.get("kind") in WORKLOAD_KINDS:
             self.read_backs += 1
             lp = placement_of(obj)
             if lp is not None:
                 self._by_workload.setdefault(lp.workload, {})[key] = lp
                 self._runs[key] = lp.workload
-                self._settle(lp.workload)
+                after = lp.workload
+        for workload in sorted(w for w in {before, after} if w is not None):
+            self._settle(workload)  # once each, as it ends up
 
     def __delitem__(self, key: ObjKey) -> None:
         self._forget(key)
@@ -97,10 +100,14 @@ class Inventory(dict[ObjKey, JSON]):
         return key, obj
 
     def clear(self) -> None:
+        gone = sorted(self._workloads)
         super().clear()
         self._by_workload.clear()
         self._runs.clear()
         self._workloads.clear()
+        for workload in gone:
+            if self.on_runs is not None:
+                self.on_runs(workload)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         for key, obj in dict(*args, **kwargs).items():
@@ -112,15 +119,21 @@ class Inventory(dict[ObjKey, JSON]):
         return self[key]
 
     def _forget(self, key: ObjKey) -> None:
-        """The object held at `key` no longer says what runs (replaced or gone)."""
+        """The object held at `key` is gone: it no longer says what runs."""
+        workload = self._unlink(key)
+        if workload is not None:
+            self._settle(workload)
+
+    def _unlink(self, key: ObjKey) -> str | None:
+        """Take the object at `key` out of what runs (not settled yet); its label."""
         workload = self._runs.pop(key, None)
         if workload is None:
-            return
+            return None
         held = self._by_workload[workload]
         del held[key]
         if not held:
             del self._by_workload[workload]
-        self._settle(workload)
+        return workload
 
     def runs(self, workload: str) -> bool:
         """Whether an object of ours runs `workload` here (no copy made)."""

@@ -79,3 +79,17 @@ def test_reads_read_nothing_back_and_a_write_reads_back_its_object() -> None:
     live[("batch/v1", "Job", "nlp-team", "z")] = new
     assert live.read_backs == reads + 1
     assert live.workloads()["nlp-team.z"].replicas == 3
+
+
+def test_a_label_that_starts_or_stops_running_is_told_once() -> None:
+    told: list[str] = []
+    live = Inventory()
+    live.on_runs = told.append
+    key = ("batch/v1", "Job", "nlp-team", "a")
+    live[key] = job("a")
+    live[key] = job("a", parallelism=2)  # still runs: not told again
+    live[("apps/v1", "Deployment", "nlp-team", "a")] = deployment("a")  # same label
+    live.pop(key)
+    assert told == ["nlp-team.a"] and live.runs("nlp-team.a")
+    live.clear()
+    assert told == ["nlp-team.a", "nlp-team.a"] and not live.runs("nlp-team.a")
