@@ -63,6 +63,9 @@ class Inventory(dict[ObjKey, JSON]):
         for key, obj in items:
             self[key] = obj
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (list(self.items()),))  # copied: what runs is kept anew
+
     def workloads(self) -> dict[str, LivePlacement]:
         """What runs here by our labels: per workload label, its replicas and GPU
         product (a copy: the caller may hold it across awaits while objects change)."""

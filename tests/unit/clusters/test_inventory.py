@@ -93,3 +93,13 @@ def test_a_label_that_starts_or_stops_running_is_told_once() -> None:
     assert told == ["nlp-team.a"] and live.runs("nlp-team.a")
     live.clear()
     assert told == ["nlp-team.a", "nlp-team.a"] and not live.runs("nlp-team.a")
+
+
+def test_a_copy_keeps_what_runs() -> None:
+    import copy
+    import pickle
+
+    live = Inventory([(("batch/v1", "Job", "nlp-team", "a"), job("a", parallelism=2))])
+    for other in (copy.copy(live), copy.deepcopy(live), pickle.loads(pickle.dumps(live))):
+        assert isinstance(other, Inventory) and other == live
+        assert other.workloads() == live.workloads() == rebuilt(live)
