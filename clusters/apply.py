@@ -221,8 +221,18 @@ class Applier:
         are not desired now (invalid in this commit: keep the last good state).
         The decisions are `fleet.sync.plan_sync`'s; this only carries them out.
         """
+        desired = list(desired)
         plan = plan_sync(desired, self.live, prune=prune, allow_empty=allow_empty,
                          scope=scope, hold=frozenset(protect or ()))
+        if plan.unchanged:
+            # What needs no write is still what we want: the reference drift is read
+            # against. A new adapter (a reconnect, a restart) whose first pass found
+            # everything as wanted would otherwise see an edit's event as no drift,
+            # and correct it only at the next resync.
+            same = set(plan.unchanged)
+            for obj in desired:
+                if (key := obj_key(obj)) in same:
+                    self.desired[key] = for_existing(stamp(obj))
         return await self.execute(plan)
 
     async def execute(self, plan: SyncPlan) -> ApplyResult:
