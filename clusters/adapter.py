@@ -56,21 +56,12 @@ from clusters.client import (
 from clusters.errors import ClusterError, NotFound
 from clusters.health import ClusterHealth, HealthTracker, workload_health
 from clusters.informer import Informer
+from clusters.inventory import LivePlacement, WhereRuns
 from clusters.kubeconfig import ConnectionSpec, connection_config
 from clusters.slim import metadata_only
-from fleet.render import OWNED_SELECTOR, WORKLOAD_KINDS, WORKLOAD_LABEL, read_back, workload_of
+from fleet.render import OWNED_SELECTOR, WORKLOAD_LABEL, workload_of
 
 log = structlog.get_logger()
-
-
-@dataclass(frozen=True, slots=True)
-class LivePlacement:
-    workload: str
-    """The `aifleet.dev/workload` label value (`team.name`)."""
-    replicas: int
-    product: str | None
-    gpus_per_replica: int
-    commit: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +123,13 @@ class ClusterAdapter:
                                handler=self.capacity.on_node, transform=slim_node,
                                list_gate=gate)
         self._pods = Informer(client, POD, watch_timeout=options.watch_timeout,
-                              handler=self.capacity.on_pod, transform=slim_pod,
+                              handler=self._on_pod, transform=slim_pod,
                               list_gate=gate)
+        self._pods_of: dict[str, dict[tuple[str, str], JSON]] = {}
+        """Our pods by workload label, kept from the pod informer's events."""
+        self._pod_label: dict[tuple[str, str], str] = {}
+        self._where: WhereRuns | None = None
+        self.applier.live.on_runs = self._runs_changed
         self._slices = Informer(client, RESOURCE_SLICE, watch_timeout=options.watch_timeout,
                                 handler=self._on_slice, idle_relist=idle, list_gate=gate)
         self._claims = Informer(client, RESOURCE_CLAIM, watch_timeout=options.watch_timeout,
@@ -333,6 +329,9 @@ class ClusterAdapter:
             await self.synced.wait()
 
     async def aclose(self) -> None:
+        if self._where is not None:
+            self._where.drop(self)
+            self._where = None
         await self.applier.aclose()
         await self.client.close()
 
@@ -396,24 +395,50 @@ class ClusterAdapter:
         """What runs here by our labels: per workload label, the replicas and GPU product.
 
         After a restart this is the truth the controller rebuilds its previous plan from.
+        Kept as the informers' objects change (`clusters.inventory.Inventory`), not
+        rebuilt from every object per call.
         """
-        out: dict[str, LivePlacement] = {}
-        for _k, obj in sorted(self.applier.live.items()):
-            if obj.get("kind") not in WORKLOAD_KINDS:
-                continue
-            back = read_back(obj)
-            if back.workload is None:
-                continue
-            out[back.workload] = LivePlacement(back.workload, back.replicas, back.product,
-                                               back.gpus_per_replica, back.commit)
-        return out
+        return self.applier.live.workloads()
 
     def workload_health(self, workload: str) -> str:
         return workload_health(self.workload_objects(workload))
 
     def pods(self, workload: str) -> list[JSON]:
-        """Live pods of one workload (`team.name` label value), from the pod informer."""
-        return self.pods_by_workload().get(workload, [])
+        """Live pods of one workload (`team.name` label value), from the pod informer
+        (kept by label: no pass over every pod)."""
+        return [p for _k, p in sorted(self._pods_of.get(workload, {}).items())]
+
+    def holds(self, workload: str) -> bool:
+        """Whether an object or a pod of `workload` (its label) is here."""
+        return self.applier.live.runs(workload) or workload in self._pods_of
+
+    def join(self, where: WhereRuns) -> None:
+        """Keep `where` told of what this cluster holds, from now on and as it is."""
+        self._where = where
+        for label in sorted(set(self.applier.live.workloads()) | set(self._pods_of)):
+            where.set(label, self, True)
+
+    def _runs_changed(self, label: str) -> None:
+        if self._where is not None:
+            self._where.set(label, self, self.holds(label))
+
+    def _on_pod(self, event: str, pod: JSON) -> None:
+        self.capacity.on_pod(event, pod)
+        meta = pod.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        before = self._pod_label.pop(key, None)
+        if before is not None:
+            held = self._pods_of[before]
+            held.pop(key, None)
+            if not held:
+                del self._pods_of[before]
+        label = (meta.get("labels") or {}).get(WORKLOAD_LABEL)
+        if event != "DELETED" and label:
+            self._pods_of.setdefault(str(label), {})[key] = pod
+            self._pod_label[key] = str(label)
+        for changed in {before, str(label) if label else None} - {None}:
+            assert changed is not None
+            self._runs_changed(changed)
 
     def objects_by_workload(self) -> dict[str, list[JSON]]:
         """Live owned objects grouped by workload label, in one pass (status pages ask

@@ -55,6 +55,7 @@ from clusters.client import (
     type_of,
 )
 from clusters.errors import ClusterError, Invalid, NotFound, PermanentError, RecreateNeeded
+from clusters.inventory import Inventory
 from clusters.slim import slim_live
 from fleet.drift import DriftedField, diff
 from fleet.render import MANAGED_BY, WORKLOAD_LABEL, for_existing, workload_of
@@ -145,9 +146,10 @@ class Applier:
         (the controller's suspension of it, or of this cluster)."""
         self.concurrency = concurrency
         """Workloads applied at once (the client's QPS bucket still paces the calls)."""
-        self.live: dict[ObjKey, JSON] = {}
+        self.live = Inventory()
         """Owned objects as last seen (informer events and our own apply responses),
-        slimmed (`clusters.slim.slim_live`: managedFields as drift reads them)."""
+        slimmed (`clusters.slim.slim_live`: managedFields as drift reads them); what
+        runs here kept with them (`Inventory.workloads`)."""
         self.desired: dict[ObjKey, JSON] = {}
         """What we last applied (stamped), by key: the reference for drift."""
         self.corrections = 0
@@ -219,8 +221,18 @@ class Applier:
         are not desired now (invalid in this commit: keep the last good state).
         The decisions are `fleet.sync.plan_sync`'s; this only carries them out.
         """
+        desired = list(desired)
         plan = plan_sync(desired, self.live, prune=prune, allow_empty=allow_empty,
                          scope=scope, hold=frozenset(protect or ()))
+        if plan.unchanged:
+            # What needs no write is still what we want: the reference drift is read
+            # against. A new adapter (a reconnect, a restart) whose first pass found
+            # everything as wanted would otherwise see an edit's event as no drift,
+            # and correct it only at the next resync.
+            same = set(plan.unchanged)
+            for obj in desired:
+                if (key := obj_key(obj)) in same:
+                    self.desired[key] = for_existing(stamp(obj))
         return await self.execute(plan)
 
     async def execute(self, plan: SyncPlan) -> ApplyResult:

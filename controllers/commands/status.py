@@ -12,7 +12,11 @@ from controllers.commands.common import (
     fail,
     write_doc,
 )
-from controllers.commands.statusread import add_live_arguments, add_server_argument, get_doc
+from controllers.commands.statusread import (
+    add_live_arguments,
+    add_server_argument,
+    get_doc_and_age,
+)
 from controllers.status.statusview import STATES, filter_workloads, render_fleet, render_workload
 from fleet.ids import team_of
 
@@ -49,6 +53,9 @@ Examples:
   fleet status --live --repo fleet/ --kubeconfig kc.yaml
                                         # no controller: read what runs from the clusters
 
+A document 5 s or more old (the controller could not build a newer one in time and
+answered with its last) shows its Age on top (on stderr with --format json/yaml).
+
 Exit codes: 0 shown; 1 with --live when a cluster could not be read (its workloads are
 shown Unknown with the last known state from the ledger, never Pending); 2 could not
 run (no controller answers, bad arguments)."""
@@ -73,9 +80,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=run)
 
 
-def show(args: argparse.Namespace, doc: dict[str, Any]) -> int:
-    """Print `doc`; 1 when part of it is unknown (a cluster could not be read), else 0."""
+SHOW_AGE = 5.0
+"""Seconds from which the document's age is shown: the controller could not build a
+newer one in time (`controllers.status.cache`) and answered with its last one; an SRE
+must not take a stale answer for the state of now."""
+
+
+def age_line(age: float | None) -> str:
+    """The document's age when it is at least `SHOW_AGE` seconds, else nothing."""
+    if age is None or age < SHOW_AGE:
+        return ""
+    return (f"Age: {int(age)} s (the controller's last status document: it could not "
+            "build a newer one in time)\n")
+
+
+def show(args: argparse.Namespace, doc: dict[str, Any], age: float | None = None) -> int:
+    """Print `doc`; 1 when part of it is unknown (a cluster could not be read), else 0.
+    Its `age` (seconds since the controller built it), when old enough to matter, is
+    on top of the text, or on stderr beside a JSON or YAML document."""
     _known(args, doc)
+    stale = age_line(age)
+    if stale and args.format in ("json", "yaml"):
+        sys.stderr.write(stale)
+    elif stale:
+        sys.stdout.write(stale)
     unreadable = (doc.get("source") or {}).get("unreadableClusters") or []
     code = 1 if unreadable else 0
     if unreadable:
@@ -116,19 +144,19 @@ def _known(args: argparse.Namespace, doc: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.watch:
-        return show(args, get_doc(args))
+        return show(args, *get_doc_and_age(args))
     # Clear-screen escapes only for a person at a terminal: piped, or as JSON, each
     # refresh is appended as it is (a JSON document per refresh).
     redraw = args.format == "text" and sys.stdout.isatty()
     try:
         while True:
-            doc = get_doc(args)
+            doc, age = get_doc_and_age(args)
             if redraw:
                 sys.stdout.write("\x1b[H\x1b[2J")
             if args.format == "text":
                 where = f"live from {args.repo}" if args.live else args.server
                 sys.stdout.write(time.strftime("%H:%M:%S") + f"  {where}\n\n")
-            show(args, doc)
+            show(args, doc, age)
             sys.stdout.flush()
             time.sleep(args.watch)
     except KeyboardInterrupt:

@@ -37,6 +37,14 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def fetch(server: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return fetch_with_age(server, headers)[0]
+
+
+def fetch_with_age(server: str, headers: dict[str, str] | None = None
+                   ) -> tuple[dict[str, Any], float | None]:
+    """The status document and its `Age` (seconds since the controller built it, RFC
+    9111 5.1; None when the answer gives none): a controller that could not build a
+    newer one in time answers with its last, and says how old it is."""
     import httpx  # here, not at the top: every `fleet` command would pay for its import
 
     try:
@@ -49,10 +57,17 @@ def fetch(server: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
                  "with --token-file or $FLEET_TOKEN")
         r.raise_for_status()
         doc: dict[str, Any] = r.json()
-        return doc
+        return doc, _age(r.headers.get("Age"))
     except httpx.HTTPError as e:
         fail(f"cannot read status from {server}: {e} (is `fleet run` or `fleet demo "
              "--keep-running` up?)")
+
+
+def _age(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # not an age (RFC 9111 5.1: whole seconds): not shown
 
 
 def fetch_live(args: argparse.Namespace) -> dict[str, Any]:
@@ -74,4 +89,12 @@ def fetch_live(args: argparse.Namespace) -> dict[str, Any]:
 
 def get_doc(args: argparse.Namespace) -> dict[str, Any]:
     """The status document from `--server`, or with `--live` from the clusters."""
-    return fetch_live(args) if args.live else fetch(args.server, auth_headers(args))
+    return get_doc_and_age(args)[0]
+
+
+def get_doc_and_age(args: argparse.Namespace) -> tuple[dict[str, Any], float | None]:
+    """`get_doc` and the document's age as the controller gave it (None with `--live`:
+    read now)."""
+    if args.live:
+        return fetch_live(args), None
+    return fetch_with_age(args.server, auth_headers(args))

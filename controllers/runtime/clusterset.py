@@ -27,11 +27,12 @@ import anyio
 import anyio.abc
 import structlog
 
-from clusters.adapter import AdapterOptions, ClusterAdapter, LivePlacement
+from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.apply import DriftReport
 from clusters.client import KubeClient
 from clusters.credentials import kubeconfig_of_secret, read_credentials, version_of
 from clusters.errors import ClusterError, KubeconfigError
+from clusters.inventory import LivePlacement
 from clusters.kubeconfig import ConnectionSpec, server_of
 from controllers.runtime.fleetstate import ClusterView
 from controllers.runtime.retirement import Retirement

@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from clusters.adapter import LivePlacement
 from clusters.capacity import KueueView, NodeState
+from clusters.inventory import LivePlacement
 from fleet.capacity import (
     CapacitySnapshot,
     ClusterCapacity,

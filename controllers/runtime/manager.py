@@ -41,6 +41,7 @@ import anyio.abc
 from clusters.adapter import AdapterOptions, ClusterAdapter
 from clusters.client import KubeClient
 from clusters.home import Home
+from clusters.inventory import WhereRuns
 from clusters.leader import LeaderElector
 from controllers.forge import CommitStatusPoster
 from controllers.persist import lastplan
@@ -147,13 +148,16 @@ class Manager:
                                suspensions=self.suspensions, applied_signature=signatures,
                                metrics=self.metrics, may_act=self.may_act,
                                task_group=self._task_group, on_applied=self._applied)
+        self.where_runs = WhereRuns()
+        """Which clusters hold an object or a pod of each workload (every adapter
+        joins it before it runs): a gang start asks only those."""
         self.reconciler = ClusterReconciler(
             self.desired, self.adapters, self.live, events, self.may_act,
             settings.resync_interval, applied_signature=signatures,
             on_done=self.rollout.cluster_done, on_failed=self.rollout.cluster_failed,
             retiring=self.retirement.names, on_retired=self._retired,
             on_timed=self.rollout.timed, blocked=self.records.blocked,
-            suspended=self.suspensions, feed=self.feed)
+            suspended=self.suspensions, feed=self.feed, where=self.where_runs)
         self.queue: WorkQueue[str] = WorkQueue(
             "clusters", self.reconciler, concurrency=settings.cluster_concurrency)
         self.clusters = ClusterSet(
@@ -237,6 +241,7 @@ class Manager:
         if self.shards is not None:  # shards: fenced by its shard's Lease instead
             self.shards.wire(name, adapter)
         adapter.applier.hold_heal = self.drift_log.held(name)
+        adapter.join(self.where_runs)
 
     async def _management_client(self) -> KubeClient | None:
         """The management cluster's client for credentials Secrets, waiting a while

@@ -51,6 +51,7 @@ from clusters.adapter import ClusterAdapter
 from clusters.apply import ApplyResult, Fenced, content_hash
 from clusters.errors import ClusterError, RecreateNeeded, TransientError
 from clusters.health import workload_health
+from clusters.inventory import WhereRuns
 from controllers.runtime.desired import DesiredState
 from controllers.runtime.fleetstate import decision_fields
 from controllers.runtime.suspension import Suspensions
@@ -146,6 +147,10 @@ class ClusterReconciler:
     """The events feed (`controllers.status.eventfeed.EventFeed`): every event, ungated."""
     stale_failures: dict[str, int] = field(default_factory=dict)
     """Clusters whose stale-copy deletion failed transiently, and how often in a row."""
+    where: WhereRuns | None = None
+    """Which clusters hold an object or a pod of a workload (the Manager's, which every
+    adapter joins): a gang about to start asks those, not every cluster. None: every
+    cluster is asked (as some tests build the reconciler)."""
 
     async def __call__(self, name: str) -> float | None:
         """Snapshot -> plan -> execute -> record, once the gates let the pass run."""
@@ -303,6 +308,18 @@ class ClusterReconciler:
         stop every gang of the fleet from starting."""
         out: dict[str, set[str]] = {}
         if not starting:
+            return out
+        if self.where is not None:  # only the clusters that hold something of it
+            for label in sorted(starting):
+                for holder in self.where.holders(label):
+                    other = str(holder.name)
+                    here = self.adapters.get(other)
+                    if other == name or here is None or here is not holder \
+                            or here.health_state == "Unreachable" or not here.synced.is_set():
+                        continue  # (an adapter replaced since is not asked)
+                    if copy_still_running(here.applier.live.runs(label),
+                                          [_phase(p) for p in here.pods(label)]):
+                        out.setdefault(label, set()).add(other)
             return out
         for other, a in sorted(self.adapters.items()):
             if other == name or a.health_state == "Unreachable" or not a.synced.is_set():

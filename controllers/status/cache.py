@@ -158,6 +158,12 @@ document built after it; then it is answered with the last one and its age (issu
 `/api/v1/status` answered in < 200 ms throughout)."""
 
 
+READ_OUTCOMES = ("fresh", "late", "cached")
+"""How a read of the status was answered: `fresh`, it waited for a document built after
+it and got one; `late`, it waited `fresh_wait` in vain and got the last one (its age
+in `Age`); `cached`, it got the last one published without waiting."""
+
+
 class StatusCache:
     def __init__(self, m: Manager, *, max_age: float = 2.0, slice_rows: int = 100,
                  refresh_every: float = 2.0, fresh_wait: float = FRESH_WAIT,
@@ -190,6 +196,10 @@ class StatusCache:
         self.fresh_late = 0
         """Such requests answered with the last document (and its age) because none
         came within `fresh_wait`."""
+        self.reads: dict[str, int] = dict.fromkeys(READ_OUTCOMES, 0)
+        """Reads of the document by outcome (`READ_OUTCOMES`), on the loop and on the
+        HTTP server's thread: `aifleet_status_fresh_reads_total{outcome}`."""
+        self._reads_lock = threading.Lock()
         self._refreshing = False
         self._wanted = anyio.Event()
         self._hurry = anyio.Event()
@@ -251,10 +261,12 @@ class StatusCache:
                 self._wanted.set()
             else:
                 self.served_cached += 1
+            self._read("cached")
             return self._body
         while True:
             if self.fresh():
                 self.served_cached += 1
+                self._read("cached")
                 assert self._body is not None
                 return self._body
             building = self._building
@@ -262,8 +274,13 @@ class StatusCache:
                 break
             await building.wait()  # one build at a time; then look again
         await self._build_once()
+        self._read("fresh")
         assert self._body is not None
         return self._body
+
+    def _read(self, outcome: str) -> None:
+        with self._reads_lock:
+            self.reads[outcome] += 1
 
     async def now(self, *, fresh: bool = False) -> tuple[Body, float] | None:
         """The document for a request answered off the loop (on the HTTP server's
@@ -291,11 +308,14 @@ class StatusCache:
             try:
                 body = await asyncio.wait_for(asyncio.wrap_future(waiter), self.fresh_wait)
                 self.fresh_served += 1
+                self._read("fresh")
             except TimeoutError:
                 self.fresh_late += 1
+                self._read("late")
                 body = self._body or body
         else:
             loop.call_soon_threadsafe(self._asked)
+            self._read("cached")
             body = self._body or body
         at, published = self._stamp
         return body, max(0.0, self.clock() - at) if published is body else 0.0

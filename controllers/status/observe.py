@@ -18,6 +18,7 @@ observed as things happen (`controllers.status.metrics.ControllerMetrics`).
     aifleet_timeouts_discounted_total{cluster}       timeouts while the loop lagged
     aifleet_replans_total{outcome}                   asked / planned / coalesced / skipped
     aifleet_cluster_health_changes_total{cluster,state}  changes seen, by new state
+    aifleet_status_fresh_reads_total{outcome}        status reads: fresh / late / cached
     aifleet_api_calls_total{cluster,verb}            Kubernetes API calls
     aifleet_api_retries_total{cluster}
     aifleet_drift_corrections_total{cluster}         drift healed by us
@@ -48,6 +49,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from controllers.runtime.fleetstate import capacity_snapshot
+from controllers.status.cache import READ_OUTCOMES
 from controllers.status.metrics import Monotonic
 from controllers.status.statusdoc import cluster_rows
 from fleet.capacity import HEALTH_STATES
@@ -148,11 +150,20 @@ def _busy_counters(m: Manager, mono: Monotonic) -> Iterator[Metric]:
                                   "changes, by the new state.", labels=["cluster", "state"])
     for (cluster, state), n in sorted(m.replans.health_changes.items()):
         changes.add_metric([cluster, state], n)
+    reads = CounterMetricFamily(
+        "aifleet_status_fresh_reads", "Reads of the status document by how they were "
+        "answered: fresh (waited for a document built after the read, and got one), "
+        "late (waited fresh_wait in vain: the last one, with its Age), cached (the last "
+        "one published, without waiting).", labels=["outcome"])
+    cache = m.status_cache
+    for outcome in READ_OUTCOMES:  # through Monotonic: a cache replaced counts on
+        reads.add_metric([outcome], mono.read(("status_reads", outcome),
+                                              cache.reads[outcome], cache))
     for key, total in sorted(mono.totals.items(), key=str):
         assert isinstance(key, tuple)
         if key[0] == "busy":
             discounted.add_metric([key[1]], total)
-    yield from (stalled, discounted, replans, changes)
+    yield from (stalled, discounted, replans, changes, reads)
 
 
 def _gauges(m: Manager, counted: PlanCounts) -> Iterator[Metric]:

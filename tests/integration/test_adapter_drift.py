@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from clusters.client import SERVICE
@@ -174,3 +175,31 @@ async def test_a_real_kubectl_edit_is_reported_as_kubectl_edit_and_corrected(
             ("spec.template.spec.containers[name=main].image", "evil.example/serve:latest",
              "kubectl-edit")]
         assert _image(_deployment(c)) == "registry.internal/serve:v1"
+
+
+async def test_a_new_adapter_that_found_everything_unchanged_corrects_drift_at_once(
+        tmp_path: Path) -> None:
+    """After a reconnect (a rotated token) or a restart, the first pass finds every
+    object as wanted and writes nothing; an edit after it is drift all the same, seen
+    by its event and corrected, not left until the next pass (none comes here)."""
+    from clusters.adapter import ClusterAdapter
+    from clusters.kubeconfig import ConnectionSpec
+
+    async with connected(tmp_path) as c:
+        await _applied(c)
+        fresh = await ClusterAdapter.connect(ConnectionSpec(NAME, str(c.kubeconfig), NAME),
+                                             FAST)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(fresh.run)
+                await fresh.wait_synced(10.0)
+                result = await fresh.apply([namespace(), *serving("serve")])
+                assert result.ok and len(result.unchanged) == 3 and result.api_calls == 0
+                await c.cluster.edit("Deployment", TEAM, "serve", {"spec": {"replicas": 3}},
+                                     manager="kubectl-edit")
+                await until(lambda: fresh.applier.corrections == 1, what="the correction")
+                assert _deployment(c)["spec"]["replicas"] == 1
+                assert [r.corrected for r in fresh.drift_log] == [True]
+                tg.cancel_scope.cancel()
+        finally:
+            await fresh.aclose()

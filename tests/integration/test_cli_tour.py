@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from controllers.commands import COMMANDS
 from controllers.demo.sandbox import until
 from tests.support.controller import FAST, SERVE, TRAIN, fast_settings, rolled_out, sandbox
@@ -45,10 +47,12 @@ def readme_commands() -> set[str]:
     return set(re.findall(r"`fleet ([a-z]+)", table))
 
 
-def offline_steps(tmp: Path) -> list[Step]:
-    """Steps that need no controller: the example fleet read from disk."""
+def offline_steps(tmp: Path, *, write: bool = True) -> list[Step]:
+    """Steps that need no controller: the example fleet read from disk (`write`: the
+    foreign kubeconfig they name written into `tmp`)."""
     foreign = tmp / "someone-elses-kubeconfig"
-    foreign.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
+    if write:
+        foreign.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
     return [
         step(0, "--help"), step(0, "--version", says="fleet "),
         step(2, "--bogus"), step(2, "nosuchcommand"), step(2),
@@ -179,11 +183,24 @@ def test_the_tour_covers_every_command(tmp_path: Path) -> None:
         + ", ".join(sorted(set(COMMANDS) - readme_commands())))
 
 
+STEP_BUDGET = 10.0
+"""Seconds a step (a `fleet` process: an interpreter started, its imports, its work)
+may take under load. The suite's 120 s per test is for one test's own work; a tour
+starts some fifty processes one after another, and on a loaded 2-core machine that
+alone passed 120 s (a timeout, not a failed step). Its budget grows with its steps."""
+
+
+def budget(steps: int) -> float:
+    return 60.0 + STEP_BUDGET * steps
+
+
+@pytest.mark.timeout(budget(len(offline_steps(Path("/nonexistent"), write=False))))
 def test_tour_without_a_controller(tmp_path: Path) -> None:
     wrong = check(offline_steps(tmp_path))
     assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.timeout(budget(len(controller_steps("u", "r", "c", Path("p"))) + 1))
 async def test_tour_with_a_running_controller(tmp_path: Path) -> None:
     async with sandbox(tmp_path) as box, box.controller(
             fast_settings(box, ledger=True), adapter_options=FAST) as m:

@@ -78,6 +78,13 @@ def owned_uids(box: Sandbox, cluster: str) -> set[str]:
             for o in owned(box.sim, cluster, kind)}
 
 
+def reconnected(m: Manager, cluster: str, old: object) -> bool:
+    """`cluster` has a new adapter, synced. In the reconnect gap (the old one dropped,
+    the new one not yet made) it has none: not yet, rather than a KeyError."""
+    adapter = m.adapters.get(cluster)
+    return adapter is not None and adapter is not old and adapter.synced.is_set()
+
+
 def health(m: Manager, cluster: str) -> dict[str, object]:
     return next(c for c in m.status()["clusters"] if c["name"] == cluster)
 
@@ -92,8 +99,7 @@ async def test_a_rotated_token_reconnects_that_cluster_alone_and_it_keeps_syncin
         before = dict(m.adapters)
         member.accept_tokens(new, old)  # a grace window: both answered
         await set_token(box, cluster, new)
-        await until(lambda: m.adapters.get(cluster) is not before[cluster]
-                    and m.adapters[cluster].synced.is_set(), 20,
+        await until(lambda: reconnected(m, cluster, before[cluster]), 20,
                     what="the cluster reconnected with its new token")
         assert all(m.adapters[n] is before[n] for n in CLUSTERS if n != cluster)
         await until(lambda: before[cluster].client.transport._session is None, 5,

@@ -86,7 +86,7 @@ async def watching(m: Manager, sim: SimFleet, old: str, new: str) -> AsyncIterat
     async def recorded(name: str) -> float | None:
         try:
             result = await reconcile(name)
-        except Exception as e:
+        except BaseException as e:  # a pass cancelled as the controller stops, too
             w.again.append((name, type(e).__name__))
             raise
         else:
@@ -194,7 +194,7 @@ async def test_a_retiring_cluster_that_answers_with_errors_is_drained_before_the
     # every drain pass that could not delete asked to run again within a second,
     # rather than failing into the work queue's backoff (towards a minute)
     refused = [a for (name, a), (_n, held, _new) in zip(w.again, w.passes, strict=True)
-               if name == old and held]
+               if name == old and held and a != "CancelledError"]  # (ended by the exit)
     assert refused and all(isinstance(a, float) and a <= 1.0 for a in refused), w.again
 
 

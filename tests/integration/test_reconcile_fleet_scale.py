@@ -265,3 +265,39 @@ def test_failover_graces_are_one_pass_per_plan(clusters: int) -> None:
     assert CountingWorkloads.passes == 1  # once for the plan, not once per cluster
     assert failover_grace(spec, plan, names[0], 30.0, {}) == 30.0  # fleet-wide wins
     assert failover_grace(spec, plan, "not-there", None) is None
+
+
+async def gang_start_lookups(tmp: Path, size: int) -> tuple[int, int]:
+    """(passes over the adapters, clusters asked) when a gang about to start on the
+    last cluster asks which others still run a copy: the first runs it (its Job and
+    pods), no cluster runs the other. The answer is checked against asking every
+    cluster, as a reconciler without the index does."""
+    from clusters.inventory import WhereRuns
+    from tests.support.adapter import until
+
+    async with fleet(tmp, size) as f:
+        where = WhereRuns()
+        for a in dict(f.adapters).values():  # as the Manager does before each one runs
+            a.join(where)
+        await f.first.apply([namespace("team-a"), job("gang", team="team-a")], prune=False)
+        await until(lambda: bool(f.first.pods("team-a.gang")), 20,
+                    what="the gang's pods seen on the first cluster")
+        desired = DesiredState(render)
+        desired.head = "c1"
+        desired.plan = fleet_plan(f.names)
+        indexed = ClusterReconciler(desired, f.adapters, {}, where=where)
+        every = ClusterReconciler(desired, f.adapters, {})
+        starting = {"team-a.gang", "team-a.nowhere"}
+        Passes.n = where.asked = 0
+        held = indexed._held_elsewhere(f.names[-1], starting)
+        counts = (Passes.n, where.asked)
+        assert held == every._held_elsewhere(f.names[-1], starting) == {
+            "team-a.gang": {f.names[0]}}
+        assert indexed._held_elsewhere(f.names[0], starting) == {}  # not itself
+        return counts
+
+
+async def test_a_gang_start_asks_only_the_clusters_the_index_names(tmp_path: Path) -> None:
+    small = await gang_start_lookups(tmp_path / "10", 10)
+    big = await gang_start_lookups(tmp_path / "200", 200)
+    assert small == big == (0, 1)  # no pass over the fleet; one cluster asked

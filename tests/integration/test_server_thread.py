@@ -184,3 +184,45 @@ async def test_a_document_nobody_asked_for_a_while_is_built_for_the_next_read(
         row = next(w for w in after.json()["workloads"] if w["id"] == SERVE)
         assert row["sync"] == "Failed" and after.headers["age"] == "0"
         assert cache.fresh_served == served + 1 and cache.builds > builds
+
+
+def fresh_reads(metrics: str) -> dict[str, float]:
+    """`aifleet_status_fresh_reads_total` by outcome, from a /metrics text."""
+    out: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith("aifleet_status_fresh_reads_total{"):
+            labels, value = line.rsplit(" ", 1)
+            out[labels.split('outcome="', 1)[1].split('"', 1)[0]] = float(value)
+    return out
+
+
+async def test_metrics_count_status_reads_fresh_late_or_cached(tmp_path: Path) -> None:
+    """`aifleet_status_fresh_reads_total{outcome}`: a plain read is served the cached
+    document; a read for the state of now waits for a build after it (fresh), or, the
+    loop held so that none can come, gets the last one (late). Counted over the real
+    server; the cache's clock is still, so its age limits decide nothing."""
+    from tests.support.clock import FakeClock
+
+    async with sandbox(tmp_path) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        await rolled_out(m, box)
+        cache = m.status_cache
+        cache.clock = FakeClock()
+        url = f"http://127.0.0.1:{m.port}"
+        async with httpx.AsyncClient(base_url=url) as c:
+            await cache.rebuild()
+            before = fresh_reads((await c.get("/metrics")).text)
+            assert set(before) == {"fresh", "late", "cached"}
+            cache.fresh_wait = LIMIT  # a build comes: not what is counted here
+            for _ in range(3):
+                assert (await c.get("/api/v1/status")).status_code == 200
+            for _ in range(2):
+                assert (await c.get("/api/v1/status",
+                                    headers={"Cache-Control": "no-cache"})).status_code == 200
+            cache.fresh_wait = 0.05  # no build can come while the loop is held
+            answers = read_while_held(url, [("now", "/api/v1/status",
+                                             {"Cache-Control": "no-cache"})])
+            assert answers["now"].status_code == 200
+            after = fresh_reads((await c.get("/metrics")).text)
+        grew = {k: after[k] - before[k] for k in after}
+        assert grew == {"cached": 3, "fresh": 2, "late": 1}

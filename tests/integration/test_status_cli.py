@@ -131,3 +131,39 @@ async def test_watch_into_a_pipe_writes_no_screen_escapes(url: str, fmt: str) ->
     if fmt == "json":
         first = out[:out.index("}\n{") + 2]
         assert json.loads(first)["kind"] == "FleetStatus"
+
+
+@pytest.mark.parametrize(("age", "shown"), [(4.9, False), (5.0, True), (37.6, True)])
+async def test_a_stale_document_shows_its_age(age: float, shown: bool) -> None:
+    """A controller that could not build a newer document in time answers with its last
+    one and its `Age`: from 5 s on, `fleet status` says so (above the text; on stderr
+    beside JSON, which stays the document)."""
+    from controllers.status.bodies import Body
+
+    async def nothing() -> None:
+        return None
+
+    async def last_document(_fresh: bool) -> tuple[Body, float]:
+        return Body.of(DOC), age
+
+    ep = Endpoints(status=lambda: DOC, capacity=dict, metrics=str,
+                   ready=lambda: (True, "ok"), on_git_hook=nothing,
+                   status_now=last_document)
+    runner = await serve(build_app(ep, None), "127.0.0.1", 0)
+    try:
+        url = f"http://127.0.0.1:{bound_port(runner)}"
+        text = await fleet("status", "--server", url)
+        one = await fleet("status", "nlp-team/llama-finetune", "--server", url)
+        as_json = await fleet("status", "--server", url, "--format", "json")
+    finally:
+        await runner.cleanup()
+    assert (text.returncode, one.returncode, as_json.returncode) == (0, 0, 0)
+    said = f"Age: {int(age)} s (the controller's last status document"
+    if shown:
+        assert text.stdout.startswith(said) and "\nFleet: 2 clusters" in text.stdout
+        assert one.stdout.startswith(said)
+        assert said in as_json.stderr
+    else:
+        assert "Age:" not in text.stdout + text.stderr + one.stdout + as_json.stderr
+        assert text.stdout.startswith("Fleet: 2 clusters")
+    assert json.loads(as_json.stdout)["kind"] == "FleetStatus"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from clusters.adapter import LivePlacement
 from clusters.capacity import NodeState
+from clusters.inventory import LivePlacement
 from controllers.runtime.fleetstate import (
     PAST_EVERY_GRACE,
     ClusterView,
