@@ -15,6 +15,7 @@ import httpx
 from controllers.demo.sandbox import Sandbox, until
 from tests.support import procs
 from tests.support.controller import sandbox
+from tests.support.serving import until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,15 +74,7 @@ async def start_fleet_run(box: Sandbox, tmp_path: Path) -> tuple[anyio.abc.Proce
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-            with anyio.fail_after(30):
-                while True:
-                    assert proc.returncode is None, log_path.read_text()[-2000:]
-                    try:
-                        if (await c.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    await anyio.sleep(0.2)
+            await until_ready(c, proc, log_path, 30)
     except BaseException:
         proc.kill()
         raise

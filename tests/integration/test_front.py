@@ -25,6 +25,7 @@ import httpx
 from controllers.demo.sandbox import Sandbox, until
 from tests.support import procs
 from tests.support.controller import sandbox
+from tests.support.serving import until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"s3cret"
@@ -53,15 +54,7 @@ async def fleet_run(box: Sandbox, tmp_path: Path, *extra: str
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            with anyio.fail_after(60):
-                while True:
-                    assert proc.returncode is None, log_path.read_text()[-2000:]
-                    try:
-                        if (await c.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    await anyio.sleep(0.2)
+            await until_ready(c, proc, log_path, 60)
             yield proc, c, log_path
     finally:
         if proc.returncode is None:

@@ -13,29 +13,11 @@ from pathlib import Path
 
 import anyio
 
-from clusters.adapter import AdapterOptions
-from controllers.runtime.clusterset import ClusterSet
-from controllers.runtime.retirement import Retirement
-from controllers.runtime.workqueue import WorkQueue
-from controllers.status.eventfeed import EventFeed
-
-
-async def _noop(_name: str) -> float | None:
-    return None
-
-
-def cluster_set(tmp_path: Path) -> ClusterSet:
-    return ClusterSet(
-        adapters={}, options=AdapterOptions(), allow_exec=False,
-        retirement=Retirement(tmp_path), queue=WorkQueue("clusters", _noop),
-        feed=EventFeed(), live={}, may_act=lambda: True,
-        connection_of=lambda c: None,  # type: ignore[arg-type,return-value]
-        on_drift=lambda _n: lambda _r: None, prepare=lambda _n, _a: None,
-        task_group=lambda: None, namespace="aifleet-system")
+from tests.support.clustersets import bare_cluster_set
 
 
 def test_clusters_not_connected_yet_count_as_not_listed(tmp_path: Path) -> None:
-    cs = cluster_set(tmp_path)
+    cs = bare_cluster_set(tmp_path)
     assert cs.not_listed() == []  # what it said before: nothing to wait for
     assert cs.not_listed(["eu-1", "us-1", "us-2"]) == ["eu-1", "us-1", "us-2"]
     cs.connect_errors["eu-1"] = "no context eu-1 in the kubeconfig"
@@ -47,7 +29,7 @@ def test_clusters_not_connected_yet_count_as_not_listed(tmp_path: Path) -> None:
 
 async def test_wait_listed_waits_until_an_unconnected_cluster_is_accounted_for(
         tmp_path: Path) -> None:
-    cs = cluster_set(tmp_path)
+    cs = bare_cluster_set(tmp_path)
     done, looked = anyio.Event(), anyio.Event()
     turns = 0
 

@@ -16,15 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from clusters.adapter import AdapterOptions
 from controllers.persist import sharedplan
-from controllers.runtime.clusterset import ClusterSet
 from controllers.runtime.desired import DesiredState
 from controllers.runtime.liverows import LiveRows
-from controllers.runtime.retirement import Retirement
 from controllers.runtime.shardrows import ShardRows
-from controllers.runtime.workqueue import WorkQueue
-from controllers.status.eventfeed import EventFeed
 from controllers.status.statusdoc import PlacementLive
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, Flavour, WorkloadId
@@ -32,6 +27,7 @@ from fleet.placement.types import Assignment, Plan, Reason, WorkloadPlacement
 from fleet.render import render
 from fleet.safety import held_deletions
 from fleet.shards import ShardOf, leader_plan
+from tests.support.clustersets import bare_cluster_set
 from tests.unit.fleet_placement.builders import cluster, fleet, workload
 
 CLUSTERS = 1_000
@@ -93,16 +89,6 @@ def _plan(names: list[str]) -> Plan:
     return Plan("c1", workloads)
 
 
-def _cluster_set(tmp_path: Path) -> ClusterSet:
-    async def noop(_name: str) -> float | None:
-        return None
-    return ClusterSet(
-        adapters={}, options=AdapterOptions(), allow_exec=False,
-        retirement=Retirement(tmp_path), queue=WorkQueue("clusters", noop),
-        feed=EventFeed(), live={}, may_act=lambda: True,
-        connection_of=lambda c: None,  # type: ignore[arg-type,return-value]
-        on_drift=lambda _n: lambda _r: None, prepare=lambda _n, _a: None,
-        task_group=lambda: None, namespace="aifleet-system")
 
 
 def test_what_runs_on_unlisted_clusters_walks_the_plan_once_per_fetch(
@@ -115,7 +101,7 @@ def test_what_runs_on_unlisted_clusters_walks_the_plan_once_per_fetch(
     plan = _plan(names)
     workloads = plan.workloads
     assert isinstance(workloads, CountingWorkloads)
-    cs = _cluster_set(tmp_path)
+    cs = bare_cluster_set(tmp_path)
     workloads.passes = 0
     running = cs.running(spec, plan)
     assert workloads.passes == 1  # was CLUSTERS
