@@ -160,12 +160,11 @@ class Shards:
         self.every = m.lease_duration / 3
         self.poll_every = min(1.0, self.every)
         """Seconds between reads of the leader's plan and the other shards' status."""
-        self.liveness = m.settings.lease_liveness or self.duration
-        self.keeper = LeaseKeeper(renew_every=self.every, liveness=self.liveness)
-        """Renews the held shard Leases from its own thread while the loop beats
-        (`clusters.leasekeeper`); the rounds here take, let go and ask."""
-        self.beat_every = min(0.25, self.liveness / 4)
-        """Seconds between the loop's beats to the keeper."""
+        self.keeper: LeaseKeeper = m.leadership.keeper
+        """Renews the held shard Leases (and the leader's) from its own thread while the
+        loop beats (`clusters.leasekeeper`; started, beaten and stopped by
+        `Leadership.run`: --shards needs --leader-elect); the rounds here take, let go
+        and ask."""
         self.leases: dict[int, ShardLease] = {}
         self._wired: dict[int, int] = {}
         """Shard -> the generation its clusters' adapters were last wired to."""
@@ -378,8 +377,8 @@ class Shards:
             held.add_metric([str(shard)], 1.0 if shard in mine else 0.0)
             sizes.add_metric([str(shard)], float(counts.get(shard, 0)))
         renewals = CounterMetricFamily(
-            "aifleet_lease_renewals", "Renewals of this replica's shard Leases by its "
-            "keeper thread: renewed, failed (tried again), lost (taken or let go), "
+            "aifleet_lease_renewals", "Renewals of this replica's shard and leader Leases by "
+            "its keeper thread: renewed, failed (tried again), lost (taken or let go), "
             "withheld (due while the event loop had not beaten within --lease-liveness).",
             labels=["outcome"])
         for outcome, n in self.keeper.totals().items():
@@ -469,29 +468,13 @@ class Shards:
 
     async def run(self) -> None:
         while True:
-            client = self.m.home.client()
-            if client is not None:
+            if self.m.home.client() is not None:
                 break
             await anyio.sleep(self.m.tick)
-        self.keeper.beat(client.transport.cfg)
-        self.keeper.start()
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._beat_loop)
-                tg.start_soon(self._lease_loop)
-                tg.start_soon(self._share_loop)
-                tg.start_soon(self._connect_loop)
-        finally:
-            # A clean stop ends the renewals; the Leases are not let go (they lapse).
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.keeper.stop)
-
-    async def _beat_loop(self) -> None:
-        """The keeper's sign that this loop is alive (and how to reach the home)."""
-        while True:
-            client = self.m.home.client()
-            self.keeper.beat(client.transport.cfg if client is not None else None)
-            await anyio.sleep(self.beat_every)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._lease_loop)
+            tg.start_soon(self._share_loop)
+            tg.start_soon(self._connect_loop)
 
     async def _lease_loop(self) -> None:
         while True:
