@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from clusters.adapter import ClusterAdapter
@@ -376,16 +376,8 @@ class Shards:
         for shard in range(self.count):
             held.add_metric([str(shard)], 1.0 if shard in mine else 0.0)
             sizes.add_metric([str(shard)], float(counts.get(shard, 0)))
-        renewals = CounterMetricFamily(
-            "aifleet_lease_renewals", "Renewals of this replica's shard and leader Leases by "
-            "its keeper thread: renewed, failed (tried again), lost (taken or let go), "
-            "withheld (due while the event loop had not beaten within --lease-liveness).",
-            labels=["outcome"])
-        for outcome, n in self.keeper.totals().items():
-            renewals.add_metric([outcome], float(n))
         yield held
         yield sizes
-        yield renewals
 
     def annotate(self, doc: dict[str, Any]) -> None:
         """Each cluster row: its shard and who holds it (extra fields, allowed)."""
