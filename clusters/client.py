@@ -39,6 +39,10 @@ from clusters.transport import Transport
 
 JSON = dict[str, Any]
 APPLY_PATCH = "application/apply-patch+yaml"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+"""The Accept header of a metadata-only GET (client-go's `metadata` client asks the same):
+a `meta.k8s.io/v1` `PartialObjectMetadata`, the object's `metadata` alone; a server that
+cannot convert answers with the whole object (the plain JSON after the comma)."""
 
 _COUNTING: ContextVar[list[int] | None] = ContextVar("aifleet_api_calls", default=None)
 
@@ -174,13 +178,15 @@ class KubeClient:
     async def request(self, method: str, path: str, *, verb: str,
                       query: dict[str, str] | None = None, body: Any = None,
                       content_type: str = "application/json",
-                      request_timeout: float | None = None, retry: bool = True) -> JSON:
-        """Send one request (with retries); the decoded JSON body, or a ClusterError."""
+                      request_timeout: float | None = None, retry: bool = True,
+                      accept: str = "application/json") -> JSON:
+        """Send one request (with retries); the decoded JSON body, or a ClusterError.
+        `accept`: the Accept header, e.g. `METADATA_ONLY` for an object's metadata."""
         attempt = 0
         while True:
             try:
                 return await self._once(method, path, verb, query, body, content_type,
-                                        request_timeout or self.timeout)
+                                        request_timeout or self.timeout, accept)
             except TransientError as e:
                 if not retry or attempt + 1 >= self.retry.attempts:
                     raise
@@ -190,14 +196,15 @@ class KubeClient:
                 await self._sleep(delay)
 
     async def _once(self, method: str, path: str, verb: str, query: dict[str, str] | None,
-                    body: Any, content_type: str, request_timeout: float) -> JSON:
+                    body: Any, content_type: str, request_timeout: float,
+                    accept: str = "application/json") -> JSON:
         await self.bucket.acquire()
         self.stats.calls[verb] += 1
         box = _COUNTING.get()
         if box is not None:
             box[0] += 1
         stalled_at = self._stalled()
-        headers = await self.transport.headers()
+        headers = await self.transport.headers(accept)
         data = None
         if body is not None:
             headers["Content-Type"] = content_type

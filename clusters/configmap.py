@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import anyio
 
-from clusters.client import JSON, KubeClient, ResourceType
+from clusters.client import JSON, METADATA_ONLY, KubeClient, ResourceType
 from clusters.errors import NotFound
 from clusters.leader import ensure_namespace
 
@@ -35,6 +35,22 @@ async def get_configmap(client: KubeClient, name: str, *, namespace: str) -> JSO
                                         verb="get", retry=False)
     except NotFound:
         return None
+
+
+async def get_configmap_metadata(client: KubeClient, name: str, *, namespace: str
+                                 ) -> JSON | None:
+    """A ConfigMap's `metadata` alone (a `PartialObjectMetadata`: no data crosses the
+    wire), or None when it is not there; ClusterError or TimeoutError as `get_configmap`.
+    A server that cannot answer metadata only sends the whole object: its metadata is
+    still the answer."""
+    try:
+        with anyio.fail_after(DEADLINE):
+            got = await client.request("GET", CONFIGMAP.item(name, namespace), verb="get",
+                                       retry=False, accept=METADATA_ONLY)
+    except NotFound:
+        return None
+    meta = got.get("metadata")
+    return meta if isinstance(meta, dict) else {}
 
 
 async def put_configmap(client: KubeClient, name: str, payload: JSON, *,

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import anyio
 import structlog
@@ -40,6 +41,8 @@ from fleet.safety import fence_refusal
 log = structlog.get_logger()
 
 LEASE_NAME = "aifleet-controller"
+
+RenewOutcome = Literal["renewed", "lost", "failed", "lapsed"]
 
 
 def default_identity() -> str:
@@ -96,6 +99,10 @@ class Hold:
 
 
 class LeaderElector:
+    LOST = "leader_lease_lost"
+    RENEW_FAILED = "leader_renew_failed"
+    """What `renew` logs (a shard Lease says so: `clusters.shardlease`)."""
+
     def __init__(self, client: KubeClient, identity: str, *, namespace: str,
                  duration: float = 15.0,
                  renew_every: float | None = None, margin: float = 2.0,
@@ -120,6 +127,19 @@ class LeaderElector:
         self.expires_in: float | None = None
         """Seconds until another holder's Lease, as last read, expires (None: no other
         live holder): the next try is then, not a whole `renew_every` later."""
+        self.kept: Callable[[], bool] = lambda: False
+        """True while a keeper renews this Lease from its own thread
+        (`clusters.leasekeeper`): `run` then only takes it, never renews it (two
+        writers of one Lease would conflict)."""
+
+    @property
+    def keeper_key(self) -> int | str:
+        """How the keeper counts this Lease's renewals: the leader's by its name."""
+        return self.name
+
+    def log_fields(self) -> dict[str, object]:
+        """What names this Lease in the keeper's and `renew`'s log lines."""
+        return {"lease": self.name}
 
     @property
     def hold(self) -> Hold:
@@ -248,6 +268,42 @@ class LeaderElector:
             return False
         return self._won(started, transitions)
 
+    async def renew(self, client: KubeClient) -> RenewOutcome:
+        """Renew the Lease we hold, through `client` (the keeper's own, from its
+        thread), at our generation: never take it. "renewed"; "lost" (it names someone
+        else or another generation now, or the hold was dropped meanwhile: a release,
+        a fence); "failed" (unreadable or unwritable: tried again soon, and the hold
+        lapses at its deadline if that goes on); "lapsed" (not held: the event loop's
+        `run` or round re-takes it, if it may)."""
+        hold = self.hold
+        started = self._clock()
+        if started >= hold.deadline:
+            return "lapsed"
+        path = LEASE.item(self.name, self.namespace)
+        for _ in range(2):  # a Conflict (an asker's mark written meanwhile): once more
+            try:
+                lease = await client.request("GET", path, verb="get", retry=False)
+                spec = lease.get("spec") or {}
+                if spec.get("holderIdentity") != self.identity or \
+                        int(spec.get("leaseTransitions") or 0) != hold.generation:
+                    self._drop()
+                    log.warning(self.LOST, **self.log_fields(), identity=self.identity,
+                                holder=spec.get("holderIdentity"))
+                    return "lost"
+                await client.request("PUT", path, verb="update",
+                                     body=self._lease(lease, hold.generation), retry=False)
+            except Conflict:
+                continue
+            except NotFound:
+                self._drop()
+                return "lost"
+            except (ClusterError, TimeoutError) as e:
+                log.warning(self.RENEW_FAILED, **self.log_fields(), error=str(e))
+                return "failed"
+            return "renewed" if self._commit(hold.term, started, hold.generation) \
+                else "lost"
+        return "failed"
+
     def _won(self, started: float, transitions: int) -> bool:
         if transitions != self.generation:
             log.info("leader_elected", identity=self.identity, generation=transitions)
@@ -284,7 +340,11 @@ class LeaderElector:
         while True:
             client = client_of() if client_of is not None else self.client
             ok = False
-            if client is not None:
+            if client is not None and self.is_leader and self.kept():
+                self.client = client
+                ok = True  # held: the keeper renews it, off this loop
+                self.expires_in = None
+            elif client is not None:
                 self.client = client
                 try:
                     await self.try_acquire_or_renew()

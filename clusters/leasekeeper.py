@@ -1,4 +1,5 @@
-"""The shard Lease keeper: renews the Leases this replica holds from its own thread.
+"""The Lease keeper: renews the Leases this replica holds -- its shards' and the
+leader's -- from its own thread.
 
 Renewing on the event loop ties a replica's Leases to its loop's lag: a placement
 pass or a big reconcile that keeps the loop busy past a renew deadline lost the shard
@@ -19,7 +20,10 @@ a lock, and a renew begun before the hold was dropped (a release, a fence) never
 it back (`LeaderElector._commit`).
 
 The keeper only renews. Taking, letting go and asking for shards stay in the loop's
-rounds (`controllers.runtime.shards`), which skip the Leases the keeper holds.
+rounds (`controllers.runtime.shards`), which skip the Leases the keeper holds; taking
+the leader Lease stays in `LeaderElector.run` on the loop, which skips renewing it
+while the keeper runs (`LeaderElector.kept`). One keeper per replica
+(`controllers.runtime.leadership.Leadership.keeper`), started with leader election.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import structlog
 from kubernetes_asyncio.client import Configuration
 
 from clusters.client import KubeClient
-from clusters.shardlease import ShardLease
+from clusters.leader import LeaderElector
 
 log = structlog.get_logger()
 
@@ -57,12 +61,13 @@ class LeaseKeeper:
         self.tick = min(0.25, renew_every / 4)
         """Seconds between the keeper's looks at what is due."""
         self._lock = threading.Lock()
-        self._leases: dict[int, ShardLease] = {}
+        self._leases: dict[int | str, LeaderElector] = {}
+        """Each Lease kept, by its `keeper_key`: a shard's number, the leader's name."""
         self._beat: tuple[float, Configuration | None] | None = None
         """(when, the home's configuration) of the event loop's last beat."""
-        self._counts: Counter[tuple[int, str]] = Counter()
-        self._next: dict[int, float] = {}
-        """Shard -> when (monotonic) to try again after a failure."""
+        self._counts: Counter[tuple[int | str, str]] = Counter()
+        self._next: dict[int | str, float] = {}
+        """Lease -> when (monotonic) to try again after a failure."""
         self._withholding = False
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -75,18 +80,18 @@ class LeaseKeeper:
         """The event loop is alive; the home is reached with `cfg` (None: not now)."""
         self._beat = (self.clock(), cfg)
 
-    def keep(self, lease: ShardLease) -> None:
+    def keep(self, lease: LeaderElector) -> None:
         """Renew `lease` while it is held (it is skipped while it is not)."""
         with self._lock:
-            self._leases = {**self._leases, lease.shard: lease}
+            self._leases = {**self._leases, lease.keeper_key: lease}
 
-    def counts(self) -> dict[int, dict[str, int]]:
-        """Shard -> outcome -> renewals so far."""
+    def counts(self) -> dict[int | str, dict[str, int]]:
+        """Lease (a shard's number, the leader's name) -> outcome -> renewals so far."""
         with self._lock:
             counted = dict(self._counts)
-        out: dict[int, dict[str, int]] = {}
-        for (shard, outcome), n in sorted(counted.items()):
-            out.setdefault(shard, {})[outcome] = n
+        out: dict[int | str, dict[str, int]] = {}
+        for (key, outcome), n in sorted(counted.items(), key=_order):
+            out.setdefault(key, {})[outcome] = n
         return out
 
     def totals(self) -> dict[str, int]:
@@ -139,11 +144,14 @@ class LeaseKeeper:
         try:
             while not self._stopping.is_set():
                 beat = self._beat
-                if beat is not None and beat[1] is not None and beat[1] is not cfg:
+                if beat is not None and beat[1] is not cfg:
                     if client is not None:  # the home changed: a client for the new one
                         await client.close()
+                    # None: the loop has no home now (a member home retired, being
+                    # reconnected): nothing is renewed, the holds lapse, as on the loop
                     cfg = beat[1]
-                    client = KubeClient("lease-keeper", cfg, qps=0, timeout=self.timeout)
+                    client = None if cfg is None else \
+                        KubeClient("lease-keeper", cfg, qps=0, timeout=self.timeout)
                 if client is not None:
                     await self.pass_once(client)
                 with contextlib.suppress(TimeoutError):
@@ -157,7 +165,7 @@ class LeaseKeeper:
         look of the keeper's thread; a test calls it on its own loop)."""
         with self._lock:
             leases = self._leases
-        for shard, lease in sorted(leases.items()):
+        for shard, lease in sorted(leases.items(), key=_order):
             if self._stopping.is_set():
                 return
             hold = lease.hold
@@ -173,7 +181,7 @@ class LeaseKeeper:
                 self._count(shard, "withheld")
                 if not self._withholding:
                     self._withholding = True
-                    log.warning("lease_renew_withheld", shard=shard,
+                    log.warning("lease_renew_withheld", **lease.log_fields(),
                                 identity=lease.identity, liveness=self.liveness,
                                 beat_age=None if beat is None else round(now - beat[0], 3))
                 self._next[shard] = now + self.retry_every
@@ -182,7 +190,7 @@ class LeaseKeeper:
             try:
                 outcome = await lease.renew(client)
             except Exception as e:  # noqa: BLE001 - the keeper's loop driver: never die
-                log.warning("shard_renew_failed", shard=shard,
+                log.warning(lease.RENEW_FAILED, **lease.log_fields(),
                             error=f"{type(e).__name__}: {e}")
                 outcome = "failed"
             if outcome == "lapsed":
@@ -193,6 +201,14 @@ class LeaseKeeper:
             else:
                 self._next.pop(shard, None)
 
-    def _count(self, shard: int, outcome: str) -> None:
+    def _count(self, shard: int | str, outcome: str) -> None:
         with self._lock:
             self._counts[(shard, outcome)] += 1
+
+
+def _order(item: tuple[tuple[int | str, str] | int | str, object]) -> tuple[bool, int, str]:
+    """Shards by number, then the leader's Lease (keys of both kinds sort together)."""
+    whole = item[0]
+    key = whole[0] if isinstance(whole, tuple) else whole
+    rest = whole[1] if isinstance(whole, tuple) else ""
+    return (isinstance(key, str), key if isinstance(key, int) else 0, f"{key}/{rest}")

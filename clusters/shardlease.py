@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 import structlog
 
@@ -49,11 +48,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-RenewOutcome = Literal["renewed", "lost", "failed", "lapsed"]
-
-
 class ShardLease(LeaderElector):
-    """One shard's Lease, held like the leader's."""
+    """One shard's Lease, held like the leader's (renewed by the keeper likewise:
+    `LeaderElector.renew`)."""
+
+    LOST = "shard_lease_lost"
+    RENEW_FAILED = "shard_renew_failed"
 
     def __init__(self, client: KubeClient, identity: str, shard: int, *, count: int,
                  namespace: str, duration: float, margin: float,
@@ -75,41 +75,12 @@ class ShardLease(LeaderElector):
             body["metadata"]["annotations"][WANTED_BY] = wanted
         return body
 
-    async def renew(self, client: KubeClient) -> RenewOutcome:
-        """Renew the Lease we hold, through `client` (the keeper's own, from its
-        thread), at our generation: never take it. "renewed"; "lost" (it names someone
-        else or another generation now, or the hold was dropped meanwhile: a release,
-        a fence); "failed" (unreadable or unwritable: tried again soon, and the hold
-        lapses at its deadline if that goes on); "lapsed" (not held: the event loop's
-        round re-takes it, if it may)."""
-        hold = self.hold
-        started = self._clock()
-        if started >= hold.deadline:
-            return "lapsed"
-        path = LEASE.item(self.name, self.namespace)
-        for _ in range(2):  # a Conflict (an asker's mark written meanwhile): once more
-            try:
-                lease = await client.request("GET", path, verb="get", retry=False)
-                spec = lease.get("spec") or {}
-                if spec.get("holderIdentity") != self.identity or \
-                        int(spec.get("leaseTransitions") or 0) != hold.generation:
-                    self._drop()
-                    log.warning("shard_lease_lost", shard=self.shard,
-                                identity=self.identity, holder=spec.get("holderIdentity"))
-                    return "lost"
-                await client.request("PUT", path, verb="update",
-                                     body=self._lease(lease, hold.generation), retry=False)
-            except Conflict:
-                continue
-            except NotFound:
-                self._drop()
-                return "lost"
-            except (ClusterError, TimeoutError) as e:
-                log.warning("shard_renew_failed", shard=self.shard, error=str(e))
-                return "failed"
-            return "renewed" if self._commit(hold.term, started, hold.generation) \
-                else "lost"
-        return "failed"
+    @property
+    def keeper_key(self) -> int:
+        return self.shard
+
+    def log_fields(self) -> dict[str, object]:
+        return {"shard": self.shard}
 
     async def release(self) -> bool:
         """Let the Lease go now (holder emptied; a wanted mark kept, so the asker takes

@@ -163,11 +163,12 @@ class Settings(BaseSettings):
                                   "each shard's) stays valid without a renew: how long a "
                                   "dead replica's work waits before another takes it over")
     lease_liveness: float | None = Field(
-        None, gt=0.0, description="with --shards: the shard Leases are renewed from a "
+        None, gt=0.0, description="with --leader-elect: the held Leases (the leader's, "
+                                  "and with --shards each shard's) are renewed from a "
                                   "thread of their own while the event loop has beaten "
                                   "within this many seconds (default: --lease-duration); "
                                   "a replica whose loop hangs longer stops renewing and "
-                                  "loses its shards")
+                                  "loses its leadership and shards")
     shards: int = Field(
         0, ge=0, le=256,
         description="split the clusters into this many shards (rendezvous hashing of the "

@@ -9,8 +9,9 @@ them start in one process) and makes the routed set exactly the discovered set.
 
 Writes: POST creates, PUT replaces, PATCH takes the four patch types the real server
 takes (JSON, merge, strategic merge, apply), DELETE honours DeleteOptions. Reads: get,
-list with selectors and `limit`/`continue`, watch (`watch.py`), and the Table form when
-kubectl asks for it. Errors are raised as `SimError` and rendered by the middleware.
+list with selectors and `limit`/`continue`, watch (`watch.py`), the Table form when
+kubectl asks for it, and metadata only (`PartialObjectMetadata`) when a client does.
+Errors are raised as `SimError` and rendered by the middleware.
 """
 
 from __future__ import annotations
@@ -161,6 +162,42 @@ def _as_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
 
 
+PARTIAL = "PartialObjectMetadata"
+
+
+def _as_partial(request: web.Request, *, listing: bool) -> bool:
+    """Whether a GET is answered as metadata only (`meta.k8s.io/v1`
+    `PartialObjectMetadata`, a list as `PartialObjectMetadataList`), as kube-apiserver
+    negotiates it (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/response.go,
+    `transformObject`): the first media range of the Accept header it can serve wins, a
+    plain one being the object itself; a partial shape that is not the answer's (a list
+    asked of one object, or the reverse) is 406 NotAcceptable, not passed over."""
+    accept = request.headers.get("Accept", "")
+    if "as=Table" in accept or "as=" not in accept:
+        return False
+    for media in accept.split(","):
+        kind, *raw = (part.strip() for part in media.split(";"))
+        params = dict(p.split("=", 1) for p in raw if "=" in p)
+        if kind not in ("application/json", "application/*", "*/*"):
+            continue
+        if "as" not in params:
+            return False
+        if params["as"] not in (PARTIAL, PARTIAL + "List") or \
+                params.get("g") != "meta.k8s.io" or params.get("v") != "v1":
+            continue
+        if params["as"] == PARTIAL + "List" if listing else params["as"] == PARTIAL:
+            return True
+        raise SimError(406, "NotAcceptable",
+                       f"you requested {params['as']}, but the requested object is "
+                       + ("a list" if listing else "not a list"))
+    raise SimError(406, "NotAcceptable", "only the following media types are accepted: "
+                   "application/json, application/yaml, application/vnd.kubernetes.protobuf")
+
+
+def _partial(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": PARTIAL, "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
+
+
 async def handle(request: web.Request, cluster: SimCluster) -> web.StreamResponse:
     parsed = parse_path(request.path, cluster.store.resources)
     if parsed is None:
@@ -185,6 +222,10 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
                     **_table_args(cluster, res))
                 table["metadata"] = body["metadata"]
                 return _json(table)
+            if _as_partial(request, listing=True):
+                return _json({"kind": PARTIAL + "List", "apiVersion": "meta.k8s.io/v1",
+                              "metadata": body["metadata"],
+                              "items": [_partial(o) for o in body["items"]]})
             return _json(body)
         if method == "POST":
             obj = await _body(request)
@@ -227,6 +268,8 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
             table = kubectl.to_table(res.kind, [obj], **_table_args(cluster, res))
             table["metadata"] = {"resourceVersion": obj["metadata"]["resourceVersion"]}
             return _json(table)
+        if _as_partial(request, listing=False):
+            return _json(_partial(obj))
         return _json(obj)
     if method == "PUT":
         new = await _body(request)

@@ -24,6 +24,7 @@ import json
 import os
 import secrets
 import traceback
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -94,6 +95,8 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
             injected = faults.error_for(request.path)
             if injected is not None:
                 raise injected
+            cluster.requests[(request.method, request.path, "as=PartialObjectMetadata"
+                              in request.headers.get("Accept", ""))] += 1
         return await handler(request)
     except SimError as e:
         return _status_response(e)
@@ -133,6 +136,9 @@ class SimCluster:
         self.faults._expire = self.store.expire
         self.bookmark_seconds = 1.0
         self.open_watches: dict[int, web.Request] = {}
+        self.requests: Counter[tuple[str, str, bool]] = Counter()
+        """API requests answered (reached the handlers), by (method, path, metadata
+        only: Accept `as=PartialObjectMetadata`): how a test counts what a client asks."""
         self.is_down = False
         self.control = ControlPlane(self.store, job_seconds=job_seconds,
                                     pod_start_seconds=pod_start_seconds,

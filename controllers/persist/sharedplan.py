@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 
 from clusters.client import KubeClient
-from clusters.configmap import get_configmap, put_configmap
+from clusters.configmap import get_configmap, get_configmap_metadata, put_configmap
 from clusters.errors import ClusterError
 from controllers.persist.lastplan import VERSION, assignments_of, from_doc, to_doc
 from fleet.ids import WorkloadId
@@ -66,21 +66,40 @@ async def read(client: KubeClient, namespace: str) -> PreviousPlan | None:
     return None
 
 
-async def read_published(client: KubeClient, namespace: str) -> str | None:
+async def published_version(client: KubeClient, namespace: str) -> str | None:
+    """The resourceVersion of the ConfigMap holding the leader's published placements,
+    read as its metadata alone (`clusters.configmap.get_configmap_metadata`: a few
+    hundred bytes, not the 183 KB of the placements at 50,000 workloads); None when
+    there is none or it cannot be read now. Every write of the ConfigMap changes it, so
+    a follower fetches the placements (`read_published`) only when it changed."""
+    try:
+        meta = await get_configmap_metadata(client, NAME, namespace=namespace)
+    except (ClusterError, TimeoutError) as e:
+        log.warning("shared_last_plan_unreadable", error=f"{type(e).__name__}: {e}")
+        return None
+    version = (meta or {}).get("resourceVersion")
+    return version if isinstance(version, str) and version else None
+
+
+async def read_published(client: KubeClient, namespace: str
+                         ) -> tuple[str | None, str | None]:
     """The leader's published placements as stored (`encode`'s text), for the shard
-    owners that follow its plan (`controllers.runtime.shards`); None when there are none
-    or they cannot be read now. Decoding is left to `decode_published`, done only when
-    the text changed: at 50,000 workloads it is ~2.2 MB of JSON, and every replica that
-    does not lead reads the ConfigMap every second."""
+    owners that follow its plan (`controllers.runtime.shards`), with the ConfigMap's
+    resourceVersion they were read at; (None, None) when there are none or they cannot
+    be read now. Decoding is left to `decode_published`, done only when the text
+    changed: at 50,000 workloads it is ~2.2 MB of JSON. The followers read it only when
+    `published_version` changed."""
     try:
         cm = await get_configmap(client, NAME, namespace=namespace)
         if cm is None:
-            return None
+            return None, None
+        version = (cm.get("metadata") or {}).get("resourceVersion")
         data = (cm.get("binaryData") or {}).get(KEY)
-        return data if isinstance(data, str) else None
+        return (version if isinstance(version, str) else None,
+                data if isinstance(data, str) else None)
     except (ClusterError, TimeoutError) as e:
         log.warning("shared_last_plan_unreadable", error=f"{type(e).__name__}: {e}")
-    return None
+    return None, None
 
 
 def decode_published(data: str, reuse: PublishedParts | None = None

@@ -11,6 +11,13 @@ writes while the ledger cannot record it (`blocked`).
 
 The Manager owns one `Leadership`; the watch loop asks `newly_leading()` once per tick
 to rebuild its view from what runs when leadership is gained.
+
+The held leader Lease is renewed by the replica's `LeaseKeeper` (`clusters.leasekeeper`:
+its own thread and HTTP client), not on the event loop, so a busy loop (a placement
+pass, a big reconcile) does not lose leadership; the loop beats every 0.25 s and the
+keeper renews only while the last beat is younger than `--lease-liveness` (default the
+Lease duration), so a hung loop does. Taking the Lease stays on the loop
+(`LeaderElector.run`). With `--shards` the same keeper renews the shard Leases.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import structlog
 from clusters.adapter import ClusterAdapter
 from clusters.home import Home
 from clusters.leader import LeaderElector, default_identity
+from clusters.leasekeeper import LeaseKeeper
 
 log = structlog.get_logger()
 
@@ -32,7 +40,8 @@ class Leadership:
                  adapters: Mapping[str, ClusterAdapter], holding: Callable[[], bool],
                  blocked: Callable[[], str | None], tick: float,
                  lease_duration: float,
-                 prepare: Callable[[], Awaitable[bool]] | None = None) -> None:
+                 prepare: Callable[[], Awaitable[bool]] | None = None,
+                 lease_liveness: float | None = None) -> None:
         self.elect = elect
         self.identity = identity
         self.home = home
@@ -49,6 +58,12 @@ class Leadership:
         self._prepared = -1
         """The generation `prepare` succeeded for."""
         self.elector: LeaderElector | None = None
+        self.liveness = lease_liveness or lease_duration
+        self.keeper = LeaseKeeper(renew_every=lease_duration / 3, liveness=self.liveness)
+        """Renews the held Leases (the leader's; with --shards the shards' too) from its
+        own thread while the loop beats; started by `run` (with --leader-elect)."""
+        self.beat_every = min(0.25, self.liveness / 4)
+        """Seconds between the loop's beats to the keeper."""
         self._wired_generation = -1
         self._was_leader = False
 
@@ -111,10 +126,28 @@ class Leadership:
         log.info("leader_election_started", cluster=self.home.name,
                  namespace=self.home.namespace,
                  identity=self.elector.identity)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self.elector.run, self.home.client)
-            if self.prepare is not None:
-                tg.start_soon(self._take_over, self.elector, self.prepare)
+        keeper = self.keeper
+        self.elector.kept = lambda: keeper.alive
+        keeper.keep(self.elector)
+        keeper.beat(client.transport.cfg)
+        keeper.start()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._beat_loop)
+                tg.start_soon(self.elector.run, self.home.client)
+                if self.prepare is not None:
+                    tg.start_soon(self._take_over, self.elector, self.prepare)
+        finally:
+            # A clean stop ends the renewals; the Leases are not let go (they lapse).
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(keeper.stop)
+
+    async def _beat_loop(self) -> None:
+        """The keeper's sign that this loop is alive (and how to reach the home)."""
+        while True:
+            client = self.home.client()
+            self.keeper.beat(client.transport.cfg if client is not None else None)
+            await anyio.sleep(self.beat_every)
 
     async def _take_over(self, elector: LeaderElector,
                          prepare: Callable[[], Awaitable[bool]]) -> None:

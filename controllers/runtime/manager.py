@@ -178,7 +178,7 @@ class Manager:
             elect=settings.leader_elect, identity=settings.identity, home=self.home,
             adapters=self.adapters, holding=self._holding, blocked=self.records.blocked,
             tick=tick, lease_duration=self.lease_duration,
-            prepare=lambda: handover.take_over(self))
+            prepare=lambda: handover.take_over(self), lease_liveness=settings.lease_liveness)
         """May this replica write (`controllers.runtime.leadership`)."""
         self.placement = PlacementLoop(
             settings, place or default_place(settings), desired=self.desired,

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from clusters.adapter import ClusterAdapter
@@ -160,12 +160,11 @@ class Shards:
         self.every = m.lease_duration / 3
         self.poll_every = min(1.0, self.every)
         """Seconds between reads of the leader's plan and the other shards' status."""
-        self.liveness = m.settings.lease_liveness or self.duration
-        self.keeper = LeaseKeeper(renew_every=self.every, liveness=self.liveness)
-        """Renews the held shard Leases from its own thread while the loop beats
-        (`clusters.leasekeeper`); the rounds here take, let go and ask."""
-        self.beat_every = min(0.25, self.liveness / 4)
-        """Seconds between the loop's beats to the keeper."""
+        self.keeper: LeaseKeeper = m.leadership.keeper
+        """Renews the held shard Leases (and the leader's) from its own thread while the
+        loop beats (`clusters.leasekeeper`; started, beaten and stopped by
+        `Leadership.run`: --shards needs --leader-elect); the rounds here take, let go
+        and ask."""
         self.leases: dict[int, ShardLease] = {}
         self._wired: dict[int, int] = {}
         """Shard -> the generation its clusters' adapters were last wired to."""
@@ -174,14 +173,20 @@ class Shards:
         self.followed: str | None = None
         self._plan_data: str | None = None
         """The leader's published placements as last read, undecoded."""
+        self._plan_version: str | None = None
+        """The resourceVersion of the ConfigMap `_plan_data` was read at: the placements
+        are fetched again only when a metadata-only read finds another."""
         self._borrowed: Plan | None = None
         """The last plan `borrow` made: the next keeps its unchanged placements."""
         self._plan_parts = sharedplan.PublishedParts()
         """The last published plan decoded, per workload: a new one builds the
         workloads that changed only."""
         self.plan_reads = 0
+        self.plan_fetches = 0
         self.plan_decodes = 0
-        """Reads of the leader's published plan, and how many were decoded (changed)."""
+        """Looks at the leader's published plan (metadata-only reads), how many fetched
+        it whole (its resourceVersion changed), and how many were decoded (its text
+        changed)."""
         """The commit whose plan this replica follows the leader's for (not leading)."""
         self.owners: dict[int, str] = {}
         """Shard -> its holder as last read."""
@@ -371,16 +376,8 @@ class Shards:
         for shard in range(self.count):
             held.add_metric([str(shard)], 1.0 if shard in mine else 0.0)
             sizes.add_metric([str(shard)], float(counts.get(shard, 0)))
-        renewals = CounterMetricFamily(
-            "aifleet_lease_renewals", "Renewals of this replica's shard Leases by its "
-            "keeper thread: renewed, failed (tried again), lost (taken or let go), "
-            "withheld (due while the event loop had not beaten within --lease-liveness).",
-            labels=["outcome"])
-        for outcome, n in self.keeper.totals().items():
-            renewals.add_metric([outcome], float(n))
         yield held
         yield sizes
-        yield renewals
 
     def annotate(self, doc: dict[str, Any]) -> None:
         """Each cluster row: its shard and who holds it (extra fields, allowed)."""
@@ -463,29 +460,13 @@ class Shards:
 
     async def run(self) -> None:
         while True:
-            client = self.m.home.client()
-            if client is not None:
+            if self.m.home.client() is not None:
                 break
             await anyio.sleep(self.m.tick)
-        self.keeper.beat(client.transport.cfg)
-        self.keeper.start()
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._beat_loop)
-                tg.start_soon(self._lease_loop)
-                tg.start_soon(self._share_loop)
-                tg.start_soon(self._connect_loop)
-        finally:
-            # A clean stop ends the renewals; the Leases are not let go (they lapse).
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.keeper.stop)
-
-    async def _beat_loop(self) -> None:
-        """The keeper's sign that this loop is alive (and how to reach the home)."""
-        while True:
-            client = self.m.home.client()
-            self.keeper.beat(client.transport.cfg if client is not None else None)
-            await anyio.sleep(self.beat_every)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._lease_loop)
+            tg.start_soon(self._share_loop)
+            tg.start_soon(self._connect_loop)
 
     async def _lease_loop(self) -> None:
         while True:
@@ -615,12 +596,21 @@ class Shards:
         if self.leading():
             # Its own plan is the one; a copy read while following may be stale by the
             # time it follows again (read afresh then, before anything is followed).
-            self.leader_plan, self._plan_data = None, None
+            self.leader_plan, self._plan_data, self._plan_version = None, None, None
             self._plan_parts.clear()
             return
-        data = await sharedplan.read_published(client, self.m.home.namespace)
+        # Its metadata first (a few hundred bytes): the placements (183 KB stored, 2.2 MB
+        # of JSON at 50,000 workloads) are fetched only when the ConfigMap was written.
+        version = await sharedplan.published_version(client, self.m.home.namespace)
         self.plan_reads += 1
-        if data is None or data == self._plan_data:
+        if version is None or version == self._plan_version:
+            return
+        version, data = await sharedplan.read_published(client, self.m.home.namespace)
+        self.plan_fetches += 1
+        if data is None:
+            return
+        self._plan_version = version
+        if data == self._plan_data:
             return  # unchanged: not decoded again (50,000 placements: ~2.2 MB of JSON)
         published = sharedplan.decode_published(data, self._plan_parts)
         self.plan_decodes += 1

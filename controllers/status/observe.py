@@ -128,6 +128,15 @@ def _counters(m: Manager, mono: Monotonic) -> Iterator[Metric]:
                                            getattr(anchor, "failures", 0) or 0, anchor))
     yield from (kinds, calls, retries, drift, written, failed, anchor_failed)
     yield from _busy_counters(m, mono)
+    if m.settings.leader_elect:
+        renewals = CounterMetricFamily(
+            "aifleet_lease_renewals", "Renewals of this replica's Leases (the leader's, "
+            "with --shards each shard's) by its keeper thread: renewed, failed (tried "
+            "again), lost (taken or let go), withheld (due while the event loop had not "
+            "beaten within --lease-liveness).", labels=["outcome"])
+        for outcome, n in m.leadership.keeper.totals().items():
+            renewals.add_metric([outcome], float(n))
+        yield renewals
 
 
 def _busy_counters(m: Manager, mono: Monotonic) -> Iterator[Metric]:

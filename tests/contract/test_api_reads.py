@@ -67,6 +67,38 @@ async def test_field_selectors_on_metadata_name(api: client.ApiClient, ns: str,
     assert {c.metadata.name for c in got.items} == expected
 
 
+PARTIAL = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+
+
+async def test_a_get_asked_as_partial_object_metadata_answers_the_metadata_only(
+        api: client.ApiClient, ns: str) -> None:
+    """`Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1` (client-go's
+    metadata client): an object's metadata without its data, a list's items likewise;
+    its resourceVersion is the object's. A list shape asked of one object is 406; a
+    plain media range first is the object itself."""
+    core = await _labelled(api, ns)
+    full = await core.read_namespaced_config_map("a", ns)
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    status, body, _ = await raw(api, "GET", f"{path}/a", headers={"Accept": PARTIAL})
+    assert status == 200, body
+    assert (body["kind"], body["apiVersion"]) == ("PartialObjectMetadata", "meta.k8s.io/v1")
+    assert "data" not in body and body["metadata"]["name"] == "a"
+    assert body["metadata"]["resourceVersion"] == full.metadata.resource_version
+    assert body["metadata"]["labels"] == LABELS["a"]
+    status, body, _ = await raw(api, "GET", path, headers={"Accept": PARTIAL_LIST})
+    assert status == 200, body
+    assert body["kind"] == "PartialObjectMetadataList" and body["metadata"]["resourceVersion"]
+    assert {i["metadata"]["name"] for i in body["items"]} == set(LABELS)
+    assert all(i["kind"] == "PartialObjectMetadata" and "data" not in i
+               for i in body["items"])
+    status, body, _ = await raw(api, "GET", f"{path}/a", headers={"Accept": PARTIAL_LIST})
+    assert status == 406 and body["reason"] == "NotAcceptable"
+    status, body, _ = await raw(api, "GET", f"{path}/a",
+                                headers={"Accept": "application/json," + PARTIAL})
+    assert status == 200 and body["kind"] == "ConfigMap" and body["data"] == {"k": "v"}
+
+
 async def test_field_selector_on_namespace_across_all_namespaces(api: client.ApiClient,
                                                                  ns: str) -> None:
     """fieldSelector metadata.namespace narrows an all-namespaces list."""

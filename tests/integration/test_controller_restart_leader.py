@@ -13,10 +13,16 @@ from pathlib import Path
 
 import anyio
 
+from clusters.leader import LEASE_NAME
 from controllers.demo.sandbox import synced, until
+from controllers.runtime.manager import Manager
 from tests.support.controller import FAST, fast_settings, rolled_out, sandbox, where, writes
 
 JOB_WRITES = "/apis/batch/v1/namespaces/"
+
+
+def renewals(m: Manager) -> int:
+    return m.leadership.keeper.counts().get(LEASE_NAME, {}).get("renewed", 0)
 
 
 
@@ -67,6 +73,10 @@ async def test_only_the_leader_writes_and_the_other_takes_over(tmp_path: Path) -
                 assert writes(a) > 0
                 assert writes(b) == 0
                 placed = where(a.status())
+                # the leader's Lease is renewed by its keeper thread, not its loop
+                await until(lambda: renewals(a) >= 1, 20, what="the keeper renews a's Lease")
+                assert renewals(b) == 0  # a follower has nothing to renew
+                assert 'aifleet_lease_renewals_total{outcome="renewed"}' in a.metrics_text()
             # a leaves with b stopped; start b again and stop a: b must take over.
             b2_settings = fast_settings(box, home=True, leader_elect=True,
                                         identity="replica-b", state_dir=tmp_path / "state-b")

@@ -21,6 +21,7 @@ import anyio
 
 from clusters.client import LEASE, KubeClient
 from clusters.kubeconfig import ConnectionSpec, api_client
+from clusters.leader import LEASE_NAME
 from clusters.leasekeeper import LeaseKeeper
 from clusters.namespace import DEFAULT
 from clusters.shardlease import ShardLease
@@ -369,3 +370,83 @@ async def test_a_renew_begun_before_a_release_does_not_bring_the_hold_back(
         assert not lease._commit(begun.term, clock.now, begun.generation)
         assert not lease.is_leader
         assert lease.hold.confirmed is None
+
+
+# ---------------------------------------------------------------- the leader Lease
+
+
+def leader_renewed(r: Replica, outcome: str = "renewed") -> int:
+    return r.m.leadership.keeper.counts().get(LEASE_NAME, {}).get(outcome, 0)
+
+
+def leading(r: Replica) -> bool:
+    """Read from the test's thread: the hold is one immutable value (`Hold`)."""
+    elector = r.m.leadership.elector
+    return elector is not None and elector.is_leader
+
+
+async def the_leader(a: Replica, b: Replica) -> tuple[Replica, Replica]:
+    """(the replica that leads, the other), once one does."""
+    await until(lambda: leading(a) or leading(b), 60, what="a leader")
+    return (a, b) if leading(a) else (b, a)
+
+
+async def test_a_busy_leader_whose_loop_still_beats_keeps_the_leader_lease(
+        tmp_path: Path) -> None:
+    """The leader's loop blocked in pieces (each shorter than the liveness, together
+    many Lease durations): the keeper renews the leader Lease throughout, off the loop;
+    the other replica never leads and the generation stays."""
+    async with two_replicas(tmp_path) as (_box, a, b):
+        leader, other = await the_leader(a, b)
+        elector = leader.m.leadership.elector
+        assert elector is not None
+        generation = elector.generation
+        before = leader_renewed(leader)
+        per_lease = round(LEASE_SECONDS / leader.m.leadership.keeper.renew_every)
+        done = threading.Event()
+        leader.stall(done, chunk=LEASE_SECONDS / 4)
+        rounds = await other.ask(lambda: other.shards.rounds)
+        try:
+            await until_async(_rounds_past(other, rounds + 3 * per_lease), 60,
+                              what="the other's rounds while the leader is busy")
+            renewals = leader_renewed(leader) - before
+            assert not leading(other)
+        finally:
+            done.set()
+        assert renewals >= per_lease  # renewed while busy, off its loop
+        assert leader_renewed(leader, "withheld") == 0
+        assert await leader.ask(lambda: leader.m.may_act())
+        assert elector.generation == generation
+        assert not await other.ask(lambda: other.m.may_act())
+        doc = await leader.ask(leader.m.status)
+        assert doc["shards"]["renewals"][leader.who][LEASE_NAME]["renewed"] >= \
+            before + renewals
+
+
+async def test_a_hung_leader_loses_the_leader_lease_and_acts_no_more(
+        tmp_path: Path) -> None:
+    """The leader's loop blocked in one piece (no heartbeat): the keeper withholds the
+    leader Lease's renewals too, the other replica takes it (a new generation) and
+    leads; the hung one, back, may not act, and its lapsed hold is never renewed."""
+    async with two_replicas(tmp_path, liveness=LEASE_SECONDS / 2) as (_box, a, b):
+        leader, other = await the_leader(a, b)
+        elector = leader.m.leadership.elector
+        assert elector is not None
+        generation = elector.generation
+        hung = threading.Event()
+        leader.stall(hung, chunk=None)
+        try:
+            await until(lambda: leader_renewed(leader, "withheld") >= 1, 30,
+                        what="the leader's renewals withheld")
+            await until(lambda: leading(other), 60, what="the other takes the lead")
+            renewals = leader_renewed(leader)
+        finally:
+            hung.set()
+        assert not leading(leader)
+        assert not await leader.ask(lambda: leader.m.may_act())
+        other_elector = other.m.leadership.elector
+        assert other_elector is not None and other_elector.generation > generation
+        rounds = await leader.ask(lambda: leader.shards.rounds)
+        await until_async(_rounds_past(leader, rounds + 2), 30, what="rounds after the hang")
+        assert leader_renewed(leader) == renewals  # a lapsed hold is never renewed
+        assert not leading(leader) and leading(other)
