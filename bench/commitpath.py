@@ -10,8 +10,9 @@ publication into the desired state (`DesiredState.plan`, `placements` for the ne
 plan's previous). Capacity is what the Cluster files declare
 (`fleet.capacity.declared_capacity`): no informers, no apply, no ledger writer.
 
-After the plan is published, what the placement loop does with it is timed too, by
-stage: `record` (`Records.plan_events`, the decisions into the events feed), `enqueue`
+After the plan is published (with the decisions it changed, `ProcessPlacer.changes`),
+what the placement loop does with it is timed too, by stage: `record`
+(`Records.plan_events`, the decisions into the events feed), `enqueue`
 (every cluster's `DesiredState.signature`, what `_enqueue_changed` compares; no
 adapters, so no live copies), `save` (`LastPlan.save`, the state dir's last plan).
 
@@ -133,9 +134,10 @@ async def run(args: argparse.Namespace) -> int:
                                                 commit=snap.commit)
                 marks.append(time.process_time())
                 old = desired.plan
-                desired.plan = plan
+                changed = placer.changes(old, plan)  # as `PlacementLoop.replan` does
+                desired.set_plan(plan, changed)
                 marks.append(time.process_time())
-                records.plan_events(old, plan, None)
+                records.plan_events(old, plan, None, changed)
                 marks.append(time.process_time())
                 for name in snap.spec.clusters:
                     desired.signature(ClusterName(name))

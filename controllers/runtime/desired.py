@@ -90,6 +90,9 @@ class DesiredState:
         self.anything_pending = False
         """Whether the plan leaves any workload Pending (capacity can only help those:
         the placement loop asks it at every tick), kept with the plan likewise."""
+        self._pending = self._placed = 0
+        """How many workloads the plan leaves Pending, and places: counted, so that a
+        plan that changes a few decisions updates them (`set_plan`)."""
         self._by_cluster: dict[ClusterName, dict[WorkloadId, Assignment]] | None = None
         """The plan's Placed assignments by cluster, then workload id (sorted): built
         on first use after each new plan."""
@@ -107,21 +110,73 @@ class DesiredState:
 
     @plan.setter
     def plan(self, plan: Plan | None) -> None:
+        self.set_plan(plan)
+
+    def set_plan(self, plan: Plan | None,
+                 changed: Collection[WorkloadId] | None = None) -> None:
+        """The new plan. `changed`: the plan is the current one with only these
+        workloads' decisions changed (every other decision the same object, the same ids
+        in the same order: a `controllers.runtime.placerproc.PlanDelta` laid over it,
+        `ProcessPlacer.changes`): what is kept with the plan is updated for them alone,
+        O(changed), not O(workloads). Either way the same as a whole pass."""
+        old = self._plan
         self._plan = plan
-        self._by_cluster = None
         self.version += 1
-        self.anything_placed = self.anything_pending = False
+        if changed is not None and old is not None and plan is not None:
+            self._plan_changed(old, plan, changed)
+            return
+        self._by_cluster = None
+        self._pending = self._placed = 0
         if plan is None:
+            self.anything_placed = self.anything_pending = False
             return
         for wid, wp in plan.workloads.items():
             if wp.status == "Pending":
-                self.anything_pending = True
+                self._pending += 1
             elif wp.status == "Placed":
-                self.anything_placed = True
+                self._placed += 1
                 if wp.clusters:
                     self.last_placed[wid] = tuple(wp.clusters)
         for wid in set(self.last_placed) - set(plan.workloads):
             del self.last_placed[wid]
+        self.anything_pending, self.anything_placed = self._pending > 0, self._placed > 0
+
+    def _plan_changed(self, old: Plan, plan: Plan, changed: Collection[WorkloadId]) -> None:
+        index = self._by_cluster
+        touched: dict[ClusterName, dict[WorkloadId, Assignment]] = {}
+        for wid in changed:
+            was, now = old.workloads.get(wid), plan.workloads[wid]
+            if was is not None:
+                self._pending -= was.status == "Pending"
+                self._placed -= was.status == "Placed"
+            self._pending += now.status == "Pending"
+            self._placed += now.status == "Placed"
+            if now.status == "Placed" and now.clusters:
+                self.last_placed[wid] = tuple(now.clusters)
+            if index is None:
+                continue
+            for wp, add in ((was, False), (now, True)):
+                if wp is None or wp.status != "Placed":
+                    continue
+                for a in wp.assignments:
+                    on = touched.get(a.cluster)
+                    if on is None:
+                        on = touched[a.cluster] = dict(index.get(a.cluster, {}))
+                    if add:
+                        on[wid] = a
+                    else:
+                        on.pop(wid, None)
+        if index is not None and touched:
+            # a new index (the old one may be held by a caller), sharing the clusters
+            # no changed decision touches
+            index = dict(index)
+            for cluster, on in touched.items():
+                if on:
+                    index[cluster] = dict(sorted(on.items()))
+                else:
+                    index.pop(cluster, None)
+            self._by_cluster = index
+        self.anything_pending, self.anything_placed = self._pending > 0, self._placed > 0
 
     def invalid_stale_on(self, cluster: ClusterName, live_labels: Set[str],
                          running: Mapping[str, Set[ClusterName]]) -> set[str]:

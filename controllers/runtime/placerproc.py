@@ -262,6 +262,9 @@ class ProcessPlacer:
         self._planned: tuple[int, Plan, int] | None = None
         """The last plan answered (its call's sequence number, the plan, how many it
         places): the base of the next answer (None: ask for all of it)."""
+        self._last_change: tuple[Plan, Plan, frozenset[WorkloadId]] | None = None
+        """The plan the last answer was laid over, the plan made of it, and the ids of
+        the decisions it changed (`changes`)."""
         self.received_decisions = 0
         """Workload decisions received from the worker so far (a commit: those it moved)."""
         self._seq = 0
@@ -293,6 +296,7 @@ class ProcessPlacer:
             d = delta(self._held, self._seq, spec, capacity)
             planned = self._planned
             self._held = self._planned = None  # unknown until this call answers
+            self._last_change = None
             held = _is_placements_of(previous, planned[1], planned[2]) \
                 if planned is not None else False
             try:
@@ -311,12 +315,25 @@ class ProcessPlacer:
                 self.close()  # the next call starts a new worker
                 raise
             self._held = (self._seq, spec, capacity)
+            self._last_change = (planned[1], plan, frozenset(answer.workloads)) \
+                if planned is not None and answer.base != 0 and answer.order is None \
+                else None
             self._planned = (self._seq, plan, answer.placed)
             self.sent_workloads += len(d.workloads)
             self.received_decisions += len(answer.workloads)
             self.counts = {k: self._base.get(k, 0) + n for k, n in counts.items()}
             return plan
         raise RuntimeError("the placement worker refused a full spec")  # pragma: no cover
+
+    def changes(self, old: Plan | None, new: Plan) -> frozenset[WorkloadId] | None:
+        """The workloads whose decisions `new` changed from `old`, when `new` is the plan
+        this placer last answered and `old` the plan it was laid over (a `PlanDelta`
+        with the same ids in the same order: every other decision is `old`'s object);
+        None when that is not known (then the caller looks at every decision)."""
+        last = self._last_change
+        if last is None or old is None or last[0] is not old or last[1] is not new:
+            return None
+        return last[2]
 
     async def warm(self) -> None:
         """Start the worker now (in a thread: it blocks until forked), so the first

@@ -83,6 +83,12 @@ def test_the_worker_process_plans_as_a_full_plan_sent_only_the_change() -> None:
         assert placer.sent_workloads == 22  # the two edited, not the fleet
         moved = [w for w, wp in third.workloads.items() if wp != second.workloads[w]]
         assert len(moved) == 2
+        # the changed decisions are known without a pass over the plan, only for the
+        # plan answered and the one it was laid over
+        assert placer.changes(second, third) == frozenset(moved)
+        assert placer.changes(first, third) is None
+        assert placer.changes(second, replace(third)) is None
+        assert placer.changes(first, second) is None
         assert placer.received_decisions == 20 + 20 + 2, \
             "a plan comes back as the decisions it changed (the second: each reason)"
         assert placer.counts == {"full": 1, "baseline": 1, "incremental": 1}
@@ -90,6 +96,7 @@ def test_the_worker_process_plans_as_a_full_plan_sent_only_the_change() -> None:
         again = await placer.place_async(edited, cap, previous_of(third), commit="4")
         assert again == place(edited, cap, previous_of(third), commit="4")
         assert placer.sent_workloads == 42 and placer.workers_started == 2
+        assert placer.changes(third, again) is None  # a whole plan: not known
         assert placer.counts["full"] == 2  # counts continue across workers
     try:
         asyncio.run(run())
