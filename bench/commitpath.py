@@ -142,7 +142,7 @@ async def run(args: argparse.Namespace) -> int:
                 for name in snap.spec.clusters:
                     desired.signature(ClusterName(name))
                 marks.append(time.process_time())
-                await last_plan.save(plan, snap.commit)
+                await last_plan.save(plan, snap.commit, changed=changed, base=old)
                 marks.append(time.process_time())
                 if prof is not None:
                     prof.disable()

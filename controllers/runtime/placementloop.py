@@ -319,7 +319,8 @@ class PlacementLoop:
         # The decisions `plan` changed from the plan it was laid over, when the placer
         # knows (a `PlanDelta`): what follows from the plan is updated for them alone.
         changes = getattr(self.placer, "changes", None)
-        changed = changes(self.desired.plan, plan) if changes is not None else None
+        base = self.desired.plan
+        changed = changes(base, plan) if changes is not None else None
         self._record(plan, previous if rebuild else None, changed)
         self.desired.set_plan(plan, changed)
         self.desired.plan_saw = {n: c.health for n, c in snapshot.clusters.items()}
@@ -336,7 +337,7 @@ class PlacementLoop:
                  from_live=rebuild, **{k.lower(): v for k, v in sorted(counts.items())})
         async with self.plan_changed:
             self.plan_changed.notify_all()
-        await self.last_plan.save(plan, head)
+        await self.last_plan.save(plan, head, changed=changed, base=base)
         return plan
 
     def _record(self, plan: Plan, live: PreviousPlan | None,
