@@ -93,6 +93,14 @@ class DesiredState:
         self._pending = self._placed = 0
         """How many workloads the plan leaves Pending, and places: counted, so that a
         plan that changes a few decisions updates them (`set_plan`)."""
+        self._invalid: set[WorkloadId] = set()
+        """The workloads the plan says are Invalid (`protected`), kept likewise."""
+        self._sigs: dict[ClusterName, tuple[Any, tuple[str, ...], tuple[Any, ...]]] = {}
+        """Each cluster's `signature`, with the index entry and protected labels it was
+        made of: kept while they are the same (an index entry a plan's changes did not
+        touch is the same object, `_plan_changed`) and no workload placed there changed
+        its commit (`_commit_changed`), so a plan that changes k decisions costs the
+        signatures of the clusters they touch, not of the fleet."""
         self._by_cluster: dict[ClusterName, dict[WorkloadId, Assignment]] | None = None
         """The plan's Placed assignments by cluster, then workload id (sorted): built
         on first use after each new plan."""
@@ -127,11 +135,14 @@ class DesiredState:
             return
         self._by_cluster = None
         self._pending = self._placed = 0
+        self._invalid = set()
         if plan is None:
             self.anything_placed = self.anything_pending = False
             return
         for wid, wp in plan.workloads.items():
-            if wp.status == "Pending":
+            if wp.status == "Invalid":
+                self._invalid.add(wid)
+            elif wp.status == "Pending":
                 self._pending += 1
             elif wp.status == "Placed":
                 self._placed += 1
@@ -151,6 +162,10 @@ class DesiredState:
                 self._placed -= was.status == "Placed"
             self._pending += now.status == "Pending"
             self._placed += now.status == "Placed"
+            if now.status == "Invalid":
+                self._invalid.add(wid)
+            else:
+                self._invalid.discard(wid)
             if now.status == "Placed" and now.clusters:
                 self.last_placed[wid] = tuple(now.clusters)
             if index is None:
@@ -219,6 +234,7 @@ class DesiredState:
             del self.workload_commit[wid]
         if changed and self._cache:
             self._cache = {k: v for k, v in self._cache.items() if k[1] not in changed}
+        self._sigs = {}
         self.last_valid.update(spec.workloads)
         self.data_class.update((wid, w.spec.placement.data_class)
                                for wid, w in spec.workloads.items())
@@ -243,6 +259,7 @@ class DesiredState:
             if before is None or (before is not wl and before != wl):
                 changed.add(wid)
                 self.workload_commit[wid] = head
+                self._commit_changed(wid)
             self.last_valid[wid] = wl
             self.data_class[wid] = wl.spec.placement.data_class
         if changed and self._cache:
@@ -262,6 +279,7 @@ class DesiredState:
             kept += 1
             if self.workload_commit.get(wid) != commit:
                 self.workload_commit[wid] = commit
+                self._commit_changed(wid)
                 self.version += 1
                 self._cache = {k: v for k, v in self._cache.items() if k[1] != wid}
         return kept
@@ -319,9 +337,7 @@ class DesiredState:
     def _protected(self) -> set[str]:
         if self.spec is None:
             return set()
-        ids = set(self.spec.invalid)
-        if self.plan is not None:
-            ids |= {wid for wid, wp in self.plan.workloads.items() if wp.status == "Invalid"}
+        ids = set(self.spec.invalid) | self._invalid
         return {workload_label(w) for w in ids}
 
     def protected_on(self, cluster: ClusterName) -> set[str]:
@@ -403,10 +419,25 @@ class DesiredState:
         return out
 
     def signature(self, cluster: ClusterName) -> tuple[Any, ...]:
-        """Changes when what this cluster should run changes (an enqueue filter)."""
-        return (*((wid, a, self.workload_commit.get(wid))
-                  for wid, a in self.placed_on(cluster).items()),
-                ("protected", tuple(sorted(self.protected_on(cluster)))))
+        """Changes when what this cluster should run changes (an enqueue filter); kept
+        (`_sigs`) while what it is made of is the same."""
+        placed = self.placed_index().get(cluster)
+        protected = tuple(sorted(self.protected_on(cluster)))
+        kept = self._sigs.get(cluster)
+        if kept is not None and kept[0] is placed and kept[1] == protected:
+            return kept[2]
+        sig = (*((wid, a, self.workload_commit.get(wid)) for wid, a in (placed or {}).items()),
+               ("protected", protected))
+        self._sigs[cluster] = (placed, protected, sig)
+        return sig
+
+    def _commit_changed(self, wid: WorkloadId) -> None:
+        """`wid`'s commit changed: the signatures of the clusters the plan places it on
+        are made again."""
+        wp = self._plan.workloads.get(wid) if self._plan is not None else None
+        if wp is not None and wp.status == "Placed":
+            for a in wp.assignments:
+                self._sigs.pop(a.cluster, None)
 
     def render_missing(self, cluster: ClusterName) -> Iterator[None]:
         """Render what `objects_for(cluster)` would render anew (not in the cache), one
@@ -438,6 +469,7 @@ class DesiredState:
             commit = self.workload_commit.get(wid)
             if commit is None:
                 commit = self.workload_commit[wid] = head
+                self._commit_changed(wid)
                 self.version += 1  # a signature made of it changes
             return commit
 
