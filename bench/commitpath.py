@@ -50,7 +50,6 @@ from controllers.status.eventfeed import EventFeed
 from fleet.capacity import declared_capacity
 from fleet.ids import ClusterName
 from fleet.placement import place
-from fleet.planning import placements
 from fleet.render import render
 from tests.fleetdocs import POLICY, cluster
 from tests.gitrepo import GitRepo
@@ -129,7 +128,7 @@ async def run(args: argparse.Namespace) -> int:
                 desired.adopt_spec(snap.spec, snap.commit, edited_since(snap, desired.head))
                 marks.append(time.process_time())
                 capacity = declared_capacity(snap.spec.clusters)
-                previous = {} if desired.plan is None else placements(desired.plan)
+                previous = {} if desired.plan is None else placer.placements(desired.plan)
                 plan = await placer.place_async(snap.spec, capacity, previous,
                                                 commit=snap.commit)
                 marks.append(time.process_time())

@@ -277,7 +277,10 @@ class PlacementLoop:
                 clusters=set(spec.clusters))
             return prefer_last_plan(previous, self.desired.plan)
         old = self.desired.plan
-        previous = {} if old is None else placements(old)
+        # the placer's own, when it keeps them (made from the plan before's): the same
+        # object tells it the previous plan is its last plan's placements
+        placements_of = getattr(self.placer, "placements", placements)
+        previous = {} if old is None else placements_of(old)
         back = returned_clusters(self.desired.plan_saw or {}, {
             n: c.health for n, c in snapshot.clusters.items()})
         if old is not None and self.desired.plan_saw is not None and back:
