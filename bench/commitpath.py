@@ -8,7 +8,13 @@ in-process and without clusters: a real bare Git repo (pygit2, temp dir) with
 process spends sending the change and taking the answer counts) and the plan's
 publication into the desired state (`DesiredState.plan`, `placements` for the next
 plan's previous). Capacity is what the Cluster files declare
-(`fleet.capacity.declared_capacity`): no informers, no apply, no ledger.
+(`fleet.capacity.declared_capacity`): no informers, no apply, no ledger writer.
+
+After the plan is published (with the decisions it changed, `ProcessPlacer.changes`),
+what the placement loop does with it is timed too, by stage: `record`
+(`Records.plan_events`, the decisions into the events feed), `enqueue`
+(every cluster's `DesiredState.signature`, what `_enqueue_changed` compares; no
+adapters, so no live copies), `save` (`LastPlan.save`, the state dir's last plan).
 
 CPU is `time.process_time()` of this process (all its threads, not the placement
 worker's), per commit, median and max over `--commits` commits, each editing one
@@ -34,12 +40,16 @@ from pathlib import Path
 
 import structlog
 
+from controllers.persist.lastplan import LastPlan
 from controllers.runtime.desired import DesiredState
 from controllers.runtime.placerproc import ProcessPlacer
+from controllers.runtime.records import Records
 from controllers.runtime.sourceloop import edited_since, fleet_changed, whole_commit_problems
+from controllers.settings import Settings
+from controllers.status.eventfeed import EventFeed
 from fleet.capacity import declared_capacity
+from fleet.ids import ClusterName
 from fleet.placement import place
-from fleet.planning import placements
 from fleet.render import render
 from tests.fleetdocs import POLICY, cluster
 from tests.gitrepo import GitRepo
@@ -88,6 +98,12 @@ async def run(args: argparse.Namespace) -> int:
         source = GitSource(str(repo.path), "main", Path(tmp) / "state")
         desired = DesiredState(render)
         placer = ProcessPlacer()
+        state = Path(tmp) / "controller-state"
+        state.mkdir()
+        records = Records(Settings(repo=str(repo.path), state_dir=state), None, EventFeed(),
+                          desired=desired, adapters={}, may_act=lambda: True,
+                          task_group=lambda: None, on_started=lambda _sink: None)
+        last_plan = LastPlan(state)
         prof = cProfile.Profile() if args.profile else None
         try:
             await placer.warm()
@@ -112,17 +128,27 @@ async def run(args: argparse.Namespace) -> int:
                 desired.adopt_spec(snap.spec, snap.commit, edited_since(snap, desired.head))
                 marks.append(time.process_time())
                 capacity = declared_capacity(snap.spec.clusters)
-                previous = {} if desired.plan is None else placements(desired.plan)
+                previous = {} if desired.plan is None else placer.placements(desired.plan)
                 plan = await placer.place_async(snap.spec, capacity, previous,
                                                 commit=snap.commit)
                 marks.append(time.process_time())
-                desired.plan = plan
+                old = desired.plan
+                changed = placer.changes(old, plan)  # as `PlacementLoop.replan` does
+                desired.set_plan(plan, changed)
+                marks.append(time.process_time())
+                records.plan_events(old, plan, None, changed)
+                marks.append(time.process_time())
+                for name in snap.spec.clusters:
+                    desired.signature(ClusterName(name))
+                marks.append(time.process_time())
+                await last_plan.save(plan, snap.commit, changed=changed, base=old)
                 marks.append(time.process_time())
                 if prof is not None:
                     prof.disable()
                 if n > args.warmup:
                     cpu.append(marks[-1] - marks[0])
-                    for name, a, b in zip(("read", "adopt", "place", "publish"),
+                    for name, a, b in zip(("read", "adopt", "place", "publish",
+                                           "record", "enqueue", "save"),
                                           marks, marks[1:], strict=False):
                         stages.setdefault(name, []).append(b - a)
                     if n == total - 1 or args.check_all:

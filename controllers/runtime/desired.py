@@ -90,6 +90,17 @@ class DesiredState:
         self.anything_pending = False
         """Whether the plan leaves any workload Pending (capacity can only help those:
         the placement loop asks it at every tick), kept with the plan likewise."""
+        self._pending = self._placed = 0
+        """How many workloads the plan leaves Pending, and places: counted, so that a
+        plan that changes a few decisions updates them (`set_plan`)."""
+        self._invalid: set[WorkloadId] = set()
+        """The workloads the plan says are Invalid (`protected`), kept likewise."""
+        self._sigs: dict[ClusterName, tuple[Any, tuple[str, ...], tuple[Any, ...]]] = {}
+        """Each cluster's `signature`, with the index entry and protected labels it was
+        made of: kept while they are the same (an index entry a plan's changes did not
+        touch is the same object, `_plan_changed`) and no workload placed there changed
+        its commit (`_commit_changed`), so a plan that changes k decisions costs the
+        signatures of the clusters they touch, not of the fleet."""
         self._by_cluster: dict[ClusterName, dict[WorkloadId, Assignment]] | None = None
         """The plan's Placed assignments by cluster, then workload id (sorted): built
         on first use after each new plan."""
@@ -107,21 +118,80 @@ class DesiredState:
 
     @plan.setter
     def plan(self, plan: Plan | None) -> None:
+        self.set_plan(plan)
+
+    def set_plan(self, plan: Plan | None,
+                 changed: Collection[WorkloadId] | None = None) -> None:
+        """The new plan. `changed`: the plan is the current one with only these
+        workloads' decisions changed (every other decision the same object, the same ids
+        in the same order: a `controllers.runtime.placerproc.PlanDelta` laid over it,
+        `ProcessPlacer.changes`): what is kept with the plan is updated for them alone,
+        O(changed), not O(workloads). Either way the same as a whole pass."""
+        old = self._plan
         self._plan = plan
-        self._by_cluster = None
         self.version += 1
-        self.anything_placed = self.anything_pending = False
+        if changed is not None and old is not None and plan is not None:
+            self._plan_changed(old, plan, changed)
+            return
+        self._by_cluster = None
+        self._pending = self._placed = 0
+        self._invalid = set()
         if plan is None:
+            self.anything_placed = self.anything_pending = False
             return
         for wid, wp in plan.workloads.items():
-            if wp.status == "Pending":
-                self.anything_pending = True
+            if wp.status == "Invalid":
+                self._invalid.add(wid)
+            elif wp.status == "Pending":
+                self._pending += 1
             elif wp.status == "Placed":
-                self.anything_placed = True
+                self._placed += 1
                 if wp.clusters:
                     self.last_placed[wid] = tuple(wp.clusters)
         for wid in set(self.last_placed) - set(plan.workloads):
             del self.last_placed[wid]
+        self.anything_pending, self.anything_placed = self._pending > 0, self._placed > 0
+
+    def _plan_changed(self, old: Plan, plan: Plan, changed: Collection[WorkloadId]) -> None:
+        index = self._by_cluster
+        touched: dict[ClusterName, dict[WorkloadId, Assignment]] = {}
+        for wid in changed:
+            was, now = old.workloads.get(wid), plan.workloads[wid]
+            if was is not None:
+                self._pending -= was.status == "Pending"
+                self._placed -= was.status == "Placed"
+            self._pending += now.status == "Pending"
+            self._placed += now.status == "Placed"
+            if now.status == "Invalid":
+                self._invalid.add(wid)
+            else:
+                self._invalid.discard(wid)
+            if now.status == "Placed" and now.clusters:
+                self.last_placed[wid] = tuple(now.clusters)
+            if index is None:
+                continue
+            for wp, add in ((was, False), (now, True)):
+                if wp is None or wp.status != "Placed":
+                    continue
+                for a in wp.assignments:
+                    on = touched.get(a.cluster)
+                    if on is None:
+                        on = touched[a.cluster] = dict(index.get(a.cluster, {}))
+                    if add:
+                        on[wid] = a
+                    else:
+                        on.pop(wid, None)
+        if index is not None and touched:
+            # a new index (the old one may be held by a caller), sharing the clusters
+            # no changed decision touches
+            index = dict(index)
+            for cluster, on in touched.items():
+                if on:
+                    index[cluster] = dict(sorted(on.items()))
+                else:
+                    index.pop(cluster, None)
+            self._by_cluster = index
+        self.anything_pending, self.anything_placed = self._pending > 0, self._placed > 0
 
     def invalid_stale_on(self, cluster: ClusterName, live_labels: Set[str],
                          running: Mapping[str, Set[ClusterName]]) -> set[str]:
@@ -164,6 +234,7 @@ class DesiredState:
             del self.workload_commit[wid]
         if changed and self._cache:
             self._cache = {k: v for k, v in self._cache.items() if k[1] not in changed}
+        self._sigs = {}
         self.last_valid.update(spec.workloads)
         self.data_class.update((wid, w.spec.placement.data_class)
                                for wid, w in spec.workloads.items())
@@ -188,6 +259,7 @@ class DesiredState:
             if before is None or (before is not wl and before != wl):
                 changed.add(wid)
                 self.workload_commit[wid] = head
+                self._commit_changed(wid)
             self.last_valid[wid] = wl
             self.data_class[wid] = wl.spec.placement.data_class
         if changed and self._cache:
@@ -207,6 +279,7 @@ class DesiredState:
             kept += 1
             if self.workload_commit.get(wid) != commit:
                 self.workload_commit[wid] = commit
+                self._commit_changed(wid)
                 self.version += 1
                 self._cache = {k: v for k, v in self._cache.items() if k[1] != wid}
         return kept
@@ -264,9 +337,7 @@ class DesiredState:
     def _protected(self) -> set[str]:
         if self.spec is None:
             return set()
-        ids = set(self.spec.invalid)
-        if self.plan is not None:
-            ids |= {wid for wid, wp in self.plan.workloads.items() if wp.status == "Invalid"}
+        ids = set(self.spec.invalid) | self._invalid
         return {workload_label(w) for w in ids}
 
     def protected_on(self, cluster: ClusterName) -> set[str]:
@@ -348,10 +419,25 @@ class DesiredState:
         return out
 
     def signature(self, cluster: ClusterName) -> tuple[Any, ...]:
-        """Changes when what this cluster should run changes (an enqueue filter)."""
-        return (*((wid, a, self.workload_commit.get(wid))
-                  for wid, a in self.placed_on(cluster).items()),
-                ("protected", tuple(sorted(self.protected_on(cluster)))))
+        """Changes when what this cluster should run changes (an enqueue filter); kept
+        (`_sigs`) while what it is made of is the same."""
+        placed = self.placed_index().get(cluster)
+        protected = tuple(sorted(self.protected_on(cluster)))
+        kept = self._sigs.get(cluster)
+        if kept is not None and kept[0] is placed and kept[1] == protected:
+            return kept[2]
+        sig = (*((wid, a, self.workload_commit.get(wid)) for wid, a in (placed or {}).items()),
+               ("protected", protected))
+        self._sigs[cluster] = (placed, protected, sig)
+        return sig
+
+    def _commit_changed(self, wid: WorkloadId) -> None:
+        """`wid`'s commit changed: the signatures of the clusters the plan places it on
+        are made again."""
+        wp = self._plan.workloads.get(wid) if self._plan is not None else None
+        if wp is not None and wp.status == "Placed":
+            for a in wp.assignments:
+                self._sigs.pop(a.cluster, None)
 
     def render_missing(self, cluster: ClusterName) -> Iterator[None]:
         """Render what `objects_for(cluster)` would render anew (not in the cache), one
@@ -383,6 +469,7 @@ class DesiredState:
             commit = self.workload_commit.get(wid)
             if commit is None:
                 commit = self.workload_commit[wid] = head
+                self._commit_changed(wid)
                 self.version += 1  # a signature made of it changes
             return commit
 

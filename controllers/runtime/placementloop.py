@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import anyio
@@ -277,7 +277,10 @@ class PlacementLoop:
                 clusters=set(spec.clusters))
             return prefer_last_plan(previous, self.desired.plan)
         old = self.desired.plan
-        previous = {} if old is None else placements(old)
+        # the placer's own, when it keeps them (made from the plan before's): the same
+        # object tells it the previous plan is its last plan's placements
+        placements_of = getattr(self.placer, "placements", placements)
+        previous = {} if old is None else placements_of(old)
         back = returned_clusters(self.desired.plan_saw or {}, {
             n: c.health for n, c in snapshot.clusters.items()})
         if old is not None and self.desired.plan_saw is not None and back:
@@ -316,8 +319,13 @@ class PlacementLoop:
             # lost its Lease while acting) left open is closed, or recorded, first, by
             # what the clusters show now. At start and at each new leadership.
             self._ledger_reconciled = await self.records.reconcile(previous)
-        self._record(plan, previous if rebuild else None)
-        self.desired.plan = plan
+        # The decisions `plan` changed from the plan it was laid over, when the placer
+        # knows (a `PlanDelta`): what follows from the plan is updated for them alone.
+        changes = getattr(self.placer, "changes", None)
+        base = self.desired.plan
+        changed = changes(base, plan) if changes is not None else None
+        self._record(plan, previous if rebuild else None, changed)
+        self.desired.set_plan(plan, changed)
         self.desired.plan_saw = {n: c.health for n, c in snapshot.clusters.items()}
         if rebuild:
             self._from_live = False
@@ -332,10 +340,11 @@ class PlacementLoop:
                  from_live=rebuild, **{k.lower(): v for k, v in sorted(counts.items())})
         async with self.plan_changed:
             self.plan_changed.notify_all()
-        await self.last_plan.save(plan, head)
+        await self.last_plan.save(plan, head, changed=changed, base=base)
         return plan
 
-    def _record(self, plan: Plan, live: PreviousPlan | None) -> None:
+    def _record(self, plan: Plan, live: PreviousPlan | None,
+                changed: Collection[WorkloadId] | None = None) -> None:
         """The plan's decisions into the log, the events feed and the ledger, diffed
         against the last plan recorded. Not while this replica's plan is only a stand-in
         for a leader's not published yet (`following` False: all Pending, "not placed
@@ -349,7 +358,9 @@ class PlacementLoop:
             return
         if live is None:
             live, self._held_live = self._held_live, None
-        self.records.plan_events(self._recorded, plan, live)
+        if self._recorded is not self.desired.plan:
+            changed = None  # `changed` is against the desired plan, not the one recorded
+        self.records.plan_events(self._recorded, plan, live, changed)
         self._recorded = plan
 
     def _adopt_live_commits(self) -> None:

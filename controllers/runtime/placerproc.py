@@ -62,7 +62,13 @@ from controllers.runtime.replanner import Replanner
 from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.models import Workload
-from fleet.placement.types import FlavourUsage, Plan, PreviousPlan, WorkloadPlacement
+from fleet.placement.types import (
+    Assignment,
+    FlavourUsage,
+    Plan,
+    PreviousPlan,
+    WorkloadPlacement,
+)
 from fleet.planning import placements
 from fleet.spec import FleetSpec, placement_view
 
@@ -262,6 +268,12 @@ class ProcessPlacer:
         self._planned: tuple[int, Plan, int] | None = None
         """The last plan answered (its call's sequence number, the plan, how many it
         places): the base of the next answer (None: ask for all of it)."""
+        self._last_change: tuple[Plan, Plan, frozenset[WorkloadId]] | None = None
+        self._placements: tuple[Plan, dict[WorkloadId, tuple[Assignment, ...]]] | None = None
+        """A plan and its placements (`placements`), made from the plan before's and the
+        decisions changed when known."""
+        """The plan the last answer was laid over, the plan made of it, and the ids of
+        the decisions it changed (`changes`)."""
         self.received_decisions = 0
         """Workload decisions received from the worker so far (a commit: those it moved)."""
         self._seq = 0
@@ -293,8 +305,11 @@ class ProcessPlacer:
             d = delta(self._held, self._seq, spec, capacity)
             planned = self._planned
             self._held = self._planned = None  # unknown until this call answers
-            held = _is_placements_of(previous, planned[1], planned[2]) \
-                if planned is not None else False
+            self._last_change = None
+            known = self._placements
+            held = planned is not None and (
+                (known is not None and known[0] is planned[1] and previous is known[1])
+                or _is_placements_of(previous, planned[1], planned[2]))
             try:
                 # Submitting starts the worker when there is none, and that blocks
                 # until the forkserver forked it (its first start imports the
@@ -311,12 +326,52 @@ class ProcessPlacer:
                 self.close()  # the next call starts a new worker
                 raise
             self._held = (self._seq, spec, capacity)
+            self._last_change = (planned[1], plan, frozenset(answer.workloads)) \
+                if planned is not None and answer.base != 0 and answer.order is None \
+                else None
             self._planned = (self._seq, plan, answer.placed)
+            self._placements = self._placements_after(planned[1] if planned else None, plan)
             self.sent_workloads += len(d.workloads)
             self.received_decisions += len(answer.workloads)
             self.counts = {k: self._base.get(k, 0) + n for k, n in counts.items()}
             return plan
         raise RuntimeError("the placement worker refused a full spec")  # pragma: no cover
+
+    def placements(self, plan: Plan) -> PreviousPlan:
+        """`fleet.planning.placements(plan)` (shared: not to be changed); for the plan
+        this placer last answered, made from the plan before's and the decisions it
+        changed, O(changed) but for a copy; and when it is the next call's previous
+        plan, the worker takes it from its own copy without a comparison here."""
+        known = self._placements
+        if known is not None and known[0] is plan:
+            return known[1]
+        placed = placements(plan)
+        self._placements = (plan, placed)
+        return placed
+
+    def _placements_after(self, old: Plan | None, plan: Plan
+                          ) -> tuple[Plan, dict[WorkloadId, tuple[Assignment, ...]]] | None:
+        known, changed = self._placements, self.changes(old, plan)
+        if known is None or known[0] is not old or changed is None:
+            return None
+        placed = dict(known[1])
+        for wid in changed:
+            wp = plan.workloads[wid]
+            if wp.status == "Placed" and wp.assignments:
+                placed[wid] = wp.assignments
+            else:
+                placed.pop(wid, None)
+        return plan, placed
+
+    def changes(self, old: Plan | None, new: Plan) -> frozenset[WorkloadId] | None:
+        """The workloads whose decisions `new` changed from `old`, when `new` is the plan
+        this placer last answered and `old` the plan it was laid over (a `PlanDelta`
+        with the same ids in the same order: every other decision is `old`'s object);
+        None when that is not known (then the caller looks at every decision)."""
+        last = self._last_change
+        if last is None or old is None or last[0] is not old or last[1] is not new:
+            return None
+        return last[2]
 
     async def warm(self) -> None:
         """Start the worker now (in a thread: it blocks until forked), so the first

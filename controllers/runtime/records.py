@@ -12,7 +12,7 @@ at each new leadership the ledger is made to agree with what runs (`reconcile`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,7 @@ from controllers.runtime.reconcile import EventSink, live_manifest_digest
 from controllers.settings import Settings
 from controllers.status.eventfeed import EventFeed
 from fleet.audit import open_placements
-from fleet.ids import ClusterName
+from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.planning import placements
 from fleet.render import workload_id_of_label, workload_label
@@ -143,18 +143,32 @@ class Records:
 
     # ------------------------------------------------------------------ decisions
 
-    def plan_events(self, old: Plan | None, new: Plan, live: PreviousPlan | None) -> None:
+    def plan_events(self, old: Plan | None, new: Plan, live: PreviousPlan | None,
+                    changed: Collection[WorkloadId] | None = None) -> None:
         """Log and record what the new plan decides differently from the old one (the
         last plan recorded: with --shards a stand-in for the leader's plan not
-        published yet is not recorded, `PlacementLoop._record`)."""
-        before: PreviousPlan = live if live is not None else (
-            {} if old is None else placements(old))
+        published yet is not recorded, `PlacementLoop._record`).
+
+        `changed`: `new` is `old` with only these decisions changed (each other one the
+        same object, `ProcessPlacer.changes`): a decision that is the same object as the
+        old one, diffed against the old plan's placements, records nothing (it arrives
+        nowhere and was Pending before if it is now), so only these are looked at:
+        O(changed), not O(workloads)."""
+        if changed is not None and old is not None and live is None:
+            before: PreviousPlan = {w: placed for w in changed
+                                    if (was := old.workloads.get(w)) is not None
+                                    and was.status == "Placed"
+                                    and (placed := was.assignments)}
+            items = sorted((w, new.workloads[w]) for w in changed)
+        else:
+            before = live if live is not None else ({} if old is None else placements(old))
+            items = sorted(new.workloads.items())
         spec = self.desired.spec
         down = {ClusterName(c) for c, a in self.adapters.items()
                 if a.health_state == "Unreachable"}
         pending: Counter[str] = Counter()
         newly = 0
-        for wid, wp in sorted(new.workloads.items()):
+        for wid, wp in items:
             prev = before.get(wid, ())
             old_status = old.workloads[wid].status if old and wid in old.workloads else None
             if wp.status == "Pending" and old_status != "Pending":

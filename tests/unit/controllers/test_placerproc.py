@@ -25,6 +25,7 @@ from fleet.ids import WorkloadId
 from fleet.owners import OwnersPolicy
 from fleet.placement import place
 from fleet.placement.types import Plan, PreviousPlan
+from fleet.planning import placements
 from fleet.spec import placement_view
 from tests.support.procs import alive, descendants
 from tests.unit.fleet_placement.builders import cluster, declared, fleet, workload
@@ -78,11 +79,25 @@ def test_the_worker_process_plans_as_a_full_plan_sent_only_the_change() -> None:
         prev = previous_of(first)
         second = await placer.place_async(spec, cap, prev, commit="2")  # settled
         assert placer.sent_workloads == 20
-        third = await placer.place_async(edited, cap, previous_of(second), commit="3")
+        kept = placer.placements(second)
+        assert kept == placements(second) and placer.placements(second) is kept
+        third = await placer.place_async(edited, cap, kept, commit="3")
         assert third == place(edited, cap, previous_of(second), commit="3")
+        # the next plan's placements, made from these and the decisions changed (kept
+        # with the answer: no pass over the plan when asked)
+        known = placer._placements
+        assert known is not None and known[0] is third
+        assert placer.placements(third) == placements(third)
+        assert placer.placements(third) is placer.placements(third)
         assert placer.sent_workloads == 22  # the two edited, not the fleet
         moved = [w for w, wp in third.workloads.items() if wp != second.workloads[w]]
         assert len(moved) == 2
+        # the changed decisions are known without a pass over the plan, only for the
+        # plan answered and the one it was laid over
+        assert placer.changes(second, third) == frozenset(moved)
+        assert placer.changes(first, third) is None
+        assert placer.changes(second, replace(third)) is None
+        assert placer.changes(first, second) is None
         assert placer.received_decisions == 20 + 20 + 2, \
             "a plan comes back as the decisions it changed (the second: each reason)"
         assert placer.counts == {"full": 1, "baseline": 1, "incremental": 1}
@@ -90,6 +105,7 @@ def test_the_worker_process_plans_as_a_full_plan_sent_only_the_change() -> None:
         again = await placer.place_async(edited, cap, previous_of(third), commit="4")
         assert again == place(edited, cap, previous_of(third), commit="4")
         assert placer.sent_workloads == 42 and placer.workers_started == 2
+        assert placer.changes(third, again) is None  # a whole plan: not known
         assert placer.counts["full"] == 2  # counts continue across workers
     try:
         asyncio.run(run())
