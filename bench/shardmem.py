@@ -1,15 +1,15 @@
 """Benchmark: a replica's memory after holding every shard, then one (issue 22).
 
-The simulated clusters and the management home run in child processes (`fleet sim
-up`, as in `bench.shards`); in this one, replica "a" (`fleet run --shards 4
---leader-elect`, the real Manager) alone: it takes every shard and connects every
-cluster. Then three more replicas start and each asks for a shard; once "a" holds one
-and has disconnected the others' clusters, the three stop (before their Leases lapse,
-so "a" still holds one shard) and everything unreferenced is collected. Reported, with
-tracemalloc on from the start: the Python-allocated bytes of this process before "a"
-starts, while it holds every shard, and after it holds one (the three others stopped;
-whatever of them is still referenced counts too, so that figure is an upper bound for
-"a"); and how many of the adapters and informers "a" ever made are still alive.
+The simulated clusters, the management home and the other replicas run in child
+processes (`fleet sim up`, `fleet run`, as in `bench.shards`); in this one, replica
+"a" (`fleet run --shards 4 --leader-elect`, the real Manager) alone: it takes every
+shard and connects every cluster. Then three more replicas start and each asks for a
+shard; once "a" holds one and has disconnected the others' clusters, the three stop
+(before their Leases lapse, so "a" still holds one shard). Reported, with tracemalloc
+on from the start and after `gc.collect()`: the Python-allocated bytes of this process
+(replica "a" alone) before "a" starts, while it holds every shard (every placed
+workload applied), and after it holds one; and how many of the adapters and informers
+"a" ever made are still alive.
 
     python -m bench.shardmem                          # 24 clusters x 1,200 workloads
     python -m bench.shardmem --clusters 40 --workloads 4000
@@ -25,14 +25,14 @@ import tempfile
 import tracemalloc
 import weakref
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import structlog
 
 from bench.e2e import cluster_doc, fleet_files
-from bench.shards import sim_up, wait_file
+from bench.shards import Replica, sim_up, wait_file
 from clusters.adapter import AdapterOptions
 from controllers.demo.sandbox import until
 from controllers.runtime.manager import Manager
@@ -45,6 +45,11 @@ MIB = 1024 * 1024
 
 def held(m: Manager) -> list[int]:
     return m.shards.held() if m.shards is not None else []
+
+
+def synced(m: Manager) -> bool:
+    rows = [w for w in m.status()["workloads"] if w["status"] == "Placed"]
+    return bool(rows) and all(w["sync"] == "Synced" for w in rows)
 
 
 def traced() -> float:
@@ -84,7 +89,7 @@ async def one_run(args: argparse.Namespace, root: Path) -> None:
             await until(lambda: held(a) == list(range(SHARDS)), 120, what="a holds all")
             await until(lambda: len(a.adapters) == args.clusters and all(
                 x.synced.is_set() for x in a.adapters.values()), 600, what="a listed all")
-            await until(lambda: a.placement.placements_made > 0, 600, what="a planned")
+            await until(lambda: synced(a), 600, what="a applied every placed workload")
             await anyio.sleep(args.settle)
             made = [weakref.ref(x) for x in a.adapters.values()]
             informers = [weakref.ref(i) for x in a.adapters.values()
@@ -93,20 +98,21 @@ async def one_run(args: argparse.Namespace, root: Path) -> None:
             before = tracemalloc.take_snapshot() if args.top else None
             print(f"a holds {held(a)}: {len(a.adapters)} clusters connected; "
                   f"traced {all_held:.1f} MiB (before a: {base:.1f} MiB)", flush=True)
-            everyone = [a]
-            async with AsyncExitStack() as others:
-                for who in ("b", "c", "d"):
-                    everyone.append(await others.enter_async_context(replica(who)))
-                await until(lambda: all(len(held(m)) == 1 for m in everyone), 180,
-                            what="one shard each")
+            others = [Replica(root, repo.path, kube, home, SHARDS, i, args.lease_duration,
+                              "warning") for i in (1, 2, 3)]
+            try:
+                await until(lambda: len(held(a)) == 1 and a.shards is not None and len(
+                    set(a.shards.owners.values())) == SHARDS, 180, what="one shard each")
                 mine = held(a)[0]
                 assert a.shards is not None
                 shard = a.shards.shard
                 await until(lambda: all(shard(n) == mine for n in a.adapters), 120,
                             what="a disconnected the shards it let go")
-            everyone.clear()
+            finally:
+                for r in others:
+                    r.stop()
             one = traced()
-            managers = sum(isinstance(o, Manager) for o in gc.get_objects())
+            managers = sum(isinstance(o, Manager) for o in gc.get_objects())  # a only
             alive = sum(r() is not None for r in made)
             alive_inf = sum(r() is not None for r in informers)
             print(f"a holds {held(a)}: {len(a.adapters)} clusters connected; "
