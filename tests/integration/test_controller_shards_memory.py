@@ -5,7 +5,8 @@ Replica "a" starts alone and holds both shards of six simulated clusters; "b" st
 and asks for one, which "a" lets go. Once "a" has disconnected that shard's clusters,
 their adapters, informers, appliers and clients must be garbage: a weak reference to
 each is dead after `gc.collect()` -- whatever held one (the placement loop's watch, the
-cluster set, the WhereRuns index) would keep it, and its caches, alive.
+cluster set, the WhereRuns index) would keep it, and its caches, alive. When "b" stops,
+"a" takes the shard back and connects and reconciles its clusters as before.
 """
 
 from __future__ import annotations
@@ -20,7 +21,17 @@ from controllers.demo.sandbox import until
 from controllers.runtime.manager import Manager
 from fleet.render.keys import workload_label
 from fleet.shards import shard_of
-from tests.integration.test_controller_shards_scope import SHARDS, SIX, held, own, six, start
+from tests.integration.test_controller_shards_scope import (
+    LEASE,
+    SHARDS,
+    SIX,
+    held,
+    images,
+    own,
+    roll,
+    six,
+    start,
+)
 
 
 def parts(adapter: ClusterAdapter) -> dict[str, object]:
@@ -52,7 +63,8 @@ async def test_a_shard_let_go_leaves_no_adapter_nor_informer_behind(tmp_path: Pa
                 for name, adapter in a.adapters.items()
                 for part, obj in parts(adapter).items()}
         assert len(refs) > len(SIX) * 10  # every informer of every cluster is tracked
-        b = await start(box, stack, tmp_path, "b")
+        b_stack = await stack.enter_async_context(AsyncExitStack())
+        b = await start(box, b_stack, tmp_path, "b")
         await until(lambda: len(held(a)) == len(held(b)) == 1, 60, what="one shard each")
         gone = sorted(n for n in SIX if shard_of(n, SHARDS) == held(b)[0])
         assert gone and set(gone) == own(b)
@@ -70,3 +82,14 @@ async def test_a_shard_let_go_leaves_no_adapter_nor_informer_behind(tmp_path: Pa
         assert all(a.adapters[n] is refs[(n, "adapter")]() for n in own(a))
         # The WhereRuns index names a's own clusters only.
         assert all(holders(a, n) == ([n] if n in own(a) else []) for n in SIX)
+        # b stops; a takes the shard back when its Lease lapses and connects afresh:
+        # new adapters, seen by the placement watch as new, and reconciled.
+        await b_stack.aclose()
+        await until(lambda: held(a) == [0, 1], 3 * LEASE + 5, what="a takes the shard back")
+        await until(lambda: set(a.adapters) == set(SIX), 20, what="a reconnects its clusters")
+        assert all(refs[(n, "adapter")]() is None for n in gone)  # not the old ones
+        await until(lambda: all(holders(a, n) == [n] for n in SIX), 30,
+                    what="the new adapters in the WhereRuns index")
+        await roll(box, "registry.internal/serve:v2", a)
+        await until(lambda: all(images(box).get(n) == "registry.internal/serve:v2"
+                                for n in gone), 30, what="the clusters taken back reconciled")
