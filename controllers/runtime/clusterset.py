@@ -375,6 +375,7 @@ class ClusterSet:
                     # between would meet a closed session ("Session is closed")
                     with anyio.move_on_after(10):
                         await self._stopped[name].wait()
+                self._stopped.pop(name, None)
                 if name not in self.cut_off:
                     with anyio.CancelScope(shield=True):
                         await adapter.aclose()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -157,33 +158,17 @@ class PlacementLoop:
     async def watch(self) -> None:
         """Adapter changes and leadership -> triggers (see the module's docstring)."""
         seen: dict[str, tuple[Any, ...]] = {}
-        known: dict[str, object] = {}
+        known: dict[str, weakref.ref[Any]] = {}
         """The adapter each `seen` entry is of: a reconnected cluster (its credentials
-        Secret changed) is a new adapter, listed afresh, so it counts as new."""
+        Secret changed) is a new adapter, listed afresh, so it counts as new. Weakly:
+        a disconnected adapter is not kept alive until the next tick."""
         last_plan = time.monotonic()
         capacity_dirty = False
         adapters = self.clusters.adapters
         while True:
             await anyio.sleep(self.tick)
-            urgent = False
-            for name, a in list(adapters.items()):
-                state = (a.capacity_version, a.health_state, a.synced.is_set())
-                before = seen.get(name) if known.get(name) is a else None
-                seen[name], known[name] = state, a
-                if before == state:
-                    continue
-                if before is None or before[1:] != state[1:]:
-                    self.queue.add(name)
-                if before is None or before[2] != state[2]:
-                    urgent = True
-                elif before[1] != state[1]:
-                    self._health_changed(name, str(before[1]), str(state[1]))
-                    if busy.matters_to_placement(str(before[1]), str(state[1])):
-                        self.replans.ask()
-                    else:
-                        self.replans.skip()
-                if before is not None and before[0] != state[0]:
-                    capacity_dirty = True
+            urgent, capacity_changed = self._fold(seen, known)
+            capacity_dirty = capacity_dirty or capacity_changed
             if self.leadership.newly_leading():
                 self._from_live = True
                 urgent = True
@@ -205,6 +190,41 @@ class PlacementLoop:
                 capacity_dirty = False
                 self.replans.planned()
                 self.trigger()
+
+    def _fold(self, seen: dict[str, tuple[Any, ...]], known: dict[str, weakref.ref[Any]]
+              ) -> tuple[bool, bool]:
+        """One look at every adapter (see `watch`): whether one connected or listed
+        (urgent), and whether a capacity changed. A function of its own, so that no
+        local of `watch` (a loop variable) holds an adapter while it sleeps: one let go
+        (a shard handed over) is freed at once, its informers and caches with it."""
+        urgent = capacity_changed = False
+        adapters = self.clusters.adapters
+        for name, a in list(adapters.items()):
+            state = (a.capacity_version, a.health_state, a.synced.is_set())
+            was = known.get(name)
+            before = seen.get(name) if was is not None and was() is a else None
+            seen[name], known[name] = state, weakref.ref(a)
+            if before == state:
+                continue
+            if before is None or before[1:] != state[1:]:
+                self.queue.add(name)
+            if before is None or before[2] != state[2]:
+                urgent = True
+            elif before[1] != state[1]:
+                self._health_changed(name, str(before[1]), str(state[1]))
+                if busy.matters_to_placement(str(before[1]), str(state[1])):
+                    self.replans.ask()
+                else:
+                    self.replans.skip()
+            if before is not None and before[0] != state[0]:
+                capacity_changed = True
+        if len(known) > len(adapters):
+            # Disconnected (a shard let go, a cluster retired or refused): forgotten
+            # (issue 22: a replica's memory followed every cluster it ever held).
+            # Every connected one was just noted, so only gone ones are extra.
+            for name in [n for n in known if n not in adapters]:
+                del known[name], seen[name]
+        return urgent, capacity_changed
 
     def _health_changed(self, name: str, was: str, now: str) -> None:
         """A cluster's health change, into the events feed (with the failover grace the
