@@ -68,7 +68,7 @@ from bench.e2e import (
     tree_cpu_seconds,
     workload_doc,
 )
-from bench.shards import Replica, sim_up, wait_file
+from bench.shards import Replica, sim_up, stop_sims, wait_file
 from controllers.demo.sandbox import synced
 from fleet.render import SOURCE_COMMIT
 from workloads.scratch import FleetRepo
@@ -136,15 +136,7 @@ class Sims:
         return [rss_mib(p.pid)[1] for p in self.procs if p.poll() is None]
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in self.procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_sims(*self.procs)
 
 
 class ClusterReader:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import signal
-import subprocess
 import tempfile
 import tracemalloc
 import weakref
@@ -32,7 +30,7 @@ import anyio
 import structlog
 
 from bench.e2e import cluster_doc, fleet_files
-from bench.shards import Replica, sim_up, wait_file
+from bench.shards import Replica, sim_up, stop_sims, wait_file
 from clusters.adapter import AdapterOptions
 from controllers.demo.sandbox import until
 from controllers.runtime.manager import Manager
@@ -127,12 +125,7 @@ async def one_run(args: argparse.Namespace, root: Path) -> None:
             print(f"| {args.clusters} x {args.workloads} | {base:.1f} | {all_held:.1f} | "
                   f"{one:.1f} | {alive}/{len(made)} | {alive_inf}/{len(informers)} |")
     finally:
-        for p in (sims, home_sim):
-            p.send_signal(signal.SIGINT)
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_sims(sims, home_sim)
 
 
 def main() -> int:

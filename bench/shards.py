@@ -57,6 +57,20 @@ def sim_up(repo: Path, kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
         cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
+def stop_sims(*procs: subprocess.Popen[Any], within: float = 30) -> None:
+    """SIGINT each simulator process still running (they close their servers), then
+    kill any that has not ended within `within` seconds."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 async def wait_file(path: Path, proc: subprocess.Popen[bytes], within: float) -> None:
     started = time.perf_counter()
     while not await anyio.Path(path).exists():
@@ -177,12 +191,7 @@ async def one_run(args: argparse.Namespace, n: int) -> None:
                     args.keep_logs.mkdir(parents=True, exist_ok=True)
                     (args.keep_logs / f"{n}-{r.log_path.name}").write_bytes(
                         r.log_path.read_bytes())
-            for p in (sims, home_sim):
-                p.send_signal(signal.SIGINT)
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop_sims(sims, home_sim)
 
 
 async def takeover(args: argparse.Namespace, replicas: list[Replica], repo: FleetRepo,
