@@ -32,7 +32,7 @@ import structlog
 from bench.e2e import cluster_doc, fleet_files
 from bench.shards import Replica, sim_up, stop_sims, wait_file
 from clusters.adapter import AdapterOptions
-from controllers.demo.sandbox import until
+from controllers.demo.sandbox import running, until
 from controllers.runtime.manager import Manager
 from controllers.settings import Settings
 from workloads.scratch import FleetRepo
@@ -71,13 +71,9 @@ async def one_run(args: argparse.Namespace, root: Path) -> None:
                      kubeconfig=str(kube), home_kubeconfig=str(home), listen="127.0.0.1:0",
                      poll_interval=1.0, resync_interval=30.0, unreachable_after=5.0,
                      leader_elect=True, identity=who, shards=SHARDS)
-        m = Manager(s, adapter_options=options, lease_duration=args.lease_duration)
-        async with anyio.create_task_group() as tg:
-            await tg.start(m.run)
-            try:
-                yield m
-            finally:
-                tg.cancel_scope.cancel()
+        async with running(Manager(s, adapter_options=options,
+                                   lease_duration=args.lease_duration)) as m:
+            yield m
 
     try:
         await wait_file(kube, sims, 120)

@@ -85,12 +85,8 @@ class Sandbox:
         """The real Manager running in a task group for the duration of the block."""
         m = Manager(settings or self.settings(), adapter_options=adapter_options,
                     **manager_options)
-        async with anyio.create_task_group() as tg:
-            await tg.start(m.run)
-            try:
-                yield m
-            finally:
-                tg.cancel_scope.cancel()
+        async with running(m):
+            yield m
 
     async def close(self) -> None:
         if self.sim is not None:
@@ -99,6 +95,18 @@ class Sandbox:
         if self.home is not None:
             await self.home.close()
             self.home = None
+
+
+@contextlib.asynccontextmanager
+async def running(m: Manager) -> AsyncIterator[Manager]:
+    """`m` running in a task group for the duration of the block, cancelled at its end
+    (the sandbox's controllers and the benches' replicas alike)."""
+    async with anyio.create_task_group() as tg:
+        await tg.start(m.run)
+        try:
+            yield m
+        finally:
+            tg.cancel_scope.cancel()
 
 
 async def until(predicate: Callable[[], bool], within: float, *, interval: float = 0.1,
