@@ -194,7 +194,8 @@ async def post_webhook(client: httpx.AsyncClient, url: str) -> None:
 class Controller:
     """`fleet run` in a child process, with its HTTP port."""
 
-    def __init__(self, repo: Path, kubeconfig: Path, root: Path) -> None:
+    def __init__(self, repo: Path, kubeconfig: Path, root: Path,
+                 log_level: str = "warning") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "FLEET_WEBHOOK_SECRET": SECRET,
@@ -209,7 +210,7 @@ class Controller:
                "--kubeconfig", str(kubeconfig), "--state-dir", str(root / "state"),
                "--listen", f"127.0.0.1:{self.port}", "--poll-interval", "60",
                "--qps", "500", "--burst", "1000", "--cluster-concurrency", "8",
-               "--log-level", "warning", "--log-json", "true"]
+               "--log-level", log_level, "--log-json", "true"]
         self.log_path = root / "controller.log"
         self.log = self.log_path.open("w")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log,

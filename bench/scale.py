@@ -184,7 +184,8 @@ class Controllers:
 
     async def start(self) -> None:
         if self.args.replicas <= 1:
-            self.single = Controller(self.repo, self.kubeconfig, self.root)
+            self.single = Controller(self.repo, self.kubeconfig, self.root,
+                                     self.args.log_level)
             return
         home_repo = FleetRepo(self.root / "home")
         home_repo.commit({"clusters/home.yaml": cluster_doc("home", "DE", 1)}, "home")
@@ -193,7 +194,8 @@ class Controllers:
         await wait_file(home, self.home_sim, 120)
         n = self.args.replicas
         self.replicas = [Replica(self.root, self.repo, self.kubeconfig, home, n, i,
-                                 self.args.lease_duration, "warning") for i in range(n)]
+                                 self.args.lease_duration, self.args.log_level)
+                         for i in range(n)]
 
     @property
     def procs(self) -> list[tuple[str, subprocess.Popen[Any], Path]]:
@@ -540,6 +542,10 @@ def main() -> int:
     ap.add_argument("--keep-log", type=Path, default=None,
                     help="copy the controller's log here at the end (replicas: "
                          "FILE.replica-<i>)")
+    ap.add_argument("--log-level", choices=("warning", "info"), default="warning",
+                    help="the controllers' log level: with info and --keep-log, "
+                         "`python -m bench.committrace` splits each measured commit's "
+                         "time into its stages")
     ap.add_argument("--smoke", action="store_true", help="tiny and quick, for CI")
     args = ap.parse_args()
     if args.smoke:
