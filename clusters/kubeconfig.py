@@ -111,9 +111,19 @@ def _load_file(path: Path, shown: str, cluster: str) -> dict[str, Any]:
         if not isinstance(doc, dict):
             raise KubeconfigError(f"kubeconfig {shown} is not a mapping", cluster=cluster)
         _PARSED[text] = doc
+        for section in ("contexts", "users", "clusters"):
+            items = doc.get(section)
+            if isinstance(items, list):
+                index: dict[str, dict[str, Any]] = {}
+                for item in items:
+                    if isinstance(item, dict) and isinstance(item.get("name"), str):
+                        index.setdefault(item["name"], item)  # the first wins, as a scan
+                _INDEXED[id(items)] = (items, index)
         while len(_PARSED) > _PARSED_KEEP:
-            del _PARSED[next(iter(_PARSED))]
-    return copy.deepcopy(doc)
+            gone = _PARSED.pop(next(iter(_PARSED)))
+            for section in ("contexts", "users", "clusters"):
+                _INDEXED.pop(id(gone.get(section)), None)
+    return doc
 
 
 _PARSED: dict[str, dict[str, Any]] = {}
@@ -121,8 +131,32 @@ _PARSED: dict[str, dict[str, Any]] = {}
 Each cluster's connection reads the kubeconfig, and so does the check for two Cluster
 files on one server: with one file of N contexts that was N x 2 parses of N contexts,
 in the event loop (issue 22: 20 clusters, 40 parses, 4.4 s of the loop; one
-pass of the twin check held it 2.3 s). The copy keeps callers from sharing it."""
+pass of the twin check held it 2.3 s). Shared, so never changed: what leaves this
+module is `_slim`'s copy of the one context used."""
 _PARSED_KEEP = 16
+_INDEXED: dict[int, tuple[list[Any], dict[str, dict[str, Any]]]] = {}
+"""The sections of the `_PARSED` documents by name (kept and dropped with them): a
+scan of N contexts per lookup, several lookups per cluster, was O(N^2) too."""
+
+
+def _slim(doc: dict[str, Any], context: str) -> dict[str, Any]:
+    """A copy of `doc` with only `context`, its user and its cluster (and the top-level
+    settings): all a connection or a server check reads, and the caller's own.
+    Copying the whole of a shared kubeconfig of N contexts for each of N clusters was
+    O(N^2): 1,000 clusters in one file, a deep copy of 1,000 contexts per cluster,
+    twice per connection, in the event loop (issue 22, a replica's start)."""
+    ctx = _named(doc.get("contexts"), context)
+    body = (ctx or {}).get("context") or {}
+    user_name, cluster_name = body.get("user"), body.get("cluster")
+    out = {k: copy.deepcopy(v) for k, v in doc.items()
+           if k not in ("contexts", "users", "clusters")}
+    out["contexts"] = [copy.deepcopy(ctx)] if ctx is not None else []
+    user = _named(doc.get("users"), user_name) if isinstance(user_name, str) else None
+    out["users"] = [copy.deepcopy(user)] if user is not None else []
+    entry = _named(doc.get("clusters"), cluster_name) \
+        if isinstance(cluster_name, str) else None
+    out["clusters"] = [copy.deepcopy(entry)] if entry is not None else []
+    return out
 
 
 def _absolute_paths(doc: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -174,7 +208,8 @@ def load_merged(paths: list[Path], shown: str, cluster: str) -> dict[str, Any]:
 
 def read_kubeconfig(spec: ConnectionSpec, *, allow_exec: bool = False
                     ) -> tuple[dict[str, Any], str, Path]:
-    """The parsed kubeconfig, the context to use, and the file's folder. A path that
+    """The parsed kubeconfig (a copy of its part for the context used: `_slim`), the
+    context to use, and the file's folder. A path that
     is a list (`a:b`, as `$KUBECONFIG` may be, also through `${KUBECONFIG}` in a
     Cluster file) is read merged (`load_merged`)."""
     raw_path = spec.kubeconfig
@@ -194,7 +229,8 @@ def read_kubeconfig(spec: ConnectionSpec, *, allow_exec: bool = False
         doc = _load_file(path, shown, spec.cluster)
     else:
         doc = load_merged(paths, shown, spec.cluster)
-    return (*check_context(doc, spec, shown, allow_exec=allow_exec), path.parent)
+    doc, context = check_context(doc, spec, shown, allow_exec=allow_exec)
+    return _slim(doc, context), context, path.parent
 
 
 def check_context(doc: dict[str, Any], spec: ConnectionSpec, shown: str, *,
@@ -253,6 +289,9 @@ def server_of(spec: ConnectionSpec, *, allow_exec: bool = False,
 def _named(items: Any, name: str) -> dict[str, Any] | None:
     if not isinstance(items, list):
         return None
+    indexed = _INDEXED.get(id(items))
+    if indexed is not None and indexed[0] is items:
+        return indexed[1].get(name)
     for item in items:
         if isinstance(item, dict) and item.get("name") == name:
             return item

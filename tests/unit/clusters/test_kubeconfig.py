@@ -124,12 +124,37 @@ def test_a_kubeconfig_list_is_merged_as_kubectl_merges_it(
     doc, context, _ = read_kubeconfig(ConnectionSpec("two", None, "two"))
     assert context == "two"
     assert doc["current-context"] == "one"  # the first file to set it
-    servers = {c["name"]: c["cluster"]["server"] for c in doc["clusters"]}
-    assert servers == {"one": "https://a.example:6443", "two": "https://b.example:6443"}
+    # Only the context used, its user and its cluster come back (`_slim`).
+    assert [c["name"] for c in doc["clusters"]] == ["two"]
     # b's relative CA path means b's folder, not a's.
-    two = next(c for c in doc["clusters"] if c["name"] == "two")
+    two = doc["clusters"][0]
     assert two["cluster"]["certificate-authority"] == str(tmp_path / "b" / "ca.pem")
     assert server_of(ConnectionSpec("two", "${KUBECONFIG}", "two")) == "https://b.example:6443"
+    # a names "one" first: it wins it.
+    assert server_of(ConnectionSpec("one", "${KUBECONFIG}", "one")) == "https://a.example:6443"
+
+
+def test_a_read_kubeconfig_is_the_callers_own_copy_of_one_context(tmp_path: Path) -> None:
+    """The parsed file is shared between reads (one parse for N clusters); what a read
+    returns is a copy of the context used alone: changing it changes no other read,
+    and a file of many contexts is not copied whole for each."""
+    doc = _config("c0", "https://c0.example:6443")
+    for i in range(1, 50):
+        more = _config(f"c{i}", f"https://c{i}.example:6443")
+        for section in ("clusters", "contexts", "users"):
+            doc[section].extend(more[section])  # type: ignore[attr-defined]
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump(doc))
+    got, context, _ = read_kubeconfig(ConnectionSpec("c7", str(path), "c7"))
+    assert context == "c7"
+    assert [c["name"] for c in got["contexts"]] == ["c7"]
+    assert [u["name"] for u in got["users"]] == ["c7"]
+    got["clusters"][0]["cluster"]["server"] = "https://changed:1"
+    got["users"][0]["user"]["token"] = "changed"
+    again, _, _ = read_kubeconfig(ConnectionSpec("c7", str(path), "c7"))
+    assert again["clusters"][0]["cluster"]["server"] == "https://c7.example:6443"
+    assert again["users"][0]["user"]["token"] == SECRET
+    assert server_of(ConnectionSpec("c49", str(path), "c49")) == "https://c49.example:6443"
 
 
 def test_a_kubeconfig_list_of_missing_files_is_a_clear_error(
