@@ -67,10 +67,22 @@ class ShardRows:
             return False
         _stamp, now = self.of(shard)
         gone = [k for k in now if k not in results]
-        changed = {k: v for k, v in results.items() if now.get(k) != v}
+        # A publication decoded with the last one's parts (`shardstatus.Decoder`) has
+        # the very rows merged then wherever they did not change: found by identity.
+        changed = {k: v for k, v in results.items()
+                   if (had := now.get(k)) is not v and had != v}
         for key in gone:
             del self.live[key]
         if changed:
             self.live.update(changed)
+        if (gone or changed) and all(self.shard_of(k[0]) == shard for k in changed):
+            # The shard's rows are now `now` with these writes, and nothing else wrote
+            # in between: kept as the next `of` would gather them (12,500 rows at
+            # 50,000 workloads, gathered again after every merge that wrote one).
+            rows = dict(now)
+            for key in gone:
+                del rows[key]
+            rows.update(changed)
+            self._rows[shard] = (self.stamp(shard), rows)
         self._merged[shard] = (source, self.stamp(shard))
         return bool(gone or changed)
