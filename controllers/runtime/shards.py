@@ -669,6 +669,7 @@ class Shards:
         held = set(self.held())
         io = self._status_io
         io.forget(lambda s: s in held, io.decoders)
+        io.forget(lambda s: s in held, io.versions)
         for shard in range(self.count):
             if shard in held:
                 continue
@@ -677,7 +678,6 @@ class Shards:
             io.looks += 1
             if version is None:
                 continue  # none published yet
-            last = self._read.get(shard)
             if version != io.versions.get(shard):
                 version, data = await shardstatus.read_published(
                     client, self.m.home.namespace, shard)
@@ -686,6 +686,7 @@ class Shards:
                     io.versions.pop(shard, None)
                     continue
                 io.versions[shard] = version
+                last = self._read.get(shard)  # after the await: as fresh as can be
                 if last is None or last[0] != data:
                     try:
                         doc = shardstatus.decode_doc(
@@ -695,7 +696,8 @@ class Shards:
                         log.warning("shard_status_unusable", shard=shard, error=str(e))
                         continue  # not fetched again until it is written again
                     io.decodes += 1
-                    last = self._read[shard] = (data, doc, self.clock())
+                    self._read[shard] = (data, doc, self.clock())
+            last = self._read.get(shard)
             if last is not None:
                 self.rows.merge(shard, last[1].live, last[1])  # only what differs, when new
         self.refresh_views()

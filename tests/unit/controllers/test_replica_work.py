@@ -202,6 +202,27 @@ def test_another_shards_publication_is_merged_once_and_only_where_it_differs() -
     assert {k: v for k, v in live.items() if shard_of(k[0]) == 1} == changed
 
 
+def test_a_merge_that_wrote_keeps_the_shards_rows_without_gathering_them_again() -> None:
+    """Every publication of a churning shard wrote a row or two, and the next merge
+    gathered the shard's 12,500 rows again to compare: now the merge keeps them as it
+    wrote them, the same as a gathering would find."""
+    names = _names()
+    live = _live(names)
+    shard_of = ShardOf(4)
+    rows = ShardRows(live, shard_of)
+    theirs = {k: v for k, v in live.items() if shard_of(k[0]) == 1}
+    rows.merge(1, theirs, object())
+    one, two = sorted(theirs)[:2]
+    for second in range(5):
+        theirs = dict(theirs)
+        theirs[one] = PlacementLive("Synced", "Healthy", f"c{second + 2}")
+        theirs.pop(two, None)
+        gathered = rows.gathered
+        assert rows.merge(1, theirs, object()) is True
+        assert rows.of(1)[1] == theirs and rows.gathered == gathered
+        assert rows.of(1) == ShardRows(live, shard_of).of(1)
+
+
 def test_a_new_published_plan_builds_only_the_workloads_that_changed() -> None:
     """A follower decoded each new publication of the leader's placements whole:
     50,000 workloads' assignments built at every commit, for a change of a few."""
