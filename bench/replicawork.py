@@ -142,8 +142,13 @@ def share(names: list[str], workloads: int) -> None:
             peers[s][order[s][n]] = PlacementLive("Synced", "Healthy", f"c{n}")
             text = shardstatus.encode(f"r{s}", peers[s], {}, at)  # their holder's work
             start = time.process_time()
-            doc = shardstatus.decode_doc(text, decoders[s] if parts else None, keep(s))
-            rows.merge(s, doc.live, doc)
+            if parts:  # as `Shards._read_others` does
+                since = decoders[s].last
+                doc = shardstatus.decode_doc(text, decoders[s], keep(s))
+                rows.merge(s, doc.live, doc, since, decoders[s].changed)
+            else:
+                doc = shardstatus.decode_doc(text, None, keep(s))
+                rows.merge(s, doc.live, doc)
             read += time.process_time() - start
         return publish * 1000, read * 1000
     second(0, True)  # what the last second left

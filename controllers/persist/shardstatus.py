@@ -264,12 +264,20 @@ class Decoder:
         self._views: dict[str, tuple[Any, ClusterNews]] = {}
         self.built = 0
         """Rows built (not reused), over all decodes."""
+        self.last: ShardDoc | None = None
+        """The document last decoded here."""
+        self.changed: dict[ClusterName, dict[Key, PlacementLive]] = {}
+        """The clusters whose rows the last decode found different from those of the
+        document before it (`last` then), with their rows now (none: gone): all a
+        merge of the new document over the one before needs to look at
+        (`ShardRows.merge`)."""
 
     def decode(self, doc: Mapping[str, Any], keep: Callable[[str], bool] | None = None
                ) -> ShardDoc:
         clusters: dict[str, tuple[Any, dict[Key, PlacementLive]]] = {}
         out: dict[Key, PlacementLive] = {}
         last = self._clusters
+        changed: dict[ClusterName, dict[Key, PlacementLive]] = {}
         for cluster, rows in _items(doc["clusters"]):
             if keep is not None and not keep(cluster):
                 continue
@@ -287,6 +295,7 @@ class Decoder:
                         self.built += 1
                     built[key] = had
                 part = (rows, built)
+                changed[name] = built
             clusters[cluster] = part
             out.update(part[1])
         views: dict[ClusterName, ClusterNews] = {}
@@ -305,8 +314,11 @@ class Decoder:
             views[ClusterName(name)] = part_v[1]
         at = doc.get("at")
         shard = ShardDoc(str(doc["owner"]), out, views, at if isinstance(at, str) else None)
+        for cluster in last.keys() - clusters.keys():
+            changed[ClusterName(cluster)] = {}
         # only now: a document that failed half-way leaves the parts as they were
         self._clusters, self._views = clusters, kept_views
+        self.last, self.changed = shard, changed
         return shard
 
 

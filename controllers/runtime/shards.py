@@ -688,15 +688,19 @@ class Shards:
                 io.versions[shard] = version
                 last = self._read.get(shard)  # after the await: as fresh as can be
                 if last is None or last[0] != data:
+                    decoder = io.decoders.setdefault(shard, shardstatus.Decoder())
+                    since = decoder.last
                     try:
-                        doc = shardstatus.decode_doc(
-                            data, io.decoders.setdefault(shard, shardstatus.Decoder()),
-                            keep=_in_shard(self.shard, shard))
+                        doc = shardstatus.decode_doc(data, decoder,
+                                                     keep=_in_shard(self.shard, shard))
                     except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
                         log.warning("shard_status_unusable", shard=shard, error=str(e))
                         continue  # not fetched again until it is written again
                     io.decodes += 1
                     self._read[shard] = (data, doc, self.clock())
+                    # only the clusters that differ from the document merged before
+                    self.rows.merge(shard, doc.live, doc, since, decoder.changed)
+                    continue
             last = self._read.get(shard)
             if last is not None:
                 self.rows.merge(shard, last[1].live, last[1])  # only what differs, when new
