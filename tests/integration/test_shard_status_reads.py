@@ -76,3 +76,59 @@ async def test_a_peers_status_is_fetched_and_built_only_where_it_changed(
         assert home.requests[("GET", path, False)] <= fetched + 1
         assert shards._read[theirs] is kept and a.live[one].sync == "Failed"
         assert all(a.live[k] is v for k, v in rows.items() if k != one)
+
+
+@pytest.mark.parametrize("lease", [2.0, 12.0], ids=["refresh-first", "coalesce-first"])
+async def test_a_churning_shard_is_published_at_most_every_coalesce_but_health_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lease: float) -> None:
+    """While only its rows change, a shard is published at most every `COALESCE`
+    seconds (each publication, and each read of it by every other replica, covers the
+    changes of those seconds), never later than `REFRESH` (the liveness rule) asks;
+    a cluster's health change is published at the next poll. On the replica's own
+    clock, set by the test."""
+    from dataclasses import replace as with_
+
+    from controllers.status.statusdoc import PlacementLive
+    from fleet.ids import ClusterName, WorkloadId
+    from tests.integration.test_controller_shards import files, leader_elsewhere, settings
+    from tests.support.controller import FAST, sandbox
+
+    async with sandbox(tmp_path, files(), home=True) as box:
+        await leader_elsewhere(box)
+        async with box.controller(settings(box, tmp_path, "a", 1), adapter_options=FAST,
+                                  lease_duration=lease) as a:
+            shards = a.shards
+            assert shards is not None
+            await until(lambda: shards.held() == [0], 30, what="the shard held")
+            await until(lambda: 0 in shards._published, 30, what="a first publication")
+            client = a.home.client()
+            assert client is not None
+            now = shards.clock() + 100.0
+            shards.clock = lambda: now  # the loop's and the test's: one clock
+            gap = min(shardstatus.COALESCE, lease * shardstatus.REFRESH)
+            key = (ClusterName(next(iter(a.clusters.views()))), WorkloadId("t/churn"))
+
+            async def publish(at: float, commit: str | None) -> float:
+                """When the shard was last published, after a poll at `at` (a row
+                changed first unless `commit` is None)."""
+                nonlocal now
+                now = at
+                if commit is not None:
+                    a.live[key] = PlacementLive("Synced", "Healthy", commit)
+                await shards._publish(client)
+                return shards._published[0][2]
+            t0 = now
+            assert await publish(t0, "c1") == t0  # due: published
+            assert await publish(t0 + gap / 2, "c2") == t0  # a row changed: held
+            assert await publish(t0 + gap * 0.9, "c3") == t0
+            t1 = t0 + gap + 0.01
+            assert await publish(t1, None) == t1  # out, with c3
+            views = a.clusters.views()
+            name = key[0]
+            monkeypatch.setattr(a.clusters, "views", lambda: views | {
+                name: with_(views[name], health="Unreachable")})
+            assert await publish(t1 + 0.1, "c4") == t1 + 0.1  # health: at once
+            doc = shardstatus.decode_doc(await shardstatus.read(client, a.home.namespace, 0))
+            assert doc.views[name].health == "Unreachable" and doc.live[key].commit == "c4"
+            t2 = t1 + 0.1 + lease * shardstatus.REFRESH + 0.01
+            assert await publish(t2, None) == t2  # nothing changed: REFRESH still rules
