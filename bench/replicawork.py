@@ -9,10 +9,6 @@ the work counted of:
   index as `DesiredState` keeps it, and with one made for the call;
 - `status`: a second of publishing the held shard's status rows and merging the three
   others' while nothing changed (`ShardRows`);
-- `share`: a second of publishing the held shard's document and reading the three
-  others' while one row of each changed every second (one-workload commits): built
-  whole each time, and with the parts of the last kept (`shardstatus.Encoder`,
-  `shardstatus.Decoder`), with the gzip share of the publication;
 - `decode`: a follower decoding the leader's next published plan, a change of one
   workload from the last (`sharedplan.PublishedParts`), and the same text decoded
   whole.
@@ -31,7 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from clusters.adapter import AdapterOptions
-from controllers.persist import shardstatus, sharedplan
+from controllers.persist import sharedplan
 from controllers.runtime.clusterset import ClusterSet
 from controllers.runtime.desired import DesiredState
 from controllers.runtime.gctune import tune
@@ -114,60 +110,6 @@ def status(names: list[str], workloads: int) -> None:
           f"{rows.gathered - gathered} rows gathered in 50 seconds")
 
 
-def share(names: list[str], workloads: int) -> None:
-    shard_of = ShardOf(4)
-    every = {(ClusterName(names[i % len(names)]), WorkloadId(f"t/w{i:05d}")):
-             PlacementLive("Synced", "Healthy", "c1") for i in range(workloads)}
-    order = {s: sorted(k for k in every if shard_of(k[0]) == s) for s in range(4)}
-    peers = {s: {k: every[k] for k in order[s]} for s in (1, 2, 3)}
-    # the others' rows come from their publications, as in a replica
-    live = LiveRows({k: every[k] for k in order[0]})
-    rows = ShardRows(live, shard_of)
-    encoder = shardstatus.Encoder()
-    decoders = {s: shardstatus.Decoder() for s in peers}
-
-    def keep(shard: int) -> Callable[[str], bool]:
-        return lambda cluster: shard_of(cluster) == shard
-
-    def second(n: int, parts: bool) -> tuple[float, float]:
-        """(CPU ms publishing, reading): one row of each shard changed."""
-        at = f"2026-12-04T00:00:{n:08d}"
-        live[order[0][n]] = PlacementLive("Synced", "Healthy", f"c{n}")
-        start = time.process_time()
-        mine = rows.of(0)[1]
-        (encoder.encode if parts else shardstatus.encode)("r0", mine, {}, at)
-        publish = time.process_time() - start
-        read = 0.0
-        for s in peers:
-            peers[s][order[s][n]] = PlacementLive("Synced", "Healthy", f"c{n}")
-            text = shardstatus.encode(f"r{s}", peers[s], {}, at)  # their holder's work
-            start = time.process_time()
-            if parts:  # as `Shards._read_others` does
-                since = decoders[s].last
-                doc = shardstatus.decode_doc(text, decoders[s], keep(s))
-                rows.merge(s, doc.live, doc, since, decoders[s].changed)
-            else:
-                doc = shardstatus.decode_doc(text, None, keep(s))
-                rows.merge(s, doc.live, doc)
-            read += time.process_time() - start
-        return publish * 1000, read * 1000
-    second(0, True)  # what the last second left
-    out = {}
-    for parts in (False, True):
-        encoded, built = encoder.encoded, sum(d.built for d in decoders.values())
-        took = [second(n, parts) for n in range(1, 11)]
-        out[parts] = (sum(p for p, _ in took) / 10, sum(r for _, r in took) / 10,
-                      (encoder.encoded - encoded) / 10,
-                      (sum(d.built for d in decoders.values()) - built) / 10)
-    raw = encoder.raw("r0", rows.of(0)[1], {}, "x")
-    gz, _ = timed(lambda: shardstatus.encode_raw(raw), 5)
-    (pw, rw, _, _), (pk, rk, ek, bk) = out[False], out[True]
-    print(f"share: a second of one row changed per shard: publish {pw:.1f} -> {pk:.1f} ms "
-          f"(gzip {gz:.1f} ms of {len(raw) // 1000} KB JSON), read 3 peers {rw:.1f} -> "
-          f"{rk:.1f} ms; total {pw + rw:.0f} -> {pk + rk:.0f} ms; rows encoded "
-          f"{ek:.0f}, built {bk:.0f} (of {3 * len(order[1])}) per second")
-
-
 def decode(names: list[str], workloads: int) -> None:
     placed = placements(names, workloads)
     a = sharedplan.encode(placed, "c1")
@@ -196,7 +138,6 @@ def main() -> None:
     print(f"{args.clusters} clusters x {args.workloads} workloads, 4 shards")
     running(names, args.workloads)
     status(names, args.workloads)
-    share(names, args.workloads)
     decode(names, args.workloads)
 
 
