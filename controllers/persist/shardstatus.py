@@ -18,8 +18,10 @@ by the document changing (`controllers.runtime.shards`; the rule is
 What it costs (issue 22). At 1,000 clusters x 50,000 workloads and 4 shards a document
 holds ~12,500 rows (~1.5 MB of JSON, ~50 KB gzipped when the rows look alike), and
 while workloads churn every shard's changes each second. Encoding the whole shard
-(`dataclasses.asdict` per row) and decoding each peer's whole (a `PlacementLive` per
-row, by reflection) took ~420 ms of CPU a second per replica. Now:
+(`dataclasses.asdict` per row, gzip level 9) and decoding each peer's whole (a
+`PlacementLive` per row, by reflection), then comparing all of its rows, took ~490 ms
+of CPU a second per replica; now ~100 ms (`bench/shardshare.py`), and a peer that did
+not change costs a metadata-only GET, not a GET of its document. Now:
 
 - `Encoder` keeps each row's JSON text and each cluster's joined text, so a
   publication re-encodes only the rows that changed and re-joins only their clusters;
@@ -29,7 +31,14 @@ row, by reflection) took ~420 ms of CPU a second per replica. Now:
   (the same objects, which also makes `ShardRows.merge` compare them by identity).
   Decompressing and parsing the text stays: it is paid per publication read;
 - a reader looks at a peer's ConfigMap by its metadata first (`published_version`),
-  and GETs it whole (`read_published`) only when its resourceVersion moved.
+  and GETs it whole (`read_published`) only when its resourceVersion moved;
+- while only rows or nodes change, a holder publishes at most every `COALESCE`
+  (health changes at once; `REFRESH` is never stretched): results reach the others
+  up to that much later, and each publication and read covers its seconds' changes.
+
+What is left of a read is `json.loads` of the whole text (~1.7 MB, ~20 ms) and one
+comparison of each cluster's parsed rows with the last: splitting the document by
+cluster (a new `VERSION`) would take that too.
 
 The text is exactly the one `encode` always wrote (the same JSON, keys sorted; only
 the gzip level differs, which no reader sees), so replicas of the previous version and
