@@ -14,6 +14,38 @@ they were observed. The holder re-publishes at least every `REFRESH` of a Lease
 duration even when nothing changed, so a reader tells a live shard from a silent one
 by the document changing (`controllers.runtime.shards`; the rule is
 `fleet.shards.published_health`). Older readers ignore the extra keys.
+
+What it costs (issue 22). At 1,000 clusters x 50,000 workloads and 4 shards a document
+holds ~12,500 rows (~1.5 MB of JSON, ~50 KB gzipped when the rows look alike), and
+while workloads churn every shard's changes each second. Encoding the whole shard
+(`dataclasses.asdict` per row, gzip level 9) and decoding each peer's whole (a
+`PlacementLive` per row, by reflection), then comparing all of its rows, took ~490 ms
+of CPU a second per replica; now ~100 ms (`bench/shardshare.py`), and a peer that did
+not change costs a metadata-only GET, not a GET of its document. Now:
+
+- `Encoder` keeps each row's JSON text and each cluster's joined text, so a
+  publication re-encodes only the rows that changed and re-joins only their clusters;
+  the whole is still gzipped (it is one ConfigMap value), at level 6 (`LEVEL`);
+- `Decoder` keeps what the last document of a shard decoded to, per cluster and per
+  row, keyed by the rows as parsed: an unchanged cluster or row is not built again
+  (the same objects, which also makes `ShardRows.merge` compare them by identity).
+  Decompressing and parsing the text stays: it is paid per publication read;
+- a reader looks at a peer's ConfigMap by its metadata first (`published_version`),
+  and GETs it whole (`read_published`) only when its resourceVersion moved;
+- while only rows or nodes change, a holder publishes at most every `COALESCE`
+  (health changes at once; `REFRESH` is never stretched): results reach the others
+  up to that much later, and each publication and read covers its seconds' changes.
+
+What is left of a read is `json.loads` of the whole text (~1.7 MB, ~20 ms) and one
+comparison of each cluster's parsed rows with the last: splitting the document by
+cluster (a new `VERSION`) would take that too.
+
+The text is exactly the one `encode` always wrote (the same JSON, keys sorted; only
+the gzip level differs, which no reader sees), so replicas of the previous version and
+of this one read each other's during a rolling upgrade. A document a reader cannot
+decode (another `VERSION`, torn) is refused whole: the reader keeps what it had, and
+that shard's news goes stale, so its clusters turn Unknown to placement, never
+failed over.
 """
 
 from __future__ import annotations
@@ -21,23 +53,30 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from clusters.capacity import NodeState
 from clusters.client import KubeClient
-from clusters.configmap import get_configmap, put_configmap
+from clusters.configmap import get_configmap, get_configmap_metadata, put_configmap
 from controllers.status.statusdoc import PlacementLive
 from fleet.ids import ClusterName, WorkloadId
 from fleet.shards import lease_name
 
 KEY = "status.json.gz"
 VERSION = 1
-_FIELDS = {f.name for f in fields(PlacementLive)}
-_NODE_FIELDS = {f.name for f in fields(NodeState)}
+LEVEL = 6
+"""gzip level: zlib's default. 9 (`gzip.compress`'s) costs more for a few per cent."""
 REFRESH = 1 / 3
 """The holder re-publishes at least every third of its Lease duration."""
+COALESCE = 2.0
+"""While only rows or nodes change, a shard is published at most this often (seconds;
+never later than `REFRESH` asks): a result reaches the other replicas up to this much
+later, and each publication, and each read of it, covers the changes of its seconds."""
+
+Key = tuple[ClusterName, WorkloadId]
+_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +91,7 @@ class ClusterNews:
 @dataclass(frozen=True, slots=True)
 class ShardDoc:
     owner: str
-    live: dict[tuple[ClusterName, WorkloadId], PlacementLive]
+    live: dict[Key, PlacementLive]
     views: dict[ClusterName, ClusterNews]
     at: str | None
     """When the holder observed `views` (RFC 3339, its clock), None in an old document."""
@@ -62,56 +101,244 @@ def name_of(shard: int) -> str:
     return f"{lease_name(shard)}-status"
 
 
-def content(owner: str, live: Mapping[tuple[ClusterName, WorkloadId], PlacementLive],
+def row_doc(pl: PlacementLive) -> dict[str, Any]:
+    """One row as stored: every field of `PlacementLive` by its name (as
+    `dataclasses.asdict` had it), spelt out: asdict walks and deep-copies by reflection."""
+    return {"sync": pl.sync, "health": pl.health, "commit": pl.commit,
+            "message": pl.message, "unschedulable": pl.unschedulable,
+            "queued": pl.queued, "recreate": pl.recreate, "waiting": pl.waiting}
+
+
+def _row(row: Mapping[str, Any]) -> PlacementLive:
+    """`row_doc` read back; keys it does not know (a newer writer's) are ignored."""
+    return PlacementLive(row["sync"], row["health"], row.get("commit"),
+                         row.get("message"), row.get("unschedulable"), row.get("queued"),
+                         row.get("recreate", False), row.get("waiting"))
+
+
+def node_doc(n: NodeState) -> dict[str, Any]:
+    return {"name": n.name, "product": n.product, "allocatable": n.allocatable,
+            "ready": n.ready, "unschedulable": n.unschedulable,
+            "taints": [list(t) for t in n.taints], "used": n.used,
+            "used_ours": n.used_ours, "dra_devices": n.dra_devices,
+            "dra_product": n.dra_product, "dra_used": n.dra_used,
+            "dra_used_ours": n.dra_used_ours}
+
+
+def _node(row: Mapping[str, Any]) -> NodeState:
+    return NodeState(
+        row["name"], row.get("product"), row["allocatable"], row["ready"],
+        row["unschedulable"], tuple(tuple(t) for t in row.get("taints") or ()),
+        row.get("used", 0), row.get("used_ours", 0), row.get("dra_devices", 0),
+        row.get("dra_product"), row.get("dra_used", 0), row.get("dra_used_ours", 0))
+
+
+def view_doc(v: ClusterNews) -> dict[str, Any]:
+    return {"health": v.health, "unreachableFor": v.unreachable_for,
+            "nodes": [node_doc(n) for n in v.nodes]}
+
+
+def content(owner: str, live: Mapping[Key, PlacementLive],
             views: Mapping[str, ClusterNews] | None = None) -> dict[str, Any]:
     """The document but its time: what a holder compares to decide that it changed."""
     rows: dict[str, dict[str, Any]] = {}
     for (cluster, wid), pl in sorted(live.items()):
-        rows.setdefault(cluster, {})[wid] = asdict(pl)
+        rows.setdefault(cluster, {})[wid] = row_doc(pl)
     doc: dict[str, Any] = {"version": VERSION, "owner": owner, "clusters": rows}
     if views is not None:
-        doc["views"] = {name: {"health": v.health, "unreachableFor": v.unreachable_for,
-                               "nodes": [asdict(n) for n in v.nodes]}
-                        for name, v in sorted(views.items())}
+        doc["views"] = {name: view_doc(v) for name, v in sorted(views.items())}
     return doc
 
 
-def encode(owner: str, live: Mapping[tuple[ClusterName, WorkloadId], PlacementLive],
+def encode_raw(raw: bytes) -> str:
+    """The stored text of `Encoder.raw`'s JSON."""
+    return base64.b64encode(gzip.compress(raw, compresslevel=LEVEL, mtime=0)
+                            ).decode("ascii")
+
+
+def encode(owner: str, live: Mapping[Key, PlacementLive],
            views: Mapping[str, ClusterNews] | None = None, at: str | None = None) -> str:
-    doc = content(owner, live, views)
-    if at is not None:
-        doc["at"] = at
-    raw = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
-    return base64.b64encode(gzip.compress(raw, mtime=0)).decode("ascii")
+    """The document, built whole (`Encoder` keeps its parts for the next)."""
+    return Encoder().encode(owner, live, views, at)
 
 
-def decode_doc(data: str) -> ShardDoc:
-    """ValueError/KeyError/TypeError when `data` is not `encode`'s."""
+@dataclass(frozen=True, slots=True)
+class _Cluster:
+    """One cluster's rows as last published, each row's text, and the whole."""
+
+    rows: dict[WorkloadId, PlacementLive]
+    texts: dict[WorkloadId, str]
+    text: str
+
+
+class Encoder:
+    """One shard's last publication in parts: each row's JSON text, each cluster's
+    rows joined, each cluster's view. The next publication re-encodes the rows that
+    are not the same objects (nor equal) as then, and re-joins (and sorts) only the
+    clusters they are in; a row of the live rows is replaced, never changed, when its
+    cluster reconciles, so most rows are found by identity."""
+
+    def __init__(self) -> None:
+        self._clusters: dict[ClusterName, _Cluster] = {}
+        self._views: dict[str, tuple[ClusterNews, str]] = {}
+        self.encoded = 0
+        """Rows whose text was made (not reused), over all publications."""
+
+    def raw(self, owner: str, live: Mapping[Key, PlacementLive],
+            views: Mapping[str, ClusterNews] | None = None, at: str | None = None
+            ) -> bytes:
+        """`json.dumps(content(...) | {"at": at}, sort_keys=True)` compactly, byte for
+        byte, from the parts kept."""
+        by_cluster: dict[ClusterName, dict[WorkloadId, PlacementLive]] = {}
+        for (cluster, wid), pl in live.items():
+            got = by_cluster.get(cluster)
+            if got is None:
+                got = by_cluster[cluster] = {}
+            got[wid] = pl
+        clusters: dict[ClusterName, _Cluster] = {}
+        for cluster in sorted(by_cluster):
+            mine = by_cluster[cluster]
+            kept = self._clusters.get(cluster)
+            if kept is not None and len(kept.rows) == len(mine) and all(
+                    kept.rows.get(w) is pl for w, pl in mine.items()):
+                clusters[cluster] = kept  # the same rows: the same text
+                continue
+            had_rows, had_texts = (kept.rows, kept.texts) if kept is not None else ({}, {})
+            texts: dict[WorkloadId, str] = {}
+            for wid in sorted(mine):
+                pl = mine[wid]
+                had = had_rows.get(wid)
+                if had is None or (had is not pl and had != pl):
+                    texts[wid] = _dumps(wid) + ":" + _dumps(row_doc(pl))
+                    self.encoded += 1
+                else:
+                    texts[wid] = had_texts[wid]
+            clusters[cluster] = _Cluster(
+                mine, texts, _dumps(cluster) + ":{" + ",".join(texts.values()) + "}")
+        out = []
+        if at is not None:
+            out.append('"at":' + _dumps(at))
+        out.append('"clusters":{' + ",".join(c.text for c in clusters.values()) + "}")
+        out.append('"owner":' + _dumps(owner))
+        out.append('"version":' + _dumps(VERSION))
+        kept_views = {}
+        if views is not None:
+            view_texts = []
+            for name in sorted(views):
+                v = views[name]
+                part_v = self._views.get(name)
+                if part_v is None or part_v[0] != v:
+                    part_v = (v, _dumps(name) + ":" + _dumps(view_doc(v)))
+                kept_views[name] = part_v
+                view_texts.append(part_v[1])
+            out.append('"views":{' + ",".join(view_texts) + "}")
+        # only now: a publication that failed half-way leaves the parts as they were
+        self._clusters, self._views = clusters, kept_views
+        return ("{" + ",".join(out) + "}").encode()
+
+    def encode(self, owner: str, live: Mapping[Key, PlacementLive],
+               views: Mapping[str, ClusterNews] | None = None, at: str | None = None
+               ) -> str:
+        return encode_raw(self.raw(owner, live, views, at))
+
+
+def parse(data: str) -> dict[str, Any]:
+    """The document as stored, parsed; ValueError/OSError/EOFError when it is not one
+    of this `VERSION` (a newer writer's is refused whole, never half-read)."""
     doc = json.loads(gzip.decompress(base64.b64decode(data, validate=True)))
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         raise ValueError(f"not a version {VERSION} shard status document")
-    out: dict[tuple[ClusterName, WorkloadId], PlacementLive] = {}
-    for cluster, rows in doc["clusters"].items():
-        for wid, row in rows.items():
-            out[(ClusterName(cluster), WorkloadId(wid))] = PlacementLive(
-                **{k: v for k, v in row.items() if k in _FIELDS})
-    views: dict[ClusterName, ClusterNews] = {}
-    for name, v in (doc.get("views") or {}).items():
-        gone = v.get("unreachableFor")
-        views[ClusterName(name)] = ClusterNews(
-            str(v["health"]), float(gone) if gone is not None else None,
-            tuple(_node(n) for n in v.get("nodes") or ()))
-    at = doc.get("at")
-    return ShardDoc(str(doc["owner"]), out, views, at if isinstance(at, str) else None)
+    return doc
 
 
-def _node(row: dict[str, Any]) -> NodeState:
-    fields_ = {k: v for k, v in row.items() if k in _NODE_FIELDS}
-    fields_["taints"] = tuple(tuple(t) for t in fields_.get("taints") or ())
-    return NodeState(**fields_)
+def decode_doc(data: str, parts: Decoder | None = None,
+               keep: Callable[[str], bool] | None = None) -> ShardDoc:
+    """ValueError/KeyError/TypeError when `data` is not `encode`'s. With `parts`, what
+    is as it was in the last document decoded with it is not built again; with
+    `keep`, only the clusters it keeps (the shard's: a cluster moved by a resize is
+    its new shard's holder's to publish)."""
+    return (parts or Decoder()).decode(parse(data), keep)
 
 
-def decode(data: str) -> tuple[str, dict[tuple[ClusterName, WorkloadId], PlacementLive]]:
+class Decoder:
+    """A peer shard's last document as this replica decoded it: per cluster its rows
+    as parsed and the `PlacementLive`s built of them, per row the same, per cluster
+    its view. A new publication differs from the last in the rows that changed (and
+    `at`), so only those are built; an unchanged cluster is found by comparing its
+    parsed rows whole (one C-level dict comparison). The key is the rows themselves:
+    cheaper than any digest, and exact (the way `sharedplan.PublishedParts` does)."""
+
+    def __init__(self) -> None:
+        self._clusters: dict[str, tuple[Any, dict[Key, PlacementLive]]] = {}
+        self._views: dict[str, tuple[Any, ClusterNews]] = {}
+        self.built = 0
+        """Rows built (not reused), over all decodes."""
+        self.last: ShardDoc | None = None
+        """The document last decoded here."""
+        self.changed: dict[ClusterName, dict[Key, PlacementLive]] = {}
+        """The clusters whose rows the last decode found different from those of the
+        document before it (`last` then), with their rows now (none: gone): all a
+        merge of the new document over the one before needs to look at
+        (`ShardRows.merge`)."""
+
+    def decode(self, doc: Mapping[str, Any], keep: Callable[[str], bool] | None = None
+               ) -> ShardDoc:
+        clusters: dict[str, tuple[Any, dict[Key, PlacementLive]]] = {}
+        out: dict[Key, PlacementLive] = {}
+        last = self._clusters
+        changed: dict[ClusterName, dict[Key, PlacementLive]] = {}
+        for cluster, rows in _items(doc["clusters"]):
+            if keep is not None and not keep(cluster):
+                continue
+            _items(rows)
+            part = last.get(cluster)
+            if part is None or part[0] != rows:
+                raw, before = part if part is not None else ({}, {})
+                built: dict[Key, PlacementLive] = {}
+                name = ClusterName(cluster)
+                for wid, row in rows.items():
+                    key = (name, WorkloadId(wid))
+                    had = before.get(key)
+                    if had is None or raw.get(wid) != row:
+                        had = _row(row)
+                        self.built += 1
+                    built[key] = had
+                part = (rows, built)
+                changed[name] = built
+            clusters[cluster] = part
+            out.update(part[1])
+        views: dict[ClusterName, ClusterNews] = {}
+        kept_views: dict[str, tuple[Any, ClusterNews]] = {}
+        for name, v in _items(doc.get("views") or {}):
+            if keep is not None and not keep(name):
+                continue
+            _items(v)
+            part_v = self._views.get(name)
+            if part_v is None or part_v[0] != v:
+                gone = v.get("unreachableFor")
+                part_v = (v, ClusterNews(
+                    str(v["health"]), float(gone) if gone is not None else None,
+                    tuple(_node(n) for n in v.get("nodes") or ())))
+            kept_views[name] = part_v
+            views[ClusterName(name)] = part_v[1]
+        at = doc.get("at")
+        shard = ShardDoc(str(doc["owner"]), out, views, at if isinstance(at, str) else None)
+        for cluster in last.keys() - clusters.keys():
+            changed[ClusterName(cluster)] = {}
+        # only now: a document that failed half-way leaves the parts as they were
+        self._clusters, self._views = clusters, kept_views
+        self.last, self.changed = shard, changed
+        return shard
+
+
+def _items(value: Any) -> Any:
+    """`value.items()`; TypeError (a refused document) when it is not an object."""
+    if not isinstance(value, dict):
+        raise TypeError(f"an object expected, not {type(value).__name__}")
+    return value.items()
+
+
+def decode(data: str) -> tuple[str, dict[Key, PlacementLive]]:
     """(owner, results); ValueError/KeyError/TypeError when `data` is not `encode`'s."""
     doc = decode_doc(data)
     return doc.owner, doc.live
@@ -126,8 +353,28 @@ async def write(client: KubeClient, namespace: str, shard: int, data: str) -> No
 async def read(client: KubeClient, namespace: str, shard: int) -> str | None:
     """The encoded document, None when there is none; ClusterError or TimeoutError when
     it cannot be read now."""
+    return (await read_published(client, namespace, shard))[1]
+
+
+async def published_version(client: KubeClient, namespace: str, shard: int
+                            ) -> str | None:
+    """The resourceVersion of the shard's ConfigMap, read as its metadata alone (a few
+    hundred bytes, not the document); None when there is none. Every write changes
+    it, so a reader fetches the document (`read_published`) only when it moved.
+    ClusterError or TimeoutError when it cannot be read now."""
+    meta = await get_configmap_metadata(client, name_of(shard), namespace=namespace)
+    version = (meta or {}).get("resourceVersion")
+    return version if isinstance(version, str) and version else None
+
+
+async def read_published(client: KubeClient, namespace: str, shard: int
+                         ) -> tuple[str | None, str | None]:
+    """(the ConfigMap's resourceVersion, the encoded document); (None, None) when
+    there is none; ClusterError or TimeoutError when it cannot be read now."""
     cm = await get_configmap(client, name_of(shard), namespace=namespace)
     if cm is None:
-        return None
+        return None, None
+    version = (cm.get("metadata") or {}).get("resourceVersion")
     data = (cm.get("binaryData") or {}).get(KEY)
-    return data if isinstance(data, str) else None
+    return (version if isinstance(version, str) and version else None,
+            data if isinstance(data, str) else None)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 
 from controllers.runtime.liverows import Key, LiveRows
 from controllers.status.statusdoc import PlacementLive
+from fleet.ids import ClusterName
 
 
 class ShardRows:
@@ -56,21 +57,54 @@ class ShardRows:
         self._rows[shard] = (stamp, rows)
         return stamp, rows
 
-    def merge(self, shard: int, results: Mapping[Key, PlacementLive], source: object
+    def merge(self, shard: int, results: Mapping[Key, PlacementLive], source: object,
+              since: object = None,
+              clusters: Mapping[ClusterName, Mapping[Key, PlacementLive]] | None = None
               ) -> bool:
         """Make `shard`'s rows `results`, another replica's publication `source` (kept
         and compared by identity: a decoded document reused while its text is the same).
         Nothing is looked at when `source` is the one merged last and no row of the
-        shard was written since. True when a row was written."""
+        shard was written since. With `since`, the publication `source` differs from
+        only in `clusters` (their rows in `source`: `shardstatus.Decoder.changed`), and
+        `since` the one merged last with no row of the shard written since, only those
+        clusters are looked at. True when a row was written."""
         last = self._merged.get(shard)
-        if last is not None and last[0] is source and last[1] == self.stamp(shard):
+        stamp = self.stamp(shard)
+        if last is not None and last[0] is source and last[1] == stamp:
             return False
-        _stamp, now = self.of(shard)
-        gone = [k for k in now if k not in results]
-        changed = {k: v for k, v in results.items() if now.get(k) != v}
+        if since is not None and clusters is not None and last is not None and \
+                last[0] is since and last[1] == stamp and \
+                all(self.shard_of(c) == shard for c in clusters):
+            # `live`'s rows of the shard are `since`'s: only `clusters` can differ
+            gone, changed = [], {}
+            for cluster, rows in clusters.items():
+                gone += [k for k in self.live.keys_of(cluster) if k not in rows]
+                changed.update(self._differ(rows, self.live))
+        else:
+            _stamp, now = self.of(shard)
+            gone = [k for k in now if k not in results]
+            changed = self._differ(results, now)
+        cached = self._rows.get(shard)
         for key in gone:
             del self.live[key]
         if changed:
             self.live.update(changed)
+        if (gone or changed) and cached is not None and cached[0] == stamp and \
+                all(self.shard_of(k[0]) == shard for k in changed):
+            # The shard's rows are those gathered with these writes, and nothing else
+            # wrote in between: kept as the next `of` would gather them (12,500 rows at
+            # 50,000 workloads, gathered again after every merge that wrote one).
+            kept = dict(cached[1])
+            for key in gone:
+                del kept[key]
+            kept.update(changed)
+            self._rows[shard] = (self.stamp(shard), kept)
         self._merged[shard] = (source, self.stamp(shard))
         return bool(gone or changed)
+
+    @staticmethod
+    def _differ(rows: Mapping[Key, PlacementLive], now: Mapping[Key, PlacementLive]
+                ) -> dict[Key, PlacementLive]:
+        # A publication decoded with the last one's parts (`shardstatus.Decoder`) has
+        # the very rows merged then wherever they did not change: found by identity.
+        return {k: v for k, v in rows.items() if (had := now.get(k)) is not v and had != v}

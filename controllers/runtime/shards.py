@@ -202,6 +202,9 @@ class Shards:
         """Shard -> another replica's publication as last read, decoded, and when
         (monotonic) it was last seen to change: the holder re-publishes at least every
         third of a Lease duration, so news unchanged for a whole duration is stale."""
+        self._status_io = _StatusIO()
+        """The other shards' publications' resourceVersions and decoded parts, this
+        replica's own publications' encoded parts, and what they cost."""
         self.remote: dict[str, ClusterView] = {}
         """The clusters of shards held elsewhere, as placement and status see them."""
         self.news: dict[str, tuple[str | None, bool]] = {}
@@ -625,9 +628,13 @@ class Shards:
     async def _publish(self, client: KubeClient) -> None:
         """Each held shard's results and its clusters' health and nodes: written when
         they change, and at least every `REFRESH` of a Lease duration (the others' sign
-        that this shard is alive)."""
+        that this shard is alive). While only rows or nodes churn, at most every
+        `COALESCE` seconds: a health change goes out at the next poll."""
         views = self.m.clusters.views()
-        for shard in self.held():
+        io = self._status_io
+        held = self.held()
+        io.forget(lambda s: s not in held, io.encoders)
+        for shard in held:
             # The rows are looked at only when one of them changed (`ShardRows`): they
             # were gathered out of the fleet's and compared whole every second.
             stamp = self.rows.stamp(shard)
@@ -635,12 +642,16 @@ class Shards:
                     for name, v in views.items() if self.shard(name) == shard}
             last = self._published.get(shard)
             now = self.clock()
-            if last is not None and last[0] == stamp and last[1] == news and \
-                    now - last[2] < self.duration * shardstatus.REFRESH:
-                continue
+            if last is not None:
+                age = now - last[2]
+                if age < self.duration * shardstatus.REFRESH and (
+                        (last[0] == stamp and last[1] == news) or (
+                        age < shardstatus.COALESCE and _healths(last[1]) == _healths(news))):
+                    continue
             stamp, mine = self.rows.of(shard)
             at = datetime.now(UTC).isoformat(timespec="milliseconds")
-            data = shardstatus.encode(self.identity, mine, news, at)
+            encoder = io.encoders.setdefault(shard, shardstatus.Encoder())
+            data = encoder.encode(self.identity, mine, news, at)
             await shardstatus.write(client, self.m.home.namespace, shard, data)
             self._published[shard] = (stamp, news, now)
 
@@ -650,28 +661,49 @@ class Shards:
         differs: every write counts as a change to the status cache
         (`controllers.status.cache`), and an unchanged merge each poll had the document
         rebuilt every second. A publication merged already is not looked at again
-        (`ShardRows.merge`)."""
+        (`ShardRows.merge`). Each peer's ConfigMap is looked at by its metadata first
+        and fetched whole only when its resourceVersion moved; a new document builds
+        only the rows that changed (`shardstatus.Decoder`). One that cannot be decoded
+        (torn, or a `VERSION` this replica does not know) leaves what was read before:
+        its news goes stale, its clusters Unknown, nothing fails over."""
         held = set(self.held())
+        io = self._status_io
+        io.forget(lambda s: s in held, io.decoders)
+        io.forget(lambda s: s in held, io.versions)
         for shard in range(self.count):
             if shard in held:
                 continue
-            data = await shardstatus.read(client, self.m.home.namespace, shard)
-            if data is None:
-                continue
-            last = self._read.get(shard)
-            if last is not None and last[0] == data:
-                doc = last[1]
-            else:
-                try:
-                    doc = shardstatus.decode_doc(data)
-                except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
-                    log.warning("shard_status_unusable", shard=shard, error=str(e))
+            version = await shardstatus.published_version(
+                client, self.m.home.namespace, shard)
+            io.looks += 1
+            if version is None:
+                continue  # none published yet
+            if version != io.versions.get(shard):
+                version, data = await shardstatus.read_published(
+                    client, self.m.home.namespace, shard)
+                io.fetches += 1
+                if version is None or data is None:  # deleted since: as when there is none
+                    io.versions.pop(shard, None)
                     continue
-                doc = shardstatus.ShardDoc(
-                    doc.owner, {k: v for k, v in doc.live.items() if self.shard(k[0]) == shard},
-                    {n: v for n, v in doc.views.items() if self.shard(n) == shard}, doc.at)
-                self._read[shard] = (data, doc, self.clock())
-            self.rows.merge(shard, doc.live, doc)  # only what differs, only when new
+                io.versions[shard] = version
+                last = self._read.get(shard)  # after the await: as fresh as can be
+                if last is None or last[0] != data:
+                    decoder = io.decoders.setdefault(shard, shardstatus.Decoder())
+                    since = decoder.last
+                    try:
+                        doc = shardstatus.decode_doc(data, decoder,
+                                                     keep=_in_shard(self.shard, shard))
+                    except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
+                        log.warning("shard_status_unusable", shard=shard, error=str(e))
+                        continue  # not fetched again until it is written again
+                    io.decodes += 1
+                    self._read[shard] = (data, doc, self.clock())
+                    # only the clusters that differ from the document merged before
+                    self.rows.merge(shard, doc.live, doc, since, decoder.changed)
+                    continue
+            last = self._read.get(shard)
+            if last is not None:
+                self.rows.merge(shard, last[1].live, last[1])  # only what differs, when new
         self.refresh_views()
 
     def refresh_views(self) -> None:
@@ -720,6 +752,41 @@ class Shards:
 
     def _pending(self) -> bool:
         return self.m.desired.anything_pending  # kept with the plan, not a scan
+
+
+class _StatusIO:
+    """What reading the other shards' publications and writing this replica's keep
+    between polls (`Shards._read_others`, `Shards._publish`), and counts."""
+
+    def __init__(self) -> None:
+        self.versions: dict[int, str] = {}
+        """Shard -> the resourceVersion of its ConfigMap as last fetched."""
+        self.decoders: dict[int, shardstatus.Decoder] = {}
+        self.encoders: dict[int, shardstatus.Encoder] = {}
+        self.looks = 0
+        self.fetches = 0
+        self.decodes = 0
+        """Metadata-only GETs of the other shards' ConfigMaps, full GETs (the
+        resourceVersion moved), and documents decoded (the text changed)."""
+
+    @property
+    def built(self) -> int:
+        """Rows built from the other shards' documents (not reused)."""
+        return sum(d.built for d in self.decoders.values())
+
+    @staticmethod
+    def forget(gone: Callable[[int], bool], parts: dict[int, Any]) -> None:
+        for shard in [s for s in parts if gone(s)]:
+            del parts[shard]
+
+
+def _in_shard(shard_of: Callable[[str], int], shard: int) -> Callable[[str], bool]:
+    return lambda cluster: shard_of(cluster) == shard
+
+
+def _healths(news: dict[str, shardstatus.ClusterNews]) -> dict[str, str]:
+    """What of a shard's news is published at once: each cluster's health."""
+    return {name: v.health for name, v in news.items()}
 
 
 def _health(value: str) -> ClusterHealth:

@@ -16,9 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from controllers.persist import sharedplan
+from controllers.persist import shardstatus, sharedplan
 from controllers.runtime.desired import DesiredState
-from controllers.runtime.liverows import LiveRows
+from controllers.runtime.liverows import Key, LiveRows
 from controllers.runtime.shardrows import ShardRows
 from controllers.status.statusdoc import PlacementLive
 from fleet.capacity import CapacitySnapshot
@@ -200,6 +200,64 @@ def test_another_shards_publication_is_merged_once_and_only_where_it_differs() -
     assert live[one] == changed[one] and two not in live
     assert live.version == version + 2  # one delete, one update: not 12,500 rows
     assert {k: v for k, v in live.items() if shard_of(k[0]) == 1} == changed
+
+
+def test_a_merge_that_wrote_keeps_the_shards_rows_without_gathering_them_again() -> None:
+    """Every publication of a churning shard wrote a row or two, and the next merge
+    gathered the shard's 12,500 rows again to compare: now the merge keeps them as it
+    wrote them, the same as a gathering would find."""
+    names = _names()
+    live = _live(names)
+    shard_of = ShardOf(4)
+    rows = ShardRows(live, shard_of)
+    theirs = {k: v for k, v in live.items() if shard_of(k[0]) == 1}
+    rows.merge(1, theirs, object())
+    one, two = sorted(theirs)[:2]
+    for second in range(5):
+        theirs = dict(theirs)
+        theirs[one] = PlacementLive("Synced", "Healthy", f"c{second + 2}")
+        theirs.pop(two, None)
+        gathered = rows.gathered
+        assert rows.merge(1, theirs, object()) is True
+        assert rows.of(1)[1] == theirs and rows.gathered == gathered
+        assert rows.of(1) == ShardRows(live, shard_of).of(1)
+
+
+def test_a_decoded_publication_is_merged_by_the_clusters_that_changed_only() -> None:
+    """A peer's next document decoded over its last (`shardstatus.Decoder`) says which
+    clusters differ: the merge looks at those alone (no gathering of the shard's
+    12,500 rows, no comparing them), and leaves `live` as a whole merge would. A row
+    of the shard written here since (a reconcile of a shard held for a while) makes
+    it compare everything again."""
+    names = _names()
+    live = _live(names)
+    shard_of = ShardOf(4)
+    theirs = {k: v for k, v in live.items() if shard_of(k[0]) == 1}
+    for k in theirs:
+        del live[k]  # the others' rows come from their publications
+    rows = ShardRows(live, shard_of)
+    decoder = shardstatus.Decoder()
+
+    def publish(published: dict[Key, PlacementLive], at: str) -> bool:
+        since = decoder.last
+        doc = shardstatus.decode_doc(shardstatus.encode("b", published, {}, at), decoder,
+                                     keep=lambda c: shard_of(c) == 1)
+        return rows.merge(1, doc.live, doc, since, decoder.changed)
+    assert publish(theirs, "t0") is True
+    one, two = sorted(theirs)[:2]
+    gathered = rows.gathered
+    for second in range(5):
+        theirs = dict(theirs)
+        theirs[one] = PlacementLive("Synced", "Healthy", f"c{second + 2}")
+        theirs.pop(two, None)
+        assert publish(theirs, f"t{second + 1}") is True
+        assert {k: v for k, v in live.items() if shard_of(k[0]) == 1} == theirs
+        assert rows.gathered == gathered  # looked at one cluster, not the shard's rows
+        assert set(decoder.changed) <= {one[0], two[0]}
+    assert publish(theirs, "t9") is False  # only `at` moved
+    live[two] = PlacementLive("Synced", "Healthy", "written-here")
+    assert publish(theirs, "t10") is True and two not in live  # compared whole again
+    assert {k: v for k, v in live.items() if shard_of(k[0]) == 1} == theirs
 
 
 def test_a_new_published_plan_builds_only_the_workloads_that_changed() -> None:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
+from dataclasses import asdict
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clusters.capacity import NodeState
 from controllers.persist import shardstatus
 from controllers.status.statusdoc import PlacementLive
 from fleet.ids import ClusterName, WorkloadId
+
+Key = tuple[ClusterName, WorkloadId]
 
 
 def test_results_round_trip_with_their_owner() -> None:
@@ -53,3 +60,133 @@ def test_health_and_nodes_round_trip_with_when_they_were_observed() -> None:
 def test_what_is_not_a_shard_status_is_refused(data: str) -> None:
     with pytest.raises((ValueError, KeyError, TypeError, OSError, EOFError)):
         shardstatus.decode(data)
+
+
+# -- issue 22: parts kept between publications and between reads ----------------------
+
+def old_raw(owner: str, live: dict[Key, PlacementLive],
+            views: dict[str, shardstatus.ClusterNews] | None, at: str | None) -> bytes:
+    """What the previous version wrote (`dataclasses.asdict` per row and node): the
+    text a replica of it reads, and writes for this one to read."""
+    rows: dict[str, dict[str, Any]] = {}
+    for (cluster, wid), pl in sorted(live.items()):
+        rows.setdefault(cluster, {})[wid] = asdict(pl)
+    doc: dict[str, Any] = {"version": 1, "owner": owner, "clusters": rows}
+    if views is not None:
+        doc["views"] = {name: {"health": v.health, "unreachableFor": v.unreachable_for,
+                               "nodes": [asdict(n) for n in v.nodes]}
+                        for name, v in sorted(views.items())}
+    if at is not None:
+        doc["at"] = at
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
+def old_encode(*args: Any) -> str:
+    return base64.b64encode(gzip.compress(old_raw(*args), mtime=0)).decode("ascii")
+
+
+text = st.text(max_size=6)
+optional = st.none() | text
+placement = st.builds(PlacementLive, st.sampled_from(["Synced", "Failed", "Applying"]),
+                      st.sampled_from(["Healthy", "Progressing"]), optional,
+                      optional, optional, optional, st.booleans(), optional)
+key = st.tuples(st.sampled_from(["a", "b", "c\"}", "é"]).map(ClusterName),
+                text.map(WorkloadId))
+node = st.builds(NodeState, text, optional, st.integers(0, 8), st.booleans(),
+                 st.booleans(), st.lists(st.tuples(text, optional, text), max_size=2
+                                         ).map(tuple), st.integers(0, 8))
+news = st.builds(shardstatus.ClusterNews, st.sampled_from(["Healthy", "Unreachable"]),
+                 st.none() | st.floats(0, 1e6), st.lists(node, max_size=2).map(tuple))
+rows = st.dictionaries(key, placement, max_size=12)
+views_ = st.none() | st.dictionaries(st.sampled_from(["a", "b", "c\"}"]), news, max_size=3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(rows, views_, optional), min_size=1, max_size=4))
+def test_publications_with_kept_parts_are_the_previous_versions_text_and_read_back(
+        publications: list[tuple[dict[Key, PlacementLive],
+                                 dict[str, shardstatus.ClusterNews] | None, str | None]]
+        ) -> None:
+    """One encoder and one decoder through a run of publications (each some rows
+    changed, added or gone from the last): each text is byte for byte the one the
+    previous version's encoder made (so a replica of either reads the other's), and
+    decodes, with the parts kept or whole, to what was published."""
+    encoder, decoder = shardstatus.Encoder(), shardstatus.Decoder()
+    for live, views, at in publications:
+        raw = encoder.raw("r1", live, views, at)
+        assert raw == old_raw("r1", live, views, at)
+        data = shardstatus.encode_raw(raw)
+        kept = shardstatus.decode_doc(data, decoder)
+        whole = shardstatus.decode_doc(old_encode("r1", live, views, at))
+        assert kept == whole
+        assert (kept.owner, kept.live, kept.at) == ("r1", live, at)
+        assert kept.views == (views or {})
+
+
+def many(n: int = 300) -> dict[Key, PlacementLive]:
+    return {(ClusterName(f"c{i % 7}"), WorkloadId(f"t/w{i:04d}")):
+            PlacementLive("Synced", "Healthy", "c1") for i in range(n)}
+
+
+def test_a_publication_re_encodes_only_the_rows_that_changed() -> None:
+    live = many()
+    encoder = shardstatus.Encoder()
+    encoder.encode("r1", live, {}, "t0")
+    assert encoder.encoded == len(live)
+    encoder.encode("r1", live, {}, "t1")  # only `at` moved
+    assert encoder.encoded == len(live)
+    one = (ClusterName("c3"), WorkloadId("t/w0003"))
+    live[one] = PlacementLive("Failed", "Unknown", "c2", message="refused")
+    del live[(ClusterName("c4"), WorkloadId("t/w0004"))]
+    data = encoder.encode("r1", live, {}, "t2")
+    assert encoder.encoded == len(many()) + 1
+    assert shardstatus.decode_doc(data).live == live
+
+
+def test_a_peers_next_document_builds_only_the_rows_that_changed() -> None:
+    """Reading a peer's re-publication (only `at` moved) builds no row and gives the
+    very rows of the last read (which `ShardRows.merge` then finds by identity); one
+    changed row builds one row, and a row removed is gone."""
+    live = many()
+    decoder = shardstatus.Decoder()
+    first = shardstatus.decode_doc(shardstatus.encode("r1", live, {}, "t0"), decoder)
+    assert decoder.built == len(live)
+    again = shardstatus.decode_doc(shardstatus.encode("r1", live, {}, "t1"), decoder)
+    assert decoder.built == len(live) and again.at == "t1"
+    assert all(again.live[k] is v for k, v in first.live.items())
+    one = (ClusterName("c3"), WorkloadId("t/w0003"))
+    gone = (ClusterName("c3"), WorkloadId("t/w0010"))
+    live[one] = PlacementLive("Failed", "Unknown", "c2", message="refused")
+    del live[gone]
+    third = shardstatus.decode_doc(shardstatus.encode("r1", live, {}, "t2"), decoder)
+    assert decoder.built == len(many()) + 1
+    assert third.live == live and gone not in third.live
+    assert all(third.live[k] is v for k, v in first.live.items() if k not in (one, gone))
+
+
+def test_a_document_that_cannot_be_read_leaves_the_parts_as_they_were() -> None:
+    """A torn document, or one of a version this reader does not know (a newer
+    replica's, mid rolling upgrade), is refused whole: nothing of it is half-taken,
+    and the next good one still reuses what the last good one built."""
+    live = many()
+    decoder = shardstatus.Decoder()
+    shardstatus.decode_doc(shardstatus.encode("r1", live), decoder)
+    newer = base64.b64encode(gzip.compress(json.dumps(
+        {"version": 2, "owner": "r2", "clusters": {"c3": []}}).encode())).decode()
+    broken = base64.b64encode(gzip.compress(json.dumps(
+        {"version": 1, "owner": "r2", "clusters": {"c0": {}, "c3": ["torn"]}}).encode())
+    ).decode()
+    for data in (newer, broken, "not base64!"):
+        with pytest.raises((ValueError, KeyError, TypeError, OSError, EOFError)):
+            shardstatus.decode_doc(data, decoder)
+    assert shardstatus.decode_doc(shardstatus.encode("r1", live), decoder).live == live
+    assert decoder.built == len(live)
+
+
+def test_a_cluster_of_another_shard_is_not_taken_from_a_document() -> None:
+    live = many(20)
+    doc = shardstatus.decode_doc(shardstatus.encode("r1", live, {
+        "c1": shardstatus.ClusterNews("Healthy", None, ()),
+        "c2": shardstatus.ClusterNews("Healthy", None, ())}), keep=lambda c: c != "c2")
+    assert {k[0] for k in doc.live} == {f"c{i}" for i in range(7)} - {"c2"}
+    assert set(doc.views) == {"c1"}

@@ -1,0 +1,134 @@
+"""`fleet run --shards N`: what reading the other shards' published results costs
+(issue 22), counted at the simulated home: each look at a peer's ConfigMap is a
+metadata-only GET, a full GET follows only when it was written, and a document that
+changed builds only its rows that changed; one a replica cannot read leaves what it had.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import structlog.testing
+
+from controllers.demo.sandbox import until
+from controllers.persist import shardstatus
+from fleet.shards import shard_of
+from tests.integration.test_controller_shards import balanced, fleet_of, roll, start
+from tests.support.home import NS
+from tests.support.logs import logged
+
+
+async def test_a_peers_status_is_fetched_and_built_only_where_it_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with fleet_of(tmp_path, 2) as (box, stack):
+        a, b = [await start(box, stack, tmp_path, who, 2, lease=6.0) for who in "ab"]
+        await until(lambda: balanced(a, b), 30, what="one shard each")
+        await roll(box, "registry.internal/serve:v2", a, b)
+        assert a.shards is not None and b.shards is not None and box.home is not None
+        shards, theirs = a.shards, b.shards.held()[0]
+        home = box.home.clusters["home"]
+        path = f"/api/v1/namespaces/{NS}/configmaps/{shardstatus.name_of(theirs)}"
+        await until(lambda: theirs in shards._read, 30, what="b's shard read by a")
+
+        async def quiet(_client: object) -> None:  # b publishes nothing: the test does
+            return None
+        monkeypatch.setattr(b.shards, "_publish", quiet)
+        io = shards._status_io
+        start_looks = io.looks
+        await until(lambda: io.looks >= start_looks + 2, 30, what="two looks after")
+        client = a.home.client()
+        assert client is not None
+        full, looks = home.requests[("GET", path, False)], home.requests[("GET", path, True)]
+        fetches, built, decodes = io.fetches, io.built, io.decodes
+        rows = {k: v for k, v in a.live.items() if shard_of(k[0], 2) == theirs}
+        for _ in range(5):  # seconds of an unchanged peer: a look each, nothing more
+            await shards._read_others(client)
+        assert home.requests[("GET", path, True)] >= looks + 5
+        assert home.requests[("GET", path, False)] == full
+        assert (io.fetches, io.built, io.decodes) == (fetches, built, decodes)
+        assert rows and all(a.live[k] is v for k, v in rows.items())
+
+        # b's shard publishes one row changed: one full GET, one row built
+        one = sorted(rows)[0]
+        mine = dict(rows) | {one: replace(rows[one], sync="Failed", message="the test")}
+        await shardstatus.write(client, NS, theirs, shardstatus.encode(
+            "b", mine, shards._read[theirs][1].views, "2026-12-04T20:00:00.000+00:00"))
+        await shards._read_others(client)
+        assert io.built == built + 1 and io.decodes >= decodes + 1
+        assert home.requests[("GET", path, False)] <= full + 2  # the loop's look may race
+        assert a.live[one].sync == "Failed"
+        assert all(a.live[k] is v for k, v in rows.items() if k != one)
+
+        # a newer replica's document (another version), mid rolling upgrade: refused,
+        # logged, what was read kept; fetched once, not at every look after
+        newer = shardstatus.encode_raw(b'{"version":2,"owner":"b","clusters":{}}')
+        kept = shards._read[theirs]
+        with structlog.testing.capture_logs() as logs:
+            await shardstatus.write(client, NS, theirs, newer)
+            await shards._read_others(client)
+            fetched = home.requests[("GET", path, False)]
+            for _ in range(4):
+                await shards._read_others(client)
+        assert logged(logs, "shard_status_unusable", shard=theirs) >= 1
+        # (+1: a look of the loop's may have been in flight)
+        assert home.requests[("GET", path, False)] <= fetched + 1
+        assert shards._read[theirs] is kept and a.live[one].sync == "Failed"
+        assert all(a.live[k] is v for k, v in rows.items() if k != one)
+
+
+@pytest.mark.parametrize("lease", [2.0, 12.0], ids=["refresh-first", "coalesce-first"])
+async def test_a_churning_shard_is_published_at_most_every_coalesce_but_health_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lease: float) -> None:
+    """While only its rows change, a shard is published at most every `COALESCE`
+    seconds (each publication, and each read of it by every other replica, covers the
+    changes of those seconds), never later than `REFRESH` (the liveness rule) asks;
+    a cluster's health change is published at the next poll. On the replica's own
+    clock, set by the test."""
+    from dataclasses import replace as with_
+
+    from controllers.status.statusdoc import PlacementLive
+    from fleet.ids import ClusterName, WorkloadId
+    from tests.integration.test_controller_shards import files, leader_elsewhere, settings
+    from tests.support.controller import FAST, sandbox
+
+    async with sandbox(tmp_path, files(), home=True) as box:
+        await leader_elsewhere(box)
+        async with box.controller(settings(box, tmp_path, "a", 1), adapter_options=FAST,
+                                  lease_duration=lease) as a:
+            shards = a.shards
+            assert shards is not None
+            await until(lambda: shards.held() == [0], 30, what="the shard held")
+            await until(lambda: 0 in shards._published, 30, what="a first publication")
+            client = a.home.client()
+            assert client is not None
+            now = shards.clock() + 100.0
+            shards.clock = lambda: now  # the loop's and the test's: one clock
+            gap = min(shardstatus.COALESCE, lease * shardstatus.REFRESH)
+            key = (ClusterName(next(iter(a.clusters.views()))), WorkloadId("t/churn"))
+
+            async def publish(at: float, commit: str | None) -> float:
+                """When the shard was last published, after a poll at `at` (a row
+                changed first unless `commit` is None)."""
+                nonlocal now
+                now = at
+                if commit is not None:
+                    a.live[key] = PlacementLive("Synced", "Healthy", commit)
+                await shards._publish(client)
+                return shards._published[0][2]
+            t0 = now
+            assert await publish(t0, "c1") == t0  # due: published
+            assert await publish(t0 + gap / 2, "c2") == t0  # a row changed: held
+            assert await publish(t0 + gap * 0.9, "c3") == t0
+            t1 = t0 + gap + 0.01
+            assert await publish(t1, None) == t1  # out, with c3
+            views = a.clusters.views()
+            name = key[0]
+            monkeypatch.setattr(a.clusters, "views", lambda: views | {
+                name: with_(views[name], health="Unreachable")})
+            assert await publish(t1 + 0.1, "c4") == t1 + 0.1  # health: at once
+            doc = shardstatus.decode_doc(await shardstatus.read(client, a.home.namespace, 0))
+            assert doc.views[name].health == "Unreachable" and doc.live[key].commit == "c4"
+            t2 = t1 + 0.1 + lease * shardstatus.REFRESH + 0.01
+            assert await publish(t2, None) == t2  # nothing changed: REFRESH still rules
