@@ -287,10 +287,22 @@ class LeaderPlans:
         self._spec: FleetSpec | None = None
         self._allocated: dict[tuple[ClusterName, Flavour], int] = {}
         self._caps: tuple[str, dict[ClusterName, dict[Flavour, int]]] | None = None
+        self._changes: tuple[Plan, Plan, frozenset[WorkloadId]] | None = None
+        """(the plan before, the plan made, the decisions it changed) of the last plan
+        made by change that added or removed no workload."""
         self.full = 0
         self.incremental = 0
         self.built = 0
         """Plans made whole and by change, and workloads looked at by the latter."""
+
+    def changes(self, old: Plan | None, new: Plan) -> frozenset[WorkloadId] | None:
+        """The workloads whose decisions `new` changed from `old` (every other decision
+        the same object, the same ids in the same order), when `new` is the last plan
+        made here, by change, over `old`; else None (not known: look at every one)."""
+        last = self._changes
+        if last is None or old is None or last[0] is not old or last[1] is not new:
+            return None
+        return last[2]
 
     def plan(self, spec: FleetSpec, leader: Mapping[WorkloadId, tuple[Assignment, ...]],
              commit: str | None, capacity: CapacitySnapshot,
@@ -299,6 +311,7 @@ class LeaderPlans:
         workload whose placement in `leader` differs from the `leader` of the last call
         (None: not known)."""
         last, before = self.last, self._spec
+        self._changes = None
         digest = capacity.digest()
         if self._caps is None or self._caps[0] != digest:
             self._caps = (digest, _capacities(capacity))
@@ -314,16 +327,19 @@ class LeaderPlans:
             workloads = dict(last.workloads)
             allocated = self._allocated
             resort = False
+            decided: set[WorkloadId] = set()
             for wid in look:
                 old = workloads.get(wid)
                 new = _decision(spec, leader, wid, old)
                 if old is new:
                     continue
+                decided.add(wid)
                 if old is not None:
                     for a in old.assignments:
                         allocated[(a.cluster, a.flavour)] -= a.gpus
                 if new is None:
                     del workloads[wid]
+                    resort = True  # ids gone: not a change of decisions only
                     continue
                 if old is None:
                     resort = True
@@ -337,6 +353,8 @@ class LeaderPlans:
                         workloads=dict(sorted(workloads.items())) if resort else workloads,
                         usage=_usage(self._caps[1], allocated), capacity_digest=digest,
                         policy_version=spec.residency.version)
+            if not resort:
+                self._changes = (last, plan, frozenset(decided))
         self.last, self._spec = plan, spec
         return plan
 

@@ -245,6 +245,7 @@ class Shards:
         m.reconciler.may_act = lambda: not m.source.holding
         m.placement.follow = shards.follow
         m.placement.borrow = shards.borrow
+        m.placement.borrowed_changes = shards.changes
         m.placement.other_views = shards.views
         m.placement.unseen = shards.unseen
         m.placement.following = shards.following_leader
@@ -363,6 +364,10 @@ class Shards:
             spec, published[1] if published is not None else {}, commit, capacity,
             changed)
         return self._borrowed
+
+    def changes(self, old: Plan | None, new: Plan) -> frozenset[WorkloadId] | None:
+        """The decisions `borrow`'s plan `new` changed from `old` (`LeaderPlans.changes`)."""
+        return self._borrowing.changes(old, new)
 
     def collect(self) -> Iterator[Metric]:
         """`aifleet_shard_held{shard}` (1 where this replica holds the shard's Lease) and

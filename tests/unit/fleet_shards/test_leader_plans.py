@@ -46,6 +46,7 @@ def test_a_plan_built_from_what_changed_is_the_whole_leader_plan(steps: list) ->
     plans = LeaderPlans()
     spec = spec_of(set(), set())
     last: dict[WorkloadId, tuple[Assignment, ...]] = {}
+    before = None
     for (members, invalid), same_spec, leader, cap, commit, extra, unknown in steps:
         if not same_spec:
             spec = spec_of(members, invalid)
@@ -55,7 +56,14 @@ def test_a_plan_built_from_what_changed_is_the_whole_leader_plan(steps: list) ->
         want = leader_plan(spec, leader, commit, CAPS[cap])
         assert got == want
         assert list(got.workloads) == sorted(got.workloads)  # sorted, as the whole's
-        last = leader
+        # what it says changed is all that did (`DesiredState.set_plan`'s contract)
+        said = plans.changes(before, got)
+        if said is not None:
+            assert before is not None and list(got.workloads) == list(before.workloads)
+            assert all(got.workloads[w] is before.workloads[w]
+                       for w in got.workloads if w not in said)
+        assert plans.changes(got, got) is None
+        last, before = leader, got
     assert plans.full + plans.incremental == len(steps)
 
 
@@ -72,3 +80,4 @@ def test_a_one_workload_change_looks_at_that_workload_only() -> None:
     assert second == leader_plan(spec, moved, "c2", CAPS[0])
     assert all(second.workloads[w] is first.workloads[w] for w in IDS if w != IDS[3])
     assert second.usage[ClusterName("b")][Flavour("h100-80gb")].allocated == 8
+    assert plans.changes(first, second) == {IDS[3]}
