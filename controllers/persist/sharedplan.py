@@ -49,7 +49,7 @@ from clusters.configmap import (
     get_configmap_metadata,
     put_configmap,
 )
-from clusters.errors import ClusterError
+from clusters.errors import ClusterError, Conflict, NotFound
 from controllers.persist.lastplan import VERSION, assignments_of, from_doc, to_doc
 from fleet.ids import WorkloadId
 from fleet.placement.types import Assignment, Plan, PreviousPlan
@@ -336,6 +336,9 @@ class Publisher:
         self.dirty: set[int] = set()
         """Parts changed since they were last written (encoded again at `flush`)."""
         self.index_dirty = False
+        self.index_version: str | None = None
+        """The index's resourceVersion as this publisher last wrote it (None: replaced
+        whatever is there)."""
         self.was: int = 0
         """The part count of the index last written here, when another is in use now
         (the parts past the new count are deleted after the next index write)."""
@@ -392,30 +395,48 @@ class Publisher:
                     may_write: Callable[[], bool]) -> bool:
         """Write the changed parts, then the index (only after every part it names is
         written: a reader never finds an index naming a part not yet there). What
-        failed stays to write at the next flush. False when not all was written."""
-        for k in sorted(self.dirty):  # the others' texts and digests are kept
-            self.texts[k] = encode_part(self.parts[k], k, len(self.parts))
-            self.digests[k] = digest(self.texts[k])
-            self.encoded += 1
+        failed stays to write at the next flush. False when not all was written.
+
+        The index is replaced only at the version this publisher last wrote: one
+        written by another replica since (a leader that lost its Lease and took it
+        back, while another wrote) means the parts there are not the ones held here,
+        so every part is written again, then the index."""
         try:
-            for k in sorted(self.dirty):
-                if not may_write():
-                    return False
-                await put_configmap(client, part_name(k), {
-                    "data": {"sha256": self.digests[k]},
-                    "binaryData": {KEY: self.texts[k]}}, namespace=namespace)
-                self.dirty.discard(k)
-                self.puts += 1
-                self.bytes_written += len(self.texts[k])
-            if self.index_dirty:
+            for attempt in range(2):
+                for k in sorted(self.dirty):  # the others' texts and digests are kept
+                    self.texts[k] = encode_part(self.parts[k], k, len(self.parts))
+                    self.digests[k] = digest(self.texts[k])
+                    self.encoded += 1
+                for k in sorted(self.dirty):
+                    if not may_write():
+                        return False
+                    await put_configmap(client, part_name(k), {
+                        "data": {"sha256": self.digests[k]},
+                        "binaryData": {KEY: self.texts[k]}}, namespace=namespace)
+                    self.dirty.discard(k)
+                    self.puts += 1
+                    self.bytes_written += len(self.texts[k])
+                if not self.index_dirty:
+                    break
                 if not may_write():
                     return False
                 text = Index(self.commit, tuple(self.digests)).encode()
-                await put_configmap(client, NAME, {"data": {INDEX_KEY: text}},
-                                    namespace=namespace)
+                try:
+                    got = await put_configmap(client, NAME, {"data": {INDEX_KEY: text}},
+                                              namespace=namespace,
+                                              resource_version=self.index_version)
+                except (Conflict, NotFound):
+                    if attempt or self.index_version is None:
+                        raise
+                    log.warning("shared_last_plan_written_elsewhere")
+                    self.dirty, self.index_version = set(range(len(self.parts))), None
+                    continue
+                version = (got.get("metadata") or {}).get("resourceVersion")
+                self.index_version = version if isinstance(version, str) else None
                 self.index_dirty = False
                 self.puts += 1
                 self.bytes_written += len(text)
+                break
             while self.was > len(self.parts):  # named by no index now: not read again
                 self.was -= 1
                 await delete_configmap(client, part_name(self.was), namespace=namespace)
@@ -423,7 +444,7 @@ class Publisher:
         except (ClusterError, TimeoutError) as e:
             log.warning("shared_last_plan_not_saved", error=f"{type(e).__name__}: {e}")
             return False
-        return True
+        return not self.dirty and not self.index_dirty
 
 
 @dataclass(frozen=True, slots=True)

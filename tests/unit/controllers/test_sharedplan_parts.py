@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from clusters.configmap import put_configmap
-from clusters.errors import ClusterError, NotFound
+from clusters.errors import ClusterError, Conflict, NotFound
 from controllers.persist import sharedplan
 from controllers.persist.sharedplan import NAME, Reader, SharedPlan, part_name
 from fleet.ids import ClusterName, Flavour, WorkloadId
@@ -46,6 +46,10 @@ class Store:
             raise ClusterError("refused")
         if method == "PUT" and name not in self.objects:
             raise NotFound("not found")
+        asked = (body or {}).get("metadata", {}).get("resourceVersion")
+        if method == "PUT" and asked and asked != self.objects[name]["metadata"][
+                "resourceVersion"]:
+            raise Conflict("changed since")
         if method == "POST" and name == "namespaces":
             return {}
         obj = dict(body)
@@ -235,3 +239,24 @@ async def test_every_configmap_is_far_under_the_object_limit(n: int) -> None:
     assert sharedplan.parts_for(n) == 32 and len(sizes) == 33
     assert max(sizes.values()) < 64 * 1024  # the limit is 1 MiB
     assert sizes[NAME] < 4 * 1024
+
+
+async def test_a_leader_that_finds_another_index_writes_every_part_again() -> None:
+    """A replica that led, lost the Lease and took it back without a plan in between
+    holds parts another leader has rewritten since: its next index write is refused
+    (written at the version it last wrote), and it writes every part, then the index."""
+    store = Store()
+    a, b = shared(store), shared(store)
+    first = placed(5_000)
+    plan1 = plan_of(first, "c1")
+    await a.write_plan(plan1, "c1")
+    other = placed(5_000, cluster="b")
+    await b.write(other, "c2")  # the other leader, meanwhile
+    moved = WorkloadId("team/w00042")
+    second = {**first, moved: other[moved]}
+    plan2 = plan_of(second, "c3")
+    before = store.puts()
+    assert await a.write_plan(plan2, "c3", changed={moved}, base=plan1)
+    parts = sharedplan.parts_for(5_000)
+    assert store.puts() - before == 1 + parts + 1  # its part, refused index, all, index
+    assert await sharedplan.read(store, NS) == second  # type: ignore[arg-type]
