@@ -56,12 +56,12 @@ async def get_configmap_metadata(client: KubeClient, name: str, *, namespace: st
 async def put_configmap(client: KubeClient, name: str, payload: JSON, *,
                         namespace: str,
                         annotations: Mapping[str, str] | None = None,
-                        resource_version: str | None = None) -> None:
+                        resource_version: str | None = None) -> JSON:
     """Replace a ConfigMap (`payload`: its `data` and/or `binaryData`) of the
     controller's namespace in the home cluster; create it, and the namespace, the first
     time. With `resource_version`, only that version is replaced (Conflict when it
-    changed since: optimistic concurrency). ClusterError or TimeoutError when it cannot
-    be written now."""
+    changed since: optimistic concurrency). The object as written (its new
+    `resourceVersion`); ClusterError or TimeoutError when it cannot be written now."""
     meta: JSON = {"name": name, "namespace": namespace,
                   "labels": {"app.kubernetes.io/managed-by": "aifleet"}}
     if annotations:
@@ -71,15 +71,15 @@ async def put_configmap(client: KubeClient, name: str, payload: JSON, *,
     body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, **payload}
     with anyio.fail_after(DEADLINE):
         try:
-            await client.request("PUT", CONFIGMAP.item(name, namespace),
-                                 verb="update", body=body, retry=False)
+            return await client.request("PUT", CONFIGMAP.item(name, namespace),
+                                        verb="update", body=body, retry=False)
         except NotFound:
             if resource_version:
                 raise  # deleted since it was read: not ours to re-create
             meta.pop("resourceVersion", None)
             await ensure_namespace(client, namespace)
-            await client.request("POST", CONFIGMAP.collection(namespace),
-                                 verb="create", body=body, retry=False)
+            return await client.request("POST", CONFIGMAP.collection(namespace),
+                                        verb="create", body=body, retry=False)
 
 
 async def delete_configmap(client: KubeClient, name: str, *, namespace: str) -> None:

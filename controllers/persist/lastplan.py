@@ -191,8 +191,6 @@ class LastPlan:
         """The whole file's generation this process wrote (None: not written yet)."""
         self._lines = 0
         """Lines of changes appended since."""
-        self._shared_saved: tuple[dict[WorkloadId, tuple[Assignment, ...]],
-                                  str | None] | None = None
 
     async def restore(self, from_live: PreviousPlan, *, listed: Set[str],
                       clusters: Set[str]) -> PreviousPlan:
@@ -224,13 +222,8 @@ class LastPlan:
             await self._append(plan, commit, changed)
         else:
             await self._write(plan, commit)
-        # Written again for a new commit even when the placements are the same: shard
-        # owners follow the leader's plan only once it is of the commit they serve.
-        if self.shared is not None:
-            placed = placements(plan)
-            if (placed, commit) != self._shared_saved \
-                    and await self.shared.write(placed, commit):
-                self._shared_saved = (placed, commit)
+        if self.shared is not None:  # only the parts `changed` touched (`SharedPlan`)
+            await self.shared.write_plan(plan, commit, changed=changed, base=base)
 
     async def _write(self, plan: Plan, commit: str | None) -> None:
         placed = placements(plan)

@@ -3,39 +3,157 @@
 `last-plan.json` lives in one replica's state directory; a replica started with an empty
 one (a new pod whose state dir is an emptyDir, as most Deployments have) would know
 nothing of what runs on a cluster that is down at its start. So the replica that may
-write (the leader, or the only one) also keeps the placements in a ConfigMap,
-`aifleet-last-plan` of the controller's namespace (`clusters.namespace`) in the home
-cluster (`clusters.home`: a management cluster, or a member named with
-`--leader-cluster`; where the Lease is).
-A restart reads it first and falls back to the local file.
+write (the leader, or the only one) also keeps the placements in ConfigMaps of the
+controller's namespace (`clusters.namespace`) in the home cluster (`clusters.home`: a
+management cluster, or a member named with `--leader-cluster`; where the Lease is).
+A restart reads them first and falls back to the local file; with `--shards`, the
+replicas that do not lead follow them (`controllers.runtime.shards`).
 
-The placements are the same JSON as the file's, gzipped in `binaryData` (10,000
-workloads: ~60 KB, far under the 1 MiB object limit). Reading or writing it never
-blocks placement for long: each is one request with a short deadline, and a failure is
-a warning (the local file still holds).
+The placements are split in parts (`aifleet-last-plan-p<k>`, k = CRC-32 of the
+workload id mod the part count, a power of two up to `MAX_PARTS` chosen by size), each
+the same JSON as the file's for its workloads, gzipped in `binaryData`; the index,
+`aifleet-last-plan`, names the commit planned, the part count and each part's digest.
+A plan that changes k workloads re-encodes and writes only their parts, then the index
+(`Publisher`): at 50,000 workloads a one-workload commit writes ~6 KB and an index of
+~1.3 KB, where the whole document was 183 KB stored and 2.2 MB of JSON to encode. A
+follower fetches and decodes only the parts whose digest changed (`Reader`), and a part
+that does not match the index it read (written since, or torn) leaves everything as it
+was until the next look: never a mixed picture. Parts past the index's count (left by a
+larger count before) are ignored, and deleted by the leader that shrank it.
+
+The previous version kept all the placements in `aifleet-last-plan` itself
+(`placements.json.gz` in its `binaryData`): every reader still takes that form, and a
+leader's first write (holding nothing yet) writes the new form whole. Reading or
+writing never blocks placement for long: each request has a short deadline, and a
+failure is a warning (the local file still holds; what was not written is written at
+the next save).
 """
 
 from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from clusters.client import KubeClient
-from clusters.configmap import get_configmap, get_configmap_metadata, put_configmap
-from clusters.errors import ClusterError
+from clusters.configmap import (
+    delete_configmap,
+    get_configmap,
+    get_configmap_metadata,
+    put_configmap,
+)
+from clusters.errors import ClusterError, Conflict, NotFound
 from controllers.persist.lastplan import VERSION, assignments_of, from_doc, to_doc
 from fleet.ids import WorkloadId
-from fleet.placement.types import Assignment, PreviousPlan
+from fleet.placement.types import Assignment, Plan, PreviousPlan
+from fleet.planning import placements
 
 log = structlog.get_logger()
 
 NAME = "aifleet-last-plan"
 KEY = "placements.json.gz"
+PARTS_PREFIX = f"{NAME}-p"
+"""The parts: `aifleet-last-plan-p<k>`, k < the index's part count."""
+MAX_PARTS = 32
+"""The most parts an index names (the chart's Role names each part's ConfigMap)."""
+WORKLOADS_PER_PART = 2_000
+"""The part count is the power of two that keeps parts near this many workloads
+(~90 KB of JSON, ~8 KB stored), up to `MAX_PARTS`: at 50,000 workloads, 32 parts of
+~1,560 workloads, ~6 KB stored each."""
+INDEX_KEY = "index.json"
+INDEX_VERSION = 2
+
+
+def part_name(k: int) -> str:
+    return f"{PARTS_PREFIX}{k}"
+
+
+def part_names() -> list[str]:
+    """Every part's ConfigMap name an index may use (the chart's Role lists them)."""
+    return [part_name(k) for k in range(MAX_PARTS)]
+
+
+def part_of(wid: str, parts: int) -> int:
+    """The part of a workload: CRC-32 of its id (fixed across processes and versions,
+    unlike Python's salted `hash()`) mod the part count."""
+    return zlib.crc32(wid.encode()) % parts
+
+
+def parts_for(workloads: int, now: int = 0) -> int:
+    """The part count for `workloads` placements: `now` (the count in use, 0: none)
+    while it is within a factor of two of the ideal, so a fleet that hovers around a
+    boundary does not rewrite every part back and forth."""
+    ideal = 1
+    while ideal < MAX_PARTS and ideal * WORKLOADS_PER_PART < workloads:
+        ideal *= 2
+    if now and ideal // 2 <= now <= ideal * 2 and now <= MAX_PARTS:
+        return now
+    return ideal
+
+
+def digest(text: str) -> str:
+    """What the index says of a part: SHA-256 of its stored text (128 bits of it)."""
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:32]
+
+
+def encode_part(placed: Mapping[WorkloadId, tuple[Assignment, ...]], k: int,
+                parts: int) -> str:
+    """Part `k` of `parts`: its placements as the whole document has them, gzipped,
+    base64 (deterministic: the same placements give the same text, and digest)."""
+    doc = {"version": VERSION, "part": k, "parts": parts, **to_doc(placed, None)}
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    return base64.b64encode(gzip.compress(raw, mtime=0)).decode("ascii")
+
+
+def decode_part(text: str, k: int, parts: int) -> dict[str, Any]:
+    """Part `k` of `parts`'s workloads -> rows as stored; ValueError (or KeyError,
+    TypeError, OSError, EOFError) when it is not `encode_part`'s of that part."""
+    doc = json.loads(gzip.decompress(base64.b64decode(text, validate=True)))
+    if not isinstance(doc, dict) or doc.get("version") != VERSION or \
+            doc.get("part") != k or doc.get("parts") != parts:
+        raise ValueError(f"not part {k} of {parts} of a version {VERSION} document")
+    workloads = doc["workloads"]
+    if not isinstance(workloads, dict):
+        raise ValueError("workloads is not an object")
+    return workloads
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """What the index ConfigMap says: the commit planned, the part count, and each
+    part's digest."""
+
+    commit: str | None
+    digests: tuple[str, ...]
+
+    @property
+    def parts(self) -> int:
+        return len(self.digests)
+
+    def encode(self) -> str:
+        return json.dumps({"version": INDEX_VERSION, "commit": self.commit,
+                           "parts": self.parts, "digests": list(self.digests)},
+                          separators=(",", ":"))
+
+
+def decode_index(text: str) -> Index:
+    """ValueError (or KeyError/TypeError) when `text` is not `Index.encode`'s."""
+    doc = json.loads(text)
+    if not isinstance(doc, dict) or doc.get("version") != INDEX_VERSION:
+        raise ValueError(f"not a version {INDEX_VERSION} index")
+    commit, parts, digests = doc["commit"], doc["parts"], doc["digests"]
+    if not (commit is None or isinstance(commit, str)) or type(parts) is not int or \
+            not 1 <= parts <= MAX_PARTS or not isinstance(digests, list) or \
+            len(digests) != parts or not all(isinstance(d, str) for d in digests):
+        raise ValueError("an index with bad fields")
+    return Index(commit, tuple(digests))
 
 
 def encode(placed: Mapping[WorkloadId, tuple[Assignment, ...]], commit: str | None) -> str:
@@ -53,16 +171,15 @@ def decode(data: str) -> PreviousPlan:
 
 
 async def read(client: KubeClient, namespace: str) -> PreviousPlan | None:
-    """The placements in the home cluster, or None (none there, or unreadable)."""
-    try:
-        cm = await get_configmap(client, NAME, namespace=namespace)
-        if cm is None:
+    """The placements in the home cluster (either form), or None (none there, or not
+    readable whole: a part rewritten under each of three reads, say)."""
+    reader = Reader()
+    for _ in range(3):
+        update = await reader.poll(client, namespace)
+        if update is not None:
+            return update.placed
+        if reader.torn == 0:
             return None
-        return decode((cm.get("binaryData") or {})[KEY])
-    except (ClusterError, TimeoutError) as e:
-        log.warning("shared_last_plan_unreadable", error=f"{type(e).__name__}: {e}")
-    except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
-        log.warning("shared_last_plan_unusable", error=f"{type(e).__name__}: {e}")
     return None
 
 
@@ -79,27 +196,6 @@ async def published_version(client: KubeClient, namespace: str) -> str | None:
         return None
     version = (meta or {}).get("resourceVersion")
     return version if isinstance(version, str) and version else None
-
-
-async def read_published(client: KubeClient, namespace: str
-                         ) -> tuple[str | None, str | None]:
-    """The leader's published placements as stored (`encode`'s text), for the shard
-    owners that follow its plan (`controllers.runtime.shards`), with the ConfigMap's
-    resourceVersion they were read at; (None, None) when there are none or they cannot
-    be read now. Decoding is left to `decode_published`, done only when the text
-    changed: at 50,000 workloads it is ~2.2 MB of JSON. The followers read it only when
-    `published_version` changed."""
-    try:
-        cm = await get_configmap(client, NAME, namespace=namespace)
-        if cm is None:
-            return None, None
-        version = (cm.get("metadata") or {}).get("resourceVersion")
-        data = (cm.get("binaryData") or {}).get(KEY)
-        return (version if isinstance(version, str) else None,
-                data if isinstance(data, str) else None)
-    except (ClusterError, TimeoutError) as e:
-        log.warning("shared_last_plan_unreadable", error=f"{type(e).__name__}: {e}")
-    return None, None
 
 
 def decode_published(data: str, reuse: PublishedParts | None = None
@@ -157,14 +253,11 @@ class PublishedParts:
 async def write(client: KubeClient, namespace: str,
                 placed: Mapping[WorkloadId, tuple[Assignment, ...]],
                 commit: str | None) -> bool:
-    """Replace the ConfigMap (create it, and the namespace, the first time)."""
-    try:
-        await put_configmap(client, NAME, {"binaryData": {KEY: encode(placed, commit)}},
-                            namespace=namespace)
-        return True
-    except (ClusterError, TimeoutError) as e:
-        log.warning("shared_last_plan_not_saved", error=f"{type(e).__name__}: {e}")
-        return False
+    """Write the placements whole, every part then the index (create them, and the
+    namespace, the first time)."""
+    publisher = Publisher()
+    publisher.whole(placed, commit)
+    return await publisher.flush(client, namespace, lambda: True)
 
 
 class SharedPlan:
@@ -177,6 +270,9 @@ class SharedPlan:
         self.home = home
         self.may_write = may_write
         self.namespace = namespace
+        self.publisher = Publisher()
+        self._of: Plan | None = None
+        """The plan `publisher` holds the placements of."""
 
     async def read(self) -> PreviousPlan | None:
         client = self.home()
@@ -186,5 +282,303 @@ class SharedPlan:
                     commit: str | None) -> bool:
         client = self.home()
         if client is None or not self.may_write():
+            self.forget()
             return False
-        return await write(client, self.namespace, placed, commit)
+        self._of = None
+        self.publisher.whole(placed, commit)
+        return await self.publisher.flush(client, self.namespace, self.may_write)
+
+    async def write_plan(self, plan: Plan, commit: str | None, *,
+                         changed: Collection[WorkloadId] | None = None,
+                         base: Plan | None = None) -> bool:
+        """Write `plan`'s placements: when it is `base` (the plan written last) with only
+        `changed` decisions changed, only their parts are looked at, encoded and
+        written (O(changed)); else the whole placements are compared part by part.
+        Written again for a new commit even when the placements are the same (the
+        index): shard owners follow the leader's plan only once it is of their commit.
+        A replica that may not write forgets what it held: what is stored may be
+        another's, so its first write once it may is whole."""
+        client = self.home()
+        if client is None or not self.may_write():
+            self.forget()
+            return False
+        if changed is not None and base is not None and base is self._of and \
+                self.publisher.held:
+            self.publisher.change({wid: _placed(plan, wid) for wid in changed}, commit)
+        else:
+            self.publisher.whole(placements(plan), commit)
+        self._of = plan
+        return await self.publisher.flush(client, self.namespace, self.may_write)
+
+    def forget(self) -> None:
+        self.publisher.forget()
+        self._of = None
+
+
+def _placed(plan: Plan, wid: WorkloadId) -> tuple[Assignment, ...] | None:
+    wp = plan.workloads.get(wid)
+    return wp.assignments if wp is not None and wp.status == "Placed" and wp.assignments \
+        else None
+
+
+class Publisher:
+    """The leader's side of the parted store: its placements split into parts, each
+    part's stored text and digest kept, so a plan that changes k workloads re-encodes
+    and writes only the parts they are in, then the index (`flush`). Nothing is held
+    at start (or after `forget`): the first write is whole, which is also what turns
+    the old single-document form into this one after an upgrade."""
+
+    def __init__(self) -> None:
+        self.parts: list[dict[WorkloadId, tuple[Assignment, ...]]] = []
+        self.texts: list[str] = []
+        self.digests: list[str] = []
+        self.commit: str | None = None
+        self.dirty: set[int] = set()
+        """Parts changed since they were last written (encoded again at `flush`)."""
+        self.index_dirty = False
+        self.index_version: str | None = None
+        """The index's resourceVersion as this publisher last wrote it (None: replaced
+        whatever is there)."""
+        self.was: int = 0
+        """The part count of the index last written here, when another is in use now
+        (the parts past the new count are deleted after the next index write)."""
+        self.puts = 0
+        self.bytes_written = 0
+        self.encoded = 0
+        """Parts written, their bytes (stored text), and parts encoded: over all
+        flushes."""
+
+    @property
+    def held(self) -> bool:
+        return bool(self.parts)
+
+    def forget(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def whole(self, placed: Mapping[WorkloadId, tuple[Assignment, ...]],
+              commit: str | None) -> None:
+        """Hold `placed`: the parts that differ from those held (all of them when the
+        part count changes) are written at the next `flush`."""
+        count = parts_for(len(placed), len(self.parts))
+        split: list[dict[WorkloadId, tuple[Assignment, ...]]] = [{} for _ in range(count)]
+        for wid, assignments in placed.items():
+            split[part_of(wid, count)][wid] = assignments
+        if count != len(self.parts):
+            self.was = max(self.was, len(self.parts))
+            self.texts, self.digests = [""] * count, [""] * count
+            self.dirty = set(range(count))
+        else:
+            self.dirty |= {k for k in range(count) if split[k] != self.parts[k]}
+        self.parts = split
+        self.index_dirty = self.index_dirty or bool(self.dirty) or commit != self.commit
+        self.commit = commit
+
+    def change(self, changes: Mapping[WorkloadId, tuple[Assignment, ...] | None],
+               commit: str | None) -> None:
+        """Apply changed placements (None: no longer placed) to the parts held."""
+        assert self.parts, "change() before whole()"
+        count = len(self.parts)
+        for wid, now in changes.items():
+            k = part_of(wid, count)
+            part = self.parts[k]
+            if part.get(wid) == now:
+                continue
+            if now is None:
+                del part[wid]
+            else:
+                part[wid] = now
+            self.dirty.add(k)
+        self.index_dirty = self.index_dirty or bool(self.dirty) or commit != self.commit
+        self.commit = commit
+
+    async def flush(self, client: KubeClient, namespace: str,
+                    may_write: Callable[[], bool]) -> bool:
+        """Write the changed parts, then the index (only after every part it names is
+        written: a reader never finds an index naming a part not yet there). What
+        failed stays to write at the next flush. False when not all was written.
+
+        The index is replaced only at the version this publisher last wrote: one
+        written by another replica since (a leader that lost its Lease and took it
+        back, while another wrote) means the parts there are not the ones held here,
+        so every part is written again, then the index."""
+        try:
+            for attempt in range(2):
+                for k in sorted(self.dirty):  # the others' texts and digests are kept
+                    self.texts[k] = encode_part(self.parts[k], k, len(self.parts))
+                    self.digests[k] = digest(self.texts[k])
+                    self.encoded += 1
+                for k in sorted(self.dirty):
+                    if not may_write():
+                        return False
+                    await put_configmap(client, part_name(k), {
+                        "data": {"sha256": self.digests[k]},
+                        "binaryData": {KEY: self.texts[k]}}, namespace=namespace)
+                    self.dirty.discard(k)
+                    self.puts += 1
+                    self.bytes_written += len(self.texts[k])
+                if not self.index_dirty:
+                    break
+                if not may_write():
+                    return False
+                text = Index(self.commit, tuple(self.digests)).encode()
+                try:
+                    got = await put_configmap(client, NAME, {"data": {INDEX_KEY: text}},
+                                              namespace=namespace,
+                                              resource_version=self.index_version)
+                except (Conflict, NotFound):
+                    if attempt or self.index_version is None:
+                        raise
+                    log.warning("shared_last_plan_written_elsewhere")
+                    self.dirty, self.index_version = set(range(len(self.parts))), None
+                    continue
+                version = (got.get("metadata") or {}).get("resourceVersion")
+                self.index_version = version if isinstance(version, str) else None
+                self.index_dirty = False
+                self.puts += 1
+                self.bytes_written += len(text)
+                break
+            while self.was > len(self.parts):  # named by no index now: not read again
+                self.was -= 1
+                await delete_configmap(client, part_name(self.was), namespace=namespace)
+            self.was = 0
+        except (ClusterError, TimeoutError) as e:
+            log.warning("shared_last_plan_not_saved", error=f"{type(e).__name__}: {e}")
+            return False
+        return not self.dirty and not self.index_dirty
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """A new publication as a follower took it in."""
+
+    commit: str | None
+    placed: dict[WorkloadId, tuple[Assignment, ...]]
+    changed: frozenset[WorkloadId] | None
+    """The workloads whose placements differ from the last update's (None: not known,
+    look at every one)."""
+
+
+class Reader:
+    """A follower's side: the published placements as last taken in, and each part's
+    digest, so a new index fetches and decodes only the parts whose digest changed. A
+    part whose text does not match the index (written after the index was read, or
+    torn) changes nothing: everything stays as it was, and the next poll reads the
+    index again. The old single-document form (written by the previous version) is
+    read as well."""
+
+    def __init__(self) -> None:
+        self.version: str | None = None
+        """The index ConfigMap's resourceVersion last taken in."""
+        self.index: Index | None = None
+        self.rows: list[dict[str, Any]] = []
+        """Per part: its workloads' rows as stored."""
+        self.placed: dict[WorkloadId, tuple[Assignment, ...]] = {}
+        self.commit: str | None = None
+        self.legacy = PublishedParts()
+        self.legacy_data: str | None = None
+        self.looks = 0
+        self.fetches = 0
+        self.part_fetches = 0
+        self.parts_decoded = 0
+        self.updates = 0
+        self.torn = 0
+        """Metadata looks, index GETs, part GETs, parts decoded, updates made, and
+        polls that found a part not matching its index."""
+
+    def clear(self) -> None:
+        self.version, self.index, self.rows, self.placed = None, None, [], {}
+        self.commit, self.legacy_data = None, None
+        self.legacy.clear()
+
+    async def poll(self, client: KubeClient, namespace: str) -> Update | None:
+        """The placements when a new publication was taken in, else None (nothing new,
+        or not readable whole now: then nothing here changed)."""
+        version = await published_version(client, namespace)
+        self.looks += 1
+        if version is None or version == self.version:
+            return None
+        try:
+            cm = await get_configmap(client, NAME, namespace=namespace)
+            self.fetches += 1
+            if cm is None:
+                return None
+            version = (cm.get("metadata") or {}).get("resourceVersion")
+            text = (cm.get("data") or {}).get(INDEX_KEY)
+            if text is None:
+                return self._legacy(version, (cm.get("binaryData") or {}).get(KEY))
+            index = decode_index(text)
+            fresh = self.index is None or self.index.parts != index.parts
+            want = [k for k in range(index.parts)
+                    if fresh or self.index is None or index.digests[k] != self.index.digests[k]]
+            texts: dict[int, str] = {}
+            for k in want:
+                part = await get_configmap(client, part_name(k), namespace=namespace)
+                self.part_fetches += 1
+                got = (part or {}).get("binaryData") or {}
+                data = got.get(KEY) if isinstance(got, dict) else None
+                if not isinstance(data, str) or digest(data) != index.digests[k]:
+                    self.torn += 1
+                    log.info("shared_last_plan_part_changed", part=k)
+                    return None  # newer (or older) than the index: read all again
+                texts[k] = data
+            decoded = {k: decode_part(t, k, index.parts) for k, t in texts.items()}
+            self.parts_decoded += len(decoded)
+            return self._take(version, index, decoded, fresh)
+        except (ClusterError, TimeoutError) as e:
+            log.warning("shared_last_plan_unreadable", error=f"{type(e).__name__}: {e}")
+        except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
+            log.warning("shared_last_plan_unusable", error=f"{type(e).__name__}: {e}")
+        return None
+
+    def _take(self, version: Any, index: Index, decoded: Mapping[int, dict[str, Any]],
+              fresh: bool) -> Update | None:
+        """Everything built before anything held changes: a part that fails to build
+        leaves all as it was."""
+        rows = [{} for _ in range(index.parts)] if fresh else list(self.rows)
+        built: dict[WorkloadId, tuple[Assignment, ...] | None] = {}
+        for k, part in decoded.items():
+            old = rows[k]
+            for wid, r in part.items():
+                if old.get(wid) != r:
+                    built[WorkloadId(wid)] = assignments_of(r)
+            for wid in old.keys() - part.keys():
+                built[WorkloadId(wid)] = None
+            rows[k] = part
+        if fresh:
+            placed = {wid: a for wid, a in built.items() if a is not None}
+            changed: frozenset[WorkloadId] | None = None
+        else:
+            placed = dict(self.placed)
+            for wid, a in built.items():
+                if a is None:
+                    placed.pop(wid, None)
+                else:
+                    placed[wid] = a
+            changed = frozenset(built)
+        same = not fresh and not built and index.commit == self.commit
+        self.version = version if isinstance(version, str) else None
+        self.index, self.rows, self.placed, self.commit = index, rows, placed, index.commit
+        self.legacy_data = None
+        self.legacy.clear()
+        if same:
+            return None
+        self.updates += 1
+        return Update(index.commit, placed, changed)
+
+    def _legacy(self, version: Any, data: Any) -> Update | None:
+        """The previous version's single document (an upgrade, or a leader not yet
+        upgraded)."""
+        if not isinstance(data, str):
+            raise ValueError("neither an index nor a placements document")
+        if data == self.legacy_data:
+            self.version = version if isinstance(version, str) else None
+            return None
+        published = decode_published(data, self.legacy)
+        if published is None:
+            return None
+        self.parts_decoded += 1
+        self.version = version if isinstance(version, str) else None
+        self.legacy_data, self.index, self.rows = data, None, []
+        self.commit, self.placed = published[0], dict(published[1])
+        self.updates += 1
+        return Update(self.commit, self.placed, None)

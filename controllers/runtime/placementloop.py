@@ -130,6 +130,10 @@ class PlacementLoop:
         """With --shards, a replica that does not lead places nothing: the plan it
         writes is made of the leader's published placements (`Shards.borrow`); None:
         place here."""
+        self.borrowed_changes: Callable[[Plan | None, Plan], Collection[WorkloadId] | None] \
+            = lambda _old, _new: None
+        """The decisions a borrowed plan changed from the one before (`Shards.changes`),
+        as the placer's `changes` says of a plan it placed."""
         self.following: Callable[[], bool] = lambda: True
         """With --shards: this replica's plan is its own or follows the leader's
         published plan of its commit (`Shards.following_leader`); False while it is a
@@ -324,6 +328,7 @@ class PlacementLoop:
         previous = await self._previous(rebuild, snapshot)
         started = time.perf_counter()
         plan = self.borrow(spec, snapshot, head)
+        borrowed = plan is not None
         if plan is None:
             self.placements_made += 1
             plan = self.follow(await busy.place(self.placer, spec, snapshot, previous, head))
@@ -341,7 +346,7 @@ class PlacementLoop:
             self._ledger_reconciled = await self.records.reconcile(previous)
         # The decisions `plan` changed from the plan it was laid over, when the placer
         # knows (a `PlanDelta`): what follows from the plan is updated for them alone.
-        changes = getattr(self.placer, "changes", None)
+        changes = self.borrowed_changes if borrowed else getattr(self.placer, "changes", None)
         base = self.desired.plan
         changed = changes(base, plan) if changes is not None else None
         self._record(plan, previous if rebuild else None, changed)

@@ -66,10 +66,10 @@ from fleet.capacity import HEALTH_STATES, CapacitySnapshot, ClusterHealth
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Assignment, Plan
 from fleet.shards import (
+    LeaderPlans,
     Published,
     ShardOf,
     follow_plan,
-    leader_plan,
     lease_moves,
     news_counts,
     next_round,
@@ -171,22 +171,21 @@ class Shards:
         self.leader_plan: tuple[str | None, dict[WorkloadId, tuple[Assignment, ...]]] | None \
             = None
         self.followed: str | None = None
-        self._plan_data: str | None = None
-        """The leader's published placements as last read, undecoded."""
-        self._plan_version: str | None = None
-        """The resourceVersion of the ConfigMap `_plan_data` was read at: the placements
-        are fetched again only when a metadata-only read finds another."""
+        self._plan_reader = sharedplan.Reader()
+        """The leader's published placements as last taken in, per part: a new
+        publication fetches and decodes the parts that changed only."""
+        self._plan_changed: set[WorkloadId] | None = None
+        """The workloads whose published placements changed since `borrow` last ran
+        (None: not known, `borrow` looks at every one)."""
         self._borrowed: Plan | None = None
         """The last plan `borrow` made: the next keeps its unchanged placements."""
-        self._plan_parts = sharedplan.PublishedParts()
-        """The last published plan decoded, per workload: a new one builds the
-        workloads that changed only."""
+        self._borrowing = LeaderPlans()
         self.plan_reads = 0
         self.plan_fetches = 0
         self.plan_decodes = 0
         """Looks at the leader's published plan (metadata-only reads), how many fetched
-        it whole (its resourceVersion changed), and how many were decoded (its text
-        changed)."""
+        its index (its resourceVersion changed), and how many publications were taken
+        in (`_plan_reader` counts the parts fetched and decoded)."""
         """The commit whose plan this replica follows the leader's for (not leading)."""
         self.owners: dict[int, str] = {}
         """Shard -> its holder as last read."""
@@ -249,6 +248,7 @@ class Shards:
         m.reconciler.may_act = lambda: not m.source.holding
         m.placement.follow = shards.follow
         m.placement.borrow = shards.borrow
+        m.placement.borrowed_changes = shards.changes
         m.placement.other_views = shards.views
         m.placement.unseen = shards.unseen
         m.placement.following = shards.following_leader
@@ -339,7 +339,8 @@ class Shards:
         """The plan this replica writes: its own while it leads, else its own with the
         leader's published placements, once they are of the same commit."""
         if self.leading():
-            self.followed, self.leader_plan, self._plan_data = None, None, None
+            self.followed, self.leader_plan, self._plan_changed = None, None, None
+            self._plan_reader.clear()
             return plan
         published = self.leader_plan
         if published is None or published[0] != plan.commit:
@@ -356,13 +357,20 @@ class Shards:
         while it leads: it places."""
         if self.leading():
             self._borrowed = None
+            self._borrowing = LeaderPlans()
             return None
         published = self.leader_plan
         self.followed = commit if published is not None and published[0] == commit \
             else None
-        self._borrowed = leader_plan(spec, published[1] if published is not None else {},
-                                     commit, capacity, self._borrowed)
+        changed, self._plan_changed = self._plan_changed, set()
+        self._borrowed = self._borrowing.plan(
+            spec, published[1] if published is not None else {}, commit, capacity,
+            changed)
         return self._borrowed
+
+    def changes(self, old: Plan | None, new: Plan) -> frozenset[WorkloadId] | None:
+        """The decisions `borrow`'s plan `new` changed from `old` (`LeaderPlans.changes`)."""
+        return self._borrowing.changes(old, new)
 
     def collect(self) -> Iterator[Metric]:
         """`aifleet_shard_held{shard}` (1 where this replica holds the shard's Lease) and
@@ -599,29 +607,23 @@ class Shards:
         if self.leading():
             # Its own plan is the one; a copy read while following may be stale by the
             # time it follows again (read afresh then, before anything is followed).
-            self.leader_plan, self._plan_data, self._plan_version = None, None, None
-            self._plan_parts.clear()
+            self.leader_plan, self._plan_changed = None, None
+            self._plan_reader.clear()
             return
-        # Its metadata first (a few hundred bytes): the placements (183 KB stored, 2.2 MB
-        # of JSON at 50,000 workloads) are fetched only when the ConfigMap was written.
-        version = await sharedplan.published_version(client, self.m.home.namespace)
-        self.plan_reads += 1
-        if version is None or version == self._plan_version:
+        # The index's metadata first (a few hundred bytes); then the index and only the
+        # parts whose digest changed (`sharedplan.Reader`).
+        reader = self._plan_reader
+        update = await reader.poll(client, self.m.home.namespace)
+        self.plan_reads, self.plan_fetches = reader.looks, reader.fetches
+        if update is None:
             return
-        version, data = await sharedplan.read_published(client, self.m.home.namespace)
-        self.plan_fetches += 1
-        if data is None:
-            return
-        self._plan_version = version
-        if data == self._plan_data:
-            return  # unchanged: not decoded again (50,000 placements: ~2.2 MB of JSON)
-        published = sharedplan.decode_published(data, self._plan_parts)
         self.plan_decodes += 1
-        self._plan_data = data
-        if published is None or published == self.leader_plan:
-            return
-        self.leader_plan = (published[0], dict(published[1]))
-        if published[0] != self.m.desired.head:
+        self.leader_plan = (update.commit, update.placed)
+        if update.changed is None or self._plan_changed is None:
+            self._plan_changed = None
+        else:
+            self._plan_changed |= update.changed
+        if update.commit != self.m.desired.head:
             self.m.trigger_fetch()  # the leader planned a commit we have not fetched
         self.m.trigger_plan()  # re-plan, to follow it
 

@@ -160,7 +160,8 @@ def test_the_role_is_only_what_the_controller_touches_in_its_namespace() -> None
         ("leases", ("create",)): set(),
         ("configmaps", ("get", "update")): {sharedplan.NAME, sourceguard.CONFIGMAP},
         ("configmaps", ("create",)): set(),
-        ("configmaps", ("get", "update", "delete")): set(sharedstate.configmap_names()),
+        ("configmaps", ("get", "update", "delete")): set(sharedstate.configmap_names()) |
+        set(sharedplan.part_names()),
     }
     production = by_kind(template("-f", str(PRODUCTION)))
     env = {e["name"]: e.get("value")

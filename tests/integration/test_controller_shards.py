@@ -35,6 +35,7 @@ from controllers.runtime.manager import Manager
 from controllers.status.cache import StatusCache
 from fleet.ids import ClusterName, Flavour
 from fleet.placement.types import Assignment
+from fleet.planning import placements
 from fleet.shards import lease_name, shard_of
 from tests.fleetdocs import POLICY, cluster, workload
 from tests.specs import load_schema
@@ -479,3 +480,21 @@ async def test_the_leaders_published_plan_is_decoded_only_when_it_changed(
             # at the first look after the write (one in flight during it may miss it)
             assert shards.plan_reads - before <= 2
             assert shards.plan_fetches == 2 and gets(False) == full + 1
+            # The leader's plan of this commit, then one workload of it moved: one part
+            # fetched and decoded, and the plan made from the workload that changed.
+            head, own = a.desired.head, a.desired.plan
+            assert own is not None
+            h100 = Flavour("h100-80gb")
+            placed = {wid: (Assignment(ClusterName(wid.split("/on-")[1]), h100, 1, 1),)
+                      for wid in own.workloads}
+            assert await sharedplan.write(client, a.home.namespace, placed, head)
+            await until(lambda: shards.followed == head and a.desired.plan is not None and
+                        placements(a.desired.plan) == placed, 30, what="followed")
+            reader, made = shards._plan_reader, shards._borrowing.incremental
+            decoded = reader.parts_decoded
+            moved = sorted(placed)[0]
+            placed[moved] = (Assignment(ClusterName(moved.split("/on-")[1]), h100, 2, 1),)
+            assert await sharedplan.write(client, a.home.namespace, placed, head)
+            await until(lambda: a.desired.plan is not None and
+                        placements(a.desired.plan) == placed, 30, what="the move followed")
+            assert reader.parts_decoded == decoded + 1 and shards._borrowing.incremental > made
