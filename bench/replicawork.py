@@ -7,6 +7,11 @@ the work counted of:
 - `running`: what runs on every cluster this replica did not list (with --shards, the
   other shards' 750 of 1,000), at each fetch (`ClusterSet.running`): with the plan's
   index as `DesiredState` keeps it, and with one made for the call;
+- `replan`: a follower's bookkeeping per plan it borrows (`PlacementLoop.replan` after
+  the plan: `DesiredState.set_plan`, `_enqueue_changed`, the status counts) for a
+  change of one workload, as it was (no changes known: whole passes) and as it is
+  (`replaced`, `StaleCopies`); the decisions recorded (`Records.plan_events`) likewise;
+  and `capacity_snapshot` with its digest;
 - `status`: a second of publishing the held shard's status rows and merging the three
   others' while nothing changed (`ShardRows`);
 - `decode`: a follower decoding the leader's next published plan, a change of one
@@ -24,23 +29,31 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TypeVar
 
+from structlog.testing import capture_logs
+
 from clusters.adapter import AdapterOptions
+from clusters.capacity import NodeState
 from controllers.persist import sharedplan
 from controllers.runtime.clusterset import ClusterSet
 from controllers.runtime.desired import DesiredState
+from controllers.runtime.fleetstate import ClusterView, capacity_snapshot
 from controllers.runtime.gctune import tune
 from controllers.runtime.liverows import LiveRows
+from controllers.runtime.placementloop import PlacementLoop, StaleCopies, replaced
+from controllers.runtime.records import Records
 from controllers.runtime.retirement import Retirement
 from controllers.runtime.shardrows import ShardRows
 from controllers.runtime.workqueue import WorkQueue
+from controllers.settings import Settings
 from controllers.status.eventfeed import EventFeed
 from controllers.status.statusdoc import PlacementLive
 from fleet.ids import ClusterName, Flavour, WorkloadId
 from fleet.models import Cluster
 from fleet.placement.types import Assignment, Plan, WorkloadPlacement
-from fleet.render import render
+from fleet.render import placed_by_cluster, render, workload_label
 from fleet.residency import Residency
 from fleet.shards import ShardOf
 from fleet.spec import FleetSpec
@@ -62,19 +75,24 @@ def placements(names: list[str], workloads: int) -> dict[WorkloadId, tuple[Assig
         Assignment(ClusterName(names[i % len(names)]), H100, 1, 1),) for i in range(workloads)}
 
 
-def running(names: list[str], workloads: int) -> None:
-    spec = FleetSpec({ClusterName(n): Cluster.model_validate({
+def fleet(names: list[str]) -> FleetSpec:
+    return FleetSpec({ClusterName(n): Cluster.model_validate({
         "apiVersion": "aifleet.dev/v1alpha1", "kind": "Cluster", "metadata": {"name": n},
         "spec": {"region": "r", "jurisdiction": "DE", "gpus": [
-            {"flavour": "h100-80gb", "product": "NVIDIA-H100", "count": 8, "perNode": 8}]}})
+            {"flavour": "h100-80gb", "product": "NVIDIA-H100", "count": 64, "perNode": 8}]}})
         for n in names}, Residency({}, {}, None), {}, {}, {}, ())
+
+
+async def noop(_name: str) -> float | None:
+    return None
+
+
+def running(names: list[str], workloads: int) -> None:
+    spec = fleet(names)
     plan = Plan("c1", {wid: WorkloadPlacement(wid, "Placed", a)
                        for wid, a in placements(names, workloads).items()})
     desired = DesiredState(render)
     desired.plan = plan
-
-    async def noop(_name: str) -> float | None:
-        return None
     cs = ClusterSet(
         adapters={}, options=AdapterOptions(), allow_exec=False,
         retirement=Retirement(Path(tempfile.mkdtemp())), queue=WorkQueue("c", noop),
@@ -87,6 +105,83 @@ def running(names: list[str], workloads: int) -> None:
     made, _ = timed(lambda: cs.running(spec, plan), 5)
     print(f"running: {kept:.1f} ms with the plan's index, {made:.1f} ms making one "
           f"({len(out)} clusters from the plan)")
+
+
+def replan(names: list[str], workloads: int) -> None:
+    """A follower's bookkeeping per plan borrowed from the leader's, a change of one
+    workload from the last (the plan reuses every other decision's object, as
+    `fleet.shards.leader_plan` does), holding a quarter of the clusters: before, with
+    no changes known (the whole passes `PlacementLoop.replan` made), and now, with
+    those `replaced` finds by identity. Plus `capacity_snapshot` and its digest."""
+    spec = fleet(names)
+    first = Plan("c1", {wid: WorkloadPlacement(wid, "Placed", a)
+                        for wid, a in placements(names, workloads).items()})
+    moved = WorkloadId("team-0/w00007")
+    second = Plan("c2", {**first.workloads, moved: WorkloadPlacement(
+        moved, "Placed", (Assignment(ClusterName(names[3]), H100, 1, 1),))})
+    held = names[::4]
+    index = placed_by_cluster(first)
+    live = {n: {workload_label(w): None for w in index.get(ClusterName(n), {})}
+            for n in held}
+    adapters = {n: SimpleNamespace(live_workloads=lambda n=n: dict(live[n])) for n in held}
+    queue = WorkQueue("c", noop)
+    stale: dict[int, SimpleNamespace] = {}
+
+    def state() -> tuple[DesiredState, dict[str, object]]:
+        d = DesiredState(render)
+        d.adopt_spec(spec, "c0")
+        d.plan = first
+        return d, {n: d.signature(ClusterName(n)) for n in held}
+
+    def before(d: DesiredState, applied: dict[str, object], plan: Plan) -> None:
+        d.set_plan(plan, None)
+        for name, a in adapters.items():
+            sig = d.signature(ClusterName(name))
+            if applied.get(name) != sig or d.stale_on(ClusterName(name),
+                                                      set(a.live_workloads())):
+                queue.add(name)
+        counts: dict[str, int] = {}
+        for wp in plan.workloads.values():
+            counts[wp.status] = counts.get(wp.status, 0) + 1
+
+    def now(d: DesiredState, applied: dict[str, object], plan: Plan) -> None:
+        base = d.plan
+        delta = replaced(base, plan)
+        d.set_plan(plan, delta)
+        loop = stale.setdefault(id(d), SimpleNamespace(
+            clusters=SimpleNamespace(adapters=adapters), desired=d,
+            applied_signature=applied, queue=queue, stale=StaleCopies(d)))
+        PlacementLoop._enqueue_changed(loop, base, delta)  # type: ignore[arg-type]
+        d.status_counts()
+
+    def measure(step: Callable[[DesiredState, dict[str, object], Plan], None]) -> float:
+        d, applied = state()
+        d.placed_index()
+        step(d, applied, first)  # what is kept is made once, as the first plan does
+        flip = iter([second, first] * 5)
+        ms, _ = timed(lambda: step(d, applied, next(flip)), 10)
+        return ms
+
+    for label, step in (("before", before), ("now", now)):
+        ms = measure(step)
+        print(f"replan bookkeeping ({label}): {ms:.1f} ms per plan "
+              f"(set_plan, {len(held)} clusters' signature and stale copies, counts)")
+    d, _ = state()
+    rec = Records(Settings(repo=tempfile.mkdtemp()), None, EventFeed(), desired=d,
+                  adapters={}, may_act=lambda: True, task_group=lambda: None,
+                  on_started=lambda _sink: None)
+    with capture_logs():  # the one decision's log lines, not into the figures
+        whole, _ = timed(lambda: rec.plan_events(first, second, None), 3)
+        by_delta, _ = timed(lambda: rec.plan_events(first, second, None,
+                                                    replaced(first, second)), 3)
+    print(f"record: {whole:.1f} ms a whole pass (before), {by_delta:.1f} ms with the "
+          f"decisions replaced (now)")
+    views = {n: ClusterView("Healthy", None, tuple(
+        NodeState(f"{n}-n{i}", "NVIDIA-H100", 8, True, False, ()) for i in range(8)))
+        for n in names}
+    made, snap = timed(lambda: capacity_snapshot(spec.clusters, views), 5)
+    digest, _ = timed(snap.digest, 5)
+    print(f"capacity: {made:.1f} ms capacity_snapshot, {digest:.1f} ms its digest")
 
 
 def status(names: list[str], workloads: int) -> None:
@@ -137,6 +232,7 @@ def main() -> None:
     names = [f"c{i:04d}" for i in range(args.clusters)]
     print(f"{args.clusters} clusters x {args.workloads} workloads, 4 shards")
     running(names, args.workloads)
+    replan(names, args.workloads)
     status(names, args.workloads)
     decode(names, args.workloads)
 

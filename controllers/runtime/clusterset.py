@@ -90,6 +90,10 @@ class ClusterSet:
         self.versions: dict[str, str] = {}
         """The resourceVersion of the credentials Secret each Secret-reached cluster was
         last read from (for its connection, or for the error that stopped it)."""
+        self._planned_ids: dict[str, tuple[Mapping[WorkloadId, Assignment],
+                                           frozenset[str]]] = {}
+        """`running`'s ids of each unlisted cluster, with the plan index entry they were
+        made of (held: its identity is not reused while kept)."""
         self.cut_off: set[str] = set()
         """Clusters whose credentials Secret went away while connected: their adapter
         stays, closed and Unreachable (`cut`), until the Secret is back."""
@@ -299,6 +303,7 @@ class ClusterSet:
         1,000 clusters, and the other 750 each walked the 50,000 workloads at every
         fetch (issue 22)."""
         out: dict[str, set[str]] = {}
+        kept, self._planned_ids = self._planned_ids, {}
         for name in sorted(spec.clusters):
             a = self.adapters.get(name)
             if a is not None and a.synced.is_set():
@@ -306,7 +311,18 @@ class ClusterSet:
                 continue
             if placed is None:
                 placed = placed_by_cluster(plan)
-            out[name] = {str(wid) for wid in placed.get(ClusterName(name), ())}
+            entry = placed.get(ClusterName(name))
+            if not entry:
+                out[name] = set()
+                continue
+            # An index entry a new plan did not touch is the very object it was
+            # (`DesiredState.set_plan`, copy-on-write; never changed in place): its
+            # ids are the same, kept rather than made anew at every fetch (issue 22).
+            was = kept.get(name)
+            ids = was[1] if was is not None and was[0] is entry else \
+                frozenset(str(wid) for wid in entry)
+            self._planned_ids[name] = (entry, ids)
+            out[name] = set(ids)
         return out
 
     def retired(self, name: str) -> bool:

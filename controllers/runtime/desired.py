@@ -152,6 +152,14 @@ class DesiredState:
             del self.last_placed[wid]
         self.anything_pending, self.anything_placed = self._pending > 0, self._placed > 0
 
+    def status_counts(self) -> dict[str, int]:
+        """How many workloads the plan leaves in each status (those with any), as a
+        count over the plan would say: kept with the plan (`set_plan`), so the
+        placement loop's log line costs nothing per plan."""
+        counts = {"Invalid": len(self._invalid), "Pending": self._pending,
+                  "Placed": self._placed}
+        return {k: v for k, v in counts.items() if v}
+
     def _plan_changed(self, old: Plan, plan: Plan, changed: Collection[WorkloadId]) -> None:
         index = self._by_cluster
         touched: dict[ClusterName, dict[WorkloadId, Assignment]] = {}
@@ -193,7 +201,7 @@ class DesiredState:
             self._by_cluster = index
         self.anything_pending, self.anything_placed = self._pending > 0, self._placed > 0
 
-    def invalid_stale_on(self, cluster: ClusterName, live_labels: Set[str],
+    def invalid_stale_on(self, cluster: ClusterName, live_labels: Collection[str],
                          running: Mapping[str, Set[ClusterName]]) -> set[str]:
         """Copies here of Invalid workloads whose last placement is elsewhere and runs
         there (`running`: label -> the answering clusters running it), per
@@ -378,7 +386,7 @@ class DesiredState:
                 out.add(label)
         return out
 
-    def stale_on(self, cluster: ClusterName, live_labels: set[str],
+    def stale_on(self, cluster: ClusterName, live_labels: Collection[str],
                  reachable: Set[ClusterName] | None = None,
                  running: Mapping[str, Set[ClusterName]] | None = None) -> set[str]:
         """Copies here of workloads the plan now places on other clusters only, which

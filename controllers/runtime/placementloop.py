@@ -54,7 +54,7 @@ from fleet.capacity import CapacitySnapshot
 from fleet.ids import ClusterName, WorkloadId
 from fleet.placement.types import Plan, PreviousPlan
 from fleet.planning import placements
-from fleet.render import workload_id_of_label
+from fleet.render import workload_id_of_label, workload_label
 from fleet.safety import previous_with_returned, returned_clusters
 from fleet.spec import FleetSpec
 
@@ -145,6 +145,8 @@ class PlacementLoop:
         diffed against it."""
         self.records_held = 0
         """Plans whose decisions were not recorded (stand-ins for the leader's)."""
+        self.stale = StaleCopies(desired)
+        """Each connected cluster's stale copies at the last plan (`_enqueue_changed`)."""
         self.unseen: Callable[[], list[str]] = list
         """With --shards: clusters a rebuild waits for (bounded) before it plans:
         of shards held here but not connected yet, or held elsewhere without news yet
@@ -349,18 +351,21 @@ class PlacementLoop:
         changes = self.borrowed_changes if borrowed else getattr(self.placer, "changes", None)
         base = self.desired.plan
         changed = changes(base, plan) if changes is not None else None
-        self._record(plan, previous if rebuild else None, changed)
-        self.desired.set_plan(plan, changed)
+        # Else (a plan borrowed from the leader's, or its placements laid over this
+        # replica's own: 3 replicas of 4 with --shards) the decisions that are not the
+        # last plan's very objects: one pass of identity checks instead of the
+        # fleet-sized passes below (issue 22).
+        delta = changed if changed is not None else replaced(base, plan)
+        self._record(plan, previous if rebuild else None, delta)
+        self.desired.set_plan(plan, delta)
         self.desired.plan_saw = {n: c.health for n, c in snapshot.clusters.items()}
         if rebuild:
             self._from_live = False
             self.on_rebuilt()
             self._adopt_live_commits()
-        self._enqueue_changed()
+        self._enqueue_changed(base, delta)
         self.on_planned()
-        counts: dict[str, int] = {}
-        for wp in plan.workloads.values():
-            counts[wp.status] = counts.get(wp.status, 0) + 1
+        counts = self.desired.status_counts()  # kept with the plan: no pass over it
         log.info("placement_reconciled", commit=head, seconds=round(elapsed, 3),
                  from_live=rebuild, **{k.lower(): v for k, v in sorted(counts.items())})
         async with self.plan_changed:
@@ -398,13 +403,83 @@ class PlacementLoop:
         kept = self.desired.adopt_live(found)
         log.info("state_rebuilt_from_clusters", workloads=len(found), commits_kept=kept)
 
-    def _enqueue_changed(self) -> None:
-        for name, a in self.clusters.adapters.items():
+    def _enqueue_changed(self, base: Plan | None = None,
+                         changed: Collection[WorkloadId] | None = None) -> None:
+        """Every connected cluster whose signature is not the one applied, or that holds
+        a copy the plan now makes stale. A signature the plan did not change is the
+        very object applied (`DesiredState.signature` keeps it), so it is compared by
+        identity first, not element by element; the stale copies are worked out for
+        the decisions `changed` from `base` alone where what runs there is as it was
+        (`StaleCopies`)."""
+        adapters = self.clusters.adapters
+        self.stale.forget(adapters)
+        for name, a in adapters.items():
             cluster = ClusterName(name)
             sig = self.desired.signature(cluster)
-            if self.applied_signature.get(name) != sig or \
-                    self.desired.stale_on(cluster, set(a.live_workloads())):
+            applied = self.applied_signature.get(name)
+            if (applied is not sig and applied != sig) or \
+                    self.stale.on(cluster, a.live_workloads(), base, changed):
                 self.queue.add(name)
+
+
+class StaleCopies:
+    """`DesiredState.stale_on(cluster, live)` of each cluster at each plan, kept with
+    what it was made of (the plan, what ran there). A pure function of the decisions of
+    the workloads that run there, so when only `changed` decisions differ from the plan
+    it was made for and the same workloads run there, only those that run there are
+    looked at again: O(changed) per cluster, not O(what runs there). Anything else
+    (another plan, other workloads running, no changes known) is a whole pass."""
+
+    def __init__(self, desired: DesiredState) -> None:
+        self.desired = desired
+        self._kept: dict[str, tuple[Plan, frozenset[str], frozenset[str]]] = {}
+        self.passes = 0
+        """Whole passes made (tests count them)."""
+
+    def on(self, cluster: ClusterName, live: Mapping[str, Any], base: Plan | None,
+           changed: Collection[WorkloadId] | None) -> frozenset[str]:
+        """The stale copies here under the desired plan; `live`: what runs here, by
+        label (its labels are kept, as they are now, to compare with the next)."""
+        plan = self.desired.plan
+        if plan is None:
+            self._kept.pop(cluster, None)
+            return frozenset()
+        kept = self._kept.get(cluster)
+        if kept is not None and changed is not None and kept[0] is base and \
+                len(changed) < len(live) and kept[1] == live.keys():
+            labels = {workload_label(w) for w in changed}
+            again = [label for label in labels if label in live]
+            out = (kept[2] - labels) | self.desired.stale_on(cluster, again)
+        else:
+            self.passes += 1
+            out = frozenset(self.desired.stale_on(cluster, live))
+        self._kept[cluster] = (plan, frozenset(live), frozenset(out))
+        return frozenset(out)
+
+    def forget(self, connected: Mapping[str, Any]) -> None:
+        """Clusters no longer connected (a shard let go) are not kept."""
+        if len(self._kept) > len(connected):
+            for name in [n for n in self._kept if n not in connected]:
+                del self._kept[name]
+
+
+def replaced(old: Plan | None, new: Plan) -> frozenset[WorkloadId] | None:
+    """The workloads whose decision in `new` is not `old`'s very object, when both plans
+    hold the same workloads (else None: not known as a change of some decisions). What
+    `DesiredState.set_plan` and `Records.plan_events` take as `changed`: each other
+    decision is the same object, as their precondition asks. A plan that shares nothing
+    with `old` gives every workload, which they handle as a whole pass would."""
+    if old is None or len(old.workloads) != len(new.workloads):
+        return None
+    before = old.workloads
+    get = before.get
+    out: list[WorkloadId] = []
+    for wid, wp in new.workloads.items():
+        if get(wid) is not wp:
+            if wid not in before:
+                return None
+            out.append(wid)
+    return frozenset(out)
 
 
 def prefer_last_plan(from_live: PreviousPlan, last: Plan | None) -> PreviousPlan:

@@ -9,7 +9,9 @@ as a whole pass, over runs of plans of drawn fleets, and without a pass over the
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +19,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from controllers.runtime.desired import DesiredState
+from controllers.runtime.placementloop import replaced
 from controllers.runtime.placerproc import apply_plan_delta, plan_delta
 from controllers.runtime.records import Records
 from controllers.settings import Settings
@@ -105,6 +108,8 @@ def test_a_plan_set_with_its_changes_keeps_what_a_whole_pass_keeps(
         whole.plan = plan
         assert kept(by_change) == kept(whole)
         assert signatures(by_change) == signatures(whole) == made_anew(whole)
+        counted = dict(sorted(Counter(wp.status for wp in plan.workloads.values()).items()))
+        assert by_change.status_counts() == whole.status_counts() == counted
         if data.draw(st.booleans()) and spec.clusters:
             c = data.draw(st.sampled_from(sorted(spec.clusters)))
             by_change.objects_for(c)  # renders, and may set a workload's commit
@@ -117,6 +122,69 @@ def test_a_plan_set_with_its_changes_keeps_what_a_whole_pass_keeps(
             logs.append(captured)
         assert logs[-2] == logs[-1]
         assert feeds[0].document() == feeds[1].document()
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(fleets(max_workloads=8), st.data())
+def test_a_plan_set_with_the_decisions_it_replaced_keeps_what_a_whole_pass_keeps(
+        tmp_path: Path, f: Fleet, data: st.DataObject) -> None:
+    """A plan borrowed from the leader's (or its placements laid over one's own) comes
+    without its changes: `replaced` finds them by identity, and the state kept with
+    the plan, its counts, signatures and recorded decisions are a whole pass's."""
+    by_identity, whole = DesiredState(render), DesiredState(render)
+    before: Plan | None = None
+    for seq, (spec, _old, plan, _changed) in enumerate(plans(f, data)):
+        for d in by_identity, whole:
+            d.adopt_spec(spec, f"h{seq}")
+        # the same decisions, some of them equal copies (a borrowed plan makes each
+        # Invalid one anew)
+        copied = copies(plan, data)
+        delta = replaced(by_identity.plan, copied)
+        if data.draw(st.booleans()):
+            by_identity.placed_index()  # an index made before is updated, not rebuilt
+        if data.draw(st.booleans()):
+            signatures(by_identity)
+        by_identity.set_plan(copied, delta)
+        whole.plan = plan
+        assert kept(by_identity) == kept(whole)
+        assert signatures(by_identity) == made_anew(whole)
+        counted = dict(sorted(Counter(wp.status for wp in plan.workloads.values()).items()))
+        assert by_identity.status_counts() == whole.status_counts() == counted
+        same = before is not None and set(before.workloads) == set(copied.workloads)
+        assert (delta is not None) == same  # the same workloads: known as a change
+        if before is not None and delta is not None:
+            assert {w for w in copied.workloads
+                    if before.workloads[w] != copied.workloads[w]} <= delta
+            feeds = EventFeed(clock=lambda: 0.0), EventFeed(clock=lambda: 0.0)
+            with capture_logs() as by_delta:
+                records(tmp_path, by_identity, feeds[0]).plan_events(
+                    before, copied, None, delta)
+            with capture_logs() as by_pass:
+                records(tmp_path, by_identity, feeds[1]).plan_events(before, copied, None)
+            assert by_delta == by_pass
+            assert feeds[0].document() == feeds[1].document()
+        before = copied
+
+
+def copies(plan: Plan, data: st.DataObject) -> Plan:
+    """`plan` with some of its decisions (drawn) equal copies, not the same objects."""
+    picked = data.draw(st.sets(st.sampled_from(sorted(plan.workloads)))) \
+        if plan.workloads else set()
+    return Plan(plan.commit, {w: replace(wp) if w in picked else wp
+                              for w, wp in plan.workloads.items()},
+                plan.usage, plan.capacity_digest, plan.policy_version)
+
+
+def test_replaced_is_none_unless_the_same_workloads() -> None:
+    a = WorkloadPlacement(WorkloadId("t/a"), "Pending", ())
+    b = WorkloadPlacement(WorkloadId("t/b"), "Pending", ())
+    one, two = Plan("1", {a.id: a}), Plan("2", {a.id: a, b.id: b})
+    assert replaced(None, one) is None
+    assert replaced(one, two) is None and replaced(two, one) is None
+    assert replaced(one, Plan("2", {b.id: b})) is None
+    assert replaced(two, Plan("3", {b.id: b, a.id: a})) == frozenset()
+    assert replaced(two, Plan("3", {a.id: a, b.id: replace(b)})) == {b.id}
 
 
 class Unscanned(Mapping[WorkloadId, WorkloadPlacement]):
