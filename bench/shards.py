@@ -259,7 +259,8 @@ async def takeover(args: argparse.Namespace, replicas: list[Replica], repo: Flee
     await print_phases(survivors, client, victim.identity, killed_at)
 
 
-PHASES = (("expiredAt", "its Lease lapsed"), ("acquiredAt", "taken"),
+PHASES = (("readiedAt", "connecting before the lapse"), ("expiredAt", "its Lease lapsed"),
+          ("acquiredAt", "taken"),
           ("connectedAt", "connected"), ("listedAt", "listed"),
           ("firstReconciledAt", "first reconciled"), ("reconciledAt", "all reconciled"),
           ("lostAt", "lost again"))

@@ -25,8 +25,10 @@ A replica connects (adapters, informers, heartbeats) only to the clusters of the
 it holds (`ClusterSet.wanted`): gaining a shard connects its clusters at once, losing
 one disconnects them once it has not been held for a Lease duration (its writes fenced
 off by the lost Lease from the start; a late renew re-taken in time is not listed
-again). A dead holder's shard is taken just after its Lease lapses (`fleet.shards.
-next_round`), and each takeover's phases are kept for status (`Takeover`). What the others
+again). A dead holder's shard is taken just after its Lease lapses, and the replica
+that will take it connects to its clusters (and lists them) a renew period before,
+once the holder has missed a renew (`fleet.shardwatch`; nothing is written there
+before the take). Each takeover's phases are kept for status (`Takeover`). What the others
 need of those clusters -- health, how long Unreachable, the nodes -- goes into the same
 publication, re-published at least every third of the Lease duration; the placement
 loop sees the other shards' clusters through `views`, where a shard whose news is
@@ -72,9 +74,9 @@ from fleet.shards import (
     follow_plan,
     lease_moves,
     news_counts,
-    next_round,
     published_health,
 )
+from fleet.shardwatch import next_look, to_ready
 from fleet.spec import FleetSpec
 
 if TYPE_CHECKING:
@@ -100,6 +102,9 @@ class Takeover:
     """When the previous holder's Lease lapsed: its renewTime + leaseDurationSeconds."""
     acquired: datetime
     """When this replica's take of the Lease was written."""
+    readied: datetime | None = None
+    """When this replica began connecting to its clusters before the take (its holder
+    had missed a renew: `fleet.shardwatch`), if it did."""
     clusters: tuple[str, ...] = ()
     connected: datetime | None = None
     """Every cluster of the shard connected (adapter made) or failed to connect."""
@@ -120,12 +125,14 @@ class Takeover:
         def since(t: datetime | None) -> float | None:
             return None if t is None else round((t - self.expired).total_seconds(), 3)
         return {"shard": self.shard, "previous": self.previous, "clusters": len(self.clusters),
-                "expiredAt": at(self.expired), "acquiredAt": at(self.acquired),
+                "expiredAt": at(self.expired), "readiedAt": at(self.readied),
+                "acquiredAt": at(self.acquired),
                 "connectedAt": at(self.connected), "listedAt": at(self.listed),
                 "firstReconciledAt": at(self.reconciled), "reconciledAt": at(self.done),
                 "lostAt": at(self.lost),
                 "secondsAfterExpiry": {
-                    "acquired": since(self.acquired), "connected": since(self.connected),
+                    "readied": since(self.readied), "acquired": since(self.acquired),
+                    "connected": since(self.connected),
                     "listed": since(self.listed), "firstReconciled": since(self.reconciled),
                     "reconciled": since(self.done)}}
 
@@ -226,7 +233,14 @@ class Shards:
         """The last `TAKEOVERS_KEPT` shards taken from a lapsed holder, with their
         phases."""
         self._next_round = self.every
-        """Seconds until the next Lease round (`fleet.shards.next_round`)."""
+        """Seconds until the next Lease round (`fleet.shardwatch.next_look`)."""
+        self._ready: dict[int, tuple[float, datetime]] = {}
+        """Shards held elsewhere whose Lease is about to lapse and which this replica
+        would take (`fleet.shardwatch.to_ready`) -> when (monotonic, wall) it began
+        connecting to their clusters: read only (nothing is written to a cluster before
+        its shard's Lease is held), for a Lease duration at most unless taken."""
+        self._ready_for: tuple[int, ...] = ()
+        """The shards made ready when the clusters were last connected."""
         self._last_held: dict[int, float] = {}
         """Shard -> when (monotonic) the connect loop last saw it held: its clusters
         stay connected a Lease duration after (`wants`)."""
@@ -278,9 +292,13 @@ class Shards:
         that comes late (a loop stalled by many clusters connecting at once) loses the
         shard until the next round re-takes it at the same generation: disconnecting
         and listing its clusters all over again cost seconds each time. Its writes are
-        fenced off meanwhile all the same (`wire`: `owns`, and the Lease's generation)."""
+        fenced off meanwhile all the same (`wire`: `owns`, and the Lease's generation).
+        So are those of a shard about to be taken here (`_ready`): connected early,
+        written only once taken."""
         if self.owns(cluster) or cluster == self.m.settings.leader_cluster:
             return True
+        if self.shard(cluster) in self._ready_for:
+            return True  # about to be taken: connected and listed, not written
         held = self._last_held.get(self.shard(cluster))
         return cluster in self.m.adapters and held is not None and \
             self.clock() - held < self.duration
@@ -417,7 +435,9 @@ class Shards:
         if hold is None or hold[0] == self.identity or leases.read_at is None or \
                 hold[1] > leases.read_at:
             return
-        taken = Takeover(shard, hold[0], hold[1], self.wall())
+        ready = self._ready.get(shard)
+        taken = Takeover(shard, hold[0], hold[1], self.wall(),
+                         readied=None if ready is None else ready[1])
         self.takeovers = [*self.takeovers, taken][-TAKEOVERS_KEPT:]
         self.version += 1
         log.info("shard_taken_over", shard=shard, previous=hold[0],
@@ -502,11 +522,13 @@ class Shards:
             self.foreign = leases.foreign
         views = leases.views
         self.owners = {v.shard: v.holder for v in views if v.holder}
-        if leases.read_at is not None:  # a dead holder's Lease is taken as it lapses
-            self._next_round = next_round(
-                self.every, [(who, (end - leases.read_at).total_seconds())
-                             for who, end in leases.holds.values()],
-                self.identity, slack=EXPIRY_SLACK)
+        ends_in = {} if leases.read_at is None else {
+            s: (who, (end - leases.read_at).total_seconds())
+            for s, (who, end) in leases.holds.items()}
+        # a dead holder's Lease: its clusters connected a renew period before it lapses,
+        # taken as it lapses
+        self._next_round = next_look(self.every, ends_in, self.identity,
+                                     within=self.every, slack=EXPIRY_SLACK)
         if self.foreign:  # another split of the clusters is live: hold nothing
             for shard in [s for s, lease in self.leases.items() if lease.is_leader]:
                 await self._lease(client, shard).release()
@@ -529,8 +551,19 @@ class Shards:
                     self._took(shard, leases)
         if moves.want is not None:
             await want(client, self.m.home.namespace, moves.want, self.identity)
+        self._get_ready(to_ready(views, ends_in, self.identity, within=self.every))
         self._rewire()
         self.refresh_views()
+
+    def _get_ready(self, shards: set[int]) -> None:
+        """Connect to the clusters of `shards` now (`fleet.shardwatch`): the connect
+        loop is woken; their writes stay fenced off (`wire`) until the take."""
+        held = set(self.held())
+        for shard in sorted(shards - held - set(self._ready)):
+            self._ready[shard] = (self.clock(), self.wall())
+            self._gained.set()
+            log.info("shard_readying", shard=shard, identity=self.identity,
+                     holder=self.owners.get(shard))
 
     def _lease(self, client: KubeClient, shard: int) -> ShardLease:
         lease = self.leases.get(shard)
@@ -574,9 +607,13 @@ class Shards:
             for shard in lapsed:  # let go for good: disconnect its clusters now
                 del self._last_held[shard]
                 self._connected_for = None
+            for shard in [s for s, (at, _wall) in self._ready.items()
+                          if s in self._last_held or now - at >= self.duration]:
+                del self._ready[shard]  # taken (held now), or its holder lived on
+            ready = tuple(sorted(self._ready))
             spec = self.m.desired.spec
-            if spec is not None and held != self._connected_for:
-                self._connected_for = held
+            if spec is not None and (held != self._connected_for or ready != self._ready_for):
+                self._connected_for, self._ready_for = held, ready
                 gone = await self.m.clusters.release()
                 if gone:
                     log.info("shard_clusters_disconnected", clusters=gone)

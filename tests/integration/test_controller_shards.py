@@ -498,3 +498,42 @@ async def test_the_leaders_published_plan_is_decoded_only_when_it_changed(
             await until(lambda: a.desired.plan is not None and
                         placements(a.desired.plan) == placed, 30, what="the move followed")
             assert reader.parts_decoded == decoded + 1 and shards._borrowing.incremental > made
+
+
+async def test_a_shard_made_ready_is_connected_but_not_written_until_taken(
+        tmp_path: Path) -> None:
+    """A replica gets ready for a shard whose holder missed a renew (`fleet.shardwatch`):
+    it connects to its clusters and lists them, and writes nothing there while another
+    holds the Lease; when the holder lived on after all, it lets them go again."""
+    async with sandbox(tmp_path, files(), home=True) as box, \
+            box.controller(settings(box, tmp_path, "a", 2), adapter_options=FAST,
+                           lease_duration=LEASE_SECONDS) as a:
+        shards = a.shards
+        assert shards is not None and box.sim is not None
+        await until(lambda: shards.held() == [0, 1], 30, what="a holds both shards")
+        await roll(box, "registry.internal/serve:v2", a)
+        # shard 1 goes to another holder, which keeps renewing it
+        client = shards.leases[1].client
+        await shards.leases[1].release()
+        ghost = ShardLease(client, "ghost", 1, count=2, namespace=a.home.namespace,
+                           duration=LEASE_SECONDS, margin=0.5)
+        theirs = [n for n in CLUSTERS if shard_of(n, 2) == 1]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ghost.run)
+            await until(lambda: shards.held() == [0] and shards.owners.get(1) == "ghost"
+                        and not any(n in a.adapters for n in theirs), 20,
+                        what="ghost holds shard 1, a let its clusters go")
+            shards._get_ready({1})  # as if ghost had missed a renew
+            await until(lambda: all(n in a.adapters and a.adapters[n].synced.is_set()
+                                    for n in theirs), 10, what="shard 1 connected, listed")
+            assert not any(shards.owns(n) for n in theirs)
+            assert not any(a.adapters[n].applier.may_write() for n in theirs)
+            # a commit: a applies it on its own shard, nothing on the ready one
+            await roll_other(box, a, theirs[0])
+            assert all(writes_on(a)[n] == 0 for n in theirs)
+            assert all(images(box)[n] == "registry.internal/serve:v2" for n in theirs)
+            # ghost lived on: the clusters are let go a Lease duration later
+            await until(lambda: not any(n in a.adapters for n in theirs), 10,
+                        what="the ready shard's clusters let go")
+            assert shards.held() == [0]
+            tg.cancel_scope.cancel()
