@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bench.placement import synthetic_spec
 from controllers.runtime.manager import Manager
@@ -29,9 +31,9 @@ from fleet.placement import place
 COMMIT = "c0" * 20
 
 
-def manager(tmp_path: Path, workloads: int) -> Manager:
+def manager(tmp_path: Path, workloads: int, clusters: int = 4, seed: int = 7) -> Manager:
     m = Manager(Settings(repo=str(tmp_path), state_dir=tmp_path))
-    spec = synthetic_spec(4, workloads)
+    spec = synthetic_spec(clusters, workloads, seed=seed)
     m.desired.adopt_spec(spec, COMMIT, None)
     m.desired.set_plan(place(spec, declared_capacity(spec.clusters), {}, commit=COMMIT),
                        None)
@@ -77,3 +79,21 @@ def test_the_body_is_the_whole_document_serialised_at_once(
     whole = fleetdoc.document(m)
     assert raw == (dumps(whole) + "\n").encode()
     assert len(json.loads(raw)["workloads"]) == workloads
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(clusters=st.integers(1, 6), workloads=st.integers(0, 40), seed=st.integers(0, 99),
+       again=st.booleans())
+def test_any_fleet_is_served_as_the_whole_document(
+        tmp_path: Path, clusters: int, workloads: int, seed: int, again: bool) -> None:
+    """Over random fleets (some workloads Pending where capacity runs out), a first
+    build, and a second that reuses every row, are the document built whole."""
+    m = manager(tmp_path, workloads, clusters, seed)
+    cache = StatusCache(m)
+    doc, rows, _ = build(cache)
+    if again:
+        cache._rows = {r.wid: r for r in rows}
+        doc, rows, built = build(cache)
+        assert built == 0
+    assert cache._raw(doc, rows) == (dumps(fleetdoc.document(m)) + "\n").encode()
