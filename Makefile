@@ -90,7 +90,7 @@ check-loaded: setup kubectl browser
 
 bench-smoke: setup
 	$(BIN)/python -m bench.validate --smoke
-	@for b in placement sim apply e2e scale audit plandiff shards commitpath; do \
+	@for b in placement sim apply e2e scale audit plandiff shards commitpath statusmem; do \
 	  if [ -f bench/$$b.py ]; then echo "bench/$$b.py --smoke"; \
 	    $(BIN)/python -m bench.$$b --smoke || exit 1; fi; done
 

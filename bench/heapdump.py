@@ -10,6 +10,10 @@ controller when `BENCH_TRACEMALLOC=OUT.snap` is set). Read it with
 With `BENCH_TRACEMALLOC_COLLECT=1`, after the snapshot: the heap unfrozen and fully
 collected, the traced bytes before and after in the log (garbage that only a full
 collection frees).
+With `BENCH_TRACEMALLOC_PEAK=1`, also OUT.snap.peak: a snapshot taken whenever the
+traced bytes reach a new high by 5% or more (looked at every 0.2 s), so a transient
+that sets the peak RSS (a first plan, a first full encode) is seen, not only what is
+left at the end.
 tracemalloc's own bookkeeping is in RSS (about as much again as what it traces), so
 a run under it measures where the bytes go, not how many the process holds.
 """
@@ -20,6 +24,8 @@ import gc
 import os
 import signal
 import sys
+import threading
+import time
 import tracemalloc
 from pathlib import Path
 from types import FrameType
@@ -52,6 +58,20 @@ def collect_report() -> None:
           file=sys.stderr, flush=True)
 
 
+def _watch_peak(path: Path) -> None:
+    """A snapshot to `path` at each new high of the traced bytes (5% over the last)."""
+    high = 0
+    while True:
+        time.sleep(0.2)
+        now = tracemalloc.get_traced_memory()[0]
+        if now > high * 1.05:
+            high = now
+            tmp = path.with_name(path.name + ".part")
+            tracemalloc.take_snapshot().dump(str(tmp))
+            os.replace(tmp, path)
+            print(f"heapdump_peak traced_mib={now / 2**20:.1f}", file=sys.stderr, flush=True)
+
+
 def main() -> int:
     if sys.argv[1:2] == ["--show"]:
         args = sys.argv[2:]
@@ -70,6 +90,9 @@ def main() -> int:
         os.replace(tmp, out)  # whole or not at all, for whoever waits for it
 
     signal.signal(signal.SIGUSR2, dump)
+    if os.environ.get("BENCH_TRACEMALLOC_PEAK"):
+        threading.Thread(target=_watch_peak, args=(out.with_name(out.name + ".peak"),),
+                         daemon=True).start()
     from controllers.cli import main as fleet
 
     rest = sys.argv[2:]

@@ -90,7 +90,10 @@ class Replica:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root / f"{self.identity}.log"
         env = {**os.environ, "FLEET_WEBHOOK_SECRET": SECRET}
-        cmd = [sys.executable, "-m", "controllers.cli", "run", "--repo", str(repo),
+        heap = os.environ.get("BENCH_TRACEMALLOC")  # `bench.heapdump`, one file per replica
+        self.heap = Path(f"{heap}.{self.identity}") if heap else None
+        prefix = ["-m", "bench.heapdump", str(self.heap)] if self.heap else []
+        cmd = [sys.executable, *prefix, "-m", "controllers.cli", "run", "--repo", str(repo),
                "--kubeconfig", str(kubeconfig), "--state-dir", str(root / self.identity),
                "--listen", f"127.0.0.1:{self.port}", "--poll-interval", "60",
                "--qps", "500", "--burst", "1000", "--cluster-concurrency", "8",
@@ -120,6 +123,13 @@ class Replica:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
+            if self.heap is not None:  # the snapshot first (`bench.heapdump`)
+                before = self.heap.stat().st_mtime if self.heap.exists() else 0.0
+                self.proc.send_signal(signal.SIGUSR2)
+                for _ in range(1200):
+                    if self.heap.exists() and self.heap.stat().st_mtime > before:
+                        break
+                    time.sleep(0.1)
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=15)
