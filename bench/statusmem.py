@@ -53,13 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
-        gen = cache._steps()
-        while True:
-            try:
-                next(gen)
-            except StopIteration as done:
-                doc, rows, built = done.value
-                break
+        doc, rows, built = cache.steps_at_once()
         rows_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
         raw = cache._raw(doc, rows)

@@ -344,6 +344,16 @@ class StatusCache:
         assert self._body is not None
         return self._body
 
+    def steps_at_once(self) -> tuple[Any, list[WorkloadRow], int]:
+        """`_steps()` run to its end without yielding: (document, rows, rows built)."""
+        gen = self._steps()
+        while True:
+            try:
+                next(gen)
+            except StopIteration as done:
+                out: tuple[Any, list[WorkloadRow], int] = done.value
+                return out
+
     def prime(self) -> None:
         """Publish a first document now, before the server listens (a request never
         finds none): built at once, without yielding (before the controller has loaded
@@ -352,13 +362,7 @@ class StatusCache:
         self._loop = asyncio.get_running_loop()
         fp = fingerprint(self.m)
         waiters = self._take_waiters()
-        gen = self._steps()
-        while True:
-            try:
-                next(gen)
-            except StopIteration as done:
-                doc, rows, built = done.value
-                break
+        doc, rows, built = self.steps_at_once()
         self._primed = Body.made(self._raw(doc, rows))
         self._publish(rows, built, fp, self._primed, waiters)
 
