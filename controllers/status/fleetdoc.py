@@ -21,13 +21,14 @@ tests and the demo read, is always built fresh.
 
 The per-cluster tallies of the page (`workloads: {placed, synced, ...}` and the failover
 grace of an Unreachable cluster) are sums over the rows: each row keeps its share
-(`WorkloadRow.counts`, `.graces`) so the sum needs no row rebuilt.
+(`WorkloadRow.tally`, `.grace`) so the sum needs no row rebuilt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Hashable, Mapping
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from clusters.health import kueue_queued, unschedulable_pods, workload_health
@@ -59,25 +60,61 @@ if TYPE_CHECKING:
 JSON = dict[str, Any]
 
 
+Key = tuple[Any, ...]
+"""A row's inputs as one flat tuple: `(n, *equal, *same)`, the first `n` after the
+count compared with ==, the rest element by element with `is` (one tuple per row, not
+three: issue 22, the rows held between builds at 1,000 x 50,000)."""
+
+
 @dataclass(slots=True)
 class WorkloadRow:
-    """One built row, with what it was built from and its share of the cluster tallies."""
+    """One built row, with what it was built from and its share of the cluster tallies.
+
+    Held between builds for every workload (`StatusCache`), so it holds no dict: the
+    tallies are one flat tuple and the toleration, the row's dict is dropped once
+    serialised."""
 
     wid: WorkloadId
-    key: tuple[tuple[Any, ...], tuple[Any, ...]]
-    """(compared with ==, compared element by element with `is`)."""
-    row: JSON
-    counts: Counts = field(default_factory=dict)
-    graces: Graces = field(default_factory=dict)
+    key: Key
+    row: JSON | None
+    """The row (None once serialised: `text` is what is served)."""
+    tally: tuple[Any, ...] = ()
+    """Its share of `Counts`, flat: (cluster, placed, synced, drifted, failed) for each
+    of its clusters (small ints and the plan's cluster names: nothing new per row)."""
+    grace: int | None = None
+    """Its unreachable toleration, put in `Graces` once per placement on each of its
+    clusters (None: unknown, none put)."""
     text: bytes | None = None
     """The row serialised, as the body's bytes (`StatusCache` keeps this and drops
     `row`): the document is then one join of bytes, no text copied to be encoded."""
 
+    def add_to(self, counts: Counts, graces: Graces) -> None:
+        """Add its share to the clusters' tallies (what `placement_fields` put in the
+        row's own `counts` and `graces` when it was built)."""
+        t = self.tally
+        for i in range(0, len(t), 5):
+            c = t[i]
+            mine = counts.setdefault(c, {"placed": 0, "synced": 0, "drifted": 0,
+                                         "failed": 0})
+            mine["placed"] += t[i + 1]
+            mine["synced"] += t[i + 2]
+            mine["drifted"] += t[i + 3]
+            mine["failed"] += t[i + 4]
+            if self.grace is not None:
+                graces.setdefault(c, []).extend([self.grace] * t[i + 1])
 
-def same_key(a: tuple[tuple[Any, ...], tuple[Any, ...]],
-             b: tuple[tuple[Any, ...], tuple[Any, ...]]) -> bool:
-    return a[0] == b[0] and len(a[1]) == len(b[1]) and all(
-        x is y for x, y in zip(a[1], b[1], strict=True))
+
+def packed(counts: Counts) -> tuple[Any, ...]:
+    """`counts` of one row as `WorkloadRow.tally`."""
+    return tuple(x for c, n in counts.items()
+                 for x in (c, n["placed"], n["synced"], n["drifted"], n["failed"]))
+
+
+def same_key(a: Key, b: Key) -> bool:
+    n = a[0]
+    return n == b[0] and len(a) == len(b) and a[1:n + 1] == b[1:n + 1] and all(
+        x is y for x, y in zip(islice(a, n + 1, None), islice(b, n + 1, None),
+                               strict=True))
 
 
 @dataclass(slots=True)
@@ -93,6 +130,9 @@ class Inputs:
     objects: dict[str, dict[str, list[JSON]]]
     pods: dict[str, dict[str, list[JSON]]]
     queued: dict[str, dict[str, list[JSON]]]
+    tallies: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
+    """The rows' tallies built so far, each kept once (`WorkloadRow.tally`: most rows
+    are placed, synced, on one cluster; the same tuple of five serves all of them)."""
 
 
 def gather(m: Manager) -> Generator[None, None, Inputs]:
@@ -125,7 +165,7 @@ def _placement_live(inp: Inputs, cluster: ClusterName, wid: WorkloadId,
                    queued=kueue_queued(inp.queued[cluster].get(label, [])))
 
 
-def row_key(inp: Inputs, wp: WorkloadPlacement) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+def row_key(inp: Inputs, wp: WorkloadPlacement) -> Key:
     m, wid = inp.m, wp.id
     label = workload_label(wid)
     spec = m.desired.spec
@@ -144,11 +184,10 @@ def row_key(inp: Inputs, wp: WorkloadPlacement) -> tuple[tuple[Any, ...], tuple[
                 found = by[c].get(label, ())
                 same.append(len(found))
                 same.extend(found)
-    return tuple(equal), tuple(same)
+    return (len(equal), *equal, *same)
 
 
-def build_row(inp: Inputs, wp: WorkloadPlacement,
-              key: tuple[tuple[Any, ...], tuple[Any, ...]]) -> WorkloadRow:
+def build_row(inp: Inputs, wp: WorkloadPlacement, key: Key) -> WorkloadRow:
     m, wid = inp.m, wp.id
     spec, plan = m.desired.spec, m.desired.plan
     label = workload_label(wid)
@@ -167,10 +206,12 @@ def build_row(inp: Inputs, wp: WorkloadPlacement,
                               for d in diags]
     add_row_pods(row, inp.objects, inp.pods)
     w = spec.workloads.get(wid) if spec is not None else None
-    built = WorkloadRow(wid, key, row)
-    placement_fields(row, w.spec.unreachable_grace_seconds if w is not None else None,
-                     views=inp.views, live=live, open_drift=inp.open_drift,
-                     counts=built.counts, graces=built.graces)
+    grace = w.spec.unreachable_grace_seconds if w is not None else None
+    counts: Counts = {}
+    placement_fields(row, grace, views=inp.views, live=live, open_drift=inp.open_drift,
+                     counts=counts, graces={})
+    tally = packed(counts)
+    built = WorkloadRow(wid, key, row, inp.tallies.setdefault(tally, tally), grace)
     since = m.suspensions.workloads.get(str(wid))
     if since is not None:
         row["suspended"] = {"since": since}
@@ -205,22 +246,16 @@ def steps(m: Manager, reuse: Mapping[WorkloadId, WorkloadRow] | None = None,
         old = reuse.get(wp.id) if reuse is not None else None
         if old is None or not same_key(old.key, key):
             old = build_row(inp, wp, key)
-            if encode is not None:
+            if encode is not None and old.row is not None:
                 old.text = encode(old.row)
-                old.row = {}  # the text is what is served; the dict was only for it
+                old.row = None  # the text is what is served; the dict was only for it
             built += 1
         rows.append(old)
         yield
     counts: Counts = {}
     graces: Graces = {}
     for r in rows:
-        for c, n in r.counts.items():
-            mine = counts.setdefault(c, {"placed": 0, "synced": 0, "drifted": 0,
-                                         "failed": 0})
-            for k, v in n.items():
-                mine[k] += v
-        for c, g in r.graces.items():
-            graces.setdefault(c, []).extend(g)
+        r.add_to(counts, graces)
     return head(m, inp.views, counts, graces), rows, built
 
 

@@ -57,7 +57,7 @@ def test_each_row_is_serialised_before_the_next_is_built(
 
     def counted(*args: Any) -> WorkloadRow:
         # every row built before this one no longer holds its dict, only its text
-        assert all(r.row == {} and r.text is not None for r in made)
+        assert all(r.row is None and r.text is not None for r in made)
         row = real(*args)
         made.append(row)
         return row
@@ -66,7 +66,7 @@ def test_each_row_is_serialised_before_the_next_is_built(
     cache = StatusCache(m)
     _, rows, built = build(cache)
     assert built == len(made) == len(rows) == 60
-    assert all(r.row == {} and isinstance(r.text, bytes) for r in rows)
+    assert all(r.row is None and isinstance(r.text, bytes) for r in rows)
 
 
 @pytest.mark.parametrize("workloads", [0, 1, 37])
@@ -97,3 +97,45 @@ def test_any_fleet_is_served_as_the_whole_document(
         doc, rows, built = build(cache)
         assert built == 0
     assert cache._raw(doc, rows) == (dumps(fleetdoc.document(m)) + "\n").encode()
+
+
+def test_a_held_row_holds_no_dict_and_one_key_tuple(tmp_path: Path) -> None:
+    """Issue 22 (each replica <= 1 GiB at 1,000 x 50,000): every workload's row is held
+    between builds. Held: its text, one flat key tuple (no tuple in it of its own
+    making), one flat tally tuple; no per-row dict (of its own, of the row, of
+    tallies)."""
+    m = manager(tmp_path, 30, clusters=3)
+    cache = StatusCache(m)
+    _, rows, _ = build(cache)
+    assert rows
+    for r in rows:
+        assert not hasattr(r, "__dict__")
+        assert r.row is None and isinstance(r.text, bytes)
+        assert type(r.key) is tuple and isinstance(r.key[0], int)
+        assert type(r.tally) is tuple and len(r.tally) % 5 == 0
+        held = [getattr(r, s) for s in WorkloadRow.__slots__]
+        assert not any(isinstance(x, dict | list) for x in held)
+        assert not any(isinstance(x, dict | list) for x in (*r.key, *r.tally))
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(clusters=st.integers(1, 6), workloads=st.integers(0, 40), seed=st.integers(0, 99))
+def test_the_held_tallies_sum_to_what_the_rows_built_whole_count(
+        tmp_path: Path, clusters: int, workloads: int, seed: int) -> None:
+    """The clusters' `workloads` counts from the packed tallies are those of
+    `add_operator_fields` over the whole document."""
+    from controllers.status.operatorview import Counts, Graces
+    m = manager(tmp_path, workloads, clusters, seed)
+    cache = StatusCache(m)
+    _, rows, _ = build(cache)
+    counts: Counts = {}
+    graces: Graces = {}
+    for r in rows:
+        r.add_to(counts, graces)
+    whole = fleetdoc.document(m)
+    for c in whole["clusters"]:
+        assert counts.get(c["name"], {"placed": 0, "synced": 0, "drifted": 0,
+                                      "failed": 0}) == c["workloads"]
+    assert sum(n["placed"] for n in counts.values()) == sum(
+        len(w["placements"]) for w in whole["workloads"])
