@@ -151,6 +151,14 @@ class PlacementLoop:
         """With --shards: clusters a rebuild waits for (bounded) before it plans:
         of shards held here but not connected yet, or held elsewhere without news yet
         (`Shards.unseen`)."""
+        self.readying: Callable[[str], bool] = lambda _name: False
+        """With --shards: a cluster connected only because its shard is about to be
+        taken here (`Shards.readying`). Placement goes on seeing it through its holder's
+        news (`views`), so its connecting and listing re-plan nothing (issue 22: each
+        was an urgent re-plan, and the take waited behind them); the take does, once."""
+        self.deferred = 0
+        """`readying` clusters whose connecting and listing re-planned nothing."""
+        self._deferred: set[str] = set()
 
     def trigger(self) -> None:
         self._wake.set()
@@ -205,7 +213,18 @@ class PlacementLoop:
         (a shard handed over) is freed at once, its informers and caches with it."""
         urgent = capacity_changed = False
         adapters = self.clusters.adapters
+        skipped = 0
         for name, a in list(adapters.items()):
+            if self.readying(name):
+                # Not noted: once its shard is taken it is new here, and re-plans then
+                # (all of a shard's in the same tick, so once).
+                skipped += 1
+                seen.pop(name, None)
+                known.pop(name, None)
+                if name not in self._deferred:
+                    self._deferred.add(name)
+                    self.deferred += 1
+                continue
             state = (a.capacity_version, a.health_state, a.synced.is_set())
             was = known.get(name)
             before = seen.get(name) if was is not None and was() is a else None
@@ -224,7 +243,8 @@ class PlacementLoop:
                     self.replans.skip()
             if before is not None and before[0] != state[0]:
                 capacity_changed = True
-        if len(known) > len(adapters):
+        self._deferred = {n for n in self._deferred if n in adapters and self.readying(n)}
+        if len(known) > len(adapters) - skipped:
             # Disconnected (a shard let go, a cluster retired or refused): forgotten
             # (issue 22: a replica's memory followed every cluster it ever held).
             # Every connected one was just noted, so only gone ones are extra.
@@ -249,8 +269,9 @@ class PlacementLoop:
 
     def views(self) -> dict[str, ClusterView]:
         """Every cluster placement can see: the other shards' published views under
-        this replica's own."""
-        return {**self.other_views(), **self.clusters.views()}
+        this replica's own -- but those it is only `readying`, seen as before."""
+        return {**self.other_views(), **{n: v for n, v in self.clusters.views().items()
+                                         if not self.readying(n)}}
 
     async def run(self) -> None:
         failures = 0

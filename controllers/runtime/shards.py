@@ -265,6 +265,7 @@ class Shards:
         m.placement.borrowed_changes = shards.changes
         m.placement.other_views = shards.views
         m.placement.unseen = shards.unseen
+        m.placement.readying = shards.readying
         m.placement.following = shards.following_leader
         m.clusters.wanted = shards.wants
         m.rollout.owns = shards.owns
@@ -302,6 +303,13 @@ class Shards:
         held = self._last_held.get(self.shard(cluster))
         return cluster in self.m.adapters and held is not None and \
             self.clock() - held < self.duration
+
+    def readying(self, cluster: str) -> bool:
+        """`cluster` is connected only because its shard is about to be taken here
+        (`_ready`): not held, not the home. Its connecting and listing re-plan nothing
+        (`PlacementLoop.readying`); the take does."""
+        return self.shard(cluster) in self._ready_for and not self.owns(cluster) and \
+            cluster != self.m.settings.leader_cluster
 
     def views(self) -> dict[str, ClusterView]:
         return self.remote
@@ -613,6 +621,7 @@ class Shards:
             ready = tuple(sorted(self._ready))
             spec = self.m.desired.spec
             if spec is not None and (held != self._connected_for or ready != self._ready_for):
+                readied = {n for n in self.m.adapters if self.readying(n)}
                 self._connected_for, self._ready_for = held, ready
                 gone = await self.m.clusters.release()
                 if gone:
@@ -620,7 +629,10 @@ class Shards:
                 before = set(self.m.adapters)
                 if self.m.clusters.unconnected(spec):
                     await self.m.clusters.sync(spec)
-                if set(self.m.adapters) - before or gone:
+                # none for a readied shard's clusters, never seen by placement
+                # (`readying`): its take re-plans, once; its holder living on, none
+                if set(gone) - readied or any(not self.readying(n)
+                                              for n in set(self.m.adapters) - before):
                     self.m.trigger_plan()
             self._phases()
             with anyio.move_on_after(self.m.tick):

@@ -537,3 +537,71 @@ async def test_a_shard_made_ready_is_connected_but_not_written_until_taken(
                         what="the ready shard's clusters let go")
             assert shards.held() == [0]
             tg.cancel_scope.cancel()
+
+
+async def test_a_shard_made_ready_replans_nothing_until_taken(tmp_path: Path) -> None:
+    """Connecting and listing the clusters of a shard only made ready re-plan nothing
+    (issue 22: each was an urgent re-plan, and under load the take waited seconds
+    behind them); placement goes on seeing them as before. The take re-plans."""
+    async with sandbox(tmp_path, files(), home=True) as box, \
+            box.controller(settings(box, tmp_path, "a", 2), adapter_options=FAST,
+                           lease_duration=LEASE_SECONDS) as a:
+        shards = a.shards
+        assert shards is not None and box.sim is not None
+        await until(lambda: shards.held() == [0, 1], 30, what="a holds both shards")
+        await roll(box, "registry.internal/serve:v2", a)
+        placement = a.placement
+        urgent: list[bool] = []
+        fold = placement._fold
+
+        def spy_fold(seen: Any, known: Any) -> tuple[bool, bool]:
+            out = fold(seen, known)
+            urgent.append(out[0])
+            return out
+        placement._fold = spy_fold  # type: ignore[method-assign]
+        connect_triggers: list[str] = []
+        trigger = a.trigger_plan
+
+        def spy_trigger() -> None:
+            caller = sys._getframe(1).f_code.co_name
+            if caller == "_connect_loop":
+                connect_triggers.append(caller)
+            trigger()
+        a.trigger_plan = spy_trigger  # type: ignore[method-assign]
+        client = shards.leases[1].client
+        await shards.leases[1].release()
+        ghost = ShardLease(client, "ghost", 1, count=2, namespace=a.home.namespace,
+                           duration=LEASE_SECONDS, margin=0.5)
+        theirs = [n for n in CLUSTERS if shard_of(n, 2) == 1]
+        async with anyio.create_task_group() as tg:
+            ghost_scope = anyio.CancelScope()
+
+            async def run_ghost() -> None:
+                with ghost_scope:
+                    await ghost.run()
+            tg.start_soon(run_ghost)
+            await until(lambda: shards.held() == [0] and shards.owners.get(1) == "ghost"
+                        and not any(n in a.adapters for n in theirs), 20,
+                        what="ghost holds shard 1, a let its clusters go")
+            await anyio.sleep(0.5)  # the let-go's own re-plans done
+            urgent.clear()
+            connect_triggers.clear()
+            deferred = placement.deferred
+            remote = {n: shards.views().get(n) for n in theirs}
+            shards._get_ready({1})  # as if ghost had missed a renew
+            await until(lambda: all(n in a.adapters and a.adapters[n].synced.is_set()
+                                    for n in theirs), 10, what="shard 1 connected, listed")
+            await anyio.sleep(0.5)  # a few looks of the placement loop at them
+            assert all(shards.readying(n) for n in theirs)
+            assert not any(urgent) and not connect_triggers
+            assert placement.deferred == deferred + len(theirs)
+            # placement sees them through the holder's news, as before
+            assert {n: placement.views().get(n) for n in theirs} == remote
+            # ghost dies: a takes shard 1 as its Lease lapses, and re-plans then
+            ghost_scope.cancel()
+            await until(lambda: shards.held() == [0, 1], 20, what="a takes shard 1")
+            await until(lambda: any(urgent), 5, what="the take re-plans")
+            views = placement.views()
+            assert all(views[n] == a.clusters.views()[n] for n in theirs)
+            assert not any(shards.readying(n) for n in theirs)
+            tg.cancel_scope.cancel()
