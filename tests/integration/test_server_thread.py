@@ -152,11 +152,24 @@ async def test_after_an_action_the_next_read_shows_it_while_the_loop_is_held(
         assert "suspended" in row
 
 
+def refresher_idle(cache: Any, served: int = 0) -> bool:
+    """The cache's refresher has nothing to do: no build under way, none asked for (and
+    the cache counted `served` requests: the last one's ask reached it). Then nothing
+    publishes until the next request: a document it builds is the one that request got."""
+    return cache.served >= served and not cache._wanted.is_set() and cache._building is None
+
+
 async def test_a_document_nobody_asked_for_a_while_is_built_for_the_next_read(
         tmp_path: Path) -> None:
     """The last document older than `stale_after` (nobody asked, so none was built): the
     next plain read hurries the refresher and gets one built after it. The cache's
-    clock is moved by hand; its wait bound is set out of the way (not what is tested)."""
+    clock is moved by hand; its wait bound is set out of the way (not what is tested).
+
+    The controller runs on: its row is changed by hand in a suspended workload (a
+    reconcile records the rows of the workloads it applies, and would put back its
+    own; it leaves a suspended one's alone), and each read waits for the refresher to
+    be idle (the build the first read asked for, published before the clock moves on,
+    would otherwise be the one that answers the second, or be under way when it comes)."""
     from dataclasses import replace
 
     from controllers.status.cache import STALE_AFTER
@@ -167,15 +180,24 @@ async def test_a_document_nobody_asked_for_a_while_is_built_for_the_next_read(
             fast_settings(box), adapter_options=FAST) as m:
         await rolled_out(m, box)
         cache = m.status_cache
-        cache.clock = clock = FakeClock()
-        cache.fresh_wait = LIMIT
-        await cache.rebuild()
         key = next(k for k in m.live if k[1] == SERVE)
-        m.live[key] = replace(m.live[key], sync="Failed", message="refused: test")
-        builds, served = cache.builds, cache.fresh_served
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{m.port}") as c:
+            r = await c.post("/api/v1/suspend", json={"workload": SERVE})
+            assert r.status_code == 200, r.text
+            # A pass under way when it was suspended may still record the row: its end.
+            await until(lambda: key[0] not in m.queue._active, 20, what="the pass under way")
+            await until(lambda: refresher_idle(cache), 20, what="the refresher idle")
+            cache.clock = clock = FakeClock()
+            cache.fresh_wait = LIMIT
+            await cache.rebuild()
+            m.live[key] = replace(m.live[key], sync="Failed", message="refused: test")
+            served = cache.served
             clock.advance(1.0)  # younger than STALE_AFTER: the last one, at once
             before = await c.get("/api/v1/status")
+            # It asked for the next build (the row changed): published at this clock.
+            await until(lambda: refresher_idle(cache, served + 1), 20,
+                        what="the build the first read asked for")
+            builds, fresh = cache.builds, cache.fresh_served
             clock.advance(STALE_AFTER + 1)
             after = await c.get("/api/v1/status")
         assert before.headers["age"] == "1"
@@ -183,7 +205,7 @@ async def test_a_document_nobody_asked_for_a_while_is_built_for_the_next_read(
         assert row["sync"] != "Failed"
         row = next(w for w in after.json()["workloads"] if w["id"] == SERVE)
         assert row["sync"] == "Failed" and after.headers["age"] == "0"
-        assert cache.fresh_served == served + 1 and cache.builds > builds
+        assert cache.fresh_served == fresh + 1 and cache.builds > builds
 
 
 def fresh_reads(metrics: str) -> dict[str, float]:
