@@ -148,11 +148,15 @@ class CapacitySnapshot:
         """sha256 of the canonical JSON: what a plan records to detect a stale plan.
 
         `usedByFleet` and `unreachableSeconds` are left out: they change as the fleet's
-        own workloads start and as time passes, without changing what a plan may use.
+        own workloads start and as time passes, without changing what a plan may use;
+        and a Degraded cluster counts as Healthy (its nodes are seen: placement reads
+        both alike, `fleet.planning.placement_key`).
         """
         doc = self.to_json()
         for c in doc["clusters"]:
             c.pop("unreachableSeconds", None)
+            if c.get("health") == "Degraded":
+                c["health"] = "Healthy"
             for n in c["nodes"]:
                 n.pop("usedByFleet", None)
             for q in (c.get("kueue") or {}).get("clusterQueues", ()):

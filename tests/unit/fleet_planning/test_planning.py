@@ -66,6 +66,50 @@ def test_a_workload_ids_team_is_what_comes_before_its_slash() -> None:
     assert team_of("*") == "*"  # a record for the whole fleet names no team
 
 
+def _seen_flipped(capacity: CapacitySnapshot, which: list[bool]) -> CapacitySnapshot:
+    """Clusters whose nodes are seen, Healthy <-> Degraded where `which` says (a watch
+    timing out on a busy controller), with some unreachable time on the way."""
+    out = {}
+    for (n, c), flip in zip(sorted(capacity.clusters.items()), which + [False] * 8,
+                            strict=False):
+        if flip and c.health in ("Healthy", "Degraded"):
+            c = replace(c, health="Degraded" if c.health == "Healthy" else "Healthy",
+                        unreachable_seconds=3.0)
+        out[n] = c
+    return CapacitySnapshot(out)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(fleets(max_workloads=8), st.lists(st.booleans(), max_size=5), st.data())
+def test_healthy_and_degraded_are_one_capacity_to_placement(
+        f: Fleet, which: list[bool], data: st.DataObject) -> None:
+    """Placement reads a seen cluster alike whether Healthy or Degraded: the same key,
+    the same plan (digest too), and the planner of one reused for the other (the
+    controller's re-plan of a commit) gives the full plan of the other."""
+    flipped = _seen_flipped(f.capacity, which)
+    spec = f.spec()
+    assert same_capacity(f.capacity, flipped)
+    assert f.capacity.digest() == flipped.digest()
+    before = place(spec, f.capacity, {}, commit="base")
+    assert place(spec, flipped, {}, commit="base") == before
+    planner = Planner(spec, f.capacity)
+    edited = workloads_edited(f, data).spec()
+    got = plan_change(planner.plan({}, commit="base"), edited, flipped, commit="head",
+                      planner=planner, planner_capacity=f.capacity)
+    assert got == place(edited, flipped, placements(before), commit="head")
+
+
+def test_a_cluster_no_longer_seen_is_another_capacity() -> None:
+    spec = fleet(cluster("de-1", "DE"), workload("a"))
+    cap = declared(spec)
+    for health in ("Unreachable", "Unknown"):
+        gone = CapacitySnapshot({n: replace(c, health=health)
+                                 for n, c in cap.clusters.items()})
+        assert not same_capacity(cap, gone)
+        assert cap.digest() != gone.digest()
+
+
 def test_the_fleets_own_pods_do_not_change_the_capacity_placement_reads() -> None:
     spec = fleet(cluster("de-1", "DE"), workload("a"))
     cap = declared(spec)
