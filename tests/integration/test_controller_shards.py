@@ -500,6 +500,26 @@ async def test_the_leaders_published_plan_is_decoded_only_when_it_changed(
             assert reader.parts_decoded == decoded + 1 and shards._borrowing.incremental > made
 
 
+async def ghost_for_shard_1(a: Manager) -> tuple[ShardLease, list[str]]:
+    """`a` lets shard 1 (of 2) go to a holder "ghost", returned not yet running (its
+    `run` takes and renews the Lease), with the clusters of that shard."""
+    shards = a.shards
+    assert shards is not None
+    client = shards.leases[1].client
+    await shards.leases[1].release()
+    ghost = ShardLease(client, "ghost", 1, count=2, namespace=a.home.namespace,
+                       duration=LEASE_SECONDS, margin=0.5)
+    return ghost, [n for n in CLUSTERS if shard_of(n, 2) == 1]
+
+
+async def until_ghost_holds(a: Manager, theirs: list[str]) -> None:
+    shards = a.shards
+    assert shards is not None
+    await until(lambda: shards.held() == [0] and shards.owners.get(1) == "ghost"
+                and not any(n in a.adapters for n in theirs), 20,
+                what="ghost holds shard 1, a let its clusters go")
+
+
 async def test_a_shard_made_ready_is_connected_but_not_written_until_taken(
         tmp_path: Path) -> None:
     """A replica gets ready for a shard whose holder missed a renew (`fleet.shardwatch`):
@@ -513,16 +533,10 @@ async def test_a_shard_made_ready_is_connected_but_not_written_until_taken(
         await until(lambda: shards.held() == [0, 1], 30, what="a holds both shards")
         await roll(box, "registry.internal/serve:v2", a)
         # shard 1 goes to another holder, which keeps renewing it
-        client = shards.leases[1].client
-        await shards.leases[1].release()
-        ghost = ShardLease(client, "ghost", 1, count=2, namespace=a.home.namespace,
-                           duration=LEASE_SECONDS, margin=0.5)
-        theirs = [n for n in CLUSTERS if shard_of(n, 2) == 1]
+        ghost, theirs = await ghost_for_shard_1(a)
         async with anyio.create_task_group() as tg:
             tg.start_soon(ghost.run)
-            await until(lambda: shards.held() == [0] and shards.owners.get(1) == "ghost"
-                        and not any(n in a.adapters for n in theirs), 20,
-                        what="ghost holds shard 1, a let its clusters go")
+            await until_ghost_holds(a, theirs)
             shards._get_ready({1})  # as if ghost had missed a renew
             await until(lambda: all(n in a.adapters and a.adapters[n].synced.is_set()
                                     for n in theirs), 10, what="shard 1 connected, listed")
@@ -568,11 +582,7 @@ async def test_a_shard_made_ready_replans_nothing_until_taken(tmp_path: Path) ->
                 connect_triggers.append(caller)
             trigger()
         a.trigger_plan = spy_trigger  # type: ignore[method-assign]
-        client = shards.leases[1].client
-        await shards.leases[1].release()
-        ghost = ShardLease(client, "ghost", 1, count=2, namespace=a.home.namespace,
-                           duration=LEASE_SECONDS, margin=0.5)
-        theirs = [n for n in CLUSTERS if shard_of(n, 2) == 1]
+        ghost, theirs = await ghost_for_shard_1(a)
         async with anyio.create_task_group() as tg:
             ghost_scope = anyio.CancelScope()
 
@@ -580,9 +590,7 @@ async def test_a_shard_made_ready_replans_nothing_until_taken(tmp_path: Path) ->
                 with ghost_scope:
                     await ghost.run()
             tg.start_soon(run_ghost)
-            await until(lambda: shards.held() == [0] and shards.owners.get(1) == "ghost"
-                        and not any(n in a.adapters for n in theirs), 20,
-                        what="ghost holds shard 1, a let its clusters go")
+            await until_ghost_holds(a, theirs)
             await anyio.sleep(0.5)  # the let-go's own re-plans done
             urgent.clear()
             connect_triggers.clear()
