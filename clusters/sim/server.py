@@ -134,7 +134,9 @@ class SimCluster:
         self.faults = Faults()
         self.faults._cut = self._cut_watches
         self.faults._expire = self.store.expire
-        self.bookmark_seconds = 1.0
+        self.bookmark_seconds = 60.0
+        """Between a watch's bookmarks, as kube-apiserver's `defaultBookmarkFrequency`
+        (tests that wait on bookmarks shorten it)."""
         self.open_watches: dict[int, web.Request] = {}
         self.requests: Counter[tuple[str, str, bool]] = Counter()
         """API requests answered (reached the handlers), by (method, path, metadata

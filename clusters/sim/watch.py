@@ -12,8 +12,14 @@ Semantics pinned to kube-apiserver's watch cache:
 - `sendInitialEvents=true` (client-go's streaming list, which kubectl 1.35 uses for
   `wait` and `get -w`) sends the current objects as ADDED, then a BOOKMARK annotated
   `k8s.io/initial-events-end: "true"`, then live events;
-- `allowWatchBookmarks=true` adds periodic BOOKMARK events that carry only the
-  current resourceVersion; `timeoutSeconds` ends the stream cleanly.
+- `allowWatchBookmarks=true` adds BOOKMARK events that carry only the current
+  resourceVersion, when the watch cache sends them (`cacheWatcher.nextBookmarkTime`
+  in `apiserver/pkg/storage/cacher/cache_watcher.go`): about once a minute
+  (`defaultBookmarkFrequency`, `SimCluster.bookmark_seconds`) and 2 s before the
+  watch's deadline, never after it; `timeoutSeconds` ends the stream cleanly.
+  (The simulator once sent one every second on every watch: at 1,000 clusters that
+  was thousands of events a second no real server sends, which the controller's
+  informers and the simulator both paid for.)
 
 Events are pushed into the watch's queue by the store as writes commit: an idle watch
 costs a parked coroutine, nothing more. Faults can cut every open stream abruptly.
@@ -41,6 +47,18 @@ if TYPE_CHECKING:
 
 def _line(etype: str, obj: dict[str, Any]) -> bytes:
     return json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+PRE_TIMEOUT_SECONDS = 2.0
+"""A bookmark goes out this long before a watch's deadline (`cacheWatcher`)."""
+
+
+def next_bookmark(now: float, deadline: float, every: float) -> float | None:
+    """When the watch cache sends a watch its next bookmark: `every` seconds from now,
+    or 2 s before the deadline if that is sooner; None once that moment has passed
+    (a watch of 2 s or less gets no bookmark at all, as from a real server)."""
+    at = min(now + every, deadline - PRE_TIMEOUT_SECONDS)
+    return at if at > now else None
 
 
 async def serve_watch(request: web.Request, cluster: SimCluster, res: Resource,
@@ -94,19 +112,24 @@ async def serve_watch(request: web.Request, cluster: SimCluster, res: Resource,
             return resp
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        mark_at = next_bookmark(loop.time(), deadline, cluster.bookmark_seconds) \
+            if bookmarks else None
         first_table = True
         while not watcher.closed:
-            left = deadline - loop.time()
+            now = loop.time()
+            left = deadline - now
             if left <= 0:
                 break
-            wait = min(left, cluster.bookmark_seconds) if bookmarks else left
+            if mark_at is not None and now >= mark_at:
+                mark = {"kind": res.kind, "apiVersion": res.api_version,
+                        "metadata": {"resourceVersion": str(store.rv)}}
+                await resp.write(_line("BOOKMARK", mark))
+                mark_at = next_bookmark(now, deadline, cluster.bookmark_seconds)
+                continue
+            wait = left if mark_at is None else min(left, mark_at - now)
             try:
                 item = await asyncio.wait_for(queue.get(), wait)
             except TimeoutError:
-                if bookmarks and loop.time() < deadline:
-                    mark = {"kind": res.kind, "apiVersion": res.api_version,
-                            "metadata": {"resourceVersion": str(store.rv)}}
-                    await resp.write(_line("BOOKMARK", mark))
                 continue
             if item is None:
                 break

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client, watch
 
-from clusters.sim import SimFleet
+from clusters.sim import SimCluster, SimFleet
 from tests.contract.k8s import configmap, raw
 
 LABELS = {"a": {"tier": "gold", "team": "x"}, "b": {"tier": "silver"}, "c": {}}
@@ -192,21 +192,41 @@ async def test_streaming_list_ends_its_initial_events_with_a_bookmark(
     assert mark["annotations"]["k8s.io/initial-events-end"] == "true"
 
 
-async def test_watch_sends_bookmarks_when_allowed(api: client.ApiClient, ns: str,
-                                                  sim: SimFleet) -> None:
-    """allowWatchBookmarks=true: BOOKMARK events carry only a resourceVersion. (The
-    simulator sends them every `bookmark_seconds`; a real server about once a minute,
-    so this one needs the simulator.)"""
+async def _quiet_watch(api: client.ApiClient, ns: str, seconds: int) -> list[dict[str, Any]]:
     core = client.CoreV1Api(api)
     rv = (await core.list_namespaced_config_map(ns)).metadata.resource_version
     status, text, _ = await raw(api, "GET", f"/api/v1/namespaces/{ns}/configmaps", query=[
         ("watch", "true"), ("resourceVersion", rv), ("allowWatchBookmarks", "true"),
-        ("timeoutSeconds", "1")])
+        ("timeoutSeconds", str(seconds))])
     assert status == 200
+    if isinstance(text, dict):  # one event alone is a JSON document: `raw` decoded it
+        return [text]
     lines = [line for line in (text if isinstance(text, str) else "").splitlines() if line]
-    types = {json.loads(line)["type"] for line in lines}
-    assert types == {"BOOKMARK"}
-    assert all(json.loads(line)["object"]["metadata"]["resourceVersion"] for line in lines)
+    return [json.loads(line) for line in lines]
+
+
+async def test_watch_sends_bookmarks_when_allowed(api: client.ApiClient, ns: str,
+                                                  sim: SimFleet) -> None:
+    """allowWatchBookmarks=true: BOOKMARK events carry only a resourceVersion. (The
+    fixture shortens the simulator's period to 0.2 s; a real server's is a minute, so
+    this one needs the simulator.)"""
+    events = await _quiet_watch(api, ns, 3)
+    assert {e["type"] for e in events} == {"BOOKMARK"}
+    assert len(events) >= 2
+    assert all(e["object"]["metadata"]["resourceVersion"] for e in events)
+
+
+async def test_watch_bookmarks_come_a_minute_apart_and_before_the_deadline(
+        api: client.ApiClient, ns: str, cluster: SimCluster) -> None:
+    """At kube-apiserver's own period (`defaultBookmarkFrequency`, a minute) a quiet
+    3 s watch gets one BOOKMARK, the one 2 s before its deadline, and a 2 s watch none
+    (`cacheWatcher.nextBookmarkTime`)."""
+    was, cluster.bookmark_seconds = cluster.bookmark_seconds, 60.0
+    try:
+        assert [e["type"] for e in await _quiet_watch(api, ns, 3)] == ["BOOKMARK"]
+        assert await _quiet_watch(api, ns, 2) == []
+    finally:
+        cluster.bookmark_seconds = was
 
 
 async def test_watch_ends_cleanly_after_timeout_seconds(api: client.ApiClient,
