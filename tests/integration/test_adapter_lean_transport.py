@@ -23,6 +23,7 @@ from clusters import leanhttp
 from clusters.client import NODE, KubeClient
 from clusters.kubeconfig import ConnectionSpec, connection_config
 from clusters.sim import SimClusterSpec, SimNode, start_sim
+from clusters.transport import Transport
 from tests.support.adapter import FAST, connected, until
 
 Body = Callable[[anyio.abc.SocketStream, h11.Connection], Awaitable[None]]
@@ -117,6 +118,31 @@ async def test_a_kept_connection_is_reused_and_one_the_server_closed_is_replaced
         assert [a.body for a in answers] == [b"{}", b"{}", b"{}"]
         assert p.opened == 3
         await p.close()
+
+
+async def test_gets_reuse_the_kept_connection_past_a_late_heartbeat() -> None:
+    """The adapter keeps aiohttp's write connections 1.5 heartbeats (7.5 s), but the
+    one kept GET connection a minute (under kube-apiserver's 90 s idle timeout): a
+    heartbeat made 10 s late by a busy loop reuses it instead of a new TLS handshake;
+    after a minute idle it is replaced."""
+    now = [0.0]
+    async with http_server(answer_ok, keep_alive=True) as port:
+        t = Transport(Configuration(host=f"http://127.0.0.1:{port}"), keepalive=7.5,
+                      clock=lambda: now[0])
+        lean = t.lean
+        assert lean is not None
+        try:
+            for advance in (0.0, 10.0, 30.0):
+                now[0] += advance
+                answer = await t.request("GET", "/version", query=None, headers={},
+                                         body=None, within=5)
+                assert answer.status == 200
+            assert lean.opened == 1
+            now[0] += 61.0
+            await t.request("GET", "/version", query=None, headers={}, body=None, within=5)
+            assert lean.opened == 2
+        finally:
+            await t.close()
 
 
 async def test_a_server_url_with_a_path_keeps_it_and_its_host_header() -> None:
