@@ -106,6 +106,9 @@ class ClusterAdapter:
         self.client = client
         self.options = options
         self.health = health
+        self.heartbeats = self.heartbeats_skipped = 0
+        """`GET /version` heartbeats sent, and skipped because another request was
+        answered within the beat."""
         self.capacity = CapacityTracker()
         self.applier = Applier(client, self_heal=options.self_heal, on_drift=on_drift,
                                concurrency=options.apply_concurrency,
@@ -306,11 +309,22 @@ class ClusterAdapter:
     async def _heartbeat(self) -> None:
         last = self.health.state
         answering = False
+        beat_answer: float | None = None
         while True:
-            with contextlib.suppress(ClusterError):
-                await self.client.request(
-                    "GET", "/version", verb="get", retry=False,
-                    request_timeout=max(1.0, self.options.heartbeat_interval))
+            # Only when no other request was answered within a beat: any answer tells
+            # as much (`HealthTracker.heard_within`), and a busy cluster needs none.
+            # The beat's own answer never counts (a loop stall shortens the health
+            # clock's beat, which would otherwise skip every other one).
+            if self.health.last_ok == beat_answer or \
+                    not self.health.heard_within(self.options.heartbeat_interval):
+                self.heartbeats += 1
+                with contextlib.suppress(ClusterError):
+                    await self.client.request(
+                        "GET", "/version", verb="get", retry=False,
+                        request_timeout=max(1.0, self.options.heartbeat_interval))
+                beat_answer = self.health.last_ok
+            else:
+                self.heartbeats_skipped += 1
             if self.health.first_no_answer is None and not answering:
                 # It answers (again): informers backing off list and watch now, so what
                 # runs there -- a failed-over gang's stale copy -- is known at once.

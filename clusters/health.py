@@ -88,6 +88,15 @@ class HealthTracker:
             self.last_error = now
             self.error_detail = detail
 
+    def heard_within(self, seconds: float) -> bool:
+        """Whether the cluster answered a request in the last `seconds` (health clock)
+        and nothing has gone unanswered since: a heartbeat now would tell nothing new
+        (the adapter skips it; at 1,000 clusters during a cold start the heartbeats
+        were 8-12% of a busy replica's loop while every cluster answered applies)."""
+        if self.cut is not None or self.first_no_answer is not None or self.last_ok is None:
+            return False
+        return self.now() - self.last_ok < seconds
+
     @property
     def state(self) -> ClusterHealth:
         if self.cut is not None:

@@ -178,3 +178,35 @@ async def test_a_returning_cluster_is_listed_as_soon_as_it_answers(tmp_path: Pat
             await c.cluster.up()
             await until(c.adapter.synced.is_set, 2.5, what="listed once it answers")
             tg.cancel_scope.cancel()
+
+
+async def test_no_heartbeat_while_other_requests_are_answered(tmp_path: Path) -> None:
+    """The heartbeat is for a cluster nothing else talks to: while the controller's
+    own requests are answered within a beat, no `GET /version` is sent; once they stop,
+    the beats come again (the beat's own answer never counts as another's)."""
+    now = [1000.0]
+
+    def clock() -> float:  # moves only when the test says, yet never reads the same
+        now[0] += 1e-9
+        return now[0]
+
+    options = dataclasses.replace(FAST, heartbeat_interval=0.05, clock=clock)
+    async with connected(tmp_path, options=options) as c:
+        a = c.adapter
+        now[0] += 10  # the lists' answers are old: beats
+        beats = a.heartbeats
+        await until(lambda: a.heartbeats >= beats + 3, what="beats of an idle cluster")
+        now[0] += 1
+        beats, skipped = a.heartbeats, a.heartbeats_skipped
+        for _ in range(500):  # the controller busy with the cluster: answers all along
+            await a.client.request("GET", "/api/v1/nodes", verb="list")
+            if a.heartbeats_skipped >= skipped + 3:
+                break
+            await anyio.sleep(0.01)
+        assert a.heartbeats_skipped >= skipped + 3
+        assert a.heartbeats <= beats + 1  # one may have been on its way already
+        assert c.cluster.requests[("GET", "/version", False)] >= 3
+        now[0] += 1  # the last answer is a beat old: beats again
+        beats = a.heartbeats
+        await until(lambda: a.heartbeats >= beats + 2, what="beats again")
+        assert a.health_state == "Healthy"

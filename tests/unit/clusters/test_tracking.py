@@ -233,3 +233,22 @@ def test_a_cut_off_cluster_is_unreachable_from_then_with_its_cause() -> None:
     h.cut_off("CredentialsUnusable", "later")  # the first cause is kept
     assert h.state == "Unreachable" and h.why() == (
         "CredentialsDeleted", "credentials Secret ns/a was deleted")
+
+
+def test_heard_within_is_an_answer_in_the_window_with_nothing_unanswered_since() -> None:
+    clock = Clock()
+    h = HealthTracker(unreachable_after=15, degraded_window=60, clock=clock)
+    assert not h.heard_within(5)  # nothing heard yet
+    h.record(Outcome.ERROR, "GET /x: 503")  # an error status is an answer
+    assert h.heard_within(5)
+    clock.now += 5
+    assert not h.heard_within(5)
+    h.record(Outcome.OK)
+    h.record(Outcome.NO_ANSWER, "GET /y: timeout")  # then something went unanswered
+    assert not h.heard_within(5)
+    h.record(Outcome.OK)
+    assert h.heard_within(5)
+    h.record(Outcome.BUSY)  # no evidence either way
+    assert h.heard_within(5)
+    h.cut_off("CredentialsRemoved", "gone")
+    assert not h.heard_within(5)
