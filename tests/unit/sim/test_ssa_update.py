@@ -286,7 +286,7 @@ def test_a_status_write_keeps_the_appliers_fieldsv1_without_encoding_it_again() 
        metadata, VALUES)
 def test_a_renewed_lease_is_the_deep_copy_with_renew_time_set(
         lease_spec: dict[str, Any], meta: dict[str, Any], now: str) -> None:
-    live = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+    live: dict[str, Any] = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": "n", "namespace": leases.NAMESPACE, **meta,
                          "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:spec": {}}}]},
             "spec": lease_spec}
