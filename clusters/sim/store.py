@@ -254,7 +254,7 @@ class Store:
                 meta[k] = ometa[k]
             else:
                 meta.pop(k, None)
-        objects.decode_quantities(res, new)
+        objects.decode_quantities(res, new, old)
         if subresource == "status":
             # A /status write changes status only (the status strategy resets the rest);
             # server-side apply computed its own managedFields entry for it.
