@@ -303,11 +303,13 @@ class Store:
         `setPodNodeAndMetadata` (`pkg/registry/core/pod/storage/storage.go`) does with
         `GuaranteedUpdate`: a real pod's managedFields name no owner for
         `spec.nodeName`."""
-        new = copy.deepcopy(pod)
-        new["spec"]["nodeName"] = node
-        status = new.setdefault("status", {})
+        # New dicts along the paths that change (metadata takes the resourceVersion),
+        # the rest shared with the stored pod: one bind per pod, so no deep copy.
+        status = dict(pod.get("status", {}))
         status["conditions"] = [c for c in status.get("conditions") or []
                                 if c.get("type") != "PodScheduled"] + [scheduled]
+        new = {**pod, "metadata": dict(pod["metadata"]),
+               "spec": {**pod["spec"], "nodeName": node}, "status": status}
         meta = pod["metadata"]
         return self._commit("MODIFIED", res, (meta.get("namespace", ""), meta["name"]),
                             new, pod)
