@@ -62,9 +62,10 @@ def decode_quantities(res: Resource, obj: dict[str, Any],
     parse is the decoder's 400, as kube-apiserver answers it.
 
     `stored`: the stored object `obj` replaces. For a kind in `DECODED_WHEN_STORED` a
-    top-level part of `obj` that is the very object `stored` holds (a status write's
-    spec and metadata) was decoded when it was stored, so it is not walked again (a
-    controller's status write spent half its time there)."""
+    part of `obj` that is the very object `stored` holds at the same path (a status
+    write's spec and metadata, a renewed Lease's managedFields) was decoded when it was
+    stored, so it is not walked again (a controller's status write spent half its time
+    there)."""
     skip = stored if stored is not None and res.kind in DECODED_WHEN_STORED \
         and not res.custom else None
     try:
@@ -72,6 +73,9 @@ def decode_quantities(res: Resource, obj: dict[str, Any],
     except QuantityError as e:
         raise bad_request(f'{res.kind} in version "{res.version}" cannot be handled as a '
                           f"{res.kind}: {e}") from None
+
+
+_ABSENT = object()
 
 
 def _canonical_quantities(node: Any, key: str | None,
@@ -83,7 +87,8 @@ def _canonical_quantities(node: Any, key: str | None,
     if not isinstance(node, dict):
         return
     for k, v in node.items():
-        if skip is not None and k in skip and skip[k] is v:
+        was = skip.get(k, _ABSENT) if skip is not None else _ABSENT
+        if was is v:
             continue
         if ((k in _QUANTITY_MAPS and key == "resources") or k in _QUANTITY_MAP_KEYS) \
                 and isinstance(v, dict):
@@ -97,7 +102,7 @@ def _canonical_quantities(node: Any, key: str | None,
         if k in _QUANTITY_KEYS and v is not None:
             node[k] = canonical(v)
             continue
-        _canonical_quantities(v, k)
+        _canonical_quantities(v, k, was if isinstance(was, dict) else None)
 
 
 # ---------------------------------------------------------------- defaults
