@@ -3,7 +3,9 @@
 The store plays etcd plus the generic registry of kube-apiserver. Every write goes
 through `_commit`, which bumps the cluster's resourceVersion (one integer per cluster,
 rendered as an opaque string), replaces the stored dict (stored objects are never
-mutated in place, so a handler may serialise one without copying), appends the event
+mutated in place, so a handler may serialise one without copying, and a new version
+shares the parts it does not change with the one it replaces: writes copy only along
+the paths they change, not the whole object), appends the event
 to a bounded ring (the watch history window: a watch from a version older than the
 ring gets 410 Expired), and fans it out to open watches and to the in-process
 controllers (scheduler, kubelet, Job and Deployment controllers) via listeners.
