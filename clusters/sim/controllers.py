@@ -185,7 +185,7 @@ class ControlPlane:
             "reason": reason, "message": message, "type": etype, "count": 1,
             "source": {"component": source}, "firstTimestamp": now, "lastTimestamp": now,
             "reportingComponent": source, "reportingInstance": "",
-        })
+        }, fresh=True)
 
     def write_status(self, res: Any, obj: Obj, status: Obj, *, manager: str) -> Obj:
         """A `status` subresource write by `manager` (recorded in managedFields)."""
@@ -339,7 +339,8 @@ class ControlPlane:
         meta.update({"name": name, "namespace": owner["metadata"]["namespace"],
                      "ownerReferences": [self.controller_ref(owner)]})
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": tmpl["spec"]}
-        self.store.create(PODS, pod, manager=manager)
+        # built from a deep copy and new dicts: the store may keep it without another copy
+        self.store.create(PODS, pod, manager=manager, fresh=True)
         self.event(owner, "SuccessfulCreate", f"Created pod: {name}",
                     source=f"{owner['kind'].lower()}-controller")
         self._mark("schedule", "", "")

@@ -102,10 +102,15 @@ def _st(rs: Obj | None, key: str) -> int:
 
 
 def _strip_hash(template: Obj) -> Obj:
-    t = copy.deepcopy(template)
-    labels = (t.get("metadata") or {}).get("labels") or {}
-    labels.pop(HASH_LABEL, None)
-    return t
+    """`template` without the pod-template-hash label, for comparing and hashing only:
+    new dicts along the path to the labels, the rest shared (every sync compares the
+    Deployment's template with each ReplicaSet's, so a deep copy each cost much)."""
+    meta = template.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if HASH_LABEL not in labels:
+        return template
+    return {**template, "metadata": {**meta, "labels": {
+        k: v for k, v in labels.items() if k != HASH_LABEL}}}
 
 
 def _revision(rs: Obj) -> int:

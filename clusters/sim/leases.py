@@ -20,7 +20,6 @@ which the kubelet already owns, so they leave the entry as it is.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +48,18 @@ def lease_for(node: dict[str, Any], now: str) -> dict[str, Any]:
                                               "name": meta["name"], "uid": meta["uid"]}]},
             "spec": {"holderIdentity": meta["name"],
                      "leaseDurationSeconds": DURATION_SECONDS, "renewTime": now}}
+
+
+def renewed(live: dict[str, Any], now: str) -> dict[str, Any]:
+    """`live` with `spec.renewTime` set to `now`: new dicts along the path that changes
+    (the object, its metadata, which the store stamps with a resourceVersion, and its
+    spec), the rest shared with `live`. A deep copy cost a quarter of a simulator's CPU
+    at 1,000 clusters; sharing is safe because nothing changes a stored object's parts
+    in place (`Store.replace` writes only the new object's own top level and metadata
+    for a Lease: `decode_quantities`, `apply_defaults` and the admitters find nothing
+    to change in one)."""
+    return {**live, "metadata": dict(live["metadata"]),
+            "spec": {**live["spec"], "renewTime": now}}
 
 
 class NodeLeases:
@@ -87,9 +98,7 @@ class NodeLeases:
                     lease, node["metadata"]["uid"])
                 self.store.create(LEASES, lease, fresh=True)
             else:
-                new = copy.deepcopy(live)
-                new["spec"]["renewTime"] = now
-                self.store.replace(LEASES, new, live, check_rv=False)
+                self.store.replace(LEASES, renewed(live, now), live, check_rv=False)
             written += 1
         return written
 

@@ -47,18 +47,39 @@ _QUANTITY_MAP_KEYS = frozenset({"overhead", "capacity", "allocatable"})
 _QUANTITY_KEYS = frozenset({"sizeLimit"})
 
 
-def decode_quantities(res: Resource, obj: dict[str, Any]) -> None:
+DECODED_WHEN_STORED = frozenset({"Pod", "Deployment", "ReplicaSet", "Job", "Node", "Lease"})
+"""Kinds whose stored objects `decode_quantities` leaves as they are (and never refuses):
+everything the store writes into one after decoding it (defaults, admission,
+managedFields, status from the controllers) is a decoded copy or names no quantity
+key, and `canonical` is idempotent. Not so for custom resources (their schema defaults
+come after the decoding) nor Secrets (`stringData` becomes base64 `data` after it)."""
+
+
+def decode_quantities(res: Resource, obj: dict[str, Any],
+                      stored: dict[str, Any] | None = None) -> None:
     """Every quantity as the real server stores it (in place): decoded and written back
     canonical (`0.5` -> `500m`, `1024Mi` -> `1Gi`, `8` -> `"8"`); one that does not
-    parse is the decoder's 400, as kube-apiserver answers it."""
+    parse is the decoder's 400, as kube-apiserver answers it.
+
+    `stored`: the stored object `obj` replaces. For a kind in `DECODED_WHEN_STORED` a
+    part of `obj` that is the very object `stored` holds at the same path (a status
+    write's spec and metadata, a renewed Lease's managedFields) was decoded when it was
+    stored, so it is not walked again (a controller's status write spent half its time
+    there)."""
+    skip = stored if stored is not None and res.kind in DECODED_WHEN_STORED \
+        and not res.custom else None
     try:
-        _canonical_quantities(obj, None)
+        _canonical_quantities(obj, None, skip)
     except QuantityError as e:
         raise bad_request(f'{res.kind} in version "{res.version}" cannot be handled as a '
                           f"{res.kind}: {e}") from None
 
 
-def _canonical_quantities(node: Any, key: str | None) -> None:
+_ABSENT = object()
+
+
+def _canonical_quantities(node: Any, key: str | None,
+                          skip: dict[str, Any] | None = None) -> None:
     if isinstance(node, list):
         for item in node:
             _canonical_quantities(item, None)
@@ -66,6 +87,9 @@ def _canonical_quantities(node: Any, key: str | None) -> None:
     if not isinstance(node, dict):
         return
     for k, v in node.items():
+        was = skip.get(k, _ABSENT) if skip is not None else _ABSENT
+        if was is v:
+            continue
         if ((k in _QUANTITY_MAPS and key == "resources") or k in _QUANTITY_MAP_KEYS) \
                 and isinstance(v, dict):
             for name, q in v.items():
@@ -78,7 +102,7 @@ def _canonical_quantities(node: Any, key: str | None) -> None:
         if k in _QUANTITY_KEYS and v is not None:
             node[k] = canonical(v)
             continue
-        _canonical_quantities(v, k)
+        _canonical_quantities(v, k, was if isinstance(was, dict) else None)
 
 
 # ---------------------------------------------------------------- defaults

@@ -434,50 +434,110 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
                   now: str, subresource: str | None = None) -> dict[str, Any]:
     """`new` with managedFields after a non-apply write by `manager` changed `old`
     (through `subresource`, e.g. `status`, whose entry is kept apart and owns only the
-    status fields it changed)."""
+    status fields it changed).
+
+    The answer is what decoding every entry, moving the changed paths and encoding every
+    entry again gives (`tests/unit/sim/test_ssa_update.py` holds that algorithm and
+    compares), computed for less, since a controller's status write changes a few
+    paths and most entries (the applier's big spec entry) lose none:
+    - an entry is decoded only when one of the paths the write moves is in it
+      (`_holds` looks each up in its FieldsV1 tree);
+    - an entry of the stored object whose paths stay as they were keeps its stored
+      FieldsV1, which every path into the store produced with `to_fields_v1` (or
+      copied from a stored object), so it is already the canonical encoding; entries a
+      client sent are encoded again, as they may not be;
+    - the object is copied at its top and its metadata (which this function and
+      the store then write), not deeply: its other parts are shared with `new`, and the
+      store never changes a stored object's parts in place."""
     before = _fields(old, update=True, subresource=subresource)
     after = _fields(new, update=True, subresource=subresource)
-    added = set(after) - set(before)
-    removed = set(before) - set(after)
-    modified = {p for p in set(after) & set(before)
-                if after[p] is not _MISSING and after[p] != before[p]}
+    added = after.keys() - before.keys()
+    removed = before.keys() - after.keys()
+    modified = {p for p, v in after.items()
+                if v is not _MISSING and p in before and v != before[p]}
     changed = added | modified
+    gained = changed - removed
+    moved = changed | removed
 
-    entries = _base_entries(old, new)
-    result: list[tuple[Entry, set[Path]]] = []
+    raw, stored = _base_managed(old, new)
+    result: list[Entry] = []
     found = False
-    for entry, paths in entries:
-        if entry.get("manager") == manager and entry.get("operation") == "Update" \
-                and entry.get("subresource") == subresource:
+    for e in raw:
+        if not isinstance(e, Mapping) or e.get("manager") is None:
+            continue
+        tree = e.get("fieldsV1")
+        if not isinstance(tree, Mapping) or not tree:
+            tree = {}  # owns nothing: decodes to no paths
+        entry: Entry = dict(e)
+        mine = e.get("manager") == manager and e.get("operation") == "Update" \
+            and e.get("subresource") == subresource
+        if mine:
             found = True
-            grown = (paths | changed) - removed
-            if grown - paths:
-                entry = {**entry, "time": now}
+            grows = any(not _holds(tree, p) for p in gained)
+            same = not grows and not any(_holds(tree, p) for p in removed)
+            if grows:
+                entry["time"] = now
             entry["apiVersion"] = str(new.get("apiVersion", entry.get("apiVersion", "")))
-            result.append((entry, grown))
+            paths = None if same else \
+                (from_fields_v1(tree) | changed) - removed
         else:
-            result.append((entry, paths - changed - removed))
+            same = not any(_holds(tree, p) for p in moved)
+            paths = None if same else from_fields_v1(tree) - moved
+        if same:
+            if not tree:
+                continue  # a manager that owns nothing disappears, as on a real server
+            entry["fieldsType"] = "FieldsV1"
+            entry["fieldsV1"] = tree if stored else to_fields_v1(from_fields_v1(tree))
+        elif paths:
+            entry["fieldsType"] = "FieldsV1"
+            entry["fieldsV1"] = to_fields_v1(paths)
+        else:
+            continue
+        result.append(entry)
     if not found and changed:
         entry = {"manager": manager, "operation": "Update",
                  "apiVersion": str(new.get("apiVersion", "")), "time": now}
         if subresource:
             entry["subresource"] = subresource
-        result.append((entry, set(changed)))
-    return _with_managed(copy.deepcopy(new), result)
+        entry["fieldsType"] = "FieldsV1"
+        entry["fieldsV1"] = to_fields_v1(changed)
+        result.append(entry)
+    out = dict(new)
+    meta = out["metadata"] = dict(new.get("metadata") or {})
+    if result:
+        meta["managedFields"] = result
+    else:
+        meta.pop("managedFields", None)
+    return out
 
 
-def _base_entries(old: Mapping[str, Any] | None, new: Mapping[str, Any]
-                  ) -> list[tuple[Entry, set[Path]]]:
-    """The managedFields an update starts from, per the "Clearing managedFields" rules:
-    `[{}]` resets them (this writer then owns just what it changed), an empty list or
-    none keeps the server's (clients unaware of the field never strip it), and any
-    other list the client sent replaces them."""
+def _holds(tree: Mapping[str, Any], path: Path) -> bool:
+    """Whether `from_fields_v1(tree)` holds `path` (not empty, no `.` element, as
+    `_fields` makes them), found without decoding the tree: the node at `path` exists
+    and is a leaf (empty or not a map) or is marked a member with `.`."""
+    node: Any = tree
+    for element in path:
+        if not isinstance(node, Mapping):
+            return False
+        node = node.get(element, _MISSING)
+        if node is _MISSING:
+            return False
+    return not isinstance(node, Mapping) or not node or "." in node
+
+
+def _base_managed(old: Mapping[str, Any] | None, new: Mapping[str, Any]
+                  ) -> tuple[list[Any], bool]:
+    """The managedFields an update starts from, undecoded, and whether they are the
+    stored object's (canonically encoded) rather than a client's. Per the "Clearing
+    managedFields" rules: `[{}]` resets them (this writer then owns just what it
+    changed), an empty list or none keeps the server's (clients unaware of the field
+    never strip it), and any other list the client sent replaces them."""
     def managed(o: Mapping[str, Any] | None) -> Any:
         meta = (o or {}).get("metadata")
         return meta.get("managedFields") if isinstance(meta, Mapping) else None
     sent = managed(new)
     if sent == [{}]:
-        return []
+        return [], False
     if sent and sent != managed(old):
-        return _entries(new)
-    return _entries(old)
+        return list(sent), False
+    return list(managed(old) or []), True

@@ -3,7 +3,9 @@
 The store plays etcd plus the generic registry of kube-apiserver. Every write goes
 through `_commit`, which bumps the cluster's resourceVersion (one integer per cluster,
 rendered as an opaque string), replaces the stored dict (stored objects are never
-mutated in place, so a handler may serialise one without copying), appends the event
+mutated in place, so a handler may serialise one without copying, and a new version
+shares the parts it does not change with the one it replaces: writes copy only along
+the paths they change, not the whole object), appends the event
 to a bounded ring (the watch history window: a watch from a version older than the
 ring gets 410 Expired), and fans it out to open watches and to the in-process
 controllers (scheduler, kubelet, Job and Deployment controllers) via listeners.
@@ -254,7 +256,7 @@ class Store:
                 meta[k] = ometa[k]
             else:
                 meta.pop(k, None)
-        objects.decode_quantities(res, new)
+        objects.decode_quantities(res, new, old)
         if subresource == "status":
             # A /status write changes status only (the status strategy resets the rest);
             # server-side apply computed its own managedFields entry for it.
@@ -303,11 +305,13 @@ class Store:
         `setPodNodeAndMetadata` (`pkg/registry/core/pod/storage/storage.go`) does with
         `GuaranteedUpdate`: a real pod's managedFields name no owner for
         `spec.nodeName`."""
-        new = copy.deepcopy(pod)
-        new["spec"]["nodeName"] = node
-        status = new.setdefault("status", {})
+        # New dicts along the paths that change (metadata takes the resourceVersion),
+        # the rest shared with the stored pod: one bind per pod, so no deep copy.
+        status = dict(pod.get("status", {}))
         status["conditions"] = [c for c in status.get("conditions") or []
                                 if c.get("type") != "PodScheduled"] + [scheduled]
+        new = {**pod, "metadata": dict(pod["metadata"]),
+               "spec": {**pod["spec"], "nodeName": node}, "status": status}
         meta = pod["metadata"]
         return self._commit("MODIFIED", res, (meta.get("namespace", ""), meta["name"]),
                             new, pod)

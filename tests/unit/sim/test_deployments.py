@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clusters.sim import ssa
-from clusters.sim.deployments import fenceposts, template_hash
+from clusters.sim.deployments import HASH_LABEL, _strip_hash, fenceposts, template_hash
 
 
 def dep(replicas: int, surge: Any = "25%", unavailable: Any = "25%",
@@ -51,3 +54,20 @@ def test_a_status_write_is_recorded_in_its_own_status_entry() -> None:
     assert entries[("kube-controller-manager", "status")]["fieldsV1"] == {
         "f:status": {"f:readyReplicas": {}, "f:replicas": {}}}
     assert entries[("fleet", None)]["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
+
+
+@given(st.fixed_dictionaries({}, optional={
+    "metadata": st.one_of(st.none(), st.fixed_dictionaries({}, optional={
+        "labels": st.one_of(st.none(), st.dictionaries(
+            st.sampled_from(["app", HASH_LABEL]), st.sampled_from(["a", "b"]))),
+        "annotations": st.dictionaries(st.sampled_from(["x"]), st.just("y"))})),
+    "spec": st.fixed_dictionaries({"containers": st.just([{"name": "c"}])})}))
+def test_strip_hash_equals_the_deep_copy_without_the_label_and_leaves_the_template(
+        template: dict[str, Any]) -> None:
+    before = copy.deepcopy(template)
+    expected = copy.deepcopy(template)
+    ((expected.get("metadata") or {}).get("labels") or {}).pop(HASH_LABEL, None)
+    got = _strip_hash(template)
+    assert got == expected
+    assert template_hash(got) == template_hash(expected)
+    assert template == before
