@@ -213,14 +213,14 @@ def test_equal_news_digests_are_equal_owners_and_views(
     same = owner1 == owner2 and (views1 or {}) == (views2 or {}) and \
         (views1 is None) == (views2 is None)
     assert (news1.digest == news2.digest) == same
-    for data, news, owner, views, at in ((data1, news1, owner1, views1, at1),
+    for data, said, owner, views, at in ((data1, news1, owner1, views1, at1),
                                          (data2, news2, owner2, views2, at2)):
-        assert shardstatus.news_of({shardstatus.NEWS: news.text()}) == news
-        whole = shardstatus.decode_doc(data)
+        assert shardstatus.news_of({shardstatus.NEWS: said.text()}) == said
         decoder = shardstatus.Decoder()
         rows_of = shardstatus.decode_doc(shardstatus.encode(owner, {}, None, None), decoder)
-        by_news = decoder.decode_news(shardstatus.parse_news(data, news), None, rows_of)
-        assert (by_news.owner, by_news.views, by_news.at) == (owner, whole.views, at)
+        by_news = decoder.decode_news(shardstatus.parse_news(data, said), None, rows_of)
+        assert (by_news.owner, by_news.views, by_news.at) == (owner, views or {}, at)
+        assert by_news.views == shardstatus.decode_doc(data).views
         assert by_news.live is rows_of.live
 
 
