@@ -188,7 +188,7 @@ async def test_a_peers_rows_are_read_late_by_their_size_but_its_health_at_once(
         assert client is not None
         now = shards.clock() + 100.0
         shards.clock = lambda: now
-        views = dict(shards._read[theirs][1].views)
+        views = {str(n): v for n, v in shards._read[theirs][1].views.items()}
         assert views
         name = sorted(views)[0]
         clusters = sorted({str(n) for n in views})
@@ -246,7 +246,7 @@ async def test_a_peers_rows_are_read_late_by_their_size_but_its_health_at_once(
                                                    unreachable_for=3.0)})
         await read_others(shards, client)
         assert counts() == (full + 1, decodes, news_reads + 1, deferred)
-        assert shards._read[theirs][1].views[name].health == "Unreachable"
+        assert shards._read[theirs][1].views[ClusterName(name)].health == "Unreachable"
         shards.refresh_views()
         assert shards.remote[name].health == "Unreachable"
         assert io.behind == {theirs}  # its rows still those of c13
@@ -267,7 +267,8 @@ async def test_a_peers_rows_are_read_late_by_their_size_but_its_health_at_once(
             assert a.live[(ClusterName(clusters[0]), WorkloadId("t/bulk00000"))
                           ].commit == commit
         assert counts()[1] == decodes + 3
-        assert shards._read[theirs][1].views[name] == views[name]  # no longer Unreachable
+        # its news as published: Unreachable no more
+        assert shards._read[theirs][1].views[ClusterName(name)] == views[name]
 
         # taken with its rows behind: read whole before the first publication of it,
         # unless a row of it was written here since (this replica's reconcile: newer)
