@@ -38,7 +38,12 @@ not change costs a metadata-only GET, not a GET of its document. Now:
 
 What is left of a read is `json.loads` of the whole text (~1.7 MB, ~20 ms) and one
 comparison of each cluster's parsed rows with the last: splitting the document by
-cluster (a new `VERSION`) would take that too.
+cluster (a new `VERSION`) would take that too. In a cold start rows change in every
+publication, so each replica still parsed its peers' whole every ~2 s (13% of its
+loop at 1,000 x 50,000): now a reader reads a peer's rows at most every `rows_late`
+(1 s per 2,000 rows, at most 10 s), and its news (owner, health, nodes: what
+placement needs) at once, by the `NEWS` annotation (`News`, `read_now`,
+`parse_news`; `Shards._read_others`).
 
 The text is exactly the one `encode` always wrote (the same JSON, keys sorted; only
 the gzip level differs, which no reader sees), so replicas of the previous version and
