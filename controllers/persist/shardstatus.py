@@ -123,9 +123,16 @@ class News:
     digest: str
     tail: int
     at: str | None
+    views: tuple[int, ...] = ()
+    """Where in that text the views' first cluster begins, then each cluster's length
+    (its `"name":{...}`, a comma between): a reader parses only the clusters whose
+    text changed. Empty: not said (the text is parsed whole)."""
 
     def text(self) -> str:
-        return _dumps({"at": self.at, "digest": self.digest, "tail": self.tail})
+        doc: dict[str, Any] = {"at": self.at, "digest": self.digest, "tail": self.tail}
+        if self.views:
+            doc["views"] = list(self.views)
+        return _dumps(doc)
 
 
 def news_of(annotations: object) -> News | None:
@@ -143,10 +150,12 @@ def news_of(annotations: object) -> News | None:
     if not isinstance(doc, dict):
         return None
     digest, tail, at = doc.get("digest"), doc.get("tail"), doc.get("at")
+    views = doc.get("views", [])
     if not isinstance(digest, str) or not digest or type(tail) is not int or tail <= 0 \
-            or not (at is None or isinstance(at, str)):
+            or not (at is None or isinstance(at, str)) or not isinstance(views, list) \
+            or not all(type(n) is int and n > 0 for n in views):
         return None
-    return News(digest, tail, at)
+    return News(digest, tail, at, tuple(views))
 
 
 def digest_of(tail: str) -> str:
@@ -300,6 +309,7 @@ class Encoder:
         out.append(_TAIL + _dumps(owner))
         out.append('"version":' + _dumps(VERSION))
         kept_views = {}
+        spans: tuple[int, ...] = ()
         if views is not None:
             view_texts = []
             for name in sorted(views):
@@ -309,11 +319,13 @@ class Encoder:
                     part_v = (v, _dumps(name) + ":" + _dumps(view_doc(v)))
                 kept_views[name] = part_v
                 view_texts.append(part_v[1])
+            start = 1 + sum(len(t) + 1 for t in out) - len(head)  # "{", the commas
+            spans = (start + len('"views":{'), *(len(t) for t in view_texts))
             out.append('"views":{' + ",".join(view_texts) + "}")
         text = "{" + ",".join(out) + "}"
         # only now: a publication that failed half-way leaves the parts as they were
         self._clusters, self._views = clusters, kept_views
-        self.news = News(digest_of(text[len(head):]), len(head), at)
+        self.news = News(digest_of(text[len(head):]), len(head), at, spans)
         return text.encode()
 
     def encode(self, owner: str, live: Mapping[Key, PlacementLive],
@@ -341,11 +353,34 @@ def parse_news(data: str, news: News) -> dict[str, Any]:
     tail = raw[news.tail:]
     if not tail.startswith(_TAIL.encode()) or digest_of(tail.decode()) != news.digest:
         raise ValueError("the shard news annotation does not match the document")
-    doc = json.loads(b"{" + tail)
+    if not news.views:
+        doc = json.loads(b"{" + tail)
+    else:  # the clusters' texts cut apart, each parsed by the decoder if new
+        at, *lengths = news.views
+        texts, end = [], at
+        for n in lengths:
+            texts.append(tail[end:end + n])
+            end += n + 1
+        if not lengths:
+            end += 1
+        if not tail[:at].endswith(b'"views":{') or tail[end - 1:] != b"}}" or any(
+                tail[a - 1:a] != b"," for a in _starts(at, lengths)[1:]):
+            raise ValueError("the shard news' views do not match the document")
+        doc = json.loads(b"{" + tail[:at] + b"}}")
+        if isinstance(doc, dict):
+            doc["views"] = texts
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         raise ValueError(f"not a version {VERSION} shard status document")
     doc["at"] = news.at
     return doc
+
+
+def _starts(at: int, lengths: list[int]) -> list[int]:
+    out = []
+    for n in lengths:
+        out.append(at)
+        at += n + 1
+    return out
 
 
 def decode_doc(data: str, parts: Decoder | None = None,
@@ -368,6 +403,10 @@ class Decoder:
     def __init__(self) -> None:
         self._clusters: dict[str, tuple[Any, dict[Key, PlacementLive]]] = {}
         self._views: dict[str, tuple[Any, ClusterNews]] = {}
+        self._texts: dict[bytes, tuple[str, Any]] = {}
+        """Each cluster's view text as last read by news (`parse_news`), parsed."""
+        self.views_parsed = 0
+        """Clusters' view texts parsed reading by news (not found as they were)."""
         self.built = 0
         """Rows built (not reused), over all decodes."""
         self.last: ShardDoc | None = None
@@ -384,9 +423,24 @@ class Decoder:
         `at`, with the rows of `rows` (the last document decoded whole, whose parts
         stay this decoder's: the next `decode` builds only the rows changed since
         it). Nothing is kept of `doc` but its views' parts."""
+        texts = doc.get("views")
+        kept_texts: dict[bytes, tuple[str, Any]] = {}
+        if isinstance(texts, list):  # cut apart: only the clusters whose text changed
+            parsed: dict[str, Any] = {}
+            for text in texts:
+                got = self._texts.get(text)
+                if got is None:
+                    self.views_parsed += 1
+                    one = json.loads(b"{" + text + b"}")
+                    if not isinstance(one, dict) or len(one) != 1:
+                        raise ValueError("not one cluster's view")
+                    got = next(iter(one.items()))
+                kept_texts[text] = got
+                parsed[got[0]] = got[1]
+            doc = {**doc, "views": parsed}
         views, kept_views = self._views_of(doc, keep)
         at = doc.get("at")
-        self._views = kept_views
+        self._views, self._texts = kept_views, kept_texts
         return ShardDoc(str(doc["owner"]), rows.live, views,
                         at if isinstance(at, str) else None)
 
@@ -400,7 +454,7 @@ class Decoder:
                 continue
             _items(v)
             part_v = self._views.get(name)
-            if part_v is None or part_v[0] != v:
+            if part_v is None or (part_v[0] is not v and part_v[0] != v):
                 gone = v.get("unreachableFor")
                 part_v = (v, ClusterNews(
                     str(v["health"]), float(gone) if gone is not None else None,

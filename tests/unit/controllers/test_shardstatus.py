@@ -244,7 +244,10 @@ def test_a_news_annotation_that_does_not_match_its_document_is_refused() -> None
     {shardstatus.NEWS: '{"digest":"ab","tail":"3","at":null}'},
     {shardstatus.NEWS: '{"digest":"ab","tail":true,"at":null}'},
     {shardstatus.NEWS: '["ab",3]'},
-], ids=["none", "empty", "other", "not-json", "no-digest", "tail-text", "tail-bool", "list"])
+    {shardstatus.NEWS: '{"digest":"ab","tail":3,"at":null,"views":[3,true]}'},
+    {shardstatus.NEWS: '{"digest":"ab","tail":3,"at":null,"views":[3,-1]}'},
+], ids=["none", "empty", "other", "not-json", "no-digest", "tail-text", "tail-bool", "list",
+        "views-bool", "views-negative"])
 def test_no_news_or_garbled_news_is_none_so_the_publication_is_read_at_once(
         annotations: Any) -> None:
     assert shardstatus.news_of(annotations) is None
@@ -273,3 +276,31 @@ def test_a_publication_is_read_now_unless_its_news_are_held_and_its_rows_young(
         not (digest is not None and digest == held and young))
     if rows < 2_000 and age is not None and age >= 1.0:
         assert shardstatus.read_now(news, held, age, rows)
+
+
+def test_read_by_news_a_peers_views_parse_only_the_clusters_whose_text_changed() -> None:
+    """Nodes change in a few clusters of each publication in a cold start: reading
+    by news parses those clusters' views only, and gives what a whole read gives; a
+    cut that does not fall on the clusters' texts is refused whole."""
+    node = NodeState("n1", "NVIDIA-H100", 8, True, False, ())
+    views = {f"c{i}": shardstatus.ClusterNews("Healthy", None, (node,)) for i in range(7)}
+    encoder, decoder = shardstatus.Encoder(), shardstatus.Decoder()
+    rows_of = shardstatus.decode_doc(encoder.encode("r1", many(50), views, "t0"), decoder)
+    for n, at in enumerate(("t1", "t2")):
+        views["c3"] = shardstatus.ClusterNews("Healthy", None, (
+            NodeState("n1", "NVIDIA-H100", 8, True, False, (), used=n + 1),))
+        data = encoder.encode("r1", many(50), views, at)
+        assert encoder.news is not None and len(encoder.news.views) == 8
+        before = decoder.views_parsed
+        doc = decoder.decode_news(shardstatus.parse_news(data, encoder.news), None, rows_of)
+        assert decoder.views_parsed - before == (7 if n == 0 else 1)
+        assert doc.views == shardstatus.decode_doc(data).views and doc.at == at
+        assert doc.live is rows_of.live
+    news = encoder.news
+    assert news is not None
+    for views_ in ((news.views[0] + 1, *news.views[1:]),
+                   (*news.views[:3], news.views[3] - 1, *news.views[4:]),
+                   news.views[:-1]):
+        with pytest.raises(ValueError):
+            decoder.decode_news(shardstatus.parse_news(data, shardstatus.News(
+                news.digest, news.tail, news.at, views_)), None, rows_of)
