@@ -57,6 +57,12 @@ class ShardRows:
         self._rows[shard] = (stamp, rows)
         return stamp, rows
 
+    def untouched(self, shard: int) -> bool:
+        """`shard`'s rows are still those merged last from another replica's
+        publication: none written since (by this replica's own reconciles, say)."""
+        last = self._merged.get(shard)
+        return last is not None and last[1] == self.stamp(shard)
+
     def merge(self, shard: int, results: Mapping[Key, PlacementLive], source: object,
               since: object = None,
               clusters: Mapping[ClusterName, Mapping[Key, PlacementLive]] | None = None

@@ -45,7 +45,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -426,7 +426,14 @@ class Shards:
             news = self.news.get(name)
             if news is not None:  # another shard's: health and capacity as published
                 row["shardNewsAt"], row["shardNewsFresh"] = news
+        io = self._status_io
         doc["shards"] = {"count": self.count, "identity": self.identity, "held": self.held(),
+                         # another shard's rows: of its publication at `at`; `behind`
+                         # when a later one is left unread for now (`_read_others`)
+                         "otherRows": {str(shard): {
+                             "at": self.rows_at(shard), "behind": shard in io.behind}
+                             for shard in sorted(self._read)
+                             if shard not in self.held()},
                          "followsLeaderPlan": self.following_leader(),
                          "otherShardCounts": self.foreign,
                          "takeovers": [t.as_json() for t in self.takeovers],
@@ -701,61 +708,165 @@ class Shards:
                     continue
             stamp, mine = self.rows.of(shard)
             at = datetime.now(UTC).isoformat(timespec="milliseconds")
+            if shard in io.behind:  # just taken: the last holder's rows first
+                stamp, mine = await self._catch_up(client, shard)
             encoder = io.encoders.setdefault(shard, shardstatus.Encoder())
             data = encoder.encode(self.identity, mine, news, at)
-            await shardstatus.write(client, self.m.home.namespace, shard, data)
+            await shardstatus.write(client, self.m.home.namespace, shard, data,
+                                    encoder.news)
             self._published[shard] = (stamp, news, now)
+
+    async def _catch_up(self, client: KubeClient, shard: int
+                        ) -> tuple[int, Any]:
+        """A shard taken while its last holder's rows were left unread (`_read_others`):
+        its publication read whole and merged before this replica's first one
+        replaces it, unless a row of it was written here since the last merge (this
+        replica's reconciles: newer). The shard's stamp and rows then."""
+        io = self._status_io
+        io.behind.discard(shard)
+        self.version += 1  # the status said its rows were behind
+        decoder = io.decoders.get(shard)
+        if decoder is not None and self.rows.untouched(shard):
+            _version, data = await shardstatus.read_published(
+                client, self.m.home.namespace, shard)
+            io.fetches += 1
+            if data is not None and self.rows.untouched(shard):  # after the await
+                since = decoder.last
+                try:
+                    doc = shardstatus.decode_doc(data, decoder,
+                                                 keep=_in_shard(self.shard, shard))
+                except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
+                    log.warning("shard_status_unusable", shard=shard, error=str(e))
+                else:
+                    io.decodes += 1
+                    if doc.owner != self.identity:
+                        self.rows.merge(shard, doc.live, doc, since, decoder.changed)
+        return self.rows.of(shard)
 
     async def _read_others(self, client: KubeClient) -> None:
         """The results of the shards held elsewhere, into this replica's `live` (whose
-        own reconciles never touch those clusters). `live` is written only where it
-        differs: every write counts as a change to the status cache
-        (`controllers.status.cache`), and an unchanged merge each poll had the document
-        rebuilt every second. A publication merged already is not looked at again
-        (`ShardRows.merge`). Each peer's ConfigMap is looked at by its metadata first
-        and fetched whole only when its resourceVersion moved; a new document builds
-        only the rows that changed (`shardstatus.Decoder`). One that cannot be decoded
-        (torn, or a `VERSION` this replica does not know) leaves what was read before:
-        its news goes stale, its clusters Unknown, nothing fails over."""
+        own reconciles never touch those clusters), and their clusters' news. `live`
+        is written only where it differs: every write counts as a change to the status
+        cache (`controllers.status.cache`), and an unchanged merge each poll had the
+        document rebuilt every second. A publication merged already is not looked at
+        again (`ShardRows.merge`). Each peer's ConfigMap is looked at by its metadata
+        first (with its `shardstatus.NEWS`), and a new publication is read:
+
+        - not at all for now when its news (owner, health, nodes) are those held and
+          its rows were read less than `shardstatus.rows_late` ago: its holder is alive
+          (its news stay fresh), its rows are read once that much has passed
+          (`behind`);
+        - by its news alone (`shardstatus.parse_news`: no row parsed) when they
+          changed and its rows were read less than that ago;
+        - whole otherwise (an older writer's, without `NEWS`: every time), building
+          only the rows that changed (`shardstatus.Decoder`).
+
+        One that cannot be decoded (torn, or a `VERSION` this replica does not know)
+        leaves what was read before: its news goes stale, its clusters Unknown,
+        nothing fails over."""
         held = set(self.held())
         io = self._status_io
-        io.forget(lambda s: s in held, io.decoders)
-        io.forget(lambda s: s in held, io.versions)
+        behind = set(io.behind)
+        for parts in (io.decoders, io.versions, io.digests, io.rows_read):
+            # a shard taken with its rows behind keeps its parts: `_publish` reads it
+            # whole first (`_catch_up`)
+            io.forget(lambda s: s in held and s not in behind, parts)
         for shard in range(self.count):
             if shard in held:
                 continue
-            version = await shardstatus.published_version(
+            version, news = await shardstatus.published_news(
                 client, self.m.home.namespace, shard)
             io.looks += 1
             if version is None:
                 continue  # none published yet
-            if version != io.versions.get(shard):
-                version, data = await shardstatus.read_published(
-                    client, self.m.home.namespace, shard)
-                io.fetches += 1
-                if version is None or data is None:  # deleted since: as when there is none
-                    io.versions.pop(shard, None)
-                    continue
-                io.versions[shard] = version
-                last = self._read.get(shard)  # after the await: as fresh as can be
-                if last is None or last[0] != data:
-                    decoder = io.decoders.setdefault(shard, shardstatus.Decoder())
-                    since = decoder.last
-                    try:
-                        doc = shardstatus.decode_doc(data, decoder,
-                                                     keep=_in_shard(self.shard, shard))
-                    except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
-                        log.warning("shard_status_unusable", shard=shard, error=str(e))
-                        continue  # not fetched again until it is written again
-                    io.decodes += 1
-                    self._read[shard] = (data, doc, self.clock())
-                    # only the clusters that differ from the document merged before
-                    self.rows.merge(shard, doc.live, doc, since, decoder.changed)
-                    continue
+            await self._read_one(client, shard, version, news)
             last = self._read.get(shard)
-            if last is not None:
-                self.rows.merge(shard, last[1].live, last[1])  # only what differs, when new
+            if last is not None:  # only what differs, when new
+                decoder = io.decoders.get(shard)
+                source = decoder.last if decoder is not None and \
+                    decoder.last is not None and last[1].live is decoder.last.live \
+                    else last[1]
+                self.rows.merge(shard, last[1].live, source)
+        if io.behind != behind:
+            self.version += 1  # the status says which shards' rows are behind
         self.refresh_views()
+
+    async def _read_one(self, client: KubeClient, shard: int, version: str,
+                        news: shardstatus.News | None) -> None:
+        """`shard`'s publication of `version` (its metadata said `news`), as
+        `_read_others` says."""
+        io = self._status_io
+        last = self._read.get(shard)
+        read_at = io.rows_read.get(shard)
+        rows_age = None if read_at is None else self.clock() - read_at
+        rows_due = last is None or rows_age is None or \
+            rows_age >= shardstatus.rows_late(len(last[1].live))
+        if version == io.versions.get(shard):
+            if shard not in io.behind or not rows_due:
+                return  # nothing new, or its rows not due yet
+        elif last is not None and not shardstatus.read_now(
+                news, io.digests.get(shard), rows_age, len(last[1].live)):
+            assert news is not None  # read_now says so
+            io.versions[shard] = version
+            io.behind.add(shard)
+            io.deferred += 1
+            # the holder is alive, its news those held: fresh, observed at its `at`
+            self._read[shard] = (last[0], replace(last[1], at=news.at), self.clock())
+            return
+        got, data, news = await shardstatus.read_with_news(
+            client, self.m.home.namespace, shard)
+        io.fetches += 1
+        if got is None or data is None:  # deleted since: as when there is none
+            io.versions.pop(shard, None)
+            return
+        io.versions[shard] = got
+        last = self._read.get(shard)  # after the await: as fresh as can be
+        decoder = io.decoders.setdefault(shard, shardstatus.Decoder())
+        since = decoder.last
+        now = self.clock()
+        if last is not None and last[0] == data:
+            io.behind.discard(shard)  # the very text whose rows are held
+            io.rows_read[shard] = now
+            return
+        by_news = not rows_due and last is not None and news is not None and \
+            since is not None
+        try:
+            if by_news:
+                assert news is not None and since is not None
+                doc = decoder.decode_news(shardstatus.parse_news(data, news),
+                                          _in_shard(self.shard, shard), since)
+            else:
+                doc = shardstatus.decode_doc(data, decoder,
+                                             keep=_in_shard(self.shard, shard))
+        except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
+            log.warning("shard_status_unusable", shard=shard, error=str(e))
+            io.rows_read[shard] = now  # not fetched again before it is written again,
+            return  # nor before its rows are due again
+        if news is None:
+            io.digests.pop(shard, None)
+        else:
+            io.digests[shard] = news.digest
+        if by_news:  # the rows held stay those of the text read last
+            assert last is not None
+            io.news_reads += 1
+            io.behind.add(shard)
+            self._read[shard] = (last[0], doc, now)
+            return
+        io.decodes += 1
+        io.rows_read[shard] = now
+        io.behind.discard(shard)
+        self._read[shard] = (data, doc, now)
+        # only the clusters that differ from the document merged before
+        self.rows.merge(shard, doc.live, doc, since, decoder.changed)
+
+    def rows_at(self, shard: int) -> str | None:
+        """When another shard's holder observed the rows held of it (its publication's
+        `at`; that of a later one left unread when `behind`)."""
+        decoder = self._status_io.decoders.get(shard)
+        if decoder is not None and decoder.last is not None:
+            return decoder.last.at
+        read = self._read.get(shard)
+        return read[1].at if read is not None else None
 
     def refresh_views(self) -> None:
         """The other shards' clusters as placement and status see them, from their
@@ -814,11 +925,21 @@ class _StatusIO:
         """Shard -> the resourceVersion of its ConfigMap as last fetched."""
         self.decoders: dict[int, shardstatus.Decoder] = {}
         self.encoders: dict[int, shardstatus.Encoder] = {}
+        self.digests: dict[int, str] = {}
+        """Shard -> the `shardstatus.News` digest of the news held (absent: not known,
+        an older writer's)."""
+        self.rows_read: dict[int, float] = {}
+        """Shard -> when (monotonic) its rows held were read."""
+        self.behind: set[int] = set()
+        """Shards published since their rows held were read (their news are read)."""
         self.looks = 0
         self.fetches = 0
         self.decodes = 0
+        self.news_reads = 0
+        self.deferred = 0
         """Metadata-only GETs of the other shards' ConfigMaps, full GETs (the
-        resourceVersion moved), and documents decoded (the text changed)."""
+        resourceVersion moved), documents decoded whole (the text changed), read by
+        their news alone, and publications left unread for now (news unchanged)."""
 
     @property
     def built(self) -> int:

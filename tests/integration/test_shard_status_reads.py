@@ -15,6 +15,8 @@ import structlog.testing
 
 from controllers.demo.sandbox import until
 from controllers.persist import shardstatus
+from controllers.status.statusdoc import PlacementLive
+from fleet.ids import ClusterName, WorkloadId
 from fleet.shards import shard_of
 from tests.integration.test_controller_shards import balanced, fleet_of, roll, start
 from tests.support.home import NS
@@ -157,3 +159,132 @@ async def test_a_churning_shard_is_published_at_most_every_coalesce_but_health_a
             assert doc.views[name].health == "Unreachable" and doc.live[key].commit == "c4"
             t2 = t1 + 0.1 + lease * shardstatus.REFRESH + 0.01
             assert await publish(t2, None) == t2  # nothing changed: REFRESH still rules
+
+
+async def test_a_peers_rows_are_read_late_by_their_size_but_its_health_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer whose rows alone churn (6,000 rows: `shardstatus.rows_late` 3 s) is
+    read whole at most once per 3 s of the reader's clock, its other publications
+    left unread (a metadata-only GET each) while its news stay fresh; a health change
+    is read at the next poll, by its news alone (no row parsed); an older writer's
+    publication (no `NEWS` annotation) is read whole at once; the status says whose
+    rows are behind. Counted at the simulated home, on a clock the test moves."""
+    async with fleet_of(tmp_path, 2) as (box, stack):
+        a, b = [await start(box, stack, tmp_path, who, 2, lease=6.0) for who in "ab"]
+        await until(lambda: balanced(a, b), 30, what="one shard each")
+        assert a.shards is not None and b.shards is not None and box.home is not None
+        shards, theirs = a.shards, b.shards.held()[0]
+        home = box.home.clusters["home"]
+        path = f"/api/v1/namespaces/{NS}/configmaps/{shardstatus.name_of(theirs)}"
+        await until(lambda: theirs in shards._read and shards.owners.get(theirs) == "b",
+                    30, what="b's shard read by a, b its holder to a")
+
+        async def quiet(_client: object) -> None:  # the test publishes and reads
+            return None
+        monkeypatch.setattr(b.shards, "_publish", quiet)
+        monkeypatch.setattr(shards, "_read_others", quiet)
+        read_others = type(shards)._read_others
+        client = a.home.client()
+        assert client is not None
+        now = shards.clock() + 100.0
+        shards.clock = lambda: now
+        views = {str(n): v for n, v in shards._read[theirs][1].views.items()}
+        assert views
+        name = sorted(views)[0]
+        clusters = sorted({str(n) for n in views})
+        bulk = {(ClusterName(clusters[i % len(clusters)]), WorkloadId(f"t/bulk{i:05d}")):
+                PlacementLive("Synced", "Healthy", "c0") for i in range(6_000)}
+        encoder = shardstatus.Encoder()
+        io = shards._status_io
+
+        async def publish(commit: str, news: dict[str, shardstatus.ClusterNews],
+                          annotated: bool = True) -> None:
+            one = (ClusterName(clusters[0]), WorkloadId("t/bulk00000"))
+            bulk[one] = PlacementLive("Synced", "Healthy", commit)
+            data = encoder.encode("b", bulk, news, f"2026-12-04T20:00:{now:09.3f}")
+            await shardstatus.write(client, NS, theirs, data,
+                                    encoder.news if annotated else None)
+
+        def counts() -> tuple[int, int, int, int]:
+            return (home.requests[("GET", path, False)], io.decodes, io.news_reads,
+                    io.deferred)
+
+        await publish("c1", views)
+        await read_others(shards, client)
+        assert a.live[(ClusterName(clusters[0]), WorkloadId("t/bulk00000"))].commit == "c1"
+        full, decodes, news_reads, deferred = counts()
+        behind = []
+        for second in range(1, 13):  # rows only: a publication each second
+            now += 1.0
+            await publish(f"c{second + 1}", views)
+            await read_others(shards, client)
+            behind.append(io.behind == {theirs})
+            assert shards._read[theirs][2] == now  # its news as fresh as it is alive
+            shards.refresh_views()
+            assert shards.news[name][1] is True
+        got = counts()
+        # read whole at seconds 3, 6, 9, 12: once per rows_late, no more
+        assert got[1] - decodes == 4 and got[0] - full == 4
+        assert got[3] - deferred == 8 and got[2] == news_reads
+        assert behind == [True, True, False] * 4
+        assert a.live[(ClusterName(clusters[0]), WorkloadId("t/bulk00000"))].commit == "c13"
+
+        # rows changed, left unread: the status says they are behind, of an older `at`
+        now += 1.0
+        await publish("c14", views)
+        await read_others(shards, client)
+        doc: dict[str, Any] = {"clusters": []}
+        shards.annotate(doc)
+        other = doc["shards"]["otherRows"][str(theirs)]
+        assert other["behind"] is True and other["at"].endswith(f"{now - 1.0:09.3f}")
+        assert a.live[(ClusterName(clusters[0]), WorkloadId("t/bulk00000"))].commit == "c13"
+
+        # a health change: read at the next poll, by its news alone
+        full, decodes, news_reads, deferred = counts()
+        now += 0.5
+        await publish("c15", views | {name: replace(views[name], health="Unreachable",
+                                                   unreachable_for=3.0)})
+        await read_others(shards, client)
+        assert counts() == (full + 1, decodes, news_reads + 1, deferred)
+        assert shards._read[theirs][1].views[ClusterName(name)].health == "Unreachable"
+        shards.refresh_views()
+        assert shards.remote[name].health == "Unreachable"
+        assert io.behind == {theirs}  # its rows still those of c13
+
+        # rows due with nothing new published: read whole then, once
+        now += 3.0
+        await read_others(shards, client)
+        await read_others(shards, client)
+        assert counts() == (full + 2, decodes + 1, news_reads + 1, deferred)
+        assert a.live[(ClusterName(clusters[0]), WorkloadId("t/bulk00000"))].commit == "c15"
+        assert not io.behind
+
+        # an older writer's publication (no annotation): read whole at once, each time
+        for commit in ("c16", "c17"):
+            now += 0.5
+            await publish(commit, views, annotated=False)
+            await read_others(shards, client)
+            assert a.live[(ClusterName(clusters[0]), WorkloadId("t/bulk00000"))
+                          ].commit == commit
+        assert counts()[1] == decodes + 3
+        # its news as published: Unreachable no more
+        assert shards._read[theirs][1].views[ClusterName(name)] == views[name]
+
+        # taken with its rows behind: read whole before the first publication of it,
+        # unless a row of it was written here since (this replica's reconcile: newer)
+        key = (ClusterName(clusters[0]), WorkloadId("t/bulk00000"))
+        for commit in ("c18", "c19"):
+            now += 0.5
+            await publish(commit, views)
+            await read_others(shards, client)
+        # (c18 by its news alone: the news held were an older writer's, unknown)
+        assert io.behind == {theirs} and a.live[key].commit == "c17"
+        await shards._catch_up(client, theirs)
+        assert not io.behind and a.live[key].commit == "c19"
+        now += 0.5
+        await publish("c20", views)
+        await read_others(shards, client)
+        assert io.behind == {theirs}
+        a.live[key] = PlacementLive("Synced", "Healthy", "reconciled here")
+        await shards._catch_up(client, theirs)
+        assert not io.behind and a.live[key].commit == "reconciled here"

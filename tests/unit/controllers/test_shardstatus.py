@@ -190,3 +190,117 @@ def test_a_cluster_of_another_shard_is_not_taken_from_a_document() -> None:
         "c2": shardstatus.ClusterNews("Healthy", None, ())}), keep=lambda c: c != "c2")
     assert {k[0] for k in doc.live} == {f"c{i}" for i in range(7)} - {"c2"}
     assert set(doc.views) == {"c1"}
+
+
+# -- a peer's rows read late, its news at once (`shardstatus.NEWS`) -------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["r1", "r2"]), views_, rows, optional,
+       st.sampled_from(["r1", "r2"]), views_, rows, optional)
+def test_equal_news_digests_are_equal_owners_and_views(
+        owner1: str, views1: dict[str, shardstatus.ClusterNews] | None,
+        live1: dict[Key, PlacementLive], at1: str | None,
+        owner2: str, views2: dict[str, shardstatus.ClusterNews] | None,
+        live2: dict[Key, PlacementLive], at2: str | None) -> None:
+    """The digest a publication carries is equal to another's exactly when their
+    owner and views (health, how long Unreachable, nodes) are: rows and `at` do not
+    count, and each news parses back to its document's owner, views and `at`."""
+    first, second = shardstatus.Encoder(), shardstatus.Encoder()
+    data1 = first.encode(owner1, live1, views1, at1)
+    data2 = second.encode(owner2, live2, views2, at2)
+    news1, news2 = first.news, second.news
+    assert news1 is not None and news2 is not None
+    same = owner1 == owner2 and (views1 or {}) == (views2 or {}) and \
+        (views1 is None) == (views2 is None)
+    assert (news1.digest == news2.digest) == same
+    for data, said, owner, views, at in ((data1, news1, owner1, views1, at1),
+                                         (data2, news2, owner2, views2, at2)):
+        assert shardstatus.news_of({shardstatus.NEWS: said.text()}) == said
+        decoder = shardstatus.Decoder()
+        rows_of = shardstatus.decode_doc(shardstatus.encode(owner, {}, None, None), decoder)
+        by_news = decoder.decode_news(shardstatus.parse_news(data, said), None, rows_of)
+        assert (by_news.owner, by_news.views, by_news.at) == (owner, views or {}, at)
+        assert by_news.views == shardstatus.decode_doc(data).views
+        assert by_news.live is rows_of.live
+
+
+def test_a_news_annotation_that_does_not_match_its_document_is_refused() -> None:
+    """Parsed by its news alone, a document is checked against the digest: another
+    document's annotation (never written so, but garbled or a foreign writer's) is
+    refused whole, as a torn document is."""
+    views = {"a": shardstatus.ClusterNews("Healthy", None, ())}
+    first, second = shardstatus.Encoder(), shardstatus.Encoder()
+    data = first.encode("r1", many(20), views, "t0")
+    second.encode("r1", many(20), views | {"b": views["a"]}, "t0")
+    assert first.news is not None and second.news is not None
+    for news in (second.news, shardstatus.News(first.news.digest, first.news.tail + 1, "t0")):
+        with pytest.raises(ValueError):
+            shardstatus.parse_news(data, news)
+
+
+@pytest.mark.parametrize("annotations", [
+    None, {}, {"other": "x"}, {shardstatus.NEWS: "not json"},
+    {shardstatus.NEWS: '{"digest":"","tail":3,"at":null}'},
+    {shardstatus.NEWS: '{"digest":"ab","tail":"3","at":null}'},
+    {shardstatus.NEWS: '{"digest":"ab","tail":true,"at":null}'},
+    {shardstatus.NEWS: '["ab",3]'},
+    {shardstatus.NEWS: '{"digest":"ab","tail":3,"at":null,"views":[3,true]}'},
+    {shardstatus.NEWS: '{"digest":"ab","tail":3,"at":null,"views":[3,-1]}'},
+], ids=["none", "empty", "other", "not-json", "no-digest", "tail-text", "tail-bool", "list",
+        "views-bool", "views-negative"])
+def test_no_news_or_garbled_news_is_none_so_the_publication_is_read_at_once(
+        annotations: Any) -> None:
+    assert shardstatus.news_of(annotations) is None
+    assert shardstatus.read_now(shardstatus.news_of(annotations), "ab", 0.0, 50_000)
+
+
+@pytest.mark.parametrize(("rows", "late"), [
+    (0, 0.0), (1_000, 0.5), (2_000, 1.0), (12_500, 6.25), (20_000, 10.0), (50_000, 10.0)])
+def test_rows_may_be_read_1_s_per_2000_rows_late_at_most_10_s(rows: int, late: float
+                                                              ) -> None:
+    assert shardstatus.rows_late(rows) == late
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.none() | st.sampled_from(["d1", "d2"]), st.none() | st.sampled_from(["d1", "d2"]),
+       st.none() | st.floats(0, 30), st.integers(0, 60_000))
+def test_a_publication_is_read_now_unless_its_news_are_held_and_its_rows_young(
+        digest: str | None, held: str | None, age: float | None, rows: int) -> None:
+    """Left unread exactly when it carries news (a writer of this version), they
+    are those held, and the rows held are younger than the bound for their number;
+    under 2,000 rows the bound is under the 1 s poll, so a small fleet reads every
+    publication at the next poll, as before."""
+    news = None if digest is None else shardstatus.News(digest, 10, "t")
+    young = age is not None and age < min(10.0, rows / 2_000)
+    assert shardstatus.read_now(news, held, age, rows) == (
+        not (digest is not None and digest == held and young))
+    if rows < 2_000 and age is not None and age >= 1.0:
+        assert shardstatus.read_now(news, held, age, rows)
+
+
+def test_read_by_news_a_peers_views_parse_only_the_clusters_whose_text_changed() -> None:
+    """Nodes change in a few clusters of each publication in a cold start: reading
+    by news parses those clusters' views only, and gives what a whole read gives; a
+    cut that does not fall on the clusters' texts is refused whole."""
+    node = NodeState("n1", "NVIDIA-H100", 8, True, False, ())
+    views = {f"c{i}": shardstatus.ClusterNews("Healthy", None, (node,)) for i in range(7)}
+    encoder, decoder = shardstatus.Encoder(), shardstatus.Decoder()
+    rows_of = shardstatus.decode_doc(encoder.encode("r1", many(50), views, "t0"), decoder)
+    for n, at in enumerate(("t1", "t2")):
+        views["c3"] = shardstatus.ClusterNews("Healthy", None, (
+            NodeState("n1", "NVIDIA-H100", 8, True, False, (), used=n + 1),))
+        data = encoder.encode("r1", many(50), views, at)
+        assert encoder.news is not None and len(encoder.news.views) == 8
+        before = decoder.views_parsed
+        doc = decoder.decode_news(shardstatus.parse_news(data, encoder.news), None, rows_of)
+        assert decoder.views_parsed - before == (7 if n == 0 else 1)
+        assert doc.views == shardstatus.decode_doc(data).views and doc.at == at
+        assert doc.live is rows_of.live
+    news = encoder.news
+    assert news is not None
+    for views_ in ((news.views[0] + 1, *news.views[1:]),
+                   (*news.views[:3], news.views[3] - 1, *news.views[4:]),
+                   news.views[:-1]):
+        with pytest.raises(ValueError):
+            decoder.decode_news(shardstatus.parse_news(data, shardstatus.News(
+                news.digest, news.tail, news.at, views_)), None, rows_of)

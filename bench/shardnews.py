@@ -1,0 +1,136 @@
+"""Benchmark: a minute of reading 3 churning peers' shard status, whole or by news.
+
+At 1,000 clusters x 50,000 workloads over 4 shards, each peer's document holds
+12,500 rows and 250 clusters' views (`--nodes` nodes each). For `SECONDS` of the
+reader's clock, every peer publishes every `shardstatus.COALESCE` s with some rows
+changed (a cold start: results land all the time), and, with `--nodes-churn`, a node's
+`used` changed in a few of its clusters too (capacity taken as pods land). The reader
+polls each second, as `Shards._read_others` does, and reads each new publication:
+
+- whole: decoded whole at once, as every replica did before `shardstatus.NEWS`;
+- by news: by `shardstatus.read_now`: left unread while its news (owner, views) are
+  those held and its rows younger than `shardstatus.rows_late`; parsed by its news
+  alone (`parse_news`, no row) when they changed; whole once the rows are due.
+
+Prints the decodes and the reader's CPU (decompressing and parsing; the peers' own
+encodes not counted, the network neither) per minute for both:
+
+    PYTHONPATH=. python bench/shardnews.py [--nodes-churn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from clusters.capacity import NodeState
+from controllers.persist import shardstatus
+from controllers.runtime.gctune import tune
+from controllers.status.statusdoc import PlacementLive
+from fleet.ids import ClusterName, WorkloadId
+
+SECONDS = 60
+PEERS = 3
+
+
+class Peer:
+    """One peer shard's holder: its rows and views, published every `COALESCE` s."""
+
+    def __init__(self, shard: int, clusters: int, rows: int, nodes: int) -> None:
+        self.names = [f"s{shard}-c{i:03d}" for i in range(clusters)]
+        self.live = {(ClusterName(self.names[i % clusters]), WorkloadId(f"t/w{i:05d}")):
+                     PlacementLive("Synced", "Progressing", "c0") for i in range(rows)}
+        self.views = {n: shardstatus.ClusterNews("Healthy", None, tuple(
+            NodeState(f"{n}-n{j:02d}", "NVIDIA-H100-80GB", 8, True, False, (), 0, 0)
+            for j in range(nodes))) for n in self.names}
+        self.encoder = shardstatus.Encoder()
+        self.keys = sorted(self.live)
+        self.owner = f"r{shard}"
+
+    def publish(self, n: int, at: float, nodes_churn: bool) -> tuple[str, shardstatus.News]:
+        for i in range(24):  # 12 results a second land in a shard of a cold start
+            key = self.keys[(n * 24 + i) % len(self.keys)]
+            self.live[key] = PlacementLive("Synced", "Healthy", f"c{n}")
+        if nodes_churn:
+            for i in range(4):
+                name = self.names[(n * 4 + i) % len(self.names)]
+                v = self.views[name]
+                first = v.nodes[0]
+                self.views[name] = replace(v, nodes=(
+                    replace(first, used=(first.used + 1) % 9), *v.nodes[1:]))
+        data = self.encoder.encode(self.owner, self.live, self.views, f"t{at:.1f}")
+        assert self.encoder.news is not None
+        return data, self.encoder.news
+
+
+def minute(peers: list[Peer], nodes_churn: bool, by_news: bool
+           ) -> tuple[dict[str, int], float]:
+    """(counts, CPU seconds) of `SECONDS` of one reader of `peers`."""
+    counts = {"whole": 0, "news": 0, "unread": 0}
+    keep: Callable[[str], bool] | None = None
+    decoders = [shardstatus.Decoder() for _ in peers]
+    held: list[str | None] = [None] * len(peers)
+    read_at: list[float | None] = [None] * len(peers)
+    latest: list[tuple[str, shardstatus.News] | None] = [None] * len(peers)
+    behind = [False] * len(peers)
+    cpu = 0.0
+    for p, peer in enumerate(peers):  # what the reader holds at the start
+        data, news = peer.publish(0, 0.0, nodes_churn)
+        shardstatus.decode_doc(data, decoders[p], keep)
+        held[p], read_at[p] = news.digest, 0.0
+    for second in range(1, SECONDS + 1):
+        now = float(second)
+        for p, peer in enumerate(peers):
+            new = None
+            if (second + p) % int(shardstatus.COALESCE) == 0:  # published this second
+                new = latest[p] = peer.publish(second, now, nodes_churn)
+            start = time.process_time()
+            last = decoders[p].last
+            assert last is not None
+            age = None if read_at[p] is None else now - (read_at[p] or 0.0)
+            rows_due = age is None or age >= shardstatus.rows_late(len(last.live))
+            if new is None and not (behind[p] and rows_due):
+                pass  # the resourceVersion did not move: a metadata-only look
+            elif not by_news or rows_due:
+                got = latest[p]
+                assert got is not None
+                shardstatus.decode_doc(got[0], decoders[p], keep)
+                held[p], read_at[p], behind[p] = got[1].digest, now, False
+                counts["whole"] += 1
+            elif new is not None and not shardstatus.read_now(new[1], held[p], age,
+                                                             len(last.live)):
+                behind[p] = True
+                counts["unread"] += 1
+            elif new is not None:
+                decoders[p].decode_news(shardstatus.parse_news(*new), keep, last)
+                held[p], behind[p] = new[1].digest, True
+                counts["news"] += 1
+            cpu += time.process_time() - start
+    return counts, cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=12_500, help="rows per peer")
+    ap.add_argument("--clusters", type=int, default=250, help="clusters per peer")
+    ap.add_argument("--nodes", type=int, default=16, help="nodes per cluster")
+    ap.add_argument("--nodes-churn", action="store_true",
+                    help="a node's capacity changes in 4 clusters of each publication")
+    args = ap.parse_args()
+    tune()
+    print(f"{PEERS} peers x {args.rows} rows, {args.clusters} clusters x {args.nodes} "
+          f"nodes, a publication each {shardstatus.COALESCE:.0f} s, "
+          f"{'nodes churning' if args.nodes_churn else 'rows only churning'}; "
+          f"rows_late {shardstatus.rows_late(args.rows):.2f} s")
+    for by_news in (False, True):
+        peers = [Peer(s, args.clusters, args.rows, args.nodes) for s in range(PEERS)]
+        counts, cpu = minute(peers, args.nodes_churn, by_news)
+        print(f"{'by news' if by_news else 'whole  '}: per minute {counts['whole']} "
+              f"decoded whole, {counts['news']} by news alone, {counts['unread']} left "
+              f"unread; reader CPU {cpu * 1000:.0f} ms ({cpu * 1000 / SECONDS:.1f} ms/s)")
+
+
+if __name__ == "__main__":
+    main()
