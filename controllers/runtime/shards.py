@@ -15,8 +15,9 @@ the cluster name). Every replica, the leader included:
 - writes the leader's placements only: the leader (`--leader-elect`'s Lease) plans and
   publishes its plan's placements in the home cluster (`controllers.persist.sharedplan`,
   once per commit and whenever they change); another replica places nothing, its plan
-  is those placements (`borrow`, `fleet.shards.leader_plan`), and it reconciles only
-  while the published plan is of the commit it serves;
+  is those placements (`borrow`, `fleet.shards.leader_plan`), read every second and at
+  once when their index changes (`controllers.runtime.planwatch`), and it reconciles
+  only while the published plan is of the commit it serves;
 - publishes its shards' reconcile results (`controllers.persist.shardstatus`) and reads
   the others', so its `/api/v1/status` covers the whole fleet; every cluster row says
   its `shard` and `shardOwner`.
