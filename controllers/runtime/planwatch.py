@@ -29,13 +29,18 @@ import structlog
 
 from clusters.client import KubeClient
 from clusters.configmap import watch_configmap
-from clusters.errors import ClusterError, WatchExpired
+from clusters.errors import ClusterError, PermanentError, WatchExpired
 from controllers.persist.sharedplan import NAME
 
 log = structlog.get_logger()
 
 WATCH_SECONDS = 300
 """The server ends each stream after this (`timeoutSeconds`); it is opened again."""
+BACKOFF_MAX = 10.0
+REFUSED_BACKOFF_MAX = 120.0
+"""The longest wait before opening a failed watch again; when refused (Forbidden: a
+Role without the watch on the index, from an older chart), longer: the poll alone
+serves then."""
 
 
 class PlanWatch:
@@ -52,18 +57,22 @@ class PlanWatch:
         """Streams opened, events of the index seen (not BOOKMARKs), wakes sent, and
         streams that failed (cut, expired, refused): counted for tests and status."""
         self._scope: anyio.CancelScope | None = None
+        self._live = False
+        """The stream open now has delivered an event (a BOOKMARK too): it was
+        established, so its end is not another failure in a row."""
 
     async def run(self, client: Callable[[], KubeClient | None],
                   following: Callable[[], bool], idle: float) -> None:
         """Watch while `following()` and the home can be reached; else look again
         every `idle` seconds."""
-        failures = 0
+        failures, cap = 0, BACKOFF_MAX
         while True:
             home = client()
             if home is None or not following():
                 failures = 0
                 await anyio.sleep(idle)
                 continue
+            self._live = False
             try:
                 with anyio.CancelScope() as scope:
                     self._scope = scope
@@ -71,19 +80,29 @@ class PlanWatch:
                 failures = 0
             except WatchExpired:
                 self.failures += 1  # opened again from now, at once
+            except PermanentError as e:
+                self.failures += 1
+                failures, cap = self._again(failures), REFUSED_BACKOFF_MAX
+                log.info("plan_watch_refused", error=f"{type(e).__name__}: {e}")
             except (ClusterError, TimeoutError) as e:
                 self.failures += 1
-                failures += 1
+                failures = self._again(failures)
                 log.info("plan_watch_failed", error=f"{type(e).__name__}: {e}")
             except Exception as e:  # noqa: BLE001 - an accelerator: the poll goes on
                 self.failures += 1
-                failures += 1
+                failures = self._again(failures)
                 log.warning("plan_watch_failed", error=f"{type(e).__name__}: {e}")
             finally:
                 self._scope = None
             if failures:
-                await anyio.sleep(min(10.0, 0.2 * 2 ** min(failures, 6))
+                await anyio.sleep(min(cap, 0.2 * 2 ** min(failures, 10))
                                   * random.uniform(0.5, 1))
+                cap = BACKOFF_MAX
+
+    def _again(self, failures: int) -> int:
+        """Failures in a row, this one counted: from 1 again after a stream that was
+        established (a watch cut after hours is opened again at once)."""
+        return 1 if self._live else failures + 1
 
     def stop(self) -> None:
         """End the open stream now (this replica leads); `run` opens none while it
@@ -97,6 +116,7 @@ class PlanWatch:
                                  timeout_seconds=WATCH_SECONDS)
         async with aclosing(events):  # stopped or cut: the stream closed at once
             async for event in events:
+                self._live = True
                 if event.get("type") not in ("ADDED", "MODIFIED", "DELETED"):
                     continue  # a BOOKMARK: no change of the index
                 self.events += 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clusters.leader import LEASE_NAME
+from clusters.sim.server import SimCluster
 from controllers.demo.sandbox import until
 from controllers.persist import sharedplan
 from controllers.runtime.manager import Manager
@@ -28,9 +29,9 @@ from tests.support.home import NS, home_request
 HOUR = 3600.0
 
 
-def plan_watches(home: object) -> int:
+def plan_watches(home: SimCluster) -> int:
     """Watches open at the home on the index ConfigMap alone."""
-    return sum(1 for r in home.open_watches.values()  # type: ignore[attr-defined]
+    return sum(1 for r in home.open_watches.values()
                if r.query.get("fieldSelector") == f"metadata.name={sharedplan.NAME}")
 
 
