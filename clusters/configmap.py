@@ -12,7 +12,7 @@ A ConfigMap's `data` and `binaryData` together may hold at most 1 MiB
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 
 import anyio
 
@@ -51,6 +51,19 @@ async def get_configmap_metadata(client: KubeClient, name: str, *, namespace: st
         return None
     meta = got.get("metadata")
     return meta if isinstance(meta, dict) else {}
+
+
+def watch_configmap(client: KubeClient, name: str, *, namespace: str,
+                    timeout_seconds: int = 300) -> AsyncGenerator[JSON, None]:
+    """The watch events of one ConfigMap (`KubeClient.watch`: raw events, BOOKMARKs
+    too): the namespace's ConfigMaps with `fieldSelector=metadata.name=<name>`, which
+    kube-apiserver serves on every resource, so the stream carries that object alone.
+    No resourceVersion: it starts with an ADDED of the object as it is now (if there),
+    then its changes, until the server ends it (`timeout_seconds`) or it is cut
+    (Unreachable)."""
+    return client.watch(CONFIGMAP.collection(namespace), resource_version=None,
+                        query={"fieldSelector": f"metadata.name={name}"},
+                        timeout_seconds=timeout_seconds)
 
 
 async def put_configmap(client: KubeClient, name: str, payload: JSON, *,

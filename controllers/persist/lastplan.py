@@ -31,6 +31,7 @@ whole write, 50,000 workloads of JSON and an fsync, is ~0.2 s of CPU
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -215,15 +216,26 @@ class LastPlan:
 
         `changed`: `plan` is `base` with only these decisions changed (`ProcessPlacer.
         changes`); when `base` is the plan saved last, only the changed placements are
-        appended (`append_changes`): O(changed)."""
+        appended (`append_changes`): O(changed).
+
+        The copy in the home cluster (only the parts `changed` touched: `SharedPlan`)
+        is written while the file is: neither reads the other, and the followers,
+        which wait for the home's copy, no longer wait for this replica's disk too.
+        It is begun first, so its encoding runs before the file's."""
+        async with anyio.create_task_group() as tg:
+            if self.shared is not None:
+                tg.start_soon(functools.partial(
+                    self.shared.write_plan, plan, commit, changed=changed, base=base))
+            tg.start_soon(self._save_file, plan, commit, changed, base)
+
+    async def _save_file(self, plan: Plan, commit: str | None,
+                         changed: Collection[WorkloadId] | None, base: Plan | None) -> None:
         if changed is not None and base is not None and base is self._saved_of and \
                 self._saved is not None and self._generation is not None and \
                 self._lines < max(COMPACT_MIN, int(len(self._saved) * COMPACT_EVERY)):
             await self._append(plan, commit, changed)
         else:
             await self._write(plan, commit)
-        if self.shared is not None:  # only the parts `changed` touched (`SharedPlan`)
-            await self.shared.write_plan(plan, commit, changed=changed, base=base)
 
     async def _write(self, plan: Plan, commit: str | None) -> None:
         placed = placements(plan)

@@ -40,6 +40,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import structlog
 
 from clusters.client import KubeClient
@@ -67,6 +68,9 @@ WORKLOADS_PER_PART = 2_000
 """The part count is the power of two that keeps parts near this many workloads
 (~90 KB of JSON, ~8 KB stored), up to `MAX_PARTS`: at 50,000 workloads, 32 parts of
 ~1,560 workloads, ~6 KB stored each."""
+PARALLEL_PARTS = 4
+"""Parts written at once by `Publisher.flush` (a whole write at 50,000 workloads is 32
+of them, each a round trip of its own; the index still waits for every one)."""
 INDEX_KEY = "index.json"
 INDEX_VERSION = 2
 
@@ -393,8 +397,9 @@ class Publisher:
 
     async def flush(self, client: KubeClient, namespace: str,
                     may_write: Callable[[], bool]) -> bool:
-        """Write the changed parts, then the index (only after every part it names is
-        written: a reader never finds an index naming a part not yet there). What
+        """Write the changed parts (`PARALLEL_PARTS` at a time), then the index (only
+        after every part it names is written: a reader never finds an index naming a
+        part not yet there). What
         failed stays to write at the next flush. False when not all was written.
 
         The index is replaced only at the version this publisher last wrote: one
@@ -407,15 +412,8 @@ class Publisher:
                     self.texts[k] = encode_part(self.parts[k], k, len(self.parts))
                     self.digests[k] = digest(self.texts[k])
                     self.encoded += 1
-                for k in sorted(self.dirty):
-                    if not may_write():
-                        return False
-                    await put_configmap(client, part_name(k), {
-                        "data": {"sha256": self.digests[k]},
-                        "binaryData": {KEY: self.texts[k]}}, namespace=namespace)
-                    self.dirty.discard(k)
-                    self.puts += 1
-                    self.bytes_written += len(self.texts[k])
+                if not await self._put_parts(client, namespace, may_write):
+                    return False
                 if not self.index_dirty:
                     break
                 if not may_write():
@@ -445,6 +443,43 @@ class Publisher:
             log.warning("shared_last_plan_not_saved", error=f"{type(e).__name__}: {e}")
             return False
         return not self.dirty and not self.index_dirty
+
+    async def _put_parts(self, client: KubeClient, namespace: str,
+                         may_write: Callable[[], bool]) -> bool:
+        """Write the dirty parts, `PARALLEL_PARTS` at a time (they name one another
+        nowhere: only the index, written after all of them, makes them read). Returns
+        only once every write begun has ended: False when `may_write` refused one, the
+        first error raised when one failed; none is begun after either. What was
+        written is not dirty any more; the rest stays to write at the next flush."""
+        limiter = anyio.CapacityLimiter(PARALLEL_PARTS)
+        failed: list[ClusterError | TimeoutError] = []
+        refused = False
+
+        async def put(k: int) -> None:
+            nonlocal refused
+            async with limiter:
+                if failed or refused:
+                    return
+                if not may_write():
+                    refused = True
+                    return
+                try:
+                    await put_configmap(client, part_name(k), {
+                        "data": {"sha256": self.digests[k]},
+                        "binaryData": {KEY: self.texts[k]}}, namespace=namespace)
+                except (ClusterError, TimeoutError) as e:
+                    failed.append(e)
+                    return
+                self.dirty.discard(k)
+                self.puts += 1
+                self.bytes_written += len(self.texts[k])
+
+        async with anyio.create_task_group() as tg:
+            for k in sorted(self.dirty):
+                tg.start_soon(put, k)
+        if failed:
+            raise failed[0]
+        return not refused
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,9 @@ the cluster name). Every replica, the leader included:
 - writes the leader's placements only: the leader (`--leader-elect`'s Lease) plans and
   publishes its plan's placements in the home cluster (`controllers.persist.sharedplan`,
   once per commit and whenever they change); another replica places nothing, its plan
-  is those placements (`borrow`, `fleet.shards.leader_plan`), and it reconciles only
-  while the published plan is of the commit it serves;
+  is those placements (`borrow`, `fleet.shards.leader_plan`), read every second and at
+  once when their index changes (`controllers.runtime.planwatch`), and it reconciles
+  only while the published plan is of the commit it serves;
 - publishes its shards' reconcile results (`controllers.persist.shardstatus`) and reads
   the others', so its `/api/v1/status` covers the whole fleet; every cluster row says
   its `shard` and `shardOwner`.
@@ -63,6 +64,7 @@ from clusters.shardlease import ShardLease, ShardLeases, read_views, want
 from controllers.persist import shardstatus, sharedplan
 from controllers.runtime.fleetstate import ClusterView
 from controllers.runtime.liverows import LiveRows
+from controllers.runtime.planwatch import PlanWatch
 from controllers.runtime.shardrows import ShardRows
 from fleet.capacity import HEALTH_STATES, CapacitySnapshot, ClusterHealth
 from fleet.ids import ClusterName, WorkloadId
@@ -166,7 +168,8 @@ class Shards:
         self.duration = m.lease_duration
         self.every = m.lease_duration / 3
         self.poll_every = min(1.0, self.every)
-        """Seconds between reads of the leader's plan and the other shards' status."""
+        """Seconds between reads of the leader's plan and the other shards' status (a
+        new publication is read at once besides: `plan_watch`)."""
         self.keeper: LeaseKeeper = m.leadership.keeper
         """Renews the held shard Leases (and the leader's) from its own thread while the
         loop beats (`clusters.leasekeeper`; started, beaten and stopped by
@@ -181,6 +184,17 @@ class Shards:
         self._plan_reader = sharedplan.Reader()
         """The leader's published placements as last taken in, per part: a new
         publication fetches and decodes the parts that changed only."""
+        self._plan_woken = anyio.Event()
+        """Set by `plan_watch` when the index changed: the share loop reads the leader's
+        plan now, not at its next poll."""
+        self.plan_watch = PlanWatch(m.home.namespace, seen=lambda: self._plan_reader.version,
+                                    wake=self._wake_plan)
+        """A watch on the leader's plan index while this replica follows
+        (`controllers.runtime.planwatch`)."""
+        self.polls = 0
+        self.woken_reads = 0
+        """Polls of the share loop (the leader's plan, this replica's publication, the
+        others'), and reads of the leader's plan between them, woken by `plan_watch`."""
         self._plan_changed: set[WorkloadId] | None = None
         """The workloads whose published placements changed since `borrow` last ran
         (None: not known, `borrow` looks at every one)."""
@@ -513,6 +527,8 @@ class Shards:
             tg.start_soon(self._lease_loop)
             tg.start_soon(self._share_loop)
             tg.start_soon(self._connect_loop)
+            tg.start_soon(self.plan_watch.run, self.m.home.client,
+                          lambda: not self.leading(), self.poll_every)
 
     async def _lease_loop(self) -> None:
         while True:
@@ -657,7 +673,31 @@ class Shards:
                     await self._read_others(client)
                 except (ClusterError, TimeoutError) as e:
                     log.warning("shard_status_failed", error=f"{type(e).__name__}: {e}")
-            await anyio.sleep(self.poll_every)
+            self.polls += 1
+            await self._until_next_poll()
+
+    async def _until_next_poll(self) -> None:
+        """Sleep `poll_every`, reading the leader's plan (that alone) each time
+        `plan_watch` says its index changed meanwhile: one task reads it, never two at
+        once (`sharedplan.Reader` is not made for that)."""
+        deadline = anyio.current_time() + self.poll_every
+        while True:
+            with anyio.move_on_after(deadline - anyio.current_time()):
+                await self._plan_woken.wait()
+            if not self._plan_woken.is_set():
+                return  # the poll's time
+            self._plan_woken = anyio.Event()
+            client = self.m.home.client()
+            if client is None:
+                continue
+            self.woken_reads += 1
+            try:
+                await self._read_leader_plan(client)
+            except (ClusterError, TimeoutError) as e:
+                log.warning("shard_status_failed", error=f"{type(e).__name__}: {e}")
+
+    def _wake_plan(self) -> None:
+        self._plan_woken.set()
 
     async def _read_leader_plan(self, client: KubeClient) -> None:
         if self.leading():
@@ -665,6 +705,7 @@ class Shards:
             # time it follows again (read afresh then, before anything is followed).
             self.leader_plan, self._plan_changed = None, None
             self._plan_reader.clear()
+            self.plan_watch.stop()  # none watched while leading (`PlanWatch.run`)
             return
         # The index's metadata first (a few hundred bytes); then the index and only the
         # parts whose digest changed (`sharedplan.Reader`).

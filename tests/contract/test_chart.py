@@ -194,6 +194,8 @@ def test_shards_run_a_replica_per_shard_with_only_the_shard_leases_added() -> No
     assert named[("configmaps", ("get", "update"))] == {
         sharedplan.NAME, sourceguard.CONFIGMAP} | {shardstatus.name_of(i) for i in range(3)}
     assert named[("leases", ("list",))] == set()
+    # a follower's watch on the plan index alone (`controllers.runtime.planwatch`)
+    assert named[("configmaps", ("watch",))] == {sharedplan.NAME}
     assert "FLEET_SHARDS" not in {e["name"] for e in by_kind(template(*REPO))[
         "Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     r = run_helm("template", "x", str(CHART), "-n", NS, "-f", str(PRODUCTION),

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from clusters.configmap import put_configmap
@@ -260,3 +262,66 @@ async def test_a_leader_that_finds_another_index_writes_every_part_again() -> No
     parts = sharedplan.parts_for(5_000)
     assert store.puts() - before == 1 + parts + 1  # its part, refused index, all, index
     assert await sharedplan.read(store, NS) == second  # type: ignore[arg-type]
+
+
+class Slow(Store):
+    """A store whose part PUTs stay in flight for a few turns of the event loop: how
+    many are in flight at once is counted, and what was written when the index was."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        self.peak = 0
+        self.parts_at_index: list[int] = []
+        self.parts_written = 0
+
+    async def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        body = kw.get("body") or {}
+        name = (body.get("metadata") or {}).get("name", "") if method in ("PUT", "POST") \
+            else ""
+        if name == NAME:
+            self.parts_at_index.append(self.parts_written)
+        if not name.startswith(sharedplan.PARTS_PREFIX):
+            return await super().request(method, path, **kw)
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()
+            got = await super().request(method, path, **kw)
+            self.parts_written += 1
+            return got
+        finally:
+            self.in_flight -= 1
+
+
+async def test_the_parts_are_written_a_few_at_once_and_the_index_after_all() -> None:
+    """A whole write of 8 parts has `PARALLEL_PARTS` of them in flight at once, never
+    more, and the index is written only once every part is; a part that fails leaves
+    the index unwritten and only the parts not written to write again."""
+    store = Slow()
+    leader = shared(store)
+    p = placed(9_000)
+    parts = sharedplan.parts_for(9_000)
+    assert parts == 8
+    assert await leader.write(p, "c1")
+    assert store.peak == sharedplan.PARALLEL_PARTS
+    assert set(store.parts_at_index) == {parts}  # every part written before the index
+    reader = Reader()
+    update = await reader.poll(store, NS)  # type: ignore[arg-type]
+    assert update is not None and update.placed == p
+
+    other = placed(9_000, cluster="b")
+    store.fail.add(part_name(5))
+    written, index_writes = store.parts_written, len(store.parts_at_index)
+    assert not await leader.write(other, "c2")
+    assert len(store.parts_at_index) == index_writes  # no index: a part is missing
+    assert 5 in leader.publisher.dirty and leader.publisher.index_dirty
+    done = store.parts_written - written
+    assert len(leader.publisher.dirty) == parts - done
+    # parts written under the old index: a reader keeps what it had, never a mix
+    assert await reader.poll(store, NS) is None  # type: ignore[arg-type]
+    assert reader.placed == p and reader.commit == "c1"
+    assert await leader.write(other, "c2")  # the rest, then the index
+    assert store.parts_written - written == parts
+    assert await sharedplan.read(store, NS) == other  # type: ignore[arg-type]
