@@ -7,8 +7,9 @@ StatusCache`): at a cold start every row is built. Under `bench.scale` that is r
 extra peak RSS (docs/controller.md "Where the leader's extra peak went"). Here, in this
 process and with no clusters: a `Manager` with `bench.placement.synthetic_spec` and its
 plan, then the cache's build as its refresher runs it (`_steps`, then `_raw`), with
-tracemalloc: the peak of the rows' step, the peak of the document's encoding, and what
-is held after it, each above what was held before the build.
+tracemalloc: the peak of the rows' step, the peak of the document's encoding and
+publication (the `Body`, gzip and digest, made from its parts, and the frame the front
+process is sent), and what is held after it, each above what was held before the build.
 
     python -m bench.statusmem --clusters 1000 --workloads 50000
     python -m bench.statusmem --smoke                       # 4 x 40 (CI)
@@ -24,9 +25,11 @@ import tracemalloc
 from pathlib import Path
 
 from bench.placement import synthetic_spec
+from controllers.frontproc import Kind, frame, status_payload
 from controllers.runtime.manager import Manager
 from controllers.settings import Settings
-from controllers.status.cache import StatusCache
+from controllers.status.bodies import Body
+from controllers.status.cache import StatusCache, _assemble_parts
 from fleet.capacity import declared_capacity
 from fleet.placement import place
 
@@ -56,16 +59,23 @@ def main(argv: list[str] | None = None) -> int:
         doc, rows, built = cache.steps_at_once()
         rows_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
-        raw = cache._raw(doc, rows)
+        # Then encoded and published as the refresher does (`StatusCache._build`): the
+        # body gzipped and digested from the document's parts (`Body.made_of`), and
+        # the frame the front process is sent (`controllers.frontproc`).
+        parts = _assemble_parts(doc, rows)
+        size = sum(len(p) for p in parts)
+        body = Body.made_of(parts)
+        del parts
+        sent = len(frame(Kind.STATUS, status_payload(body)))
         held, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     print(f"{args.clusters} clusters x {args.workloads} workloads: {built} rows built; "
           f"peak of the rows' step {(rows_peak - base) / MIB:.1f} MiB, of the encoding "
-          f"{(peak - base) / MIB:.1f} MiB; held after {(held - base) / MIB:.1f} MiB "
-          f"(the document {len(raw) / MIB:.1f} MiB; the rest, mostly the rows kept "
-          f"for the next build, "
-          f"{(held - base - len(raw)) / MIB:.1f} MiB: "
-          f"{(held - base - len(raw)) / max(1, len(rows)):.0f} B a row)")
+          f"and publication {(peak - base) / MIB:.1f} MiB; held after "
+          f"{(held - base) / MIB:.1f} MiB (a document of {size / MIB:.1f} MiB, held "
+          f"gzipped: {len(body.gz) / MIB:.1f} MiB, identity bytes kept: "
+          f"{body.kept is not None}; the rows kept for the next build; the front sent a "
+          f"{sent / MIB:.1f} MiB frame)")
     print(f"load average after: {os.getloadavg()}")
     return 0
 

@@ -132,8 +132,12 @@ _BODY = struct.Struct(">HI")
 
 
 def status_payload(body: Body) -> bytes:
+    """The etag and the gzip only: the front makes the identity bytes from the gzip
+    if a client asks for them (`Body.raw`), so the controller never copies a
+    fleet-sized document into the channel (the layout keeps an identity part, empty,
+    so a front that reads one still reads these)."""
     etag = body.etag.encode()
-    return _BODY.pack(len(etag), len(body.gz)) + etag + body.gz + body.raw
+    return _BODY.pack(len(etag), len(body.gz)) + etag + body.gz
 
 
 def body_of(payload: bytes) -> Body:
@@ -145,7 +149,8 @@ def body_of(payload: bytes) -> Body:
         raise ChannelError("a document's payload shorter than its lengths")
     etag = payload[start:start + n_etag].decode()
     gz = payload[start + n_etag:start + n_etag + n_gz]
-    return Body(raw=payload[start + n_etag + n_gz:], gz=gz, etag=etag)
+    raw = payload[start + n_etag + n_gz:]
+    return Body(gz, etag, raw or None)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

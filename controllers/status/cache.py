@@ -419,7 +419,7 @@ class StatusCache:
             n += 1
             if n % self.slice_rows == 0:
                 await anyio.lowlevel.checkpoint()  # let the loop run: heartbeats, the webhook
-        body = await Body.made_off_loop(self._raw(doc, rows))
+        body = await Body.made_off_loop_of(_assemble_parts(doc, rows))
         self._publish(rows, built, fp, body, waiters)
 
     @staticmethod

@@ -5,9 +5,14 @@ an error (never a frame made up)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import struct
+from unittest.mock import patch
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controllers.frontproc import (
     HEADER,
@@ -19,6 +24,7 @@ from controllers.frontproc import (
     read_frame,
     status_payload,
 )
+from controllers.status import bodies
 from controllers.status.bodies import Body
 
 
@@ -67,8 +73,21 @@ async def test_a_broken_channel_is_an_error(data: bytes) -> None:
 def test_a_document_crosses_with_its_gzip_and_etag() -> None:
     body = Body.of({"workloads": [{"id": "nlp-team/a"}], "x": "é"})
     assert body_of(status_payload(body)) == body
-    empty = Body(raw=b"", gz=b"", etag="")
+    empty = Body(gz=b"", etag="")
     assert body_of(status_payload(empty)) == empty
+    assert body_of(status_payload(empty)).raw == b""
+
+
+def test_a_big_document_crosses_as_its_gzip_alone_and_is_made_whole_on_demand() -> None:
+    doc = {"workloads": [{"id": f"nlp-team/w{i}", "n": i} for i in range(20_000)]}
+    body = Body.of(doc)
+    assert body.kept is None  # the controller holds only the gzip of a big document
+    payload = status_payload(body)
+    assert len(payload) < len(body.gz) + 64  # no identity bytes cross the channel
+    got = body_of(payload)
+    assert got == body and got.kept is None
+    assert json.loads(got.raw) == doc  # a client that wants them: made from the gzip
+    assert got.kept is got.raw  # once
 
 
 @pytest.mark.parametrize("payload", [b"\x00", struct.pack(">HI", 5, 10) + b"abc"],
@@ -76,3 +95,17 @@ def test_a_document_crosses_with_its_gzip_and_etag() -> None:
 def test_a_document_shorter_than_it_says_is_an_error(payload: bytes) -> None:
     with pytest.raises(ChannelError):
         body_of(payload)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=3000), max_size=400), st.integers(1, 5000))
+def test_a_body_made_of_parts_is_the_body_of_their_join(parts: list[bytes],
+                                                       batch: int) -> None:
+    joined = b"".join(parts)
+    with patch.object(bodies, "BATCH_BYTES", batch), \
+            patch.object(bodies, "KEEP_RAW_BYTES", 1000):
+        got = Body.made_of(parts)
+        want = Body.made(joined)
+    assert got.etag == want.etag
+    assert got.raw == joined and gzip.decompress(got.gz) == joined
+    assert (got.kept is None) == (len(joined) > 1000)
