@@ -1,6 +1,6 @@
 """The simulator's faster spellings give exactly the answers of the plain ones they
 replaced (kept here): the `k:{...}` element of a keyed-list item, the FieldsV1
-encoding of a path set, and a Node's readiness."""
+encoding of a path set, a Node's readiness, and the objects an owner controls."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clusters.sim import nodes, ssa
+from clusters.sim.controllers import controlled_by
 from clusters.sim.patch import ListStrategy, item_key
 
 
@@ -134,3 +135,23 @@ CONDITIONS = st.lists(st.fixed_dictionaries({
                  CONDITIONS.map(lambda cs: {"status": {"conditions": cs}})))
 def test_is_ready_as_any_over_conditions(node: dict[str, Any]) -> None:
     assert nodes.is_ready(node) == old_is_ready(node)
+
+
+def old_owned(objs: list[dict[str, Any]], uid: str) -> list[dict[str, Any]]:
+    return [p for p in objs
+            if any(r.get("uid") == uid and r.get("controller")
+                   for r in p["metadata"].get("ownerReferences") or [])]
+
+
+REFS = st.lists(st.dictionaries(
+    st.sampled_from(["uid", "controller", "kind"]),
+    st.one_of(st.sampled_from(["u1", "u2", ""]), st.booleans(), st.none())), max_size=3)
+OBJS: st.SearchStrategy[list[dict[str, Any]]] = st.lists(st.one_of(
+    st.just({"metadata": {}}),
+    REFS.map(lambda refs: {"metadata": {"ownerReferences": refs}})), max_size=8)
+
+
+@given(OBJS, st.sampled_from(["u1", "u2", ""]))
+def test_controlled_by_as_the_comprehension(objs: list[dict[str, Any]], uid: str) -> None:
+    got, want = controlled_by(objs, uid), old_owned(objs, uid)
+    assert [id(o) for o in got] == [id(o) for o in want]
