@@ -1,6 +1,7 @@
 """The simulator's faster spellings give exactly the answers of the plain ones they
 replaced (kept here): the `k:{...}` element of a keyed-list item, the FieldsV1
-encoding of a path set, a Node's readiness, and the objects an owner controls."""
+encoding of a path set, a Node's readiness, the objects an owner controls, and a
+namespace's listing."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 from clusters.sim import nodes, ssa
 from clusters.sim.controllers import controlled_by
 from clusters.sim.patch import ListStrategy, item_key
+from clusters.sim.resources import BY_KIND
+from clusters.sim.store import Store
 
 
 def old_key_element(item: Mapping[str, Any], strategy: ListStrategy) -> str | None:
@@ -155,3 +158,25 @@ OBJS: st.SearchStrategy[list[dict[str, Any]]] = st.lists(st.one_of(
 def test_controlled_by_as_the_comprehension(objs: list[dict[str, Any]], uid: str) -> None:
     got, want = controlled_by(objs, uid), old_owned(objs, uid)
     assert [id(o) for o in got] == [id(o) for o in want]
+
+
+PODS = BY_KIND["Pod"]
+
+
+def old_list(t: dict[tuple[str, str], Any], ns: str | None) -> list[Any]:
+    out = []
+    for k in sorted(t):
+        if ns is not None and k[0] != ns:
+            continue
+        out.append(t[k])
+    return out
+
+
+@given(st.dictionaries(st.tuples(st.sampled_from(["", "a", "b", "é"]), st.text(max_size=3)),
+                       st.integers().map(lambda n: {"n": n})),
+       st.one_of(st.none(), st.sampled_from(["", "a", "b", "c"])))
+def test_store_list_as_sorting_the_whole_table(t: dict[tuple[str, str], dict[str, Any]],
+                                               ns: str | None) -> None:
+    store = Store("s")
+    store.data[PODS] = dict(t)
+    assert [id(o) for o in store.list(PODS, ns)] == [id(o) for o in old_list(t, ns)]
