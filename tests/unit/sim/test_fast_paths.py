@@ -1,5 +1,5 @@
 """The simulator's faster spellings give exactly the answers of the plain ones they
-replaced (kept here): the `k:{...}` element of a keyed-list item, the FieldsV1
+replaced (kept here): the key and the `k:{...}` element of a keyed-list item, the FieldsV1
 encoding of a path set, a Node's readiness, the objects an owner controls, and a
 namespace's listing."""
 
@@ -20,11 +20,18 @@ from clusters.sim.store import Store
 
 
 def old_key_element(item: Mapping[str, Any], strategy: ListStrategy) -> str | None:
-    key = item_key(item, strategy)
+    key = old_item_key(item, strategy)
     if key is None:
         return None
     return "k:" + json.dumps(dict(zip(strategy.keys, key, strict=True)),
                              sort_keys=True, separators=(",", ":"))
+
+
+def old_item_key(item: Mapping[str, Any], strategy: ListStrategy) -> tuple[Any, ...] | None:
+    if strategy.keys[0] not in item:
+        return None
+    defaults = dict(strategy.defaults)
+    return tuple(item.get(k, defaults.get(k)) for k in strategy.keys)
 
 
 def old_to_fields_v1(paths: Iterable[ssa.Path]) -> dict[str, Any]:
@@ -82,6 +89,7 @@ def test_key_element_spells_as_json_dumps(case: tuple[list[dict[str, Any]], List
                                           ) -> None:
     items, strategy = case
     for item in items:
+        assert item_key(item, strategy) == old_item_key(item, strategy)
         assert ssa._key_element(item, strategy) == old_key_element(item, strategy)
 
 
