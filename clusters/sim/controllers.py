@@ -68,6 +68,19 @@ class ClaimScheduler(Protocol):
     def allocate(self, pod: Obj, node: str) -> None: ...
 
 
+def controlled_by(objs: list[Obj], uid: str) -> list[Obj]:
+    """Those of `objs` with a controller owner reference to `uid`. Plain loops, not
+    any() over a generator: every sync of every ReplicaSet and Job runs this over
+    all the pods of its namespace."""
+    out = []
+    for o in objs:
+        for r in o["metadata"].get("ownerReferences") or []:
+            if r.get("uid") == uid and r.get("controller"):
+                out.append(o)
+                break
+    return out
+
+
 class ControlPlane:
     claims: ClaimScheduler | None = None
 
@@ -315,10 +328,8 @@ class ControlPlane:
 
     def owned(self, owner: Obj, res: Any = PODS) -> list[Obj]:
         """The objects of `res` (pods by default) that `owner` controls, by uid."""
-        uid = owner["metadata"]["uid"]
-        return [p for p in self.store.list(res, owner["metadata"]["namespace"])
-                if any(r.get("uid") == uid and r.get("controller")
-                       for r in p["metadata"].get("ownerReferences") or [])]
+        return controlled_by(self.store.list(res, owner["metadata"]["namespace"]),
+                             owner["metadata"]["uid"])
 
     @staticmethod
     def controller_ref(owner: Obj) -> Obj:

@@ -250,5 +250,9 @@ def set_ready(node: dict[str, Any], ready: bool, now: str) -> None:
 
 
 def is_ready(node: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in node.get("status", {}).get("conditions", []))
+    # A plain loop, not any() over a generator: called for every node on every lease
+    # renewal and scheduling pass.
+    for c in node.get("status", {}).get("conditions", []):
+        if c["type"] == "Ready" and c["status"] == "True":
+            return True
+    return False

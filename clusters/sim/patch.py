@@ -90,6 +90,8 @@ def item_key(item: Mapping[str, Any], strategy: ListStrategy) -> tuple[Any, ...]
     """The identity of a keyed-list item, or None when its merge key is missing."""
     if strategy.keys[0] not in item:
         return None
+    if not strategy.defaults:  # most lists (by name); no dict to build for each item
+        return tuple([item.get(k) for k in strategy.keys])
     defaults = dict(strategy.defaults)
     return tuple(item.get(k, defaults.get(k)) for k in strategy.keys)
 

@@ -35,6 +35,7 @@ creationTimestamp): those are the server's, and they are never part of a field s
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -63,11 +64,36 @@ _MISSING: Any = object()
 
 
 def _key_element(item: Mapping[str, Any], strategy: ListStrategy) -> str | None:
+    """`k:{...}`: the item's list-map keys as sorted compact JSON. Every item of every
+    keyed list on every write spells one, and the same few (container names, ports)
+    recur, so the spelling is cached by the key values *and their types* (`1` and
+    `True` are equal and hash alike, yet JSON spells them apart). Only types whose
+    equal values always spell alike are cached: not floats (`0.0 == -0.0`), nor
+    subclasses, lists or maps, which are spelled afresh."""
     key = item_key(item, strategy)
     if key is None:
         return None
-    return "k:" + json.dumps(dict(zip(strategy.keys, key, strict=True)),
+    types = tuple(map(type, key))
+    if _CACHEABLE.issuperset(types):
+        return _spelled_key(strategy.keys, key, types)
+    return _spell_key(strategy.keys, key)
+
+
+_CACHEABLE = frozenset({str, int, bool, type(None)})
+
+
+def _spell_key(names: tuple[str, ...], key: tuple[Any, ...]) -> str:
+    return "k:" + json.dumps(dict(zip(names, key, strict=True)),
                              sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _spelled_key(names: tuple[str, ...], key: tuple[Any, ...],
+                 types: tuple[type, ...]) -> str:
+    """`_spell_key`, cached; `types` keeps `1` and `True` apart (bounded: owner
+    references are keyed by uid, one per owner)."""
+    del types  # part of the cache key only
+    return _spell_key(names, key)
 
 
 def _fields(obj: Any, *, update: bool = False, subresource: str | None = None
@@ -127,7 +153,36 @@ def _walk(value: Any, names: tuple[str, ...], prefix: Path, out: dict[Path, Any]
 
 
 def to_fields_v1(paths: Iterable[Path]) -> dict[str, Any]:
-    """Encode a set of paths as a FieldsV1 tree (`.` marks a node that is a member)."""
+    """Encode a set of paths as a FieldsV1 tree (`.` marks a node that is a member),
+    every level's keys sorted, as the API server serialises it.
+
+    Built in one pass over the sorted paths instead of sorting the tree afterwards
+    (`_to_fields_v1_resorted`, which every create and update paid for): in sorted
+    order a node's children first appear in their own order, so each dict is filled
+    in sorted order; a path is followed directly by the paths inside it, so whether a
+    member needs its `.` is known when it is reached, and `.` comes first, before
+    every `f:`/`k:`/`v:`/`i:` sibling. An element that would sort before (or be) `.`
+    breaks that last step, so such a set takes the resorting way."""
+    ordered = sorted(set(paths))
+    root: dict[str, Any] = {}
+    last = len(ordered) - 1
+    for n, path in enumerate(ordered):
+        node = root
+        for element in path:
+            if element <= ".":
+                return _to_fields_v1_resorted(ordered)
+            child = node.get(element)
+            if child is None:
+                child = node[element] = {}
+            node = child
+        if n < last:
+            after = ordered[n + 1]
+            if len(after) > len(path) and after[:len(path)] == path:
+                node["."] = {}
+    return root
+
+
+def _to_fields_v1_resorted(paths: Iterable[Path]) -> dict[str, Any]:
     root: dict[str, Any] = {}
     members: list[dict[str, Any]] = []
     for path in paths:

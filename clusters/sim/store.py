@@ -133,11 +133,11 @@ class Store:
     def list(self, res: Resource, ns: str | None = None,
              matcher: Matcher | None = None) -> list[Obj]:
         t = self.table(res)
-        keys = sorted(t)
+        # One namespace's keys sorted, not the whole table's and then filtered: the
+        # controllers list a namespace's pods on every sync.
+        keys = sorted(t) if ns is None else sorted(k for k in t if k[0] == ns)
         out = []
         for k in keys:
-            if ns is not None and k[0] != ns:
-                continue
             o = t[k]
             if matcher is None or matcher(o):
                 out.append(o)
