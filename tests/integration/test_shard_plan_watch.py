@@ -9,7 +9,10 @@ share loop's polls and the watch's wakes, never timed.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from clusters.leader import LEASE_NAME
 from clusters.sim.server import SimCluster
@@ -51,50 +54,10 @@ async def publish_and_take(m: Manager, shards: Shards, commit: str) -> None:
                 30, what=f"the publication of {commit} taken in")
 
 
-async def test_a_follower_takes_a_new_publication_without_waiting_for_its_poll(
-        tmp_path: Path) -> None:
-    """With polls an hour apart, each new publication is still taken in: one stream on
-    the index alone, woken by its event; no poll ran meanwhile. Once the replica leads,
-    its watch is closed (its own plan is the one)."""
-    async with sandbox(tmp_path, files(), home=True) as box:
-        await leader_elsewhere(box)
-        assert box.home is not None
-        home = box.home.clusters["home"]
-        async with box.controller(settings(box, tmp_path, "a", 1), adapter_options=FAST,
-                                  lease_duration=LEASE_SECONDS) as a:
-            shards = a.shards
-            assert shards is not None and not a.may_act()
-            await until(lambda: plan_watches(home) == 1, 30, what="the plan watch open")
-            await poll_hourly(shards)
-            polls, streams = shards.polls, shards.plan_watch.streams
-            for n in range(3):
-                watch = shards.plan_watch
-                wakes, events, decodes = watch.wakes, watch.events, shards.plan_decodes
-                await publish_and_take(a, shards, f"commit-{n}")
-                assert shards.plan_decodes == decodes + 1
-                assert watch.wakes == wakes + 1
-                # a part and the index written: the index's event alone
-                assert watch.events == events + 1
-            assert shards.polls == polls  # taken between polls: woken by the watch
-            assert shards.plan_watch.streams == streams and plan_watches(home) == 1
-            assert shards.woken_reads >= 3
-
-            # it leads: the watch is closed, none opened again
-            await home_request(box, "DELETE", "/apis/coordination.k8s.io/v1/namespaces/"
-                               f"{NS}/leases/{LEASE_NAME}", ok=(200,))
-            await until(lambda: a.may_act(), 30, what="a leads")
-            await until(lambda: plan_watches(home) == 0, 30, what="the plan watch closed")
-            streams, rounds = shards.plan_watch.streams, shards.rounds
-            await until(lambda: shards.rounds >= rounds + 3, 30, what="three Lease rounds")
-            assert shards.plan_watch.streams == streams and plan_watches(home) == 0
-
-
-async def test_a_cut_plan_watch_is_opened_again_and_the_poll_still_reads(
-        tmp_path: Path) -> None:
-    """A watch that says nothing (a stream stalled without an error) loses nothing:
-    the poll, at its second, reads the publication. The simulated home cuts every
-    watch: the follower's is opened again (from now, no resourceVersion) and wakes it
-    for the next publication, polls an hour apart."""
+@asynccontextmanager
+async def a_follower(tmp_path: Path) -> AsyncIterator[tuple[Any, SimCluster, Manager, Shards]]:
+    """A sandbox with a home, its leader elsewhere, and replica "a" following it:
+    (the sandbox, the simulated home, the replica, its shards)."""
     async with sandbox(tmp_path, files(), home=True) as box:
         await leader_elsewhere(box)
         assert box.home is not None
@@ -103,22 +66,64 @@ async def test_a_cut_plan_watch_is_opened_again_and_the_poll_still_reads(
                                   lease_duration=LEASE_SECONDS) as a:
             shards = a.shards
             assert shards is not None
+            yield box, home, a, shards
+
+
+async def test_a_follower_takes_a_new_publication_without_waiting_for_its_poll(
+        tmp_path: Path) -> None:
+    """With polls an hour apart, each new publication is still taken in: one stream on
+    the index alone, woken by its event; no poll ran meanwhile. Once the replica leads,
+    its watch is closed (its own plan is the one)."""
+    async with a_follower(tmp_path) as (box, home, a, shards):
+        assert not a.may_act()
+        await until(lambda: plan_watches(home) == 1, 30, what="the plan watch open")
+        await poll_hourly(shards)
+        polls, streams = shards.polls, shards.plan_watch.streams
+        for n in range(3):
             watch = shards.plan_watch
-            await until(lambda: plan_watches(home) == 1, 30, what="the plan watch open")
+            wakes, events, decodes = watch.wakes, watch.events, shards.plan_decodes
+            await publish_and_take(a, shards, f"commit-{n}")
+            assert shards.plan_decodes == decodes + 1
+            assert watch.wakes == wakes + 1
+            # a part and the index written: the index's event alone
+            assert watch.events == events + 1
+        assert shards.polls == polls  # taken between polls: woken by the watch
+        assert shards.plan_watch.streams == streams and plan_watches(home) == 1
+        assert shards.woken_reads >= 3
 
-            # a watch that wakes nobody: the poll takes the publication at its time
-            watch.wake = lambda: None
-            wakes, woken, polls = watch.wakes, shards.woken_reads, shards.polls
-            await publish_and_take(a, shards, "by-the-poll")
-            assert watch.wakes > wakes  # it saw the change, and said it to nobody
-            assert shards.woken_reads == woken and shards.polls > polls
-            watch.wake = shards._wake_plan
+        # it leads: the watch is closed, none opened again
+        await home_request(box, "DELETE", "/apis/coordination.k8s.io/v1/namespaces/"
+                           f"{NS}/leases/{LEASE_NAME}", ok=(200,))
+        await until(lambda: a.may_act(), 30, what="a leads")
+        await until(lambda: plan_watches(home) == 0, 30, what="the plan watch closed")
+        streams, rounds = shards.plan_watch.streams, shards.rounds
+        await until(lambda: shards.rounds >= rounds + 3, 30, what="three Lease rounds")
+        assert shards.plan_watch.streams == streams and plan_watches(home) == 0
 
-            await poll_hourly(shards)
-            polls, streams, failures = shards.polls, watch.streams, watch.failures
-            assert home.faults.cut_watches() >= 1
-            await until(lambda: watch.streams > streams and plan_watches(home) == 1, 30,
-                        what="the plan watch opened again")
-            assert watch.failures > failures
-            await publish_and_take(a, shards, "after-the-cut")
-            assert shards.polls == polls  # woken by the watch opened again
+
+async def test_a_cut_plan_watch_is_opened_again_and_the_poll_still_reads(
+        tmp_path: Path) -> None:
+    """A watch that says nothing (a stream stalled without an error) loses nothing:
+    the poll, at its second, reads the publication. The simulated home cuts every
+    watch: the follower's is opened again (from now, no resourceVersion) and wakes it
+    for the next publication, polls an hour apart."""
+    async with a_follower(tmp_path) as (_box, home, a, shards):
+        watch = shards.plan_watch
+        await until(lambda: plan_watches(home) == 1, 30, what="the plan watch open")
+
+        # a watch that wakes nobody: the poll takes the publication at its time
+        watch.wake = lambda: None
+        wakes, woken, polls = watch.wakes, shards.woken_reads, shards.polls
+        await publish_and_take(a, shards, "by-the-poll")
+        assert watch.wakes > wakes  # it saw the change, and said it to nobody
+        assert shards.woken_reads == woken and shards.polls > polls
+        watch.wake = shards._wake_plan
+
+        await poll_hourly(shards)
+        polls, streams, failures = shards.polls, watch.streams, watch.failures
+        assert home.faults.cut_watches() >= 1
+        await until(lambda: watch.streams > streams and plan_watches(home) == 1, 30,
+                    what="the plan watch opened again")
+        assert watch.failures > failures
+        await publish_and_take(a, shards, "after-the-cut")
+        assert shards.polls == polls  # woken by the watch opened again
