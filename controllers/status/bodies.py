@@ -6,7 +6,7 @@ so a request serialises nothing, and a `Body` adds what a request would otherwis
 per request:
 
 - `gz`: the bytes gzipped (level `GZIP_LEVEL`), made once per document, not per
-  request, and off the event loop for a big one (`Body.made_off_loop`: zlib releases
+  request, and off the event loop for a big one (`Body.made_off_loop_of`: zlib releases
   the GIL while it compresses, so a worker thread truly runs beside the loop). A
   client that sends `Accept-Encoding: gzip` (httpx, curl --compressed, browsers) gets
   those: about a tenth of the bytes to write and to read;
@@ -115,18 +115,11 @@ class Body:
 
     @classmethod
     async def made_off_loop_of(cls, parts: Sequence[bytes]) -> Body:
-        """`made_of`, in a worker thread when the parts are big (`made_off_loop`)."""
+        """`made_of`, in a worker thread when the parts are big (zlib and hashlib
+        release the GIL on big buffers, so the loop runs meanwhile)."""
         if sum(len(p) for p in parts) < OFF_LOOP_BYTES:
             return cls.made_of(parts)
         return await anyio.to_thread.run_sync(cls.made_of, parts)
-
-    @classmethod
-    async def made_off_loop(cls, raw: bytes) -> Body:
-        """`made`, in a worker thread when `raw` is big (zlib and hashlib release the
-        GIL on big buffers, so the loop runs meanwhile)."""
-        if len(raw) < OFF_LOOP_BYTES:
-            return cls.made(raw)
-        return await anyio.to_thread.run_sync(cls.made, raw)
 
     @classmethod
     def of(cls, doc: Any) -> Body:
