@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import platform
 import signal
@@ -46,6 +47,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -382,6 +384,39 @@ async def cold_start(ctls: Controllers, sims: Sims, watcher: Watcher, commit: st
     raise TimeoutError(f"not synced within {limit:.0f} s (last {last[0]}/{last[1]})")
 
 
+def applied_by_logs(ctls: Controllers, commit: str, started: float) -> str:
+    """When each replica logged `commit_applied` for `commit` (its own clusters all
+    applied), in seconds from `started` (wall clock, as the log's timestamps): when the
+    work was done, apart from how late the status document said so (another shard's
+    rows are read at most every `shardstatus.rows_late` seconds, and this bench reads
+    the status only every --status-interval). Needs --log-level info."""
+    at: list[str] = []
+    last = 0.0
+    for name, _proc, log in ctls.procs:
+        when = None
+        try:
+            lines = log.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            if '"commit_applied"' not in line or commit not in line:
+                continue
+            try:
+                event = json.loads(line)
+                stamp = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+            except (ValueError, KeyError, TypeError):
+                continue
+            when = stamp.timestamp() - started
+            break
+        if when is None:
+            return (f"each replica's own account: {name} logged no commit_applied "
+                    "(--log-level info to see it)")
+        at.append(f"{name} {when:.1f} s")
+        last = max(last, when)
+    return (f"each replica's own account (commit_applied in its log): {', '.join(at)}; "
+            f"the first commit applied on every cluster {last:.1f} s after the start")
+
+
 def cluster_of(doc: dict[str, Any], name: str) -> str | None:
     for w in doc["workloads"]:
         if w["id"].rsplit("/", 1)[-1].rsplit(".", 1)[-1] == name and w["placements"]:
@@ -472,6 +507,7 @@ async def measure(args: argparse.Namespace, root: Path, repo: FleetRepo, first: 
         async with httpx.AsyncClient(timeout=300) as client, anyio.create_task_group() as tg:
             tg.start_soon(watcher.run, client)
             sim_cpu = sims.cpu()
+            wall_started = time.time()
             cold = await cold_start(ctls, sims, watcher, first, args.cold_limit,
                                     args.progress)
             ctl_cpu, sim_cpu = ctls.cpu(), sims.cpu() - sim_cpu
@@ -483,6 +519,7 @@ async def measure(args: argparse.Namespace, root: Path, repo: FleetRepo, first: 
                   f"{' + '.join(f'{c:.1f}' for c in ctl_cpu)} s, simulators {sim_cpu:.1f} s; "
                   f"load {uptime()}", flush=True)
             print(watcher.summary() + " so far", flush=True)
+            print(applied_by_logs(ctls, first, wall_started), flush=True)
             lat, hooks = await commit_latency(repo, ctls, client, reader, watcher.doc,
                                               args.samples, args.workloads, args.commit_limit)
             print(f"commit -> applied via webhook: p50 {statistics.median(lat):.2f} s, "
