@@ -380,7 +380,9 @@ def _apply(request: web.Request, cluster: SimCluster, res: Resource, ns: str, na
                                    dry_run=dry))
     new = ssa.apply(live, body, manager, force=force, now=objects.now())
     if live is None:
-        return _json(store.create(res, new, dry_run=dry), 201)
+        # `ssa.apply` built `new` of copies (of the body, which nothing else holds):
+        # the store keeps it rather than a copy of it
+        return _json(store.create(res, new, dry_run=dry, fresh=True), 201)
     rv = meta.get("resourceVersion")
     if rv and rv != live["metadata"]["resourceVersion"]:
         raise conflict(res.plural, name, res.group)

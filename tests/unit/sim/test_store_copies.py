@@ -68,3 +68,41 @@ def test_a_controller_pod_shares_nothing_with_its_owners_template() -> None:
         assert json.dumps(job) == before
         cp.close()
     asyncio.run(run())
+
+
+def _containers(value: Any) -> list[Any]:
+    out: list[Any] = []
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, dict):
+            out.append(v)
+            todo += v.values()
+        elif isinstance(v, list):
+            out.append(v)
+            todo += v
+    return out
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) |
+    st.dictionaries(st.sampled_from(["a", "b", "name", "c"]), inner, max_size=3),
+    max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["data", "spec", "extra"]), JSONISH, max_size=3),
+       st.dictionaries(st.sampled_from(["x", "y"]), st.text(max_size=3), max_size=2))
+def test_an_apply_that_creates_shares_nothing_with_the_body(
+        parts: dict[str, Any], labels: dict[str, str]) -> None:
+    """What lets the apply handler store `ssa.apply(None, body)` without a copy
+    (`Store.create(fresh=True)`): the object it builds holds no dict or list of the
+    body's, so a body the request still holds can never change what is stored."""
+    from clusters.sim import ssa
+
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "a", "labels": labels}, **parts}
+    new = ssa.apply(None, body, "m", now="t", force=False)
+    theirs = {id(c) for c in _containers(body)}
+    assert not [c for c in _containers(new) if id(c) in theirs]
