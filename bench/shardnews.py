@@ -4,23 +4,28 @@ At 1,000 clusters x 50,000 workloads over 4 shards, each peer's document holds
 12,500 rows and 250 clusters' views (`--nodes` nodes each). For `SECONDS` of the
 reader's clock, every peer publishes every `shardstatus.COALESCE` s with some rows
 changed (a cold start: results land all the time), and, with `--nodes-churn`, a node's
-`used` changed in a few of its clusters too (capacity taken as pods land). The reader
-polls each second, as `Shards._read_others` does, and reads each new publication:
+`used` changed in a few of its clusters too (capacity taken as pods land), or with
+`--all-nodes-churn` in every one of its clusters (a cold start's apply phase: pods bind
+everywhere at once). The reader polls each second, as `Shards._read_others` does, and
+reads each new publication:
 
 - whole: decoded whole at once, as every replica did before `shardstatus.NEWS`;
 - by news: by `shardstatus.read_now`: left unread while its news (owner, views) are
   those held and its rows younger than `shardstatus.rows_late`; parsed by its news
   alone (`parse_news`, no row) when they changed; whole once the rows are due.
 
-Prints the decodes and the reader's CPU (decompressing and parsing; the peers' own
-encodes not counted, the network neither) per minute for both:
+Prints the decodes and the reader's CPU per minute for both: decoding the API
+response of each GET of a whole ConfigMap (the JSON envelope around the document, as
+the client parses it), decompressing and parsing (the peers' own encodes not counted,
+the network neither):
 
-    PYTHONPATH=. python bench/shardnews.py [--nodes-churn]
+    PYTHONPATH=. python bench/shardnews.py [--nodes-churn | --all-nodes-churn]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -49,12 +54,14 @@ class Peer:
         self.keys = sorted(self.live)
         self.owner = f"r{shard}"
 
-    def publish(self, n: int, at: float, nodes_churn: bool) -> tuple[str, shardstatus.News]:
+    def publish(self, n: int, at: float, nodes_churn: int
+                ) -> tuple[str, shardstatus.News, str]:
+        """The document, its news and the text of a GET of its ConfigMap."""
         for i in range(24):  # 12 results a second land in a shard of a cold start
             key = self.keys[(n * 24 + i) % len(self.keys)]
             self.live[key] = PlacementLive("Synced", "Healthy", f"c{n}")
         if nodes_churn:
-            for i in range(4):
+            for i in range(nodes_churn):
                 name = self.names[(n * 4 + i) % len(self.names)]
                 v = self.views[name]
                 first = v.nodes[0]
@@ -62,10 +69,26 @@ class Peer:
                     replace(first, used=(first.used + 1) % 9), *v.nodes[1:]))
         data = self.encoder.encode(self.owner, self.live, self.views, f"t{at:.1f}")
         assert self.encoder.news is not None
-        return data, self.encoder.news
+        return data, self.encoder.news, envelope(data, self.encoder.news, n)
 
 
-def minute(peers: list[Peer], nodes_churn: bool, by_news: bool
+def envelope(data: str, news: shardstatus.News, version: int) -> str:
+    """What kube-apiserver answers a GET of the ConfigMap: the document in its object."""
+    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "aifleet-shard-1-status", "namespace": "aifleet-system",
+        "resourceVersion": str(version), "labels": {"app.kubernetes.io/managed-by": "aifleet"},
+        "annotations": {shardstatus.NEWS: news.text()}},
+        "binaryData": {shardstatus.KEY: data}})
+
+
+def fetched(text: str) -> str:
+    """The document out of a GET's answer, decoded as the client decodes it."""
+    got = json.loads(text)["binaryData"][shardstatus.KEY]
+    assert isinstance(got, str)
+    return got
+
+
+def minute(peers: list[Peer], nodes_churn: int, by_news: bool
            ) -> tuple[dict[str, int], float]:
     """(counts, CPU seconds) of `SECONDS` of one reader of `peers`."""
     counts = {"whole": 0, "news": 0, "unread": 0}
@@ -73,11 +96,11 @@ def minute(peers: list[Peer], nodes_churn: bool, by_news: bool
     decoders = [shardstatus.Decoder() for _ in peers]
     held: list[str | None] = [None] * len(peers)
     read_at: list[float | None] = [None] * len(peers)
-    latest: list[tuple[str, shardstatus.News] | None] = [None] * len(peers)
+    latest: list[tuple[str, shardstatus.News, str] | None] = [None] * len(peers)
     behind = [False] * len(peers)
     cpu = 0.0
     for p, peer in enumerate(peers):  # what the reader holds at the start
-        data, news = peer.publish(0, 0.0, nodes_churn)
+        data, news, _text = peer.publish(0, 0.0, nodes_churn)
         shardstatus.decode_doc(data, decoders[p], keep)
         held[p], read_at[p] = news.digest, 0.0
     for second in range(1, SECONDS + 1):
@@ -96,7 +119,7 @@ def minute(peers: list[Peer], nodes_churn: bool, by_news: bool
             elif not by_news or rows_due:
                 got = latest[p]
                 assert got is not None
-                shardstatus.decode_doc(got[0], decoders[p], keep)
+                shardstatus.decode_doc(fetched(got[2]), decoders[p], keep)
                 held[p], read_at[p], behind[p] = got[1].digest, now, False
                 counts["whole"] += 1
             elif new is not None and not shardstatus.read_now(new[1], held[p], age,
@@ -104,7 +127,8 @@ def minute(peers: list[Peer], nodes_churn: bool, by_news: bool
                 behind[p] = True
                 counts["unread"] += 1
             elif new is not None:
-                decoders[p].decode_news(shardstatus.parse_news(*new), keep, last)
+                decoders[p].decode_news(shardstatus.parse_news(fetched(new[2]), new[1]),
+                                        keep, last)
                 held[p], behind[p] = new[1].digest, True
                 counts["news"] += 1
             cpu += time.process_time() - start
@@ -116,17 +140,22 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=12_500, help="rows per peer")
     ap.add_argument("--clusters", type=int, default=250, help="clusters per peer")
     ap.add_argument("--nodes", type=int, default=16, help="nodes per cluster")
-    ap.add_argument("--nodes-churn", action="store_true",
-                    help="a node's capacity changes in 4 clusters of each publication")
+    churn = ap.add_mutually_exclusive_group()
+    churn.add_argument("--nodes-churn", action="store_const", const=4, default=0,
+                       dest="churn",
+                       help="a node's capacity changes in 4 clusters of each publication")
+    churn.add_argument("--all-nodes-churn", action="store_const", const=-1, dest="churn",
+                       help="... in every cluster of each publication (a cold start)")
     args = ap.parse_args()
+    churn = args.clusters if args.churn < 0 else args.churn
     tune()
     print(f"{PEERS} peers x {args.rows} rows, {args.clusters} clusters x {args.nodes} "
           f"nodes, a publication each {shardstatus.COALESCE:.0f} s, "
-          f"{'nodes churning' if args.nodes_churn else 'rows only churning'}; "
+          f"{f'nodes churning in {churn} clusters' if churn else 'rows only churning'}; "
           f"rows_late {shardstatus.rows_late(args.rows):.2f} s")
     for by_news in (False, True):
         peers = [Peer(s, args.clusters, args.rows, args.nodes) for s in range(PEERS)]
-        counts, cpu = minute(peers, args.nodes_churn, by_news)
+        counts, cpu = minute(peers, churn, by_news)
         print(f"{'by news' if by_news else 'whole  '}: per minute {counts['whole']} "
               f"decoded whole, {counts['news']} by news alone, {counts['unread']} left "
               f"unread; reader CPU {cpu * 1000:.0f} ms ({cpu * 1000 / SECONDS:.1f} ms/s)")
