@@ -10,9 +10,13 @@ everywhere at once). The reader polls each second, as `Shards._read_others` does
 reads each new publication:
 
 - whole: decoded whole at once, as every replica did before `shardstatus.NEWS`;
-- by news: by `shardstatus.read_now`: left unread while its news (owner, views) are
-  those held and its rows younger than `shardstatus.rows_late`; parsed by its news
-  alone (`parse_news`, no row) when they changed; whole once the rows are due.
+- by news, leading: by `shardstatus.read_now`: left unread while its news (owner,
+  views) are those held and its rows younger than `shardstatus.rows_late`; parsed by
+  its news alone (`parse_news`, no row) when they changed; whole once the rows are
+  due. Every replica read so before `News.health`; now the leader alone does;
+- by news, following: the same, but news that differ in nodes alone (owner, health
+  and unreachable times as held) are left unread as rows are (`nodes_now` False):
+  the other replicas' reading now.
 
 Prints the decodes and the reader's CPU per minute for both: decoding the API
 response of each GET of a whole ConfigMap (the JSON envelope around the document, as
@@ -88,13 +92,13 @@ def fetched(text: str) -> str:
     return got
 
 
-def minute(peers: list[Peer], nodes_churn: int, by_news: bool
+def minute(peers: list[Peer], nodes_churn: int, by_news: bool, nodes_now: bool = True
            ) -> tuple[dict[str, int], float]:
     """(counts, CPU seconds) of `SECONDS` of one reader of `peers`."""
     counts = {"whole": 0, "news": 0, "unread": 0}
     keep: Callable[[str], bool] | None = None
     decoders = [shardstatus.Decoder() for _ in peers]
-    held: list[str | None] = [None] * len(peers)
+    held: list[shardstatus.News | None] = [None] * len(peers)
     read_at: list[float | None] = [None] * len(peers)
     latest: list[tuple[str, shardstatus.News, str] | None] = [None] * len(peers)
     behind = [False] * len(peers)
@@ -102,7 +106,7 @@ def minute(peers: list[Peer], nodes_churn: int, by_news: bool
     for p, peer in enumerate(peers):  # what the reader holds at the start
         data, news, _text = peer.publish(0, 0.0, nodes_churn)
         shardstatus.decode_doc(data, decoders[p], keep)
-        held[p], read_at[p] = news.digest, 0.0
+        held[p], read_at[p] = news, 0.0
     for second in range(1, SECONDS + 1):
         now = float(second)
         for p, peer in enumerate(peers):
@@ -120,16 +124,16 @@ def minute(peers: list[Peer], nodes_churn: int, by_news: bool
                 got = latest[p]
                 assert got is not None
                 shardstatus.decode_doc(fetched(got[2]), decoders[p], keep)
-                held[p], read_at[p], behind[p] = got[1].digest, now, False
+                held[p], read_at[p], behind[p] = got[1], now, False
                 counts["whole"] += 1
-            elif new is not None and not shardstatus.read_now(new[1], held[p], age,
-                                                             len(last.live)):
+            elif new is not None and not shardstatus.read_now(
+                    new[1], held[p], age, len(last.live), nodes_now):
                 behind[p] = True
                 counts["unread"] += 1
             elif new is not None:
                 decoders[p].decode_news(shardstatus.parse_news(fetched(new[2]), new[1]),
                                         keep, last)
-                held[p], behind[p] = new[1].digest, True
+                held[p], behind[p] = new[1], True
                 counts["news"] += 1
             cpu += time.process_time() - start
     return counts, cpu
@@ -153,10 +157,11 @@ def main() -> None:
           f"nodes, a publication each {shardstatus.COALESCE:.0f} s, "
           f"{f'nodes churning in {churn} clusters' if churn else 'rows only churning'}; "
           f"rows_late {shardstatus.rows_late(args.rows):.2f} s")
-    for by_news in (False, True):
+    for what, by_news, nodes_now in (("whole", False, True), ("by news, leading", True, True),
+                                     ("by news, following", True, False)):
         peers = [Peer(s, args.clusters, args.rows, args.nodes) for s in range(PEERS)]
-        counts, cpu = minute(peers, churn, by_news)
-        print(f"{'by news' if by_news else 'whole  '}: per minute {counts['whole']} "
+        counts, cpu = minute(peers, churn, by_news, nodes_now)
+        print(f"{what:18}: per minute {counts['whole']} "
               f"decoded whole, {counts['news']} by news alone, {counts['unread']} left "
               f"unread; reader CPU {cpu * 1000:.0f} ms ({cpu * 1000 / SECONDS:.1f} ms/s)")
 

@@ -127,11 +127,17 @@ class News:
     """Where in that text the views' first cluster begins, then each cluster's length
     (its `"name":{...}`, a comma between): a reader parses only the clusters whose
     text changed. Empty: not said (the text is parsed whole)."""
+    health: str | None = None
+    """`health_digest` of the owner and views: what of the news a replica that does
+    not lead needs at once (`read_now`'s `nodes_now`). None: not said (an older
+    writer's): every change of `digest` is read at once."""
 
     def text(self) -> str:
         doc: dict[str, Any] = {"at": self.at, "digest": self.digest, "tail": self.tail}
         if self.views:
             doc["views"] = list(self.views)
+        if self.health is not None:
+            doc["health"] = self.health
         return _dumps(doc)
 
 
@@ -150,17 +156,29 @@ def news_of(annotations: object) -> News | None:
     if not isinstance(doc, dict):
         return None
     digest, tail, at = doc.get("digest"), doc.get("tail"), doc.get("at")
-    views = doc.get("views", [])
+    views, health = doc.get("views", []), doc.get("health")
     if not isinstance(digest, str) or not digest or type(tail) is not int or tail <= 0 \
             or not (at is None or isinstance(at, str)) or not isinstance(views, list) \
-            or not all(type(n) is int and n > 0 for n in views):
+            or not all(type(n) is int and n > 0 for n in views) \
+            or not (health is None or (isinstance(health, str) and health)):
         return None
-    return News(digest, tail, at, tuple(views))
+    return News(digest, tail, at, tuple(views), health)
 
 
 def digest_of(tail: str) -> str:
     """The digest of a document's text from `"owner":` on (`News.digest`)."""
     return hashlib.blake2b(tail.encode(), digest_size=12).hexdigest()
+
+
+def health_digest(owner: str, views: Mapping[str, ClusterNews] | None) -> str:
+    """The digest of a publication's owner and, per cluster of its views, its health
+    and how long it has been Unreachable (`News.health`): equal exactly when those
+    are, whatever the nodes. A holder computes it from what it publishes; a reader
+    only compares it with the one it holds (the document's own `digest` is the one
+    checked against the text read)."""
+    said = [owner, None if views is None else [
+        [name, views[name].health, views[name].unreachable_for] for name in sorted(views)]]
+    return hashlib.blake2b(_dumps(said).encode(), digest_size=12).hexdigest()
 
 
 def rows_late(rows: int) -> float:
@@ -170,13 +188,20 @@ def rows_late(rows: int) -> float:
     return min(ROWS_LATE_MAX, rows / ROWS_PER_SECOND)
 
 
-def read_now(news: News | None, held_digest: str | None, rows_age: float | None,
-             rows: int) -> bool:
+def read_now(news: News | None, held: News | None, rows_age: float | None,
+             rows: int, nodes_now: bool = True) -> bool:
     """Whether a reader fetches a peer's new publication now, or leaves it unread for
     a while: now when its news is unknown (an older writer's: no `NEWS`) or differs
-    from the news held (`held_digest`, None when none is), or when the rows held were
-    read (`rows_age` seconds ago; None: never) at least `rows_late(rows)` ago."""
-    if news is None or held_digest is None or news.digest != held_digest:
+    from the news held (`held`, None when none is), or when the rows held were read
+    (`rows_age` seconds ago; None: never) at least `rows_late(rows)` ago. Without
+    `nodes_now` (a replica that does not lead: its nodes of the others feed its status
+    alone, placement is the leader's), news that differ only in nodes wait as rows
+    do: read now only when the owner or a cluster's health or unreachable time
+    differs (`News.health`; not said by either: read now)."""
+    if news is None or held is None:
+        return True
+    if news.digest != held.digest and (
+            nodes_now or news.health is None or news.health != held.health):
         return True
     return rows_age is None or rows_age >= rows_late(rows)
 
@@ -325,7 +350,8 @@ class Encoder:
         text = "{" + ",".join(out) + "}"
         # only now: a publication that failed half-way leaves the parts as they were
         self._clusters, self._views = clusters, kept_views
-        self.news = News(digest_of(text[len(head):]), len(head), at, spans)
+        self.news = News(digest_of(text[len(head):]), len(head), at, spans,
+                         health_digest(owner, views))
         return text.encode()
 
     def encode(self, owner: str, live: Mapping[Key, PlacementLive],
