@@ -10,13 +10,16 @@ everywhere at once). The reader polls each second, as `Shards._read_others` does
 reads each new publication:
 
 - whole: decoded whole at once, as every replica did before `shardstatus.NEWS`;
-- by news, leading: by `shardstatus.read_now`: left unread while its news (owner,
+- by news, before: by `shardstatus.read_now`: left unread while its news (owner,
   views) are those held and its rows younger than `shardstatus.rows_late`; parsed by
   its news alone (`parse_news`, no row) when they changed; whole once the rows are
-  due. Every replica read so before `News.health`; now the leader alone does;
-- by news, following: the same, but news that differ in nodes alone (owner, health
-  and unreachable times as held) are left unread as rows are (`nodes_now` False):
-  the other replicas' reading now.
+  due (the whole text parsed). Every replica read so before `News.health` and
+  `News.rows`;
+- by news, leading: the same, a whole read parsing only the clusters whose text
+  changed (`decode_published`): the leader's reading now;
+- by news, following: that, and news that differ in nodes alone (owner, health and
+  unreachable times as held) left unread as rows are (`nodes_now` False): the other
+  replicas' reading now.
 
 Prints the decodes and the reader's CPU per minute for both: decoding the API
 response of each GET of a whole ConfigMap (the JSON envelope around the document, as
@@ -47,7 +50,8 @@ PEERS = 3
 class Peer:
     """One peer shard's holder: its rows and views, published every `COALESCE` s."""
 
-    def __init__(self, shard: int, clusters: int, rows: int, nodes: int) -> None:
+    def __init__(self, shard: int, clusters: int, rows: int, nodes: int,
+                 spread: bool = False) -> None:
         self.names = [f"s{shard}-c{i:03d}" for i in range(clusters)]
         self.live = {(ClusterName(self.names[i % clusters]), WorkloadId(f"t/w{i:05d}")):
                      PlacementLive("Synced", "Progressing", "c0") for i in range(rows)}
@@ -55,7 +59,9 @@ class Peer:
             NodeState(f"{n}-n{j:02d}", "NVIDIA-H100-80GB", 8, True, False, (), 0, 0)
             for j in range(nodes))) for n in self.names}
         self.encoder = shardstatus.Encoder()
-        self.keys = sorted(self.live)
+        self.keys = list(self.live) if spread else sorted(self.live)
+        """The rows changed in turn: with `spread`, each in another cluster (results
+        land everywhere at once), else a cluster's rows one after the other."""
         self.owner = f"r{shard}"
 
     def publish(self, n: int, at: float, nodes_churn: int
@@ -92,8 +98,8 @@ def fetched(text: str) -> str:
     return got
 
 
-def minute(peers: list[Peer], nodes_churn: int, by_news: bool, nodes_now: bool = True
-           ) -> tuple[dict[str, int], float]:
+def minute(peers: list[Peer], nodes_churn: int, by_news: bool, nodes_now: bool = True,
+           cut: bool = False) -> tuple[dict[str, int], float]:
     """(counts, CPU seconds) of `SECONDS` of one reader of `peers`."""
     counts = {"whole": 0, "news": 0, "unread": 0}
     keep: Callable[[str], bool] | None = None
@@ -123,7 +129,10 @@ def minute(peers: list[Peer], nodes_churn: int, by_news: bool, nodes_now: bool =
             elif not by_news or rows_due:
                 got = latest[p]
                 assert got is not None
-                shardstatus.decode_doc(fetched(got[2]), decoders[p], keep)
+                if cut:
+                    shardstatus.decode_published(fetched(got[2]), got[1], decoders[p], keep)
+                else:
+                    shardstatus.decode_doc(fetched(got[2]), decoders[p], keep)
                 held[p], read_at[p], behind[p] = got[1], now, False
                 counts["whole"] += 1
             elif new is not None and not shardstatus.read_now(
@@ -150,17 +159,22 @@ def main() -> None:
                        help="a node's capacity changes in 4 clusters of each publication")
     churn.add_argument("--all-nodes-churn", action="store_const", const=-1, dest="churn",
                        help="... in every cluster of each publication (a cold start)")
+    ap.add_argument("--rows-spread", action="store_true",
+                    help="the rows changed in a publication each in another cluster")
     args = ap.parse_args()
     churn = args.clusters if args.churn < 0 else args.churn
     tune()
     print(f"{PEERS} peers x {args.rows} rows, {args.clusters} clusters x {args.nodes} "
           f"nodes, a publication each {shardstatus.COALESCE:.0f} s, "
-          f"{f'nodes churning in {churn} clusters' if churn else 'rows only churning'}; "
+          f"{f'nodes churning in {churn} clusters' if churn else 'rows only churning'}"
+          f"{', rows spread' if args.rows_spread else ''}; "
           f"rows_late {shardstatus.rows_late(args.rows):.2f} s")
-    for what, by_news, nodes_now in (("whole", False, True), ("by news, leading", True, True),
-                                     ("by news, following", True, False)):
-        peers = [Peer(s, args.clusters, args.rows, args.nodes) for s in range(PEERS)]
-        counts, cpu = minute(peers, churn, by_news, nodes_now)
+    for what, by_news, nodes_now, cut in (
+            ("whole", False, True, False), ("by news, before", True, True, False),
+            ("by news, leading", True, True, True), ("by news, following", True, False, True)):
+        peers = [Peer(s, args.clusters, args.rows, args.nodes, args.rows_spread)
+                 for s in range(PEERS)]
+        counts, cpu = minute(peers, churn, by_news, nodes_now, cut)
         print(f"{what:18}: per minute {counts['whole']} "
               f"decoded whole, {counts['news']} by news alone, {counts['unread']} left "
               f"unread; reader CPU {cpu * 1000:.0f} ms ({cpu * 1000 / SECONDS:.1f} ms/s)")

@@ -890,9 +890,9 @@ class Shards:
                 assert news is not None and since is not None
                 doc = decoder.decode_news(shardstatus.parse_news(data, news),
                                           _in_shard(self.shard, shard), since)
-            else:
-                doc = shardstatus.decode_doc(data, decoder,
-                                             keep=_in_shard(self.shard, shard))
+            else:  # whole, parsing only the clusters whose text changed
+                doc = shardstatus.decode_published(data, news, decoder,
+                                                   keep=_in_shard(self.shard, shard))
         except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
             log.warning("shard_status_unusable", shard=shard, error=str(e))
             io.rows_read[shard] = now  # not fetched again before it is written again,

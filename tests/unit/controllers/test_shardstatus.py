@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import pytest
@@ -346,3 +346,79 @@ def test_read_by_news_a_peers_views_parse_only_the_clusters_whose_text_changed()
         with pytest.raises(ValueError):
             decoder.decode_news(shardstatus.parse_news(data, shardstatus.News(
                 news.digest, news.tail, news.at, views_)), None, rows_of)
+
+
+# -- a whole read parses only the clusters whose text changed (`News.rows`) -----------
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["r1", "r2"]), rows, views_, optional),
+                min_size=1, max_size=5))
+def test_a_document_read_cut_is_the_document_read_whole(
+        docs: list[tuple[str, dict[Key, PlacementLive],
+                         dict[str, shardstatus.ClusterNews] | None, str | None]]) -> None:
+    """Publication after publication, a reader that parses only the clusters whose
+    rows' or view's text changed (`decode_published`) gets what a whole parse gets:
+    owner, rows, views, `at`, and the clusters changed since the last
+    (`Decoder.changed`, what a merge looks at)."""
+    encoder = shardstatus.Encoder()
+    cut, whole = shardstatus.Decoder(), shardstatus.Decoder()
+    for owner, live, views, at in docs:
+        data = encoder.encode(owner, live, views, at)
+        news = encoder.news
+        assert news is not None and news.rows
+        got = shardstatus.decode_published(data, news, cut)
+        want = shardstatus.decode_doc(data, whole)
+        assert (got.owner, got.live, got.views, got.at) == \
+            (want.owner, want.live, want.views, want.at)
+        assert cut.changed == whole.changed
+        assert shardstatus.news_of({shardstatus.NEWS: news.text()}) == news
+
+
+def test_a_whole_read_parses_only_the_clusters_whose_rows_changed() -> None:
+    """Rows land in a few clusters between two reads of a peer: those clusters'
+    texts alone are parsed (and their rows alone built); an older writer's
+    publication (no cut said) is parsed whole, as before."""
+    live = {(ClusterName(f"c{i % 10}"), WorkloadId(f"t/w{i:03d}")):
+            PlacementLive("Synced", "Healthy", "c0") for i in range(100)}
+    views = {f"c{i}": shardstatus.ClusterNews("Healthy", None, ()) for i in range(10)}
+    encoder, decoder = shardstatus.Encoder(), shardstatus.Decoder()
+    data = encoder.encode("r1", live, views, "t0")
+    shardstatus.decode_published(data, encoder.news, decoder)
+    assert decoder.rows_parsed == 10
+    live[(ClusterName("c3"), WorkloadId("t/w003"))] = PlacementLive("Failed", "Healthy", "c1")
+    live[(ClusterName("c7"), WorkloadId("t/w017"))] = PlacementLive("Failed", "Healthy", "c1")
+    data = encoder.encode("r1", live, views, "t1")
+    built = decoder.built
+    doc = shardstatus.decode_published(data, encoder.news, decoder)
+    assert decoder.rows_parsed == 12 and decoder.built - built == 2
+    assert set(decoder.changed) == {"c3", "c7"} and doc.live == live and doc.at == "t1"
+    assert encoder.news is not None
+    old = replace(encoder.news, rows=())
+    assert shardstatus.decode_published(data, old, decoder).live == live
+    assert shardstatus.decode_published(data, None, decoder).live == live
+    assert decoder.rows_parsed == 12  # neither cut
+
+
+def test_a_cut_that_does_not_match_its_document_is_refused_and_changes_nothing() -> None:
+    """A rows' cut off by a byte, a length too many or too few, or the head's `at`
+    not the one said: refused whole (as a torn document), and the decoder keeps
+    what it had: the next good read finds its clusters as they were."""
+    live = {(ClusterName(f"c{i % 4}"), WorkloadId(f"t/w{i:02d}")):
+            PlacementLive("Synced", "Healthy", "c0") for i in range(20)}
+    views = {f"c{i}": shardstatus.ClusterNews("Healthy", None, ()) for i in range(4)}
+    encoder, decoder = shardstatus.Encoder(), shardstatus.Decoder()
+    data = encoder.encode("r1", live, views, "t0")
+    news = encoder.news
+    assert news is not None
+    first = shardstatus.decode_published(data, news, decoder)
+    start, *lengths = news.rows
+    for rows_ in ((start + 1, *lengths), (start - 1, *lengths), (start, *lengths[:-1]),
+                  (start, *lengths, 5), (start, lengths[0] + 1, *lengths[1:]),
+                  (start, lengths[0] - 1, lengths[1] + 1, *lengths[2:])):
+        with pytest.raises(ValueError):
+            shardstatus.decode_published(data, replace(news, rows=rows_), decoder)
+    with pytest.raises(ValueError):
+        shardstatus.decode_published(data, replace(news, at="t9"), decoder)
+    assert decoder.last is first and decoder.rows_parsed == 4
+    again = shardstatus.decode_published(data, news, decoder)
+    assert again.live == live and decoder.rows_parsed == 4 and not decoder.changed
