@@ -495,6 +495,8 @@ class Decoder:
         """Clusters' view texts parsed reading by news (not found as they were)."""
         self.built = 0
         """Rows built (not reused), over all decodes."""
+        self.nodes_built = 0
+        """Nodes built (not reused), over all decodes."""
         self.last: ShardDoc | None = None
         """The document last decoded here."""
         self.changed: dict[ClusterName, dict[Key, PlacementLive]] = {}
@@ -570,10 +572,26 @@ class Decoder:
                 gone = v.get("unreachableFor")
                 part_v = (v, ClusterNews(
                     str(v["health"]), float(gone) if gone is not None else None,
-                    tuple(_node(n) for n in v.get("nodes") or ())))
+                    self._nodes(v.get("nodes") or (), part_v)))
             kept_views[name] = part_v
             views[ClusterName(name)] = part_v[1]
         return views, kept_views
+
+    def _nodes(self, rows: Any, before: tuple[Any, ClusterNews] | None
+               ) -> tuple[NodeState, ...]:
+        """A cluster's nodes: each as it was in the view before (`before`: as parsed,
+        as built) where its parsed row is equal at the same place, else built. As
+        pods bind, a node or two of a cluster change at a time, not all of them."""
+        had_rows = before[0].get("nodes") or () if before is not None else ()
+        had = before[1].nodes if before is not None else ()
+        out = []
+        for i, row in enumerate(rows):
+            if i < len(had) and had_rows[i] == row:
+                out.append(had[i])
+            else:
+                self.nodes_built += 1
+                out.append(_node(row))
+        return tuple(out)
 
     def decode(self, doc: Mapping[str, Any], keep: Callable[[str], bool] | None = None
                ) -> ShardDoc:

@@ -422,3 +422,23 @@ def test_a_cut_that_does_not_match_its_document_is_refused_and_changes_nothing()
     assert decoder.last is first and decoder.rows_parsed == 4
     again = shardstatus.decode_published(data, news, decoder)
     assert again.live == live and decoder.rows_parsed == 4 and not decoder.changed
+
+
+def test_a_changed_view_builds_only_the_nodes_that_changed() -> None:
+    """Pods bind to a node or two of a cluster at a time: a view read again builds
+    those nodes only, and reads back equal to a whole decode (a node gone or added
+    too)."""
+    nodes = tuple(NodeState(f"n{j}", "NVIDIA-H100", 8, True, False, ()) for j in range(5))
+    views = {"c1": shardstatus.ClusterNews("Healthy", None, nodes)}
+    encoder, decoder = shardstatus.Encoder(), shardstatus.Decoder()
+    rows_of = shardstatus.decode_doc(encoder.encode("r1", many(10), views, "t0"), decoder)
+    assert decoder.nodes_built == 5
+    for changed, want in (((*nodes[:2], replace(nodes[2], used=3), *nodes[3:]), 1),
+                          (nodes[:4], 1), (nodes, 1)):
+        views = {"c1": shardstatus.ClusterNews("Healthy", None, changed)}
+        data = encoder.encode("r1", many(10), views, "t1")
+        built = decoder.nodes_built
+        assert encoder.news is not None
+        doc = decoder.decode_news(shardstatus.parse_news(data, encoder.news), None, rows_of)
+        assert doc.views == shardstatus.decode_doc(data).views == views
+        assert decoder.nodes_built - built == want
