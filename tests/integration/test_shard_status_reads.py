@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import structlog.testing
 
+from clusters.capacity import NodeState
 from controllers.demo.sandbox import until
 from controllers.persist import shardstatus
 from controllers.status.statusdoc import PlacementLive
@@ -321,7 +322,7 @@ async def test_a_follower_reads_a_peers_node_changes_with_its_rows_and_health_at
         shards.clock = lambda: now
         views = {str(n): v for n, v in shards._read[theirs][1].views.items()}
         name = sorted(views)[0]
-        assert views[name].nodes, "a node to change"
+        node = NodeState("n-test", "NVIDIA-H100-80GB", 8, True, False, ())
         clusters = sorted(views)
         bulk = {(ClusterName(clusters[i % len(clusters)]), WorkloadId(f"t/bulk{i:05d}")):
                 PlacementLive("Synced", "Healthy", "c0") for i in range(6_000)}
@@ -332,9 +333,8 @@ async def test_a_follower_reads_a_peers_node_changes_with_its_rows_and_health_at
         async def publish(health: str = "Healthy") -> dict[str, shardstatus.ClusterNews]:
             nonlocal used
             used += 1
-            first = views[name].nodes[0]
-            views[name] = replace(views[name], health=health, nodes=(
-                replace(first, used=used), *views[name].nodes[1:]))
+            views[name] = replace(views[name], health=health,
+                                  nodes=(replace(node, used=used),))
             data = encoder.encode("b", bulk, views, f"2026-12-04T20:00:{now:09.3f}")
             await shardstatus.write(client, NS, theirs, data, encoder.news)
             return dict(views)
