@@ -37,17 +37,24 @@ not change costs a metadata-only GET, not a GET of its document. Now:
   up to that much later, and each publication and read covers its seconds' changes.
 
 What is left of a read is `json.loads` of the whole text (~1.7 MB, ~20 ms) and one
-comparison of each cluster's parsed rows with the last: splitting the document by
-cluster (a new `VERSION`) would take that too. In a cold start rows change in every
+comparison of each cluster's parsed rows with the last (since taken too: `News.rows`,
+below, cuts the same text by cluster; no new `VERSION`). In a cold start rows change in every
 publication, so each replica still parsed its peers' whole every ~2 s (13% of its
 loop at 1,000 x 50,000): now a reader reads a peer's rows at most every `rows_late`
 (1 s per 2,000 rows, at most 10 s), and its news (owner, health, nodes: what
 placement needs) at once, by the `NEWS` annotation (`News`, `read_now`,
-`parse_news`; `Shards._read_others`).
+`parse_news`; `Shards._read_others`). In a cold start nodes change in every
+publication too, and only the leader places: the annotation also says the owner's and
+health's own digest (`News.health`), so a replica that does not lead reads a change of
+nodes alone with the rows (`read_now`'s `nodes_now`). And it says where each cluster's
+rows are (`News.rows`): a whole read parses only the clusters whose text changed
+(`parse_split`, `decode_published`), a changed view only builds its nodes that changed.
 
 The text is exactly the one `encode` always wrote (the same JSON, keys sorted; only
 the gzip level differs, which no reader sees), so replicas of the previous version and
-of this one read each other's during a rolling upgrade. A document a reader cannot
+of this one read each other's during a rolling upgrade; the annotation's later keys
+(`health`, `rows`) are ignored by older readers, and an older writer's annotation
+without them is read as before (every change at once, parsed whole). A document a reader cannot
 decode (another `VERSION`, torn) is refused whole: the reader keeps what it had, and
 that shard's news goes stale, so its clusters turn Unknown to placement, never
 failed over.
