@@ -495,7 +495,9 @@ class Decoder:
         self._texts: dict[bytes, tuple[str, Any]] = {}
         """Each cluster's view text as last read by news (`parse_news`), parsed."""
         self._row_texts: dict[bytes, tuple[str, Any]] = {}
-        """Each cluster's rows' text as last read cut (`parse_split`), parsed."""
+        """Each cluster's rows' text as last read cut (`parse_split`), parsed, by the
+        text's blake2b digest: a peer's rows' text is megabytes, kept a copy of per
+        peer otherwise (its views' texts, a tenth of it, are kept as they are)."""
         self.rows_parsed = 0
         """Clusters' rows' texts parsed reading cut (not found as they were)."""
         self.views_parsed = 0
@@ -535,7 +537,8 @@ class Decoder:
         in `kept`."""
         parsed: dict[str, Any] = {}
         for text in texts:
-            got = cache.get(text)
+            key = text if what == "views" else hashlib.blake2b(text, digest_size=16).digest()
+            got = cache.get(key)
             if got is None:
                 if what == "views":
                     self.views_parsed += 1
@@ -545,7 +548,7 @@ class Decoder:
                 if not isinstance(one, dict) or len(one) != 1:
                     raise ValueError(f"not one cluster's {what}")
                 got = next(iter(one.items()))
-            kept[text] = got
+            kept[key] = got
             if got[0] in parsed:
                 raise ValueError(f"a cluster's {what} twice")
             parsed[got[0]] = got[1]
