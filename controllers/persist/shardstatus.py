@@ -37,17 +37,24 @@ not change costs a metadata-only GET, not a GET of its document. Now:
   up to that much later, and each publication and read covers its seconds' changes.
 
 What is left of a read is `json.loads` of the whole text (~1.7 MB, ~20 ms) and one
-comparison of each cluster's parsed rows with the last: splitting the document by
-cluster (a new `VERSION`) would take that too. In a cold start rows change in every
+comparison of each cluster's parsed rows with the last (since taken too: `News.rows`,
+below, cuts the same text by cluster; no new `VERSION`). In a cold start rows change in every
 publication, so each replica still parsed its peers' whole every ~2 s (13% of its
 loop at 1,000 x 50,000): now a reader reads a peer's rows at most every `rows_late`
 (1 s per 2,000 rows, at most 10 s), and its news (owner, health, nodes: what
 placement needs) at once, by the `NEWS` annotation (`News`, `read_now`,
-`parse_news`; `Shards._read_others`).
+`parse_news`; `Shards._read_others`). In a cold start nodes change in every
+publication too, and only the leader places: the annotation also says the owner's and
+health's own digest (`News.health`), so a replica that does not lead reads a change of
+nodes alone with the rows (`read_now`'s `nodes_now`). And it says where each cluster's
+rows are (`News.rows`): a whole read parses only the clusters whose text changed
+(`parse_split`, `decode_published`), a changed view only builds its nodes that changed.
 
 The text is exactly the one `encode` always wrote (the same JSON, keys sorted; only
 the gzip level differs, which no reader sees), so replicas of the previous version and
-of this one read each other's during a rolling upgrade. A document a reader cannot
+of this one read each other's during a rolling upgrade; the annotation's later keys
+(`health`, `rows`) are ignored by older readers, and an older writer's annotation
+without them is read as before (every change at once, parsed whole). A document a reader cannot
 decode (another `VERSION`, torn) is refused whole: the reader keeps what it had, and
 that shard's news goes stale, so its clusters turn Unknown to placement, never
 failed over.
@@ -127,11 +134,24 @@ class News:
     """Where in that text the views' first cluster begins, then each cluster's length
     (its `"name":{...}`, a comma between): a reader parses only the clusters whose
     text changed. Empty: not said (the text is parsed whole)."""
+    health: str | None = None
+    """`health_digest` of the owner and views: what of the news a replica that does
+    not lead needs at once (`read_now`'s `nodes_now`). None: not said (an older
+    writer's): every change of `digest` is read at once."""
+    rows: tuple[int, ...] = ()
+    """Where in the document the clusters' rows begin (the first cluster's
+    `"name":{...}`), then each cluster's length, a comma between: a whole read parses
+    only the clusters whose text changed (`parse_split`). Empty: not said (an older
+    writer's: parsed whole)."""
 
     def text(self) -> str:
         doc: dict[str, Any] = {"at": self.at, "digest": self.digest, "tail": self.tail}
         if self.views:
             doc["views"] = list(self.views)
+        if self.health is not None:
+            doc["health"] = self.health
+        if self.rows:
+            doc["rows"] = list(self.rows)
         return _dumps(doc)
 
 
@@ -150,17 +170,30 @@ def news_of(annotations: object) -> News | None:
     if not isinstance(doc, dict):
         return None
     digest, tail, at = doc.get("digest"), doc.get("tail"), doc.get("at")
-    views = doc.get("views", [])
+    views, health, rows = doc.get("views", []), doc.get("health"), doc.get("rows", [])
     if not isinstance(digest, str) or not digest or type(tail) is not int or tail <= 0 \
             or not (at is None or isinstance(at, str)) or not isinstance(views, list) \
-            or not all(type(n) is int and n > 0 for n in views):
+            or not all(type(n) is int and n > 0 for n in views) \
+            or not (health is None or (isinstance(health, str) and health)) \
+            or not isinstance(rows, list) or not all(type(n) is int and n > 0 for n in rows):
         return None
-    return News(digest, tail, at, tuple(views))
+    return News(digest, tail, at, tuple(views), health, tuple(rows))
 
 
 def digest_of(tail: str) -> str:
     """The digest of a document's text from `"owner":` on (`News.digest`)."""
     return hashlib.blake2b(tail.encode(), digest_size=12).hexdigest()
+
+
+def health_digest(owner: str, views: Mapping[str, ClusterNews] | None) -> str:
+    """The digest of a publication's owner and, per cluster of its views, its health
+    and how long it has been Unreachable (`News.health`): equal exactly when those
+    are, whatever the nodes. A holder computes it from what it publishes; a reader
+    only compares it with the one it holds (the document's own `digest` is the one
+    checked against the text read)."""
+    said = [owner, None if views is None else [
+        [name, views[name].health, views[name].unreachable_for] for name in sorted(views)]]
+    return hashlib.blake2b(_dumps(said).encode(), digest_size=12).hexdigest()
 
 
 def rows_late(rows: int) -> float:
@@ -170,13 +203,20 @@ def rows_late(rows: int) -> float:
     return min(ROWS_LATE_MAX, rows / ROWS_PER_SECOND)
 
 
-def read_now(news: News | None, held_digest: str | None, rows_age: float | None,
-             rows: int) -> bool:
+def read_now(news: News | None, held: News | None, rows_age: float | None,
+             rows: int, nodes_now: bool = True) -> bool:
     """Whether a reader fetches a peer's new publication now, or leaves it unread for
     a while: now when its news is unknown (an older writer's: no `NEWS`) or differs
-    from the news held (`held_digest`, None when none is), or when the rows held were
-    read (`rows_age` seconds ago; None: never) at least `rows_late(rows)` ago."""
-    if news is None or held_digest is None or news.digest != held_digest:
+    from the news held (`held`, None when none is), or when the rows held were read
+    (`rows_age` seconds ago; None: never) at least `rows_late(rows)` ago. Without
+    `nodes_now` (a replica that does not lead: its nodes of the others feed its status
+    alone, placement is the leader's), news that differ only in nodes wait as rows
+    do: read now only when the owner or a cluster's health or unreachable time
+    differs (`News.health`; not said by either: read now)."""
+    if news is None or held is None:
+        return True
+    if news.digest != held.digest and (
+            nodes_now or news.health is None or news.health != held.health):
         return True
     return rows_age is None or rows_age >= rows_late(rows)
 
@@ -304,6 +344,7 @@ class Encoder:
         out = []
         if at is not None:
             out.append('"at":' + _dumps(at))
+        rows_at = 1 + sum(len(t) + 1 for t in out) + len('"clusters":{')
         out.append('"clusters":{' + ",".join(c.text for c in clusters.values()) + "}")
         head = "{" + ",".join(out) + ","
         out.append(_TAIL + _dumps(owner))
@@ -325,7 +366,9 @@ class Encoder:
         text = "{" + ",".join(out) + "}"
         # only now: a publication that failed half-way leaves the parts as they were
         self._clusters, self._views = clusters, kept_views
-        self.news = News(digest_of(text[len(head):]), len(head), at, spans)
+        self.news = News(digest_of(text[len(head):]), len(head), at, spans,
+                         health_digest(owner, views),
+                         (rows_at, *(len(c.text) for c in clusters.values())))
         return text.encode()
 
     def encode(self, owner: str, live: Mapping[Key, PlacementLive],
@@ -353,18 +396,20 @@ def parse_news(data: str, news: News) -> dict[str, Any]:
     tail = raw[news.tail:]
     if not tail.startswith(_TAIL.encode()) or digest_of(tail.decode()) != news.digest:
         raise ValueError("the shard news annotation does not match the document")
+    return _parse_tail(raw, news)
+
+
+def _parse_tail(raw: bytes, news: News) -> dict[str, Any]:
+    """`parse_news` of the document's text `raw`."""
+    tail = raw[news.tail:]
+    if not tail.startswith(_TAIL.encode()) or digest_of(tail.decode()) != news.digest:
+        raise ValueError("the shard news annotation does not match the document")
     if not news.views:
         doc = json.loads(b"{" + tail)
     else:  # the clusters' texts cut apart, each parsed by the decoder if new
         at, *lengths = news.views
-        texts, end = [], at
-        for n in lengths:
-            texts.append(tail[end:end + n])
-            end += n + 1
-        if not lengths:
-            end += 1
-        if not tail[:at].endswith(b'"views":{') or tail[end - 1:] != b"}}" or any(
-                tail[a - 1:a] != b"," for a in _starts(at, lengths)[1:]):
+        texts, end = _cut(tail, at, lengths)
+        if not tail[:at].endswith(b'"views":{') or tail[end - 1:] != b"}}":
             raise ValueError("the shard news' views do not match the document")
         doc = json.loads(b"{" + tail[:at] + b"}}")
         if isinstance(doc, dict):
@@ -375,12 +420,45 @@ def parse_news(data: str, news: News) -> dict[str, Any]:
     return doc
 
 
-def _starts(at: int, lengths: list[int]) -> list[int]:
-    out = []
-    for n in lengths:
-        out.append(at)
-        at += n + 1
-    return out
+def _cut(text: bytes, at: int, lengths: list[int]) -> tuple[list[bytes], int]:
+    """The members of an object's text cut at `at` by their `lengths`, a comma
+    between each two (ValueError when one is not there), and where the cut ends (past
+    the closing brace that must follow). Each member is later parsed alone: a cut
+    that fell inside a string leaves one that does not parse, so members that all
+    parse are the object's own."""
+    texts, end = [], at
+    for i, n in enumerate(lengths):
+        if i and text[end - 1:end] != b",":
+            raise ValueError("the shard news' cut does not match the document")
+        texts.append(text[end:end + n])
+        end += n + 1
+    if not lengths:
+        end += 1
+    return texts, end
+
+
+def parse_split(data: str, news: News) -> dict[str, Any]:
+    """The document as stored, whole, with its clusters' rows and views left as
+    their texts (lists of `"name":{...}`), cut where its `NEWS` says (`News.rows`,
+    `News.views`), for `Decoder.decode_texts` to parse only those not as they were:
+    the news checked as `parse_news` does, and the rows' cut against the text between
+    the head and the news. ValueError/OSError/EOFError when it is not that: refused
+    whole, as `parse`."""
+    if not news.rows or not news.views:
+        raise ValueError("the shard news say no cut")
+    raw = gzip.decompress(base64.b64decode(data, validate=True))
+    doc = _parse_tail(raw, news)
+    start, *lengths = news.rows
+    texts, end = _cut(raw, start, lengths)
+    opening = start - len(b'"clusters":{')
+    head = raw[:opening]
+    if raw[opening:start] != b'"clusters":{' or end + 1 != news.tail or \
+            raw[end - 1:end + 1] != b"}," or not head.startswith(b"{") or \
+            json.loads(head[:-1] + b"}" if len(head) > 1 else b"{}") != (
+                {} if news.at is None else {"at": news.at}):
+        raise ValueError("the shard news' rows do not match the document")
+    doc["clusters"] = texts
+    return doc
 
 
 def decode_doc(data: str, parts: Decoder | None = None,
@@ -390,6 +468,17 @@ def decode_doc(data: str, parts: Decoder | None = None,
     `keep`, only the clusters it keeps (the shard's: a cluster moved by a resize is
     its new shard's holder's to publish)."""
     return (parts or Decoder()).decode(parse(data), keep)
+
+
+def decode_published(data: str, news: News | None, parts: Decoder,
+                     keep: Callable[[str], bool] | None = None) -> ShardDoc:
+    """`decode_doc`, parsing only the clusters whose rows' or view's text changed
+    since the last document `parts` read so, when the publication's `news` say
+    where they are (`parse_split`; an older writer's: parsed whole). The same
+    document either way; refused as `decode_doc`."""
+    if news is not None and news.rows and news.views:
+        return parts.decode_texts(parse_split(data, news), keep)
+    return decode_doc(data, parts, keep)
 
 
 class Decoder:
@@ -405,10 +494,18 @@ class Decoder:
         self._views: dict[str, tuple[Any, ClusterNews]] = {}
         self._texts: dict[bytes, tuple[str, Any]] = {}
         """Each cluster's view text as last read by news (`parse_news`), parsed."""
+        self._row_texts: dict[bytes, tuple[str, Any]] = {}
+        """Each cluster's rows' text as last read cut (`parse_split`), parsed, by the
+        text's blake2b digest: a peer's rows' text is megabytes, kept a copy of per
+        peer otherwise (its views' texts, a tenth of it, are kept as they are)."""
+        self.rows_parsed = 0
+        """Clusters' rows' texts parsed reading cut (not found as they were)."""
         self.views_parsed = 0
         """Clusters' view texts parsed reading by news (not found as they were)."""
         self.built = 0
         """Rows built (not reused), over all decodes."""
+        self.nodes_built = 0
+        """Nodes built (not reused), over all decodes."""
         self.last: ShardDoc | None = None
         """The document last decoded here."""
         self.changed: dict[ClusterName, dict[Key, PlacementLive]] = {}
@@ -426,23 +523,50 @@ class Decoder:
         texts = doc.get("views")
         kept_texts: dict[bytes, tuple[str, Any]] = {}
         if isinstance(texts, list):  # cut apart: only the clusters whose text changed
-            parsed: dict[str, Any] = {}
-            for text in texts:
-                got = self._texts.get(text)
-                if got is None:
-                    self.views_parsed += 1
-                    one = json.loads(b"{" + text + b"}")
-                    if not isinstance(one, dict) or len(one) != 1:
-                        raise ValueError("not one cluster's view")
-                    got = next(iter(one.items()))
-                kept_texts[text] = got
-                parsed[got[0]] = got[1]
-            doc = {**doc, "views": parsed}
+            doc = {**doc, "views": self._parsed(texts, self._texts, kept_texts, "views")}
         views, kept_views = self._views_of(doc, keep)
         at = doc.get("at")
         self._views, self._texts = kept_views, kept_texts
         return ShardDoc(str(doc["owner"]), rows.live, views,
                         at if isinstance(at, str) else None)
+
+    def _parsed(self, texts: list[bytes], cache: dict[bytes, tuple[str, Any]],
+                kept: dict[bytes, tuple[str, Any]], what: str) -> dict[str, Any]:
+        """Members cut apart (`parse_news`, `parse_split`) parsed into one object: each
+        found in `cache` as it was last read, or parsed (and counted); all of them put
+        in `kept`."""
+        parsed: dict[str, Any] = {}
+        for text in texts:
+            key = text if what == "views" else hashlib.blake2b(text, digest_size=16).digest()
+            got = cache.get(key)
+            if got is None:
+                if what == "views":
+                    self.views_parsed += 1
+                else:
+                    self.rows_parsed += 1
+                one = json.loads(b"{" + text + b"}")
+                if not isinstance(one, dict) or len(one) != 1:
+                    raise ValueError(f"not one cluster's {what}")
+                got = next(iter(one.items()))
+            kept[key] = got
+            if got[0] in parsed:
+                raise ValueError(f"a cluster's {what} twice")
+            parsed[got[0]] = got[1]
+        return parsed
+
+    def decode_texts(self, doc: Mapping[str, Any], keep: Callable[[str], bool] | None = None
+                     ) -> ShardDoc:
+        """`decode` of a document read cut (`parse_split`): only the clusters whose
+        rows' or view's text is not as it was in the last one read so are parsed."""
+        kept_rows: dict[bytes, tuple[str, Any]] = {}
+        kept_views: dict[bytes, tuple[str, Any]] = {}
+        whole = {**doc,
+                 "clusters": self._parsed(doc["clusters"], self._row_texts, kept_rows,
+                                          "rows"),
+                 "views": self._parsed(doc["views"], self._texts, kept_views, "views")}
+        shard = self.decode(whole, keep)
+        self._row_texts, self._texts = kept_rows, kept_views
+        return shard
 
     def _views_of(self, doc: Mapping[str, Any], keep: Callable[[str], bool] | None
                   ) -> tuple[dict[ClusterName, ClusterNews],
@@ -458,10 +582,26 @@ class Decoder:
                 gone = v.get("unreachableFor")
                 part_v = (v, ClusterNews(
                     str(v["health"]), float(gone) if gone is not None else None,
-                    tuple(_node(n) for n in v.get("nodes") or ())))
+                    self._nodes(v.get("nodes") or (), part_v)))
             kept_views[name] = part_v
             views[ClusterName(name)] = part_v[1]
         return views, kept_views
+
+    def _nodes(self, rows: Any, before: tuple[Any, ClusterNews] | None
+               ) -> tuple[NodeState, ...]:
+        """A cluster's nodes: each as it was in the view before (`before`: as parsed,
+        as built) where its parsed row is equal at the same place, else built. As
+        pods bind, a node or two of a cluster change at a time, not all of them."""
+        had_rows = before[0].get("nodes") or () if before is not None else ()
+        had = before[1].nodes if before is not None else ()
+        out = []
+        for i, row in enumerate(rows):
+            if i < len(had) and had_rows[i] == row:
+                out.append(had[i])
+            else:
+                self.nodes_built += 1
+                out.append(_node(row))
+        return tuple(out)
 
     def decode(self, doc: Mapping[str, Any], keep: Callable[[str], bool] | None = None
                ) -> ShardDoc:
@@ -474,7 +614,7 @@ class Decoder:
                 continue
             _items(rows)
             part = last.get(cluster)
-            if part is None or part[0] != rows:
+            if part is None or (part[0] is not rows and part[0] != rows):
                 raw, before = part if part is not None else ({}, {})
                 built: dict[Key, PlacementLive] = {}
                 name = ClusterName(cluster)

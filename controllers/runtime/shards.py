@@ -443,9 +443,11 @@ class Shards:
         io = self._status_io
         doc["shards"] = {"count": self.count, "identity": self.identity, "held": self.held(),
                          # another shard's rows: of its publication at `at`; `behind`
-                         # when a later one is left unread for now (`_read_others`)
+                         # when a later one is left unread for now (`_read_others`),
+                         # `nodesBehind` when its nodes changed in it (not leading)
                          "otherRows": {str(shard): {
-                             "at": self.rows_at(shard), "behind": shard in io.behind}
+                             "at": self.rows_at(shard), "behind": shard in io.behind,
+                             "nodesBehind": shard in io.nodes_behind}
                              for shard in sorted(self._read)
                              if shard not in self.held()},
                          "followsLeaderPlan": self.following_leader(),
@@ -796,7 +798,10 @@ class Shards:
         - not at all for now when its news (owner, health, nodes) are those held and
           its rows were read less than `shardstatus.rows_late` ago: its holder is alive
           (its news stay fresh), its rows are read once that much has passed
-          (`behind`);
+          (`behind`). While this replica does not lead, the same when only nodes
+          changed (owner, health and unreachable times held: `News.health`): its
+          nodes of the others feed its status alone (placement is the leader's), so
+          they are read with the rows (`nodes_behind`); once it leads, at once;
         - by its news alone (`shardstatus.parse_news`: no row parsed) when they
           changed and its rows were read less than that ago;
         - whole otherwise (an older writer's, without `NEWS`: every time), building
@@ -807,11 +812,12 @@ class Shards:
         nothing fails over."""
         held = set(self.held())
         io = self._status_io
-        behind = set(io.behind)
+        behind, nodes_behind = set(io.behind), set(io.nodes_behind)
         for parts in (io.decoders, io.versions, io.digests, io.rows_read):
             # a shard taken with its rows behind keeps its parts: `_publish` reads it
             # whole first (`_catch_up`)
             io.forget(lambda s: s in held and s not in behind, parts)
+        io.nodes_behind -= held
         for shard in range(self.count):
             if shard in held:
                 continue
@@ -828,7 +834,7 @@ class Shards:
                     decoder.last is not None and last[1].live is decoder.last.live \
                     else last[1]
                 self.rows.merge(shard, last[1].live, source)
-        if io.behind != behind:
+        if io.behind != behind or io.nodes_behind != nodes_behind:
             self.version += 1  # the status says which shards' rows are behind
         self.refresh_views()
 
@@ -842,21 +848,29 @@ class Shards:
         rows_age = None if read_at is None else self.clock() - read_at
         rows_due = last is None or rows_age is None or \
             rows_age >= shardstatus.rows_late(len(last[1].live))
+        nodes_now = self.leading()  # placement's capacity: the leader's alone
+        held = io.digests.get(shard)
         if version == io.versions.get(shard):
-            if shard not in io.behind or not rows_due:
-                return  # nothing new, or its rows not due yet
+            if not (nodes_now and shard in io.nodes_behind) and (
+                    shard not in io.behind or not rows_due):
+                return  # nothing new, or its rows (and nodes) not due yet
         elif last is not None and not shardstatus.read_now(
-                news, io.digests.get(shard), rows_age, len(last[1].live)):
-            assert news is not None  # read_now says so
+                news, held, rows_age, len(last[1].live), nodes_now):
+            assert news is not None and held is not None  # read_now says so
             io.versions[shard] = version
             io.behind.add(shard)
             io.deferred += 1
-            # the holder is alive, its news those held: fresh, observed at its `at`
+            if news.digest != held.digest:  # nodes alone: health and owner as held
+                io.nodes_behind.add(shard)
+                io.nodes_deferred += 1
+            # the holder is alive, its owner and health those held: fresh, observed at
+            # its `at` (its nodes, when behind, up to `rows_late` older)
             self._read[shard] = (last[0], replace(last[1], at=news.at), self.clock())
             return
         got, data, news = await shardstatus.read_with_news(
             client, self.m.home.namespace, shard)
         io.fetches += 1
+        io.nodes_behind.discard(shard)  # read now (or refused: not again until written)
         if got is None or data is None:  # deleted since: as when there is none
             io.versions.pop(shard, None)
             return
@@ -876,9 +890,9 @@ class Shards:
                 assert news is not None and since is not None
                 doc = decoder.decode_news(shardstatus.parse_news(data, news),
                                           _in_shard(self.shard, shard), since)
-            else:
-                doc = shardstatus.decode_doc(data, decoder,
-                                             keep=_in_shard(self.shard, shard))
+            else:  # whole, parsing only the clusters whose text changed
+                doc = shardstatus.decode_published(data, news, decoder,
+                                                   keep=_in_shard(self.shard, shard))
         except (KeyError, TypeError, ValueError, OSError, EOFError) as e:
             log.warning("shard_status_unusable", shard=shard, error=str(e))
             io.rows_read[shard] = now  # not fetched again before it is written again,
@@ -886,7 +900,7 @@ class Shards:
         if news is None:
             io.digests.pop(shard, None)
         else:
-            io.digests[shard] = news.digest
+            io.digests[shard] = news
         if by_news:  # the rows held stay those of the text read last
             assert last is not None
             io.news_reads += 1
@@ -966,21 +980,26 @@ class _StatusIO:
         """Shard -> the resourceVersion of its ConfigMap as last fetched."""
         self.decoders: dict[int, shardstatus.Decoder] = {}
         self.encoders: dict[int, shardstatus.Encoder] = {}
-        self.digests: dict[int, str] = {}
-        """Shard -> the `shardstatus.News` digest of the news held (absent: not known,
-        an older writer's)."""
+        self.digests: dict[int, shardstatus.News] = {}
+        """Shard -> the `shardstatus.News` of the news held (absent: not known, an
+        older writer's)."""
         self.rows_read: dict[int, float] = {}
         """Shard -> when (monotonic) its rows held were read."""
         self.behind: set[int] = set()
         """Shards published since their rows held were read (their news are read)."""
+        self.nodes_behind: set[int] = set()
+        """Shards whose nodes changed since they were read, left for later while this
+        replica does not lead (their owner and health are those held)."""
         self.looks = 0
         self.fetches = 0
         self.decodes = 0
         self.news_reads = 0
         self.deferred = 0
+        self.nodes_deferred = 0
         """Metadata-only GETs of the other shards' ConfigMaps, full GETs (the
         resourceVersion moved), documents decoded whole (the text changed), read by
-        their news alone, and publications left unread for now (news unchanged)."""
+        their news alone, publications left unread for now (news unchanged, or nodes
+        alone changed while not leading), and of those the ones whose nodes changed."""
 
     @property
     def built(self) -> int:

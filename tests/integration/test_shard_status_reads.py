@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import structlog.testing
 
+from clusters.capacity import NodeState
 from controllers.demo.sandbox import until
 from controllers.persist import shardstatus
 from controllers.status.statusdoc import PlacementLive
@@ -288,3 +289,116 @@ async def test_a_peers_rows_are_read_late_by_their_size_but_its_health_at_once(
         a.live[key] = PlacementLive("Synced", "Healthy", "reconciled here")
         await shards._catch_up(client, theirs)
         assert not io.behind and a.live[key].commit == "reconciled here"
+
+
+async def test_a_follower_reads_a_peers_node_changes_with_its_rows_and_health_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cold start: a peer's nodes change in every publication. A replica that does
+    not lead leaves a node-only change unread (a metadata-only GET) while its rows
+    are young, its news fresh and its health as held; a health change is read at the
+    next poll, nodes with it; once it leads, the nodes left behind are read at the
+    next poll, and each node change after that at once; the rows due, read whole.
+    Counted at the simulated home, on a clock the test moves."""
+    async with fleet_of(tmp_path, 2) as (box, stack):
+        a, b = [await start(box, stack, tmp_path, who, 2, lease=6.0) for who in "ab"]
+        await until(lambda: balanced(a, b), 30, what="one shard each")
+        assert a.shards is not None and b.shards is not None and box.home is not None
+        shards, theirs = a.shards, b.shards.held()[0]
+        home = box.home.clusters["home"]
+        path = f"/api/v1/namespaces/{NS}/configmaps/{shardstatus.name_of(theirs)}"
+        await until(lambda: theirs in shards._read and shards.owners.get(theirs) == "b",
+                    30, what="b's shard read by a, b its holder to a")
+
+        async def quiet(_client: object) -> None:  # the test publishes and reads
+            return None
+        monkeypatch.setattr(b.shards, "_publish", quiet)
+        monkeypatch.setattr(shards, "_read_others", quiet)
+        leading = False
+        monkeypatch.setattr(shards, "leading", lambda: leading)
+        read_others = type(shards)._read_others
+        client = a.home.client()
+        assert client is not None
+        now = shards.clock() + 100.0
+        shards.clock = lambda: now
+        views = {str(n): v for n, v in shards._read[theirs][1].views.items()}
+        name = sorted(views)[0]
+        node = NodeState("n-test", "NVIDIA-H100-80GB", 8, True, False, ())
+        clusters = sorted(views)
+        bulk = {(ClusterName(clusters[i % len(clusters)]), WorkloadId(f"t/bulk{i:05d}")):
+                PlacementLive("Synced", "Healthy", "c0") for i in range(6_000)}
+        encoder = shardstatus.Encoder()
+        io = shards._status_io
+        used = 0
+
+        async def publish(health: str = "Healthy") -> dict[str, shardstatus.ClusterNews]:
+            nonlocal used
+            used += 1
+            views[name] = replace(views[name], health=health,
+                                  nodes=(replace(node, used=used),))
+            data = encoder.encode("b", bulk, views, f"2026-12-04T20:00:{now:09.3f}")
+            await shardstatus.write(client, NS, theirs, data, encoder.news)
+            return dict(views)
+
+        def counts() -> tuple[int, int, int, int]:
+            return (home.requests[("GET", path, False)], io.decodes, io.news_reads,
+                    io.nodes_deferred)
+
+        def held_used() -> int:
+            return shards._read[theirs][1].views[ClusterName(name)].nodes[0].used
+
+        await publish()
+        await read_others(shards, client)  # the first read: whole
+        assert held_used() == 1 and not io.nodes_behind
+        full, decodes, news_reads, deferred = counts()
+
+        # not leading: node changes left unread while the rows are young (3 s)
+        for _ in range(2):
+            now += 1.0
+            await publish()
+            await read_others(shards, client)
+            assert held_used() == 1 and shards._read[theirs][2] == now  # fresh
+            shards.refresh_views()
+            assert shards.news[name][1] is True
+        assert counts() == (full, decodes, news_reads, deferred + 2)
+        assert io.nodes_behind == {theirs}
+        doc: dict[str, Any] = {"clusters": []}
+        shards.annotate(doc)
+        assert doc["shards"]["otherRows"][str(theirs)]["nodesBehind"] is True
+
+        # a health change: at the next poll, by news, its nodes with it
+        now += 0.5
+        await publish("Degraded")
+        await read_others(shards, client)
+        assert counts() == (full + 1, decodes, news_reads + 1, deferred + 2)
+        assert held_used() == used and not io.nodes_behind
+        shards.refresh_views()
+        assert shards.remote[name].health == "Degraded"
+
+        # a node change left behind, then this replica leads: read at the next poll
+        now += 0.1
+        await publish("Degraded")
+        await read_others(shards, client)
+        assert held_used() == used - 1 and io.nodes_behind == {theirs}
+        leading = True
+        await read_others(shards, client)  # nothing new published: the nodes behind
+        assert counts() == (full + 2, decodes, news_reads + 2, deferred + 3)
+        assert held_used() == used and not io.nodes_behind
+        await read_others(shards, client)  # and once only
+        assert counts()[0] == full + 2
+        # leading: each node change at once
+        now += 0.1
+        await publish("Degraded")
+        await read_others(shards, client)
+        assert counts() == (full + 3, decodes, news_reads + 3, deferred + 3)
+        assert held_used() == used
+
+        # not leading again (2.8 s after the whole read): left; the rows due, read whole
+        leading = False
+        now += 0.1
+        await publish("Degraded")
+        await read_others(shards, client)
+        assert held_used() == used - 1
+        now += 3.0
+        await read_others(shards, client)
+        assert counts() == (full + 4, decodes + 1, news_reads + 3, deferred + 4)
+        assert held_used() == used and not io.nodes_behind and not io.behind

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import pytest
@@ -213,6 +213,15 @@ def test_equal_news_digests_are_equal_owners_and_views(
     same = owner1 == owner2 and (views1 or {}) == (views2 or {}) and \
         (views1 is None) == (views2 is None)
     assert (news1.digest == news2.digest) == same
+    # the health digest: equal exactly when owner, health and unreachable times are
+    def healths(views: dict[str, shardstatus.ClusterNews] | None) -> object:
+        return None if views is None else {
+            n: (v.health, v.unreachable_for) for n, v in views.items()}
+    same_health = owner1 == owner2 and healths(views1) == healths(views2)
+    assert (news1.health == news2.health) == same_health
+    assert news1.health == shardstatus.health_digest(owner1, views1)
+    if same:
+        assert same_health
     for data, said, owner, views, at in ((data1, news1, owner1, views1, at1),
                                          (data2, news2, owner2, views2, at2)):
         assert shardstatus.news_of({shardstatus.NEWS: said.text()}) == said
@@ -246,12 +255,31 @@ def test_a_news_annotation_that_does_not_match_its_document_is_refused() -> None
     {shardstatus.NEWS: '["ab",3]'},
     {shardstatus.NEWS: '{"digest":"ab","tail":3,"at":null,"views":[3,true]}'},
     {shardstatus.NEWS: '{"digest":"ab","tail":3,"at":null,"views":[3,-1]}'},
+    {shardstatus.NEWS: '{"digest":"ab","tail":3,"at":null,"health":""}'},
+    {shardstatus.NEWS: '{"digest":"ab","tail":3,"at":null,"health":3}'},
 ], ids=["none", "empty", "other", "not-json", "no-digest", "tail-text", "tail-bool", "list",
-        "views-bool", "views-negative"])
+        "views-bool", "views-negative", "health-empty", "health-number"])
 def test_no_news_or_garbled_news_is_none_so_the_publication_is_read_at_once(
         annotations: Any) -> None:
     assert shardstatus.news_of(annotations) is None
-    assert shardstatus.read_now(shardstatus.news_of(annotations), "ab", 0.0, 50_000)
+    held = shardstatus.News("ab", 3, None, (), "h")
+    for nodes_now in (True, False):
+        assert shardstatus.read_now(shardstatus.news_of(annotations), held, 0.0, 50_000,
+                                    nodes_now)
+
+
+def test_an_older_writers_news_without_health_are_read_as_before() -> None:
+    """The previous version's annotation (no `health`) reads back with none, and
+    this version's with its health reads back whole; an older reader's `news_of`
+    looked at `digest`, `tail`, `at` and `views` only, which are as they were."""
+    old = '{"at":"t","digest":"ab","tail":3,"views":[5,7]}'
+    got = shardstatus.news_of({shardstatus.NEWS: old})
+    assert got == shardstatus.News("ab", 3, "t", (5, 7)) and got.health is None
+    assert got.text() == old
+    new = shardstatus.News("ab", 3, "t", (5, 7), "cd")
+    assert shardstatus.news_of({shardstatus.NEWS: new.text()}) == new
+    assert {k: v for k, v in json.loads(new.text()).items() if k != "health"} == \
+        json.loads(old)
 
 
 @pytest.mark.parametrize(("rows", "late"), [
@@ -261,21 +289,35 @@ def test_rows_may_be_read_1_s_per_2000_rows_late_at_most_10_s(rows: int, late: f
     assert shardstatus.rows_late(rows) == late
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.none() | st.sampled_from(["d1", "d2"]), st.none() | st.sampled_from(["d1", "d2"]),
-       st.none() | st.floats(0, 30), st.integers(0, 60_000))
+digests = st.none() | st.tuples(st.sampled_from(["d1", "d2"]),
+                                 st.none() | st.sampled_from(["h1", "h2"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(digests, digests, st.none() | st.floats(0, 30), st.integers(0, 60_000),
+       st.booleans())
 def test_a_publication_is_read_now_unless_its_news_are_held_and_its_rows_young(
-        digest: str | None, held: str | None, age: float | None, rows: int) -> None:
+        said: tuple[str, str | None] | None, holds: tuple[str, str | None] | None,
+        age: float | None, rows: int, nodes_now: bool) -> None:
     """Left unread exactly when it carries news (a writer of this version), they
     are those held, and the rows held are younger than the bound for their number;
     under 2,000 rows the bound is under the 1 s poll, so a small fleet reads every
-    publication at the next poll, as before."""
-    news = None if digest is None else shardstatus.News(digest, 10, "t")
+    publication at the next poll, as before. Without `nodes_now` (not leading), news
+    that differ in nodes alone wait as the rows do: exactly when both say a health
+    digest and it is the one held; a health (or owner) change, or one not said,
+    is read at once whatever the rows' age."""
+    news = None if said is None else shardstatus.News(said[0], 10, "t", (), said[1])
+    held = None if holds is None else shardstatus.News(holds[0], 10, "t", (), holds[1])
     young = age is not None and age < min(10.0, rows / 2_000)
-    assert shardstatus.read_now(news, held, age, rows) == (
-        not (digest is not None and digest == held and young))
+    same = said is not None and holds is not None and said[0] == holds[0]
+    same_health = said is not None and holds is not None and said[1] is not None \
+        and said[1] == holds[1]
+    waits = young and (same or (not nodes_now and same_health))
+    assert shardstatus.read_now(news, held, age, rows, nodes_now) == (not waits)
     if rows < 2_000 and age is not None and age >= 1.0:
-        assert shardstatus.read_now(news, held, age, rows)
+        assert shardstatus.read_now(news, held, age, rows, nodes_now)
+    if said is not None and holds is not None and said[1] != holds[1]:
+        assert shardstatus.read_now(news, held, age, rows, nodes_now) or same
 
 
 def test_read_by_news_a_peers_views_parse_only_the_clusters_whose_text_changed() -> None:
@@ -304,3 +346,99 @@ def test_read_by_news_a_peers_views_parse_only_the_clusters_whose_text_changed()
         with pytest.raises(ValueError):
             decoder.decode_news(shardstatus.parse_news(data, shardstatus.News(
                 news.digest, news.tail, news.at, views_)), None, rows_of)
+
+
+# -- a whole read parses only the clusters whose text changed (`News.rows`) -----------
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["r1", "r2"]), rows, views_, optional),
+                min_size=1, max_size=5))
+def test_a_document_read_cut_is_the_document_read_whole(
+        docs: list[tuple[str, dict[Key, PlacementLive],
+                         dict[str, shardstatus.ClusterNews] | None, str | None]]) -> None:
+    """Publication after publication, a reader that parses only the clusters whose
+    rows' or view's text changed (`decode_published`) gets what a whole parse gets:
+    owner, rows, views, `at`, and the clusters changed since the last
+    (`Decoder.changed`, what a merge looks at)."""
+    encoder = shardstatus.Encoder()
+    cut, whole = shardstatus.Decoder(), shardstatus.Decoder()
+    for owner, live, views, at in docs:
+        data = encoder.encode(owner, live, views, at)
+        news = encoder.news
+        assert news is not None and news.rows
+        got = shardstatus.decode_published(data, news, cut)
+        want = shardstatus.decode_doc(data, whole)
+        assert (got.owner, got.live, got.views, got.at) == \
+            (want.owner, want.live, want.views, want.at)
+        assert cut.changed == whole.changed
+        assert shardstatus.news_of({shardstatus.NEWS: news.text()}) == news
+
+
+def test_a_whole_read_parses_only_the_clusters_whose_rows_changed() -> None:
+    """Rows land in a few clusters between two reads of a peer: those clusters'
+    texts alone are parsed (and their rows alone built); an older writer's
+    publication (no cut said) is parsed whole, as before."""
+    live = {(ClusterName(f"c{i % 10}"), WorkloadId(f"t/w{i:03d}")):
+            PlacementLive("Synced", "Healthy", "c0") for i in range(100)}
+    views = {f"c{i}": shardstatus.ClusterNews("Healthy", None, ()) for i in range(10)}
+    encoder, decoder = shardstatus.Encoder(), shardstatus.Decoder()
+    data = encoder.encode("r1", live, views, "t0")
+    shardstatus.decode_published(data, encoder.news, decoder)
+    assert decoder.rows_parsed == 10
+    live[(ClusterName("c3"), WorkloadId("t/w003"))] = PlacementLive("Failed", "Healthy", "c1")
+    live[(ClusterName("c7"), WorkloadId("t/w017"))] = PlacementLive("Failed", "Healthy", "c1")
+    data = encoder.encode("r1", live, views, "t1")
+    built = decoder.built
+    doc = shardstatus.decode_published(data, encoder.news, decoder)
+    assert decoder.rows_parsed == 12 and decoder.built - built == 2
+    assert set(decoder.changed) == {"c3", "c7"} and doc.live == live and doc.at == "t1"
+    assert encoder.news is not None
+    old = replace(encoder.news, rows=())
+    assert shardstatus.decode_published(data, old, decoder).live == live
+    assert shardstatus.decode_published(data, None, decoder).live == live
+    assert decoder.rows_parsed == 12  # neither cut
+
+
+def test_a_cut_that_does_not_match_its_document_is_refused_and_changes_nothing() -> None:
+    """A rows' cut off by a byte, a length too many or too few, or the head's `at`
+    not the one said: refused whole (as a torn document), and the decoder keeps
+    what it had: the next good read finds its clusters as they were."""
+    live = {(ClusterName(f"c{i % 4}"), WorkloadId(f"t/w{i:02d}")):
+            PlacementLive("Synced", "Healthy", "c0") for i in range(20)}
+    views = {f"c{i}": shardstatus.ClusterNews("Healthy", None, ()) for i in range(4)}
+    encoder, decoder = shardstatus.Encoder(), shardstatus.Decoder()
+    data = encoder.encode("r1", live, views, "t0")
+    news = encoder.news
+    assert news is not None
+    first = shardstatus.decode_published(data, news, decoder)
+    start, *lengths = news.rows
+    for rows_ in ((start + 1, *lengths), (start - 1, *lengths), (start, *lengths[:-1]),
+                  (start, *lengths, 5), (start, lengths[0] + 1, *lengths[1:]),
+                  (start, lengths[0] - 1, lengths[1] + 1, *lengths[2:])):
+        with pytest.raises(ValueError):
+            shardstatus.decode_published(data, replace(news, rows=rows_), decoder)
+    with pytest.raises(ValueError):
+        shardstatus.decode_published(data, replace(news, at="t9"), decoder)
+    assert decoder.last is first and decoder.rows_parsed == 4
+    again = shardstatus.decode_published(data, news, decoder)
+    assert again.live == live and decoder.rows_parsed == 4 and not decoder.changed
+
+
+def test_a_changed_view_builds_only_the_nodes_that_changed() -> None:
+    """Pods bind to a node or two of a cluster at a time: a view read again builds
+    those nodes only, and reads back equal to a whole decode (a node gone or added
+    too)."""
+    nodes = tuple(NodeState(f"n{j}", "NVIDIA-H100", 8, True, False, ()) for j in range(5))
+    views = {"c1": shardstatus.ClusterNews("Healthy", None, nodes)}
+    encoder, decoder = shardstatus.Encoder(), shardstatus.Decoder()
+    rows_of = shardstatus.decode_doc(encoder.encode("r1", many(10), views, "t0"), decoder)
+    assert decoder.nodes_built == 5
+    for changed, want in (((*nodes[:2], replace(nodes[2], used=3), *nodes[3:]), 1),
+                          (nodes[:4], 1), (nodes, 1)):
+        views = {"c1": shardstatus.ClusterNews("Healthy", None, changed)}
+        data = encoder.encode("r1", many(10), views, "t1")
+        built = decoder.nodes_built
+        assert encoder.news is not None
+        doc = decoder.decode_news(shardstatus.parse_news(data, encoder.news), None, rows_of)
+        assert doc.views == shardstatus.decode_doc(data).views == views
+        assert decoder.nodes_built - built == want
