@@ -343,8 +343,10 @@ class DeploymentSync:
             return
         new = copy.deepcopy(self.dep)
         new["metadata"].setdefault("annotations", {})[REVISION] = revision
+        # through /status, as the deployment controller's `UpdateStatus`: the
+        # generation stays (a main-resource annotation change would raise it)
         self.dep = self.cp.store.replace(DEPLOYS, new, self.dep, manager=MANAGER,
-                                         check_rv=False)
+                                         subresource="status", check_rv=False)
 
     def write_status(self) -> None:
         dep = self.cp.store.get(DEPLOYS, self.ns, self.name)

@@ -105,6 +105,12 @@ def _fields(obj: Any, *, update: bool = False, subresource: str | None = None
     if isinstance(obj, Mapping) and subresource == "status":
         if isinstance(obj.get("status"), Mapping) and obj["status"]:
             _walk(obj["status"], ("status",), ("f:status",), out, update)
+        if obj.get("kind") == "Deployment" and str(obj.get("apiVersion")).startswith(
+                "apps/"):  # its status strategy lets annotations through (store.py)
+            meta = obj.get("metadata")
+            notes = meta.get("annotations") if isinstance(meta, Mapping) else None
+            if isinstance(notes, Mapping) and notes:
+                _walk({"annotations": notes}, ("metadata",), ("f:metadata",), out, update)
         return out
     if isinstance(obj, Mapping):
         for k, v in obj.items():

@@ -261,8 +261,14 @@ class Store:
             # A /status write changes status only (the status strategy resets the rest);
             # server-side apply computed its own managedFields entry for it.
             fields = meta.get("managedFields") if managed else None
+            annotations = meta.get("annotations")
             new = {**old, "status": new.get("status", {})}
             meta = new["metadata"] = dict(ometa)
+            if _annotations_via_status(res):
+                if annotations:
+                    meta["annotations"] = annotations
+                else:
+                    meta.pop("annotations", None)
             if managed:
                 meta.pop("managedFields", None)
                 if fields:
@@ -285,7 +291,10 @@ class Store:
             meta = new["metadata"]
         if not managed and "managedFields" not in meta and "managedFields" in ometa:
             meta["managedFields"] = ometa["managedFields"]
-        if res.has_generation and objects.spec_part(new) != objects.spec_part(old):
+        if res.has_generation and subresource != "status" and (
+                objects.spec_part(new) != objects.spec_part(old) or (
+                    _annotations_via_status(res) and
+                    meta.get("annotations") != ometa.get("annotations"))):
             meta["generation"] = int(ometa.get("generation", 1)) + 1
         meta["resourceVersion"] = ometa.get("resourceVersion")
         if new == old:
@@ -441,3 +450,13 @@ def _check_preconditions(res: Resource, obj: Obj, uid: str | None, rv: str | Non
         details["group"] = res.group
     raise SimError(409, "Conflict", f'Operation cannot be fulfilled on {qual} '
                    f'"{meta["name"]}": {why}', details)
+
+
+def _annotations_via_status(res: Resource) -> bool:
+    """A Deployment (apps): kube-apiserver's Deployment strategy raises its generation
+    when its annotations change too ("annotations are copied from deployments to their
+    replica sets", `PrepareForUpdate` in pkg/registry/apps/deployment/strategy.go), and
+    its status strategy resets only spec and labels, so a /status write may change its
+    annotations: how the deployment controller records the revision annotation
+    (`UpdateStatus`) without raising the generation."""
+    return res.kind == "Deployment" and res.group == "apps"

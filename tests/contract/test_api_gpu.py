@@ -128,6 +128,11 @@ async def test_a_deployment_reports_ready_and_available_replicas(
     d = await eventually(available)
     assert d.status.ready_replicas == 2 and d.status.updated_replicas == 2
     assert d.status.observed_generation == d.metadata.generation
+    # the revision annotation written through /status (`UpdateStatus`), as the
+    # deployment controller does: the generation stays 1 (a main-resource annotation
+    # change raises a Deployment's)
+    assert d.metadata.generation == 1
+    assert d.metadata.annotations["deployment.kubernetes.io/revision"] == "1"
     assert {c.type: c.status for c in d.status.conditions}["Available"] == "True"
     pods = await _pods(api, ns)
     assert len(pods) == 2 and all("pod-template-hash" in p.metadata.labels for p in pods)

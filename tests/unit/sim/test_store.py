@@ -62,6 +62,53 @@ def test_generation_counts_spec_changes_only() -> None:
     assert [o["metadata"]["generation"] for o in (d, d2, d3)] == [1, 1, 2]
 
 
+def test_a_deployments_annotations_raise_its_generation_a_jobs_do_not() -> None:
+    """kube-apiserver's Deployment strategy (`PrepareForUpdate`): "annotation updates
+    bump the generation because annotations are copied from deployments to their
+    replica sets"; the Job strategy counts the spec alone."""
+    s = store()
+    d = s.create(DEPLOY, deploy())
+    noted = copy.deepcopy(d)
+    noted["metadata"]["annotations"] = {"team": "a"}
+    assert s.replace(DEPLOY, noted, d)["metadata"]["generation"] == 2
+    job = s.create(JOB, {"metadata": {"name": "j", "namespace": "a"}, "spec": {
+        "template": {"spec": {"restartPolicy": "Never",
+                              "containers": [{"name": "c", "image": "i:1"}]}}}})
+    noted_job = copy.deepcopy(job)
+    noted_job["metadata"]["annotations"] = {"team": "a"}
+    assert s.replace(JOB, noted_job, job)["metadata"]["generation"] == 1
+
+
+def test_a_deployments_status_write_may_change_its_annotations_not_its_labels() -> None:
+    """Its status strategy resets spec and labels only (how the deployment controller
+    records `deployment.kubernetes.io/revision` with `UpdateStatus`); no generation
+    change, and the annotation is the status writer's in managedFields."""
+    s = store()
+    d = s.create(DEPLOY, deploy())
+    new = copy.deepcopy(d)
+    new["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "1"}
+    new["metadata"]["labels"] = {"x": "y"}
+    new["spec"]["replicas"] = 9
+    new["status"] = {"replicas": 0}
+    out = s.replace(DEPLOY, new, d, manager="kube-controller-manager",
+                    subresource="status")
+    meta = out["metadata"]
+    assert meta["annotations"] == {"deployment.kubernetes.io/revision": "1"}
+    assert "labels" not in meta and out["spec"] == d["spec"]
+    assert meta["generation"] == 1 and out["status"] == {"replicas": 0}
+    entry = next(e for e in meta["managedFields"] if e.get("subresource") == "status")
+    assert entry["fieldsV1"]["f:metadata"] == {
+        "f:annotations": {".": {}, "f:deployment.kubernetes.io/revision": {}}}
+    other = s.create(JOB, {"metadata": {"name": "j", "namespace": "a"}, "spec": {
+        "template": {"spec": {"restartPolicy": "Never",
+                              "containers": [{"name": "c", "image": "i:1"}]}}}})
+    noted = copy.deepcopy(other)
+    noted["metadata"]["annotations"] = {"x": "y"}
+    noted["status"] = {"active": 1}
+    assert "annotations" not in s.replace(JOB, noted, other, manager="m",
+                                          subresource="status")["metadata"]
+
+
 def test_a_main_resource_write_cannot_change_status() -> None:
     s = store()
     d = s.create(DEPLOY, deploy())
