@@ -6,6 +6,8 @@ changed builds only its rows that changed; one a replica cannot read leaves what
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -170,20 +172,9 @@ async def test_a_peers_rows_are_read_late_by_their_size_but_its_health_at_once(
     is read at the next poll, by its news alone (no row parsed); an older writer's
     publication (no `NEWS` annotation) is read whole at once; the status says whose
     rows are behind. Counted at the simulated home, on a clock the test moves."""
-    async with fleet_of(tmp_path, 2) as (box, stack):
-        a, b = [await start(box, stack, tmp_path, who, 2, lease=6.0) for who in "ab"]
-        await until(lambda: balanced(a, b), 30, what="one shard each")
-        assert a.shards is not None and b.shards is not None and box.home is not None
-        shards, theirs = a.shards, b.shards.held()[0]
-        home = box.home.clusters["home"]
-        path = f"/api/v1/namespaces/{NS}/configmaps/{shardstatus.name_of(theirs)}"
-        await until(lambda: theirs in shards._read and shards.owners.get(theirs) == "b",
-                    30, what="b's shard read by a, b its holder to a")
-
-        async def quiet(_client: object) -> None:  # the test publishes and reads
-            return None
-        monkeypatch.setattr(b.shards, "_publish", quiet)
-        monkeypatch.setattr(shards, "_read_others", quiet)
+    async with a_reads_b(tmp_path, monkeypatch) as (a, theirs, home, path):
+        shards = a.shards
+        assert shards is not None
         read_others = type(shards)._read_others
         client = a.home.client()
         assert client is not None
@@ -299,20 +290,9 @@ async def test_a_follower_reads_a_peers_node_changes_with_its_rows_and_health_at
     next poll, nodes with it; once it leads, the nodes left behind are read at the
     next poll, and each node change after that at once; the rows due, read whole.
     Counted at the simulated home, on a clock the test moves."""
-    async with fleet_of(tmp_path, 2) as (box, stack):
-        a, b = [await start(box, stack, tmp_path, who, 2, lease=6.0) for who in "ab"]
-        await until(lambda: balanced(a, b), 30, what="one shard each")
-        assert a.shards is not None and b.shards is not None and box.home is not None
-        shards, theirs = a.shards, b.shards.held()[0]
-        home = box.home.clusters["home"]
-        path = f"/api/v1/namespaces/{NS}/configmaps/{shardstatus.name_of(theirs)}"
-        await until(lambda: theirs in shards._read and shards.owners.get(theirs) == "b",
-                    30, what="b's shard read by a, b its holder to a")
-
-        async def quiet(_client: object) -> None:  # the test publishes and reads
-            return None
-        monkeypatch.setattr(b.shards, "_publish", quiet)
-        monkeypatch.setattr(shards, "_read_others", quiet)
+    async with a_reads_b(tmp_path, monkeypatch) as (a, theirs, home, path):
+        shards = a.shards
+        assert shards is not None
         leading = False
         monkeypatch.setattr(shards, "leading", lambda: leading)
         read_others = type(shards)._read_others
@@ -402,3 +382,25 @@ async def test_a_follower_reads_a_peers_node_changes_with_its_rows_and_health_at
         await read_others(shards, client)
         assert counts() == (full + 4, decodes + 1, news_reads + 3, deferred + 4)
         assert held_used() == used and not io.nodes_behind and not io.behind
+
+@contextlib.asynccontextmanager
+async def a_reads_b(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                    ) -> AsyncIterator[tuple[Any, int, Any, str]]:
+    """Two replicas with a shard each, `a` having read `b`'s; then neither publishes
+    nor reads by itself (the test does both). Yields a, b's shard, the simulated
+    home cluster and the path of b's status ConfigMap there."""
+    async with fleet_of(tmp_path, 2) as (box, stack):
+        a, b = [await start(box, stack, tmp_path, who, 2, lease=6.0) for who in "ab"]
+        await until(lambda: balanced(a, b), 30, what="one shard each")
+        assert a.shards is not None and b.shards is not None and box.home is not None
+        shards, theirs = a.shards, b.shards.held()[0]
+        home = box.home.clusters["home"]
+        path = f"/api/v1/namespaces/{NS}/configmaps/{shardstatus.name_of(theirs)}"
+        await until(lambda: theirs in shards._read and shards.owners.get(theirs) == "b",
+                    30, what="b's shard read by a, b its holder to a")
+
+        async def quiet(_client: object) -> None:  # the test publishes and reads
+            return None
+        monkeypatch.setattr(b.shards, "_publish", quiet)
+        monkeypatch.setattr(shards, "_read_others", quiet)
+        yield a, theirs, home, path
