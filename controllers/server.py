@@ -2,8 +2,8 @@
 
     GET  /healthz            200 while the process runs its loops
     GET  /readyz             200 once every cluster was listed and a plan applied on
-                             each of this replica's (with --shards, or while it holds
-                             no shard after its first Lease round); else 503
+                             each (with --shards: this replica's; one holding no
+                             shard after its first Lease round is ready); else 503
     GET  /metrics            Prometheus text
     GET  /api/v1/status      FleetStatus JSON (shared/spec/status.schema.json)
     GET  /api/v1/capacity    CapacitySnapshot JSON, what `fleet plan --capacity` reads
