@@ -1,7 +1,9 @@
 """The controller's HTTP server: probes, metrics, status, capacity, the Git webhook.
 
     GET  /healthz            200 while the process runs its loops
-    GET  /readyz             200 once every cluster was listed and a plan applied; else 503
+    GET  /readyz             200 once every cluster was listed and a plan applied on
+                             each (with --shards: this replica's; one holding no
+                             shard after its first Lease round is ready); else 503
     GET  /metrics            Prometheus text
     GET  /api/v1/status      FleetStatus JSON (shared/spec/status.schema.json)
     GET  /api/v1/capacity    CapacitySnapshot JSON, what `fleet plan --capacity` reads

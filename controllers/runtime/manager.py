@@ -169,6 +169,8 @@ class Manager:
             task_group=self._task_group, home_client=self._management_client,
             namespace=self.home.namespace)
         """One adapter per Cluster file (`controllers.runtime.clusterset`)."""
+        # a cluster whose connection failed (a refused twin too) is not waited for
+        self.rollout.unconnectable = self.clusters.connect_errors.__contains__
         self.credentials = CredentialsWatch(
             self.clusters, home_client=self._management_client,
             spec=lambda: self.desired.spec, connection_of=self.clusters.connection_of,

@@ -84,6 +84,11 @@ def ready(m: Manager) -> tuple[bool, str]:
     if waiting:
         return False, f"clusters not listed yet: {', '.join(waiting)}"
     if m.applied_commit is None:
+        if m.shards is not None and m.shards.rounds and not m.shards.held():
+            # A spare (or one waiting for a shard to be let go) applies nothing, so it
+            # says no commit applied; it serves the fleet's status all the same, and a
+            # Deployment's rolling update must not wait for it to take a shard.
+            return True, "holds no shard: applies nothing here"
         return False, "first plan not applied yet"
     return True, f"applied {m.applied_commit[:12]}"
 

@@ -5,6 +5,15 @@ A Manager-owned part, told by the cluster reconciler when a cluster's pass is do
 unsuspended cluster runs the head's desired set, the head is the applied commit
 (`applied_commit`, and `on_applied` keeps it in the source guard). With `--forge`,
 each cluster's rollout of a commit is posted as a commit status, by the leader only.
+
+"Every cluster" is every Cluster file of the spec this replica applies, connected or
+not: one not connected yet (still connecting at start, or of a shard just taken) has
+applied nothing, so the head waits for it -- else status, readiness, the metric, the
+forge and the source guard's base said "applied" before anything ran there. Only a
+cluster known not to be reachable is not waited for: Unreachable, or whose connection
+failed (`ClusterSet.connect_errors`: a bad kubeconfig entry, a refused twin; status
+says it `ConnectFailed`). With --shards, a replica that holds no shard applies nothing
+and so applies no commit: its `applied_commit` stays what it was.
 """
 
 from __future__ import annotations
@@ -55,6 +64,14 @@ class Rollout:
         self.owns: Callable[[str], bool] = lambda _name: True
         """With --shards: the clusters this replica applies (another's are not waited
         for: `controllers.runtime.shards`)."""
+        self.applies: Callable[[], bool] = lambda: True
+        """With --shards: this replica holds a shard. One that holds none (before its
+        first Lease round, or a spare) has applied nothing: it says no commit applied."""
+        self.unconnectable: Callable[[str], bool] = lambda _name: False
+        """A cluster whose connection failed (`ClusterSet.connect_errors`): not waited
+        for while it is not connected, as an Unreachable one is not."""
+        self._absent: tuple[str, ...] = ()
+        """The spec's clusters not connected, made with `_pending`."""
 
     def cluster_done(self, name: str) -> None:
         not_done = self._not_done(name)
@@ -76,12 +93,25 @@ class Rollout:
             if not self.owns(cname):
                 continue  # --shards: another replica applies it
             return
+        if self.applied_commit != head and self._waits_unconnected():
+            return
         if self.applied_commit != head:
             log.info("commit_applied", commit=head)
             if head:
                 self.metrics.commit_done(head)
         self.applied_commit = head
         self.on_applied(head)
+
+    def _waits_unconnected(self) -> bool:
+        """The head is not applied yet for want of a connection: this replica holds no
+        shard, or a cluster of its own in the spec is not connected and not known to be
+        unconnectable (nor suspended). Asked only until the head is applied, over the
+        spec's unconnected clusters (none once all are connected): not O(clusters) per
+        pass."""
+        if not self.applies():
+            return True
+        return any(self.owns(c) and not self.unconnectable(c)
+                   and c not in self.suspensions.clusters for c in self._absent)
 
     def _not_done(self, name: str) -> set[str]:
         """The connected clusters whose last applied desired set is not the one they
@@ -101,6 +131,8 @@ class Rollout:
             self._of = (d.spec, d.plan, d.version, names)
             self._pending = {c for c in self.adapters
                              if self.applied_signature.get(c) != d.signature(ClusterName(c))}
+            self._absent = () if d.spec is None else \
+                tuple(sorted(c for c in d.spec.clusters if c not in self.adapters))
         elif name in self.adapters:
             if self.applied_signature.get(name) == d.signature(ClusterName(name)):
                 self._pending.discard(name)

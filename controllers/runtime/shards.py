@@ -283,6 +283,7 @@ class Shards:
         m.placement.following = shards.following_leader
         m.clusters.wanted = shards.wants
         m.rollout.owns = shards.owns
+        m.rollout.applies = lambda: bool(shards.held())  # none held: nothing applied
         m.metrics.scrape_with(shards.collect)
         # Without the leader's plan of its commit a replica that does not lead has no
         # plan to judge a workload Pending by: it says nothing of them until it has.
