@@ -264,7 +264,7 @@ class Store:
             annotations = meta.get("annotations")
             new = {**old, "status": new.get("status", {})}
             meta = new["metadata"] = dict(ometa)
-            if _annotations_via_status(res):
+            if _deployment_rules(res):
                 if annotations:
                     meta["annotations"] = annotations
                 else:
@@ -293,7 +293,7 @@ class Store:
             meta["managedFields"] = ometa["managedFields"]
         if res.has_generation and subresource != "status" and (
                 objects.spec_part(new) != objects.spec_part(old) or (
-                    _annotations_via_status(res) and
+                    _deployment_rules(res) and
                     meta.get("annotations") != ometa.get("annotations"))):
             meta["generation"] = int(ometa.get("generation", 1)) + 1
         meta["resourceVersion"] = ometa.get("resourceVersion")
@@ -452,7 +452,7 @@ def _check_preconditions(res: Resource, obj: Obj, uid: str | None, rv: str | Non
                    f'"{meta["name"]}": {why}', details)
 
 
-def _annotations_via_status(res: Resource) -> bool:
+def _deployment_rules(res: Resource) -> bool:
     """A Deployment (apps): kube-apiserver's Deployment strategy raises its generation
     when its annotations change too ("annotations are copied from deployments to their
     replica sets", `PrepareForUpdate` in pkg/registry/apps/deployment/strategy.go), and

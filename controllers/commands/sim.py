@@ -113,6 +113,8 @@ def _settle_heap(*, freeze: Callable[[], None] = gc.freeze,
     gctune.tune()
 
     async def settle() -> None:
+        # `gctune.Settler`'s two calls without its log line: a simulator's stdout is
+        # its listing, which `bench.scale` stops reading once it serves
         while True:
             collect(1)  # the young cycles go now rather than be frozen for ever
             freeze()

@@ -392,15 +392,12 @@ def parse_news(data: str, news: News) -> dict[str, Any]:
     on, checked against `news.digest`. ValueError/OSError/EOFError when it is not that
     (torn, another `VERSION`, or the annotation does not match the data): refused
     whole, as `parse`."""
-    raw = gzip.decompress(base64.b64decode(data, validate=True))
-    tail = raw[news.tail:]
-    if not tail.startswith(_TAIL.encode()) or digest_of(tail.decode()) != news.digest:
-        raise ValueError("the shard news annotation does not match the document")
-    return _parse_tail(raw, news)
+    return _parse_tail(gzip.decompress(base64.b64decode(data, validate=True)), news)
 
 
 def _parse_tail(raw: bytes, news: News) -> dict[str, Any]:
-    """`parse_news` of the document's text `raw`."""
+    """`parse_news` of the document's text `raw`: the tail checked against the news'
+    digest (once), then parsed."""
     tail = raw[news.tail:]
     if not tail.startswith(_TAIL.encode()) or digest_of(tail.decode()) != news.digest:
         raise ValueError("the shard news annotation does not match the document")
