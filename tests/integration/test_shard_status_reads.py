@@ -36,7 +36,9 @@ async def test_a_peers_status_is_fetched_and_built_only_where_it_changed(
         shards, theirs = a.shards, b.shards.held()[0]
         home = box.home.clusters["home"]
         path = f"/api/v1/namespaces/{NS}/configmaps/{shardstatus.name_of(theirs)}"
-        await until(lambda: theirs in shards._read, 30, what="b's shard read by a")
+        # b's rows of the roll read by a (a read before b published them holds none)
+        await until(lambda: theirs in shards._read and any(
+            shard_of(k[0], 2) == theirs for k in a.live), 30, what="b's rows read by a")
 
         async def quiet(_client: object) -> None:  # b publishes nothing: the test does
             return None
