@@ -5,7 +5,8 @@
 Starts tracemalloc (`BENCH_TRACEMALLOC_FRAMES` frames per trace, default 1) before the
 controller imports anything heavy, and writes a snapshot to OUT.snap each time the
 process gets SIGUSR2 (`bench.e2e` and `bench.scale` send it before they stop the
-controller when `BENCH_TRACEMALLOC=OUT.snap` is set). Read it with
+controller when `BENCH_TRACEMALLOC=OUT.snap` is set; with replicas, one file per
+replica, and `BENCH_TRACEMALLOC_ONLY=replica-0[,replica-1]` traces only those). Read it with
 `python -m bench.heapdump --show OUT.snap [--by filename|lineno|traceback] [--top N]`.
 With `BENCH_TRACEMALLOC_COLLECT=1`, after the snapshot: the heap unfrozen and fully
 collected, the traced bytes before and after in the log (garbage that only a full

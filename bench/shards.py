@@ -91,6 +91,9 @@ class Replica:
         self.log_path = root / f"{self.identity}.log"
         env = {**os.environ, "FLEET_WEBHOOK_SECRET": SECRET}
         heap = os.environ.get("BENCH_TRACEMALLOC")  # `bench.heapdump`, one file per replica
+        only = os.environ.get("BENCH_TRACEMALLOC_ONLY")  # e.g. "replica-0": that one traced
+        if only and self.identity not in only.split(","):
+            heap = None
         self.heap = Path(f"{heap}.{self.identity}") if heap else None
         prefix = ["-m", "bench.heapdump", str(self.heap)] if self.heap else []
         cmd = [sys.executable, *prefix, "-m", "controllers.cli", "run", "--repo", str(repo),

@@ -10,8 +10,9 @@ is split where it splits naturally:
   residency fields, its per-placement sync (`controllers.status.operatorview`), whether
   it is suspended. Everything a row says comes from inputs named in its `key`: the
   workload's placement, its `PlacementLive` on each of its clusters, its drift, the
-  live objects and pods of it (by identity: the informers replace an object on every
-  change), whether each of its clusters is Unreachable, its Workload document.
+  live objects and pods of it (by resourceVersion, which every write changes: not the
+  objects themselves, which would keep their old versions alive), whether each of its
+  clusters is Unreachable, its Workload document.
 
 `steps(...)` yields between rows, so a caller may build the document in slices that
 let the event loop run (`controllers.status.cache.StatusCache`), and may reuse the
@@ -182,9 +183,25 @@ def row_key(inp: Inputs, wp: WorkloadPlacement) -> Key:
         if c in inp.objects:
             for by in (inp.objects, inp.pods, inp.queued):
                 found = by[c].get(label, ())
-                same.append(len(found))
-                same.extend(found)
+                equal.append(len(found))
+                for o in found:
+                    rv = _version(o)
+                    if rv is None:  # none to compare by: the object itself, by identity
+                        equal.append(None)
+                        same.append(o)
+                    else:
+                        equal.append(rv)
     return (len(equal), *equal, *same)
+
+
+def _version(obj: JSON) -> str | None:
+    """An object's resourceVersion: the API server gives every write a new one, so a
+    row keyed by it is rebuilt when the object changed. A key holding the object
+    instead kept every object's previous version alive until the row's next build
+    (the informers replace an object on each change): a rollout's worth of objects
+    twice over on the replica serving the status (issue 22)."""
+    rv = (obj.get("metadata") or {}).get("resourceVersion")
+    return rv if isinstance(rv, str) and rv else None
 
 
 def build_row(inp: Inputs, wp: WorkloadPlacement, key: Key) -> WorkloadRow:

@@ -227,3 +227,47 @@ async def test_served_status_equals_a_fresh_build_over_random_changes(
                 assert zipped.headers["content-encoding"] == "gzip"
                 assert zipped.content == plain.content  # the same bytes, gzipped once
         assert cache.builds >= 12  # every change was built (and served) anew
+
+
+async def test_held_rows_keep_no_live_object_and_a_changed_one_is_built_again(
+        tmp_path: Path) -> None:
+    """Issue 22 (each replica <= 1 GiB): a held row's key names the live objects and
+    pods it was built from by resourceVersion, not by holding them (the informers
+    replace an object on every change, so a key holding objects kept every object's
+    previous version alive until the row's next build). An out-of-band change to one
+    Deployment gives it a new version: its row is built again, and the document served
+    is the one built whole."""
+    from controllers.demo.faults import find_deployment
+    from fleet.render import WORKLOAD_LABEL, workload_id_of_label
+
+    async with sandbox(tmp_path, files()) as box, box.controller(
+            fast_settings(box), adapter_options=FAST) as m:
+        n = 3 + len(EXTRA)
+        await until(lambda: synced(m.status(), box.first_commit) == (n, n), 30,
+                    what="first rollout")
+        cache = settled_cache(m)
+        await stable(m, cache)
+        assert box.sim is not None
+        cluster, ns, name, _ = find_deployment(box.sim)
+        live = next(o for o in m.adapters[cluster].applier.live.values()
+                    if o.get("kind") == "Deployment"
+                    and (o["metadata"]["namespace"], o["metadata"]["name"]) == (ns, name))
+        wid = workload_id_of_label(live["metadata"]["labels"][WORKLOAD_LABEL])
+        held = cache._rows
+        assert held and all(not any(isinstance(x, dict) for x in r.key)
+                            for r in held.values())
+        before = held[wid].key
+        assert live["metadata"]["resourceVersion"] in before
+        await box.sim.clusters[cluster].edit(
+            "Deployment", ns, name, {"metadata": {"annotations": {"team/note": "x"}}})
+
+        def edited() -> bool:
+            return any(o.get("kind") == "Deployment"
+                       and (o["metadata"]["namespace"], o["metadata"]["name"]) == (ns, name)
+                       and (o["metadata"].get("annotations") or {}).get("team/note") == "x"
+                       for o in m.adapters[cluster].applier.live.values())
+        await until(edited, 20, what="the edit seen by the controller")
+        settled = await stable(m, cache)
+        assert cache._rows[wid].key != before
+        assert not any(isinstance(x, dict) for x in cache._rows[wid].key)
+        assert without_clocks(json.loads(settled.raw)) == without_clocks(m.status())
