@@ -137,6 +137,13 @@ class Applier:
         """Lease generation of this writer (leader election); None: no election."""
         self.may_write: Callable[[], bool] = lambda: True
         """False while this controller is not the leader: no writes at all."""
+        self.owns: Callable[[], bool] = lambda: True
+        """False while what runs here is not this controller's to keep: leadership, or
+        (--shards) the cluster's shard, let go. Another replica writes here then: its
+        writes are not drift, so none is looked for, reported or corrected, and what
+        was applied here is forgotten (`_let_go`): a reconcile after a re-take applies
+        the head again, where a drift correction made from what was applied before
+        would have written an older commit back."""
         self.lease_check: Callable[[], Awaitable[str | None]] | None = None
         """With leader election: None while the Lease still names this writer at its
         `generation`, else why not (`LeaderElector.confirm`)."""
@@ -185,6 +192,8 @@ class Applier:
             if event == "DELETED":
                 self._gone.discard(uid)
             return
+        if self.desired and not self.owns():
+            self._let_go()
         if is_older(obj, self.live.get(key)):
             # A late event (a version before the one we hold, e.g. from before our own
             # write, or of an incarnation we replaced): resourceVersions of one resource
@@ -217,6 +226,13 @@ class Applier:
             else:
                 self._reported.pop(key, None)
                 self._clean[key] = (want, _rv(obj))
+
+    def _let_go(self) -> None:
+        """Forget what was applied here (`owns` turned False): the reference for drift,
+        and the drift reported. The inventory stays (a re-take lists nothing again)."""
+        self.desired.clear()
+        self._clean.clear()
+        self._reported.clear()
 
     def owned(self) -> list[ObjKey]:
         return sorted(k for k, o in self.live.items() if is_owned(o))

@@ -67,6 +67,12 @@ class Leadership:
         self._wired_generation = -1
         self._was_leader = False
 
+    def holds_lease(self) -> bool:
+        """What runs on the clusters is this replica's to keep: no election, or the
+        leader Lease held (also while a refused rollback holds writes back, or before
+        the previous leader's state is read: drift is still looked for then)."""
+        return not self.elect or (self.elector is not None and self.elector.is_leader)
+
     def may_act(self) -> bool:
         if self.holding():
             return False
@@ -98,6 +104,7 @@ class Leadership:
         if not self.elect:
             return
         adapter.applier.may_write = lambda: self.may_act() and self.blocked() is None
+        adapter.applier.owns = self.holds_lease  # lost: the new leader's writes
         adapter.applier.generation = self.elector.generation if self.elector else 0
         adapter.applier.lease_check = self.confirm_lease
 

@@ -366,6 +366,7 @@ class Shards:
         applier = adapter.applier
         applier.may_write = lambda: (not self.m.source.holding and self.m.blocked() is None
                                      and self.owns(name))
+        applier.owns = lambda: self.owns(name)  # a shard let go: its holder's writes
         lease = self.leases.get(shard)
         applier.generation = lease.generation if lease is not None else 0
 
