@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import httpx
 
-from controllers.demo.sandbox import synced, until
+from controllers.demo.sandbox import Sandbox, synced, until
 from controllers.runtime.manager import Manager
 from controllers.status.bodies import Body
 from controllers.status.cache import StatusCache
@@ -70,6 +70,15 @@ async def stable(m: Manager, cache: StatusCache) -> Body:
     raise AssertionError("the status document never settled")
 
 
+async def rolled_out(box: Sandbox, m: Manager) -> tuple[StatusCache, Body]:
+    """Once the first commit is Synced everywhere: the settled cache and its body."""
+    n = 3 + len(EXTRA)
+    await until(lambda: synced(m.status(), box.first_commit) == (n, n), 30,
+                what="first rollout")
+    cache = settled_cache(m)
+    return cache, await stable(m, cache)
+
+
 async def get_while_unchanged(c: httpx.AsyncClient, cache: StatusCache
                              ) -> tuple[Body, httpx.Response]:
     """The cache's document and a `GET /api/v1/status` answered while nothing in the
@@ -118,11 +127,7 @@ async def test_the_cached_status_is_the_whole_document_rebuilt_only_where_it_cha
         tmp_path: Path) -> None:
     async with sandbox(tmp_path, files()) as box, box.controller(
             fast_settings(box), adapter_options=FAST) as m:
-        n = 3 + len(EXTRA)
-        await until(lambda: synced(m.status(), box.first_commit) == (n, n), 30,
-                    what="first rollout")
-        cache = settled_cache(m)
-        body = await stable(m, cache)
+        cache, body = await rolled_out(box, m)
         assert without_clocks(json.loads(body.raw)) == without_clocks(m.status())
         # Nothing changed: the same bytes, no build.
         builds, served = cache.builds, cache.served_cached
@@ -197,11 +202,7 @@ async def test_served_status_equals_a_fresh_build_over_random_changes(
 
     async with sandbox(tmp_path, files()) as box, box.controller(
             fast_settings(box), adapter_options=FAST) as m:
-        n = 3 + len(EXTRA)
-        await until(lambda: synced(m.status(), box.first_commit) == (n, n), 30,
-                    what="first rollout")
-        cache = settled_cache(m)  # no refresher: each request asks the cache on the loop
-        await stable(m, cache)
+        cache, _ = await rolled_out(box, m)  # no refresher: each request asks the cache
         rng = random.Random(2222)
         suspended: set[str] = set()
         ids = sorted({str(k[1]) for k in m.live})
@@ -242,11 +243,7 @@ async def test_held_rows_keep_no_live_object_and_a_changed_one_is_built_again(
 
     async with sandbox(tmp_path, files()) as box, box.controller(
             fast_settings(box), adapter_options=FAST) as m:
-        n = 3 + len(EXTRA)
-        await until(lambda: synced(m.status(), box.first_commit) == (n, n), 30,
-                    what="first rollout")
-        cache = settled_cache(m)
-        await stable(m, cache)
+        cache, _ = await rolled_out(box, m)
         assert box.sim is not None
         cluster, ns, name, _ = find_deployment(box.sim)
         live = next(o for o in m.adapters[cluster].applier.live.values()
