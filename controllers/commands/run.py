@@ -205,6 +205,12 @@ def serve_until_signalled(settings: object) -> int:
                         return
 
             tg.start_soon(stop_on_signal)
+            # glibc's free heap given back every few seconds (controllers.runtime.
+            # heaptrim); a process-wide setting, as the collector's above.
+            from controllers.runtime import heaptrim
+            trim = heaptrim.malloc_trim()
+            if trim is not None and os.environ.get("AIFLEET_MALLOC_TRIM") != "0":
+                tg.start_soon(heaptrim.Trimmer(trim).run)
             if os.environ.get("AIFLEET_TRACE_BLOCKERS") == "1":  # what blocks the loop
                 from controllers.runtime.blockers import Blockers, report
                 tg.start_soon(report, Blockers(manager.loop_lag))
