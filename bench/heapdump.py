@@ -14,7 +14,8 @@ collection frees).
 With `BENCH_TRACEMALLOC_PEAK=1`, also OUT.snap.peak: a snapshot taken whenever the
 traced bytes reach a new high by 5% or more (looked at every 0.2 s), so a transient
 that sets the peak RSS (a first plan, a first full encode) is seen, not only what is
-left at the end.
+left at the end. `BENCH_TRACEMALLOC_PEAK_FROM=MiB`: none below that many traced MiB (a
+snapshot of a big heap takes seconds: only the top of the curve is worth them).
 tracemalloc's own bookkeeping is in RSS (about as much again as what it traces), so
 a run under it measures where the bytes go, not how many the process holds.
 """
@@ -61,7 +62,7 @@ def collect_report() -> None:
 
 def _watch_peak(path: Path) -> None:
     """A snapshot to `path` at each new high of the traced bytes (5% over the last)."""
-    high = 0
+    high = int(float(os.environ.get("BENCH_TRACEMALLOC_PEAK_FROM", "0")) * 2**20)
     while True:
         time.sleep(0.2)
         now = tracemalloc.get_traced_memory()[0]
