@@ -178,7 +178,8 @@ def serve_until_signalled(settings: object) -> int:
 
     assert isinstance(settings, Settings)
     configure(settings.log_level, settings.log_json)
-    _limit_malloc_arenas()
+    from controllers.runtime import heaptrim
+    heaptrim.limit_arenas()
 
     async def main() -> None:
         import functools
@@ -207,7 +208,6 @@ def serve_until_signalled(settings: object) -> int:
             tg.start_soon(stop_on_signal)
             # glibc's free heap given back every few seconds (controllers.runtime.
             # heaptrim); a process-wide setting, as the collector's above.
-            from controllers.runtime import heaptrim
             trim = heaptrim.malloc_trim()
             if trim is not None and os.environ.get("AIFLEET_MALLOC_TRIM") != "0":
                 tg.start_soon(heaptrim.Trimmer(trim).run)
@@ -233,27 +233,3 @@ def serve_until_signalled(settings: object) -> int:
         print(f"fleet run: {gone[0]}: stopped (restart it)", file=sys.stderr)
         return 2
     return 0
-
-
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas before any worker thread starts.
-
-    Placement and Git run in worker threads; glibc gives each thread its own arena and
-    keeps the memory they free, so a big fleet's re-plans leave RSS higher for good by
-    an arena's worth per thread. Same as MALLOC_ARENA_MAX=2, which an operator may
-    still set to something else.
-    """
-    import ctypes
-    import ctypes.util
-    import os
-
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        libc.mallopt(-8, arenas)  # M_ARENA_MAX
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        return

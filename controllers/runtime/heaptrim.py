@@ -16,14 +16,17 @@ So `fleet run` calls `malloc_trim(0)` every `EVERY` seconds, in a worker thread 
 lets the GIL go for the call: the loop runs on meanwhile). The free chunks stay where
 they are and are reused as before; only their pages go back, and a page touched again
 is a page fault, not a copy. Not glibc (musl, macOS): nothing to call, nothing done.
-`AIFLEET_MALLOC_TRIM=0` turns it off (to measure against).
+`AIFLEET_MALLOC_TRIM=0` turns it off (to measure against). `limit_arenas`, the other
+glibc setting `fleet run` makes, caps the arenas its worker threads get.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -36,14 +39,36 @@ EVERY = 10.0
 and a trim of a fragmented 440 MiB heap took 82 ms (in a thread)."""
 
 
-def malloc_trim() -> Callable[[], int] | None:
-    """glibc's `malloc_trim(0)`, or None where the C library has none."""
-    name = ctypes.util.find_library("c")
-    if not name:
+def _libc_function(name: str) -> Any:
+    """A function of the C library, or None where there is none (not glibc)."""
+    lib = ctypes.util.find_library("c")
+    if not lib:
         return None
     try:
-        fn = ctypes.CDLL(name).malloc_trim
+        return getattr(ctypes.CDLL(lib), name)
     except (OSError, AttributeError):
+        return None
+
+
+def limit_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas before any worker thread starts.
+
+    Placement and Git run in worker threads; glibc gives each thread its own arena and
+    keeps the memory they free, so a big fleet's re-plans leave RSS higher for good by
+    an arena's worth per thread. Same as MALLOC_ARENA_MAX=2, which an operator may
+    still set to something else.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    mallopt = _libc_function("mallopt")
+    if mallopt is not None:
+        mallopt(-8, arenas)  # M_ARENA_MAX
+
+
+def malloc_trim() -> Callable[[], int] | None:
+    """glibc's `malloc_trim(0)`, or None where the C library has none."""
+    fn = _libc_function("malloc_trim")
+    if fn is None:
         return None
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int

@@ -246,9 +246,12 @@ async def test_held_rows_keep_no_live_object_and_a_changed_one_is_built_again(
         cache, _ = await rolled_out(box, m)
         assert box.sim is not None
         cluster, ns, name, _ = find_deployment(box.sim)
-        live = next(o for o in m.adapters[cluster].applier.live.values()
-                    if o.get("kind") == "Deployment"
-                    and (o["metadata"]["namespace"], o["metadata"]["name"]) == (ns, name))
+
+        def held_by_controller() -> dict[str, Any]:
+            return next(o for o in m.adapters[cluster].applier.live.values()
+                        if o.get("kind") == "Deployment"
+                        and (o["metadata"]["namespace"], o["metadata"]["name"]) == (ns, name))
+        live = held_by_controller()
         wid = workload_id_of_label(live["metadata"]["labels"][WORKLOAD_LABEL])
         held = cache._rows
         assert held and all(not any(isinstance(x, dict) for x in r.key)
@@ -257,13 +260,8 @@ async def test_held_rows_keep_no_live_object_and_a_changed_one_is_built_again(
         assert live["metadata"]["resourceVersion"] in before
         await box.sim.clusters[cluster].edit(
             "Deployment", ns, name, {"metadata": {"annotations": {"team/note": "x"}}})
-
-        def edited() -> bool:
-            return any(o.get("kind") == "Deployment"
-                       and (o["metadata"]["namespace"], o["metadata"]["name"]) == (ns, name)
-                       and (o["metadata"].get("annotations") or {}).get("team/note") == "x"
-                       for o in m.adapters[cluster].applier.live.values())
-        await until(edited, 20, what="the edit seen by the controller")
+        await until(lambda: (held_by_controller()["metadata"].get("annotations") or {}).get(
+            "team/note") == "x", 20, what="the edit seen by the controller")
         settled = await stable(m, cache)
         assert cache._rows[wid].key != before
         assert not any(isinstance(x, dict) for x in cache._rows[wid].key)
