@@ -40,6 +40,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from clusters.sim import status_strategy
 from clusters.sim.errors import ApplyConflict
 from clusters.sim.patch import ATOMIC_MAPS, ListStrategy, item_key, list_strategy
 
@@ -99,18 +100,21 @@ def _spelled_key(names: tuple[str, ...], key: tuple[Any, ...],
 def _fields(obj: Any, *, update: bool = False, subresource: str | None = None
             ) -> dict[Path, Any]:
     """Every owned path of `obj` mapped to its value: leaves, list items, set members.
-    For the `status` subresource only the paths under `status` count (a /status write
-    owns nothing else); for the main resource everything but status."""
+    For the `status` subresource the paths under `status` and the metadata its kind's
+    status strategy lets a status writer own (`status_strategy.owned`: a Job's
+    labels, a Deployment's annotations, none of a custom resource's); for the main
+    resource everything but status."""
     out: dict[Path, Any] = {}
     if isinstance(obj, Mapping) and subresource == "status":
         if isinstance(obj.get("status"), Mapping) and obj["status"]:
             _walk(obj["status"], ("status",), ("f:status",), out, update)
-        if obj.get("kind") == "Deployment" and str(obj.get("apiVersion")).startswith(
-                "apps/"):  # its status strategy lets annotations through (store.py)
-            meta = obj.get("metadata")
-            notes = meta.get("annotations") if isinstance(meta, Mapping) else None
-            if isinstance(notes, Mapping) and notes:
-                _walk({"annotations": notes}, ("metadata",), ("f:metadata",), out, update)
+        meta = obj.get("metadata")
+        if isinstance(meta, Mapping):
+            keys = status_strategy.owned(str(obj.get("apiVersion", "")),
+                                         str(obj.get("kind", "")))
+            mine = {k: v for k, v in meta.items() if k in keys and v}
+            if mine:
+                _walk(mine, ("metadata",), ("f:metadata",), out, update)
         return out
     if isinstance(obj, Mapping):
         for k, v in obj.items():
@@ -304,11 +308,21 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, *,
           force: bool, now: str, subresource: str | None = None) -> dict[str, Any]:
     """The object after `manager` applies `applied` to `live` (None: create it).
 
-    `subresource="status"` is an apply to `/status`: only the configuration's status
-    is applied, and the manager's entry carries `subresource: status`."""
+    `subresource="status"` is an apply to `/status`: the configuration's status and
+    the metadata its kind's status strategy takes from a request
+    (`status_strategy.taken`) are applied, the rest dropped as the strategy would
+    reset it, and the manager's entry carries `subresource: status`."""
     config = _omit_empty(applied, "")
     if subresource == "status":
+        sent = config.get("metadata")
+        keys = status_strategy.taken(str(config.get("apiVersion", "")),
+                                     str(config.get("kind", "")))
         config = {k: v for k, v in config.items() if k in ("apiVersion", "kind", "status")}
+        if isinstance(sent, dict):
+            meta = {k: v for k, v in sent.items()
+                    if k in keys or k in ("name", "namespace")}
+            if meta:
+                config["metadata"] = meta
     else:
         config.pop("status", None)  # applies to the main resource never write status
     if isinstance(config.get("metadata"), dict):
