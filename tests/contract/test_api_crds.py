@@ -166,10 +166,13 @@ async def test_the_status_subresource_splits_spec_and_status_writes(
     assert status == 201, created
     assert "status" not in created  # the server's, not the creator's
     status, out, _ = await raw(api, "PATCH", f"{base}/w1/status",
-                               body={"status": {"ready": True}, "spec": {"size": 9}},
+                               body={"status": {"ready": True}, "spec": {"size": 9},
+                                     "metadata": {"labels": {"x": "y"}}},
                                content_type="application/merge-patch+json")
     assert status == 200, out
     assert out["status"] == {"ready": True} and out["spec"]["size"] == 3
+    # the customresource status strategy keeps all of the stored object but status
+    assert "labels" not in out["metadata"]
     assert out["metadata"]["generation"] == 1
     status, out, _ = await raw(api, "PATCH", f"{base}/w1",
                                body={"spec": {"size": 4}, "status": {"ready": False}},
