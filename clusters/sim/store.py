@@ -250,6 +250,13 @@ class Store:
         if check_rv and rv and rv != ometa.get("resourceVersion"):
             raise conflict(res.plural, name, res.group)
         new["apiVersion"], new["kind"] = res.api_version, res.kind
+        if meta.get("uid") and meta["uid"] != ometa.get("uid"):
+            # `rest.BeforeUpdate` keeps the stored uid only when none is sent; another
+            # is `ValidateObjectMetaAccessorUpdate`'s immutable field (a PUT is refused
+            # before, as a precondition: api.py)
+            errs = validation.Errs()
+            errs.immutable("metadata.uid", meta["uid"])
+            validation.raise_if_any(res, name, errs)
         for k in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
                   "deletionGracePeriodSeconds", "generation"):
             if k in ometa:
