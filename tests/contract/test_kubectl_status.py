@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from kubernetes_asyncio import client
+
+from tests.contract.k8s import raw
 from tests.contract.test_kubectl import Kubectl, kubectl, pytestmark
 
 __all__ = ["kubectl", "pytestmark"]
@@ -89,3 +92,28 @@ async def test_no_status_write_adds_a_finalizer_to_a_deployment_being_deleted(
         "metadata": {"finalizers": None}})).ok()
     gone = await kubectl("-n", ns, "get", "deploy", "web")
     assert gone.rc != 0 and "NotFound" in gone.err
+
+
+async def test_an_apply_to_status_applies_annotations_not_labels(
+        kubectl: Kubectl, api: client.ApiClient, ns: str) -> None:
+    """`PATCH .../status?fieldManager=m` (apply): a Deployment's labels and spec in the
+    configuration are reset by its status strategy, its annotations applied and owned
+    by `m`'s entry with `subresource: status` (labels and spec are reset fields)."""
+    dep = _deployment(ns)
+    del dep["metadata"]["finalizers"]
+    (await kubectl("create", "-f", "-", stdin=json.dumps(dep))).ok()
+    status, out, _ = await raw(
+        api, "PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/web/status",
+        body={"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "web", "labels": {"tier": "z"},
+                           "annotations": {"example.com/note": "x"}},
+              "spec": {"replicas": 4}},
+        content_type="application/apply-patch+yaml", query=[("fieldManager", "m")])
+    assert status == 200, out
+    assert out["metadata"]["labels"] == {"tier": "a"}
+    assert out["metadata"]["annotations"]["example.com/note"] == "x"
+    assert out["spec"]["replicas"] == 0
+    entry = next(e for e in out["metadata"]["managedFields"] if e["manager"] == "m")
+    assert (entry["operation"], entry["subresource"]) == ("Apply", "status")
+    assert entry["fieldsV1"] == {"f:metadata": {"f:annotations": {
+        "f:example.com/note": {}}}}
