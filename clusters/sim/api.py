@@ -284,6 +284,11 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
             # again under the same name is refused, not applied to the new one
             raise uid_precondition(res.plural, name, res.group, _etcd_key(res, key_ns, name),
                                    str(sent_uid), str(old["metadata"].get("uid", "")))
+        if not (sent or {}).get("resourceVersion") and not _unconditional(res, sub):
+            # genericregistry.Store.Update, named by resource as it does (#18526)
+            raise invalid(res.plural, name, [(
+                "metadata.resourceVersion", "FieldValueInvalid",
+                "Invalid value: 0: must be specified for an update")], group=res.group)
         warn = _check_fields(cluster, res, new, request)
         out = store.replace(res, new, old, manager=_manager(request), subresource=sub,
                             dry_run=_dry_run(request))
@@ -318,6 +323,17 @@ def _etcd_key(res: Resource, ns: str, name: str) -> str:
         else res.plural)
     return f"/registry/{prefix}/{ns}/{name}" if res.namespaced else \
         f"/registry/{prefix}/{name}"
+
+
+def _unconditional(res: Resource, sub: str | None) -> bool:
+    """Whether a PUT without a resourceVersion replaces whatever is stored (the
+    strategy's `AllowUnconditionalUpdate`): not for custom resources
+    (`customResourceStrategy`, whose status strategy embeds it), PodDisruptionBudgets
+    (`podDisruptionBudgetStrategy`: "Status update should only be allowed if version
+    match") and a CRD's /status (apiextensions `statusStrategy`)."""
+    if res.custom or res.kind == "PodDisruptionBudget":
+        return False
+    return not (res.kind == "CustomResourceDefinition" and sub == "status")
 
 
 # Kinds whose DELETE answers with the object even when it is gone at once (the generic
