@@ -23,7 +23,7 @@ import yaml
 from aiohttp import web
 
 from clusters.sim import decoding, kubectl, objects, patch, protobuf, resources, ssa
-from clusters.sim.errors import SimError, bad_request, conflict, invalid
+from clusters.sim.errors import SimError, bad_request, conflict, invalid, uid_precondition
 from clusters.sim.listing import list_response, parse_bool
 from clusters.sim.resources import Registry, Resource, served_as
 from clusters.sim.selectors import combine, field_matcher, label_matcher
@@ -277,6 +277,18 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
             raise bad_request("the body of the request must be an object")
         old = store.get(res, key_ns, name)
         decoding.check_body(res, new)
+        sent = new.get("metadata")
+        sent_uid = sent.get("uid") if isinstance(sent, dict) else None
+        if sent_uid and sent_uid != old["metadata"].get("uid"):
+            # main resource and /status alike: a PUT of an object deleted and created
+            # again under the same name is refused, not applied to the new one
+            raise uid_precondition(res.plural, name, res.group, _etcd_key(res, key_ns, name),
+                                   str(sent_uid), str(old["metadata"].get("uid", "")))
+        if not (sent or {}).get("resourceVersion") and not _unconditional(res, sub):
+            # genericregistry.Store.Update, named by resource as it does (#18526)
+            raise invalid(res.plural, name, [(
+                "metadata.resourceVersion", "FieldValueInvalid",
+                "Invalid value: 0: must be specified for an update")], group=res.group)
         warn = _check_fields(cluster, res, new, request)
         out = store.replace(res, new, old, manager=_manager(request), subresource=sub,
                             dry_run=_dry_run(request))
@@ -297,6 +309,31 @@ async def handle(request: web.Request, cluster: SimCluster) -> web.StreamRespons
         return _json(_deleted(res, out, store.find(res, key_ns, name) is not None))
     raise SimError(405, "MethodNotAllowed",
                    "the server does not allow this method on the requested resource")
+
+
+# Where kube-apiserver keeps a resource in etcd when it is not `<plural>`
+# (pkg/kubeapiserver/default_storage_factory_builder.go, the registries' prefixes).
+_ETCD_PREFIX = {("", "services"): "services/specs", ("", "nodes"): "minions",
+                ("networking.k8s.io", "ingresses"): "ingress"}
+
+
+def _etcd_key(res: Resource, ns: str, name: str) -> str:
+    prefix = _ETCD_PREFIX.get((res.group, res.plural)) or (
+        f"{res.group}/{res.plural}" if res.custom or res.group == "apiextensions.k8s.io"
+        else res.plural)
+    return f"/registry/{prefix}/{ns}/{name}" if res.namespaced else \
+        f"/registry/{prefix}/{name}"
+
+
+def _unconditional(res: Resource, sub: str | None) -> bool:
+    """Whether a PUT without a resourceVersion replaces whatever is stored (the
+    strategy's `AllowUnconditionalUpdate`): not for custom resources
+    (`customResourceStrategy`, whose status strategy embeds it), PodDisruptionBudgets
+    (`podDisruptionBudgetStrategy`: "Status update should only be allowed if version
+    match") and a CRD's /status (apiextensions `statusStrategy`)."""
+    if res.custom or res.kind == "PodDisruptionBudget":
+        return False
+    return not (res.kind == "CustomResourceDefinition" and sub == "status")
 
 
 # Kinds whose DELETE answers with the object even when it is gone at once (the generic

@@ -80,6 +80,22 @@ def conflict(resource: str, name: str, group: str = "") -> SimError:
         _details(resource, name, group))
 
 
+def uid_precondition(resource: str, name: str, group: str, key: str, sent: str,
+                     stored: str) -> SimError:
+    """409 Conflict of a PUT naming another uid than the stored object's: the update
+    carries its uid as a precondition (`rest.DefaultUpdatedObjectInfo.Preconditions`),
+    which the storage's `checkPreconditions` refuses with an invalid-object
+    StorageError that `InterpretUpdateError` turns into a Conflict, worded as in
+    apiserver/pkg/storage/errors.go (the etcd key is best effort)."""
+    qual = f"{resource}.{group}" if group else resource
+    return SimError(
+        409, "Conflict",
+        f'Operation cannot be fulfilled on {qual} "{name}": StorageError: invalid object, '
+        f"Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: Precondition "
+        f"failed: UID in precondition: {sent}, UID in object meta: {stored}",
+        _details(resource, name, group))
+
+
 def invalid(kind: str, name: str, causes: Sequence[tuple[str, str, str]],
             group: str = "") -> SimError:
     """422 Invalid; `causes` are (field, cause type, message) like `FieldValueInvalid`."""

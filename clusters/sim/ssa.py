@@ -40,6 +40,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from clusters.sim import status_strategy
 from clusters.sim.errors import ApplyConflict
 from clusters.sim.patch import ATOMIC_MAPS, ListStrategy, item_key, list_strategy
 
@@ -96,21 +97,26 @@ def _spelled_key(names: tuple[str, ...], key: tuple[Any, ...],
     return _spell_key(names, key)
 
 
-def _fields(obj: Any, *, update: bool = False, subresource: str | None = None
-            ) -> dict[Path, Any]:
+def _fields(obj: Any, *, update: bool = False, subresource: str | None = None,
+            meta_keys: frozenset[str] | None = None) -> dict[Path, Any]:
     """Every owned path of `obj` mapped to its value: leaves, list items, set members.
-    For the `status` subresource only the paths under `status` count (a /status write
-    owns nothing else); for the main resource everything but status."""
+    For the `status` subresource the paths under `status` and the metadata its kind's
+    status strategy lets a status writer own (`status_strategy.owned`: a Job's
+    labels, a Deployment's annotations, none of a custom resource's); for the main
+    resource everything but status. `meta_keys`: the status writer's metadata keys to
+    walk, when not all it may own (`record_update` skips those a write left as they
+    were: their paths are the same on both sides)."""
     out: dict[Path, Any] = {}
     if isinstance(obj, Mapping) and subresource == "status":
         if isinstance(obj.get("status"), Mapping) and obj["status"]:
             _walk(obj["status"], ("status",), ("f:status",), out, update)
-        if obj.get("kind") == "Deployment" and str(obj.get("apiVersion")).startswith(
-                "apps/"):  # its status strategy lets annotations through (store.py)
-            meta = obj.get("metadata")
-            notes = meta.get("annotations") if isinstance(meta, Mapping) else None
-            if isinstance(notes, Mapping) and notes:
-                _walk({"annotations": notes}, ("metadata",), ("f:metadata",), out, update)
+        meta = obj.get("metadata")
+        if isinstance(meta, Mapping):
+            keys = meta_keys if meta_keys is not None else status_strategy.owned(
+                str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+            mine = {k: v for k, v in meta.items() if k in keys and v} if keys else None
+            if mine:
+                _walk(mine, ("metadata",), ("f:metadata",), out, update)
         return out
     if isinstance(obj, Mapping):
         for k, v in obj.items():
@@ -304,11 +310,21 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, *,
           force: bool, now: str, subresource: str | None = None) -> dict[str, Any]:
     """The object after `manager` applies `applied` to `live` (None: create it).
 
-    `subresource="status"` is an apply to `/status`: only the configuration's status
-    is applied, and the manager's entry carries `subresource: status`."""
+    `subresource="status"` is an apply to `/status`: the configuration's status and
+    the metadata its kind's status strategy takes from a request
+    (`status_strategy.taken`) are applied, the rest dropped as the strategy would
+    reset it, and the manager's entry carries `subresource: status`."""
     config = _omit_empty(applied, "")
     if subresource == "status":
+        sent = config.get("metadata")
+        keys = status_strategy.taken(str(config.get("apiVersion", "")),
+                                     str(config.get("kind", "")))
         config = {k: v for k, v in config.items() if k in ("apiVersion", "kind", "status")}
+        if isinstance(sent, dict):
+            meta = {k: v for k, v in sent.items()
+                    if k in keys or k in ("name", "namespace")}
+            if meta:
+                config["metadata"] = meta
     else:
         config.pop("status", None)  # applies to the main resource never write status
     if isinstance(config.get("metadata"), dict):
@@ -510,8 +526,17 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
     - the object is copied at its top and its metadata (which this function and
       the store then write), not deeply: its other parts are shared with `new`, and the
       store never changes a stored object's parts in place."""
-    before = _fields(old, update=True, subresource=subresource)
-    after = _fields(new, update=True, subresource=subresource)
+    keys: frozenset[str] | None = None
+    if subresource == "status":
+        # metadata a status write left as it was moves no field: not walked (the
+        # kubelet's and the controllers' status writes change none)
+        old_meta = (old or {}).get("metadata") or {}
+        new_meta = new.get("metadata") or {}
+        keys = frozenset(k for k in status_strategy.owned(
+            str(new.get("apiVersion", "")), str(new.get("kind", "")))
+            if old_meta.get(k) != new_meta.get(k))
+    before = _fields(old, update=True, subresource=subresource, meta_keys=keys)
+    after = _fields(new, update=True, subresource=subresource, meta_keys=keys)
     added = after.keys() - before.keys()
     removed = before.keys() - after.keys()
     modified = {p for p, v in after.items()

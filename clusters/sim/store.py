@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusters.sim import objects, ssa, storage_kinds, validation
+from clusters.sim import objects, ssa, status_strategy, storage_kinds, validation
 from clusters.sim.errors import SimError, already_exists, bad_request, conflict, not_found
 from clusters.sim.resources import BY_KIND, Registry, Resource
 from clusters.sim.selectors import Matcher
@@ -250,6 +250,13 @@ class Store:
         if check_rv and rv and rv != ometa.get("resourceVersion"):
             raise conflict(res.plural, name, res.group)
         new["apiVersion"], new["kind"] = res.api_version, res.kind
+        if meta.get("uid") and meta["uid"] != ometa.get("uid"):
+            # `rest.BeforeUpdate` keeps the stored uid only when none is sent; another
+            # is `ValidateObjectMetaAccessorUpdate`'s immutable field (a PUT is refused
+            # before, as a precondition: api.py)
+            errs = validation.Errs()
+            errs.immutable("metadata.uid", meta["uid"])
+            validation.raise_if_any(res, name, errs)
         for k in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
                   "deletionGracePeriodSeconds", "generation"):
             if k in ometa:
@@ -258,21 +265,12 @@ class Store:
                 meta.pop(k, None)
         objects.decode_quantities(res, new, old)
         if subresource == "status":
-            # A /status write changes status only (the status strategy resets the rest);
-            # server-side apply computed its own managedFields entry for it.
-            fields = meta.get("managedFields") if managed else None
-            annotations = meta.get("annotations")
-            new = {**old, "status": new.get("status", {})}
-            meta = new["metadata"] = dict(ometa)
-            if _deployment_rules(res):
-                if annotations:
-                    meta["annotations"] = annotations
-                else:
-                    meta.pop("annotations", None)
-            if managed:
-                meta.pop("managedFields", None)
-                if fields:
-                    meta["managedFields"] = fields
+            # The kind's status strategy: the stored spec, and per kind the stored or
+            # the sent labels, annotations, finalizers, ownerReferences
+            # (`status_strategy.py` names each strategy).
+            new = status_strategy.prepare(res, new, old)
+            meta = new["metadata"]
+            validation.validate_status_update(res, old, new)
         elif "status" in old:
             new["status"] = old["status"]
         if subresource != "status":
@@ -455,8 +453,7 @@ def _check_preconditions(res: Resource, obj: Obj, uid: str | None, rv: str | Non
 def _deployment_rules(res: Resource) -> bool:
     """A Deployment (apps): kube-apiserver's Deployment strategy raises its generation
     when its annotations change too ("annotations are copied from deployments to their
-    replica sets", `PrepareForUpdate` in pkg/registry/apps/deployment/strategy.go), and
-    its status strategy resets only spec and labels, so a /status write may change its
-    annotations: how the deployment controller records the revision annotation
-    (`UpdateStatus`) without raising the generation."""
+    replica sets", `PrepareForUpdate` in pkg/registry/apps/deployment/strategy.go); its
+    status strategy does not, which is how the deployment controller records the
+    revision annotation (`UpdateStatus`) without raising it (`status_strategy.py`)."""
     return res.kind == "Deployment" and res.group == "apps"

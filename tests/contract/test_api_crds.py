@@ -166,10 +166,13 @@ async def test_the_status_subresource_splits_spec_and_status_writes(
     assert status == 201, created
     assert "status" not in created  # the server's, not the creator's
     status, out, _ = await raw(api, "PATCH", f"{base}/w1/status",
-                               body={"status": {"ready": True}, "spec": {"size": 9}},
+                               body={"status": {"ready": True}, "spec": {"size": 9},
+                                     "metadata": {"labels": {"x": "y"}}},
                                content_type="application/merge-patch+json")
     assert status == 200, out
     assert out["status"] == {"ready": True} and out["spec"]["size"] == 3
+    # the customresource status strategy keeps all of the stored object but status
+    assert "labels" not in out["metadata"]
     assert out["metadata"]["generation"] == 1
     status, out, _ = await raw(api, "PATCH", f"{base}/w1",
                                body={"spec": {"size": 4}, "status": {"ready": False}},
@@ -177,6 +180,19 @@ async def test_the_status_subresource_splits_spec_and_status_writes(
     assert status == 200, out
     assert out["status"] == {"ready": True} and out["spec"]["size"] == 4
     assert out["metadata"]["generation"] == 2
+    # customResourceStrategy.AllowUnconditionalUpdate is false: a PUT, of the object
+    # or its status, must name the resourceVersion it replaces
+    unversioned = {**out, "metadata": {k: v for k, v in out["metadata"].items()
+                                       if k != "resourceVersion"}}
+    for path in (f"{base}/w1", f"{base}/w1/status"):
+        status, err, _ = await raw(api, "PUT", path, body=unversioned)
+        assert status == 422, err
+        assert err["message"] == (f'widgets.{group} "w1" is invalid: '
+                                  "metadata.resourceVersion: Invalid value: 0: must be "
+                                  "specified for an update")
+    status, out, _ = await raw(api, "PUT", f"{base}/w1/status",
+                               body={**out, "status": {"ready": False}})
+    assert status == 200 and out["status"] == {"ready": False}, out
 
 
 async def test_server_side_apply_and_watch_on_a_custom_kind(

@@ -144,6 +144,35 @@ async def test_delete_with_a_finalizer_only_marks_the_object(api: client.ApiClie
     assert err.value.status == 404
 
 
+async def test_a_put_naming_a_gone_objects_uid_is_a_conflict(api: client.ApiClient,
+                                                              ns: str) -> None:
+    """An object deleted and created again under its name: a PUT (of the object or its
+    /status) carrying the old uid is refused as a storage precondition (409), and a
+    patch changing the uid is an immutable field (422); neither reaches the new one."""
+    base = f"/apis/batch/v1/namespaces/{ns}/jobs"
+    body = job("again")
+    body["spec"]["suspend"] = True
+    status, first, _ = await raw(api, "POST", base, body=body)
+    assert status == 201, first
+    await raw(api, "DELETE", f"{base}/again", body={"propagationPolicy": "Background"})
+    status, second, _ = await raw(api, "POST", base, body=body)
+    assert status == 201, second
+    stale = {**second, "metadata": {**second["metadata"], "uid": first["metadata"]["uid"],
+                                    "labels": {"stale": "yes"}}}
+    del stale["metadata"]["resourceVersion"]  # the uid alone is what is refused
+    for path in (f"{base}/again", f"{base}/again/status"):
+        status, out, _ = await raw(api, "PUT", path, body=stale)
+        assert status == 409 and out["reason"] == "Conflict", out
+        assert f"Precondition failed: UID in precondition: {first['metadata']['uid']}, " \
+            f"UID in object meta: {second['metadata']['uid']}" in out["message"]
+    status, out, _ = await raw(api, "PATCH", f"{base}/again",
+                               body={"metadata": {"uid": first["metadata"]["uid"]}},
+                               content_type="application/merge-patch+json")
+    assert status == 422 and out["details"]["causes"][0]["field"] == "metadata.uid", out
+    _, live, _ = await raw(api, "GET", f"{base}/again")
+    assert "stale" not in (live["metadata"].get("labels") or {})
+
+
 async def test_namespace_deletion_removes_the_objects_in_it(api: client.ApiClient) -> None:
     """Deleting a namespace deletes everything in it, then the namespace itself."""
     core = client.CoreV1Api(api)
