@@ -551,7 +551,8 @@ class Shards:
         """Sleep until the next round, looking at the shard Leases every `LOOK_EVERY`
         seconds meanwhile (one list, nothing written): a Lease let go that this
         replica would take (a peer's clean stop: `Leadership.release`) starts the
-        round at once, not up to a renew period later."""
+        round at once, not up to a renew period later; a shard that changed holder
+        is seen as such (`owners`: whose news of its clusters counts)."""
         deadline = anyio.current_time() + self._next_round
         while deadline - anyio.current_time() > LOOK_EVERY:
             await anyio.sleep(LOOK_EVERY)
@@ -560,10 +561,15 @@ class Shards:
                 continue
             leases = await read_views(client, self.m.home.namespace, self.count,
                                       self.duration, quiet=True)
-            if leases is not None and not leases.foreign and \
-                    lease_moves(leases.views, self.identity).acquire:
+            if leases is None or leases.foreign:
+                continue
+            if lease_moves(leases.views, self.identity).acquire:
                 self.looks_taken += 1
                 return
+            owners = {v.shard: v.holder for v in leases.views if v.holder}
+            if owners != self.owners:
+                self.owners = owners
+                self.refresh_views()
         await anyio.sleep(max(0.0, deadline - anyio.current_time()))
 
     async def round(self, client: KubeClient) -> None:
