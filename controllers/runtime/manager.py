@@ -301,10 +301,11 @@ class Manager:
                 task_status.started(self)
         finally:
             with anyio.CancelScope(shield=True):
-                await busy.aclose(self.placer)  # no worker process left behind
                 # Every task of the group has ended; then each adapter's drift heals,
                 # then the API (an operator action under way is cancelled with its
-                # request): only after the last write are the Leases let go.
+                # request): only after the last write are the Leases let go, before
+                # the placement worker is (it writes nothing; its end takes a second
+                # or two, which the others need not wait for).
                 for adapter in list(self.adapters.values()):
                     await adapter.aclose()
                 if runner is not None:
@@ -313,6 +314,7 @@ class Manager:
                     await front_proc.aclose()
                 await self.leadership.release(writing=lambda: self.acting > 0)
                 await self.home.aclose()
+                await busy.aclose(self.placer)  # no worker process left behind
 
     # ------------------------------------------------------------------ the face
 
