@@ -122,6 +122,8 @@ class LeaderElector:
         self.confirm_every = min(1.0, self.renew_every)
         self.retry_every = 1.0
         """Seconds between attempts while the Lease cannot be renewed or taken."""
+        self.look_every = LOOK_EVERY
+        """Seconds between looks at a Lease another replica holds (`next_attempt`)."""
         self._clock = clock
         self._confirming = anyio.Lock()
         self.expires_in: float | None = None
@@ -304,6 +306,55 @@ class LeaderElector:
                 else "lost"
         return "failed"
 
+    RELEASED = "leader_lease_released"
+    RELEASE_FAILED = "leader_release_failed"
+
+    async def release(self, client: KubeClient | None = None, *,
+                      duration: int | None = None) -> bool:
+        """Let the Lease go now, so another replica takes it at once instead of after
+        its duration: `holderIdentity` emptied (free: see `try_acquire_or_renew`),
+        `renewTime` now, `leaseTransitions` kept (the taker bumps it). `duration`: the
+        `leaseDurationSeconds` to leave; a stop leaves 1, as client-go's ReleaseOnCancel
+        does (`tools/leaderelection/leaderelection.go`, `release`), so a reader that
+        does not take an empty holder for free still sees it lapse within a second;
+        None keeps it (a shard let go to an asker: its mark stays fresh as long).
+
+        Stops acting on the Lease first: no write of ours goes out after this starts.
+        Written only while the Lease still names us at our generation, and only over
+        the version just read (`resourceVersion`: a Conflict is read again), so a
+        Lease another replica took meanwhile is never cleared. True when let go; any
+        failure only logs (the Lease then lapses)."""
+        hold = self._hold
+        self._drop()
+        client = client or self.client
+        path = LEASE.item(self.name, self.namespace)
+        for _ in range(2):  # a Conflict (a renew, an asker's mark): read it again
+            try:
+                lease = await client.request("GET", path, verb="get", retry=False)
+                spec = dict(lease.get("spec") or {})
+                if spec.get("holderIdentity") != self.identity or \
+                        int(spec.get("leaseTransitions") or 0) != hold.generation:
+                    return False  # not ours (any more): never touched
+                now = _fmt(_now())
+                spec.update(holderIdentity="", renewTime=now)
+                if duration is not None:
+                    spec.update(leaseDurationSeconds=duration, acquireTime=now)
+                await client.request("PUT", path, verb="update",
+                                     body={**lease, "spec": spec}, retry=False)
+            except Conflict:
+                continue
+            except NotFound:
+                return False
+            except Exception as e:  # noqa: BLE001 - a closed client too: it lapses
+                log.warning(self.RELEASE_FAILED, **self.log_fields(),
+                            error=f"{type(e).__name__}: {e}")
+                return False
+            log.info(self.RELEASED, **self.log_fields(), identity=self.identity,
+                     generation=hold.generation)
+            return True
+        log.warning(self.RELEASE_FAILED, **self.log_fields(), error="conflict twice")
+        return False
+
     def _won(self, started: float, transitions: int) -> bool:
         if transitions != self.generation:
             log.info("leader_elected", identity=self.identity, generation=transitions)
@@ -357,8 +408,14 @@ class LeaderElector:
             else:
                 log.warning("leader_home_unavailable", identity=self.identity)
             await anyio.sleep(next_attempt(self.renew_every, self.retry_every, ok=ok,
-                                           expires_in=self.expires_in if ok else None))
+                                           expires_in=self.expires_in if ok else None,
+                                           look_every=self.look_every))
 
+
+LOOK_EVERY = 2.0
+"""Seconds between a candidate's looks at a Lease another replica holds: one let go
+(`LeaderElector.release`, a peer's clean stop) is taken within this, not at the next
+renew period. client-go's candidates look every RetryPeriod (2 s by default)."""
 
 EXPIRY_SLACK = 0.05
 """Seconds after a Lease's expiry (renewTime + leaseDurationSeconds) to try it: it is
@@ -366,13 +423,14 @@ expired only strictly after (`try_acquire_or_renew`)."""
 
 
 def next_attempt(renew_every: float, retry_every: float, *, ok: bool,
-                 expires_in: float | None) -> float:
+                 expires_in: float | None, look_every: float | None = None) -> float:
     """Seconds until the next try of a Lease. Every `renew_every` (a third of the
     duration); after a failure sooner, `retry_every` (client-go's RetryPeriod: a home
     cluster that answers again is led again within a second, not a whole renew
     period); and while another holder's Lease runs, just after it would expire
     (`expires_in` + `EXPIRY_SLACK`), so a dead holder's Lease is taken when it lapses,
-    not up to a whole period later. client-go's candidates poll every RetryPeriod
+    not up to a whole period later, and at least every `look_every` (a live holder
+    may let it go on a clean stop). client-go's candidates poll every RetryPeriod
     (with jitter) and count the duration from when they saw the record change
     (observedTime: staging/src/k8s.io/client-go/tools/leaderelection/
     leaderelection.go, isLeaseValid); this elector counts it from the Lease's
@@ -381,4 +439,6 @@ def next_attempt(renew_every: float, retry_every: float, *, ok: bool,
     wait = renew_every if ok else min(renew_every, retry_every)
     if expires_in is not None:
         wait = min(wait, max(0.0, expires_in) + EXPIRY_SLACK)
+        if look_every is not None:
+            wait = min(wait, look_every)
     return wait

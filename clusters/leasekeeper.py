@@ -85,6 +85,12 @@ class LeaseKeeper:
         with self._lock:
             self._leases = {**self._leases, lease.keeper_key: lease}
 
+    def kept(self) -> list[LeaderElector]:
+        """Every Lease given to `keep` (held or not now), shards by number first."""
+        with self._lock:
+            leases = self._leases
+        return [lease for _key, lease in sorted(leases.items(), key=_order)]
+
     def counts(self) -> dict[int | str, dict[str, int]]:
         """Lease (a shard's number, the leader's name) -> outcome -> renewals so far."""
         with self._lock:
@@ -112,7 +118,9 @@ class LeaseKeeper:
 
     def stop(self, within: float = 10.0) -> None:
         """Stop renewing and wait for the thread (a request in flight ends within its
-        timeout). The Leases are not let go: they lapse after their duration."""
+        timeout). The Leases are not let go here: a clean stop lets them go once no
+        writer of the replica is left (`controllers.runtime.leadership.Leadership.
+        release`); otherwise they lapse after their duration."""
         self._stopping.set()
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None:

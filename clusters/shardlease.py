@@ -14,8 +14,9 @@ The Leases are read with one list of the namespace, so a shard beyond this count
 by a larger one) is seen too.
 
 Two additions for balancing (decided by `fleet.shards.lease_moves`):
-- `release`: the holder empties `holderIdentity` (client-go's ReleaseOnCancel does the
-  same), so the Lease is free at once instead of after its duration;
+- `release` (`LeaderElector.release`): the holder empties `holderIdentity` (client-go's
+  ReleaseOnCancel does the same), so the Lease is free at once instead of after its
+  duration; a wanted mark is kept, so the asker takes it;
 - `want`: a replica below its share writes the annotation `aifleet.dev/shard-wanted-by`
   ("IDENTITY TIME") on a Lease someone else holds; the holder reads it at its next
   round. The holder's renews keep it (they run from the keeper's thread, between the
@@ -82,25 +83,9 @@ class ShardLease(LeaderElector):
     def log_fields(self) -> dict[str, object]:
         return {"shard": self.shard}
 
-    async def release(self) -> bool:
-        """Let the Lease go now (holder emptied; a wanted mark kept, so the asker takes
-        it). Stops acting on it first: no write of ours goes out after this starts."""
-        self._drop()
-        path = LEASE.item(self.name, self.namespace)
-        try:
-            lease = await self.client.request("GET", path, verb="get", retry=False)
-            spec = dict(lease.get("spec") or {})
-            if spec.get("holderIdentity") != self.identity:
-                return False
-            spec["holderIdentity"] = ""
-            spec["renewTime"] = _fmt(_now())
-            await self.client.request("PUT", path, verb="update",
-                                      body={**lease, "spec": spec}, retry=False)
-        except (ClusterError, TimeoutError) as e:
-            log.warning("shard_release_failed", shard=self.shard, error=str(e))
-            return False
-        log.info("shard_released", shard=self.shard, identity=self.identity)
-        return True
+    RELEASED = "shard_released"
+    RELEASE_FAILED = "shard_release_failed"
+    """What `release` (`LeaderElector.release`) logs."""
 
 
 def view_of(shard: int, lease: JSON | None, now: datetime, default_duration: float
@@ -161,14 +146,17 @@ class ShardLeases:
 
 async def read_views(client: KubeClient, namespace: str, shards: int,
                      default_duration: float,
-                     now: Callable[[], datetime] = _now) -> ShardLeases | None:
+                     now: Callable[[], datetime] = _now, *,
+                     quiet: bool = False) -> ShardLeases | None:
     """Every shard Lease as it is now (one list of the namespace's Leases), or None when
-    they cannot be read (decide nothing on a partial view)."""
+    they cannot be read (decide nothing on a partial view; `quiet`: not logged, a
+    look between rounds whose round says it)."""
     try:
         listed = await client.request("GET", LEASE.collection(namespace), verb="list",
                                       retry=False)
     except (ClusterError, TimeoutError) as e:
-        log.warning("shard_leases_unreadable", error=str(e))
+        if not quiet:
+            log.warning("shard_leases_unreadable", error=str(e))
         return None
     at = now()
     by_shard: dict[int, JSON] = {}

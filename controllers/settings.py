@@ -161,7 +161,9 @@ class Settings(BaseSettings):
     lease_duration: float = Field(
         15.0, ge=1.0, description="with --leader-elect: seconds a Lease (the leader's, and "
                                   "each shard's) stays valid without a renew: how long a "
-                                  "dead replica's work waits before another takes it over")
+                                  "dead replica's work waits before another takes it "
+                                  "over (a replica stopped by SIGTERM or SIGINT lets its "
+                                  "Leases go at once)")
     lease_liveness: float | None = Field(
         None, gt=0.0, description="with --leader-elect: the held Leases (the leader's, "
                                   "and with --shards each shard's) are renewed from a "

@@ -18,6 +18,14 @@ pass, a big reconcile) does not lose leadership; the loop beats every 0.25 s and
 keeper renews only while the last beat is younger than `--lease-liveness` (default the
 Lease duration), so a hung loop does. Taking the Lease stays on the loop
 (`LeaderElector.run`). With `--shards` the same keeper renews the shard Leases.
+
+A stop that runs its cleanup (SIGTERM, SIGINT: how Kubernetes ends a pod in a rolling
+update) lets every Lease this replica holds go (`release`), as client-go's
+ReleaseOnCancel does, so the others take its leadership and shards at once instead of
+a Lease duration later. Only once no writer of the replica is left (the Manager's
+cleanup: `controllers.runtime.manager.Manager.run`): a write of ours landing after a
+peer took the Lease would be two writers at once. Bounded (`release_within`); a Lease
+that cannot be let go (the home unreachable) lapses as after a SIGKILL.
 """
 
 from __future__ import annotations
@@ -33,6 +41,12 @@ from clusters.leader import LeaderElector, default_identity
 from clusters.leasekeeper import LeaseKeeper
 
 log = structlog.get_logger()
+
+
+RELEASE_WITHIN = 5.0
+"""Seconds a stop spends at most letting its Leases go: client-go bounds its release by
+RenewDeadline (10 s of the default 15 s Lease); a pod has 30 s (its default
+terminationGracePeriodSeconds) from SIGTERM to SIGKILL."""
 
 
 class Leadership:
@@ -66,6 +80,11 @@ class Leadership:
         """Seconds between the loop's beats to the keeper."""
         self._wired_generation = -1
         self._was_leader = False
+        self.release_within = min(RELEASE_WITHIN, lease_duration / 3)
+        """Seconds a stop spends at most letting its Leases go (`release`)."""
+        self.release_on_stop = True
+        """False: a stop leaves its Leases to lapse, as a SIGKILL does (what a test or a
+        bench standing in for a killed replica sets)."""
 
     def holds_lease(self) -> bool:
         """What runs on the clusters is this replica's to keep: no election, or the
@@ -145,9 +164,54 @@ class Leadership:
                 if self.prepare is not None:
                     tg.start_soon(self._take_over, self.elector, self.prepare)
         finally:
-            # A clean stop ends the renewals; the Leases are not let go (they lapse).
+            # A stop ends the renewals here; the Leases are let go later, once nothing
+            # of this replica writes any more (`release`, from the Manager's cleanup).
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(keeper.stop)
+
+    async def release(self, writing: Callable[[], bool] = lambda: False) -> int:
+        """Let every Lease this replica took go (the leader's, its shards'), in
+        parallel, within `release_within` seconds; how many were let go. Call it only
+        once no writer of this replica is left, nor can start: each Lease's fence
+        is dropped first, but a write already past it must have landed before the
+        Lease is free. `writing`: a writer outside the Manager's task group is still
+        under way (an operator action, cancelled with its request): waited for
+        within the same bound, and while it lasts nothing is let go. A Lease that
+        changed hands is left alone, one not let go in time lapses
+        (`clusters.leader.LeaderElector.release`)."""
+        if not self.elect or not self.release_on_stop:
+            return 0
+        deadline = anyio.current_time() + self.release_within
+        with anyio.move_on_after(self.release_within):
+            while writing():  # noqa: ASYNC110 - a count of tasks outside any group
+                await anyio.sleep(0.05)
+        if writing():
+            log.warning("leases_not_released", reason="an operator action is under way")
+            return 0
+        await anyio.to_thread.run_sync(self.keeper.stop)  # no renew races the release
+        leases = [lease for lease in self.keeper.kept() if lease.hold.renewed is not None]
+        client = self.home.client()
+        if not leases:
+            return 0
+        if client is None:
+            log.warning("leases_not_released", reason="the home cluster is not connected",
+                        leases=[lease.name for lease in leases])
+            return 0
+        released: list[str] = []
+
+        async def let_go(lease: LeaderElector) -> None:
+            # a stop leaves leaseDurationSeconds 1, as client-go's ReleaseOnCancel
+            if await lease.release(client, duration=1):
+                released.append(lease.name)
+
+        with anyio.move_on_after(deadline - anyio.current_time()) as scope:
+            async with anyio.create_task_group() as tg:
+                for lease in leases:
+                    tg.start_soon(let_go, lease)
+        if scope.cancelled_caught:
+            log.warning("leases_release_timed_out", within=self.release_within,
+                        released=sorted(released))
+        return len(released)
 
     async def _beat_loop(self) -> None:
         """The keeper's sign that this loop is alive (and how to reach the home)."""

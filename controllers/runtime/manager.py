@@ -136,6 +136,9 @@ class Manager:
         a credentials Secret counts as unreadable (retried on the next poll)."""
         self.port: int | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self.acting = 0
+        """Operator actions under way (`manager_io._acted`, run on this loop but outside
+        its task group): a stop lets its Leases go only once none is left."""
         signatures: dict[str, tuple[Any, ...]] = {}
         """Per cluster, the desired set its last pass applied (the reconciler writes it)."""
 
@@ -298,14 +301,20 @@ class Manager:
                 task_status.started(self)
         finally:
             with anyio.CancelScope(shield=True):
-                await busy.aclose(self.placer)  # no worker process left behind
+                # Every task of the group has ended; then each adapter's drift heals,
+                # then the API (an operator action under way is cancelled with its
+                # request): only after the last write are the Leases let go, before
+                # the placement worker is (it writes nothing; its end takes a second
+                # or two, which the others need not wait for).
                 for adapter in list(self.adapters.values()):
                     await adapter.aclose()
-                await self.home.aclose()
                 if runner is not None:
                     await anyio.to_thread.run_sync(runner.stop)
                 if front_proc is not None:
                     await front_proc.aclose()
+                await self.leadership.release(writing=lambda: self.acting > 0)
+                await self.home.aclose()
+                await busy.aclose(self.placer)  # no worker process left behind
 
     # ------------------------------------------------------------------ the face
 

@@ -184,7 +184,11 @@ async def start_front(m: Manager) -> frontproc.FrontProcess:
 async def _acted(m: Manager, action: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """An operator action; answered once a status document that shows it is published
     (the next read shows it without waiting for a build)."""
-    answer = await act(m, action, body)
+    m.acting += 1  # a write of the replica's, outside its task group
+    try:
+        answer = await act(m, action, body)
+    finally:
+        m.acting -= 1
     await m.status_cache.rebuild()
     return answer
 

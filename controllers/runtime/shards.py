@@ -58,7 +58,7 @@ from prometheus_client.metrics_core import Metric
 from clusters.adapter import ClusterAdapter
 from clusters.client import KubeClient
 from clusters.errors import ClusterError
-from clusters.leader import EXPIRY_SLACK, default_identity
+from clusters.leader import EXPIRY_SLACK, LOOK_EVERY, default_identity
 from clusters.leasekeeper import LeaseKeeper
 from clusters.shardlease import ShardLease, ShardLeases, read_views, want
 from controllers.persist import shardstatus, sharedplan
@@ -240,6 +240,8 @@ class Shards:
         self.foreign: list[str] = []
         """Live shard Leases of another shard count: while any, this replica holds none."""
         self.rounds = 0
+        self.looks_taken = 0
+        """Rounds begun early because a look saw a shard Lease to take (one let go)."""
         self._decided = False
         """A round's moves were made once (the first takes at most one free shard)."""
         self.wall: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -543,7 +545,32 @@ class Shards:
                     await self.round(client)
                 except (ClusterError, TimeoutError) as e:
                     log.warning("shard_round_failed", error=str(e))
-            await anyio.sleep(self._next_round)
+            await self._until_next_round()
+
+    async def _until_next_round(self) -> None:
+        """Sleep until the next round, looking at the shard Leases every `LOOK_EVERY`
+        seconds meanwhile (one list, nothing written): a Lease let go that this
+        replica would take (a peer's clean stop: `Leadership.release`) starts the
+        round at once, not up to a renew period later; a shard that changed holder
+        is seen as such (`owners`: whose news of its clusters counts)."""
+        deadline = anyio.current_time() + self._next_round
+        while deadline - anyio.current_time() > LOOK_EVERY:
+            await anyio.sleep(LOOK_EVERY)
+            client = self.m.home.client()
+            if client is None or self.foreign:
+                continue
+            leases = await read_views(client, self.m.home.namespace, self.count,
+                                      self.duration, quiet=True)
+            if leases is None or leases.foreign:
+                continue
+            if lease_moves(leases.views, self.identity).acquire:
+                self.looks_taken += 1
+                return
+            owners = {v.shard: v.holder for v in leases.views if v.holder}
+            if owners != self.owners:
+                self.owners = owners
+                self.refresh_views()
+        await anyio.sleep(max(0.0, deadline - anyio.current_time()))
 
     async def round(self, client: KubeClient) -> None:
         """One read of every shard Lease, and this replica's moves."""

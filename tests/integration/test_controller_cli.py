@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -59,9 +60,10 @@ def test_leader_elect_without_a_home_refuses_to_start_in_one_line() -> None:
         assert flag in out and env_name in out
 
 
-async def start_fleet_run(box: Sandbox, tmp_path: Path) -> tuple[anyio.abc.Process, int, Path]:
-    """`fleet run` on the sandbox (repo and kubeconfig from the environment), until
-    /readyz says 200: (the process, its port, its log)."""
+async def start_fleet_run(box: Sandbox, tmp_path: Path, *extra: str
+                          ) -> tuple[anyio.abc.Process, int, Path]:
+    """`fleet run` on the sandbox (repo and kubeconfig from the environment; `extra`
+    flags), until /readyz says 200: (the process, its port, its log)."""
     port = free_port()
     env = {**os.environ, "FLEET_REPO": str(box.repo.path),
            "FLEET_KUBECONFIG": str(box.kubeconfig)}
@@ -70,7 +72,7 @@ async def start_fleet_run(box: Sandbox, tmp_path: Path) -> tuple[anyio.abc.Proce
         proc = await anyio.open_process(
             [sys.executable, "-m", "controllers.cli", "run", "--kubeconfig",
              str(box.kubeconfig), "--state-dir", str(tmp_path / "state"), "--listen",
-             f"127.0.0.1:{port}", "--poll-interval", "1", "--log-json", "true"],
+             f"127.0.0.1:{port}", "--poll-interval", "1", "--log-json", "true", *extra],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
@@ -107,6 +109,36 @@ async def test_fleet_run_gets_ready_and_stops_cleanly_on_sigterm(tmp_path: Path)
         finally:
             if proc.returncode is None:
                 proc.kill()
+
+
+async def test_sigterm_lets_the_leader_lease_go_after_the_last_write(tmp_path: Path) -> None:
+    """SIGTERM (a rolling update's stop): the process lets its Lease go before it exits
+    -- holder emptied, as client-go's ReleaseOnCancel leaves it -- so the next replica
+    need not wait out the 300 s Lease."""
+    async with sandbox(tmp_path, home=True) as box:
+        proc, _port, log_path = await start_fleet_run(
+            box, tmp_path, "--leader-elect", "--home-kubeconfig", str(box.home_kubeconfig),
+            "--lease-duration", "300", "--identity", "replica-0")
+        home = box.home
+        assert home is not None
+
+        def holder() -> str | None:
+            leases = home.clusters["home"].objects("Lease")
+            return leases[0]["spec"]["holderIdentity"] if leases else None
+        try:
+            await until(lambda: holder() == "replica-0", 30, what="replica-0 leads")
+            proc.send_signal(signal.SIGTERM)
+            with anyio.fail_after(15):
+                assert await proc.wait() == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+        [lease] = home.clusters["home"].objects("Lease")
+        assert lease["spec"]["holderIdentity"] == ""
+        assert lease["spec"]["leaseDurationSeconds"] == 1
+        events = [json.loads(line)["event"] for line in log_path.read_text().splitlines()
+                  if line.startswith("{")]
+        assert events.index("leader_lease_released") > events.index("controller_stopping")
 
 
 async def test_a_sigkilled_fleet_run_leaves_no_process_behind(tmp_path: Path) -> None:

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import jsonschema
 import pytest
 import structlog
 
 from clusters.apply import Fenced
 from clusters.client import LEASE
-from clusters.leader import LeaderElector
+from clusters.leader import LEASE_NAME, LeaderElector
 from clusters.shardlease import ShardLease
 from controllers.demo.sandbox import Sandbox, until
 from controllers.persist import shardstatus, sharedplan
@@ -206,6 +207,7 @@ async def test_a_dead_replicas_clusters_are_taken_over_after_its_lease_expires(
             await until(lambda: balanced(a, b), 30, what="one shard each")
             await roll(box, "registry.internal/serve:v2", a, b)
             lost = b.shards.held() if b.shards else []
+            b.leadership.release_on_stop = False  # stands in for a SIGKILL
         # b is gone without letting its Lease go (as after SIGKILL): a takes its
         # shard once the Lease expires, and applies the next commit there too.
         await until(lambda: a.shards is not None and a.shards.held() == [0, 1], 30,
@@ -229,6 +231,73 @@ async def test_a_dead_replicas_clusters_are_taken_over_after_its_lease_expires(
         assert all(phases) and phases == sorted(phases)
         assert phases[1] <= took[0]["firstReconciledAt"] <= phases[-1]
         assert a.status()["shards"]["takeovers"] == took
+
+
+async def test_a_clean_stop_hands_its_shards_and_leadership_over_at_once(
+        tmp_path: Path) -> None:
+    """A replica stopped cleanly (SIGTERM: its Manager's task group cancelled) lets its
+    Leases go once nothing of it writes any more, and the other takes them at once:
+    the Leases last 300 s, so a takeover within the test's time is the release's
+    doing, never a lapse. The survivor leads and applies the next commit on the
+    stopped replica's clusters."""
+    long = 300.0
+    async with fleet_of(tmp_path, 2) as (box, _stack), anyio.create_task_group() as tg:
+        with structlog.testing.capture_logs() as logs:
+            a, stop_a, a_stopped = await apart(tg, box, tmp_path, "a", lease=long)
+            await until(lambda: a.elector is not None and a.elector.is_leader, 30,
+                        what="a leads")
+            b, stop_b, _ = await apart(tg, box, tmp_path, "b", lease=long)
+            await until(lambda: a.shards is not None and b.shards is not None
+                        and bool(a.shards.held())
+                        and sorted(a.shards.held() + b.shards.held()) == [0, 1], 60,
+                        what="the shards held, one by a at least")
+            await roll(box, "registry.internal/serve:v2", a, b)
+            assert a.shards is not None
+            lost = a.shards.held()
+            namespace = a.home.namespace
+            stop_a.set()
+            await a_stopped.wait()  # a's cleanup done
+        released = {(e["event"], e.get("lease"), e.get("shard")) for e in logs
+                    if e.get("event") in ("leader_lease_released", "shard_released")
+                    and e.get("identity") == "a"}
+        assert released == {("leader_lease_released", LEASE_NAME, None)} | {
+            ("shard_released", None, s) for s in lost}
+        client = b.home.client()
+        assert client is not None
+        for name in [LEASE_NAME, *(lease_name(s) for s in lost)]:
+            spec = (await client.request("GET", LEASE.item(name, namespace),
+                                         verb="get"))["spec"]
+            # let go (b may have taken it already): never a's any more
+            assert spec["holderIdentity"] in ("", "b")
+            if spec["holderIdentity"] == "":
+                assert spec["leaseDurationSeconds"] == 1
+        await until(lambda: b.shards is not None and b.shards.held() == [0, 1]
+                    and b.leadership.may_act(), 30, what="b holds both shards and leads")
+        assert b.shards is not None and not b.shards.takeovers  # no Lease lapsed
+        before = writes_on(b)
+        await roll(box, "registry.internal/serve:v3", b)
+        after = writes_on(b)
+        taken = [n for n in CLUSTERS if shard_of(n, 2) in lost]
+        assert taken and all(after[n] > before.get(n, 0) for n in taken)
+        stop_b.set()
+
+
+async def apart(tg: anyio.abc.TaskGroup, box: Sandbox, tmp: Path, who: str, *,
+                lease: float) -> tuple[Manager, anyio.Event, anyio.Event]:
+    """Replica `who` of 2 shards running in a task of its own (stopped, in any order,
+    by setting the first Event; the second is set once it stopped)."""
+    stop, stopped = anyio.Event(), anyio.Event()
+    started: list[Manager] = []
+
+    async def run() -> None:
+        async with box.controller(settings(box, tmp, who, 2), adapter_options=FAST,
+                                  lease_duration=lease) as m:
+            started.append(m)
+            await stop.wait()
+        stopped.set()
+    tg.start_soon(run)
+    await until(lambda: bool(started), 30, what=f"{who} started")
+    return started[0], stop, stopped
 
 
 async def test_a_follower_says_nothing_pending_before_it_has_the_leaders_plan(

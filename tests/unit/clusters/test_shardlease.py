@@ -68,3 +68,15 @@ def test_expiry_of_a_lease_is_its_renew_time_plus_its_duration(
 def test_a_candidate_tries_a_lease_just_after_another_holders_lapses(
         ok: bool, expires_in: float | None, wait: float) -> None:
     assert next_attempt(5.0, 1.0, ok=ok, expires_in=expires_in) == pytest.approx(wait)
+
+
+@pytest.mark.parametrize(("ok", "expires_in", "wait"), [
+    (True, 90.0, 2.0),    # another holder's Lease runs long: looked at every 2 s
+    (True, 0.5, 0.5 + EXPIRY_SLACK),  # ... unless it lapses sooner
+    (True, None, 100.0),  # holding it (or nobody does): every renew period
+    (False, None, 1.0),   # a failure: the retry
+], ids=["held-elsewhere", "lapses-sooner", "holding", "retry"])
+def test_a_candidate_looks_at_a_held_lease_often_enough_to_take_one_let_go(
+        ok: bool, expires_in: float | None, wait: float) -> None:
+    assert next_attempt(100.0, 1.0, ok=ok, expires_in=expires_in,
+                        look_every=2.0) == pytest.approx(wait)
