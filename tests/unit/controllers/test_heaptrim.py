@@ -5,10 +5,21 @@ from __future__ import annotations
 
 import sys
 
-import anyio
 import pytest
 
 from controllers.runtime import heaptrim
+
+
+class Stop(Exception):
+    """Ends a trimmer's loop after the readings a test gives it."""
+
+
+def sleeper(looks: int, slept: list[float]):  # type: ignore[no-untyped-def]
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) > looks:
+            raise Stop
+    return sleep
 
 
 async def test_the_trimmer_trims_once_per_period_off_the_loop() -> None:
@@ -16,20 +27,47 @@ async def test_the_trimmer_trims_once_per_period_off_the_loop() -> None:
     calls: list[str] = []
     slept: list[float] = []
 
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        if len(slept) > 3:
-            raise anyio.get_cancelled_exc_class()()  # stop after three periods
-
     def trim() -> int:
         calls.append(threading.current_thread().name)
         return 1
 
-    t = heaptrim.Trimmer(trim, every=7.0, sleep=sleep)
-    with pytest.raises(anyio.get_cancelled_exc_class()):
+    t = heaptrim.Trimmer(trim, every=3.0, check=1.0, rss=lambda: 500 << 20,
+                         sleep=sleeper(9, slept))
+    with pytest.raises(Stop):
         await t.run()
-    assert slept == [7.0] * 4 and t.trims == 3 == len(calls)
+    assert slept == [1.0] * 10 and t.trims == 3 == len(calls) and t.early == 0
     assert threading.main_thread().name not in calls  # in a worker thread
+
+
+async def test_growth_brings_the_next_trim_forward_and_what_it_gave_back_is_counted() -> None:
+    mib = 1 << 20
+    # start 800; +10 (no); +30 since the start: trim, which gives 25 back (805);
+    # +5, +10 since then (no); +24 since then: trim, which gives nothing back
+    readings = iter([800, 810, 830, 805, 810, 815, 829, 829])
+    trims: list[int] = []
+    t = heaptrim.Trimmer(lambda: trims.append(1) or 1, every=100.0, check=1.0,
+                         step=24 * mib, rss=lambda: next(readings) * mib,
+                         sleep=sleeper(5, []))
+    with pytest.raises(Stop):
+        await t.run()
+    assert t.trims == 2 == len(trims) and t.early == 2
+    assert t.freed == 25 * mib
+
+
+async def test_without_a_reading_of_its_rss_it_trims_on_the_period_alone() -> None:
+    t = heaptrim.Trimmer(lambda: 1, every=2.0, check=1.0, rss=lambda: None,
+                         sleep=sleeper(6, []))
+    with pytest.raises(Stop):
+        await t.run()
+    assert t.trims == 3 and t.early == 0 and t.freed == 0
+
+
+def test_rss_bytes_reads_this_process() -> None:
+    rss = heaptrim.rss_bytes()
+    if sys.platform.startswith("linux"):
+        assert rss is not None and rss > 1 << 20
+    else:
+        assert rss is None
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's call")
