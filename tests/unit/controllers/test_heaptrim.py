@@ -45,7 +45,12 @@ async def test_growth_brings_the_next_trim_forward_and_what_it_gave_back_is_coun
     # +5, +10 since then (no); +24 since then: trim, which gives nothing back
     readings = iter([800, 810, 830, 805, 810, 815, 829, 829])
     trims: list[int] = []
-    t = heaptrim.Trimmer(lambda: trims.append(1) or 1, every=100.0, check=1.0,
+
+    def trim() -> int:
+        trims.append(1)
+        return 1
+
+    t = heaptrim.Trimmer(trim, every=100.0, check=1.0,
                          step=24 * mib, rss=lambda: next(readings) * mib,
                          sleep=sleeper(5, []))
     with pytest.raises(Stop):
