@@ -10,61 +10,55 @@ import pytest
 from controllers.runtime import heaptrim
 
 
-class Stop(Exception):
-    """Ends a trimmer's loop after the readings a test gives it."""
+def waiter(looks: int, waited: list[float]):  # type: ignore[no-untyped-def]
+    """A trimmer's wait that lets it look `looks` times, then stops it."""
+    def wait(seconds: float) -> bool:
+        waited.append(seconds)
+        return len(waited) > looks
+    return wait
 
 
-def sleeper(looks: int, slept: list[float]):  # type: ignore[no-untyped-def]
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        if len(slept) > looks:
-            raise Stop
-    return sleep
-
-
-async def test_the_trimmer_trims_once_per_period_off_the_loop() -> None:
+def test_the_trimmer_trims_once_per_period_in_a_thread_of_its_own() -> None:
     import threading
     calls: list[str] = []
-    slept: list[float] = []
+    waited: list[float] = []
 
     def trim() -> int:
         calls.append(threading.current_thread().name)
         return 1
 
     t = heaptrim.Trimmer(trim, every=3.0, check=1.0, rss=lambda: 500 << 20,
-                         sleep=sleeper(9, slept))
-    with pytest.raises(Stop):
-        await t.run()
-    assert slept == [1.0] * 10 and t.trims == 3 == len(calls) and t.early == 0
-    assert threading.main_thread().name not in calls  # in a worker thread
+                         wait=waiter(9, waited))
+    t.start().join(timeout=30)
+    assert waited == [1.0] * 10 and t.trims == 3 and t.early == 0
+    assert calls == ["heap-trim"] * 3  # not the loop's thread
 
 
-async def test_growth_brings_the_next_trim_forward_and_what_it_gave_back_is_counted() -> None:
+def test_growth_brings_the_next_trim_forward_and_what_it_gave_back_is_counted() -> None:
     mib = 1 << 20
     # start 800; +10 (no); +30 since the start: trim, which gives 25 back (805);
     # +5, +10 since then (no); +24 since then: trim, which gives nothing back
     readings = iter([800, 810, 830, 805, 810, 815, 829, 829])
-    trims: list[int] = []
-
-    def trim() -> int:
-        trims.append(1)
-        return 1
-
-    t = heaptrim.Trimmer(trim, every=100.0, check=1.0,
-                         step=24 * mib, rss=lambda: next(readings) * mib,
-                         sleep=sleeper(5, []))
-    with pytest.raises(Stop):
-        await t.run()
-    assert t.trims == 2 == len(trims) and t.early == 2
+    t = heaptrim.Trimmer(lambda: 1, every=100.0, check=1.0, step=24 * mib,
+                         rss=lambda: next(readings) * mib, wait=waiter(5, []))
+    t.run()
+    assert t.trims == 2 and t.early == 2
     assert t.freed == 25 * mib
 
 
-async def test_without_a_reading_of_its_rss_it_trims_on_the_period_alone() -> None:
+def test_without_a_reading_of_its_rss_it_trims_on_the_period_alone() -> None:
     t = heaptrim.Trimmer(lambda: 1, every=2.0, check=1.0, rss=lambda: None,
-                         sleep=sleeper(6, []))
-    with pytest.raises(Stop):
-        await t.run()
+                         wait=waiter(6, []))
+    t.run()
     assert t.trims == 3 and t.early == 0 and t.freed == 0
+
+
+def test_stop_ends_the_thread() -> None:
+    t = heaptrim.Trimmer(lambda: 1, every=3600.0, check=3600.0)
+    thread = t.start()
+    t.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and t.trims == 0
 
 
 def test_rss_bytes_reads_this_process() -> None:
