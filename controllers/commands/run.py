@@ -210,7 +210,7 @@ def serve_until_signalled(settings: object) -> int:
             # heaptrim); a process-wide setting, as the collector's above.
             trim = heaptrim.malloc_trim()
             if trim is not None and os.environ.get("AIFLEET_MALLOC_TRIM") != "0":
-                tg.start_soon(heaptrim.Trimmer(trim).run)
+                heaptrim.Trimmer(trim).start()  # a daemon thread: ends with the process
             if os.environ.get("AIFLEET_TRACE_BLOCKERS") == "1":  # what blocks the loop
                 from controllers.runtime.blockers import Blockers, report
                 tg.start_soon(report, Blockers(manager.loop_lag))

@@ -5,31 +5,68 @@ from __future__ import annotations
 
 import sys
 
-import anyio
 import pytest
 
 from controllers.runtime import heaptrim
 
 
-async def test_the_trimmer_trims_once_per_period_off_the_loop() -> None:
+def waiter(looks: int, waited: list[float]):  # type: ignore[no-untyped-def]
+    """A trimmer's wait that lets it look `looks` times, then stops it."""
+    def wait(seconds: float) -> bool:
+        waited.append(seconds)
+        return len(waited) > looks
+    return wait
+
+
+def test_the_trimmer_trims_once_per_period_in_a_thread_of_its_own() -> None:
     import threading
     calls: list[str] = []
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        if len(slept) > 3:
-            raise anyio.get_cancelled_exc_class()()  # stop after three periods
+    waited: list[float] = []
 
     def trim() -> int:
         calls.append(threading.current_thread().name)
         return 1
 
-    t = heaptrim.Trimmer(trim, every=7.0, sleep=sleep)
-    with pytest.raises(anyio.get_cancelled_exc_class()):
-        await t.run()
-    assert slept == [7.0] * 4 and t.trims == 3 == len(calls)
-    assert threading.main_thread().name not in calls  # in a worker thread
+    t = heaptrim.Trimmer(trim, every=3.0, check=1.0, rss=lambda: 500 << 20,
+                         wait=waiter(9, waited))
+    t.start().join(timeout=30)
+    assert waited == [1.0] * 10 and t.trims == 3 and t.early == 0
+    assert calls == ["heap-trim"] * 3  # not the loop's thread
+
+
+def test_growth_brings_the_next_trim_forward_and_what_it_gave_back_is_counted() -> None:
+    mib = 1 << 20
+    # start 800; +10 (no); +30 since the start: trim, which gives 25 back (805);
+    # +5, +10 since then (no); +24 since then: trim, which gives nothing back
+    readings = iter([800, 810, 830, 805, 810, 815, 829, 829])
+    t = heaptrim.Trimmer(lambda: 1, every=100.0, check=1.0, step=24 * mib,
+                         rss=lambda: next(readings) * mib, wait=waiter(5, []))
+    t.run()
+    assert t.trims == 2 and t.early == 2
+    assert t.freed == 25 * mib
+
+
+def test_without_a_reading_of_its_rss_it_trims_on_the_period_alone() -> None:
+    t = heaptrim.Trimmer(lambda: 1, every=2.0, check=1.0, rss=lambda: None,
+                         wait=waiter(6, []))
+    t.run()
+    assert t.trims == 3 and t.early == 0 and t.freed == 0
+
+
+def test_stop_ends_the_thread() -> None:
+    t = heaptrim.Trimmer(lambda: 1, every=3600.0, check=3600.0)
+    thread = t.start()
+    t.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and t.trims == 0
+
+
+def test_rss_bytes_reads_this_process() -> None:
+    rss = heaptrim.rss_bytes()
+    if sys.platform.startswith("linux"):
+        assert rss is not None and rss > 1 << 20
+    else:
+        assert rss is None
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's call")
