@@ -88,6 +88,16 @@ class AdapterOptions:
     """Workloads applied at once on one cluster: `bench.apply --no-pods --concurrency N`
     measured 1: 199, 2: 228, 4: 305, 8: 337, 16: 410-532, 32: 500, 64: 517 objects/s
     (issue 22; the API server, not this, is the limit from 16 on)."""
+    write_keepalive: float = 1.0
+    """Seconds an idle write connection (aiohttp's pool) stays open: aiohttp closes it
+    between one and two of these after its last write. Each open one holds asyncio's
+    256 KiB TLS read buffer, zero-filled, every page touched (`clusters.leanhttp`).
+    Kept for 1.5 heartbeats (7.5 s, closed 7.5-15 s after), the clusters a replica
+    finished applying in the last 15 s held theirs all at once: at the end of a
+    1,000 x 50,000 rollout, 226 of them (56.5 MiB by tracemalloc, `asyncio/
+    sslproto.py`, opened in the last minute alone) in replica 0, which peaked over
+    1 GiB. A pass reuses its connections write after write; the next pass pays a TLS
+    handshake per connection it opens."""
     retry: RetryPolicy | None = None
     clock: Callable[[], float] = time.monotonic
     """The adapter's clock (rate limit, health, drift-heal backoff): tests inject one."""
@@ -213,7 +223,7 @@ class ClusterAdapter:
         client = KubeClient(conn.cluster, cfg, qps=opts.qps, burst=opts.burst,
                             retry=opts.retry, on_outcome=health.record, clock=opts.clock,
                             sleep=opts.sleep, stalled=stalled,
-                            keepalive=max(2.0, 1.5 * opts.heartbeat_interval))
+                            keepalive=opts.write_keepalive)
         return cls(conn.cluster, client, opts, health, on_drift)
 
     # ------------------------------------------------------------------ running

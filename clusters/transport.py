@@ -142,13 +142,13 @@ class Transport:
         self._limit = limit
         self._keepalive = keepalive
         """Seconds an idle connection is kept in aiohttp's pool (writes). The adapter
-        passes 1.5 heartbeats, so aiohttp's close once the writes are done (issue 22:
-        each costs ~330 KiB). The lean pool (GETs) keeps at most one idle connection
-        whatever its keep-alive, so it keeps it `get_keepalive` (60 s, under
-        kube-apiserver's 90 s `IdleTimeout` in `secure_serving.go`): at 1.5
-        heartbeats, a heartbeat late by a busy loop found it expired and paid a new TLS
-        handshake on both sides (py-spy, 1,000 clusters: 6-9% of a replica's loop
-        during a cold start)."""
+        passes `AdapterOptions.write_keepalive` (1 s), so aiohttp's close once the
+        writes are done (issue 22: each costs ~330 KiB). The lean pool (GETs) keeps at
+        most one idle connection whatever its keep-alive, so it keeps it
+        `get_keepalive` (60 s, under kube-apiserver's 90 s `IdleTimeout` in
+        `secure_serving.go`): at 1.5 heartbeats, a heartbeat late by a busy loop found
+        it expired and paid a new TLS handshake on both sides (py-spy, 1,000
+        clusters: 6-9% of a replica's loop during a cold start)."""
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
