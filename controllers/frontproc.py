@@ -183,6 +183,8 @@ class FrontProcess:
         self.config = config
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self._channel: socket.socket | None = None
+        """The controller's end of the channel (the stream's once `start` made it)."""
         self._writer: asyncio.StreamWriter | None = None
         self._reader: asyncio.StreamReader | None = None
         self._sent: Body | None = None
@@ -195,6 +197,7 @@ class FrontProcess:
         the front never serves without one); the port it serves."""
         self.port = int(listener.getsockname()[1])
         mine, theirs = socket.socketpair()
+        self._channel = mine
         argv = [sys.executable, "-m", "controllers.front", str(theirs.fileno()),
                 str(listener.fileno())]
         try:
@@ -305,12 +308,15 @@ class FrontProcess:
 
     async def aclose(self) -> None:
         """Close the channel (the front exits on it), wait for the front, stop the
-        in-process server, remove its socket's directory."""
+        in-process server, remove its socket's directory. Also after a `start` that
+        was cancelled or failed halfway: whatever of it is there."""
         self.m.status_cache.on_publish = None
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(ConnectionError):
                 await self._writer.wait_closed()
+        elif self._channel is not None:
+            self._channel.close()  # no stream made on it yet
         proc = self.proc
         if proc is not None:
             try:

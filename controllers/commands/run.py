@@ -208,9 +208,7 @@ def serve_until_signalled(settings: object) -> int:
             tg.start_soon(stop_on_signal)
             # glibc's free heap given back every few seconds (controllers.runtime.
             # heaptrim); a process-wide setting, as the collector's above.
-            trim = heaptrim.malloc_trim()
-            if trim is not None and os.environ.get("AIFLEET_MALLOC_TRIM") != "0":
-                heaptrim.Trimmer(trim).start()  # a daemon thread: ends with the process
+            heaptrim.start()  # a daemon thread: ends with the process
             if os.environ.get("AIFLEET_TRACE_BLOCKERS") == "1":  # what blocks the loop
                 from controllers.runtime.blockers import Blockers, report
                 tg.start_soon(report, Blockers(manager.loop_lag))

@@ -68,7 +68,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from clusters.sim import spec_from_cluster  # aiohttp and friends: only when run
+    from controllers.runtime import heaptrim
 
+    heaptrim.limit_arenas()  # before any thread: glibc's setting, as `fleet run` makes it
     _may_write(args.kubeconfig, args.overwrite)
     snap = read_snapshot(args)
     clusters = snap.spec.clusters
@@ -143,6 +145,7 @@ def _may_write(path: Path, overwrite: bool) -> None:
 async def _serve(specs: list[SimClusterSpec], args: argparse.Namespace,
                  ports: dict[str, int] | None) -> None:
     from clusters.sim import start_sim
+    from controllers.runtime import heaptrim
 
     sim = await start_sim(specs, job_seconds=args.job_seconds,
                           pod_start_seconds=args.pod_start_seconds, ports=ports,
@@ -159,12 +162,23 @@ async def _serve(specs: list[SimClusterSpec], args: argparse.Namespace,
         print(f"try: kubectl --kubeconfig {path} --context {specs[0].name} get nodes")
         print("Ctrl-C to stop", flush=True)
         settling = _settle_heap()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        # glibc's free heap given back as `fleet run` gives it (`controllers.runtime.
+        # heaptrim`): a simulator's stored objects churn as a rollout rewrites them,
+        # and glibc keeps what is freed below what is still in use
+        trimmer = heaptrim.start()
+        await _until_signalled()
         if settling is not None:
             settling.cancel()
+        if trimmer is not None:
+            trimmer.stop()
         print("stopping", file=sys.stderr)
+
+
+async def _until_signalled() -> None:
+    """Until SIGINT (Ctrl-C) or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -18,7 +18,8 @@ runs on meanwhile). The free chunks stay where
 they are and are reused as before; only their pages go back, and a page touched again
 is a page fault, not a copy. Not glibc (musl, macOS): nothing to call, nothing done.
 `AIFLEET_MALLOC_TRIM=0` turns it off (to measure against). `limit_arenas`, the other
-glibc setting `fleet run` makes, caps the arenas its worker threads get.
+glibc setting `fleet run` makes, caps the arenas its worker threads get. `fleet sim up`,
+as long-lived and holding many simulated API servers, makes both too (`start`).
 """
 
 from __future__ import annotations
@@ -156,3 +157,18 @@ class Trimmer:
                     log.info("heap_trimmed", freed_mib=gave >> 20, rss_mib=after >> 20,
                              grew=grew)
             base = after
+
+
+def start() -> Trimmer | None:
+    """This process's trimmer, started; None with `AIFLEET_MALLOC_TRIM=0` or where the
+    C library has no `malloc_trim`. A setting of the whole process, so made by a
+    command (`fleet run`, `fleet sim up`), never by a library a test runs in-process.
+    Its thread is a daemon: it ends with the process if not stopped before."""
+    if os.environ.get("AIFLEET_MALLOC_TRIM") == "0":
+        return None
+    trim = malloc_trim()
+    if trim is None:
+        return None
+    trimmer = Trimmer(trim)
+    trimmer.start()
+    return trimmer

@@ -263,17 +263,21 @@ class Manager:
                   task_status: anyio.abc.TaskStatus[Manager] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
         """With `serve`, the API: from a front process (`front`, what `fleet run` does
-        unless --serve-in-process: `controllers.frontproc`), else from a thread."""
+        unless --serve-in-process: `controllers.frontproc`), else from a thread.
+
+        Whatever started is stopped on every way out, a cancel (SIGTERM) or a failure
+        while it starts included: the API is started inside the `try` (a part that
+        fails halfway stops what of it started: `manager_io.start_front`)."""
         runner = None
         front_proc = None
-        if serve:
-            self.status_cache.prime()  # a document before the server listens: none waits
-            if front:
-                front_proc = await manager_io.start_front(self)
-                self.port = front_proc.port
-            else:
-                runner, self.port = await manager_io.start_server(self)
         try:
+            if serve:
+                self.status_cache.prime()  # a document before the server listens: none waits
+                if front:
+                    front_proc = await manager_io.start_front(self)
+                    self.port = front_proc.port
+                else:
+                    runner, self.port = await manager_io.start_server(self)
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 if front_proc is not None:

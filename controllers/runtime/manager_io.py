@@ -149,32 +149,41 @@ async def start_server(m: Manager) -> tuple[ServerThread, int]:
 async def start_front(m: Manager) -> frontproc.FrontProcess:
     """The API served by a process of its own (`controllers.frontproc`): the listening
     socket bound here and handed to it, the routes it forwards served by the
-    in-process server on a Unix socket (same auth; timed by the front, not twice)."""
+    in-process server on a Unix socket (same auth; timed by the front, not twice).
+    Cancelled or failing halfway, it stops what of it started (the in-process server,
+    the front, the port) before it raises: the caller has nothing to stop yet."""
     host, _, port = m.settings.listen.rpartition(":")
     listener = frontproc.listening_socket(host, int(port or 0))
-    auth = _auth(m)
-    ep = _endpoints(m, observe=False)
-    hook_secret = _hook_secret(m)
-    where = frontproc.inner_socket_dir()
-    inner = ServerThread(lambda: build_app(ep, hook_secret, auth), "", 0,
-                         unix=f"{where}/api.sock")
     try:
-        await anyio.to_thread.run_sync(inner.start)
+        auth = _auth(m)
+        ep = _endpoints(m, observe=False)
+        hook_secret = _hook_secret(m)
+        where = frontproc.inner_socket_dir()
+        inner = ServerThread(lambda: build_app(ep, hook_secret, auth), "", 0,
+                             unix=f"{where}/api.sock")
+        s = m.settings
+        secret = s.webhook_secret
+        config = {
+            "inner": f"{where}/api.sock", "version": version(),
+            "webhook_secret": secret.get_secret_value() if secret is not None else None,
+            "api_tokens_file": str(s.api_tokens_file) if s.api_tokens_file else None,
+            "tls_cert": str(s.tls_cert) if s.tls_cert else None,
+            "tls_key": str(s.tls_key) if s.tls_key else None,
+            "log_level": s.log_level, "log_json": s.log_json, "alive_limit": ALIVE_LIMIT,
+            "fresh_wait": m.status_cache.fresh_wait,
+            "stale_after": m.status_cache.stale_after}
+        front = frontproc.FrontProcess(m, inner, where, config)
     except BaseException:
         listener.close()
         raise
-    s = m.settings
-    secret = s.webhook_secret
-    config = {
-        "inner": f"{where}/api.sock", "version": version(),
-        "webhook_secret": secret.get_secret_value() if secret is not None else None,
-        "api_tokens_file": str(s.api_tokens_file) if s.api_tokens_file else None,
-        "tls_cert": str(s.tls_cert) if s.tls_cert else None,
-        "tls_key": str(s.tls_key) if s.tls_key else None,
-        "log_level": s.log_level, "log_json": s.log_json, "alive_limit": ALIVE_LIMIT,
-        "fresh_wait": m.status_cache.fresh_wait, "stale_after": m.status_cache.stale_after}
-    front = frontproc.FrontProcess(m, inner, where, config)
-    bound = await front.start(listener)
+    try:
+        await anyio.to_thread.run_sync(inner.start)
+        bound = await front.start(listener)
+    except BaseException:
+        listener.close()  # (`start` closed it already if it got that far)
+        with anyio.CancelScope(shield=True):
+            await front.aclose()
+        raise
     log.info("http_listening", host=host or "127.0.0.1", port=bound,
              tls=s.tls_cert is not None, auth=auth is not None, front=front.proc.pid
              if front.proc is not None else None)

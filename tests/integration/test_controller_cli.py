@@ -60,13 +60,13 @@ def test_leader_elect_without_a_home_refuses_to_start_in_one_line() -> None:
         assert flag in out and env_name in out
 
 
-async def start_fleet_run(box: Sandbox, tmp_path: Path, *extra: str
-                          ) -> tuple[anyio.abc.Process, int, Path]:
-    """`fleet run` on the sandbox (repo and kubeconfig from the environment; `extra`
-    flags), until /readyz says 200: (the process, its port, its log)."""
-    port = free_port()
+async def spawn_fleet_run(box: Sandbox, tmp_path: Path, port: int, *extra: str,
+                          **env_extra: str) -> tuple[anyio.abc.Process, Path]:
+    """`fleet run` on the sandbox (repo and kubeconfig from the environment, with
+    `env_extra`; `extra` flags), listening on `port`, just spawned: (the process, its
+    log)."""
     env = {**os.environ, "FLEET_REPO": str(box.repo.path),
-           "FLEET_KUBECONFIG": str(box.kubeconfig)}
+           "FLEET_KUBECONFIG": str(box.kubeconfig), **env_extra}
     log_path = tmp_path / "controller.log"
     with log_path.open("wb") as log:
         proc = await anyio.open_process(
@@ -74,6 +74,15 @@ async def start_fleet_run(box: Sandbox, tmp_path: Path, *extra: str
              str(box.kubeconfig), "--state-dir", str(tmp_path / "state"), "--listen",
              f"127.0.0.1:{port}", "--poll-interval", "1", "--log-json", "true", *extra],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    return proc, log_path
+
+
+async def start_fleet_run(box: Sandbox, tmp_path: Path, *extra: str
+                          ) -> tuple[anyio.abc.Process, int, Path]:
+    """`fleet run` on the sandbox (`spawn_fleet_run`), until /readyz says 200: (the
+    process, its port, its log)."""
+    port = free_port()
+    proc, log_path = await spawn_fleet_run(box, tmp_path, port, *extra)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
             await until_ready(c, proc, log_path, 30)
@@ -156,3 +165,60 @@ async def test_a_sigkilled_fleet_run_leaves_no_process_behind(tmp_path: Path) ->
             await proc.wait()
         await until(lambda: not procs.still_running(children), 15,
                     what="no process of the killed controller's left")
+
+
+def port_free(port: int) -> bool:
+    """Nothing holds `port`, bound or listening (no SO_REUSEADDR: a socket only bound,
+    as the one handed to the front is until it serves, is found too)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def fronts_with(tmp: Path) -> list[procs.Proc]:
+    """Front processes running with TMPDIR=`tmp` (whoever their parent is now: an
+    orphan is adopted by PID 1)."""
+    mark = f"TMPDIR={tmp}".encode()
+    found = []
+    for p in procs.everyone():
+        if "controllers.front" not in p.cmdline or not procs.alive(p):
+            continue
+        try:
+            environ = Path(f"/proc/{p.pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if mark in environ:
+            found.append(p)
+    return found
+
+
+async def test_sigterm_while_fleet_run_starts_leaves_no_front_behind(tmp_path: Path) -> None:
+    """SIGTERM while `fleet run` is still starting its front: as soon as the socket of
+    its in-process server (the front's forwarded routes) is there, the front being
+    spawned or connected to next. It stops cleanly (exit 0), and only once its front
+    is gone, the port free. The start used to be outside the stop's cleanup: a front
+    spawned by a start cancelled halfway was left running, not waited for
+    (tests/integration/test_manager_start_stop.py stops it at each point in turn)."""
+    tmp = tmp_path / "tmp"  # where the in-process server's socket is made
+    tmp.mkdir()
+    async with sandbox(tmp_path) as box:
+        port = free_port()
+        proc, log_path = await spawn_fleet_run(box, tmp_path, port, TMPDIR=str(tmp))
+        try:
+            with anyio.fail_after(60):
+                while not list(tmp.glob("aifleet-*/api.sock")):
+                    assert proc.returncode is None, log_path.read_text()
+                    await anyio.sleep(0.002)
+            proc.send_signal(signal.SIGTERM)
+            with anyio.fail_after(30):
+                assert await proc.wait() == 0, log_path.read_text()
+            assert "controller_stopping" in log_path.read_text()
+            assert not fronts_with(tmp)  # none left running, its parent gone
+            assert port_free(port)
+            assert not list(tmp.glob("aifleet-*"))  # the inner socket's folder removed
+        finally:
+            if proc.returncode is None:
+                proc.kill()
