@@ -6,13 +6,15 @@ update) and checks from the outside what a clean stop promises
 0 and every Lease it held (the leader's, its shards') is let go, not left to lapse. The
 replica logs each release at info (`leader_lease_released`, `shard_released`) and the
 bench runs it at warning, so the proof is read from the Lease objects in the home, every
-`EVERY` seconds from the stop on, until each is no longer the stopped replica's:
+`EVERY` seconds from the stop on, until another replica holds each (when it took each
+is the rest of the takeover: a survivor looks every 2 s). How each went, from the first
+read that no longer names the stopped replica:
 
 - seen with an empty `holderIdentity`: let go (`clusters.leader.LeaderElector.release`);
 - taken by another replica with an `acquireTime` before the `renewTime` read just before
   the stop + its `leaseDurationSeconds`: taken before it could have lapsed (its last
-  renew was that one or a later one), so let go; a survivor looks every 2 s, so the
-  empty holder itself is often missed between two reads;
+  renew was that one or a later one), so let go (the empty holder itself may fall
+  between two reads);
 - taken later: lapsed, as after a SIGKILL; never seen to change: still held.
 
 The warnings a failed release logs (`RELEASE_FAILURES`) are read from its log.
@@ -79,6 +81,10 @@ class Gone:
     """Its spec when first seen no longer held by the stopped replica."""
     seen_after: float | None = None
     """Seconds from the stop to that read."""
+    taker: str | None = None
+    """Who holds it since (None: nobody yet)."""
+    taken_after: float | None = None
+    """Seconds from the stop to the first read that showed it held by `taker`."""
 
     @property
     def how(self) -> How:
@@ -87,9 +93,11 @@ class Gone:
     def describe(self) -> str:
         if self.after is None or self.seen_after is None:
             return f"{self.name} {self.how}"
-        holder = self.after.get("holderIdentity")
-        seen = f"taken by {holder}" if holder else "seen free"
-        return f"{self.name} {self.how} ({seen} {self.seen_after:.1f} s after the stop)"
+        seen = [f"seen free {self.seen_after:.1f} s"] if not self.after.get(
+            "holderIdentity") else []
+        if self.taker is not None and self.taken_after is not None:
+            seen.append(f"taken by {self.taker} {self.taken_after:.1f} s")
+        return f"{self.name} {self.how} ({', '.join(seen)} after the stop)"
 
 
 @dataclass
@@ -126,14 +134,14 @@ async def watch_stop(kube: KubeClient, namespace: str, identity: str,
                      leases: Mapping[str, dict[str, Any]], proc: subprocess.Popen[bytes],
                      stopped_at: float, within: float) -> Stopped:
     """Read the Leases `leases` (held by `identity` before its stop at `stopped_at`,
-    `time.perf_counter`) until each is no longer its and `proc` has ended, or for
+    `time.perf_counter`) until another replica holds each and `proc` has ended, or for
     `within` seconds."""
     seen = Stopped([Gone(name, dict(spec)) for name, spec in sorted(leases.items())])
     while time.perf_counter() - stopped_at < within:
         now = time.perf_counter() - stopped_at
         if seen.exited_after is None and proc.poll() is not None:
             seen.exit_code, seen.exited_after = proc.returncode, now
-        open_ = [g for g in seen.leases if g.after is None]
+        open_ = [g for g in seen.leases if g.taker is None]
         if not open_ and seen.exited_after is not None:
             break
         if open_:
@@ -146,8 +154,13 @@ async def watch_stop(kube: KubeClient, namespace: str, identity: str,
                      for item in listed.get("items") or []}
             for g in open_:
                 spec = specs.get(g.name)
-                if spec is not None and spec.get("holderIdentity") != identity:
+                holder = None if spec is None else spec.get("holderIdentity")
+                if spec is None or holder == identity:
+                    continue
+                if g.after is None:
                     g.after, g.seen_after = spec, now
+                if holder:
+                    g.taker, g.taken_after = str(holder), now
         await anyio.sleep(EVERY)
     return seen
 

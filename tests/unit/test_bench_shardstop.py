@@ -85,12 +85,13 @@ def test_held_by_names_only_the_replicas_leases() -> None:
         "aifleet-shard-0": BEFORE}
 
 
-def test_a_clean_stop_is_watched_until_every_lease_moved_and_the_process_ended() -> None:
+def test_a_clean_stop_is_watched_until_every_lease_is_taken_and_the_process_ended() -> None:
     held = {"aifleet-controller": BEFORE, "aifleet-shard-1": BEFORE}
     taken = spec("replica-0", acquired="2026-12-05T09:00:02.000000Z")
     home = Home(held,
                 None,  # unreadable once: nothing concluded from it
                 {"aifleet-controller": spec("", duration=1), "aifleet-shard-1": BEFORE},
+                {"aifleet-controller": spec("", duration=1), "aifleet-shard-1": taken},
                 {"aifleet-controller": taken, "aifleet-shard-1": taken})
     proc = Proc(0, ends_at=3)
 
@@ -100,10 +101,16 @@ def test_a_clean_stop_is_watched_until_every_lease_moved_and_the_process_ended()
 
     seen = anyio.run(main)
     assert seen.exit_code == 0 and seen.exited_after is not None
-    assert [(g.name, g.how, (g.after or {}).get("holderIdentity")) for g in seen.leases] == [
-        ("aifleet-controller", "let go", ""), ("aifleet-shard-1", "let go", "replica-0")]
+    assert [(g.name, g.how, (g.after or {}).get("holderIdentity"), g.taker)
+            for g in seen.leases] == [
+        ("aifleet-controller", "let go", "", "replica-0"),
+        ("aifleet-shard-1", "let go", "replica-0", "replica-0")]
+    free, taken_ = seen.leases[0], seen.leases[1]
+    assert free.seen_after is not None and free.taken_after is not None
+    assert free.seen_after < free.taken_after  # seen free a read before it was taken
+    assert taken_.seen_after == taken_.taken_after
     assert seen.problems() == []
-    assert home.reads == 4  # no read once each Lease had moved
+    assert home.reads == 5  # no read once another replica held each Lease
 
 
 def test_a_lease_left_to_lapse_or_a_failed_exit_is_a_problem() -> None:
