@@ -8,15 +8,25 @@ management home for the Leases (a second `fleet sim up`), and N controllers
 1. cold start: the controllers start -> every placed workload is Synced at the first
    commit in the merged status of replica 0 (`GET /api/v1/status`, which includes the
    shards held by the others);
-2. takeover (N >= 2): SIGKILL the replica whose shards have the most clusters with
+2. takeover (N >= 2): stop the replica whose shards have the most clusters with
    workloads (one that does not lead, if that ties), commit a change to one workload on
-   each of those clusters, tell the survivors (webhook); the time until
-   a survivor's status shows all of them Synced at that commit. The killed replica's
-   Leases must expire first, so the figure is at least the Lease duration
-   (`--lease-duration`); the target is Lease duration + 5 s.
+   each of those clusters, tell the survivors (webhook); the time until a survivor's
+   status shows all of them Synced at that commit. The stop, `--stop` (default both,
+   each on fresh clusters and controllers, so that the two start alike):
+   - kill: SIGKILL, a crash. Its Leases must expire first, so the figure is at least
+     the Lease duration (`--lease-duration`); the target is Lease duration + 5 s.
+   - term: SIGTERM, how a rolling update stops a pod. The replica lets its Leases go
+     after its last write (`Leadership.release`), so nothing waits for a Lease: the
+     target is 5 s whatever the Lease duration, the 5 s the kill target allows beyond
+     the Lease, which here covers the stop itself up to the release (its writers end
+     first), the survivors' next look at the Leases (every 2 s) and taking,
+     connecting and reconciling the shard. Checked from the outside too
+     (`bench.shardstop`): the replica exited 0, and each Lease it held was let go
+     (read from the home), none left to lapse; else the bench fails.
 
     python -m bench.shards --clusters 20 --workloads 400
-    python -m bench.shards --smoke     # 6 clusters x 60 workloads, 1 and 2 replicas
+    python -m bench.shards --smoke     # 6 clusters x 60 workloads, 1 and 2 replicas (both stops)
+    python -m bench.shards --stop term --replicas 2   # only the SIGTERM takeover
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,11 +52,43 @@ import anyio
 import httpx
 
 from bench.e2e import cluster_doc, cpu_seconds, fleet_files, free_port, rss_mib, workload_doc
+from bench.shardstop import Stopped, held_by, read_failures, watch_stop
+from clusters.client import KubeClient
+from clusters.kubeconfig import ConnectionSpec, connection_config
+from clusters.namespace import DEFAULT as NAMESPACE
 from fleet.shards import shard_of
 from workloads.scratch import FleetRepo
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret"
+
+STOPS = {"kill": signal.SIGKILL, "term": signal.SIGTERM}
+WHY = {"kill": "a crash: its Leases lapse", "term": "a rolling update's stop: its Leases let go"}
+TERM_TARGET = 5.0
+"""Seconds, commit to Synced, after a SIGTERM (the module's docstring says why)."""
+GRACE = 30.0
+"""Seconds a stopped replica has to end: a pod's default terminationGracePeriodSeconds
+(then the kubelet kills it)."""
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """One takeover's figures, for the summary."""
+
+    replicas: int
+    stop: str
+    took: float
+    """Seconds from the commit (just after the stop) to Synced in a survivor's status."""
+    since_stop: float
+    target: float
+    note: str = ""
+
+    def line(self, lease: float) -> str:
+        why = f"Lease {lease:g} s + 5 s" if self.stop == "kill" else "no Lease waited for"
+        return (f"  {self.replicas} replicas, SIG{self.stop.upper()} ({WHY[self.stop]}): "
+                f"{self.took:.1f} s ({self.since_stop:.1f} s since the stop), target <= "
+                f"{self.target:g} s ({why}): {'met' if self.took <= self.target else 'NOT met'}"
+                + (f"; {self.note}" if self.note else ""))
 
 
 def sim_up(repo: Path, kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -165,7 +208,9 @@ async def until_synced(r: Replica, client: httpx.AsyncClient, commit: str, withi
     raise TimeoutError(f"not synced within {within:.0f} s (last {last[0]}/{last[1]})")
 
 
-async def one_run(args: argparse.Namespace, n: int) -> None:
+async def one_run(args: argparse.Namespace, n: int, stop: str | None) -> Takeover | None:
+    """Fresh clusters and N replicas: the cold start, then (`stop` not None) the
+    takeover after that stop."""
     with tempfile.TemporaryDirectory(prefix="aifleet-shards-") as tmp:
         root = Path(tmp)
         repo = FleetRepo(root / "fleet")
@@ -177,9 +222,12 @@ async def one_run(args: argparse.Namespace, n: int) -> None:
         sims = sim_up(repo.path, kube, root / "sims.log")
         home_sim = sim_up(home_repo.path, home, root / "home.log")
         replicas: list[Replica] = []
+        home_kube: KubeClient | None = None
         try:
             await wait_file(kube, sims, 120)
             await wait_file(home, home_sim, 60)
+            home_kube = KubeClient("home", await connection_config(
+                ConnectionSpec("home", str(home), "home")))
             load = os.getloadavg()[0]
             started = time.perf_counter()
             replicas = [Replica(root, repo.path, kube, home, n, i, args.lease_duration,
@@ -195,9 +243,12 @@ async def one_run(args: argparse.Namespace, n: int) -> None:
                       f"{' + '.join(f'{c:.1f}' for c in cpu)} s, peak RSS "
                       f"{' / '.join(f'{m:.0f}' for m in rss)} MiB; load average "
                       f"{load:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
-                if n >= 2:
-                    await takeover(args, replicas, repo, client)
+                if stop is not None:
+                    return await takeover(args, replicas, repo, client, stop, home_kube)
+                return None
         finally:
+            if home_kube is not None:
+                await home_kube.close()
             for r in replicas:
                 r.stop()
                 if args.keep_logs is not None:
@@ -208,8 +259,9 @@ async def one_run(args: argparse.Namespace, n: int) -> None:
 
 
 async def takeover(args: argparse.Namespace, replicas: list[Replica], repo: FleetRepo,
-                   client: httpx.AsyncClient) -> None:
-    """SIGKILL a replica; time until its clusters apply a commit."""
+                   client: httpx.AsyncClient, stop: str, home: KubeClient) -> Takeover:
+    """Stop a replica (SIGKILL or SIGTERM: `stop`); time until its clusters apply a
+    commit. After a SIGTERM, also what the home shows of its Leases (`bench.shardstop`)."""
     balanced = time.perf_counter()
     while True:  # the first replica up took every shard; the others ask for theirs
         docs = {r.identity: await r.status(client) for r in replicas}
@@ -246,30 +298,57 @@ async def takeover(args: argparse.Namespace, replicas: list[Replica], repo: Flee
     clusters = set(changed)
     spread = Counter(c for on in where.values() for c in on)
     print(f"  workloads per cluster: {dict(sorted(spread.items()))}", flush=True)
-    print(f"  killing {victim.identity}: shards {sorted(lost)}, clusters {sorted(clusters)}, "
-          f"changing {sorted(changed.values())}", flush=True)
-    victim.proc.send_signal(signal.SIGKILL)
+    signame = f"SIG{stop.upper()}"
+    print(f"  {signame} to {victim.identity}: shards {sorted(lost)}, clusters "
+          f"{sorted(clusters)}, changing {sorted(changed.values())}", flush=True)
+    leases = await held_by(home, NAMESPACE, victim.identity) if stop == "term" else {}
+    victim.proc.send_signal(STOPS[stop])
     killed = time.perf_counter()
     killed_at = datetime.now(UTC)
+    seen: list[Stopped] = []
+
+    async def watch() -> None:
+        seen.append(await watch_stop(home, NAMESPACE, victim.identity, leases, victim.proc,
+                                     killed, within=max(GRACE, args.lease_duration + 10)))
     files = {}
     for wid in changed.values():
         team, name = wid.split("/")
         i = int(name[1:])
         files[f"workloads/{team}/{name}.yaml"] = workload_doc(i, rev=1)
-    commit = repo.commit(files, "bench: one workload per cluster of the killed shards")
+    commit = repo.commit(files, "bench: one workload per cluster of the stopped shards")
     survivors = [r for r in replicas if r is not victim]
-    for r in survivors:
-        await r.hook(client)
-    print(f"  commit {commit[:12]}", flush=True)
-    took = await until_synced(survivors[0], client, commit, args.cold_limit,
-                              only=set(changed.values()))
-    print(f"  takeover: SIGKILL {victim.identity} ({'the leader, ' if leads(victim) else ''}"
+    async with anyio.create_task_group() as tg:
+        if stop == "term":
+            tg.start_soon(watch)
+        for r in survivors:
+            await r.hook(client)
+        print(f"  commit {commit[:12]}", flush=True)
+        took = await until_synced(survivors[0], client, commit, args.cold_limit,
+                                  only=set(changed.values()))
+        since = time.perf_counter() - killed
+    target = args.lease_duration + 5 if stop == "kill" else TERM_TARGET
+    print(f"  takeover: {signame} {victim.identity} ({'the leader, ' if leads(victim) else ''}"
           f"shards {sorted(lost)}, "
           f"{len(clusters)} clusters) -> a commit on each of them Synced by the others "
           f"in {took:.1f} s (Lease {args.lease_duration:g} s; target <= "
-          f"{args.lease_duration + 5:g} s); since the kill "
-          f"{time.perf_counter() - killed:.1f} s", flush=True)
-    await print_phases(survivors, client, victim.identity, killed_at)
+          f"{target:g} s); since the {signame} {since:.1f} s", flush=True)
+    lapsed = await print_phases(survivors, client, victim.identity, killed_at, signame,
+                                tries=20 if stop == "kill" else 1)
+    note = ""
+    if seen:
+        [out] = seen
+        out.failures = read_failures(victim.log_path)
+        note = (f"exited {out.exit_code} after {out.exited_after:.1f} s; "
+                if out.exited_after is not None else "") + \
+            f"Leases: {', '.join(g.describe() for g in out.leases) or 'none held'}"
+        print(f"  {signame} {victim.identity}: {note}", flush=True)
+        problems = out.problems() + ([f"{lapsed} takeover(s) of a lapsed Lease recorded"]
+                                     if lapsed else [])
+        if problems:
+            raise RuntimeError(f"{victim.identity} did not stop cleanly after {signame}: "
+                               f"{'; '.join(problems)}\n"
+                               f"{victim.log_path.read_text()[-1500:]}")
+    return Takeover(len(replicas), stop, took, since, target, note)
 
 
 PHASES = (("readiedAt", "connecting before the lapse"), ("expiredAt", "its Lease lapsed"),
@@ -280,11 +359,13 @@ PHASES = (("readiedAt", "connecting before the lapse"), ("expiredAt", "its Lease
 
 
 async def print_phases(survivors: list[Replica], client: httpx.AsyncClient, victim: str,
-                       killed_at: datetime) -> None:
+                       killed_at: datetime, signame: str, tries: int) -> int:
     """The takeover's phases as the replicas that took the victim's shards recorded
-    them (`shards.takeovers` in their status), in seconds since the SIGKILL."""
+    them (`shards.takeovers` in their status), in seconds since the stop; how many.
+    Only a Lease that lapsed is recorded so (`ShardSet._took`): after a SIGTERM none
+    should be, so one look (`tries`) is enough."""
     rows: list[tuple[str, dict[str, Any]]] = []
-    for _ in range(20):  # the last phase may be recorded a moment after status showed it
+    for _ in range(tries):  # the last phase may be recorded a moment after status showed it
         rows = []
         for r in survivors:
             doc = await r.status(client) or {}
@@ -299,18 +380,33 @@ async def print_phases(survivors: list[Replica], client: httpx.AsyncClient, vict
             at = t.get(key)
             return "-" if not at else \
                 f"{(datetime.fromisoformat(at) - killed_at).total_seconds():.2f}"
-        print(f"  phases (s after SIGKILL), shard {t['shard']} ({t['clusters']} clusters) "
+        print(f"  phases (s after {signame}), shard {t['shard']} ({t['clusters']} clusters) "
               f"taken by {who}: " + ", ".join(f"{name} {since(key)}" for key, name in PHASES),
               flush=True)
     if not rows:
-        print("  phases: no takeover recorded by the survivors", flush=True)
+        print("  phases: no takeover of a lapsed Lease recorded by the survivors", flush=True)
+    return len(rows)
 
 
 async def run(args: argparse.Namespace) -> int:
     print(f"{platform.python_implementation()} {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
+    results: list[Takeover] = []
     for n in args.replicas:
-        await one_run(args, n)
+        stops: list[str | None] = [s for s in STOPS if args.stop in (s, "both")] \
+            if n >= 2 else [None]
+        for stop in stops:
+            if stop is not None and len(stops) > 1:
+                print(f"{n} replicas, fresh clusters for the SIG{stop.upper()} takeover",
+                      flush=True)
+            result = await one_run(args, n, stop)
+            if result is not None:
+                results.append(result)
+    if results:
+        print("summary: a commit on each of the stopped replica's clusters, until Synced "
+              "in a survivor's status (from the commit)", flush=True)
+        for result in results:
+            print(result.line(args.lease_duration), flush=True)
     return 0
 
 
@@ -322,6 +418,9 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=4, help="nodes per flavour per cluster")
     ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--lease-duration", type=float, default=5.0)
+    ap.add_argument("--stop", choices=["kill", "term", "both"], default="both",
+                    help="how the takeover's replica is stopped: SIGKILL, SIGTERM, or each "
+                         "on fresh clusters")
     ap.add_argument("--cold-limit", type=float, default=300.0)
     ap.add_argument("--keep-logs", type=Path, default=None,
                     help="copy each controller's log into this folder")
