@@ -167,17 +167,6 @@ async def test_a_sigkilled_fleet_run_leaves_no_process_behind(tmp_path: Path) ->
                     what="no process of the killed controller's left")
 
 
-def port_free(port: int) -> bool:
-    """Nothing holds `port`, bound or listening (no SO_REUSEADDR: a socket only bound,
-    as the one handed to the front is until it serves, is found too)."""
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def fronts_with(tmp: Path) -> list[procs.Proc]:
     """Front processes running with TMPDIR=`tmp` (whoever their parent is now: an
     orphan is adopted by PID 1)."""
@@ -217,7 +206,7 @@ async def test_sigterm_while_fleet_run_starts_leaves_no_front_behind(tmp_path: P
                 assert await proc.wait() == 0, log_path.read_text()
             assert "controller_stopping" in log_path.read_text()
             assert not fronts_with(tmp)  # none left running, its parent gone
-            assert port_free(port)
+            assert procs.port_free(port)
             assert not list(tmp.glob("aifleet-*"))  # the inner socket's folder removed
         finally:
             if proc.returncode is None:

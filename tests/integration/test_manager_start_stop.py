@@ -33,17 +33,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def port_free(port: int) -> bool:
-    """Nothing holds `port`, bound or listening (no SO_REUSEADDR here: a socket only
-    bound, as the one handed to the front is until it serves, is found too)."""
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def fronts() -> list[procs.Proc]:
     return [p for p in procs.descendants(os.getpid())
             if "controllers.front" in p.cmdline and procs.alive(p)]
@@ -110,6 +99,6 @@ async def test_a_manager_stopped_while_it_starts_leaves_no_front_and_frees_its_p
     assert scope.cancel_called == (how == "cancelled-connecting")
     assert not fronts()  # waited for, not left to notice its channel closed some day
     assert len(servers()) == before  # the in-process server (forwarded routes) stopped
-    assert port_free(port)
+    assert procs.port_free(port)
     assert m.status_cache.on_publish is None
     assert not leftovers(tmp_path)  # the inner socket's folder removed

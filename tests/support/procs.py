@@ -9,6 +9,7 @@ gone.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,3 +69,14 @@ def alive(p: Proc) -> bool:
 
 def still_running(procs: list[Proc]) -> list[Proc]:
     return [p for p in procs if alive(p)]
+
+
+def port_free(port: int) -> bool:
+    """Nothing holds `port` on 127.0.0.1, bound or listening (no SO_REUSEADDR: a socket
+    only bound, as the one handed to the front is until it serves, is found too)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
