@@ -316,6 +316,12 @@ class StatusCache:
         else:
             loop.call_soon_threadsafe(self._asked)
             self._read("cached")
+            if published is not None:
+                # the one published when this request came, with its age: not one the
+                # refresher, woken by `_asked` on the loop, may publish meanwhile (a
+                # small fleet's build can end before this thread reads `_body` again:
+                # then the answer said age 0 of a document the request did not wait for)
+                return published, max(0.0, self.clock() - at)
             body = self._body or body
         at, published = self._stamp
         return body, max(0.0, self.clock() - at) if published is body else 0.0
