@@ -43,10 +43,11 @@ CHECK = 1.0
 """Seconds between two looks at the process's RSS (one read of /proc/self/statm)."""
 
 STEP = 24 << 20
-"""Bytes of RSS growth since the last trim that bring the next one forward. A replica
-at the end of its rollout grew by 100-150 MiB within the 10 s between two trims, and
-the trim after its peak gave back 103 MiB (1,000 x 50,000, replica 0): trimmed as it
-grows, what is free goes back before it adds up. Growth that is real (the informers
+"""Bytes of RSS growth since the last trim that bring the next one forward: while a
+rollout churns the heap, what is freed goes back within seconds instead of piling up
+for 10 s (1,000 x 50,000, replica 0: 16-50 MiB back per trim). It did not lower that
+replica's peak, which was live memory (idle write connections' TLS buffers:
+`clusters.adapter.AdapterOptions.write_keepalive`). Growth that is real (the informers
 filling) costs one trim per step, which finds little to give back."""
 
 LOG_FREED = 16 << 20
